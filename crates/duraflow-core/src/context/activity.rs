@@ -1,0 +1,81 @@
+//! Scheduling an activity.
+
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+
+use super::op::{OpFuture, OpKind};
+use super::WorkflowContext;
+use crate::error::WorkflowError;
+use crate::event::{ActivityOptions, EventKind};
+use crate::payload::{Payload, PayloadError};
+use crate::retry::RetryPolicy;
+
+/// An activity about to be scheduled; set its options, then `.await` it for the output.
+#[must_use = "an activity is scheduled only when awaited"]
+pub struct ActivityCall<O> {
+    ctx: WorkflowContext,
+    name: String,
+    input: Result<Payload, PayloadError>,
+    options: ActivityOptions,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<O> ActivityCall<O> {
+    pub(super) fn new(
+        ctx: WorkflowContext,
+        name: &str,
+        input: Result<Payload, PayloadError>,
+    ) -> Self {
+        ActivityCall {
+            ctx,
+            name: name.to_owned(),
+            input,
+            options: ActivityOptions::default(),
+            _output: PhantomData,
+        }
+    }
+
+    /// Sets how failed attempts are retried (default: [`RetryPolicy::default`]).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.options.retry = policy;
+        self
+    }
+
+    /// Fails an attempt that runs longer than `timeout`; the retry policy decides what follows.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.options.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Fails the activity for good if it has no result `timeout` after it was scheduled,
+    /// retries included.
+    pub fn schedule_to_close(mut self, timeout: Duration) -> Self {
+        self.options.schedule_to_close = Some(timeout);
+        self
+    }
+}
+
+impl<O: DeserializeOwned> IntoFuture for ActivityCall<O> {
+    type Output = Result<O, WorkflowError>;
+    type IntoFuture = OpFuture<O>;
+
+    fn into_future(self) -> OpFuture<O> {
+        let op = self.ctx.next_op();
+        let label = format!("activity {:?}", self.name);
+        let issue = self
+            .input
+            .map(|input| EventKind::ActivityScheduled {
+                op: op.clone(),
+                name: self.name.clone(),
+                input,
+                options: self.options,
+            })
+            .map_err(|e| {
+                WorkflowError::Payload(format!("cannot encode the input of {label}: {e}"))
+            });
+        OpFuture::new(self.ctx.state.clone(), op, OpKind::Activity, label, issue)
+    }
+}

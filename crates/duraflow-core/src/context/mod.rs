@@ -1,0 +1,272 @@
+//! [`WorkflowContext`]: everything workflow code may do, each as a durable operation.
+
+mod activity;
+mod child;
+mod continue_as_new;
+mod event_wait;
+pub(crate) mod op;
+mod step;
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::time::{Duration, SystemTime};
+
+use futures::future::Either;
+use serde::Serialize;
+
+pub use activity::ActivityCall;
+pub use child::{ChildCall, StartChild};
+pub use continue_as_new::ContinueAsNew;
+pub use event_wait::{EventWait, EventWaitFuture};
+pub use op::OpFuture;
+pub use step::StepFuture;
+
+use crate::error::WorkflowError;
+use crate::event::EventKind;
+use crate::op_id::OpId;
+use crate::payload::Payload;
+use crate::replay::state::{lock, Shared};
+use crate::time::Timestamp;
+use op::OpKind;
+
+/// The handle workflow code uses for every durable operation: activities, inline steps, timers,
+/// external events, child workflows and continue-as-new, plus deterministic time, ids and random
+/// numbers.
+///
+/// A workflow is re-run from the start whenever it resumes; each operation consults the journal
+/// first, so code that has already run returns the recorded results without doing the work again.
+/// Workflow code must therefore be deterministic: use `ctx.now()`, `ctx.uuid()` and
+/// `ctx.random_u64()` rather than the system clock or a random generator, and do I/O only inside
+/// activities and steps.
+#[derive(Clone)]
+pub struct WorkflowContext {
+    pub(crate) state: Shared,
+    pub(crate) scope: Option<OpId>,
+}
+
+impl fmt::Debug for WorkflowContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = lock(&self.state);
+        f.debug_struct("WorkflowContext")
+            .field("instance_id", &s.instance_id)
+            .field("execution", &s.execution)
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+impl WorkflowContext {
+    pub(crate) fn root(state: Shared) -> Self {
+        WorkflowContext { state, scope: None }
+    }
+
+    pub(crate) fn next_op(&self) -> OpId {
+        lock(&self.state).next_op_id(self.scope.as_ref())
+    }
+
+    /// The instance's id.
+    pub fn instance_id(&self) -> String {
+        lock(&self.state).instance_id.clone()
+    }
+
+    /// The execution number: 1, then one more after each continue-as-new.
+    pub fn execution(&self) -> u32 {
+        lock(&self.state).execution
+    }
+
+    /// The workflow's registered name.
+    pub fn workflow_name(&self) -> String {
+        lock(&self.state).workflow_name.clone()
+    }
+
+    /// Workflow time: when the latest event delivered to this workflow arrived. It is the same on
+    /// every replay.
+    pub fn now(&self) -> Timestamp {
+        lock(&self.state).now
+    }
+
+    /// [`WorkflowContext::now`] as a `SystemTime`.
+    pub fn now_system(&self) -> SystemTime {
+        self.now().into()
+    }
+
+    /// Whether the code is re-running journaled history (rather than running new work).
+    pub fn is_replaying(&self) -> bool {
+        lock(&self.state).is_replaying()
+    }
+
+    /// A random number that is the same on every replay.
+    pub fn random_u64(&self) -> u64 {
+        let mut s = lock(&self.state);
+        s.random_counter += 1;
+        let seed = fnv1a(s.instance_id.as_bytes()) ^ u64::from(s.execution).rotate_left(32);
+        splitmix64(seed.wrapping_add(s.random_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+    }
+
+    /// A version-4 UUID that is the same on every replay.
+    pub fn uuid(&self) -> uuid::Uuid {
+        let hi = self.random_u64();
+        let lo = self.random_u64();
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&hi.to_le_bytes());
+        bytes[8..].copy_from_slice(&lo.to_le_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    /// Logs at INFO through `tracing`, unless the code is replaying (so each line appears once).
+    pub fn log_info(&self, message: impl fmt::Display) {
+        if let Some((id, exec)) = self.log_target() {
+            tracing::info!(instance_id = %id, execution = exec, "{message}");
+        }
+    }
+
+    /// Logs at WARN through `tracing`, unless the code is replaying.
+    pub fn log_warn(&self, message: impl fmt::Display) {
+        if let Some((id, exec)) = self.log_target() {
+            tracing::warn!(instance_id = %id, execution = exec, "{message}");
+        }
+    }
+
+    /// Logs at ERROR through `tracing`, unless the code is replaying.
+    pub fn log_error(&self, message: impl fmt::Display) {
+        if let Some((id, exec)) = self.log_target() {
+            tracing::error!(instance_id = %id, execution = exec, "{message}");
+        }
+    }
+
+    /// Logs at DEBUG through `tracing`, unless the code is replaying.
+    pub fn log_debug(&self, message: impl fmt::Display) {
+        if let Some((id, exec)) = self.log_target() {
+            tracing::debug!(instance_id = %id, execution = exec, "{message}");
+        }
+    }
+
+    fn log_target(&self) -> Option<(String, u32)> {
+        let s = lock(&self.state);
+        (!s.is_replaying() && s.live).then(|| (s.instance_id.clone(), s.execution))
+    }
+
+    /// Schedules the activity registered as `name` with `input`. Await the returned call (after
+    /// setting its retry policy and timeouts, if wanted) for the activity's output.
+    pub fn activity<O>(&self, name: &str, input: &(impl Serialize + ?Sized)) -> ActivityCall<O> {
+        ActivityCall::new(self.clone(), name, Payload::encode(input))
+    }
+
+    /// Runs `f` inline, in this process, and journals its result: on replay the result is read
+    /// back and `f` is not run again. The step runs at least once: if the process stops before the
+    /// turn that ran it is committed, it runs again.
+    pub fn step<'a, T, F, Fut>(&self, name: &str, f: F) -> StepFuture<'a, T, Fut>
+    where
+        F: FnOnce() -> Fut + Send + 'a,
+        Fut: Future<Output = Result<T, crate::ActivityError>> + Send + 'a,
+    {
+        StepFuture::new(self.clone(), name, f)
+    }
+
+    /// A durable timer that fires after `duration` of workflow time.
+    pub fn sleep(&self, duration: Duration) -> OpFuture<()> {
+        let fire_at = self.now().plus(duration);
+        self.sleep_until(fire_at)
+    }
+
+    /// A durable timer that fires at `deadline` (at once if it has passed).
+    pub fn sleep_until(&self, deadline: Timestamp) -> OpFuture<()> {
+        let op = self.next_op();
+        let issue = EventKind::TimerCreated {
+            op: op.clone(),
+            fire_at: deadline,
+        };
+        OpFuture::new(self.state.clone(), op, OpKind::Timer, "timer".into(), Ok(issue))
+    }
+
+    /// Waits for the next external event called `name` and decodes its data. Events raised
+    /// before the wait are buffered and taken in the order they arrived.
+    pub fn wait_for_event<T>(&self, name: &str) -> EventWait<T> {
+        EventWait::new(self.clone(), name)
+    }
+
+    /// Starts the workflow registered as `name` as a child and waits for its output. Cancelling
+    /// this instance cancels the child.
+    pub fn child_workflow<O>(
+        &self,
+        name: &str,
+        input: &(impl Serialize + ?Sized),
+    ) -> ChildCall<O> {
+        ChildCall::new(self.clone(), name, Payload::encode(input))
+    }
+
+    /// Starts the workflow registered as `name` detached: it does not report back and is not
+    /// cancelled with this instance. Resolves to the child's instance id once it is started.
+    pub fn start_child(&self, name: &str, input: &(impl Serialize + ?Sized)) -> StartChild {
+        StartChild::new(self.clone(), name, Payload::encode(input))
+    }
+
+    /// Ends this execution and starts the next one of the same instance with `input` and a fresh
+    /// journal. External events not yet taken carry over. Await it as the workflow's last
+    /// expression: `return ctx.continue_as_new(&next).await;`.
+    pub fn continue_as_new<T>(&self, input: &(impl Serialize + ?Sized)) -> ContinueAsNew<T> {
+        ContinueAsNew::new(self.state.clone(), Payload::encode(input))
+    }
+
+    /// Awaits every operation and returns their outputs in order; the first failure fails the
+    /// join (the other operations are abandoned). Efficient for very large fan-outs.
+    pub fn join_all<I, F, T>(
+        &self,
+        operations: I,
+    ) -> impl Future<Output = Result<Vec<T>, WorkflowError>> + Send
+    where
+        I: IntoIterator<Item = F>,
+        F: IntoFuture<Output = Result<T, WorkflowError>>,
+        F::IntoFuture: Send,
+        T: Send,
+    {
+        futures::future::try_join_all(operations.into_iter().map(IntoFuture::into_future))
+    }
+
+    /// Awaits every operation and returns each one's result, failures included.
+    pub fn join_all_settled<I, F>(
+        &self,
+        operations: I,
+    ) -> impl Future<Output = Vec<F::Output>> + Send
+    where
+        I: IntoIterator<Item = F>,
+        F: IntoFuture,
+        F::IntoFuture: Send,
+        F::Output: Send,
+    {
+        futures::future::join_all(operations.into_iter().map(IntoFuture::into_future))
+    }
+
+    /// Races two operations: the one whose completion is delivered first wins and the other is
+    /// abandoned. The winner is the same on every replay because completions are delivered in
+    /// journal order.
+    pub fn select<A, B>(&self, a: A, b: B) -> impl Future<Output = Either<A::Output, B::Output>> + Send
+    where
+        A: IntoFuture,
+        B: IntoFuture,
+        A::IntoFuture: Send,
+        B::IntoFuture: Send,
+    {
+        let a = Box::pin(a.into_future());
+        let b = Box::pin(b.into_future());
+        async move {
+            match futures::future::select(a, b).await {
+                Either::Left((out, _)) => Either::Left(out),
+                Either::Right((out, _)) => Either::Right(out),
+            }
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}

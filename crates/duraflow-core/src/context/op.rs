@@ -1,0 +1,184 @@
+//! The future behind every durable operation that waits for a completion.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use serde::de::DeserializeOwned;
+
+use crate::error::WorkflowError;
+use crate::event::EventKind;
+use crate::op_id::OpId;
+use crate::payload::Payload;
+use crate::replay::state::{lock, Completion, Shared, Slot, State};
+
+/// What an operation is, for registering it and for reporting its failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Activity,
+    Timer,
+    Event,
+    Child,
+    DetachedChild,
+}
+
+/// A durable operation the workflow awaits: it records (or, on replay, matches) its issued event
+/// on first poll, then waits for its completion to be delivered.
+///
+/// Dropping it before it completes abandons the operation: a completion that arrives later is
+/// ignored.
+#[must_use = "a durable operation does nothing unless awaited"]
+pub struct OpFuture<T> {
+    state: Shared,
+    op: OpId,
+    kind: OpKind,
+    label: String,
+    issue: Option<EventKind>,
+    error: Option<WorkflowError>,
+    finished: bool,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> OpFuture<T> {
+    pub(crate) fn new(
+        state: Shared,
+        op: OpId,
+        kind: OpKind,
+        label: String,
+        issue: Result<EventKind, WorkflowError>,
+    ) -> Self {
+        let (issue, error) = match issue {
+            Ok(ev) => (Some(ev), None),
+            Err(e) => (None, Some(e)),
+        };
+        OpFuture {
+            state,
+            op,
+            kind,
+            label,
+            issue,
+            error,
+            finished: false,
+            _output: PhantomData,
+        }
+    }
+
+    /// The operation's id.
+    pub fn op_id(&self) -> &OpId {
+        &self.op
+    }
+}
+
+/// Registers an issued operation so that its completion finds it.
+pub(crate) fn register(state: &mut State, kind: OpKind, op: &OpId, event: &EventKind) {
+    match (kind, event) {
+        (OpKind::Event, EventKind::EventWaitStarted { name, .. }) => {
+            state.wait_for_event(op.clone(), name)
+        }
+        (OpKind::DetachedChild, EventKind::ChildStarted { instance_id, .. }) => {
+            state
+                .ops
+                .insert(op.clone(), Slot::Done(Completion::Started(instance_id.clone())));
+        }
+        (OpKind::Child, EventKind::ChildStarted { instance_id, .. }) => {
+            state.open_children.insert(op.clone(), instance_id.clone());
+            state.ops.insert(op.clone(), Slot::Waiting(None));
+        }
+        _ => {
+            state.ops.insert(op.clone(), Slot::Waiting(None));
+        }
+    }
+}
+
+/// Takes the completion of `op` if it has one, or leaves the waker to be woken when it does.
+pub(crate) fn take_completion(
+    state: &mut State,
+    op: &OpId,
+    cx: &Context<'_>,
+) -> Option<Completion> {
+    match state.ops.get_mut(op) {
+        Some(Slot::Done(_)) => match state.ops.remove(op) {
+            Some(Slot::Done(c)) => Some(c),
+            _ => None,
+        },
+        Some(Slot::Waiting(waker)) => {
+            match waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => *waker = Some(cx.waker().clone()),
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Turns a completion into the typed result the workflow sees.
+pub(crate) fn decode_completion<T: DeserializeOwned>(
+    kind: OpKind,
+    label: &str,
+    op: &OpId,
+    completion: Completion,
+) -> Result<T, WorkflowError> {
+    let payload = match completion {
+        Completion::Ok(p) => p,
+        Completion::Fired => Payload::null(),
+        Completion::Started(id) => Payload::encode(&id).map_err(|e| WorkflowError::Payload(e.0))?,
+        Completion::Err(failure) => {
+            return Err(match kind {
+                OpKind::Activity => WorkflowError::Activity(failure),
+                OpKind::Child | OpKind::DetachedChild => WorkflowError::Child(failure),
+                OpKind::Timer | OpKind::Event => WorkflowError::Application {
+                    message: failure.message,
+                    code: failure.code,
+                },
+            })
+        }
+    };
+    payload.decode::<T>().map_err(|e| {
+        WorkflowError::Payload(format!(
+            "{label} (op {op}) produced a value the workflow cannot decode: {e}"
+        ))
+    })
+}
+
+impl<T: DeserializeOwned> Future for OpFuture<T> {
+    type Output = Result<T, WorkflowError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if this.finished {
+            return Poll::Pending;
+        }
+        if let Some(e) = this.error.take() {
+            this.finished = true;
+            return Poll::Ready(Err(e));
+        }
+        let completion = {
+            let mut s = lock(&this.state);
+            if s.nondeterminism.is_some() || s.continue_as_new.is_some() {
+                return Poll::Pending;
+            }
+            if let Some(ev) = this.issue.take() {
+                if !s.issue(ev.clone()) {
+                    return Poll::Pending;
+                }
+                register(&mut s, this.kind, &this.op, &ev);
+            }
+            match take_completion(&mut s, &this.op, cx) {
+                Some(c) => c,
+                None => return Poll::Pending,
+            }
+        };
+        this.finished = true;
+        Poll::Ready(decode_completion(this.kind, &this.label, &this.op, completion))
+    }
+}
+
+impl<T> Drop for OpFuture<T> {
+    fn drop(&mut self) {
+        if !self.finished && self.issue.is_none() && self.error.is_none() {
+            lock(&self.state).abandon(&self.op);
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The journal: the append-only list of events of one execution.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::failure::Failure;
+use crate::op_id::OpId;
+use crate::payload::Payload;
+use crate::retry::RetryPolicy;
+use crate::time::{serde_millis, Timestamp};
+
+/// The version of the journal event format written by this build. Stores record it with every
+/// event; a journal written by a newer format is refused instead of misread.
+pub const JOURNAL_FORMAT_VERSION: u32 = 1;
+
+/// One journal entry. Its position in the journal is its index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// When the event was appended (engine time).
+    pub at: Timestamp,
+    /// What happened.
+    #[serde(rename = "event")]
+    pub kind: EventKind,
+}
+
+/// Where a child instance reports back to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    /// The parent instance.
+    pub instance_id: String,
+    /// The parent's execution that started the child.
+    pub execution: u32,
+    /// The parent's operation waiting for the child.
+    pub op: OpId,
+}
+
+/// Options an activity was scheduled with; they travel with its task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct ActivityOptions {
+    /// How failed attempts are retried.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    /// The longest one attempt may run before it counts as failed (and may be retried).
+    #[serde(default, with = "serde_millis::option", skip_serializing_if = "Option::is_none")]
+    pub attempt_timeout: Option<Duration>,
+    /// The longest the activity may take from being scheduled to its final result, retries
+    /// included.
+    #[serde(default, with = "serde_millis::option", skip_serializing_if = "Option::is_none")]
+    pub schedule_to_close: Option<Duration>,
+}
+
+/// What a journal event records.
+///
+/// Events are of two sorts. *Issued* events record what the workflow code asked for (scheduling
+/// an activity, starting a timer, finishing); on replay the code must ask for the same thing at the
+/// same position. *Delivered* events record what arrived from outside (an activity's result, a
+/// timer firing, an external event); on replay they are handed to the code again in the same order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// Delivered: the execution started.
+    WorkflowStarted {
+        /// The workflow's registered name.
+        name: String,
+        /// The input.
+        input: Payload,
+        /// The parent, for a child workflow that reports back.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentLink>,
+    },
+    /// Issued: an activity was scheduled.
+    ActivityScheduled {
+        /// The operation.
+        op: OpId,
+        /// The activity's registered name.
+        name: String,
+        /// The input.
+        input: Payload,
+        /// Retry and timeout options.
+        options: ActivityOptions,
+    },
+    /// Delivered: an activity returned its output.
+    ActivityCompleted {
+        /// The operation.
+        op: OpId,
+        /// The output.
+        output: Payload,
+    },
+    /// Delivered: an activity failed for good.
+    ActivityFailed {
+        /// The operation.
+        op: OpId,
+        /// Why.
+        failure: Failure,
+    },
+    /// Issued: a durable timer was started.
+    TimerCreated {
+        /// The operation.
+        op: OpId,
+        /// When it fires.
+        fire_at: Timestamp,
+    },
+    /// Delivered: a timer fired.
+    TimerFired {
+        /// The operation.
+        op: OpId,
+    },
+    /// Issued: an inline step began.
+    StepStarted {
+        /// The operation.
+        op: OpId,
+        /// The step's name.
+        name: String,
+    },
+    /// Delivered: an inline step returned its output.
+    StepCompleted {
+        /// The operation.
+        op: OpId,
+        /// The output.
+        output: Payload,
+    },
+    /// Delivered: an inline step failed.
+    StepFailed {
+        /// The operation.
+        op: OpId,
+        /// Why.
+        failure: Failure,
+    },
+    /// Issued: the workflow began waiting for an external event.
+    EventWaitStarted {
+        /// The operation.
+        op: OpId,
+        /// The event name.
+        name: String,
+    },
+    /// Delivered: an external event arrived (it is buffered until a wait takes it).
+    EventRaised {
+        /// The event name.
+        name: String,
+        /// The event's data.
+        data: Payload,
+    },
+    /// Issued: a child workflow was started.
+    ChildStarted {
+        /// The operation.
+        op: OpId,
+        /// The child's workflow name.
+        name: String,
+        /// The child's instance id.
+        instance_id: String,
+        /// The child's input.
+        input: Payload,
+        /// A detached child does not report back and is not cancelled with its parent.
+        #[serde(default)]
+        detached: bool,
+    },
+    /// Delivered: a child workflow completed.
+    ChildCompleted {
+        /// The operation.
+        op: OpId,
+        /// The child's output.
+        output: Payload,
+    },
+    /// Delivered: a child workflow failed, was cancelled or terminated.
+    ChildFailed {
+        /// The operation.
+        op: OpId,
+        /// Why.
+        failure: Failure,
+    },
+    /// Delivered: cancellation was requested; the execution ends as cancelled.
+    CancelRequested {
+        /// Why.
+        reason: String,
+    },
+    /// Delivered: termination was requested; the execution ends as terminated.
+    TerminateRequested {
+        /// Why.
+        reason: String,
+    },
+    /// Issued: the workflow returned its output.
+    WorkflowCompleted {
+        /// The output.
+        output: Payload,
+    },
+    /// Issued: the workflow failed.
+    WorkflowFailed {
+        /// Why.
+        failure: Failure,
+    },
+    /// Issued: the workflow continued as a new execution with this input.
+    ContinuedAsNew {
+        /// The next execution's input.
+        input: Payload,
+    },
+}
+
+impl EventKind {
+    /// Whether the event records something the workflow code asked for (as opposed to something
+    /// delivered to it).
+    pub fn is_issued(&self) -> bool {
+        matches!(
+            self,
+            EventKind::ActivityScheduled { .. }
+                | EventKind::TimerCreated { .. }
+                | EventKind::StepStarted { .. }
+                | EventKind::EventWaitStarted { .. }
+                | EventKind::ChildStarted { .. }
+                | EventKind::WorkflowCompleted { .. }
+                | EventKind::WorkflowFailed { .. }
+                | EventKind::ContinuedAsNew { .. }
+        )
+    }
+
+    /// Whether the event ends the execution.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            EventKind::WorkflowCompleted { .. }
+                | EventKind::WorkflowFailed { .. }
+                | EventKind::ContinuedAsNew { .. }
+                | EventKind::CancelRequested { .. }
+                | EventKind::TerminateRequested { .. }
+        )
+    }
+
+    /// The operation the event belongs to, if any.
+    pub fn op(&self) -> Option<&OpId> {
+        match self {
+            EventKind::ActivityScheduled { op, .. }
+            | EventKind::ActivityCompleted { op, .. }
+            | EventKind::ActivityFailed { op, .. }
+            | EventKind::TimerCreated { op, .. }
+            | EventKind::TimerFired { op }
+            | EventKind::StepStarted { op, .. }
+            | EventKind::StepCompleted { op, .. }
+            | EventKind::StepFailed { op, .. }
+            | EventKind::EventWaitStarted { op, .. }
+            | EventKind::ChildStarted { op, .. }
+            | EventKind::ChildCompleted { op, .. }
+            | EventKind::ChildFailed { op, .. } => Some(op),
+            _ => None,
+        }
+    }
+
+    /// The event's type name as written in the journal (`activity_scheduled`, ...).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::WorkflowStarted { .. } => "workflow_started",
+            EventKind::ActivityScheduled { .. } => "activity_scheduled",
+            EventKind::ActivityCompleted { .. } => "activity_completed",
+            EventKind::ActivityFailed { .. } => "activity_failed",
+            EventKind::TimerCreated { .. } => "timer_created",
+            EventKind::TimerFired { .. } => "timer_fired",
+            EventKind::StepStarted { .. } => "step_started",
+            EventKind::StepCompleted { .. } => "step_completed",
+            EventKind::StepFailed { .. } => "step_failed",
+            EventKind::EventWaitStarted { .. } => "event_wait_started",
+            EventKind::EventRaised { .. } => "event_raised",
+            EventKind::ChildStarted { .. } => "child_started",
+            EventKind::ChildCompleted { .. } => "child_completed",
+            EventKind::ChildFailed { .. } => "child_failed",
+            EventKind::CancelRequested { .. } => "cancel_requested",
+            EventKind::TerminateRequested { .. } => "terminate_requested",
+            EventKind::WorkflowCompleted { .. } => "workflow_completed",
+            EventKind::WorkflowFailed { .. } => "workflow_failed",
+            EventKind::ContinuedAsNew { .. } => "continued_as_new",
+        }
+    }
+
+    /// The name the event carries (activity, step, event or child workflow name), if any.
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            EventKind::WorkflowStarted { name, .. }
+            | EventKind::ActivityScheduled { name, .. }
+            | EventKind::StepStarted { name, .. }
+            | EventKind::EventWaitStarted { name, .. }
+            | EventKind::EventRaised { name, .. }
+            | EventKind::ChildStarted { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+
+    /// A short description for error messages, such as `activity_scheduled "charge" (op 2)`.
+    pub fn describe(&self) -> String {
+        let mut s = self.type_name().to_owned();
+        if let Some(name) = self.name() {
+            s.push_str(&format!(" {name:?}"));
+        }
+        if let Some(op) = self.op() {
+            s.push_str(&format!(" (op {op})"));
+        }
+        s
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+/// A stored journal event could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventDecodeError {
+    /// The event was written by a newer journal format than this build understands.
+    #[error(
+        "journal event written in format version {found}, but this build reads up to version \
+         {supported}: upgrade duraflow to read it"
+    )]
+    NewerFormat {
+        /// The version found.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+    /// The event's bytes are not a valid event.
+    #[error("corrupt journal event: {0}")]
+    Corrupt(String),
+}
+
+impl Event {
+    /// Encodes the event as JSON for storage (with [`JOURNAL_FORMAT_VERSION`] kept beside it).
+    pub fn encode(&self) -> String {
+        // Serialising plain data with string keys cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|e| unreachable!("event encodes: {e}"))
+    }
+
+    /// Decodes a stored event written in `format_version`.
+    pub fn decode(json: &str, format_version: u32) -> Result<Event, EventDecodeError> {
+        if format_version > JOURNAL_FORMAT_VERSION {
+            return Err(EventDecodeError::NewerFormat {
+                found: format_version,
+                supported: JOURNAL_FORMAT_VERSION,
+            });
+        }
+        serde_json::from_str(json).map_err(|e| EventDecodeError::Corrupt(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_versions_are_checked() {
+        let ev = Event {
+            at: Timestamp(42),
+            kind: EventKind::ActivityScheduled {
+                op: OpId::new(None, 1),
+                name: "charge".into(),
+                input: Payload::encode(&5).unwrap(),
+                options: ActivityOptions::default(),
+            },
+        };
+        let json = ev.encode();
+        assert!(json.contains("{\"activity_scheduled\":{"), "{json}");
+        assert_eq!(Event::decode(&json, 1).unwrap(), ev);
+        assert!(matches!(
+            Event::decode(&json, 2),
+            Err(EventDecodeError::NewerFormat { found: 2, .. })
+        ));
+        assert!(matches!(Event::decode("{\"at\":1}", 1), Err(EventDecodeError::Corrupt(_))));
+        assert_eq!(ev.kind.describe(), "activity_scheduled \"charge\" (op 1)");
+    }
+}

@@ -1,0 +1,134 @@
+//! How a failure is recorded: in the journal, in an instance's status, and between instances.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::op_id::OpId;
+
+/// What kind of failure a [`Failure`] records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// Returned by user code (workflow, activity or step) as its own error.
+    Application,
+    /// An activity failed with an error marked terminal (not to be retried).
+    ActivityTerminal,
+    /// An activity failed on every attempt its retry policy allowed.
+    RetriesExhausted,
+    /// An operation ran out of time (an activity's timeout, a wait's timeout).
+    Timeout,
+    /// The work was cancelled.
+    Cancelled,
+    /// The instance was terminated.
+    Terminated,
+    /// The workflow code no longer matches its journal.
+    Nondeterminism,
+    /// An input or output could not be encoded or decoded.
+    Payload,
+    /// No workflow with the requested name is registered.
+    UnknownWorkflow,
+    /// No activity with the requested name is registered.
+    UnknownActivity,
+    /// A child workflow failed.
+    ChildFailed,
+    /// User code panicked.
+    Panic,
+    /// The engine could not carry on (a corrupt journal, for example).
+    Internal,
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            FailureKind::Application => "application",
+            FailureKind::ActivityTerminal => "activity_terminal",
+            FailureKind::RetriesExhausted => "retries_exhausted",
+            FailureKind::Timeout => "timeout",
+            FailureKind::Cancelled => "cancelled",
+            FailureKind::Terminated => "terminated",
+            FailureKind::Nondeterminism => "nondeterminism",
+            FailureKind::Payload => "payload",
+            FailureKind::UnknownWorkflow => "unknown_workflow",
+            FailureKind::UnknownActivity => "unknown_activity",
+            FailureKind::ChildFailed => "child_failed",
+            FailureKind::Panic => "panic",
+            FailureKind::Internal => "internal",
+        };
+        f.write_str(s)
+    }
+}
+
+/// A recorded failure: what went wrong, where, and the message to show a person.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The kind of failure.
+    pub kind: FailureKind,
+    /// A message for a person.
+    pub message: String,
+    /// An error code chosen by user code (see `ActivityError::with_code`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The activity (or step, or child workflow) that failed, if the failure came from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The operation that failed, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<OpId>,
+    /// How many attempts were made, for activities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
+}
+
+impl Failure {
+    /// A failure of `kind` with `message`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+            code: None,
+            source: None,
+            op: None,
+            attempts: None,
+        }
+    }
+
+    /// Names the operation and what ran it.
+    pub fn at(mut self, source: impl Into<String>, op: &OpId) -> Self {
+        self.source = Some(source.into());
+        self.op = Some(op.clone());
+        self
+    }
+
+    /// Records the number of attempts.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = Some(attempts);
+        self
+    }
+
+    /// Records a user-chosen error code.
+    pub fn with_code(mut self, code: Option<String>) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(source) = &self.source {
+            write!(f, " in {source}")?;
+        }
+        if let Some(op) = &self.op {
+            write!(f, " (operation {op})")?;
+        }
+        if let Some(attempts) = self.attempts {
+            write!(f, " after {attempts} attempt(s)")?;
+        }
+        if let Some(code) = &self.code {
+            write!(f, " [{code}]")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}

@@ -1,0 +1,37 @@
+//! The sans-IO core of duraflow.
+//!
+//! This crate holds everything about durable execution that needs no runtime and no database:
+//!
+//! - the journal model ([`Event`], [`EventKind`]) and deterministic operation ids ([`OpId`]);
+//! - the replay machine ([`WorkflowRun`]): a journal and newly delivered events go in, issued
+//!   events (the journal delta) and an [`Outcome`] come out; a mismatch between code and journal
+//!   is a [`Nondeterminism`] failure naming the position, the recorded event and the request;
+//! - the API workflow code is written against ([`WorkflowContext`]) and its durable futures;
+//! - errors ([`WorkflowError`], [`ActivityError`], [`Failure`]) and [`RetryPolicy`];
+//! - time as a value ([`Timestamp`]) and as an injected source ([`Clock`]).
+//!
+//! Nothing here touches a socket, a clock or a file; the `duraflow-runtime` crate drives it.
+
+pub mod context;
+mod error;
+mod event;
+mod failure;
+mod op_id;
+mod payload;
+pub mod replay;
+mod retry;
+mod time;
+mod workflow;
+
+pub use context::WorkflowContext;
+pub use error::{ActivityError, Nondeterminism, WorkflowError};
+pub use event::{
+    ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, JOURNAL_FORMAT_VERSION,
+};
+pub use failure::{Failure, FailureKind};
+pub use op_id::{OpId, OpIdParseError};
+pub use payload::{Payload, PayloadError};
+pub use replay::{check_replay, Outcome, ReplayReport, WorkflowRun};
+pub use retry::RetryPolicy;
+pub use time::{duration_millis, serde_millis, Clock, Sleep, Timestamp};
+pub use workflow::{typed_workflow_fn, workflow_fn, Workflow, WorkflowFn};

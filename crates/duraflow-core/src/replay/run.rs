@@ -1,0 +1,456 @@
+//! [`WorkflowRun`]: drives one execution of a workflow through its journal and new deliveries.
+
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use futures::future::{poll_fn, BoxFuture};
+use futures::task::AtomicWaker;
+use futures::FutureExt;
+
+use super::state::{lock, Shared, State};
+use crate::context::WorkflowContext;
+use crate::error::{Nondeterminism, WorkflowError};
+use crate::event::{Event, EventKind, ParentLink};
+use crate::failure::{Failure, FailureKind};
+use crate::payload::Payload;
+use crate::time::{Clock, Timestamp};
+use crate::workflow::WorkflowFn;
+
+/// How an execution ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The workflow returned this output.
+    Completed(Payload),
+    /// The workflow failed (its own error, a failed operation, nondeterminism, a panic...).
+    Failed(Failure),
+    /// The workflow continued as a new execution.
+    ContinuedAsNew {
+        /// The next execution's input.
+        input: Payload,
+        /// External events that were never taken, to deliver to the next execution in order.
+        carried_events: Vec<(String, Payload)>,
+    },
+    /// The execution was cancelled.
+    Cancelled(String),
+    /// The execution was terminated.
+    Terminated(String),
+}
+
+/// Wakes the run: records that something inside the workflow became ready, and passes the wake
+/// on to whoever polls the run (needed while inline steps do real I/O).
+struct WakeFlag {
+    woken: AtomicBool,
+    outer: AtomicWaker,
+}
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.outer.wake();
+    }
+}
+
+/// One execution of a workflow, replayed from its journal and then driven by new deliveries.
+///
+/// Every delivered event is applied on its own and the workflow is run until all its branches
+/// wait before the next one is applied, so completions are seen in journal order and races
+/// resolve the same way on every replay.
+pub struct WorkflowRun {
+    state: Shared,
+    workflow: WorkflowFn,
+    future: Option<BoxFuture<'static, Result<Payload, WorkflowError>>>,
+    outcome: Option<Outcome>,
+    wake: Arc<WakeFlag>,
+    waker: Waker,
+    replayed: bool,
+    committed_len: usize,
+}
+
+impl WorkflowRun {
+    /// A run that executes: new operations are recorded, inline steps run, and new events are
+    /// stamped with `clock`.
+    pub fn live(
+        instance_id: impl Into<String>,
+        execution: u32,
+        journal: Vec<Event>,
+        workflow: WorkflowFn,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self::new(instance_id.into(), execution, journal, workflow, Some(clock))
+    }
+
+    /// A run that only checks a journal against the code: steps are never executed.
+    pub fn checker(
+        instance_id: impl Into<String>,
+        execution: u32,
+        journal: Vec<Event>,
+        workflow: WorkflowFn,
+    ) -> Self {
+        Self::new(instance_id.into(), execution, journal, workflow, None)
+    }
+
+    fn new(
+        instance_id: String,
+        execution: u32,
+        journal: Vec<Event>,
+        workflow: WorkflowFn,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Self {
+        let committed_len = journal.len();
+        let live = clock.is_some();
+        let state = Arc::new(Mutex::new(State::new(
+            instance_id,
+            execution,
+            journal,
+            live,
+            clock,
+        )));
+        let wake = Arc::new(WakeFlag {
+            woken: AtomicBool::new(false),
+            outer: AtomicWaker::new(),
+        });
+        let waker = Waker::from(wake.clone());
+        WorkflowRun {
+            state,
+            workflow,
+            future: None,
+            outcome: None,
+            wake,
+            waker,
+            replayed: false,
+            committed_len,
+        }
+    }
+
+    /// Replays the recorded journal (once): recorded deliveries are handed to the code in order
+    /// and every operation the code asks for is matched against the journal. A mismatch ends the
+    /// run as failed with a nondeterminism failure.
+    pub async fn replay(&mut self) {
+        if self.replayed {
+            return;
+        }
+        self.replayed = true;
+        loop {
+            if self.outcome.is_some() {
+                return;
+            }
+            let next = {
+                let mut s = lock(&self.state);
+                if s.pos >= s.recorded_len {
+                    None
+                } else {
+                    let ev = s.journal[s.pos].clone();
+                    if ev.kind.is_issued() {
+                        let requested = if self.future.is_some() {
+                            "waits for something else without asking for it (a removed \
+                             operation, or operations in a different order)"
+                        } else {
+                            "has not started"
+                        };
+                        Some(Err(Nondeterminism {
+                            position: s.pos,
+                            recorded: ev.kind.describe(),
+                            requested: requested.to_owned(),
+                            op: ev.kind.op().cloned(),
+                        }))
+                    } else {
+                        s.pos += 1;
+                        Some(Ok(ev))
+                    }
+                }
+            };
+            match next {
+                None => break,
+                Some(Err(nd)) => return self.fail_nondeterminism(nd),
+                Some(Ok(ev)) => self.apply(ev.at, ev.kind).await,
+            }
+        }
+        // Replay is over: wake what waits so that a live run starts the work only it does.
+        lock(&self.state).wake_waiting();
+        self.run_until_blocked().await;
+    }
+
+    /// Whether a newly arrived event is still of use to this execution. Duplicate and stale
+    /// completions (an operation already completed, or abandoned) are not, and must be dropped.
+    pub fn wants(&self, kind: &EventKind) -> bool {
+        self.outcome.is_none() && lock(&self.state).wants(kind)
+    }
+
+    /// Appends a newly arrived event to the journal, hands it to the workflow and runs the
+    /// workflow until it waits again. Returns `false`, changing nothing, when the event is not
+    /// wanted (see [`WorkflowRun::wants`]). Replays first if that has not been done.
+    pub async fn deliver(&mut self, at: Timestamp, kind: EventKind) -> bool {
+        self.replay().await;
+        if !self.wants(&kind) {
+            return false;
+        }
+        let at = lock(&self.state).append(at, kind.clone());
+        self.apply(at, kind).await;
+        true
+    }
+
+    async fn apply(&mut self, at: Timestamp, kind: EventKind) {
+        match kind {
+            EventKind::WorkflowStarted {
+                name,
+                input,
+                parent,
+            } => {
+                let ctx = {
+                    let mut s = lock(&self.state);
+                    s.now = at;
+                    s.workflow_name = name;
+                    s.parent = parent;
+                    WorkflowContext::root(self.state.clone())
+                };
+                let workflow = self.workflow.clone();
+                match std::panic::catch_unwind(AssertUnwindSafe(|| workflow(ctx, input))) {
+                    Ok(fut) => self.future = Some(fut),
+                    Err(panic) => self.finish(Err(panic_error(panic))),
+                }
+            }
+            EventKind::CancelRequested { reason } => {
+                self.future = None;
+                lock(&self.state).now = at;
+                self.outcome = Some(Outcome::Cancelled(reason));
+            }
+            EventKind::TerminateRequested { reason } => {
+                self.future = None;
+                lock(&self.state).now = at;
+                self.outcome = Some(Outcome::Terminated(reason));
+            }
+            other => lock(&self.state).apply_delivered(at, &other),
+        }
+        self.run_until_blocked().await;
+    }
+
+    /// Polls the workflow until every branch waits for a delivery (or it ends). While inline
+    /// steps are running this future stays pending and is woken by their I/O.
+    async fn run_until_blocked(&mut self) {
+        poll_fn(|cx| self.poll_until_blocked(cx)).await
+    }
+
+    fn poll_until_blocked(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            if self.outcome.is_some() {
+                return Poll::Ready(());
+            }
+            let Some(fut) = self.future.as_mut() else {
+                return Poll::Ready(());
+            };
+            self.wake.outer.register(cx.waker());
+            self.wake.woken.store(false, Ordering::Release);
+            let mut inner_cx = Context::from_waker(&self.waker);
+            let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                Pin::new(&mut *fut).poll(&mut inner_cx)
+            }));
+            match polled {
+                Err(panic) => {
+                    self.future = None;
+                    self.finish(Err(panic_error(panic)));
+                    return Poll::Ready(());
+                }
+                Ok(Poll::Ready(result)) => {
+                    self.future = None;
+                    self.finish(result);
+                    return Poll::Ready(());
+                }
+                Ok(Poll::Pending) => {}
+            }
+            let (nondeterminism, continued, steps) = {
+                let mut s = lock(&self.state);
+                (s.nondeterminism.take(), s.continue_as_new.take(), s.steps_running)
+            };
+            if let Some(nd) = nondeterminism {
+                self.fail_nondeterminism(nd);
+                return Poll::Ready(());
+            }
+            if let Some(input) = continued {
+                self.future = None;
+                let carried_events = lock(&self.state).unconsumed_events();
+                self.outcome = Some(Outcome::ContinuedAsNew {
+                    input,
+                    carried_events,
+                });
+                return Poll::Ready(());
+            }
+            if self.wake.woken.load(Ordering::Acquire) {
+                continue;
+            }
+            if steps > 0 {
+                return Poll::Pending;
+            }
+            return Poll::Ready(());
+        }
+    }
+
+    fn finish(&mut self, result: Result<Payload, WorkflowError>) {
+        let (kind, outcome) = match result {
+            Ok(output) => (
+                EventKind::WorkflowCompleted {
+                    output: output.clone(),
+                },
+                Outcome::Completed(output),
+            ),
+            Err(e) => {
+                let failure = e.to_failure();
+                (
+                    EventKind::WorkflowFailed {
+                        failure: failure.clone(),
+                    },
+                    Outcome::Failed(failure),
+                )
+            }
+        };
+        let issued = {
+            let mut s = lock(&self.state);
+            if s.issue(kind) {
+                Ok(())
+            } else {
+                Err(s.nondeterminism.take())
+            }
+        };
+        match issued {
+            Ok(()) => self.outcome = Some(outcome),
+            Err(Some(nd)) => self.fail_nondeterminism(nd),
+            Err(None) => self.outcome = Some(outcome),
+        }
+    }
+
+    fn fail_nondeterminism(&mut self, nd: Nondeterminism) {
+        // Drop the workflow before taking the lock: dropping its operations uses it.
+        self.future = None;
+        let failure = WorkflowError::Nondeterminism(nd).to_failure();
+        {
+            let mut s = lock(&self.state);
+            let at = s.clock_now();
+            s.journal.push(Event {
+                at,
+                kind: EventKind::WorkflowFailed {
+                    failure: failure.clone(),
+                },
+            });
+        }
+        self.outcome = Some(Outcome::Failed(failure));
+    }
+
+    /// How the execution ended, once it has.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    /// The events appended since the run was created or since [`WorkflowRun::mark_committed`].
+    pub fn uncommitted_events(&self) -> Vec<Event> {
+        let s = lock(&self.state);
+        s.journal[self.committed_len.min(s.journal.len())..].to_vec()
+    }
+
+    /// Records that the events so far are stored.
+    pub fn mark_committed(&mut self) {
+        self.committed_len = lock(&self.state).journal.len();
+    }
+
+    /// The length of the journal, committed or not.
+    pub fn journal_len(&self) -> usize {
+        lock(&self.state).journal.len()
+    }
+
+    /// The parent link from the execution's start event, for a child workflow.
+    pub fn parent(&self) -> Option<ParentLink> {
+        lock(&self.state).parent.clone()
+    }
+
+    /// The registered name from the execution's start event.
+    pub fn workflow_name(&self) -> String {
+        lock(&self.state).workflow_name.clone()
+    }
+
+    /// Attached child instances that have not reported back.
+    pub fn open_children(&self) -> Vec<String> {
+        let mut v: Vec<String> = lock(&self.state).open_children.values().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Workflow time.
+    pub fn now(&self) -> Timestamp {
+        lock(&self.state).now
+    }
+}
+
+impl Drop for WorkflowRun {
+    fn drop(&mut self) {
+        // The workflow's operations take the state's lock as they are dropped; drop them first.
+        self.future = None;
+    }
+}
+
+fn panic_error(panic: Box<dyn std::any::Any + Send>) -> WorkflowError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned());
+    WorkflowError::Application {
+        message: format!("workflow code panicked: {message}"),
+        code: Some("panic".to_owned()),
+    }
+}
+
+/// What replaying a journal against workflow code found.
+#[derive(Debug)]
+pub struct ReplayReport {
+    /// How the execution ended, if the journal reaches its end.
+    pub outcome: Option<Outcome>,
+    /// Events the code produced beyond the journal (none for a journal replayed with the code
+    /// that wrote it, apart from a nondeterminism failure).
+    pub new_events: Vec<Event>,
+}
+
+impl ReplayReport {
+    /// The nondeterminism failure, if replay found one.
+    pub fn nondeterminism(&self) -> Option<&Failure> {
+        match &self.outcome {
+            Some(Outcome::Failed(f)) if f.kind == FailureKind::Nondeterminism => Some(f),
+            _ => None,
+        }
+    }
+}
+
+/// Replays a stored journal against `workflow` without running anything: the tool for checking
+/// that new code is compatible with the journals of running instances before deploying it.
+pub fn check_replay(
+    workflow: WorkflowFn,
+    instance_id: &str,
+    execution: u32,
+    journal: Vec<Event>,
+) -> ReplayReport {
+    let mut run = WorkflowRun::checker(instance_id, execution, journal, workflow);
+    // A checker never runs steps, so nothing it awaits can be pending: one poll finishes it.
+    if run.replay().now_or_never().is_none() {
+        unreachable!("a replay that runs no steps never waits");
+    }
+    ReplayReport {
+        outcome: run.outcome().cloned(),
+        new_events: run.uncommitted_events(),
+    }
+}
+
+impl std::fmt::Debug for WorkflowRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = lock(&self.state);
+        f.debug_struct("WorkflowRun")
+            .field("instance_id", &s.instance_id)
+            .field("execution", &s.execution)
+            .field("journal_len", &s.journal.len())
+            .field("outcome", &self.outcome)
+            .finish()
+    }
+}

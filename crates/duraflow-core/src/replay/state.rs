@@ -1,0 +1,311 @@
+//! The state one execution's operations share while it is replayed and run.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+
+use crate::error::Nondeterminism;
+use crate::event::{Event, EventKind, ParentLink};
+use crate::failure::Failure;
+use crate::op_id::OpId;
+use crate::payload::Payload;
+use crate::time::{Clock, Timestamp};
+
+/// How an operation ended, as handed to the future waiting for it.
+#[derive(Debug)]
+pub(crate) enum Completion {
+    /// An activity, step or child returned this output; an event carried this data.
+    Ok(Payload),
+    /// The operation failed.
+    Err(Failure),
+    /// A timer fired.
+    Fired,
+    /// A detached child was started with this instance id.
+    Started(String),
+}
+
+/// Where an operation stands.
+#[derive(Debug)]
+pub(crate) enum Slot {
+    /// Issued and waiting for its completion.
+    Waiting(Option<Waker>),
+    /// Completed; the future has not taken the result yet.
+    Done(Completion),
+    /// Its future was dropped before it completed; a late completion is ignored.
+    Abandoned,
+}
+
+/// The mutable state of one execution, shared by the context, the operation futures and the run.
+pub(crate) struct State {
+    pub(crate) instance_id: String,
+    pub(crate) execution: u32,
+    pub(crate) workflow_name: String,
+    pub(crate) parent: Option<ParentLink>,
+    /// The whole journal: the recorded events followed by those appended in this process.
+    pub(crate) journal: Vec<Event>,
+    /// How many events were recorded before this run began replaying.
+    pub(crate) recorded_len: usize,
+    /// The replay cursor: the next journal position to match or deliver.
+    pub(crate) pos: usize,
+    /// Whether operations may really run (steps execute, new operations are allowed). A run
+    /// that only checks a journal is not live.
+    pub(crate) live: bool,
+    pub(crate) clock: Option<Arc<dyn Clock>>,
+    /// Workflow time: when the last delivered event was appended.
+    pub(crate) now: Timestamp,
+    scope_seq: HashMap<Vec<u32>, u32>,
+    pub(crate) ops: HashMap<OpId, Slot>,
+    event_waiters: HashMap<String, VecDeque<OpId>>,
+    buffered_events: HashMap<String, VecDeque<(u64, Payload)>>,
+    events_seen: u64,
+    /// Attached children that have not reported back, by operation.
+    pub(crate) open_children: HashMap<OpId, String>,
+    pub(crate) nondeterminism: Option<Nondeterminism>,
+    pub(crate) steps_running: usize,
+    pub(crate) continue_as_new: Option<Payload>,
+    pub(crate) random_counter: u64,
+}
+
+/// A handle on [`State`].
+pub(crate) type Shared = Arc<Mutex<State>>;
+
+/// Locks the state. A panic elsewhere while it was held leaves it usable: every update to it is
+/// a single assignment or push, so there is no half-written invariant to protect.
+pub(crate) fn lock(shared: &Shared) -> MutexGuard<'_, State> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
+    pub(crate) fn new(
+        instance_id: String,
+        execution: u32,
+        journal: Vec<Event>,
+        live: bool,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> Self {
+        let recorded_len = journal.len();
+        let now = journal.first().map(|e| e.at).unwrap_or_default();
+        State {
+            instance_id,
+            execution,
+            workflow_name: String::new(),
+            parent: None,
+            journal,
+            recorded_len,
+            pos: 0,
+            live,
+            clock,
+            now,
+            scope_seq: HashMap::new(),
+            ops: HashMap::new(),
+            event_waiters: HashMap::new(),
+            buffered_events: HashMap::new(),
+            events_seen: 0,
+            open_children: HashMap::new(),
+            nondeterminism: None,
+            steps_running: 0,
+            continue_as_new: None,
+            random_counter: 0,
+        }
+    }
+
+    /// Whether the cursor is still inside the recorded journal.
+    pub(crate) fn is_replaying(&self) -> bool {
+        self.pos < self.recorded_len
+    }
+
+    /// Engine time for a new event: the clock when live, workflow time otherwise.
+    pub(crate) fn clock_now(&self) -> Timestamp {
+        match &self.clock {
+            Some(c) if self.live => c.now().max(self.now),
+            _ => self.now,
+        }
+    }
+
+    /// The next operation id in `scope`.
+    pub(crate) fn next_op_id(&mut self, scope: Option<&OpId>) -> OpId {
+        let key = scope.map(|s| s.path().to_vec()).unwrap_or_default();
+        let seq = self.scope_seq.entry(key).or_insert(0);
+        let id = OpId::new(scope, *seq);
+        *seq += 1;
+        id
+    }
+
+    /// Records that the code asks for `kind`: during replay it must match the journal at the
+    /// cursor; afterwards it is appended. Returns `false` (and records the nondeterminism) when it
+    /// does not match.
+    pub(crate) fn issue(&mut self, kind: EventKind) -> bool {
+        if self.nondeterminism.is_some() {
+            return false;
+        }
+        if self.pos < self.recorded_len {
+            let recorded = &self.journal[self.pos].kind;
+            if recorded.is_issued() && same_operation(recorded, &kind) {
+                self.pos += 1;
+                return true;
+            }
+            let requested = if recorded.is_issued() {
+                format!("asked for {} instead", kind.describe())
+            } else {
+                format!(
+                    "asked for {} before that event was delivered (an added operation, or \
+                     operations in a different order)",
+                    kind.describe()
+                )
+            };
+            self.nondeterminism = Some(Nondeterminism {
+                position: self.pos,
+                recorded: recorded.describe(),
+                requested,
+                op: kind.op().or(recorded.op()).cloned(),
+            });
+            return false;
+        }
+        let at = self.clock_now();
+        self.journal.push(Event { at, kind });
+        self.pos = self.journal.len();
+        true
+    }
+
+    /// Appends an event that arrived now (live delivery) and applies it.
+    pub(crate) fn append_delivered(&mut self, at: Timestamp, kind: EventKind) {
+        let at = self.append(at, kind.clone());
+        self.apply_delivered(at, &kind);
+    }
+
+    /// Appends an event at the end of the journal and moves the cursor past it. Returns the
+    /// event's time (never earlier than workflow time).
+    pub(crate) fn append(&mut self, at: Timestamp, kind: EventKind) -> Timestamp {
+        let at = at.max(self.now);
+        self.journal.push(Event { at, kind });
+        self.pos = self.journal.len();
+        at
+    }
+
+    /// Wakes every operation still waiting, so that work that only a live run does (steps whose
+    /// journaled start has no result) gets going once replay is over.
+    pub(crate) fn wake_waiting(&self) {
+        for slot in self.ops.values() {
+            if let Slot::Waiting(Some(w)) = slot {
+                w.wake_by_ref();
+            }
+        }
+    }
+
+    /// Whether a newly arrived event is still of use: a completion for an operation that waits
+    /// for it, an external event, a cancellation. Duplicate and stale completions are not.
+    pub(crate) fn wants(&self, kind: &EventKind) -> bool {
+        match kind {
+            EventKind::WorkflowStarted { .. } => self.journal.is_empty(),
+            EventKind::EventRaised { .. }
+            | EventKind::CancelRequested { .. }
+            | EventKind::TerminateRequested { .. } => true,
+            other => match other.op() {
+                Some(op) if !other.is_issued() => {
+                    matches!(self.ops.get(op), Some(Slot::Waiting(_)))
+                }
+                _ => false,
+            },
+        }
+    }
+
+    /// Hands a delivered event to the operation waiting for it.
+    pub(crate) fn apply_delivered(&mut self, at: Timestamp, kind: &EventKind) {
+        self.now = self.now.max(at);
+        match kind {
+            EventKind::ActivityCompleted { op, output }
+            | EventKind::StepCompleted { op, output } => {
+                self.complete(op, Completion::Ok(output.clone()))
+            }
+            EventKind::ChildCompleted { op, output } => {
+                self.open_children.remove(op);
+                self.complete(op, Completion::Ok(output.clone()))
+            }
+            EventKind::ActivityFailed { op, failure } | EventKind::StepFailed { op, failure } => {
+                self.complete(op, Completion::Err(failure.clone()))
+            }
+            EventKind::ChildFailed { op, failure } => {
+                self.open_children.remove(op);
+                self.complete(op, Completion::Err(failure.clone()))
+            }
+            EventKind::TimerFired { op } => self.complete(op, Completion::Fired),
+            EventKind::EventRaised { name, data } => {
+                self.events_seen += 1;
+                let seq = self.events_seen;
+                let waiter = self.event_waiters.get_mut(name).and_then(|q| q.pop_front());
+                match waiter {
+                    Some(op) => self.complete(&op, Completion::Ok(data.clone())),
+                    None => self
+                        .buffered_events
+                        .entry(name.clone())
+                        .or_default()
+                        .push_back((seq, data.clone())),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn complete(&mut self, op: &OpId, completion: Completion) {
+        if let Some(slot) = self.ops.get_mut(op) {
+            if let Slot::Waiting(waker) = slot {
+                let waker = waker.take();
+                *slot = Slot::Done(completion);
+                if let Some(w) = waker {
+                    w.wake();
+                }
+            } else if matches!(slot, Slot::Abandoned) {
+                self.ops.remove(op);
+            }
+        }
+    }
+
+    /// Registers a wait for the next event called `name`, taking a buffered one at once if any.
+    pub(crate) fn wait_for_event(&mut self, op: OpId, name: &str) {
+        let buffered = self.buffered_events.get_mut(name).and_then(|q| q.pop_front());
+        match buffered {
+            Some((_, data)) => {
+                self.ops.insert(op, Slot::Done(Completion::Ok(data)));
+            }
+            None => {
+                self.ops.insert(op.clone(), Slot::Waiting(None));
+                self.event_waiters.entry(name.to_owned()).or_default().push_back(op);
+            }
+        }
+    }
+
+    /// Marks an operation whose future was dropped before completing.
+    pub(crate) fn abandon(&mut self, op: &OpId) {
+        if let Some(slot) = self.ops.get_mut(op) {
+            match slot {
+                Slot::Waiting(_) => *slot = Slot::Abandoned,
+                Slot::Done(_) => {
+                    self.ops.remove(op);
+                }
+                Slot::Abandoned => {}
+            }
+        }
+        for q in self.event_waiters.values_mut() {
+            q.retain(|o| o != op);
+        }
+    }
+
+    /// External events that arrived but were never taken by a wait, oldest first (carried over
+    /// to the next execution by continue-as-new).
+    pub(crate) fn unconsumed_events(&self) -> Vec<(String, Payload)> {
+        let mut all: Vec<(u64, &String, &Payload)> = self
+            .buffered_events
+            .iter()
+            .flat_map(|(name, q)| q.iter().map(move |(seq, data)| (*seq, name, data)))
+            .collect();
+        all.sort_by_key(|(seq, _, _)| *seq);
+        all.into_iter().map(|(_, n, d)| (n.clone(), d.clone())).collect()
+    }
+}
+
+/// Whether two issued events ask for the same operation: same type, operation id and name.
+fn same_operation(recorded: &EventKind, requested: &EventKind) -> bool {
+    recorded.type_name() == requested.type_name()
+        && recorded.op() == requested.op()
+        && recorded.name() == requested.name()
+}
