@@ -1,7 +1,6 @@
 //! [`WorkflowRun`]: drives one execution of a workflow through its journal and new deliveries.
 
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
@@ -249,7 +248,7 @@ impl WorkflowRun {
             self.wake.woken.store(false, Ordering::Release);
             let mut inner_cx = Context::from_waker(&self.waker);
             let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                Pin::new(&mut *fut).poll(&mut inner_cx)
+                fut.poll_unpin(&mut inner_cx)
             }));
             match polled {
                 Err(panic) => {

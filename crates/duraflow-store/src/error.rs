@@ -1,0 +1,81 @@
+//! Store errors.
+
+use duraflow_core::EventDecodeError;
+
+/// An error from a store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database cannot be reached or did not answer; the engine retries with backoff.
+    #[error("store unavailable: {0}; duraflow retries until it is reachable again")]
+    Unavailable(String),
+    /// The database refused a write for lack of space.
+    #[error("store is full: {0}; free space on the volume that holds the database")]
+    Full(String),
+    /// The lease behind this call has expired or was taken over: the work was handed to another
+    /// worker and this result is discarded.
+    #[error("lease lost on {what}: it expired or was taken over, so this result is discarded")]
+    LeaseLost {
+        /// What the lease was on (an instance or a task).
+        what: String,
+    },
+    /// No such instance (or task).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The instance already exists.
+    #[error("instance {0:?} already exists")]
+    AlreadyExists(String),
+    /// The instance has finished; it takes no more messages.
+    #[error("instance {id:?} has already finished ({status}); it takes no more messages")]
+    InstanceFinished {
+        /// The instance.
+        id: String,
+        /// Its final status.
+        status: String,
+    },
+    /// The instance is still running, so the operation (such as purge) is refused.
+    #[error("instance {0:?} is still running: cancel or terminate it first")]
+    InstanceRunning(String),
+    /// A stored journal event could not be read.
+    #[error("instance {instance_id:?}, execution {execution}, journal position {position}: {error}")]
+    CorruptJournal {
+        /// The instance.
+        instance_id: String,
+        /// The execution.
+        execution: u32,
+        /// The event's position in the journal.
+        position: usize,
+        /// What was wrong with it.
+        error: EventDecodeError,
+    },
+    /// Some other stored data could not be read.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// The database was written by a newer schema version than this build understands.
+    #[error(
+        "the database schema is version {found} but this build of duraflow supports up to \
+         version {supported}: upgrade duraflow, or point it at another database"
+    )]
+    NewerSchema {
+        /// The version found in the database.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A call's arguments were not valid.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Anything else the backend reported.
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (the database was unreachable or busy).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// `Result` with [`StoreError`].
+pub type StoreResult<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,126 @@
+//! The store contract.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use duraflow_core::{Event, Timestamp};
+
+use crate::error::StoreResult;
+use crate::notify::Notifier;
+use crate::types::{
+    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page,
+    StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+};
+
+/// What a durable-execution store must do. It stores; the runtime decides.
+///
+/// The contract is small on purpose and free of workflow logic. Every time the store needs is
+/// passed in as `now` (engine time from the runtime's clock), so stores never read a clock and
+/// tests can use virtual time. Every store must pass the conformance suite in
+/// [`crate::conformance`].
+///
+/// Semantics every implementation keeps:
+/// - **Atomic turns**: [`Store::commit_turns`] applies each [`TurnCommit`] entirely or not at
+///   all; a batch shares one transaction where the backend allows, but one turn's rejection
+///   (a lost lease) does not affect the others.
+/// - **Leases with fencing**: a fetch leases the instance or task with a fresh [`LeaseToken`];
+///   writes with a token that is no longer current fail with `StoreError::LeaseLost`; an
+///   expired lease makes the work fetchable again.
+/// - **Delayed visibility**: a message or task is never returned before its `visible_at`.
+/// - **Order**: an instance's messages are returned in the order they were sent.
+/// - **Finished instances** take no more messages: their inbox and tasks are deleted when they
+///   finish, and messages later sent to them are dropped (`send` reports it).
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name, for diagnostics (`memory`, `sqlite`, `postgres`).
+    fn backend(&self) -> &'static str;
+
+    /// In-process wakeups, if this store gives them; otherwise the runtime polls.
+    fn notifier(&self) -> Option<&Notifier> {
+        None
+    }
+
+    /// Creates an instance with a start message in its inbox, atomically. If the id is taken,
+    /// nothing changes and the existing instance is returned.
+    async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome>;
+
+    /// Puts a message in an instance's inbox. Fails with `NotFound` for an unknown instance and
+    /// `InstanceFinished` for a finished one.
+    async fn send(&self, message: NewMessage) -> StoreResult<()>;
+
+    /// Leases up to `max` instances that have visible messages and no live lease, each with its
+    /// current journal and visible messages, for `lease`.
+    async fn fetch_turns(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TurnWork>>;
+
+    /// Commits turns. The outer error means nothing was committed (the store could not be
+    /// reached); otherwise each turn has its own result, in order.
+    async fn commit_turns(&self, commits: Vec<TurnCommit>)
+        -> StoreResult<Vec<StoreResult<()>>>;
+
+    /// Gives up a turn's lease without committing; its messages become visible again at
+    /// `retry_at`.
+    async fn abandon_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        retry_at: Timestamp,
+    ) -> StoreResult<()>;
+
+    /// Leases up to `max` visible activity tasks for `lease`, counting an attempt on each.
+    async fn fetch_tasks(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TaskWork>>;
+
+    /// Completes tasks: each deletes the task and posts its result to the instance's inbox,
+    /// atomically. A completion whose lease is no longer current is rejected (`LeaseLost`).
+    async fn complete_tasks(
+        &self,
+        now: Timestamp,
+        completions: Vec<TaskCompletion>,
+    ) -> StoreResult<Vec<StoreResult<()>>>;
+
+    /// Extends a task's lease to `now + lease`; `LeaseLost` (or `NotFound` when the task was
+    /// deleted because its instance finished) tells the worker to stop.
+    async fn renew_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp>;
+
+    /// Gives a leased task back without a result: to retry later, or handed back at shutdown.
+    async fn release_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        release: TaskRelease,
+    ) -> StoreResult<()>;
+
+    /// When delayed work next becomes visible (or a lease next expires), after `now`.
+    async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue>;
+
+    /// An instance's stored state.
+    async fn instance(&self, id: &str) -> StoreResult<Option<InstanceInfo>>;
+
+    /// The journal of an execution (the current one when `None`).
+    async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>>;
+
+    /// Lists instances by id, filtered and paged.
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page>;
+
+    /// Deletes a finished instance with all its executions, messages and tasks. Returns `false`
+    /// if there was no such instance; refuses a running one (`InstanceRunning`).
+    async fn purge(&self, id: &str) -> StoreResult<bool>;
+
+    /// Counts, for operators and tests.
+    async fn stats(&self) -> StoreResult<StoreStats>;
+}

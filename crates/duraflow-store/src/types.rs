@@ -1,0 +1,388 @@
+//! The data a store keeps and exchanges with the runtime.
+
+use std::fmt;
+use std::str::FromStr;
+
+use duraflow_core::{ActivityOptions, Event, Failure, OpId, ParentLink, Payload, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::error::StoreError;
+
+/// A fencing token: proof that the holder's lease on an instance or a task is still the current
+/// one. Every fetch issues a new token; a write with an older token is rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeaseToken(pub i64);
+
+/// The id of an inbox message, increasing in the order messages were sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MessageId(pub i64);
+
+/// The id of an activity task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TaskId(pub i64);
+
+/// The status of an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceStatus {
+    /// Created; its first turn has not run yet.
+    Pending,
+    /// Started and not finished (including while it waits for timers or events).
+    Running,
+    /// Finished with an output.
+    Completed,
+    /// Finished with a failure.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// Terminated.
+    Terminated,
+}
+
+impl InstanceStatus {
+    /// Every status.
+    pub const ALL: [InstanceStatus; 6] = [
+        InstanceStatus::Pending,
+        InstanceStatus::Running,
+        InstanceStatus::Completed,
+        InstanceStatus::Failed,
+        InstanceStatus::Cancelled,
+        InstanceStatus::Terminated,
+    ];
+
+    /// Whether the instance has finished for good.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, InstanceStatus::Pending | InstanceStatus::Running)
+    }
+
+    /// The status as stored (`pending`, `running`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceStatus::Pending => "pending",
+            InstanceStatus::Running => "running",
+            InstanceStatus::Completed => "completed",
+            InstanceStatus::Failed => "failed",
+            InstanceStatus::Cancelled => "cancelled",
+            InstanceStatus::Terminated => "terminated",
+        }
+    }
+}
+
+impl fmt::Display for InstanceStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for InstanceStatus {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        InstanceStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "unknown status {s:?}: expected one of pending, running, completed, failed, \
+                     cancelled, terminated"
+                ))
+            })
+    }
+}
+
+/// What a store knows about an instance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InstanceInfo {
+    /// The instance id.
+    pub id: String,
+    /// The workflow's registered name.
+    pub name: String,
+    /// The status.
+    pub status: InstanceStatus,
+    /// The current execution (1, then one more after each continue-as-new).
+    pub execution: u32,
+    /// The current execution's input.
+    pub input: Payload,
+    /// The output, once completed.
+    pub output: Option<Payload>,
+    /// The failure, once failed (also set for cancelled and terminated instances).
+    pub failure: Option<Failure>,
+    /// The parent, for a child workflow that reports back.
+    pub parent: Option<ParentLink>,
+    /// When the instance was created.
+    pub created_at: Timestamp,
+    /// When the instance last changed.
+    pub updated_at: Timestamp,
+}
+
+/// An instance to create: by the client (`start`) or by a parent's turn (a child).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewInstance {
+    /// The instance id.
+    pub id: String,
+    /// The workflow's registered name.
+    pub name: String,
+    /// The input.
+    pub input: Payload,
+    /// The parent, for an attached child.
+    pub parent: Option<ParentLink>,
+    /// When it is created; its start message is visible from then.
+    pub created_at: Timestamp,
+}
+
+/// What creating an instance did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CreateOutcome {
+    /// The instance was created, with a start message in its inbox.
+    Created,
+    /// An instance with that id already existed; nothing was changed.
+    Existing(InstanceInfo),
+}
+
+/// The result of an activity, a step or a child, as it travels between instances.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpResult {
+    /// The output.
+    Ok(Payload),
+    /// The failure.
+    Err(Failure),
+}
+
+/// What an inbox message says.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MessageKind {
+    /// Start the given execution.
+    Start {
+        /// The execution to start.
+        execution: u32,
+    },
+    /// An activity's final result.
+    ActivityResult {
+        /// The execution that scheduled it.
+        execution: u32,
+        /// The operation.
+        op: OpId,
+        /// The result.
+        result: OpResult,
+    },
+    /// A timer is due.
+    TimerFired {
+        /// The execution that started it.
+        execution: u32,
+        /// The operation.
+        op: OpId,
+    },
+    /// A child workflow finished.
+    ChildResult {
+        /// The parent's execution that started it.
+        execution: u32,
+        /// The parent's operation.
+        op: OpId,
+        /// The result.
+        result: OpResult,
+    },
+    /// An external event.
+    Event {
+        /// The event name.
+        name: String,
+        /// Its data.
+        data: Payload,
+    },
+    /// Cancel the instance.
+    Cancel {
+        /// Why.
+        reason: String,
+    },
+    /// Terminate the instance.
+    Terminate {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A message to put in an instance's inbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewMessage {
+    /// The addressee.
+    pub instance_id: String,
+    /// What it says.
+    pub kind: MessageKind,
+    /// It is not delivered before this time.
+    pub visible_at: Timestamp,
+}
+
+/// A message in an inbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// Its id; messages to one instance are delivered in id order.
+    pub id: MessageId,
+    /// The addressee.
+    pub instance_id: String,
+    /// What it says.
+    pub kind: MessageKind,
+    /// It is not delivered before this time.
+    pub visible_at: Timestamp,
+}
+
+/// An instance with visible messages, leased to the caller for one turn.
+#[derive(Debug)]
+pub struct TurnWork {
+    /// The instance as stored.
+    pub instance: InstanceInfo,
+    /// The current execution's journal, or why it could not be read.
+    pub journal: Result<Vec<Event>, StoreError>,
+    /// The visible messages, in id order.
+    pub messages: Vec<Message>,
+    /// The lease's fencing token.
+    pub token: LeaseToken,
+}
+
+/// An activity task to create.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTask {
+    /// The instance that scheduled it.
+    pub instance_id: String,
+    /// The execution that scheduled it.
+    pub execution: u32,
+    /// The operation.
+    pub op: OpId,
+    /// The activity's registered name.
+    pub name: String,
+    /// The input.
+    pub input: Payload,
+    /// Retry and timeout options.
+    pub options: ActivityOptions,
+    /// When it was scheduled.
+    pub scheduled_at: Timestamp,
+}
+
+/// An activity task leased to the caller for one attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskWork {
+    /// The task.
+    pub id: TaskId,
+    /// The instance that scheduled it.
+    pub instance_id: String,
+    /// The execution that scheduled it.
+    pub execution: u32,
+    /// The operation.
+    pub op: OpId,
+    /// The activity's registered name.
+    pub name: String,
+    /// The input.
+    pub input: Payload,
+    /// Retry and timeout options.
+    pub options: ActivityOptions,
+    /// Which attempt this is (1 for the first).
+    pub attempt: u32,
+    /// When it was scheduled.
+    pub scheduled_at: Timestamp,
+    /// The lease's fencing token.
+    pub token: LeaseToken,
+    /// When the lease runs out unless renewed.
+    pub lease_until: Timestamp,
+}
+
+/// How a leased task is given back without a result.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TaskRelease {
+    /// The attempt failed and another will be made at `visible_at`.
+    Retry {
+        /// When the next attempt may start.
+        visible_at: Timestamp,
+        /// Why this attempt failed.
+        failure: Failure,
+    },
+    /// The worker is shutting down: the attempt does not count and the task is visible at once.
+    HandBack,
+}
+
+/// An activity's final result, reported with the lease token of the attempt that produced it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskCompletion {
+    /// The task.
+    pub id: TaskId,
+    /// The attempt's lease token.
+    pub token: LeaseToken,
+    /// The result, posted to the instance's inbox.
+    pub result: OpResult,
+}
+
+/// Everything one turn changes, committed atomically: all of it or none.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnCommit {
+    /// The instance.
+    pub instance_id: String,
+    /// The turn's lease token.
+    pub token: LeaseToken,
+    /// The execution the events belong to.
+    pub execution: u32,
+    /// The journal length the turn started from; the new events are appended after it.
+    pub journal_base: usize,
+    /// New journal events, appended in order.
+    pub new_events: Vec<Event>,
+    /// Inbox messages the turn consumed, deleted.
+    pub consumed: Vec<MessageId>,
+    /// Messages to send (timers to itself, results to a parent, cancellations to children).
+    pub messages: Vec<NewMessage>,
+    /// Child instances to create; one that exists already is left as it is.
+    pub new_instances: Vec<NewInstance>,
+    /// Activity tasks to create.
+    pub tasks: Vec<NewTask>,
+    /// The instance's new status, with the output or failure for a finished one. A finished
+    /// instance's remaining messages and tasks are deleted.
+    pub status: InstanceStatus,
+    /// The output, when completed.
+    pub output: Option<Payload>,
+    /// The failure, when failed, cancelled or terminated.
+    pub failure: Option<Failure>,
+    /// Continue as a new execution (execution + 1, fresh journal) with this input.
+    pub continue_as_new: Option<Payload>,
+    /// When the commit happens.
+    pub now: Timestamp,
+}
+
+/// Which instances to list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ListFilter {
+    /// Only these statuses (all when empty).
+    pub statuses: Vec<InstanceStatus>,
+    /// Only instances of this workflow name.
+    pub name: Option<String>,
+    /// At most this many (a store caps it at 1,000; 100 when 0).
+    pub limit: usize,
+    /// Continue after this cursor, from a previous page's `next`.
+    pub after: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    /// The instances, ordered by id.
+    pub instances: Vec<InstanceInfo>,
+    /// The cursor for the next page, if there is one.
+    pub next: Option<String>,
+}
+
+/// Counts by status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Instances by status.
+    pub instances: Vec<(InstanceStatus, u64)>,
+    /// Inbox messages waiting.
+    pub messages: u64,
+    /// Activity tasks waiting or running.
+    pub tasks: u64,
+}
+
+/// When the next delayed work becomes visible, for a dispatcher deciding how long to sleep.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NextDue {
+    /// The earliest future message visibility or instance lease expiry.
+    pub turn: Option<Timestamp>,
+    /// The earliest future task visibility or task lease expiry.
+    pub task: Option<Timestamp>,
+}
