@@ -304,7 +304,7 @@ impl fmt::Display for EventKind {
 }
 
 /// A stored journal event could not be read.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventDecodeError {
     /// The event was written by a newer journal format than this build understands.

@@ -1,1 +1,5 @@
-//! The in-memory store (to be written).
+//! The in-memory store (being written).
+
+/// The in-memory store.
+#[derive(Debug, Default)]
+pub struct MemoryStore;
