@@ -1,1 +1,99 @@
-//! placeholder
+//! # duraflow — durable execution for Rust
+//!
+//! Workflows written as ordinary `async` Rust that survive crashes, restarts and redeploys.
+//! A workflow calls activities, sleeps on durable timers, waits for external events, starts
+//! child workflows and runs inline steps; every one of those is journaled, so when the process
+//! stops and the workflow resumes elsewhere, the code is replayed against its journal and
+//! carries on from where it was without doing any completed work again.
+//!
+//! ## Features, and where they live
+//!
+//! - Workflow code: [`WorkflowContext`] —
+//!   [`activity`](WorkflowContext::activity) with a [`RetryPolicy`] and timeouts,
+//!   inline [`step`](WorkflowContext::step)s, [`sleep`](WorkflowContext::sleep),
+//!   [`wait_for_event`](WorkflowContext::wait_for_event) with a timeout,
+//!   [`child_workflow`](WorkflowContext::child_workflow) and
+//!   [`start_child`](WorkflowContext::start_child),
+//!   [`continue_as_new`](WorkflowContext::continue_as_new),
+//!   [`join_all`](WorkflowContext::join_all) and [`select`](WorkflowContext::select),
+//!   deterministic [`now`](WorkflowContext::now), [`uuid`](WorkflowContext::uuid) and
+//!   [`random_u64`](WorkflowContext::random_u64).
+//! - Activities: `async fn(ActivityContext, I) -> Result<O, ActivityError>`, or the typed
+//!   [`Activity`] trait; errors are retryable unless marked [`ActivityError::terminal`].
+//! - Running them: [`Engine`] (built with [`Engine::builder`]) and its [`Client`] (start, raise
+//!   events, cancel, terminate, status, wait, history, list, purge).
+//! - Storage: any [`Store`]; [`MemoryStore`] ships in this release.
+//! - Replay safety: code that no longer matches a journal fails the instance with a
+//!   nondeterminism failure naming the journal position; [`check_replay`] checks journals
+//!   against new code before you deploy it.
+//!
+//! ## Example
+//!
+//! ```no_run
+//! use duraflow::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Order { id: String, cents: u64 }
+//!
+//! async fn charge(_ctx: ActivityContext, order: Order) -> Result<String, ActivityError> {
+//!     Ok(format!("receipt-{}", order.id))
+//! }
+//!
+//! async fn fulfil(ctx: WorkflowContext, order: Order) -> Result<String, WorkflowError> {
+//!     let receipt: String = ctx
+//!         .activity("charge", &order)
+//!         .retry(RetryPolicy::exponential(Duration::from_secs(1)).max_attempts(5))
+//!         .await?;
+//!     let approved: bool = ctx
+//!         .wait_for_event("approved")
+//!         .timeout(Duration::from_secs(3600))
+//!         .await?;
+//!     ctx.sleep(Duration::from_secs(60)).await?;
+//!     Ok(if approved { receipt } else { "rejected".into() })
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::builder()
+//!     .store(MemoryStore::new())
+//!     .workflow("fulfil", fulfil)
+//!     .activity("charge", charge)
+//!     .start()
+//!     .await?;
+//! let client = engine.client();
+//! let run = client.start("fulfil", &Order { id: "42".into(), cents: 1999 }).id("order-42").await?;
+//! client.raise_event(&run, "approved", &true).await?;
+//! let receipt: String = client.wait(&run).await?;
+//! engine.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub use duraflow_core::{
+    check_replay, ActivityError, ActivityOptions, Clock, Event, EventKind, Failure, FailureKind,
+    Nondeterminism, OpId, Outcome, ParentLink, Payload, ReplayReport, RetryPolicy, Timestamp,
+    Workflow, WorkflowContext, WorkflowError, JOURNAL_FORMAT_VERSION,
+};
+pub use duraflow_runtime::{
+    Activity, ActivityContext, Client, ClientError, Engine, EngineBuilder, EngineError,
+    EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, SystemClock,
+};
+pub use duraflow_store::{
+    InstanceInfo, InstanceStatus, ListFilter, MemoryStore, Page, Store, StoreError,
+};
+
+/// The sub-crates, for what the facade does not re-export.
+pub mod crates {
+    pub use duraflow_core as core;
+    pub use duraflow_runtime as runtime;
+    pub use duraflow_store as store;
+}
+
+/// Everything a workflow application usually needs: `use duraflow::prelude::*;`.
+pub mod prelude {
+    pub use std::time::Duration;
+
+    pub use crate::{
+        Activity, ActivityContext, ActivityError, Client, ClientError, Engine, InstanceStatus,
+        MemoryStore, RetryPolicy, RunHandle, Workflow, WorkflowContext, WorkflowError,
+    };
+}

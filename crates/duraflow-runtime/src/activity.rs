@@ -1,0 +1,152 @@
+//! Activities: what they see ([`ActivityContext`]) and how they are registered.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use duraflow_core::{ActivityError, OpId, Payload};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+/// What an activity knows about the attempt it is running.
+#[derive(Clone, Debug)]
+pub struct ActivityContext {
+    pub(crate) instance_id: String,
+    pub(crate) execution: u32,
+    pub(crate) op: OpId,
+    pub(crate) name: String,
+    pub(crate) attempt: u32,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl ActivityContext {
+    /// The instance that scheduled the activity.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The execution that scheduled it.
+    pub fn execution(&self) -> u32 {
+        self.execution
+    }
+
+    /// The operation id within the workflow; with the instance id and execution it names this
+    /// activity uniquely, which makes it a good idempotency key for side effects.
+    pub fn op_id(&self) -> &OpId {
+        &self.op
+    }
+
+    /// The activity's registered name.
+    pub fn activity_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Which attempt this is (1 for the first).
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether the activity should stop: its instance was cancelled or finished, its lease was
+    /// lost, or the engine is shutting down past its grace period.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when the activity should stop (see [`ActivityContext::is_cancelled`]).
+    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.cancel.cancelled()
+    }
+}
+
+/// An activity's failure as the worker sees it: its own error, or a payload that did not
+/// encode or decode.
+#[derive(Debug)]
+pub(crate) enum AttemptError {
+    Activity(ActivityError),
+    Payload(String),
+}
+
+/// An activity with its types erased: what the registry holds.
+pub(crate) type ActivityFn = Arc<
+    dyn Fn(ActivityContext, Payload) -> BoxFuture<'static, Result<Payload, AttemptError>>
+        + Send
+        + Sync,
+>;
+
+/// Wraps `async fn(ActivityContext, I) -> Result<O, ActivityError>` for the registry.
+pub(crate) fn activity_fn<F, Fut, I, O>(f: F) -> ActivityFn
+where
+    F: Fn(ActivityContext, I) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, ActivityError>> + Send + 'static,
+    I: DeserializeOwned + Send + 'static,
+    O: Serialize + Send + 'static,
+{
+    Arc::new(move |ctx: ActivityContext, input: Payload| {
+        let name = ctx.name.clone();
+        match input.decode::<I>() {
+            Ok(input) => {
+                let fut = f(ctx, input);
+                async move {
+                    let out = fut.await.map_err(AttemptError::Activity)?;
+                    Payload::encode(&out).map_err(|e| {
+                        AttemptError::Payload(format!(
+                            "cannot encode the output of activity {name:?}: {e}"
+                        ))
+                    })
+                }
+                .boxed()
+            }
+            Err(e) => {
+                let err = AttemptError::Payload(format!(
+                    "the input of activity {name:?} is invalid: {e}"
+                ));
+                async move { Err(err) }.boxed()
+            }
+        }
+    })
+}
+
+/// An activity as a type: its registered name, input and output types, and its code.
+///
+/// ```
+/// use duraflow_core::ActivityError;
+/// use duraflow_runtime::{Activity, ActivityContext};
+///
+/// struct Charge;
+///
+/// impl Activity for Charge {
+///     const NAME: &'static str = "charge";
+///     type Input = u64;
+///     type Output = String;
+///
+///     async fn run(&self, _ctx: ActivityContext, cents: u64) -> Result<String, ActivityError> {
+///         Ok(format!("receipt for {cents} cents"))
+///     }
+/// }
+/// ```
+pub trait Activity: Send + Sync + 'static {
+    /// The name workflows schedule it by.
+    const NAME: &'static str;
+    /// The input type.
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// The output type.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The activity's code.
+    fn run(
+        &self,
+        ctx: ActivityContext,
+        input: Self::Input,
+    ) -> impl Future<Output = Result<Self::Output, ActivityError>> + Send;
+}
+
+/// Type-erases an [`Activity`] for the registry.
+pub(crate) fn typed_activity_fn<A: Activity>(activity: A) -> ActivityFn {
+    let activity = Arc::new(activity);
+    activity_fn(move |ctx: ActivityContext, input: A::Input| {
+        let activity = activity.clone();
+        async move { activity.run(ctx, input).await }
+    })
+}

@@ -1,0 +1,263 @@
+//! One activity attempt: run it under its timeouts with the lease renewed, then report the
+//! result, schedule a retry, or hand the task back.
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use duraflow_core::{ActivityError, Failure, FailureKind, Payload, Timestamp};
+use duraflow_store::{OpResult, StoreError, TaskCompletion, TaskRelease, TaskWork};
+use futures::FutureExt;
+use tracing::{debug, warn};
+
+use crate::activity::{ActivityContext, AttemptError};
+use crate::batcher::Batcher;
+use crate::engine::Inner;
+use crate::wait::Backoff;
+
+/// How an attempt ended, before it is reported.
+enum Ended {
+    Finished(Result<Payload, AttemptError>),
+    TimedOut(Duration),
+    /// The lease was lost (or the task deleted because its instance finished).
+    LeaseLost,
+    /// The instance was cancelled or the engine is stopping.
+    Cancelled,
+}
+
+/// How long a cancelled activity may take to notice and return before it is dropped.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletion>, task: TaskWork) {
+    let label = format!("activity {:?}", task.name);
+    let Some(activity) = inner.registry.activity(&task.name).cloned() else {
+        let failure = Failure::new(
+            FailureKind::UnknownActivity,
+            format!(
+                "no activity named {:?} is registered with this engine (registered: {}); \
+                 register it with EngineBuilder::activity",
+                task.name,
+                inner.registry.activity_names().join(", ")
+            ),
+        )
+        .at(label, &task.op)
+        .with_attempts(task.attempt);
+        return complete(inner, completer, &task, OpResult::Err(failure)).await;
+    };
+
+    let now = inner.clock.now();
+    let close_by = task.options.schedule_to_close.map(|d| task.scheduled_at.plus(d));
+    if let Some(deadline) = close_by {
+        if now >= deadline {
+            let failure = schedule_to_close_failure(&task, &label);
+            return complete(inner, completer, &task, OpResult::Err(failure)).await;
+        }
+    }
+    let attempt_deadline = match (task.options.attempt_timeout.map(|d| now.plus(d)), close_by) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+
+    let cancel = inner.hard_stop.child_token();
+    let _guard = inner.active.register(&task.instance_id, task.id, cancel.clone());
+    let ctx = ActivityContext {
+        instance_id: task.instance_id.clone(),
+        execution: task.execution,
+        op: task.op.clone(),
+        name: task.name.clone(),
+        attempt: task.attempt,
+        cancel: cancel.clone(),
+    };
+    let mut work = AssertUnwindSafe(activity(ctx, task.input.clone())).catch_unwind();
+    let timeout = async {
+        match attempt_deadline {
+            Some(t) => inner.clock.sleep_until(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let ended = tokio::select! {
+        out = &mut work => Ended::Finished(out.unwrap_or_else(|panic| Err(panic_error(&task.name, panic)))),
+        _ = timeout => Ended::TimedOut(attempt_deadline.map(|t| t.since(now)).unwrap_or_default()),
+        () = renew_lease(inner, &task) => Ended::LeaseLost,
+        _ = cancel.cancelled() => Ended::Cancelled,
+    };
+    let ended = match ended {
+        // Give a cancelled activity a moment to see it and return on its own.
+        Ended::Cancelled | Ended::LeaseLost => {
+            cancel.cancel();
+            let lost = matches!(ended, Ended::LeaseLost);
+            match tokio::time::timeout(CANCEL_GRACE, &mut work).await {
+                Ok(Ok(Ok(out))) if !lost && !inner.hard_stop.is_cancelled() => {
+                    Ended::Finished(Ok(out))
+                }
+                _ if lost => Ended::LeaseLost,
+                _ => Ended::Cancelled,
+            }
+        }
+        other => other,
+    };
+    drop(work);
+
+    match ended {
+        Ended::Finished(Ok(output)) => {
+            complete(inner, completer, &task, OpResult::Ok(output)).await
+        }
+        Ended::Finished(Err(AttemptError::Payload(message))) => {
+            let failure = Failure::new(FailureKind::Payload, message)
+                .at(label, &task.op)
+                .with_attempts(task.attempt);
+            complete(inner, completer, &task, OpResult::Err(failure)).await
+        }
+        Ended::Finished(Err(AttemptError::Activity(e))) => {
+            failed_attempt(inner, completer, &task, &label, close_by, e).await
+        }
+        Ended::TimedOut(after) => {
+            let e = ActivityError::retryable(format!("attempt timed out after {after:?}"));
+            failed_attempt(inner, completer, &task, &label, close_by, e).await
+        }
+        Ended::LeaseLost => {
+            debug!(task = task.id.0, "activity lease lost; another worker owns the task now");
+        }
+        Ended::Cancelled => {
+            if inner.hard_stop.is_cancelled() {
+                // Shutting down: hand the task back so another worker runs it.
+                if let Err(e) = inner
+                    .store
+                    .release_task(task.id, task.token, TaskRelease::HandBack)
+                    .await
+                {
+                    debug!(task = task.id.0, error = %e, "hand-back failed; the lease will expire");
+                }
+                inner.handed_back.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            // Otherwise the instance finished and its task is gone: nothing to report.
+        }
+    }
+}
+
+/// Decides between another attempt and a final failure.
+async fn failed_attempt(
+    inner: &Inner,
+    completer: &Batcher<TaskCompletion>,
+    task: &TaskWork,
+    label: &str,
+    close_by: Option<Timestamp>,
+    e: ActivityError,
+) {
+    let policy = &task.options.retry;
+    let now = inner.clock.now();
+    let retry_at = (e.is_retryable() && policy.retries_code(e.code()))
+        .then(|| policy.delay_after(task.attempt, fastrand::f64()))
+        .flatten()
+        .map(|d| now.plus(d))
+        .filter(|at| close_by.is_none_or(|deadline| *at < deadline));
+    match retry_at {
+        Some(visible_at) => {
+            let failure = attempt_failure(&e, FailureKind::Application, label, task);
+            debug!(task = task.id.0, attempt = task.attempt, %failure, "activity attempt failed; retrying");
+            let release = TaskRelease::Retry {
+                visible_at,
+                failure,
+            };
+            if let Err(err) = inner.store.release_task(task.id, task.token, release).await {
+                debug!(task = task.id.0, error = %err, "could not schedule the retry; the lease will expire");
+            }
+        }
+        None => {
+            let kind = if !e.is_retryable() || !policy.retries_code(e.code()) {
+                if matches!(e, ActivityError::Cancelled) {
+                    FailureKind::Cancelled
+                } else {
+                    FailureKind::ActivityTerminal
+                }
+            } else {
+                FailureKind::RetriesExhausted
+            };
+            let failure = attempt_failure(&e, kind, label, task);
+            complete(inner, completer, task, OpResult::Err(failure)).await
+        }
+    }
+}
+
+fn attempt_failure(e: &ActivityError, kind: FailureKind, label: &str, task: &TaskWork) -> Failure {
+    Failure::new(kind, e.message())
+        .with_code(e.code().map(str::to_owned))
+        .at(label, &task.op)
+        .with_attempts(task.attempt)
+}
+
+fn schedule_to_close_failure(task: &TaskWork, label: &str) -> Failure {
+    Failure::new(
+        FailureKind::Timeout,
+        format!(
+            "no result within the schedule-to-close timeout of {:?}",
+            task.options.schedule_to_close.unwrap_or_default()
+        ),
+    )
+    .at(label, &task.op)
+    .with_attempts(task.attempt.saturating_sub(1))
+}
+
+fn panic_error(name: &str, panic: Box<dyn std::any::Any + Send>) -> AttemptError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic".to_owned());
+    AttemptError::Activity(ActivityError::retryable(format!(
+        "activity {name:?} panicked: {message}"
+    )))
+}
+
+/// Renews the task's lease every third of its length; completes when it is lost.
+async fn renew_lease(inner: &Inner, task: &TaskWork) {
+    let lease = inner.options.task_lease;
+    let mut lease_until = task.lease_until;
+    loop {
+        let renew_at = Timestamp::from_millis(
+            lease_until.as_millis() - duraflow_core::duration_millis(lease) * 2 / 3,
+        );
+        inner.clock.sleep_until(renew_at).await;
+        match inner
+            .store
+            .renew_task(task.id, task.token, inner.clock.now(), lease)
+            .await
+        {
+            Ok(until) => lease_until = until,
+            Err(StoreError::LeaseLost { .. } | StoreError::NotFound(_)) => return,
+            Err(e) => {
+                warn!(task = task.id.0, error = %e, "renewing an activity lease failed; retrying");
+                // Try again a third of a lease from now.
+                lease_until = inner.clock.now().plus(lease);
+            }
+        }
+    }
+}
+
+/// Reports a final result, retrying while the store is unreachable.
+async fn complete(
+    inner: &Inner,
+    completer: &Batcher<TaskCompletion>,
+    task: &TaskWork,
+    result: OpResult,
+) {
+    let mut backoff = Backoff::new(inner.options.store_retry_initial);
+    for _ in 0..5 {
+        let completion = TaskCompletion {
+            id: task.id,
+            token: task.token,
+            result: result.clone(),
+        };
+        match completer.submit(completion).await {
+            Ok(()) => return,
+            Err(e) if e.is_transient() => {
+                warn!(task = task.id.0, error = %e, "completing an activity failed; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            Err(e) => {
+                debug!(task = task.id.0, error = %e, "activity result discarded");
+                return;
+            }
+        }
+    }
+    warn!(task = task.id.0, "giving up on completing the activity; its lease will expire and it will run again");
+}

@@ -1,0 +1,388 @@
+//! [`Client`]: start, signal, observe and clean up instances.
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duraflow_core::{Clock, Event, Failure, FailureKind, Payload, Workflow};
+use duraflow_store::{
+    CreateOutcome, InstanceInfo, InstanceStatus, ListFilter, MessageKind, NewInstance, NewMessage,
+    Page, Store, StoreError,
+};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::clock::SystemClock;
+use crate::error::ClientError;
+
+/// Starts, signals, observes and cleans up workflow instances.
+///
+/// Get one from [`crate::Engine::client`] (which also checks workflow names against the
+/// engine), or build one on a store alone with [`Client::new`] to operate instances from a
+/// process that runs no workflows. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    workflows: Option<Arc<Vec<String>>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("store", &self.store.backend())
+            .finish()
+    }
+}
+
+/// A started (or already existing) instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunHandle {
+    /// The instance id.
+    pub id: String,
+    /// Whether the instance already existed, so this start did not create it.
+    pub existed: bool,
+}
+
+impl AsRef<str> for RunHandle {
+    fn as_ref(&self) -> &str {
+        &self.id
+    }
+}
+
+impl fmt::Display for RunHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// What a start does when the instance id is taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IfExists {
+    /// Return the existing instance (the default): starting is idempotent.
+    #[default]
+    ReturnExisting,
+    /// Fail with [`ClientError::AlreadyExists`].
+    Fail,
+}
+
+/// A start being prepared; `.await` it.
+#[must_use = "nothing starts until the start is awaited"]
+pub struct Start<'a> {
+    client: &'a Client,
+    name: String,
+    input: Result<Payload, ClientError>,
+    id: Option<String>,
+    if_exists: IfExists,
+}
+
+impl Start<'_> {
+    /// The instance id (default: a new UUID).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// What to do if the id is taken (default: return the existing instance).
+    pub fn if_exists(mut self, policy: IfExists) -> Self {
+        self.if_exists = policy;
+        self
+    }
+}
+
+impl<'a> IntoFuture for Start<'a> {
+    type Output = Result<RunHandle, ClientError>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        async move {
+            if let Some(registered) = &self.client.workflows {
+                if !registered.iter().any(|n| *n == self.name) {
+                    return Err(ClientError::UnknownWorkflow {
+                        name: self.name,
+                        registered: registered.as_ref().clone(),
+                    });
+                }
+            }
+            let input = self.input?;
+            let id = match self.id {
+                Some(id) if id.trim().is_empty() => {
+                    return Err(ClientError::Store(StoreError::Invalid(
+                        "an instance id must not be empty".into(),
+                    )))
+                }
+                Some(id) => id,
+                None => uuid::Uuid::new_v4().to_string(),
+            };
+            let outcome = self
+                .client
+                .store
+                .create_instance(NewInstance {
+                    id: id.clone(),
+                    name: self.name.clone(),
+                    input,
+                    parent: None,
+                    created_at: self.client.clock.now(),
+                })
+                .await?;
+            match outcome {
+                CreateOutcome::Created => Ok(RunHandle { id, existed: false }),
+                CreateOutcome::Existing(_) if self.if_exists == IfExists::Fail => {
+                    Err(ClientError::AlreadyExists(id))
+                }
+                CreateOutcome::Existing(_) => Ok(RunHandle { id, existed: true }),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// A wait for an instance's result; optionally give it a timeout, then `.await` it.
+#[must_use = "nothing happens until the wait is awaited"]
+pub struct Wait<'a, T> {
+    client: &'a Client,
+    id: String,
+    timeout: Option<Duration>,
+    _output: PhantomData<fn() -> T>,
+}
+
+impl<T> Wait<'_, T> {
+    /// Gives up after `timeout` of real time with [`ClientError::Timeout`] (the instance goes
+    /// on running).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl<'a, T: DeserializeOwned + 'a> IntoFuture for Wait<'a, T> {
+    type Output = Result<T, ClientError>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        async move {
+            let info = self.client.wait_finished(&self.id, self.timeout).await?;
+            outcome_of::<T>(info)
+        }
+        .boxed()
+    }
+}
+
+/// The typed result of a finished instance.
+fn outcome_of<T: DeserializeOwned>(info: InstanceInfo) -> Result<T, ClientError> {
+    let failure = || {
+        info.failure
+            .clone()
+            .unwrap_or_else(|| Failure::new(FailureKind::Internal, "no failure recorded"))
+    };
+    match info.status {
+        InstanceStatus::Completed => {
+            let output = info.output.clone().unwrap_or_else(Payload::null);
+            output.decode::<T>().map_err(|e| ClientError::Decode {
+                id: info.id.clone(),
+                message: e.to_string(),
+            })
+        }
+        InstanceStatus::Failed => Err(ClientError::WorkflowFailed(failure())),
+        InstanceStatus::Cancelled => Err(ClientError::Cancelled(failure())),
+        InstanceStatus::Terminated => Err(ClientError::Terminated(failure())),
+        InstanceStatus::Pending | InstanceStatus::Running => Err(ClientError::Store(
+            StoreError::Other(format!("instance {:?} has not finished", info.id)),
+        )),
+    }
+}
+
+impl Client {
+    /// A client on `store` alone, using the system clock. It does not check workflow names.
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Client {
+            store,
+            clock: Arc::new(SystemClock),
+            workflows: None,
+        }
+    }
+
+    pub(crate) fn for_engine(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        workflows: Arc<Vec<String>>,
+    ) -> Self {
+        Client {
+            store,
+            clock,
+            workflows: Some(workflows),
+        }
+    }
+
+    /// Starts the workflow registered as `name` with `input`. Set an id with `.id(..)`;
+    /// starting an id that exists returns the existing instance unless told otherwise.
+    pub fn start(&self, name: &str, input: &(impl Serialize + ?Sized)) -> Start<'_> {
+        Start {
+            client: self,
+            name: name.to_owned(),
+            input: Payload::encode(input).map_err(|e| ClientError::Encode {
+                what: format!("the input of workflow {name:?}"),
+                message: e.0,
+            }),
+            id: None,
+            if_exists: IfExists::default(),
+        }
+    }
+
+    /// Starts a typed [`Workflow`]: the input's type is checked at compile time.
+    pub fn start_typed<W: Workflow>(&self, input: &W::Input) -> Start<'_> {
+        self.start(W::NAME, input)
+    }
+
+    /// Raises the external event `name` with `data` on an instance. It is buffered until the
+    /// workflow waits for it.
+    pub async fn raise_event(
+        &self,
+        id: impl AsRef<str>,
+        name: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<(), ClientError> {
+        let data = Payload::encode(data).map_err(|e| ClientError::Encode {
+            what: format!("the data of event {name:?}"),
+            message: e.0,
+        })?;
+        self.send(
+            id.as_ref(),
+            MessageKind::Event {
+                name: name.to_owned(),
+                data,
+            },
+        )
+        .await
+    }
+
+    /// Requests cancellation: the instance ends as cancelled at its next turn, its running
+    /// activities are told to stop, and its attached children are cancelled too.
+    pub async fn cancel(&self, id: impl AsRef<str>, reason: &str) -> Result<(), ClientError> {
+        self.send(
+            id.as_ref(),
+            MessageKind::Cancel {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// Terminates the instance without running any more of its code (it works even when the
+    /// code is gone or no longer matches the journal); attached children are terminated too.
+    pub async fn terminate(&self, id: impl AsRef<str>, reason: &str) -> Result<(), ClientError> {
+        self.send(
+            id.as_ref(),
+            MessageKind::Terminate {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+    }
+
+    async fn send(&self, id: &str, kind: MessageKind) -> Result<(), ClientError> {
+        let message = NewMessage {
+            instance_id: id.to_owned(),
+            kind,
+            visible_at: self.clock.now(),
+        };
+        self.store.send(message).await.map_err(|e| match e {
+            StoreError::NotFound(_) => ClientError::NotFound(id.to_owned()),
+            StoreError::InstanceFinished { id, status } => {
+                ClientError::InstanceFinished { id, status }
+            }
+            other => ClientError::Store(other),
+        })
+    }
+
+    /// The instance's status, input, output or failure.
+    pub async fn status(&self, id: impl AsRef<str>) -> Result<InstanceInfo, ClientError> {
+        let id = id.as_ref();
+        self.store
+            .instance(id)
+            .await?
+            .ok_or_else(|| ClientError::NotFound(id.to_owned()))
+    }
+
+    /// Waits for the instance to finish (through any continue-as-new) and returns its output
+    /// decoded as `T`, or its failure, cancellation or termination as an error.
+    pub fn wait<T: DeserializeOwned>(&self, id: impl AsRef<str>) -> Wait<'_, T> {
+        Wait {
+            client: self,
+            id: id.as_ref().to_owned(),
+            timeout: None,
+            _output: PhantomData,
+        }
+    }
+
+    /// Waits for the instance to finish and returns its final state, whatever it is.
+    pub async fn wait_finished(
+        &self,
+        id: &str,
+        timeout: Option<Duration>,
+    ) -> Result<InstanceInfo, ClientError> {
+        let started = tokio::time::Instant::now();
+        let mut poll = Duration::from_millis(5);
+        loop {
+            let notified = self.store.notifier().map(|n| n.instances.notified());
+            tokio::pin!(notified);
+            if let Some(n) = notified.as_mut().as_pin_mut() {
+                n.enable();
+            }
+            let info = self.status(id).await?;
+            if info.status.is_terminal() {
+                return Ok(info);
+            }
+            let remaining = match timeout {
+                Some(t) => match t.checked_sub(started.elapsed()) {
+                    Some(r) if !r.is_zero() => Some(r),
+                    _ => {
+                        return Err(ClientError::Timeout {
+                            id: id.to_owned(),
+                            waited: t,
+                        })
+                    }
+                },
+                None => None,
+            };
+            let nap = remaining.map_or(poll, |r| r.min(poll));
+            match notified.as_mut().as_pin_mut() {
+                Some(n) => {
+                    let _ = tokio::time::timeout(nap, n).await;
+                }
+                None => tokio::time::sleep(nap).await,
+            }
+            poll = (poll * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// The journal of an execution (the current one when `None`).
+    pub async fn history(
+        &self,
+        id: impl AsRef<str>,
+        execution: Option<u32>,
+    ) -> Result<Vec<Event>, ClientError> {
+        let id = id.as_ref();
+        self.store
+            .journal(id, execution)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => ClientError::NotFound(id.to_owned()),
+                other => ClientError::Store(other),
+            })
+    }
+
+    /// Lists instances, filtered by status and name, a page at a time.
+    pub async fn list(&self, filter: ListFilter) -> Result<Page, ClientError> {
+        Ok(self.store.list(filter).await?)
+    }
+
+    /// Deletes a finished instance and its history. Returns `false` if there was none.
+    pub async fn purge(&self, id: impl AsRef<str>) -> Result<bool, ClientError> {
+        Ok(self.store.purge(id.as_ref()).await?)
+    }
+}

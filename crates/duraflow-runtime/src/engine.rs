@@ -1,0 +1,316 @@
+//! [`Engine`]: registries, the workflow dispatcher, the activity worker pool, and shutdown.
+
+use std::future::Future;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duraflow_core::{typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError};
+use duraflow_store::{MemoryStore, Store, TaskCompletion, TurnCommit};
+use futures::FutureExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::active::ActiveActivities;
+use crate::activity::{activity_fn, typed_activity_fn, Activity, ActivityContext};
+use crate::batcher::{BatchWrite, Batcher};
+use crate::client::Client;
+use crate::clock::SystemClock;
+use crate::dispatcher::run_dispatcher;
+use crate::error::EngineError;
+use crate::options::EngineOptions;
+use crate::registry::Registry;
+use crate::worker::run_workers;
+use duraflow_core::Workflow;
+
+/// What the engine's tasks share.
+pub(crate) struct Inner {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) registry: Registry,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) options: EngineOptions,
+    /// Stop fetching new work.
+    pub(crate) stop: CancellationToken,
+    /// Cancel the activities still running (shutdown after its grace period).
+    pub(crate) hard_stop: CancellationToken,
+    pub(crate) active: ActiveActivities,
+    pub(crate) handed_back: AtomicUsize,
+}
+
+/// Builds an [`Engine`]: the store, the workflows and activities it runs, and its settings.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use duraflow_core::{ActivityError, WorkflowContext, WorkflowError};
+/// use duraflow_runtime::{ActivityContext, Engine};
+///
+/// async fn greet(ctx: WorkflowContext, name: String) -> Result<String, WorkflowError> {
+///     ctx.activity("format", &name).await
+/// }
+/// async fn format(_ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
+///     Ok(format!("hello, {name}"))
+/// }
+///
+/// let engine = Engine::builder()
+///     .workflow("greet", greet)
+///     .activity("format", format)
+///     .start()
+///     .await?;
+/// let client = engine.client();
+/// let run = client.start("greet", "world").await?;
+/// let greeting: String = client.wait(&run).await?;
+/// engine.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct EngineBuilder {
+    store: Option<Arc<dyn Store>>,
+    clock: Arc<dyn Clock>,
+    registry: Registry,
+    errors: Vec<EngineError>,
+    options: EngineOptions,
+}
+
+impl Default for EngineBuilder {
+    fn default() -> Self {
+        EngineBuilder {
+            store: None,
+            clock: Arc::new(SystemClock),
+            registry: Registry::default(),
+            errors: Vec::new(),
+            options: EngineOptions::default(),
+        }
+    }
+}
+
+impl EngineBuilder {
+    /// The store to keep instances in (default: a new [`MemoryStore`], which keeps nothing
+    /// across restarts).
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// The store, shared with other engines or clients.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The clock (default: the system clock). Tests pass a `ManualClock` for virtual time.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Registers `async fn(WorkflowContext, I) -> Result<O, WorkflowError>` under `name`.
+    pub fn workflow<F, Fut, I, O>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(WorkflowContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, WorkflowError>> + Send + 'static,
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+    {
+        if let Err(e) = self.registry.add_workflow(name, workflow_fn(f)) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// Registers a typed [`Workflow`] under its `NAME`.
+    pub fn register_workflow<W: Workflow>(mut self, workflow: W) -> Self {
+        if let Err(e) = self.registry.add_workflow(W::NAME, typed_workflow_fn(workflow)) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// Registers `async fn(ActivityContext, I) -> Result<O, ActivityError>` under `name`.
+    pub fn activity<F, Fut, I, O>(mut self, name: &str, f: F) -> Self
+    where
+        F: Fn(ActivityContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, ActivityError>> + Send + 'static,
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+    {
+        if let Err(e) = self.registry.add_activity(name, activity_fn(f)) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// Registers a typed [`Activity`] under its `NAME`.
+    pub fn register_activity<A: Activity>(mut self, activity: A) -> Self {
+        if let Err(e) = self.registry.add_activity(A::NAME, typed_activity_fn(activity)) {
+            self.errors.push(e);
+        }
+        self
+    }
+
+    /// Workflow turns run at once.
+    pub fn workflow_concurrency(mut self, n: usize) -> Self {
+        self.options.workflow_concurrency = n;
+        self
+    }
+
+    /// Activities run at once.
+    pub fn activity_concurrency(mut self, n: usize) -> Self {
+        self.options.activity_concurrency = n;
+        self
+    }
+
+    /// All settings at once.
+    pub fn options(mut self, options: EngineOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Checks the configuration and starts the dispatcher and the worker pool.
+    pub async fn start(self) -> Result<Engine, EngineError> {
+        if let Some(e) = self.errors.into_iter().next() {
+            return Err(e);
+        }
+        let o = &self.options;
+        for (name, value) in [
+            ("workflow_concurrency", o.workflow_concurrency),
+            ("activity_concurrency", o.activity_concurrency),
+            ("fetch_batch", o.fetch_batch),
+            ("commit_batch", o.commit_batch),
+        ] {
+            if value == 0 {
+                return Err(EngineError::InvalidOption(format!("{name} must be at least 1")));
+            }
+        }
+        if o.turn_lease < Duration::from_millis(10) || o.task_lease < Duration::from_millis(30) {
+            return Err(EngineError::InvalidOption(
+                "turn_lease must be at least 10 ms and task_lease at least 30 ms".into(),
+            ));
+        }
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+        let inner = Arc::new(Inner {
+            store,
+            registry: self.registry,
+            clock: self.clock,
+            options: self.options,
+            stop: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            active: ActiveActivities::default(),
+            handed_back: AtomicUsize::new(0),
+        });
+
+        let store = inner.store.clone();
+        let commit_turns: BatchWrite<TurnCommit> = Arc::new(move |batch| {
+            let store = store.clone();
+            async move { store.commit_turns(batch).await }.boxed()
+        });
+        let (committer, committer_task) =
+            Batcher::spawn(inner.options.commit_batch, commit_turns);
+        let store = inner.store.clone();
+        let clock = inner.clock.clone();
+        let complete_tasks: BatchWrite<TaskCompletion> = Arc::new(move |batch| {
+            let store = store.clone();
+            let now = clock.now();
+            async move { store.complete_tasks(now, batch).await }.boxed()
+        });
+        let (completer, completer_task) =
+            Batcher::spawn(inner.options.commit_batch, complete_tasks);
+
+        let dispatcher = tokio::spawn(run_dispatcher(inner.clone(), committer));
+        let workers = tokio::spawn(run_workers(inner.clone(), completer));
+        info!(store = inner.store.backend(), "duraflow engine started");
+        Ok(Engine {
+            inner,
+            loops: vec![dispatcher, workers],
+            writers: vec![committer_task, completer_task],
+        })
+    }
+}
+
+/// A running engine: it runs the workflows and activities registered with it against its store
+/// until [`Engine::shutdown`].
+pub struct Engine {
+    inner: Arc<Inner>,
+    loops: Vec<JoinHandle<()>>,
+    writers: Vec<JoinHandle<()>>,
+}
+
+/// What shutdown did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Activities still running at the end of the grace period, cancelled and handed back to
+    /// the store for another worker.
+    pub activities_handed_back: usize,
+    /// Whether everything in flight finished within the grace period.
+    pub drained: bool,
+}
+
+impl Engine {
+    /// Starts building an engine.
+    pub fn builder() -> EngineBuilder {
+        EngineBuilder::default()
+    }
+
+    /// A client for this engine's store that checks workflow names against this engine.
+    pub fn client(&self) -> Client {
+        Client::for_engine(
+            self.inner.store.clone(),
+            self.inner.clock.clone(),
+            Arc::new(self.inner.registry.workflow_names()),
+        )
+    }
+
+    /// The engine's store.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
+    /// How many activity attempts are running in this process.
+    pub fn running_activities(&self) -> usize {
+        self.inner.active.count()
+    }
+
+    /// Stops taking new work, waits for turns and activities in flight (activities for at most
+    /// the grace period, after which they are cancelled and handed back to the store), and
+    /// returns when every task the engine started has ended.
+    pub async fn shutdown(mut self) -> ShutdownReport {
+        self.inner.stop.cancel();
+        let loops = futures::future::join_all(std::mem::take(&mut self.loops));
+        tokio::pin!(loops);
+        let drained = tokio::select! {
+            _ = &mut loops => true,
+            _ = tokio::time::sleep(self.inner.options.shutdown_grace) => false,
+        };
+        if !drained {
+            self.inner.hard_stop.cancel();
+            loops.await;
+        }
+        // The loops held the only batcher handles: the writers drain their queues and end.
+        for writer in std::mem::take(&mut self.writers) {
+            let _ = writer.await;
+        }
+        info!("duraflow engine stopped");
+        ShutdownReport {
+            activities_handed_back: self
+                .inner
+                .handed_back
+                .load(std::sync::atomic::Ordering::Relaxed),
+            drained,
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Dropped without shutdown: stop everything at once. Leases expire and other workers
+        // (or the next start) pick the work up.
+        self.inner.stop.cancel();
+        self.inner.hard_stop.cancel();
+        for handle in self.loops.iter().chain(self.writers.iter()) {
+            handle.abort();
+        }
+    }
+}

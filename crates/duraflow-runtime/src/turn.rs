@@ -1,0 +1,370 @@
+//! One workflow turn: replay the journal, apply the new messages, and turn what the workflow
+//! did into a [`TurnCommit`].
+
+use duraflow_core::{
+    Event, EventKind, Failure, FailureKind, Outcome, ParentLink, WorkflowRun,
+};
+use duraflow_store::{
+    InstanceInfo, InstanceStatus, MessageKind, NewInstance, NewMessage, NewTask, OpResult,
+    TurnCommit, TurnWork,
+};
+
+use crate::engine::Inner;
+
+/// What to do with a fetched turn.
+pub(crate) enum TurnDecision {
+    /// Commit it; `finished` says whether the instance ends with it.
+    Commit { commit: Box<TurnCommit>, finished: bool },
+    /// Give the lease back and try again later.
+    Abandon { reason: String },
+}
+
+/// The delivered event a message becomes, or `None` for a message that is stale (addressed to
+/// an earlier execution).
+fn message_event(instance: &InstanceInfo, kind: MessageKind) -> Option<EventKind> {
+    let current = instance.execution;
+    Some(match kind {
+        MessageKind::Start { execution } if execution == current => EventKind::WorkflowStarted {
+            name: instance.name.clone(),
+            input: instance.input.clone(),
+            parent: instance.parent.clone(),
+        },
+        MessageKind::ActivityResult {
+            execution,
+            op,
+            result,
+        } if execution == current => match result {
+            OpResult::Ok(output) => EventKind::ActivityCompleted { op, output },
+            OpResult::Err(failure) => EventKind::ActivityFailed { op, failure },
+        },
+        MessageKind::TimerFired { execution, op } if execution == current => {
+            EventKind::TimerFired { op }
+        }
+        MessageKind::ChildResult {
+            execution,
+            op,
+            result,
+        } if execution == current => match result {
+            OpResult::Ok(output) => EventKind::ChildCompleted { op, output },
+            OpResult::Err(failure) => EventKind::ChildFailed { op, failure },
+        },
+        MessageKind::Event { name, data } => EventKind::EventRaised { name, data },
+        MessageKind::Cancel { reason } => EventKind::CancelRequested { reason },
+        MessageKind::Terminate { reason } => EventKind::TerminateRequested { reason },
+        _ => return None,
+    })
+}
+
+/// Runs one turn.
+pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
+    let TurnWork {
+        instance,
+        journal,
+        messages,
+        token,
+    } = work;
+    let journal = match journal {
+        Ok(j) => j,
+        Err(e) => {
+            return TurnDecision::Abandon {
+                reason: format!("cannot read the journal of instance {:?}: {e}", instance.id),
+            }
+        }
+    };
+    let now = inner.clock.now();
+    let consumed = messages.iter().map(|m| m.id).collect();
+    let deliveries: Vec<EventKind> = messages
+        .into_iter()
+        .filter_map(|m| message_event(&instance, m.kind))
+        .collect();
+    let mut commit = TurnCommit {
+        instance_id: instance.id.clone(),
+        token,
+        execution: instance.execution,
+        journal_base: journal.len(),
+        new_events: Vec::new(),
+        consumed,
+        messages: Vec::new(),
+        new_instances: Vec::new(),
+        tasks: Vec::new(),
+        status: InstanceStatus::Running,
+        output: None,
+        failure: None,
+        continue_as_new: None,
+        now,
+    };
+
+    let Some(workflow) = inner.registry.workflow(&instance.name) else {
+        let outcome = unknown_workflow_turn(inner, &instance, &journal, deliveries, &mut commit);
+        let finished = apply_outcome(&instance, outcome, None, Vec::new(), &mut commit);
+        return TurnDecision::Commit {
+            commit: Box::new(commit),
+            finished,
+        };
+    };
+
+    let mut run = WorkflowRun::live(
+        instance.id.clone(),
+        instance.execution,
+        journal,
+        workflow.clone(),
+        inner.clock.clone(),
+    );
+    run.replay().await;
+    for kind in deliveries {
+        if run.outcome().is_some() {
+            break;
+        }
+        run.deliver(inner.clock.now(), kind).await;
+    }
+    commit.new_events = run.uncommitted_events();
+    schedule_actions(inner, &instance, &mut commit).await;
+    let finished = apply_outcome(
+        &instance,
+        run.outcome().cloned(),
+        run.parent(),
+        run.open_children(),
+        &mut commit,
+    );
+    commit.now = inner.clock.now();
+    TurnDecision::Commit {
+        commit: Box::new(commit),
+        finished,
+    }
+}
+
+/// A turn for an instance whose workflow this engine does not have: cancel and terminate still
+/// work; anything else fails the instance with a clear error.
+fn unknown_workflow_turn(
+    inner: &Inner,
+    instance: &InstanceInfo,
+    journal: &[Event],
+    deliveries: Vec<EventKind>,
+    commit: &mut TurnCommit,
+) -> Option<Outcome> {
+    let now = inner.clock.now();
+    for kind in &deliveries {
+        let outcome = match kind {
+            EventKind::CancelRequested { reason } => Outcome::Cancelled(reason.clone()),
+            EventKind::TerminateRequested { reason } => Outcome::Terminated(reason.clone()),
+            _ => continue,
+        };
+        commit.new_events.push(Event {
+            at: now,
+            kind: kind.clone(),
+        });
+        return Some(outcome);
+    }
+    if deliveries.is_empty() {
+        return None;
+    }
+    if journal.is_empty() {
+        if let Some(start) = deliveries
+            .iter()
+            .find(|k| matches!(k, EventKind::WorkflowStarted { .. }))
+        {
+            commit.new_events.push(Event {
+                at: now,
+                kind: start.clone(),
+            });
+        }
+    }
+    let failure = Failure::new(
+        FailureKind::UnknownWorkflow,
+        format!(
+            "no workflow named {:?} is registered with the engine that ran this instance \
+             (registered: {}); register it and start the instance again",
+            instance.name,
+            inner.registry.workflow_names().join(", ")
+        ),
+    );
+    commit.new_events.push(Event {
+        at: now,
+        kind: EventKind::WorkflowFailed {
+            failure: failure.clone(),
+        },
+    });
+    Some(Outcome::Failed(failure))
+}
+
+/// Turns the operations the workflow issued into tasks, timer messages and child instances.
+async fn schedule_actions(inner: &Inner, instance: &InstanceInfo, commit: &mut TurnCommit) {
+    for ev in &commit.new_events {
+        match &ev.kind {
+            EventKind::ActivityScheduled {
+                op,
+                name,
+                input,
+                options,
+            } => commit.tasks.push(NewTask {
+                instance_id: instance.id.clone(),
+                execution: instance.execution,
+                op: op.clone(),
+                name: name.clone(),
+                input: input.clone(),
+                options: options.clone(),
+                scheduled_at: ev.at,
+            }),
+            EventKind::TimerCreated { op, fire_at } => commit.messages.push(NewMessage {
+                instance_id: instance.id.clone(),
+                kind: MessageKind::TimerFired {
+                    execution: instance.execution,
+                    op: op.clone(),
+                },
+                visible_at: *fire_at,
+            }),
+            EventKind::ChildStarted {
+                op,
+                name,
+                instance_id,
+                input,
+                detached,
+            } => {
+                let parent = (!detached).then(|| ParentLink {
+                    instance_id: instance.id.clone(),
+                    execution: instance.execution,
+                    op: op.clone(),
+                });
+                // An id already used by another instance cannot be this child: report it to
+                // the parent instead of waiting for a result that will never come.
+                if let Ok(Some(existing)) = inner.store.instance(instance_id).await {
+                    if existing.parent != parent {
+                        if let Some(link) = parent {
+                            commit.messages.push(NewMessage {
+                                instance_id: instance.id.clone(),
+                                kind: MessageKind::ChildResult {
+                                    execution: link.execution,
+                                    op: link.op,
+                                    result: OpResult::Err(
+                                        Failure::new(
+                                            FailureKind::Application,
+                                            format!(
+                                                "cannot start child workflow {name:?}: instance \
+                                                 id {instance_id:?} is already in use"
+                                            ),
+                                        )
+                                        .at(format!("child workflow {name:?}"), op),
+                                    ),
+                                },
+                                visible_at: ev.at,
+                            });
+                        }
+                        continue;
+                    }
+                }
+                commit.new_instances.push(NewInstance {
+                    id: instance_id.clone(),
+                    name: name.clone(),
+                    input: input.clone(),
+                    parent,
+                    created_at: ev.at,
+                });
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Records how the execution ended: status, output or failure, the result for a parent,
+/// cancellation of open children, and the next execution for continue-as-new. Returns whether
+/// the instance finished.
+fn apply_outcome(
+    instance: &InstanceInfo,
+    outcome: Option<Outcome>,
+    parent: Option<ParentLink>,
+    open_children: Vec<String>,
+    commit: &mut TurnCommit,
+) -> bool {
+    let now = commit.now;
+    let Some(outcome) = outcome else {
+        commit.status = InstanceStatus::Running;
+        return false;
+    };
+    let parent = parent.or_else(|| instance.parent.clone());
+    let (status, result, child_message) = match outcome {
+        Outcome::Completed(output) => {
+            commit.output = Some(output.clone());
+            (
+                InstanceStatus::Completed,
+                OpResult::Ok(output),
+                cancel_message("the parent workflow completed"),
+            )
+        }
+        Outcome::Failed(failure) => {
+            commit.failure = Some(failure.clone());
+            (
+                InstanceStatus::Failed,
+                OpResult::Err(failure),
+                cancel_message("the parent workflow failed"),
+            )
+        }
+        Outcome::Cancelled(reason) => {
+            let failure = Failure::new(FailureKind::Cancelled, reason.clone());
+            commit.failure = Some(failure.clone());
+            (
+                InstanceStatus::Cancelled,
+                OpResult::Err(failure),
+                cancel_message(&format!("the parent workflow was cancelled: {reason}")),
+            )
+        }
+        Outcome::Terminated(reason) => {
+            let failure = Failure::new(FailureKind::Terminated, reason.clone());
+            commit.failure = Some(failure.clone());
+            (
+                InstanceStatus::Terminated,
+                OpResult::Err(failure),
+                MessageKind::Terminate {
+                    reason: format!("the parent workflow was terminated: {reason}"),
+                },
+            )
+        }
+        Outcome::ContinuedAsNew {
+            input,
+            carried_events,
+        } => {
+            commit.status = InstanceStatus::Running;
+            commit.continue_as_new = Some(input);
+            commit.messages.push(NewMessage {
+                instance_id: instance.id.clone(),
+                kind: MessageKind::Start {
+                    execution: instance.execution + 1,
+                },
+                visible_at: now,
+            });
+            for (name, data) in carried_events {
+                commit.messages.push(NewMessage {
+                    instance_id: instance.id.clone(),
+                    kind: MessageKind::Event { name, data },
+                    visible_at: now,
+                });
+            }
+            return false;
+        }
+    };
+    commit.status = status;
+    if let Some(link) = parent {
+        commit.messages.push(NewMessage {
+            instance_id: link.instance_id,
+            kind: MessageKind::ChildResult {
+                execution: link.execution,
+                op: link.op,
+                result,
+            },
+            visible_at: now,
+        });
+    }
+    for child in open_children {
+        commit.messages.push(NewMessage {
+            instance_id: child,
+            kind: child_message.clone(),
+            visible_at: now,
+        });
+    }
+    true
+}
+
+fn cancel_message(reason: &str) -> MessageKind {
+    MessageKind::Cancel {
+        reason: reason.to_owned(),
+    }
+}

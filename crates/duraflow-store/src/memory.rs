@@ -1,5 +1,0 @@
-//! The in-memory store (being written).
-
-/// The in-memory store.
-#[derive(Debug, Default)]
-pub struct MemoryStore;

@@ -1,0 +1,180 @@
+//! The in-memory store: all state in one mutex-guarded structure. For tests, development and
+//! single-process use where nothing has to survive a restart.
+
+mod state;
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use duraflow_core::{Event, Failure, Timestamp};
+
+use crate::error::StoreResult;
+use crate::notify::Notifier;
+use crate::store::Store;
+use crate::types::{
+    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page,
+    StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+};
+
+use self::state::{State, Wake};
+
+/// The in-memory store.
+///
+/// It keeps everything in process memory behind one mutex, so it is fast and exact but not
+/// durable: everything is lost when the process ends. It wakes waiters in the same process
+/// through its [`Notifier`], and like every store it never reads a clock: all times are the
+/// `now` arguments it is given.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+    notifier: Notifier,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The failure recorded by the last `TaskRelease::Retry` of a task, if the task exists and
+    /// was released for a retry. For tests and diagnostics.
+    pub fn task_last_failure(&self, id: TaskId) -> Option<Failure> {
+        self.lock().task_last_failure(id)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every change is made in full before anything that could panic, so a poisoned state is
+        // still consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the locked state, then wakes whoever `f` asked for, after the lock is
+    /// released.
+    fn with_state<T>(&self, f: impl FnOnce(&mut State, &mut Wake) -> T) -> T {
+        let mut wake = Wake::default();
+        let out = {
+            let mut state = self.lock();
+            f(&mut state, &mut wake)
+        };
+        if wake.turns {
+            self.notifier.turns.notify_waiters();
+        }
+        if wake.tasks {
+            self.notifier.tasks.notify_waiters();
+        }
+        if wake.instances {
+            self.notifier.instances.notify_waiters();
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
+
+    fn notifier(&self) -> Option<&Notifier> {
+        Some(&self.notifier)
+    }
+
+    async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
+        Ok(self.with_state(|s, w| s.create_instance(instance, w)))
+    }
+
+    async fn send(&self, message: NewMessage) -> StoreResult<()> {
+        self.with_state(|s, w| s.send(message, w))
+    }
+
+    async fn fetch_turns(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TurnWork>> {
+        Ok(self.with_state(|s, _| s.fetch_turns(now, max, lease)))
+    }
+
+    async fn commit_turns(
+        &self,
+        commits: Vec<TurnCommit>,
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        Ok(self.with_state(|s, w| commits.into_iter().map(|c| s.commit_turn(c, w)).collect()))
+    }
+
+    async fn abandon_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        retry_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.with_state(|s, w| s.abandon_turn(instance_id, token, retry_at, w))
+    }
+
+    async fn fetch_tasks(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TaskWork>> {
+        Ok(self.with_state(|s, _| s.fetch_tasks(now, max, lease)))
+    }
+
+    async fn complete_tasks(
+        &self,
+        now: Timestamp,
+        completions: Vec<TaskCompletion>,
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        Ok(self.with_state(|s, w| {
+            completions
+                .into_iter()
+                .map(|c| s.complete_task(now, c, w))
+                .collect()
+        }))
+    }
+
+    async fn renew_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        self.with_state(|s, _| s.renew_task(id, token, now, lease))
+    }
+
+    async fn release_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        release: TaskRelease,
+    ) -> StoreResult<()> {
+        self.with_state(|s, w| s.release_task(id, token, release, w))
+    }
+
+    async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
+        Ok(self.lock().next_due(now))
+    }
+
+    async fn instance(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
+        Ok(self.lock().instance(id))
+    }
+
+    async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
+        self.lock().journal(id, execution)
+    }
+
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
+        Ok(self.lock().list(filter))
+    }
+
+    async fn purge(&self, id: &str) -> StoreResult<bool> {
+        self.lock().purge(id)
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        Ok(self.lock().stats())
+    }
+}
