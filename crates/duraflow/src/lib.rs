@@ -71,7 +71,8 @@
 pub use duraflow_core::{
     check_replay, ActivityError, ActivityOptions, Clock, Event, EventKind, Failure, FailureKind,
     Nondeterminism, OpId, Outcome, ParentLink, Payload, ReplayReport, RetryPolicy, Timestamp,
-    Workflow, WorkflowContext, WorkflowError, JOURNAL_FORMAT_VERSION,
+    typed_workflow_fn, workflow_fn, Workflow, WorkflowContext, WorkflowError, WorkflowFn,
+    JOURNAL_FORMAT_VERSION,
 };
 pub use duraflow_runtime::{
     Activity, ActivityContext, Client, ClientError, Engine, EngineBuilder, EngineError,
