@@ -33,6 +33,9 @@ pub enum WorkflowError {
     /// A value could not be encoded or decoded.
     #[error("payload error: {0}")]
     Payload(String),
+    /// The workflow code panicked; the message says where.
+    #[error("{0}")]
+    Panic(String),
     /// An error raised by the workflow's own logic.
     #[error("{message}")]
     Application {
@@ -79,6 +82,7 @@ impl WorkflowError {
                 f
             }
             WorkflowError::Payload(m) => Failure::new(FailureKind::Payload, m.clone()),
+            WorkflowError::Panic(m) => Failure::new(FailureKind::Panic, m.clone()),
             WorkflowError::Application { message, code } => {
                 Failure::new(FailureKind::Application, message.clone()).with_code(code.clone())
             }

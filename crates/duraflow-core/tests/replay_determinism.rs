@@ -1,6 +1,8 @@
 //! A workflow using every kind of operation, driven live to completion, replays to the same
 //! result without issuing anything new — from the whole journal and from every prefix of it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -76,10 +78,16 @@ fn live_run_completes_with_the_delivered_results() {
     assert_eq!(summary.reserved, json!({"name": "reserve", "input": 7}));
     assert_eq!(
         summary.quotes,
-        vec![json!({"name": "price", "input": 250}), json!({"name": "tax", "input": 250})]
+        vec![
+            json!({"name": "price", "input": 250}),
+            json!({"name": "tax", "input": 250})
+        ]
     );
     assert_eq!(summary.approval, "approval-data");
-    assert_eq!(summary.shipped, json!({"name": "ship", "input": {"id": 7, "amount": 250}}));
+    assert_eq!(
+        summary.shipped,
+        json!({"name": "ship", "input": {"id": 7, "amount": 250}})
+    );
     assert_eq!(summary.charged, json!({"name": "charge", "input": 250}));
     assert!(summary.woke_at > summary.slept_from);
     assert!(summary.finished_at > summary.woke_at);
@@ -158,7 +166,11 @@ fn every_prefix_replays_to_exactly_the_recorded_continuation() {
             "prefix of {k} events"
         );
         if next_delivered == journal.len() {
-            assert_eq!(report.outcome.as_ref(), driver.outcome(), "prefix of {k} events");
+            assert_eq!(
+                report.outcome.as_ref(),
+                driver.outcome(),
+                "prefix of {k} events"
+            );
         } else {
             assert_eq!(report.outcome, None, "prefix of {k} events");
         }
@@ -177,20 +189,29 @@ fn a_resumed_live_run_carries_on_where_the_journal_stops() {
         + 1;
     let mut resumed = Driver::resume("order-7", workflow(), full.journal[..cut].to_vec());
     // Replaying the prefix re-issues the wait the live run issued after the timer fired.
-    assert_eq!(kinds(&resumed.journal[cut..]), kinds(&full.journal[cut..cut + 1]));
+    assert_eq!(
+        kinds(&resumed.journal[cut..]),
+        kinds(&full.journal[cut..cut + 1])
+    );
     drive_to_end(&mut resumed);
     // The same history, apart from the output's last timestamp (the resumed run's deliveries
     // arrived at other times).
     let n = full.journal.len();
     assert_eq!(resumed.journal.len(), n);
-    assert_eq!(kinds(&resumed.journal[..n - 1]), kinds(&full.journal[..n - 1]));
+    assert_eq!(
+        kinds(&resumed.journal[..n - 1]),
+        kinds(&full.journal[..n - 1])
+    );
     let a: Summary = resumed.output();
     let b: Summary = full.output();
     assert_eq!(
         (a.reserved, a.quotes, a.slept_from, a.woke_at),
         (b.reserved, b.quotes, b.slept_from, b.woke_at)
     );
-    assert_eq!((a.approval, a.shipped, a.charged), (b.approval, b.shipped, b.charged));
+    assert_eq!(
+        (a.approval, a.shipped, a.charged),
+        (b.approval, b.shipped, b.charged)
+    );
 }
 
 #[test]
@@ -200,8 +221,11 @@ fn concurrent_completions_in_either_order_replay_deterministically() {
         let first = driver.take_new_issued();
         assert_eq!(first.len(), 1);
         assert!(driver.deliver(auto_complete(&first[0]).unwrap()));
-        let mut quotes: Vec<EventKind> =
-            driver.take_new_issued().iter().filter_map(auto_complete).collect();
+        let mut quotes: Vec<EventKind> = driver
+            .take_new_issued()
+            .iter()
+            .filter_map(auto_complete)
+            .collect();
         assert_eq!(quotes.len(), 2, "price and tax are scheduled together");
         if reversed {
             quotes.reverse();

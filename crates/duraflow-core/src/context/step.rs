@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -15,6 +16,7 @@ use crate::event::EventKind;
 use crate::failure::{Failure, FailureKind};
 use crate::op_id::OpId;
 use crate::payload::Payload;
+use crate::replay::panic_message;
 use crate::replay::state::{lock, Completion, Shared, Slot};
 
 type StepFn<'a, Fut> = Box<dyn FnOnce() -> Fut + Send + 'a>;
@@ -74,6 +76,7 @@ where
         if this.finished {
             return Poll::Pending;
         }
+        let mut start_panic = None;
         {
             let mut s = lock(&this.state);
             if s.nondeterminism.is_some() || s.continue_as_new.is_some() {
@@ -104,23 +107,42 @@ where
                 };
                 s.steps_running += 1;
                 drop(s);
-                this.running = Some(Box::pin(f()));
+                // A panic in the step's own code is the step's failure (as for an activity): it
+                // is journaled like any result, so replay, which never runs the step, agrees.
+                match catch_unwind(AssertUnwindSafe(f)) {
+                    Ok(fut) => this.running = Some(Box::pin(fut)),
+                    Err(panic) => start_panic = Some(panic),
+                }
             }
         }
-        let Some(running) = this.running.as_mut() else {
-            return Poll::Pending;
-        };
-        let result = match running.as_mut().poll(cx) {
-            Poll::Ready(r) => r,
-            Poll::Pending => return Poll::Pending,
+        let result = match start_panic {
+            Some(panic) => Err(panic),
+            None => {
+                let Some(running) = this.running.as_mut() else {
+                    return Poll::Pending;
+                };
+                match catch_unwind(AssertUnwindSafe(|| running.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(r)) => Ok(r),
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Err(panic) => Err(panic),
+                }
+            }
         };
         this.running = None;
-        let kind = match result.map(|v| Payload::encode(&v)) {
-            Ok(Ok(output)) => EventKind::StepCompleted {
+        let kind = match result.map(|r| r.map(|v| Payload::encode(&v))) {
+            Err(panic) => EventKind::StepFailed {
+                op: this.op.clone(),
+                failure: Failure::new(
+                    FailureKind::Panic,
+                    format!("step {:?} panicked: {}", this.name, panic_message(&*panic)),
+                )
+                .at(format!("step {:?}", this.name), &this.op),
+            },
+            Ok(Ok(Ok(output))) => EventKind::StepCompleted {
                 op: this.op.clone(),
                 output,
             },
-            Ok(Err(e)) => EventKind::StepFailed {
+            Ok(Ok(Err(e))) => EventKind::StepFailed {
                 op: this.op.clone(),
                 failure: Failure::new(
                     FailureKind::Payload,
@@ -128,22 +150,18 @@ where
                 )
                 .at(format!("step {:?}", this.name), &this.op),
             },
-            Err(e) => EventKind::StepFailed {
+            Ok(Err(e)) => EventKind::StepFailed {
                 op: this.op.clone(),
                 failure: step_failure(&this.name, &this.op, &e),
             },
         };
-        let completion = {
-            let mut s = lock(&this.state);
-            s.steps_running = s.steps_running.saturating_sub(1);
-            let at = s.clock_now();
-            s.append_delivered(at, kind);
-            take_completion(&mut s, &this.op, cx)
-        };
-        match completion {
-            Some(c) => Poll::Ready(this.finish(c)),
-            None => Poll::Pending,
-        }
+        // The result is not handed over at once: the run journals it and delivers it once the
+        // workflow waits, as replay does with the recorded result. Handing it over here would let
+        // the code see it earlier than on replay (before operations issued later in this poll).
+        let mut s = lock(&this.state);
+        s.steps_running = s.steps_running.saturating_sub(1);
+        s.finished_steps.push_back(kind);
+        Poll::Pending
     }
 }
 

@@ -3,4 +3,4 @@
 mod run;
 pub(crate) mod state;
 
-pub use run::{check_replay, Outcome, ReplayReport, WorkflowRun};
+pub use run::{check_replay, panic_message, Outcome, ReplayReport, WorkflowRun};

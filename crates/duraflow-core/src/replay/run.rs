@@ -263,9 +263,9 @@ impl WorkflowRun {
                 }
                 Ok(Poll::Pending) => {}
             }
-            let (nondeterminism, continued, steps) = {
+            let (nondeterminism, continued) = {
                 let mut s = lock(&self.state);
-                (s.nondeterminism.take(), s.continue_as_new.take(), s.steps_running)
+                (s.nondeterminism.take(), s.continue_as_new.take())
             };
             if let Some(nd) = nondeterminism {
                 self.fail_nondeterminism(nd);
@@ -283,7 +283,13 @@ impl WorkflowRun {
             if self.wake.woken.load(Ordering::Acquire) {
                 continue;
             }
-            if steps > 0 {
+            // The workflow waits: deliver the result of a step that finished, one at a time, as
+            // replay delivers recorded results.
+            let mut s = lock(&self.state);
+            if s.apply_finished_step() {
+                continue;
+            }
+            if s.steps_running > 0 {
                 return Poll::Pending;
             }
             return Poll::Ready(());
@@ -392,15 +398,16 @@ impl Drop for WorkflowRun {
 }
 
 fn panic_error(panic: Box<dyn std::any::Any + Send>) -> WorkflowError {
-    let message = panic
+    WorkflowError::Panic(format!("workflow code panicked: {}", panic_message(&*panic)))
+}
+
+/// The text a panic was raised with.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic with a non-string payload".to_owned());
-    WorkflowError::Application {
-        message: format!("workflow code panicked: {message}"),
-        code: Some("panic".to_owned()),
-    }
+        .unwrap_or_else(|| "panic with a non-string payload".to_owned())
 }
 
 /// What replaying a journal against workflow code found.

@@ -62,6 +62,9 @@ pub(crate) struct State {
     pub(crate) open_children: HashMap<OpId, String>,
     pub(crate) nondeterminism: Option<Nondeterminism>,
     pub(crate) steps_running: usize,
+    /// Results of inline steps that finished during a poll, oldest first. The run journals and
+    /// applies each one only once the workflow waits again, exactly as replay delivers them.
+    pub(crate) finished_steps: VecDeque<EventKind>,
     pub(crate) continue_as_new: Option<Payload>,
     pub(crate) random_counter: u64,
 }
@@ -104,6 +107,7 @@ impl State {
             open_children: HashMap::new(),
             nondeterminism: None,
             steps_running: 0,
+            finished_steps: VecDeque::new(),
             continue_as_new: None,
             random_counter: 0,
         }
@@ -167,10 +171,20 @@ impl State {
         true
     }
 
-    /// Appends an event that arrived now (live delivery) and applies it.
-    pub(crate) fn append_delivered(&mut self, at: Timestamp, kind: EventKind) {
-        let at = self.append(at, kind.clone());
-        self.apply_delivered(at, &kind);
+    /// Journals and applies the oldest result of a step that finished while the workflow ran.
+    /// Returns `false` when there is none. The result of a step whose future was dropped in the
+    /// meantime is discarded, like any stale completion.
+    pub(crate) fn apply_finished_step(&mut self) -> bool {
+        let Some(kind) = self.finished_steps.pop_front() else {
+            return false;
+        };
+        if self.wants(&kind) {
+            let at = self.append(self.clock_now(), kind.clone());
+            self.apply_delivered(at, &kind);
+        } else if let Some(op) = kind.op() {
+            self.ops.remove(op);
+        }
+        true
     }
 
     /// Appends an event at the end of the journal and moves the cursor past it. Returns the

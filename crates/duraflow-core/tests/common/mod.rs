@@ -207,7 +207,12 @@ impl Driver {
 
     /// Replays the journal so far with a checker.
     pub(crate) fn check(&self) -> ReplayReport {
-        check_replay(self.workflow.clone(), &self.instance_id, 1, self.journal.clone())
+        check_replay(
+            self.workflow.clone(),
+            &self.instance_id,
+            1,
+            self.journal.clone(),
+        )
     }
 }
 
@@ -225,7 +230,10 @@ pub(crate) fn types(events: &[Event]) -> Vec<&'static str> {
 pub(crate) fn nondeterminism(report: &ReplayReport) -> Failure {
     match report.nondeterminism() {
         Some(f) => f.clone(),
-        None => panic!("expected a nondeterminism failure, got {:?}", report.outcome),
+        None => panic!(
+            "expected a nondeterminism failure, got {:?}",
+            report.outcome
+        ),
     }
 }
 
@@ -255,7 +263,11 @@ pub(crate) fn auto_complete(kind: &EventKind) -> Option<EventKind> {
             data: p(&format!("{name}-data")),
         }),
         EventKind::ChildStarted {
-            op, name, input, detached: false, ..
+            op,
+            name,
+            input,
+            detached: false,
+            ..
         } => Some(EventKind::ChildCompleted {
             op: op.clone(),
             output: p(&serde_json::json!({ "name": name, "input": d::<serde_json::Value>(input) })),
@@ -273,7 +285,9 @@ pub(crate) fn drive_to_end(driver: &mut Driver) {
         if driver.outcome().is_some() {
             return;
         }
-        let next = pending.pop_front().expect("the run waits but nothing is left to deliver");
+        let next = pending
+            .pop_front()
+            .expect("the run waits but nothing is left to deliver");
         assert!(driver.deliver(next.clone()), "delivery refused: {next:?}");
     }
 }
