@@ -17,7 +17,12 @@ use crate::wait::Backoff;
 /// How an attempt ended, before it is reported.
 enum Ended {
     Finished(Result<Payload, AttemptError>),
-    TimedOut(Duration),
+    /// The attempt ran out of time: its own timeout, or the schedule-to-close deadline when
+    /// `closed`.
+    TimedOut {
+        after: Duration,
+        closed: bool,
+    },
     /// The lease was lost (or the task deleted because its instance finished).
     LeaseLost,
     /// The instance was cancelled or the engine is stopping.
@@ -48,7 +53,8 @@ pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletio
     let close_by = task.options.schedule_to_close.map(|d| task.scheduled_at.plus(d));
     if let Some(deadline) = close_by {
         if now >= deadline {
-            let failure = schedule_to_close_failure(&task, &label);
+            let failure =
+                schedule_to_close_failure(&task, &label, task.attempt.saturating_sub(1), None);
             return complete(inner, completer, &task, OpResult::Err(failure)).await;
         }
     }
@@ -76,7 +82,10 @@ pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletio
     };
     let ended = tokio::select! {
         out = &mut work => Ended::Finished(out.unwrap_or_else(|panic| Err(panic_error(&task.name, panic)))),
-        _ = timeout => Ended::TimedOut(attempt_deadline.map(|t| t.since(now)).unwrap_or_default()),
+        _ = timeout => Ended::TimedOut {
+            after: attempt_deadline.map(|t| t.since(now)).unwrap_or_default(),
+            closed: attempt_deadline.is_some() && attempt_deadline == close_by,
+        },
         () = renew_lease(inner, &task) => Ended::LeaseLost,
         _ = cancel.cancelled() => Ended::Cancelled,
     };
@@ -110,9 +119,15 @@ pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletio
         Ended::Finished(Err(AttemptError::Activity(e))) => {
             failed_attempt(inner, completer, &task, &label, close_by, e).await
         }
-        Ended::TimedOut(after) => {
+        Ended::TimedOut { after, closed } => {
             let e = ActivityError::retryable(format!("attempt timed out after {after:?}"));
-            failed_attempt(inner, completer, &task, &label, close_by, e).await
+            if closed {
+                // The schedule-to-close deadline cut the attempt short: no retry can help.
+                let failure = schedule_to_close_failure(&task, &label, task.attempt, Some(&e));
+                complete(inner, completer, &task, OpResult::Err(failure)).await
+            } else {
+                failed_attempt(inner, completer, &task, &label, close_by, e).await
+            }
         }
         Ended::LeaseLost => {
             debug!(task = task.id.0, "activity lease lost; another worker owns the task now");
@@ -148,9 +163,14 @@ async fn failed_attempt(
     let retry_at = (e.is_retryable() && policy.retries_code(e.code()))
         .then(|| policy.delay_after(task.attempt, fastrand::f64()))
         .flatten()
-        .map(|d| now.plus(d))
-        .filter(|at| close_by.is_none_or(|deadline| *at < deadline));
+        .map(|d| now.plus(d));
     match retry_at {
+        // The policy allows another attempt, but not before the schedule-to-close deadline:
+        // the activity times out rather than exhausting retries it still had.
+        Some(at) if close_by.is_some_and(|deadline| at >= deadline) => {
+            let failure = schedule_to_close_failure(task, label, task.attempt, Some(&e));
+            complete(inner, completer, task, OpResult::Err(failure)).await
+        }
         Some(visible_at) => {
             let failure = attempt_failure(&e, FailureKind::Application, label, task);
             debug!(task = task.id.0, attempt = task.attempt, %failure, "activity attempt failed; retrying");
@@ -185,16 +205,25 @@ fn attempt_failure(e: &ActivityError, kind: FailureKind, label: &str, task: &Tas
         .with_attempts(task.attempt)
 }
 
-fn schedule_to_close_failure(task: &TaskWork, label: &str) -> Failure {
-    Failure::new(
-        FailureKind::Timeout,
-        format!(
-            "no result within the schedule-to-close timeout of {:?}",
-            task.options.schedule_to_close.unwrap_or_default()
-        ),
-    )
-    .at(label, &task.op)
-    .with_attempts(task.attempt.saturating_sub(1))
+/// The activity had no result by its schedule-to-close deadline, after `attempts` attempts
+/// (the last of which failed with `last`, if given).
+fn schedule_to_close_failure(
+    task: &TaskWork,
+    label: &str,
+    attempts: u32,
+    last: Option<&ActivityError>,
+) -> Failure {
+    let mut message = format!(
+        "no result within the schedule-to-close timeout of {:?}",
+        task.options.schedule_to_close.unwrap_or_default()
+    );
+    if let Some(e) = last {
+        message.push_str(&format!("; the last attempt failed: {}", e.message()));
+    }
+    Failure::new(FailureKind::Timeout, message)
+        .with_code(last.and_then(|e| e.code()).map(str::to_owned))
+        .at(label, &task.op)
+        .with_attempts(attempts)
 }
 
 fn panic_error(name: &str, panic: Box<dyn std::any::Any + Send>) -> AttemptError {

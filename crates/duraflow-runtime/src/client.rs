@@ -101,7 +101,7 @@ impl<'a> IntoFuture for Start<'a> {
     fn into_future(self) -> Self::IntoFuture {
         async move {
             if let Some(registered) = &self.client.workflows {
-                if !registered.iter().any(|n| *n == self.name) {
+                if !registered.contains(&self.name) {
                     return Err(ClientError::UnknownWorkflow {
                         name: self.name,
                         registered: registered.as_ref().clone(),

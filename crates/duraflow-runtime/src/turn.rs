@@ -111,10 +111,11 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         inner.clock.clone(),
     );
     run.replay().await;
-    for kind in deliveries {
-        if run.outcome().is_some() {
+    let mut deliveries = deliveries.into_iter();
+    while run.outcome().is_none() {
+        let Some(kind) = deliveries.next() else {
             break;
-        }
+        };
         run.deliver(inner.clock.now(), kind).await;
     }
     commit.new_events = run.uncommitted_events();
@@ -126,6 +127,9 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         run.open_children(),
         &mut commit,
     );
+    if commit.continue_as_new.is_some() {
+        forward_to_next_execution(&instance, deliveries, &mut commit);
+    }
     commit.now = inner.clock.now();
     TurnDecision::Commit {
         commit: Box::new(commit),
@@ -185,6 +189,31 @@ fn unknown_workflow_turn(
         },
     });
     Some(Outcome::Failed(failure))
+}
+
+/// Messages this turn consumed but did not deliver because the execution continued as new
+/// before reaching them: external events, cancellation and termination are meant for the
+/// instance, not for one execution, so they are sent again for the next execution (after the
+/// events the execution carried over, keeping their order). Results addressed to the execution
+/// that ended are stale and dropped.
+fn forward_to_next_execution(
+    instance: &InstanceInfo,
+    undelivered: impl Iterator<Item = EventKind>,
+    commit: &mut TurnCommit,
+) {
+    for kind in undelivered {
+        let kind = match kind {
+            EventKind::EventRaised { name, data } => MessageKind::Event { name, data },
+            EventKind::CancelRequested { reason } => MessageKind::Cancel { reason },
+            EventKind::TerminateRequested { reason } => MessageKind::Terminate { reason },
+            _ => continue,
+        };
+        commit.messages.push(NewMessage {
+            instance_id: instance.id.clone(),
+            kind,
+            visible_at: commit.now,
+        });
+    }
 }
 
 /// Turns the operations the workflow issued into tasks, timer messages and child instances.

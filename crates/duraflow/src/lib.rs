@@ -98,3 +98,8 @@ pub mod prelude {
         MemoryStore, RetryPolicy, RunHandle, Workflow, WorkflowContext, WorkflowError,
     };
 }
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,6 +1,8 @@
 //! Code that no longer matches a running instance's journal fails the instance with a
 //! nondeterminism failure naming the journal position; the instance is failed, not stuck.
 
+#![allow(clippy::unwrap_used, reason = "test helpers fail loudly")]
+
 mod common;
 
 use std::sync::Arc;

@@ -5,7 +5,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow::{ManualClock, Timestamp};
+use duraflow::crates::store::NextDue;
+use duraflow::{
+    ClientError, EngineOptions, Event, EventKind, InstanceInfo, ManualClock, Store, Timestamp,
+};
 
 /// The longest any test waits for a condition before failing.
 pub const DEADLINE: Duration = Duration::from_secs(30);
@@ -41,4 +44,106 @@ pub fn init_tracing() {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Virtual-time helpers for the engine tests (timers, retries, timeouts, events).
+
+/// The task lease used with [`virtual_options`]: long enough that a leased (running) task is
+/// never confused with one waiting for its retry, which is always due much sooner.
+pub const TASK_LEASE: Duration = Duration::from_secs(3600);
+
+/// Engine settings for virtual-time tests: a task lease of [`TASK_LEASE`] so that a running
+/// attempt is never renewed or lost while a test moves the clock by seconds or minutes.
+pub fn virtual_options() -> EngineOptions {
+    EngineOptions {
+        task_lease: TASK_LEASE,
+        ..EngineOptions::default()
+    }
+}
+
+/// Where a test's only activity task stands, as the store shows it at `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskState {
+    /// No activity task exists.
+    None,
+    /// The task failed an attempt and waits for its retry, due at this (future) time.
+    RetryAt(Timestamp),
+    /// The task is visible now or leased to a worker that runs it.
+    Busy,
+}
+
+/// The state of the store's activity task (tests that have at most one task at a time).
+pub async fn task_state(store: &dyn Store, now: Timestamp) -> TaskState {
+    let stats = store.stats().await.unwrap_or_else(|e| panic!("stats: {e}"));
+    if stats.tasks == 0 {
+        return TaskState::None;
+    }
+    let NextDue { task, .. } = store
+        .next_due(now)
+        .await
+        .unwrap_or_else(|e| panic!("next_due: {e}"));
+    match task {
+        // A lease runs TASK_LEASE past the attempt's start; anything sooner is a retry time.
+        Some(due) if due.since(now) < TASK_LEASE / 2 => TaskState::RetryAt(due),
+        _ => TaskState::Busy,
+    }
+}
+
+/// Waits until the engine is quiet at the clock's current time: the instance has finished, or
+/// its activity task waits for a retry due later. Returns the instance and the retry time.
+pub async fn quiet(
+    client: &duraflow::Client,
+    store: &dyn Store,
+    clock: &ManualClock,
+    id: &str,
+) -> (InstanceInfo, Option<Timestamp>) {
+    use duraflow::Clock;
+    eventually(
+        &format!("instance {id:?} to finish or wait for a retry"),
+        || async {
+            let info = client.status(id).await.ok()?;
+            if info.status.is_terminal() {
+                return Some((info, None));
+            }
+            match task_state(store, clock.now()).await {
+                TaskState::RetryAt(due) => Some((info, Some(due))),
+                TaskState::None | TaskState::Busy => None,
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the instance's current journal has an event matching `pred`; returns the
+/// journal.
+pub async fn history_with(
+    client: &duraflow::Client,
+    id: &str,
+    what: &str,
+    pred: impl Fn(&EventKind) -> bool,
+) -> Vec<Event> {
+    eventually(&format!("{what} in the journal of {id:?}"), || async {
+        let journal = client.history(id, None).await.ok()?;
+        journal.iter().any(|e| pred(&e.kind)).then_some(journal)
+    })
+    .await
+}
+
+/// How many events of the journal match `pred`.
+pub fn count(journal: &[Event], pred: impl Fn(&EventKind) -> bool) -> usize {
+    journal.iter().filter(|e| pred(&e.kind)).count()
+}
+
+/// The journal's event types, in order (`workflow_started`, `timer_created`, ...).
+pub fn types(journal: &[Event]) -> Vec<&'static str> {
+    journal.iter().map(|e| e.kind.type_name()).collect()
+}
+
+/// Waits for the instance to finish and returns its failure, panicking if it did not fail.
+pub async fn failure_of(client: &duraflow::Client, id: &str) -> duraflow::Failure {
+    match client.wait::<serde_json::Value>(id).timeout(DEADLINE).await {
+        Err(ClientError::WorkflowFailed(failure)) => failure,
+        other => panic!("expected instance {id:?} to fail, got {other:?}"),
+    }
 }
