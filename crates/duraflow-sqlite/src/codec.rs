@@ -1,0 +1,73 @@
+//! Encoding of values into columns: JSON for structured values, integers for times.
+
+use duraflow_core::{Event, Failure, OpId, ParentLink, Payload, Timestamp};
+use duraflow_store::{InstanceInfo, InstanceStatus, StoreError};
+use rusqlite::Row;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{OpError, SqlResult};
+
+/// Encodes a value as JSON text.
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> SqlResult<String> {
+    serde_json::to_string(value)
+        .map_err(|e| OpError::Store(StoreError::Invalid(format!("cannot encode a value: {e}"))))
+}
+
+/// Decodes JSON text, naming what it was on failure.
+pub(crate) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> SqlResult<T> {
+    serde_json::from_str(text)
+        .map_err(|e| OpError::Store(StoreError::Corrupt(format!("{what} cannot be read: {e}"))))
+}
+
+/// Decodes an optional JSON column.
+pub(crate) fn opt_json<T: DeserializeOwned>(text: Option<String>, what: &str) -> SqlResult<Option<T>> {
+    text.map(|t| from_json(&t, what)).transpose()
+}
+
+/// A payload column.
+pub(crate) fn payload(text: String, what: &str) -> SqlResult<Payload> {
+    Payload::from_json(&text)
+        .map_err(|e| OpError::Store(StoreError::Corrupt(format!("{what} cannot be read: {e}"))))
+}
+
+/// An operation id column.
+pub(crate) fn op_id(text: &str) -> SqlResult<OpId> {
+    text.parse()
+        .map_err(|e| OpError::Store(StoreError::Corrupt(format!("operation id: {e}"))))
+}
+
+/// A status column.
+pub(crate) fn status(text: &str) -> SqlResult<InstanceStatus> {
+    text.parse().map_err(OpError::Store)
+}
+
+/// The columns [`instance_row`] reads, in order.
+pub(crate) const INSTANCE_COLUMNS: &str =
+    "id, name, status, execution, input, output, failure, parent, created_at, updated_at";
+
+/// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
+pub(crate) fn instance_row(row: &Row<'_>) -> SqlResult<InstanceInfo> {
+    let id: String = row.get(0)?;
+    let what = |col: &str| format!("column {col} of instance {id:?}");
+    Ok(InstanceInfo {
+        name: row.get(1)?,
+        status: status(&row.get::<_, String>(2)?)?,
+        execution: row.get(3)?,
+        input: payload(row.get(4)?, &what("input"))?,
+        output: row
+            .get::<_, Option<String>>(5)?
+            .map(|t| payload(t, &what("output")))
+            .transpose()?,
+        failure: opt_json::<Failure>(row.get(6)?, &what("failure"))?,
+        parent: opt_json::<ParentLink>(row.get(7)?, &what("parent"))?,
+        created_at: Timestamp(row.get(8)?),
+        updated_at: Timestamp(row.get(9)?),
+        id,
+    })
+}
+
+/// Encodes a journal event for the `events.data` column.
+pub(crate) fn event_data(event: &Event) -> String {
+    event.encode()
+}

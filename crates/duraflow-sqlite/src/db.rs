@@ -1,0 +1,241 @@
+//! The connections: one writer thread that groups writes into transactions, and a small pool of
+//! reader connections.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use duraflow_store::{Notifier, StoreError, StoreResult};
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use crate::error::{store_error, SqlResult};
+use crate::open::open_reader;
+
+/// Whom to wake once a transaction has committed.
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    pub(crate) turns: bool,
+    pub(crate) tasks: bool,
+    pub(crate) instances: bool,
+}
+
+/// A write waiting for the writer thread.
+trait Job: Send {
+    /// Runs inside the batch's transaction (in its own savepoint) and returns how to answer
+    /// once the transaction has committed or failed.
+    fn run(self: Box<Self>, conn: &Connection, wake: &mut Wake) -> Box<dyn Answer>;
+    /// Answers without running (the transaction could not begin).
+    fn fail(self: Box<Self>, error: StoreError);
+}
+
+trait Answer: Send {
+    fn send(self: Box<Self>, commit_error: Option<&StoreError>);
+}
+
+struct WriteJob<F, T> {
+    f: F,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+struct WriteAnswer<T> {
+    result: StoreResult<T>,
+    reply: oneshot::Sender<StoreResult<T>>,
+}
+
+impl<F, T> Job for WriteJob<F, T>
+where
+    F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
+    T: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection, wake: &mut Wake) -> Box<dyn Answer> {
+        let WriteJob { f, reply } = *self;
+        let result = in_savepoint(conn, |c| f(c, wake));
+        Box::new(WriteAnswer { result, reply })
+    }
+
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
+    }
+}
+
+impl<T: Send + 'static> Answer for WriteAnswer<T> {
+    fn send(self: Box<Self>, commit_error: Option<&StoreError>) {
+        let result = match commit_error {
+            Some(e) => Err(e.clone()),
+            None => self.result,
+        };
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Runs `f` in a savepoint: its changes are undone if it fails, leaving the rest of the batch.
+fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> SqlResult<T>) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT op").map_err(store_error)?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("RELEASE op").map_err(store_error)?;
+            Ok(v)
+        }
+        Err(e) => {
+            if let Err(undo) = conn.execute_batch("ROLLBACK TO op; RELEASE op") {
+                warn!(error = %undo, "rolling back a failed SQLite write failed");
+            }
+            Err(e.into())
+        }
+    }
+}
+
+/// The database: writes go through one thread, reads through a pool.
+pub(crate) struct Db {
+    jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+    busy_timeout: Duration,
+}
+
+impl Db {
+    pub(crate) fn start(
+        conn: Connection,
+        path: PathBuf,
+        busy_timeout: Duration,
+        max_batch: usize,
+        notifier: Arc<Notifier>,
+    ) -> StoreResult<Db> {
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let writer = std::thread::Builder::new()
+            .name("duraflow-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, max_batch.max(1), notifier))
+            .map_err(|e| StoreError::Other(format!("cannot start the SQLite writer thread: {e}")))?;
+        Ok(Db {
+            jobs: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            path,
+            busy_timeout,
+        })
+    }
+
+    /// Queues `f` to run in a write transaction, grouped with whatever other writes are queued,
+    /// and returns a future of its result once that transaction has committed. The write is
+    /// queued when this is called, not when the future is first polled, so several writes
+    /// started together share a transaction.
+    pub(crate) fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>>
+    where
+        F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let sent = {
+            let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            match jobs.as_ref() {
+                Some(tx) => tx.send(Box::new(WriteJob { f, reply })).is_ok(),
+                None => false,
+            }
+        };
+        async move {
+            if !sent {
+                return Err(StoreError::Unavailable("the SQLite store is closed".into()));
+            }
+            rx.await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("the SQLite writer stopped".into())))
+        }
+    }
+
+    /// Runs `f` on a reader connection, off the async runtime.
+    pub(crate) async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        F: FnOnce(&Connection) -> SqlResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        let busy_timeout = self.busy_timeout;
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_reader(&path, busy_timeout)?,
+            };
+            let result = f(&conn).map_err(StoreError::from);
+            let mut pool = readers.lock().unwrap_or_else(PoisonError::into_inner);
+            if pool.len() < 4 {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("a SQLite read failed to run: {e}")))?
+    }
+
+    /// Stops the writer after the queued writes and closes every connection.
+    pub(crate) fn close(&self) {
+        self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let handle = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+        self.readers.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Box<dyn Job>>,
+    max_batch: usize,
+    notifier: Arc<Notifier>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = store_error(e);
+            for job in jobs {
+                job.fail(e.clone());
+            }
+            continue;
+        }
+        let mut wake = Wake::default();
+        let answers: Vec<Box<dyn Answer>> =
+            jobs.into_iter().map(|job| job.run(&conn, &mut wake)).collect();
+        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
+            if let Err(undo) = conn.execute_batch("ROLLBACK") {
+                warn!(error = %undo, "rolling back a failed SQLite commit failed");
+            }
+            store_error(e)
+        });
+        // Wake before answering: whoever hears back has the wakeup already armed.
+        if commit_error.is_none() {
+            if wake.turns {
+                notifier.turns.notify_waiters();
+            }
+            if wake.tasks {
+                notifier.tasks.notify_waiters();
+            }
+            if wake.instances {
+                notifier.instances.notify_waiters();
+            }
+        }
+        for answer in answers {
+            answer.send(commit_error.as_ref());
+        }
+    }
+    // Leave the WAL folded into the main file for whoever opens it next.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        warn!(error = %e, "checkpointing the SQLite WAL at close failed");
+    }
+}

@@ -1,0 +1,295 @@
+//! The embedded SQLite store for duraflow: one database file, zero infrastructure.
+//!
+//! - **Durable**: write-ahead logging with `synchronous = FULL` by default, so every committed
+//!   turn survives a crash or a power loss. [`Synchronous::Normal`] trades that last guarantee
+//!   (a power loss may undo the most recent commits, never corrupt the file) for speed.
+//! - **Group commit**: one writer thread takes every write queued while the previous
+//!   transaction was committing (turn commits, task completions, fetches, sends) and commits
+//!   them together, each in its own savepoint, so one failing write does not undo the others.
+//!   Reads use a pool of reader connections and never wait for the writer.
+//! - **In-process wakeups** through its [`Notifier`]: the engine does not poll the file.
+//! - **Versioned schema**: numbered migrations (the files in `migrations/`) are applied when the
+//!   store is opened; a database written by a newer duraflow is refused, never modified, and a
+//!   SQLite file of another application is refused.
+//! - **Several processes** may open the same file: SQLite's locking serialises their writes
+//!   (a writer waits up to the busy timeout, then the engine retries), and leases with fencing
+//!   tokens keep them from running the same work twice. Wakeups do not cross processes, so the
+//!   other processes see new work at their next poll (`EngineOptions::poll_interval`).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), duraflow_store::StoreError> {
+//! use duraflow_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+//!
+//! let store = SqliteStore::open("orders.db").await?;
+//! let fast = SqliteStore::open_with(
+//!     "scratch.db",
+//!     SqliteOptions { synchronous: Synchronous::Normal, ..SqliteOptions::default() },
+//! )
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod db;
+mod error;
+mod open;
+mod ops;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use duraflow_core::{Event, Timestamp};
+use duraflow_store::{
+    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue,
+    Notifier, Page, Store, StoreError, StoreResult, StoreStats, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
+};
+
+use crate::db::Db;
+use crate::ops::{admin, instances, tasks, turns};
+
+pub use crate::open::SCHEMA_VERSION;
+
+/// How hard SQLite works to make each commit durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Synchronous {
+    /// Every commit is on disk before it is acknowledged; survives power loss (the default).
+    #[default]
+    Full,
+    /// Commits are durable against a crash of the process, but a power loss or an operating
+    /// system crash may undo the last few. The file is never corrupted. Faster.
+    Normal,
+}
+
+/// Settings for [`SqliteStore::open_with`].
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// Durability of commits (default [`Synchronous::Full`]).
+    pub synchronous: Synchronous,
+    /// How long a write waits for another process's lock before failing as unavailable
+    /// (default 5 s).
+    pub busy_timeout: Duration,
+    /// The most writes grouped into one transaction (default 256).
+    pub max_batch: usize,
+    /// Caps the database's size in pages (of 4 KiB by default); writes beyond it fail with
+    /// `StoreError::Full`. `None` (the default) leaves it to the file system.
+    pub max_page_count: Option<u64>,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous: Synchronous::Full,
+            busy_timeout: Duration::from_secs(5),
+            max_batch: 256,
+            max_page_count: None,
+        }
+    }
+}
+
+/// The SQLite store. See the [crate documentation](crate).
+pub struct SqliteStore {
+    db: Db,
+    notifier: Arc<Notifier>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) the database at `path` with the default settings.
+    pub async fn open(path: impl AsRef<Path>) -> StoreResult<SqliteStore> {
+        Self::open_with(path, SqliteOptions::default()).await
+    }
+
+    /// Opens (creating it if needed) the database at `path`.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> StoreResult<SqliteStore> {
+        let path = path.as_ref().to_path_buf();
+        let opened = path.clone();
+        let conn = tokio::task::spawn_blocking(move || {
+            let mut conn = open::open_writer(
+                &opened,
+                options.synchronous,
+                options.busy_timeout,
+                options.max_page_count,
+            )?;
+            open::migrate(&mut conn, &opened)?;
+            Ok::<_, StoreError>((conn, options))
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("opening the SQLite store failed to run: {e}")))?;
+        let (conn, options) = conn?;
+        let notifier = Arc::new(Notifier::new());
+        let db = Db::start(
+            conn,
+            path.clone(),
+            options.busy_timeout,
+            options.max_batch,
+            notifier.clone(),
+        )?;
+        Ok(SqliteStore { db, notifier, path })
+    }
+
+    /// The database file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Finishes the queued writes and closes the database (dropping the store does the same).
+    pub fn close(&self) {
+        self.db.close();
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn notifier(&self) -> Option<&Notifier> {
+        Some(&self.notifier)
+    }
+
+    async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
+        self.db
+            .write(move |c, wake| instances::create(c, &instance, wake))
+            .await
+    }
+
+    async fn send(&self, message: NewMessage) -> StoreResult<()> {
+        self.db
+            .write(move |c, wake| instances::send(c, &message, wake))
+            .await
+    }
+
+    async fn fetch_turns(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TurnWork>> {
+        self.db
+            .write(move |c, _| turns::fetch(c, now, max, lease))
+            .await
+    }
+
+    async fn commit_turns(
+        &self,
+        commits: Vec<TurnCommit>,
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let writes = commits
+            .into_iter()
+            .map(|commit| self.db.write(move |c, wake| turns::commit(c, &commit, wake)));
+        Ok(futures_join(writes).await)
+    }
+
+    async fn abandon_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        retry_at: Timestamp,
+    ) -> StoreResult<()> {
+        let id = instance_id.to_owned();
+        self.db
+            .write(move |c, wake| turns::abandon(c, &id, token, retry_at, wake))
+            .await
+    }
+
+    async fn fetch_tasks(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TaskWork>> {
+        self.db
+            .write(move |c, _| tasks::fetch(c, now, max, lease))
+            .await
+    }
+
+    async fn complete_tasks(
+        &self,
+        now: Timestamp,
+        completions: Vec<TaskCompletion>,
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let writes = completions.into_iter().map(|completion| {
+            self.db
+                .write(move |c, wake| tasks::complete(c, now, &completion, wake))
+        });
+        Ok(futures_join(writes).await)
+    }
+
+    async fn renew_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        self.db
+            .write(move |c, _| tasks::renew(c, id, token, now, lease))
+            .await
+    }
+
+    async fn release_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        release: TaskRelease,
+    ) -> StoreResult<()> {
+        self.db
+            .write(move |c, wake| tasks::release(c, id, token, &release, wake))
+            .await
+    }
+
+    async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
+        self.db.read(move |c| admin::next_due(c, now)).await
+    }
+
+    async fn instance(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
+        let id = id.to_owned();
+        self.db.read(move |c| instances::get(c, &id)).await
+    }
+
+    async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
+        let id = id.to_owned();
+        self.db
+            .read(move |c| admin::journal(c, &id, execution))
+            .await
+    }
+
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
+        self.db.read(move |c| admin::list(c, &filter)).await
+    }
+
+    async fn purge(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.db.write(move |c, _| admin::purge(c, &id)).await
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        self.db.read(admin::stats).await
+    }
+}
+
+/// Queues every write first, then awaits them: the writer commits them in one transaction.
+async fn futures_join<F, T>(writes: impl Iterator<Item = F>) -> Vec<T>
+where
+    F: std::future::Future<Output = T>,
+{
+    let queued: Vec<F> = writes.collect();
+    let mut out = Vec::with_capacity(queued.len());
+    for w in queued {
+        out.push(w.await);
+    }
+    out
+}

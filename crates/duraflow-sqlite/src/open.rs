@@ -1,0 +1,128 @@
+//! Opening a database file: connection settings, the schema version check, and migrations.
+
+use std::path::Path;
+use std::time::Duration;
+
+use duraflow_store::{StoreError, StoreResult};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::error::store_error;
+use crate::Synchronous;
+
+/// Identifies a duraflow database (`PRAGMA application_id`): "dflw".
+pub(crate) const APPLICATION_ID: i32 = 0x6466_6c77;
+
+/// The migrations, in order: schema version `n` is reached by applying migration `n`.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+
+/// The schema version this build writes and reads (`PRAGMA user_version` of its databases).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn describe(path: &Path, e: rusqlite::Error) -> StoreError {
+    let e = store_error(e);
+    let message = format!("{}: {e}", path.display());
+    match e {
+        StoreError::Full(_) => StoreError::Full(message),
+        StoreError::Corrupt(_) => StoreError::Corrupt(message),
+        StoreError::Unavailable(_) => StoreError::Unavailable(message),
+        _ => StoreError::Other(message),
+    }
+}
+
+/// Opens the writer connection, creating the file if needed.
+pub(crate) fn open_writer(
+    path: &Path,
+    synchronous: Synchronous,
+    busy_timeout: Duration,
+    max_page_count: Option<u64>,
+) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| describe(path, e))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(|e| describe(path, e))?;
+    // The first statement reads the file: this is where a file that is not a database fails.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(|e| describe(path, e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Other(format!(
+            "{}: SQLite refused write-ahead logging (journal mode is {mode}); put the database \
+             on a local file system",
+            path.display()
+        )));
+    }
+    let sync = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"))
+        .map_err(|e| describe(path, e))?;
+    if let Some(pages) = max_page_count {
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+            .map_err(|e| describe(path, e))?;
+    }
+    Ok(conn)
+}
+
+/// Opens a connection for reads.
+pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| describe(path, e))?;
+    conn.busy_timeout(busy_timeout)
+        .map_err(|e| describe(path, e))?;
+    Ok(conn)
+}
+
+/// Checks that the file is a duraflow database this build can read, and brings its schema up
+/// to date. A database written by a newer schema version is refused, never modified.
+pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(|e| describe(path, e))?;
+    let (app_id, version, tables) = {
+        let app_id: i32 = tx
+            .query_row("PRAGMA application_id", [], |r| r.get(0))
+            .map_err(|e| describe(path, e))?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| describe(path, e))?;
+        let tables: i64 = tx
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| describe(path, e))?;
+        (app_id, version, tables)
+    };
+    if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+        return Err(StoreError::Invalid(format!(
+            "{} is a SQLite database but not a duraflow one (it already has {tables} table(s)); \
+             give duraflow its own database file",
+            path.display()
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+        tx.execute_batch(sql).map_err(|e| {
+            StoreError::Other(format!(
+                "{}: migration {} failed: {}",
+                path.display(),
+                i + 1,
+                store_error(e)
+            ))
+        })?;
+    }
+    tx.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+    .map_err(|e| describe(path, e))?;
+    tx.commit().map_err(|e| describe(path, e))
+}

@@ -1,0 +1,97 @@
+//! Creating instances and sending them messages.
+
+use duraflow_core::Timestamp;
+use duraflow_store::{
+    CreateOutcome, InstanceInfo, InstanceStatus, MessageKind, NewInstance, NewMessage, StoreError,
+};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::codec::{instance_row, json, status, INSTANCE_COLUMNS};
+use crate::db::Wake;
+use crate::error::SqlResult;
+
+pub(crate) fn not_found(id: &str) -> StoreError {
+    StoreError::NotFound(format!("instance {id:?}"))
+}
+
+/// An instance by id.
+pub(crate) fn get(conn: &Connection, id: &str) -> SqlResult<Option<InstanceInfo>> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"))?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(instance_row(row)?)),
+        None => Ok(None),
+    }
+}
+
+/// An instance's status, if it exists.
+pub(crate) fn status_of(conn: &Connection, id: &str) -> SqlResult<Option<InstanceStatus>> {
+    let text: Option<String> = conn
+        .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    text.map(|t| status(&t)).transpose()
+}
+
+/// Inserts a message, returning nothing; the caller has checked the addressee.
+pub(crate) fn insert_message(
+    conn: &Connection,
+    instance_id: &str,
+    kind: &MessageKind,
+    visible_at: Timestamp,
+) -> SqlResult<()> {
+    conn.prepare_cached("INSERT INTO messages (instance_id, visible_at, kind) VALUES (?1, ?2, ?3)")?
+        .execute(params![instance_id, visible_at.0, json(kind)?])?;
+    Ok(())
+}
+
+/// Inserts a new instance with its start message.
+pub(crate) fn insert(conn: &Connection, new: &NewInstance, wake: &mut Wake) -> SqlResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at)
+         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5)",
+    )?
+    .execute(params![
+        new.id,
+        new.name,
+        new.input.as_json(),
+        new.parent.as_ref().map(json).transpose()?,
+        new.created_at.0,
+    ])?;
+    insert_message(conn, &new.id, &MessageKind::Start { execution: 1 }, new.created_at)?;
+    wake.turns = true;
+    Ok(())
+}
+
+pub(crate) fn create(conn: &Connection, new: &NewInstance, wake: &mut Wake) -> SqlResult<CreateOutcome> {
+    if let Some(existing) = get(conn, &new.id)? {
+        return Ok(CreateOutcome::Existing(existing));
+    }
+    insert(conn, new, wake)?;
+    Ok(CreateOutcome::Created)
+}
+
+pub(crate) fn send(conn: &Connection, message: &NewMessage, wake: &mut Wake) -> SqlResult<()> {
+    let id = &message.instance_id;
+    match status_of(conn, id)? {
+        None => Err(not_found(id).into()),
+        Some(s) if s.is_terminal() => Err(StoreError::InstanceFinished {
+            id: id.clone(),
+            status: s.to_string(),
+        }
+        .into()),
+        Some(_) => {
+            insert_message(conn, id, &message.kind, message.visible_at)?;
+            wake.turns = true;
+            Ok(())
+        }
+    }
+}
+
+/// A lease token never issued before.
+pub(crate) fn next_token(conn: &Connection) -> SqlResult<i64> {
+    Ok(conn
+        .prepare_cached("UPDATE lease_tokens SET value = value + 1 WHERE id = 1 RETURNING value")?
+        .query_row([], |r| r.get(0))?)
+}

@@ -1,0 +1,168 @@
+//! Leasing, completing, renewing and releasing activity tasks.
+
+use std::time::Duration;
+
+use duraflow_core::{ActivityOptions, Timestamp};
+use duraflow_store::{
+    LeaseToken, MessageKind, StoreError, TaskCompletion, TaskId, TaskRelease, TaskWork,
+};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use super::instances::{insert_message, next_token, status_of};
+use crate::codec::{from_json, json, op_id, payload};
+use crate::db::Wake;
+use crate::error::SqlResult;
+
+fn not_found(id: TaskId) -> StoreError {
+    StoreError::NotFound(format!("task {}", id.0))
+}
+
+fn lease_lost(id: TaskId) -> StoreError {
+    StoreError::LeaseLost {
+        what: format!("task {}", id.0),
+    }
+}
+
+const TASK_COLUMNS: &str = "id, instance_id, execution, op, name, input, options, attempt, \
+                            scheduled_at, lease_token, lease_until";
+
+fn task_row(row: &Row<'_>) -> SqlResult<TaskWork> {
+    let id: i64 = row.get(0)?;
+    let what = |col: &str| format!("column {col} of task {id}");
+    Ok(TaskWork {
+        id: TaskId(id),
+        instance_id: row.get(1)?,
+        execution: row.get(2)?,
+        op: op_id(&row.get::<_, String>(3)?)?,
+        name: row.get(4)?,
+        input: payload(row.get(5)?, &what("input"))?,
+        options: from_json::<ActivityOptions>(&row.get::<_, String>(6)?, &what("options"))?,
+        attempt: row.get(7)?,
+        scheduled_at: Timestamp(row.get(8)?),
+        token: LeaseToken(row.get(9)?),
+        lease_until: Timestamp(row.get::<_, Option<i64>>(10)?.unwrap_or(0)),
+    })
+}
+
+pub(crate) fn fetch(
+    conn: &Connection,
+    now: Timestamp,
+    max: usize,
+    lease: Duration,
+) -> SqlResult<Vec<TaskWork>> {
+    let ids: Vec<i64> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM tasks
+             WHERE visible_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
+             ORDER BY visible_at, id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![now.0, max as i64], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let until = now.plus(lease);
+    let mut out = Vec::with_capacity(ids.len());
+    let mut stmt = conn.prepare_cached(&format!(
+        "UPDATE tasks SET attempt = attempt + 1, lease_token = ?3, lease_until = ?2
+         WHERE id = ?1 RETURNING {TASK_COLUMNS}"
+    ))?;
+    for id in ids {
+        let token = next_token(conn)?;
+        let mut rows = stmt.query(params![id, until.0, token])?;
+        if let Some(row) = rows.next()? {
+            out.push(task_row(row)?);
+        }
+    }
+    Ok(out)
+}
+
+/// The task's lease state: `(instance_id, execution, op, token, lease_until)`.
+type LeaseRow = (String, u32, String, i64, Option<i64>);
+
+fn lease_row(conn: &Connection, id: TaskId) -> SqlResult<LeaseRow> {
+    conn.prepare_cached(
+        "SELECT instance_id, execution, op, lease_token, lease_until FROM tasks WHERE id = ?1",
+    )?
+    .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+    .optional()?
+    .ok_or_else(|| not_found(id).into())
+}
+
+/// Whether `token` holds the task's lease (live at `now` if given).
+fn holds(row: &LeaseRow, token: LeaseToken, now: Option<Timestamp>) -> bool {
+    row.3 == token.0 && row.4.is_some_and(|until| now.is_none_or(|now| until > now.0))
+}
+
+pub(crate) fn complete(
+    conn: &Connection,
+    now: Timestamp,
+    c: &TaskCompletion,
+    wake: &mut Wake,
+) -> SqlResult<()> {
+    let row = lease_row(conn, c.id)?;
+    if !holds(&row, c.token, Some(now)) {
+        return Err(lease_lost(c.id).into());
+    }
+    conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+        .execute([c.id.0])?;
+    let (instance_id, execution, op, _, _) = row;
+    if status_of(conn, &instance_id)?.is_some_and(|s| !s.is_terminal()) {
+        let kind = MessageKind::ActivityResult {
+            execution,
+            op: op_id(&op)?,
+            result: c.result.clone(),
+        };
+        insert_message(conn, &instance_id, &kind, now)?;
+        wake.turns = true;
+    }
+    Ok(())
+}
+
+pub(crate) fn renew(
+    conn: &Connection,
+    id: TaskId,
+    token: LeaseToken,
+    now: Timestamp,
+    lease: Duration,
+) -> SqlResult<Timestamp> {
+    let row = lease_row(conn, id)?;
+    if !holds(&row, token, Some(now)) {
+        return Err(lease_lost(id).into());
+    }
+    let until = now.plus(lease);
+    conn.prepare_cached("UPDATE tasks SET lease_until = ?2 WHERE id = ?1")?
+        .execute(params![id.0, until.0])?;
+    Ok(until)
+}
+
+pub(crate) fn release(
+    conn: &Connection,
+    id: TaskId,
+    token: LeaseToken,
+    release: &TaskRelease,
+    wake: &mut Wake,
+) -> SqlResult<()> {
+    let row = lease_row(conn, id)?;
+    if !holds(&row, token, None) {
+        return Err(lease_lost(id).into());
+    }
+    match release {
+        TaskRelease::Retry {
+            visible_at,
+            failure,
+        } => {
+            conn.prepare_cached(
+                "UPDATE tasks SET lease_until = NULL, visible_at = ?2, last_failure = ?3
+                 WHERE id = ?1",
+            )?
+            .execute(params![id.0, visible_at.0, json(failure)?])?;
+        }
+        TaskRelease::HandBack => {
+            conn.prepare_cached(
+                "UPDATE tasks SET lease_until = NULL, attempt = max(attempt - 1, 0) WHERE id = ?1",
+            )?
+            .execute([id.0])?;
+        }
+    }
+    wake.tasks = true;
+    Ok(())
+}

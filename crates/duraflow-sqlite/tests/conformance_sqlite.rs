@@ -1,0 +1,14 @@
+//! The store conformance suite against SQLite, each test on a fresh database file.
+
+use std::sync::Arc;
+
+use duraflow_sqlite::SqliteStore;
+use duraflow_store::Store;
+
+duraflow_store::conformance_tests!(async {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("conformance.db");
+    // The directory must outlive the store: leak it for the test's duration.
+    std::mem::forget(dir);
+    Arc::new(SqliteStore::open(&path).await.expect("open")) as Arc<dyn Store>
+});
