@@ -173,12 +173,14 @@ impl Db {
 
     /// Stops the writer after the queued writes and closes every connection.
     pub(crate) fn close(&self) {
+        // Readers first: the writer's connection must be the last one closed, so that SQLite
+        // folds the write-ahead log into the database file and removes it.
+        self.readers.lock().unwrap_or_else(PoisonError::into_inner).clear();
         self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take();
         let handle = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
         if let Some(handle) = handle {
             let _ = handle.join();
         }
-        self.readers.lock().unwrap_or_else(PoisonError::into_inner).clear();
     }
 }
 

@@ -22,7 +22,9 @@
 //!   [`Activity`] trait; errors are retryable unless marked [`ActivityError::terminal`].
 //! - Running them: [`Engine`] (built with [`Engine::builder`]) and its [`Client`] (start, raise
 //!   events, cancel, terminate, status, wait, history, list, purge).
-//! - Storage: any [`Store`]; [`MemoryStore`] ships in this release.
+//! - Storage: any [`Store`]. `SqliteStore` (feature `sqlite`, on by default) keeps everything
+//!   in one SQLite file with durable, group-committed writes; [`MemoryStore`] keeps it in
+//!   memory for tests.
 //! - Replay safety: code that no longer matches a journal fails the instance with a
 //!   nondeterminism failure naming the journal position; [`check_replay`] checks journals
 //!   against new code before you deploy it.
@@ -55,7 +57,7 @@
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let engine = Engine::builder()
-//!     .store(MemoryStore::new())
+//!     .store(SqliteStore::open("orders.db").await?)
 //!     .workflow("fulfil", fulfil)
 //!     .activity("charge", charge)
 //!     .start()
@@ -82,10 +84,15 @@ pub use duraflow_store::{
     InstanceInfo, InstanceStatus, ListFilter, MemoryStore, Page, Store, StoreError,
 };
 
+#[cfg(feature = "sqlite")]
+pub use duraflow_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
 /// The sub-crates, for what the facade does not re-export.
 pub mod crates {
     pub use duraflow_core as core;
     pub use duraflow_runtime as runtime;
+    #[cfg(feature = "sqlite")]
+    pub use duraflow_sqlite as sqlite;
     pub use duraflow_store as store;
 }
 
@@ -93,6 +100,8 @@ pub mod crates {
 pub mod prelude {
     pub use std::time::Duration;
 
+    #[cfg(feature = "sqlite")]
+    pub use crate::SqliteStore;
     pub use crate::{
         Activity, ActivityContext, ActivityError, Client, ClientError, Engine, InstanceStatus,
         MemoryStore, RetryPolicy, RunHandle, Workflow, WorkflowContext, WorkflowError,
