@@ -6,7 +6,7 @@ use duraflow_core::{
 };
 use duraflow_store::{
     InstanceInfo, InstanceStatus, MessageKind, NewInstance, NewMessage, NewTask, OpResult,
-    TurnCommit, TurnWork,
+    StoreError, TurnCommit, TurnWork,
 };
 
 use crate::engine::Inner;
@@ -65,11 +65,7 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
     } = work;
     let journal = match journal {
         Ok(j) => j,
-        Err(e) => {
-            return TurnDecision::Abandon {
-                reason: format!("cannot read the journal of instance {:?}: {e}", instance.id),
-            }
-        }
+        Err(e) => return unreadable_journal(inner, instance, messages, token, e),
     };
     let now = inner.clock.now();
     let consumed = messages.iter().map(|m| m.id).collect();
@@ -131,6 +127,55 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         forward_to_next_execution(&instance, deliveries, &mut commit);
     }
     commit.now = inner.clock.now();
+    TurnDecision::Commit {
+        commit: Box::new(commit),
+        finished,
+    }
+}
+
+/// A turn for an instance whose journal cannot be read. A corrupt journal cannot be replayed, so
+/// the instance fails with an error naming the instance and the unreadable event (its journal
+/// is kept as it is, for inspection); any other read error is retried later.
+fn unreadable_journal(
+    inner: &Inner,
+    instance: InstanceInfo,
+    messages: Vec<duraflow_store::Message>,
+    token: duraflow_store::LeaseToken,
+    error: StoreError,
+) -> TurnDecision {
+    let StoreError::CorruptJournal { journal_len, .. } = &error else {
+        return TurnDecision::Abandon {
+            reason: format!("cannot read the journal of instance {:?}: {error}", instance.id),
+        };
+    };
+    let now = inner.clock.now();
+    let failure = Failure::new(
+        FailureKind::Internal,
+        format!("the journal cannot be replayed: {error}"),
+    );
+    let mut commit = TurnCommit {
+        instance_id: instance.id.clone(),
+        token,
+        execution: instance.execution,
+        journal_base: *journal_len,
+        new_events: Vec::new(),
+        consumed: messages.iter().map(|m| m.id).collect(),
+        messages: Vec::new(),
+        new_instances: Vec::new(),
+        tasks: Vec::new(),
+        status: InstanceStatus::Running,
+        output: None,
+        failure: None,
+        continue_as_new: None,
+        now,
+    };
+    let finished = apply_outcome(
+        &instance,
+        Some(Outcome::Failed(failure)),
+        None,
+        Vec::new(),
+        &mut commit,
+    );
     TurnDecision::Commit {
         commit: Box::new(commit),
         finished,

@@ -32,6 +32,8 @@ trait Job: Send {
 }
 
 trait Answer: Send {
+    /// The write's own error, if it failed.
+    fn error(&self) -> Option<StoreError>;
     fn send(self: Box<Self>, commit_error: Option<&StoreError>);
 }
 
@@ -62,6 +64,10 @@ where
 }
 
 impl<T: Send + 'static> Answer for WriteAnswer<T> {
+    fn error(&self) -> Option<StoreError> {
+        self.result.as_ref().err().cloned()
+    }
+
     fn send(self: Box<Self>, commit_error: Option<&StoreError>) {
         let result = match commit_error {
             Some(e) => Err(e.clone()),
@@ -80,10 +86,74 @@ fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> SqlResult<T
             Ok(v)
         }
         Err(e) => {
-            if let Err(undo) = conn.execute_batch("ROLLBACK TO op; RELEASE op") {
-                warn!(error = %undo, "rolling back a failed SQLite write failed");
+            if !conn.is_autocommit() {
+                if let Err(undo) = conn.execute_batch("ROLLBACK TO op; RELEASE op") {
+                    warn!(error = %undo, "rolling back a failed SQLite write failed");
+                }
             }
             Err(e.into())
+        }
+    }
+}
+
+/// Runs a batch of writes in one transaction, each in its own savepoint, and answers them once
+/// it has committed. Some errors (a full disk, an I/O error) make SQLite roll back the whole
+/// transaction: the writes before the failing one are then answered with that error, and the
+/// writes after it go on in a new transaction.
+fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, notifier: &Notifier) {
+    let mut jobs = batch.into_iter().peekable();
+    while jobs.peek().is_some() {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = store_error(e);
+            for job in jobs {
+                job.fail(e.clone());
+            }
+            return;
+        }
+        let mut wake = Wake::default();
+        let mut answers: Vec<Box<dyn Answer>> = Vec::new();
+        let mut rolled_back = None;
+        for job in jobs.by_ref() {
+            let answer = job.run(conn, &mut wake);
+            if conn.is_autocommit() {
+                // SQLite ended the transaction itself: nothing before this write survived.
+                let cause = answer.error().unwrap_or_else(|| {
+                    StoreError::Other("SQLite rolled back the transaction".into())
+                });
+                answer.send(None);
+                rolled_back = Some(cause);
+                break;
+            }
+            answers.push(answer);
+        }
+        if let Some(cause) = rolled_back {
+            for answer in answers {
+                answer.send(Some(&cause));
+            }
+            continue;
+        }
+        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
+            if !conn.is_autocommit() {
+                if let Err(undo) = conn.execute_batch("ROLLBACK") {
+                    warn!(error = %undo, "rolling back a failed SQLite commit failed");
+                }
+            }
+            store_error(e)
+        });
+        // Wake before answering: whoever hears back has the wakeup already armed.
+        if commit_error.is_none() {
+            if wake.turns {
+                notifier.turns.notify_waiters();
+            }
+            if wake.tasks {
+                notifier.tasks.notify_waiters();
+            }
+            if wake.instances {
+                notifier.instances.notify_waiters();
+            }
+        }
+        for answer in answers {
+            answer.send(commit_error.as_ref());
         }
     }
 }
@@ -197,44 +267,14 @@ fn writer_loop(
     notifier: Arc<Notifier>,
 ) {
     while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        while jobs.len() < max_batch {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
             match rx.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => batch.push(job),
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let e = store_error(e);
-            for job in jobs {
-                job.fail(e.clone());
-            }
-            continue;
-        }
-        let mut wake = Wake::default();
-        let answers: Vec<Box<dyn Answer>> =
-            jobs.into_iter().map(|job| job.run(&conn, &mut wake)).collect();
-        let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
-            if let Err(undo) = conn.execute_batch("ROLLBACK") {
-                warn!(error = %undo, "rolling back a failed SQLite commit failed");
-            }
-            store_error(e)
-        });
-        // Wake before answering: whoever hears back has the wakeup already armed.
-        if commit_error.is_none() {
-            if wake.turns {
-                notifier.turns.notify_waiters();
-            }
-            if wake.tasks {
-                notifier.tasks.notify_waiters();
-            }
-            if wake.instances {
-                notifier.instances.notify_waiters();
-            }
-        }
-        for answer in answers {
-            answer.send(commit_error.as_ref());
-        }
+        run_batch(&conn, batch, &notifier);
     }
     // Leave the WAL folded into the main file for whoever opens it next.
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {

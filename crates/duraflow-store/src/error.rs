@@ -45,6 +45,8 @@ pub enum StoreError {
         execution: u32,
         /// The event's position in the journal.
         position: usize,
+        /// How many events the journal holds, readable or not.
+        journal_len: usize,
         /// What was wrong with it.
         error: EventDecodeError,
     },

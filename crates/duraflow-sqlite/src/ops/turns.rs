@@ -38,12 +38,14 @@ pub(crate) fn read_journal(
         match Event::decode(&data, format) {
             Ok(ev) => events.push(ev),
             Err(error) => {
+                drop(rows);
                 return Ok(Err(StoreError::CorruptJournal {
                     instance_id: id.to_owned(),
                     execution,
                     position: usize::try_from(position).unwrap_or(usize::MAX),
+                    journal_len: journal_len(conn, id, execution)?,
                     error,
-                }))
+                }));
             }
         }
     }

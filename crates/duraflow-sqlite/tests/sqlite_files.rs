@@ -1,0 +1,256 @@
+//! What the SQLite store does with files it cannot use: clear errors, no panic, no damage.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use duraflow_core::{Event, EventKind, Payload, Timestamp};
+use duraflow_sqlite::{SqliteOptions, SqliteStore, SCHEMA_VERSION};
+use duraflow_store::{
+    InstanceStatus, MessageKind, NewInstance, NewMessage, Store, StoreError, TurnCommit,
+};
+
+const T0: Timestamp = Timestamp(1_000_000);
+
+fn new_instance(id: &str, input: &str) -> NewInstance {
+    NewInstance {
+        id: id.into(),
+        name: "wf".into(),
+        input: Payload::encode(input).unwrap(),
+        parent: None,
+        created_at: T0,
+    }
+}
+
+#[tokio::test]
+async fn a_path_that_cannot_be_created_is_a_clear_error() {
+    let err = SqliteStore::open("/proc/duraflow-no-such-dir/x.db").await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("/proc/duraflow-no-such-dir/x.db"), "{message}");
+    assert!(message.contains("cannot open"), "{message}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notes.txt");
+    let text = "these are my notes, not a database\n".repeat(200);
+    std::fs::write(&path, &text).unwrap();
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "the file is untouched");
+}
+
+#[tokio::test]
+async fn another_applications_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("other.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT);")
+            .unwrap();
+    }
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert!(err.to_string().contains("not a duraflow one"), "{err}");
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_schema_is_refused_and_not_modified() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    drop(SqliteStore::open(&path).await.unwrap());
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+    }
+    let err = SqliteStore::open(&path).await.unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::NewerSchema {
+            found: 99,
+            supported: SCHEMA_VERSION
+        }
+    );
+    assert!(err.to_string().contains("upgrade duraflow"), "{err}");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    assert_eq!(version, 99);
+}
+
+#[tokio::test]
+async fn data_survives_closing_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keep.db");
+    {
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.create_instance(new_instance("a", "x")).await.unwrap();
+    }
+    assert!(!dir.path().join("keep.db-wal").exists(), "the WAL was folded back at close");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let info = store.instance("a").await.unwrap().expect("still there");
+    assert_eq!(info.status, InstanceStatus::Pending);
+    assert_eq!(info.input, Payload::encode("x").unwrap());
+}
+
+#[tokio::test]
+async fn a_full_database_fails_the_write_that_does_not_fit_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.db");
+    let options = SqliteOptions {
+        max_page_count: Some(40),
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open_with(&path, options).await.unwrap();
+    let big = "x".repeat(8_000);
+    let mut created = 0;
+    let err = loop {
+        match store.create_instance(new_instance(&format!("i{created}"), &big)).await {
+            Ok(_) => created += 1,
+            Err(e) => break e,
+        }
+        assert!(created < 1_000, "the size limit was never reached");
+    };
+    assert!(matches!(err, StoreError::Full(_)), "{err:?}");
+    assert!(err.to_string().contains("free space"), "{err}");
+    assert!(created > 0);
+    // Everything written before is intact and readable, and the failed instance is absent.
+    for i in 0..created {
+        assert!(store.instance(&format!("i{i}")).await.unwrap().is_some());
+    }
+    assert!(store.instance(&format!("i{created}")).await.unwrap().is_none());
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    let stats = reopened.stats().await.unwrap();
+    assert_eq!(stats.messages, created as u64, "one start message each");
+}
+
+/// Writes a journal of two events for instance `id` through the store.
+async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
+    store.create_instance(new_instance(id, "x")).await.unwrap();
+    let work = store.fetch_turns(T0, 10, Duration::from_secs(60)).await.unwrap();
+    let work = work.into_iter().find(|w| w.instance.id == id).unwrap();
+    let events = vec![
+        Event {
+            at: T0,
+            kind: EventKind::WorkflowStarted {
+                name: "wf".into(),
+                input: Payload::encode("x").unwrap(),
+                parent: None,
+            },
+        },
+        Event {
+            at: T0,
+            kind: EventKind::EventWaitStarted {
+                op: "0".parse().unwrap(),
+                name: "go".into(),
+            },
+        },
+    ];
+    store
+        .commit_turns(vec![TurnCommit {
+            instance_id: id.into(),
+            token: work.token,
+            execution: 1,
+            journal_base: 0,
+            new_events: events,
+            consumed: work.messages.iter().map(|m| m.id).collect(),
+            messages: vec![],
+            new_instances: vec![],
+            tasks: vec![],
+            status: InstanceStatus::Running,
+            output: None,
+            failure: None,
+            continue_as_new: None,
+            now: T0,
+        }])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_corrupt_journal_row_names_the_instance_and_event_and_blocks_no_one_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+        journal_of_two(&store, "bad").await;
+        journal_of_two(&store, "good").await;
+    }
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute(
+            "UPDATE events SET data = '{\"at\": oops' WHERE instance_id = 'bad' AND position = 1",
+            [],
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE events SET format = 99 WHERE instance_id = 'good' AND position = 7",
+            [],
+        )
+        .unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let err = store.journal("bad", None).await.unwrap_err();
+    match &err {
+        StoreError::CorruptJournal {
+            instance_id,
+            execution,
+            position,
+            journal_len,
+            ..
+        } => {
+            assert_eq!((instance_id.as_str(), *execution, *position, *journal_len), ("bad", 1, 1, 2));
+        }
+        other => panic!("expected a corrupt journal error, got {other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains("\"bad\"") && message.contains("position 1"), "{message}");
+    assert_eq!(store.journal("good", None).await.unwrap().len(), 2);
+
+    // Both instances get an event: the fetch hands back the error for one and the journal of
+    // the other.
+    for id in ["bad", "good"] {
+        store
+            .send(NewMessage {
+                instance_id: id.into(),
+                kind: MessageKind::Event {
+                    name: "go".into(),
+                    data: Payload::null(),
+                },
+                visible_at: T0,
+            })
+            .await
+            .unwrap();
+    }
+    let work = store.fetch_turns(T0, 10, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(work.len(), 2);
+    for w in work {
+        match w.instance.id.as_str() {
+            "bad" => assert!(matches!(w.journal, Err(StoreError::CorruptJournal { .. }))),
+            _ => assert_eq!(w.journal.unwrap().len(), 2),
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_event_written_in_a_newer_format_is_refused_with_an_upgrade_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("format.db");
+    {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+        journal_of_two(&store, "a").await;
+    }
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute("UPDATE events SET format = 99 WHERE position = 0", []).unwrap();
+    }
+    let store = SqliteStore::open(&path).await.unwrap();
+    let err = store.journal("a", None).await.unwrap_err();
+    assert!(err.to_string().contains("upgrade duraflow"), "{err}");
+}

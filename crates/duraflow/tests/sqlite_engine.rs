@@ -1,0 +1,182 @@
+//! The engine on SQLite files: a database copied while the engine is stopped runs on
+//! elsewhere, two engines can share one file without running anything twice or corrupting it,
+//! and a corrupt journal fails its instance only.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use common::eventually;
+use duraflow::prelude::*;
+use duraflow::{EventKind, FailureKind, Store};
+
+async fn approval(ctx: WorkflowContext, order: String) -> Result<String, WorkflowError> {
+    let receipt: String = ctx.activity("charge", &order).await?;
+    let by: String = ctx.wait_for_event("approved").await?;
+    Ok(format!("{receipt} approved by {by}"))
+}
+
+async fn charge(_ctx: ActivityContext, order: String) -> Result<String, ActivityError> {
+    Ok(format!("receipt-{order}"))
+}
+
+fn engine_on(store: SqliteStore) -> duraflow::EngineBuilder {
+    Engine::builder()
+        .store(store)
+        .workflow("approval", approval)
+        .activity("charge", charge)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_copied_while_the_engine_is_stopped_runs_on_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("orders.db");
+    let engine = engine_on(SqliteStore::open(&original).await.unwrap()).start().await.unwrap();
+    let client = engine.client();
+    let run = client.start("approval", "o-1").id("o-1").await.unwrap();
+    eventually("the workflow to wait for approval", || async {
+        let h = client.history(&run, None).await.unwrap();
+        h.iter()
+            .any(|e| matches!(e.kind, EventKind::EventWaitStarted { .. }))
+            .then_some(())
+    })
+    .await;
+    drop(client);
+    engine.shutdown().await;
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("moved.db");
+    std::fs::copy(&original, &copy).unwrap();
+    assert!(
+        !dir.path().join("orders.db-wal").exists(),
+        "a stopped engine leaves everything in the database file"
+    );
+
+    let engine = engine_on(SqliteStore::open(&copy).await.unwrap()).start().await.unwrap();
+    let client = engine.client();
+    client.raise_event(&run, "approved", "carol").await.unwrap();
+    let out: String = client.wait(&run).await.unwrap();
+    assert_eq!(out, "receipt-o-1 approved by carol");
+    engine.shutdown().await;
+
+    // The original is untouched by what happened to the copy.
+    let store = SqliteStore::open(&original).await.unwrap();
+    let info = store.instance("o-1").await.unwrap().unwrap();
+    assert_eq!(info.status, InstanceStatus::Running);
+}
+
+async fn three_steps(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let mut total = 0;
+    for i in 0..3 {
+        total += ctx.activity::<u32>("count", &(n * 10 + i)).await?;
+    }
+    Ok(total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_on_one_file_share_the_work_without_running_anything_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let runs: Arc<Mutex<BTreeMap<(String, String), usize>>> = Arc::default();
+    let mut engines = Vec::new();
+    for _ in 0..2 {
+        let runs = runs.clone();
+        let options = duraflow::EngineOptions {
+            poll_interval: Duration::from_millis(20),
+            ..Default::default()
+        };
+        let engine = Engine::builder()
+            .store(SqliteStore::open(&path).await.unwrap())
+            .options(options)
+            .workflow("three-steps", three_steps)
+            .activity("count", move |ctx: ActivityContext, x: u32| {
+                let runs = runs.clone();
+                async move {
+                    *runs
+                        .lock()
+                        .unwrap()
+                        .entry((ctx.instance_id().to_owned(), ctx.op_id().to_string()))
+                        .or_default() += 1;
+                    Ok::<u32, ActivityError>(x)
+                }
+            })
+            .start()
+            .await
+            .unwrap();
+        engines.push(engine);
+    }
+    let n = 40u32;
+    for i in 0..n {
+        // Start half through each engine.
+        let client = engines[(i % 2) as usize].client();
+        client.start("three-steps", &i).id(format!("w{i}")).await.unwrap();
+    }
+    let client = engines[0].client();
+    for i in 0..n {
+        let out: u32 = client.wait(format!("w{i}")).await.unwrap();
+        assert_eq!(out, 3 * (i * 10) + 3);
+    }
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), 3 * n as usize);
+    assert!(runs.values().all(|c| *c == 1), "an activity ran twice: {runs:?}");
+    for engine in engines {
+        engine.shutdown().await;
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_journal_fails_its_instance_with_a_clear_error_and_no_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("corrupt.db");
+    {
+        let engine = engine_on(SqliteStore::open(&path).await.unwrap()).start().await.unwrap();
+        let client = engine.client();
+        for id in ["bad", "good"] {
+            let run = client.start("approval", id).id(id).await.unwrap();
+            eventually("the workflow to wait for approval", || async {
+                let h = client.history(&run, None).await.unwrap();
+                h.iter()
+                    .any(|e| matches!(e.kind, EventKind::EventWaitStarted { .. }))
+                    .then_some(())
+            })
+            .await;
+        }
+        drop(client);
+        engine.shutdown().await;
+    }
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let changed = conn
+            .execute(
+                "UPDATE events SET data = 'not json' WHERE instance_id = 'bad' AND position = 2",
+                [],
+            )
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let engine = engine_on(SqliteStore::open(&path).await.unwrap()).start().await.unwrap();
+    let client = engine.client();
+    for id in ["bad", "good"] {
+        client.raise_event(id, "approved", "dave").await.unwrap();
+    }
+    let out: String = client.wait("good").await.unwrap();
+    assert_eq!(out, "receipt-good approved by dave");
+    match client.wait::<String>("bad").await {
+        Err(ClientError::WorkflowFailed(f)) => {
+            assert_eq!(f.kind, FailureKind::Internal);
+            assert!(f.message.contains("\"bad\""), "{}", f.message);
+            assert!(f.message.contains("position 2"), "{}", f.message);
+        }
+        other => panic!("expected the corrupt instance to fail, got {other:?}"),
+    }
+    // The journal is kept as it was, for inspection.
+    let store: Arc<dyn Store> = engine.store();
+    assert!(store.journal("bad", None).await.is_err());
+    engine.shutdown().await;
+}
