@@ -5,6 +5,8 @@
 //!
 //! `DURAFLOW_CRASH_KILLS` (default 4) and `DURAFLOW_CRASH_WORKFLOWS` (default 200) set the size.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

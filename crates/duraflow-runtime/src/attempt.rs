@@ -80,24 +80,26 @@ pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletio
             None => std::future::pending().await,
         }
     };
+    // Cancellation and a lost lease are checked first: an activity that returns because it saw
+    // the cancellation must not have that return reported as its result.
     let ended = tokio::select! {
-        out = &mut work => Ended::Finished(out.unwrap_or_else(|panic| Err(panic_error(&task.name, panic)))),
+        biased;
+        _ = cancel.cancelled() => Ended::Cancelled,
+        () = renew_lease(inner, &task) => Ended::LeaseLost,
         _ = timeout => Ended::TimedOut {
             after: attempt_deadline.map(|t| t.since(now)).unwrap_or_default(),
             closed: attempt_deadline.is_some() && attempt_deadline == close_by,
         },
-        () = renew_lease(inner, &task) => Ended::LeaseLost,
-        _ = cancel.cancelled() => Ended::Cancelled,
+        out = &mut work => Ended::Finished(out.unwrap_or_else(|panic| Err(panic_error(&task.name, panic)))),
     };
     let ended = match ended {
-        // Give a cancelled activity a moment to see it and return on its own.
+        // Give a cancelled activity a moment to see it and return on its own; an output it
+        // still produces is a real result and is kept.
         Ended::Cancelled | Ended::LeaseLost => {
             cancel.cancel();
             let lost = matches!(ended, Ended::LeaseLost);
             match tokio::time::timeout(CANCEL_GRACE, &mut work).await {
-                Ok(Ok(Ok(out))) if !lost && !inner.hard_stop.is_cancelled() => {
-                    Ended::Finished(Ok(out))
-                }
+                Ok(Ok(Ok(out))) if !lost => Ended::Finished(Ok(out)),
                 _ if lost => Ended::LeaseLost,
                 _ => Ended::Cancelled,
             }

@@ -1,5 +1,7 @@
 //! The store conformance suite against SQLite, each test on a fresh database file.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::sync::Arc;
 
 use duraflow_sqlite::SqliteStore;

@@ -1,5 +1,7 @@
 //! What the SQLite store does with files it cannot use: clear errors, no panic, no damage.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use std::sync::Arc;
 use std::time::Duration;
 

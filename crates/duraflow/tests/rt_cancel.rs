@@ -1,6 +1,8 @@
 //! Cancellation cascades from a parent to its children and grandchildren, and running
 //! activities observe it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,5 +1,7 @@
 //! Fan-out/fan-in at scale.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 use duraflow::prelude::*;
 use duraflow::EventKind;
 

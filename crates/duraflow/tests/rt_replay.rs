@@ -1,6 +1,8 @@
 //! Replay determinism through the engine: journals written by real runs replay to the same
 //! result with no new operations, and races resolve the same way on replay.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 mod common;
 #[allow(dead_code, reason = "the example's module is shared; not every item is used here")]
 #[path = "../examples/order/workflow.rs"]

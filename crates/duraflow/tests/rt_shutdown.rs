@@ -1,5 +1,7 @@
 //! Graceful shutdown: work in flight finishes or is handed back, and no task is left running.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -2,6 +2,8 @@
 //! elsewhere, two engines can share one file without running anything twice or corrupting it,
 //! and a corrupt journal fails its instance only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -66,7 +66,7 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance, wake: &mut Wake) -> S
 
 pub(crate) fn create(conn: &Connection, new: &NewInstance, wake: &mut Wake) -> SqlResult<CreateOutcome> {
     if let Some(existing) = get(conn, &new.id)? {
-        return Ok(CreateOutcome::Existing(existing));
+        return Ok(CreateOutcome::Existing(Box::new(existing)));
     }
     insert(conn, new, wake)?;
     Ok(CreateOutcome::Created)
