@@ -43,11 +43,19 @@ pub struct ActivityOptions {
     #[serde(default)]
     pub retry: RetryPolicy,
     /// The longest one attempt may run before it counts as failed (and may be retried).
-    #[serde(default, with = "serde_millis::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "serde_millis::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attempt_timeout: Option<Duration>,
     /// The longest the activity may take from being scheduled to its final result, retries
     /// included.
-    #[serde(default, with = "serde_millis::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "serde_millis::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub schedule_to_close: Option<Duration>,
 }
 
@@ -364,7 +372,10 @@ mod tests {
             Event::decode(&json, 2),
             Err(EventDecodeError::NewerFormat { found: 2, .. })
         ));
-        assert!(matches!(Event::decode("{\"at\":1}", 1), Err(EventDecodeError::Corrupt(_))));
+        assert!(matches!(
+            Event::decode("{\"at\":1}", 1),
+            Err(EventDecodeError::Corrupt(_))
+        ));
         assert_eq!(ev.kind.describe(), "activity_scheduled \"charge\" (op 1)");
     }
 }

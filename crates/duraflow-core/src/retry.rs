@@ -91,7 +91,11 @@ impl RetryPolicy {
 
     /// Sets the growth factor (values below 1.0 mean 1.0).
     pub fn backoff_coefficient(mut self, coefficient: f64) -> Self {
-        self.backoff_coefficient = if coefficient.is_finite() { coefficient.max(1.0) } else { 1.0 };
+        self.backoff_coefficient = if coefficient.is_finite() {
+            coefficient.max(1.0)
+        } else {
+            1.0
+        };
         self
     }
 
@@ -103,7 +107,11 @@ impl RetryPolicy {
 
     /// Spreads each wait by up to this fraction (clamped to `0.0..=1.0`).
     pub fn jitter(mut self, fraction: f64) -> Self {
-        self.jitter = if fraction.is_finite() { fraction.clamp(0.0, 1.0) } else { 0.0 };
+        self.jitter = if fraction.is_finite() {
+            fraction.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self
     }
 
@@ -149,7 +157,9 @@ mod tests {
         let p = RetryPolicy::exponential(Duration::from_millis(100))
             .max_attempts(6)
             .max_interval(Duration::from_millis(500));
-        let waits: Vec<_> = (1..6).map(|n| p.delay_after(n, 0.5).unwrap().as_millis()).collect();
+        let waits: Vec<_> = (1..6)
+            .map(|n| p.delay_after(n, 0.5).unwrap().as_millis())
+            .collect();
         assert_eq!(waits, vec![100, 200, 400, 500, 500]);
         assert_eq!(p.delay_after(6, 0.5), None);
     }

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 ///
 /// Journals, timers, leases and visibility times are all expressed as `Timestamp`s so that every
 /// store can keep them as a plain integer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Timestamp(pub i64);
 

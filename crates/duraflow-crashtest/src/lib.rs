@@ -44,7 +44,10 @@ pub struct LogLine {
 impl LogLine {
     /// The line as written.
     pub fn render(&self) -> String {
-        format!("{} {} {} {}\n", self.generation, self.instance, self.op, self.attempt)
+        format!(
+            "{} {} {} {}\n",
+            self.generation, self.instance, self.op, self.attempt
+        )
     }
 
     /// Parses a written line; `None` for a torn or malformed one.

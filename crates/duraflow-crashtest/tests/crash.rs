@@ -50,7 +50,11 @@ fn log_lines(log: &Path) -> Vec<LogLine> {
 fn wait_for_lines(child: &mut Child, log: &Path, n: usize) -> bool {
     let started = Instant::now();
     loop {
-        if child.try_wait().expect("the worker can be polled").is_some() {
+        if child
+            .try_wait()
+            .expect("the worker can be polled")
+            .is_some()
+        {
             return false;
         }
         if log_lines(log).len() >= n {
@@ -94,7 +98,10 @@ fn sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight() {
         if let Some(status) = last.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < DEADLINE, "the last worker did not finish");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the last worker did not finish"
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(status.success(), "the last worker failed: {status}");
@@ -107,7 +114,12 @@ fn sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight() {
         for i in 0..workflows {
             let id = workflow_id(i);
             let info = store.instance(&id).await.unwrap().expect("instance exists");
-            assert_eq!(info.status, InstanceStatus::Completed, "{id}: {:?}", info.failure);
+            assert_eq!(
+                info.status,
+                InstanceStatus::Completed,
+                "{id}: {:?}",
+                info.failure
+            );
             let output: u64 = info.output.unwrap().decode().unwrap();
             assert_eq!(output, expected_output(i), "{id}");
             let journal = store.journal(&id, None).await.unwrap();
@@ -141,7 +153,10 @@ fn sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight() {
             "{instance} {op} ran twice in one process: {generations:?}"
         );
         for g in &generations[..generations.len() - 1] {
-            assert!(*g < generation, "{instance} {op} re-ran after generation {g}, which was not killed");
+            assert!(
+                *g < generation,
+                "{instance} {op} re-ran after generation {g}, which was not killed"
+            );
         }
         reruns += generations.len() - 1;
     }

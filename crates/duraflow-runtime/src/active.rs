@@ -45,7 +45,10 @@ impl ActiveActivities {
 
     /// Cancels every running activity of an instance.
     pub(crate) fn cancel_instance(&self, instance_id: &str) {
-        let map = self.by_instance.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self
+            .by_instance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(tasks) = map.get(instance_id) {
             for token in tasks.values() {
                 token.cancel();
@@ -66,7 +69,10 @@ impl ActiveActivities {
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        let mut map = self.by_instance.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .by_instance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(tasks) = map.get_mut(&self.instance_id) {
             tasks.remove(&self.task);
             if tasks.is_empty() {

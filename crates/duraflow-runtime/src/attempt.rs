@@ -32,7 +32,11 @@ enum Ended {
 /// How long a cancelled activity may take to notice and return before it is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletion>, task: TaskWork) {
+pub(crate) async fn run_attempt(
+    inner: &Inner,
+    completer: &Batcher<TaskCompletion>,
+    task: TaskWork,
+) {
     let label = format!("activity {:?}", task.name);
     let Some(activity) = inner.registry.activity(&task.name).cloned() else {
         let failure = Failure::new(
@@ -50,7 +54,10 @@ pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletio
     };
 
     let now = inner.clock.now();
-    let close_by = task.options.schedule_to_close.map(|d| task.scheduled_at.plus(d));
+    let close_by = task
+        .options
+        .schedule_to_close
+        .map(|d| task.scheduled_at.plus(d));
     if let Some(deadline) = close_by {
         if now >= deadline {
             let failure =
@@ -64,7 +71,9 @@ pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletio
     };
 
     let cancel = inner.hard_stop.child_token();
-    let _guard = inner.active.register(&task.instance_id, task.id, cancel.clone());
+    let _guard = inner
+        .active
+        .register(&task.instance_id, task.id, cancel.clone());
     let ctx = ActivityContext {
         instance_id: task.instance_id.clone(),
         execution: task.execution,
@@ -132,7 +141,10 @@ pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletio
             }
         }
         Ended::LeaseLost => {
-            debug!(task = task.id.0, "activity lease lost; another worker owns the task now");
+            debug!(
+                task = task.id.0,
+                "activity lease lost; another worker owns the task now"
+            );
         }
         Ended::Cancelled => {
             if inner.hard_stop.is_cancelled() {
@@ -144,7 +156,9 @@ pub(crate) async fn run_attempt(inner: &Inner, completer: &Batcher<TaskCompletio
                 {
                     debug!(task = task.id.0, error = %e, "hand-back failed; the lease will expire");
                 }
-                inner.handed_back.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                inner
+                    .handed_back
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             // Otherwise the instance finished and its task is gone: nothing to report.
         }
@@ -290,5 +304,8 @@ async fn complete(
             }
         }
     }
-    warn!(task = task.id.0, "giving up on completing the activity; its lease will expire and it will run again");
+    warn!(
+        task = task.id.0,
+        "giving up on completing the activity; its lease will expire and it will run again"
+    );
 }

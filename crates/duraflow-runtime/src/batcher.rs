@@ -43,11 +43,12 @@ impl<T: Send + 'static> Batcher<T> {
         let sent = self.tx.send((item, reply)).is_ok();
         async move {
             if !sent {
-                return Err(StoreError::Unavailable("the engine is shutting down".into()));
+                return Err(StoreError::Unavailable(
+                    "the engine is shutting down".into(),
+                ));
             }
-            rx.await.unwrap_or_else(|_| {
-                Err(StoreError::Unavailable("the batch writer stopped".into()))
-            })
+            rx.await
+                .unwrap_or_else(|_| Err(StoreError::Unavailable("the batch writer stopped".into())))
         }
     }
 }

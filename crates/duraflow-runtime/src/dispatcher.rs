@@ -38,7 +38,11 @@ pub(crate) async fn run_dispatcher(inner: Arc<Inner>, committer: Batcher<TurnCom
             n.enable();
         }
         let now = inner.clock.now();
-        match inner.store.fetch_turns(now, held.len(), opts.turn_lease).await {
+        match inner
+            .store
+            .fetch_turns(now, held.len(), opts.turn_lease)
+            .await
+        {
             Err(e) => {
                 drop(held);
                 let delay = backoff.next_delay();
@@ -96,7 +100,10 @@ async fn process_turn(
                 debug!(instance_id = %id, "turn discarded: its lease was lost");
                 return;
             }
-            Err(e) => (format!("committing the turn failed: {e}"), inner.options.store_retry_initial),
+            Err(e) => (
+                format!("committing the turn failed: {e}"),
+                inner.options.store_retry_initial,
+            ),
         },
         TurnDecision::Abandon { reason } => (reason, std::time::Duration::from_secs(60)),
     };

@@ -5,7 +5,9 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_core::{typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError};
+use duraflow_core::{
+    typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError,
+};
 use duraflow_store::{MemoryStore, Store, TaskCompletion, TurnCommit};
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
@@ -121,7 +123,10 @@ impl EngineBuilder {
 
     /// Registers a typed [`Workflow`] under its `NAME`.
     pub fn register_workflow<W: Workflow>(mut self, workflow: W) -> Self {
-        if let Err(e) = self.registry.add_workflow(W::NAME, typed_workflow_fn(workflow)) {
+        if let Err(e) = self
+            .registry
+            .add_workflow(W::NAME, typed_workflow_fn(workflow))
+        {
             self.errors.push(e);
         }
         self
@@ -143,7 +148,10 @@ impl EngineBuilder {
 
     /// Registers a typed [`Activity`] under its `NAME`.
     pub fn register_activity<A: Activity>(mut self, activity: A) -> Self {
-        if let Err(e) = self.registry.add_activity(A::NAME, typed_activity_fn(activity)) {
+        if let Err(e) = self
+            .registry
+            .add_activity(A::NAME, typed_activity_fn(activity))
+        {
             self.errors.push(e);
         }
         self
@@ -180,7 +188,9 @@ impl EngineBuilder {
             ("commit_batch", o.commit_batch),
         ] {
             if value == 0 {
-                return Err(EngineError::InvalidOption(format!("{name} must be at least 1")));
+                return Err(EngineError::InvalidOption(format!(
+                    "{name} must be at least 1"
+                )));
             }
         }
         if o.turn_lease < Duration::from_millis(10) || o.task_lease < Duration::from_millis(30) {
@@ -207,8 +217,7 @@ impl EngineBuilder {
             let store = store.clone();
             async move { store.commit_turns(batch).await }.boxed()
         });
-        let (committer, committer_task) =
-            Batcher::spawn(inner.options.commit_batch, commit_turns);
+        let (committer, committer_task) = Batcher::spawn(inner.options.commit_batch, commit_turns);
         let store = inner.store.clone();
         let clock = inner.clock.clone();
         let complete_tasks: BatchWrite<TaskCompletion> = Arc::new(move |batch| {

@@ -1,9 +1,7 @@
 //! One workflow turn: replay the journal, apply the new messages, and turn what the workflow
 //! did into a [`TurnCommit`].
 
-use duraflow_core::{
-    Event, EventKind, Failure, FailureKind, Outcome, ParentLink, WorkflowRun,
-};
+use duraflow_core::{Event, EventKind, Failure, FailureKind, Outcome, ParentLink, WorkflowRun};
 use duraflow_store::{
     InstanceInfo, InstanceStatus, MessageKind, NewInstance, NewMessage, NewTask, OpResult,
     StoreError, TurnCommit, TurnWork,
@@ -14,7 +12,10 @@ use crate::engine::Inner;
 /// What to do with a fetched turn.
 pub(crate) enum TurnDecision {
     /// Commit it; `finished` says whether the instance ends with it.
-    Commit { commit: Box<TurnCommit>, finished: bool },
+    Commit {
+        commit: Box<TurnCommit>,
+        finished: bool,
+    },
     /// Give the lease back and try again later.
     Abandon { reason: String },
 }
@@ -145,7 +146,10 @@ fn unreadable_journal(
 ) -> TurnDecision {
     let StoreError::CorruptJournal { journal_len, .. } = &error else {
         return TurnDecision::Abandon {
-            reason: format!("cannot read the journal of instance {:?}: {error}", instance.id),
+            reason: format!(
+                "cannot read the journal of instance {:?}: {error}",
+                instance.id
+            ),
         };
     };
     let now = inner.clock.now();

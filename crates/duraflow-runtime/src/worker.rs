@@ -38,7 +38,11 @@ pub(crate) async fn run_workers(inner: Arc<Inner>, completer: Batcher<TaskComple
             n.enable();
         }
         let now = inner.clock.now();
-        match inner.store.fetch_tasks(now, held.len(), opts.task_lease).await {
+        match inner
+            .store
+            .fetch_tasks(now, held.len(), opts.task_lease)
+            .await
+        {
             Err(e) => {
                 drop(held);
                 let delay = backoff.next_delay();

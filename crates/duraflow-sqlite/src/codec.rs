@@ -21,7 +21,10 @@ pub(crate) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> SqlResul
 }
 
 /// Decodes an optional JSON column.
-pub(crate) fn opt_json<T: DeserializeOwned>(text: Option<String>, what: &str) -> SqlResult<Option<T>> {
+pub(crate) fn opt_json<T: DeserializeOwned>(
+    text: Option<String>,
+    what: &str,
+) -> SqlResult<Option<T>> {
     text.map(|t| from_json(&t, what)).transpose()
 }
 

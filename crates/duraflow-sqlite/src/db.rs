@@ -78,7 +78,10 @@ impl<T: Send + 'static> Answer for WriteAnswer<T> {
 }
 
 /// Runs `f` in a savepoint: its changes are undone if it fails, leaving the rest of the batch.
-fn in_savepoint<T>(conn: &Connection, f: impl FnOnce(&Connection) -> SqlResult<T>) -> StoreResult<T> {
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> SqlResult<T>,
+) -> StoreResult<T> {
     conn.execute_batch("SAVEPOINT op").map_err(store_error)?;
     match f(conn) {
         Ok(v) => {
@@ -179,7 +182,9 @@ impl Db {
         let writer = std::thread::Builder::new()
             .name("duraflow-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, max_batch.max(1), notifier))
-            .map_err(|e| StoreError::Other(format!("cannot start the SQLite writer thread: {e}")))?;
+            .map_err(|e| {
+                StoreError::Other(format!("cannot start the SQLite writer thread: {e}"))
+            })?;
         Ok(Db {
             jobs: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
@@ -210,8 +215,9 @@ impl Db {
             if !sent {
                 return Err(StoreError::Unavailable("the SQLite store is closed".into()));
             }
-            rx.await
-                .unwrap_or_else(|_| Err(StoreError::Unavailable("the SQLite writer stopped".into())))
+            rx.await.unwrap_or_else(|_| {
+                Err(StoreError::Unavailable("the SQLite writer stopped".into()))
+            })
         }
     }
 
@@ -245,9 +251,19 @@ impl Db {
     pub(crate) fn close(&self) {
         // Readers first: the writer's connection must be the last one closed, so that SQLite
         // folds the write-ahead log into the database file and removes it.
-        self.readers.lock().unwrap_or_else(PoisonError::into_inner).clear();
-        self.jobs.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let handle = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take();
+        self.readers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let handle = self
+            .writer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         if let Some(handle) = handle {
             let _ = handle.join();
         }

@@ -11,9 +11,9 @@ pub(crate) fn store_error(e: rusqlite::Error) -> StoreError {
             ErrorCode::DiskFull => StoreError::Full(format!(
                 "SQLite could not write ({detail}); nothing of the failed write was kept"
             )),
-            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(format!(
-                "the database is locked by another connection or process ({detail})"
-            )),
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => StoreError::Unavailable(
+                format!("the database is locked by another connection or process ({detail})"),
+            ),
             ErrorCode::NotADatabase => StoreError::Corrupt(format!(
                 "the file is not a SQLite database ({detail}); point duraflow at a new path or \
                  at a duraflow database"

@@ -98,7 +98,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -183,13 +185,11 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn commit_turns(
-        &self,
-        commits: Vec<TurnCommit>,
-    ) -> StoreResult<Vec<StoreResult<()>>> {
-        let writes = commits
-            .into_iter()
-            .map(|commit| self.db.write(move |c, wake| turns::commit(c, &commit, wake)));
+    async fn commit_turns(&self, commits: Vec<TurnCommit>) -> StoreResult<Vec<StoreResult<()>>> {
+        let writes = commits.into_iter().map(|commit| {
+            self.db
+                .write(move |c, wake| turns::commit(c, &commit, wake))
+        });
         Ok(futures_join(writes).await)
     }
 

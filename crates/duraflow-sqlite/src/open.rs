@@ -57,8 +57,10 @@ pub(crate) fn open_writer(
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
-    conn.execute_batch(&format!("PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"))
-        .map_err(|e| describe(path, e))?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
+    ))
+    .map_err(|e| describe(path, e))?;
     if let Some(pages) = max_page_count {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
             .map_err(|e| describe(path, e))?;

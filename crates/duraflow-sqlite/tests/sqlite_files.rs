@@ -25,9 +25,14 @@ fn new_instance(id: &str, input: &str) -> NewInstance {
 
 #[tokio::test]
 async fn a_path_that_cannot_be_created_is_a_clear_error() {
-    let err = SqliteStore::open("/proc/duraflow-no-such-dir/x.db").await.unwrap_err();
+    let err = SqliteStore::open("/proc/duraflow-no-such-dir/x.db")
+        .await
+        .unwrap_err();
     let message = err.to_string();
-    assert!(message.contains("/proc/duraflow-no-such-dir/x.db"), "{message}");
+    assert!(
+        message.contains("/proc/duraflow-no-such-dir/x.db"),
+        "{message}"
+    );
     assert!(message.contains("cannot open"), "{message}");
 }
 
@@ -40,7 +45,11 @@ async fn a_file_that_is_not_a_database_is_refused_and_left_alone() {
     let err = SqliteStore::open(&path).await.unwrap_err();
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     assert!(err.to_string().contains("not a SQLite database"), "{err}");
-    assert_eq!(std::fs::read_to_string(&path).unwrap(), text, "the file is untouched");
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "the file is untouched"
+    );
 }
 
 #[tokio::test]
@@ -76,7 +85,9 @@ async fn a_database_from_a_newer_schema_is_refused_and_not_modified() {
     );
     assert!(err.to_string().contains("upgrade duraflow"), "{err}");
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(version, 99);
 }
 
@@ -88,7 +99,10 @@ async fn data_survives_closing_and_reopening() {
         let store = SqliteStore::open(&path).await.unwrap();
         store.create_instance(new_instance("a", "x")).await.unwrap();
     }
-    assert!(!dir.path().join("keep.db-wal").exists(), "the WAL was folded back at close");
+    assert!(
+        !dir.path().join("keep.db-wal").exists(),
+        "the WAL was folded back at close"
+    );
     let store = SqliteStore::open(&path).await.unwrap();
     let info = store.instance("a").await.unwrap().expect("still there");
     assert_eq!(info.status, InstanceStatus::Pending);
@@ -107,7 +121,10 @@ async fn a_full_database_fails_the_write_that_does_not_fit_and_keeps_the_rest() 
     let big = "x".repeat(8_000);
     let mut created = 0;
     let err = loop {
-        match store.create_instance(new_instance(&format!("i{created}"), &big)).await {
+        match store
+            .create_instance(new_instance(&format!("i{created}"), &big))
+            .await
+        {
             Ok(_) => created += 1,
             Err(e) => break e,
         }
@@ -120,10 +137,16 @@ async fn a_full_database_fails_the_write_that_does_not_fit_and_keeps_the_rest() 
     for i in 0..created {
         assert!(store.instance(&format!("i{i}")).await.unwrap().is_some());
     }
-    assert!(store.instance(&format!("i{created}")).await.unwrap().is_none());
+    assert!(store
+        .instance(&format!("i{created}"))
+        .await
+        .unwrap()
+        .is_none());
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
-    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
     let reopened = SqliteStore::open(&path).await.unwrap();
     let stats = reopened.stats().await.unwrap();
@@ -133,7 +156,10 @@ async fn a_full_database_fails_the_write_that_does_not_fit_and_keeps_the_rest() 
 /// Writes a journal of two events for instance `id` through the store.
 async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
     store.create_instance(new_instance(id, "x")).await.unwrap();
-    let work = store.fetch_turns(T0, 10, Duration::from_secs(60)).await.unwrap();
+    let work = store
+        .fetch_turns(T0, 10, Duration::from_secs(60))
+        .await
+        .unwrap();
     let work = work.into_iter().find(|w| w.instance.id == id).unwrap();
     let events = vec![
         Event {
@@ -207,12 +233,18 @@ async fn a_corrupt_journal_row_names_the_instance_and_event_and_blocks_no_one_el
             journal_len,
             ..
         } => {
-            assert_eq!((instance_id.as_str(), *execution, *position, *journal_len), ("bad", 1, 1, 2));
+            assert_eq!(
+                (instance_id.as_str(), *execution, *position, *journal_len),
+                ("bad", 1, 1, 2)
+            );
         }
         other => panic!("expected a corrupt journal error, got {other:?}"),
     }
     let message = err.to_string();
-    assert!(message.contains("\"bad\"") && message.contains("position 1"), "{message}");
+    assert!(
+        message.contains("\"bad\"") && message.contains("position 1"),
+        "{message}"
+    );
     assert_eq!(store.journal("good", None).await.unwrap().len(), 2);
 
     // Both instances get an event: the fetch hands back the error for one and the journal of
@@ -230,7 +262,10 @@ async fn a_corrupt_journal_row_names_the_instance_and_event_and_blocks_no_one_el
             .await
             .unwrap();
     }
-    let work = store.fetch_turns(T0, 10, Duration::from_secs(60)).await.unwrap();
+    let work = store
+        .fetch_turns(T0, 10, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert_eq!(work.len(), 2);
     for w in work {
         match w.instance.id.as_str() {
@@ -250,7 +285,8 @@ async fn an_event_written_in_a_newer_format_is_refused_with_an_upgrade_hint() {
     }
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute("UPDATE events SET format = 99 WHERE position = 0", []).unwrap();
+        conn.execute("UPDATE events SET format = 99 WHERE position = 0", [])
+            .unwrap();
     }
     let store = SqliteStore::open(&path).await.unwrap();
     let err = store.journal("a", None).await.unwrap_err();

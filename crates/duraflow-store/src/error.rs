@@ -37,7 +37,9 @@ pub enum StoreError {
     #[error("instance {0:?} is still running: cancel or terminate it first")]
     InstanceRunning(String),
     /// A stored journal event could not be read.
-    #[error("instance {instance_id:?}, execution {execution}, journal position {position}: {error}")]
+    #[error(
+        "instance {instance_id:?}, execution {execution}, journal position {position}: {error}"
+    )]
     CorruptJournal {
         /// The instance.
         instance_id: String,

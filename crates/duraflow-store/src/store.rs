@@ -59,8 +59,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Commits turns. The outer error means nothing was committed (the store could not be
     /// reached); otherwise each turn has its own result, in order.
-    async fn commit_turns(&self, commits: Vec<TurnCommit>)
-        -> StoreResult<Vec<StoreResult<()>>>;
+    async fn commit_turns(&self, commits: Vec<TurnCommit>) -> StoreResult<Vec<StoreResult<()>>>;
 
     /// Gives up a turn's lease without committing; its messages become visible again at
     /// `retry_at`.

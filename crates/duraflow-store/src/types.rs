@@ -136,7 +136,7 @@ pub enum CreateOutcome {
     /// The instance was created, with a start message in its inbox.
     Created,
     /// An instance with that id already existed; nothing was changed.
-    Existing(InstanceInfo),
+    Existing(Box<InstanceInfo>),
 }
 
 /// The result of an activity, a step or a child, as it travels between instances.

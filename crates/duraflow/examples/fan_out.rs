@@ -11,7 +11,9 @@ async fn square(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
 }
 
 async fn sum_of_squares(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
-    let squares: Vec<u64> = ctx.join_all((1..=n).map(|i| ctx.activity("square", &i))).await?;
+    let squares: Vec<u64> = ctx
+        .join_all((1..=n).map(|i| ctx.activity("square", &i)))
+        .await?;
     Ok(squares.iter().sum())
 }
 

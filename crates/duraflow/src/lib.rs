@@ -71,9 +71,9 @@
 //! ```
 
 pub use duraflow_core::{
-    check_replay, ActivityError, ActivityOptions, Clock, Event, EventKind, Failure, FailureKind,
-    Nondeterminism, OpId, Outcome, ParentLink, Payload, ReplayReport, RetryPolicy, Timestamp,
-    typed_workflow_fn, workflow_fn, Workflow, WorkflowContext, WorkflowError, WorkflowFn,
+    check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions, Clock, Event,
+    EventKind, Failure, FailureKind, Nondeterminism, OpId, Outcome, ParentLink, Payload,
+    ReplayReport, RetryPolicy, Timestamp, Workflow, WorkflowContext, WorkflowError, WorkflowFn,
     JOURNAL_FORMAT_VERSION,
 };
 pub use duraflow_runtime::{

@@ -17,7 +17,9 @@ async fn parent(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
 }
 
 async fn child(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
-    ctx.child_workflow("grandchild", &()).id("cascade-grandchild").await
+    ctx.child_workflow("grandchild", &())
+        .id("cascade-grandchild")
+        .await
 }
 
 async fn grandchild(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
@@ -52,7 +54,10 @@ async fn cancelling_a_parent_cancels_the_grandchild_and_its_activity_sees_it() {
     })
     .await;
 
-    client.cancel(&run, "customer changed their mind").await.unwrap();
+    client
+        .cancel(&run, "customer changed their mind")
+        .await
+        .unwrap();
     match client.wait::<String>(&run).await {
         Err(ClientError::Cancelled(f)) => {
             assert_eq!(f.kind, FailureKind::Cancelled);
@@ -73,7 +78,11 @@ async fn cancelling_a_parent_cancels_the_grandchild_and_its_activity_sees_it() {
         (stats.tasks == 0 && engine.running_activities() == 0).then_some(())
     })
     .await;
-    assert_eq!(started.load(Ordering::SeqCst), 1, "the activity was not re-run");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "the activity was not re-run"
+    );
     engine.shutdown().await;
 }
 
@@ -83,10 +92,13 @@ async fn terminate_ends_an_instance_and_its_children() {
         .workflow("parent", parent)
         .workflow("child", child)
         .workflow("grandchild", grandchild)
-        .activity("wait-for-cancel", |ctx: ActivityContext, _: ()| async move {
-            ctx.cancelled().await;
-            Err::<String, _>(ActivityError::Cancelled)
-        })
+        .activity(
+            "wait-for-cancel",
+            |ctx: ActivityContext, _: ()| async move {
+                ctx.cancelled().await;
+                Err::<String, _>(ActivityError::Cancelled)
+            },
+        )
         .start()
         .await
         .unwrap();

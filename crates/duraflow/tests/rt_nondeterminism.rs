@@ -97,7 +97,11 @@ where
 async fn a_renamed_activity_is_nondeterminism_at_its_position() {
     let f = resume_with(v2_renamed).await;
     assert!(f.message.contains("journal position 1"), "{}", f.message);
-    assert!(f.message.contains("\"first\"") && f.message.contains("\"second\""), "{}", f.message);
+    assert!(
+        f.message.contains("\"first\"") && f.message.contains("\"second\""),
+        "{}",
+        f.message
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,5 +115,9 @@ async fn an_added_operation_is_nondeterminism_at_its_position() {
 async fn a_removed_operation_is_nondeterminism_at_its_position() {
     let f = resume_with(v2_removed).await;
     assert!(f.message.contains("journal position 1"), "{}", f.message);
-    assert!(f.message.contains("activity_scheduled \"first\""), "{}", f.message);
+    assert!(
+        f.message.contains("activity_scheduled \"first\""),
+        "{}",
+        f.message
+    );
 }

@@ -4,7 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod common;
-#[allow(dead_code, reason = "the example's module is shared; not every item is used here")]
+#[allow(
+    dead_code,
+    reason = "the example's module is shared; not every item is used here"
+)]
 #[path = "../examples/order/workflow.rs"]
 mod order;
 
@@ -24,9 +27,19 @@ async fn the_order_example_replays_to_the_same_output_without_new_operations() {
         .unwrap();
     let client = engine.client();
     let sample = order::sample_order();
-    let run = client.start("fulfil", &sample).id("order-replay").await.unwrap();
+    let run = client
+        .start("fulfil", &sample)
+        .id("order-replay")
+        .await
+        .unwrap();
     client
-        .raise_event(&run, "approved", &order::Approval { approved_by: "bob".into() })
+        .raise_event(
+            &run,
+            "approved",
+            &order::Approval {
+                approved_by: "bob".into(),
+            },
+        )
         .await
         .unwrap();
     // The cooling-off timer is virtual: advance the clock once it has been scheduled.
@@ -44,7 +57,11 @@ async fn the_order_example_replays_to_the_same_output_without_new_operations() {
 
     let journal = client.history(&run, None).await.unwrap();
     let report = check_replay(workflow_fn(order::fulfil), &run.id, 1, journal.clone());
-    assert!(report.new_events.is_empty(), "replay issued {:?}", report.new_events);
+    assert!(
+        report.new_events.is_empty(),
+        "replay issued {:?}",
+        report.new_events
+    );
     let expected = Payload::encode(&shipment).unwrap();
     assert_eq!(report.outcome, Some(Outcome::Completed(expected)));
 
@@ -64,7 +81,9 @@ async fn the_order_example_replays_to_the_same_output_without_new_operations() {
     assert!(report.new_events.is_empty());
     assert_eq!(
         report.outcome,
-        Some(Outcome::Completed(Payload::encode(&shipment.tracking).unwrap()))
+        Some(Outcome::Completed(
+            Payload::encode(&shipment.tracking).unwrap()
+        ))
     );
     engine.shutdown().await;
 }

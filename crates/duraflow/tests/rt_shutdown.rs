@@ -33,7 +33,9 @@ fn options(grace: Duration) -> EngineOptions {
 }
 
 fn alive_tasks() -> usize {
-    tokio::runtime::Handle::current().metrics().num_alive_tasks()
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +126,11 @@ async fn shutdown_hands_back_an_activity_that_outlives_the_grace_period() {
     let report = engine.shutdown().await;
     assert!(!report.drained);
     assert_eq!(report.activities_handed_back, 1);
-    assert_eq!(live.load(Ordering::SeqCst), 0, "the activity future was dropped");
+    assert_eq!(
+        live.load(Ordering::SeqCst),
+        0,
+        "the activity future was dropped"
+    );
     eventually("every engine task to end", || async {
         (alive_tasks() <= baseline).then_some(())
     })
@@ -132,20 +138,30 @@ async fn shutdown_hands_back_an_activity_that_outlives_the_grace_period() {
 
     // The task is visible again at once, and its attempt did not count.
     let tasks = store
-        .fetch_tasks(duraflow::Timestamp::now_system(), 10, Duration::from_secs(1))
+        .fetch_tasks(
+            duraflow::Timestamp::now_system(),
+            10,
+            Duration::from_secs(1),
+        )
         .await
         .unwrap();
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].attempt, 1);
     store
-        .release_task(tasks[0].id, tasks[0].token, duraflow::crates::store::TaskRelease::HandBack)
+        .release_task(
+            tasks[0].id,
+            tasks[0].token,
+            duraflow::crates::store::TaskRelease::HandBack,
+        )
         .await
         .unwrap();
 
     let engine = Engine::builder()
         .shared_store(store)
         .workflow("one", one)
-        .activity("slow", |_ctx: ActivityContext, _: ()| async { Ok::<u32, ActivityError>(9) })
+        .activity("slow", |_ctx: ActivityContext, _: ()| async {
+            Ok::<u32, ActivityError>(9)
+        })
         .start()
         .await
         .unwrap();

@@ -34,7 +34,10 @@ fn engine_on(store: SqliteStore) -> duraflow::EngineBuilder {
 async fn a_database_copied_while_the_engine_is_stopped_runs_on_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("orders.db");
-    let engine = engine_on(SqliteStore::open(&original).await.unwrap()).start().await.unwrap();
+    let engine = engine_on(SqliteStore::open(&original).await.unwrap())
+        .start()
+        .await
+        .unwrap();
     let client = engine.client();
     let run = client.start("approval", "o-1").id("o-1").await.unwrap();
     eventually("the workflow to wait for approval", || async {
@@ -55,7 +58,10 @@ async fn a_database_copied_while_the_engine_is_stopped_runs_on_elsewhere() {
         "a stopped engine leaves everything in the database file"
     );
 
-    let engine = engine_on(SqliteStore::open(&copy).await.unwrap()).start().await.unwrap();
+    let engine = engine_on(SqliteStore::open(&copy).await.unwrap())
+        .start()
+        .await
+        .unwrap();
     let client = engine.client();
     client.raise_event(&run, "approved", "carol").await.unwrap();
     let out: String = client.wait(&run).await.unwrap();
@@ -112,7 +118,11 @@ async fn two_engines_on_one_file_share_the_work_without_running_anything_twice()
     for i in 0..n {
         // Start half through each engine.
         let client = engines[(i % 2) as usize].client();
-        client.start("three-steps", &i).id(format!("w{i}")).await.unwrap();
+        client
+            .start("three-steps", &i)
+            .id(format!("w{i}"))
+            .await
+            .unwrap();
     }
     let client = engines[0].client();
     for i in 0..n {
@@ -121,7 +131,10 @@ async fn two_engines_on_one_file_share_the_work_without_running_anything_twice()
     }
     let runs = runs.lock().unwrap().clone();
     assert_eq!(runs.len(), 3 * n as usize);
-    assert!(runs.values().all(|c| *c == 1), "an activity ran twice: {runs:?}");
+    assert!(
+        runs.values().all(|c| *c == 1),
+        "an activity ran twice: {runs:?}"
+    );
     for engine in engines {
         engine.shutdown().await;
     }
@@ -137,7 +150,10 @@ async fn a_corrupt_journal_fails_its_instance_with_a_clear_error_and_no_other() 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("corrupt.db");
     {
-        let engine = engine_on(SqliteStore::open(&path).await.unwrap()).start().await.unwrap();
+        let engine = engine_on(SqliteStore::open(&path).await.unwrap())
+            .start()
+            .await
+            .unwrap();
         let client = engine.client();
         for id in ["bad", "good"] {
             let run = client.start("approval", id).id(id).await.unwrap();
@@ -162,7 +178,10 @@ async fn a_corrupt_journal_fails_its_instance_with_a_clear_error_and_no_other() 
             .unwrap();
         assert_eq!(changed, 1);
     }
-    let engine = engine_on(SqliteStore::open(&path).await.unwrap()).start().await.unwrap();
+    let engine = engine_on(SqliteStore::open(&path).await.unwrap())
+        .start()
+        .await
+        .unwrap();
     let client = engine.client();
     for id in ["bad", "good"] {
         client.raise_event(id, "approved", "dave").await.unwrap();

@@ -176,7 +176,13 @@ impl WorkflowContext {
             op: op.clone(),
             fire_at: deadline,
         };
-        OpFuture::new(self.state.clone(), op, OpKind::Timer, "timer".into(), Ok(issue))
+        OpFuture::new(
+            self.state.clone(),
+            op,
+            OpKind::Timer,
+            "timer".into(),
+            Ok(issue),
+        )
     }
 
     /// Waits for the next external event called `name` and decodes its data. Events raised
@@ -187,11 +193,7 @@ impl WorkflowContext {
 
     /// Starts the workflow registered as `name` as a child and waits for its output. Cancelling
     /// this instance cancels the child.
-    pub fn child_workflow<O>(
-        &self,
-        name: &str,
-        input: &(impl Serialize + ?Sized),
-    ) -> ChildCall<O> {
+    pub fn child_workflow<O>(&self, name: &str, input: &(impl Serialize + ?Sized)) -> ChildCall<O> {
         ChildCall::new(self.clone(), name, Payload::encode(input))
     }
 
@@ -240,7 +242,11 @@ impl WorkflowContext {
     /// Races two operations: the one whose completion is delivered first wins and the other is
     /// abandoned. The winner is the same on every replay because completions are delivered in
     /// journal order.
-    pub fn select<A, B>(&self, a: A, b: B) -> impl Future<Output = Either<A::Output, B::Output>> + Send
+    pub fn select<A, B>(
+        &self,
+        a: A,
+        b: B,
+    ) -> impl Future<Output = Either<A::Output, B::Output>> + Send
     where
         A: IntoFuture,
         B: IntoFuture,

@@ -77,9 +77,10 @@ pub(crate) fn register(state: &mut State, kind: OpKind, op: &OpId, event: &Event
             state.wait_for_event(op.clone(), name)
         }
         (OpKind::DetachedChild, EventKind::ChildStarted { instance_id, .. }) => {
-            state
-                .ops
-                .insert(op.clone(), Slot::Done(Completion::Started(instance_id.clone())));
+            state.ops.insert(
+                op.clone(),
+                Slot::Done(Completion::Started(instance_id.clone())),
+            );
         }
         (OpKind::Child, EventKind::ChildStarted { instance_id, .. }) => {
             state.open_children.insert(op.clone(), instance_id.clone());
@@ -171,7 +172,12 @@ impl<T: DeserializeOwned> Future for OpFuture<T> {
             }
         };
         this.finished = true;
-        Poll::Ready(decode_completion(this.kind, &this.label, &this.op, completion))
+        Poll::Ready(decode_completion(
+            this.kind,
+            &this.label,
+            &this.op,
+            completion,
+        ))
     }
 }
 

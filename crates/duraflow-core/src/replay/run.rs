@@ -82,7 +82,13 @@ impl WorkflowRun {
         workflow: WorkflowFn,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self::new(instance_id.into(), execution, journal, workflow, Some(clock))
+        Self::new(
+            instance_id.into(),
+            execution,
+            journal,
+            workflow,
+            Some(clock),
+        )
     }
 
     /// A run that only checks a journal against the code: steps are never executed.
@@ -247,9 +253,8 @@ impl WorkflowRun {
             self.wake.outer.register(cx.waker());
             self.wake.woken.store(false, Ordering::Release);
             let mut inner_cx = Context::from_waker(&self.waker);
-            let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                fut.poll_unpin(&mut inner_cx)
-            }));
+            let polled =
+                std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll_unpin(&mut inner_cx)));
             match polled {
                 Err(panic) => {
                     self.future = None;
@@ -398,7 +403,10 @@ impl Drop for WorkflowRun {
 }
 
 fn panic_error(panic: Box<dyn std::any::Any + Send>) -> WorkflowError {
-    WorkflowError::Panic(format!("workflow code panicked: {}", panic_message(&*panic)))
+    WorkflowError::Panic(format!(
+        "workflow code panicked: {}",
+        panic_message(&*panic)
+    ))
 }
 
 /// The text a panic was raised with.

@@ -276,14 +276,20 @@ impl State {
 
     /// Registers a wait for the next event called `name`, taking a buffered one at once if any.
     pub(crate) fn wait_for_event(&mut self, op: OpId, name: &str) {
-        let buffered = self.buffered_events.get_mut(name).and_then(|q| q.pop_front());
+        let buffered = self
+            .buffered_events
+            .get_mut(name)
+            .and_then(|q| q.pop_front());
         match buffered {
             Some((_, data)) => {
                 self.ops.insert(op, Slot::Done(Completion::Ok(data)));
             }
             None => {
                 self.ops.insert(op.clone(), Slot::Waiting(None));
-                self.event_waiters.entry(name.to_owned()).or_default().push_back(op);
+                self.event_waiters
+                    .entry(name.to_owned())
+                    .or_default()
+                    .push_back(op);
             }
         }
     }
@@ -313,7 +319,9 @@ impl State {
             .flat_map(|(name, q)| q.iter().map(move |(seq, data)| (*seq, name, data)))
             .collect();
         all.sort_by_key(|(seq, _, _)| *seq);
-        all.into_iter().map(|(_, n, d)| (n.clone(), d.clone())).collect()
+        all.into_iter()
+            .map(|(_, n, d)| (n.clone(), d.clone()))
+            .collect()
     }
 }
 

@@ -17,7 +17,13 @@ async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
     let mut total = 0;
     for index in 0..ACTIVITIES {
         total = ctx
-            .activity("effect", &Step { index: i * 10 + index, total })
+            .activity(
+                "effect",
+                &Step {
+                    index: i * 10 + index,
+                    total,
+                },
+            )
             .await?;
     }
     Ok(total)
@@ -32,7 +38,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let generation: u32 = generation.parse()?;
     let workflows: usize = workflows.parse()?;
     let log = Arc::new(Mutex::new(
-        std::fs::OpenOptions::new().create(true).append(true).open(log)?,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?,
     ));
 
     let store = SqliteStore::open(db).await?;
@@ -61,7 +70,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     attempt: ctx.attempt(),
                 };
                 {
-                    let mut file = log.lock().map_err(|_| ActivityError::retryable("log poisoned"))?;
+                    let mut file = log
+                        .lock()
+                        .map_err(|_| ActivityError::retryable("log poisoned"))?;
                     file.write_all(line.render().as_bytes())?;
                 }
                 Ok(step.total + step.index)
@@ -71,7 +82,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let client = engine.client();
     for i in 0..workflows {
-        client.start("chain", &(i as u64)).id(workflow_id(i)).await?;
+        client
+            .start("chain", &(i as u64))
+            .id(workflow_id(i))
+            .await?;
     }
     loop {
         let page = client

@@ -10,7 +10,11 @@ use super::turns::read_journal;
 use crate::codec::{instance_row, status, INSTANCE_COLUMNS};
 use crate::error::SqlResult;
 
-pub(crate) fn journal(conn: &Connection, id: &str, execution: Option<u32>) -> SqlResult<Vec<Event>> {
+pub(crate) fn journal(
+    conn: &Connection,
+    id: &str,
+    execution: Option<u32>,
+) -> SqlResult<Vec<Event>> {
     let Some(info) = instances::get(conn, id)? else {
         return Err(not_found(id).into());
     };
@@ -35,7 +39,12 @@ pub(crate) fn list(conn: &Connection, filter: &ListFilter) -> SqlResult<Page> {
     if !filter.statuses.is_empty() {
         let marks = vec!["?"; filter.statuses.len()].join(", ");
         sql.push_str(&format!(" AND status IN ({marks})"));
-        args.extend(filter.statuses.iter().map(|s| Value::Text(s.as_str().to_owned())));
+        args.extend(
+            filter
+                .statuses
+                .iter()
+                .map(|s| Value::Text(s.as_str().to_owned())),
+        );
     }
     if let Some(name) = &filter.name {
         sql.push_str(" AND name = ?");
@@ -116,8 +125,10 @@ pub(crate) fn next_due(conn: &Connection, now: Timestamp) -> SqlResult<NextDue> 
     };
     let earliest = |values: [Option<Timestamp>; 3]| values.into_iter().flatten().min();
     let turn = earliest([
-        min("SELECT min(m.visible_at) FROM messages m JOIN instances i ON i.id = m.instance_id
-             WHERE m.visible_at > ?1 AND i.status IN ('pending', 'running')")?,
+        min(
+            "SELECT min(m.visible_at) FROM messages m JOIN instances i ON i.id = m.instance_id
+             WHERE m.visible_at > ?1 AND i.status IN ('pending', 'running')",
+        )?,
         min("SELECT min(not_before) FROM instances
              WHERE not_before > ?1 AND status IN ('pending', 'running')")?,
         min("SELECT min(lease_until) FROM instances WHERE lease_until > ?1")?,

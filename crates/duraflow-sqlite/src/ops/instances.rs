@@ -16,8 +16,9 @@ pub(crate) fn not_found(id: &str) -> StoreError {
 
 /// An instance by id.
 pub(crate) fn get(conn: &Connection, id: &str) -> SqlResult<Option<InstanceInfo>> {
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"
+    ))?;
     let mut rows = stmt.query([id])?;
     match rows.next()? {
         Some(row) => Ok(Some(instance_row(row)?)),
@@ -41,8 +42,10 @@ pub(crate) fn insert_message(
     kind: &MessageKind,
     visible_at: Timestamp,
 ) -> SqlResult<()> {
-    conn.prepare_cached("INSERT INTO messages (instance_id, visible_at, kind) VALUES (?1, ?2, ?3)")?
-        .execute(params![instance_id, visible_at.0, json(kind)?])?;
+    conn.prepare_cached(
+        "INSERT INTO messages (instance_id, visible_at, kind) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![instance_id, visible_at.0, json(kind)?])?;
     Ok(())
 }
 
@@ -59,12 +62,21 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance, wake: &mut Wake) -> S
         new.parent.as_ref().map(json).transpose()?,
         new.created_at.0,
     ])?;
-    insert_message(conn, &new.id, &MessageKind::Start { execution: 1 }, new.created_at)?;
+    insert_message(
+        conn,
+        &new.id,
+        &MessageKind::Start { execution: 1 },
+        new.created_at,
+    )?;
     wake.turns = true;
     Ok(())
 }
 
-pub(crate) fn create(conn: &Connection, new: &NewInstance, wake: &mut Wake) -> SqlResult<CreateOutcome> {
+pub(crate) fn create(
+    conn: &Connection,
+    new: &NewInstance,
+    wake: &mut Wake,
+) -> SqlResult<CreateOutcome> {
     if let Some(existing) = get(conn, &new.id)? {
         return Ok(CreateOutcome::Existing(Box::new(existing)));
     }

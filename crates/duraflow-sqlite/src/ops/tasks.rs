@@ -82,14 +82,19 @@ fn lease_row(conn: &Connection, id: TaskId) -> SqlResult<LeaseRow> {
     conn.prepare_cached(
         "SELECT instance_id, execution, op, lease_token, lease_until FROM tasks WHERE id = ?1",
     )?
-    .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
+    .query_row([id.0], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    })
     .optional()?
     .ok_or_else(|| not_found(id).into())
 }
 
 /// Whether `token` holds the task's lease (live at `now` if given).
 fn holds(row: &LeaseRow, token: LeaseToken, now: Option<Timestamp>) -> bool {
-    row.3 == token.0 && row.4.is_some_and(|until| now.is_none_or(|now| until > now.0))
+    row.3 == token.0
+        && row
+            .4
+            .is_some_and(|until| now.is_none_or(|now| until > now.0))
 }
 
 pub(crate) fn complete(

@@ -102,8 +102,10 @@ pub(crate) fn fetch(
     let mut work = Vec::with_capacity(ids.len());
     for id in ids {
         let token = instances::next_token(conn)?;
-        conn.prepare_cached("UPDATE instances SET lease_token = ?2, lease_until = ?3 WHERE id = ?1")?
-            .execute(params![id, token, until.0])?;
+        conn.prepare_cached(
+            "UPDATE instances SET lease_token = ?2, lease_until = ?3 WHERE id = ?1",
+        )?
+        .execute(params![id, token, until.0])?;
         let Some(instance) = instances::get(conn, &id)? else {
             continue;
         };

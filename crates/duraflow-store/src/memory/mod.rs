@@ -97,10 +97,7 @@ impl Store for MemoryStore {
         Ok(self.with_state(|s, _| s.fetch_turns(now, max, lease)))
     }
 
-    async fn commit_turns(
-        &self,
-        commits: Vec<TurnCommit>,
-    ) -> StoreResult<Vec<StoreResult<()>>> {
+    async fn commit_turns(&self, commits: Vec<TurnCommit>) -> StoreResult<Vec<StoreResult<()>>> {
         Ok(self.with_state(|s, w| commits.into_iter().map(|c| s.commit_turn(c, w)).collect()))
     }
 

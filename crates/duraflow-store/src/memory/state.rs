@@ -1,23 +1,19 @@
 //! The in-memory store's state and the operations on it, all synchronous: the caller holds the
 //! lock for the whole of each operation, which makes every operation atomic.
 
+mod reads;
+mod tasks;
+
 use std::collections::BTreeMap;
-use std::ops::Bound;
 use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Event, Failure, OpId, Payload, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
 use crate::types::{
-    CreateOutcome, InstanceInfo, InstanceStatus, LeaseToken, ListFilter, Message, MessageId,
-    MessageKind, NewInstance, NewMessage, NewTask, NextDue, OpResult, Page, StoreStats,
-    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    CreateOutcome, InstanceInfo, InstanceStatus, LeaseToken, Message, MessageId, MessageKind,
+    NewInstance, NewMessage, NewTask, TaskId, TurnCommit, TurnWork,
 };
-
-/// The page size of a listing that asks for none in particular.
-const DEFAULT_LIST_LIMIT: usize = 100;
-/// The largest page a listing returns.
-const MAX_LIST_LIMIT: usize = 1000;
 
 /// Which notifications an operation calls for; sent once the lock is released.
 ///
@@ -108,23 +104,6 @@ fn instance_lease_lost(id: &str) -> StoreError {
     }
 }
 
-fn task_not_found(id: TaskId) -> StoreError {
-    StoreError::NotFound(format!("task {}", id.0))
-}
-
-fn task_lease_lost(id: TaskId) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("task {}", id.0),
-    }
-}
-
-/// Moves `slot` to `t` if `t` is after `now` and earlier than what `slot` holds.
-fn earliest_after(slot: &mut Option<Timestamp>, t: Timestamp, now: Timestamp) {
-    if t > now && slot.is_none_or(|s| t < s) {
-        *slot = Some(t);
-    }
-}
-
 impl State {
     fn next_message_id(&mut self) -> MessageId {
         self.last_message += 1;
@@ -189,7 +168,7 @@ impl State {
 
     pub(super) fn create_instance(&mut self, new: NewInstance, wake: &mut Wake) -> CreateOutcome {
         if let Some(existing) = self.instances.get(&new.id) {
-            return CreateOutcome::Existing(existing.info.clone());
+            return CreateOutcome::Existing(Box::new(existing.info.clone()));
         }
         self.insert_instance(new, wake);
         CreateOutcome::Created
@@ -225,7 +204,11 @@ impl State {
                     && !inst.leased(now)
                     && inst.not_before.is_none_or(|t| t <= now)
             })
-            .filter_map(|inst| inst.visible(now).next().map(|m| (m.id, inst.info.id.clone())))
+            .filter_map(|inst| {
+                inst.visible(now)
+                    .next()
+                    .map(|m| (m.id, inst.info.id.clone()))
+            })
             .collect();
         ready.sort_unstable();
         ready.truncate(max);
@@ -256,7 +239,10 @@ impl State {
     /// Checks a commit against the instance without changing anything.
     fn check_commit(&self, commit: &TurnCommit) -> StoreResult<()> {
         let id = &commit.instance_id;
-        let inst = self.instances.get(id).ok_or_else(|| instance_not_found(id))?;
+        let inst = self
+            .instances
+            .get(id)
+            .ok_or_else(|| instance_not_found(id))?;
         if !holds(inst.lease, commit.token, Some(commit.now)) {
             return Err(instance_lease_lost(id));
         }
@@ -301,7 +287,10 @@ impl State {
         }
 
         if let Some(inst) = self.instances.get_mut(&instance_id) {
-            inst.journals.entry(execution).or_default().extend(new_events);
+            inst.journals
+                .entry(execution)
+                .or_default()
+                .extend(new_events);
             for id in consumed {
                 inst.inbox.remove(&id);
             }
@@ -394,227 +383,5 @@ impl State {
         inst.not_before = Some(retry_at);
         wake.turns = true;
         Ok(())
-    }
-
-    pub(super) fn fetch_tasks(
-        &mut self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-    ) -> Vec<TaskWork> {
-        let mut ready: Vec<(Timestamp, TaskId)> = self
-            .tasks
-            .values()
-            .filter(|t| t.visible_at <= now && !t.lease.is_some_and(|l| l.live(now)))
-            .map(|t| (t.visible_at, t.id))
-            .collect();
-        ready.sort_unstable();
-        ready.truncate(max);
-
-        let lease_until = now.plus(lease);
-        let mut work = Vec::with_capacity(ready.len());
-        for (_, id) in ready {
-            let token = self.next_token();
-            let Some(task) = self.tasks.get_mut(&id) else {
-                continue;
-            };
-            task.attempt = task.attempt.saturating_add(1);
-            task.lease = Some(Lease {
-                token,
-                until: lease_until,
-            });
-            work.push(TaskWork {
-                id,
-                instance_id: task.instance_id.clone(),
-                execution: task.execution,
-                op: task.op.clone(),
-                name: task.name.clone(),
-                input: task.input.clone(),
-                options: task.options.clone(),
-                attempt: task.attempt,
-                scheduled_at: task.scheduled_at,
-                token,
-                lease_until,
-            });
-        }
-        work
-    }
-
-    pub(super) fn complete_task(
-        &mut self,
-        now: Timestamp,
-        completion: TaskCompletion,
-        wake: &mut Wake,
-    ) -> StoreResult<()> {
-        let TaskCompletion { id, token, result } = completion;
-        let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
-        if !holds(task.lease, token, Some(now)) {
-            return Err(task_lease_lost(id));
-        }
-        let Some(task) = self.tasks.remove(&id) else {
-            return Err(task_not_found(id));
-        };
-        self.post_result(task, result, now, wake);
-        Ok(())
-    }
-
-    /// Posts a finished task's result to its instance, unless the instance has finished.
-    fn post_result(&mut self, task: Task, result: OpResult, now: Timestamp, wake: &mut Wake) {
-        let open = self
-            .instances
-            .get(&task.instance_id)
-            .is_some_and(|inst| !inst.info.status.is_terminal());
-        if open {
-            let kind = MessageKind::ActivityResult {
-                execution: task.execution,
-                op: task.op,
-                result,
-            };
-            self.deliver(&task.instance_id, kind, now);
-            wake.turns = true;
-        }
-    }
-
-    pub(super) fn renew_task(
-        &mut self,
-        id: TaskId,
-        token: LeaseToken,
-        now: Timestamp,
-        lease: Duration,
-    ) -> StoreResult<Timestamp> {
-        let task = self.tasks.get_mut(&id).ok_or_else(|| task_not_found(id))?;
-        if !holds(task.lease, token, Some(now)) {
-            return Err(task_lease_lost(id));
-        }
-        let until = now.plus(lease);
-        task.lease = Some(Lease { token, until });
-        Ok(until)
-    }
-
-    pub(super) fn release_task(
-        &mut self,
-        id: TaskId,
-        token: LeaseToken,
-        release: TaskRelease,
-        wake: &mut Wake,
-    ) -> StoreResult<()> {
-        let task = self.tasks.get_mut(&id).ok_or_else(|| task_not_found(id))?;
-        if !holds(task.lease, token, None) {
-            return Err(task_lease_lost(id));
-        }
-        task.lease = None;
-        match release {
-            TaskRelease::Retry {
-                visible_at,
-                failure,
-            } => {
-                task.visible_at = visible_at;
-                task.last_failure = Some(failure);
-            }
-            TaskRelease::HandBack => {
-                task.attempt = task.attempt.saturating_sub(1);
-            }
-        }
-        wake.tasks = true;
-        Ok(())
-    }
-
-    pub(super) fn task_last_failure(&self, id: TaskId) -> Option<Failure> {
-        self.tasks.get(&id).and_then(|t| t.last_failure.clone())
-    }
-
-    pub(super) fn next_due(&self, now: Timestamp) -> NextDue {
-        let mut due = NextDue::default();
-        for inst in self.instances.values() {
-            if inst.info.status.is_terminal() {
-                continue;
-            }
-            for message in inst.inbox.values() {
-                earliest_after(&mut due.turn, message.visible_at, now);
-            }
-            if let Some(t) = inst.not_before {
-                earliest_after(&mut due.turn, t, now);
-            }
-            if let Some(lease) = inst.lease {
-                earliest_after(&mut due.turn, lease.until, now);
-            }
-        }
-        for task in self.tasks.values() {
-            earliest_after(&mut due.task, task.visible_at, now);
-            if let Some(lease) = task.lease {
-                earliest_after(&mut due.task, lease.until, now);
-            }
-        }
-        due
-    }
-
-    pub(super) fn instance(&self, id: &str) -> Option<InstanceInfo> {
-        self.instances.get(id).map(|inst| inst.info.clone())
-    }
-
-    pub(super) fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
-        let inst = self.instances.get(id).ok_or_else(|| instance_not_found(id))?;
-        let execution = execution.unwrap_or(inst.info.execution);
-        inst.journals.get(&execution).cloned().ok_or_else(|| {
-            StoreError::NotFound(format!("execution {execution} of instance {id:?}"))
-        })
-    }
-
-    pub(super) fn list(&self, filter: ListFilter) -> Page {
-        let limit = match filter.limit {
-            0 => DEFAULT_LIST_LIMIT,
-            n => n.min(MAX_LIST_LIMIT),
-        };
-        let start = match &filter.after {
-            Some(after) => Bound::Excluded(after.as_str()),
-            None => Bound::Unbounded,
-        };
-        let mut instances: Vec<InstanceInfo> = self
-            .instances
-            .range::<str, _>((start, Bound::Unbounded))
-            .map(|(_, inst)| &inst.info)
-            .filter(|info| filter.statuses.is_empty() || filter.statuses.contains(&info.status))
-            .filter(|info| filter.name.as_ref().is_none_or(|name| *name == info.name))
-            .take(limit + 1)
-            .cloned()
-            .collect();
-        let next = if instances.len() > limit {
-            instances.truncate(limit);
-            instances.last().map(|info| info.id.clone())
-        } else {
-            None
-        };
-        Page { instances, next }
-    }
-
-    pub(super) fn purge(&mut self, id: &str) -> StoreResult<bool> {
-        let Some(inst) = self.instances.get(id) else {
-            return Ok(false);
-        };
-        if !inst.info.status.is_terminal() {
-            return Err(StoreError::InstanceRunning(id.to_owned()));
-        }
-        self.instances.remove(id);
-        self.tasks.retain(|_, t| t.instance_id != id);
-        Ok(true)
-    }
-
-    pub(super) fn stats(&self) -> StoreStats {
-        let instances = InstanceStatus::ALL
-            .into_iter()
-            .map(|status| {
-                let n = self
-                    .instances
-                    .values()
-                    .filter(|inst| inst.info.status == status)
-                    .count();
-                (status, n as u64)
-            })
-            .collect();
-        StoreStats {
-            instances,
-            messages: self.instances.values().map(|i| i.inbox.len() as u64).sum(),
-            tasks: self.tasks.len() as u64,
-        }
     }
 }

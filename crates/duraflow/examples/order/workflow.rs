@@ -46,7 +46,10 @@ pub(crate) struct Shipment {
 /// retried charge reuses the same idempotency key.
 pub(crate) async fn charge(ctx: ActivityContext, order: Order) -> Result<Receipt, ActivityError> {
     if order.cents == 0 {
-        return Err(ActivityError::terminal("an order of 0 cents cannot be charged").with_code("empty_order"));
+        return Err(
+            ActivityError::terminal("an order of 0 cents cannot be charged")
+                .with_code("empty_order"),
+        );
     }
     Ok(Receipt {
         order_id: order.id.clone(),
@@ -61,7 +64,10 @@ pub(crate) async fn pack(_ctx: ActivityContext, item: String) -> Result<String, 
 }
 
 /// Books a courier for a labelled parcel and returns the tracking number.
-pub(crate) async fn book_courier(_ctx: ActivityContext, label: String) -> Result<String, ActivityError> {
+pub(crate) async fn book_courier(
+    _ctx: ActivityContext,
+    label: String,
+) -> Result<String, ActivityError> {
     Ok(format!("TRACK/{label}"))
 }
 

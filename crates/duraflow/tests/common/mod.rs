@@ -1,5 +1,10 @@
 //! Helpers shared by the engine tests.
-#![allow(dead_code, unreachable_pub, missing_docs, reason = "shared test helpers")]
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "shared test helpers"
+)]
 
 use std::future::Future;
 use std::sync::Arc;

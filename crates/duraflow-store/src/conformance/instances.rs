@@ -1,0 +1,153 @@
+//! Creating instances and sending them messages.
+
+use std::sync::Arc;
+
+use super::{at, finish, new_instance, parent_link, payload, user_event, T0};
+use crate::error::StoreError;
+use crate::store::Store;
+use crate::types::{CreateOutcome, InstanceStatus, MessageKind};
+
+/// Creating an instance whose id is taken changes nothing and returns the existing instance.
+pub async fn create_instance_is_idempotent(store: Arc<dyn Store>) {
+    let first = new_instance("order-1", "checkout");
+    assert_eq!(
+        store.create_instance(first.clone()).await.unwrap(),
+        CreateOutcome::Created
+    );
+    let before = store.instance("order-1").await.unwrap().unwrap();
+
+    let mut again = new_instance("order-1", "something-else");
+    again.input = payload("another input");
+    again.parent = Some(parent_link("someone", 1));
+    again.created_at = at(5_000);
+    match store.create_instance(again).await.unwrap() {
+        CreateOutcome::Existing(info) => assert_eq!(*info, before),
+        other => panic!("expected Existing, got {other:?}"),
+    }
+
+    let after = store.instance("order-1").await.unwrap().unwrap();
+    assert_eq!(after, before);
+    assert_eq!(after.name, "checkout");
+    assert_eq!(after.input, first.input);
+    assert_eq!(after.parent, None);
+    assert_eq!(after.created_at, T0);
+    // Still exactly one start message.
+    assert_eq!(store.stats().await.unwrap().messages, 1);
+    let work = store
+        .fetch_turns(at(5_000), 10, super::LEASE)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 1);
+    assert_eq!(work[0].messages.len(), 1);
+    assert_eq!(
+        work[0].messages[0].kind,
+        MessageKind::Start { execution: 1 }
+    );
+}
+
+/// A new instance is pending in execution 1 with an empty journal and a start message visible
+/// from its creation time.
+pub async fn create_instance_posts_a_start_message(store: Arc<dyn Store>) {
+    let mut new = new_instance("child-1", "shipping");
+    new.parent = Some(parent_link("order-1", 3));
+    new.created_at = at(1_000);
+    store.create_instance(new.clone()).await.unwrap();
+
+    let info = store.instance("child-1").await.unwrap().unwrap();
+    assert_eq!(info.id, "child-1");
+    assert_eq!(info.name, "shipping");
+    assert_eq!(info.status, InstanceStatus::Pending);
+    assert_eq!(info.execution, 1);
+    assert_eq!(info.input, new.input);
+    assert_eq!(info.output, None);
+    assert_eq!(info.failure, None);
+    assert_eq!(info.parent, new.parent);
+    assert_eq!(info.created_at, at(1_000));
+    assert_eq!(info.updated_at, at(1_000));
+    assert_eq!(store.journal("child-1", None).await.unwrap(), vec![]);
+    assert_eq!(store.journal("child-1", Some(1)).await.unwrap(), vec![]);
+
+    assert!(store
+        .fetch_turns(at(999), 10, super::LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    let work = store
+        .fetch_turns(at(1_000), 10, super::LEASE)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 1);
+    let work = &work[0];
+    assert_eq!(work.instance, info);
+    assert_eq!(work.journal, Ok(vec![]));
+    assert_eq!(work.messages.len(), 1);
+    let start = &work.messages[0];
+    assert_eq!(start.instance_id, "child-1");
+    assert_eq!(start.kind, MessageKind::Start { execution: 1 });
+    assert_eq!(start.visible_at, at(1_000));
+}
+
+/// Sending to an instance that does not exist fails with `NotFound`.
+pub async fn send_to_an_unknown_instance_is_not_found(store: Arc<dyn Store>) {
+    match store.send(user_event("nobody", "ping", T0)).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    assert_eq!(store.stats().await.unwrap().messages, 0);
+}
+
+/// Sending to a finished instance fails with `InstanceFinished` and stores nothing.
+pub async fn send_to_a_finished_instance_is_refused(store: Arc<dyn Store>) {
+    store
+        .create_instance(new_instance("done", "wf"))
+        .await
+        .unwrap();
+    finish(&*store, "done", T0, InstanceStatus::Completed).await;
+    store
+        .create_instance(new_instance("failed", "wf"))
+        .await
+        .unwrap();
+    finish(&*store, "failed", T0, InstanceStatus::Failed).await;
+
+    match store.send(user_event("done", "late", at(1))).await {
+        Err(StoreError::InstanceFinished { id, status }) => {
+            assert_eq!(id, "done");
+            assert_eq!(status, "completed");
+        }
+        other => panic!("expected InstanceFinished, got {other:?}"),
+    }
+    match store.send(user_event("failed", "late", at(1))).await {
+        Err(StoreError::InstanceFinished { id, status }) => {
+            assert_eq!(id, "failed");
+            assert_eq!(status, "failed");
+        }
+        other => panic!("expected InstanceFinished, got {other:?}"),
+    }
+    assert_eq!(store.stats().await.unwrap().messages, 0);
+    assert!(store
+        .fetch_turns(at(1), 10, super::LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// An unknown instance has no state and no journal; an unknown execution has no journal.
+pub async fn unknown_instances_and_executions_are_reported(store: Arc<dyn Store>) {
+    assert_eq!(store.instance("ghost").await.unwrap(), None);
+    match store.journal("ghost", None).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+    store
+        .create_instance(new_instance("real", "wf"))
+        .await
+        .unwrap();
+    match store.journal("real", Some(2)).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("expected NotFound for execution 2, got {other:?}"),
+    }
+    match store.journal("ghost", Some(1)).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}

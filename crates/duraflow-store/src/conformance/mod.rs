@@ -1,0 +1,382 @@
+//! The conformance suite every [`Store`] must pass.
+//!
+//! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
+//! by topic: [`instances`], [`turns`], [`tasks`] and [`admin`]. A backend runs the whole suite
+//! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
+//! an async expression that makes a fresh empty store (it is evaluated once per test):
+//!
+//! ```
+//! use std::sync::Arc;
+//! use duraflow_store::{MemoryStore, Store};
+//!
+//! duraflow_store::conformance_tests!(async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });
+//! # fn main() {}
+//! ```
+//!
+//! The tests never sleep and never read a clock: every time is a fixed [`Timestamp`] passed as
+//! `now`, starting at [`T0`]. They assume nothing about the values of ids and tokens beyond
+//! what the contract promises (message ids increase in sending order; every fetch issues a new
+//! token), and they accept `stats` with or without zero counts.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test suite")]
+
+pub mod admin;
+pub mod instances;
+pub mod tasks;
+pub mod turns;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use duraflow_core::{
+    ActivityOptions, Event, EventKind, Failure, FailureKind, OpId, ParentLink, Payload, Timestamp,
+};
+use serde::Serialize;
+
+use crate::error::StoreResult;
+use crate::store::Store;
+use crate::types::{
+    InstanceStatus, MessageKind, NewInstance, NewMessage, NewTask, StoreStats, TurnCommit, TurnWork,
+};
+
+/// The time the suite's tests start at (`now` for most calls).
+pub const T0: Timestamp = Timestamp(1_000_000);
+
+/// The lease the suite's tests take on turns and tasks.
+pub const LEASE: Duration = Duration::from_secs(30);
+
+/// [`LEASE`] in milliseconds.
+pub(crate) const LEASE_MS: i64 = 30_000;
+
+/// Runs one suite test on a fresh store from `factory`, on a multi-threaded tokio runtime (the
+/// concurrency tests need one). Used by [`conformance_tests!`](crate::conformance_tests), so a
+/// backend's test crate needs no tokio of its own.
+#[doc(hidden)]
+pub fn __run<F, T, Fut>(factory: F, test: T)
+where
+    F: Future<Output = Arc<dyn Store>>,
+    T: FnOnce(Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the conformance test");
+    runtime.block_on(async move {
+        let store = factory.await;
+        test(store).await;
+    });
+}
+
+/// Expands to one test per conformance suite function, each on a fresh store.
+///
+/// The argument is an async expression (such as an `async` block) that makes a fresh, empty
+/// `Arc<dyn Store>`; it is evaluated once per test, inside the test's tokio runtime. Invoke it
+/// once at the top level of an integration test file; it defines the modules `instances`,
+/// `turns`, `tasks` and `admin`, each with one `#[test]` per suite function (which runs on a
+/// multi-threaded tokio runtime, like `#[tokio::test(flavor = "multi_thread")]`). Names used by
+/// the expression are resolved in the file that invokes the macro.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use duraflow_store::{MemoryStore, Store};
+/// duraflow_store::conformance_tests!(async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    // The suite, in one place: `$callback` is `emit` (tests) or `names` (their names).
+    (@suite $callback:ident ($($args:tt)*)) => {
+        $crate::conformance_tests! { @$callback ($($args)*)
+            instances [
+                create_instance_is_idempotent,
+                create_instance_posts_a_start_message,
+                send_to_an_unknown_instance_is_not_found,
+                send_to_a_finished_instance_is_refused,
+                unknown_instances_and_executions_are_reported,
+            ]
+            turns [
+                fetch_turns_leases_exclusively,
+                fetch_turns_takes_the_oldest_work_first,
+                concurrent_fetch_turns_never_lease_twice,
+                expired_turn_lease_is_fetched_again_and_fences_the_old_token,
+                commit_after_lease_expiry_is_rejected,
+                commit_applies_everything,
+                rejected_commit_changes_nothing,
+                journal_base_mismatch_is_rejected,
+                commits_in_a_batch_are_independent,
+                unconsumed_messages_are_fetched_again,
+                delayed_messages_are_not_visible_early,
+                messages_are_delivered_in_send_order,
+                commit_drops_messages_to_unknown_or_finished_instances,
+                commit_leaves_existing_child_instances_untouched,
+                continue_as_new_starts_a_fresh_execution,
+                finishing_deletes_inbox_and_tasks,
+                abandon_turn_delays_the_retry,
+            ]
+            tasks [
+                fetch_tasks_leases_exclusively,
+                concurrent_fetch_tasks_never_lease_twice,
+                delayed_tasks_are_not_visible_early,
+                renew_task_extends_the_lease,
+                expired_task_lease_is_fetched_again_with_the_next_attempt,
+                completion_after_lease_expiry_is_rejected,
+                complete_tasks_posts_results_to_the_inbox,
+                release_retry_counts_the_attempt,
+                release_hand_back_does_not_count_the_attempt,
+                gone_tasks_are_not_found,
+                tasks_of_finished_instances_are_gone,
+            ]
+            admin [
+                list_filters_by_status_and_name,
+                list_pages_with_a_cursor,
+                list_limit_defaults_to_100,
+                purge_refuses_running_and_deletes_finished,
+                next_due_reports_the_earliest_future_work,
+                stats_count_instances_messages_and_tasks,
+                notifier_wakes_waiters,
+            ]
+        }
+    };
+    (@emit ($factory:expr) $($module:ident [$($name:ident),* $(,)?])*) => {
+        $(
+            mod $module {
+                #[allow(unused_imports)]
+                use super::*;
+
+                $(
+                    #[test]
+                    fn $name() {
+                        $crate::conformance::__run(
+                            async { $factory.await },
+                            $crate::conformance::$module::$name,
+                        );
+                    }
+                )*
+            }
+        )*
+    };
+    (@names () $($module:ident [$($name:ident),* $(,)?])*) => {
+        &[$($(concat!(stringify!($module), "::", stringify!($name)),)*)*]
+    };
+    ($factory:expr $(,)?) => {
+        $crate::conformance_tests! { @suite emit ($factory) }
+    };
+}
+
+/// The names of the suite's tests (`module::function`), as [`conformance_tests!`] runs them.
+///
+/// [`conformance_tests!`]: crate::conformance_tests
+pub const TESTS: &[&str] = crate::conformance_tests! { @suite names () };
+
+// ---- fixtures shared by the suite ----
+
+/// `T0` moved by `ms` milliseconds.
+pub(crate) fn at(ms: i64) -> Timestamp {
+    Timestamp(T0.0 + ms)
+}
+
+/// A payload holding `value`.
+pub(crate) fn payload<T: Serialize>(value: T) -> Payload {
+    Payload::encode(&value).unwrap()
+}
+
+/// A failure with `message`.
+pub(crate) fn failure(message: &str) -> Failure {
+    Failure::new(FailureKind::Application, message)
+}
+
+/// A distinct journal event.
+pub(crate) fn event(seq: u32) -> Event {
+    Event {
+        at: T0,
+        kind: EventKind::StepCompleted {
+            op: OpId::new(None, seq),
+            output: payload(seq),
+        },
+    }
+}
+
+/// Instance `id` of workflow `name`, created at `T0`.
+pub(crate) fn new_instance(id: &str, name: &str) -> NewInstance {
+    NewInstance {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        input: payload(format!("input of {id}")),
+        parent: None,
+        created_at: T0,
+    }
+}
+
+/// A parent link to operation `seq` of execution 1 of `parent`.
+pub(crate) fn parent_link(parent: &str, seq: u32) -> ParentLink {
+    ParentLink {
+        instance_id: parent.to_owned(),
+        execution: 1,
+        op: OpId::new(None, seq),
+    }
+}
+
+/// An external event `name` for `id`, visible at `visible_at`.
+pub(crate) fn user_event(id: &str, name: &str, visible_at: Timestamp) -> NewMessage {
+    NewMessage {
+        instance_id: id.to_owned(),
+        kind: MessageKind::Event {
+            name: name.to_owned(),
+            data: payload(name),
+        },
+        visible_at,
+    }
+}
+
+/// The name of an external event message, `None` for other kinds.
+pub(crate) fn event_name(kind: &MessageKind) -> Option<&str> {
+    match kind {
+        MessageKind::Event { name, .. } => Some(name),
+        _ => None,
+    }
+}
+
+/// An activity task for operation `seq` of execution 1 of `id`, scheduled at `scheduled_at`.
+pub(crate) fn new_task(id: &str, seq: u32, scheduled_at: Timestamp) -> NewTask {
+    NewTask {
+        instance_id: id.to_owned(),
+        execution: 1,
+        op: OpId::new(None, seq),
+        name: format!("activity-{seq}"),
+        input: payload(seq),
+        options: ActivityOptions {
+            attempt_timeout: Some(Duration::from_secs(u64::from(seq) + 1)),
+            ..ActivityOptions::default()
+        },
+        scheduled_at,
+    }
+}
+
+/// A commit of `work` that consumes all its messages and changes nothing else (status Running).
+pub(crate) fn commit_of(work: &TurnWork, now: Timestamp) -> TurnCommit {
+    TurnCommit {
+        instance_id: work.instance.id.clone(),
+        token: work.token,
+        execution: work.instance.execution,
+        journal_base: work.journal.as_ref().map_or(0, Vec::len),
+        new_events: Vec::new(),
+        consumed: work.messages.iter().map(|m| m.id).collect(),
+        messages: Vec::new(),
+        new_instances: Vec::new(),
+        tasks: Vec::new(),
+        status: InstanceStatus::Running,
+        output: None,
+        failure: None,
+        continue_as_new: None,
+        now,
+    }
+}
+
+/// Commits one turn and returns its own result.
+pub(crate) async fn commit(store: &dyn Store, commit: TurnCommit) -> StoreResult<()> {
+    let mut results = store
+        .commit_turns(vec![commit])
+        .await
+        .expect("commit_turns reaches the store");
+    assert_eq!(results.len(), 1, "one result per commit");
+    results.remove(0)
+}
+
+/// Fetches the turn of instance `id` at `now`; other instances fetched along with it are
+/// abandoned, fetchable again at once.
+pub(crate) async fn turn_of(store: &dyn Store, id: &str, now: Timestamp) -> TurnWork {
+    let fetched = store.fetch_turns(now, 1000, LEASE).await.unwrap();
+    let mut found = None;
+    for work in fetched {
+        if work.instance.id == id {
+            found = Some(work);
+        } else {
+            store
+                .abandon_turn(&work.instance.id, work.token, now)
+                .await
+                .unwrap();
+        }
+    }
+    found.unwrap_or_else(|| panic!("instance {id:?} should have a turn at {now}"))
+}
+
+/// Creates instance `id` and runs its first turn at `T0` (status Running, empty inbox), with
+/// `tasks` scheduled by it.
+pub(crate) async fn start(store: &dyn Store, id: &str, tasks: Vec<NewTask>) {
+    store.create_instance(new_instance(id, "wf")).await.unwrap();
+    let work = turn_of(store, id, T0).await;
+    let mut c = commit_of(&work, T0);
+    c.tasks = tasks;
+    commit(store, c).await.unwrap();
+}
+
+/// Sends `id` a message and finishes it in the resulting turn at `now` with `status`.
+pub(crate) async fn finish(store: &dyn Store, id: &str, now: Timestamp, status: InstanceStatus) {
+    store.send(user_event(id, "finish", now)).await.unwrap();
+    let work = turn_of(store, id, now).await;
+    let mut c = commit_of(&work, now);
+    c.status = status;
+    if status == InstanceStatus::Completed {
+        c.output = Some(payload("done"));
+    } else {
+        c.failure = Some(failure("it ended"));
+    }
+    commit(store, c).await.unwrap();
+}
+
+/// The number of instances with `status` (missing counts as zero).
+pub(crate) fn count(stats: &StoreStats, status: InstanceStatus) -> u64 {
+    stats
+        .instances
+        .iter()
+        .filter(|(s, _)| *s == status)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Whether an enabled `Notified` future has fired, without waiting.
+pub(crate) fn fired<F: Future>(future: Pin<&mut F>) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    matches!(future.poll(&mut cx), Poll::Ready(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TESTS;
+
+    /// Every `pub async fn` in the suite's modules is run by `conformance_tests!`.
+    #[test]
+    fn the_macro_runs_every_suite_function() {
+        let sources = [
+            ("instances", include_str!("instances.rs")),
+            ("turns", include_str!("turns.rs")),
+            ("tasks", include_str!("tasks.rs")),
+            ("admin", include_str!("admin.rs")),
+        ];
+        let mut defined = Vec::new();
+        for (module, source) in sources {
+            for line in source.lines() {
+                if let Some(rest) = line.strip_prefix("pub async fn ") {
+                    let name = rest.split('(').next().unwrap_or(rest);
+                    defined.push(format!("{module}::{name}"));
+                }
+            }
+        }
+        for name in &defined {
+            assert!(
+                TESTS.contains(&name.as_str()),
+                "{name} is not in conformance_tests!"
+            );
+        }
+        assert_eq!(
+            defined.len(),
+            TESTS.len(),
+            "conformance_tests! lists a missing function"
+        );
+    }
+}

@@ -1,0 +1,125 @@
+//! Reading and administering: `next_due`, instances, journals, listing, purging, stats.
+
+use std::ops::Bound;
+
+use duraflow_core::{Event, Timestamp};
+
+use super::{instance_not_found, State};
+use crate::error::{StoreError, StoreResult};
+use crate::types::{InstanceInfo, InstanceStatus, ListFilter, NextDue, Page, StoreStats};
+
+/// The page size of a listing that asks for none in particular.
+const DEFAULT_LIST_LIMIT: usize = 100;
+/// The largest page a listing returns.
+const MAX_LIST_LIMIT: usize = 1000;
+
+/// Moves `slot` to `t` if `t` is after `now` and earlier than what `slot` holds.
+fn earliest_after(slot: &mut Option<Timestamp>, t: Timestamp, now: Timestamp) {
+    if t > now && slot.is_none_or(|s| t < s) {
+        *slot = Some(t);
+    }
+}
+
+impl State {
+    pub(in crate::memory) fn next_due(&self, now: Timestamp) -> NextDue {
+        let mut due = NextDue::default();
+        for inst in self.instances.values() {
+            if inst.info.status.is_terminal() {
+                continue;
+            }
+            for message in inst.inbox.values() {
+                earliest_after(&mut due.turn, message.visible_at, now);
+            }
+            if let Some(t) = inst.not_before {
+                earliest_after(&mut due.turn, t, now);
+            }
+            if let Some(lease) = inst.lease {
+                earliest_after(&mut due.turn, lease.until, now);
+            }
+        }
+        for task in self.tasks.values() {
+            earliest_after(&mut due.task, task.visible_at, now);
+            if let Some(lease) = task.lease {
+                earliest_after(&mut due.task, lease.until, now);
+            }
+        }
+        due
+    }
+
+    pub(in crate::memory) fn instance(&self, id: &str) -> Option<InstanceInfo> {
+        self.instances.get(id).map(|inst| inst.info.clone())
+    }
+
+    pub(in crate::memory) fn journal(
+        &self,
+        id: &str,
+        execution: Option<u32>,
+    ) -> StoreResult<Vec<Event>> {
+        let inst = self
+            .instances
+            .get(id)
+            .ok_or_else(|| instance_not_found(id))?;
+        let execution = execution.unwrap_or(inst.info.execution);
+        inst.journals.get(&execution).cloned().ok_or_else(|| {
+            StoreError::NotFound(format!("execution {execution} of instance {id:?}"))
+        })
+    }
+
+    pub(in crate::memory) fn list(&self, filter: ListFilter) -> Page {
+        let limit = match filter.limit {
+            0 => DEFAULT_LIST_LIMIT,
+            n => n.min(MAX_LIST_LIMIT),
+        };
+        let start = match &filter.after {
+            Some(after) => Bound::Excluded(after.as_str()),
+            None => Bound::Unbounded,
+        };
+        let mut instances: Vec<InstanceInfo> = self
+            .instances
+            .range::<str, _>((start, Bound::Unbounded))
+            .map(|(_, inst)| &inst.info)
+            .filter(|info| filter.statuses.is_empty() || filter.statuses.contains(&info.status))
+            .filter(|info| filter.name.as_ref().is_none_or(|name| *name == info.name))
+            .take(limit + 1)
+            .cloned()
+            .collect();
+        let next = if instances.len() > limit {
+            instances.truncate(limit);
+            instances.last().map(|info| info.id.clone())
+        } else {
+            None
+        };
+        Page { instances, next }
+    }
+
+    pub(in crate::memory) fn purge(&mut self, id: &str) -> StoreResult<bool> {
+        let Some(inst) = self.instances.get(id) else {
+            return Ok(false);
+        };
+        if !inst.info.status.is_terminal() {
+            return Err(StoreError::InstanceRunning(id.to_owned()));
+        }
+        self.instances.remove(id);
+        self.tasks.retain(|_, t| t.instance_id != id);
+        Ok(true)
+    }
+
+    pub(in crate::memory) fn stats(&self) -> StoreStats {
+        let instances = InstanceStatus::ALL
+            .into_iter()
+            .map(|status| {
+                let n = self
+                    .instances
+                    .values()
+                    .filter(|inst| inst.info.status == status)
+                    .count();
+                (status, n as u64)
+            })
+            .collect();
+        StoreStats {
+            instances,
+            messages: self.instances.values().map(|i| i.inbox.len() as u64).sum(),
+            tasks: self.tasks.len() as u64,
+        }
+    }
+}
