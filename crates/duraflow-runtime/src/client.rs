@@ -109,15 +109,8 @@ impl<'a> IntoFuture for Start<'a> {
                 }
             }
             let input = self.input?;
-            let id = match self.id {
-                Some(id) if id.trim().is_empty() => {
-                    return Err(ClientError::Store(StoreError::Invalid(
-                        "an instance id must not be empty".into(),
-                    )))
-                }
-                Some(id) => id,
-                None => uuid::Uuid::new_v4().to_string(),
-            };
+            let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            duraflow_store::validate_instance_id(&id)?;
             let outcome = self
                 .client
                 .store

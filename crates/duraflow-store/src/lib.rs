@@ -14,7 +14,8 @@ pub use memory::MemoryStore;
 pub use notify::Notifier;
 pub use store::Store;
 pub use types::{
-    CreateOutcome, InstanceInfo, InstanceStatus, LeaseToken, ListFilter, Message, MessageId,
-    MessageKind, NewInstance, NewMessage, NewTask, NextDue, OpResult, Page, StoreStats,
-    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    validate_instance_id, CreateOutcome, InstanceInfo, InstanceStatus, LeaseToken, ListFilter,
+    Message, MessageId, MessageKind, NewInstance, NewMessage, NewTask, NextDue, OpResult, Page,
+    StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    MAX_INSTANCE_ID_LEN,
 };

@@ -130,6 +130,28 @@ pub struct NewInstance {
     pub created_at: Timestamp,
 }
 
+/// The longest instance id a store accepts, in bytes.
+pub const MAX_INSTANCE_ID_LEN: usize = 512;
+
+/// Checks an instance id: not empty (or blank) and at most [`MAX_INSTANCE_ID_LEN`] bytes. Every
+/// store applies it to the instances it creates, so an id is valid everywhere or nowhere.
+pub fn validate_instance_id(id: &str) -> Result<(), StoreError> {
+    if id.trim().is_empty() {
+        return Err(StoreError::Invalid(
+            "an instance id must not be empty; give the instance an id or let duraflow \
+             generate one"
+                .into(),
+        ));
+    }
+    if id.len() > MAX_INSTANCE_ID_LEN {
+        return Err(StoreError::Invalid(format!(
+            "instance id of {} bytes is longer than the {MAX_INSTANCE_ID_LEN} bytes allowed",
+            id.len()
+        )));
+    }
+    Ok(())
+}
+
 /// What creating an instance did.
 #[derive(Clone, Debug, PartialEq)]
 pub enum CreateOutcome {

@@ -7,7 +7,6 @@ mod common;
 
 use std::sync::Arc;
 
-use common::eventually;
 use duraflow::prelude::*;
 use duraflow::{EventKind, FailureKind, Store};
 
@@ -60,11 +59,8 @@ where
         .unwrap();
     let client = engine.client();
     let run = client.start("wf", &()).id("nd").await.unwrap();
-    eventually("v1 to wait for its event", || async {
-        let h = client.history(&run, None).await.unwrap();
-        h.iter()
-            .any(|e| matches!(e.kind, EventKind::EventWaitStarted { .. }))
-            .then_some(())
+    common::history_with(&client, &run.id, "v1 to wait for its event", |k| {
+        matches!(k, EventKind::EventWaitStarted { .. })
     })
     .await;
     engine.shutdown().await;

@@ -4,15 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod common;
-#[allow(
-    dead_code,
-    reason = "the example's module is shared; not every item is used here"
-)]
-#[path = "../examples/order/workflow.rs"]
-mod order;
 
 use std::time::Duration;
 
+use common::order;
 use common::{eventually, virtual_clock};
 use duraflow::prelude::*;
 use duraflow::{check_replay, workflow_fn, EventKind, Outcome, Payload};
@@ -32,27 +27,7 @@ async fn the_order_example_replays_to_the_same_output_without_new_operations() {
         .id("order-replay")
         .await
         .unwrap();
-    client
-        .raise_event(
-            &run,
-            "approved",
-            &order::Approval {
-                approved_by: "bob".into(),
-            },
-        )
-        .await
-        .unwrap();
-    // The cooling-off timer is virtual: advance the clock once it has been scheduled.
-    eventually("the cooling-off timer to be scheduled", || async {
-        let history = client.history(&run, None).await.unwrap();
-        history
-            .iter()
-            .any(|e| matches!(e.kind, EventKind::TimerCreated { .. }))
-            .then_some(())
-    })
-    .await;
-    clock.advance(order::COOLING_OFF);
-    let shipment: order::Shipment = client.wait(&run).await.unwrap();
+    let shipment = common::approve_and_ship(&client, &clock, &run).await;
     assert_eq!(shipment.parcels.len(), 3);
 
     let journal = client.history(&run, None).await.unwrap();

@@ -9,7 +9,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use common::eventually;
+use common::order;
 use duraflow::prelude::*;
 use duraflow::{EventKind, FailureKind, Store};
 
@@ -40,11 +40,8 @@ async fn a_database_copied_while_the_engine_is_stopped_runs_on_elsewhere() {
         .unwrap();
     let client = engine.client();
     let run = client.start("approval", "o-1").id("o-1").await.unwrap();
-    eventually("the workflow to wait for approval", || async {
-        let h = client.history(&run, None).await.unwrap();
-        h.iter()
-            .any(|e| matches!(e.kind, EventKind::EventWaitStarted { .. }))
-            .then_some(())
+    common::history_with(&client, &run.id, "the workflow to wait for approval", |k| {
+        matches!(k, EventKind::EventWaitStarted { .. })
     })
     .await;
     drop(client);
@@ -157,11 +154,8 @@ async fn a_corrupt_journal_fails_its_instance_with_a_clear_error_and_no_other() 
         let client = engine.client();
         for id in ["bad", "good"] {
             let run = client.start("approval", id).id(id).await.unwrap();
-            eventually("the workflow to wait for approval", || async {
-                let h = client.history(&run, None).await.unwrap();
-                h.iter()
-                    .any(|e| matches!(e.kind, EventKind::EventWaitStarted { .. }))
-                    .then_some(())
+            common::history_with(&client, &run.id, "the workflow to wait for approval", |k| {
+                matches!(k, EventKind::EventWaitStarted { .. })
             })
             .await;
         }
@@ -199,5 +193,65 @@ async fn a_corrupt_journal_fails_its_instance_with_a_clear_error_and_no_other() 
     // The journal is kept as it was, for inspection.
     let store: Arc<dyn Store> = engine.store();
     assert!(store.journal("bad", None).await.is_err());
+    engine.shutdown().await;
+}
+
+/// The order example's engine on the SQLite file at `path`.
+async fn order_engine(path: &std::path::Path, clock: &Arc<duraflow::ManualClock>) -> Engine {
+    order::register(Engine::builder().clock(clock.clone()))
+        .store(SqliteStore::open(path).await.unwrap())
+        .start()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_example_run_twice_finds_its_order_the_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.db");
+    let clock = common::virtual_clock();
+    let sample = order::sample_order();
+
+    let engine = order_engine(&path, &clock).await;
+    let client = engine.client();
+    let run = client
+        .start("fulfil", &sample)
+        .id(sample.id.as_str())
+        .await
+        .unwrap();
+    assert!(!run.existed);
+    let first = common::approve_and_ship(&client, &clock, &run).await;
+    let journal = client.history(&run, None).await.unwrap();
+    drop(client);
+    engine.shutdown().await;
+
+    // The second run: same file, same id.
+    let engine = order_engine(&path, &clock).await;
+    let client = engine.client();
+    let again = client
+        .start("fulfil", &sample)
+        .id(sample.id.as_str())
+        .await
+        .unwrap();
+    assert!(again.existed, "the second run finds the order");
+    assert!(matches!(
+        client
+            .raise_event(
+                &again,
+                "approved",
+                &order::Approval {
+                    approved_by: "eve".into()
+                }
+            )
+            .await,
+        Err(ClientError::InstanceFinished { .. })
+    ));
+    let second: order::Shipment = client.wait(&again).await.unwrap();
+    assert_eq!(first, second);
+    assert_eq!(
+        client.history(&again, None).await.unwrap(),
+        journal,
+        "nothing ran again"
+    );
     engine.shutdown().await;
 }

@@ -2,7 +2,8 @@
 
 use duraflow_core::Timestamp;
 use duraflow_store::{
-    CreateOutcome, InstanceInfo, InstanceStatus, MessageKind, NewInstance, NewMessage, StoreError,
+    validate_instance_id, CreateOutcome, InstanceInfo, InstanceStatus, MessageKind, NewInstance,
+    NewMessage, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -51,6 +52,7 @@ pub(crate) fn insert_message(
 
 /// Inserts a new instance with its start message.
 pub(crate) fn insert(conn: &Connection, new: &NewInstance, wake: &mut Wake) -> SqlResult<()> {
+    validate_instance_id(&new.id)?;
     conn.prepare_cached(
         "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at)
          VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5)",

@@ -107,6 +107,7 @@ macro_rules! conformance_tests {
                 commit_after_lease_expiry_is_rejected,
                 commit_applies_everything,
                 rejected_commit_changes_nothing,
+                a_commit_that_fails_part_way_leaves_nothing,
                 journal_base_mismatch_is_rejected,
                 commits_in_a_batch_are_independent,
                 unconsumed_messages_are_fetched_again,

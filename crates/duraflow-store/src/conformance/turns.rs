@@ -432,6 +432,50 @@ pub async fn commits_in_a_batch_are_independent(store: Arc<dyn Store>) {
     );
 }
 
+/// A commit that fails part way (here: its last child instance has an invalid id, which a
+/// store may only find after writing the rest) leaves nothing half-written, and the turn's
+/// lease still holds for a correct commit.
+pub async fn a_commit_that_fails_part_way_leaves_nothing(store: Arc<dyn Store>) {
+    start(&*store, "peer", vec![]).await;
+    store
+        .create_instance(new_instance("a", "wf"))
+        .await
+        .unwrap();
+    store.send(user_event("a", "e", T0)).await.unwrap();
+    let work = turn_of(&*store, "a", T0).await;
+    assert_eq!(work.messages.len(), 2);
+
+    let broken = TurnCommit {
+        new_events: vec![event(1), event(2)],
+        messages: vec![user_event("peer", "x", T0)],
+        new_instances: vec![new_instance("child", "wf"), new_instance("", "wf")],
+        tasks: vec![new_task("a", 1, T0)],
+        status: InstanceStatus::Completed,
+        output: Some(payload("nope")),
+        ..commit_of(&work, T0)
+    };
+    let result = commit(&*store, broken).await;
+    assert!(matches!(result, Err(StoreError::Invalid(_))), "{result:?}");
+
+    assert_eq!(store.journal("a", None).await.unwrap(), vec![]);
+    let info = store.instance("a").await.unwrap().unwrap();
+    assert_eq!((info.status, info.output), (InstanceStatus::Pending, None));
+    assert_eq!(store.instance("child").await.unwrap(), None);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.tasks, 0);
+    assert_eq!(
+        stats.messages, 2,
+        "a's start and event; nothing sent to the peer"
+    );
+
+    // The same turn commits correctly afterwards.
+    let mut fixed = commit_of(&work, T0);
+    fixed.new_events = vec![event(1)];
+    commit(&*store, fixed).await.unwrap();
+    assert_eq!(store.journal("a", None).await.unwrap(), vec![event(1)]);
+    assert_eq!(store.stats().await.unwrap().messages, 0);
+}
+
 /// Messages a turn did not consume are fetched again once the turn commits.
 pub async fn unconsumed_messages_are_fetched_again(store: Arc<dyn Store>) {
     store

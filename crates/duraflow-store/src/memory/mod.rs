@@ -81,6 +81,7 @@ impl Store for MemoryStore {
     }
 
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
+        crate::types::validate_instance_id(&instance.id)?;
         Ok(self.with_state(|s, w| s.create_instance(instance, w)))
     }
 

@@ -257,6 +257,9 @@ impl State {
             // Someone else extended the journal since this turn read it.
             return Err(instance_lease_lost(id));
         }
+        for child in &commit.new_instances {
+            crate::types::validate_instance_id(&child.id)?;
+        }
         Ok(())
     }
 

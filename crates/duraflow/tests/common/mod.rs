@@ -15,6 +15,36 @@ use duraflow::{
     ClientError, EngineOptions, Event, EventKind, InstanceInfo, ManualClock, Store, Timestamp,
 };
 
+/// The order example's workflows, shared with the tests that run it.
+#[path = "../../examples/order/workflow.rs"]
+pub mod order;
+
+/// Approves a started sample order, lets its cooling-off timer fire on the virtual `clock`,
+/// and returns the shipment.
+pub async fn approve_and_ship(
+    client: &duraflow::Client,
+    clock: &ManualClock,
+    run: &duraflow::RunHandle,
+) -> order::Shipment {
+    let approval = order::Approval {
+        approved_by: "bob".into(),
+    };
+    client
+        .raise_event(run, "approved", &approval)
+        .await
+        .unwrap();
+    // The cooling-off timer is virtual: advance the clock once it has been scheduled.
+    history_with(
+        client,
+        &run.id,
+        "the cooling-off timer to be scheduled",
+        |k| matches!(k, EventKind::TimerCreated { .. }),
+    )
+    .await;
+    clock.advance(order::COOLING_OFF);
+    client.wait(run).await.unwrap()
+}
+
 /// The longest any test waits for a condition before failing.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
