@@ -1,7 +1,7 @@
 //! Encoding of values into columns: JSON for structured values, integers for times.
 
 use duraflow_core::{Event, Failure, OpId, ParentLink, Payload, Timestamp};
-use duraflow_store::{InstanceInfo, InstanceStatus, StoreError};
+use duraflow_store::{codec, InstanceInfo, InstanceStatus};
 use rusqlite::Row;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -10,14 +10,12 @@ use crate::error::{OpError, SqlResult};
 
 /// Encodes a value as JSON text.
 pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> SqlResult<String> {
-    serde_json::to_string(value)
-        .map_err(|e| OpError::Store(StoreError::Invalid(format!("cannot encode a value: {e}"))))
+    Ok(codec::to_json(value)?)
 }
 
 /// Decodes JSON text, naming what it was on failure.
 pub(crate) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> SqlResult<T> {
-    serde_json::from_str(text)
-        .map_err(|e| OpError::Store(StoreError::Corrupt(format!("{what} cannot be read: {e}"))))
+    Ok(codec::from_json(text, what)?)
 }
 
 /// Decodes an optional JSON column.
@@ -25,19 +23,17 @@ pub(crate) fn opt_json<T: DeserializeOwned>(
     text: Option<String>,
     what: &str,
 ) -> SqlResult<Option<T>> {
-    text.map(|t| from_json(&t, what)).transpose()
+    Ok(codec::opt_from_json(text, what)?)
 }
 
 /// A payload column.
 pub(crate) fn payload(text: String, what: &str) -> SqlResult<Payload> {
-    Payload::from_json(&text)
-        .map_err(|e| OpError::Store(StoreError::Corrupt(format!("{what} cannot be read: {e}"))))
+    Ok(codec::payload(text, what)?)
 }
 
 /// An operation id column.
 pub(crate) fn op_id(text: &str) -> SqlResult<OpId> {
-    text.parse()
-        .map_err(|e| OpError::Store(StoreError::Corrupt(format!("operation id: {e}"))))
+    Ok(codec::op_id(text)?)
 }
 
 /// A status column.

@@ -1,6 +1,7 @@
 //! The duraflow store contract ([`Store`]), the in-memory store ([`MemoryStore`]), and the
 //! conformance suite every store must pass ([`conformance`]).
 
+pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;

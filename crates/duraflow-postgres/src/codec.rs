@@ -1,0 +1,35 @@
+//! Reading rows into the store's types.
+
+use duraflow_core::{Failure, ParentLink, Timestamp};
+use duraflow_store::{codec, InstanceInfo};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use crate::error::OpResult;
+
+/// The columns [`instance_row`] reads.
+pub(crate) const INSTANCE_COLUMNS: &str =
+    "id, name, status, execution, input, output, failure, parent, created_at, updated_at";
+
+/// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
+pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
+    let id: String = row.try_get("id")?;
+    let what = |col: &str| format!("column {col} of instance {id:?}");
+    let status: String = row.try_get("status")?;
+    let execution: i32 = row.try_get("execution")?;
+    Ok(InstanceInfo {
+        name: row.try_get("name")?,
+        status: status.parse()?,
+        execution: u32::try_from(execution).unwrap_or(0),
+        input: codec::payload(row.try_get("input")?, &what("input"))?,
+        output: row
+            .try_get::<Option<String>, _>("output")?
+            .map(|t| codec::payload(t, &what("output")))
+            .transpose()?,
+        failure: codec::opt_from_json::<Failure>(row.try_get("failure")?, &what("failure"))?,
+        parent: codec::opt_from_json::<ParentLink>(row.try_get("parent")?, &what("parent"))?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+        id,
+    })
+}

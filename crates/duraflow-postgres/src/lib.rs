@@ -1,0 +1,368 @@
+//! The PostgreSQL store for duraflow: any number of worker processes, on any number of
+//! machines, share one database with the same semantics as the embedded store.
+//!
+//! - **Claims** use `FOR UPDATE SKIP LOCKED` on the instance and task rows themselves, with
+//!   leases and fencing tokens from one sequence; two concurrent fetches never get the same
+//!   instance or task.
+//! - **Group commit**: a batch of turn commits (or task completions) shares one transaction,
+//!   each in its own savepoint, so one lost lease does not undo the others.
+//! - **Wakeups** with LISTEN/NOTIFY on the schema's channel, so work committed by any process
+//!   is picked up within milliseconds; the engine still polls as a fallback for notifications
+//!   lost while a connection was down.
+//! - **Migrations** are embedded and applied on connect under an advisory lock; a database
+//!   migrated by a newer build is refused (`StoreError::NewerSchema`).
+//! - **A schema per application or tenant** (`PostgresOptions::schema`, default `duraflow`).
+//! - **Connection failures** surface as `StoreError::Unavailable`; the engine retries with
+//!   backoff and the pool reconnects when the server is back.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), duraflow_store::StoreError> {
+//! use duraflow_postgres::{PostgresOptions, PostgresStore};
+//!
+//! let store = PostgresStore::connect("postgres://app@db.internal/orders").await?;
+//! let tenant = PostgresStore::connect_with(
+//!     "postgres://app@db.internal/orders",
+//!     PostgresOptions { schema: "tenant_42".into(), ..PostgresOptions::default() },
+//! )
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+mod codec;
+mod connect;
+mod error;
+mod listen;
+mod ops;
+pub mod testing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use duraflow_core::{Event, Timestamp};
+use duraflow_store::{
+    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue,
+    Notifier, Page, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    TurnCommit, TurnWork,
+};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use tokio::task::JoinHandle;
+
+use crate::error::{store_error, OpResult};
+use crate::ops::{admin, instances, tasks, turns, Wake};
+
+/// Settings for [`PostgresStore::connect_with`].
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// The schema that holds the store's tables (default `duraflow`); created if missing.
+    /// Lowercase letters, digits and underscores.
+    pub schema: String,
+    /// The most connections in the pool (default 10).
+    pub max_connections: u32,
+    /// How long to wait for a connection from the pool (default 10 s).
+    pub acquire_timeout: Duration,
+    /// The `application_name` the connections report (default `duraflow`).
+    pub application_name: String,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            schema: "duraflow".into(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+            application_name: "duraflow".into(),
+        }
+    }
+}
+
+/// The PostgreSQL store. See the [crate documentation](crate).
+pub struct PostgresStore {
+    pool: PgPool,
+    notifier: Arc<Notifier>,
+    channel: String,
+    schema: String,
+    listener: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("schema", &self.schema)
+            .finish()
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+/// The newest schema version this build applies.
+pub fn schema_version() -> i64 {
+    connect::latest_version()
+}
+
+impl PostgresStore {
+    /// Connects with the default settings (schema `duraflow`), applying migrations.
+    pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
+        Self::connect_with(url, PostgresOptions::default()).await
+    }
+
+    /// Connects, creates the schema if needed and applies migrations.
+    pub async fn connect_with(url: &str, options: PostgresOptions) -> StoreResult<PostgresStore> {
+        let opts = connect::connect_options(url, &options)?;
+        connect::migrate(&opts, &options.schema).await?;
+        let pool = connect::pool(opts, &options).await?;
+        let notifier = Arc::new(Notifier::new());
+        let channel = listen::channel(&options.schema);
+        let listener = tokio::spawn(listen::listen(
+            pool.clone(),
+            channel.clone(),
+            notifier.clone(),
+        ));
+        Ok(PostgresStore {
+            pool,
+            notifier,
+            channel,
+            schema: options.schema,
+            listener,
+        })
+    }
+
+    /// The schema the store's tables are in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The connection pool, for tests and operators.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(store_error)
+    }
+
+    /// Commits `tx` if `result` is a success (announcing the wakeups on the channel inside it
+    /// and in this process after it), or rolls it back.
+    async fn finish<T>(
+        &self,
+        mut tx: Transaction<'static, Postgres>,
+        result: OpResult<T>,
+        wake: Wake,
+    ) -> StoreResult<T> {
+        match result {
+            Ok(value) => {
+                self.announce(&mut tx, wake).await.map_err(store_error)?;
+                tx.commit().await.map_err(store_error)?;
+                self.wake_local(wake);
+                Ok(value)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn announce(&self, conn: &mut PgConnection, wake: Wake) -> Result<(), sqlx::Error> {
+        for (on, what) in [
+            (wake.turns, listen::TURNS),
+            (wake.tasks, listen::TASKS),
+            (wake.instances, listen::INSTANCES),
+        ] {
+            if on {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(&self.channel)
+                    .bind(what)
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn wake_local(&self, wake: Wake) {
+        if wake.turns {
+            listen::wake(&self.notifier, listen::TURNS);
+        }
+        if wake.tasks {
+            listen::wake(&self.notifier, listen::TASKS);
+        }
+        if wake.instances {
+            listen::wake(&self.notifier, listen::INSTANCES);
+        }
+    }
+
+    async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<Postgres>> {
+        self.pool.acquire().await.map_err(store_error)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn notifier(&self) -> Option<&Notifier> {
+        Some(&self.notifier)
+    }
+
+    async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
+        let mut tx = self.begin().await?;
+        let mut wake = Wake::default();
+        let out = instances::create(&mut tx, &instance, &mut wake).await;
+        self.finish(tx, out, wake).await
+    }
+
+    async fn send(&self, message: NewMessage) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let mut wake = Wake::default();
+        let out = instances::send(&mut tx, &message, &mut wake).await;
+        self.finish(tx, out, wake).await
+    }
+
+    async fn fetch_turns(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TurnWork>> {
+        let mut tx = self.begin().await?;
+        let out = turns::fetch(&mut tx, now, max, lease).await;
+        self.finish(tx, out, Wake::default()).await
+    }
+
+    async fn commit_turns(&self, commits: Vec<TurnCommit>) -> StoreResult<Vec<StoreResult<()>>> {
+        let mut tx = self.begin().await?;
+        let mut wake = Wake::default();
+        let mut results = Vec::with_capacity(commits.len());
+        for commit in &commits {
+            let mut savepoint = sqlx::Connection::begin(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            let mut this = Wake::default();
+            match turns::commit(&mut savepoint, commit, &mut this).await {
+                Ok(()) => {
+                    savepoint.commit().await.map_err(store_error)?;
+                    wake.merge(this);
+                    results.push(Ok(()));
+                }
+                Err(e) => {
+                    savepoint.rollback().await.map_err(store_error)?;
+                    results.push(Err(e.into()));
+                }
+            }
+        }
+        self.finish(tx, Ok(results), wake).await
+    }
+
+    async fn abandon_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        retry_at: Timestamp,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let mut wake = Wake::default();
+        let out = turns::abandon(&mut tx, instance_id, token, retry_at, &mut wake).await;
+        self.finish(tx, out, wake).await
+    }
+
+    async fn fetch_tasks(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TaskWork>> {
+        let mut tx = self.begin().await?;
+        let out = tasks::fetch(&mut tx, now, max, lease).await;
+        self.finish(tx, out, Wake::default()).await
+    }
+
+    async fn complete_tasks(
+        &self,
+        now: Timestamp,
+        completions: Vec<TaskCompletion>,
+    ) -> StoreResult<Vec<StoreResult<()>>> {
+        let mut tx = self.begin().await?;
+        let mut wake = Wake::default();
+        let mut results = Vec::with_capacity(completions.len());
+        for completion in &completions {
+            let mut savepoint = sqlx::Connection::begin(&mut *tx)
+                .await
+                .map_err(store_error)?;
+            let mut this = Wake::default();
+            match tasks::complete(&mut savepoint, now, completion, &mut this).await {
+                Ok(()) => {
+                    savepoint.commit().await.map_err(store_error)?;
+                    wake.merge(this);
+                    results.push(Ok(()));
+                }
+                Err(e) => {
+                    savepoint.rollback().await.map_err(store_error)?;
+                    results.push(Err(e.into()));
+                }
+            }
+        }
+        self.finish(tx, Ok(results), wake).await
+    }
+
+    async fn renew_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        let mut tx = self.begin().await?;
+        let out = tasks::renew(&mut tx, id, token, now, lease).await;
+        self.finish(tx, out, Wake::default()).await
+    }
+
+    async fn release_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        release: TaskRelease,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let mut wake = Wake::default();
+        let out = tasks::release(&mut tx, id, token, &release, &mut wake).await;
+        self.finish(tx, out, wake).await
+    }
+
+    async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
+        let mut conn = self.conn().await?;
+        Ok(admin::next_due(&mut conn, now).await?)
+    }
+
+    async fn instance(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
+        let mut conn = self.conn().await?;
+        Ok(instances::get(&mut conn, id).await?)
+    }
+
+    async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
+        let mut conn = self.conn().await?;
+        Ok(admin::journal(&mut conn, id, execution).await?)
+    }
+
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
+        let mut conn = self.conn().await?;
+        Ok(admin::list(&mut conn, &filter).await?)
+    }
+
+    async fn purge(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let out = admin::purge(&mut tx, id).await;
+        self.finish(tx, out, Wake::default()).await
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        let mut conn = self.conn().await?;
+        Ok(admin::stats(&mut conn).await?)
+    }
+}
