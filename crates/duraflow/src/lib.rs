@@ -24,7 +24,8 @@
 //!   events, cancel, terminate, status, wait, history, list, purge).
 //! - Storage: any [`Store`]. `SqliteStore` (feature `sqlite`, on by default) keeps everything
 //!   in one SQLite file with durable, group-committed writes; [`MemoryStore`] keeps it in
-//!   memory for tests.
+//!   memory for tests; `PostgresStore` (feature `postgres`) lets many worker processes on many
+//!   machines share one PostgreSQL database.
 //! - Replay safety: code that no longer matches a journal fails the instance with a
 //!   nondeterminism failure naming the journal position; [`check_replay`] checks journals
 //!   against new code before you deploy it.
@@ -84,12 +85,16 @@ pub use duraflow_store::{
     InstanceInfo, InstanceStatus, ListFilter, MemoryStore, Page, Store, StoreError,
 };
 
+#[cfg(feature = "postgres")]
+pub use duraflow_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
 pub use duraflow_sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// The sub-crates, for what the facade does not re-export.
 pub mod crates {
     pub use duraflow_core as core;
+    #[cfg(feature = "postgres")]
+    pub use duraflow_postgres as postgres;
     pub use duraflow_runtime as runtime;
     #[cfg(feature = "sqlite")]
     pub use duraflow_sqlite as sqlite;
@@ -100,6 +105,8 @@ pub mod crates {
 pub mod prelude {
     pub use std::time::Duration;
 
+    #[cfg(feature = "postgres")]
+    pub use crate::PostgresStore;
     #[cfg(feature = "sqlite")]
     pub use crate::SqliteStore;
     pub use crate::{
