@@ -70,7 +70,8 @@ pub(crate) async fn migrate(opts: &PgConnectOptions, schema: &str) -> StoreResul
             return Err(store_error(e));
         }
     }
-    let result = MIGRATOR.run(&mut conn).await;
+    // run_direct rather than run: its future is Send, so connecting works inside tokio::spawn.
+    let result = MIGRATOR.run_direct(None, &mut conn, false).await;
     let _ = conn.close().await;
     result.map_err(|e| match e {
         MigrateError::VersionMissing(found) => StoreError::NewerSchema {
