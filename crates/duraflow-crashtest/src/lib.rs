@@ -1,13 +1,36 @@
-//! Shared by the crash worker and the crash test: the workload and the side-effect log format.
+//! Shared by the crash worker and the crash tests: the workload, the worker's settings and the
+//! side-effect log format.
 //!
 //! Every workflow `wf-<i>` runs [`ACTIVITIES`] activities in sequence; each activity appends one
 //! line to the side-effect log before returning, so the log records every execution, including
-//! those whose result was lost in a crash.
+//! those whose result was lost in a crash. Each line names the worker process that ran it (its
+//! generation, unique among the processes one test starts), so several workers can append to one
+//! log (with `O_APPEND`; a line is one short write, so lines never interleave).
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
 /// Activities per workflow.
 pub const ACTIVITIES: u64 = 4;
+
+/// The environment variable naming the PostgreSQL schema a worker uses (default `duraflow`).
+pub const SCHEMA_VAR: &str = "DURAFLOW_SCHEMA";
+
+/// The environment variable setting a worker's activity concurrency
+/// (default [`DEFAULT_ACTIVITY_CONCURRENCY`]).
+pub const ACTIVITY_CONCURRENCY_VAR: &str = "DURAFLOW_ACTIVITY_CONCURRENCY";
+
+/// Activities a worker runs at once unless [`ACTIVITY_CONCURRENCY_VAR`] says otherwise: at
+/// most this many are in flight when it is killed.
+pub const DEFAULT_ACTIVITY_CONCURRENCY: usize = 16;
+
+/// The `application_name` of a worker's PostgreSQL connections, so tests can find them in
+/// `pg_stat_activity`.
+pub fn application_name(generation: u32) -> String {
+    format!("duraflow-worker-{generation}")
+}
 
 /// The input of one activity.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -61,4 +84,72 @@ impl LogLine {
         };
         parts.next().is_none().then_some(line)
     }
+}
+
+/// Reads a side-effect log (a missing file is empty); malformed lines are skipped.
+pub fn read_log(path: &Path) -> Vec<LogLine> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(LogLine::parse)
+        .collect()
+}
+
+/// The executions of each activity, keyed by `(instance, op)`: the generations that ran it, in
+/// log order.
+pub fn runs_by_activity(lines: &[LogLine]) -> BTreeMap<(String, String), Vec<u32>> {
+    let mut runs: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+    for line in lines {
+        runs.entry((line.instance.clone(), line.op.clone()))
+            .or_default()
+            .push(line.generation);
+    }
+    runs
+}
+
+/// Checks a store after a crash test: every workflow `wf-0 .. wf-<workflows-1>` completed with
+/// its expected output, and each of its activities' results is in its journal exactly once.
+/// Returns the first thing found wrong.
+pub async fn verify_completed(store: &dyn duraflow::Store, workflows: usize) -> Result<(), String> {
+    use duraflow::{EventKind, InstanceStatus};
+    use std::collections::BTreeMap;
+
+    for i in 0..workflows {
+        let id = workflow_id(i);
+        let info = store
+            .instance(&id)
+            .await
+            .map_err(|e| format!("{id}: {e}"))?
+            .ok_or_else(|| format!("{id} does not exist"))?;
+        if info.status != InstanceStatus::Completed {
+            return Err(format!("{id} is {} ({:?})", info.status, info.failure));
+        }
+        let output: u64 = info
+            .output
+            .ok_or_else(|| format!("{id} has no output"))?
+            .decode()
+            .map_err(|e| format!("{id}: {e}"))?;
+        if output != expected_output(i) {
+            return Err(format!(
+                "{id} returned {output}, expected {}",
+                expected_output(i)
+            ));
+        }
+        let journal = store
+            .journal(&id, None)
+            .await
+            .map_err(|e| format!("{id}: {e}"))?;
+        let mut results: BTreeMap<String, usize> = BTreeMap::new();
+        for e in &journal {
+            if let EventKind::ActivityCompleted { op, .. } = &e.kind {
+                *results.entry(op.to_string()).or_default() += 1;
+            }
+        }
+        if results.len() != ACTIVITIES as usize || results.values().any(|n| *n != 1) {
+            return Err(format!(
+                "{id}: each activity result must be journaled exactly once, found {results:?}"
+            ));
+        }
+    }
+    Ok(())
 }

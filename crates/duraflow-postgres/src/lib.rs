@@ -51,6 +51,17 @@ use tokio::task::JoinHandle;
 use crate::error::{store_error, OpResult};
 use crate::ops::{admin, instances, tasks, turns, Wake};
 
+/// The most items of a batch committed in one transaction, each in its own savepoint.
+/// PostgreSQL slows every reader down once a transaction has more than 64 subtransactions
+/// that wrote (their ids no longer fit the per-backend cache), so larger batches are split.
+const MAX_SAVEPOINTS: usize = 48;
+
+/// One item of a group commit.
+enum BatchItem<'a> {
+    Turn(&'a TurnCommit),
+    Completion(Timestamp, &'a TaskCompletion),
+}
+
 /// Settings for [`PostgresStore::connect_with`].
 #[derive(Clone, Debug)]
 pub struct PostgresOptions {
@@ -196,6 +207,45 @@ impl PostgresStore {
         }
     }
 
+    /// Writes a batch, [`MAX_SAVEPOINTS`] items to a transaction, each item in a savepoint so
+    /// that one failing item (a lost lease) leaves the others. The outer error means the
+    /// database could not be reached for a chunk; nothing of that chunk was written.
+    async fn write_batch(&self, items: &[BatchItem<'_>]) -> StoreResult<Vec<StoreResult<()>>> {
+        let mut results = Vec::with_capacity(items.len());
+        for chunk in items.chunks(MAX_SAVEPOINTS) {
+            let mut tx = self.begin().await?;
+            let mut wake = Wake::default();
+            let mut chunk_results = Vec::with_capacity(chunk.len());
+            for item in chunk {
+                let mut savepoint = sqlx::Connection::begin(&mut *tx)
+                    .await
+                    .map_err(store_error)?;
+                let mut this = Wake::default();
+                let written = match item {
+                    BatchItem::Turn(commit) => {
+                        turns::commit(&mut savepoint, commit, &mut this).await
+                    }
+                    BatchItem::Completion(now, completion) => {
+                        tasks::complete(&mut savepoint, *now, completion, &mut this).await
+                    }
+                };
+                match written {
+                    Ok(()) => {
+                        savepoint.commit().await.map_err(store_error)?;
+                        wake.merge(this);
+                        chunk_results.push(Ok(()));
+                    }
+                    Err(e) => {
+                        savepoint.rollback().await.map_err(store_error)?;
+                        chunk_results.push(Err(e.into()));
+                    }
+                }
+            }
+            results.extend(self.finish(tx, Ok(chunk_results), wake).await?);
+        }
+        Ok(results)
+    }
+
     async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<Postgres>> {
         self.pool.acquire().await.map_err(store_error)
     }
@@ -237,27 +287,8 @@ impl Store for PostgresStore {
     }
 
     async fn commit_turns(&self, commits: Vec<TurnCommit>) -> StoreResult<Vec<StoreResult<()>>> {
-        let mut tx = self.begin().await?;
-        let mut wake = Wake::default();
-        let mut results = Vec::with_capacity(commits.len());
-        for commit in &commits {
-            let mut savepoint = sqlx::Connection::begin(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            let mut this = Wake::default();
-            match turns::commit(&mut savepoint, commit, &mut this).await {
-                Ok(()) => {
-                    savepoint.commit().await.map_err(store_error)?;
-                    wake.merge(this);
-                    results.push(Ok(()));
-                }
-                Err(e) => {
-                    savepoint.rollback().await.map_err(store_error)?;
-                    results.push(Err(e.into()));
-                }
-            }
-        }
-        self.finish(tx, Ok(results), wake).await
+        let items: Vec<BatchItem<'_>> = commits.iter().map(BatchItem::Turn).collect();
+        self.write_batch(&items).await
     }
 
     async fn abandon_turn(
@@ -288,27 +319,11 @@ impl Store for PostgresStore {
         now: Timestamp,
         completions: Vec<TaskCompletion>,
     ) -> StoreResult<Vec<StoreResult<()>>> {
-        let mut tx = self.begin().await?;
-        let mut wake = Wake::default();
-        let mut results = Vec::with_capacity(completions.len());
-        for completion in &completions {
-            let mut savepoint = sqlx::Connection::begin(&mut *tx)
-                .await
-                .map_err(store_error)?;
-            let mut this = Wake::default();
-            match tasks::complete(&mut savepoint, now, completion, &mut this).await {
-                Ok(()) => {
-                    savepoint.commit().await.map_err(store_error)?;
-                    wake.merge(this);
-                    results.push(Ok(()));
-                }
-                Err(e) => {
-                    savepoint.rollback().await.map_err(store_error)?;
-                    results.push(Err(e.into()));
-                }
-            }
-        }
-        self.finish(tx, Ok(results), wake).await
+        let items: Vec<BatchItem<'_>> = completions
+            .iter()
+            .map(|c| BatchItem::Completion(now, c))
+            .collect();
+        self.write_batch(&items).await
     }
 
     async fn renew_task(

@@ -1,17 +1,33 @@
-//! A worker process for the crash test:
-//! `crash-worker <db> <side-effect-log> <generation> <workflows>`.
+//! A worker process for the crash tests:
+//! `crash-worker <store> <side-effect-log> <generation> <workflows>`.
 //!
-//! It opens the SQLite database, starts workflows `wf-0 .. wf-<workflows-1>` (starting is
-//! idempotent, so a restarted worker finds them), runs them, and exits 0 once every one has
-//! completed. The test kills it with SIGKILL at random moments and starts it again.
+//! `<store>` is `sqlite:<path>` (or a bare path) for a SQLite file, or a `postgres://` URL;
+//! the PostgreSQL schema comes from `DURAFLOW_SCHEMA` (default `duraflow`) and the connections
+//! report `application_name` `duraflow-worker-<generation>`. `DURAFLOW_ACTIVITY_CONCURRENCY`
+//! sets how many activities run at once (default 16).
+//!
+//! It starts workflows `wf-0 .. wf-<workflows-1>` by id (starting is idempotent, so a restarted
+//! worker, or several workers sharing one database, find the same instances), runs them, and
+//! exits 0 once every one has completed, whichever process ran it. Each activity appends a line
+//! naming `<generation>` to the side-effect log. The tests kill workers with SIGKILL at random
+//! moments and start them again, or cut their database connections.
+//!
+//! Client calls that fail because the store is unavailable (a connection cut, a server
+//! restarting) are retried for up to two minutes, as an application would.
 
+use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use duraflow::prelude::*;
-use duraflow::{EngineOptions, InstanceStatus, ListFilter};
-use duraflow_crashtest::{workflow_id, LogLine, Step, ACTIVITIES};
+use duraflow::{
+    ClientError, EngineOptions, InstanceStatus, ListFilter, PostgresOptions, SqliteStore, Store,
+};
+use duraflow_crashtest::{
+    application_name, workflow_id, LogLine, Step, ACTIVITIES, ACTIVITY_CONCURRENCY_VAR,
+    DEFAULT_ACTIVITY_CONCURRENCY, SCHEMA_VAR,
+};
 
 async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
     let mut total = 0;
@@ -29,14 +45,66 @@ async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
     Ok(total)
 }
 
+/// Opens the store named by the first argument.
+async fn open_store(
+    spec: &str,
+    generation: u32,
+) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        let options = PostgresOptions {
+            schema: std::env::var(SCHEMA_VAR).unwrap_or_else(|_| "duraflow".into()),
+            application_name: application_name(generation),
+            ..PostgresOptions::default()
+        };
+        Ok(Arc::new(PostgresStore::connect_with(spec, options).await?))
+    } else {
+        let path = spec.strip_prefix("sqlite:").unwrap_or(spec);
+        Ok(Arc::new(SqliteStore::open(path).await?))
+    }
+}
+
+/// Runs a client call, retrying while the store is unavailable (for up to two minutes).
+async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let give_up = Instant::now() + Duration::from_secs(120);
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match call().await {
+            Err(ClientError::Store(e)) if e.is_transient() && Instant::now() < give_up => {
+                eprintln!("crash-worker: {what} failed ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let args: Vec<String> = std::env::args().collect();
-    let [_, db, log, generation, workflows] = args.as_slice() else {
-        return Err("usage: crash-worker <db> <side-effect-log> <generation> <workflows>".into());
+    let [_, store, log, generation, workflows] = args.as_slice() else {
+        return Err(
+            "usage: crash-worker <sqlite:path | postgres://url> <side-effect-log> <generation> \
+             <workflows>"
+                .into(),
+        );
     };
     let generation: u32 = generation.parse()?;
     let workflows: usize = workflows.parse()?;
+    let activity_concurrency = match std::env::var(ACTIVITY_CONCURRENCY_VAR) {
+        Ok(v) => v.parse()?,
+        Err(_) => DEFAULT_ACTIVITY_CONCURRENCY,
+    };
     let log = Arc::new(Mutex::new(
         std::fs::OpenOptions::new()
             .create(true)
@@ -44,18 +112,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .open(log)?,
     ));
 
-    let store = SqliteStore::open(db).await?;
+    let store = open_store(store, generation).await?;
     let options = EngineOptions {
         // Short leases: work in flight at a kill is picked up again quickly.
         turn_lease: Duration::from_millis(1_500),
         task_lease: Duration::from_millis(1_500),
-        activity_concurrency: 16,
+        activity_concurrency,
         workflow_concurrency: 32,
         poll_interval: Duration::from_millis(100),
         ..EngineOptions::default()
     };
     let engine = Engine::builder()
-        .store(store)
+        .shared_store(store)
         .options(options)
         .workflow("chain", chain)
         .activity("effect", move |ctx: ActivityContext, step: Step| {
@@ -73,6 +141,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     let mut file = log
                         .lock()
                         .map_err(|_| ActivityError::retryable("log poisoned"))?;
+                    // One write of a short line to a file opened with O_APPEND: atomic, so
+                    // lines of processes sharing the log never interleave.
                     file.write_all(line.render().as_bytes())?;
                 }
                 Ok(step.total + step.index)
@@ -82,23 +152,27 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let client = engine.client();
     for i in 0..workflows {
-        client
-            .start("chain", &(i as u64))
-            .id(workflow_id(i))
-            .await?;
+        retrying("starting a workflow", || async {
+            client.start("chain", &(i as u64)).id(workflow_id(i)).await
+        })
+        .await?;
     }
     loop {
-        let page = client
-            .list(ListFilter {
+        let page = retrying("listing unfinished workflows", || {
+            client.list(ListFilter {
                 statuses: vec![InstanceStatus::Pending, InstanceStatus::Running],
                 limit: 1,
                 ..ListFilter::default()
             })
-            .await?;
-        if page.instances.is_empty() {
+        })
+        .await?;
+        let Some(first) = page.instances.first() else {
             break;
-        }
-        client.wait_finished(&page.instances[0].id, None).await?;
+        };
+        retrying("waiting for a workflow", || {
+            client.wait_finished(&first.id, None)
+        })
+        .await?;
     }
     engine.shutdown().await;
     println!("all {workflows} workflows completed");
