@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use duraflow_core::{ActivityError, OpId, Payload};
+use duraflow_core::{ActivityError, Failure, OpId, Payload};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
@@ -18,6 +18,7 @@ pub struct ActivityContext {
     pub(crate) op: OpId,
     pub(crate) name: String,
     pub(crate) attempt: u32,
+    pub(crate) last_failure: Option<Failure>,
     pub(crate) cancel: CancellationToken,
 }
 
@@ -46,6 +47,11 @@ impl ActivityContext {
     /// Which attempt this is (1 for the first).
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// Why the previous attempt failed, on a retry.
+    pub fn last_failure(&self) -> Option<&Failure> {
+        self.last_failure.as_ref()
     }
 
     /// Whether the activity should stop: its instance was cancelled or finished, its lease was

@@ -80,6 +80,7 @@ pub(crate) async fn run_attempt(
         op: task.op.clone(),
         name: task.name.clone(),
         attempt: task.attempt,
+        last_failure: task.last_failure.clone(),
         cancel: cancel.clone(),
     };
     let mut work = AssertUnwindSafe(activity(ctx, task.input.clone())).catch_unwind();

@@ -306,6 +306,8 @@ pub struct TaskWork {
     pub token: LeaseToken,
     /// When the lease runs out unless renewed.
     pub lease_until: Timestamp,
+    /// Why the previous attempt failed, when it was released for a retry.
+    pub last_failure: Option<Failure>,
 }
 
 /// How a leased task is given back without a result.

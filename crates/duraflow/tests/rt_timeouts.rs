@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use common::{quiet, task_state, virtual_clock, virtual_options, TaskState};
-use duraflow::crates::store::TaskId;
 use duraflow::prelude::*;
 use duraflow::{Clock, FailureKind, ManualClock, Store, Timestamp};
 
@@ -49,12 +48,13 @@ async fn call_slow(ctx: WorkflowContext, call: Call) -> Result<u32, WorkflowErro
 struct Setup {
     clock: Arc<ManualClock>,
     t0: Timestamp,
-    memory: Arc<MemoryStore>,
     store: Arc<dyn Store>,
     engine: Engine,
     client: Client,
     attempts: Attempts,
     live: Arc<AtomicUsize>,
+    /// The previous attempt's failure as each attempt saw it.
+    seen_failures: Arc<Mutex<Vec<Option<duraflow::Failure>>>>,
 }
 
 /// An engine whose `slow` activity records its attempts and waits for cancellation (which a
@@ -62,19 +62,25 @@ struct Setup {
 async fn setup(succeed_from: u32) -> Setup {
     let clock = virtual_clock();
     let t0 = clock.now();
-    let memory = Arc::new(MemoryStore::new());
-    let store: Arc<dyn Store> = memory.clone();
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let attempts: Attempts = Arc::default();
     let live = Arc::new(AtomicUsize::new(0));
-    let (a, l, c) = (attempts.clone(), live.clone(), clock.clone());
+    let seen_failures: Arc<Mutex<Vec<Option<duraflow::Failure>>>> = Arc::default();
+    let (a, l, c, f) = (
+        attempts.clone(),
+        live.clone(),
+        clock.clone(),
+        seen_failures.clone(),
+    );
     let engine = Engine::builder()
         .clock(clock.clone())
         .shared_store(store.clone())
         .options(virtual_options())
         .workflow("call-slow", call_slow)
         .activity("slow", move |ctx: ActivityContext, _: ()| {
-            let (a, l, c) = (a.clone(), l.clone(), c.clone());
+            let (a, l, c, f) = (a.clone(), l.clone(), c.clone(), f.clone());
             async move {
+                f.lock().unwrap().push(ctx.last_failure().cloned());
                 a.lock().unwrap().push((ctx.attempt(), c.now()));
                 if ctx.attempt() >= succeed_from {
                     return Ok(ctx.attempt());
@@ -92,12 +98,12 @@ async fn setup(succeed_from: u32) -> Setup {
     Setup {
         clock,
         t0,
-        memory,
         store,
         engine,
         client,
         attempts,
         live,
+        seen_failures,
     }
 }
 
@@ -146,12 +152,6 @@ async fn an_attempt_that_outlives_its_timeout_fails_and_is_retried() {
     let (info, retry_at) = quiet(&s.client, s.store.as_ref(), &s.clock, &run.id).await;
     assert_eq!(info.status, InstanceStatus::Running);
     assert_eq!(retry_at, Some(s.at(7)));
-    let last = s
-        .memory
-        .task_last_failure(TaskId(1))
-        .expect("the attempt's failure");
-    assert!(last.message.contains("timed out after 5s"), "{last:?}");
-    assert_eq!(last.attempts, Some(1));
     common::eventually("the timed-out attempt to be dropped", || async {
         (s.live.load(Ordering::SeqCst) == 0 && s.engine.running_activities() == 0).then_some(())
     })
@@ -161,6 +161,12 @@ async fn an_attempt_that_outlives_its_timeout_fails_and_is_retried() {
     let out: u32 = s.client.wait(&run).timeout(common::DEADLINE).await.unwrap();
     assert_eq!(out, 2);
     assert_eq!(s.attempts(), [(1, s.t0), (2, s.at(7))]);
+    // The retry sees why the first attempt failed.
+    let seen = s.seen_failures.lock().unwrap().clone();
+    assert_eq!(seen[0], None);
+    let last = seen[1].clone().expect("the first attempt's failure");
+    assert!(last.message.contains("timed out after 5s"), "{last:?}");
+    assert_eq!(last.attempts, Some(1));
     s.engine.shutdown().await;
 }
 

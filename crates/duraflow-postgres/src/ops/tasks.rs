@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use duraflow_core::{ActivityOptions, Timestamp};
+use duraflow_core::{ActivityOptions, Failure, Timestamp};
 use duraflow_store::{
     codec, LeaseToken, MessageKind, StoreError, TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
@@ -43,6 +43,10 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
         scheduled_at: Timestamp(row.try_get("scheduled_at")?),
         token: LeaseToken(row.try_get("lease_token")?),
         lease_until: Timestamp(row.try_get::<Option<i64>, _>("lease_until")?.unwrap_or(0)),
+        last_failure: codec::opt_from_json::<Failure>(
+            row.try_get("last_failure")?,
+            &what("last_failure"),
+        )?,
     })
 }
 
@@ -66,7 +70,7 @@ pub(crate) async fn fetch(
            FROM ready
           WHERE t.id = ready.id
          RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
-                   t.scheduled_at, t.lease_token, t.lease_until, t.visible_at",
+                   t.scheduled_at, t.lease_token, t.lease_until, t.visible_at, t.last_failure",
     )
     .bind(now.0)
     .bind(max as i64)

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use duraflow_core::{ActivityOptions, Timestamp};
+use duraflow_core::{ActivityOptions, Failure, Timestamp};
 use duraflow_store::{
     LeaseToken, MessageKind, StoreError, TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::instances::{insert_message, next_token, status_of};
-use crate::codec::{from_json, json, op_id, payload};
+use crate::codec::{from_json, json, op_id, opt_json, payload};
 use crate::db::Wake;
 use crate::error::SqlResult;
 
@@ -24,7 +24,7 @@ fn lease_lost(id: TaskId) -> StoreError {
 }
 
 const TASK_COLUMNS: &str = "id, instance_id, execution, op, name, input, options, attempt, \
-                            scheduled_at, lease_token, lease_until";
+                            scheduled_at, lease_token, lease_until, last_failure";
 
 fn task_row(row: &Row<'_>) -> SqlResult<TaskWork> {
     let id: i64 = row.get(0)?;
@@ -41,6 +41,7 @@ fn task_row(row: &Row<'_>) -> SqlResult<TaskWork> {
         scheduled_at: Timestamp(row.get(8)?),
         token: LeaseToken(row.get(9)?),
         lease_until: Timestamp(row.get::<_, Option<i64>>(10)?.unwrap_or(0)),
+        last_failure: opt_json::<Failure>(row.get(11)?, &what("last_failure"))?,
     })
 }
 

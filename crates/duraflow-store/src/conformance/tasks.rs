@@ -372,6 +372,11 @@ pub async fn release_retry_counts_the_attempt(store: Arc<dyn Store>) {
 
     let second = one_task(&*store, at(5_000)).await;
     assert_eq!(second.attempt, 2);
+    assert_eq!(
+        second.last_failure,
+        Some(failure("try again")),
+        "the retry's failure"
+    );
     assert_ne!(second.token, first.token);
     assert_lease_lost(
         store

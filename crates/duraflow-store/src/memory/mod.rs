@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duraflow_core::{Event, Failure, Timestamp};
+use duraflow_core::{Event, Timestamp};
 
 use crate::error::StoreResult;
 use crate::notify::Notifier;
@@ -35,12 +35,6 @@ impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// The failure recorded by the last `TaskRelease::Retry` of a task, if the task exists and
-    /// was released for a retry. For tests and diagnostics.
-    pub fn task_last_failure(&self, id: TaskId) -> Option<Failure> {
-        self.lock().task_last_failure(id)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use duraflow_core::{Failure, Timestamp};
+use duraflow_core::Timestamp;
 
 use super::{holds, Lease, State, Task, Wake};
 use crate::error::{StoreError, StoreResult};
@@ -60,6 +60,7 @@ impl State {
                 scheduled_at: task.scheduled_at,
                 token,
                 lease_until,
+                last_failure: task.last_failure.clone(),
             });
         }
         work
@@ -142,9 +143,5 @@ impl State {
         }
         wake.tasks = true;
         Ok(())
-    }
-
-    pub(in crate::memory) fn task_last_failure(&self, id: TaskId) -> Option<Failure> {
-        self.tasks.get(&id).and_then(|t| t.last_failure.clone())
     }
 }
