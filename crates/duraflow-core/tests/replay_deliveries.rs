@@ -51,6 +51,19 @@ fn a_duplicate_activity_completion_is_refused_and_appends_nothing() {
 }
 
 #[test]
+fn a_completion_of_the_wrong_kind_for_an_operation_is_refused() {
+    let mut run = Driver::start("dup-kind", two_activities(), &());
+    run.take_new();
+    // Operation 0 is an activity: a timer firing for it is a misrouted message.
+    assert!(!run.run.wants(&timer_fired("0")));
+    assert!(!run.deliver(timer_fired("0")));
+    assert!(run.take_new().is_empty());
+    assert!(run.deliver(activity_completed("0", &1)));
+    assert!(run.deliver(activity_completed("1", &2)));
+    assert_eq!(run.output::<(u32, u32)>(), (1, 2));
+}
+
+#[test]
 fn completions_for_unknown_or_not_yet_issued_operations_are_refused() {
     let mut run = Driver::start("dup-2", two_activities(), &());
     run.take_new();

@@ -55,6 +55,8 @@ pub(crate) struct State {
     pub(crate) now: Timestamp,
     scope_seq: HashMap<Vec<u32>, u32>,
     pub(crate) ops: HashMap<OpId, Slot>,
+    /// The issued event type of every operation issued so far.
+    issued_kinds: HashMap<OpId, &'static str>,
     event_waiters: HashMap<String, VecDeque<OpId>>,
     buffered_events: HashMap<String, VecDeque<(u64, Payload)>>,
     events_seen: u64,
@@ -101,6 +103,7 @@ impl State {
             now,
             scope_seq: HashMap::new(),
             ops: HashMap::new(),
+            issued_kinds: HashMap::new(),
             event_waiters: HashMap::new(),
             buffered_events: HashMap::new(),
             events_seen: 0,
@@ -146,6 +149,7 @@ impl State {
             let recorded = &self.journal[self.pos].kind;
             if recorded.is_issued() && same_operation(recorded, &kind) {
                 self.pos += 1;
+                self.note_issued(&kind);
                 return true;
             }
             let requested = if recorded.is_issued() {
@@ -165,10 +169,19 @@ impl State {
             });
             return false;
         }
+        self.note_issued(&kind);
         let at = self.clock_now();
         self.journal.push(Event { at, kind });
         self.pos = self.journal.len();
         true
+    }
+
+    /// Remembers which kind of operation an id was issued as, so a completion of another kind
+    /// for it (a misrouted message) is refused.
+    fn note_issued(&mut self, kind: &EventKind) {
+        if let Some(op) = kind.op() {
+            self.issued_kinds.insert(op.clone(), kind.type_name());
+        }
     }
 
     /// Journals and applies the oldest result of a step that finished while the workflow ran.
@@ -214,9 +227,10 @@ impl State {
             EventKind::EventRaised { .. }
             | EventKind::CancelRequested { .. }
             | EventKind::TerminateRequested { .. } => true,
-            other => match other.op() {
-                Some(op) if !other.is_issued() => {
+            other => match (other.op(), issued_kind_of(other)) {
+                (Some(op), Some(issued)) => {
                     matches!(self.ops.get(op), Some(Slot::Waiting(_)))
+                        && self.issued_kinds.get(op) == Some(&issued)
                 }
                 _ => false,
             },
@@ -323,6 +337,20 @@ impl State {
             .map(|(_, n, d)| (n.clone(), d.clone()))
             .collect()
     }
+}
+
+/// The type of the issued event a completion answers (`activity_scheduled` for
+/// `activity_completed`, ...), or `None` for an event that answers none.
+fn issued_kind_of(kind: &EventKind) -> Option<&'static str> {
+    Some(match kind {
+        EventKind::ActivityCompleted { .. } | EventKind::ActivityFailed { .. } => {
+            "activity_scheduled"
+        }
+        EventKind::TimerFired { .. } => "timer_created",
+        EventKind::StepCompleted { .. } | EventKind::StepFailed { .. } => "step_started",
+        EventKind::ChildCompleted { .. } | EventKind::ChildFailed { .. } => "child_started",
+        _ => return None,
+    })
 }
 
 /// Whether two issued events ask for the same operation: same type, operation id and name.
