@@ -1,0 +1,166 @@
+//! The command line.
+
+use clap::{Parser, ValueEnum};
+use duraflow_postgres::testing;
+
+use crate::store::StoreKind;
+
+/// Benchmarks for duraflow: throughput, latency, fan-out and timers on every store.
+#[derive(Debug, Parser)]
+#[command(name = "duraflow-bench", version)]
+pub(crate) struct Cli {
+    /// The workload to run, or `all` for every one.
+    #[arg(value_enum)]
+    pub(crate) workload: Workload,
+
+    /// The store to run on; repeat for several. Every store when not given.
+    #[arg(long, value_enum)]
+    pub(crate) store: Vec<StoreKind>,
+
+    /// The workload's size (default: throughput 1,000 workflows, sequential 100 operations,
+    /// start-latency 1,000 starts, fan-out 10,000 activities, timers 10,000 workflows).
+    #[arg(long)]
+    pub(crate) n: Option<u64>,
+
+    /// One JSON line per result on stdout instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// How many times to run each workload on each store (each run on a fresh store); the
+    /// table shows the median of the runs.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) runs: u32,
+
+    /// throughput: do not count store commits (SQLite: the WAL is then checkpointed as usual;
+    /// PostgreSQL: no idle-engine baseline and no waiting for connections to close).
+    #[arg(long)]
+    pub(crate) no_commit_count: bool,
+
+    /// timers: the shortest sleep, in milliseconds.
+    #[arg(long, default_value_t = 1_000)]
+    pub(crate) min_sleep_ms: u64,
+
+    /// timers: the longest sleep, in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub(crate) max_sleep_ms: u64,
+
+    /// timers: the seed of the sleep durations.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+
+    /// The PostgreSQL server (default: `DURAFLOW_TEST_POSTGRES_URL`, else
+    /// `postgres://postgres@127.0.0.1:5432/postgres`). Each run uses a fresh schema.
+    #[arg(long)]
+    pub(crate) pg_url: Option<String>,
+}
+
+/// A workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Workload {
+    /// N workflows of 3 sequential no-op activities.
+    Throughput,
+    /// One workflow of N sequential no-op activities, and one of N inline steps.
+    Sequential,
+    /// Start an empty workflow and wait for its result, N times in a row.
+    StartLatency,
+    /// One workflow joining N no-op activities.
+    FanOut,
+    /// N workflows each sleeping a uniform random time on a durable timer.
+    Timers,
+    /// Every workload.
+    All,
+}
+
+impl Workload {
+    /// Every workload, in the order `all` runs them.
+    pub(crate) const EVERY: [Workload; 5] = [
+        Workload::Throughput,
+        Workload::Sequential,
+        Workload::StartLatency,
+        Workload::FanOut,
+        Workload::Timers,
+    ];
+
+    /// The name on the command line and in results.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::Throughput => "throughput",
+            Workload::Sequential => "sequential",
+            Workload::StartLatency => "start-latency",
+            Workload::FanOut => "fan-out",
+            Workload::Timers => "timers",
+            Workload::All => "all",
+        }
+    }
+
+    /// The size used when `--n` is not given.
+    pub(crate) fn default_n(self) -> u64 {
+        match self {
+            Workload::Throughput | Workload::StartLatency => 1_000,
+            Workload::Sequential => 100,
+            Workload::FanOut | Workload::Timers => 10_000,
+            Workload::All => 0,
+        }
+    }
+}
+
+/// The settings every workload reads.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// `--n`, if given.
+    pub(crate) n: Option<u64>,
+    /// `--json`.
+    pub(crate) json: bool,
+    /// `--runs`.
+    pub(crate) runs: u32,
+    /// Not `--no-commit-count`.
+    pub(crate) count_commits: bool,
+    /// `--min-sleep-ms`.
+    pub(crate) min_sleep_ms: u64,
+    /// `--max-sleep-ms`.
+    pub(crate) max_sleep_ms: u64,
+    /// `--seed`.
+    pub(crate) seed: u64,
+    /// The PostgreSQL URL.
+    pub(crate) pg_url: String,
+}
+
+impl Cli {
+    /// The settings of this command line.
+    pub(crate) fn config(&self) -> Config {
+        Config {
+            n: self.n,
+            json: self.json,
+            runs: self.runs,
+            count_commits: !self.no_commit_count,
+            min_sleep_ms: self.min_sleep_ms,
+            max_sleep_ms: self.max_sleep_ms,
+            seed: self.seed,
+            pg_url: self.pg_url.clone().unwrap_or_else(testing::test_url),
+        }
+    }
+}
+
+impl Config {
+    /// Refuses settings that make no sense.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.n == Some(0) {
+            return Err("--n must be at least 1".into());
+        }
+        if self.runs == 0 {
+            return Err("--runs must be at least 1".into());
+        }
+        if self.min_sleep_ms > self.max_sleep_ms {
+            return Err(format!(
+                "--min-sleep-ms ({}) is more than --max-sleep-ms ({})",
+                self.min_sleep_ms, self.max_sleep_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The size of `workload`: `--n`, or its default.
+    pub(crate) fn n_for(&self, workload: Workload) -> u64 {
+        self.n.unwrap_or_else(|| workload.default_n())
+    }
+}

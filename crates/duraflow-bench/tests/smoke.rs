@@ -1,0 +1,169 @@
+//! Smoke test: every workload runs on every kind of store with a tiny size and produces a
+//! well-formed result. No timing is asserted. The PostgreSQL test needs the test server
+//! (`DURAFLOW_TEST_POSTGRES_URL`, default `127.0.0.1:5432`) and fails if it cannot be reached.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_duraflow-bench");
+const N: u64 = 10;
+
+/// The figures each workload must report as numbers.
+const FIGURES: [(&str, &[&str]); 5] = [
+    (
+        "throughput",
+        &["workflows_per_s", "activities_per_s", "elapsed_s"],
+    ),
+    (
+        "sequential",
+        &[
+            "activity_ms_per_op",
+            "step_ms_per_op",
+            "activities_total_ms",
+        ],
+    ),
+    ("start-latency", &["p50_ms", "p99_ms", "max_ms"]),
+    ("fan-out", &["total_s", "peak_rss_mib"]),
+    (
+        "timers",
+        &[
+            "lateness_p50_ms",
+            "lateness_p99_ms",
+            "lateness_max_ms",
+            "fired_early",
+        ],
+    ),
+];
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the benchmark binary runs")
+}
+
+/// Runs every workload on `store` with a tiny size and checks each JSON line.
+fn every_workload_on(store: &str) {
+    let n = N.to_string();
+    let out = bench(&[
+        "all",
+        "--store",
+        store,
+        "--n",
+        &n,
+        "--min-sleep-ms",
+        "100",
+        "--max-sleep-ms",
+        "300",
+        "--json",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "duraflow-bench all --store {store} failed ({}):\nstderr:\n{stderr}\nstdout:\n{stdout}",
+        out.status
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert_eq!(
+        lines.len(),
+        FIGURES.len(),
+        "one result per workload: {stdout}"
+    );
+    for (line, (workload, figures)) in lines.iter().zip(FIGURES) {
+        check_result(line, workload, store, figures);
+    }
+}
+
+fn check_result(line: &Value, workload: &str, store: &str, figures: &[&str]) {
+    assert_eq!(line["workload"], workload, "{line}");
+    assert_eq!(line["store"], store, "{line}");
+    assert_eq!(line["n"], N, "{line}");
+    assert_eq!(line["run"], 1, "{line}");
+    assert_eq!(
+        line["duraflow_version"],
+        env!("CARGO_PKG_VERSION"),
+        "{line}"
+    );
+    let commit = line["git_commit"].as_str().expect("git_commit is a string");
+    assert!(!commit.is_empty(), "{line}");
+    assert!(line["profile"].is_string(), "{line}");
+    assert!(
+        line["settings"].as_object().is_some_and(|s| !s.is_empty()),
+        "settings: {line}"
+    );
+    assert_eq!(line["settings"]["store_backend"], store, "{line}");
+    let got = line["figures"].as_object().expect("figures is an object");
+    for key in figures {
+        let value = got
+            .get(*key)
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| panic!("{workload} on {store}: figure {key} missing: {line}"));
+        assert!(
+            value.is_finite() && value >= 0.0,
+            "{workload} on {store}: {key} = {value}"
+        );
+    }
+    match workload {
+        "timers" => {
+            assert_eq!(got["fired_early"], 0, "no timer fires early: {line}");
+            assert_eq!(line["settings"]["max_sleep_ms"], 300, "{line}");
+        }
+        "throughput" => {
+            let commits = &got["commits_per_workflow"];
+            if store == "memory" {
+                assert!(commits.is_null(), "{line}");
+            } else {
+                assert!(
+                    commits.as_f64().is_some_and(|c| c > 0.0),
+                    "commits are counted on {store}: {line}"
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_workload_on_memory() {
+    every_workload_on("memory");
+}
+
+#[test]
+fn every_workload_on_sqlite() {
+    every_workload_on("sqlite");
+}
+
+#[test]
+fn every_workload_on_postgres() {
+    every_workload_on("postgres");
+}
+
+#[test]
+fn a_single_workload_prints_a_table() {
+    let out = bench(&["start-latency", "--store", "sqlite-normal", "--n", "5"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("start-latency"), "{stdout}");
+    assert!(stdout.contains("sqlite-normal"), "{stdout}");
+    assert!(stdout.contains("p99_ms"), "{stdout}");
+}
+
+#[test]
+fn bad_arguments_are_refused() {
+    let out = bench(&["throughput", "--n", "0"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--n"));
+    let out = bench(&["no-such-workload"]);
+    assert!(!out.status.success());
+}
