@@ -22,6 +22,7 @@ mod clock;
 mod dispatcher;
 mod engine;
 mod error;
+mod lease_loop;
 mod options;
 mod registry;
 mod turn;

@@ -1,0 +1,102 @@
+//! The loop shared by the workflow dispatcher and the activity workers: take permits, lease that
+//! much work from the store, run each piece in a task of its own, and when there is none, sleep
+//! until a wakeup, the next due time or the polling interval.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use duraflow_core::Timestamp;
+use duraflow_store::{NextDue, Notifier, StoreResult};
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tracing::warn;
+
+use crate::engine::Inner;
+use crate::wait::{wait_for_work, Backoff};
+
+/// What one lease loop leases and how it runs it.
+pub(crate) struct LeaseLoop<Fetch, Run> {
+    /// What is leased, for log lines (`workflow turns`, `activity tasks`).
+    pub(crate) what: &'static str,
+    /// Pieces of work run at once.
+    pub(crate) concurrency: usize,
+    /// The wakeup that announces new work of this kind.
+    pub(crate) wakeup: fn(&Notifier) -> &Notify,
+    /// When the next delayed work of this kind is due.
+    pub(crate) due: fn(NextDue) -> Option<Timestamp>,
+    /// Leases up to `max` pieces at `now`.
+    pub(crate) fetch: Fetch,
+    /// Runs one piece.
+    pub(crate) run: Run,
+}
+
+impl<Fetch, FetchFut, W, Run, RunFut> LeaseLoop<Fetch, Run>
+where
+    Fetch: Fn(Arc<Inner>, Timestamp, usize) -> FetchFut,
+    FetchFut: Future<Output = StoreResult<Vec<W>>>,
+    Run: Fn(Arc<Inner>, W) -> RunFut,
+    RunFut: Future<Output = ()> + Send + 'static,
+{
+    /// Runs until the engine stops, then waits for the work in flight.
+    pub(crate) async fn run(self, inner: Arc<Inner>) {
+        let opts = &inner.options;
+        let permits = Arc::new(Semaphore::new(self.concurrency));
+        let mut running = JoinSet::new();
+        let mut backoff = Backoff::new(opts.store_retry_initial);
+        loop {
+            while running.try_join_next().is_some() {}
+            let first = tokio::select! {
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                _ = inner.stop.cancelled() => break,
+            };
+            let mut held = vec![first];
+            while held.len() < opts.fetch_batch {
+                match permits.clone().try_acquire_owned() {
+                    Ok(p) => held.push(p),
+                    Err(_) => break,
+                }
+            }
+            let notified = inner.store.notifier().map(|n| (self.wakeup)(n).notified());
+            tokio::pin!(notified);
+            if let Some(n) = notified.as_mut().as_pin_mut() {
+                n.enable();
+            }
+            let now = inner.clock.now();
+            match (self.fetch)(inner.clone(), now, held.len()).await {
+                Err(e) => {
+                    drop(held);
+                    let delay = backoff.next_delay();
+                    warn!(error = %e, ?delay, "fetching {} failed; retrying", self.what);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = inner.stop.cancelled() => break,
+                    }
+                }
+                Ok(work) if work.is_empty() => {
+                    drop(held);
+                    backoff.reset();
+                    let due = inner.store.next_due(now).await.ok().and_then(self.due);
+                    wait_for_work(
+                        notified.as_mut().as_pin_mut(),
+                        inner.clock.as_ref(),
+                        due,
+                        opts.poll_interval,
+                        &inner.stop,
+                    )
+                    .await;
+                }
+                Ok(work) => {
+                    backoff.reset();
+                    for (piece, permit) in work.into_iter().zip(held) {
+                        let fut = (self.run)(inner.clone(), piece);
+                        running.spawn(async move {
+                            let _permit = permit;
+                            fut.await;
+                        });
+                    }
+                }
+            }
+        }
+        while running.join_next().await.is_some() {}
+    }
+}
