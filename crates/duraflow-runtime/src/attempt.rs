@@ -244,13 +244,9 @@ fn schedule_to_close_failure(
 }
 
 fn panic_error(name: &str, panic: Box<dyn std::any::Any + Send>) -> AttemptError {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic".to_owned());
     AttemptError::Activity(ActivityError::retryable(format!(
-        "activity {name:?} panicked: {message}"
+        "activity {name:?} panicked: {}",
+        duraflow_core::panic_message(&*panic)
     )))
 }
 
