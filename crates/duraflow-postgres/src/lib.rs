@@ -41,9 +41,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue,
-    Notifier, Page, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
-    TurnCommit, TurnWork,
+    Cache, Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance,
+    NewMessage, NextDue, Notifier, Page, Store, StoreResult, StoreStats, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
@@ -60,6 +60,13 @@ const MAX_SAVEPOINTS: usize = 48;
 enum BatchItem<'a> {
     Turn(&'a TurnCommit),
     Completion(Timestamp, &'a TaskCompletion),
+}
+
+/// What one item of a group commit wrote.
+enum Written {
+    Turn(Committed),
+    /// A completion, with the turn it claimed.
+    Completion(Box<Completed>),
 }
 
 /// Settings for [`PostgresStore::connect_with`].
@@ -209,35 +216,64 @@ impl PostgresStore {
 
     /// Writes a batch, [`MAX_SAVEPOINTS`] items to a transaction, each item in a savepoint so
     /// that one failing item (a lost lease) leaves the others. The outer error means the
-    /// database could not be reached for a chunk; nothing of that chunk was written.
-    async fn write_batch(&self, items: &[BatchItem<'_>]) -> StoreResult<Vec<StoreResult<()>>> {
+    /// database could not be reached for a chunk; nothing of that chunk was written. Claims of
+    /// the chunk's completions are granted at the end of its transaction, once every result is
+    /// in.
+    async fn write_batch(
+        &self,
+        items: &[BatchItem<'_>],
+        cache: Cache<'_>,
+    ) -> StoreResult<Vec<StoreResult<Written>>> {
         let mut results = Vec::with_capacity(items.len());
         for chunk in items.chunks(MAX_SAVEPOINTS) {
             let mut tx = self.begin().await?;
             let mut wake = Wake::default();
             let mut chunk_results = Vec::with_capacity(chunk.len());
-            for item in chunk {
+            let mut claims: Vec<(usize, String, Timestamp, Duration)> = Vec::new();
+            for (i, item) in chunk.iter().enumerate() {
                 let mut savepoint = sqlx::Connection::begin(&mut *tx)
                     .await
                     .map_err(store_error)?;
                 let mut this = Wake::default();
                 let written = match item {
-                    BatchItem::Turn(commit) => {
-                        turns::commit(&mut savepoint, commit, &mut this).await
-                    }
+                    BatchItem::Turn(commit) => turns::commit(&mut savepoint, commit, &mut this)
+                        .await
+                        .map(Written::Turn),
                     BatchItem::Completion(now, completion) => {
-                        tasks::complete(&mut savepoint, *now, completion, &mut this).await
+                        tasks::complete(&mut savepoint, *now, completion, &mut this)
+                            .await
+                            .map(|instance_id| {
+                                if let Some(lease) = completion.claim_turn {
+                                    if !claims.iter().any(|(_, id, _, _)| *id == instance_id) {
+                                        claims.push((i, instance_id.clone(), *now, lease));
+                                    }
+                                }
+                                Written::Completion(Box::default())
+                            })
                     }
                 };
                 match written {
-                    Ok(()) => {
+                    Ok(w) => {
                         savepoint.commit().await.map_err(store_error)?;
                         wake.merge(this);
-                        chunk_results.push(Ok(()));
+                        chunk_results.push(Ok(w));
                     }
                     Err(e) => {
                         savepoint.rollback().await.map_err(store_error)?;
                         chunk_results.push(Err(e.into()));
+                    }
+                }
+            }
+            for (i, instance_id, now, lease) in claims {
+                match turns::claim(&mut tx, &instance_id, now, lease, cache).await {
+                    Ok(turn) => {
+                        if let Some(Ok(Written::Completion(c))) = chunk_results.get_mut(i) {
+                            c.turn = turn;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.rollback().await;
+                        return Err(e.into());
                     }
                 }
             }
@@ -280,15 +316,27 @@ impl Store for PostgresStore {
         now: Timestamp,
         max: usize,
         lease: Duration,
+        cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
         let mut tx = self.begin().await?;
-        let out = turns::fetch(&mut tx, now, max, lease).await;
+        let out = turns::fetch(&mut tx, now, max, lease, cache).await;
         self.finish(tx, out, Wake::default()).await
     }
 
-    async fn commit_turns(&self, commits: Vec<TurnCommit>) -> StoreResult<Vec<StoreResult<()>>> {
+    async fn commit_turns(
+        &self,
+        commits: Vec<TurnCommit>,
+    ) -> StoreResult<Vec<StoreResult<Committed>>> {
         let items: Vec<BatchItem<'_>> = commits.iter().map(BatchItem::Turn).collect();
-        self.write_batch(&items).await
+        let written = self.write_batch(&items, None).await?;
+        Ok(written
+            .into_iter()
+            .map(|w| match w {
+                Ok(Written::Turn(committed)) => Ok(committed),
+                Ok(Written::Completion(_)) => Ok(Committed::default()),
+                Err(e) => Err(e),
+            })
+            .collect())
     }
 
     async fn abandon_turn(
@@ -318,12 +366,21 @@ impl Store for PostgresStore {
         &self,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
-    ) -> StoreResult<Vec<StoreResult<()>>> {
+        cache: Cache<'_>,
+    ) -> StoreResult<Vec<StoreResult<Completed>>> {
         let items: Vec<BatchItem<'_>> = completions
             .iter()
             .map(|c| BatchItem::Completion(now, c))
             .collect();
-        self.write_batch(&items).await
+        let written = self.write_batch(&items, cache).await?;
+        Ok(written
+            .into_iter()
+            .map(|w| match w {
+                Ok(Written::Completion(completed)) => Ok(*completed),
+                Ok(Written::Turn(_)) => Ok(Completed::default()),
+                Err(e) => Err(e),
+            })
+            .collect())
     }
 
     async fn renew_task(

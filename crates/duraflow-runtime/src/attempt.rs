@@ -4,14 +4,16 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use duraflow_core::{ActivityError, Failure, FailureKind, Payload, Timestamp};
-use duraflow_store::{OpResult, StoreError, TaskCompletion, TaskRelease, TaskWork};
+use duraflow_store::{Completed, OpResult, StoreError, TaskCompletion, TaskRelease, TaskWork};
 use futures::FutureExt;
 use tracing::{debug, warn};
 
 use crate::activity::{ActivityContext, AttemptError};
-use crate::batcher::Batcher;
-use crate::engine::Inner;
+use crate::dispatcher::spawn_turn;
+use crate::engine::{Inner, Writers};
 use crate::wait::Backoff;
 
 /// How an attempt ended, before it is reported.
@@ -32,11 +34,7 @@ enum Ended {
 /// How long a cancelled activity may take to notice and return before it is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run_attempt(
-    inner: &Inner,
-    completer: &Batcher<TaskCompletion>,
-    task: TaskWork,
-) {
+pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task: TaskWork) {
     let label = format!("activity {:?}", task.name);
     let Some(activity) = inner.registry.activity(&task.name).cloned() else {
         let failure = Failure::new(
@@ -50,7 +48,7 @@ pub(crate) async fn run_attempt(
         )
         .at(label, &task.op)
         .with_attempts(task.attempt);
-        return complete(inner, completer, &task, OpResult::Err(failure)).await;
+        return complete(inner, writers, &task, OpResult::Err(failure)).await;
     };
 
     let now = inner.clock.now();
@@ -62,7 +60,7 @@ pub(crate) async fn run_attempt(
         if now >= deadline {
             let failure =
                 schedule_to_close_failure(&task, &label, task.attempt.saturating_sub(1), None);
-            return complete(inner, completer, &task, OpResult::Err(failure)).await;
+            return complete(inner, writers, &task, OpResult::Err(failure)).await;
         }
     }
     let attempt_deadline = match (task.options.attempt_timeout.map(|d| now.plus(d)), close_by) {
@@ -119,26 +117,24 @@ pub(crate) async fn run_attempt(
     drop(work);
 
     match ended {
-        Ended::Finished(Ok(output)) => {
-            complete(inner, completer, &task, OpResult::Ok(output)).await
-        }
+        Ended::Finished(Ok(output)) => complete(inner, writers, &task, OpResult::Ok(output)).await,
         Ended::Finished(Err(AttemptError::Payload(message))) => {
             let failure = Failure::new(FailureKind::Payload, message)
                 .at(label, &task.op)
                 .with_attempts(task.attempt);
-            complete(inner, completer, &task, OpResult::Err(failure)).await
+            complete(inner, writers, &task, OpResult::Err(failure)).await
         }
         Ended::Finished(Err(AttemptError::Activity(e))) => {
-            failed_attempt(inner, completer, &task, &label, close_by, e).await
+            failed_attempt(inner, writers, &task, &label, close_by, e).await
         }
         Ended::TimedOut { after, closed } => {
             let e = ActivityError::retryable(format!("attempt timed out after {after:?}"));
             if closed {
                 // The schedule-to-close deadline cut the attempt short: no retry can help.
                 let failure = schedule_to_close_failure(&task, &label, task.attempt, Some(&e));
-                complete(inner, completer, &task, OpResult::Err(failure)).await
+                complete(inner, writers, &task, OpResult::Err(failure)).await
             } else {
-                failed_attempt(inner, completer, &task, &label, close_by, e).await
+                failed_attempt(inner, writers, &task, &label, close_by, e).await
             }
         }
         Ended::LeaseLost => {
@@ -168,8 +164,8 @@ pub(crate) async fn run_attempt(
 
 /// Decides between another attempt and a final failure.
 async fn failed_attempt(
-    inner: &Inner,
-    completer: &Batcher<TaskCompletion>,
+    inner: &Arc<Inner>,
+    writers: &Arc<Writers>,
     task: &TaskWork,
     label: &str,
     close_by: Option<Timestamp>,
@@ -186,7 +182,7 @@ async fn failed_attempt(
         // the activity times out rather than exhausting retries it still had.
         Some(at) if close_by.is_some_and(|deadline| at >= deadline) => {
             let failure = schedule_to_close_failure(task, label, task.attempt, Some(&e));
-            complete(inner, completer, task, OpResult::Err(failure)).await
+            complete(inner, writers, task, OpResult::Err(failure)).await
         }
         Some(visible_at) => {
             let failure = attempt_failure(&e, FailureKind::Application, label, task);
@@ -210,7 +206,7 @@ async fn failed_attempt(
                 FailureKind::RetriesExhausted
             };
             let failure = attempt_failure(&e, kind, label, task);
-            complete(inner, completer, task, OpResult::Err(failure)).await
+            complete(inner, writers, task, OpResult::Err(failure)).await
         }
     }
 }
@@ -275,22 +271,31 @@ async fn renew_lease(inner: &Inner, task: &TaskWork) {
     }
 }
 
-/// Reports a final result, retrying while the store is unreachable.
-async fn complete(
-    inner: &Inner,
-    completer: &Batcher<TaskCompletion>,
-    task: &TaskWork,
-    result: OpResult,
-) {
+/// Reports a final result, retrying while the store is unreachable. When this engine has room
+/// for another turn, the completion also claims the instance's next turn, which then runs here
+/// at once instead of waiting to be fetched.
+async fn complete(inner: &Arc<Inner>, writers: &Arc<Writers>, task: &TaskWork, result: OpResult) {
     let mut backoff = Backoff::new(inner.options.store_retry_initial);
+    // Not while stopping, so that shutdown drains.
+    let permit = if inner.stop.is_cancelled() {
+        None
+    } else {
+        inner.turn_permits.clone().try_acquire_owned().ok()
+    };
     for _ in 0..5 {
         let completion = TaskCompletion {
             id: task.id,
             token: task.token,
             result: result.clone(),
+            claim_turn: permit.as_ref().map(|_| inner.options.turn_lease),
         };
-        match completer.submit(completion).await {
-            Ok(()) => return,
+        match writers.completer.submit(completion).await {
+            Ok(Completed { turn }) => {
+                if let (Some(work), Some(permit)) = (turn, permit) {
+                    spawn_turn(inner, writers, work, permit);
+                }
+                return;
+            }
             Err(e) if e.is_transient() => {
                 warn!(task = task.id.0, error = %e, "completing an activity failed; retrying");
                 tokio::time::sleep(backoff.next_delay()).await;

@@ -8,15 +8,16 @@ use futures::future::BoxFuture;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-type Reply = oneshot::Sender<StoreResult<()>>;
+type Reply<R> = oneshot::Sender<StoreResult<R>>;
 
 /// Collects requests from many tasks and writes them in batches: one writer drains whatever has
 /// queued (up to a maximum) into a single store call, so concurrent turns share a transaction.
-pub(crate) struct Batcher<T> {
-    tx: mpsc::UnboundedSender<(T, Reply)>,
+/// Each request gets its own result `R` back.
+pub(crate) struct Batcher<T, R> {
+    tx: mpsc::UnboundedSender<(T, Reply<R>)>,
 }
 
-impl<T> Clone for Batcher<T> {
+impl<T, R> Clone for Batcher<T, R> {
     fn clone(&self) -> Self {
         Batcher {
             tx: self.tx.clone(),
@@ -25,20 +26,20 @@ impl<T> Clone for Batcher<T> {
 }
 
 /// The store call a batcher makes: the batch in, one result per item out (or an error for all).
-pub(crate) type BatchWrite<T> =
-    Arc<dyn Fn(Vec<T>) -> BoxFuture<'static, StoreResult<Vec<StoreResult<()>>>> + Send + Sync>;
+pub(crate) type BatchWrite<T, R> =
+    Arc<dyn Fn(Vec<T>) -> BoxFuture<'static, StoreResult<Vec<StoreResult<R>>>> + Send + Sync>;
 
-impl<T: Send + 'static> Batcher<T> {
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Starts the writer task. It ends when every `Batcher` handle is dropped and the queue is
     /// drained.
-    pub(crate) fn spawn(max_batch: usize, write: BatchWrite<T>) -> (Self, JoinHandle<()>) {
+    pub(crate) fn spawn(max_batch: usize, write: BatchWrite<T, R>) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = tokio::spawn(run(rx, max_batch.max(1), write));
         (Batcher { tx }, handle)
     }
 
     /// Queues one request and waits for its own result.
-    pub(crate) fn submit(&self, item: T) -> impl Future<Output = StoreResult<()>> + Send {
+    pub(crate) fn submit(&self, item: T) -> impl Future<Output = StoreResult<R>> + Send {
         let (reply, rx) = oneshot::channel();
         let sent = self.tx.send((item, reply)).is_ok();
         async move {
@@ -53,10 +54,10 @@ impl<T: Send + 'static> Batcher<T> {
     }
 }
 
-async fn run<T>(
-    mut rx: mpsc::UnboundedReceiver<(T, Reply)>,
+async fn run<T, R>(
+    mut rx: mpsc::UnboundedReceiver<(T, Reply<R>)>,
     max_batch: usize,
-    write: BatchWrite<T>,
+    write: BatchWrite<T, R>,
 ) {
     let mut items = Vec::with_capacity(max_batch);
     let mut replies = Vec::with_capacity(max_batch);

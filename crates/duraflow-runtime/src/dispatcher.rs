@@ -1,62 +1,122 @@
 //! The workflow dispatcher: leases instances with pending messages, runs their turns
 //! concurrently, and commits them through the group committer.
+//!
+//! A turn also arrives without a fetch, claimed by an activity completion (see
+//! `attempt::complete`); it runs the same way. A commit claims the activity tasks it creates
+//! for this engine's workers when they have room, so they start without a fetch.
 
 use std::sync::Arc;
 
-use duraflow_store::{StoreError, TurnCommit};
+use duraflow_store::{StoreError, TaskClaim, TurnWork};
+use tokio::sync::OwnedSemaphorePermit;
 use tracing::{debug, warn};
 
-use crate::batcher::Batcher;
-use crate::engine::Inner;
+use crate::engine::{Inner, Writers};
 use crate::lease_loop::LeaseLoop;
 use crate::turn::{run_turn, TurnDecision};
+use crate::warm::WarmRun;
+use crate::worker::spawn_attempt;
 
-/// Runs until the engine stops, then waits for the turns in flight.
-pub(crate) async fn run_dispatcher(inner: Arc<Inner>, committer: Batcher<TurnCommit>) {
+/// Runs until the engine stops.
+pub(crate) async fn run_dispatcher(inner: Arc<Inner>, writers: Arc<Writers>) {
     LeaseLoop {
         what: "workflow turns",
-        concurrency: inner.options.workflow_concurrency,
+        permits: inner.turn_permits.clone(),
         wakeup: |n| &n.turns,
         due: |d| d.turn,
         fetch: |inner: Arc<Inner>, now, max| async move {
             inner
                 .store
-                .fetch_turns(now, max, inner.options.turn_lease)
+                .fetch_turns(
+                    now,
+                    max,
+                    inner.options.turn_lease,
+                    Some(&inner.journal_cache),
+                )
                 .await
         },
-        run: move |inner: Arc<Inner>, work| {
-            let committer = committer.clone();
-            async move { process_turn(&inner, &committer, work).await }
+        run: move |inner: Arc<Inner>, work, permit| {
+            let writers = writers.clone();
+            async move {
+                process_turn(&inner, &writers, work).await;
+                drop(permit);
+            }
         },
     }
     .run(inner.clone())
     .await
 }
 
-async fn process_turn(
-    inner: &Inner,
-    committer: &Batcher<TurnCommit>,
-    work: duraflow_store::TurnWork,
+/// Runs a leased turn in a task of its own (tracked by the engine), holding `permit`.
+pub(crate) fn spawn_turn(
+    inner: &Arc<Inner>,
+    writers: &Arc<Writers>,
+    work: TurnWork,
+    permit: OwnedSemaphorePermit,
 ) {
+    let (inner, writers) = (inner.clone(), writers.clone());
+    let tracker = inner.tracker.clone();
+    tracker.spawn(async move {
+        process_turn(&inner, &writers, work).await;
+        drop(permit);
+    });
+}
+
+/// Runs one leased turn and commits it; keeps the workflow warm if it goes on, and starts the
+/// activity tasks the commit claimed.
+async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork) {
     let id = work.instance.id.clone();
+    let execution = work.instance.execution;
     let token = work.token;
     let (reason, retry) = match run_turn(inner, work).await {
-        TurnDecision::Commit { commit, finished } => match committer.submit(*commit).await {
-            Ok(()) => {
-                if finished {
-                    inner.active.cancel_instance(&id);
+        TurnDecision::Commit {
+            mut commit,
+            finished,
+            run,
+        } => {
+            // Room in this engine's worker pool: take the new tasks along instead of leaving
+            // them to be fetched. Not while stopping, so that shutdown drains.
+            let permits: Vec<OwnedSemaphorePermit> = if finished || inner.stop.is_cancelled() {
+                Vec::new()
+            } else {
+                std::iter::from_fn(|| inner.task_permits.clone().try_acquire_owned().ok())
+                    .take(commit.tasks.len())
+                    .collect()
+            };
+            if !permits.is_empty() {
+                commit.claim_tasks = Some(TaskClaim {
+                    max: permits.len(),
+                    lease: inner.options.task_lease,
+                });
+            }
+            match writers.committer.submit(*commit).await {
+                Ok(committed) => {
+                    if finished {
+                        inner.active.cancel_instance(&id);
+                    } else if let Some(mut run) = run {
+                        run.mark_committed();
+                        let warm = WarmRun {
+                            run,
+                            execution,
+                            token,
+                        };
+                        inner.warm.put(id, warm);
+                    }
+                    for (task, permit) in committed.tasks.into_iter().zip(permits) {
+                        spawn_attempt(inner, writers, task, permit);
+                    }
+                    return;
                 }
-                return;
+                Err(StoreError::LeaseLost { .. }) => {
+                    debug!(instance_id = %id, "turn discarded: its lease was lost");
+                    return;
+                }
+                Err(e) => (
+                    format!("committing the turn failed: {e}"),
+                    inner.options.store_retry_initial,
+                ),
             }
-            Err(StoreError::LeaseLost { .. }) => {
-                debug!(instance_id = %id, "turn discarded: its lease was lost");
-                return;
-            }
-            Err(e) => (
-                format!("committing the turn failed: {e}"),
-                inner.options.store_retry_initial,
-            ),
-        },
+        }
         TurnDecision::Abandon { reason } => (reason, std::time::Duration::from_secs(60)),
     };
     warn!(instance_id = %id, "{reason}; the turn will be retried");

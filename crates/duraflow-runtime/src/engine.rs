@@ -8,12 +8,16 @@ use std::time::Duration;
 use duraflow_core::{
     typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError,
 };
-use duraflow_store::{MemoryStore, Store, TaskCompletion, TurnCommit};
+use duraflow_store::{
+    Committed, Completed, JournalCache, MemoryStore, Store, TaskCompletion, TurnCommit,
+};
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::active::ActiveActivities;
@@ -25,6 +29,7 @@ use crate::dispatcher::run_dispatcher;
 use crate::error::EngineError;
 use crate::options::EngineOptions;
 use crate::registry::Registry;
+use crate::warm::WarmCache;
 use crate::worker::run_workers;
 use duraflow_core::Workflow;
 
@@ -40,6 +45,25 @@ pub(crate) struct Inner {
     pub(crate) hard_stop: CancellationToken,
     pub(crate) active: ActiveActivities,
     pub(crate) handed_back: AtomicUsize,
+    /// One per turn that may run at once (`workflow_concurrency`), fetched or claimed.
+    pub(crate) turn_permits: Arc<Semaphore>,
+    /// One per activity attempt that may run at once (`activity_concurrency`).
+    pub(crate) task_permits: Arc<Semaphore>,
+    /// Every turn and attempt the engine runs, so shutdown can wait for them.
+    pub(crate) tracker: TaskTracker,
+    /// Workflows kept in memory between their turns.
+    pub(crate) warm: Arc<WarmCache>,
+    /// [`Inner::warm`], as the store sees it.
+    pub(crate) journal_cache: Arc<dyn JournalCache>,
+}
+
+/// The group-commit writers, shared by the dispatcher, the workers and everything they spawn:
+/// the writers end once every handle is gone.
+pub(crate) struct Writers {
+    /// Turn commits.
+    pub(crate) committer: Batcher<TurnCommit, Committed>,
+    /// Task completions.
+    pub(crate) completer: Batcher<TaskCompletion, Completed>,
 }
 
 /// Builds an [`Engine`]: the store, the workflows and activities it runs, and its settings.
@@ -201,35 +225,47 @@ impl EngineBuilder {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+        let warm = Arc::new(WarmCache::new(self.options.warm_instances));
         let inner = Arc::new(Inner {
             store,
             registry: self.registry,
             clock: self.clock,
+            turn_permits: Arc::new(Semaphore::new(self.options.workflow_concurrency)),
+            task_permits: Arc::new(Semaphore::new(self.options.activity_concurrency)),
             options: self.options,
             stop: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             active: ActiveActivities::default(),
             handed_back: AtomicUsize::new(0),
+            tracker: TaskTracker::new(),
+            journal_cache: warm.clone(),
+            warm,
         });
 
         let store = inner.store.clone();
-        let commit_turns: BatchWrite<TurnCommit> = Arc::new(move |batch| {
+        let commit_turns: BatchWrite<TurnCommit, Committed> = Arc::new(move |batch| {
             let store = store.clone();
             async move { store.commit_turns(batch).await }.boxed()
         });
         let (committer, committer_task) = Batcher::spawn(inner.options.commit_batch, commit_turns);
         let store = inner.store.clone();
         let clock = inner.clock.clone();
-        let complete_tasks: BatchWrite<TaskCompletion> = Arc::new(move |batch| {
+        let cache = inner.journal_cache.clone();
+        let complete_tasks: BatchWrite<TaskCompletion, Completed> = Arc::new(move |batch| {
             let store = store.clone();
+            let cache = cache.clone();
             let now = clock.now();
-            async move { store.complete_tasks(now, batch).await }.boxed()
+            async move { store.complete_tasks(now, batch, Some(&cache)).await }.boxed()
         });
         let (completer, completer_task) =
             Batcher::spawn(inner.options.commit_batch, complete_tasks);
+        let writers = Arc::new(Writers {
+            committer,
+            completer,
+        });
 
-        let dispatcher = tokio::spawn(run_dispatcher(inner.clone(), committer));
-        let workers = tokio::spawn(run_workers(inner.clone(), completer));
+        let dispatcher = tokio::spawn(run_dispatcher(inner.clone(), writers.clone()));
+        let workers = tokio::spawn(run_workers(inner.clone(), writers));
         info!(store = inner.store.backend(), "duraflow engine started");
         Ok(Engine {
             inner,
@@ -282,22 +318,32 @@ impl Engine {
         self.inner.active.count()
     }
 
+    /// How many instances this engine keeps warm in memory between their turns (at most
+    /// `EngineOptions::warm_instances`).
+    pub fn warm_instances(&self) -> usize {
+        self.inner.warm.len()
+    }
+
     /// Stops taking new work, waits for turns and activities in flight (activities for at most
     /// the grace period, after which they are cancelled and handed back to the store), and
     /// returns when every task the engine started has ended.
     pub async fn shutdown(mut self) -> ShutdownReport {
         self.inner.stop.cancel();
-        let loops = futures::future::join_all(std::mem::take(&mut self.loops));
-        tokio::pin!(loops);
+        // The loops stop fetching at once; what they and the work they started spawned is
+        // tracked.
+        futures::future::join_all(std::mem::take(&mut self.loops)).await;
+        let tracker = self.inner.tracker.clone();
+        tracker.close();
         let drained = tokio::select! {
-            _ = &mut loops => true,
+            _ = tracker.wait() => true,
             _ = tokio::time::sleep(self.inner.options.shutdown_grace) => false,
         };
         if !drained {
             self.inner.hard_stop.cancel();
-            loops.await;
+            tracker.wait().await;
         }
-        // The loops held the only batcher handles: the writers drain their queues and end.
+        // The loops and their work held the only batcher handles: the writers drain their
+        // queues and end.
         for writer in std::mem::take(&mut self.writers) {
             let _ = writer.await;
         }

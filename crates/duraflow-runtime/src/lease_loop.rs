@@ -1,14 +1,16 @@
 //! The loop shared by the workflow dispatcher and the activity workers: take permits, lease that
-//! much work from the store, run each piece in a task of its own, and when there is none, sleep
-//! until a wakeup, the next due time or the polling interval.
+//! much work from the store, run each piece in a task of its own (tracked by the engine), and
+//! when there is none, sleep until a wakeup, the next due time or the polling interval.
+//!
+//! The permits are the engine's, shared with the work that arrives without a fetch (tasks a
+//! commit claimed, turns a completion claimed), so the concurrency limits hold for both.
 
 use std::future::Future;
 use std::sync::Arc;
 
 use duraflow_core::Timestamp;
 use duraflow_store::{NextDue, Notifier, StoreResult};
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
 use crate::engine::Inner;
@@ -18,15 +20,15 @@ use crate::wait::{wait_for_work, Backoff};
 pub(crate) struct LeaseLoop<Fetch, Run> {
     /// What is leased, for log lines (`workflow turns`, `activity tasks`).
     pub(crate) what: &'static str,
-    /// Pieces of work run at once.
-    pub(crate) concurrency: usize,
+    /// One permit per piece of work running at once.
+    pub(crate) permits: Arc<Semaphore>,
     /// The wakeup that announces new work of this kind.
     pub(crate) wakeup: fn(&Notifier) -> &Notify,
     /// When the next delayed work of this kind is due.
     pub(crate) due: fn(NextDue) -> Option<Timestamp>,
     /// Leases up to `max` pieces at `now`.
     pub(crate) fetch: Fetch,
-    /// Runs one piece.
+    /// Runs one piece, holding its permit until it ends.
     pub(crate) run: Run,
 }
 
@@ -34,17 +36,15 @@ impl<Fetch, FetchFut, W, Run, RunFut> LeaseLoop<Fetch, Run>
 where
     Fetch: Fn(Arc<Inner>, Timestamp, usize) -> FetchFut,
     FetchFut: Future<Output = StoreResult<Vec<W>>>,
-    Run: Fn(Arc<Inner>, W) -> RunFut,
+    Run: Fn(Arc<Inner>, W, OwnedSemaphorePermit) -> RunFut,
     RunFut: Future<Output = ()> + Send + 'static,
 {
-    /// Runs until the engine stops, then waits for the work in flight.
+    /// Runs until the engine stops; the work it started is left to the engine's tracker.
     pub(crate) async fn run(self, inner: Arc<Inner>) {
         let opts = &inner.options;
-        let permits = Arc::new(Semaphore::new(self.concurrency));
-        let mut running = JoinSet::new();
+        let permits = self.permits.clone();
         let mut backoff = Backoff::new(opts.store_retry_initial);
         loop {
-            while running.try_join_next().is_some() {}
             let first = tokio::select! {
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
                 _ = inner.stop.cancelled() => break,
@@ -88,15 +88,11 @@ where
                 Ok(work) => {
                     backoff.reset();
                     for (piece, permit) in work.into_iter().zip(held) {
-                        let fut = (self.run)(inner.clone(), piece);
-                        running.spawn(async move {
-                            let _permit = permit;
-                            fut.await;
-                        });
+                        let fut = (self.run)(inner.clone(), piece, permit);
+                        inner.tracker.spawn(fut);
                     }
                 }
             }
         }
-        while running.join_next().await.is_some() {}
     }
 }

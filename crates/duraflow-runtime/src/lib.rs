@@ -27,6 +27,7 @@ mod options;
 mod registry;
 mod turn;
 mod wait;
+mod warm;
 mod worker;
 
 pub use activity::{Activity, ActivityContext};

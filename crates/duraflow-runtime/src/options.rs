@@ -29,6 +29,11 @@ pub struct EngineOptions {
     pub store_retry_initial: Duration,
     /// How long shutdown waits for running activities before handing them back (default 30 s).
     pub shutdown_grace: Duration,
+    /// How many instances to keep in memory between their turns, so that the next turn applies
+    /// only its new messages instead of reading and replaying the whole journal (default
+    /// 1,000; 0 keeps none). The least recently run instance is dropped first; a dropped one
+    /// is replayed from its journal at its next turn.
+    pub warm_instances: usize,
 }
 
 impl Default for EngineOptions {
@@ -43,6 +48,7 @@ impl Default for EngineOptions {
             poll_interval: Duration::from_secs(1),
             store_retry_initial: Duration::from_millis(50),
             shutdown_grace: Duration::from_secs(30),
+            warm_instances: 1_000,
         }
     }
 }

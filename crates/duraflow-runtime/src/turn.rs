@@ -3,7 +3,7 @@
 
 use duraflow_core::{Event, EventKind, Failure, FailureKind, Outcome, ParentLink, WorkflowRun};
 use duraflow_store::{
-    InstanceInfo, InstanceStatus, MessageKind, NewInstance, NewMessage, NewTask, OpResult,
+    InstanceInfo, InstanceStatus, Journal, MessageKind, NewInstance, NewMessage, NewTask, OpResult,
     StoreError, TurnCommit, TurnWork,
 };
 
@@ -11,10 +11,12 @@ use crate::engine::Inner;
 
 /// What to do with a fetched turn.
 pub(crate) enum TurnDecision {
-    /// Commit it; `finished` says whether the instance ends with it.
+    /// Commit it; `finished` says whether the instance ends with it. `run` is the workflow,
+    /// blocked, when its execution goes on: it can be kept warm once the commit succeeds.
     Commit {
         commit: Box<TurnCommit>,
         finished: bool,
+        run: Option<WorkflowRun>,
     },
     /// Give the lease back and try again later.
     Abandon { reason: String },
@@ -56,6 +58,34 @@ fn message_event(instance: &InstanceInfo, kind: MessageKind) -> Option<EventKind
     })
 }
 
+/// Where a turn's workflow comes from: kept warm in memory, or to be replayed from its journal.
+enum Start {
+    Warm(WorkflowRun),
+    Replay(Vec<Event>),
+}
+
+/// The workflow a turn continues: the warm run when the store left the journal unread (and
+/// this engine still holds it), else the journal to replay, read now if the store did not.
+async fn start_of(
+    inner: &Inner,
+    instance: &InstanceInfo,
+    journal: Journal,
+) -> Result<Start, StoreError> {
+    let warm = inner.warm.take(&instance.id);
+    match journal {
+        Journal::Events(events) => Ok(Start::Replay(events)),
+        Journal::Cached => match warm {
+            Some(w) if w.execution == instance.execution => Ok(Start::Warm(w.run)),
+            // Dropped from the cache since the fetch: read and replay.
+            _ => inner
+                .store
+                .journal(&instance.id, Some(instance.execution))
+                .await
+                .map(Start::Replay),
+        },
+    }
+}
+
 /// Runs one turn.
 pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
     let TurnWork {
@@ -64,8 +94,12 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         messages,
         token,
     } = work;
-    let journal = match journal {
-        Ok(j) => j,
+    let start = match journal {
+        Ok(j) => start_of(inner, &instance, j).await,
+        Err(e) => Err(e),
+    };
+    let start = match start {
+        Ok(start) => start,
         Err(e) => return unreadable_journal(inner, instance, messages, token, e),
     };
     let now = inner.clock.now();
@@ -78,7 +112,7 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         instance_id: instance.id.clone(),
         token,
         execution: instance.execution,
-        journal_base: journal.len(),
+        journal_base: 0,
         new_events: Vec::new(),
         consumed,
         messages: Vec::new(),
@@ -88,25 +122,34 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         output: None,
         failure: None,
         continue_as_new: None,
+        claim_tasks: None,
         now,
     };
 
-    let Some(workflow) = inner.registry.workflow(&instance.name) else {
-        let outcome = unknown_workflow_turn(inner, &instance, &journal, deliveries, &mut commit);
-        let finished = apply_outcome(&instance, outcome, None, Vec::new(), &mut commit);
-        return TurnDecision::Commit {
-            commit: Box::new(commit),
-            finished,
-        };
+    let mut run = match start {
+        Start::Warm(run) => run,
+        Start::Replay(journal) => {
+            commit.journal_base = journal.len();
+            let Some(workflow) = inner.registry.workflow(&instance.name) else {
+                let outcome =
+                    unknown_workflow_turn(inner, &instance, &journal, deliveries, &mut commit);
+                let finished = apply_outcome(&instance, outcome, None, Vec::new(), &mut commit);
+                return TurnDecision::Commit {
+                    commit: Box::new(commit),
+                    finished,
+                    run: None,
+                };
+            };
+            WorkflowRun::live(
+                instance.id.clone(),
+                instance.execution,
+                journal,
+                workflow.clone(),
+                inner.clock.clone(),
+            )
+        }
     };
-
-    let mut run = WorkflowRun::live(
-        instance.id.clone(),
-        instance.execution,
-        journal,
-        workflow.clone(),
-        inner.clock.clone(),
-    );
+    commit.journal_base = run.journal_len();
     run.replay().await;
     let mut deliveries = deliveries.into_iter();
     while run.outcome().is_none() {
@@ -128,9 +171,11 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         forward_to_next_execution(&instance, deliveries, &mut commit);
     }
     commit.now = inner.clock.now();
+    let run = run.outcome().is_none().then_some(run);
     TurnDecision::Commit {
         commit: Box::new(commit),
         finished,
+        run,
     }
 }
 
@@ -171,6 +216,7 @@ fn unreadable_journal(
         output: None,
         failure: None,
         continue_as_new: None,
+        claim_tasks: None,
         now,
     };
     let finished = apply_outcome(
@@ -183,6 +229,7 @@ fn unreadable_journal(
     TurnDecision::Commit {
         commit: Box::new(commit),
         finished,
+        run: None,
     }
 }
 

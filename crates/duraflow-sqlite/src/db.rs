@@ -24,6 +24,11 @@ pub(crate) struct Wake {
 
 /// A write waiting for the writer thread.
 trait Job: Send {
+    /// Whether the write must be on disk before it is acknowledged. Writes that only take
+    /// leases need not be: a lease protects work from other live processes, and a power loss
+    /// leaves none, so losing one costs nothing. A later durable commit makes every earlier
+    /// write durable too, since the write-ahead log is synced as a whole.
+    fn durable(&self) -> bool;
     /// Runs inside the batch's transaction (in its own savepoint) and returns how to answer
     /// once the transaction has committed or failed.
     fn run(self: Box<Self>, conn: &Connection, wake: &mut Wake) -> Box<dyn Answer>;
@@ -39,6 +44,7 @@ trait Answer: Send {
 
 struct WriteJob<F, T> {
     f: F,
+    durable: bool,
     reply: oneshot::Sender<StoreResult<T>>,
 }
 
@@ -52,8 +58,12 @@ where
     F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
     T: Send + 'static,
 {
+    fn durable(&self) -> bool {
+        self.durable
+    }
+
     fn run(self: Box<Self>, conn: &Connection, wake: &mut Wake) -> Box<dyn Answer> {
-        let WriteJob { f, reply } = *self;
+        let WriteJob { f, reply, .. } = *self;
         let result = in_savepoint(conn, |c| f(c, wake));
         Box::new(WriteAnswer { result, reply })
     }
@@ -78,14 +88,19 @@ impl<T: Send + 'static> Answer for WriteAnswer<T> {
 }
 
 /// Runs `f` in a savepoint: its changes are undone if it fails, leaving the rest of the batch.
-fn in_savepoint<T>(
+/// Savepoints nest: a write made of several independent items runs each in one of its own.
+pub(crate) fn in_savepoint<T>(
     conn: &Connection,
     f: impl FnOnce(&Connection) -> SqlResult<T>,
 ) -> StoreResult<T> {
-    conn.execute_batch("SAVEPOINT op").map_err(store_error)?;
+    conn.prepare_cached("SAVEPOINT op")
+        .and_then(|mut s| s.execute([]))
+        .map_err(store_error)?;
     match f(conn) {
         Ok(v) => {
-            conn.execute_batch("RELEASE op").map_err(store_error)?;
+            conn.prepare_cached("RELEASE op")
+                .and_then(|mut s| s.execute([]))
+                .map_err(store_error)?;
             Ok(v)
         }
         Err(e) => {
@@ -103,7 +118,19 @@ fn in_savepoint<T>(
 /// it has committed. Some errors (a full disk, an I/O error) make SQLite roll back the whole
 /// transaction: the writes before the failing one are then answered with that error, and the
 /// writes after it go on in a new transaction.
-fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, notifier: &Notifier) {
+fn run_batch(
+    conn: &Connection,
+    batch: Vec<Box<dyn Job>>,
+    notifier: &Notifier,
+    sync: &mut SyncLevel,
+) {
+    let durable = batch.iter().any(|job| job.durable());
+    if let Err(e) = sync.set(conn, durable) {
+        for job in batch {
+            job.fail(e.clone());
+        }
+        return;
+    }
     let mut jobs = batch.into_iter().peekable();
     while jobs.peek().is_some() {
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
@@ -161,6 +188,36 @@ fn run_batch(conn: &Connection, batch: Vec<Box<dyn Job>>, notifier: &Notifier) {
     }
 }
 
+/// The writer connection's `synchronous` setting, switched per transaction: the configured one
+/// for a batch with a durable write, `NORMAL` for a batch that only takes leases.
+pub(crate) struct SyncLevel {
+    /// `synchronous = FULL` was asked for.
+    full: bool,
+    /// What the connection is set to now.
+    current_full: bool,
+}
+
+impl SyncLevel {
+    fn new(full: bool) -> Self {
+        // `open_writer` set the configured level.
+        SyncLevel {
+            full,
+            current_full: full,
+        }
+    }
+
+    fn set(&mut self, conn: &Connection, durable: bool) -> StoreResult<()> {
+        let want = self.full && durable;
+        if want != self.current_full {
+            let level = if want { "FULL" } else { "NORMAL" };
+            conn.execute_batch(&format!("PRAGMA synchronous = {level}"))
+                .map_err(store_error)?;
+            self.current_full = want;
+        }
+        Ok(())
+    }
+}
+
 /// The database: writes go through one thread, reads through a pool.
 pub(crate) struct Db {
     jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
@@ -176,12 +233,21 @@ impl Db {
         path: PathBuf,
         busy_timeout: Duration,
         max_batch: usize,
+        full_sync: bool,
         notifier: Arc<Notifier>,
     ) -> StoreResult<Db> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let writer = std::thread::Builder::new()
             .name("duraflow-sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx, max_batch.max(1), notifier))
+            .spawn(move || {
+                writer_loop(
+                    conn,
+                    rx,
+                    max_batch.max(1),
+                    SyncLevel::new(full_sync),
+                    notifier,
+                )
+            })
             .map_err(|e| {
                 StoreError::Other(format!("cannot start the SQLite writer thread: {e}"))
             })?;
@@ -195,10 +261,29 @@ impl Db {
     }
 
     /// Queues `f` to run in a write transaction, grouped with whatever other writes are queued,
-    /// and returns a future of its result once that transaction has committed. The write is
-    /// queued when this is called, not when the future is first polled, so several writes
-    /// started together share a transaction.
+    /// and returns a future of its result once that transaction has committed (and is on disk,
+    /// as far as the configured `synchronous` promises). The write is queued when this is
+    /// called, not when the future is first polled, so several writes started together share a
+    /// transaction.
     pub(crate) fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>>
+    where
+        F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.queue(f, true)
+    }
+
+    /// Like [`Db::write`] for a write that only takes leases: its transaction, unless shared
+    /// with a durable write, is not synced to disk (see [`Job::durable`]).
+    pub(crate) fn lease<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>>
+    where
+        F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.queue(f, false)
+    }
+
+    fn queue<T, F>(&self, f: F, durable: bool) -> impl std::future::Future<Output = StoreResult<T>>
     where
         F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
@@ -207,7 +292,7 @@ impl Db {
         let sent = {
             let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
             match jobs.as_ref() {
-                Some(tx) => tx.send(Box::new(WriteJob { f, reply })).is_ok(),
+                Some(tx) => tx.send(Box::new(WriteJob { f, durable, reply })).is_ok(),
                 None => false,
             }
         };
@@ -280,6 +365,7 @@ fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<Box<dyn Job>>,
     max_batch: usize,
+    mut sync: SyncLevel,
     notifier: Arc<Notifier>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -290,7 +376,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, batch, &notifier);
+        run_batch(&conn, batch, &notifier, &mut sync);
     }
     // Leave the WAL folded into the main file for whoever opens it next.
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {

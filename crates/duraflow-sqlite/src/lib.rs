@@ -42,9 +42,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue,
-    Notifier, Page, Store, StoreError, StoreResult, StoreStats, TaskCompletion, TaskId,
-    TaskRelease, TaskWork, TurnCommit, TurnWork,
+    Cache, Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance,
+    NewMessage, NextDue, Notifier, Page, Store, StoreError, StoreResult, StoreStats,
+    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 use crate::db::Db;
@@ -136,6 +136,7 @@ impl SqliteStore {
             path.clone(),
             options.busy_timeout,
             options.max_batch,
+            options.synchronous == Synchronous::Full,
             notifier.clone(),
         )?;
         Ok(SqliteStore { db, notifier, path })
@@ -179,13 +180,18 @@ impl Store for SqliteStore {
         now: Timestamp,
         max: usize,
         lease: Duration,
+        cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
+        let cache = cache.cloned();
         self.db
-            .write(move |c, _| turns::fetch(c, now, max, lease))
+            .lease(move |c, _| turns::fetch(c, now, max, lease, cache.as_ref()))
             .await
     }
 
-    async fn commit_turns(&self, commits: Vec<TurnCommit>) -> StoreResult<Vec<StoreResult<()>>> {
+    async fn commit_turns(
+        &self,
+        commits: Vec<TurnCommit>,
+    ) -> StoreResult<Vec<StoreResult<Committed>>> {
         let writes = commits.into_iter().map(|commit| {
             self.db
                 .write(move |c, wake| turns::commit(c, &commit, wake))
@@ -212,7 +218,7 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
         self.db
-            .write(move |c, _| tasks::fetch(c, now, max, lease))
+            .lease(move |c, _| tasks::fetch(c, now, max, lease))
             .await
     }
 
@@ -220,12 +226,12 @@ impl Store for SqliteStore {
         &self,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
-    ) -> StoreResult<Vec<StoreResult<()>>> {
-        let writes = completions.into_iter().map(|completion| {
-            self.db
-                .write(move |c, wake| tasks::complete(c, now, &completion, wake))
-        });
-        Ok(futures_join(writes).await)
+        cache: Cache<'_>,
+    ) -> StoreResult<Vec<StoreResult<Completed>>> {
+        let cache = cache.cloned();
+        self.db
+            .write(move |c, wake| tasks::complete_batch(c, now, &completions, cache.as_ref(), wake))
+            .await
     }
 
     async fn renew_task(
@@ -236,7 +242,7 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> StoreResult<Timestamp> {
         self.db
-            .write(move |c, _| tasks::renew(c, id, token, now, lease))
+            .lease(move |c, _| tasks::renew(c, id, token, now, lease))
             .await
     }
 

@@ -13,7 +13,10 @@ use crate::Synchronous;
 pub(crate) const APPLICATION_ID: i32 = 0x6466_6c77;
 
 /// The migrations, in order: schema version `n` is reached by applying migration `n`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_due_index.sql"),
+];
 
 /// The schema version this build writes and reads (`PRAGMA user_version` of its databases).
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

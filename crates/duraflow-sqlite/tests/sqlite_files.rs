@@ -157,7 +157,7 @@ async fn a_full_database_fails_the_write_that_does_not_fit_and_keeps_the_rest() 
 async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
     store.create_instance(new_instance(id, "x")).await.unwrap();
     let work = store
-        .fetch_turns(T0, 10, Duration::from_secs(60))
+        .fetch_turns(T0, 10, Duration::from_secs(60), None)
         .await
         .unwrap();
     let work = work.into_iter().find(|w| w.instance.id == id).unwrap();
@@ -193,6 +193,7 @@ async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
             output: None,
             failure: None,
             continue_as_new: None,
+            claim_tasks: None,
             now: T0,
         }])
         .await
@@ -263,14 +264,14 @@ async fn a_corrupt_journal_row_names_the_instance_and_event_and_blocks_no_one_el
             .unwrap();
     }
     let work = store
-        .fetch_turns(T0, 10, Duration::from_secs(60))
+        .fetch_turns(T0, 10, Duration::from_secs(60), None)
         .await
         .unwrap();
     assert_eq!(work.len(), 2);
     for w in work {
         match w.instance.id.as_str() {
             "bad" => assert!(matches!(w.journal, Err(StoreError::CorruptJournal { .. }))),
-            _ => assert_eq!(w.journal.unwrap().len(), 2),
+            _ => assert_eq!(w.journal.unwrap().events().map(<[Event]>::len), Some(2)),
         }
     }
 }
@@ -291,4 +292,93 @@ async fn an_event_written_in_a_newer_format_is_refused_with_an_upgrade_hint() {
     let store = SqliteStore::open(&path).await.unwrap();
     let err = store.journal("a", None).await.unwrap_err();
     assert!(err.to_string().contains("upgrade duraflow"), "{err}");
+}
+
+/// A database written by schema version 1 is upgraded in place, and the work it holds is due
+/// exactly as before: visible messages now, delayed ones later, leased instances and tasks when
+/// their leases expire.
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_with_its_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let event = |name: &str| {
+        serde_json::to_string(&MessageKind::Event {
+            name: name.into(),
+            data: Payload::encode(name).unwrap(),
+        })
+        .unwrap()
+    };
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../migrations/0001_init.sql"))
+            .unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 1;",
+            0x6466_6c77
+        ))
+        .unwrap();
+        let input = Payload::encode("x").unwrap().as_json().to_owned();
+        for (id, lease_until) in [
+            ("now", None),
+            ("later", None),
+            ("leased", Some(T0.0 + 30_000)),
+        ] {
+            conn.execute(
+                "INSERT INTO instances (id, name, status, execution, input, created_at,
+                                        updated_at, lease_token, lease_until)
+                 VALUES (?1, 'wf', 'running', 1, ?2, ?3, ?3, 7, ?4)",
+                rusqlite::params![id, input, T0.0, lease_until],
+            )
+            .unwrap();
+        }
+        for (id, visible_at) in [("now", T0.0), ("later", T0.0 + 60_000), ("leased", T0.0)] {
+            conn.execute(
+                "INSERT INTO messages (instance_id, visible_at, kind) VALUES (?1, ?2, ?3)",
+                rusqlite::params![id, visible_at, event(id)],
+            )
+            .unwrap();
+        }
+        for (op, lease_until) in [("0", Some(T0.0 + 10_000)), ("1", None)] {
+            conn.execute(
+                "INSERT INTO tasks (instance_id, execution, op, name, input, options,
+                                    scheduled_at, visible_at, attempt, lease_token, lease_until)
+                 VALUES ('now', 1, ?1, 'act', '1', '{}', ?2, ?2, 1, 8, ?3)",
+                rusqlite::params![op, T0.0, lease_until],
+            )
+            .unwrap();
+        }
+    }
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let due = store.next_due(T0).await.unwrap();
+    assert_eq!(
+        due.turn,
+        Some(Timestamp(T0.0 + 30_000)),
+        "the lease's expiry"
+    );
+    assert_eq!(
+        due.task,
+        Some(Timestamp(T0.0 + 10_000)),
+        "the task lease's expiry"
+    );
+    let turns = store
+        .fetch_turns(T0, 10, Duration::from_secs(60), None)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = turns.iter().map(|w| w.instance.id.as_str()).collect();
+    assert_eq!(ids, ["now"]);
+    let tasks = store
+        .fetch_tasks(T0, 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].op.to_string(), "1");
+    let later = store
+        .fetch_turns(Timestamp(T0.0 + 60_000), 10, Duration::from_secs(60), None)
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = later.iter().map(|w| w.instance.id.as_str()).collect();
+    ids.sort();
+    // "now" again too: the lease of the first fetch ran out at the same moment.
+    assert_eq!(ids, ["later", "leased", "now"]);
 }

@@ -5,18 +5,20 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod journal_cache;
 mod memory;
 mod notify;
 mod store;
 mod types;
 
 pub use error::{StoreError, StoreResult};
+pub use journal_cache::JournalCache;
 pub use memory::MemoryStore;
 pub use notify::Notifier;
-pub use store::Store;
+pub use store::{Cache, Store};
 pub use types::{
-    validate_instance_id, CreateOutcome, InstanceInfo, InstanceStatus, LeaseToken, ListFilter,
-    Message, MessageId, MessageKind, NewInstance, NewMessage, NewTask, NextDue, OpResult, Page,
-    StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
-    MAX_INSTANCE_ID_LEN,
+    validate_instance_id, Committed, Completed, CreateOutcome, InstanceInfo, InstanceStatus,
+    Journal, LeaseToken, ListFilter, Message, MessageId, MessageKind, NewInstance, NewMessage,
+    NewTask, NextDue, OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId, TaskRelease,
+    TaskWork, TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
 };

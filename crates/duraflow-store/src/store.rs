@@ -1,16 +1,22 @@
 //! The store contract.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 
 use crate::error::StoreResult;
+use crate::journal_cache::JournalCache;
 use crate::notify::Notifier;
 use crate::types::{
-    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page,
-    StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance,
+    NewMessage, NextDue, Page, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    TurnCommit, TurnWork,
 };
+
+/// The caller's warm journals, if it keeps any (see [`JournalCache`]).
+pub type Cache<'a> = Option<&'a Arc<dyn JournalCache>>;
 
 /// What a durable-execution store must do. It stores; the runtime decides.
 ///
@@ -27,7 +33,12 @@ use crate::types::{
 ///   writes with a token that is no longer current fail with `StoreError::LeaseLost`; an
 ///   expired lease makes the work fetchable again.
 /// - **Delayed visibility**: a message or task is never returned before its `visible_at`.
-/// - **Order**: an instance's messages are returned in the order they were sent.
+/// - **Order**: an instance's messages are returned in the order they were sent; instances are
+///   leased in the order their work became due (the time their oldest message became visible,
+///   or their lease expired), ties in the order their oldest message was sent.
+/// - **Claims**: a commit may lease some of the tasks it creates to the committer, and a task
+///   completion may lease the instance's next turn to the completer, so work that stays in one
+///   process skips a fetch; a claim is granted only where a fetch would have leased the work.
 /// - **Finished instances** take no more messages: their inbox and tasks are deleted when they
 ///   finish, and messages later sent to them are dropped (`send` reports it).
 #[async_trait]
@@ -49,17 +60,22 @@ pub trait Store: Send + Sync + 'static {
     async fn send(&self, message: NewMessage) -> StoreResult<()>;
 
     /// Leases up to `max` instances that have visible messages and no live lease, each with its
-    /// current journal and visible messages, for `lease`.
+    /// visible messages and its current journal, for `lease`. A journal the caller's `cache`
+    /// holds unchanged may be left unread ([`crate::Journal::Cached`]).
     async fn fetch_turns(
         &self,
         now: Timestamp,
         max: usize,
         lease: Duration,
+        cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>>;
 
     /// Commits turns. The outer error means nothing was committed (the store could not be
-    /// reached); otherwise each turn has its own result, in order.
-    async fn commit_turns(&self, commits: Vec<TurnCommit>) -> StoreResult<Vec<StoreResult<()>>>;
+    /// reached); otherwise each turn has its own result, in order, with the tasks it claimed.
+    async fn commit_turns(
+        &self,
+        commits: Vec<TurnCommit>,
+    ) -> StoreResult<Vec<StoreResult<Committed>>>;
 
     /// Gives up a turn's lease without committing; its messages become visible again at
     /// `retry_at`.
@@ -80,11 +96,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Completes tasks: each deletes the task and posts its result to the instance's inbox,
     /// atomically. A completion whose lease is no longer current is rejected (`LeaseLost`).
+    /// Completions that ask for the instance's turn get it as [`Completed::turn`] when it is
+    /// free (its journal read as for [`Store::fetch_turns`], with `cache`).
     async fn complete_tasks(
         &self,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
-    ) -> StoreResult<Vec<StoreResult<()>>>;
+        cache: Cache<'_>,
+    ) -> StoreResult<Vec<StoreResult<Completed>>>;
 
     /// Extends a task's lease to `now + lease`; `LeaseLost` (or `NotFound` when the task was
     /// deleted because its instance finished) tells the worker to stop.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Event, Failure, OpId, ParentLink, Payload, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -249,13 +250,34 @@ pub struct Message {
     pub visible_at: Timestamp,
 }
 
+/// The journal a leased turn comes with.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Journal {
+    /// Every event of the current execution, in order.
+    Events(Vec<Event>),
+    /// Not read: the caller's [`crate::JournalCache`] said it holds the journal as its own last
+    /// commit left it, and no other commit has been made to the instance since.
+    Cached,
+}
+
+impl Journal {
+    /// The events, when they were read.
+    pub fn events(&self) -> Option<&[Event]> {
+        match self {
+            Journal::Events(events) => Some(events),
+            Journal::Cached => None,
+        }
+    }
+}
+
 /// An instance with visible messages, leased to the caller for one turn.
 #[derive(Debug)]
 pub struct TurnWork {
     /// The instance as stored.
     pub instance: InstanceInfo,
-    /// The current execution's journal, or why it could not be read.
-    pub journal: Result<Vec<Event>, StoreError>,
+    /// The current execution's journal (or word that the caller holds it), or why it could not
+    /// be read.
+    pub journal: Result<Journal, StoreError>,
     /// The visible messages, in id order.
     pub messages: Vec<Message>,
     /// The lease's fencing token.
@@ -279,6 +301,27 @@ pub struct NewTask {
     pub options: ActivityOptions,
     /// When it was scheduled.
     pub scheduled_at: Timestamp,
+}
+
+impl NewTask {
+    /// The task as the first attempt of the committer that claimed it ([`TaskClaim`]), once
+    /// stored with `id` and leased with `token` until `lease_until`.
+    pub fn claimed(&self, id: TaskId, token: LeaseToken, lease_until: Timestamp) -> TaskWork {
+        TaskWork {
+            id,
+            instance_id: self.instance_id.clone(),
+            execution: self.execution,
+            op: self.op.clone(),
+            name: self.name.clone(),
+            input: self.input.clone(),
+            options: self.options.clone(),
+            attempt: 1,
+            scheduled_at: self.scheduled_at,
+            token,
+            lease_until,
+            last_failure: None,
+        }
+    }
 }
 
 /// An activity task leased to the caller for one attempt.
@@ -333,6 +376,36 @@ pub struct TaskCompletion {
     pub token: LeaseToken,
     /// The result, posted to the instance's inbox.
     pub result: OpResult,
+    /// Lease the instance's next turn to the caller for this long, if nobody holds it, once the
+    /// result is in its inbox (the caller then runs the turn without fetching it).
+    pub claim_turn: Option<Duration>,
+}
+
+/// What a completion did besides posting its result.
+#[derive(Debug, Default)]
+pub struct Completed {
+    /// The instance's turn, leased to the caller, when the completion asked for it and the
+    /// instance was free, unfinished and due. Claims are granted after every completion of the
+    /// batch has been posted, and once per instance per batch.
+    pub turn: Option<TurnWork>,
+}
+
+/// A request to lease some of the activity tasks a commit creates to the committer at once, so
+/// it runs them without fetching them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskClaim {
+    /// Lease at most this many of the commit's new tasks, the first ones in order.
+    pub max: usize,
+    /// For this long from the commit's `now`.
+    pub lease: Duration,
+}
+
+/// What a successful turn commit returns.
+#[derive(Debug, Default, PartialEq)]
+pub struct Committed {
+    /// The new tasks leased to the committer by the commit's [`TaskClaim`], each with its first
+    /// attempt counted.
+    pub tasks: Vec<TaskWork>,
 }
 
 /// Everything one turn changes, committed atomically: all of it or none.
@@ -365,6 +438,8 @@ pub struct TurnCommit {
     pub failure: Option<Failure>,
     /// Continue as a new execution (execution + 1, fresh journal) with this input.
     pub continue_as_new: Option<Payload>,
+    /// Lease some of the new tasks to the committer.
+    pub claim_tasks: Option<TaskClaim>,
     /// When the commit happens.
     pub now: Timestamp,
 }

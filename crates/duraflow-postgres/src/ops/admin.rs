@@ -111,16 +111,11 @@ pub(crate) async fn stats(conn: &mut PgConnection) -> OpResult<StoreStats> {
 }
 
 pub(crate) async fn next_due(conn: &mut PgConnection, now: Timestamp) -> OpResult<NextDue> {
+    // Leases are folded into both: a leased instance is due when its lease expires, and a
+    // leased task visible then.
     let row = sqlx::query(
-        "SELECT least(
-                    (SELECT min(m.visible_at) FROM messages m JOIN instances i ON i.id = m.instance_id
-                      WHERE m.visible_at > $1 AND i.status IN ('pending', 'running')),
-                    (SELECT min(not_before) FROM instances
-                      WHERE not_before > $1 AND status IN ('pending', 'running')),
-                    (SELECT min(lease_until) FROM instances WHERE lease_until > $1)),
-                least(
-                    (SELECT min(visible_at) FROM tasks WHERE visible_at > $1),
-                    (SELECT min(lease_until) FROM tasks WHERE lease_until > $1))",
+        "SELECT (SELECT min(due_at) FROM instances WHERE due_at > $1),
+                (SELECT min(visible_at) FROM tasks WHERE visible_at > $1)",
     )
     .bind(now.0)
     .fetch_one(&mut *conn)

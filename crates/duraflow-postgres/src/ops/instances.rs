@@ -40,19 +40,47 @@ pub(crate) async fn status_of(
     }
 }
 
+/// Inserts a message for an open (pending or running) instance and brings the instance's due
+/// time forward when the message is its earliest work (a turn holding the instance keeps it
+/// due at its lease's expiry; its commit recomputes it). Returns `false`, inserting nothing,
+/// when the instance is unknown or finished. One statement.
+///
+/// The message's transaction always holds a lock on the instance row, so that no turn of the
+/// instance can miss the message: a fetch skips the row until the message is committed, and a
+/// commit (which locks the row `FOR UPDATE` and then recomputes the due time from the inbox)
+/// waits for it. The due update is written so that, when it had to wait for such a commit, it
+/// is evaluated again on the row the commit left (`due_at IS NULL` then).
 pub(crate) async fn insert_message(
     conn: &mut PgConnection,
     instance_id: &str,
     kind: &MessageKind,
     visible_at: Timestamp,
-) -> OpResult<()> {
-    sqlx::query("INSERT INTO messages (instance_id, visible_at, kind) VALUES ($1, $2, $3)")
-        .bind(instance_id)
-        .bind(visible_at.0)
-        .bind(codec::to_json(kind)?)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+) -> OpResult<bool> {
+    let inserted: i64 = sqlx::query_scalar(
+        "WITH inst AS (
+             SELECT id FROM instances WHERE id = $1 AND status IN ('pending', 'running')
+                FOR KEY SHARE
+         ), ins AS (
+             INSERT INTO messages (instance_id, visible_at, kind)
+             SELECT $1, $2, $3 FROM inst
+             RETURNING id
+         ), due AS (
+             UPDATE instances SET
+                 due_at = CASE WHEN lease_until IS NOT NULL THEN lease_until
+                               ELSE greatest($2, not_before) END,
+                 due_seq = coalesce(due_seq, (SELECT id FROM ins))
+              WHERE id = $1 AND EXISTS (SELECT 1 FROM ins)
+                AND status IN ('pending', 'running')
+                AND (due_at IS NULL OR due_at > greatest($2, not_before))
+         )
+         SELECT count(*) FROM ins",
+    )
+    .bind(instance_id)
+    .bind(visible_at.0)
+    .bind(codec::to_json(kind)?)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(inserted == 1)
 }
 
 /// Inserts a new instance with its start message, unless the id is taken. Returns whether it

@@ -9,7 +9,7 @@ use duraflow_store::{
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use super::instances::{insert_message, status_of};
+use super::instances::insert_message;
 use super::Wake;
 use crate::error::OpResult;
 
@@ -59,18 +59,20 @@ pub(crate) async fn fetch(
 ) -> OpResult<Vec<TaskWork>> {
     let rows = sqlx::query(
         "WITH ready AS (
-             SELECT id FROM tasks
-              WHERE visible_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
+             SELECT id, visible_at FROM tasks
+              WHERE visible_at <= $1
               ORDER BY visible_at, id
               LIMIT $2
                 FOR UPDATE SKIP LOCKED
          )
          UPDATE tasks AS t
-            SET attempt = t.attempt + 1, lease_token = nextval('lease_tokens'), lease_until = $3
+            SET attempt = t.attempt + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
+                visible_at = $3
            FROM ready
           WHERE t.id = ready.id
          RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
-                   t.scheduled_at, t.lease_token, t.lease_until, t.visible_at, t.last_failure",
+                   t.scheduled_at, t.lease_token, t.lease_until, ready.visible_at,
+                   t.last_failure",
     )
     .bind(now.0)
     .bind(max as i64)
@@ -106,12 +108,13 @@ fn holds(row: &LeaseRow, token: LeaseToken, now: Option<Timestamp>) -> bool {
             .is_some_and(|until| now.is_none_or(|now| until > now.0))
 }
 
+/// Completes one task; returns its instance.
 pub(crate) async fn complete(
     conn: &mut PgConnection,
     now: Timestamp,
     c: &TaskCompletion,
     wake: &mut Wake,
-) -> OpResult<()> {
+) -> OpResult<String> {
     let row = lease_row(conn, c.id).await?;
     if !holds(&row, c.token, Some(now)) {
         return Err(lease_lost(c.id).into());
@@ -121,19 +124,15 @@ pub(crate) async fn complete(
         .execute(&mut *conn)
         .await?;
     let (instance_id, execution, op, _, _) = row;
-    if status_of(conn, &instance_id)
-        .await?
-        .is_some_and(|s| !s.is_terminal())
-    {
-        let kind = MessageKind::ActivityResult {
-            execution: u32::try_from(execution).unwrap_or(0),
-            op: codec::op_id(&op)?,
-            result: c.result.clone(),
-        };
-        insert_message(conn, &instance_id, &kind, now).await?;
+    let kind = MessageKind::ActivityResult {
+        execution: u32::try_from(execution).unwrap_or(0),
+        op: codec::op_id(&op)?,
+        result: c.result.clone(),
+    };
+    if insert_message(conn, &instance_id, &kind, now).await? {
         wake.turns = true;
     }
-    Ok(())
+    Ok(instance_id)
 }
 
 pub(crate) async fn renew(
@@ -148,7 +147,7 @@ pub(crate) async fn renew(
         return Err(lease_lost(id).into());
     }
     let until = now.plus(lease);
-    sqlx::query("UPDATE tasks SET lease_until = $2 WHERE id = $1")
+    sqlx::query("UPDATE tasks SET lease_until = $2, visible_at = $2 WHERE id = $1")
         .bind(id.0)
         .bind(until.0)
         .execute(&mut *conn)
@@ -184,7 +183,8 @@ pub(crate) async fn release(
         }
         TaskRelease::HandBack => {
             sqlx::query(
-                "UPDATE tasks SET lease_until = NULL, attempt = greatest(attempt - 1, 0)
+                "UPDATE tasks SET lease_until = NULL, visible_at = scheduled_at,
+                                  attempt = greatest(attempt - 1, 0)
                   WHERE id = $1",
             )
             .bind(id.0)

@@ -123,20 +123,10 @@ pub(crate) fn next_due(conn: &Connection, now: Timestamp) -> SqlResult<NextDue> 
             .query_row(params![now.0], |r| r.get(0))?;
         Ok(v.map(Timestamp))
     };
-    let earliest = |values: [Option<Timestamp>; 3]| values.into_iter().flatten().min();
-    let turn = earliest([
-        min(
-            "SELECT min(m.visible_at) FROM messages m JOIN instances i ON i.id = m.instance_id
-             WHERE m.visible_at > ?1 AND i.status IN ('pending', 'running')",
-        )?,
-        min("SELECT min(not_before) FROM instances
-             WHERE not_before > ?1 AND status IN ('pending', 'running')")?,
-        min("SELECT min(lease_until) FROM instances WHERE lease_until > ?1")?,
-    ]);
-    let task = earliest([
-        min("SELECT min(visible_at) FROM tasks WHERE visible_at > ?1")?,
-        min("SELECT min(lease_until) FROM tasks WHERE lease_until > ?1")?,
-        None,
-    ]);
-    Ok(NextDue { turn, task })
+    // Leases are folded into both: a leased instance is due when its lease expires, and a
+    // leased task visible then.
+    Ok(NextDue {
+        turn: min("SELECT min(due_at) FROM instances WHERE due_at > ?1")?,
+        task: min("SELECT min(visible_at) FROM tasks WHERE visible_at > ?1")?,
+    })
 }

@@ -36,18 +36,36 @@ pub(crate) fn status_of(conn: &Connection, id: &str) -> SqlResult<Option<Instanc
     text.map(|t| status(&t)).transpose()
 }
 
-/// Inserts a message, returning nothing; the caller has checked the addressee.
+/// Inserts a message for an open (pending or running) instance and brings the instance's due
+/// time forward when the message is its earliest work; a turn holding the instance keeps it
+/// due at its lease's expiry (its commit recomputes it). Returns `false`, inserting nothing, when the instance is unknown
+/// or finished.
 pub(crate) fn insert_message(
     conn: &Connection,
     instance_id: &str,
     kind: &MessageKind,
     visible_at: Timestamp,
-) -> SqlResult<()> {
+) -> SqlResult<bool> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO messages (instance_id, visible_at, kind)
+             SELECT ?1, ?2, ?3 WHERE EXISTS (
+                 SELECT 1 FROM instances WHERE id = ?1 AND status IN ('pending', 'running'))",
+        )?
+        .execute(params![instance_id, visible_at.0, json(kind)?])?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    let message_id = conn.last_insert_rowid();
+    // Only when the due time moves: a turn holding the instance recomputes it at its commit,
+    // and earlier work may be due already.
     conn.prepare_cached(
-        "INSERT INTO messages (instance_id, visible_at, kind) VALUES (?1, ?2, ?3)",
+        "UPDATE instances SET due_at = max(?2, not_before), due_seq = coalesce(due_seq, ?3)
+         WHERE id = ?1 AND lease_until IS NULL
+           AND (due_at IS NULL OR due_at > max(?2, not_before))",
     )?
-    .execute(params![instance_id, visible_at.0, json(kind)?])?;
-    Ok(())
+    .execute(params![instance_id, visible_at.0, message_id])?;
+    Ok(true)
 }
 
 /// Inserts a new instance with its start message.

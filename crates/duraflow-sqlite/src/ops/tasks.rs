@@ -1,16 +1,19 @@
 //! Leasing, completing, renewing and releasing activity tasks.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Failure, Timestamp};
 use duraflow_store::{
-    LeaseToken, MessageKind, StoreError, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    Completed, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult, TaskCompletion,
+    TaskId, TaskRelease, TaskWork,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::instances::{insert_message, next_token, status_of};
+use super::instances::{insert_message, next_token};
+use super::turns;
 use crate::codec::{from_json, json, op_id, opt_json, payload};
-use crate::db::Wake;
+use crate::db::{in_savepoint, Wake};
 use crate::error::SqlResult;
 
 fn not_found(id: TaskId) -> StoreError {
@@ -52,10 +55,10 @@ pub(crate) fn fetch(
     lease: Duration,
 ) -> SqlResult<Vec<TaskWork>> {
     let ids: Vec<i64> = {
+        // A leased task's `visible_at` is its lease's expiry, so every task visible now is
+        // free (or its lease has run out).
         let mut stmt = conn.prepare_cached(
-            "SELECT id FROM tasks
-             WHERE visible_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)
-             ORDER BY visible_at, id LIMIT ?2",
+            "SELECT id FROM tasks WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![now.0, max as i64], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
@@ -63,7 +66,8 @@ pub(crate) fn fetch(
     let until = now.plus(lease);
     let mut out = Vec::with_capacity(ids.len());
     let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE tasks SET attempt = attempt + 1, lease_token = ?3, lease_until = ?2
+        "UPDATE tasks SET attempt = attempt + 1, lease_token = ?3, lease_until = ?2,
+                          visible_at = ?2
          WHERE id = ?1 RETURNING {TASK_COLUMNS}"
     ))?;
     for id in ids {
@@ -98,12 +102,52 @@ fn holds(row: &LeaseRow, token: LeaseToken, now: Option<Timestamp>) -> bool {
             .is_some_and(|until| now.is_none_or(|now| until > now.0))
 }
 
-pub(crate) fn complete(
+/// Completes a batch of tasks, each in a savepoint of its own (a lost lease fails only its
+/// item), then grants the claims: one per instance, once every result is in the inbox.
+pub(crate) fn complete_batch(
+    conn: &Connection,
+    now: Timestamp,
+    completions: &[TaskCompletion],
+    cache: Option<&Arc<dyn JournalCache>>,
+    wake: &mut Wake,
+) -> SqlResult<Vec<StoreResult<Completed>>> {
+    let mut claims: Vec<(usize, String, Duration)> = Vec::new();
+    let mut results = Vec::with_capacity(completions.len());
+    for (i, c) in completions.iter().enumerate() {
+        let done = in_savepoint(conn, |conn| complete(conn, now, c, wake));
+        if let Err(e) = &done {
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (a full disk, an I/O error): nothing
+                // of this batch survives, so the batch fails as one.
+                return Err(e.clone().into());
+            }
+        }
+        if let (Ok(instance_id), Some(turn_lease)) = (&done, c.claim_turn) {
+            if !claims.iter().any(|(_, id, _)| id == instance_id) {
+                claims.push((i, instance_id.clone(), turn_lease));
+            }
+        }
+        results.push(done.map(|_| Completed::default()));
+    }
+    for (i, instance_id, turn_lease) in claims {
+        if !turns::is_due(conn, &instance_id, now)? {
+            continue;
+        }
+        let turn = turns::lease_turn(conn, &instance_id, now, turn_lease, cache)?;
+        if let Some(Ok(completed)) = results.get_mut(i) {
+            completed.turn = turn;
+        }
+    }
+    Ok(results)
+}
+
+/// Completes one task; returns its instance.
+fn complete(
     conn: &Connection,
     now: Timestamp,
     c: &TaskCompletion,
     wake: &mut Wake,
-) -> SqlResult<()> {
+) -> SqlResult<String> {
     let row = lease_row(conn, c.id)?;
     if !holds(&row, c.token, Some(now)) {
         return Err(lease_lost(c.id).into());
@@ -111,16 +155,15 @@ pub(crate) fn complete(
     conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
         .execute([c.id.0])?;
     let (instance_id, execution, op, _, _) = row;
-    if status_of(conn, &instance_id)?.is_some_and(|s| !s.is_terminal()) {
-        let kind = MessageKind::ActivityResult {
-            execution,
-            op: op_id(&op)?,
-            result: c.result.clone(),
-        };
-        insert_message(conn, &instance_id, &kind, now)?;
+    let kind = MessageKind::ActivityResult {
+        execution,
+        op: op_id(&op)?,
+        result: c.result.clone(),
+    };
+    if insert_message(conn, &instance_id, &kind, now)? {
         wake.turns = true;
     }
-    Ok(())
+    Ok(instance_id)
 }
 
 pub(crate) fn renew(
@@ -135,7 +178,7 @@ pub(crate) fn renew(
         return Err(lease_lost(id).into());
     }
     let until = now.plus(lease);
-    conn.prepare_cached("UPDATE tasks SET lease_until = ?2 WHERE id = ?1")?
+    conn.prepare_cached("UPDATE tasks SET lease_until = ?2, visible_at = ?2 WHERE id = ?1")?
         .execute(params![id.0, until.0])?;
     Ok(until)
 }
@@ -164,7 +207,9 @@ pub(crate) fn release(
         }
         TaskRelease::HandBack => {
             conn.prepare_cached(
-                "UPDATE tasks SET lease_until = NULL, attempt = max(attempt - 1, 0) WHERE id = ?1",
+                "UPDATE tasks SET lease_until = NULL, visible_at = scheduled_at,
+                                  attempt = max(attempt - 1, 0)
+                 WHERE id = ?1",
             )?
             .execute([id.0])?;
         }

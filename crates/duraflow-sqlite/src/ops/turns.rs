@@ -1,15 +1,17 @@
 //! Leasing, committing and abandoning workflow turns.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use duraflow_core::{Event, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    InstanceStatus, LeaseToken, Message, MessageId, MessageKind, StoreError, TurnCommit, TurnWork,
+    Committed, InstanceStatus, Journal, JournalCache, LeaseToken, Message, MessageId, MessageKind,
+    NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::instances::{self, insert_message, not_found};
-use crate::codec::{event_data, from_json, json};
+use super::instances::{self, insert_message, next_token, not_found};
+use crate::codec::{event_data, from_json, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Wake;
 use crate::error::SqlResult;
 
@@ -52,9 +54,13 @@ pub(crate) fn read_journal(
     Ok(Ok(events))
 }
 
+/// The number of events in an execution's journal (positions are dense from 0).
 fn journal_len(conn: &Connection, id: &str, execution: u32) -> SqlResult<usize> {
     let n: i64 = conn
-        .prepare_cached("SELECT count(*) FROM events WHERE instance_id = ?1 AND execution = ?2")?
+        .prepare_cached(
+            "SELECT coalesce(max(position) + 1, 0) FROM events
+             WHERE instance_id = ?1 AND execution = ?2",
+        )?
         .query_row(params![id, execution], |r| r.get(0))?;
     Ok(usize::try_from(n).unwrap_or(0))
 }
@@ -84,44 +90,76 @@ pub(crate) fn fetch(
     now: Timestamp,
     max: usize,
     lease: Duration,
+    cache: Option<&Arc<dyn JournalCache>>,
 ) -> SqlResult<Vec<TurnWork>> {
     let ids: Vec<String> = {
         let mut stmt = conn.prepare_cached(
-            "SELECT m.instance_id, min(m.id) AS first FROM messages m
-             JOIN instances i ON i.id = m.instance_id
-             WHERE m.visible_at <= ?1
-               AND i.status IN ('pending', 'running')
-               AND (i.lease_until IS NULL OR i.lease_until <= ?1)
-               AND i.not_before <= ?1
-             GROUP BY m.instance_id ORDER BY first LIMIT ?2",
+            "SELECT id FROM instances WHERE due_at <= ?1 ORDER BY due_at, due_seq LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![now.0, max as i64], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    let until = now.plus(lease);
     let mut work = Vec::with_capacity(ids.len());
     for id in ids {
-        let token = instances::next_token(conn)?;
-        conn.prepare_cached(
-            "UPDATE instances SET lease_token = ?2, lease_until = ?3 WHERE id = ?1",
-        )?
-        .execute(params![id, token, until.0])?;
-        let Some(instance) = instances::get(conn, &id)? else {
-            continue;
-        };
-        let journal = read_journal(conn, &id, instance.execution)?;
-        let messages = visible_messages(conn, &id, now)?;
-        work.push(TurnWork {
-            instance,
-            journal,
-            messages,
-            token: LeaseToken(token),
-        });
+        work.extend(lease_turn(conn, &id, now, lease, cache)?);
     }
     Ok(work)
 }
 
-pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlResult<()> {
+/// Whether the instance's work is due at `now` (so that a fetch would lease it).
+pub(crate) fn is_due(conn: &Connection, id: &str, now: Timestamp) -> SqlResult<bool> {
+    let due: Option<Option<i64>> = conn
+        .prepare_cached("SELECT due_at FROM instances WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok(due.flatten().is_some_and(|at| at <= now.0))
+}
+
+/// Leases the turn of instance `id`, which is due, with its visible messages and its journal
+/// (unless `cache` holds it as the last commit left it).
+pub(crate) fn lease_turn(
+    conn: &Connection,
+    id: &str,
+    now: Timestamp,
+    lease: Duration,
+    cache: Option<&Arc<dyn JournalCache>>,
+) -> SqlResult<Option<TurnWork>> {
+    let messages = visible_messages(conn, id, now)?;
+    if messages.is_empty() {
+        // Due by the index but nothing visible: the caller's clock went backwards.
+        return Ok(None);
+    }
+    let token = next_token(conn)?;
+    let until = now.plus(lease);
+    let leased = conn
+        .prepare_cached(&format!(
+            "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3
+             WHERE id = ?1 AND status IN ('pending', 'running')
+             RETURNING {INSTANCE_COLUMNS}, commit_token"
+        ))?
+        .query_row(params![id, token, until.0], |row| {
+            Ok((instance_row(row), row.get::<_, i64>(10)?))
+        })
+        .optional()?;
+    let Some((instance, commit_token)) = leased else {
+        return Ok(None);
+    };
+    let instance = instance?;
+    let warm = cache.is_some_and(|c| c.holds(id, instance.execution, LeaseToken(commit_token)));
+    let journal = if warm {
+        Ok(Journal::Cached)
+    } else {
+        read_journal(conn, id, instance.execution)?.map(Journal::Events)
+    };
+    Ok(Some(TurnWork {
+        instance,
+        journal,
+        messages,
+        token: LeaseToken(token),
+    }))
+}
+
+pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlResult<Committed> {
     let id = &c.instance_id;
     let row: Option<(i64, Option<i64>, u32)> = conn
         .prepare_cached("SELECT lease_token, lease_until, execution FROM instances WHERE id = ?1")?
@@ -172,22 +210,18 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlR
             instances::insert(conn, child, wake)?;
         }
     }
-    for task in &c.tasks {
-        conn.prepare_cached(
-            "INSERT INTO tasks (instance_id, execution, op, name, input, options, scheduled_at,
-                                visible_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
-        )?
-        .execute(params![
-            task.instance_id,
-            task.execution,
-            task.op.to_string(),
-            task.name,
-            task.input.as_json(),
-            json(&task.options)?,
-            task.scheduled_at.0,
-        ])?;
-        wake.tasks = true;
+    let mut committed = Committed::default();
+    for (i, task) in c.tasks.iter().enumerate() {
+        let claim = c.claim_tasks.filter(|claim| i < claim.max);
+        match insert_task(conn, task, claim, c.now)? {
+            Some(claimed) => committed.tasks.push(claimed),
+            None => wake.tasks = true,
+        }
+    }
+    for m in &c.messages {
+        if insert_message(conn, &m.instance_id, &m.kind, m.visible_at)? {
+            wake.turns = true;
+        }
     }
 
     let (new_execution, input) = match &c.continue_as_new {
@@ -199,20 +233,6 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlR
     } else {
         c.status
     };
-    conn.prepare_cached(
-        "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
-                execution = ?6, input = coalesce(?7, input), lease_until = NULL
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        status.as_str(),
-        c.output.as_ref().map(|p| p.as_json().to_owned()),
-        c.failure.as_ref().map(json).transpose()?,
-        c.now.0,
-        new_execution,
-        input,
-    ])?;
     if c.continue_as_new.is_some() {
         wake.instances = true;
     }
@@ -221,27 +241,77 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlR
             .execute([id])?;
         conn.prepare_cached("DELETE FROM tasks WHERE instance_id = ?1")?
             .execute([id])?;
-        conn.prepare_cached("UPDATE instances SET not_before = 0 WHERE id = ?1")?
-            .execute([id])?;
+        committed.tasks.clear();
         wake.instances = true;
     }
+    // The lease ends: the work is due again when the earliest message left becomes visible.
+    let due_at: Option<i64> = conn
+        .prepare_cached(
+            "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
+                    execution = ?6, input = coalesce(?7, input), lease_until = NULL,
+                    commit_token = ?8,
+                    not_before = CASE WHEN ?9 THEN 0 ELSE not_before END,
+                    due_at = (SELECT max(min(m.visible_at), instances.not_before)
+                                FROM messages m WHERE m.instance_id = ?1),
+                    due_seq = (SELECT min(m.id) FROM messages m WHERE m.instance_id = ?1)
+             WHERE id = ?1
+             RETURNING due_at",
+        )?
+        .query_row(
+            params![
+                id,
+                status.as_str(),
+                c.output.as_ref().map(|p| p.as_json().to_owned()),
+                c.failure.as_ref().map(json).transpose()?,
+                c.now.0,
+                new_execution,
+                input,
+                c.token.0,
+                status.is_terminal(),
+            ],
+            |r| r.get(0),
+        )?;
+    if due_at.is_some() {
+        wake.turns = true;
+    }
+    Ok(committed)
+}
 
-    for m in &c.messages {
-        let open = instances::status_of(conn, &m.instance_id)?.is_some_and(|s| !s.is_terminal());
-        if open {
-            insert_message(conn, &m.instance_id, &m.kind, m.visible_at)?;
-            wake.turns = true;
-        }
-    }
-    if !status.is_terminal() {
-        let waiting: i64 = conn
-            .prepare_cached("SELECT count(*) FROM messages WHERE instance_id = ?1")?
-            .query_row([id], |r| r.get(0))?;
-        if waiting > 0 {
-            wake.turns = true;
-        }
-    }
-    Ok(())
+/// Inserts a task: for any worker to fetch, or leased to the committer (its first attempt
+/// counted) when `claim` is given.
+fn insert_task(
+    conn: &Connection,
+    task: &NewTask,
+    claim: Option<TaskClaim>,
+    now: Timestamp,
+) -> SqlResult<Option<TaskWork>> {
+    let lease = match claim {
+        Some(claim) => Some((next_token(conn)?, now.plus(claim.lease))),
+        None => None,
+    };
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO tasks (instance_id, execution, op, name, input, options, scheduled_at,
+                                visible_at, attempt, lease_token, lease_until)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, coalesce(?8, ?7),
+                     CASE WHEN ?8 IS NULL THEN 0 ELSE 1 END, coalesce(?9, 0), ?8)
+             RETURNING id",
+        )?
+        .query_row(
+            params![
+                task.instance_id,
+                task.execution,
+                task.op.to_string(),
+                task.name,
+                task.input.as_json(),
+                json(&task.options)?,
+                task.scheduled_at.0,
+                lease.map(|(_, until)| until.0),
+                lease.map(|(token, _)| token),
+            ],
+            |r| r.get(0),
+        )?;
+    Ok(lease.map(|(token, until)| task.claimed(TaskId(id), LeaseToken(token), until)))
 }
 
 pub(crate) fn abandon(
@@ -261,8 +331,13 @@ pub(crate) fn abandon(
     if current != token.0 || lease_until.is_none() {
         return Err(lease_lost(id).into());
     }
-    conn.prepare_cached("UPDATE instances SET lease_until = NULL, not_before = ?2 WHERE id = ?1")?
-        .execute(params![id, retry_at.0])?;
+    conn.prepare_cached(
+        "UPDATE instances SET lease_until = NULL, not_before = ?2,
+                due_at = (SELECT max(min(m.visible_at), ?2) FROM messages m
+                           WHERE m.instance_id = ?1)
+         WHERE id = ?1",
+    )?
+    .execute(params![id, retry_at.0])?;
     wake.turns = true;
     Ok(())
 }

@@ -277,6 +277,10 @@ pub async fn next_due_reports_the_earliest_future_work(store: Arc<dyn Store>) {
             task: Some(at(9_000))
         }
     );
+    // Once the timer is taken, the late event is the next turn's work.
+    let timer = turn_of(&*store, "n", at(8_000)).await;
+    assert_eq!(timer.messages.len(), 1, "only the timer is visible at 8 s");
+    commit(&*store, commit_of(&timer, at(8_000))).await.unwrap();
     assert_eq!(
         store.next_due(at(9_000)).await.unwrap(),
         NextDue {
@@ -373,8 +377,9 @@ pub async fn notifier_wakes_waiters(store: Arc<dyn Store>) {
         id: task.id,
         token: task.token,
         result: OpResult::Ok(super::payload(1)),
+        claim_turn: None,
     };
-    store.complete_tasks(T0, vec![done]).await.unwrap();
+    store.complete_tasks(T0, vec![done], None).await.unwrap();
     assert!(fired(turns), "complete_tasks wakes turns");
 
     // Handing a task back makes it visible now.

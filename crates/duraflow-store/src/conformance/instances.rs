@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{at, finish, new_instance, parent_link, payload, user_event, T0};
 use crate::error::StoreError;
 use crate::store::Store;
-use crate::types::{CreateOutcome, InstanceStatus, MessageKind};
+use crate::types::{CreateOutcome, InstanceStatus, Journal, MessageKind};
 
 /// Creating an instance whose id is taken changes nothing and returns the existing instance.
 pub async fn create_instance_is_idempotent(store: Arc<dyn Store>) {
@@ -34,7 +34,7 @@ pub async fn create_instance_is_idempotent(store: Arc<dyn Store>) {
     // Still exactly one start message.
     assert_eq!(store.stats().await.unwrap().messages, 1);
     let work = store
-        .fetch_turns(at(5_000), 10, super::LEASE)
+        .fetch_turns(at(5_000), 10, super::LEASE, None)
         .await
         .unwrap();
     assert_eq!(work.len(), 1);
@@ -68,18 +68,18 @@ pub async fn create_instance_posts_a_start_message(store: Arc<dyn Store>) {
     assert_eq!(store.journal("child-1", Some(1)).await.unwrap(), vec![]);
 
     assert!(store
-        .fetch_turns(at(999), 10, super::LEASE)
+        .fetch_turns(at(999), 10, super::LEASE, None)
         .await
         .unwrap()
         .is_empty());
     let work = store
-        .fetch_turns(at(1_000), 10, super::LEASE)
+        .fetch_turns(at(1_000), 10, super::LEASE, None)
         .await
         .unwrap();
     assert_eq!(work.len(), 1);
     let work = &work[0];
     assert_eq!(work.instance, info);
-    assert_eq!(work.journal, Ok(vec![]));
+    assert_eq!(work.journal, Ok(Journal::Events(vec![])));
     assert_eq!(work.messages.len(), 1);
     let start = &work.messages[0];
     assert_eq!(start.instance_id, "child-1");
@@ -125,7 +125,7 @@ pub async fn send_to_a_finished_instance_is_refused(store: Arc<dyn Store>) {
     }
     assert_eq!(store.stats().await.unwrap().messages, 0);
     assert!(store
-        .fetch_turns(at(1), 10, super::LEASE)
+        .fetch_turns(at(1), 10, super::LEASE, None)
         .await
         .unwrap()
         .is_empty());

@@ -11,10 +11,12 @@ use duraflow_core::{Event, Timestamp};
 
 use crate::error::StoreResult;
 use crate::notify::Notifier;
+use crate::store::Cache;
 use crate::store::Store;
 use crate::types::{
-    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page,
-    StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance,
+    NewMessage, NextDue, Page, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    TurnCommit, TurnWork,
 };
 
 use self::state::{State, Wake};
@@ -88,11 +90,15 @@ impl Store for MemoryStore {
         now: Timestamp,
         max: usize,
         lease: Duration,
+        cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
-        Ok(self.with_state(|s, _| s.fetch_turns(now, max, lease)))
+        Ok(self.with_state(|s, _| s.fetch_turns(now, max, lease, cache)))
     }
 
-    async fn commit_turns(&self, commits: Vec<TurnCommit>) -> StoreResult<Vec<StoreResult<()>>> {
+    async fn commit_turns(
+        &self,
+        commits: Vec<TurnCommit>,
+    ) -> StoreResult<Vec<StoreResult<Committed>>> {
         Ok(self.with_state(|s, w| commits.into_iter().map(|c| s.commit_turn(c, w)).collect()))
     }
 
@@ -118,13 +124,9 @@ impl Store for MemoryStore {
         &self,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
-    ) -> StoreResult<Vec<StoreResult<()>>> {
-        Ok(self.with_state(|s, w| {
-            completions
-                .into_iter()
-                .map(|c| s.complete_task(now, c, w))
-                .collect()
-        }))
+        cache: Cache<'_>,
+    ) -> StoreResult<Vec<StoreResult<Completed>>> {
+        Ok(self.with_state(|s, w| s.complete_tasks(now, completions, cache, w)))
     }
 
     async fn renew_task(

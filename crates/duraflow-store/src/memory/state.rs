@@ -1,18 +1,25 @@
 //! The in-memory store's state and the operations on it, all synchronous: the caller holds the
 //! lock for the whole of each operation, which makes every operation atomic.
+//!
+//! Two ordered indexes keep every operation logarithmic in the number of instances and tasks:
+//! `due` orders the instances that have work by when it is due (see [`Instance::due_key`]), and
+//! `task_due` orders tasks by when they can next be fetched (their visibility, or their lease's
+//! expiry while leased).
 
 mod reads;
 mod tasks;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Event, Failure, OpId, Payload, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
+use crate::journal_cache::JournalCache;
 use crate::types::{
-    CreateOutcome, InstanceInfo, InstanceStatus, LeaseToken, Message, MessageId, MessageKind,
-    NewInstance, NewMessage, NewTask, TaskId, TurnCommit, TurnWork,
+    Committed, CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message,
+    MessageId, MessageKind, NewInstance, NewMessage, NewTask, TaskId, TurnCommit, TurnWork,
 };
 
 /// Which notifications an operation calls for; sent once the lock is released.
@@ -47,20 +54,45 @@ fn holds(lease: Option<Lease>, token: LeaseToken, now: Option<Timestamp>) -> boo
     lease.is_some_and(|l| l.token == token && now.is_none_or(|now| l.live(now)))
 }
 
+/// An instance's place in [`State::due`]: when its work is due, then its oldest message.
+type DueKey = (Timestamp, MessageId);
+
 #[derive(Debug)]
 struct Instance {
     info: InstanceInfo,
     /// The journal of every execution, kept after continue-as-new.
     journals: BTreeMap<u32, Vec<Event>>,
     inbox: BTreeMap<MessageId, Message>,
+    /// The lease of the turn in progress (kept after it expires, for fencing, until the turn
+    /// commits or is abandoned).
     lease: Option<Lease>,
     /// Set by `abandon_turn`: no turn before this time.
     not_before: Option<Timestamp>,
+    /// The token of the last turn committed.
+    committed_with: LeaseToken,
+    /// Its key in [`State::due`], while it has one.
+    due: Option<DueKey>,
+    /// Its activity tasks.
+    tasks: BTreeSet<TaskId>,
 }
 
 impl Instance {
-    fn leased(&self, now: Timestamp) -> bool {
-        self.lease.is_some_and(|l| l.live(now))
+    /// When the instance's work is due: nothing for a finished instance or an empty inbox; the
+    /// lease's expiry while a turn holds it; otherwise when its earliest message becomes
+    /// visible (not before `not_before`). Ties go to the oldest message.
+    fn due_key(&self) -> Option<DueKey> {
+        if self.info.status.is_terminal() {
+            return None;
+        }
+        let oldest = *self.inbox.keys().next()?;
+        let at = match self.lease {
+            Some(lease) => lease.until,
+            None => {
+                let visible = self.inbox.values().map(|m| m.visible_at).min()?;
+                self.not_before.map_or(visible, |nb| visible.max(nb))
+            }
+        };
+        Some((at, oldest))
     }
 
     fn visible(&self, now: Timestamp) -> impl Iterator<Item = &Message> {
@@ -85,10 +117,22 @@ struct Task {
     last_failure: Option<Failure>,
 }
 
+impl Task {
+    /// When the task can next be fetched: its lease's expiry while leased, else its
+    /// visibility.
+    fn due_at(&self) -> Timestamp {
+        self.lease.map_or(self.visible_at, |l| l.until)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(super) struct State {
     instances: BTreeMap<String, Instance>,
+    /// Instances with work, in the order it is due.
+    due: BTreeSet<(DueKey, String)>,
     tasks: BTreeMap<TaskId, Task>,
+    /// Tasks by when they can next be fetched.
+    task_due: BTreeSet<(Timestamp, TaskId)>,
     last_message: i64,
     last_task: i64,
     last_token: i64,
@@ -102,6 +146,26 @@ fn instance_lease_lost(id: &str) -> StoreError {
     StoreError::LeaseLost {
         what: format!("instance {id:?}"),
     }
+}
+
+/// Moves `inst` to `key` in the due index.
+fn reindex(due: &mut BTreeSet<(DueKey, String)>, inst: &mut Instance, key: Option<DueKey>) {
+    if inst.due == key {
+        return;
+    }
+    if let Some(old) = inst.due.take() {
+        due.remove(&(old, inst.info.id.clone()));
+    }
+    if let Some(new) = key {
+        due.insert((new, inst.info.id.clone()));
+    }
+    inst.due = key;
+}
+
+/// Recomputes `inst`'s place in the due index.
+fn refresh(due: &mut BTreeSet<(DueKey, String)>, inst: &mut Instance) {
+    let key = inst.due_key();
+    reindex(due, inst, key);
 }
 
 impl State {
@@ -123,17 +187,29 @@ impl State {
     /// Puts a message in an existing instance's inbox, without checks.
     fn deliver(&mut self, instance_id: &str, kind: MessageKind, visible_at: Timestamp) {
         let id = self.next_message_id();
-        if let Some(inst) = self.instances.get_mut(instance_id) {
-            inst.inbox.insert(
+        let Some(inst) = self.instances.get_mut(instance_id) else {
+            return;
+        };
+        inst.inbox.insert(
+            id,
+            Message {
                 id,
-                Message {
-                    id,
-                    instance_id: instance_id.to_owned(),
-                    kind,
-                    visible_at,
-                },
-            );
-        }
+                instance_id: instance_id.to_owned(),
+                kind,
+                visible_at,
+            },
+        );
+        // The new message can only make the work due earlier, and only when no turn holds
+        // the instance: an update instead of a recomputation keeps big inboxes cheap.
+        let key = match (inst.due, inst.lease) {
+            (Some((at, oldest)), None) => {
+                let visible = inst.not_before.map_or(visible_at, |nb| visible_at.max(nb));
+                Some((at.min(visible), oldest))
+            }
+            (Some(key), Some(_)) => Some(key),
+            (None, _) => inst.due_key(),
+        };
+        reindex(&mut self.due, inst, key);
     }
 
     /// Inserts an instance that does not exist yet, with its start message.
@@ -160,6 +236,9 @@ impl State {
                 inbox: BTreeMap::new(),
                 lease: None,
                 not_before: None,
+                committed_with: LeaseToken(0),
+                due: None,
+                tasks: BTreeSet::new(),
             },
         );
         self.deliver(&id, MessageKind::Start { execution: 1 }, created_at);
@@ -195,45 +274,56 @@ impl State {
         now: Timestamp,
         max: usize,
         lease: Duration,
+        cache: Option<&Arc<dyn JournalCache>>,
     ) -> Vec<TurnWork> {
-        let mut ready: Vec<(MessageId, String)> = self
-            .instances
-            .values()
-            .filter(|inst| {
-                !inst.info.status.is_terminal()
-                    && !inst.leased(now)
-                    && inst.not_before.is_none_or(|t| t <= now)
+        // Everything due by `now` is fetchable; the check for a visible message only guards
+        // against a caller whose clock went backwards since the index was updated.
+        let ready: Vec<String> = self
+            .due
+            .iter()
+            .take_while(|((at, _), _)| *at <= now)
+            .filter(|(_, id)| {
+                self.instances
+                    .get(id)
+                    .is_some_and(|inst| inst.visible(now).next().is_some())
             })
-            .filter_map(|inst| {
-                inst.visible(now)
-                    .next()
-                    .map(|m| (m.id, inst.info.id.clone()))
-            })
+            .take(max)
+            .map(|(_, id)| id.clone())
             .collect();
-        ready.sort_unstable();
-        ready.truncate(max);
+        ready
+            .into_iter()
+            .filter_map(|id| self.lease_turn(&id, now, lease, cache))
+            .collect()
+    }
 
-        let until = now.plus(lease);
-        let mut work = Vec::with_capacity(ready.len());
-        for (_, id) in ready {
-            let token = self.next_token();
-            let Some(inst) = self.instances.get_mut(&id) else {
-                continue;
-            };
-            inst.lease = Some(Lease { token, until });
-            let journal = inst
-                .journals
-                .get(&inst.info.execution)
-                .cloned()
-                .unwrap_or_default();
-            work.push(TurnWork {
-                instance: inst.info.clone(),
-                journal: Ok(journal),
-                messages: inst.visible(now).cloned().collect(),
-                token,
-            });
-        }
-        work
+    /// Leases the turn of instance `id`, which is due, with its journal and visible messages.
+    fn lease_turn(
+        &mut self,
+        id: &str,
+        now: Timestamp,
+        lease: Duration,
+        cache: Option<&Arc<dyn JournalCache>>,
+    ) -> Option<TurnWork> {
+        let token = self.next_token();
+        let inst = self.instances.get_mut(id)?;
+        inst.lease = Some(Lease {
+            token,
+            until: now.plus(lease),
+        });
+        refresh(&mut self.due, inst);
+        let execution = inst.info.execution;
+        let warm = cache.is_some_and(|c| c.holds(id, execution, inst.committed_with));
+        let journal = if warm {
+            Journal::Cached
+        } else {
+            Journal::Events(inst.journals.get(&execution).cloned().unwrap_or_default())
+        };
+        Some(TurnWork {
+            instance: inst.info.clone(),
+            journal: Ok(journal),
+            messages: inst.visible(now).cloned().collect(),
+            token,
+        })
     }
 
     /// Checks a commit against the instance without changing anything.
@@ -263,12 +353,16 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn commit_turn(&mut self, commit: TurnCommit, wake: &mut Wake) -> StoreResult<()> {
+    pub(super) fn commit_turn(
+        &mut self,
+        commit: TurnCommit,
+        wake: &mut Wake,
+    ) -> StoreResult<Committed> {
         self.check_commit(&commit)?;
         // From here on nothing can fail, so the commit applies in full.
         let TurnCommit {
             instance_id,
-            token: _,
+            token,
             execution,
             journal_base: _,
             new_events,
@@ -280,6 +374,7 @@ impl State {
             output,
             failure,
             continue_as_new,
+            claim_tasks,
             now,
         } = commit;
 
@@ -310,45 +405,37 @@ impl State {
             }
         }
 
+        let mut committed = Committed::default();
+        let mut claims = claim_tasks.map_or(0, |c| c.max);
         for task in tasks {
             let id = self.next_task_id();
-            let NewTask {
-                instance_id,
-                execution,
-                op,
-                name,
-                input,
-                options,
-                scheduled_at,
-            } = task;
-            self.tasks.insert(
-                id,
-                Task {
-                    id,
-                    instance_id,
-                    execution,
-                    op,
-                    name,
-                    input,
-                    options,
-                    scheduled_at,
-                    visible_at: scheduled_at,
-                    attempt: 0,
-                    lease: None,
-                    last_failure: None,
-                },
-            );
-            wake.tasks = true;
+            let claim = claim_tasks.filter(|_| claims > 0).map(|c| {
+                claims -= 1;
+                Lease {
+                    token: self.next_token(),
+                    until: now.plus(c.lease),
+                }
+            });
+            self.insert_task(id, task, claim);
+            match claim {
+                Some(_) => {
+                    if let Some(work) = self.tasks.get(&id).map(Task::work) {
+                        committed.tasks.push(work);
+                    }
+                }
+                None => wake.tasks = true,
+            }
         }
 
         let Some(inst) = self.instances.get_mut(&instance_id) else {
-            return Ok(());
+            return Ok(committed);
         };
         inst.info.status = status;
         inst.info.output = output;
         inst.info.failure = failure;
         inst.info.updated_at = now;
         inst.lease = None;
+        inst.committed_with = token;
         if let Some(input) = continue_as_new {
             inst.info.execution += 1;
             inst.info.input = input;
@@ -356,16 +443,56 @@ impl State {
             inst.journals.insert(inst.info.execution, Vec::new());
             wake.instances = true;
         }
-        if inst.info.status.is_terminal() {
+        let finished = inst.info.status.is_terminal();
+        if finished {
             inst.inbox.clear();
             inst.not_before = None;
-            self.tasks.retain(|_, t| t.instance_id != instance_id);
             wake.instances = true;
         } else if !inst.inbox.is_empty() {
             // Messages the turn did not consume can be fetched again now the lease is free.
             wake.turns = true;
         }
-        Ok(())
+        refresh(&mut self.due, inst);
+        if finished {
+            let tasks = std::mem::take(&mut inst.tasks);
+            for id in tasks {
+                self.remove_task(id);
+            }
+            committed.tasks.clear();
+        }
+        Ok(committed)
+    }
+
+    /// Inserts a new task, leased already when `lease` is given (its first attempt counted).
+    fn insert_task(&mut self, id: TaskId, task: NewTask, lease: Option<Lease>) {
+        let NewTask {
+            instance_id,
+            execution,
+            op,
+            name,
+            input,
+            options,
+            scheduled_at,
+        } = task;
+        if let Some(inst) = self.instances.get_mut(&instance_id) {
+            inst.tasks.insert(id);
+        }
+        let task = Task {
+            id,
+            instance_id,
+            execution,
+            op,
+            name,
+            input,
+            options,
+            scheduled_at,
+            visible_at: scheduled_at,
+            attempt: u32::from(lease.is_some()),
+            lease,
+            last_failure: None,
+        };
+        self.task_due.insert((task.due_at(), id));
+        self.tasks.insert(id, task);
     }
 
     pub(super) fn abandon_turn(
@@ -384,6 +511,7 @@ impl State {
         }
         inst.lease = None;
         inst.not_before = Some(retry_at);
+        refresh(&mut self.due, inst);
         wake.turns = true;
         Ok(())
     }

@@ -6,44 +6,30 @@ use duraflow_core::{Event, Timestamp};
 
 use super::{instance_not_found, State};
 use crate::error::{StoreError, StoreResult};
-use crate::types::{InstanceInfo, InstanceStatus, ListFilter, NextDue, Page, StoreStats};
+use crate::types::{
+    InstanceInfo, InstanceStatus, ListFilter, MessageId, NextDue, Page, StoreStats, TaskId,
+};
 
 /// The page size of a listing that asks for none in particular.
 const DEFAULT_LIST_LIMIT: usize = 100;
 /// The largest page a listing returns.
 const MAX_LIST_LIMIT: usize = 1000;
 
-/// Moves `slot` to `t` if `t` is after `now` and earlier than what `slot` holds.
-fn earliest_after(slot: &mut Option<Timestamp>, t: Timestamp, now: Timestamp) {
-    if t > now && slot.is_none_or(|s| t < s) {
-        *slot = Some(t);
-    }
-}
-
 impl State {
     pub(in crate::memory) fn next_due(&self, now: Timestamp) -> NextDue {
-        let mut due = NextDue::default();
-        for inst in self.instances.values() {
-            if inst.info.status.is_terminal() {
-                continue;
-            }
-            for message in inst.inbox.values() {
-                earliest_after(&mut due.turn, message.visible_at, now);
-            }
-            if let Some(t) = inst.not_before {
-                earliest_after(&mut due.turn, t, now);
-            }
-            if let Some(lease) = inst.lease {
-                earliest_after(&mut due.turn, lease.until, now);
-            }
+        let after = Timestamp(now.0.saturating_add(1));
+        NextDue {
+            turn: self
+                .due
+                .range(((after, MessageId(i64::MIN)), String::new())..)
+                .next()
+                .map(|((at, _), _)| *at),
+            task: self
+                .task_due
+                .range((after, TaskId(i64::MIN))..)
+                .next()
+                .map(|(at, _)| *at),
         }
-        for task in self.tasks.values() {
-            earliest_after(&mut due.task, task.visible_at, now);
-            if let Some(lease) = task.lease {
-                earliest_after(&mut due.task, lease.until, now);
-            }
-        }
-        due
     }
 
     pub(in crate::memory) fn instance(&self, id: &str) -> Option<InstanceInfo> {
@@ -99,8 +85,14 @@ impl State {
         if !inst.info.status.is_terminal() {
             return Err(StoreError::InstanceRunning(id.to_owned()));
         }
-        self.instances.remove(id);
-        self.tasks.retain(|_, t| t.instance_id != id);
+        if let Some(inst) = self.instances.remove(id) {
+            for task in inst.tasks {
+                self.remove_task(task);
+            }
+            if let Some(key) = inst.due {
+                self.due.remove(&(key, inst.info.id));
+            }
+        }
         Ok(true)
     }
 

@@ -1,13 +1,15 @@
 //! Activity tasks: fetching, completing, renewing and releasing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use duraflow_core::Timestamp;
 
 use super::{holds, Lease, State, Task, Wake};
 use crate::error::{StoreError, StoreResult};
+use crate::journal_cache::JournalCache;
 use crate::types::{
-    LeaseToken, MessageKind, OpResult, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    Completed, LeaseToken, MessageKind, OpResult, TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 
 fn task_not_found(id: TaskId) -> StoreError {
@@ -20,68 +22,133 @@ fn task_lease_lost(id: TaskId) -> StoreError {
     }
 }
 
+impl Task {
+    /// The task as handed to the worker holding its lease.
+    pub(super) fn work(&self) -> TaskWork {
+        let lease = self.lease.unwrap_or(Lease {
+            token: LeaseToken(0),
+            until: Timestamp(0),
+        });
+        TaskWork {
+            id: self.id,
+            instance_id: self.instance_id.clone(),
+            execution: self.execution,
+            op: self.op.clone(),
+            name: self.name.clone(),
+            input: self.input.clone(),
+            options: self.options.clone(),
+            attempt: self.attempt,
+            scheduled_at: self.scheduled_at,
+            token: lease.token,
+            lease_until: lease.until,
+            last_failure: self.last_failure.clone(),
+        }
+    }
+}
+
 impl State {
+    /// Changes a task through `f`, keeping its place in the due index.
+    fn update_task<T>(&mut self, id: TaskId, f: impl FnOnce(&mut Task) -> T) -> Option<T> {
+        let task = self.tasks.get_mut(&id)?;
+        self.task_due.remove(&(task.due_at(), id));
+        let out = f(task);
+        self.task_due.insert((task.due_at(), id));
+        Some(out)
+    }
+
+    /// Deletes a task.
+    pub(super) fn remove_task(&mut self, id: TaskId) -> Option<Task> {
+        let task = self.tasks.remove(&id)?;
+        self.task_due.remove(&(task.due_at(), id));
+        if let Some(inst) = self.instances.get_mut(&task.instance_id) {
+            inst.tasks.remove(&id);
+        }
+        Some(task)
+    }
+
     pub(in crate::memory) fn fetch_tasks(
         &mut self,
         now: Timestamp,
         max: usize,
         lease: Duration,
     ) -> Vec<TaskWork> {
-        let mut ready: Vec<(Timestamp, TaskId)> = self
-            .tasks
-            .values()
-            .filter(|t| t.visible_at <= now && !t.lease.is_some_and(|l| l.live(now)))
-            .map(|t| (t.visible_at, t.id))
+        let ready: Vec<TaskId> = self
+            .task_due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(max)
+            .map(|(_, id)| *id)
             .collect();
-        ready.sort_unstable();
-        ready.truncate(max);
-
-        let lease_until = now.plus(lease);
+        let until = now.plus(lease);
         let mut work = Vec::with_capacity(ready.len());
-        for (_, id) in ready {
+        for id in ready {
             let token = self.next_token();
-            let Some(task) = self.tasks.get_mut(&id) else {
-                continue;
-            };
-            task.attempt = task.attempt.saturating_add(1);
-            task.lease = Some(Lease {
-                token,
-                until: lease_until,
+            let leased = self.update_task(id, |task| {
+                task.attempt = task.attempt.saturating_add(1);
+                task.lease = Some(Lease { token, until });
+                task.work()
             });
-            work.push(TaskWork {
-                id,
-                instance_id: task.instance_id.clone(),
-                execution: task.execution,
-                op: task.op.clone(),
-                name: task.name.clone(),
-                input: task.input.clone(),
-                options: task.options.clone(),
-                attempt: task.attempt,
-                scheduled_at: task.scheduled_at,
-                token,
-                lease_until,
-                last_failure: task.last_failure.clone(),
-            });
+            work.extend(leased);
         }
         work
     }
 
-    pub(in crate::memory) fn complete_task(
+    pub(in crate::memory) fn complete_tasks(
+        &mut self,
+        now: Timestamp,
+        completions: Vec<TaskCompletion>,
+        cache: Option<&Arc<dyn JournalCache>>,
+        wake: &mut Wake,
+    ) -> Vec<StoreResult<Completed>> {
+        let mut claims: Vec<(usize, String, Duration)> = Vec::new();
+        let mut results: Vec<StoreResult<Completed>> = completions
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let claim = c.claim_turn;
+                let instance_id = self.complete_task(now, c, wake)?;
+                if let Some(lease) = claim {
+                    if !claims.iter().any(|(_, id, _)| *id == instance_id) {
+                        claims.push((i, instance_id, lease));
+                    }
+                }
+                Ok(Completed::default())
+            })
+            .collect();
+        // Claims come after every result of the batch is in the inbox, so the claimed turn
+        // sees them all.
+        for (i, instance_id, lease) in claims {
+            let due = self.instances.get(&instance_id).is_some_and(|inst| {
+                inst.due.is_some_and(|(at, _)| at <= now) && inst.visible(now).next().is_some()
+            });
+            if due {
+                let turn = self.lease_turn(&instance_id, now, lease, cache);
+                if let Some(Ok(completed)) = results.get_mut(i) {
+                    completed.turn = turn;
+                }
+            }
+        }
+        results
+    }
+
+    /// Completes one task; returns its instance.
+    fn complete_task(
         &mut self,
         now: Timestamp,
         completion: TaskCompletion,
         wake: &mut Wake,
-    ) -> StoreResult<()> {
-        let TaskCompletion { id, token, result } = completion;
+    ) -> StoreResult<String> {
+        let TaskCompletion {
+            id, token, result, ..
+        } = completion;
         let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
         if !holds(task.lease, token, Some(now)) {
             return Err(task_lease_lost(id));
         }
-        let Some(task) = self.tasks.remove(&id) else {
-            return Err(task_not_found(id));
-        };
+        let task = self.remove_task(id).ok_or_else(|| task_not_found(id))?;
+        let instance_id = task.instance_id.clone();
         self.post_result(task, result, now, wake);
-        Ok(())
+        Ok(instance_id)
     }
 
     /// Posts a finished task's result to its instance, unless the instance has finished.
@@ -108,12 +175,12 @@ impl State {
         now: Timestamp,
         lease: Duration,
     ) -> StoreResult<Timestamp> {
-        let task = self.tasks.get_mut(&id).ok_or_else(|| task_not_found(id))?;
+        let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
         if !holds(task.lease, token, Some(now)) {
             return Err(task_lease_lost(id));
         }
         let until = now.plus(lease);
-        task.lease = Some(Lease { token, until });
+        self.update_task(id, |task| task.lease = Some(Lease { token, until }));
         Ok(until)
     }
 
@@ -124,23 +191,25 @@ impl State {
         release: TaskRelease,
         wake: &mut Wake,
     ) -> StoreResult<()> {
-        let task = self.tasks.get_mut(&id).ok_or_else(|| task_not_found(id))?;
+        let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
         if !holds(task.lease, token, None) {
             return Err(task_lease_lost(id));
         }
-        task.lease = None;
-        match release {
-            TaskRelease::Retry {
-                visible_at,
-                failure,
-            } => {
-                task.visible_at = visible_at;
-                task.last_failure = Some(failure);
+        self.update_task(id, |task| {
+            task.lease = None;
+            match release {
+                TaskRelease::Retry {
+                    visible_at,
+                    failure,
+                } => {
+                    task.visible_at = visible_at;
+                    task.last_failure = Some(failure);
+                }
+                TaskRelease::HandBack => {
+                    task.attempt = task.attempt.saturating_sub(1);
+                }
             }
-            TaskRelease::HandBack => {
-                task.attempt = task.attempt.saturating_sub(1);
-            }
-        }
+        });
         wake.tasks = true;
         Ok(())
     }

@@ -1,0 +1,85 @@
+//! Warm instances: workflows kept in memory, replayed, between their turns.
+//!
+//! After a turn commits, the instance's [`WorkflowRun`] (its journal and the workflow future,
+//! blocked where it waits) goes into this cache. The next turn of the instance takes it back
+//! and only applies the new messages, instead of reading the journal and replaying it from the
+//! start. The store is asked to skip reading a journal only when the cache holds it exactly as
+//! this engine's own last commit left it (named by that commit's lease token), so a journal
+//! that another process moved on is always read and replayed in full.
+//!
+//! The cache is bounded (`EngineOptions::warm_instances`): the least recently used instance
+//! is dropped first, so a parked workflow costs store rows, not memory.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use duraflow_core::WorkflowRun;
+use duraflow_store::{JournalCache, LeaseToken};
+use hashlink::LruCache;
+
+/// A workflow held between turns.
+pub(crate) struct WarmRun {
+    /// The run, replayed and blocked, with every event committed.
+    pub(crate) run: WorkflowRun,
+    /// The execution it belongs to.
+    pub(crate) execution: u32,
+    /// The lease token of the commit that left the journal as the run holds it.
+    pub(crate) token: LeaseToken,
+}
+
+/// The warm instances of one engine, least recently used first out.
+pub(crate) struct WarmCache {
+    runs: Mutex<LruCache<String, WarmRun>>,
+    capacity: usize,
+}
+
+impl WarmCache {
+    /// A cache of at most `capacity` instances (0 keeps none).
+    pub(crate) fn new(capacity: usize) -> Self {
+        WarmCache {
+            runs: Mutex::new(LruCache::new(capacity.max(1))),
+            capacity,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LruCache<String, WarmRun>> {
+        // Every change is a single insert or remove: a poisoned cache is still consistent.
+        self.runs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the run of `instance_id` out of the cache, if it is there.
+    pub(crate) fn take(&self, instance_id: &str) -> Option<WarmRun> {
+        self.lock().remove(instance_id)
+    }
+
+    /// Keeps a run after its turn committed, dropping the least recently used one if full.
+    pub(crate) fn put(&self, instance_id: String, warm: WarmRun) {
+        if self.capacity == 0 {
+            return;
+        }
+        // Dropping an evicted run drops its workflow future: do it outside the lock.
+        let evicted = {
+            let mut runs = self.lock();
+            let evicted = if runs.len() >= self.capacity && !runs.contains_key(&instance_id) {
+                runs.remove_lru().map(|(_, run)| run)
+            } else {
+                None
+            };
+            let replaced = runs.insert(instance_id, warm);
+            (evicted, replaced)
+        };
+        drop(evicted);
+    }
+
+    /// How many instances are warm.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl JournalCache for WarmCache {
+    fn holds(&self, instance_id: &str, execution: u32, token: LeaseToken) -> bool {
+        self.lock()
+            .peek(instance_id)
+            .is_some_and(|w| w.execution == execution && w.token == token)
+    }
+}
