@@ -1,0 +1,312 @@
+//! Warm instances and claims: a workflow stays in memory between its turns instead of being
+//! replayed, work that stays in one engine skips the store's fetches, and both fall back to
+//! the plain path (replay, fetch) whenever they must.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use duraflow::crates::store::{
+    Cache, Committed, Completed, CreateOutcome, Journal, LeaseToken, NewInstance, NewMessage,
+    NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    TurnCommit, TurnWork,
+};
+use duraflow::prelude::*;
+use duraflow::{
+    EngineOptions, Event, InstanceInfo, ListFilter, MemoryStore, Page, Store, Timestamp,
+};
+
+/// How often each workflow's code started running (once per replay).
+static STARTS: AtomicUsize = AtomicUsize::new(0);
+
+async fn noop(_ctx: ActivityContext, _: u32) -> Result<(), ActivityError> {
+    Ok(())
+}
+
+/// Counts its starts, then runs `n` activities one after the other and waits for `go`.
+async fn counted(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    STARTS.fetch_add(1, Ordering::SeqCst);
+    for i in 0..n {
+        ctx.activity::<()>("noop", &i).await?;
+    }
+    let extra: u32 = ctx.wait_for_event("go").await?;
+    Ok(n + extra)
+}
+
+/// Waits for `n` events one after the other, running an activity after each, and sums them.
+async fn rounds(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx.wait_for_event::<u32>("next").await?;
+        ctx.activity::<()>("noop", &i).await?;
+    }
+    Ok(sum)
+}
+
+/// A store that counts what it hands out through fetches and through claims.
+#[derive(Default)]
+struct Counting {
+    inner: MemoryStore,
+    fetched_turns: AtomicUsize,
+    fetched_tasks: AtomicUsize,
+    claimed_turns: AtomicUsize,
+    claimed_tasks: AtomicUsize,
+    cached_journals: AtomicUsize,
+}
+
+impl Counting {
+    fn get(counter: &AtomicUsize) -> usize {
+        counter.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Store for Counting {
+    fn backend(&self) -> &'static str {
+        "counting"
+    }
+    fn notifier(&self) -> Option<&Notifier> {
+        self.inner.notifier()
+    }
+    async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
+        self.inner.create_instance(instance).await
+    }
+    async fn send(&self, message: NewMessage) -> StoreResult<()> {
+        self.inner.send(message).await
+    }
+    async fn fetch_turns(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+        cache: Cache<'_>,
+    ) -> StoreResult<Vec<TurnWork>> {
+        let work = self.inner.fetch_turns(now, max, lease, cache).await?;
+        self.fetched_turns.fetch_add(work.len(), Ordering::SeqCst);
+        let cached = work
+            .iter()
+            .filter(|w| matches!(w.journal, Ok(Journal::Cached)))
+            .count();
+        self.cached_journals.fetch_add(cached, Ordering::SeqCst);
+        Ok(work)
+    }
+    async fn commit_turns(
+        &self,
+        commits: Vec<TurnCommit>,
+    ) -> StoreResult<Vec<StoreResult<Committed>>> {
+        let results = self.inner.commit_turns(commits).await?;
+        let claimed: usize = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|c| c.tasks.len())
+            .sum();
+        self.claimed_tasks.fetch_add(claimed, Ordering::SeqCst);
+        Ok(results)
+    }
+    async fn abandon_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        retry_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.inner.abandon_turn(instance_id, token, retry_at).await
+    }
+    async fn fetch_tasks(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TaskWork>> {
+        let tasks = self.inner.fetch_tasks(now, max, lease).await?;
+        self.fetched_tasks.fetch_add(tasks.len(), Ordering::SeqCst);
+        Ok(tasks)
+    }
+    async fn complete_tasks(
+        &self,
+        now: Timestamp,
+        completions: Vec<TaskCompletion>,
+        cache: Cache<'_>,
+    ) -> StoreResult<Vec<StoreResult<Completed>>> {
+        let results = self.inner.complete_tasks(now, completions, cache).await?;
+        for turn in results
+            .iter()
+            .filter_map(|r| r.as_ref().ok()?.turn.as_ref())
+        {
+            self.claimed_turns.fetch_add(1, Ordering::SeqCst);
+            if matches!(turn.journal, Ok(Journal::Cached)) {
+                self.cached_journals.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Ok(results)
+    }
+    async fn renew_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        self.inner.renew_task(id, token, now, lease).await
+    }
+    async fn release_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        release: TaskRelease,
+    ) -> StoreResult<()> {
+        self.inner.release_task(id, token, release).await
+    }
+    async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
+        self.inner.next_due(now).await
+    }
+    async fn instance(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
+        self.inner.instance(id).await
+    }
+    async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
+        self.inner.journal(id, execution).await
+    }
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
+        self.inner.list(filter).await
+    }
+    async fn purge(&self, id: &str) -> StoreResult<bool> {
+        self.inner.purge(id).await
+    }
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        self.inner.stats().await
+    }
+}
+
+async fn engine_on(store: Arc<Counting>, options: EngineOptions) -> Engine {
+    Engine::builder()
+        .shared_store(store)
+        .options(options)
+        .workflow("counted", counted)
+        .workflow("rounds", rounds)
+        .activity("noop", noop)
+        .start()
+        .await
+        .unwrap()
+}
+
+/// Waits until the instance has run its activities and waits for `go`.
+async fn parked(client: &Client, id: &str) {
+    common::history_with(client, id, "the wait for go", |k| {
+        matches!(k, duraflow::EventKind::EventWaitStarted { .. })
+    })
+    .await;
+}
+
+// One test, so that nothing else moves STARTS while it counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_instances_claims_and_their_fallbacks() {
+    // 1. Warm: seven turns (start, five results, the event), and the code starts once. After
+    //    the first turn, no turn is fetched and no task either: each commit claims its task
+    //    and each completion claims the next turn, whose journal the store leaves unread.
+    let store = Arc::new(Counting::default());
+    let engine = engine_on(store.clone(), EngineOptions::default()).await;
+    let client = engine.client();
+    STARTS.store(0, Ordering::SeqCst);
+    let run = client.start("counted", &5u32).id("warm").await.unwrap();
+    parked(&client, &run.id).await;
+    client.raise_event(&run, "go", &1u32).await.unwrap();
+    let out: u32 = client.wait(&run).await.unwrap();
+    assert_eq!(out, 6);
+    assert_eq!(
+        STARTS.load(Ordering::SeqCst),
+        1,
+        "a warm workflow is never replayed"
+    );
+    assert_eq!(Counting::get(&store.claimed_tasks), 5, "every task claimed");
+    assert_eq!(Counting::get(&store.fetched_tasks), 0, "no task fetched");
+    assert_eq!(
+        Counting::get(&store.claimed_turns),
+        5,
+        "each result's turn claimed"
+    );
+    assert_eq!(
+        Counting::get(&store.fetched_turns),
+        2,
+        "only the start and the event are fetched"
+    );
+    assert_eq!(
+        Counting::get(&store.cached_journals),
+        6,
+        "every journal after the first turn stays in memory"
+    );
+    assert_eq!(engine.warm_instances(), 0, "a finished instance is dropped");
+    engine.shutdown().await;
+
+    // 2. No warm instances: every turn replays the journal from the start.
+    let store = Arc::new(Counting::default());
+    let options = EngineOptions {
+        warm_instances: 0,
+        ..EngineOptions::default()
+    };
+    let engine = engine_on(store.clone(), options).await;
+    let client = engine.client();
+    STARTS.store(0, Ordering::SeqCst);
+    let run = client.start("counted", &5u32).id("cold").await.unwrap();
+    parked(&client, &run.id).await;
+    client.raise_event(&run, "go", &1u32).await.unwrap();
+    assert_eq!(client.wait::<u32>(&run).await.unwrap(), 6);
+    assert_eq!(STARTS.load(Ordering::SeqCst), 7, "one replay per turn");
+    assert_eq!(Counting::get(&store.cached_journals), 0);
+    engine.shutdown().await;
+
+    // 3. A new engine on the same store (a restart) has nothing warm: it replays once, then
+    //    keeps the instance warm again.
+    let store = Arc::new(Counting::default());
+    let engine = engine_on(store.clone(), EngineOptions::default()).await;
+    let client = engine.client();
+    STARTS.store(0, Ordering::SeqCst);
+    let run = client.start("counted", &3u32).id("restart").await.unwrap();
+    parked(&client, &run.id).await;
+    assert_eq!(engine.warm_instances(), 1, "the parked instance is warm");
+    engine.shutdown().await;
+    assert_eq!(STARTS.load(Ordering::SeqCst), 1);
+    let engine = engine_on(store.clone(), EngineOptions::default()).await;
+    let client = engine.client();
+    client.raise_event(&run, "go", &10u32).await.unwrap();
+    assert_eq!(client.wait::<u32>(&run).await.unwrap(), 13);
+    assert_eq!(
+        STARTS.load(Ordering::SeqCst),
+        2,
+        "replayed once after the restart"
+    );
+    engine.shutdown().await;
+
+    // 4. Two engines share the store and take the turns of one instance in whatever order
+    //    they come: each turn runs on the journal as the store has it (a copy another engine
+    //    moved on is never used), so every round is counted once and the journal replays.
+    let store = Arc::new(Counting::default());
+    let a = engine_on(store.clone(), EngineOptions::default()).await;
+    let b = engine_on(store.clone(), EngineOptions::default()).await;
+    let client = a.client();
+    let run = client.start("rounds", &20u32).id("shared").await.unwrap();
+    for round in 0..20u32 {
+        common::eventually(&format!("round {round} to wait"), || async {
+            let journal = client.history(&run.id, None).await.ok()?;
+            let waits = journal
+                .iter()
+                .filter(|e| matches!(e.kind, duraflow::EventKind::EventWaitStarted { .. }))
+                .count();
+            (waits == round as usize + 1).then_some(())
+        })
+        .await;
+        client.raise_event(&run, "next", &round).await.unwrap();
+    }
+    assert_eq!(
+        client.wait::<u32>(&run).await.unwrap(),
+        (0..20).sum::<u32>()
+    );
+    let journal = client.history(&run.id, None).await.unwrap();
+    let report = duraflow::check_replay(duraflow::workflow_fn(rounds), &run.id, 1, journal);
+    assert!(report.nondeterminism().is_none(), "{:?}", report.outcome);
+    assert!(report.new_events.is_empty());
+    a.shutdown().await;
+    b.shutdown().await;
+}
