@@ -22,6 +22,60 @@ pub(crate) struct Wake {
     pub(crate) instances: bool,
 }
 
+/// Lease tokens, issued by the writer without a write each: the high bits are an epoch that
+/// opening the store reserved durably (`lease_tokens` counts epochs), the low bits count the
+/// tokens issued since. No two writers, in this process or another, ever share an epoch, so no
+/// two leases ever share a token; tokens of a transaction that rolled back are simply skipped.
+pub(crate) struct Tokens {
+    epoch: i64,
+    issued: i64,
+}
+
+/// Bits of a token that count within its epoch.
+const EPOCH_SHIFT: u32 = 40;
+
+impl Tokens {
+    /// Tokens of a freshly reserved epoch.
+    pub(crate) fn new(epoch: i64) -> Self {
+        Tokens { epoch, issued: 0 }
+    }
+
+    fn next(&mut self) -> SqlResult<i64> {
+        if self.issued >= (1 << EPOCH_SHIFT) - 1 {
+            return Err(StoreError::Unavailable(
+                "this SQLite store has issued all the lease tokens of its epoch; open it again"
+                    .into(),
+            )
+            .into());
+        }
+        self.issued += 1;
+        Ok((self.epoch << EPOCH_SHIFT) | self.issued)
+    }
+}
+
+/// Reserves a lease-token epoch for a writer (see [`Tokens`]).
+pub(crate) fn reserve_epoch(conn: &Connection) -> SqlResult<i64> {
+    Ok(conn.query_row(
+        "UPDATE lease_tokens SET value = value + 1 WHERE id = 1 RETURNING value",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// What a write runs with besides the connection: whom to wake once its transaction commits,
+/// and the writer's lease tokens.
+pub(crate) struct Tx<'a> {
+    pub(crate) wake: Wake,
+    tokens: &'a mut Tokens,
+}
+
+impl Tx<'_> {
+    /// A lease token never issued before.
+    pub(crate) fn token(&mut self) -> SqlResult<i64> {
+        self.tokens.next()
+    }
+}
+
 /// A write waiting for the writer thread.
 trait Job: Send {
     /// Whether the write must be on disk before it is acknowledged. Writes that only take
@@ -31,7 +85,10 @@ trait Job: Send {
     fn durable(&self) -> bool;
     /// Runs inside the batch's transaction (in its own savepoint) and returns how to answer
     /// once the transaction has committed or failed.
-    fn run(self: Box<Self>, conn: &Connection, wake: &mut Wake) -> Box<dyn Answer>;
+    /// Runs inside the batch's transaction. A write checks everything that can refuse it (a
+    /// lost lease, a missing instance) before it writes anything, so a refused write leaves the
+    /// transaction as it found it.
+    fn run(self: Box<Self>, conn: &Connection, tx: &mut Tx<'_>) -> Box<dyn Answer>;
     /// Answers without running (the transaction could not begin).
     fn fail(self: Box<Self>, error: StoreError);
 }
@@ -55,16 +112,16 @@ struct WriteAnswer<T> {
 
 impl<F, T> Job for WriteJob<F, T>
 where
-    F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
+    F: FnOnce(&Connection, &mut Tx<'_>) -> SqlResult<T> + Send + 'static,
     T: Send + 'static,
 {
     fn durable(&self) -> bool {
         self.durable
     }
 
-    fn run(self: Box<Self>, conn: &Connection, wake: &mut Wake) -> Box<dyn Answer> {
+    fn run(self: Box<Self>, conn: &Connection, tx: &mut Tx<'_>) -> Box<dyn Answer> {
         let WriteJob { f, reply, .. } = *self;
-        let result = in_savepoint(conn, |c| f(c, wake));
+        let result = f(conn, tx).map_err(StoreError::from);
         Box::new(WriteAnswer { result, reply })
     }
 
@@ -87,42 +144,19 @@ impl<T: Send + 'static> Answer for WriteAnswer<T> {
     }
 }
 
-/// Runs `f` in a savepoint: its changes are undone if it fails, leaving the rest of the batch.
-/// Savepoints nest: a write made of several independent items runs each in one of its own.
-pub(crate) fn in_savepoint<T>(
-    conn: &Connection,
-    f: impl FnOnce(&Connection) -> SqlResult<T>,
-) -> StoreResult<T> {
-    conn.prepare_cached("SAVEPOINT op")
-        .and_then(|mut s| s.execute([]))
-        .map_err(store_error)?;
-    match f(conn) {
-        Ok(v) => {
-            conn.prepare_cached("RELEASE op")
-                .and_then(|mut s| s.execute([]))
-                .map_err(store_error)?;
-            Ok(v)
-        }
-        Err(e) => {
-            if !conn.is_autocommit() {
-                if let Err(undo) = conn.execute_batch("ROLLBACK TO op; RELEASE op") {
-                    warn!(error = %undo, "rolling back a failed SQLite write failed");
-                }
-            }
-            Err(e.into())
-        }
-    }
-}
-
-/// Runs a batch of writes in one transaction, each in its own savepoint, and answers them once
-/// it has committed. Some errors (a full disk, an I/O error) make SQLite roll back the whole
-/// transaction: the writes before the failing one are then answered with that error, and the
-/// writes after it go on in a new transaction.
+/// Runs a batch of writes in one transaction and answers them once it has committed.
+///
+/// There are no savepoints (SQLite copies every page a savepoint's writes touch): a write that
+/// is refused has written nothing, and the others go on. A write that fails after it wrote
+/// (an I/O error, a full disk, a broken invariant), or whose failure made SQLite roll the
+/// transaction back, takes the transaction with it: the writes before it are answered with its
+/// error (the engine tries them again), and the writes after it go on in a new transaction.
 fn run_batch(
     conn: &Connection,
     batch: Vec<Box<dyn Job>>,
     notifier: &Notifier,
     sync: &mut SyncLevel,
+    tokens: &mut Tokens,
 ) {
     let durable = batch.iter().any(|job| job.durable());
     if let Err(e) = sync.set(conn, durable) {
@@ -140,28 +174,38 @@ fn run_batch(
             }
             return;
         }
-        let mut wake = Wake::default();
+        let mut tx = Tx {
+            wake: Wake::default(),
+            tokens: &mut *tokens,
+        };
         let mut answers: Vec<Box<dyn Answer>> = Vec::new();
-        let mut rolled_back = None;
+        let mut aborted = None;
         for job in jobs.by_ref() {
-            let answer = job.run(conn, &mut wake);
-            if conn.is_autocommit() {
-                // SQLite ended the transaction itself: nothing before this write survived.
+            let changes = conn.total_changes();
+            let answer = job.run(conn, &mut tx);
+            let failed_after_writing = answer.error().is_some() && conn.total_changes() != changes;
+            if conn.is_autocommit() || failed_after_writing {
                 let cause = answer.error().unwrap_or_else(|| {
                     StoreError::Other("SQLite rolled back the transaction".into())
                 });
                 answer.send(None);
-                rolled_back = Some(cause);
+                aborted = Some(cause);
                 break;
             }
             answers.push(answer);
         }
-        if let Some(cause) = rolled_back {
+        if let Some(cause) = aborted {
+            if !conn.is_autocommit() {
+                if let Err(undo) = conn.execute_batch("ROLLBACK") {
+                    warn!(error = %undo, "rolling back a failed SQLite transaction failed");
+                }
+            }
             for answer in answers {
                 answer.send(Some(&cause));
             }
             continue;
         }
+        let wake = tx.wake;
         let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
             if !conn.is_autocommit() {
                 if let Err(undo) = conn.execute_batch("ROLLBACK") {
@@ -234,6 +278,7 @@ impl Db {
         busy_timeout: Duration,
         max_batch: usize,
         full_sync: bool,
+        tokens: Tokens,
         notifier: Arc<Notifier>,
     ) -> StoreResult<Db> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
@@ -245,6 +290,7 @@ impl Db {
                     rx,
                     max_batch.max(1),
                     SyncLevel::new(full_sync),
+                    tokens,
                     notifier,
                 )
             })
@@ -267,7 +313,7 @@ impl Db {
     /// transaction.
     pub(crate) fn write<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>>
     where
-        F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut Tx<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
     {
         self.queue(f, true)
@@ -277,7 +323,7 @@ impl Db {
     /// with a durable write, is not synced to disk (see [`Job::durable`]).
     pub(crate) fn lease<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>>
     where
-        F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut Tx<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
     {
         self.queue(f, false)
@@ -285,7 +331,7 @@ impl Db {
 
     fn queue<T, F>(&self, f: F, durable: bool) -> impl std::future::Future<Output = StoreResult<T>>
     where
-        F: FnOnce(&Connection, &mut Wake) -> SqlResult<T> + Send + 'static,
+        F: FnOnce(&Connection, &mut Tx<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
@@ -366,6 +412,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Box<dyn Job>>,
     max_batch: usize,
     mut sync: SyncLevel,
+    mut tokens: Tokens,
     notifier: Arc<Notifier>,
 ) {
     while let Ok(first) = rx.recv() {
@@ -376,10 +423,130 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        run_batch(&conn, batch, &notifier, &mut sync);
+        run_batch(&conn, batch, &notifier, &mut sync, &mut tokens);
     }
     // Leave the WAL folded into the main file for whoever opens it next.
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         warn!(error = %e, "checkpointing the SQLite WAL at close failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+    use super::*;
+    use crate::error::OpError;
+    use crate::open::{migrate, open_writer};
+    use crate::Synchronous;
+
+    /// A store's writer on a fresh file, with a scratch table `t(v)`.
+    fn writer() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let mut conn =
+            open_writer(&path, Synchronous::Normal, Duration::from_secs(5), None).unwrap();
+        migrate(&mut conn, &path).unwrap();
+        conn.execute_batch("CREATE TABLE t (v INTEGER)").unwrap();
+        let epoch = reserve_epoch(&conn).unwrap();
+        let db = Db::start(
+            conn,
+            path,
+            Duration::from_secs(5),
+            64,
+            false,
+            Tokens::new(epoch),
+            Arc::new(Notifier::new()),
+        )
+        .unwrap();
+        (dir, db)
+    }
+
+    fn insert(conn: &Connection, v: i64) -> SqlResult<()> {
+        conn.execute("INSERT INTO t (v) VALUES (?1)", [v])?;
+        Ok(())
+    }
+
+    fn refused() -> OpError {
+        StoreError::LeaseLost { what: "x".into() }.into()
+    }
+
+    /// Runs `jobs` as one batch (a first write holds the writer until all are queued) and
+    /// returns their results and the rows committed.
+    async fn one_batch(
+        db: &Db,
+        jobs: Vec<Box<dyn FnOnce(&Connection) -> SqlResult<()> + Send>>,
+    ) -> (Vec<StoreResult<()>>, Vec<i64>) {
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let holder = db.write(move |_, _| {
+            let _ = started.send(());
+            let _ = hold.recv();
+            Ok(())
+        });
+        // The holder's batch is under way: everything queued now waits for the next one.
+        running.recv().unwrap();
+        let queued: Vec<_> = jobs
+            .into_iter()
+            .map(|job| db.write(move |conn, _| job(conn)))
+            .collect();
+        release.send(()).unwrap();
+        holder.await.unwrap();
+        let mut results = Vec::new();
+        for q in queued {
+            results.push(q.await);
+        }
+        let rows = db
+            .write(|conn, _| {
+                let mut stmt = conn.prepare("SELECT v FROM t ORDER BY v")?;
+                let rows = stmt.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+            })
+            .await
+            .unwrap();
+        (results, rows)
+    }
+
+    #[tokio::test]
+    async fn a_refused_write_leaves_the_rest_of_its_batch() {
+        let (_dir, db) = writer();
+        let (results, rows) = one_batch(
+            &db,
+            vec![
+                Box::new(|c| insert(c, 1)),
+                Box::new(|_| Err(refused())),
+                Box::new(|c| insert(c, 3)),
+            ],
+        )
+        .await;
+        assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
+        assert!(matches!(results[1], Err(StoreError::LeaseLost { .. })));
+        assert_eq!(rows, [1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_write_that_fails_after_writing_takes_its_transaction_along() {
+        let (_dir, db) = writer();
+        let (results, rows) = one_batch(
+            &db,
+            vec![
+                Box::new(|c| insert(c, 1)),
+                Box::new(|c| {
+                    insert(c, 2)?;
+                    Err(StoreError::Other("broke half way".into()).into())
+                }),
+                Box::new(|c| insert(c, 3)),
+            ],
+        )
+        .await;
+        // The first write shared the failed transaction: it is answered with the error (and
+        // would be tried again); the third ran in a transaction of its own.
+        assert!(
+            matches!(&results[0], Err(StoreError::Other(m)) if m.contains("broke")),
+            "{results:?}"
+        );
+        assert!(matches!(&results[1], Err(StoreError::Other(_))));
+        assert!(results[2].is_ok(), "{results:?}");
+        assert_eq!(rows, [3], "nothing of the failed transaction is left");
     }
 }

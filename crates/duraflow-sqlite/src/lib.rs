@@ -125,11 +125,12 @@ impl SqliteStore {
                 options.max_page_count,
             )?;
             open::migrate(&mut conn, &opened)?;
-            Ok::<_, StoreError>((conn, options))
+            let epoch = db::reserve_epoch(&conn).map_err(StoreError::from)?;
+            Ok::<_, StoreError>((conn, options, epoch))
         })
         .await
         .map_err(|e| StoreError::Other(format!("opening the SQLite store failed to run: {e}")))?;
-        let (conn, options) = conn?;
+        let (conn, options, epoch) = conn?;
         let notifier = Arc::new(Notifier::new());
         let db = Db::start(
             conn,
@@ -137,6 +138,7 @@ impl SqliteStore {
             options.busy_timeout,
             options.max_batch,
             options.synchronous == Synchronous::Full,
+            db::Tokens::new(epoch),
             notifier.clone(),
         )?;
         Ok(SqliteStore { db, notifier, path })
@@ -165,13 +167,13 @@ impl Store for SqliteStore {
 
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
         self.db
-            .write(move |c, wake| instances::create(c, &instance, wake))
+            .write(move |c, tx| instances::create(c, &instance, tx))
             .await
     }
 
     async fn send(&self, message: NewMessage) -> StoreResult<()> {
         self.db
-            .write(move |c, wake| instances::send(c, &message, wake))
+            .write(move |c, tx| instances::send(c, &message, tx))
             .await
     }
 
@@ -184,7 +186,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<TurnWork>> {
         let cache = cache.cloned();
         self.db
-            .lease(move |c, _| turns::fetch(c, now, max, lease, cache.as_ref()))
+            .lease(move |c, tx| turns::fetch(c, tx, now, max, lease, cache.as_ref()))
             .await
     }
 
@@ -192,10 +194,9 @@ impl Store for SqliteStore {
         &self,
         commits: Vec<TurnCommit>,
     ) -> StoreResult<Vec<StoreResult<Committed>>> {
-        let writes = commits.into_iter().map(|commit| {
-            self.db
-                .write(move |c, wake| turns::commit(c, &commit, wake))
-        });
+        let writes = commits
+            .into_iter()
+            .map(|commit| self.db.write(move |c, tx| turns::commit(c, &commit, tx)));
         Ok(futures_join(writes).await)
     }
 
@@ -207,7 +208,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<()> {
         let id = instance_id.to_owned();
         self.db
-            .write(move |c, wake| turns::abandon(c, &id, token, retry_at, wake))
+            .write(move |c, tx| turns::abandon(c, &id, token, retry_at, tx))
             .await
     }
 
@@ -218,7 +219,7 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
         self.db
-            .lease(move |c, _| tasks::fetch(c, now, max, lease))
+            .lease(move |c, tx| tasks::fetch(c, tx, now, max, lease))
             .await
     }
 
@@ -230,7 +231,7 @@ impl Store for SqliteStore {
     ) -> StoreResult<Vec<StoreResult<Completed>>> {
         let cache = cache.cloned();
         self.db
-            .write(move |c, wake| tasks::complete_batch(c, now, &completions, cache.as_ref(), wake))
+            .write(move |c, tx| tasks::complete_batch(c, now, &completions, cache.as_ref(), tx))
             .await
     }
 
@@ -253,7 +254,7 @@ impl Store for SqliteStore {
         release: TaskRelease,
     ) -> StoreResult<()> {
         self.db
-            .write(move |c, wake| tasks::release(c, id, token, &release, wake))
+            .write(move |c, tx| tasks::release(c, id, token, &release, tx))
             .await
     }
 

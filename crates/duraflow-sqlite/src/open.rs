@@ -64,6 +64,8 @@ pub(crate) fn open_writer(
         "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
     ))
     .map_err(|e| describe(path, e))?;
+    // Room for every statement the store prepares, so none is parsed twice.
+    conn.set_prepared_statement_cache_capacity(64);
     if let Some(pages) = max_page_count {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
             .map_err(|e| describe(path, e))?;

@@ -382,3 +382,37 @@ async fn a_version_1_database_is_upgraded_with_its_work() {
     // "now" again too: the lease of the first fetch ran out at the same moment.
     assert_eq!(ids, ["later", "leased", "now"]);
 }
+
+/// Stores sharing a file, and a store opened again, never issue the same lease token: each
+/// opening reserves an epoch of its own.
+#[tokio::test]
+async fn stores_sharing_a_file_never_share_a_lease_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let a = SqliteStore::open(&path).await.unwrap();
+    let b = SqliteStore::open(&path).await.unwrap();
+    for i in 0..4 {
+        a.create_instance(new_instance(&format!("i{i}"), "x"))
+            .await
+            .unwrap();
+    }
+    let lease = Duration::from_secs(60);
+    let mut tokens = Vec::new();
+    for store in [&a, &b, &a, &b] {
+        let work = store.fetch_turns(T0, 1, lease, None).await.unwrap();
+        assert_eq!(work.len(), 1);
+        tokens.push(work[0].token);
+    }
+    drop(a);
+    let reopened = SqliteStore::open(&path).await.unwrap();
+    reopened
+        .create_instance(new_instance("later", "x"))
+        .await
+        .unwrap();
+    let work = reopened.fetch_turns(T0, 1, lease, None).await.unwrap();
+    tokens.push(work[0].token);
+    let mut distinct = tokens.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), tokens.len(), "{tokens:?}");
+}

@@ -8,7 +8,7 @@ use duraflow_store::{
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::codec::{instance_row, json, status, INSTANCE_COLUMNS};
-use crate::db::Wake;
+use crate::db::Tx;
 use crate::error::SqlResult;
 
 pub(crate) fn not_found(id: &str) -> StoreError {
@@ -68,12 +68,19 @@ pub(crate) fn insert_message(
     Ok(true)
 }
 
-/// Inserts a new instance with its start message.
-pub(crate) fn insert(conn: &Connection, new: &NewInstance, wake: &mut Wake) -> SqlResult<()> {
+/// Inserts a new instance with its start message (its first work, due at once).
+pub(crate) fn insert(conn: &Connection, new: &NewInstance, tx: &mut Tx<'_>) -> SqlResult<()> {
     validate_instance_id(&new.id)?;
+    let start = json(&MessageKind::Start { execution: 1 })?;
     conn.prepare_cached(
-        "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at)
-         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5)",
+        "INSERT INTO messages (instance_id, visible_at, kind) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![new.id, new.created_at.0, start])?;
+    let start_id = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at,
+                                due_at, due_seq)
+         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?5, ?6)",
     )?
     .execute(params![
         new.id,
@@ -81,30 +88,25 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance, wake: &mut Wake) -> S
         new.input.as_json(),
         new.parent.as_ref().map(json).transpose()?,
         new.created_at.0,
+        start_id,
     ])?;
-    insert_message(
-        conn,
-        &new.id,
-        &MessageKind::Start { execution: 1 },
-        new.created_at,
-    )?;
-    wake.turns = true;
+    tx.wake.turns = true;
     Ok(())
 }
 
 pub(crate) fn create(
     conn: &Connection,
     new: &NewInstance,
-    wake: &mut Wake,
+    tx: &mut Tx<'_>,
 ) -> SqlResult<CreateOutcome> {
     if let Some(existing) = get(conn, &new.id)? {
         return Ok(CreateOutcome::Existing(Box::new(existing)));
     }
-    insert(conn, new, wake)?;
+    insert(conn, new, tx)?;
     Ok(CreateOutcome::Created)
 }
 
-pub(crate) fn send(conn: &Connection, message: &NewMessage, wake: &mut Wake) -> SqlResult<()> {
+pub(crate) fn send(conn: &Connection, message: &NewMessage, tx: &mut Tx<'_>) -> SqlResult<()> {
     let id = &message.instance_id;
     match status_of(conn, id)? {
         None => Err(not_found(id).into()),
@@ -115,15 +117,8 @@ pub(crate) fn send(conn: &Connection, message: &NewMessage, wake: &mut Wake) -> 
         .into()),
         Some(_) => {
             insert_message(conn, id, &message.kind, message.visible_at)?;
-            wake.turns = true;
+            tx.wake.turns = true;
             Ok(())
         }
     }
-}
-
-/// A lease token never issued before.
-pub(crate) fn next_token(conn: &Connection) -> SqlResult<i64> {
-    Ok(conn
-        .prepare_cached("UPDATE lease_tokens SET value = value + 1 WHERE id = 1 RETURNING value")?
-        .query_row([], |r| r.get(0))?)
 }

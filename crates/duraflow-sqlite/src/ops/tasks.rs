@@ -10,10 +10,10 @@ use duraflow_store::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::instances::{insert_message, next_token};
+use super::instances::insert_message;
 use super::turns;
 use crate::codec::{from_json, json, op_id, opt_json, payload};
-use crate::db::{in_savepoint, Wake};
+use crate::db::Tx;
 use crate::error::SqlResult;
 
 fn not_found(id: TaskId) -> StoreError {
@@ -50,6 +50,7 @@ fn task_row(row: &Row<'_>) -> SqlResult<TaskWork> {
 
 pub(crate) fn fetch(
     conn: &Connection,
+    tx: &mut Tx<'_>,
     now: Timestamp,
     max: usize,
     lease: Duration,
@@ -65,14 +66,19 @@ pub(crate) fn fetch(
     };
     let until = now.plus(lease);
     let mut out = Vec::with_capacity(ids.len());
-    let mut stmt = conn.prepare_cached(&format!(
-        "UPDATE tasks SET attempt = attempt + 1, lease_token = ?3, lease_until = ?2,
-                          visible_at = ?2
-         WHERE id = ?1 RETURNING {TASK_COLUMNS}"
-    ))?;
+    // Separate statements rather than `RETURNING`, which SQLite buffers in a temporary table
+    // each time.
     for id in ids {
-        let token = next_token(conn)?;
-        let mut rows = stmt.query(params![id, until.0, token])?;
+        let token = tx.token()?;
+        conn.prepare_cached(
+            "UPDATE tasks SET attempt = attempt + 1, lease_token = ?3, lease_until = ?2,
+                              visible_at = ?2
+             WHERE id = ?1",
+        )?
+        .execute(params![id, until.0, token])?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
+        let mut rows = stmt.query([id])?;
         if let Some(row) = rows.next()? {
             out.push(task_row(row)?);
         }
@@ -102,26 +108,20 @@ fn holds(row: &LeaseRow, token: LeaseToken, now: Option<Timestamp>) -> bool {
             .is_some_and(|until| now.is_none_or(|now| until > now.0))
 }
 
-/// Completes a batch of tasks, each in a savepoint of its own (a lost lease fails only its
-/// item), then grants the claims: one per instance, once every result is in the inbox.
+/// Completes a batch of tasks, then grants the claims: one per instance, once every result is
+/// in the inbox. A completion whose lease is gone is refused without writing anything, so the
+/// others go on; any other failure fails the whole write.
 pub(crate) fn complete_batch(
     conn: &Connection,
     now: Timestamp,
     completions: &[TaskCompletion],
     cache: Option<&Arc<dyn JournalCache>>,
-    wake: &mut Wake,
+    tx: &mut Tx<'_>,
 ) -> SqlResult<Vec<StoreResult<Completed>>> {
     let mut claims: Vec<(usize, String, Duration)> = Vec::new();
     let mut results = Vec::with_capacity(completions.len());
     for (i, c) in completions.iter().enumerate() {
-        let done = in_savepoint(conn, |conn| complete(conn, now, c, wake));
-        if let Err(e) = &done {
-            if conn.is_autocommit() {
-                // SQLite rolled the whole transaction back (a full disk, an I/O error): nothing
-                // of this batch survives, so the batch fails as one.
-                return Err(e.clone().into());
-            }
-        }
+        let done = complete(conn, now, c, tx)?;
         if let (Ok(instance_id), Some(turn_lease)) = (&done, c.claim_turn) {
             if !claims.iter().any(|(_, id, _)| id == instance_id) {
                 claims.push((i, instance_id.clone(), turn_lease));
@@ -130,10 +130,7 @@ pub(crate) fn complete_batch(
         results.push(done.map(|_| Completed::default()));
     }
     for (i, instance_id, turn_lease) in claims {
-        if !turns::is_due(conn, &instance_id, now)? {
-            continue;
-        }
-        let turn = turns::lease_turn(conn, &instance_id, now, turn_lease, cache)?;
+        let turn = turns::lease_turn(conn, tx, &instance_id, now, turn_lease, cache)?;
         if let Some(Ok(completed)) = results.get_mut(i) {
             completed.turn = turn;
         }
@@ -141,29 +138,39 @@ pub(crate) fn complete_batch(
     Ok(results)
 }
 
-/// Completes one task; returns its instance.
+/// Completes one task: deletes it and posts its result. Returns its instance, or why the
+/// completion is refused (then nothing was written).
 fn complete(
     conn: &Connection,
     now: Timestamp,
     c: &TaskCompletion,
-    wake: &mut Wake,
-) -> SqlResult<String> {
-    let row = lease_row(conn, c.id)?;
-    if !holds(&row, c.token, Some(now)) {
-        return Err(lease_lost(c.id).into());
+    tx: &mut Tx<'_>,
+) -> SqlResult<StoreResult<String>> {
+    let row: Option<(String, u32, String, i64, Option<i64>)> = conn
+        .prepare_cached(
+            "SELECT instance_id, execution, op, lease_token, lease_until FROM tasks WHERE id = ?1",
+        )?
+        .query_row([c.id.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    let Some((instance_id, execution, op, token, lease_until)) = row else {
+        return Ok(Err(not_found(c.id)));
+    };
+    if token != c.token.0 || lease_until.is_none_or(|until| until <= now.0) {
+        return Ok(Err(lease_lost(c.id)));
     }
     conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
         .execute([c.id.0])?;
-    let (instance_id, execution, op, _, _) = row;
     let kind = MessageKind::ActivityResult {
         execution,
         op: op_id(&op)?,
         result: c.result.clone(),
     };
     if insert_message(conn, &instance_id, &kind, now)? {
-        wake.turns = true;
+        tx.wake.turns = true;
     }
-    Ok(instance_id)
+    Ok(Ok(instance_id))
 }
 
 pub(crate) fn renew(
@@ -188,7 +195,7 @@ pub(crate) fn release(
     id: TaskId,
     token: LeaseToken,
     release: &TaskRelease,
-    wake: &mut Wake,
+    tx: &mut Tx<'_>,
 ) -> SqlResult<()> {
     let row = lease_row(conn, id)?;
     if !holds(&row, token, None) {
@@ -214,6 +221,6 @@ pub(crate) fn release(
             .execute([id.0])?;
         }
     }
-    wake.tasks = true;
+    tx.wake.tasks = true;
     Ok(())
 }

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use duraflow_core::{Event, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    Committed, InstanceStatus, Journal, JournalCache, LeaseToken, Message, MessageId, MessageKind,
-    NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
+    validate_instance_id, Committed, InstanceStatus, Journal, JournalCache, LeaseToken, Message,
+    MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::instances::{self, insert_message, next_token, not_found};
+use super::instances::{self, insert_message, not_found};
 use crate::codec::{event_data, from_json, instance_row, json, INSTANCE_COLUMNS};
-use crate::db::Wake;
+use crate::db::Tx;
 use crate::error::SqlResult;
 
 fn lease_lost(id: &str) -> StoreError {
@@ -87,6 +87,7 @@ fn visible_messages(conn: &Connection, id: &str, now: Timestamp) -> SqlResult<Ve
 
 pub(crate) fn fetch(
     conn: &Connection,
+    tx: &mut Tx<'_>,
     now: Timestamp,
     max: usize,
     lease: Duration,
@@ -101,50 +102,45 @@ pub(crate) fn fetch(
     };
     let mut work = Vec::with_capacity(ids.len());
     for id in ids {
-        work.extend(lease_turn(conn, &id, now, lease, cache)?);
+        work.extend(lease_turn(conn, tx, &id, now, lease, cache)?);
     }
     Ok(work)
 }
 
-/// Whether the instance's work is due at `now` (so that a fetch would lease it).
-pub(crate) fn is_due(conn: &Connection, id: &str, now: Timestamp) -> SqlResult<bool> {
-    let due: Option<Option<i64>> = conn
-        .prepare_cached("SELECT due_at FROM instances WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    Ok(due.flatten().is_some_and(|at| at <= now.0))
-}
-
-/// Leases the turn of instance `id`, which is due, with its visible messages and its journal
-/// (unless `cache` holds it as the last commit left it).
+/// Leases the turn of instance `id` if its work is due at `now`, with its visible messages and
+/// its journal (unless `cache` holds it as the last commit left it).
 pub(crate) fn lease_turn(
     conn: &Connection,
+    tx: &mut Tx<'_>,
     id: &str,
     now: Timestamp,
     lease: Duration,
     cache: Option<&Arc<dyn JournalCache>>,
 ) -> SqlResult<Option<TurnWork>> {
-    let messages = visible_messages(conn, id, now)?;
-    if messages.is_empty() {
-        // Due by the index but nothing visible: the caller's clock went backwards.
+    let token = tx.token()?;
+    let until = now.plus(lease);
+    // Separate statements rather than `RETURNING`, which SQLite buffers in a temporary table
+    // each time.
+    let leased = conn
+        .prepare_cached(
+            "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3
+             WHERE id = ?1 AND due_at <= ?4",
+        )?
+        .execute(params![id, token, until.0, now.0])?;
+    if leased == 0 {
         return Ok(None);
     }
-    let token = next_token(conn)?;
-    let until = now.plus(lease);
-    let leased = conn
+    let Some((instance, commit_token)) = conn
         .prepare_cached(&format!(
-            "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3
-             WHERE id = ?1 AND status IN ('pending', 'running')
-             RETURNING {INSTANCE_COLUMNS}, commit_token"
+            "SELECT {INSTANCE_COLUMNS}, commit_token FROM instances WHERE id = ?1"
         ))?
-        .query_row(params![id, token, until.0], |row| {
-            Ok((instance_row(row), row.get::<_, i64>(10)?))
-        })
-        .optional()?;
-    let Some((instance, commit_token)) = leased else {
+        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(10)?)))
+        .optional()?
+    else {
         return Ok(None);
     };
     let instance = instance?;
+    let messages = visible_messages(conn, id, now)?;
     let warm = cache.is_some_and(|c| c.holds(id, instance.execution, LeaseToken(commit_token)));
     let journal = if warm {
         Ok(Journal::Cached)
@@ -159,13 +155,20 @@ pub(crate) fn lease_turn(
     }))
 }
 
-pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlResult<Committed> {
+pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlResult<Committed> {
     let id = &c.instance_id;
-    let row: Option<(i64, Option<i64>, u32)> = conn
-        .prepare_cached("SELECT lease_token, lease_until, execution FROM instances WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let row: Option<(i64, Option<i64>, u32, i64, i64)> = conn
+        .prepare_cached(
+            "SELECT lease_token, lease_until, execution, not_before,
+                    (SELECT coalesce(max(e.position) + 1, 0) FROM events e
+                      WHERE e.instance_id = ?1 AND e.execution = instances.execution)
+             FROM instances WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
         .optional()?;
-    let Some((token, lease_until, execution)) = row else {
+    let Some((token, lease_until, execution, not_before, journal_len)) = row else {
         return Err(not_found(id).into());
     };
     if token != c.token.0 || lease_until.is_none_or(|until| until <= c.now.0) {
@@ -179,25 +182,14 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlR
         ))
         .into());
     }
-    if journal_len(conn, id, execution)? != c.journal_base {
+    if usize::try_from(journal_len).ok() != Some(c.journal_base) {
         return Err(lease_lost(id).into());
     }
-
-    {
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO events (instance_id, execution, position, format, data)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        for (i, event) in c.new_events.iter().enumerate() {
-            insert.execute(params![
-                id,
-                execution,
-                (c.journal_base + i) as i64,
-                JOURNAL_FORMAT_VERSION,
-                event_data(event)
-            ])?;
-        }
+    for child in &c.new_instances {
+        validate_instance_id(&child.id)?;
     }
+
+    insert_events(conn, id, execution, c.journal_base, &c.new_events)?;
     {
         let mut delete =
             conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND instance_id = ?2")?;
@@ -207,20 +199,20 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlR
     }
     for child in &c.new_instances {
         if instances::status_of(conn, &child.id)?.is_none() {
-            instances::insert(conn, child, wake)?;
+            instances::insert(conn, child, tx)?;
         }
     }
     let mut committed = Committed::default();
     for (i, task) in c.tasks.iter().enumerate() {
         let claim = c.claim_tasks.filter(|claim| i < claim.max);
-        match insert_task(conn, task, claim, c.now)? {
+        match insert_task(conn, tx, task, claim, c.now)? {
             Some(claimed) => committed.tasks.push(claimed),
-            None => wake.tasks = true,
+            None => tx.wake.tasks = true,
         }
     }
     for m in &c.messages {
         if insert_message(conn, &m.instance_id, &m.kind, m.visible_at)? {
-            wake.turns = true;
+            tx.wake.turns = true;
         }
     }
 
@@ -234,7 +226,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlR
         c.status
     };
     if c.continue_as_new.is_some() {
-        wake.instances = true;
+        tx.wake.instances = true;
     }
     if status.is_terminal() {
         conn.prepare_cached("DELETE FROM messages WHERE instance_id = ?1")?
@@ -242,75 +234,103 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, wake: &mut Wake) -> SqlR
         conn.prepare_cached("DELETE FROM tasks WHERE instance_id = ?1")?
             .execute([id])?;
         committed.tasks.clear();
-        wake.instances = true;
+        tx.wake.instances = true;
     }
     // The lease ends: the work is due again when the earliest message left becomes visible.
-    let due_at: Option<i64> = conn
-        .prepare_cached(
-            "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
-                    execution = ?6, input = coalesce(?7, input), lease_until = NULL,
-                    commit_token = ?8,
-                    not_before = CASE WHEN ?9 THEN 0 ELSE not_before END,
-                    due_at = (SELECT max(min(m.visible_at), instances.not_before)
-                                FROM messages m WHERE m.instance_id = ?1),
-                    due_seq = (SELECT min(m.id) FROM messages m WHERE m.instance_id = ?1)
-             WHERE id = ?1
-             RETURNING due_at",
-        )?
-        .query_row(
-            params![
-                id,
-                status.as_str(),
-                c.output.as_ref().map(|p| p.as_json().to_owned()),
-                c.failure.as_ref().map(json).transpose()?,
-                c.now.0,
-                new_execution,
-                input,
-                c.token.0,
-                status.is_terminal(),
-            ],
-            |r| r.get(0),
-        )?;
+    let (earliest, oldest): (Option<i64>, Option<i64>) = conn
+        .prepare_cached("SELECT min(visible_at), min(id) FROM messages WHERE instance_id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let due_at = earliest.map(|visible| visible.max(not_before));
+    conn.prepare_cached(
+        "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
+                execution = ?6, input = coalesce(?7, input), lease_until = NULL,
+                commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        status.as_str(),
+        c.output.as_ref().map(|p| p.as_json().to_owned()),
+        c.failure.as_ref().map(json).transpose()?,
+        c.now.0,
+        new_execution,
+        input,
+        c.token.0,
+        if status.is_terminal() { 0 } else { not_before },
+        due_at,
+        oldest,
+    ])?;
     if due_at.is_some() {
-        wake.turns = true;
+        tx.wake.turns = true;
     }
     Ok(committed)
+}
+
+/// The most events one `INSERT` statement writes; longer journal deltas take several.
+const EVENTS_PER_INSERT: usize = 8;
+
+/// Appends `events` to the journal from position `base`, several rows per statement.
+fn insert_events(
+    conn: &Connection,
+    id: &str,
+    execution: u32,
+    base: usize,
+    events: &[Event],
+) -> SqlResult<()> {
+    for (chunk_index, chunk) in events.chunks(EVENTS_PER_INSERT).enumerate() {
+        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let mut stmt = conn.prepare_cached(&format!(
+            "INSERT INTO events (instance_id, execution, position, format, data) VALUES {rows}"
+        ))?;
+        let first = base + chunk_index * EVENTS_PER_INSERT;
+        let data: Vec<String> = chunk.iter().map(event_data).collect();
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 5);
+        let positions: Vec<i64> = (0..chunk.len()).map(|i| (first + i) as i64).collect();
+        for (position, data) in positions.iter().zip(&data) {
+            values.extend([
+                &id as &dyn rusqlite::ToSql,
+                &execution,
+                position,
+                &JOURNAL_FORMAT_VERSION,
+                data,
+            ]);
+        }
+        stmt.execute(values.as_slice())?;
+    }
+    Ok(())
 }
 
 /// Inserts a task: for any worker to fetch, or leased to the committer (its first attempt
 /// counted) when `claim` is given.
 fn insert_task(
     conn: &Connection,
+    tx: &mut Tx<'_>,
     task: &NewTask,
     claim: Option<TaskClaim>,
     now: Timestamp,
 ) -> SqlResult<Option<TaskWork>> {
     let lease = match claim {
-        Some(claim) => Some((next_token(conn)?, now.plus(claim.lease))),
+        Some(claim) => Some((tx.token()?, now.plus(claim.lease))),
         None => None,
     };
-    let id: i64 = conn
-        .prepare_cached(
-            "INSERT INTO tasks (instance_id, execution, op, name, input, options, scheduled_at,
-                                visible_at, attempt, lease_token, lease_until)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, coalesce(?8, ?7),
-                     CASE WHEN ?8 IS NULL THEN 0 ELSE 1 END, coalesce(?9, 0), ?8)
-             RETURNING id",
-        )?
-        .query_row(
-            params![
-                task.instance_id,
-                task.execution,
-                task.op.to_string(),
-                task.name,
-                task.input.as_json(),
-                json(&task.options)?,
-                task.scheduled_at.0,
-                lease.map(|(_, until)| until.0),
-                lease.map(|(token, _)| token),
-            ],
-            |r| r.get(0),
-        )?;
+    conn.prepare_cached(
+        "INSERT INTO tasks (instance_id, execution, op, name, input, options, scheduled_at,
+                            visible_at, attempt, lease_token, lease_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, coalesce(?8, ?7),
+                 CASE WHEN ?8 IS NULL THEN 0 ELSE 1 END, coalesce(?9, 0), ?8)",
+    )?
+    .execute(params![
+        task.instance_id,
+        task.execution,
+        task.op.to_string(),
+        task.name,
+        task.input.as_json(),
+        json(&task.options)?,
+        task.scheduled_at.0,
+        lease.map(|(_, until)| until.0),
+        lease.map(|(token, _)| token),
+    ])?;
+    let id = conn.last_insert_rowid();
     Ok(lease.map(|(token, until)| task.claimed(TaskId(id), LeaseToken(token), until)))
 }
 
@@ -319,7 +339,7 @@ pub(crate) fn abandon(
     id: &str,
     token: LeaseToken,
     retry_at: Timestamp,
-    wake: &mut Wake,
+    tx: &mut Tx<'_>,
 ) -> SqlResult<()> {
     let row: Option<(i64, Option<i64>)> = conn
         .prepare_cached("SELECT lease_token, lease_until FROM instances WHERE id = ?1")?
@@ -338,6 +358,6 @@ pub(crate) fn abandon(
          WHERE id = ?1",
     )?
     .execute(params![id, retry_at.0])?;
-    wake.turns = true;
+    tx.wake.turns = true;
     Ok(())
 }
