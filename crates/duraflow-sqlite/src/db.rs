@@ -467,6 +467,9 @@ mod tests {
         Ok(())
     }
 
+    /// A write of the test batch.
+    type TestJob = Box<dyn FnOnce(&Connection) -> SqlResult<()> + Send>;
+
     fn refused() -> OpError {
         StoreError::LeaseLost { what: "x".into() }.into()
     }
@@ -475,7 +478,7 @@ mod tests {
     /// returns their results and the rows committed.
     async fn one_batch(
         db: &Db,
-        jobs: Vec<Box<dyn FnOnce(&Connection) -> SqlResult<()> + Send>>,
+        jobs: Vec<TestJob>,
     ) -> (Vec<StoreResult<()>>, Vec<i64>) {
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let (started, running) = std::sync::mpsc::channel::<()>();
