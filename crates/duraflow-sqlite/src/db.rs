@@ -329,7 +329,12 @@ impl Db {
         self.queue(f, false)
     }
 
-    fn queue<T, F>(&self, f: F, durable: bool) -> impl std::future::Future<Output = StoreResult<T>>
+    /// Like [`Db::write`], durable or not (see [`Job::durable`]).
+    pub(crate) fn queue<T, F>(
+        &self,
+        f: F,
+        durable: bool,
+    ) -> impl std::future::Future<Output = StoreResult<T>>
     where
         F: FnOnce(&Connection, &mut Tx<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
@@ -476,10 +481,7 @@ mod tests {
 
     /// Runs `jobs` as one batch (a first write holds the writer until all are queued) and
     /// returns their results and the rows committed.
-    async fn one_batch(
-        db: &Db,
-        jobs: Vec<TestJob>,
-    ) -> (Vec<StoreResult<()>>, Vec<i64>) {
+    async fn one_batch(db: &Db, jobs: Vec<TestJob>) -> (Vec<StoreResult<()>>, Vec<i64>) {
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let (started, running) = std::sync::mpsc::channel::<()>();
         let holder = db.write(move |_, _| {

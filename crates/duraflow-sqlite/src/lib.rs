@@ -230,8 +230,13 @@ impl Store for SqliteStore {
         cache: Cache<'_>,
     ) -> StoreResult<Vec<StoreResult<Completed>>> {
         let cache = cache.cloned();
+        // Results on their way into a claimed turn are made durable by that turn's commit.
+        let durable = completions.iter().any(|c| c.claim_turn.is_none());
         self.db
-            .write(move |c, tx| tasks::complete_batch(c, now, &completions, cache.as_ref(), tx))
+            .queue(
+                move |c, tx| tasks::complete_batch(c, now, &completions, cache.as_ref(), tx),
+                durable,
+            )
             .await
     }
 

@@ -98,6 +98,12 @@ pub trait Store: Send + Sync + 'static {
     /// atomically. A completion whose lease is no longer current is rejected (`LeaseLost`).
     /// Completions that ask for the instance's turn get it as [`Completed::turn`] when it is
     /// free (its journal read as for [`Store::fetch_turns`], with `cache`).
+    ///
+    /// A batch in which every completion asks for its turn need not be durable when it
+    /// returns (a store may skip waiting for its sync): the commit of the turn that consumes
+    /// the results is durable, and makes everything written before it durable too. Until then
+    /// a crash can only lose results, and a lost result means the activity runs again, which
+    /// at-least-once delivery allows.
     async fn complete_tasks(
         &self,
         now: Timestamp,
