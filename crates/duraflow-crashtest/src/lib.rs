@@ -26,6 +26,10 @@ pub const ACTIVITY_CONCURRENCY_VAR: &str = "DURAFLOW_ACTIVITY_CONCURRENCY";
 /// most this many are in flight when it is killed.
 pub const DEFAULT_ACTIVITY_CONCURRENCY: usize = 16;
 
+/// The environment variable that sets a crash worker's turn and task leases, in milliseconds
+/// (default 1,500: work in flight at a kill is picked up again quickly).
+pub const LEASE_MS_VAR: &str = "DURAFLOW_LEASE_MS";
+
 /// The `application_name` of a worker's PostgreSQL connections, so tests can find them in
 /// `pg_stat_activity`.
 pub fn application_name(generation: u32) -> String {

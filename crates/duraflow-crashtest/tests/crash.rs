@@ -25,9 +25,20 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 fn spawn_worker(db: &Path, log: &Path, generation: u32, workflows: usize) -> Child {
+    spawn_worker_with(db, log, generation, workflows, &[])
+}
+
+fn spawn_worker_with(
+    db: &Path,
+    log: &Path,
+    generation: u32,
+    workflows: usize,
+    env: &[(&str, &str)],
+) -> Child {
     let mut store = std::ffi::OsString::from("sqlite:");
     store.push(db);
     Command::new(env!("CARGO_BIN_EXE_crash-worker"))
+        .envs(env.iter().copied())
         .arg(store)
         .arg(log)
         .arg(generation.to_string())
@@ -149,5 +160,69 @@ fn sigkilled_workers_lose_nothing_and_rerun_only_what_was_in_flight() {
         "crash test: {kills} kills, {workflows} workflows, {total_activities} activities, \
          {} executions, {reruns} re-executed",
         lines.len()
+    );
+}
+
+/// A worker started after another was killed takes over the killed worker's leases at once
+/// (its owner file is no longer locked), not when they expire: with one-hour leases, the
+/// restarted worker can only finish within the deadline by taking them over.
+#[test]
+fn a_restarted_worker_takes_over_a_killed_workers_leases_at_once() {
+    let workflows = 100;
+    let total_activities = workflows * ACTIVITIES as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("takeover.db");
+    let log = dir.path().join("effects.log");
+    let hour = [(duraflow_crashtest::LEASE_MS_VAR, "3600000")];
+
+    let mut victim = spawn_worker_with(&db, &log, 0, workflows, &hour);
+    assert!(
+        wait_for_lines(&mut victim, &log, total_activities / 2),
+        "the first worker finished before it could be killed"
+    );
+    victim.kill().expect("SIGKILL the worker");
+    victim.wait().unwrap();
+    let at_kill = log_lines(&log).len();
+
+    let mut last = spawn_worker_with(&db, &log, 1, workflows, &hour);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = last.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the restarted worker did not finish: the killed worker's leases were not taken \
+             over"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(status.success(), "the restarted worker failed: {status}");
+    let took = started.elapsed();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store = SqliteStore::open(&db).await.unwrap();
+        if let Err(e) = duraflow_crashtest::verify_completed(&store, workflows).await {
+            panic!("{e}");
+        }
+    });
+    let lines = log_lines(&log);
+    let reruns = lines.len() - total_activities;
+    assert!(reruns <= 16, "{reruns} re-runs after one kill");
+    // The killed worker's owner file was swept, the restarted worker removed its own (and
+    // the verifying store its own): nothing is left beside the database.
+    let owners = db.with_file_name("takeover.db-owners");
+    let left: Vec<_> = std::fs::read_dir(&owners)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "owner files left in {}: {left:?}",
+        owners.display()
+    );
+    println!(
+        "takeover: killed after {at_kill} of {total_activities} activities; the restarted \
+         worker finished in {took:?} with {reruns} re-executed"
     );
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use duraflow_store::{Notifier, StoreError, StoreResult};
 use rusqlite::Connection;
@@ -13,6 +13,7 @@ use tracing::warn;
 
 use crate::error::{store_error, SqlResult};
 use crate::open::open_reader;
+use crate::owners::Owner;
 
 /// Whom to wake once a transaction has committed.
 #[derive(Debug, Default)]
@@ -32,7 +33,7 @@ pub(crate) struct Tokens {
 }
 
 /// Bits of a token that count within its epoch.
-const EPOCH_SHIFT: u32 = 40;
+pub(crate) const EPOCH_SHIFT: u32 = 40;
 
 impl Tokens {
     /// Tokens of a freshly reserved epoch.
@@ -279,6 +280,7 @@ impl Db {
         max_batch: usize,
         full_sync: bool,
         tokens: Tokens,
+        owner: Owner,
         notifier: Arc<Notifier>,
     ) -> StoreResult<Db> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
@@ -291,6 +293,7 @@ impl Db {
                     max_batch.max(1),
                     SyncLevel::new(full_sync),
                     tokens,
+                    owner,
                     notifier,
                 )
             })
@@ -412,24 +415,54 @@ impl Drop for Db {
     }
 }
 
+/// How often the writer looks for openings of the database that are gone (see [`Owner`]).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
 fn writer_loop(
     conn: Connection,
     rx: mpsc::Receiver<Box<dyn Job>>,
     max_batch: usize,
     mut sync: SyncLevel,
     mut tokens: Tokens,
+    mut owner: Owner,
     notifier: Arc<Notifier>,
 ) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
+    let sweep = |conn: &Connection| match owner.sweep(conn) {
+        Ok(0) => {}
+        Ok(_) => {
+            notifier.turns.notify_waiters();
+            notifier.tasks.notify_waiters();
         }
-        run_batch(&conn, batch, &notifier, &mut sync, &mut tokens);
+        Err(e) => {
+            let e = StoreError::from(e);
+            warn!(error = %e, "releasing the leases of a SQLite store that is gone failed");
+        }
+    };
+    // Work left by a crashed process is taken over before anything else.
+    sweep(&conn);
+    let mut swept = Instant::now();
+    loop {
+        let first = match rx.recv_timeout(SWEEP_EVERY) {
+            Ok(job) => Some(job),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        if let Some(first) = first {
+            let mut batch = vec![first];
+            while batch.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            run_batch(&conn, batch, &notifier, &mut sync, &mut tokens);
+        }
+        if swept.elapsed() >= SWEEP_EVERY {
+            sweep(&conn);
+            swept = Instant::now();
+        }
     }
+    owner.retire();
     // Leave the WAL folded into the main file for whoever opens it next.
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         warn!(error = %e, "checkpointing the SQLite WAL at close failed");
@@ -454,6 +487,7 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         conn.execute_batch("CREATE TABLE t (v INTEGER)").unwrap();
         let epoch = reserve_epoch(&conn).unwrap();
+        let path_for_owner = path.clone();
         let db = Db::start(
             conn,
             path,
@@ -461,6 +495,7 @@ mod tests {
             64,
             false,
             Tokens::new(epoch),
+            Owner::claim(&path_for_owner, epoch),
             Arc::new(Notifier::new()),
         )
         .unwrap();

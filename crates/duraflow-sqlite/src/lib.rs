@@ -34,6 +34,7 @@ mod db;
 mod error;
 mod open;
 mod ops;
+mod owners;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -139,6 +140,7 @@ impl SqliteStore {
             options.max_batch,
             options.synchronous == Synchronous::Full,
             db::Tokens::new(epoch),
+            owners::Owner::claim(&path, epoch),
             notifier.clone(),
         )?;
         Ok(SqliteStore { db, notifier, path })

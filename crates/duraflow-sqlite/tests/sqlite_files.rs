@@ -416,3 +416,43 @@ async fn stores_sharing_a_file_never_share_a_lease_token() {
     distinct.dedup();
     assert_eq!(distinct.len(), tokens.len(), "{tokens:?}");
 }
+
+/// A store opening the file does not take over the leases of another store that is still
+/// open (its owner file is locked): the other keeps its turn and commits it.
+#[tokio::test]
+async fn the_leases_of_a_store_still_open_are_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("live.db");
+    let a = SqliteStore::open(&path).await.unwrap();
+    a.create_instance(new_instance("held", "x")).await.unwrap();
+    let lease = Duration::from_secs(60);
+    let work = a.fetch_turns(T0, 10, lease, None).await.unwrap();
+    assert_eq!(work.len(), 1);
+    // Opening b sweeps for openings that are gone: a is not one of them.
+    let b = SqliteStore::open(&path).await.unwrap();
+    assert!(b.fetch_turns(T0, 10, lease, None).await.unwrap().is_empty());
+    assert!(b
+        .fetch_turns(Timestamp(T0.0 + 1), 10, lease, None)
+        .await
+        .unwrap()
+        .is_empty());
+    let commit = TurnCommit {
+        instance_id: "held".into(),
+        token: work[0].token,
+        execution: 1,
+        journal_base: 0,
+        new_events: vec![],
+        consumed: work[0].messages.iter().map(|m| m.id).collect(),
+        messages: vec![],
+        new_instances: vec![],
+        tasks: vec![],
+        status: InstanceStatus::Running,
+        output: None,
+        failure: None,
+        continue_as_new: None,
+        claim_tasks: None,
+        now: Timestamp(T0.0 + 2),
+    };
+    let results = a.commit_turns(vec![commit]).await.unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+}

@@ -26,7 +26,7 @@ use duraflow::{
 };
 use duraflow_crashtest::{
     application_name, workflow_id, LogLine, Step, ACTIVITIES, ACTIVITY_CONCURRENCY_VAR,
-    DEFAULT_ACTIVITY_CONCURRENCY, SCHEMA_VAR,
+    DEFAULT_ACTIVITY_CONCURRENCY, LEASE_MS_VAR, SCHEMA_VAR,
 };
 
 async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
@@ -113,10 +113,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
 
     let store = open_store(store, generation).await?;
+    // Short leases by default: work in flight at a kill is picked up again quickly.
+    let lease = Duration::from_millis(match std::env::var(LEASE_MS_VAR) {
+        Ok(v) => v.parse()?,
+        Err(_) => 1_500,
+    });
     let options = EngineOptions {
-        // Short leases: work in flight at a kill is picked up again quickly.
-        turn_lease: Duration::from_millis(1_500),
-        task_lease: Duration::from_millis(1_500),
+        turn_lease: lease,
+        task_lease: lease,
         activity_concurrency,
         workflow_concurrency: 32,
         poll_interval: Duration::from_millis(100),
