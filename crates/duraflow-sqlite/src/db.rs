@@ -272,31 +272,31 @@ pub(crate) struct Db {
     busy_timeout: Duration,
 }
 
+/// What the writer thread runs with.
+pub(crate) struct Writer {
+    /// The write connection, migrated.
+    pub(crate) conn: Connection,
+    /// The most writes grouped into one transaction.
+    pub(crate) max_batch: usize,
+    /// `synchronous = FULL` was asked for.
+    pub(crate) full_sync: bool,
+    /// The lease tokens of this opening's epoch.
+    pub(crate) tokens: Tokens,
+    /// This opening's owner file.
+    pub(crate) owner: Owner,
+}
+
 impl Db {
     pub(crate) fn start(
-        conn: Connection,
+        writer: Writer,
         path: PathBuf,
         busy_timeout: Duration,
-        max_batch: usize,
-        full_sync: bool,
-        tokens: Tokens,
-        owner: Owner,
         notifier: Arc<Notifier>,
     ) -> StoreResult<Db> {
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         let writer = std::thread::Builder::new()
             .name("duraflow-sqlite-writer".into())
-            .spawn(move || {
-                writer_loop(
-                    conn,
-                    rx,
-                    max_batch.max(1),
-                    SyncLevel::new(full_sync),
-                    tokens,
-                    owner,
-                    notifier,
-                )
-            })
+            .spawn(move || writer_loop(writer, rx, notifier))
             .map_err(|e| {
                 StoreError::Other(format!("cannot start the SQLite writer thread: {e}"))
             })?;
@@ -418,15 +418,16 @@ impl Drop for Db {
 /// How often the writer looks for openings of the database that are gone (see [`Owner`]).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-fn writer_loop(
-    conn: Connection,
-    rx: mpsc::Receiver<Box<dyn Job>>,
-    max_batch: usize,
-    mut sync: SyncLevel,
-    mut tokens: Tokens,
-    mut owner: Owner,
-    notifier: Arc<Notifier>,
-) {
+fn writer_loop(writer: Writer, rx: mpsc::Receiver<Box<dyn Job>>, notifier: Arc<Notifier>) {
+    let Writer {
+        conn,
+        max_batch,
+        full_sync,
+        mut tokens,
+        mut owner,
+    } = writer;
+    let max_batch = max_batch.max(1);
+    let mut sync = SyncLevel::new(full_sync);
     let sweep = |conn: &Connection| match owner.sweep(conn) {
         Ok(0) => {}
         Ok(_) => {
@@ -487,15 +488,17 @@ mod tests {
         migrate(&mut conn, &path).unwrap();
         conn.execute_batch("CREATE TABLE t (v INTEGER)").unwrap();
         let epoch = reserve_epoch(&conn).unwrap();
-        let path_for_owner = path.clone();
-        let db = Db::start(
+        let writer = Writer {
             conn,
+            max_batch: 64,
+            full_sync: false,
+            tokens: Tokens::new(epoch),
+            owner: Owner::claim(&path, epoch),
+        };
+        let db = Db::start(
+            writer,
             path,
             Duration::from_secs(5),
-            64,
-            false,
-            Tokens::new(epoch),
-            Owner::claim(&path_for_owner, epoch),
             Arc::new(Notifier::new()),
         )
         .unwrap();

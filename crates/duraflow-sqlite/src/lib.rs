@@ -133,16 +133,14 @@ impl SqliteStore {
         .map_err(|e| StoreError::Other(format!("opening the SQLite store failed to run: {e}")))?;
         let (conn, options, epoch) = conn?;
         let notifier = Arc::new(Notifier::new());
-        let db = Db::start(
+        let writer = db::Writer {
             conn,
-            path.clone(),
-            options.busy_timeout,
-            options.max_batch,
-            options.synchronous == Synchronous::Full,
-            db::Tokens::new(epoch),
-            owners::Owner::claim(&path, epoch),
-            notifier.clone(),
-        )?;
+            max_batch: options.max_batch,
+            full_sync: options.synchronous == Synchronous::Full,
+            tokens: db::Tokens::new(epoch),
+            owner: owners::Owner::claim(&path, epoch),
+        };
+        let db = Db::start(writer, path.clone(), options.busy_timeout, notifier.clone())?;
         Ok(SqliteStore { db, notifier, path })
     }
 
