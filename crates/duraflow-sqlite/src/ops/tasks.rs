@@ -119,33 +119,45 @@ pub(crate) fn complete_batch(
     tx: &mut Tx<'_>,
 ) -> SqlResult<Vec<StoreResult<Completed>>> {
     let mut claims: Vec<(usize, String, Duration)> = Vec::new();
+    // Instances that got a result, so a turn to run.
+    let mut posted: Vec<String> = Vec::new();
     let mut results = Vec::with_capacity(completions.len());
     for (i, c) in completions.iter().enumerate() {
-        let done = complete(conn, now, c, tx)?;
-        if let (Ok(instance_id), Some(turn_lease)) = (&done, c.claim_turn) {
-            if !claims.iter().any(|(_, id, _)| id == instance_id) {
-                claims.push((i, instance_id.clone(), turn_lease));
+        let done = complete(conn, now, c)?;
+        if let Ok(Some(instance_id)) = &done {
+            if let Some(turn_lease) = c.claim_turn {
+                if !claims.iter().any(|(_, id, _)| id == instance_id) {
+                    claims.push((i, instance_id.clone(), turn_lease));
+                }
             }
+            posted.push(instance_id.clone());
         }
         results.push(done.map(|_| Completed::default()));
     }
     for (i, instance_id, turn_lease) in claims {
         let turn = turns::lease_turn(conn, tx, &instance_id, now, turn_lease, cache)?;
+        if turn.is_some() {
+            posted.retain(|id| *id != instance_id);
+        }
         if let Some(Ok(completed)) = results.get_mut(i) {
             completed.turn = turn;
         }
     }
+    // The turns claimed here need nobody else: wake the dispatchers only for the rest.
+    if !posted.is_empty() {
+        tx.wake.turns = true;
+    }
     Ok(results)
 }
 
-/// Completes one task: deletes it and posts its result. Returns its instance, or why the
-/// completion is refused (then nothing was written).
+/// Completes one task: deletes it and posts its result. Returns the instance the result was
+/// posted to (none when the instance has finished), or why the completion is refused (then
+/// nothing was written).
 fn complete(
     conn: &Connection,
     now: Timestamp,
     c: &TaskCompletion,
-    tx: &mut Tx<'_>,
-) -> SqlResult<StoreResult<String>> {
+) -> SqlResult<StoreResult<Option<String>>> {
     let row: Option<(String, u32, String, i64, Option<i64>)> = conn
         .prepare_cached(
             "SELECT instance_id, execution, op, lease_token, lease_until FROM tasks WHERE id = ?1",
@@ -167,10 +179,8 @@ fn complete(
         op: op_id(&op)?,
         result: c.result.clone(),
     };
-    if insert_message(conn, &instance_id, &kind, now)? {
-        tx.wake.turns = true;
-    }
-    Ok(Ok(instance_id))
+    let posted = insert_message(conn, &instance_id, &kind, now)?;
+    Ok(Ok(posted.then_some(instance_id)))
 }
 
 pub(crate) fn renew(

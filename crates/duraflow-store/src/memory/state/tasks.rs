@@ -101,16 +101,20 @@ impl State {
         wake: &mut Wake,
     ) -> Vec<StoreResult<Completed>> {
         let mut claims: Vec<(usize, String, Duration)> = Vec::new();
+        // Instances that got a result, so a turn to run.
+        let mut posted: Vec<String> = Vec::new();
         let mut results: Vec<StoreResult<Completed>> = completions
             .into_iter()
             .enumerate()
             .map(|(i, c)| {
                 let claim = c.claim_turn;
-                let instance_id = self.complete_task(now, c, wake)?;
-                if let Some(lease) = claim {
-                    if !claims.iter().any(|(_, id, _)| *id == instance_id) {
-                        claims.push((i, instance_id, lease));
+                if let Some(instance_id) = self.complete_task(now, c)? {
+                    if let Some(lease) = claim {
+                        if !claims.iter().any(|(_, id, _)| *id == instance_id) {
+                            claims.push((i, instance_id.clone(), lease));
+                        }
                     }
+                    posted.push(instance_id);
                 }
                 Ok(Completed::default())
             })
@@ -123,21 +127,28 @@ impl State {
             });
             if due {
                 let turn = self.lease_turn(&instance_id, now, lease, cache);
+                if turn.is_some() {
+                    posted.retain(|id| *id != instance_id);
+                }
                 if let Some(Ok(completed)) = results.get_mut(i) {
                     completed.turn = turn;
                 }
             }
         }
+        // The turns claimed here need nobody else: wake the dispatchers only for the rest.
+        if !posted.is_empty() {
+            wake.turns = true;
+        }
         results
     }
 
-    /// Completes one task; returns its instance.
+    /// Completes one task; returns the instance its result was posted to (none when the
+    /// instance has finished).
     fn complete_task(
         &mut self,
         now: Timestamp,
         completion: TaskCompletion,
-        wake: &mut Wake,
-    ) -> StoreResult<String> {
+    ) -> StoreResult<Option<String>> {
         let TaskCompletion {
             id, token, result, ..
         } = completion;
@@ -146,26 +157,26 @@ impl State {
             return Err(task_lease_lost(id));
         }
         let task = self.remove_task(id).ok_or_else(|| task_not_found(id))?;
-        let instance_id = task.instance_id.clone();
-        self.post_result(task, result, now, wake);
-        Ok(instance_id)
+        Ok(self.post_result(task, result, now))
     }
 
     /// Posts a finished task's result to its instance, unless the instance has finished.
-    fn post_result(&mut self, task: Task, result: OpResult, now: Timestamp, wake: &mut Wake) {
+    /// Returns the instance it was posted to.
+    fn post_result(&mut self, task: Task, result: OpResult, now: Timestamp) -> Option<String> {
         let open = self
             .instances
             .get(&task.instance_id)
             .is_some_and(|inst| !inst.info.status.is_terminal());
-        if open {
-            let kind = MessageKind::ActivityResult {
-                execution: task.execution,
-                op: task.op,
-                result,
-            };
-            self.deliver(&task.instance_id, kind, now);
-            wake.turns = true;
+        if !open {
+            return None;
         }
+        let kind = MessageKind::ActivityResult {
+            execution: task.execution,
+            op: task.op,
+            result,
+        };
+        self.deliver(&task.instance_id, kind, now);
+        Some(task.instance_id)
     }
 
     pub(in crate::memory) fn renew_task(
