@@ -202,6 +202,9 @@ async fn run(cli: Cli) -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("duroxide-peer: {} on {store} failed: {e}", workload.name());
+                    for warning in warnings::last() {
+                        eprintln!("duroxide-peer:   a recent warning: {warning}");
+                    }
                     failed = true;
                 }
             }

@@ -7,8 +7,10 @@
 //! before it fetches again. Those waits are part of what the peer measures; the counts say how
 //! many there were. The warnings themselves are not printed unless `RUST_LOG` asks for them.
 
-use std::fmt::Debug;
+use std::collections::VecDeque;
+use std::fmt::{Debug, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
@@ -18,6 +20,10 @@ use tracing_subscriber::layer::{Context, Layer};
 static WARNINGS: AtomicU64 = AtomicU64::new(0);
 /// Of those, the ones whose message says "database is locked".
 static LOCKED: AtomicU64 = AtomicU64::new(0);
+/// The last few warnings, for the message of a failed workload.
+static LAST: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+/// How many warnings [`LAST`] keeps.
+const KEEP: usize = 8;
 
 /// A layer counting warning and error events.
 pub(crate) struct Counter;
@@ -29,25 +35,42 @@ impl<S: Subscriber> Layer<S> for Counter {
             return;
         }
         WARNINGS.fetch_add(1, Ordering::Relaxed);
-        let mut locked = Locked(false);
-        event.record(&mut locked);
-        if locked.0 {
+        let mut text = Text(format!("{}: ", event.metadata().target()));
+        event.record(&mut text);
+        if text.0.contains("database is locked") {
             LOCKED.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Ok(mut last) = LAST.lock() {
+            if last.len() == KEEP {
+                last.pop_front();
+            }
+            last.push_back(text.0);
         }
     }
 }
 
-/// Whether any field of an event says "database is locked".
-struct Locked(bool);
+/// An event's fields as text.
+struct Text(String);
 
-impl Visit for Locked {
-    fn record_str(&mut self, _field: &Field, value: &str) {
-        self.0 |= value.contains("database is locked");
+impl Visit for Text {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let _ = write!(self.0, "{}={value} ", field.name());
     }
 
-    fn record_debug(&mut self, _field: &Field, value: &dyn Debug) {
-        self.0 |= format!("{value:?}").contains("database is locked");
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?} ");
+        } else {
+            let _ = write!(self.0, "{}={value:?} ", field.name());
+        }
     }
+}
+
+/// The last warnings logged (at most a few), oldest first.
+pub(crate) fn last() -> Vec<String> {
+    LAST.lock()
+        .map(|l| l.iter().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// The counts so far: (warnings and errors, "database is locked" among them).
