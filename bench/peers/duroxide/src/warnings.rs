@@ -1,10 +1,10 @@
 //! Counts the warnings logged in the process (duroxide's, mostly), so that the results say
 //! how often duroxide's dispatchers had to retry.
 //!
-//! Under load, duroxide's SQLite fetches fail now and then with "database is locked" (SQLite
-//! error 5 or 517, which its `busy_timeout` does not cover for a transaction that started as a
-//! reader), and the dispatcher logs a warning and backs off for 200 ms, doubling up to 3 s,
-//! before it fetches again. Those waits are part of what the peer measures; the counts say how
+//! Under load, duroxide's SQLite operations fail now and then with "database is locked"
+//! (SQLite error 5 or 517, which its `busy_timeout` does not cover for a transaction that
+//! started as a reader). The dispatcher logs a warning and retries: a fetch after 200 ms,
+//! doubling up to 3 s; the commit of a turn (ack) after 10 ms, doubling. Those waits are part of what the peer measures; the counts say how
 //! many there were. The warnings themselves are not printed unless `RUST_LOG` asks for them.
 
 use std::collections::VecDeque;

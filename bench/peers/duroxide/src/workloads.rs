@@ -272,8 +272,9 @@ pub(crate) async fn run(
     figures.insert(
         "warnings_note".into(),
         "warnings logged during the workload (not printed; RUST_LOG=warn shows them); \
-         database_locked_retries: fetches that failed with \"database is locked\" and were \
-         retried after a backoff of 200 ms, doubling up to 3 s"
+         database_locked_retries: the ones saying \"database is locked\": a fetch that \
+         failed so is retried after 200 ms, doubling up to 3 s; a failed commit of a turn \
+         (ack) after 10 ms, doubling"
             .into(),
     );
     if warned > 0 {
