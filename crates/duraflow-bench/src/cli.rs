@@ -3,6 +3,7 @@
 use clap::{Parser, ValueEnum};
 use duraflow_postgres::testing;
 
+use crate::peer::PeerKind;
 use crate::store::StoreKind;
 
 /// Benchmarks for duraflow: throughput, latency, fan-out and timers on every store.
@@ -52,6 +53,17 @@ pub(crate) struct Cli {
     /// `postgres://postgres@127.0.0.1:5432/postgres`). Each run uses a fresh schema.
     #[arg(long)]
     pub(crate) pg_url: Option<String>,
+
+    /// Also run the workloads on a peer and report the ratios (throughput, sequential,
+    /// start-latency and fan-out); repeat for several. `duroxide`: duroxide's SQLite provider
+    /// as it comes (synchronous=NORMAL); `duroxide-full`: with synchronous=FULL.
+    #[arg(long, value_enum)]
+    pub(crate) peer: Vec<PeerKind>,
+
+    /// The `duroxide-peer` binary (default: built now with `cargo build --release --locked
+    /// --manifest-path bench/peers/duroxide/Cargo.toml`).
+    #[arg(long)]
+    pub(crate) peer_bin: Option<std::path::PathBuf>,
 }
 
 /// A workload.

@@ -3,6 +3,7 @@
 //! ```text
 //! duraflow-bench <workload> [--store memory|sqlite|sqlite-normal|postgres]... [--n N] [--json]
 //! duraflow-bench all [--store ...] [--json]
+//! duraflow-bench all [--store ...] --peer duroxide [--peer duroxide-full] [--peer-bin PATH]
 //! ```
 //!
 //! Each workload lives in a module of its own under `workloads/`. Every (workload, store, run)
@@ -13,6 +14,7 @@
 mod cli;
 mod engine;
 mod meter;
+mod peer;
 mod report;
 mod stats;
 mod store;
@@ -75,6 +77,13 @@ async fn run(cli: Cli) -> ExitCode {
     } else {
         cli.store.clone()
     };
+    let peers = match peer::Peers::prepare(&cli.peer, cli.peer_bin.as_deref()) {
+        Ok(peers) => peers,
+        Err(e) => {
+            eprintln!("duraflow-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let build = report::BuildInfo::collect();
     let mut output = Output::new(config.json);
     let mut failed = false;
@@ -118,8 +127,18 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
         }
+        let n = config.n_for(workload);
+        if let Err(e) = peers
+            .run(workload, n, config.runs, &mut output, &build)
+            .await
+        {
+            eprintln!("duraflow-bench: {} on a peer failed: {e}", workload.name());
+            failed = true;
+        }
     }
+    let ratios = peer::ratios_of(output.results());
     output.finish();
+    peer::print_ratios(&ratios, config.json);
     for v in &violations {
         eprintln!("duraflow-bench: CORRECTNESS VIOLATION: {v}");
     }

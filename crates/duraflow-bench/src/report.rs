@@ -72,6 +72,14 @@ impl Figures {
         self.violations.clone()
     }
 
+    /// The entries of a JSON object, in its order (a peer's figures).
+    pub(crate) fn from_object(map: &serde_json::Map<String, Value>) -> Self {
+        Figures {
+            entries: map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            violations: Vec::new(),
+        }
+    }
+
     /// The value of `key`, if present.
     fn get(&self, key: &str) -> Option<&Value> {
         self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v)
@@ -141,7 +149,8 @@ pub(crate) struct RunResult {
     pub(crate) build: BuildInfo,
 }
 
-/// Where results go: JSON lines as they come, or a table at the end.
+/// Where results go: JSON lines as they come, or a table at the end. The results are kept in
+/// both cases, for the peer ratios.
 pub(crate) struct Output {
     json: bool,
     results: Vec<RunResult>,
@@ -160,16 +169,25 @@ impl Output {
     pub(crate) fn push(&mut self, result: RunResult) {
         if self.json {
             match serde_json::to_string(&result) {
-                Ok(line) => {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
-                }
+                Ok(line) => print_line(&line),
                 Err(e) => eprintln!("duraflow-bench: cannot encode a result: {e}"),
             }
-        } else {
-            self.results.push(result);
         }
+        self.results.push(result);
+    }
+
+    /// Reports a peer's result: in JSON mode its own `line` is printed as it came (it has the
+    /// peer's build information), and `result` is kept for the table and the ratios.
+    pub(crate) fn push_peer(&mut self, result: RunResult, line: &str) {
+        if self.json {
+            print_line(line);
+        }
+        self.results.push(result);
+    }
+
+    /// Every result reported so far.
+    pub(crate) fn results(&self) -> &[RunResult] {
+        &self.results
     }
 
     /// Prints the table (nothing in JSON mode).
@@ -182,6 +200,13 @@ impl Output {
         let _ = out.write_all(text.as_bytes());
         let _ = out.flush();
     }
+}
+
+/// Writes one line to stdout at once.
+fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 /// A table per workload: a row per store (the median of its runs), a column per figure.
@@ -275,7 +300,7 @@ fn median_cell<'a>(values: impl Iterator<Item = Option<&'a Value>>) -> String {
 }
 
 /// Left-aligned columns separated by two spaces.
-fn render(rows: &[Vec<String>]) -> String {
+pub(crate) fn render(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
         .map(|c| {
