@@ -72,6 +72,7 @@ const FIGURES: [(&str, &[&str]); 8] = [
             "all_complete_s",
             "worker_ready_s",
             "first_activity_s",
+            "stalled_s",
             "reexecuted_activities",
             "activities_logged_at_kill",
             "workflows_completed",

@@ -55,6 +55,10 @@ const TAIL_FAST: Duration = Duration::from_millis(1);
 /// How often the log and the store's counts are read after the restart.
 const TAIL_SLOW: Duration = Duration::from_millis(10);
 
+/// A gap without any workflow completing longer than this, after the restart, counts as a
+/// stall (the new worker waiting for the killed one's leases to expire).
+const STALL: Duration = Duration::from_millis(250);
+
 /// How long a worker may take to exit once told to stop.
 const STOP_LIMIT: Duration = Duration::from_secs(60);
 
@@ -167,6 +171,16 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, config: &Config) -> Result<Figur
             None => f.null(key),
         };
     }
+    match seen.first_stall {
+        Some((at, completed)) => f
+            .num("stalled_s", seen.stalled.as_secs_f64(), 3)
+            .num("first_stall_at_s", at.as_secs_f64(), 3)
+            .int("completed_at_first_stall", completed),
+        None => f
+            .num("stalled_s", 0.0, 3)
+            .null("first_stall_at_s")
+            .null("completed_at_first_stall"),
+    };
     f.int("reexecuted_activities", reexecuted)
         .int("activities_run_twice", rerun_distinct as u64)
         .int("activities_logged_at_kill", logged_at_kill)
@@ -177,7 +191,8 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, config: &Config) -> Result<Figur
             "timing_note",
             "times from the restart of the worker: its engine ready, its first activity, its \
              first and last re-run of an activity the killed worker had run, every workflow \
-             completed (the store's counts, read every 10 ms)",
+             completed (the store's counts, read every 10 ms); stalled_s sums the gaps of more \
+             than 250 ms in which no workflow completed",
         );
     if ran.len() as u64 != expected {
         f.violation(format!(
@@ -358,6 +373,7 @@ async fn until_complete(
                 .map_or(0, |(_, c)| *c)
         };
         let completed = count(InstanceStatus::Completed);
+        seen.completed(completed, restarted.elapsed());
         if completed == n {
             return Ok(());
         }
@@ -482,9 +498,28 @@ struct Progress {
     first_rerun: Option<Duration>,
     last_rerun: Option<Duration>,
     reruns_seen: u64,
+    /// The completed count last seen, and when it last rose (from the restart).
+    last_completed: (u64, Duration),
+    /// The gaps longer than [`STALL`] in which no workflow completed, summed.
+    stalled: Duration,
+    /// When the first such gap began, and how many had completed by then.
+    first_stall: Option<(Duration, u64)>,
 }
 
 impl Progress {
+    /// Notes the completed count `completed` seen at `at` (since the restart).
+    fn completed(&mut self, completed: u64, at: Duration) {
+        let (last, since) = self.last_completed;
+        if completed > last {
+            let gap = at.saturating_sub(since);
+            if gap > STALL {
+                self.stalled += gap;
+                self.first_stall.get_or_insert((since, last));
+            }
+            self.last_completed = (completed, at);
+        }
+    }
+
     /// Notes the milestones `tail` shows at `at` (since the restart).
     fn note(&mut self, tail: &LogTail, at: Duration) {
         if self.ready.is_none() && tail.ready.contains(&1) {
@@ -646,6 +681,20 @@ mod tests {
         assert_eq!(seen.first_activity, Some(Duration::from_millis(2)));
         assert_eq!(seen.first_rerun, Some(Duration::from_millis(3)));
         assert_eq!(seen.last_rerun, Some(Duration::from_millis(3)));
+    }
+
+    #[test]
+    fn stalls_are_the_long_gaps_between_completions() {
+        let ms = Duration::from_millis;
+        let mut seen = Progress::default();
+        seen.completed(0, ms(10));
+        seen.completed(5, ms(100));
+        seen.completed(9, ms(200));
+        seen.completed(9, ms(5_000));
+        seen.completed(10, ms(30_200));
+        assert_eq!(seen.first_stall, Some((ms(200), 9)));
+        assert_eq!(seen.stalled, ms(30_000));
+        assert_eq!(seen.last_completed, (10, ms(30_200)));
     }
 
     #[test]
