@@ -55,8 +55,9 @@ const TAIL_FAST: Duration = Duration::from_millis(1);
 /// How often the log and the store's counts are read after the restart.
 const TAIL_SLOW: Duration = Duration::from_millis(10);
 
-/// A gap without any workflow completing longer than this, after the restart, counts as a
-/// stall (the new worker waiting for the killed one's leases to expire).
+/// A gap longer than this after the restart in which no activity was logged and no workflow
+/// completed counts as a stall: the new worker idle, waiting for the killed one's leases to
+/// expire.
 const STALL: Duration = Duration::from_millis(250);
 
 /// How long a worker may take to exit once told to stop.
@@ -133,7 +134,10 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, config: &Config) -> Result<Figur
     // The second worker, timed until every workflow has completed.
     let restarted = Instant::now();
     let mut second = spawn(1)?;
-    let mut seen = Progress::default();
+    let mut seen = Progress {
+        last_progress: (logged_at_kill, 0, Duration::ZERO),
+        ..Progress::default()
+    };
     let store = opened.store.clone();
     until_complete(
         &mut second,
@@ -192,7 +196,7 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, config: &Config) -> Result<Figur
             "times from the restart of the worker: its engine ready, its first activity, its \
              first and last re-run of an activity the killed worker had run, every workflow \
              completed (the store's counts, read every 10 ms); stalled_s sums the gaps of more \
-             than 250 ms in which no workflow completed",
+             than 250 ms in which no activity was logged and no workflow completed",
         );
     if ran.len() as u64 != expected {
         f.violation(format!(
@@ -373,7 +377,7 @@ async fn until_complete(
                 .map_or(0, |(_, c)| *c)
         };
         let completed = count(InstanceStatus::Completed);
-        seen.completed(completed, restarted.elapsed());
+        seen.progress(tail.activities, completed, restarted.elapsed());
         if completed == n {
             return Ok(());
         }
@@ -498,25 +502,27 @@ struct Progress {
     first_rerun: Option<Duration>,
     last_rerun: Option<Duration>,
     reruns_seen: u64,
-    /// The completed count last seen, and when it last rose (from the restart).
-    last_completed: (u64, Duration),
-    /// The gaps longer than [`STALL`] in which no workflow completed, summed.
+    /// The activity lines and completed workflows last seen, and when either last rose
+    /// (from the restart).
+    last_progress: (u64, u64, Duration),
+    /// The gaps longer than [`STALL`] without progress, summed.
     stalled: Duration,
-    /// When the first such gap began, and how many had completed by then.
+    /// When the first such gap began, and how many workflows had completed by then.
     first_stall: Option<(Duration, u64)>,
 }
 
 impl Progress {
-    /// Notes the completed count `completed` seen at `at` (since the restart).
-    fn completed(&mut self, completed: u64, at: Duration) {
-        let (last, since) = self.last_completed;
-        if completed > last {
+    /// Notes the activity lines logged and the workflows completed, seen at `at` (since the
+    /// restart); a rise of either is progress.
+    fn progress(&mut self, activities: u64, completed: u64, at: Duration) {
+        let (last_activities, last_completed, since) = self.last_progress;
+        if activities > last_activities || completed > last_completed {
             let gap = at.saturating_sub(since);
             if gap > STALL {
                 self.stalled += gap;
-                self.first_stall.get_or_insert((since, last));
+                self.first_stall.get_or_insert((since, last_completed));
             }
-            self.last_completed = (completed, at);
+            self.last_progress = (activities, completed, at);
         }
     }
 
@@ -684,17 +690,26 @@ mod tests {
     }
 
     #[test]
-    fn stalls_are_the_long_gaps_between_completions() {
+    fn stalls_are_the_long_gaps_without_activities_or_completions() {
         let ms = Duration::from_millis;
-        let mut seen = Progress::default();
-        seen.completed(0, ms(10));
-        seen.completed(5, ms(100));
-        seen.completed(9, ms(200));
-        seen.completed(9, ms(5_000));
-        seen.completed(10, ms(30_200));
-        assert_eq!(seen.first_stall, Some((ms(200), 9)));
-        assert_eq!(seen.stalled, ms(30_000));
-        assert_eq!(seen.last_completed, (10, ms(30_200)));
+        // The log was at 2,000 lines at the kill.
+        let mut seen = Progress {
+            last_progress: (2_000, 0, Duration::ZERO),
+            ..Progress::default()
+        };
+        seen.progress(2_000, 0, ms(10));
+        seen.progress(2_100, 0, ms(100));
+        // Activities without completions are progress too.
+        seen.progress(2_400, 0, ms(300));
+        seen.progress(2_500, 5, ms(400));
+        seen.progress(2_500, 9, ms(500));
+        seen.progress(2_500, 9, ms(5_000));
+        seen.progress(2_501, 9, ms(30_500));
+        seen.progress(2_502, 9, ms(30_600));
+        seen.progress(2_502, 10, ms(60_600));
+        assert_eq!(seen.first_stall, Some((ms(500), 9)));
+        assert_eq!(seen.stalled, ms(30_000 + 30_000));
+        assert_eq!(seen.last_progress, (2_502, 10, ms(60_600)));
     }
 
     #[test]
