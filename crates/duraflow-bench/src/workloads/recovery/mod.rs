@@ -106,7 +106,12 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, config: &Config) -> Result<Figur
     start_all(&client, CHAIN, &runs).await?;
     drop(runs);
     let expected = n * ACTIVITIES;
-    let deadline = turn_lease + task_lease + Duration::from_secs(600);
+    // Generous: both leases, ten minutes, and 10 ms per workflow (PostgreSQL needs about 5 ms
+    // per workflow here).
+    let deadline = turn_lease
+        + task_lease
+        + Duration::from_secs(600)
+        + Duration::from_millis(10).saturating_mul(u32::try_from(n).unwrap_or(u32::MAX));
 
     // The first worker, killed half way.
     let mut tail = LogTail::new(&log);
