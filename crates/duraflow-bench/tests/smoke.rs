@@ -73,6 +73,7 @@ const FIGURES: [(&str, &[&str]); 8] = [
             "worker_ready_s",
             "first_activity_s",
             "stalled_s",
+            "longest_stall_s",
             "reexecuted_activities",
             "activities_logged_at_kill",
             "workflows_completed",

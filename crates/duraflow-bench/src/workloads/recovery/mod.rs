@@ -190,6 +190,16 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, config: &Config) -> Result<Figur
             .null("first_stall_at_s")
             .null("completed_at_first_stall"),
     };
+    match seen.longest_stall {
+        Some((at, length, completed)) => f
+            .num("longest_stall_s", length.as_secs_f64(), 3)
+            .num("longest_stall_at_s", at.as_secs_f64(), 3)
+            .int("completed_at_longest_stall", completed),
+        None => f
+            .num("longest_stall_s", 0.0, 3)
+            .null("longest_stall_at_s")
+            .null("completed_at_longest_stall"),
+    };
     f.int("reexecuted_activities", reexecuted)
         .int("activities_run_twice", rerun_distinct as u64)
         .int("activities_logged_at_kill", logged_at_kill)
@@ -514,6 +524,9 @@ struct Progress {
     stalled: Duration,
     /// When the first such gap began, and how many workflows had completed by then.
     first_stall: Option<(Duration, u64)>,
+    /// The longest such gap: when it began, how long it was, and how many workflows had
+    /// completed by then.
+    longest_stall: Option<(Duration, Duration, u64)>,
 }
 
 impl Progress {
@@ -526,6 +539,12 @@ impl Progress {
             if gap > STALL {
                 self.stalled += gap;
                 self.first_stall.get_or_insert((since, last_completed));
+                if self
+                    .longest_stall
+                    .is_none_or(|(_, longest, _)| gap > longest)
+                {
+                    self.longest_stall = Some((since, gap, last_completed));
+                }
             }
             self.last_progress = (activities, completed, at);
         }
@@ -711,10 +730,13 @@ mod tests {
         seen.progress(2_500, 9, ms(5_000));
         seen.progress(2_501, 9, ms(30_500));
         seen.progress(2_502, 9, ms(30_600));
-        seen.progress(2_502, 10, ms(60_600));
+        seen.progress(2_502, 10, ms(61_600));
+        // A short gap is not a stall.
+        seen.progress(2_503, 10, ms(61_700));
         assert_eq!(seen.first_stall, Some((ms(500), 9)));
-        assert_eq!(seen.stalled, ms(30_000 + 30_000));
-        assert_eq!(seen.last_progress, (2_502, 10, ms(60_600)));
+        assert_eq!(seen.longest_stall, Some((ms(30_600), ms(31_000), 9)));
+        assert_eq!(seen.stalled, ms(30_000 + 31_000));
+        assert_eq!(seen.last_progress, (2_503, 10, ms(61_700)));
     }
 
     #[test]
