@@ -6,7 +6,8 @@ use duraflow_postgres::testing;
 use crate::peer::PeerKind;
 use crate::store::StoreKind;
 
-/// Benchmarks for duraflow: throughput, latency, fan-out and timers on every store.
+/// Benchmarks for duraflow: throughput, latency, fan-out, timers, replay, parked workflows and
+/// crash recovery on every store.
 #[derive(Debug, Parser)]
 #[command(name = "duraflow-bench", version)]
 pub(crate) struct Cli {
@@ -19,7 +20,9 @@ pub(crate) struct Cli {
     pub(crate) store: Vec<StoreKind>,
 
     /// The workload's size (default: throughput 1,000 workflows, sequential 100 operations,
-    /// start-latency 1,000 starts, fan-out 10,000 activities, timers 10,000 workflows).
+    /// start-latency 1,000 starts, fan-out 10,000 activities, timers 10,000 workflows, replay
+    /// 10,000 operations in the largest workflow (the series is N/1000, N/100, N/10, N),
+    /// parked 100,000 workflows, recovery 1,000 workflows).
     #[arg(long)]
     pub(crate) n: Option<u64>,
 
@@ -48,6 +51,15 @@ pub(crate) struct Cli {
     /// timers: the seed of the sleep durations.
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
+
+    /// recovery: the worker's turn lease in milliseconds (default: the engine's, 60,000).
+    #[arg(long)]
+    pub(crate) turn_lease_ms: Option<u64>,
+
+    /// recovery: the worker's activity task lease in milliseconds (default: the engine's,
+    /// 30,000).
+    #[arg(long)]
+    pub(crate) task_lease_ms: Option<u64>,
 
     /// The PostgreSQL server (default: `DURAFLOW_TEST_POSTGRES_URL`, else
     /// `postgres://postgres@127.0.0.1:5432/postgres`). Each run uses a fresh schema.
@@ -79,18 +91,27 @@ pub(crate) enum Workload {
     FanOut,
     /// N workflows each sleeping a uniform random time on a durable timer.
     Timers,
+    /// Workflows with N/1000, N/100, N/10 and N completed operations: the time of the next turn.
+    Replay,
+    /// N workflows waiting for an event: memory and database bytes each, event-to-resume time.
+    Parked,
+    /// N workflows in flight, the worker process SIGKILLed and restarted: time to recover.
+    Recovery,
     /// Every workload.
     All,
 }
 
 impl Workload {
     /// Every workload, in the order `all` runs them.
-    pub(crate) const EVERY: [Workload; 5] = [
+    pub(crate) const EVERY: [Workload; 8] = [
         Workload::Throughput,
         Workload::Sequential,
         Workload::StartLatency,
         Workload::FanOut,
         Workload::Timers,
+        Workload::Replay,
+        Workload::Parked,
+        Workload::Recovery,
     ];
 
     /// The name on the command line and in results.
@@ -101,6 +122,9 @@ impl Workload {
             Workload::StartLatency => "start-latency",
             Workload::FanOut => "fan-out",
             Workload::Timers => "timers",
+            Workload::Replay => "replay",
+            Workload::Parked => "parked",
+            Workload::Recovery => "recovery",
             Workload::All => "all",
         }
     }
@@ -108,9 +132,10 @@ impl Workload {
     /// The size used when `--n` is not given.
     pub(crate) fn default_n(self) -> u64 {
         match self {
-            Workload::Throughput | Workload::StartLatency => 1_000,
+            Workload::Throughput | Workload::StartLatency | Workload::Recovery => 1_000,
             Workload::Sequential => 100,
-            Workload::FanOut | Workload::Timers => 10_000,
+            Workload::FanOut | Workload::Timers | Workload::Replay => 10_000,
+            Workload::Parked => 100_000,
             Workload::All => 0,
         }
     }
@@ -133,6 +158,10 @@ pub(crate) struct Config {
     pub(crate) max_sleep_ms: u64,
     /// `--seed`.
     pub(crate) seed: u64,
+    /// `--turn-lease-ms`, if given.
+    pub(crate) turn_lease_ms: Option<u64>,
+    /// `--task-lease-ms`, if given.
+    pub(crate) task_lease_ms: Option<u64>,
     /// The PostgreSQL URL.
     pub(crate) pg_url: String,
 }
@@ -148,6 +177,8 @@ impl Cli {
             min_sleep_ms: self.min_sleep_ms,
             max_sleep_ms: self.max_sleep_ms,
             seed: self.seed,
+            turn_lease_ms: self.turn_lease_ms,
+            task_lease_ms: self.task_lease_ms,
             pg_url: self.pg_url.clone().unwrap_or_else(testing::test_url),
         }
     }
@@ -167,6 +198,16 @@ impl Config {
                 "--min-sleep-ms ({}) is more than --max-sleep-ms ({})",
                 self.min_sleep_ms, self.max_sleep_ms
             ));
+        }
+        // The engine refuses shorter leases (10 ms and 30 ms); below 100 ms a lease would
+        // expire under ordinary scheduling delays on a busy machine.
+        for (flag, value) in [
+            ("--turn-lease-ms", self.turn_lease_ms),
+            ("--task-lease-ms", self.task_lease_ms),
+        ] {
+            if value.is_some_and(|ms| ms < 100) {
+                return Err(format!("{flag} must be at least 100"));
+            }
         }
         Ok(())
     }

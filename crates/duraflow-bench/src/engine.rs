@@ -25,8 +25,16 @@ pub(crate) const EMPTY: &str = "empty";
 pub(crate) const FAN_OUT: &str = "fan-out";
 /// Workflow: sleeps on a durable timer and reports when it woke.
 pub(crate) const SLEEPER: &str = "sleeper";
+/// Workflow: `k` sequential inline steps, then waits for the event [`GO`] (`replay`).
+pub(crate) const STEPS_THEN_WAIT: &str = "steps-then-wait";
+/// Workflow: waits for the event [`WAKE`] and returns its data (`parked`).
+pub(crate) const PARKED: &str = "parked";
 /// Activity: does nothing.
 pub(crate) const NOOP: &str = "noop";
+/// The event a [`STEPS_THEN_WAIT`] workflow waits for.
+pub(crate) const GO: &str = "go";
+/// The event a [`PARKED`] workflow waits for.
+pub(crate) const WAKE: &str = "wake";
 
 /// How many client starts are in flight at once when a workload starts many workflows.
 pub(crate) const START_CONCURRENCY: usize = 64;
@@ -69,6 +77,27 @@ async fn fan_out(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
         .join_all((0..n).map(|i| ctx.activity::<()>(NOOP, &i)))
         .await?;
     Ok(done.len() as u64)
+}
+
+/// `k` inline steps (two journal events each), then a wait for [`GO`]; returns the sum of
+/// the steps' results (`0 + 1 + .. + k-1`) plus the event's data.
+async fn steps_then_wait(ctx: WorkflowContext, k: u64) -> Result<u64, WorkflowError> {
+    let mut sum = 0;
+    for i in 0..k {
+        sum += ctx.step("op", move || async move { Ok(i) }).await?;
+    }
+    let go: u64 = ctx.wait_for_event(GO).await?;
+    Ok(sum + go)
+}
+
+/// What a [`STEPS_THEN_WAIT`] workflow of `k` steps returns when raised `go`.
+pub(crate) fn steps_then_wait_output(k: u64, go: u64) -> u64 {
+    k * k.saturating_sub(1) / 2 + go
+}
+
+/// Waits for [`WAKE`] and returns its data.
+async fn parked(ctx: WorkflowContext, _: ()) -> Result<u64, WorkflowError> {
+    ctx.wait_for_event(WAKE).await
 }
 
 /// When a sleeper's timer was due and when the workflow saw it fire.
@@ -114,6 +143,8 @@ pub(crate) async fn start_engine(store: Arc<dyn Store>) -> Result<Engine> {
         .workflow(EMPTY, empty)
         .workflow(FAN_OUT, fan_out)
         .workflow(SLEEPER, sleeper)
+        .workflow(STEPS_THEN_WAIT, steps_then_wait)
+        .workflow(PARKED, parked)
         .activity(NOOP, noop)
         .options(EngineOptions::default())
         .start()

@@ -36,6 +36,14 @@ pub(crate) type Error = Box<dyn std::error::Error + Send + Sync>;
 pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn main() -> ExitCode {
+    // The hidden subcommand that runs the recovery workload's worker process.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == workloads::recovery::worker::COMMAND)
+    {
+        init_tracing();
+        return workloads::recovery::worker::main();
+    }
     let cli = Cli::parse();
     init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -90,6 +98,14 @@ async fn run(cli: Cli) -> ExitCode {
     let mut violations = Vec::new();
     for &workload in &workloads {
         for &kind in &stores {
+            if let Some(why) = workloads::not_applicable(workload, kind) {
+                eprintln!(
+                    "duraflow-bench: {} on {} skipped: {why}",
+                    workload.name(),
+                    kind.name()
+                );
+                continue;
+            }
             for run in 1..=config.runs {
                 let n = config.n_for(workload);
                 eprintln!(

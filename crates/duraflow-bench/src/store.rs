@@ -320,6 +320,32 @@ impl PgEnv {
         Ok((commits, others))
     }
 
+    /// The server's URL.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The schema's name.
+    pub(crate) fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The bytes on disk of the schema's tables, with their indexes and TOAST
+    /// (`pg_total_relation_size`), dead rows not yet vacuumed included.
+    pub(crate) async fn schema_bytes(&self) -> Result<u64> {
+        let mut conn = connect_monitor(&self.url).await?;
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(sum(pg_total_relation_size(c.oid)), 0)::bigint
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'm')",
+        )
+        .bind(&self.schema)
+        .fetch_one(&mut conn)
+        .await?;
+        let _ = conn.close().await;
+        Ok(u64::try_from(bytes).unwrap_or(0))
+    }
+
     async fn drop_schema(&self) -> Result<()> {
         let mut conn = connect_monitor(&self.url).await?;
         let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema);

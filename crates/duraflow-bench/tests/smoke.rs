@@ -1,5 +1,7 @@
 //! Smoke test: every workload runs on every kind of store with a tiny size and produces a
-//! well-formed result. No timing is asserted. The PostgreSQL test needs the test server
+//! well-formed result. No timing is asserted. `recovery` runs with 1 s leases, so that its
+//! restarted worker does not wait for the engine's default 60 s lease; it does not apply to
+//! the memory store, which `all` skips. The PostgreSQL test needs the test server
 //! (`DURAFLOW_TEST_POSTGRES_URL`, default `127.0.0.1:5432`) and fails if it cannot be reached.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
@@ -11,8 +13,11 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_duraflow-bench");
 const N: u64 = 10;
 
+/// The lease of the recovery workload's worker in these runs, in milliseconds.
+const LEASE_MS: u64 = 1_000;
+
 /// The figures each workload must report as numbers.
-const FIGURES: [(&str, &[&str]); 5] = [
+const FIGURES: [(&str, &[&str]); 8] = [
     (
         "throughput",
         &["workflows_per_s", "activities_per_s", "elapsed_s"],
@@ -36,6 +41,44 @@ const FIGURES: [(&str, &[&str]); 5] = [
             "fired_early",
         ],
     ),
+    (
+        "replay",
+        &[
+            "warm_next_turn_ms_p50_k1",
+            "warm_next_turn_ms_p50_k10",
+            "cold_next_turn_ms_p50_k1",
+            "cold_next_turn_ms_p50_k10",
+            "warm_next_turn_ms_max_k10",
+            "journal_events_k1",
+            "journal_events_k10",
+            "warm_flatness",
+            "cold_flatness",
+        ],
+    ),
+    (
+        "parked",
+        &[
+            "rss_bytes_per_workflow",
+            "resume_p50_ms",
+            "resume_p99_ms",
+            "resume_max_ms",
+            "resume_samples",
+            "all_parked_s",
+        ],
+    ),
+    (
+        "recovery",
+        &[
+            "all_complete_s",
+            "worker_ready_s",
+            "first_activity_s",
+            "stalled_s",
+            "longest_stall_s",
+            "reexecuted_activities",
+            "activities_logged_at_kill",
+            "workflows_completed",
+        ],
+    ),
 ];
 
 fn bench(args: &[&str]) -> Output {
@@ -48,6 +91,7 @@ fn bench(args: &[&str]) -> Output {
 /// Runs every workload on `store` with a tiny size and checks each JSON line.
 fn every_workload_on(store: &str) {
     let n = N.to_string();
+    let lease = LEASE_MS.to_string();
     let out = bench(&[
         "all",
         "--store",
@@ -58,6 +102,10 @@ fn every_workload_on(store: &str) {
         "100",
         "--max-sleep-ms",
         "300",
+        "--turn-lease-ms",
+        &lease,
+        "--task-lease-ms",
+        &lease,
         "--json",
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -71,13 +119,24 @@ fn every_workload_on(store: &str) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
+    // Recovery does not apply to the memory store: `all` skips it and says so.
+    let expected: Vec<_> = FIGURES
+        .iter()
+        .filter(|(w, _)| !(store == "memory" && *w == "recovery"))
+        .collect();
     assert_eq!(
         lines.len(),
-        FIGURES.len(),
+        expected.len(),
         "one result per workload: {stdout}"
     );
-    for (line, (workload, figures)) in lines.iter().zip(FIGURES) {
+    for (line, (workload, figures)) in lines.iter().zip(expected) {
         check_result(line, workload, store, figures);
+    }
+    if store == "memory" {
+        assert!(
+            stderr.contains("recovery on memory skipped: not applicable"),
+            "{stderr}"
+        );
     }
 }
 
@@ -126,6 +185,33 @@ fn check_result(line: &Value, workload: &str, store: &str, figures: &[&str]) {
                 );
             }
         }
+        "replay" => {
+            // n = 10: workflows of 1 and 10 steps; two events per step, plus the start and
+            // the wait.
+            assert_eq!(got["journal_events_k1"], 4, "{line}");
+            assert_eq!(got["journal_events_k10"], 22, "{line}");
+            assert_eq!(line["settings"]["samples_per_size"], 5, "{line}");
+        }
+        "parked" => {
+            assert_eq!(got["resume_samples"], N, "every workflow is woken: {line}");
+            // Ten small workflows may fit in pages the store already had: the growth can be 0.
+            let per_workflow = &got["db_bytes_per_workflow"];
+            let size = &got["db_bytes_parked"];
+            if store == "memory" {
+                assert!(per_workflow.is_null() && size.is_null(), "{line}");
+            } else {
+                assert!(per_workflow.as_f64().is_some_and(|b| b >= 0.0), "{line}");
+                assert!(size.as_u64().is_some_and(|b| b > 0), "{line}");
+            }
+        }
+        "recovery" => {
+            assert_eq!(got["workflows_completed"], N, "{line}");
+            assert_eq!(got["activities_expected"], 4 * N, "{line}");
+            let at_kill = got["activities_logged_at_kill"].as_u64().unwrap();
+            assert!((2 * N..4 * N).contains(&at_kill), "killed half way: {line}");
+            assert_eq!(line["settings"]["worker_turn_lease_ms"], LEASE_MS, "{line}");
+            assert_eq!(line["settings"]["worker_task_lease_ms"], LEASE_MS, "{line}");
+        }
         _ => {}
     }
 }
@@ -160,10 +246,40 @@ fn a_single_workload_prints_a_table() {
 }
 
 #[test]
+fn recovery_is_not_applicable_to_the_memory_store() {
+    let out = bench(&["recovery", "--store", "memory", "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(out.stdout.is_empty(), "no result for memory");
+    assert!(stderr.contains("not applicable"), "{stderr}");
+}
+
+#[test]
+fn the_recovery_worker_refuses_a_missing_store() {
+    let out = bench(&[
+        "recovery-worker",
+        "--log",
+        "/nonexistent/log",
+        "--generation",
+        "0",
+        "--turn-lease-ms",
+        "1000",
+        "--task-lease-ms",
+        "1000",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--sqlite"), "{stderr}");
+}
+
+#[test]
 fn bad_arguments_are_refused() {
     let out = bench(&["throughput", "--n", "0"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--n"));
     let out = bench(&["no-such-workload"]);
     assert!(!out.status.success());
+    let out = bench(&["recovery", "--turn-lease-ms", "5"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--turn-lease-ms"));
 }

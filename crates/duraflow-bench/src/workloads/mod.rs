@@ -1,6 +1,10 @@
 //! The workloads, one module each, and the session (store, engine, client) they run in.
 
+mod events;
 mod fan_out;
+mod parked;
+pub(crate) mod recovery;
+mod replay;
 mod sequential;
 mod start_latency;
 mod throughput;
@@ -14,7 +18,7 @@ use duraflow::Store;
 use crate::cli::{Config, Workload};
 use crate::engine::{self, START_CONCURRENCY};
 use crate::report::Figures;
-use crate::store::{Opened, StoreEnv};
+use crate::store::{Opened, StoreEnv, StoreKind};
 use crate::Result;
 
 /// Runs `workload` of size `n` on a store of `env` and returns its figures.
@@ -30,6 +34,9 @@ pub(crate) async fn run(
         Workload::StartLatency => start_latency::run(env, n).await,
         Workload::FanOut => fan_out::run(env, n).await,
         Workload::Timers => timers::run(env, n, config).await,
+        Workload::Replay => replay::run(env, n).await,
+        Workload::Parked => parked::run(env, n).await,
+        Workload::Recovery => recovery::run(env, n, config).await,
         Workload::All => Err("`all` is not a single workload".into()),
     }
 }
@@ -65,9 +72,48 @@ pub(crate) fn settings(workload: Workload, config: &Config) -> Figures {
                 .int("start_concurrency", START_CONCURRENCY as u64)
                 .text("clock", "system");
         }
+        Workload::Replay => {
+            s.text(
+                "unit",
+                "next turn of workflows of n/1000, n/100, n/10 and n completed inline steps",
+            )
+            .int("samples_per_size", replay::SAMPLES as u64)
+            .text(
+                "cold",
+                "engine shut down and a new one started before the event; SQLite and \
+                 PostgreSQL reopened, memory kept",
+            );
+        }
+        Workload::Parked => {
+            s.text("unit", "n workflows waiting for an event")
+                .int("resume_samples_max", parked::SAMPLES)
+                .int("start_concurrency", START_CONCURRENCY as u64);
+        }
+        Workload::Recovery => {
+            let (turn, task) = recovery::leases(config);
+            s.text(
+                "unit",
+                "n workflows of sequential activities; the worker process SIGKILLed half way \
+                 and restarted",
+            )
+            .int("activities_per_workflow", recovery::ACTIVITIES)
+            .int("activity_ms", recovery::ACTIVITY_MS)
+            .int("worker_turn_lease_ms", turn.as_millis() as u64)
+            .int("worker_task_lease_ms", task.as_millis() as u64)
+            .flag(
+                "worker_leases_are_engine_defaults",
+                config.turn_lease_ms.is_none() && config.task_lease_ms.is_none(),
+            )
+            .int("start_concurrency", START_CONCURRENCY as u64);
+        }
         Workload::All => {}
     }
     s
+}
+
+/// Why `workload` does not run on stores of `kind`, if it does not.
+pub(crate) fn not_applicable(workload: Workload, kind: StoreKind) -> Option<&'static str> {
+    (workload == Workload::Recovery && kind == StoreKind::Memory).then_some(recovery::NOT_ON_MEMORY)
 }
 
 /// A store, an engine running on it and a client.
