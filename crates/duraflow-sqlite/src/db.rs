@@ -11,6 +11,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use crate::checkpoint::{Checkpointer, COMMITS_PER_CHECKPOINT};
 use crate::error::{store_error, SqlResult};
 use crate::open::open_reader;
 use crate::owners::Owner;
@@ -284,6 +285,8 @@ pub(crate) struct Writer {
     pub(crate) tokens: Tokens,
     /// This opening's owner file.
     pub(crate) owner: Owner,
+    /// Runs the checkpoints (the writer's connection runs none).
+    pub(crate) checkpointer: Checkpointer,
 }
 
 impl Db {
@@ -425,7 +428,9 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Box<dyn Job>>, notifier: Arc<N
         full_sync,
         mut tokens,
         mut owner,
+        checkpointer,
     } = writer;
+    let mut commits = 0u32;
     let max_batch = max_batch.max(1);
     let mut sync = SyncLevel::new(full_sync);
     let sweep = |conn: &Connection| match owner.sweep(conn) {
@@ -457,6 +462,12 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Box<dyn Job>>, notifier: Arc<N
                 }
             }
             run_batch(&conn, batch, &notifier, &mut sync, &mut tokens);
+            commits += 1;
+            if commits >= COMMITS_PER_CHECKPOINT {
+                checkpointer.nudge();
+                commits = 0;
+            }
+            checkpointer.finish(&conn);
         }
         if swept.elapsed() >= SWEEP_EVERY {
             sweep(&conn);
@@ -464,6 +475,8 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Box<dyn Job>>, notifier: Arc<N
         }
     }
     owner.retire();
+    // The writer's connection must be the last one closed, for the log to be removed.
+    checkpointer.stop();
     // Leave the WAL folded into the main file for whoever opens it next.
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
         warn!(error = %e, "checkpointing the SQLite WAL at close failed");
@@ -494,6 +507,10 @@ mod tests {
             full_sync: false,
             tokens: Tokens::new(epoch),
             owner: Owner::claim(&path, epoch),
+            checkpointer: Checkpointer::start(
+                open_writer(&path, Synchronous::Normal, Duration::from_secs(5), None).unwrap(),
+            )
+            .unwrap(),
         };
         let db = Db::start(
             writer,
@@ -591,5 +608,28 @@ mod tests {
         assert!(matches!(&results[1], Err(StoreError::Other(_))));
         assert!(results[2].is_ok(), "{results:?}");
         assert_eq!(rows, [3], "nothing of the failed transaction is left");
+    }
+
+    #[tokio::test]
+    async fn the_checkpointer_keeps_the_log_bounded() {
+        let (dir, db) = writer();
+        db.write(|conn, _| Ok(conn.execute_batch("CREATE TABLE blobs (b BLOB)")?))
+            .await
+            .unwrap();
+        // 3,000 commits of about 8 KiB each: 24 MiB of log if nothing checkpointed it.
+        for _ in 0..3_000 {
+            db.write(|conn, _| {
+                conn.execute("INSERT INTO blobs VALUES (zeroblob(8000))", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        }
+        let wal = dir.path().join("db.sqlite-wal");
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size < 8 << 20,
+            "the log is {size} bytes after 24 MiB of commits: checkpoints did not keep up"
+        );
     }
 }

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod checkpoint;
 mod codec;
 mod db;
 mod error;
@@ -127,11 +128,17 @@ impl SqliteStore {
             )?;
             open::migrate(&mut conn, &opened)?;
             let epoch = db::reserve_epoch(&conn).map_err(StoreError::from)?;
-            Ok::<_, StoreError>((conn, options, epoch))
+            let checkpointer = checkpoint::Checkpointer::start(open::open_writer(
+                &opened,
+                options.synchronous,
+                options.busy_timeout,
+                options.max_page_count,
+            )?)?;
+            Ok::<_, StoreError>((conn, options, epoch, checkpointer))
         })
         .await
         .map_err(|e| StoreError::Other(format!("opening the SQLite store failed to run: {e}")))?;
-        let (conn, options, epoch) = conn?;
+        let (conn, options, epoch, checkpointer) = conn?;
         let notifier = Arc::new(Notifier::new());
         let writer = db::Writer {
             conn,
@@ -139,6 +146,7 @@ impl SqliteStore {
             full_sync: options.synchronous == Synchronous::Full,
             tokens: db::Tokens::new(epoch),
             owner: owners::Owner::claim(&path, epoch),
+            checkpointer,
         };
         let db = Db::start(writer, path.clone(), options.busy_timeout, notifier.clone())?;
         Ok(SqliteStore { db, notifier, path })

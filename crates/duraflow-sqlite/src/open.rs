@@ -60,8 +60,10 @@ pub(crate) fn open_writer(
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
+    // Checkpoints run on a thread of their own (`checkpoint.rs`), not inside the writer's
+    // commits.
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF;"
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = 0;"
     ))
     .map_err(|e| describe(path, e))?;
     // Room for every statement the store prepares, so none is parsed twice.
