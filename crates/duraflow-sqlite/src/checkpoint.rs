@@ -46,16 +46,17 @@ impl Checkpointer {
         let done = copied.clone();
         let thread = std::thread::Builder::new()
             .name("duraflow-sqlite-checkpointer".into())
-            .spawn(move || loop {
-                match rx.recv_timeout(IDLE_CHECKPOINT) {
-                    Ok(()) | Err(RecvTimeoutError::Timeout) => match passive(&conn) {
+            .spawn(move || {
+                // Until the writer hangs up: a nudge, or a second without one.
+                while let Ok(()) | Err(RecvTimeoutError::Timeout) = rx.recv_timeout(IDLE_CHECKPOINT)
+                {
+                    match passive(&conn) {
                         Ok(()) => done.store(true, Ordering::Release),
                         Err(e) => debug!(
                             error = %e,
                             "a passive SQLite checkpoint failed; the next one will try again"
                         ),
-                    },
-                    Err(RecvTimeoutError::Disconnected) => break,
+                    }
                 }
             })
             .map_err(|e| StoreError::Other(format!("cannot start the SQLite checkpointer: {e}")))?;
