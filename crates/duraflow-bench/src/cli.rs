@@ -66,6 +66,11 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) pg_url: Option<String>,
 
+    /// How many instances the engine keeps warm in memory between turns
+    /// (`EngineOptions::warm_instances`; default 1,000, 0 keeps none).
+    #[arg(long)]
+    pub(crate) warm_instances: Option<usize>,
+
     /// Also run the workloads on a peer and report the ratios (throughput, sequential,
     /// start-latency and fan-out); repeat for several. `duroxide`: duroxide's SQLite provider
     /// as it comes (synchronous=NORMAL); `duroxide-full`: with synchronous=FULL.

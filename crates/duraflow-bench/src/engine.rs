@@ -132,8 +132,26 @@ async fn sleeper(ctx: WorkflowContext, sleep_ms: u64) -> Result<Woke, WorkflowEr
     })
 }
 
+/// The engine options of this process's workloads: the defaults, but for what the command line
+/// set (`--warm-instances`).
+static OPTIONS: std::sync::OnceLock<EngineOptions> = std::sync::OnceLock::new();
+
+/// Sets the engine options every workload of this process runs with (once, at start-up).
+pub(crate) fn configure(warm_instances: Option<usize>) {
+    let mut options = EngineOptions::default();
+    if let Some(n) = warm_instances {
+        options.warm_instances = n;
+    }
+    let _ = OPTIONS.set(options);
+}
+
+/// The engine options the workloads run with.
+pub(crate) fn options() -> EngineOptions {
+    OPTIONS.get().cloned().unwrap_or_default()
+}
+
 /// An engine on `store` with every workload's workflows and the no-op activity registered,
-/// with the default [`EngineOptions`] and the system clock.
+/// with [`options`] and the system clock.
 pub(crate) async fn start_engine(store: Arc<dyn Store>) -> Result<Engine> {
     let engine = Engine::builder()
         .shared_store(store)
@@ -146,7 +164,7 @@ pub(crate) async fn start_engine(store: Arc<dyn Store>) -> Result<Engine> {
         .workflow(STEPS_THEN_WAIT, steps_then_wait)
         .workflow(PARKED, parked)
         .activity(NOOP, noop)
-        .options(EngineOptions::default())
+        .options(options())
         .start()
         .await?;
     Ok(engine)
@@ -154,13 +172,14 @@ pub(crate) async fn start_engine(store: Arc<dyn Store>) -> Result<Engine> {
 
 /// The engine options every workload runs with, for the results.
 pub(crate) fn settings() -> Figures {
-    let o = EngineOptions::default();
+    let o = options();
     let mut s = Figures::new();
     s.int("workflow_concurrency", o.workflow_concurrency as u64)
         .int("activity_concurrency", o.activity_concurrency as u64)
         .int("fetch_batch", o.fetch_batch as u64)
         .int("commit_batch", o.commit_batch as u64)
-        .int("poll_interval_ms", o.poll_interval.as_millis() as u64);
+        .int("poll_interval_ms", o.poll_interval.as_millis() as u64)
+        .int("warm_instances", o.warm_instances as u64);
     s
 }
 

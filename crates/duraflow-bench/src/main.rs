@@ -71,6 +71,7 @@ fn init_tracing() {
 
 /// Runs the selected workloads on the selected stores, `runs` times each, and reports.
 async fn run(cli: Cli) -> ExitCode {
+    engine::configure(cli.warm_instances);
     let config = cli.config();
     if let Err(e) = config.validate() {
         eprintln!("duraflow-bench: {e}");
