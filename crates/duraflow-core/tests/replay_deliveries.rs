@@ -126,3 +126,31 @@ fn the_completion_of_the_loser_of_a_select_is_refused() {
     assert!(matches!(run.outcome(), Some(Outcome::Completed(_))));
     assert_clean_replay(&run.check(), run.outcome().unwrap());
 }
+
+/// A run that has committed lets go of its history (a warm instance holds only what is in
+/// flight) and goes on exactly as before: the journal keeps counting, only new events are
+/// uncommitted, and completions of operations that already finished are still refused.
+#[test]
+fn a_committed_run_holds_none_of_its_history() {
+    let many = workflow_fn(|ctx: WorkflowContext, n: u32| async move {
+        let mut sum = 0u32;
+        for i in 0..n {
+            sum += ctx.activity::<u32>("add", &i).await?;
+        }
+        Ok::<_, WorkflowError>(sum)
+    });
+    let mut run = Driver::start("forget", many, &50u32);
+    for i in 0..49u32 {
+        assert!(run.deliver(activity_completed(&i.to_string(), &i)));
+        assert_eq!(run.run.held_events(), 0, "nothing held after a commit");
+        // A second result for a finished operation is refused, history gone or not.
+        assert!(!run.run.wants(&activity_completed(&i.to_string(), &i)));
+    }
+    // 1 start + 50 scheduled + 49 completed.
+    assert_eq!(run.run.journal_len(), 100);
+    assert!(run.deliver(activity_completed("49", &49)));
+    assert_eq!(run.output::<u32>(), (0..50u32).sum::<u32>());
+    // The journal the driver collected replays cleanly against the same code.
+    let report = run.check();
+    assert!(report.new_events.is_empty(), "{:?}", report.new_events);
+}

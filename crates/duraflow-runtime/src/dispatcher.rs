@@ -17,6 +17,32 @@ use crate::turn::{run_turn, TurnDecision};
 use crate::warm::WarmRun;
 use crate::worker::spawn_attempt;
 
+/// Drops `value` (a replayed history, a run that ended), off the async threads when it is
+/// big: freeing a long journal takes a while, and the waiter a commit just woke is queued to
+/// run next on this thread.
+fn drop_aside<T: Weight + Send + 'static>(value: T) {
+    if value.weight() > 1_024 {
+        tokio::task::spawn_blocking(move || drop(value));
+    }
+}
+
+/// How much there is to free, in journal events.
+trait Weight {
+    fn weight(&self) -> usize;
+}
+
+impl Weight for Vec<duraflow_core::Event> {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Weight for Option<duraflow_core::WorkflowRun> {
+    fn weight(&self) -> usize {
+        self.as_ref().map_or(0, |run| run.held_events())
+    }
+}
+
 /// Runs until the engine stops.
 pub(crate) async fn run_dispatcher(inner: Arc<Inner>, writers: Arc<Writers>) {
     LeaseLoop {
@@ -93,17 +119,23 @@ async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork
                 Ok(committed) => {
                     if finished {
                         inner.active.cancel_instance(&id);
-                    } else if let Some(mut run) = run {
-                        run.mark_committed();
-                        let warm = WarmRun {
-                            run,
-                            execution,
-                            token,
-                        };
-                        inner.warm.put(id, warm);
                     }
                     for (task, permit) in committed.tasks.into_iter().zip(permits) {
                         spawn_attempt(inner, writers, task, permit);
+                    }
+                    match run {
+                        Some(mut run) if run.outcome().is_none() => {
+                            let history = run.mark_committed();
+                            let warm = WarmRun {
+                                run,
+                                execution,
+                                token,
+                            };
+                            inner.warm.put(id, warm);
+                            drop_aside(history);
+                        }
+                        // An ended execution.
+                        ended => drop_aside(ended),
                     }
                     return;
                 }

@@ -11,8 +11,9 @@ use crate::engine::Inner;
 
 /// What to do with a fetched turn.
 pub(crate) enum TurnDecision {
-    /// Commit it; `finished` says whether the instance ends with it. `run` is the workflow,
-    /// blocked, when its execution goes on: it can be kept warm once the commit succeeds.
+    /// Commit it; `finished` says whether the instance ends with it. `run` is the workflow it
+    /// ran: once the commit succeeds it is kept warm if its execution goes on, and dropped
+    /// otherwise.
     Commit {
         commit: Box<TurnCommit>,
         finished: bool,
@@ -171,11 +172,12 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         forward_to_next_execution(&instance, deliveries, &mut commit);
     }
     commit.now = inner.clock.now();
-    let run = run.outcome().is_none().then_some(run);
+    // Returned even when the execution has ended: dropping a long run (its journal, its maps)
+    // takes time, which the caller spends after the commit rather than before it.
     TurnDecision::Commit {
         commit: Box::new(commit),
         finished,
-        run,
+        run: Some(run),
     }
 }
 

@@ -30,6 +30,13 @@ pub(crate) const COMMITS_PER_CHECKPOINT: u32 = 64;
 /// How often the checkpointer runs when nobody nudges it.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
+/// The most log frames a background checkpoint may leave uncopied for the writer to finish
+/// (more, and it runs again first): the writer copies them between two transactions.
+const WRITER_SHARE: i64 = 256;
+
+/// The most background checkpoints in a row before the writer is asked to finish anyway.
+const ROUNDS: u32 = 8;
+
 /// The checkpointer thread.
 pub(crate) struct Checkpointer {
     nudge: SyncSender<()>,
@@ -50,13 +57,20 @@ impl Checkpointer {
                 // Until the writer hangs up: a nudge, or a second without one.
                 while let Ok(()) | Err(RecvTimeoutError::Timeout) = rx.recv_timeout(IDLE_CHECKPOINT)
                 {
-                    match passive(&conn) {
-                        Ok(()) => done.store(true, Ordering::Release),
-                        Err(e) => debug!(
-                            error = %e,
-                            "a passive SQLite checkpoint failed; the next one will try again"
-                        ),
+                    // Copy until what is left is the writer's share (the writer keeps writing
+                    // meanwhile, so that is all it can ever be).
+                    for _ in 0..ROUNDS {
+                        match passive(&conn) {
+                            Ok(left) if left > WRITER_SHARE => continue,
+                            Ok(_) => {}
+                            Err(e) => debug!(
+                                error = %e,
+                                "a passive SQLite checkpoint failed; the next one will try again"
+                            ),
+                        }
+                        break;
                     }
+                    done.store(true, Ordering::Release);
                 }
             })
             .map_err(|e| StoreError::Other(format!("cannot start the SQLite checkpointer: {e}")))?;
@@ -77,7 +91,7 @@ impl Checkpointer {
     /// checkpoint completes and the next transaction starts the log over.
     pub(crate) fn finish(&self, writer: &Connection) {
         if self.copied.swap(false, Ordering::AcqRel) {
-            if let Err(e) = passive(writer) {
+            if let Err(e) = passive(writer).map(|_| ()) {
                 debug!(error = %e, "finishing a SQLite checkpoint failed; the next one will try again");
             }
         }
@@ -90,6 +104,11 @@ impl Checkpointer {
     }
 }
 
-fn passive(conn: &Connection) -> rusqlite::Result<()> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+/// Runs a passive checkpoint; returns how many frames of the log it left uncopied.
+fn passive(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        let log: i64 = r.get(1)?;
+        let copied: i64 = r.get(2)?;
+        Ok((log - copied).max(0))
+    })
 }

@@ -151,7 +151,7 @@ impl WorkflowRun {
                 if s.pos >= s.recorded_len {
                     None
                 } else {
-                    let ev = s.journal[s.pos].clone();
+                    let ev = s.event_at(s.pos).clone();
                     if ev.kind.is_issued() {
                         let requested = if self.future.is_some() {
                             "waits for something else without asking for it (a removed \
@@ -359,16 +359,36 @@ impl WorkflowRun {
     /// The events appended since the run was created or since [`WorkflowRun::mark_committed`].
     pub fn uncommitted_events(&self) -> Vec<Event> {
         let s = lock(&self.state);
-        s.journal[self.committed_len.min(s.journal.len())..].to_vec()
+        let from = self
+            .committed_len
+            .saturating_sub(s.base)
+            .min(s.journal.len());
+        s.journal[from..].to_vec()
     }
 
-    /// Records that the events so far are stored.
-    pub fn mark_committed(&mut self) {
-        self.committed_len = lock(&self.state).journal.len();
+    /// Records that the events so far are stored, and lets go of them: a run that goes on
+    /// (a warm instance) needs none of its history, only what is still in flight, so its
+    /// memory does not grow with its journal. Returns the events let go, for the caller to
+    /// drop where it suits (dropping a long journal takes a while).
+    pub fn mark_committed(&mut self) -> Vec<Event> {
+        let mut s = lock(&self.state);
+        self.committed_len = s.journal_len();
+        // Replay reads recorded events until it is done; a run commits only after that.
+        if s.pos < s.recorded_len {
+            return Vec::new();
+        }
+        let len = self.committed_len;
+        s.forget_committed(len)
     }
 
     /// The length of the journal, committed or not.
     pub fn journal_len(&self) -> usize {
+        lock(&self.state).journal_len()
+    }
+
+    /// How many journal events the run holds in memory (all of them until it first commits,
+    /// then only those not committed yet).
+    pub fn held_events(&self) -> usize {
         lock(&self.state).journal.len()
     }
 
@@ -463,7 +483,7 @@ impl std::fmt::Debug for WorkflowRun {
         f.debug_struct("WorkflowRun")
             .field("instance_id", &s.instance_id)
             .field("execution", &s.execution)
-            .field("journal_len", &s.journal.len())
+            .field("journal_len", &s.journal_len())
             .field("outcome", &self.outcome)
             .finish()
     }

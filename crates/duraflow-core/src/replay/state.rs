@@ -41,8 +41,12 @@ pub(crate) struct State {
     pub(crate) execution: u32,
     pub(crate) workflow_name: String,
     pub(crate) parent: Option<ParentLink>,
-    /// The whole journal: the recorded events followed by those appended in this process.
+    /// The journal from position `base` on: the recorded events followed by those appended
+    /// in this process. Once a run has committed, the events it committed are dropped (a warm
+    /// run needs none of them), and `base` counts them.
     pub(crate) journal: Vec<Event>,
+    /// How many events precede `journal[0]`.
+    pub(crate) base: usize,
     /// How many events were recorded before this run began replaying.
     pub(crate) recorded_len: usize,
     /// The replay cursor: the next journal position to match or deliver.
@@ -55,7 +59,7 @@ pub(crate) struct State {
     pub(crate) now: Timestamp,
     scope_seq: HashMap<Vec<u32>, u32>,
     pub(crate) ops: HashMap<OpId, Slot>,
-    /// The issued event type of every operation issued so far.
+    /// The issued event type of every operation issued and not yet completed or abandoned.
     issued_kinds: HashMap<OpId, &'static str>,
     event_waiters: HashMap<String, VecDeque<OpId>>,
     buffered_events: HashMap<String, VecDeque<(u64, Payload)>>,
@@ -96,6 +100,7 @@ impl State {
             workflow_name: String::new(),
             parent: None,
             journal,
+            base: 0,
             recorded_len,
             pos: 0,
             live,
@@ -114,6 +119,25 @@ impl State {
             continue_as_new: None,
             random_counter: 0,
         }
+    }
+
+    /// The journal's length, every event counted (those dropped after a commit too).
+    pub(crate) fn journal_len(&self) -> usize {
+        self.base + self.journal.len()
+    }
+
+    /// The recorded event at position `pos` (which is still held: replay reads only before the
+    /// run first commits).
+    pub(crate) fn event_at(&self, pos: usize) -> &Event {
+        &self.journal[pos - self.base]
+    }
+
+    /// Drops the events before `len` (they are committed) and returns them.
+    pub(crate) fn forget_committed(&mut self, len: usize) -> Vec<Event> {
+        let n = len.saturating_sub(self.base).min(self.journal.len());
+        let rest = self.journal.split_off(n);
+        self.base += n;
+        std::mem::replace(&mut self.journal, rest)
     }
 
     /// Whether the cursor is still inside the recorded journal.
@@ -146,7 +170,7 @@ impl State {
             return false;
         }
         if self.pos < self.recorded_len {
-            let recorded = &self.journal[self.pos].kind;
+            let recorded = &self.event_at(self.pos).kind;
             if recorded.is_issued() && same_operation(recorded, &kind) {
                 self.pos += 1;
                 self.note_issued(&kind);
@@ -172,7 +196,7 @@ impl State {
         self.note_issued(&kind);
         let at = self.clock_now();
         self.journal.push(Event { at, kind });
-        self.pos = self.journal.len();
+        self.pos = self.journal_len();
         true
     }
 
@@ -205,7 +229,7 @@ impl State {
     pub(crate) fn append(&mut self, at: Timestamp, kind: EventKind) -> Timestamp {
         let at = at.max(self.now);
         self.journal.push(Event { at, kind });
-        self.pos = self.journal.len();
+        self.pos = self.journal_len();
         at
     }
 
@@ -223,7 +247,7 @@ impl State {
     /// for it, an external event, a cancellation. Duplicate and stale completions are not.
     pub(crate) fn wants(&self, kind: &EventKind) -> bool {
         match kind {
-            EventKind::WorkflowStarted { .. } => self.journal.is_empty(),
+            EventKind::WorkflowStarted { .. } => self.journal_len() == 0,
             EventKind::EventRaised { .. }
             | EventKind::CancelRequested { .. }
             | EventKind::TerminateRequested { .. } => true,
@@ -279,6 +303,8 @@ impl State {
             if let Slot::Waiting(waker) = slot {
                 let waker = waker.take();
                 *slot = Slot::Done(completion);
+                // No completion is wanted for it any more (see `wants`).
+                self.issued_kinds.remove(op);
                 if let Some(w) = waker {
                     w.wake();
                 }
@@ -310,6 +336,7 @@ impl State {
 
     /// Marks an operation whose future was dropped before completing.
     pub(crate) fn abandon(&mut self, op: &OpId) {
+        self.issued_kinds.remove(op);
         if let Some(slot) = self.ops.get_mut(op) {
             match slot {
                 Slot::Waiting(_) => *slot = Slot::Abandoned,

@@ -57,11 +57,43 @@ fn holds(lease: Option<Lease>, token: LeaseToken, now: Option<Timestamp>) -> boo
 /// An instance's place in [`State::due`]: when its work is due, then its oldest message.
 type DueKey = (Timestamp, MessageId);
 
+/// One execution's journal, kept as the events of each commit: appending never moves what is
+/// there already (a single growing vector would copy a long journal each time it grows, on
+/// the turn that happens to need the room).
+#[derive(Debug, Default)]
+pub(super) struct JournalLog {
+    commits: Vec<Vec<Event>>,
+    len: usize,
+}
+
+impl JournalLog {
+    /// How many events it holds.
+    pub(super) fn len(&self) -> usize {
+        self.len
+    }
+
+    fn append(&mut self, events: Vec<Event>) {
+        if !events.is_empty() {
+            self.len += events.len();
+            self.commits.push(events);
+        }
+    }
+
+    /// Every event, in order.
+    pub(super) fn to_vec(&self) -> Vec<Event> {
+        let mut all = Vec::with_capacity(self.len);
+        for events in &self.commits {
+            all.extend_from_slice(events);
+        }
+        all
+    }
+}
+
 #[derive(Debug)]
 struct Instance {
     info: InstanceInfo,
     /// The journal of every execution, kept after continue-as-new.
-    journals: BTreeMap<u32, Vec<Event>>,
+    journals: BTreeMap<u32, JournalLog>,
     inbox: BTreeMap<MessageId, Message>,
     /// The lease of the turn in progress (kept after it expires, for fencing, until the turn
     /// commits or is abandoned).
@@ -232,7 +264,7 @@ impl State {
             id.clone(),
             Instance {
                 info,
-                journals: BTreeMap::from([(1, Vec::new())]),
+                journals: BTreeMap::from([(1, JournalLog::default())]),
                 inbox: BTreeMap::new(),
                 lease: None,
                 not_before: None,
@@ -316,7 +348,12 @@ impl State {
         let journal = if warm {
             Journal::Cached
         } else {
-            Journal::Events(inst.journals.get(&execution).cloned().unwrap_or_default())
+            Journal::Events(
+                inst.journals
+                    .get(&execution)
+                    .map(JournalLog::to_vec)
+                    .unwrap_or_default(),
+            )
         };
         Some(TurnWork {
             instance: inst.info.clone(),
@@ -342,7 +379,10 @@ impl State {
                 commit.execution, inst.info.execution
             )));
         }
-        let len = inst.journals.get(&commit.execution).map_or(0, Vec::len);
+        let len = inst
+            .journals
+            .get(&commit.execution)
+            .map_or(0, JournalLog::len);
         if commit.journal_base != len {
             // Someone else extended the journal since this turn read it.
             return Err(instance_lease_lost(id));
@@ -388,7 +428,7 @@ impl State {
             inst.journals
                 .entry(execution)
                 .or_default()
-                .extend(new_events);
+                .append(new_events);
             for id in consumed {
                 inst.inbox.remove(&id);
             }
@@ -440,7 +480,8 @@ impl State {
             inst.info.execution += 1;
             inst.info.input = input;
             inst.info.status = InstanceStatus::Running;
-            inst.journals.insert(inst.info.execution, Vec::new());
+            inst.journals
+                .insert(inst.info.execution, JournalLog::default());
             wake.instances = true;
         }
         let finished = inst.info.status.is_terminal();

@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use duraflow_core::{Event, Timestamp};
 
-use super::{instance_not_found, State};
+use super::{instance_not_found, JournalLog, State};
 use crate::error::{StoreError, StoreResult};
 use crate::types::{
     InstanceInfo, InstanceStatus, ListFilter, MessageId, NextDue, Page, StoreStats, TaskId,
@@ -46,9 +46,12 @@ impl State {
             .get(id)
             .ok_or_else(|| instance_not_found(id))?;
         let execution = execution.unwrap_or(inst.info.execution);
-        inst.journals.get(&execution).cloned().ok_or_else(|| {
-            StoreError::NotFound(format!("execution {execution} of instance {id:?}"))
-        })
+        inst.journals
+            .get(&execution)
+            .map(JournalLog::to_vec)
+            .ok_or_else(|| {
+                StoreError::NotFound(format!("execution {execution} of instance {id:?}"))
+            })
     }
 
     pub(in crate::memory) fn list(&self, filter: ListFilter) -> Page {
