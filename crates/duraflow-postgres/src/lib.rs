@@ -38,6 +38,8 @@ mod connect;
 mod error;
 mod listen;
 mod ops;
+#[cfg(test)]
+mod races;
 pub mod testing;
 
 use std::sync::Arc;

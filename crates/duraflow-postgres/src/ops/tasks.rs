@@ -12,7 +12,9 @@ use duraflow_store::{
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-use super::turns::{leased_row, with_journals, Leased, LEASED_COLUMNS};
+use super::turns::{
+    leased_columns, leased_row, turn_extras, with_journals, Leased, TURN_EXTRA_COLUMNS,
+};
 use super::{Wake, OPEN};
 use crate::error::OpResult;
 use crate::listen;
@@ -210,27 +212,9 @@ pub(crate) async fn complete_batch(
                  SELECT pg_notify($6, '{turns}')
                   WHERE EXISTS (SELECT 1 FROM t WHERE NOT t.claims)
              ), turn AS (
-                 SELECT {LEASED_COLUMNS}, t.claim_ord,
-                        (SELECT array_agg(u.id ORDER BY u.id) FROM (
-                             SELECT id FROM messages m
-                              WHERE m.instance_id = t.id AND m.visible_at <= $5
-                             UNION ALL SELECT id FROM posted p WHERE p.instance_id = t.id
-                         ) u) AS msg_ids,
-                        (SELECT array_agg(u.visible_at ORDER BY u.id) FROM (
-                             SELECT id, visible_at FROM messages m
-                              WHERE m.instance_id = t.id AND m.visible_at <= $5
-                             UNION ALL SELECT id, visible_at FROM posted p
-                              WHERE p.instance_id = t.id
-                         ) u) AS msg_visible,
-                        (SELECT array_agg(u.kind ORDER BY u.id) FROM (
-                             SELECT id, kind FROM messages m
-                              WHERE m.instance_id = t.id AND m.visible_at <= $5
-                             UNION ALL SELECT id, kind FROM posted p WHERE p.instance_id = t.id
-                         ) u) AS msg_kinds,
-                        EXISTS (SELECT 1 FROM events e
-                                 WHERE e.instance_id = t.id
-                                   AND e.execution = t.execution) AS has_events
-                   FROM t WHERE t.claims
+                 SELECT {leased}, l.claim_ord, {TURN_EXTRA_COLUMNS}
+                   FROM t AS l {extras}
+                  WHERE l.claims
              )
              SELECT c.id AS task_id, g.id IS NOT NULL AS completed,
                     (SELECT count(*) FROM announced) AS announced,
@@ -240,6 +224,13 @@ pub(crate) async fn complete_batch(
                LEFT JOIN turn ON turn.claim_ord = c.ord
               ORDER BY c.ord",
             turns = listen::TURNS,
+            leased = leased_columns("l"),
+            extras = turn_extras(
+                "SELECT m.id, m.visible_at, m.kind FROM messages m
+                  WHERE m.instance_id = l.id AND m.visible_at <= $5
+                 UNION ALL
+                 SELECT p.id, p.visible_at, p.kind FROM posted p WHERE p.instance_id = l.id"
+            ),
         )))
         .bind(&task_ids)
         .bind(&tokens)

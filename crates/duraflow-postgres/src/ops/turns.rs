@@ -18,25 +18,53 @@ use crate::codec::instance_row;
 use crate::error::OpResult;
 use crate::listen;
 
-/// The instance columns a lease returns, of the updated row `t`: those
+/// The instance columns a lease returns, of the row named `alias`: those
 /// [`crate::codec::instance_row`] reads, its last commit's token and the new lease token.
-pub(crate) const LEASED_COLUMNS: &str = "t.id, t.name, t.status, t.execution, t.input, \
-    t.output, t.failure, t.parent, t.created_at, t.updated_at, t.commit_token, t.lease_token";
+pub(crate) fn leased_columns(alias: &str) -> String {
+    [
+        "id",
+        "name",
+        "status",
+        "execution",
+        "input",
+        "output",
+        "failure",
+        "parent",
+        "created_at",
+        "updated_at",
+        "commit_token",
+        "lease_token",
+    ]
+    .map(|column| format!("{alias}.{column}"))
+    .join(", ")
+}
 
-/// What a leased turn comes with besides [`LEASED_COLUMNS`], for a leased row `l` at `$now`
-/// (the parameter named): its visible messages in id order and whether its journal has events.
-pub(crate) fn turn_extras(l: &str, now: &str) -> String {
+/// What a leased turn comes with besides [`leased_columns`], for the leased rows `l` of a
+/// `FROM` clause: its messages, from `inbox` (a query of `id, visible_at, kind` for instance
+/// `l.id`), as three arrays in id order (`msg_ids`, `msg_visible`, `msg_kinds`), and whether its
+/// journal has events (`has_events`). Appended to the `FROM` item `l` and followed by the
+/// select list's use of [`TURN_EXTRA_COLUMNS`].
+pub(crate) fn turn_extras(inbox: &str) -> String {
+    // One read of the inbox for the three arrays; the events probe stops at the first event
+    // (a correlated LIMIT, which the planner cannot turn into a scan of the whole table).
     format!(
-        "(SELECT array_agg(m.id ORDER BY m.id) FROM messages m
-           WHERE m.instance_id = {l}.id AND m.visible_at <= {now}) AS msg_ids,
-         (SELECT array_agg(m.visible_at ORDER BY m.id) FROM messages m
-           WHERE m.instance_id = {l}.id AND m.visible_at <= {now}) AS msg_visible,
-         (SELECT array_agg(m.kind ORDER BY m.id) FROM messages m
-           WHERE m.instance_id = {l}.id AND m.visible_at <= {now}) AS msg_kinds,
-         EXISTS (SELECT 1 FROM events e
-                  WHERE e.instance_id = {l}.id AND e.execution = {l}.execution) AS has_events"
+        "LEFT JOIN LATERAL (
+             SELECT array_agg(u.id ORDER BY u.id) AS msg_ids,
+                    array_agg(u.visible_at ORDER BY u.id) AS msg_visible,
+                    array_agg(u.kind ORDER BY u.id) AS msg_kinds
+               FROM ({inbox}) u
+         ) inbox ON true
+         LEFT JOIN LATERAL (
+             SELECT true AS has_events FROM events e
+              WHERE e.instance_id = l.id AND e.execution = l.execution
+              LIMIT 1
+         ) journal ON true"
     )
 }
+
+/// The columns [`turn_extras`] adds.
+pub(crate) const TURN_EXTRA_COLUMNS: &str =
+    "inbox.msg_ids, inbox.msg_visible, inbox.msg_kinds, coalesce(journal.has_events, false) AS has_events";
 
 fn lease_lost(id: &str) -> StoreError {
     StoreError::LeaseLost {
@@ -100,7 +128,7 @@ pub(crate) struct Leased {
     has_events: bool,
 }
 
-/// Reads a row with [`LEASED_COLUMNS`] and [`turn_extras`].
+/// Reads a row with [`leased_columns`] and [`TURN_EXTRA_COLUMNS`].
 pub(crate) fn leased_row(row: &PgRow) -> OpResult<Leased> {
     let instance = instance_row(row)?;
     let messages = messages_of(row, &instance.id)?;
@@ -234,10 +262,15 @@ pub(crate) async fn fetch(
                 SET lease_token = nextval('lease_tokens'), lease_until = $3, due_at = $3
                FROM ready
               WHERE t.id = ready.id
-             RETURNING {LEASED_COLUMNS}, ready.due_at AS was_due, ready.due_seq AS was_seq
+             RETURNING {leased}, ready.due_at AS was_due, ready.due_seq AS was_seq
          )
-         SELECT l.*, {extras} FROM leased l ORDER BY l.was_due, l.was_seq",
-        extras = turn_extras("l", "$1"),
+         SELECT l.*, {TURN_EXTRA_COLUMNS} FROM leased l {extras}
+          ORDER BY l.was_due, l.was_seq",
+        leased = leased_columns("t"),
+        extras = turn_extras(
+            "SELECT m.id, m.visible_at, m.kind FROM messages m
+              WHERE m.instance_id = l.id AND m.visible_at <= $1"
+        ),
     )))
     .bind(now.0)
     .bind(max as i64)
