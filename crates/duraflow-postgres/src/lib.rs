@@ -8,6 +8,8 @@
 //!   and a few statements, whatever its size: each step is one statement for every item of
 //!   the batch. Whatever can refuse an item (a lost lease) is checked before anything of it is
 //!   written, so one refused item does not undo the others.
+//! - **Creations share statements**: `create_instance` calls made while another is being
+//!   written are created together, in one statement and one commit.
 //! - **Few round trips**: an operation that is one statement runs outside a transaction
 //!   (PostgreSQL commits it by itself), lease checks are conditions of the writes they guard,
 //!   and wakeups are announced by the writing statements.
@@ -35,6 +37,7 @@
 
 mod codec;
 mod connect;
+mod creates;
 mod error;
 mod listen;
 mod ops;
@@ -48,13 +51,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    Cache, Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance,
-    NewMessage, NextDue, Notifier, Page, Store, StoreResult, StoreStats, TaskCompletion, TaskId,
-    TaskRelease, TaskWork, TurnCommit, TurnWork,
+    validate_instance_id, Cache, Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken,
+    ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, Store, StoreResult, StoreStats,
+    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 
+use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
 use crate::ops::{admin, instances, tasks, turns, Wake};
 
@@ -90,6 +94,8 @@ pub struct PostgresStore {
     channel: String,
     schema: String,
     listener: JoinHandle<()>,
+    creates: Creates,
+    creator: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -103,6 +109,7 @@ impl std::fmt::Debug for PostgresStore {
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
+        self.creator.abort();
     }
 }
 
@@ -129,12 +136,15 @@ impl PostgresStore {
             channel.clone(),
             notifier.clone(),
         ));
+        let (creates, creator) = Creates::spawn(pool.clone(), channel.clone(), notifier.clone());
         Ok(PostgresStore {
             pool,
             notifier,
             channel,
             schema: options.schema,
             listener,
+            creates,
+            creator,
         })
     }
 
@@ -210,10 +220,8 @@ impl Store for PostgresStore {
     }
 
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
-        let mut conn = self.conn().await?;
-        let mut wake = Wake::default();
-        let out = instances::create(&mut conn, &instance, &self.channel, &mut wake).await;
-        self.autocommit(out, wake)
+        validate_instance_id(&instance.id)?;
+        self.creates.create(instance).await
     }
 
     async fn send(&self, message: NewMessage) -> StoreResult<()> {

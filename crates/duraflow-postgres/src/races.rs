@@ -307,3 +307,47 @@ async fn a_completion_during_a_commit_claims_the_next_turn() {
         .expect("the turn is claimed");
     assert_eq!(names(&claimed), vec!["result 2"]);
 }
+
+/// Concurrent creations share statements: each id is created once with one start message,
+/// whichever batch its calls land in, and the other calls get the instance as it exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creations_of_one_id_create_it_once() {
+    let store = store().await;
+    let calls: Vec<_> = (0..60)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let id = format!("c{}", i % 12);
+                let outcome = store
+                    .create_instance(NewInstance {
+                        id: id.clone(),
+                        name: "wf".into(),
+                        input: payload("in"),
+                        parent: None,
+                        created_at: T0,
+                    })
+                    .await
+                    .unwrap();
+                (id, outcome)
+            })
+        })
+        .collect();
+    let mut created = std::collections::HashMap::new();
+    for call in calls {
+        let (id, outcome) = call.await.unwrap();
+        match outcome {
+            duraflow_store::CreateOutcome::Created => *created.entry(id).or_insert(0) += 1,
+            duraflow_store::CreateOutcome::Existing(info) => {
+                assert_eq!(info.id, id);
+                created.entry(id).or_insert(0);
+            }
+        }
+    }
+    assert_eq!(created.len(), 12);
+    assert!(created.values().all(|n| *n == 1), "{created:?}");
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.messages, 12, "one start message each");
+    let work = store.fetch_turns(T0, 100, LEASE, None).await.unwrap();
+    assert_eq!(work.len(), 12);
+    assert!(work.iter().all(|w| w.messages.len() == 1));
+}

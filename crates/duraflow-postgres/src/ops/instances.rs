@@ -10,8 +10,8 @@
 //! `UPDATE`'s `WHERE` and recomputes its `SET` on the newest row version after a wait).
 
 use duraflow_store::{
-    codec, validate_instance_id, CreateOutcome, InstanceInfo, InstanceStatus, MessageKind,
-    NewInstance, NewMessage, StoreError,
+    codec, CreateOutcome, InstanceInfo, InstanceStatus, MessageKind, NewInstance, NewMessage,
+    StoreError,
 };
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
@@ -54,62 +54,100 @@ pub(crate) fn start_message() -> OpResult<String> {
     Ok(codec::to_json(&MessageKind::Start { execution: 1 })?)
 }
 
-/// Creates an instance with its start message (its first work, due at once), unless the id is
-/// taken; then returns the instance as it is. One statement, which announces the new work.
-pub(crate) async fn create(
+/// Creates instances with their start messages (their first work, due at once), skipping ids
+/// that are taken, in one statement, which announces the new work; returns each one's outcome
+/// in order, the existing instance for a taken id. The caller has validated the ids and
+/// removed duplicates.
+pub(crate) async fn create_batch(
     conn: &mut PgConnection,
-    new: &NewInstance,
+    new: &[NewInstance],
     channel: &str,
     wake: &mut Wake,
-) -> OpResult<CreateOutcome> {
-    validate_instance_id(&new.id)?;
-    // The start message's id is drawn first, so the instance row is inserted with its due
-    // time and tie-breaker at once. The existing row, if any, is read from the statement's
-    // snapshot; an id taken by a transaction that committed while this one ran is read again.
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "WITH start AS (SELECT nextval('messages_id_seq') AS id),
-         created AS (
+) -> OpResult<Vec<CreateOutcome>> {
+    let mut ids = Vec::with_capacity(new.len());
+    let mut names = Vec::with_capacity(new.len());
+    let mut inputs = Vec::with_capacity(new.len());
+    let mut parents = Vec::with_capacity(new.len());
+    let mut created_at = Vec::with_capacity(new.len());
+    for n in new {
+        ids.push(n.id.as_str());
+        names.push(n.name.as_str());
+        inputs.push(n.input.as_json());
+        parents.push(n.parent.as_ref().map(codec::to_json).transpose()?);
+        created_at.push(n.created_at.0);
+    }
+    // The start messages' ids are drawn first, so each instance row is inserted with its due
+    // time and tie-breaker at once. Taken ids are read from the statement's snapshot; an id
+    // taken by a transaction that committed while this one ran is read again below.
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "WITH new AS MATERIALIZED (
+             SELECT n.*, nextval('messages_id_seq') AS start
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                    WITH ORDINALITY AS n(id, name, input, parent, created_at, ord)
+              ORDER BY n.ord
+         ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
                                     updated_at, due_at, due_seq)
-             SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $5, start.id FROM start
+             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, created_at,
+                    start
+               FROM new ORDER BY ord
              ON CONFLICT (id) DO NOTHING
-             RETURNING id, due_seq
-         ), message AS (
+             RETURNING id, due_seq, created_at
+         ), started AS (
              INSERT INTO messages (id, instance_id, visible_at, kind)
-             SELECT due_seq, id, $5, $6 FROM created
+             SELECT due_seq, id, created_at, $6 FROM created
          ), announced AS (
-             SELECT pg_notify($7, '{turns}') FROM created
+             SELECT pg_notify($7, '{turns}') WHERE EXISTS (SELECT 1 FROM created)
          )
-         SELECT (SELECT count(*) FROM announced) AS created, existing.*
-           FROM (SELECT 1) AS one
-           LEFT JOIN (SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1) AS existing ON true",
+         SELECT c.id AS created_id, (SELECT count(*) FROM announced) AS announced, existing.*
+           FROM new
+           LEFT JOIN created c ON c.id = new.id
+           LEFT JOIN LATERAL (
+                SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.id = new.id
+           ) existing ON c.id IS NULL
+          ORDER BY new.ord",
         turns = listen::TURNS,
     )))
-    .bind(&new.id)
-    .bind(&new.name)
-    .bind(new.input.as_json())
-    .bind(new.parent.as_ref().map(codec::to_json).transpose()?)
-    .bind(new.created_at.0)
+    .bind(&ids)
+    .bind(&names)
+    .bind(&inputs)
+    .bind(&parents)
+    .bind(&created_at)
     .bind(start_message()?)
     .bind(channel)
-    .fetch_one(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    if row.try_get::<i64, _>("created")? == 1 {
-        wake.turns = true;
-        return Ok(CreateOutcome::Created);
+    let mut out = Vec::with_capacity(new.len());
+    for (row, n) in rows.iter().zip(new) {
+        if row.try_get::<Option<String>, _>("created_id")?.is_some() {
+            wake.turns = true;
+            out.push(CreateOutcome::Created);
+            continue;
+        }
+        let existing = match row.try_get::<Option<String>, _>("id")? {
+            Some(_) => Some(instance_row(row)?),
+            None => get(conn, &n.id).await?,
+        };
+        match existing {
+            Some(existing) => out.push(CreateOutcome::Existing(Box::new(existing))),
+            None => {
+                return Err(StoreError::Unavailable(format!(
+                    "instance {:?} was being created and purged concurrently; try again",
+                    n.id
+                ))
+                .into())
+            }
+        }
     }
-    let existing = match row.try_get::<Option<String>, _>("id")? {
-        Some(_) => Some(instance_row(&row)?),
-        None => get(conn, &new.id).await?,
-    };
-    match existing {
-        Some(existing) => Ok(CreateOutcome::Existing(Box::new(existing))),
-        None => Err(StoreError::Unavailable(format!(
-            "instance {:?} was being created and purged concurrently; try again",
-            new.id
+    if out.len() != new.len() {
+        return Err(StoreError::Other(format!(
+            "creating {} instances answered {} rows",
+            new.len(),
+            out.len()
         ))
-        .into()),
+        .into());
     }
+    Ok(out)
 }
 
 /// Puts a message in an open instance's inbox, bringing the instance's due time forward when
