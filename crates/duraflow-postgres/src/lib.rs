@@ -44,6 +44,7 @@ mod ops;
 #[cfg(test)]
 mod races;
 pub mod testing;
+mod tx;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,6 +62,7 @@ use tokio::task::JoinHandle;
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
 use crate::ops::{admin, instances, tasks, turns, Wake};
+use crate::tx::LockedTx;
 
 /// Settings for [`PostgresStore::connect_with`].
 #[derive(Clone, Debug)]
@@ -183,6 +185,26 @@ impl PostgresStore {
         }
     }
 
+    /// Commits `tx` if `result` is a success, then wakes this process, or rolls it back.
+    async fn finish_locked<T>(
+        &self,
+        tx: LockedTx,
+        result: OpResult<T>,
+        wake: Wake,
+    ) -> StoreResult<T> {
+        match result {
+            Ok(value) => {
+                tx.commit().await?;
+                self.wake_local(wake);
+                Ok(value)
+            }
+            Err(e) => {
+                tx.rollback().await;
+                Err(e.into())
+            }
+        }
+    }
+
     /// Runs a one-statement operation (or one whose later statements only read) on a pooled
     /// connection outside a transaction: PostgreSQL commits each statement by itself, which
     /// saves the `BEGIN` and `COMMIT` round trips.
@@ -251,10 +273,11 @@ impl Store for PostgresStore {
         if commits.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin().await?;
+        let lock = turns::lock_statement(&commits);
+        let (mut tx, locked) = LockedTx::begin(&self.pool, "", &lock).await?;
         let mut wake = Wake::default();
-        let out = turns::commit_batch(&mut tx, &commits, &self.channel, &mut wake).await;
-        self.finish(tx, out, wake).await
+        let out = turns::commit_batch(tx.conn(), &commits, &locked, &self.channel, &mut wake).await;
+        self.finish_locked(tx, out, wake).await
     }
 
     async fn abandon_turn(
@@ -300,19 +323,25 @@ impl Store for PostgresStore {
         // Results on their way into claimed turns are made durable by those turns' commits:
         // their own commit need not wait for the WAL flush.
         let lazy = completions.iter().all(|c| c.claim_turn.is_some());
-        let mut tx = if lazy {
-            self.pool
-                .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
-                .await
-                .map_err(store_error)?
+        let setup = if lazy {
+            "SET LOCAL synchronous_commit = off;"
         } else {
-            self.begin().await?
+            ""
         };
+        let lock = tasks::lock_statement(&completions);
+        let (mut tx, locked) = LockedTx::begin(&self.pool, setup, &lock).await?;
         let mut wake = Wake::default();
-        let out =
-            tasks::complete_batch(&mut tx, now, &completions, cache, &self.channel, &mut wake)
-                .await;
-        self.finish(tx, out, wake).await
+        let out = tasks::complete_batch(
+            tx.conn(),
+            now,
+            &completions,
+            &locked,
+            cache,
+            &self.channel,
+            &mut wake,
+        )
+        .await;
+        self.finish_locked(tx, out, wake).await
     }
 
     async fn renew_task(

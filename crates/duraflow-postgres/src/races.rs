@@ -16,11 +16,12 @@ use duraflow_store::{
     Completed, InstanceStatus, MessageKind, NewInstance, NewMessage, NewTask, OpResult, Store,
     TaskCompletion, TurnCommit, TurnWork,
 };
-use sqlx::{Postgres, Transaction};
+use sqlx::postgres::PgRow;
 use tokio::task::JoinHandle;
 
 use crate::ops::{instances, tasks, turns, Wake};
 use crate::testing::test_store;
+use crate::tx::LockedTx;
 use crate::PostgresStore;
 
 const T0: Timestamp = Timestamp(1_000_000);
@@ -102,14 +103,15 @@ async fn turn_at(store: &PostgresStore, now: Timestamp) -> TurnWork {
     work.remove(0)
 }
 
-/// The held transaction and its backend's pid.
-async fn hold(store: &PostgresStore) -> (Transaction<'static, Postgres>, i32) {
-    let mut tx = store.pool().begin().await.unwrap();
+/// A transaction begun as the store begins its batches, with `lock` as its first statement,
+/// its rows, and its backend's pid.
+async fn hold(store: &PostgresStore, lock: &str) -> (LockedTx, Vec<PgRow>, i32) {
+    let (mut tx, rows) = LockedTx::begin(store.pool(), "", lock).await.unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(&mut *tx)
+        .fetch_one(tx.conn())
         .await
         .unwrap();
-    (tx, pid)
+    (tx, rows, pid)
 }
 
 /// Waits until some session is blocked by backend `pid` (and `other` is still running).
@@ -164,9 +166,10 @@ async fn a_message_sent_during_a_commit_is_not_lost() {
     create(&store, "x").await;
     let work = turn(&store).await;
 
-    let (mut tx, pid) = hold(&store).await;
+    let commits = [commit_of(&work, 0)];
+    let (mut tx, locked, pid) = hold(&store, &turns::lock_statement(&commits)).await;
     let mut wake = Wake::default();
-    let results = turns::commit_batch(&mut tx, &[commit_of(&work, 0)], "unused", &mut wake)
+    let results = turns::commit_batch(tx.conn(), &commits, &locked, "unused", &mut wake)
         .await
         .unwrap();
     assert!(results[0].is_ok());
@@ -190,10 +193,10 @@ async fn commit_during_send(visible_at: Timestamp) {
     create(&store, "x").await;
     let work = turn(&store).await;
 
-    let (mut tx, pid) = hold(&store).await;
+    let (mut tx, _, pid) = hold(&store, "SELECT 1").await;
     let mut wake = Wake::default();
     instances::send(
-        &mut tx,
+        tx.conn(),
         &event("x", "early", visible_at),
         "unused",
         &mut wake,
@@ -259,11 +262,20 @@ async fn a_commit_during_a_completion_waits_for_the_result() {
     let store = store().await;
     let (work, second) = turn_with_a_task_outstanding(&store).await;
 
-    let (mut tx, pid) = hold(&store).await;
+    let completions = [second];
+    let (mut tx, locked, pid) = hold(&store, &tasks::lock_statement(&completions)).await;
     let mut wake = Wake::default();
-    let completed = tasks::complete_batch(&mut tx, T0, &[second], None, "unused", &mut wake)
-        .await
-        .unwrap();
+    let completed = tasks::complete_batch(
+        tx.conn(),
+        T0,
+        &completions,
+        &locked,
+        None,
+        "unused",
+        &mut wake,
+    )
+    .await
+    .unwrap();
     // The turn is leased: no claim.
     assert!(matches!(completed[0], Ok(Completed { turn: None })));
 
@@ -287,9 +299,10 @@ async fn a_completion_during_a_commit_claims_the_next_turn() {
     let store = store().await;
     let (work, second) = turn_with_a_task_outstanding(&store).await;
 
-    let (mut tx, pid) = hold(&store).await;
+    let commits = [commit_of(&work, 0)];
+    let (mut tx, locked, pid) = hold(&store, &turns::lock_statement(&commits)).await;
     let mut wake = Wake::default();
-    let results = turns::commit_batch(&mut tx, &[commit_of(&work, 0)], "unused", &mut wake)
+    let results = turns::commit_batch(tx.conn(), &commits, &locked, "unused", &mut wake)
         .await
         .unwrap();
     assert!(results[0].is_ok());

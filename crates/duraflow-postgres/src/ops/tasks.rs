@@ -94,18 +94,37 @@ pub(crate) async fn fetch(
     Ok(out.into_iter().map(|(_, t)| t).collect())
 }
 
-/// Completes a batch of tasks inside the caller's transaction, in two statements whatever its
-/// size (three when a claimed turn's journal must be read):
+/// The statement that begins a completion batch (step 1 of [`complete_batch`]): it reads the
+/// tasks' operations and locks their instances' rows (`FOR NO KEY UPDATE`, sorted by id): the
+/// results' inboxes, and the turns to claim. Its task ids are integer literals.
+pub(crate) fn lock_statement(completions: &[TaskCompletion]) -> String {
+    let ids: Vec<String> = completions.iter().map(|c| c.id.0.to_string()).collect();
+    format!(
+        "SELECT t.id, t.execution, t.op
+           FROM tasks t JOIN instances i ON i.id = t.instance_id
+          WHERE t.id IN ({})
+          ORDER BY i.id
+            FOR NO KEY UPDATE OF i",
+        if ids.is_empty() {
+            "NULL".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    )
+}
+
+/// Completes a batch of tasks inside the caller's transaction, in one statement whatever its
+/// size (two when a claimed turn's journal must be read), after [`lock_statement`], which began
+/// the transaction (its rows are `locked`):
 ///
-/// 1. one reads the tasks' instances and operations and locks the instance rows
-///    (`FOR NO KEY UPDATE`, sorted by id): the results' inboxes, and the turns to claim;
-/// 2. one deletes each task whose lease the completion still holds (the lease check is the
-///    `DELETE`'s condition, so a completion that lost its lease writes nothing), posts the
-///    results to the open instances in order, brings their due times forward, and grants the
-///    claims: once per instance, to its first completion asking, when the instance is free and
-///    due once every result is in. The claimed turns' messages are read in the same statement,
-///    from a snapshot taken after step 1's locks, so no commit of these instances can have
-///    consumed any of them since.
+/// 1. the lock statement read the tasks' instances and operations and locked the instance rows;
+/// 2. one statement deletes each task whose lease the completion still holds (the lease check
+///    is the `DELETE`'s condition, so a completion that lost its lease writes nothing), posts
+///    the results to the open instances in order, brings their due times forward, and grants
+///    the claims: once per instance, to its first completion asking, when the instance is free
+///    and due once every result is in. The claimed turns' messages are read in the same
+///    statement, from a snapshot taken after step 1's locks, so no commit of these instances
+///    can have consumed any of them since.
 ///
 /// Returns each completion's result, in order; the outer error means the transaction failed
 /// and must be rolled back.
@@ -113,6 +132,7 @@ pub(crate) async fn complete_batch(
     conn: &mut PgConnection,
     now: Timestamp,
     completions: &[TaskCompletion],
+    locked: &[PgRow],
     cache: Option<&Arc<dyn JournalCache>>,
     channel: &str,
     wake: &mut Wake,
@@ -120,21 +140,10 @@ pub(crate) async fn complete_batch(
     // A task completes once: a second completion of it in the batch finds it gone.
     let mut seen = HashSet::with_capacity(completions.len());
     let firsts: Vec<bool> = completions.iter().map(|c| seen.insert(c.id)).collect();
-    let ids: Vec<i64> = seen.iter().map(|id| id.0).collect();
 
-    // 1. Lock the instances; learn what each result says.
-    let rows = sqlx::query(
-        "SELECT t.id, t.execution, t.op
-           FROM tasks t JOIN instances i ON i.id = t.instance_id
-          WHERE t.id = ANY($1)
-          ORDER BY i.id
-            FOR NO KEY UPDATE OF i",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut found: HashMap<i64, (i32, String)> = HashMap::with_capacity(rows.len());
-    for row in &rows {
+    // 1. What each result says.
+    let mut found: HashMap<i64, (i32, String)> = HashMap::with_capacity(locked.len());
+    for row in locked {
         found.insert(
             row.try_get("id")?,
             (row.try_get("execution")?, row.try_get("op")?),

@@ -17,6 +17,7 @@ use super::{messages_of, Wake, OPEN};
 use crate::codec::instance_row;
 use crate::error::OpResult;
 use crate::listen;
+use crate::tx::literal;
 
 /// The instance columns a lease returns, of the row named `alias`: those
 /// [`crate::codec::instance_row`] reads, its last commit's token and the new lease token.
@@ -326,29 +327,39 @@ fn final_status(c: &TurnCommit) -> InstanceStatus {
     }
 }
 
-/// Locks the instance rows with the given ids `FOR UPDATE`, sorted by id, and reads their
-/// lease state; `own` are the ids whose journal length is wanted too.
-async fn lock_instances(
-    conn: &mut PgConnection,
-    ids: &[&str],
-    own: &[&str],
-) -> OpResult<HashMap<String, Locked>> {
-    let rows = sqlx::query(
-        "SELECT i.id, i.status, i.lease_token, i.lease_until, i.execution,
-                CASE WHEN i.id = ANY($2) THEN
-                    (SELECT coalesce(max(e.position) + 1, 0)::bigint FROM events e
-                      WHERE e.instance_id = i.id AND e.execution = i.execution)
-                END AS journal_len
-           FROM instances i WHERE i.id = ANY($1)
-          ORDER BY i.id
-            FOR UPDATE",
-    )
-    .bind(ids)
-    .bind(own)
-    .fetch_all(&mut *conn)
-    .await?;
+/// The columns of [`lock_statement`] and [`lock_instances`]: the lease state of an instance and
+/// the length of its current execution's journal.
+const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.execution,
+    (SELECT coalesce(max(e.position) + 1, 0)::bigint FROM events e
+      WHERE e.instance_id = i.id AND e.execution = i.execution) AS journal_len";
+
+/// The statement that begins a commit batch (step 1 of [`commit_batch`]): it locks every
+/// instance row the batch writes to (the batch's own instances, the addressees of its
+/// messages, its children) `FOR UPDATE`, sorted by id, and reads their lease state. Its ids are
+/// literals (see [`crate::tx`]); an id with a NUL character names no instance and is left out.
+pub(crate) fn lock_statement(commits: &[TurnCommit]) -> String {
+    let mut ids: Vec<&str> = Vec::new();
+    for c in commits {
+        ids.push(&c.instance_id);
+        ids.extend(c.messages.iter().map(|m| m.instance_id.as_str()));
+        ids.extend(c.new_instances.iter().map(|n| n.id.as_str()));
+    }
+    ids.retain(|id| !id.contains('\0'));
+    ids.sort_unstable();
+    ids.dedup();
+    let wanted = if ids.is_empty() {
+        "false".to_owned()
+    } else {
+        let list: Vec<String> = ids.iter().map(|id| literal(id)).collect();
+        format!("i.id IN ({})", list.join(", "))
+    };
+    format!("SELECT {LOCKED_COLUMNS} FROM instances i WHERE {wanted} ORDER BY i.id FOR UPDATE")
+}
+
+/// Reads the rows of [`lock_statement`] or [`lock_instances`].
+fn locked_rows(rows: &[PgRow]) -> OpResult<HashMap<String, Locked>> {
     let mut locked = HashMap::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let status: String = row.try_get("status")?;
         let execution: i32 = row.try_get("execution")?;
         locked.insert(
@@ -365,14 +376,29 @@ async fn lock_instances(
     Ok(locked)
 }
 
+/// Locks the instance rows with the given ids `FOR UPDATE`, sorted by id, and reads their
+/// lease state, inside the caller's transaction.
+async fn lock_instances(
+    conn: &mut PgConnection,
+    ids: &[&str],
+) -> OpResult<HashMap<String, Locked>> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {LOCKED_COLUMNS} FROM instances i WHERE i.id = ANY($1) ORDER BY i.id FOR UPDATE"
+    )))
+    .bind(ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    locked_rows(&rows)
+}
+
 /// Commits a batch of turns inside the caller's transaction, in few statements whatever its
 /// size:
 ///
-/// 1. one locks every instance row the batch writes to (its own instances, the addressees of
-///    its messages, its children), `FOR UPDATE`, sorted by id, and reads their lease state;
+/// 1. [`lock_statement`], which began the transaction (its rows are `locked`), locked every
+///    instance row the batch writes to and read their lease state;
 /// 2. the commits that cannot be applied (lost lease, moved journal, wrong execution, invalid
-///    child id) are refused there, having written nothing;
-/// 3. one inserts the children of the rest, when there are any;
+///    child id) are refused here, having written nothing;
+/// 3. one statement inserts the children of the rest, when there are any;
 /// 4. one writes everything else: events, consumed and finished inboxes, tasks (with the
 ///    claimed ones leased), messages (bringing their addressees' due times forward), and each
 ///    instance's new state, with its due time recomputed from its inbox as this statement
@@ -385,21 +411,11 @@ async fn lock_instances(
 pub(crate) async fn commit_batch(
     conn: &mut PgConnection,
     commits: &[TurnCommit],
+    locked: &[PgRow],
     channel: &str,
     wake: &mut Wake,
 ) -> OpResult<Vec<StoreResult<Committed>>> {
-    // 1. Lock.
-    let mut lock_ids: Vec<&str> = Vec::new();
-    let mut own: Vec<&str> = Vec::with_capacity(commits.len());
-    for c in commits {
-        own.push(&c.instance_id);
-        lock_ids.push(&c.instance_id);
-        lock_ids.extend(c.messages.iter().map(|m| m.instance_id.as_str()));
-        lock_ids.extend(c.new_instances.iter().map(|n| n.id.as_str()));
-    }
-    lock_ids.sort_unstable();
-    lock_ids.dedup();
-    let mut locked = lock_instances(conn, &lock_ids, &own).await?;
+    let mut locked = locked_rows(locked)?;
 
     // 2. Refuse what cannot be applied. An instance commits once per batch: its first
     // accepted commit ends the lease the others hold.
@@ -446,7 +462,7 @@ pub(crate) async fn commit_batch(
             .filter(|id| !created.contains(*id))
             .collect();
         if !raced.is_empty() {
-            locked.extend(lock_instances(conn, &raced, &[]).await?);
+            locked.extend(lock_instances(conn, &raced).await?);
         }
         for child in children {
             if created.contains(&child.id) {
