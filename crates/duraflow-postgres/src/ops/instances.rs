@@ -76,8 +76,10 @@ pub(crate) async fn create_batch(
         parents.push(n.parent.as_ref().map(codec::to_json).transpose()?);
         created_at.push(n.created_at.0);
     }
-    // The start messages' ids are drawn first, so each instance row is inserted with its due
-    // time and tie-breaker at once. Taken ids are read from the statement's snapshot; an id
+    // The start messages' ids are drawn first, in the callers' order, so each instance row is
+    // inserted with its due time and tie-breaker at once. Rows are inserted in id order, as
+    // every batch takes its locks, so two batches inserting the same new ids never wait for
+    // each other in a cycle. Taken ids are read from the statement's snapshot; an id
     // taken by a transaction that committed while this one ran is read again below.
     let rows = sqlx::query(AssertSqlSafe(format!(
         "WITH new AS MATERIALIZED (
@@ -90,7 +92,7 @@ pub(crate) async fn create_batch(
                                     updated_at, due_at, due_seq)
              SELECT id, name, 'pending', 1, input, parent, created_at, created_at, created_at,
                     start
-               FROM new ORDER BY ord
+               FROM new ORDER BY id
              ON CONFLICT (id) DO NOTHING
              RETURNING id, due_seq, created_at
          ), started AS (
@@ -203,7 +205,7 @@ pub(crate) async fn send(
 }
 
 /// Inserts child instances with their start messages, skipping ids that are taken, in one
-/// statement; returns the ids it inserted. The caller has validated the ids and removed
+/// statement (rows in id order, as in [`create_batch`]); returns the ids it inserted. The caller has validated the ids and removed
 /// duplicates.
 pub(crate) async fn insert_children(
     conn: &mut PgConnection,
@@ -232,7 +234,7 @@ pub(crate) async fn insert_children(
                                     updated_at, due_at, due_seq)
              SELECT id, name, 'pending', 1, input, parent, created_at, created_at, created_at,
                     start
-               FROM new ORDER BY ord
+               FROM new ORDER BY id
              ON CONFLICT (id) DO NOTHING
              RETURNING id, due_seq, created_at
          ), started AS (
