@@ -37,6 +37,15 @@ pub(crate) fn check_schema_name(schema: &str) -> StoreResult<()> {
 }
 
 /// Parses the URL into connect options that put the store's schema first on the search path.
+///
+/// The store's sessions also plan without sequential scans (`enable_seqscan=off`) and keep
+/// one plan per prepared statement (`plan_cache_mode=force_generic_plan`). Every table the
+/// store reads is read through an index, but the planner does not always know: the work
+/// tables (instances, messages, tasks) churn (each write leaves a dead row version until
+/// vacuum), so a plan made while a table was small or unanalyzed would go on scanning it whole
+/// as it grows; and a statement planned anew for each call (PostgreSQL's choice when it
+/// expects the parameters to matter) spends longer planning than running. These change plans
+/// only, never results.
 pub(crate) fn connect_options(
     url: &str,
     options: &PostgresOptions,
@@ -44,7 +53,11 @@ pub(crate) fn connect_options(
     check_schema_name(&options.schema)?;
     let opts = PgConnectOptions::from_str(url).map_err(store_error)?;
     Ok(opts
-        .options([("search_path", options.schema.as_str())])
+        .options([
+            ("search_path", options.schema.as_str()),
+            ("enable_seqscan", "off"),
+            ("plan_cache_mode", "force_generic_plan"),
+        ])
         .application_name(&options.application_name)
         .disable_statement_logging())
 }

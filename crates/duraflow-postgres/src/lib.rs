@@ -4,8 +4,15 @@
 //! - **Claims** use `FOR UPDATE SKIP LOCKED` on the instance and task rows themselves, with
 //!   leases and fencing tokens from one sequence; two concurrent fetches never get the same
 //!   instance or task.
-//! - **Group commit**: a batch of turn commits (or task completions) shares one transaction,
-//!   each in its own savepoint, so one lost lease does not undo the others.
+//! - **Group commit**: a batch of turn commits (or task completions) shares one transaction
+//!   and a few statements, whatever its size: each step is one statement for every item of
+//!   the batch. Whatever can refuse an item (a lost lease) is checked before anything of it is
+//!   written, so one refused item does not undo the others.
+//! - **Creations share statements**: `create_instance` calls made while another is being
+//!   written are created together, in one statement and one commit.
+//! - **Few round trips**: an operation that is one statement runs outside a transaction
+//!   (PostgreSQL commits it by itself), lease checks are conditions of the writes they guard,
+//!   and wakeups are announced by the writing statements.
 //! - **Wakeups** with LISTEN/NOTIFY on the schema's channel, so work committed by any process
 //!   is picked up within milliseconds; the engine still polls as a fallback for notifications
 //!   lost while a connection was down.
@@ -30,10 +37,14 @@
 
 mod codec;
 mod connect;
+mod creates;
 mod error;
 mod listen;
 mod ops;
+#[cfg(test)]
+mod races;
 pub mod testing;
+mod tx;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,33 +52,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    Cache, Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance,
-    NewMessage, NextDue, Notifier, Page, Store, StoreResult, StoreStats, TaskCompletion, TaskId,
-    TaskRelease, TaskWork, TurnCommit, TurnWork,
+    validate_instance_id, Cache, Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken,
+    ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, Store, StoreResult, StoreStats,
+    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 
+use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
 use crate::ops::{admin, instances, tasks, turns, Wake};
-
-/// The most items of a batch committed in one transaction, each in its own savepoint.
-/// PostgreSQL slows every reader down once a transaction has more than 64 subtransactions
-/// that wrote (their ids no longer fit the per-backend cache), so larger batches are split.
-const MAX_SAVEPOINTS: usize = 48;
-
-/// One item of a group commit.
-enum BatchItem<'a> {
-    Turn(&'a TurnCommit),
-    Completion(Timestamp, &'a TaskCompletion),
-}
-
-/// What one item of a group commit wrote.
-enum Written {
-    Turn(Committed),
-    /// A completion, with the turn it claimed.
-    Completion(Box<Completed>),
-}
+use crate::tx::LockedTx;
 
 /// Settings for [`PostgresStore::connect_with`].
 #[derive(Clone, Debug)]
@@ -101,6 +96,8 @@ pub struct PostgresStore {
     channel: String,
     schema: String,
     listener: JoinHandle<()>,
+    creates: Creates,
+    creator: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -114,6 +111,7 @@ impl std::fmt::Debug for PostgresStore {
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
+        self.creator.abort();
     }
 }
 
@@ -140,12 +138,15 @@ impl PostgresStore {
             channel.clone(),
             notifier.clone(),
         ));
+        let (creates, creator) = Creates::spawn(pool.clone(), channel.clone(), notifier.clone());
         Ok(PostgresStore {
             pool,
             notifier,
             channel,
             schema: options.schema,
             listener,
+            creates,
+            creator,
         })
     }
 
@@ -163,17 +164,16 @@ impl PostgresStore {
         self.pool.begin().await.map_err(store_error)
     }
 
-    /// Commits `tx` if `result` is a success (announcing the wakeups on the channel inside it
-    /// and in this process after it), or rolls it back.
+    /// Commits `tx` if `result` is a success (its statements announced the wakeups on the
+    /// channel; this wakes this process after the commit), or rolls it back.
     async fn finish<T>(
         &self,
-        mut tx: Transaction<'static, Postgres>,
+        tx: Transaction<'static, Postgres>,
         result: OpResult<T>,
         wake: Wake,
     ) -> StoreResult<T> {
         match result {
             Ok(value) => {
-                self.announce(&mut tx, wake).await.map_err(store_error)?;
                 tx.commit().await.map_err(store_error)?;
                 self.wake_local(wake);
                 Ok(value)
@@ -185,21 +185,33 @@ impl PostgresStore {
         }
     }
 
-    async fn announce(&self, conn: &mut PgConnection, wake: Wake) -> Result<(), sqlx::Error> {
-        for (on, what) in [
-            (wake.turns, listen::TURNS),
-            (wake.tasks, listen::TASKS),
-            (wake.instances, listen::INSTANCES),
-        ] {
-            if on {
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(&self.channel)
-                    .bind(what)
-                    .execute(&mut *conn)
-                    .await?;
+    /// Commits `tx` if `result` is a success, then wakes this process, or rolls it back.
+    async fn finish_locked<T>(
+        &self,
+        tx: LockedTx,
+        result: OpResult<T>,
+        wake: Wake,
+    ) -> StoreResult<T> {
+        match result {
+            Ok(value) => {
+                tx.commit().await?;
+                self.wake_local(wake);
+                Ok(value)
+            }
+            Err(e) => {
+                tx.rollback().await;
+                Err(e.into())
             }
         }
-        Ok(())
+    }
+
+    /// Runs a one-statement operation (or one whose later statements only read) on a pooled
+    /// connection outside a transaction: PostgreSQL commits each statement by itself, which
+    /// saves the `BEGIN` and `COMMIT` round trips.
+    fn autocommit<T>(&self, result: OpResult<T>, wake: Wake) -> StoreResult<T> {
+        let value = result?;
+        self.wake_local(wake);
+        Ok(value)
     }
 
     fn wake_local(&self, wake: Wake) {
@@ -212,85 +224,6 @@ impl PostgresStore {
         if wake.instances {
             listen::wake(&self.notifier, listen::INSTANCES);
         }
-    }
-
-    /// Writes a batch, [`MAX_SAVEPOINTS`] items to a transaction, each item in a savepoint so
-    /// that one failing item (a lost lease) leaves the others. The outer error means the
-    /// database could not be reached for a chunk; nothing of that chunk was written. Claims of
-    /// the chunk's completions are granted at the end of its transaction, once every result is
-    /// in.
-    async fn write_batch(
-        &self,
-        items: &[BatchItem<'_>],
-        cache: Cache<'_>,
-    ) -> StoreResult<Vec<StoreResult<Written>>> {
-        let mut results = Vec::with_capacity(items.len());
-        // Results on their way into claimed turns are made durable by those turns' commits:
-        // their own commit need not wait for the WAL flush.
-        let lazy = items
-            .iter()
-            .all(|item| matches!(item, BatchItem::Completion(_, c) if c.claim_turn.is_some()));
-        for chunk in items.chunks(MAX_SAVEPOINTS) {
-            let mut tx = self.begin().await?;
-            if lazy {
-                sqlx::query("SET LOCAL synchronous_commit = off")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
-            }
-            let mut wake = Wake::default();
-            let mut chunk_results = Vec::with_capacity(chunk.len());
-            let mut claims: Vec<(usize, String, Timestamp, Duration)> = Vec::new();
-            for (i, item) in chunk.iter().enumerate() {
-                let mut savepoint = sqlx::Connection::begin(&mut *tx)
-                    .await
-                    .map_err(store_error)?;
-                let mut this = Wake::default();
-                let written = match item {
-                    BatchItem::Turn(commit) => turns::commit(&mut savepoint, commit, &mut this)
-                        .await
-                        .map(Written::Turn),
-                    BatchItem::Completion(now, completion) => {
-                        tasks::complete(&mut savepoint, *now, completion, &mut this)
-                            .await
-                            .map(|instance_id| {
-                                if let Some(lease) = completion.claim_turn {
-                                    if !claims.iter().any(|(_, id, _, _)| *id == instance_id) {
-                                        claims.push((i, instance_id.clone(), *now, lease));
-                                    }
-                                }
-                                Written::Completion(Box::default())
-                            })
-                    }
-                };
-                match written {
-                    Ok(w) => {
-                        savepoint.commit().await.map_err(store_error)?;
-                        wake.merge(this);
-                        chunk_results.push(Ok(w));
-                    }
-                    Err(e) => {
-                        savepoint.rollback().await.map_err(store_error)?;
-                        chunk_results.push(Err(e.into()));
-                    }
-                }
-            }
-            for (i, instance_id, now, lease) in claims {
-                match turns::claim(&mut tx, &instance_id, now, lease, cache).await {
-                    Ok(turn) => {
-                        if let Some(Ok(Written::Completion(c))) = chunk_results.get_mut(i) {
-                            c.turn = turn;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.rollback().await;
-                        return Err(e.into());
-                    }
-                }
-            }
-            results.extend(self.finish(tx, Ok(chunk_results), wake).await?);
-        }
-        Ok(results)
     }
 
     async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<Postgres>> {
@@ -309,17 +242,15 @@ impl Store for PostgresStore {
     }
 
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
-        let mut tx = self.begin().await?;
-        let mut wake = Wake::default();
-        let out = instances::create(&mut tx, &instance, &mut wake).await;
-        self.finish(tx, out, wake).await
+        validate_instance_id(&instance.id)?;
+        self.creates.create(instance).await
     }
 
     async fn send(&self, message: NewMessage) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn().await?;
         let mut wake = Wake::default();
-        let out = instances::send(&mut tx, &message, &mut wake).await;
-        self.finish(tx, out, wake).await
+        let out = instances::send(&mut conn, &message, &self.channel, &mut wake).await;
+        self.autocommit(out, wake)
     }
 
     async fn fetch_turns(
@@ -329,25 +260,24 @@ impl Store for PostgresStore {
         lease: Duration,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
-        let mut tx = self.begin().await?;
-        let out = turns::fetch(&mut tx, now, max, lease, cache).await;
-        self.finish(tx, out, Wake::default()).await
+        // The lease commits by itself; journals read afterwards cannot change while it lasts.
+        let mut conn = self.conn().await?;
+        let out = turns::fetch(&mut conn, now, max, lease, cache).await;
+        self.autocommit(out, Wake::default())
     }
 
     async fn commit_turns(
         &self,
         commits: Vec<TurnCommit>,
     ) -> StoreResult<Vec<StoreResult<Committed>>> {
-        let items: Vec<BatchItem<'_>> = commits.iter().map(BatchItem::Turn).collect();
-        let written = self.write_batch(&items, None).await?;
-        Ok(written
-            .into_iter()
-            .map(|w| match w {
-                Ok(Written::Turn(committed)) => Ok(committed),
-                Ok(Written::Completion(_)) => Ok(Committed::default()),
-                Err(e) => Err(e),
-            })
-            .collect())
+        if commits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lock = turns::lock_statement(&commits);
+        let (mut tx, locked) = LockedTx::begin(&self.pool, "", &lock).await?;
+        let mut wake = Wake::default();
+        let out = turns::commit_batch(tx.conn(), &commits, &locked, &self.channel, &mut wake).await;
+        self.finish_locked(tx, out, wake).await
     }
 
     async fn abandon_turn(
@@ -358,7 +288,15 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let mut wake = Wake::default();
-        let out = turns::abandon(&mut tx, instance_id, token, retry_at, &mut wake).await;
+        let out = turns::abandon(
+            &mut tx,
+            instance_id,
+            token,
+            retry_at,
+            &self.channel,
+            &mut wake,
+        )
+        .await;
         self.finish(tx, out, wake).await
     }
 
@@ -368,9 +306,9 @@ impl Store for PostgresStore {
         max: usize,
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
-        let mut tx = self.begin().await?;
-        let out = tasks::fetch(&mut tx, now, max, lease).await;
-        self.finish(tx, out, Wake::default()).await
+        let mut conn = self.conn().await?;
+        let out = tasks::fetch(&mut conn, now, max, lease).await;
+        self.autocommit(out, Wake::default())
     }
 
     async fn complete_tasks(
@@ -379,19 +317,31 @@ impl Store for PostgresStore {
         completions: Vec<TaskCompletion>,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<StoreResult<Completed>>> {
-        let items: Vec<BatchItem<'_>> = completions
-            .iter()
-            .map(|c| BatchItem::Completion(now, c))
-            .collect();
-        let written = self.write_batch(&items, cache).await?;
-        Ok(written
-            .into_iter()
-            .map(|w| match w {
-                Ok(Written::Completion(completed)) => Ok(*completed),
-                Ok(Written::Turn(_)) => Ok(Completed::default()),
-                Err(e) => Err(e),
-            })
-            .collect())
+        if completions.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Results on their way into claimed turns are made durable by those turns' commits:
+        // their own commit need not wait for the WAL flush.
+        let lazy = completions.iter().all(|c| c.claim_turn.is_some());
+        let setup = if lazy {
+            "SET LOCAL synchronous_commit = off;"
+        } else {
+            ""
+        };
+        let lock = tasks::lock_statement(&completions);
+        let (mut tx, locked) = LockedTx::begin(&self.pool, setup, &lock).await?;
+        let mut wake = Wake::default();
+        let out = tasks::complete_batch(
+            tx.conn(),
+            now,
+            &completions,
+            &locked,
+            cache,
+            &self.channel,
+            &mut wake,
+        )
+        .await;
+        self.finish_locked(tx, out, wake).await
     }
 
     async fn renew_task(
@@ -401,9 +351,9 @@ impl Store for PostgresStore {
         now: Timestamp,
         lease: Duration,
     ) -> StoreResult<Timestamp> {
-        let mut tx = self.begin().await?;
-        let out = tasks::renew(&mut tx, id, token, now, lease).await;
-        self.finish(tx, out, Wake::default()).await
+        let mut conn = self.conn().await?;
+        let out = tasks::renew(&mut conn, id, token, now, lease).await;
+        self.autocommit(out, Wake::default())
     }
 
     async fn release_task(
@@ -412,10 +362,10 @@ impl Store for PostgresStore {
         token: LeaseToken,
         release: TaskRelease,
     ) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
+        let mut conn = self.conn().await?;
         let mut wake = Wake::default();
-        let out = tasks::release(&mut tx, id, token, &release, &mut wake).await;
-        self.finish(tx, out, wake).await
+        let out = tasks::release(&mut conn, id, token, &release, &self.channel, &mut wake).await;
+        self.autocommit(out, wake)
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

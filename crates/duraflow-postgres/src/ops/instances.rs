@@ -1,15 +1,24 @@
 //! Creating instances and sending them messages.
+//!
+//! **Messages and the instance lock.** Every message insert holds a lock on its instance row
+//! (`FOR KEY SHARE` here; a commit's own messages are covered by the `FOR UPDATE` it holds), so
+//! that no turn of the instance can miss the message: a fetch skips the row until the message
+//! is committed, and a commit (which locks the row `FOR UPDATE` and only then, in a later
+//! statement, recomputes the due time from the inbox) waits for it. The due update that follows
+//! an insert is written so that, when its statement had to wait for such a commit, it is
+//! evaluated again on the row the commit left (`due_at IS NULL OR ...`; PostgreSQL re-checks an
+//! `UPDATE`'s `WHERE` and recomputes its `SET` on the newest row version after a wait).
 
-use duraflow_core::Timestamp;
 use duraflow_store::{
-    codec, validate_instance_id, CreateOutcome, InstanceInfo, InstanceStatus, MessageKind,
-    NewInstance, NewMessage, StoreError,
+    codec, CreateOutcome, InstanceInfo, InstanceStatus, MessageKind, NewInstance, NewMessage,
+    StoreError,
 };
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-use super::Wake;
+use super::{Wake, OPEN};
 use crate::codec::{instance_row, INSTANCE_COLUMNS};
 use crate::error::OpResult;
+use crate::listen;
 
 pub(crate) fn not_found(id: &str) -> StoreError {
     StoreError::NotFound(format!("instance {id:?}"))
@@ -40,29 +49,126 @@ pub(crate) async fn status_of(
     }
 }
 
-/// Inserts a message for an open (pending or running) instance and brings the instance's due
-/// time forward when the message is its earliest work (a turn holding the instance keeps it
-/// due at its lease's expiry; its commit recomputes it). Returns `false`, inserting nothing,
-/// when the instance is unknown or finished. One statement.
-///
-/// The message's transaction always holds a lock on the instance row, so that no turn of the
-/// instance can miss the message: a fetch skips the row until the message is committed, and a
-/// commit (which locks the row `FOR UPDATE` and then recomputes the due time from the inbox)
-/// waits for it. The due update is written so that, when it had to wait for such a commit, it
-/// is evaluated again on the row the commit left (`due_at IS NULL` then).
-pub(crate) async fn insert_message(
+/// The JSON of a first execution's start message.
+pub(crate) fn start_message() -> OpResult<String> {
+    Ok(codec::to_json(&MessageKind::Start { execution: 1 })?)
+}
+
+/// Creates instances with their start messages (their first work, due at once), skipping ids
+/// that are taken, in one statement, which announces the new work; returns each one's outcome
+/// in order, the existing instance for a taken id. The caller has validated the ids and
+/// removed duplicates.
+pub(crate) async fn create_batch(
     conn: &mut PgConnection,
-    instance_id: &str,
-    kind: &MessageKind,
-    visible_at: Timestamp,
-) -> OpResult<bool> {
-    let inserted: i64 = sqlx::query_scalar(
+    new: &[NewInstance],
+    channel: &str,
+    wake: &mut Wake,
+) -> OpResult<Vec<CreateOutcome>> {
+    let mut ids = Vec::with_capacity(new.len());
+    let mut names = Vec::with_capacity(new.len());
+    let mut inputs = Vec::with_capacity(new.len());
+    let mut parents = Vec::with_capacity(new.len());
+    let mut created_at = Vec::with_capacity(new.len());
+    for n in new {
+        ids.push(n.id.as_str());
+        names.push(n.name.as_str());
+        inputs.push(n.input.as_json());
+        parents.push(n.parent.as_ref().map(codec::to_json).transpose()?);
+        created_at.push(n.created_at.0);
+    }
+    // The start messages' ids are drawn first, in the callers' order, so each instance row is
+    // inserted with its due time and tie-breaker at once. Rows are inserted in id order, as
+    // every batch takes its locks, so two batches inserting the same new ids never wait for
+    // each other in a cycle. Taken ids are read from the statement's snapshot; an id
+    // taken by a transaction that committed while this one ran is read again below.
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "WITH new AS MATERIALIZED (
+             SELECT n.*, nextval('messages_id_seq') AS start
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                    WITH ORDINALITY AS n(id, name, input, parent, created_at, ord)
+              ORDER BY n.ord
+         ), created AS (
+             INSERT INTO instances (id, name, status, execution, input, parent, created_at,
+                                    updated_at, due_at, due_seq)
+             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, created_at,
+                    start
+               FROM new ORDER BY id
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id, due_seq, created_at
+         ), started AS (
+             INSERT INTO messages (id, instance_id, visible_at, kind)
+             SELECT due_seq, id, created_at, $6 FROM created
+         ), announced AS (
+             SELECT pg_notify($7, '{turns}') WHERE EXISTS (SELECT 1 FROM created)
+         )
+         SELECT c.id AS created_id, (SELECT count(*) FROM announced) AS announced, existing.*
+           FROM new
+           LEFT JOIN created c ON c.id = new.id
+           LEFT JOIN LATERAL (
+                SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.id = new.id
+           ) existing ON c.id IS NULL
+          ORDER BY new.ord",
+        turns = listen::TURNS,
+    )))
+    .bind(&ids)
+    .bind(&names)
+    .bind(&inputs)
+    .bind(&parents)
+    .bind(&created_at)
+    .bind(start_message()?)
+    .bind(channel)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = Vec::with_capacity(new.len());
+    for (row, n) in rows.iter().zip(new) {
+        if row.try_get::<Option<String>, _>("created_id")?.is_some() {
+            wake.turns = true;
+            out.push(CreateOutcome::Created);
+            continue;
+        }
+        let existing = match row.try_get::<Option<String>, _>("id")? {
+            Some(_) => Some(instance_row(row)?),
+            None => get(conn, &n.id).await?,
+        };
+        match existing {
+            Some(existing) => out.push(CreateOutcome::Existing(Box::new(existing))),
+            None => {
+                return Err(StoreError::Unavailable(format!(
+                    "instance {:?} was being created and purged concurrently; try again",
+                    n.id
+                ))
+                .into())
+            }
+        }
+    }
+    if out.len() != new.len() {
+        return Err(StoreError::Other(format!(
+            "creating {} instances answered {} rows",
+            new.len(),
+            out.len()
+        ))
+        .into());
+    }
+    Ok(out)
+}
+
+/// Puts a message in an open instance's inbox, bringing the instance's due time forward when
+/// the message is its earliest work (a turn holding the instance keeps it due at its lease's
+/// expiry; its commit recomputes it). One statement, holding the instance row `FOR KEY SHARE`
+/// (see the module documentation), which announces the message.
+pub(crate) async fn send(
+    conn: &mut PgConnection,
+    message: &NewMessage,
+    channel: &str,
+    wake: &mut Wake,
+) -> OpResult<()> {
+    let id = &message.instance_id;
+    let row = sqlx::query(AssertSqlSafe(format!(
         "WITH inst AS (
-             SELECT id FROM instances WHERE id = $1 AND status IN ('pending', 'running')
-                FOR KEY SHARE
+             SELECT id, status FROM instances WHERE id = $1 FOR KEY SHARE
          ), ins AS (
              INSERT INTO messages (instance_id, visible_at, kind)
-             SELECT $1, $2, $3 FROM inst
+             SELECT $1, $2, $3 FROM inst WHERE status IN {OPEN}
              RETURNING id
          ), due AS (
              UPDATE instances SET
@@ -70,89 +176,80 @@ pub(crate) async fn insert_message(
                                ELSE greatest($2, not_before) END,
                  due_seq = coalesce(due_seq, (SELECT id FROM ins))
               WHERE id = $1 AND EXISTS (SELECT 1 FROM ins)
-                AND status IN ('pending', 'running')
+                AND status IN {OPEN}
                 AND (due_at IS NULL OR due_at > greatest($2, not_before))
+         ), announced AS (
+             SELECT pg_notify($4, '{turns}') FROM ins
          )
-         SELECT count(*) FROM ins",
-    )
-    .bind(instance_id)
-    .bind(visible_at.0)
-    .bind(codec::to_json(kind)?)
+         SELECT (SELECT status FROM inst) AS status, (SELECT count(*) FROM announced) AS sent",
+        turns = listen::TURNS,
+    )))
+    .bind(id)
+    .bind(message.visible_at.0)
+    .bind(codec::to_json(&message.kind)?)
+    .bind(channel)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(inserted == 1)
-}
-
-/// Inserts a new instance with its start message, unless the id is taken. Returns whether it
-/// was inserted.
-pub(crate) async fn insert(
-    conn: &mut PgConnection,
-    new: &NewInstance,
-    wake: &mut Wake,
-) -> OpResult<bool> {
-    validate_instance_id(&new.id)?;
-    let inserted = sqlx::query(
-        "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at)
-         VALUES ($1, $2, 'pending', 1, $3, $4, $5, $5)
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&new.id)
-    .bind(&new.name)
-    .bind(new.input.as_json())
-    .bind(new.parent.as_ref().map(codec::to_json).transpose()?)
-    .bind(new.created_at.0)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected()
-        == 1;
-    if inserted {
-        insert_message(
-            conn,
-            &new.id,
-            &MessageKind::Start { execution: 1 },
-            new.created_at,
-        )
-        .await?;
+    if row.try_get::<i64, _>("sent")? == 1 {
         wake.turns = true;
+        return Ok(());
     }
-    Ok(inserted)
-}
-
-pub(crate) async fn create(
-    conn: &mut PgConnection,
-    new: &NewInstance,
-    wake: &mut Wake,
-) -> OpResult<CreateOutcome> {
-    if insert(conn, new, wake).await? {
-        return Ok(CreateOutcome::Created);
-    }
-    match get(conn, &new.id).await? {
-        Some(existing) => Ok(CreateOutcome::Existing(Box::new(existing))),
-        None => Err(StoreError::Unavailable(format!(
-            "instance {:?} was being created and purged concurrently; try again",
-            new.id
-        ))
-        .into()),
-    }
-}
-
-pub(crate) async fn send(
-    conn: &mut PgConnection,
-    message: &NewMessage,
-    wake: &mut Wake,
-) -> OpResult<()> {
-    let id = &message.instance_id;
-    match status_of(conn, id).await? {
+    match row.try_get::<Option<String>, _>("status")? {
         None => Err(not_found(id).into()),
-        Some(s) if s.is_terminal() => Err(StoreError::InstanceFinished {
+        Some(status) => Err(StoreError::InstanceFinished {
             id: id.clone(),
-            status: s.to_string(),
+            status,
         }
         .into()),
-        Some(_) => {
-            insert_message(conn, id, &message.kind, message.visible_at).await?;
-            wake.turns = true;
-            Ok(())
-        }
     }
+}
+
+/// Inserts child instances with their start messages, skipping ids that are taken, in one
+/// statement (rows in id order, as in [`create_batch`]); returns the ids it inserted. The caller has validated the ids and removed
+/// duplicates.
+pub(crate) async fn insert_children(
+    conn: &mut PgConnection,
+    children: &[&NewInstance],
+) -> OpResult<Vec<String>> {
+    let mut ids = Vec::with_capacity(children.len());
+    let mut names = Vec::with_capacity(children.len());
+    let mut inputs = Vec::with_capacity(children.len());
+    let mut parents = Vec::with_capacity(children.len());
+    let mut created_at = Vec::with_capacity(children.len());
+    for child in children {
+        ids.push(child.id.as_str());
+        names.push(child.name.as_str());
+        inputs.push(child.input.as_json());
+        parents.push(child.parent.as_ref().map(codec::to_json).transpose()?);
+        created_at.push(child.created_at.0);
+    }
+    let created: Vec<String> = sqlx::query_scalar(
+        "WITH new AS MATERIALIZED (
+             SELECT n.*, nextval('messages_id_seq') AS start
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+                    WITH ORDINALITY AS n(id, name, input, parent, created_at, ord)
+              ORDER BY n.ord
+         ), created AS (
+             INSERT INTO instances (id, name, status, execution, input, parent, created_at,
+                                    updated_at, due_at, due_seq)
+             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, created_at,
+                    start
+               FROM new ORDER BY id
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id, due_seq, created_at
+         ), started AS (
+             INSERT INTO messages (id, instance_id, visible_at, kind)
+             SELECT due_seq, id, created_at, $6 FROM created
+         )
+         SELECT id FROM created",
+    )
+    .bind(&ids)
+    .bind(&names)
+    .bind(&inputs)
+    .bind(&parents)
+    .bind(&created_at)
+    .bind(start_message()?)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(created)
 }

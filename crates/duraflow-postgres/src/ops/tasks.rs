@@ -1,17 +1,23 @@
 //! Leasing, completing, renewing and releasing activity tasks.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Failure, Timestamp};
 use duraflow_store::{
-    codec, LeaseToken, MessageKind, StoreError, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    codec, Completed, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult,
+    TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-use super::instances::insert_message;
-use super::Wake;
+use super::turns::{
+    leased_columns, leased_row, turn_extras, with_journals, Leased, TURN_EXTRA_COLUMNS,
+};
+use super::{Wake, OPEN};
 use crate::error::OpResult;
+use crate::listen;
 
 fn not_found(id: TaskId) -> StoreError {
     StoreError::NotFound(format!("task {}", id.0))
@@ -50,7 +56,8 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
     })
 }
 
-/// Leases visible tasks, skipping rows another transaction is leasing.
+/// Leases visible tasks, skipping rows another transaction is leasing: one statement, which
+/// commits by itself.
 pub(crate) async fn fetch(
     conn: &mut PgConnection,
     now: Timestamp,
@@ -87,54 +94,220 @@ pub(crate) async fn fetch(
     Ok(out.into_iter().map(|(_, t)| t).collect())
 }
 
-/// The task's lease state: `(instance_id, execution, op, token, lease_until)`.
-type LeaseRow = (String, i32, String, i64, Option<i64>);
-
-async fn lease_row(conn: &mut PgConnection, id: TaskId) -> OpResult<LeaseRow> {
-    sqlx::query_as(
-        "SELECT instance_id, execution, op, lease_token, lease_until FROM tasks
-          WHERE id = $1 FOR UPDATE",
+/// The statement that begins a completion batch (step 1 of [`complete_batch`]): it reads the
+/// tasks' operations and locks their instances' rows (`FOR NO KEY UPDATE`, sorted by id): the
+/// results' inboxes, and the turns to claim. Its task ids are integer literals.
+pub(crate) fn lock_statement(completions: &[TaskCompletion]) -> String {
+    let ids: Vec<String> = completions.iter().map(|c| c.id.0.to_string()).collect();
+    format!(
+        "SELECT t.id, t.execution, t.op
+           FROM tasks t JOIN instances i ON i.id = t.instance_id
+          WHERE t.id IN ({})
+          ORDER BY i.id
+            FOR NO KEY UPDATE OF i",
+        if ids.is_empty() {
+            "NULL".to_owned()
+        } else {
+            ids.join(", ")
+        }
     )
-    .bind(id.0)
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or_else(|| not_found(id).into())
 }
 
-fn holds(row: &LeaseRow, token: LeaseToken, now: Option<Timestamp>) -> bool {
-    row.3 == token.0
-        && row
-            .4
-            .is_some_and(|until| now.is_none_or(|now| until > now.0))
-}
-
-/// Completes one task; returns its instance.
-pub(crate) async fn complete(
+/// Completes a batch of tasks inside the caller's transaction, in one statement whatever its
+/// size (two when a claimed turn's journal must be read), after [`lock_statement`], which began
+/// the transaction (its rows are `locked`):
+///
+/// 1. the lock statement read the tasks' instances and operations and locked the instance rows;
+/// 2. one statement deletes each task whose lease the completion still holds (the lease check
+///    is the `DELETE`'s condition, so a completion that lost its lease writes nothing), posts
+///    the results to the open instances in order, brings their due times forward, and grants
+///    the claims: once per instance, to its first completion asking, when the instance is free
+///    and due once every result is in. The claimed turns' messages are read in the same
+///    statement, from a snapshot taken after step 1's locks, so no commit of these instances
+///    can have consumed any of them since.
+///
+/// Returns each completion's result, in order; the outer error means the transaction failed
+/// and must be rolled back.
+pub(crate) async fn complete_batch(
     conn: &mut PgConnection,
     now: Timestamp,
-    c: &TaskCompletion,
+    completions: &[TaskCompletion],
+    locked: &[PgRow],
+    cache: Option<&Arc<dyn JournalCache>>,
+    channel: &str,
     wake: &mut Wake,
-) -> OpResult<String> {
-    let row = lease_row(conn, c.id).await?;
-    if !holds(&row, c.token, Some(now)) {
-        return Err(lease_lost(c.id).into());
+) -> OpResult<Vec<StoreResult<Completed>>> {
+    // A task completes once: a second completion of it in the batch finds it gone.
+    let mut seen = HashSet::with_capacity(completions.len());
+    let firsts: Vec<bool> = completions.iter().map(|c| seen.insert(c.id)).collect();
+
+    // 1. What each result says.
+    let mut found: HashMap<i64, (i32, String)> = HashMap::with_capacity(locked.len());
+    for row in locked {
+        found.insert(
+            row.try_get("id")?,
+            (row.try_get("execution")?, row.try_get("op")?),
+        );
     }
-    sqlx::query("DELETE FROM tasks WHERE id = $1")
-        .bind(c.id.0)
-        .execute(&mut *conn)
+
+    // 2. Delete, post, claim.
+    let mut task_ids = Vec::with_capacity(completions.len());
+    let mut tokens = Vec::with_capacity(completions.len());
+    let mut kinds = Vec::with_capacity(completions.len());
+    let mut claim_until = Vec::with_capacity(completions.len());
+    let mut sent = Vec::with_capacity(completions.len());
+    for (c, first) in completions.iter().zip(&firsts) {
+        let Some((execution, op)) = found.get(&c.id.0).filter(|_| *first) else {
+            continue;
+        };
+        let kind = MessageKind::ActivityResult {
+            execution: u32::try_from(*execution).unwrap_or(0),
+            op: codec::op_id(op)?,
+            result: c.result.clone(),
+        };
+        task_ids.push(c.id.0);
+        tokens.push(c.token.0);
+        kinds.push(codec::to_json(&kind)?);
+        claim_until.push(c.claim_turn.map(|lease| now.plus(lease).0));
+        sent.push(c.id);
+    }
+    let mut done: HashMap<TaskId, (bool, Option<Leased>)> = HashMap::with_capacity(sent.len());
+    if !sent.is_empty() {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "WITH c AS (
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
+                     WITH ORDINALITY AS c(id, token, kind, claim_until, ord)
+             ), gone AS (
+                 DELETE FROM tasks t USING c
+                  WHERE t.id = c.id AND t.lease_token = c.token AND t.lease_until > $5
+                 RETURNING t.id, t.instance_id
+             ), posted AS (
+                 INSERT INTO messages (instance_id, visible_at, kind)
+                 SELECT g.instance_id, $5, c.kind
+                   FROM gone g JOIN c ON c.id = g.id
+                   JOIN instances i ON i.id = g.instance_id AND i.status IN {OPEN}
+                  ORDER BY c.ord
+                 RETURNING id, instance_id, visible_at, kind
+             ), claims AS (
+                 SELECT DISTINCT ON (g.instance_id) g.instance_id, c.ord, c.claim_until
+                   FROM gone g JOIN c ON c.id = g.id
+                  WHERE c.claim_until IS NOT NULL
+                  ORDER BY g.instance_id, c.ord
+             ), plan AS (
+                 SELECT i.id, p.first, k.ord AS claim_ord, k.claim_until, x.due,
+                        (i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)) AS moves,
+                        (k.claim_until IS NOT NULL AND x.due <= $5) AS claims
+                   FROM (SELECT instance_id, min(id) AS first FROM posted
+                          GROUP BY instance_id) p
+                   JOIN instances i ON i.id = p.instance_id
+                   LEFT JOIN claims k ON k.instance_id = p.instance_id
+                  CROSS JOIN LATERAL (
+                        SELECT CASE WHEN i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)
+                                    THEN coalesce(i.lease_until, greatest($5, i.not_before))
+                                    ELSE i.due_at END AS due
+                  ) x
+             ), t AS (
+                 UPDATE instances i
+                    SET due_seq = coalesce(i.due_seq, pl.first),
+                        due_at = CASE WHEN pl.claims THEN pl.claim_until ELSE pl.due END,
+                        lease_token = CASE WHEN pl.claims THEN nextval('lease_tokens')
+                                           ELSE i.lease_token END,
+                        lease_until = CASE WHEN pl.claims THEN pl.claim_until
+                                           ELSE i.lease_until END
+                   FROM plan pl
+                  WHERE i.id = pl.id AND (pl.moves OR pl.claims)
+                 RETURNING i.*, pl.claims, pl.claim_ord
+             ), announced AS (
+                 SELECT pg_notify($6, '{turns}')
+                  WHERE EXISTS (SELECT 1 FROM t WHERE NOT t.claims)
+             ), turn AS (
+                 SELECT {leased}, l.claim_ord, {TURN_EXTRA_COLUMNS}
+                   FROM t AS l {extras}
+                  WHERE l.claims
+             )
+             SELECT c.id AS task_id, g.id IS NOT NULL AS completed,
+                    (SELECT count(*) FROM announced) AS announced,
+                    EXISTS (SELECT 1 FROM t WHERE NOT t.claims) AS wake_turns,
+                    turn.*
+               FROM c LEFT JOIN gone g ON g.id = c.id
+               LEFT JOIN turn ON turn.claim_ord = c.ord
+              ORDER BY c.ord",
+            turns = listen::TURNS,
+            leased = leased_columns("l"),
+            extras = turn_extras(
+                "SELECT m.id, m.visible_at, m.kind FROM messages m
+                  WHERE m.instance_id = l.id AND m.visible_at <= $5
+                 UNION ALL
+                 SELECT p.id, p.visible_at, p.kind FROM posted p WHERE p.instance_id = l.id"
+            ),
+        )))
+        .bind(&task_ids)
+        .bind(&tokens)
+        .bind(&kinds)
+        .bind(&claim_until)
+        .bind(now.0)
+        .bind(channel)
+        .fetch_all(&mut *conn)
         .await?;
-    let (instance_id, execution, op, _, _) = row;
-    let kind = MessageKind::ActivityResult {
-        execution: u32::try_from(execution).unwrap_or(0),
-        op: codec::op_id(&op)?,
-        result: c.result.clone(),
-    };
-    if insert_message(conn, &instance_id, &kind, now).await? {
-        wake.turns = true;
+        for row in &rows {
+            let id = TaskId(row.try_get("task_id")?);
+            let completed: bool = row.try_get("completed")?;
+            wake.turns |= row.try_get::<bool, _>("wake_turns")?;
+            let turn = match row.try_get::<Option<String>, _>("id")? {
+                Some(_) => Some(leased_row(row)?),
+                None => None,
+            };
+            done.insert(id, (completed, turn));
+        }
     }
-    Ok(instance_id)
+
+    // The tasks whose lease was not held: gone since step 1, or leased to another attempt.
+    let refused: Vec<i64> = done
+        .iter()
+        .filter(|(_, (completed, _))| !completed)
+        .map(|(id, _)| id.0)
+        .collect();
+    let still_there: HashSet<i64> = if refused.is_empty() {
+        HashSet::new()
+    } else {
+        sqlx::query_scalar("SELECT id FROM tasks WHERE id = ANY($1)")
+            .bind(&refused)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .collect()
+    };
+
+    // The claimed turns' journals.
+    let mut claimed: Vec<(usize, Leased)> = Vec::new();
+    let mut results: Vec<StoreResult<Completed>> = Vec::with_capacity(completions.len());
+    for (i, (c, first)) in completions.iter().zip(&firsts).enumerate() {
+        let outcome = if *first { done.remove(&c.id) } else { None };
+        results.push(match outcome {
+            Some((true, turn)) => {
+                if let Some(turn) = turn {
+                    claimed.push((i, turn));
+                }
+                Ok(Completed::default())
+            }
+            Some((false, _)) if still_there.contains(&c.id.0) => Err(lease_lost(c.id)),
+            _ => Err(not_found(c.id)),
+        });
+    }
+    if !claimed.is_empty() {
+        let (at, leased): (Vec<usize>, Vec<Leased>) = claimed.into_iter().unzip();
+        let turns = with_journals(conn, leased, cache).await?;
+        for (i, turn) in at.into_iter().zip(turns) {
+            if let Some(Ok(completed)) = results.get_mut(i) {
+                completed.turn = Some(turn);
+            }
+        }
+    }
+    Ok(results)
 }
 
+/// Extends a task's lease: one statement, whose condition is the lease check; only when it
+/// fails, a query tells a task that is gone from one leased to another attempt.
 pub(crate) async fn renew(
     conn: &mut PgConnection,
     id: TaskId,
@@ -142,56 +315,81 @@ pub(crate) async fn renew(
     now: Timestamp,
     lease: Duration,
 ) -> OpResult<Timestamp> {
-    let row = lease_row(conn, id).await?;
-    if !holds(&row, token, Some(now)) {
-        return Err(lease_lost(id).into());
-    }
     let until = now.plus(lease);
-    sqlx::query("UPDATE tasks SET lease_until = $2, visible_at = $2 WHERE id = $1")
-        .bind(id.0)
-        .bind(until.0)
-        .execute(&mut *conn)
-        .await?;
-    Ok(until)
+    let renewed = sqlx::query(
+        "UPDATE tasks SET lease_until = $4, visible_at = $4
+          WHERE id = $1 AND lease_token = $2 AND lease_until > $3",
+    )
+    .bind(id.0)
+    .bind(token.0)
+    .bind(now.0)
+    .bind(until.0)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if renewed == 1 {
+        Ok(until)
+    } else {
+        Err(refused(conn, id).await?.into())
+    }
 }
 
+/// Why a lease check on a task failed: the task is gone, or another attempt holds it.
+async fn refused(conn: &mut PgConnection, id: TaskId) -> OpResult<StoreError> {
+    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1")
+        .bind(id.0)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(match exists {
+        Some(_) => lease_lost(id),
+        None => not_found(id),
+    })
+}
+
+/// Gives a task back: one statement, whose condition is the lease check, and which announces
+/// the task.
 pub(crate) async fn release(
     conn: &mut PgConnection,
     id: TaskId,
     token: LeaseToken,
     release: &TaskRelease,
+    channel: &str,
     wake: &mut Wake,
 ) -> OpResult<()> {
-    let row = lease_row(conn, id).await?;
-    if !holds(&row, token, None) {
-        return Err(lease_lost(id).into());
-    }
-    match release {
+    // Retry: visible at `$3` with the failure; hand-back: visible at once, attempt not counted.
+    let (visible_at, failure) = match release {
         TaskRelease::Retry {
             visible_at,
             failure,
-        } => {
-            sqlx::query(
-                "UPDATE tasks SET lease_until = NULL, visible_at = $2, last_failure = $3
-                  WHERE id = $1",
-            )
-            .bind(id.0)
-            .bind(visible_at.0)
-            .bind(codec::to_json(failure)?)
-            .execute(&mut *conn)
-            .await?;
-        }
-        TaskRelease::HandBack => {
-            sqlx::query(
-                "UPDATE tasks SET lease_until = NULL, visible_at = scheduled_at,
-                                  attempt = greatest(attempt - 1, 0)
-                  WHERE id = $1",
-            )
-            .bind(id.0)
-            .execute(&mut *conn)
-            .await?;
-        }
+        } => (Some(visible_at.0), Some(codec::to_json(failure)?)),
+        TaskRelease::HandBack => (None, None),
+    };
+    let released: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+        "WITH released AS (
+             UPDATE tasks SET lease_until = NULL,
+                    visible_at = coalesce($3, scheduled_at),
+                    last_failure = CASE WHEN $3 IS NULL THEN last_failure ELSE $4 END,
+                    attempt = CASE WHEN $3 IS NULL THEN greatest(attempt - 1, 0)
+                                   ELSE attempt END
+              WHERE id = $1 AND lease_token = $2 AND lease_until IS NOT NULL
+             RETURNING id
+         ), announced AS (
+             SELECT pg_notify($5, '{tasks}') FROM released
+         )
+         SELECT count(*) FROM announced",
+        tasks = listen::TASKS,
+    )))
+    .bind(id.0)
+    .bind(token.0)
+    .bind(visible_at)
+    .bind(failure)
+    .bind(channel)
+    .fetch_one(&mut *conn)
+    .await?;
+    if released == 1 {
+        wake.tasks = true;
+        Ok(())
+    } else {
+        Err(refused(conn, id).await?.into())
     }
-    wake.tasks = true;
-    Ok(())
 }
