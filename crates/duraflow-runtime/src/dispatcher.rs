@@ -120,9 +120,9 @@ async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork
                     if finished {
                         inner.active.cancel_instance(&id);
                     }
-                    for (task, permit) in committed.tasks.into_iter().zip(permits) {
-                        spawn_attempt(inner, writers, task, permit);
-                    }
+                    // Warm before the claimed tasks start: a task that finishes at once claims
+                    // the next turn, and the store leaves that turn's journal unread only if
+                    // the cache already holds the run.
                     match run {
                         Some(mut run) if run.outcome().is_none() => {
                             let history = run.mark_committed();
@@ -136,6 +136,9 @@ async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork
                         }
                         // An ended execution.
                         ended => drop_aside(ended),
+                    }
+                    for (task, permit) in committed.tasks.into_iter().zip(permits) {
+                        spawn_attempt(inner, writers, task, permit);
                     }
                     return;
                 }
