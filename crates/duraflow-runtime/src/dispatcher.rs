@@ -115,35 +115,54 @@ async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork
                     lease: inner.options.task_lease,
                 });
             }
-            match writers.committer.submit(*commit).await {
+            // The run goes warm before the commit is sent, under this turn's token. Put after
+            // the commit instead, it could land after the instance's next turn had started
+            // (one claimed by a result that came back while this task was not yet polled
+            // again) and replace that turn's newer run with this older one. The store only
+            // leaves a journal unread when its last commit has the token of the cached run, so
+            // an entry whose commit fails is never used, and it is dropped below.
+            let (warm, ended) = match run {
+                Some(mut run) if run.outcome().is_none() => {
+                    let history = run.mark_committed();
+                    let warm = WarmRun {
+                        run,
+                        execution,
+                        token,
+                    };
+                    inner.warm.put(id.clone(), warm);
+                    (Some(history), None)
+                }
+                // An ended execution.
+                ended => (None, ended),
+            };
+            let result = writers.committer.submit(*commit).await;
+            if result.is_err() && warm.is_some() {
+                drop_aside(inner.warm.discard(&id, token));
+            }
+            if let Some(history) = warm {
+                drop_aside(history);
+            }
+            drop_aside(ended);
+            match result {
                 Ok(committed) => {
                     if finished {
                         inner.active.cancel_instance(&id);
-                    }
-                    // Warm before the claimed tasks start: a task that finishes at once claims
-                    // the next turn, and the store leaves that turn's journal unread only if
-                    // the cache already holds the run.
-                    match run {
-                        Some(mut run) if run.outcome().is_none() => {
-                            let history = run.mark_committed();
-                            let warm = WarmRun {
-                                run,
-                                execution,
-                                token,
-                            };
-                            inner.warm.put(id, warm);
-                            drop_aside(history);
-                        }
-                        // An ended execution.
-                        ended => drop_aside(ended),
                     }
                     for (task, permit) in committed.tasks.into_iter().zip(permits) {
                         spawn_attempt(inner, writers, task, permit);
                     }
                     return;
                 }
+                // The lease expired and another turn may hold it, or the store found the
+                // journal moved on under this turn: either way the turn is void. Giving the
+                // lease back (refused harmlessly when it is no longer ours) lets the instance's
+                // messages be fetched at once rather than when the lease expires.
                 Err(StoreError::LeaseLost { .. }) => {
                     debug!(instance_id = %id, "turn discarded: its lease was lost");
+                    let now = inner.clock.now();
+                    if let Err(e) = inner.store.abandon_turn(&id, token, now).await {
+                        debug!(instance_id = %id, error = %e, "the lease was not ours any more");
+                    }
                     return;
                 }
                 Err(e) => (

@@ -1,11 +1,13 @@
 //! Warm instances: workflows kept in memory, replayed, between their turns.
 //!
-//! After a turn commits, the instance's [`WorkflowRun`] (its journal and the workflow future,
-//! blocked where it waits) goes into this cache. The next turn of the instance takes it back
-//! and only applies the new messages, instead of reading the journal and replaying it from the
-//! start. The store is asked to skip reading a journal only when the cache holds it exactly as
-//! this engine's own last commit left it (named by that commit's lease token), so a journal
-//! that another process moved on is always read and replayed in full.
+//! When a turn is sent to be committed, the instance's [`WorkflowRun`] (the workflow future,
+//! blocked where it waits) goes into this cache under the turn's lease token. The next turn of
+//! the instance takes it back and only applies the new messages, instead of reading the journal
+//! and replaying it from the start. The store is asked to skip reading a journal only when the
+//! cache holds the run of the store's last commit of that instance (the same lease token), so a
+//! journal that another process moved on, or a commit that failed, always means a full replay.
+//! The run is cached before its commit, not after: nothing of the instance can happen between
+//! the two that a later turn would need to see first.
 //!
 //! The cache is bounded (`EngineOptions::warm_instances`): the least recently used instance
 //! is dropped first, so a parked workflow costs store rows, not memory.
@@ -51,7 +53,19 @@ impl WarmCache {
         self.lock().remove(instance_id)
     }
 
-    /// Keeps a run after its turn committed, dropping the least recently used one if full.
+    /// Takes the run of `instance_id` out of the cache if it is the one of the turn leased with
+    /// `token` (a turn whose commit failed), and returns it for the caller to drop.
+    pub(crate) fn discard(&self, instance_id: &str, token: LeaseToken) -> Option<WorkflowRun> {
+        let mut runs = self.lock();
+        if runs.peek(instance_id).is_some_and(|w| w.token == token) {
+            runs.remove(instance_id).map(|w| w.run)
+        } else {
+            None
+        }
+    }
+
+    /// Keeps the run of a turn that is being committed under `warm.token`, dropping the least
+    /// recently used one if full.
     pub(crate) fn put(&self, instance_id: String, warm: WarmRun) {
         if self.capacity == 0 {
             return;
