@@ -33,12 +33,22 @@ pub async fn approve_and_ship(
         .raise_event(run, "approved", &approval)
         .await
         .unwrap();
-    // The cooling-off timer is virtual: advance the clock once it has been scheduled.
-    history_with(
-        client,
-        &run.id,
-        "the cooling-off timer to be scheduled",
-        |k| matches!(k, EventKind::TimerCreated { .. }),
+    // The cooling-off timer is virtual: advance the clock once it has been scheduled, by the
+    // turn that took the approval. (The approval's deadline may be a timer journaled before
+    // it. Advanced before the approval's turn ran, the clock would only move the cooling-off
+    // timer's fire time along, and nothing would ever fire it.)
+    eventually(
+        &format!("the cooling-off timer in the journal of {:?}", run.id),
+        || async {
+            let journal = client.history(run, None).await.ok()?;
+            let approved = journal
+                .iter()
+                .position(|e| matches!(e.kind, EventKind::EventRaised { .. }))?;
+            journal[approved..]
+                .iter()
+                .any(|e| matches!(e.kind, EventKind::TimerCreated { .. }))
+                .then_some(())
+        },
     )
     .await;
     clock.advance(order::COOLING_OFF);
