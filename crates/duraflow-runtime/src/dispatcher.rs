@@ -26,7 +26,7 @@ fn drop_aside<T: Weight + Send + 'static>(value: T) {
     }
 }
 
-/// How much there is to free, in journal events.
+/// How much there is to free, in journal events and operations.
 trait Weight {
     fn weight(&self) -> usize;
 }
@@ -39,7 +39,8 @@ impl Weight for Vec<duraflow_core::Event> {
 
 impl Weight for Option<duraflow_core::WorkflowRun> {
     fn weight(&self) -> usize {
-        self.as_ref().map_or(0, |run| run.held_events())
+        self.as_ref()
+            .map_or(0, |run| run.held_events() + run.held_operations())
     }
 }
 

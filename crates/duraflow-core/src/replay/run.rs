@@ -392,6 +392,11 @@ impl WorkflowRun {
         lock(&self.state).journal.len()
     }
 
+    /// How many operations the run keeps track of (every one it has issued, finished or not).
+    pub fn held_operations(&self) -> usize {
+        lock(&self.state).ops.len()
+    }
+
     /// The parent link from the execution's start event, for a child workflow.
     pub fn parent(&self) -> Option<ParentLink> {
         lock(&self.state).parent.clone()
