@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::clock::SystemClock;
+use crate::dispatcher::spawn_turn;
+use crate::engine::LocalEngine;
 use crate::error::ClientError;
 
 /// Starts, signals, observes and cleans up workflow instances.
@@ -29,6 +31,8 @@ pub struct Client {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     workflows: Option<Arc<Vec<String>>>,
+    /// The engine this client belongs to, if any.
+    local: Option<LocalEngine>,
 }
 
 impl fmt::Debug for Client {
@@ -111,17 +115,33 @@ impl<'a> IntoFuture for Start<'a> {
             let input = self.input?;
             let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             duraflow_store::validate_instance_id(&id)?;
-            let outcome = self
+            let new = NewInstance {
+                id: id.clone(),
+                name: self.name.clone(),
+                input,
+                parent: None,
+                created_at: self.client.clock.now(),
+            };
+            // A client of a running engine with room for a turn takes the first turn along,
+            // and the engine runs it at once instead of fetching it.
+            let store = &self.client.store;
+            let outcome = match self
                 .client
-                .store
-                .create_instance(NewInstance {
-                    id: id.clone(),
-                    name: self.name.clone(),
-                    input,
-                    parent: None,
-                    created_at: self.client.clock.now(),
-                })
-                .await?;
+                .local
+                .as_ref()
+                .and_then(LocalEngine::room_for_a_turn)
+            {
+                Some((inner, writers, permit)) => {
+                    let (outcome, turn) = store
+                        .create_instance_claiming(new, inner.options.turn_lease)
+                        .await?;
+                    if let Some(work) = turn {
+                        spawn_turn(&inner, &writers, work, permit);
+                    }
+                    outcome
+                }
+                None => store.create_instance(new).await?,
+            };
             match outcome {
                 CreateOutcome::Created => Ok(RunHandle { id, existed: false }),
                 CreateOutcome::Existing(_) if self.if_exists == IfExists::Fail => {
@@ -196,6 +216,7 @@ impl Client {
             store,
             clock: Arc::new(SystemClock),
             workflows: None,
+            local: None,
         }
     }
 
@@ -203,11 +224,13 @@ impl Client {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         workflows: Arc<Vec<String>>,
+        local: LocalEngine,
     ) -> Self {
         Client {
             store,
             clock,
             workflows: Some(workflows),
+            local: Some(local),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use duraflow_core::{
@@ -14,7 +14,7 @@ use duraflow_store::{
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -264,14 +264,42 @@ impl EngineBuilder {
             completer,
         });
 
+        let local = LocalEngine {
+            inner: Arc::downgrade(&inner),
+            writers: Arc::downgrade(&writers),
+        };
         let dispatcher = tokio::spawn(run_dispatcher(inner.clone(), writers.clone()));
         let workers = tokio::spawn(run_workers(inner.clone(), writers));
         info!(store = inner.store.backend(), "duraflow engine started");
         Ok(Engine {
             inner,
+            local,
             loops: vec![dispatcher, workers],
             writers: vec![committer_task, completer_task],
         })
+    }
+}
+
+/// An engine as its clients see it: weakly, so that a client kept after
+/// [`Engine::shutdown`] neither keeps the engine's writers alive nor starts work on it.
+#[derive(Clone)]
+pub(crate) struct LocalEngine {
+    inner: Weak<Inner>,
+    writers: Weak<Writers>,
+}
+
+impl LocalEngine {
+    /// The engine, its writers and a turn permit, when it is running and has room for a turn.
+    pub(crate) fn room_for_a_turn(
+        &self,
+    ) -> Option<(Arc<Inner>, Arc<Writers>, OwnedSemaphorePermit)> {
+        let inner = self.inner.upgrade()?;
+        let writers = self.writers.upgrade()?;
+        if inner.stop.is_cancelled() {
+            return None;
+        }
+        let permit = inner.turn_permits.clone().try_acquire_owned().ok()?;
+        Some((inner, writers, permit))
     }
 }
 
@@ -279,6 +307,8 @@ impl EngineBuilder {
 /// until [`Engine::shutdown`].
 pub struct Engine {
     inner: Arc<Inner>,
+    /// What this engine's clients need to run the first turns of what they start.
+    local: LocalEngine,
     loops: Vec<JoinHandle<()>>,
     writers: Vec<JoinHandle<()>>,
 }
@@ -305,6 +335,7 @@ impl Engine {
             self.inner.store.clone(),
             self.inner.clock.clone(),
             Arc::new(self.inner.registry.workflow_names()),
+            self.local.clone(),
         )
     }
 

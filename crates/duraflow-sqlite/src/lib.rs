@@ -179,6 +179,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_instance_claiming(
+        &self,
+        instance: NewInstance,
+        lease: Duration,
+    ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
+        self.db
+            .write(move |c, tx| instances::create_claiming(c, &instance, lease, tx))
+            .await
+    }
+
     async fn send(&self, message: NewMessage) -> StoreResult<()> {
         self.db
             .write(move |c, tx| instances::send(c, &message, tx))

@@ -37,8 +37,10 @@ pub type Cache<'a> = Option<&'a Arc<dyn JournalCache>>;
 ///   leased in the order their work became due (the time their oldest message became visible,
 ///   or their lease expired), ties in the order their oldest message was sent.
 /// - **Claims**: a commit may lease some of the tasks it creates to the committer, and a task
-///   completion may lease the instance's next turn to the completer, so work that stays in one
-///   process skips a fetch; a claim is granted only where a fetch would have leased the work.
+///   completion may lease the instance's next turn to the completer, and a creation may lease
+///   the new instance's first turn to the creator, so work that stays in one process skips a
+///   fetch; a claim is granted only where a fetch would have leased the work, and a store may
+///   grant none.
 /// - **Finished instances** take no more messages: their inbox and tasks are deleted when they
 ///   finish, and messages later sent to them are dropped (`send` reports it).
 #[async_trait]
@@ -54,6 +56,18 @@ pub trait Store: Send + Sync + 'static {
     /// Creates an instance with a start message in its inbox, atomically. If the id is taken,
     /// nothing changes and the existing instance is returned.
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome>;
+
+    /// Creates an instance as [`Store::create_instance`] does and, when it is new, may lease its
+    /// first turn to the caller for `lease` (from its `created_at`) in the same write, as a fetch
+    /// would have. The default grants no claim.
+    async fn create_instance_claiming(
+        &self,
+        instance: NewInstance,
+        lease: Duration,
+    ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
+        let _ = lease;
+        Ok((self.create_instance(instance).await?, None))
+    }
 
     /// Puts a message in an instance's inbox. Fails with `NotFound` for an unknown instance and
     /// `InstanceFinished` for a finished one.

@@ -54,6 +54,7 @@ struct Counting {
     fetched_turns: AtomicUsize,
     fetched_tasks: AtomicUsize,
     claimed_turns: AtomicUsize,
+    claimed_starts: AtomicUsize,
     claimed_tasks: AtomicUsize,
     cached_journals: AtomicUsize,
 }
@@ -74,6 +75,17 @@ impl Store for Counting {
     }
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
         self.inner.create_instance(instance).await
+    }
+    async fn create_instance_claiming(
+        &self,
+        instance: NewInstance,
+        lease: std::time::Duration,
+    ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
+        let (outcome, turn) = self.inner.create_instance_claiming(instance, lease).await?;
+        if turn.is_some() {
+            self.claimed_starts.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok((outcome, turn))
     }
     async fn send(&self, message: NewMessage) -> StoreResult<()> {
         self.inner.send(message).await
@@ -203,9 +215,10 @@ async fn parked(client: &Client, id: &str) {
 // One test, so that nothing else moves STARTS while it counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_instances_claims_and_their_fallbacks() {
-    // 1. Warm: seven turns (start, five results, the event), and the code starts once. After
-    //    the first turn, no turn is fetched and no task either: each commit claims its task
-    //    and each completion claims the next turn, whose journal the store leaves unread.
+    // 1. Warm: seven turns (start, five results, the event), and the code starts once. Only
+    //    the event's turn is fetched, and no task: the start claims the first turn, each commit
+    //    claims its task and each completion claims the next turn, whose journal the store
+    //    leaves unread.
     let store = Arc::new(Counting::default());
     let engine = engine_on(store.clone(), EngineOptions::default()).await;
     let client = engine.client();
@@ -228,9 +241,14 @@ async fn warm_instances_claims_and_their_fallbacks() {
         "each result's turn claimed"
     );
     assert_eq!(
+        Counting::get(&store.claimed_starts),
+        1,
+        "the start claimed the first turn"
+    );
+    assert_eq!(
         Counting::get(&store.fetched_turns),
-        2,
-        "only the start and the event are fetched"
+        1,
+        "only the event's turn is fetched"
     );
     assert_eq!(
         Counting::get(&store.cached_journals),

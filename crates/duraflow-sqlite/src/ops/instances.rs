@@ -1,15 +1,18 @@
 //! Creating instances and sending them messages.
 
+use std::time::Duration;
+
 use duraflow_core::Timestamp;
 use duraflow_store::{
     validate_instance_id, CreateOutcome, InstanceInfo, InstanceStatus, MessageKind, NewInstance,
-    NewMessage, StoreError,
+    NewMessage, StoreError, TurnWork,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::codec::{instance_row, json, status, INSTANCE_COLUMNS};
 use crate::db::Tx;
 use crate::error::SqlResult;
+use crate::ops::turns;
 
 pub(crate) fn not_found(id: &str) -> StoreError {
     StoreError::NotFound(format!("instance {id:?}"))
@@ -68,8 +71,9 @@ pub(crate) fn insert_message(
     Ok(true)
 }
 
-/// Inserts a new instance with its start message (its first work, due at once).
-pub(crate) fn insert(conn: &Connection, new: &NewInstance, tx: &mut Tx<'_>) -> SqlResult<()> {
+/// Inserts a new instance with its start message (its first work, due at once); the caller
+/// wakes whoever should fetch it.
+pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
     validate_instance_id(&new.id)?;
     let start = json(&MessageKind::Start { execution: 1 })?;
     conn.prepare_cached(
@@ -90,7 +94,6 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance, tx: &mut Tx<'_>) -> S
         new.created_at.0,
         start_id,
     ])?;
-    tx.wake.turns = true;
     Ok(())
 }
 
@@ -102,8 +105,27 @@ pub(crate) fn create(
     if let Some(existing) = get(conn, &new.id)? {
         return Ok(CreateOutcome::Existing(Box::new(existing)));
     }
-    insert(conn, new, tx)?;
+    insert(conn, new)?;
+    tx.wake.turns = true;
     Ok(CreateOutcome::Created)
+}
+
+/// Creates an instance and leases its first turn to the creator, who is the only one to tell.
+pub(crate) fn create_claiming(
+    conn: &Connection,
+    new: &NewInstance,
+    lease: Duration,
+    tx: &mut Tx<'_>,
+) -> SqlResult<(CreateOutcome, Option<TurnWork>)> {
+    if let Some(existing) = get(conn, &new.id)? {
+        return Ok((CreateOutcome::Existing(Box::new(existing)), None));
+    }
+    insert(conn, new)?;
+    let turn = turns::lease_turn(conn, tx, &new.id, new.created_at, lease, None)?;
+    if turn.is_none() {
+        tx.wake.turns = true;
+    }
+    Ok((CreateOutcome::Created, turn))
 }
 
 pub(crate) fn send(conn: &Connection, message: &NewMessage, tx: &mut Tx<'_>) -> SqlResult<()> {

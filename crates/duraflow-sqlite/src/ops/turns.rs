@@ -199,7 +199,8 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     }
     for child in &c.new_instances {
         if instances::status_of(conn, &child.id)?.is_none() {
-            instances::insert(conn, child, tx)?;
+            instances::insert(conn, child)?;
+            tx.wake.turns = true;
         }
     }
     let mut committed = Committed::default();

@@ -1,6 +1,6 @@
 //! Warm journals and claims: a fetch leaves unread the journals the caller holds, a commit may
-//! lease its new tasks to the committer, and a completion may lease the instance's next turn
-//! to the completer.
+//! lease its new tasks to the committer, a completion may lease the instance's next turn to
+//! the completer, and a creation its first turn to the creator.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,8 +13,8 @@ use crate::error::StoreError;
 use crate::journal_cache::JournalCache;
 use crate::store::Store;
 use crate::types::{
-    Committed, Completed, InstanceStatus, Journal, LeaseToken, MessageKind, OpResult, TaskClaim,
-    TaskCompletion, TaskWork, TurnCommit,
+    Committed, Completed, CreateOutcome, InstanceStatus, Journal, LeaseToken, MessageKind,
+    OpResult, TaskClaim, TaskCompletion, TaskWork, TurnCommit,
 };
 
 /// A journal cache that holds what the test says it holds.
@@ -257,6 +257,64 @@ pub async fn completion_claims_a_free_turn(store: Arc<dyn Store>) {
     );
     commit_one(&*store, commit_of(turn, at(3))).await.unwrap();
     assert_eq!(store.stats().await.unwrap().messages, 0);
+}
+
+/// A creation may lease the new instance's first turn to the creator: the turn holds the start
+/// message and an empty journal, and no fetch gets it while the lease lasts. A store that grants
+/// no claim leaves the turn to a fetch. An id that exists is neither created nor claimed.
+pub async fn creation_claims_the_first_turn(store: Arc<dyn Store>) {
+    let (outcome, turn) = store
+        .create_instance_claiming(new_instance("c", "wf"), LEASE)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, CreateOutcome::Created), "{outcome:?}");
+    match turn {
+        Some(turn) => {
+            assert_eq!(turn.instance.id, "c");
+            assert_eq!(turn.instance.status, InstanceStatus::Pending);
+            assert_eq!(turn.journal, Ok(Journal::Events(vec![])));
+            assert_eq!(turn.messages.len(), 1);
+            assert!(matches!(
+                turn.messages[0].kind,
+                MessageKind::Start { execution: 1 }
+            ));
+            assert!(store
+                .fetch_turns(at(1), 10, LEASE, None)
+                .await
+                .unwrap()
+                .is_empty());
+            assert_eq!(
+                store.next_due(at(1)).await.unwrap().turn,
+                Some(at(LEASE_MS))
+            );
+            commit_one(&*store, commit_of(&turn, at(1))).await.unwrap();
+        }
+        None => {
+            let fetched = store.fetch_turns(at(1), 10, LEASE, None).await.unwrap();
+            assert_eq!(fetched.len(), 1);
+            commit_one(&*store, commit_of(&fetched[0], at(1)))
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(store.stats().await.unwrap().messages, 0);
+    let (again, turn) = store
+        .create_instance_claiming(new_instance("c", "other"), LEASE)
+        .await
+        .unwrap();
+    match again {
+        CreateOutcome::Existing(info) => {
+            assert_eq!(info.name, "wf");
+            assert_eq!(info.status, InstanceStatus::Running);
+        }
+        other => panic!("expected the existing instance, got {other:?}"),
+    }
+    assert!(turn.is_none());
+    assert!(store
+        .fetch_turns(at(2), 10, LEASE, None)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 /// A completion does not claim a turn somebody holds: its result waits in the inbox and the

@@ -140,6 +140,7 @@ macro_rules! conformance_tests {
                 claims_never_exceed_the_new_tasks,
                 completion_claims_a_free_turn,
                 completion_does_not_claim_a_leased_turn,
+                creation_claims_the_first_turn,
                 claims_in_a_batch_come_after_every_result,
             ]
             admin [

@@ -81,6 +81,15 @@ impl Store for MemoryStore {
         Ok(self.with_state(|s, w| s.create_instance(instance, w)))
     }
 
+    async fn create_instance_claiming(
+        &self,
+        instance: NewInstance,
+        lease: Duration,
+    ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
+        crate::types::validate_instance_id(&instance.id)?;
+        Ok(self.with_state(|s, _| s.create_instance_claiming(instance, lease)))
+    }
+
     async fn send(&self, message: NewMessage) -> StoreResult<()> {
         self.with_state(|s, w| s.send(message, w))
     }

@@ -285,6 +285,22 @@ impl State {
         CreateOutcome::Created
     }
 
+    /// Creates an instance and leases its first turn to the creator; nobody else is woken for
+    /// it.
+    pub(super) fn create_instance_claiming(
+        &mut self,
+        new: NewInstance,
+        lease: Duration,
+    ) -> (CreateOutcome, Option<TurnWork>) {
+        let (id, now) = (new.id.clone(), new.created_at);
+        let outcome = self.create_instance(new, &mut Wake::default());
+        let turn = match outcome {
+            CreateOutcome::Created => self.lease_turn(&id, now, lease, None),
+            CreateOutcome::Existing(_) => None,
+        };
+        (outcome, turn)
+    }
+
     pub(super) fn send(&mut self, message: NewMessage, wake: &mut Wake) -> StoreResult<()> {
         let inst = self
             .instances
