@@ -246,6 +246,16 @@ impl Store for PostgresStore {
         self.creates.create(instance).await
     }
 
+    async fn create_instance_claiming(
+        &self,
+        instance: NewInstance,
+        lease: Duration,
+    ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
+        validate_instance_id(&instance.id)?;
+        let mut conn = self.conn().await?;
+        Ok(instances::create_claiming(&mut conn, &instance, lease).await?)
+    }
+
     async fn send(&self, message: NewMessage) -> StoreResult<()> {
         let mut conn = self.conn().await?;
         let mut wake = Wake::default();

@@ -9,9 +9,11 @@
 //! evaluated again on the row the commit left (`due_at IS NULL OR ...`; PostgreSQL re-checks an
 //! `UPDATE`'s `WHERE` and recomputes its `SET` on the newest row version after a wait).
 
+use std::time::Duration;
+
 use duraflow_store::{
-    codec, CreateOutcome, InstanceInfo, InstanceStatus, MessageKind, NewInstance, NewMessage,
-    StoreError,
+    codec, CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
+    MessageKind, NewInstance, NewMessage, StoreError, TurnWork,
 };
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
@@ -150,6 +152,88 @@ pub(crate) async fn create_batch(
         .into());
     }
     Ok(out)
+}
+
+/// Creates one instance with its start message and leases its first turn to the caller for
+/// `lease`, in one statement that announces nothing (the caller runs the turn); returns the
+/// turn, or the existing instance for a taken id. The caller has validated the id.
+pub(crate) async fn create_claiming(
+    conn: &mut PgConnection,
+    new: &NewInstance,
+    lease: Duration,
+) -> OpResult<(CreateOutcome, Option<TurnWork>)> {
+    let until = new.created_at.plus(lease);
+    let parent = new.parent.as_ref().map(codec::to_json).transpose()?;
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "WITH new AS MATERIALIZED (
+             SELECT nextval('messages_id_seq') AS start, nextval('lease_tokens') AS token
+         ), created AS (
+             INSERT INTO instances (id, name, status, execution, input, parent, created_at,
+                                    updated_at, due_at, due_seq, lease_token, lease_until)
+             SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $6, start, token, $6 FROM new
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id, due_seq, lease_token
+         ), started AS (
+             INSERT INTO messages (id, instance_id, visible_at, kind)
+             SELECT due_seq, id, $5, $7 FROM created
+         )
+         SELECT c.id AS created_id, c.due_seq AS start_id, c.lease_token AS token, existing.*
+           FROM (SELECT 1) one
+           LEFT JOIN created c ON true
+           LEFT JOIN LATERAL (
+                SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.id = $1
+           ) existing ON c.id IS NULL"
+    )))
+    .bind(&new.id)
+    .bind(&new.name)
+    .bind(new.input.as_json())
+    .bind(&parent)
+    .bind(new.created_at.0)
+    .bind(until.0)
+    .bind(start_message()?)
+    .fetch_one(&mut *conn)
+    .await?;
+    if row.try_get::<Option<String>, _>("created_id")?.is_some() {
+        let start: i64 = row.try_get("start_id")?;
+        let token: i64 = row.try_get("token")?;
+        let instance = InstanceInfo {
+            id: new.id.clone(),
+            name: new.name.clone(),
+            status: InstanceStatus::Pending,
+            execution: 1,
+            input: new.input.clone(),
+            output: None,
+            failure: None,
+            parent: new.parent.clone(),
+            created_at: new.created_at,
+            updated_at: new.created_at,
+        };
+        let turn = TurnWork {
+            instance,
+            journal: Ok(Journal::Events(Vec::new())),
+            messages: vec![Message {
+                id: MessageId(start),
+                instance_id: new.id.clone(),
+                kind: MessageKind::Start { execution: 1 },
+                visible_at: new.created_at,
+            }],
+            token: LeaseToken(token),
+        };
+        return Ok((CreateOutcome::Created, Some(turn)));
+    }
+    let existing = match row.try_get::<Option<String>, _>("id")? {
+        Some(_) => Some(instance_row(&row)?),
+        // Taken by a transaction that committed while this statement ran.
+        None => get(conn, &new.id).await?,
+    };
+    match existing {
+        Some(existing) => Ok((CreateOutcome::Existing(Box::new(existing)), None)),
+        None => Err(StoreError::Unavailable(format!(
+            "instance {:?} was being created and purged concurrently; try again",
+            new.id
+        ))
+        .into()),
+    }
 }
 
 /// Puts a message in an open instance's inbox, bringing the instance's due time forward when
