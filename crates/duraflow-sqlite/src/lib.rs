@@ -175,8 +175,9 @@ impl Store for SqliteStore {
 
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
         self.db
-            .write(move |c, tx| instances::create(c, &instance, tx))
+            .write(move |c, tx| instances::create(c, &instance, None, tx))
             .await
+            .map(|(outcome, _)| outcome)
     }
 
     async fn create_instance_claiming(
@@ -185,7 +186,7 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
         self.db
-            .write(move |c, tx| instances::create_claiming(c, &instance, lease, tx))
+            .write(move |c, tx| instances::create(c, &instance, Some(lease), tx))
             .await
     }
 

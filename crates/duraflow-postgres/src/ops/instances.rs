@@ -128,20 +128,7 @@ pub(crate) async fn create_batch(
             out.push(CreateOutcome::Created);
             continue;
         }
-        let existing = match row.try_get::<Option<String>, _>("id")? {
-            Some(_) => Some(instance_row(row)?),
-            None => get(conn, &n.id).await?,
-        };
-        match existing {
-            Some(existing) => out.push(CreateOutcome::Existing(Box::new(existing))),
-            None => {
-                return Err(StoreError::Unavailable(format!(
-                    "instance {:?} was being created and purged concurrently; try again",
-                    n.id
-                ))
-                .into())
-            }
-        }
+        out.push(existing(conn, row, &n.id).await?);
     }
     if out.len() != new.len() {
         return Err(StoreError::Other(format!(
@@ -221,16 +208,25 @@ pub(crate) async fn create_claiming(
         };
         return Ok((CreateOutcome::Created, Some(turn)));
     }
+    Ok((existing(conn, &row, &new.id).await?, None))
+}
+
+/// The outcome for an id a create statement found taken: the instance in the statement's row
+/// (its `existing.*` columns), or read again when a transaction that committed while the
+/// statement ran took the id.
+async fn existing(
+    conn: &mut PgConnection,
+    row: &sqlx::postgres::PgRow,
+    id: &str,
+) -> OpResult<CreateOutcome> {
     let existing = match row.try_get::<Option<String>, _>("id")? {
-        Some(_) => Some(instance_row(&row)?),
-        // Taken by a transaction that committed while this statement ran.
-        None => get(conn, &new.id).await?,
+        Some(_) => Some(instance_row(row)?),
+        None => get(conn, id).await?,
     };
     match existing {
-        Some(existing) => Ok((CreateOutcome::Existing(Box::new(existing)), None)),
+        Some(existing) => Ok(CreateOutcome::Existing(Box::new(existing))),
         None => Err(StoreError::Unavailable(format!(
-            "instance {:?} was being created and purged concurrently; try again",
-            new.id
+            "instance {id:?} was being created and purged concurrently; try again"
         ))
         .into()),
     }

@@ -97,31 +97,22 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
     Ok(())
 }
 
+/// Creates an instance unless its id is taken. With `claim`, its first turn is leased to the
+/// creator for that long, and nobody else is woken for it; otherwise the dispatchers are.
 pub(crate) fn create(
     conn: &Connection,
     new: &NewInstance,
-    tx: &mut Tx<'_>,
-) -> SqlResult<CreateOutcome> {
-    if let Some(existing) = get(conn, &new.id)? {
-        return Ok(CreateOutcome::Existing(Box::new(existing)));
-    }
-    insert(conn, new)?;
-    tx.wake.turns = true;
-    Ok(CreateOutcome::Created)
-}
-
-/// Creates an instance and leases its first turn to the creator, who is the only one to tell.
-pub(crate) fn create_claiming(
-    conn: &Connection,
-    new: &NewInstance,
-    lease: Duration,
+    claim: Option<Duration>,
     tx: &mut Tx<'_>,
 ) -> SqlResult<(CreateOutcome, Option<TurnWork>)> {
     if let Some(existing) = get(conn, &new.id)? {
         return Ok((CreateOutcome::Existing(Box::new(existing)), None));
     }
     insert(conn, new)?;
-    let turn = turns::lease_turn(conn, tx, &new.id, new.created_at, lease, None)?;
+    let turn = match claim {
+        Some(lease) => turns::lease_turn(conn, tx, &new.id, new.created_at, lease, None)?,
+        None => None,
+    };
     if turn.is_none() {
         tx.wake.turns = true;
     }
