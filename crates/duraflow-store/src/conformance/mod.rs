@@ -152,6 +152,7 @@ macro_rules! conformance_tests {
                 next_due_reports_the_earliest_future_work,
                 stats_count_instances_messages_and_tasks,
                 notifier_wakes_waiters,
+                checkpoint_keeps_everything_and_the_store_goes_on,
             ]
         }
     };
