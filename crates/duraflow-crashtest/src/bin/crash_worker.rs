@@ -21,12 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use duraflow::prelude::*;
-use duraflow::{
-    ClientError, EngineOptions, InstanceStatus, ListFilter, PostgresOptions, SqliteStore, Store,
-};
+use duraflow::{ClientError, EngineOptions, InstanceStatus, ListFilter};
 use duraflow_crashtest::{
-    application_name, workflow_id, LogLine, Step, ACTIVITIES, ACTIVITY_CONCURRENCY_VAR,
-    DEFAULT_ACTIVITY_CONCURRENCY, LEASE_MS_VAR, SCHEMA_VAR,
+    open_store, workflow_id, LogLine, Step, ACTIVITIES, ACTIVITY_CONCURRENCY_VAR,
+    DEFAULT_ACTIVITY_CONCURRENCY, LEASE_MS_VAR,
 };
 
 async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
@@ -43,24 +41,6 @@ async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
             .await?;
     }
     Ok(total)
-}
-
-/// Opens the store named by the first argument.
-async fn open_store(
-    spec: &str,
-    generation: u32,
-) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        let options = PostgresOptions {
-            schema: std::env::var(SCHEMA_VAR).unwrap_or_else(|_| "duraflow".into()),
-            application_name: application_name(generation),
-            ..PostgresOptions::default()
-        };
-        Ok(Arc::new(PostgresStore::connect_with(spec, options).await?))
-    } else {
-        let path = spec.strip_prefix("sqlite:").unwrap_or(spec);
-        Ok(Arc::new(SqliteStore::open(path).await?))
-    }
 }
 
 /// Runs a client call, retrying while the store is unavailable (for up to two minutes).
