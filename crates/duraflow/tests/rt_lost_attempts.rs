@@ -15,18 +15,11 @@ mod common;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 
-use async_trait::async_trait;
+use common::observed::{Observed, Observer};
 use common::{eventually, failure_of, virtual_clock};
-use duraflow::crates::store::{
-    Cache, Committed, Completed, CreateOutcome, LeaseToken, NewInstance, NewMessage, NextDue,
-    Notifier, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit,
-    TurnWork,
-};
+use duraflow::crates::store::{Committed, Completed, LeaseToken, StoreResult, TaskWork};
 use duraflow::prelude::*;
-use duraflow::{
-    Clock, EngineOptions, Event, EventKind, FailureKind, InstanceInfo, ListFilter, ManualClock,
-    MemoryStore, Page, Store, Timestamp,
-};
+use duraflow::{Clock, EngineOptions, EventKind, FailureKind, ManualClock, Store, Timestamp};
 
 /// The task lease of these tests' engines.
 const LEASE: Duration = Duration::from_secs(10);
@@ -73,11 +66,10 @@ impl Drop for OpenOnDrop {
     }
 }
 
-/// A memory store that remembers which attempt each task lease was for and which attempts'
-/// completions it refused.
+/// Remembers which attempt each task lease was for and which attempts' completions the store
+/// refused.
 #[derive(Default)]
 struct Watching {
-    inner: MemoryStore,
     /// Attempt by lease token, for every task lease handed out (fetched or claimed).
     leases: Mutex<HashMap<LeaseToken, u32>>,
     /// The attempts whose completions were refused, in order.
@@ -104,115 +96,23 @@ impl Watching {
     }
 }
 
-#[async_trait]
-impl Store for Watching {
-    fn backend(&self) -> &'static str {
-        "watching"
-    }
-    fn notifier(&self) -> Option<&Notifier> {
-        self.inner.notifier()
-    }
-    async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
-        self.inner.create_instance(instance).await
-    }
-    async fn create_instance_claiming(
-        &self,
-        instance: NewInstance,
-        lease: Duration,
-    ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
-        self.inner.create_instance_claiming(instance, lease).await
-    }
-    async fn send(&self, message: NewMessage) -> StoreResult<()> {
-        self.inner.send(message).await
-    }
-    async fn fetch_turns(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-        cache: Cache<'_>,
-    ) -> StoreResult<Vec<TurnWork>> {
-        self.inner.fetch_turns(now, max, lease, cache).await
-    }
-    async fn commit_turns(
-        &self,
-        commits: Vec<TurnCommit>,
-    ) -> StoreResult<Vec<StoreResult<Committed>>> {
-        let results = self.inner.commit_turns(commits).await?;
+impl Observer for Watching {
+    fn committed(&self, results: &[StoreResult<Committed>]) {
         for committed in results.iter().filter_map(|r| r.as_ref().ok()) {
             self.leased(&committed.tasks);
         }
-        Ok(results)
     }
-    async fn abandon_turn(
-        &self,
-        instance_id: &str,
-        token: LeaseToken,
-        retry_at: Timestamp,
-    ) -> StoreResult<()> {
-        self.inner.abandon_turn(instance_id, token, retry_at).await
+    fn fetched_tasks(&self, tasks: &[TaskWork]) {
+        self.leased(tasks);
     }
-    async fn fetch_tasks(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-    ) -> StoreResult<Vec<TaskWork>> {
-        let tasks = self.inner.fetch_tasks(now, max, lease).await?;
-        self.leased(&tasks);
-        Ok(tasks)
-    }
-    async fn complete_tasks(
-        &self,
-        now: Timestamp,
-        completions: Vec<TaskCompletion>,
-        cache: Cache<'_>,
-    ) -> StoreResult<Vec<StoreResult<Completed>>> {
-        let tokens: Vec<LeaseToken> = completions.iter().map(|c| c.token).collect();
-        let results = self.inner.complete_tasks(now, completions, cache).await?;
+    fn completed(&self, tokens: &[LeaseToken], results: &[StoreResult<Completed>]) {
         let leases = self.leases.lock().unwrap();
-        for (token, result) in tokens.iter().zip(&results) {
+        for (token, result) in tokens.iter().zip(results) {
             if result.is_err() {
                 let attempt = leases.get(token).copied().unwrap_or(0);
                 self.refused.lock().unwrap().push(attempt);
             }
         }
-        Ok(results)
-    }
-    async fn renew_task(
-        &self,
-        id: TaskId,
-        token: LeaseToken,
-        now: Timestamp,
-        lease: Duration,
-    ) -> StoreResult<Timestamp> {
-        self.inner.renew_task(id, token, now, lease).await
-    }
-    async fn release_task(
-        &self,
-        id: TaskId,
-        token: LeaseToken,
-        release: TaskRelease,
-    ) -> StoreResult<()> {
-        self.inner.release_task(id, token, release).await
-    }
-    async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
-        self.inner.next_due(now).await
-    }
-    async fn instance(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
-        self.inner.instance(id).await
-    }
-    async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
-        self.inner.journal(id, execution).await
-    }
-    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
-        self.inner.list(filter).await
-    }
-    async fn purge(&self, id: &str) -> StoreResult<bool> {
-        self.inner.purge(id).await
-    }
-    async fn stats(&self) -> StoreResult<StoreStats> {
-        self.inner.stats().await
     }
 }
 
@@ -226,7 +126,7 @@ fn attempts_of(runs: &Runs) -> Vec<u32> {
 /// What one test works with.
 struct Setup {
     clock: Arc<ManualClock>,
-    store: Arc<Watching>,
+    store: Arc<Observed<Watching>>,
     engine: Engine,
     runs: Runs,
     gates: Arc<Gates>,
@@ -238,7 +138,7 @@ struct Setup {
 /// output when let go; every other attempt fails with a retryable error.
 async fn setup(blocking: &'static [u32]) -> Setup {
     let clock = virtual_clock();
-    let store = Arc::new(Watching::default());
+    let store = Arc::new(Observed::<Watching>::default());
     let runs: Runs = Arc::default();
     let gates = Arc::new(Gates::default());
     let (r, g, c) = (runs.clone(), gates.clone(), clock.clone());
