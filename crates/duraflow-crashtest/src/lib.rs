@@ -9,7 +9,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use duraflow::{PostgresOptions, PostgresStore, SqliteStore, Store};
 
@@ -57,6 +58,24 @@ pub async fn open_store(
         let path = spec.strip_prefix("sqlite:").unwrap_or(spec);
         Ok(Arc::new(SqliteStore::open(path).await?))
     }
+}
+
+/// The lease both workers take on turns and tasks: [`LEASE_MS_VAR`] milliseconds, 1.5 s by
+/// default (short, so that work in flight at a kill is picked up again quickly).
+pub fn lease_from_env() -> Result<Duration, std::num::ParseIntError> {
+    Ok(Duration::from_millis(match std::env::var(LEASE_MS_VAR) {
+        Ok(v) => v.parse()?,
+        Err(_) => 1_500,
+    }))
+}
+
+/// Opens the side-effect log for appending, shared by the worker's activities.
+pub fn open_log(path: &str) -> std::io::Result<Arc<Mutex<std::fs::File>>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    Ok(Arc::new(Mutex::new(file)))
 }
 
 /// The id of the poison worker's one workflow (see the `poison-worker` binary).

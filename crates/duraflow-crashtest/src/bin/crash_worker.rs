@@ -17,14 +17,13 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use duraflow::prelude::*;
 use duraflow::{ClientError, EngineOptions, InstanceStatus, ListFilter};
 use duraflow_crashtest::{
-    open_store, workflow_id, LogLine, Step, ACTIVITIES, ACTIVITY_CONCURRENCY_VAR,
-    DEFAULT_ACTIVITY_CONCURRENCY, LEASE_MS_VAR,
+    lease_from_env, open_log, open_store, workflow_id, LogLine, Step, ACTIVITIES,
+    ACTIVITY_CONCURRENCY_VAR, DEFAULT_ACTIVITY_CONCURRENCY,
 };
 
 async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
@@ -85,19 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(v) => v.parse()?,
         Err(_) => DEFAULT_ACTIVITY_CONCURRENCY,
     };
-    let log = Arc::new(Mutex::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?,
-    ));
+    let log = open_log(log)?;
 
     let store = open_store(store, generation).await?;
-    // Short leases by default: work in flight at a kill is picked up again quickly.
-    let lease = Duration::from_millis(match std::env::var(LEASE_MS_VAR) {
-        Ok(v) => v.parse()?,
-        Err(_) => 1_500,
-    });
+    let lease = lease_from_env()?;
     let options = EngineOptions {
         turn_lease: lease,
         task_lease: lease,

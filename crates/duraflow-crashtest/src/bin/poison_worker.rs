@@ -16,12 +16,14 @@
 use std::fs::File;
 use std::io::Write;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use duraflow::prelude::*;
 use duraflow::{EngineOptions, Failure};
-use duraflow_crashtest::{open_store, LogLine, LEASE_MS_VAR, POISON_ATTEMPTS, POISON_WORKFLOW_ID};
+use duraflow_crashtest::{
+    lease_from_env, open_log, open_store, LogLine, POISON_ATTEMPTS, POISON_WORKFLOW_ID,
+};
 
 /// Calls the activity that kills its worker and returns the failure the engine reports for it.
 async fn poison(ctx: WorkflowContext, _: ()) -> Result<Failure, WorkflowError> {
@@ -72,17 +74,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     };
     let generation: u32 = generation.parse()?;
-    let log = Arc::new(Mutex::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?,
-    ));
+    let log = open_log(log)?;
     let store = open_store(store, generation).await?;
-    let lease = Duration::from_millis(match std::env::var(LEASE_MS_VAR) {
-        Ok(v) => v.parse()?,
-        Err(_) => 1_500,
-    });
+    let lease = lease_from_env()?;
     let options = EngineOptions {
         turn_lease: lease,
         task_lease: lease,
