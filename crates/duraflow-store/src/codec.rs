@@ -33,8 +33,8 @@ pub fn payload(text: String, what: &str) -> Result<Payload, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("{what} cannot be read: {e}")))
 }
 
-/// Decodes an operation id column.
-pub fn op_id(text: &str) -> Result<OpId, StoreError> {
+/// Decodes an operation id column; `what` names the value in the error.
+pub fn op_id(text: &str, what: &str) -> Result<OpId, StoreError> {
     text.parse()
-        .map_err(|e| StoreError::Corrupt(format!("operation id: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("{what} cannot be read: {e}")))
 }

@@ -38,7 +38,7 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
         id: TaskId(id),
         instance_id: row.try_get("instance_id")?,
         execution: u32::try_from(execution).unwrap_or(0),
-        op: codec::op_id(&row.try_get::<String, _>("op")?)?,
+        op: codec::op_id(&row.try_get::<String, _>("op")?, &what("op"))?,
         name: row.try_get("name")?,
         input: codec::payload(row.try_get("input")?, &what("input"))?,
         options: codec::from_json::<ActivityOptions>(
@@ -162,7 +162,7 @@ pub(crate) async fn complete_batch(
         };
         let kind = MessageKind::ActivityResult {
             execution: u32::try_from(*execution).unwrap_or(0),
-            op: codec::op_id(op)?,
+            op: codec::op_id(op, &format!("column op of task {}", c.id.0))?,
             result: c.result.clone(),
         };
         task_ids.push(c.id.0);
