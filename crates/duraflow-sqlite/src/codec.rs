@@ -38,13 +38,8 @@ pub(crate) fn op_id(text: &str, what: &str) -> SqlResult<OpId> {
 
 /// A status column; `what` names the row.
 pub(crate) fn status(text: &str, what: &str) -> SqlResult<InstanceStatus> {
-    text.parse::<InstanceStatus>().map_err(|e| {
-        let detail = match e {
-            StoreError::Invalid(detail) => detail,
-            other => other.to_string(),
-        };
-        OpError::Store(StoreError::Corrupt(format!("{what}: {detail}")))
-    })
+    text.parse::<InstanceStatus>()
+        .map_err(|e| OpError::Store(codec::corrupt_in(what, e)))
 }
 
 /// Reports a column value of the wrong type or out of range, met while reading the row that

@@ -16,6 +16,7 @@ use super::turns::{
     leased_columns, leased_row, turn_extras, with_journals, Leased, TURN_EXTRA_COLUMNS,
 };
 use super::{Wake, OPEN};
+use crate::codec::counter;
 use crate::error::OpResult;
 use crate::listen;
 
@@ -37,7 +38,7 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
     Ok(TaskWork {
         id: TaskId(id),
         instance_id: row.try_get("instance_id")?,
-        execution: u32::try_from(execution).unwrap_or(0),
+        execution: counter(execution, &what("execution"))?,
         op: codec::op_id(&row.try_get::<String, _>("op")?, &what("op"))?,
         name: row.try_get("name")?,
         input: codec::payload(row.try_get("input")?, &what("input"))?,
@@ -45,7 +46,7 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
             &row.try_get::<String, _>("options")?,
             &what("options"),
         )?,
-        attempt: u32::try_from(attempt).unwrap_or(0),
+        attempt: counter(attempt, &what("attempt"))?,
         scheduled_at: Timestamp(row.try_get("scheduled_at")?),
         token: LeaseToken(row.try_get("lease_token")?),
         lease_until: Timestamp(row.try_get::<Option<i64>, _>("lease_until")?.unwrap_or(0)),

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use duraflow_core::{Event, EventDecodeError, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    validate_instance_id, Committed, InstanceStatus, Journal, JournalCache, LeaseToken, Message,
-    MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
+    codec, validate_instance_id, Committed, InstanceStatus, Journal, JournalCache, LeaseToken,
+    Message, MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit,
+    TurnWork,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -54,32 +55,25 @@ pub(crate) fn read_journal(
     Ok(Ok(events))
 }
 
-/// Decodes the journal row expected at `position` (rows are read in position order, and
-/// positions are dense from 0). SQLite keeps whatever a column was given, so every column is
-/// checked for its type as well as its value.
-fn event_row(row: &rusqlite::Row<'_>, position: usize) -> Result<Event, EventDecodeError> {
-    let corrupt = |what: String| EventDecodeError::Corrupt(what);
+/// Decodes the journal row read at `index` (rows are read in position order). SQLite keeps
+/// whatever a column was given, so each column's type is checked before its value.
+fn event_row(row: &rusqlite::Row<'_>, index: usize) -> Result<Event, EventDecodeError> {
+    let corrupt = EventDecodeError::Corrupt;
     let value = |i: usize| {
         row.get_ref(i)
             .map_err(|e| corrupt(format!("the row cannot be read: {e}")))
     };
-    match value(0)? {
-        ValueRef::Integer(p) if usize::try_from(p).ok() == Some(position) => {}
-        ValueRef::Integer(p) if p > 0 && usize::try_from(p).is_ok_and(|p| p > position) => {
-            return Err(corrupt(format!(
-                "no event is stored at this position (the next one is at position {p})"
-            )))
-        }
+    let position = match value(0)? {
+        ValueRef::Integer(p) => p,
         other => {
             return Err(corrupt(format!(
                 "an event is stored at position {}, which is not a journal position",
                 describe(other)
             )))
         }
-    }
+    };
     let format = match value(1)? {
-        ValueRef::Integer(f) => u32::try_from(f)
-            .map_err(|_| corrupt(format!("format version {f} is not a version number")))?,
+        ValueRef::Integer(f) => f,
         other => {
             return Err(corrupt(format!(
                 "format version {} is not a version number",
@@ -97,7 +91,7 @@ fn event_row(row: &rusqlite::Row<'_>, position: usize) -> Result<Event, EventDec
             )))
         }
     };
-    Event::decode(data, format)
+    codec::journal_event(index, position, format, data)
 }
 
 /// A stored value, described for an error message.
