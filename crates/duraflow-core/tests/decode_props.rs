@@ -121,6 +121,28 @@ proptest! {
     }
 
     #[test]
+    fn any_decoded_retry_policy_gives_a_delay_or_none(
+        options in activity_options(),
+        coefficient in any::<f64>(),
+        jitter in any::<f64>(),
+        failed in any::<u32>(),
+        sample in any::<f64>(),
+    ) {
+        // Options come back from task rows; the worker asks them for the wait before a retry.
+        let json = serde_json::to_string(&options).unwrap();
+        let mut policy = serde_json::from_str::<duraflow_core::ActivityOptions>(&json).unwrap().retry;
+        for (c, j) in [(policy.backoff_coefficient, policy.jitter), (coefficient, jitter)] {
+            policy.backoff_coefficient = c;
+            policy.jitter = j;
+            if let Some(wait) = policy.delay_after(failed, sample) {
+                // Never longer than the cap (up to the rounding of seconds as a float).
+                let cap = policy.max_interval.as_secs_f64();
+                prop_assert!(wait.as_secs_f64() <= cap * (1.0 + 1e-12), "{:?} > {:?}", wait, cap);
+            }
+        }
+    }
+
+    #[test]
     fn operation_ids_parse_or_say_why(text in "[0-9.+ -]{0,12}|\\PC{0,12}") {
         match text.parse::<OpId>() {
             Ok(op) => {

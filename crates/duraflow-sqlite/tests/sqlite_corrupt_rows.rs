@@ -499,3 +499,23 @@ fn found_cases_are_clear_errors() {
         check_case(&fx, &target, &c).unwrap_or_else(|e| panic!("{target:?} {c:?}: {e}"));
     }
 }
+
+/// A task at the highest attempt count a task can report is still fetched (the count stops
+/// there) instead of failing every fetch of tasks with a value out of range.
+#[test]
+fn a_task_at_the_highest_attempt_count_is_still_fetched() {
+    let fx = fixture();
+    let rows = write_valid(&fx.conn, "attempts");
+    fx.conn
+        .execute(
+            "UPDATE tasks SET attempt = ?1 WHERE id = ?2",
+            params![i64::from(u32::MAX), rows.task],
+        )
+        .unwrap();
+    let tasks = fx
+        .call("fetch_tasks", fx.store.fetch_tasks(T0, 10, LEASE))
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0].attempt, u32::MAX);
+    cleanup(&fx.conn, &rows);
+}

@@ -74,7 +74,7 @@ pub(crate) async fn fetch(
                 FOR UPDATE SKIP LOCKED
          )
          UPDATE tasks AS t
-            SET attempt = t.attempt + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
+            SET attempt = least(t.attempt, 2147483646) + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
                 visible_at = $3
            FROM ready
           WHERE t.id = ready.id

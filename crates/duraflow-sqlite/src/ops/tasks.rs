@@ -75,7 +75,7 @@ pub(crate) fn fetch(
     for id in ids {
         let token = tx.token()?;
         conn.prepare_cached(
-            "UPDATE tasks SET attempt = attempt + 1, lease_token = ?3, lease_until = ?2,
+            "UPDATE tasks SET attempt = min(attempt, 4294967294) + 1, lease_token = ?3, lease_until = ?2,
                               visible_at = ?2
              WHERE id = ?1",
         )?
