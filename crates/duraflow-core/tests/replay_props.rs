@@ -554,9 +554,10 @@ fn a_recorded_failure_of_kind_nondeterminism_is_passed_on_as_it_is() {
     replay_ends_clearly(&race(), &journal, &[]);
 }
 
-/// Found by `mutated_journals_replay_to_an_outcome_or_a_clear_failure`: a recorded timer firing
-/// for an operation the code issued as an activity was handed to the activity, which read
-/// `null` as its output and went on. Replay now refuses a recorded delivery the run would not
+/// Found reading the replay loop while writing these properties (the property
+/// `a_completion_of_the_wrong_kind_fails_replay_at_its_position` fails without the fix): a
+/// recorded timer firing for an operation the code issued as an activity was handed to the
+/// activity, which read `null` as its output and went on. Replay now refuses a recorded delivery the run would not
 /// take live, at its position.
 #[test]
 fn a_recorded_timer_firing_is_not_an_activity_result() {
