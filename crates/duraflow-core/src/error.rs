@@ -152,15 +152,20 @@ pub enum Mismatch {
     /// `DF1003`: the journal recorded an operation the code did not ask for (a removed
     /// operation, or operations in a different order).
     Removed,
+    /// `DF1004`: the journal recorded a delivery the code cannot take: a result for an
+    /// operation it did not ask for or of another kind, a duplicate, a second start.
+    Unexpected,
 }
 
 impl Mismatch {
-    /// The stable code: `DF1001` (changed), `DF1002` (added), `DF1003` (removed).
+    /// The stable code: `DF1001` (changed), `DF1002` (added), `DF1003` (removed), `DF1004`
+    /// (unexpected delivery).
     pub fn code(self) -> &'static str {
         match self {
             Mismatch::Changed => "DF1001",
             Mismatch::Added => "DF1002",
             Mismatch::Removed => "DF1003",
+            Mismatch::Unexpected => "DF1004",
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Reading rows into the store's types.
 
 use duraflow_core::{Failure, ParentLink, Timestamp};
-use duraflow_store::{codec, InstanceInfo};
+use duraflow_store::{codec, InstanceInfo, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -19,8 +19,10 @@ pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
     let execution: i32 = row.try_get("execution")?;
     Ok(InstanceInfo {
         name: row.try_get("name")?,
-        status: status.parse()?,
-        execution: u32::try_from(execution).unwrap_or(0),
+        status: status
+            .parse()
+            .map_err(|e| codec::corrupt_in(&what("status"), e))?,
+        execution: counter(execution, &what("execution"))?,
         input: codec::payload(row.try_get("input")?, &what("input"))?,
         output: row
             .try_get::<Option<String>, _>("output")?
@@ -32,4 +34,10 @@ pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
         updated_at: Timestamp(row.try_get("updated_at")?),
         id,
     })
+}
+
+/// A counter column (an execution, an attempt), which is never negative.
+pub(crate) fn counter(value: i32, what: &str) -> Result<u32, StoreError> {
+    u32::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("{what} cannot be read: {value} is negative")))
 }

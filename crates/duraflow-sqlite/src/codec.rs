@@ -1,7 +1,7 @@
 //! Encoding of values into columns: JSON for structured values, integers for times.
 
 use duraflow_core::{Event, Failure, OpId, ParentLink, Payload, Timestamp};
-use duraflow_store::{codec, InstanceInfo, InstanceStatus};
+use duraflow_store::{codec, InstanceInfo, InstanceStatus, StoreError};
 use rusqlite::Row;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -32,13 +32,35 @@ pub(crate) fn payload(text: String, what: &str) -> SqlResult<Payload> {
 }
 
 /// An operation id column.
-pub(crate) fn op_id(text: &str) -> SqlResult<OpId> {
-    Ok(codec::op_id(text)?)
+pub(crate) fn op_id(text: &str, what: &str) -> SqlResult<OpId> {
+    Ok(codec::op_id(text, what)?)
 }
 
-/// A status column.
-pub(crate) fn status(text: &str) -> SqlResult<InstanceStatus> {
-    text.parse().map_err(OpError::Store)
+/// A status column; `what` names the row.
+pub(crate) fn status(text: &str, what: &str) -> SqlResult<InstanceStatus> {
+    text.parse::<InstanceStatus>()
+        .map_err(|e| OpError::Store(codec::corrupt_in(what, e)))
+}
+
+/// Reports a column value of the wrong type or out of range, met while reading the row that
+/// `what` names, as corrupt data in that row: SQLite keeps whatever was written, so a row changed
+/// outside duraflow can hold a text where a number belongs.
+pub(crate) fn in_row<T>(
+    what: impl FnOnce() -> String,
+    read: impl FnOnce() -> SqlResult<T>,
+) -> SqlResult<T> {
+    read().map_err(|e| match e {
+        OpError::Sql(
+            e @ (rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::Utf8Error(..)),
+        ) => OpError::Store(StoreError::Corrupt(format!(
+            "{} cannot be read: {e}",
+            what()
+        ))),
+        other => other,
+    })
 }
 
 /// The columns [`instance_row`] reads, in order.
@@ -47,11 +69,21 @@ pub(crate) const INSTANCE_COLUMNS: &str =
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &Row<'_>) -> SqlResult<InstanceInfo> {
-    let id: String = row.get(0)?;
+    let id: String = in_row(
+        || "the id of an instance row".to_owned(),
+        || Ok(row.get(0)?),
+    )?;
+    in_row(
+        || format!("instance {id:?}"),
+        || instance_columns(row, id.clone()),
+    )
+}
+
+fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
     let what = |col: &str| format!("column {col} of instance {id:?}");
     Ok(InstanceInfo {
         name: row.get(1)?,
-        status: status(&row.get::<_, String>(2)?)?,
+        status: status(&row.get::<_, String>(2)?, &what("status"))?,
         execution: row.get(3)?,
         input: payload(row.get(4)?, &what("input"))?,
         output: row

@@ -1,7 +1,7 @@
 //! Column encodings shared by the SQL stores: JSON text for structured values, with decoding
 //! errors that name what could not be read.
 
-use duraflow_core::{OpId, Payload};
+use duraflow_core::{Event, EventDecodeError, OpId, Payload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -33,8 +33,82 @@ pub fn payload(text: String, what: &str) -> Result<Payload, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("{what} cannot be read: {e}")))
 }
 
-/// Decodes an operation id column.
-pub fn op_id(text: &str) -> Result<OpId, StoreError> {
+/// Reports an error met reading `what` as corrupt data in it (an unknown status is not an
+/// invalid request when it was read from the database).
+pub fn corrupt_in(what: &str, error: StoreError) -> StoreError {
+    let detail = match error {
+        StoreError::Invalid(detail) | StoreError::Corrupt(detail) => detail,
+        other => other.to_string(),
+    };
+    StoreError::Corrupt(format!("{what} cannot be read: {detail}"))
+}
+
+/// Decodes an operation id column; `what` names the value in the error.
+pub fn op_id(text: &str, what: &str) -> Result<OpId, StoreError> {
     text.parse()
-        .map_err(|e| StoreError::Corrupt(format!("operation id: {e}")))
+        .map_err(|e| StoreError::Corrupt(format!("{what} cannot be read: {e}")))
+}
+
+/// Decodes the journal row read at index `index` of an execution's rows in position order: its
+/// stored `position` (positions are dense from 0, so it must equal `index`), its `format`
+/// version and its JSON `data`.
+pub fn journal_event(
+    index: usize,
+    position: i64,
+    format: i64,
+    data: &str,
+) -> Result<Event, EventDecodeError> {
+    let corrupt = EventDecodeError::Corrupt;
+    match usize::try_from(position) {
+        Ok(p) if p == index => {}
+        Ok(p) if p > index => {
+            return Err(corrupt(format!(
+                "no event is stored at this position (the next one is at position {p})"
+            )))
+        }
+        _ => {
+            return Err(corrupt(format!(
+                "an event is stored at position {position}, which is not a journal position"
+            )))
+        }
+    }
+    let format = u32::try_from(format)
+        .map_err(|_| corrupt(format!("format version {format} is not a version number")))?;
+    Event::decode(data, format)
+}
+
+/// The length a journal whose rows are at `positions` has for appending: one past the highest
+/// position (a corrupt journal is failed by appending after everything it holds).
+pub fn journal_len(positions: impl IntoIterator<Item = i64>) -> usize {
+    positions
+        .into_iter()
+        .max()
+        .and_then(|m| usize::try_from(m).ok())
+        .map_or(0, |m| m.saturating_add(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_rows_are_checked_for_position_and_format() {
+        let ev = Event {
+            at: duraflow_core::Timestamp(1),
+            kind: duraflow_core::EventKind::TimerFired {
+                op: OpId::new(None, 0),
+            },
+        };
+        let data = ev.encode();
+        assert_eq!(journal_event(2, 2, 1, &data), Ok(ev));
+        let err = |r: Result<Event, EventDecodeError>| r.unwrap_err().to_string();
+        assert!(err(journal_event(1, 3, 1, &data)).contains("the next one is at position 3"));
+        assert!(err(journal_event(0, -1, 1, &data)).contains("position -1, which is not"));
+        assert!(err(journal_event(0, 0, -1, &data)).contains("format version -1 is not"));
+        assert!(err(journal_event(0, 0, 2, &data)).contains("upgrade duraflow"));
+        assert!(err(journal_event(0, 0, 1, "{")).starts_with("corrupt journal event"));
+        assert_eq!(journal_len([0, 1, 5]), 6);
+        assert_eq!(journal_len([-4]), 0);
+        assert_eq!(journal_len([]), 0);
+    }
 }

@@ -10,7 +10,8 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use common::{history_with, virtual_clock};
 use duraflow::prelude::*;
@@ -43,10 +44,35 @@ async fn carrier(ctx: WorkflowContext, phase: u32) -> Result<String, WorkflowErr
     ))
 }
 
+/// Gates for [`held`]: its step says it has started, then waits to be let go.
+fn gates() -> &'static (tokio::sync::Notify, tokio::sync::Notify) {
+    static GATES: OnceLock<(tokio::sync::Notify, tokio::sync::Notify)> = OnceLock::new();
+    GATES.get_or_init(Default::default)
+}
+
+/// Execution 1 holds its only turn in a step until the test lets it go, then continues;
+/// execution 2 waits for `late`.
+async fn held(ctx: WorkflowContext, phase: u32) -> Result<String, WorkflowError> {
+    if phase == 1 {
+        let () = ctx
+            .step("hold", || async {
+                let (started, release) = gates();
+                started.notify_one();
+                release.notified().await;
+                Ok(())
+            })
+            .await?;
+        return ctx.continue_as_new(&2u32).await;
+    }
+    let late: String = ctx.wait_for_event("late").await?;
+    Ok(format!("execution {} got {late}", ctx.execution()))
+}
+
 fn engine_builder() -> duraflow::EngineBuilder {
     Engine::builder()
         .workflow("counter", counter)
         .workflow("carrier", carrier)
+        .workflow("held", held)
         .activity("double", double)
 }
 
@@ -244,6 +270,40 @@ async fn a_cancel_arriving_in_the_turn_that_continues_cancels_the_next_execution
             "event_wait_started",
             "cancel_requested"
         ]
+    );
+    engine.shutdown().await;
+}
+
+/// An event sent while the turn that continues as new is running is not in that turn's
+/// messages, and it was sent before the commit wrote the next execution's start, so it sits
+/// ahead of the start in the inbox. Execution 2 still begins with its start and then takes the
+/// event. (It used to journal the event first and refuse the start, and never started.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_during_the_turn_that_continues_does_not_keep_the_next_from_starting() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let engine = engine_builder()
+        .shared_store(store.clone())
+        .start()
+        .await
+        .unwrap();
+    let client = engine.client();
+    client.start("held", &1u32).id("held-1").await.unwrap();
+    let (started, release) = gates();
+    tokio::time::timeout(Duration::from_secs(10), started.notified())
+        .await
+        .expect("the step of execution 1 started");
+    client.raise_event("held-1", "late", &"e").await.unwrap();
+    release.notify_one();
+    let out: String = client
+        .wait("held-1")
+        .timeout(Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(out, "execution 2 got e");
+    let second = client.history("held-1", Some(2)).await.unwrap();
+    assert_eq!(
+        common::types(&second)[..2],
+        ["workflow_started", "event_wait_started"]
     );
     engine.shutdown().await;
 }

@@ -166,6 +166,19 @@ impl WorkflowRun {
                             op: ev.kind.op().cloned(),
                             mismatch: Mismatch::Removed,
                         }))
+                    } else if !s.wants(&ev.kind) {
+                        // A recorded delivery is one the run wanted when it was journaled; one
+                        // it does not want now (a second start, a duplicate, a completion of
+                        // the wrong kind or for an operation the code never waits for) means
+                        // the journal and the code disagree. Applying it anyway would hand an
+                        // operation a result that is not its own.
+                        Some(Err(Nondeterminism {
+                            position: s.pos,
+                            recorded: ev.kind.describe(),
+                            requested: s.refusal(&ev.kind),
+                            op: ev.kind.op().cloned(),
+                            mismatch: Mismatch::Unexpected,
+                        }))
                     } else {
                         s.pos += 1;
                         Some(Ok(ev))
@@ -211,7 +224,8 @@ impl WorkflowRun {
             } => {
                 let ctx = {
                     let mut s = lock(&self.state);
-                    s.now = at;
+                    s.started = true;
+                    s.now = s.now.max(at);
                     s.workflow_name = name;
                     s.parent = parent;
                     WorkflowContext::root(self.state.clone(), &s.instance_id)

@@ -41,6 +41,8 @@ pub(crate) struct State {
     pub(crate) execution: u32,
     pub(crate) workflow_name: String,
     pub(crate) parent: Option<ParentLink>,
+    /// Whether `workflow_started` has been applied: an execution starts once.
+    pub(crate) started: bool,
     /// The journal from position `base` on: the recorded events followed by those appended
     /// in this process. Once a run has committed, the events it committed are dropped (a warm
     /// run needs none of them), and `base` counts them.
@@ -99,6 +101,7 @@ impl State {
             execution,
             workflow_name: String::new(),
             parent: None,
+            started: false,
             journal,
             base: 0,
             recorded_len,
@@ -265,7 +268,9 @@ impl State {
     /// for it, an external event, a cancellation. Duplicate and stale completions are not.
     pub(crate) fn wants(&self, kind: &EventKind) -> bool {
         match kind {
-            EventKind::WorkflowStarted { .. } => self.journal_len() == 0,
+            // Not "the journal is empty": an external event sent while the previous execution
+            // continued as new can reach the next one before its start message.
+            EventKind::WorkflowStarted { .. } => !self.started,
             EventKind::EventRaised { .. }
             | EventKind::CancelRequested { .. }
             | EventKind::TerminateRequested { .. } => true,
@@ -276,6 +281,36 @@ impl State {
                 }
                 _ => false,
             },
+        }
+    }
+
+    /// Why [`State::wants`] refuses a delivered event, for the error that reports a recorded
+    /// one: the journal holds a delivery that the code, at that point, cannot take.
+    pub(crate) fn refusal(&self, kind: &EventKind) -> String {
+        let Some(op) = kind.op() else {
+            return "had already started (an execution starts once)".to_owned();
+        };
+        match (self.ops.get(op), self.issued_kinds.get(op)) {
+            (Some(Slot::Waiting(_)), Some(issued)) => format!(
+                "issued operation {op} as {issued}, which a {} does not complete",
+                kind.type_name()
+            ),
+            (Some(Slot::Waiting(_)), None) => {
+                format!(
+                    "waits for operation {op} as an event wait, not for a {}",
+                    kind.type_name()
+                )
+            }
+            (Some(Slot::Done(_)), _) => {
+                format!("already has the result of operation {op} (a duplicate delivery)")
+            }
+            (Some(Slot::Abandoned), _) => {
+                format!("no longer waits for operation {op} (it was abandoned)")
+            }
+            (None, _) => format!(
+                "has no operation {op} waiting for a result (not issued yet, already completed, \
+                 or detached)"
+            ),
         }
     }
 

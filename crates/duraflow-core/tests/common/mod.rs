@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub(crate) mod arb;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 

@@ -68,7 +68,10 @@ pub(crate) fn messages_of(row: &PgRow, instance_id: &str) -> OpResult<Vec<Messag
         out.push(Message {
             id: MessageId(id),
             instance_id: instance_id.to_owned(),
-            kind: codec::from_json::<MessageKind>(&kind, &format!("message {id}"))?,
+            kind: codec::from_json::<MessageKind>(
+                &kind,
+                &format!("message {id} of instance {instance_id:?}"),
+            )?,
             visible_at: Timestamp(visible_at),
         });
     }

@@ -16,6 +16,7 @@ use super::turns::{
     leased_columns, leased_row, turn_extras, with_journals, Leased, TURN_EXTRA_COLUMNS,
 };
 use super::{Wake, OPEN};
+use crate::codec::counter;
 use crate::error::OpResult;
 use crate::listen;
 
@@ -37,15 +38,15 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
     Ok(TaskWork {
         id: TaskId(id),
         instance_id: row.try_get("instance_id")?,
-        execution: u32::try_from(execution).unwrap_or(0),
-        op: codec::op_id(&row.try_get::<String, _>("op")?)?,
+        execution: counter(execution, &what("execution"))?,
+        op: codec::op_id(&row.try_get::<String, _>("op")?, &what("op"))?,
         name: row.try_get("name")?,
         input: codec::payload(row.try_get("input")?, &what("input"))?,
         options: codec::from_json::<ActivityOptions>(
             &row.try_get::<String, _>("options")?,
             &what("options"),
         )?,
-        attempt: u32::try_from(attempt).unwrap_or(0),
+        attempt: counter(attempt, &what("attempt"))?,
         scheduled_at: Timestamp(row.try_get("scheduled_at")?),
         token: LeaseToken(row.try_get("lease_token")?),
         lease_until: Timestamp(row.try_get::<Option<i64>, _>("lease_until")?.unwrap_or(0)),
@@ -73,7 +74,7 @@ pub(crate) async fn fetch(
                 FOR UPDATE SKIP LOCKED
          )
          UPDATE tasks AS t
-            SET attempt = t.attempt + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
+            SET attempt = least(t.attempt, 2147483646) + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
                 visible_at = $3
            FROM ready
           WHERE t.id = ready.id
@@ -162,7 +163,7 @@ pub(crate) async fn complete_batch(
         };
         let kind = MessageKind::ActivityResult {
             execution: u32::try_from(*execution).unwrap_or(0),
-            op: codec::op_id(op)?,
+            op: codec::op_id(op, &format!("column op of task {}", c.id.0))?,
             result: c.result.clone(),
         };
         task_ids.push(c.id.0);

@@ -87,37 +87,40 @@ pub(crate) async fn read_journal(
     .bind(execution as i32)
     .fetch_all(&mut *conn)
     .await?;
-    let mut events = Vec::with_capacity(rows.len());
-    for row in &rows {
-        match decode_event(row, id, execution, rows.len())? {
+    let rows: Vec<&PgRow> = rows.iter().collect();
+    decode_journal(&rows, id, execution)
+}
+
+/// Decodes an execution's journal rows (`position, format, data`, in position order). A row
+/// that does not decode, or a position with no row, is `CorruptJournal` at its position.
+fn decode_journal(
+    rows: &[&PgRow],
+    id: &str,
+    execution: u32,
+) -> OpResult<Result<Vec<Event>, StoreError>> {
+    let mut stored = Vec::with_capacity(rows.len());
+    for row in rows {
+        let position: i32 = row.try_get("position")?;
+        let format: i32 = row.try_get("format")?;
+        let data: String = row.try_get("data")?;
+        stored.push((i64::from(position), i64::from(format), data));
+    }
+    let mut events = Vec::with_capacity(stored.len());
+    for (index, (position, format, data)) in stored.iter().enumerate() {
+        match codec::journal_event(index, *position, *format, data) {
             Ok(event) => events.push(event),
-            Err(e) => return Ok(Err(e)),
+            Err(error) => {
+                return Ok(Err(StoreError::CorruptJournal {
+                    instance_id: id.to_owned(),
+                    execution,
+                    position: index,
+                    journal_len: codec::journal_len(stored.iter().map(|(p, _, _)| *p)),
+                    error,
+                }))
+            }
         }
     }
     Ok(Ok(events))
-}
-
-/// Decodes one journal row (`position, format, data`); `journal_len` is for the error.
-fn decode_event(
-    row: &PgRow,
-    id: &str,
-    execution: u32,
-    journal_len: usize,
-) -> OpResult<Result<Event, StoreError>> {
-    let position: i32 = row.try_get("position")?;
-    let format: i32 = row.try_get("format")?;
-    let data: String = row.try_get("data")?;
-    Ok(
-        Event::decode(&data, u32::try_from(format).unwrap_or(u32::MAX)).map_err(|error| {
-            StoreError::CorruptJournal {
-                instance_id: id.to_owned(),
-                execution,
-                position: usize::try_from(position).unwrap_or(usize::MAX),
-                journal_len,
-                error,
-            }
-        }),
-    )
 }
 
 /// A turn as its lease returned it, before its journal is read.
@@ -219,21 +222,7 @@ async fn read_journals(
     }
     for (id, execution) in wanted {
         let rows = by_instance.remove(id).unwrap_or_default();
-        let mut events = Ok(Vec::with_capacity(rows.len()));
-        for row in &rows {
-            match decode_event(row, id, *execution, rows.len())? {
-                Ok(event) => {
-                    if let Ok(events) = &mut events {
-                        events.push(event);
-                    }
-                }
-                Err(e) => {
-                    events = Err(e);
-                    break;
-                }
-            }
-        }
-        out.insert(id.clone(), events);
+        out.insert(id.clone(), decode_journal(&rows, id, *execution)?);
     }
     Ok(out)
 }

@@ -7,7 +7,7 @@ use rusqlite::{params, params_from_iter, Connection};
 
 use super::instances::{self, not_found};
 use super::turns::read_journal;
-use crate::codec::{instance_row, status, INSTANCE_COLUMNS};
+use crate::codec::{in_row, instance_row, status, INSTANCE_COLUMNS};
 use crate::error::SqlResult;
 
 pub(crate) fn journal(
@@ -96,9 +96,11 @@ pub(crate) fn stats(conn: &Connection) -> SqlResult<StoreStats> {
             conn.prepare_cached("SELECT status, count(*) FROM instances GROUP BY status")?;
         let mut rows = stmt.query([])?;
         while let Some(row) = rows.next()? {
-            let s: String = row.get(0)?;
-            let n: i64 = row.get(1)?;
-            by_status.push((status(&s)?, n as u64));
+            let (s, n): (String, i64) = in_row(
+                || "an instance's status".to_owned(),
+                || Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            by_status.push((status(&s, "an instance's status")?, n as u64));
         }
     }
     let instances = InstanceStatus::ALL

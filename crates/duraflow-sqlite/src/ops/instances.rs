@@ -36,7 +36,8 @@ pub(crate) fn status_of(conn: &Connection, id: &str) -> SqlResult<Option<Instanc
         .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?;
-    text.map(|t| status(&t)).transpose()
+    text.map(|t| status(&t, &format!("column status of instance {id:?}")))
+        .transpose()
 }
 
 /// Inserts a message for an open (pending or running) instance and brings the instance's due

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::instances::insert_message;
 use super::turns;
-use crate::codec::{from_json, json, op_id, opt_json, payload};
+use crate::codec::{from_json, in_row, json, op_id, opt_json, payload};
 use crate::db::Tx;
 use crate::error::SqlResult;
 
@@ -30,13 +30,17 @@ const TASK_COLUMNS: &str = "id, instance_id, execution, op, name, input, options
                             scheduled_at, lease_token, lease_until, last_failure";
 
 fn task_row(row: &Row<'_>) -> SqlResult<TaskWork> {
-    let id: i64 = row.get(0)?;
+    let id: i64 = in_row(|| "the id of a task row".to_owned(), || Ok(row.get(0)?))?;
+    in_row(|| format!("task {id}"), || task_columns(row, id))
+}
+
+fn task_columns(row: &Row<'_>, id: i64) -> SqlResult<TaskWork> {
     let what = |col: &str| format!("column {col} of task {id}");
     Ok(TaskWork {
         id: TaskId(id),
         instance_id: row.get(1)?,
         execution: row.get(2)?,
-        op: op_id(&row.get::<_, String>(3)?)?,
+        op: op_id(&row.get::<_, String>(3)?, &what("op"))?,
         name: row.get(4)?,
         input: payload(row.get(5)?, &what("input"))?,
         options: from_json::<ActivityOptions>(&row.get::<_, String>(6)?, &what("options"))?,
@@ -71,7 +75,7 @@ pub(crate) fn fetch(
     for id in ids {
         let token = tx.token()?;
         conn.prepare_cached(
-            "UPDATE tasks SET attempt = attempt + 1, lease_token = ?3, lease_until = ?2,
+            "UPDATE tasks SET attempt = min(attempt, 4294967294) + 1, lease_token = ?3, lease_until = ?2,
                               visible_at = ?2
              WHERE id = ?1",
         )?
@@ -176,7 +180,7 @@ fn complete(
         .execute([c.id.0])?;
     let kind = MessageKind::ActivityResult {
         execution,
-        op: op_id(&op)?,
+        op: op_id(&op, &format!("column op of task {}", c.id.0))?,
         result: c.result.clone(),
     };
     let posted = insert_message(conn, &instance_id, &kind, now)?;

@@ -3,15 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_core::{Event, Timestamp, JOURNAL_FORMAT_VERSION};
+use duraflow_core::{Event, EventDecodeError, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    check_commit, Committed, InstanceStatus, Journal, JournalCache, LeaseToken, Message, MessageId,
-    MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
+    check_commit, codec, Committed, InstanceStatus, Journal, JournalCache, LeaseToken, Message,
+    MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
 };
+use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::instances::{self, insert_message, not_found};
-use crate::codec::{event_data, from_json, instance_row, json, INSTANCE_COLUMNS};
+use crate::codec::{event_data, from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Tx;
 use crate::error::SqlResult;
 
@@ -21,7 +22,8 @@ fn lease_lost(id: &str) -> StoreError {
     }
 }
 
-/// Reads an execution's journal; a row that cannot be decoded is reported with its position.
+/// Reads an execution's journal; a row that cannot be decoded, or a position with no row, is
+/// reported with its position.
 pub(crate) fn read_journal(
     conn: &Connection,
     id: &str,
@@ -34,17 +36,15 @@ pub(crate) fn read_journal(
     let mut rows = stmt.query(params![id, execution])?;
     let mut events = Vec::new();
     while let Some(row) = rows.next()? {
-        let position: i64 = row.get(0)?;
-        let format: u32 = row.get(1)?;
-        let data: String = row.get(2)?;
-        match Event::decode(&data, format) {
+        let position = events.len();
+        match event_row(row, position) {
             Ok(ev) => events.push(ev),
             Err(error) => {
                 drop(rows);
                 return Ok(Err(StoreError::CorruptJournal {
                     instance_id: id.to_owned(),
                     execution,
-                    position: usize::try_from(position).unwrap_or(usize::MAX),
+                    position,
                     journal_len: journal_len(conn, id, execution)?,
                     error,
                 }));
@@ -54,15 +54,66 @@ pub(crate) fn read_journal(
     Ok(Ok(events))
 }
 
-/// The number of events in an execution's journal (positions are dense from 0).
+/// Decodes the journal row read at `index` (rows are read in position order). SQLite keeps
+/// whatever a column was given, so each column's type is checked before its value.
+fn event_row(row: &rusqlite::Row<'_>, index: usize) -> Result<Event, EventDecodeError> {
+    let corrupt = EventDecodeError::Corrupt;
+    let value = |i: usize| {
+        row.get_ref(i)
+            .map_err(|e| corrupt(format!("the row cannot be read: {e}")))
+    };
+    let position = match value(0)? {
+        ValueRef::Integer(p) => p,
+        other => {
+            return Err(corrupt(format!(
+                "an event is stored at position {}, which is not a journal position",
+                describe(other)
+            )))
+        }
+    };
+    let format = match value(1)? {
+        ValueRef::Integer(f) => f,
+        other => {
+            return Err(corrupt(format!(
+                "format version {} is not a version number",
+                describe(other)
+            )))
+        }
+    };
+    let data = match value(2)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map_err(|e| corrupt(format!("the event's text is not UTF-8: {e}")))?,
+        other => {
+            return Err(corrupt(format!(
+                "the event is stored as {}, not as JSON text",
+                describe(other)
+            )))
+        }
+    };
+    codec::journal_event(index, position, format, data)
+}
+
+/// A stored value, described for an error message.
+fn describe(value: ValueRef<'_>) -> String {
+    match value {
+        ValueRef::Null => "NULL".to_owned(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(r) => format!("{r} (a real number)"),
+        ValueRef::Text(t) => format!("{:?} (a text)", String::from_utf8_lossy(t)),
+        ValueRef::Blob(b) => format!("a blob of {} bytes", b.len()),
+    }
+}
+
+/// The number of events in an execution's journal (positions are dense from 0): one past the
+/// highest position, whatever the rows hold.
 fn journal_len(conn: &Connection, id: &str, execution: u32) -> SqlResult<usize> {
-    let n: i64 = conn
+    let max: Option<i64> = conn
         .prepare_cached(
-            "SELECT coalesce(max(position) + 1, 0) FROM events
-             WHERE instance_id = ?1 AND execution = ?2",
+            "SELECT max(position) FROM events
+             WHERE instance_id = ?1 AND execution = ?2 AND typeof(position) = 'integer'",
         )?
         .query_row(params![id, execution], |r| r.get(0))?;
-    Ok(usize::try_from(n).unwrap_or(0))
+    Ok(max.map_or(0, |m| usize::try_from(m).map_or(0, |m| m.saturating_add(1))))
 }
 
 fn visible_messages(conn: &Connection, id: &str, now: Timestamp) -> SqlResult<Vec<Message>> {
@@ -74,12 +125,13 @@ fn visible_messages(conn: &Connection, id: &str, now: Timestamp) -> SqlResult<Ve
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let msg_id: i64 = row.get(0)?;
-        let kind: String = row.get(2)?;
+        let what = || format!("message {msg_id} of instance {id:?}");
+        let (visible_at, kind): (i64, String) = in_row(what, || Ok((row.get(1)?, row.get(2)?)))?;
         out.push(Message {
             id: MessageId(msg_id),
             instance_id: id.to_owned(),
-            kind: from_json::<MessageKind>(&kind, &format!("message {msg_id}"))?,
-            visible_at: Timestamp(row.get(1)?),
+            kind: from_json::<MessageKind>(&kind, &what())?,
+            visible_at: Timestamp(visible_at),
         });
     }
     Ok(out)
