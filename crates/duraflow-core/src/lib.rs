@@ -33,5 +33,5 @@ pub use op_id::{OpId, OpIdParseError};
 pub use payload::{Payload, PayloadError};
 pub use replay::{check_replay, panic_message, Outcome, ReplayReport, WorkflowRun};
 pub use retry::RetryPolicy;
-pub use time::{duration_millis, serde_millis, Clock, Sleep, Timestamp};
+pub use time::{duration_millis, duration_millis_ceil, serde_millis, Clock, Sleep, Timestamp};
 pub use workflow::{typed_workflow_fn, workflow_fn, Workflow, WorkflowFn};

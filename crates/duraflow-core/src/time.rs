@@ -41,15 +41,28 @@ impl Timestamp {
         Timestamp(self.0.saturating_add(duration_millis(d)))
     }
 
+    /// This timestamp moved forward by `d` rounded up to whole milliseconds (saturating), for
+    /// deadlines that must not come early.
+    pub fn plus_ceil(self, d: Duration) -> Self {
+        Timestamp(self.0.saturating_add(duration_millis_ceil(d)))
+    }
+
     /// The time from `earlier` to `self`, or zero when `earlier` is later.
     pub fn since(self, earlier: Timestamp) -> Duration {
         Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
     }
 }
 
-/// A duration as whole milliseconds, saturating at `i64::MAX`.
+/// A duration as whole milliseconds, rounded down, saturating at `i64::MAX`.
 pub fn duration_millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A duration as whole milliseconds, rounded up, saturating at `i64::MAX`: a deadline this far
+/// ahead is never earlier than the duration itself.
+pub fn duration_millis_ceil(d: Duration) -> i64 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    i64::try_from(ms).unwrap_or(i64::MAX)
 }
 
 impl From<SystemTime> for Timestamp {
@@ -86,8 +99,15 @@ pub type Sleep = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// with a virtual clock and drive timers, leases and retry backoff without sleeping for real.
 /// Workflow code never sees this clock either: `WorkflowContext::now` reads time from the journal.
 pub trait Clock: Send + Sync + 'static {
-    /// The current time.
+    /// The current time, rounded down to whole milliseconds.
     fn now(&self) -> Timestamp;
+
+    /// The current time rounded up to whole milliseconds: a deadline computed from it is never
+    /// earlier than the same span from the real present. A clock that keeps whole milliseconds
+    /// (a virtual clock) need not override it.
+    fn now_rounded_up(&self) -> Timestamp {
+        self.now()
+    }
 
     /// A future that completes once [`Clock::now`] has reached `deadline`.
     fn sleep_until(&self, deadline: Timestamp) -> Sleep;

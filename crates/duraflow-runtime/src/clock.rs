@@ -1,7 +1,7 @@
 //! Clocks: the system clock, and a manual clock for tests that use virtual time.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use duraflow_core::{Clock, Sleep, Timestamp};
 use tokio::sync::watch;
@@ -15,6 +15,13 @@ impl Clock for SystemClock {
         Timestamp::now_system()
     }
 
+    fn now_rounded_up(&self) -> Timestamp {
+        let since_epoch = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp::EPOCH.plus_ceil(since_epoch)
+    }
+
     fn sleep_until(&self, deadline: Timestamp) -> Sleep {
         let wait = deadline.since(self.now());
         Box::pin(tokio::time::sleep(wait))
@@ -24,6 +31,10 @@ impl Clock for SystemClock {
 /// A clock that moves only when told to: timers, leases and retry backoff under it fire exactly
 /// when a test advances it past their time, and never early.
 ///
+/// It keeps nanoseconds, as the system clock does: [`Clock::now`] rounds down to whole
+/// milliseconds and [`Clock::now_rounded_up`] rounds up, so a test can put the present in the
+/// middle of a millisecond.
+///
 /// ```
 /// use std::time::Duration;
 /// use duraflow_core::{Clock, Timestamp};
@@ -32,17 +43,25 @@ impl Clock for SystemClock {
 /// let clock = ManualClock::new(Timestamp::from_millis(1_000));
 /// clock.advance(Duration::from_secs(2));
 /// assert_eq!(clock.now(), Timestamp::from_millis(3_000));
+/// clock.advance(Duration::from_micros(400));
+/// assert_eq!(clock.now(), Timestamp::from_millis(3_000));
+/// assert_eq!(clock.now_rounded_up(), Timestamp::from_millis(3_001));
 /// ```
 #[derive(Clone, Debug)]
 pub struct ManualClock {
-    now: Arc<watch::Sender<Timestamp>>,
+    /// Nanoseconds since the Unix epoch.
+    nanos: Arc<watch::Sender<i128>>,
 }
+
+const NANOS_PER_MILLI: i128 = 1_000_000;
 
 impl ManualClock {
     /// A clock showing `start`.
     pub fn new(start: Timestamp) -> Self {
         ManualClock {
-            now: Arc::new(watch::Sender::new(start)),
+            nanos: Arc::new(watch::Sender::new(
+                i128::from(start.as_millis()) * NANOS_PER_MILLI,
+            )),
         }
     }
 
@@ -53,12 +72,14 @@ impl ManualClock {
 
     /// Moves the clock forward by `d`, waking every sleeper whose deadline has come.
     pub fn advance(&self, d: Duration) {
-        self.now.send_modify(|t| *t = t.plus(d));
+        let d = i128::try_from(d.as_nanos()).unwrap_or(i128::MAX);
+        self.nanos.send_modify(|t| *t = t.saturating_add(d));
     }
 
     /// Moves the clock to `t` if that is later than now (a clock never goes back).
     pub fn set(&self, t: Timestamp) {
-        self.now.send_if_modified(|cur| {
+        let t = i128::from(t.as_millis()) * NANOS_PER_MILLI;
+        self.nanos.send_if_modified(|cur| {
             if t > *cur {
                 *cur = t;
                 true
@@ -69,16 +90,30 @@ impl ManualClock {
     }
 }
 
+/// Whole milliseconds of `nanos`, rounded down (`floor`) or up, saturating.
+fn millis(nanos: i128, up: bool) -> Timestamp {
+    let ms = if up {
+        nanos.div_euclid(NANOS_PER_MILLI) + i128::from(nanos.rem_euclid(NANOS_PER_MILLI) != 0)
+    } else {
+        nanos.div_euclid(NANOS_PER_MILLI)
+    };
+    Timestamp::from_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+}
+
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
-        *self.now.borrow()
+        millis(*self.nanos.borrow(), false)
+    }
+
+    fn now_rounded_up(&self) -> Timestamp {
+        millis(*self.nanos.borrow(), true)
     }
 
     fn sleep_until(&self, deadline: Timestamp) -> Sleep {
-        let mut rx = self.now.subscribe();
+        let mut rx = self.nanos.subscribe();
         Box::pin(async move {
             loop {
-                if *rx.borrow_and_update() >= deadline {
+                if millis(*rx.borrow_and_update(), false) >= deadline {
                     return;
                 }
                 if rx.changed().await.is_err() {

@@ -18,7 +18,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::active::ActiveActivities;
 use crate::activity::{activity_fn, typed_activity_fn, Activity, ActivityContext};
@@ -377,6 +377,11 @@ impl Engine {
         // queues and end.
         for writer in std::mem::take(&mut self.writers) {
             let _ = writer.await;
+        }
+        // Clients may still use the store; what the engine wrote is folded into its main
+        // storage now rather than when the last of them lets go.
+        if let Err(e) = self.inner.store.checkpoint().await {
+            warn!(error = %e, "the store could not checkpoint at shutdown");
         }
         info!("duraflow engine stopped");
         ShutdownReport {

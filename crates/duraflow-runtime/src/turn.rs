@@ -1,10 +1,12 @@
 //! One workflow turn: replay the journal, apply the new messages, and turn what the workflow
 //! did into a [`TurnCommit`].
 
-use duraflow_core::{Event, EventKind, Failure, FailureKind, Outcome, ParentLink, WorkflowRun};
+use duraflow_core::{
+    Event, EventKind, Failure, FailureKind, Outcome, ParentLink, Payload, Timestamp, WorkflowRun,
+};
 use duraflow_store::{
-    InstanceInfo, InstanceStatus, Journal, MessageKind, NewInstance, NewMessage, NewTask, OpResult,
-    StoreError, TurnCommit, TurnWork,
+    InstanceInfo, InstanceStatus, Journal, Message, MessageKind, NewInstance, NewMessage, NewTask,
+    OpResult, StoreError, TurnCommit, TurnWork,
 };
 
 use crate::engine::Inner;
@@ -23,16 +25,11 @@ pub(crate) enum TurnDecision {
     Abandon { reason: String },
 }
 
-/// The delivered event a message becomes, or `None` for a message that is stale (addressed to
-/// an earlier execution).
+/// The delivered event an external or result message becomes, or `None` for a message that is
+/// stale (a result addressed to an earlier execution) or is a start (see [`deliveries`]).
 fn message_event(instance: &InstanceInfo, kind: MessageKind) -> Option<EventKind> {
     let current = instance.execution;
     Some(match kind {
-        MessageKind::Start { execution } if execution == current => EventKind::WorkflowStarted {
-            name: instance.name.clone(),
-            input: instance.input.clone(),
-            parent: instance.parent.clone(),
-        },
         MessageKind::ActivityResult {
             execution,
             op,
@@ -57,6 +54,43 @@ fn message_event(instance: &InstanceInfo, kind: MessageKind) -> Option<EventKind
         MessageKind::Terminate { reason } => EventKind::TerminateRequested { reason },
         _ => return None,
     })
+}
+
+/// The events a turn delivers, in order.
+///
+/// A turn that begins an execution (its journal is empty) delivers `workflow_started` first,
+/// built from the instance (which holds the current execution's name, input and parent), then
+/// the messages its start message carried over from the previous execution, then the other
+/// messages in inbox order. Messages sent while the previous execution's last turn ran are
+/// queued ahead of the start in the inbox, but were sent after everything carried, so this is
+/// the order in which they were all sent, and no message can come before the start. Any other
+/// turn skips start messages (a later start of an execution that has begun is a duplicate).
+fn deliveries(instance: &InstanceInfo, begins: bool, messages: Vec<Message>) -> Vec<EventKind> {
+    let mut first = Vec::new();
+    let mut rest = Vec::with_capacity(messages.len());
+    if begins {
+        first.push(EventKind::WorkflowStarted {
+            name: instance.name.clone(),
+            input: instance.input.clone(),
+            parent: instance.parent.clone(),
+        });
+    }
+    for m in messages {
+        match m.kind {
+            MessageKind::Start { execution, carried } => {
+                if begins && execution == instance.execution {
+                    first.extend(
+                        carried
+                            .into_iter()
+                            .filter_map(|k| message_event(instance, k)),
+                    );
+                }
+            }
+            kind => rest.extend(message_event(instance, kind)),
+        }
+    }
+    first.extend(rest);
+    first
 }
 
 /// Where a turn's workflow comes from: kept warm in memory, or to be replayed from its journal.
@@ -105,10 +139,8 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
     };
     let now = inner.clock.now();
     let consumed = messages.iter().map(|m| m.id).collect();
-    let deliveries: Vec<EventKind> = messages
-        .into_iter()
-        .filter_map(|m| message_event(&instance, m.kind))
-        .collect();
+    let begins = matches!(&start, Start::Replay(journal) if journal.is_empty());
+    let deliveries = deliveries(&instance, begins, messages);
     let mut commit = TurnCommit {
         instance_id: instance.id.clone(),
         token,
@@ -134,7 +166,14 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
             let Some(workflow) = inner.registry.workflow(&instance.name) else {
                 let outcome =
                     unknown_workflow_turn(inner, &instance, &journal, deliveries, &mut commit);
-                let finished = apply_outcome(&instance, outcome, None, Vec::new(), &mut commit);
+                let finished = apply_outcome(
+                    &instance,
+                    outcome,
+                    None,
+                    Vec::new(),
+                    std::iter::empty(),
+                    &mut commit,
+                );
                 return TurnDecision::Commit {
                     commit: Box::new(commit),
                     finished,
@@ -166,11 +205,9 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         run.outcome().cloned(),
         run.parent(),
         run.open_children(),
+        deliveries,
         &mut commit,
     );
-    if commit.continue_as_new.is_some() {
-        forward_to_next_execution(&instance, deliveries, &mut commit);
-    }
     commit.now = inner.clock.now();
     // Returned even when the execution has ended: dropping a long run (its journal, its maps)
     // takes time, which the caller spends after the commit rather than before it.
@@ -226,6 +263,7 @@ fn unreadable_journal(
         Some(Outcome::Failed(failure)),
         None,
         Vec::new(),
+        std::iter::empty(),
         &mut commit,
     );
     TurnDecision::Commit {
@@ -289,28 +327,35 @@ fn unknown_workflow_turn(
     Some(Outcome::Failed(failure))
 }
 
-/// Messages this turn consumed but did not deliver because the execution continued as new
-/// before reaching them: external events, cancellation and termination are meant for the
-/// instance, not for one execution, so they are sent again for the next execution (after the
-/// events the execution carried over, keeping their order). Results addressed to the execution
-/// that ended are stale and dropped.
-fn forward_to_next_execution(
+/// The message that starts the execution after one that continued as new, carrying what the
+/// instance was sent and the ending execution did not take: the external events it never
+/// waited for (oldest first), then the messages this turn consumed but did not deliver because
+/// the execution ended before reaching them. External events, cancellation and termination are
+/// meant for the instance, not for one execution, so they carry over; results addressed to the
+/// ending execution are stale and dropped.
+fn next_execution_start(
     instance: &InstanceInfo,
+    carried_events: Vec<(String, Payload)>,
     undelivered: impl Iterator<Item = EventKind>,
-    commit: &mut TurnCommit,
-) {
-    for kind in undelivered {
-        let kind = match kind {
-            EventKind::EventRaised { name, data } => MessageKind::Event { name, data },
-            EventKind::CancelRequested { reason } => MessageKind::Cancel { reason },
-            EventKind::TerminateRequested { reason } => MessageKind::Terminate { reason },
-            _ => continue,
-        };
-        commit.messages.push(NewMessage {
-            instance_id: instance.id.clone(),
-            kind,
-            visible_at: commit.now,
-        });
+    now: Timestamp,
+) -> NewMessage {
+    let mut carried: Vec<MessageKind> = carried_events
+        .into_iter()
+        .map(|(name, data)| MessageKind::Event { name, data })
+        .collect();
+    carried.extend(undelivered.filter_map(|kind| match kind {
+        EventKind::EventRaised { name, data } => Some(MessageKind::Event { name, data }),
+        EventKind::CancelRequested { reason } => Some(MessageKind::Cancel { reason }),
+        EventKind::TerminateRequested { reason } => Some(MessageKind::Terminate { reason }),
+        _ => None,
+    }));
+    NewMessage {
+        instance_id: instance.id.clone(),
+        kind: MessageKind::Start {
+            execution: instance.execution + 1,
+            carried,
+        },
+        visible_at: now,
     }
 }
 
@@ -393,13 +438,14 @@ async fn schedule_actions(inner: &Inner, instance: &InstanceInfo, commit: &mut T
 }
 
 /// Records how the execution ended: status, output or failure, the result for a parent,
-/// cancellation of open children, and the next execution for continue-as-new. Returns whether
-/// the instance finished.
+/// cancellation of open children, and the next execution for continue-as-new (carrying the
+/// `undelivered` rest of the turn's deliveries). Returns whether the instance finished.
 fn apply_outcome(
     instance: &InstanceInfo,
     outcome: Option<Outcome>,
     parent: Option<ParentLink>,
     open_children: Vec<String>,
+    undelivered: impl Iterator<Item = EventKind>,
     commit: &mut TurnCommit,
 ) -> bool {
     let now = commit.now;
@@ -451,20 +497,12 @@ fn apply_outcome(
         } => {
             commit.status = InstanceStatus::Running;
             commit.continue_as_new = Some(input);
-            commit.messages.push(NewMessage {
-                instance_id: instance.id.clone(),
-                kind: MessageKind::Start {
-                    execution: instance.execution + 1,
-                },
-                visible_at: now,
-            });
-            for (name, data) in carried_events {
-                commit.messages.push(NewMessage {
-                    instance_id: instance.id.clone(),
-                    kind: MessageKind::Event { name, data },
-                    visible_at: now,
-                });
-            }
+            commit.messages.push(next_execution_start(
+                instance,
+                carried_events,
+                undelivered,
+                now,
+            ));
             return false;
         }
     };

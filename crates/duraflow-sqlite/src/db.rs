@@ -265,8 +265,16 @@ impl SyncLevel {
 }
 
 /// The database: writes go through one thread, reads through a pool.
+/// What the writer thread is asked to do.
+enum Request {
+    /// A write, run in a transaction with the others queued with it.
+    Write(Box<dyn Job>),
+    /// Fold the write-ahead log into the database file, between transactions.
+    Fold(oneshot::Sender<StoreResult<()>>),
+}
+
 pub(crate) struct Db {
-    jobs: Mutex<Option<mpsc::Sender<Box<dyn Job>>>>,
+    jobs: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
@@ -296,7 +304,7 @@ impl Db {
         busy_timeout: Duration,
         notifier: Arc<Notifier>,
     ) -> StoreResult<Db> {
-        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let (tx, rx) = mpsc::channel::<Request>();
         let writer = std::thread::Builder::new()
             .name("duraflow-sqlite-writer".into())
             .spawn(move || writer_loop(writer, rx, notifier))
@@ -349,7 +357,9 @@ impl Db {
         let sent = {
             let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
             match jobs.as_ref() {
-                Some(tx) => tx.send(Box::new(WriteJob { f, durable, reply })).is_ok(),
+                Some(tx) => tx
+                    .send(Request::Write(Box::new(WriteJob { f, durable, reply })))
+                    .is_ok(),
                 None => false,
             }
         };
@@ -361,6 +371,22 @@ impl Db {
                 Err(StoreError::Unavailable("the SQLite writer stopped".into()))
             })
         }
+    }
+
+    /// Folds the write-ahead log into the database file and empties it, once the writes queued
+    /// before have committed: the file alone then holds everything committed so far.
+    pub(crate) async fn fold(&self) -> StoreResult<()> {
+        let (reply, rx) = oneshot::channel();
+        let sent = {
+            let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            jobs.as_ref()
+                .is_some_and(|tx| tx.send(Request::Fold(reply)).is_ok())
+        };
+        if !sent {
+            return Err(StoreError::Unavailable("the SQLite store is closed".into()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("the SQLite writer stopped".into())))
     }
 
     /// Runs `f` on a reader connection, off the async runtime.
@@ -421,7 +447,7 @@ impl Drop for Db {
 /// How often the writer looks for openings of the database that are gone (see [`Owner`]).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
-fn writer_loop(writer: Writer, rx: mpsc::Receiver<Box<dyn Job>>, notifier: Arc<Notifier>) {
+fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifier>) {
     let Writer {
         conn,
         max_batch,
@@ -449,18 +475,23 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Box<dyn Job>>, notifier: Arc<N
     let mut swept = Instant::now();
     loop {
         let first = match rx.recv_timeout(SWEEP_EVERY) {
-            Ok(job) => Some(job),
+            Ok(request) => Some(request),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        if let Some(first) = first {
-            let mut batch = vec![first];
-            while batch.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => batch.push(job),
-                    Err(_) => break,
-                }
+        let mut batch = Vec::new();
+        let mut folds = Vec::new();
+        let mut next = first;
+        while let Some(request) = next.take() {
+            match request {
+                Request::Write(job) => batch.push(job),
+                Request::Fold(reply) => folds.push(reply),
             }
+            if batch.len() < max_batch {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
             run_batch(&conn, batch, &notifier, &mut sync, &mut tokens);
             commits += 1;
             if commits >= COMMITS_PER_CHECKPOINT {
@@ -468,6 +499,9 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Box<dyn Job>>, notifier: Arc<N
                 commits = 0;
             }
             checkpointer.finish(&conn);
+        }
+        for reply in folds {
+            let _ = reply.send(fold_log(&conn));
         }
         if swept.elapsed() >= SWEEP_EVERY {
             sweep(&conn);
@@ -478,9 +512,26 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Box<dyn Job>>, notifier: Arc<N
     // The writer's connection must be the last one closed, for the log to be removed.
     checkpointer.stop();
     // Leave the WAL folded into the main file for whoever opens it next.
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+    if let Err(e) = fold_log(&conn) {
         warn!(error = %e, "checkpointing the SQLite WAL at close failed");
     }
+}
+
+/// Copies the whole write-ahead log into the database file and truncates it to nothing. Fails
+/// as unavailable when a reader of another process holds a snapshot that the log still serves
+/// (after the busy timeout).
+fn fold_log(conn: &Connection) -> StoreResult<()> {
+    let busy: i64 = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+        .map_err(store_error)?;
+    if busy != 0 {
+        return Err(StoreError::Unavailable(
+            "the SQLite write-ahead log could not be folded into the database file: another \
+             connection was reading or writing; it will be folded when that is done"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

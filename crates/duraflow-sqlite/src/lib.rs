@@ -307,6 +307,10 @@ impl Store for SqliteStore {
         self.db.write(move |c, _| admin::purge(c, &id)).await
     }
 
+    async fn checkpoint(&self) -> StoreResult<()> {
+        self.db.fold().await
+    }
+
     async fn stats(&self) -> StoreResult<StoreStats> {
         self.db.read(admin::stats).await
     }

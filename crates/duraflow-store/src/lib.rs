@@ -8,6 +8,7 @@ mod error;
 mod journal_cache;
 mod memory;
 mod notify;
+mod rules;
 mod store;
 mod types;
 
@@ -15,6 +16,7 @@ pub use error::{StoreError, StoreResult};
 pub use journal_cache::JournalCache;
 pub use memory::MemoryStore;
 pub use notify::Notifier;
+pub use rules::check_commit;
 pub use store::{Cache, Store};
 pub use types::{
     validate_instance_id, Committed, Completed, CreateOutcome, InstanceInfo, InstanceStatus,

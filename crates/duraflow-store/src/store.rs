@@ -161,4 +161,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts, for operators and tests.
     async fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// Moves whatever the backend keeps aside into its main storage; the engine calls it once
+    /// it has stopped, and the store stays usable (clients may go on with it). The SQLite store
+    /// folds its write-ahead log into the database file, so that the file alone holds
+    /// everything. Does nothing by default.
+    async fn checkpoint(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }

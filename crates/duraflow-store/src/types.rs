@@ -177,10 +177,18 @@ pub enum OpResult {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum MessageKind {
-    /// Start the given execution.
+    /// Start the given execution. Its turn begins the execution's journal with
+    /// `workflow_started`, whatever else the inbox holds, and delivers `carried` right after it.
     Start {
         /// The execution to start.
         execution: u32,
+        /// Messages for the instance that the previous execution left untaken (external events
+        /// it never waited for, and events, cancellations and terminations that arrived as it
+        /// continued as new), oldest first. They travel inside the start so that they reach
+        /// the new execution before anything sent to the instance later, in the order they were
+        /// sent, even when later messages were queued ahead of the start.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        carried: Vec<MessageKind>,
     },
     /// An activity's final result.
     ActivityResult {
@@ -224,6 +232,16 @@ pub enum MessageKind {
         /// Why.
         reason: String,
     },
+}
+
+impl MessageKind {
+    /// The message that starts `execution` with nothing carried over.
+    pub fn start(execution: u32) -> Self {
+        MessageKind::Start {
+            execution,
+            carried: Vec::new(),
+        }
+    }
 }
 
 /// A message to put in an instance's inbox.

@@ -71,6 +71,46 @@ async fn a_database_copied_while_the_engine_is_stopped_runs_on_elsewhere() {
     assert_eq!(info.status, InstanceStatus::Running);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_engine_leaves_one_self_contained_file_while_its_clients_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("orders.db");
+    let engine = engine_on(SqliteStore::open(&path).await.unwrap())
+        .start()
+        .await
+        .unwrap();
+    let client = engine.client();
+    for i in 0..20 {
+        let run = client.start("approval", &format!("o-{i}")).await.unwrap();
+        common::history_with(&client, &run.id, "the wait for approval", |k| {
+            matches!(k, EventKind::EventWaitStarted { .. })
+        })
+        .await;
+    }
+    engine.shutdown().await;
+
+    // The client still holds the store open, yet the log is folded into the file.
+    let wal = dir.path().join("orders.db-wal");
+    let wal_len = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert_eq!(wal_len, 0, "the write-ahead log is empty after shutdown");
+    let elsewhere = tempfile::tempdir().unwrap();
+    let copy = elsewhere.path().join("copy.db");
+    std::fs::copy(&path, &copy).unwrap();
+    let copied = SqliteStore::open(&copy).await.unwrap();
+    assert_eq!(
+        copied.stats().await.unwrap().instances,
+        vec![(InstanceStatus::Running, 20)],
+        "the copy of the file alone holds every instance"
+    );
+
+    // And the client goes on using the store.
+    let later = client.start("approval", "o-late").await.unwrap();
+    assert_eq!(
+        client.status(&later).await.unwrap().status,
+        InstanceStatus::Pending
+    );
+}
+
 async fn three_steps(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
     let mut total = 0;
     for i in 0..3 {

@@ -163,9 +163,11 @@ impl WorkflowContext {
         StepFuture::new(self.clone(), name, f)
     }
 
-    /// A durable timer that fires after `duration` of workflow time.
+    /// A durable timer that fires once `duration` has passed since this call, never before
+    /// (its fire time is the engine clock's present rounded up to whole milliseconds, plus
+    /// `duration` rounded up; replay reads the journaled fire time).
     pub fn sleep(&self, duration: Duration) -> OpFuture<()> {
-        let fire_at = self.now().plus(duration);
+        let fire_at = lock(&self.state).timer_start().plus_ceil(duration);
         self.sleep_until(fire_at)
     }
 

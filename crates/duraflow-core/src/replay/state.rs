@@ -153,6 +153,17 @@ impl State {
         }
     }
 
+    /// Where a new timer's span starts: the present, rounded up to whole milliseconds, in a
+    /// live run past its recorded journal (so that a timer never fires before its span has
+    /// passed since the code asked for it), workflow time otherwise (replay reads the recorded
+    /// fire time instead).
+    pub(crate) fn timer_start(&self) -> Timestamp {
+        match &self.clock {
+            Some(c) if self.live && !self.is_replaying() => c.now_rounded_up().max(self.now),
+            _ => self.now,
+        }
+    }
+
     /// The next operation id in `scope`.
     pub(crate) fn next_op_id(&mut self, scope: Option<&OpId>) -> OpId {
         let key = scope.map(|s| s.path().to_vec()).unwrap_or_default();

@@ -53,7 +53,7 @@ pub(crate) async fn status_of(
 
 /// The JSON of a first execution's start message.
 pub(crate) fn start_message() -> OpResult<String> {
-    Ok(codec::to_json(&MessageKind::Start { execution: 1 })?)
+    Ok(codec::to_json(&MessageKind::start(1))?)
 }
 
 /// Creates instances with their start messages (their first work, due at once), skipping ids
@@ -201,7 +201,7 @@ pub(crate) async fn create_claiming(
             messages: vec![Message {
                 id: MessageId(start),
                 instance_id: new.id.clone(),
-                kind: MessageKind::Start { execution: 1 },
+                kind: MessageKind::start(1),
                 visible_at: new.created_at,
             }],
             token: LeaseToken(token),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use duraflow_core::{Event, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    codec, validate_instance_id, Committed, InstanceInfo, InstanceStatus, Journal, JournalCache,
+    check_commit, codec, Committed, InstanceInfo, InstanceStatus, Journal, JournalCache,
     LeaseToken, Message, NewInstance, StoreError, StoreResult, TaskId, TurnCommit, TurnWork,
 };
 use sqlx::postgres::PgRow;
@@ -310,12 +310,7 @@ fn refusal(c: &TurnCommit, locked: Option<&Locked>) -> Option<StoreError> {
     if row.journal_len.and_then(|n| usize::try_from(n).ok()) != Some(c.journal_base) {
         return Some(lease_lost(id));
     }
-    for child in &c.new_instances {
-        if let Err(e) = validate_instance_id(&child.id) {
-            return Some(e);
-        }
-    }
-    None
+    check_commit(c).err()
 }
 
 /// The status a commit leaves its instance in.

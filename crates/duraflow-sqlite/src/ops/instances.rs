@@ -75,7 +75,7 @@ pub(crate) fn insert_message(
 /// wakes whoever should fetch it.
 pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
     validate_instance_id(&new.id)?;
-    let start = json(&MessageKind::Start { execution: 1 })?;
+    let start = json(&MessageKind::start(1))?;
     conn.prepare_cached(
         "INSERT INTO messages (instance_id, visible_at, kind) VALUES (?1, ?2, ?3)",
     )?

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use duraflow_core::{Event, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    validate_instance_id, Committed, InstanceStatus, Journal, JournalCache, LeaseToken, Message,
-    MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
+    check_commit, Committed, InstanceStatus, Journal, JournalCache, LeaseToken, Message, MessageId,
+    MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -185,9 +185,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     if usize::try_from(journal_len).ok() != Some(c.journal_base) {
         return Err(lease_lost(id).into());
     }
-    for child in &c.new_instances {
-        validate_instance_id(&child.id)?;
-    }
+    check_commit(c)?;
 
     insert_events(conn, id, execution, c.journal_base, &c.new_events)?;
     {

@@ -415,3 +415,23 @@ pub async fn notifier_wakes_waiters(store: Arc<dyn Store>) {
     finish(&*store, "b", T0, InstanceStatus::Completed).await;
     assert!(fired(instances), "finishing wakes instances");
 }
+
+/// `checkpoint` keeps everything, and the store goes on working after it.
+pub async fn checkpoint_keeps_everything_and_the_store_goes_on(store: Arc<dyn Store>) {
+    store
+        .create_instance(new_instance("a", "wf"))
+        .await
+        .unwrap();
+    store.send(user_event("a", "e", T0)).await.unwrap();
+    store.checkpoint().await.unwrap();
+    let work = turn_of(&*store, "a", T0).await;
+    assert_eq!(work.messages.len(), 2, "the start and the event");
+    store
+        .create_instance(new_instance("b", "wf"))
+        .await
+        .unwrap();
+    store.checkpoint().await.unwrap();
+    let stats = store.stats().await.unwrap();
+    let total: u64 = stats.instances.iter().map(|(_, n)| n).sum();
+    assert_eq!(total, 2);
+}

@@ -83,7 +83,7 @@ pub async fn warm_journals_are_left_unread(store: Arc<dyn Store>) {
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].journal, Ok(Journal::Events(vec![])));
     let mut c = commit_of(&first[0], T0);
-    c.new_events = vec![super::event(1), super::event(2)];
+    c.new_events = vec![super::started(1), super::event(2)];
     commit_one(&*store, c).await.unwrap();
 
     // The caller holds what its commit left: not read again.
@@ -111,7 +111,7 @@ pub async fn warm_journals_are_left_unread(store: Arc<dyn Store>) {
     assert_eq!(
         cold[0].journal,
         Ok(Journal::Events(vec![
-            super::event(1),
+            super::started(1),
             super::event(2),
             super::event(3)
         ]))
@@ -274,10 +274,7 @@ pub async fn creation_claims_the_first_turn(store: Arc<dyn Store>) {
             assert_eq!(turn.instance.status, InstanceStatus::Pending);
             assert_eq!(turn.journal, Ok(Journal::Events(vec![])));
             assert_eq!(turn.messages.len(), 1);
-            assert!(matches!(
-                turn.messages[0].kind,
-                MessageKind::Start { execution: 1 }
-            ));
+            assert_eq!(turn.messages[0].kind, MessageKind::start(1));
             assert!(store
                 .fetch_turns(at(1), 10, LEASE, None)
                 .await

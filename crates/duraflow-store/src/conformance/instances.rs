@@ -39,10 +39,7 @@ pub async fn create_instance_is_idempotent(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(work.len(), 1);
     assert_eq!(work[0].messages.len(), 1);
-    assert_eq!(
-        work[0].messages[0].kind,
-        MessageKind::Start { execution: 1 }
-    );
+    assert_eq!(work[0].messages[0].kind, MessageKind::start(1));
 }
 
 /// A new instance is pending in execution 1 with an empty journal and a start message visible
@@ -83,7 +80,7 @@ pub async fn create_instance_posts_a_start_message(store: Arc<dyn Store>) {
     assert_eq!(work.messages.len(), 1);
     let start = &work.messages[0];
     assert_eq!(start.instance_id, "child-1");
-    assert_eq!(start.kind, MessageKind::Start { execution: 1 });
+    assert_eq!(start.kind, MessageKind::start(1));
     assert_eq!(start.visible_at, at(1_000));
 }
 

@@ -111,6 +111,7 @@ macro_rules! conformance_tests {
                 rejected_commit_changes_nothing,
                 a_commit_that_fails_part_way_leaves_nothing,
                 journal_base_mismatch_is_rejected,
+                a_journal_always_begins_with_its_start,
                 commits_in_a_batch_are_independent,
                 unconsumed_messages_are_fetched_again,
                 delayed_messages_are_not_visible_early,
@@ -151,6 +152,7 @@ macro_rules! conformance_tests {
                 next_due_reports_the_earliest_future_work,
                 stats_count_instances_messages_and_tasks,
                 notifier_wakes_waiters,
+                checkpoint_keeps_everything_and_the_store_goes_on,
             ]
         }
     };
@@ -202,7 +204,20 @@ pub(crate) fn failure(message: &str) -> Failure {
     Failure::new(FailureKind::Application, message)
 }
 
-/// A distinct journal event.
+/// The start of an execution (input `seq`): the first event of every journal.
+pub(crate) fn started(seq: u32) -> Event {
+    Event {
+        at: T0,
+        kind: EventKind::WorkflowStarted {
+            name: "wf".into(),
+            input: payload(seq),
+            parent: None,
+        },
+    }
+}
+
+/// A delivered event (a step's result) for operation `seq`, for any journal position but the
+/// first.
 pub(crate) fn event(seq: u32) -> Event {
     Event {
         at: T0,

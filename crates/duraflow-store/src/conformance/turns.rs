@@ -7,7 +7,7 @@ use duraflow_core::OpId;
 
 use super::{
     at, commit, commit_of, event, event_name, failure, finish, journal_len, new_instance, new_task,
-    parent_link, payload, start, turn_of, user_event, LEASE, LEASE_MS, T0,
+    parent_link, payload, start, started, turn_of, user_event, LEASE, LEASE_MS, T0,
 };
 use crate::error::StoreError;
 use crate::store::Store;
@@ -144,7 +144,7 @@ pub async fn expired_turn_lease_is_fetched_again_and_fences_the_old_token(store:
     assert_eq!(new.messages, old.messages);
 
     let mut stale = commit_of(&old, at(LEASE_MS + 1));
-    stale.new_events = vec![event(1)];
+    stale.new_events = vec![started(1)];
     assert_lease_lost(commit(&*store, stale).await, "commit with the old token");
     assert_lease_lost(
         store.abandon_turn("a", old.token, at(LEASE_MS + 1)).await,
@@ -152,9 +152,9 @@ pub async fn expired_turn_lease_is_fetched_again_and_fences_the_old_token(store:
     );
 
     let mut current = commit_of(&new, at(LEASE_MS + 1));
-    current.new_events = vec![event(2)];
+    current.new_events = vec![started(2)];
     commit(&*store, current).await.unwrap();
-    assert_eq!(store.journal("a", None).await.unwrap(), vec![event(2)]);
+    assert_eq!(store.journal("a", None).await.unwrap(), vec![started(2)]);
 }
 
 /// A commit made after its lease ran out is rejected, even if nobody fetched the instance since.
@@ -165,7 +165,7 @@ pub async fn commit_after_lease_expiry_is_rejected(store: Arc<dyn Store>) {
         .unwrap();
     let work = turn_of(&*store, "a", T0).await;
     let mut late = commit_of(&work, at(LEASE_MS));
-    late.new_events = vec![event(1)];
+    late.new_events = vec![started(1)];
     assert_lease_lost(commit(&*store, late).await, "commit at lease_until");
     assert_eq!(store.journal("a", None).await.unwrap(), vec![]);
     assert_eq!(
@@ -177,7 +177,7 @@ pub async fn commit_after_lease_expiry_is_rejected(store: Arc<dyn Store>) {
     // lease's expiry is rejected.
     let again = turn_of(&*store, "a", at(LEASE_MS)).await;
     let mut in_time = commit_of(&work, at(LEASE_MS - 1));
-    in_time.new_events = vec![event(1)];
+    in_time.new_events = vec![started(1)];
     assert_lease_lost(
         commit(&*store, in_time).await,
         "commit with a superseded token",
@@ -203,7 +203,7 @@ pub async fn commit_applies_everything(store: Arc<dyn Store>) {
     child.parent = Some(parent_link("parent", 3));
     child.created_at = at(1);
     let c = TurnCommit {
-        new_events: vec![event(1), event(2), event(3)],
+        new_events: vec![started(1), event(2), event(3)],
         messages: vec![
             user_event("peer", "first", at(1)),
             user_event("peer", "second", at(1)),
@@ -224,7 +224,7 @@ pub async fn commit_applies_everything(store: Arc<dyn Store>) {
     commit(&*store, c).await.unwrap();
 
     // Events appended to the current execution.
-    let journal = vec![event(1), event(2), event(3)];
+    let journal = vec![started(1), event(2), event(3)];
     assert_eq!(store.journal("parent", None).await.unwrap(), journal);
     assert_eq!(store.journal("parent", Some(1)).await.unwrap(), journal);
 
@@ -255,7 +255,7 @@ pub async fn commit_applies_everything(store: Arc<dyn Store>) {
         match w.instance.id.as_str() {
             "child" => {
                 assert_eq!(kinds.len(), 2);
-                assert_eq!(kinds[0], MessageKind::Start { execution: 1 });
+                assert_eq!(kinds[0], MessageKind::start(1));
                 assert_eq!(event_name(&kinds[1]), Some("for-child"));
                 assert_eq!(w.journal, Ok(Journal::Events(vec![])));
             }
@@ -311,7 +311,7 @@ pub async fn rejected_commit_changes_nothing(store: Arc<dyn Store>) {
     let new = turn_of(&*store, "a", at(LEASE_MS)).await;
 
     let stale = TurnCommit {
-        new_events: vec![event(1)],
+        new_events: vec![started(1)],
         messages: vec![
             user_event("peer", "x", at(LEASE_MS)),
             user_event("a", "self", at(LEASE_MS)),
@@ -361,7 +361,7 @@ pub async fn journal_base_mismatch_is_rejected(store: Arc<dyn Store>) {
     let work = turn_of(&*store, "a", T0).await;
     let mut ahead = commit_of(&work, T0);
     ahead.journal_base = 1;
-    ahead.new_events = vec![event(1)];
+    ahead.new_events = vec![started(1)];
     assert_lease_lost(
         commit(&*store, ahead).await,
         "journal_base beyond the journal",
@@ -369,7 +369,7 @@ pub async fn journal_base_mismatch_is_rejected(store: Arc<dyn Store>) {
     assert_eq!(store.journal("a", None).await.unwrap(), vec![]);
 
     let mut ok = commit_of(&work, T0);
-    ok.new_events = vec![event(1), event(2)];
+    ok.new_events = vec![started(1), event(2)];
     commit(&*store, ok).await.unwrap();
 
     store.send(user_event("a", "e", T0)).await.unwrap();
@@ -384,7 +384,7 @@ pub async fn journal_base_mismatch_is_rejected(store: Arc<dyn Store>) {
     );
     assert_eq!(
         store.journal("a", None).await.unwrap(),
-        vec![event(1), event(2)]
+        vec![started(1), event(2)]
     );
 
     let mut ok = commit_of(&work, T0);
@@ -392,7 +392,54 @@ pub async fn journal_base_mismatch_is_rejected(store: Arc<dyn Store>) {
     commit(&*store, ok).await.unwrap();
     assert_eq!(
         store.journal("a", None).await.unwrap(),
-        vec![event(1), event(2), event(3)]
+        vec![started(1), event(2), event(3)]
+    );
+}
+
+/// A commit that would begin an execution's journal with anything but `workflow_started`, or
+/// hold `workflow_started` anywhere else, is refused with an error that says so, and writes
+/// nothing: not its events, its consumed messages, nor its status.
+pub async fn a_journal_always_begins_with_its_start(store: Arc<dyn Store>) {
+    store
+        .create_instance(new_instance("a", "wf"))
+        .await
+        .unwrap();
+    store.send(user_event("a", "e", T0)).await.unwrap();
+    let work = turn_of(&*store, "a", T0).await;
+    let mut headless = commit_of(&work, T0);
+    headless.new_events = vec![event(1), started(2)];
+    let refused = commit(&*store, headless).await;
+    match &refused {
+        Err(StoreError::Invalid(m)) if m.contains("would begin with `step_completed`") => {}
+        other => panic!("a journal that does not begin with its start: {other:?}"),
+    }
+    let twice = {
+        let mut c = commit_of(&work, T0);
+        c.new_events = vec![started(1), event(2), started(3)];
+        commit(&*store, c).await
+    };
+    match &twice {
+        Err(StoreError::Invalid(m)) if m.contains("`workflow_started` again at position 2") => {}
+        other => panic!("a second start in one journal: {other:?}"),
+    }
+    assert_eq!(store.journal("a", None).await.unwrap(), vec![]);
+    let info = store.instance("a").await.unwrap().unwrap();
+    assert_eq!(info.status, InstanceStatus::Pending);
+
+    let mut ok = commit_of(&work, T0);
+    ok.new_events = vec![started(1), event(2)];
+    commit(&*store, ok).await.unwrap();
+    store.send(user_event("a", "f", T0)).await.unwrap();
+    let work = turn_of(&*store, "a", T0).await;
+    let mut restart = commit_of(&work, T0);
+    restart.new_events = vec![started(3)];
+    assert!(
+        matches!(commit(&*store, restart).await, Err(StoreError::Invalid(_))),
+        "a start appended to a journal that has one"
+    );
+    assert_eq!(
+        store.journal("a", None).await.unwrap(),
+        vec![started(1), event(2)]
     );
 }
 
@@ -416,9 +463,9 @@ pub async fn commits_in_a_batch_are_independent(store: Arc<dyn Store>) {
 
     let mut wrong = commit_of(x, T0);
     wrong.token = y.token; // the other instance's token is not x's
-    wrong.new_events = vec![event(1)];
+    wrong.new_events = vec![started(1)];
     let mut right = commit_of(y, T0);
-    right.new_events = vec![event(2)];
+    right.new_events = vec![started(2)];
     let results = store.commit_turns(vec![wrong, right]).await.unwrap();
     assert_eq!(results.len(), 2);
     assert!(
@@ -428,7 +475,7 @@ pub async fn commits_in_a_batch_are_independent(store: Arc<dyn Store>) {
     assert!(results[1].is_ok(), "{results:?}");
 
     assert_eq!(store.journal("x", None).await.unwrap(), vec![]);
-    assert_eq!(store.journal("y", None).await.unwrap(), vec![event(2)]);
+    assert_eq!(store.journal("y", None).await.unwrap(), vec![started(2)]);
     assert_eq!(
         store.instance("y").await.unwrap().unwrap().status,
         InstanceStatus::Running
@@ -453,7 +500,7 @@ pub async fn a_commit_that_fails_part_way_leaves_nothing(store: Arc<dyn Store>) 
     assert_eq!(work.messages.len(), 2);
 
     let broken = TurnCommit {
-        new_events: vec![event(1), event(2)],
+        new_events: vec![started(1), event(2)],
         messages: vec![user_event("peer", "x", T0)],
         new_instances: vec![new_instance("child", "wf"), new_instance("", "wf")],
         tasks: vec![new_task("a", 1, T0)],
@@ -477,9 +524,9 @@ pub async fn a_commit_that_fails_part_way_leaves_nothing(store: Arc<dyn Store>) 
 
     // The same turn commits correctly afterwards.
     let mut fixed = commit_of(&work, T0);
-    fixed.new_events = vec![event(1)];
+    fixed.new_events = vec![started(1)];
     commit(&*store, fixed).await.unwrap();
-    assert_eq!(store.journal("a", None).await.unwrap(), vec![event(1)]);
+    assert_eq!(store.journal("a", None).await.unwrap(), vec![started(1)]);
     assert_eq!(store.stats().await.unwrap().messages, 0);
 }
 
@@ -643,7 +690,7 @@ pub async fn commit_leaves_existing_child_instances_untouched(store: Arc<dyn Sto
     assert_eq!(store.instance("kid").await.unwrap().unwrap(), before);
     let kid = turn_of(&*store, "kid", at(5)).await;
     assert_eq!(kid.messages.len(), 1);
-    assert_eq!(kid.messages[0].kind, MessageKind::Start { execution: 1 });
+    assert_eq!(kid.messages[0].kind, MessageKind::start(1));
 }
 
 /// Continue-as-new moves to execution 2 with a fresh journal, keeps the old journal readable,
@@ -655,10 +702,10 @@ pub async fn continue_as_new_starts_a_fresh_execution(store: Arc<dyn Store>) {
         .unwrap();
     let work = turn_of(&*store, "c", T0).await;
     let c = TurnCommit {
-        new_events: vec![event(1), event(2)],
+        new_events: vec![started(1), event(2)],
         messages: vec![NewMessage {
             instance_id: "c".into(),
-            kind: MessageKind::Start { execution: 2 },
+            kind: MessageKind::start(2),
             visible_at: at(1),
         }],
         continue_as_new: Some(payload("second input")),
@@ -675,23 +722,23 @@ pub async fn continue_as_new_starts_a_fresh_execution(store: Arc<dyn Store>) {
     assert_eq!(store.journal("c", Some(2)).await.unwrap(), vec![]);
     assert_eq!(
         store.journal("c", Some(1)).await.unwrap(),
-        vec![event(1), event(2)]
+        vec![started(1), event(2)]
     );
 
     let work = turn_of(&*store, "c", at(1)).await;
     assert_eq!(work.instance.execution, 2);
     assert_eq!(work.journal, Ok(Journal::Events(vec![])));
     assert_eq!(work.messages.len(), 1);
-    assert_eq!(work.messages[0].kind, MessageKind::Start { execution: 2 });
+    assert_eq!(work.messages[0].kind, MessageKind::start(2));
 
     let mut next = commit_of(&work, at(2));
-    next.new_events = vec![event(3)];
+    next.new_events = vec![started(3)];
     commit(&*store, next).await.unwrap();
-    assert_eq!(store.journal("c", None).await.unwrap(), vec![event(3)]);
-    assert_eq!(store.journal("c", Some(2)).await.unwrap(), vec![event(3)]);
+    assert_eq!(store.journal("c", None).await.unwrap(), vec![started(3)]);
+    assert_eq!(store.journal("c", Some(2)).await.unwrap(), vec![started(3)]);
     assert_eq!(
         store.journal("c", Some(1)).await.unwrap(),
-        vec![event(1), event(2)]
+        vec![started(1), event(2)]
     );
     match store.journal("c", Some(3)).await {
         Err(StoreError::NotFound(_)) => {}

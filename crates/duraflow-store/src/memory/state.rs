@@ -273,7 +273,7 @@ impl State {
                 tasks: BTreeSet::new(),
             },
         );
-        self.deliver(&id, MessageKind::Start { execution: 1 }, created_at);
+        self.deliver(&id, MessageKind::start(1), created_at);
         wake.turns = true;
     }
 
@@ -403,10 +403,7 @@ impl State {
             // Someone else extended the journal since this turn read it.
             return Err(instance_lease_lost(id));
         }
-        for child in &commit.new_instances {
-            crate::types::validate_instance_id(&child.id)?;
-        }
-        Ok(())
+        crate::rules::check_commit(commit)
     }
 
     pub(super) fn commit_turn(
