@@ -14,6 +14,7 @@ use duraflow::crates::store::{
     TurnWork,
 };
 use duraflow::{Event, InstanceInfo, ListFilter, Page, Store, StoreError, Timestamp};
+use tracing::debug;
 
 /// What a call may do, given the fuse.
 enum Gate {
@@ -24,9 +25,11 @@ enum Gate {
     Last,
 }
 
-/// One engine process's view of the store.
+/// One engine process's view of the store. Its hot-path calls are traced at debug level
+/// (`RUST_LOG=fault_search=debug`), named by the process, to follow a failing seed.
 pub(crate) struct FaultStore {
     inner: Arc<dyn Store>,
+    name: String,
     dead: AtomicBool,
     /// Writes left before the process dies (`u64::MAX`: not armed).
     fuse: AtomicU64,
@@ -40,9 +43,10 @@ fn killed() -> StoreError {
 
 impl FaultStore {
     /// A live process on `inner`.
-    pub(crate) fn new(inner: Arc<dyn Store>) -> Self {
+    pub(crate) fn new(inner: Arc<dyn Store>, name: &str) -> Self {
         FaultStore {
             inner,
+            name: name.to_owned(),
             dead: AtomicBool::new(false),
             fuse: AtomicU64::new(u64::MAX),
             apply_last: AtomicBool::new(false),
@@ -152,14 +156,43 @@ impl Store for FaultStore {
         lease: Duration,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
-        self.write(self.inner.fetch_turns(now, max, lease, cache))
-            .await
+        let out = self
+            .write(self.inner.fetch_turns(now, max, lease, cache))
+            .await;
+        if let Ok(turns) = &out {
+            for t in turns {
+                debug!(process = %self.name, instance = %t.instance.id, token = ?t.token, messages = t.messages.len(), "fetched turn");
+            }
+        }
+        out
     }
     async fn commit_turns(
         &self,
         commits: Vec<TurnCommit>,
     ) -> StoreResult<Vec<StoreResult<Committed>>> {
-        self.write(self.inner.commit_turns(commits)).await
+        let what: Vec<String> = commits
+            .iter()
+            .map(|c| {
+                let events: Vec<&str> = c.new_events.iter().map(|e| e.kind.type_name()).collect();
+                format!("{} {:?} {events:?}", c.instance_id, c.token)
+            })
+            .collect();
+        let out = self.write(self.inner.commit_turns(commits)).await;
+        match &out {
+            Ok(results) => {
+                for (what, result) in what.iter().zip(results) {
+                    let claimed: Option<Vec<_>> = result
+                        .as_ref()
+                        .ok()
+                        .map(|c| c.tasks.iter().map(|t| t.id).collect());
+                    debug!(process = %self.name, commit = %what, ok = result.is_ok(), ?claimed, error = ?result.as_ref().err(), "commit");
+                }
+            }
+            Err(e) => {
+                debug!(process = %self.name, commits = ?what, error = %e, "commit batch failed")
+            }
+        }
+        out
     }
     async fn abandon_turn(
         &self,
@@ -176,7 +209,13 @@ impl Store for FaultStore {
         max: usize,
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
-        self.write(self.inner.fetch_tasks(now, max, lease)).await
+        let out = self.write(self.inner.fetch_tasks(now, max, lease)).await;
+        if let Ok(tasks) = &out {
+            for t in tasks {
+                debug!(process = %self.name, task = ?t.id, instance = %t.instance_id, op = %t.op, attempt = t.attempt, token = ?t.token, "fetched task");
+            }
+        }
+        out
     }
     async fn complete_tasks(
         &self,
@@ -184,8 +223,21 @@ impl Store for FaultStore {
         completions: Vec<TaskCompletion>,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<StoreResult<Completed>>> {
-        self.write(self.inner.complete_tasks(now, completions, cache))
-            .await
+        let ids: Vec<_> = completions.iter().map(|c| (c.id, c.token)).collect();
+        let out = self
+            .write(self.inner.complete_tasks(now, completions, cache))
+            .await;
+        match &out {
+            Ok(results) => {
+                for (id, result) in ids.iter().zip(results) {
+                    debug!(process = %self.name, task = ?id, ok = result.is_ok(), claimed_turn = result.as_ref().is_ok_and(|c| c.turn.is_some()), error = ?result.as_ref().err(), "completion");
+                }
+            }
+            Err(e) => {
+                debug!(process = %self.name, tasks = ?ids, error = %e, "completion batch failed")
+            }
+        }
+        out
     }
     async fn renew_task(
         &self,
@@ -203,8 +255,11 @@ impl Store for FaultStore {
         token: LeaseToken,
         release: TaskRelease,
     ) -> StoreResult<()> {
-        self.write(self.inner.release_task(id, token, release))
-            .await
+        let out = self
+            .write(self.inner.release_task(id, token, release))
+            .await;
+        debug!(process = %self.name, task = ?id, ?token, error = ?out.as_ref().err(), "release");
+        out
     }
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
         self.read()?;

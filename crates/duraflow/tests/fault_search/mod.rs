@@ -25,6 +25,7 @@ const LOG_TAIL: usize = 80;
 
 /// Runs one seed on a fresh store of `kind`; the error is the failure report.
 pub(crate) async fn run_seed(kind: StoreKind, seed: u64) -> Result<(), String> {
+    let began = std::time::Instant::now();
     let mut world = World::new(kind, seed).await;
     let steps = world.rng.usize(STEPS);
     chaos::run(&mut world, steps).await;
@@ -33,7 +34,8 @@ pub(crate) async fn run_seed(kind: StoreKind, seed: u64) -> Result<(), String> {
     violations.extend(found);
     eprintln!(
         "seed {seed} on {}: {steps} actions, {} instances started and {checked} checked, \
-         {} of {} events accepted, {} engine processes, {} violations",
+         {} of {} events accepted, {} engine processes ({} killed, {} by their fuse), \
+         {} lease expiries waited for, {} violations, {:.1?} so far",
         kind.test_name(),
         world.ledger.started.len(),
         world
@@ -44,7 +46,11 @@ pub(crate) async fn run_seed(kind: StoreKind, seed: u64) -> Result<(), String> {
             .count(),
         world.ledger.raised.len(),
         world.processes(),
-        violations.len()
+        world.kills,
+        world.fuse_deaths,
+        world.lease_waits,
+        violations.len(),
+        began.elapsed()
     );
     let report = (!violations.is_empty()).then(|| {
         let skip = world.log.len().saturating_sub(LOG_TAIL);
@@ -67,6 +73,7 @@ pub(crate) async fn run_seed(kind: StoreKind, seed: u64) -> Result<(), String> {
 /// Runs the seeds [`seeds::seeds`] names on `kind`, each in a task of its own so that a
 /// panic is reported with its seed, and fails with every failing seed's report.
 pub(crate) async fn search(kind: StoreKind) {
+    crate::common::init_tracing();
     let seeds = seeds::seeds();
     let mut failures = Vec::new();
     for &seed in &seeds {

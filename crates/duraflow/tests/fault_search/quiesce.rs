@@ -14,6 +14,13 @@ use crate::harness::world::{World, LEASE};
 /// reported. Only a failing run waits this long.
 pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Looks in a row without any change in the open instances' journals after which the phase
+/// stops waiting for the running engines and moves the clock past their leases too: work a
+/// running engine dropped while holding its lease (a result refused by mistake, a turn whose
+/// store write failed) comes back only then. Each time is a violation: no store write of a
+/// running engine fails in this phase, so nothing should be left to a lease's expiry.
+const STALLED: u32 = 200;
+
 /// Every instance in the store, paged.
 pub(crate) async fn all_instances(store: &dyn Store) -> Vec<InstanceInfo> {
     let mut out = Vec::new();
@@ -36,7 +43,8 @@ pub(crate) async fn all_instances(store: &dyn Store) -> Vec<InstanceInfo> {
     }
 }
 
-/// Runs the phase; returns a violation for each instance that did not finish.
+/// Runs the phase; returns a violation for each instance that did not finish and each time
+/// the clock had to pass a running engine's lease.
 pub(crate) async fn run(world: &mut World) -> Vec<String> {
     for live in world.slots.iter().flatten() {
         live.store.disarm();
@@ -47,6 +55,10 @@ pub(crate) async fn run(world: &mut World) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     // The waits an event was raised for: (instance, execution, how many waits it had begun).
     let mut answered: HashSet<(String, u32, usize)> = HashSet::new();
+    // What the open instances' journals looked like, and for how many looks.
+    let mut last_look: Vec<(String, u32, usize, String)> = Vec::new();
+    let mut unchanged = 0;
+    let mut violations = Vec::new();
     loop {
         let open: Vec<InstanceInfo> = all_instances(world.observer.as_ref())
             .await
@@ -54,15 +66,15 @@ pub(crate) async fn run(world: &mut World) -> Vec<String> {
             .filter(|i| !i.status.is_terminal())
             .collect();
         if open.is_empty() {
-            return Vec::new();
+            return violations;
         }
         if tokio::time::Instant::now() >= deadline {
-            let mut violations = Vec::new();
             for info in &open {
                 violations.push(stranded(world.observer.as_ref(), info).await);
             }
             return violations;
         }
+        let mut look = Vec::new();
         for info in &open {
             let journal = world
                 .observer
@@ -75,13 +87,48 @@ pub(crate) async fn run(world: &mut World) -> Vec<String> {
             if waits > raised && answered.insert((info.id.clone(), info.execution, waits)) {
                 raise_on(world, &info.id).await;
             }
+            look.push((
+                info.id.clone(),
+                info.execution,
+                journal.len(),
+                journal
+                    .last()
+                    .map(|e| e.kind.describe())
+                    .unwrap_or_default(),
+            ));
         }
-        // Fire the next timer or retry; leases of the running engines are left alone.
+        if look == last_look {
+            unchanged += 1;
+        } else {
+            unchanged = 0;
+            last_look = look;
+        }
+        // Fire the next timer or retry; leases of the running engines are left alone unless
+        // nothing has moved for a while.
         let now = world.clock.now();
         if let Ok(due) = world.observer.next_due(now).await {
             if let Some(at) = due.turn.into_iter().chain(due.task).min() {
                 if at <= now.plus(LEASE / 2) {
                     world.clock.set(at);
+                } else if unchanged >= STALLED {
+                    world.clock.set(at);
+                    world.lease_waits += 1;
+                    unchanged = 0;
+                    let waiting: Vec<String> = last_look
+                        .iter()
+                        .map(|(id, execution, _, last)| format!("{id}/{execution} at {last}"))
+                        .collect();
+                    let stall = format!(
+                        "no progress in {STALLED} looks of the quiescent phase: the clock had to \
+                         move {:?} on, past a running engine's lease, for work it held to go on \
+                         (turns due {:?}, tasks due {:?}; open: {})",
+                        at.since(now),
+                        due.turn.map(|t| t.since(now)),
+                        due.task.map(|t| t.since(now)),
+                        waiting.join(", ")
+                    );
+                    world.note(stall.clone());
+                    violations.push(stall);
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! `DURAFLOW_FAULT_SEEDS` (how many), with a small default for CI.
 
 /// Seeds run when neither variable is set: a handful, so CI stays quick.
-pub(crate) const CI_SEEDS: u64 = 3;
+pub(crate) const CI_SEEDS: u64 = 10;
 
 fn var(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;

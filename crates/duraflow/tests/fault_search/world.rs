@@ -51,6 +51,12 @@ pub(crate) struct World {
     pub(crate) log: Vec<String>,
     origin: Timestamp,
     processes: u32,
+    /// Processes killed by the search, and by their fuse.
+    pub(crate) kills: u32,
+    pub(crate) fuse_deaths: u32,
+    /// Times the quiescent phase found no progress and moved the clock past a running
+    /// engine's lease.
+    pub(crate) lease_waits: u32,
 }
 
 impl World {
@@ -69,6 +75,9 @@ impl World {
             ledger: Ledger::default(),
             log: Vec::new(),
             processes: 0,
+            kills: 0,
+            fuse_deaths: 0,
+            lease_waits: 0,
         };
         world.start_engine(0).await;
         world
@@ -106,7 +115,7 @@ impl World {
             options.commit_batch,
             options.warm_instances
         );
-        let store = Arc::new(FaultStore::new(self.backend.open().await));
+        let store = Arc::new(FaultStore::new(self.backend.open().await, &name));
         let engine = shapes::register(Engine::builder())
             .shared_store(store.clone())
             .clock(self.clock.clone())
@@ -131,6 +140,7 @@ impl World {
             live.store.kill();
             let name = live.name.clone();
             drop(live);
+            self.kills += 1;
             self.note(format!("kill {name}"));
         }
     }
@@ -144,6 +154,8 @@ impl World {
             {
                 let name = self.slots[slot].as_ref().map(|l| l.name.clone());
                 self.kill(slot);
+                self.kills -= 1;
+                self.fuse_deaths += 1;
                 self.note(format!("{} died at its fuse", name.unwrap_or_default()));
             }
         }
