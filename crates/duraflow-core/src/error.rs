@@ -4,46 +4,73 @@ use std::fmt;
 
 use crate::failure::{Failure, FailureKind};
 use crate::op_id::OpId;
+use crate::payload::PayloadError;
 
 /// The error of a workflow, and of every durable operation a workflow awaits.
 ///
 /// Operations hand their failures to the workflow as this type, so `?` propagates an activity's
-/// failure out of the workflow and the instance's status keeps what failed and where.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// failure out of the workflow and the instance's status keeps what failed and where. Any other
+/// error (`serde_json::Error`, `std::io::Error`, an error type of your own) converts with `?`
+/// too and fails the workflow as an [`WorkflowError::Application`] error carrying its message.
+/// (So that it can, `WorkflowError` itself does not implement `std::error::Error`, like
+/// `anyhow::Error`; it implements `Display` and `Debug`.)
+#[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum WorkflowError {
     /// An activity failed terminally or used up its retries.
-    #[error("activity failed: {0}")]
     Activity(Failure),
     /// An inline step failed.
-    #[error("step failed: {0}")]
     Step(Failure),
     /// A child workflow failed, was cancelled or was terminated.
-    #[error("child workflow failed: {0}")]
     Child(Failure),
     /// A wait ran out of time.
-    #[error("timed out: {0}")]
     Timeout(String),
     /// The instance is being cancelled.
-    #[error("cancelled")]
     Cancelled,
     /// The workflow code no longer matches its journal.
-    #[error(transparent)]
-    Nondeterminism(#[from] Nondeterminism),
+    Nondeterminism(Nondeterminism),
     /// A value could not be encoded or decoded.
-    #[error("payload error: {0}")]
     Payload(String),
     /// The workflow code panicked; the message says where.
-    #[error("{0}")]
     Panic(String),
     /// An error raised by the workflow's own logic.
-    #[error("{message}")]
     Application {
         /// A message for a person.
         message: String,
         /// An optional machine-readable code.
         code: Option<String>,
     },
+}
+
+impl fmt::Display for WorkflowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WorkflowError::Activity(failure) => write!(f, "activity failed: {failure}"),
+            WorkflowError::Step(failure) => write!(f, "step failed: {failure}"),
+            WorkflowError::Child(failure) => write!(f, "child workflow failed: {failure}"),
+            WorkflowError::Timeout(m) => write!(f, "timed out: {m}"),
+            WorkflowError::Cancelled => f.write_str("cancelled"),
+            WorkflowError::Nondeterminism(nd) => write!(f, "{nd}"),
+            WorkflowError::Payload(m) => write!(f, "payload error: {m}"),
+            WorkflowError::Panic(m) => f.write_str(m),
+            WorkflowError::Application { message, .. } => f.write_str(message),
+        }
+    }
+}
+
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for WorkflowError {
+    /// Any error becomes an application error with its message; a [`Nondeterminism`] and a
+    /// [`PayloadError`] keep their own kinds.
+    fn from(e: E) -> Self {
+        let any: &(dyn std::error::Error + 'static) = &e;
+        if let Some(nd) = any.downcast_ref::<Nondeterminism>() {
+            return WorkflowError::Nondeterminism(nd.clone());
+        }
+        if let Some(p) = any.downcast_ref::<PayloadError>() {
+            return WorkflowError::Payload(p.0.clone());
+        }
+        WorkflowError::application(e)
+    }
 }
 
 impl WorkflowError {
@@ -77,7 +104,8 @@ impl WorkflowError {
             WorkflowError::Timeout(m) => Failure::new(FailureKind::Timeout, m.clone()),
             WorkflowError::Cancelled => Failure::new(FailureKind::Cancelled, "cancelled"),
             WorkflowError::Nondeterminism(n) => {
-                let mut f = Failure::new(FailureKind::Nondeterminism, n.to_string());
+                let mut f = Failure::new(FailureKind::Nondeterminism, n.detail())
+                    .with_code(Some(n.code().to_owned()));
                 f.op = n.op.clone();
                 f
             }
@@ -96,11 +124,7 @@ impl WorkflowError {
 /// rather than continuing on a different path. Fix it by deploying code that matches the running
 /// instances (or by versioning the workflow under a new name) and starting them again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "nondeterminism at journal position {position}: the journal recorded {recorded} but the \
-     workflow code {requested}; the code changed in a way that is not compatible with running \
-     instances"
-)]
+#[error("nondeterminism [{}] {}", self.code(), self.detail())]
 pub struct Nondeterminism {
     /// The journal position (index of the event in the execution's journal).
     pub position: usize,
@@ -110,6 +134,51 @@ pub struct Nondeterminism {
     pub requested: String,
     /// The operation concerned, if known.
     pub op: Option<OpId>,
+    /// How the code and the journal differ.
+    pub mismatch: Mismatch,
+}
+
+/// How workflow code and its journal differ, each with a stable code that failures carry (in
+/// [`Failure::code`]) for tools and searches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mismatch {
+    /// `DF1001`: the code asked for another operation (another type, name or id) than the one
+    /// recorded at this position.
+    Changed,
+    /// `DF1002`: the code asked for an operation where the journal recorded a delivery first
+    /// (an added operation, or operations in a different order).
+    Added,
+    /// `DF1003`: the journal recorded an operation the code did not ask for (a removed
+    /// operation, or operations in a different order).
+    Removed,
+}
+
+impl Mismatch {
+    /// The stable code: `DF1001` (changed), `DF1002` (added), `DF1003` (removed).
+    pub fn code(self) -> &'static str {
+        match self {
+            Mismatch::Changed => "DF1001",
+            Mismatch::Added => "DF1002",
+            Mismatch::Removed => "DF1003",
+        }
+    }
+}
+
+impl Nondeterminism {
+    /// The stable code of the mismatch (see [`Mismatch`]).
+    pub fn code(&self) -> &'static str {
+        self.mismatch.code()
+    }
+
+    /// Where and how the code and the journal differ, and what it means.
+    pub fn detail(&self) -> String {
+        format!(
+            "at journal position {}: the journal recorded {} but the workflow code {}; the code \
+             changed in a way that is not compatible with running instances",
+            self.position, self.recorded, self.requested
+        )
+    }
 }
 
 /// The error an activity or an inline step returns.

@@ -19,6 +19,10 @@ pub enum FailureKind {
     RetriesExhausted,
     /// An operation ran out of time (an activity's timeout, a wait's timeout).
     Timeout,
+    /// An activity's last allowed attempt ended without reporting anything: its lease expired
+    /// because the worker running it died, was stopped without handing it back, or blocked
+    /// its thread so that the lease could not be renewed.
+    LeaseExpired,
     /// The work was cancelled.
     Cancelled,
     /// The instance was terminated.
@@ -46,6 +50,7 @@ impl fmt::Display for FailureKind {
             FailureKind::ActivityTerminal => "activity_terminal",
             FailureKind::RetriesExhausted => "retries_exhausted",
             FailureKind::Timeout => "timeout",
+            FailureKind::LeaseExpired => "lease_expired",
             FailureKind::Cancelled => "cancelled",
             FailureKind::Terminated => "terminated",
             FailureKind::Nondeterminism => "nondeterminism",
@@ -130,5 +135,51 @@ impl fmt::Display for Failure {
             write!(f, " [{code}]")?;
         }
         write!(f, ": {}", self.message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    const ALL: [FailureKind; 14] = [
+        FailureKind::Application,
+        FailureKind::ActivityTerminal,
+        FailureKind::RetriesExhausted,
+        FailureKind::Timeout,
+        FailureKind::LeaseExpired,
+        FailureKind::Cancelled,
+        FailureKind::Terminated,
+        FailureKind::Nondeterminism,
+        FailureKind::Payload,
+        FailureKind::UnknownWorkflow,
+        FailureKind::UnknownActivity,
+        FailureKind::ChildFailed,
+        FailureKind::Panic,
+        FailureKind::Internal,
+    ];
+
+    #[test]
+    fn every_kind_serializes_as_its_display_name_and_back() {
+        for kind in ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+            assert_eq!(serde_json::from_str::<FailureKind>(&json).unwrap(), kind);
+        }
+        assert_eq!(FailureKind::LeaseExpired.to_string(), "lease_expired");
+    }
+
+    #[test]
+    fn failures_written_before_lease_expired_existed_still_decode() {
+        let old = r#"{"kind":"retries_exhausted","message":"db down","source":"activity \"charge\"","op":"1","attempts":3}"#;
+        let failure: Failure = serde_json::from_str(old).unwrap();
+        assert_eq!(failure.kind, FailureKind::RetriesExhausted);
+        assert_eq!(failure.attempts, Some(3));
+        let new = Failure::new(FailureKind::LeaseExpired, "lost").with_attempts(3);
+        let json = serde_json::to_string(&new).unwrap();
+        assert!(json.contains(r#""kind":"lease_expired""#), "{json}");
+        assert_eq!(serde_json::from_str::<Failure>(&json).unwrap(), new);
     }
 }

@@ -24,7 +24,7 @@ mod time;
 mod workflow;
 
 pub use context::WorkflowContext;
-pub use error::{ActivityError, Nondeterminism, WorkflowError};
+pub use error::{ActivityError, Mismatch, Nondeterminism, WorkflowError};
 pub use event::{
     ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, JOURNAL_FORMAT_VERSION,
 };

@@ -38,7 +38,7 @@ fn observer() -> WorkflowFn {
             randoms,
             after_activity: ctx.now(),
             id_after_activity: ctx.uuid(),
-            instance: ctx.instance_id(),
+            instance: ctx.instance_id().to_owned(),
             execution: ctx.execution(),
             workflow: ctx.workflow_name(),
         })

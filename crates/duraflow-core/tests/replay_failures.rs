@@ -165,3 +165,51 @@ fn a_workflow_that_panics_after_a_delivery_fails_with_the_panic_text() {
     assert!(run.deliver(activity_completed("0", &11)));
     assert_panic_failure(&run, "value 11 is too large");
 }
+
+/// A user's own error type, to show that `?` takes any `std::error::Error`.
+#[derive(Debug)]
+struct OutOfStock(String);
+
+impl std::fmt::Display for OutOfStock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is out of stock", self.0)
+    }
+}
+
+impl std::error::Error for OutOfStock {}
+
+#[test]
+fn question_mark_on_an_ordinary_error_fails_the_workflow_with_an_application_error() {
+    // A serde error.
+    let parse = workflow_fn(|_ctx: WorkflowContext, text: String| async move {
+        let n: u32 = serde_json::from_str(&text)?;
+        Ok::<_, WorkflowError>(n)
+    });
+    let run = Driver::start("q-1", parse, &"not a number");
+    let failure = run.failure();
+    assert_eq!(failure.kind, FailureKind::Application);
+    assert!(failure.message.contains("expected"), "{}", failure.message);
+    assert_last_event_is_failure(&run, &failure);
+
+    // An I/O error and a user's error type.
+    let stock = workflow_fn(|_ctx: WorkflowContext, item: String| async move {
+        if item == "io" {
+            std::fs::read("/this/path/does/not/exist")?;
+        }
+        Err::<(), _>(OutOfStock(item))?;
+        Ok::<_, WorkflowError>(())
+    });
+    let run = Driver::start("q-2", stock.clone(), &"io");
+    let failure = run.failure();
+    assert_eq!(failure.kind, FailureKind::Application);
+    assert!(
+        failure.message.contains("No such file"),
+        "{}",
+        failure.message
+    );
+    let run = Driver::start("q-3", stock, &"widget");
+    let failure = run.failure();
+    assert_eq!(failure.kind, FailureKind::Application);
+    assert_eq!(failure.message, "widget is out of stock");
+    assert_clean_replay(&run.check(), &Outcome::Failed(failure));
+}

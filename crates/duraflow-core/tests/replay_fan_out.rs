@@ -69,8 +69,8 @@ fn ten_thousand_activities_fan_out_and_in() {
     let failure = nondeterminism(&fewer);
     assert!(
         failure.message.starts_with(&format!(
-            "nondeterminism at journal position {n}: the journal recorded activity_scheduled \
-             \"square\" (op 9999) but the workflow code waits for something else"
+            "at journal position {n}: the journal recorded activity_scheduled \"square\" (op \
+             9999) but the workflow code waits for something else"
         )),
         "{}",
         failure.message
@@ -80,9 +80,9 @@ fn ten_thousand_activities_fan_out_and_in() {
     let failure = nondeterminism(&more);
     assert!(
         failure.message.starts_with(&format!(
-            "nondeterminism at journal position {}: the journal recorded activity_completed (op \
-             9999) but the workflow code asked for activity_scheduled \"square\" (op 10000) \
-             before that event was delivered",
+            "at journal position {}: the journal recorded activity_completed (op 9999) but the \
+             workflow code asked for activity_scheduled \"square\" (op 10000) before that event \
+             was delivered",
             n + 1
         )),
         "{}",

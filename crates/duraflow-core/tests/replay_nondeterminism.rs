@@ -76,13 +76,27 @@ fn assert_nondeterminism(
     let failure = nondeterminism(&report);
     assert_eq!(failure.kind, FailureKind::Nondeterminism);
     let expected = format!(
-        "nondeterminism at journal position {position}: the journal recorded {recorded} but the \
-         workflow code {requested}"
+        "at journal position {position}: the journal recorded {recorded} but the workflow code \
+         {requested}"
     );
     assert!(
         failure.message.starts_with(&expected),
         "message:  {}\nexpected: {expected}…",
         failure.message
+    );
+    // Each kind of mismatch has its stable code.
+    let code = if requested.contains("before that event was delivered") {
+        "DF1002"
+    } else if requested.starts_with("asked for") {
+        "DF1001"
+    } else {
+        "DF1003"
+    };
+    assert_eq!(failure.code.as_deref(), Some(code), "{}", failure.message);
+    assert_eq!(
+        failure.to_string().matches("nondeterminism").count(),
+        1,
+        "the failure says nondeterminism once: {failure}"
     );
     assert_eq!(failure.op, op_id.map(op));
     // The failure is the only thing the checker appends.

@@ -9,6 +9,10 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use duraflow::{PostgresOptions, PostgresStore, SqliteStore, Store};
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +39,50 @@ pub const LEASE_MS_VAR: &str = "DURAFLOW_LEASE_MS";
 pub fn application_name(generation: u32) -> String {
     format!("duraflow-worker-{generation}")
 }
+
+/// Opens the store a worker is given: `sqlite:<path>` (or a bare path) for a SQLite file, or a
+/// `postgres://` URL, whose schema comes from [`SCHEMA_VAR`] (default `duraflow`) and whose
+/// connections report [`application_name`]`(generation)`.
+pub async fn open_store(
+    spec: &str,
+    generation: u32,
+) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
+    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        let options = PostgresOptions {
+            schema: std::env::var(SCHEMA_VAR).unwrap_or_else(|_| "duraflow".into()),
+            application_name: application_name(generation),
+            ..PostgresOptions::default()
+        };
+        Ok(Arc::new(PostgresStore::connect_with(spec, options).await?))
+    } else {
+        let path = spec.strip_prefix("sqlite:").unwrap_or(spec);
+        Ok(Arc::new(SqliteStore::open(path).await?))
+    }
+}
+
+/// The lease both workers take on turns and tasks: [`LEASE_MS_VAR`] milliseconds, 1.5 s by
+/// default (short, so that work in flight at a kill is picked up again quickly).
+pub fn lease_from_env() -> Result<Duration, std::num::ParseIntError> {
+    Ok(Duration::from_millis(match std::env::var(LEASE_MS_VAR) {
+        Ok(v) => v.parse()?,
+        Err(_) => 1_500,
+    }))
+}
+
+/// Opens the side-effect log for appending, shared by the worker's activities.
+pub fn open_log(path: &str) -> std::io::Result<Arc<Mutex<std::fs::File>>> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    Ok(Arc::new(Mutex::new(file)))
+}
+
+/// The id of the poison worker's one workflow (see the `poison-worker` binary).
+pub const POISON_WORKFLOW_ID: &str = "poison";
+
+/// How many attempts the poison worker's retry policy allows its activity.
+pub const POISON_ATTEMPTS: u32 = 3;
 
 /// The input of one activity.
 #[derive(Clone, Debug, Serialize, Deserialize)]

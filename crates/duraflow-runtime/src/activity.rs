@@ -44,12 +44,15 @@ impl ActivityContext {
         &self.name
     }
 
-    /// Which attempt this is (1 for the first).
+    /// Which attempt this is (1 for the first). Attempts that ended without a report (their
+    /// worker died, or their lease expired) count too.
     pub fn attempt(&self) -> u32 {
         self.attempt
     }
 
-    /// Why the previous attempt failed, on a retry.
+    /// Why the last attempt that reported a failure failed, on a retry. An attempt that ended
+    /// without a report (its lease expired) leaves nothing here, so after one this is an
+    /// earlier attempt's failure, or `None`; `attempt()` still counts the lost one.
     pub fn last_failure(&self) -> Option<&Failure> {
         self.last_failure.as_ref()
     }

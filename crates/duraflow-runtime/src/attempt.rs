@@ -36,6 +36,15 @@ const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task: TaskWork) {
     let label = format!("activity {:?}", task.name);
+    // The store counts an attempt at every fetch, and an attempt that ends by itself either
+    // reports its result or (with attempts left) is released for its retry. A fetch past the
+    // policy's attempts therefore means the last allowed one ended without a word: its lease
+    // expired. It is not run again; the activity fails.
+    if task.attempt > task.options.retry.max_attempts {
+        let failure = lease_expired_failure(inner, &task, &label);
+        warn!(task = task.id.0, %failure, "activity failed: its last attempt was lost");
+        return complete(inner, writers, &task, OpResult::Err(failure)).await;
+    }
     let Some(activity) = inner.registry.activity(&task.name).cloned() else {
         let failure = Failure::new(
             FailureKind::UnknownActivity,
@@ -216,6 +225,27 @@ fn attempt_failure(e: &ActivityError, kind: FailureKind, label: &str, task: &Tas
         .with_code(e.code().map(str::to_owned))
         .at(label, &task.op)
         .with_attempts(task.attempt)
+}
+
+/// Every attempt the policy allows has been made and the last one ended without a report (its
+/// lease expired).
+fn lease_expired_failure(inner: &Inner, task: &TaskWork, label: &str) -> Failure {
+    let attempts = task.options.retry.max_attempts;
+    let mut message = format!(
+        "attempt {attempts} of {attempts} ended without reporting a result: its lease expired \
+         first, because the worker running it died, was stopped without handing it back, \
+         could not reach the store, or blocked its thread so that the lease could not be \
+         renewed (task_lease is {:?} in the engine reporting this), and the retry policy \
+         allows no more attempts. Run an activity's blocking work with \
+         tokio::task::spawn_blocking; an activity that kills its worker has to be fixed",
+        inner.options.task_lease
+    );
+    if let Some(last) = &task.last_failure {
+        message.push_str(&format!("; an earlier attempt failed: {}", last.message));
+    }
+    Failure::new(FailureKind::LeaseExpired, message)
+        .at(label, &task.op)
+        .with_attempts(attempts)
 }
 
 /// The activity had no result by its schedule-to-close deadline, after `attempts` attempts

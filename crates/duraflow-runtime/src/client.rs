@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use duraflow_core::{Clock, Event, Failure, FailureKind, Payload, Workflow};
 use duraflow_store::{
-    CreateOutcome, InstanceInfo, InstanceStatus, ListFilter, MessageKind, NewInstance, NewMessage,
-    Page, Store, StoreError,
+    CreateOutcome, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MessageKind, NewInstance,
+    NewMessage, Page, Store, StoreError,
 };
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -210,10 +210,12 @@ fn outcome_of<T: DeserializeOwned>(info: InstanceInfo) -> Result<T, ClientError>
 }
 
 impl Client {
-    /// A client on `store` alone, using the system clock. It does not check workflow names.
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// A client on `store` alone (a store, or one shared as `Arc<dyn Store>`, as
+    /// [`crate::EngineBuilder::store`] takes it), using the system clock. It does not check
+    /// workflow names.
+    pub fn new(store: impl IntoStore) -> Self {
         Client {
-            store,
+            store: store.into_store(),
             clock: Arc::new(SystemClock),
             workflows: None,
             local: None,
@@ -397,8 +399,33 @@ impl Client {
         Ok(self.store.list(filter).await?)
     }
 
-    /// Deletes a finished instance and its history. Returns `false` if there was none.
-    pub async fn purge(&self, id: impl AsRef<str>) -> Result<bool, ClientError> {
-        Ok(self.store.purge(id.as_ref()).await?)
+    /// How many instances there are in each status, counted by the store (no paging through
+    /// [`Client::list`]): every status, in the order of [`InstanceStatus::ALL`].
+    pub async fn count_by_status(&self) -> Result<Vec<(InstanceStatus, u64)>, ClientError> {
+        let counted = self.store.stats().await?.instances;
+        Ok(InstanceStatus::ALL
+            .into_iter()
+            .map(|status| {
+                let n = counted
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map_or(0, |(_, n)| *n);
+                (status, n)
+            })
+            .collect())
+    }
+
+    /// Deletes a finished instance and its history: every execution's journal, its inbox and
+    /// its tasks. An unknown id is [`ClientError::NotFound`], like every other call on one; an
+    /// instance still running is refused with [`ClientError::InstanceRunning`] (cancel or
+    /// terminate it first).
+    pub async fn purge(&self, id: impl AsRef<str>) -> Result<(), ClientError> {
+        let id = id.as_ref();
+        match self.store.purge(id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ClientError::NotFound(id.to_owned())),
+            Err(StoreError::InstanceRunning(_)) => Err(ClientError::InstanceRunning(id.to_owned())),
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -9,7 +9,7 @@ use duraflow_core::{
     typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError,
 };
 use duraflow_store::{
-    Committed, Completed, JournalCache, MemoryStore, Store, TaskCompletion, TurnCommit,
+    Committed, Completed, IntoStore, JournalCache, MemoryStore, Store, TaskCompletion, TurnCommit,
 };
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
@@ -113,13 +113,15 @@ impl Default for EngineBuilder {
 
 impl EngineBuilder {
     /// The store to keep instances in (default: a new [`MemoryStore`], which keeps nothing
-    /// across restarts).
-    pub fn store(mut self, store: impl Store) -> Self {
-        self.store = Some(Arc::new(store));
+    /// across restarts): a store, or one shared with other engines or clients as
+    /// `Arc<dyn Store>`.
+    pub fn store(mut self, store: impl IntoStore) -> Self {
+        self.store = Some(store.into_store());
         self
     }
 
-    /// The store, shared with other engines or clients.
+    /// The store, shared with other engines or clients (the same as [`EngineBuilder::store`]
+    /// with an `Arc<dyn Store>`).
     pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = Some(store);
         self

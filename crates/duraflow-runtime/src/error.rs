@@ -63,6 +63,12 @@ pub enum ClientError {
         /// Its final status.
         status: String,
     },
+    /// The instance has not finished, so it cannot be purged.
+    #[error(
+        "instance {0:?} is still running and cannot be purged; cancel or terminate it first, \
+         or wait for it to finish"
+    )]
+    InstanceRunning(String),
     /// The workflow failed; the failure says what failed and where.
     #[error("workflow failed: {0}")]
     WorkflowFailed(Failure),

@@ -477,7 +477,7 @@ fn apply_outcome(
             (
                 InstanceStatus::Cancelled,
                 OpResult::Err(failure),
-                cancel_message(&format!("the parent workflow was cancelled: {reason}")),
+                cancel_message(&cascaded(CANCELLED_PARENT, &reason)),
             )
         }
         Outcome::Terminated(reason) => {
@@ -487,7 +487,7 @@ fn apply_outcome(
                 InstanceStatus::Terminated,
                 OpResult::Err(failure),
                 MessageKind::Terminate {
-                    reason: format!("the parent workflow was terminated: {reason}"),
+                    reason: cascaded(TERMINATED_PARENT, &reason),
                 },
             )
         }
@@ -528,8 +528,42 @@ fn apply_outcome(
     true
 }
 
+const CANCELLED_PARENT: &str = "the parent workflow was cancelled: ";
+const TERMINATED_PARENT: &str = "the parent workflow was terminated: ";
+
+/// The reason handed down to the children of an instance that ended for `reason`: `prefix`
+/// once before the original reason, however deep the nesting (a grandchild is told of the
+/// original cancellation, not of its parent's being told of it).
+fn cascaded(prefix: &str, reason: &str) -> String {
+    let mut original = reason;
+    while let Some(rest) = original.strip_prefix(prefix) {
+        original = rest;
+    }
+    format!("{prefix}{original}")
+}
+
 fn cancel_message(reason: &str) -> MessageKind {
     MessageKind::Cancel {
         reason: reason.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cascaded_reason_names_the_parent_once_at_any_depth() {
+        let child = cascaded(CANCELLED_PARENT, "the customer cancelled");
+        assert_eq!(
+            child,
+            "the parent workflow was cancelled: the customer cancelled"
+        );
+        let grandchild = cascaded(CANCELLED_PARENT, &child);
+        assert_eq!(grandchild, child);
+        assert_eq!(
+            cascaded(TERMINATED_PARENT, &cascaded(TERMINATED_PARENT, "stop")),
+            "the parent workflow was terminated: stop"
+        );
     }
 }

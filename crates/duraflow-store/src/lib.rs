@@ -17,7 +17,7 @@ pub use journal_cache::JournalCache;
 pub use memory::MemoryStore;
 pub use notify::Notifier;
 pub use rules::check_commit;
-pub use store::{Cache, Store};
+pub use store::{Cache, IntoStore, Store};
 pub use types::{
     validate_instance_id, Committed, Completed, CreateOutcome, InstanceInfo, InstanceStatus,
     Journal, LeaseToken, ListFilter, Message, MessageId, MessageKind, NewInstance, NewMessage,

@@ -170,3 +170,23 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// What a store can be given as: any [`Store`], or one already shared as `Arc<dyn Store>`
+/// (such as `Engine::store()`), so that the engine builder and the client take a store the same
+/// way.
+pub trait IntoStore {
+    /// The store, shared.
+    fn into_store(self) -> Arc<dyn Store>;
+}
+
+impl<S: Store> IntoStore for S {
+    fn into_store(self) -> Arc<dyn Store> {
+        Arc::new(self)
+    }
+}
+
+impl IntoStore for Arc<dyn Store> {
+    fn into_store(self) -> Arc<dyn Store> {
+        self
+    }
+}

@@ -4,7 +4,9 @@
 //! A workflow calls activities, sleeps on durable timers, waits for external events, starts
 //! child workflows and runs inline steps; every one of those is journaled, so when the process
 //! stops and the workflow resumes elsewhere, the code is replayed against its journal and
-//! carries on from where it was without doing any completed work again.
+//! carries on from where it was: recorded results are read back, never produced again.
+//! Activities and inline steps run at least once (one that was running when its process died
+//! runs again), so make their side effects idempotent.
 //!
 //! ## Features, and where they live
 //!
@@ -71,18 +73,26 @@
 //! # Ok(()) }
 //! ```
 
+/// The builders and futures workflow code holds: what `ctx.activity(..)`, `ctx.step(..)`,
+/// `ctx.wait_for_event(..)` and the other operations return before they are awaited.
+pub use duraflow_core::context::{
+    ActivityCall, ChildCall, ContinueAsNew, EventWait, EventWaitFuture, OpFuture, StartChild,
+    StepFuture,
+};
 pub use duraflow_core::{
     check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions, Clock, Event,
     EventKind, Failure, FailureKind, Nondeterminism, OpId, Outcome, ParentLink, Payload,
     ReplayReport, RetryPolicy, Timestamp, Workflow, WorkflowContext, WorkflowError, WorkflowFn,
     JOURNAL_FORMAT_VERSION,
 };
+pub use duraflow_core::{OpIdParseError, PayloadError};
 pub use duraflow_runtime::{
     Activity, ActivityContext, Client, ClientError, Engine, EngineBuilder, EngineError,
-    EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, SystemClock,
+    EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start, SystemClock, Wait,
 };
 pub use duraflow_store::{
-    InstanceInfo, InstanceStatus, ListFilter, MemoryStore, Page, Store, StoreError,
+    InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore, Page, Store, StoreError,
+    StoreStats,
 };
 
 #[cfg(feature = "postgres")]
@@ -105,14 +115,15 @@ pub mod crates {
 pub mod prelude {
     pub use std::time::Duration;
 
-    #[cfg(feature = "postgres")]
-    pub use crate::PostgresStore;
-    #[cfg(feature = "sqlite")]
-    pub use crate::SqliteStore;
     pub use crate::{
-        Activity, ActivityContext, ActivityError, Client, ClientError, Engine, InstanceStatus,
-        MemoryStore, RetryPolicy, RunHandle, Workflow, WorkflowContext, WorkflowError,
+        Activity, ActivityContext, ActivityError, Client, ClientError, Engine, EngineBuilder,
+        EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore,
+        RetryPolicy, RunHandle, Workflow, WorkflowContext, WorkflowError,
     };
+    #[cfg(feature = "postgres")]
+    pub use crate::{PostgresOptions, PostgresStore};
+    #[cfg(feature = "sqlite")]
+    pub use crate::{SqliteOptions, SqliteStore, Synchronous};
 }
 
 /// The README's examples, compiled as doc tests so they stay true.

@@ -68,6 +68,12 @@ async fn cancelling_a_parent_cancels_the_grandchild_and_its_activity_sees_it() {
     for id in ["cascade-child", "cascade-grandchild"] {
         let info = client.wait_finished(id, None).await.unwrap();
         assert_eq!(info.status, InstanceStatus::Cancelled, "{id}");
+        // The parent is named once, however deep the nesting.
+        assert_eq!(
+            info.failure.unwrap().message,
+            "the parent workflow was cancelled: customer changed their mind",
+            "{id}"
+        );
     }
     eventually("the activity to observe the cancellation", || async {
         (observed.load(Ordering::SeqCst) == 1).then_some(())

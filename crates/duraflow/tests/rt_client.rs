@@ -367,7 +367,7 @@ async fn purge_refuses_a_running_instance_and_deletes_a_finished_one() {
     })
     .await;
     match client.purge(&running).await {
-        Err(ClientError::Store(StoreError::InstanceRunning(id))) => assert_eq!(id, "running"),
+        Err(ClientError::InstanceRunning(id)) => assert_eq!(id, "running"),
         other => panic!("expected InstanceRunning, got {other:?}"),
     }
     assert_eq!(
@@ -385,7 +385,19 @@ async fn purge_refuses_a_running_instance_and_deletes_a_finished_one() {
             .unwrap(),
         8
     );
-    assert!(client.purge(&done).await.unwrap());
+    let counts = |running: u64, completed: u64| {
+        InstanceStatus::ALL
+            .into_iter()
+            .map(|s| match s {
+                InstanceStatus::Running => (s, running),
+                InstanceStatus::Completed => (s, completed),
+                _ => (s, 0),
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(client.count_by_status().await.unwrap(), counts(1, 1));
+    client.purge(&done).await.unwrap();
+    assert_eq!(client.count_by_status().await.unwrap(), counts(1, 0));
     assert!(matches!(
         client.history(&done, None).await,
         Err(ClientError::NotFound(_))
@@ -394,8 +406,12 @@ async fn purge_refuses_a_running_instance_and_deletes_a_finished_one() {
         client.status(&done).await,
         Err(ClientError::NotFound(_))
     ));
-    assert!(!client.purge(&done).await.unwrap(), "nothing left to purge");
-    assert!(!client.purge("never-existed").await.unwrap());
+    for gone in ["done", "never-existed"] {
+        match client.purge(gone).await {
+            Err(ClientError::NotFound(id)) => assert_eq!(id, gone),
+            other => panic!("purging {gone:?}: expected NotFound, got {other:?}"),
+        }
+    }
 
     // The id is free again.
     let reused = client.start("double", &5u32).id("done").await.unwrap();
@@ -419,6 +435,6 @@ async fn purge_refuses_a_running_instance_and_deletes_a_finished_one() {
         .timeout(common::DEADLINE)
         .await
         .unwrap();
-    assert!(client.purge(&running).await.unwrap());
+    client.purge(&running).await.unwrap();
     engine.shutdown().await;
 }

@@ -9,16 +9,11 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use async_trait::async_trait;
+use common::observed::{Observed, Observer};
 use duraflow::crates::store::{
-    Cache, Committed, Completed, CreateOutcome, Journal, LeaseToken, NewInstance, NewMessage,
-    NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
-    TurnCommit, TurnWork,
+    Committed, Completed, Journal, LeaseToken, StoreResult, TaskWork, TurnWork,
 };
 use duraflow::prelude::*;
-use duraflow::{
-    EngineOptions, Event, InstanceInfo, ListFilter, MemoryStore, Page, Store, Timestamp,
-};
 
 /// How often each workflow's code started running (once per replay).
 static STARTS: AtomicUsize = AtomicUsize::new(0);
@@ -47,10 +42,9 @@ async fn rounds(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
     Ok(sum)
 }
 
-/// A store that counts what it hands out through fetches and through claims.
+/// Counts what the store hands out through fetches and through claims.
 #[derive(Default)]
 struct Counting {
-    inner: MemoryStore,
     fetched_turns: AtomicUsize,
     fetched_tasks: AtomicUsize,
     claimed_turns: AtomicUsize,
@@ -65,134 +59,46 @@ impl Counting {
     }
 }
 
-#[async_trait]
-impl Store for Counting {
-    fn backend(&self) -> &'static str {
-        "counting"
-    }
-    fn notifier(&self) -> Option<&Notifier> {
-        self.inner.notifier()
-    }
-    async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
-        self.inner.create_instance(instance).await
-    }
-    async fn create_instance_claiming(
-        &self,
-        instance: NewInstance,
-        lease: std::time::Duration,
-    ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
-        let (outcome, turn) = self.inner.create_instance_claiming(instance, lease).await?;
+fn is_cached(turn: &TurnWork) -> bool {
+    matches!(turn.journal, Ok(Journal::Cached))
+}
+
+impl Observer for Counting {
+    fn created(&self, turn: Option<&TurnWork>) {
         if turn.is_some() {
             self.claimed_starts.fetch_add(1, Ordering::SeqCst);
         }
-        Ok((outcome, turn))
     }
-    async fn send(&self, message: NewMessage) -> StoreResult<()> {
-        self.inner.send(message).await
-    }
-    async fn fetch_turns(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-        cache: Cache<'_>,
-    ) -> StoreResult<Vec<TurnWork>> {
-        let work = self.inner.fetch_turns(now, max, lease, cache).await?;
+    fn fetched_turns(&self, work: &[TurnWork]) {
         self.fetched_turns.fetch_add(work.len(), Ordering::SeqCst);
-        let cached = work
-            .iter()
-            .filter(|w| matches!(w.journal, Ok(Journal::Cached)))
-            .count();
+        let cached = work.iter().filter(|w| is_cached(w)).count();
         self.cached_journals.fetch_add(cached, Ordering::SeqCst);
-        Ok(work)
     }
-    async fn commit_turns(
-        &self,
-        commits: Vec<TurnCommit>,
-    ) -> StoreResult<Vec<StoreResult<Committed>>> {
-        let results = self.inner.commit_turns(commits).await?;
+    fn committed(&self, results: &[StoreResult<Committed>]) {
         let claimed: usize = results
             .iter()
             .filter_map(|r| r.as_ref().ok())
             .map(|c| c.tasks.len())
             .sum();
         self.claimed_tasks.fetch_add(claimed, Ordering::SeqCst);
-        Ok(results)
     }
-    async fn abandon_turn(
-        &self,
-        instance_id: &str,
-        token: LeaseToken,
-        retry_at: Timestamp,
-    ) -> StoreResult<()> {
-        self.inner.abandon_turn(instance_id, token, retry_at).await
-    }
-    async fn fetch_tasks(
-        &self,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-    ) -> StoreResult<Vec<TaskWork>> {
-        let tasks = self.inner.fetch_tasks(now, max, lease).await?;
+    fn fetched_tasks(&self, tasks: &[TaskWork]) {
         self.fetched_tasks.fetch_add(tasks.len(), Ordering::SeqCst);
-        Ok(tasks)
     }
-    async fn complete_tasks(
-        &self,
-        now: Timestamp,
-        completions: Vec<TaskCompletion>,
-        cache: Cache<'_>,
-    ) -> StoreResult<Vec<StoreResult<Completed>>> {
-        let results = self.inner.complete_tasks(now, completions, cache).await?;
+    fn completed(&self, _tokens: &[LeaseToken], results: &[StoreResult<Completed>]) {
         for turn in results
             .iter()
             .filter_map(|r| r.as_ref().ok()?.turn.as_ref())
         {
             self.claimed_turns.fetch_add(1, Ordering::SeqCst);
-            if matches!(turn.journal, Ok(Journal::Cached)) {
+            if is_cached(turn) {
                 self.cached_journals.fetch_add(1, Ordering::SeqCst);
             }
         }
-        Ok(results)
-    }
-    async fn renew_task(
-        &self,
-        id: TaskId,
-        token: LeaseToken,
-        now: Timestamp,
-        lease: Duration,
-    ) -> StoreResult<Timestamp> {
-        self.inner.renew_task(id, token, now, lease).await
-    }
-    async fn release_task(
-        &self,
-        id: TaskId,
-        token: LeaseToken,
-        release: TaskRelease,
-    ) -> StoreResult<()> {
-        self.inner.release_task(id, token, release).await
-    }
-    async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
-        self.inner.next_due(now).await
-    }
-    async fn instance(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
-        self.inner.instance(id).await
-    }
-    async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
-        self.inner.journal(id, execution).await
-    }
-    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
-        self.inner.list(filter).await
-    }
-    async fn purge(&self, id: &str) -> StoreResult<bool> {
-        self.inner.purge(id).await
-    }
-    async fn stats(&self) -> StoreResult<StoreStats> {
-        self.inner.stats().await
     }
 }
 
-async fn engine_on(store: Arc<Counting>, options: EngineOptions) -> Engine {
+async fn engine_on(store: Arc<Observed<Counting>>, options: EngineOptions) -> Engine {
     Engine::builder()
         .shared_store(store)
         .options(options)
@@ -219,7 +125,7 @@ async fn warm_instances_claims_and_their_fallbacks() {
     //    the event's turn is fetched, and no task: the start claims the first turn, each commit
     //    claims its task and each completion claims the next turn, whose journal the store
     //    leaves unread.
-    let store = Arc::new(Counting::default());
+    let store = Arc::new(Observed::<Counting>::default());
     let engine = engine_on(store.clone(), EngineOptions::default()).await;
     let client = engine.client();
     STARTS.store(0, Ordering::SeqCst);
@@ -259,7 +165,7 @@ async fn warm_instances_claims_and_their_fallbacks() {
     engine.shutdown().await;
 
     // 2. No warm instances: every turn replays the journal from the start.
-    let store = Arc::new(Counting::default());
+    let store = Arc::new(Observed::<Counting>::default());
     let options = EngineOptions {
         warm_instances: 0,
         ..EngineOptions::default()
@@ -277,7 +183,7 @@ async fn warm_instances_claims_and_their_fallbacks() {
 
     // 3. A new engine on the same store (a restart) has nothing warm: it replays once, then
     //    keeps the instance warm again.
-    let store = Arc::new(Counting::default());
+    let store = Arc::new(Observed::<Counting>::default());
     let engine = engine_on(store.clone(), EngineOptions::default()).await;
     let client = engine.client();
     STARTS.store(0, Ordering::SeqCst);
@@ -300,7 +206,7 @@ async fn warm_instances_claims_and_their_fallbacks() {
     // 4. Two engines share the store and take the turns of one instance in whatever order
     //    they come: each turn runs on the journal as the store has it (a copy another engine
     //    moved on is never used), so every round is counted once and the journal replays.
-    let store = Arc::new(Counting::default());
+    let store = Arc::new(Observed::<Counting>::default());
     let a = engine_on(store.clone(), EngineOptions::default()).await;
     let b = engine_on(store.clone(), EngineOptions::default()).await;
     let client = a.client();

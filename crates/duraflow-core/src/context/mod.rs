@@ -9,6 +9,7 @@ mod step;
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::future::Either;
@@ -42,6 +43,7 @@ use op::OpKind;
 pub struct WorkflowContext {
     pub(crate) state: Shared,
     pub(crate) scope: Option<OpId>,
+    instance_id: Arc<str>,
 }
 
 impl fmt::Debug for WorkflowContext {
@@ -56,8 +58,15 @@ impl fmt::Debug for WorkflowContext {
 }
 
 impl WorkflowContext {
-    pub(crate) fn root(state: Shared) -> Self {
-        WorkflowContext { state, scope: None }
+    /// The context of a workflow's top scope; `instance_id` is the state's (passed in, since
+    /// the caller holds the state's lock).
+    pub(crate) fn root(state: Shared, instance_id: &str) -> Self {
+        let instance_id = Arc::from(instance_id);
+        WorkflowContext {
+            state,
+            scope: None,
+            instance_id,
+        }
     }
 
     pub(crate) fn next_op(&self) -> OpId {
@@ -65,8 +74,8 @@ impl WorkflowContext {
     }
 
     /// The instance's id.
-    pub fn instance_id(&self) -> String {
-        lock(&self.state).instance_id.clone()
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     /// The execution number: 1, then one more after each continue-as-new.

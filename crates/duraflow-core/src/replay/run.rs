@@ -11,7 +11,7 @@ use futures::FutureExt;
 
 use super::state::{lock, Shared, State};
 use crate::context::WorkflowContext;
-use crate::error::{Nondeterminism, WorkflowError};
+use crate::error::{Mismatch, Nondeterminism, WorkflowError};
 use crate::event::{Event, EventKind, ParentLink};
 use crate::failure::{Failure, FailureKind};
 use crate::payload::Payload;
@@ -164,6 +164,7 @@ impl WorkflowRun {
                             recorded: ev.kind.describe(),
                             requested: requested.to_owned(),
                             op: ev.kind.op().cloned(),
+                            mismatch: Mismatch::Removed,
                         }))
                     } else {
                         s.pos += 1;
@@ -213,7 +214,7 @@ impl WorkflowRun {
                     s.now = at;
                     s.workflow_name = name;
                     s.parent = parent;
-                    WorkflowContext::root(self.state.clone())
+                    WorkflowContext::root(self.state.clone(), &s.instance_id)
                 };
                 let workflow = self.workflow.clone();
                 match std::panic::catch_unwind(AssertUnwindSafe(|| workflow(ctx, input))) {

@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
-use crate::error::Nondeterminism;
+use crate::error::{Mismatch, Nondeterminism};
 use crate::event::{Event, EventKind, ParentLink};
 use crate::failure::Failure;
 use crate::op_id::OpId;
@@ -187,13 +187,19 @@ impl State {
                 self.note_issued(&kind);
                 return true;
             }
-            let requested = if recorded.is_issued() {
-                format!("asked for {} instead", kind.describe())
+            let (requested, mismatch) = if recorded.is_issued() {
+                (
+                    format!("asked for {} instead", kind.describe()),
+                    Mismatch::Changed,
+                )
             } else {
-                format!(
-                    "asked for {} before that event was delivered (an added operation, or \
-                     operations in a different order)",
-                    kind.describe()
+                (
+                    format!(
+                        "asked for {} before that event was delivered (an added operation, or \
+                         operations in a different order)",
+                        kind.describe()
+                    ),
+                    Mismatch::Added,
                 )
             };
             self.nondeterminism = Some(Nondeterminism {
@@ -201,6 +207,7 @@ impl State {
                 recorded: recorded.describe(),
                 requested,
                 op: kind.op().or(recorded.op()).cloned(),
+                mismatch,
             });
             return false;
         }

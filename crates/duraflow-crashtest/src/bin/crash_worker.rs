@@ -17,16 +17,13 @@
 
 use std::future::Future;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use duraflow::prelude::*;
-use duraflow::{
-    ClientError, EngineOptions, InstanceStatus, ListFilter, PostgresOptions, SqliteStore, Store,
-};
+use duraflow::{ClientError, EngineOptions, InstanceStatus, ListFilter};
 use duraflow_crashtest::{
-    application_name, workflow_id, LogLine, Step, ACTIVITIES, ACTIVITY_CONCURRENCY_VAR,
-    DEFAULT_ACTIVITY_CONCURRENCY, LEASE_MS_VAR, SCHEMA_VAR,
+    lease_from_env, open_log, open_store, workflow_id, LogLine, Step, ACTIVITIES,
+    ACTIVITY_CONCURRENCY_VAR, DEFAULT_ACTIVITY_CONCURRENCY,
 };
 
 async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
@@ -43,24 +40,6 @@ async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
             .await?;
     }
     Ok(total)
-}
-
-/// Opens the store named by the first argument.
-async fn open_store(
-    spec: &str,
-    generation: u32,
-) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
-    if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-        let options = PostgresOptions {
-            schema: std::env::var(SCHEMA_VAR).unwrap_or_else(|_| "duraflow".into()),
-            application_name: application_name(generation),
-            ..PostgresOptions::default()
-        };
-        Ok(Arc::new(PostgresStore::connect_with(spec, options).await?))
-    } else {
-        let path = spec.strip_prefix("sqlite:").unwrap_or(spec);
-        Ok(Arc::new(SqliteStore::open(path).await?))
-    }
 }
 
 /// Runs a client call, retrying while the store is unavailable (for up to two minutes).
@@ -105,19 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Ok(v) => v.parse()?,
         Err(_) => DEFAULT_ACTIVITY_CONCURRENCY,
     };
-    let log = Arc::new(Mutex::new(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)?,
-    ));
+    let log = open_log(log)?;
 
     let store = open_store(store, generation).await?;
-    // Short leases by default: work in flight at a kill is picked up again quickly.
-    let lease = Duration::from_millis(match std::env::var(LEASE_MS_VAR) {
-        Ok(v) => v.parse()?,
-        Err(_) => 1_500,
-    });
+    let lease = lease_from_env()?;
     let options = EngineOptions {
         turn_lease: lease,
         task_lease: lease,

@@ -1,5 +1,8 @@
 //! Shared by the PostgreSQL crash tests: the test server, schemas that are dropped at the end,
-//! worker processes that are killed if a test fails, and the checks on the results.
+//! worker processes that are killed if a test fails, and the checks on the results; `poison`
+//! holds the poison-activity tests' supervisor and checks (SQLite and PostgreSQL).
+
+pub(crate) mod poison;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -165,6 +168,13 @@ pub(crate) struct WorkerSpec<'a> {
 }
 
 impl Workers {
+    /// Takes charge of a worker started elsewhere (killed if still running when dropped).
+    pub(crate) fn adopt(generation: u32, child: Child) -> Workers {
+        Workers {
+            children: vec![(generation, child)],
+        }
+    }
+
     /// Starts worker `generation`.
     pub(crate) fn spawn(&mut self, spec: &WorkerSpec<'_>, generation: u32) {
         let child = Command::new(env!("CARGO_BIN_EXE_crash-worker"))

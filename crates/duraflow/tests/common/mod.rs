@@ -15,6 +15,8 @@ use duraflow::{
     ClientError, EngineOptions, Event, EventKind, InstanceInfo, ManualClock, Store, Timestamp,
 };
 
+pub mod observed;
+
 /// The order example's workflows, shared with the tests that run it.
 #[path = "../../examples/order/workflow.rs"]
 pub mod order;

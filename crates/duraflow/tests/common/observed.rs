@@ -1,0 +1,154 @@
+//! A store that hands every call to a `MemoryStore` and shows a test what came back: the
+//! tests that count fetches and claims, or watch leases and refusals, implement [`Observer`]
+//! and wrap it in [`Observed`].
+
+use std::ops::Deref;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use duraflow::crates::store::{
+    Cache, Committed, Completed, CreateOutcome, LeaseToken, NewInstance, NewMessage, NextDue,
+    Notifier, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit,
+    TurnWork,
+};
+use duraflow::{Event, InstanceInfo, ListFilter, MemoryStore, Page, Store, Timestamp};
+
+/// What a test sees of the store's answers; every method does nothing unless overridden.
+pub trait Observer: Send + Sync + 'static {
+    /// A creation that may claim the first turn returned `turn`.
+    fn created(&self, _turn: Option<&TurnWork>) {}
+    /// A fetch leased these turns.
+    fn fetched_turns(&self, _work: &[TurnWork]) {}
+    /// A batch of turn commits ended so.
+    fn committed(&self, _results: &[StoreResult<Committed>]) {}
+    /// A fetch leased these tasks.
+    fn fetched_tasks(&self, _tasks: &[TaskWork]) {}
+    /// Completions under these lease tokens ended so (in the same order).
+    fn completed(&self, _tokens: &[LeaseToken], _results: &[StoreResult<Completed>]) {}
+}
+
+/// A [`MemoryStore`] whose answers an [`Observer`] sees; it derefs to the observer.
+#[derive(Default)]
+pub struct Observed<O> {
+    inner: MemoryStore,
+    observer: O,
+}
+
+impl<O> Deref for Observed<O> {
+    type Target = O;
+
+    fn deref(&self) -> &O {
+        &self.observer
+    }
+}
+
+#[async_trait]
+impl<O: Observer> Store for Observed<O> {
+    fn backend(&self) -> &'static str {
+        "observed"
+    }
+    fn notifier(&self) -> Option<&Notifier> {
+        self.inner.notifier()
+    }
+    async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
+        self.inner.create_instance(instance).await
+    }
+    async fn create_instance_claiming(
+        &self,
+        instance: NewInstance,
+        lease: Duration,
+    ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
+        let (outcome, turn) = self.inner.create_instance_claiming(instance, lease).await?;
+        self.observer.created(turn.as_ref());
+        Ok((outcome, turn))
+    }
+    async fn send(&self, message: NewMessage) -> StoreResult<()> {
+        self.inner.send(message).await
+    }
+    async fn fetch_turns(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+        cache: Cache<'_>,
+    ) -> StoreResult<Vec<TurnWork>> {
+        let work = self.inner.fetch_turns(now, max, lease, cache).await?;
+        self.observer.fetched_turns(&work);
+        Ok(work)
+    }
+    async fn commit_turns(
+        &self,
+        commits: Vec<TurnCommit>,
+    ) -> StoreResult<Vec<StoreResult<Committed>>> {
+        let results = self.inner.commit_turns(commits).await?;
+        self.observer.committed(&results);
+        Ok(results)
+    }
+    async fn abandon_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        retry_at: Timestamp,
+    ) -> StoreResult<()> {
+        self.inner.abandon_turn(instance_id, token, retry_at).await
+    }
+    async fn fetch_tasks(
+        &self,
+        now: Timestamp,
+        max: usize,
+        lease: Duration,
+    ) -> StoreResult<Vec<TaskWork>> {
+        let tasks = self.inner.fetch_tasks(now, max, lease).await?;
+        self.observer.fetched_tasks(&tasks);
+        Ok(tasks)
+    }
+    async fn complete_tasks(
+        &self,
+        now: Timestamp,
+        completions: Vec<TaskCompletion>,
+        cache: Cache<'_>,
+    ) -> StoreResult<Vec<StoreResult<Completed>>> {
+        let tokens: Vec<LeaseToken> = completions.iter().map(|c| c.token).collect();
+        let results = self.inner.complete_tasks(now, completions, cache).await?;
+        self.observer.completed(&tokens, &results);
+        Ok(results)
+    }
+    async fn renew_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        self.inner.renew_task(id, token, now, lease).await
+    }
+    async fn release_task(
+        &self,
+        id: TaskId,
+        token: LeaseToken,
+        release: TaskRelease,
+    ) -> StoreResult<()> {
+        self.inner.release_task(id, token, release).await
+    }
+    async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
+        self.inner.next_due(now).await
+    }
+    async fn instance(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
+        self.inner.instance(id).await
+    }
+    async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
+        self.inner.journal(id, execution).await
+    }
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
+        self.inner.list(filter).await
+    }
+    async fn purge(&self, id: &str) -> StoreResult<bool> {
+        self.inner.purge(id).await
+    }
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        self.inner.stats().await
+    }
+    async fn checkpoint(&self) -> StoreResult<()> {
+        self.inner.checkpoint().await
+    }
+}

@@ -1,0 +1,149 @@
+//! The workflows the golden journals were recorded with. Their code is frozen: a fixture is
+//! the journal this code wrote, and the test proves that every later build replays it to the
+//! same end. Change the engine freely; never change these (add a new workflow and fixture
+//! instead).
+
+use duraflow::prelude::*;
+use futures::future::Either;
+
+/// Every primitive of the first face in one workflow: a retried activity, a step, an event
+/// with a timeout, a timer, a fan-out, a child, a detached child, and deterministic values.
+pub(crate) async fn tour(
+    ctx: WorkflowContext,
+    order: String,
+) -> Result<Vec<String>, WorkflowError> {
+    let mut seen = Vec::new();
+    let charged: String = ctx
+        .activity("flaky-charge", &order)
+        .retry(RetryPolicy::fixed(Duration::from_secs(1)).max_attempts(3))
+        .await?;
+    seen.push(charged);
+    let label: String = ctx
+        .step("label", || async { Ok(String::from("label-1")) })
+        .await?;
+    seen.push(label);
+    let approver: String = ctx
+        .wait_for_event("approved")
+        .timeout(Duration::from_secs(3600))
+        .await?;
+    seen.push(approver);
+    ctx.sleep(Duration::from_secs(60)).await?;
+    let packed: Vec<String> = ctx
+        .join_all(["a", "b", "c"].map(|item| ctx.activity::<String>("pack", item)))
+        .await?;
+    seen.extend(packed);
+    let tracking: String = ctx
+        .child_workflow("ship", &order)
+        .id(format!("{}-ship", ctx.instance_id()))
+        .await?;
+    seen.push(tracking);
+    let audit = ctx
+        .start_child("audit", &order)
+        .id(format!("{}-audit", ctx.instance_id()))
+        .await?;
+    seen.push(audit);
+    seen.push(ctx.uuid().to_string());
+    seen.push(ctx.random_u64().to_string());
+    seen.push(ctx.now().as_millis().to_string());
+    Ok(seen)
+}
+
+/// The child of [`tour`].
+pub(crate) async fn ship(ctx: WorkflowContext, order: String) -> Result<String, WorkflowError> {
+    ctx.activity("pack", &format!("{order}-box")).await
+}
+
+/// The detached child of [`tour`]: waits for nothing and ends.
+pub(crate) async fn audit(_ctx: WorkflowContext, order: String) -> Result<String, WorkflowError> {
+    Ok(format!("audited {order}"))
+}
+
+/// An event against a timer, in a loop: the winner of each round is journaled.
+pub(crate) async fn race(ctx: WorkflowContext, rounds: u32) -> Result<Vec<String>, WorkflowError> {
+    let mut winners = Vec::new();
+    for _ in 0..rounds {
+        let winner = match ctx
+            .select(
+                ctx.wait_for_event::<String>("poke"),
+                ctx.sleep(Duration::from_secs(10)),
+            )
+            .await
+        {
+            Either::Left(event) => event?,
+            Either::Right(timer) => {
+                timer?;
+                "timer".to_owned()
+            }
+        };
+        winners.push(winner);
+    }
+    Ok(winners)
+}
+
+/// Takes one event per execution and continues as new, carrying what it took.
+pub(crate) async fn looper(
+    ctx: WorkflowContext,
+    taken: Vec<u32>,
+) -> Result<Vec<u32>, WorkflowError> {
+    if taken.len() == 3 {
+        return Ok(taken);
+    }
+    let next: u32 = ctx.wait_for_event("e").await?;
+    let mut taken = taken;
+    taken.push(next);
+    ctx.continue_as_new(&taken).await
+}
+
+/// Fails: its activity fails terminally.
+pub(crate) async fn doomed(ctx: WorkflowContext, _: ()) -> Result<(), WorkflowError> {
+    ctx.activity::<()>("refuse", &()).await
+}
+
+/// Succeeds on the second attempt.
+pub(crate) async fn flaky_charge(
+    ctx: ActivityContext,
+    order: String,
+) -> Result<String, ActivityError> {
+    if ctx.attempt() < 2 {
+        return Err(ActivityError::retryable("the card network timed out"));
+    }
+    Ok(format!("charged {order}"))
+}
+
+/// Packs an item.
+pub(crate) async fn pack(_ctx: ActivityContext, item: String) -> Result<String, ActivityError> {
+    Ok(format!("packed {item}"))
+}
+
+/// Always refuses.
+pub(crate) async fn refuse(_ctx: ActivityContext, _: ()) -> Result<(), ActivityError> {
+    Err(ActivityError::terminal("refused").with_code("no"))
+}
+
+/// An engine builder with every golden workflow and activity registered.
+pub(crate) fn register(builder: EngineBuilder) -> EngineBuilder {
+    builder
+        .workflow("tour", tour)
+        .workflow("ship", ship)
+        .workflow("audit", audit)
+        .workflow("race", race)
+        .workflow("looper", looper)
+        .workflow("doomed", doomed)
+        .activity("flaky-charge", flaky_charge)
+        .activity("pack", pack)
+        .activity("refuse", refuse)
+}
+
+/// The workflow function registered as `name`, for replaying without an engine.
+pub(crate) fn by_name(name: &str) -> Option<duraflow::WorkflowFn> {
+    use duraflow::workflow_fn;
+    Some(match name {
+        "tour" => workflow_fn(tour),
+        "ship" => workflow_fn(ship),
+        "audit" => workflow_fn(audit),
+        "race" => workflow_fn(race),
+        "looper" => workflow_fn(looper),
+        "doomed" => workflow_fn(doomed),
+        _ => return None,
+    })
+}
