@@ -15,8 +15,18 @@ use crate::harness::world::World;
 /// Where an event the search raised shows up: (instance, execution) per `event_raised`.
 type Sightings = HashMap<u64, Vec<(String, u32)>>;
 
-/// How many instances the store holds at the end of a run, and every violation found there.
-pub(crate) async fn check(world: &World) -> (usize, Vec<String>) {
+/// What the checks found at the end of a run.
+pub(crate) struct Findings {
+    /// How many instances the store holds.
+    pub(crate) instances: usize,
+    /// Every violation.
+    pub(crate) violations: Vec<String>,
+    /// The journals of the instances the violations name, described.
+    pub(crate) journals: Vec<String>,
+}
+
+/// Checks the store at the end of a run.
+pub(crate) async fn check(world: &World) -> Findings {
     let store = world.observer.as_ref();
     let mut violations = Vec::new();
     let instances = all_instances(store).await;
@@ -35,6 +45,8 @@ pub(crate) async fn check(world: &World) -> (usize, Vec<String>) {
     // What each parent's journal says its children returned: (where, child, output or None
     // for a failure).
     let mut child_results: Vec<(String, String, Option<Payload>)> = Vec::new();
+    // Every journal, described, to show with the violations that name its instance.
+    let mut journals: Vec<(String, u32, String)> = Vec::new();
     for info in &instances {
         let Some(shape) = Shape::from_name(&info.name) else {
             violations.push(format!(
@@ -60,6 +72,7 @@ pub(crate) async fn check(world: &World) -> (usize, Vec<String>) {
                     continue;
                 }
             };
+            journals.push((info.id.clone(), execution, describe_with_events(&journal)));
             let current = execution == info.execution;
             let problems = well_formed(&journal, info, current);
             violations.extend(problems.iter().map(|p| format!("{at}: {p}")));
@@ -144,7 +157,40 @@ pub(crate) async fn check(world: &World) -> (usize, Vec<String>) {
             "event #{seq} was delivered ({seen:?}) but the search never raised it"
         ));
     }
-    (instances.len(), violations)
+    let named: Vec<String> = journals
+        .into_iter()
+        .filter(|(id, _, _)| {
+            let quoted = format!("{id:?}");
+            violations.iter().any(|v| v.contains(&quoted))
+        })
+        .map(|(id, execution, journal)| {
+            format!("journal of {id:?} execution {execution}: [{journal}]")
+        })
+        .collect();
+    Findings {
+        instances: instances.len(),
+        violations,
+        journals: named,
+    }
+}
+
+/// A journal's events, with the number each raised event carries and each event's time.
+fn describe_with_events(journal: &[Event]) -> String {
+    journal
+        .iter()
+        .enumerate()
+        .map(|(at, e)| match &e.kind {
+            EventKind::EventRaised { data, .. } => {
+                format!(
+                    "{at}: event_raised #{} @{}",
+                    data.as_json(),
+                    e.at.as_millis()
+                )
+            }
+            kind => format!("{at}: {} @{}", kind.describe(), e.at.as_millis()),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The violation, if the result a parent recorded for `child` is not the child's own.

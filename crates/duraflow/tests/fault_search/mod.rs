@@ -30,8 +30,9 @@ pub(crate) async fn run_seed(kind: StoreKind, seed: u64) -> Result<(), String> {
     let steps = world.rng.usize(STEPS);
     chaos::run(&mut world, steps).await;
     let mut violations = quiesce::run(&mut world).await;
-    let (checked, found) = invariants::check(&world).await;
-    violations.extend(found);
+    let findings = invariants::check(&world).await;
+    let checked = findings.instances;
+    violations.extend(findings.violations);
     eprintln!(
         "seed {seed} on {}: {steps} actions, {} instances started and {checked} checked, \
          {} of {} events accepted, {} engine processes ({} killed, {} by their fuse), \
@@ -56,12 +57,17 @@ pub(crate) async fn run_seed(kind: StoreKind, seed: u64) -> Result<(), String> {
         let skip = world.log.len().saturating_sub(LOG_TAIL);
         format!(
             "seed {seed} on {store}: {n} violation(s)\n  {violations}\n\
-             the run's last {shown} actions:\n  {log}\n\
+             {journals}the run's last {shown} actions:\n  {log}\n\
              reproduce: DURAFLOW_FAULT_SEED={seed} cargo test -p duraflow --all-features \
              --test fault_search {store}",
             store = kind.test_name(),
             n = violations.len(),
             violations = violations.join("\n  "),
+            journals = findings
+                .journals
+                .iter()
+                .map(|j| format!("{j}\n"))
+                .collect::<String>(),
             shown = world.log.len() - skip,
             log = world.log[skip..].join("\n  "),
         )
