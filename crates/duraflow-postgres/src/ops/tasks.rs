@@ -101,7 +101,7 @@ pub(crate) async fn fetch(
 pub(crate) fn lock_statement(completions: &[TaskCompletion]) -> String {
     let ids: Vec<String> = completions.iter().map(|c| c.id.0.to_string()).collect();
     format!(
-        "SELECT t.id, t.execution, t.op
+        "SELECT t.id, t.execution, t.op, t.lease_token
            FROM tasks t JOIN instances i ON i.id = t.instance_id
           WHERE t.id IN ({})
           ORDER BY i.id
@@ -138,18 +138,36 @@ pub(crate) async fn complete_batch(
     channel: &str,
     wake: &mut Wake,
 ) -> OpResult<Vec<StoreResult<Completed>>> {
-    // A task completes once: a second completion of it in the batch finds it gone.
-    let mut seen = HashSet::with_capacity(completions.len());
-    let firsts: Vec<bool> = completions.iter().map(|c| seen.insert(c.id)).collect();
-
     // 1. What each result says.
     let mut found: HashMap<i64, (i32, String)> = HashMap::with_capacity(locked.len());
+    let mut holders: HashMap<i64, i64> = HashMap::with_capacity(locked.len());
     for row in locked {
-        found.insert(
-            row.try_get("id")?,
-            (row.try_get("execution")?, row.try_get("op")?),
-        );
+        let id: i64 = row.try_get("id")?;
+        found.insert(id, (row.try_get("execution")?, row.try_get("op")?));
+        holders.insert(id, row.try_get("lease_token")?);
     }
+
+    // A task completes once, so one completion of each task is sent: the one that holds its
+    // lease (an attempt that outlived its lease and the attempt that took the task over may
+    // finish in the same batch, in either order), else the first. The others are refused.
+    let mut chosen: HashMap<TaskId, usize> = HashMap::with_capacity(completions.len());
+    for (i, c) in completions.iter().enumerate() {
+        let holds = holders.get(&c.id.0) == Some(&c.token.0);
+        match chosen.get(&c.id) {
+            Some(&j) if holds && holders.get(&c.id.0) != Some(&completions[j].token.0) => {
+                chosen.insert(c.id, i);
+            }
+            Some(_) => {}
+            None => {
+                chosen.insert(c.id, i);
+            }
+        }
+    }
+    let firsts: Vec<bool> = completions
+        .iter()
+        .enumerate()
+        .map(|(i, c)| chosen.get(&c.id) == Some(&i))
+        .collect();
 
     // 2. Delete, post, claim.
     let mut task_ids = Vec::with_capacity(completions.len());

@@ -128,6 +128,7 @@ macro_rules! conformance_tests {
                 delayed_tasks_are_not_visible_early,
                 renew_task_extends_the_lease,
                 expired_task_lease_is_fetched_again_with_the_next_attempt,
+                a_batch_completes_a_task_with_its_current_attempt_whatever_the_order,
                 completion_after_lease_expiry_is_rejected,
                 complete_tasks_posts_results_to_the_inbox,
                 release_retry_counts_the_attempt,

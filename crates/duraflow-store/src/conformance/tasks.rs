@@ -260,6 +260,62 @@ pub async fn expired_task_lease_is_fetched_again_with_the_next_attempt(store: Ar
     assert_eq!(store.stats().await.unwrap().tasks, 0);
 }
 
+/// A batch holding an old attempt's completion of a task and the current attempt's (an
+/// attempt that outlived its lease, and the attempt that took the task over, finishing
+/// together in one process) completes the task with the current attempt's result, whichever
+/// comes first in the batch; the old one is rejected (`LeaseLost`, or `NotFound` once the
+/// current one has completed the task). (Found by the fault
+/// search: PostgreSQL sent only a task's first completion of a batch and answered the
+/// current one `NotFound`, so its result was lost and the task waited for its lease to
+/// expire.)
+pub async fn a_batch_completes_a_task_with_its_current_attempt_whatever_the_order(
+    store: Arc<dyn Store>,
+) {
+    for (instance, stale_first) in [("i", true), ("j", false)] {
+        start(&*store, instance, vec![new_task(instance, 1, T0)]).await;
+        let old = one_task(&*store, T0).await;
+        let current = one_task(&*store, at(LEASE_MS)).await;
+        assert_eq!(current.id, old.id);
+        let completion = |task: &TaskWork, output: &str| TaskCompletion {
+            id: task.id,
+            token: task.token,
+            result: OpResult::Ok(payload(output)),
+            claim_turn: None,
+        };
+        let mut batch = vec![completion(&old, "old"), completion(&current, "current")];
+        if !stale_first {
+            batch.reverse();
+        }
+        let (old_at, current_at) = if stale_first { (0, 1) } else { (1, 0) };
+        let now = at(LEASE_MS + 1);
+        let results = store.complete_tasks(now, batch, None).await.unwrap();
+        assert_eq!(results.len(), 2);
+        assert!(
+            results[current_at].is_ok(),
+            "the current attempt's completion (stale first: {stale_first}): {results:?}"
+        );
+        assert!(
+            matches!(
+                results[old_at],
+                Err(StoreError::LeaseLost { .. } | StoreError::NotFound(_))
+            ),
+            "the old attempt's completion (stale first: {stale_first}): {results:?}"
+        );
+        let work = turn_of(&*store, instance, now).await;
+        let kinds: Vec<_> = work.messages.iter().map(|m| m.kind.clone()).collect();
+        assert_eq!(
+            kinds,
+            [MessageKind::ActivityResult {
+                execution: 1,
+                op: OpId::new(None, 1),
+                result: OpResult::Ok(payload("current")),
+            }],
+            "stale first: {stale_first}"
+        );
+    }
+    assert_eq!(store.stats().await.unwrap().tasks, 0);
+}
+
 /// A completion made when its lease has run out is rejected and the task stays.
 pub async fn completion_after_lease_expiry_is_rejected(store: Arc<dyn Store>) {
     start(&*store, "i", vec![new_task("i", 1, T0)]).await;
