@@ -14,7 +14,9 @@ use duraflow_store::{
     TurnWork,
 };
 
-use crate::engine::Inner;
+use crate::registry::Workflows;
+use crate::shared::Shared;
+use crate::warm::WarmCache;
 
 /// What to do with a fetched turn.
 pub(crate) enum TurnDecision {
@@ -39,17 +41,18 @@ enum Start {
 /// The workflow a turn continues: the warm run when the store left the journal unread (and
 /// this engine still holds it), else the journal to replay, read now if the store did not.
 async fn start_of(
-    inner: &Inner,
+    shared: &Shared,
+    warm: &WarmCache,
     instance: &InstanceInfo,
     journal: Journal,
 ) -> Result<Start, StoreError> {
-    let warm = inner.warm.take(&instance.id);
+    let warm = warm.take(&instance.id);
     match journal {
         Journal::Events(events) => Ok(Start::Replay(events)),
         Journal::Cached => match warm {
             Some(w) if w.execution == instance.execution => Ok(Start::Warm(w.run)),
             // Dropped from the cache since the fetch: read and replay.
-            _ => inner
+            _ => shared
                 .store
                 .journal(&instance.id, Some(instance.execution))
                 .await
@@ -135,10 +138,10 @@ fn fill_commit(commit: &mut TurnCommit, plan: TurnPlan) -> bool {
 
 /// The instances that already exist under the ids of the children `new_events` start (a read
 /// per child; a failed read counts as no instance).
-async fn existing_children(inner: &Inner, new_events: &[Event]) -> Vec<ExistingInstance> {
+async fn existing_children(shared: &Shared, new_events: &[Event]) -> Vec<ExistingInstance> {
     let mut existing = Vec::new();
     for id in started_children(new_events) {
-        if let Ok(Some(found)) = inner.store.instance(id).await {
+        if let Ok(Some(found)) = shared.store.instance(id).await {
             existing.push(ExistingInstance {
                 id: found.id,
                 parent: found.parent,
@@ -148,8 +151,13 @@ async fn existing_children(inner: &Inner, new_events: &[Event]) -> Vec<ExistingI
     existing
 }
 
-/// Runs one turn.
-pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
+/// Runs one turn: the workflows it may run, the warm runs it may take, the store it reads.
+pub(crate) async fn run_turn(
+    shared: &Shared,
+    workflows: &Workflows,
+    warm: &WarmCache,
+    work: TurnWork,
+) -> TurnDecision {
     let TurnWork {
         instance,
         journal,
@@ -157,14 +165,14 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         token,
     } = work;
     let start = match journal {
-        Ok(j) => start_of(inner, &instance, j).await,
+        Ok(j) => start_of(shared, warm, &instance, j).await,
         Err(e) => Err(e),
     };
     let start = match start {
         Ok(start) => start,
-        Err(e) => return unreadable_journal(inner, instance, messages, token, e),
+        Err(e) => return unreadable_journal(shared, instance, messages, token, e),
     };
-    let now = inner.clock.now();
+    let now = shared.clock.now();
     let consumed = messages.iter().map(|m| m.id).collect();
     let begins = matches!(&start, Start::Replay(journal) if journal.is_empty());
     let deliveries = deliveries(
@@ -179,13 +187,13 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         Start::Warm(run) => run,
         Start::Replay(journal) => {
             commit.journal_base = journal.len();
-            let Some(workflow) = inner.registry.workflow(&instance.name) else {
+            let Some(workflow) = workflows.get(&instance.name) else {
                 let outcome = unknown_workflow(
                     planned(&instance),
                     begins,
                     &deliveries,
-                    &inner.registry.workflow_names(),
-                    inner.clock.now(),
+                    &workflows.names(),
+                    shared.clock.now(),
                     &mut commit.new_events,
                 );
                 plan.end(
@@ -208,7 +216,7 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
                 instance.execution,
                 journal,
                 workflow.clone(),
-                inner.clock.clone(),
+                shared.clock.clone(),
             )
         }
     };
@@ -219,10 +227,10 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         let Some(kind) = deliveries.next() else {
             break;
         };
-        run.deliver(inner.clock.now(), kind).await;
+        run.deliver(shared.clock.now(), kind).await;
     }
     commit.new_events = run.uncommitted_events();
-    let existing = existing_children(inner, &commit.new_events).await;
+    let existing = existing_children(shared, &commit.new_events).await;
     plan.schedule(planned(&instance), &commit.new_events, &existing);
     plan.end(
         planned(&instance),
@@ -233,7 +241,7 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
         now,
     );
     let finished = fill_commit(&mut commit, plan);
-    commit.now = inner.clock.now();
+    commit.now = shared.clock.now();
     // Returned even when the execution has ended: dropping a long run (its journal, its maps)
     // takes time, which the caller spends after the commit rather than before it.
     TurnDecision::Commit {
@@ -247,7 +255,7 @@ pub(crate) async fn run_turn(inner: &Inner, work: TurnWork) -> TurnDecision {
 /// the instance fails with an error naming the instance and the unreadable event (its journal
 /// is kept as it is, for inspection); any other read error is retried later.
 fn unreadable_journal(
-    inner: &Inner,
+    shared: &Shared,
     instance: InstanceInfo,
     messages: Vec<Message>,
     token: LeaseToken,
@@ -261,7 +269,7 @@ fn unreadable_journal(
             ),
         };
     };
-    let now = inner.clock.now();
+    let now = shared.clock.now();
     let failure = Failure::new(
         FailureKind::Internal,
         format!("the journal cannot be replayed: {error}"),
