@@ -7,6 +7,10 @@
 //!   events (the journal delta) and an [`Outcome`] come out; a mismatch between code and journal
 //!   is a [`Nondeterminism`] failure naming the position, the recorded event and the request;
 //! - the API workflow code is written against ([`WorkflowContext`]) and its durable futures;
+//! - turn planning ([`plan`]): the messages a turn takes become the events it delivers, and
+//!   what the run did becomes the tasks, messages and instances the turn writes
+//!   ([`TurnPlan`]); inbox messages ([`MessageKind`]) and new work ([`NewTask`],
+//!   [`NewInstance`]) are core types, which the store keeps as they are;
 //! - errors ([`WorkflowError`], [`ActivityError`], [`Failure`]) and [`RetryPolicy`];
 //! - time as a value ([`Timestamp`]) and as an injected source ([`Clock`]).
 //!
@@ -16,8 +20,11 @@ pub mod context;
 mod error;
 mod event;
 mod failure;
+mod message;
+mod new_work;
 mod op_id;
 mod payload;
+pub mod plan;
 pub mod replay;
 mod retry;
 mod time;
@@ -29,8 +36,11 @@ pub use event::{
     ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, JOURNAL_FORMAT_VERSION,
 };
 pub use failure::{Failure, FailureKind};
+pub use message::{MessageKind, NewMessage, OpResult};
+pub use new_work::{NewInstance, NewTask};
 pub use op_id::{OpId, OpIdParseError};
 pub use payload::{Payload, PayloadError};
+pub use plan::{TurnEnd, TurnPlan};
 pub use replay::{check_replay, panic_message, Outcome, ReplayReport, WorkflowRun};
 pub use retry::RetryPolicy;
 pub use time::{duration_millis, duration_millis_ceil, serde_millis, Clock, Sleep, Timestamp};

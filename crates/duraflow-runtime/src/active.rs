@@ -9,8 +9,8 @@ use tokio_util::sync::CancellationToken;
 
 type ByInstance = HashMap<String, HashMap<TaskId, CancellationToken>>;
 
-/// Running activities by instance.
-#[derive(Default)]
+/// Running activities by instance. Clones share the same record.
+#[derive(Clone, Default)]
 pub(crate) struct ActiveActivities {
     by_instance: Arc<Mutex<ByInstance>>,
 }

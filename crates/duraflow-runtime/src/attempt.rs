@@ -1,20 +1,71 @@
 //! One activity attempt: run it under its timeouts with the lease renewed, then report the
-//! result, schedule a retry, or hand the task back.
+//! result, schedule a retry, or hand the task back. [`Attempts`] is what attempts may touch;
+//! the worker loop (`worker.rs`) and the dispatcher (for the tasks its commits claim) start
+//! attempts through it.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
-
-use std::sync::Arc;
 
 use duraflow_core::{ActivityError, Failure, FailureKind, Payload, Timestamp};
 use duraflow_store::{Completed, OpResult, StoreError, TaskCompletion, TaskRelease, TaskWork};
 use futures::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::active::ActiveActivities;
 use crate::activity::{ActivityContext, AttemptError};
-use crate::dispatcher::spawn_turn;
-use crate::engine::{Inner, Writers};
+use crate::batcher::Batcher;
+use crate::claimed::ClaimedTurns;
+use crate::registry::Activities;
+use crate::shared::Shared;
 use crate::wait::Backoff;
+
+/// What activity attempts may touch: the activities, the activity permits, the running
+/// attempts, the completion writer, and (weakly, to run the turns their completions claim) the
+/// dispatcher. Held by the worker loop and by every attempt it runs; the completion writer ends
+/// when the last of them is gone.
+pub(crate) struct Attempts {
+    pub(crate) shared: Shared,
+    pub(crate) activities: Activities,
+    /// One per activity attempt that may run at once (`activity_concurrency`), shared with the
+    /// tasks claimed by commits.
+    pub(crate) permits: Arc<Semaphore>,
+    /// Cancel the activities still running (shutdown after its grace period).
+    pub(crate) hard_stop: CancellationToken,
+    pub(crate) active: ActiveActivities,
+    /// Attempts handed back at shutdown (the engine reports the count).
+    pub(crate) handed_back: Arc<AtomicUsize>,
+    /// Task completions, group-committed.
+    pub(crate) completer: Batcher<TaskCompletion, Completed>,
+    /// Where claimed turns run. Weak, because the dispatcher holds this handle: a strong link
+    /// back would keep both (and their writers) alive forever.
+    pub(crate) turns: Weak<dyn ClaimedTurns>,
+}
+
+impl Attempts {
+    /// Up to `n` activity permits, as many as are free now (none while stopping, so that
+    /// shutdown drains): the tasks a commit may claim.
+    pub(crate) fn room_for_attempts(&self, n: usize) -> Vec<OwnedSemaphorePermit> {
+        if self.shared.stop.is_cancelled() {
+            return Vec::new();
+        }
+        std::iter::from_fn(|| self.permits.clone().try_acquire_owned().ok())
+            .take(n)
+            .collect()
+    }
+
+    /// Runs a leased attempt in a task of its own (tracked by the engine), holding `permit`.
+    pub(crate) fn spawn_attempt(self: &Arc<Self>, task: TaskWork, permit: OwnedSemaphorePermit) {
+        let attempts = self.clone();
+        self.shared.tracker.spawn(async move {
+            run_attempt(&attempts, task).await;
+            drop(permit);
+        });
+    }
+}
 
 /// How an attempt ended, before it is reported.
 enum Ended {
@@ -34,33 +85,33 @@ enum Ended {
 /// How long a cancelled activity may take to notice and return before it is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task: TaskWork) {
+pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
     let label = format!("activity {:?}", task.name);
     // The store counts an attempt at every fetch, and an attempt that ends by itself either
     // reports its result or (with attempts left) is released for its retry. A fetch past the
     // policy's attempts therefore means the last allowed one ended without a word: its lease
     // expired. It is not run again; the activity fails.
     if task.attempt > task.options.retry.max_attempts {
-        let failure = lease_expired_failure(inner, &task, &label);
+        let failure = lease_expired_failure(attempts.shared.options.task_lease, &task, &label);
         warn!(task = task.id.0, %failure, "activity failed: its last attempt was lost");
-        return complete(inner, writers, &task, OpResult::Err(failure)).await;
+        return complete(attempts, &task, OpResult::Err(failure)).await;
     }
-    let Some(activity) = inner.registry.activity(&task.name).cloned() else {
+    let Some(activity) = attempts.activities.get(&task.name).cloned() else {
         let failure = Failure::new(
             FailureKind::UnknownActivity,
             format!(
                 "no activity named {:?} is registered with this engine (registered: {}); \
                  register it with EngineBuilder::activity",
                 task.name,
-                inner.registry.activity_names().join(", ")
+                attempts.activities.names().join(", ")
             ),
         )
         .at(label, &task.op)
         .with_attempts(task.attempt);
-        return complete(inner, writers, &task, OpResult::Err(failure)).await;
+        return complete(attempts, &task, OpResult::Err(failure)).await;
     };
 
-    let now = inner.clock.now();
+    let now = attempts.shared.clock.now();
     let close_by = task
         .options
         .schedule_to_close
@@ -69,7 +120,7 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task
         if now >= deadline {
             let failure =
                 schedule_to_close_failure(&task, &label, task.attempt.saturating_sub(1), None);
-            return complete(inner, writers, &task, OpResult::Err(failure)).await;
+            return complete(attempts, &task, OpResult::Err(failure)).await;
         }
     }
     let attempt_deadline = match (task.options.attempt_timeout.map(|d| now.plus(d)), close_by) {
@@ -77,8 +128,8 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task
         (a, b) => a.or(b),
     };
 
-    let cancel = inner.hard_stop.child_token();
-    let _guard = inner
+    let cancel = attempts.hard_stop.child_token();
+    let _guard = attempts
         .active
         .register(&task.instance_id, task.id, cancel.clone());
     let ctx = ActivityContext {
@@ -93,7 +144,7 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task
     let mut work = AssertUnwindSafe(activity(ctx, task.input.clone())).catch_unwind();
     let timeout = async {
         match attempt_deadline {
-            Some(t) => inner.clock.sleep_until(t).await,
+            Some(t) => attempts.shared.clock.sleep_until(t).await,
             None => std::future::pending().await,
         }
     };
@@ -102,7 +153,7 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task
     let ended = tokio::select! {
         biased;
         _ = cancel.cancelled() => Ended::Cancelled,
-        () = renew_lease(inner, &task) => Ended::LeaseLost,
+        () = renew_lease(attempts, &task) => Ended::LeaseLost,
         _ = timeout => Ended::TimedOut {
             after: attempt_deadline.map(|t| t.since(now)).unwrap_or_default(),
             closed: attempt_deadline.is_some() && attempt_deadline == close_by,
@@ -126,24 +177,24 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task
     drop(work);
 
     match ended {
-        Ended::Finished(Ok(output)) => complete(inner, writers, &task, OpResult::Ok(output)).await,
+        Ended::Finished(Ok(output)) => complete(attempts, &task, OpResult::Ok(output)).await,
         Ended::Finished(Err(AttemptError::Payload(message))) => {
             let failure = Failure::new(FailureKind::Payload, message)
                 .at(label, &task.op)
                 .with_attempts(task.attempt);
-            complete(inner, writers, &task, OpResult::Err(failure)).await
+            complete(attempts, &task, OpResult::Err(failure)).await
         }
         Ended::Finished(Err(AttemptError::Activity(e))) => {
-            failed_attempt(inner, writers, &task, &label, close_by, e).await
+            failed_attempt(attempts, &task, &label, close_by, e).await
         }
         Ended::TimedOut { after, closed } => {
             let e = ActivityError::retryable(format!("attempt timed out after {after:?}"));
             if closed {
                 // The schedule-to-close deadline cut the attempt short: no retry can help.
                 let failure = schedule_to_close_failure(&task, &label, task.attempt, Some(&e));
-                complete(inner, writers, &task, OpResult::Err(failure)).await
+                complete(attempts, &task, OpResult::Err(failure)).await
             } else {
-                failed_attempt(inner, writers, &task, &label, close_by, e).await
+                failed_attempt(attempts, &task, &label, close_by, e).await
             }
         }
         Ended::LeaseLost => {
@@ -153,16 +204,17 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task
             );
         }
         Ended::Cancelled => {
-            if inner.hard_stop.is_cancelled() {
+            if attempts.hard_stop.is_cancelled() {
                 // Shutting down: hand the task back so another worker runs it.
-                if let Err(e) = inner
+                if let Err(e) = attempts
+                    .shared
                     .store
                     .release_task(task.id, task.token, TaskRelease::HandBack)
                     .await
                 {
                     debug!(task = task.id.0, error = %e, "hand-back failed; the lease will expire");
                 }
-                inner
+                attempts
                     .handed_back
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -173,15 +225,14 @@ pub(crate) async fn run_attempt(inner: &Arc<Inner>, writers: &Arc<Writers>, task
 
 /// Decides between another attempt and a final failure.
 async fn failed_attempt(
-    inner: &Arc<Inner>,
-    writers: &Arc<Writers>,
+    attempts: &Attempts,
     task: &TaskWork,
     label: &str,
     close_by: Option<Timestamp>,
     e: ActivityError,
 ) {
     let policy = &task.options.retry;
-    let now = inner.clock.now();
+    let now = attempts.shared.clock.now();
     let retry_at = (e.is_retryable() && policy.retries_code(e.code()))
         .then(|| policy.delay_after(task.attempt, fastrand::f64()))
         .flatten()
@@ -191,7 +242,7 @@ async fn failed_attempt(
         // the activity times out rather than exhausting retries it still had.
         Some(at) if close_by.is_some_and(|deadline| at >= deadline) => {
             let failure = schedule_to_close_failure(task, label, task.attempt, Some(&e));
-            complete(inner, writers, task, OpResult::Err(failure)).await
+            complete(attempts, task, OpResult::Err(failure)).await
         }
         Some(visible_at) => {
             let failure = attempt_failure(&e, FailureKind::Application, label, task);
@@ -200,7 +251,12 @@ async fn failed_attempt(
                 visible_at,
                 failure,
             };
-            if let Err(err) = inner.store.release_task(task.id, task.token, release).await {
+            if let Err(err) = attempts
+                .shared
+                .store
+                .release_task(task.id, task.token, release)
+                .await
+            {
                 debug!(task = task.id.0, error = %err, "could not schedule the retry; the lease will expire");
             }
         }
@@ -215,7 +271,7 @@ async fn failed_attempt(
                 FailureKind::RetriesExhausted
             };
             let failure = attempt_failure(&e, kind, label, task);
-            complete(inner, writers, task, OpResult::Err(failure)).await
+            complete(attempts, task, OpResult::Err(failure)).await
         }
     }
 }
@@ -229,7 +285,7 @@ fn attempt_failure(e: &ActivityError, kind: FailureKind, label: &str, task: &Tas
 
 /// Every attempt the policy allows has been made and the last one ended without a report (its
 /// lease expired).
-fn lease_expired_failure(inner: &Inner, task: &TaskWork, label: &str) -> Failure {
+fn lease_expired_failure(task_lease: Duration, task: &TaskWork, label: &str) -> Failure {
     let attempts = task.options.retry.max_attempts;
     let mut message = format!(
         "attempt {attempts} of {attempts} ended without reporting a result: its lease expired \
@@ -238,7 +294,7 @@ fn lease_expired_failure(inner: &Inner, task: &TaskWork, label: &str) -> Failure
          renewed (task_lease is {:?} in the engine reporting this), and the retry policy \
          allows no more attempts. Run an activity's blocking work with \
          tokio::task::spawn_blocking; an activity that kills its worker has to be fixed",
-        inner.options.task_lease
+        task_lease
     );
     if let Some(last) = &task.last_failure {
         message.push_str(&format!("; an earlier attempt failed: {}", last.message));
@@ -277,17 +333,18 @@ fn panic_error(name: &str, panic: Box<dyn std::any::Any + Send>) -> AttemptError
 }
 
 /// Renews the task's lease every third of its length; completes when it is lost.
-async fn renew_lease(inner: &Inner, task: &TaskWork) {
-    let lease = inner.options.task_lease;
+async fn renew_lease(attempts: &Attempts, task: &TaskWork) {
+    let lease = attempts.shared.options.task_lease;
     let mut lease_until = task.lease_until;
     loop {
         let renew_at = Timestamp::from_millis(
             lease_until.as_millis() - duraflow_core::duration_millis(lease) * 2 / 3,
         );
-        inner.clock.sleep_until(renew_at).await;
-        match inner
+        attempts.shared.clock.sleep_until(renew_at).await;
+        match attempts
+            .shared
             .store
-            .renew_task(task.id, task.token, inner.clock.now(), lease)
+            .renew_task(task.id, task.token, attempts.shared.clock.now(), lease)
             .await
         {
             Ok(until) => lease_until = until,
@@ -295,7 +352,7 @@ async fn renew_lease(inner: &Inner, task: &TaskWork) {
             Err(e) => {
                 warn!(task = task.id.0, error = %e, "renewing an activity lease failed; retrying");
                 // Try again a third of a lease from now.
-                lease_until = inner.clock.now().plus(lease);
+                lease_until = attempts.shared.clock.now().plus(lease);
             }
         }
     }
@@ -304,25 +361,28 @@ async fn renew_lease(inner: &Inner, task: &TaskWork) {
 /// Reports a final result, retrying while the store is unreachable. When this engine has room
 /// for another turn, the completion also claims the instance's next turn, which then runs here
 /// at once instead of waiting to be fetched.
-async fn complete(inner: &Arc<Inner>, writers: &Arc<Writers>, task: &TaskWork, result: OpResult) {
-    let mut backoff = Backoff::new(inner.options.store_retry_initial);
-    // Not while stopping, so that shutdown drains.
-    let permit = if inner.stop.is_cancelled() {
+async fn complete(attempts: &Attempts, task: &TaskWork, result: OpResult) {
+    let mut backoff = Backoff::new(attempts.shared.options.store_retry_initial);
+    // Not while stopping (the dispatcher says no room then), so that shutdown drains.
+    let room = if attempts.shared.stop.is_cancelled() {
         None
     } else {
-        inner.turn_permits.clone().try_acquire_owned().ok()
+        attempts
+            .turns
+            .upgrade()
+            .and_then(|turns| turns.room_for_a_turn().map(|permit| (turns, permit)))
     };
     for _ in 0..5 {
         let completion = TaskCompletion {
             id: task.id,
             token: task.token,
             result: result.clone(),
-            claim_turn: permit.as_ref().map(|_| inner.options.turn_lease),
+            claim_turn: room.as_ref().map(|_| attempts.shared.options.turn_lease),
         };
-        match writers.completer.submit(completion).await {
+        match attempts.completer.submit(completion).await {
             Ok(Completed { turn }) => {
-                if let (Some(work), Some(permit)) = (turn, permit) {
-                    spawn_turn(inner, writers, work, permit);
+                if let (Some(work), Some((turns, permit))) = (turn, room) {
+                    turns.spawn_turn(work, permit);
                 }
                 return;
             }

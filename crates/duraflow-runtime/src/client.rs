@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::IntoFuture;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use duraflow_core::{Clock, Event, Failure, FailureKind, Payload, Workflow};
@@ -16,9 +16,8 @@ use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::claimed::ClaimedTurns;
 use crate::clock::SystemClock;
-use crate::dispatcher::spawn_turn;
-use crate::engine::LocalEngine;
 use crate::error::ClientError;
 
 /// Starts, signals, observes and cleans up workflow instances.
@@ -31,8 +30,10 @@ pub struct Client {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     workflows: Option<Arc<Vec<String>>>,
-    /// The engine this client belongs to, if any.
-    local: Option<LocalEngine>,
+    /// Where the engine this client belongs to (if any) runs the first turns of what it
+    /// starts. Weak, so that a client kept after `Engine::shutdown` neither keeps the engine's
+    /// writers alive nor starts work on it.
+    local: Option<Weak<dyn ClaimedTurns>>,
 }
 
 impl fmt::Debug for Client {
@@ -125,18 +126,18 @@ impl<'a> IntoFuture for Start<'a> {
             // A client of a running engine with room for a turn takes the first turn along,
             // and the engine runs it at once instead of fetching it.
             let store = &self.client.store;
-            let outcome = match self
-                .client
-                .local
-                .as_ref()
-                .and_then(LocalEngine::room_for_a_turn)
-            {
-                Some((inner, writers, permit)) => {
+            let room = self.client.local.as_ref().and_then(|local| {
+                let turns = local.upgrade()?;
+                let permit = turns.room_for_a_turn()?;
+                Some((turns, permit))
+            });
+            let outcome = match room {
+                Some((turns, permit)) => {
                     let (outcome, turn) = store
-                        .create_instance_claiming(new, inner.options.turn_lease)
+                        .create_instance_claiming(new, turns.turn_lease())
                         .await?;
                     if let Some(work) = turn {
-                        spawn_turn(&inner, &writers, work, permit);
+                        turns.spawn_turn(work, permit);
                     }
                     outcome
                 }
@@ -226,7 +227,7 @@ impl Client {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         workflows: Arc<Vec<String>>,
-        local: LocalEngine,
+        local: Weak<dyn ClaimedTurns>,
     ) -> Self {
         Client {
             store,

@@ -6,16 +6,61 @@
 //! for this engine's workers when they have room, so they start without a fetch.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use duraflow_store::{StoreError, TaskClaim, TurnWork};
-use tokio::sync::OwnedSemaphorePermit;
+use duraflow_store::{Committed, JournalCache, StoreError, TaskClaim, TurnCommit, TurnWork};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
 
-use crate::engine::{Inner, Writers};
+use crate::active::ActiveActivities;
+use crate::attempt::Attempts;
+use crate::batcher::Batcher;
+use crate::claimed::ClaimedTurns;
 use crate::lease_loop::LeaseLoop;
+use crate::registry::Workflows;
+use crate::shared::Shared;
 use crate::turn::{run_turn, TurnDecision};
-use crate::warm::WarmRun;
-use crate::worker::spawn_attempt;
+use crate::warm::{WarmCache, WarmRun};
+
+/// What the dispatcher and the turns it runs may touch: the workflows, the turn permits, the
+/// warm cache, the commit writer, the running activities (to cancel a finished instance's),
+/// and the attempts (to start the tasks a commit claims). Held by the dispatcher loop and by
+/// every turn; the commit writer ends when the last of them is gone.
+pub(crate) struct Dispatcher {
+    pub(crate) shared: Shared,
+    pub(crate) workflows: Workflows,
+    /// One per turn that may run at once (`workflow_concurrency`), fetched or claimed.
+    pub(crate) permits: Arc<Semaphore>,
+    /// Workflows kept in memory between their turns.
+    pub(crate) warm: Arc<WarmCache>,
+    /// [`Dispatcher::warm`], as the store sees it.
+    pub(crate) journal_cache: Arc<dyn JournalCache>,
+    /// Turn commits, group-committed.
+    pub(crate) committer: Batcher<TurnCommit, Committed>,
+    pub(crate) active: ActiveActivities,
+    pub(crate) attempts: Arc<Attempts>,
+}
+
+impl ClaimedTurns for Dispatcher {
+    fn room_for_a_turn(&self) -> Option<OwnedSemaphorePermit> {
+        if self.shared.stop.is_cancelled() {
+            return None;
+        }
+        self.permits.clone().try_acquire_owned().ok()
+    }
+
+    fn turn_lease(&self) -> Duration {
+        self.shared.options.turn_lease
+    }
+
+    fn spawn_turn(self: Arc<Self>, work: TurnWork, permit: OwnedSemaphorePermit) {
+        let tracker = self.shared.tracker.clone();
+        tracker.spawn(async move {
+            process_turn(&self, work).await;
+            drop(permit);
+        });
+    }
+}
 
 /// Drops `value` (a replayed history, a run that ended), off the async threads when it is
 /// big: freeing a long journal takes a while, and the waiter a commit just woke is queued to
@@ -45,57 +90,41 @@ impl Weight for Option<duraflow_core::WorkflowRun> {
 }
 
 /// Runs until the engine stops.
-pub(crate) async fn run_dispatcher(inner: Arc<Inner>, writers: Arc<Writers>) {
+pub(crate) async fn run_dispatcher(dispatcher: Arc<Dispatcher>) {
+    let d = &*dispatcher;
+    let running = dispatcher.clone();
     LeaseLoop {
         what: "workflow turns",
-        permits: inner.turn_permits.clone(),
+        permits: d.permits.clone(),
         wakeup: |n| &n.turns,
         due: |d| d.turn,
-        fetch: |inner: Arc<Inner>, now, max| async move {
-            inner
-                .store
-                .fetch_turns(
-                    now,
-                    max,
-                    inner.options.turn_lease,
-                    Some(&inner.journal_cache),
-                )
-                .await
+        fetch: |now, max| {
+            d.shared.store.fetch_turns(
+                now,
+                max,
+                d.shared.options.turn_lease,
+                Some(&d.journal_cache),
+            )
         },
-        run: move |inner: Arc<Inner>, work, permit| {
-            let writers = writers.clone();
+        run: move |work, permit| {
+            let dispatcher = running.clone();
             async move {
-                process_turn(&inner, &writers, work).await;
+                process_turn(&dispatcher, work).await;
                 drop(permit);
             }
         },
     }
-    .run(inner.clone())
+    .run(&d.shared)
     .await
-}
-
-/// Runs a leased turn in a task of its own (tracked by the engine), holding `permit`.
-pub(crate) fn spawn_turn(
-    inner: &Arc<Inner>,
-    writers: &Arc<Writers>,
-    work: TurnWork,
-    permit: OwnedSemaphorePermit,
-) {
-    let (inner, writers) = (inner.clone(), writers.clone());
-    let tracker = inner.tracker.clone();
-    tracker.spawn(async move {
-        process_turn(&inner, &writers, work).await;
-        drop(permit);
-    });
 }
 
 /// Runs one leased turn and commits it; keeps the workflow warm if it goes on, and starts the
 /// activity tasks the commit claimed.
-async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork) {
+async fn process_turn(d: &Dispatcher, work: TurnWork) {
     let id = work.instance.id.clone();
     let execution = work.instance.execution;
     let token = work.token;
-    let (reason, retry) = match run_turn(inner, work).await {
+    let (reason, retry) = match run_turn(&d.shared, &d.workflows, &d.warm, work).await {
         TurnDecision::Commit {
             mut commit,
             finished,
@@ -103,17 +132,15 @@ async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork
         } => {
             // Room in this engine's worker pool: take the new tasks along instead of leaving
             // them to be fetched. Not while stopping, so that shutdown drains.
-            let permits: Vec<OwnedSemaphorePermit> = if finished || inner.stop.is_cancelled() {
+            let permits: Vec<OwnedSemaphorePermit> = if finished {
                 Vec::new()
             } else {
-                std::iter::from_fn(|| inner.task_permits.clone().try_acquire_owned().ok())
-                    .take(commit.tasks.len())
-                    .collect()
+                d.attempts.room_for_attempts(commit.tasks.len())
             };
             if !permits.is_empty() {
                 commit.claim_tasks = Some(TaskClaim {
                     max: permits.len(),
-                    lease: inner.options.task_lease,
+                    lease: d.shared.options.task_lease,
                 });
             }
             // The run goes warm before the commit is sent, under this turn's token. Put after
@@ -130,15 +157,15 @@ async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork
                         execution,
                         token,
                     };
-                    inner.warm.put(id.clone(), warm);
+                    d.warm.put(id.clone(), warm);
                     (Some(history), None)
                 }
                 // An ended execution.
                 ended => (None, ended),
             };
-            let result = writers.committer.submit(*commit).await;
+            let result = d.committer.submit(*commit).await;
             if result.is_err() && warm.is_some() {
-                drop_aside(inner.warm.discard(&id, token));
+                drop_aside(d.warm.discard(&id, token));
             }
             if let Some(history) = warm {
                 drop_aside(history);
@@ -147,10 +174,10 @@ async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork
             match result {
                 Ok(committed) => {
                     if finished {
-                        inner.active.cancel_instance(&id);
+                        d.active.cancel_instance(&id);
                     }
                     for (task, permit) in committed.tasks.into_iter().zip(permits) {
-                        spawn_attempt(inner, writers, task, permit);
+                        d.attempts.spawn_attempt(task, permit);
                     }
                     return;
                 }
@@ -160,23 +187,23 @@ async fn process_turn(inner: &Arc<Inner>, writers: &Arc<Writers>, work: TurnWork
                 // messages be fetched at once rather than when the lease expires.
                 Err(StoreError::LeaseLost { .. }) => {
                     debug!(instance_id = %id, "turn discarded: its lease was lost");
-                    let now = inner.clock.now();
-                    if let Err(e) = inner.store.abandon_turn(&id, token, now).await {
+                    let now = d.shared.clock.now();
+                    if let Err(e) = d.shared.store.abandon_turn(&id, token, now).await {
                         debug!(instance_id = %id, error = %e, "the lease was not ours any more");
                     }
                     return;
                 }
                 Err(e) => (
                     format!("committing the turn failed: {e}"),
-                    inner.options.store_retry_initial,
+                    d.shared.options.store_retry_initial,
                 ),
             }
         }
         TurnDecision::Abandon { reason } => (reason, std::time::Duration::from_secs(60)),
     };
     warn!(instance_id = %id, "{reason}; the turn will be retried");
-    let retry_at = inner.clock.now().plus(retry);
-    if let Err(e) = inner.store.abandon_turn(&id, token, retry_at).await {
+    let retry_at = d.shared.clock.now().plus(retry);
+    if let Err(e) = d.shared.store.abandon_turn(&id, token, retry_at).await {
         debug!(instance_id = %id, error = %e, "could not abandon the turn; its lease will expire");
     }
 }

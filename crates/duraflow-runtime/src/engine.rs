@@ -1,7 +1,7 @@
 //! [`Engine`]: registries, the workflow dispatcher, the activity worker pool, and shutdown.
 
 use std::future::Future;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use duraflow_store::{
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,49 +22,19 @@ use tracing::{info, warn};
 
 use crate::active::ActiveActivities;
 use crate::activity::{activity_fn, typed_activity_fn, Activity, ActivityContext};
+use crate::attempt::Attempts;
 use crate::batcher::{BatchWrite, Batcher};
+use crate::claimed::ClaimedTurns;
 use crate::client::Client;
 use crate::clock::SystemClock;
-use crate::dispatcher::run_dispatcher;
+use crate::dispatcher::{run_dispatcher, Dispatcher};
 use crate::error::EngineError;
 use crate::options::EngineOptions;
 use crate::registry::Registry;
+use crate::shared::Shared;
 use crate::warm::WarmCache;
 use crate::worker::run_workers;
 use duraflow_core::Workflow;
-
-/// What the engine's tasks share.
-pub(crate) struct Inner {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) registry: Registry,
-    pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) options: EngineOptions,
-    /// Stop fetching new work.
-    pub(crate) stop: CancellationToken,
-    /// Cancel the activities still running (shutdown after its grace period).
-    pub(crate) hard_stop: CancellationToken,
-    pub(crate) active: ActiveActivities,
-    pub(crate) handed_back: AtomicUsize,
-    /// One per turn that may run at once (`workflow_concurrency`), fetched or claimed.
-    pub(crate) turn_permits: Arc<Semaphore>,
-    /// One per activity attempt that may run at once (`activity_concurrency`).
-    pub(crate) task_permits: Arc<Semaphore>,
-    /// Every turn and attempt the engine runs, so shutdown can wait for them.
-    pub(crate) tracker: TaskTracker,
-    /// Workflows kept in memory between their turns.
-    pub(crate) warm: Arc<WarmCache>,
-    /// [`Inner::warm`], as the store sees it.
-    pub(crate) journal_cache: Arc<dyn JournalCache>,
-}
-
-/// The group-commit writers, shared by the dispatcher, the workers and everything they spawn:
-/// the writers end once every handle is gone.
-pub(crate) struct Writers {
-    /// Turn commits.
-    pub(crate) committer: Batcher<TurnCommit, Committed>,
-    /// Task completions.
-    pub(crate) completer: Batcher<TaskCompletion, Completed>,
-}
 
 /// Builds an [`Engine`]: the store, the workflows and activities it runs, and its settings.
 ///
@@ -227,54 +197,78 @@ impl EngineBuilder {
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
-        let warm = Arc::new(WarmCache::new(self.options.warm_instances));
-        let inner = Arc::new(Inner {
+        let shared = Shared {
             store,
-            registry: self.registry,
             clock: self.clock,
-            turn_permits: Arc::new(Semaphore::new(self.options.workflow_concurrency)),
-            task_permits: Arc::new(Semaphore::new(self.options.activity_concurrency)),
             options: self.options,
             stop: CancellationToken::new(),
-            hard_stop: CancellationToken::new(),
-            active: ActiveActivities::default(),
-            handed_back: AtomicUsize::new(0),
             tracker: TaskTracker::new(),
-            journal_cache: warm.clone(),
-            warm,
-        });
+        };
+        let o = &shared.options;
+        let warm = Arc::new(WarmCache::new(o.warm_instances));
+        let journal_cache: Arc<dyn JournalCache> = warm.clone();
 
-        let store = inner.store.clone();
+        let store = shared.store.clone();
         let commit_turns: BatchWrite<TurnCommit, Committed> = Arc::new(move |batch| {
             let store = store.clone();
             async move { store.commit_turns(batch).await }.boxed()
         });
-        let (committer, committer_task) = Batcher::spawn(inner.options.commit_batch, commit_turns);
-        let store = inner.store.clone();
-        let clock = inner.clock.clone();
-        let cache = inner.journal_cache.clone();
+        let (committer, committer_task) = Batcher::spawn(o.commit_batch, commit_turns);
+        let store = shared.store.clone();
+        let clock = shared.clock.clone();
+        let cache = journal_cache.clone();
         let complete_tasks: BatchWrite<TaskCompletion, Completed> = Arc::new(move |batch| {
             let store = store.clone();
             let cache = cache.clone();
             let now = clock.now();
             async move { store.complete_tasks(now, batch, Some(&cache)).await }.boxed()
         });
-        let (completer, completer_task) =
-            Batcher::spawn(inner.options.commit_batch, complete_tasks);
-        let writers = Arc::new(Writers {
-            committer,
-            completer,
-        });
+        let (completer, completer_task) = Batcher::spawn(o.commit_batch, complete_tasks);
 
-        let local = LocalEngine {
-            inner: Arc::downgrade(&inner),
-            writers: Arc::downgrade(&writers),
-        };
-        let dispatcher = tokio::spawn(run_dispatcher(inner.clone(), writers.clone()));
-        let workers = tokio::spawn(run_workers(inner.clone(), writers));
-        info!(store = inner.store.backend(), "duraflow engine started");
+        let Registry {
+            workflows,
+            activities,
+        } = self.registry;
+        let workflow_names = Arc::new(workflows.names());
+        let active = ActiveActivities::default();
+        let hard_stop = CancellationToken::new();
+        let handed_back = Arc::new(AtomicUsize::new(0));
+        let task_permits = Arc::new(Semaphore::new(o.activity_concurrency));
+        let turn_permits = Arc::new(Semaphore::new(o.workflow_concurrency));
+        // The dispatcher starts the attempts its commits claim; the attempts run the turns
+        // their completions claim through a weak link back, so that the two handles (and the
+        // writers they own) are dropped once the loops and their work have ended.
+        let dispatcher = Arc::new_cyclic(|me: &Weak<Dispatcher>| Dispatcher {
+            shared: shared.clone(),
+            workflows,
+            permits: turn_permits,
+            warm: warm.clone(),
+            journal_cache,
+            committer,
+            active: active.clone(),
+            attempts: Arc::new(Attempts {
+                shared: shared.clone(),
+                activities,
+                permits: task_permits,
+                hard_stop: hard_stop.clone(),
+                active: active.clone(),
+                handed_back: handed_back.clone(),
+                completer,
+                turns: me.clone(),
+            }),
+        });
+        let local: Weak<dyn ClaimedTurns> = Arc::downgrade(&dispatcher) as Weak<Dispatcher>;
+        let attempts = dispatcher.attempts.clone();
+        let workers = tokio::spawn(run_workers(attempts));
+        let dispatcher = tokio::spawn(run_dispatcher(dispatcher));
+        info!(store = shared.store.backend(), "duraflow engine started");
         Ok(Engine {
-            inner,
+            shared,
+            hard_stop,
+            active,
+            warm,
+            handed_back,
+            workflow_names,
             local,
             loops: vec![dispatcher, workers],
             writers: vec![committer_task, completer_task],
@@ -282,35 +276,20 @@ impl EngineBuilder {
     }
 }
 
-/// An engine as its clients see it: weakly, so that a client kept after
-/// [`Engine::shutdown`] neither keeps the engine's writers alive nor starts work on it.
-#[derive(Clone)]
-pub(crate) struct LocalEngine {
-    inner: Weak<Inner>,
-    writers: Weak<Writers>,
-}
-
-impl LocalEngine {
-    /// The engine, its writers and a turn permit, when it is running and has room for a turn.
-    pub(crate) fn room_for_a_turn(
-        &self,
-    ) -> Option<(Arc<Inner>, Arc<Writers>, OwnedSemaphorePermit)> {
-        let inner = self.inner.upgrade()?;
-        let writers = self.writers.upgrade()?;
-        if inner.stop.is_cancelled() {
-            return None;
-        }
-        let permit = inner.turn_permits.clone().try_acquire_owned().ok()?;
-        Some((inner, writers, permit))
-    }
-}
-
 /// A running engine: it runs the workflows and activities registered with it against its store
 /// until [`Engine::shutdown`].
 pub struct Engine {
-    inner: Arc<Inner>,
-    /// What this engine's clients need to run the first turns of what they start.
-    local: LocalEngine,
+    shared: Shared,
+    /// Cancels the activities still running when the grace period is over.
+    hard_stop: CancellationToken,
+    active: ActiveActivities,
+    warm: Arc<WarmCache>,
+    handed_back: Arc<AtomicUsize>,
+    workflow_names: Arc<Vec<String>>,
+    /// Where this engine's clients run the first turns of what they start. The engine holds
+    /// neither the dispatcher nor the attempts strongly: their writers end when the loops and
+    /// their work do.
+    local: Weak<dyn ClaimedTurns>,
     loops: Vec<JoinHandle<()>>,
     writers: Vec<JoinHandle<()>>,
 }
@@ -334,45 +313,45 @@ impl Engine {
     /// A client for this engine's store that checks workflow names against this engine.
     pub fn client(&self) -> Client {
         Client::for_engine(
-            self.inner.store.clone(),
-            self.inner.clock.clone(),
-            Arc::new(self.inner.registry.workflow_names()),
+            self.shared.store.clone(),
+            self.shared.clock.clone(),
+            self.workflow_names.clone(),
             self.local.clone(),
         )
     }
 
     /// The engine's store.
     pub fn store(&self) -> Arc<dyn Store> {
-        self.inner.store.clone()
+        self.shared.store.clone()
     }
 
     /// How many activity attempts are running in this process.
     pub fn running_activities(&self) -> usize {
-        self.inner.active.count()
+        self.active.count()
     }
 
     /// How many instances this engine keeps warm in memory between their turns (at most
     /// `EngineOptions::warm_instances`).
     pub fn warm_instances(&self) -> usize {
-        self.inner.warm.len()
+        self.warm.len()
     }
 
     /// Stops taking new work, waits for turns and activities in flight (activities for at most
     /// the grace period, after which they are cancelled and handed back to the store), and
     /// returns when every task the engine started has ended.
     pub async fn shutdown(mut self) -> ShutdownReport {
-        self.inner.stop.cancel();
+        self.shared.stop.cancel();
         // The loops stop fetching at once; what they and the work they started spawned is
         // tracked.
         futures::future::join_all(std::mem::take(&mut self.loops)).await;
-        let tracker = self.inner.tracker.clone();
+        let tracker = self.shared.tracker.clone();
         tracker.close();
         let drained = tokio::select! {
             _ = tracker.wait() => true,
-            _ = tokio::time::sleep(self.inner.options.shutdown_grace) => false,
+            _ = tokio::time::sleep(self.shared.options.shutdown_grace) => false,
         };
         if !drained {
-            self.inner.hard_stop.cancel();
+            self.hard_stop.cancel();
             tracker.wait().await;
         }
         // The loops and their work held the only batcher handles: the writers drain their
@@ -382,15 +361,12 @@ impl Engine {
         }
         // Clients may still use the store; what the engine wrote is folded into its main
         // storage now rather than when the last of them lets go.
-        if let Err(e) = self.inner.store.checkpoint().await {
+        if let Err(e) = self.shared.store.checkpoint().await {
             warn!(error = %e, "the store could not checkpoint at shutdown");
         }
         info!("duraflow engine stopped");
         ShutdownReport {
-            activities_handed_back: self
-                .inner
-                .handed_back
-                .load(std::sync::atomic::Ordering::Relaxed),
+            activities_handed_back: self.handed_back.load(Ordering::Relaxed),
             drained,
         }
     }
@@ -400,8 +376,8 @@ impl Drop for Engine {
     fn drop(&mut self) {
         // Dropped without shutdown: stop everything at once. Leases expire and other workers
         // (or the next start) pick the work up.
-        self.inner.stop.cancel();
-        self.inner.hard_stop.cancel();
+        self.shared.stop.cancel();
+        self.hard_stop.cancel();
         for handle in self.loops.iter().chain(self.writers.iter()) {
             handle.abort();
         }

@@ -13,7 +13,7 @@ use duraflow_store::{NextDue, Notifier, StoreResult};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::warn;
 
-use crate::engine::Inner;
+use crate::shared::Shared;
 use crate::wait::{wait_for_work, Backoff};
 
 /// What one lease loop leases and how it runs it.
@@ -34,20 +34,20 @@ pub(crate) struct LeaseLoop<Fetch, Run> {
 
 impl<Fetch, FetchFut, W, Run, RunFut> LeaseLoop<Fetch, Run>
 where
-    Fetch: Fn(Arc<Inner>, Timestamp, usize) -> FetchFut,
+    Fetch: Fn(Timestamp, usize) -> FetchFut,
     FetchFut: Future<Output = StoreResult<Vec<W>>>,
-    Run: Fn(Arc<Inner>, W, OwnedSemaphorePermit) -> RunFut,
+    Run: Fn(W, OwnedSemaphorePermit) -> RunFut,
     RunFut: Future<Output = ()> + Send + 'static,
 {
     /// Runs until the engine stops; the work it started is left to the engine's tracker.
-    pub(crate) async fn run(self, inner: Arc<Inner>) {
-        let opts = &inner.options;
+    pub(crate) async fn run(self, shared: &Shared) {
+        let opts = &shared.options;
         let permits = self.permits.clone();
         let mut backoff = Backoff::new(opts.store_retry_initial);
         loop {
             let first = tokio::select! {
                 p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                _ = inner.stop.cancelled() => break,
+                _ = shared.stop.cancelled() => break,
             };
             let mut held = vec![first];
             while held.len() < opts.fetch_batch {
@@ -56,40 +56,40 @@ where
                     Err(_) => break,
                 }
             }
-            let notified = inner.store.notifier().map(|n| (self.wakeup)(n).notified());
+            let notified = shared.store.notifier().map(|n| (self.wakeup)(n).notified());
             tokio::pin!(notified);
             if let Some(n) = notified.as_mut().as_pin_mut() {
                 n.enable();
             }
-            let now = inner.clock.now();
-            match (self.fetch)(inner.clone(), now, held.len()).await {
+            let now = shared.clock.now();
+            match (self.fetch)(now, held.len()).await {
                 Err(e) => {
                     drop(held);
                     let delay = backoff.next_delay();
                     warn!(error = %e, ?delay, "fetching {} failed; retrying", self.what);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = inner.stop.cancelled() => break,
+                        _ = shared.stop.cancelled() => break,
                     }
                 }
                 Ok(work) if work.is_empty() => {
                     drop(held);
                     backoff.reset();
-                    let due = inner.store.next_due(now).await.ok().and_then(self.due);
+                    let due = shared.store.next_due(now).await.ok().and_then(self.due);
                     wait_for_work(
                         notified.as_mut().as_pin_mut(),
-                        inner.clock.as_ref(),
+                        shared.clock.as_ref(),
                         due,
                         opts.poll_interval,
-                        &inner.stop,
+                        &shared.stop,
                     )
                     .await;
                 }
                 Ok(work) => {
                     backoff.reset();
                     for (piece, permit) in work.into_iter().zip(held) {
-                        let fut = (self.run)(inner.clone(), piece, permit);
-                        inner.tracker.spawn(fut);
+                        let fut = (self.run)(piece, permit);
+                        shared.tracker.spawn(fut);
                     }
                 }
             }

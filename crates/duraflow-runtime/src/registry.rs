@@ -1,4 +1,5 @@
-//! The names an engine can run.
+//! The names an engine can run: its workflows (for the dispatcher) and its activities (for the
+//! workers), each part handed to the one that runs it.
 
 use std::collections::BTreeMap;
 
@@ -7,16 +8,24 @@ use duraflow_core::WorkflowFn;
 use crate::activity::ActivityFn;
 use crate::error::EngineError;
 
-/// Workflows and activities by registered name.
+/// Workflows and activities by registered name, as the builder collects them.
 #[derive(Default)]
 pub(crate) struct Registry {
-    workflows: BTreeMap<String, WorkflowFn>,
-    activities: BTreeMap<String, ActivityFn>,
+    pub(crate) workflows: Workflows,
+    pub(crate) activities: Activities,
 }
+
+/// Workflows by registered name.
+#[derive(Default)]
+pub(crate) struct Workflows(BTreeMap<String, WorkflowFn>);
+
+/// Activities by registered name.
+#[derive(Default)]
+pub(crate) struct Activities(BTreeMap<String, ActivityFn>);
 
 impl Registry {
     pub(crate) fn add_workflow(&mut self, name: &str, f: WorkflowFn) -> Result<(), EngineError> {
-        if self.workflows.insert(name.to_owned(), f).is_some() {
+        if self.workflows.0.insert(name.to_owned(), f).is_some() {
             return Err(EngineError::DuplicateName {
                 kind: "workflow",
                 name: name.to_owned(),
@@ -26,7 +35,7 @@ impl Registry {
     }
 
     pub(crate) fn add_activity(&mut self, name: &str, f: ActivityFn) -> Result<(), EngineError> {
-        if self.activities.insert(name.to_owned(), f).is_some() {
+        if self.activities.0.insert(name.to_owned(), f).is_some() {
             return Err(EngineError::DuplicateName {
                 kind: "activity",
                 name: name.to_owned(),
@@ -34,20 +43,24 @@ impl Registry {
         }
         Ok(())
     }
+}
 
-    pub(crate) fn workflow(&self, name: &str) -> Option<&WorkflowFn> {
-        self.workflows.get(name)
+impl Workflows {
+    pub(crate) fn get(&self, name: &str) -> Option<&WorkflowFn> {
+        self.0.get(name)
     }
 
-    pub(crate) fn activity(&self, name: &str) -> Option<&ActivityFn> {
-        self.activities.get(name)
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
+    }
+}
+
+impl Activities {
+    pub(crate) fn get(&self, name: &str) -> Option<&ActivityFn> {
+        self.0.get(name)
     }
 
-    pub(crate) fn workflow_names(&self) -> Vec<String> {
-        self.workflows.keys().cloned().collect()
-    }
-
-    pub(crate) fn activity_names(&self) -> Vec<String> {
-        self.activities.keys().cloned().collect()
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.0.keys().cloned().collect()
     }
 }

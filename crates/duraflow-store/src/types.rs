@@ -5,6 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Event, Failure, OpId, ParentLink, Payload, Timestamp};
+pub use duraflow_core::{MessageKind, NewInstance, NewMessage, NewTask, OpResult};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -116,21 +117,6 @@ pub struct InstanceInfo {
     pub updated_at: Timestamp,
 }
 
-/// An instance to create: by the client (`start`) or by a parent's turn (a child).
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewInstance {
-    /// The instance id.
-    pub id: String,
-    /// The workflow's registered name.
-    pub name: String,
-    /// The input.
-    pub input: Payload,
-    /// The parent, for an attached child.
-    pub parent: Option<ParentLink>,
-    /// When it is created; its start message is visible from then.
-    pub created_at: Timestamp,
-}
-
 /// The longest instance id a store accepts, in bytes.
 pub const MAX_INSTANCE_ID_LEN: usize = 512;
 
@@ -160,99 +146,6 @@ pub enum CreateOutcome {
     Created,
     /// An instance with that id already existed; nothing was changed.
     Existing(Box<InstanceInfo>),
-}
-
-/// The result of an activity, a step or a child, as it travels between instances.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OpResult {
-    /// The output.
-    Ok(Payload),
-    /// The failure.
-    Err(Failure),
-}
-
-/// What an inbox message says.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum MessageKind {
-    /// Start the given execution. Its turn begins the execution's journal with
-    /// `workflow_started`, whatever else the inbox holds, and delivers `carried` right after it.
-    Start {
-        /// The execution to start.
-        execution: u32,
-        /// Messages for the instance that the previous execution left untaken (external events
-        /// it never waited for, and events, cancellations and terminations that arrived as it
-        /// continued as new), oldest first. They travel inside the start so that they reach
-        /// the new execution before anything sent to the instance later, in the order they were
-        /// sent, even when later messages were queued ahead of the start.
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        carried: Vec<MessageKind>,
-    },
-    /// An activity's final result.
-    ActivityResult {
-        /// The execution that scheduled it.
-        execution: u32,
-        /// The operation.
-        op: OpId,
-        /// The result.
-        result: OpResult,
-    },
-    /// A timer is due.
-    TimerFired {
-        /// The execution that started it.
-        execution: u32,
-        /// The operation.
-        op: OpId,
-    },
-    /// A child workflow finished.
-    ChildResult {
-        /// The parent's execution that started it.
-        execution: u32,
-        /// The parent's operation.
-        op: OpId,
-        /// The result.
-        result: OpResult,
-    },
-    /// An external event.
-    Event {
-        /// The event name.
-        name: String,
-        /// Its data.
-        data: Payload,
-    },
-    /// Cancel the instance.
-    Cancel {
-        /// Why.
-        reason: String,
-    },
-    /// Terminate the instance.
-    Terminate {
-        /// Why.
-        reason: String,
-    },
-}
-
-impl MessageKind {
-    /// The message that starts `execution` with nothing carried over.
-    pub fn start(execution: u32) -> Self {
-        MessageKind::Start {
-            execution,
-            carried: Vec::new(),
-        }
-    }
-}
-
-/// A message to put in an instance's inbox.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewMessage {
-    /// The addressee.
-    pub instance_id: String,
-    /// What it says.
-    pub kind: MessageKind,
-    /// It is not delivered before this time.
-    pub visible_at: Timestamp,
 }
 
 /// A message in an inbox.
@@ -302,39 +195,25 @@ pub struct TurnWork {
     pub token: LeaseToken,
 }
 
-/// An activity task to create.
-#[derive(Clone, Debug, PartialEq)]
-pub struct NewTask {
-    /// The instance that scheduled it.
-    pub instance_id: String,
-    /// The execution that scheduled it.
-    pub execution: u32,
-    /// The operation.
-    pub op: OpId,
-    /// The activity's registered name.
-    pub name: String,
-    /// The input.
-    pub input: Payload,
-    /// Retry and timeout options.
-    pub options: ActivityOptions,
-    /// When it was scheduled.
-    pub scheduled_at: Timestamp,
-}
-
-impl NewTask {
-    /// The task as the first attempt of the committer that claimed it ([`TaskClaim`]), once
+impl TaskWork {
+    /// `task` as the first attempt of the committer that claimed it ([`TaskClaim`]), once
     /// stored with `id` and leased with `token` until `lease_until`.
-    pub fn claimed(&self, id: TaskId, token: LeaseToken, lease_until: Timestamp) -> TaskWork {
+    pub fn claimed(
+        task: &NewTask,
+        id: TaskId,
+        token: LeaseToken,
+        lease_until: Timestamp,
+    ) -> TaskWork {
         TaskWork {
             id,
-            instance_id: self.instance_id.clone(),
-            execution: self.execution,
-            op: self.op.clone(),
-            name: self.name.clone(),
-            input: self.input.clone(),
-            options: self.options.clone(),
+            instance_id: task.instance_id.clone(),
+            execution: task.execution,
+            op: task.op.clone(),
+            name: task.name.clone(),
+            input: task.input.clone(),
+            options: task.options.clone(),
             attempt: 1,
-            scheduled_at: self.scheduled_at,
+            scheduled_at: task.scheduled_at,
             token,
             lease_until,
             last_failure: None,

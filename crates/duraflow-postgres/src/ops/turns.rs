@@ -7,7 +7,8 @@ use std::time::Duration;
 use duraflow_core::{Event, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
     check_commit, codec, Committed, InstanceInfo, InstanceStatus, Journal, JournalCache,
-    LeaseToken, Message, NewInstance, StoreError, StoreResult, TaskId, TurnCommit, TurnWork,
+    LeaseToken, Message, NewInstance, StoreError, StoreResult, TaskId, TaskWork, TurnCommit,
+    TurnWork,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -685,7 +686,8 @@ pub(crate) async fn commit_batch(
                 break;
             };
             if let Some(until) = until {
-                committed.tasks.push(task.claimed(
+                committed.tasks.push(TaskWork::claimed(
+                    task,
                     TaskId(id),
                     LeaseToken(token),
                     Timestamp(*until),

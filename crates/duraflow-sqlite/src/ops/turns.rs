@@ -382,7 +382,7 @@ fn insert_task(
         lease.map(|(token, _)| token),
     ])?;
     let id = conn.last_insert_rowid();
-    Ok(lease.map(|(token, until)| task.claimed(TaskId(id), LeaseToken(token), until)))
+    Ok(lease.map(|(token, until)| TaskWork::claimed(task, TaskId(id), LeaseToken(token), until)))
 }
 
 pub(crate) fn abandon(

@@ -1,0 +1,89 @@
+//! Turn planning: what a turn delivers to the workflow, and what it must write besides the
+//! journal. Pure functions with no I/O, so that the runtime only fetches, runs and commits.
+//!
+//! A turn uses the planner twice:
+//!
+//! 1. before it runs the workflow, [`deliveries`] turns the messages it took into the events
+//!    to deliver, in order;
+//! 2. after, a [`TurnPlan`] is built from what the run did: [`TurnPlan::schedule`] turns the new
+//!    issued events into tasks, timer messages and child instances, and [`TurnPlan::end`]
+//!    records how the execution ended (status, the result for a parent, cancellations of open
+//!    children, the next execution's start).
+//!
+//! The one thing a plan needs from the store, whether a child's instance id is already used by
+//! another instance, is an input ([`ExistingInstance`]); [`started_children`] names the ids to
+//! look up.
+
+mod deliveries;
+mod effects;
+mod outcome;
+mod unknown;
+
+pub use deliveries::deliveries;
+pub use effects::{started_children, ExistingInstance};
+pub use unknown::unknown_workflow;
+
+use crate::{Failure, NewInstance, NewMessage, NewTask, ParentLink, Payload};
+
+/// The instance a turn runs, as the planner needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct TurnInstance<'a> {
+    /// The instance id.
+    pub id: &'a str,
+    /// The current execution.
+    pub execution: u32,
+    /// The workflow's registered name.
+    pub name: &'a str,
+    /// The current execution's input.
+    pub input: &'a Payload,
+    /// The parent, for an attached child.
+    pub parent: Option<&'a ParentLink>,
+}
+
+/// What a turn writes besides its journal events: the side effects of what the workflow did
+/// and how its execution ended.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TurnPlan {
+    /// Activity tasks to create, one per `activity_scheduled`, in journal order.
+    pub tasks: Vec<NewTask>,
+    /// Messages to send, in this order: timer firings to the instance itself and refusals of
+    /// child ids already in use (in journal order), then the result for the parent, the
+    /// cancellations or terminations of open children, or the next execution's start.
+    pub messages: Vec<NewMessage>,
+    /// Child instances to create, one per `child_started` whose id is free.
+    pub instances: Vec<NewInstance>,
+    /// How the execution stands after the turn.
+    pub end: TurnEnd,
+}
+
+/// How the execution stands after a turn.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum TurnEnd {
+    /// It goes on.
+    #[default]
+    Running,
+    /// It continued as new: the next execution starts with this input.
+    ContinuedAsNew(Payload),
+    /// The instance completed with this output.
+    Completed(Payload),
+    /// The instance failed.
+    Failed(Failure),
+    /// The instance was cancelled (the failure says why, kind `cancelled`).
+    Cancelled(Failure),
+    /// The instance was terminated (the failure says why, kind `terminated`).
+    Terminated(Failure),
+}
+
+impl TurnEnd {
+    /// Whether the instance has finished for good with this turn.
+    pub fn is_finished(&self) -> bool {
+        !matches!(self, TurnEnd::Running | TurnEnd::ContinuedAsNew(_))
+    }
+}
+
+impl TurnPlan {
+    /// An empty plan: nothing to write, the execution goes on.
+    pub fn new() -> Self {
+        TurnPlan::default()
+    }
+}

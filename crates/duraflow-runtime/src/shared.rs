@@ -1,0 +1,24 @@
+//! What every part of a running engine uses: the store, the clock, the settings, the stop
+//! token and the task tracker. Each part (the dispatcher's handle in `dispatcher.rs`, the
+//! workers' in `attempt.rs`) holds its own copy, next to what only it may touch.
+
+use std::sync::Arc;
+
+use duraflow_core::Clock;
+use duraflow_store::Store;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::options::EngineOptions;
+
+/// The engine's common ground; cloning it clones handles, not state.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) options: EngineOptions,
+    /// Stop fetching and claiming new work.
+    pub(crate) stop: CancellationToken,
+    /// Every turn and attempt the engine runs, so shutdown can wait for them.
+    pub(crate) tracker: TaskTracker,
+}
