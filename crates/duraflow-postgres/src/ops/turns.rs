@@ -305,7 +305,10 @@ async fn reread_moved(
     if moved.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = moved.iter().map(|&i| leased[i].instance.id.as_str()).collect();
+    let ids: Vec<&str> = moved
+        .iter()
+        .map(|&i| leased[i].instance.id.as_str())
+        .collect();
     let executions: Vec<i32> = moved
         .iter()
         .map(|&i| leased[i].instance.execution as i32)
