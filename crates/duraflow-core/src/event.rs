@@ -206,7 +206,71 @@ pub enum EventKind {
     },
 }
 
+/// The durable primitive an operation is: which issued event starts it and which delivered
+/// events complete it. Operations are told apart by this type, never by event names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Primitive {
+    /// An activity: `activity_scheduled`, completed by `activity_completed`/`activity_failed`.
+    Activity,
+    /// A durable timer: `timer_created`, completed by `timer_fired`.
+    Timer,
+    /// An inline step: `step_started`, completed by `step_completed`/`step_failed`.
+    Step,
+    /// A wait for an external event: `event_wait_started`, handed the next `event_raised` of
+    /// its name.
+    EventWait,
+    /// A child workflow: `child_started`, completed by `child_completed`/`child_failed`.
+    Child,
+}
+
+impl Primitive {
+    /// The type name of the issued event that starts an operation of this primitive.
+    pub fn issued_type(self) -> &'static str {
+        match self {
+            Primitive::Activity => "activity_scheduled",
+            Primitive::Timer => "timer_created",
+            Primitive::Step => "step_started",
+            Primitive::EventWait => "event_wait_started",
+            Primitive::Child => "child_started",
+        }
+    }
+}
+
+impl fmt::Display for Primitive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.issued_type())
+    }
+}
+
 impl EventKind {
+    /// The primitive whose operation this issued event starts (`None` for delivered events and
+    /// for the events that end an execution).
+    pub fn issues(&self) -> Option<Primitive> {
+        Some(match self {
+            EventKind::ActivityScheduled { .. } => Primitive::Activity,
+            EventKind::TimerCreated { .. } => Primitive::Timer,
+            EventKind::StepStarted { .. } => Primitive::Step,
+            EventKind::EventWaitStarted { .. } => Primitive::EventWait,
+            EventKind::ChildStarted { .. } => Primitive::Child,
+            _ => return None,
+        })
+    }
+
+    /// The primitive whose operation (named by [`EventKind::op`]) this delivered event
+    /// completes, or `None` for an event that completes no particular operation.
+    pub fn completes(&self) -> Option<Primitive> {
+        Some(match self {
+            EventKind::ActivityCompleted { .. } | EventKind::ActivityFailed { .. } => {
+                Primitive::Activity
+            }
+            EventKind::TimerFired { .. } => Primitive::Timer,
+            EventKind::StepCompleted { .. } | EventKind::StepFailed { .. } => Primitive::Step,
+            EventKind::ChildCompleted { .. } | EventKind::ChildFailed { .. } => Primitive::Child,
+            _ => return None,
+        })
+    }
+
     /// Whether the event records something the workflow code asked for (as opposed to something
     /// delivered to it).
     pub fn is_issued(&self) -> bool {
@@ -377,5 +441,87 @@ mod tests {
             Err(EventDecodeError::Corrupt(_))
         ));
         assert_eq!(ev.kind.describe(), "activity_scheduled \"charge\" (op 1)");
+    }
+
+    #[test]
+    fn each_primitive_is_issued_by_its_own_event_and_completed_by_its_own_results() {
+        let op = OpId::new(None, 0);
+        let payload = Payload::null();
+        let failure = Failure::new(crate::FailureKind::Application, "no");
+        let issued = [
+            EventKind::ActivityScheduled {
+                op: op.clone(),
+                name: "a".into(),
+                input: payload.clone(),
+                options: ActivityOptions::default(),
+            },
+            EventKind::TimerCreated {
+                op: op.clone(),
+                fire_at: Timestamp(0),
+            },
+            EventKind::StepStarted {
+                op: op.clone(),
+                name: "s".into(),
+            },
+            EventKind::EventWaitStarted {
+                op: op.clone(),
+                name: "e".into(),
+            },
+            EventKind::ChildStarted {
+                op: op.clone(),
+                name: "c".into(),
+                instance_id: "kid".into(),
+                input: payload.clone(),
+                detached: false,
+            },
+        ];
+        for event in &issued {
+            let primitive = event.issues().unwrap();
+            assert_eq!(primitive.issued_type(), event.type_name());
+            assert_eq!(event.completes(), None);
+        }
+        let completions = [
+            (
+                EventKind::ActivityCompleted {
+                    op: op.clone(),
+                    output: payload.clone(),
+                },
+                Primitive::Activity,
+            ),
+            (
+                EventKind::ActivityFailed {
+                    op: op.clone(),
+                    failure: failure.clone(),
+                },
+                Primitive::Activity,
+            ),
+            (EventKind::TimerFired { op: op.clone() }, Primitive::Timer),
+            (
+                EventKind::StepCompleted {
+                    op: op.clone(),
+                    output: payload.clone(),
+                },
+                Primitive::Step,
+            ),
+            (
+                EventKind::StepFailed {
+                    op: op.clone(),
+                    failure: failure.clone(),
+                },
+                Primitive::Step,
+            ),
+            (
+                EventKind::ChildCompleted {
+                    op: op.clone(),
+                    output: payload.clone(),
+                },
+                Primitive::Child,
+            ),
+            (EventKind::ChildFailed { op, failure }, Primitive::Child),
+        ];
+        for (event, primitive) in &completions {
+            assert_eq!(event.completes(), Some(*primitive), "{}", event.type_name());
+            assert_eq!(event.issues(), None);
+        }
     }
 }

@@ -33,7 +33,8 @@ mod workflow;
 pub use context::WorkflowContext;
 pub use error::{ActivityError, Mismatch, Nondeterminism, WorkflowError};
 pub use event::{
-    ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, JOURNAL_FORMAT_VERSION,
+    ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, Primitive,
+    JOURNAL_FORMAT_VERSION,
 };
 pub use failure::{Failure, FailureKind};
 pub use message::{MessageKind, NewMessage, OpResult};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
 use crate::error::{Mismatch, Nondeterminism};
-use crate::event::{Event, EventKind, ParentLink};
+use crate::event::{Event, EventKind, ParentLink, Primitive};
 use crate::failure::Failure;
 use crate::op_id::OpId;
 use crate::payload::Payload;
@@ -62,7 +62,7 @@ pub(crate) struct State {
     scope_seq: HashMap<Vec<u32>, u32>,
     pub(crate) ops: HashMap<OpId, Slot>,
     /// The issued event type of every operation issued and not yet completed or abandoned.
-    issued_kinds: HashMap<OpId, &'static str>,
+    issued_kinds: HashMap<OpId, Primitive>,
     event_waiters: HashMap<String, VecDeque<OpId>>,
     buffered_events: HashMap<String, VecDeque<(u64, Payload)>>,
     events_seen: u64,
@@ -224,8 +224,8 @@ impl State {
     /// Remembers which kind of operation an id was issued as, so a completion of another kind
     /// for it (a misrouted message) is refused.
     fn note_issued(&mut self, kind: &EventKind) {
-        if let Some(op) = kind.op() {
-            self.issued_kinds.insert(op.clone(), kind.type_name());
+        if let (Some(op), Some(primitive)) = (kind.op(), kind.issues()) {
+            self.issued_kinds.insert(op.clone(), primitive);
         }
     }
 
@@ -274,7 +274,7 @@ impl State {
             EventKind::EventRaised { .. }
             | EventKind::CancelRequested { .. }
             | EventKind::TerminateRequested { .. } => true,
-            other => match (other.op(), issued_kind_of(other)) {
+            other => match (other.op(), other.completes()) {
                 (Some(op), Some(issued)) => {
                     matches!(self.ops.get(op), Some(Slot::Waiting(_)))
                         && self.issued_kinds.get(op) == Some(&issued)
@@ -419,23 +419,9 @@ impl State {
     }
 }
 
-/// The type of the issued event a completion answers (`activity_scheduled` for
-/// `activity_completed`, ...), or `None` for an event that answers none.
-fn issued_kind_of(kind: &EventKind) -> Option<&'static str> {
-    Some(match kind {
-        EventKind::ActivityCompleted { .. } | EventKind::ActivityFailed { .. } => {
-            "activity_scheduled"
-        }
-        EventKind::TimerFired { .. } => "timer_created",
-        EventKind::StepCompleted { .. } | EventKind::StepFailed { .. } => "step_started",
-        EventKind::ChildCompleted { .. } | EventKind::ChildFailed { .. } => "child_started",
-        _ => return None,
-    })
-}
-
 /// Whether two issued events ask for the same operation: same type, operation id and name.
 fn same_operation(recorded: &EventKind, requested: &EventKind) -> bool {
-    recorded.type_name() == requested.type_name()
+    std::mem::discriminant(recorded) == std::mem::discriminant(requested)
         && recorded.op() == requested.op()
         && recorded.name() == requested.name()
 }
