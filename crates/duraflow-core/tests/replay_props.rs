@@ -465,6 +465,19 @@ fn completions(journal: &[Event]) -> Vec<usize> {
         .collect()
 }
 
+/// A journal recorded by shape `which` after answering its first operation and then `steps`
+/// (so that every shape has a completion to work on), with the position of one of its
+/// completions, picked by `pick`.
+fn with_a_completion(which: usize, steps: &[Step], pick: usize) -> (WorkflowFn, Vec<Event>, usize) {
+    let workflow = shape(which);
+    let steps = [&[Step::Answer(0)][..], steps].concat();
+    let (journal, _) = record(workflow.clone(), &steps);
+    let found = completions(&journal);
+    assert!(!found.is_empty(), "{:?}", types(&journal));
+    let i = found[pick % found.len()];
+    (workflow, journal, i)
+}
+
 /// The position a nondeterminism failure names.
 fn failed_at(report: &duraflow_core::ReplayReport) -> Option<usize> {
     report
@@ -485,20 +498,13 @@ proptest! {
         pick in any::<usize>(),
         k in any::<usize>(),
     ) {
-        let workflow = shape(which);
-        // Answering the first operation first gives every shape a completion to work on.
-        let steps = [&[Step::Answer(0)][..], &steps].concat();
-        let (mut journal, _) = record(workflow.clone(), &steps);
-        let found = completions(&journal);
-        prop_assert!(!found.is_empty(), "{:?}", types(&journal));
-        let i = found[pick % found.len()];
+        let (workflow, mut journal, i) = with_a_completion(which, &steps, pick);
         // A completion of another primitive (`activity_failed` for `activity_completed` is
         // still a result the operation takes).
-        let family = |kind: &EventKind| kind.type_name().split('_').next().unwrap().to_owned();
         let mut k = k;
         let other = loop {
             let other = other_kind(&journal[i].kind, k).unwrap();
-            if family(&other) != family(&journal[i].kind) {
+            if other.completes() != journal[i].kind.completes() {
                 break other;
             }
             k += 1;
@@ -515,13 +521,7 @@ proptest! {
         pick in any::<usize>(),
         later in any::<usize>(),
     ) {
-        let workflow = shape(which);
-        // Answering the first operation first gives every shape a completion to work on.
-        let steps = [&[Step::Answer(0)][..], &steps].concat();
-        let (mut journal, _) = record(workflow.clone(), &steps);
-        let found = completions(&journal);
-        prop_assert!(!found.is_empty(), "{:?}", types(&journal));
-        let i = found[pick % found.len()];
+        let (workflow, mut journal, i) = with_a_completion(which, &steps, pick);
         // The copy goes anywhere after the original and before the last event (which may end
         // the run, and replay reads nothing after the end).
         let len = journal.len();
