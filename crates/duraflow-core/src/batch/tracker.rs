@@ -232,8 +232,8 @@ impl BatchTracker {
         })
     }
 
-    /// Every item's [`final_status`](Self::final_status), in index order; `None` until the
-    /// batch is decided.
+    /// Every item's [`final_status`](Self::final_status), in index order (one entry per item
+    /// of the batch, started or not); `None` until the batch is decided.
     pub fn final_statuses(&self) -> Option<Vec<ItemStatus>> {
         self.decision?;
         Some(
@@ -310,6 +310,32 @@ mod tests {
                 ItemStatus::NotStarted
             ])
         );
+    }
+
+    #[test]
+    fn case_8_7_and_9_6_fail_fast_then_throw_if_error_raises_the_first_failure() {
+        use crate::batch::{BatchItem, BatchResult, BatchStatus};
+        use crate::{Failure, FailureKind};
+
+        let (tracker, started) = sequential(&CompletionConfig::all_successful(), &[F, S]);
+        assert_eq!(started, vec![0], "item 1 is never started");
+        assert_eq!(summary(&tracker), (Some(FailureToleranceExceeded), 0, 1, 1));
+        // The batch itself returns a result (R9); rethrowing fails with item 0's failure.
+        let items = tracker
+            .final_statuses()
+            .unwrap()
+            .into_iter()
+            .enumerate()
+            .map(|(i, status)| match status {
+                ItemStatus::Failed => {
+                    BatchItem::failed(i, Failure::new(FailureKind::Application, "item 0"))
+                }
+                _ => BatchItem::<()>::not_started(i),
+            })
+            .collect();
+        let result = BatchResult::new(tracker.decision().unwrap(), items);
+        assert_eq!(result.status(), BatchStatus::Failed);
+        assert_eq!(result.into_result().unwrap_err().message, "item 0");
     }
 
     #[test]
