@@ -16,6 +16,7 @@
 //!
 //! Nothing here touches a socket, a clock or a file; the `duraflow-runtime` crate drives it.
 
+pub mod batch;
 pub mod context;
 mod error;
 mod event;
@@ -30,6 +31,7 @@ mod retry;
 mod time;
 mod workflow;
 
+pub use batch::{BatchResult, BatchTracker, CompletionConfig, CompletionReason, ItemBatcher};
 pub use context::WorkflowContext;
 pub use error::{ActivityError, Mismatch, Nondeterminism, WorkflowError};
 pub use event::{
