@@ -61,7 +61,7 @@ use tokio::task::JoinHandle;
 
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
-use crate::ops::{admin, instances, tasks, turns, Wake};
+use crate::ops::{admin, commit, instances, tasks, turns, Wake};
 use crate::tx::LockedTx;
 
 /// Settings for [`PostgresStore::connect_with`].
@@ -283,10 +283,11 @@ impl Store for PostgresStore {
         if commits.is_empty() {
             return Ok(Vec::new());
         }
-        let lock = turns::lock_statement(&commits);
+        let lock = commit::lock_statement(&commits);
         let (mut tx, locked) = LockedTx::begin(&self.pool, "", &lock).await?;
         let mut wake = Wake::default();
-        let out = turns::commit_batch(tx.conn(), &commits, &locked, &self.channel, &mut wake).await;
+        let out =
+            commit::commit_batch(tx.conn(), &commits, &locked, &self.channel, &mut wake).await;
         self.finish_locked(tx, out, wake).await
     }
 
@@ -308,6 +309,18 @@ impl Store for PostgresStore {
         )
         .await;
         self.finish(tx, out, wake).await
+    }
+
+    async fn renew_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        let mut conn = self.conn().await?;
+        let out = turns::renew(&mut conn, instance_id, token, now, lease).await;
+        self.autocommit(out, Wake::default())
     }
 
     async fn fetch_tasks(

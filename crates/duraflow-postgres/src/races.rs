@@ -19,7 +19,7 @@ use duraflow_store::{
 use sqlx::postgres::PgRow;
 use tokio::task::JoinHandle;
 
-use crate::ops::{instances, tasks, turns, Wake};
+use crate::ops::{commit, instances, tasks, Wake};
 use crate::testing::test_store;
 use crate::tx::LockedTx;
 use crate::PostgresStore;
@@ -89,6 +89,7 @@ fn commit_of(work: &TurnWork, tasks: u32) -> TurnCommit {
         failure: None,
         continue_as_new: None,
         claim_tasks: None,
+        keep_lease: None,
         now: T0,
     }
 }
@@ -167,9 +168,9 @@ async fn a_message_sent_during_a_commit_is_not_lost() {
     let work = turn(&store).await;
 
     let commits = [commit_of(&work, 0)];
-    let (mut tx, locked, pid) = hold(&store, &turns::lock_statement(&commits)).await;
+    let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
     let mut wake = Wake::default();
-    let results = turns::commit_batch(tx.conn(), &commits, &locked, "unused", &mut wake)
+    let results = commit::commit_batch(tx.conn(), &commits, &locked, "unused", &mut wake)
         .await
         .unwrap();
     assert!(results[0].is_ok());
@@ -300,9 +301,9 @@ async fn a_completion_during_a_commit_claims_the_next_turn() {
     let (work, second) = turn_with_a_task_outstanding(&store).await;
 
     let commits = [commit_of(&work, 0)];
-    let (mut tx, locked, pid) = hold(&store, &turns::lock_statement(&commits)).await;
+    let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
     let mut wake = Wake::default();
-    let results = turns::commit_batch(tx.conn(), &commits, &locked, "unused", &mut wake)
+    let results = commit::commit_batch(tx.conn(), &commits, &locked, "unused", &mut wake)
         .await
         .unwrap();
     assert!(results[0].is_ok());

@@ -94,6 +94,7 @@ fn empty_commit(
         failure: None,
         continue_as_new: None,
         claim_tasks: None,
+        keep_lease: None,
         now,
     }
 }

@@ -231,6 +231,19 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn renew_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        let id = instance_id.to_owned();
+        self.db
+            .lease(move |c, _| turns::renew(c, &id, token, now, lease))
+            .await
+    }
+
     async fn fetch_tasks(
         &self,
         now: Timestamp,

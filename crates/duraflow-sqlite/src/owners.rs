@@ -128,7 +128,8 @@ impl Owner {
 }
 
 /// Releases every lease issued in `epoch`, in a transaction of its own: the instances become
-/// due as if their leases had just expired, the tasks visible at once.
+/// due as if their leases had just expired (a checkpointed turn's even with an empty inbox,
+/// so that it is redone), the tasks visible at once.
 fn release_leases_of(conn: &Connection, epoch: i64) -> SqlResult<usize> {
     let low = epoch << EPOCH_SHIFT;
     let high = (epoch + 1) << EPOCH_SHIFT;
@@ -137,8 +138,9 @@ fn release_leases_of(conn: &Connection, epoch: i64) -> SqlResult<usize> {
         let instances = conn
             .prepare_cached(
                 "UPDATE instances SET lease_until = 0,
-                        due_at = (SELECT max(min(m.visible_at), instances.not_before)
-                                    FROM messages m WHERE m.instance_id = instances.id)
+                        due_at = coalesce((SELECT max(min(m.visible_at), instances.not_before)
+                                             FROM messages m WHERE m.instance_id = instances.id),
+                                           instances.not_before)
                  WHERE lease_until IS NOT NULL AND lease_token >= ?1 AND lease_token < ?2",
             )?
             .execute(params![low, high])?;

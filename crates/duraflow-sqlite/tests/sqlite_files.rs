@@ -194,6 +194,7 @@ async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
             failure: None,
             continue_as_new: None,
             claim_tasks: None,
+            keep_lease: None,
             now: T0,
         }])
         .await
@@ -451,6 +452,7 @@ async fn the_leases_of_a_store_still_open_are_left_alone() {
         failure: None,
         continue_as_new: None,
         claim_tasks: None,
+        keep_lease: None,
         now: Timestamp(T0.0 + 2),
     };
     let results = a.commit_turns(vec![commit]).await.unwrap();

@@ -4,17 +4,39 @@
 use duraflow_core::EventKind;
 
 use crate::error::{StoreError, StoreResult};
-use crate::types::{validate_instance_id, TurnCommit};
+use crate::types::{validate_instance_id, InstanceStatus, TurnCommit};
+
+/// Refuses a checkpoint ([`TurnCommit::keep_lease`]) that would end the turn's execution: a
+/// turn that keeps its lease goes on running, so it can neither finish nor continue as new.
+fn check_checkpoint(commit: &TurnCommit) -> StoreResult<()> {
+    if commit.keep_lease.is_none() {
+        return Ok(());
+    }
+    let wrong = if commit.continue_as_new.is_some() {
+        "continues as new".to_owned()
+    } else if commit.status != InstanceStatus::Running {
+        format!("sets the status {}", commit.status)
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Invalid(format!(
+        "a checkpoint (a commit with keep_lease) of instance {:?} {wrong}, but a checkpointed \
+         turn goes on running: its status must stay running and it cannot continue as new. \
+         Commit the end of the turn without keep_lease. Nothing was written",
+        commit.instance_id
+    )))
+}
 
 /// Checks what a turn commit would write, before anything of it is written: every execution's
-/// journal begins with `workflow_started` and holds it nowhere else, and the child instances it
-/// creates have valid ids. The commit's lease and journal position are the store's to check
-/// (they need its data).
+/// journal begins with `workflow_started` and holds it nowhere else, the child instances it
+/// creates have valid ids, and a checkpoint keeps its execution running. The commit's lease
+/// and journal position are the store's to check (they need its data).
 ///
 /// A commit that breaks the journal rule comes from a bug in the engine that made it; refusing
 /// it keeps the journal replayable and makes the bug fail loudly (the turn is retried and
 /// refused again, with this error in the engine's log) instead of stranding the instance.
 pub fn check_commit(commit: &TurnCommit) -> StoreResult<()> {
+    check_checkpoint(commit)?;
     for (i, event) in commit.new_events.iter().enumerate() {
         let position = commit.journal_base + i;
         let is_start = matches!(event.kind, EventKind::WorkflowStarted { .. });

@@ -100,6 +100,18 @@ pub trait Store: Send + Sync + 'static {
         retry_at: Timestamp,
     ) -> StoreResult<()>;
 
+    /// Extends the lease of a turn in progress to `now + lease` and returns its new expiry, for
+    /// a turn that runs long (between its checkpoints, see [`TurnCommit::keep_lease`]).
+    /// `LeaseLost` when `token` is not the instance's current, live lease; `NotFound` for an
+    /// unknown instance.
+    async fn renew_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp>;
+
     /// Leases up to `max` visible activity tasks for `lease`, counting an attempt on each.
     async fn fetch_tasks(
         &self,

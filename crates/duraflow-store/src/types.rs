@@ -337,6 +337,15 @@ pub struct TurnCommit {
     pub continue_as_new: Option<Payload>,
     /// Lease some of the new tasks to the committer.
     pub claim_tasks: Option<TaskClaim>,
+    /// `None`: the commit ends the turn and releases its lease. `Some(d)`: a *checkpoint* of a
+    /// turn that goes on: everything above is applied as for any commit, but the lease stays
+    /// with the same token and now runs until `now + d`, so the same turn commits again (another
+    /// checkpoint or its final commit) with `journal_base` moved past the events appended here.
+    /// A checkpoint must leave the status `Running` and must not continue as new; a store
+    /// refuses one that does (`StoreError::Invalid`) and writes nothing of it. If the lease of
+    /// a checkpointed turn runs out, the instance is due again, even with an empty inbox, so
+    /// that another turn resumes it from the checkpointed journal.
+    pub keep_lease: Option<Duration>,
     /// When the commit happens.
     pub now: Timestamp,
 }

@@ -1,24 +1,21 @@
 //! Leasing, committing and abandoning workflow turns.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_core::{Event, Timestamp, JOURNAL_FORMAT_VERSION};
+use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    check_commit, codec, Committed, InstanceInfo, InstanceStatus, Journal, JournalCache,
-    LeaseToken, Message, NewInstance, StoreError, StoreResult, TaskId, TaskWork, TurnCommit,
-    TurnWork,
+    codec, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError, TurnWork,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-use super::instances::{insert_children, not_found};
-use super::{messages_of, Wake, OPEN};
+use super::instances::not_found;
+use super::{messages_of, Wake};
 use crate::codec::instance_row;
 use crate::error::OpResult;
 use crate::listen;
-use crate::tx::literal;
 
 /// The instance columns a lease returns, of the row named `alias`: those
 /// [`crate::codec::instance_row`] reads, its last commit's token and the new lease token.
@@ -68,7 +65,7 @@ pub(crate) fn turn_extras(inbox: &str) -> String {
 pub(crate) const TURN_EXTRA_COLUMNS: &str =
     "inbox.msg_ids, inbox.msg_visible, inbox.msg_kinds, coalesce(journal.has_events, false) AS has_events";
 
-fn lease_lost(id: &str) -> StoreError {
+pub(crate) fn lease_lost(id: &str) -> StoreError {
     StoreError::LeaseLost {
         what: format!("instance {id:?}"),
     }
@@ -336,493 +333,6 @@ async fn reread_moved(
     Ok(())
 }
 
-/// What the lock statement of a commit batch found of an instance.
-struct Locked {
-    status: InstanceStatus,
-    token: i64,
-    lease_until: Option<i64>,
-    execution: u32,
-    /// The journal length of the current execution, for the batch's own instances.
-    journal_len: Option<i64>,
-}
-
-/// Why a commit cannot be applied, found before writing anything of it.
-fn refusal(c: &TurnCommit, locked: Option<&Locked>) -> Option<StoreError> {
-    let id = &c.instance_id;
-    let Some(row) = locked else {
-        return Some(not_found(id));
-    };
-    if row.token != c.token.0 || row.lease_until.is_none_or(|until| until <= c.now.0) {
-        return Some(lease_lost(id));
-    }
-    if c.execution != row.execution {
-        return Some(StoreError::Invalid(format!(
-            "a turn of instance {id:?} commits to execution {} but the current execution is {}",
-            c.execution, row.execution
-        )));
-    }
-    if row.journal_len.and_then(|n| usize::try_from(n).ok()) != Some(c.journal_base) {
-        return Some(lease_lost(id));
-    }
-    check_commit(c).err()
-}
-
-/// The status a commit leaves its instance in.
-fn final_status(c: &TurnCommit) -> InstanceStatus {
-    if c.continue_as_new.is_some() {
-        InstanceStatus::Running
-    } else {
-        c.status
-    }
-}
-
-/// The columns of [`lock_statement`] and [`lock_instances`]: the lease state of an instance and
-/// the length of its current execution's journal.
-const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.execution,
-    (SELECT coalesce(max(e.position) + 1, 0)::bigint FROM events e
-      WHERE e.instance_id = i.id AND e.execution = i.execution) AS journal_len";
-
-/// The statement that begins a commit batch (step 1 of [`commit_batch`]): it locks every
-/// instance row the batch writes to (the batch's own instances, the addressees of its
-/// messages, its children) `FOR UPDATE`, sorted by id, and reads their lease state. Its ids are
-/// literals (see [`crate::tx`]); an id with a NUL character names no instance and is left out.
-pub(crate) fn lock_statement(commits: &[TurnCommit]) -> String {
-    let mut ids: Vec<&str> = Vec::new();
-    for c in commits {
-        ids.push(&c.instance_id);
-        ids.extend(c.messages.iter().map(|m| m.instance_id.as_str()));
-        ids.extend(c.new_instances.iter().map(|n| n.id.as_str()));
-    }
-    ids.retain(|id| !id.contains('\0'));
-    ids.sort_unstable();
-    ids.dedup();
-    let wanted = if ids.is_empty() {
-        "false".to_owned()
-    } else {
-        let list: Vec<String> = ids.iter().map(|id| literal(id)).collect();
-        format!("i.id IN ({})", list.join(", "))
-    };
-    format!("SELECT {LOCKED_COLUMNS} FROM instances i WHERE {wanted} ORDER BY i.id FOR UPDATE")
-}
-
-/// Reads the rows of [`lock_statement`] or [`lock_instances`].
-fn locked_rows(rows: &[PgRow]) -> OpResult<HashMap<String, Locked>> {
-    let mut locked = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let status: String = row.try_get("status")?;
-        let execution: i32 = row.try_get("execution")?;
-        locked.insert(
-            row.try_get("id")?,
-            Locked {
-                status: status.parse()?,
-                token: row.try_get("lease_token")?,
-                lease_until: row.try_get("lease_until")?,
-                execution: u32::try_from(execution).unwrap_or(0),
-                journal_len: row.try_get("journal_len")?,
-            },
-        );
-    }
-    Ok(locked)
-}
-
-/// Locks the instance rows with the given ids `FOR UPDATE`, sorted by id, and reads their
-/// lease state, inside the caller's transaction.
-async fn lock_instances(
-    conn: &mut PgConnection,
-    ids: &[&str],
-) -> OpResult<HashMap<String, Locked>> {
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {LOCKED_COLUMNS} FROM instances i WHERE i.id = ANY($1) ORDER BY i.id FOR UPDATE"
-    )))
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    locked_rows(&rows)
-}
-
-/// Commits a batch of turns inside the caller's transaction, in few statements whatever its
-/// size:
-///
-/// 1. [`lock_statement`], which began the transaction (its rows are `locked`), locked every
-///    instance row the batch writes to and read their lease state;
-/// 2. the commits that cannot be applied (lost lease, moved journal, wrong execution, invalid
-///    child id) are refused here, having written nothing;
-/// 3. one statement inserts the children of the rest, when there are any;
-/// 4. one writes everything else: events, consumed and finished inboxes, tasks (with the
-///    claimed ones leased), messages (bringing their addressees' due times forward), and each
-///    instance's new state, with its due time recomputed from its inbox as this statement
-///    leaves it (its snapshot is taken after the locks of step 1, so no message sent to these
-///    instances by another transaction can be missing from it: such a sender holds the
-///    instance row, and step 1 waited for it).
-///
-/// Returns each commit's result, in order; the outer error means the transaction failed and
-/// must be rolled back.
-pub(crate) async fn commit_batch(
-    conn: &mut PgConnection,
-    commits: &[TurnCommit],
-    locked: &[PgRow],
-    channel: &str,
-    wake: &mut Wake,
-) -> OpResult<Vec<StoreResult<Committed>>> {
-    let mut locked = locked_rows(locked)?;
-
-    // 2. Refuse what cannot be applied. An instance commits once per batch: its first
-    // accepted commit ends the lease the others hold.
-    let mut results: Vec<StoreResult<Committed>> = Vec::with_capacity(commits.len());
-    let mut accepted: Vec<&TurnCommit> = Vec::new();
-    let mut committing: HashMap<&str, InstanceStatus> = HashMap::new();
-    for c in commits {
-        let refused = if committing.contains_key(c.instance_id.as_str()) {
-            Some(lease_lost(&c.instance_id))
-        } else {
-            refusal(c, locked.get(&c.instance_id))
-        };
-        match refused {
-            Some(e) => results.push(Err(e)),
-            None => {
-                committing.insert(&c.instance_id, final_status(c));
-                accepted.push(c);
-                results.push(Ok(Committed::default()));
-            }
-        }
-    }
-    if accepted.is_empty() {
-        return Ok(results);
-    }
-
-    // 3. Children: the first of each id is created; a taken id is left as it is.
-    let mut children: Vec<&NewInstance> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
-    for c in &accepted {
-        for child in &c.new_instances {
-            if !locked.contains_key(&child.id) && seen.insert(&child.id) {
-                children.push(child);
-            }
-        }
-    }
-    if !children.is_empty() {
-        let created = insert_children(conn, &children).await?;
-        wake.turns |= !created.is_empty();
-        let created: HashSet<String> = created.into_iter().collect();
-        // An id taken by a transaction that committed after step 1: lock and read it now.
-        let raced: Vec<&str> = children
-            .iter()
-            .map(|c| c.id.as_str())
-            .filter(|id| !created.contains(*id))
-            .collect();
-        if !raced.is_empty() {
-            locked.extend(lock_instances(conn, &raced).await?);
-        }
-        for child in children {
-            if created.contains(&child.id) {
-                locked.insert(
-                    child.id.clone(),
-                    Locked {
-                        status: InstanceStatus::Pending,
-                        token: 0,
-                        lease_until: None,
-                        execution: 1,
-                        journal_len: None,
-                    },
-                );
-            }
-        }
-    }
-
-    // 4. Everything else, in one statement.
-    let mut w = Writes::default();
-    for c in &accepted {
-        w.add(c, &committing, &locked)?;
-    }
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "WITH c AS (
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                                  $6::int[], $7::text[], $8::bigint[], $9::bool[])
-                 AS c(id, status, output, failure, now, execution, input, token, finished)
-         ), events_added AS (
-             INSERT INTO events (instance_id, execution, position, format, data)
-             SELECT e.instance_id, e.execution, e.position, $14, e.data
-               FROM unnest($10::text[], $11::int[], $12::int[], $13::text[])
-                    AS e(instance_id, execution, position, data)
-         ), consumed AS (
-             DELETE FROM messages m
-              USING unnest($15::text[], $16::bigint[]) AS x(instance_id, id)
-              WHERE m.id = x.id AND m.instance_id = x.instance_id
-             RETURNING m.id
-         ), inbox_dropped AS (
-             DELETE FROM messages m USING c WHERE c.finished AND m.instance_id = c.id
-         ), tasks_dropped AS (
-             DELETE FROM tasks t USING c WHERE c.finished AND t.instance_id = c.id
-         ), new_tasks AS MATERIALIZED (
-             SELECT nextval('tasks_id_seq') AS id,
-                    CASE WHEN u.until IS NULL THEN 0 ELSE nextval('lease_tokens') END AS token,
-                    u.*
-               FROM unnest($17::text[], $18::int[], $19::text[], $20::text[], $21::text[],
-                           $22::text[], $23::bigint[], $24::bigint[])
-                    WITH ORDINALITY AS u(instance_id, execution, op, name, input, options,
-                                         scheduled_at, until, ord)
-         ), tasks_added AS (
-             INSERT INTO tasks (id, instance_id, execution, op, name, input, options,
-                                scheduled_at, visible_at, attempt, lease_token, lease_until)
-             SELECT id, instance_id, execution, op, name, input, options, scheduled_at,
-                    coalesce(until, scheduled_at), CASE WHEN until IS NULL THEN 0 ELSE 1 END,
-                    token, until
-               FROM new_tasks
-         ), sent AS (
-             INSERT INTO messages (instance_id, visible_at, kind)
-             SELECT m.instance_id, m.visible_at, m.kind
-               FROM unnest($25::text[], $26::bigint[], $27::text[])
-                    WITH ORDINALITY AS m(instance_id, visible_at, kind, ord)
-              ORDER BY m.ord
-             RETURNING id, instance_id, visible_at
-         ), woken AS (
-             UPDATE instances i
-                SET due_at = CASE WHEN i.lease_until IS NOT NULL THEN i.lease_until
-                                  ELSE greatest(s.visible_at, i.not_before) END,
-                    due_seq = coalesce(i.due_seq, s.first)
-               FROM (SELECT instance_id, min(visible_at) AS visible_at, min(id) AS first
-                       FROM sent WHERE instance_id <> ALL($1::text[])
-                      GROUP BY instance_id) s
-              WHERE i.id = s.instance_id AND i.status IN {OPEN}
-                AND (i.due_at IS NULL OR i.due_at > greatest(s.visible_at, i.not_before))
-             RETURNING i.id
-         ), committed AS (
-             UPDATE instances i
-                SET status = c.status, output = c.output, failure = c.failure,
-                    updated_at = c.now, execution = c.execution,
-                    input = coalesce(c.input, i.input), lease_until = NULL,
-                    commit_token = c.token,
-                    not_before = CASE WHEN c.finished THEN 0 ELSE i.not_before END,
-                    due_at = CASE WHEN c.finished OR inbox.visible_at IS NULL THEN NULL
-                                  ELSE greatest(inbox.visible_at, i.not_before) END,
-                    due_seq = CASE WHEN c.finished THEN NULL ELSE inbox.first END
-               FROM c CROSS JOIN LATERAL (
-                        SELECT min(u.visible_at) AS visible_at, min(u.id) AS first FROM (
-                            SELECT m.visible_at, m.id FROM messages m
-                             WHERE m.instance_id = c.id AND NOT c.finished
-                               AND m.id NOT IN (SELECT id FROM consumed)
-                            UNION ALL
-                            SELECT s.visible_at, s.id FROM sent s WHERE s.instance_id = c.id
-                        ) u
-                    ) inbox
-              WHERE i.id = c.id
-             RETURNING i.id, i.due_at
-         ), due AS (
-             SELECT EXISTS (SELECT 1 FROM woken)
-                    OR EXISTS (SELECT 1 FROM committed WHERE due_at IS NOT NULL) AS turns
-         ), announced AS (
-             SELECT pg_notify($28, w.payload)
-               FROM (VALUES ('{turns}', (SELECT turns FROM due) OR $31),
-                            ('{tasks}', $29), ('{instances}', $30)) AS w(payload, wanted)
-              WHERE w.wanted
-         )
-         SELECT (SELECT array_agg(id ORDER BY ord) FROM new_tasks) AS task_ids,
-                (SELECT array_agg(token ORDER BY ord) FROM new_tasks) AS task_tokens,
-                (SELECT count(*) FROM committed) AS committed,
-                (SELECT turns FROM due) AS wake_turns,
-                (SELECT count(*) FROM announced) AS announced",
-        turns = listen::TURNS,
-        tasks = listen::TASKS,
-        instances = listen::INSTANCES,
-    )))
-    .bind(&w.ids)
-    .bind(&w.statuses)
-    .bind(&w.outputs)
-    .bind(&w.failures)
-    .bind(&w.nows)
-    .bind(&w.executions)
-    .bind(&w.inputs)
-    .bind(&w.tokens)
-    .bind(&w.finished)
-    .bind(&w.event_instances)
-    .bind(&w.event_executions)
-    .bind(&w.event_positions)
-    .bind(&w.event_data)
-    .bind(JOURNAL_FORMAT_VERSION as i32)
-    .bind(&w.consumed_instances)
-    .bind(&w.consumed_ids)
-    .bind(&w.task_instances)
-    .bind(&w.task_executions)
-    .bind(&w.task_ops)
-    .bind(&w.task_names)
-    .bind(&w.task_inputs)
-    .bind(&w.task_options)
-    .bind(&w.task_scheduled)
-    .bind(&w.task_until)
-    .bind(&w.message_instances)
-    .bind(&w.message_visible)
-    .bind(&w.message_kinds)
-    .bind(channel)
-    .bind(w.wake.tasks)
-    .bind(w.wake.instances)
-    .bind(wake.turns)
-    .fetch_one(&mut *conn)
-    .await?;
-    let n: i64 = row.try_get("committed")?;
-    if usize::try_from(n).ok() != Some(accepted.len()) {
-        return Err(StoreError::Other(format!(
-            "a commit batch updated {n} of its {} instances",
-            accepted.len()
-        ))
-        .into());
-    }
-    wake.merge(w.wake);
-    wake.turns |= row.try_get::<bool, _>("wake_turns")?;
-
-    // The claimed tasks, in the order they were added.
-    let ids: Vec<i64> = row
-        .try_get::<Option<Vec<i64>>, _>("task_ids")?
-        .unwrap_or_default();
-    let tokens: Vec<i64> = row
-        .try_get::<Option<Vec<i64>>, _>("task_tokens")?
-        .unwrap_or_default();
-    let mut added = ids.into_iter().zip(tokens).zip(&w.task_until);
-    let mut next = accepted.iter();
-    for result in &mut results {
-        let Ok(committed) = result else { continue };
-        let Some(c) = next.next() else { break };
-        if final_status(c).is_terminal() {
-            continue;
-        }
-        for task in &c.tasks {
-            let Some(((id, token), until)) = added.next() else {
-                break;
-            };
-            if let Some(until) = until {
-                committed.tasks.push(TaskWork::claimed(
-                    task,
-                    TaskId(id),
-                    LeaseToken(token),
-                    Timestamp(*until),
-                ));
-            }
-        }
-    }
-    Ok(results)
-}
-
-/// The columns of a commit batch's write statement, one array each.
-#[derive(Default)]
-struct Writes {
-    ids: Vec<String>,
-    statuses: Vec<&'static str>,
-    outputs: Vec<Option<String>>,
-    failures: Vec<Option<String>>,
-    nows: Vec<i64>,
-    executions: Vec<i32>,
-    inputs: Vec<Option<String>>,
-    tokens: Vec<i64>,
-    finished: Vec<bool>,
-    event_instances: Vec<String>,
-    event_executions: Vec<i32>,
-    event_positions: Vec<i32>,
-    event_data: Vec<String>,
-    consumed_instances: Vec<String>,
-    consumed_ids: Vec<i64>,
-    task_instances: Vec<String>,
-    task_executions: Vec<i32>,
-    task_ops: Vec<String>,
-    task_names: Vec<String>,
-    task_inputs: Vec<String>,
-    task_options: Vec<String>,
-    task_scheduled: Vec<i64>,
-    task_until: Vec<Option<i64>>,
-    message_instances: Vec<String>,
-    message_visible: Vec<i64>,
-    message_kinds: Vec<String>,
-    /// Unclaimed tasks were added; an instance finished or continued as new.
-    wake: Wake,
-}
-
-impl Writes {
-    /// Adds an accepted commit. `committing` holds the final status of every instance the batch
-    /// commits; `locked`, the status of every other instance it writes to.
-    fn add(
-        &mut self,
-        c: &TurnCommit,
-        committing: &HashMap<&str, InstanceStatus>,
-        locked: &HashMap<String, Locked>,
-    ) -> OpResult<()> {
-        let id = &c.instance_id;
-        let status = final_status(c);
-        let finished = status.is_terminal();
-        let execution = c.execution as i32;
-        self.ids.push(id.clone());
-        self.statuses.push(status.as_str());
-        self.outputs
-            .push(c.output.as_ref().map(|p| p.as_json().to_owned()));
-        self.failures
-            .push(c.failure.as_ref().map(codec::to_json).transpose()?);
-        self.nows.push(c.now.0);
-        match &c.continue_as_new {
-            Some(input) => {
-                self.executions.push(execution + 1);
-                self.inputs.push(Some(input.as_json().to_owned()));
-                self.wake.instances = true;
-            }
-            None => {
-                self.executions.push(execution);
-                self.inputs.push(None);
-            }
-        }
-        self.tokens.push(c.token.0);
-        self.finished.push(finished);
-        self.wake.instances |= finished;
-
-        for (i, event) in c.new_events.iter().enumerate() {
-            self.event_instances.push(id.clone());
-            self.event_executions.push(execution);
-            self.event_positions.push((c.journal_base + i) as i32);
-            self.event_data.push(event.encode());
-        }
-        if finished {
-            // The inbox and tasks go; nothing is added to them.
-            return self.add_messages(c, committing, locked);
-        }
-        for m in &c.consumed {
-            self.consumed_instances.push(id.clone());
-            self.consumed_ids.push(m.0);
-        }
-        for (i, task) in c.tasks.iter().enumerate() {
-            let claim = c.claim_tasks.filter(|claim| i < claim.max);
-            let until = claim.map(|claim| c.now.plus(claim.lease).0);
-            self.wake.tasks |= until.is_none();
-            self.task_instances.push(task.instance_id.clone());
-            self.task_executions.push(task.execution as i32);
-            self.task_ops.push(task.op.to_string());
-            self.task_names.push(task.name.clone());
-            self.task_inputs.push(task.input.as_json().to_owned());
-            self.task_options.push(codec::to_json(&task.options)?);
-            self.task_scheduled.push(task.scheduled_at.0);
-            self.task_until.push(until);
-        }
-        self.add_messages(c, committing, locked)
-    }
-
-    /// Adds a commit's messages to open instances; those to unknown or finished instances (or
-    /// to instances this batch finishes) are dropped.
-    fn add_messages(
-        &mut self,
-        c: &TurnCommit,
-        committing: &HashMap<&str, InstanceStatus>,
-        locked: &HashMap<String, Locked>,
-    ) -> OpResult<()> {
-        for m in &c.messages {
-            let to = m.instance_id.as_str();
-            let open = match committing.get(to) {
-                Some(status) => !status.is_terminal(),
-                None => locked.get(to).is_some_and(|l| !l.status.is_terminal()),
-            };
-            if open {
-                self.message_instances.push(m.instance_id.clone());
-                self.message_visible.push(m.visible_at.0);
-                self.message_kinds.push(codec::to_json(&m.kind)?);
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Gives up a turn's lease: its messages are due again at `retry_at`. The row is locked first
 /// and the due time computed in a later statement, which sees every message sent until then.
 pub(crate) async fn abandon(
@@ -863,4 +373,34 @@ pub(crate) async fn abandon(
     .await?;
     wake.turns = true;
     Ok(())
+}
+
+/// Extends a turn's lease to `now + lease`, in one statement (see `Store::renew_turn`).
+pub(crate) async fn renew(
+    conn: &mut PgConnection,
+    id: &str,
+    token: LeaseToken,
+    now: Timestamp,
+    lease: Duration,
+) -> OpResult<Timestamp> {
+    let until = now.plus(lease);
+    let row: Option<(bool,)> = sqlx::query_as(
+        "WITH renewed AS (
+             UPDATE instances SET lease_until = $4, due_at = $4
+              WHERE id = $1 AND lease_token = $2 AND lease_until > $3
+             RETURNING id
+         )
+         SELECT EXISTS (SELECT 1 FROM renewed) FROM instances WHERE id = $1",
+    )
+    .bind(id)
+    .bind(token.0)
+    .bind(now.0)
+    .bind(until.0)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match row {
+        Some((true,)) => Ok(until),
+        Some((false,)) => Err(lease_lost(id).into()),
+        None => Err(not_found(id).into()),
+    }
 }

@@ -287,14 +287,27 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         committed.tasks.clear();
         tx.wake.instances = true;
     }
-    // The lease ends: the work is due again when the earliest message left becomes visible.
     let (earliest, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(visible_at), min(id) FROM messages WHERE instance_id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let due_at = earliest.map(|visible| visible.max(not_before));
+    let (lease_until, due_at, commit_token) = match c.keep_lease {
+        // A checkpoint: the lease goes on, and the work is due when it runs out (even with an
+        // empty inbox, so that a turn that died is redone). Its journal is named by a token
+        // never issued to a lease: no cache holds it as it is now.
+        Some(keep) => {
+            let until = c.now.plus(keep).0;
+            (Some(until), Some(until), tx.token()?)
+        }
+        // The lease ends: the work is due again when the earliest message left becomes visible.
+        None => (
+            None,
+            earliest.map(|visible| visible.max(not_before)),
+            c.token.0,
+        ),
+    };
     conn.prepare_cached(
         "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
-                execution = ?6, input = coalesce(?7, input), lease_until = NULL,
+                execution = ?6, input = coalesce(?7, input), lease_until = ?12,
                 commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11
          WHERE id = ?1",
     )?
@@ -306,12 +319,13 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         c.now.0,
         new_execution,
         input,
-        c.token.0,
+        commit_token,
         if status.is_terminal() { 0 } else { not_before },
         due_at,
         oldest,
+        lease_until,
     ])?;
-    if due_at.is_some() {
+    if due_at.is_some() && lease_until.is_none() {
         tx.wake.turns = true;
     }
     Ok(committed)
@@ -411,4 +425,28 @@ pub(crate) fn abandon(
     .execute(params![id, retry_at.0])?;
     tx.wake.turns = true;
     Ok(())
+}
+
+/// Extends a turn's lease to `now + lease` (see `Store::renew_turn`).
+pub(crate) fn renew(
+    conn: &Connection,
+    id: &str,
+    token: LeaseToken,
+    now: Timestamp,
+    lease: Duration,
+) -> SqlResult<Timestamp> {
+    let until = now.plus(lease);
+    let renewed = conn
+        .prepare_cached(
+            "UPDATE instances SET lease_until = ?4, due_at = ?4
+             WHERE id = ?1 AND lease_token = ?2 AND lease_until > ?3",
+        )?
+        .execute(params![id, token.0, now.0, until.0])?;
+    if renewed == 1 {
+        return Ok(until);
+    }
+    match instances::status_of(conn, id)? {
+        Some(_) => Err(lease_lost(id).into()),
+        None => Err(not_found(id).into()),
+    }
 }

@@ -1,7 +1,7 @@
 //! The conformance suite every [`Store`] must pass.
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
-//! by topic: [`instances`], [`turns`], [`tasks`], [`claims`] and [`admin`]. A backend runs the whole suite
+//! by topic: [`instances`], [`turns`], [`checkpoints`], [`tasks`], [`claims`] and [`admin`]. A backend runs the whole suite
 //! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
@@ -21,6 +21,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test suite")]
 
 pub mod admin;
+pub mod checkpoints;
 pub mod claims;
 pub mod instances;
 pub mod tasks;
@@ -135,6 +136,14 @@ macro_rules! conformance_tests {
                 release_hand_back_does_not_count_the_attempt,
                 gone_tasks_are_not_found,
                 tasks_of_finished_instances_are_gone,
+            ]
+            checkpoints [
+                a_checkpoint_keeps_and_extends_the_lease,
+                a_checkpoint_that_ends_the_execution_is_refused,
+                a_checkpoint_consumes_only_its_messages,
+                a_checkpointed_turn_whose_lease_runs_out_is_redone,
+                renew_turn_extends_the_lease,
+                renew_turn_fences_stale_tokens_and_unknown_instances,
             ]
             claims [
                 warm_journals_are_left_unread,
@@ -308,6 +317,7 @@ pub(crate) fn commit_of(work: &TurnWork, now: Timestamp) -> TurnCommit {
         failure: None,
         continue_as_new: None,
         claim_tasks: None,
+        keep_lease: None,
         now,
     }
 }
@@ -372,6 +382,14 @@ pub(crate) async fn finish(store: &dyn Store, id: &str, now: Timestamp, status: 
     commit(store, c).await.unwrap();
 }
 
+/// Asserts that `result` is a `LeaseLost` refusal.
+pub(crate) fn assert_lease_lost<T: std::fmt::Debug>(result: StoreResult<T>, what: &str) {
+    match result {
+        Err(crate::error::StoreError::LeaseLost { .. }) => {}
+        other => panic!("{what}: expected LeaseLost, got {other:?}"),
+    }
+}
+
 /// The number of instances with `status` (missing counts as zero).
 pub(crate) fn count(stats: &StoreStats, status: InstanceStatus) -> u64 {
     stats
@@ -401,6 +419,7 @@ mod tests {
             ("tasks", include_str!("tasks.rs")),
             ("admin", include_str!("admin.rs")),
             ("claims", include_str!("claims.rs")),
+            ("checkpoints", include_str!("checkpoints.rs")),
         ];
         let mut defined = Vec::new();
         for (module, source) in sources {

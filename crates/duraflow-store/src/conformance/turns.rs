@@ -6,19 +6,13 @@ use std::sync::Arc;
 use duraflow_core::OpId;
 
 use super::{
-    at, commit, commit_of, event, event_name, failure, finish, journal_len, new_instance, new_task,
-    parent_link, payload, start, started, turn_of, user_event, LEASE, LEASE_MS, T0,
+    assert_lease_lost, at, commit, commit_of, event, event_name, failure, finish, journal_len,
+    new_instance, new_task, parent_link, payload, start, started, turn_of, user_event, LEASE,
+    LEASE_MS, T0,
 };
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::types::{InstanceStatus, Journal, MessageKind, NewMessage, TurnCommit};
-
-fn assert_lease_lost<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
-    match result {
-        Err(StoreError::LeaseLost { .. }) => {}
-        other => panic!("{what}: expected LeaseLost, got {other:?}"),
-    }
-}
 
 /// A leased instance is not fetched again, even when new messages arrive; `max` is respected.
 pub async fn fetch_turns_leases_exclusively(store: Arc<dyn Store>) {

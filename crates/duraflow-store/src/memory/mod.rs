@@ -120,6 +120,16 @@ impl Store for MemoryStore {
         self.with_state(|s, w| s.abandon_turn(instance_id, token, retry_at, w))
     }
 
+    async fn renew_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        self.with_state(|s, _| s.renew_turn(instance_id, token, now, lease))
+    }
+
     async fn fetch_tasks(
         &self,
         now: Timestamp,

@@ -6,6 +6,7 @@
 //! `task_due` orders tasks by when they can next be fetched (their visibility, or their lease's
 //! expiry while leased).
 
+mod commit;
 mod reads;
 mod tasks;
 
@@ -18,8 +19,8 @@ use duraflow_core::{ActivityOptions, Event, Failure, OpId, Payload, Timestamp};
 use crate::error::{StoreError, StoreResult};
 use crate::journal_cache::JournalCache;
 use crate::types::{
-    Committed, CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message,
-    MessageId, MessageKind, NewInstance, NewMessage, NewTask, TaskId, TurnCommit, TurnWork,
+    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
+    MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
 };
 
 /// Which notifications an operation calls for; sent once the lock is released.
@@ -109,14 +110,15 @@ struct Instance {
 }
 
 impl Instance {
-    /// When the instance's work is due: nothing for a finished instance or an empty inbox; the
-    /// lease's expiry while a turn holds it; otherwise when its earliest message becomes
-    /// visible (not before `not_before`). Ties go to the oldest message.
+    /// When the instance's work is due: nothing for a finished instance; the lease's expiry
+    /// while a turn holds it (even with an empty inbox, which a checkpoint can leave: the turn
+    /// is redone if its lease runs out); otherwise, with messages, when its earliest message
+    /// becomes visible (not before `not_before`). Ties go to the oldest message.
     fn due_key(&self) -> Option<DueKey> {
         if self.info.status.is_terminal() {
             return None;
         }
-        let oldest = *self.inbox.keys().next()?;
+        let oldest = self.inbox.keys().next().copied();
         let at = match self.lease {
             Some(lease) => lease.until,
             None => {
@@ -124,7 +126,7 @@ impl Instance {
                 self.not_before.map_or(visible, |nb| visible.max(nb))
             }
         };
-        Some((at, oldest))
+        Some((at, oldest.unwrap_or(MessageId(i64::MAX))))
     }
 
     fn visible(&self, now: Timestamp) -> impl Iterator<Item = &Message> {
@@ -324,16 +326,17 @@ impl State {
         lease: Duration,
         cache: Option<&Arc<dyn JournalCache>>,
     ) -> Vec<TurnWork> {
-        // Everything due by `now` is fetchable; the check for a visible message only guards
-        // against a caller whose clock went backwards since the index was updated.
+        // Everything due by `now` is fetchable; the check for a visible message (or an expired
+        // lease, which a checkpoint may have left with an empty inbox) only guards against a
+        // caller whose clock went backwards since the index was updated.
         let ready: Vec<String> = self
             .due
             .iter()
             .take_while(|((at, _), _)| *at <= now)
             .filter(|(_, id)| {
-                self.instances
-                    .get(id)
-                    .is_some_and(|inst| inst.visible(now).next().is_some())
+                self.instances.get(id).is_some_and(|inst| {
+                    inst.lease.is_some_and(|l| !l.live(now)) || inst.visible(now).next().is_some()
+                })
             })
             .take(max)
             .map(|(_, id)| id.clone())
@@ -377,196 +380,5 @@ impl State {
             messages: inst.visible(now).cloned().collect(),
             token,
         })
-    }
-
-    /// Checks a commit against the instance without changing anything.
-    fn check_commit(&self, commit: &TurnCommit) -> StoreResult<()> {
-        let id = &commit.instance_id;
-        let inst = self
-            .instances
-            .get(id)
-            .ok_or_else(|| instance_not_found(id))?;
-        if !holds(inst.lease, commit.token, Some(commit.now)) {
-            return Err(instance_lease_lost(id));
-        }
-        if commit.execution != inst.info.execution {
-            return Err(StoreError::Invalid(format!(
-                "a turn of instance {id:?} commits to execution {} but the current execution is {}",
-                commit.execution, inst.info.execution
-            )));
-        }
-        let len = inst
-            .journals
-            .get(&commit.execution)
-            .map_or(0, JournalLog::len);
-        if commit.journal_base != len {
-            // Someone else extended the journal since this turn read it.
-            return Err(instance_lease_lost(id));
-        }
-        crate::rules::check_commit(commit)
-    }
-
-    pub(super) fn commit_turn(
-        &mut self,
-        commit: TurnCommit,
-        wake: &mut Wake,
-    ) -> StoreResult<Committed> {
-        self.check_commit(&commit)?;
-        // From here on nothing can fail, so the commit applies in full.
-        let TurnCommit {
-            instance_id,
-            token,
-            execution,
-            journal_base: _,
-            new_events,
-            consumed,
-            messages,
-            new_instances,
-            tasks,
-            status,
-            output,
-            failure,
-            continue_as_new,
-            claim_tasks,
-            now,
-        } = commit;
-
-        for child in new_instances {
-            if !self.instances.contains_key(&child.id) {
-                self.insert_instance(child, wake);
-            }
-        }
-
-        if let Some(inst) = self.instances.get_mut(&instance_id) {
-            inst.journals
-                .entry(execution)
-                .or_default()
-                .append(new_events);
-            for id in consumed {
-                inst.inbox.remove(&id);
-            }
-        }
-
-        for message in messages {
-            let open = self
-                .instances
-                .get(&message.instance_id)
-                .is_some_and(|inst| !inst.info.status.is_terminal());
-            if open {
-                self.deliver(&message.instance_id, message.kind, message.visible_at);
-                wake.turns = true;
-            }
-        }
-
-        let mut committed = Committed::default();
-        let mut claims = claim_tasks.map_or(0, |c| c.max);
-        for task in tasks {
-            let id = self.next_task_id();
-            let claim = claim_tasks.filter(|_| claims > 0).map(|c| {
-                claims -= 1;
-                Lease {
-                    token: self.next_token(),
-                    until: now.plus(c.lease),
-                }
-            });
-            self.insert_task(id, task, claim);
-            match claim {
-                Some(_) => {
-                    if let Some(work) = self.tasks.get(&id).map(Task::work) {
-                        committed.tasks.push(work);
-                    }
-                }
-                None => wake.tasks = true,
-            }
-        }
-
-        let Some(inst) = self.instances.get_mut(&instance_id) else {
-            return Ok(committed);
-        };
-        inst.info.status = status;
-        inst.info.output = output;
-        inst.info.failure = failure;
-        inst.info.updated_at = now;
-        inst.lease = None;
-        inst.committed_with = token;
-        if let Some(input) = continue_as_new {
-            inst.info.execution += 1;
-            inst.info.input = input;
-            inst.info.status = InstanceStatus::Running;
-            inst.journals
-                .insert(inst.info.execution, JournalLog::default());
-            wake.instances = true;
-        }
-        let finished = inst.info.status.is_terminal();
-        if finished {
-            inst.inbox.clear();
-            inst.not_before = None;
-            wake.instances = true;
-        } else if !inst.inbox.is_empty() {
-            // Messages the turn did not consume can be fetched again now the lease is free.
-            wake.turns = true;
-        }
-        refresh(&mut self.due, inst);
-        if finished {
-            let tasks = std::mem::take(&mut inst.tasks);
-            for id in tasks {
-                self.remove_task(id);
-            }
-            committed.tasks.clear();
-        }
-        Ok(committed)
-    }
-
-    /// Inserts a new task, leased already when `lease` is given (its first attempt counted).
-    fn insert_task(&mut self, id: TaskId, task: NewTask, lease: Option<Lease>) {
-        let NewTask {
-            instance_id,
-            execution,
-            op,
-            name,
-            input,
-            options,
-            scheduled_at,
-        } = task;
-        if let Some(inst) = self.instances.get_mut(&instance_id) {
-            inst.tasks.insert(id);
-        }
-        let task = Task {
-            id,
-            instance_id,
-            execution,
-            op,
-            name,
-            input,
-            options,
-            scheduled_at,
-            visible_at: scheduled_at,
-            attempt: u32::from(lease.is_some()),
-            lease,
-            last_failure: None,
-        };
-        self.task_due.insert((task.due_at(), id));
-        self.tasks.insert(id, task);
-    }
-
-    pub(super) fn abandon_turn(
-        &mut self,
-        instance_id: &str,
-        token: LeaseToken,
-        retry_at: Timestamp,
-        wake: &mut Wake,
-    ) -> StoreResult<()> {
-        let inst = self
-            .instances
-            .get_mut(instance_id)
-            .ok_or_else(|| instance_not_found(instance_id))?;
-        if !holds(inst.lease, token, None) {
-            return Err(instance_lease_lost(instance_id));
-        }
-        inst.lease = None;
-        inst.not_before = Some(retry_at);
-        refresh(&mut self.due, inst);
-        wake.turns = true;
-        Ok(())
     }
 }

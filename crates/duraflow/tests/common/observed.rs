@@ -122,6 +122,15 @@ impl<O: Observer> Store for Observed<O> {
     ) -> StoreResult<Timestamp> {
         self.inner.renew_task(id, token, now, lease).await
     }
+    async fn renew_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        self.inner.renew_turn(instance_id, token, now, lease).await
+    }
     async fn release_task(
         &self,
         id: TaskId,

@@ -249,6 +249,16 @@ impl Store for FaultStore {
         self.write(self.inner.renew_task(id, token, now, lease))
             .await
     }
+    async fn renew_turn(
+        &self,
+        instance_id: &str,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        self.write(self.inner.renew_turn(instance_id, token, now, lease))
+            .await
+    }
     async fn release_task(
         &self,
         id: TaskId,

@@ -1,0 +1,135 @@
+//! The columns of a commit batch's write statement.
+
+use std::collections::HashMap;
+
+use duraflow_store::{codec, InstanceStatus, TurnCommit};
+
+use super::{final_status, Locked};
+use crate::error::OpResult;
+use crate::ops::Wake;
+
+/// The columns of a commit batch's write statement, one array each.
+#[derive(Default)]
+pub(super) struct Writes {
+    pub(super) ids: Vec<String>,
+    pub(super) statuses: Vec<&'static str>,
+    pub(super) outputs: Vec<Option<String>>,
+    pub(super) failures: Vec<Option<String>>,
+    pub(super) nows: Vec<i64>,
+    pub(super) executions: Vec<i32>,
+    pub(super) inputs: Vec<Option<String>>,
+    pub(super) tokens: Vec<i64>,
+    /// A checkpoint's new lease expiry (`None` for a commit that ends its turn).
+    pub(super) keep_until: Vec<Option<i64>>,
+    pub(super) finished: Vec<bool>,
+    pub(super) event_instances: Vec<String>,
+    pub(super) event_executions: Vec<i32>,
+    pub(super) event_positions: Vec<i32>,
+    pub(super) event_data: Vec<String>,
+    pub(super) consumed_instances: Vec<String>,
+    pub(super) consumed_ids: Vec<i64>,
+    pub(super) task_instances: Vec<String>,
+    pub(super) task_executions: Vec<i32>,
+    pub(super) task_ops: Vec<String>,
+    pub(super) task_names: Vec<String>,
+    pub(super) task_inputs: Vec<String>,
+    pub(super) task_options: Vec<String>,
+    pub(super) task_scheduled: Vec<i64>,
+    pub(super) task_until: Vec<Option<i64>>,
+    pub(super) message_instances: Vec<String>,
+    pub(super) message_visible: Vec<i64>,
+    pub(super) message_kinds: Vec<String>,
+    /// Unclaimed tasks were added; an instance finished or continued as new.
+    pub(super) wake: Wake,
+}
+
+impl Writes {
+    /// Adds an accepted commit. `committing` holds the final status of every instance the batch
+    /// commits; `locked`, the status of every other instance it writes to.
+    pub(super) fn add(
+        &mut self,
+        c: &TurnCommit,
+        committing: &HashMap<&str, InstanceStatus>,
+        locked: &HashMap<String, Locked>,
+    ) -> OpResult<()> {
+        let id = &c.instance_id;
+        let status = final_status(c);
+        let finished = status.is_terminal();
+        let execution = c.execution as i32;
+        self.ids.push(id.clone());
+        self.statuses.push(status.as_str());
+        self.outputs
+            .push(c.output.as_ref().map(|p| p.as_json().to_owned()));
+        self.failures
+            .push(c.failure.as_ref().map(codec::to_json).transpose()?);
+        self.nows.push(c.now.0);
+        match &c.continue_as_new {
+            Some(input) => {
+                self.executions.push(execution + 1);
+                self.inputs.push(Some(input.as_json().to_owned()));
+                self.wake.instances = true;
+            }
+            None => {
+                self.executions.push(execution);
+                self.inputs.push(None);
+            }
+        }
+        self.tokens.push(c.token.0);
+        self.keep_until
+            .push(c.keep_lease.map(|keep| c.now.plus(keep).0));
+        self.finished.push(finished);
+        self.wake.instances |= finished;
+
+        for (i, event) in c.new_events.iter().enumerate() {
+            self.event_instances.push(id.clone());
+            self.event_executions.push(execution);
+            self.event_positions.push((c.journal_base + i) as i32);
+            self.event_data.push(event.encode());
+        }
+        if finished {
+            // The inbox and tasks go; nothing is added to them.
+            return self.add_messages(c, committing, locked);
+        }
+        for m in &c.consumed {
+            self.consumed_instances.push(id.clone());
+            self.consumed_ids.push(m.0);
+        }
+        for (i, task) in c.tasks.iter().enumerate() {
+            let claim = c.claim_tasks.filter(|claim| i < claim.max);
+            let until = claim.map(|claim| c.now.plus(claim.lease).0);
+            self.wake.tasks |= until.is_none();
+            self.task_instances.push(task.instance_id.clone());
+            self.task_executions.push(task.execution as i32);
+            self.task_ops.push(task.op.to_string());
+            self.task_names.push(task.name.clone());
+            self.task_inputs.push(task.input.as_json().to_owned());
+            self.task_options.push(codec::to_json(&task.options)?);
+            self.task_scheduled.push(task.scheduled_at.0);
+            self.task_until.push(until);
+        }
+        self.add_messages(c, committing, locked)
+    }
+
+    /// Adds a commit's messages to open instances; those to unknown or finished instances (or
+    /// to instances this batch finishes) are dropped.
+    fn add_messages(
+        &mut self,
+        c: &TurnCommit,
+        committing: &HashMap<&str, InstanceStatus>,
+        locked: &HashMap<String, Locked>,
+    ) -> OpResult<()> {
+        for m in &c.messages {
+            let to = m.instance_id.as_str();
+            let open = match committing.get(to) {
+                Some(status) => !status.is_terminal(),
+                None => locked.get(to).is_some_and(|l| !l.status.is_terminal()),
+            };
+            if open {
+                self.message_instances.push(m.instance_id.clone());
+                self.message_visible.push(m.visible_at.0);
+                self.message_kinds.push(codec::to_json(&m.kind)?);
+            }
+        }
+        Ok(())
+    }
+}

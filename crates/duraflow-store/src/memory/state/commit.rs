@@ -1,0 +1,239 @@
+//! Committing, abandoning and renewing turns.
+
+use std::time::Duration;
+
+use duraflow_core::Timestamp;
+
+use super::{
+    holds, instance_lease_lost, instance_not_found, refresh, JournalLog, Lease, State, Task, Wake,
+};
+use crate::error::{StoreError, StoreResult};
+use crate::types::{Committed, InstanceStatus, LeaseToken, NewTask, TaskId, TurnCommit};
+
+impl State {
+    /// Checks a commit against the instance without changing anything.
+    fn check_commit(&self, commit: &TurnCommit) -> StoreResult<()> {
+        let id = &commit.instance_id;
+        let inst = self
+            .instances
+            .get(id)
+            .ok_or_else(|| instance_not_found(id))?;
+        if !holds(inst.lease, commit.token, Some(commit.now)) {
+            return Err(instance_lease_lost(id));
+        }
+        if commit.execution != inst.info.execution {
+            return Err(StoreError::Invalid(format!(
+                "a turn of instance {id:?} commits to execution {} but the current execution is {}",
+                commit.execution, inst.info.execution
+            )));
+        }
+        let len = inst
+            .journals
+            .get(&commit.execution)
+            .map_or(0, JournalLog::len);
+        if commit.journal_base != len {
+            // Someone else extended the journal since this turn read it.
+            return Err(instance_lease_lost(id));
+        }
+        crate::rules::check_commit(commit)
+    }
+
+    pub(in crate::memory) fn commit_turn(
+        &mut self,
+        commit: TurnCommit,
+        wake: &mut Wake,
+    ) -> StoreResult<Committed> {
+        self.check_commit(&commit)?;
+        // From here on nothing can fail, so the commit applies in full.
+        let TurnCommit {
+            instance_id,
+            token,
+            execution,
+            journal_base: _,
+            new_events,
+            consumed,
+            messages,
+            new_instances,
+            tasks,
+            status,
+            output,
+            failure,
+            continue_as_new,
+            claim_tasks,
+            keep_lease,
+            now,
+        } = commit;
+
+        for child in new_instances {
+            if !self.instances.contains_key(&child.id) {
+                self.insert_instance(child, wake);
+            }
+        }
+
+        if let Some(inst) = self.instances.get_mut(&instance_id) {
+            inst.journals
+                .entry(execution)
+                .or_default()
+                .append(new_events);
+            for id in consumed {
+                inst.inbox.remove(&id);
+            }
+        }
+
+        for message in messages {
+            let open = self
+                .instances
+                .get(&message.instance_id)
+                .is_some_and(|inst| !inst.info.status.is_terminal());
+            if open {
+                self.deliver(&message.instance_id, message.kind, message.visible_at);
+                wake.turns = true;
+            }
+        }
+
+        let mut committed = Committed::default();
+        let mut claims = claim_tasks.map_or(0, |c| c.max);
+        for task in tasks {
+            let id = self.next_task_id();
+            let claim = claim_tasks.filter(|_| claims > 0).map(|c| {
+                claims -= 1;
+                Lease {
+                    token: self.next_token(),
+                    until: now.plus(c.lease),
+                }
+            });
+            self.insert_task(id, task, claim);
+            match claim {
+                Some(_) => {
+                    if let Some(work) = self.tasks.get(&id).map(Task::work) {
+                        committed.tasks.push(work);
+                    }
+                }
+                None => wake.tasks = true,
+            }
+        }
+
+        // A checkpoint's journal is named by a token never issued to a lease: no cache holds
+        // it as it is now (the turn's own run has moved on), so it is read again if the turn
+        // dies.
+        let checkpoint_token = keep_lease.map(|_| self.next_token());
+        let Some(inst) = self.instances.get_mut(&instance_id) else {
+            return Ok(committed);
+        };
+        inst.info.status = status;
+        inst.info.output = output;
+        inst.info.failure = failure;
+        inst.info.updated_at = now;
+        if let (Some(keep), Some(named)) = (keep_lease, checkpoint_token) {
+            // A checkpoint: the turn goes on under the same token.
+            inst.lease = Some(Lease {
+                token,
+                until: now.plus(keep),
+            });
+            inst.committed_with = named;
+            refresh(&mut self.due, inst);
+            return Ok(committed);
+        }
+        inst.lease = None;
+        inst.committed_with = token;
+        if let Some(input) = continue_as_new {
+            inst.info.execution += 1;
+            inst.info.input = input;
+            inst.info.status = InstanceStatus::Running;
+            inst.journals
+                .insert(inst.info.execution, JournalLog::default());
+            wake.instances = true;
+        }
+        let finished = inst.info.status.is_terminal();
+        if finished {
+            inst.inbox.clear();
+            inst.not_before = None;
+            wake.instances = true;
+        } else if !inst.inbox.is_empty() {
+            // Messages the turn did not consume can be fetched again now the lease is free.
+            wake.turns = true;
+        }
+        refresh(&mut self.due, inst);
+        if finished {
+            let tasks = std::mem::take(&mut inst.tasks);
+            for id in tasks {
+                self.remove_task(id);
+            }
+            committed.tasks.clear();
+        }
+        Ok(committed)
+    }
+
+    /// Inserts a new task, leased already when `lease` is given (its first attempt counted).
+    fn insert_task(&mut self, id: TaskId, task: NewTask, lease: Option<Lease>) {
+        let NewTask {
+            instance_id,
+            execution,
+            op,
+            name,
+            input,
+            options,
+            scheduled_at,
+        } = task;
+        if let Some(inst) = self.instances.get_mut(&instance_id) {
+            inst.tasks.insert(id);
+        }
+        let task = Task {
+            id,
+            instance_id,
+            execution,
+            op,
+            name,
+            input,
+            options,
+            scheduled_at,
+            visible_at: scheduled_at,
+            attempt: u32::from(lease.is_some()),
+            lease,
+            last_failure: None,
+        };
+        self.task_due.insert((task.due_at(), id));
+        self.tasks.insert(id, task);
+    }
+
+    pub(in crate::memory) fn abandon_turn(
+        &mut self,
+        instance_id: &str,
+        token: LeaseToken,
+        retry_at: Timestamp,
+        wake: &mut Wake,
+    ) -> StoreResult<()> {
+        let inst = self
+            .instances
+            .get_mut(instance_id)
+            .ok_or_else(|| instance_not_found(instance_id))?;
+        if !holds(inst.lease, token, None) {
+            return Err(instance_lease_lost(instance_id));
+        }
+        inst.lease = None;
+        inst.not_before = Some(retry_at);
+        refresh(&mut self.due, inst);
+        wake.turns = true;
+        Ok(())
+    }
+
+    pub(in crate::memory) fn renew_turn(
+        &mut self,
+        instance_id: &str,
+        token: LeaseToken,
+        now: Timestamp,
+        lease: Duration,
+    ) -> StoreResult<Timestamp> {
+        let inst = self
+            .instances
+            .get_mut(instance_id)
+            .ok_or_else(|| instance_not_found(instance_id))?;
+        if !holds(inst.lease, token, Some(now)) {
+            return Err(instance_lease_lost(instance_id));
+        }
+        let until = now.plus(lease);
+        inst.lease = Some(Lease { token, until });
+        refresh(&mut self.due, inst);
+        Ok(until)
+    }
+}
