@@ -63,7 +63,7 @@ async fn sequential_activities(ctx: WorkflowContext, n: u64) -> Result<u64, Work
 async fn sequential_steps(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
     let mut sum = 0;
     for i in 0..n {
-        sum += ctx.step("add", move || async move { Ok(i) }).await?;
+        sum += ctx.step("add", move |_| async move { Ok(i) }).await?;
     }
     Ok(sum)
 }
@@ -84,7 +84,7 @@ async fn fan_out(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
 async fn steps_then_wait(ctx: WorkflowContext, k: u64) -> Result<u64, WorkflowError> {
     let mut sum = 0;
     for i in 0..k {
-        sum += ctx.step("op", move || async move { Ok(i) }).await?;
+        sum += ctx.step("op", move |_| async move { Ok(i) }).await?;
     }
     let go: u64 = ctx.wait_for_event(GO).await?;
     Ok(sum + go)
@@ -118,7 +118,7 @@ async fn sleeper(ctx: WorkflowContext, sleep_ms: u64) -> Result<Woke, WorkflowEr
     ctx.sleep_until(fire_at).await?;
     let now_after: Timestamp = ctx.now();
     let observed_us: i64 = ctx
-        .step("observe", || async {
+        .step("observe", |_| async {
             let since_epoch = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_err(|e| ActivityError::terminal(format!("the clock is before 1970: {e}")))?;

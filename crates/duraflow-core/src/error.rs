@@ -23,6 +23,9 @@ pub enum WorkflowError {
     Step(Failure),
     /// A child workflow failed, was cancelled or was terminated.
     Child(Failure),
+    /// A child context's body (a map item, a parallel branch) failed; the failure is the
+    /// body's own, as recorded.
+    Context(Failure),
     /// A wait ran out of time.
     Timeout(String),
     /// The instance is being cancelled.
@@ -48,6 +51,7 @@ impl fmt::Display for WorkflowError {
             WorkflowError::Activity(failure) => write!(f, "activity failed: {failure}"),
             WorkflowError::Step(failure) => write!(f, "step failed: {failure}"),
             WorkflowError::Child(failure) => write!(f, "child workflow failed: {failure}"),
+            WorkflowError::Context(failure) => write!(f, "{failure}"),
             WorkflowError::Timeout(m) => write!(f, "timed out: {m}"),
             WorkflowError::Cancelled => f.write_str("cancelled"),
             WorkflowError::Nondeterminism(nd) => write!(f, "{nd}"),
@@ -93,7 +97,9 @@ impl WorkflowError {
     /// How this error is recorded in the journal and the instance's status.
     pub fn to_failure(&self) -> Failure {
         match self {
-            WorkflowError::Activity(f) | WorkflowError::Step(f) => f.clone(),
+            WorkflowError::Activity(f) | WorkflowError::Step(f) | WorkflowError::Context(f) => {
+                f.clone()
+            }
             WorkflowError::Child(f) => {
                 let mut out = f.clone();
                 if !matches!(f.kind, FailureKind::Cancelled | FailureKind::Terminated) {

@@ -8,12 +8,17 @@ use serde::{Deserialize, Serialize};
 use crate::failure::Failure;
 use crate::op_id::OpId;
 use crate::payload::Payload;
+use crate::primitive::Primitive;
 use crate::retry::RetryPolicy;
 use crate::time::{serde_millis, Timestamp};
 
 /// The version of the journal event format written by this build. Stores record it with every
 /// event; a journal written by a newer format is refused instead of misread.
-pub const JOURNAL_FORMAT_VERSION: u32 = 1;
+///
+/// Version 2 added step attempts and retries (`step_started.attempt`, `step_retrying`) and
+/// child contexts (`context_started`, `context_completed`, `context_failed`,
+/// `event_raised.taken_by`); every version-1 journal reads unchanged.
+pub const JOURNAL_FORMAT_VERSION: u32 = 2;
 
 /// One journal entry. Its position in the journal is its index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,12 +121,16 @@ pub enum EventKind {
         /// The operation.
         op: OpId,
     },
-    /// Issued: an inline step began.
+    /// Issued: an attempt of an inline step began (attempt 1 when the step is first reached,
+    /// then one more for each retry).
     StepStarted {
         /// The operation.
         op: OpId,
         /// The step's name.
         name: String,
+        /// Which attempt (1 for the first; omitted from the journal when 1).
+        #[serde(default = "first_attempt", skip_serializing_if = "is_first_attempt")]
+        attempt: u32,
     },
     /// Delivered: an inline step returned its output.
     StepCompleted {
@@ -130,12 +139,24 @@ pub enum EventKind {
         /// The output.
         output: Payload,
     },
-    /// Delivered: an inline step failed.
+    /// Delivered: an inline step failed for good.
     StepFailed {
         /// The operation.
         op: OpId,
         /// Why.
         failure: Failure,
+    },
+    /// Delivered: an attempt of an inline step failed and its retry policy allows another at
+    /// `retry_at` (the step waits on a durable timer of its own operation until then).
+    StepRetrying {
+        /// The operation.
+        op: OpId,
+        /// The attempt that failed.
+        attempt: u32,
+        /// Why it failed.
+        failure: Failure,
+        /// When the next attempt starts.
+        retry_at: Timestamp,
     },
     /// Issued: the workflow began waiting for an external event.
     EventWaitStarted {
@@ -150,6 +171,11 @@ pub enum EventKind {
         name: String,
         /// The event's data.
         data: Payload,
+        /// The wait inside a child context that took it on arrival, recorded so that replay,
+        /// which does not run a completed context's body again, still knows the event was
+        /// taken. Not recorded for waits outside child contexts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        taken_by: Option<OpId>,
     },
     /// Issued: a child workflow was started.
     ChildStarted {
@@ -189,6 +215,29 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// Issued: a child context began (see `WorkflowContext::run_in_child_context`); the
+    /// operations inside take ids in its scope.
+    ContextStarted {
+        /// The operation.
+        op: OpId,
+        /// The context's name.
+        name: String,
+    },
+    /// Issued: a child context's body returned its output. Replay returns it without running
+    /// the body again.
+    ContextCompleted {
+        /// The operation.
+        op: OpId,
+        /// The output.
+        output: Payload,
+    },
+    /// Issued: a child context's body failed.
+    ContextFailed {
+        /// The operation.
+        op: OpId,
+        /// Why.
+        failure: Failure,
+    },
     /// Issued: the workflow returned its output.
     WorkflowCompleted {
         /// The output.
@@ -206,43 +255,6 @@ pub enum EventKind {
     },
 }
 
-/// The durable primitive an operation is: which issued event starts it and which delivered
-/// events complete it. Operations are told apart by this type, never by event names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Primitive {
-    /// An activity: `activity_scheduled`, completed by `activity_completed`/`activity_failed`.
-    Activity,
-    /// A durable timer: `timer_created`, completed by `timer_fired`.
-    Timer,
-    /// An inline step: `step_started`, completed by `step_completed`/`step_failed`.
-    Step,
-    /// A wait for an external event: `event_wait_started`, handed the next `event_raised` of
-    /// its name.
-    EventWait,
-    /// A child workflow: `child_started`, completed by `child_completed`/`child_failed`.
-    Child,
-}
-
-impl Primitive {
-    /// The type name of the issued event that starts an operation of this primitive.
-    pub fn issued_type(self) -> &'static str {
-        match self {
-            Primitive::Activity => "activity_scheduled",
-            Primitive::Timer => "timer_created",
-            Primitive::Step => "step_started",
-            Primitive::EventWait => "event_wait_started",
-            Primitive::Child => "child_started",
-        }
-    }
-}
-
-impl fmt::Display for Primitive {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.issued_type())
-    }
-}
-
 impl EventKind {
     /// The primitive whose operation this issued event starts (`None` for delivered events and
     /// for the events that end an execution).
@@ -253,6 +265,7 @@ impl EventKind {
             EventKind::StepStarted { .. } => Primitive::Step,
             EventKind::EventWaitStarted { .. } => Primitive::EventWait,
             EventKind::ChildStarted { .. } => Primitive::Child,
+            EventKind::ContextStarted { .. } => Primitive::Context,
             _ => return None,
         })
     }
@@ -265,7 +278,9 @@ impl EventKind {
                 Primitive::Activity
             }
             EventKind::TimerFired { .. } => Primitive::Timer,
-            EventKind::StepCompleted { .. } | EventKind::StepFailed { .. } => Primitive::Step,
+            EventKind::StepCompleted { .. }
+            | EventKind::StepFailed { .. }
+            | EventKind::StepRetrying { .. } => Primitive::Step,
             EventKind::ChildCompleted { .. } | EventKind::ChildFailed { .. } => Primitive::Child,
             _ => return None,
         })
@@ -281,6 +296,9 @@ impl EventKind {
                 | EventKind::StepStarted { .. }
                 | EventKind::EventWaitStarted { .. }
                 | EventKind::ChildStarted { .. }
+                | EventKind::ContextStarted { .. }
+                | EventKind::ContextCompleted { .. }
+                | EventKind::ContextFailed { .. }
                 | EventKind::WorkflowCompleted { .. }
                 | EventKind::WorkflowFailed { .. }
                 | EventKind::ContinuedAsNew { .. }
@@ -310,10 +328,14 @@ impl EventKind {
             | EventKind::StepStarted { op, .. }
             | EventKind::StepCompleted { op, .. }
             | EventKind::StepFailed { op, .. }
+            | EventKind::StepRetrying { op, .. }
             | EventKind::EventWaitStarted { op, .. }
             | EventKind::ChildStarted { op, .. }
             | EventKind::ChildCompleted { op, .. }
-            | EventKind::ChildFailed { op, .. } => Some(op),
+            | EventKind::ChildFailed { op, .. }
+            | EventKind::ContextStarted { op, .. }
+            | EventKind::ContextCompleted { op, .. }
+            | EventKind::ContextFailed { op, .. } => Some(op),
             _ => None,
         }
     }
@@ -330,11 +352,15 @@ impl EventKind {
             EventKind::StepStarted { .. } => "step_started",
             EventKind::StepCompleted { .. } => "step_completed",
             EventKind::StepFailed { .. } => "step_failed",
+            EventKind::StepRetrying { .. } => "step_retrying",
             EventKind::EventWaitStarted { .. } => "event_wait_started",
             EventKind::EventRaised { .. } => "event_raised",
             EventKind::ChildStarted { .. } => "child_started",
             EventKind::ChildCompleted { .. } => "child_completed",
             EventKind::ChildFailed { .. } => "child_failed",
+            EventKind::ContextStarted { .. } => "context_started",
+            EventKind::ContextCompleted { .. } => "context_completed",
+            EventKind::ContextFailed { .. } => "context_failed",
             EventKind::CancelRequested { .. } => "cancel_requested",
             EventKind::TerminateRequested { .. } => "terminate_requested",
             EventKind::WorkflowCompleted { .. } => "workflow_completed",
@@ -351,7 +377,8 @@ impl EventKind {
             | EventKind::StepStarted { name, .. }
             | EventKind::EventWaitStarted { name, .. }
             | EventKind::EventRaised { name, .. }
-            | EventKind::ChildStarted { name, .. } => Some(name),
+            | EventKind::ChildStarted { name, .. }
+            | EventKind::ContextStarted { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -367,6 +394,14 @@ impl EventKind {
         }
         s
     }
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+fn is_first_attempt(attempt: &u32) -> bool {
+    *attempt == 1
 }
 
 impl fmt::Display for EventKind {
@@ -433,8 +468,8 @@ mod tests {
         assert!(json.contains("{\"activity_scheduled\":{"), "{json}");
         assert_eq!(Event::decode(&json, 1).unwrap(), ev);
         assert!(matches!(
-            Event::decode(&json, 2),
-            Err(EventDecodeError::NewerFormat { found: 2, .. })
+            Event::decode(&json, JOURNAL_FORMAT_VERSION + 1),
+            Err(EventDecodeError::NewerFormat { found: 3, .. })
         ));
         assert!(matches!(
             Event::decode("{\"at\":1}", 1),
@@ -462,6 +497,7 @@ mod tests {
             EventKind::StepStarted {
                 op: op.clone(),
                 name: "s".into(),
+                attempt: 1,
             },
             EventKind::EventWaitStarted {
                 op: op.clone(),

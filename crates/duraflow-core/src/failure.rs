@@ -23,6 +23,9 @@ pub enum FailureKind {
     /// because the worker running it died, was stopped without handing it back, or blocked
     /// its thread so that the lease could not be renewed.
     LeaseExpired,
+    /// An at-most-once step's attempt was interrupted: the process stopped while it ran, and
+    /// it is not run again.
+    StepInterrupted,
     /// The work was cancelled.
     Cancelled,
     /// The instance was terminated.
@@ -51,6 +54,7 @@ impl fmt::Display for FailureKind {
             FailureKind::RetriesExhausted => "retries_exhausted",
             FailureKind::Timeout => "timeout",
             FailureKind::LeaseExpired => "lease_expired",
+            FailureKind::StepInterrupted => "step_interrupted",
             FailureKind::Cancelled => "cancelled",
             FailureKind::Terminated => "terminated",
             FailureKind::Nondeterminism => "nondeterminism",
@@ -144,12 +148,13 @@ mod tests {
 
     use super::*;
 
-    const ALL: [FailureKind; 14] = [
+    const ALL: [FailureKind; 15] = [
         FailureKind::Application,
         FailureKind::ActivityTerminal,
         FailureKind::RetriesExhausted,
         FailureKind::Timeout,
         FailureKind::LeaseExpired,
+        FailureKind::StepInterrupted,
         FailureKind::Cancelled,
         FailureKind::Terminated,
         FailureKind::Nondeterminism,

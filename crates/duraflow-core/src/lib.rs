@@ -26,17 +26,17 @@ mod new_work;
 mod op_id;
 mod payload;
 pub mod plan;
+pub mod primitive;
 pub mod replay;
 mod retry;
 mod time;
 mod workflow;
 
 pub use batch::{BatchResult, BatchTracker, CompletionConfig, CompletionReason, ItemBatcher};
-pub use context::WorkflowContext;
+pub use context::{StepContext, StepSemantics, WorkflowContext};
 pub use error::{ActivityError, Mismatch, Nondeterminism, WorkflowError};
 pub use event::{
-    ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, Primitive,
-    JOURNAL_FORMAT_VERSION,
+    ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, JOURNAL_FORMAT_VERSION,
 };
 pub use failure::{Failure, FailureKind};
 pub use message::{MessageKind, NewMessage, OpResult};
@@ -44,6 +44,7 @@ pub use new_work::{NewInstance, NewTask};
 pub use op_id::{OpId, OpIdParseError};
 pub use payload::{Payload, PayloadError};
 pub use plan::{TurnEnd, TurnPlan};
+pub use primitive::Primitive;
 pub use replay::{check_replay, panic_message, Outcome, ReplayReport, WorkflowRun};
 pub use retry::RetryPolicy;
 pub use time::{duration_millis, duration_millis_ceil, serde_millis, Clock, Sleep, Timestamp};

@@ -22,6 +22,11 @@ impl OpId {
         OpId(path)
     }
 
+    /// The id with this path of sequence numbers (`[3, 1]` is `3.1`).
+    pub fn from_path(path: &[u32]) -> Self {
+        OpId(path.to_vec())
+    }
+
     /// The path of sequence numbers from the root scope.
     pub fn path(&self) -> &[u32] {
         &self.0

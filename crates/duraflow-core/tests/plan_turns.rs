@@ -76,6 +76,7 @@ fn raised(name: &str, data: &str) -> EventKind {
     EventKind::EventRaised {
         name: name.to_owned(),
         data: p(data),
+        taken_by: None,
     }
 }
 
@@ -108,7 +109,7 @@ fn a_turn_that_begins_an_execution_delivers_the_start_first_then_what_it_carried
             reason: "now".into(),
         },
     ];
-    let delivered = deliveries(f.instance(), true, messages);
+    let delivered = deliveries(f.instance(), true, messages).events;
     assert_eq!(
         delivered,
         vec![
@@ -154,7 +155,7 @@ fn results_for_another_execution_are_taken_but_not_delivered() {
             result: OpResult::Err(Failure::new(FailureKind::Application, "fresh")),
         },
     ];
-    let delivered = deliveries(f.instance(), false, messages);
+    let delivered = deliveries(f.instance(), false, messages).events;
     assert_eq!(
         delivered,
         vec![
@@ -184,7 +185,7 @@ fn a_start_is_delivered_only_by_the_turn_that_begins_its_execution() {
         event("y", "2"),
     ];
     assert_eq!(
-        deliveries(f.instance(), false, again),
+        deliveries(f.instance(), false, again).events,
         vec![raised("y", "2")]
     );
     // The start of another execution carries nothing into this one.
@@ -192,7 +193,7 @@ fn a_start_is_delivered_only_by_the_turn_that_begins_its_execution() {
         execution: 1,
         carried: vec![event("x", "1")],
     }];
-    let delivered = deliveries(f.instance(), true, other);
+    let delivered = deliveries(f.instance(), true, other).events;
     assert_eq!(delivered.len(), 1);
     assert!(matches!(delivered[0], EventKind::WorkflowStarted { .. }));
 }
@@ -563,7 +564,7 @@ fn continue_as_new_starts_the_next_execution_carrying_what_was_not_taken_in_send
 fn an_unknown_workflow_fails_unless_it_is_cancelled_or_terminated() {
     let f = Fixture::new(1);
     let registered = vec!["greet".to_owned(), "ship".to_owned()];
-    let delivered = deliveries(f.instance(), true, vec![event("x", "1")]);
+    let delivered = deliveries(f.instance(), true, vec![event("x", "1")]).events;
     let mut events = Vec::new();
     let outcome = unknown_workflow(
         f.instance(),

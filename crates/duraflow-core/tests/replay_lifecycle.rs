@@ -66,7 +66,11 @@ fn continue_as_new_carries_the_input_and_the_untaken_events_in_arrival_order() {
     for (name, data) in carried_events {
         assert!(block_on(next.deliver(
             Timestamp(100_001),
-            EventKind::EventRaised { name, data }
+            EventKind::EventRaised {
+                name,
+                data,
+                taken_by: None
+            }
         )));
     }
     let new = next.uncommitted_events();

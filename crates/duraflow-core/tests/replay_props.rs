@@ -29,7 +29,7 @@ fn sequence() -> WorkflowFn {
         ctx.sleep(Duration::from_secs(10)).await?;
         let go: String = ctx.wait_for_event("go").await?;
         let child: serde_json::Value = ctx.child_workflow("child", &n).await?;
-        let s: u32 = ctx.step("s", || async { Ok(7u32) }).await?;
+        let s: u32 = ctx.step("s", |_| async { Ok(7u32) }).await?;
         Ok::<_, WorkflowError>((a, go, child, s))
     })
 }
@@ -244,6 +244,7 @@ fn other_kind(kind: &EventKind, k: usize) -> Option<EventKind> {
             EventKind::StepStarted {
                 op: op.clone(),
                 name: name.clone(),
+                attempt: 1,
             },
             EventKind::EventWaitStarted {
                 op: op.clone(),
@@ -585,8 +586,8 @@ fn a_recorded_timer_firing_is_not_an_activity_result() {
     assert_eq!(
         failure.message,
         "at journal position 2: the journal recorded timer_fired (op 0) but the workflow code \
-         issued operation 0 as activity_scheduled, which a timer_fired does not complete; the \
-         code changed in a way that is not compatible with running instances"
+         issued operation 0 as activity_scheduled, which takes no timer_fired while scheduled; \
+         the code changed in a way that is not compatible with running instances"
     );
     assert_eq!(failure.code.as_deref(), Some("DF1004"));
     assert_eq!(failure.op, Some(op("0")));

@@ -13,6 +13,7 @@ use duraflow_core::{
     check_replay, workflow_fn, ActivityError, EventKind, FailureKind, Outcome, WorkflowContext,
     WorkflowError, WorkflowFn,
 };
+use futures::executor::block_on;
 
 /// A step that counts its calls and returns `input * 10 + calls`, then an activity fed with it.
 fn counting_step(calls: Arc<AtomicUsize>) -> WorkflowFn {
@@ -20,9 +21,12 @@ fn counting_step(calls: Arc<AtomicUsize>) -> WorkflowFn {
         let calls = calls.clone();
         async move {
             let value: u64 = ctx
-                .step("compute", move || async move {
-                    let n = calls.fetch_add(1, Ordering::SeqCst) as u64 + 1;
-                    Ok::<_, ActivityError>(input * 10 + n)
+                .step("compute", move |_| {
+                    let calls = calls.clone();
+                    async move {
+                        let n = calls.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+                        Ok::<_, ActivityError>(input * 10 + n)
+                    }
                 })
                 .await?;
             let echoed: u64 = ctx.activity("use", &value).await?;
@@ -42,7 +46,8 @@ fn a_live_run_executes_the_step_once_and_journals_it() {
         new[1],
         EventKind::StepStarted {
             op: op("0"),
-            name: "compute".into()
+            name: "compute".into(),
+            attempt: 1,
         }
     );
     assert_eq!(
@@ -141,8 +146,9 @@ fn a_step_interrupted_while_other_work_was_journaled_runs_again_after_replay() {
         workflow_fn(move |ctx: WorkflowContext, _: ()| {
             let calls = calls.clone();
             async move {
-                let step = ctx.step("s", move || async move {
-                    Ok::<_, ActivityError>(calls.fetch_add(1, Ordering::SeqCst) + 1)
+                let step = ctx.step("s", move |_| {
+                    let calls = calls.clone();
+                    async move { Ok::<_, ActivityError>(calls.fetch_add(1, Ordering::SeqCst) + 1) }
                 });
                 let act = ctx.activity::<u32>("a", &());
                 let (s, a) =
@@ -162,6 +168,7 @@ fn a_step_interrupted_while_other_work_was_journaled_runs_again_after_replay() {
             kind: EventKind::StepStarted {
                 op: op("0"),
                 name: "s".into(),
+                attempt: 1,
             },
         },
         duraflow_core::Event {
@@ -192,9 +199,12 @@ fn failing_step(calls: Arc<AtomicUsize>, catch: bool) -> WorkflowFn {
         let calls = calls.clone();
         async move {
             let result: Result<u32, WorkflowError> = ctx
-                .step("charge", move || async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    Err(ActivityError::terminal("card declined").with_code("declined"))
+                .step("charge", move |_| {
+                    let calls = calls.clone();
+                    async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        Err(ActivityError::terminal("card declined").with_code("declined"))
+                    }
                 })
                 .await;
             match result {
@@ -264,10 +274,14 @@ fn a_step_that_waits_on_its_own_io_keeps_the_delivery_pending_until_it_is_done()
             let rx = rx.clone();
             async move {
                 let a: u32 = ctx
-                    .step("slow", move || async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        let rx = rx.lock().unwrap().take().expect("the step runs once");
-                        rx.await.map_err(ActivityError::terminal)
+                    .step("slow", move |_| {
+                        let calls = calls.clone();
+                        let rx = rx.clone();
+                        async move {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            let rx = rx.lock().unwrap().take().expect("the step runs once");
+                            rx.await.map_err(ActivityError::terminal)
+                        }
                     })
                     .await?;
                 let b: u32 = ctx.activity("next", &a).await?;
@@ -298,13 +312,22 @@ fn a_step_that_waits_on_its_own_io_keeps_the_delivery_pending_until_it_is_done()
     }
     drop(delivery);
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // The result is journaled, and the workflow waits for it to be stored before it goes on.
+    assert!(run.run.checkpoint_wanted());
+    assert_eq!(
+        types(&run.run.uncommitted_events()),
+        vec!["workflow_started", "step_started", "step_completed"]
+    );
+    block_on(run.run.resume());
+    assert!(!run.run.checkpoint_wanted());
     let journal = run.run.uncommitted_events();
     assert_eq!(
         kinds(&journal[1..3]),
         vec![
             EventKind::StepStarted {
                 op: op("0"),
-                name: "slow".into()
+                name: "slow".into(),
+                attempt: 1,
             },
             EventKind::StepCompleted {
                 op: op("0"),
@@ -328,8 +351,11 @@ fn a_step_beside_an_activity_replays_cleanly() {
         workflow_fn(move |ctx: WorkflowContext, _: ()| {
             let calls = calls.clone();
             async move {
-                let step = ctx.step("s", move || async move {
-                    Ok::<_, ActivityError>(calls.fetch_add(1, Ordering::SeqCst) as u32 + 1)
+                let step = ctx.step("s", move |_| {
+                    let calls = calls.clone();
+                    async move {
+                        Ok::<_, ActivityError>(calls.fetch_add(1, Ordering::SeqCst) as u32 + 1)
+                    }
                 });
                 let act = std::future::IntoFuture::into_future(ctx.activity::<u32>("a", &()));
                 let (s, a) = futures::future::try_join(step, act).await?;
@@ -375,7 +401,7 @@ fn a_branch_that_reads_workflow_time_beside_a_step_replays_cleanly() {
     // The second branch starts a timer relative to ctx.now() on its first poll, which comes after
     // the step ran: the step's result must not move workflow time under it.
     let wf = workflow_fn(|ctx: WorkflowContext, _: ()| async move {
-        let step = ctx.step("s", || async { Ok::<_, ActivityError>(1u32) });
+        let step = ctx.step("s", |_| async { Ok::<_, ActivityError>(1u32) });
         let timer = async {
             ctx.sleep(std::time::Duration::from_secs(60)).await?;
             Ok::<_, WorkflowError>(ctx.now())
@@ -404,13 +430,19 @@ fn two_concurrent_steps_replay_cleanly() {
         workflow_fn(move |ctx: WorkflowContext, _: ()| {
             let (c1, c2) = (calls.clone(), calls.clone());
             async move {
-                let a = ctx.step("a", move || async move {
-                    c1.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, ActivityError>(1u32)
+                let a = ctx.step("a", move |_| {
+                    let c1 = c1.clone();
+                    async move {
+                        c1.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, ActivityError>(1u32)
+                    }
                 });
-                let b = ctx.step("b", move || async move {
-                    c2.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, ActivityError>(2u32)
+                let b = ctx.step("b", move |_| {
+                    let c2 = c2.clone();
+                    async move {
+                        c2.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, ActivityError>(2u32)
+                    }
                 });
                 let (a, b) = futures::future::try_join(a, b).await?;
                 let c: u32 = ctx.activity("sum", &(a + b)).await?;
@@ -448,9 +480,12 @@ fn the_result_of_a_step_that_lost_a_select_is_not_journaled() {
             async move {
                 let _: () = ctx.activity("first", &()).await?;
                 let buffered = ctx.wait_for_event::<u32>("x");
-                let step = ctx.step("s", move || async move {
-                    calls.fetch_add(1, Ordering::SeqCst);
-                    Ok::<_, ActivityError>(0u32)
+                let step = ctx.step("s", move |_| {
+                    let calls = calls.clone();
+                    async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, ActivityError>(0u32)
+                    }
                 });
                 // The event is already buffered, so the wait (polled second) wins in the same
                 // poll in which the step finished.
@@ -492,7 +527,7 @@ fn panicking_step(calls: Arc<AtomicUsize>, early: bool) -> WorkflowFn {
         let calls = calls.clone();
         async move {
             let result: Result<u32, WorkflowError> = ctx
-                .step("explode", move || {
+                .step("explode", move |_| {
                     calls.fetch_add(1, Ordering::SeqCst);
                     if early {
                         panic!("step blew up early");

@@ -19,7 +19,7 @@ use crate::claimed::ClaimedTurns;
 use crate::lease_loop::LeaseLoop;
 use crate::registry::Workflows;
 use crate::shared::Shared;
-use crate::turn::{run_turn, TurnDecision};
+use crate::turn::{run_turn, TurnDecision, TurnDeps};
 use crate::warm::{WarmCache, WarmRun};
 
 /// What the dispatcher and the turns it runs may touch: the workflows, the turn permits, the
@@ -118,13 +118,31 @@ pub(crate) async fn run_dispatcher(dispatcher: Arc<Dispatcher>) {
     .await
 }
 
+/// A turn whose lease expired, so that another turn may hold it, or whose journal the store
+/// found moved on under it: the turn is void. Giving the lease back (refused harmlessly when it
+/// is no longer ours) lets the instance's messages be fetched at once rather than when the
+/// lease expires.
+async fn lease_lost(d: &Dispatcher, id: &str, token: duraflow_store::LeaseToken) {
+    debug!(instance_id = %id, "turn discarded: its lease was lost");
+    let now = d.shared.clock.now();
+    if let Err(e) = d.shared.store.abandon_turn(id, token, now).await {
+        debug!(instance_id = %id, error = %e, "the lease was not ours any more");
+    }
+}
+
 /// Runs one leased turn and commits it; keeps the workflow warm if it goes on, and starts the
 /// activity tasks the commit claimed.
 async fn process_turn(d: &Dispatcher, work: TurnWork) {
     let id = work.instance.id.clone();
     let execution = work.instance.execution;
     let token = work.token;
-    let (reason, retry) = match run_turn(&d.shared, &d.workflows, &d.warm, work).await {
+    let deps = TurnDeps {
+        shared: &d.shared,
+        workflows: &d.workflows,
+        warm: &d.warm,
+        committer: &d.committer,
+    };
+    let (reason, retry) = match run_turn(deps, work).await {
         TurnDecision::Commit {
             mut commit,
             finished,
@@ -181,25 +199,15 @@ async fn process_turn(d: &Dispatcher, work: TurnWork) {
                     }
                     return;
                 }
-                // The lease expired and another turn may hold it, or the store found the
-                // journal moved on under this turn: either way the turn is void. Giving the
-                // lease back (refused harmlessly when it is no longer ours) lets the instance's
-                // messages be fetched at once rather than when the lease expires.
-                Err(StoreError::LeaseLost { .. }) => {
-                    debug!(instance_id = %id, "turn discarded: its lease was lost");
-                    let now = d.shared.clock.now();
-                    if let Err(e) = d.shared.store.abandon_turn(&id, token, now).await {
-                        debug!(instance_id = %id, error = %e, "the lease was not ours any more");
-                    }
-                    return;
-                }
+                Err(StoreError::LeaseLost { .. }) => return lease_lost(d, &id, token).await,
                 Err(e) => (
                     format!("committing the turn failed: {e}"),
                     d.shared.options.store_retry_initial,
                 ),
             }
         }
-        TurnDecision::Abandon { reason } => (reason, std::time::Duration::from_secs(60)),
+        TurnDecision::Abandon { reason, retry } => (reason, retry),
+        TurnDecision::Lost => return lease_lost(d, &id, token).await,
     };
     warn!(instance_id = %id, "{reason}; the turn will be retried");
     let retry_at = d.shared.clock.now().plus(retry);

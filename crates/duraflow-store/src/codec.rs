@@ -90,6 +90,7 @@ pub fn journal_len(positions: impl IntoIterator<Item = i64>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use duraflow_core::JOURNAL_FORMAT_VERSION;
 
     #[test]
     fn journal_rows_are_checked_for_position_and_format() {
@@ -105,7 +106,13 @@ mod tests {
         assert!(err(journal_event(1, 3, 1, &data)).contains("the next one is at position 3"));
         assert!(err(journal_event(0, -1, 1, &data)).contains("position -1, which is not"));
         assert!(err(journal_event(0, 0, -1, &data)).contains("format version -1 is not"));
-        assert!(err(journal_event(0, 0, 2, &data)).contains("upgrade duraflow"));
+        assert!(err(journal_event(
+            0,
+            0,
+            JOURNAL_FORMAT_VERSION as i64 + 1,
+            &data
+        ))
+        .contains("upgrade duraflow"));
         assert!(err(journal_event(0, 0, 1, "{")).starts_with("corrupt journal event"));
         assert_eq!(journal_len([0, 1, 5]), 6);
         assert_eq!(journal_len([-4]), 0);

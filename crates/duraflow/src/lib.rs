@@ -73,16 +73,19 @@
 //! # Ok(()) }
 //! ```
 
+/// Map and parallel results and policies.
+pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemStatus};
 /// The builders and futures workflow code holds: what `ctx.activity(..)`, `ctx.step(..)`,
 /// `ctx.wait_for_event(..)` and the other operations return before they are awaited.
 pub use duraflow_core::context::{
-    ActivityCall, ChildCall, ContinueAsNew, EventWait, EventWaitFuture, OpFuture, StartChild,
-    StepFuture,
+    branch, ActivityCall, Branch, ChildCall, ChildContext, ContinueAsNew, EventWait,
+    EventWaitFuture, MapCall, OpFuture, StartChild, StepFuture,
 };
 pub use duraflow_core::{
-    check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions, Clock, Event,
-    EventKind, Failure, FailureKind, Nondeterminism, OpId, Outcome, ParentLink, Payload,
-    ReplayReport, RetryPolicy, Timestamp, Workflow, WorkflowContext, WorkflowError, WorkflowFn,
+    check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions, BatchResult,
+    Clock, CompletionConfig, CompletionReason, Event, EventKind, Failure, FailureKind,
+    Nondeterminism, OpId, Outcome, ParentLink, Payload, ReplayReport, RetryPolicy, StepContext,
+    StepSemantics, Timestamp, Workflow, WorkflowContext, WorkflowError, WorkflowFn,
     JOURNAL_FORMAT_VERSION,
 };
 pub use duraflow_core::{OpIdParseError, PayloadError};
@@ -116,9 +119,10 @@ pub mod prelude {
     pub use std::time::Duration;
 
     pub use crate::{
-        Activity, ActivityContext, ActivityError, Client, ClientError, Engine, EngineBuilder,
-        EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore,
-        RetryPolicy, RunHandle, Workflow, WorkflowContext, WorkflowError,
+        branch, Activity, ActivityContext, ActivityError, BatchResult, Client, ClientError,
+        CompletionConfig, Engine, EngineBuilder, EngineOptions, Failure, FailureKind, IfExists,
+        InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle, StepContext,
+        StepSemantics, Workflow, WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
     pub use crate::{PostgresOptions, PostgresStore};

@@ -1,7 +1,9 @@
 //! [`WorkflowContext`]: everything workflow code may do, each as a durable operation.
 
 mod activity;
+mod batch;
 mod child;
+mod child_context;
 mod continue_as_new;
 mod event_wait;
 pub(crate) mod op;
@@ -12,15 +14,17 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use futures::future::Either;
+use futures::future::{BoxFuture, Either};
 use serde::Serialize;
 
 pub use activity::ActivityCall;
+pub use batch::{branch, Branch, MapCall};
 pub use child::{ChildCall, StartChild};
+pub use child_context::ChildContext;
 pub use continue_as_new::ContinueAsNew;
 pub use event_wait::{EventWait, EventWaitFuture};
 pub use op::OpFuture;
-pub use step::StepFuture;
+pub use step::{StepContext, StepFuture, StepSemantics};
 
 use crate::error::WorkflowError;
 use crate::event::EventKind;
@@ -161,15 +165,27 @@ impl WorkflowContext {
         ActivityCall::new(self.clone(), name, Payload::encode(input))
     }
 
-    /// Runs `f` inline, in this process, and journals its result: on replay the result is read
-    /// back and `f` is not run again. The step runs at least once: if the process stops before the
-    /// turn that ran it is committed, it runs again.
-    pub fn step<'a, T, F, Fut>(&self, name: &str, f: F) -> StepFuture<'a, T, Fut>
+    /// Runs `f` inline, in this process, as a checkpointed step: on replay its recorded result
+    /// is returned and `f` is not run again. `f` gets a [`StepContext`] (operation id, attempt,
+    /// an idempotency key) and is called once per attempt.
+    ///
+    /// By default the step is at least once per attempt and makes one attempt: its result is
+    /// stored before the workflow moves past it, so only a crash while `f` runs repeats it.
+    /// Choose other durability with [`StepFuture::semantics`] and retries with
+    /// [`StepFuture::retry`].
+    pub fn step<T, F, Fut>(&self, name: &str, f: F) -> StepFuture<T, F, Fut>
     where
-        F: FnOnce() -> Fut + Send + 'a,
-        Fut: Future<Output = Result<T, crate::ActivityError>> + Send + 'a,
+        F: Fn(StepContext) -> Fut + Send,
+        Fut: Future<Output = Result<T, crate::ActivityError>> + Send,
     {
         StepFuture::new(self.clone(), name, f)
+    }
+
+    /// Tells the engine that the workflow is alive, renewing its turn's lease now rather than
+    /// at the next periodic renewal. The engine renews it on its own while steps run; call it
+    /// from long steps that block their thread, or before a long stretch of work.
+    pub fn heartbeat(&self) {
+        step::heartbeat(&self.state);
     }
 
     /// A durable timer that fires once `duration` has passed since this call, never before
@@ -200,6 +216,53 @@ impl WorkflowContext {
     /// before the wait are buffered and taken in the order they arrived.
     pub fn wait_for_event<T>(&self, name: &str) -> EventWait<T> {
         EventWait::new(self.clone(), name)
+    }
+
+    /// Runs `body` in a child context named `name`: the operations inside take ids in the
+    /// context's scope, and the body's result (or error) is journaled as one unit. Once the
+    /// context has completed, replay returns the recorded result without running the body
+    /// again. Map items and parallel branches are child contexts.
+    pub fn run_in_child_context<T, F, Fut>(&self, name: &str, body: F) -> ChildContext<T, F, Fut>
+    where
+        F: FnOnce(WorkflowContext) -> Fut + Send,
+        Fut: Future<Output = Result<T, WorkflowError>> + Send,
+    {
+        ChildContext::new(self.clone(), name, body)
+    }
+
+    /// Runs `f` for every item, each in its own child context, and returns a
+    /// [`BatchResult`](crate::BatchResult) with every item's status and result. Set a
+    /// concurrency limit with [`MapCall::max_concurrency`] and when to stop with
+    /// [`MapCall::completion`]; items start in index order. The batch is a child context named
+    /// `name`: once it has completed, replay returns its result without running any item.
+    pub fn map<I, T, F, Fut>(&self, name: &str, items: Vec<I>, f: F) -> MapCall<I, T, F>
+    where
+        F: Fn(WorkflowContext, I, usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, WorkflowError>> + Send + 'static,
+    {
+        MapCall::new(self.clone(), name, items, f)
+    }
+
+    /// Runs `branches` (made with [`branch`]), each in its own child context, as
+    /// [`WorkflowContext::map`] runs items.
+    #[allow(clippy::type_complexity)]
+    pub fn parallel<T: Send + 'static>(
+        &self,
+        name: &str,
+        branches: Vec<Branch<T>>,
+    ) -> MapCall<
+        Branch<T>,
+        T,
+        fn(WorkflowContext, Branch<T>, usize) -> BoxFuture<'static, Result<T, WorkflowError>>,
+    > {
+        fn run<T>(
+            ctx: WorkflowContext,
+            branch: Branch<T>,
+            _: usize,
+        ) -> BoxFuture<'static, Result<T, WorkflowError>> {
+            branch(ctx)
+        }
+        MapCall::new(self.clone(), name, branches, run::<T>)
     }
 
     /// Starts the workflow registered as `name` as a child and waits for its output. Cancelling

@@ -77,6 +77,7 @@ pub(crate) fn register(state: &mut State, kind: OpKind, op: &OpId, event: &Event
             state.wait_for_event(op.clone(), name)
         }
         (OpKind::DetachedChild, EventKind::ChildStarted { instance_id, .. }) => {
+            state.advance(op, "detached");
             state.ops.insert(
                 op.clone(),
                 Slot::Done(Completion::Started(instance_id.clone())),
@@ -125,6 +126,11 @@ pub(crate) fn decode_completion<T: DeserializeOwned>(
         Completion::Ok(p) => p,
         Completion::Fired => Payload::null(),
         Completion::Started(id) => Payload::encode(&id).map_err(|e| WorkflowError::Payload(e.0))?,
+        Completion::Retrying => {
+            return Err(WorkflowError::Payload(format!(
+                "{label} (op {op}) received a step's retry, which only a step takes"
+            )))
+        }
         Completion::Err(failure) => {
             return Err(match kind {
                 OpKind::Activity => WorkflowError::Activity(failure),

@@ -28,11 +28,43 @@ fn message_event(current: u32, kind: MessageKind) -> Option<EventKind> {
             OpResult::Ok(output) => EventKind::ChildCompleted { op, output },
             OpResult::Err(failure) => EventKind::ChildFailed { op, failure },
         },
-        MessageKind::Event { name, data } => EventKind::EventRaised { name, data },
+        MessageKind::Event { name, data } => EventKind::EventRaised {
+            name,
+            data,
+            taken_by: None,
+        },
         MessageKind::Cancel { reason } => EventKind::CancelRequested { reason },
         MessageKind::Terminate { reason } => EventKind::TerminateRequested { reason },
         _ => return None,
     })
+}
+
+/// What a turn delivers: the events, in order, and where each came from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Deliveries {
+    /// The events to deliver, in order.
+    pub events: Vec<EventKind>,
+    /// How many of the first `events` begin the execution (its `workflow_started` and what
+    /// its start carried over): they are delivered together, before the workflow first runs
+    /// (see [`crate::WorkflowRun::begin`]). 0 for a turn that does not begin an execution.
+    pub start_len: usize,
+    /// For each of `events` after the start, the index (in the turn's messages) of the
+    /// message it came from; increasing.
+    pub sources: Vec<usize>,
+}
+
+impl Deliveries {
+    /// How many of the turn's first messages are spent once the first `applied` events have
+    /// been delivered: every message before the one the next event comes from (all
+    /// `message_count` once every event is delivered). Start messages are spent as soon as the
+    /// start is delivered, which is always first. A checkpoint of a turn consumes the spent
+    /// messages, so that after a crash the rest is delivered again, and nothing twice.
+    pub fn spent_before(&self, applied: usize, message_count: usize) -> usize {
+        match applied.checked_sub(self.start_len) {
+            Some(i) => self.sources.get(i).copied().unwrap_or(message_count),
+            None => 0,
+        }
+    }
 }
 
 /// The events a turn delivers, in order, from the messages it took (in inbox order).
@@ -49,11 +81,12 @@ pub fn deliveries(
     instance: TurnInstance<'_>,
     begins: bool,
     messages: impl IntoIterator<Item = MessageKind>,
-) -> Vec<EventKind> {
+) -> Deliveries {
     let messages = messages.into_iter();
     let current = instance.execution;
     let mut first = Vec::new();
     let mut rest = Vec::with_capacity(messages.size_hint().0);
+    let mut sources = Vec::with_capacity(messages.size_hint().0);
     if begins {
         first.push(EventKind::WorkflowStarted {
             name: instance.name.to_owned(),
@@ -61,7 +94,7 @@ pub fn deliveries(
             parent: instance.parent.cloned(),
         });
     }
-    for kind in messages {
+    for (index, kind) in messages.enumerate() {
         match kind {
             MessageKind::Start { execution, carried } => {
                 if begins && execution == current {
@@ -72,9 +105,19 @@ pub fn deliveries(
                     );
                 }
             }
-            kind => rest.extend(message_event(current, kind)),
+            kind => {
+                if let Some(event) = message_event(current, kind) {
+                    rest.push(event);
+                    sources.push(index);
+                }
+            }
         }
     }
+    let start_len = first.len();
     first.extend(rest);
-    first
+    Deliveries {
+        events: first,
+        start_len,
+        sources,
+    }
 }

@@ -29,8 +29,8 @@ pub fn started_children(new_events: &[Event]) -> impl Iterator<Item = &str> {
 
 impl TurnPlan {
     /// Adds the side effects of the operations issued in `new_events` (the turn's new journal
-    /// events): `activity_scheduled` → a task; `timer_created` → a `timer_fired` message to the
-    /// instance itself, visible at the fire time; `child_started` → a child instance (with the
+    /// events): `activity_scheduled` → a task; `timer_created` (and a step's `step_retrying`) → a
+    /// `timer_fired` message to the instance itself, visible at the fire (retry) time; `child_started` → a child instance (with the
     /// parent link unless detached), or, when `existing` holds an instance of that id that is
     /// not this very child, a failed `child_result` to the instance instead of waiting for a
     /// result that would never come (nothing at all for a detached child).
@@ -56,13 +56,17 @@ impl TurnPlan {
                     options: options.clone(),
                     scheduled_at: ev.at,
                 }),
-                EventKind::TimerCreated { op, fire_at } => self.messages.push(NewMessage {
+                // A step's retry waits on a timer of the step's own operation.
+                EventKind::TimerCreated { op, fire_at: at }
+                | EventKind::StepRetrying {
+                    op, retry_at: at, ..
+                } => self.messages.push(NewMessage {
                     instance_id: instance.id.to_owned(),
                     kind: MessageKind::TimerFired {
                         execution: instance.execution,
                         op: op.clone(),
                     },
-                    visible_at: *fire_at,
+                    visible_at: *at,
                 }),
                 EventKind::ChildStarted {
                     op,

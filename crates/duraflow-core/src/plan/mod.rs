@@ -19,7 +19,7 @@ mod effects;
 mod outcome;
 mod unknown;
 
-pub use deliveries::deliveries;
+pub use deliveries::{deliveries, Deliveries};
 pub use effects::{started_children, ExistingInstance};
 pub use unknown::unknown_workflow;
 

@@ -47,7 +47,7 @@ fn next_execution_start(
         .map(|(name, data)| MessageKind::Event { name, data })
         .collect();
     carried.extend(undelivered.filter_map(|kind| match kind {
-        EventKind::EventRaised { name, data } => Some(MessageKind::Event { name, data }),
+        EventKind::EventRaised { name, data, .. } => Some(MessageKind::Event { name, data }),
         EventKind::CancelRequested { reason } => Some(MessageKind::Cancel { reason }),
         EventKind::TerminateRequested { reason } => Some(MessageKind::Terminate { reason }),
         _ => None,

@@ -142,12 +142,14 @@ impl WorkflowRun {
             return;
         }
         self.replayed = true;
+        let mut in_start = false;
         loop {
             if self.outcome.is_some() {
                 return;
             }
             let next = {
                 let mut s = lock(&self.state);
+                s.skip_recorded();
                 if s.pos >= s.recorded_len {
                     None
                 } else {
@@ -188,7 +190,19 @@ impl WorkflowRun {
             match next {
                 None => break,
                 Some(Err(nd)) => return self.fail_nondeterminism(nd),
-                Some(Ok(ev)) => self.apply(ev.at, ev.kind).await,
+                Some(Ok(ev)) => {
+                    let starts = matches!(ev.kind, EventKind::WorkflowStarted { .. });
+                    self.apply_only(ev.at, ev.kind);
+                    // The deliveries recorded right after the start were delivered with it,
+                    // before the code first ran (see `begin`).
+                    let start_group_goes_on = (starts || in_start)
+                        && self.outcome.is_none()
+                        && self.next_recorded_is_delivered();
+                    in_start = start_group_goes_on;
+                    if !in_start {
+                        self.run_until_blocked().await;
+                    }
+                }
             }
         }
         // Replay is over: wake what waits so that a live run starts the work only it does.
@@ -205,17 +219,87 @@ impl WorkflowRun {
     /// Appends a newly arrived event to the journal, hands it to the workflow and runs the
     /// workflow until it waits again. Returns `false`, changing nothing, when the event is not
     /// wanted (see [`WorkflowRun::wants`]). Replays first if that has not been done.
+    ///
+    /// A run that asked for a checkpoint ([`WorkflowRun::checkpoint_wanted`]) must be given it
+    /// first; delivering without it resumes the run as if the checkpoint had been taken (the
+    /// steps waiting for it get only the durability of the turn's commit).
     pub async fn deliver(&mut self, at: Timestamp, kind: EventKind) -> bool {
         self.replay().await;
+        self.resume_if_held().await;
         if !self.wants(&kind) {
             return false;
         }
-        let at = lock(&self.state).append(at, kind.clone());
-        self.apply(at, kind).await;
+        let (at, kind) = self.journal_delivery(at, kind);
+        self.apply_only(at, kind);
+        self.run_until_blocked().await;
         true
     }
 
-    async fn apply(&mut self, at: Timestamp, kind: EventKind) {
+    /// Begins the execution: delivers `workflow_started` and the events its start carried
+    /// over (see [`crate::plan::Deliveries::start_len`]) one after the other, and only then runs
+    /// the workflow. Those events were sent before the execution began, so its code sees them
+    /// as having arrived before it ran, and a turn can never stop half way through them.
+    /// Returns how many were accepted.
+    pub async fn begin(&mut self, at: Timestamp, start: Vec<EventKind>) -> usize {
+        self.replay().await;
+        self.resume_if_held().await;
+        let mut accepted = 0;
+        for kind in start {
+            if !self.wants(&kind) {
+                continue;
+            }
+            let (at, kind) = self.journal_delivery(at, kind);
+            self.apply_only(at, kind);
+            accepted += 1;
+        }
+        self.run_until_blocked().await;
+        accepted
+    }
+
+    /// Installs what a heartbeat from the workflow (`WorkflowContext::heartbeat`,
+    /// `StepContext::heartbeat`) calls: the driver renews the turn's lease.
+    pub fn on_heartbeat(&self, hook: Arc<dyn Fn() + Send + Sync>) {
+        lock(&self.state).heartbeat = Some(hook);
+    }
+
+    /// Whether the run waits for its journal so far to be made durable before it goes on: an
+    /// at-least-once step's result must be stored before the workflow moves past it, and an
+    /// at-most-once step's start before its closure runs. The driver commits
+    /// [`WorkflowRun::uncommitted_events`] (keeping the turn), calls
+    /// [`WorkflowRun::mark_committed`] and then [`WorkflowRun::resume`].
+    pub fn checkpoint_wanted(&self) -> bool {
+        self.outcome.is_none() && lock(&self.state).checkpoint_wanted
+    }
+
+    /// Goes on after a checkpoint: hands the held step result to the workflow, lets the steps
+    /// that waited for their start to be durable run, and runs until the workflow waits again
+    /// (or wants another checkpoint).
+    pub async fn resume(&mut self) {
+        lock(&self.state).checkpoint_taken();
+        self.run_until_blocked().await;
+    }
+
+    async fn resume_if_held(&mut self) {
+        if self.checkpoint_wanted() {
+            self.resume().await;
+        }
+    }
+
+    /// Appends a newly arrived event to the journal (noting the wait in a child context that
+    /// takes it); returns its time and the event as journaled.
+    fn journal_delivery(&self, at: Timestamp, mut kind: EventKind) -> (Timestamp, EventKind) {
+        let mut s = lock(&self.state);
+        s.stamp(&mut kind);
+        (s.append(at, kind.clone()), kind)
+    }
+
+    fn next_recorded_is_delivered(&self) -> bool {
+        let s = lock(&self.state);
+        s.pos < s.recorded_len && !s.event_at(s.pos).kind.is_issued()
+    }
+
+    /// Applies a delivered event without running the workflow.
+    fn apply_only(&mut self, at: Timestamp, kind: EventKind) {
         match kind {
             EventKind::WorkflowStarted {
                 name,
@@ -248,7 +332,6 @@ impl WorkflowRun {
             }
             other => lock(&self.state).apply_delivered(at, &other),
         }
-        self.run_until_blocked().await;
     }
 
     /// Polls the workflow until every branch waits for a delivery (or it ends). While inline
@@ -304,8 +387,11 @@ impl WorkflowRun {
                 continue;
             }
             // The workflow waits: deliver the result of a step that finished, one at a time, as
-            // replay delivers recorded results.
+            // replay delivers recorded results; stop for a checkpoint when one is wanted.
             let mut s = lock(&self.state);
+            if s.checkpoint_wanted {
+                return Poll::Ready(());
+            }
             if s.apply_finished_step() {
                 continue;
             }
@@ -388,6 +474,7 @@ impl WorkflowRun {
     pub fn mark_committed(&mut self) -> Vec<Event> {
         let mut s = lock(&self.state);
         self.committed_len = s.journal_len();
+        s.durable_len = self.committed_len;
         // Replay reads recorded events until it is done; a run commits only after that.
         if s.pos < s.recorded_len {
             return Vec::new();

@@ -1,14 +1,15 @@
 //! The state one execution's operations share while it is replayed and run.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
 use crate::error::{Mismatch, Nondeterminism};
-use crate::event::{Event, EventKind, ParentLink, Primitive};
+use crate::event::{Event, EventKind, ParentLink};
 use crate::failure::Failure;
 use crate::op_id::OpId;
 use crate::payload::Payload;
+use crate::primitive::{Primitive, ABANDONED};
 use crate::time::{Clock, Timestamp};
 
 /// How an operation ended, as handed to the future waiting for it.
@@ -22,6 +23,8 @@ pub(crate) enum Completion {
     Fired,
     /// A detached child was started with this instance id.
     Started(String),
+    /// An attempt of a step failed; the step retries once its backoff timer fires.
+    Retrying,
 }
 
 /// Where an operation stands.
@@ -29,7 +32,7 @@ pub(crate) enum Completion {
 pub(crate) enum Slot {
     /// Issued and waiting for its completion.
     Waiting(Option<Waker>),
-    /// Completed; the future has not taken the result yet.
+    /// Completed (or, for a step, an attempt ended); the future has not taken the result yet.
     Done(Completion),
     /// Its future was dropped before it completed; a late completion is ignored.
     Abandoned,
@@ -61,8 +64,9 @@ pub(crate) struct State {
     pub(crate) now: Timestamp,
     scope_seq: HashMap<Vec<u32>, u32>,
     pub(crate) ops: HashMap<OpId, Slot>,
-    /// The issued event type of every operation issued and not yet completed or abandoned.
-    issued_kinds: HashMap<OpId, Primitive>,
+    /// The primitive and state (a row of its transition table) of every operation issued and
+    /// not yet in a final state.
+    op_states: HashMap<OpId, (Primitive, &'static str)>,
     event_waiters: HashMap<String, VecDeque<OpId>>,
     buffered_events: HashMap<String, VecDeque<(u64, Payload)>>,
     events_seen: u64,
@@ -72,9 +76,43 @@ pub(crate) struct State {
     pub(crate) steps_running: usize,
     /// Results of inline steps that finished during a poll, oldest first. The run journals and
     /// applies each one only once the workflow waits again, exactly as replay delivers them.
-    pub(crate) finished_steps: VecDeque<EventKind>,
+    pub(crate) finished_steps: VecDeque<FinishedStep>,
+    /// Whether the run waits for its journal so far to be made durable (see
+    /// `WorkflowRun::checkpoint_wanted`).
+    pub(crate) checkpoint_wanted: bool,
+    /// How much of the journal is known to be stored: the recorded journal, then whatever the
+    /// driver has committed.
+    pub(crate) durable_len: usize,
+    /// A journaled step result that the workflow is handed only after the next checkpoint.
+    held: Option<(Timestamp, EventKind)>,
+    /// Steps waiting for the next checkpoint before their closure runs.
+    checkpoint_waiters: Vec<Waker>,
     pub(crate) continue_as_new: Option<Payload>,
     pub(crate) random_counter: u64,
+    /// What `heartbeat` calls: installed by the driver to renew the turn's lease.
+    pub(crate) heartbeat: Option<Heartbeat>,
+    /// The recorded ends of child contexts, by operation, with their positions (built when
+    /// replay first meets a context).
+    context_ends: Option<HashMap<OpId, RecordedEnd>>,
+    /// Child contexts whose recorded end replay returned without running the body: their
+    /// recorded events are passed over until the end.
+    skipped: HashSet<OpId>,
+}
+
+/// The hook a driver installs to hear a workflow's heartbeats (see
+/// `WorkflowRun::on_heartbeat`).
+pub(crate) type Heartbeat = Arc<dyn Fn() + Send + Sync>;
+
+/// A child context's recorded end: its journal position and result.
+pub(crate) type RecordedEnd = (usize, Result<Payload, Failure>);
+
+/// The result of a step attempt, waiting to be journaled and delivered.
+#[derive(Debug)]
+pub(crate) struct FinishedStep {
+    /// `step_completed`, `step_failed` or `step_retrying`.
+    pub(crate) kind: EventKind,
+    /// Whether the workflow may see it only once it is durable.
+    pub(crate) durable_first: bool,
 }
 
 /// A handle on [`State`].
@@ -111,7 +149,7 @@ impl State {
             now,
             scope_seq: HashMap::new(),
             ops: HashMap::new(),
-            issued_kinds: HashMap::new(),
+            op_states: HashMap::new(),
             event_waiters: HashMap::new(),
             buffered_events: HashMap::new(),
             events_seen: 0,
@@ -119,8 +157,15 @@ impl State {
             nondeterminism: None,
             steps_running: 0,
             finished_steps: VecDeque::new(),
+            checkpoint_wanted: false,
+            durable_len: recorded_len,
+            held: None,
+            checkpoint_waiters: Vec::new(),
             continue_as_new: None,
             random_counter: 0,
+            heartbeat: None,
+            context_ends: None,
+            skipped: HashSet::new(),
         }
     }
 
@@ -183,6 +228,7 @@ impl State {
         if self.nondeterminism.is_some() {
             return false;
         }
+        self.skip_recorded();
         if self.pos < self.recorded_len {
             let recorded = &self.event_at(self.pos).kind;
             if recorded.is_issued() && same_operation(recorded, &kind) {
@@ -221,28 +267,90 @@ impl State {
         true
     }
 
-    /// Remembers which kind of operation an id was issued as, so a completion of another kind
-    /// for it (a misrouted message) is refused.
+    /// Starts the state machine of the operation `kind` issues (or, for an operation issued
+    /// again, such as a step's next attempt, takes its row), so that only the deliveries its
+    /// table allows reach it.
+    /// An issued event that ends an operation (a child context's end) takes its row.
     fn note_issued(&mut self, kind: &EventKind) {
-        if let (Some(op), Some(primitive)) = (kind.op(), kind.issues()) {
-            self.issued_kinds.insert(op.clone(), primitive);
+        let Some(op) = kind.op() else {
+            return;
+        };
+        let Some(primitive) = kind.issues() else {
+            self.advance(op, kind.type_name());
+            return;
+        };
+        let state = match self.op_states.get(op) {
+            Some((p, from)) if *p == primitive => primitive
+                .step(from, kind.type_name())
+                .unwrap_or(primitive.initial()),
+            _ => primitive.initial(),
+        };
+        self.op_states.insert(op.clone(), (primitive, state));
+    }
+
+    /// Moves `op` along the row of its table for `event`; an operation that reaches a final
+    /// state is forgotten. Returns whether the table had the row.
+    pub(crate) fn advance(&mut self, op: &OpId, event: &str) -> bool {
+        let Some((primitive, from)) = self.op_states.get(op).copied() else {
+            return false;
+        };
+        let Some(to) = primitive.step(from, event) else {
+            return false;
+        };
+        if primitive.is_final(to) {
+            self.op_states.remove(op);
+        } else {
+            self.op_states.insert(op.clone(), (primitive, to));
         }
+        true
     }
 
     /// Journals and applies the oldest result of a step that finished while the workflow ran.
     /// Returns `false` when there is none. The result of a step whose future was dropped in the
     /// meantime is discarded, like any stale completion.
+    ///
+    /// A result that must be durable before the workflow sees it is journaled and held, and a
+    /// checkpoint is asked for; [`State::checkpoint_taken`] hands it over.
     pub(crate) fn apply_finished_step(&mut self) -> bool {
-        let Some(kind) = self.finished_steps.pop_front() else {
+        let Some(FinishedStep {
+            kind,
+            durable_first,
+        }) = self.finished_steps.pop_front()
+        else {
             return false;
         };
         if self.wants(&kind) {
             let at = self.append(self.clock_now(), kind.clone());
-            self.apply_delivered(at, &kind);
+            if durable_first {
+                self.held = Some((at, kind));
+                self.checkpoint_wanted = true;
+            } else {
+                self.apply_delivered(at, &kind);
+            }
         } else if let Some(op) = kind.op() {
             self.ops.remove(op);
         }
         true
+    }
+
+    /// Asks for a checkpoint and registers `waker` to be woken once it is taken.
+    pub(crate) fn wait_for_checkpoint(&mut self, waker: &Waker) {
+        self.checkpoint_wanted = true;
+        if !self.checkpoint_waiters.iter().any(|w| w.will_wake(waker)) {
+            self.checkpoint_waiters.push(waker.clone());
+        }
+    }
+
+    /// The journal up to `durable_len` is stored: hand over the held step result and wake the
+    /// steps that waited.
+    pub(crate) fn checkpoint_taken(&mut self) {
+        self.checkpoint_wanted = false;
+        if let Some((at, kind)) = self.held.take() {
+            self.apply_delivered(at, &kind);
+        }
+        for w in self.checkpoint_waiters.drain(..) {
+            w.wake();
+        }
     }
 
     /// Appends an event at the end of the journal and moves the cursor past it. Returns the
@@ -274,12 +382,15 @@ impl State {
             EventKind::EventRaised { .. }
             | EventKind::CancelRequested { .. }
             | EventKind::TerminateRequested { .. } => true,
-            other => match (other.op(), other.completes()) {
-                (Some(op), Some(issued)) => {
+            other => match other.op() {
+                Some(op) => {
                     matches!(self.ops.get(op), Some(Slot::Waiting(_)))
-                        && self.issued_kinds.get(op) == Some(&issued)
+                        && self
+                            .op_states
+                            .get(op)
+                            .is_some_and(|(p, state)| p.row(state, other.type_name()).is_some())
                 }
-                _ => false,
+                None => false,
             },
         }
     }
@@ -290,9 +401,9 @@ impl State {
         let Some(op) = kind.op() else {
             return "had already started (an execution starts once)".to_owned();
         };
-        match (self.ops.get(op), self.issued_kinds.get(op)) {
-            (Some(Slot::Waiting(_)), Some(issued)) => format!(
-                "issued operation {op} as {issued}, which a {} does not complete",
+        match (self.ops.get(op), self.op_states.get(op)) {
+            (Some(Slot::Waiting(_)), Some((issued, state))) => format!(
+                "issued operation {op} as {issued}, which takes no {} while {state}",
                 kind.type_name()
             ),
             (Some(Slot::Waiting(_)), None) => {
@@ -317,6 +428,9 @@ impl State {
     /// Hands a delivered event to the operation waiting for it.
     pub(crate) fn apply_delivered(&mut self, at: Timestamp, kind: &EventKind) {
         self.now = self.now.max(at);
+        if let Some(op) = kind.op() {
+            self.advance(op, kind.type_name());
+        }
         match kind {
             EventKind::ActivityCompleted { op, output }
             | EventKind::StepCompleted { op, output } => {
@@ -333,13 +447,27 @@ impl State {
                 self.open_children.remove(op);
                 self.complete(op, Completion::Err(failure.clone()))
             }
+            EventKind::StepRetrying { op, .. } => self.complete(op, Completion::Retrying),
             EventKind::TimerFired { op } => self.complete(op, Completion::Fired),
-            EventKind::EventRaised { name, data } => {
+            EventKind::EventRaised {
+                name,
+                data,
+                taken_by,
+            } => {
                 self.events_seen += 1;
                 let seq = self.events_seen;
+                if let Some(op) = taken_by {
+                    if self.skipped_scope_of(op) {
+                        // Taken by a wait in a context whose body replay does not run.
+                        return;
+                    }
+                }
                 let waiter = self.event_waiters.get_mut(name).and_then(|q| q.pop_front());
                 match waiter {
-                    Some(op) => self.complete(&op, Completion::Ok(data.clone())),
+                    Some(op) => {
+                        self.advance(&op, "event_raised");
+                        self.complete(&op, Completion::Ok(data.clone()))
+                    }
                     None => self
                         .buffered_events
                         .entry(name.clone())
@@ -356,8 +484,6 @@ impl State {
             if let Slot::Waiting(waker) = slot {
                 let waker = waker.take();
                 *slot = Slot::Done(completion);
-                // No completion is wanted for it any more (see `wants`).
-                self.issued_kinds.remove(op);
                 if let Some(w) = waker {
                     w.wake();
                 }
@@ -375,6 +501,7 @@ impl State {
             .and_then(|q| q.pop_front());
         match buffered {
             Some((_, data)) => {
+                self.advance(&op, "event_raised");
                 self.ops.insert(op, Slot::Done(Completion::Ok(data)));
             }
             None => {
@@ -389,7 +516,8 @@ impl State {
 
     /// Marks an operation whose future was dropped before completing.
     pub(crate) fn abandon(&mut self, op: &OpId) {
-        self.issued_kinds.remove(op);
+        self.advance(op, ABANDONED);
+        self.op_states.remove(op);
         if let Some(slot) = self.ops.get_mut(op) {
             match slot {
                 Slot::Waiting(_) => *slot = Slot::Abandoned,
@@ -416,6 +544,107 @@ impl State {
         all.into_iter()
             .map(|(_, n, d)| (n.clone(), d.clone()))
             .collect()
+    }
+}
+
+impl State {
+    /// Records, on an external event about to be journaled, the wait inside a child context
+    /// that will take it (see `EventKind::EventRaised::taken_by`).
+    pub(crate) fn stamp(&self, kind: &mut EventKind) {
+        if let EventKind::EventRaised { name, taken_by, .. } = kind {
+            *taken_by = self
+                .event_waiters
+                .get(name)
+                .and_then(|q| q.front())
+                .filter(|op| op.path().len() > 1)
+                .cloned();
+        }
+    }
+
+    /// The recorded end of the child context `op`, if the recorded journal has one.
+    /// (With the end's journal position.)
+    pub(crate) fn recorded_context_end(&mut self, op: &OpId) -> Option<RecordedEnd> {
+        let recorded_len = self.recorded_len;
+        let base = self.base;
+        let journal = &self.journal;
+        let ends = self.context_ends.get_or_insert_with(|| {
+            let mut ends = HashMap::new();
+            for (i, ev) in journal
+                .iter()
+                .enumerate()
+                .take(recorded_len.saturating_sub(base))
+            {
+                match &ev.kind {
+                    EventKind::ContextCompleted { op, output } => {
+                        ends.insert(op.clone(), (base + i, Ok(output.clone())));
+                    }
+                    EventKind::ContextFailed { op, failure } => {
+                        ends.insert(op.clone(), (base + i, Err(failure.clone())));
+                    }
+                    _ => {}
+                }
+            }
+            ends
+        });
+        ends.get(op).cloned()
+    }
+
+    /// Replay returns the recorded end of context `op` without running its body: pass over
+    /// the body's recorded events from now on.
+    pub(crate) fn skip_context(&mut self, op: &OpId) {
+        self.skipped.insert(op.clone());
+        self.skip_recorded();
+    }
+
+    /// Whether `op` is inside (or is the end of) a context replay skips.
+    fn skipped_scope_of(&self, op: &OpId) -> bool {
+        let path = op.path();
+        (1..path.len()).any(|n| self.skipped.contains(&OpId::from_path(&path[..n])))
+    }
+
+    /// Moves the replay cursor past recorded events of skipped contexts, with the effect each
+    /// had on what the rest of the workflow sees: a wait inside takes a buffered event as it
+    /// did when it ran, an event taken by a wait inside is taken, and the context's end closes
+    /// the skip.
+    pub(crate) fn skip_recorded(&mut self) {
+        if self.skipped.is_empty() {
+            return;
+        }
+        while self.pos < self.recorded_len {
+            let kind = &self.event_at(self.pos).kind;
+            let end_of_skipped = matches!(
+                kind,
+                EventKind::ContextCompleted { op, .. } | EventKind::ContextFailed { op, .. }
+                    if self.skipped.contains(op)
+            );
+            let inside = match kind {
+                EventKind::EventRaised {
+                    taken_by: Some(op), ..
+                } => self.skipped_scope_of(op),
+                other => other.op().is_some_and(|op| self.skipped_scope_of(op)),
+            };
+            if !end_of_skipped && !inside {
+                return;
+            }
+            let kind = kind.clone();
+            self.pos += 1;
+            match kind {
+                EventKind::ContextCompleted { op, .. } | EventKind::ContextFailed { op, .. }
+                    if end_of_skipped =>
+                {
+                    self.skipped.remove(&op);
+                }
+                EventKind::EventWaitStarted { name, .. } => {
+                    // The wait took a buffered event if there was one (else a later event
+                    // records that it took it).
+                    if let Some(q) = self.buffered_events.get_mut(&name) {
+                        q.pop_front();
+                    }
+                }
+                EventKind::EventRaised { .. } => self.events_seen += 1,
+                _ => {}
+            }
+        }
     }
 }
 

@@ -172,11 +172,19 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
             fire_at: Timestamp(t)
         }),
         op_id().prop_map(|op| EventKind::TimerFired { op }),
-        (op_id(), name()).prop_map(|(op, name)| EventKind::StepStarted { op, name }),
+        (op_id(), name()).prop_map(|(op, name)| EventKind::StepStarted {
+            op,
+            name,
+            attempt: 1
+        }),
         (op_id(), payload()).prop_map(|(op, output)| EventKind::StepCompleted { op, output }),
         (op_id(), failure()).prop_map(|(op, failure)| EventKind::StepFailed { op, failure }),
         (op_id(), name()).prop_map(|(op, name)| EventKind::EventWaitStarted { op, name }),
-        (name(), payload()).prop_map(|(name, data)| EventKind::EventRaised { name, data }),
+        (name(), payload()).prop_map(|(name, data)| EventKind::EventRaised {
+            name,
+            data,
+            taken_by: None
+        }),
         (op_id(), name(), any::<String>(), payload(), any::<bool>()).prop_map(
             |(op, name, instance_id, input, detached)| EventKind::ChildStarted {
                 op,

@@ -93,6 +93,7 @@ pub(crate) fn event_raised<T: Serialize + ?Sized>(name: &str, data: &T) -> Event
     EventKind::EventRaised {
         name: name.to_owned(),
         data: p(data),
+        taken_by: None,
     }
 }
 
@@ -156,10 +157,17 @@ impl Driver {
         driver
     }
 
-    /// Copies what the run appended into `journal` and marks it committed.
+    /// Copies what the run appended into `journal` and marks it committed, taking every
+    /// checkpoint the run asks for (as the engine commits them) until the workflow waits.
     fn sync(&mut self) {
-        self.journal.extend(self.run.uncommitted_events());
-        self.run.mark_committed();
+        loop {
+            self.journal.extend(self.run.uncommitted_events());
+            self.run.mark_committed();
+            if !self.run.checkpoint_wanted() {
+                break;
+            }
+            block_on(self.run.resume());
+        }
     }
 
     /// Delivers an event one second of engine time after the previous one. Returns whether the
@@ -263,6 +271,7 @@ pub(crate) fn auto_complete(kind: &EventKind) -> Option<EventKind> {
         EventKind::EventWaitStarted { name, .. } => Some(EventKind::EventRaised {
             name: name.clone(),
             data: p(&format!("{name}-data")),
+            taken_by: None,
         }),
         EventKind::ChildStarted {
             op,

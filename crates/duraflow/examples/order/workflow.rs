@@ -100,7 +100,7 @@ pub(crate) async fn fulfil(ctx: WorkflowContext, order: Order) -> Result<Shipmen
 /// The child workflow: prints a label inline, then books a courier.
 pub(crate) async fn ship(ctx: WorkflowContext, order_id: String) -> Result<String, WorkflowError> {
     let label: String = ctx
-        .step("print-label", || async { Ok(format!("LABEL-{order_id}")) })
+        .step("print-label", |_| async { Ok(format!("LABEL-{order_id}")) })
         .await?;
     ctx.activity("book-courier", &label).await
 }

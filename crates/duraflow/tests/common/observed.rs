@@ -25,6 +25,8 @@ pub trait Observer: Send + Sync + 'static {
     fn fetched_tasks(&self, _tasks: &[TaskWork]) {}
     /// Completions under these lease tokens ended so (in the same order).
     fn completed(&self, _tokens: &[LeaseToken], _results: &[StoreResult<Completed>]) {}
+    /// A turn's lease renewal ended so.
+    fn renewed(&self, _result: &StoreResult<Timestamp>) {}
 }
 
 /// A [`MemoryStore`] whose answers an [`Observer`] sees; it derefs to the observer.
@@ -129,7 +131,9 @@ impl<O: Observer> Store for Observed<O> {
         now: Timestamp,
         lease: Duration,
     ) -> StoreResult<Timestamp> {
-        self.inner.renew_turn(instance_id, token, now, lease).await
+        let result = self.inner.renew_turn(instance_id, token, now, lease).await;
+        self.observer.renewed(&result);
+        result
     }
     async fn release_task(
         &self,

@@ -79,7 +79,7 @@ pub(crate) async fn check(world: &World) -> Findings {
             let mut children: HashMap<&OpId, &str> = HashMap::new();
             for event in &journal {
                 match &event.kind {
-                    EventKind::EventRaised { name, data } => match data.decode::<u64>() {
+                    EventKind::EventRaised { name, data, .. } => match data.decode::<u64>() {
                         Ok(seq) => sightings
                             .entry(seq)
                             .or_default()
@@ -513,6 +513,7 @@ mod tests {
         ev(EventKind::EventRaised {
             name: "e".into(),
             data: Payload::encode(&seq).unwrap(),
+            taken_by: None,
         })
     }
 

@@ -19,7 +19,7 @@ pub(crate) async fn tour(
         .await?;
     seen.push(charged);
     let label: String = ctx
-        .step("label", || async { Ok(String::from("label-1")) })
+        .step("label", |_| async { Ok(String::from("label-1")) })
         .await?;
     seen.push(label);
     let approver: String = ctx

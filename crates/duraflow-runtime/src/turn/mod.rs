@@ -1,22 +1,26 @@
 //! One workflow turn: replay the journal, apply the new messages, and turn what the workflow
 //! did into a [`TurnCommit`]. What to deliver and what to write is planned in
 //! `duraflow_core::plan`; this module does the I/O around it (the journal, the store lookups
-//! of child ids) and fills in the commit.
+//! of child ids, the checkpoints steps ask for, the lease) and fills in the commit.
+
+mod checkpoint;
+mod commit;
+mod lease;
 
 use duraflow_core::plan::{
     deliveries, started_children, unknown_workflow, ExistingInstance, TurnInstance,
 };
-use duraflow_core::{
-    Event, Failure, FailureKind, Outcome, Timestamp, TurnEnd, TurnPlan, WorkflowRun,
-};
+use duraflow_core::{Event, Failure, FailureKind, Outcome, TurnPlan, WorkflowRun};
 use duraflow_store::{
-    InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId, StoreError, TurnCommit,
-    TurnWork,
+    Committed, InstanceInfo, Journal, LeaseToken, Message, StoreError, TurnCommit, TurnWork,
 };
 
+use crate::batcher::Batcher;
 use crate::registry::Workflows;
 use crate::shared::Shared;
 use crate::warm::WarmCache;
+use checkpoint::Checkpoints;
+use commit::{empty_commit, fill_commit};
 
 /// What to do with a fetched turn.
 pub(crate) enum TurnDecision {
@@ -28,8 +32,14 @@ pub(crate) enum TurnDecision {
         finished: bool,
         run: Option<WorkflowRun>,
     },
-    /// Give the lease back and try again later.
-    Abandon { reason: String },
+    /// Give the lease back and try again after `retry`.
+    Abandon {
+        reason: String,
+        retry: std::time::Duration,
+    },
+    /// The turn's lease was lost (a checkpoint found another turn holding it): the turn is
+    /// void and there is nothing to give back.
+    Lost,
 }
 
 /// Where a turn's workflow comes from: kept warm in memory, or to be replayed from its journal.
@@ -72,71 +82,6 @@ fn planned(instance: &InstanceInfo) -> TurnInstance<'_> {
     }
 }
 
-/// An empty commit of a turn of `instance` leased with `token`, at `now`.
-fn empty_commit(
-    instance: &InstanceInfo,
-    token: LeaseToken,
-    consumed: Vec<MessageId>,
-    now: Timestamp,
-) -> TurnCommit {
-    TurnCommit {
-        instance_id: instance.id.clone(),
-        token,
-        execution: instance.execution,
-        journal_base: 0,
-        new_events: Vec::new(),
-        consumed,
-        messages: Vec::new(),
-        new_instances: Vec::new(),
-        tasks: Vec::new(),
-        status: InstanceStatus::Running,
-        output: None,
-        failure: None,
-        continue_as_new: None,
-        claim_tasks: None,
-        keep_lease: None,
-        now,
-    }
-}
-
-/// Moves `plan` into `commit`. Returns whether the instance finished.
-fn fill_commit(commit: &mut TurnCommit, plan: TurnPlan) -> bool {
-    let TurnPlan {
-        tasks,
-        messages,
-        instances,
-        end,
-    } = plan;
-    commit.tasks = tasks;
-    commit.messages = messages;
-    commit.new_instances = instances;
-    let finished = end.is_finished();
-    commit.status = match end {
-        TurnEnd::Running => InstanceStatus::Running,
-        TurnEnd::ContinuedAsNew(input) => {
-            commit.continue_as_new = Some(input);
-            InstanceStatus::Running
-        }
-        TurnEnd::Completed(output) => {
-            commit.output = Some(output);
-            InstanceStatus::Completed
-        }
-        TurnEnd::Failed(failure) => {
-            commit.failure = Some(failure);
-            InstanceStatus::Failed
-        }
-        TurnEnd::Cancelled(failure) => {
-            commit.failure = Some(failure);
-            InstanceStatus::Cancelled
-        }
-        TurnEnd::Terminated(failure) => {
-            commit.failure = Some(failure);
-            InstanceStatus::Terminated
-        }
-    };
-    finished
-}
-
 /// The instances that already exist under the ids of the children `new_events` start (a read
 /// per child; a failed read counts as no instance).
 async fn existing_children(shared: &Shared, new_events: &[Event]) -> Vec<ExistingInstance> {
@@ -152,13 +97,27 @@ async fn existing_children(shared: &Shared, new_events: &[Event]) -> Vec<Existin
     existing
 }
 
-/// Runs one turn: the workflows it may run, the warm runs it may take, the store it reads.
-pub(crate) async fn run_turn(
-    shared: &Shared,
-    workflows: &Workflows,
-    warm: &WarmCache,
+/// What a turn may touch: the engine's shared parts, the workflows it may run, the warm runs
+/// it may take, and the commit writer its checkpoints go through.
+pub(crate) struct TurnDeps<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) workflows: &'a Workflows,
+    pub(crate) warm: &'a WarmCache,
+    pub(crate) committer: &'a Batcher<TurnCommit, Committed>,
+}
+
+/// Runs one turn, renewing its lease while it runs.
+pub(crate) async fn run_turn(deps: TurnDeps<'_>, work: TurnWork) -> TurnDecision {
+    let renewer = lease::Renewer::new(deps.shared, &work.instance.id, work.token);
+    renewer.during(run_leased_turn(deps, work, &renewer)).await
+}
+
+async fn run_leased_turn(
+    deps: TurnDeps<'_>,
     work: TurnWork,
+    renewer: &lease::Renewer<'_>,
 ) -> TurnDecision {
+    let shared = deps.shared;
     let TurnWork {
         instance,
         journal,
@@ -166,7 +125,7 @@ pub(crate) async fn run_turn(
         token,
     } = work;
     let start = match journal {
-        Ok(j) => start_of(shared, warm, &instance, j).await,
+        Ok(j) => start_of(shared, deps.warm, &instance, j).await,
         Err(e) => Err(e),
     };
     let start = match start {
@@ -174,26 +133,27 @@ pub(crate) async fn run_turn(
         Err(e) => return unreadable_journal(shared, instance, messages, token, e),
     };
     let now = shared.clock.now();
-    let consumed = messages.iter().map(|m| m.id).collect();
+    let mut checkpoints = Checkpoints::new(&messages);
     let begins = matches!(&start, Start::Replay(journal) if journal.is_empty());
-    let deliveries = deliveries(
+    let mut deliveries = deliveries(
         planned(&instance),
         begins,
         messages.into_iter().map(|m| m.kind),
     );
-    let mut commit = empty_commit(&instance, token, consumed, now);
+    let mut commit = empty_commit(&instance, token, Vec::new(), now);
     let mut plan = TurnPlan::new();
 
     let mut run = match start {
         Start::Warm(run) => run,
         Start::Replay(journal) => {
             commit.journal_base = journal.len();
-            let Some(workflow) = workflows.get(&instance.name) else {
+            let Some(workflow) = deps.workflows.get(&instance.name) else {
+                commit.consumed = checkpoints.all_consumed();
                 let outcome = unknown_workflow(
                     planned(&instance),
                     begins,
-                    &deliveries,
-                    &workflows.names(),
+                    &deliveries.events,
+                    &deps.workflows.names(),
                     shared.clock.now(),
                     &mut commit.new_events,
                 );
@@ -221,16 +181,38 @@ pub(crate) async fn run_turn(
             )
         }
     };
-    commit.journal_base = run.journal_len();
+    run.on_heartbeat(renewer.heartbeat());
     run.replay().await;
-    let mut deliveries = deliveries.into_iter();
-    while run.outcome().is_none() {
-        let Some(kind) = deliveries.next() else {
+    let start_len = deliveries.start_len;
+    let mut events = std::mem::take(&mut deliveries.events).into_iter();
+    let mut applied = 0;
+    if start_len > 0 {
+        run.begin(
+            shared.clock.now(),
+            events.by_ref().take(start_len).collect(),
+        )
+        .await;
+        applied = start_len;
+    }
+    loop {
+        if let Err(decision) = checkpoints
+            .take(&deps, &instance, token, &mut run, &deliveries, applied)
+            .await
+        {
+            return decision;
+        }
+        if run.outcome().is_some() {
+            break;
+        }
+        let Some(kind) = events.next() else {
             break;
         };
         run.deliver(shared.clock.now(), kind).await;
+        applied += 1;
     }
+    commit.consumed = checkpoints.all_consumed();
     commit.new_events = run.uncommitted_events();
+    commit.journal_base = run.journal_len() - commit.new_events.len();
     let existing = existing_children(shared, &commit.new_events).await;
     plan.schedule(planned(&instance), &commit.new_events, &existing);
     plan.end(
@@ -238,7 +220,7 @@ pub(crate) async fn run_turn(
         run.outcome().cloned(),
         run.parent(),
         run.open_children(),
-        deliveries,
+        events,
         now,
     );
     let finished = fill_commit(&mut commit, plan);
@@ -268,6 +250,7 @@ fn unreadable_journal(
                 "cannot read the journal of instance {:?}: {error}",
                 instance.id
             ),
+            retry: std::time::Duration::from_secs(60),
         };
     };
     let now = shared.clock.now();

@@ -1,0 +1,15 @@
+//! Activities: work run by a worker pool (in this process or another), retried by the worker
+//! under the activity's retry policy; the workflow sees only the final result.
+//!
+//! `activity_scheduled` → the turn creates a task; the worker's final result comes back as an
+//! `activity_result` message, delivered as `activity_completed` or `activity_failed`.
+
+use super::{Transition, ABANDONED};
+
+pub(super) const INITIAL: &str = "scheduled";
+
+pub(super) static TRANSITIONS: [Transition; 3] = [
+    Transition::new(INITIAL, "activity_completed", "completed"),
+    Transition::new(INITIAL, "activity_failed", "failed"),
+    Transition::new(INITIAL, ABANDONED, ABANDONED),
+];

@@ -1,0 +1,69 @@
+//! Building a turn's commit: an empty one, and the plan moved into it.
+
+use duraflow_core::{Timestamp, TurnEnd, TurnPlan};
+use duraflow_store::{InstanceInfo, InstanceStatus, LeaseToken, MessageId, TurnCommit};
+
+/// An empty commit of a turn of `instance` leased with `token`, at `now`.
+pub(super) fn empty_commit(
+    instance: &InstanceInfo,
+    token: LeaseToken,
+    consumed: Vec<MessageId>,
+    now: Timestamp,
+) -> TurnCommit {
+    TurnCommit {
+        instance_id: instance.id.clone(),
+        token,
+        execution: instance.execution,
+        journal_base: 0,
+        new_events: Vec::new(),
+        consumed,
+        messages: Vec::new(),
+        new_instances: Vec::new(),
+        tasks: Vec::new(),
+        status: InstanceStatus::Running,
+        output: None,
+        failure: None,
+        continue_as_new: None,
+        claim_tasks: None,
+        keep_lease: None,
+        now,
+    }
+}
+
+/// Moves `plan` into `commit`. Returns whether the instance finished.
+pub(super) fn fill_commit(commit: &mut TurnCommit, plan: TurnPlan) -> bool {
+    let TurnPlan {
+        tasks,
+        messages,
+        instances,
+        end,
+    } = plan;
+    commit.tasks = tasks;
+    commit.messages = messages;
+    commit.new_instances = instances;
+    let finished = end.is_finished();
+    commit.status = match end {
+        TurnEnd::Running => InstanceStatus::Running,
+        TurnEnd::ContinuedAsNew(input) => {
+            commit.continue_as_new = Some(input);
+            InstanceStatus::Running
+        }
+        TurnEnd::Completed(output) => {
+            commit.output = Some(output);
+            InstanceStatus::Completed
+        }
+        TurnEnd::Failed(failure) => {
+            commit.failure = Some(failure);
+            InstanceStatus::Failed
+        }
+        TurnEnd::Cancelled(failure) => {
+            commit.failure = Some(failure);
+            InstanceStatus::Cancelled
+        }
+        TurnEnd::Terminated(failure) => {
+            commit.failure = Some(failure);
+            InstanceStatus::Terminated
+        }
+    };
+    finished
+}
