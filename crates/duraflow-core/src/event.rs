@@ -17,7 +17,7 @@ use crate::time::{serde_millis, Timestamp};
 ///
 /// Version 2 added step attempts and retries (`step_started.attempt`, `step_retrying`) and
 /// child contexts (`context_started`, `context_completed`, `context_failed`,
-/// `event_raised.taken_by`); every version-1 journal reads unchanged.
+/// `event_raised.taken_by`) and `child_cancelled`; every version-1 journal reads unchanged.
 pub const JOURNAL_FORMAT_VERSION: u32 = 2;
 
 /// One journal entry. Its position in the journal is its index.
@@ -205,6 +205,16 @@ pub enum EventKind {
         /// Why.
         failure: Failure,
     },
+    /// Issued: the workflow gave up on an attached child (an `invoke` that timed out): the
+    /// child is sent a cancellation, and its result is no longer wanted.
+    ChildCancelled {
+        /// The child's operation.
+        op: OpId,
+        /// The child's instance id.
+        instance_id: String,
+        /// Why.
+        reason: String,
+    },
     /// Delivered: cancellation was requested; the execution ends as cancelled.
     CancelRequested {
         /// Why.
@@ -296,6 +306,7 @@ impl EventKind {
                 | EventKind::StepStarted { .. }
                 | EventKind::EventWaitStarted { .. }
                 | EventKind::ChildStarted { .. }
+                | EventKind::ChildCancelled { .. }
                 | EventKind::ContextStarted { .. }
                 | EventKind::ContextCompleted { .. }
                 | EventKind::ContextFailed { .. }
@@ -333,6 +344,7 @@ impl EventKind {
             | EventKind::ChildStarted { op, .. }
             | EventKind::ChildCompleted { op, .. }
             | EventKind::ChildFailed { op, .. }
+            | EventKind::ChildCancelled { op, .. }
             | EventKind::ContextStarted { op, .. }
             | EventKind::ContextCompleted { op, .. }
             | EventKind::ContextFailed { op, .. } => Some(op),
@@ -358,6 +370,7 @@ impl EventKind {
             EventKind::ChildStarted { .. } => "child_started",
             EventKind::ChildCompleted { .. } => "child_completed",
             EventKind::ChildFailed { .. } => "child_failed",
+            EventKind::ChildCancelled { .. } => "child_cancelled",
             EventKind::ContextStarted { .. } => "context_started",
             EventKind::ContextCompleted { .. } => "context_completed",
             EventKind::ContextFailed { .. } => "context_failed",

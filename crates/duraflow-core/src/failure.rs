@@ -26,6 +26,8 @@ pub enum FailureKind {
     /// An at-most-once step's attempt was interrupted: the process stopped while it ran, and
     /// it is not run again.
     StepInterrupted,
+    /// A `wait_for_condition` ran out of polls or time before its check said done.
+    ConditionExhausted,
     /// The work was cancelled.
     Cancelled,
     /// The instance was terminated.
@@ -55,6 +57,7 @@ impl fmt::Display for FailureKind {
             FailureKind::Timeout => "timeout",
             FailureKind::LeaseExpired => "lease_expired",
             FailureKind::StepInterrupted => "step_interrupted",
+            FailureKind::ConditionExhausted => "condition_exhausted",
             FailureKind::Cancelled => "cancelled",
             FailureKind::Terminated => "terminated",
             FailureKind::Nondeterminism => "nondeterminism",
@@ -148,13 +151,14 @@ mod tests {
 
     use super::*;
 
-    const ALL: [FailureKind; 15] = [
+    const ALL: [FailureKind; 16] = [
         FailureKind::Application,
         FailureKind::ActivityTerminal,
         FailureKind::RetriesExhausted,
         FailureKind::Timeout,
         FailureKind::LeaseExpired,
         FailureKind::StepInterrupted,
+        FailureKind::ConditionExhausted,
         FailureKind::Cancelled,
         FailureKind::Terminated,
         FailureKind::Nondeterminism,

@@ -173,12 +173,24 @@ fn contexts() {
     assert_eq!(again.output::<u32>(), 1);
 }
 
+/// An invoke that times out gives up on its child.
+fn cancellations() {
+    let wf = workflow_fn(|ctx: WorkflowContext, _: ()| async move {
+        ctx.invoke::<u32>("slow", &1)
+            .timeout(Duration::from_secs(5))
+            .await
+    });
+    let d = run(wf, vec![timer_fired("1")]);
+    assert_eq!(d.failure().kind, FailureKind::Timeout);
+}
+
 #[test]
 fn every_transition_of_every_primitive_is_taken() {
     completions();
     abandonments();
     steps();
     contexts();
+    cancellations();
     let untaken: Vec<String> = Primitive::ALL
         .iter()
         .flat_map(|p| p.untaken().map(move |t| format!("{p}: {t}")))

@@ -15,8 +15,8 @@ use crate::payload::{Payload, PayloadError};
 /// A child workflow to start and wait for; `.await` it for the child's output.
 #[must_use = "the child starts only when awaited"]
 pub struct ChildCall<O> {
-    ctx: WorkflowContext,
-    name: String,
+    pub(super) ctx: WorkflowContext,
+    pub(super) name: String,
     input: Result<Payload, PayloadError>,
     id: Option<String>,
     _output: PhantomData<fn() -> O>,
@@ -83,9 +83,11 @@ fn default_child_id(ctx: &WorkflowContext, op: &OpId) -> String {
     }
 }
 
-fn child_future<O>(call: ChildCall<O>, detached: bool) -> OpFuture<O> {
+/// The future of a child, with the child's instance id.
+pub(super) fn child_future_with_id<O>(call: ChildCall<O>, detached: bool) -> (OpFuture<O>, String) {
     let op = call.ctx.next_op();
     let instance_id = call.id.unwrap_or_else(|| default_child_id(&call.ctx, &op));
+    let child_id = instance_id.clone();
     let label = format!("child workflow {:?} ({instance_id})", call.name);
     let issue = call
         .input
@@ -102,7 +104,14 @@ fn child_future<O>(call: ChildCall<O>, detached: bool) -> OpFuture<O> {
     } else {
         OpKind::Child
     };
-    OpFuture::new(call.ctx.state.clone(), op, kind, label, issue)
+    (
+        OpFuture::new(call.ctx.state.clone(), op, kind, label, issue),
+        child_id,
+    )
+}
+
+fn child_future<O>(call: ChildCall<O>, detached: bool) -> OpFuture<O> {
+    child_future_with_id(call, detached).0
 }
 
 impl<O: DeserializeOwned> IntoFuture for ChildCall<O> {

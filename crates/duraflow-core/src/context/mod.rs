@@ -4,8 +4,10 @@ mod activity;
 mod batch;
 mod child;
 mod child_context;
+mod condition;
 mod continue_as_new;
 mod event_wait;
+mod invoke;
 pub(crate) mod op;
 mod step;
 
@@ -21,8 +23,10 @@ pub use activity::ActivityCall;
 pub use batch::{branch, Branch, MapCall};
 pub use child::{ChildCall, StartChild};
 pub use child_context::ChildContext;
+pub use condition::{Condition, WaitStrategy};
 pub use continue_as_new::ContinueAsNew;
 pub use event_wait::{EventWait, EventWaitFuture};
+pub use invoke::Invoke;
 pub use op::OpFuture;
 pub use step::{StepContext, StepFuture, StepSemantics};
 
@@ -263,6 +267,41 @@ impl WorkflowContext {
             branch(ctx)
         }
         MapCall::new(self.clone(), name, branches, run::<T>)
+    }
+
+    /// Checks a condition until it holds: runs `check` as a step with the current state, and
+    /// while it answers [`Condition::Continue`] waits on a durable timer as `strategy` says
+    /// and checks again with the state it returned. Returns the state of the check that
+    /// answered [`Condition::Done`]. A check that fails fails the wait (it is not retried); a
+    /// strategy that gives up fails it with kind `condition_exhausted`.
+    ///
+    /// The wait is a child context named `name`. Each check adds four journal events (the
+    /// step's start and result, the timer's creation and firing), so a wait of 1,000 checks
+    /// adds 4,000; once it has ended, replay returns its result without reading them again.
+    pub fn wait_for_condition<S, F, Fut>(
+        &self,
+        name: &str,
+        initial: S,
+        check: F,
+        strategy: WaitStrategy,
+    ) -> impl Future<Output = Result<S, WorkflowError>> + Send + 'static
+    where
+        S: Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+        F: Fn(S, StepContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Condition<S>, crate::ActivityError>> + Send + 'static,
+    {
+        let check = Arc::new(check);
+        let label = name.to_owned();
+        self.run_in_child_context(name, move |ctx: WorkflowContext| {
+            condition::poll_condition(ctx, label, initial, check, strategy)
+        })
+    }
+
+    /// Runs the workflow registered as `name` with `input` (as an attached child) and returns
+    /// its output or its error. With [`Invoke::timeout`], a target that has not finished in
+    /// time fails the call with a timeout error and is cancelled.
+    pub fn invoke<O>(&self, name: &str, input: &(impl Serialize + ?Sized)) -> Invoke<O> {
+        Invoke::new(ChildCall::new(self.clone(), name, Payload::encode(input)))
     }
 
     /// Starts the workflow registered as `name` as a child and waits for its output. Cancelling

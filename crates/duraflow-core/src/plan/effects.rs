@@ -33,7 +33,8 @@ impl TurnPlan {
     /// `timer_fired` message to the instance itself, visible at the fire (retry) time; `child_started` → a child instance (with the
     /// parent link unless detached), or, when `existing` holds an instance of that id that is
     /// not this very child, a failed `child_result` to the instance instead of waiting for a
-    /// result that would never come (nothing at all for a detached child).
+    /// result that would never come (nothing at all for a detached child); `child_cancelled` →
+    /// a cancellation to the child.
     pub fn schedule(
         &mut self,
         instance: TurnInstance<'_>,
@@ -67,6 +68,17 @@ impl TurnPlan {
                         op: op.clone(),
                     },
                     visible_at: *at,
+                }),
+                EventKind::ChildCancelled {
+                    instance_id,
+                    reason,
+                    ..
+                } => self.messages.push(NewMessage {
+                    instance_id: instance_id.clone(),
+                    kind: MessageKind::Cancel {
+                        reason: reason.clone(),
+                    },
+                    visible_at: ev.at,
                 }),
                 EventKind::ChildStarted {
                     op,

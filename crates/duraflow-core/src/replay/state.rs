@@ -277,6 +277,9 @@ impl State {
         };
         let Some(primitive) = kind.issues() else {
             self.advance(op, kind.type_name());
+            if matches!(kind, EventKind::ChildCancelled { .. }) {
+                self.open_children.remove(op);
+            }
             return;
         };
         let state = match self.op_states.get(op) {
