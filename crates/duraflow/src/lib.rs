@@ -91,8 +91,8 @@ pub use duraflow_runtime::{
     EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start, SystemClock, Wait,
 };
 pub use duraflow_store::{
-    InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore, Page, Store, StoreError,
-    StoreStats,
+    CallbackStatus, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore, Page, Store,
+    StoreError, StoreStats,
 };
 
 #[cfg(feature = "postgres")]
@@ -116,9 +116,9 @@ pub mod prelude {
     pub use std::time::Duration;
 
     pub use crate::{
-        Activity, ActivityContext, ActivityError, Client, ClientError, Engine, EngineBuilder,
-        EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore,
-        RetryPolicy, RunHandle, Workflow, WorkflowContext, WorkflowError,
+        Activity, ActivityContext, ActivityError, CallbackStatus, Client, ClientError, Engine,
+        EngineBuilder, EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter,
+        MemoryStore, RetryPolicy, RunHandle, Workflow, WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
     pub use crate::{PostgresOptions, PostgresStore};
