@@ -40,7 +40,7 @@ pub use event::{
 };
 pub use failure::{Failure, FailureKind};
 pub use message::{MessageKind, NewMessage, OpResult};
-pub use new_work::{NewInstance, NewTask};
+pub use new_work::{NewCallback, NewInstance, NewTask};
 pub use op_id::{OpId, OpIdParseError};
 pub use payload::{Payload, PayloadError};
 pub use plan::{TurnEnd, TurnPlan};

@@ -1,6 +1,6 @@
-//! Inbox messages: what instances are sent (starts, results, timer firings, external events,
-//! cancellations), as the store keeps them and a turn plans them. A turn turns the messages it
-//! takes into delivered journal events (see [`crate::plan`]).
+//! Inbox messages: what instances are sent (starts, results, timer firings, callback results,
+//! external events, cancellations), as the store keeps them and a turn plans them. A turn
+//! turns the messages it takes into delivered journal events (see [`crate::plan`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +58,22 @@ pub enum MessageKind {
         op: OpId,
         /// The result.
         result: OpResult,
+    },
+    /// An external party completed or failed a callback (see `NewCallback`).
+    CallbackResult {
+        /// The execution that opened it.
+        execution: u32,
+        /// The operation.
+        op: OpId,
+        /// The result.
+        result: OpResult,
+    },
+    /// An external party reported that a callback's work is still going on.
+    CallbackHeartbeat {
+        /// The execution that opened it.
+        execution: u32,
+        /// The operation.
+        op: OpId,
     },
     /// An external event.
     Event {

@@ -52,16 +52,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    validate_instance_id, Cache, Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken,
-    ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, Store, StoreResult, StoreStats,
-    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    validate_instance_id, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
+    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue,
+    Notifier, Page, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
-use crate::ops::{admin, commit, instances, tasks, turns, Wake};
+use crate::ops::{admin, callbacks, commit, instances, tasks, turns, Wake};
 use crate::tx::LockedTx;
 
 /// Settings for [`PostgresStore::connect_with`].
@@ -389,6 +390,19 @@ impl Store for PostgresStore {
         let mut wake = Wake::default();
         let out = tasks::release(&mut conn, id, token, &release, &self.channel, &mut wake).await;
         self.autocommit(out, wake)
+    }
+
+    async fn resolve_callback(
+        &self,
+        now: Timestamp,
+        token: &str,
+        resolution: CallbackResolution,
+    ) -> StoreResult<CallbackTarget> {
+        let mut tx = self.begin().await?;
+        let mut wake = Wake::default();
+        let out =
+            callbacks::resolve(&mut tx, now, token, resolution, &self.channel, &mut wake).await;
+        self.finish(tx, out, wake).await?
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

@@ -90,6 +90,8 @@ fn commit_of(work: &TurnWork, tasks: u32) -> TurnCommit {
         continue_as_new: None,
         claim_tasks: None,
         keep_lease: None,
+        callbacks: Vec::new(),
+        closed_callbacks: Vec::new(),
         now: T0,
     }
 }

@@ -1,4 +1,6 @@
-//! [`Client`]: start, signal, observe and clean up instances.
+//! [`Client`]: start, signal, observe and clean up instances, and resolve callbacks.
+
+mod callbacks;
 
 use std::fmt;
 use std::future::IntoFuture;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use duraflow_core::Failure;
-use duraflow_store::StoreError;
+use duraflow_store::{CallbackStatus, StoreError};
 
 /// An engine could not be built or started.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +94,32 @@ pub enum ClientError {
         /// Why.
         message: String,
     },
+    /// No open callback has the token given: it is unknown or forged, or the workflow that
+    /// opened it has finished (or continued as new).
+    #[error(
+        "no open callback has this token: it is unknown or forged, or the workflow that opened \
+         it has finished; check the token you were given"
+    )]
+    CallbackNotFound,
+    /// The callback was already completed or failed, or has timed out: it takes no further
+    /// results.
+    #[error("{}", callback_closed(*status))]
+    CallbackClosed {
+        /// How it was closed.
+        status: CallbackStatus,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The message of [`ClientError::CallbackClosed`].
+fn callback_closed(status: CallbackStatus) -> String {
+    let what = match status {
+        CallbackStatus::Completed => "has already been completed",
+        CallbackStatus::Failed => "has already been failed",
+        CallbackStatus::TimedOut => "has timed out",
+        CallbackStatus::Open => "is open",
+    };
+    format!("the callback {what}, so this result was not delivered; it takes no further results")
 }

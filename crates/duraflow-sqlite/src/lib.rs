@@ -44,13 +44,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    Cache, Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance,
-    NewMessage, NextDue, Notifier, Page, Store, StoreError, StoreResult, StoreStats,
-    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, InstanceInfo,
+    LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, Store, StoreError,
+    StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 use crate::db::Db;
-use crate::ops::{admin, instances, tasks, turns};
+use crate::ops::{admin, callbacks, instances, tasks, turns};
 
 pub use crate::open::SCHEMA_VERSION;
 
@@ -293,6 +293,18 @@ impl Store for SqliteStore {
         self.db
             .write(move |c, tx| tasks::release(c, id, token, &release, tx))
             .await
+    }
+
+    async fn resolve_callback(
+        &self,
+        now: Timestamp,
+        token: &str,
+        resolution: CallbackResolution,
+    ) -> StoreResult<CallbackTarget> {
+        let token = token.to_owned();
+        self.db
+            .write(move |c, tx| callbacks::resolve(c, now, &token, resolution, tx))
+            .await?
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

@@ -16,6 +16,7 @@ pub(crate) const APPLICATION_ID: i32 = 0x6466_6c77;
 const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_init.sql"),
     include_str!("../migrations/0002_due_index.sql"),
+    include_str!("../migrations/0003_callbacks.sql"),
 ];
 
 /// The schema version this build writes and reads (`PRAGMA user_version` of its databases).

@@ -195,6 +195,8 @@ async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
             continue_as_new: None,
             claim_tasks: None,
             keep_lease: None,
+            callbacks: Vec::new(),
+            closed_callbacks: Vec::new(),
             now: T0,
         }])
         .await
@@ -453,6 +455,8 @@ async fn the_leases_of_a_store_still_open_are_left_alone() {
         continue_as_new: None,
         claim_tasks: None,
         keep_lease: None,
+        callbacks: Vec::new(),
+        closed_callbacks: Vec::new(),
         now: Timestamp(T0.0 + 2),
     };
     let results = a.commit_turns(vec![commit]).await.unwrap();

@@ -2,6 +2,8 @@
 
 use duraflow_core::EventDecodeError;
 
+use crate::types::CallbackStatus;
+
 /// An error from a store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -36,6 +38,18 @@ pub enum StoreError {
     /// The instance is still running, so the operation (such as purge) is refused.
     #[error("instance {0:?} is still running: cancel or terminate it first")]
     InstanceRunning(String),
+    /// No open callback has this token.
+    #[error(
+        "no open callback has this token: it is unknown, forged, or its workflow has finished \
+         (or moved on to a new execution)"
+    )]
+    CallbackNotFound,
+    /// The callback has already been resolved or has timed out; this resolution is refused.
+    #[error("{}", callback_closed(*status))]
+    CallbackClosed {
+        /// How it was closed.
+        status: CallbackStatus,
+    },
     /// A stored journal event could not be read.
     #[error(
         "instance {instance_id:?}, execution {execution}, journal position {position}: {error}"
@@ -83,3 +97,14 @@ impl StoreError {
 
 /// `Result` with [`StoreError`].
 pub type StoreResult<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The message of [`StoreError::CallbackClosed`].
+fn callback_closed(status: CallbackStatus) -> String {
+    let what = match status {
+        CallbackStatus::Open => "is still open",
+        CallbackStatus::Completed => "has already completed",
+        CallbackStatus::Failed => "has already failed",
+        CallbackStatus::TimedOut => "has timed out",
+    };
+    format!("the callback {what}; it takes no further results")
+}

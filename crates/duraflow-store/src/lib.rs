@@ -16,11 +16,12 @@ pub use error::{StoreError, StoreResult};
 pub use journal_cache::JournalCache;
 pub use memory::MemoryStore;
 pub use notify::Notifier;
-pub use rules::check_commit;
+pub use rules::{callback_outcome, callback_token_taken, check_commit};
 pub use store::{Cache, IntoStore, Store};
 pub use types::{
-    validate_instance_id, Committed, Completed, CreateOutcome, InstanceInfo, InstanceStatus,
-    Journal, LeaseToken, ListFilter, Message, MessageId, MessageKind, NewInstance, NewMessage,
-    NewTask, NextDue, OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId, TaskRelease,
-    TaskWork, TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
+    validate_instance_id, CallbackResolution, CallbackStatus, CallbackTarget, Committed, Completed,
+    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, ListFilter, Message,
+    MessageId, MessageKind, NewCallback, NewInstance, NewMessage, NewTask, NextDue, OpResult, Page,
+    StoreStats, TaskClaim, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    MAX_INSTANCE_ID_LEN,
 };

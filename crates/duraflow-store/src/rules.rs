@@ -1,10 +1,15 @@
 //! Rules every store applies the same way to what it is asked to write, kept here once so that
 //! each store only adds what its own data needs.
 
-use duraflow_core::EventKind;
+use std::collections::HashSet;
+
+use duraflow_core::{EventKind, OpId};
 
 use crate::error::{StoreError, StoreResult};
-use crate::types::{validate_instance_id, InstanceStatus, TurnCommit};
+use crate::types::{
+    validate_instance_id, CallbackResolution, CallbackStatus, InstanceStatus, MessageKind,
+    NewCallback, OpResult, TurnCommit,
+};
 
 /// Refuses a checkpoint ([`TurnCommit::keep_lease`]) that would end the turn's execution: a
 /// turn that keeps its lease goes on running, so it can neither finish nor continue as new.
@@ -58,5 +63,80 @@ pub fn check_commit(commit: &TurnCommit) -> StoreResult<()> {
     for child in &commit.new_instances {
         validate_instance_id(&child.id)?;
     }
+    check_callbacks(commit)
+}
+
+/// Refuses callbacks a commit cannot open or close: one for another instance or execution, one
+/// without a token, a token used twice, or a "closing" to `Open`.
+fn check_callbacks(commit: &TurnCommit) -> StoreResult<()> {
+    let refuse = |what: String| {
+        Err(StoreError::Invalid(format!(
+            "a turn of instance {:?} was refused: {what}. Nothing was written; this is a bug in \
+             the engine that made the commit, please report it",
+            commit.instance_id
+        )))
+    };
+    let mut tokens = HashSet::new();
+    for cb in &commit.callbacks {
+        if cb.instance_id != commit.instance_id || cb.execution != commit.execution {
+            return refuse(format!(
+                "it opens callback {:?} (operation {}) for instance {:?}, execution {}, not its own \
+                 execution {}",
+                cb.name, cb.op, cb.instance_id, cb.execution, commit.execution
+            ));
+        }
+        if cb.token.trim().is_empty() {
+            return refuse(format!(
+                "callback {:?} (operation {}) has no token",
+                cb.name, cb.op
+            ));
+        }
+        if !tokens.insert(cb.token.as_str()) {
+            return refuse(format!("two callbacks share a token (operation {})", cb.op));
+        }
+    }
+    if let Some((op, _)) = commit
+        .closed_callbacks
+        .iter()
+        .find(|(_, status)| *status == CallbackStatus::Open)
+    {
+        return refuse(format!("it closes the callback of operation {op} as open"));
+    }
     Ok(())
+}
+
+/// What resolving an open callback of `execution`'s operation `op` does: its new status and the
+/// message that goes to its instance's inbox.
+pub fn callback_outcome(
+    execution: u32,
+    op: OpId,
+    resolution: CallbackResolution,
+) -> (CallbackStatus, MessageKind) {
+    let (status, result) = match resolution {
+        CallbackResolution::Complete(value) => (CallbackStatus::Completed, OpResult::Ok(value)),
+        CallbackResolution::Fail(failure) => (CallbackStatus::Failed, OpResult::Err(failure)),
+        CallbackResolution::Heartbeat => {
+            return (
+                CallbackStatus::Open,
+                MessageKind::CallbackHeartbeat { execution, op },
+            )
+        }
+    };
+    let message = MessageKind::CallbackResult {
+        execution,
+        op,
+        result,
+    };
+    (status, message)
+}
+
+/// The refusal of a commit that opens a callback whose token another callback holds (each
+/// store checks this against its own data).
+pub fn callback_token_taken(instance_id: &str, cb: &NewCallback) -> StoreError {
+    StoreError::Invalid(format!(
+        "a turn of instance {instance_id:?} was refused: the token of its callback {:?} \
+         (operation {}) is taken by another callback. Tokens must be unguessable and unique; \
+         nothing was written",
+        cb.name, cb.op
+    ))
 }

@@ -10,9 +10,9 @@ use crate::error::StoreResult;
 use crate::journal_cache::JournalCache;
 use crate::notify::Notifier;
 use crate::types::{
-    Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance,
-    NewMessage, NextDue, Page, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
-    TurnCommit, TurnWork,
+    CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, InstanceInfo,
+    LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page, StoreStats, TaskCompletion,
+    TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 /// The caller's warm journals, if it keeps any (see [`JournalCache`]).
@@ -41,8 +41,9 @@ pub type Cache<'a> = Option<&'a Arc<dyn JournalCache>>;
 ///   the new instance's first turn to the creator, so work that stays in one process skips a
 ///   fetch; a claim is granted only where a fetch would have leased the work, and a store may
 ///   grant none.
-/// - **Finished instances** take no more messages: their inbox and tasks are deleted when they
-///   finish, and messages later sent to them are dropped (`send` reports it).
+/// - **Finished instances** take no more messages: their inbox, tasks and callbacks are deleted
+///   when they finish, and messages later sent to them are dropped (`send` reports it). A
+///   continue-as-new deletes the callbacks of the executions before it.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The backend's name, for diagnostics (`memory`, `sqlite`, `postgres`).
@@ -154,6 +155,23 @@ pub trait Store: Send + Sync + 'static {
         token: LeaseToken,
         release: TaskRelease,
     ) -> StoreResult<()>;
+
+    /// Resolves the open callback with `token`, atomically: `Complete`/`Fail` close it
+    /// (`Completed`/`Failed`) and put a [`crate::MessageKind::CallbackResult`] in its instance's
+    /// inbox, visible at `now`; `Heartbeat` leaves it open and puts a
+    /// [`crate::MessageKind::CallbackHeartbeat`] there. Waiters are woken as for
+    /// [`Store::send`]. Returns what it reached.
+    ///
+    /// `CallbackNotFound` (nothing changes) when no open callback has the token: unknown,
+    /// forged, or its instance finished, was purged or continued as new. `CallbackClosed`
+    /// (nothing changes) when it was already closed; one whose `timeout_at` is not after `now`
+    /// is closed as `TimedOut` here and refused the same way.
+    async fn resolve_callback(
+        &self,
+        now: Timestamp,
+        token: &str,
+        resolution: CallbackResolution,
+    ) -> StoreResult<CallbackTarget>;
 
     /// When delayed work next becomes visible (or a lease next expires), after `now`.
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue>;

@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Event, Failure, OpId, ParentLink, Payload, Timestamp};
-pub use duraflow_core::{MessageKind, NewInstance, NewMessage, NewTask, OpResult};
+pub use duraflow_core::{MessageKind, NewCallback, NewInstance, NewMessage, NewTask, OpResult};
 use serde::{Deserialize, Serialize};
 
 use crate::error::StoreError;
@@ -346,8 +346,95 @@ pub struct TurnCommit {
     /// a checkpointed turn runs out, the instance is due again, even with an empty inbox, so
     /// that another turn resumes it from the checkpointed journal.
     pub keep_lease: Option<Duration>,
+    /// Callbacks to open, for this instance's current execution; an external party resolves
+    /// one with [`crate::Store::resolve_callback`].
+    pub callbacks: Vec<NewCallback>,
+    /// Callbacks of this instance's current execution that the turn settled itself (it timed
+    /// them out), closed with the given status so that later resolutions are refused. Only
+    /// open callbacks change.
+    pub closed_callbacks: Vec<(OpId, CallbackStatus)>,
     /// When the commit happens.
     pub now: Timestamp,
+}
+
+/// The state of a callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallbackStatus {
+    /// Waiting for its result.
+    Open,
+    /// An external party completed it.
+    Completed,
+    /// An external party failed it.
+    Failed,
+    /// It timed out (its deadline passed, or its turn timed it out).
+    TimedOut,
+}
+
+impl CallbackStatus {
+    /// Every status.
+    pub const ALL: [CallbackStatus; 4] = [
+        CallbackStatus::Open,
+        CallbackStatus::Completed,
+        CallbackStatus::Failed,
+        CallbackStatus::TimedOut,
+    ];
+
+    /// The status as stored (`open`, `completed`, `failed`, `timed_out`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallbackStatus::Open => "open",
+            CallbackStatus::Completed => "completed",
+            CallbackStatus::Failed => "failed",
+            CallbackStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
+impl fmt::Display for CallbackStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for CallbackStatus {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CallbackStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "unknown callback status {s:?}: expected one of open, completed, failed, \
+                     timed_out"
+                ))
+            })
+    }
+}
+
+/// What an external party reports for a callback.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CallbackResolution {
+    /// It completed with this value.
+    Complete(Payload),
+    /// It failed.
+    Fail(Failure),
+    /// Its work is still going on; the callback stays open.
+    Heartbeat,
+}
+
+/// The callback a resolution reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallbackTarget {
+    /// The instance that waits for it.
+    pub instance_id: String,
+    /// The execution that opened it.
+    pub execution: u32,
+    /// The operation.
+    pub op: OpId,
+    /// Its name.
+    pub name: String,
 }
 
 /// Which instances to list.
@@ -381,6 +468,8 @@ pub struct StoreStats {
     pub messages: u64,
     /// Activity tasks waiting or running.
     pub tasks: u64,
+    /// Open callbacks.
+    pub callbacks: u64,
 }
 
 /// When the next delayed work becomes visible, for a dispatcher deciding how long to sleep.

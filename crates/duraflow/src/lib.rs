@@ -94,8 +94,8 @@ pub use duraflow_runtime::{
     EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start, SystemClock, Wait,
 };
 pub use duraflow_store::{
-    InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore, Page, Store, StoreError,
-    StoreStats,
+    CallbackStatus, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore, Page, Store,
+    StoreError, StoreStats,
 };
 
 #[cfg(feature = "postgres")]
@@ -119,10 +119,10 @@ pub mod prelude {
     pub use std::time::Duration;
 
     pub use crate::{
-        branch, Activity, ActivityContext, ActivityError, BatchResult, Client, ClientError,
-        CompletionConfig, Engine, EngineBuilder, EngineOptions, Failure, FailureKind, IfExists,
-        InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle, StepContext,
-        StepSemantics, Workflow, WorkflowContext, WorkflowError,
+        branch, Activity, ActivityContext, ActivityError, BatchResult, CallbackStatus, Client,
+        ClientError, CompletionConfig, Engine, EngineBuilder, EngineOptions, Failure,
+        FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle,
+        StepContext, StepSemantics, Workflow, WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
     pub use crate::{PostgresOptions, PostgresStore};

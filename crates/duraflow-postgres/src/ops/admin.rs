@@ -74,6 +74,7 @@ pub(crate) async fn purge(conn: &mut PgConnection, id: &str) -> OpResult<bool> {
                 "DELETE FROM events WHERE instance_id = $1",
                 "DELETE FROM messages WHERE instance_id = $1",
                 "DELETE FROM tasks WHERE instance_id = $1",
+                "DELETE FROM callbacks WHERE instance_id = $1",
                 "DELETE FROM instances WHERE id = $1",
             ] {
                 sqlx::query(sql).bind(id).execute(&mut *conn).await?;
@@ -103,10 +104,14 @@ pub(crate) async fn stats(conn: &mut PgConnection) -> OpResult<StoreStats> {
     let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
         .fetch_one(&mut *conn)
         .await?;
+    let callbacks: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks WHERE status = 'open'")
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(StoreStats {
         instances,
         messages: messages as u64,
         tasks: tasks as u64,
+        callbacks: callbacks as u64,
     })
 }
 

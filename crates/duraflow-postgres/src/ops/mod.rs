@@ -21,6 +21,7 @@
 //! fails after writing fails the whole transaction.
 
 pub(crate) mod admin;
+pub(crate) mod callbacks;
 pub(crate) mod commit;
 pub(crate) mod instances;
 pub(crate) mod tasks;

@@ -26,6 +26,8 @@ pub(super) fn empty_commit(
         continue_as_new: None,
         claim_tasks: None,
         keep_lease: None,
+        callbacks: Vec::new(),
+        closed_callbacks: Vec::new(),
         now,
     }
 }

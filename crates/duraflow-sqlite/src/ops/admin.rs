@@ -80,6 +80,7 @@ pub(crate) fn purge(conn: &Connection, id: &str) -> SqlResult<bool> {
                 "DELETE FROM events WHERE instance_id = ?1",
                 "DELETE FROM messages WHERE instance_id = ?1",
                 "DELETE FROM tasks WHERE instance_id = ?1",
+                "DELETE FROM callbacks WHERE instance_id = ?1",
                 "DELETE FROM instances WHERE id = ?1",
             ] {
                 conn.prepare_cached(sql)?.execute([id])?;
@@ -115,6 +116,7 @@ pub(crate) fn stats(conn: &Connection) -> SqlResult<StoreStats> {
         instances,
         messages: count("SELECT count(*) FROM messages")?,
         tasks: count("SELECT count(*) FROM tasks")?,
+        callbacks: count("SELECT count(*) FROM callbacks WHERE status = 'open'")?,
     })
 }
 

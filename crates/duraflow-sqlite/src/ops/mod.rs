@@ -1,6 +1,7 @@
 //! The store's operations as SQL, each run inside a transaction by the caller.
 
 pub(crate) mod admin;
+pub(crate) mod callbacks;
 pub(crate) mod instances;
 pub(crate) mod tasks;
 pub(crate) mod turns;

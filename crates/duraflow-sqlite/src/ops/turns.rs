@@ -11,6 +11,7 @@ use duraflow_store::{
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::callbacks;
 use super::instances::{self, insert_message, not_found};
 use crate::codec::{event_data, from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Tx;
@@ -238,6 +239,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         return Err(lease_lost(id).into());
     }
     check_commit(c)?;
+    callbacks::check_new(conn, c)?;
 
     insert_events(conn, id, execution, c.journal_base, &c.new_events)?;
     {
@@ -266,6 +268,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
             tx.wake.turns = true;
         }
     }
+    callbacks::apply(conn, c)?;
 
     let (new_execution, input) = match &c.continue_as_new {
         Some(input) => (execution + 1, Some(input.as_json().to_owned())),
@@ -284,8 +287,11 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
             .execute([id])?;
         conn.prepare_cached("DELETE FROM tasks WHERE instance_id = ?1")?
             .execute([id])?;
+        callbacks::drop_before(conn, id, None)?;
         committed.tasks.clear();
         tx.wake.instances = true;
+    } else if c.continue_as_new.is_some() {
+        callbacks::drop_before(conn, id, Some(new_execution))?;
     }
     let (earliest, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(visible_at), min(id) FROM messages WHERE instance_id = ?1")?

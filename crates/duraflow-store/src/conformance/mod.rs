@@ -1,7 +1,8 @@
 //! The conformance suite every [`Store`] must pass.
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
-//! by topic: [`instances`], [`turns`], [`checkpoints`], [`tasks`], [`claims`] and [`admin`]. A backend runs the whole suite
+//! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`], [`claims`]
+//! and [`admin`]. A backend runs the whole suite
 //! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
@@ -21,6 +22,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test suite")]
 
 pub mod admin;
+pub mod callbacks;
 pub mod checkpoints;
 pub mod claims;
 pub mod instances;
@@ -144,6 +146,17 @@ macro_rules! conformance_tests {
                 a_checkpointed_turn_whose_lease_runs_out_is_redone,
                 renew_turn_extends_the_lease,
                 renew_turn_fences_stale_tokens_and_unknown_instances,
+            ]
+            callbacks [
+                completing_a_callback_posts_its_result,
+                failing_a_callback_posts_an_error,
+                an_unknown_token_is_not_found,
+                a_callback_past_its_timeout_is_refused,
+                callbacks_closed_by_a_turn_are_refused,
+                a_heartbeat_keeps_the_callback_open,
+                callbacks_of_a_finished_instance_are_not_found,
+                continue_as_new_drops_the_old_executions_callbacks,
+                refused_commits_open_no_callbacks,
             ]
             claims [
                 warm_journals_are_left_unread,
@@ -318,6 +331,8 @@ pub(crate) fn commit_of(work: &TurnWork, now: Timestamp) -> TurnCommit {
         continue_as_new: None,
         claim_tasks: None,
         keep_lease: None,
+        callbacks: Vec::new(),
+        closed_callbacks: Vec::new(),
         now,
     }
 }
@@ -420,6 +435,7 @@ mod tests {
             ("admin", include_str!("admin.rs")),
             ("claims", include_str!("claims.rs")),
             ("checkpoints", include_str!("checkpoints.rs")),
+            ("callbacks", include_str!("callbacks.rs")),
         ];
         let mut defined = Vec::new();
         for (module, source) in sources {

@@ -14,9 +14,9 @@ use crate::notify::Notifier;
 use crate::store::Cache;
 use crate::store::Store;
 use crate::types::{
-    Committed, Completed, CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance,
-    NewMessage, NextDue, Page, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
-    TurnCommit, TurnWork,
+    CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, InstanceInfo,
+    LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page, StoreStats, TaskCompletion,
+    TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 use self::state::{State, Wake};
@@ -165,6 +165,15 @@ impl Store for MemoryStore {
         release: TaskRelease,
     ) -> StoreResult<()> {
         self.with_state(|s, w| s.release_task(id, token, release, w))
+    }
+
+    async fn resolve_callback(
+        &self,
+        now: Timestamp,
+        token: &str,
+        resolution: CallbackResolution,
+    ) -> StoreResult<CallbackTarget> {
+        self.with_state(|s, w| s.resolve_callback(now, token, resolution, w))
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

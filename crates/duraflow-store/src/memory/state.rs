@@ -6,6 +6,7 @@
 //! `task_due` orders tasks by when they can next be fetched (their visibility, or their lease's
 //! expiry while leased).
 
+mod callbacks;
 mod commit;
 mod reads;
 mod tasks;
@@ -107,6 +108,8 @@ struct Instance {
     due: Option<DueKey>,
     /// Its activity tasks.
     tasks: BTreeSet<TaskId>,
+    /// The tokens of its callbacks.
+    callbacks: BTreeSet<String>,
 }
 
 impl Instance {
@@ -167,6 +170,8 @@ pub(super) struct State {
     tasks: BTreeMap<TaskId, Task>,
     /// Tasks by when they can next be fetched.
     task_due: BTreeSet<(Timestamp, TaskId)>,
+    /// Callbacks by token.
+    callbacks: BTreeMap<String, callbacks::Callback>,
     last_message: i64,
     last_task: i64,
     last_token: i64,
@@ -273,6 +278,7 @@ impl State {
                 committed_with: LeaseToken(0),
                 due: None,
                 tasks: BTreeSet::new(),
+                callbacks: BTreeSet::new(),
             },
         );
         self.deliver(&id, MessageKind::start(1), created_at);

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use duraflow::crates::store::{
-    Cache, Committed, Completed, CreateOutcome, LeaseToken, NewInstance, NewMessage, NextDue,
-    Notifier, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit,
-    TurnWork,
+    Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, LeaseToken,
+    NewInstance, NewMessage, NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use duraflow::{Event, InstanceInfo, ListFilter, MemoryStore, Page, Store, Timestamp};
 
@@ -134,6 +134,14 @@ impl<O: Observer> Store for Observed<O> {
         let result = self.inner.renew_turn(instance_id, token, now, lease).await;
         self.observer.renewed(&result);
         result
+    }
+    async fn resolve_callback(
+        &self,
+        now: Timestamp,
+        token: &str,
+        resolution: CallbackResolution,
+    ) -> StoreResult<CallbackTarget> {
+        self.inner.resolve_callback(now, token, resolution).await
     }
     async fn release_task(
         &self,

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use duraflow::crates::store::{
-    Cache, Committed, Completed, CreateOutcome, LeaseToken, NewInstance, NewMessage, NextDue,
-    Notifier, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit,
-    TurnWork,
+    Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, LeaseToken,
+    NewInstance, NewMessage, NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use duraflow::{Event, InstanceInfo, ListFilter, Page, Store, StoreError, Timestamp};
 use tracing::debug;
@@ -257,6 +257,15 @@ impl Store for FaultStore {
         lease: Duration,
     ) -> StoreResult<Timestamp> {
         self.write(self.inner.renew_turn(instance_id, token, now, lease))
+            .await
+    }
+    async fn resolve_callback(
+        &self,
+        now: Timestamp,
+        token: &str,
+        resolution: CallbackResolution,
+    ) -> StoreResult<CallbackTarget> {
+        self.write(self.inner.resolve_callback(now, token, resolution))
             .await
     }
     async fn release_task(

@@ -6,13 +6,14 @@ use std::collections::{HashMap, HashSet};
 
 use duraflow_core::{Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    check_commit, Committed, InstanceStatus, LeaseToken, NewInstance, StoreError, StoreResult,
-    TaskId, TaskWork, TurnCommit,
+    callback_token_taken, check_commit, Committed, InstanceStatus, LeaseToken, NewInstance,
+    StoreError, StoreResult, TaskId, TaskWork, TurnCommit,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use self::writes::Writes;
+use super::callbacks;
 use super::instances::{insert_children, not_found};
 use super::turns::lease_lost;
 use super::{Wake, OPEN};
@@ -155,15 +156,23 @@ pub(crate) async fn commit_batch(
     let mut results: Vec<StoreResult<Committed>> = Vec::with_capacity(commits.len());
     let mut accepted: Vec<&TurnCommit> = Vec::new();
     let mut committing: HashMap<&str, InstanceStatus> = HashMap::new();
+    let taken = callbacks::taken_tokens(conn, commits).await?;
+    let mut opened: HashSet<&str> = HashSet::new();
     for c in commits {
         let refused = if committing.contains_key(c.instance_id.as_str()) {
             Some(lease_lost(&c.instance_id))
         } else {
-            refusal(c, locked.get(&c.instance_id))
+            refusal(c, locked.get(&c.instance_id)).or_else(|| {
+                c.callbacks
+                    .iter()
+                    .find(|cb| taken.contains(&cb.token) || opened.contains(cb.token.as_str()))
+                    .map(|cb| callback_token_taken(&c.instance_id, cb))
+            })
         };
         match refused {
             Some(e) => results.push(Err(e)),
             None => {
+                opened.extend(c.callbacks.iter().map(|cb| cb.token.as_str()));
                 committing.insert(&c.instance_id, final_status(c));
                 accepted.push(c);
                 results.push(Ok(Committed::default()));
@@ -347,6 +356,7 @@ pub(crate) async fn commit_batch(
     .bind(&w.keep_until)
     .fetch_one(&mut *conn)
     .await?;
+    callbacks::apply(conn, &accepted).await?;
     let n: i64 = row.try_get("committed")?;
     if usize::try_from(n).ok() != Some(accepted.len()) {
         return Err(StoreError::Other(format!(

@@ -35,7 +35,8 @@ impl State {
             // Someone else extended the journal since this turn read it.
             return Err(instance_lease_lost(id));
         }
-        crate::rules::check_commit(commit)
+        crate::rules::check_commit(commit)?;
+        self.check_new_callbacks(commit)
     }
 
     pub(in crate::memory) fn commit_turn(
@@ -61,6 +62,8 @@ impl State {
             continue_as_new,
             claim_tasks,
             keep_lease,
+            callbacks,
+            closed_callbacks,
             now,
         } = commit;
 
@@ -113,6 +116,9 @@ impl State {
             }
         }
 
+        self.open_callbacks(callbacks);
+        self.close_callbacks(&instance_id, execution, &closed_callbacks);
+
         // A checkpoint's journal is named by a token never issued to a lease: no cache holds
         // it as it is now (the turn's own run has moved on), so it is read again if the turn
         // dies.
@@ -154,12 +160,17 @@ impl State {
             wake.turns = true;
         }
         refresh(&mut self.due, inst);
+        let execution = inst.info.execution;
         if finished {
             let tasks = std::mem::take(&mut inst.tasks);
             for id in tasks {
                 self.remove_task(id);
             }
             committed.tasks.clear();
+            self.drop_callbacks(&instance_id, None);
+        } else {
+            // After a continue-as-new, the callbacks of the executions before it go.
+            self.drop_callbacks(&instance_id, Some(execution));
         }
         Ok(committed)
     }

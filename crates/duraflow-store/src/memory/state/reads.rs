@@ -92,6 +92,9 @@ impl State {
             for task in inst.tasks {
                 self.remove_task(task);
             }
+            for token in inst.callbacks {
+                self.callbacks.remove(&token);
+            }
             if let Some(key) = inst.due {
                 self.due.remove(&(key, inst.info.id));
             }
@@ -115,6 +118,7 @@ impl State {
             instances,
             messages: self.instances.values().map(|i| i.inbox.len() as u64).sum(),
             tasks: self.tasks.len() as u64,
+            callbacks: self.open_callback_count(),
         }
     }
 }
