@@ -23,6 +23,9 @@ pub enum WorkflowError {
     Step(Failure),
     /// A child workflow failed, was cancelled or was terminated.
     Child(Failure),
+    /// A callback failed: its external party said so, or it timed out. The failure carries
+    /// the external party's code and message verbatim.
+    Callback(Failure),
     /// A child context's body (a map item, a parallel branch) failed; the failure is the
     /// body's own, as recorded.
     Context(Failure),
@@ -51,7 +54,9 @@ impl fmt::Display for WorkflowError {
             WorkflowError::Activity(failure) => write!(f, "activity failed: {failure}"),
             WorkflowError::Step(failure) => write!(f, "step failed: {failure}"),
             WorkflowError::Child(failure) => write!(f, "child workflow failed: {failure}"),
-            WorkflowError::Context(failure) => write!(f, "{failure}"),
+            WorkflowError::Context(failure) | WorkflowError::Callback(failure) => {
+                write!(f, "{failure}")
+            }
             WorkflowError::Timeout(m) => write!(f, "timed out: {m}"),
             WorkflowError::Cancelled => f.write_str("cancelled"),
             WorkflowError::Nondeterminism(nd) => write!(f, "{nd}"),
@@ -97,9 +102,10 @@ impl WorkflowError {
     /// How this error is recorded in the journal and the instance's status.
     pub fn to_failure(&self) -> Failure {
         match self {
-            WorkflowError::Activity(f) | WorkflowError::Step(f) | WorkflowError::Context(f) => {
-                f.clone()
-            }
+            WorkflowError::Activity(f)
+            | WorkflowError::Step(f)
+            | WorkflowError::Context(f)
+            | WorkflowError::Callback(f) => f.clone(),
             WorkflowError::Child(f) => {
                 let mut out = f.clone();
                 if !matches!(f.kind, FailureKind::Cancelled | FailureKind::Terminated) {

@@ -17,7 +17,8 @@ use crate::time::{serde_millis, Timestamp};
 ///
 /// Version 2 added step attempts and retries (`step_started.attempt`, `step_retrying`) and
 /// child contexts (`context_started`, `context_completed`, `context_failed`,
-/// `event_raised.taken_by`) and `child_cancelled`; every version-1 journal reads unchanged.
+/// `event_raised.taken_by`), `child_cancelled` and callbacks (`callback_created`,
+/// `callback_completed`, `callback_failed`, `callback_heartbeat`); every version-1 journal reads unchanged.
 pub const JOURNAL_FORMAT_VERSION: u32 = 2;
 
 /// One journal entry. Its position in the journal is its index.
@@ -205,6 +206,50 @@ pub enum EventKind {
         /// Why.
         failure: Failure,
     },
+    /// Issued: a callback was opened: an operation that an external party completes, fails
+    /// or keeps alive by presenting `token` (see `Client::complete_callback`).
+    CallbackCreated {
+        /// The operation.
+        op: OpId,
+        /// The callback's name.
+        name: String,
+        /// The unguessable token that identifies the instance, execution and operation.
+        token: String,
+        /// When it times out, if it does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_at: Option<Timestamp>,
+        /// The longest it may go without a completion or a heartbeat, if limited.
+        #[serde(
+            default,
+            with = "serde_millis::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        heartbeat_timeout: Option<Duration>,
+    },
+    /// Delivered: an external party completed a callback.
+    CallbackCompleted {
+        /// The operation.
+        op: OpId,
+        /// The value it sent.
+        output: Payload,
+    },
+    /// Delivered: a callback failed: the external party said so, or it timed out (kind
+    /// `timeout`, code `callback_timed_out` or `callback_heartbeat_timed_out`).
+    CallbackFailed {
+        /// The operation.
+        op: OpId,
+        /// Why.
+        failure: Failure,
+    },
+    /// Delivered: an external party reported that a callback's work is still going on; the
+    /// heartbeat deadline moves to `next_deadline`.
+    CallbackHeartbeat {
+        /// The operation.
+        op: OpId,
+        /// The new heartbeat deadline (recorded by the run as it journals the heartbeat).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_deadline: Option<Timestamp>,
+    },
     /// Issued: the workflow gave up on an attached child (an `invoke` that timed out): the
     /// child is sent a cancellation, and its result is no longer wanted.
     ChildCancelled {
@@ -276,6 +321,7 @@ impl EventKind {
             EventKind::EventWaitStarted { .. } => Primitive::EventWait,
             EventKind::ChildStarted { .. } => Primitive::Child,
             EventKind::ContextStarted { .. } => Primitive::Context,
+            EventKind::CallbackCreated { .. } => Primitive::Callback,
             _ => return None,
         })
     }
@@ -292,6 +338,9 @@ impl EventKind {
             | EventKind::StepFailed { .. }
             | EventKind::StepRetrying { .. } => Primitive::Step,
             EventKind::ChildCompleted { .. } | EventKind::ChildFailed { .. } => Primitive::Child,
+            EventKind::CallbackCompleted { .. }
+            | EventKind::CallbackFailed { .. }
+            | EventKind::CallbackHeartbeat { .. } => Primitive::Callback,
             _ => return None,
         })
     }
@@ -307,6 +356,7 @@ impl EventKind {
                 | EventKind::EventWaitStarted { .. }
                 | EventKind::ChildStarted { .. }
                 | EventKind::ChildCancelled { .. }
+                | EventKind::CallbackCreated { .. }
                 | EventKind::ContextStarted { .. }
                 | EventKind::ContextCompleted { .. }
                 | EventKind::ContextFailed { .. }
@@ -345,6 +395,10 @@ impl EventKind {
             | EventKind::ChildCompleted { op, .. }
             | EventKind::ChildFailed { op, .. }
             | EventKind::ChildCancelled { op, .. }
+            | EventKind::CallbackCreated { op, .. }
+            | EventKind::CallbackCompleted { op, .. }
+            | EventKind::CallbackFailed { op, .. }
+            | EventKind::CallbackHeartbeat { op, .. }
             | EventKind::ContextStarted { op, .. }
             | EventKind::ContextCompleted { op, .. }
             | EventKind::ContextFailed { op, .. } => Some(op),
@@ -371,6 +425,10 @@ impl EventKind {
             EventKind::ChildCompleted { .. } => "child_completed",
             EventKind::ChildFailed { .. } => "child_failed",
             EventKind::ChildCancelled { .. } => "child_cancelled",
+            EventKind::CallbackCreated { .. } => "callback_created",
+            EventKind::CallbackCompleted { .. } => "callback_completed",
+            EventKind::CallbackFailed { .. } => "callback_failed",
+            EventKind::CallbackHeartbeat { .. } => "callback_heartbeat",
             EventKind::ContextStarted { .. } => "context_started",
             EventKind::ContextCompleted { .. } => "context_completed",
             EventKind::ContextFailed { .. } => "context_failed",
@@ -391,7 +449,8 @@ impl EventKind {
             | EventKind::EventWaitStarted { name, .. }
             | EventKind::EventRaised { name, .. }
             | EventKind::ChildStarted { name, .. }
-            | EventKind::ContextStarted { name, .. } => Some(name),
+            | EventKind::ContextStarted { name, .. }
+            | EventKind::CallbackCreated { name, .. } => Some(name),
             _ => None,
         }
     }

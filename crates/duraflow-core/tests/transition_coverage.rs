@@ -184,6 +184,39 @@ fn cancellations() {
     assert_eq!(d.failure().kind, FailureKind::Timeout);
 }
 
+/// Callbacks complete, fail, take a heartbeat, and are dropped while open.
+fn callbacks() {
+    let wf = workflow_fn(|ctx: WorkflowContext, _: ()| async move {
+        let a: u32 = ctx
+            .callback("a")
+            .heartbeat_timeout(Duration::from_secs(60))
+            .await?;
+        let _ = ctx.callback::<u32>("b").await;
+        let open = ctx.callback::<u32>("c");
+        let _ = open.token();
+        drop(open);
+        Ok::<_, WorkflowError>(a)
+    });
+    let d = run(
+        wf,
+        vec![
+            EventKind::CallbackHeartbeat {
+                op: op("0"),
+                next_deadline: None,
+            },
+            EventKind::CallbackCompleted {
+                op: op("0"),
+                output: p(&5u32),
+            },
+            EventKind::CallbackFailed {
+                op: op("1"),
+                failure: Failure::new(FailureKind::Application, "no"),
+            },
+        ],
+    );
+    assert_eq!(d.output::<u32>(), 5);
+}
+
 #[test]
 fn every_transition_of_every_primitive_is_taken() {
     completions();
@@ -191,6 +224,7 @@ fn every_transition_of_every_primitive_is_taken() {
     steps();
     contexts();
     cancellations();
+    callbacks();
     let untaken: Vec<String> = Primitive::ALL
         .iter()
         .flat_map(|p| p.untaken().map(move |t| format!("{p}: {t}")))

@@ -2,6 +2,7 @@
 
 mod activity;
 mod batch;
+mod callback;
 mod child;
 mod child_context;
 mod condition;
@@ -21,6 +22,7 @@ use serde::Serialize;
 
 pub use activity::ActivityCall;
 pub use batch::{branch, Branch, MapCall};
+pub use callback::{Callback, CallbackFuture};
 pub use child::{ChildCall, StartChild};
 pub use child_context::ChildContext;
 pub use condition::{Condition, WaitStrategy};
@@ -294,6 +296,47 @@ impl WorkflowContext {
         let label = name.to_owned();
         self.run_in_child_context(name, move |ctx: WorkflowContext| {
             condition::poll_condition(ctx, label, initial, check, strategy)
+        })
+    }
+
+    /// A callback named `name`: an operation that an external party completes with a `T`
+    /// (`Client::complete_callback`), fails (`Client::fail_callback`) or keeps alive
+    /// (`Client::heartbeat_callback`) by presenting its token ([`Callback::token`]). Awaiting it
+    /// waits for the value; a completion that arrives earlier is kept. Set limits with
+    /// [`Callback::timeout`] and [`Callback::heartbeat_timeout`].
+    pub fn callback<T>(&self, name: &str) -> Callback<T> {
+        Callback::new(self.clone(), name)
+    }
+
+    /// Opens a callback named `name`, runs `submit` as a step with its token (to hand the token
+    /// to the outside world), then waits for the callback, all in a child context of that
+    /// name. A submitter that fails fails the wait without the callback completing.
+    pub fn wait_for_callback<T, F, Fut>(
+        &self,
+        name: &str,
+        submit: F,
+        timeout: Option<Duration>,
+        heartbeat_timeout: Option<Duration>,
+    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static
+    where
+        T: Serialize + serde::de::DeserializeOwned + Send + 'static,
+        F: Fn(String, StepContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), crate::ActivityError>> + Send + 'static,
+    {
+        let label = name.to_owned();
+        let submit = Arc::new(submit);
+        self.run_in_child_context(name, move |ctx: WorkflowContext| async move {
+            let mut cb = ctx.callback::<T>(&label);
+            if let Some(t) = timeout {
+                cb = cb.timeout(t);
+            }
+            if let Some(h) = heartbeat_timeout {
+                cb = cb.heartbeat_timeout(h);
+            }
+            let token = cb.token();
+            ctx.step("submit", move |step| submit(token.clone(), step))
+                .await?;
+            cb.await
         })
     }
 

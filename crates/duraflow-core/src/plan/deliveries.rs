@@ -28,6 +28,20 @@ fn message_event(current: u32, kind: MessageKind) -> Option<EventKind> {
             OpResult::Ok(output) => EventKind::ChildCompleted { op, output },
             OpResult::Err(failure) => EventKind::ChildFailed { op, failure },
         },
+        MessageKind::CallbackResult {
+            execution,
+            op,
+            result,
+        } if execution == current => match result {
+            OpResult::Ok(output) => EventKind::CallbackCompleted { op, output },
+            OpResult::Err(failure) => EventKind::CallbackFailed { op, failure },
+        },
+        MessageKind::CallbackHeartbeat { execution, op } if execution == current => {
+            EventKind::CallbackHeartbeat {
+                op,
+                next_deadline: None,
+            }
+        }
         MessageKind::Event { name, data } => EventKind::EventRaised {
             name,
             data,

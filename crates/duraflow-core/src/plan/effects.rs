@@ -2,8 +2,8 @@
 //! that carry them out.
 
 use crate::{
-    Event, EventKind, Failure, FailureKind, MessageKind, NewInstance, NewMessage, NewTask,
-    OpResult, ParentLink,
+    Event, EventKind, Failure, FailureKind, MessageKind, NewCallback, NewInstance, NewMessage,
+    NewTask, OpId, OpResult, ParentLink, Timestamp,
 };
 
 use super::{TurnInstance, TurnPlan};
@@ -28,13 +28,27 @@ pub fn started_children(new_events: &[Event]) -> impl Iterator<Item = &str> {
 }
 
 impl TurnPlan {
+    /// A `timer_fired` message for `op` to the instance itself, visible at `at`.
+    fn timer(&mut self, instance: TurnInstance<'_>, op: &OpId, at: Timestamp) {
+        self.messages.push(NewMessage {
+            instance_id: instance.id.to_owned(),
+            kind: MessageKind::TimerFired {
+                execution: instance.execution,
+                op: op.clone(),
+            },
+            visible_at: at,
+        });
+    }
+
     /// Adds the side effects of the operations issued in `new_events` (the turn's new journal
     /// events): `activity_scheduled` → a task; `timer_created` (and a step's `step_retrying`) → a
     /// `timer_fired` message to the instance itself, visible at the fire (retry) time; `child_started` → a child instance (with the
     /// parent link unless detached), or, when `existing` holds an instance of that id that is
     /// not this very child, a failed `child_result` to the instance instead of waiting for a
     /// result that would never come (nothing at all for a detached child); `child_cancelled` →
-    /// a cancellation to the child.
+    /// a cancellation to the child; `callback_created` → the callback's token registered, and
+    /// timers of its operation at its timeout and first heartbeat deadline; a journaled
+    /// heartbeat → a timer at its new deadline; a callback timed out → its token closed.
     pub fn schedule(
         &mut self,
         instance: TurnInstance<'_>,
@@ -61,14 +75,41 @@ impl TurnPlan {
                 EventKind::TimerCreated { op, fire_at: at }
                 | EventKind::StepRetrying {
                     op, retry_at: at, ..
-                } => self.messages.push(NewMessage {
-                    instance_id: instance.id.to_owned(),
-                    kind: MessageKind::TimerFired {
+                } => self.timer(instance, op, *at),
+                EventKind::CallbackCreated {
+                    op,
+                    name,
+                    token,
+                    timeout_at,
+                    heartbeat_timeout,
+                } => {
+                    self.callbacks.push(NewCallback {
+                        token: token.clone(),
+                        instance_id: instance.id.to_owned(),
                         execution: instance.execution,
                         op: op.clone(),
-                    },
-                    visible_at: *at,
-                }),
+                        name: name.clone(),
+                        timeout_at: *timeout_at,
+                        created_at: ev.at,
+                    });
+                    let deadlines = [*timeout_at, heartbeat_timeout.map(|h| ev.at.plus_ceil(h))];
+                    for at in deadlines.into_iter().flatten() {
+                        self.timer(instance, op, at);
+                    }
+                }
+                EventKind::CallbackHeartbeat {
+                    op,
+                    next_deadline: Some(at),
+                } => self.timer(instance, op, *at),
+                EventKind::CallbackFailed { op, failure }
+                    if failure.kind == FailureKind::Timeout
+                        && failure
+                            .code
+                            .as_deref()
+                            .is_some_and(|c| c.starts_with("callback_")) =>
+                {
+                    self.timed_out_callbacks.push(op.clone())
+                }
                 EventKind::ChildCancelled {
                     instance_id,
                     reason,

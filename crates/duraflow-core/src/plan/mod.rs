@@ -23,7 +23,7 @@ pub use deliveries::{deliveries, Deliveries};
 pub use effects::{started_children, ExistingInstance};
 pub use unknown::unknown_workflow;
 
-use crate::{Failure, NewInstance, NewMessage, NewTask, ParentLink, Payload};
+use crate::{Failure, NewCallback, NewInstance, NewMessage, NewTask, OpId, ParentLink, Payload};
 
 /// The instance a turn runs, as the planner needs it.
 #[derive(Clone, Copy, Debug)]
@@ -52,6 +52,10 @@ pub struct TurnPlan {
     pub messages: Vec<NewMessage>,
     /// Child instances to create, one per `child_started` whose id is free.
     pub instances: Vec<NewInstance>,
+    /// Callbacks to open (register their tokens), one per `callback_created`.
+    pub callbacks: Vec<NewCallback>,
+    /// Callbacks that timed out in this turn: their tokens are refused from now on.
+    pub timed_out_callbacks: Vec<OpId>,
     /// How the execution stands after the turn.
     pub end: TurnEnd,
 }

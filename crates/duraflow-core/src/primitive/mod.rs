@@ -15,6 +15,7 @@
 //! [`Primitive`].
 
 mod activity;
+mod callback;
 mod child;
 pub(crate) mod context;
 mod event_wait;
@@ -90,17 +91,21 @@ pub enum Primitive {
     /// A child context: `context_started`, ended by its body's `context_completed` or
     /// `context_failed`.
     Context,
+    /// A callback: `callback_created`, resolved by `callback_completed`/`callback_failed`,
+    /// kept alive by `callback_heartbeat`.
+    Callback,
 }
 
 impl Primitive {
     /// Every primitive.
-    pub const ALL: [Primitive; 6] = [
+    pub const ALL: [Primitive; 7] = [
         Primitive::Activity,
         Primitive::Timer,
         Primitive::Step,
         Primitive::EventWait,
         Primitive::Child,
         Primitive::Context,
+        Primitive::Callback,
     ];
 
     /// The type name of the issued event that starts an operation of this primitive.
@@ -112,6 +117,7 @@ impl Primitive {
             Primitive::EventWait => "event_wait_started",
             Primitive::Child => "child_started",
             Primitive::Context => "context_started",
+            Primitive::Callback => "callback_created",
         }
     }
 
@@ -124,6 +130,7 @@ impl Primitive {
             Primitive::EventWait => event_wait::INITIAL,
             Primitive::Child => child::INITIAL,
             Primitive::Context => context::INITIAL,
+            Primitive::Callback => callback::INITIAL,
         }
     }
 
@@ -136,6 +143,7 @@ impl Primitive {
             Primitive::EventWait => &event_wait::TRANSITIONS,
             Primitive::Child => &child::TRANSITIONS,
             Primitive::Context => &context::TRANSITIONS,
+            Primitive::Callback => &callback::TRANSITIONS,
         }
     }
 

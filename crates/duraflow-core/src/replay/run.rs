@@ -226,6 +226,9 @@ impl WorkflowRun {
     pub async fn deliver(&mut self, at: Timestamp, kind: EventKind) -> bool {
         self.replay().await;
         self.resume_if_held().await;
+        let Some(kind) = lock(&self.state).interpret(at, kind) else {
+            return false;
+        };
         if !self.wants(&kind) {
             return false;
         }
@@ -245,6 +248,9 @@ impl WorkflowRun {
         self.resume_if_held().await;
         let mut accepted = 0;
         for kind in start {
+            let Some(kind) = lock(&self.state).interpret(at, kind) else {
+                continue;
+            };
             if !self.wants(&kind) {
                 continue;
             }
@@ -289,7 +295,7 @@ impl WorkflowRun {
     /// takes it); returns its time and the event as journaled.
     fn journal_delivery(&self, at: Timestamp, mut kind: EventKind) -> (Timestamp, EventKind) {
         let mut s = lock(&self.state);
-        s.stamp(&mut kind);
+        s.stamp(at, &mut kind);
         (s.append(at, kind.clone()), kind)
     }
 

@@ -97,6 +97,18 @@ pub(crate) struct State {
     /// Child contexts whose recorded end replay returned without running the body: their
     /// recorded events are passed over until the end.
     skipped: HashSet<OpId>,
+    /// The deadlines of open callbacks.
+    pub(crate) callbacks: HashMap<OpId, CallbackDeadlines>,
+}
+
+/// When an open callback times out.
+#[derive(Clone, Debug)]
+pub(crate) struct CallbackDeadlines {
+    pub(crate) name: String,
+    pub(crate) timeout_at: Option<Timestamp>,
+    pub(crate) heartbeat_timeout: Option<std::time::Duration>,
+    /// When the last heartbeat (or the creation) was journaled.
+    pub(crate) last_beat: Timestamp,
 }
 
 /// The hook a driver installs to hear a workflow's heartbeats (see
@@ -166,6 +178,7 @@ impl State {
             heartbeat: None,
             context_ends: None,
             skipped: HashSet::new(),
+            callbacks: HashMap::new(),
         }
     }
 
@@ -451,6 +464,19 @@ impl State {
                 self.complete(op, Completion::Err(failure.clone()))
             }
             EventKind::StepRetrying { op, .. } => self.complete(op, Completion::Retrying),
+            EventKind::CallbackCompleted { op, output } => {
+                self.callbacks.remove(op);
+                self.complete(op, Completion::Ok(output.clone()))
+            }
+            EventKind::CallbackFailed { op, failure } => {
+                self.callbacks.remove(op);
+                self.complete(op, Completion::Err(failure.clone()))
+            }
+            EventKind::CallbackHeartbeat { op, .. } => {
+                if let Some(cb) = self.callbacks.get_mut(op) {
+                    cb.last_beat = at.max(cb.last_beat);
+                }
+            }
             EventKind::TimerFired { op } => self.complete(op, Completion::Fired),
             EventKind::EventRaised {
                 name,
@@ -551,9 +577,17 @@ impl State {
 }
 
 impl State {
-    /// Records, on an external event about to be journaled, the wait inside a child context
-    /// that will take it (see `EventKind::EventRaised::taken_by`).
-    pub(crate) fn stamp(&self, kind: &mut EventKind) {
+    /// Records on a delivery about to be journaled (at `at`) what replay must know of it: the
+    /// wait inside a child context that will take an external event (see
+    /// `EventKind::EventRaised::taken_by`), a callback heartbeat's new deadline.
+    pub(crate) fn stamp(&self, at: Timestamp, kind: &mut EventKind) {
+        if let EventKind::CallbackHeartbeat { op, next_deadline } = kind {
+            *next_deadline = self
+                .callbacks
+                .get(op)
+                .and_then(|cb| cb.heartbeat_timeout)
+                .map(|h| at.max(self.now).plus_ceil(h));
+        }
         if let EventKind::EventRaised { name, taken_by, .. } = kind {
             *taken_by = self
                 .event_waiters
@@ -648,6 +682,45 @@ impl State {
                 _ => {}
             }
         }
+    }
+}
+
+impl State {
+    /// What a timer firing for a callback's operation means at `at`: the callback timed out
+    /// (the event to journal instead), or the timer is stale (`None`: a heartbeat moved the
+    /// deadline, or the callback is resolved) and is dropped. Other deliveries are kept as
+    /// they are.
+    pub(crate) fn interpret(&self, at: Timestamp, kind: EventKind) -> Option<EventKind> {
+        let EventKind::TimerFired { op } = &kind else {
+            return Some(kind);
+        };
+        if self.op_states.get(op).map(|(p, _)| *p) != Some(Primitive::Callback) {
+            return Some(kind);
+        }
+        let cb = self.callbacks.get(op)?;
+        let at = at.max(self.now);
+        let (code, message) = if cb.timeout_at.is_some_and(|t| at >= t) {
+            (
+                "callback_timed_out",
+                format!("callback {:?} timed out", cb.name),
+            )
+        } else if let Some(h) = cb
+            .heartbeat_timeout
+            .filter(|h| at >= cb.last_beat.plus_ceil(*h))
+        {
+            (
+                "callback_heartbeat_timed_out",
+                format!("callback {:?} had no heartbeat for {h:?}", cb.name),
+            )
+        } else {
+            return None;
+        };
+        Some(EventKind::CallbackFailed {
+            op: op.clone(),
+            failure: Failure::new(crate::FailureKind::Timeout, message)
+                .with_code(Some(code.to_owned()))
+                .at(format!("callback {:?}", cb.name), op),
+        })
     }
 }
 

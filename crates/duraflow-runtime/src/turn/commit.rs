@@ -1,7 +1,9 @@
 //! Building a turn's commit: an empty one, and the plan moved into it.
 
 use duraflow_core::{Timestamp, TurnEnd, TurnPlan};
-use duraflow_store::{InstanceInfo, InstanceStatus, LeaseToken, MessageId, TurnCommit};
+use duraflow_store::{
+    CallbackStatus, InstanceInfo, InstanceStatus, LeaseToken, MessageId, TurnCommit,
+};
 
 /// An empty commit of a turn of `instance` leased with `token`, at `now`.
 pub(super) fn empty_commit(
@@ -38,11 +40,18 @@ pub(super) fn fill_commit(commit: &mut TurnCommit, plan: TurnPlan) -> bool {
         tasks,
         messages,
         instances,
+        callbacks,
+        timed_out_callbacks,
         end,
     } = plan;
     commit.tasks = tasks;
     commit.messages = messages;
     commit.new_instances = instances;
+    commit.callbacks = callbacks;
+    commit.closed_callbacks = timed_out_callbacks
+        .into_iter()
+        .map(|op| (op, CallbackStatus::TimedOut))
+        .collect();
     let finished = end.is_finished();
     commit.status = match end {
         TurnEnd::Running => InstanceStatus::Running,
