@@ -437,6 +437,40 @@ pub struct CallbackTarget {
     pub name: String,
 }
 
+impl TurnCommit {
+    /// A commit of the turn `work` at `now` that consumes every message the turn came with and
+    /// changes nothing else: no new events (appended after the journal as read, or at 0 for a
+    /// cached journal, whose length only the caller knows), status `running`, nothing created,
+    /// the lease released. Fill in what the turn did.
+    pub fn consuming(work: &TurnWork, now: Timestamp) -> TurnCommit {
+        TurnCommit {
+            instance_id: work.instance.id.clone(),
+            token: work.token,
+            execution: work.instance.execution,
+            journal_base: work
+                .journal
+                .as_ref()
+                .ok()
+                .and_then(Journal::events)
+                .map_or(0, <[Event]>::len),
+            new_events: Vec::new(),
+            consumed: work.messages.iter().map(|m| m.id).collect(),
+            messages: Vec::new(),
+            new_instances: Vec::new(),
+            tasks: Vec::new(),
+            status: InstanceStatus::Running,
+            output: None,
+            failure: None,
+            continue_as_new: None,
+            claim_tasks: None,
+            keep_lease: None,
+            callbacks: Vec::new(),
+            closed_callbacks: Vec::new(),
+            now,
+        }
+    }
+}
+
 /// Which instances to list.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ListFilter {
