@@ -344,7 +344,9 @@ pub struct TurnCommit {
     /// A checkpoint must leave the status `Running` and must not continue as new; a store
     /// refuses one that does (`StoreError::Invalid`) and writes nothing of it. If the lease of
     /// a checkpointed turn runs out, the instance is due again, even with an empty inbox, so
-    /// that another turn resumes it from the checkpointed journal.
+    /// that another turn resumes it from the checkpointed journal (likewise when the turn is
+    /// abandoned). Submit a turn's next commit after its checkpoint's result: a batch applies
+    /// one commit per instance (PostgreSQL refuses a second one as `LeaseLost`).
     pub keep_lease: Option<Duration>,
     /// Callbacks to open, for this instance's current execution; an external party resolves
     /// one with [`crate::Store::resolve_callback`].

@@ -253,3 +253,25 @@ pub async fn renew_turn_fences_stale_tokens_and_unknown_instances(store: Arc<dyn
         other => panic!("expected NotFound, got {other:?}"),
     }
 }
+
+/// A checkpointed turn that is abandoned is redone at `retry_at`, even though the checkpoint
+/// consumed its whole inbox; an abandoned turn that consumed nothing is too, as always.
+pub async fn a_checkpointed_turn_that_is_abandoned_is_redone(store: Arc<dyn Store>) {
+    let work = first_turn(&*store, "a").await;
+    let mut first = checkpoint(&work, at(1), 0, vec![started(1)]);
+    first.consumed = work.messages.iter().map(|m| m.id).collect();
+    commit(&*store, first).await.unwrap();
+    store.abandon_turn("a", work.token, at(500)).await.unwrap();
+    assert!(!fetched(&*store, "a", at(499)).await);
+
+    let redo = turn_of(&*store, "a", at(500)).await;
+    assert!(redo.messages.is_empty());
+    assert_eq!(journal_len(&redo), 1);
+    let mut done = commit_of(&redo, at(501));
+    done.new_events = vec![event(2)];
+    commit(&*store, done).await.unwrap();
+    assert!(
+        !fetched(&*store, "a", at(10 * LEASE_MS)).await,
+        "once a turn commits, an empty inbox leaves nothing due"
+    );
+}

@@ -144,6 +144,7 @@ macro_rules! conformance_tests {
                 a_checkpoint_that_ends_the_execution_is_refused,
                 a_checkpoint_consumes_only_its_messages,
                 a_checkpointed_turn_whose_lease_runs_out_is_redone,
+                a_checkpointed_turn_that_is_abandoned_is_redone,
                 renew_turn_extends_the_lease,
                 renew_turn_fences_stale_tokens_and_unknown_instances,
             ]

@@ -143,6 +143,7 @@ impl State {
             return Ok(committed);
         }
         inst.lease = None;
+        inst.redo = false;
         inst.committed_with = token;
         if let Some(input) = continue_as_new {
             inst.info.execution += 1;
@@ -236,6 +237,7 @@ impl State {
         let (inst, due) = self.leased(instance_id, token, None)?;
         inst.lease = None;
         inst.not_before = Some(retry_at);
+        inst.redo = true;
         refresh(due, inst);
         wake.turns = true;
         Ok(())
