@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use duraflow_core::{ActivityOptions, OpId, Payload, Timestamp};
 use duraflow_store::{
-    Completed, InstanceStatus, MessageKind, NewInstance, NewMessage, NewTask, OpResult, Store,
-    TaskCompletion, TurnCommit, TurnWork,
+    Completed, MessageKind, NewInstance, NewMessage, NewTask, OpResult, Store, TaskCompletion,
+    TurnCommit, TurnWork,
 };
 use sqlx::postgres::PgRow;
 use tokio::task::JoinHandle;
@@ -65,14 +65,7 @@ const LATER: Timestamp = Timestamp(T0.0 + 2 * 30_000);
 /// A commit of `work` that consumes every message it came with and schedules `tasks`.
 fn commit_of(work: &TurnWork, tasks: u32) -> TurnCommit {
     TurnCommit {
-        instance_id: work.instance.id.clone(),
-        token: work.token,
-        execution: work.instance.execution,
         journal_base: 0,
-        new_events: Vec::new(),
-        consumed: work.messages.iter().map(|m| m.id).collect(),
-        messages: Vec::new(),
-        new_instances: Vec::new(),
         tasks: (1..=tasks)
             .map(|seq| NewTask {
                 instance_id: work.instance.id.clone(),
@@ -84,15 +77,7 @@ fn commit_of(work: &TurnWork, tasks: u32) -> TurnCommit {
                 scheduled_at: T0,
             })
             .collect(),
-        status: InstanceStatus::Running,
-        output: None,
-        failure: None,
-        continue_as_new: None,
-        claim_tasks: None,
-        keep_lease: None,
-        callbacks: Vec::new(),
-        closed_callbacks: Vec::new(),
-        now: T0,
+        ..TurnCommit::consuming(work, T0)
     }
 }
 

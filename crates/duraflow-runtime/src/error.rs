@@ -103,7 +103,7 @@ pub enum ClientError {
     CallbackNotFound,
     /// The callback was already completed or failed, or has timed out: it takes no further
     /// results.
-    #[error("{}", callback_closed(*status))]
+    #[error("{}", StoreError::CallbackClosed { status: *status })]
     CallbackClosed {
         /// How it was closed.
         status: CallbackStatus,
@@ -111,15 +111,4 @@ pub enum ClientError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// The message of [`ClientError::CallbackClosed`].
-fn callback_closed(status: CallbackStatus) -> String {
-    let what = match status {
-        CallbackStatus::Completed => "has already been completed",
-        CallbackStatus::Failed => "has already been failed",
-        CallbackStatus::TimedOut => "has timed out",
-        CallbackStatus::Open => "is open",
-    };
-    format!("the callback {what}, so this result was not delivered; it takes no further results")
 }

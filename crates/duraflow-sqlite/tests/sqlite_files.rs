@@ -180,24 +180,9 @@ async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
     ];
     store
         .commit_turns(vec![TurnCommit {
-            instance_id: id.into(),
-            token: work.token,
-            execution: 1,
             journal_base: 0,
             new_events: events,
-            consumed: work.messages.iter().map(|m| m.id).collect(),
-            messages: vec![],
-            new_instances: vec![],
-            tasks: vec![],
-            status: InstanceStatus::Running,
-            output: None,
-            failure: None,
-            continue_as_new: None,
-            claim_tasks: None,
-            keep_lease: None,
-            callbacks: Vec::new(),
-            closed_callbacks: Vec::new(),
-            now: T0,
+            ..TurnCommit::consuming(&work, T0)
         }])
         .await
         .unwrap()
@@ -440,24 +425,8 @@ async fn the_leases_of_a_store_still_open_are_left_alone() {
         .unwrap()
         .is_empty());
     let commit = TurnCommit {
-        instance_id: "held".into(),
-        token: work[0].token,
-        execution: 1,
         journal_base: 0,
-        new_events: vec![],
-        consumed: work[0].messages.iter().map(|m| m.id).collect(),
-        messages: vec![],
-        new_instances: vec![],
-        tasks: vec![],
-        status: InstanceStatus::Running,
-        output: None,
-        failure: None,
-        continue_as_new: None,
-        claim_tasks: None,
-        keep_lease: None,
-        callbacks: Vec::new(),
-        closed_callbacks: Vec::new(),
-        now: Timestamp(T0.0 + 2),
+        ..TurnCommit::consuming(&work[0], Timestamp(T0.0 + 2))
     };
     let results = a.commit_turns(vec![commit]).await.unwrap();
     assert!(results[0].is_ok(), "{results:?}");

@@ -93,7 +93,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<StoreResult<Committed>>>;
 
     /// Gives up a turn's lease without committing; its messages become visible again at
-    /// `retry_at`.
+    /// `retry_at`, and the instance is due then even with an empty inbox (a checkpoint may have
+    /// consumed it), so that the turn is redone.
     async fn abandon_turn(
         &self,
         instance_id: &str,

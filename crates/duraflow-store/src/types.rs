@@ -344,7 +344,9 @@ pub struct TurnCommit {
     /// A checkpoint must leave the status `Running` and must not continue as new; a store
     /// refuses one that does (`StoreError::Invalid`) and writes nothing of it. If the lease of
     /// a checkpointed turn runs out, the instance is due again, even with an empty inbox, so
-    /// that another turn resumes it from the checkpointed journal.
+    /// that another turn resumes it from the checkpointed journal (likewise when the turn is
+    /// abandoned). Submit a turn's next commit after its checkpoint's result: a batch applies
+    /// one commit per instance (PostgreSQL refuses a second one as `LeaseLost`).
     pub keep_lease: Option<Duration>,
     /// Callbacks to open, for this instance's current execution; an external party resolves
     /// one with [`crate::Store::resolve_callback`].
@@ -435,6 +437,40 @@ pub struct CallbackTarget {
     pub op: OpId,
     /// Its name.
     pub name: String,
+}
+
+impl TurnCommit {
+    /// A commit of the turn `work` at `now` that consumes every message the turn came with and
+    /// changes nothing else: no new events (appended after the journal as read, or at 0 for a
+    /// cached journal, whose length only the caller knows), status `running`, nothing created,
+    /// the lease released. Fill in what the turn did.
+    pub fn consuming(work: &TurnWork, now: Timestamp) -> TurnCommit {
+        TurnCommit {
+            instance_id: work.instance.id.clone(),
+            token: work.token,
+            execution: work.instance.execution,
+            journal_base: work
+                .journal
+                .as_ref()
+                .ok()
+                .and_then(Journal::events)
+                .map_or(0, <[Event]>::len),
+            new_events: Vec::new(),
+            consumed: work.messages.iter().map(|m| m.id).collect(),
+            messages: Vec::new(),
+            new_instances: Vec::new(),
+            tasks: Vec::new(),
+            status: InstanceStatus::Running,
+            output: None,
+            failure: None,
+            continue_as_new: None,
+            claim_tasks: None,
+            keep_lease: None,
+            callbacks: Vec::new(),
+            closed_callbacks: Vec::new(),
+            now,
+        }
+    }
 }
 
 /// Which instances to list.

@@ -58,10 +58,6 @@ async fn open(store: &dyn Store, callbacks: Vec<NewCallback>) {
     let work = turn(store, OPENED).await;
     assert_eq!(work.journal, Ok(Journal::Events(vec![])));
     let commit = TurnCommit {
-        instance_id: "a".into(),
-        token: work.token,
-        execution: 1,
-        journal_base: 0,
         new_events: vec![Event {
             at: OPENED,
             kind: EventKind::WorkflowStarted {
@@ -70,19 +66,8 @@ async fn open(store: &dyn Store, callbacks: Vec<NewCallback>) {
                 parent: None,
             },
         }],
-        consumed: work.messages.iter().map(|m| m.id).collect(),
-        messages: Vec::new(),
-        new_instances: Vec::new(),
-        tasks: Vec::new(),
-        status: InstanceStatus::Running,
-        output: None,
-        failure: None,
-        continue_as_new: None,
-        claim_tasks: None,
-        keep_lease: None,
         callbacks,
-        closed_callbacks: Vec::new(),
-        now: OPENED,
+        ..TurnCommit::consuming(&work, OPENED)
     };
     let mut results = store.commit_turns(vec![commit]).await.unwrap();
     results.remove(0).unwrap();
@@ -112,10 +97,7 @@ async fn resolve_by_token(store: Arc<dyn Store>) {
             status: CallbackStatus::Completed
         }
     );
-    assert!(
-        again.to_string().contains("already been completed"),
-        "{again}"
-    );
+    assert!(again.to_string().contains("already completed"), "{again}");
 
     client
         .fail_callback("tok-fail", "RejectedError", "not approved")

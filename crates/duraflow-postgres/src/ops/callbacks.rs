@@ -191,20 +191,23 @@ pub(crate) async fn resolve(
     };
     let execution: i32 = row.try_get("execution")?;
     let name: String = row.try_get("name")?;
-    let what = || format!("callback {name:?} of instance {instance_id:?}");
-    let corrupt = |e: StoreError| StoreError::Corrupt(format!("{}: {e}", what()));
+    let corrupt = |e: &dyn std::fmt::Display| {
+        StoreError::Corrupt(format!(
+            "callback {name:?} of instance {instance_id:?}: {e}"
+        ))
+    };
     let op: OpId = row
         .try_get::<String, _>("op")?
         .parse()
-        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", what())))?;
+        .map_err(|e| corrupt(&e))?;
     let cb_status: CallbackStatus = row
         .try_get::<String, _>("status")?
         .parse()
-        .map_err(corrupt)?;
+        .map_err(|e| corrupt(&e))?;
     let timeout_at: Option<i64> = row.try_get("timeout_at")?;
     let finished = status
         .parse::<InstanceStatus>()
-        .map_err(corrupt)?
+        .map_err(|e| corrupt(&e))?
         .is_terminal();
     if finished || current != execution {
         return not_found();

@@ -333,7 +333,8 @@ async fn reread_moved(
     Ok(())
 }
 
-/// Gives up a turn's lease: its messages are due again at `retry_at`. The row is locked first
+/// Gives up a turn's lease: its messages are due again at `retry_at` (and the turn is, even
+/// with an empty inbox, which a checkpoint can leave). The row is locked first
 /// and the due time computed in a later statement, which sees every message sent until then.
 pub(crate) async fn abandon(
     conn: &mut PgConnection,
@@ -357,8 +358,7 @@ pub(crate) async fn abandon(
     sqlx::query(AssertSqlSafe(format!(
         "WITH released AS (
              UPDATE instances SET lease_until = NULL, not_before = $2,
-                    due_at = (SELECT CASE WHEN min(m.visible_at) IS NULL THEN NULL
-                                          ELSE greatest(min(m.visible_at), $2) END
+                    due_at = (SELECT greatest(coalesce(min(m.visible_at), $2), $2)
                                 FROM messages m WHERE m.instance_id = $1)
               WHERE id = $1
              RETURNING due_at

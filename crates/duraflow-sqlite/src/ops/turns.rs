@@ -424,8 +424,8 @@ pub(crate) fn abandon(
     }
     conn.prepare_cached(
         "UPDATE instances SET lease_until = NULL, not_before = ?2,
-                due_at = (SELECT max(min(m.visible_at), ?2) FROM messages m
-                           WHERE m.instance_id = ?1)
+                due_at = coalesce((SELECT max(min(m.visible_at), ?2) FROM messages m
+                                    WHERE m.instance_id = ?1), ?2)
          WHERE id = ?1",
     )?
     .execute(params![id, retry_at.0])?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use duraflow_core::{OpId, Timestamp};
 
 use super::{
-    assert_lease_lost, at, commit, commit_of, event_name, failure, finish, new_instance, payload,
+    assert_lease_lost, at, commit, commit_of, event_name, failure, finish, first_turn, payload,
     started, turn_of, user_event, LEASE_MS, T0,
 };
 use crate::error::StoreError;
@@ -41,8 +41,7 @@ fn target(cb: &NewCallback) -> CallbackTarget {
 
 /// Creates instance `id` and runs its first turn at `T0`, opening `callbacks`.
 async fn start_with(store: &dyn Store, id: &str, callbacks: Vec<NewCallback>) {
-    store.create_instance(new_instance(id, "wf")).await.unwrap();
-    let work = turn_of(store, id, T0).await;
+    let work = first_turn(store, id).await;
     let c = TurnCommit {
         new_events: vec![started(1)],
         callbacks,
@@ -302,11 +301,7 @@ pub async fn continue_as_new_drops_the_old_executions_callbacks(store: Arc<dyn S
 /// A commit refused for a lost lease opens no callback; nor does one whose token is taken,
 /// which is refused as invalid and writes nothing.
 pub async fn refused_commits_open_no_callbacks(store: Arc<dyn Store>) {
-    store
-        .create_instance(new_instance("a", "wf"))
-        .await
-        .unwrap();
-    let old = turn_of(&*store, "a", T0).await;
+    let old = first_turn(&*store, "a").await;
     let new = turn_of(&*store, "a", at(LEASE_MS)).await;
     let stale = TurnCommit {
         new_events: vec![started(1)],

@@ -7,7 +7,7 @@ use std::time::Duration;
 use duraflow_core::{Event, Timestamp};
 
 use super::{
-    assert_lease_lost, at, commit, commit_of, event, event_name, failure, journal_len,
+    assert_lease_lost, at, commit, commit_of, event, event_name, failure, first_turn, journal_len,
     new_instance, payload, started, turn_of, user_event, LEASE, LEASE_MS, T0,
 };
 use crate::error::StoreError;
@@ -44,11 +44,7 @@ async fn fetched(store: &dyn Store, id: &str, now: Timestamp) -> bool {
 /// even with a visible message. The same token then commits the rest, and the journal is the
 /// concatenation.
 pub async fn a_checkpoint_keeps_and_extends_the_lease(store: Arc<dyn Store>) {
-    store
-        .create_instance(new_instance("a", "wf"))
-        .await
-        .unwrap();
-    let work = turn_of(&*store, "a", T0).await;
+    let work = first_turn(&*store, "a").await;
     let mut first = checkpoint(&work, at(1_000), 0, vec![started(1), event(2)]);
     first.consumed = work.messages.iter().map(|m| m.id).collect();
     commit(&*store, first).await.unwrap();
@@ -98,11 +94,7 @@ pub async fn a_checkpoint_keeps_and_extends_the_lease(store: Arc<dyn Store>) {
 /// A checkpoint that finishes the instance or continues as new is refused as invalid and
 /// writes nothing; the turn still holds its lease.
 pub async fn a_checkpoint_that_ends_the_execution_is_refused(store: Arc<dyn Store>) {
-    store
-        .create_instance(new_instance("a", "wf"))
-        .await
-        .unwrap();
-    let work = turn_of(&*store, "a", T0).await;
+    let work = first_turn(&*store, "a").await;
     let with_status = |status, output, fail| {
         let mut c = checkpoint(&work, at(1), 0, vec![started(1)]);
         c.consumed = work.messages.iter().map(|m| m.id).collect();
@@ -175,11 +167,7 @@ pub async fn a_checkpoint_consumes_only_its_messages(store: Arc<dyn Store>) {
 /// When a checkpointed turn's lease runs out, the instance is fetched again (even with an
 /// empty inbox) with the journal as checkpointed, and the old token is fenced.
 pub async fn a_checkpointed_turn_whose_lease_runs_out_is_redone(store: Arc<dyn Store>) {
-    store
-        .create_instance(new_instance("a", "wf"))
-        .await
-        .unwrap();
-    let work = turn_of(&*store, "a", T0).await;
+    let work = first_turn(&*store, "a").await;
     let mut first = checkpoint(&work, at(1_000), 0, vec![started(1), event(2)]);
     first.consumed = work.messages.iter().map(|m| m.id).collect();
     commit(&*store, first).await.unwrap();
@@ -218,11 +206,7 @@ pub async fn a_checkpointed_turn_whose_lease_runs_out_is_redone(store: Arc<dyn S
 /// before the new one leases nothing, and the turn commits after its first lease would have
 /// run out.
 pub async fn renew_turn_extends_the_lease(store: Arc<dyn Store>) {
-    store
-        .create_instance(new_instance("a", "wf"))
-        .await
-        .unwrap();
-    let work = turn_of(&*store, "a", T0).await;
+    let work = first_turn(&*store, "a").await;
     let until = store
         .renew_turn("a", work.token, at(10_000), LEASE)
         .await
@@ -240,11 +224,7 @@ pub async fn renew_turn_extends_the_lease(store: Arc<dyn Store>) {
 /// `renew_turn` with a token that is not the current lease is `LeaseLost` (also once the lease
 /// has run out, or after the turn committed); an unknown instance is `NotFound`.
 pub async fn renew_turn_fences_stale_tokens_and_unknown_instances(store: Arc<dyn Store>) {
-    store
-        .create_instance(new_instance("a", "wf"))
-        .await
-        .unwrap();
-    let old = turn_of(&*store, "a", T0).await;
+    let old = first_turn(&*store, "a").await;
     assert_lease_lost(
         store.renew_turn("a", old.token, at(LEASE_MS), LEASE).await,
         "renewal at the lease's expiry",
@@ -272,4 +252,26 @@ pub async fn renew_turn_fences_stale_tokens_and_unknown_instances(store: Arc<dyn
         Err(StoreError::NotFound(_)) => {}
         other => panic!("expected NotFound, got {other:?}"),
     }
+}
+
+/// A checkpointed turn that is abandoned is redone at `retry_at`, even though the checkpoint
+/// consumed its whole inbox; an abandoned turn that consumed nothing is too, as always.
+pub async fn a_checkpointed_turn_that_is_abandoned_is_redone(store: Arc<dyn Store>) {
+    let work = first_turn(&*store, "a").await;
+    let mut first = checkpoint(&work, at(1), 0, vec![started(1)]);
+    first.consumed = work.messages.iter().map(|m| m.id).collect();
+    commit(&*store, first).await.unwrap();
+    store.abandon_turn("a", work.token, at(500)).await.unwrap();
+    assert!(!fetched(&*store, "a", at(499)).await);
+
+    let redo = turn_of(&*store, "a", at(500)).await;
+    assert!(redo.messages.is_empty());
+    assert_eq!(journal_len(&redo), 1);
+    let mut done = commit_of(&redo, at(501));
+    done.new_events = vec![event(2)];
+    commit(&*store, done).await.unwrap();
+    assert!(
+        !fetched(&*store, "a", at(10 * LEASE_MS)).await,
+        "once a turn commits, an empty inbox leaves nothing due"
+    );
 }

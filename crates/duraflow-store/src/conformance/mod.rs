@@ -144,6 +144,7 @@ macro_rules! conformance_tests {
                 a_checkpoint_that_ends_the_execution_is_refused,
                 a_checkpoint_consumes_only_its_messages,
                 a_checkpointed_turn_whose_lease_runs_out_is_redone,
+                a_checkpointed_turn_that_is_abandoned_is_redone,
                 renew_turn_extends_the_lease,
                 renew_turn_fences_stale_tokens_and_unknown_instances,
             ]
@@ -307,34 +308,16 @@ pub(crate) fn new_task(id: &str, seq: u32, scheduled_at: Timestamp) -> NewTask {
     }
 }
 
-/// A commit of `work` that consumes all its messages and changes nothing else (status Running).
+/// A commit of `work` that consumes all its messages and changes nothing else (status Running;
+/// a cached journal's length is the caller's to know, so tests that cache set `journal_base`).
 pub(crate) fn commit_of(work: &TurnWork, now: Timestamp) -> TurnCommit {
-    TurnCommit {
-        instance_id: work.instance.id.clone(),
-        token: work.token,
-        execution: work.instance.execution,
-        // A cached journal's length is the caller's to know; tests that cache set it.
-        journal_base: work
-            .journal
-            .as_ref()
-            .ok()
-            .and_then(Journal::events)
-            .map_or(0, <[Event]>::len),
-        new_events: Vec::new(),
-        consumed: work.messages.iter().map(|m| m.id).collect(),
-        messages: Vec::new(),
-        new_instances: Vec::new(),
-        tasks: Vec::new(),
-        status: InstanceStatus::Running,
-        output: None,
-        failure: None,
-        continue_as_new: None,
-        claim_tasks: None,
-        keep_lease: None,
-        callbacks: Vec::new(),
-        closed_callbacks: Vec::new(),
-        now,
-    }
+    TurnCommit::consuming(work, now)
+}
+
+/// Creates instance `id` (workflow `wf`) and leases its first turn at `T0`.
+pub(crate) async fn first_turn(store: &dyn Store, id: &str) -> TurnWork {
+    store.create_instance(new_instance(id, "wf")).await.unwrap();
+    turn_of(store, id, T0).await
 }
 
 /// Commits one turn and returns its own result.

@@ -102,6 +102,9 @@ struct Instance {
     lease: Option<Lease>,
     /// Set by `abandon_turn`: no turn before this time.
     not_before: Option<Timestamp>,
+    /// Set by `abandon_turn` until the next commit that ends a turn: the abandoned turn is
+    /// redone at `not_before` even with an empty inbox (a checkpoint can have consumed it).
+    redo: bool,
     /// The token of the last turn committed.
     committed_with: LeaseToken,
     /// Its key in [`State::due`], while it has one.
@@ -116,7 +119,8 @@ impl Instance {
     /// When the instance's work is due: nothing for a finished instance; the lease's expiry
     /// while a turn holds it (even with an empty inbox, which a checkpoint can leave: the turn
     /// is redone if its lease runs out); otherwise, with messages, when its earliest message
-    /// becomes visible (not before `not_before`). Ties go to the oldest message.
+    /// becomes visible (not before `not_before`), and for an abandoned turn with none,
+    /// `not_before`. Ties go to the oldest message.
     fn due_key(&self) -> Option<DueKey> {
         if self.info.status.is_terminal() {
             return None;
@@ -124,10 +128,11 @@ impl Instance {
         let oldest = self.inbox.keys().next().copied();
         let at = match self.lease {
             Some(lease) => lease.until,
-            None => {
-                let visible = self.inbox.values().map(|m| m.visible_at).min()?;
-                self.not_before.map_or(visible, |nb| visible.max(nb))
-            }
+            None => match self.inbox.values().map(|m| m.visible_at).min() {
+                Some(visible) => self.not_before.map_or(visible, |nb| visible.max(nb)),
+                None if self.redo => self.not_before?,
+                None => return None,
+            },
         };
         Some((at, oldest.unwrap_or(MessageId(i64::MAX))))
     }
@@ -275,6 +280,7 @@ impl State {
                 inbox: BTreeMap::new(),
                 lease: None,
                 not_before: None,
+                redo: false,
                 committed_with: LeaseToken(0),
                 due: None,
                 tasks: BTreeSet::new(),
@@ -333,15 +339,17 @@ impl State {
         cache: Option<&Arc<dyn JournalCache>>,
     ) -> Vec<TurnWork> {
         // Everything due by `now` is fetchable; the check for a visible message (or an expired
-        // lease, which a checkpoint may have left with an empty inbox) only guards against a
-        // caller whose clock went backwards since the index was updated.
+        // lease or an abandoned turn, which a checkpoint may have left with an empty inbox)
+        // only guards against a caller whose clock went backwards since the index was updated.
         let ready: Vec<String> = self
             .due
             .iter()
             .take_while(|((at, _), _)| *at <= now)
             .filter(|(_, id)| {
                 self.instances.get(id).is_some_and(|inst| {
-                    inst.lease.is_some_and(|l| !l.live(now)) || inst.visible(now).next().is_some()
+                    inst.lease.is_some_and(|l| !l.live(now))
+                        || inst.redo
+                        || inst.visible(now).next().is_some()
                 })
             })
             .take(max)

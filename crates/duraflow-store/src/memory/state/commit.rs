@@ -1,11 +1,13 @@
 //! Committing, abandoning and renewing turns.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use duraflow_core::Timestamp;
 
 use super::{
-    holds, instance_lease_lost, instance_not_found, refresh, JournalLog, Lease, State, Task, Wake,
+    holds, instance_lease_lost, instance_not_found, refresh, DueKey, Instance, JournalLog, Lease,
+    State, Task, Wake,
 };
 use crate::error::{StoreError, StoreResult};
 use crate::types::{Committed, InstanceStatus, LeaseToken, NewTask, TaskId, TurnCommit};
@@ -141,6 +143,7 @@ impl State {
             return Ok(committed);
         }
         inst.lease = None;
+        inst.redo = false;
         inst.committed_with = token;
         if let Some(input) = continue_as_new {
             inst.info.execution += 1;
@@ -207,6 +210,23 @@ impl State {
         self.tasks.insert(id, task);
     }
 
+    /// Instance `id` and the due index, when `token` holds its lease (live at `now` if given).
+    fn leased(
+        &mut self,
+        id: &str,
+        token: LeaseToken,
+        now: Option<Timestamp>,
+    ) -> StoreResult<(&mut Instance, &mut BTreeSet<(DueKey, String)>)> {
+        let inst = self
+            .instances
+            .get_mut(id)
+            .ok_or_else(|| instance_not_found(id))?;
+        if !holds(inst.lease, token, now) {
+            return Err(instance_lease_lost(id));
+        }
+        Ok((inst, &mut self.due))
+    }
+
     pub(in crate::memory) fn abandon_turn(
         &mut self,
         instance_id: &str,
@@ -214,16 +234,11 @@ impl State {
         retry_at: Timestamp,
         wake: &mut Wake,
     ) -> StoreResult<()> {
-        let inst = self
-            .instances
-            .get_mut(instance_id)
-            .ok_or_else(|| instance_not_found(instance_id))?;
-        if !holds(inst.lease, token, None) {
-            return Err(instance_lease_lost(instance_id));
-        }
+        let (inst, due) = self.leased(instance_id, token, None)?;
         inst.lease = None;
         inst.not_before = Some(retry_at);
-        refresh(&mut self.due, inst);
+        inst.redo = true;
+        refresh(due, inst);
         wake.turns = true;
         Ok(())
     }
@@ -235,16 +250,10 @@ impl State {
         now: Timestamp,
         lease: Duration,
     ) -> StoreResult<Timestamp> {
-        let inst = self
-            .instances
-            .get_mut(instance_id)
-            .ok_or_else(|| instance_not_found(instance_id))?;
-        if !holds(inst.lease, token, Some(now)) {
-            return Err(instance_lease_lost(instance_id));
-        }
+        let (inst, due) = self.leased(instance_id, token, Some(now))?;
         let until = now.plus(lease);
         inst.lease = Some(Lease { token, until });
-        refresh(&mut self.due, inst);
+        refresh(due, inst);
         Ok(until)
     }
 }
