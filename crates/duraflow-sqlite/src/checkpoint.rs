@@ -12,7 +12,9 @@
 //! checkpoint racing a busy writer never does (a test showed the log growing to 50 MB). So
 //! once the background checkpoint is done, the writer runs one of its own between two
 //! transactions ([`Checkpointer::finish`]): it copies only the frames written meanwhile, and
-//! completes.
+//! completes. If the thread falls behind (starved of CPU on a busy machine), the writer
+//! checkpoints on its own after [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] commits, so the log stays
+//! bounded whatever the scheduling.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
@@ -26,6 +28,11 @@ use tracing::debug;
 
 /// Commits between two nudges of the checkpointer (a few MiB of log at the usual batch size).
 pub(crate) const COMMITS_PER_CHECKPOINT: u32 = 64;
+
+/// Commits after which the writer checkpoints on its own if the checkpointer thread has not
+/// finished one meanwhile (a thread starved of CPU on a busy machine): it bounds the log
+/// whatever the scheduling.
+pub(crate) const COMMITS_BEFORE_WRITER_CHECKPOINTS: u32 = 8 * COMMITS_PER_CHECKPOINT;
 
 /// How often the checkpointer runs when nobody nudges it.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
@@ -89,12 +96,19 @@ impl Checkpointer {
     /// Called by the writer between transactions: once a background checkpoint has copied the
     /// log, copies what was written since on the writer's own connection, so that the
     /// checkpoint completes and the next transaction starts the log over.
-    pub(crate) fn finish(&self, writer: &Connection) {
-        if self.copied.swap(false, Ordering::AcqRel) {
-            if let Err(e) = passive(writer).map(|_| ()) {
-                debug!(error = %e, "finishing a SQLite checkpoint failed; the next one will try again");
-            }
+    ///
+    /// `commits` counts the writer's commits since the last checkpoint it ran: past
+    /// [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] it checkpoints without waiting for the thread.
+    /// Returns whether it ran one (the writer then starts counting again).
+    pub(crate) fn finish(&self, writer: &Connection, commits: u32) -> bool {
+        let copied = self.copied.swap(false, Ordering::AcqRel);
+        if !copied && commits < COMMITS_BEFORE_WRITER_CHECKPOINTS {
+            return false;
         }
+        if let Err(e) = passive(writer).map(|_| ()) {
+            debug!(error = %e, "finishing a SQLite checkpoint failed; the next one will try again");
+        }
+        true
     }
 
     /// Stops the thread and closes its connection.

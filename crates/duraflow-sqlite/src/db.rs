@@ -457,6 +457,8 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
         checkpointer,
     } = writer;
     let mut commits = 0u32;
+    // Commits since the writer last ran a checkpoint itself.
+    let mut since_checkpoint = 0u32;
     let max_batch = max_batch.max(1);
     let mut sync = SyncLevel::new(full_sync);
     let sweep = |conn: &Connection| match owner.sweep(conn) {
@@ -494,11 +496,14 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
         if !batch.is_empty() {
             run_batch(&conn, batch, &notifier, &mut sync, &mut tokens);
             commits += 1;
+            since_checkpoint += 1;
             if commits >= COMMITS_PER_CHECKPOINT {
                 checkpointer.nudge();
                 commits = 0;
             }
-            checkpointer.finish(&conn);
+            if checkpointer.finish(&conn, since_checkpoint) {
+                since_checkpoint = 0;
+            }
         }
         for reply in folds {
             let _ = reply.send(fold_log(&conn));

@@ -440,23 +440,17 @@ pub struct CallbackTarget {
 }
 
 impl TurnCommit {
-    /// A commit of the turn `work` at `now` that consumes every message the turn came with and
-    /// changes nothing else: no new events (appended after the journal as read, or at 0 for a
-    /// cached journal, whose length only the caller knows), status `running`, nothing created,
-    /// the lease released. Fill in what the turn did.
-    pub fn consuming(work: &TurnWork, now: Timestamp) -> TurnCommit {
+    /// A commit by the turn of `instance` leased with `token`, at `now`, that changes nothing:
+    /// no new events (appended at 0), nothing consumed, status `running`, nothing created, the
+    /// lease released. Fill in what the turn did.
+    pub fn unchanged(instance: &InstanceInfo, token: LeaseToken, now: Timestamp) -> TurnCommit {
         TurnCommit {
-            instance_id: work.instance.id.clone(),
-            token: work.token,
-            execution: work.instance.execution,
-            journal_base: work
-                .journal
-                .as_ref()
-                .ok()
-                .and_then(Journal::events)
-                .map_or(0, <[Event]>::len),
+            instance_id: instance.id.clone(),
+            token,
+            execution: instance.execution,
+            journal_base: 0,
             new_events: Vec::new(),
-            consumed: work.messages.iter().map(|m| m.id).collect(),
+            consumed: Vec::new(),
             messages: Vec::new(),
             new_instances: Vec::new(),
             tasks: Vec::new(),
@@ -470,6 +464,21 @@ impl TurnCommit {
             closed_callbacks: Vec::new(),
             now,
         }
+    }
+
+    /// A commit of the turn `work` at `now` that consumes every message the turn came with and
+    /// changes nothing else ([`TurnCommit::unchanged`] otherwise), its events appended after
+    /// the journal as read (or at 0 for a cached journal, whose length only the caller knows).
+    pub fn consuming(work: &TurnWork, now: Timestamp) -> TurnCommit {
+        let mut commit = TurnCommit::unchanged(&work.instance, work.token, now);
+        commit.journal_base = work
+            .journal
+            .as_ref()
+            .ok()
+            .and_then(Journal::events)
+            .map_or(0, <[Event]>::len);
+        commit.consumed = work.messages.iter().map(|m| m.id).collect();
+        commit
     }
 }
 

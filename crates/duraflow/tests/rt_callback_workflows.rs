@@ -17,9 +17,9 @@ use common::{eventually, virtual_clock, virtual_options};
 use duraflow::prelude::*;
 use duraflow::{CallbackStatus, EventKind, ManualClock, SqliteStore, Store};
 
-/// Opens callback `approve` with the given limits (in seconds, 0 for none), waits for it, and
-/// on a failure waits for event `done` before failing with it (so that the instance is still
-/// running when the test tries the closed token).
+/// Opens callback `approve` with the given limits (in seconds, 0 for none), waits for it, then
+/// waits for event `done` before returning its value or failing with its error (so that the
+/// instance is still running when the test tries the closed token).
 async fn approval(ctx: WorkflowContext, limits: (u64, u64)) -> Result<String, WorkflowError> {
     let mut cb = ctx.callback::<String>("approve");
     if limits.0 > 0 {
@@ -28,13 +28,9 @@ async fn approval(ctx: WorkflowContext, limits: (u64, u64)) -> Result<String, Wo
     if limits.1 > 0 {
         cb = cb.heartbeat_timeout(Duration::from_secs(limits.1));
     }
-    match cb.await {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            let () = ctx.wait_for_event("done").await?;
-            Err(e)
-        }
-    }
+    let result = cb.await;
+    let () = ctx.wait_for_event("done").await?;
+    result
 }
 
 async fn stores() -> (Vec<Arc<dyn Store>>, tempfile::TempDir) {
@@ -96,6 +92,7 @@ async fn a_callback_completed_by_token_resumes_the_workflow_once() {
             }
             other => panic!("expected the second completion refused, got {other:?}"),
         }
+        client.raise_event(&id, "done", &()).await.unwrap();
         let out: String = client.wait(&id).timeout(common::DEADLINE).await.unwrap();
         assert_eq!(out, "approved", "{}", store.backend());
         engine.shutdown().await;

@@ -5,33 +5,17 @@ use duraflow_store::{
     CallbackStatus, InstanceInfo, InstanceStatus, LeaseToken, MessageId, TurnCommit,
 };
 
-/// An empty commit of a turn of `instance` leased with `token`, at `now`.
+/// An empty commit of a turn of `instance` leased with `token`, at `now`, consuming
+/// `consumed`.
 pub(super) fn empty_commit(
     instance: &InstanceInfo,
     token: LeaseToken,
     consumed: Vec<MessageId>,
     now: Timestamp,
 ) -> TurnCommit {
-    TurnCommit {
-        instance_id: instance.id.clone(),
-        token,
-        execution: instance.execution,
-        journal_base: 0,
-        new_events: Vec::new(),
-        consumed,
-        messages: Vec::new(),
-        new_instances: Vec::new(),
-        tasks: Vec::new(),
-        status: InstanceStatus::Running,
-        output: None,
-        failure: None,
-        continue_as_new: None,
-        claim_tasks: None,
-        keep_lease: None,
-        callbacks: Vec::new(),
-        closed_callbacks: Vec::new(),
-        now,
-    }
+    let mut commit = TurnCommit::unchanged(instance, token, now);
+    commit.consumed = consumed;
+    commit
 }
 
 /// Moves `plan` into `commit`. Returns whether the instance finished.
