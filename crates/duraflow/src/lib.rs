@@ -78,8 +78,9 @@ pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemStatus};
 /// The builders and futures workflow code holds: what `ctx.activity(..)`, `ctx.step(..)`,
 /// `ctx.wait_for_event(..)` and the other operations return before they are awaited.
 pub use duraflow_core::context::{
-    branch, ActivityCall, Branch, ChildCall, ChildContext, ContinueAsNew, EventWait,
-    EventWaitFuture, MapCall, OpFuture, StartChild, StepFuture,
+    branch, ActivityCall, Branch, Callback, CallbackFuture, ChildCall, ChildContext, Condition,
+    ContinueAsNew, EventWait, EventWaitFuture, Invoke, MapCall, OpFuture, StartChild, StepFuture,
+    WaitStrategy,
 };
 pub use duraflow_core::{
     check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions, BatchResult,
@@ -134,3 +135,8 @@ pub mod prelude {
 #[doc = include_str!("../../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The durable-functions guide's examples, compiled as doc tests.
+#[doc = include_str!("../../../docs/DURABLE_FUNCTIONS.md")]
+#[cfg(doctest)]
+pub struct DurableFunctionsDoctests;
