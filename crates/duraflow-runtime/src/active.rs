@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use duraflow_core::OpId;
 use duraflow_store::TaskId;
 use tokio_util::sync::CancellationToken;
 
-type ByInstance = HashMap<String, HashMap<TaskId, CancellationToken>>;
+type ByInstance = HashMap<String, HashMap<TaskId, (OpId, CancellationToken)>>;
 
 /// Running activities by instance. Clones share the same record.
 #[derive(Clone, Default)]
@@ -28,6 +29,7 @@ impl ActiveActivities {
         &self,
         instance_id: &str,
         task: TaskId,
+        op: &OpId,
         token: CancellationToken,
     ) -> ActiveGuard {
         self.by_instance
@@ -35,7 +37,7 @@ impl ActiveActivities {
             .unwrap_or_else(PoisonError::into_inner)
             .entry(instance_id.to_owned())
             .or_default()
-            .insert(task, token);
+            .insert(task, (op.clone(), token));
         ActiveGuard {
             by_instance: self.by_instance.clone(),
             instance_id: instance_id.to_owned(),
@@ -50,8 +52,27 @@ impl ActiveActivities {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if let Some(tasks) = map.get(instance_id) {
-            for token in tasks.values() {
+            for (_, token) in tasks.values() {
                 token.cancel();
+            }
+        }
+    }
+
+    /// Cancels the running activities of an instance's operations `ops` (their tasks were
+    /// cancelled: the workflow no longer wants them).
+    pub(crate) fn cancel_ops(&self, instance_id: &str, ops: &[OpId]) {
+        if ops.is_empty() {
+            return;
+        }
+        let map = self
+            .by_instance
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(tasks) = map.get(instance_id) {
+            for (op, token) in tasks.values() {
+                if ops.contains(op) {
+                    token.cancel();
+                }
             }
         }
     }

@@ -131,7 +131,7 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
     let cancel = attempts.hard_stop.child_token();
     let _guard = attempts
         .active
-        .register(&task.instance_id, task.id, cancel.clone());
+        .register(&task.instance_id, task.id, &task.op, cancel.clone());
     let ctx = ActivityContext {
         instance_id: task.instance_id.clone(),
         execution: task.execution,

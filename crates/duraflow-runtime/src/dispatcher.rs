@@ -181,6 +181,7 @@ async fn process_turn(d: &Dispatcher, work: TurnWork) {
                 // An ended execution.
                 ended => (None, ended),
             };
+            let cancelled = commit.cancelled_tasks.clone();
             let result = d.committer.submit(*commit).await;
             if result.is_err() && warm.is_some() {
                 drop_aside(d.warm.discard(&id, token));
@@ -193,6 +194,8 @@ async fn process_turn(d: &Dispatcher, work: TurnWork) {
                 Ok(committed) => {
                     if finished {
                         d.active.cancel_instance(&id);
+                    } else {
+                        d.active.cancel_ops(&id, &cancelled);
                     }
                     for (task, permit) in committed.tasks.into_iter().zip(permits) {
                         d.attempts.spawn_attempt(task, permit);

@@ -12,9 +12,9 @@
 //! checkpoint racing a busy writer never does (a test showed the log growing to 50 MB). So
 //! once the background checkpoint is done, the writer runs one of its own between two
 //! transactions ([`Checkpointer::finish`]): it copies only the frames written meanwhile, and
-//! completes. If the thread falls behind (starved of CPU on a busy machine), the writer
-//! checkpoints on its own after [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] commits, so the log stays
-//! bounded whatever the scheduling.
+//! completes. If the thread falls behind (starved of CPU on a busy machine), the writer runs a
+//! `TRUNCATE` checkpoint of its own after [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] commits, so the
+//! log stays bounded whatever the scheduling.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
@@ -97,18 +97,32 @@ impl Checkpointer {
     /// log, copies what was written since on the writer's own connection, so that the
     /// checkpoint completes and the next transaction starts the log over.
     ///
-    /// `commits` counts the writer's commits since the last checkpoint it ran: past
-    /// [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] it checkpoints without waiting for the thread.
-    /// Returns whether it ran one (the writer then starts counting again).
+    /// `commits` counts the writer's commits since the last checkpoint it finished: past
+    /// [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] it copies the whole log and starts it over itself
+    /// (`TRUNCATE`, waiting up to the busy timeout for a checkpoint the thread is running).
+    /// Returns whether a checkpoint finished (the writer then starts counting again).
     pub(crate) fn finish(&self, writer: &Connection, commits: u32) -> bool {
-        let copied = self.copied.swap(false, Ordering::AcqRel);
-        if !copied && commits < COMMITS_BEFORE_WRITER_CHECKPOINTS {
+        if self.copied.swap(false, Ordering::AcqRel) {
+            if let Err(e) = passive(writer).map(|_| ()) {
+                debug!(error = %e, "finishing a SQLite checkpoint failed; the next one will try again");
+            }
+            return true;
+        }
+        if commits < COMMITS_BEFORE_WRITER_CHECKPOINTS {
             return false;
         }
-        if let Err(e) = passive(writer).map(|_| ()) {
-            debug!(error = %e, "finishing a SQLite checkpoint failed; the next one will try again");
+        // The thread has fallen behind: copy the whole log and start it over now, waiting (up
+        // to the busy timeout) for a checkpoint the thread may be running.
+        match writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        }) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => {
+                debug!(error = %e, "a SQLite checkpoint by the writer failed; the next one will try again");
+                false
+            }
         }
-        true
     }
 
     /// Stops the thread and closes its connection.

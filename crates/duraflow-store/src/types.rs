@@ -355,6 +355,11 @@ pub struct TurnCommit {
     /// them out), closed with the given status so that later resolutions are refused. Only
     /// open callbacks change.
     pub closed_callbacks: Vec<(OpId, CallbackStatus)>,
+    /// Activity tasks of this instance's execution that the workflow no longer wants (their
+    /// operations were dropped: the branches of a decided batch, the loser of a race):
+    /// deleted, so they do not run again; a worker running one loses its lease (renewing it
+    /// or completing it fails).
+    pub cancelled_tasks: Vec<OpId>,
     /// When the commit happens.
     pub now: Timestamp,
 }
@@ -462,6 +467,7 @@ impl TurnCommit {
             keep_lease: None,
             callbacks: Vec::new(),
             closed_callbacks: Vec::new(),
+            cancelled_tasks: Vec::new(),
             now,
         }
     }

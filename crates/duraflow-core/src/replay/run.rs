@@ -262,6 +262,14 @@ impl WorkflowRun {
         accepted
     }
 
+    /// The activities the workflow dropped while they waited (the branches of a decided batch,
+    /// the loser of a race) since the last call, in a live run: their tasks can be cancelled,
+    /// since their results would be refused. Dropped during replay, they were taken by the turn
+    /// that first dropped them.
+    pub fn take_dropped_activities(&mut self) -> Vec<crate::OpId> {
+        lock(&self.state).take_dropped_activities()
+    }
+
     /// Installs what a heartbeat from the workflow (`WorkflowContext::heartbeat`,
     /// `StepContext::heartbeat`) calls: the driver renews the turn's lease.
     pub fn on_heartbeat(&self, hook: Arc<dyn Fn() + Send + Sync>) {

@@ -99,6 +99,9 @@ pub(crate) struct State {
     skipped: HashSet<OpId>,
     /// The deadlines of open callbacks.
     pub(crate) callbacks: HashMap<OpId, CallbackDeadlines>,
+    /// Activities whose futures were dropped while they waited, in a live run past its
+    /// recorded journal: the turn cancels their tasks.
+    dropped_activities: Vec<OpId>,
 }
 
 /// When an open callback times out.
@@ -179,6 +182,7 @@ impl State {
             context_ends: None,
             skipped: HashSet::new(),
             callbacks: HashMap::new(),
+            dropped_activities: Vec::new(),
         }
     }
 
@@ -278,6 +282,12 @@ impl State {
         self.journal.push(Event { at, kind });
         self.pos = self.journal_len();
         true
+    }
+
+    /// Takes the activities dropped while waiting since the last call (see
+    /// `WorkflowRun::take_dropped_activities`).
+    pub(crate) fn take_dropped_activities(&mut self) -> Vec<OpId> {
+        std::mem::take(&mut self.dropped_activities)
     }
 
     /// Starts the state machine of the operation `kind` issues (or, for an operation issued
@@ -545,6 +555,11 @@ impl State {
 
     /// Marks an operation whose future was dropped before completing.
     pub(crate) fn abandon(&mut self, op: &OpId) {
+        let waiting_activity = self.op_states.get(op).map(|(p, _)| *p) == Some(Primitive::Activity)
+            && matches!(self.ops.get(op), Some(Slot::Waiting(_)));
+        if waiting_activity && self.live && !self.is_replaying() {
+            self.dropped_activities.push(op.clone());
+        }
         self.advance(op, ABANDONED);
         self.op_states.remove(op);
         if let Some(slot) = self.ops.get_mut(op) {

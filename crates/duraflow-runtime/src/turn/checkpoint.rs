@@ -66,6 +66,7 @@ impl Checkpoints {
             let mut plan = TurnPlan::new();
             plan.schedule(planned(instance), &commit.new_events, &existing);
             fill_commit(&mut commit, plan);
+            commit.cancelled_tasks = run.take_dropped_activities();
             commit.keep_lease = Some(shared.options.turn_lease);
             commit.now = shared.clock.now();
             match deps.committer.submit(commit).await {

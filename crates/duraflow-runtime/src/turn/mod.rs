@@ -224,6 +224,7 @@ async fn run_leased_turn(
         now,
     );
     let finished = fill_commit(&mut commit, plan);
+    commit.cancelled_tasks = run.take_dropped_activities();
     commit.now = shared.clock.now();
     // Returned even when the execution has ended: dropping a long run (its journal, its maps)
     // takes time, which the caller spends after the commit rather than before it.

@@ -269,6 +269,14 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         }
     }
     callbacks::apply(conn, c)?;
+    if !c.cancelled_tasks.is_empty() {
+        let mut cancel = conn.prepare_cached(
+            "DELETE FROM tasks WHERE instance_id = ?1 AND execution = ?2 AND op = ?3",
+        )?;
+        for op in &c.cancelled_tasks {
+            cancel.execute(params![id, execution, op.to_string()])?;
+        }
+    }
 
     let (new_execution, input) = match &c.continue_as_new {
         Some(input) => (execution + 1, Some(input.as_json().to_owned())),

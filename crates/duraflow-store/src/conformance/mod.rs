@@ -138,6 +138,7 @@ macro_rules! conformance_tests {
                 release_hand_back_does_not_count_the_attempt,
                 gone_tasks_are_not_found,
                 tasks_of_finished_instances_are_gone,
+                cancelled_tasks_are_deleted,
             ]
             checkpoints [
                 a_checkpoint_keeps_and_extends_the_lease,

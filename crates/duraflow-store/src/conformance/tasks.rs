@@ -5,7 +5,10 @@ use std::sync::Arc;
 
 use duraflow_core::OpId;
 
-use super::{at, failure, finish, new_task, payload, start, turn_of, LEASE, LEASE_MS, T0};
+use super::{
+    at, commit, commit_of, failure, finish, new_task, payload, start, turn_of, user_event, LEASE,
+    LEASE_MS, T0,
+};
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::types::{InstanceStatus, MessageKind, OpResult, TaskCompletion, TaskRelease, TaskWork};
@@ -560,4 +563,44 @@ pub async fn tasks_of_finished_instances_are_gone(store: Arc<dyn Store>) {
         "complete",
     );
     assert_eq!(store.stats().await.unwrap().messages, 0);
+}
+
+/// A commit's `cancelled_tasks` deletes those operations' tasks of the instance's execution,
+/// waiting or leased (the worker then loses its lease: renewing or completing fails), and
+/// leaves the others alone.
+pub async fn cancelled_tasks_are_deleted(store: Arc<dyn Store>) {
+    start(
+        &*store,
+        "i",
+        vec![
+            new_task("i", 1, T0),
+            new_task("i", 2, at(5)),
+            new_task("i", 3, at(10)),
+        ],
+    )
+    .await;
+    let leased = one_task(&*store, T0).await;
+    assert_eq!(leased.op, OpId::new(None, 1));
+    store.send(user_event("i", "go", at(1))).await.unwrap();
+    let work = turn_of(&*store, "i", at(1)).await;
+    let mut c = commit_of(&work, at(1));
+    c.cancelled_tasks = vec![OpId::new(None, 1), OpId::new(None, 3), OpId::new(None, 9)];
+    commit(&*store, c).await.unwrap();
+
+    assert_eq!(store.stats().await.unwrap().tasks, 1);
+    let left = store.fetch_tasks(at(100), 10, LEASE).await.unwrap();
+    let ops: Vec<_> = left.iter().map(|t| t.op.clone()).collect();
+    assert_eq!(ops, [OpId::new(None, 2)]);
+    let renewed = store
+        .renew_task(leased.id, leased.token, at(2), LEASE)
+        .await;
+    assert!(
+        renewed.is_err(),
+        "a cancelled task's lease renewed: {renewed:?}"
+    );
+    let completed = complete(&*store, at(2), &leased, OpResult::Ok(payload(1))).await;
+    assert!(
+        completed.is_err(),
+        "a cancelled task completed: {completed:?}"
+    );
 }

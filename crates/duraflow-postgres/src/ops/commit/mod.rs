@@ -245,6 +245,11 @@ pub(crate) async fn commit_batch(
              RETURNING m.id
          ), inbox_dropped AS (
              DELETE FROM messages m USING c WHERE c.finished AND m.instance_id = c.id
+         ), tasks_cancelled AS (
+             DELETE FROM tasks t
+              USING unnest($33::text[], $34::int[], $35::text[]) AS x(instance_id, execution, op)
+              WHERE t.instance_id = x.instance_id AND t.execution = x.execution
+                AND t.op = x.op
          ), tasks_dropped AS (
              DELETE FROM tasks t USING c WHERE c.finished AND t.instance_id = c.id
          ), new_tasks AS MATERIALIZED (
@@ -354,6 +359,9 @@ pub(crate) async fn commit_batch(
     .bind(w.wake.instances)
     .bind(wake.turns)
     .bind(&w.keep_until)
+    .bind(&w.cancel_instances)
+    .bind(&w.cancel_executions)
+    .bind(&w.cancel_ops)
     .fetch_one(&mut *conn)
     .await?;
     callbacks::apply(conn, &accepted).await?;

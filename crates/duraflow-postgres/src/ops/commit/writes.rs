@@ -39,6 +39,9 @@ pub(super) struct Writes {
     pub(super) message_instances: Vec<String>,
     pub(super) message_visible: Vec<i64>,
     pub(super) message_kinds: Vec<String>,
+    pub(super) cancel_instances: Vec<String>,
+    pub(super) cancel_executions: Vec<i32>,
+    pub(super) cancel_ops: Vec<String>,
     /// Unclaimed tasks were added; an instance finished or continued as new.
     pub(super) wake: Wake,
 }
@@ -93,6 +96,11 @@ impl Writes {
         for m in &c.consumed {
             self.consumed_instances.push(id.clone());
             self.consumed_ids.push(m.0);
+        }
+        for op in &c.cancelled_tasks {
+            self.cancel_instances.push(id.clone());
+            self.cancel_executions.push(execution);
+            self.cancel_ops.push(op.to_string());
         }
         for (i, task) in c.tasks.iter().enumerate() {
             let claim = c.claim_tasks.filter(|claim| i < claim.max);

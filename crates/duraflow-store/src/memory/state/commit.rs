@@ -66,6 +66,7 @@ impl State {
             keep_lease,
             callbacks,
             closed_callbacks,
+            cancelled_tasks,
             now,
         } = commit;
 
@@ -120,6 +121,7 @@ impl State {
 
         self.open_callbacks(callbacks);
         self.close_callbacks(&instance_id, execution, &closed_callbacks);
+        self.cancel_tasks(&instance_id, execution, &cancelled_tasks);
 
         // A checkpoint's journal is named by a token never issued to a lease: no cache holds
         // it as it is now (the turn's own run has moved on), so it is read again if the turn

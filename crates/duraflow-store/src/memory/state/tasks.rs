@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_core::Timestamp;
+use duraflow_core::{OpId, Timestamp};
 
 use super::{holds, Lease, State, Task, Wake};
 use crate::error::{StoreError, StoreResult};
@@ -57,6 +57,31 @@ impl State {
     }
 
     /// Deletes a task.
+    /// Deletes the tasks of `ops` of an instance's execution (see `TurnCommit::cancelled_tasks`).
+    pub(super) fn cancel_tasks(&mut self, instance_id: &str, execution: u32, ops: &[OpId]) {
+        if ops.is_empty() {
+            return;
+        }
+        let doomed: Vec<TaskId> = self
+            .instances
+            .get(instance_id)
+            .map(|inst| {
+                inst.tasks
+                    .iter()
+                    .filter(|id| {
+                        self.tasks
+                            .get(id)
+                            .is_some_and(|t| t.execution == execution && ops.contains(&t.op))
+                    })
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in doomed {
+            self.remove_task(id);
+        }
+    }
+
     pub(super) fn remove_task(&mut self, id: TaskId) -> Option<Task> {
         let task = self.tasks.remove(&id)?;
         self.task_due.remove(&(task.due_at(), id));
