@@ -42,7 +42,7 @@ struct Recorded {
 }
 
 /// The scenarios, by name.
-const SCENARIOS: [&str; 4] = ["tour", "race", "looper", "doomed"];
+const SCENARIOS: [&str; 5] = ["tour", "race", "looper", "doomed", "functions"];
 
 fn fixture_path(scenario: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -244,6 +244,38 @@ async fn run_scenario(
         "doomed" => {
             let run = client.start("doomed", &()).id("doomed-1").await.unwrap();
             let _ = client.wait::<()>(&run).timeout(common::DEADLINE).await;
+            vec![run.id]
+        }
+        "functions" => {
+            let run = client
+                .start("functions", "order-8")
+                .id("functions-1")
+                .await
+                .unwrap();
+            wait_for("functions-1", "the quote's retry", |k| {
+                matches!(k, EventKind::StepRetrying { .. })
+            })
+            .await;
+            clock.advance(Duration::from_secs(1));
+            wait_for("functions-1", "the callback", |k| {
+                matches!(k, EventKind::CallbackCreated { .. })
+            })
+            .await;
+            let journal = client.history(&run, None).await.unwrap();
+            let token = journal
+                .iter()
+                .find_map(|e| match &e.kind {
+                    EventKind::CallbackCreated { token, .. } => Some(token.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            client.complete_callback(&token, "bob").await.unwrap();
+            wait_for("functions-1", "the condition's wait", |k| {
+                matches!(k, EventKind::TimerCreated { .. })
+            })
+            .await;
+            clock.advance(Duration::from_secs(5));
+            let _: Vec<String> = client.wait(&run).timeout(common::DEADLINE).await.unwrap();
             vec![run.id]
         }
         other => panic!("no scenario {other:?}"),

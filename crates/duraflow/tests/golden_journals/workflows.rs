@@ -48,6 +48,69 @@ pub(crate) async fn tour(
     Ok(seen)
 }
 
+/// Every primitive of the second face (journal format 2) in one workflow: a step retried on
+/// its timer, an at-most-once step, a map under a concurrency limit, a callback, a
+/// wait_for_condition and an invoke.
+pub(crate) async fn functions(
+    ctx: WorkflowContext,
+    order: String,
+) -> Result<Vec<String>, WorkflowError> {
+    let mut seen = Vec::new();
+    let quote: String = ctx
+        .step("quote", move |step| {
+            let order = order.clone();
+            async move {
+                if step.attempt() < 2 {
+                    return Err(ActivityError::retryable("the quote service is busy"));
+                }
+                Ok(format!("quote for {order}"))
+            }
+        })
+        .retry(RetryPolicy::fixed(Duration::from_secs(1)))
+        .await?;
+    seen.push(quote);
+    let charged: String = ctx
+        .step("charge", |_| async { Ok(String::from("charged once")) })
+        .semantics(StepSemantics::AtMostOncePerRetry)
+        .await?;
+    seen.push(charged);
+    let items: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+    let packed: BatchResult<String> = ctx
+        .map(
+            "pack",
+            items,
+            |c: WorkflowContext, item: String, _| async move {
+                c.activity::<String>("pack", &item).await
+            },
+        )
+        .max_concurrency(2)
+        .await?;
+    seen.extend(packed.results().into_iter().cloned());
+    let approver: String = ctx
+        .callback::<String>("approve")
+        .timeout(Duration::from_secs(3600))
+        .await?;
+    seen.push(approver);
+    let polls: u32 = ctx
+        .wait_for_condition(
+            "settled",
+            0u32,
+            |n: u32, _| async move {
+                Ok(if n >= 1 {
+                    duraflow::Condition::Done(n + 1)
+                } else {
+                    duraflow::Condition::Continue(n + 1)
+                })
+            },
+            duraflow::WaitStrategy::fixed(Duration::from_secs(5)),
+        )
+        .await?;
+    seen.push(format!("polled {polls} times"));
+    let shipped: String = ctx.invoke("ship", &"order-9").await?;
+    seen.push(shipped);
+    Ok(seen)
+}
+
 /// The child of [`tour`].
 pub(crate) async fn ship(ctx: WorkflowContext, order: String) -> Result<String, WorkflowError> {
     ctx.activity("pack", &format!("{order}-box")).await
@@ -129,6 +192,7 @@ pub(crate) fn register(builder: EngineBuilder) -> EngineBuilder {
         .workflow("race", race)
         .workflow("looper", looper)
         .workflow("doomed", doomed)
+        .workflow("functions", functions)
         .activity("flaky-charge", flaky_charge)
         .activity("pack", pack)
         .activity("refuse", refuse)
@@ -144,6 +208,7 @@ pub(crate) fn by_name(name: &str) -> Option<duraflow::WorkflowFn> {
         "race" => workflow_fn(race),
         "looper" => workflow_fn(looper),
         "doomed" => workflow_fn(doomed),
+        "functions" => workflow_fn(functions),
         _ => return None,
     })
 }
