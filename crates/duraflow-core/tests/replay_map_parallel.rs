@@ -186,3 +186,58 @@ fn parallel_runs_each_branch_in_its_own_context() {
     );
     assert_clean_replay(&d.check(), d.outcome().unwrap());
 }
+
+#[test]
+fn map_batched_runs_one_context_per_batch_of_items() {
+    let wf = workflow_fn(|ctx: WorkflowContext, _: ()| async move {
+        let batcher = duraflow_core::ItemBatcher::new(Some(2), None).unwrap();
+        let batch = ctx
+            .map_batched(
+                "sums",
+                (1..=5u32).collect(),
+                &batcher,
+                |c: WorkflowContext, items: Vec<u32>, index| async move {
+                    c.step("sum", move |_| {
+                        let items = items.clone();
+                        async move { Ok(items.iter().sum::<u32>() * 100 + index as u32) }
+                    })
+                    .await
+                },
+            )
+            .await?;
+        batch.into_result().map_err(WorkflowError::Context)
+    });
+    let d = Driver::start("batched", wf, &());
+    // [1, 2], [3, 4], [5]: three batches.
+    assert_eq!(d.output::<Vec<u32>>(), vec![300, 701, 502]);
+    assert_clean_replay(&d.check(), d.outcome().unwrap());
+}
+
+#[test]
+fn a_bad_item_batcher_fails_before_anything_is_recorded() {
+    let wf = workflow_fn(|ctx: WorkflowContext, _: ()| async move {
+        let batcher = duraflow_core::ItemBatcher {
+            max_items: Some(0),
+            max_bytes: None,
+        };
+        ctx.map_batched(
+            "bad",
+            vec![1u32],
+            &batcher,
+            |_c: WorkflowContext, _items: Vec<u32>, _| async move { Ok(0u32) },
+        )
+        .await?;
+        Ok::<_, WorkflowError>(())
+    });
+    let mut d = Driver::start("bad-batcher", wf, &());
+    let failure = d.failure();
+    assert!(
+        failure.message.contains("misconfigured"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(
+        types(&d.take_new()),
+        vec!["workflow_started", "workflow_failed"]
+    );
+}

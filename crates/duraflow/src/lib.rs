@@ -74,7 +74,7 @@
 //! ```
 
 /// Map and parallel results and policies.
-pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemStatus};
+pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemBatcher, ItemStatus};
 /// The builders and futures workflow code holds: what `ctx.activity(..)`, `ctx.step(..)`,
 /// `ctx.wait_for_event(..)` and the other operations return before they are awaited.
 pub use duraflow_core::context::{

@@ -21,7 +21,7 @@ use serde::Serialize;
 use super::child_context::ChildContext;
 use super::WorkflowContext;
 use crate::batch::{
-    BatchItem, BatchResult, BatchTracker, CompletionConfig, ItemOutcome, ItemStatus,
+    BatchItem, BatchResult, BatchTracker, CompletionConfig, ItemBatcher, ItemOutcome, ItemStatus,
 };
 use crate::error::WorkflowError;
 use crate::failure::Failure;
@@ -48,6 +48,8 @@ pub struct MapCall<I, T, F> {
     f: F,
     max_concurrency: Option<usize>,
     completion: CompletionConfig,
+    /// Why the call cannot run (found before anything is journaled).
+    invalid: Option<String>,
     _output: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -60,6 +62,7 @@ impl<I, T, F> MapCall<I, T, F> {
             f,
             max_concurrency: None,
             completion: CompletionConfig::all_completed(),
+            invalid: None,
             _output: std::marker::PhantomData,
         }
     }
@@ -90,14 +93,18 @@ where
     type IntoFuture = BoxFuture<'static, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let tracker =
-            match BatchTracker::new(self.items.len(), self.max_concurrency, &self.completion) {
-                Ok(t) => t,
-                Err(e) => {
-                    let message = format!("map {:?} is misconfigured: {e}", self.name);
-                    return Box::pin(async move { Err(WorkflowError::application(message)) });
-                }
-            };
+        let tracker = match &self.invalid {
+            Some(why) => Err(why.clone()),
+            None => BatchTracker::new(self.items.len(), self.max_concurrency, &self.completion)
+                .map_err(|e| e.to_string()),
+        };
+        let tracker = match tracker {
+            Ok(t) => t,
+            Err(e) => {
+                let message = format!("map {:?} is misconfigured: {e}", self.name);
+                return Box::pin(async move { Err(WorkflowError::application(message)) });
+            }
+        };
         let name = self.name.clone();
         let items = self.items;
         let f = Arc::new(self.f);
@@ -113,6 +120,42 @@ where
                 outcomes: Vec::new(),
             });
         Box::pin(context)
+    }
+}
+
+/// Groups `items` into batches with `batcher`, measuring each item by its JSON encoding;
+/// `Err` says why it cannot (an item that does not encode, a batcher that is not valid).
+fn batches<I: Serialize>(items: Vec<I>, batcher: &ItemBatcher) -> Result<Vec<Vec<I>>, String> {
+    let sizes = items
+        .iter()
+        .map(|item| serde_json::to_vec(item).map(|v| v.len()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("an item cannot be encoded to measure it: {e}"))?;
+    let ranges = batcher.split_sizes(&sizes).map_err(|e| e.to_string())?;
+    let mut items = items.into_iter();
+    Ok(ranges
+        .into_iter()
+        .map(|r| items.by_ref().take(r.len()).collect())
+        .collect())
+}
+
+impl<J: Serialize, T, F> MapCall<Vec<J>, T, F> {
+    /// A map over the batches `batcher` makes of `items`.
+    pub(super) fn batched(
+        ctx: WorkflowContext,
+        name: &str,
+        items: Vec<J>,
+        batcher: &ItemBatcher,
+        f: F,
+    ) -> Self {
+        match batches(items, batcher) {
+            Ok(batches) => MapCall::new(ctx, name, batches, f),
+            Err(e) => {
+                let mut call = MapCall::new(ctx, name, Vec::new(), f);
+                call.invalid = Some(e);
+                call
+            }
+        }
     }
 }
 

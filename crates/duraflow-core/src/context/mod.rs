@@ -249,6 +249,27 @@ impl WorkflowContext {
         MapCall::new(self.clone(), name, items, f)
     }
 
+    /// [`WorkflowContext::map`] over batches of `items`: `batcher` groups consecutive items
+    /// (at most `max_items`, and at most `max_bytes` of JSON per batch; an item larger than
+    /// `max_bytes` goes alone), and `f` runs once per batch, in its own child context, with the
+    /// batch's items and the batch's index. The result has one entry per batch. A batcher that
+    /// is not valid, or an item that cannot be encoded to be measured, fails the call before
+    /// anything is journaled.
+    pub fn map_batched<I, T, F, Fut>(
+        &self,
+        name: &str,
+        items: Vec<I>,
+        batcher: &crate::ItemBatcher,
+        f: F,
+    ) -> MapCall<Vec<I>, T, F>
+    where
+        I: Serialize,
+        F: Fn(WorkflowContext, Vec<I>, usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<T, WorkflowError>> + Send + 'static,
+    {
+        MapCall::batched(self.clone(), name, items, batcher, f)
+    }
+
     /// Runs `branches` (made with [`branch`]), each in its own child context, as
     /// [`WorkflowContext::map`] runs items.
     #[allow(clippy::type_complexity)]
