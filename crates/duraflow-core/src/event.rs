@@ -345,6 +345,18 @@ impl EventKind {
         })
     }
 
+    /// The primitive of the operation the event belongs to (issued, delivered, or ending it),
+    /// or `None` for an event of no operation.
+    pub fn primitive(&self) -> Option<Primitive> {
+        self.issues().or_else(|| self.completes()).or(match self {
+            EventKind::ChildCancelled { .. } => Some(Primitive::Child),
+            EventKind::ContextCompleted { .. } | EventKind::ContextFailed { .. } => {
+                Some(Primitive::Context)
+            }
+            _ => None,
+        })
+    }
+
     /// Whether the event records something the workflow code asked for (as opposed to something
     /// delivered to it).
     pub fn is_issued(&self) -> bool {

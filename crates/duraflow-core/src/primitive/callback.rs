@@ -7,6 +7,8 @@
 //! is stale (a heartbeat moved the deadline) and dropped.
 
 use super::{Transition, ABANDONED};
+use crate::plan::TurnInstance;
+use crate::{Event, EventKind, FailureKind, NewCallback, TurnPlan};
 
 pub(super) const INITIAL: &str = "open";
 
@@ -16,3 +18,46 @@ pub(super) static TRANSITIONS: [Transition; 4] = [
     Transition::new(INITIAL, "callback_heartbeat", INITIAL),
     Transition::new(INITIAL, ABANDONED, ABANDONED),
 ];
+
+/// `callback_created` → its token registered, and timers of its operation at its timeout and
+/// first heartbeat deadline; a journaled heartbeat → a timer at its new deadline; a callback
+/// that timed out → its token closed.
+pub(super) fn schedule(plan: &mut TurnPlan, instance: TurnInstance<'_>, ev: &Event) {
+    match &ev.kind {
+        EventKind::CallbackCreated {
+            op,
+            name,
+            token,
+            timeout_at,
+            heartbeat_timeout,
+        } => {
+            plan.callbacks.push(NewCallback {
+                token: token.clone(),
+                instance_id: instance.id.to_owned(),
+                execution: instance.execution,
+                op: op.clone(),
+                name: name.clone(),
+                timeout_at: *timeout_at,
+                created_at: ev.at,
+            });
+            let deadlines = [*timeout_at, heartbeat_timeout.map(|h| ev.at.plus_ceil(h))];
+            for at in deadlines.into_iter().flatten() {
+                plan.timer(instance, op, at);
+            }
+        }
+        EventKind::CallbackHeartbeat {
+            op,
+            next_deadline: Some(at),
+        } => plan.timer(instance, op, *at),
+        EventKind::CallbackFailed { op, failure }
+            if failure.kind == FailureKind::Timeout
+                && failure
+                    .code
+                    .as_deref()
+                    .is_some_and(|c| c.starts_with("callback_")) =>
+        {
+            plan.timed_out_callbacks.push(op.clone())
+        }
+        _ => {}
+    }
+}

@@ -25,6 +25,9 @@ mod timer;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::plan::{ExistingInstance, TurnInstance};
+use crate::{Event, TurnPlan};
+
 /// One row of a primitive's transition table: in state `from`, the journal event `event`
 /// (its type name, or a pseudo-event such as `abandoned` for what the code does) moves the
 /// operation to state `to`.
@@ -165,6 +168,28 @@ impl Primitive {
     /// Whether `state` ends the operation (no row leaves it).
     pub fn is_final(self, state: &str) -> bool {
         !self.transitions().iter().any(|t| t.from == state)
+    }
+
+    /// Adds to `plan` what a turn must write for `ev`, an event of an operation of this
+    /// primitive in the turn's new events (a task, timer messages, a child instance, a
+    /// callback's token...).
+    pub(crate) fn schedule(
+        self,
+        plan: &mut TurnPlan,
+        instance: TurnInstance<'_>,
+        ev: &Event,
+        existing: &[ExistingInstance],
+    ) {
+        match self {
+            Primitive::Activity => activity::schedule(plan, instance, ev),
+            Primitive::Timer => timer::schedule(plan, instance, ev),
+            Primitive::Step => step::schedule(plan, instance, ev),
+            Primitive::Child => child::schedule(plan, instance, ev, existing),
+            Primitive::Callback => callback::schedule(plan, instance, ev),
+            // Nothing of their own: events are buffered by name, a context's body derives
+            // its operations' effects.
+            Primitive::EventWait | Primitive::Context => {}
+        }
     }
 
     /// The rows no code in this process has taken yet.

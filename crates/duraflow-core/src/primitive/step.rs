@@ -15,6 +15,8 @@
 //! once, so a step is never dropped in it.
 
 use super::{Transition, ABANDONED};
+use crate::plan::TurnInstance;
+use crate::{Event, EventKind, TurnPlan};
 
 pub(super) const INITIAL: &str = "running";
 
@@ -27,3 +29,10 @@ pub(super) static TRANSITIONS: [Transition; 7] = [
     Transition::new("backing_off", ABANDONED, ABANDONED),
     Transition::new("retry_due", "step_started", INITIAL),
 ];
+
+/// `step_retrying` → a `timer_fired` of the step's own operation at the retry time.
+pub(super) fn schedule(plan: &mut TurnPlan, instance: TurnInstance<'_>, ev: &Event) {
+    if let EventKind::StepRetrying { op, retry_at, .. } = &ev.kind {
+        plan.timer(instance, op, *retry_at);
+    }
+}
