@@ -25,13 +25,12 @@ pub struct Callback<T> {
     name: String,
     timeout: Option<Duration>,
     heartbeat_timeout: Option<Duration>,
-    opened: Mutex<Option<Opened>>,
+    opened: Mutex<Option<Result<Opened, WorkflowError>>>,
     finished: bool,
     _output: PhantomData<fn() -> T>,
 }
 
-/// An opened callback's operation and token (empty when opening failed: the run then fails
-/// with the nondeterminism that stopped it).
+/// An opened callback's operation and token.
 #[derive(Clone)]
 struct Opened {
     op: OpId,
@@ -86,13 +85,17 @@ impl<T> Callback<T> {
     /// external party; it alone identifies this instance, execution and operation. The same on
     /// every replay (it is read back from the journal).
     pub fn token(&self) -> String {
-        self.open().map(|o| o.token).unwrap_or_default()
+        match self.open() {
+            Some(Ok(o)) => o.token,
+            _ => String::new(),
+        }
     }
 
     /// Opens the callback once: journals `callback_created` with a fresh token (or, on replay,
     /// takes the recorded one) and registers the operation, so that a completion arriving before
-    /// the workflow awaits is kept.
-    fn open(&self) -> Option<Opened> {
+    /// the workflow awaits is kept. `None` while the run cannot go on (nondeterminism); an
+    /// error when no token could be made (awaiting the callback returns it).
+    fn open(&self) -> Option<Result<Opened, WorkflowError>> {
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(o) = opened.as_ref() {
             return Some(o.clone());
@@ -101,7 +104,6 @@ impl<T> Callback<T> {
         if s.nondeterminism.is_some() || s.continue_as_new.is_some() {
             return None;
         }
-        let op = s.next_op_id(self.ctx.scope.as_ref());
         s.skip_recorded();
         let replaying = s.is_replaying();
         let token = if replaying {
@@ -110,17 +112,12 @@ impl<T> Callback<T> {
             match fresh_token() {
                 Ok(t) => t,
                 Err(e) => {
-                    // No token, no callback: fail the workflow through its own error path.
-                    drop(s);
-                    *opened = Some(Opened {
-                        op,
-                        token: String::new(),
-                    });
-                    tracing::error!("{e}");
-                    return None;
+                    *opened = Some(Err(e.clone()));
+                    return Some(Err(e));
                 }
             }
         };
+        let op = s.next_op_id(self.ctx.scope.as_ref());
         let start = s.timer_start();
         let ev = EventKind::CallbackCreated {
             op: op.clone(),
@@ -153,8 +150,8 @@ impl<T> Callback<T> {
         );
         s.ops.insert(op.clone(), Slot::Waiting(None));
         let o = Opened { op, token };
-        *opened = Some(o.clone());
-        Some(o)
+        *opened = Some(Ok(o.clone()));
+        Some(Ok(o))
     }
 }
 
@@ -181,8 +178,13 @@ impl<T: DeserializeOwned> Future for CallbackFuture<T> {
         if cb.finished {
             return Poll::Pending;
         }
-        let Some(Opened { op, .. }) = cb.open() else {
-            return Poll::Pending;
+        let op = match cb.open() {
+            None => return Poll::Pending,
+            Some(Err(e)) => {
+                cb.finished = true;
+                return Poll::Ready(Err(e));
+            }
+            Some(Ok(Opened { op, .. })) => op,
         };
         let completion = {
             let mut s = lock(&cb.ctx.state);
@@ -221,7 +223,7 @@ impl<T> Drop for Callback<T> {
             .get_mut()
             .unwrap_or_else(|e| e.into_inner())
             .take();
-        if let Some(Opened { op, .. }) = opened {
+        if let Some(Ok(Opened { op, .. })) = opened {
             let mut s = lock(&self.ctx.state);
             s.callbacks.remove(&op);
             s.abandon(&op);
