@@ -78,8 +78,9 @@ pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemStatus};
 /// The builders and futures workflow code holds: what `ctx.activity(..)`, `ctx.step(..)`,
 /// `ctx.wait_for_event(..)` and the other operations return before they are awaited.
 pub use duraflow_core::context::{
-    branch, ActivityCall, Branch, ChildCall, ChildContext, ContinueAsNew, EventWait,
-    EventWaitFuture, MapCall, OpFuture, StartChild, StepFuture,
+    branch, ActivityCall, Branch, Callback, CallbackFuture, ChildCall, ChildContext, Condition,
+    ContinueAsNew, EventWait, EventWaitFuture, Invoke, MapCall, OpFuture, StartChild, StepFuture,
+    WaitStrategy,
 };
 pub use duraflow_core::{
     check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions, BatchResult,
@@ -120,9 +121,9 @@ pub mod prelude {
 
     pub use crate::{
         branch, Activity, ActivityContext, ActivityError, BatchResult, CallbackStatus, Client,
-        ClientError, CompletionConfig, Engine, EngineBuilder, EngineOptions, Failure, FailureKind,
-        IfExists, InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle, StepContext,
-        StepSemantics, Workflow, WorkflowContext, WorkflowError,
+        ClientError, CompletionConfig, Condition, Engine, EngineBuilder, EngineOptions, Failure,
+        FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle,
+        StepContext, StepSemantics, WaitStrategy, Workflow, WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
     pub use crate::{PostgresOptions, PostgresStore};
