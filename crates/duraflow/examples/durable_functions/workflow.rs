@@ -47,6 +47,7 @@ pub(crate) struct Job {
 pub(crate) struct Purchase {
     pub(crate) request_id: String,
     pub(crate) quotes_received: usize,
+    pub(crate) quote_errors: Vec<String>,
     pub(crate) chosen: Option<Quote>,
     pub(crate) approved_by: Option<String>,
     pub(crate) job: Option<Job>,
@@ -101,9 +102,7 @@ pub(crate) async fn purchase(
         )
         .completion(CompletionConfig::min_successful(2))
         .await?;
-    for failure in quotes.errors() {
-        ctx.log_info(format_args!("a supplier could not quote: {failure}"));
-    }
+    let quote_errors: Vec<String> = quotes.errors().iter().map(|f| f.to_string()).collect();
     let mut received: Vec<Quote> = quotes.results().into_iter().cloned().collect();
     received.sort_by_key(|q| q.cents);
     let Some(cheapest) = received.first().cloned() else {
@@ -112,6 +111,7 @@ pub(crate) async fn purchase(
     let mut outcome = Purchase {
         request_id: request.id.clone(),
         quotes_received: received.len(),
+        quote_errors,
         chosen: Some(cheapest.clone()),
         approved_by: None,
         job: None,
