@@ -86,6 +86,18 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, count_commits: bool) -> Result<F
             "write transactions per step in the concurrent phase, counted from the WAL's \
              commit frames in a second run on a fresh file with checkpoints held back",
         );
+    } else {
+        for semantics in Semantics::ALL {
+            f.null(&format!("{}_concurrent_commits_per_step", semantics.key()));
+        }
+        f.text(
+            "commits_note",
+            if count_commits {
+                "not counted: commits are counted on SQLite only"
+            } else {
+                "not counted (--no-commit-count)"
+            },
+        );
     }
     Ok(f)
 }
