@@ -6,8 +6,8 @@ use duraflow_postgres::testing;
 use crate::peer::PeerKind;
 use crate::store::StoreKind;
 
-/// Benchmarks for duraflow: throughput, latency, fan-out, timers, replay, parked workflows and
-/// crash recovery on every store.
+/// Benchmarks for duraflow: throughput, latency, fan-out, timers, replay, parked workflows,
+/// crash recovery, inline steps and maps on every store.
 #[derive(Debug, Parser)]
 #[command(name = "duraflow-bench", version)]
 pub(crate) struct Cli {
