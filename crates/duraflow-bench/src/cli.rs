@@ -6,8 +6,8 @@ use duraflow_postgres::testing;
 use crate::peer::PeerKind;
 use crate::store::StoreKind;
 
-/// Benchmarks for duraflow: throughput, latency, fan-out, timers, replay, parked workflows and
-/// crash recovery on every store.
+/// Benchmarks for duraflow: throughput, latency, fan-out, timers, replay, parked workflows,
+/// crash recovery, inline steps and maps on every store.
 #[derive(Debug, Parser)]
 #[command(name = "duraflow-bench", version)]
 pub(crate) struct Cli {
@@ -22,7 +22,8 @@ pub(crate) struct Cli {
     /// The workload's size (default: throughput 1,000 workflows, sequential 100 operations,
     /// start-latency 1,000 starts, fan-out 10,000 activities, timers 10,000 workflows, replay
     /// 10,000 operations in the largest workflow (the series is N/1000, N/100, N/10, N),
-    /// parked 100,000 workflows, recovery 1,000 workflows).
+    /// parked 100,000 workflows, recovery 1,000 workflows, steps 200 steps per workflow, map
+    /// 10,000 items).
     #[arg(long)]
     pub(crate) n: Option<u64>,
 
@@ -102,13 +103,17 @@ pub(crate) enum Workload {
     Parked,
     /// N workflows in flight, the worker process SIGKILLed and restarted: time to recover.
     Recovery,
+    /// Workflows of N sequential inline steps of each durability, alone and 64 at once.
+    Steps,
+    /// One workflow mapping N items, 100 at a time, each running an inline step.
+    Map,
     /// Every workload.
     All,
 }
 
 impl Workload {
     /// Every workload, in the order `all` runs them.
-    pub(crate) const EVERY: [Workload; 8] = [
+    pub(crate) const EVERY: [Workload; 10] = [
         Workload::Throughput,
         Workload::Sequential,
         Workload::StartLatency,
@@ -117,6 +122,8 @@ impl Workload {
         Workload::Replay,
         Workload::Parked,
         Workload::Recovery,
+        Workload::Steps,
+        Workload::Map,
     ];
 
     /// The name on the command line and in results.
@@ -130,6 +137,8 @@ impl Workload {
             Workload::Replay => "replay",
             Workload::Parked => "parked",
             Workload::Recovery => "recovery",
+            Workload::Steps => "steps",
+            Workload::Map => "map",
             Workload::All => "all",
         }
     }
@@ -139,7 +148,8 @@ impl Workload {
         match self {
             Workload::Throughput | Workload::StartLatency | Workload::Recovery => 1_000,
             Workload::Sequential => 100,
-            Workload::FanOut | Workload::Timers | Workload::Replay => 10_000,
+            Workload::Steps => 200,
+            Workload::FanOut | Workload::Timers | Workload::Replay | Workload::Map => 10_000,
             Workload::Parked => 100_000,
             Workload::All => 0,
         }

@@ -29,6 +29,12 @@ pub(crate) const SLEEPER: &str = "sleeper";
 pub(crate) const STEPS_THEN_WAIT: &str = "steps-then-wait";
 /// Workflow: waits for the event [`WAKE`] and returns its data (`parked`).
 pub(crate) const PARKED: &str = "parked";
+/// Workflow: `n` sequential inline steps with the given semantics (`steps`).
+pub(crate) const STEPS_WITH: &str = "steps-with";
+/// Workflow: maps `n` items, 100 at a time, each item running one inline step (`map`).
+pub(crate) const MAP_ITEMS: &str = "map-items";
+/// The concurrency limit of a [`MAP_ITEMS`] workflow's map.
+pub(crate) const MAP_CONCURRENCY: usize = 100;
 /// Activity: does nothing.
 pub(crate) const NOOP: &str = "noop";
 /// The event a [`STEPS_THEN_WAIT`] workflow waits for.
@@ -66,6 +72,83 @@ async fn sequential_steps(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowE
         sum += ctx.step("add", move |_| async move { Ok(i) }).await?;
     }
     Ok(sum)
+}
+
+/// The durability of the steps of a [`STEPS_WITH`] workflow, as the workload names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Semantics {
+    /// [`StepSemantics::AtLeastOncePerRetry`]: the result is checkpointed before the workflow
+    /// goes on.
+    AtLeastOnce,
+    /// [`StepSemantics::AtMostOncePerRetry`]: the start is checkpointed before the closure
+    /// runs (and the result, as for at-least-once).
+    AtMostOnce,
+    /// [`StepSemantics::AtLeastOnceWithTurn`]: no checkpoint of its own.
+    WithTurn,
+}
+
+impl Semantics {
+    /// Every kind, in the order the `steps` workload measures them.
+    pub(crate) const ALL: [Semantics; 3] = [
+        Semantics::AtLeastOnce,
+        Semantics::AtMostOnce,
+        Semantics::WithTurn,
+    ];
+
+    /// The engine's step semantics.
+    pub(crate) fn engine(self) -> StepSemantics {
+        match self {
+            Semantics::AtLeastOnce => StepSemantics::AtLeastOncePerRetry,
+            Semantics::AtMostOnce => StepSemantics::AtMostOncePerRetry,
+            Semantics::WithTurn => StepSemantics::AtLeastOnceWithTurn,
+        }
+    }
+
+    /// The short name used in figure names (`alo`, `amo`, `turn`).
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Semantics::AtLeastOnce => "alo",
+            Semantics::AtMostOnce => "amo",
+            Semantics::WithTurn => "turn",
+        }
+    }
+}
+
+/// `n` sequential inline steps with `semantics`; returns the sum of their results
+/// (`0 + 1 + .. + n-1`).
+async fn steps_with(
+    ctx: WorkflowContext,
+    (n, semantics): (u64, Semantics),
+) -> Result<u64, WorkflowError> {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx
+            .step("add", move |_| async move { Ok(i) })
+            .semantics(semantics.engine())
+            .await?;
+    }
+    Ok(sum)
+}
+
+/// Maps `n` items, [`MAP_CONCURRENCY`] at a time; each item runs one (at-least-once) inline
+/// step returning its index. Returns how many items succeeded, failing unless every item
+/// succeeded in index order.
+async fn map_items(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    let items: Vec<u64> = (0..n).collect();
+    let batch = ctx
+        .map("items", items, |child, item: u64, _index| async move {
+            child.step("item", move |_| async move { Ok(item) }).await
+        })
+        .max_concurrency(MAP_CONCURRENCY)
+        .await?;
+    let results = batch.into_result().map_err(WorkflowError::Context)?;
+    if results.iter().copied().ne(0..n) {
+        return Err(WorkflowError::application(
+            "the map's results are not the items in index order",
+        ));
+    }
+    Ok(results.len() as u64)
 }
 
 async fn empty(_ctx: WorkflowContext, _: ()) -> Result<(), WorkflowError> {
@@ -163,6 +246,8 @@ pub(crate) async fn start_engine(store: Arc<dyn Store>) -> Result<Engine> {
         .workflow(SLEEPER, sleeper)
         .workflow(STEPS_THEN_WAIT, steps_then_wait)
         .workflow(PARKED, parked)
+        .workflow(STEPS_WITH, steps_with)
+        .workflow(MAP_ITEMS, map_items)
         .activity(NOOP, noop)
         .options(options())
         .start()

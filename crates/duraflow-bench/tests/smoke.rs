@@ -17,7 +17,7 @@ const N: u64 = 10;
 const LEASE_MS: u64 = 1_000;
 
 /// The figures each workload must report as numbers.
-const FIGURES: [(&str, &[&str]); 8] = [
+const FIGURES: [(&str, &[&str]); 10] = [
     (
         "throughput",
         &["workflows_per_s", "activities_per_s", "elapsed_s"],
@@ -78,6 +78,21 @@ const FIGURES: [(&str, &[&str]); 8] = [
             "activities_logged_at_kill",
             "workflows_completed",
         ],
+    ),
+    (
+        "steps",
+        &[
+            "alo_sequential_ms_per_step",
+            "amo_sequential_ms_per_step",
+            "turn_sequential_ms_per_step",
+            "alo_concurrent_steps_per_s",
+            "amo_concurrent_wall_ms_per_step",
+            "turn_concurrent_ms_per_step_per_workflow",
+        ],
+    ),
+    (
+        "map",
+        &["total_s", "items_per_s", "journal_events", "peak_rss_mib"],
     ),
 ];
 
@@ -203,6 +218,20 @@ fn check_result(line: &Value, workload: &str, store: &str, figures: &[&str]) {
                 assert!(per_workflow.as_f64().is_some_and(|b| b >= 0.0), "{line}");
                 assert!(size.as_u64().is_some_and(|b| b > 0), "{line}");
             }
+        }
+        "steps" => {
+            let commits = &got["alo_concurrent_commits_per_step"];
+            if store == "sqlite" {
+                assert!(commits.as_f64().is_some_and(|c| c > 0.0), "{line}");
+            } else {
+                assert!(commits.is_null(), "counted on SQLite only: {line}");
+            }
+        }
+        "map" => {
+            // Four journal events per item (its context's start and end, its step's start and
+            // result), plus the workflow's start and end and the batch's context.
+            assert_eq!(got["journal_events"], 4 * N + 4, "{line}");
+            assert_eq!(line["settings"]["max_concurrency"], 100, "{line}");
         }
         "recovery" => {
             assert_eq!(got["workflows_completed"], N, "{line}");

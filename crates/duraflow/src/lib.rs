@@ -121,9 +121,9 @@ pub mod prelude {
 
     pub use crate::{
         branch, Activity, ActivityContext, ActivityError, BatchResult, CallbackStatus, Client,
-        ClientError, CompletionConfig, Engine, EngineBuilder, EngineOptions, Failure, FailureKind,
-        IfExists, InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle, StepContext,
-        StepSemantics, Workflow, WorkflowContext, WorkflowError,
+        ClientError, CompletionConfig, Condition, Engine, EngineBuilder, EngineOptions, Failure,
+        FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle,
+        StepContext, StepSemantics, WaitStrategy, Workflow, WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
     pub use crate::{PostgresOptions, PostgresStore};

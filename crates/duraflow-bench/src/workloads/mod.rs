@@ -2,11 +2,13 @@
 
 mod events;
 mod fan_out;
+mod map;
 mod parked;
 pub(crate) mod recovery;
 mod replay;
 mod sequential;
 mod start_latency;
+mod steps;
 mod throughput;
 mod timers;
 
@@ -37,6 +39,8 @@ pub(crate) async fn run(
         Workload::Replay => replay::run(env, n).await,
         Workload::Parked => parked::run(env, n).await,
         Workload::Recovery => recovery::run(env, n, config).await,
+        Workload::Steps => steps::run(env, n, config.count_commits).await,
+        Workload::Map => map::run(env, n).await,
         Workload::All => Err("`all` is not a single workload".into()),
     }
 }
@@ -105,6 +109,23 @@ pub(crate) fn settings(workload: Workload, config: &Config) -> Figures {
                 config.turn_lease_ms.is_none() && config.task_lease_ms.is_none(),
             )
             .int("start_concurrency", START_CONCURRENCY as u64);
+        }
+        Workload::Steps => {
+            s.text(
+                "unit",
+                "n sequential inline steps per workflow, for each semantics: one workflow \
+                 alone, then many at once",
+            )
+            .int("concurrent_instances", steps::INSTANCES)
+            .int("start_concurrency", START_CONCURRENCY as u64)
+            .flag("commits_counted", config.count_commits);
+        }
+        Workload::Map => {
+            s.text(
+                "unit",
+                "one workflow mapping n items; each item runs one at-least-once inline step",
+            )
+            .int("max_concurrency", engine::MAP_CONCURRENCY as u64);
         }
         Workload::All => {}
     }
