@@ -90,7 +90,7 @@ async fn submitted(
         .unwrap();
     let handed = tokens.lock().unwrap().clone();
     // The submitter ran once, after the token existed, and got the recorded token.
-    assert_eq!(handed, [recorded.clone()], "[{}]", rig.backend);
+    assert_eq!(handed, std::slice::from_ref(&recorded), "[{}]", rig.backend);
     (id.to_string(), before, recorded)
 }
 
