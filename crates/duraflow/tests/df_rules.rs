@@ -759,3 +759,238 @@ async fn rule_r5_5_10_invoke_failure_cached_on_replay() {
     )
     .await;
 }
+
+/// The stores a crash test runs on (the same store outlives the crashed engine).
+async fn crash_stores() -> (Vec<Arc<dyn duraflow::Store>>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = duraflow::SqliteStore::open(dir.path().join("crash.db"))
+        .await
+        .unwrap();
+    (
+        vec![Arc::new(duraflow::MemoryStore::new()), Arc::new(sqlite)],
+        dir,
+    )
+}
+
+/// Whether the step closures block forever (the process is about to crash) and whether one
+/// has begun to.
+#[derive(Default)]
+struct CrashGate {
+    crashing: std::sync::atomic::AtomicBool,
+    blocked: std::sync::atomic::AtomicBool,
+}
+
+impl CrashGate {
+    /// While crashing, never returns (the engine is dropped under it).
+    async fn pass(&self) {
+        if self.crashing.load(Ordering::SeqCst) {
+            self.blocked.store(true, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Starts `workflow` on an engine over `store`, waits until a step blocks at the gate and the
+/// stored journal satisfies `durable`, then drops the engine without shutting it down (a
+/// crash: its tasks are aborted, its turn is left leased); then starts a second engine on the
+/// same store, moves the clock past the turn lease, and returns the instance id, what the test
+/// sees of the second engine, and the engine.
+async fn crash_and_recover(
+    store: Arc<dyn duraflow::Store>,
+    gate: Arc<CrashGate>,
+    register: impl Fn(EngineBuilder) -> EngineBuilder,
+    durable: impl Fn(&[String]) -> bool,
+) -> (String, df_support::Rig, Engine) {
+    let clock = common::virtual_clock();
+    let options = || EngineOptions {
+        warm_instances: 0,
+        ..common::virtual_options()
+    };
+    gate.crashing.store(true, Ordering::SeqCst);
+    gate.blocked.store(false, Ordering::SeqCst);
+    let first = register(
+        Engine::builder()
+            .shared_store(store.clone())
+            .clock(clock.clone())
+            .options(options()),
+    )
+    .start()
+    .await
+    .unwrap();
+    let client = first.client();
+    let id = client.start("crash", &()).await.unwrap().to_string();
+    common::eventually("the step blocks with its records stored", || async {
+        let journal = store.journal(&id, None).await.ok()?;
+        (gate.blocked.load(Ordering::SeqCst) && durable(&df_support::recs(&journal))).then_some(())
+    })
+    .await;
+    drop(first);
+    gate.crashing.store(false, Ordering::SeqCst);
+    let second = register(
+        Engine::builder()
+            .shared_store(store.clone())
+            .clock(clock.clone())
+            .options(options()),
+    )
+    .start()
+    .await
+    .unwrap();
+    clock.advance(EngineOptions::default().turn_lease + Duration::from_secs(1));
+    let rig = df_support::Rig {
+        client: second.client(),
+        clock,
+        backend: store.backend(),
+        store,
+    };
+    (id, rig, second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_r6_1_17_at_most_once_step_interrupted_by_a_crash_is_not_rerun() {
+    let (stores, _dir) = crash_stores().await;
+    for store in stores {
+        let gate = Arc::new(CrashGate::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (g, r) = (gate.clone(), runs.clone());
+        let register = move |b: EngineBuilder| {
+            let (gate, runs) = (g.clone(), r.clone());
+            b.workflow("crash", move |ctx: WorkflowContext, _: ()| {
+                let (gate, runs) = (gate.clone(), runs.clone());
+                async move {
+                    ctx.step("charge", move |_| {
+                        let gate = gate.clone();
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            gate.pass().await;
+                            Ok(())
+                        }
+                    })
+                    .semantics(StepSemantics::AtMostOncePerRetry)
+                    .await
+                }
+            })
+        };
+        let (id, rig, engine) = crash_and_recover(store, gate, register, |recs| {
+            recs.iter().any(|r| r == "step_started 0 charge")
+        })
+        .await;
+        let (out, journal) = finished(&rig, &id).await;
+        assert_recs(
+            rig.backend,
+            &journal,
+            &[
+                "workflow_started",
+                "step_started 0 charge",
+                "step_failed 0 step_interrupted",
+                "workflow_failed step_interrupted",
+            ],
+        );
+        assert_eq!(out.unwrap_err().kind, FailureKind::StepInterrupted);
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "[{}]", rig.backend);
+        engine.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_r6_1_18_at_most_once_interrupted_attempt_then_retry_policy_decides() {
+    let (stores, _dir) = crash_stores().await;
+    for store in stores {
+        let gate = Arc::new(CrashGate::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (g, r) = (gate.clone(), runs.clone());
+        let register = move |b: EngineBuilder| {
+            let (gate, runs) = (g.clone(), r.clone());
+            b.workflow("crash", move |ctx: WorkflowContext, _: ()| {
+                let (gate, runs) = (gate.clone(), runs.clone());
+                async move {
+                    ctx.step("charge", move |step| {
+                        let gate = gate.clone();
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            gate.pass().await;
+                            Ok(step.attempt())
+                        }
+                    })
+                    .semantics(StepSemantics::AtMostOncePerRetry)
+                    .retry(RetryPolicy::fixed(Duration::from_secs(1)).max_attempts(2))
+                    .await
+                }
+            })
+        };
+        let (id, rig, engine) = crash_and_recover(store, gate, register, |recs| {
+            recs.iter().any(|r| r == "step_started 0 charge")
+        })
+        .await;
+        let first = [
+            "workflow_started",
+            "step_started 0 charge",
+            "step_retrying 0 attempt=1 step_interrupted retry_in=1000ms",
+        ];
+        suspended_at(&rig, &id, &first).await;
+        rig.clock.advance(Duration::from_secs(1));
+        let (out, journal) = finished(&rig, &id).await;
+        assert_eq!(out.unwrap(), 2);
+        let mut all = first.to_vec();
+        all.extend([
+            "timer_fired 0",
+            "step_started 0 charge attempt=2",
+            "step_completed 0 2",
+            "workflow_completed 2",
+        ]);
+        assert_recs(rig.backend, &journal, &all);
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "[{}]", rig.backend);
+        engine.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_r6_3_12_at_least_once_step_reruns_after_a_crash_without_a_second_start() {
+    let (stores, _dir) = crash_stores().await;
+    for store in stores {
+        let gate = Arc::new(CrashGate::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let (g, r) = (gate.clone(), runs.clone());
+        // Two steps at once: the quick one's stored result makes the slow one's start durable
+        // while the slow one still runs.
+        let register = move |b: EngineBuilder| {
+            let (gate, runs) = (g.clone(), r.clone());
+            b.workflow("crash", move |ctx: WorkflowContext, _: ()| {
+                let (gate, runs) = (gate.clone(), runs.clone());
+                async move {
+                    let slow = ctx.step("slow", move |_| {
+                        let gate = gate.clone();
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        async move {
+                            gate.pass().await;
+                            Ok(1u32)
+                        }
+                    });
+                    let quick = ctx.step("quick", |_| async { Ok(2u32) });
+                    let (a, b) = futures::future::try_join(slow, quick).await?;
+                    Ok(a + b)
+                }
+            })
+        };
+        let (id, rig, engine) = crash_and_recover(store, gate, register, |recs| {
+            recs.iter().any(|r| r == "step_completed 1 2")
+        })
+        .await;
+        let (out, journal) = finished(&rig, &id).await;
+        assert_eq!(out.unwrap(), 3);
+        assert_recs(
+            rig.backend,
+            &journal,
+            &[
+                "workflow_started",
+                "step_started 0 slow",
+                "step_started 1 quick",
+                "step_completed 1 2",
+                "step_completed 0 1",
+                "workflow_completed 3",
+            ],
+        );
+        // The body ran again (at least once); its start was not recorded twice.
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "[{}]", rig.backend);
+        engine.shutdown().await;
+    }
+}
