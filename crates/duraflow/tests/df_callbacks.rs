@@ -64,7 +64,7 @@ async fn callback_4_1_create_callback_success() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), payload.as_str());
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -96,7 +96,7 @@ async fn callback_4_3_general_timeout() {
             rig.clock.advance(Duration::from_secs(5));
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -134,7 +134,7 @@ async fn callback_4_6_external_failure_uncaught() {
                 .unwrap();
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -192,7 +192,7 @@ async fn callback_4_17_two_callbacks_sequential() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), serde_json::json!([pa, pb]));
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",

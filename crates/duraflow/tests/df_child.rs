@@ -48,7 +48,7 @@ async fn child_3_1_child_context_basic() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), input.as_str());
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -83,7 +83,7 @@ async fn child_3_4_child_context_error() {
             let id = rig.client.start("child-fails", &()).await.unwrap();
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -143,7 +143,7 @@ async fn child_3_6_nested_child_contexts() {
             assert_eq!(out.unwrap(), input.as_str());
             let q = format!("\"{input}\"");
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -214,7 +214,7 @@ async fn child_3_9_child_context_replay_returns_cached_result() {
                 let mut all = e.clone();
                 let done = format!("workflow_completed {q}");
                 all.extend(["timer_fired 1", done.as_str()]);
-                assert_recs(rig.backend, &journal, &all);
+                assert_recs(&rig.backend, &journal, &all);
                 // The replay turn did not run the child's body.
                 assert_eq!(bodies.load(Ordering::SeqCst), 1, "[{}]", rig.backend);
             }

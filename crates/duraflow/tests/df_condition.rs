@@ -112,7 +112,7 @@ async fn wait_for_condition_6_1_basic_polling() {
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 assert_eq!(out.unwrap(), 3);
                 let e: Vec<&str> = expected.iter().map(String::as_str).collect();
-                assert_recs(rig.backend, &journal, &e);
+                assert_recs(&rig.backend, &journal, &e);
                 assert_eq!(checks.load(Ordering::SeqCst), 3, "[{}]", rig.backend);
             }
         },
@@ -141,7 +141,7 @@ async fn wait_for_condition_6_2_condition_met_on_first_check() {
                 assert_eq!(out.unwrap(), 5);
                 // One poll, no wait.
                 assert_recs(
-                    rig.backend,
+                    &rig.backend,
                     &journal,
                     &[
                         "workflow_started",
@@ -198,7 +198,7 @@ async fn wait_for_condition_6_12_wait_for_condition_then_step() {
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 assert_eq!(out.unwrap(), 20);
                 let e: Vec<&str> = expected.iter().map(String::as_str).collect();
-                assert_recs(rig.backend, &journal, &e);
+                assert_recs(&rig.backend, &journal, &e);
                 // The step ran in the turn of the last poll.
                 let n = journal.len();
                 assert_eq!(journal[n - 5].at, journal[n - 2].at, "[{}]", rig.backend);

@@ -88,7 +88,7 @@ async fn invoke_5_1_invoke_basic() {
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 assert_eq!(out.unwrap(), input.as_str());
                 assert_recs(
-                    rig.backend,
+                    &rig.backend,
                     &journal,
                     &[
                         "workflow_started",
@@ -130,7 +130,7 @@ async fn invoke_5_5_invoke_target_fails_uncaught() {
                 let id = rig.client.start("caller", &()).await.unwrap();
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 assert_recs(
-                    rig.backend,
+                    &rig.backend,
                     &journal,
                     &[
                         "workflow_started",
@@ -177,7 +177,7 @@ async fn invoke_5_9_invoke_result_cached_on_replay() {
                 assert_eq!(out.unwrap(), "result");
                 let mut all = before.to_vec();
                 all.extend(["timer_fired 1", "workflow_completed \"result\""]);
-                assert_recs(rig.backend, &journal, &all);
+                assert_recs(&rig.backend, &journal, &all);
                 // The target ran once; the last turn took `r` from the journal.
                 assert_eq!(runs.load(Ordering::SeqCst), 1, "[{}]", rig.backend);
             }

@@ -68,7 +68,7 @@ async fn map_9_1_one_step_per_item() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), json!(["Hello, World!", "Hello, Kiro!"]));
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -112,7 +112,7 @@ async fn map_9_3_item_and_index() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), json!([10, 21, 32]));
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -163,7 +163,7 @@ async fn map_9_4_empty_items_list() {
             );
             // The parent's records are there even with nothing to map.
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -220,7 +220,7 @@ async fn map_9_7_min_successful_early_completion() {
                 );
                 // Items 2 and 3 never started.
                 assert_recs(
-                    rig.backend,
+                    &rig.backend,
                     &journal,
                     &[
                         "workflow_started",
@@ -284,7 +284,7 @@ async fn map_9_17_wait_after_successful_map() {
                 assert_eq!(out.unwrap(), json!(["A", "B"]));
                 let mut all = before.to_vec();
                 all.extend(["timer_fired 1", "workflow_completed [\"A\",\"B\"]"]);
-                assert_recs(rig.backend, &journal, &all);
+                assert_recs(&rig.backend, &journal, &all);
                 // The second turn took the map's result from its record: no item ran again.
                 assert_eq!(runs.load(Ordering::SeqCst), 2, "[{}]", rig.backend);
             }

@@ -90,7 +90,7 @@ async fn parallel_8_1_two_branches_each_a_step() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), json!(["task-1", "task-2"]));
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -133,7 +133,7 @@ async fn parallel_8_5_empty_branch_list() {
                 json!({"results": [], "completionReason": "ALL_COMPLETED", "totalCount": 0})
             );
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -171,7 +171,7 @@ async fn parallel_8_6_fail_fast() {
             );
             // Branch 2 never started; the parent succeeded.
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -216,7 +216,7 @@ async fn parallel_8_8_min_successful_early_completion() {
             );
             // Branches 2 and 3 never started.
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -261,7 +261,7 @@ async fn parallel_8_20_batch_result_accessors() {
                        "errorCount": 1})
             );
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",

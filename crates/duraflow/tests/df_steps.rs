@@ -62,7 +62,7 @@ async fn step_1_1_step_basic() {
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 assert_eq!(out.unwrap(), "Hello, World!");
                 assert_recs(
-                    rig.backend,
+                    &rig.backend,
                     &journal,
                     &[
                         "workflow_started",
@@ -100,7 +100,7 @@ async fn step_1_3_sequential_steps_second_depends_on_first() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), "first_second");
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -157,7 +157,7 @@ async fn step_1_9_replay_skips_succeeded_step() {
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 assert_eq!(out.unwrap(), "cached_value");
                 assert_recs(
-                    rig.backend,
+                    &rig.backend,
                     &journal,
                     &[
                         "workflow_started",
@@ -228,7 +228,7 @@ async fn step_1_10_replay_rethrows_failed_step() {
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 assert_eq!(out.unwrap(), serde_json::Value::Null);
                 assert_recs(
-                    rig.backend,
+                    &rig.backend,
                     &journal,
                     &[
                         "workflow_started",
@@ -240,11 +240,12 @@ async fn step_1_10_replay_rethrows_failed_step() {
                     ],
                 );
                 assert_eq!(runs.load(Ordering::SeqCst), 1, "[{}]", rig.backend);
-                // Caught live in the first turn, and re-raised from the record, the same, in
-                // the second.
+                // Caught live in the first turn and, replayed, re-raised from the record, the
+                // same, in the second (warm, the second turn goes on past the catch).
                 let caught = caught.lock().unwrap().clone();
-                assert_eq!(caught.len(), 2, "[{}] {caught:?}", rig.backend);
-                assert_eq!(caught[0], caught[1], "[{}]", rig.backend);
+                let expected = if rig.replayed { 2 } else { 1 };
+                assert_eq!(caught.len(), expected, "[{}] {caught:?}", rig.backend);
+                assert!(caught.windows(2).all(|w| w[0] == w[1]), "[{}]", rig.backend);
                 let WorkflowError::Step(f) = &caught[0] else {
                     panic!("expected a step error, got {:?}", caught[0]);
                 };
@@ -301,7 +302,7 @@ async fn step_1_11_retry_then_succeed() {
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 assert_eq!(out.unwrap(), "Operation succeeded");
                 assert_recs(
-                    rig.backend,
+                    &rig.backend,
                     &journal,
                     &[
                         "workflow_started",
@@ -372,7 +373,7 @@ async fn step_1_12_retry_exhaustion() {
                 expected.push("workflow_failed retries_exhausted".to_owned());
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 let e: Vec<&str> = expected.iter().map(String::as_str).collect();
-                assert_recs(rig.backend, &journal, &e);
+                assert_recs(&rig.backend, &journal, &e);
                 assert_eq!(runs.load(Ordering::SeqCst), 4, "[{}]", rig.backend);
                 // The execution fails with the step's error.
                 let failure = out.unwrap_err();
@@ -418,7 +419,7 @@ async fn step_1_19_step_fails_permanently() {
                 let id = rig.client.start("fails", &()).await.unwrap();
                 let (out, journal) = finished(&rig, id.as_ref()).await;
                 assert_recs(
-                    rig.backend,
+                    &rig.backend,
                     &journal,
                     &[
                         "workflow_started",
@@ -464,7 +465,7 @@ async fn step_1_20_error_caught_and_handled() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), "fallback_result");
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",

@@ -118,7 +118,7 @@ async fn wait_for_callback_7_1_basic_success() {
                     format!("workflow_completed \"{payload}\""),
                 ]);
                 let e: Vec<&str> = expected.iter().map(String::as_str).collect();
-                assert_recs(rig.backend, &journal, &e);
+                assert_recs(&rig.backend, &journal, &e);
                 // Not run again by the replay of the last turn.
                 assert_eq!(tokens.lock().unwrap().len(), 1, "[{}]", rig.backend);
             }
@@ -153,7 +153,7 @@ async fn wait_for_callback_7_4_external_failure_uncaught() {
                     .map(str::to_owned),
                 );
                 let e: Vec<&str> = expected.iter().map(String::as_str).collect();
-                assert_recs(rig.backend, &journal, &e);
+                assert_recs(&rig.backend, &journal, &e);
                 let EventKind::CallbackFailed { failure, .. } = &journal[5].kind else {
                     unreachable!()
                 };
@@ -187,7 +187,7 @@ async fn wait_for_callback_7_5_timeout() {
                     .map(str::to_owned),
                 );
                 let e: Vec<&str> = expected.iter().map(String::as_str).collect();
-                assert_recs(rig.backend, &journal, &e);
+                assert_recs(&rig.backend, &journal, &e);
                 let (opened, timed_out) = (journal[2].at, journal[5].at);
                 assert!(timed_out.since(opened) >= Duration::from_secs(3));
                 assert_eq!(out.unwrap_err().kind, FailureKind::Timeout);

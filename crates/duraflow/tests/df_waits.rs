@@ -46,7 +46,7 @@ async fn wait_2_1_wait_basic() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), serde_json::Value::Null);
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",
@@ -99,7 +99,7 @@ async fn wait_2_3_multiple_sequential_waits() {
             let (out, journal) = finished(&rig, id.as_ref()).await;
             assert_eq!(out.unwrap(), serde_json::json!({"completedWaits": 2}));
             assert_recs(
-                rig.backend,
+                &rig.backend,
                 &journal,
                 &[
                     "workflow_started",

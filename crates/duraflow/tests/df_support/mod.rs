@@ -2,7 +2,8 @@
 //! `durable-functions-behaviours.md` (AWS's durable-execution conformance cases) into engine
 //! tests: every case runs on a `MemoryStore` and on a `SqliteStore`, under a virtual clock,
 //! with no warm instances (so that every turn replays the journal from the start, as the
-//! replay cases of R5 require), and compares the journal record by record.
+//! replay cases of R5 require) and then with warm instances, and compares the journal record
+//! by record.
 //!
 //! A record is rendered as one line, `<event type> <op id> [details]`:
 //!
@@ -49,13 +50,18 @@ pub struct Rig {
     pub client: Client,
     pub clock: Arc<ManualClock>,
     pub store: Arc<dyn Store>,
-    /// `memory` or `sqlite`, for failure messages.
-    pub backend: &'static str,
+    /// The store and the mode (`memory, replayed`, `sqlite, warm`...), for failure messages.
+    pub backend: String,
+    /// Whether every turn replays the journal (no warm instances): the workflow's code runs
+    /// again from the start at each turn.
+    pub replayed: bool,
 }
 
-/// Runs `case` once on a `MemoryStore` and once on a `SqliteStore`, each time with a fresh
-/// engine (the workflows `register` adds, a virtual clock, no warm instances), and shuts the
-/// engine down after it.
+/// Runs `case` on a `MemoryStore` and on a `SqliteStore`, each time with a fresh engine (the
+/// workflows `register` adds, a virtual clock), first with no warm instances, so that every
+/// turn replays the journal from the start (what the replay cases of R5 are about), then with
+/// the default warm cache, where a turn goes on from the run kept in memory; and shuts the
+/// engine down after each run.
 pub async fn on_both_stores<R, C, Fut>(register: R, case: C)
 where
     R: Fn(EngineBuilder) -> EngineBuilder,
@@ -64,15 +70,21 @@ where
 {
     crate::common::init_tracing();
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(dir.path().join("df.db")).await.unwrap();
-    for store in [
-        Arc::new(MemoryStore::new()) as Arc<dyn Store>,
-        Arc::new(sqlite) as Arc<dyn Store>,
-    ] {
+    for (n, warm) in [(0, false), (1, false), (2, true), (3, true)] {
+        let store: Arc<dyn Store> = if n % 2 == 0 {
+            Arc::new(MemoryStore::new())
+        } else {
+            Arc::new(
+                SqliteStore::open(dir.path().join(format!("df{n}.db")))
+                    .await
+                    .unwrap(),
+            )
+        };
         let clock = virtual_clock();
+        let defaults = virtual_options();
         let options = duraflow::EngineOptions {
-            warm_instances: 0,
-            ..virtual_options()
+            warm_instances: if warm { defaults.warm_instances } else { 0 },
+            ..defaults
         };
         let engine: Engine = register(
             Engine::builder()
@@ -86,8 +98,13 @@ where
         let rig = Rig {
             client: engine.client(),
             clock,
-            backend: store.backend(),
+            backend: format!(
+                "{}, {}",
+                store.backend(),
+                if warm { "warm" } else { "replayed" }
+            ),
             store,
+            replayed: !warm,
         };
         case(rig).await;
         engine.shutdown().await;
@@ -204,7 +221,7 @@ pub async fn suspended_at(rig: &Rig, id: &str, expected: &[&str]) -> Vec<Event> 
     let journal = eventually(
         &format!(
             "[{}] {} records in the journal of {id:?}",
-            rig.backend,
+            &rig.backend,
             expected.len()
         ),
         || async {
@@ -213,7 +230,7 @@ pub async fn suspended_at(rig: &Rig, id: &str, expected: &[&str]) -> Vec<Event> 
         },
     )
     .await;
-    assert_recs(rig.backend, &journal, expected);
+    assert_recs(&rig.backend, &journal, expected);
     let status = rig.client.status(id).await.unwrap().status;
     assert_eq!(
         status,
@@ -239,7 +256,7 @@ pub async fn finished(rig: &Rig, id: &str) -> (Result<serde_json::Value, Failure
             let status = rig.client.status(id).await.map(|i| i.status);
             panic!(
                 "[{}] waiting for {id:?}: {other:?}; status {status:?}, journal {:#?}",
-                rig.backend,
+                &rig.backend,
                 recs(&journal)
             )
         }
