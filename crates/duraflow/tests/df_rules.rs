@@ -999,3 +999,143 @@ async fn rule_r6_3_12_at_least_once_step_reruns_after_a_crash_without_a_second_s
         engine.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_r10_8_8_concurrent_min_successful_drops_running_items() {
+    on_both_stores(
+        |b| {
+            b.workflow("race", |ctx: WorkflowContext, _: ()| async move {
+                let r = ctx
+                    .map(
+                        "m",
+                        vec![4u64, 1, 2],
+                        |c: WorkflowContext, secs: u64, i| async move {
+                            c.sleep(Duration::from_secs(secs)).await?;
+                            Ok(i)
+                        },
+                    )
+                    .max_concurrency(2)
+                    .completion(CompletionConfig::min_successful(2))
+                    .await?;
+                // Long enough for the dropped item's timer to come due meanwhile.
+                ctx.sleep(Duration::from_secs(5)).await?;
+                Ok(json!({
+                    "completionReason": reason(r.completion_reason),
+                    "results": r.results(),
+                    "successCount": r.success_count(),
+                    "cancelledCount": r.cancelled_count(),
+                    "totalCount": r.total_count(),
+                }))
+            })
+        },
+        |rig| async move {
+            let id = rig.client.start("race", &()).await.unwrap();
+            let mut expected = vec![
+                "workflow_started",
+                "context_started 0 m",
+                "context_started 0.0 m[0]",
+                "timer_created 0.0.0 4000ms",
+                "context_started 0.1 m[1]",
+                "timer_created 0.1.0 1000ms",
+            ];
+            suspended_at(&rig, id.as_ref(), &expected).await;
+            rig.clock.advance(Duration::from_secs(1));
+            expected.extend([
+                "timer_fired 0.1.0",
+                "context_completed 0.1 1",
+                "context_started 0.2 m[2]",
+                "timer_created 0.2.0 2000ms",
+            ]);
+            suspended_at(&rig, id.as_ref(), &expected).await;
+            rig.clock.advance(Duration::from_secs(2));
+            expected.extend([
+                "timer_fired 0.2.0",
+                "context_completed 0.2 2",
+                "context_completed 0 *",
+                "timer_created 1 5000ms",
+            ]);
+            suspended_at(&rig, id.as_ref(), &expected).await;
+            // Item 0's timer comes due while the workflow waits: it is not journaled.
+            rig.clock.advance(Duration::from_secs(5));
+            let (out, journal) = finished(&rig, id.as_ref()).await;
+            assert_eq!(
+                out.unwrap(),
+                json!({"completionReason": "MIN_SUCCESSFUL_REACHED", "results": [1, 2],
+                       "successCount": 2, "cancelledCount": 1, "totalCount": 3})
+            );
+            expected.extend(["timer_fired 1", "workflow_completed *"]);
+            assert_recs(&rig.backend, &journal, &expected);
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rule_r7_r8_callbacks_in_concurrent_items_complete_out_of_order() {
+    on_both_stores(
+        |b| {
+            b.workflow("approvals", |ctx: WorkflowContext, _: ()| async move {
+                let r = ctx
+                    .map(
+                        "m",
+                        vec!["a", "b"],
+                        |c: WorkflowContext, item: &str, _| async move {
+                            c.wait_for_callback::<String, _, _>(
+                                item,
+                                |_, _| async { Ok(()) },
+                                None,
+                                None,
+                            )
+                            .await
+                        },
+                    )
+                    .max_concurrency(2)
+                    .await?;
+                Ok(r.results().into_iter().cloned().collect::<Vec<String>>())
+            })
+        },
+        |rig| async move {
+            let id = rig.client.start("approvals", &()).await.unwrap();
+            let mut expected = vec![
+                "workflow_started",
+                "context_started 0 m",
+                "context_started 0.0 m[0]",
+                "context_started 0.0.0 a",
+                "callback_created 0.0.0.0 a",
+                "step_started 0.0.0.1 submit",
+                "context_started 0.1 m[1]",
+                "context_started 0.1.0 b",
+                "callback_created 0.1.0.0 b",
+                "step_started 0.1.0.1 submit",
+                "step_completed 0.0.0.1 null",
+                "step_completed 0.1.0.1 null",
+            ];
+            suspended_at(&rig, id.as_ref(), &expected).await;
+            let (a, b) = (
+                token_of(&rig, id.as_ref(), "a").await,
+                token_of(&rig, id.as_ref(), "b").await,
+            );
+            rig.clock.advance(Duration::from_secs(1));
+            rig.client.complete_callback(&b, "B").await.unwrap();
+            expected.extend([
+                "callback_completed 0.1.0.0 \"B\"",
+                "context_completed 0.1.0 \"B\"",
+                "context_completed 0.1 \"B\"",
+            ]);
+            suspended_at(&rig, id.as_ref(), &expected).await;
+            rig.clock.advance(Duration::from_secs(1));
+            rig.client.complete_callback(&a, "A").await.unwrap();
+            let (out, journal) = finished(&rig, id.as_ref()).await;
+            assert_eq!(out.unwrap(), json!(["A", "B"]));
+            expected.extend([
+                "callback_completed 0.0.0.0 \"A\"",
+                "context_completed 0.0.0 \"A\"",
+                "context_completed 0.0 \"A\"",
+                "context_completed 0 *",
+                "workflow_completed [\"A\",\"B\"]",
+            ]);
+            assert_recs(&rig.backend, &journal, &expected);
+        },
+    )
+    .await;
+}
