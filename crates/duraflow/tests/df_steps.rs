@@ -12,9 +12,9 @@
 //! - A retry's delay is recorded as a time (`retry_at`), in milliseconds, not in whole
 //!   seconds; the wait for the retry is the step's own durable timer, whose firing is journaled
 //!   as `timer_fired` on the step's operation id.
-//! - A step makes one attempt unless given a retry policy (AWS's `RetryPresets.none()` is the
-//!   default), and a step whose retries run out fails with kind `retries_exhausted`, its
-//!   message naming the last attempt's error.
+//! - A step makes one attempt unless given a retry policy (what AWS spells
+//!   `RetryPresets.none()`), and a step whose retries run out fails with kind
+//!   `retries_exhausted`, its message naming the last attempt's error.
 //! - An error's "type" is the error's code (`ActivityError::with_code`), kept with the kind.
 //! - Turn boundaries (`‖`) are not journaled: a suspension is checked by the journal standing
 //!   still at that record with the instance running, until the test moves the clock.
