@@ -224,7 +224,10 @@ where
             }
             match take_completion(&mut s, &this.op, cx) {
                 Some(Completion::Retrying) => {
-                    // The attempt failed: wait for the step's backoff timer.
+                    // The attempt failed: wait for the step's backoff timer. Its end is
+                    // recorded, also when replay delivered it: the attempt must not run
+                    // again once replay is over (it would, live, while the step backs off).
+                    this.reported = true;
                     s.ops
                         .insert(this.op.clone(), Slot::Waiting(Some(cx.waker().clone())));
                     return Poll::Pending;
