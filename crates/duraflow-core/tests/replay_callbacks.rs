@@ -182,18 +182,13 @@ fn wait_for_callback_submits_the_token_in_a_step_then_waits() {
         workflow_fn(move |ctx: WorkflowContext, _: ()| {
             let submitted = submitted.clone();
             async move {
-                ctx.wait_for_callback::<String, _, _>(
-                    "approval",
-                    move |token, _step| {
-                        let submitted = submitted.clone();
-                        async move {
-                            submitted.lock().unwrap().push(token);
-                            Ok(())
-                        }
-                    },
-                    None,
-                    None,
-                )
+                ctx.wait_for_callback::<String, _, _>("approval", move |token, _step| {
+                    let submitted = submitted.clone();
+                    async move {
+                        submitted.lock().unwrap().push(token);
+                        Ok(())
+                    }
+                })
                 .await
             }
         })
@@ -214,4 +209,36 @@ fn wait_for_callback_submits_the_token_in_a_step_then_waits() {
     assert!(d.deliver(completed("0.0", "ok")));
     assert_eq!(d.output::<String>(), "ok");
     assert_clean_replay(&d.check(), d.outcome().unwrap());
+}
+
+#[test]
+fn a_wait_for_callback_submitter_is_retried_under_its_policy() {
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let wf = {
+        let attempts = attempts.clone();
+        workflow_fn(move |ctx: WorkflowContext, _: ()| {
+            let attempts = attempts.clone();
+            async move {
+                ctx.wait_for_callback::<String, _, _>("approval", move |_token, step| {
+                    let attempts = attempts.clone();
+                    async move {
+                        attempts.lock().unwrap().push(step.attempt());
+                        if step.attempt() == 1 {
+                            return Err(duraflow_core::ActivityError::retryable(
+                                "mail server down",
+                            ));
+                        }
+                        Ok(())
+                    }
+                })
+                .submitter_retry(duraflow_core::RetryPolicy::fixed(Duration::from_secs(1)))
+                .await
+            }
+        })
+    };
+    let mut d = Driver::start("wfc-retry", wf, &());
+    assert!(d.deliver(timer_fired("0.1")));
+    assert_eq!(*attempts.lock().unwrap(), vec![1, 2]);
+    assert!(d.deliver(completed("0.0", "ok")));
+    assert_eq!(d.output::<String>(), "ok");
 }

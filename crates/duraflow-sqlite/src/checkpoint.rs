@@ -12,13 +12,20 @@
 //! checkpoint racing a busy writer never does (a test showed the log growing to 50 MB). So
 //! once the background checkpoint is done, the writer runs one of its own between two
 //! transactions ([`Checkpointer::finish`]): it copies only the frames written meanwhile, and
-//! completes. If the thread falls behind (starved of CPU on a busy machine), the writer runs a
-//! `TRUNCATE` checkpoint of its own after [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] commits, so the
-//! log stays bounded whatever the scheduling.
+//! completes.
+//!
+//! On a starved core that is not enough: the thread may fall behind, and SQLite starts the log
+//! over only when no connection still reads the old one, which keeps failing while the thread
+//! is busy with its next checkpoint. So the writer runs a `TRUNCATE` checkpoint of its own
+//! (having the thread stand aside and waiting for its checkpoint to end) when the thread has
+//! not finished one for [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] commits, or when the log still
+//! holds more than `MAX_LOG_FRAMES` frames after one: the log stays bounded whatever the
+//! scheduling (`the_checkpointer_keeps_the_log_bounded`, which once failed on a loaded
+//! machine).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -33,6 +40,10 @@ pub(crate) const COMMITS_PER_CHECKPOINT: u32 = 64;
 /// finished one meanwhile (a thread starved of CPU on a busy machine): it bounds the log
 /// whatever the scheduling.
 pub(crate) const COMMITS_BEFORE_WRITER_CHECKPOINTS: u32 = 8 * COMMITS_PER_CHECKPOINT;
+
+/// The most frames the log may hold after a finished checkpoint before the writer truncates
+/// it (about 4 MiB at SQLite's default 4 KiB pages).
+const MAX_LOG_FRAMES: i64 = 1_024;
 
 /// How often the checkpointer runs when nobody nudges it.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
@@ -50,6 +61,13 @@ pub(crate) struct Checkpointer {
     thread: JoinHandle<()>,
     /// Set after each background checkpoint, for the writer to finish it.
     copied: Arc<AtomicBool>,
+    /// Set while the writer waits to checkpoint on its own: the thread starts no checkpoint
+    /// meanwhile, so the checkpoint lock becomes free.
+    writer_turn: Arc<AtomicBool>,
+    /// Held by whoever runs a checkpoint (the thread, or the writer's own), so that the writer
+    /// waits for the thread's checkpoint to end instead of finding SQLite's checkpoint lock
+    /// taken.
+    running: Arc<Mutex<()>>,
 }
 
 impl Checkpointer {
@@ -58,6 +76,10 @@ impl Checkpointer {
         let (nudge, rx) = mpsc::sync_channel::<()>(1);
         let copied = Arc::new(AtomicBool::new(false));
         let done = copied.clone();
+        let writer_turn = Arc::new(AtomicBool::new(false));
+        let stand_aside = writer_turn.clone();
+        let running = Arc::new(Mutex::new(()));
+        let gate = running.clone();
         let thread = std::thread::Builder::new()
             .name("duraflow-sqlite-checkpointer".into())
             .spawn(move || {
@@ -67,7 +89,13 @@ impl Checkpointer {
                     // Copy until what is left is the writer's share (the writer keeps writing
                     // meanwhile, so that is all it can ever be).
                     for _ in 0..ROUNDS {
-                        match passive(&conn) {
+                        if stand_aside.load(Ordering::Acquire) {
+                            break;
+                        }
+                        let copying = gate.lock().unwrap_or_else(PoisonError::into_inner);
+                        let left = passive(&conn);
+                        drop(copying);
+                        match left {
                             Ok(left) if left > WRITER_SHARE => continue,
                             Ok(_) => {}
                             Err(e) => debug!(
@@ -85,6 +113,8 @@ impl Checkpointer {
             nudge,
             thread,
             copied,
+            writer_turn,
+            running,
         })
     }
 
@@ -102,27 +132,47 @@ impl Checkpointer {
     /// (`TRUNCATE`, waiting up to the busy timeout for a checkpoint the thread is running).
     /// Returns whether a checkpoint finished (the writer then starts counting again).
     pub(crate) fn finish(&self, writer: &Connection, commits: u32) -> bool {
-        if self.copied.swap(false, Ordering::AcqRel) {
-            if let Err(e) = passive(writer).map(|_| ()) {
-                debug!(error = %e, "finishing a SQLite checkpoint failed; the next one will try again");
-            }
-            return true;
+        if commits >= COMMITS_BEFORE_WRITER_CHECKPOINTS {
+            // The thread has fallen behind.
+            return self.truncate(writer);
         }
-        if commits < COMMITS_BEFORE_WRITER_CHECKPOINTS {
+        if !self.copied.swap(false, Ordering::AcqRel) {
             return false;
         }
-        // The thread has fallen behind: copy the whole log and start it over now, waiting (up
-        // to the busy timeout) for a checkpoint the thread may be running.
-        match writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        // Finish the thread's checkpoint. SQLite starts the log over at the next transaction
+        // only if no connection still reads the old one; when that keeps failing (the thread's
+        // connection busy with its next checkpoint on a starved core), the log only grows, so
+        // past `MAX_LOG_FRAMES` the writer truncates it.
+        match frames(writer) {
+            Ok((log, left)) if log > MAX_LOG_FRAMES => left == 0 && self.truncate(writer),
+            Ok((_, left)) => left == 0,
+            Err(e) => {
+                debug!(error = %e, "finishing a SQLite checkpoint failed; the next one will try again");
+                false
+            }
+        }
+    }
+
+    /// Copies the whole log and truncates it on the writer's connection: keeps the thread from
+    /// starting another checkpoint, waits for its current one, and waits (up to the busy
+    /// timeout) for readers. Returns whether it did; if not, the next commit tries again.
+    fn truncate(&self, writer: &Connection) -> bool {
+        self.writer_turn.store(true, Ordering::Release);
+        let _running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let done = match writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
             r.get::<_, i64>(0)
         }) {
-            Ok(0) => true,
-            Ok(_) => false,
+            Ok(busy) => busy == 0,
             Err(e) => {
                 debug!(error = %e, "a SQLite checkpoint by the writer failed; the next one will try again");
                 false
             }
+        };
+        if done {
+            self.writer_turn.store(false, Ordering::Release);
+            self.copied.store(false, Ordering::Release);
         }
+        done
     }
 
     /// Stops the thread and closes its connection.
@@ -134,9 +184,14 @@ impl Checkpointer {
 
 /// Runs a passive checkpoint; returns how many frames of the log it left uncopied.
 fn passive(conn: &Connection) -> rusqlite::Result<i64> {
+    frames(conn).map(|(_, left)| left)
+}
+
+/// Runs a passive checkpoint; returns the frames in the log and how many it left uncopied.
+fn frames(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         let log: i64 = r.get(1)?;
         let copied: i64 = r.get(2)?;
-        Ok((log - copied).max(0))
+        Ok((log, (log - copied).max(0)))
     })
 }

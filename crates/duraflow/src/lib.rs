@@ -80,7 +80,7 @@ pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemBatcher, ItemStatus};
 pub use duraflow_core::context::{
     branch, ActivityCall, Branch, Callback, CallbackFuture, ChildCall, ChildContext, Condition,
     ContinueAsNew, EventWait, EventWaitFuture, Invoke, MapCall, OpFuture, StartChild, StepFuture,
-    WaitStrategy,
+    WaitForCallback, WaitStrategy,
 };
 pub use duraflow_core::{
     check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions, BatchResult,

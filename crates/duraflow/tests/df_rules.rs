@@ -8,8 +8,8 @@
 //!
 //! - R4: retry delays are recorded as times, in milliseconds.
 //! - R7: a heartbeat is journaled (`callback_heartbeat`).
-//! - R8: `wait_for_callback` has no retry policy for its submitter (the submitter step makes
-//!   one attempt); a failing submitter fails the context at once.
+//! - R8: the submitter of `wait_for_callback` makes one attempt unless given
+//!   `.submitter_retry(policy)`; a failing submitter fails the context.
 //! - R12: a poll that says "continue" or "done" is a successful `check` step; strategy
 //!   exhaustion fails the wait's context (`condition_exhausted`) after the last poll's step
 //!   succeeded, rather than failing that poll's record; polls have distinct operation ids.
@@ -411,15 +411,10 @@ async fn rule_r8_7_7_failing_submitter_fails_the_context() {
             b.workflow("submit-fails", move |ctx: WorkflowContext, _: ()| {
                 let tokens = tokens.clone();
                 async move {
-                    ctx.wait_for_callback::<String, _, _>(
-                        "cb",
-                        move |token, _| {
-                            tokens.lock().unwrap().push(token);
-                            async { Err(ActivityError::retryable("cannot submit")) }
-                        },
-                        None,
-                        None,
-                    )
+                    ctx.wait_for_callback::<String, _, _>("cb", move |token, _| {
+                        tokens.lock().unwrap().push(token);
+                        async { Err(ActivityError::retryable("cannot submit")) }
+                    })
                     .await
                 }
             })
@@ -1080,13 +1075,8 @@ async fn rule_r7_r8_callbacks_in_concurrent_items_complete_out_of_order() {
                         "m",
                         vec!["a", "b"],
                         |c: WorkflowContext, item: &str, _| async move {
-                            c.wait_for_callback::<String, _, _>(
-                                item,
-                                |_, _| async { Ok(()) },
-                                None,
-                                None,
-                            )
-                            .await
+                            c.wait_for_callback::<String, _, _>(item, |_, _| async { Ok(()) })
+                                .await
                         },
                     )
                     .max_concurrency(2)

@@ -42,16 +42,15 @@ fn register(b: EngineBuilder, tokens: &Tokens) -> EngineBuilder {
         move |ctx: WorkflowContext, (name, timeout): (String, u64)| {
             let tokens = tokens.clone();
             async move {
-                ctx.wait_for_callback::<String, _, _>(
-                    &name,
-                    move |token, _| {
-                        tokens.lock().unwrap().push(token);
-                        async { Ok(()) }
-                    },
-                    (timeout > 0).then(|| Duration::from_secs(timeout)),
-                    None,
-                )
-                .await
+                let wait = ctx.wait_for_callback::<String, _, _>(&name, move |token, _| {
+                    tokens.lock().unwrap().push(token);
+                    async { Ok(()) }
+                });
+                if timeout > 0 {
+                    wait.timeout(Duration::from_secs(timeout)).await
+                } else {
+                    wait.await
+                }
             }
         },
     )

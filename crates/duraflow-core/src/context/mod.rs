@@ -11,6 +11,7 @@ mod event_wait;
 mod invoke;
 pub(crate) mod op;
 mod step;
+mod wait_for_callback;
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -31,6 +32,7 @@ pub use event_wait::{EventWait, EventWaitFuture};
 pub use invoke::Invoke;
 pub use op::OpFuture;
 pub use step::{StepContext, StepFuture, StepSemantics};
+pub use wait_for_callback::WaitForCallback;
 
 use crate::error::WorkflowError;
 use crate::event::EventKind;
@@ -331,34 +333,15 @@ impl WorkflowContext {
 
     /// Opens a callback named `name`, runs `submit` as a step with its token (to hand the token
     /// to the outside world), then waits for the callback, all in a child context of that
-    /// name. A submitter that fails fails the wait without the callback completing.
-    pub fn wait_for_callback<T, F, Fut>(
-        &self,
-        name: &str,
-        submit: F,
-        timeout: Option<Duration>,
-        heartbeat_timeout: Option<Duration>,
-    ) -> impl Future<Output = Result<T, WorkflowError>> + Send + 'static
+    /// name. Set the callback's limits and the submitter's retries on the returned
+    /// [`WaitForCallback`]. A submitter that fails (after its retries) fails the wait without
+    /// the callback completing.
+    pub fn wait_for_callback<T, F, Fut>(&self, name: &str, submit: F) -> WaitForCallback<T, F>
     where
-        T: Serialize + serde::de::DeserializeOwned + Send + 'static,
         F: Fn(String, StepContext) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<(), crate::ActivityError>> + Send + 'static,
     {
-        let label = name.to_owned();
-        let submit = Arc::new(submit);
-        self.run_in_child_context(name, move |ctx: WorkflowContext| async move {
-            let mut cb = ctx.callback::<T>(&label);
-            if let Some(t) = timeout {
-                cb = cb.timeout(t);
-            }
-            if let Some(h) = heartbeat_timeout {
-                cb = cb.heartbeat_timeout(h);
-            }
-            let token = cb.token();
-            ctx.step("submit", move |step| submit(token.clone(), step))
-                .await?;
-            cb.await
-        })
+        WaitForCallback::new(self.clone(), name, submit)
     }
 
     /// Runs the workflow registered as `name` with `input` (as an attached child) and returns
