@@ -224,7 +224,11 @@ where
             }
             match take_completion(&mut s, &this.op, cx) {
                 Some(Completion::Retrying) => {
-                    // The attempt failed: wait for the step's backoff timer.
+                    // The attempt failed: wait for the step's backoff timer. Its end is
+                    // recorded, whether this run reported it or replay read it back, so the
+                    // attempt must not run (or be found interrupted) again while the wait
+                    // lasts, however often the future is woken.
+                    this.reported = true;
                     s.ops
                         .insert(this.op.clone(), Slot::Waiting(Some(cx.waker().clone())));
                     return Poll::Pending;
