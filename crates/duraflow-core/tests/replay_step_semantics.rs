@@ -376,7 +376,10 @@ fn a_step_waiting_for_its_retry_when_the_process_stopped_waits_on_after_replay()
             "{semantics:?}: the failed attempt ran again after replay"
         );
         assert!(d.take_new().is_empty(), "{semantics:?}");
-        assert!(d.deliver(timer_fired("0")), "{semantics:?}: the retry timer was refused");
+        assert!(
+            d.deliver(timer_fired("0")),
+            "{semantics:?}: the retry timer was refused"
+        );
         assert_eq!(*c.lock().unwrap(), vec![1, 2], "{semantics:?}");
         assert!(d.deliver(activity_completed("1", &20u32)));
         assert_eq!(d.output::<u32>(), 20, "{semantics:?}");

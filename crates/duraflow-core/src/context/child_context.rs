@@ -9,13 +9,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::WorkflowContext;
+use crate::context::op::take_completion;
 use crate::error::WorkflowError;
 use crate::event::EventKind;
 use crate::failure::Failure;
 use crate::op_id::OpId;
 use crate::payload::Payload;
 use crate::primitive::context::REPLAYED_END;
-use crate::replay::state::lock;
+use crate::replay::state::{lock, Slot};
 
 /// The future of a child context (see [`WorkflowContext::run_in_child_context`]).
 #[must_use = "a child context runs only when awaited"]
@@ -29,6 +30,9 @@ pub struct ChildContext<T, F, Fut> {
     finished: bool,
     /// The journal position of the context's end, once it has one.
     end_pos: Option<usize>,
+    /// On replay, the recorded end of a context whose body is skipped, held until the replay
+    /// cursor reaches that end.
+    replayed_end: Option<Result<Payload, Failure>>,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -44,6 +48,7 @@ impl<T, F, Fut> ChildContext<T, F, Fut> {
             issued: false,
             finished: false,
             end_pos: None,
+            replayed_end: None,
             _output: PhantomData,
         }
     }
@@ -107,12 +112,21 @@ where
             if replaying {
                 if let Some((pos, end)) = s.recorded_context_end(&this.op) {
                     this.end_pos = Some(pos);
-                    // Completed before: return its result without running the body again.
+                    // Completed before: its result is returned without running the body
+                    // again, once replay reaches its end. Returning it before would let the
+                    // code go on ahead of what was journaled between the context's start and
+                    // its end (the operations of concurrent branches).
                     s.advance(&this.op, REPLAYED_END);
+                    this.body = None;
                     s.skip_context(&this.op);
+                    if s.pos <= pos {
+                        s.ops
+                            .insert(this.op.clone(), Slot::Waiting(Some(cx.waker().clone())));
+                        this.replayed_end = Some(end);
+                        return Poll::Pending;
+                    }
                     drop(s);
                     this.finished = true;
-                    this.body = None;
                     return Poll::Ready(this.decode(end));
                 }
             }
@@ -126,6 +140,18 @@ where
                 return Poll::Pending;
             };
             this.running = Some(Box::pin(body(child)));
+        }
+        if this.replayed_end.is_some() {
+            let mut s = lock(&this.parent.state);
+            if take_completion(&mut s, &this.op, cx).is_none() {
+                return Poll::Pending;
+            }
+            drop(s);
+            let Some(end) = this.replayed_end.take() else {
+                return Poll::Pending;
+            };
+            this.finished = true;
+            return Poll::Ready(this.decode(end));
         }
         let Some(running) = this.running.as_mut() else {
             return Poll::Pending;
