@@ -16,7 +16,7 @@ use crate::failure::Failure;
 use crate::op_id::OpId;
 use crate::payload::Payload;
 use crate::primitive::context::REPLAYED_END;
-use crate::replay::state::{lock, Slot};
+use crate::replay::state::{lock, Completion, Slot};
 
 /// The future of a child context (see [`WorkflowContext::run_in_child_context`]).
 #[must_use = "a child context runs only when awaited"]
@@ -113,21 +113,30 @@ where
                 if let Some((pos, end)) = s.recorded_context_end(&this.op) {
                     this.end_pos = Some(pos);
                     // Completed before: its result is returned without running the body
-                    // again, once replay reaches its end. Returning it before would let the
-                    // code go on ahead of what was journaled between the context's start and
-                    // its end (the operations of concurrent branches).
+                    // again, once replay has passed its end (the cursor passes over the
+                    // body's events). Returning it before would let the code go on ahead of
+                    // what was journaled between the context's start and its end (the
+                    // operations of concurrent branches).
                     s.advance(&this.op, REPLAYED_END);
                     this.body = None;
                     s.skip_context(&this.op);
-                    if s.pos <= pos {
+                    if s.pos > pos && s.replayed_ends_untaken == 0 {
+                        drop(s);
+                        this.finished = true;
+                        return Poll::Ready(this.decode(end));
+                    }
+                    this.replayed_end = Some(end);
+                    if s.pos > pos {
+                        // Passed at once, but so were the ends of other contexts, which come
+                        // first: they end in the next poll, and this one with them.
+                        s.ops.insert(this.op.clone(), Slot::Done(Completion::Fired));
+                        s.replayed_ends_untaken += 1;
+                        cx.waker().wake_by_ref();
+                    } else {
                         s.ops
                             .insert(this.op.clone(), Slot::Waiting(Some(cx.waker().clone())));
-                        this.replayed_end = Some(end);
-                        return Poll::Pending;
                     }
-                    drop(s);
-                    this.finished = true;
-                    return Poll::Ready(this.decode(end));
+                    return Poll::Pending;
                 }
             }
             drop(s);
@@ -146,6 +155,7 @@ where
             if take_completion(&mut s, &this.op, cx).is_none() {
                 return Poll::Pending;
             }
+            s.replayed_ends_untaken = s.replayed_ends_untaken.saturating_sub(1);
             drop(s);
             let Some(end) = this.replayed_end.take() else {
                 return Poll::Pending;
@@ -204,7 +214,12 @@ impl<T, F, Fut> Drop for ChildContext<T, F, Fut> {
         // Drop the body first: its operations take the state's lock as they are dropped.
         self.running = None;
         if self.issued && !self.finished {
-            lock(&self.parent.state).abandon(&self.op);
+            let mut s = lock(&self.parent.state);
+            if self.replayed_end.is_some() && matches!(s.ops.get(&self.op), Some(Slot::Done(_))) {
+                // Its recorded end was passed but never taken.
+                s.replayed_ends_untaken = s.replayed_ends_untaken.saturating_sub(1);
+            }
+            s.abandon(&self.op);
         }
     }
 }

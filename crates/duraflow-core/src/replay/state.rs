@@ -101,6 +101,9 @@ pub(crate) struct State {
     /// waits for it (see `ChildContext`): the code must run before the next recorded event is
     /// matched, as it ran right after that end when it was journaled.
     pub(crate) context_end_reached: bool,
+    /// Skipped contexts whose recorded end the cursor passed and that have not yet taken it: a
+    /// context whose own end is passed meanwhile waits for them (their ends come first).
+    pub(crate) replayed_ends_untaken: usize,
     /// The deadlines of open callbacks.
     pub(crate) callbacks: HashMap<OpId, CallbackDeadlines>,
 }
@@ -183,6 +186,7 @@ impl State {
             context_ends: None,
             skipped: HashSet::new(),
             context_end_reached: false,
+            replayed_ends_untaken: 0,
             callbacks: HashMap::new(),
         }
     }
@@ -679,6 +683,7 @@ impl State {
                     // reached before handing its recorded result over.
                     if matches!(self.ops.get(&op), Some(Slot::Waiting(_))) {
                         self.context_end_reached = true;
+                        self.replayed_ends_untaken += 1;
                     }
                     self.complete(&op, Completion::Fired);
                 }
