@@ -178,3 +178,47 @@ fn an_event_buffered_before_a_skipped_contexts_wait_is_taken_by_it_on_replay() {
         ("early".to_owned(), "late".to_owned())
     );
 }
+
+/// Regression: replay returned a completed context's recorded result as soon as the code
+/// reached its start, so the code after the context ran ahead of what concurrent branches had
+/// journaled between the context's start and its end: a journal written live (or across a
+/// crash) failed to replay with a nondeterminism error.
+#[test]
+fn a_completed_context_hands_its_result_over_where_its_end_is_journaled() {
+    let wf = duraflow_core::workflow_fn(|ctx: duraflow_core::WorkflowContext, _: ()| async move {
+        let first = async {
+            let a: u32 = ctx
+                .run_in_child_context("a", |c| async move { c.activity::<u32>("x", &1).await })
+                .await?;
+            let after: u32 = ctx.activity("after", &a).await?;
+            Ok::<_, duraflow_core::WorkflowError>(after)
+        };
+        let second = async { ctx.activity::<u32>("b", &2).await };
+        let (first, second) = futures::join!(first, second);
+        Ok::<_, duraflow_core::WorkflowError>((first?, second?))
+    });
+    let mut d = Driver::start("ctx-end", wf.clone(), &());
+    assert_eq!(
+        types(&d.take_new()),
+        vec![
+            "workflow_started",
+            "context_started",
+            "activity_scheduled",
+            "activity_scheduled"
+        ]
+    );
+    assert!(d.deliver(activity_completed("0.0", &5u32)));
+    assert!(d.deliver(activity_completed("1", &7u32)));
+    assert!(d.deliver(activity_completed("2", &6u32)));
+    assert_eq!(d.output::<(u32, u32)>(), (6, 7));
+    assert_clean_replay(&d.check(), d.outcome().unwrap());
+    // Every prefix replays without a nondeterminism failure.
+    for k in 1..=d.journal.len() {
+        let report = duraflow_core::check_replay(wf.clone(), "ctx-end", 1, d.journal[..k].to_vec());
+        assert!(
+            report.nondeterminism().is_none(),
+            "prefix of {k}: {:?}",
+            report.outcome
+        );
+    }
+}

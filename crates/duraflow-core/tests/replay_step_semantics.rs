@@ -347,3 +347,42 @@ fn the_step_context_names_the_step_for_idempotency() {
         vec![("order-9/1/0".to_owned(), "pay".to_owned(), "0".to_owned())]
     );
 }
+
+/// Regression: a process that stopped while a step waited for its retry left a journal ending
+/// with `step_retrying`. The next process's replay read the retry back, but when replay ended
+/// and woke what waited, the step ran the failed attempt again (an at-most-once one was found
+/// interrupted again instead), and then refused the backoff timer's firing: the instance never
+/// went on.
+#[test]
+fn a_step_waiting_for_its_retry_when_the_process_stopped_waits_on_after_replay() {
+    for semantics in [
+        StepSemantics::AtLeastOncePerRetry,
+        StepSemantics::AtMostOncePerRetry,
+    ] {
+        let c = calls();
+        let policy = RetryPolicy::fixed(Duration::from_secs(2));
+        let wf = one_step(c.clone(), semantics, policy, 1);
+        let first = Driver::start("sem", wf.clone(), &());
+        assert_eq!(*c.lock().unwrap(), vec![1]);
+        assert_eq!(
+            types(&first.journal),
+            vec!["workflow_started", "step_started", "step_retrying"],
+            "{semantics:?}"
+        );
+        let mut d = Driver::resume("sem", wf.clone(), first.journal.clone());
+        assert_eq!(
+            *c.lock().unwrap(),
+            vec![1],
+            "{semantics:?}: the failed attempt ran again after replay"
+        );
+        assert!(d.take_new().is_empty(), "{semantics:?}");
+        assert!(
+            d.deliver(timer_fired("0")),
+            "{semantics:?}: the retry timer was refused"
+        );
+        assert_eq!(*c.lock().unwrap(), vec![1, 2], "{semantics:?}");
+        assert!(d.deliver(activity_completed("1", &20u32)));
+        assert_eq!(d.output::<u32>(), 20, "{semantics:?}");
+        assert_clean_replay(&d.check(), d.outcome().unwrap());
+    }
+}

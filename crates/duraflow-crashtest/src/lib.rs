@@ -6,6 +6,9 @@
 //! those whose result was lost in a crash. Each line names the worker process that ran it (its
 //! generation, unique among the processes one test starts), so several workers can append to one
 //! log (with `O_APPEND`; a line is one short write, so lines never interleave).
+//!
+//! [`steps`] holds the same for the steps worker, whose workflows run inline steps of both
+//! at-most-once and at-least-once semantics.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,6 +18,8 @@ use std::time::Duration;
 use duraflow::{PostgresOptions, PostgresStore, SqliteStore, Store};
 
 use serde::{Deserialize, Serialize};
+
+pub mod steps;
 
 /// Activities per workflow.
 pub const ACTIVITIES: u64 = 4;

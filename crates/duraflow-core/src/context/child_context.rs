@@ -9,13 +9,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::WorkflowContext;
+use crate::context::op::take_completion;
 use crate::error::WorkflowError;
 use crate::event::EventKind;
 use crate::failure::Failure;
 use crate::op_id::OpId;
 use crate::payload::Payload;
 use crate::primitive::context::REPLAYED_END;
-use crate::replay::state::lock;
+use crate::replay::state::{lock, Completion, Slot};
 
 /// The future of a child context (see [`WorkflowContext::run_in_child_context`]).
 #[must_use = "a child context runs only when awaited"]
@@ -29,6 +30,9 @@ pub struct ChildContext<T, F, Fut> {
     finished: bool,
     /// The journal position of the context's end, once it has one.
     end_pos: Option<usize>,
+    /// On replay, the recorded end of a context whose body is skipped, held until the replay
+    /// cursor reaches that end.
+    replayed_end: Option<Result<Payload, Failure>>,
     _output: PhantomData<fn() -> T>,
 }
 
@@ -44,6 +48,7 @@ impl<T, F, Fut> ChildContext<T, F, Fut> {
             issued: false,
             finished: false,
             end_pos: None,
+            replayed_end: None,
             _output: PhantomData,
         }
     }
@@ -107,13 +112,31 @@ where
             if replaying {
                 if let Some((pos, end)) = s.recorded_context_end(&this.op) {
                     this.end_pos = Some(pos);
-                    // Completed before: return its result without running the body again.
+                    // Completed before: its result is returned without running the body
+                    // again, once replay has passed its end (the cursor passes over the
+                    // body's events). Returning it before would let the code go on ahead of
+                    // what was journaled between the context's start and its end (the
+                    // operations of concurrent branches).
                     s.advance(&this.op, REPLAYED_END);
-                    s.skip_context(&this.op);
-                    drop(s);
-                    this.finished = true;
                     this.body = None;
-                    return Poll::Ready(this.decode(end));
+                    s.skip_context(&this.op);
+                    if s.pos > pos && s.replayed_ends_untaken == 0 {
+                        drop(s);
+                        this.finished = true;
+                        return Poll::Ready(this.decode(end));
+                    }
+                    this.replayed_end = Some(end);
+                    if s.pos > pos {
+                        // Passed at once, but so were the ends of other contexts, which come
+                        // first: they end in the next poll, and this one with them.
+                        s.ops.insert(this.op.clone(), Slot::Done(Completion::Fired));
+                        s.replayed_ends_untaken += 1;
+                        cx.waker().wake_by_ref();
+                    } else {
+                        s.ops
+                            .insert(this.op.clone(), Slot::Waiting(Some(cx.waker().clone())));
+                    }
+                    return Poll::Pending;
                 }
             }
             drop(s);
@@ -126,6 +149,19 @@ where
                 return Poll::Pending;
             };
             this.running = Some(Box::pin(body(child)));
+        }
+        if this.replayed_end.is_some() {
+            let mut s = lock(&this.parent.state);
+            if take_completion(&mut s, &this.op, cx).is_none() {
+                return Poll::Pending;
+            }
+            s.replayed_ends_untaken = s.replayed_ends_untaken.saturating_sub(1);
+            drop(s);
+            let Some(end) = this.replayed_end.take() else {
+                return Poll::Pending;
+            };
+            this.finished = true;
+            return Poll::Ready(this.decode(end));
         }
         let Some(running) = this.running.as_mut() else {
             return Poll::Pending;
@@ -178,7 +214,12 @@ impl<T, F, Fut> Drop for ChildContext<T, F, Fut> {
         // Drop the body first: its operations take the state's lock as they are dropped.
         self.running = None;
         if self.issued && !self.finished {
-            lock(&self.parent.state).abandon(&self.op);
+            let mut s = lock(&self.parent.state);
+            if self.replayed_end.is_some() && matches!(s.ops.get(&self.op), Some(Slot::Done(_))) {
+                // Its recorded end was passed but never taken.
+                s.replayed_ends_untaken = s.replayed_ends_untaken.saturating_sub(1);
+            }
+            s.abandon(&self.op);
         }
     }
 }

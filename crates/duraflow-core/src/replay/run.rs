@@ -147,6 +147,17 @@ impl WorkflowRun {
             if self.outcome.is_some() {
                 return;
             }
+            let end_reached = {
+                let mut s = lock(&self.state);
+                s.skip_recorded();
+                std::mem::take(&mut s.context_end_reached)
+            };
+            if end_reached {
+                // A skipped context's recorded end was passed: its result goes to the code
+                // now, which then asks for what it asked for after that end.
+                self.run_until_blocked().await;
+                continue;
+            }
             let next = {
                 let mut s = lock(&self.state);
                 s.skip_recorded();

@@ -97,6 +97,13 @@ pub(crate) struct State {
     /// Child contexts whose recorded end replay returned without running the body: their
     /// recorded events are passed over until the end.
     skipped: HashSet<OpId>,
+    /// Set when the replay cursor passed the recorded end of a skipped context whose future
+    /// waits for it (see `ChildContext`): the code must run before the next recorded event is
+    /// matched, as it ran right after that end when it was journaled.
+    pub(crate) context_end_reached: bool,
+    /// Skipped contexts whose recorded end the cursor passed and that have not yet taken it: a
+    /// context whose own end is passed meanwhile waits for them (their ends come first).
+    pub(crate) replayed_ends_untaken: usize,
     /// The deadlines of open callbacks.
     pub(crate) callbacks: HashMap<OpId, CallbackDeadlines>,
     /// Activities whose futures were dropped while they waited, in a live run past its
@@ -181,6 +188,8 @@ impl State {
             heartbeat: None,
             context_ends: None,
             skipped: HashSet::new(),
+            context_end_reached: false,
+            replayed_ends_untaken: 0,
             callbacks: HashMap::new(),
             dropped_activities: Vec::new(),
         }
@@ -685,6 +694,13 @@ impl State {
                     if end_of_skipped =>
                 {
                     self.skipped.remove(&op);
+                    // A context that returned early from replay waits for its end to be
+                    // reached before handing its recorded result over.
+                    if matches!(self.ops.get(&op), Some(Slot::Waiting(_))) {
+                        self.context_end_reached = true;
+                        self.replayed_ends_untaken += 1;
+                    }
+                    self.complete(&op, Completion::Fired);
                 }
                 EventKind::EventWaitStarted { name, .. } => {
                     // The wait took a buffered event if there was one (else a later event

@@ -1,8 +1,10 @@
 //! Shared by the PostgreSQL crash tests: the test server, schemas that are dropped at the end,
 //! worker processes that are killed if a test fails, and the checks on the results; `poison`
-//! holds the poison-activity tests' supervisor and checks (SQLite and PostgreSQL).
+//! holds the poison-activity tests' supervisor and checks (SQLite and PostgreSQL), `steps` the
+//! steps crash test (SQLite and PostgreSQL).
 
 pub(crate) mod poison;
+pub(crate) mod steps;
 
 use std::collections::BTreeMap;
 use std::path::Path;

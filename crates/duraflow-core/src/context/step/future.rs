@@ -225,8 +225,9 @@ where
             match take_completion(&mut s, &this.op, cx) {
                 Some(Completion::Retrying) => {
                     // The attempt failed: wait for the step's backoff timer. Its end is
-                    // recorded, also when replay delivered it: the attempt must not run
-                    // again once replay is over (it would, live, while the step backs off).
+                    // recorded, whether this run reported it or replay read it back, so the
+                    // attempt must not run (or be found interrupted) again while the wait
+                    // lasts, however often the future is woken.
                     this.reported = true;
                     s.ops
                         .insert(this.op.clone(), Slot::Waiting(Some(cx.waker().clone())));

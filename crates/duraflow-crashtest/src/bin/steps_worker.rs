@@ -1,0 +1,112 @@
+//! A worker process for the steps crash test:
+//! `steps-worker <store> <side-effect-log> <generation> <workflows>`.
+//!
+//! `<store>` is `sqlite:<path>` (or a bare path) for a SQLite file, or a `postgres://` URL
+//! (schema from `DURAFLOW_SCHEMA`). `DURAFLOW_WORKFLOW_CONCURRENCY` sets how many workflow turns
+//! run at once (default 8), which bounds the steps in flight at a kill.
+//!
+//! It starts workflows `df-0 .. df-<workflows-1>` by id (idempotently, so a restarted worker
+//! finds the same instances), runs them, and exits 0 once every one has completed. Each call of
+//! a step body appends a line naming `<generation>` to the side-effect log (see
+//! `duraflow_crashtest::steps`). The test kills the worker with SIGKILL at random moments and
+//! starts it again.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use duraflow::prelude::*;
+use duraflow::{ClientError, EngineOptions, InstanceStatus, ListFilter};
+use duraflow_crashtest::steps::{
+    steps, workflow_id, Effects, DEFAULT_WORKFLOW_CONCURRENCY, WORKFLOW, WORKFLOW_CONCURRENCY_VAR,
+};
+use duraflow_crashtest::{lease_from_env, open_log, open_store};
+
+/// Runs a client call, retrying while the store is unavailable (for up to two minutes).
+async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, ClientError>>,
+{
+    let give_up = Instant::now() + Duration::from_secs(120);
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match call().await {
+            Err(ClientError::Store(e)) if e.is_transient() && Instant::now() < give_up => {
+                eprintln!("steps-worker: {what} failed ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let [_, store, log, generation, workflows] = args.as_slice() else {
+        return Err(
+            "usage: steps-worker <sqlite:path | postgres://url> <side-effect-log> <generation> \
+             <workflows>"
+                .into(),
+        );
+    };
+    let generation: u32 = generation.parse()?;
+    let workflows: usize = workflows.parse()?;
+    let workflow_concurrency = match std::env::var(WORKFLOW_CONCURRENCY_VAR) {
+        Ok(v) => v.parse()?,
+        Err(_) => DEFAULT_WORKFLOW_CONCURRENCY,
+    };
+    let effects = Effects::new(open_log(log)?, generation);
+
+    let store = open_store(store, generation).await?;
+    let lease = lease_from_env()?;
+    let options = EngineOptions {
+        turn_lease: lease,
+        task_lease: lease,
+        workflow_concurrency,
+        poll_interval: Duration::from_millis(20),
+        ..EngineOptions::default()
+    };
+    let engine = Engine::builder()
+        .shared_store(store)
+        .options(options)
+        .workflow(WORKFLOW, move |ctx: WorkflowContext, i: u64| {
+            steps(ctx, i, effects.clone())
+        })
+        .start()
+        .await?;
+    let client = engine.client();
+    for i in 0..workflows {
+        retrying("starting a workflow", || async {
+            client.start(WORKFLOW, &(i as u64)).id(workflow_id(i)).await
+        })
+        .await?;
+    }
+    loop {
+        let page = retrying("listing unfinished workflows", || {
+            client.list(ListFilter {
+                statuses: vec![InstanceStatus::Pending, InstanceStatus::Running],
+                limit: 1,
+                ..ListFilter::default()
+            })
+        })
+        .await?;
+        let Some(first) = page.instances.first() else {
+            break;
+        };
+        retrying("waiting for a workflow", || {
+            client.wait_finished(&first.id, None)
+        })
+        .await?;
+    }
+    engine.shutdown().await;
+    println!("all {workflows} workflows completed");
+    Ok(())
+}
