@@ -39,29 +39,77 @@ pub const DEFAULT_ACTIVITY_CONCURRENCY: usize = 16;
 /// (default 1,500: work in flight at a kill is picked up again quickly).
 pub const LEASE_MS_VAR: &str = "DURAFLOW_LEASE_MS";
 
-/// The `application_name` of a worker's PostgreSQL connections, so tests can find them in
-/// `pg_stat_activity`.
-pub fn application_name(generation: u32) -> String {
-    format!("duraflow-worker-{generation}")
+/// The `application_name` of a worker's PostgreSQL connections in `schema`, so that a test can
+/// find its own workers' connections in `pg_stat_activity` (and leave the workers of tests
+/// running beside it alone). PostgreSQL keeps at most 63 bytes of it.
+pub fn application_name(schema: &str, generation: u32) -> String {
+    let mut name = format!("{}{generation}", application_name_prefix(schema));
+    name.truncate(63);
+    name
+}
+
+/// What the [`application_name`] of every worker in `schema` begins with.
+pub fn application_name_prefix(schema: &str) -> String {
+    let mut prefix = format!("duraflow-worker-{schema}-");
+    prefix.truncate(63);
+    prefix
 }
 
 /// Opens the store a worker is given: `sqlite:<path>` (or a bare path) for a SQLite file, or a
 /// `postgres://` URL, whose schema comes from [`SCHEMA_VAR`] (default `duraflow`) and whose
-/// connections report [`application_name`]`(generation)`.
+/// connections report [`application_name`]`(schema, generation)`.
 pub async fn open_store(
     spec: &str,
     generation: u32,
 ) -> Result<Arc<dyn Store>, Box<dyn std::error::Error>> {
     if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+        let schema = std::env::var(SCHEMA_VAR).unwrap_or_else(|_| "duraflow".into());
         let options = PostgresOptions {
-            schema: std::env::var(SCHEMA_VAR).unwrap_or_else(|_| "duraflow".into()),
-            application_name: application_name(generation),
+            application_name: application_name(&schema, generation),
+            schema,
             ..PostgresOptions::default()
         };
         Ok(Arc::new(PostgresStore::connect_with(spec, options).await?))
     } else {
         let path = spec.strip_prefix("sqlite:").unwrap_or(spec);
         Ok(Arc::new(SqliteStore::open(path).await?))
+    }
+}
+
+/// Logs to stderr when `RUST_LOG` is set (the workers' output).
+pub fn init_worker_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
+/// Runs a client call for the worker named `worker`, retrying while the store is unavailable
+/// (for up to two minutes): a worker outlives a database restart.
+pub async fn retrying<T, F, Fut>(
+    worker: &str,
+    what: &str,
+    mut call: F,
+) -> Result<T, duraflow::ClientError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, duraflow::ClientError>>,
+{
+    let give_up = std::time::Instant::now() + Duration::from_secs(120);
+    let mut delay = Duration::from_millis(20);
+    loop {
+        match call().await {
+            Err(duraflow::ClientError::Store(e))
+                if e.is_transient() && std::time::Instant::now() < give_up =>
+            {
+                eprintln!("{worker}: {what} failed ({e}); retrying in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
     }
 }
 

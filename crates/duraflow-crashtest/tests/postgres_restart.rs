@@ -57,7 +57,7 @@ fn workers_carry_on_when_their_connections_are_terminated() {
             }
             read_log(&log).len() >= point
         });
-        let n = pg.terminate_worker_connections();
+        let n = pg.terminate_worker_connections(&schema.name);
         assert!(n > 0, "termination {round} found no worker connections");
         terminated.push(n);
     }

@@ -11,44 +11,18 @@
 //! `duraflow_crashtest::steps`). The test kills the worker with SIGKILL at random moments and
 //! starts it again.
 
-use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use duraflow::prelude::*;
-use duraflow::{ClientError, EngineOptions, InstanceStatus, ListFilter};
+use duraflow::{EngineOptions, InstanceStatus, ListFilter};
 use duraflow_crashtest::steps::{
     steps, workflow_id, Effects, DEFAULT_WORKFLOW_CONCURRENCY, WORKFLOW, WORKFLOW_CONCURRENCY_VAR,
 };
-use duraflow_crashtest::{lease_from_env, open_log, open_store};
-
-/// Runs a client call, retrying while the store is unavailable (for up to two minutes).
-async fn retrying<T, F, Fut>(what: &str, mut call: F) -> Result<T, ClientError>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, ClientError>>,
-{
-    let give_up = Instant::now() + Duration::from_secs(120);
-    let mut delay = Duration::from_millis(20);
-    loop {
-        match call().await {
-            Err(ClientError::Store(e)) if e.is_transient() && Instant::now() < give_up => {
-                eprintln!("steps-worker: {what} failed ({e}); retrying in {delay:?}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(1));
-            }
-            other => return other,
-        }
-    }
-}
+use duraflow_crashtest::{init_worker_tracing, lease_from_env, open_log, open_store, retrying};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    init_worker_tracing();
     let args: Vec<String> = std::env::args().collect();
     let [_, store, log, generation, workflows] = args.as_slice() else {
         return Err(
@@ -84,13 +58,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     let client = engine.client();
     for i in 0..workflows {
-        retrying("starting a workflow", || async {
+        retrying("steps-worker", "starting a workflow", || async {
             client.start(WORKFLOW, &(i as u64)).id(workflow_id(i)).await
         })
         .await?;
     }
     loop {
-        let page = retrying("listing unfinished workflows", || {
+        let page = retrying("steps-worker", "listing unfinished workflows", || {
             client.list(ListFilter {
                 statuses: vec![InstanceStatus::Pending, InstanceStatus::Running],
                 limit: 1,
@@ -101,7 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let Some(first) = page.instances.first() else {
             break;
         };
-        retrying("waiting for a workflow", || {
+        retrying("steps-worker", "waiting for a workflow", || {
             client.wait_finished(&first.id, None)
         })
         .await?;

@@ -100,15 +100,18 @@ impl Pg {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
-    /// Terminates every backend of a worker process; returns how many were terminated.
-    pub(crate) fn terminate_worker_connections(&self) -> usize {
+    /// Terminates every backend of the worker processes working in `schema` (not those of
+    /// other tests); returns how many were terminated.
+    pub(crate) fn terminate_worker_connections(&self, schema: &str) -> usize {
+        let prefix = duraflow_crashtest::application_name_prefix(schema) + "%";
         let terminated: Vec<bool> = self
             .rt
             .block_on(
                 sqlx::query_scalar(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                      WHERE application_name LIKE 'duraflow-worker%' AND pid <> pg_backend_pid()",
+                      WHERE application_name LIKE $1 AND pid <> pg_backend_pid()",
                 )
+                .bind(prefix)
                 .fetch_all(&self.pool),
             )
             .expect("pg_terminate_backend");
