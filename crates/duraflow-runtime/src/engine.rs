@@ -9,7 +9,7 @@ use duraflow_core::{
     typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError,
 };
 use duraflow_store::{
-    Committed, Completed, IntoStore, JournalCache, MemoryStore, Store, TaskCompletion, TurnCommit,
+    Committed, Completed, IntoStore, JournalCache, Store, TaskCompletion, TurnCommit,
 };
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
@@ -42,6 +42,7 @@ use duraflow_core::Workflow;
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use duraflow_core::{ActivityError, WorkflowContext, WorkflowError};
 /// use duraflow_runtime::{ActivityContext, Engine};
+/// use duraflow_store::MemoryStore;
 ///
 /// async fn greet(ctx: WorkflowContext, name: String) -> Result<String, WorkflowError> {
 ///     ctx.activity("format", &name).await
@@ -51,6 +52,7 @@ use duraflow_core::Workflow;
 /// }
 ///
 /// let engine = Engine::builder()
+///     .store(MemoryStore::new())
 ///     .workflow("greet", greet)
 ///     .activity("format", format)
 ///     .start()
@@ -82,9 +84,10 @@ impl Default for EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// The store to keep instances in (default: a new [`MemoryStore`], which keeps nothing
-    /// across restarts): a store, or one shared with other engines or clients as
-    /// `Arc<dyn Store>`.
+    /// The store to keep instances in: a store, or one shared with other engines or clients as
+    /// `Arc<dyn Store>`. It is required: [`EngineBuilder::start`] without one fails with
+    /// [`EngineError::NoStore`]. A `MemoryStore`, which keeps nothing across restarts, is
+    /// for tests and must be chosen explicitly.
     pub fn store(mut self, store: impl IntoStore) -> Self {
         self.store = Some(store.into_store());
         self
@@ -171,7 +174,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Checks the configuration and starts the dispatcher and the worker pool.
+    /// Checks the configuration and starts the dispatcher and the worker pool. Fails with
+    /// [`EngineError::NoStore`] if no store was set.
     pub async fn start(self) -> Result<Engine, EngineError> {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);
@@ -194,9 +198,7 @@ impl EngineBuilder {
                 "turn_lease must be at least 10 ms and task_lease at least 30 ms".into(),
             ));
         }
-        let store = self
-            .store
-            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+        let store = self.store.ok_or(EngineError::NoStore)?;
         let shared = Shared {
             store,
             clock: self.clock,

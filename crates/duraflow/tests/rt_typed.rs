@@ -70,6 +70,7 @@ impl Workflow for Bill {
 
 async fn engine() -> Engine {
     Engine::builder()
+        .store(MemoryStore::new())
         .clock(virtual_clock())
         .register_workflow(Bill { prefix: "INV" })
         .register_activity(SumLines { tax_percent: 10 })
@@ -131,6 +132,7 @@ async fn a_typed_activity_error_reaches_the_typed_workflow() {
 async fn typed_names_are_checked_like_plain_ones() {
     // Registering the same typed workflow twice is refused.
     let err = Engine::builder()
+        .store(MemoryStore::new())
         .register_workflow(Bill { prefix: "A" })
         .register_workflow(Bill { prefix: "B" })
         .start()
@@ -142,6 +144,7 @@ async fn typed_names_are_checked_like_plain_ones() {
         duraflow::EngineError::DuplicateName { kind: "workflow", ref name } if name == "bill"
     ));
     let err = Engine::builder()
+        .store(MemoryStore::new())
         .register_activity(SumLines { tax_percent: 0 })
         .activity("sum-lines", |_ctx: ActivityContext, _: ()| async {
             Ok::<u64, ActivityError>(0)
