@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::active::ActiveActivities;
-use crate::activity::{activity_fn, typed_activity_fn, Activity, ActivityContext};
+use crate::activity::{activity_fn, typed_activity_fn, Activity, ActivityContext, ActivityHandler};
 use crate::attempt::Attempts;
 use crate::batcher::{BatchWrite, Batcher};
 use crate::claimed::ClaimedTurns;
@@ -34,7 +34,7 @@ use crate::registry::Registry;
 use crate::shared::Shared;
 use crate::warm::WarmCache;
 use crate::worker::run_workers;
-use duraflow_core::Workflow;
+use duraflow_core::{ActivitySignature, Workflow};
 
 /// Builds an [`Engine`]: the store, the workflows and activities it runs, and its settings.
 ///
@@ -154,6 +154,54 @@ impl EngineBuilder {
             self.errors.push(e);
         }
         self
+    }
+
+    /// Registers `async fn(ActivityContext, A::Input) -> Result<A::Output, ActivityError>` as
+    /// the code of the activity whose signature is `A`, under `A::NAME`.
+    ///
+    /// This is how a worker implements an activity whose [`ActivitySignature`] is declared in
+    /// another crate (a crate of workflows that does not depend on the runtime): the orphan
+    /// rule forbids `impl Activity for` a type of another crate, and the function's types are
+    /// checked against the signature here instead.
+    ///
+    /// ```
+    /// use duraflow_core::{ActivityError, ActivitySignature};
+    /// use duraflow_runtime::{ActivityContext, Engine};
+    /// use duraflow_store::MemoryStore;
+    ///
+    /// // In the workflows' crate:
+    /// struct Charge;
+    /// impl ActivitySignature for Charge {
+    ///     const NAME: &'static str = "charge";
+    ///     type Input = u64;
+    ///     type Output = String;
+    /// }
+    ///
+    /// // In the worker:
+    /// async fn charge(_ctx: ActivityContext, cents: u64) -> Result<String, ActivityError> {
+    ///     Ok(format!("receipt for {cents} cents"))
+    /// }
+    /// let builder = Engine::builder()
+    ///     .store(MemoryStore::new())
+    ///     .activity_for::<Charge>(charge)
+    ///     // A closure names its parameters' types, as with `EngineBuilder::activity`.
+    ///     .activity_for::<Refund>(|_ctx: ActivityContext, cents: u64| async move {
+    ///         Ok(cents > 0)
+    ///     });
+    /// # struct Refund;
+    /// # impl ActivitySignature for Refund {
+    /// #     const NAME: &'static str = "refund";
+    /// #     type Input = u64;
+    /// #     type Output = bool;
+    /// # }
+    /// ```
+    pub fn activity_for<A: ActivitySignature>(
+        self,
+        f: impl ActivityHandler<A::Input, A::Output>,
+    ) -> Self {
+        self.activity(A::NAME, move |ctx: ActivityContext, input: A::Input| {
+            f.call(ctx, input)
+        })
     }
 
     /// Workflow turns run at once.

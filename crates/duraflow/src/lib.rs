@@ -83,16 +83,17 @@ pub use duraflow_core::context::{
     WaitForCallback, WaitStrategy,
 };
 pub use duraflow_core::{
-    check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions, BatchResult,
-    Clock, CompletionConfig, CompletionReason, Event, EventKind, Failure, FailureKind,
-    Nondeterminism, OpId, Outcome, ParentLink, Payload, ReplayReport, RetryPolicy, StepContext,
-    StepSemantics, Timestamp, Workflow, WorkflowContext, WorkflowError, WorkflowFn,
-    JOURNAL_FORMAT_VERSION,
+    check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions,
+    ActivitySignature, BatchResult, Clock, CompletionConfig, CompletionReason, Event, EventKind,
+    Failure, FailureKind, Nondeterminism, OpId, Outcome, ParentLink, Payload, ReplayReport,
+    RetryPolicy, StepContext, StepSemantics, Timestamp, Workflow, WorkflowContext, WorkflowError,
+    WorkflowFn, JOURNAL_FORMAT_VERSION,
 };
 pub use duraflow_core::{OpIdParseError, PayloadError};
 pub use duraflow_runtime::{
-    Activity, ActivityContext, Client, ClientError, Engine, EngineBuilder, EngineError,
-    EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start, SystemClock, Wait,
+    Activity, ActivityContext, ActivityHandler, Client, ClientError, Engine, EngineBuilder,
+    EngineError, EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start,
+    SystemClock, TypedRunHandle, TypedStart, Wait,
 };
 pub use duraflow_store::{
     CallbackStatus, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore, Page, Store,
@@ -120,10 +121,11 @@ pub mod prelude {
     pub use std::time::Duration;
 
     pub use crate::{
-        branch, Activity, ActivityContext, ActivityError, BatchResult, CallbackStatus, Client,
-        ClientError, CompletionConfig, Condition, Engine, EngineBuilder, EngineOptions, Failure,
-        FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle,
-        StepContext, StepSemantics, WaitStrategy, Workflow, WorkflowContext, WorkflowError,
+        branch, Activity, ActivityContext, ActivityError, ActivitySignature, BatchResult,
+        CallbackStatus, Client, ClientError, CompletionConfig, Condition, Engine, EngineBuilder,
+        EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore,
+        RetryPolicy, RunHandle, StepContext, StepSemantics, WaitStrategy, Workflow,
+        WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
     pub use crate::{PostgresOptions, PostgresStore};
