@@ -73,6 +73,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod env;
+
 /// Map and parallel results and policies.
 pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemBatcher, ItemStatus};
 /// The builders and futures workflow code holds: what `ctx.activity(..)`, `ctx.step(..)`,
@@ -120,6 +122,7 @@ pub mod crates {
 pub mod prelude {
     pub use std::time::Duration;
 
+    pub use crate::env::FromEnv;
     pub use crate::{
         branch, Activity, ActivityContext, ActivityError, ActivitySignature, BatchResult,
         CallbackStatus, Client, ClientError, CompletionConfig, Condition, Engine, EngineBuilder,
