@@ -22,8 +22,15 @@
 //!   [`random_u64`](WorkflowContext::random_u64).
 //! - Activities: `async fn(ActivityContext, I) -> Result<O, ActivityError>`, or the typed
 //!   [`Activity`] trait; errors are retryable unless marked [`ActivityError::terminal`].
-//! - Running them: [`Engine`] (built with [`Engine::builder`]) and its [`Client`] (start, raise
-//!   events, cancel, terminate, status, wait, history, list, purge).
+//! - Typed calls: [`call`](WorkflowContext::call) schedules an activity by its
+//!   [`ActivitySignature`], [`child`](WorkflowContext::child) and
+//!   [`invoke_typed`](WorkflowContext::invoke_typed) start a [`Workflow`] type, and
+//!   [`Client::start_typed`] returns a [`TypedRunHandle`] that waits for the workflow's output
+//!   type; no output needs an annotation.
+//! - Configuration from the environment ([`env`]): `Engine::builder().from_env().await?` reads
+//!   `DURAFLOW_DATABASE_URL` and the concurrency settings.
+//! - Running them: [`Engine`] (built with [`Engine::builder`], which needs a store) and its
+//!   [`Client`] (start, raise events, cancel, terminate, status, wait, history, list, purge).
 //! - Storage: any [`Store`]. `SqliteStore` (feature `sqlite`, on by default) keeps everything
 //!   in one SQLite file with durable, group-committed writes; [`MemoryStore`] keeps it in
 //!   memory for tests; `PostgresStore` (feature `postgres`) lets many worker processes on many
