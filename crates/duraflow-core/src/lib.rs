@@ -16,6 +16,7 @@
 //!
 //! Nothing here touches a socket, a clock or a file; the `duraflow-runtime` crate drives it.
 
+mod activity;
 pub mod batch;
 pub mod context;
 mod error;
@@ -32,6 +33,7 @@ mod retry;
 mod time;
 mod workflow;
 
+pub use activity::ActivitySignature;
 pub use batch::{BatchResult, BatchTracker, CompletionConfig, CompletionReason, ItemBatcher};
 pub use context::{StepContext, StepSemantics, WorkflowContext};
 pub use error::{ActivityError, Mismatch, Nondeterminism, WorkflowError};

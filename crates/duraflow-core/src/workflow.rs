@@ -56,8 +56,10 @@ where
 
 /// A workflow as a type: its registered name, input and output types, and its code.
 ///
-/// Registering a `Workflow` lets the client check types when starting it
-/// (`client.start_typed::<MyWorkflow>(input)`).
+/// Registering a `Workflow` lets the client check types when starting it and waiting for it
+/// (`client.start_typed::<MyWorkflow>(&input)`), and other workflows start it by type
+/// ([`WorkflowContext::child`], [`WorkflowContext::invoke_typed`]) with the output's type
+/// inferred.
 ///
 /// ```
 /// use duraflow_core::{Workflow, WorkflowContext, WorkflowError};

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use duraflow_core::{ActivityError, Failure, OpId, Payload};
+use duraflow_core::{ActivityError, ActivitySignature, Failure, OpId, Payload};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
@@ -117,38 +117,63 @@ where
     })
 }
 
-/// An activity as a type: its registered name, input and output types, and its code.
+/// An activity as a type: the code that runs it, for a type whose [`ActivitySignature`]
+/// (registered name, input and output types) workflow code schedules it by.
+///
+/// The signature is a separate trait of `duraflow-core`, so that workflow code can name the
+/// activity (`ctx.call::<Charge>(&cents)`) without depending on the runtime. Code written
+/// when the name and types were declared in this trait moves them into an
+/// `impl ActivitySignature` beside the `impl Activity`.
 ///
 /// ```
-/// use duraflow_core::ActivityError;
+/// use duraflow_core::{ActivityError, ActivitySignature};
 /// use duraflow_runtime::{Activity, ActivityContext};
 ///
 /// struct Charge;
 ///
-/// impl Activity for Charge {
+/// impl ActivitySignature for Charge {
 ///     const NAME: &'static str = "charge";
 ///     type Input = u64;
 ///     type Output = String;
+/// }
 ///
+/// impl Activity for Charge {
 ///     async fn run(&self, _ctx: ActivityContext, cents: u64) -> Result<String, ActivityError> {
 ///         Ok(format!("receipt for {cents} cents"))
 ///     }
 /// }
 /// ```
-pub trait Activity: Send + Sync + 'static {
-    /// The name workflows schedule it by.
-    const NAME: &'static str;
-    /// The input type.
-    type Input: Serialize + DeserializeOwned + Send + 'static;
-    /// The output type.
-    type Output: Serialize + DeserializeOwned + Send + 'static;
-
+pub trait Activity: ActivitySignature + Send + Sync {
     /// The activity's code.
     fn run(
         &self,
         ctx: ActivityContext,
         input: Self::Input,
     ) -> impl Future<Output = Result<Self::Output, ActivityError>> + Send;
+}
+
+/// The code of an activity as a function: `async fn(ActivityContext, I) -> Result<O,
+/// ActivityError>`, or a closure like it. Implemented for every such function; it lets
+/// [`EngineBuilder::activity_for`](crate::EngineBuilder::activity_for) take the input and
+/// output types from a signature.
+pub trait ActivityHandler<I, O>: Send + Sync + 'static {
+    /// The future of one attempt.
+    type Future: Future<Output = Result<O, ActivityError>> + Send + 'static;
+
+    /// Runs one attempt.
+    fn call(&self, ctx: ActivityContext, input: I) -> Self::Future;
+}
+
+impl<F, Fut, I, O> ActivityHandler<I, O> for F
+where
+    F: Fn(ActivityContext, I) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<O, ActivityError>> + Send + 'static,
+{
+    type Future = Fut;
+
+    fn call(&self, ctx: ActivityContext, input: I) -> Fut {
+        self(ctx, input)
+    }
 }
 
 /// Type-erases an [`Activity`] for the registry.

@@ -157,6 +157,120 @@ impl<'a> IntoFuture for Start<'a> {
     }
 }
 
+/// A start of a typed [`Workflow`] being prepared (see [`Client::start_typed`]); `.await` it
+/// for a [`TypedRunHandle`].
+#[must_use = "nothing starts until the start is awaited"]
+pub struct TypedStart<'a, W> {
+    start: Start<'a>,
+    _workflow: PhantomData<fn() -> W>,
+}
+
+impl<'a, W> TypedStart<'a, W> {
+    /// The instance id (default: a new UUID).
+    pub fn id(self, id: impl Into<String>) -> Self {
+        self.configure(|start| start.id(id))
+    }
+
+    /// What to do if the id is taken (default: return the existing instance).
+    pub fn if_exists(self, policy: IfExists) -> Self {
+        self.configure(|start| start.if_exists(policy))
+    }
+
+    /// Sets any option of the untyped [`Start`] underneath:
+    /// `.configure(|start| start.id("order-42"))`.
+    pub fn configure(mut self, f: impl FnOnce(Start<'a>) -> Start<'a>) -> Self {
+        self.start = f(self.start);
+        self
+    }
+}
+
+impl<'a, W: Workflow> IntoFuture for TypedStart<'a, W> {
+    type Output = Result<TypedRunHandle<W>, ClientError>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let client = self.start.client.clone();
+        let start = self.start.into_future();
+        async move {
+            Ok(TypedRunHandle {
+                handle: start.await?,
+                client,
+                _workflow: PhantomData,
+            })
+        }
+        .boxed()
+    }
+}
+
+/// A started (or already existing) instance of the typed [`Workflow`] `W`, with the client
+/// that started it: [`TypedRunHandle::wait`] yields a `W::Output`. It dereferences to the
+/// untyped [`RunHandle`] (`run.id`, `run.existed`) and works wherever an instance id does.
+pub struct TypedRunHandle<W> {
+    handle: RunHandle,
+    client: Client,
+    _workflow: PhantomData<fn() -> W>,
+}
+
+impl<W: Workflow> TypedRunHandle<W> {
+    /// Waits for the instance to finish and returns its output as a `W::Output` (see
+    /// [`Client::wait`]; give it a timeout with [`Wait::timeout`]).
+    pub fn wait(&self) -> Wait<'_, W::Output> {
+        self.client.wait(&self.handle.id)
+    }
+}
+
+impl<W> TypedRunHandle<W> {
+    /// The untyped handle.
+    pub fn handle(&self) -> &RunHandle {
+        &self.handle
+    }
+
+    /// The untyped handle, dropping the type and the client.
+    pub fn into_handle(self) -> RunHandle {
+        self.handle
+    }
+}
+
+impl<W> std::ops::Deref for TypedRunHandle<W> {
+    type Target = RunHandle;
+
+    fn deref(&self) -> &RunHandle {
+        &self.handle
+    }
+}
+
+impl<W> Clone for TypedRunHandle<W> {
+    fn clone(&self) -> Self {
+        TypedRunHandle {
+            handle: self.handle.clone(),
+            client: self.client.clone(),
+            _workflow: PhantomData,
+        }
+    }
+}
+
+impl<W> fmt::Debug for TypedRunHandle<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedRunHandle")
+            .field("id", &self.handle.id)
+            .field("existed", &self.handle.existed)
+            .field("workflow", &std::any::type_name::<W>())
+            .finish()
+    }
+}
+
+impl<W> AsRef<str> for TypedRunHandle<W> {
+    fn as_ref(&self) -> &str {
+        &self.handle.id
+    }
+}
+
+impl<W> fmt::Display for TypedRunHandle<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.handle.id)
+    }
+}
+
 /// A wait for an instance's result; optionally give it a timeout, then `.await` it.
 #[must_use = "nothing happens until the wait is awaited"]
 pub struct Wait<'a, T> {
@@ -254,9 +368,36 @@ impl Client {
         }
     }
 
-    /// Starts a typed [`Workflow`]: the input's type is checked at compile time.
-    pub fn start_typed<W: Workflow>(&self, input: &W::Input) -> Start<'_> {
-        self.start(W::NAME, input)
+    /// Starts a typed [`Workflow`]: the input's type is checked at compile time, and the
+    /// returned [`TypedRunHandle`] waits for a `W::Output` with no annotation. Set the id and
+    /// the other start options on the returned [`TypedStart`] as on a [`Start`].
+    ///
+    /// ```no_run
+    /// # use duraflow_core::{Workflow, WorkflowContext, WorkflowError};
+    /// # use duraflow_runtime::Client;
+    /// struct Double;
+    ///
+    /// impl Workflow for Double {
+    ///     const NAME: &'static str = "double";
+    ///     type Input = u64;
+    ///     type Output = u64;
+    ///
+    ///     async fn run(&self, _ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    ///         Ok(2 * n)
+    ///     }
+    /// }
+    ///
+    /// # async fn demo(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let run = client.start_typed::<Double>(&21).id("double-21").await?;
+    /// let answer = run.wait().await?; // a u64
+    /// assert_eq!(answer, 42);
+    /// # Ok(()) }
+    /// ```
+    pub fn start_typed<W: Workflow>(&self, input: &W::Input) -> TypedStart<'_, W> {
+        TypedStart {
+            start: self.start(W::NAME, input),
+            _workflow: PhantomData,
+        }
     }
 
     /// Raises the external event `name` with `data` on an instance. It is buffered until the

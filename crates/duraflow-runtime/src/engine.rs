@@ -9,7 +9,7 @@ use duraflow_core::{
     typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError,
 };
 use duraflow_store::{
-    Committed, Completed, IntoStore, JournalCache, MemoryStore, Store, TaskCompletion, TurnCommit,
+    Committed, Completed, IntoStore, JournalCache, Store, TaskCompletion, TurnCommit,
 };
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
@@ -21,7 +21,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::active::ActiveActivities;
-use crate::activity::{activity_fn, typed_activity_fn, Activity, ActivityContext};
+use crate::activity::{activity_fn, typed_activity_fn, Activity, ActivityContext, ActivityHandler};
 use crate::attempt::Attempts;
 use crate::batcher::{BatchWrite, Batcher};
 use crate::claimed::ClaimedTurns;
@@ -34,7 +34,7 @@ use crate::registry::Registry;
 use crate::shared::Shared;
 use crate::warm::WarmCache;
 use crate::worker::run_workers;
-use duraflow_core::Workflow;
+use duraflow_core::{ActivitySignature, Workflow};
 
 /// Builds an [`Engine`]: the store, the workflows and activities it runs, and its settings.
 ///
@@ -42,6 +42,7 @@ use duraflow_core::Workflow;
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// use duraflow_core::{ActivityError, WorkflowContext, WorkflowError};
 /// use duraflow_runtime::{ActivityContext, Engine};
+/// use duraflow_store::MemoryStore;
 ///
 /// async fn greet(ctx: WorkflowContext, name: String) -> Result<String, WorkflowError> {
 ///     ctx.activity("format", &name).await
@@ -51,6 +52,7 @@ use duraflow_core::Workflow;
 /// }
 ///
 /// let engine = Engine::builder()
+///     .store(MemoryStore::new())
 ///     .workflow("greet", greet)
 ///     .activity("format", format)
 ///     .start()
@@ -82,9 +84,10 @@ impl Default for EngineBuilder {
 }
 
 impl EngineBuilder {
-    /// The store to keep instances in (default: a new [`MemoryStore`], which keeps nothing
-    /// across restarts): a store, or one shared with other engines or clients as
-    /// `Arc<dyn Store>`.
+    /// The store to keep instances in: a store, or one shared with other engines or clients as
+    /// `Arc<dyn Store>`. It is required: [`EngineBuilder::start`] without one fails with
+    /// [`EngineError::NoStore`]. A `MemoryStore`, which keeps nothing across restarts, is
+    /// for tests and must be chosen explicitly.
     pub fn store(mut self, store: impl IntoStore) -> Self {
         self.store = Some(store.into_store());
         self
@@ -153,6 +156,54 @@ impl EngineBuilder {
         self
     }
 
+    /// Registers `async fn(ActivityContext, A::Input) -> Result<A::Output, ActivityError>` as
+    /// the code of the activity whose signature is `A`, under `A::NAME`.
+    ///
+    /// This is how a worker implements an activity whose [`ActivitySignature`] is declared in
+    /// another crate (a crate of workflows that does not depend on the runtime): the orphan
+    /// rule forbids `impl Activity for` a type of another crate, and the function's types are
+    /// checked against the signature here instead.
+    ///
+    /// ```
+    /// use duraflow_core::{ActivityError, ActivitySignature};
+    /// use duraflow_runtime::{ActivityContext, Engine};
+    /// use duraflow_store::MemoryStore;
+    ///
+    /// // In the workflows' crate:
+    /// struct Charge;
+    /// impl ActivitySignature for Charge {
+    ///     const NAME: &'static str = "charge";
+    ///     type Input = u64;
+    ///     type Output = String;
+    /// }
+    ///
+    /// // In the worker:
+    /// async fn charge(_ctx: ActivityContext, cents: u64) -> Result<String, ActivityError> {
+    ///     Ok(format!("receipt for {cents} cents"))
+    /// }
+    /// let builder = Engine::builder()
+    ///     .store(MemoryStore::new())
+    ///     .activity_for::<Charge>(charge)
+    ///     // A closure names its parameters' types, as with `EngineBuilder::activity`.
+    ///     .activity_for::<Refund>(|_ctx: ActivityContext, cents: u64| async move {
+    ///         Ok(cents > 0)
+    ///     });
+    /// # struct Refund;
+    /// # impl ActivitySignature for Refund {
+    /// #     const NAME: &'static str = "refund";
+    /// #     type Input = u64;
+    /// #     type Output = bool;
+    /// # }
+    /// ```
+    pub fn activity_for<A: ActivitySignature>(
+        self,
+        f: impl ActivityHandler<A::Input, A::Output>,
+    ) -> Self {
+        self.activity(A::NAME, move |ctx: ActivityContext, input: A::Input| {
+            f.call(ctx, input)
+        })
+    }
+
     /// Workflow turns run at once.
     pub fn workflow_concurrency(mut self, n: usize) -> Self {
         self.options.workflow_concurrency = n;
@@ -171,7 +222,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Checks the configuration and starts the dispatcher and the worker pool.
+    /// Checks the configuration and starts the dispatcher and the worker pool. Fails with
+    /// [`EngineError::NoStore`] if no store was set.
     pub async fn start(self) -> Result<Engine, EngineError> {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);
@@ -194,9 +246,7 @@ impl EngineBuilder {
                 "turn_lease must be at least 10 ms and task_lease at least 30 ms".into(),
             ));
         }
-        let store = self
-            .store
-            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn Store>);
+        let store = self.store.ok_or(EngineError::NoStore)?;
         let shared = Shared {
             store,
             clock: self.clock,

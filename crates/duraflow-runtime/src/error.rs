@@ -20,6 +20,15 @@ pub enum EngineError {
     /// A setting is out of range.
     #[error("invalid engine option: {0}")]
     InvalidOption(String),
+    /// No store was set. There is no default: a store that silently kept nothing across
+    /// restarts would not be durable.
+    #[error(
+        "no store is set: give the engine one with EngineBuilder::store, e.g. \
+         .store(SqliteStore::open(\"app.db\").await?) or .store(PostgresStore::connect(url).await?), \
+         or configure it from DURAFLOW_DATABASE_URL with duraflow's from_env(); for a store that \
+         keeps nothing across restarts (tests), choose .store(MemoryStore::new()) explicitly"
+    )]
+    NoStore,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

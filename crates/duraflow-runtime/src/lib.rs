@@ -32,9 +32,10 @@ mod wait;
 mod warm;
 mod worker;
 
-pub use activity::{Activity, ActivityContext};
-pub use client::{Client, IfExists, RunHandle, Start, Wait};
+pub use activity::{Activity, ActivityContext, ActivityHandler};
+pub use client::{Client, IfExists, RunHandle, Start, TypedRunHandle, TypedStart, Wait};
 pub use clock::{ManualClock, SystemClock};
+pub use duraflow_core::ActivitySignature;
 pub use engine::{Engine, EngineBuilder, ShutdownReport};
 pub use error::{ClientError, EngineError};
 pub use options::EngineOptions;

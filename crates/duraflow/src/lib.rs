@@ -22,8 +22,15 @@
 //!   [`random_u64`](WorkflowContext::random_u64).
 //! - Activities: `async fn(ActivityContext, I) -> Result<O, ActivityError>`, or the typed
 //!   [`Activity`] trait; errors are retryable unless marked [`ActivityError::terminal`].
-//! - Running them: [`Engine`] (built with [`Engine::builder`]) and its [`Client`] (start, raise
-//!   events, cancel, terminate, status, wait, history, list, purge).
+//! - Typed calls: [`call`](WorkflowContext::call) schedules an activity by its
+//!   [`ActivitySignature`], [`child`](WorkflowContext::child) and
+//!   [`invoke_typed`](WorkflowContext::invoke_typed) start a [`Workflow`] type, and
+//!   [`Client::start_typed`] returns a [`TypedRunHandle`] that waits for the workflow's output
+//!   type; no output needs an annotation.
+//! - Configuration from the environment ([`env`]): `Engine::builder().from_env().await?` reads
+//!   `DURAFLOW_DATABASE_URL` and the concurrency settings.
+//! - Running them: [`Engine`] (built with [`Engine::builder`], which needs a store) and its
+//!   [`Client`] (start, raise events, cancel, terminate, status, wait, history, list, purge).
 //! - Storage: any [`Store`]. `SqliteStore` (feature `sqlite`, on by default) keeps everything
 //!   in one SQLite file with durable, group-committed writes; [`MemoryStore`] keeps it in
 //!   memory for tests; `PostgresStore` (feature `postgres`) lets many worker processes on many
@@ -73,6 +80,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod env;
+
 /// Map and parallel results and policies.
 pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemBatcher, ItemStatus};
 /// The builders and futures workflow code holds: what `ctx.activity(..)`, `ctx.step(..)`,
@@ -83,16 +92,17 @@ pub use duraflow_core::context::{
     WaitForCallback, WaitStrategy,
 };
 pub use duraflow_core::{
-    check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions, BatchResult,
-    Clock, CompletionConfig, CompletionReason, Event, EventKind, Failure, FailureKind,
-    Nondeterminism, OpId, Outcome, ParentLink, Payload, ReplayReport, RetryPolicy, StepContext,
-    StepSemantics, Timestamp, Workflow, WorkflowContext, WorkflowError, WorkflowFn,
-    JOURNAL_FORMAT_VERSION,
+    check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions,
+    ActivitySignature, BatchResult, Clock, CompletionConfig, CompletionReason, Event, EventKind,
+    Failure, FailureKind, Nondeterminism, OpId, Outcome, ParentLink, Payload, ReplayReport,
+    RetryPolicy, StepContext, StepSemantics, Timestamp, Workflow, WorkflowContext, WorkflowError,
+    WorkflowFn, JOURNAL_FORMAT_VERSION,
 };
 pub use duraflow_core::{OpIdParseError, PayloadError};
 pub use duraflow_runtime::{
-    Activity, ActivityContext, Client, ClientError, Engine, EngineBuilder, EngineError,
-    EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start, SystemClock, Wait,
+    Activity, ActivityContext, ActivityHandler, Client, ClientError, Engine, EngineBuilder,
+    EngineError, EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start,
+    SystemClock, TypedRunHandle, TypedStart, Wait,
 };
 pub use duraflow_store::{
     CallbackStatus, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore, Page, Store,
@@ -119,11 +129,13 @@ pub mod crates {
 pub mod prelude {
     pub use std::time::Duration;
 
+    pub use crate::env::FromEnv;
     pub use crate::{
-        branch, Activity, ActivityContext, ActivityError, BatchResult, CallbackStatus, Client,
-        ClientError, CompletionConfig, Condition, Engine, EngineBuilder, EngineOptions, Failure,
-        FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle,
-        StepContext, StepSemantics, WaitStrategy, Workflow, WorkflowContext, WorkflowError,
+        branch, Activity, ActivityContext, ActivityError, ActivitySignature, BatchResult,
+        CallbackStatus, Client, ClientError, CompletionConfig, Condition, Engine, EngineBuilder,
+        EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore,
+        RetryPolicy, RunHandle, StepContext, StepSemantics, WaitStrategy, Workflow,
+        WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
     pub use crate::{PostgresOptions, PostgresStore};

@@ -121,11 +121,15 @@ async fn record_a_new_fixture_when_asked() {
         path.display()
     );
     let clock = virtual_clock();
-    let engine = workflows::register(Engine::builder().clock(clock.clone()))
-        .options(common::virtual_options())
-        .start()
-        .await
-        .unwrap();
+    let engine = workflows::register(
+        Engine::builder()
+            .store(MemoryStore::new())
+            .clock(clock.clone()),
+    )
+    .options(common::virtual_options())
+    .start()
+    .await
+    .unwrap();
     let client = engine.client();
     let roots = run_scenario(&scenario, &client, &*engine.store(), &clock).await;
     let mut instances = Vec::new();

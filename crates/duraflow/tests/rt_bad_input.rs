@@ -77,6 +77,7 @@ async fn setup() -> Setup {
     let panics = Arc::new(AtomicUsize::new(0));
     let p = panics.clone();
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .clock(clock.clone())
         .options(virtual_options())
         .workflow("healthy", healthy)
@@ -172,6 +173,7 @@ async fn an_instance_of_an_unknown_workflow_fails_naming_it() {
 async fn an_unknown_workflow_started_by_a_store_client_fails() {
     // Client::new uses the system clock: so does this engine.
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .workflow("healthy", healthy)
         .activity("add-one", add_one)
         .start()

@@ -32,6 +32,7 @@ async fn cancelling_a_parent_cancels_the_grandchild_and_its_activity_sees_it() {
     let observed = Arc::new(AtomicUsize::new(0));
     let (s, o) = (started.clone(), observed.clone());
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .workflow("parent", parent)
         .workflow("child", child)
         .workflow("grandchild", grandchild)
@@ -95,6 +96,7 @@ async fn cancelling_a_parent_cancels_the_grandchild_and_its_activity_sees_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminate_ends_an_instance_and_its_children() {
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .workflow("parent", parent)
         .workflow("child", child)
         .workflow("grandchild", grandchild)

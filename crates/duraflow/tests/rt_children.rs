@@ -35,6 +35,7 @@ async fn child(ctx: WorkflowContext, label: String) -> Result<String, WorkflowEr
 async fn a_detached_child_outlives_its_parent() {
     let clock = virtual_clock();
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .clock(clock.clone())
         .options(virtual_options())
         .workflow("parent", parent)

@@ -29,6 +29,7 @@ async fn blocked(ctx: WorkflowContext, _: ()) -> Result<u32, WorkflowError> {
 
 async fn engine(runs: Arc<AtomicUsize>) -> Engine {
     Engine::builder()
+        .store(MemoryStore::new())
         .clock(virtual_clock())
         .workflow("double", double)
         .workflow("blocked", blocked)

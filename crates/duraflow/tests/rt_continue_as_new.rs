@@ -70,6 +70,7 @@ async fn held(ctx: WorkflowContext, phase: u32) -> Result<String, WorkflowError>
 
 fn engine_builder() -> duraflow::EngineBuilder {
     Engine::builder()
+        .store(MemoryStore::new())
         .workflow("counter", counter)
         .workflow("carrier", carrier)
         .workflow("held", held)

@@ -50,6 +50,7 @@ async fn done(_ctx: WorkflowContext, _: ()) -> Result<u32, WorkflowError> {
 
 async fn engine(clock: std::sync::Arc<ManualClock>) -> Engine {
     Engine::builder()
+        .store(MemoryStore::new())
         .clock(clock)
         .options(virtual_options())
         .workflow("nap-then-wait", nap_then_wait)

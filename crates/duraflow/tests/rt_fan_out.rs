@@ -19,6 +19,7 @@ async fn sum_of_squares(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowErr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_out_of_ten_thousand_activities_completes() {
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .workflow("sum-of-squares", sum_of_squares)
         .activity("square", square)
         .start()

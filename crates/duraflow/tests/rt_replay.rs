@@ -16,10 +16,14 @@ use futures::future::Either;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_example_replays_to_the_same_output_without_new_operations() {
     let clock = virtual_clock();
-    let engine = order::register(Engine::builder().clock(clock.clone()))
-        .start()
-        .await
-        .unwrap();
+    let engine = order::register(
+        Engine::builder()
+            .store(MemoryStore::new())
+            .clock(clock.clone()),
+    )
+    .start()
+    .await
+    .unwrap();
     let client = engine.client();
     let sample = order::sample_order();
     let run = client
@@ -79,6 +83,7 @@ async fn race(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
 async fn a_race_between_a_timer_and_an_event_resolves_the_same_on_replay() {
     let clock = virtual_clock();
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .clock(clock.clone())
         .workflow("race", race)
         .start()

@@ -38,6 +38,7 @@ async fn engine_with_flaky(
     let log: Attempts = Arc::default();
     let (l, c) = (log.clone(), clock.clone());
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .clock(clock)
         .options(virtual_options())
         .workflow("call-flaky", call_flaky)
@@ -250,6 +251,7 @@ async fn catch_flaky(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowErro
 async fn a_workflow_can_handle_an_activity_failure() {
     let clock = virtual_clock();
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .clock(clock)
         .workflow("catch", catch_flaky)
         .activity("flaky", |_ctx: ActivityContext, _: ()| async {

@@ -45,6 +45,7 @@ async fn shutdown_lets_a_running_activity_finish_within_the_grace_period() {
     let release = Arc::new(Notify::new());
     let (l, r) = (live.clone(), release.clone());
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .options(options(Duration::from_secs(30)))
         .workflow("one", one)
         .activity("slow", move |_ctx: ActivityContext, _: ()| {

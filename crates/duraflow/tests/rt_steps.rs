@@ -174,6 +174,7 @@ async fn failed_attempts_retry_after_their_backoff_on_virtual_time() {
     let attempts: Arc<Mutex<Vec<(u32, Timestamp)>>> = Arc::default();
     let (a, c) = (attempts.clone(), clock.clone());
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .clock(clock.clone())
         .options(virtual_options())
         .workflow("flaky", move |ctx: WorkflowContext, _: ()| {

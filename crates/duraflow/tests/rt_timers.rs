@@ -117,6 +117,7 @@ async fn assert_timer_pending(
 
 async fn engine(clock: std::sync::Arc<duraflow::ManualClock>) -> Engine {
     Engine::builder()
+        .store(MemoryStore::new())
         .clock(clock)
         .options(virtual_options())
         .workflow("sleeper", sleeper)

@@ -22,6 +22,7 @@ async fn a_one_second_sleep_never_ends_before_one_second_has_passed() {
     let measured: Measured = Arc::default();
     let sink = measured.clone();
     let engine = Engine::builder()
+        .store(MemoryStore::new())
         .workflow("sleeper", move |ctx: WorkflowContext, _: u32| {
             let sink = sink.clone();
             async move {

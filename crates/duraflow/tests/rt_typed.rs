@@ -1,5 +1,6 @@
-//! Typed workflows and activities: registered through the `Workflow` and `Activity` traits and
-//! started with `start_typed`, so input and output types are checked at compile time.
+//! Typed workflows and activities: registered through the `Workflow` and `Activity` traits,
+//! scheduled with `ctx.call` and started with `start_typed`, so input and output types are
+//! checked at compile time.
 
 #![allow(
     clippy::unwrap_used,
@@ -32,11 +33,13 @@ struct SumLines {
     tax_percent: u64,
 }
 
-impl Activity for SumLines {
+impl ActivitySignature for SumLines {
     const NAME: &'static str = "sum-lines";
     type Input = Vec<u64>;
     type Output = u64;
+}
 
+impl Activity for SumLines {
     async fn run(&self, _ctx: ActivityContext, lines: Vec<u64>) -> Result<u64, ActivityError> {
         if lines.is_empty() {
             return Err(ActivityError::terminal(
@@ -59,7 +62,7 @@ impl Workflow for Bill {
     type Output = Receipt;
 
     async fn run(&self, ctx: WorkflowContext, invoice: Invoice) -> Result<Receipt, WorkflowError> {
-        let total: u64 = ctx.activity(SumLines::NAME, &invoice.lines).await?;
+        let total = ctx.call::<SumLines>(&invoice.lines).await?;
         Ok(Receipt {
             customer: invoice.customer,
             total,
@@ -70,6 +73,7 @@ impl Workflow for Bill {
 
 async fn engine() -> Engine {
     Engine::builder()
+        .store(MemoryStore::new())
         .clock(virtual_clock())
         .register_workflow(Bill { prefix: "INV" })
         .register_activity(SumLines { tax_percent: 10 })
@@ -91,7 +95,7 @@ async fn a_typed_workflow_calls_a_typed_activity() {
         .id("b-1")
         .await
         .unwrap();
-    let receipt: Receipt = client.wait(&run).timeout(common::DEADLINE).await.unwrap();
+    let receipt = run.wait().timeout(common::DEADLINE).await.unwrap();
     assert_eq!(
         receipt,
         Receipt {
@@ -131,6 +135,7 @@ async fn a_typed_activity_error_reaches_the_typed_workflow() {
 async fn typed_names_are_checked_like_plain_ones() {
     // Registering the same typed workflow twice is refused.
     let err = Engine::builder()
+        .store(MemoryStore::new())
         .register_workflow(Bill { prefix: "A" })
         .register_workflow(Bill { prefix: "B" })
         .start()
@@ -142,6 +147,7 @@ async fn typed_names_are_checked_like_plain_ones() {
         duraflow::EngineError::DuplicateName { kind: "workflow", ref name } if name == "bill"
     ));
     let err = Engine::builder()
+        .store(MemoryStore::new())
         .register_activity(SumLines { tax_percent: 0 })
         .activity("sum-lines", |_ctx: ActivityContext, _: ()| async {
             Ok::<u64, ActivityError>(0)

@@ -34,12 +34,14 @@ pub use op::OpFuture;
 pub use step::{StepContext, StepFuture, StepSemantics};
 pub use wait_for_callback::WaitForCallback;
 
+use crate::activity::ActivitySignature;
 use crate::error::WorkflowError;
 use crate::event::EventKind;
 use crate::op_id::OpId;
 use crate::payload::Payload;
 use crate::replay::state::{lock, Shared};
 use crate::time::Timestamp;
+use crate::workflow::Workflow;
 use op::OpKind;
 
 /// The handle workflow code uses for every durable operation: activities, inline steps, timers,
@@ -171,6 +173,33 @@ impl WorkflowContext {
     /// setting its retry policy and timeouts, if wanted) for the activity's output.
     pub fn activity<O>(&self, name: &str, input: &(impl Serialize + ?Sized)) -> ActivityCall<O> {
         ActivityCall::new(self.clone(), name, Payload::encode(input))
+    }
+
+    /// Schedules the activity `A` by type: its registered name is `A::NAME`, the input must be
+    /// an `A::Input`, and awaiting the returned call gives an `A::Output`, with no annotation.
+    /// Set the retry policy and timeouts on the call as for [`WorkflowContext::activity`].
+    ///
+    /// ```
+    /// use duraflow_core::{ActivitySignature, RetryPolicy, WorkflowContext, WorkflowError};
+    ///
+    /// struct Charge;
+    ///
+    /// impl ActivitySignature for Charge {
+    ///     const NAME: &'static str = "charge";
+    ///     type Input = u64;
+    ///     type Output = String;
+    /// }
+    ///
+    /// async fn checkout(ctx: WorkflowContext, cents: u64) -> Result<usize, WorkflowError> {
+    ///     let receipt = ctx
+    ///         .call::<Charge>(&cents)
+    ///         .retry(RetryPolicy::default().max_attempts(3))
+    ///         .await?;
+    ///     Ok(receipt.len())
+    /// }
+    /// ```
+    pub fn call<A: ActivitySignature>(&self, input: &A::Input) -> ActivityCall<A::Output> {
+        ActivityCall::new(self.clone(), A::NAME, Payload::encode(input))
     }
 
     /// Runs `f` inline, in this process, as a checkpointed step: on replay its recorded result
@@ -361,6 +390,51 @@ impl WorkflowContext {
     /// cancelled with this instance. Resolves to the child's instance id once it is started.
     pub fn start_child(&self, name: &str, input: &(impl Serialize + ?Sized)) -> StartChild {
         StartChild::new(self.clone(), name, Payload::encode(input))
+    }
+
+    /// Starts the workflow `W` as a child by type and waits for its output: the name is
+    /// `W::NAME`, the input must be a `W::Input`, and awaiting gives a `W::Output`. Otherwise
+    /// the same as [`WorkflowContext::child_workflow`].
+    ///
+    /// ```
+    /// use duraflow_core::{Workflow, WorkflowContext, WorkflowError};
+    ///
+    /// struct Double;
+    ///
+    /// impl Workflow for Double {
+    ///     const NAME: &'static str = "double";
+    ///     type Input = u64;
+    ///     type Output = u64;
+    ///
+    ///     async fn run(&self, _ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    ///         Ok(2 * n)
+    ///     }
+    /// }
+    ///
+    /// async fn quadruple(ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    ///     let twice = ctx.child::<Double>(&n).await?;
+    ///     ctx.child::<Double>(&twice).id(format!("{}-again", ctx.instance_id())).await
+    /// }
+    /// ```
+    pub fn child<W: Workflow>(&self, input: &W::Input) -> ChildCall<W::Output> {
+        ChildCall::new(self.clone(), W::NAME, Payload::encode(input))
+    }
+
+    /// Runs the workflow `W` by type and returns its output, as [`WorkflowContext::invoke`]
+    /// does (with [`Invoke::timeout`]): the name is `W::NAME`, the input must be a `W::Input`
+    /// and awaiting gives a `W::Output`.
+    pub fn invoke_typed<W: Workflow>(&self, input: &W::Input) -> Invoke<W::Output> {
+        Invoke::new(ChildCall::new(
+            self.clone(),
+            W::NAME,
+            Payload::encode(input),
+        ))
+    }
+
+    /// Starts the workflow `W` detached, by type (see [`WorkflowContext::start_child`]): the
+    /// name is `W::NAME` and the input must be a `W::Input`. Resolves to the child's instance id.
+    pub fn start_child_typed<W: Workflow>(&self, input: &W::Input) -> StartChild {
+        StartChild::new(self.clone(), W::NAME, Payload::encode(input))
     }
 
     /// Ends this execution and starts the next one of the same instance with `input` and a fresh
