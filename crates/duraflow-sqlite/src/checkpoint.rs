@@ -19,8 +19,10 @@
 //! is busy with its next checkpoint. So the writer runs a `TRUNCATE` checkpoint of its own
 //! (having the thread stand aside and waiting for its checkpoint to end) when the thread has
 //! not finished one for [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] commits, or when the log still
-//! holds more than `MAX_LOG_FRAMES` frames after one: the log stays bounded whatever the
-//! scheduling (`the_checkpointer_keeps_the_log_bounded`, which once failed on a loaded
+//! holds more than `MAX_LOG_FRAMES` frames after one. And since SQLite reuses the log file
+//! without shrinking it when the log starts over, the writer's connection sets
+//! `journal_size_limit` (`open.rs`), which cuts the file back. The log stays bounded whatever
+//! the scheduling (`the_checkpointer_keeps_the_log_bounded`, which once failed on a loaded
 //! machine).
 
 use std::sync::atomic::{AtomicBool, Ordering};

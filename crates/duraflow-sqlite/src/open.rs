@@ -62,9 +62,12 @@ pub(crate) fn open_writer(
         Synchronous::Normal => "NORMAL",
     };
     // Checkpoints run on a thread of their own (`checkpoint.rs`), not inside the writer's
-    // commits.
+    // commits. When the log starts over, SQLite reuses its file without shrinking it, so a
+    // burst that once made it long would keep the file long: `journal_size_limit` has it cut
+    // back to 4 MiB each time the log starts over.
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = 0;"
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = 0; \
+         PRAGMA journal_size_limit = 4194304;"
     ))
     .map_err(|e| describe(path, e))?;
     // Room for every statement the store prepares, so none is parsed twice.
