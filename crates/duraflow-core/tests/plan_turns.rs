@@ -54,6 +54,7 @@ impl Fixture {
             name: "fulfil",
             input: &self.input,
             parent: self.parent.as_ref(),
+            queue: "default",
         }
     }
 }
@@ -280,6 +281,7 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 name: "ship".into(),
                 input: p("null"),
                 parent: Some(link("wf-1", 1, 3)),
+                queue: "default".into(),
                 created_at: Timestamp(12),
             },
             NewInstance {
@@ -287,6 +289,7 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 name: "audit".into(),
                 input: p("null"),
                 parent: None,
+                queue: "default".into(),
                 created_at: Timestamp(13),
             },
         ]

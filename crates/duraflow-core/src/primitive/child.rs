@@ -64,6 +64,7 @@ pub(super) fn schedule(
                     name: name.clone(),
                     input: input.clone(),
                     parent,
+                    queue: instance.queue.to_owned(),
                     created_at: ev.at,
                 });
                 return;

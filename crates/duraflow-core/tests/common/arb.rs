@@ -136,6 +136,7 @@ pub(crate) fn activity_options() -> impl Strategy<Value = ActivityOptions> {
                 retry,
                 attempt_timeout,
                 schedule_to_close,
+                queue: None,
             },
         )
 }
