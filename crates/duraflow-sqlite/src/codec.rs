@@ -104,11 +104,12 @@ pub(crate) fn event_data(event: &Event) -> String {
     event.encode()
 }
 
-/// A fetch filter as query parameters: its queues, and its names (NULL for every name), each a
-/// JSON array read with `json_each`.
-pub(crate) fn filter_params(filter: &FetchFilter) -> SqlResult<(String, Option<String>)> {
-    Ok((
-        json(&filter.queues)?,
-        filter.names.as_ref().map(json).transpose()?,
-    ))
+/// A fetch filter as query parameters: its queues, each once (a fetch reads each queue's due
+/// work in order from the `(queue, due)` index, and merges), and its names as a JSON array read
+/// with `json_each` (NULL for every name).
+pub(crate) fn filter_params(filter: &FetchFilter) -> SqlResult<(Vec<&str>, Option<String>)> {
+    let mut queues: Vec<&str> = filter.queues.iter().map(String::as_str).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    Ok((queues, filter.names.as_ref().map(json).transpose()?))
 }

@@ -64,18 +64,28 @@ pub(crate) fn fetch(
         return Ok(Vec::new());
     }
     let (queues, names) = filter_params(filter)?;
-    let ids: Vec<i64> = {
-        // A leased task's `visible_at` is its lease's expiry, so every task visible now is
-        // free (or its lease has run out).
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM tasks INDEXED BY tasks_queue_due
-             WHERE queue IN (SELECT value FROM json_each(?3)) AND visible_at <= ?1
-               AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
-             ORDER BY visible_at, id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now.0, max as i64, queues, names], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    // A leased task's `visible_at` is its lease's expiry, so every task visible now is free
+    // (or its lease has run out). Each queue in order from its index (stopping at `max`),
+    // merged.
+    let mut due: Vec<(i64, i64)> = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT visible_at, id FROM tasks INDEXED BY tasks_queue_due
+         WHERE queue = ?3 AND visible_at <= ?1
+           AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
+         ORDER BY visible_at, id LIMIT ?2",
+    )?;
+    for queue in queues {
+        let rows = stmt.query_map(params![now.0, max as i64, queue, names], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
+    drop(stmt);
+    due.sort_unstable();
+    due.truncate(max);
+    let ids: Vec<i64> = due.into_iter().map(|(_, id)| id).collect();
     let until = now.plus(lease);
     let mut out = Vec::with_capacity(ids.len());
     // Separate statements rather than `RETURNING`, which SQLite buffers in a temporary table

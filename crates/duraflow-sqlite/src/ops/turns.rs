@@ -154,16 +154,26 @@ pub(crate) fn fetch(
         return Ok(Vec::new());
     }
     let (queues, names) = filter_params(filter)?;
-    let ids: Vec<String> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM instances INDEXED BY instances_queue_due
-             WHERE queue IN (SELECT value FROM json_each(?3)) AND due_at <= ?1
-               AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
-             ORDER BY due_at, due_seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now.0, max as i64, queues, names], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    // Each queue in due order from its index (stopping at `max`), merged.
+    let mut due: Vec<(i64, Option<i64>, String)> = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT due_at, due_seq, id FROM instances INDEXED BY instances_queue_due
+         WHERE queue = ?3 AND due_at <= ?1
+           AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
+         ORDER BY due_at, due_seq LIMIT ?2",
+    )?;
+    for queue in queues {
+        let rows = stmt.query_map(params![now.0, max as i64, queue, names], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
+    drop(stmt);
+    due.sort_unstable();
+    due.truncate(max);
+    let ids = due.into_iter().map(|(_, _, id)| id);
     let mut work = Vec::with_capacity(ids.len());
     for id in ids {
         work.extend(lease_turn(conn, tx, &id, now, lease, cache)?);
