@@ -205,6 +205,10 @@ pub enum EventKind {
         /// A detached child does not report back and is not cancelled with its parent.
         #[serde(default)]
         detached: bool,
+        /// The child's queue, when the workflow chose one; otherwise (and in journals written
+        /// before queues) the child takes its parent's queue.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue: Option<String>,
     },
     /// Delivered: a child workflow completed.
     ChildCompleted {
@@ -635,6 +639,7 @@ mod tests {
                 instance_id: "kid".into(),
                 input: payload.clone(),
                 detached: false,
+                queue: None,
             },
         ];
         for event in &issued {

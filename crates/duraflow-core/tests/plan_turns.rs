@@ -230,6 +230,7 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 instance_id: "wf-1-ship".into(),
                 input: p("null"),
                 detached: false,
+                queue: None,
             },
         ),
         at(
@@ -240,6 +241,7 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 instance_id: "audit-1".into(),
                 input: p("null"),
                 detached: true,
+                queue: None,
             },
         ),
         at(14, raised("ignored", "0")),
@@ -309,6 +311,7 @@ fn a_child_id_taken_by_another_instance_fails_the_child_at_once() {
                 instance_id: "taken".into(),
                 input: p("null"),
                 detached: false,
+                queue: None,
             },
         ),
         at(
@@ -319,6 +322,7 @@ fn a_child_id_taken_by_another_instance_fails_the_child_at_once() {
                 instance_id: "taken-too".into(),
                 input: p("null"),
                 detached: true,
+                queue: None,
             },
         ),
         // The same child, created by an earlier attempt at this turn: left as it is.
@@ -330,6 +334,7 @@ fn a_child_id_taken_by_another_instance_fails_the_child_at_once() {
                 instance_id: "mine".into(),
                 input: p("null"),
                 detached: false,
+                queue: None,
             },
         ),
     ];

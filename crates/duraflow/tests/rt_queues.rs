@@ -27,13 +27,15 @@ struct Ran {
     gpu: AtomicUsize,
 }
 
-/// On the web engine: charges (default queue), renders on the `gpu` queue, then ships in a
-/// child workflow, which inherits the default queue.
+/// On the web engine: charges (default queue), renders on the `gpu` queue, ships in a child
+/// workflow, which inherits the default queue, and mails in a child on the `emails` queue,
+/// which the gpu engine runs.
 async fn order(ctx: WorkflowContext, item: String) -> Result<String, WorkflowError> {
     let charged: String = ctx.activity("charge", &item).await?;
     let rendered: String = ctx.activity("render", &item).queue("gpu").await?;
     let shipped: String = ctx.child_workflow("ship", &item).await?;
-    Ok(format!("{charged}, {rendered}, {shipped}"))
+    let mailed: String = ctx.child_workflow("mail", &item).queue("emails").await?;
+    Ok(format!("{charged}, {rendered}, {shipped}, {mailed}"))
 }
 
 /// On the web engine.
@@ -143,19 +145,21 @@ async fn two_engines_share_one_store(store: Arc<dyn Store>) {
         let item = format!("item-{i}");
         assert_eq!(
             out,
-            format!("charged {item}, rendered {item}, shipped {item}")
+            format!("charged {item}, rendered {item}, shipped {item}, sent to {item}")
         );
-        let child = client
+        let children: Vec<String> = client
             .history(run, None)
             .await
             .unwrap()
             .into_iter()
-            .find_map(|e| match e.kind {
+            .filter_map(|e| match e.kind {
                 EventKind::ChildStarted { instance_id, .. } => Some(instance_id),
                 _ => None,
             })
-            .expect("a child was started");
-        assert_eq!(client.status(&child).await.unwrap().queue, "default");
+            .collect();
+        assert_eq!(children.len(), 2);
+        assert_eq!(client.status(&children[0]).await.unwrap().queue, "default");
+        assert_eq!(client.status(&children[1]).await.unwrap().queue, "emails");
     }
     for (i, run) in mails.iter().enumerate() {
         let out: String = client.wait(run).timeout(common::DEADLINE).await.unwrap();
@@ -169,7 +173,7 @@ async fn two_engines_share_one_store(store: Arc<dyn Store>) {
     );
     assert_eq!(
         ran.gpu.load(Ordering::SeqCst),
-        8,
+        12,
         "render and send ran on the gpu engine"
     );
 
@@ -191,7 +195,7 @@ async fn two_engines_share_one_store(store: Arc<dyn Store>) {
             .sum::<u64>()
     };
     assert_eq!(count(InstanceStatus::Failed), 0);
-    assert_eq!(count(InstanceStatus::Completed), 12);
+    assert_eq!(count(InstanceStatus::Completed), 16);
 
     // An engine that serves them picks them up.
     let late = Engine::builder()

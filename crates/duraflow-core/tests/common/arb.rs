@@ -192,7 +192,8 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
                 name,
                 instance_id,
                 input,
-                detached
+                detached,
+                queue: None,
             }
         ),
         (op_id(), payload()).prop_map(|(op, output)| EventKind::ChildCompleted { op, output }),
