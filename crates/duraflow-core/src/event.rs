@@ -63,6 +63,20 @@ pub struct ActivityOptions {
         skip_serializing_if = "Option::is_none"
     )]
     pub schedule_to_close: Option<Duration>,
+    /// The queue its task goes to; `None` (and a journal written before queues, which has no
+    /// such field) means [`DEFAULT_QUEUE`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+}
+
+/// The queue of an instance or activity task for which none was chosen.
+pub const DEFAULT_QUEUE: &str = "default";
+
+impl ActivityOptions {
+    /// The queue the activity's task goes to ([`DEFAULT_QUEUE`] unless one was chosen).
+    pub fn queue_name(&self) -> &str {
+        self.queue.as_deref().unwrap_or(DEFAULT_QUEUE)
+    }
 }
 
 /// What a journal event records.
@@ -191,6 +205,10 @@ pub enum EventKind {
         /// A detached child does not report back and is not cancelled with its parent.
         #[serde(default)]
         detached: bool,
+        /// The child's queue, when the workflow chose one; otherwise (and in journals written
+        /// before queues) the child takes its parent's queue.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queue: Option<String>,
     },
     /// Delivered: a child workflow completed.
     ChildCompleted {
@@ -538,6 +556,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_activity_queue_is_journaled_only_when_chosen() {
+        let scheduled = |queue: Option<&str>| Event {
+            at: Timestamp(7),
+            kind: EventKind::ActivityScheduled {
+                op: OpId::new(None, 1),
+                name: "render".into(),
+                input: Payload::encode(&1).unwrap(),
+                options: ActivityOptions {
+                    queue: queue.map(str::to_owned),
+                    ..ActivityOptions::default()
+                },
+            },
+        };
+        // Written before queues (and for the default queue): no field, the default queue.
+        let old = scheduled(None).encode();
+        assert!(!old.contains("queue"), "{old}");
+        let read = Event::decode(&old, 2).unwrap();
+        assert_eq!(read, scheduled(None));
+        let EventKind::ActivityScheduled { options, .. } = read.kind else {
+            unreachable!()
+        };
+        assert_eq!(options.queue_name(), DEFAULT_QUEUE);
+        let gpu = scheduled(Some("gpu")).encode();
+        assert!(gpu.contains(r#""queue":"gpu""#), "{gpu}");
+        assert_eq!(Event::decode(&gpu, 2).unwrap(), scheduled(Some("gpu")));
+    }
+
+    #[test]
     fn events_round_trip_and_versions_are_checked() {
         let ev = Event {
             at: Timestamp(42),
@@ -593,6 +639,7 @@ mod tests {
                 instance_id: "kid".into(),
                 input: payload.clone(),
                 detached: false,
+                queue: None,
             },
         ];
         for event in &issued {

@@ -38,7 +38,8 @@ pub use batch::{BatchResult, BatchTracker, CompletionConfig, CompletionReason, I
 pub use context::{StepContext, StepSemantics, WorkflowContext};
 pub use error::{ActivityError, Mismatch, Nondeterminism, WorkflowError};
 pub use event::{
-    ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, JOURNAL_FORMAT_VERSION,
+    ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, DEFAULT_QUEUE,
+    JOURNAL_FORMAT_VERSION,
 };
 pub use failure::{Failure, FailureKind};
 pub use message::{MessageKind, NewMessage, OpResult};

@@ -14,6 +14,8 @@ pub struct NewInstance {
     pub input: Payload,
     /// The parent, for an attached child.
     pub parent: Option<ParentLink>,
+    /// The queue whose engines run its turns (a continue-as-new keeps it).
+    pub queue: String,
     /// When it is created; its start message is visible from then.
     pub created_at: Timestamp,
 }

@@ -54,6 +54,7 @@ impl Fixture {
             name: "fulfil",
             input: &self.input,
             parent: self.parent.as_ref(),
+            queue: "default",
         }
     }
 }
@@ -229,6 +230,7 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 instance_id: "wf-1-ship".into(),
                 input: p("null"),
                 detached: false,
+                queue: None,
             },
         ),
         at(
@@ -239,6 +241,7 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 instance_id: "audit-1".into(),
                 input: p("null"),
                 detached: true,
+                queue: None,
             },
         ),
         at(14, raised("ignored", "0")),
@@ -280,6 +283,7 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 name: "ship".into(),
                 input: p("null"),
                 parent: Some(link("wf-1", 1, 3)),
+                queue: "default".into(),
                 created_at: Timestamp(12),
             },
             NewInstance {
@@ -287,6 +291,7 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 name: "audit".into(),
                 input: p("null"),
                 parent: None,
+                queue: "default".into(),
                 created_at: Timestamp(13),
             },
         ]
@@ -306,6 +311,7 @@ fn a_child_id_taken_by_another_instance_fails_the_child_at_once() {
                 instance_id: "taken".into(),
                 input: p("null"),
                 detached: false,
+                queue: None,
             },
         ),
         at(
@@ -316,6 +322,7 @@ fn a_child_id_taken_by_another_instance_fails_the_child_at_once() {
                 instance_id: "taken-too".into(),
                 input: p("null"),
                 detached: true,
+                queue: None,
             },
         ),
         // The same child, created by an earlier attempt at this turn: left as it is.
@@ -327,6 +334,7 @@ fn a_child_id_taken_by_another_instance_fails_the_child_at_once() {
                 instance_id: "mine".into(),
                 input: p("null"),
                 detached: false,
+                queue: None,
             },
         ),
     ];

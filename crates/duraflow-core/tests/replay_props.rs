@@ -256,6 +256,7 @@ fn other_kind(kind: &EventKind, k: usize) -> Option<EventKind> {
                 instance_id: "c".into(),
                 input: p(&0),
                 detached: false,
+                queue: None,
             },
         ]
     } else {

@@ -9,7 +9,7 @@ use crate::error::OpResult;
 
 /// The columns [`instance_row`] reads.
 pub(crate) const INSTANCE_COLUMNS: &str =
-    "id, name, status, execution, input, output, failure, parent, created_at, updated_at";
+    "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue";
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
@@ -32,6 +32,7 @@ pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
         parent: codec::opt_from_json::<ParentLink>(row.try_get("parent")?, &what("parent"))?,
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
+        queue: row.try_get("queue")?,
         id,
     })
 }

@@ -53,9 +53,9 @@ use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
     validate_instance_id, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
-    CreateOutcome, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue,
-    Notifier, Page, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
-    TurnCommit, TurnWork,
+    CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage,
+    NextDue, Notifier, Page, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease,
+    TaskWork, TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
@@ -266,6 +266,7 @@ impl Store for PostgresStore {
 
     async fn fetch_turns(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
@@ -273,7 +274,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<TurnWork>> {
         // The lease commits by itself; journals read afterwards cannot change while it lasts.
         let mut conn = self.conn().await?;
-        let out = turns::fetch(&mut conn, now, max, lease, cache).await;
+        let out = turns::fetch(&mut conn, filter, now, max, lease, cache).await;
         self.autocommit(out, Wake::default())
     }
 
@@ -326,17 +327,19 @@ impl Store for PostgresStore {
 
     async fn fetch_tasks(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
         let mut conn = self.conn().await?;
-        let out = tasks::fetch(&mut conn, now, max, lease).await;
+        let out = tasks::fetch(&mut conn, filter, now, max, lease).await;
         self.autocommit(out, Wake::default())
     }
 
     async fn complete_tasks(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
         cache: Cache<'_>,
@@ -357,10 +360,10 @@ impl Store for PostgresStore {
         let mut wake = Wake::default();
         let out = tasks::complete_batch(
             tx.conn(),
+            tasks::Claims { filter, cache },
             now,
             &completions,
             &locked,
-            cache,
             &self.channel,
             &mut wake,
         )

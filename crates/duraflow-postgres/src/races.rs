@@ -42,6 +42,7 @@ async fn create(store: &PostgresStore, id: &str) {
             name: "wf".into(),
             input: payload("in"),
             parent: None,
+            queue: "default".into(),
             created_at: T0,
         })
         .await
@@ -86,7 +87,16 @@ async fn turn(store: &PostgresStore) -> TurnWork {
 }
 
 async fn turn_at(store: &PostgresStore, now: Timestamp) -> TurnWork {
-    let mut work = store.fetch_turns(now, 10, LEASE, None).await.unwrap();
+    let mut work = store
+        .fetch_turns(
+            &duraflow_store::FetchFilter::default(),
+            now,
+            10,
+            LEASE,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(work.len(), 1, "one instance is due");
     work.remove(0)
 }
@@ -223,7 +233,10 @@ async fn turn_with_a_task_outstanding(store: &PostgresStore) -> (TurnWork, TaskC
         .await
         .unwrap();
     assert!(results[0].is_ok());
-    let mut leased = store.fetch_tasks(T0, 10, LEASE).await.unwrap();
+    let mut leased = store
+        .fetch_tasks(&duraflow_store::FetchFilter::default(), T0, 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(leased.len(), 2);
     let done = |i: usize, claim: bool| TaskCompletion {
         id: leased[i].id,
@@ -232,7 +245,12 @@ async fn turn_with_a_task_outstanding(store: &PostgresStore) -> (TurnWork, TaskC
         claim_turn: claim.then_some(LEASE),
     };
     let completed = store
-        .complete_tasks(T0, vec![done(0, false)], None)
+        .complete_tasks(
+            &duraflow_store::FetchFilter::default(),
+            T0,
+            vec![done(0, false)],
+            None,
+        )
         .await
         .unwrap();
     assert!(matches!(completed[0], Ok(Completed { turn: None })));
@@ -255,10 +273,13 @@ async fn a_commit_during_a_completion_waits_for_the_result() {
     let mut wake = Wake::default();
     let completed = tasks::complete_batch(
         tx.conn(),
+        tasks::Claims {
+            filter: &duraflow_store::FetchFilter::default(),
+            cache: None,
+        },
         T0,
         &completions,
         &locked,
-        None,
         "unused",
         &mut wake,
     )
@@ -296,8 +317,16 @@ async fn a_completion_during_a_commit_claims_the_next_turn() {
     assert!(results[0].is_ok());
 
     let completer = store.clone();
-    let complete =
-        tokio::spawn(async move { completer.complete_tasks(T0, vec![second], None).await });
+    let complete = tokio::spawn(async move {
+        completer
+            .complete_tasks(
+                &duraflow_store::FetchFilter::default(),
+                T0,
+                vec![second],
+                None,
+            )
+            .await
+    });
     until_blocked_by(&store, pid, &complete).await;
     tx.commit().await.unwrap();
     let mut completed = complete.await.unwrap().unwrap();
@@ -325,6 +354,7 @@ async fn concurrent_creations_of_one_id_create_it_once() {
                         name: "wf".into(),
                         input: payload("in"),
                         parent: None,
+                        queue: "default".into(),
                         created_at: T0,
                     })
                     .await
@@ -348,7 +378,16 @@ async fn concurrent_creations_of_one_id_create_it_once() {
     assert!(created.values().all(|n| *n == 1), "{created:?}");
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.messages, 12, "one start message each");
-    let work = store.fetch_turns(T0, 100, LEASE, None).await.unwrap();
+    let work = store
+        .fetch_turns(
+            &duraflow_store::FetchFilter::default(),
+            T0,
+            100,
+            LEASE,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(work.len(), 12);
     assert!(work.iter().all(|w| w.messages.len() == 1));
 }

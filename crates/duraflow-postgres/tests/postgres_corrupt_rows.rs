@@ -400,8 +400,14 @@ fn check_reads(fx: &Fixture, rows: &Rows, target: &Target) -> Result<(), TestCas
     let instance = fx.call("instance", store.instance(&id));
     let journal = fx.call("journal", store.journal(&id, Some(1)));
     let list = fx.call("list", store.list(ListFilter::default()));
-    let turns = fx.call("fetch_turns", store.fetch_turns(T0, 10, LEASE, None));
-    let tasks = fx.call("fetch_tasks", store.fetch_tasks(T0, 10, LEASE));
+    let turns = fx.call(
+        "fetch_turns",
+        store.fetch_turns(&duraflow_store::FetchFilter::default(), T0, 10, LEASE, None),
+    );
+    let tasks = fx.call(
+        "fetch_tasks",
+        store.fetch_tasks(&duraflow_store::FetchFilter::default(), T0, 10, LEASE),
+    );
 
     match target {
         Target::Event(..) => {

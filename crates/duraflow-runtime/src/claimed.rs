@@ -17,6 +17,10 @@ pub(crate) trait ClaimedTurns: Send + Sync {
     /// The lease to claim a turn with.
     fn turn_lease(&self) -> Duration;
 
+    /// Whether this engine takes the turns of instances of `queue` running `workflow`; a turn
+    /// it does not is never claimed, but left to an engine that does.
+    fn serves(&self, queue: &str, workflow: &str) -> bool;
+
     /// Runs a claimed turn in a task of its own (tracked by the engine), holding `permit`.
     fn spawn_turn(self: Arc<Self>, work: TurnWork, permit: OwnedSemaphorePermit);
 }

@@ -85,12 +85,21 @@ pub struct Start<'a> {
     input: Result<Payload, ClientError>,
     id: Option<String>,
     if_exists: IfExists,
+    queue: Option<String>,
 }
 
 impl Start<'_> {
     /// The instance id (default: a new UUID).
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// The queue the instance's turns go to (default: [`duraflow_core::DEFAULT_QUEUE`]): an
+    /// engine runs them only if it serves this queue and has registered the workflow; until
+    /// one does, the instance stays pending. Its child workflows inherit the queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
         self
     }
 
@@ -123,6 +132,9 @@ impl<'a> IntoFuture for Start<'a> {
                 name: self.name.clone(),
                 input,
                 parent: None,
+                queue: self
+                    .queue
+                    .unwrap_or_else(|| duraflow_core::DEFAULT_QUEUE.to_owned()),
                 created_at: self.client.clock.now(),
             };
             // A client of a running engine with room for a turn takes the first turn along,
@@ -130,6 +142,9 @@ impl<'a> IntoFuture for Start<'a> {
             let store = &self.client.store;
             let room = self.client.local.as_ref().and_then(|local| {
                 let turns = local.upgrade()?;
+                if !turns.serves(&new.queue, &new.name) {
+                    return None;
+                }
                 let permit = turns.room_for_a_turn()?;
                 Some((turns, permit))
             });
@@ -365,6 +380,7 @@ impl Client {
             }),
             id: None,
             if_exists: IfExists::default(),
+            queue: None,
         }
     }
 

@@ -53,6 +53,10 @@ impl ClaimedTurns for Dispatcher {
         self.shared.options.turn_lease
     }
 
+    fn serves(&self, queue: &str, workflow: &str) -> bool {
+        self.shared.turn_filter.matches(queue, workflow)
+    }
+
     fn spawn_turn(self: Arc<Self>, work: TurnWork, permit: OwnedSemaphorePermit) {
         let tracker = self.shared.tracker.clone();
         tracker.spawn(async move {
@@ -100,6 +104,7 @@ pub(crate) async fn run_dispatcher(dispatcher: Arc<Dispatcher>) {
         due: |d| d.turn,
         fetch: |now, max| {
             d.shared.store.fetch_turns(
+                &d.shared.turn_filter,
                 now,
                 max,
                 d.shared.options.turn_lease,
@@ -150,10 +155,21 @@ async fn process_turn(d: &Dispatcher, work: TurnWork) {
         } => {
             // Room in this engine's worker pool: take the new tasks along instead of leaving
             // them to be fetched. Not while stopping, so that shutdown drains.
+            // Only the leading tasks this engine serves (queue and activity): a claim takes the
+            // first ones in order, and a task of another queue or activity is left to a fetch.
+            let served = commit
+                .tasks
+                .iter()
+                .take_while(|t| {
+                    d.shared
+                        .task_filter
+                        .matches(t.options.queue_name(), &t.name)
+                })
+                .count();
             let permits: Vec<OwnedSemaphorePermit> = if finished {
                 Vec::new()
             } else {
-                d.attempts.room_for_attempts(commit.tasks.len())
+                d.attempts.room_for_attempts(served)
             };
             if !permits.is_empty() {
                 commit.claim_tasks = Some(TaskClaim {

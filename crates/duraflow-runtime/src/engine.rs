@@ -216,6 +216,15 @@ impl EngineBuilder {
         self
     }
 
+    /// The queues this engine serves (default `["default"]`), replacing those set before. It
+    /// takes only work of these queues, and of these only the turns of the workflows and the
+    /// tasks of the activities it has registered: engines with different queues or
+    /// registrations share a store without failing each other's work.
+    pub fn queues<S: Into<String>>(mut self, queues: impl IntoIterator<Item = S>) -> Self {
+        self.options.queues = queues.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// All settings at once.
     pub fn options(mut self, options: EngineOptions) -> Self {
         self.options = options;
@@ -246,11 +255,19 @@ impl EngineBuilder {
                 "turn_lease must be at least 10 ms and task_lease at least 30 ms".into(),
             ));
         }
+        if o.queues.is_empty() {
+            return Err(EngineError::InvalidOption(
+                "queues must name at least one queue for the engine to serve".into(),
+            ));
+        }
         let store = self.store.ok_or(EngineError::NoStore)?;
+        let (turn_filter, task_filter) = self.registry.filters(&o.queues);
         let shared = Shared {
             store,
             clock: self.clock,
             options: self.options,
+            turn_filter: Arc::new(turn_filter),
+            task_filter: Arc::new(task_filter),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
         };
@@ -267,11 +284,18 @@ impl EngineBuilder {
         let store = shared.store.clone();
         let clock = shared.clock.clone();
         let cache = journal_cache.clone();
+        let claimable = shared.turn_filter.clone();
         let complete_tasks: BatchWrite<TaskCompletion, Completed> = Arc::new(move |batch| {
             let store = store.clone();
             let cache = cache.clone();
+            let claimable = claimable.clone();
             let now = clock.now();
-            async move { store.complete_tasks(now, batch, Some(&cache)).await }.boxed()
+            async move {
+                store
+                    .complete_tasks(&claimable, now, batch, Some(&cache))
+                    .await
+            }
+            .boxed()
         });
         let (completer, completer_task) = Batcher::spawn(o.commit_batch, complete_tasks);
 

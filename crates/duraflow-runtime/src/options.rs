@@ -34,6 +34,10 @@ pub struct EngineOptions {
     /// 1,000; 0 keeps none). The least recently run instance is dropped first; a dropped one
     /// is replayed from its journal at its next turn.
     pub warm_instances: usize,
+    /// The queues this engine serves (default `["default"]`): it fetches and claims only the
+    /// turns of instances and the activity tasks in these queues, and of these only the ones
+    /// whose workflow or activity it has registered.
+    pub queues: Vec<String>,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +53,7 @@ impl Default for EngineOptions {
             store_retry_initial: Duration::from_millis(50),
             shutdown_grace: Duration::from_secs(30),
             warm_instances: 1_000,
+            queues: vec![duraflow_core::DEFAULT_QUEUE.to_owned()],
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use duraflow_core::WorkflowFn;
+use duraflow_store::FetchFilter;
 
 use crate::activity::ActivityFn;
 use crate::error::EngineError;
@@ -42,6 +43,16 @@ impl Registry {
             });
         }
         Ok(())
+    }
+}
+
+impl Registry {
+    /// What an engine serving `queues` takes: the turns of its workflows and the tasks of its
+    /// activities in those queues, nothing else.
+    pub(crate) fn filters(&self, queues: &[String]) -> (FetchFilter, FetchFilter) {
+        let turns = FetchFilter::queues(queues.iter().cloned()).names(self.workflows.names());
+        let tasks = FetchFilter::queues(queues.iter().cloned()).names(self.activities.names());
+        (turns, tasks)
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use duraflow_core::Clock;
-use duraflow_store::Store;
+use duraflow_store::{FetchFilter, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -17,6 +17,10 @@ pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) options: EngineOptions,
+    /// The turns this engine takes: of its queues and its registered workflows.
+    pub(crate) turn_filter: Arc<FetchFilter>,
+    /// The tasks this engine takes: of its queues and its registered activities.
+    pub(crate) task_filter: Arc<FetchFilter>,
     /// Stop fetching and claiming new work.
     pub(crate) stop: CancellationToken,
     /// Every turn and attempt the engine runs, so shutdown can wait for them.

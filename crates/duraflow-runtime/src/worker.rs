@@ -22,7 +22,7 @@ pub(crate) async fn run_workers(attempts: Arc<Attempts>) {
         fetch: |now, max| {
             shared
                 .store
-                .fetch_tasks(now, max, shared.options.task_lease)
+                .fetch_tasks(&shared.task_filter, now, max, shared.options.task_lease)
         },
         run: move |task, permit| {
             let attempts = running.clone();

@@ -1,7 +1,7 @@
 //! Encoding of values into columns: JSON for structured values, integers for times.
 
 use duraflow_core::{Event, Failure, OpId, ParentLink, Payload, Timestamp};
-use duraflow_store::{codec, InstanceInfo, InstanceStatus, StoreError};
+use duraflow_store::{codec, FetchFilter, InstanceInfo, InstanceStatus, StoreError};
 use rusqlite::Row;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -65,7 +65,7 @@ pub(crate) fn in_row<T>(
 
 /// The columns [`instance_row`] reads, in order.
 pub(crate) const INSTANCE_COLUMNS: &str =
-    "id, name, status, execution, input, output, failure, parent, created_at, updated_at";
+    "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue";
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &Row<'_>) -> SqlResult<InstanceInfo> {
@@ -94,6 +94,7 @@ fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
         parent: opt_json::<ParentLink>(row.get(7)?, &what("parent"))?,
         created_at: Timestamp(row.get(8)?),
         updated_at: Timestamp(row.get(9)?),
+        queue: row.get(10)?,
         id,
     })
 }
@@ -101,4 +102,14 @@ fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
 /// Encodes a journal event for the `events.data` column.
 pub(crate) fn event_data(event: &Event) -> String {
     event.encode()
+}
+
+/// A fetch filter as query parameters: its queues, each once (a fetch reads each queue's due
+/// work in order from the `(queue, due)` index, and merges), and its names as a JSON array read
+/// with `json_each` (NULL for every name).
+pub(crate) fn filter_params(filter: &FetchFilter) -> SqlResult<(Vec<&str>, Option<String>)> {
+    let mut queues: Vec<&str> = filter.queues.iter().map(String::as_str).collect();
+    queues.sort_unstable();
+    queues.dedup();
+    Ok((queues, filter.names.as_ref().map(json).transpose()?))
 }

@@ -44,9 +44,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, InstanceInfo,
-    LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, Store, StoreError,
-    StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
+    InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, Store,
+    StoreError, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit,
+    TurnWork,
 };
 
 use crate::db::Db;
@@ -198,14 +199,16 @@ impl Store for SqliteStore {
 
     async fn fetch_turns(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
         let cache = cache.cloned();
+        let filter = filter.clone();
         self.db
-            .lease(move |c, tx| turns::fetch(c, tx, now, max, lease, cache.as_ref()))
+            .lease(move |c, tx| turns::fetch(c, tx, &filter, now, max, lease, cache.as_ref()))
             .await
     }
 
@@ -246,27 +249,33 @@ impl Store for SqliteStore {
 
     async fn fetch_tasks(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
+        let filter = filter.clone();
         self.db
-            .lease(move |c, tx| tasks::fetch(c, tx, now, max, lease))
+            .lease(move |c, tx| tasks::fetch(c, tx, &filter, now, max, lease))
             .await
     }
 
     async fn complete_tasks(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<StoreResult<Completed>>> {
         let cache = cache.cloned();
+        let filter = filter.clone();
         // Results on their way into a claimed turn are made durable by that turn's commit.
         let durable = completions.iter().any(|c| c.claim_turn.is_none());
         self.db
             .queue(
-                move |c, tx| tasks::complete_batch(c, now, &completions, cache.as_ref(), tx),
+                move |c, tx| {
+                    tasks::complete_batch(c, &filter, now, &completions, cache.as_ref(), tx)
+                },
                 durable,
             )
             .await

@@ -365,8 +365,14 @@ fn check_reads(fx: &Fixture, rows: &Rows, target: &Target) -> Result<(), TestCas
     let instance = fx.call("instance", store.instance(&id));
     let journal = fx.call("journal", store.journal(&id, Some(1)));
     let list = fx.call("list", store.list(ListFilter::default()));
-    let turns = fx.call("fetch_turns", store.fetch_turns(T0, 10, LEASE, None));
-    let tasks = fx.call("fetch_tasks", store.fetch_tasks(T0, 10, LEASE));
+    let turns = fx.call(
+        "fetch_turns",
+        store.fetch_turns(&duraflow_store::FetchFilter::default(), T0, 10, LEASE, None),
+    );
+    let tasks = fx.call(
+        "fetch_tasks",
+        store.fetch_tasks(&duraflow_store::FetchFilter::default(), T0, 10, LEASE),
+    );
 
     match target {
         Target::Event(..) => {
@@ -514,7 +520,11 @@ fn a_task_at_the_highest_attempt_count_is_still_fetched() {
         )
         .unwrap();
     let tasks = fx
-        .call("fetch_tasks", fx.store.fetch_tasks(T0, 10, LEASE))
+        .call(
+            "fetch_tasks",
+            fx.store
+                .fetch_tasks(&duraflow_store::FetchFilter::default(), T0, 10, LEASE),
+        )
         .unwrap();
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].attempt, u32::MAX);

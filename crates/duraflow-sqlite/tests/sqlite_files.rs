@@ -19,6 +19,7 @@ fn new_instance(id: &str, input: &str) -> NewInstance {
         name: "wf".into(),
         input: Payload::encode(input).unwrap(),
         parent: None,
+        queue: "default".into(),
         created_at: T0,
     }
 }
@@ -157,7 +158,13 @@ async fn a_full_database_fails_the_write_that_does_not_fit_and_keeps_the_rest() 
 async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
     store.create_instance(new_instance(id, "x")).await.unwrap();
     let work = store
-        .fetch_turns(T0, 10, Duration::from_secs(60), None)
+        .fetch_turns(
+            &duraflow_store::FetchFilter::default(),
+            T0,
+            10,
+            Duration::from_secs(60),
+            None,
+        )
         .await
         .unwrap();
     let work = work.into_iter().find(|w| w.instance.id == id).unwrap();
@@ -252,7 +259,13 @@ async fn a_corrupt_journal_row_names_the_instance_and_event_and_blocks_no_one_el
             .unwrap();
     }
     let work = store
-        .fetch_turns(T0, 10, Duration::from_secs(60), None)
+        .fetch_turns(
+            &duraflow_store::FetchFilter::default(),
+            T0,
+            10,
+            Duration::from_secs(60),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(work.len(), 2);
@@ -350,19 +363,36 @@ async fn a_version_1_database_is_upgraded_with_its_work() {
         "the task lease's expiry"
     );
     let turns = store
-        .fetch_turns(T0, 10, Duration::from_secs(60), None)
+        .fetch_turns(
+            &duraflow_store::FetchFilter::default(),
+            T0,
+            10,
+            Duration::from_secs(60),
+            None,
+        )
         .await
         .unwrap();
     let ids: Vec<&str> = turns.iter().map(|w| w.instance.id.as_str()).collect();
     assert_eq!(ids, ["now"]);
     let tasks = store
-        .fetch_tasks(T0, 10, Duration::from_secs(60))
+        .fetch_tasks(
+            &duraflow_store::FetchFilter::default(),
+            T0,
+            10,
+            Duration::from_secs(60),
+        )
         .await
         .unwrap();
     assert_eq!(tasks.len(), 1);
     assert_eq!(tasks[0].op.to_string(), "1");
     let later = store
-        .fetch_turns(Timestamp(T0.0 + 60_000), 10, Duration::from_secs(60), None)
+        .fetch_turns(
+            &duraflow_store::FetchFilter::default(),
+            Timestamp(T0.0 + 60_000),
+            10,
+            Duration::from_secs(60),
+            None,
+        )
         .await
         .unwrap();
     let mut ids: Vec<&str> = later.iter().map(|w| w.instance.id.as_str()).collect();
@@ -387,7 +417,10 @@ async fn stores_sharing_a_file_never_share_a_lease_token() {
     let lease = Duration::from_secs(60);
     let mut tokens = Vec::new();
     for store in [&a, &b, &a, &b] {
-        let work = store.fetch_turns(T0, 1, lease, None).await.unwrap();
+        let work = store
+            .fetch_turns(&duraflow_store::FetchFilter::default(), T0, 1, lease, None)
+            .await
+            .unwrap();
         assert_eq!(work.len(), 1);
         tokens.push(work[0].token);
     }
@@ -397,7 +430,10 @@ async fn stores_sharing_a_file_never_share_a_lease_token() {
         .create_instance(new_instance("later", "x"))
         .await
         .unwrap();
-    let work = reopened.fetch_turns(T0, 1, lease, None).await.unwrap();
+    let work = reopened
+        .fetch_turns(&duraflow_store::FetchFilter::default(), T0, 1, lease, None)
+        .await
+        .unwrap();
     tokens.push(work[0].token);
     let mut distinct = tokens.clone();
     distinct.sort();
@@ -414,13 +450,26 @@ async fn the_leases_of_a_store_still_open_are_left_alone() {
     let a = SqliteStore::open(&path).await.unwrap();
     a.create_instance(new_instance("held", "x")).await.unwrap();
     let lease = Duration::from_secs(60);
-    let work = a.fetch_turns(T0, 10, lease, None).await.unwrap();
+    let work = a
+        .fetch_turns(&duraflow_store::FetchFilter::default(), T0, 10, lease, None)
+        .await
+        .unwrap();
     assert_eq!(work.len(), 1);
     // Opening b sweeps for openings that are gone: a is not one of them.
     let b = SqliteStore::open(&path).await.unwrap();
-    assert!(b.fetch_turns(T0, 10, lease, None).await.unwrap().is_empty());
     assert!(b
-        .fetch_turns(Timestamp(T0.0 + 1), 10, lease, None)
+        .fetch_turns(&duraflow_store::FetchFilter::default(), T0, 10, lease, None)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(b
+        .fetch_turns(
+            &duraflow_store::FetchFilter::default(),
+            Timestamp(T0.0 + 1),
+            10,
+            lease,
+            None
+        )
         .await
         .unwrap()
         .is_empty());

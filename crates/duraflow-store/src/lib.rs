@@ -5,6 +5,7 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+mod filter;
 mod journal_cache;
 mod memory;
 mod notify;
@@ -13,6 +14,7 @@ mod store;
 mod types;
 
 pub use error::{StoreError, StoreResult};
+pub use filter::FetchFilter;
 pub use journal_cache::JournalCache;
 pub use memory::MemoryStore;
 pub use notify::Notifier;

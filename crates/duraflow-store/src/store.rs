@@ -10,9 +10,9 @@ use crate::error::StoreResult;
 use crate::journal_cache::JournalCache;
 use crate::notify::Notifier;
 use crate::types::{
-    CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, InstanceInfo,
-    LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page, StoreStats, TaskCompletion,
-    TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
+    InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page, StoreStats,
+    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 /// The caller's warm journals, if it keeps any (see [`JournalCache`]).
@@ -36,6 +36,11 @@ pub type Cache<'a> = Option<&'a Arc<dyn JournalCache>>;
 /// - **Order**: an instance's messages are returned in the order they were sent; instances are
 ///   leased in the order their work became due (the time their oldest message became visible,
 ///   or their lease expired), ties in the order their oldest message was sent.
+/// - **Queues**: every instance and task belongs to a queue; fetches and claims take only work
+///   that passes the caller's [`FetchFilter`] (queues and, optionally, names), so engines with
+///   different queues or registrations share a store without taking each other's work. The
+///   committer of a [`crate::TaskClaim`] and the creator of a claimed instance check the filter
+///   themselves: they know the queue and name of what they claim.
 /// - **Claims**: a commit may lease some of the tasks it creates to the committer, and a task
 ///   completion may lease the instance's next turn to the completer, and a creation may lease
 ///   the new instance's first turn to the creator, so work that stays in one process skips a
@@ -75,10 +80,13 @@ pub trait Store: Send + Sync + 'static {
     async fn send(&self, message: NewMessage) -> StoreResult<()>;
 
     /// Leases up to `max` instances that have visible messages and no live lease, each with its
-    /// visible messages and its current journal, for `lease`. A journal the caller's `cache`
+    /// visible messages and its current journal, for `lease`. Only instances that pass `filter`
+    /// (their queue, their workflow name) are leased, in the order of the contract among them;
+    /// the others stay due for a fetcher that serves them. A journal the caller's `cache`
     /// holds unchanged may be left unread ([`crate::Journal::Cached`]).
     async fn fetch_turns(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
@@ -114,9 +122,11 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> StoreResult<Timestamp>;
 
-    /// Leases up to `max` visible activity tasks for `lease`, counting an attempt on each.
+    /// Leases up to `max` visible activity tasks that pass `filter` (their queue, their activity
+    /// name) for `lease`, counting an attempt on each.
     async fn fetch_tasks(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
@@ -125,7 +135,8 @@ pub trait Store: Send + Sync + 'static {
     /// Completes tasks: each deletes the task and posts its result to the instance's inbox,
     /// atomically. A completion whose lease is no longer current is rejected (`LeaseLost`).
     /// Completions that ask for the instance's turn get it as [`Completed::turn`] when it is
-    /// free (its journal read as for [`Store::fetch_turns`], with `cache`).
+    /// free and passes `filter` (its queue and workflow name; its journal read as for
+    /// [`Store::fetch_turns`], with `cache`).
     ///
     /// A batch in which every completion asks for its turn need not be durable when it
     /// returns (a store may skip waiting for its sync): the commit of the turn that consumes
@@ -134,6 +145,7 @@ pub trait Store: Send + Sync + 'static {
     /// at-least-once delivery allows.
     async fn complete_tasks(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
         cache: Cache<'_>,

@@ -4,9 +4,13 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use duraflow_core::{ActivityOptions, Event, Failure, OpId, ParentLink, Payload, Timestamp};
+use duraflow_core::{
+    ActivityOptions, Event, Failure, OpId, ParentLink, Payload, Timestamp, DEFAULT_QUEUE,
+};
 pub use duraflow_core::{MessageKind, NewCallback, NewInstance, NewMessage, NewTask, OpResult};
 use serde::{Deserialize, Serialize};
+
+pub(crate) use crate::filter::FetchFilter;
 
 use crate::error::StoreError;
 
@@ -111,10 +115,17 @@ pub struct InstanceInfo {
     pub failure: Option<Failure>,
     /// The parent, for a child workflow that reports back.
     pub parent: Option<ParentLink>,
+    /// The queue whose engines run its turns.
+    #[serde(default = "default_queue")]
+    pub queue: String,
     /// When the instance was created.
     pub created_at: Timestamp,
     /// When the instance last changed.
     pub updated_at: Timestamp,
+}
+
+fn default_queue() -> String {
+    DEFAULT_QUEUE.to_owned()
 }
 
 /// The longest instance id a store accepts, in bytes.

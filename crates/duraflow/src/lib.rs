@@ -98,15 +98,15 @@ pub use duraflow_core::{
     RetryPolicy, StepContext, StepSemantics, Timestamp, Workflow, WorkflowContext, WorkflowError,
     WorkflowFn, JOURNAL_FORMAT_VERSION,
 };
-pub use duraflow_core::{OpIdParseError, PayloadError};
+pub use duraflow_core::{OpIdParseError, PayloadError, DEFAULT_QUEUE};
 pub use duraflow_runtime::{
     Activity, ActivityContext, ActivityHandler, Client, ClientError, Engine, EngineBuilder,
     EngineError, EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start,
     SystemClock, TypedRunHandle, TypedStart, Wait,
 };
 pub use duraflow_store::{
-    CallbackStatus, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore, Page, Store,
-    StoreError, StoreStats,
+    CallbackStatus, FetchFilter, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore,
+    Page, Store, StoreError, StoreStats,
 };
 
 #[cfg(feature = "postgres")]

@@ -1,6 +1,7 @@
-//! Bad input fails the instance with a clear failure and never takes the engine down: unknown
-//! workflows and activities, payloads of the wrong type, and panicking user code. After each
-//! case the same engine still runs another workflow to completion.
+//! Bad input fails the instance with a clear failure and never takes the engine down: payloads
+//! of the wrong type and panicking user code. Unknown workflows and activities are not failed
+//! but left for an engine that registers them. After each case the same engine still runs
+//! another workflow to completion.
 
 #![allow(
     clippy::unwrap_used,
@@ -128,16 +129,14 @@ impl Setup {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_instance_of_an_unknown_workflow_fails_naming_it() {
+async fn an_instance_of_an_unknown_workflow_is_left_pending() {
     let s = setup().await;
-    // A client on the store alone does not check names.
-    let store_client = Client::new(s.store.clone());
     assert!(matches!(
         s.client.start("ghost-workflow", &()).await,
         Err(ClientError::UnknownWorkflow { .. })
     ));
-    // Its start uses the system clock, so create the instance at virtual time through the store
-    // as such a client would.
+    // A client on the store alone does not check names; its start uses the system clock, so
+    // create the instance at virtual time through the store as such a client would.
     let created = s
         .store
         .create_instance(NewInstance {
@@ -145,33 +144,28 @@ async fn an_instance_of_an_unknown_workflow_fails_naming_it() {
             name: "ghost-workflow".into(),
             input: Payload::encode(&()).unwrap(),
             parent: None,
+            queue: "default".into(),
             created_at: s.clock.now(),
         })
         .await
         .unwrap();
     assert_eq!(created, duraflow::crates::store::CreateOutcome::Created);
-    let failure = failure_of(&store_client, "ghost").await;
-    assert_eq!(failure.kind, FailureKind::UnknownWorkflow);
-    assert!(
-        failure.message.contains("\"ghost-workflow\""),
-        "{failure:?}"
-    );
-    assert!(
-        failure.message.contains("healthy"),
-        "lists what is registered: {failure:?}"
-    );
-    let journal = s.client.history("ghost", None).await.unwrap();
-    assert_eq!(
-        common::types(&journal),
-        ["workflow_started", "workflow_failed"]
-    );
+    // The engine goes on with its own work and never takes the instance, which waits for an
+    // engine that registers its workflow.
     s.assert_alive().await;
+    let info = s.client.status("ghost").await.unwrap();
+    assert_eq!(info.status, InstanceStatus::Pending, "{info:?}");
+    assert_eq!(
+        (info.name.as_str(), info.queue.as_str()),
+        ("ghost-workflow", "default")
+    );
+    assert!(s.client.history("ghost", None).await.unwrap().is_empty());
     s.engine.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_workflow_started_by_a_store_client_fails() {
-    // Client::new uses the system clock: so does this engine.
+async fn an_unknown_workflow_started_by_a_store_client_waits_for_an_engine_that_has_it() {
+    // Client::new uses the system clock: so do these engines.
     let engine = Engine::builder()
         .store(MemoryStore::new())
         .workflow("healthy", healthy)
@@ -181,15 +175,28 @@ async fn an_unknown_workflow_started_by_a_store_client_fails() {
         .unwrap();
     let client = Client::new(engine.store());
     let run = client.start("not-here", &1u32).id("nh").await.unwrap();
-    let failure = failure_of(&client, &run.id).await;
-    assert_eq!(failure.kind, FailureKind::UnknownWorkflow);
-    assert!(failure.message.contains("\"not-here\""), "{failure:?}");
     let out: u32 = client
         .wait(client.start("healthy", &1u32).await.unwrap())
         .timeout(common::DEADLINE)
         .await
         .unwrap();
     assert_eq!(out, 2);
+    assert_eq!(
+        client.status(&run.id).await.unwrap().status,
+        InstanceStatus::Pending
+    );
+    // An engine that registers it runs it.
+    let other = Engine::builder()
+        .shared_store(engine.store())
+        .workflow("not-here", |_ctx: WorkflowContext, n: u32| async move {
+            Ok::<_, WorkflowError>(n + 10)
+        })
+        .start()
+        .await
+        .unwrap();
+    let out: u32 = client.wait(&run).timeout(common::DEADLINE).await.unwrap();
+    assert_eq!(out, 11);
+    other.shutdown().await;
     engine.shutdown().await;
 }
 
@@ -219,21 +226,31 @@ async fn activity_output_the_workflow_cannot_decode_fails_naming_the_activity() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unknown_activity_fails_the_instance() {
+async fn an_unknown_activity_is_left_for_an_engine_that_has_it() {
     let s = setup().await;
     let run = s.client.start("calls-ghost", &()).await.unwrap();
-    let failure = failure_of(&s.client, &run.id).await;
-    assert_eq!(failure.kind, FailureKind::UnknownActivity);
-    assert!(
-        failure.message.contains("\"ghost-activity\""),
-        "{failure:?}"
-    );
-    assert!(
-        failure.message.contains("add-one"),
-        "lists what is registered: {failure:?}"
-    );
-    assert_eq!(failure.attempts, Some(1));
+    common::history_with(&s.client, &run.id, "the ghost activity scheduled", |k| {
+        matches!(k, EventKind::ActivityScheduled { .. })
+    })
+    .await;
     s.assert_alive().await;
+    // The task is never attempted: an engine that registers the activity gets its first
+    // attempt.
+    let filter = duraflow::FetchFilter::default().names(["ghost-activity"]);
+    let tasks = s
+        .store
+        .fetch_tasks(&filter, s.clock.now(), 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(
+        (tasks[0].name.as_str(), tasks[0].attempt),
+        ("ghost-activity", 1)
+    );
+    assert_eq!(
+        s.client.status(&run.id).await.unwrap().status,
+        InstanceStatus::Running
+    );
     s.engine.shutdown().await;
 }
 

@@ -38,7 +38,16 @@ fn callback(seq: u32, token: &str, timeout_at: Option<Timestamp>) -> NewCallback
 
 /// The only turn a fetch at `now` leases.
 async fn turn(store: &dyn Store, now: Timestamp) -> TurnWork {
-    let mut fetched = store.fetch_turns(now, 10, LEASE, None).await.unwrap();
+    let mut fetched = store
+        .fetch_turns(
+            &duraflow_store::FetchFilter::default(),
+            now,
+            10,
+            LEASE,
+            None,
+        )
+        .await
+        .unwrap();
     assert_eq!(fetched.len(), 1);
     fetched.remove(0)
 }
@@ -51,6 +60,7 @@ async fn open(store: &dyn Store, callbacks: Vec<NewCallback>) {
             name: "wf".into(),
             input: Payload::encode(&()).unwrap(),
             parent: None,
+            queue: "default".into(),
             created_at: OPENED,
         })
         .await

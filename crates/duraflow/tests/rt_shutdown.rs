@@ -140,6 +140,7 @@ async fn shutdown_hands_back_an_activity_that_outlives_the_grace_period() {
     // The task is visible again at once, and its attempt did not count.
     let tasks = store
         .fetch_tasks(
+            &duraflow_store::FetchFilter::default(),
             duraflow::Timestamp::now_system(),
             10,
             Duration::from_secs(1),

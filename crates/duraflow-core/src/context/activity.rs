@@ -56,6 +56,15 @@ impl<O> ActivityCall<O> {
         self.options.schedule_to_close = Some(timeout);
         self
     }
+
+    /// Sends the activity's task to `queue` (default: [`crate::DEFAULT_QUEUE`]), to be run by an
+    /// engine that serves that queue and has registered the activity.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        let queue = queue.into();
+        // The default queue is recorded as no queue, so journals stay as they were.
+        self.options.queue = (queue != crate::DEFAULT_QUEUE).then_some(queue);
+        self
+    }
 }
 
 impl<O: DeserializeOwned> IntoFuture for ActivityCall<O> {

@@ -19,6 +19,7 @@ pub struct ChildCall<O> {
     pub(super) name: String,
     input: Result<Payload, PayloadError>,
     id: Option<String>,
+    queue: Option<String>,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -33,6 +34,7 @@ impl<O> ChildCall<O> {
             name: name.to_owned(),
             input,
             id: None,
+            queue: None,
             _output: PhantomData,
         }
     }
@@ -41,6 +43,13 @@ impl<O> ChildCall<O> {
     /// be in use.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.id = Some(id.into());
+        self
+    }
+
+    /// Starts the child in `queue` instead of its parent's queue, to be run by an engine that
+    /// serves that queue and has registered the child's workflow.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
         self
     }
 }
@@ -65,6 +74,12 @@ impl StartChild {
     /// Gives the child this instance id. It must not be in use.
     pub fn id(mut self, id: impl Into<String>) -> Self {
         self.inner.id = Some(id.into());
+        self
+    }
+
+    /// Starts the child in `queue` instead of its parent's queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.inner.queue = Some(queue.into());
         self
     }
 }
@@ -97,6 +112,7 @@ pub(super) fn child_future_with_id<O>(call: ChildCall<O>, detached: bool) -> (Op
             instance_id,
             input,
             detached,
+            queue: call.queue,
         })
         .map_err(|e| WorkflowError::Payload(format!("cannot encode the input of {label}: {e}")));
     let kind = if detached {

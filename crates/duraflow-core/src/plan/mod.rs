@@ -38,6 +38,8 @@ pub struct TurnInstance<'a> {
     pub input: &'a Payload,
     /// The parent, for an attached child.
     pub parent: Option<&'a ParentLink>,
+    /// The instance's queue, which its children inherit.
+    pub queue: &'a str,
 }
 
 /// What a turn writes besides its journal events: the side effects of what the workflow did

@@ -48,6 +48,7 @@ pub(super) fn schedule(
             instance_id,
             input,
             detached,
+            queue,
         } => {
             let parent = (!detached).then(|| ParentLink {
                 instance_id: instance.id.to_owned(),
@@ -64,6 +65,7 @@ pub(super) fn schedule(
                     name: name.clone(),
                     input: input.clone(),
                     parent,
+                    queue: queue.clone().unwrap_or_else(|| instance.queue.to_owned()),
                     created_at: ev.at,
                 });
                 return;

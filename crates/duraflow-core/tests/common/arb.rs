@@ -136,6 +136,7 @@ pub(crate) fn activity_options() -> impl Strategy<Value = ActivityOptions> {
                 retry,
                 attempt_timeout,
                 schedule_to_close,
+                queue: None,
             },
         )
 }
@@ -191,7 +192,8 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
                 name,
                 instance_id,
                 input,
-                detached
+                detached,
+                queue: None,
             }
         ),
         (op_id(), payload()).prop_map(|(op, output)| EventKind::ChildCompleted { op, output }),

@@ -71,7 +71,9 @@ pub(crate) async fn create_batch(
     let mut inputs = Vec::with_capacity(new.len());
     let mut parents = Vec::with_capacity(new.len());
     let mut created_at = Vec::with_capacity(new.len());
+    let mut queues = Vec::with_capacity(new.len());
     for n in new {
+        queues.push(n.queue.as_str());
         ids.push(n.id.as_str());
         names.push(n.name.as_str());
         inputs.push(n.input.as_json());
@@ -86,14 +88,15 @@ pub(crate) async fn create_batch(
     let rows = sqlx::query(AssertSqlSafe(format!(
         "WITH new AS MATERIALIZED (
              SELECT n.*, nextval('messages_id_seq') AS start
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-                    WITH ORDINALITY AS n(id, name, input, parent, created_at, ord)
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                           $8::text[])
+                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, ord)
               ORDER BY n.ord
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                    updated_at, due_at, due_seq)
+                                    updated_at, due_at, due_seq, queue)
              SELECT id, name, 'pending', 1, input, parent, created_at, created_at, created_at,
-                    start
+                    start, queue
                FROM new ORDER BY id
              ON CONFLICT (id) DO NOTHING
              RETURNING id, due_seq, created_at
@@ -119,6 +122,7 @@ pub(crate) async fn create_batch(
     .bind(&created_at)
     .bind(start_message()?)
     .bind(channel)
+    .bind(&queues)
     .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::with_capacity(new.len());
@@ -156,8 +160,8 @@ pub(crate) async fn create_claiming(
              SELECT nextval('messages_id_seq') AS start, nextval('lease_tokens') AS token
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                    updated_at, due_at, due_seq, lease_token, lease_until)
-             SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $6, start, token, $6 FROM new
+                                    updated_at, due_at, due_seq, lease_token, lease_until, queue)
+             SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $6, start, token, $6, $8 FROM new
              ON CONFLICT (id) DO NOTHING
              RETURNING id, due_seq, lease_token
          ), started AS (
@@ -178,6 +182,7 @@ pub(crate) async fn create_claiming(
     .bind(new.created_at.0)
     .bind(until.0)
     .bind(start_message()?)
+    .bind(&new.queue)
     .fetch_one(&mut *conn)
     .await?;
     if row.try_get::<Option<String>, _>("created_id")?.is_some() {
@@ -192,6 +197,7 @@ pub(crate) async fn create_claiming(
             output: None,
             failure: None,
             parent: new.parent.clone(),
+            queue: new.queue.clone(),
             created_at: new.created_at,
             updated_at: new.created_at,
         };
@@ -296,7 +302,9 @@ pub(crate) async fn insert_children(
     let mut inputs = Vec::with_capacity(children.len());
     let mut parents = Vec::with_capacity(children.len());
     let mut created_at = Vec::with_capacity(children.len());
+    let mut queues = Vec::with_capacity(children.len());
     for child in children {
+        queues.push(child.queue.as_str());
         ids.push(child.id.as_str());
         names.push(child.name.as_str());
         inputs.push(child.input.as_json());
@@ -306,14 +314,15 @@ pub(crate) async fn insert_children(
     let created: Vec<String> = sqlx::query_scalar(
         "WITH new AS MATERIALIZED (
              SELECT n.*, nextval('messages_id_seq') AS start
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])
-                    WITH ORDINALITY AS n(id, name, input, parent, created_at, ord)
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                           $7::text[])
+                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, ord)
               ORDER BY n.ord
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                    updated_at, due_at, due_seq)
+                                    updated_at, due_at, due_seq, queue)
              SELECT id, name, 'pending', 1, input, parent, created_at, created_at, created_at,
-                    start
+                    start, queue
                FROM new ORDER BY id
              ON CONFLICT (id) DO NOTHING
              RETURNING id, due_seq, created_at
@@ -329,6 +338,7 @@ pub(crate) async fn insert_children(
     .bind(&parents)
     .bind(&created_at)
     .bind(start_message()?)
+    .bind(&queues)
     .fetch_all(&mut *conn)
     .await?;
     Ok(created)

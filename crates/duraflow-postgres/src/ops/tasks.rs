@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Failure, Timestamp};
 use duraflow_store::{
-    codec, Completed, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult,
+    codec, Completed, FetchFilter, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult,
     TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 use sqlx::postgres::PgRow;
@@ -61,14 +61,19 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
 /// commits by itself.
 pub(crate) async fn fetch(
     conn: &mut PgConnection,
+    filter: &FetchFilter,
     now: Timestamp,
     max: usize,
     lease: Duration,
 ) -> OpResult<Vec<TaskWork>> {
+    if filter.is_empty() {
+        return Ok(Vec::new());
+    }
     let rows = sqlx::query(
         "WITH ready AS (
              SELECT id, visible_at FROM tasks
-              WHERE visible_at <= $1
+              WHERE queue = ANY($4::text[]) AND visible_at <= $1
+                AND ($5::text[] IS NULL OR name = ANY($5::text[]))
               ORDER BY visible_at, id
               LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -85,6 +90,8 @@ pub(crate) async fn fetch(
     .bind(now.0)
     .bind(max as i64)
     .bind(now.plus(lease).0)
+    .bind(&filter.queues)
+    .bind(&filter.names)
     .fetch_all(&mut *conn)
     .await?;
     let mut out: Vec<(i64, TaskWork)> = Vec::with_capacity(rows.len());
@@ -93,6 +100,14 @@ pub(crate) async fn fetch(
     }
     out.sort_by_key(|(visible_at, t)| (*visible_at, t.id));
     Ok(out.into_iter().map(|(_, t)| t).collect())
+}
+
+/// What a completion batch's claims of turns go by: the completer's filter (only the turns of
+/// instances that pass it are claimed) and the journals it holds.
+#[derive(Clone, Copy)]
+pub(crate) struct Claims<'a> {
+    pub(crate) filter: &'a FetchFilter,
+    pub(crate) cache: Option<&'a Arc<dyn JournalCache>>,
 }
 
 /// The statement that begins a completion batch (step 1 of [`complete_batch`]): it reads the
@@ -131,13 +146,14 @@ pub(crate) fn lock_statement(completions: &[TaskCompletion]) -> String {
 /// and must be rolled back.
 pub(crate) async fn complete_batch(
     conn: &mut PgConnection,
+    claims: Claims<'_>,
     now: Timestamp,
     completions: &[TaskCompletion],
     locked: &[PgRow],
-    cache: Option<&Arc<dyn JournalCache>>,
     channel: &str,
     wake: &mut Wake,
 ) -> OpResult<Vec<StoreResult<Completed>>> {
+    let Claims { filter, cache } = claims;
     // 1. What each result says.
     let mut found: HashMap<i64, (i32, String)> = HashMap::with_capacity(locked.len());
     let mut holders: HashMap<i64, i64> = HashMap::with_capacity(locked.len());
@@ -215,7 +231,9 @@ pub(crate) async fn complete_batch(
              ), plan AS (
                  SELECT i.id, p.first, k.ord AS claim_ord, k.claim_until, x.due,
                         (i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)) AS moves,
-                        (k.claim_until IS NOT NULL AND x.due <= $5) AS claims
+                        (k.claim_until IS NOT NULL AND x.due <= $5
+                         AND i.queue = ANY($7::text[])
+                         AND ($8::text[] IS NULL OR i.name = ANY($8::text[]))) AS claims
                    FROM (SELECT instance_id, min(id) AS first FROM posted
                           GROUP BY instance_id) p
                    JOIN instances i ON i.id = p.instance_id
@@ -266,6 +284,8 @@ pub(crate) async fn complete_batch(
         .bind(&claim_until)
         .bind(now.0)
         .bind(channel)
+        .bind(&filter.queues)
+        .bind(&filter.names)
         .fetch_all(&mut *conn)
         .await?;
         for row in &rows {

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    codec, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError, TurnWork,
+    codec, FetchFilter, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError,
+    TurnWork,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -31,6 +32,7 @@ pub(crate) fn leased_columns(alias: &str) -> String {
         "parent",
         "created_at",
         "updated_at",
+        "queue",
         "commit_token",
         "lease_token",
     ]
@@ -234,16 +236,21 @@ async fn read_journals(
 /// its inbox read again, see [`reread_moved`].
 pub(crate) async fn fetch(
     conn: &mut PgConnection,
+    filter: &FetchFilter,
     now: Timestamp,
     max: usize,
     lease: Duration,
     cache: Option<&Arc<dyn JournalCache>>,
 ) -> OpResult<Vec<TurnWork>> {
+    if filter.is_empty() {
+        return Ok(Vec::new());
+    }
     let until = now.plus(lease);
     let rows = sqlx::query(AssertSqlSafe(format!(
         "WITH ready AS (
              SELECT id, due_at, due_seq FROM instances
-              WHERE due_at <= $1
+              WHERE queue = ANY($4::text[]) AND due_at <= $1
+                AND ($5::text[] IS NULL OR name = ANY($5::text[]))
               ORDER BY due_at, due_seq
               LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -267,6 +274,8 @@ pub(crate) async fn fetch(
     .bind(now.0)
     .bind(max as i64)
     .bind(until.0)
+    .bind(&filter.queues)
+    .bind(&filter.names)
     .fetch_all(&mut *conn)
     .await?;
     let mut leased = Vec::with_capacity(rows.len());

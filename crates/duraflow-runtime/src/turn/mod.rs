@@ -79,6 +79,7 @@ fn planned(instance: &InstanceInfo) -> TurnInstance<'_> {
         name: &instance.name,
         input: &instance.input,
         parent: instance.parent.as_ref(),
+        queue: &instance.queue,
     }
 }
 

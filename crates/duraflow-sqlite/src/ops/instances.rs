@@ -84,8 +84,8 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
     let start_id = conn.last_insert_rowid();
     conn.prepare_cached(
         "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at,
-                                due_at, due_seq)
-         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?5, ?6)",
+                                due_at, due_seq, queue)
+         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?5, ?6, ?7)",
     )?
     .execute(params![
         new.id,
@@ -94,6 +94,7 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
         new.parent.as_ref().map(json).transpose()?,
         new.created_at.0,
         start_id,
+        new.queue,
     ])?;
     Ok(())
 }

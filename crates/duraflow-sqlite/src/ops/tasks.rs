@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Failure, Timestamp};
 use duraflow_store::{
-    Completed, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult, TaskCompletion,
-    TaskId, TaskRelease, TaskWork,
+    Completed, FetchFilter, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult,
+    TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::instances::insert_message;
 use super::turns;
-use crate::codec::{from_json, in_row, json, op_id, opt_json, payload};
+use crate::codec::{filter_params, from_json, in_row, json, op_id, opt_json, payload};
 use crate::db::Tx;
 use crate::error::SqlResult;
 
@@ -55,19 +55,37 @@ fn task_columns(row: &Row<'_>, id: i64) -> SqlResult<TaskWork> {
 pub(crate) fn fetch(
     conn: &Connection,
     tx: &mut Tx<'_>,
+    filter: &FetchFilter,
     now: Timestamp,
     max: usize,
     lease: Duration,
 ) -> SqlResult<Vec<TaskWork>> {
-    let ids: Vec<i64> = {
-        // A leased task's `visible_at` is its lease's expiry, so every task visible now is
-        // free (or its lease has run out).
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM tasks WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now.0, max as i64], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    if filter.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (queues, names) = filter_params(filter)?;
+    // A leased task's `visible_at` is its lease's expiry, so every task visible now is free
+    // (or its lease has run out). Each queue in order from its index (stopping at `max`),
+    // merged.
+    let mut due: Vec<(i64, i64)> = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT visible_at, id FROM tasks INDEXED BY tasks_queue_due
+         WHERE queue = ?3 AND visible_at <= ?1
+           AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
+         ORDER BY visible_at, id LIMIT ?2",
+    )?;
+    for queue in queues {
+        let rows = stmt.query_map(params![now.0, max as i64, queue, names], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
+    drop(stmt);
+    due.sort_unstable();
+    due.truncate(max);
+    let ids: Vec<i64> = due.into_iter().map(|(_, id)| id).collect();
     let until = now.plus(lease);
     let mut out = Vec::with_capacity(ids.len());
     // Separate statements rather than `RETURNING`, which SQLite buffers in a temporary table
@@ -117,6 +135,7 @@ fn holds(row: &LeaseRow, token: LeaseToken, now: Option<Timestamp>) -> bool {
 /// others go on; any other failure fails the whole write.
 pub(crate) fn complete_batch(
     conn: &Connection,
+    filter: &FetchFilter,
     now: Timestamp,
     completions: &[TaskCompletion],
     cache: Option<&Arc<dyn JournalCache>>,
@@ -139,6 +158,9 @@ pub(crate) fn complete_batch(
         results.push(done.map(|_| Completed::default()));
     }
     for (i, instance_id, turn_lease) in claims {
+        if !serves(conn, filter, &instance_id)? {
+            continue;
+        }
         let turn = turns::lease_turn(conn, tx, &instance_id, now, turn_lease, cache)?;
         if turn.is_some() {
             posted.retain(|id| *id != instance_id);
@@ -152,6 +174,16 @@ pub(crate) fn complete_batch(
         tx.wake.turns = true;
     }
     Ok(results)
+}
+
+/// Whether instance `id` passes `filter` (its queue and workflow name), so its turn may be
+/// claimed.
+fn serves(conn: &Connection, filter: &FetchFilter, id: &str) -> SqlResult<bool> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT queue, name FROM instances WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    Ok(row.is_some_and(|(queue, name)| filter.matches(&queue, &name)))
 }
 
 /// Completes one task: deletes it and posts its result. Returns the instance the result was

@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use duraflow_core::{Event, EventDecodeError, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    check_commit, codec, Committed, InstanceStatus, Journal, JournalCache, LeaseToken, Message,
-    MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
+    check_commit, codec, Committed, FetchFilter, InstanceStatus, Journal, JournalCache, LeaseToken,
+    Message, MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit,
+    TurnWork,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::callbacks;
 use super::instances::{self, insert_message, not_found};
-use crate::codec::{event_data, from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
+use crate::codec::{
+    event_data, filter_params, from_json, in_row, instance_row, json, INSTANCE_COLUMNS,
+};
 use crate::db::Tx;
 use crate::error::SqlResult;
 
@@ -141,18 +144,36 @@ fn visible_messages(conn: &Connection, id: &str, now: Timestamp) -> SqlResult<Ve
 pub(crate) fn fetch(
     conn: &Connection,
     tx: &mut Tx<'_>,
+    filter: &FetchFilter,
     now: Timestamp,
     max: usize,
     lease: Duration,
     cache: Option<&Arc<dyn JournalCache>>,
 ) -> SqlResult<Vec<TurnWork>> {
-    let ids: Vec<String> = {
-        let mut stmt = conn.prepare_cached(
-            "SELECT id FROM instances WHERE due_at <= ?1 ORDER BY due_at, due_seq LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![now.0, max as i64], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
+    if filter.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (queues, names) = filter_params(filter)?;
+    // Each queue in due order from its index (stopping at `max`), merged.
+    let mut due: Vec<(i64, Option<i64>, String)> = Vec::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT due_at, due_seq, id FROM instances INDEXED BY instances_queue_due
+         WHERE queue = ?3 AND due_at <= ?1
+           AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
+         ORDER BY due_at, due_seq LIMIT ?2",
+    )?;
+    for queue in queues {
+        let rows = stmt.query_map(params![now.0, max as i64, queue, names], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        for row in rows {
+            due.push(row?);
+        }
+    }
+    drop(stmt);
+    due.sort_unstable();
+    due.truncate(max);
+    let ids = due.into_iter().map(|(_, _, id)| id);
     let mut work = Vec::with_capacity(ids.len());
     for id in ids {
         work.extend(lease_turn(conn, tx, &id, now, lease, cache)?);
@@ -187,7 +208,7 @@ pub(crate) fn lease_turn(
         .prepare_cached(&format!(
             "SELECT {INSTANCE_COLUMNS}, commit_token FROM instances WHERE id = ?1"
         ))?
-        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(10)?)))
+        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(11)?)))
         .optional()?
     else {
         return Ok(None);
@@ -394,9 +415,9 @@ fn insert_task(
     };
     conn.prepare_cached(
         "INSERT INTO tasks (instance_id, execution, op, name, input, options, scheduled_at,
-                            visible_at, attempt, lease_token, lease_until)
+                            visible_at, attempt, lease_token, lease_until, queue)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, coalesce(?8, ?7),
-                 CASE WHEN ?8 IS NULL THEN 0 ELSE 1 END, coalesce(?9, 0), ?8)",
+                 CASE WHEN ?8 IS NULL THEN 0 ELSE 1 END, coalesce(?9, 0), ?8, ?10)",
     )?
     .execute(params![
         task.instance_id,
@@ -408,6 +429,7 @@ fn insert_task(
         task.scheduled_at.0,
         lease.map(|(_, until)| until.0),
         lease.map(|(token, _)| token),
+        task.options.queue_name(),
     ])?;
     let id = conn.last_insert_rowid();
     Ok(lease.map(|(token, until)| TaskWork::claimed(task, TaskId(id), LeaseToken(token), until)))

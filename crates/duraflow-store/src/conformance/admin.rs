@@ -268,7 +268,10 @@ pub async fn next_due_reports_the_earliest_future_work(store: Arc<dyn Store>) {
         }
     );
 
-    let task = store.fetch_tasks(at(5_000), 10, LEASE).await.unwrap();
+    let task = store
+        .fetch_tasks(&crate::FetchFilter::default(), at(5_000), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(task.len(), 1);
     assert_eq!(
         store.next_due(at(5_000)).await.unwrap(),
@@ -369,7 +372,11 @@ pub async fn notifier_wakes_waiters(store: Arc<dyn Store>) {
     // Completing a task posts its result.
     let work = turn_of(&*store, "a", T0).await;
     commit(&*store, commit_of(&work, T0)).await.unwrap();
-    let task = store.fetch_tasks(T0, 10, LEASE).await.unwrap().remove(0);
+    let task = store
+        .fetch_tasks(&crate::FetchFilter::default(), T0, 10, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
     let turns = notifier.turns.notified();
     tokio::pin!(turns);
     turns.as_mut().enable();
@@ -379,7 +386,10 @@ pub async fn notifier_wakes_waiters(store: Arc<dyn Store>) {
         result: OpResult::Ok(super::payload(1)),
         claim_turn: None,
     };
-    store.complete_tasks(T0, vec![done], None).await.unwrap();
+    store
+        .complete_tasks(&crate::FetchFilter::default(), T0, vec![done], None)
+        .await
+        .unwrap();
     assert!(fired(turns), "complete_tasks wakes turns");
 
     // Handing a task back makes it visible now.
@@ -388,7 +398,11 @@ pub async fn notifier_wakes_waiters(store: Arc<dyn Store>) {
         .await
         .unwrap();
     start(&*store, "c", vec![new_task("c", 1, T0)]).await;
-    let task = store.fetch_tasks(T0, 10, LEASE).await.unwrap().remove(0);
+    let task = store
+        .fetch_tasks(&crate::FetchFilter::default(), T0, 10, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
     let tasks = notifier.tasks.notified();
     tokio::pin!(tasks);
     tasks.as_mut().enable();

@@ -29,7 +29,11 @@ fn checkpoint(work: &TurnWork, now: Timestamp, base: usize, events: Vec<Event>) 
 /// Whether a fetch at `now` leases instance `id` (others it leases are abandoned).
 async fn fetched(store: &dyn Store, id: &str, now: Timestamp) -> bool {
     let mut found = false;
-    for work in store.fetch_turns(now, 100, LEASE, None).await.unwrap() {
+    for work in store
+        .fetch_turns(&crate::FetchFilter::default(), now, 100, LEASE, None)
+        .await
+        .unwrap()
+    {
         found |= work.instance.id == id;
         store
             .abandon_turn(&work.instance.id, work.token, now)

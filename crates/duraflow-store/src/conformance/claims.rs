@@ -60,7 +60,10 @@ async fn complete_all(
     completions: Vec<TaskCompletion>,
 ) -> Vec<Result<Completed, StoreError>> {
     let n = completions.len();
-    let results = store.complete_tasks(now, completions, None).await.unwrap();
+    let results = store
+        .complete_tasks(&crate::FetchFilter::default(), now, completions, None)
+        .await
+        .unwrap();
     assert_eq!(results.len(), n);
     results
 }
@@ -77,7 +80,7 @@ pub async fn warm_journals_are_left_unread(store: Arc<dyn Store>) {
 
     // Nothing held: the (empty) journal is read.
     let first = store
-        .fetch_turns(T0, 10, LEASE, Some(&cache))
+        .fetch_turns(&crate::FetchFilter::default(), T0, 10, LEASE, Some(&cache))
         .await
         .unwrap();
     assert_eq!(first.len(), 1);
@@ -90,7 +93,13 @@ pub async fn warm_journals_are_left_unread(store: Arc<dyn Store>) {
     holding.hold("w", 1, first[0].token);
     store.send(user_event("w", "a", T0)).await.unwrap();
     let warm = store
-        .fetch_turns(at(1), 10, LEASE, Some(&cache))
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(1),
+            10,
+            LEASE,
+            Some(&cache),
+        )
         .await
         .unwrap();
     assert_eq!(warm.len(), 1);
@@ -104,7 +113,13 @@ pub async fn warm_journals_are_left_unread(store: Arc<dyn Store>) {
     commit_one(&*store, c).await.unwrap();
     store.send(user_event("w", "b", at(1))).await.unwrap();
     let cold = store
-        .fetch_turns(at(2), 10, LEASE, Some(&cache))
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(2),
+            10,
+            LEASE,
+            Some(&cache),
+        )
         .await
         .unwrap();
     assert_eq!(cold.len(), 1);
@@ -124,7 +139,13 @@ pub async fn warm_journals_are_left_unread(store: Arc<dyn Store>) {
     holding.hold("w", 2, cold[0].token);
     store.send(user_event("w", "c", at(2))).await.unwrap();
     let other = store
-        .fetch_turns(at(3), 10, LEASE, Some(&cache))
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(3),
+            10,
+            LEASE,
+            Some(&cache),
+        )
         .await
         .unwrap();
     assert_eq!(journal_len(&other[0]), 3);
@@ -157,7 +178,10 @@ pub async fn commit_claims_its_new_tasks(store: Arc<dyn Store>) {
     assert_eq!(claimed.lease_until, at(10_000));
     assert_eq!(claimed.last_failure, None);
 
-    let fetched = store.fetch_tasks(at(1), 10, LEASE).await.unwrap();
+    let fetched = store
+        .fetch_tasks(&crate::FetchFilter::default(), at(1), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(fetched.len(), 1, "only the unclaimed task: {fetched:?}");
     assert_eq!(fetched[0].op, new_task("c", 2, T0).op);
     assert_ne!(fetched[0].token, claimed.token);
@@ -177,11 +201,14 @@ pub async fn commit_claims_its_new_tasks(store: Arc<dyn Store>) {
     );
     // ...and once it expires the task is fetched again, with the next attempt.
     assert!(store
-        .fetch_tasks(at(14_999), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(14_999), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
-    let again = store.fetch_tasks(at(15_000), 10, LEASE).await.unwrap();
+    let again = store
+        .fetch_tasks(&crate::FetchFilter::default(), at(15_000), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, claimed.id);
     assert_eq!(again[0].attempt, 2);
@@ -215,7 +242,10 @@ pub async fn claims_never_exceed_the_new_tasks(store: Arc<dyn Store>) {
     let committed = commit_one(&*store, c).await.unwrap();
     assert_eq!(committed.tasks.len(), 1);
     assert_eq!(committed.tasks[0].op, new_task("d", 2, T0).op);
-    let fetched = store.fetch_tasks(at(1), 10, LEASE).await.unwrap();
+    let fetched = store
+        .fetch_tasks(&crate::FetchFilter::default(), at(1), 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(fetched.len(), 1, "the unclaimed first task");
     assert_eq!(fetched[0].op, new_task("d", 1, T0).op);
 }
@@ -225,7 +255,11 @@ pub async fn claims_never_exceed_the_new_tasks(store: Arc<dyn Store>) {
 pub async fn completion_claims_a_free_turn(store: Arc<dyn Store>) {
     start(&*store, "f", vec![new_task("f", 1, T0)]).await;
     store.send(user_event("f", "early", T0)).await.unwrap();
-    let task = store.fetch_tasks(at(1), 10, LEASE).await.unwrap().remove(0);
+    let task = store
+        .fetch_tasks(&crate::FetchFilter::default(), at(1), 10, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
     // The instance is due (the event) but nobody took it: the completion may.
     let results = complete_all(&*store, at(2), vec![completion(&task, true)]).await;
     let turn = match &results[0] {
@@ -247,7 +281,7 @@ pub async fn completion_claims_a_free_turn(store: Arc<dyn Store>) {
     ));
     // Leased: no fetch gets it until the lease ends.
     assert!(store
-        .fetch_turns(at(3), 10, LEASE, None)
+        .fetch_turns(&crate::FetchFilter::default(), at(3), 10, LEASE, None)
         .await
         .unwrap()
         .is_empty());
@@ -276,7 +310,7 @@ pub async fn creation_claims_the_first_turn(store: Arc<dyn Store>) {
             assert_eq!(turn.messages.len(), 1);
             assert_eq!(turn.messages[0].kind, MessageKind::start(1));
             assert!(store
-                .fetch_turns(at(1), 10, LEASE, None)
+                .fetch_turns(&crate::FetchFilter::default(), at(1), 10, LEASE, None)
                 .await
                 .unwrap()
                 .is_empty());
@@ -287,7 +321,10 @@ pub async fn creation_claims_the_first_turn(store: Arc<dyn Store>) {
             commit_one(&*store, commit_of(&turn, at(1))).await.unwrap();
         }
         None => {
-            let fetched = store.fetch_turns(at(1), 10, LEASE, None).await.unwrap();
+            let fetched = store
+                .fetch_turns(&crate::FetchFilter::default(), at(1), 10, LEASE, None)
+                .await
+                .unwrap();
             assert_eq!(fetched.len(), 1);
             commit_one(&*store, commit_of(&fetched[0], at(1)))
                 .await
@@ -308,7 +345,7 @@ pub async fn creation_claims_the_first_turn(store: Arc<dyn Store>) {
     }
     assert!(turn.is_none());
     assert!(store
-        .fetch_turns(at(2), 10, LEASE, None)
+        .fetch_turns(&crate::FetchFilter::default(), at(2), 10, LEASE, None)
         .await
         .unwrap()
         .is_empty());
@@ -320,7 +357,11 @@ pub async fn completion_does_not_claim_a_leased_turn(store: Arc<dyn Store>) {
     start(&*store, "g", vec![new_task("g", 1, T0)]).await;
     store.send(user_event("g", "e", T0)).await.unwrap();
     let held = turn_of(&*store, "g", at(1)).await;
-    let task = store.fetch_tasks(at(1), 10, LEASE).await.unwrap().remove(0);
+    let task = store
+        .fetch_tasks(&crate::FetchFilter::default(), at(1), 10, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
     let results = complete_all(&*store, at(2), vec![completion(&task, true)]).await;
     assert!(
         matches!(&results[0], Ok(Completed { turn: None })),
@@ -348,7 +389,10 @@ pub async fn claims_in_a_batch_come_after_every_result(store: Arc<dyn Store>) {
         ],
     )
     .await;
-    let tasks = store.fetch_tasks(T0, 10, LEASE).await.unwrap();
+    let tasks = store
+        .fetch_tasks(&crate::FetchFilter::default(), T0, 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(tasks.len(), 3);
     let results = complete_all(
         &*store,
@@ -373,7 +417,11 @@ pub async fn claims_in_a_batch_come_after_every_result(store: Arc<dyn Store>) {
 
     // An instance whose turn was put off (abandoned until later) is not claimed before then.
     start(&*store, "i", vec![new_task("i", 1, T0)]).await;
-    let task = store.fetch_tasks(at(2), 10, LEASE).await.unwrap().remove(0);
+    let task = store
+        .fetch_tasks(&crate::FetchFilter::default(), at(2), 10, LEASE)
+        .await
+        .unwrap()
+        .remove(0);
     store.send(user_event("i", "e", at(2))).await.unwrap();
     let put_off = turn_of(&*store, "i", at(2)).await;
     store
@@ -386,7 +434,7 @@ pub async fn claims_in_a_batch_come_after_every_result(store: Arc<dyn Store>) {
         "{results:?}"
     );
     assert!(store
-        .fetch_turns(at(59_999), 10, LEASE, None)
+        .fetch_turns(&crate::FetchFilter::default(), at(59_999), 10, LEASE, None)
         .await
         .unwrap()
         .is_empty());

@@ -34,7 +34,13 @@ pub async fn create_instance_is_idempotent(store: Arc<dyn Store>) {
     // Still exactly one start message.
     assert_eq!(store.stats().await.unwrap().messages, 1);
     let work = store
-        .fetch_turns(at(5_000), 10, super::LEASE, None)
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(5_000),
+            10,
+            super::LEASE,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(work.len(), 1);
@@ -65,12 +71,24 @@ pub async fn create_instance_posts_a_start_message(store: Arc<dyn Store>) {
     assert_eq!(store.journal("child-1", Some(1)).await.unwrap(), vec![]);
 
     assert!(store
-        .fetch_turns(at(999), 10, super::LEASE, None)
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(999),
+            10,
+            super::LEASE,
+            None
+        )
         .await
         .unwrap()
         .is_empty());
     let work = store
-        .fetch_turns(at(1_000), 10, super::LEASE, None)
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(1_000),
+            10,
+            super::LEASE,
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(work.len(), 1);
@@ -122,7 +140,13 @@ pub async fn send_to_a_finished_instance_is_refused(store: Arc<dyn Store>) {
     }
     assert_eq!(store.stats().await.unwrap().messages, 0);
     assert!(store
-        .fetch_turns(at(1), 10, super::LEASE, None)
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(1),
+            10,
+            super::LEASE,
+            None
+        )
         .await
         .unwrap()
         .is_empty());

@@ -1,8 +1,8 @@
 //! The conformance suite every [`Store`] must pass.
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
-//! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`], [`claims`]
-//! and [`admin`]. A backend runs the whole suite
+//! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`], [`claims`],
+//! [`admin`] and [`queues`]. A backend runs the whole suite
 //! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
@@ -26,6 +26,7 @@ pub mod callbacks;
 pub mod checkpoints;
 pub mod claims;
 pub mod instances;
+pub mod queues;
 pub mod tasks;
 pub mod turns;
 
@@ -179,6 +180,14 @@ macro_rules! conformance_tests {
                 notifier_wakes_waiters,
                 checkpoint_keeps_everything_and_the_store_goes_on,
             ]
+            queues [
+                fetch_turns_takes_only_the_served_queues,
+                fetch_turns_takes_only_the_served_workflows,
+                fetch_tasks_takes_only_the_served_queues_and_activities,
+                order_within_a_queue_is_unchanged,
+                completion_claims_only_a_served_turn,
+                queues_survive_continue_as_new_and_reach_children,
+            ]
         }
     };
     (@emit ($factory:expr) $($module:ident [$($name:ident),* $(,)?])*) => {
@@ -260,6 +269,7 @@ pub(crate) fn new_instance(id: &str, name: &str) -> NewInstance {
         name: name.to_owned(),
         input: payload(format!("input of {id}")),
         parent: None,
+        queue: "default".into(),
         created_at: T0,
     }
 }
@@ -342,7 +352,10 @@ pub(crate) fn journal_len(work: &TurnWork) -> usize {
 /// Fetches the turn of instance `id` at `now`; other instances fetched along with it are
 /// abandoned, fetchable again at once.
 pub(crate) async fn turn_of(store: &dyn Store, id: &str, now: Timestamp) -> TurnWork {
-    let fetched = store.fetch_turns(now, 1000, LEASE, None).await.unwrap();
+    let fetched = store
+        .fetch_turns(&crate::FetchFilter::default(), now, 1000, LEASE, None)
+        .await
+        .unwrap();
     let mut found = None;
     for work in fetched {
         if work.instance.id == id {
@@ -420,6 +433,7 @@ mod tests {
             ("claims", include_str!("claims.rs")),
             ("checkpoints", include_str!("checkpoints.rs")),
             ("callbacks", include_str!("callbacks.rs")),
+            ("queues", include_str!("queues.rs")),
         ];
         let mut defined = Vec::new();
         for (module, source) in sources {

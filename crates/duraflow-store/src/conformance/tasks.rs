@@ -29,7 +29,10 @@ fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &st
 
 /// Fetches exactly one task at `now`.
 async fn one_task(store: &dyn Store, now: duraflow_core::Timestamp) -> TaskWork {
-    let mut tasks = store.fetch_tasks(now, 10, LEASE).await.unwrap();
+    let mut tasks = store
+        .fetch_tasks(&crate::FetchFilter::default(), now, 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(tasks.len(), 1, "expected one task at {now}: {tasks:?}");
     tasks.remove(0)
 }
@@ -43,6 +46,7 @@ async fn complete(
 ) -> Result<(), StoreError> {
     let mut results = store
         .complete_tasks(
+            &crate::FetchFilter::default(),
             now,
             vec![TaskCompletion {
                 id: task.id,
@@ -68,19 +72,29 @@ pub async fn fetch_tasks_leases_exclusively(store: Arc<dyn Store>) {
     );
     start(&*store, "i", vec![a.clone(), b.clone(), c.clone()]).await;
 
-    let first = store.fetch_tasks(T0, 2, LEASE).await.unwrap();
+    let first = store
+        .fetch_tasks(&crate::FetchFilter::default(), T0, 2, LEASE)
+        .await
+        .unwrap();
     let ops: Vec<_> = first.iter().map(|t| t.op.clone()).collect();
     assert_eq!(
         ops,
         [b.op.clone(), a.op.clone()],
         "by visible_at, then by creation"
     );
-    let second = store.fetch_tasks(T0, 10, LEASE).await.unwrap();
+    let second = store
+        .fetch_tasks(&crate::FetchFilter::default(), T0, 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
     assert_eq!(second[0].op, c.op);
-    assert!(store.fetch_tasks(T0, 10, LEASE).await.unwrap().is_empty());
     assert!(store
-        .fetch_tasks(at(LEASE_MS - 1), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), T0, 10, LEASE)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(store
+        .fetch_tasks(&crate::FetchFilter::default(), at(LEASE_MS - 1), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -104,7 +118,7 @@ pub async fn fetch_tasks_leases_exclusively(store: Arc<dyn Store>) {
     assert_eq!(first[0].scheduled_at, at(-5));
     assert_eq!(
         store
-            .fetch_tasks(at(LEASE_MS), 0, LEASE)
+            .fetch_tasks(&crate::FetchFilter::default(), at(LEASE_MS), 0, LEASE)
             .await
             .unwrap()
             .len(),
@@ -128,7 +142,10 @@ pub async fn concurrent_fetch_tasks_never_lease_twice(store: Arc<dyn Store>) {
                 let mut got = Vec::new();
                 // Bounded, so that a store that leases twice fails instead of looping.
                 for _ in 0..TASKS {
-                    let tasks = store.fetch_tasks(T0, 3, LEASE).await.unwrap();
+                    let tasks = store
+                        .fetch_tasks(&crate::FetchFilter::default(), T0, 3, LEASE)
+                        .await
+                        .unwrap();
                     if tasks.is_empty() {
                         break;
                     }
@@ -159,7 +176,7 @@ pub async fn concurrent_fetch_tasks_never_lease_twice(store: Arc<dyn Store>) {
 pub async fn delayed_tasks_are_not_visible_early(store: Arc<dyn Store>) {
     start(&*store, "i", vec![new_task("i", 1, at(10_000))]).await;
     assert!(store
-        .fetch_tasks(at(9_999), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(9_999), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -180,12 +197,12 @@ pub async fn renew_task_extends_the_lease(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(until, at(20_000 + LEASE_MS));
     assert!(store
-        .fetch_tasks(at(LEASE_MS), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(LEASE_MS), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
     assert!(store
-        .fetch_tasks(at(49_999), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(49_999), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -219,7 +236,7 @@ pub async fn expired_task_lease_is_fetched_again_with_the_next_attempt(store: Ar
     let first = one_task(&*store, T0).await;
     assert_eq!(first.attempt, 1);
     assert!(store
-        .fetch_tasks(at(LEASE_MS - 1), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(LEASE_MS - 1), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -256,7 +273,7 @@ pub async fn expired_task_lease_is_fetched_again_with_the_next_attempt(store: Ar
         }
     );
     assert!(store
-        .fetch_tasks(at(1_000_000), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(1_000_000), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -291,7 +308,10 @@ pub async fn a_batch_completes_a_task_with_its_current_attempt_whatever_the_orde
         }
         let (old_at, current_at) = if stale_first { (0, 1) } else { (1, 0) };
         let now = at(LEASE_MS + 1);
-        let results = store.complete_tasks(now, batch, None).await.unwrap();
+        let results = store
+            .complete_tasks(&crate::FetchFilter::default(), now, batch, None)
+            .await
+            .unwrap();
         assert_eq!(results.len(), 2);
         assert!(
             results[current_at].is_ok(),
@@ -343,7 +363,10 @@ pub async fn complete_tasks_posts_results_to_the_inbox(store: Arc<dyn Store>) {
         vec![new_task("i", 1, T0), new_task("i", 2, T0)],
     )
     .await;
-    let tasks = store.fetch_tasks(T0, 10, LEASE).await.unwrap();
+    let tasks = store
+        .fetch_tasks(&crate::FetchFilter::default(), T0, 10, LEASE)
+        .await
+        .unwrap();
     assert_eq!(tasks.len(), 2);
     let (t1, t2) = if tasks[0].op == OpId::new(None, 1) {
         (&tasks[0], &tasks[1])
@@ -354,6 +377,7 @@ pub async fn complete_tasks_posts_results_to_the_inbox(store: Arc<dyn Store>) {
     let now = at(5);
     let results = store
         .complete_tasks(
+            &crate::FetchFilter::default(),
             now,
             vec![
                 TaskCompletion {
@@ -384,7 +408,7 @@ pub async fn complete_tasks_posts_results_to_the_inbox(store: Arc<dyn Store>) {
         .unwrap();
 
     assert!(store
-        .fetch_turns(at(4), 10, LEASE, None)
+        .fetch_turns(&crate::FetchFilter::default(), at(4), 10, LEASE, None)
         .await
         .unwrap()
         .is_empty());
@@ -428,7 +452,7 @@ pub async fn release_retry_counts_the_attempt(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(store
-        .fetch_tasks(at(4_999), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(4_999), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -542,7 +566,7 @@ pub async fn tasks_of_finished_instances_are_gone(store: Arc<dyn Store>) {
 
     assert_eq!(store.stats().await.unwrap().tasks, 0);
     assert!(store
-        .fetch_tasks(at(100_000), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(100_000), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -588,7 +612,10 @@ pub async fn cancelled_tasks_are_deleted(store: Arc<dyn Store>) {
     commit(&*store, c).await.unwrap();
 
     assert_eq!(store.stats().await.unwrap().tasks, 1);
-    let left = store.fetch_tasks(at(100), 10, LEASE).await.unwrap();
+    let left = store
+        .fetch_tasks(&crate::FetchFilter::default(), at(100), 10, LEASE)
+        .await
+        .unwrap();
     let ops: Vec<_> = left.iter().map(|t| t.op.clone()).collect();
     assert_eq!(ops, [OpId::new(None, 2)]);
     let renewed = store

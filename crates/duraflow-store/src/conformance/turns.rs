@@ -19,12 +19,18 @@ pub async fn fetch_turns_leases_exclusively(store: Arc<dyn Store>) {
     for id in ["a", "b", "c"] {
         store.create_instance(new_instance(id, "wf")).await.unwrap();
     }
-    let first = store.fetch_turns(T0, 2, LEASE, None).await.unwrap();
+    let first = store
+        .fetch_turns(&crate::FetchFilter::default(), T0, 2, LEASE, None)
+        .await
+        .unwrap();
     assert_eq!(first.len(), 2);
     for work in &first {
         assert_eq!(work.messages.len(), 1);
     }
-    let second = store.fetch_turns(T0, 2, LEASE, None).await.unwrap();
+    let second = store
+        .fetch_turns(&crate::FetchFilter::default(), T0, 2, LEASE, None)
+        .await
+        .unwrap();
     assert_eq!(second.len(), 1);
 
     let mut ids: Vec<String> = first
@@ -40,17 +46,27 @@ pub async fn fetch_turns_leases_exclusively(store: Arc<dyn Store>) {
     // New messages to leased instances do not make them fetchable.
     store.send(user_event("a", "more", T0)).await.unwrap();
     assert!(store
-        .fetch_turns(T0, 10, LEASE, None)
+        .fetch_turns(&crate::FetchFilter::default(), T0, 10, LEASE, None)
         .await
         .unwrap()
         .is_empty());
     assert!(store
-        .fetch_turns(at(LEASE_MS - 1), 10, LEASE, None)
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(LEASE_MS - 1),
+            10,
+            LEASE,
+            None
+        )
         .await
         .unwrap()
         .is_empty());
     assert_eq!(
-        store.fetch_turns(T0, 0, LEASE, None).await.unwrap().len(),
+        store
+            .fetch_turns(&crate::FetchFilter::default(), T0, 0, LEASE, None)
+            .await
+            .unwrap()
+            .len(),
         0
     );
 }
@@ -66,9 +82,18 @@ pub async fn fetch_turns_takes_the_oldest_work_first(store: Arc<dyn Store>) {
     store.send(user_event("y", "4", T0)).await.unwrap();
 
     let order: Vec<String> = [
-        store.fetch_turns(at(1), 1, LEASE, None).await.unwrap(),
-        store.fetch_turns(at(1), 1, LEASE, None).await.unwrap(),
-        store.fetch_turns(at(1), 1, LEASE, None).await.unwrap(),
+        store
+            .fetch_turns(&crate::FetchFilter::default(), at(1), 1, LEASE, None)
+            .await
+            .unwrap(),
+        store
+            .fetch_turns(&crate::FetchFilter::default(), at(1), 1, LEASE, None)
+            .await
+            .unwrap(),
+        store
+            .fetch_turns(&crate::FetchFilter::default(), at(1), 1, LEASE, None)
+            .await
+            .unwrap(),
     ]
     .into_iter()
     .flatten()
@@ -93,7 +118,10 @@ pub async fn concurrent_fetch_turns_never_lease_twice(store: Arc<dyn Store>) {
                 let mut got = Vec::new();
                 // Bounded, so that a store that leases twice fails instead of looping.
                 for _ in 0..INSTANCES {
-                    let work = store.fetch_turns(T0, 3, LEASE, None).await.unwrap();
+                    let work = store
+                        .fetch_turns(&crate::FetchFilter::default(), T0, 3, LEASE, None)
+                        .await
+                        .unwrap();
                     if work.is_empty() {
                         break;
                     }
@@ -128,7 +156,13 @@ pub async fn expired_turn_lease_is_fetched_again_and_fences_the_old_token(store:
         .unwrap();
     let old = turn_of(&*store, "a", T0).await;
     assert!(store
-        .fetch_turns(at(LEASE_MS - 1), 10, LEASE, None)
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(LEASE_MS - 1),
+            10,
+            LEASE,
+            None
+        )
         .await
         .unwrap()
         .is_empty());
@@ -237,7 +271,10 @@ pub async fn commit_applies_everything(store: Arc<dyn Store>) {
     assert_eq!(child_info.parent, child.parent);
     assert_eq!(child_info.execution, 1);
 
-    let fetched = store.fetch_turns(at(1), 10, LEASE, None).await.unwrap();
+    let fetched = store
+        .fetch_turns(&crate::FetchFilter::default(), at(1), 10, LEASE, None)
+        .await
+        .unwrap();
     let ids: HashSet<_> = fetched.iter().map(|w| w.instance.id.as_str()).collect();
     assert_eq!(
         ids,
@@ -270,7 +307,10 @@ pub async fn commit_applies_everything(store: Arc<dyn Store>) {
     ));
 
     // The tasks are fetchable.
-    let tasks = store.fetch_tasks(at(1), 10, LEASE).await.unwrap();
+    let tasks = store
+        .fetch_tasks(&crate::FetchFilter::default(), at(1), 10, LEASE)
+        .await
+        .unwrap();
     let mut ops: Vec<_> = tasks.iter().map(|t| t.op.clone()).collect();
     ops.sort();
     assert_eq!(ops, [OpId::new(None, 1), OpId::new(None, 2)]);
@@ -328,7 +368,7 @@ pub async fn rejected_commit_changes_nothing(store: Arc<dyn Store>) {
     assert_eq!(info.updated_at, T0);
     assert_eq!(store.instance("child").await.unwrap(), None);
     assert!(store
-        .fetch_tasks(at(LEASE_MS + 1), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(LEASE_MS + 1), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -337,7 +377,13 @@ pub async fn rejected_commit_changes_nothing(store: Arc<dyn Store>) {
     assert_eq!(stats.tasks, 0);
     // Nothing for the peer, and a's inbox is what it was (once the current lease expires).
     assert!(store
-        .fetch_turns(at(LEASE_MS + 1), 10, LEASE, None)
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(LEASE_MS + 1),
+            10,
+            LEASE,
+            None
+        )
         .await
         .unwrap()
         .is_empty());
@@ -447,7 +493,10 @@ pub async fn commits_in_a_batch_are_independent(store: Arc<dyn Store>) {
         .create_instance(new_instance("y", "wf"))
         .await
         .unwrap();
-    let work = store.fetch_turns(T0, 10, LEASE, None).await.unwrap();
+    let work = store
+        .fetch_turns(&crate::FetchFilter::default(), T0, 10, LEASE, None)
+        .await
+        .unwrap();
     assert_eq!(work.len(), 2);
     let (x, y) = if work[0].instance.id == "x" {
         (&work[0], &work[1])
@@ -550,7 +599,7 @@ pub async fn delayed_messages_are_not_visible_early(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(store
-        .fetch_turns(at(9_999), 10, LEASE, None)
+        .fetch_turns(&crate::FetchFilter::default(), at(9_999), 10, LEASE, None)
         .await
         .unwrap()
         .is_empty());
@@ -571,7 +620,7 @@ pub async fn delayed_messages_are_not_visible_early(store: Arc<dyn Store>) {
     }];
     commit(&*store, c).await.unwrap();
     assert!(store
-        .fetch_turns(at(19_999), 10, LEASE, None)
+        .fetch_turns(&crate::FetchFilter::default(), at(19_999), 10, LEASE, None)
         .await
         .unwrap()
         .is_empty());
@@ -655,7 +704,10 @@ pub async fn commit_drops_messages_to_unknown_or_finished_instances(store: Arc<d
 
     assert_eq!(store.instance("ghost").await.unwrap(), None);
     assert_eq!(store.stats().await.unwrap().messages, 1);
-    let work = store.fetch_turns(T0, 10, LEASE, None).await.unwrap();
+    let work = store
+        .fetch_turns(&crate::FetchFilter::default(), T0, 10, LEASE, None)
+        .await
+        .unwrap();
     assert_eq!(work.len(), 1);
     assert_eq!(work[0].instance.id, "a");
     assert_eq!(event_name(&work[0].messages[0].kind), Some("z"));
@@ -781,12 +833,12 @@ pub async fn finishing_deletes_inbox_and_tasks(store: Arc<dyn Store>) {
     assert_eq!(stats.messages, 0);
     assert_eq!(stats.tasks, 0);
     assert!(store
-        .fetch_turns(at(100_000), 10, LEASE, None)
+        .fetch_turns(&crate::FetchFilter::default(), at(100_000), 10, LEASE, None)
         .await
         .unwrap()
         .is_empty());
     assert!(store
-        .fetch_tasks(at(100_000), 10, LEASE)
+        .fetch_tasks(&crate::FetchFilter::default(), at(100_000), 10, LEASE)
         .await
         .unwrap()
         .is_empty());
@@ -819,7 +871,7 @@ pub async fn abandon_turn_delays_the_retry(store: Arc<dyn Store>) {
         .unwrap();
 
     assert!(store
-        .fetch_turns(at(4_999), 10, LEASE, None)
+        .fetch_turns(&crate::FetchFilter::default(), at(4_999), 10, LEASE, None)
         .await
         .unwrap()
         .is_empty());

@@ -14,9 +14,9 @@ use crate::notify::Notifier;
 use crate::store::Cache;
 use crate::store::Store;
 use crate::types::{
-    CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, InstanceInfo,
-    LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page, StoreStats, TaskCompletion,
-    TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
+    InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page, StoreStats,
+    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 use self::state::{State, Wake};
@@ -96,12 +96,13 @@ impl Store for MemoryStore {
 
     async fn fetch_turns(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
-        Ok(self.with_state(|s, _| s.fetch_turns(now, max, lease, cache)))
+        Ok(self.with_state(|s, _| s.fetch_turns(filter, now, max, lease, cache)))
     }
 
     async fn commit_turns(
@@ -132,20 +133,22 @@ impl Store for MemoryStore {
 
     async fn fetch_tasks(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
-        Ok(self.with_state(|s, _| s.fetch_tasks(now, max, lease)))
+        Ok(self.with_state(|s, _| s.fetch_tasks(filter, now, max, lease)))
     }
 
     async fn complete_tasks(
         &self,
+        filter: &FetchFilter,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<StoreResult<Completed>>> {
-        Ok(self.with_state(|s, w| s.complete_tasks(now, completions, cache, w)))
+        Ok(self.with_state(|s, w| s.complete_tasks(filter, now, completions, cache, w)))
     }
 
     async fn renew_task(

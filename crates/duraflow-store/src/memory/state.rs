@@ -8,6 +8,7 @@
 
 mod callbacks;
 mod commit;
+mod index;
 mod reads;
 mod tasks;
 
@@ -19,9 +20,11 @@ use duraflow_core::{ActivityOptions, Event, Failure, OpId, Payload, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
 use crate::journal_cache::JournalCache;
+use index::QueueIndex;
+
 use crate::types::{
-    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
-    MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
+    CreateOutcome, FetchFilter, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message,
+    MessageId, MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
 };
 
 /// Which notifications an operation calls for; sent once the lock is released.
@@ -149,6 +152,8 @@ struct Task {
     execution: u32,
     op: OpId,
     name: String,
+    /// Its queue (from its options), kept for the due index.
+    queue: String,
     input: Payload,
     options: ActivityOptions,
     scheduled_at: Timestamp,
@@ -170,11 +175,11 @@ impl Task {
 #[derive(Debug, Default)]
 pub(super) struct State {
     instances: BTreeMap<String, Instance>,
-    /// Instances with work, in the order it is due.
-    due: BTreeSet<(DueKey, String)>,
+    /// Instances with work, in the order it is due (overall and per queue).
+    due: QueueIndex<(DueKey, String)>,
     tasks: BTreeMap<TaskId, Task>,
-    /// Tasks by when they can next be fetched.
-    task_due: BTreeSet<(Timestamp, TaskId)>,
+    /// Tasks by when they can next be fetched (overall and per queue).
+    task_due: QueueIndex<(Timestamp, TaskId)>,
     /// Callbacks by token.
     callbacks: BTreeMap<String, callbacks::Callback>,
     last_message: i64,
@@ -193,21 +198,21 @@ fn instance_lease_lost(id: &str) -> StoreError {
 }
 
 /// Moves `inst` to `key` in the due index.
-fn reindex(due: &mut BTreeSet<(DueKey, String)>, inst: &mut Instance, key: Option<DueKey>) {
+fn reindex(due: &mut QueueIndex<(DueKey, String)>, inst: &mut Instance, key: Option<DueKey>) {
     if inst.due == key {
         return;
     }
     if let Some(old) = inst.due.take() {
-        due.remove(&(old, inst.info.id.clone()));
+        due.remove(&inst.info.queue, &(old, inst.info.id.clone()));
     }
     if let Some(new) = key {
-        due.insert((new, inst.info.id.clone()));
+        due.insert(&inst.info.queue, (new, inst.info.id.clone()));
     }
     inst.due = key;
 }
 
 /// Recomputes `inst`'s place in the due index.
-fn refresh(due: &mut BTreeSet<(DueKey, String)>, inst: &mut Instance) {
+fn refresh(due: &mut QueueIndex<(DueKey, String)>, inst: &mut Instance) {
     let key = inst.due_key();
     reindex(due, inst, key);
 }
@@ -269,6 +274,7 @@ impl State {
             output: None,
             failure: None,
             parent: new.parent,
+            queue: new.queue,
             created_at,
             updated_at: created_at,
         };
@@ -333,6 +339,7 @@ impl State {
 
     pub(super) fn fetch_turns(
         &mut self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
@@ -343,17 +350,21 @@ impl State {
         // only guards against a caller whose clock went backwards since the index was updated.
         let ready: Vec<String> = self
             .due
-            .iter()
-            .take_while(|((at, _), _)| *at <= now)
-            .filter(|(_, id)| {
-                self.instances.get(id).is_some_and(|inst| {
-                    inst.lease.is_some_and(|l| !l.live(now))
-                        || inst.redo
-                        || inst.visible(now).next().is_some()
-                })
-            })
-            .take(max)
-            .map(|(_, id)| id.clone())
+            .select(
+                filter,
+                max,
+                |((at, _), _)| *at <= now,
+                |(_, id)| {
+                    self.instances.get(id).is_some_and(|inst| {
+                        filter.matches(&inst.info.queue, &inst.info.name)
+                            && (inst.lease.is_some_and(|l| !l.live(now))
+                                || inst.redo
+                                || inst.visible(now).next().is_some())
+                    })
+                },
+            )
+            .into_iter()
+            .map(|(_, id)| id)
             .collect();
         ready
             .into_iter()

@@ -69,12 +69,16 @@ impl<O: Observer> Store for Observed<O> {
     }
     async fn fetch_turns(
         &self,
+        filter: &duraflow_store::FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
-        let work = self.inner.fetch_turns(now, max, lease, cache).await?;
+        let work = self
+            .inner
+            .fetch_turns(filter, now, max, lease, cache)
+            .await?;
         self.observer.fetched_turns(&work);
         Ok(work)
     }
@@ -96,22 +100,27 @@ impl<O: Observer> Store for Observed<O> {
     }
     async fn fetch_tasks(
         &self,
+        filter: &duraflow_store::FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
-        let tasks = self.inner.fetch_tasks(now, max, lease).await?;
+        let tasks = self.inner.fetch_tasks(filter, now, max, lease).await?;
         self.observer.fetched_tasks(&tasks);
         Ok(tasks)
     }
     async fn complete_tasks(
         &self,
+        filter: &duraflow_store::FetchFilter,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<StoreResult<Completed>>> {
         let tokens: Vec<LeaseToken> = completions.iter().map(|c| c.token).collect();
-        let results = self.inner.complete_tasks(now, completions, cache).await?;
+        let results = self
+            .inner
+            .complete_tasks(filter, now, completions, cache)
+            .await?;
         self.observer.completed(&tokens, &results);
         Ok(results)
     }

@@ -151,13 +151,14 @@ impl Store for FaultStore {
     }
     async fn fetch_turns(
         &self,
+        filter: &duraflow_store::FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
         let out = self
-            .write(self.inner.fetch_turns(now, max, lease, cache))
+            .write(self.inner.fetch_turns(filter, now, max, lease, cache))
             .await;
         if let Ok(turns) = &out {
             for t in turns {
@@ -205,11 +206,14 @@ impl Store for FaultStore {
     }
     async fn fetch_tasks(
         &self,
+        filter: &duraflow_store::FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
-        let out = self.write(self.inner.fetch_tasks(now, max, lease)).await;
+        let out = self
+            .write(self.inner.fetch_tasks(filter, now, max, lease))
+            .await;
         if let Ok(tasks) = &out {
             for t in tasks {
                 debug!(process = %self.name, task = ?t.id, instance = %t.instance_id, op = %t.op, attempt = t.attempt, token = ?t.token, "fetched task");
@@ -219,13 +223,14 @@ impl Store for FaultStore {
     }
     async fn complete_tasks(
         &self,
+        filter: &duraflow_store::FetchFilter,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<StoreResult<Completed>>> {
         let ids: Vec<_> = completions.iter().map(|c| (c.id, c.token)).collect();
         let out = self
-            .write(self.inner.complete_tasks(now, completions, cache))
+            .write(self.inner.complete_tasks(filter, now, completions, cache))
             .await;
         match &out {
             Ok(results) => {

@@ -496,6 +496,7 @@ mod tests {
             output: None,
             failure: None,
             parent: None,
+            queue: "default".into(),
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         }

@@ -106,6 +106,7 @@ impl World {
             store_retry_initial: Duration::from_millis(5),
             shutdown_grace: Duration::from_secs(5),
             warm_instances: [0, 2, 1_000][self.rng.usize(0..3)],
+            ..EngineOptions::default()
         };
         let note = format!(
             "start {name} in slot {slot} (turns {}, activities {}, fetch {}, commit {}, warm {})",

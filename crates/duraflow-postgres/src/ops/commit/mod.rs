@@ -262,10 +262,11 @@ pub(crate) async fn commit_batch(
                                          scheduled_at, until, ord)
          ), tasks_added AS (
              INSERT INTO tasks (id, instance_id, execution, op, name, input, options,
-                                scheduled_at, visible_at, attempt, lease_token, lease_until)
+                                scheduled_at, visible_at, attempt, lease_token, lease_until,
+                                queue)
              SELECT id, instance_id, execution, op, name, input, options, scheduled_at,
                     coalesce(until, scheduled_at), CASE WHEN until IS NULL THEN 0 ELSE 1 END,
-                    token, until
+                    token, until, coalesce(options::jsonb ->> 'queue', 'default')
                FROM new_tasks
          ), sent AS (
              INSERT INTO messages (instance_id, visible_at, kind)

@@ -1,10 +1,10 @@
 //! Committing, abandoning and renewing turns.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use duraflow_core::Timestamp;
 
+use super::index::QueueIndex;
 use super::{
     holds, instance_lease_lost, instance_not_found, refresh, DueKey, Instance, JournalLog, Lease,
     State, Task, Wake,
@@ -200,6 +200,7 @@ impl State {
             execution,
             op,
             name,
+            queue: options.queue_name().to_owned(),
             input,
             options,
             scheduled_at,
@@ -208,7 +209,7 @@ impl State {
             lease,
             last_failure: None,
         };
-        self.task_due.insert((task.due_at(), id));
+        self.task_due.insert(&task.queue, (task.due_at(), id));
         self.tasks.insert(id, task);
     }
 
@@ -218,7 +219,7 @@ impl State {
         id: &str,
         token: LeaseToken,
         now: Option<Timestamp>,
-    ) -> StoreResult<(&mut Instance, &mut BTreeSet<(DueKey, String)>)> {
+    ) -> StoreResult<(&mut Instance, &mut QueueIndex<(DueKey, String)>)> {
         let inst = self
             .instances
             .get_mut(id)

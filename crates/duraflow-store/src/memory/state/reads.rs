@@ -21,11 +21,13 @@ impl State {
         NextDue {
             turn: self
                 .due
+                .all()
                 .range(((after, MessageId(i64::MIN)), String::new())..)
                 .next()
                 .map(|((at, _), _)| *at),
             task: self
                 .task_due
+                .all()
                 .range((after, TaskId(i64::MIN))..)
                 .next()
                 .map(|(at, _)| *at),
@@ -96,7 +98,7 @@ impl State {
                 self.callbacks.remove(&token);
             }
             if let Some(key) = inst.due {
-                self.due.remove(&(key, inst.info.id));
+                self.due.remove(&inst.info.queue, &(key, inst.info.id));
             }
         }
         Ok(true)

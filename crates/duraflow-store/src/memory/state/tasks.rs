@@ -9,7 +9,8 @@ use super::{holds, Lease, State, Task, Wake};
 use crate::error::{StoreError, StoreResult};
 use crate::journal_cache::JournalCache;
 use crate::types::{
-    Completed, LeaseToken, MessageKind, OpResult, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    Completed, FetchFilter, LeaseToken, MessageKind, OpResult, TaskCompletion, TaskId, TaskRelease,
+    TaskWork,
 };
 
 fn task_not_found(id: TaskId) -> StoreError {
@@ -50,9 +51,9 @@ impl State {
     /// Changes a task through `f`, keeping its place in the due index.
     fn update_task<T>(&mut self, id: TaskId, f: impl FnOnce(&mut Task) -> T) -> Option<T> {
         let task = self.tasks.get_mut(&id)?;
-        self.task_due.remove(&(task.due_at(), id));
+        self.task_due.remove(&task.queue, &(task.due_at(), id));
         let out = f(task);
-        self.task_due.insert((task.due_at(), id));
+        self.task_due.insert(&task.queue, (task.due_at(), id));
         Some(out)
     }
 
@@ -84,7 +85,7 @@ impl State {
 
     pub(super) fn remove_task(&mut self, id: TaskId) -> Option<Task> {
         let task = self.tasks.remove(&id)?;
-        self.task_due.remove(&(task.due_at(), id));
+        self.task_due.remove(&task.queue, &(task.due_at(), id));
         if let Some(inst) = self.instances.get_mut(&task.instance_id) {
             inst.tasks.remove(&id);
         }
@@ -93,16 +94,25 @@ impl State {
 
     pub(in crate::memory) fn fetch_tasks(
         &mut self,
+        filter: &FetchFilter,
         now: Timestamp,
         max: usize,
         lease: Duration,
     ) -> Vec<TaskWork> {
         let ready: Vec<TaskId> = self
             .task_due
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .take(max)
-            .map(|(_, id)| *id)
+            .select(
+                filter,
+                max,
+                |(at, _)| *at <= now,
+                |(_, id)| {
+                    self.tasks
+                        .get(id)
+                        .is_some_and(|t| filter.matches(&t.queue, &t.name))
+                },
+            )
+            .into_iter()
+            .map(|(_, id)| id)
             .collect();
         let until = now.plus(lease);
         let mut work = Vec::with_capacity(ready.len());
@@ -120,6 +130,7 @@ impl State {
 
     pub(in crate::memory) fn complete_tasks(
         &mut self,
+        filter: &FetchFilter,
         now: Timestamp,
         completions: Vec<TaskCompletion>,
         cache: Option<&Arc<dyn JournalCache>>,
@@ -148,7 +159,9 @@ impl State {
         // sees them all.
         for (i, instance_id, lease) in claims {
             let due = self.instances.get(&instance_id).is_some_and(|inst| {
-                inst.due.is_some_and(|(at, _)| at <= now) && inst.visible(now).next().is_some()
+                filter.matches(&inst.info.queue, &inst.info.name)
+                    && inst.due.is_some_and(|(at, _)| at <= now)
+                    && inst.visible(now).next().is_some()
             });
             if due {
                 let turn = self.lease_turn(&instance_id, now, lease, cache);
