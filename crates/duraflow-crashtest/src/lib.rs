@@ -113,6 +113,44 @@ where
     }
 }
 
+/// Starts the workflows `workflow` with ids `id_of(0..workflows)` and inputs `0..workflows`
+/// (an id already taken is left as it is), then waits until no instance is pending or running:
+/// what every crash worker does, whichever generation it is.
+pub async fn start_and_wait_for_all(
+    worker: &str,
+    client: &duraflow::Client,
+    workflow: &str,
+    workflows: usize,
+    id_of: impl Fn(usize) -> String,
+) -> Result<(), duraflow::ClientError> {
+    for i in 0..workflows {
+        retrying(worker, "starting a workflow", || async {
+            client.start(workflow, &(i as u64)).id(id_of(i)).await
+        })
+        .await?;
+    }
+    loop {
+        let page = retrying(worker, "listing unfinished workflows", || {
+            client.list(duraflow::ListFilter {
+                statuses: vec![
+                    duraflow::InstanceStatus::Pending,
+                    duraflow::InstanceStatus::Running,
+                ],
+                limit: 1,
+                ..duraflow::ListFilter::default()
+            })
+        })
+        .await?;
+        let Some(first) = page.instances.first() else {
+            return Ok(());
+        };
+        retrying(worker, "waiting for a workflow", || {
+            client.wait_finished(&first.id, None)
+        })
+        .await?;
+    }
+}
+
 /// The lease both workers take on turns and tasks: [`LEASE_MS_VAR`] milliseconds, 1.5 s by
 /// default (short, so that work in flight at a kill is picked up again quickly).
 pub fn lease_from_env() -> Result<Duration, std::num::ParseIntError> {

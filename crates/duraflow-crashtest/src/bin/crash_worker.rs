@@ -19,10 +19,10 @@ use std::io::Write;
 use std::time::Duration;
 
 use duraflow::prelude::*;
-use duraflow::{EngineOptions, InstanceStatus, ListFilter};
+use duraflow::EngineOptions;
 use duraflow_crashtest::{
-    init_worker_tracing, lease_from_env, open_log, open_store, retrying, workflow_id, LogLine,
-    Step, ACTIVITIES, ACTIVITY_CONCURRENCY_VAR, DEFAULT_ACTIVITY_CONCURRENCY,
+    init_worker_tracing, lease_from_env, open_log, open_store, start_and_wait_for_all, workflow_id,
+    LogLine, Step, ACTIVITIES, ACTIVITY_CONCURRENCY_VAR, DEFAULT_ACTIVITY_CONCURRENCY,
 };
 
 async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
@@ -99,29 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
     let client = engine.client();
-    for i in 0..workflows {
-        retrying("crash-worker", "starting a workflow", || async {
-            client.start("chain", &(i as u64)).id(workflow_id(i)).await
-        })
-        .await?;
-    }
-    loop {
-        let page = retrying("crash-worker", "listing unfinished workflows", || {
-            client.list(ListFilter {
-                statuses: vec![InstanceStatus::Pending, InstanceStatus::Running],
-                limit: 1,
-                ..ListFilter::default()
-            })
-        })
-        .await?;
-        let Some(first) = page.instances.first() else {
-            break;
-        };
-        retrying("crash-worker", "waiting for a workflow", || {
-            client.wait_finished(&first.id, None)
-        })
-        .await?;
-    }
+    start_and_wait_for_all("crash-worker", &client, "chain", workflows, workflow_id).await?;
     engine.shutdown().await;
     println!("all {workflows} workflows completed");
     Ok(())

@@ -14,11 +14,13 @@
 use std::time::Duration;
 
 use duraflow::prelude::*;
-use duraflow::{EngineOptions, InstanceStatus, ListFilter};
+use duraflow::EngineOptions;
 use duraflow_crashtest::steps::{
     steps, workflow_id, Effects, DEFAULT_WORKFLOW_CONCURRENCY, WORKFLOW, WORKFLOW_CONCURRENCY_VAR,
 };
-use duraflow_crashtest::{init_worker_tracing, lease_from_env, open_log, open_store, retrying};
+use duraflow_crashtest::{
+    init_worker_tracing, lease_from_env, open_log, open_store, start_and_wait_for_all,
+};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -57,29 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
     let client = engine.client();
-    for i in 0..workflows {
-        retrying("steps-worker", "starting a workflow", || async {
-            client.start(WORKFLOW, &(i as u64)).id(workflow_id(i)).await
-        })
-        .await?;
-    }
-    loop {
-        let page = retrying("steps-worker", "listing unfinished workflows", || {
-            client.list(ListFilter {
-                statuses: vec![InstanceStatus::Pending, InstanceStatus::Running],
-                limit: 1,
-                ..ListFilter::default()
-            })
-        })
-        .await?;
-        let Some(first) = page.instances.first() else {
-            break;
-        };
-        retrying("steps-worker", "waiting for a workflow", || {
-            client.wait_finished(&first.id, None)
-        })
-        .await?;
-    }
+    start_and_wait_for_all("steps-worker", &client, WORKFLOW, workflows, workflow_id).await?;
     engine.shutdown().await;
     println!("all {workflows} workflows completed");
     Ok(())
