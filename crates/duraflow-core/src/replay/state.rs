@@ -12,6 +12,11 @@ use crate::payload::Payload;
 use crate::primitive::{Primitive, ABANDONED};
 use crate::time::{Clock, Timestamp};
 
+mod callbacks;
+mod contexts;
+
+pub(crate) use callbacks::CallbackDeadlines;
+
 /// How an operation ended, as handed to the future waiting for it.
 #[derive(Debug)]
 pub(crate) enum Completion {
@@ -109,16 +114,6 @@ pub(crate) struct State {
     /// Activities whose futures were dropped while they waited, in a live run past its
     /// recorded journal: the turn cancels their tasks.
     dropped_activities: Vec<OpId>,
-}
-
-/// When an open callback times out.
-#[derive(Clone, Debug)]
-pub(crate) struct CallbackDeadlines {
-    pub(crate) name: String,
-    pub(crate) timeout_at: Option<Timestamp>,
-    pub(crate) heartbeat_timeout: Option<std::time::Duration>,
-    /// When the last heartbeat (or the creation) was journaled.
-    pub(crate) last_beat: Timestamp,
 }
 
 /// The hook a driver installs to hear a workflow's heartbeats (see
@@ -597,161 +592,6 @@ impl State {
         all.into_iter()
             .map(|(_, n, d)| (n.clone(), d.clone()))
             .collect()
-    }
-}
-
-impl State {
-    /// Records on a delivery about to be journaled (at `at`) what replay must know of it: the
-    /// wait inside a child context that will take an external event (see
-    /// `EventKind::EventRaised::taken_by`), a callback heartbeat's new deadline.
-    pub(crate) fn stamp(&self, at: Timestamp, kind: &mut EventKind) {
-        if let EventKind::CallbackHeartbeat { op, next_deadline } = kind {
-            *next_deadline = self
-                .callbacks
-                .get(op)
-                .and_then(|cb| cb.heartbeat_timeout)
-                .map(|h| at.max(self.now).plus_ceil(h));
-        }
-        if let EventKind::EventRaised { name, taken_by, .. } = kind {
-            *taken_by = self
-                .event_waiters
-                .get(name)
-                .and_then(|q| q.front())
-                .filter(|op| op.path().len() > 1)
-                .cloned();
-        }
-    }
-
-    /// The recorded end of the child context `op`, if the recorded journal has one.
-    /// (With the end's journal position.)
-    pub(crate) fn recorded_context_end(&mut self, op: &OpId) -> Option<RecordedEnd> {
-        let recorded_len = self.recorded_len;
-        let base = self.base;
-        let journal = &self.journal;
-        let ends = self.context_ends.get_or_insert_with(|| {
-            let mut ends = HashMap::new();
-            for (i, ev) in journal
-                .iter()
-                .enumerate()
-                .take(recorded_len.saturating_sub(base))
-            {
-                match &ev.kind {
-                    EventKind::ContextCompleted { op, output } => {
-                        ends.insert(op.clone(), (base + i, Ok(output.clone())));
-                    }
-                    EventKind::ContextFailed { op, failure } => {
-                        ends.insert(op.clone(), (base + i, Err(failure.clone())));
-                    }
-                    _ => {}
-                }
-            }
-            ends
-        });
-        ends.get(op).cloned()
-    }
-
-    /// Replay returns the recorded end of context `op` without running its body: pass over
-    /// the body's recorded events from now on.
-    pub(crate) fn skip_context(&mut self, op: &OpId) {
-        self.skipped.insert(op.clone());
-        self.skip_recorded();
-    }
-
-    /// Whether `op` is inside (or is the end of) a context replay skips.
-    fn skipped_scope_of(&self, op: &OpId) -> bool {
-        let path = op.path();
-        (1..path.len()).any(|n| self.skipped.contains(&OpId::from_path(&path[..n])))
-    }
-
-    /// Moves the replay cursor past recorded events of skipped contexts, with the effect each
-    /// had on what the rest of the workflow sees: a wait inside takes a buffered event as it
-    /// did when it ran, an event taken by a wait inside is taken, and the context's end closes
-    /// the skip.
-    pub(crate) fn skip_recorded(&mut self) {
-        if self.skipped.is_empty() {
-            return;
-        }
-        while self.pos < self.recorded_len {
-            let kind = &self.event_at(self.pos).kind;
-            let end_of_skipped = matches!(
-                kind,
-                EventKind::ContextCompleted { op, .. } | EventKind::ContextFailed { op, .. }
-                    if self.skipped.contains(op)
-            );
-            let inside = match kind {
-                EventKind::EventRaised {
-                    taken_by: Some(op), ..
-                } => self.skipped_scope_of(op),
-                other => other.op().is_some_and(|op| self.skipped_scope_of(op)),
-            };
-            if !end_of_skipped && !inside {
-                return;
-            }
-            let kind = kind.clone();
-            self.pos += 1;
-            match kind {
-                EventKind::ContextCompleted { op, .. } | EventKind::ContextFailed { op, .. }
-                    if end_of_skipped =>
-                {
-                    self.skipped.remove(&op);
-                    // A context that returned early from replay waits for its end to be
-                    // reached before handing its recorded result over.
-                    if matches!(self.ops.get(&op), Some(Slot::Waiting(_))) {
-                        self.context_end_reached = true;
-                        self.replayed_ends_untaken += 1;
-                    }
-                    self.complete(&op, Completion::Fired);
-                }
-                EventKind::EventWaitStarted { name, .. } => {
-                    // The wait took a buffered event if there was one (else a later event
-                    // records that it took it).
-                    if let Some(q) = self.buffered_events.get_mut(&name) {
-                        q.pop_front();
-                    }
-                }
-                EventKind::EventRaised { .. } => self.events_seen += 1,
-                _ => {}
-            }
-        }
-    }
-}
-
-impl State {
-    /// What a timer firing for a callback's operation means at `at`: the callback timed out
-    /// (the event to journal instead), or the timer is stale (`None`: a heartbeat moved the
-    /// deadline, or the callback is resolved) and is dropped. Other deliveries are kept as
-    /// they are.
-    pub(crate) fn interpret(&self, at: Timestamp, kind: EventKind) -> Option<EventKind> {
-        let EventKind::TimerFired { op } = &kind else {
-            return Some(kind);
-        };
-        if self.op_states.get(op).map(|(p, _)| *p) != Some(Primitive::Callback) {
-            return Some(kind);
-        }
-        let cb = self.callbacks.get(op)?;
-        let at = at.max(self.now);
-        let (code, message) = if cb.timeout_at.is_some_and(|t| at >= t) {
-            (
-                "callback_timed_out",
-                format!("callback {:?} timed out", cb.name),
-            )
-        } else if let Some(h) = cb
-            .heartbeat_timeout
-            .filter(|h| at >= cb.last_beat.plus_ceil(*h))
-        {
-            (
-                "callback_heartbeat_timed_out",
-                format!("callback {:?} had no heartbeat for {h:?}", cb.name),
-            )
-        } else {
-            return None;
-        };
-        Some(EventKind::CallbackFailed {
-            op: op.clone(),
-            failure: Failure::new(crate::FailureKind::Timeout, message)
-                .with_code(Some(code.to_owned()))
-                .at(format!("callback {:?}", cb.name), op),
-        })
     }
 }
 
