@@ -1,6 +1,6 @@
-//! Configuration from the environment: the store from `DURAFLOW_DATABASE_URL`, and the
-//! engine's concurrency from `DURAFLOW_WORKFLOW_CONCURRENCY` and
-//! `DURAFLOW_ACTIVITY_CONCURRENCY`.
+//! Configuration from the environment: the store from `DURAFLOW_DATABASE_URL`, the engine's
+//! concurrency from `DURAFLOW_WORKFLOW_CONCURRENCY` and `DURAFLOW_ACTIVITY_CONCURRENCY`, and
+//! the queues it serves from `DURAFLOW_QUEUES` (comma-separated).
 //!
 //! ```no_run
 //! use duraflow::prelude::*;
@@ -41,7 +41,17 @@ pub const WORKFLOW_CONCURRENCY: &str = "DURAFLOW_WORKFLOW_CONCURRENCY";
 pub const ACTIVITY_CONCURRENCY: &str = "DURAFLOW_ACTIVITY_CONCURRENCY";
 
 /// The variables read, in the order they are checked.
-pub const VARIABLES: [&str; 3] = [DATABASE_URL, WORKFLOW_CONCURRENCY, ACTIVITY_CONCURRENCY];
+/// The variable that names the queues the engine serves, separated by commas
+/// ([`EngineBuilder::queues`]; `default` when unset).
+pub const QUEUES: &str = "DURAFLOW_QUEUES";
+
+/// Every variable [`EnvConfig`] reads.
+pub const VARIABLES: [&str; 4] = [
+    DATABASE_URL,
+    WORKFLOW_CONCURRENCY,
+    ACTIVITY_CONCURRENCY,
+    QUEUES,
+];
 
 const URL_FORMS: &str = "sqlite:PATH or sqlite://PATH (feature `sqlite`), postgres://.. or \
                          postgresql://.. (feature `postgres`), or memory: for a store that \
@@ -259,6 +269,8 @@ pub struct EnvConfig {
     pub workflow_concurrency: Option<usize>,
     /// From `DURAFLOW_ACTIVITY_CONCURRENCY`, if set.
     pub activity_concurrency: Option<usize>,
+    /// From `DURAFLOW_QUEUES` (comma-separated), if set.
+    pub queues: Option<Vec<String>>,
 }
 
 impl EnvConfig {
@@ -317,14 +329,31 @@ impl EnvConfig {
                 }),
             }
         };
+        let queues = match get(QUEUES) {
+            None => None,
+            Some(value) => {
+                let names: Vec<String> = value.split(',').map(|q| q.trim().to_owned()).collect();
+                if names.iter().any(String::is_empty) {
+                    return Err(EnvError::Invalid {
+                        var: QUEUES,
+                        value,
+                        expected: "it must name queues separated by commas, none empty, such as \
+                                   `default,emails`"
+                            .into(),
+                    });
+                }
+                Some(names)
+            }
+        };
         Ok(EnvConfig {
             database,
             workflow_concurrency: count(WORKFLOW_CONCURRENCY)?,
             activity_concurrency: count(ACTIVITY_CONCURRENCY)?,
+            queues,
         })
     }
 
-    /// Opens the store and sets it, and the concurrency given, on `builder`.
+    /// Opens the store and sets it, and the concurrency and queues given, on `builder`.
     pub async fn configure(&self, builder: EngineBuilder) -> Result<EngineBuilder, EnvError> {
         let mut builder = builder.shared_store(self.database.open().await?);
         if let Some(n) = self.workflow_concurrency {
@@ -332,6 +361,9 @@ impl EnvConfig {
         }
         if let Some(n) = self.activity_concurrency {
             builder = builder.activity_concurrency(n);
+        }
+        if let Some(queues) = &self.queues {
+            builder = builder.queues(queues.iter().cloned());
         }
         Ok(builder)
     }
@@ -543,5 +575,24 @@ mod tests {
         assert_eq!(store.backend(), "sqlite");
         drop(store);
         assert!(path.exists());
+    }
+
+    #[test]
+    fn queues_are_read_comma_separated_and_empty_names_are_refused() {
+        let queued =
+            config(&[(DATABASE_URL, "memory:"), (QUEUES, " default, emails ,gpu")]).unwrap();
+        assert_eq!(
+            queued.queues,
+            Some(vec![
+                "default".to_owned(),
+                "emails".to_owned(),
+                "gpu".to_owned()
+            ])
+        );
+        let unset = config(&[(DATABASE_URL, "memory:")]).unwrap();
+        assert_eq!(unset.queues, None);
+        let err = error(&[(DATABASE_URL, "memory:"), (QUEUES, "a,,b")]);
+        assert!(err.contains("DURAFLOW_QUEUES"), "{err}");
+        assert!(err.contains("separated by commas"), "{err}");
     }
 }
