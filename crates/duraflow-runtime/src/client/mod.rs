@@ -1,0 +1,195 @@
+//! [`Client`]: start, signal, observe and clean up instances, and resolve callbacks.
+
+mod callbacks;
+mod start;
+mod wait;
+
+pub use start::{IfExists, RunHandle, Start, TypedRunHandle, TypedStart};
+pub use wait::Wait;
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+
+use duraflow_core::{Clock, Event, Payload};
+use duraflow_store::{
+    InstanceInfo, InstanceStatus, IntoStore, ListFilter, MessageKind, NewMessage, Page, Store,
+    StoreError,
+};
+use serde::Serialize;
+
+use crate::claimed::ClaimedTurns;
+use crate::clock::SystemClock;
+use crate::error::ClientError;
+
+/// Starts, signals, observes and cleans up workflow instances.
+///
+/// Get one from [`crate::Engine::client`] (which also checks workflow names against the
+/// engine), or build one on a store alone with [`Client::new`] to operate instances from a
+/// process that runs no workflows. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    workflows: Option<Arc<Vec<String>>>,
+    /// Where the engine this client belongs to (if any) runs the first turns of what it
+    /// starts. Weak, so that a client kept after `Engine::shutdown` neither keeps the engine's
+    /// writers alive nor starts work on it.
+    local: Option<Weak<dyn ClaimedTurns>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("store", &self.store.backend())
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client on `store` alone (a store, or one shared as `Arc<dyn Store>`, as
+    /// [`crate::EngineBuilder::store`] takes it), using the system clock. It does not check
+    /// workflow names.
+    pub fn new(store: impl IntoStore) -> Self {
+        Client {
+            store: store.into_store(),
+            clock: Arc::new(SystemClock),
+            workflows: None,
+            local: None,
+        }
+    }
+
+    pub(crate) fn for_engine(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        workflows: Arc<Vec<String>>,
+        local: Weak<dyn ClaimedTurns>,
+    ) -> Self {
+        Client {
+            store,
+            clock,
+            workflows: Some(workflows),
+            local: Some(local),
+        }
+    }
+
+    /// Raises the external event `name` with `data` on an instance. It is buffered until the
+    /// workflow waits for it.
+    pub async fn raise_event(
+        &self,
+        id: impl AsRef<str>,
+        name: &str,
+        data: &(impl Serialize + ?Sized),
+    ) -> Result<(), ClientError> {
+        let data = Payload::encode(data).map_err(|e| ClientError::Encode {
+            what: format!("the data of event {name:?}"),
+            message: e.0,
+        })?;
+        self.send(
+            id.as_ref(),
+            MessageKind::Event {
+                name: name.to_owned(),
+                data,
+            },
+        )
+        .await
+    }
+
+    /// Requests cancellation: the instance ends as cancelled at its next turn, its running
+    /// activities are told to stop, and its attached children are cancelled too.
+    pub async fn cancel(&self, id: impl AsRef<str>, reason: &str) -> Result<(), ClientError> {
+        self.send(
+            id.as_ref(),
+            MessageKind::Cancel {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// Terminates the instance without running any more of its code (it works even when the
+    /// code is gone or no longer matches the journal); attached children are terminated too.
+    pub async fn terminate(&self, id: impl AsRef<str>, reason: &str) -> Result<(), ClientError> {
+        self.send(
+            id.as_ref(),
+            MessageKind::Terminate {
+                reason: reason.to_owned(),
+            },
+        )
+        .await
+    }
+
+    async fn send(&self, id: &str, kind: MessageKind) -> Result<(), ClientError> {
+        let message = NewMessage {
+            instance_id: id.to_owned(),
+            kind,
+            visible_at: self.clock.now(),
+        };
+        self.store.send(message).await.map_err(|e| match e {
+            StoreError::NotFound(_) => ClientError::NotFound(id.to_owned()),
+            StoreError::InstanceFinished { id, status } => {
+                ClientError::InstanceFinished { id, status }
+            }
+            other => ClientError::Store(other),
+        })
+    }
+
+    /// The instance's status, input, output or failure.
+    pub async fn status(&self, id: impl AsRef<str>) -> Result<InstanceInfo, ClientError> {
+        let id = id.as_ref();
+        self.store
+            .instance(id)
+            .await?
+            .ok_or_else(|| ClientError::NotFound(id.to_owned()))
+    }
+
+    /// The journal of an execution (the current one when `None`).
+    pub async fn history(
+        &self,
+        id: impl AsRef<str>,
+        execution: Option<u32>,
+    ) -> Result<Vec<Event>, ClientError> {
+        let id = id.as_ref();
+        self.store
+            .journal(id, execution)
+            .await
+            .map_err(|e| match e {
+                StoreError::NotFound(_) => ClientError::NotFound(id.to_owned()),
+                other => ClientError::Store(other),
+            })
+    }
+
+    /// Lists instances, filtered by status and name, a page at a time.
+    pub async fn list(&self, filter: ListFilter) -> Result<Page, ClientError> {
+        Ok(self.store.list(filter).await?)
+    }
+
+    /// How many instances there are in each status, counted by the store (no paging through
+    /// [`Client::list`]): every status, in the order of [`InstanceStatus::ALL`].
+    pub async fn count_by_status(&self) -> Result<Vec<(InstanceStatus, u64)>, ClientError> {
+        let counted = self.store.stats().await?.instances;
+        Ok(InstanceStatus::ALL
+            .into_iter()
+            .map(|status| {
+                let n = counted
+                    .iter()
+                    .find(|(s, _)| *s == status)
+                    .map_or(0, |(_, n)| *n);
+                (status, n)
+            })
+            .collect())
+    }
+
+    /// Deletes a finished instance and its history: every execution's journal, its inbox and
+    /// its tasks. An unknown id is [`ClientError::NotFound`], like every other call on one; an
+    /// instance still running is refused with [`ClientError::InstanceRunning`] (cancel or
+    /// terminate it first).
+    pub async fn purge(&self, id: impl AsRef<str>) -> Result<(), ClientError> {
+        let id = id.as_ref();
+        match self.store.purge(id).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ClientError::NotFound(id.to_owned())),
+            Err(StoreError::InstanceRunning(_)) => Err(ClientError::InstanceRunning(id.to_owned())),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

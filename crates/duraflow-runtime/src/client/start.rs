@@ -1,0 +1,304 @@
+//! Starting instances: [`Start`] and its typed form, and the handles they return.
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::marker::PhantomData;
+
+use duraflow_core::{Payload, Workflow};
+use duraflow_store::{CreateOutcome, NewInstance};
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::Serialize;
+
+use super::{Client, Wait};
+use crate::error::ClientError;
+
+/// A started (or already existing) instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunHandle {
+    /// The instance id.
+    pub id: String,
+    /// Whether the instance already existed, so this start did not create it.
+    pub existed: bool,
+}
+
+impl AsRef<str> for RunHandle {
+    fn as_ref(&self) -> &str {
+        &self.id
+    }
+}
+
+impl fmt::Display for RunHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+/// What a start does when the instance id is taken.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IfExists {
+    /// Return the existing instance (the default): starting is idempotent.
+    #[default]
+    ReturnExisting,
+    /// Fail with [`ClientError::AlreadyExists`].
+    Fail,
+}
+
+/// A start being prepared; `.await` it.
+#[must_use = "nothing starts until the start is awaited"]
+pub struct Start<'a> {
+    client: &'a Client,
+    name: String,
+    input: Result<Payload, ClientError>,
+    id: Option<String>,
+    if_exists: IfExists,
+    queue: Option<String>,
+}
+
+impl Start<'_> {
+    /// The instance id (default: a new UUID).
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// The queue the instance's turns go to (default: [`duraflow_core::DEFAULT_QUEUE`]): an
+    /// engine runs them only if it serves this queue and has registered the workflow; until
+    /// one does, the instance stays pending. Its child workflows inherit the queue.
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// What to do if the id is taken (default: return the existing instance).
+    pub fn if_exists(mut self, policy: IfExists) -> Self {
+        self.if_exists = policy;
+        self
+    }
+}
+
+impl<'a> IntoFuture for Start<'a> {
+    type Output = Result<RunHandle, ClientError>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        async move {
+            if let Some(registered) = &self.client.workflows {
+                if !registered.contains(&self.name) {
+                    return Err(ClientError::UnknownWorkflow {
+                        name: self.name,
+                        registered: registered.as_ref().clone(),
+                    });
+                }
+            }
+            let input = self.input?;
+            let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            duraflow_store::validate_instance_id(&id)?;
+            let new = NewInstance {
+                id: id.clone(),
+                name: self.name.clone(),
+                input,
+                parent: None,
+                queue: self
+                    .queue
+                    .unwrap_or_else(|| duraflow_core::DEFAULT_QUEUE.to_owned()),
+                created_at: self.client.clock.now(),
+            };
+            // A client of a running engine with room for a turn takes the first turn along,
+            // and the engine runs it at once instead of fetching it.
+            let store = &self.client.store;
+            let room = self.client.local.as_ref().and_then(|local| {
+                let turns = local.upgrade()?;
+                if !turns.serves(&new.queue, &new.name) {
+                    return None;
+                }
+                let permit = turns.room_for_a_turn()?;
+                Some((turns, permit))
+            });
+            let outcome = match room {
+                Some((turns, permit)) => {
+                    let (outcome, turn) = store
+                        .create_instance_claiming(new, turns.turn_lease())
+                        .await?;
+                    if let Some(work) = turn {
+                        turns.spawn_turn(work, permit);
+                    }
+                    outcome
+                }
+                None => store.create_instance(new).await?,
+            };
+            match outcome {
+                CreateOutcome::Created => Ok(RunHandle { id, existed: false }),
+                CreateOutcome::Existing(_) if self.if_exists == IfExists::Fail => {
+                    Err(ClientError::AlreadyExists(id))
+                }
+                CreateOutcome::Existing(_) => Ok(RunHandle { id, existed: true }),
+            }
+        }
+        .boxed()
+    }
+}
+
+/// A start of a typed [`Workflow`] being prepared (see [`Client::start_typed`]); `.await` it
+/// for a [`TypedRunHandle`].
+#[must_use = "nothing starts until the start is awaited"]
+pub struct TypedStart<'a, W> {
+    start: Start<'a>,
+    _workflow: PhantomData<fn() -> W>,
+}
+
+impl<'a, W> TypedStart<'a, W> {
+    /// The instance id (default: a new UUID).
+    pub fn id(self, id: impl Into<String>) -> Self {
+        self.configure(|start| start.id(id))
+    }
+
+    /// What to do if the id is taken (default: return the existing instance).
+    pub fn if_exists(self, policy: IfExists) -> Self {
+        self.configure(|start| start.if_exists(policy))
+    }
+
+    /// Sets any option of the untyped [`Start`] underneath:
+    /// `.configure(|start| start.id("order-42"))`.
+    pub fn configure(mut self, f: impl FnOnce(Start<'a>) -> Start<'a>) -> Self {
+        self.start = f(self.start);
+        self
+    }
+}
+
+impl<'a, W: Workflow> IntoFuture for TypedStart<'a, W> {
+    type Output = Result<TypedRunHandle<W>, ClientError>;
+    type IntoFuture = BoxFuture<'a, Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let client = self.start.client.clone();
+        let start = self.start.into_future();
+        async move {
+            Ok(TypedRunHandle {
+                handle: start.await?,
+                client,
+                _workflow: PhantomData,
+            })
+        }
+        .boxed()
+    }
+}
+
+/// A started (or already existing) instance of the typed [`Workflow`] `W`, with the client
+/// that started it: [`TypedRunHandle::wait`] yields a `W::Output`. It dereferences to the
+/// untyped [`RunHandle`] (`run.id`, `run.existed`) and works wherever an instance id does.
+pub struct TypedRunHandle<W> {
+    handle: RunHandle,
+    client: Client,
+    _workflow: PhantomData<fn() -> W>,
+}
+
+impl<W: Workflow> TypedRunHandle<W> {
+    /// Waits for the instance to finish and returns its output as a `W::Output` (see
+    /// [`Client::wait`]; give it a timeout with [`Wait::timeout`]).
+    pub fn wait(&self) -> Wait<'_, W::Output> {
+        self.client.wait(&self.handle.id)
+    }
+}
+
+impl<W> TypedRunHandle<W> {
+    /// The untyped handle.
+    pub fn handle(&self) -> &RunHandle {
+        &self.handle
+    }
+
+    /// The untyped handle, dropping the type and the client.
+    pub fn into_handle(self) -> RunHandle {
+        self.handle
+    }
+}
+
+impl<W> std::ops::Deref for TypedRunHandle<W> {
+    type Target = RunHandle;
+
+    fn deref(&self) -> &RunHandle {
+        &self.handle
+    }
+}
+
+impl<W> Clone for TypedRunHandle<W> {
+    fn clone(&self) -> Self {
+        TypedRunHandle {
+            handle: self.handle.clone(),
+            client: self.client.clone(),
+            _workflow: PhantomData,
+        }
+    }
+}
+
+impl<W> fmt::Debug for TypedRunHandle<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedRunHandle")
+            .field("id", &self.handle.id)
+            .field("existed", &self.handle.existed)
+            .field("workflow", &std::any::type_name::<W>())
+            .finish()
+    }
+}
+
+impl<W> AsRef<str> for TypedRunHandle<W> {
+    fn as_ref(&self) -> &str {
+        &self.handle.id
+    }
+}
+
+impl<W> fmt::Display for TypedRunHandle<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.handle.id)
+    }
+}
+
+impl Client {
+    /// Starts the workflow registered as `name` with `input`. Set an id with `.id(..)`;
+    /// starting an id that exists returns the existing instance unless told otherwise.
+    pub fn start(&self, name: &str, input: &(impl Serialize + ?Sized)) -> Start<'_> {
+        Start {
+            client: self,
+            name: name.to_owned(),
+            input: Payload::encode(input).map_err(|e| ClientError::Encode {
+                what: format!("the input of workflow {name:?}"),
+                message: e.0,
+            }),
+            id: None,
+            if_exists: IfExists::default(),
+            queue: None,
+        }
+    }
+
+    /// Starts a typed [`Workflow`]: the input's type is checked at compile time, and the
+    /// returned [`TypedRunHandle`] waits for a `W::Output` with no annotation. Set the id and
+    /// the other start options on the returned [`TypedStart`] as on a [`Start`].
+    ///
+    /// ```no_run
+    /// # use duraflow_core::{Workflow, WorkflowContext, WorkflowError};
+    /// # use duraflow_runtime::Client;
+    /// struct Double;
+    ///
+    /// impl Workflow for Double {
+    ///     const NAME: &'static str = "double";
+    ///     type Input = u64;
+    ///     type Output = u64;
+    ///
+    ///     async fn run(&self, _ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    ///         Ok(2 * n)
+    ///     }
+    /// }
+    ///
+    /// # async fn demo(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let run = client.start_typed::<Double>(&21).id("double-21").await?;
+    /// let answer = run.wait().await?; // a u64
+    /// assert_eq!(answer, 42);
+    /// # Ok(()) }
+    /// ```
+    pub fn start_typed<W: Workflow>(&self, input: &W::Input) -> TypedStart<'_, W> {
+        TypedStart {
+            start: self.start(W::NAME, input),
+            _workflow: PhantomData,
+        }
+    }
+}
