@@ -1,5 +1,6 @@
 //! The journal: the append-only list of events of one execution.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -98,6 +99,9 @@ pub enum EventKind {
         /// The parent, for a child workflow that reports back.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         parent: Option<ParentLink>,
+        /// The headers its start set (`ctx.headers()`).
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
     },
     /// Issued: an activity was scheduled.
     ActivityScheduled {

@@ -22,6 +22,7 @@ pub mod context;
 mod error;
 mod event;
 mod failure;
+mod instance_options;
 mod message;
 mod new_work;
 mod op_id;
@@ -42,6 +43,7 @@ pub use event::{
     JOURNAL_FORMAT_VERSION,
 };
 pub use failure::{Failure, FailureKind};
+pub use instance_options::{CancellationPolicy, InstanceOptions};
 pub use message::{MessageKind, NewMessage, OpResult};
 pub use new_work::{NewCallback, NewInstance, NewTask};
 pub use op_id::{OpId, OpIdParseError};

@@ -1,7 +1,7 @@
 //! The work a turn (or a client) asks the store to create besides messages: activity tasks,
 //! instances and callbacks.
 
-use crate::{ActivityOptions, OpId, ParentLink, Payload, Timestamp};
+use crate::{ActivityOptions, InstanceOptions, OpId, ParentLink, Payload, Timestamp};
 
 /// An instance to create: by the client (`start`) or by a parent's turn (a child).
 #[derive(Clone, Debug, PartialEq)]
@@ -16,8 +16,22 @@ pub struct NewInstance {
     pub parent: Option<ParentLink>,
     /// The queue whose engines run its turns (a continue-as-new keeps it).
     pub queue: String,
-    /// When it is created; its start message is visible from then.
+    /// When it is created.
     pub created_at: Timestamp,
+    /// When its start message becomes visible (its first turn may run): `None` for
+    /// `created_at`, a later time for a delayed start.
+    pub start_at: Option<Timestamp>,
+    /// Priority, concurrency key, headers, retry and cancellation policies.
+    pub options: InstanceOptions,
+}
+
+impl NewInstance {
+    /// When its start message becomes visible.
+    pub fn due_at(&self) -> Timestamp {
+        self.start_at
+            .unwrap_or(self.created_at)
+            .max(self.created_at)
+    }
 }
 
 /// An activity task to create.

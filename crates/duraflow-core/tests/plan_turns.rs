@@ -31,6 +31,7 @@ struct Fixture {
     input: Payload,
     parent: Option<ParentLink>,
     execution: u32,
+    options: duraflow_core::InstanceOptions,
 }
 
 impl Fixture {
@@ -39,6 +40,7 @@ impl Fixture {
             input: p("\"order-7\""),
             parent: None,
             execution,
+            options: Default::default(),
         }
     }
 
@@ -55,6 +57,7 @@ impl Fixture {
             input: &self.input,
             parent: self.parent.as_ref(),
             queue: "default",
+            options: &self.options,
         }
     }
 }
@@ -118,6 +121,7 @@ fn a_turn_that_begins_an_execution_delivers_the_start_first_then_what_it_carried
                 name: "fulfil".into(),
                 input: p("\"order-7\""),
                 parent: Some(link("parent", 1, 4)),
+                headers: Default::default(),
             },
             raised("early", "0"),
             EventKind::CancelRequested {
@@ -285,6 +289,8 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 parent: Some(link("wf-1", 1, 3)),
                 queue: "default".into(),
                 created_at: Timestamp(12),
+                start_at: None,
+                options: Default::default(),
             },
             NewInstance {
                 id: "audit-1".into(),
@@ -293,6 +299,8 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 parent: None,
                 queue: "default".into(),
                 created_at: Timestamp(13),
+                start_at: None,
+                options: Default::default(),
             },
         ]
     );

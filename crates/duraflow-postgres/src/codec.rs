@@ -1,6 +1,6 @@
 //! Reading rows into the store's types.
 
-use duraflow_core::{Failure, ParentLink, Timestamp};
+use duraflow_core::{Failure, InstanceOptions, ParentLink, Timestamp};
 use duraflow_store::{codec, InstanceInfo, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
@@ -9,7 +9,8 @@ use crate::error::OpResult;
 
 /// The columns [`instance_row`] reads.
 pub(crate) const INSTANCE_COLUMNS: &str =
-    "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue";
+    "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue, \
+     options";
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
@@ -33,6 +34,11 @@ pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
         queue: row.try_get("queue")?,
+        options: codec::opt_from_json::<InstanceOptions>(
+            row.try_get("options")?,
+            &what("options"),
+        )?
+        .unwrap_or_default(),
         id,
     })
 }

@@ -253,6 +253,10 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
         validate_instance_id(&instance.id)?;
+        if instance.due_at() > instance.created_at {
+            // A delayed start is not due yet: nothing to claim.
+            return Ok((self.create_instance(instance).await?, None));
+        }
         let mut conn = self.conn().await?;
         Ok(instances::create_claiming(&mut conn, &instance, lease).await?)
     }

@@ -44,6 +44,8 @@ async fn create(store: &PostgresStore, id: &str) {
             parent: None,
             queue: "default".into(),
             created_at: T0,
+            start_at: None,
+            options: Default::default(),
         })
         .await
         .unwrap();
@@ -356,6 +358,8 @@ async fn concurrent_creations_of_one_id_create_it_once() {
                         parent: None,
                         queue: "default".into(),
                         created_at: T0,
+                        start_at: None,
+                        options: Default::default(),
                     })
                     .await
                     .unwrap();

@@ -103,6 +103,7 @@ fn journal() -> Vec<Event> {
             name: "wf".into(),
             input: Payload::encode("in").unwrap(),
             parent: None,
+            headers: Default::default(),
         }),
         at(EventKind::ActivityScheduled {
             op: op("0"),

@@ -1,6 +1,6 @@
 //! Encoding of values into columns: JSON for structured values, integers for times.
 
-use duraflow_core::{Event, Failure, OpId, ParentLink, Payload, Timestamp};
+use duraflow_core::{Event, Failure, InstanceOptions, OpId, ParentLink, Payload, Timestamp};
 use duraflow_store::{codec, FetchFilter, InstanceInfo, InstanceStatus, StoreError};
 use rusqlite::Row;
 use serde::de::DeserializeOwned;
@@ -65,7 +65,8 @@ pub(crate) fn in_row<T>(
 
 /// The columns [`instance_row`] reads, in order.
 pub(crate) const INSTANCE_COLUMNS: &str =
-    "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue";
+    "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue, \
+     options";
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &Row<'_>) -> SqlResult<InstanceInfo> {
@@ -95,6 +96,7 @@ fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
         created_at: Timestamp(row.get(8)?),
         updated_at: Timestamp(row.get(9)?),
         queue: row.get(10)?,
+        options: opt_json::<InstanceOptions>(row.get(11)?, &what("options"))?.unwrap_or_default(),
         id,
     })
 }

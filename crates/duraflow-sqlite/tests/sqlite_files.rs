@@ -21,6 +21,8 @@ fn new_instance(id: &str, input: &str) -> NewInstance {
         parent: None,
         queue: "default".into(),
         created_at: T0,
+        start_at: None,
+        options: Default::default(),
     }
 }
 
@@ -175,6 +177,7 @@ async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
                 name: "wf".into(),
                 input: Payload::encode("x").unwrap(),
                 parent: None,
+                headers: Default::default(),
             },
         },
         Event {

@@ -5,7 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use duraflow_core::{
-    ActivityOptions, Event, Failure, OpId, ParentLink, Payload, Timestamp, DEFAULT_QUEUE,
+    ActivityOptions, Event, Failure, InstanceOptions, OpId, ParentLink, Payload, Timestamp,
+    DEFAULT_QUEUE,
 };
 pub use duraflow_core::{MessageKind, NewCallback, NewInstance, NewMessage, NewTask, OpResult};
 use serde::{Deserialize, Serialize};
@@ -118,6 +119,9 @@ pub struct InstanceInfo {
     /// The queue whose engines run its turns.
     #[serde(default = "default_queue")]
     pub queue: String,
+    /// What its start set besides the input: priority, concurrency key, headers, policies.
+    #[serde(default, skip_serializing_if = "InstanceOptions::is_default")]
+    pub options: InstanceOptions,
     /// When the instance was created.
     pub created_at: Timestamp,
     /// When the instance last changed.

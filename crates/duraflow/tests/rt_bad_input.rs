@@ -146,6 +146,8 @@ async fn an_instance_of_an_unknown_workflow_is_left_pending() {
             parent: None,
             queue: "default".into(),
             created_at: s.clock.now(),
+            start_at: None,
+            options: Default::default(),
         })
         .await
         .unwrap();

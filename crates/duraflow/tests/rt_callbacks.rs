@@ -62,6 +62,8 @@ async fn open(store: &dyn Store, callbacks: Vec<NewCallback>) {
             parent: None,
             queue: "default".into(),
             created_at: OPENED,
+            start_at: None,
+            options: Default::default(),
         })
         .await
         .unwrap();
@@ -74,6 +76,7 @@ async fn open(store: &dyn Store, callbacks: Vec<NewCallback>) {
                 name: "wf".into(),
                 input: Payload::encode(&()).unwrap(),
                 parent: None,
+                headers: Default::default(),
             },
         }],
         callbacks,

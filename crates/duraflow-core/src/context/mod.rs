@@ -13,6 +13,7 @@ pub(crate) mod op;
 mod step;
 mod wait_for_callback;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -100,6 +101,17 @@ impl WorkflowContext {
     /// The workflow's registered name.
     pub fn workflow_name(&self) -> String {
         lock(&self.state).workflow_name.clone()
+    }
+
+    /// The headers the instance was started with (`Start::header`), the same on every
+    /// replay; empty when none were set.
+    pub fn headers(&self) -> BTreeMap<String, String> {
+        lock(&self.state).headers.clone()
+    }
+
+    /// One header the instance was started with.
+    pub fn header(&self, name: &str) -> Option<String> {
+        lock(&self.state).headers.get(name).cloned()
     }
 
     /// Workflow time: when the latest event delivered to this workflow arrived. It is the same on

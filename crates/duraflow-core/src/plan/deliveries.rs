@@ -106,6 +106,7 @@ pub fn deliveries(
             name: instance.name.to_owned(),
             input: instance.input.clone(),
             parent: instance.parent.cloned(),
+            headers: instance.options.headers.clone(),
         });
     }
     for (index, kind) in messages.enumerate() {

@@ -23,7 +23,10 @@ pub use deliveries::{deliveries, Deliveries};
 pub use effects::{started_children, ExistingInstance};
 pub use unknown::unknown_workflow;
 
-use crate::{Failure, NewCallback, NewInstance, NewMessage, NewTask, OpId, ParentLink, Payload};
+use crate::{
+    Failure, InstanceOptions, NewCallback, NewInstance, NewMessage, NewTask, OpId, ParentLink,
+    Payload,
+};
 
 /// The instance a turn runs, as the planner needs it.
 #[derive(Clone, Copy, Debug)]
@@ -40,6 +43,8 @@ pub struct TurnInstance<'a> {
     pub parent: Option<&'a ParentLink>,
     /// The instance's queue, which its children inherit.
     pub queue: &'a str,
+    /// What its start set besides the input.
+    pub options: &'a InstanceOptions,
 }
 
 /// What a turn writes besides its journal events: the side effects of what the workflow did

@@ -7,8 +7,8 @@
 use super::{Transition, ABANDONED};
 use crate::plan::{ExistingInstance, TurnInstance};
 use crate::{
-    Event, EventKind, Failure, FailureKind, MessageKind, NewInstance, NewMessage, OpResult,
-    ParentLink, TurnPlan,
+    Event, EventKind, Failure, FailureKind, InstanceOptions, MessageKind, NewInstance, NewMessage,
+    OpResult, ParentLink, TurnPlan,
 };
 
 pub(super) const INITIAL: &str = "started";
@@ -67,6 +67,8 @@ pub(super) fn schedule(
                     parent,
                     queue: queue.clone().unwrap_or_else(|| instance.queue.to_owned()),
                     created_at: ev.at,
+                    start_at: None,
+                    options: InstanceOptions::default(),
                 });
                 return;
             }

@@ -330,6 +330,7 @@ impl WorkflowRun {
                 name,
                 input,
                 parent,
+                headers,
             } => {
                 let ctx = {
                     let mut s = lock(&self.state);
@@ -337,6 +338,7 @@ impl WorkflowRun {
                     s.now = s.now.max(at);
                     s.workflow_name = name;
                     s.parent = parent;
+                    s.headers = headers;
                     WorkflowContext::root(self.state.clone(), &s.instance_id)
                 };
                 let workflow = self.workflow.clone();

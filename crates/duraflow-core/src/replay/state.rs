@@ -1,6 +1,6 @@
 //! The state one execution's operations share while it is replayed and run.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
@@ -49,6 +49,8 @@ pub(crate) struct State {
     pub(crate) execution: u32,
     pub(crate) workflow_name: String,
     pub(crate) parent: Option<ParentLink>,
+    /// The headers the instance was started with.
+    pub(crate) headers: BTreeMap<String, String>,
     /// Whether `workflow_started` has been applied: an execution starts once.
     pub(crate) started: bool,
     /// The journal from position `base` on: the recorded events followed by those appended
@@ -156,6 +158,7 @@ impl State {
             execution,
             workflow_name: String::new(),
             parent: None,
+            headers: BTreeMap::new(),
             started: false,
             journal,
             base: 0,

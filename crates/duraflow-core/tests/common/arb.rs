@@ -147,17 +147,21 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
         (
             name(),
             payload(),
-            proptest::option::of((any::<String>(), any::<u32>(), op_id()))
+            proptest::option::of((any::<String>(), any::<u32>(), op_id())),
+            proptest::collection::btree_map(any::<String>(), any::<String>(), 0..3)
         )
-            .prop_map(|(name, input, parent)| EventKind::WorkflowStarted {
-                name,
-                input,
-                parent: parent.map(|(instance_id, execution, op)| ParentLink {
-                    instance_id,
-                    execution,
-                    op
-                }),
-            }),
+            .prop_map(
+                |(name, input, parent, headers)| EventKind::WorkflowStarted {
+                    name,
+                    input,
+                    parent: parent.map(|(instance_id, execution, op)| ParentLink {
+                        instance_id,
+                        execution,
+                        op
+                    }),
+                    headers,
+                }
+            ),
         (op_id(), name(), payload(), activity_options()).prop_map(|(op, name, input, options)| {
             EventKind::ActivityScheduled {
                 op,

@@ -68,6 +68,7 @@ pub(crate) fn started<T: Serialize + ?Sized>(input: &T) -> EventKind {
         name: WF.to_owned(),
         input: p(input),
         parent: None,
+        headers: Default::default(),
     }
 }
 

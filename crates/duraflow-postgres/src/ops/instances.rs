@@ -72,6 +72,7 @@ pub(crate) async fn create_batch(
     let mut parents = Vec::with_capacity(new.len());
     let mut created_at = Vec::with_capacity(new.len());
     let mut queues = Vec::with_capacity(new.len());
+    let mut columns = OptionColumns::with_capacity(new.len());
     for n in new {
         queues.push(n.queue.as_str());
         ids.push(n.id.as_str());
@@ -79,6 +80,7 @@ pub(crate) async fn create_batch(
         inputs.push(n.input.as_json());
         parents.push(n.parent.as_ref().map(codec::to_json).transpose()?);
         created_at.push(n.created_at.0);
+        columns.push(n)?;
     }
     // The start messages' ids are drawn first, in the callers' order, so each instance row is
     // inserted with its due time and tie-breaker at once. Rows are inserted in id order, as
@@ -89,20 +91,22 @@ pub(crate) async fn create_batch(
         "WITH new AS MATERIALIZED (
              SELECT n.*, nextval('messages_id_seq') AS start
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                           $8::text[])
-                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, ord)
+                           $8::text[], $9::bigint[], $10::text[], $11::int[], $12::text[])
+                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
+                                         options, priority, concurrency_key, ord)
               ORDER BY n.ord
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                    updated_at, due_at, due_seq, queue)
-             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, created_at,
-                    start, queue
+                                    updated_at, due_at, due_seq, queue, options, priority,
+                                    concurrency_key)
+             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
+                    start, queue, options, priority, concurrency_key
                FROM new ORDER BY id
              ON CONFLICT (id) DO NOTHING
-             RETURNING id, due_seq, created_at
+             RETURNING id, due_seq, due_at
          ), started AS (
              INSERT INTO messages (id, instance_id, visible_at, kind)
-             SELECT due_seq, id, created_at, $6 FROM created
+             SELECT due_seq, id, due_at, $6 FROM created
          ), announced AS (
              SELECT pg_notify($7, '{turns}') WHERE EXISTS (SELECT 1 FROM created)
          )
@@ -123,6 +127,10 @@ pub(crate) async fn create_batch(
     .bind(start_message()?)
     .bind(channel)
     .bind(&queues)
+    .bind(&columns.due_at)
+    .bind(&columns.options)
+    .bind(&columns.priority)
+    .bind(&columns.concurrency_key)
     .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::with_capacity(new.len());
@@ -160,8 +168,10 @@ pub(crate) async fn create_claiming(
              SELECT nextval('messages_id_seq') AS start, nextval('lease_tokens') AS token
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                    updated_at, due_at, due_seq, lease_token, lease_until, queue)
-             SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $6, start, token, $6, $8 FROM new
+                                    updated_at, due_at, due_seq, lease_token, lease_until, queue,
+                                    options, priority, concurrency_key)
+             SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $6, start, token, $6, $8, $9, $10, $11
+               FROM new
              ON CONFLICT (id) DO NOTHING
              RETURNING id, due_seq, lease_token
          ), started AS (
@@ -183,6 +193,9 @@ pub(crate) async fn create_claiming(
     .bind(until.0)
     .bind(start_message()?)
     .bind(&new.queue)
+    .bind(options_json(new)?)
+    .bind(new.options.priority)
+    .bind(&new.options.concurrency_key)
     .fetch_one(&mut *conn)
     .await?;
     if row.try_get::<Option<String>, _>("created_id")?.is_some() {
@@ -198,6 +211,7 @@ pub(crate) async fn create_claiming(
             failure: None,
             parent: new.parent.clone(),
             queue: new.queue.clone(),
+            options: new.options.clone(),
             created_at: new.created_at,
             updated_at: new.created_at,
         };
@@ -303,6 +317,7 @@ pub(crate) async fn insert_children(
     let mut parents = Vec::with_capacity(children.len());
     let mut created_at = Vec::with_capacity(children.len());
     let mut queues = Vec::with_capacity(children.len());
+    let mut columns = OptionColumns::with_capacity(children.len());
     for child in children {
         queues.push(child.queue.as_str());
         ids.push(child.id.as_str());
@@ -310,25 +325,28 @@ pub(crate) async fn insert_children(
         inputs.push(child.input.as_json());
         parents.push(child.parent.as_ref().map(codec::to_json).transpose()?);
         created_at.push(child.created_at.0);
+        columns.push(child)?;
     }
     let created: Vec<String> = sqlx::query_scalar(
         "WITH new AS MATERIALIZED (
              SELECT n.*, nextval('messages_id_seq') AS start
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                           $7::text[])
-                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, ord)
+                           $7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[])
+                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
+                                         options, priority, concurrency_key, ord)
               ORDER BY n.ord
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                    updated_at, due_at, due_seq, queue)
-             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, created_at,
-                    start, queue
+                                    updated_at, due_at, due_seq, queue, options, priority,
+                                    concurrency_key)
+             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
+                    start, queue, options, priority, concurrency_key
                FROM new ORDER BY id
              ON CONFLICT (id) DO NOTHING
-             RETURNING id, due_seq, created_at
+             RETURNING id, due_seq, due_at
          ), started AS (
              INSERT INTO messages (id, instance_id, visible_at, kind)
-             SELECT due_seq, id, created_at, $6 FROM created
+             SELECT due_seq, id, due_at, $6 FROM created
          )
          SELECT id FROM created",
     )
@@ -339,7 +357,46 @@ pub(crate) async fn insert_children(
     .bind(&created_at)
     .bind(start_message()?)
     .bind(&queues)
+    .bind(&columns.due_at)
+    .bind(&columns.options)
+    .bind(&columns.priority)
+    .bind(&columns.concurrency_key)
     .fetch_all(&mut *conn)
     .await?;
     Ok(created)
+}
+
+/// The stored JSON of an instance's options: `None` when every option has its default.
+fn options_json(new: &NewInstance) -> OpResult<Option<String>> {
+    Ok((!new.options.is_default())
+        .then(|| codec::to_json(&new.options))
+        .transpose()?)
+}
+
+/// The columns of instances to insert that come from their options, one array per column.
+struct OptionColumns<'a> {
+    due_at: Vec<i64>,
+    options: Vec<Option<String>>,
+    priority: Vec<i32>,
+    concurrency_key: Vec<Option<&'a str>>,
+}
+
+impl<'a> OptionColumns<'a> {
+    fn with_capacity(n: usize) -> Self {
+        OptionColumns {
+            due_at: Vec::with_capacity(n),
+            options: Vec::with_capacity(n),
+            priority: Vec::with_capacity(n),
+            concurrency_key: Vec::with_capacity(n),
+        }
+    }
+
+    fn push(&mut self, new: &'a NewInstance) -> OpResult<()> {
+        self.due_at.push(new.due_at().0);
+        self.options.push(options_json(new)?);
+        self.priority.push(new.options.priority);
+        self.concurrency_key
+            .push(new.options.concurrency_key.as_deref());
+        Ok(())
+    }
 }

@@ -3,8 +3,9 @@
 use std::fmt;
 use std::future::IntoFuture;
 use std::marker::PhantomData;
+use std::time::Duration;
 
-use duraflow_core::{Payload, Workflow};
+use duraflow_core::{CancellationPolicy, InstanceOptions, Payload, RetryPolicy, Workflow};
 use duraflow_store::{CreateOutcome, NewInstance};
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -53,6 +54,8 @@ pub struct Start<'a> {
     id: Option<String>,
     if_exists: IfExists,
     queue: Option<String>,
+    delay: Option<Duration>,
+    options: InstanceOptions,
 }
 
 impl Start<'_> {
@@ -75,6 +78,61 @@ impl Start<'_> {
         self.if_exists = policy;
         self
     }
+
+    /// Its priority in its queue: due work of higher priority is taken first, FIFO among
+    /// equals (default 0; negative is lower).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.options.priority = priority;
+        self
+    }
+
+    /// Its concurrency key: among the instances of its queue that share a key, no more run at
+    /// once than the queue's per-key limit allows (see `QueueConfig`).
+    pub fn concurrency_key(mut self, key: impl Into<String>) -> Self {
+        self.options.concurrency_key = Some(key.into());
+        self
+    }
+
+    /// Adds a header: string metadata the workflow reads with `ctx.headers()` and status shows
+    /// (`InstanceInfo::options`).
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.options.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds headers (see [`Start::header`]).
+    pub fn headers<K: Into<String>, V: Into<String>>(
+        mut self,
+        headers: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.options
+            .headers
+            .extend(headers.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Starts its first turn no earlier than `delay` from now (the instance exists, pending,
+    /// from now on).
+    pub fn delay(mut self, delay: Duration) -> Self {
+        self.delay = Some(delay);
+        self
+    }
+
+    /// Retries the whole workflow when it fails with a retryable error: after the policy's
+    /// backoff, a new attempt runs the code again from the start, and every operation that
+    /// completed in an earlier attempt returns its recorded result (`ctx.attempt()` tells
+    /// which attempt runs).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.options.retry = Some(policy);
+        self
+    }
+
+    /// Cancels the instance automatically if it has not started within the policy's
+    /// `max_pending`, or still runs after its `max_duration`.
+    pub fn cancellation(mut self, policy: CancellationPolicy) -> Self {
+        self.options.cancellation = Some(policy);
+        self
+    }
 }
 
 impl<'a> IntoFuture for Start<'a> {
@@ -93,6 +151,7 @@ impl<'a> IntoFuture for Start<'a> {
             }
             let input = self.input?;
             let id = self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            let now = self.client.clock.now();
             duraflow_store::validate_instance_id(&id)?;
             let new = NewInstance {
                 id: id.clone(),
@@ -102,7 +161,9 @@ impl<'a> IntoFuture for Start<'a> {
                 queue: self
                     .queue
                     .unwrap_or_else(|| duraflow_core::DEFAULT_QUEUE.to_owned()),
-                created_at: self.client.clock.now(),
+                created_at: now,
+                start_at: self.delay.map(|d| now.plus(d)),
+                options: self.options,
             };
             // A client of a running engine with room for a turn takes the first turn along,
             // and the engine runs it at once instead of fetching it.
@@ -267,6 +328,8 @@ impl Client {
             id: None,
             if_exists: IfExists::default(),
             queue: None,
+            delay: None,
+            options: InstanceOptions::default(),
         }
     }
 

@@ -80,6 +80,7 @@ fn planned(instance: &InstanceInfo) -> TurnInstance<'_> {
         input: &instance.input,
         parent: instance.parent.as_ref(),
         queue: &instance.queue,
+        options: &instance.options,
     }
 }
 

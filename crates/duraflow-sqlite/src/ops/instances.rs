@@ -77,15 +77,19 @@ pub(crate) fn insert_message(
 pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
     validate_instance_id(&new.id)?;
     let start = json(&MessageKind::start(1))?;
+    let due_at = new.due_at();
     conn.prepare_cached(
         "INSERT INTO messages (instance_id, visible_at, kind) VALUES (?1, ?2, ?3)",
     )?
-    .execute(params![new.id, new.created_at.0, start])?;
+    .execute(params![new.id, due_at.0, start])?;
     let start_id = conn.last_insert_rowid();
+    let options = (!new.options.is_default())
+        .then(|| json(&new.options))
+        .transpose()?;
     conn.prepare_cached(
         "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at,
-                                due_at, due_seq, queue)
-         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?5, ?6, ?7)",
+                                due_at, due_seq, queue, options, priority, concurrency_key)
+         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(params![
         new.id,
@@ -93,8 +97,12 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
         new.input.as_json(),
         new.parent.as_ref().map(json).transpose()?,
         new.created_at.0,
+        due_at.0,
         start_id,
         new.queue,
+        options,
+        new.options.priority,
+        new.options.concurrency_key,
     ])?;
     Ok(())
 }
@@ -112,6 +120,8 @@ pub(crate) fn create(
     }
     insert(conn, new)?;
     let turn = match claim {
+        // A delayed start is not due yet: nothing to claim.
+        Some(_) if new.due_at() > new.created_at => None,
         Some(lease) => turns::lease_turn(conn, tx, &new.id, new.created_at, lease, None)?,
         None => None,
     };

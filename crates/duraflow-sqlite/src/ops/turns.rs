@@ -208,7 +208,7 @@ pub(crate) fn lease_turn(
         .prepare_cached(&format!(
             "SELECT {INSTANCE_COLUMNS}, commit_token FROM instances WHERE id = ?1"
         ))?
-        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(11)?)))
+        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(12)?)))
         .optional()?
     else {
         return Ok(None);

@@ -246,6 +246,7 @@ pub(crate) fn started(seq: u32) -> Event {
             name: "wf".into(),
             input: payload(seq),
             parent: None,
+            headers: Default::default(),
         },
     }
 }
@@ -271,6 +272,8 @@ pub(crate) fn new_instance(id: &str, name: &str) -> NewInstance {
         parent: None,
         queue: "default".into(),
         created_at: T0,
+        start_at: None,
+        options: Default::default(),
     }
 }
 

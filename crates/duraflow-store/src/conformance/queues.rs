@@ -18,6 +18,8 @@ fn instance_in(id: &str, name: &str, queue: &str, created_at: Timestamp) -> NewI
     NewInstance {
         queue: queue.to_owned(),
         created_at,
+        start_at: None,
+        options: Default::default(),
         ..new_instance(id, name)
     }
 }

@@ -87,7 +87,7 @@ impl Store for MemoryStore {
         lease: Duration,
     ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
         crate::types::validate_instance_id(&instance.id)?;
-        Ok(self.with_state(|s, _| s.create_instance_claiming(instance, lease)))
+        Ok(self.with_state(|s, w| s.create_instance_claiming(instance, lease, w)))
     }
 
     async fn send(&self, message: NewMessage) -> StoreResult<()> {

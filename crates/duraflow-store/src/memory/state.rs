@@ -263,6 +263,7 @@ impl State {
 
     /// Inserts an instance that does not exist yet, with its start message.
     fn insert_instance(&mut self, new: NewInstance, wake: &mut Wake) {
+        let due_at = new.due_at();
         let id = new.id;
         let created_at = new.created_at;
         let info = InstanceInfo {
@@ -275,6 +276,7 @@ impl State {
             failure: None,
             parent: new.parent,
             queue: new.queue,
+            options: new.options,
             created_at,
             updated_at: created_at,
         };
@@ -293,7 +295,7 @@ impl State {
                 callbacks: BTreeSet::new(),
             },
         );
-        self.deliver(&id, MessageKind::start(1), created_at);
+        self.deliver(&id, MessageKind::start(1), due_at);
         wake.turns = true;
     }
 
@@ -306,12 +308,16 @@ impl State {
     }
 
     /// Creates an instance and leases its first turn to the creator; nobody else is woken for
-    /// it.
+    /// it. A delayed start is not due yet: it is created as by [`State::create_instance`].
     pub(super) fn create_instance_claiming(
         &mut self,
         new: NewInstance,
         lease: Duration,
+        wake: &mut Wake,
     ) -> (CreateOutcome, Option<TurnWork>) {
+        if new.due_at() > new.created_at {
+            return (self.create_instance(new, wake), None);
+        }
         let (id, now) = (new.id.clone(), new.created_at);
         let outcome = self.create_instance(new, &mut Wake::default());
         let turn = match outcome {

@@ -497,6 +497,7 @@ mod tests {
             failure: None,
             parent: None,
             queue: "default".into(),
+            options: Default::default(),
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         }
@@ -507,6 +508,7 @@ mod tests {
             name: "looper".into(),
             input: Payload::null(),
             parent: None,
+            headers: Default::default(),
         })
     }
 
