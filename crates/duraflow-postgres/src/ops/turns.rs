@@ -33,6 +33,7 @@ pub(crate) fn leased_columns(alias: &str) -> String {
         "created_at",
         "updated_at",
         "queue",
+        "options",
         "commit_token",
         "lease_token",
     ]

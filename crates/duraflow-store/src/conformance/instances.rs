@@ -172,3 +172,75 @@ pub async fn unknown_instances_and_executions_are_reported(store: Arc<dyn Store>
         other => panic!("expected NotFound, got {other:?}"),
     }
 }
+
+/// What a start sets besides the input (priority, concurrency key, headers, policies) is kept
+/// with the instance, read back by `instance` and handed out with its turns.
+pub async fn options_are_kept_with_the_instance(store: Arc<dyn Store>) {
+    let mut new = new_instance("opt-1", "checkout");
+    new.options.priority = -3;
+    new.options.concurrency_key = Some("customer-42".into());
+    new.options.headers.insert("tenant".into(), "acme".into());
+    new.options.retry = Some(duraflow_core::RetryPolicy::fixed(
+        std::time::Duration::from_secs(2),
+    ));
+    new.options.cancellation = Some(
+        duraflow_core::CancellationPolicy::new()
+            .max_pending(std::time::Duration::from_secs(60))
+            .max_duration(std::time::Duration::from_secs(3_600)),
+    );
+    store.create_instance(new.clone()).await.unwrap();
+    store
+        .create_instance(new_instance("plain", "checkout"))
+        .await
+        .unwrap();
+
+    let info = store.instance("opt-1").await.unwrap().unwrap();
+    assert_eq!(info.options, new.options);
+    let plain = store.instance("plain").await.unwrap().unwrap();
+    assert!(plain.options.is_default(), "{:?}", plain.options);
+
+    let work = store
+        .fetch_turns(&crate::FetchFilter::default(), T0, 10, super::LEASE, None)
+        .await
+        .unwrap();
+    let leased = work.iter().find(|w| w.instance.id == "opt-1").unwrap();
+    assert_eq!(leased.instance.options, new.options);
+}
+
+/// A delayed start creates the instance at once (pending) but its first turn is not due before
+/// its `start_at`; `next_due` reports that time, and a creation that would claim the first
+/// turn claims nothing.
+pub async fn a_delayed_start_is_not_due_early(store: Arc<dyn Store>) {
+    let mut new = new_instance("later", "report");
+    new.start_at = Some(at(60_000));
+    store.create_instance(new).await.unwrap();
+    let mut claimed = new_instance("later-claimed", "report");
+    claimed.start_at = Some(at(60_000));
+    let (outcome, turn) = store
+        .create_instance_claiming(claimed, super::LEASE)
+        .await
+        .unwrap();
+    assert_eq!(outcome, CreateOutcome::Created);
+    assert!(turn.is_none(), "a delayed start was claimed");
+
+    let info = store.instance("later").await.unwrap().unwrap();
+    assert_eq!(info.status, InstanceStatus::Pending);
+    let filter = crate::FetchFilter::default();
+    let early = store
+        .fetch_turns(&filter, at(59_999), 10, super::LEASE, None)
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "fetched before its start: {early:?}");
+    assert_eq!(store.next_due(T0).await.unwrap().turn, Some(at(60_000)));
+
+    let due = store
+        .fetch_turns(&filter, at(60_000), 10, super::LEASE, None)
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = due.iter().map(|w| w.instance.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["later", "later-claimed"]);
+    assert!(due
+        .iter()
+        .all(|w| w.messages.len() == 1 && w.messages[0].kind == MessageKind::start(1)));
+}

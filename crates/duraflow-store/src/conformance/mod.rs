@@ -104,6 +104,8 @@ macro_rules! conformance_tests {
                 send_to_an_unknown_instance_is_not_found,
                 send_to_a_finished_instance_is_refused,
                 unknown_instances_and_executions_are_reported,
+                options_are_kept_with_the_instance,
+                a_delayed_start_is_not_due_early,
             ]
             turns [
                 fetch_turns_leases_exclusively,
