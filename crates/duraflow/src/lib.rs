@@ -93,10 +93,10 @@ pub use duraflow_core::context::{
 };
 pub use duraflow_core::{
     check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions,
-    ActivitySignature, BatchResult, Clock, CompletionConfig, CompletionReason, Event, EventKind,
-    Failure, FailureKind, Nondeterminism, OpId, Outcome, ParentLink, Payload, ReplayReport,
-    RetryPolicy, StepContext, StepSemantics, Timestamp, Workflow, WorkflowContext, WorkflowError,
-    WorkflowFn, JOURNAL_FORMAT_VERSION,
+    ActivitySignature, BatchResult, CancellationPolicy, Clock, CompletionConfig, CompletionReason,
+    Event, EventKind, Failure, FailureKind, InstanceOptions, Nondeterminism, OpId, Outcome,
+    ParentLink, Payload, ReplayReport, RetryPolicy, StepContext, StepSemantics, Timestamp,
+    Workflow, WorkflowContext, WorkflowError, WorkflowFn, JOURNAL_FORMAT_VERSION,
 };
 pub use duraflow_core::{OpIdParseError, PayloadError, DEFAULT_QUEUE};
 pub use duraflow_runtime::{
@@ -132,10 +132,10 @@ pub mod prelude {
     pub use crate::env::FromEnv;
     pub use crate::{
         branch, Activity, ActivityContext, ActivityError, ActivitySignature, BatchResult,
-        CallbackStatus, Client, ClientError, CompletionConfig, Condition, Engine, EngineBuilder,
-        EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore,
-        RetryPolicy, RunHandle, StepContext, StepSemantics, WaitStrategy, Workflow,
-        WorkflowContext, WorkflowError,
+        CallbackStatus, CancellationPolicy, Client, ClientError, CompletionConfig, Condition,
+        Engine, EngineBuilder, EngineOptions, Failure, FailureKind, IfExists, InstanceStatus,
+        ListFilter, MemoryStore, RetryPolicy, RunHandle, StepContext, StepSemantics, WaitStrategy,
+        Workflow, WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
     pub use crate::{PostgresOptions, PostgresStore};
