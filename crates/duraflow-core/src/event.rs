@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::attempt::AttemptStart;
 use crate::failure::Failure;
 use crate::op_id::OpId;
 use crate::payload::Payload;
@@ -102,6 +103,10 @@ pub enum EventKind {
         /// The headers its start set (`ctx.headers()`).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         headers: BTreeMap<String, String>,
+        /// For a new attempt of a workflow retried after a failure: the attempt and what
+        /// earlier attempts completed (see [`crate::AttemptStart`]). `None` for attempt 1.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry: Option<Box<AttemptStart>>,
     },
     /// Issued: an activity was scheduled.
     ActivityScheduled {

@@ -17,6 +17,7 @@
 //! Nothing here touches a socket, a clock or a file; the `duraflow-runtime` crate drives it.
 
 mod activity;
+mod attempt;
 pub mod batch;
 pub mod context;
 mod error;
@@ -35,6 +36,7 @@ mod time;
 mod workflow;
 
 pub use activity::ActivitySignature;
+pub use attempt::{attempt_record, recorded_ops, AttemptStart, RecordedOp};
 pub use batch::{BatchResult, BatchTracker, CompletionConfig, CompletionReason, ItemBatcher};
 pub use context::{StepContext, StepSemantics, WorkflowContext};
 pub use error::{ActivityError, Mismatch, Nondeterminism, WorkflowError};

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Failure, OpId, Payload, Timestamp};
+use crate::{AttemptStart, Failure, OpId, Payload, Timestamp};
 
 /// The result of an activity, a step or a child, as it travels between instances.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,10 @@ pub enum MessageKind {
         /// sent, even when later messages were queued ahead of the start.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         carried: Vec<MessageKind>,
+        /// For a new attempt of a workflow retried after a failure: the attempt and what
+        /// earlier attempts completed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry: Option<Box<AttemptStart>>,
     },
     /// An activity's final result.
     ActivityResult {
@@ -100,6 +104,7 @@ impl MessageKind {
         MessageKind::Start {
             execution,
             carried: Vec::new(),
+            retry: None,
         }
     }
 }

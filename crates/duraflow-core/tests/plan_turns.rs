@@ -108,6 +108,7 @@ fn a_turn_that_begins_an_execution_delivers_the_start_first_then_what_it_carried
                     reason: "stop".into(),
                 },
             ],
+            retry: None,
         },
         MessageKind::Terminate {
             reason: "now".into(),
@@ -122,6 +123,7 @@ fn a_turn_that_begins_an_execution_delivers_the_start_first_then_what_it_carried
                 input: p("\"order-7\""),
                 parent: Some(link("parent", 1, 4)),
                 headers: Default::default(),
+                retry: None,
             },
             raised("early", "0"),
             EventKind::CancelRequested {
@@ -186,6 +188,7 @@ fn a_start_is_delivered_only_by_the_turn_that_begins_its_execution() {
         MessageKind::Start {
             execution: 2,
             carried: vec![event("x", "1")],
+            retry: None,
         },
         event("y", "2"),
     ];
@@ -197,6 +200,7 @@ fn a_start_is_delivered_only_by_the_turn_that_begins_its_execution() {
     let other = vec![MessageKind::Start {
         execution: 1,
         carried: vec![event("x", "1")],
+        retry: None,
     }];
     let delivered = deliveries(f.instance(), true, other).events;
     assert_eq!(delivered.len(), 1);
@@ -568,6 +572,7 @@ fn continue_as_new_starts_the_next_execution_carrying_what_was_not_taken_in_send
                         reason: "really".into()
                     },
                 ],
+                retry: None,
             },
             visible_at: Timestamp(77),
         }]

@@ -10,7 +10,7 @@ use crate::error::OpResult;
 /// The columns [`instance_row`] reads.
 pub(crate) const INSTANCE_COLUMNS: &str =
     "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue, \
-     options";
+     options, attempt";
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
@@ -39,6 +39,7 @@ pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
             &what("options"),
         )?
         .unwrap_or_default(),
+        attempt: counter(row.try_get("attempt")?, &what("attempt"))?,
         id,
     })
 }

@@ -104,6 +104,7 @@ fn journal() -> Vec<Event> {
             input: Payload::encode("in").unwrap(),
             parent: None,
             headers: Default::default(),
+            retry: None,
         }),
         at(EventKind::ActivityScheduled {
             op: op("0"),

@@ -66,7 +66,7 @@ pub(crate) fn in_row<T>(
 /// The columns [`instance_row`] reads, in order.
 pub(crate) const INSTANCE_COLUMNS: &str =
     "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue, \
-     options";
+     options, attempt";
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &Row<'_>) -> SqlResult<InstanceInfo> {
@@ -97,6 +97,7 @@ fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
         updated_at: Timestamp(row.get(9)?),
         queue: row.get(10)?,
         options: opt_json::<InstanceOptions>(row.get(11)?, &what("options"))?.unwrap_or_default(),
+        attempt: row.get(12)?,
         id,
     })
 }

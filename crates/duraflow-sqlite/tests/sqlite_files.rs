@@ -178,6 +178,7 @@ async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
                 input: Payload::encode("x").unwrap(),
                 parent: None,
                 headers: Default::default(),
+                retry: None,
             },
         },
         Event {

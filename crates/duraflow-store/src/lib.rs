@@ -23,7 +23,7 @@ pub use store::{Cache, IntoStore, Store};
 pub use types::{
     validate_instance_id, CallbackResolution, CallbackStatus, CallbackTarget, Committed, Completed,
     CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, ListFilter, Message,
-    MessageId, MessageKind, NewCallback, NewInstance, NewMessage, NewTask, NextDue, OpResult, Page,
-    StoreStats, TaskClaim, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
-    MAX_INSTANCE_ID_LEN,
+    MessageId, MessageKind, NewCallback, NewInstance, NewMessage, NewTask, NextAttempt, NextDue,
+    OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
 };

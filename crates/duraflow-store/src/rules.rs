@@ -32,6 +32,19 @@ fn check_checkpoint(commit: &TurnCommit) -> StoreResult<()> {
     )))
 }
 
+/// Refuses a [`TurnCommit::next_attempt`] without a continue-as-new: only a new execution can
+/// be a new attempt.
+fn check_next_attempt(commit: &TurnCommit) -> StoreResult<()> {
+    if commit.next_attempt.is_none() || commit.continue_as_new.is_some() {
+        return Ok(());
+    }
+    Err(StoreError::Invalid(format!(
+        "a commit of instance {:?} names a next attempt but does not continue as new: a \
+         workflow's retry starts a new execution, so set continue_as_new too. Nothing was written",
+        commit.instance_id
+    )))
+}
+
 /// Checks what a turn commit would write, before anything of it is written: every execution's
 /// journal begins with `workflow_started` and holds it nowhere else, the child instances it
 /// creates have valid ids, and a checkpoint keeps its execution running. The commit's lease
@@ -42,6 +55,7 @@ fn check_checkpoint(commit: &TurnCommit) -> StoreResult<()> {
 /// refused again, with this error in the engine's log) instead of stranding the instance.
 pub fn check_commit(commit: &TurnCommit) -> StoreResult<()> {
     check_checkpoint(commit)?;
+    check_next_attempt(commit)?;
     for (i, event) in commit.new_events.iter().enumerate() {
         let position = commit.journal_base + i;
         let is_start = matches!(event.kind, EventKind::WorkflowStarted { .. });

@@ -122,10 +122,18 @@ pub struct InstanceInfo {
     /// What its start set besides the input: priority, concurrency key, headers, policies.
     #[serde(default, skip_serializing_if = "InstanceOptions::is_default")]
     pub options: InstanceOptions,
+    /// The attempt its current execution runs: 1, and one more each time the workflow failed
+    /// and its retry policy started it again.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
     /// When the instance was created.
     pub created_at: Timestamp,
     /// When the instance last changed.
     pub updated_at: Timestamp,
+}
+
+fn first_attempt() -> u32 {
+    1
 }
 
 fn default_queue() -> String {
@@ -350,6 +358,11 @@ pub struct TurnCommit {
     pub failure: Option<Failure>,
     /// Continue as a new execution (execution + 1, fresh journal) with this input.
     pub continue_as_new: Option<Payload>,
+    /// With `continue_as_new`: the new execution is a retry of the workflow after a failed
+    /// attempt. The instance's `attempt` becomes the given one (a plain continue-as-new sets
+    /// it back to 1), and the instance is not due before `start_at`, whatever its inbox holds,
+    /// so that messages sent during the backoff wait for the new attempt's start.
+    pub next_attempt: Option<NextAttempt>,
     /// Lease some of the new tasks to the committer.
     pub claim_tasks: Option<TaskClaim>,
     /// `None`: the commit ends the turn and releases its lease. `Some(d)`: a *checkpoint* of a
@@ -377,6 +390,15 @@ pub struct TurnCommit {
     pub cancelled_tasks: Vec<OpId>,
     /// When the commit happens.
     pub now: Timestamp,
+}
+
+/// The attempt a retried workflow's next execution runs (see [`TurnCommit::next_attempt`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NextAttempt {
+    /// The attempt: 2 for the first retry.
+    pub attempt: u32,
+    /// Not due before this time (the end of the backoff).
+    pub start_at: Timestamp,
 }
 
 /// The state of a callback.
@@ -478,6 +500,7 @@ impl TurnCommit {
             output: None,
             failure: None,
             continue_as_new: None,
+            next_attempt: None,
             claim_tasks: None,
             keep_lease: None,
             callbacks: Vec::new(),

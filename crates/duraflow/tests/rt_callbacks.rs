@@ -77,6 +77,7 @@ async fn open(store: &dyn Store, callbacks: Vec<NewCallback>) {
                 input: Payload::encode(&()).unwrap(),
                 parent: None,
                 headers: Default::default(),
+                retry: None,
             },
         }],
         callbacks,

@@ -103,6 +103,12 @@ impl WorkflowContext {
         lock(&self.state).workflow_name.clone()
     }
 
+    /// The attempt this execution runs: 1, then one more each time the workflow failed and its
+    /// retry policy (`Start::retry`) started it again. The same on every replay.
+    pub fn attempt(&self) -> u32 {
+        lock(&self.state).attempt
+    }
+
     /// The headers the instance was started with (`Start::header`), the same on every
     /// replay; empty when none were set.
     pub fn headers(&self) -> BTreeMap<String, String> {

@@ -167,6 +167,16 @@ impl<T: DeserializeOwned> Future for OpFuture<T> {
                 return Poll::Pending;
             }
             if let Some(ev) = this.issue.take() {
+                if let Some(recorded) = s.take_recorded(&ev) {
+                    drop(s);
+                    this.finished = true;
+                    return Poll::Ready(decode_completion(
+                        this.kind,
+                        &this.label,
+                        &this.op,
+                        recorded,
+                    ));
+                }
                 if !s.issue(ev.clone()) {
                     return Poll::Pending;
                 }

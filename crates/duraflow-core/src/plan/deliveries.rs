@@ -101,18 +101,16 @@ pub fn deliveries(
     let mut first = Vec::new();
     let mut rest = Vec::with_capacity(messages.size_hint().0);
     let mut sources = Vec::with_capacity(messages.size_hint().0);
-    if begins {
-        first.push(EventKind::WorkflowStarted {
-            name: instance.name.to_owned(),
-            input: instance.input.clone(),
-            parent: instance.parent.cloned(),
-            headers: instance.options.headers.clone(),
-        });
-    }
+    let mut retry = None;
     for (index, kind) in messages.enumerate() {
         match kind {
-            MessageKind::Start { execution, carried } => {
+            MessageKind::Start {
+                execution,
+                carried,
+                retry: attempt,
+            } => {
                 if begins && execution == current {
+                    retry = attempt;
                     first.extend(
                         carried
                             .into_iter()
@@ -127,6 +125,18 @@ pub fn deliveries(
                 }
             }
         }
+    }
+    if begins {
+        first.insert(
+            0,
+            EventKind::WorkflowStarted {
+                name: instance.name.to_owned(),
+                input: instance.input.clone(),
+                parent: instance.parent.cloned(),
+                headers: instance.options.headers.clone(),
+                retry,
+            },
+        );
     }
     let start_len = first.len();
     first.extend(rest);

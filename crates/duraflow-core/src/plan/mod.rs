@@ -17,15 +17,17 @@
 mod deliveries;
 mod effects;
 mod outcome;
+mod retry;
 mod unknown;
 
 pub use deliveries::{deliveries, Deliveries};
 pub use effects::{started_children, ExistingInstance};
+pub use retry::{workflow_retry, AttemptRecord, WorkflowRetry};
 pub use unknown::unknown_workflow;
 
 use crate::{
     Failure, InstanceOptions, NewCallback, NewInstance, NewMessage, NewTask, OpId, ParentLink,
-    Payload,
+    Payload, Timestamp,
 };
 
 /// The instance a turn runs, as the planner needs it.
@@ -75,6 +77,16 @@ pub enum TurnEnd {
     Running,
     /// It continued as new: the next execution starts with this input.
     ContinuedAsNew(Payload),
+    /// The attempt failed and the workflow is retried: the next execution, attempt `attempt`,
+    /// starts with the same `input` at `start_at`.
+    Retrying {
+        /// The input, unchanged.
+        input: Payload,
+        /// The next attempt.
+        attempt: u32,
+        /// When it starts.
+        start_at: Timestamp,
+    },
     /// The instance completed with this output.
     Completed(Payload),
     /// The instance failed.
@@ -88,7 +100,10 @@ pub enum TurnEnd {
 impl TurnEnd {
     /// Whether the instance has finished for good with this turn.
     pub fn is_finished(&self) -> bool {
-        !matches!(self, TurnEnd::Running | TurnEnd::ContinuedAsNew(_))
+        !matches!(
+            self,
+            TurnEnd::Running | TurnEnd::ContinuedAsNew(_) | TurnEnd::Retrying { .. }
+        )
     }
 }
 

@@ -2,8 +2,8 @@
 //! parent, what open children are told, and the next execution's start.
 
 use crate::{
-    EventKind, Failure, FailureKind, MessageKind, NewMessage, OpResult, Outcome, ParentLink,
-    Payload, Timestamp,
+    AttemptStart, EventKind, Failure, FailureKind, MessageKind, NewMessage, OpResult, Outcome,
+    ParentLink, Payload, Timestamp,
 };
 
 use super::{TurnEnd, TurnInstance, TurnPlan};
@@ -36,10 +36,11 @@ fn cancel_message(reason: &str) -> MessageKind {
 /// the execution ended before reaching them. External events, cancellation and termination are
 /// meant for the instance, not for one execution, so they carry over; results addressed to the
 /// ending execution are stale and dropped.
-fn next_execution_start(
+pub(super) fn next_execution_start(
     instance: TurnInstance<'_>,
     carried_events: Vec<(String, Payload)>,
     undelivered: impl Iterator<Item = EventKind>,
+    retry: Option<AttemptStart>,
     now: Timestamp,
 ) -> NewMessage {
     let mut carried: Vec<MessageKind> = carried_events
@@ -57,6 +58,7 @@ fn next_execution_start(
         kind: MessageKind::Start {
             execution: instance.execution + 1,
             carried,
+            retry: retry.map(Box::new),
         },
         visible_at: now,
     }
@@ -127,6 +129,7 @@ impl TurnPlan {
                     instance,
                     carried_events,
                     undelivered,
+                    None,
                     now,
                 ));
                 return;

@@ -331,6 +331,7 @@ impl WorkflowRun {
                 input,
                 parent,
                 headers,
+                retry,
             } => {
                 let ctx = {
                     let mut s = lock(&self.state);
@@ -339,6 +340,9 @@ impl WorkflowRun {
                     s.workflow_name = name;
                     s.parent = parent;
                     s.headers = headers;
+                    if let Some(retry) = retry {
+                        s.start_attempt(*retry);
+                    }
                     WorkflowContext::root(self.state.clone(), &s.instance_id)
                 };
                 let workflow = self.workflow.clone();

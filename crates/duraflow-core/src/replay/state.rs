@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 
+use crate::attempt::{AttemptStart, RecordedOp};
 use crate::error::{Mismatch, Nondeterminism};
 use crate::event::{Event, EventKind, ParentLink};
 use crate::failure::Failure;
@@ -51,6 +52,12 @@ pub(crate) struct State {
     pub(crate) parent: Option<ParentLink>,
     /// The headers the instance was started with.
     pub(crate) headers: BTreeMap<String, String>,
+    /// The attempt this execution runs (1 unless the workflow is being retried).
+    pub(crate) attempt: u32,
+    /// What earlier attempts completed, as they were handed to this one.
+    pub(crate) earlier: Vec<RecordedOp>,
+    /// Of those, the ones no operation of this attempt has taken yet, by operation.
+    pub(crate) recorded: HashMap<OpId, RecordedOp>,
     /// Whether `workflow_started` has been applied: an execution starts once.
     pub(crate) started: bool,
     /// The journal from position `base` on: the recorded events followed by those appended
@@ -159,6 +166,9 @@ impl State {
             workflow_name: String::new(),
             parent: None,
             headers: BTreeMap::new(),
+            attempt: 1,
+            earlier: Vec::new(),
+            recorded: HashMap::new(),
             started: false,
             journal,
             base: 0,
@@ -599,6 +609,38 @@ impl State {
 }
 
 /// Whether two issued events ask for the same operation: same type, operation id and name.
+impl State {
+    /// Begins a retried attempt: `start` says which, and what earlier attempts completed.
+    pub(crate) fn start_attempt(&mut self, start: AttemptStart) {
+        self.attempt = start.attempt;
+        self.recorded = start
+            .recorded
+            .iter()
+            .filter_map(|r| Some((r.issued.op()?.clone(), r.clone())))
+            .collect();
+        self.earlier = start.recorded;
+    }
+
+    /// The result an earlier attempt recorded for the operation `issue` would start, if it
+    /// recorded one for the same kind of operation with the same id and name: the operation is
+    /// then not issued again, and completes at once with it (on replay too, since the recorded
+    /// results are journaled in the execution's start).
+    pub(crate) fn take_recorded(&mut self, issue: &EventKind) -> Option<Completion> {
+        let op = issue.op()?;
+        if !same_operation(&self.recorded.get(op)?.issued, issue) {
+            return None;
+        }
+        let recorded = self.recorded.remove(op)?;
+        match recorded.completion {
+            EventKind::ActivityCompleted { output, .. }
+            | EventKind::StepCompleted { output, .. }
+            | EventKind::ChildCompleted { output, .. } => Some(Completion::Ok(output)),
+            EventKind::TimerFired { .. } => Some(Completion::Fired),
+            _ => None,
+        }
+    }
+}
+
 fn same_operation(recorded: &EventKind, requested: &EventKind) -> bool {
     std::mem::discriminant(recorded) == std::mem::discriminant(requested)
         && recorded.op() == requested.op()

@@ -160,6 +160,7 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
                         op
                     }),
                     headers,
+                    retry: None,
                 }
             ),
         (op_id(), name(), payload(), activity_options()).prop_map(|(op, name, input, options)| {

@@ -69,6 +69,7 @@ pub(crate) fn started<T: Serialize + ?Sized>(input: &T) -> EventKind {
         input: p(input),
         parent: None,
         headers: Default::default(),
+        retry: None,
     }
 }
 

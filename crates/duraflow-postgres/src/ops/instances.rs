@@ -212,6 +212,7 @@ pub(crate) async fn create_claiming(
             parent: new.parent.clone(),
             queue: new.queue.clone(),
             options: new.options.clone(),
+            attempt: 1,
             created_at: new.created_at,
             updated_at: new.created_at,
         };

@@ -34,6 +34,7 @@ pub(crate) fn leased_columns(alias: &str) -> String {
         "updated_at",
         "queue",
         "options",
+        "attempt",
         "commit_token",
         "lease_token",
     ]

@@ -2,7 +2,7 @@
 
 use duraflow_core::{Timestamp, TurnEnd, TurnPlan};
 use duraflow_store::{
-    CallbackStatus, InstanceInfo, InstanceStatus, LeaseToken, MessageId, TurnCommit,
+    CallbackStatus, InstanceInfo, InstanceStatus, LeaseToken, MessageId, NextAttempt, TurnCommit,
 };
 
 /// An empty commit of a turn of `instance` leased with `token`, at `now`, consuming
@@ -41,6 +41,15 @@ pub(super) fn fill_commit(commit: &mut TurnCommit, plan: TurnPlan) -> bool {
         TurnEnd::Running => InstanceStatus::Running,
         TurnEnd::ContinuedAsNew(input) => {
             commit.continue_as_new = Some(input);
+            InstanceStatus::Running
+        }
+        TurnEnd::Retrying {
+            input,
+            attempt,
+            start_at,
+        } => {
+            commit.continue_as_new = Some(input);
+            commit.next_attempt = Some(NextAttempt { attempt, start_at });
             InstanceStatus::Running
         }
         TurnEnd::Completed(output) => {

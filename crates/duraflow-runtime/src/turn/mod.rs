@@ -6,6 +6,7 @@
 mod checkpoint;
 mod commit;
 mod lease;
+mod retry;
 
 use duraflow_core::plan::{
     deliveries, started_children, unknown_workflow, ExistingInstance, TurnInstance,
@@ -217,14 +218,25 @@ async fn run_leased_turn(
     commit.journal_base = run.journal_len() - commit.new_events.len();
     let existing = existing_children(shared, &commit.new_events).await;
     plan.schedule(planned(&instance), &commit.new_events, &existing);
-    plan.end(
-        planned(&instance),
-        run.outcome().cloned(),
-        run.parent(),
-        run.open_children(),
-        events,
-        now,
-    );
+    match retry::planned_retry(shared, &instance, run.outcome(), &commit, now).await {
+        Ok(Some((retry, record))) => plan.retry(
+            planned(&instance),
+            retry,
+            record,
+            run.open_children(),
+            events,
+            now,
+        ),
+        Ok(None) => plan.end(
+            planned(&instance),
+            run.outcome().cloned(),
+            run.parent(),
+            run.open_children(),
+            events,
+            now,
+        ),
+        Err(decision) => return decision,
+    }
     let finished = fill_commit(&mut commit, plan);
     commit.cancelled_tasks = run.take_dropped_activities();
     commit.now = shared.clock.now();

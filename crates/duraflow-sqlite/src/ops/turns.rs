@@ -208,7 +208,7 @@ pub(crate) fn lease_turn(
         .prepare_cached(&format!(
             "SELECT {INSTANCE_COLUMNS}, commit_token FROM instances WHERE id = ?1"
         ))?
-        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(12)?)))
+        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(13)?)))
         .optional()?
     else {
         return Ok(None);
@@ -303,6 +303,13 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         Some(input) => (execution + 1, Some(input.as_json().to_owned())),
         None => (execution, None),
     };
+    // A new execution runs attempt 1, unless it is a retry; a retry is not due before its
+    // backoff ends.
+    let attempt = c
+        .continue_as_new
+        .as_ref()
+        .map(|_| c.next_attempt.map_or(1, |next| next.attempt));
+    let not_before = c.next_attempt.map_or(not_before, |next| next.start_at.0);
     let status = if c.continue_as_new.is_some() {
         InstanceStatus::Running
     } else {
@@ -343,7 +350,8 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     conn.prepare_cached(
         "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
                 execution = ?6, input = coalesce(?7, input), lease_until = ?12,
-                commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11
+                commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11,
+                attempt = coalesce(?13, attempt)
          WHERE id = ?1",
     )?
     .execute(params![
@@ -359,6 +367,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         due_at,
         oldest,
         lease_until,
+        attempt,
     ])?;
     if due_at.is_some() && lease_until.is_none() {
         tx.wake.turns = true;

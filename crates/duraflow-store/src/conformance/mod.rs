@@ -125,6 +125,7 @@ macro_rules! conformance_tests {
                 commit_drops_messages_to_unknown_or_finished_instances,
                 commit_leaves_existing_child_instances_untouched,
                 continue_as_new_starts_a_fresh_execution,
+                a_retry_starts_the_next_attempt_after_its_backoff,
                 finishing_deletes_inbox_and_tasks,
                 abandon_turn_delays_the_retry,
             ]
@@ -249,6 +250,7 @@ pub(crate) fn started(seq: u32) -> Event {
             input: payload(seq),
             parent: None,
             headers: Default::default(),
+            retry: None,
         },
     }
 }

@@ -792,6 +792,75 @@ pub async fn continue_as_new_starts_a_fresh_execution(store: Arc<dyn Store>) {
     }
 }
 
+/// A continue-as-new that is a workflow's retry sets the instance's attempt, and the instance
+/// is not due before the retry's start, even for messages sent to it during the backoff; a
+/// plain continue-as-new sets the attempt back to 1; a next attempt without a continue-as-new
+/// is refused and writes nothing.
+pub async fn a_retry_starts_the_next_attempt_after_its_backoff(store: Arc<dyn Store>) {
+    store
+        .create_instance(new_instance("r", "wf"))
+        .await
+        .unwrap();
+    let work = turn_of(&*store, "r", T0).await;
+    let mut wrong = commit_of(&work, at(1));
+    wrong.next_attempt = Some(crate::NextAttempt {
+        attempt: 2,
+        start_at: at(10_000),
+    });
+    match store.commit_turns(vec![wrong]).await.unwrap().remove(0) {
+        Err(StoreError::Invalid(_)) => {}
+        other => panic!("a next attempt without continue-as-new was {other:?}"),
+    }
+    let c = TurnCommit {
+        new_events: vec![started(1), event(2)],
+        messages: vec![NewMessage {
+            instance_id: "r".into(),
+            kind: MessageKind::start(2),
+            visible_at: at(10_000),
+        }],
+        continue_as_new: Some(payload("same input")),
+        next_attempt: Some(crate::NextAttempt {
+            attempt: 2,
+            start_at: at(10_000),
+        }),
+        ..commit_of(&work, at(1))
+    };
+    commit(&*store, c).await.unwrap();
+    let info = store.instance("r").await.unwrap().unwrap();
+    assert_eq!((info.execution, info.attempt), (2, 2));
+    assert_eq!(info.status, InstanceStatus::Running);
+
+    // An event sent during the backoff waits for the start.
+    store.send(user_event("r", "early", at(2))).await.unwrap();
+    let filter = crate::FetchFilter::default();
+    let early = store
+        .fetch_turns(&filter, at(9_999), 10, LEASE, None)
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "due during the backoff: {early:?}");
+    assert_eq!(store.next_due(at(2)).await.unwrap().turn, Some(at(10_000)));
+    let work = turn_of(&*store, "r", at(10_000)).await;
+    assert_eq!(work.instance.attempt, 2);
+    let kinds: Vec<_> = work.messages.iter().map(|m| &m.kind).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(kinds[0], &MessageKind::start(2));
+
+    // A plain continue-as-new runs attempt 1 again.
+    let c = TurnCommit {
+        new_events: vec![started(1)],
+        messages: vec![NewMessage {
+            instance_id: "r".into(),
+            kind: MessageKind::start(3),
+            visible_at: at(10_001),
+        }],
+        continue_as_new: Some(payload("next")),
+        ..TurnCommit::consuming(&work, at(10_001))
+    };
+    commit(&*store, c).await.unwrap();
+    let info = store.instance("r").await.unwrap().unwrap();
+    assert_eq!((info.execution, info.attempt), (3, 1));
+}
+
 /// Finishing deletes the instance's remaining messages and tasks (including those the
 /// finishing turn sends itself), and later sends are refused.
 pub async fn finishing_deletes_inbox_and_tasks(store: Arc<dyn Store>) {

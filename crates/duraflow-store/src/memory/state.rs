@@ -277,6 +277,7 @@ impl State {
             parent: new.parent,
             queue: new.queue,
             options: new.options,
+            attempt: 1,
             created_at,
             updated_at: created_at,
         };

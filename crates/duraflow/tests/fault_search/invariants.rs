@@ -498,6 +498,7 @@ mod tests {
             parent: None,
             queue: "default".into(),
             options: Default::default(),
+            attempt: 1,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
         }
@@ -509,6 +510,7 @@ mod tests {
             input: Payload::null(),
             parent: None,
             headers: Default::default(),
+            retry: None,
         })
     }
 

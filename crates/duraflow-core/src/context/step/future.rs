@@ -214,6 +214,10 @@ where
                     name: this.name.to_string(),
                     attempt: this.attempt,
                 };
+                if let Some(recorded) = s.take_recorded(&ev) {
+                    drop(s);
+                    return Poll::Ready(this.finish(recorded));
+                }
                 if !s.issue(ev) {
                     return Poll::Pending;
                 }

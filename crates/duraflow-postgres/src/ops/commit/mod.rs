@@ -230,9 +230,10 @@ pub(crate) async fn commit_batch(
     let row = sqlx::query(AssertSqlSafe(format!(
         "WITH c AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                                  $6::int[], $7::text[], $8::bigint[], $9::bool[], $32::bigint[])
+                                  $6::int[], $7::text[], $8::bigint[], $9::bool[], $32::bigint[],
+                                  $36::int[], $37::bigint[])
                  AS c(id, status, output, failure, now, execution, input, token, finished,
-                      keep_until)
+                      keep_until, attempt, not_before)
          ), events_added AS (
              INSERT INTO events (instance_id, execution, position, format, data)
              SELECT e.instance_id, e.execution, e.position, $14, e.data
@@ -293,10 +294,13 @@ pub(crate) async fn commit_batch(
                     input = coalesce(c.input, i.input), lease_until = c.keep_until,
                     commit_token = CASE WHEN c.keep_until IS NULL THEN c.token
                                         ELSE nextval('lease_tokens') END,
-                    not_before = CASE WHEN c.finished THEN 0 ELSE i.not_before END,
+                    not_before = CASE WHEN c.finished THEN 0
+                                      ELSE coalesce(c.not_before, i.not_before) END,
+                    attempt = coalesce(c.attempt, i.attempt),
                     due_at = CASE WHEN c.keep_until IS NOT NULL THEN c.keep_until
                                   WHEN c.finished OR inbox.visible_at IS NULL THEN NULL
-                                  ELSE greatest(inbox.visible_at, i.not_before) END,
+                                  ELSE greatest(inbox.visible_at,
+                                                coalesce(c.not_before, i.not_before)) END,
                     due_seq = CASE WHEN c.finished THEN NULL ELSE inbox.first END
                FROM c CROSS JOIN LATERAL (
                         SELECT min(u.visible_at) AS visible_at, min(u.id) AS first FROM (
@@ -363,6 +367,8 @@ pub(crate) async fn commit_batch(
     .bind(&w.cancel_instances)
     .bind(&w.cancel_executions)
     .bind(&w.cancel_ops)
+    .bind(&w.attempts)
+    .bind(&w.not_befores)
     .fetch_one(&mut *conn)
     .await?;
     callbacks::apply(conn, &accepted).await?;

@@ -21,6 +21,10 @@ pub(super) struct Writes {
     pub(super) tokens: Vec<i64>,
     /// A checkpoint's new lease expiry (`None` for a commit that ends its turn).
     pub(super) keep_until: Vec<Option<i64>>,
+    /// The attempt a new execution runs (`None` keeps the instance's).
+    pub(super) attempts: Vec<Option<i32>>,
+    /// A retry's end of backoff, before which the instance is not due (`None` keeps it).
+    pub(super) not_befores: Vec<Option<i64>>,
     pub(super) finished: Vec<bool>,
     pub(super) event_instances: Vec<String>,
     pub(super) event_executions: Vec<i32>,
@@ -66,6 +70,12 @@ impl Writes {
         self.failures
             .push(c.failure.as_ref().map(codec::to_json).transpose()?);
         self.nows.push(c.now.0);
+        self.attempts.push(c.continue_as_new.as_ref().map(|_| {
+            c.next_attempt
+                .map_or(1, |next| i32::try_from(next.attempt).unwrap_or(i32::MAX))
+        }));
+        self.not_befores
+            .push(c.next_attempt.map(|next| next.start_at.0));
         match &c.continue_as_new {
             Some(input) => {
                 self.executions.push(execution + 1);

@@ -62,6 +62,7 @@ impl State {
             output,
             failure,
             continue_as_new,
+            next_attempt,
             claim_tasks,
             keep_lease,
             callbacks,
@@ -151,6 +152,10 @@ impl State {
             inst.info.execution += 1;
             inst.info.input = input;
             inst.info.status = InstanceStatus::Running;
+            inst.info.attempt = next_attempt.map_or(1, |next| next.attempt);
+            if let Some(next) = next_attempt {
+                inst.not_before = Some(next.start_at);
+            }
             inst.journals
                 .insert(inst.info.execution, JournalLog::default());
             wake.instances = true;
