@@ -139,7 +139,7 @@ async fn a_retried_workflow_reuses_what_its_first_attempt_completed() {
     clock.advance(Duration::from_secs(1));
     let failed_at: Timestamp = eventually("attempt 1 failed", || async {
         let info = client.status(&run).await.unwrap();
-        (info.attempt == 2).then(|| info.updated_at)
+        (info.attempt == 2).then_some(info.updated_at)
     })
     .await;
     let first = client.history(&run, Some(1)).await.unwrap();

@@ -56,6 +56,9 @@ impl TurnPlan {
         existing: &[ExistingInstance],
     ) {
         for ev in new_events {
+            if matches!(ev.kind, EventKind::WorkflowStarted { .. }) {
+                self.limit_duration(instance, ev);
+            }
             if let Some(primitive) = ev.kind.primitive() {
                 primitive.schedule(self, instance, ev, existing);
             }

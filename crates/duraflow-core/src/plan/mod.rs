@@ -14,12 +14,14 @@
 //! another instance, is an input ([`ExistingInstance`]); [`started_children`] names the ids to
 //! look up.
 
+mod cancellation;
 mod deliveries;
 mod effects;
 mod outcome;
 mod retry;
 mod unknown;
 
+pub use cancellation::pending_too_long;
 pub use deliveries::{deliveries, Deliveries};
 pub use effects::{started_children, ExistingInstance};
 pub use retry::{workflow_retry, AttemptRecord, WorkflowRetry};

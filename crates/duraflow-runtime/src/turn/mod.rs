@@ -9,11 +9,13 @@ mod lease;
 mod retry;
 
 use duraflow_core::plan::{
-    deliveries, started_children, unknown_workflow, ExistingInstance, TurnInstance,
+    deliveries, pending_too_long, started_children, unknown_workflow, ExistingInstance,
+    TurnInstance,
 };
 use duraflow_core::{Event, Failure, FailureKind, Outcome, TurnPlan, WorkflowRun};
 use duraflow_store::{
-    Committed, InstanceInfo, Journal, LeaseToken, Message, StoreError, TurnCommit, TurnWork,
+    Committed, InstanceInfo, Journal, LeaseToken, Message, MessageKind, StoreError, TurnCommit,
+    TurnWork,
 };
 
 use crate::batcher::Batcher;
@@ -138,11 +140,21 @@ async fn run_leased_turn(
     let now = shared.clock.now();
     let mut checkpoints = Checkpoints::new(&messages);
     let begins = matches!(&start, Start::Replay(journal) if journal.is_empty());
+    let start_due = messages
+        .iter()
+        .find(|m| matches!(m.kind, MessageKind::Start { .. }))
+        .map(|m| m.visible_at);
     let mut deliveries = deliveries(
         planned(&instance),
         begins,
         messages.into_iter().map(|m| m.kind),
     );
+    if let Some(reason) = start_due
+        .filter(|_| begins)
+        .and_then(|due| pending_too_long(planned(&instance), due, now))
+    {
+        deliveries.cancel_at_start(reason);
+    }
     let mut commit = empty_commit(&instance, token, Vec::new(), now);
     let mut plan = TurnPlan::new();
 
