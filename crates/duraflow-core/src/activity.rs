@@ -37,4 +37,8 @@ pub trait ActivitySignature: 'static {
     type Input: Serialize + DeserializeOwned + Send + 'static;
     /// The output type.
     type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// Its default queue: `ctx.call::<A>` sends its tasks there unless the call names another
+    /// (`.queue(..)`), and an engine that registers it by type serves that queue too. `None`
+    /// (the default) is [`crate::DEFAULT_QUEUE`].
+    const QUEUE: Option<&'static str> = None;
 }

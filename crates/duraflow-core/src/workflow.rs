@@ -83,6 +83,12 @@ pub trait Workflow: Send + Sync + 'static {
     type Input: Serialize + DeserializeOwned + Send + 'static;
     /// The output type.
     type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// Its default queue: typed starts (`client.start_typed::<W>`, `ctx.child::<W>`,
+    /// `ctx.invoke_typed::<W>`, `ctx.start_child_typed::<W>`) put the instance there unless
+    /// they name another, and an engine that registers it by type serves that queue too.
+    /// `None` (the default): a client's start uses [`crate::DEFAULT_QUEUE`], a child its
+    /// parent's queue.
+    const QUEUE: Option<&'static str> = None;
 
     /// The workflow's code.
     fn run(

@@ -120,8 +120,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Registers a typed [`Workflow`] under its `NAME`.
+    /// Registers a typed [`Workflow`] under its `NAME`; the engine also serves its `QUEUE`,
+    /// if it names one.
     pub fn register_workflow<W: Workflow>(mut self, workflow: W) -> Self {
+        self.registry.add_queue(W::QUEUE);
         if let Err(e) = self
             .registry
             .add_workflow(W::NAME, typed_workflow_fn(workflow))
@@ -145,8 +147,10 @@ impl EngineBuilder {
         self
     }
 
-    /// Registers a typed [`Activity`] under its `NAME`.
+    /// Registers a typed [`Activity`] under its `NAME`; the engine also serves its `QUEUE`,
+    /// if it names one.
     pub fn register_activity<A: Activity>(mut self, activity: A) -> Self {
+        self.registry.add_queue(A::QUEUE);
         if let Err(e) = self
             .registry
             .add_activity(A::NAME, typed_activity_fn(activity))
@@ -157,7 +161,8 @@ impl EngineBuilder {
     }
 
     /// Registers `async fn(ActivityContext, A::Input) -> Result<A::Output, ActivityError>` as
-    /// the code of the activity whose signature is `A`, under `A::NAME`.
+    /// the code of the activity whose signature is `A`, under `A::NAME`; the engine also
+    /// serves `A::QUEUE`, if it names one.
     ///
     /// This is how a worker implements an activity whose [`ActivitySignature`] is declared in
     /// another crate (a crate of workflows that does not depend on the runtime): the orphan
@@ -196,9 +201,10 @@ impl EngineBuilder {
     /// # }
     /// ```
     pub fn activity_for<A: ActivitySignature>(
-        self,
+        mut self,
         f: impl ActivityHandler<A::Input, A::Output>,
     ) -> Self {
+        self.registry.add_queue(A::QUEUE);
         self.activity(A::NAME, move |ctx: ActivityContext, input: A::Input| {
             f.call(ctx, input)
         })
@@ -302,6 +308,7 @@ impl EngineBuilder {
         let Registry {
             workflows,
             activities,
+            ..
         } = self.registry;
         let workflow_names = Arc::new(workflows.names());
         let active = ActiveActivities::default();

@@ -1,7 +1,7 @@
 //! The names an engine can run: its workflows (for the dispatcher) and its activities (for the
 //! workers), each part handed to the one that runs it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use duraflow_core::WorkflowFn;
 use duraflow_store::FetchFilter;
@@ -14,6 +14,9 @@ use crate::error::EngineError;
 pub(crate) struct Registry {
     pub(crate) workflows: Workflows,
     pub(crate) activities: Activities,
+    /// The default queues of what was registered by type (`Workflow::QUEUE`,
+    /// `ActivitySignature::QUEUE`), served besides the engine's own queues.
+    pub(crate) queues: BTreeSet<String>,
 }
 
 /// Workflows by registered name.
@@ -47,11 +50,21 @@ impl Registry {
 }
 
 impl Registry {
+    /// Notes the default queue of something registered by type, if it has one.
+    pub(crate) fn add_queue(&mut self, queue: Option<&str>) {
+        if let Some(queue) = queue {
+            self.queues.insert(queue.to_owned());
+        }
+    }
+
     /// What an engine serving `queues` takes: the turns of its workflows and the tasks of its
-    /// activities in those queues, nothing else.
+    /// activities in those queues and in the default queues of what it registered by type,
+    /// nothing else.
     pub(crate) fn filters(&self, queues: &[String]) -> (FetchFilter, FetchFilter) {
-        let turns = FetchFilter::queues(queues.iter().cloned()).names(self.workflows.names());
-        let tasks = FetchFilter::queues(queues.iter().cloned()).names(self.activities.names());
+        let mut served: Vec<String> = queues.to_vec();
+        served.extend(self.queues.iter().filter(|q| !queues.contains(q)).cloned());
+        let turns = FetchFilter::queues(served.iter().cloned()).names(self.workflows.names());
+        let tasks = FetchFilter::queues(served).names(self.activities.names());
         (turns, tasks)
     }
 }

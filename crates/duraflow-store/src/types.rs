@@ -132,6 +132,20 @@ pub struct InstanceInfo {
     pub updated_at: Timestamp,
 }
 
+impl InstanceInfo {
+    /// For a pending instance, what it waits for, in words: an engine that serves its queue
+    /// and has registered its workflow (engines take nothing else, so an instance no running
+    /// engine serves stays pending, saying so here). `None` once it has started.
+    pub fn waiting_for(&self) -> Option<String> {
+        (self.status == InstanceStatus::Pending).then(|| {
+            format!(
+                "waiting for an engine that serves queue {:?} and has registered workflow {:?}",
+                self.queue, self.name
+            )
+        })
+    }
+}
+
 fn first_attempt() -> u32 {
     1
 }

@@ -217,7 +217,11 @@ impl WorkflowContext {
     /// }
     /// ```
     pub fn call<A: ActivitySignature>(&self, input: &A::Input) -> ActivityCall<A::Output> {
-        ActivityCall::new(self.clone(), A::NAME, Payload::encode(input))
+        let call = ActivityCall::new(self.clone(), A::NAME, Payload::encode(input));
+        match A::QUEUE {
+            Some(queue) => call.queue(queue),
+            None => call,
+        }
     }
 
     /// Runs `f` inline, in this process, as a checkpointed step: on replay its recorded result
@@ -435,24 +439,28 @@ impl WorkflowContext {
     /// }
     /// ```
     pub fn child<W: Workflow>(&self, input: &W::Input) -> ChildCall<W::Output> {
-        ChildCall::new(self.clone(), W::NAME, Payload::encode(input))
+        let call = ChildCall::new(self.clone(), W::NAME, Payload::encode(input));
+        match W::QUEUE {
+            Some(queue) => call.queue(queue),
+            None => call,
+        }
     }
 
     /// Runs the workflow `W` by type and returns its output, as [`WorkflowContext::invoke`]
     /// does (with [`Invoke::timeout`]): the name is `W::NAME`, the input must be a `W::Input`
     /// and awaiting gives a `W::Output`.
     pub fn invoke_typed<W: Workflow>(&self, input: &W::Input) -> Invoke<W::Output> {
-        Invoke::new(ChildCall::new(
-            self.clone(),
-            W::NAME,
-            Payload::encode(input),
-        ))
+        Invoke::new(self.child::<W>(input))
     }
 
     /// Starts the workflow `W` detached, by type (see [`WorkflowContext::start_child`]): the
     /// name is `W::NAME` and the input must be a `W::Input`. Resolves to the child's instance id.
     pub fn start_child_typed<W: Workflow>(&self, input: &W::Input) -> StartChild {
-        StartChild::new(self.clone(), W::NAME, Payload::encode(input))
+        let start = StartChild::new(self.clone(), W::NAME, Payload::encode(input));
+        match W::QUEUE {
+            Some(queue) => start.queue(queue),
+            None => start,
+        }
     }
 
     /// Ends this execution and starts the next one of the same instance with `input` and a fresh

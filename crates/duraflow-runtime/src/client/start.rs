@@ -359,8 +359,12 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn start_typed<W: Workflow>(&self, input: &W::Input) -> TypedStart<'_, W> {
+        let start = self.start(W::NAME, input);
         TypedStart {
-            start: self.start(W::NAME, input),
+            start: match W::QUEUE {
+                Some(queue) => start.queue(queue),
+                None => start,
+            },
             _workflow: PhantomData,
         }
     }
