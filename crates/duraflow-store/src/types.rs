@@ -547,6 +547,8 @@ pub struct ListFilter {
     pub statuses: Vec<InstanceStatus>,
     /// Only instances of this workflow name.
     pub name: Option<String>,
+    /// Only instances of this queue.
+    pub queue: Option<String>,
     /// At most this many (a store caps it at 1,000; 100 when 0).
     pub limit: usize,
     /// Continue after this cursor, from a previous page's `next`.

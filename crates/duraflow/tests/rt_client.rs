@@ -295,7 +295,7 @@ async fn list_filters_by_status_and_name_and_pages_through_every_instance_once()
         statuses: vec![InstanceStatus::Completed],
         name: Some("double".into()),
         limit: 2,
-        after: None,
+        ..ListFilter::default()
     })
     .await;
     let ids: Vec<String> = seen.iter().map(|(id, _, _)| id.clone()).collect();
@@ -351,7 +351,7 @@ async fn list_filters_by_status_and_name_and_pages_through_every_instance_once()
         statuses: vec![InstanceStatus::Running, InstanceStatus::Completed],
         name: Some("double".into()),
         limit: 4,
-        after: None,
+        ..ListFilter::default()
     })
     .await;
     assert_eq!(seen.len(), 7);

@@ -44,12 +44,14 @@ pub(crate) async fn list(conn: &mut PgConnection, filter: &ListFilter) -> OpResu
           WHERE (cardinality($1::text[]) = 0 OR status = ANY($1))
             AND ($2::text IS NULL OR name = $2)
             AND ($3::text IS NULL OR id COLLATE "C" > $3)
+            AND ($5::text IS NULL OR queue = $5)
           ORDER BY id COLLATE "C" LIMIT $4"#
     )))
     .bind(&statuses)
     .bind(filter.name.as_deref())
     .bind(filter.after.as_deref())
     .bind(limit as i64 + 1)
+    .bind(filter.queue.as_deref())
     .fetch_all(&mut *conn)
     .await?;
     let mut instances = rows

@@ -50,6 +50,10 @@ pub(crate) fn list(conn: &Connection, filter: &ListFilter) -> SqlResult<Page> {
         sql.push_str(" AND name = ?");
         args.push(Value::Text(name.clone()));
     }
+    if let Some(queue) = &filter.queue {
+        sql.push_str(" AND queue = ?");
+        args.push(Value::Text(queue.clone()));
+    }
     if let Some(after) = &filter.after {
         sql.push_str(" AND id > ?");
         args.push(Value::Text(after.clone()));

@@ -82,6 +82,32 @@ pub async fn list_filters_by_status_and_name(store: Arc<dyn Store>) {
     assert_eq!(a2.status, InstanceStatus::Completed);
 }
 
+/// A listing filtered by queue shows only that queue's instances, with the other filters.
+pub async fn list_filters_by_queue(store: Arc<dyn Store>) {
+    for (id, queue) in [
+        ("e1", "emails"),
+        ("d1", "default"),
+        ("e2", "emails"),
+        ("g1", "gpu"),
+    ] {
+        let mut new = new_instance(id, "wf");
+        new.queue = queue.into();
+        store.create_instance(new).await.unwrap();
+    }
+    let emails = ListFilter {
+        queue: Some("emails".into()),
+        ..ListFilter::default()
+    };
+    let page = store.list(emails.clone()).await.unwrap();
+    assert_eq!(ids(&page), ["e1", "e2"]);
+    assert!(page.instances.iter().all(|i| i.queue == "emails"));
+    let none = ListFilter {
+        name: Some("other".into()),
+        ..emails
+    };
+    assert!(store.list(none).await.unwrap().instances.is_empty());
+}
+
 /// Paging with the cursor returns every matching instance exactly once, in id order; the last
 /// page has no cursor.
 pub async fn list_pages_with_a_cursor(store: Arc<dyn Store>) {

@@ -175,6 +175,7 @@ macro_rules! conformance_tests {
             ]
             admin [
                 list_filters_by_status_and_name,
+                list_filters_by_queue,
                 list_pages_with_a_cursor,
                 list_limit_defaults_to_100,
                 purge_refuses_running_and_deletes_finished,

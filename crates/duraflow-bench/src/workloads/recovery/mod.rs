@@ -587,6 +587,7 @@ async fn verify(client: &Client, n: u64) -> Result<Verified> {
                 name: Some(CHAIN.into()),
                 limit: 1_000,
                 after,
+                ..ListFilter::default()
             })
             .await?;
         for info in page.instances {

@@ -71,6 +71,7 @@ impl State {
             .map(|(_, inst)| &inst.info)
             .filter(|info| filter.statuses.is_empty() || filter.statuses.contains(&info.status))
             .filter(|info| filter.name.as_ref().is_none_or(|name| *name == info.name))
+            .filter(|info| filter.queue.as_ref().is_none_or(|q| *q == info.queue))
             .take(limit + 1)
             .cloned()
             .collect();
