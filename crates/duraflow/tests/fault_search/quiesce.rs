@@ -28,10 +28,9 @@ pub(crate) async fn all_instances(store: &dyn Store) -> Vec<InstanceInfo> {
     loop {
         let page = store
             .list(ListFilter {
-                statuses: Vec::new(),
-                name: None,
                 limit: 1_000,
                 after,
+                ..ListFilter::default()
             })
             .await
             .unwrap_or_else(|e| panic!("listing the instances: {e}"));
