@@ -152,3 +152,8 @@ pub struct ReadmeDoctests;
 #[doc = include_str!("../../../docs/DURABLE_FUNCTIONS.md")]
 #[cfg(doctest)]
 pub struct DurableFunctionsDoctests;
+
+/// The "Coming from tensorzero durable / DBOS" guide's examples, compiled as doc tests.
+#[doc = include_str!("../../../docs/COMING_FROM_DURABLE.md")]
+#[cfg(doctest)]
+pub struct ComingFromDurableDoctests;
