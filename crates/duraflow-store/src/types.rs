@@ -8,6 +8,7 @@ use duraflow_core::{
     ActivityOptions, Event, Failure, OpId, ParentLink, Payload, Timestamp, DEFAULT_QUEUE,
 };
 pub use duraflow_core::{MessageKind, NewCallback, NewInstance, NewMessage, NewTask, OpResult};
+use duraflow_core::{NewAwait, NewEmit};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::filter::FetchFilter;
@@ -371,6 +372,15 @@ pub struct TurnCommit {
     /// deleted, so they do not run again; a worker running one loses its lease (renewing it
     /// or completing it fails).
     pub cancelled_tasks: Vec<OpId>,
+    /// Queue-wide events the turn emits, in order (see [`crate::queue_events`]): each is
+    /// stored unless its queue has it already, answers the waiters of its queue and name, and
+    /// sends the emitting operation its [`crate::EmitOutcome`] as a
+    /// [`MessageKind::EmitResult`]. Applied before [`TurnCommit::awaits`].
+    pub emits: Vec<NewEmit>,
+    /// Awaits of queue-wide events the turn registers: one whose event is stored is answered
+    /// in this commit (a [`MessageKind::QueueEvent`] to the instance); the others wait for
+    /// an emit, or until the instance finishes.
+    pub awaits: Vec<NewAwait>,
     /// When the commit happens.
     pub now: Timestamp,
 }
@@ -479,6 +489,8 @@ impl TurnCommit {
             callbacks: Vec::new(),
             closed_callbacks: Vec::new(),
             cancelled_tasks: Vec::new(),
+            emits: Vec::new(),
+            awaits: Vec::new(),
             now,
         }
     }

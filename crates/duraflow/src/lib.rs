@@ -88,8 +88,8 @@ pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemBatcher, ItemStatus};
 /// `ctx.wait_for_event(..)` and the other operations return before they are awaited.
 pub use duraflow_core::context::{
     branch, ActivityCall, Branch, Callback, CallbackFuture, ChildCall, ChildContext, Condition,
-    ContinueAsNew, EventWait, EventWaitFuture, Invoke, MapCall, OpFuture, StartChild, StepFuture,
-    WaitForCallback, WaitStrategy,
+    ContinueAsNew, EventWait, EventWaitFuture, Invoke, MapCall, OpFuture, QueueEventAwait,
+    QueueEventAwaitFuture, StartChild, StepFuture, WaitForCallback, WaitStrategy,
 };
 pub use duraflow_core::{
     check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions,
@@ -98,7 +98,7 @@ pub use duraflow_core::{
     RetryPolicy, StepContext, StepSemantics, Timestamp, Workflow, WorkflowContext, WorkflowError,
     WorkflowFn, JOURNAL_FORMAT_VERSION,
 };
-pub use duraflow_core::{OpIdParseError, PayloadError, DEFAULT_QUEUE};
+pub use duraflow_core::{EmitOutcome, OpIdParseError, PayloadError, StoredEvent, DEFAULT_QUEUE};
 pub use duraflow_runtime::{
     Activity, ActivityContext, ActivityHandler, Client, ClientError, Engine, EngineBuilder,
     EngineError, EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start,
@@ -132,9 +132,9 @@ pub mod prelude {
     pub use crate::env::FromEnv;
     pub use crate::{
         branch, Activity, ActivityContext, ActivityError, ActivitySignature, BatchResult,
-        CallbackStatus, Client, ClientError, CompletionConfig, Condition, Engine, EngineBuilder,
-        EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore,
-        RetryPolicy, RunHandle, StepContext, StepSemantics, WaitStrategy, Workflow,
+        CallbackStatus, Client, ClientError, CompletionConfig, Condition, EmitOutcome, Engine,
+        EngineBuilder, EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter,
+        MemoryStore, RetryPolicy, RunHandle, StepContext, StepSemantics, WaitStrategy, Workflow,
         WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]

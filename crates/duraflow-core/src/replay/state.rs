@@ -492,6 +492,14 @@ impl State {
                 }
             }
             EventKind::TimerFired { op } => self.complete(op, Completion::Fired),
+            EventKind::QueueEventReceived { op, data } => {
+                self.complete(op, Completion::Ok(data.clone()))
+            }
+            EventKind::QueueEventEmitCompleted { op, outcome } => {
+                // A plain enum always encodes; `null` would fail the decode, not panic.
+                let outcome = Payload::encode(outcome).unwrap_or_else(|_| Payload::null());
+                self.complete(op, Completion::Ok(outcome))
+            }
             EventKind::EventRaised {
                 name,
                 data,

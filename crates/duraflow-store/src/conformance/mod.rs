@@ -2,7 +2,7 @@
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`], [`claims`],
-//! [`admin`] and [`queues`]. A backend runs the whole suite
+//! [`admin`], [`queues`] and [`queue_events`]. A backend runs the whole suite
 //! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
@@ -26,6 +26,7 @@ pub mod callbacks;
 pub mod checkpoints;
 pub mod claims;
 pub mod instances;
+pub mod queue_events;
 pub mod queues;
 pub mod tasks;
 pub mod turns;
@@ -187,6 +188,14 @@ macro_rules! conformance_tests {
                 order_within_a_queue_is_unchanged,
                 completion_claims_only_a_served_turn,
                 queues_survive_continue_as_new_and_reach_children,
+            ]
+            queue_events [
+                the_first_emit_wins,
+                an_await_of_an_emitted_event_is_answered_at_once,
+                one_emit_wakes_a_thousand_waiters,
+                emits_stay_in_their_queue,
+                waiters_of_finished_instances_are_gone,
+                refused_commits_emit_and_await_nothing,
             ]
         }
     };
@@ -434,6 +443,7 @@ mod tests {
             ("checkpoints", include_str!("checkpoints.rs")),
             ("callbacks", include_str!("callbacks.rs")),
             ("queues", include_str!("queues.rs")),
+            ("queue_events", include_str!("queue_events.rs")),
         ];
         let mut defined = Vec::new();
         for (module, source) in sources {
