@@ -70,9 +70,11 @@ async fn turn_of_in(store: &dyn Store, id: &str, queue: &str, now: Timestamp) ->
     found.unwrap_or_else(|| panic!("instance {id:?} should have a turn in {queue:?} at {now}"))
 }
 
-/// The queue events (operation, name, data) and emit results (operation, outcome) of a turn's
-/// messages, in order.
-fn answers(work: &TurnWork) -> (Vec<(OpId, String, Payload)>, Vec<(OpId, EmitOutcome)>) {
+/// A queue event a turn received: the awaiting operation, the name, the data.
+type Answer = (OpId, String, Payload);
+
+/// The queue events and emit results (operation, outcome) of a turn's messages, in order.
+fn answers(work: &TurnWork) -> (Vec<Answer>, Vec<(OpId, EmitOutcome)>) {
     let mut events = Vec::new();
     let mut results = Vec::new();
     for m in &work.messages {
