@@ -187,7 +187,7 @@ impl Primitive {
 
     /// Adds to `plan` what a turn must write for `ev`, an event of an operation of this
     /// primitive in the turn's new events (a task, timer messages, a child instance, a
-    /// callback's token...).
+    /// callback's token, a queue-wide emit or await...).
     pub(crate) fn schedule(
         self,
         plan: &mut TurnPlan,

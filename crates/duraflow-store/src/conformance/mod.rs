@@ -358,11 +358,21 @@ pub(crate) fn journal_len(work: &TurnWork) -> usize {
     }
 }
 
-/// Fetches the turn of instance `id` at `now`; other instances fetched along with it are
-/// abandoned, fetchable again at once.
+/// Fetches the turn of instance `id` (in the default queue) at `now`; other instances fetched
+/// along with it are abandoned, fetchable again at once.
 pub(crate) async fn turn_of(store: &dyn Store, id: &str, now: Timestamp) -> TurnWork {
+    turn_in(store, id, &crate::FetchFilter::default(), now).await
+}
+
+/// Fetches the turn of instance `id` through `filter` at `now`, as [`turn_of`] does.
+pub(crate) async fn turn_in(
+    store: &dyn Store,
+    id: &str,
+    filter: &crate::FetchFilter,
+    now: Timestamp,
+) -> TurnWork {
     let fetched = store
-        .fetch_turns(&crate::FetchFilter::default(), now, 1000, LEASE, None)
+        .fetch_turns(filter, now, 1000, LEASE, None)
         .await
         .unwrap();
     let mut found = None;

@@ -8,7 +8,7 @@ use duraflow_core::{EmitOutcome, NewAwait, NewEmit, OpId, Payload, Timestamp};
 
 use super::{
     assert_lease_lost, at, commit, commit_of, finish, first_turn, new_instance, payload, started,
-    turn_of, user_event, LEASE, LEASE_MS, T0,
+    turn_in, turn_of, user_event, LEASE, LEASE_MS, T0,
 };
 use crate::store::Store;
 use crate::types::{FetchFilter, InstanceStatus, MessageKind, NewMessage, TurnCommit, TurnWork};
@@ -52,22 +52,7 @@ async fn start_awaiting(store: &dyn Store, id: &str, queue: &str, awaits: Vec<Ne
 
 /// The turn of `id` in `queue` at `now`.
 async fn turn_of_in(store: &dyn Store, id: &str, queue: &str, now: Timestamp) -> TurnWork {
-    let work = store
-        .fetch_turns(&FetchFilter::queues([queue]), now, 1000, LEASE, None)
-        .await
-        .unwrap();
-    let mut found = None;
-    for w in work {
-        if w.instance.id == id {
-            found = Some(w);
-        } else {
-            store
-                .abandon_turn(&w.instance.id, w.token, now)
-                .await
-                .unwrap();
-        }
-    }
-    found.unwrap_or_else(|| panic!("instance {id:?} should have a turn in {queue:?} at {now}"))
+    turn_in(store, id, &FetchFilter::queues([queue]), now).await
 }
 
 /// A queue event a turn received: the awaiting operation, the name, the data.
