@@ -196,6 +196,7 @@ macro_rules! conformance_tests {
                 emits_stay_in_their_queue,
                 waiters_of_finished_instances_are_gone,
                 refused_commits_emit_and_await_nothing,
+                concurrent_emits_and_awaits_never_miss_each_other,
             ]
         }
     };

@@ -356,3 +356,77 @@ pub async fn refused_commits_emit_and_await_nothing(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(outcome, EmitOutcome::Emitted { woken: 0 });
 }
+
+/// Concurrent emits of one name: exactly one is stored, and its data is the one kept. Awaits
+/// committed while a client emits never miss the event: each instance gets it exactly once,
+/// from the emit or from its own commit.
+pub async fn concurrent_emits_and_awaits_never_miss_each_other(store: Arc<dyn Store>) {
+    let mut emits = tokio::task::JoinSet::new();
+    for i in 0..20u32 {
+        let store = store.clone();
+        emits.spawn(async move {
+            let outcome = store
+                .emit_event("default", "race", payload(i), at(1))
+                .await
+                .unwrap();
+            (i, outcome)
+        });
+    }
+    let mut stored = Vec::new();
+    while let Some(done) = emits.join_next().await {
+        let (i, outcome) = done.unwrap();
+        if outcome.is_emitted() {
+            stored.push(i);
+        }
+    }
+    assert_eq!(stored.len(), 1, "exactly one emit is stored: {stored:?}");
+    let kept = store.queue_event("default", "race").await.unwrap().unwrap();
+    assert_eq!(kept.data, payload(stored[0]));
+
+    const N: usize = 40;
+    for i in 0..N {
+        store
+            .create_instance(new_instance(&format!("r{i:02}"), "wf"))
+            .await
+            .unwrap();
+    }
+    let work = store
+        .fetch_turns(&FetchFilter::default(), T0, N, LEASE, None)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), N);
+    let mut commits = tokio::task::JoinSet::new();
+    for (i, w) in work.into_iter().enumerate() {
+        let store = store.clone();
+        commits.spawn(async move {
+            let c = TurnCommit {
+                new_events: vec![started(1)],
+                awaits: vec![await_of(&w.instance.id, 1, "default", "go")],
+                ..commit_of(&w, at(1))
+            };
+            commit(&*store, c).await.unwrap();
+            if i == N / 2 {
+                store
+                    .emit_event("default", "go", payload("raced"), at(1))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+    while let Some(done) = commits.join_next().await {
+        done.unwrap();
+    }
+    let work = store
+        .fetch_turns(&FetchFilter::default(), at(2), 2 * N, LEASE, None)
+        .await
+        .unwrap();
+    assert_eq!(work.len(), N, "every instance got the event");
+    for w in &work {
+        assert_eq!(
+            answers(w).0,
+            vec![(OpId::new(None, 1), "go".to_owned(), payload("raced"))],
+            "{}",
+            w.instance.id
+        );
+    }
+}
