@@ -28,7 +28,9 @@ impl WorkflowContext {
     /// journals it, and its outcome is journaled when it comes back, so replay never emits
     /// again. The event does not belong to this instance: it stays in the queue after the
     /// instance has finished. Data that cannot be encoded fails the future with
-    /// [`WorkflowError::Payload`], and nothing is emitted.
+    /// [`WorkflowError::Payload`], and a name that is empty, longer than
+    /// [`crate::MAX_QUEUE_EVENT_NAME_LEN`] bytes or holds a NUL character with an application
+    /// error of code `invalid_queue_event_name`; nothing is emitted then.
     pub fn emit_event(
         &self,
         name: &str,
@@ -61,7 +63,28 @@ impl WorkflowContext {
     /// Awaits the queue-wide event `name` in this instance's queue (see
     /// [`WorkflowContext::emit_event`]) and decodes its data. An event emitted before the await
     /// is returned at once, with the data of its first emit; every await of the name gets the
-    /// same data. Give it a limit with [`QueueEventAwait::timeout`].
+    /// same data. Give it a limit with [`QueueEventAwait::timeout`]. A name no store can keep
+    /// fails the await as it fails [`WorkflowContext::emit_event`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use duraflow_core::{EmitOutcome, WorkflowContext, WorkflowError};
+    ///
+    /// /// Publishes a build; every deploy of the queue waiting for it wakes.
+    /// async fn build(ctx: WorkflowContext, version: String) -> Result<bool, WorkflowError> {
+    ///     let outcome = ctx.emit_event("artifact-ready", &version).await?;
+    ///     Ok(outcome != EmitOutcome::AlreadyEmitted)
+    /// }
+    ///
+    /// /// Waits up to an hour for the build (at once if it was published before).
+    /// async fn deploy(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
+    ///     let version: String = ctx
+    ///         .await_event("artifact-ready")
+    ///         .timeout(Duration::from_secs(3600))
+    ///         .await?;
+    ///     Ok(format!("deployed {version}"))
+    /// }
+    /// ```
     pub fn await_event<T>(&self, name: &str) -> QueueEventAwait<T> {
         QueueEventAwait {
             ctx: self.clone(),
