@@ -123,9 +123,9 @@ pub(crate) async fn emit(
         let op: OpId = op.parse().map_err(|e| corrupt(format!("{e}")))?;
         let execution = u32::try_from(execution).map_err(|e| corrupt(format!("{e}")))?;
         let kind = queue_event_message(execution, op, name, data.clone());
-        messages.push((instance_id, kind));
+        messages.push((instance_id, kind, now));
     }
-    deliver(conn, &messages, now, channel, wake).await?;
+    deliver(conn, &messages, channel, wake).await?;
     Ok(EmitOutcome::Emitted {
         woken: rows.len() as u64,
     })
@@ -194,8 +194,8 @@ async fn apply_emit(
     wake: &mut Wake,
 ) -> OpResult<()> {
     let outcome = emit(conn, &e.queue, &e.name, &e.data, now, channel, wake).await?;
-    let reply = vec![(e.instance_id.clone(), emit_result_message(e, outcome))];
-    deliver(conn, &reply, now, channel, wake).await
+    let reply = [(e.instance_id.clone(), emit_result_message(e, outcome), now)];
+    deliver(conn, &reply, channel, wake).await
 }
 
 /// The awaits of a batch, one array per column.
@@ -211,7 +211,7 @@ struct Awaits {
 
 impl Awaits {
     /// Registers the awaits in one statement: those whose event is stored are returned with
-    /// its data (and answered here), the others are kept as waiters.
+    /// its data (and answered here, in one more), the others are kept as waiters.
     async fn register(
         self,
         conn: &mut PgConnection,
@@ -244,6 +244,7 @@ impl Awaits {
         .bind(&self.nows)
         .fetch_all(&mut *conn)
         .await?;
+        let mut answered = Vec::with_capacity(rows.len());
         for row in &rows {
             let name: String = row.try_get("name")?;
             let instance_id: String = row.try_get("instance_id")?;
@@ -255,21 +256,23 @@ impl Awaits {
             };
             let data = Payload::from_json(&data).map_err(|e| corrupt(e.to_string()))?;
             let op: OpId = op.parse().map_err(|e| corrupt(format!("{e}")))?;
-            let kind = queue_event_message(execution as u32, op, &name, data);
-            let now = Timestamp(row.try_get("now")?);
-            deliver(conn, &[(instance_id, kind)], now, channel, wake).await?;
+            let execution = u32::try_from(execution).map_err(|e| corrupt(format!("{e}")))?;
+            let kind = queue_event_message(execution, op, &name, data);
+            answered.push((instance_id, kind, Timestamp(row.try_get("now")?)));
         }
-        Ok(())
+        deliver(conn, &answered, channel, wake).await
     }
 }
 
-/// Puts `messages` (addressee, message) in the inboxes of the open instances among their
-/// addressees, visible at `now`, in one statement that holds the instance rows `FOR KEY SHARE`
-/// (sorted by id), brings their due times forward as `send` does, and announces them.
+/// A message to put in an inbox: the addressee, the message, and when it is visible.
+type Outgoing = (String, MessageKind, Timestamp);
+
+/// Puts `messages` in the inboxes of the open instances among their addressees, in one
+/// statement that holds the instance rows `FOR KEY SHARE` (sorted by id), brings their due
+/// times forward as `send` does, and announces them.
 async fn deliver(
     conn: &mut PgConnection,
-    messages: &[(String, MessageKind)],
-    now: Timestamp,
+    messages: &[Outgoing],
     channel: &str,
     wake: &mut Wake,
 ) -> OpResult<()> {
@@ -278,9 +281,11 @@ async fn deliver(
     }
     let mut ids = Vec::with_capacity(messages.len());
     let mut kinds = Vec::with_capacity(messages.len());
-    for (id, kind) in messages {
+    let mut visible = Vec::with_capacity(messages.len());
+    for (id, kind, at) in messages {
         ids.push(id.as_str());
         kinds.push(codec::to_json(kind)?);
+        visible.push(at.0);
     }
     let row = sqlx::query(AssertSqlSafe(format!(
         "WITH inst AS (
@@ -288,19 +293,21 @@ async fn deliver(
               ORDER BY id FOR KEY SHARE
          ), ins AS (
              INSERT INTO messages (instance_id, visible_at, kind)
-             SELECT m.instance_id, $2, m.kind
-               FROM unnest($1::text[], $3::text[]) WITH ORDINALITY AS m(instance_id, kind, ord)
+             SELECT m.instance_id, m.visible_at, m.kind
+               FROM unnest($1::text[], $2::bigint[], $3::text[]) WITH ORDINALITY
+                    AS m(instance_id, visible_at, kind, ord)
               WHERE m.instance_id IN (SELECT id FROM inst)
               ORDER BY m.ord
-             RETURNING id, instance_id
+             RETURNING id, instance_id, visible_at
          ), due AS (
              UPDATE instances i SET
                  due_at = CASE WHEN i.lease_until IS NOT NULL THEN i.lease_until
-                               ELSE greatest($2, i.not_before) END,
+                               ELSE greatest(s.visible_at, i.not_before) END,
                  due_seq = coalesce(i.due_seq, s.first)
-               FROM (SELECT instance_id, min(id) AS first FROM ins GROUP BY instance_id) s
+               FROM (SELECT instance_id, min(visible_at) AS visible_at, min(id) AS first
+                       FROM ins GROUP BY instance_id) s
               WHERE i.id = s.instance_id AND i.status IN {OPEN}
-                AND (i.due_at IS NULL OR i.due_at > greatest($2, i.not_before))
+                AND (i.due_at IS NULL OR i.due_at > greatest(s.visible_at, i.not_before))
          ), announced AS (
              SELECT pg_notify($4, '{turns}') WHERE EXISTS (SELECT 1 FROM ins)
          )
@@ -308,7 +315,7 @@ async fn deliver(
         turns = listen::TURNS,
     )))
     .bind(&ids)
-    .bind(now.0)
+    .bind(&visible)
     .bind(&kinds)
     .bind(channel)
     .fetch_one(&mut *conn)
