@@ -1,7 +1,7 @@
 //! Queue-wide events through the engine: `client.emit_event` and `ctx.emit_event` wake every
 //! workflow of the queue in `ctx.await_event`, an event emitted before the await is returned at
 //! once, the first emit wins, and an await's timeout is journaled so that replay takes the same
-//! branch. On the memory store, and on SQLite for the main path.
+//! branch. On the memory store, and on SQLite and PostgreSQL for the main path.
 
 #![allow(
     clippy::unwrap_used,
@@ -102,6 +102,29 @@ async fn a_workflow_awaiting_an_event_is_woken_by_the_client_on_sqlite() {
         .await
         .unwrap();
     woken_by_the_client(Arc::new(store)).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_awaiting_an_event_is_woken_by_the_client_on_postgres() {
+    use duraflow::crates::postgres::testing::{test_url, unique_schema};
+    let options = duraflow::PostgresOptions {
+        schema: unique_schema("dft_queue_events"),
+        max_connections: 5,
+        ..duraflow::PostgresOptions::default()
+    };
+    let store = PostgresStore::connect_with(&test_url(), options)
+        .await
+        .unwrap_or_else(|e| panic!("no PostgreSQL for the tests ({e}); run scripts/test"));
+    let schema = store.schema().to_owned();
+    let pool = store.pool().clone();
+    woken_by_the_client(Arc::new(store)).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
