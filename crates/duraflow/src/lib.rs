@@ -27,6 +27,10 @@
 //!   [`invoke_typed`](WorkflowContext::invoke_typed) start a [`Workflow`] type, and
 //!   [`Client::start_typed`] returns a [`TypedRunHandle`] that waits for the workflow's output
 //!   type; no output needs an annotation.
+//! - Queue-wide events: [`emit_event`](WorkflowContext::emit_event) and
+//!   [`Client::emit_event`] emit an event by name in a queue (the first emit wins, and its
+//!   [`EmitOutcome`] says whether this one did); every workflow of the queue in
+//!   [`await_event`](WorkflowContext::await_event) (with a timeout) wakes with its data.
 //! - Configuration from the environment ([`env`]): `Engine::builder().from_env().await?` reads
 //!   `DURAFLOW_DATABASE_URL` and the concurrency settings.
 //! - Running them: [`Engine`] (built with [`Engine::builder`], which needs a store) and its
