@@ -82,7 +82,10 @@ fn a_timer_journaled_first_times_the_await_out_and_the_late_event_is_refused() {
         op: op("0"),
         outcome: EmitOutcome::AlreadyEmitted,
     }));
+    assert!(d.run.take_dropped_awaits().is_empty());
     assert!(d.deliver(timer_fired("1")));
+    // The timed-out await's waiter goes with the turn's commit.
+    assert_eq!(d.run.take_dropped_awaits(), vec![op("1")]);
     assert!(!d.deliver(EventKind::QueueEventReceived {
         op: op("1"),
         data: p(&"too late"),
@@ -130,4 +133,25 @@ fn a_name_no_store_can_keep_fails_before_anything_is_journaled() {
             Some("invalid_queue_event_name")
         );
     }
+}
+
+#[test]
+fn an_await_dropped_while_it_waits_is_handed_to_the_turn_and_an_answered_one_is_not() {
+    let wf = workflow_fn(|ctx: WorkflowContext, _: ()| async move {
+        let answered: u32 = ctx.await_event("first").await?;
+        let lost = ctx.await_event::<u32>("never");
+        let started = ctx.start_child("racer", &0);
+        match ctx.select(lost, started).await {
+            futures::future::Either::Left(_) => Err(WorkflowError::application("lost won")),
+            futures::future::Either::Right(id) => Ok((answered, id?)),
+        }
+    });
+    let mut d = Driver::start("drop", wf, &());
+    assert!(d.deliver(EventKind::QueueEventReceived {
+        op: op("0"),
+        data: p(&4u32),
+    }));
+    assert_eq!(d.run.take_dropped_awaits(), vec![op("1")]);
+    let (answered, _child): (u32, String) = d.output();
+    assert_eq!(answered, 4);
 }

@@ -381,6 +381,11 @@ pub struct TurnCommit {
     /// in this commit (a [`MessageKind::QueueEvent`] to the instance); the others wait for
     /// an emit, or until the instance finishes.
     pub awaits: Vec<NewAwait>,
+    /// Awaits of queue-wide events of this instance's execution that the workflow no longer
+    /// wants (they timed out, or were dropped while they waited): their waiters are deleted,
+    /// after [`TurnCommit::awaits`] are registered, so an emit no longer counts or answers
+    /// them.
+    pub cancelled_awaits: Vec<OpId>,
     /// When the commit happens.
     pub now: Timestamp,
 }
@@ -491,6 +496,7 @@ impl TurnCommit {
             cancelled_tasks: Vec::new(),
             emits: Vec::new(),
             awaits: Vec::new(),
+            cancelled_awaits: Vec::new(),
             now,
         }
     }

@@ -43,6 +43,16 @@ async fn patient(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
     }
 }
 
+/// Awaits `late` for a minute; after the timeout (or the event) awaits `other`.
+async fn retrier(ctx: WorkflowContext, _: ()) -> Result<(bool, String), WorkflowError> {
+    let timed_out = ctx
+        .await_event::<String>("late")
+        .timeout(Duration::from_secs(60))
+        .await
+        .is_err();
+    Ok((timed_out, ctx.await_event("other").await?))
+}
+
 async fn engine_on(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Engine {
     Engine::builder()
         .store(store)
@@ -52,6 +62,7 @@ async fn engine_on(store: Arc<dyn Store>, clock: Arc<ManualClock>) -> Engine {
         .workflow("awaiter", awaiter)
         .workflow("emitter", emitter)
         .workflow("patient", patient)
+        .workflow("retrier", retrier)
         .start()
         .await
         .unwrap()
@@ -301,5 +312,33 @@ async fn an_event_within_the_timeout_wins() {
         count(&journal, |k| matches!(k, EventKind::TimerFired { .. })),
         0
     );
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_await_loses_its_waiter_while_the_workflow_goes_on() {
+    let clock = virtual_clock();
+    let engine = engine(clock.clone()).await;
+    let client = engine.client();
+    let run = client.start("retrier", &()).await.unwrap();
+    awaiting(&client, &run.id).await;
+    clock.advance(Duration::from_secs(60));
+    // The timeout's turn commits the second await and deletes the first one's waiter.
+    history_with(
+        &client,
+        &run.id,
+        "the second await",
+        |k| matches!(k, EventKind::QueueEventAwaitStarted { name, .. } if name == "other"),
+    )
+    .await;
+    let late = client
+        .emit_event("late", "too late", "default")
+        .await
+        .unwrap();
+    assert_eq!(late, EmitOutcome::Emitted { woken: 0 });
+    let other = client.emit_event("other", "next", "default").await.unwrap();
+    assert_eq!(other, EmitOutcome::Emitted { woken: 1 });
+    let out: (bool, String) = client.wait(&run).timeout(DEADLINE).await.unwrap();
+    assert_eq!(out, (true, "next".to_owned()));
     engine.shutdown().await;
 }

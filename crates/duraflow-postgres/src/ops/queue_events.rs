@@ -135,7 +135,8 @@ pub(crate) async fn emit(
 /// statement (so that the instances' states are the batch's): deletes the waiters of the
 /// instances that finished or continued as new, then applies the emits in order (each
 /// telling its operation what it did), then registers the awaits of the commits whose
-/// instances go on, answering at once those whose event is stored.
+/// instances go on, answering at once those whose event is stored, and last deletes the
+/// waiters of the awaits those commits cancelled.
 pub(crate) async fn apply(
     conn: &mut PgConnection,
     accepted: &[&TurnCommit],
@@ -183,7 +184,32 @@ pub(crate) async fn apply(
             awaits.nows.push(c.now.0);
         }
     }
-    awaits.register(conn, channel, wake).await
+    awaits.register(conn, channel, wake).await?;
+    let mut cancelled = (Vec::new(), Vec::new(), Vec::new());
+    for c in accepted {
+        if c.continue_as_new.is_some() || c.status.is_terminal() {
+            continue;
+        }
+        for op in &c.cancelled_awaits {
+            cancelled.0.push(c.instance_id.clone());
+            cancelled.1.push(c.execution as i32);
+            cancelled.2.push(op.to_string());
+        }
+    }
+    if !cancelled.0.is_empty() {
+        sqlx::query(
+            "DELETE FROM queue_event_waiters w
+              USING unnest($1::text[], $2::int[], $3::text[]) AS x(instance_id, execution, op)
+              WHERE w.instance_id = x.instance_id AND w.execution = x.execution
+                AND w.op = x.op",
+        )
+        .bind(&cancelled.0)
+        .bind(&cancelled.1)
+        .bind(&cancelled.2)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn apply_emit(

@@ -85,13 +85,23 @@ pub(crate) fn emit(
     Ok(EmitOutcome::Emitted { woken })
 }
 
-/// Applies a commit's emits (each telling its operation what it did), then its awaits.
+/// Applies a commit's emits (each telling its operation what it did), then its awaits, then
+/// deletes the waiters of the awaits it cancelled.
 pub(crate) fn apply(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlResult<()> {
     for e in &c.emits {
         apply_emit(conn, e, c.now, tx)?;
     }
     for a in &c.awaits {
         register(conn, a, c.now, tx)?;
+    }
+    if !c.cancelled_awaits.is_empty() {
+        let mut cancel = conn.prepare_cached(
+            "DELETE FROM queue_event_waiters
+             WHERE instance_id = ?1 AND execution = ?2 AND op = ?3",
+        )?;
+        for op in &c.cancelled_awaits {
+            cancel.execute(params![c.instance_id, c.execution, op.to_string()])?;
+        }
     }
     Ok(())
 }

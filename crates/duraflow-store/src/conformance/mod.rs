@@ -197,6 +197,7 @@ macro_rules! conformance_tests {
                 waiters_of_finished_instances_are_gone,
                 refused_commits_emit_and_await_nothing,
                 concurrent_emits_and_awaits_never_miss_each_other,
+                cancelled_awaits_lose_their_waiters,
             ]
         }
     };

@@ -430,3 +430,46 @@ pub async fn concurrent_emits_and_awaits_never_miss_each_other(store: Arc<dyn St
         );
     }
 }
+
+/// The awaits a turn cancels (timed out or dropped) lose their waiters; the instance's other
+/// awaits, and other instances', keep theirs.
+pub async fn cancelled_awaits_lose_their_waiters(store: Arc<dyn Store>) {
+    start_awaiting(
+        &*store,
+        "a",
+        "default",
+        vec![
+            await_of("a", 1, "default", "go"),
+            await_of("a", 2, "default", "go"),
+        ],
+    )
+    .await;
+    start_awaiting(
+        &*store,
+        "b",
+        "default",
+        vec![await_of("b", 1, "default", "go")],
+    )
+    .await;
+    store.send(user_event("a", "tick", at(1))).await.unwrap();
+    let work = turn_of(&*store, "a", at(1)).await;
+    let c = TurnCommit {
+        journal_base: 1,
+        cancelled_awaits: vec![OpId::new(None, 1)],
+        ..commit_of(&work, at(1))
+    };
+    commit(&*store, c).await.unwrap();
+    let outcome = store
+        .emit_event("default", "go", payload("now"), at(2))
+        .await
+        .unwrap();
+    assert_eq!(outcome, EmitOutcome::Emitted { woken: 2 });
+    for (id, seq) in [("a", 2), ("b", 1)] {
+        let work = turn_of(&*store, id, at(2)).await;
+        assert_eq!(
+            answers(&work).0,
+            vec![(OpId::new(None, seq), "go".to_owned(), payload("now"))],
+            "{id}"
+        );
+    }
+}

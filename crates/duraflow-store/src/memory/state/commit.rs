@@ -69,6 +69,7 @@ impl State {
             cancelled_tasks,
             emits,
             awaits,
+            cancelled_awaits,
             now,
         } = commit;
 
@@ -125,6 +126,7 @@ impl State {
         self.close_callbacks(&instance_id, execution, &closed_callbacks);
         self.cancel_tasks(&instance_id, execution, &cancelled_tasks);
         self.apply_queue_events(emits, awaits, now, wake);
+        self.cancel_awaits(&instance_id, execution, &cancelled_awaits);
 
         // A checkpoint's journal is named by a token never issued to a lease: no cache holds
         // it as it is now (the turn's own run has moved on), so it is read again if the turn

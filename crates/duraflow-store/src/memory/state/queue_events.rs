@@ -105,8 +105,22 @@ impl State {
         }
     }
 
+    /// Deletes the waiters of operations `ops` of `execution` of `instance_id`.
+    pub(super) fn cancel_awaits(&mut self, instance_id: &str, execution: u32, ops: &[OpId]) {
+        if !ops.is_empty() {
+            self.remove_waiters(instance_id, |w| {
+                w.execution == execution && ops.contains(&w.op)
+            });
+        }
+    }
+
     /// Deletes the waiters of `instance_id` of executions before `before` (all when `None`).
     pub(super) fn drop_waiters(&mut self, instance_id: &str, before: Option<u32>) {
+        self.remove_waiters(instance_id, |w| before.is_none_or(|b| w.execution < b));
+    }
+
+    /// Deletes the waiters of `instance_id` that `gone` picks.
+    fn remove_waiters(&mut self, instance_id: &str, gone: impl Fn(&Waiter) -> bool) {
         let Some(inst) = self.instances.get_mut(instance_id) else {
             return;
         };
@@ -115,9 +129,7 @@ impl State {
             let Some(list) = waiters.get_mut(key) else {
                 return false;
             };
-            list.retain(|w| {
-                w.instance_id != instance_id || before.is_some_and(|b| w.execution >= b)
-            });
+            list.retain(|w| w.instance_id != instance_id || !gone(w));
             let kept = list.iter().any(|w| w.instance_id == instance_id);
             if list.is_empty() {
                 waiters.remove(key);
