@@ -11,6 +11,7 @@
 use duraflow_core::{EmitOutcome, NewEmit, OpId, Payload, StoredEvent, Timestamp};
 use duraflow_store::queue_events::{emit_result_message, queue_event_message};
 use duraflow_store::{codec, MessageKind, StoreError, TurnCommit};
+use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use super::{Wake, OPEN};
@@ -112,16 +113,7 @@ pub(crate) async fn emit(
     .await?;
     let mut messages = Vec::with_capacity(rows.len());
     for row in &rows {
-        let instance_id: String = row.try_get("instance_id")?;
-        let execution: i32 = row.try_get("execution")?;
-        let op: String = row.try_get("op")?;
-        let corrupt = |e: String| {
-            StoreError::Corrupt(format!(
-                "a waiter of queue event {name:?} of instance {instance_id:?}: {e}"
-            ))
-        };
-        let op: OpId = op.parse().map_err(|e| corrupt(format!("{e}")))?;
-        let execution = u32::try_from(execution).map_err(|e| corrupt(format!("{e}")))?;
+        let (instance_id, execution, op) = waiter_of(row, name)?;
         let kind = queue_event_message(execution, op, name, data.clone());
         messages.push((instance_id, kind, now));
     }
@@ -273,21 +265,31 @@ impl Awaits {
         let mut answered = Vec::with_capacity(rows.len());
         for row in &rows {
             let name: String = row.try_get("name")?;
-            let instance_id: String = row.try_get("instance_id")?;
-            let execution: i32 = row.try_get("execution")?;
-            let op: String = row.try_get("op")?;
+            let (instance_id, execution, op) = waiter_of(row, &name)?;
             let data: String = row.try_get("data")?;
-            let corrupt = |e: String| {
+            let data = Payload::from_json(&data).map_err(|e| {
                 StoreError::Corrupt(format!("queue event {name:?} for {instance_id:?}: {e}"))
-            };
-            let data = Payload::from_json(&data).map_err(|e| corrupt(e.to_string()))?;
-            let op: OpId = op.parse().map_err(|e| corrupt(format!("{e}")))?;
-            let execution = u32::try_from(execution).map_err(|e| corrupt(format!("{e}")))?;
+            })?;
             let kind = queue_event_message(execution, op, &name, data);
             answered.push((instance_id, kind, Timestamp(row.try_get("now")?)));
         }
         deliver(conn, &answered, channel, wake).await
     }
+}
+
+/// The instance, execution and operation of a waiter of the event `name` in `row`.
+fn waiter_of(row: &PgRow, name: &str) -> OpResult<(String, u32, OpId)> {
+    let instance_id: String = row.try_get("instance_id")?;
+    let execution: i32 = row.try_get("execution")?;
+    let op: String = row.try_get("op")?;
+    let corrupt = |e: String| {
+        StoreError::Corrupt(format!(
+            "a waiter of queue event {name:?} of instance {instance_id:?}: {e}"
+        ))
+    };
+    let op: OpId = op.parse().map_err(|e| corrupt(format!("{e}")))?;
+    let execution = u32::try_from(execution).map_err(|e| corrupt(format!("{e}")))?;
+    Ok((instance_id, execution, op))
 }
 
 /// A message to put in an inbox: the addressee, the message, and when it is visible.
