@@ -11,6 +11,7 @@ use crate::failure::Failure;
 use crate::op_id::OpId;
 use crate::payload::Payload;
 use crate::primitive::Primitive;
+use crate::queue_event::EmitOutcome;
 use crate::retry::RetryPolicy;
 use crate::time::{serde_millis, Timestamp};
 
@@ -21,7 +22,12 @@ use crate::time::{serde_millis, Timestamp};
 /// child contexts (`context_started`, `context_completed`, `context_failed`,
 /// `event_raised.taken_by`), `child_cancelled` and callbacks (`callback_created`,
 /// `callback_completed`, `callback_failed`, `callback_heartbeat`); every version-1 journal reads unchanged.
-pub const JOURNAL_FORMAT_VERSION: u32 = 2;
+///
+/// Version 3 added queue-wide events (`queue_event_emit_started`, `queue_event_emit_completed`,
+/// `queue_event_await_started`, `queue_event_received`); every version-1 and version-2 journal
+/// reads unchanged, and a build that reads up to version 2 refuses a version-3 journal as
+/// written by a newer format instead of misreading it.
+pub const JOURNAL_FORMAT_VERSION: u32 = 3;
 
 /// One journal entry. Its position in the journal is its index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -287,6 +293,42 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
+    /// Issued: the workflow emitted a queue-wide event (see `WorkflowContext::emit_event`);
+    /// the turn's commit stores it in the instance's queue unless it is there already.
+    QueueEventEmitStarted {
+        /// The operation.
+        op: OpId,
+        /// The event name.
+        name: String,
+        /// The event's data.
+        data: Payload,
+    },
+    /// Delivered: what an emit did (it stored the event, or the event had been emitted).
+    QueueEventEmitCompleted {
+        /// The operation.
+        op: OpId,
+        /// What the emit did.
+        outcome: EmitOutcome,
+    },
+    /// Issued: the workflow began awaiting a queue-wide event (see
+    /// `WorkflowContext::await_event`); with a timeout, a timer of this operation fires at
+    /// `timeout_at` and, journaled as `timer_fired` before the event, times the await out.
+    QueueEventAwaitStarted {
+        /// The operation.
+        op: OpId,
+        /// The event name.
+        name: String,
+        /// When the await times out, if it does.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_at: Option<Timestamp>,
+    },
+    /// Delivered: the queue-wide event an await waited for (its stored data).
+    QueueEventReceived {
+        /// The awaiting operation.
+        op: OpId,
+        /// The event's data.
+        data: Payload,
+    },
     /// Delivered: cancellation was requested; the execution ends as cancelled.
     CancelRequested {
         /// Why.
@@ -349,6 +391,8 @@ impl EventKind {
             EventKind::ChildStarted { .. } => Primitive::Child,
             EventKind::ContextStarted { .. } => Primitive::Context,
             EventKind::CallbackCreated { .. } => Primitive::Callback,
+            EventKind::QueueEventEmitStarted { .. } => Primitive::QueueEventEmit,
+            EventKind::QueueEventAwaitStarted { .. } => Primitive::QueueEventAwait,
             _ => return None,
         })
     }
@@ -368,6 +412,8 @@ impl EventKind {
             EventKind::CallbackCompleted { .. }
             | EventKind::CallbackFailed { .. }
             | EventKind::CallbackHeartbeat { .. } => Primitive::Callback,
+            EventKind::QueueEventEmitCompleted { .. } => Primitive::QueueEventEmit,
+            EventKind::QueueEventReceived { .. } => Primitive::QueueEventAwait,
             _ => return None,
         })
     }
@@ -396,6 +442,8 @@ impl EventKind {
                 | EventKind::ChildStarted { .. }
                 | EventKind::ChildCancelled { .. }
                 | EventKind::CallbackCreated { .. }
+                | EventKind::QueueEventEmitStarted { .. }
+                | EventKind::QueueEventAwaitStarted { .. }
                 | EventKind::ContextStarted { .. }
                 | EventKind::ContextCompleted { .. }
                 | EventKind::ContextFailed { .. }
@@ -438,6 +486,10 @@ impl EventKind {
             | EventKind::CallbackCompleted { op, .. }
             | EventKind::CallbackFailed { op, .. }
             | EventKind::CallbackHeartbeat { op, .. }
+            | EventKind::QueueEventEmitStarted { op, .. }
+            | EventKind::QueueEventEmitCompleted { op, .. }
+            | EventKind::QueueEventAwaitStarted { op, .. }
+            | EventKind::QueueEventReceived { op, .. }
             | EventKind::ContextStarted { op, .. }
             | EventKind::ContextCompleted { op, .. }
             | EventKind::ContextFailed { op, .. } => Some(op),
@@ -468,6 +520,10 @@ impl EventKind {
             EventKind::CallbackCompleted { .. } => "callback_completed",
             EventKind::CallbackFailed { .. } => "callback_failed",
             EventKind::CallbackHeartbeat { .. } => "callback_heartbeat",
+            EventKind::QueueEventEmitStarted { .. } => "queue_event_emit_started",
+            EventKind::QueueEventEmitCompleted { .. } => "queue_event_emit_completed",
+            EventKind::QueueEventAwaitStarted { .. } => "queue_event_await_started",
+            EventKind::QueueEventReceived { .. } => "queue_event_received",
             EventKind::ContextStarted { .. } => "context_started",
             EventKind::ContextCompleted { .. } => "context_completed",
             EventKind::ContextFailed { .. } => "context_failed",
@@ -489,7 +545,9 @@ impl EventKind {
             | EventKind::EventRaised { name, .. }
             | EventKind::ChildStarted { name, .. }
             | EventKind::ContextStarted { name, .. }
-            | EventKind::CallbackCreated { name, .. } => Some(name),
+            | EventKind::CallbackCreated { name, .. }
+            | EventKind::QueueEventEmitStarted { name, .. }
+            | EventKind::QueueEventAwaitStarted { name, .. } => Some(name),
             _ => None,
         }
     }
@@ -561,143 +619,4 @@ impl Event {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_activity_queue_is_journaled_only_when_chosen() {
-        let scheduled = |queue: Option<&str>| Event {
-            at: Timestamp(7),
-            kind: EventKind::ActivityScheduled {
-                op: OpId::new(None, 1),
-                name: "render".into(),
-                input: Payload::encode(&1).unwrap(),
-                options: ActivityOptions {
-                    queue: queue.map(str::to_owned),
-                    ..ActivityOptions::default()
-                },
-            },
-        };
-        // Written before queues (and for the default queue): no field, the default queue.
-        let old = scheduled(None).encode();
-        assert!(!old.contains("queue"), "{old}");
-        let read = Event::decode(&old, 2).unwrap();
-        assert_eq!(read, scheduled(None));
-        let EventKind::ActivityScheduled { options, .. } = read.kind else {
-            unreachable!()
-        };
-        assert_eq!(options.queue_name(), DEFAULT_QUEUE);
-        let gpu = scheduled(Some("gpu")).encode();
-        assert!(gpu.contains(r#""queue":"gpu""#), "{gpu}");
-        assert_eq!(Event::decode(&gpu, 2).unwrap(), scheduled(Some("gpu")));
-    }
-
-    #[test]
-    fn events_round_trip_and_versions_are_checked() {
-        let ev = Event {
-            at: Timestamp(42),
-            kind: EventKind::ActivityScheduled {
-                op: OpId::new(None, 1),
-                name: "charge".into(),
-                input: Payload::encode(&5).unwrap(),
-                options: ActivityOptions::default(),
-            },
-        };
-        let json = ev.encode();
-        assert!(json.contains("{\"activity_scheduled\":{"), "{json}");
-        assert_eq!(Event::decode(&json, 1).unwrap(), ev);
-        assert!(matches!(
-            Event::decode(&json, JOURNAL_FORMAT_VERSION + 1),
-            Err(EventDecodeError::NewerFormat { found: 3, .. })
-        ));
-        assert!(matches!(
-            Event::decode("{\"at\":1}", 1),
-            Err(EventDecodeError::Corrupt(_))
-        ));
-        assert_eq!(ev.kind.describe(), "activity_scheduled \"charge\" (op 1)");
-    }
-
-    #[test]
-    fn each_primitive_is_issued_by_its_own_event_and_completed_by_its_own_results() {
-        let op = OpId::new(None, 0);
-        let payload = Payload::null();
-        let failure = Failure::new(crate::FailureKind::Application, "no");
-        let issued = [
-            EventKind::ActivityScheduled {
-                op: op.clone(),
-                name: "a".into(),
-                input: payload.clone(),
-                options: ActivityOptions::default(),
-            },
-            EventKind::TimerCreated {
-                op: op.clone(),
-                fire_at: Timestamp(0),
-            },
-            EventKind::StepStarted {
-                op: op.clone(),
-                name: "s".into(),
-                attempt: 1,
-            },
-            EventKind::EventWaitStarted {
-                op: op.clone(),
-                name: "e".into(),
-            },
-            EventKind::ChildStarted {
-                op: op.clone(),
-                name: "c".into(),
-                instance_id: "kid".into(),
-                input: payload.clone(),
-                detached: false,
-                queue: None,
-            },
-        ];
-        for event in &issued {
-            let primitive = event.issues().unwrap();
-            assert_eq!(primitive.issued_type(), event.type_name());
-            assert_eq!(event.completes(), None);
-        }
-        let completions = [
-            (
-                EventKind::ActivityCompleted {
-                    op: op.clone(),
-                    output: payload.clone(),
-                },
-                Primitive::Activity,
-            ),
-            (
-                EventKind::ActivityFailed {
-                    op: op.clone(),
-                    failure: failure.clone(),
-                },
-                Primitive::Activity,
-            ),
-            (EventKind::TimerFired { op: op.clone() }, Primitive::Timer),
-            (
-                EventKind::StepCompleted {
-                    op: op.clone(),
-                    output: payload.clone(),
-                },
-                Primitive::Step,
-            ),
-            (
-                EventKind::StepFailed {
-                    op: op.clone(),
-                    failure: failure.clone(),
-                },
-                Primitive::Step,
-            ),
-            (
-                EventKind::ChildCompleted {
-                    op: op.clone(),
-                    output: payload.clone(),
-                },
-                Primitive::Child,
-            ),
-            (EventKind::ChildFailed { op, failure }, Primitive::Child),
-        ];
-        for (event, primitive) in &completions {
-            assert_eq!(event.completes(), Some(*primitive), "{}", event.type_name());
-            assert_eq!(event.issues(), None);
-        }
-    }
-}
+mod tests;

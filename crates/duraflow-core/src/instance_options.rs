@@ -38,6 +38,15 @@ fn is_zero(n: &i32) -> bool {
 }
 
 impl InstanceOptions {
+    /// Every option at its default, as a constant (for a `&'static InstanceOptions`).
+    pub const DEFAULT: InstanceOptions = InstanceOptions {
+        priority: 0,
+        concurrency_key: None,
+        headers: BTreeMap::new(),
+        retry: None,
+        cancellation: None,
+    };
+
     /// Whether every option has its default (nothing to store).
     pub fn is_default(&self) -> bool {
         *self == InstanceOptions::default()

@@ -10,7 +10,8 @@
 //! - turn planning ([`plan`]): the messages a turn takes become the events it delivers, and
 //!   what the run did becomes the tasks, messages and instances the turn writes
 //!   ([`TurnPlan`]); inbox messages ([`MessageKind`]) and new work ([`NewTask`],
-//!   [`NewInstance`]) are core types, which the store keeps as they are;
+//!   [`NewInstance`], [`NewEmit`], [`NewAwait`]) are core types, which the store keeps as
+//!   they are;
 //! - errors ([`WorkflowError`], [`ActivityError`], [`Failure`]) and [`RetryPolicy`];
 //! - time as a value ([`Timestamp`]) and as an injected source ([`Clock`]).
 //!
@@ -30,6 +31,7 @@ mod op_id;
 mod payload;
 pub mod plan;
 pub mod primitive;
+mod queue_event;
 pub mod replay;
 mod retry;
 mod time;
@@ -52,6 +54,9 @@ pub use op_id::{OpId, OpIdParseError};
 pub use payload::{Payload, PayloadError};
 pub use plan::{TurnEnd, TurnPlan};
 pub use primitive::Primitive;
+pub use queue_event::{
+    check_queue_event_name, EmitOutcome, NewAwait, NewEmit, StoredEvent, MAX_QUEUE_EVENT_NAME_LEN,
+};
 pub use replay::{check_replay, panic_message, Outcome, ReplayReport, WorkflowRun};
 pub use retry::RetryPolicy;
 pub use time::{duration_millis, duration_millis_ceil, serde_millis, Clock, Sleep, Timestamp};

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{AttemptStart, Failure, OpId, Payload, Timestamp};
+use crate::{AttemptStart, EmitOutcome, Failure, OpId, Payload, Timestamp};
 
 /// The result of an activity, a step or a child, as it travels between instances.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -85,6 +85,28 @@ pub enum MessageKind {
         name: String,
         /// Its data.
         data: Payload,
+    },
+    /// A queue-wide event for an await of the instance (see `crate::NewAwait`): sent by the
+    /// emit that stored it, or by the commit that registered the await when it was stored
+    /// already.
+    QueueEvent {
+        /// The execution that awaits it.
+        execution: u32,
+        /// The awaiting operation.
+        op: OpId,
+        /// The event name.
+        name: String,
+        /// The event's data.
+        data: Payload,
+    },
+    /// What an emit of the instance did (see `crate::NewEmit`).
+    EmitResult {
+        /// The execution that emitted.
+        execution: u32,
+        /// The emitting operation.
+        op: OpId,
+        /// What the emit did.
+        outcome: EmitOutcome,
     },
     /// Cancel the instance.
     Cancel {

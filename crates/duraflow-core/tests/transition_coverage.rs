@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use common::*;
 use duraflow_core::{
-    workflow_fn, ActivityError, EventKind, Failure, FailureKind, Primitive, RetryPolicy,
-    StepSemantics, WorkflowContext, WorkflowError, WorkflowFn,
+    workflow_fn, ActivityError, EmitOutcome, EventKind, Failure, FailureKind, Primitive,
+    RetryPolicy, StepSemantics, WorkflowContext, WorkflowError, WorkflowFn,
 };
 use futures::future::Either;
 
@@ -217,6 +217,61 @@ fn callbacks() {
     assert_eq!(d.output::<u32>(), 5);
 }
 
+/// Queue-wide events: an emit completes; an await receives, another times out on its own
+/// timer; an emit and an await are dropped while they wait; replay takes the same branches.
+fn queue_events() {
+    let wf = workflow_fn(|ctx: WorkflowContext, _: ()| async move {
+        let outcome = ctx.emit_event("ready", &1u32).await?;
+        let got: u32 = ctx.await_event("go").await?;
+        let late = ctx
+            .await_event::<u32>("late")
+            .timeout(Duration::from_secs(5))
+            .await;
+        if !matches!(late, Err(WorkflowError::Timeout(_))) {
+            return Err(WorkflowError::application(format!(
+                "not timed out: {late:?}"
+            )));
+        }
+        let emit = {
+            let ctx = ctx.clone();
+            async move { drop(ctx.emit_event("dropped", &2u32).await) }
+        };
+        let wait = {
+            let ctx = ctx.clone();
+            async move { drop(ctx.await_event::<u32>("never").await) }
+        };
+        for op in [
+            Box::pin(emit) as futures::future::BoxFuture<'static, ()>,
+            Box::pin(wait),
+        ] {
+            let started = ctx.start_child("racer", &0);
+            match ctx.select(op, started).await {
+                Either::Left(()) => return Err(WorkflowError::application("the op won")),
+                Either::Right(id) => drop(id?),
+            }
+        }
+        Ok::<_, WorkflowError>((outcome, got))
+    });
+    let d = run(
+        wf.clone(),
+        vec![
+            EventKind::QueueEventEmitCompleted {
+                op: op("0"),
+                outcome: EmitOutcome::Emitted { woken: 3 },
+            },
+            EventKind::QueueEventReceived {
+                op: op("1"),
+                data: p(&7u32),
+            },
+            timer_fired("2"),
+        ],
+    );
+    let expected = (EmitOutcome::Emitted { woken: 3 }, 7u32);
+    assert_eq!(d.output::<(EmitOutcome, u32)>(), expected);
+    let again = Driver::resume("cover", wf, d.journal.clone());
+    assert_eq!(again.output::<(EmitOutcome, u32)>(), expected);
+}
+
 #[test]
 fn every_transition_of_every_primitive_is_taken() {
     completions();
@@ -225,6 +280,7 @@ fn every_transition_of_every_primitive_is_taken() {
     contexts();
     cancellations();
     callbacks();
+    queue_events();
     let untaken: Vec<String> = Primitive::ALL
         .iter()
         .flat_map(|p| p.untaken().map(move |t| format!("{p}: {t}")))

@@ -50,19 +50,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duraflow_core::{Event, Timestamp};
+use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 use duraflow_store::{
-    validate_instance_id, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
-    CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage,
-    NextDue, Notifier, Page, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease,
-    TaskWork, TurnCommit, TurnWork,
+    validate_instance_id, validate_queue_event, Cache, CallbackResolution, CallbackTarget,
+    Committed, Completed, CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter,
+    NewInstance, NewMessage, NextDue, Notifier, Page, Store, StoreResult, StoreStats,
+    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
-use crate::ops::{admin, callbacks, commit, instances, tasks, turns, Wake};
+use crate::ops::{admin, callbacks, commit, instances, queue_events, tasks, turns, Wake};
 use crate::tx::LockedTx;
 
 /// Settings for [`PostgresStore::connect_with`].
@@ -410,6 +410,29 @@ impl Store for PostgresStore {
         let out =
             callbacks::resolve(&mut tx, now, token, resolution, &self.channel, &mut wake).await;
         self.finish(tx, out, wake).await?
+    }
+
+    async fn emit_event(
+        &self,
+        queue: &str,
+        name: &str,
+        data: Payload,
+        now: Timestamp,
+    ) -> StoreResult<EmitOutcome> {
+        validate_queue_event(queue, name)?;
+        let mut tx = self.begin().await?;
+        let mut wake = Wake::default();
+        let out = async {
+            queue_events::lock(&mut tx, queue, name).await?;
+            queue_events::emit(&mut tx, queue, name, &data, now, &self.channel, &mut wake).await
+        }
+        .await;
+        self.finish(tx, out, wake).await
+    }
+
+    async fn queue_event(&self, queue: &str, name: &str) -> StoreResult<Option<StoredEvent>> {
+        let mut conn = self.conn().await?;
+        Ok(queue_events::get(&mut conn, queue, name).await?)
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

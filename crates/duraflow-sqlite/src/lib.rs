@@ -42,16 +42,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duraflow_core::{Event, Timestamp};
+use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 use duraflow_store::{
-    Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
-    InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, Store,
-    StoreError, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit,
-    TurnWork,
+    validate_queue_event, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
+    CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage,
+    NextDue, Notifier, Page, Store, StoreError, StoreResult, StoreStats, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 use crate::db::Db;
-use crate::ops::{admin, callbacks, instances, tasks, turns};
+use crate::ops::{admin, callbacks, instances, queue_events, tasks, turns};
 
 pub use crate::open::SCHEMA_VERSION;
 
@@ -314,6 +314,27 @@ impl Store for SqliteStore {
         self.db
             .write(move |c, tx| callbacks::resolve(c, now, &token, resolution, tx))
             .await?
+    }
+
+    async fn emit_event(
+        &self,
+        queue: &str,
+        name: &str,
+        data: Payload,
+        now: Timestamp,
+    ) -> StoreResult<EmitOutcome> {
+        validate_queue_event(queue, name)?;
+        let (queue, name) = (queue.to_owned(), name.to_owned());
+        self.db
+            .write(move |c, tx| queue_events::emit(c, &queue, &name, &data, now, tx))
+            .await
+    }
+
+    async fn queue_event(&self, queue: &str, name: &str) -> StoreResult<Option<StoredEvent>> {
+        let (queue, name) = (queue.to_owned(), name.to_owned());
+        self.db
+            .read(move |c| queue_events::get(c, &queue, &name))
+            .await
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

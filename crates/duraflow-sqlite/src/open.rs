@@ -19,6 +19,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0003_callbacks.sql"),
     include_str!("../migrations/0004_queues.sql"),
     include_str!("../migrations/0005_instance_options.sql"),
+    include_str!("../migrations/0006_queue_events.sql"),
 ];
 
 /// The schema version this build writes and reads (`PRAGMA user_version` of its databases).

@@ -9,6 +9,7 @@ mod filter;
 mod journal_cache;
 mod memory;
 mod notify;
+pub mod queue_events;
 mod rules;
 mod store;
 mod types;
@@ -18,6 +19,7 @@ pub use filter::FetchFilter;
 pub use journal_cache::JournalCache;
 pub use memory::MemoryStore;
 pub use notify::Notifier;
+pub use queue_events::{validate_queue_event, EmitOutcome, NewAwait, NewEmit, StoredEvent};
 pub use rules::{callback_outcome, callback_token_taken, check_commit};
 pub use store::{Cache, IntoStore, Store};
 pub use types::{

@@ -77,6 +77,7 @@ pub fn check_commit(commit: &TurnCommit) -> StoreResult<()> {
     for child in &commit.new_instances {
         validate_instance_id(&child.id)?;
     }
+    crate::queue_events::check_commit_queue_events(commit)?;
     check_callbacks(commit)
 }
 

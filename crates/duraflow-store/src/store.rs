@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duraflow_core::{Event, Timestamp};
+use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 
 use crate::error::StoreResult;
 use crate::journal_cache::JournalCache;
@@ -46,9 +46,13 @@ pub type Cache<'a> = Option<&'a Arc<dyn JournalCache>>;
 ///   the new instance's first turn to the creator, so work that stays in one process skips a
 ///   fetch; a claim is granted only where a fetch would have leased the work, and a store may
 ///   grant none.
-/// - **Finished instances** take no more messages: their inbox, tasks and callbacks are deleted
-///   when they finish, and messages later sent to them are dropped (`send` reports it). A
-///   continue-as-new deletes the callbacks of the executions before it.
+/// - **Finished instances** take no more messages: their inbox, tasks, callbacks and queue-event
+///   waiters are deleted when they finish, and messages later sent to them are dropped (`send`
+///   reports it). A continue-as-new deletes the callbacks and waiters of the executions before
+///   it.
+/// - **Queue-wide events**: the first emit of a name in a queue wins and is kept; it answers
+///   every waiter of that queue and name in the same transaction, and an await registered after
+///   it is answered in the commit that registers it (see [`crate::queue_events`]).
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// The backend's name, for diagnostics (`memory`, `sqlite`, `postgres`).
@@ -185,6 +189,25 @@ pub trait Store: Send + Sync + 'static {
         token: &str,
         resolution: CallbackResolution,
     ) -> StoreResult<CallbackTarget>;
+
+    /// Emits the queue-wide event `name` with `data` in `queue`, for a client (a workflow emits
+    /// through [`TurnCommit::emits`]), atomically: the first emit of a name in a queue stores
+    /// it and puts a [`crate::MessageKind::QueueEvent`] (visible at `now`) in the inbox of
+    /// every waiter of `(queue, name)`, deleting the waiters, and returns
+    /// [`EmitOutcome::Emitted`] with their number; a later emit changes nothing and returns
+    /// [`EmitOutcome::AlreadyEmitted`]. Waiters are woken as for [`Store::send`]. A queue or
+    /// name no store can keep is `Invalid` (see [`crate::validate_queue_event`]).
+    async fn emit_event(
+        &self,
+        queue: &str,
+        name: &str,
+        data: Payload,
+        now: Timestamp,
+    ) -> StoreResult<EmitOutcome>;
+
+    /// The queue-wide event `name` of `queue`, as its first emit stored it, if it has been
+    /// emitted.
+    async fn queue_event(&self, queue: &str, name: &str) -> StoreResult<Option<StoredEvent>>;
 
     /// When delayed work next becomes visible (or a lease next expires), after `now`.
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue>;

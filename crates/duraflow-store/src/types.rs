@@ -9,6 +9,7 @@ use duraflow_core::{
     DEFAULT_QUEUE,
 };
 pub use duraflow_core::{MessageKind, NewCallback, NewInstance, NewMessage, NewTask, OpResult};
+use duraflow_core::{NewAwait, NewEmit};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::filter::FetchFilter;
@@ -402,6 +403,20 @@ pub struct TurnCommit {
     /// deleted, so they do not run again; a worker running one loses its lease (renewing it
     /// or completing it fails).
     pub cancelled_tasks: Vec<OpId>,
+    /// Queue-wide events the turn emits, in order (see [`crate::queue_events`]): each is
+    /// stored unless its queue has it already, answers the waiters of its queue and name, and
+    /// sends the emitting operation its [`crate::EmitOutcome`] as a
+    /// [`MessageKind::EmitResult`]. Applied before [`TurnCommit::awaits`].
+    pub emits: Vec<NewEmit>,
+    /// Awaits of queue-wide events the turn registers: one whose event is stored is answered
+    /// in this commit (a [`MessageKind::QueueEvent`] to the instance); the others wait for
+    /// an emit, or until the instance finishes.
+    pub awaits: Vec<NewAwait>,
+    /// Awaits of queue-wide events of this instance's execution that the workflow no longer
+    /// wants (they timed out, or were dropped while they waited): their waiters are deleted,
+    /// after [`TurnCommit::awaits`] are registered, so an emit no longer counts or answers
+    /// them.
+    pub cancelled_awaits: Vec<OpId>,
     /// When the commit happens.
     pub now: Timestamp,
 }
@@ -520,6 +535,9 @@ impl TurnCommit {
             callbacks: Vec::new(),
             closed_callbacks: Vec::new(),
             cancelled_tasks: Vec::new(),
+            emits: Vec::new(),
+            awaits: Vec::new(),
+            cancelled_awaits: Vec::new(),
             now,
         }
     }

@@ -27,6 +27,10 @@
 //!   [`invoke_typed`](WorkflowContext::invoke_typed) start a [`Workflow`] type, and
 //!   [`Client::start_typed`] returns a [`TypedRunHandle`] that waits for the workflow's output
 //!   type; no output needs an annotation.
+//! - Queue-wide events: [`emit_event`](WorkflowContext::emit_event) and
+//!   [`Client::emit_event`] emit an event by name in a queue (the first emit wins, and its
+//!   [`EmitOutcome`] says whether this one did); every workflow of the queue in
+//!   [`await_event`](WorkflowContext::await_event) (with a timeout) wakes with its data.
 //! - Configuration from the environment ([`env`]): `Engine::builder().from_env().await?` reads
 //!   `DURAFLOW_DATABASE_URL` and the concurrency settings.
 //! - Running them: [`Engine`] (built with [`Engine::builder`], which needs a store) and its
@@ -88,8 +92,8 @@ pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemBatcher, ItemStatus};
 /// `ctx.wait_for_event(..)` and the other operations return before they are awaited.
 pub use duraflow_core::context::{
     branch, ActivityCall, Branch, Callback, CallbackFuture, ChildCall, ChildContext, Condition,
-    ContinueAsNew, EventWait, EventWaitFuture, Invoke, MapCall, OpFuture, StartChild, StepFuture,
-    WaitForCallback, WaitStrategy,
+    ContinueAsNew, EventWait, EventWaitFuture, Invoke, MapCall, OpFuture, QueueEventAwait,
+    QueueEventAwaitFuture, StartChild, StepFuture, WaitForCallback, WaitStrategy,
 };
 pub use duraflow_core::{
     check_replay, typed_workflow_fn, workflow_fn, ActivityError, ActivityOptions,
@@ -98,7 +102,7 @@ pub use duraflow_core::{
     ParentLink, Payload, ReplayReport, RetryPolicy, StepContext, StepSemantics, Timestamp,
     Workflow, WorkflowContext, WorkflowError, WorkflowFn, JOURNAL_FORMAT_VERSION,
 };
-pub use duraflow_core::{OpIdParseError, PayloadError, DEFAULT_QUEUE};
+pub use duraflow_core::{EmitOutcome, OpIdParseError, PayloadError, StoredEvent, DEFAULT_QUEUE};
 pub use duraflow_runtime::{
     Activity, ActivityContext, ActivityHandler, Client, ClientError, Engine, EngineBuilder,
     EngineError, EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start,
@@ -133,9 +137,9 @@ pub mod prelude {
     pub use crate::{
         branch, Activity, ActivityContext, ActivityError, ActivitySignature, BatchResult,
         CallbackStatus, CancellationPolicy, Client, ClientError, CompletionConfig, Condition,
-        Engine, EngineBuilder, EngineOptions, Failure, FailureKind, IfExists, InstanceStatus,
-        ListFilter, MemoryStore, RetryPolicy, RunHandle, StepContext, StepSemantics, WaitStrategy,
-        Workflow, WorkflowContext, WorkflowError,
+        EmitOutcome, Engine, EngineBuilder, EngineOptions, Failure, FailureKind, IfExists,
+        InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle, StepContext,
+        StepSemantics, WaitStrategy, Workflow, WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
     pub use crate::{PostgresOptions, PostgresStore};

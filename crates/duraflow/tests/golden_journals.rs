@@ -42,7 +42,14 @@ struct Recorded {
 }
 
 /// The scenarios, by name.
-const SCENARIOS: [&str; 5] = ["tour", "race", "looper", "doomed", "functions"];
+const SCENARIOS: [&str; 6] = [
+    "tour",
+    "race",
+    "looper",
+    "doomed",
+    "functions",
+    "queue_events",
+];
 
 fn fixture_path(scenario: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -281,6 +288,55 @@ async fn run_scenario(
             clock.advance(Duration::from_secs(5));
             let _: Vec<String> = client.wait(&run).timeout(common::DEADLINE).await.unwrap();
             vec![run.id]
+        }
+        "queue_events" => {
+            // A gatherer awaits `opened`; the first herald emits it, waking the gatherer, and
+            // times out awaiting `closing`; the second herald's emit is a no-op, and it gets
+            // `closing` from a client.
+            let gatherer = client
+                .start("gatherer", &())
+                .id("gatherer-1")
+                .await
+                .unwrap();
+            wait_for("gatherer-1", "the gatherer's await", |k| {
+                matches!(k, EventKind::QueueEventAwaitStarted { .. })
+            })
+            .await;
+            let first = client
+                .start("herald", "doors open")
+                .id("herald-1")
+                .await
+                .unwrap();
+            let _: String = client
+                .wait(&gatherer)
+                .timeout(common::DEADLINE)
+                .await
+                .unwrap();
+            wait_for("herald-1", "the first herald's await", |k| {
+                matches!(k, EventKind::QueueEventAwaitStarted { .. })
+            })
+            .await;
+            clock.advance(Duration::from_secs(10));
+            let _: serde_json::Value = client.wait(&first).timeout(common::DEADLINE).await.unwrap();
+            let second = client
+                .start("herald", "doors open again")
+                .id("herald-2")
+                .await
+                .unwrap();
+            wait_for("herald-2", "the second herald's await", |k| {
+                matches!(k, EventKind::QueueEventAwaitStarted { .. })
+            })
+            .await;
+            client
+                .emit_event("closing", "good night", "default")
+                .await
+                .unwrap();
+            let _: serde_json::Value = client
+                .wait(&second)
+                .timeout(common::DEADLINE)
+                .await
+                .unwrap();
+            vec![gatherer.id, first.id, second.id]
         }
         other => panic!("no scenario {other:?}"),
     }

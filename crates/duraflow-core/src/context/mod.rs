@@ -10,6 +10,7 @@ mod continue_as_new;
 mod event_wait;
 mod invoke;
 pub(crate) mod op;
+mod queue_event;
 mod step;
 mod wait_for_callback;
 
@@ -32,6 +33,7 @@ pub use continue_as_new::ContinueAsNew;
 pub use event_wait::{EventWait, EventWaitFuture};
 pub use invoke::Invoke;
 pub use op::OpFuture;
+pub use queue_event::{QueueEventAwait, QueueEventAwaitFuture};
 pub use step::{StepContext, StepFuture, StepSemantics};
 pub use wait_for_callback::WaitForCallback;
 

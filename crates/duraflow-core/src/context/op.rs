@@ -21,6 +21,10 @@ pub(crate) enum OpKind {
     Event,
     Child,
     DetachedChild,
+    /// An emit of a queue-wide event.
+    QueueEmit,
+    /// An await of a queue-wide event: a fired timer of its operation is its timeout.
+    QueueAwait,
 }
 
 /// A durable operation the workflow awaits: it records (or, on replay, matches) its issued event
@@ -124,6 +128,11 @@ pub(crate) fn decode_completion<T: DeserializeOwned>(
 ) -> Result<T, WorkflowError> {
     let payload = match completion {
         Completion::Ok(p) => p,
+        Completion::Fired if kind == OpKind::QueueAwait => {
+            return Err(WorkflowError::Timeout(format!(
+                "{label} (op {op}) was not emitted before the await's timeout"
+            )))
+        }
         Completion::Fired => Payload::null(),
         Completion::Started(id) => Payload::encode(&id).map_err(|e| WorkflowError::Payload(e.0))?,
         Completion::Retrying => {
@@ -135,10 +144,12 @@ pub(crate) fn decode_completion<T: DeserializeOwned>(
             return Err(match kind {
                 OpKind::Activity => WorkflowError::Activity(failure),
                 OpKind::Child | OpKind::DetachedChild => WorkflowError::Child(failure),
-                OpKind::Timer | OpKind::Event => WorkflowError::Application {
-                    message: failure.message,
-                    code: failure.code,
-                },
+                OpKind::Timer | OpKind::Event | OpKind::QueueEmit | OpKind::QueueAwait => {
+                    WorkflowError::Application {
+                        message: failure.message,
+                        code: failure.code,
+                    }
+                }
             })
         }
     };

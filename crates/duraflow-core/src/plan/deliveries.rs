@@ -42,6 +42,17 @@ fn message_event(current: u32, kind: MessageKind) -> Option<EventKind> {
                 next_deadline: None,
             }
         }
+        MessageKind::QueueEvent {
+            execution,
+            op,
+            data,
+            ..
+        } if execution == current => EventKind::QueueEventReceived { op, data },
+        MessageKind::EmitResult {
+            execution,
+            op,
+            outcome,
+        } if execution == current => EventKind::QueueEventEmitCompleted { op, outcome },
         MessageKind::Event { name, data } => EventKind::EventRaised {
             name,
             data,

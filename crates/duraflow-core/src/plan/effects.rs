@@ -1,7 +1,7 @@
-//! From the operations a workflow issued to the tasks, timer messages, child instances and
-//! callback tokens that carry them out. What each primitive derives is in its own module of
-//! `crate::primitive`; this module walks the turn's new events and hands each to its
-//! primitive.
+//! From the operations a workflow issued to the tasks, timer messages, child instances,
+//! callback tokens and queue-wide emits and awaits that carry them out. What each primitive
+//! derives is in its own module of `crate::primitive`; this module walks the turn's new events
+//! and hands each to its primitive.
 
 use crate::{Event, EventKind, MessageKind, NewMessage, OpId, ParentLink, Timestamp};
 
@@ -48,7 +48,10 @@ impl TurnPlan {
     /// result that would never come (nothing at all for a detached child); `child_cancelled` →
     /// a cancellation to the child; `callback_created` → the callback's token registered, and
     /// timers of its operation at its timeout and first heartbeat deadline; a journaled
-    /// heartbeat → a timer at its new deadline; a callback timed out → its token closed.
+    /// heartbeat → a timer at its new deadline; a callback timed out → its token closed;
+    /// `queue_event_emit_started` → an emit in the instance's queue;
+    /// `queue_event_await_started` → an await there, and a timer of its operation at its
+    /// `timeout_at`.
     pub fn schedule(
         &mut self,
         instance: TurnInstance<'_>,

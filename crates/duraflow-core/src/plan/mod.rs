@@ -28,8 +28,8 @@ pub use retry::{workflow_retry, AttemptRecord, WorkflowRetry};
 pub use unknown::unknown_workflow;
 
 use crate::{
-    Failure, InstanceOptions, NewCallback, NewInstance, NewMessage, NewTask, OpId, ParentLink,
-    Payload, Timestamp,
+    Failure, InstanceOptions, NewAwait, NewCallback, NewEmit, NewInstance, NewMessage, NewTask,
+    OpId, ParentLink, Payload, Timestamp,
 };
 
 /// The instance a turn runs, as the planner needs it.
@@ -67,6 +67,10 @@ pub struct TurnPlan {
     pub callbacks: Vec<NewCallback>,
     /// Callbacks that timed out in this turn: their tokens are refused from now on.
     pub timed_out_callbacks: Vec<OpId>,
+    /// Queue-wide events to emit, one per `queue_event_emit_started`, in journal order.
+    pub emits: Vec<NewEmit>,
+    /// Awaits of queue-wide events to register, one per `queue_event_await_started`.
+    pub awaits: Vec<NewAwait>,
     /// How the execution stands after the turn.
     pub end: TurnEnd,
 }

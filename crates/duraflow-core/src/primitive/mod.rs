@@ -19,6 +19,7 @@ mod callback;
 mod child;
 pub(crate) mod context;
 mod event_wait;
+mod queue_event;
 mod step;
 mod timer;
 
@@ -97,11 +98,17 @@ pub enum Primitive {
     /// A callback: `callback_created`, resolved by `callback_completed`/`callback_failed`,
     /// kept alive by `callback_heartbeat`.
     Callback,
+    /// An emit of a queue-wide event: `queue_event_emit_started`, completed by
+    /// `queue_event_emit_completed` (what the emit did).
+    QueueEventEmit,
+    /// An await of a queue-wide event: `queue_event_await_started`, completed by
+    /// `queue_event_received`, or timed out by a `timer_fired` of its own operation.
+    QueueEventAwait,
 }
 
 impl Primitive {
     /// Every primitive.
-    pub const ALL: [Primitive; 7] = [
+    pub const ALL: [Primitive; 9] = [
         Primitive::Activity,
         Primitive::Timer,
         Primitive::Step,
@@ -109,6 +116,8 @@ impl Primitive {
         Primitive::Child,
         Primitive::Context,
         Primitive::Callback,
+        Primitive::QueueEventEmit,
+        Primitive::QueueEventAwait,
     ];
 
     /// The type name of the issued event that starts an operation of this primitive.
@@ -121,6 +130,8 @@ impl Primitive {
             Primitive::Child => "child_started",
             Primitive::Context => "context_started",
             Primitive::Callback => "callback_created",
+            Primitive::QueueEventEmit => "queue_event_emit_started",
+            Primitive::QueueEventAwait => "queue_event_await_started",
         }
     }
 
@@ -134,6 +145,8 @@ impl Primitive {
             Primitive::Child => child::INITIAL,
             Primitive::Context => context::INITIAL,
             Primitive::Callback => callback::INITIAL,
+            Primitive::QueueEventEmit => queue_event::EMIT_INITIAL,
+            Primitive::QueueEventAwait => queue_event::AWAIT_INITIAL,
         }
     }
 
@@ -147,6 +160,8 @@ impl Primitive {
             Primitive::Child => &child::TRANSITIONS,
             Primitive::Context => &context::TRANSITIONS,
             Primitive::Callback => &callback::TRANSITIONS,
+            Primitive::QueueEventEmit => &queue_event::EMIT_TRANSITIONS,
+            Primitive::QueueEventAwait => &queue_event::AWAIT_TRANSITIONS,
         }
     }
 
@@ -172,7 +187,7 @@ impl Primitive {
 
     /// Adds to `plan` what a turn must write for `ev`, an event of an operation of this
     /// primitive in the turn's new events (a task, timer messages, a child instance, a
-    /// callback's token...).
+    /// callback's token, a queue-wide emit or await...).
     pub(crate) fn schedule(
         self,
         plan: &mut TurnPlan,
@@ -186,6 +201,8 @@ impl Primitive {
             Primitive::Step => step::schedule(plan, instance, ev),
             Primitive::Child => child::schedule(plan, instance, ev, existing),
             Primitive::Callback => callback::schedule(plan, instance, ev),
+            Primitive::QueueEventEmit => queue_event::schedule_emit(plan, instance, ev),
+            Primitive::QueueEventAwait => queue_event::schedule_await(plan, instance, ev),
             // Nothing of their own: events are buffered by name, a context's body derives
             // its operations' effects.
             Primitive::EventWait | Primitive::Context => {}

@@ -281,6 +281,13 @@ impl WorkflowRun {
         lock(&self.state).take_dropped_activities()
     }
 
+    /// The awaits of queue-wide events that ended without their event (timed out, or dropped
+    /// while they waited) since the last call, in a live run: their waiters in the store can
+    /// be deleted, since an event for them would be refused.
+    pub fn take_dropped_awaits(&mut self) -> Vec<crate::OpId> {
+        lock(&self.state).take_dropped_awaits()
+    }
+
     /// Installs what a heartbeat from the workflow (`WorkflowContext::heartbeat`,
     /// `StepContext::heartbeat`) calls: the driver renews the turn's lease.
     pub fn on_heartbeat(&self, hook: Arc<dyn Fn() + Send + Sync>) {

@@ -123,6 +123,9 @@ pub(crate) struct State {
     /// Activities whose futures were dropped while they waited, in a live run past its
     /// recorded journal: the turn cancels their tasks.
     dropped_activities: Vec<OpId>,
+    /// Awaits of queue-wide events that ended without their event (timed out, or dropped
+    /// while they waited) in a live run: the turn deletes their waiters.
+    dropped_awaits: Vec<OpId>,
 }
 
 /// The hook a driver installs to hear a workflow's heartbeats (see
@@ -200,6 +203,7 @@ impl State {
             replayed_ends_untaken: 0,
             callbacks: HashMap::new(),
             dropped_activities: Vec::new(),
+            dropped_awaits: Vec::new(),
         }
     }
 
@@ -305,6 +309,23 @@ impl State {
     /// `WorkflowRun::take_dropped_activities`).
     pub(crate) fn take_dropped_activities(&mut self) -> Vec<OpId> {
         std::mem::take(&mut self.dropped_activities)
+    }
+
+    /// Takes the awaits that ended without their event since the last call (see
+    /// `WorkflowRun::take_dropped_awaits`).
+    pub(crate) fn take_dropped_awaits(&mut self) -> Vec<OpId> {
+        std::mem::take(&mut self.dropped_awaits)
+    }
+
+    /// Notes that the await `op` ended without its event, when `op` is an await still waiting
+    /// in a live run: its waiter in the store is no longer wanted.
+    fn note_dropped_await(&mut self, op: &OpId) {
+        let waiting_await = self.op_states.get(op).map(|(p, _)| *p)
+            == Some(Primitive::QueueEventAwait)
+            && matches!(self.ops.get(op), Some(Slot::Waiting(_)));
+        if waiting_await && self.live && !self.is_replaying() {
+            self.dropped_awaits.push(op.clone());
+        }
     }
 
     /// Starts the state machine of the operation `kind` issues (or, for an operation issued
@@ -471,6 +492,10 @@ impl State {
     /// Hands a delivered event to the operation waiting for it.
     pub(crate) fn apply_delivered(&mut self, at: Timestamp, kind: &EventKind) {
         self.now = self.now.max(at);
+        if let EventKind::TimerFired { op } = kind {
+            // An await's own timer: it timed out.
+            self.note_dropped_await(op);
+        }
         if let Some(op) = kind.op() {
             self.advance(op, kind.type_name());
         }
@@ -505,6 +530,14 @@ impl State {
                 }
             }
             EventKind::TimerFired { op } => self.complete(op, Completion::Fired),
+            EventKind::QueueEventReceived { op, data } => {
+                self.complete(op, Completion::Ok(data.clone()))
+            }
+            EventKind::QueueEventEmitCompleted { op, outcome } => {
+                // A plain enum always encodes; `null` would fail the decode, not panic.
+                let outcome = Payload::encode(outcome).unwrap_or_else(|_| Payload::null());
+                self.complete(op, Completion::Ok(outcome))
+            }
             EventKind::EventRaised {
                 name,
                 data,
@@ -577,6 +610,7 @@ impl State {
         if waiting_activity && self.live && !self.is_replaying() {
             self.dropped_activities.push(op.clone());
         }
+        self.note_dropped_await(op);
         self.advance(op, ABANDONED);
         self.op_states.remove(op);
         if let Some(slot) = self.ops.get_mut(op) {

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use duraflow_core::{
-    ActivityOptions, Event, EventKind, Failure, FailureKind, OpId, ParentLink, Payload,
-    RetryPolicy, Timestamp,
+    ActivityOptions, EmitOutcome, Event, EventKind, Failure, FailureKind, OpId, ParentLink,
+    Payload, RetryPolicy, Timestamp,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -208,6 +208,24 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
         payload().prop_map(|output| EventKind::WorkflowCompleted { output }),
         failure().prop_map(|failure| EventKind::WorkflowFailed { failure }),
         payload().prop_map(|input| EventKind::ContinuedAsNew { input }),
+        (op_id(), name(), payload())
+            .prop_map(|(op, name, data)| EventKind::QueueEventEmitStarted { op, name, data }),
+        (op_id(), proptest::option::of(any::<u64>())).prop_map(|(op, woken)| {
+            EventKind::QueueEventEmitCompleted {
+                op,
+                outcome: woken.map_or(EmitOutcome::AlreadyEmitted, |woken| EmitOutcome::Emitted {
+                    woken,
+                }),
+            }
+        }),
+        (op_id(), name(), proptest::option::of(any::<i64>())).prop_map(|(op, name, t)| {
+            EventKind::QueueEventAwaitStarted {
+                op,
+                name,
+                timeout_at: t.map(Timestamp),
+            }
+        }),
+        (op_id(), payload()).prop_map(|(op, data)| EventKind::QueueEventReceived { op, data }),
     ]
 }
 

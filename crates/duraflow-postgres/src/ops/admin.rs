@@ -77,6 +77,7 @@ pub(crate) async fn purge(conn: &mut PgConnection, id: &str) -> OpResult<bool> {
                 "DELETE FROM messages WHERE instance_id = $1",
                 "DELETE FROM tasks WHERE instance_id = $1",
                 "DELETE FROM callbacks WHERE instance_id = $1",
+                "DELETE FROM queue_event_waiters WHERE instance_id = $1",
                 "DELETE FROM instances WHERE id = $1",
             ] {
                 sqlx::query(sql).bind(id).execute(&mut *conn).await?;

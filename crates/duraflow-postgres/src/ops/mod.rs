@@ -24,6 +24,7 @@ pub(crate) mod admin;
 pub(crate) mod callbacks;
 pub(crate) mod commit;
 pub(crate) mod instances;
+pub(crate) mod queue_events;
 pub(crate) mod tasks;
 pub(crate) mod turns;
 

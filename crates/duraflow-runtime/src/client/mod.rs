@@ -1,6 +1,7 @@
 //! [`Client`]: start, signal, observe and clean up instances, and resolve callbacks.
 
 mod callbacks;
+mod queue_events;
 mod start;
 mod wait;
 

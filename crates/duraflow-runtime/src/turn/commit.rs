@@ -26,8 +26,12 @@ pub(super) fn fill_commit(commit: &mut TurnCommit, plan: TurnPlan) -> bool {
         instances,
         callbacks,
         timed_out_callbacks,
+        emits,
+        awaits,
         end,
     } = plan;
+    commit.emits = emits;
+    commit.awaits = awaits;
     commit.tasks = tasks;
     commit.messages = messages;
     commit.new_instances = instances;

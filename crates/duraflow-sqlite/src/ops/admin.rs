@@ -85,6 +85,7 @@ pub(crate) fn purge(conn: &Connection, id: &str) -> SqlResult<bool> {
                 "DELETE FROM messages WHERE instance_id = ?1",
                 "DELETE FROM tasks WHERE instance_id = ?1",
                 "DELETE FROM callbacks WHERE instance_id = ?1",
+                "DELETE FROM queue_event_waiters WHERE instance_id = ?1",
                 "DELETE FROM instances WHERE id = ?1",
             ] {
                 conn.prepare_cached(sql)?.execute([id])?;

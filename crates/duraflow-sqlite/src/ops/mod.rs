@@ -3,5 +3,6 @@
 pub(crate) mod admin;
 pub(crate) mod callbacks;
 pub(crate) mod instances;
+pub(crate) mod queue_events;
 pub(crate) mod tasks;
 pub(crate) mod turns;

@@ -12,8 +12,8 @@ use duraflow_store::{
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::callbacks;
 use super::instances::{self, insert_message, not_found};
+use super::{callbacks, queue_events};
 use crate::codec::{
     event_data, filter_params, from_json, in_row, instance_row, json, INSTANCE_COLUMNS,
 };
@@ -290,6 +290,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         }
     }
     callbacks::apply(conn, c)?;
+    queue_events::apply(conn, c, tx)?;
     if !c.cancelled_tasks.is_empty() {
         let mut cancel = conn.prepare_cached(
             "DELETE FROM tasks WHERE instance_id = ?1 AND execution = ?2 AND op = ?3",
@@ -324,10 +325,12 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         conn.prepare_cached("DELETE FROM tasks WHERE instance_id = ?1")?
             .execute([id])?;
         callbacks::drop_before(conn, id, None)?;
+        queue_events::drop_waiters(conn, id, None)?;
         committed.tasks.clear();
         tx.wake.instances = true;
     } else if c.continue_as_new.is_some() {
         callbacks::drop_before(conn, id, Some(new_execution))?;
+        queue_events::drop_waiters(conn, id, Some(new_execution))?;
     }
     let (earliest, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(visible_at), min(id) FROM messages WHERE instance_id = ?1")?

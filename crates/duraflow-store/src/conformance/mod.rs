@@ -2,7 +2,7 @@
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`], [`claims`],
-//! [`admin`] and [`queues`]. A backend runs the whole suite
+//! [`admin`], [`queues`] and [`queue_events`]. A backend runs the whole suite
 //! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
@@ -26,6 +26,7 @@ pub mod callbacks;
 pub mod checkpoints;
 pub mod claims;
 pub mod instances;
+pub mod queue_events;
 pub mod queues;
 pub mod tasks;
 pub mod turns;
@@ -192,6 +193,16 @@ macro_rules! conformance_tests {
                 completion_claims_only_a_served_turn,
                 queues_survive_continue_as_new_and_reach_children,
             ]
+            queue_events [
+                the_first_emit_wins,
+                an_await_of_an_emitted_event_is_answered_at_once,
+                one_emit_wakes_a_thousand_waiters,
+                emits_stay_in_their_queue,
+                waiters_of_finished_instances_are_gone,
+                refused_commits_emit_and_await_nothing,
+                concurrent_emits_and_awaits_never_miss_each_other,
+                cancelled_awaits_lose_their_waiters,
+            ]
         }
     };
     (@emit ($factory:expr) $($module:ident [$($name:ident),* $(,)?])*) => {
@@ -357,11 +368,21 @@ pub(crate) fn journal_len(work: &TurnWork) -> usize {
     }
 }
 
-/// Fetches the turn of instance `id` at `now`; other instances fetched along with it are
-/// abandoned, fetchable again at once.
+/// Fetches the turn of instance `id` (in the default queue) at `now`; other instances fetched
+/// along with it are abandoned, fetchable again at once.
 pub(crate) async fn turn_of(store: &dyn Store, id: &str, now: Timestamp) -> TurnWork {
+    turn_in(store, id, &crate::FetchFilter::default(), now).await
+}
+
+/// Fetches the turn of instance `id` through `filter` at `now`, as [`turn_of`] does.
+pub(crate) async fn turn_in(
+    store: &dyn Store,
+    id: &str,
+    filter: &crate::FetchFilter,
+    now: Timestamp,
+) -> TurnWork {
     let fetched = store
-        .fetch_turns(&crate::FetchFilter::default(), now, 1000, LEASE, None)
+        .fetch_turns(filter, now, 1000, LEASE, None)
         .await
         .unwrap();
     let mut found = None;
@@ -442,6 +463,7 @@ mod tests {
             ("checkpoints", include_str!("checkpoints.rs")),
             ("callbacks", include_str!("callbacks.rs")),
             ("queues", include_str!("queues.rs")),
+            ("queue_events", include_str!("queue_events.rs")),
         ];
         let mut defined = Vec::new();
         for (module, source) in sources {

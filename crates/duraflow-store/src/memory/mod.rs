@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duraflow_core::{Event, Timestamp};
+use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 
 use crate::error::StoreResult;
 use crate::notify::Notifier;
@@ -177,6 +177,21 @@ impl Store for MemoryStore {
         resolution: CallbackResolution,
     ) -> StoreResult<CallbackTarget> {
         self.with_state(|s, w| s.resolve_callback(now, token, resolution, w))
+    }
+
+    async fn emit_event(
+        &self,
+        queue: &str,
+        name: &str,
+        data: Payload,
+        now: Timestamp,
+    ) -> StoreResult<EmitOutcome> {
+        crate::queue_events::validate_queue_event(queue, name)?;
+        Ok(self.with_state(|s, w| s.emit_event(queue, name, data, now, w)))
+    }
+
+    async fn queue_event(&self, queue: &str, name: &str) -> StoreResult<Option<StoredEvent>> {
+        Ok(self.lock().queue_event(queue, name))
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

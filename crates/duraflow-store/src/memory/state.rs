@@ -9,6 +9,7 @@
 mod callbacks;
 mod commit;
 mod index;
+mod queue_events;
 mod reads;
 mod tasks;
 
@@ -116,6 +117,8 @@ struct Instance {
     tasks: BTreeSet<TaskId>,
     /// The tokens of its callbacks.
     callbacks: BTreeSet<String>,
+    /// The queues and names it has waiters for.
+    awaited: BTreeSet<queue_events::EventKey>,
 }
 
 impl Instance {
@@ -182,6 +185,8 @@ pub(super) struct State {
     task_due: QueueIndex<(Timestamp, TaskId)>,
     /// Callbacks by token.
     callbacks: BTreeMap<String, callbacks::Callback>,
+    /// Queue-wide events and their waiters.
+    queue_events: queue_events::QueueEvents,
     last_message: i64,
     last_task: i64,
     last_token: i64,
@@ -294,6 +299,7 @@ impl State {
                 due: None,
                 tasks: BTreeSet::new(),
                 callbacks: BTreeSet::new(),
+                awaited: BTreeSet::new(),
             },
         );
         self.deliver(&id, MessageKind::start(1), due_at);

@@ -160,6 +160,22 @@ impl<O: Observer> Store for Observed<O> {
     ) -> StoreResult<()> {
         self.inner.release_task(id, token, release).await
     }
+    async fn emit_event(
+        &self,
+        queue: &str,
+        name: &str,
+        data: duraflow::Payload,
+        now: Timestamp,
+    ) -> StoreResult<duraflow::EmitOutcome> {
+        self.inner.emit_event(queue, name, data, now).await
+    }
+    async fn queue_event(
+        &self,
+        queue: &str,
+        name: &str,
+    ) -> StoreResult<Option<duraflow::StoredEvent>> {
+        self.inner.queue_event(queue, name).await
+    }
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
         self.inner.next_due(now).await
     }

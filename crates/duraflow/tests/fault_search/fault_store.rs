@@ -285,6 +285,24 @@ impl Store for FaultStore {
         debug!(process = %self.name, task = ?id, ?token, error = ?out.as_ref().err(), "release");
         out
     }
+    async fn emit_event(
+        &self,
+        queue: &str,
+        name: &str,
+        data: duraflow::Payload,
+        now: Timestamp,
+    ) -> StoreResult<duraflow::EmitOutcome> {
+        self.write(self.inner.emit_event(queue, name, data, now))
+            .await
+    }
+    async fn queue_event(
+        &self,
+        queue: &str,
+        name: &str,
+    ) -> StoreResult<Option<duraflow::StoredEvent>> {
+        self.read()?;
+        self.inner.queue_event(queue, name).await
+    }
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
         self.read()?;
         self.inner.next_due(now).await

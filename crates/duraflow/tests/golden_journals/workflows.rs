@@ -157,6 +157,29 @@ pub(crate) async fn looper(
     ctx.continue_as_new(&taken).await
 }
 
+/// Emits `opened` with `news`, then awaits `closing` for ten seconds (journal format 3).
+pub(crate) async fn herald(
+    ctx: WorkflowContext,
+    news: String,
+) -> Result<(EmitOutcome, Option<String>), WorkflowError> {
+    let outcome = ctx.emit_event("opened", &news).await?;
+    let closing = match ctx
+        .await_event::<String>("closing")
+        .timeout(Duration::from_secs(10))
+        .await
+    {
+        Ok(word) => Some(word),
+        Err(WorkflowError::Timeout(_)) => None,
+        Err(e) => return Err(e),
+    };
+    Ok((outcome, closing))
+}
+
+/// Awaits `opened` and returns its data.
+pub(crate) async fn gatherer(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
+    ctx.await_event("opened").await
+}
+
 /// Fails: its activity fails terminally.
 pub(crate) async fn doomed(ctx: WorkflowContext, _: ()) -> Result<(), WorkflowError> {
     ctx.activity::<()>("refuse", &()).await
@@ -193,6 +216,8 @@ pub(crate) fn register(builder: EngineBuilder) -> EngineBuilder {
         .workflow("looper", looper)
         .workflow("doomed", doomed)
         .workflow("functions", functions)
+        .workflow("herald", herald)
+        .workflow("gatherer", gatherer)
         .activity("flaky-charge", flaky_charge)
         .activity("pack", pack)
         .activity("refuse", refuse)
@@ -209,6 +234,8 @@ pub(crate) fn by_name(name: &str) -> Option<duraflow::WorkflowFn> {
         "looper" => workflow_fn(looper),
         "doomed" => workflow_fn(doomed),
         "functions" => workflow_fn(functions),
+        "herald" => workflow_fn(herald),
+        "gatherer" => workflow_fn(gatherer),
         _ => return None,
     })
 }

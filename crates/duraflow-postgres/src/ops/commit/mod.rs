@@ -13,9 +13,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use self::writes::Writes;
-use super::callbacks;
 use super::instances::{insert_children, not_found};
 use super::turns::lease_lost;
+use super::{callbacks, queue_events};
 use super::{Wake, OPEN};
 use crate::error::OpResult;
 use crate::listen;
@@ -69,7 +69,8 @@ const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.ex
 
 /// The statement that begins a commit batch (step 1 of [`commit_batch`]): it locks every
 /// instance row the batch writes to (the batch's own instances, the addressees of its
-/// messages, its children) `FOR UPDATE`, sorted by id, and reads their lease state. Its ids are
+/// messages, its children) `FOR UPDATE`, sorted by id, and reads their lease state; a batch
+/// that emits or awaits queue-wide events takes their advisory locks first. Its ids are
 /// literals (see [`crate::tx`]); an id with a NUL character names no instance and is left out.
 pub(crate) fn lock_statement(commits: &[TurnCommit]) -> String {
     let mut ids: Vec<&str> = Vec::new();
@@ -87,7 +88,24 @@ pub(crate) fn lock_statement(commits: &[TurnCommit]) -> String {
         let list: Vec<String> = ids.iter().map(|id| literal(id)).collect();
         format!("i.id IN ({})", list.join(", "))
     };
-    format!("SELECT {LOCKED_COLUMNS} FROM instances i WHERE {wanted} ORDER BY i.id FOR UPDATE")
+    // The advisory locks of the batch's queue events come first (see `queue_events`): the
+    // materialized CTE is evaluated, in key order, before the first row is locked.
+    let keys = queue_events::batch_keys(commits);
+    if keys.is_empty() {
+        return format!(
+            "SELECT {LOCKED_COLUMNS} FROM instances i WHERE {wanted} ORDER BY i.id FOR UPDATE"
+        );
+    }
+    let keys: Vec<String> = keys.iter().map(i64::to_string).collect();
+    format!(
+        "WITH keys AS MATERIALIZED (
+             SELECT pg_advisory_xact_lock(k) FROM unnest(ARRAY[{}]::bigint[]) AS k ORDER BY k
+         )
+         SELECT {LOCKED_COLUMNS} FROM instances i
+          WHERE (SELECT count(*) FROM keys) >= 0 AND ({wanted})
+          ORDER BY i.id FOR UPDATE",
+        keys.join(", ")
+    )
 }
 
 /// Reads the rows of [`lock_statement`] or [`lock_instances`].
@@ -372,6 +390,7 @@ pub(crate) async fn commit_batch(
     .fetch_one(&mut *conn)
     .await?;
     callbacks::apply(conn, &accepted).await?;
+    queue_events::apply(conn, &accepted, channel, wake).await?;
     let n: i64 = row.try_get("committed")?;
     if usize::try_from(n).ok() != Some(accepted.len()) {
         return Err(StoreError::Other(format!(

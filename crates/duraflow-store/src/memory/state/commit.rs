@@ -68,6 +68,9 @@ impl State {
             callbacks,
             closed_callbacks,
             cancelled_tasks,
+            emits,
+            awaits,
+            cancelled_awaits,
             now,
         } = commit;
 
@@ -123,6 +126,8 @@ impl State {
         self.open_callbacks(callbacks);
         self.close_callbacks(&instance_id, execution, &closed_callbacks);
         self.cancel_tasks(&instance_id, execution, &cancelled_tasks);
+        self.apply_queue_events(emits, awaits, now, wake);
+        self.cancel_awaits(&instance_id, execution, &cancelled_awaits);
 
         // A checkpoint's journal is named by a token never issued to a lease: no cache holds
         // it as it is now (the turn's own run has moved on), so it is read again if the turn
@@ -178,9 +183,11 @@ impl State {
             }
             committed.tasks.clear();
             self.drop_callbacks(&instance_id, None);
+            self.drop_waiters(&instance_id, None);
         } else {
-            // After a continue-as-new, the callbacks of the executions before it go.
+            // After a continue-as-new, the callbacks and waiters of the executions before it go.
             self.drop_callbacks(&instance_id, Some(execution));
+            self.drop_waiters(&instance_id, Some(execution));
         }
         Ok(committed)
     }

@@ -1,0 +1,140 @@
+//! Tests of the journal event model.
+
+use super::*;
+
+#[test]
+fn an_activity_queue_is_journaled_only_when_chosen() {
+    let scheduled = |queue: Option<&str>| Event {
+        at: Timestamp(7),
+        kind: EventKind::ActivityScheduled {
+            op: OpId::new(None, 1),
+            name: "render".into(),
+            input: Payload::encode(&1).unwrap(),
+            options: ActivityOptions {
+                queue: queue.map(str::to_owned),
+                ..ActivityOptions::default()
+            },
+        },
+    };
+    // Written before queues (and for the default queue): no field, the default queue.
+    let old = scheduled(None).encode();
+    assert!(!old.contains("queue"), "{old}");
+    let read = Event::decode(&old, 2).unwrap();
+    assert_eq!(read, scheduled(None));
+    let EventKind::ActivityScheduled { options, .. } = read.kind else {
+        unreachable!()
+    };
+    assert_eq!(options.queue_name(), DEFAULT_QUEUE);
+    let gpu = scheduled(Some("gpu")).encode();
+    assert!(gpu.contains(r#""queue":"gpu""#), "{gpu}");
+    assert_eq!(Event::decode(&gpu, 2).unwrap(), scheduled(Some("gpu")));
+}
+
+#[test]
+fn events_round_trip_and_versions_are_checked() {
+    let ev = Event {
+        at: Timestamp(42),
+        kind: EventKind::ActivityScheduled {
+            op: OpId::new(None, 1),
+            name: "charge".into(),
+            input: Payload::encode(&5).unwrap(),
+            options: ActivityOptions::default(),
+        },
+    };
+    let json = ev.encode();
+    assert!(json.contains("{\"activity_scheduled\":{"), "{json}");
+    assert_eq!(Event::decode(&json, 1).unwrap(), ev);
+    assert!(matches!(
+        Event::decode(&json, JOURNAL_FORMAT_VERSION + 1),
+        Err(EventDecodeError::NewerFormat { found, .. }) if found == JOURNAL_FORMAT_VERSION + 1
+    ));
+    assert!(matches!(
+        Event::decode("{\"at\":1}", 1),
+        Err(EventDecodeError::Corrupt(_))
+    ));
+    assert_eq!(ev.kind.describe(), "activity_scheduled \"charge\" (op 1)");
+}
+
+#[test]
+fn each_primitive_is_issued_by_its_own_event_and_completed_by_its_own_results() {
+    let op = OpId::new(None, 0);
+    let payload = Payload::null();
+    let failure = Failure::new(crate::FailureKind::Application, "no");
+    let issued = [
+        EventKind::ActivityScheduled {
+            op: op.clone(),
+            name: "a".into(),
+            input: payload.clone(),
+            options: ActivityOptions::default(),
+        },
+        EventKind::TimerCreated {
+            op: op.clone(),
+            fire_at: Timestamp(0),
+        },
+        EventKind::StepStarted {
+            op: op.clone(),
+            name: "s".into(),
+            attempt: 1,
+        },
+        EventKind::EventWaitStarted {
+            op: op.clone(),
+            name: "e".into(),
+        },
+        EventKind::ChildStarted {
+            op: op.clone(),
+            name: "c".into(),
+            instance_id: "kid".into(),
+            input: payload.clone(),
+            detached: false,
+            queue: None,
+        },
+    ];
+    for event in &issued {
+        let primitive = event.issues().unwrap();
+        assert_eq!(primitive.issued_type(), event.type_name());
+        assert_eq!(event.completes(), None);
+    }
+    let completions = [
+        (
+            EventKind::ActivityCompleted {
+                op: op.clone(),
+                output: payload.clone(),
+            },
+            Primitive::Activity,
+        ),
+        (
+            EventKind::ActivityFailed {
+                op: op.clone(),
+                failure: failure.clone(),
+            },
+            Primitive::Activity,
+        ),
+        (EventKind::TimerFired { op: op.clone() }, Primitive::Timer),
+        (
+            EventKind::StepCompleted {
+                op: op.clone(),
+                output: payload.clone(),
+            },
+            Primitive::Step,
+        ),
+        (
+            EventKind::StepFailed {
+                op: op.clone(),
+                failure: failure.clone(),
+            },
+            Primitive::Step,
+        ),
+        (
+            EventKind::ChildCompleted {
+                op: op.clone(),
+                output: payload.clone(),
+            },
+            Primitive::Child,
+        ),
+        (EventKind::ChildFailed { op, failure }, Primitive::Child),
+    ];
+    for (event, primitive) in &completions {
+        assert_eq!(event.completes(), Some(*primitive), "{}", event.type_name());
+        assert_eq!(event.issues(), None);
+    }
+}
