@@ -67,6 +67,17 @@ pub struct ActivityOptions {
     /// such field) means [`DEFAULT_QUEUE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// The longest an attempt may go without a heartbeat (`ActivityContext::heartbeat` in the
+    /// runtime; the attempt's start counts as one) before it counts as failed, with kind
+    /// [`FailureKind::HeartbeatTimedOut`](crate::FailureKind::HeartbeatTimedOut), and may be
+    /// retried. `None` (and a journal or task written before heartbeat timeouts, which has no
+    /// such field) means none.
+    #[serde(
+        default,
+        with = "serde_millis::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat_timeout: Option<Duration>,
 }
 
 /// The queue of an instance or activity task for which none was chosen.
@@ -581,6 +592,22 @@ mod tests {
         let gpu = scheduled(Some("gpu")).encode();
         assert!(gpu.contains(r#""queue":"gpu""#), "{gpu}");
         assert_eq!(Event::decode(&gpu, 2).unwrap(), scheduled(Some("gpu")));
+    }
+
+    #[test]
+    fn a_heartbeat_timeout_is_written_only_when_set_and_read_as_none_when_absent() {
+        // Options written before heartbeat timeouts (tasks and journals) have no such field.
+        let old: ActivityOptions = serde_json::from_str(r#"{"attempt_timeout":5}"#).unwrap();
+        assert_eq!(old.heartbeat_timeout, None);
+        let none = serde_json::to_string(&ActivityOptions::default()).unwrap();
+        assert!(!none.contains("heartbeat"), "{none}");
+        let set = ActivityOptions {
+            heartbeat_timeout: Some(Duration::from_millis(1_500)),
+            ..ActivityOptions::default()
+        };
+        let text = serde_json::to_string(&set).unwrap();
+        assert!(text.contains(r#""heartbeat_timeout":1500"#), "{text}");
+        assert_eq!(serde_json::from_str::<ActivityOptions>(&text).unwrap(), set);
     }
 
     #[test]
