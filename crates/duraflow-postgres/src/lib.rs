@@ -50,7 +50,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duraflow_core::{Event, Timestamp};
+use duraflow_core::{Event, Payload, Timestamp};
 use duraflow_store::{
     validate_instance_id, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
     CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage,
@@ -377,9 +377,10 @@ impl Store for PostgresStore {
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
         let mut conn = self.conn().await?;
-        let out = tasks::renew(&mut conn, id, token, now, lease).await;
+        let out = tasks::renew(&mut conn, id, token, now, lease, details.as_ref()).await;
         self.autocommit(out, Wake::default())
     }
 

@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duraflow_core::{Event, Timestamp};
+use duraflow_core::{Event, Payload, Timestamp};
 use duraflow_store::{
     Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
     InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, Store,
@@ -287,9 +287,10 @@ impl Store for SqliteStore {
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
         self.db
-            .lease(move |c, _| tasks::renew(c, id, token, now, lease))
+            .lease(move |c, _| tasks::renew(c, id, token, now, lease, details.as_ref()))
             .await
     }
 

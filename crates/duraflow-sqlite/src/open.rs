@@ -18,6 +18,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0002_due_index.sql"),
     include_str!("../migrations/0003_callbacks.sql"),
     include_str!("../migrations/0004_queues.sql"),
+    include_str!("../migrations/0007_heartbeat_details.sql"),
 ];
 
 /// The schema version this build writes and reads (`PRAGMA user_version` of its databases).

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use duraflow_core::{Event, Timestamp};
+use duraflow_core::{Event, Payload, Timestamp};
 
 use crate::error::StoreResult;
 use crate::notify::Notifier;
@@ -157,8 +157,9 @@ impl Store for MemoryStore {
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
-        self.with_state(|s, _| s.renew_task(id, token, now, lease))
+        self.with_state(|s, _| s.renew_task(id, token, now, lease, details))
     }
 
     async fn release_task(
