@@ -187,10 +187,11 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
                 _ => Ended::Cancelled,
             }
         }
-        // The activity stopped heartbeating: it is stuck, or ignores its context. Tell it to
-        // stop (its heartbeats now fail) and drop it.
+        // The activity stopped heartbeating: tell it to stop (its heartbeats now fail) and
+        // give it the same moment to return; the attempt has failed whatever it returns.
         Ended::HeartbeatTimedOut { .. } => {
             cancel.cancel();
+            let _ = tokio::time::timeout(CANCEL_GRACE, &mut work).await;
             ended
         }
         other => other,
