@@ -78,7 +78,9 @@ enum Ended {
         closed: bool,
     },
     /// No heartbeat came within the activity's heartbeat timeout (`after`).
-    HeartbeatTimedOut { after: Duration },
+    HeartbeatTimedOut {
+        after: Duration,
+    },
     /// The lease was lost (or the task deleted because its instance finished).
     LeaseLost,
     /// The instance was cancelled or the engine is stopping.
@@ -198,8 +200,10 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
     };
     drop(work);
     // Whatever the attempt leaves for the next one, it leaves it before giving its task back.
-    if matches!(ended, Ended::Finished(Err(_)) | Ended::TimedOut { .. } | Ended::HeartbeatTimedOut { .. })
-        || (matches!(ended, Ended::Cancelled) && attempts.hard_stop.is_cancelled())
+    if matches!(
+        ended,
+        Ended::Finished(Err(_)) | Ended::TimedOut { .. } | Ended::HeartbeatTimedOut { .. }
+    ) || (matches!(ended, Ended::Cancelled) && attempts.hard_stop.is_cancelled())
     {
         heartbeat::flush(&attempts.shared, &task, &beats).await;
     }
@@ -288,7 +292,8 @@ async fn failed_attempt(
             complete(attempts, task, OpResult::Err(failure)).await
         }
         Some(visible_at) => {
-            let failure = attempt_failure(&e, kind.unwrap_or(FailureKind::Application), label, task);
+            let failure =
+                attempt_failure(&e, kind.unwrap_or(FailureKind::Application), label, task);
             debug!(task = task.id.0, attempt = task.attempt, %failure, "activity attempt failed; retrying");
             let release = TaskRelease::Retry {
                 visible_at,

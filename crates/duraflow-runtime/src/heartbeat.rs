@@ -197,10 +197,7 @@ mod tests {
         let lease = Duration::from_secs(30);
         assert_eq!(attempt_lease(lease, &opts(None)), lease);
         assert_eq!(attempt_lease(lease, &opts(Some(60))), lease);
-        assert_eq!(
-            attempt_lease(lease, &opts(Some(5))),
-            Duration::from_secs(5)
-        );
+        assert_eq!(attempt_lease(lease, &opts(Some(5))), Duration::from_secs(5));
     }
 
     #[test]

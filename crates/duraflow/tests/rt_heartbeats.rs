@@ -113,24 +113,30 @@ impl Setup {
 
     /// Waits until attempt `n` runs and the activity has sent `beats` heartbeats in all.
     async fn wait_running(&self, n: usize, beats: u32) {
-        eventually(&format!("attempt {n} to run after heartbeat {beats}"), || async {
-            (self.seen.lock().unwrap().len() == n
-                && self.engine.running_activities() == 1
-                && self.beats.load(Ordering::SeqCst) == beats)
-                .then_some(())
-        })
+        eventually(
+            &format!("attempt {n} to run after heartbeat {beats}"),
+            || async {
+                (self.seen.lock().unwrap().len() == n
+                    && self.engine.running_activities() == 1
+                    && self.beats.load(Ordering::SeqCst) == beats)
+                    .then_some(())
+            },
+        )
         .await;
     }
 
     /// Waits until attempt `n` has ended and its task waits for the retry; returns when that
     /// is due.
     async fn wait_retry(&self, n: usize) -> Timestamp {
-        eventually(&format!("attempt {n} to end and its retry to wait"), || async {
-            if self.seen.lock().unwrap().len() != n || self.engine.running_activities() != 0 {
-                return None;
-            }
-            self.store.next_due(self.clock.now()).await.ok()?.task
-        })
+        eventually(
+            &format!("attempt {n} to end and its retry to wait"),
+            || async {
+                if self.seen.lock().unwrap().len() != n || self.engine.running_activities() != 0 {
+                    return None;
+                }
+                self.store.next_due(self.clock.now()).await.ok()?.task
+            },
+        )
         .await
     }
 
@@ -225,11 +231,17 @@ async fn an_attempt_that_stops_heartbeating_fails_and_is_retried() {
     let seen = s.seen();
     assert_eq!(seen.len(), 3);
     assert_eq!(seen[1].details, Some(1));
-    let failure = seen[1].last_failure.clone().expect("the first attempt's failure");
+    let failure = seen[1]
+        .last_failure
+        .clone()
+        .expect("the first attempt's failure");
     assert_eq!(failure.kind, FailureKind::HeartbeatTimedOut, "{failure:?}");
     assert_eq!(failure.kind.to_string(), "heartbeat_timed_out");
     assert_eq!(failure.code.as_deref(), Some("heartbeat_timed_out"));
-    assert!(failure.message.contains("no heartbeat for 10s"), "{failure:?}");
+    assert!(
+        failure.message.contains("no heartbeat for 10s"),
+        "{failure:?}"
+    );
     assert_eq!(failure.attempts, Some(1));
     assert_eq!(seen[2].last_failure.as_ref().unwrap().attempts, Some(2));
     assert_eq!(cancelled.load(Ordering::SeqCst), 2);

@@ -76,7 +76,10 @@ pub async fn heartbeat_details_survive_lease_expiry(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(store.next_due(at(1_000)).await.unwrap().task, Some(at(6_000)));
+    assert_eq!(
+        store.next_due(at(1_000)).await.unwrap().task,
+        Some(at(6_000))
+    );
 
     let second = one_task(&*store, at(6_000)).await;
     assert_eq!(second.attempt, 2);
