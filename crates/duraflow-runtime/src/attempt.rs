@@ -156,12 +156,7 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
             None => std::future::pending().await,
         }
     };
-    let silence = async {
-        match task.options.heartbeat_timeout {
-            Some(d) => heartbeat::watchdog(attempts.shared.clock.as_ref(), &beats, d).await,
-            None => std::future::pending().await,
-        }
-    };
+    let silence = heartbeat::watchdog(&attempts.shared, &task, &beats);
     // Cancellation and a lost lease are checked first: an activity that returns because it saw
     // the cancellation must not have that return reported as its result.
     let ended = tokio::select! {
@@ -220,13 +215,8 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
             failed_attempt(attempts, &task, &label, close_by, e, None).await
         }
         Ended::HeartbeatTimedOut { after } => {
-            let e = ActivityError::retryable(format!(
-                "no heartbeat for {after:?}, the heartbeat timeout: the activity stopped \
-                 calling ActivityContext::heartbeat (or blocked) and was cancelled"
-            ))
-            .with_code(HEARTBEAT_TIMED_OUT);
-            let kind = Some(FailureKind::HeartbeatTimedOut);
-            failed_attempt(attempts, &task, &label, close_by, e, kind).await
+            let (e, kind) = (heartbeat::timed_out(after), FailureKind::HeartbeatTimedOut);
+            failed_attempt(attempts, &task, &label, close_by, e, Some(kind)).await
         }
         Ended::TimedOut { after, closed } => {
             let e = ActivityError::retryable(format!("attempt timed out after {after:?}"));
@@ -263,10 +253,6 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
         }
     }
 }
-
-/// The code of an attempt's failure when it sent no heartbeat within its heartbeat timeout
-/// (a retry policy may name it as non-retryable).
-const HEARTBEAT_TIMED_OUT: &str = "heartbeat_timed_out";
 
 /// Decides between another attempt and a final failure; `kind` names what ended the attempt,
 /// when the runtime ended it (both the attempt's failure and a final one take it).

@@ -20,7 +20,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use duraflow_core::{ActivityOptions, Clock, Payload, Timestamp};
+use duraflow_core::{ActivityError, ActivityOptions, Clock, Payload, Timestamp};
 use duraflow_store::{StoreError, TaskWork};
 use tracing::{debug, warn};
 
@@ -169,9 +169,30 @@ pub(crate) async fn flush(shared: &Shared, task: &TaskWork, beats: &Heartbeats) 
     }
 }
 
-/// Completes when `timeout` has passed since the latest heartbeat (or the attempt's start)
-/// on the engine's clock.
-pub(crate) async fn watchdog(clock: &dyn Clock, beats: &Heartbeats, timeout: Duration) {
+/// Completes when the task's heartbeat timeout has passed since the latest heartbeat (or the
+/// attempt's start) on the engine's clock; never without a heartbeat timeout.
+pub(crate) async fn watchdog(shared: &Shared, task: &TaskWork, beats: &Heartbeats) {
+    match task.options.heartbeat_timeout {
+        Some(timeout) => silence(shared.clock.as_ref(), beats, timeout).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The code of an attempt's failure when it sent no heartbeat within its heartbeat timeout
+/// (a retry policy may name it as non-retryable).
+const HEARTBEAT_TIMED_OUT: &str = "heartbeat_timed_out";
+
+/// The error of an attempt that sent no heartbeat for `after`, its heartbeat timeout.
+pub(crate) fn timed_out(after: Duration) -> ActivityError {
+    ActivityError::retryable(format!(
+        "no heartbeat for {after:?}, the heartbeat timeout: the activity stopped calling \
+         ActivityContext::heartbeat (or blocked) and was cancelled"
+    ))
+    .with_code(HEARTBEAT_TIMED_OUT)
+}
+
+/// Completes when `timeout` has passed since the latest heartbeat (or the attempt's start).
+async fn silence(clock: &dyn Clock, beats: &Heartbeats, timeout: Duration) {
     loop {
         let deadline = beats.last().plus_ceil(timeout);
         clock.sleep_until(deadline).await;
@@ -222,7 +243,7 @@ mod tests {
         let clock = Arc::new(ManualClock::new(Timestamp(0)));
         let beats = Heartbeats::new(clock.clone());
         let timeout = Duration::from_secs(10);
-        let mut dog = Box::pin(watchdog(clock.as_ref(), &beats, timeout));
+        let mut dog = Box::pin(silence(clock.as_ref(), &beats, timeout));
         clock.advance(Duration::from_secs(9));
         assert!((&mut dog).now_or_never().is_none());
         beats.beat(Payload::null());
