@@ -435,6 +435,7 @@ mod tests {
             ("instances", include_str!("instances.rs")),
             ("turns", include_str!("turns.rs")),
             ("tasks", include_str!("tasks.rs")),
+            ("heartbeats", include_str!("heartbeats.rs")),
             ("admin", include_str!("admin.rs")),
             ("claims", include_str!("claims.rs")),
             ("checkpoints", include_str!("checkpoints.rs")),
