@@ -1,7 +1,8 @@
 //! Activity heartbeats under virtual time: the details an attempt records reach the next
 //! attempt (after a failure, a lost lease); an attempt that stops heartbeating for its
 //! heartbeat timeout fails with `heartbeat_timed_out` and is retried under its policy; one that
-//! keeps heartbeating runs on, with its lease kept no longer than the timeout.
+//! keeps heartbeating runs on, with its lease kept no longer than the timeout. The first two
+//! run on the memory and SQLite stores.
 
 #![allow(
     clippy::unwrap_used,
@@ -17,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use common::{eventually, virtual_clock, virtual_options};
 use duraflow::prelude::*;
-use duraflow::{Clock, Failure, FailureKind, ManualClock, Store, Timestamp};
+use duraflow::{Clock, Failure, FailureKind, ManualClock, SqliteStore, Store, Timestamp};
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Call {
@@ -60,6 +61,16 @@ fn beat(ctx: &ActivityContext, beats: &AtomicU32, details: u32) -> Result<(), Ac
     Ok(())
 }
 
+/// A memory store, and a SQLite store in a temporary directory that lives as long as the
+/// returned guard.
+async fn stores() -> (Vec<Arc<dyn Store>>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(dir.path().join("heartbeats.db"))
+        .await
+        .unwrap();
+    (vec![Arc::new(MemoryStore::new()), Arc::new(sqlite)], dir)
+}
+
 /// An engine on a memory store and a virtual clock whose `work` activity records what each
 /// attempt saw and then runs `body` (given the heartbeat counter).
 async fn setup<F, Fut>(body: F) -> Setup
@@ -67,9 +78,17 @@ where
     F: Fn(ActivityContext, Arc<AtomicU32>) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<u32, ActivityError>> + Send + 'static,
 {
+    setup_on(Arc::new(MemoryStore::new()), body).await
+}
+
+/// [`setup`] on `store`.
+async fn setup_on<F, Fut>(store: Arc<dyn Store>, body: F) -> Setup
+where
+    F: Fn(ActivityContext, Arc<AtomicU32>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<u32, ActivityError>> + Send + 'static,
+{
     let clock = virtual_clock();
     let t0 = clock.now();
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let record = seen.clone();
     let beats = Arc::new(AtomicU32::new(0));
@@ -148,16 +167,26 @@ impl Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_resumes_from_the_details_its_failed_attempt_recorded() {
-    let s = setup(|ctx: ActivityContext, beats: Arc<AtomicU32>| async move {
-        let done = ctx.heartbeat_details::<u32>()?.unwrap_or(0);
-        if ctx.attempt() == 1 {
-            for item in 1..=3 {
-                beat(&ctx, &beats, item)?;
+    let (stores, _dir) = stores().await;
+    for store in stores {
+        resume_from_details(store).await;
+    }
+}
+
+async fn resume_from_details(store: Arc<dyn Store>) {
+    let s = setup_on(
+        store,
+        |ctx: ActivityContext, beats: Arc<AtomicU32>| async move {
+            let done = ctx.heartbeat_details::<u32>()?.unwrap_or(0);
+            if ctx.attempt() == 1 {
+                for item in 1..=3 {
+                    beat(&ctx, &beats, item)?;
+                }
+                return Err(ActivityError::retryable("lost the connection at item 4"));
             }
-            return Err(ActivityError::retryable("lost the connection at item 4"));
-        }
-        Ok(done + 100)
-    })
+            Ok(done + 100)
+        },
+    )
     .await;
     let call = Call {
         heartbeat_timeout: None,
@@ -181,8 +210,8 @@ async fn a_retry_resumes_from_the_details_its_failed_attempt_recorded() {
 /// An engine whose activity heartbeats its attempt number once and then hangs until it is
 /// cancelled, counting the cancellations, up to attempt `succeed_from`, which returns at once
 /// (ten times its attempt number plus the details it found).
-async fn hanging(succeed_from: u32, cancelled: Arc<AtomicU32>) -> Setup {
-    setup(move |ctx: ActivityContext, beats: Arc<AtomicU32>| {
+async fn hanging(store: Arc<dyn Store>, succeed_from: u32, cancelled: Arc<AtomicU32>) -> Setup {
+    setup_on(store, move |ctx: ActivityContext, beats: Arc<AtomicU32>| {
         let cancelled = cancelled.clone();
         async move {
             let earlier = ctx.heartbeat_details::<u32>()?.unwrap_or(0);
@@ -202,8 +231,15 @@ async fn hanging(succeed_from: u32, cancelled: Arc<AtomicU32>) -> Setup {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_that_stops_heartbeating_fails_and_is_retried() {
+    let (stores, _dir) = stores().await;
+    for store in stores {
+        silent_attempts_are_retried(store).await;
+    }
+}
+
+async fn silent_attempts_are_retried(store: Arc<dyn Store>) {
     let cancelled = Arc::new(AtomicU32::new(0));
-    let s = hanging(3, cancelled.clone()).await;
+    let s = hanging(store, 3, cancelled.clone()).await;
     let call = Call {
         heartbeat_timeout: Some(10),
         retry: RetryPolicy::fixed(Duration::from_secs(2)).max_attempts(3),
@@ -250,7 +286,7 @@ async fn an_attempt_that_stops_heartbeating_fails_and_is_retried() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn heartbeat_timeouts_use_up_the_retries() {
-    let s = hanging(u32::MAX, Arc::default()).await;
+    let s = hanging(Arc::new(MemoryStore::new()), u32::MAX, Arc::default()).await;
     let call = Call {
         heartbeat_timeout: Some(5),
         retry: RetryPolicy::fixed(Duration::from_secs(1)).max_attempts(2),
@@ -333,24 +369,24 @@ async fn a_heartbeat_after_the_lease_was_lost_tells_the_activity_to_stop() {
         }
     })
     .await;
+    // No heartbeat timeout: the lease is the engine's hour (TASK_LEASE), renewed every 20 min.
     let call = Call {
-        heartbeat_timeout: Some(10),
+        heartbeat_timeout: None,
         retry: RetryPolicy::fixed(Duration::from_secs(1)).max_attempts(3),
     };
     let run = s.client.start("call-work", &call).await.unwrap();
     s.wait_running(1, 1).await;
-    // A third of the timeout in, the worker renews the lease (writing the details) to 10 s
-    // from then.
-    s.clock.advance(Duration::from_secs(4));
-    let renewed_to = s.at(14_000);
+    // A third of the lease in, the worker renews it (writing the details) to an hour from then.
+    let minutes = |m: u64| s.at(m * 60_000);
+    s.clock.set(minutes(20));
     eventually("the first renewal", || async {
-        (s.lease_until().await == Some(renewed_to)).then_some(())
+        (s.lease_until().await == Some(minutes(80))).then_some(())
     })
     .await;
     // The worker's renewals cannot keep up with this jump (as when its thread is blocked):
     // its lease runs out, its next renewal is refused, and the activity is told to stop.
     // Another attempt takes the task over with the details the renewal wrote.
-    s.clock.set(s.at(15_000));
+    s.clock.set(minutes(80));
     let out: u32 = s.client.wait(&run).timeout(common::DEADLINE).await.unwrap();
     assert_eq!(out, 7);
     eventually("the first attempt to stop", || async {
