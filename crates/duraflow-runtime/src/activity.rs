@@ -64,7 +64,7 @@ impl ActivityContext {
     }
 
     /// Whether the activity should stop: its instance was cancelled or finished, its lease was
-    /// lost, or the engine is shutting down past its grace period.
+    /// lost, its heartbeat timed out, or the engine is shutting down past its grace period.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
     }
