@@ -75,6 +75,17 @@ pub struct ActivityOptions {
     /// such field) means [`DEFAULT_QUEUE`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<String>,
+    /// The longest an attempt may go without a heartbeat (`ActivityContext::heartbeat` in the
+    /// runtime; the attempt's start counts as one) before it counts as failed, with kind
+    /// [`FailureKind::HeartbeatTimedOut`](crate::FailureKind::HeartbeatTimedOut), and may be
+    /// retried. `None` (and a journal or task written before heartbeat timeouts, which has no
+    /// such field) means none.
+    #[serde(
+        default,
+        with = "serde_millis::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub heartbeat_timeout: Option<Duration>,
 }
 
 /// The queue of an instance or activity task for which none was chosen.

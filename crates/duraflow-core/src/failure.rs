@@ -23,6 +23,11 @@ pub enum FailureKind {
     /// because the worker running it died, was stopped without handing it back, or blocked
     /// its thread so that the lease could not be renewed.
     LeaseExpired,
+    /// An activity's attempt sent no heartbeat within the heartbeat timeout it was scheduled
+    /// with (its start counts as one). Such an attempt is retried under the activity's retry
+    /// policy; this is also the kind of the final failure when the last attempt allowed ended
+    /// this way.
+    HeartbeatTimedOut,
     /// An at-most-once step's attempt was interrupted: the process stopped while it ran, and
     /// it is not run again.
     StepInterrupted,
@@ -56,6 +61,7 @@ impl fmt::Display for FailureKind {
             FailureKind::RetriesExhausted => "retries_exhausted",
             FailureKind::Timeout => "timeout",
             FailureKind::LeaseExpired => "lease_expired",
+            FailureKind::HeartbeatTimedOut => "heartbeat_timed_out",
             FailureKind::StepInterrupted => "step_interrupted",
             FailureKind::ConditionExhausted => "condition_exhausted",
             FailureKind::Cancelled => "cancelled",

@@ -381,9 +381,10 @@ impl Store for PostgresStore {
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
         let mut conn = self.conn().await?;
-        let out = tasks::renew(&mut conn, id, token, now, lease).await;
+        let out = tasks::renew(&mut conn, id, token, now, lease, details.as_ref()).await;
         self.autocommit(out, Wake::default())
     }
 

@@ -186,8 +186,10 @@ fn write_valid(fx: &Fixture, id: &str) -> Rows {
             Failure::new(FailureKind::Application, "first attempt failed").with_attempts(1);
         let task: i64 = sqlx::query(
             "INSERT INTO tasks (instance_id, execution, op, name, input, options, scheduled_at,
-                                visible_at, attempt, lease_token, lease_until, last_failure)
-             VALUES ($1, 1, '0', 'a', '5', $2, $3, $3, 1, 0, NULL, $4) RETURNING id",
+                                visible_at, attempt, lease_token, lease_until, last_failure,
+                                heartbeat_details)
+             VALUES ($1, 1, '0', 'a', '5', $2, $3, $3, 1, 0, NULL, $4, '{\"done\":3}')
+             RETURNING id",
         )
         .bind(&id)
         .bind(json(&ActivityOptions::default()))
@@ -221,7 +223,8 @@ fn target() -> impl Strategy<Value = Target> {
             .prop_map(|(c, p)| Target::Event(c, p)),
         1 => Just(Target::Message("kind")),
         2 => prop::sample::select(vec![
-            "op", "name", "input", "options", "last_failure", "execution", "attempt",
+            "op", "name", "input", "options", "last_failure", "heartbeat_details", "execution",
+            "attempt",
         ])
         .prop_map(Target::Task),
         2 => prop::sample::select(vec![

@@ -3,12 +3,14 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use duraflow_core::{ActivityError, ActivitySignature, Failure, OpId, Payload};
+use duraflow_core::{ActivityError, ActivitySignature, Failure, OpId, Payload, PayloadError};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::heartbeat::Heartbeats;
 
 /// What an activity knows about the attempt it is running.
 #[derive(Clone, Debug)]
@@ -20,6 +22,10 @@ pub struct ActivityContext {
     pub(crate) attempt: u32,
     pub(crate) last_failure: Option<Failure>,
     pub(crate) cancel: CancellationToken,
+    /// This attempt's heartbeats.
+    pub(crate) beats: Arc<Heartbeats>,
+    /// The details of the latest heartbeat of an earlier attempt.
+    pub(crate) heartbeat_details: Option<Payload>,
 }
 
 impl ActivityContext {
@@ -58,7 +64,7 @@ impl ActivityContext {
     }
 
     /// Whether the activity should stop: its instance was cancelled or finished, its lease was
-    /// lost, or the engine is shutting down past its grace period.
+    /// lost, its heartbeat timed out, or the engine is shutting down past its grace period.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
     }
@@ -66,6 +72,69 @@ impl ActivityContext {
     /// Completes when the activity should stop (see [`ActivityContext::is_cancelled`]).
     pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
         self.cancel.cancelled()
+    }
+
+    /// Reports that the activity is alive and how far it got: `details` (any serializable
+    /// progress, such as the last item processed) become the task's heartbeat details, which
+    /// the next attempt of this activity reads with [`ActivityContext::heartbeat_details`] (after
+    /// a failure, a lost lease, a crash), so it can resume instead of starting over.
+    ///
+    /// Cheap to call often: it records in memory and returns at once. The worker writes the
+    /// latest details with its next lease renewal (every third of the lease, or of the
+    /// activity's heartbeat timeout if shorter) and before the attempt gives its task back
+    /// without a result, so an attempt that fails or is handed back leaves its latest details;
+    /// one whose process dies leaves those of its last renewal. Every call replaces the details
+    /// (pass the same ones again to only say that the activity is alive).
+    ///
+    /// An activity scheduled with a heartbeat timeout (`ctx.activity(..).heartbeat_timeout(d)`)
+    /// must call this at least every `d`, or the attempt fails with kind
+    /// [`FailureKind::HeartbeatTimedOut`](duraflow_core::FailureKind::HeartbeatTimedOut) and is
+    /// retried under its policy.
+    ///
+    /// Returns [`ActivityError::Cancelled`] once the activity should stop (see
+    /// [`ActivityContext::is_cancelled`]: its lease was lost, its heartbeat timed out, its
+    /// instance finished or was cancelled, the engine is stopping), so that `?` ends it, and a
+    /// terminal error with code `payload` when `details` cannot be encoded; neither records
+    /// anything.
+    ///
+    /// ```
+    /// use duraflow_core::ActivityError;
+    /// use duraflow_runtime::ActivityContext;
+    ///
+    /// async fn import(ctx: ActivityContext, rows: Vec<String>) -> Result<usize, ActivityError> {
+    ///     // Resume after the last row an earlier attempt reported.
+    ///     let start = ctx.heartbeat_details::<usize>()?.map_or(0, |done| done + 1);
+    ///     for (i, row) in rows.iter().enumerate().skip(start) {
+    ///         let _ = row; // ... import the row ...
+    ///         ctx.heartbeat(&i)?;
+    ///     }
+    ///     Ok(rows.len())
+    /// }
+    /// ```
+    pub fn heartbeat<T: Serialize + ?Sized>(&self, details: &T) -> Result<(), ActivityError> {
+        if self.cancel.is_cancelled() {
+            return Err(ActivityError::Cancelled);
+        }
+        let details = Payload::encode(details).map_err(|e| {
+            ActivityError::terminal(format!(
+                "cannot encode the heartbeat details of activity {:?}: {e}",
+                self.name
+            ))
+            .with_code("payload")
+        })?;
+        self.beats.beat(details);
+        Ok(())
+    }
+
+    /// The details of the latest heartbeat an earlier attempt of this activity recorded (see
+    /// [`ActivityContext::heartbeat`]), decoded as `T`; `Ok(None)` on the first attempt and
+    /// when no attempt has sent any. The attempt's own heartbeats do not change what this
+    /// returns. An error when the recorded details do not decode as `T`.
+    pub fn heartbeat_details<T: DeserializeOwned>(&self) -> Result<Option<T>, PayloadError> {
+        self.heartbeat_details
+            .as_ref()
+            .map(Payload::decode)
+            .transpose()
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use duraflow_core::{ActivityError, Failure, FailureKind, Payload, Timestamp};
-use duraflow_store::{Completed, OpResult, StoreError, TaskCompletion, TaskRelease, TaskWork};
+use duraflow_store::{Completed, OpResult, TaskCompletion, TaskRelease, TaskWork};
 use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ use crate::active::ActiveActivities;
 use crate::activity::{ActivityContext, AttemptError};
 use crate::batcher::Batcher;
 use crate::claimed::ClaimedTurns;
+use crate::heartbeat::{self, Heartbeats};
 use crate::registry::Activities;
 use crate::shared::Shared;
 use crate::wait::Backoff;
@@ -76,6 +77,10 @@ enum Ended {
         after: Duration,
         closed: bool,
     },
+    /// No heartbeat came within the activity's heartbeat timeout (`after`).
+    HeartbeatTimedOut {
+        after: Duration,
+    },
     /// The lease was lost (or the task deleted because its instance finished).
     LeaseLost,
     /// The instance was cancelled or the engine is stopping.
@@ -132,6 +137,7 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
     let _guard = attempts
         .active
         .register(&task.instance_id, task.id, &task.op, cancel.clone());
+    let beats = Heartbeats::new(attempts.shared.clock.clone());
     let ctx = ActivityContext {
         instance_id: task.instance_id.clone(),
         execution: task.execution,
@@ -140,6 +146,8 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
         attempt: task.attempt,
         last_failure: task.last_failure.clone(),
         cancel: cancel.clone(),
+        beats: beats.clone(),
+        heartbeat_details: task.heartbeat_details.clone(),
     };
     let mut work = AssertUnwindSafe(activity(ctx, task.input.clone())).catch_unwind();
     let timeout = async {
@@ -148,12 +156,16 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
             None => std::future::pending().await,
         }
     };
+    let silence = heartbeat::watchdog(&attempts.shared, &task, &beats);
     // Cancellation and a lost lease are checked first: an activity that returns because it saw
     // the cancellation must not have that return reported as its result.
     let ended = tokio::select! {
         biased;
         _ = cancel.cancelled() => Ended::Cancelled,
-        () = renew_lease(attempts, &task) => Ended::LeaseLost,
+        () = heartbeat::renew_lease(&attempts.shared, &task, &beats) => Ended::LeaseLost,
+        () = silence => Ended::HeartbeatTimedOut {
+            after: task.options.heartbeat_timeout.unwrap_or_default(),
+        },
         _ = timeout => Ended::TimedOut {
             after: attempt_deadline.map(|t| t.since(now)).unwrap_or_default(),
             closed: attempt_deadline.is_some() && attempt_deadline == close_by,
@@ -172,9 +184,24 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
                 _ => Ended::Cancelled,
             }
         }
+        // The activity stopped heartbeating: tell it to stop (its heartbeats now fail) and
+        // give it the same moment to return; the attempt has failed whatever it returns.
+        Ended::HeartbeatTimedOut { .. } => {
+            cancel.cancel();
+            let _ = tokio::time::timeout(CANCEL_GRACE, &mut work).await;
+            ended
+        }
         other => other,
     };
     drop(work);
+    // Whatever the attempt leaves for the next one, it leaves it before giving its task back.
+    if matches!(
+        ended,
+        Ended::Finished(Err(_)) | Ended::TimedOut { .. } | Ended::HeartbeatTimedOut { .. }
+    ) || (matches!(ended, Ended::Cancelled) && attempts.hard_stop.is_cancelled())
+    {
+        heartbeat::flush(&attempts.shared, &task, &beats).await;
+    }
 
     match ended {
         Ended::Finished(Ok(output)) => complete(attempts, &task, OpResult::Ok(output)).await,
@@ -185,7 +212,11 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
             complete(attempts, &task, OpResult::Err(failure)).await
         }
         Ended::Finished(Err(AttemptError::Activity(e))) => {
-            failed_attempt(attempts, &task, &label, close_by, e).await
+            failed_attempt(attempts, &task, &label, close_by, e, None).await
+        }
+        Ended::HeartbeatTimedOut { after } => {
+            let (e, kind) = (heartbeat::timed_out(after), FailureKind::HeartbeatTimedOut);
+            failed_attempt(attempts, &task, &label, close_by, e, Some(kind)).await
         }
         Ended::TimedOut { after, closed } => {
             let e = ActivityError::retryable(format!("attempt timed out after {after:?}"));
@@ -194,7 +225,7 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
                 let failure = schedule_to_close_failure(&task, &label, task.attempt, Some(&e));
                 complete(attempts, &task, OpResult::Err(failure)).await
             } else {
-                failed_attempt(attempts, &task, &label, close_by, e).await
+                failed_attempt(attempts, &task, &label, close_by, e, None).await
             }
         }
         Ended::LeaseLost => {
@@ -223,13 +254,15 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
     }
 }
 
-/// Decides between another attempt and a final failure.
+/// Decides between another attempt and a final failure; `kind` names what ended the attempt,
+/// when the runtime ended it (both the attempt's failure and a final one take it).
 async fn failed_attempt(
     attempts: &Attempts,
     task: &TaskWork,
     label: &str,
     close_by: Option<Timestamp>,
     e: ActivityError,
+    kind: Option<FailureKind>,
 ) {
     let policy = &task.options.retry;
     let now = attempts.shared.clock.now();
@@ -245,7 +278,8 @@ async fn failed_attempt(
             complete(attempts, task, OpResult::Err(failure)).await
         }
         Some(visible_at) => {
-            let failure = attempt_failure(&e, FailureKind::Application, label, task);
+            let failure =
+                attempt_failure(&e, kind.unwrap_or(FailureKind::Application), label, task);
             debug!(task = task.id.0, attempt = task.attempt, %failure, "activity attempt failed; retrying");
             let release = TaskRelease::Retry {
                 visible_at,
@@ -261,7 +295,9 @@ async fn failed_attempt(
             }
         }
         None => {
-            let kind = if !e.is_retryable() || !policy.retries_code(e.code()) {
+            let kind = if let Some(kind) = kind {
+                kind
+            } else if !e.is_retryable() || !policy.retries_code(e.code()) {
                 if matches!(e, ActivityError::Cancelled) {
                     FailureKind::Cancelled
                 } else {
@@ -330,32 +366,6 @@ fn panic_error(name: &str, panic: Box<dyn std::any::Any + Send>) -> AttemptError
         "activity {name:?} panicked: {}",
         duraflow_core::panic_message(&*panic)
     )))
-}
-
-/// Renews the task's lease every third of its length; completes when it is lost.
-async fn renew_lease(attempts: &Attempts, task: &TaskWork) {
-    let lease = attempts.shared.options.task_lease;
-    let mut lease_until = task.lease_until;
-    loop {
-        let renew_at = Timestamp::from_millis(
-            lease_until.as_millis() - duraflow_core::duration_millis(lease) * 2 / 3,
-        );
-        attempts.shared.clock.sleep_until(renew_at).await;
-        match attempts
-            .shared
-            .store
-            .renew_task(task.id, task.token, attempts.shared.clock.now(), lease)
-            .await
-        {
-            Ok(until) => lease_until = until,
-            Err(StoreError::LeaseLost { .. } | StoreError::NotFound(_)) => return,
-            Err(e) => {
-                warn!(task = task.id.0, error = %e, "renewing an activity lease failed; retrying");
-                // Try again a third of a lease from now.
-                lease_until = attempts.shared.clock.now().plus(lease);
-            }
-        }
-    }
 }
 
 /// Reports a final result, retrying while the store is unreachable. When this engine has room

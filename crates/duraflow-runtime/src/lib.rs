@@ -23,6 +23,7 @@ mod clock;
 mod dispatcher;
 mod engine;
 mod error;
+mod heartbeat;
 mod lease_loop;
 mod options;
 mod registry;

@@ -287,9 +287,10 @@ impl Store for SqliteStore {
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
         self.db
-            .lease(move |c, _| tasks::renew(c, id, token, now, lease))
+            .lease(move |c, _| tasks::renew(c, id, token, now, lease, details.as_ref()))
             .await
     }
 

@@ -149,8 +149,9 @@ fn write_valid(conn: &Connection, id: &str) -> Rows {
     let failure = Failure::new(FailureKind::Application, "first attempt failed").with_attempts(1);
     conn.execute(
         "INSERT INTO tasks (instance_id, execution, op, name, input, options, scheduled_at,
-                            visible_at, attempt, lease_token, lease_until, last_failure)
-         VALUES (?1, 1, '0', 'a', '5', ?2, ?3, ?3, 1, 0, NULL, ?4)",
+                            visible_at, attempt, lease_token, lease_until, last_failure,
+                            heartbeat_details)
+         VALUES (?1, 1, '0', 'a', '5', ?2, ?3, ?3, 1, 0, NULL, ?4, '{\"done\":3}')",
         params![id, json(&ActivityOptions::default()), T0.0, json(&failure)],
     )
     .unwrap();
@@ -190,7 +191,7 @@ fn target() -> impl Strategy<Value = Target> {
         2 => prop::sample::select(vec!["kind", "visible_at"]).prop_map(Target::Message),
         2 => prop::sample::select(vec![
             "instance_id", "execution", "op", "name", "input", "options", "attempt",
-            "scheduled_at", "lease_token", "last_failure",
+            "scheduled_at", "lease_token", "last_failure", "heartbeat_details",
         ])
         .prop_map(Target::Task),
         2 => prop::sample::select(vec![

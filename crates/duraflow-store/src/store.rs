@@ -155,14 +155,23 @@ pub trait Store: Send + Sync + 'static {
         cache: Cache<'_>,
     ) -> StoreResult<Vec<StoreResult<Completed>>>;
 
-    /// Extends a task's lease to `now + lease`; `LeaseLost` (or `NotFound` when the task was
+    /// Extends a task's lease to `now + lease` (the new lease may also be shorter than the one
+    /// it replaces) and returns its new expiry; `LeaseLost` (or `NotFound` when the task was
     /// deleted because its instance finished) tells the worker to stop.
+    ///
+    /// A **heartbeat** passes `details`: they replace the task's heartbeat details in the same
+    /// write, and every later fetch of the task returns them ([`TaskWork::heartbeat_details`])
+    /// until another heartbeat replaces them, so the next attempt (after a failure, a lost
+    /// lease, a crash) can resume from them. `None` leaves the recorded details as they are. A
+    /// renewal refused for a lost lease writes nothing, details included. Like fetches, a
+    /// renewal need not be durable when it returns.
     async fn renew_task(
         &self,
         id: TaskId,
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<Payload>,
     ) -> StoreResult<Timestamp>;
 
     /// Gives a leased task back without a result: to retry later, or handed back at shutdown.

@@ -255,6 +255,7 @@ impl TaskWork {
             token,
             lease_until,
             last_failure: None,
+            heartbeat_details: None,
         }
     }
 }
@@ -286,6 +287,11 @@ pub struct TaskWork {
     pub lease_until: Timestamp,
     /// Why the previous attempt failed, when it was released for a retry.
     pub last_failure: Option<Failure>,
+    /// The details of the latest heartbeat an earlier attempt recorded ([`Store::renew_task`]
+    /// with details), for this attempt to resume from; `None` when none did.
+    ///
+    /// [`Store::renew_task`]: crate::Store::renew_task
+    pub heartbeat_details: Option<Payload>,
 }
 
 /// How a leased task is given back without a result.

@@ -57,6 +57,17 @@ impl<O> ActivityCall<O> {
         self
     }
 
+    /// Fails an attempt that goes `timeout` without a heartbeat (the activity calls
+    /// `ActivityContext::heartbeat`; the attempt's start counts as one), with kind
+    /// [`FailureKind::HeartbeatTimedOut`](crate::FailureKind::HeartbeatTimedOut) and code
+    /// `heartbeat_timed_out`; the retry policy decides what follows. The worker also keeps the
+    /// attempt's lease no longer than `timeout`, so that when its process dies another worker
+    /// takes the task over soon after the heartbeats stopped.
+    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.options.heartbeat_timeout = Some(timeout);
+        self
+    }
+
     /// Sends the activity's task to `queue` (default: [`crate::DEFAULT_QUEUE`]), to be run by an
     /// engine that serves that queue and has registered the activity.
     pub fn queue(mut self, queue: impl Into<String>) -> Self {

@@ -138,3 +138,19 @@ fn each_primitive_is_issued_by_its_own_event_and_completed_by_its_own_results() 
         assert_eq!(event.issues(), None);
     }
 }
+
+#[test]
+fn a_heartbeat_timeout_is_written_only_when_set_and_read_as_none_when_absent() {
+    // Options written before heartbeat timeouts (tasks and journals) have no such field.
+    let old: ActivityOptions = serde_json::from_str(r#"{"attempt_timeout":5}"#).unwrap();
+    assert_eq!(old.heartbeat_timeout, None);
+    let none = serde_json::to_string(&ActivityOptions::default()).unwrap();
+    assert!(!none.contains("heartbeat"), "{none}");
+    let set = ActivityOptions {
+        heartbeat_timeout: Some(Duration::from_millis(1_500)),
+        ..ActivityOptions::default()
+    };
+    let text = serde_json::to_string(&set).unwrap();
+    assert!(text.contains(r#""heartbeat_timeout":1500"#), "{text}");
+    assert_eq!(serde_json::from_str::<ActivityOptions>(&text).unwrap(), set);
+}

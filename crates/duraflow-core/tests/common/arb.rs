@@ -130,13 +130,15 @@ pub(crate) fn activity_options() -> impl Strategy<Value = ActivityOptions> {
         retry_policy(),
         proptest::option::of(any::<u64>().prop_map(Duration::from_millis)),
         proptest::option::of(any::<u64>().prop_map(Duration::from_millis)),
+        proptest::option::of(any::<u64>().prop_map(Duration::from_millis)),
     )
         .prop_map(
-            |(retry, attempt_timeout, schedule_to_close)| ActivityOptions {
+            |(retry, attempt_timeout, schedule_to_close, heartbeat_timeout)| ActivityOptions {
                 retry,
                 attempt_timeout,
                 schedule_to_close,
                 queue: None,
+                heartbeat_timeout,
             },
         )
 }

@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_core::{ActivityOptions, Failure, Timestamp};
+use duraflow_core::{ActivityOptions, Failure, Payload, Timestamp};
 use duraflow_store::{
     codec, Completed, FetchFilter, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult,
     TaskCompletion, TaskId, TaskRelease, TaskWork,
@@ -54,6 +54,10 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
             row.try_get("last_failure")?,
             &what("last_failure"),
         )?,
+        heartbeat_details: row
+            .try_get::<Option<String>, _>("heartbeat_details")?
+            .map(|text| codec::payload(text, &what("heartbeat_details")))
+            .transpose()?,
     })
 }
 
@@ -85,7 +89,7 @@ pub(crate) async fn fetch(
           WHERE t.id = ready.id
          RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
                    t.scheduled_at, t.lease_token, t.lease_until, ready.visible_at,
-                   t.last_failure",
+                   t.last_failure, t.heartbeat_details",
     )
     .bind(now.0)
     .bind(max as i64)
@@ -353,16 +357,19 @@ pub(crate) async fn renew(
     token: LeaseToken,
     now: Timestamp,
     lease: Duration,
+    details: Option<&Payload>,
 ) -> OpResult<Timestamp> {
     let until = now.plus(lease);
     let renewed = sqlx::query(
-        "UPDATE tasks SET lease_until = $4, visible_at = $4
+        "UPDATE tasks SET lease_until = $4, visible_at = $4,
+                          heartbeat_details = coalesce($5, heartbeat_details)
           WHERE id = $1 AND lease_token = $2 AND lease_until > $3",
     )
     .bind(id.0)
     .bind(token.0)
     .bind(now.0)
     .bind(until.0)
+    .bind(details.map(Payload::as_json))
     .execute(&mut *conn)
     .await?
     .rows_affected();

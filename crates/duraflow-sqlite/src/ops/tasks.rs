@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_core::{ActivityOptions, Failure, Timestamp};
+use duraflow_core::{ActivityOptions, Failure, Payload, Timestamp};
 use duraflow_store::{
     Completed, FetchFilter, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult,
     TaskCompletion, TaskId, TaskRelease, TaskWork,
@@ -27,7 +27,8 @@ fn lease_lost(id: TaskId) -> StoreError {
 }
 
 const TASK_COLUMNS: &str = "id, instance_id, execution, op, name, input, options, attempt, \
-                            scheduled_at, lease_token, lease_until, last_failure";
+                            scheduled_at, lease_token, lease_until, last_failure, \
+                            heartbeat_details";
 
 fn task_row(row: &Row<'_>) -> SqlResult<TaskWork> {
     let id: i64 = in_row(|| "the id of a task row".to_owned(), || Ok(row.get(0)?))?;
@@ -49,6 +50,10 @@ fn task_columns(row: &Row<'_>, id: i64) -> SqlResult<TaskWork> {
         token: LeaseToken(row.get(9)?),
         lease_until: Timestamp(row.get::<_, Option<i64>>(10)?.unwrap_or(0)),
         last_failure: opt_json::<Failure>(row.get(11)?, &what("last_failure"))?,
+        heartbeat_details: row
+            .get::<_, Option<String>>(12)?
+            .map(|text| payload(text, &what("heartbeat_details")))
+            .transpose()?,
     })
 }
 
@@ -225,14 +230,19 @@ pub(crate) fn renew(
     token: LeaseToken,
     now: Timestamp,
     lease: Duration,
+    details: Option<&Payload>,
 ) -> SqlResult<Timestamp> {
     let row = lease_row(conn, id)?;
     if !holds(&row, token, Some(now)) {
         return Err(lease_lost(id).into());
     }
     let until = now.plus(lease);
-    conn.prepare_cached("UPDATE tasks SET lease_until = ?2, visible_at = ?2 WHERE id = ?1")?
-        .execute(params![id.0, until.0])?;
+    conn.prepare_cached(
+        "UPDATE tasks SET lease_until = ?2, visible_at = ?2,
+                          heartbeat_details = coalesce(?3, heartbeat_details)
+         WHERE id = ?1",
+    )?
+    .execute(params![id.0, until.0, details.map(Payload::as_json)])?;
     Ok(until)
 }
 

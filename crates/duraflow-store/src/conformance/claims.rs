@@ -193,7 +193,8 @@ pub async fn commit_claims_its_new_tasks(store: Arc<dyn Store>) {
                 claimed.id,
                 claimed.token,
                 at(5_000),
-                Duration::from_secs(10)
+                Duration::from_secs(10),
+                None
             )
             .await
             .unwrap(),

@@ -1,8 +1,8 @@
 //! The conformance suite every [`Store`] must pass.
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
-//! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`], [`claims`],
-//! [`admin`], [`queues`] and [`queue_events`]. A backend runs the whole suite
+//! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`],
+//! [`heartbeats`], [`claims`], [`admin`], [`queues`] and [`queue_events`]. A backend runs the whole suite
 //! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
@@ -25,6 +25,7 @@ pub mod admin;
 pub mod callbacks;
 pub mod checkpoints;
 pub mod claims;
+pub mod heartbeats;
 pub mod instances;
 pub mod queue_events;
 pub mod queues;
@@ -144,6 +145,11 @@ macro_rules! conformance_tests {
                 gone_tasks_are_not_found,
                 tasks_of_finished_instances_are_gone,
                 cancelled_tasks_are_deleted,
+            ]
+            heartbeats [
+                heartbeat_details_reach_the_next_attempt,
+                heartbeat_details_survive_lease_expiry,
+                a_stale_heartbeat_is_lease_lost_and_writes_nothing,
             ]
             checkpoints [
                 a_checkpoint_keeps_and_extends_the_lease,
@@ -458,6 +464,7 @@ mod tests {
             ("instances", include_str!("instances.rs")),
             ("turns", include_str!("turns.rs")),
             ("tasks", include_str!("tasks.rs")),
+            ("heartbeats", include_str!("heartbeats.rs")),
             ("admin", include_str!("admin.rs")),
             ("claims", include_str!("claims.rs")),
             ("checkpoints", include_str!("checkpoints.rs")),

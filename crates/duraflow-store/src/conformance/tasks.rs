@@ -28,7 +28,7 @@ fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &st
 }
 
 /// Fetches exactly one task at `now`.
-async fn one_task(store: &dyn Store, now: duraflow_core::Timestamp) -> TaskWork {
+pub(super) async fn one_task(store: &dyn Store, now: duraflow_core::Timestamp) -> TaskWork {
     let mut tasks = store
         .fetch_tasks(&crate::FetchFilter::default(), now, 10, LEASE)
         .await
@@ -192,7 +192,7 @@ pub async fn renew_task_extends_the_lease(store: Arc<dyn Store>) {
     start(&*store, "i", vec![new_task("i", 1, T0)]).await;
     let first = one_task(&*store, T0).await;
     let until = store
-        .renew_task(first.id, first.token, at(20_000), LEASE)
+        .renew_task(first.id, first.token, at(20_000), LEASE, None)
         .await
         .unwrap();
     assert_eq!(until, at(20_000 + LEASE_MS));
@@ -216,14 +216,14 @@ pub async fn renew_task_extends_the_lease(store: Arc<dyn Store>) {
     assert_ne!(second.token, first.token);
     assert_lease_lost(
         store
-            .renew_task(first.id, first.token, at(50_000), LEASE)
+            .renew_task(first.id, first.token, at(50_000), LEASE, None)
             .await,
         "renew with the old token",
     );
     // The current token, but too late.
     assert_lease_lost(
         store
-            .renew_task(second.id, second.token, second.lease_until, LEASE)
+            .renew_task(second.id, second.token, second.lease_until, LEASE, None)
             .await,
         "renew after expiry",
     );
@@ -537,7 +537,7 @@ pub async fn gone_tasks_are_not_found(store: Arc<dyn Store>) {
         .unwrap();
 
     assert_not_found(
-        store.renew_task(task.id, task.token, T0, LEASE).await,
+        store.renew_task(task.id, task.token, T0, LEASE, None).await,
         "renew",
     );
     assert_not_found(
@@ -572,7 +572,7 @@ pub async fn tasks_of_finished_instances_are_gone(store: Arc<dyn Store>) {
         .is_empty());
     assert_not_found(
         store
-            .renew_task(leased.id, leased.token, at(2), LEASE)
+            .renew_task(leased.id, leased.token, at(2), LEASE, None)
             .await,
         "renew",
     );
@@ -619,7 +619,7 @@ pub async fn cancelled_tasks_are_deleted(store: Arc<dyn Store>) {
     let ops: Vec<_> = left.iter().map(|t| t.op.clone()).collect();
     assert_eq!(ops, [OpId::new(None, 2)]);
     let renewed = store
-        .renew_task(leased.id, leased.token, at(2), LEASE)
+        .renew_task(leased.id, leased.token, at(2), LEASE, None)
         .await;
     assert!(
         renewed.is_err(),

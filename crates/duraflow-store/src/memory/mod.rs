@@ -157,8 +157,9 @@ impl Store for MemoryStore {
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
-        self.with_state(|s, _| s.renew_task(id, token, now, lease))
+        self.with_state(|s, _| s.renew_task(id, token, now, lease, details))
     }
 
     async fn release_task(

@@ -165,6 +165,8 @@ struct Task {
     attempt: u32,
     lease: Option<Lease>,
     last_failure: Option<Failure>,
+    /// The details of the latest heartbeat of any attempt.
+    heartbeat_details: Option<Payload>,
 }
 
 impl Task {

@@ -130,8 +130,9 @@ impl<O: Observer> Store for Observed<O> {
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<duraflow::Payload>,
     ) -> StoreResult<Timestamp> {
-        self.inner.renew_task(id, token, now, lease).await
+        self.inner.renew_task(id, token, now, lease, details).await
     }
     async fn renew_turn(
         &self,

@@ -250,8 +250,9 @@ impl Store for FaultStore {
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<duraflow::Payload>,
     ) -> StoreResult<Timestamp> {
-        self.write(self.inner.renew_task(id, token, now, lease))
+        self.write(self.inner.renew_task(id, token, now, lease, details))
             .await
     }
     async fn renew_turn(

@@ -220,6 +220,7 @@ impl State {
             attempt: u32::from(lease.is_some()),
             lease,
             last_failure: None,
+            heartbeat_details: None,
         };
         self.task_due.insert(&task.queue, (task.due_at(), id));
         self.tasks.insert(id, task);

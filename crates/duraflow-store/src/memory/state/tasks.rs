@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_core::{OpId, Timestamp};
+use duraflow_core::{OpId, Payload, Timestamp};
 
 use super::{holds, Lease, State, Task, Wake};
 use crate::error::{StoreError, StoreResult};
@@ -43,6 +43,7 @@ impl Task {
             token: lease.token,
             lease_until: lease.until,
             last_failure: self.last_failure.clone(),
+            heartbeat_details: self.heartbeat_details.clone(),
         }
     }
 }
@@ -223,13 +224,19 @@ impl State {
         token: LeaseToken,
         now: Timestamp,
         lease: Duration,
+        details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
         let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
         if !holds(task.lease, token, Some(now)) {
             return Err(task_lease_lost(id));
         }
         let until = now.plus(lease);
-        self.update_task(id, |task| task.lease = Some(Lease { token, until }));
+        self.update_task(id, |task| {
+            task.lease = Some(Lease { token, until });
+            if details.is_some() {
+                task.heartbeat_details = details;
+            }
+        });
         Ok(until)
     }
 
