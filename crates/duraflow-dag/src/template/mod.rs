@@ -1,8 +1,8 @@
 //! The template data model: a named, versioned set of steps and the edges between them.
 //!
-//! A [`Template`] is plain data: it is what a YAML or JSON file holds ([`load`](crate::template::load))
-//! and what the [builder](Template::builder) produces. Nothing here checks it; the rules live
-//! in [`validate`](crate::validate).
+//! A [`Template`] is plain data: it is what a YAML or JSON file holds ([`load`]) and what the
+//! [builder](Template::builder) produces. Nothing here checks it; the rules live in
+//! [`validate`](mod@crate::validate).
 
 mod builder;
 mod input;
