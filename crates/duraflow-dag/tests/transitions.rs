@@ -40,12 +40,12 @@ fn every_pair_outside_the_table_is_illegal<S: Machine>(all: &[S]) {
 
 #[test]
 fn step_moves_outside_the_table_are_rejected() {
-    every_pair_outside_the_table_is_illegal(&StepState::ALL);
+    every_pair_outside_the_table_is_illegal(StepState::ALL);
 }
 
 #[test]
 fn run_moves_outside_the_table_are_rejected() {
-    every_pair_outside_the_table_is_illegal(&RunState::ALL);
+    every_pair_outside_the_table_is_illegal(RunState::ALL);
 }
 
 #[test]
@@ -79,12 +79,14 @@ fn the_engine_cannot_make_operator_moves() {
 fn terminal_states_have_no_way_out() {
     use StepState::*;
     let terminal: Vec<StepState> = StepState::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|s| s.is_terminal())
         .collect();
     assert_eq!(terminal, [Complete, Cancelled, Skipped, ResolvedManually]);
     let terminal: Vec<RunState> = RunState::ALL
-        .into_iter()
+        .iter()
+        .copied()
         .filter(|s| s.is_terminal())
         .collect();
     assert_eq!(
@@ -95,6 +97,17 @@ fn terminal_states_have_no_way_out() {
             RunState::ResolvedManually
         ]
     );
+}
+
+#[test]
+fn state_names_are_their_serde_names() {
+    for &s in StepState::ALL {
+        assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+    }
+    for &s in RunState::ALL {
+        assert_eq!(serde_json::to_value(s).unwrap(), s.name());
+        assert_eq!(s.to_string(), s.name());
+    }
 }
 
 #[test]

@@ -8,6 +8,50 @@
 //! Every row counts whether this process has taken it ([`Row::taken`]); the test
 //! `transition_coverage` walks scenarios until every row of both tables has been taken.
 
+/// Declares a machine's state enum with its serde names, `ALL`, `Display` and
+/// [`Machine`] (whose table is the static `TRANSITIONS` of the declaring module).
+macro_rules! machine_states {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident as $machine:literal {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[serde(rename = $text)] $variant, )*
+        }
+
+        impl $name {
+            /// Every state.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+            /// The machine's transition table.
+            pub const TABLE: &'static [$crate::state::Row<$name>] = &TRANSITIONS;
+        }
+
+        impl $crate::state::Machine for $name {
+            const MACHINE: &'static str = $machine;
+
+            fn table() -> &'static [$crate::state::Row<Self>] {
+                &TRANSITIONS
+            }
+
+            fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($crate::state::Machine::name(*self))
+            }
+        }
+    };
+}
+
 mod run;
 mod step;
 

@@ -1,45 +1,26 @@
 //! The run state machine.
 
-use std::fmt;
+use super::Row;
 
-use serde::{Deserialize, Serialize};
-
-use super::{Machine, Row};
-
-/// Where a DAG run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunState {
-    /// Created, no step enqueued yet.
-    Pending,
-    /// Steps are running or waiting.
-    InProgress,
-    /// Every step is complete or skipped. Terminal.
-    Complete,
-    /// A step failed for good; an operator may retry or resolve it.
-    Error,
-    /// Cancelled. Terminal.
-    Cancelled,
-    /// An operator set the run's outcome by hand. Terminal.
-    ResolvedManually,
+machine_states! {
+    /// Where a DAG run stands.
+    pub enum RunState as "run" {
+        /// Created, no step enqueued yet.
+        Pending = "pending",
+        /// Steps are running or waiting.
+        InProgress = "in_progress",
+        /// Every step is complete or skipped. Terminal.
+        Complete = "complete",
+        /// A step failed for good; an operator may retry or resolve it.
+        Error = "error",
+        /// Cancelled. Terminal.
+        Cancelled = "cancelled",
+        /// An operator set the run's outcome by hand. Terminal.
+        ResolvedManually = "resolved_manually",
+    }
 }
 
 use RunState::*;
-
-impl RunState {
-    /// Every state.
-    pub const ALL: [RunState; 6] = [
-        Pending,
-        InProgress,
-        Complete,
-        Error,
-        Cancelled,
-        ResolvedManually,
-    ];
-
-    /// The run machine's table.
-    pub const TABLE: &'static [Row<RunState>] = &TRANSITIONS;
-}
 
 static TRANSITIONS: [Row<RunState>; 8] = [
     Row::new(Pending, InProgress, false, "the first steps are enqueued"),
@@ -66,28 +47,3 @@ static TRANSITIONS: [Row<RunState>; 8] = [
     ),
     Row::new(Error, Cancelled, false, "cancelled after a failure"),
 ];
-
-impl Machine for RunState {
-    const MACHINE: &'static str = "run";
-
-    fn table() -> &'static [Row<Self>] {
-        &TRANSITIONS
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Pending => "pending",
-            InProgress => "in_progress",
-            Complete => "complete",
-            Error => "error",
-            Cancelled => "cancelled",
-            ResolvedManually => "resolved_manually",
-        }
-    }
-}
-
-impl fmt::Display for RunState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}

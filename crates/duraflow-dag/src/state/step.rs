@@ -1,54 +1,32 @@
 //! The step state machine.
 
-use std::fmt;
+use super::Row;
 
-use serde::{Deserialize, Serialize};
-
-use super::{Machine, Row};
-
-/// Where a step of a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepState {
-    /// Waiting for its parents.
-    Pending,
-    /// Ready, handed to a queue, not started.
-    Enqueued,
-    /// An attempt is running.
-    InProgress,
-    /// Its handler succeeded. Terminal.
-    Complete,
-    /// An attempt failed; failed for good unless retried, skipped or resolved.
-    Error,
-    /// An attempt failed and the next waits for its backoff.
-    WaitingForRetry,
-    /// The run was cancelled before the step finished. Terminal.
-    Cancelled,
-    /// Not run: not chosen by a decision, or skipped as allowed. Terminal.
-    Skipped,
-    /// An operator set its outcome by hand. Terminal.
-    ResolvedManually,
+machine_states! {
+    /// Where a step of a run stands.
+    pub enum StepState as "step" {
+        /// Waiting for its parents.
+        Pending = "pending",
+        /// Ready, handed to a queue, not started.
+        Enqueued = "enqueued",
+        /// An attempt is running.
+        InProgress = "in_progress",
+        /// Its handler succeeded. Terminal.
+        Complete = "complete",
+        /// An attempt failed; failed for good unless retried, skipped or resolved.
+        Error = "error",
+        /// An attempt failed and the next waits for its backoff.
+        WaitingForRetry = "waiting_for_retry",
+        /// The run was cancelled before the step finished. Terminal.
+        Cancelled = "cancelled",
+        /// Not run: not chosen by a decision, or skipped as allowed. Terminal.
+        Skipped = "skipped",
+        /// An operator set its outcome by hand. Terminal.
+        ResolvedManually = "resolved_manually",
+    }
 }
 
 use StepState::*;
-
-impl StepState {
-    /// Every state.
-    pub const ALL: [StepState; 9] = [
-        Pending,
-        Enqueued,
-        InProgress,
-        Complete,
-        Error,
-        WaitingForRetry,
-        Cancelled,
-        Skipped,
-        ResolvedManually,
-    ];
-
-    /// The step machine's table.
-    pub const TABLE: &'static [Row<StepState>] = &TRANSITIONS;
-}
 
 static TRANSITIONS: [Row<StepState>; 16] = [
     Row::new(
@@ -98,31 +76,3 @@ static TRANSITIONS: [Row<StepState>; 16] = [
     Row::new(WaitingForRetry, Enqueued, false, "the backoff elapsed"),
     Row::new(WaitingForRetry, Cancelled, false, "the run is cancelled"),
 ];
-
-impl Machine for StepState {
-    const MACHINE: &'static str = "step";
-
-    fn table() -> &'static [Row<Self>] {
-        &TRANSITIONS
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Pending => "pending",
-            Enqueued => "enqueued",
-            InProgress => "in_progress",
-            Complete => "complete",
-            Error => "error",
-            WaitingForRetry => "waiting_for_retry",
-            Cancelled => "cancelled",
-            Skipped => "skipped",
-            ResolvedManually => "resolved_manually",
-        }
-    }
-}
-
-impl fmt::Display for StepState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
