@@ -15,6 +15,9 @@
 //!   (a step with at least one reachable dependency can still run);
 //! - a convergence step depends on exactly one batch step;
 //! - an input mapped from a step's result names a step upstream of the reading step.
+//!
+//! The checks cost O(steps + edges), except the input rule: one search up the graph per
+//! input that reads a step's result.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -157,6 +160,11 @@ where
         .collect();
     let id = template.id();
     let mut errors = Vec::new();
+    let by_name: HashMap<&str, &crate::template::Step> = template
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s))
+        .collect();
     for step in &template.steps {
         let mut need = vec![&step.handler];
         if let StepKind::Batch { worker, .. } = &step.kind {
@@ -171,8 +179,8 @@ where
         }
         if let StepKind::Decision { targets } = &step.kind {
             for target in targets {
-                let downstream = template
-                    .step(target)
+                let downstream = by_name
+                    .get(target.as_str())
                     .is_some_and(|t| t.depends_on.contains(&step.name));
                 if !downstream {
                     errors.push(ValidationError::DecisionTargetNotDownstream {

@@ -53,6 +53,16 @@ fn the_order_example_loads_and_validates() {
     assert!(e.to_string().contains("/order"), "{e}");
 }
 
+#[test]
+fn the_same_template_reads_back_from_a_json_file() {
+    let template = load::from_path(path()).unwrap();
+    let file = std::env::temp_dir().join(format!("duraflow-dag-order-{}.json", std::process::id()));
+    std::fs::write(&file, serde_json::to_vec_pretty(&template).unwrap()).unwrap();
+    let back = load::from_path(&file);
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(back.unwrap(), template);
+}
+
 /// Runs the example to the end, choosing `branch` at the decision and packing two items.
 fn run(branch: &str) -> (Vec<String>, Vec<String>) {
     let template = load::from_path(path()).unwrap();
