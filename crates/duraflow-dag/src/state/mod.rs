@@ -3,7 +3,8 @@
 //! Each machine lists its legal moves in a table ([`StepState::TABLE`], [`RunState::TABLE`]):
 //! one [`Row`] per move, with who may make it and when it happens. [`transition`] accepts a
 //! move only when the table has a row for it, and returns the [`Transition`] record to keep;
-//! [`History`] holds a current state and the trail of every transition that led to it.
+//! [`History`] holds a current state and the trail of every transition that led to it;
+//! [`StepAttempts`] drives a step's attempts and retry backoff through that table.
 //!
 //! Every row counts whether this process has taken it ([`Row::taken`]); the test
 //! `transition_coverage` walks scenarios until every row of both tables has been taken.
@@ -52,6 +53,7 @@ macro_rules! machine_states {
     };
 }
 
+mod attempts;
 mod run;
 mod step;
 
@@ -60,6 +62,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+pub use attempts::{Failed, StepAttempts};
 pub use run::RunState;
 pub use step::StepState;
 
@@ -156,6 +159,14 @@ pub enum TransitionError {
         to: &'static str,
         /// The states the current one may move to.
         allowed: Vec<&'static str>,
+    },
+    /// A retry was asked for before its backoff elapsed.
+    #[error("the step's next attempt is due at {due}, not at {at}: wait for the backoff")]
+    NotDue {
+        /// When the retry is due (ms).
+        due: i64,
+        /// When it was asked for (ms).
+        at: i64,
     },
     /// The move is an operator's, and the engine asked for it.
     #[error("{machine} transition {from} -> {to} is made by an operator only, not by the engine")]
