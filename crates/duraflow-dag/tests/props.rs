@@ -1,6 +1,7 @@
 //! Property tests on random graphs: cycle detection agrees with a brute-force check; a
 //! failure-free run starts no step before its parents finish and runs every step exactly
-//! once; decisions skip exactly the steps that no chosen path leads to.
+//! once, following each edge once; decisions skip exactly the steps that no chosen path
+//! leads to.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -95,6 +96,7 @@ fn simulate(
 ) -> (BTreeSet<usize>, BTreeSet<usize>) {
     // Steps are named `s<number>`; the number is what the edges use.
     let index = |dag: &Dag, id: NodeId| dag.node(id).name[1..].parse::<usize>().unwrap();
+    let edges: usize = dag.ids().map(|n| dag.children(n).len()).sum();
     let (mut r, mut ready) = Readiness::new(dag);
     let mut pick = Pick(seed | 1);
     let (mut running, mut ran, mut skipped) = (Vec::new(), BTreeSet::new(), BTreeSet::new());
@@ -128,6 +130,7 @@ fn simulate(
         }
     }
     assert!(r.is_finished());
+    assert_eq!(r.edge_visits(), edges, "every edge followed exactly once");
     (ran, skipped)
 }
 

@@ -82,6 +82,7 @@ pub struct Readiness {
     live: Vec<usize>,
     status: Vec<Status>,
     resolved: usize,
+    edge_visits: usize,
 }
 
 impl Readiness {
@@ -106,6 +107,7 @@ impl Readiness {
             live,
             status,
             resolved: 0,
+            edge_visits: 0,
         };
         (tracker, roots)
     }
@@ -123,6 +125,14 @@ impl Readiness {
     /// Whether every node is resolved (done or pruned): the run is complete.
     pub fn is_finished(&self) -> bool {
         self.resolved == self.dag.len()
+    }
+
+    /// How many times an edge has been followed so far. Each edge is followed once, when its
+    /// parent resolves, so a finished run has followed exactly as many edges as the graph has:
+    /// the work of a run grows with nodes + edges, never with a rescan. Tests check this
+    /// count instead of timing anything.
+    pub fn edge_visits(&self) -> usize {
+        self.edge_visits
     }
 
     /// Resolves a ready normal, convergence or worker step as completed.
@@ -208,6 +218,7 @@ impl Readiness {
                 self.release(c, true, &mut progress, &mut pruned);
             } else {
                 self.waiting[c.0] -= 1;
+                self.edge_visits += 1;
                 if self.status[c.0] == Status::Waiting {
                     self.prune(c, &mut progress, &mut pruned);
                 }
@@ -231,6 +242,7 @@ impl Readiness {
         pruned: &mut Vec<NodeId>,
     ) {
         self.waiting[c.0] -= 1;
+        self.edge_visits += 1;
         if is_live {
             self.live[c.0] += 1;
         }
