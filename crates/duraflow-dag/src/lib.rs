@@ -81,7 +81,9 @@ pub mod validate;
 
 pub use graph::{Dag, NodeId, NodeKind, Progress, Readiness, ReadinessError};
 pub use registry::{Registered, Registry, RegistryError};
-pub use state::{Actor, History, RunState, StepState, Transition, TransitionError};
+pub use state::{
+    Actor, Failed, History, RunState, StepAttempts, StepState, Transition, TransitionError,
+};
 pub use template::{
     Backoff, InputRef, InputRefError, RetrySpec, Step, StepKind, Template, TemplateBuilder,
     TemplateId,

@@ -8,7 +8,8 @@
 //! live, and is skipped (*pruned*) when none is. A decision prunes the targets it did not
 //! choose at once, whatever their other parents; pruning then flows down to every node that
 //! only pruned nodes lead to. Retries, backoff and "in progress" are not tracked here: a ready
-//! node stays ready until it is resolved (the step state machine covers the attempts).
+//! node stays ready until it is resolved ([`StepAttempts`](crate::state::StepAttempts)
+//! covers a step's attempts and backoff).
 
 use super::{Dag, NodeId, NodeKind};
 
@@ -118,6 +119,9 @@ impl Readiness {
     }
 
     /// Where `id` stands.
+    ///
+    /// # Panics
+    /// When `id` is not a node of the run's graph.
     pub fn status(&self, id: NodeId) -> Status {
         self.status[id.0]
     }
