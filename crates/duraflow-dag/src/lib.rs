@@ -18,7 +18,7 @@
 //!   incrementally (O(out-degree) per resolved step), propagates decision skips and expands
 //!   batch steps;
 //! - [`state`]: the step and run state machines with explicit transition tables and the audit
-//!   trail of every transition, and [`StepAttempts`](state::StepAttempts), a step's attempts
+//!   trail of every transition, and [`StepAttempts`], a step's attempts
 //!   and retry backoff.
 //!
 //! Running a template on the duraflow engine (a built-in workflow interpreting it, each step
