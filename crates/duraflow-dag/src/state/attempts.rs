@@ -1,0 +1,166 @@
+//! One step's attempts in a run: the state history, the attempt count and the retry backoff.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Actor, History, StepState, TransitionError};
+use crate::template::RetrySpec;
+
+/// How a failed attempt ended, as [`StepAttempts::fail`] decided from the retry policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failed {
+    /// Attempts are left: the step waits for its backoff and is due at this time (ms).
+    RetryAt(i64),
+    /// No attempt is left and the step is skippable: it was skipped, its dependents proceed.
+    Skipped,
+    /// No attempt is left: the step failed for good, and so does the run.
+    ForGood,
+}
+
+/// A step's life in a run, driven by the engine: enqueue, start, complete or fail, and retry
+/// after the backoff. Every move goes through the step table and lands in the audit trail.
+///
+/// A step is *due* (may be enqueued) when readiness found all its parents resolved and it is
+/// pending, or when it waits for a retry and its backoff has elapsed ([`is_due`](Self::is_due)).
+///
+/// ```
+/// use duraflow_dag::state::{Failed, StepAttempts};
+/// use duraflow_dag::{Backoff, RetrySpec, StepState};
+///
+/// let retry = RetrySpec { max_attempts: 2, backoff: Backoff::Fixed, interval_ms: 500, max_interval_ms: 500 };
+/// let mut step = StepAttempts::new();
+/// step.enqueue("parents done", 0)?;
+/// step.start(10)?;
+/// assert_eq!(step.fail("timeout", &retry, false, 20)?, Failed::RetryAt(520));
+/// assert!(!step.is_due(519) && step.is_due(520));
+/// step.enqueue("backoff elapsed", 520)?;
+/// step.start(530)?;
+/// assert_eq!(step.fail("timeout", &retry, false, 540)?, Failed::ForGood);
+/// assert_eq!(step.state(), StepState::Error);
+/// assert_eq!(step.history().trail().len(), 7);
+/// # Ok::<_, duraflow_dag::TransitionError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepAttempts {
+    history: History<StepState>,
+    attempt: u32,
+    retry_at: Option<i64>,
+}
+
+impl Default for StepAttempts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StepAttempts {
+    /// A pending step with no attempt yet.
+    pub fn new() -> Self {
+        StepAttempts {
+            history: History::new(StepState::Pending),
+            attempt: 0,
+            retry_at: None,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> StepState {
+        self.history.state()
+    }
+
+    /// The state history and its audit trail.
+    pub fn history(&self) -> &History<StepState> {
+        &self.history
+    }
+
+    /// Attempts started so far.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// When the next attempt is due, while the step waits for a retry.
+    pub fn retry_at(&self) -> Option<i64> {
+        self.retry_at
+    }
+
+    /// Whether the engine may enqueue the step at `now` for a retry: it waits for one and the
+    /// backoff has elapsed. (A pending step is enqueued when readiness makes it ready.)
+    pub fn is_due(&self, now: i64) -> bool {
+        self.state() == StepState::WaitingForRetry && self.retry_at.is_some_and(|t| t <= now)
+    }
+
+    /// Hands the step to its queue: from pending (its parents are resolved) or, once the
+    /// backoff has elapsed, from waiting for a retry.
+    pub fn enqueue(&mut self, reason: &str, at: i64) -> Result<(), TransitionError> {
+        if let Some(due) = self.retry_at.filter(|&due| due > at) {
+            return Err(TransitionError::NotDue { due, at });
+        }
+        self.apply(StepState::Enqueued, reason, at)?;
+        self.retry_at = None;
+        Ok(())
+    }
+
+    /// A worker starts the next attempt.
+    pub fn start(&mut self, at: i64) -> Result<(), TransitionError> {
+        let next = self.attempt + 1;
+        self.history.apply(
+            StepState::InProgress,
+            format!("attempt {next} started"),
+            Actor::Engine,
+            next,
+            at,
+        )?;
+        self.attempt = next;
+        Ok(())
+    }
+
+    /// The running attempt succeeded.
+    pub fn complete(&mut self, at: i64) -> Result<(), TransitionError> {
+        self.apply(StepState::Complete, "the handler succeeded", at)
+    }
+
+    /// The running attempt failed: records the error, then either waits for a retry, skips a
+    /// skippable step, or leaves the step failed for good.
+    pub fn fail(
+        &mut self,
+        reason: &str,
+        retry: &RetrySpec,
+        skippable: bool,
+        at: i64,
+    ) -> Result<Failed, TransitionError> {
+        self.apply(StepState::Error, reason, at)?;
+        if let Some(wait) = retry.delay_after(self.attempt) {
+            let due = at.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
+            let why = format!(
+                "attempt {} of {} failed; retry at {due}",
+                self.attempt, retry.max_attempts
+            );
+            self.apply(StepState::WaitingForRetry, &why, at)?;
+            self.retry_at = Some(due);
+            Ok(Failed::RetryAt(due))
+        } else if skippable {
+            self.apply(StepState::Skipped, "a skippable step failed for good", at)?;
+            Ok(Failed::Skipped)
+        } else {
+            Ok(Failed::ForGood)
+        }
+    }
+
+    /// Any other move (cancel, skip, or an operator's): through the table, into the trail.
+    pub fn apply_by(
+        &mut self,
+        to: StepState,
+        reason: &str,
+        by: Actor,
+        at: i64,
+    ) -> Result<(), TransitionError> {
+        self.history.apply(to, reason, by, self.attempt, at)?;
+        if to != StepState::WaitingForRetry {
+            self.retry_at = None;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, to: StepState, reason: &str, at: i64) -> Result<(), TransitionError> {
+        self.apply_by(to, reason, Actor::Engine, at)
+    }
+}

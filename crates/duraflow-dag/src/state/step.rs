@@ -1,0 +1,78 @@
+//! The step state machine.
+
+use super::Row;
+
+machine_states! {
+    /// Where a step of a run stands.
+    pub enum StepState as "step" {
+        /// Waiting for its parents.
+        Pending = "pending",
+        /// Ready, handed to a queue, not started.
+        Enqueued = "enqueued",
+        /// An attempt is running.
+        InProgress = "in_progress",
+        /// Its handler succeeded. Terminal.
+        Complete = "complete",
+        /// An attempt failed; failed for good unless retried, skipped or resolved.
+        Error = "error",
+        /// An attempt failed and the next waits for its backoff.
+        WaitingForRetry = "waiting_for_retry",
+        /// The run was cancelled before the step finished. Terminal.
+        Cancelled = "cancelled",
+        /// Not run: not chosen by a decision, or skipped as allowed. Terminal.
+        Skipped = "skipped",
+        /// An operator set its outcome by hand. Terminal.
+        ResolvedManually = "resolved_manually",
+    }
+}
+
+use StepState::*;
+
+static TRANSITIONS: [Row<StepState>; 16] = [
+    Row::new(
+        Pending,
+        Enqueued,
+        false,
+        "every parent is complete or skipped",
+    ),
+    Row::new(
+        Pending,
+        Skipped,
+        false,
+        "no chosen path leads to it, or an operator skips it",
+    ),
+    Row::new(Pending, Cancelled, false, "the run is cancelled"),
+    Row::new(
+        Pending,
+        ResolvedManually,
+        true,
+        "an operator resolves it before it runs",
+    ),
+    Row::new(Enqueued, InProgress, false, "a worker starts an attempt"),
+    Row::new(Enqueued, Cancelled, false, "the run is cancelled"),
+    Row::new(InProgress, Complete, false, "the handler succeeded"),
+    Row::new(InProgress, Error, false, "the attempt failed or timed out"),
+    Row::new(InProgress, Cancelled, false, "the run is cancelled"),
+    Row::new(
+        Error,
+        WaitingForRetry,
+        false,
+        "attempts are left: the backoff starts",
+    ),
+    Row::new(Error, Enqueued, true, "an operator retries it now"),
+    Row::new(
+        Error,
+        Skipped,
+        false,
+        "a skippable step failed for good, or an operator skips it",
+    ),
+    Row::new(
+        Error,
+        ResolvedManually,
+        true,
+        "an operator resolves the failure by hand",
+    ),
+    Row::new(Error, Cancelled, false, "the run is cancelled"),
+    Row::new(WaitingForRetry, Enqueued, false, "the backoff elapsed"),
+    Row::new(WaitingForRetry, Cancelled, false, "the run is cancelled"),
+];
