@@ -23,7 +23,7 @@ pub(crate) struct Cli {
     /// start-latency 1,000 starts, fan-out 10,000 activities, timers 10,000 workflows, replay
     /// 10,000 operations in the largest workflow (the series is N/1000, N/100, N/10, N),
     /// parked 100,000 workflows, recovery 1,000 workflows, steps 200 steps per workflow, map
-    /// 10,000 items).
+    /// 10,000 items, queue-fetch 1,000,000 pending instances on 100 queues).
     #[arg(long)]
     pub(crate) n: Option<u64>,
 
@@ -107,13 +107,16 @@ pub(crate) enum Workload {
     Steps,
     /// One workflow mapping N items, 100 at a time, each running an inline step.
     Map,
+    /// Fetch latency on a queue of 1,000 turns, before and after N pending instances are
+    /// added on 100 other queues.
+    QueueFetch,
     /// Every workload.
     All,
 }
 
 impl Workload {
     /// Every workload, in the order `all` runs them.
-    pub(crate) const EVERY: [Workload; 10] = [
+    pub(crate) const EVERY: [Workload; 11] = [
         Workload::Throughput,
         Workload::Sequential,
         Workload::StartLatency,
@@ -124,6 +127,7 @@ impl Workload {
         Workload::Recovery,
         Workload::Steps,
         Workload::Map,
+        Workload::QueueFetch,
     ];
 
     /// The name on the command line and in results.
@@ -139,6 +143,7 @@ impl Workload {
             Workload::Recovery => "recovery",
             Workload::Steps => "steps",
             Workload::Map => "map",
+            Workload::QueueFetch => "queue-fetch",
             Workload::All => "all",
         }
     }
@@ -151,6 +156,7 @@ impl Workload {
             Workload::Steps => 200,
             Workload::FanOut | Workload::Timers | Workload::Replay | Workload::Map => 10_000,
             Workload::Parked => 100_000,
+            Workload::QueueFetch => 1_000_000,
             Workload::All => 0,
         }
     }

@@ -17,7 +17,7 @@ const N: u64 = 10;
 const LEASE_MS: u64 = 1_000;
 
 /// The figures each workload must report as numbers.
-const FIGURES: [(&str, &[&str]); 10] = [
+const FIGURES: [(&str, &[&str]); 11] = [
     (
         "throughput",
         &["workflows_per_s", "activities_per_s", "elapsed_s"],
@@ -93,6 +93,18 @@ const FIGURES: [(&str, &[&str]); 10] = [
     (
         "map",
         &["total_s", "items_per_s", "journal_events", "peak_rss_mib"],
+    ),
+    (
+        "queue-fetch",
+        &[
+            "fill_s",
+            "served_base_p50_ms",
+            "served_loaded_p50_ms",
+            "served_ratio_p50",
+            "queue_base_p99_ms",
+            "queue_loaded_p99_ms",
+            "queue_ratio_p99",
+        ],
     ),
 ];
 
@@ -232,6 +244,11 @@ fn check_result(line: &Value, workload: &str, store: &str, figures: &[&str]) {
             // result), plus the workflow's start and end and the batch's context.
             assert_eq!(got["journal_events"], 4 * N + 4, "{line}");
             assert_eq!(line["settings"]["max_concurrency"], 100, "{line}");
+        }
+        "queue-fetch" => {
+            // n = 10: all ten on the loaded queues, and ten on the served queue (at most n).
+            assert_eq!(got["pending_instances"], 2 * N, "{line}");
+            assert_eq!(line["settings"]["queues"], 100, "{line}");
         }
         "recovery" => {
             assert_eq!(got["workflows_completed"], N, "{line}");

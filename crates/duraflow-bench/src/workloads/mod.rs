@@ -4,6 +4,7 @@ mod events;
 mod fan_out;
 mod map;
 mod parked;
+mod queue_fetch;
 pub(crate) mod recovery;
 mod replay;
 mod sequential;
@@ -41,6 +42,7 @@ pub(crate) async fn run(
         Workload::Recovery => recovery::run(env, n, config).await,
         Workload::Steps => steps::run(env, n, config.count_commits).await,
         Workload::Map => map::run(env, n).await,
+        Workload::QueueFetch => queue_fetch::run(env, n).await,
         Workload::All => Err("`all` is not a single workload".into()),
     }
 }
@@ -126,6 +128,20 @@ pub(crate) fn settings(workload: Workload, config: &Config) -> Figures {
                 "one workflow mapping n items; each item runs one at-least-once inline step",
             )
             .int("max_concurrency", engine::MAP_CONCURRENCY as u64);
+        }
+        Workload::QueueFetch => {
+            s.text(
+                "unit",
+                "n pending instances on 100 queues the timed fetches do not serve, against \
+                 stores without them",
+            )
+            .int("queues", queue_fetch::QUEUES)
+            .int("served_instances", queue_fetch::SERVED)
+            .int("fetch_max", queue_fetch::FETCH_MAX as u64)
+            .int("samples", queue_fetch::SAMPLES as u64)
+            .int("rounds", queue_fetch::ROUNDS as u64)
+            .int("create_concurrency", queue_fetch::CREATE_CONCURRENCY as u64)
+            .text("engine", "none: the Store API directly");
         }
         Workload::All => {}
     }
