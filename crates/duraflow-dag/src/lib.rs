@@ -21,8 +21,8 @@
 //!   trail of every transition, and [`StepAttempts`], a step's attempts
 //!   and retry backoff.
 //!
-//! Running a template on the duraflow engine (a built-in workflow interpreting it, each step
-//! an activity) is not built yet.
+//! With the feature `engine` (on by default), [`run`] runs templates on the duraflow engine:
+//! a built-in workflow interprets the template and each step's handler is an activity.
 //!
 //! # Step kinds
 //!
@@ -75,6 +75,8 @@
 
 pub mod graph;
 mod registry;
+#[cfg(feature = "engine")]
+pub mod run;
 pub mod state;
 pub mod template;
 pub mod validate;
