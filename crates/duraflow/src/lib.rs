@@ -113,6 +113,10 @@ pub use duraflow_store::{
     Page, Store, StoreError, StoreStats,
 };
 
+/// DAG workflows (feature `dag`): templates, validation, the registry, and
+/// [`dag::run`], the interpreter workflow that runs a template on the engine.
+#[cfg(feature = "dag")]
+pub use duraflow_dag as dag;
 #[cfg(feature = "postgres")]
 pub use duraflow_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]

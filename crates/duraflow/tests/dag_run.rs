@@ -1,0 +1,138 @@
+//! DAG runs on the engine: the order example end to end on both decision branches, warm
+//! instances off and on, replay of the finished journals, the report rebuilt from the journal,
+//! and a bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod common;
+mod dag_support;
+
+use common::virtual_clock;
+use dag_support::{order_engine, order_registry, order_start, Calls};
+use duraflow::dag::run::{dag_status, interpreter, DagReport, WORKFLOW_NAME};
+use duraflow::dag::{RunState, StepState};
+use duraflow::prelude::*;
+use duraflow::{check_replay, workflow_fn, Outcome, Payload};
+use serde_json::json;
+
+async fn run_order(options: EngineOptions) {
+    let registry = order_registry();
+    let calls = Calls::default();
+    let builder = Engine::builder()
+        .store(MemoryStore::new())
+        .clock(virtual_clock())
+        .options(options);
+    let engine = order_engine(builder, registry.clone(), &calls, &[])
+        .start()
+        .await
+        .unwrap();
+    let client = engine.client();
+
+    let ship = order_start("o-1", &["a", "b", "c"]);
+    let shipped = client.start(WORKFLOW_NAME, &ship).id("o-1").await.unwrap();
+    let refund = order_start("o-2", &[]);
+    let refunded = client
+        .start(WORKFLOW_NAME, &refund)
+        .id("o-2")
+        .await
+        .unwrap();
+
+    let report: DagReport = client.wait(&shipped).await.unwrap();
+    assert_eq!(report.state, RunState::Complete);
+    assert_eq!(report.steps["refund"].state, StepState::Skipped);
+    assert_eq!(report.steps["ship"].state, StepState::Complete);
+    assert_eq!(report.results["ship_or_refund"], json!(["ship"]));
+    assert_eq!(
+        report.results["collect_parcels"],
+        json!([{"parcel": "a"}, {"parcel": "b"}, {"parcel": "c"}]),
+        "the convergence step gets the workers' results in item order"
+    );
+    assert_eq!(report.results["notify"], json!("sent"));
+    assert_eq!(report.steps["pack_items[2]"].state, StepState::Complete);
+    let trail: Vec<_> = report.steps["ship"]
+        .transitions
+        .iter()
+        .map(|t| t.to.to_string())
+        .collect();
+    assert_eq!(trail, ["enqueued", "in_progress", "complete"]);
+
+    let report2: DagReport = client.wait(&refunded).await.unwrap();
+    assert_eq!(report2.results["ship_or_refund"], json!(["refund"]));
+    assert_eq!(report2.results["refund"], json!({"refunded": "r-o-2"}));
+    for skipped in ["ship", "pack_items", "collect_parcels"] {
+        assert_eq!(
+            report2.steps[skipped].state,
+            StepState::Skipped,
+            "{skipped}"
+        );
+    }
+    assert_eq!(report2.steps["notify"].state, StepState::Complete);
+    assert_eq!(calls.count("pack_item"), 3);
+    assert_eq!(calls.count("refund_payment"), 1);
+    assert_eq!(calls.count("book_shipment"), 1);
+
+    // Replay of each finished journal issues nothing new and ends with the same output; the
+    // report rebuilt from the journal is the output.
+    for (run, expected) in [(&shipped, &report), (&refunded, &report2)] {
+        let journal = client.history(run, None).await.unwrap();
+        let replay = check_replay(
+            workflow_fn(interpreter(registry.clone())),
+            &run.id,
+            1,
+            journal,
+        );
+        assert!(replay.new_events.is_empty(), "{:?}", replay.new_events);
+        assert_eq!(
+            replay.outcome,
+            Some(Outcome::Completed(Payload::encode(expected).unwrap()))
+        );
+        assert_eq!(&dag_status(&client, &run.id).await.unwrap(), expected);
+    }
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_example_runs_both_branches_with_warm_instances() {
+    run_order(EngineOptions::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_example_runs_both_branches_replaying_every_turn() {
+    run_order(EngineOptions {
+        warm_instances: 0,
+        ..EngineOptions::default()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_the_schema_rejects_fails_the_run_before_any_step() {
+    let calls = Calls::default();
+    let builder = Engine::builder()
+        .store(MemoryStore::new())
+        .clock(virtual_clock());
+    let engine = order_engine(builder, order_registry(), &calls, &[])
+        .start()
+        .await
+        .unwrap();
+    let client = engine.client();
+    let start = duraflow::dag::run::DagStart::named("shop", "order", json!({ "order": 7 }));
+    let run = client.start(WORKFLOW_NAME, &start).await.unwrap();
+    let err = client
+        .wait::<DagReport>(&run)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not match the input schema"), "{err}");
+    assert_eq!(calls.count("validate_order"), 0);
+
+    let missing = duraflow::dag::run::DagStart::named("shop", "nope", json!({}));
+    let run = client.start(WORKFLOW_NAME, &missing).await.unwrap();
+    let err = client
+        .wait::<DagReport>(&run)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no template shop/nope"), "{err}");
+    engine.shutdown().await;
+}

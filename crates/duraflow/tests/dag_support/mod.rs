@@ -1,0 +1,116 @@
+//! Helpers shared by the DAG tests: the order example's template and handlers, counted.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    reason = "shared test helpers"
+)]
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use duraflow::dag::run::{self, DagStart};
+use duraflow::dag::{template::load, Registry, Template};
+use duraflow::prelude::*;
+use serde_json::{json, Value};
+
+/// `crates/duraflow-dag/examples/order.yaml`.
+pub fn order_template() -> Template {
+    let yaml = include_str!("../../../duraflow-dag/examples/order.yaml");
+    load::from_yaml_str(yaml).unwrap()
+}
+
+/// Every handler the order template names.
+pub const ORDER_HANDLERS: [&str; 10] = [
+    "validate_order",
+    "reserve_inventory",
+    "charge_payment",
+    "decide_shipping",
+    "book_shipment",
+    "refund_payment",
+    "list_items",
+    "pack_item",
+    "collect_parcels",
+    "notify_customer",
+];
+
+/// A registry holding the order template.
+pub fn order_registry() -> Arc<Registry> {
+    let mut registry = Registry::new(ORDER_HANDLERS);
+    registry.register(order_template()).unwrap();
+    Arc::new(registry)
+}
+
+/// The start of an order run: `items` SKUs (none: the order is refunded).
+pub fn order_start(id: &str, skus: &[&str]) -> DagStart {
+    let items: Vec<Value> = skus.iter().map(|s| json!({ "sku": s })).collect();
+    DagStart::named(
+        "shop",
+        "order",
+        json!({ "order": { "id": id, "items": items } }),
+    )
+}
+
+/// How many times each handler ran.
+#[derive(Clone, Default)]
+pub struct Calls(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl Calls {
+    pub fn count(&self, handler: &str) -> usize {
+        self.0.lock().unwrap().get(handler).copied().unwrap_or(0)
+    }
+
+    fn hit(&self, handler: &str) {
+        *self
+            .0
+            .lock()
+            .unwrap()
+            .entry(handler.to_owned())
+            .or_default() += 1;
+    }
+}
+
+fn order_handler(name: &str, input: &Value) -> Value {
+    match name {
+        "validate_order" => json!({ "valid": true }),
+        "reserve_inventory" => json!({ "reserved": input["items"].as_array().map_or(0, Vec::len) }),
+        "charge_payment" => {
+            json!({ "receipt": format!("r-{}", input["order"]["id"].as_str().unwrap_or("?")) })
+        }
+        "decide_shipping" => {
+            if input["reservation"]["reserved"].as_u64().unwrap_or(0) > 0 {
+                json!(["ship"])
+            } else {
+                json!(["refund"])
+            }
+        }
+        "book_shipment" => json!({ "booked": true }),
+        "refund_payment" => json!({ "refunded": input["receipt"] }),
+        "list_items" => input["items"].clone(),
+        "pack_item" => json!({ "parcel": input["sku"] }),
+        "collect_parcels" => input["results"].clone(),
+        "notify_customer" => json!("sent"),
+        _ => Value::Null,
+    }
+}
+
+/// Registers the order handlers (all but `except`) as activities, counting their calls, and
+/// the interpreter with `registry`; the engine serves the `payments` queue too.
+pub fn order_engine(
+    builder: EngineBuilder,
+    registry: Arc<Registry>,
+    calls: &Calls,
+    except: &[&str],
+) -> EngineBuilder {
+    let mut builder = run::register(builder, registry).queues(["default", "payments"]);
+    for name in ORDER_HANDLERS.iter().filter(|h| !except.contains(h)) {
+        let calls = calls.clone();
+        let handler = (*name).to_owned();
+        builder = builder.activity(name, move |_ctx: ActivityContext, input: Value| {
+            calls.hit(&handler);
+            let out = order_handler(&handler, &input);
+            async move { Ok::<_, ActivityError>(out) }
+        });
+    }
+    builder
+}
