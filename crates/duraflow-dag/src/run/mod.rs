@@ -135,3 +135,6 @@ impl DagStart {
         self
     }
 }
+
+#[cfg(test)]
+mod tests;
