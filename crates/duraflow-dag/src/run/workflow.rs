@@ -9,7 +9,7 @@ use duraflow_runtime::EngineBuilder;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use super::in_flight::{InFlight, StepFuture};
+use super::in_flight::InFlight;
 use super::machine::{Launch, RunMachine};
 use super::{DagReport, DagStart, TemplateSource, TEMPLATE_STEP, WORKFLOW_NAME};
 use crate::registry::{Registered, Registry, RegistryError};
@@ -120,8 +120,7 @@ fn launch(ctx: &WorkflowContext, template: &Template, launches: Vec<Launch>, to:
             call = call.queue(queue);
         }
         // Converting now takes the operation id, so ids follow launch order.
-        let future: StepFuture = Box::pin(std::future::IntoFuture::into_future(call));
-        to.push(l.seq, future);
+        to.push(l.seq, std::future::IntoFuture::into_future(call));
     }
 }
 
