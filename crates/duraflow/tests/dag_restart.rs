@@ -7,8 +7,8 @@
 mod common;
 mod dag_support;
 
-use common::{history_with, virtual_clock};
-use dag_support::{order_engine, order_registry, order_start, Calls, ORDER_HANDLERS};
+use common::history_with;
+use dag_support::{on, order_engine, order_handlers, order_registry, order_start, Calls};
 use duraflow::dag::run::{dag_status, DagReport, WORKFLOW_NAME};
 use duraflow::dag::{RunState, StepState};
 use duraflow::prelude::*;
@@ -23,9 +23,7 @@ async fn a_run_survives_an_engine_restart_between_steps() {
 
     // The first engine has no `decide_shipping`: the run stops there, its task left for an
     // engine that has it.
-    let builder = Engine::builder()
-        .store(SqliteStore::open(&path).await.unwrap())
-        .clock(virtual_clock());
+    let builder = on(SqliteStore::open(&path).await.unwrap());
     let engine = order_engine(builder, order_registry(), &calls, &["decide_shipping"])
         .start()
         .await
@@ -48,9 +46,7 @@ async fn a_run_survives_an_engine_restart_between_steps() {
     drop(client);
     engine.shutdown().await;
 
-    let builder = Engine::builder()
-        .store(SqliteStore::open(&path).await.unwrap())
-        .clock(virtual_clock());
+    let builder = on(SqliteStore::open(&path).await.unwrap());
     let engine = order_engine(builder, order_registry(), &calls, &[])
         .start()
         .await
@@ -62,13 +58,13 @@ async fn a_run_survives_an_engine_restart_between_steps() {
         report.results["collect_parcels"],
         json!([{"parcel": "a"}, {"parcel": "b"}])
     );
-    for handler in ORDER_HANDLERS {
-        let expected = match handler {
+    for handler in order_handlers() {
+        let expected = match handler.as_str() {
             "refund_payment" => 0,
             "pack_item" => 2,
             _ => 1,
         };
-        assert_eq!(calls.count(handler), expected, "{handler}");
+        assert_eq!(calls.count(&handler), expected, "{handler}");
     }
     engine.shutdown().await;
 }

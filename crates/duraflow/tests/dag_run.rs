@@ -7,9 +7,8 @@
 mod common;
 mod dag_support;
 
-use common::virtual_clock;
-use dag_support::{order_engine, order_registry, order_start, Calls};
-use duraflow::dag::run::{dag_status, interpreter, DagReport, WORKFLOW_NAME};
+use dag_support::{on, order_engine, order_registry, order_start, run_dag, Calls};
+use duraflow::dag::run::{dag_status, interpreter, DagReport, DagStart, WORKFLOW_NAME};
 use duraflow::dag::{RunState, StepState};
 use duraflow::prelude::*;
 use duraflow::{check_replay, workflow_fn, Outcome, Payload};
@@ -18,10 +17,7 @@ use serde_json::json;
 async fn run_order(options: EngineOptions) {
     let registry = order_registry();
     let calls = Calls::default();
-    let builder = Engine::builder()
-        .store(MemoryStore::new())
-        .clock(virtual_clock())
-        .options(options);
+    let builder = on(MemoryStore::new()).options(options);
     let engine = order_engine(builder, registry.clone(), &calls, &[])
         .start()
         .await
@@ -108,31 +104,18 @@ async fn the_order_example_runs_both_branches_replaying_every_turn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_input_the_schema_rejects_fails_the_run_before_any_step() {
     let calls = Calls::default();
-    let builder = Engine::builder()
-        .store(MemoryStore::new())
-        .clock(virtual_clock());
-    let engine = order_engine(builder, order_registry(), &calls, &[])
+    let engine = order_engine(on(MemoryStore::new()), order_registry(), &calls, &[])
         .start()
         .await
         .unwrap();
     let client = engine.client();
-    let start = duraflow::dag::run::DagStart::named("shop", "order", json!({ "order": 7 }));
-    let run = client.start(WORKFLOW_NAME, &start).await.unwrap();
-    let err = client
-        .wait::<DagReport>(&run)
-        .await
-        .unwrap_err()
-        .to_string();
+    let start = DagStart::named("shop", "order", json!({ "order": 7 }));
+    let err = run_dag(&client, &start).await.unwrap_err();
     assert!(err.contains("does not match the input schema"), "{err}");
     assert_eq!(calls.count("validate_order"), 0);
 
-    let missing = duraflow::dag::run::DagStart::named("shop", "nope", json!({}));
-    let run = client.start(WORKFLOW_NAME, &missing).await.unwrap();
-    let err = client
-        .wait::<DagReport>(&run)
-        .await
-        .unwrap_err()
-        .to_string();
+    let missing = DagStart::named("shop", "nope", json!({}));
+    let err = run_dag(&client, &missing).await.unwrap_err();
     assert!(err.contains("no template shop/nope"), "{err}");
     engine.shutdown().await;
 }

@@ -4,12 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
 mod common;
+mod dag_support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, virtual_clock, DEADLINE};
+use common::{eventually, DEADLINE};
+use dag_support::{on, run_dag};
 use duraflow::dag::run::{self, dag_status, interpreter, DagReport, DagStart, WORKFLOW_NAME};
 use duraflow::dag::{Backoff, Registry, RetrySpec, RunState, Step, StepState, Template};
 use duraflow::prelude::*;
@@ -17,10 +19,7 @@ use duraflow::{check_replay, workflow_fn, Outcome, Payload};
 use serde_json::{json, Value};
 
 fn engine() -> EngineBuilder {
-    let builder = Engine::builder()
-        .store(MemoryStore::new())
-        .clock(virtual_clock());
-    run::register(builder, Arc::new(Registry::default()))
+    run::register(on(MemoryStore::new()), Arc::new(Registry::default()))
 }
 
 fn ok(
@@ -64,12 +63,8 @@ async fn the_middle_steps_of_a_diamond_run_at_once() {
         .start()
         .await
         .unwrap();
-    let client = engine.client();
-    let run = client
-        .start(WORKFLOW_NAME, &DagStart::inline(template, json!({})))
-        .await
-        .unwrap();
-    let report: DagReport = client.wait(&run).await.unwrap();
+    let start = DagStart::inline(template, json!({}));
+    let report = run_dag(&engine.client(), &start).await.unwrap();
     assert_eq!(report.results["d"], json!({"b": "together"}));
     engine.shutdown().await;
 }
@@ -160,16 +155,8 @@ async fn a_decision_naming_an_undeclared_target_fails_its_step() {
         .start()
         .await
         .unwrap();
-    let client = engine.client();
-    let run = client
-        .start(WORKFLOW_NAME, &DagStart::inline(template, json!({})))
-        .await
-        .unwrap();
-    let err = client
-        .wait::<DagReport>(&run)
-        .await
-        .unwrap_err()
-        .to_string();
+    let start = DagStart::inline(template, json!({}));
+    let err = run_dag(&engine.client(), &start).await.unwrap_err();
     assert!(
         err.contains("chose `z`, which is not one of its targets [x, y]"),
         "{err}"
@@ -188,25 +175,20 @@ async fn a_batch_of_a_thousand_items_converges_in_order_and_replays() {
         .step(Step::new("sum", "sum").depends_on(["list"]).convergence())
         .build();
     let registry = Arc::new(Registry::default());
-    let engine = run::register(
-        Engine::builder()
-            .store(MemoryStore::new())
-            .clock(virtual_clock()),
-        registry.clone(),
-    )
-    .activity("list", |_ctx: ActivityContext, input: Value| async move {
-        let n = input["n"].as_u64().unwrap_or(0);
-        Ok::<_, ActivityError>(json!((0..n).collect::<Vec<_>>()))
-    })
-    .activity("double", |_ctx: ActivityContext, item: Value| async move {
-        Ok::<_, ActivityError>(json!(item.as_u64().unwrap_or(0) * 2))
-    })
-    .activity("sum", |_ctx: ActivityContext, input: Value| async move {
-        Ok::<_, ActivityError>(input["results"].clone())
-    })
-    .start()
-    .await
-    .unwrap();
+    let engine = run::register(on(MemoryStore::new()), registry.clone())
+        .activity("list", |_ctx: ActivityContext, input: Value| async move {
+            let n = input["n"].as_u64().unwrap_or(0);
+            Ok::<_, ActivityError>(json!((0..n).collect::<Vec<_>>()))
+        })
+        .activity("double", |_ctx: ActivityContext, item: Value| async move {
+            Ok::<_, ActivityError>(json!(item.as_u64().unwrap_or(0) * 2))
+        })
+        .activity("sum", |_ctx: ActivityContext, input: Value| async move {
+            Ok::<_, ActivityError>(input["results"].clone())
+        })
+        .start()
+        .await
+        .unwrap();
     let client = engine.client();
     let run = client
         .start(

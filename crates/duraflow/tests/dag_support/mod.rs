@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use duraflow::dag::run::DagReport;
 use duraflow::dag::run::{self, DagStart};
-use duraflow::dag::{template::load, Registry, Template};
+use duraflow::dag::{template::load, Registry, StepKind, Template};
 use duraflow::prelude::*;
 use serde_json::{json, Value};
 
@@ -20,23 +21,21 @@ pub fn order_template() -> Template {
     load::from_yaml_str(yaml).unwrap()
 }
 
-/// Every handler the order template names.
-pub const ORDER_HANDLERS: [&str; 10] = [
-    "validate_order",
-    "reserve_inventory",
-    "charge_payment",
-    "decide_shipping",
-    "book_shipment",
-    "refund_payment",
-    "list_items",
-    "pack_item",
-    "collect_parcels",
-    "notify_customer",
-];
+/// Every handler the order template names (batch workers included), in step order.
+pub fn order_handlers() -> Vec<String> {
+    let mut handlers = Vec::new();
+    for step in order_template().steps {
+        handlers.push(step.handler);
+        if let StepKind::Batch { worker, .. } = step.kind {
+            handlers.push(worker);
+        }
+    }
+    handlers
+}
 
 /// A registry holding the order template.
 pub fn order_registry() -> Arc<Registry> {
-    let mut registry = Registry::new(ORDER_HANDLERS);
+    let mut registry = Registry::new(order_handlers());
     registry.register(order_template()).unwrap();
     Arc::new(registry)
 }
@@ -103,14 +102,36 @@ pub fn order_engine(
     except: &[&str],
 ) -> EngineBuilder {
     let mut builder = run::register(builder, registry).queues(["default", "payments"]);
-    for name in ORDER_HANDLERS.iter().filter(|h| !except.contains(h)) {
+    for handler in order_handlers() {
+        if except.contains(&handler.as_str()) {
+            continue;
+        }
         let calls = calls.clone();
-        let handler = (*name).to_owned();
-        builder = builder.activity(name, move |_ctx: ActivityContext, input: Value| {
+        let name = handler.clone();
+        builder = builder.activity(&name, move |_ctx: ActivityContext, input: Value| {
             calls.hit(&handler);
             let out = order_handler(&handler, &input);
             async move { Ok::<_, ActivityError>(out) }
         });
     }
     builder
+}
+
+/// An engine builder on `store` with a virtual clock.
+pub fn on(store: impl duraflow::IntoStore) -> EngineBuilder {
+    Engine::builder()
+        .store(store)
+        .clock(crate::common::virtual_clock())
+}
+
+/// Starts a DAG run and waits for its report, or its failure's message.
+pub async fn run_dag(client: &Client, start: &DagStart) -> Result<DagReport, String> {
+    let run = client
+        .start(run::WORKFLOW_NAME, start)
+        .await
+        .map_err(|e| e.to_string())?;
+    client
+        .wait::<DagReport>(&run)
+        .await
+        .map_err(|e| e.to_string())
 }
