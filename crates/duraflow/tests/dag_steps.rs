@@ -137,6 +137,7 @@ async fn a_step_that_fails_for_good_fails_the_run_and_cancels_its_siblings() {
     let status = dag_status(&client, &run.id).await.unwrap();
     assert_eq!(status.state, RunState::Error);
     assert_eq!(status.steps["boom"].state, StepState::Error);
+    assert_eq!(status.steps["boom"].attempts, 3);
     assert_eq!(status.steps["slow"].state, StepState::Cancelled);
     assert_eq!(status.steps["after"].state, StepState::Pending);
     engine.shutdown().await;

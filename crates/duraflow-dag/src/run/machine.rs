@@ -48,6 +48,8 @@ pub(crate) struct RunMachine {
     /// Workers held back by their batch's concurrency limit, and how many run, by batch.
     held: HashMap<NodeId, VecDeque<NodeId>>,
     running: HashMap<NodeId, usize>,
+    /// The attempts a failed activity reported making (its retries ran inside the activity).
+    reported_attempts: HashMap<NodeId, u32>,
 }
 
 impl RunMachine {
@@ -65,6 +67,7 @@ impl RunMachine {
             launched: Vec::new(),
             held: HashMap::new(),
             running: HashMap::new(),
+            reported_attempts: HashMap::new(),
         };
         let _ = machine.run.apply(
             RunState::InProgress,
@@ -102,7 +105,7 @@ impl RunMachine {
         let resolved = match self.tracker.dag().node(node).kind {
             NodeKind::Decision => match self.chosen(node, &output) {
                 Ok(ids) => self.tracker.decide(node, &ids).map_err(|e| e.to_string()),
-                Err(why) => return self.failed(seq, &why, at),
+                Err(why) => return self.failed(seq, &why, None, at),
             },
             NodeKind::Batch => match output.as_array().map(Vec::len) {
                 Some(items) => self
@@ -115,7 +118,7 @@ impl RunMachine {
                         "batch step `{name}`: the handler must return a JSON array of items, \
                          not {output}"
                     );
-                    return self.failed(seq, &why, at);
+                    return self.failed(seq, &why, None, at);
                 }
             },
             _ => self.tracker.complete(node).map_err(|e| e.to_string()),
@@ -132,17 +135,21 @@ impl RunMachine {
     }
 
     /// Launch `seq` failed for good (its activity's retries are spent, or its error is not
-    /// retryable): a skippable step is skipped, any other fails the run, and the steps in
-    /// flight are cancelled.
+    /// retryable) after `attempts` attempts, if the failure says: a skippable step is skipped,
+    /// any other fails the run, and the steps in flight are cancelled.
     pub(crate) fn failed(
         &mut self,
         seq: usize,
         message: &str,
+        attempts: Option<u32>,
         at: i64,
     ) -> Result<Vec<Launch>, RunFailed> {
         let Some(&node) = self.launched.get(seq) else {
             return Err(self.internal(format!("a failure for launch {seq}, which never was")));
         };
+        if let Some(n) = attempts {
+            self.reported_attempts.insert(node, n);
+        }
         let n = self.tracker.dag().node(node);
         let (name, skippable) = (n.name.clone(), self.template.steps[n.step].skippable);
         let attempt = &mut self.steps[node.0];
@@ -177,7 +184,9 @@ impl RunMachine {
                 name.clone(),
                 StepReport {
                     state: step.state(),
-                    attempts: step.attempt(),
+                    attempts: step
+                        .attempt()
+                        .max(self.reported_attempts.get(&id).copied().unwrap_or(0)),
                     transitions: step.history().trail().to_vec(),
                 },
             );

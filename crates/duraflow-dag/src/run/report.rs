@@ -30,8 +30,9 @@ pub struct DagReport {
 pub struct StepReport {
     /// The current state.
     pub state: StepState,
-    /// Attempts the interpreter saw start (retries inside the activity's own retry policy are
-    /// not seen one by one: a step that ran is 1).
+    /// Attempts made: 1 once the step was launched, or as many as its activity's failure
+    /// reported (the retries inside the activity's own retry policy are not seen one by one,
+    /// so a step that succeeded after retries shows 1).
     pub attempts: u32,
     /// Every transition, oldest first.
     pub transitions: Vec<Transition<StepState>>,

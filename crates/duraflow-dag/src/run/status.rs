@@ -98,7 +98,7 @@ pub fn rebuild(journal: &[Event]) -> Result<DagReport, StatusError> {
             EventKind::ActivityFailed { op, failure } => {
                 let (m, seq) = launched(&mut machine, &launches, op)?;
                 let error = duraflow_core::WorkflowError::Activity(failure.clone());
-                let _ = m.failed(seq, &error.to_string(), at);
+                let _ = m.failed(seq, &error.to_string(), failure.attempts, at);
             }
             _ => {}
         }

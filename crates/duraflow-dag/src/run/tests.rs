@@ -54,9 +54,14 @@ fn a_skippable_step_that_fails_is_skipped_and_its_dependents_run() {
         )
         .build();
     let (mut m, first) = start(template, json!({}));
-    let next = m.failed(first[0].seq, "no luck", 1).unwrap();
+    let next = m.failed(first[0].seq, "no luck", Some(4), 1).unwrap();
     assert_eq!(next[0].input, json!({ "got": null }));
     assert_eq!(m.report().steps["maybe"].state, StepState::Skipped);
+    assert_eq!(
+        m.report().steps["maybe"].attempts,
+        4,
+        "as the failure reported"
+    );
 }
 
 #[test]

@@ -60,7 +60,13 @@ async fn run(
         let next = match result {
             Ok(output) => machine.succeeded(seq, output, at),
             Err(e @ WorkflowError::Nondeterminism(_)) => return Err(e),
-            Err(e) => machine.failed(seq, &e.to_string(), at),
+            Err(e) => {
+                let attempts = match &e {
+                    WorkflowError::Activity(failure) => failure.attempts,
+                    _ => None,
+                };
+                machine.failed(seq, &e.to_string(), attempts, at)
+            }
         };
         match next {
             Ok(launches) => launch(&ctx, registered.template(), launches, &mut in_flight),
