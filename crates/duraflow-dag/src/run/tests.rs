@@ -130,3 +130,29 @@ fn inputs_are_mapped_from_the_run_input_and_upstream_results() {
     let next = m.succeeded(0, json!({ "receipt": "r-1" }), 1).unwrap();
     assert_eq!(next[0].input, json!({ "r": "r-1", "missing": null }));
 }
+
+#[test]
+fn a_retry_spec_becomes_an_activity_policy_with_the_same_waits() {
+    use std::time::Duration;
+
+    use crate::template::{Backoff, RetrySpec};
+
+    for backoff in [Backoff::Fixed, Backoff::Exponential] {
+        let spec = RetrySpec {
+            max_attempts: 6,
+            backoff,
+            interval_ms: 250,
+            max_interval_ms: 1_500,
+        };
+        let policy = super::retry_policy(&spec);
+        assert_eq!(policy.max_attempts, 6);
+        for failed in 1..=6 {
+            let expected = spec.delay_after(failed).map(Duration::from_millis);
+            assert_eq!(
+                policy.delay_after(failed, 0.5),
+                expected,
+                "{backoff:?} {failed}"
+            );
+        }
+    }
+}
