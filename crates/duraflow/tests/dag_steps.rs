@@ -213,3 +213,53 @@ async fn a_batch_of_a_thousand_items_converges_in_order_and_replays() {
     );
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_past_its_timeout_fails_the_run_with_a_timeout() {
+    let clock = common::virtual_clock();
+    let template = Template::builder("t", "slow", "1")
+        .step(
+            Step::new("wait", "wait")
+                .timeout_ms(1_000)
+                .retry(RetrySpec::none()),
+        )
+        .build();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let builder = Engine::builder()
+        .store(MemoryStore::new())
+        .clock(clock.clone());
+    let engine = run::register(builder, Arc::new(Registry::default()))
+        .activity("wait", move |ctx: ActivityContext, _: Value| {
+            let s = s.clone();
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                ctx.cancelled().await;
+                Err::<Value, _>(ActivityError::retryable("cancelled"))
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let client = engine.client();
+    let run = client
+        .start(WORKFLOW_NAME, &DagStart::inline(template, json!({})))
+        .await
+        .unwrap();
+    eventually("the step to start", || async {
+        (started.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    clock.advance(Duration::from_secs(2));
+    let err = client
+        .wait::<DagReport>(&run)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("step `wait` failed for good") && err.contains("attempt timed out after 1s"),
+        "{err}"
+    );
+    assert_eq!(started.load(Ordering::SeqCst), 1, "no retry");
+    engine.shutdown().await;
+}
