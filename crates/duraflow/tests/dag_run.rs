@@ -1,5 +1,5 @@
 //! DAG runs on the engine: the order example end to end on both decision branches, warm
-//! instances off and on, replay of the finished journals, the report rebuilt from the journal,
+//! instances off and on, on memory and SQLite, replay of the finished journals, the report rebuilt from the journal,
 //! and a bad input.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
@@ -14,10 +14,9 @@ use duraflow::prelude::*;
 use duraflow::{check_replay, workflow_fn, Outcome, Payload};
 use serde_json::json;
 
-async fn run_order(options: EngineOptions) {
+async fn run_order(builder: EngineBuilder) {
     let registry = order_registry();
     let calls = Calls::default();
-    let builder = on(MemoryStore::new()).options(options);
     let engine = order_engine(builder, registry.clone(), &calls, &[])
         .start()
         .await
@@ -89,15 +88,22 @@ async fn run_order(options: EngineOptions) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_example_runs_both_branches_with_warm_instances() {
-    run_order(EngineOptions::default()).await;
+    run_order(on(MemoryStore::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_order_example_runs_both_branches_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("dag.db")).await.unwrap();
+    run_order(on(store)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_order_example_runs_both_branches_replaying_every_turn() {
-    run_order(EngineOptions {
+    run_order(on(MemoryStore::new()).options(EngineOptions {
         warm_instances: 0,
         ..EngineOptions::default()
-    })
+    }))
     .await;
 }
 
