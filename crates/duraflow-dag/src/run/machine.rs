@@ -7,12 +7,13 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::report::{DagReport, StepReport};
+use super::step_io;
 use crate::graph::{NodeId, NodeKind, Progress};
 use crate::state::{Actor, Failed, History, RunState, StepAttempts, StepState};
-use crate::template::{InputRef, RetrySpec, StepKind, Template};
+use crate::template::{RetrySpec, StepKind, Template};
 use crate::{Readiness, Registered};
 
 /// A step to start now: its handler runs as an activity with `input`.
@@ -99,14 +100,16 @@ impl RunMachine {
         at: i64,
     ) -> Result<Vec<Launch>, RunFailed> {
         let Some(&node) = self.launched.get(seq) else {
-            return Err(self.internal(format!("a result for launch {seq}, which never was")));
+            return Err(self.internal(format!("a result for launch {seq}, which never was"), at));
         };
         let name = self.tracker.dag().node(node).name.clone();
         let resolved = match self.tracker.dag().node(node).kind {
-            NodeKind::Decision => match self.chosen(node, &output) {
-                Ok(ids) => self.tracker.decide(node, &ids).map_err(|e| e.to_string()),
-                Err(why) => return self.failed(seq, &why, None, at),
-            },
+            NodeKind::Decision => {
+                match step_io::chosen(self.tracker.dag(), &self.template, node, &output) {
+                    Ok(ids) => self.tracker.decide(node, &ids).map_err(|e| e.to_string()),
+                    Err(why) => return self.failed(seq, &why, None, at),
+                }
+            }
             NodeKind::Batch => match output.as_array().map(Vec::len) {
                 Some(items) => self
                     .tracker
@@ -123,7 +126,7 @@ impl RunMachine {
             },
             _ => self.tracker.complete(node).map_err(|e| e.to_string()),
         };
-        let progress = resolved.map_err(|e| self.internal(e))?;
+        let progress = resolved.map_err(|e| self.internal(e, at))?;
         let _ = self.steps[node.0].complete(at);
         self.grow();
         self.results[node.0] = Some(output);
@@ -145,7 +148,7 @@ impl RunMachine {
         at: i64,
     ) -> Result<Vec<Launch>, RunFailed> {
         let Some(&node) = self.launched.get(seq) else {
-            return Err(self.internal(format!("a failure for launch {seq}, which never was")));
+            return Err(self.internal(format!("a failure for launch {seq}, which never was"), at));
         };
         if let Some(n) = attempts {
             self.reported_attempts.insert(node, n);
@@ -157,7 +160,7 @@ impl RunMachine {
             Ok(Failed::Skipped) => {
                 let progress = match self.tracker.skip(node) {
                     Ok(progress) => progress,
-                    Err(e) => return Err(self.internal(e)),
+                    Err(e) => return Err(self.internal(e, at)),
                 };
                 let mut out = Vec::new();
                 self.release_worker(node, at, &mut out);
@@ -217,8 +220,10 @@ impl RunMachine {
         }
     }
 
-    fn internal(&mut self, why: impl std::fmt::Display) -> RunFailed {
-        self.fail_run(&format!("the DAG interpreter went wrong: {why}"), 0)
+    /// A call the run machine cannot accept (a bug, or a journal it did not write): fails the
+    /// run instead of panicking.
+    fn internal(&mut self, why: impl std::fmt::Display, at: i64) -> RunFailed {
+        self.fail_run(&format!("the DAG interpreter went wrong: {why}"), at)
     }
 
     fn finish_if_done(&mut self, at: i64) {
@@ -293,13 +298,20 @@ impl RunMachine {
                 (worker.clone(), item.unwrap_or(Value::Null))
             }
             NodeKind::Convergence => {
-                let mut input = self.mapped(&step.inputs);
-                input.insert("results".into(), Value::Array(self.worker_results(id)));
+                let dag = self.tracker.dag();
+                let mut input = step_io::mapped(&step.inputs, &self.input, dag, &self.results);
+                let results = step_io::worker_results(dag, id, &self.results);
+                input.insert("results".into(), Value::Array(results));
                 (step.handler.clone(), Value::Object(input))
             }
             _ => (
                 step.handler.clone(),
-                Value::Object(self.mapped(&step.inputs)),
+                Value::Object(step_io::mapped(
+                    &step.inputs,
+                    &self.input,
+                    self.tracker.dag(),
+                    &self.results,
+                )),
             ),
         };
         let seq = self.launched.len();
@@ -314,84 +326,4 @@ impl RunMachine {
             input,
         });
     }
-
-    /// The results of the workers a convergence step waits for, in item order.
-    fn worker_results(&self, id: NodeId) -> Vec<Value> {
-        let dag = self.tracker.dag();
-        let mut workers: Vec<(usize, NodeId)> = dag
-            .parents(id)
-            .iter()
-            .filter_map(|&p| match dag.node(p).kind {
-                NodeKind::Worker { item, .. } => Some((item, p)),
-                _ => None,
-            })
-            .collect();
-        workers.sort_unstable();
-        workers
-            .into_iter()
-            .map(|(_, w)| self.results[w.0].clone().unwrap_or(Value::Null))
-            .collect()
-    }
-
-    /// A step's input fields from the run's input and upstream results (null where the
-    /// source is missing, e.g. a skipped step's result).
-    fn mapped(&self, inputs: &BTreeMap<String, InputRef>) -> Map<String, Value> {
-        inputs
-            .iter()
-            .map(|(field, source)| {
-                let from = match source.step() {
-                    None => Some(&self.input),
-                    Some(step) => self
-                        .tracker
-                        .dag()
-                        .id(step)
-                        .and_then(|id| self.results[id.0].as_ref()),
-                };
-                let value = from.and_then(|v| source.select(v)).cloned();
-                (field.clone(), value.unwrap_or(Value::Null))
-            })
-            .collect()
-    }
-
-    /// The targets a decision handler's output names: a JSON array of target names (or one
-    /// name), each one of the decision's declared targets.
-    fn chosen(&self, node: NodeId, output: &Value) -> Result<Vec<NodeId>, String> {
-        let dag = self.tracker.dag();
-        let name = &dag.node(node).name;
-        let StepKind::Decision { targets } = &self.template.steps[dag.node(node).step].kind else {
-            return Err(format!("step `{name}` is not a decision step"));
-        };
-        let names: Vec<&str> = match output {
-            Value::String(s) => vec![s.as_str()],
-            Value::Array(items) => match items.iter().map(Value::as_str).collect() {
-                Some(names) => names,
-                None => return Err(not_names(name, output)),
-            },
-            _ => return Err(not_names(name, output)),
-        };
-        names
-            .into_iter()
-            .map(|chosen| {
-                targets
-                    .iter()
-                    .any(|t| t == chosen)
-                    .then(|| dag.id(chosen))
-                    .flatten()
-                    .ok_or_else(|| {
-                        format!(
-                            "decision step `{name}` chose `{chosen}`, which is not one of its \
-                             targets [{}]",
-                            targets.join(", ")
-                        )
-                    })
-            })
-            .collect()
-    }
-}
-
-fn not_names(name: &str, output: &Value) -> String {
-    format!(
-        "decision step `{name}`: the handler must return the names of the targets to run \
-         (a JSON array of strings), not {output}"
-    )
 }

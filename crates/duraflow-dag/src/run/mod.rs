@@ -57,6 +57,7 @@ mod in_flight;
 mod machine;
 mod report;
 mod status;
+mod step_io;
 mod workflow;
 
 use serde::{Deserialize, Serialize};
