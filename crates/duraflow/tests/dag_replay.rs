@@ -12,11 +12,11 @@ mod dag_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dag_support::on;
-use duraflow::dag::run::{self, dag_status, interpreter, DagReport, DagStart, WORKFLOW_NAME};
+use dag_support::{assert_replays, on};
+use duraflow::dag::run::{self, DagReport, DagStart, WORKFLOW_NAME};
 use duraflow::dag::{Registry, Step, Template};
 use duraflow::prelude::*;
-use duraflow::{check_replay, workflow_fn, Event, EventKind, Outcome, Payload};
+use duraflow::{Event, EventKind};
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -59,20 +59,8 @@ async fn workers_finishing_in_any_order_replay_on_every_turn() {
         let report: DagReport = client.wait(&run).await.unwrap();
         assert_eq!(report.results["join"], json!((0..60).collect::<Vec<u32>>()));
 
-        let journal = client.history(&run, None).await.unwrap();
+        let journal = assert_replays(&client, &registry, &run.id, &report).await;
         shuffled += usize::from(out_of_launch_order(&journal));
-        let replay = check_replay(
-            workflow_fn(interpreter(registry.clone())),
-            &run.id,
-            1,
-            journal,
-        );
-        assert!(replay.new_events.is_empty(), "{:?}", replay.new_events);
-        assert_eq!(
-            replay.outcome,
-            Some(Outcome::Completed(Payload::encode(&report).unwrap()))
-        );
-        assert_eq!(dag_status(&client, &run.id).await.unwrap(), report);
     }
     assert!(
         shuffled > 0,

@@ -7,11 +7,10 @@
 mod common;
 mod dag_support;
 
-use dag_support::{on, order_engine, order_registry, order_start, run_dag, Calls};
-use duraflow::dag::run::{dag_status, interpreter, DagReport, DagStart, WORKFLOW_NAME};
+use dag_support::{assert_replays, on, order_engine, order_registry, order_start, run_dag, Calls};
+use duraflow::dag::run::{DagReport, DagStart, WORKFLOW_NAME};
 use duraflow::dag::{RunState, StepState};
 use duraflow::prelude::*;
-use duraflow::{check_replay, workflow_fn, Outcome, Payload};
 use serde_json::json;
 
 async fn run_order(builder: EngineBuilder) {
@@ -69,19 +68,7 @@ async fn run_order(builder: EngineBuilder) {
     // Replay of each finished journal issues nothing new and ends with the same output; the
     // report rebuilt from the journal is the output.
     for (run, expected) in [(&shipped, &report), (&refunded, &report2)] {
-        let journal = client.history(run, None).await.unwrap();
-        let replay = check_replay(
-            workflow_fn(interpreter(registry.clone())),
-            &run.id,
-            1,
-            journal,
-        );
-        assert!(replay.new_events.is_empty(), "{:?}", replay.new_events);
-        assert_eq!(
-            replay.outcome,
-            Some(Outcome::Completed(Payload::encode(expected).unwrap()))
-        );
-        assert_eq!(&dag_status(&client, &run.id).await.unwrap(), expected);
+        assert_replays(&client, &registry, &run.id, expected).await;
     }
     engine.shutdown().await;
 }

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eventually, DEADLINE};
-use dag_support::{on, run_dag};
-use duraflow::dag::run::{self, dag_status, interpreter, DagReport, DagStart, WORKFLOW_NAME};
+use dag_support::{assert_replays, on, run_dag, start_inline};
+use duraflow::dag::run::{self, dag_status, DagReport, DagStart, WORKFLOW_NAME};
 use duraflow::dag::{Backoff, Registry, RetrySpec, RunState, Step, StepState, Template};
 use duraflow::prelude::*;
-use duraflow::{check_replay, workflow_fn, Outcome, Payload};
 use serde_json::{json, Value};
 
 fn engine() -> EngineBuilder {
@@ -113,11 +112,7 @@ async fn a_step_that_fails_for_good_fails_the_run_and_cancels_its_siblings() {
         .await
         .unwrap();
     let client = engine.client();
-    let run = client
-        .start(WORKFLOW_NAME, &DagStart::inline(template, json!({})))
-        .id("fails")
-        .await
-        .unwrap();
+    let run = start_inline(&client, template).await;
     let err = client
         .wait::<DagReport>(&run)
         .await
@@ -204,13 +199,7 @@ async fn a_batch_of_a_thousand_items_converges_in_order_and_replays() {
     assert_eq!(report.results["sum"], json!(expected));
     assert_eq!(report.steps.len(), 1002);
 
-    let journal = client.history(&run, None).await.unwrap();
-    let replay = check_replay(workflow_fn(interpreter(registry)), &run.id, 1, journal);
-    assert!(replay.new_events.is_empty());
-    assert_eq!(
-        replay.outcome,
-        Some(Outcome::Completed(Payload::encode(&report).unwrap()))
-    );
+    assert_replays(&client, &registry, &run.id, &report).await;
     engine.shutdown().await;
 }
 
@@ -242,10 +231,7 @@ async fn a_step_past_its_timeout_fails_the_run_with_a_timeout() {
         .await
         .unwrap();
     let client = engine.client();
-    let run = client
-        .start(WORKFLOW_NAME, &DagStart::inline(template, json!({})))
-        .await
-        .unwrap();
+    let run = start_inline(&client, template).await;
     eventually("the step to start", || async {
         (started.load(Ordering::SeqCst) == 1).then_some(())
     })

@@ -135,3 +135,31 @@ pub async fn run_dag(client: &Client, start: &DagStart) -> Result<DagReport, Str
         .await
         .map_err(|e| e.to_string())
 }
+
+/// Checks the finished run `id`: its journal replays with the interpreter to `expected` with
+/// no new operations, and `dag_status` rebuilds `expected` from it. Returns the journal.
+pub async fn assert_replays(
+    client: &Client,
+    registry: &Arc<Registry>,
+    id: &str,
+    expected: &DagReport,
+) -> Vec<duraflow::Event> {
+    let journal = client.history(id, None).await.unwrap();
+    let replay = duraflow::check_replay(
+        duraflow::workflow_fn(run::interpreter(registry.clone())),
+        id,
+        1,
+        journal.clone(),
+    );
+    assert!(replay.new_events.is_empty(), "{:?}", replay.new_events);
+    let output = duraflow::Payload::encode(expected).unwrap();
+    assert_eq!(replay.outcome, Some(duraflow::Outcome::Completed(output)));
+    assert_eq!(&run::dag_status(client, id).await.unwrap(), expected);
+    journal
+}
+
+/// Starts a run of the inline `template` with an empty input.
+pub async fn start_inline(client: &Client, template: Template) -> RunHandle {
+    let start = DagStart::inline(template, json!({}));
+    client.start(run::WORKFLOW_NAME, &start).await.unwrap()
+}
