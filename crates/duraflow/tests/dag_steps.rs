@@ -15,6 +15,7 @@ use dag_support::{assert_replays, on, run_dag, start_inline};
 use duraflow::dag::run::{self, dag_status, DagReport, DagStart, WORKFLOW_NAME};
 use duraflow::dag::{Backoff, Registry, RetrySpec, RunState, Step, StepState, Template};
 use duraflow::prelude::*;
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 fn engine() -> EngineBuilder {
@@ -28,6 +29,25 @@ fn ok(
        + Sync
        + 'static {
     move |_, _| futures::future::ready(Ok(value.clone()))
+}
+
+/// An activity that counts its starts, waits until it is cancelled, and counts that.
+fn until_cancelled(
+    started: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
+) -> impl Fn(ActivityContext, Value) -> BoxFuture<'static, Result<Value, ActivityError>>
+       + Send
+       + Sync
+       + 'static {
+    move |ctx, _| {
+        let (s, c) = (started.clone(), cancelled.clone());
+        Box::pin(async move {
+            s.fetch_add(1, Ordering::SeqCst);
+            ctx.cancelled().await;
+            c.fetch_add(1, Ordering::SeqCst);
+            Err(ActivityError::retryable("cancelled"))
+        })
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,15 +119,7 @@ async fn a_step_that_fails_for_good_fails_the_run_and_cancels_its_siblings() {
                 Err::<Value, _>(ActivityError::retryable("out of order"))
             }
         })
-        .activity("slow", move |ctx: ActivityContext, _: Value| {
-            let (s, c) = (started.clone(), cancelled.clone());
-            async move {
-                s.fetch_add(1, Ordering::SeqCst);
-                ctx.cancelled().await;
-                c.fetch_add(1, Ordering::SeqCst);
-                Err::<Value, _>(ActivityError::retryable("cancelled"))
-            }
-        })
+        .activity("slow", until_cancelled(started, cancelled))
         .start()
         .await
         .unwrap();
@@ -214,19 +226,14 @@ async fn a_step_past_its_timeout_fails_the_run_with_a_timeout() {
         )
         .build();
     let started = Arc::new(AtomicUsize::new(0));
-    let s = started.clone();
     let builder = Engine::builder()
         .store(MemoryStore::new())
         .clock(clock.clone());
     let engine = run::register(builder, Arc::new(Registry::default()))
-        .activity("wait", move |ctx: ActivityContext, _: Value| {
-            let s = s.clone();
-            async move {
-                s.fetch_add(1, Ordering::SeqCst);
-                ctx.cancelled().await;
-                Err::<Value, _>(ActivityError::retryable("cancelled"))
-            }
-        })
+        .activity(
+            "wait",
+            until_cancelled(started.clone(), Arc::new(AtomicUsize::new(0))),
+        )
         .start()
         .await
         .unwrap();
