@@ -12,9 +12,11 @@ mod common;
 mod dag_support;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use dag_support::{on, order_engine, order_registry, order_start, Calls};
 use duraflow::dag::run::{interpreter, rebuild, DagReport, WORKFLOW_NAME};
+use duraflow::dag::Registry;
 use duraflow::prelude::*;
 use duraflow::{check_replay, workflow_fn, Event, EventKind, Outcome};
 
@@ -37,6 +39,16 @@ fn the_recorded_order_journal_replays_to_its_output() {
     );
     assert!(report.new_events.is_empty(), "{:?}", report.new_events);
     assert_eq!(report.outcome, Some(Outcome::Completed(output.clone())));
+    // The run keeps the template it started with: replay reads it from the journal, and
+    // needs no registry that holds it.
+    let without_registry = check_replay(
+        workflow_fn(interpreter(Arc::new(Registry::default()))),
+        "dag-golden",
+        1,
+        journal.clone(),
+    );
+    assert_eq!(without_registry.outcome, report.outcome);
+    assert!(without_registry.new_events.is_empty());
     let recorded: DagReport = output.decode().unwrap();
     assert_eq!(rebuild(&journal).unwrap(), recorded);
     assert_eq!(

@@ -95,7 +95,7 @@ async fn the_order_example_runs_both_branches_replaying_every_turn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_input_the_schema_rejects_fails_the_run_before_any_step() {
+async fn a_bad_input_or_an_unknown_template_fails_the_run_before_any_step() {
     let calls = Calls::default();
     let engine = order_engine(on(MemoryStore::new()), order_registry(), &calls, &[])
         .start()
@@ -110,5 +110,12 @@ async fn an_input_the_schema_rejects_fails_the_run_before_any_step() {
     let missing = DagStart::named("shop", "nope", json!({}));
     let err = run_dag(&client, &missing).await.unwrap_err();
     assert!(err.contains("no template shop/nope"), "{err}");
+
+    let pinned = order_start("o-3", &[]).version("9.9.9");
+    let err = run_dag(&client, &pinned).await.unwrap_err();
+    assert!(err.contains("no template shop/order@9.9.9"), "{err}");
+    let pinned = order_start("o-4", &[]).version("1.0.0");
+    let report = run_dag(&client, &pinned).await.unwrap();
+    assert_eq!(report.template.version, "1.0.0");
     engine.shutdown().await;
 }
