@@ -1,11 +1,12 @@
-//! DAG workflow templates for duraflow: the pure foundation of the DAG face.
+//! DAG workflows for duraflow: templates, their validation and registry, the readiness graph
+//! and state machines (all pure), and the interpreter that runs a template on the engine.
 //!
 //! A DAG workflow is a **template** of named steps joined by `depends_on` edges. A run starts
 //! every step whose dependencies are all complete or skipped, runs independent steps in
 //! parallel, retries failed attempts with backoff, and completes when every step is complete
 //! or skipped (it fails when a step fails for good).
 //!
-//! This crate holds everything about that model that needs no engine:
+//! Everything about that model that needs no engine:
 //!
 //! - [`template`]: the data model ([`Template`], [`Step`], [`StepKind`], [`RetrySpec`],
 //!   [`InputRef`]), read from YAML or JSON ([`template::load`]) or built in Rust
@@ -21,8 +22,12 @@
 //!   trail of every transition, and [`StepAttempts`], a step's attempts
 //!   and retry backoff.
 //!
-//! Running a template on the duraflow engine (a built-in workflow interpreting it, each step
-//! an activity) is not built yet.
+//! With the feature `engine` (on by default), [`run`] runs templates on the duraflow engine:
+//! a built-in workflow, `duraflow.dag`, interprets the template and each step's handler is an
+//! activity, so durability, leases, crash recovery, queues and the client apply unchanged.
+//! Its output, and [`run::dag_status`] while it runs, report every step's state, result and
+//! transitions. Retries run inside each activity's retry policy; lifecycle events and operator
+//! actions (retry, skip or resolve a failed step) are not built yet.
 //!
 //! # Step kinds
 //!
@@ -75,6 +80,8 @@
 
 pub mod graph;
 mod registry;
+#[cfg(feature = "engine")]
+pub mod run;
 pub mod state;
 pub mod template;
 pub mod validate;

@@ -39,6 +39,9 @@
 //!   in one SQLite file with durable, group-committed writes; [`MemoryStore`] keeps it in
 //!   memory for tests; `PostgresStore` (feature `postgres`) lets many worker processes on many
 //!   machines share one PostgreSQL database.
+//! - DAG workflows (feature `dag`): `dag` re-exports `duraflow-dag`, templates of named steps
+//!   with `depends_on` edges (YAML, JSON or a builder) and `dag::run`, the built-in workflow
+//!   that runs one with each step's handler as an activity.
 //! - Replay safety: code that no longer matches a journal fails the instance with a
 //!   nondeterminism failure naming the journal position; [`check_replay`] checks journals
 //!   against new code before you deploy it.
@@ -113,6 +116,10 @@ pub use duraflow_store::{
     Page, Store, StoreError, StoreStats,
 };
 
+/// DAG workflows (feature `dag`): templates, validation, the registry, and
+/// [`dag::run`], the interpreter workflow that runs a template on the engine.
+#[cfg(feature = "dag")]
+pub use duraflow_dag as dag;
 #[cfg(feature = "postgres")]
 pub use duraflow_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]

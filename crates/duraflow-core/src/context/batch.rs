@@ -8,18 +8,17 @@
 //! are dropped: their operations are abandoned, and whatever they report later is refused, never
 //! journaled.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll, Wake, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
-use futures::task::AtomicWaker;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::child_context::ChildContext;
+use super::ordered::OrderedSet;
 use super::WorkflowContext;
 use crate::batch::{
     BatchItem, BatchResult, BatchTracker, CompletionConfig, ItemBatcher, ItemOutcome, ItemStatus,
@@ -117,7 +116,7 @@ where
                 pending: items.into_iter().map(Some).collect(),
                 f,
                 tracker,
-                running: ItemSet::default(),
+                running: OrderedSet::default(),
                 outcomes: Vec::new(),
             });
         Box::pin(context)
@@ -160,91 +159,6 @@ impl<J: Serialize, T, F> MapCall<Vec<J>, T, F> {
     }
 }
 
-type ItemFuture<T> = Pin<Box<dyn Future<Output = ItemEnd<T>> + Send>>;
-
-/// The running items of a batch, polled in index order: in a round, every item woken since the
-/// last one (or just started) is polled once, lowest index first.
-///
-/// The order in which items are polled is the order in which they issue operations, which the
-/// journal records and replay must repeat. It must therefore not depend on how often items
-/// happen to be woken, which differs between a live run and a replay; a `FuturesUnordered`
-/// stops part way through its futures once two of them have woken themselves (and a nested
-/// batch wakes itself whenever all its items wait), so it does not qualify.
-struct ItemSet<T> {
-    items: BTreeMap<usize, (ItemFuture<T>, Waker)>,
-    ready: Arc<Mutex<BTreeSet<usize>>>,
-    parent: Arc<AtomicWaker>,
-}
-
-impl<T> Default for ItemSet<T> {
-    fn default() -> Self {
-        ItemSet {
-            items: BTreeMap::new(),
-            ready: Arc::default(),
-            parent: Arc::new(AtomicWaker::new()),
-        }
-    }
-}
-
-/// Wakes one item: marks it ready and wakes the batch.
-struct ItemWaker {
-    index: usize,
-    ready: Arc<Mutex<BTreeSet<usize>>>,
-    parent: Arc<AtomicWaker>,
-}
-
-impl Wake for ItemWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.ready
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(self.index);
-        self.parent.wake();
-    }
-}
-
-impl<T> ItemSet<T> {
-    fn push(&mut self, index: usize, item: ItemFuture<T>) {
-        let waker = Waker::from(Arc::new(ItemWaker {
-            index,
-            ready: self.ready.clone(),
-            parent: self.parent.clone(),
-        }));
-        self.items.insert(index, (item, waker));
-        self.take_ready().insert(index);
-    }
-
-    fn take_ready(&self) -> std::sync::MutexGuard<'_, BTreeSet<usize>> {
-        self.ready.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Polls every ready item once, in index order; returns those that ended. If items were
-    /// woken during the round, the batch is woken to poll them in the next.
-    fn poll_round(&mut self, cx: &mut Context<'_>) -> Vec<ItemEnd<T>> {
-        self.parent.register(cx.waker());
-        let round = std::mem::take(&mut *self.take_ready());
-        let mut ended = Vec::new();
-        for index in round {
-            let Some((item, waker)) = self.items.get_mut(&index) else {
-                continue;
-            };
-            let mut item_cx = Context::from_waker(waker);
-            if let Poll::Ready(end) = item.as_mut().poll(&mut item_cx) {
-                self.items.remove(&index);
-                ended.push(end);
-            }
-        }
-        if !self.take_ready().is_empty() {
-            cx.waker().wake_by_ref();
-        }
-        ended
-    }
-}
-
 /// How an item ended, and where its end is in the journal.
 struct ItemEnd<T> {
     index: usize,
@@ -259,7 +173,7 @@ struct Batch<I, T, F> {
     pending: Vec<Option<I>>,
     f: Arc<F>,
     tracker: BatchTracker,
-    running: ItemSet<T>,
+    running: OrderedSet<ItemEnd<T>>,
     /// By index: the result or failure of each item that ended before the decision.
     outcomes: Vec<Option<Result<T, Failure>>>,
 }
@@ -332,7 +246,7 @@ where
         loop {
             if this.tracker.is_decided() {
                 // Items still running are cancelled: dropping them abandons their operations.
-                this.running = ItemSet::default();
+                this.running = OrderedSet::default();
                 return Poll::Ready(Ok(this.result()));
             }
             this.start_items();

@@ -1,0 +1,141 @@
+//! Running templates on the duraflow engine (feature `engine`, on by default).
+//!
+//! A DAG run is an instance of one built-in workflow, [`WORKFLOW_NAME`], that interprets the
+//! template; each step's handler is an activity. Durability, leases, crash recovery, queues
+//! and the client therefore apply unchanged.
+//!
+//! - The run's input is a [`DagStart`]: the template (by [`TemplateRef`] from the
+//!   [`Registry`](crate::Registry) given to [`register`], or inline) and the run's input.
+//! - The template is resolved once, in a checkpointed step named [`TEMPLATE_STEP`], so the run
+//!   keeps the exact template it started with and replay reads it back. The template is then
+//!   validated and the input checked against its input schema; a bad input fails the run
+//!   (code `dag_invalid_start`).
+//! - Every ready step starts at once as an activity (its queue, its timeout as the attempt
+//!   timeout, its [`RetrySpec`](crate::RetrySpec) as the activity's
+//!   [`RetryPolicy`](duraflow_core::RetryPolicy), see [`retry_policy`]), with an input object
+//!   built from its `inputs` mappings. As each finishes, what became ready starts; there are
+//!   no waves. Which in-flight step the interpreter hears of next follows the journal's
+//!   order of completions, so replay reproduces it.
+//! - A decision step's handler returns the names of the targets to run (a JSON array of
+//!   strings, or one string); a batch step's handler returns a JSON array of items, each run by
+//!   the batch's `worker` with the item as its input (at most `concurrency` at a time), and the
+//!   convergence step receives its mapped inputs plus `results`, the workers' results in item
+//!   order. A worker's step name is `batch[i]`.
+//! - A step that fails for good (its activity's retries spent, or a non-retryable error; or a
+//!   decision or batch result the template does not allow) is skipped if it is `skippable`,
+//!   and otherwise fails the run (code `dag_step_failed`), cancelling the steps in flight.
+//! - A completed run's output is a [`DagReport`]: every step's result, state and transitions.
+//!   [`dag_status`] rebuilds the same report from a running (or failed) run's journal.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use duraflow_dag::run::{dag_status, register, DagReport, DagStart, WORKFLOW_NAME};
+//! use duraflow_dag::{Registry, Template, Step};
+//! use duraflow_runtime::{Engine, EngineBuilder};
+//!
+//! # async fn demo(builder: EngineBuilder) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut registry = Registry::new(["greet"]);
+//! registry.register(
+//!     Template::builder("demo", "hello", "1").step(Step::new("greet", "greet")).build(),
+//! )?;
+//! let engine = register(builder, Arc::new(registry))
+//!     .activity("greet", |_ctx, _input: serde_json::Value| async { Ok::<_, duraflow_core::ActivityError>("hello") })
+//!     .start()
+//!     .await?;
+//! let client = engine.client();
+//! let run = client
+//!     .start(WORKFLOW_NAME, &DagStart::named("demo", "hello", serde_json::json!({})))
+//!     .await?;
+//! let report: DagReport = client.wait(&run).await?;
+//! assert_eq!(report.results["greet"], "hello");
+//! let same = dag_status(&client, &run.id).await?;
+//! assert_eq!(same, report);
+//! # Ok(()) }
+//! ```
+
+mod in_flight;
+mod machine;
+mod report;
+mod status;
+mod step_io;
+mod workflow;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::template::Template;
+
+pub use report::{DagReport, StepReport};
+pub use status::{dag_status, rebuild, StatusError};
+pub use workflow::{interpreter, register, retry_policy};
+
+/// The name the interpreter workflow is registered under.
+pub const WORKFLOW_NAME: &str = "duraflow.dag";
+
+/// The name of the checkpointed step that resolves a run's template.
+pub const TEMPLATE_STEP: &str = "duraflow.dag.template";
+
+/// The input of a DAG run: which template, and the run's input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DagStart {
+    /// The template to run.
+    pub template: TemplateSource,
+    /// The run's input, checked against the template's input schema.
+    #[serde(default)]
+    pub input: Value,
+}
+
+/// Where a run's template comes from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateSource {
+    /// A template registered in the interpreter's registry.
+    Named(TemplateRef),
+    /// The template itself.
+    Inline(Template),
+}
+
+/// A registered template, by namespace and name, and a version (the latest when `None`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TemplateRef {
+    /// The namespace.
+    pub namespace: String,
+    /// The name.
+    pub name: String,
+    /// The version; `None` for the latest registered when the run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+impl DagStart {
+    /// A run of the latest registered version of `namespace/name`.
+    pub fn named(namespace: impl Into<String>, name: impl Into<String>, input: Value) -> Self {
+        DagStart {
+            template: TemplateSource::Named(TemplateRef {
+                namespace: namespace.into(),
+                name: name.into(),
+                version: None,
+            }),
+            input,
+        }
+    }
+
+    /// A run of `template` itself, registered nowhere.
+    pub fn inline(template: Template, input: Value) -> Self {
+        DagStart {
+            template: TemplateSource::Inline(template),
+            input,
+        }
+    }
+
+    /// Pins the version of a named template (no effect on an inline one).
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        if let TemplateSource::Named(r) = &mut self.template {
+            r.version = Some(version.into());
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests;
