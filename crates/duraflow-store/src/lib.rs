@@ -9,6 +9,7 @@ mod filter;
 mod journal_cache;
 mod memory;
 mod notify;
+mod queue_config;
 mod rules;
 mod store;
 mod types;
@@ -18,6 +19,7 @@ pub use filter::FetchFilter;
 pub use journal_cache::JournalCache;
 pub use memory::MemoryStore;
 pub use notify::Notifier;
+pub use queue_config::{needs_admission, pending_scan, Admission, QueueConfig, RateLimit, Verdict};
 pub use rules::{callback_outcome, callback_token_taken, check_commit};
 pub use store::{Cache, IntoStore, Store};
 pub use types::{

@@ -2,7 +2,7 @@
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`], [`claims`],
-//! [`admin`] and [`queues`]. A backend runs the whole suite
+//! [`admin`], [`queues`] and [`flow_control`]. A backend runs the whole suite
 //! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
@@ -25,6 +25,7 @@ pub mod admin;
 pub mod callbacks;
 pub mod checkpoints;
 pub mod claims;
+pub mod flow_control;
 pub mod instances;
 pub mod queues;
 pub mod tasks;
@@ -187,6 +188,16 @@ macro_rules! conformance_tests {
                 order_within_a_queue_is_unchanged,
                 completion_claims_only_a_served_turn,
                 queues_survive_continue_as_new_and_reach_children,
+            ]
+            flow_control [
+                higher_priority_is_leased_first,
+                queue_concurrency_holds_under_concurrent_fetchers,
+                key_concurrency_holds_under_concurrent_fetchers,
+                keys_hold_back_only_their_own_key_and_queue,
+                rate_limit_admits_so_many_per_window,
+                limits_do_not_hold_back_running_turns,
+                creation_claims_no_first_turn_that_needs_admission,
+                configure_queue_upserts,
             ]
         }
     };
@@ -437,6 +448,7 @@ mod tests {
             ("checkpoints", include_str!("checkpoints.rs")),
             ("callbacks", include_str!("callbacks.rs")),
             ("queues", include_str!("queues.rs")),
+            ("flow_control", include_str!("flow_control.rs")),
         ];
         let mut defined = Vec::new();
         for (module, source) in sources {

@@ -11,6 +11,7 @@ use duraflow_core::{Event, Timestamp};
 
 use crate::error::StoreResult;
 use crate::notify::Notifier;
+use crate::queue_config::QueueConfig;
 use crate::store::Cache;
 use crate::store::Store;
 use crate::types::{
@@ -177,6 +178,20 @@ impl Store for MemoryStore {
         resolution: CallbackResolution,
     ) -> StoreResult<CallbackTarget> {
         self.with_state(|s, w| s.resolve_callback(now, token, resolution, w))
+    }
+
+    async fn configure_queue(&self, config: QueueConfig) -> StoreResult<()> {
+        config.validate()?;
+        self.with_state(|s, w| s.configure_queue(config, w));
+        Ok(())
+    }
+
+    async fn queue_config(&self, name: &str) -> StoreResult<Option<QueueConfig>> {
+        Ok(self.lock().queue_config(name))
+    }
+
+    async fn queue_configs(&self) -> StoreResult<Vec<QueueConfig>> {
+        Ok(self.lock().queue_configs())
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

@@ -8,11 +8,12 @@
 
 mod callbacks;
 mod commit;
+mod flow;
 mod index;
 mod reads;
 mod tasks;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,8 +21,10 @@ use duraflow_core::{ActivityOptions, Event, Failure, OpId, Payload, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
 use crate::journal_cache::JournalCache;
-use index::QueueIndex;
+use flow::Flow;
+use index::{QueueIndex, TurnIndex, TurnSlot};
 
+use crate::queue_config::{pending_scan, Verdict};
 use crate::types::{
     CreateOutcome, FetchFilter, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message,
     MessageId, MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
@@ -110,8 +113,10 @@ struct Instance {
     redo: bool,
     /// The token of the last turn committed.
     committed_with: LeaseToken,
-    /// Its key in [`State::due`], while it has one.
-    due: Option<DueKey>,
+    /// Its place in [`State::due`], while it has one.
+    due: Option<TurnSlot<(DueKey, String)>>,
+    /// When it was admitted (its first turn leased); `None` while it is pending.
+    started_at: Option<Timestamp>,
     /// Its activity tasks.
     tasks: BTreeSet<TaskId>,
     /// The tokens of its callbacks.
@@ -138,6 +143,16 @@ impl Instance {
             },
         };
         Some((at, oldest.unwrap_or(MessageId(i64::MAX))))
+    }
+
+    /// Its concurrency key, if it was started with one.
+    fn key(&self) -> Option<&str> {
+        self.info.options.concurrency_key.as_deref()
+    }
+
+    /// When its work is due, if it is in the due index.
+    fn due_at(&self) -> Option<Timestamp> {
+        self.due.as_ref().map(|slot| slot.key.0 .0)
     }
 
     fn visible(&self, now: Timestamp) -> impl Iterator<Item = &Message> {
@@ -175,8 +190,10 @@ impl Task {
 #[derive(Debug, Default)]
 pub(super) struct State {
     instances: BTreeMap<String, Instance>,
-    /// Instances with work, in the order it is due (overall and per queue).
-    due: QueueIndex<(DueKey, String)>,
+    /// Instances with work, in the order it is due (overall, and per queue by priority).
+    due: TurnIndex<(DueKey, String)>,
+    /// Queue configurations and the counts flow control keeps.
+    flow: Flow,
     tasks: BTreeMap<TaskId, Task>,
     /// Tasks by when they can next be fetched (overall and per queue).
     task_due: QueueIndex<(Timestamp, TaskId)>,
@@ -198,21 +215,27 @@ fn instance_lease_lost(id: &str) -> StoreError {
 }
 
 /// Moves `inst` to `key` in the due index.
-fn reindex(due: &mut QueueIndex<(DueKey, String)>, inst: &mut Instance, key: Option<DueKey>) {
-    if inst.due == key {
+fn reindex(due: &mut TurnIndex<(DueKey, String)>, inst: &mut Instance, key: Option<DueKey>) {
+    let slot = key.map(|key| TurnSlot {
+        queue: inst.info.queue.clone(),
+        priority: inst.info.options.priority,
+        admitted: inst.started_at.is_some(),
+        key: (key, inst.info.id.clone()),
+    });
+    if inst.due == slot {
         return;
     }
     if let Some(old) = inst.due.take() {
-        due.remove(&inst.info.queue, &(old, inst.info.id.clone()));
+        due.remove(&old);
     }
-    if let Some(new) = key {
-        due.insert(&inst.info.queue, (new, inst.info.id.clone()));
+    if let Some(new) = &slot {
+        due.insert(new);
     }
-    inst.due = key;
+    inst.due = slot;
 }
 
 /// Recomputes `inst`'s place in the due index.
-fn refresh(due: &mut QueueIndex<(DueKey, String)>, inst: &mut Instance) {
+fn refresh(due: &mut TurnIndex<(DueKey, String)>, inst: &mut Instance) {
     let key = inst.due_key();
     reindex(due, inst, key);
 }
@@ -250,7 +273,7 @@ impl State {
         );
         // The new message can only make the work due earlier, and only when no turn holds
         // the instance: an update instead of a recomputation keeps big inboxes cheap.
-        let key = match (inst.due, inst.lease) {
+        let key = match (inst.due.as_ref().map(|slot| slot.key.0), inst.lease) {
             (Some((at, oldest)), None) => {
                 let visible = inst.not_before.map_or(visible_at, |nb| visible_at.max(nb));
                 Some((at.min(visible), oldest))
@@ -291,6 +314,7 @@ impl State {
                 redo: false,
                 committed_with: LeaseToken(0),
                 due: None,
+                started_at: None,
                 tasks: BTreeSet::new(),
                 callbacks: BTreeSet::new(),
             },
@@ -315,7 +339,8 @@ impl State {
         lease: Duration,
         wake: &mut Wake,
     ) -> (CreateOutcome, Option<TurnWork>) {
-        if new.due_at() > new.created_at {
+        let key = new.options.concurrency_key.as_deref();
+        if new.due_at() > new.created_at || self.flow.needs_admission(&new.queue, key) {
             return (self.create_instance(new, wake), None);
         }
         let (id, now) = (new.id.clone(), new.created_at);
@@ -354,24 +379,45 @@ impl State {
         // Everything due by `now` is fetchable; the check for a visible message (or an expired
         // lease or an abandoned turn, which a checkpoint may have left with an empty inbox)
         // only guards against a caller whose clock went backwards since the index was updated.
-        let ready: Vec<String> = self
-            .due
-            .select(
-                filter,
-                max,
-                |((at, _), _)| *at <= now,
-                |(_, id)| {
-                    self.instances.get(id).is_some_and(|inst| {
-                        filter.matches(&inst.info.queue, &inst.info.name)
-                            && (inst.lease.is_some_and(|l| !l.live(now))
-                                || inst.redo
-                                || inst.visible(now).next().is_some())
-                    })
-                },
-            )
-            .into_iter()
-            .map(|(_, id)| id)
-            .collect();
+        let due = |((at, _), _): &(DueKey, String)| *at <= now;
+        let take = |(_, id): &(DueKey, String)| {
+            self.instances.get(id).is_some_and(|inst| {
+                filter.matches(&inst.info.queue, &inst.info.name)
+                    && (inst.lease.is_some_and(|l| !l.live(now))
+                        || inst.redo
+                        || inst.visible(now).next().is_some())
+            })
+        };
+        let queues: BTreeSet<&str> = filter.queues.iter().map(String::as_str).collect();
+        let mut candidates = Vec::new();
+        for queue in queues {
+            let found = self
+                .due
+                .candidates(queue, max, pending_scan(max), due, take);
+            candidates.extend(found.into_iter().map(|c| (queue, c)));
+        }
+        candidates.sort_by(|(_, a), (_, b)| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let mut admissions = HashMap::new();
+        let mut ready = Vec::new();
+        for (queue, (_, (_, id), admitted)) in &candidates {
+            if ready.len() == max {
+                break;
+            }
+            let key = self.instances.get(id).and_then(Instance::key);
+            if !admitted && self.flow.needs_admission(queue, key) {
+                let admission = admissions.entry(*queue).or_insert_with(|| {
+                    let keys = candidates
+                        .iter()
+                        .filter(|(q, c)| q == queue && !c.2)
+                        .filter_map(|(_, (_, (_, id), _))| self.instances.get(id)?.key());
+                    self.flow.admission(queue, keys, now)
+                });
+                if admission.admit(key) != Verdict::Admit {
+                    continue;
+                }
+            }
+            ready.push(id.clone());
+        }
         ready
             .into_iter()
             .filter_map(|id| self.lease_turn(&id, now, lease, cache))
@@ -392,6 +438,11 @@ impl State {
             token,
             until: now.plus(lease),
         });
+        if inst.started_at.is_none() {
+            inst.started_at = Some(now);
+            self.flow
+                .admitted(&inst.info.queue, inst.info.options.concurrency_key.as_deref(), now);
+        }
         refresh(&mut self.due, inst);
         let execution = inst.info.execution;
         let warm = cache.is_some_and(|c| c.holds(id, execution, inst.committed_with));
