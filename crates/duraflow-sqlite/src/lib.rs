@@ -45,13 +45,13 @@ use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
     Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
-    InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, Store,
+    InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, Store,
     StoreError, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit,
     TurnWork,
 };
 
 use crate::db::Db;
-use crate::ops::{admin, callbacks, instances, tasks, turns};
+use crate::ops::{admin, callbacks, flow, instances, tasks, turns};
 
 pub use crate::open::SCHEMA_VERSION;
 
@@ -314,6 +314,27 @@ impl Store for SqliteStore {
         self.db
             .write(move |c, tx| callbacks::resolve(c, now, &token, resolution, tx))
             .await?
+    }
+
+    async fn configure_queue(&self, config: QueueConfig) -> StoreResult<()> {
+        config.validate()?;
+        self.db
+            .write(move |c, tx| {
+                flow::configure(c, &config)?;
+                // Looser limits may admit what was held back.
+                tx.wake.turns = true;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn queue_config(&self, name: &str) -> StoreResult<Option<QueueConfig>> {
+        let name = name.to_owned();
+        self.db.read(move |c| flow::config(c, &name)).await
+    }
+
+    async fn queue_configs(&self) -> StoreResult<Vec<QueueConfig>> {
+        self.db.read(flow::configs).await
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
