@@ -13,6 +13,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use super::instances::not_found;
+use super::flow::{self, ADMISSIONS_WAITING, ADMISSION_FREE};
 use super::{messages_of, Wake};
 use crate::codec::instance_row;
 use crate::error::OpResult;
@@ -33,6 +34,7 @@ pub(crate) fn leased_columns(alias: &str) -> String {
         "created_at",
         "updated_at",
         "queue",
+        "options",
         "commit_token",
         "lease_token",
     ]
@@ -248,23 +250,28 @@ pub(crate) async fn fetch(
     let until = now.plus(lease);
     let rows = sqlx::query(AssertSqlSafe(format!(
         "WITH ready AS (
-             SELECT id, due_at, due_seq FROM instances
-              WHERE queue = ANY($4::text[]) AND due_at <= $1
-                AND ($5::text[] IS NULL OR name = ANY($5::text[]))
-              ORDER BY due_at, due_seq
+             SELECT i.id, i.priority, i.due_at, i.due_seq FROM instances i
+              WHERE i.queue = ANY($4::text[]) AND i.due_at <= $1
+                AND ($5::text[] IS NULL OR i.name = ANY($5::text[]))
+                AND {ADMISSION_FREE}
+              ORDER BY i.priority DESC, i.due_at, i.due_seq
               LIMIT $2
-                FOR UPDATE SKIP LOCKED
+                FOR UPDATE OF i SKIP LOCKED
          ), leased AS (
              UPDATE instances AS t
-                SET lease_token = nextval('lease_tokens'), lease_until = $3, due_at = $3
+                SET lease_token = nextval('lease_tokens'), lease_until = $3, due_at = $3,
+                    started_at = coalesce(t.started_at, $1)
                FROM ready
               WHERE t.id = ready.id
-             RETURNING {leased}, ready.due_at AS was_due, ready.due_seq AS was_seq
+             RETURNING {leased}, ready.priority AS was_priority, ready.due_at AS was_due,
+                       ready.due_seq AS was_seq
          )
          SELECT l.*, {TURN_EXTRA_COLUMNS},
-                (SELECT s.commit_token FROM instances s WHERE s.id = l.id) AS seen_commit_token
-           FROM leased l {extras}
-          ORDER BY l.was_due, l.was_seq",
+                (SELECT s.commit_token FROM instances s WHERE s.id = l.id) AS seen_commit_token,
+                flag.waiting
+           FROM (SELECT {ADMISSIONS_WAITING} AS waiting) flag
+           LEFT JOIN (leased l {extras}) ON true
+          ORDER BY l.was_priority DESC, l.was_due, l.was_seq",
         leased = leased_columns("t"),
         extras = turn_extras(
             "SELECT m.id, m.visible_at, m.kind FROM messages m
@@ -280,7 +287,12 @@ pub(crate) async fn fetch(
     .await?;
     let mut leased = Vec::with_capacity(rows.len());
     let mut moved = Vec::new();
+    let mut waiting = false;
     for row in &rows {
+        waiting |= row.try_get::<bool, _>("waiting")?;
+        if row.try_get::<Option<String>, _>("id")?.is_none() {
+            continue;
+        }
         let l = leased_row(row)?;
         let seen: Option<i64> = row.try_get("seen_commit_token")?;
         if seen != Some(l.commit_token) {
@@ -289,6 +301,10 @@ pub(crate) async fn fetch(
         leased.push(l);
     }
     reread_moved(conn, now, &mut leased, &moved).await?;
+    if waiting && leased.len() < max {
+        let admitted = flow::admit(conn, filter, now, max - leased.len(), lease).await?;
+        leased.extend(admitted);
+    }
     with_journals(conn, leased, cache).await
 }
 

@@ -74,7 +74,8 @@ pub async fn higher_priority_is_leased_first(store: Arc<dyn Store>) {
 }
 
 /// Runs `instances` (ids with their concurrency keys) in `queue` to completion with 8 concurrent
-/// fetchers, each instance in two turns (the first admits it and goes on running, the second
+/// fetchers (a deadline of minutes only guards against a hang: a shared database server can be
+/// slow), each instance in two turns (the first admits it and goes on running, the second
 /// completes it); returns the most instances that ran at once, overall and per key.
 async fn run_concurrently(
     store: Arc<dyn Store>,
@@ -145,7 +146,7 @@ async fn run_concurrently(
             f.await.unwrap();
         }
     };
-    tokio::time::timeout(Duration::from_secs(60), all)
+    tokio::time::timeout(Duration::from_secs(300), all)
         .await
         .unwrap_or_else(|_| {
             panic!(
@@ -165,7 +166,7 @@ pub async fn queue_concurrency_holds_under_concurrent_fetchers(store: Arc<dyn St
         .configure_queue(QueueConfig::new("limited").concurrency(3))
         .await
         .unwrap();
-    let instances = (0..24).map(|i| (format!("i{i:02}"), None)).collect();
+    let instances = (0..16).map(|i| (format!("i{i:02}"), None)).collect();
     let (max, _) = run_concurrently(store.clone(), "limited", instances).await;
     assert!(max <= 3, "{max} instances ran at once with a limit of 3");
     assert!(max >= 1);
@@ -178,7 +179,7 @@ pub async fn key_concurrency_holds_under_concurrent_fetchers(store: Arc<dyn Stor
         .configure_queue(QueueConfig::new("keyed").key_concurrency(2))
         .await
         .unwrap();
-    let instances = (0..24)
+    let instances = (0..18)
         .map(|i| (format!("i{i:02}"), Some(["a", "b", "c"][i % 3].to_owned())))
         .collect();
     let (_, by_key) = run_concurrently(store.clone(), "keyed", instances).await;
@@ -205,7 +206,10 @@ pub async fn keys_hold_back_only_their_own_key_and_queue(store: Arc<dyn Store>) 
     }
     let now = at(10);
     let first = fetch(&*store, &["q1", "q2"], now, 100).await;
-    assert_eq!(ids(&first), ["k1", "j1", "plain", "other-queue"]);
+    // Which are leased is the point here, not their order in the answer.
+    let mut leased = ids(&first);
+    leased.sort_unstable();
+    assert_eq!(leased, ["j1", "k1", "other-queue", "plain"]);
     assert!(fetch(&*store, &["q1", "q2"], now, 100).await.is_empty());
     let k1 = first.iter().find(|w| w.instance.id == "k1").unwrap();
     commit_turn(&*store, k1, now, true).await;

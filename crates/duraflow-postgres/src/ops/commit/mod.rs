@@ -308,11 +308,17 @@ pub(crate) async fn commit_batch(
                         ) u
                     ) inbox
               WHERE i.id = c.id
-             RETURNING i.id, i.due_at, i.lease_until
+             RETURNING i.id, i.due_at, i.lease_until, c.finished, i.started_at,
+                       i.concurrency_key, i.queue
          ), due AS (
              SELECT EXISTS (SELECT 1 FROM woken)
                     OR EXISTS (SELECT 1 FROM committed
-                                WHERE due_at IS NOT NULL AND lease_until IS NULL) AS turns
+                                WHERE due_at IS NOT NULL AND lease_until IS NULL)
+                    OR EXISTS (SELECT 1 FROM committed f
+                                WHERE f.finished AND f.started_at IS NOT NULL
+                                  AND (f.concurrency_key IS NOT NULL
+                                       OR f.queue IN (SELECT name FROM queue_configs
+                                                       WHERE limits_queue))) AS turns
          ), announced AS (
              SELECT pg_notify($28, w.payload)
                FROM (VALUES ('{turns}', (SELECT turns FROM due) OR $31),
