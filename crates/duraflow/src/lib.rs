@@ -106,7 +106,7 @@ pub use duraflow_runtime::{
 };
 pub use duraflow_store::{
     CallbackStatus, FetchFilter, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore,
-    Page, Store, StoreError, StoreStats,
+    Page, QueueConfig, RateLimit, Store, StoreError, StoreStats,
 };
 
 #[cfg(feature = "postgres")]
@@ -134,7 +134,7 @@ pub mod prelude {
         branch, Activity, ActivityContext, ActivityError, ActivitySignature, BatchResult,
         CallbackStatus, Client, ClientError, CompletionConfig, Condition, Engine, EngineBuilder,
         EngineOptions, Failure, FailureKind, IfExists, InstanceStatus, ListFilter, MemoryStore,
-        RetryPolicy, RunHandle, StepContext, StepSemantics, WaitStrategy, Workflow,
+        QueueConfig, RetryPolicy, RunHandle, StepContext, StepSemantics, WaitStrategy, Workflow,
         WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]
