@@ -54,15 +54,15 @@ use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
     validate_instance_id, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
     CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage,
-    NextDue, Notifier, Page, QueueConfig, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease,
-    TaskWork, TurnCommit, TurnWork,
+    NextDue, Notifier, Page, QueueConfig, Store, StoreResult, StoreStats, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
-use crate::ops::{admin, callbacks, commit, flow, instances, tasks, turns, Wake};
+use crate::ops::{admin, callbacks, commit, fetch, flow, instances, tasks, turns, Wake};
 use crate::tx::LockedTx;
 
 /// Settings for [`PostgresStore::connect_with`].
@@ -253,8 +253,7 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
         validate_instance_id(&instance.id)?;
-        if instance.due_at() > instance.created_at || instance.options.concurrency_key.is_some()
-        {
+        if instance.due_at() > instance.created_at || instance.options.concurrency_key.is_some() {
             // A delayed start is not due yet, and a first turn with a key needs an admission:
             // nothing to claim.
             return Ok((self.create_instance(instance).await?, None));
@@ -284,7 +283,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<TurnWork>> {
         // The lease commits by itself; journals read afterwards cannot change while it lasts.
         let mut conn = self.conn().await?;
-        let out = turns::fetch(&mut conn, filter, now, max, lease, cache).await;
+        let out = fetch::fetch(&mut conn, filter, now, max, lease, cache).await;
         self.autocommit(out, Wake::default())
     }
 

@@ -9,8 +9,7 @@ use duraflow_core::{
     typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError,
 };
 use duraflow_store::{
-    Committed, Completed, IntoStore, JournalCache, QueueConfig, Store, TaskCompletion,
-    TurnCommit,
+    Committed, Completed, IntoStore, JournalCache, QueueConfig, Store, TaskCompletion, TurnCommit,
 };
 use futures::FutureExt;
 use serde::de::DeserializeOwned;

@@ -45,9 +45,9 @@ use async_trait::async_trait;
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
     Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
-    InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, Store,
-    StoreError, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit,
-    TurnWork,
+    InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page,
+    QueueConfig, Store, StoreError, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease,
+    TaskWork, TurnCommit, TurnWork,
 };
 
 use crate::db::Db;

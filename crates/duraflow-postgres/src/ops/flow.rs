@@ -67,10 +67,11 @@ fn decode(name: &str, text: &str) -> OpResult<QueueConfig> {
 
 /// The stored configuration of queue `name`.
 pub(crate) async fn config(conn: &mut PgConnection, name: &str) -> OpResult<Option<QueueConfig>> {
-    let text: Option<(String,)> = sqlx::query_as("SELECT config FROM queue_configs WHERE name = $1")
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let text: Option<(String,)> =
+        sqlx::query_as("SELECT config FROM queue_configs WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
     text.map(|(t,)| decode(name, &t)).transpose()
 }
 

@@ -196,7 +196,6 @@ impl Client {
         Ok(self.store.queue_configs().await?)
     }
 
-
     /// Deletes a finished instance and its history: every execution's journal, its inbox and
     /// its tasks. An unknown id is [`ClientError::NotFound`], like every other call on one; an
     /// instance still running is refused with [`ClientError::InstanceRunning`] (cancel or

@@ -46,8 +46,10 @@ pub(crate) fn configs(conn: &Connection) -> SqlResult<Vec<QueueConfig>> {
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        let (name, text): (String, String) =
-            in_row(|| "a queue configuration".to_owned(), || Ok((row.get(0)?, row.get(1)?)))?;
+        let (name, text): (String, String) = in_row(
+            || "a queue configuration".to_owned(),
+            || Ok((row.get(0)?, row.get(1)?)),
+        )?;
         out.push(from_json(&text, &format!("queue configuration {name:?}"))?);
     }
     Ok(out)
@@ -109,9 +111,23 @@ pub(crate) fn due_ids(
     let (queues, names) = filter_params(filter)?;
     let mut candidates = Vec::new();
     for queue in &queues {
-        candidates.extend(candidates_of(conn, queue, true, now, names.as_deref(), max)?);
+        candidates.extend(candidates_of(
+            conn,
+            queue,
+            true,
+            now,
+            names.as_deref(),
+            max,
+        )?);
         let scan = pending_scan(max);
-        candidates.extend(candidates_of(conn, queue, false, now, names.as_deref(), scan)?);
+        candidates.extend(candidates_of(
+            conn,
+            queue,
+            false,
+            now,
+            names.as_deref(),
+            scan,
+        )?);
     }
     candidates.sort_by(|a, b| a.order.cmp(&b.order));
     let mut admissions: BTreeMap<String, Admission> = BTreeMap::new();
@@ -222,7 +238,11 @@ fn candidates_of(
     while out.len() < limit {
         let priority: Option<i64> = in_row(
             || format!("an instance of queue {queue:?}"),
-            || Ok(next.query_row(params![queue, below], |r| r.get(0)).optional()?),
+            || {
+                Ok(next
+                    .query_row(params![queue, below], |r| r.get(0))
+                    .optional()?)
+            },
         )?;
         let Some(priority) = priority else { break };
         let left = (limit - out.len()) as i64;

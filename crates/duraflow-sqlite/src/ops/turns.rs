@@ -12,8 +12,8 @@ use duraflow_store::{
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{callbacks, flow};
 use super::instances::{self, insert_message, not_found};
+use super::{callbacks, flow};
 use crate::codec::{event_data, from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Tx;
 use crate::error::SqlResult;

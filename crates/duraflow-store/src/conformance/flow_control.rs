@@ -31,7 +31,13 @@ fn instance(id: &str, queue: &str, ms: i64, priority: i32, key: Option<&str>) ->
 /// The turns of `queues` fetched at `now`, at most `max` (leased).
 async fn fetch(store: &dyn Store, queues: &[&str], now: Timestamp, max: usize) -> Vec<TurnWork> {
     store
-        .fetch_turns(&FetchFilter::queues(queues.iter().copied()), now, max, LEASE, None)
+        .fetch_turns(
+            &FetchFilter::queues(queues.iter().copied()),
+            now,
+            max,
+            LEASE,
+            None,
+        )
         .await
         .unwrap()
 }
@@ -70,7 +76,10 @@ pub async fn higher_priority_is_leased_first(store: Arc<dyn Store>) {
         ids(&fetch(&*store, &["default"], now, 100).await),
         ["a", "d", "early-low"]
     );
-    assert_eq!(ids(&fetch(&*store, &["default"], at(50), 100).await), ["later-high"]);
+    assert_eq!(
+        ids(&fetch(&*store, &["default"], at(50), 100).await),
+        ["later-high"]
+    );
 }
 
 /// Runs `instances` (ids with their concurrency keys) in `queue` to completion with 8 concurrent
@@ -155,7 +164,11 @@ async fn run_concurrently(
             )
         });
     let c = counts.lock().unwrap();
-    let by_key = c.by_key.iter().map(|(k, (_, max))| (k.clone(), *max)).collect();
+    let by_key = c
+        .by_key
+        .iter()
+        .map(|(k, (_, max))| (k.clone(), *max))
+        .collect();
     (c.max, by_key)
 }
 
@@ -235,9 +248,15 @@ pub async fn rate_limit_admits_so_many_per_window(store: Arc<dyn Store>) {
     assert!(fetch(&*store, &["rated"], at(5_000), 100).await.is_empty());
     // The window (at(10), at(10_010)] no longer holds the first two admissions.
     assert!(fetch(&*store, &["rated"], at(10_009), 100).await.is_empty());
-    assert_eq!(ids(&fetch(&*store, &["rated"], at(10_010), 100).await), ["r2", "r3"]);
+    assert_eq!(
+        ids(&fetch(&*store, &["rated"], at(10_010), 100).await),
+        ["r2", "r3"]
+    );
     assert!(fetch(&*store, &["rated"], at(15_000), 100).await.is_empty());
-    assert_eq!(ids(&fetch(&*store, &["rated"], at(20_010), 100).await), ["r4"]);
+    assert_eq!(
+        ids(&fetch(&*store, &["rated"], at(20_010), 100).await),
+        ["r4"]
+    );
 }
 
 /// The limits hold back only admissions: the turns of an instance already running are leased
@@ -301,7 +320,10 @@ pub async fn configure_queue_upserts(store: Arc<dyn Store>) {
     store.configure_queue(second.clone()).await.unwrap();
     let other = QueueConfig::new("batch").concurrency(1);
     store.configure_queue(other.clone()).await.unwrap();
-    assert_eq!(store.queue_config("emails").await.unwrap(), Some(second.clone()));
+    assert_eq!(
+        store.queue_config("emails").await.unwrap(),
+        Some(second.clone())
+    );
     let mut all = store.queue_configs().await.unwrap();
     all.sort_by(|a, b| a.name.cmp(&b.name));
     assert_eq!(all, [other, second.clone()]);

@@ -8,12 +8,13 @@
 
 mod callbacks;
 mod commit;
+mod fetch;
 mod flow;
 mod index;
 mod reads;
 mod tasks;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,10 +25,9 @@ use crate::journal_cache::JournalCache;
 use flow::Flow;
 use index::{QueueIndex, TurnIndex, TurnSlot};
 
-use crate::queue_config::{pending_scan, Verdict};
 use crate::types::{
-    CreateOutcome, FetchFilter, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message,
-    MessageId, MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
+    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
+    MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
 };
 
 /// Which notifications an operation calls for; sent once the lock is released.
@@ -368,64 +368,8 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn fetch_turns(
-        &mut self,
-        filter: &FetchFilter,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-        cache: Option<&Arc<dyn JournalCache>>,
-    ) -> Vec<TurnWork> {
-        // Everything due by `now` is fetchable; the check for a visible message (or an expired
-        // lease or an abandoned turn, which a checkpoint may have left with an empty inbox)
-        // only guards against a caller whose clock went backwards since the index was updated.
-        let due = |((at, _), _): &(DueKey, String)| *at <= now;
-        let take = |(_, id): &(DueKey, String)| {
-            self.instances.get(id).is_some_and(|inst| {
-                filter.matches(&inst.info.queue, &inst.info.name)
-                    && (inst.lease.is_some_and(|l| !l.live(now))
-                        || inst.redo
-                        || inst.visible(now).next().is_some())
-            })
-        };
-        let queues: BTreeSet<&str> = filter.queues.iter().map(String::as_str).collect();
-        let mut candidates = Vec::new();
-        for queue in queues {
-            let found = self
-                .due
-                .candidates(queue, max, pending_scan(max), due, take);
-            candidates.extend(found.into_iter().map(|c| (queue, c)));
-        }
-        candidates.sort_by(|(_, a), (_, b)| (a.0, &a.1).cmp(&(b.0, &b.1)));
-        let mut admissions = HashMap::new();
-        let mut ready = Vec::new();
-        for (queue, (_, (_, id), admitted)) in &candidates {
-            if ready.len() == max {
-                break;
-            }
-            let key = self.instances.get(id).and_then(Instance::key);
-            if !admitted && self.flow.needs_admission(queue, key) {
-                let admission = admissions.entry(*queue).or_insert_with(|| {
-                    let keys = candidates
-                        .iter()
-                        .filter(|(q, c)| q == queue && !c.2)
-                        .filter_map(|(_, (_, (_, id), _))| self.instances.get(id)?.key());
-                    self.flow.admission(queue, keys, now)
-                });
-                if admission.admit(key) != Verdict::Admit {
-                    continue;
-                }
-            }
-            ready.push(id.clone());
-        }
-        ready
-            .into_iter()
-            .filter_map(|id| self.lease_turn(&id, now, lease, cache))
-            .collect()
-    }
-
     /// Leases the turn of instance `id`, which is due, with its journal and visible messages.
-    fn lease_turn(
+    pub(super) fn lease_turn(
         &mut self,
         id: &str,
         now: Timestamp,
@@ -440,8 +384,11 @@ impl State {
         });
         if inst.started_at.is_none() {
             inst.started_at = Some(now);
-            self.flow
-                .admitted(&inst.info.queue, inst.info.options.concurrency_key.as_deref(), now);
+            self.flow.admitted(
+                &inst.info.queue,
+                inst.info.options.concurrency_key.as_deref(),
+                now,
+            );
         }
         refresh(&mut self.due, inst);
         let execution = inst.info.execution;

@@ -11,9 +11,7 @@ use duraflow::crates::store::{
     NewInstance, NewMessage, NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId,
     TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
-use duraflow::{
-    Event, InstanceInfo, ListFilter, MemoryStore, Page, QueueConfig, Store, Timestamp,
-};
+use duraflow::{Event, InstanceInfo, ListFilter, MemoryStore, Page, QueueConfig, Store, Timestamp};
 
 /// What a test sees of the store's answers; every method does nothing unless overridden.
 pub trait Observer: Send + Sync + 'static {

@@ -13,9 +13,7 @@ use duraflow::crates::store::{
     NewInstance, NewMessage, NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId,
     TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
-use duraflow::{
-    Event, InstanceInfo, ListFilter, Page, QueueConfig, Store, StoreError, Timestamp,
-};
+use duraflow::{Event, InstanceInfo, ListFilter, Page, QueueConfig, Store, StoreError, Timestamp};
 use tracing::debug;
 
 /// What a call may do, given the fuse.

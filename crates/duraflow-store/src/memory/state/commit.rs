@@ -162,9 +162,7 @@ impl State {
             wake.instances = true;
             // A running instance finishing makes room in its queue or key: wake the fetchers
             // that held pending instances back.
-            if inst.started_at.is_some()
-                && self.flow.finished(&inst.info.queue, inst.key())
-            {
+            if inst.started_at.is_some() && self.flow.finished(&inst.info.queue, inst.key()) {
                 wake.turns = true;
             }
         } else if !inst.inbox.is_empty() {

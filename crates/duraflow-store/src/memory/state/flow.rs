@@ -99,7 +99,11 @@ impl Flow {
 }
 
 impl super::State {
-    pub(in crate::memory) fn configure_queue(&mut self, config: QueueConfig, wake: &mut super::Wake) {
+    pub(in crate::memory) fn configure_queue(
+        &mut self,
+        config: QueueConfig,
+        wake: &mut super::Wake,
+    ) {
         self.flow.configs.insert(config.name.clone(), config);
         // Looser limits may admit what was held back.
         wake.turns = true;

@@ -85,8 +85,11 @@ impl<K: Ord + Clone> QueueIndex<K> {
 #[derive(Debug)]
 pub(super) struct TurnIndex<K> {
     all: BTreeSet<K>,
-    by_queue: BTreeMap<String, [BTreeMap<Reverse<i32>, BTreeSet<K>>; 2]>,
+    by_queue: BTreeMap<String, [ByPriority<K>; 2]>,
 }
+
+/// Keys by priority (highest first), each priority's in order.
+type ByPriority<K> = BTreeMap<Reverse<i32>, BTreeSet<K>>;
 
 impl<K> Default for TurnIndex<K> {
     fn default() -> Self {
