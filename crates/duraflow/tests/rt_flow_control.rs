@@ -57,6 +57,15 @@ async fn running(client: &Client, ids: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Raises `go` for `id` and waits until it has completed.
+async fn finish(client: &Client, id: &str) {
+    client.raise_event(id, "go", &()).await.unwrap();
+    eventually(&format!("{id} completed"), || async move {
+        (client.status(id).await.unwrap().status == InstanceStatus::Completed).then_some(())
+    })
+    .await;
+}
+
 /// With a concurrency limit of 2, of 10 started instances exactly 2 run at a time, and each
 /// one that finishes admits the next, until all have completed.
 async fn queue_limit(store: Arc<dyn Store>) {
@@ -95,16 +104,7 @@ async fn queue_limit(store: Arc<dyn Store>) {
         .await;
         let () = now_running;
         let first = running(&client, &ids).await.remove(0);
-        client.raise_event(&first, "go", &()).await.unwrap();
-        eventually(&format!("{first} completed"), || {
-            let client = &client;
-            let first = first.clone();
-            async move {
-                (client.status(&first).await.unwrap().status == InstanceStatus::Completed)
-                    .then_some(())
-            }
-        })
-        .await;
+        finish(&client, &first).await;
     }
     engine.shutdown().await;
 }
@@ -144,15 +144,7 @@ async fn key_serialises(store: Arc<dyn Store>) {
         .await;
         // The key admits in start order.
         assert_eq!(next, same[done]);
-        client.raise_event(&next, "go", &()).await.unwrap();
-        eventually(&format!("{next} completed"), || {
-            let (client, next) = (&client, next.clone());
-            async move {
-                (client.status(&next).await.unwrap().status == InstanceStatus::Completed)
-                    .then_some(())
-            }
-        })
-        .await;
+        finish(&client, &next).await;
     }
     engine.shutdown().await;
 }
@@ -249,22 +241,7 @@ async fn on_sqlite() {
 #[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_postgres() {
-    use duraflow::crates::postgres::testing::{test_url, unique_schema};
-    let options = duraflow::PostgresOptions {
-        schema: unique_schema("dft_flow_control"),
-        max_connections: 5,
-        ..duraflow::PostgresOptions::default()
-    };
-    let store = PostgresStore::connect_with(&test_url(), options)
-        .await
-        .unwrap_or_else(|e| panic!("no PostgreSQL for the tests ({e}); run scripts/test"));
-    let pool = store.pool().clone();
-    let schema = store.schema().to_owned();
+    let (store, drop_schema) = common::postgres_store("dft_flow_control").await;
     on(Arc::new(store)).await;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP SCHEMA \"{schema}\" CASCADE"
-    )))
-    .execute(&pool)
-    .await
-    .unwrap();
+    drop_schema.run().await;
 }

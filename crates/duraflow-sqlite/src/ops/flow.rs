@@ -55,17 +55,30 @@ pub(crate) fn configs(conn: &Connection) -> SqlResult<Vec<QueueConfig>> {
     Ok(out)
 }
 
+/// Whether instance `id` is admitted, its concurrency key and its queue.
+fn admission_state(
+    conn: &Connection,
+    id: &str,
+) -> SqlResult<Option<(bool, Option<String>, String)>> {
+    in_row(
+        || format!("instance {id:?}"),
+        || {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT started_at IS NOT NULL, concurrency_key, queue
+                       FROM instances WHERE id = ?1",
+                )?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?)
+        },
+    )
+}
+
 /// Whether instance `id`'s next turn can be leased without an admission decision: it is
 /// admitted already, or neither its queue's limits nor a key apply to it. Claims lease only
 /// such turns.
 pub(crate) fn admission_free(conn: &Connection, id: &str) -> SqlResult<bool> {
-    let row: Option<(bool, Option<String>, String)> = conn
-        .prepare_cached(
-            "SELECT started_at IS NOT NULL, concurrency_key, queue FROM instances WHERE id = ?1",
-        )?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    Ok(match row {
+    Ok(match admission_state(conn, id)? {
         None => false,
         Some((true, _, _)) => true,
         Some((false, key, queue)) => {
@@ -77,13 +90,7 @@ pub(crate) fn admission_free(conn: &Connection, id: &str) -> SqlResult<bool> {
 /// Whether instance `id`, about to finish, holds room its queue or key limits: then the
 /// fetchers that held others back are woken.
 pub(crate) fn frees_room(conn: &Connection, id: &str) -> SqlResult<bool> {
-    let row: Option<(bool, Option<String>, String)> = conn
-        .prepare_cached(
-            "SELECT started_at IS NOT NULL, concurrency_key, queue FROM instances WHERE id = ?1",
-        )?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .optional()?;
-    Ok(match row {
+    Ok(match admission_state(conn, id)? {
         Some((true, key, queue)) => {
             duraflow_store::needs_admission(config(conn, &queue)?.as_ref(), key.as_deref())
         }
