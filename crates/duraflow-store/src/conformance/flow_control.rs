@@ -83,8 +83,7 @@ pub async fn higher_priority_is_leased_first(store: Arc<dyn Store>) {
 }
 
 /// Runs `instances` (ids with their concurrency keys) in `queue` to completion with 8 concurrent
-/// fetchers (a deadline of minutes only guards against a hang: a shared database server can be
-/// slow), each instance in two turns (the first admits it and goes on running, the second
+/// fetchers (the deadline only guards against a hang), each instance in two turns (the first admits it and goes on running, the second
 /// completes it); returns the most instances that ran at once, overall and per key.
 async fn run_concurrently(
     store: Arc<dyn Store>,
