@@ -154,7 +154,7 @@ async fn run_concurrently(
             f.await.unwrap();
         }
     };
-    tokio::time::timeout(Duration::from_secs(300), all)
+    tokio::time::timeout(Duration::from_secs(60), all)
         .await
         .unwrap_or_else(|_| {
             panic!(
