@@ -54,7 +54,7 @@ use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 use duraflow_store::{
     validate_instance_id, validate_queue_event, Cache, CallbackResolution, CallbackTarget,
     Committed, Completed, CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter,
-    NewInstance, NewMessage, NextDue, Notifier, Page, Store, StoreResult, StoreStats,
+    NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, Store, StoreResult, StoreStats,
     TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
@@ -62,7 +62,9 @@ use tokio::task::JoinHandle;
 
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
-use crate::ops::{admin, callbacks, commit, instances, queue_events, tasks, turns, Wake};
+use crate::ops::{
+    admin, callbacks, commit, fetch, flow, instances, queue_events, tasks, turns, Wake,
+};
 use crate::tx::LockedTx;
 
 /// Settings for [`PostgresStore::connect_with`].
@@ -253,11 +255,16 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
         validate_instance_id(&instance.id)?;
-        if instance.due_at() > instance.created_at {
-            // A delayed start is not due yet: nothing to claim.
+        if instance.due_at() > instance.created_at || instance.options.concurrency_key.is_some() {
+            // A delayed start is not due yet, and a first turn with a key needs an admission:
+            // nothing to claim.
             return Ok((self.create_instance(instance).await?, None));
         }
         let mut conn = self.conn().await?;
+        if flow::limits_queue(&mut conn, &instance.queue).await? {
+            drop(conn);
+            return Ok((self.create_instance(instance).await?, None));
+        }
         Ok(instances::create_claiming(&mut conn, &instance, lease).await?)
     }
 
@@ -278,7 +285,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<TurnWork>> {
         // The lease commits by itself; journals read afterwards cannot change while it lasts.
         let mut conn = self.conn().await?;
-        let out = turns::fetch(&mut conn, filter, now, max, lease, cache).await;
+        let out = fetch::fetch(&mut conn, filter, now, max, lease, cache).await;
         self.autocommit(out, Wake::default())
     }
 
@@ -434,6 +441,27 @@ impl Store for PostgresStore {
     async fn queue_event(&self, queue: &str, name: &str) -> StoreResult<Option<StoredEvent>> {
         let mut conn = self.conn().await?;
         Ok(queue_events::get(&mut conn, queue, name).await?)
+    }
+
+    async fn configure_queue(&self, config: QueueConfig) -> StoreResult<()> {
+        config.validate()?;
+        let mut conn = self.conn().await?;
+        let out = flow::configure(&mut conn, &config, &self.channel).await;
+        let wake = Wake {
+            turns: true,
+            ..Wake::default()
+        };
+        self.autocommit(out, wake)
+    }
+
+    async fn queue_config(&self, name: &str) -> StoreResult<Option<QueueConfig>> {
+        let mut conn = self.conn().await?;
+        Ok(flow::config(&mut conn, name).await?)
+    }
+
+    async fn queue_configs(&self) -> StoreResult<Vec<QueueConfig>> {
+        let mut conn = self.conn().await?;
+        Ok(flow::configs(&mut conn).await?)
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

@@ -9,7 +9,7 @@ use duraflow_core::{
     typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError,
 };
 use duraflow_store::{
-    Committed, Completed, IntoStore, JournalCache, Store, TaskCompletion, TurnCommit,
+    Committed, Completed, IntoStore, JournalCache, QueueConfig, Store, TaskCompletion, TurnCommit,
 };
 use futures::FutureExt;
 use serde::de::DeserializeOwned;
@@ -69,6 +69,7 @@ pub struct EngineBuilder {
     registry: Registry,
     errors: Vec<EngineError>,
     options: EngineOptions,
+    queue_configs: Vec<QueueConfig>,
 }
 
 impl Default for EngineBuilder {
@@ -79,6 +80,7 @@ impl Default for EngineBuilder {
             registry: Registry::default(),
             errors: Vec::new(),
             options: EngineOptions::default(),
+            queue_configs: Vec::new(),
         }
     }
 }
@@ -231,6 +233,27 @@ impl EngineBuilder {
         self
     }
 
+    /// Flow control for a queue (concurrency, per-key concurrency, rate limit), written to the
+    /// store when the engine starts, so that every engine and worker sharing the store holds
+    /// to it; the engine also serves the queue (besides those of [`EngineBuilder::queues`]).
+    /// A configuration the store refuses (a zero limit) fails [`EngineBuilder::start`].
+    ///
+    /// ```
+    /// # use duraflow_runtime::Engine;
+    /// # use duraflow_store::QueueConfig;
+    /// # use std::time::Duration;
+    /// let builder = Engine::builder().queue_config(
+    ///     QueueConfig::new("emails")
+    ///         .concurrency(5)
+    ///         .rate_limit(100, Duration::from_secs(60)),
+    /// );
+    /// ```
+    pub fn queue_config(mut self, config: QueueConfig) -> Self {
+        self.queue_configs.retain(|c| c.name != config.name);
+        self.queue_configs.push(config);
+        self
+    }
+
     /// All settings at once.
     pub fn options(mut self, options: EngineOptions) -> Self {
         self.options = options;
@@ -239,7 +262,7 @@ impl EngineBuilder {
 
     /// Checks the configuration and starts the dispatcher and the worker pool. Fails with
     /// [`EngineError::NoStore`] if no store was set.
-    pub async fn start(self) -> Result<Engine, EngineError> {
+    pub async fn start(mut self) -> Result<Engine, EngineError> {
         if let Some(e) = self.errors.into_iter().next() {
             return Err(e);
         }
@@ -266,7 +289,19 @@ impl EngineBuilder {
                 "queues must name at least one queue for the engine to serve".into(),
             ));
         }
+        for config in &self.queue_configs {
+            config
+                .validate()
+                .map_err(|e| EngineError::InvalidOption(e.to_string()))?;
+        }
         let store = self.store.ok_or(EngineError::NoStore)?;
+        for config in &self.queue_configs {
+            store.configure_queue(config.clone()).await?;
+            if !self.options.queues.contains(&config.name) {
+                self.options.queues.push(config.name.clone());
+            }
+        }
+        let o = &self.options;
         let (turn_filter, task_filter) = self.registry.filters(&o.queues);
         let shared = Shared {
             store,

@@ -46,12 +46,12 @@ use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 use duraflow_store::{
     validate_queue_event, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
     CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage,
-    NextDue, Notifier, Page, Store, StoreError, StoreResult, StoreStats, TaskCompletion, TaskId,
-    TaskRelease, TaskWork, TurnCommit, TurnWork,
+    NextDue, Notifier, Page, QueueConfig, Store, StoreError, StoreResult, StoreStats,
+    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 use crate::db::Db;
-use crate::ops::{admin, callbacks, instances, queue_events, tasks, turns};
+use crate::ops::{admin, callbacks, flow, instances, queue_events, tasks, turns};
 
 pub use crate::open::SCHEMA_VERSION;
 
@@ -336,6 +336,27 @@ impl Store for SqliteStore {
         self.db
             .read(move |c| queue_events::get(c, &queue, &name))
             .await
+    }
+
+    async fn configure_queue(&self, config: QueueConfig) -> StoreResult<()> {
+        config.validate()?;
+        self.db
+            .write(move |c, tx| {
+                flow::configure(c, &config)?;
+                // Looser limits may admit what was held back.
+                tx.wake.turns = true;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn queue_config(&self, name: &str) -> StoreResult<Option<QueueConfig>> {
+        let name = name.to_owned();
+        self.db.read(move |c| flow::config(c, &name)).await
+    }
+
+    async fn queue_configs(&self) -> StoreResult<Vec<QueueConfig>> {
+        self.db.read(flow::configs).await
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

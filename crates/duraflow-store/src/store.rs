@@ -9,6 +9,7 @@ use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 use crate::error::StoreResult;
 use crate::journal_cache::JournalCache;
 use crate::notify::Notifier;
+use crate::queue_config::QueueConfig;
 use crate::types::{
     CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
     InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page, StoreStats,
@@ -46,6 +47,13 @@ pub type Cache<'a> = Option<&'a Arc<dyn JournalCache>>;
 ///   the new instance's first turn to the creator, so work that stays in one process skips a
 ///   fetch; a claim is granted only where a fetch would have leased the work, and a store may
 ///   grant none.
+/// - **Flow control**: due work of higher priority is leased first, in due order among equal
+///   priorities. An instance is admitted when its first turn is leased; a pending instance is
+///   admitted only within its queue's [`QueueConfig`] (concurrency, per-key concurrency, rate
+///   limit), atomically however many processes fetch; the turns of admitted instances are
+///   never held back. Claims never admit an instance that needs an admission decision. A
+///   commit that finishes an admitted instance of a limited queue, or one with a key, wakes
+///   turns.
 /// - **Finished instances** take no more messages: their inbox, tasks, callbacks and queue-event
 ///   waiters are deleted when they finish, and messages later sent to them are dropped (`send`
 ///   reports it). A continue-as-new deletes the callbacks and waiters of the executions before
@@ -218,7 +226,20 @@ pub trait Store: Send + Sync + 'static {
     /// emitted.
     async fn queue_event(&self, queue: &str, name: &str) -> StoreResult<Option<StoredEvent>>;
 
-    /// When delayed work next becomes visible (or a lease next expires), after `now`.
+    /// Stores a queue's flow-control configuration, replacing the one it had (an upsert).
+    /// Every fetch and claim after it enforces it, in every process that shares the store.
+    /// `Invalid` for a configuration [`QueueConfig::validate`] refuses.
+    async fn configure_queue(&self, config: QueueConfig) -> StoreResult<()>;
+
+    /// A queue's stored configuration, if it has one.
+    async fn queue_config(&self, name: &str) -> StoreResult<Option<QueueConfig>>;
+
+    /// Every stored queue configuration, by name.
+    async fn queue_configs(&self) -> StoreResult<Vec<QueueConfig>>;
+
+    /// When delayed work next becomes visible (or a lease next expires), after `now`. Work
+    /// that is due but held back by flow control is not reported: it waits for a wakeup (an
+    /// instance of its queue finishing) or the polling interval.
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue>;
 
     /// An instance's stored state.

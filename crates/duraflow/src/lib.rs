@@ -113,7 +113,7 @@ pub use duraflow_runtime::{
 };
 pub use duraflow_store::{
     CallbackStatus, FetchFilter, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore,
-    Page, Store, StoreError, StoreStats,
+    Page, QueueConfig, RateLimit, Store, StoreError, StoreStats,
 };
 
 /// DAG workflows (feature `dag`): templates, validation, the registry, and
@@ -145,7 +145,7 @@ pub mod prelude {
         branch, Activity, ActivityContext, ActivityError, ActivitySignature, BatchResult,
         CallbackStatus, CancellationPolicy, Client, ClientError, CompletionConfig, Condition,
         EmitOutcome, Engine, EngineBuilder, EngineOptions, Failure, FailureKind, IfExists,
-        InstanceStatus, ListFilter, MemoryStore, RetryPolicy, RunHandle, StepContext,
+        InstanceStatus, ListFilter, MemoryStore, QueueConfig, RetryPolicy, RunHandle, StepContext,
         StepSemantics, WaitStrategy, Workflow, WorkflowContext, WorkflowError,
     };
     #[cfg(feature = "postgres")]

@@ -169,8 +169,9 @@ pub(crate) async fn create_claiming(
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
                                     updated_at, due_at, due_seq, lease_token, lease_until, queue,
-                                    options, priority, concurrency_key)
-             SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $6, start, token, $6, $8, $9, $10, $11
+                                    options, priority, concurrency_key, started_at)
+             SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $6, start, token, $6, $8, $9, $10, $11,
+                    $5
                FROM new
              ON CONFLICT (id) DO NOTHING
              RETURNING id, due_seq, lease_token

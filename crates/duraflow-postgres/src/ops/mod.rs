@@ -23,6 +23,8 @@
 pub(crate) mod admin;
 pub(crate) mod callbacks;
 pub(crate) mod commit;
+pub(crate) mod fetch;
+pub(crate) mod flow;
 pub(crate) mod instances;
 pub(crate) mod queue_events;
 pub(crate) mod tasks;

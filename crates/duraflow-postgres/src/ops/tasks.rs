@@ -237,7 +237,8 @@ pub(crate) async fn complete_batch(
                         (i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)) AS moves,
                         (k.claim_until IS NOT NULL AND x.due <= $5
                          AND i.queue = ANY($7::text[])
-                         AND ($8::text[] IS NULL OR i.name = ANY($8::text[]))) AS claims
+                         AND ($8::text[] IS NULL OR i.name = ANY($8::text[]))
+                         AND {admission_free}) AS claims
                    FROM (SELECT instance_id, min(id) AS first FROM posted
                           GROUP BY instance_id) p
                    JOIN instances i ON i.id = p.instance_id
@@ -254,7 +255,9 @@ pub(crate) async fn complete_batch(
                         lease_token = CASE WHEN pl.claims THEN nextval('lease_tokens')
                                            ELSE i.lease_token END,
                         lease_until = CASE WHEN pl.claims THEN pl.claim_until
-                                           ELSE i.lease_until END
+                                           ELSE i.lease_until END,
+                        started_at = CASE WHEN pl.claims THEN coalesce(i.started_at, $5)
+                                          ELSE i.started_at END
                    FROM plan pl
                   WHERE i.id = pl.id AND (pl.moves OR pl.claims)
                  RETURNING i.*, pl.claims, pl.claim_ord
@@ -274,6 +277,7 @@ pub(crate) async fn complete_batch(
                LEFT JOIN turn ON turn.claim_ord = c.ord
               ORDER BY c.ord",
             turns = listen::TURNS,
+            admission_free = super::flow::ADMISSION_FREE,
             leased = leased_columns("l"),
             extras = turn_extras(
                 "SELECT m.id, m.visible_at, m.kind FROM messages m

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    codec, FetchFilter, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError,
-    TurnWork,
+    codec, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError, TurnWork,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -127,11 +126,11 @@ fn decode_journal(
 
 /// A turn as its lease returned it, before its journal is read.
 pub(crate) struct Leased {
-    instance: InstanceInfo,
-    commit_token: i64,
-    token: LeaseToken,
-    messages: Vec<Message>,
-    has_events: bool,
+    pub(super) instance: InstanceInfo,
+    pub(super) commit_token: i64,
+    pub(super) token: LeaseToken,
+    pub(super) messages: Vec<Message>,
+    pub(super) has_events: bool,
 }
 
 /// Reads a row with [`leased_columns`] and [`TURN_EXTRA_COLUMNS`].
@@ -227,121 +226,6 @@ async fn read_journals(
         out.insert(id.clone(), decode_journal(&rows, id, *execution)?);
     }
     Ok(out)
-}
-
-/// Leases ready instances, those whose work is due, in due order, with their visible messages:
-/// one statement, which commits by itself. `FOR UPDATE SKIP LOCKED` locks the instance rows
-/// themselves, so concurrent fetches skip them instead of leasing them twice. The messages are
-/// read from the statement's snapshot: one sent while the statement ran waits for the next turn
-/// (the turn's commit recomputes the due time from the inbox). An instance that a commit
-/// changed after the snapshot (its `commit_token` in the snapshot is not the leased row's) has
-/// its inbox read again, see [`reread_moved`].
-pub(crate) async fn fetch(
-    conn: &mut PgConnection,
-    filter: &FetchFilter,
-    now: Timestamp,
-    max: usize,
-    lease: Duration,
-    cache: Option<&Arc<dyn JournalCache>>,
-) -> OpResult<Vec<TurnWork>> {
-    if filter.is_empty() {
-        return Ok(Vec::new());
-    }
-    let until = now.plus(lease);
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "WITH ready AS (
-             SELECT id, due_at, due_seq FROM instances
-              WHERE queue = ANY($4::text[]) AND due_at <= $1
-                AND ($5::text[] IS NULL OR name = ANY($5::text[]))
-              ORDER BY due_at, due_seq
-              LIMIT $2
-                FOR UPDATE SKIP LOCKED
-         ), leased AS (
-             UPDATE instances AS t
-                SET lease_token = nextval('lease_tokens'), lease_until = $3, due_at = $3
-               FROM ready
-              WHERE t.id = ready.id
-             RETURNING {leased}, ready.due_at AS was_due, ready.due_seq AS was_seq
-         )
-         SELECT l.*, {TURN_EXTRA_COLUMNS},
-                (SELECT s.commit_token FROM instances s WHERE s.id = l.id) AS seen_commit_token
-           FROM leased l {extras}
-          ORDER BY l.was_due, l.was_seq",
-        leased = leased_columns("t"),
-        extras = turn_extras(
-            "SELECT m.id, m.visible_at, m.kind FROM messages m
-              WHERE m.instance_id = l.id AND m.visible_at <= $1"
-        ),
-    )))
-    .bind(now.0)
-    .bind(max as i64)
-    .bind(until.0)
-    .bind(&filter.queues)
-    .bind(&filter.names)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut leased = Vec::with_capacity(rows.len());
-    let mut moved = Vec::new();
-    for row in &rows {
-        let l = leased_row(row)?;
-        let seen: Option<i64> = row.try_get("seen_commit_token")?;
-        if seen != Some(l.commit_token) {
-            moved.push(leased.len());
-        }
-        leased.push(l);
-    }
-    reread_moved(conn, now, &mut leased, &moved).await?;
-    with_journals(conn, leased, cache).await
-}
-
-/// Reads the inbox (and whether the journal has events) again for the leased turns at
-/// `moved`: those whose instance another engine committed to after the lease statement's
-/// snapshot was taken.
-///
-/// The statement reads the inbox from its snapshot, but `FOR UPDATE SKIP LOCKED` locks, and
-/// leases, the newest version of a row that a commit changed after that snapshot (it re-checks
-/// the row rather than skipping it). The journal is read later, so without this the turn would
-/// get the commit's journal with the inbox from before it, and deliver again the messages that
-/// commit consumed (an event journaled twice; found by the fault search). The lease is held
-/// now, so no other commit can land on these instances before this read.
-async fn reread_moved(
-    conn: &mut PgConnection,
-    now: Timestamp,
-    leased: &mut [Leased],
-    moved: &[usize],
-) -> OpResult<()> {
-    if moved.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = moved
-        .iter()
-        .map(|&i| leased[i].instance.id.as_str())
-        .collect();
-    let executions: Vec<i32> = moved
-        .iter()
-        .map(|&i| leased[i].instance.execution as i32)
-        .collect();
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT l.id, {TURN_EXTRA_COLUMNS}
-           FROM unnest($1::text[], $2::int[]) AS l(id, execution) {extras}",
-        extras = turn_extras(
-            "SELECT m.id, m.visible_at, m.kind FROM messages m
-              WHERE m.instance_id = l.id AND m.visible_at <= $3"
-        ),
-    )))
-    .bind(&ids)
-    .bind(&executions)
-    .bind(now.0)
-    .fetch_all(&mut *conn)
-    .await?;
-    for row in &rows {
-        let id: String = row.try_get("id")?;
-        if let Some(&i) = moved.iter().find(|&&i| leased[i].instance.id == id) {
-            leased[i].messages = messages_of(row, &id)?;
-            leased[i].has_events = row.try_get("has_events")?;
-        }
-    }
-    Ok(())
 }
 
 /// Gives up a turn's lease: its messages are due again at `retry_at` (and the turn is, even

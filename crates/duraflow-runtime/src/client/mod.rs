@@ -13,8 +13,8 @@ use std::sync::{Arc, Weak};
 
 use duraflow_core::{Clock, Event, Payload};
 use duraflow_store::{
-    InstanceInfo, InstanceStatus, IntoStore, ListFilter, MessageKind, NewMessage, Page, Store,
-    StoreError,
+    InstanceInfo, InstanceStatus, IntoStore, ListFilter, MessageKind, NewMessage, Page,
+    QueueConfig, Store, StoreError,
 };
 use serde::Serialize;
 
@@ -178,6 +178,23 @@ impl Client {
                 (status, n)
             })
             .collect())
+    }
+
+    /// Stores a queue's flow-control configuration (replacing the one it had), for operators:
+    /// every engine sharing the store holds to it from its next fetch. A zero limit is refused
+    /// (`StoreError::Invalid`).
+    pub async fn configure_queue(&self, config: QueueConfig) -> Result<(), ClientError> {
+        Ok(self.store.configure_queue(config).await?)
+    }
+
+    /// A queue's stored flow-control configuration, if it has one.
+    pub async fn queue_config(&self, name: &str) -> Result<Option<QueueConfig>, ClientError> {
+        Ok(self.store.queue_config(name).await?)
+    }
+
+    /// Every stored queue configuration.
+    pub async fn queue_configs(&self) -> Result<Vec<QueueConfig>, ClientError> {
+        Ok(self.store.queue_configs().await?)
     }
 
     /// Deletes a finished instance and its history: every execution's journal, its inbox and

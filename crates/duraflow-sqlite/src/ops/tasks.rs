@@ -163,7 +163,8 @@ pub(crate) fn complete_batch(
         results.push(done.map(|_| Completed::default()));
     }
     for (i, instance_id, turn_lease) in claims {
-        if !serves(conn, filter, &instance_id)? {
+        if !serves(conn, filter, &instance_id)? || !super::flow::admission_free(conn, &instance_id)?
+        {
             continue;
         }
         let turn = turns::lease_turn(conn, tx, &instance_id, now, turn_lease, cache)?;

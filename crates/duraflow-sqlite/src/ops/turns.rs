@@ -13,10 +13,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::instances::{self, insert_message, not_found};
-use super::{callbacks, queue_events};
-use crate::codec::{
-    event_data, filter_params, from_json, in_row, instance_row, json, INSTANCE_COLUMNS,
-};
+use super::{callbacks, flow, queue_events};
+use crate::codec::{event_data, from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Tx;
 use crate::error::SqlResult;
 
@@ -153,27 +151,7 @@ pub(crate) fn fetch(
     if filter.is_empty() {
         return Ok(Vec::new());
     }
-    let (queues, names) = filter_params(filter)?;
-    // Each queue in due order from its index (stopping at `max`), merged.
-    let mut due: Vec<(i64, Option<i64>, String)> = Vec::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT due_at, due_seq, id FROM instances INDEXED BY instances_queue_due
-         WHERE queue = ?3 AND due_at <= ?1
-           AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
-         ORDER BY due_at, due_seq LIMIT ?2",
-    )?;
-    for queue in queues {
-        let rows = stmt.query_map(params![now.0, max as i64, queue, names], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
-        for row in rows {
-            due.push(row?);
-        }
-    }
-    drop(stmt);
-    due.sort_unstable();
-    due.truncate(max);
-    let ids = due.into_iter().map(|(_, _, id)| id);
+    let ids = flow::due_ids(conn, filter, now, max)?;
     let mut work = Vec::with_capacity(ids.len());
     for id in ids {
         work.extend(lease_turn(conn, tx, &id, now, lease, cache)?);
@@ -197,7 +175,8 @@ pub(crate) fn lease_turn(
     // each time.
     let leased = conn
         .prepare_cached(
-            "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3
+            "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3,
+                    started_at = coalesce(started_at, ?4)
              WHERE id = ?1 AND due_at <= ?4",
         )?
         .execute(params![id, token, until.0, now.0])?;
@@ -320,6 +299,9 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         tx.wake.instances = true;
     }
     if status.is_terminal() {
+        if flow::frees_room(conn, id)? {
+            tx.wake.turns = true;
+        }
         conn.prepare_cached("DELETE FROM messages WHERE instance_id = ?1")?
             .execute([id])?;
         conn.prepare_cached("DELETE FROM tasks WHERE instance_id = ?1")?

@@ -2,7 +2,8 @@
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`],
-//! [`heartbeats`], [`claims`], [`admin`], [`queues`] and [`queue_events`]. A backend runs the whole suite
+//! [`heartbeats`], [`claims`], [`admin`], [`queues`], [`queue_events`] and [`flow_control`]. A
+//! backend runs the whole suite
 //! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod callbacks;
 pub mod checkpoints;
 pub mod claims;
+pub mod flow_control;
 pub mod heartbeats;
 pub mod instances;
 pub mod queue_events;
@@ -208,6 +210,16 @@ macro_rules! conformance_tests {
                 refused_commits_emit_and_await_nothing,
                 concurrent_emits_and_awaits_never_miss_each_other,
                 cancelled_awaits_lose_their_waiters,
+            ]
+            flow_control [
+                higher_priority_is_leased_first,
+                queue_concurrency_holds_under_concurrent_fetchers,
+                key_concurrency_holds_under_concurrent_fetchers,
+                keys_hold_back_only_their_own_key_and_queue,
+                rate_limit_admits_so_many_per_window,
+                limits_do_not_hold_back_running_turns,
+                creation_claims_no_first_turn_that_needs_admission,
+                configure_queue_upserts,
             ]
         }
     };
@@ -471,6 +483,7 @@ mod tests {
             ("callbacks", include_str!("callbacks.rs")),
             ("queues", include_str!("queues.rs")),
             ("queue_events", include_str!("queue_events.rs")),
+            ("flow_control", include_str!("flow_control.rs")),
         ];
         let mut defined = Vec::new();
         for (module, source) in sources {

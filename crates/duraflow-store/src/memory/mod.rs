@@ -11,6 +11,7 @@ use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 
 use crate::error::StoreResult;
 use crate::notify::Notifier;
+use crate::queue_config::QueueConfig;
 use crate::store::Cache;
 use crate::store::Store;
 use crate::types::{
@@ -193,6 +194,20 @@ impl Store for MemoryStore {
 
     async fn queue_event(&self, queue: &str, name: &str) -> StoreResult<Option<StoredEvent>> {
         Ok(self.lock().queue_event(queue, name))
+    }
+
+    async fn configure_queue(&self, config: QueueConfig) -> StoreResult<()> {
+        config.validate()?;
+        self.with_state(|s, w| s.configure_queue(config, w));
+        Ok(())
+    }
+
+    async fn queue_config(&self, name: &str) -> StoreResult<Option<QueueConfig>> {
+        Ok(self.lock().queue_config(name))
+    }
+
+    async fn queue_configs(&self) -> StoreResult<Vec<QueueConfig>> {
+        Ok(self.lock().queue_configs())
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {

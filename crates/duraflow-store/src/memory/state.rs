@@ -8,6 +8,8 @@
 
 mod callbacks;
 mod commit;
+mod fetch;
+mod flow;
 mod index;
 mod queue_events;
 mod reads;
@@ -21,11 +23,12 @@ use duraflow_core::{ActivityOptions, Event, Failure, OpId, Payload, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
 use crate::journal_cache::JournalCache;
-use index::QueueIndex;
+use flow::Flow;
+use index::{QueueIndex, TurnIndex, TurnSlot};
 
 use crate::types::{
-    CreateOutcome, FetchFilter, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message,
-    MessageId, MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
+    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
+    MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
 };
 
 /// Which notifications an operation calls for; sent once the lock is released.
@@ -111,8 +114,10 @@ struct Instance {
     redo: bool,
     /// The token of the last turn committed.
     committed_with: LeaseToken,
-    /// Its key in [`State::due`], while it has one.
-    due: Option<DueKey>,
+    /// Its place in [`State::due`], while it has one.
+    due: Option<TurnSlot<(DueKey, String)>>,
+    /// When it was admitted (its first turn leased); `None` while it is pending.
+    started_at: Option<Timestamp>,
     /// Its activity tasks.
     tasks: BTreeSet<TaskId>,
     /// The tokens of its callbacks.
@@ -141,6 +146,16 @@ impl Instance {
             },
         };
         Some((at, oldest.unwrap_or(MessageId(i64::MAX))))
+    }
+
+    /// Its concurrency key, if it was started with one.
+    fn key(&self) -> Option<&str> {
+        self.info.options.concurrency_key.as_deref()
+    }
+
+    /// When its work is due, if it is in the due index.
+    fn due_at(&self) -> Option<Timestamp> {
+        self.due.as_ref().map(|slot| slot.key.0 .0)
     }
 
     fn visible(&self, now: Timestamp) -> impl Iterator<Item = &Message> {
@@ -180,8 +195,10 @@ impl Task {
 #[derive(Debug, Default)]
 pub(super) struct State {
     instances: BTreeMap<String, Instance>,
-    /// Instances with work, in the order it is due (overall and per queue).
-    due: QueueIndex<(DueKey, String)>,
+    /// Instances with work, in the order it is due (overall, and per queue by priority).
+    due: TurnIndex<(DueKey, String)>,
+    /// Queue configurations and the counts flow control keeps.
+    flow: Flow,
     tasks: BTreeMap<TaskId, Task>,
     /// Tasks by when they can next be fetched (overall and per queue).
     task_due: QueueIndex<(Timestamp, TaskId)>,
@@ -205,21 +222,27 @@ fn instance_lease_lost(id: &str) -> StoreError {
 }
 
 /// Moves `inst` to `key` in the due index.
-fn reindex(due: &mut QueueIndex<(DueKey, String)>, inst: &mut Instance, key: Option<DueKey>) {
-    if inst.due == key {
+fn reindex(due: &mut TurnIndex<(DueKey, String)>, inst: &mut Instance, key: Option<DueKey>) {
+    let slot = key.map(|key| TurnSlot {
+        queue: inst.info.queue.clone(),
+        priority: inst.info.options.priority,
+        admitted: inst.started_at.is_some(),
+        key: (key, inst.info.id.clone()),
+    });
+    if inst.due == slot {
         return;
     }
     if let Some(old) = inst.due.take() {
-        due.remove(&inst.info.queue, &(old, inst.info.id.clone()));
+        due.remove(&old);
     }
-    if let Some(new) = key {
-        due.insert(&inst.info.queue, (new, inst.info.id.clone()));
+    if let Some(new) = &slot {
+        due.insert(new);
     }
-    inst.due = key;
+    inst.due = slot;
 }
 
 /// Recomputes `inst`'s place in the due index.
-fn refresh(due: &mut QueueIndex<(DueKey, String)>, inst: &mut Instance) {
+fn refresh(due: &mut TurnIndex<(DueKey, String)>, inst: &mut Instance) {
     let key = inst.due_key();
     reindex(due, inst, key);
 }
@@ -257,7 +280,7 @@ impl State {
         );
         // The new message can only make the work due earlier, and only when no turn holds
         // the instance: an update instead of a recomputation keeps big inboxes cheap.
-        let key = match (inst.due, inst.lease) {
+        let key = match (inst.due.as_ref().map(|slot| slot.key.0), inst.lease) {
             (Some((at, oldest)), None) => {
                 let visible = inst.not_before.map_or(visible_at, |nb| visible_at.max(nb));
                 Some((at.min(visible), oldest))
@@ -299,6 +322,7 @@ impl State {
                 redo: false,
                 committed_with: LeaseToken(0),
                 due: None,
+                started_at: None,
                 tasks: BTreeSet::new(),
                 callbacks: BTreeSet::new(),
                 awaited: BTreeSet::new(),
@@ -324,7 +348,8 @@ impl State {
         lease: Duration,
         wake: &mut Wake,
     ) -> (CreateOutcome, Option<TurnWork>) {
-        if new.due_at() > new.created_at {
+        let key = new.options.concurrency_key.as_deref();
+        if new.due_at() > new.created_at || self.flow.needs_admission(&new.queue, key) {
             return (self.create_instance(new, wake), None);
         }
         let (id, now) = (new.id.clone(), new.created_at);
@@ -352,43 +377,8 @@ impl State {
         Ok(())
     }
 
-    pub(super) fn fetch_turns(
-        &mut self,
-        filter: &FetchFilter,
-        now: Timestamp,
-        max: usize,
-        lease: Duration,
-        cache: Option<&Arc<dyn JournalCache>>,
-    ) -> Vec<TurnWork> {
-        // Everything due by `now` is fetchable; the check for a visible message (or an expired
-        // lease or an abandoned turn, which a checkpoint may have left with an empty inbox)
-        // only guards against a caller whose clock went backwards since the index was updated.
-        let ready: Vec<String> = self
-            .due
-            .select(
-                filter,
-                max,
-                |((at, _), _)| *at <= now,
-                |(_, id)| {
-                    self.instances.get(id).is_some_and(|inst| {
-                        filter.matches(&inst.info.queue, &inst.info.name)
-                            && (inst.lease.is_some_and(|l| !l.live(now))
-                                || inst.redo
-                                || inst.visible(now).next().is_some())
-                    })
-                },
-            )
-            .into_iter()
-            .map(|(_, id)| id)
-            .collect();
-        ready
-            .into_iter()
-            .filter_map(|id| self.lease_turn(&id, now, lease, cache))
-            .collect()
-    }
-
     /// Leases the turn of instance `id`, which is due, with its journal and visible messages.
-    fn lease_turn(
+    pub(super) fn lease_turn(
         &mut self,
         id: &str,
         now: Timestamp,
@@ -401,6 +391,14 @@ impl State {
             token,
             until: now.plus(lease),
         });
+        if inst.started_at.is_none() {
+            inst.started_at = Some(now);
+            self.flow.admitted(
+                &inst.info.queue,
+                inst.info.options.concurrency_key.as_deref(),
+                now,
+            );
+        }
         refresh(&mut self.due, inst);
         let execution = inst.info.execution;
         let warm = cache.is_some_and(|c| c.holds(id, execution, inst.committed_with));

@@ -194,3 +194,44 @@ pub async fn failure_of(client: &duraflow::Client, id: &str) -> duraflow::Failur
         other => panic!("expected instance {id:?} to fail, got {other:?}"),
     }
 }
+
+/// A PostgreSQL store on the test server in a fresh schema named from `prefix`, with the
+/// drop of that schema for the end of the test.
+#[cfg(feature = "postgres")]
+pub async fn postgres_store(prefix: &str) -> (duraflow::PostgresStore, DropSchema) {
+    use duraflow::crates::postgres::testing::{test_url, unique_schema};
+    let options = duraflow::PostgresOptions {
+        schema: unique_schema(prefix),
+        max_connections: 5,
+        ..duraflow::PostgresOptions::default()
+    };
+    let store = duraflow::PostgresStore::connect_with(&test_url(), options)
+        .await
+        .unwrap_or_else(|e| panic!("no PostgreSQL for the tests ({e}); run scripts/test"));
+    let drop = DropSchema {
+        pool: store.pool().clone(),
+        schema: store.schema().to_owned(),
+    };
+    (store, drop)
+}
+
+/// Drops a test's PostgreSQL schema ([`postgres_store`]) when `run` is called.
+#[cfg(feature = "postgres")]
+pub struct DropSchema {
+    pool: sqlx::PgPool,
+    schema: String,
+}
+
+#[cfg(feature = "postgres")]
+impl DropSchema {
+    /// Drops the schema with everything in it.
+    pub async fn run(self) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{}\" CASCADE",
+            self.schema
+        )))
+        .execute(&self.pool)
+        .await
+        .unwrap_or_else(|e| panic!("dropping schema {}: {e}", self.schema));
+    }
+}

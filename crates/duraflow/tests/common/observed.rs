@@ -11,7 +11,7 @@ use duraflow::crates::store::{
     NewInstance, NewMessage, NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId,
     TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
-use duraflow::{Event, InstanceInfo, ListFilter, MemoryStore, Page, Store, Timestamp};
+use duraflow::{Event, InstanceInfo, ListFilter, MemoryStore, Page, QueueConfig, Store, Timestamp};
 
 /// What a test sees of the store's answers; every method does nothing unless overridden.
 pub trait Observer: Send + Sync + 'static {
@@ -176,6 +176,15 @@ impl<O: Observer> Store for Observed<O> {
         name: &str,
     ) -> StoreResult<Option<duraflow::StoredEvent>> {
         self.inner.queue_event(queue, name).await
+    }
+    async fn configure_queue(&self, config: QueueConfig) -> StoreResult<()> {
+        self.inner.configure_queue(config).await
+    }
+    async fn queue_config(&self, name: &str) -> StoreResult<Option<QueueConfig>> {
+        self.inner.queue_config(name).await
+    }
+    async fn queue_configs(&self) -> StoreResult<Vec<QueueConfig>> {
+        self.inner.queue_configs().await
     }
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
         self.inner.next_due(now).await

@@ -13,7 +13,7 @@ use duraflow::crates::store::{
     NewInstance, NewMessage, NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId,
     TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
-use duraflow::{Event, InstanceInfo, ListFilter, Page, Store, StoreError, Timestamp};
+use duraflow::{Event, InstanceInfo, ListFilter, Page, QueueConfig, Store, StoreError, Timestamp};
 use tracing::debug;
 
 /// What a call may do, given the fuse.
@@ -303,6 +303,17 @@ impl Store for FaultStore {
     ) -> StoreResult<Option<duraflow::StoredEvent>> {
         self.read()?;
         self.inner.queue_event(queue, name).await
+    }
+    async fn configure_queue(&self, config: QueueConfig) -> StoreResult<()> {
+        self.write(self.inner.configure_queue(config)).await
+    }
+    async fn queue_config(&self, name: &str) -> StoreResult<Option<QueueConfig>> {
+        self.read()?;
+        self.inner.queue_config(name).await
+    }
+    async fn queue_configs(&self) -> StoreResult<Vec<QueueConfig>> {
+        self.read()?;
+        self.inner.queue_configs().await
     }
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
         self.read()?;

@@ -29,6 +29,9 @@ struct Locked {
     execution: u32,
     /// The journal length of the current execution, for the batch's own instances.
     journal_len: Option<i64>,
+    /// Whether it is admitted and a limit applies to it (its queue's or its key's): its
+    /// finish makes room for a held-back instance, so it wakes the fetchers.
+    holds_room: bool,
 }
 
 /// Why a commit cannot be applied, found before writing anything of it.
@@ -65,7 +68,11 @@ fn final_status(c: &TurnCommit) -> InstanceStatus {
 /// the length of its current execution's journal.
 const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.execution,
     (SELECT coalesce(max(e.position) + 1, 0)::bigint FROM events e
-      WHERE e.instance_id = i.id AND e.execution = i.execution) AS journal_len";
+      WHERE e.instance_id = i.id AND e.execution = i.execution) AS journal_len,
+    (i.started_at IS NOT NULL
+     AND (i.concurrency_key IS NOT NULL
+          OR EXISTS (SELECT 1 FROM queue_configs qc
+                      WHERE qc.name = i.queue AND qc.limits_queue))) AS holds_room";
 
 /// The statement that begins a commit batch (step 1 of [`commit_batch`]): it locks every
 /// instance row the batch writes to (the batch's own instances, the addressees of its
@@ -122,6 +129,7 @@ fn locked_rows(rows: &[PgRow]) -> OpResult<HashMap<String, Locked>> {
                 lease_until: row.try_get("lease_until")?,
                 execution: u32::try_from(execution).unwrap_or(0),
                 journal_len: row.try_get("journal_len")?,
+                holds_room: row.try_get("holds_room")?,
             },
         );
     }
@@ -234,11 +242,18 @@ pub(crate) async fn commit_batch(
                         lease_until: None,
                         execution: 1,
                         journal_len: None,
+                        holds_room: false,
                     },
                 );
             }
         }
     }
+
+    // A finish that makes room under a limit wakes every fetcher (the statement below
+    // notifies when `wake.turns` is set).
+    wake.turns |= accepted.iter().any(|c| {
+        final_status(c).is_terminal() && locked.get(&c.instance_id).is_some_and(|l| l.holds_room)
+    });
 
     // 4. Everything else, in one statement.
     let mut w = Writes::default();

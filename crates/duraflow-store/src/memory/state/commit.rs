@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use duraflow_core::Timestamp;
 
-use super::index::QueueIndex;
+use super::index::TurnIndex;
 use super::{
     holds, instance_lease_lost, instance_not_found, refresh, DueKey, Instance, JournalLog, Lease,
     State, Task, Wake,
@@ -170,6 +170,11 @@ impl State {
             inst.inbox.clear();
             inst.not_before = None;
             wake.instances = true;
+            // A running instance finishing makes room in its queue or key: wake the fetchers
+            // that held pending instances back.
+            if inst.started_at.is_some() && self.flow.finished(&inst.info.queue, inst.key()) {
+                wake.turns = true;
+            }
         } else if !inst.inbox.is_empty() {
             // Messages the turn did not consume can be fetched again now the lease is free.
             wake.turns = true;
@@ -232,7 +237,7 @@ impl State {
         id: &str,
         token: LeaseToken,
         now: Option<Timestamp>,
-    ) -> StoreResult<(&mut Instance, &mut QueueIndex<(DueKey, String)>)> {
+    ) -> StoreResult<(&mut Instance, &mut TurnIndex<(DueKey, String)>)> {
         let inst = self
             .instances
             .get_mut(id)

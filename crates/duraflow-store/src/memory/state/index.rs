@@ -1,6 +1,7 @@
 //! An ordered index of work kept once for everything and once per queue, so that a fetch
 //! filtered by queue reads only the queues it serves, and `next_due` reads one index.
 
+use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::types::FetchFilter;
@@ -74,5 +75,105 @@ impl<K: Ord + Clone> QueueIndex<K> {
         keys.sort();
         keys.truncate(max);
         keys
+    }
+}
+
+/// The due index of instances: everything in due order (for `next_due`), and per queue, the
+/// admitted instances and those still pending apart, each by priority (highest first) and then
+/// in due order, so that a fetch reads the due work of each priority from its start, and the
+/// turns of admitted instances are never read past behind pending ones held back.
+#[derive(Debug)]
+pub(super) struct TurnIndex<K> {
+    all: BTreeSet<K>,
+    by_queue: BTreeMap<String, [ByPriority<K>; 2]>,
+}
+
+/// Keys by priority (highest first), each priority's in order.
+type ByPriority<K> = BTreeMap<Reverse<i32>, BTreeSet<K>>;
+
+impl<K> Default for TurnIndex<K> {
+    fn default() -> Self {
+        TurnIndex {
+            all: BTreeSet::new(),
+            by_queue: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where an instance sits in a [`TurnIndex`]: its queue, priority and whether it is admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct TurnSlot<K> {
+    pub(super) queue: String,
+    pub(super) priority: i32,
+    pub(super) admitted: bool,
+    pub(super) key: K,
+}
+
+/// A due instance a fetch may lease: its order (priority first), its key and whether it is
+/// admitted already.
+pub(super) type Candidate<K> = (Reverse<i32>, K, bool);
+
+impl<K: Ord + Clone> TurnIndex<K> {
+    pub(super) fn insert(&mut self, slot: &TurnSlot<K>) {
+        self.all.insert(slot.key.clone());
+        self.by_queue.entry(slot.queue.clone()).or_default()[usize::from(slot.admitted)]
+            .entry(Reverse(slot.priority))
+            .or_default()
+            .insert(slot.key.clone());
+    }
+
+    pub(super) fn remove(&mut self, slot: &TurnSlot<K>) {
+        self.all.remove(&slot.key);
+        let Some(parts) = self.by_queue.get_mut(&slot.queue) else {
+            return;
+        };
+        let part = &mut parts[usize::from(slot.admitted)];
+        if let Some(keys) = part.get_mut(&Reverse(slot.priority)) {
+            keys.remove(&slot.key);
+            if keys.is_empty() {
+                part.remove(&Reverse(slot.priority));
+            }
+        }
+        if parts.iter().all(BTreeMap::is_empty) {
+            self.by_queue.remove(&slot.queue);
+        }
+    }
+
+    /// Every key, in due order.
+    pub(super) fn all(&self) -> &BTreeSet<K> {
+        &self.all
+    }
+
+    /// The due candidates of `queue` that `take` accepts, in lease order: up to `admitted`
+    /// of its admitted instances and up to `pending` of the others, each part read priority
+    /// by priority while `due` holds.
+    pub(super) fn candidates(
+        &self,
+        queue: &str,
+        admitted: usize,
+        pending: usize,
+        due: impl Fn(&K) -> bool,
+        take: impl Fn(&K) -> bool,
+    ) -> Vec<Candidate<K>> {
+        let Some(parts) = self.by_queue.get(queue) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (part, max) in [(&parts[1], admitted), (&parts[0], pending)] {
+            let mut left = max;
+            for (priority, keys) in part {
+                if left == 0 {
+                    break;
+                }
+                for key in keys.iter().take_while(|k| due(k)).filter(|k| take(k)) {
+                    out.push((*priority, key.clone(), std::ptr::eq(part, &parts[1])));
+                    left -= 1;
+                    if left == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+        out
     }
 }

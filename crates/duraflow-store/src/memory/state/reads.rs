@@ -98,8 +98,8 @@ impl State {
             for token in inst.callbacks {
                 self.callbacks.remove(&token);
             }
-            if let Some(key) = inst.due {
-                self.due.remove(&inst.info.queue, &(key, inst.info.id));
+            if let Some(slot) = inst.due {
+                self.due.remove(&slot);
             }
         }
         Ok(true)

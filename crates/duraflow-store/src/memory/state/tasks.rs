@@ -161,7 +161,9 @@ impl State {
         for (i, instance_id, lease) in claims {
             let due = self.instances.get(&instance_id).is_some_and(|inst| {
                 filter.matches(&inst.info.queue, &inst.info.name)
-                    && inst.due.is_some_and(|(at, _)| at <= now)
+                    && inst.due_at().is_some_and(|at| at <= now)
+                    && (inst.started_at.is_some()
+                        || !self.flow.needs_admission(&inst.info.queue, inst.key()))
                     && inst.visible(now).next().is_some()
             });
             if due {

@@ -1,0 +1,145 @@
+//! Fetching turns: one statement leases, in priority order, the due instances that need no
+//! admission; the admissions follow in a transaction of their own ([`super::flow::admit`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use duraflow_core::Timestamp;
+use duraflow_store::{FetchFilter, JournalCache, TurnWork};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
+
+use super::flow::{self, ADMISSIONS_WAITING, ADMISSION_FREE};
+use super::messages_of;
+use super::turns::{
+    leased_columns, leased_row, turn_extras, with_journals, Leased, TURN_EXTRA_COLUMNS,
+};
+use crate::error::OpResult;
+
+/// Leases ready instances, those whose work is due, in due order, with their visible messages:
+/// one statement, which commits by itself. `FOR UPDATE SKIP LOCKED` locks the instance rows
+/// themselves, so concurrent fetches skip them instead of leasing them twice. The messages are
+/// read from the statement's snapshot: one sent while the statement ran waits for the next turn
+/// (the turn's commit recomputes the due time from the inbox). An instance that a commit
+/// changed after the snapshot (its `commit_token` in the snapshot is not the leased row's) has
+/// its inbox read again, see [`reread_moved`].
+pub(crate) async fn fetch(
+    conn: &mut PgConnection,
+    filter: &FetchFilter,
+    now: Timestamp,
+    max: usize,
+    lease: Duration,
+    cache: Option<&Arc<dyn JournalCache>>,
+) -> OpResult<Vec<TurnWork>> {
+    if filter.is_empty() {
+        return Ok(Vec::new());
+    }
+    let until = now.plus(lease);
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "WITH ready AS (
+             SELECT i.id, i.priority, i.due_at, i.due_seq FROM instances i
+              WHERE i.queue = ANY($4::text[]) AND i.due_at <= $1
+                AND ($5::text[] IS NULL OR i.name = ANY($5::text[]))
+                AND {ADMISSION_FREE}
+              ORDER BY i.priority DESC, i.due_at, i.due_seq
+              LIMIT $2
+                FOR UPDATE OF i SKIP LOCKED
+         ), leased AS (
+             UPDATE instances AS t
+                SET lease_token = nextval('lease_tokens'), lease_until = $3, due_at = $3,
+                    started_at = coalesce(t.started_at, $1)
+               FROM ready
+              WHERE t.id = ready.id
+             RETURNING {leased}, ready.priority AS was_priority, ready.due_at AS was_due,
+                       ready.due_seq AS was_seq
+         )
+         SELECT l.*, {TURN_EXTRA_COLUMNS},
+                (SELECT s.commit_token FROM instances s WHERE s.id = l.id) AS seen_commit_token,
+                flag.waiting
+           FROM (SELECT {ADMISSIONS_WAITING} AS waiting) flag
+           LEFT JOIN (leased l {extras}) ON true
+          ORDER BY l.was_priority DESC, l.was_due, l.was_seq",
+        leased = leased_columns("t"),
+        extras = turn_extras(
+            "SELECT m.id, m.visible_at, m.kind FROM messages m
+              WHERE m.instance_id = l.id AND m.visible_at <= $1"
+        ),
+    )))
+    .bind(now.0)
+    .bind(max as i64)
+    .bind(until.0)
+    .bind(&filter.queues)
+    .bind(&filter.names)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut leased = Vec::with_capacity(rows.len());
+    let mut moved = Vec::new();
+    let mut waiting = false;
+    for row in &rows {
+        waiting |= row.try_get::<bool, _>("waiting")?;
+        if row.try_get::<Option<String>, _>("id")?.is_none() {
+            continue;
+        }
+        let l = leased_row(row)?;
+        let seen: Option<i64> = row.try_get("seen_commit_token")?;
+        if seen != Some(l.commit_token) {
+            moved.push(leased.len());
+        }
+        leased.push(l);
+    }
+    reread_moved(conn, now, &mut leased, &moved).await?;
+    if waiting && leased.len() < max {
+        let admitted = flow::admit(conn, filter, now, max - leased.len(), lease).await?;
+        leased.extend(admitted);
+    }
+    with_journals(conn, leased, cache).await
+}
+
+/// Reads the inbox (and whether the journal has events) again for the leased turns at
+/// `moved`: those whose instance another engine committed to after the lease statement's
+/// snapshot was taken.
+///
+/// The statement reads the inbox from its snapshot, but `FOR UPDATE SKIP LOCKED` locks, and
+/// leases, the newest version of a row that a commit changed after that snapshot (it re-checks
+/// the row rather than skipping it). The journal is read later, so without this the turn would
+/// get the commit's journal with the inbox from before it, and deliver again the messages that
+/// commit consumed (an event journaled twice; found by the fault search). The lease is held
+/// now, so no other commit can land on these instances before this read.
+async fn reread_moved(
+    conn: &mut PgConnection,
+    now: Timestamp,
+    leased: &mut [Leased],
+    moved: &[usize],
+) -> OpResult<()> {
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = moved
+        .iter()
+        .map(|&i| leased[i].instance.id.as_str())
+        .collect();
+    let executions: Vec<i32> = moved
+        .iter()
+        .map(|&i| leased[i].instance.execution as i32)
+        .collect();
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT l.id, {TURN_EXTRA_COLUMNS}
+           FROM unnest($1::text[], $2::int[]) AS l(id, execution) {extras}",
+        extras = turn_extras(
+            "SELECT m.id, m.visible_at, m.kind FROM messages m
+              WHERE m.instance_id = l.id AND m.visible_at <= $3"
+        ),
+    )))
+    .bind(&ids)
+    .bind(&executions)
+    .bind(now.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        if let Some(&i) = moved.iter().find(|&&i| leased[i].instance.id == id) {
+            leased[i].messages = messages_of(row, &id)?;
+            leased[i].has_events = row.try_get("has_events")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Flow control: queue configurations, the due candidates of a fetch in priority order, and
+//! the admission of pending instances within their queue's limits.
+//!
+//! The writer thread runs one transaction at a time, so counting what runs and admitting in
+//! the same job is atomic: no other fetch (in this process or another, which waits for the
+//! write lock) can admit in between.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, HashMap};
+
+use duraflow_core::Timestamp;
+use duraflow_store::{pending_scan, Admission, FetchFilter, QueueConfig, Verdict};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::codec::{filter_params, from_json, in_row, json};
+use crate::error::SqlResult;
+
+/// Stores `config` in place of the queue's configuration.
+pub(crate) fn configure(conn: &Connection, config: &QueueConfig) -> SqlResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO queue_configs (name, config) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET config = excluded.config",
+    )?
+    .execute(params![config.name, json(config)?])?;
+    Ok(())
+}
+
+/// The stored configuration of queue `name`.
+pub(crate) fn config(conn: &Connection, name: &str) -> SqlResult<Option<QueueConfig>> {
+    let text: Option<String> = in_row(
+        || format!("queue configuration {name:?}"),
+        || {
+            Ok(conn
+                .prepare_cached("SELECT config FROM queue_configs WHERE name = ?1")?
+                .query_row([name], |r| r.get(0))
+                .optional()?)
+        },
+    )?;
+    text.map(|t| from_json(&t, &format!("queue configuration {name:?}")))
+        .transpose()
+}
+
+/// Every stored configuration, by name.
+pub(crate) fn configs(conn: &Connection) -> SqlResult<Vec<QueueConfig>> {
+    let mut stmt = conn.prepare_cached("SELECT name, config FROM queue_configs ORDER BY name")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let (name, text): (String, String) = in_row(
+            || "a queue configuration".to_owned(),
+            || Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        out.push(from_json(&text, &format!("queue configuration {name:?}"))?);
+    }
+    Ok(out)
+}
+
+/// Whether instance `id` is admitted, its concurrency key and its queue.
+fn admission_state(
+    conn: &Connection,
+    id: &str,
+) -> SqlResult<Option<(bool, Option<String>, String)>> {
+    in_row(
+        || format!("instance {id:?}"),
+        || {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT started_at IS NOT NULL, concurrency_key, queue
+                       FROM instances WHERE id = ?1",
+                )?
+                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()?)
+        },
+    )
+}
+
+/// Whether instance `id`'s next turn can be leased without an admission decision: it is
+/// admitted already, or neither its queue's limits nor a key apply to it. Claims lease only
+/// such turns.
+pub(crate) fn admission_free(conn: &Connection, id: &str) -> SqlResult<bool> {
+    Ok(match admission_state(conn, id)? {
+        None => false,
+        Some((true, _, _)) => true,
+        Some((false, key, queue)) => {
+            !duraflow_store::needs_admission(config(conn, &queue)?.as_ref(), key.as_deref())
+        }
+    })
+}
+
+/// Whether instance `id`, about to finish, holds room its queue or key limits: then the
+/// fetchers that held others back are woken.
+pub(crate) fn frees_room(conn: &Connection, id: &str) -> SqlResult<bool> {
+    Ok(match admission_state(conn, id)? {
+        Some((true, key, queue)) => {
+            duraflow_store::needs_admission(config(conn, &queue)?.as_ref(), key.as_deref())
+        }
+        _ => false,
+    })
+}
+
+/// A due instance a fetch may lease.
+struct Candidate {
+    order: (Reverse<i64>, i64, Option<i64>, String),
+    queue: String,
+    key: Option<String>,
+    admitted: bool,
+}
+
+/// The ids of the due instances a fetch at `now` leases, at most `max`, in lease order:
+/// highest priority first, then due order. Admitted instances are taken whenever due; a
+/// pending one only when its queue admits it.
+pub(crate) fn due_ids(
+    conn: &Connection,
+    filter: &FetchFilter,
+    now: Timestamp,
+    max: usize,
+) -> SqlResult<Vec<String>> {
+    let (queues, names) = filter_params(filter)?;
+    let mut candidates = Vec::new();
+    for queue in &queues {
+        candidates.extend(candidates_of(
+            conn,
+            queue,
+            true,
+            now,
+            names.as_deref(),
+            max,
+        )?);
+        let scan = pending_scan(max);
+        candidates.extend(candidates_of(
+            conn,
+            queue,
+            false,
+            now,
+            names.as_deref(),
+            scan,
+        )?);
+    }
+    candidates.sort_by(|a, b| a.order.cmp(&b.order));
+    let mut admissions: BTreeMap<String, Admission> = BTreeMap::new();
+    let mut configs: HashMap<String, Option<QueueConfig>> = HashMap::new();
+    let mut ids = Vec::new();
+    for c in &candidates {
+        if ids.len() == max {
+            break;
+        }
+        if !c.admitted {
+            if !configs.contains_key(&c.queue) {
+                configs.insert(c.queue.clone(), config(conn, &c.queue)?);
+            }
+            let config = configs.get(&c.queue).cloned().flatten();
+            if duraflow_store::needs_admission(config.as_ref(), c.key.as_deref()) {
+                if !admissions.contains_key(&c.queue) {
+                    let keys = candidates
+                        .iter()
+                        .filter(|o| o.queue == c.queue && !o.admitted)
+                        .filter_map(|o| o.key.as_deref());
+                    let admission = admission(conn, &c.queue, config, keys, now)?;
+                    admissions.insert(c.queue.clone(), admission);
+                }
+                let verdict = admissions
+                    .get_mut(&c.queue)
+                    .map_or(Verdict::Stop, |a| a.admit(c.key.as_deref()));
+                if verdict != Verdict::Admit {
+                    continue;
+                }
+            }
+        }
+        ids.push(c.order.3.clone());
+    }
+    Ok(ids)
+}
+
+/// Counts what runs in `queue` (and under each of `keys`) and what it admitted in the rate
+/// window ending at `now`.
+fn admission<'a>(
+    conn: &Connection,
+    queue: &str,
+    config: Option<QueueConfig>,
+    keys: impl Iterator<Item = &'a str>,
+    now: Timestamp,
+) -> SqlResult<Admission> {
+    let config = config.unwrap_or_else(|| QueueConfig::new(queue));
+    let count = |sql: &str, p: &[&dyn rusqlite::ToSql]| -> SqlResult<u32> {
+        let n: i64 = conn.prepare_cached(sql)?.query_row(p, |r| r.get(0))?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    };
+    let running = count(
+        "SELECT count(*) FROM instances INDEXED BY instances_running
+          WHERE queue = ?1 AND started_at IS NOT NULL AND status IN ('pending', 'running')",
+        &[&queue],
+    )?;
+    let in_window = match config.window_start(now) {
+        Some(from) => count(
+            "SELECT count(*) FROM instances INDEXED BY instances_started
+              WHERE queue = ?1 AND started_at > ?2 AND started_at <= ?3",
+            &[&queue, &from.0, &now.0],
+        )?,
+        None => 0,
+    };
+    let mut by_key = HashMap::new();
+    for key in keys {
+        if !by_key.contains_key(key) {
+            let n = count(
+                "SELECT count(*) FROM instances INDEXED BY instances_running
+                  WHERE queue = ?1 AND concurrency_key = ?2
+                    AND started_at IS NOT NULL AND status IN ('pending', 'running')",
+                &[&queue, &key],
+            )?;
+            by_key.insert(key.to_owned(), n);
+        }
+    }
+    Ok(Admission::new(config, running, in_window, by_key))
+}
+
+/// Up to `limit` due instances of `queue` that are admitted (or, with `admitted` false,
+/// pending), in lease order, read priority by priority from the partial index of that part:
+/// each priority's due rows are one range of the index, so nothing not due is read.
+fn candidates_of(
+    conn: &Connection,
+    queue: &str,
+    admitted: bool,
+    now: Timestamp,
+    names: Option<&str>,
+    limit: usize,
+) -> SqlResult<Vec<Candidate>> {
+    let (index, part) = if admitted {
+        ("instances_admitted_due", "started_at IS NOT NULL")
+    } else {
+        ("instances_pending_due", "started_at IS NULL")
+    };
+    let mut next = conn.prepare_cached(&format!(
+        "SELECT priority FROM instances INDEXED BY {index}
+          WHERE queue = ?1 AND due_at IS NOT NULL AND {part} AND priority < ?2
+          ORDER BY priority DESC LIMIT 1"
+    ))?;
+    let mut rows = conn.prepare_cached(&format!(
+        "SELECT due_at, due_seq, id, concurrency_key FROM instances INDEXED BY {index}
+          WHERE queue = ?1 AND priority = ?2 AND due_at IS NOT NULL AND {part} AND due_at <= ?3
+            AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
+          ORDER BY due_at, due_seq LIMIT ?5"
+    ))?;
+    let mut out = Vec::new();
+    let mut below = i64::MAX;
+    while out.len() < limit {
+        let priority: Option<i64> = in_row(
+            || format!("an instance of queue {queue:?}"),
+            || {
+                Ok(next
+                    .query_row(params![queue, below], |r| r.get(0))
+                    .optional()?)
+            },
+        )?;
+        let Some(priority) = priority else { break };
+        let left = (limit - out.len()) as i64;
+        let found = rows.query_map(params![queue, priority, now.0, names, left], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        for row in found {
+            let (due_at, due_seq, id, key): (i64, Option<i64>, String, Option<String>) = row?;
+            out.push(Candidate {
+                order: (Reverse(priority), due_at, due_seq, id),
+                queue: queue.to_owned(),
+                key,
+                admitted,
+            });
+        }
+        below = priority;
+    }
+    Ok(out)
+}
