@@ -19,6 +19,7 @@ use duraflow::{PostgresOptions, PostgresStore, SqliteStore, Store};
 
 use serde::{Deserialize, Serialize};
 
+pub mod queues;
 pub mod steps;
 
 /// Activities per workflow.
