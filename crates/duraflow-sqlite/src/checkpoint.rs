@@ -19,8 +19,7 @@
 //! is busy with its next checkpoint. So the writer runs a `TRUNCATE` checkpoint of its own
 //! (having the thread stand aside and waiting for its checkpoint to end) when the thread has
 //! not finished one for [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] commits, or when the log still
-//! holds more than `MAX_LOG_FRAMES` frames after one, or when the log file has grown past
-//! `MAX_LOG_BYTES` (large commits fill it in fewer commits). And since SQLite reuses the log file
+//! holds more than `MAX_LOG_FRAMES` frames after one. And since SQLite reuses the log file
 //! without shrinking it when the log starts over, the writer's connection sets
 //! `journal_size_limit` (`open.rs`), which cuts the file back. The log stays bounded whatever
 //! the scheduling (`the_checkpointer_keeps_the_log_bounded`, which once failed on a loaded
@@ -48,12 +47,6 @@ pub(crate) const COMMITS_BEFORE_WRITER_CHECKPOINTS: u32 = 8 * COMMITS_PER_CHECKP
 /// it (about 4 MiB at SQLite's default 4 KiB pages).
 const MAX_LOG_FRAMES: i64 = 1_024;
 
-/// The size of the log file past which the writer truncates it on its own, whatever the
-/// commits counted: the file is cut back to `journal_size_limit` (4 MiB) each time the log
-/// starts over, so one this much larger has not started over for a while (the thread fell
-/// behind, or commits are large).
-const MAX_LOG_BYTES: u64 = 6 << 20;
-
 /// How often the checkpointer runs when nobody nudges it.
 const IDLE_CHECKPOINT: Duration = Duration::from_secs(1);
 
@@ -73,8 +66,6 @@ pub(crate) struct Checkpointer {
     /// Set while the writer waits to checkpoint on its own: the thread starts no checkpoint
     /// meanwhile, so the checkpoint lock becomes free.
     writer_turn: Arc<AtomicBool>,
-    /// The log file, whose size the writer watches (`None` for an in-memory database).
-    wal: Option<std::path::PathBuf>,
     /// Held by whoever runs a checkpoint (the thread, or the writer's own), so that the writer
     /// waits for the thread's checkpoint to end instead of finding SQLite's checkpoint lock
     /// taken.
@@ -84,10 +75,6 @@ pub(crate) struct Checkpointer {
 impl Checkpointer {
     /// Starts checkpointing through `conn`, a read-write connection to the database.
     pub(crate) fn start(conn: Connection) -> StoreResult<Checkpointer> {
-        let wal = conn
-            .path()
-            .filter(|p| !p.is_empty())
-            .map(|p| std::path::PathBuf::from(format!("{p}-wal")));
         let (nudge, rx) = mpsc::sync_channel::<()>(1);
         let copied = Arc::new(AtomicBool::new(false));
         let done = copied.clone();
@@ -129,7 +116,6 @@ impl Checkpointer {
             thread,
             copied,
             writer_turn,
-            wal,
             running,
         })
     }
@@ -148,12 +134,7 @@ impl Checkpointer {
     /// (`TRUNCATE`, waiting up to the busy timeout for a checkpoint the thread is running).
     /// Returns whether a checkpoint finished (the writer then starts counting again).
     pub(crate) fn finish(&self, writer: &Connection, commits: u32) -> bool {
-        let log_too_long = self
-            .wal
-            .as_ref()
-            .and_then(|wal| std::fs::metadata(wal).ok())
-            .is_some_and(|m| m.len() > MAX_LOG_BYTES);
-        if commits >= COMMITS_BEFORE_WRITER_CHECKPOINTS || log_too_long {
+        if commits >= COMMITS_BEFORE_WRITER_CHECKPOINTS {
             // The thread has fallen behind.
             return self.truncate(writer);
         }
