@@ -59,6 +59,14 @@ async fn typed_registrations_bring_their_queues() {
         .id("report-q3")
         .await
         .unwrap();
+    // The web engine has fetched since the report was started (a probe it runs completes),
+    // and left the report alone: it serves neither its queue nor its workflow.
+    let probe = web.client().start("noop", &()).await.unwrap();
+    web.client()
+        .wait::<()>(&probe)
+        .timeout(DEADLINE)
+        .await
+        .unwrap();
     let info = client.status(&run).await.unwrap();
     assert_eq!(info.queue, "reports");
     assert_eq!(info.status, InstanceStatus::Pending);
