@@ -17,7 +17,8 @@
 //! On a starved core that is not enough: the thread may fall behind, and SQLite starts the log
 //! over only when no connection still reads the old one, which keeps failing while the thread
 //! is busy with its next checkpoint. So the writer runs a `TRUNCATE` checkpoint of its own
-//! (having the thread stand aside and waiting for its checkpoint to end) when the thread has
+//! (having the thread stand aside and waiting for its checkpoint to end, but never for readers)
+//! when the thread has
 //! not finished one for [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] commits, or when the log still
 //! holds more than `MAX_LOG_FRAMES` frames after one. And since SQLite reuses the log file
 //! without shrinking it when the log starts over, the writer's connection sets
@@ -131,50 +132,57 @@ impl Checkpointer {
     ///
     /// `commits` counts the writer's commits since the last checkpoint it finished: past
     /// [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] it copies the whole log and starts it over itself
-    /// (`TRUNCATE`, waiting up to the busy timeout for a checkpoint the thread is running).
-    /// Returns whether a checkpoint finished (the writer then starts counting again).
-    pub(crate) fn finish(&self, writer: &Connection, commits: u32) -> bool {
+    /// (`TRUNCATE`, after the checkpoint the thread is running, never waiting for readers).
+    pub(crate) fn finish(&self, writer: &Connection, commits: u32) -> Finish {
         if commits >= COMMITS_BEFORE_WRITER_CHECKPOINTS {
             // The thread has fallen behind.
             return self.truncate(writer);
         }
         if !self.copied.swap(false, Ordering::AcqRel) {
-            return false;
+            return Finish::NotYet;
         }
         // Finish the thread's checkpoint. SQLite starts the log over at the next transaction
         // only if no connection still reads the old one; when that keeps failing (the thread's
         // connection busy with its next checkpoint on a starved core), the log only grows, so
         // past `MAX_LOG_FRAMES` the writer truncates it.
         match frames(writer) {
-            Ok((log, left)) if log > MAX_LOG_FRAMES => left == 0 && self.truncate(writer),
-            Ok((_, left)) => left == 0,
+            Ok((log, 0)) if log > MAX_LOG_FRAMES => self.truncate(writer),
+            Ok((_, 0)) => Finish::Done,
+            Ok(_) => Finish::NotYet,
             Err(e) => {
                 debug!(error = %e, "finishing a SQLite checkpoint failed; the next one will try again");
-                false
+                Finish::NotYet
             }
         }
     }
 
     /// Copies the whole log and truncates it on the writer's connection: keeps the thread from
-    /// starting another checkpoint, waits for its current one, and waits (up to the busy
-    /// timeout) for readers. Returns whether it did; if not, the next commit tries again.
-    fn truncate(&self, writer: &Connection) -> bool {
+    /// starting another checkpoint and waits for its current one (a passive checkpoint, which
+    /// never waits itself), but never waits for readers. A reader that still uses the old log
+    /// (a long read, another process's snapshot) makes it give up at once: waiting would hold
+    /// every commit queued behind it, for as long as that reader reads.
+    fn truncate(&self, writer: &Connection) -> Finish {
         self.writer_turn.store(true, Ordering::Release);
-        let _running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        let done = match writer.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            r.get::<_, i64>(0)
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let done = match without_waiting(writer, |conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            })
         }) {
             Ok(busy) => busy == 0,
             Err(e) => {
-                debug!(error = %e, "a SQLite checkpoint by the writer failed; the next one will try again");
+                debug!(error = %e, "a SQLite checkpoint by the writer failed; it will try again");
                 false
             }
         };
+        drop(running);
+        self.writer_turn.store(false, Ordering::Release);
         if done {
-            self.writer_turn.store(false, Ordering::Release);
             self.copied.store(false, Ordering::Release);
+            Finish::Done
+        } else {
+            Finish::Blocked
         }
-        done
     }
 
     /// Stops the thread and closes its connection.
@@ -182,6 +190,31 @@ impl Checkpointer {
         drop(self.nudge);
         let _ = self.thread.join();
     }
+}
+
+/// What the writer's end of a checkpoint came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// A checkpoint finished: the writer starts counting its commits again.
+    Done,
+    /// Nothing to finish yet.
+    NotYet,
+    /// The writer's own checkpoint found readers on the old log and gave up: it tries again
+    /// [`COMMITS_PER_CHECKPOINT`] commits later, not at every commit.
+    Blocked,
+}
+
+/// Runs `f` on `conn` with its busy handler off (a locked database fails at once), and puts
+/// the connection's busy timeout back afterwards.
+fn without_waiting<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    let timeout: i64 = conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0))?;
+    conn.busy_timeout(Duration::ZERO)?;
+    let result = f(conn);
+    conn.busy_timeout(Duration::from_millis(u64::try_from(timeout).unwrap_or(0)))?;
+    result
 }
 
 /// Runs a passive checkpoint; returns how many frames of the log it left uncopied.

@@ -11,7 +11,9 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 use tracing::warn;
 
-use crate::checkpoint::{Checkpointer, COMMITS_PER_CHECKPOINT};
+use crate::checkpoint::{
+    Checkpointer, Finish, COMMITS_BEFORE_WRITER_CHECKPOINTS, COMMITS_PER_CHECKPOINT,
+};
 use crate::error::{store_error, SqlResult};
 use crate::open::open_reader;
 use crate::owners::Owner;
@@ -501,8 +503,13 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
                 checkpointer.nudge();
                 commits = 0;
             }
-            if checkpointer.finish(&conn, since_checkpoint) {
-                since_checkpoint = 0;
+            match checkpointer.finish(&conn, since_checkpoint) {
+                Finish::Done => since_checkpoint = 0,
+                Finish::NotYet => {}
+                // Readers held the old log: try again a nudge's worth of commits later.
+                Finish::Blocked => {
+                    since_checkpoint = COMMITS_BEFORE_WRITER_CHECKPOINTS - COMMITS_PER_CHECKPOINT;
+                }
             }
         }
         for reply in folds {
@@ -664,6 +671,39 @@ mod tests {
         assert!(matches!(&results[1], Err(StoreError::Other(_))));
         assert!(results[2].is_ok(), "{results:?}");
         assert_eq!(rows, [3], "nothing of the failed transaction is left");
+    }
+
+    #[tokio::test]
+    async fn a_reader_holding_the_old_log_does_not_hold_up_commits() {
+        let (dir, db) = writer();
+        // Another connection reads in a transaction that stays open: its snapshot needs the
+        // log, so no checkpoint can start the log over while it lasts.
+        let reader = Connection::open(dir.path().join("db.sqlite")).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        // Past `COMMITS_BEFORE_WRITER_CHECKPOINTS` commits the writer truncates the log itself;
+        // if it waited for the reader (the busy timeout, 5 s), this would take over an hour.
+        let commits = async {
+            for v in 0..3 * i64::from(COMMITS_BEFORE_WRITER_CHECKPOINTS) {
+                db.write(move |conn, _| insert(conn, v)).await.unwrap();
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(120), commits)
+            .await
+            .expect("commits waited for a reader: the writer's checkpoint blocked them");
+        // Once the reader is done, the writer's checkpoint starts the log over again.
+        reader.execute_batch("COMMIT").unwrap();
+        for v in 0..i64::from(COMMITS_BEFORE_WRITER_CHECKPOINTS) {
+            db.write(move |conn, _| insert(conn, v)).await.unwrap();
+        }
+        let wal = dir.path().join("db.sqlite-wal");
+        let size = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size < 16 << 20,
+            "the log is {size} bytes: it was never started over"
+        );
     }
 
     #[tokio::test]
