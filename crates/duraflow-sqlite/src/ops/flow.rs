@@ -116,31 +116,48 @@ pub(crate) fn due_ids(
     max: usize,
 ) -> SqlResult<Vec<String>> {
     let (queues, names) = filter_params(filter)?;
-    let mut candidates = Vec::new();
-    for queue in &queues {
-        candidates.extend(candidates_of(
-            conn,
-            queue,
-            true,
-            now,
-            names.as_deref(),
-            max,
-        )?);
-        let scan = pending_scan(max);
-        candidates.extend(candidates_of(
-            conn,
-            queue,
-            false,
-            now,
-            names.as_deref(),
-            scan,
-        )?);
+    // Most fetches find what they need among the first `max` pending instances of each queue;
+    // only when a full key held some of those back may others further on be admitted instead.
+    let mut scan = max;
+    loop {
+        let mut candidates = Vec::new();
+        let mut scanned_full = false;
+        for queue in &queues {
+            candidates.extend(candidates_of(
+                conn,
+                queue,
+                true,
+                now,
+                names.as_deref(),
+                max,
+            )?);
+            let pending = candidates_of(conn, queue, false, now, names.as_deref(), scan)?;
+            scanned_full |= pending.len() >= scan;
+            candidates.extend(pending);
+        }
+        candidates.sort_by(|a, b| a.order.cmp(&b.order));
+        let (ids, skipped) = admit(conn, &candidates, max, now)?;
+        if skipped && scanned_full && ids.len() < max && scan < pending_scan(max) {
+            scan = pending_scan(max);
+            continue;
+        }
+        return Ok(ids);
     }
-    candidates.sort_by(|a, b| a.order.cmp(&b.order));
+}
+
+/// Which `candidates` (in lease order) a fetch of at most `max` leases: every admitted one,
+/// and the pending ones their queues admit. Also says whether a full key held one back.
+fn admit(
+    conn: &Connection,
+    candidates: &[Candidate],
+    max: usize,
+    now: Timestamp,
+) -> SqlResult<(Vec<String>, bool)> {
     let mut admissions: BTreeMap<String, Admission> = BTreeMap::new();
     let mut configs: HashMap<String, Option<QueueConfig>> = HashMap::new();
     let mut ids = Vec::new();
-    for c in &candidates {
+    let mut skipped = false;
+    for c in candidates {
         if ids.len() == max {
             break;
         }
@@ -161,14 +178,19 @@ pub(crate) fn due_ids(
                 let verdict = admissions
                     .get_mut(&c.queue)
                     .map_or(Verdict::Stop, |a| a.admit(c.key.as_deref()));
-                if verdict != Verdict::Admit {
-                    continue;
+                match verdict {
+                    Verdict::Admit => {}
+                    Verdict::Skip => {
+                        skipped = true;
+                        continue;
+                    }
+                    Verdict::Stop => continue,
                 }
             }
         }
         ids.push(c.order.3.clone());
     }
-    Ok(ids)
+    Ok((ids, skipped))
 }
 
 /// Counts what runs in `queue` (and under each of `keys`) and what it admitted in the rate

@@ -228,6 +228,34 @@ pub async fn keys_hold_back_only_their_own_key_and_queue(store: Arc<dyn Store>) 
     assert_eq!(ids(&fetch(&*store, &["q1"], at(11), 100).await), ["k2"]);
 }
 
+/// A fetch of a few turns whose first candidates all belong to a full key still finds the
+/// instance of another key queued behind them.
+pub async fn a_full_key_does_not_hide_other_keys_behind_it(store: Arc<dyn Store>) {
+    store
+        .create_instance(instance("k0", "q", 0, 0, Some("k")))
+        .await
+        .unwrap();
+    let first = fetch(&*store, &["q"], at(1), 1).await;
+    assert_eq!(ids(&first), ["k0"], "the key's first instance runs");
+    for i in 1..=10 {
+        let id = format!("k{i}");
+        store
+            .create_instance(instance(&id, "q", i, 0, Some("k")))
+            .await
+            .unwrap();
+    }
+    store
+        .create_instance(instance("j", "q", 20, 0, Some("j")))
+        .await
+        .unwrap();
+    let next = fetch(&*store, &["q"], at(30), 2).await;
+    assert_eq!(
+        ids(&next),
+        ["j"],
+        "ten instances of the full key k came first; j, behind them, is admitted"
+    );
+}
+
 /// At most `starts` admissions per window `(now - per, now]`: the rest wait for the next
 /// window, whatever runs.
 pub async fn rate_limit_admits_so_many_per_window(store: Arc<dyn Store>) {

@@ -216,6 +216,7 @@ macro_rules! conformance_tests {
                 queue_concurrency_holds_under_concurrent_fetchers,
                 key_concurrency_holds_under_concurrent_fetchers,
                 keys_hold_back_only_their_own_key_and_queue,
+                a_full_key_does_not_hide_other_keys_behind_it,
                 rate_limit_admits_so_many_per_window,
                 limits_do_not_hold_back_running_turns,
                 creation_claims_no_first_turn_that_needs_admission,

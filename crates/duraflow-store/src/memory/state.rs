@@ -221,24 +221,45 @@ fn instance_lease_lost(id: &str) -> StoreError {
     }
 }
 
-/// Moves `inst` to `key` in the due index.
+/// Moves `inst` to `key` in the due index (reusing its slot's strings when it moves).
 fn reindex(due: &mut TurnIndex<(DueKey, String)>, inst: &mut Instance, key: Option<DueKey>) {
-    let slot = key.map(|key| TurnSlot {
-        queue: inst.info.queue.clone(),
-        priority: inst.info.options.priority,
-        admitted: inst.started_at.is_some(),
-        key: (key, inst.info.id.clone()),
-    });
-    if inst.due == slot {
+    let admitted = inst.started_at.is_some();
+    let priority = inst.info.options.priority;
+    let Some(key) = key else {
+        if let Some(old) = inst.due.take() {
+            due.remove(&old);
+        }
         return;
-    }
-    if let Some(old) = inst.due.take() {
-        due.remove(&old);
-    }
-    if let Some(new) = &slot {
-        due.insert(new);
-    }
-    inst.due = slot;
+    };
+    let slot = match inst.due.take() {
+        Some(old)
+            if old.key.0 == key
+                && old.admitted == admitted
+                && old.priority == priority
+                && old.queue == inst.info.queue =>
+        {
+            inst.due = Some(old);
+            return;
+        }
+        Some(mut old) => {
+            due.remove(&old);
+            old.key.0 = key;
+            old.admitted = admitted;
+            old.priority = priority;
+            if old.queue != inst.info.queue {
+                old.queue.clone_from(&inst.info.queue);
+            }
+            old
+        }
+        None => TurnSlot {
+            queue: inst.info.queue.clone(),
+            priority,
+            admitted,
+            key: (key, inst.info.id.clone()),
+        },
+    };
+    due.insert(&slot);
+    inst.due = Some(slot);
 }
 
 /// Recomputes `inst`'s place in the due index.

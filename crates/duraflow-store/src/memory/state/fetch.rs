@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use duraflow_core::Timestamp;
 
+use super::index::Candidate;
 use super::{DueKey, Instance, State};
 use crate::journal_cache::JournalCache;
 use crate::queue_config::{pending_scan, Verdict};
@@ -33,17 +34,43 @@ impl State {
             })
         };
         let queues: BTreeSet<&str> = filter.queues.iter().map(String::as_str).collect();
-        let mut candidates = Vec::new();
-        for queue in queues {
-            let found = self
-                .due
-                .candidates(queue, max, pending_scan(max), due, take);
-            candidates.extend(found.into_iter().map(|c| (queue, c)));
-        }
-        candidates.sort_by(|(_, a), (_, b)| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        // Most fetches find what they need among the first `max` pending instances; only when
+        // a full key held some of those back may others further on be admitted instead.
+        let mut scan = max;
+        let ready = loop {
+            let mut candidates = Vec::new();
+            let mut scanned_full = false;
+            for &queue in &queues {
+                let found = self.due.candidates(queue, max, scan, due, take);
+                scanned_full |= found.iter().filter(|c| !c.2).count() >= scan;
+                candidates.extend(found.into_iter().map(|c| (queue, c)));
+            }
+            candidates.sort_by(|(_, a), (_, b)| (a.0, &a.1).cmp(&(b.0, &b.1)));
+            let (ready, skipped) = self.admit(&candidates, max, now);
+            if skipped && scanned_full && ready.len() < max && scan < pending_scan(max) {
+                scan = pending_scan(max);
+                continue;
+            }
+            break ready.into_iter().map(str::to_owned).collect::<Vec<_>>();
+        };
+        ready
+            .into_iter()
+            .filter_map(|id| self.lease_turn(&id, now, lease, cache))
+            .collect()
+    }
+
+    /// Which `candidates` (in lease order) a fetch of at most `max` leases: every admitted one,
+    /// and the pending ones their queues admit. Also says whether a full key held one back.
+    fn admit<'c>(
+        &self,
+        candidates: &'c [(&'c str, Candidate<(DueKey, String)>)],
+        max: usize,
+        now: Timestamp,
+    ) -> (Vec<&'c str>, bool) {
         let mut admissions = HashMap::new();
         let mut ready = Vec::new();
-        for (queue, (_, (_, id), admitted)) in &candidates {
+        let mut skipped = false;
+        for (queue, (_, (_, id), admitted)) in candidates {
             if ready.len() == max {
                 break;
             }
@@ -56,15 +83,17 @@ impl State {
                         .filter_map(|(_, (_, (_, id), _))| self.instances.get(id)?.key());
                     self.flow.admission(queue, keys, now)
                 });
-                if admission.admit(key) != Verdict::Admit {
-                    continue;
+                match admission.admit(key) {
+                    Verdict::Admit => {}
+                    Verdict::Skip => {
+                        skipped = true;
+                        continue;
+                    }
+                    Verdict::Stop => continue,
                 }
             }
-            ready.push(id.clone());
+            ready.push(id.as_str());
         }
-        ready
-            .into_iter()
-            .filter_map(|id| self.lease_turn(&id, now, lease, cache))
-            .collect()
+        (ready, skipped)
     }
 }

@@ -38,11 +38,9 @@ impl<K: Ord + Clone> QueueIndex<K> {
 
     pub(super) fn remove(&mut self, queue: &str, key: &K) {
         self.all.remove(key);
+        // An emptied queue keeps its entry, as in `TurnIndex::remove`.
         if let Some(keys) = self.by_queue.get_mut(queue) {
             keys.remove(key);
-            if keys.is_empty() {
-                self.by_queue.remove(queue);
-            }
         }
     }
 
@@ -116,7 +114,13 @@ pub(super) type Candidate<K> = (Reverse<i32>, K, bool);
 impl<K: Ord + Clone> TurnIndex<K> {
     pub(super) fn insert(&mut self, slot: &TurnSlot<K>) {
         self.all.insert(slot.key.clone());
-        self.by_queue.entry(slot.queue.clone()).or_default()[usize::from(slot.admitted)]
+        if !self.by_queue.contains_key(&slot.queue) {
+            self.by_queue.insert(slot.queue.clone(), Default::default());
+        }
+        let Some(parts) = self.by_queue.get_mut(&slot.queue) else {
+            return;
+        };
+        parts[usize::from(slot.admitted)]
             .entry(Reverse(slot.priority))
             .or_default()
             .insert(slot.key.clone());
@@ -134,9 +138,8 @@ impl<K: Ord + Clone> TurnIndex<K> {
                 part.remove(&Reverse(slot.priority));
             }
         }
-        if parts.iter().all(BTreeMap::is_empty) {
-            self.by_queue.remove(&slot.queue);
-        }
+        // An emptied queue keeps its (empty) entry: there are as many as queues, and a queue
+        // that empties tends to fill again at once.
     }
 
     /// Every key, in due order.
