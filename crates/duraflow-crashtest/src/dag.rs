@@ -55,11 +55,13 @@ pub const HANDLERS: [&str; 9] = [
     "finish",
 ];
 
-/// Each step's retries: a fixed 100 ms and attempts enough for every kill (an attempt in
-/// flight at a kill counts as one).
+/// Each step's retries: a fixed 100 ms and attempts enough for any number of kills a run of
+/// the test asks for. An attempt in flight at a kill counts as one, and the oldest steps are
+/// taken first by every restarted worker, so one step can be in flight at every kill: with 20
+/// attempts, `DURAFLOW_CRASH_KILLS=20` failed `check_0` of `dag-0` for good.
 fn retry() -> RetrySpec {
     RetrySpec {
-        max_attempts: 20,
+        max_attempts: 1_000,
         backoff: Backoff::Fixed,
         interval_ms: 100,
         max_interval_ms: 100,

@@ -374,6 +374,7 @@ fn a_sigkilled_dag_worker_loses_no_step_and_records_each_result_once() {
         }
     }
     let reruns: usize = reruns_by_kill.values().sum();
+    let most = by_op.values().map(Vec::len).max().unwrap_or(0);
     assert_eq!(lines.len(), total + reruns);
 
     let points: Vec<String> = at_kills
@@ -388,8 +389,8 @@ fn a_sigkilled_dag_worker_loses_no_step_and_records_each_result_once() {
         .collect();
     println!(
         "DAG crash test: seed {seed}, {kills} kills, {runs} runs, {total} steps, {} handler \
-         invocations, {reruns} re-run after a kill (by killed generation: {reruns_by_kill:?}); \
-         kills at: [{}]; in {:?}",
+         invocations, {reruns} re-run after a kill (by killed generation: {reruns_by_kill:?}; \
+         at most {most} invocations of one step); kills at: [{}]; in {:?}",
         lines.len(),
         points.join("; "),
         began.elapsed()
