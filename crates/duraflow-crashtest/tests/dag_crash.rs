@@ -147,6 +147,21 @@ fn at_kill(rt: &tokio::runtime::Runtime, db: &Path, log: &Path, runs: usize) -> 
     })
 }
 
+/// Whether the run's batch has expanded and some but not all of its workers are complete.
+fn mid_batch(report: &DagReport) -> bool {
+    let workers: Vec<StepState> = report
+        .steps
+        .iter()
+        .filter(|(name, _)| name.starts_with("bulk["))
+        .map(|(_, s)| s.state)
+        .collect();
+    let done = workers
+        .iter()
+        .filter(|s| **s == StepState::Complete)
+        .count();
+    done > 0 && done < workers.len()
+}
+
 fn complete_steps(report: &DagReport) -> usize {
     report
         .steps
@@ -381,8 +396,15 @@ fn a_sigkilled_dag_worker_loses_no_step_and_records_each_result_once() {
         .iter()
         .map(|k| {
             let complete: usize = k.reports.values().map(complete_steps).sum();
+            let mid_run = k
+                .reports
+                .values()
+                .filter(|r| r.state == RunState::InProgress)
+                .count();
+            let mid_batch = k.reports.values().filter(|r| mid_batch(r)).count();
             format!(
-                "{} invocations logged, {complete} of {total} steps complete",
+                "{} invocations logged, {complete} of {total} steps complete, {mid_run} runs \
+                 in progress, {mid_batch} of them inside their batch",
                 k.logged
             )
         })
