@@ -7,7 +7,7 @@ use crate::peer::PeerKind;
 use crate::store::StoreKind;
 
 /// Benchmarks for duraflow: throughput, latency, fan-out, timers, replay, parked workflows,
-/// crash recovery, inline steps and maps on every store.
+/// crash recovery, inline steps, maps and DAG runs on every store.
 #[derive(Debug, Parser)]
 #[command(name = "duraflow-bench", version)]
 pub(crate) struct Cli {
@@ -23,7 +23,9 @@ pub(crate) struct Cli {
     /// start-latency 1,000 starts, fan-out 10,000 activities, timers 10,000 workflows, replay
     /// 10,000 operations in the largest workflow (the series is N/1000, N/100, N/10, N),
     /// parked 100,000 workflows, recovery 1,000 workflows, steps 200 steps per workflow, map
-    /// 10,000 items, queue-fetch 1,000,000 pending instances on 100 queues).
+    /// 10,000 items, queue-fetch 1,000,000 pending instances on 100 queues, dag-chain 1,000
+    /// steps, dag-fan-out 1,000 parallel steps, dag-readiness 100,000 steps in the largest DAG
+    /// (the series is N/100, N/10, N)).
     #[arg(long)]
     pub(crate) n: Option<u64>,
 
@@ -110,13 +112,19 @@ pub(crate) enum Workload {
     /// Fetch latency on a queue of 1,000 turns, before and after N pending instances are
     /// added on 100 other queues.
     QueueFetch,
+    /// One DAG run of a chain of N no-op steps: orchestration overhead per step.
+    DagChain,
+    /// One DAG run of a root, N parallel no-op steps and a join: overhead per step.
+    DagFanOut,
+    /// Ready-step discovery alone (no engine) in DAGs of N/100, N/10 and N steps.
+    DagReadiness,
     /// Every workload.
     All,
 }
 
 impl Workload {
     /// Every workload, in the order `all` runs them.
-    pub(crate) const EVERY: [Workload; 11] = [
+    pub(crate) const EVERY: [Workload; 14] = [
         Workload::Throughput,
         Workload::Sequential,
         Workload::StartLatency,
@@ -128,6 +136,9 @@ impl Workload {
         Workload::Steps,
         Workload::Map,
         Workload::QueueFetch,
+        Workload::DagChain,
+        Workload::DagFanOut,
+        Workload::DagReadiness,
     ];
 
     /// The name on the command line and in results.
@@ -144,6 +155,9 @@ impl Workload {
             Workload::Steps => "steps",
             Workload::Map => "map",
             Workload::QueueFetch => "queue-fetch",
+            Workload::DagChain => "dag-chain",
+            Workload::DagFanOut => "dag-fan-out",
+            Workload::DagReadiness => "dag-readiness",
             Workload::All => "all",
         }
     }
@@ -151,11 +165,15 @@ impl Workload {
     /// The size used when `--n` is not given.
     pub(crate) fn default_n(self) -> u64 {
         match self {
-            Workload::Throughput | Workload::StartLatency | Workload::Recovery => 1_000,
+            Workload::Throughput
+            | Workload::StartLatency
+            | Workload::Recovery
+            | Workload::DagChain
+            | Workload::DagFanOut => 1_000,
             Workload::Sequential => 100,
             Workload::Steps => 200,
             Workload::FanOut | Workload::Timers | Workload::Replay | Workload::Map => 10_000,
-            Workload::Parked => 100_000,
+            Workload::Parked | Workload::DagReadiness => 100_000,
             Workload::QueueFetch => 1_000_000,
             Workload::All => 0,
         }

@@ -37,6 +37,8 @@ pub(crate) const MAP_ITEMS: &str = "map-items";
 pub(crate) const MAP_CONCURRENCY: usize = 100;
 /// Activity: does nothing.
 pub(crate) const NOOP: &str = "noop";
+/// Activity: does nothing, with any JSON input (the steps of the DAG workloads).
+pub(crate) const DAG_NOOP: &str = "dag-noop";
 /// The event a [`STEPS_THEN_WAIT`] workflow waits for.
 pub(crate) const GO: &str = "go";
 /// The event a [`PARKED`] workflow waits for.
@@ -50,6 +52,13 @@ const WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 async fn noop(_ctx: ActivityContext, _i: u64) -> Result<(), ActivityError> {
     Ok(())
+}
+
+async fn dag_noop(
+    _ctx: ActivityContext,
+    _input: serde_json::Value,
+) -> Result<serde_json::Value, ActivityError> {
+    Ok(serde_json::Value::Null)
 }
 
 async fn three_activities(ctx: WorkflowContext, _: ()) -> Result<(), WorkflowError> {
@@ -234,9 +243,18 @@ pub(crate) fn options() -> EngineOptions {
 }
 
 /// An engine on `store` with every workload's workflows and the no-op activity registered,
-/// with [`options`] and the system clock.
+/// the DAG interpreter (`duraflow.dag`, with no registered template: inline templates whose
+/// steps run [`DAG_NOOP`]), with [`options`] and the system clock.
 pub(crate) async fn start_engine(store: Arc<dyn Store>) -> Result<Engine> {
-    let engine = Engine::builder()
+    start_engine_with(store, Arc::new(duraflow::dag::Registry::new([DAG_NOOP]))).await
+}
+
+/// [`start_engine`] with the DAG templates of `registry` (for runs that name a template).
+pub(crate) async fn start_engine_with(
+    store: Arc<dyn Store>,
+    registry: Arc<duraflow::dag::Registry>,
+) -> Result<Engine> {
+    let engine = duraflow::dag::run::register(Engine::builder(), registry)
         .shared_store(store)
         .workflow(THREE_ACTIVITIES, three_activities)
         .workflow(SEQUENTIAL_ACTIVITIES, sequential_activities)
@@ -249,6 +267,7 @@ pub(crate) async fn start_engine(store: Arc<dyn Store>) -> Result<Engine> {
         .workflow(STEPS_WITH, steps_with)
         .workflow(MAP_ITEMS, map_items)
         .activity(NOOP, noop)
+        .activity(DAG_NOOP, dag_noop)
         .options(options())
         .start()
         .await?;

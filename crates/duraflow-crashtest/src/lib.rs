@@ -8,7 +8,8 @@
 //! log (with `O_APPEND`; a line is one short write, so lines never interleave).
 //!
 //! [`steps`] holds the same for the steps worker, whose workflows run inline steps of both
-//! at-most-once and at-least-once semantics.
+//! at-most-once and at-least-once semantics, and [`dag`] for the DAG worker, whose runs follow
+//! a DAG template.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +20,7 @@ use duraflow::{PostgresOptions, PostgresStore, SqliteStore, Store};
 
 use serde::{Deserialize, Serialize};
 
+pub mod dag;
 pub mod queues;
 pub mod steps;
 
@@ -124,9 +126,22 @@ pub async fn start_and_wait_for_all(
     workflows: usize,
     id_of: impl Fn(usize) -> String,
 ) -> Result<(), duraflow::ClientError> {
+    start_each_and_wait_for_all(worker, client, workflow, workflows, id_of, |i| i as u64).await
+}
+
+/// [`start_and_wait_for_all`] with the input of workflow `i` given by `input_of(i)`.
+pub async fn start_each_and_wait_for_all<I: Serialize>(
+    worker: &str,
+    client: &duraflow::Client,
+    workflow: &str,
+    workflows: usize,
+    id_of: impl Fn(usize) -> String,
+    input_of: impl Fn(usize) -> I,
+) -> Result<(), duraflow::ClientError> {
     for i in 0..workflows {
+        let input = input_of(i);
         retrying(worker, "starting a workflow", || async {
-            client.start(workflow, &(i as u64)).id(id_of(i)).await
+            client.start(workflow, &input).id(id_of(i)).await
         })
         .await?;
     }

@@ -234,11 +234,18 @@ pub(crate) fn structure(template: &Template, errors: &mut Vec<ValidationError>) 
         }
     }
     let mut parents = Vec::with_capacity(template.steps.len());
-    for step in &template.steps {
+    // `listed[p] == i + 1` when step `i` already lists `p`: a dependency named twice is kept
+    // once, in O(1) per dependency (a search of the list made a step with many dependencies,
+    // a join of a wide fan-out, quadratic).
+    let mut listed = vec![0usize; template.steps.len()];
+    for (i, step) in template.steps.iter().enumerate() {
         let mut ps: Vec<NodeId> = Vec::new();
         for dep in &step.depends_on {
             match index.get(dep.as_str()) {
-                Some(p) if !ps.contains(p) => ps.push(*p),
+                Some(p) if listed[p.0] != i + 1 => {
+                    listed[p.0] = i + 1;
+                    ps.push(*p);
+                }
                 Some(_) => {}
                 None => errors.push(ValidationError::UnknownDependency {
                     template: id.clone(),

@@ -168,3 +168,9 @@ pub struct DurableFunctionsDoctests;
 #[doc = include_str!("../../../docs/COMING_FROM_DURABLE.md")]
 #[cfg(doctest)]
 pub struct ComingFromDurableDoctests;
+
+/// The "Coming from Tasker" guide's examples, compiled as doc tests (they need the feature
+/// `dag`).
+#[doc = include_str!("../../../docs/COMING_FROM_TASKER.md")]
+#[cfg(all(doctest, feature = "dag"))]
+pub struct ComingFromTaskerDoctests;

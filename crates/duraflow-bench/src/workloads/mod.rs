@@ -1,5 +1,6 @@
 //! The workloads, one module each, and the session (store, engine, client) they run in.
 
+mod dag;
 mod events;
 mod fan_out;
 mod map;
@@ -43,6 +44,9 @@ pub(crate) async fn run(
         Workload::Steps => steps::run(env, n, config.count_commits).await,
         Workload::Map => map::run(env, n).await,
         Workload::QueueFetch => queue_fetch::run(env, n).await,
+        Workload::DagChain => dag::chain(env, n).await,
+        Workload::DagFanOut => dag::fan_out(env, n).await,
+        Workload::DagReadiness => dag::readiness(n),
         Workload::All => Err("`all` is not a single workload".into()),
     }
 }
@@ -143,6 +147,36 @@ pub(crate) fn settings(workload: Workload, config: &Config) -> Figures {
             .int("create_concurrency", queue_fetch::CREATE_CONCURRENCY as u64)
             .text("engine", "none: the Store API directly");
         }
+        Workload::DagChain => {
+            s.text(
+                "unit",
+                "one DAG run (inline template) of n no-op steps, each depending on the one \
+                 before; then, on the same engine, one workflow of n sequential no-op \
+                 activities as the baseline",
+            );
+        }
+        Workload::DagFanOut => {
+            s.text(
+                "unit",
+                "one DAG run (inline template) of a root, n no-op steps depending on it and a \
+                 join depending on all of them; then one workflow joining n no-op activities \
+                 as the baseline",
+            );
+        }
+        Workload::DagReadiness => {
+            s.text(
+                "unit",
+                "full validation, then walks of the Readiness tracker completing every ready \
+                 step, over DAGs of n/100, n/10 and n steps, three shapes (chain; root, wide \
+                 middle, join; layers each depending on all of the layer before)",
+            )
+            .int("layer_width", dag::LAYER_WIDTH as u64)
+            .int("walks_per_graph", dag::WALKS as u64)
+            .text(
+                "engine",
+                "none: the pure Readiness tracker (the store is not used)",
+            );
+        }
         Workload::All => {}
     }
     s
@@ -168,6 +202,24 @@ impl Session {
     /// Opens a store on `env` and starts an engine on it.
     pub(crate) async fn start(env: &StoreEnv) -> Result<Session> {
         Self::on(env.open().await?).await
+    }
+
+    /// Opens a store on `env` and starts an engine on it whose DAG interpreter has the
+    /// templates of `registry`.
+    pub(crate) async fn start_with(
+        env: &StoreEnv,
+        registry: Arc<duraflow::dag::Registry>,
+    ) -> Result<Session> {
+        let opened = env.open().await?;
+        let store = opened.store.clone();
+        let engine = engine::start_engine_with(store.clone(), registry).await?;
+        let client = engine.client();
+        Ok(Session {
+            engine,
+            client,
+            store,
+            opened,
+        })
     }
 
     /// Starts an engine on an opened store.
