@@ -97,6 +97,11 @@ pub struct Failure {
     /// How many attempts were made, for activities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// The wait before another attempt that the failing code asked for, in milliseconds
+    /// (`ActivityError::retry_after`, at most `u32::MAX`, about 49 days); `None` when it
+    /// asked for none. Journals written before it existed decode with `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u32>,
 }
 
 impl Failure {
@@ -109,6 +114,7 @@ impl Failure {
             source: None,
             op: None,
             attempts: None,
+            retry_after_ms: None,
         }
     }
 
@@ -122,6 +128,12 @@ impl Failure {
     /// Records the number of attempts.
     pub fn with_attempts(mut self, attempts: u32) -> Self {
         self.attempts = Some(attempts);
+        self
+    }
+
+    /// Records the wait before another attempt that the failing code asked for.
+    pub fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
+        self.retry_after_ms = after.map(|d| u32::try_from(d.as_millis()).unwrap_or(u32::MAX));
         self
     }
 
