@@ -222,7 +222,7 @@ async fn a_final_failure_records_the_retry_after_it_asked_for() {
     let error = ActivityError::retryable("busy").retry_after(Duration::from_secs(5));
     let failure = fails_without_retry(error, RetryPolicy::none()).await;
     assert_eq!(failure.kind, FailureKind::RetriesExhausted);
-    assert_eq!(failure.retry_after_ms, Some(5_000));
+    assert_eq!(failure.retry_after(), Some(Duration::from_secs(5)));
 }
 
 /// Runs `flaky` failing with `error` under a generous retry policy and returns the workflow's

@@ -141,11 +141,7 @@ where
             .then(|| self.retry.delay_after(self.attempt, self.jitter_sample(s)))
             .flatten()
             // A wait the step asked for (a `Retry-After`) replaces the policy's backoff.
-            .map(|d| {
-                failure
-                    .retry_after_ms
-                    .map_or(d, |ms| std::time::Duration::from_millis(u64::from(ms)))
-            });
+            .map(|d| failure.retry_after().unwrap_or(d));
         match delay {
             Some(delay) => EventKind::StepRetrying {
                 op,
