@@ -81,6 +81,17 @@ fn step_scenarios() {
             (Cancelled, e),
         ],
     );
+    // Resolved by an operator while it waits for a retry.
+    walk(
+        Pending,
+        &[
+            (Enqueued, e),
+            (InProgress, e),
+            (Error, e),
+            (WaitingForRetry, e),
+            (ResolvedManually, op),
+        ],
+    );
 }
 
 fn run_scenarios() {

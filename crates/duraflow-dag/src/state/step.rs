@@ -28,7 +28,7 @@ machine_states! {
 
 use StepState::*;
 
-static TRANSITIONS: [Row<StepState>; 16] = [
+static TRANSITIONS: [Row<StepState>; 17] = [
     Row::new(
         Pending,
         Enqueued,
@@ -75,4 +75,10 @@ static TRANSITIONS: [Row<StepState>; 16] = [
     Row::new(Error, Cancelled, false, "the run is cancelled"),
     Row::new(WaitingForRetry, Enqueued, false, "the backoff elapsed"),
     Row::new(WaitingForRetry, Cancelled, false, "the run is cancelled"),
+    Row::new(
+        WaitingForRetry,
+        ResolvedManually,
+        true,
+        "an operator resolves it while it waits for a retry",
+    ),
 ];
