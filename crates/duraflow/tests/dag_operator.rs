@@ -253,3 +253,49 @@ async fn cancelling_a_run_cancels_its_step_in_flight() {
     assert!(matches!(late, OperatorError::Finished(..)), "{late}");
     engine.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_waiting_for_a_retry_is_resolved_by_hand() {
+    let template = Template::builder("t", "waiting", "1")
+        .step(Step::new("a", "a"))
+        .step(Step::new("b", "b").depends_on(["a"]).retry(RetrySpec {
+            max_attempts: 5,
+            interval_ms: 3_600_000,
+            ..RetrySpec::default()
+        }))
+        .step(
+            Step::new("c", "c")
+                .depends_on(["b"])
+                .input("from_b", "$.steps.b.result".parse().unwrap()),
+        )
+        .build();
+    let registry = Arc::new(Registry::default());
+    let counts = Counts::default();
+    let engine = engine(registry.clone(), &counts, usize::MAX).await;
+    let client = engine.client();
+    let run = start_inline(&client, template).await;
+    eventually("b to wait for its retry", || async {
+        let status = dag_status(&client, &run.id).await.ok()?;
+        (status.steps["b"].state == StepState::WaitingForRetry).then_some(())
+    })
+    .await;
+    // The virtual clock never moves: the backoff never elapses, the operator decides.
+    resolve_step(&client, &run.id, "b", json!("skip the wait"), "dave")
+        .await
+        .unwrap();
+    let report: DagReport = client.wait(&run).timeout(DEADLINE).await.unwrap();
+    assert_eq!(report.results["c"], json!({ "from_b": "skip the wait" }));
+    let b = &report.steps["b"];
+    let last = b.transitions.last().unwrap();
+    assert_eq!(
+        (last.from, last.to, &last.by),
+        (
+            StepState::WaitingForRetry,
+            StepState::ResolvedManually,
+            &by("dave")
+        )
+    );
+    assert_eq!(counts.of("b"), 1);
+    assert_replays(&client, &registry, &run.id, &report).await;
+    engine.shutdown().await;
+}

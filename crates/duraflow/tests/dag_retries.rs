@@ -10,7 +10,7 @@ mod dag_support;
 
 use std::sync::{Arc, Mutex};
 
-use common::{virtual_clock, virtual_options, DEADLINE};
+use common::{eventually, virtual_clock, virtual_options, DEADLINE};
 use dag_support::{assert_replays, start_inline};
 use duraflow::dag::run::{self, dag_status, DagReport};
 use duraflow::dag::{Backoff, Registry, RetrySpec, RunState, Step, StepState, Template};
@@ -91,7 +91,7 @@ fn calls_of(calls: &Calls) -> Vec<Timestamp> {
 
 /// Waits for the run's `n`-th backoff timer and returns its fire time.
 async fn nth_timer(client: &Client, id: &str, n: usize) -> Timestamp {
-    common::eventually(&format!("backoff timer {n} of {id}"), || async {
+    eventually(&format!("backoff timer {n} of {id}"), || async {
         let journal = client.history(id, None).await.ok()?;
         journal
             .iter()
@@ -271,5 +271,37 @@ async fn a_terminal_error_fails_the_step_after_one_attempt() {
         .reason
         .contains("not retryable"));
     assert_eq!(status.steps["after"].state, StepState::Pending);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_waiting_for_its_backoff_holds_no_other_step_back() {
+    let clock = virtual_clock();
+    let registry = Arc::new(Registry::default());
+    let (engine, calls) = engine(clock.clone(), registry.clone(), 1, |_| {
+        ActivityError::retryable("later")
+    })
+    .await;
+    let client = engine.client();
+    let template = Template::builder("t", "parallel", "1")
+        .step(Step::new("flaky", "flaky").retry(fixed(2, 3_600_000, 0.0)))
+        .step(Step::new("other", "after"))
+        .step(Step::new("then", "after").depends_on(["other"]))
+        .build();
+    let run = start_inline(&client, template).await;
+    // The clock stands still: the hour's backoff cannot elapse, yet the other branch ends.
+    eventually("the other branch to finish while flaky waits", || async {
+        let status = dag_status(&client, &run.id).await.ok()?;
+        (status.steps["flaky"].state == StepState::WaitingForRetry
+            && status.steps["then"].state == StepState::Complete)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(calls_of(&calls).len(), 1);
+    clock.advance(Duration::from_secs(3_600));
+    let report: DagReport = client.wait(&run).timeout(DEADLINE).await.unwrap();
+    assert_eq!(report.state, RunState::Complete);
+    assert_eq!(report.steps["flaky"].attempts, 2);
+    assert_replays(&client, &registry, &run.id, &report).await;
     engine.shutdown().await;
 }
