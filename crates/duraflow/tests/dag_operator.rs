@@ -148,10 +148,10 @@ async fn retrying_a_failed_step_runs_it_and_its_descendants_but_not_its_ancestor
     held_on(&client, &run.id, "b").await;
 
     // What cannot be done is refused before it is sent...
-    let complete = retry_step(&client, &run.id, "a", "bob").await.unwrap_err();
+    let pending = retry_step(&client, &run.id, "c", "bob").await.unwrap_err();
     assert!(
-        matches!(complete, OperatorError::NotAllowed { .. }),
-        "{complete}"
+        matches!(pending, OperatorError::NotAllowed { .. }),
+        "{pending}"
     );
     let unknown = retry_step(&client, &run.id, "zz", "bob").await.unwrap_err();
     assert!(
@@ -161,7 +161,7 @@ async fn retrying_a_failed_step_runs_it_and_its_descendants_but_not_its_ancestor
     // ...and, sent anyway, rejected by the run and recorded.
     let raw = OperatorAction {
         by: "mallory".into(),
-        action: Action::RetryStep { step: "a".into() },
+        action: Action::RetryStep { step: "c".into() },
     };
     run::operator::send(&client, &run.id, &raw).await.unwrap();
     eventually("the rejection to be recorded", || async {
@@ -190,7 +190,7 @@ async fn retrying_a_failed_step_runs_it_and_its_descendants_but_not_its_ancestor
     let rejected = &report.rejected_actions[0];
     assert_eq!(rejected.action, raw);
     assert!(
-        rejected.reason.contains("step `a` is complete"),
+        rejected.reason.contains("step `c` is pending"),
         "{rejected:?}"
     );
     assert_replays(&client, &registry, &run.id, &report).await;
@@ -296,6 +296,111 @@ async fn a_step_waiting_for_a_retry_is_resolved_by_hand() {
         )
     );
     assert_eq!(counts.of("b"), 1);
+    assert_replays(&client, &registry, &run.id, &report).await;
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retrying_a_resolved_step_runs_its_descendants_that_already_ran_again() {
+    // a → b → c → d, held; b and d fail on their first call only.
+    let template = Template::builder("t", "rerun", "1")
+        .on_failure(OnFailure::Hold)
+        .step(Step::new("a", "a"))
+        .step(
+            Step::new("b", "b")
+                .depends_on(["a"])
+                .retry(RetrySpec::none()),
+        )
+        .step(
+            Step::new("c", "c")
+                .depends_on(["b"])
+                .input("from_b", "$.steps.b.result".parse().unwrap()),
+        )
+        .step(
+            Step::new("d", "d")
+                .depends_on(["c"])
+                .retry(RetrySpec::none()),
+        )
+        .build();
+    let registry = Arc::new(Registry::default());
+    let counts = Counts::default();
+    let engine = {
+        let (ca, cb, cc, cd) = (
+            counts.clone(),
+            counts.clone(),
+            counts.clone(),
+            counts.clone(),
+        );
+        run::register(on(MemoryStore::new()), registry.clone())
+            .activity("a", move |_ctx: ActivityContext, _: Value| {
+                ca.hit("a");
+                async { Ok::<_, ActivityError>(json!("a done")) }
+            })
+            .activity("b", move |_ctx: ActivityContext, _: Value| {
+                let n = cb.hit("b");
+                async move {
+                    if n == 1 {
+                        Err(ActivityError::retryable("b is down"))
+                    } else {
+                        Ok(json!("b for real"))
+                    }
+                }
+            })
+            .activity("c", move |_ctx: ActivityContext, input: Value| {
+                cc.hit("c");
+                async move { Ok::<_, ActivityError>(input) }
+            })
+            .activity("d", move |_ctx: ActivityContext, input: Value| {
+                let n = cd.hit("d");
+                async move {
+                    if n == 1 {
+                        Err(ActivityError::retryable("d is down"))
+                    } else {
+                        Ok(input)
+                    }
+                }
+            })
+            .start()
+            .await
+            .unwrap()
+    };
+    let client = engine.client();
+    let run = start_inline(&client, template).await;
+    held_on(&client, &run.id, "b").await;
+    resolve_step(&client, &run.id, "b", json!("b by hand"), "erin")
+        .await
+        .unwrap();
+    let held = held_on(&client, &run.id, "d").await;
+    assert_eq!(held.results["c"], json!({ "from_b": "b by hand" }));
+
+    retry_step(&client, &run.id, "b", "erin").await.unwrap();
+    let report: DagReport = client.wait(&run).timeout(DEADLINE).await.unwrap();
+    assert_eq!(report.state, RunState::Complete);
+    assert_eq!(report.results["c"], json!({ "from_b": "b for real" }));
+    assert_eq!(
+        (
+            counts.of("a"),
+            counts.of("b"),
+            counts.of("c"),
+            counts.of("d")
+        ),
+        (1, 2, 2, 2),
+        "the ancestor ran once; the step and its descendants ran again"
+    );
+    use StepState::*;
+    let moves = |step: &str| -> Vec<(StepState, StepState)> {
+        by_operator(&report.steps[step].transitions, "erin")
+            .iter()
+            .map(|t| (t.from, t.to))
+            .collect()
+    };
+    assert_eq!(
+        moves("b"),
+        [(Error, ResolvedManually), (ResolvedManually, Enqueued)]
+    );
+    assert_eq!(moves("c"), [(Complete, Pending)]);
+    assert_eq!(moves("d"), [(Error, Pending)]);
+    assert!(moves("a").is_empty());
     assert_replays(&client, &registry, &run.id, &report).await;
     engine.shutdown().await;
 }

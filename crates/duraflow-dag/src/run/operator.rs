@@ -7,8 +7,9 @@
 //! and the operator's name; an action the run cannot take in its current state changes
 //! nothing and is listed in the report's [`rejected_actions`](super::DagReport).
 //!
-//! - [`retry_step`]: a step that failed for good (a held run) runs again, with a fresh count
-//!   of attempts; its descendants then run as it completes; its ancestors do not run again.
+//! - [`retry_step`]: a step that failed for good (a held run), or a finished one, runs again
+//!   with a fresh count of attempts; its descendants (sent back to `pending` if they had run)
+//!   run again after it; its ancestors do not run again.
 //! - [`resolve_step`]: a step that is pending, failed for good, or waiting for a retry is
 //!   marked `resolved_manually` with the given result, which its dependents receive as the
 //!   step's output (a decision's result chooses, a batch step's result is its items).
@@ -44,7 +45,8 @@ pub struct OperatorAction {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
-    /// Runs a step that failed for good again (a run held in `error`).
+    /// Runs a step that failed for good (a run held in `error`) or finished again, and its
+    /// descendants after it.
     RetryStep {
         /// The step's name (a batch worker is `batch[i]`).
         step: String,
@@ -109,8 +111,11 @@ pub enum OperatorError {
     },
 }
 
-/// Asks the run `run_id` to run its failed step `step` again (and then its descendants), on
-/// behalf of operator `by`. The step must have failed for good (its run held in `error`).
+/// Asks the run `run_id` to run its step `step` again, and then its descendants, on behalf of
+/// operator `by`; its ancestors do not run again. The step must have failed for good (its run
+/// held in `error`), or have finished (complete, skipped after a failure, resolved by hand):
+/// then its descendants go back to pending and run again after it (refused while one of them
+/// is running or waiting for a retry, or is a batch worker).
 pub async fn retry_step(
     client: &Client,
     run_id: &str,
@@ -118,13 +123,12 @@ pub async fn retry_step(
     by: &str,
 ) -> Result<(), OperatorError> {
     let state = step_state(client, run_id, step).await?;
-    if state != StepState::Error {
-        return Err(not_allowed(
-            run_id,
-            step,
-            state,
-            "only a step that failed for good is retried",
-        ));
+    if !matches!(
+        state,
+        StepState::Error | StepState::Complete | StepState::Skipped | StepState::ResolvedManually
+    ) {
+        let why = "only a step that failed for good or finished is run again";
+        return Err(not_allowed(run_id, step, state, why));
     }
     let action = Action::RetryStep { step: step.into() };
     send(

@@ -262,3 +262,80 @@ fn illegal_actions_are_rejected_and_recorded_and_cancel_ends_the_run() {
         .is_empty());
     assert!(!m.is_live());
 }
+
+#[test]
+fn running_a_resolved_step_again_resets_its_descendants_but_not_its_ancestors() {
+    let (mut m, first) = start(held());
+    let b = m.succeeded(launch(&first).seq, json!("a"), 1).unwrap();
+    m.failed(launch(&b).seq, &retryable("down"), 2).unwrap();
+    let resolve = action(
+        "ann",
+        Action::ResolveStep {
+            step: "b".into(),
+            result: json!("by hand"),
+        },
+    );
+    let c = m.act(&resolve, 3).unwrap();
+    assert_eq!(launch(&c).input, json!({ "got": "by hand" }));
+    // `c` then fails for good: the run is held again.
+    m.failed(launch(&c).seq, &AttemptFailure::terminal("no"), 4)
+        .unwrap();
+    assert!(m.is_held());
+    // A descendant still running blocks nothing here; `a` (an ancestor) is not touched.
+    let retry = action("ann", Action::RetryStep { step: "b".into() });
+    let b2 = m.act(&retry, 5).unwrap();
+    assert_eq!(launch(&b2).handler, "b");
+    let report = m.report();
+    assert_eq!(report.state, RunState::InProgress);
+    assert_eq!(report.steps["a"].state, StepState::Complete);
+    assert_eq!(report.steps["c"].state, StepState::Pending);
+    assert!(!report.results.contains_key("b") && !report.results.contains_key("c"));
+    let c_back = report.steps["c"].transitions.last().unwrap();
+    assert_eq!(
+        (c_back.from, c_back.to, &c_back.by),
+        (
+            StepState::Error,
+            StepState::Pending,
+            &Actor::Operator("ann".into())
+        )
+    );
+    let c2 = m.succeeded(launch(&b2).seq, json!("real"), 6).unwrap();
+    assert_eq!(launch(&c2).input, json!({ "got": "real" }));
+    m.succeeded(launch(&c2).seq, json!("done"), 7).unwrap();
+    let report = m.report();
+    assert_eq!(report.state, RunState::Complete);
+    assert_eq!(report.steps["b"].attempts, 2);
+    assert_eq!(report.steps["c"].attempts, 2);
+    assert_eq!(report.steps["a"].attempts, 1);
+}
+
+#[test]
+fn a_step_is_not_run_again_while_a_descendant_runs() {
+    let (mut m, first) = start(held());
+    let b = m.succeeded(launch(&first).seq, json!("a"), 1).unwrap();
+    let retry = action("ann", Action::RetryStep { step: "a".into() });
+    assert!(m.act(&retry, 2).unwrap().is_empty());
+    let rejected = &m.report().rejected_actions[0];
+    assert!(
+        rejected
+            .reason
+            .contains("`b` downstream of `a` is in_progress"),
+        "{rejected:?}"
+    );
+    assert_eq!(m.report().steps["a"].state, StepState::Complete);
+    // Once they have ended (`c` failed for good), `a` and everything after it run again.
+    let c = m.succeeded(launch(&b).seq, json!("b"), 3).unwrap();
+    m.failed(launch(&c).seq, &AttemptFailure::terminal("no"), 4)
+        .unwrap();
+    let again = m.act(&retry, 5).unwrap();
+    assert_eq!(launch(&again).handler, "a");
+    assert_eq!(m.report().steps["b"].state, StepState::Pending);
+    assert_eq!(m.report().steps["c"].state, StepState::Pending);
+    assert_eq!(m.report().state, RunState::InProgress);
+    // An old attempt reporting again is stale and changes nothing.
+    assert!(m
+        .succeeded(launch(&c).seq, json!("old"), 6)
+        .unwrap()
+        .is_empty());
+    assert!(!m.report().results.contains_key("b"));
+}

@@ -172,12 +172,32 @@ impl StepAttempts {
         }
     }
 
-    /// An operator retries the step that failed for good: it is enqueued again, and the retry
+    /// An operator runs the step again (from `error`, or from `complete`, `skipped` or
+    /// `resolved_manually` to run it and its descendants again): it is enqueued, and the retry
     /// policy counts its attempts afresh.
     pub fn retry_by(&mut self, operator: &str, at: i64) -> Result<(), TransitionError> {
         let reason = format!("retried by operator {operator}");
         self.apply_by(
             StepState::Enqueued,
+            &reason,
+            Actor::Operator(operator.to_owned()),
+            at,
+        )?;
+        self.round_start = self.attempt;
+        Ok(())
+    }
+
+    /// An operator runs an ancestor of the step again: it goes back to pending, to run again
+    /// (its attempts counted afresh) once its parents have.
+    pub fn rewind_by(
+        &mut self,
+        operator: &str,
+        ancestor: &str,
+        at: i64,
+    ) -> Result<(), TransitionError> {
+        let reason = format!("operator {operator} runs its ancestor `{ancestor}` again");
+        self.apply_by(
+            StepState::Pending,
             &reason,
             Actor::Operator(operator.to_owned()),
             at,

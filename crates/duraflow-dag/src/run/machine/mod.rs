@@ -11,6 +11,7 @@
 //! interpreter issues the n-th order's activity or timer n-th in the journal.
 
 mod operator;
+mod rerun;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -20,7 +21,7 @@ use super::operator::RejectedAction;
 use super::report::{DagReport, StepReport};
 use super::retry::{jitter_sample, AttemptFailure};
 use super::step_io;
-use crate::graph::{NodeId, NodeKind, Progress};
+use crate::graph::{Dag, NodeId, NodeKind, Progress};
 use crate::state::{Actor, Failed, History, RunState, StepAttempts, StepState};
 use crate::template::{OnFailure, StepKind, Template};
 use crate::{Readiness, Registered};
@@ -68,6 +69,16 @@ enum Issued {
     Backoff(NodeId),
 }
 
+/// How a node was resolved in the tracker, kept so that the tracker can be rebuilt without
+/// the nodes an operator runs again.
+#[derive(Clone, Debug)]
+enum Resolution {
+    Complete,
+    Skip,
+    Decide(Vec<NodeId>),
+    Batch(usize),
+}
+
 /// Why a step's output cannot settle it.
 enum Unsettled {
     /// The template does not allow it (a decision's or a batch step's result).
@@ -83,6 +94,10 @@ pub(crate) struct RunMachine {
     /// The run's jitter seed (from its instance id).
     seed: u64,
     tracker: Readiness,
+    /// The graph before any batch expanded, and every resolution the tracker took since, in
+    /// order: replaying them rebuilds the tracker.
+    base: Dag,
+    resolutions: Vec<(NodeId, Resolution)>,
     steps: Vec<StepAttempts>,
     results: Vec<Option<Value>>,
     run: History<RunState>,
@@ -116,6 +131,8 @@ impl RunMachine {
             input,
             seed,
             tracker,
+            base: registered.dag().clone(),
+            resolutions: Vec::new(),
             steps: vec![StepAttempts::new(); n],
             results: vec![None; n],
             run: History::new(RunState::Pending),
@@ -263,30 +280,33 @@ impl RunMachine {
     /// Reads `output` as the result of the ready step `node` and resolves it in the tracker.
     fn interpret(&mut self, node: NodeId, output: &Value) -> Result<Progress, Unsettled> {
         let name = self.tracker.dag().node(node).name.clone();
-        match self.tracker.dag().node(node).kind {
+        let (resolution, resolved) = match self.tracker.dag().node(node).kind {
             NodeKind::Decision => {
                 let ids = step_io::chosen(self.tracker.dag(), &self.template, node, output)
                     .map_err(Unsettled::BadOutput)?;
-                self.tracker
-                    .decide(node, &ids)
-                    .map_err(|e| Unsettled::Internal(e.to_string()))
+                let resolved = self.tracker.decide(node, &ids);
+                (Resolution::Decide(ids), resolved)
             }
             NodeKind::Batch => match output.as_array().map(Vec::len) {
-                Some(items) => self
-                    .tracker
-                    .complete_batch(node, items)
-                    .map(|(progress, _)| progress)
-                    .map_err(|e| Unsettled::Internal(e.to_string())),
-                None => Err(Unsettled::BadOutput(format!(
-                    "batch step `{name}`: the handler must return a JSON array of items, \
-                     not {output}"
-                ))),
+                Some(items) => {
+                    let resolved = self
+                        .tracker
+                        .complete_batch(node, items)
+                        .map(|(progress, _)| progress);
+                    (Resolution::Batch(items), resolved)
+                }
+                None => {
+                    return Err(Unsettled::BadOutput(format!(
+                        "batch step `{name}`: the handler must return a JSON array of items, \
+                         not {output}"
+                    )))
+                }
             },
-            _ => self
-                .tracker
-                .complete(node)
-                .map_err(|e| Unsettled::Internal(e.to_string())),
-        }
+            _ => (Resolution::Complete, self.tracker.complete(node)),
+        };
+        let progress = resolved.map_err(|e| Unsettled::Internal(e.to_string()))?;
+        self.resolutions.push((node, resolution));
+        Ok(progress)
     }
 
     /// `node` settled with `output` (completed, or resolved by an operator): records the
@@ -347,6 +367,7 @@ impl RunMachine {
                     Ok(progress) => progress,
                     Err(e) => return Err(self.internal(e, at)),
                 };
+                self.resolutions.push((node, Resolution::Skip));
                 let mut out = Vec::new();
                 self.release_worker(node, at, &mut out);
                 if let Err(e) = self.advance(progress, at, &mut out) {

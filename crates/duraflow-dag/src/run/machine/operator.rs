@@ -48,18 +48,32 @@ impl RunMachine {
             .ok_or_else(|| format!("the run has no step `{step}`"))
     }
 
-    /// Runs the failed step again (its descendants follow as it completes).
+    /// Runs the step again: a step that failed for good (its descendants follow as it
+    /// completes), or a finished one (complete, skipped after its failure, or resolved by
+    /// hand), whose descendants are sent back to pending to run again after it. Its ancestors
+    /// do not run again.
     fn retry_step(&mut self, by: &str, step: &str, at: i64) -> Result<Vec<Order>, String> {
         let id = self.node(step)?;
         let state = self.steps[id.0].state();
-        if state != StepState::Error {
+        if !matches!(
+            state,
+            StepState::Error
+                | StepState::Complete
+                | StepState::Skipped
+                | StepState::ResolvedManually
+        ) {
             return Err(format!(
-                "step `{step}` is {state}: only a step that failed for good is retried"
+                "step `{step}` is {state}: only a step that failed for good or finished is \
+                 run again"
             ));
         }
-        self.steps[id.0]
-            .retry_by(by, at)
-            .map_err(|e| e.to_string())?;
+        if self.needs_rerun(id) {
+            self.rerun(by, id, at)?;
+        } else {
+            self.steps[id.0]
+                .retry_by(by, at)
+                .map_err(|e| e.to_string())?;
+        }
         self.unhold(by, at);
         let mut out = Vec::new();
         self.start_attempt(id, at, &mut out);
