@@ -115,6 +115,11 @@ async fn a_failed_step_resolved_by_hand_gives_its_result_downstream() {
     assert_eq!(held.steps["c"].state, StepState::Pending);
     assert!(!client.status(&run.id).await.unwrap().status.is_terminal());
 
+    // An event under the operator's name that is not an action is ignored.
+    client
+        .raise_event(&run.id, run::OPERATOR_EVENT, &json!("not an action"))
+        .await
+        .unwrap();
     resolve_step(&client, &run.id, "b", json!({ "by": "hand" }), "alice")
         .await
         .unwrap();

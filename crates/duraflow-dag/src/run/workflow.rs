@@ -82,9 +82,10 @@ async fn run(
                 operator = listen(&ctx);
                 match action {
                     Ok(action) => machine.act(&action, at),
-                    Err(e @ WorkflowError::Nondeterminism(_)) => return Err(e),
                     // An event that is not an action (it did not decode): nothing to do.
-                    Err(_) => Ok(Vec::new()),
+                    Err(WorkflowError::Payload(_)) => Ok(Vec::new()),
+                    // The wait itself failed (the instance is ending): so does the run.
+                    Err(e) => return Err(e),
                 }
             }
             Next::Ended(Ended::Timer(seq, Ok(()))) => machine.timer_fired(seq, at),
