@@ -16,7 +16,7 @@
 //! - [`cancel_run`]: the run is cancelled: the steps in flight are cancelled (their activities
 //!   abandoned, which cancels their tasks), every unfinished step is marked `cancelled`, the
 //!   run's state is `cancelled`, and the instance fails with code `dag_cancelled` (the report,
-//!   from [`dag_status`](super::dag_status), shows who cancelled it and why).
+//!   from [`dag_status`], shows who cancelled it and why).
 //!
 //! The helpers check what they can before sending (the instance is a running DAG run, the step
 //! exists and its state allows the action); the interpreter checks again when the action
