@@ -1,6 +1,7 @@
 //! The errors workflow and activity code returns and receives.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::failure::{Failure, FailureKind};
 use crate::op_id::OpId;
@@ -211,6 +212,10 @@ pub enum ActivityError {
         message: String,
         /// An optional machine-readable code, matched by `RetryPolicy::non_retryable`.
         code: Option<String>,
+        /// The earliest the next attempt may start, counted from the failure, when the
+        /// failing call said (a 429 or 503 with `Retry-After`); see
+        /// [`ActivityError::retry_after`].
+        retry_after: Option<Duration>,
     },
     /// A failure that retrying cannot fix: the activity fails at once.
     Terminal {
@@ -229,6 +234,7 @@ impl ActivityError {
         ActivityError::Retryable {
             message: message.to_string(),
             code: None,
+            retry_after: None,
         }
     }
 
@@ -243,15 +249,52 @@ impl ActivityError {
     /// Attaches a machine-readable code.
     pub fn with_code(self, code: impl Into<String>) -> Self {
         match self {
-            ActivityError::Retryable { message, .. } => ActivityError::Retryable {
+            ActivityError::Retryable {
+                message,
+                retry_after,
+                ..
+            } => ActivityError::Retryable {
                 message,
                 code: Some(code.into()),
+                retry_after,
             },
             ActivityError::Terminal { message, .. } => ActivityError::Terminal {
                 message,
                 code: Some(code.into()),
             },
             ActivityError::Cancelled => ActivityError::Cancelled,
+        }
+    }
+
+    /// Asks for the next attempt to start no sooner than `after` from now, instead of the
+    /// retry policy's backoff (as a server's `Retry-After` says). It takes the place of the
+    /// computed wait only when the policy allows another attempt; it is recorded in the
+    /// attempt's [`Failure::retry_after_ms`]. No effect on a terminal error.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use duraflow_core::ActivityError;
+    ///
+    /// let e = ActivityError::retryable("429 Too Many Requests").retry_after(Duration::from_secs(30));
+    /// assert_eq!(e.retry_after_hint(), Some(Duration::from_secs(30)));
+    /// assert_eq!(ActivityError::terminal("no").retry_after(Duration::from_secs(1)).retry_after_hint(), None);
+    /// ```
+    pub fn retry_after(self, after: Duration) -> Self {
+        match self {
+            ActivityError::Retryable { message, code, .. } => ActivityError::Retryable {
+                message,
+                code,
+                retry_after: Some(after),
+            },
+            other => other,
+        }
+    }
+
+    /// The wait asked for with [`ActivityError::retry_after`], if any.
+    pub fn retry_after_hint(&self) -> Option<Duration> {
+        match self {
+            ActivityError::Retryable { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 

@@ -97,6 +97,13 @@ pub struct Failure {
     /// How many attempts were made, for activities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// The wait before another attempt that the failing code asked for, in milliseconds
+    /// (`ActivityError::retry_after`, kept between 1 ms and `u32::MAX` ms, about 49 days;
+    /// non-zero so that a `Failure` stays as small as it was); `None` when it asked for none.
+    /// Journals written before it existed decode with `None`. [`Failure::retry_after`] reads
+    /// it as a `Duration`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<std::num::NonZeroU32>,
 }
 
 impl Failure {
@@ -109,6 +116,7 @@ impl Failure {
             source: None,
             op: None,
             attempts: None,
+            retry_after_ms: None,
         }
     }
 
@@ -123,6 +131,21 @@ impl Failure {
     pub fn with_attempts(mut self, attempts: u32) -> Self {
         self.attempts = Some(attempts);
         self
+    }
+
+    /// Records the wait before another attempt that the failing code asked for.
+    pub fn with_retry_after(mut self, after: Option<std::time::Duration>) -> Self {
+        self.retry_after_ms = after.and_then(|d| {
+            let ms = u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+            std::num::NonZeroU32::new(ms.max(1))
+        });
+        self
+    }
+
+    /// The wait before another attempt that the failing code asked for, if any.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.retry_after_ms
+            .map(|ms| std::time::Duration::from_millis(u64::from(ms.get())))
     }
 
     /// Records a user-chosen error code.

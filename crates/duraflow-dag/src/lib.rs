@@ -26,8 +26,10 @@
 //! a built-in workflow, `duraflow.dag`, interprets the template and each step's handler is an
 //! activity, so durability, leases, crash recovery, queues and the client apply unchanged.
 //! Its output, and [`run::dag_status`] while it runs, report every step's state, result and
-//! transitions. Retries run inside each activity's retry policy; lifecycle events and operator
-//! actions (retry, skip or resolve a failed step) are not built yet.
+//! transitions. The interpreter schedules each step's retries itself (every attempt and
+//! `waiting_for_retry` visible, with jitter and a handler's retry-after), and operators act on
+//! running runs through [`run::operator`] (retry or resolve a step, cancel the run), audited.
+//! Lifecycle events are not built yet.
 //!
 //! # Step kinds
 //!
@@ -73,10 +75,13 @@
 //! ```
 //!
 //! Step fields: `name`, `handler` (required); `depends_on` (default none); `retry`
-//! ([`RetrySpec`], default 3 attempts, exponential from 1 s, capped at 60 s); `timeout_ms`;
+//! ([`RetrySpec`], default 3 attempts, exponential from 1 s, capped at 60 s, jitter 0.1);
+//! `timeout_ms`;
 //! `skippable` (a step that fails for good is skipped instead and its dependents proceed);
 //! `queue`; `inputs` (field → [`InputRef`]: `$.input[.path]` or
-//! `$.steps.<step>.result[.path]`); `kind` (default `normal`). Unknown fields are errors.
+//! `$.steps.<step>.result[.path]`); `kind` (default `normal`). Template fields: `namespace`,
+//! `name`, `version`, `steps` (required); `description`, `input_schema`, `on_failure`
+//! ([`OnFailure`]: `fail`, the default, or `hold` for an operator). Unknown fields are errors.
 
 pub mod graph;
 mod registry;
@@ -92,7 +97,7 @@ pub use state::{
     Actor, Failed, History, RunState, StepAttempts, StepState, Transition, TransitionError,
 };
 pub use template::{
-    Backoff, InputRef, InputRefError, RetrySpec, Step, StepKind, Template, TemplateBuilder,
-    TemplateId,
+    Backoff, InputRef, InputRefError, OnFailure, RetrySpec, Step, StepKind, Template,
+    TemplateBuilder, TemplateId,
 };
 pub use validate::{validate, Invalid, ValidationError};

@@ -12,6 +12,7 @@ fn exponential(max_attempts: u32) -> RetrySpec {
         backoff: Backoff::Exponential,
         interval_ms: 100,
         max_interval_ms: 250,
+        jitter: 0.0,
     }
 }
 

@@ -81,6 +81,56 @@ fn step_scenarios() {
             (Cancelled, e),
         ],
     );
+    // Run again by an operator, directly or because an ancestor is.
+    walk(
+        Pending,
+        &[
+            (Enqueued, e),
+            (InProgress, e),
+            (Complete, e),
+            (Enqueued, op),
+            (InProgress, e),
+            (Complete, e),
+            (Pending, op),
+        ],
+    );
+    walk(
+        Pending,
+        &[
+            (Enqueued, e),
+            (InProgress, e),
+            (Error, e),
+            (Skipped, e),
+            (Enqueued, op),
+            (InProgress, e),
+            (Error, e),
+            (Pending, op),
+            (Skipped, e),
+            (Pending, op),
+        ],
+    );
+    walk(
+        Pending,
+        &[
+            (ResolvedManually, op),
+            (Enqueued, op),
+            (InProgress, e),
+            (Error, e),
+            (ResolvedManually, op),
+            (Pending, op),
+        ],
+    );
+    // Resolved by an operator while it waits for a retry.
+    walk(
+        Pending,
+        &[
+            (Enqueued, e),
+            (InProgress, e),
+            (Error, e),
+            (WaitingForRetry, e),
+            (ResolvedManually, op),
+        ],
+    );
 }
 
 fn run_scenarios() {

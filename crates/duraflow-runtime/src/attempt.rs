@@ -269,7 +269,8 @@ async fn failed_attempt(
     let retry_at = (e.is_retryable() && policy.retries_code(e.code()))
         .then(|| policy.delay_after(task.attempt, fastrand::f64()))
         .flatten()
-        .map(|d| now.plus(d));
+        // A wait the activity asked for (a `Retry-After`) replaces the policy's backoff.
+        .map(|d| now.plus(e.retry_after_hint().unwrap_or(d)));
     match retry_at {
         // The policy allows another attempt, but not before the schedule-to-close deadline:
         // the activity times out rather than exhausting retries it still had.
@@ -315,6 +316,7 @@ async fn failed_attempt(
 fn attempt_failure(e: &ActivityError, kind: FailureKind, label: &str, task: &TaskWork) -> Failure {
     Failure::new(kind, e.message())
         .with_code(e.code().map(str::to_owned))
+        .with_retry_after(e.retry_after_hint())
         .at(label, &task.op)
         .with_attempts(task.attempt)
 }

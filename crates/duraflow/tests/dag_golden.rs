@@ -50,7 +50,7 @@ fn the_recorded_order_journal_replays_to_its_output() {
     assert_eq!(without_registry.outcome, report.outcome);
     assert!(without_registry.new_events.is_empty());
     let recorded: DagReport = output.decode().unwrap();
-    assert_eq!(rebuild(&journal).unwrap(), recorded);
+    assert_eq!(rebuild("dag-golden", &journal).unwrap(), recorded);
     assert_eq!(
         recorded.steps.len(),
         12,

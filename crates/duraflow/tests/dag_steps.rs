@@ -95,6 +95,7 @@ async fn a_step_that_fails_for_good_fails_the_run_and_cancels_its_siblings() {
         backoff: Backoff::Fixed,
         interval_ms: 0,
         max_interval_ms: 0,
+        jitter: 0.0,
     };
     let template = Template::builder("t", "fails", "1")
         .step(Step::new("a", "first"))

@@ -180,6 +180,51 @@ async fn exhausting_max_attempts_fails_the_workflow_with_retries_exhausted() {
     engine.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_after_replaces_the_policy_backoff() {
+    let clock = virtual_clock();
+    let t0 = clock.now();
+    let asked = Duration::from_secs(30);
+    let (engine, log) = engine_with_flaky(
+        clock.clone(),
+        1,
+        ActivityError::retryable("429 Too Many Requests").retry_after(asked),
+    )
+    .await;
+    let client = engine.client();
+    let store = engine.store();
+    // The policy alone would retry after 1 s.
+    let policy = RetryPolicy::exponential(Duration::from_secs(1)).max_attempts(3);
+    let run = client.start("call-flaky", &policy).await.unwrap();
+    let (_, retry_at) = quiet(&client, store.as_ref(), &clock, &run.id).await;
+    assert_eq!(
+        retry_at,
+        Some(secs(t0, 30)),
+        "the retry waits what was asked"
+    );
+    clock.advance(asked - Duration::from_millis(1));
+    let (_, retry_at) = quiet(&client, store.as_ref(), &clock, &run.id).await;
+    assert_eq!(retry_at, Some(secs(t0, 30)));
+    assert_eq!(
+        attempts_of(&log),
+        [(1, t0)],
+        "no attempt before the asked time"
+    );
+    clock.advance(Duration::from_millis(1));
+    let out: String = client.wait(&run).timeout(common::DEADLINE).await.unwrap();
+    assert_eq!(out, "succeeded on attempt 2");
+    assert_eq!(attempts_of(&log), [(1, t0), (2, secs(t0, 30))]);
+    engine.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_failure_records_the_retry_after_it_asked_for() {
+    let error = ActivityError::retryable("busy").retry_after(Duration::from_secs(5));
+    let failure = fails_without_retry(error, RetryPolicy::none()).await;
+    assert_eq!(failure.kind, FailureKind::RetriesExhausted);
+    assert_eq!(failure.retry_after(), Some(Duration::from_secs(5)));
+}
+
 /// Runs `flaky` failing with `error` under a generous retry policy and returns the workflow's
 /// failure and the attempts made. The clock is never moved, so a retry could never run; the
 /// workflow failing at all shows that none was scheduled.

@@ -230,6 +230,58 @@ async fn failed_attempts_retry_after_their_backoff_on_virtual_time() {
     engine.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_retry_after_replaces_the_policy_backoff() {
+    let clock = virtual_clock();
+    let engine = Engine::builder()
+        .store(MemoryStore::new())
+        .clock(clock.clone())
+        .options(virtual_options())
+        .workflow("limited", |ctx: WorkflowContext, _: ()| async move {
+            let n: u32 = ctx
+                .step("call", |step| async move {
+                    if step.attempt() == 1 {
+                        Err(ActivityError::retryable("429").retry_after(Duration::from_secs(30)))
+                    } else {
+                        Ok(step.attempt())
+                    }
+                })
+                .retry(RetryPolicy::fixed(Duration::from_secs(5)))
+                .await?;
+            Ok::<_, WorkflowError>(n)
+        })
+        .start()
+        .await
+        .unwrap();
+    let client = engine.client();
+    let t0 = clock.now();
+    let id = client.start("limited", &()).await.unwrap();
+    let retry_at = eventually("the retry to be journaled", || {
+        let (client, id) = (client.clone(), id.clone());
+        async move {
+            let journal = client.history(&id, None).await.ok()?;
+            journal.iter().find_map(|e| match &e.kind {
+                EventKind::StepRetrying {
+                    retry_at, failure, ..
+                } => Some((*retry_at, failure.retry_after())),
+                _ => None,
+            })
+        }
+    })
+    .await;
+    assert_eq!(
+        retry_at,
+        (
+            t0.plus(Duration::from_secs(30)),
+            Some(Duration::from_secs(30))
+        )
+    );
+    clock.advance(Duration::from_secs(30));
+    let out: u32 = client.wait(&id).timeout(common::DEADLINE).await.unwrap();
+    assert_eq!(out, 2);
+    engine.shutdown().await;
+}
+
 /// Counts the turn lease renewals that succeeded.
 #[derive(Default)]
 struct Renewals(AtomicUsize);

@@ -96,6 +96,7 @@ pub(crate) fn failure() -> impl Strategy<Value = Failure> {
             source,
             op,
             attempts,
+            retry_after_ms: None,
         })
 }
 

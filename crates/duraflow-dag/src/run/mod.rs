@@ -11,19 +11,28 @@
 //!   validated and the input checked against its input schema; a bad input fails the run
 //!   (code `dag_invalid_start`).
 //! - Every ready step starts at once as an activity (its queue, its timeout as the attempt
-//!   timeout, its [`RetrySpec`](crate::RetrySpec) as the activity's
-//!   [`RetryPolicy`](duraflow_core::RetryPolicy), see [`retry_policy`]), with an input object
-//!   built from its `inputs` mappings. As each finishes, what became ready starts; there are
-//!   no waves. Which in-flight step the interpreter hears of next follows the journal's
-//!   order of completions, so replay reproduces it.
+//!   timeout), with an input object built from its `inputs` mappings. As each finishes, what
+//!   became ready starts; there are no waves. Which in-flight step the interpreter hears of
+//!   next follows the journal's order of completions, so replay reproduces it.
+//! - Each attempt is one activity call of one attempt; the interpreter schedules the retries
+//!   itself, so each is visible: a failed attempt moves the step `in_progress` → `error` →
+//!   `waiting_for_retry`, a durable timer waits the backoff of its
+//!   [`RetrySpec`](crate::RetrySpec) (spread by its jitter, drawn from a hash of the instance
+//!   id, the step and the attempt, so replay repeats it), and the step goes `enqueued` →
+//!   `in_progress` for the next attempt. A handler's
+//!   `ActivityError::retryable(..).retry_after(d)` (a 429's `Retry-After`) replaces the
+//!   computed wait; a terminal error fails the step at once.
 //! - A decision step's handler returns the names of the targets to run (a JSON array of
 //!   strings, or one string); a batch step's handler returns a JSON array of items, each run by
 //!   the batch's `worker` with the item as its input (at most `concurrency` at a time), and the
 //!   convergence step receives its mapped inputs plus `results`, the workers' results in item
 //!   order. A worker's step name is `batch[i]`.
-//! - A step that fails for good (its activity's retries spent, or a non-retryable error; or a
+//! - A step that fails for good (its attempts spent, or a non-retryable error; or a
 //!   decision or batch result the template does not allow) is skipped if it is `skippable`,
-//!   and otherwise fails the run (code `dag_step_failed`), cancelling the steps in flight.
+//!   and otherwise fails the run (code `dag_step_failed`), cancelling the steps in flight;
+//!   or, with the template's `on_failure: hold`, moves the run to `error` and waits for an
+//!   operator ([`operator`]: retry or resolve the step, or cancel the run, which fails the
+//!   instance with code `dag_cancelled`).
 //! - A completed run's output is a [`DagReport`]: every step's result, state and transitions.
 //!   [`dag_status`] rebuilds the same report from a running (or failed) run's journal.
 //!
@@ -55,7 +64,9 @@
 
 mod in_flight;
 mod machine;
+pub mod operator;
 mod report;
+mod retry;
 mod status;
 mod step_io;
 mod workflow;
@@ -65,9 +76,13 @@ use serde_json::Value;
 
 use crate::template::Template;
 
+pub use operator::{
+    cancel_run, resolve_step, retry_step, Action, OperatorAction, OperatorError, RejectedAction,
+    OPERATOR_EVENT,
+};
 pub use report::{DagReport, StepReport};
 pub use status::{dag_status, rebuild, StatusError};
-pub use workflow::{interpreter, register, retry_policy};
+pub use workflow::{interpreter, register};
 
 /// The name the interpreter workflow is registered under.
 pub const WORKFLOW_NAME: &str = "duraflow.dag";
@@ -137,5 +152,7 @@ impl DagStart {
     }
 }
 
+#[cfg(test)]
+mod retry_tests;
 #[cfg(test)]
 mod tests;

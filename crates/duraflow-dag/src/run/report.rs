@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::operator::RejectedAction;
 use crate::state::{RunState, StepState, Transition};
 use crate::template::TemplateId;
 
@@ -23,6 +24,10 @@ pub struct DagReport {
     /// Every step's state and transitions, by step name (batch workers included once their
     /// batch step has completed).
     pub steps: BTreeMap<String, StepReport>,
+    /// Operator actions the run could not take (an unknown step, a step whose state does not
+    /// allow it), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rejected_actions: Vec<RejectedAction>,
 }
 
 /// One step's state in a run and how it got there.
@@ -30,9 +35,7 @@ pub struct DagReport {
 pub struct StepReport {
     /// The current state.
     pub state: StepState,
-    /// Attempts made: 1 once the step was launched, or as many as its activity's failure
-    /// reported (the retries inside the activity's own retry policy are not seen one by one,
-    /// so a step that succeeded after retries shows 1).
+    /// Attempts started (each is one activity call; the interpreter schedules the retries).
     pub attempts: u32,
     /// Every transition, oldest first.
     pub transitions: Vec<Transition<StepState>>,

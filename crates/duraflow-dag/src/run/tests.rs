@@ -4,18 +4,35 @@
 
 use serde_json::{json, Value};
 
-use super::machine::{Launch, RunMachine};
+use super::machine::{Launch, Order, RunMachine};
+use super::retry::AttemptFailure;
 use super::workflow::prepare;
 use crate::state::{RunState, StepState};
 use crate::template::{Step, Template};
 
 fn start(template: Template, input: Value) -> (RunMachine, Vec<Launch>) {
     let registered = prepare(&template, &input).unwrap();
-    RunMachine::new(&registered, input, 0)
+    let (m, orders) = RunMachine::new(&registered, input, 0, 0);
+    (m, launches(orders))
+}
+
+/// The launches among `orders` (panics on a timer: these tests expect none).
+fn launches(orders: Vec<Order>) -> Vec<Launch> {
+    orders
+        .into_iter()
+        .map(|o| match o {
+            Order::Launch(l) => l,
+            Order::Sleep { .. } => panic!("unexpected timer {o:?}"),
+        })
+        .collect()
 }
 
 fn handlers(launches: &[Launch]) -> Vec<&str> {
     launches.iter().map(|l| l.handler.as_str()).collect()
+}
+
+fn terminal(message: &str) -> AttemptFailure {
+    AttemptFailure::terminal(message)
 }
 
 #[test]
@@ -26,15 +43,15 @@ fn a_batch_runs_at_most_its_concurrency_and_converges_in_item_order() {
         .build();
     let (mut m, first) = start(template, json!({}));
     assert_eq!(handlers(&first), ["list"]);
-    let workers = m.succeeded(0, json!(["a", "b", "c"]), 1).unwrap();
+    let workers = launches(m.succeeded(0, json!(["a", "b", "c"]), 1).unwrap());
     assert_eq!(handlers(&workers), ["work", "work"], "two at a time");
     assert_eq!(workers[0].input, json!("a"));
     // Worker 1 ends first: worker 2 starts.
-    let next = m.succeeded(workers[1].seq, json!("B"), 2).unwrap();
+    let next = launches(m.succeeded(workers[1].seq, json!("B"), 2).unwrap());
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].input, json!("c"));
     assert!(m.succeeded(next[0].seq, json!("C"), 3).unwrap().is_empty());
-    let join = m.succeeded(workers[0].seq, json!("A"), 4).unwrap();
+    let join = launches(m.succeeded(workers[0].seq, json!("A"), 4).unwrap());
     assert_eq!(join[0].input, json!({ "results": ["A", "B", "C"] }));
     assert!(m.succeeded(join[0].seq, json!(null), 5).unwrap().is_empty());
     assert!(m.is_finished());
@@ -54,7 +71,9 @@ fn a_skippable_step_that_fails_is_skipped_and_its_dependents_run() {
         )
         .build();
     let (mut m, first) = start(template, json!({}));
-    let next = m.failed(first[0].seq, "no luck", Some(4), 1).unwrap();
+    let mut failure = terminal("no luck");
+    failure.attempts = Some(4);
+    let next = launches(m.failed(first[0].seq, &failure, 1).unwrap());
     assert_eq!(next[0].input, json!({ "got": null }));
     assert_eq!(m.report().steps["maybe"].state, StepState::Skipped);
     assert_eq!(
@@ -74,11 +93,14 @@ fn decisions_take_a_name_or_a_list_and_refuse_anything_else() {
             .build()
     };
     let (mut m, _) = start(template(), json!({}));
-    assert_eq!(handlers(&m.succeeded(0, json!("y"), 1).unwrap()), ["y"]);
+    assert_eq!(
+        handlers(&launches(m.succeeded(0, json!("y"), 1).unwrap())),
+        ["y"]
+    );
     assert_eq!(m.report().steps["x"].state, StepState::Skipped);
 
     let (mut m, _) = start(template(), json!({}));
-    let both = m.succeeded(0, json!(["x", "y"]), 1).unwrap();
+    let both = launches(m.succeeded(0, json!(["x", "y"]), 1).unwrap());
     assert_eq!(handlers(&both), ["x", "y"]);
 
     for bad in [json!(3), json!([1]), json!(["x", "nope"])] {
@@ -127,32 +149,6 @@ fn inputs_are_mapped_from_the_run_input_and_upstream_results() {
     );
     let (mut m, first) = start(template, json!({ "order": { "id": "o-1" } }));
     assert_eq!(first[0].input, json!({ "id": "o-1" }));
-    let next = m.succeeded(0, json!({ "receipt": "r-1" }), 1).unwrap();
+    let next = launches(m.succeeded(0, json!({ "receipt": "r-1" }), 1).unwrap());
     assert_eq!(next[0].input, json!({ "r": "r-1", "missing": null }));
-}
-
-#[test]
-fn a_retry_spec_becomes_an_activity_policy_with_the_same_waits() {
-    use std::time::Duration;
-
-    use crate::template::{Backoff, RetrySpec};
-
-    for backoff in [Backoff::Fixed, Backoff::Exponential] {
-        let spec = RetrySpec {
-            max_attempts: 6,
-            backoff,
-            interval_ms: 250,
-            max_interval_ms: 1_500,
-        };
-        let policy = super::retry_policy(&spec);
-        assert_eq!(policy.max_attempts, 6);
-        for failed in 1..=6 {
-            let expected = spec.delay_after(failed).map(Duration::from_millis);
-            assert_eq!(
-                policy.delay_after(failed, 0.5),
-                expected,
-                "{backoff:?} {failed}"
-            );
-        }
-    }
 }

@@ -26,7 +26,7 @@ pub enum Failed {
 /// use duraflow_dag::state::{Failed, StepAttempts};
 /// use duraflow_dag::{Backoff, RetrySpec, StepState};
 ///
-/// let retry = RetrySpec { max_attempts: 2, backoff: Backoff::Fixed, interval_ms: 500, max_interval_ms: 500 };
+/// let retry = RetrySpec { max_attempts: 2, backoff: Backoff::Fixed, interval_ms: 500, max_interval_ms: 500, jitter: 0.0 };
 /// let mut step = StepAttempts::new();
 /// step.enqueue("parents done", 0)?;
 /// step.start(10)?;
@@ -44,6 +44,10 @@ pub struct StepAttempts {
     history: History<StepState>,
     attempt: u32,
     retry_at: Option<i64>,
+    /// The attempts made before an operator's latest retry: the retry policy counts the
+    /// attempts after it.
+    #[serde(default)]
+    round_start: u32,
 }
 
 impl Default for StepAttempts {
@@ -59,6 +63,7 @@ impl StepAttempts {
             history: History::new(StepState::Pending),
             attempt: 0,
             retry_at: None,
+            round_start: 0,
         }
     }
 
@@ -75,6 +80,12 @@ impl StepAttempts {
     /// Attempts started so far.
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// Attempts started since an operator last retried the step (all of them if none did):
+    /// what the retry policy counts.
+    pub fn attempts_in_round(&self) -> u32 {
+        self.attempt - self.round_start
     }
 
     /// When the next attempt is due, while the step waits for a retry.
@@ -127,12 +138,28 @@ impl StepAttempts {
         skippable: bool,
         at: i64,
     ) -> Result<Failed, TransitionError> {
+        let wait = retry.delay_after(self.attempts_in_round());
+        self.fail_after(reason, wait, retry.max_attempts, skippable, at)
+    }
+
+    /// The running attempt failed and the caller decided the wait before the next one
+    /// (`None`: no retry, because the error is not retryable or no attempt is left; of
+    /// `max_attempts`, for the audit trail): records the error, then waits for the retry,
+    /// skips a skippable step, or leaves the step failed for good.
+    pub fn fail_after(
+        &mut self,
+        reason: &str,
+        wait: Option<u64>,
+        max_attempts: u32,
+        skippable: bool,
+        at: i64,
+    ) -> Result<Failed, TransitionError> {
         self.apply(StepState::Error, reason, at)?;
-        if let Some(wait) = retry.delay_after(self.attempt) {
+        if let Some(wait) = wait {
             let due = at.saturating_add(i64::try_from(wait).unwrap_or(i64::MAX));
             let why = format!(
-                "attempt {} of {} failed; retry at {due}",
-                self.attempt, retry.max_attempts
+                "attempt {} of {max_attempts} failed; retry at {due}",
+                self.attempts_in_round(),
             );
             self.apply(StepState::WaitingForRetry, &why, at)?;
             self.retry_at = Some(due);
@@ -143,6 +170,40 @@ impl StepAttempts {
         } else {
             Ok(Failed::ForGood)
         }
+    }
+
+    /// An operator runs the step again (from `error`, or from `complete`, `skipped` or
+    /// `resolved_manually` to run it and its descendants again): it is enqueued, and the retry
+    /// policy counts its attempts afresh.
+    pub fn retry_by(&mut self, operator: &str, at: i64) -> Result<(), TransitionError> {
+        let reason = format!("retried by operator {operator}");
+        self.apply_by(
+            StepState::Enqueued,
+            &reason,
+            Actor::Operator(operator.to_owned()),
+            at,
+        )?;
+        self.round_start = self.attempt;
+        Ok(())
+    }
+
+    /// An operator runs an ancestor of the step again: it goes back to pending, to run again
+    /// (its attempts counted afresh) once its parents have.
+    pub fn rewind_by(
+        &mut self,
+        operator: &str,
+        ancestor: &str,
+        at: i64,
+    ) -> Result<(), TransitionError> {
+        let reason = format!("operator {operator} runs its ancestor `{ancestor}` again");
+        self.apply_by(
+            StepState::Pending,
+            &reason,
+            Actor::Operator(operator.to_owned()),
+            at,
+        )?;
+        self.round_start = self.attempt;
+        Ok(())
     }
 
     /// Any other move (cancel, skip, or an operator's): through the table, into the trail.

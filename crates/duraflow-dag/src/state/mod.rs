@@ -138,9 +138,12 @@ pub trait Machine: Copy + Eq + fmt::Debug + fmt::Display + Sized + 'static {
     fn table() -> &'static [Row<Self>];
     /// The state's name, as in templates and the audit trail (`waiting_for_retry`).
     fn name(self) -> &'static str;
-    /// Whether no move leaves the state.
+    /// Whether the engine makes no move out of the state (only an operator may: to run a
+    /// finished step again, see the step table's operator rows).
     fn is_terminal(self) -> bool {
-        Self::table().iter().all(|r| r.from != self)
+        Self::table()
+            .iter()
+            .all(|r| r.from != self || r.operator_only)
     }
 }
 

@@ -11,7 +11,8 @@ machine_states! {
         Enqueued = "enqueued",
         /// An attempt is running.
         InProgress = "in_progress",
-        /// Its handler succeeded. Terminal.
+        /// Its handler succeeded. Terminal for the engine (an operator who runs an ancestor
+        /// or the step again sends it back).
         Complete = "complete",
         /// An attempt failed; failed for good unless retried, skipped or resolved.
         Error = "error",
@@ -19,16 +20,16 @@ machine_states! {
         WaitingForRetry = "waiting_for_retry",
         /// The run was cancelled before the step finished. Terminal.
         Cancelled = "cancelled",
-        /// Not run: not chosen by a decision, or skipped as allowed. Terminal.
+        /// Not run: not chosen by a decision, or skipped as allowed. Terminal for the engine.
         Skipped = "skipped",
-        /// An operator set its outcome by hand. Terminal.
+        /// An operator set its outcome by hand. Terminal for the engine.
         ResolvedManually = "resolved_manually",
     }
 }
 
 use StepState::*;
 
-static TRANSITIONS: [Row<StepState>; 16] = [
+static TRANSITIONS: [Row<StepState>; 24] = [
     Row::new(
         Pending,
         Enqueued,
@@ -75,4 +76,49 @@ static TRANSITIONS: [Row<StepState>; 16] = [
     Row::new(Error, Cancelled, false, "the run is cancelled"),
     Row::new(WaitingForRetry, Enqueued, false, "the backoff elapsed"),
     Row::new(WaitingForRetry, Cancelled, false, "the run is cancelled"),
+    Row::new(
+        WaitingForRetry,
+        ResolvedManually,
+        true,
+        "an operator resolves it while it waits for a retry",
+    ),
+    // An operator runs a finished step again: the step is enqueued, and its descendants go
+    // back to pending to run again after it.
+    Row::new(Complete, Enqueued, true, "an operator runs it again"),
+    Row::new(
+        Skipped,
+        Enqueued,
+        true,
+        "an operator runs a step skipped after its failure again",
+    ),
+    Row::new(
+        ResolvedManually,
+        Enqueued,
+        true,
+        "an operator runs a step resolved by hand after all",
+    ),
+    Row::new(
+        Complete,
+        Pending,
+        true,
+        "an operator runs one of its ancestors again",
+    ),
+    Row::new(
+        Skipped,
+        Pending,
+        true,
+        "an operator runs one of its ancestors again",
+    ),
+    Row::new(
+        ResolvedManually,
+        Pending,
+        true,
+        "an operator runs one of its ancestors again",
+    ),
+    Row::new(
+        Error,
+        Pending,
+        true,
+        "an operator runs one of its ancestors again",
+    ),
 ];

@@ -1,6 +1,6 @@
 //! The Rust builder for templates.
 
-use super::{Step, Template};
+use super::{OnFailure, Step, Template};
 
 /// Builds a [`Template`] in code; [`Template::builder`] starts one.
 ///
@@ -33,6 +33,7 @@ impl TemplateBuilder {
                 version: version.into(),
                 description: String::new(),
                 input_schema: None,
+                on_failure: OnFailure::default(),
                 steps: Vec::new(),
             },
         }
@@ -47,6 +48,12 @@ impl TemplateBuilder {
     /// Sets the JSON Schema the run's input must satisfy.
     pub fn input_schema(mut self, schema: serde_json::Value) -> Self {
         self.template.input_schema = Some(schema);
+        self
+    }
+
+    /// Sets what a run does when a step fails for good ([`OnFailure`]).
+    pub fn on_failure(mut self, on_failure: OnFailure) -> Self {
+        self.template.on_failure = on_failure;
         self
     }
 

@@ -34,6 +34,9 @@ pub struct Template {
     /// A JSON Schema the run's input must satisfy; checked when a run starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_schema: Option<serde_json::Value>,
+    /// What a run does when a step fails for good: fail (the default) or hold for an operator.
+    #[serde(default, skip_serializing_if = "OnFailure::is_fail")]
+    pub on_failure: OnFailure,
     /// The steps, in any order; edges are given by each step's `depends_on`.
     pub steps: Vec<Step>,
 }
@@ -60,6 +63,28 @@ impl Template {
     /// The step named `name`, if there is one.
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// What a run does when a step that is not skippable fails for good.
+///
+/// In YAML: `on_failure: fail` (the default, may be left out) or `on_failure: hold`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The run fails at once (code `dag_step_failed`), cancelling the steps in flight.
+    #[default]
+    Fail,
+    /// The run moves to `error` and waits for an operator to retry or resolve the failed step
+    /// or to cancel the run (see `run::operator`); the instance keeps running, and steps that
+    /// do not depend on the failed one carry on.
+    Hold,
+}
+
+impl OnFailure {
+    /// Whether this is [`OnFailure::Fail`].
+    pub fn is_fail(&self) -> bool {
+        matches!(self, OnFailure::Fail)
     }
 }
 

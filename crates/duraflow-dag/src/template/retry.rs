@@ -14,22 +14,23 @@ pub enum Backoff {
 }
 
 /// A step's retry policy: at most `max_attempts` attempts (the first included), waiting
-/// `interval_ms` before the second, then per `backoff`, never more than `max_interval_ms`.
+/// `interval_ms` before the second, then per `backoff`, never more than `max_interval_ms`;
+/// each wait is then spread by `jitter` (see [`RetrySpec::jittered_delay_after`]).
 ///
 /// In YAML: `retry: { max_attempts: 5, backoff: exponential, interval_ms: 1000,
-/// max_interval_ms: 30000 }`; every field may be left out. The default is 3 attempts,
-/// exponential from 1 s, capped at 60 s.
+/// max_interval_ms: 30000, jitter: 0.2 }`; every field may be left out. The default is 3
+/// attempts, exponential from 1 s, capped at 60 s, with a jitter of 0.1 (±10%).
 ///
 /// ```
 /// use duraflow_dag::{Backoff, RetrySpec};
 ///
-/// let r = RetrySpec { max_attempts: 4, backoff: Backoff::Exponential, interval_ms: 100, max_interval_ms: 300 };
+/// let r = RetrySpec { max_attempts: 4, backoff: Backoff::Exponential, interval_ms: 100, max_interval_ms: 300, jitter: 0.0 };
 /// assert_eq!(r.delay_after(1), Some(100));
 /// assert_eq!(r.delay_after(2), Some(200));
 /// assert_eq!(r.delay_after(3), Some(300)); // capped
 /// assert_eq!(r.delay_after(4), None); // no fifth attempt
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetrySpec {
     /// Attempts in all, the first included; 1 means no retry.
@@ -40,6 +41,10 @@ pub struct RetrySpec {
     pub interval_ms: u64,
     /// The longest wait, in milliseconds.
     pub max_interval_ms: u64,
+    /// The relative spread of each wait, from 0.0 (none) to 1.0: a jitter of 0.2 multiplies
+    /// the wait by a factor in `[0.8, 1.2]` (then caps it again), so that steps failing
+    /// together do not all retry at the same moment. Values outside `0.0..=1.0` are clamped.
+    pub jitter: f64,
 }
 
 impl Default for RetrySpec {
@@ -49,6 +54,7 @@ impl Default for RetrySpec {
             backoff: Backoff::Exponential,
             interval_ms: 1_000,
             max_interval_ms: 60_000,
+            jitter: 0.1,
         }
     }
 }
@@ -77,6 +83,42 @@ impl RetrySpec {
         };
         Some(wait.min(self.max_interval_ms))
     }
+
+    /// [`delay_after`](Self::delay_after) spread by `jitter`: `sample` is a number in `[0, 1)`
+    /// (0.5 means no spread); the wait is multiplied by `1 - jitter + 2 * jitter * sample`
+    /// and capped at `max_interval_ms`.
+    ///
+    /// ```
+    /// use duraflow_dag::RetrySpec;
+    ///
+    /// let r = RetrySpec { interval_ms: 1_000, jitter: 0.2, ..RetrySpec::default() };
+    /// assert_eq!(r.jittered_delay_after(1, 0.5), Some(1_000));
+    /// assert_eq!(r.jittered_delay_after(1, 0.0), Some(800));
+    /// assert_eq!(r.jittered_delay_after(1, 0.75), Some(1_100));
+    /// assert_eq!(r.jittered_delay_after(3, 0.5), None);
+    /// ```
+    pub fn jittered_delay_after(&self, failed: u32, sample: f64) -> Option<u64> {
+        let base = self.delay_after(failed)?;
+        let jitter = if self.jitter.is_finite() {
+            self.jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+        let sample = if sample.is_finite() {
+            sample.clamp(0.0, 1.0)
+        } else {
+            0.5
+        };
+        let factor = 1.0 - jitter + 2.0 * jitter * sample;
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "a non-negative wait in milliseconds, rounded"
+        )]
+        let wait = (base as f64 * factor).round() as u64;
+        Some(wait.min(self.max_interval_ms))
+    }
 }
 
 #[cfg(test)]
@@ -90,6 +132,7 @@ mod tests {
             backoff: Backoff::Fixed,
             interval_ms: 500,
             max_interval_ms: 400,
+            jitter: 0.0,
         };
         assert_eq!(r.delay_after(1), Some(400));
         assert_eq!(r.delay_after(2), Some(400));

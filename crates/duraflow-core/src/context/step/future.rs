@@ -99,6 +99,7 @@ pub(crate) fn step_failure(name: &str, op: &OpId, e: &ActivityError) -> Failure 
     };
     Failure::new(kind, e.message())
         .with_code(e.code().map(str::to_owned))
+        .with_retry_after(e.retry_after_hint())
         .at(format!("step {name:?}"), op)
 }
 
@@ -138,7 +139,9 @@ where
         let retryable = retryable && self.retry.retries_code(failure.code.as_deref());
         let delay = retryable
             .then(|| self.retry.delay_after(self.attempt, self.jitter_sample(s)))
-            .flatten();
+            .flatten()
+            // A wait the step asked for (a `Retry-After`) replaces the policy's backoff.
+            .map(|d| failure.retry_after().unwrap_or(d));
         match delay {
             Some(delay) => EventKind::StepRetrying {
                 op,
