@@ -26,6 +26,9 @@
 //!   and otherwise fails the run (code `dag_step_failed`), cancelling the steps in flight.
 //! - A completed run's output is a [`DagReport`]: every step's result, state and transitions.
 //!   [`dag_status`] rebuilds the same report from a running (or failed) run's journal.
+//! - Every transition of the run and of its steps is published to the store's feed as a
+//!   [`LifecycleEvent`] (topics under [`TOPIC_PREFIX`]) with the commit of the turn that made
+//!   it; [`dag_events`] subscribes to them, at least once across restarts.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -53,7 +56,9 @@
 //! # Ok(()) }
 //! ```
 
+mod events;
 mod in_flight;
+mod lifecycle;
 mod machine;
 mod report;
 mod status;
@@ -65,6 +70,8 @@ use serde_json::Value;
 
 use crate::template::Template;
 
+pub use events::{dag_events, dag_events_with, DagEvents};
+pub use lifecycle::{LifecycleEvent, RunEvent, StepEvent, TOPIC_PREFIX};
 pub use report::{DagReport, StepReport};
 pub use status::{dag_status, rebuild, StatusError};
 pub use workflow::{interpreter, register, retry_policy};

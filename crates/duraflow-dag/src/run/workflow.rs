@@ -10,6 +10,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::in_flight::InFlight;
+use super::lifecycle::Published;
 use super::machine::{Launch, RunMachine};
 use super::{DagReport, DagStart, TemplateSource, TEMPLATE_STEP, WORKFLOW_NAME};
 use crate::registry::{Registered, Registry, RegistryError};
@@ -48,6 +49,8 @@ async fn run(
     let registered = prepare(&template, &start.input)
         .map_err(|e| WorkflowError::application_with_code(e, "dag_invalid_start"))?;
     let (mut machine, first) = RunMachine::new(&registered, start.input, ctx.now().as_millis());
+    let mut published = Published::default();
+    published.publish(&ctx, &machine)?;
     let mut in_flight = InFlight::default();
     launch(&ctx, registered.template(), first, &mut in_flight);
     while !machine.is_finished() {
@@ -68,6 +71,7 @@ async fn run(
                 machine.failed(seq, &e.to_string(), attempts, at)
             }
         };
+        published.publish(&ctx, &machine)?;
         match next {
             Ok(launches) => launch(&ctx, registered.template(), launches, &mut in_flight),
             // Returning drops `in_flight`: the steps still running are cancelled.
