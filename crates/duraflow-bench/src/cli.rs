@@ -23,7 +23,8 @@ pub(crate) struct Cli {
     /// start-latency 1,000 starts, fan-out 10,000 activities, timers 10,000 workflows, replay
     /// 10,000 operations in the largest workflow (the series is N/1000, N/100, N/10, N),
     /// parked 100,000 workflows, recovery 1,000 workflows, steps 200 steps per workflow, map
-    /// 10,000 items, queue-fetch 1,000,000 pending instances on 100 queues).
+    /// 10,000 items, queue-fetch 1,000,000 pending instances on 100 queues, dag-events 100,000
+    /// lifecycle events).
     #[arg(long)]
     pub(crate) n: Option<u64>,
 
@@ -110,13 +111,16 @@ pub(crate) enum Workload {
     /// Fetch latency on a queue of 1,000 turns, before and after N pending instances are
     /// added on 100 other queues.
     QueueFetch,
+    /// DAG runs publishing at least N lifecycle events: subscriber delivery rate, live and
+    /// catching up.
+    DagEvents,
     /// Every workload.
     All,
 }
 
 impl Workload {
     /// Every workload, in the order `all` runs them.
-    pub(crate) const EVERY: [Workload; 11] = [
+    pub(crate) const EVERY: [Workload; 12] = [
         Workload::Throughput,
         Workload::Sequential,
         Workload::StartLatency,
@@ -128,6 +132,7 @@ impl Workload {
         Workload::Steps,
         Workload::Map,
         Workload::QueueFetch,
+        Workload::DagEvents,
     ];
 
     /// The name on the command line and in results.
@@ -144,6 +149,7 @@ impl Workload {
             Workload::Steps => "steps",
             Workload::Map => "map",
             Workload::QueueFetch => "queue-fetch",
+            Workload::DagEvents => "dag-events",
             Workload::All => "all",
         }
     }
@@ -157,6 +163,7 @@ impl Workload {
             Workload::FanOut | Workload::Timers | Workload::Replay | Workload::Map => 10_000,
             Workload::Parked => 100_000,
             Workload::QueueFetch => 1_000_000,
+            Workload::DagEvents => 100_000,
             Workload::All => 0,
         }
     }

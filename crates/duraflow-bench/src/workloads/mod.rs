@@ -1,5 +1,6 @@
 //! The workloads, one module each, and the session (store, engine, client) they run in.
 
+mod dag_events;
 mod events;
 mod fan_out;
 mod map;
@@ -43,6 +44,7 @@ pub(crate) async fn run(
         Workload::Steps => steps::run(env, n, config.count_commits).await,
         Workload::Map => map::run(env, n).await,
         Workload::QueueFetch => queue_fetch::run(env, n).await,
+        Workload::DagEvents => dag_events::run(env, n).await,
         Workload::All => Err("`all` is not a single workload".into()),
     }
 }
@@ -142,6 +144,17 @@ pub(crate) fn settings(workload: Workload, config: &Config) -> Figures {
             .int("rounds", queue_fetch::ROUNDS as u64)
             .int("create_concurrency", queue_fetch::CREATE_CONCURRENCY as u64)
             .text("engine", "none: the Store API directly");
+        }
+        Workload::DagEvents => {
+            s.text(
+                "unit",
+                "DAG runs publishing at least n lifecycle events, followed live by one \
+                 subscriber, then read from the start by another (decode + ack per batch)",
+            )
+            .int("steps_per_run", dag_events::WIDTH as u64 + 2)
+            .int("events_per_run", dag_events::PER_RUN)
+            .int("subscriber_batch", dag_events::BATCH as u64)
+            .int("start_concurrency", START_CONCURRENCY as u64);
         }
         Workload::All => {}
     }
