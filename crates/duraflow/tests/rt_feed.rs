@@ -146,6 +146,12 @@ async fn at_least_once_across_a_restart(store: Arc<dyn Store>) {
         client.raise_event(&run.id, "go", &0u32).await.unwrap();
         let _: u32 = client.wait(run).timeout(DEADLINE).await.unwrap();
     }
+    // Records of other topics are passed over: the subscription moves past them.
+    let last = store.read_feed(0, 1_000, None).await.unwrap();
+    let last = last.last().unwrap().position;
+    let mut past = client.subscribe("projector", options()).await.unwrap();
+    assert!(past.try_next_batch().await.unwrap().is_empty());
+    assert_eq!(past.delivered(), last, "past the other.* records");
     engine.shutdown().await;
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_store::feed::validate_subscriber;
+use duraflow_store::feed::{read_limit, validate_subscriber};
 use duraflow_store::{FeedEntry, Store};
 
 use super::Client;
@@ -14,7 +14,8 @@ use crate::error::ClientError;
 pub struct SubscribeOptions {
     /// Only records whose topic starts with this (all when `None`).
     pub topic_prefix: Option<String>,
-    /// The most records one batch holds (default 512).
+    /// The most records one batch holds (default 512; at most
+    /// [`duraflow_store::feed::MAX_FEED_READ`]).
     pub batch: usize,
     /// How often to look for new records when none has been appended in this process (records
     /// committed in this process wake the subscription at once; those of other processes are
@@ -100,27 +101,43 @@ impl Subscription {
         &self.name
     }
 
-    /// The position of the last record handed out (the saved cursor before the first batch).
+    /// The position of the last record handed out or passed over (the saved cursor before the
+    /// first batch).
     pub fn delivered(&self) -> u64 {
         self.delivered
     }
 
     /// The next records after the last one handed out, up to the batch size, without waiting:
     /// empty when there are none yet.
+    ///
+    /// With a topic prefix, records are read in position order and filtered here, and the
+    /// subscription moves past the records it filters out too ([`Subscription::delivered`]
+    /// counts them), so a subscriber whose topics are rare does not read the same records
+    /// again at every poll, and acknowledging what it was handed skips them for good.
     pub async fn try_next_batch(&mut self) -> Result<Vec<FeedEntry>, ClientError> {
-        let batch = self
-            .store
-            .read_feed(
-                self.delivered,
-                self.options.batch,
-                self.options.topic_prefix.as_deref(),
-            )
-            .await
-            .map_err(ClientError::Store)?;
-        if let Some(last) = batch.last() {
+        let limit = read_limit(self.options.batch);
+        loop {
+            let read = self
+                .store
+                .read_feed(self.delivered, limit, None)
+                .await
+                .map_err(ClientError::Store)?;
+            let Some(last) = read.last() else {
+                return Ok(read);
+            };
             self.delivered = last.position;
+            let full = read.len() >= limit;
+            let batch: Vec<FeedEntry> = match &self.options.topic_prefix {
+                Some(prefix) => read
+                    .into_iter()
+                    .filter(|e| e.topic.starts_with(prefix.as_str()))
+                    .collect(),
+                None => read,
+            };
+            if !batch.is_empty() || !full {
+                return Ok(batch);
+            }
         }
-        Ok(batch)
     }
 
     /// The next records after the last one handed out, waiting until there is at least one:
