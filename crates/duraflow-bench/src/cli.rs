@@ -25,7 +25,7 @@ pub(crate) struct Cli {
     /// parked 100,000 workflows, recovery 1,000 workflows, steps 200 steps per workflow, map
     /// 10,000 items, queue-fetch 1,000,000 pending instances on 100 queues, dag-chain 1,000
     /// steps, dag-fan-out 1,000 parallel steps, dag-readiness 100,000 steps in the largest DAG
-    /// (the series is N/100, N/10, N)).
+    /// (the series is N/100, N/10, N), dag-events 100,000 lifecycle events).
     #[arg(long)]
     pub(crate) n: Option<u64>,
 
@@ -118,13 +118,16 @@ pub(crate) enum Workload {
     DagFanOut,
     /// Ready-step discovery alone (no engine) in DAGs of N/100, N/10 and N steps.
     DagReadiness,
+    /// DAG runs publishing at least N lifecycle events: subscriber delivery rate, live and
+    /// catching up.
+    DagEvents,
     /// Every workload.
     All,
 }
 
 impl Workload {
     /// Every workload, in the order `all` runs them.
-    pub(crate) const EVERY: [Workload; 14] = [
+    pub(crate) const EVERY: [Workload; 15] = [
         Workload::Throughput,
         Workload::Sequential,
         Workload::StartLatency,
@@ -139,6 +142,7 @@ impl Workload {
         Workload::DagChain,
         Workload::DagFanOut,
         Workload::DagReadiness,
+        Workload::DagEvents,
     ];
 
     /// The name on the command line and in results.
@@ -158,6 +162,7 @@ impl Workload {
             Workload::DagChain => "dag-chain",
             Workload::DagFanOut => "dag-fan-out",
             Workload::DagReadiness => "dag-readiness",
+            Workload::DagEvents => "dag-events",
             Workload::All => "all",
         }
     }
@@ -175,6 +180,7 @@ impl Workload {
             Workload::FanOut | Workload::Timers | Workload::Replay | Workload::Map => 10_000,
             Workload::Parked | Workload::DagReadiness => 100_000,
             Workload::QueueFetch => 1_000_000,
+            Workload::DagEvents => 100_000,
             Workload::All => 0,
         }
     }

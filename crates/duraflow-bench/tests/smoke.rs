@@ -17,7 +17,7 @@ const N: u64 = 10;
 const LEASE_MS: u64 = 1_000;
 
 /// The figures each workload must report as numbers.
-const FIGURES: [(&str, &[&str]); 14] = [
+const FIGURES: [(&str, &[&str]); 15] = [
     (
         "throughput",
         &["workflows_per_s", "activities_per_s", "elapsed_s"],
@@ -135,6 +135,16 @@ const FIGURES: [(&str, &[&str]); 14] = [
             "chain_walk_flatness",
             "wide_walk_flatness",
             "layered_walk_flatness",
+        ],
+    ),
+    (
+        "dag-events",
+        &[
+            "dag_runs",
+            "events",
+            "produced_events_per_s",
+            "live_delivered_events_per_s",
+            "catch_up_events_per_s",
         ],
     ),
 ];
@@ -295,6 +305,11 @@ fn check_result(line: &Value, workload: &str, store: &str, figures: &[&str]) {
             // n = 10: all ten on the loaded queues, and ten on the served queue (at most n).
             assert_eq!(got["pending_instances"], 2 * N, "{line}");
             assert_eq!(line["settings"]["queues"], 100, "{line}");
+        }
+        "dag-events" => {
+            // One run publishes 152 events, more than n.
+            assert_eq!(got["dag_runs"], 1, "{line}");
+            assert_eq!(got["events"], 152, "{line}");
         }
         "recovery" => {
             assert_eq!(got["workflows_completed"], N, "{line}");

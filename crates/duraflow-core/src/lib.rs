@@ -24,6 +24,7 @@ pub mod context;
 mod error;
 mod event;
 mod failure;
+mod feed;
 mod instance_options;
 mod message;
 mod new_work;
@@ -47,6 +48,7 @@ pub use event::{
     JOURNAL_FORMAT_VERSION,
 };
 pub use failure::{Failure, FailureKind};
+pub use feed::FeedRecord;
 pub use instance_options::{CancellationPolicy, InstanceOptions};
 pub use message::{MessageKind, NewMessage, OpResult};
 pub use new_work::{NewCallback, NewInstance, NewTask};

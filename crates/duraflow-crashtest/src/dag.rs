@@ -65,6 +65,7 @@ fn retry() -> RetrySpec {
         backoff: Backoff::Fixed,
         interval_ms: 100,
         max_interval_ms: 100,
+        jitter: 0.0,
     }
 }
 

@@ -123,7 +123,7 @@ fn at_kill(rt: &tokio::runtime::Runtime, db: &Path, log: &Path, runs: usize) -> 
             if journal.is_empty() {
                 continue;
             }
-            match run::rebuild(&journal) {
+            match run::rebuild(&id, &journal) {
                 Ok(report) => {
                     reports.insert(id.clone(), report);
                 }

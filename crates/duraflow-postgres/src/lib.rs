@@ -51,11 +51,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
+use duraflow_store::feed::validate_subscriber;
 use duraflow_store::{
     validate_instance_id, validate_queue_event, Cache, CallbackResolution, CallbackTarget,
-    Committed, Completed, CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter,
-    NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, Store, StoreResult, StoreStats,
-    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    Committed, Completed, CreateOutcome, FeedEntry, FetchFilter, InstanceInfo, LeaseToken,
+    ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, Store, StoreResult,
+    StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
@@ -63,7 +64,7 @@ use tokio::task::JoinHandle;
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
 use crate::ops::{
-    admin, callbacks, commit, fetch, flow, instances, queue_events, tasks, turns, Wake,
+    admin, callbacks, commit, feed, fetch, flow, instances, queue_events, tasks, turns, Wake,
 };
 use crate::tx::LockedTx;
 
@@ -226,6 +227,9 @@ impl PostgresStore {
         }
         if wake.instances {
             listen::wake(&self.notifier, listen::INSTANCES);
+        }
+        if wake.feed {
+            self.notifier.feed.notify_waiters();
         }
     }
 
@@ -493,5 +497,26 @@ impl Store for PostgresStore {
     async fn stats(&self) -> StoreResult<StoreStats> {
         let mut conn = self.conn().await?;
         Ok(admin::stats(&mut conn).await?)
+    }
+
+    async fn read_feed(
+        &self,
+        after: u64,
+        limit: usize,
+        topic_prefix: Option<&str>,
+    ) -> StoreResult<Vec<FeedEntry>> {
+        let mut conn = self.conn().await?;
+        Ok(feed::read(&mut conn, after, limit, topic_prefix).await?)
+    }
+
+    async fn feed_cursor(&self, subscriber: &str) -> StoreResult<Option<u64>> {
+        let mut conn = self.conn().await?;
+        Ok(feed::cursor(&mut conn, subscriber).await?)
+    }
+
+    async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()> {
+        validate_subscriber(subscriber)?;
+        let mut conn = self.conn().await?;
+        Ok(feed::save_cursor(&mut conn, subscriber, position).await?)
     }
 }

@@ -34,7 +34,10 @@ mod warm;
 mod worker;
 
 pub use activity::{Activity, ActivityContext, ActivityHandler};
-pub use client::{Client, IfExists, RunHandle, Start, TypedRunHandle, TypedStart, Wait};
+pub use client::{
+    Client, IfExists, RunHandle, Start, SubscribeOptions, Subscription, TypedRunHandle, TypedStart,
+    Wait,
+};
 pub use clock::{ManualClock, SystemClock};
 pub use duraflow_core::ActivitySignature;
 pub use engine::{Engine, EngineBuilder, ShutdownReport};

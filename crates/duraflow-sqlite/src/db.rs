@@ -24,6 +24,7 @@ pub(crate) struct Wake {
     pub(crate) turns: bool,
     pub(crate) tasks: bool,
     pub(crate) instances: bool,
+    pub(crate) feed: bool,
 }
 
 /// Lease tokens, issued by the writer without a write each: the high bits are an epoch that
@@ -228,6 +229,9 @@ fn run_batch(
             }
             if wake.instances {
                 notifier.instances.notify_waiters();
+            }
+            if wake.feed {
+                notifier.feed.notify_waiters();
             }
         }
         for answer in answers {

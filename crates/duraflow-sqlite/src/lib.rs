@@ -43,15 +43,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
+use duraflow_store::feed::validate_subscriber;
 use duraflow_store::{
     validate_queue_event, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
-    CreateOutcome, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage,
-    NextDue, Notifier, Page, QueueConfig, Store, StoreError, StoreResult, StoreStats,
+    CreateOutcome, FeedEntry, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance,
+    NewMessage, NextDue, Notifier, Page, QueueConfig, Store, StoreError, StoreResult, StoreStats,
     TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 use crate::db::Db;
-use crate::ops::{admin, callbacks, flow, instances, queue_events, tasks, turns};
+use crate::ops::{admin, callbacks, feed, flow, instances, queue_events, tasks, turns};
 
 pub use crate::open::SCHEMA_VERSION;
 
@@ -390,6 +391,31 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> StoreResult<StoreStats> {
         self.db.read(admin::stats).await
+    }
+
+    async fn read_feed(
+        &self,
+        after: u64,
+        limit: usize,
+        topic_prefix: Option<&str>,
+    ) -> StoreResult<Vec<FeedEntry>> {
+        let prefix = topic_prefix.map(str::to_owned);
+        self.db
+            .read(move |c| feed::read(c, after, limit, prefix.as_deref()))
+            .await
+    }
+
+    async fn feed_cursor(&self, subscriber: &str) -> StoreResult<Option<u64>> {
+        let name = subscriber.to_owned();
+        self.db.read(move |c| feed::cursor(c, &name)).await
+    }
+
+    async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()> {
+        validate_subscriber(subscriber)?;
+        let name = subscriber.to_owned();
+        self.db
+            .write(move |c, _| feed::save_cursor(c, &name, position))
+            .await
     }
 }
 

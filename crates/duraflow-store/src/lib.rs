@@ -5,6 +5,7 @@ pub mod codec;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod feed;
 mod filter;
 mod journal_cache;
 mod memory;
@@ -16,6 +17,7 @@ mod store;
 mod types;
 
 pub use error::{StoreError, StoreResult};
+pub use feed::{FeedEntry, FeedRecord};
 pub use filter::FetchFilter;
 pub use journal_cache::JournalCache;
 pub use memory::MemoryStore;

@@ -13,6 +13,8 @@ pub struct Notifier {
     pub tasks: Notify,
     /// Some instance finished (or changed execution).
     pub instances: Notify,
+    /// A commit in this process appended records to the feed.
+    pub feed: Notify,
 }
 
 impl Notifier {

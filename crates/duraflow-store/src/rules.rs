@@ -56,6 +56,9 @@ fn check_next_attempt(commit: &TurnCommit) -> StoreResult<()> {
 pub fn check_commit(commit: &TurnCommit) -> StoreResult<()> {
     check_checkpoint(commit)?;
     check_next_attempt(commit)?;
+    for record in &commit.feed {
+        crate::feed::validate_topic(&record.topic)?;
+    }
     for (i, event) in commit.new_events.iter().enumerate() {
         let position = commit.journal_base + i;
         let is_start = matches!(event.kind, EventKind::WorkflowStarted { .. });

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 
 use crate::error::StoreResult;
+use crate::feed::FeedEntry;
 use crate::journal_cache::JournalCache;
 use crate::notify::Notifier;
 use crate::queue_config::QueueConfig;
@@ -58,6 +59,8 @@ pub type Cache<'a> = Option<&'a Arc<dyn JournalCache>>;
 ///   waiters are deleted when they finish, and messages later sent to them are dropped (`send`
 ///   reports it). A continue-as-new deletes the callbacks and waiters of the executions before
 ///   it.
+/// - **The feed**: the records a commit carries ([`TurnCommit::feed`]) are appended in its
+///   transaction, at positions that increase in commit order (see [`crate::feed`]).
 /// - **Queue-wide events**: the first emit of a name in a queue wins and is kept; it answers
 ///   every waiter of that queue and name in the same transaction, and an await registered after
 ///   it is answered in the commit that registers it (see [`crate::queue_events`]).
@@ -254,6 +257,26 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes a finished instance with all its executions, messages and tasks. Returns `false`
     /// if there was no such instance; refuses a running one (`InstanceRunning`).
     async fn purge(&self, id: &str) -> StoreResult<bool>;
+
+    /// Up to `limit` records of the feed (see [`crate::feed`]) after position `after`, in
+    /// position order, only those whose topic starts with `topic_prefix` when one is given. A
+    /// record at or below the position of a record a read has returned never appears later:
+    /// positions are assigned in commit order, so a reader can keep one cursor. `limit` is
+    /// taken between 1 and [`crate::feed::MAX_FEED_READ`].
+    async fn read_feed(
+        &self,
+        after: u64,
+        limit: usize,
+        topic_prefix: Option<&str>,
+    ) -> StoreResult<Vec<FeedEntry>>;
+
+    /// The position a subscriber saved with [`Store::save_feed_cursor`], if it saved one.
+    async fn feed_cursor(&self, subscriber: &str) -> StoreResult<Option<u64>>;
+
+    /// Saves a subscriber's cursor: the position up to which it has processed the feed. The
+    /// cursor never moves backwards: saving a position below the saved one changes nothing.
+    /// `Invalid` for a name [`crate::feed::validate_subscriber`] refuses.
+    async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()>;
 
     /// Counts, for operators and tests.
     async fn stats(&self) -> StoreResult<StoreStats>;

@@ -8,8 +8,8 @@ use duraflow_core::{
     ActivityOptions, Event, Failure, InstanceOptions, OpId, ParentLink, Payload, Timestamp,
     DEFAULT_QUEUE,
 };
+use duraflow_core::{FeedRecord, NewAwait, NewEmit};
 pub use duraflow_core::{MessageKind, NewCallback, NewInstance, NewMessage, NewTask, OpResult};
-use duraflow_core::{NewAwait, NewEmit};
 use serde::{Deserialize, Serialize};
 
 pub(crate) use crate::filter::FetchFilter;
@@ -423,6 +423,10 @@ pub struct TurnCommit {
     /// after [`TurnCommit::awaits`] are registered, so an emit no longer counts or answers
     /// them.
     pub cancelled_awaits: Vec<OpId>,
+    /// Records to append to the feed (see [`crate::feed`]), in order, in the same transaction:
+    /// each gets the next position, unless its instance already has it (its `(execution,
+    /// seq)` is not after the last one appended for the instance), when it is left out.
+    pub feed: Vec<FeedRecord>,
     /// When the commit happens.
     pub now: Timestamp,
 }
@@ -544,6 +548,7 @@ impl TurnCommit {
             emits: Vec::new(),
             awaits: Vec::new(),
             cancelled_awaits: Vec::new(),
+            feed: Vec::new(),
             now,
         }
     }

@@ -109,11 +109,11 @@ pub use duraflow_core::{EmitOutcome, OpIdParseError, PayloadError, StoredEvent, 
 pub use duraflow_runtime::{
     Activity, ActivityContext, ActivityHandler, Client, ClientError, Engine, EngineBuilder,
     EngineError, EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start,
-    SystemClock, TypedRunHandle, TypedStart, Wait,
+    SubscribeOptions, Subscription, SystemClock, TypedRunHandle, TypedStart, Wait,
 };
 pub use duraflow_store::{
-    CallbackStatus, FetchFilter, InstanceInfo, InstanceStatus, IntoStore, ListFilter, MemoryStore,
-    Page, QueueConfig, RateLimit, Store, StoreError, StoreStats,
+    CallbackStatus, FeedEntry, FeedRecord, FetchFilter, InstanceInfo, InstanceStatus, IntoStore,
+    ListFilter, MemoryStore, Page, QueueConfig, RateLimit, Store, StoreError, StoreStats,
 };
 
 /// DAG workflows (feature `dag`): templates, validation, the registry, and

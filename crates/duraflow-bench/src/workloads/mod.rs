@@ -1,6 +1,7 @@
 //! The workloads, one module each, and the session (store, engine, client) they run in.
 
 mod dag;
+mod dag_events;
 mod events;
 mod fan_out;
 mod map;
@@ -47,6 +48,7 @@ pub(crate) async fn run(
         Workload::DagChain => dag::chain(env, n).await,
         Workload::DagFanOut => dag::fan_out(env, n).await,
         Workload::DagReadiness => dag::readiness(n),
+        Workload::DagEvents => dag_events::run(env, n).await,
         Workload::All => Err("`all` is not a single workload".into()),
     }
 }
@@ -176,6 +178,17 @@ pub(crate) fn settings(workload: Workload, config: &Config) -> Figures {
                 "engine",
                 "none: the pure Readiness tracker (the store is not used)",
             );
+        }
+        Workload::DagEvents => {
+            s.text(
+                "unit",
+                "DAG runs publishing at least n lifecycle events, followed live by one \
+                 subscriber, then read from the start by another (decode + ack per batch)",
+            )
+            .int("steps_per_run", dag_events::WIDTH as u64 + 2)
+            .int("events_per_run", dag_events::PER_RUN)
+            .int("subscriber_batch", dag_events::BATCH as u64)
+            .int("start_concurrency", START_CONCURRENCY as u64);
         }
         Workload::All => {}
     }

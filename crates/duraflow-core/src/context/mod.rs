@@ -11,6 +11,7 @@ mod event_wait;
 mod invoke;
 pub(crate) mod op;
 mod ordered;
+mod publish;
 mod queue_event;
 mod step;
 mod wait_for_callback;

@@ -288,6 +288,14 @@ impl WorkflowRun {
         lock(&self.state).take_dropped_awaits()
     }
 
+    /// The records the workflow published live since the last call (see
+    /// `WorkflowContext::publish`), for the commit that ends or checkpoints the turn. A commit
+    /// that is refused loses them with the run, which is dropped: the turn that redoes it
+    /// replays and publishes them again.
+    pub fn take_feed(&mut self) -> Vec<crate::FeedRecord> {
+        std::mem::take(&mut lock(&self.state).feed)
+    }
+
     /// Installs what a heartbeat from the workflow (`WorkflowContext::heartbeat`,
     /// `StepContext::heartbeat`) calls: the driver renews the turn's lease.
     pub fn on_heartbeat(&self, hook: Arc<dyn Fn() + Send + Sync>) {

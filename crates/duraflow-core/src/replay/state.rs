@@ -126,6 +126,10 @@ pub(crate) struct State {
     /// Awaits of queue-wide events that ended without their event (timed out, or dropped
     /// while they waited) in a live run: the turn deletes their waiters.
     dropped_awaits: Vec<OpId>,
+    /// How many records the workflow has published in this execution, replayed or live.
+    pub(crate) publish_seq: u64,
+    /// The records published live since the driver last took them.
+    pub(crate) feed: Vec<crate::feed::FeedRecord>,
 }
 
 /// The hook a driver installs to hear a workflow's heartbeats (see
@@ -204,6 +208,8 @@ impl State {
             callbacks: HashMap::new(),
             dropped_activities: Vec::new(),
             dropped_awaits: Vec::new(),
+            publish_seq: 0,
+            feed: Vec::new(),
         }
     }
 

@@ -35,6 +35,9 @@
 //!   instance with code `dag_cancelled`).
 //! - A completed run's output is a [`DagReport`]: every step's result, state and transitions.
 //!   [`dag_status`] rebuilds the same report from a running (or failed) run's journal.
+//! - Every transition of the run and of its steps is published to the store's feed as a
+//!   [`LifecycleEvent`] (topics under [`TOPIC_PREFIX`]) with the commit of the turn that made
+//!   it; [`dag_events`] subscribes to them, at least once across restarts.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -62,7 +65,9 @@
 //! # Ok(()) }
 //! ```
 
+mod events;
 mod in_flight;
+mod lifecycle;
 mod machine;
 pub mod operator;
 mod report;
@@ -76,6 +81,8 @@ use serde_json::Value;
 
 use crate::template::Template;
 
+pub use events::{dag_events, dag_events_with, DagEvents};
+pub use lifecycle::{LifecycleEvent, RunEvent, StepEvent, TOPIC_PREFIX};
 pub use operator::{
     cancel_run, resolve_step, retry_step, Action, OperatorAction, OperatorError, RejectedAction,
     OPERATOR_EVENT,

@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use super::in_flight::{Ended, InFlight};
+use super::lifecycle::Published;
 use super::machine::{Order, RunMachine};
 use super::operator::{OperatorAction, OPERATOR_EVENT};
 use super::retry::{self, AttemptFailure};
@@ -56,6 +57,8 @@ async fn run(
     let seed = retry::seed(ctx.instance_id());
     let (mut machine, first) =
         RunMachine::new(&registered, start.input, seed, ctx.now().as_millis());
+    let mut published = Published::default();
+    published.publish(&ctx, &machine)?;
     let mut in_flight = InFlight::default();
     issue(&ctx, registered.template(), first, &mut in_flight);
     let mut operator = listen(&ctx);
@@ -100,6 +103,7 @@ async fn run(
                 machine.failed(seq, &AttemptFailure::from_error(&e), at)
             }
         };
+        published.publish(&ctx, &machine)?;
         match orders {
             Ok(orders) => issue(&ctx, registered.template(), orders, &mut in_flight),
             // Returning drops `in_flight`: the steps still running are cancelled.

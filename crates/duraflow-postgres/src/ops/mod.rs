@@ -23,6 +23,7 @@
 pub(crate) mod admin;
 pub(crate) mod callbacks;
 pub(crate) mod commit;
+pub(crate) mod feed;
 pub(crate) mod fetch;
 pub(crate) mod flow;
 pub(crate) mod instances;
@@ -43,6 +44,9 @@ pub(crate) struct Wake {
     pub(crate) turns: bool,
     pub(crate) tasks: bool,
     pub(crate) instances: bool,
+    /// Records were appended to the feed (woken in this process only: subscribers elsewhere
+    /// poll).
+    pub(crate) feed: bool,
 }
 
 impl Wake {
@@ -51,6 +55,7 @@ impl Wake {
         self.turns |= other.turns;
         self.tasks |= other.tasks;
         self.instances |= other.instances;
+        self.feed |= other.feed;
     }
 }
 

@@ -3,9 +3,11 @@
 mod callbacks;
 mod queue_events;
 mod start;
+mod subscribe;
 mod wait;
 
 pub use start::{IfExists, RunHandle, Start, TypedRunHandle, TypedStart};
+pub use subscribe::{SubscribeOptions, Subscription};
 pub use wait::Wait;
 
 use std::fmt;

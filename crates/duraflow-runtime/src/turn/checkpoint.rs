@@ -68,6 +68,7 @@ impl Checkpoints {
             fill_commit(&mut commit, plan);
             commit.cancelled_tasks = run.take_dropped_activities();
             commit.cancelled_awaits = run.take_dropped_awaits();
+            commit.feed = run.take_feed();
             commit.keep_lease = Some(shared.options.turn_lease);
             commit.now = shared.clock.now();
             match deps.committer.submit(commit).await {

@@ -252,6 +252,9 @@ async fn run_leased_turn(
     let finished = fill_commit(&mut commit, plan);
     commit.cancelled_tasks = run.take_dropped_activities();
     commit.cancelled_awaits = run.take_dropped_awaits();
+    // Published live in this turn: appended with its commit, or lost with it when it is
+    // refused (the run is then dropped, and the turn that redoes this one publishes again).
+    commit.feed = run.take_feed();
     commit.now = shared.clock.now();
     // Returned even when the execution has ended: dropping a long run (its journal, its maps)
     // takes time, which the caller spends after the commit rather than before it.

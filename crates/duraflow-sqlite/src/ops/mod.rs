@@ -2,6 +2,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod callbacks;
+pub(crate) mod feed;
 pub(crate) mod flow;
 pub(crate) mod instances;
 pub(crate) mod queue_events;

@@ -13,7 +13,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::instances::{self, insert_message, not_found};
-use super::{callbacks, flow, queue_events};
+use super::{callbacks, feed, flow, queue_events};
 use crate::codec::{event_data, from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Tx;
 use crate::error::SqlResult;
@@ -270,6 +270,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     }
     callbacks::apply(conn, c)?;
     queue_events::apply(conn, c, tx)?;
+    feed::append(conn, c, tx)?;
     if !c.cancelled_tasks.is_empty() {
         let mut cancel = conn.prepare_cached(
             "DELETE FROM tasks WHERE instance_id = ?1 AND execution = ?2 AND op = ?3",

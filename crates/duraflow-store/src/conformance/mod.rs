@@ -2,7 +2,7 @@
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`],
-//! [`heartbeats`], [`claims`], [`admin`], [`queues`], [`queue_events`] and [`flow_control`]. A
+//! [`heartbeats`], [`claims`], [`admin`], [`queues`], [`queue_events`], [`flow_control`] and [`feed`]. A
 //! backend runs the whole suite
 //! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
@@ -26,6 +26,7 @@ pub mod admin;
 pub mod callbacks;
 pub mod checkpoints;
 pub mod claims;
+pub mod feed;
 pub mod flow_control;
 pub mod heartbeats;
 pub mod instances;
@@ -221,6 +222,15 @@ macro_rules! conformance_tests {
                 limits_do_not_hold_back_running_turns,
                 creation_claims_no_first_turn_that_needs_admission,
                 configure_queue_upserts,
+            ]
+            feed [
+                records_appear_with_their_commit,
+                a_refused_commit_appends_nothing,
+                reads_start_after_a_position_and_filter_by_prefix,
+                records_derived_again_are_appended_once,
+                a_purged_instance_starts_afresh,
+                cursors_are_kept_and_never_move_backwards,
+                concurrent_writers_and_a_reader_see_everything_once,
             ]
         }
     };
@@ -485,6 +495,7 @@ mod tests {
             ("queues", include_str!("queues.rs")),
             ("queue_events", include_str!("queue_events.rs")),
             ("flow_control", include_str!("flow_control.rs")),
+            ("feed", include_str!("feed.rs")),
         ];
         let mut defined = Vec::new();
         for (module, source) in sources {

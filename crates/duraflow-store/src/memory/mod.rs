@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 
 use crate::error::StoreResult;
+use crate::feed::{validate_subscriber, FeedEntry};
 use crate::notify::Notifier;
 use crate::queue_config::QueueConfig;
 use crate::store::Cache;
@@ -62,6 +63,9 @@ impl MemoryStore {
         }
         if wake.instances {
             self.notifier.instances.notify_waiters();
+        }
+        if wake.feed {
+            self.notifier.feed.notify_waiters();
         }
         out
     }
@@ -232,5 +236,24 @@ impl Store for MemoryStore {
 
     async fn stats(&self) -> StoreResult<StoreStats> {
         Ok(self.lock().stats())
+    }
+
+    async fn read_feed(
+        &self,
+        after: u64,
+        limit: usize,
+        topic_prefix: Option<&str>,
+    ) -> StoreResult<Vec<FeedEntry>> {
+        Ok(self.lock().read_feed(after, limit, topic_prefix))
+    }
+
+    async fn feed_cursor(&self, subscriber: &str) -> StoreResult<Option<u64>> {
+        Ok(self.lock().feed_cursor(subscriber))
+    }
+
+    async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()> {
+        validate_subscriber(subscriber)?;
+        self.lock().save_feed_cursor(subscriber, position);
+        Ok(())
     }
 }

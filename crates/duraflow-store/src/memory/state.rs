@@ -8,6 +8,7 @@
 
 mod callbacks;
 mod commit;
+mod feed;
 mod fetch;
 mod flow;
 mod index;
@@ -42,6 +43,7 @@ pub(super) struct Wake {
     pub(super) turns: bool,
     pub(super) tasks: bool,
     pub(super) instances: bool,
+    pub(super) feed: bool,
 }
 
 /// A lease on an instance or a task.
@@ -206,6 +208,7 @@ pub(super) struct State {
     callbacks: BTreeMap<String, callbacks::Callback>,
     /// Queue-wide events and their waiters.
     queue_events: queue_events::QueueEvents,
+    feed: feed::FeedLog,
     last_message: i64,
     last_task: i64,
     last_token: i64,

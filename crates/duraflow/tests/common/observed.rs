@@ -207,4 +207,18 @@ impl<O: Observer> Store for Observed<O> {
     async fn checkpoint(&self) -> StoreResult<()> {
         self.inner.checkpoint().await
     }
+    async fn read_feed(
+        &self,
+        after: u64,
+        limit: usize,
+        topic_prefix: Option<&str>,
+    ) -> StoreResult<Vec<duraflow_store::FeedEntry>> {
+        self.inner.read_feed(after, limit, topic_prefix).await
+    }
+    async fn feed_cursor(&self, subscriber: &str) -> StoreResult<Option<u64>> {
+        self.inner.feed_cursor(subscriber).await
+    }
+    async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()> {
+        self.inner.save_feed_cursor(subscriber, position).await
+    }
 }

@@ -339,4 +339,21 @@ impl Store for FaultStore {
         self.read()?;
         self.inner.stats().await
     }
+    async fn read_feed(
+        &self,
+        after: u64,
+        limit: usize,
+        topic_prefix: Option<&str>,
+    ) -> StoreResult<Vec<duraflow_store::FeedEntry>> {
+        self.read()?;
+        self.inner.read_feed(after, limit, topic_prefix).await
+    }
+    async fn feed_cursor(&self, subscriber: &str) -> StoreResult<Option<u64>> {
+        self.read()?;
+        self.inner.feed_cursor(subscriber).await
+    }
+    async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()> {
+        self.read()?;
+        self.inner.save_feed_cursor(subscriber, position).await
+    }
 }

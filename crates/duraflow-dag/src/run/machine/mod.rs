@@ -161,6 +161,26 @@ impl RunMachine {
         (machine, out)
     }
 
+    /// The template's id, for lifecycle events.
+    pub(crate) fn template_id(&self) -> crate::template::TemplateId {
+        self.template.id()
+    }
+
+    /// The run's audit trail.
+    pub(crate) fn run_history(&self) -> &History<RunState> {
+        &self.run
+    }
+
+    /// Every step's name and audit trail, in node order (batch workers after the template's
+    /// steps, as they are added).
+    pub(crate) fn step_histories(&self) -> impl Iterator<Item = (&str, &History<StepState>)> {
+        let dag = self.tracker.dag();
+        dag.ids().filter_map(move |id| {
+            let step = self.steps.get(id.0)?;
+            Some((dag.node(id).name.as_str(), step.history()))
+        })
+    }
+
     /// Whether every step is complete, skipped or resolved: the run completed.
     pub(crate) fn is_finished(&self) -> bool {
         self.tracker.is_finished()

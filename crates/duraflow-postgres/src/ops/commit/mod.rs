@@ -15,7 +15,7 @@ use sqlx::{AssertSqlSafe, PgConnection, Row};
 use self::writes::Writes;
 use super::instances::{insert_children, not_found};
 use super::turns::lease_lost;
-use super::{callbacks, queue_events};
+use super::{callbacks, feed, queue_events};
 use super::{Wake, OPEN};
 use crate::error::OpResult;
 use crate::listen;
@@ -406,6 +406,8 @@ pub(crate) async fn commit_batch(
     .await?;
     callbacks::apply(conn, &accepted).await?;
     queue_events::apply(conn, &accepted, channel, wake).await?;
+    // Last, so the feed's head row is held for as short a time as can be.
+    feed::append(conn, &accepted, wake).await?;
     let n: i64 = row.try_get("committed")?;
     if usize::try_from(n).ok() != Some(accepted.len()) {
         return Err(StoreError::Other(format!(

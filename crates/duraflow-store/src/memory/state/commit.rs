@@ -71,6 +71,7 @@ impl State {
             emits,
             awaits,
             cancelled_awaits,
+            feed,
             now,
         } = commit;
 
@@ -128,6 +129,7 @@ impl State {
         self.cancel_tasks(&instance_id, execution, &cancelled_tasks);
         self.apply_queue_events(emits, awaits, now, wake);
         self.cancel_awaits(&instance_id, execution, &cancelled_awaits);
+        self.append_feed(&instance_id, execution, feed, now, wake);
 
         // A checkpoint's journal is named by a token never issued to a lease: no cache holds
         // it as it is now (the turn's own run has moved on), so it is read again if the turn

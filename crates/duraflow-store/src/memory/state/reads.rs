@@ -91,6 +91,7 @@ impl State {
         if !inst.info.status.is_terminal() {
             return Err(StoreError::InstanceRunning(id.to_owned()));
         }
+        self.forget_feed_mark(id);
         if let Some(inst) = self.instances.remove(id) {
             for task in inst.tasks {
                 self.remove_task(task);
