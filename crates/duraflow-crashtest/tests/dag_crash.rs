@@ -6,9 +6,11 @@
 //! - every run completed, on the branch its decision chose, with the expected final result;
 //! - no step is lost: every step is complete or skipped, and every step that was complete at a
 //!   kill is still complete with the same result at the end;
-//! - each step's result is recorded once: one `activity_completed` per scheduled operation,
-//!   one scheduled operation per step, and in the run's report (its output, and `dag_status`
-//!   rebuilt from the journal) one transition to `complete` per step;
+//! - each step's result is recorded once: one `activity_completed` per step, one scheduled
+//!   operation per step attempt (an attempt a kill cut short fails as `lease_expired`, the only
+//!   failure allowed, and the interpreter retries the step as a new operation), and in the
+//!   run's report (its output, and `dag_status` rebuilt from the journal) one transition to
+//!   `complete` per step;
 //! - handlers ran at least once, and again only after a kill that came before their result was
 //!   journaled: the side-effect log shows every invocation, never two of one operation in one
 //!   process, and a re-run only of an operation whose result the store did not hold when the
@@ -29,7 +31,7 @@ use std::time::{Duration, Instant};
 use duraflow::dag::run::{self, dag_status, DagReport, StatusError};
 use duraflow::dag::{Registry, RunState, StepState};
 use duraflow::prelude::*;
-use duraflow::{check_replay, workflow_fn, EventKind, Outcome, Payload, Store};
+use duraflow::{check_replay, workflow_fn, EventKind, FailureKind, Outcome, Payload, Store};
 use duraflow_crashtest::dag::{
     expected_finish, launched_steps, read_dag_log, run_id, skipped_steps, template, DagLine,
     HANDLERS,
@@ -229,104 +231,120 @@ fn a_sigkilled_dag_worker_loses_no_step_and_records_each_result_once() {
     registry.register(template()).unwrap();
     let registry = Arc::new(registry);
 
-    let finals: BTreeMap<String, DagReport> = rt.block_on(async {
-        let store = Arc::new(SqliteStore::open(&db).await.unwrap());
-        let client = Client::new(store.clone() as Arc<dyn Store>);
-        let mut finals = BTreeMap::new();
-        for i in 0..runs {
-            let id = run_id(i);
-            let info = client.status(&id).await.unwrap();
-            assert_eq!(
-                info.status,
-                InstanceStatus::Completed,
-                "{id}: {:?}",
-                info.failure
-            );
-            let report: DagReport = info.output.expect("an output").decode().unwrap();
-            assert_eq!(report.state, RunState::Complete, "{id}");
-            assert_eq!(
-                report.results["finish"],
-                json!(expected_finish(i)),
-                "{id}: the final result"
-            );
+    let (finals, completed): (BTreeMap<String, DagReport>, BTreeSet<(String, String)>) = rt
+        .block_on(async {
+            let store = Arc::new(SqliteStore::open(&db).await.unwrap());
+            let client = Client::new(store.clone() as Arc<dyn Store>);
+            let mut finals = BTreeMap::new();
+            let mut completed = BTreeSet::new();
+            for i in 0..runs {
+                let id = run_id(i);
+                let info = client.status(&id).await.unwrap();
+                assert_eq!(
+                    info.status,
+                    InstanceStatus::Completed,
+                    "{id}: {:?}",
+                    info.failure
+                );
+                let report: DagReport = info.output.expect("an output").decode().unwrap();
+                assert_eq!(report.state, RunState::Complete, "{id}");
+                assert_eq!(
+                    report.results["finish"],
+                    json!(expected_finish(i)),
+                    "{id}: the final result"
+                );
 
-            // Each step is complete exactly once, or skipped when its branch was not chosen.
-            let skipped = skipped_steps(i);
-            for (name, step) in &report.steps {
-                let completions = step
-                    .transitions
-                    .iter()
-                    .filter(|t| t.to == StepState::Complete)
-                    .count();
-                if skipped.contains(&name.as_str()) {
-                    assert_eq!(step.state, StepState::Skipped, "{id} {name}");
-                    assert_eq!(completions, 0, "{id} {name}");
-                } else {
-                    assert_eq!(step.state, StepState::Complete, "{id} {name}: {step:?}");
-                    assert_eq!(completions, 1, "{id} {name}: {:?}", step.transitions);
-                    assert!(report.results.contains_key(name), "{id} {name}: no result");
+                // Each step is complete exactly once, or skipped when its branch was not chosen.
+                let skipped = skipped_steps(i);
+                for (name, step) in &report.steps {
+                    let completions = step
+                        .transitions
+                        .iter()
+                        .filter(|t| t.to == StepState::Complete)
+                        .count();
+                    if skipped.contains(&name.as_str()) {
+                        assert_eq!(step.state, StepState::Skipped, "{id} {name}");
+                        assert_eq!(completions, 0, "{id} {name}");
+                    } else {
+                        assert_eq!(step.state, StepState::Complete, "{id} {name}: {step:?}");
+                        assert_eq!(completions, 1, "{id} {name}: {:?}", step.transitions);
+                        assert!(report.results.contains_key(name), "{id} {name}: no result");
+                    }
                 }
-            }
-            assert_eq!(complete_steps(&report), launched_steps(i), "{id}");
+                assert_eq!(complete_steps(&report), launched_steps(i), "{id}");
 
-            // The journal: one scheduled operation per step, one result per operation, no
-            // failure, and every recorded result comes from an invocation that really ran.
-            let journal = client.history(&id, None).await.unwrap();
-            let mut scheduled = 0;
-            let mut results: BTreeMap<String, usize> = BTreeMap::new();
-            for e in &journal {
-                match &e.kind {
-                    EventKind::ActivityScheduled { .. } => scheduled += 1,
-                    EventKind::ActivityCompleted { op, .. } => {
-                        *results.entry(op.to_string()).or_default() += 1;
-                        assert!(
-                            invoked.contains(&(id.clone(), op.to_string())),
-                            "{id} {op}: a result is journaled, but no handler invocation is \
+                // The journal: one scheduled operation per step attempt, one result per step, and
+                // every recorded result comes from an invocation that really ran. Each attempt is
+                // an activity of one attempt (the interpreter schedules the retries), so an attempt
+                // a kill cut short fails as `lease_expired` and the step runs again as a new
+                // operation: that is the only failure allowed.
+                let journal = client.history(&id, None).await.unwrap();
+                let mut scheduled = 0;
+                let mut lost = 0;
+                let mut results: BTreeMap<String, usize> = BTreeMap::new();
+                for e in &journal {
+                    match &e.kind {
+                        EventKind::ActivityScheduled { .. } => scheduled += 1,
+                        EventKind::ActivityCompleted { op, .. } => {
+                            *results.entry(op.to_string()).or_default() += 1;
+                            completed.insert((id.clone(), op.to_string()));
+                            assert!(
+                                invoked.contains(&(id.clone(), op.to_string())),
+                                "{id} {op}: a result is journaled, but no handler invocation is \
                              in the log"
-                        );
+                            );
+                        }
+                        EventKind::ActivityFailed { op, failure } => {
+                            assert_eq!(
+                                failure.kind,
+                                FailureKind::LeaseExpired,
+                                "{id} {op} failed, and not for a kill: {failure:?}"
+                            );
+                            lost += 1;
+                        }
+                        _ => {}
                     }
-                    EventKind::ActivityFailed { op, failure } => {
-                        panic!("{id} {op} failed: {failure:?}")
-                    }
-                    _ => {}
                 }
-            }
-            assert_eq!(scheduled, launched_steps(i), "{id}: one operation per step");
-            assert_eq!(
-                results.len(),
-                scheduled,
-                "{id}: every operation has a result"
-            );
-            assert!(
-                results.values().all(|n| *n == 1),
-                "{id}: each result must be journaled exactly once: {results:?}"
-            );
+                assert_eq!(
+                    scheduled,
+                    launched_steps(i) + lost,
+                    "{id}: one operation per step, and one more for each attempt a kill cut short"
+                );
+                assert_eq!(
+                    results.len(),
+                    launched_steps(i),
+                    "{id}: every step's operation has one result"
+                );
+                assert!(
+                    results.values().all(|n| *n == 1),
+                    "{id}: each result must be journaled exactly once: {results:?}"
+                );
 
-            // The report rebuilt from the journal is the output, and the journal replays to
-            // it with nothing new.
-            assert_eq!(dag_status(&client, &id).await.unwrap(), report, "{id}");
-            let replay = check_replay(
-                workflow_fn(run::interpreter(registry.clone())),
-                &id,
-                1,
-                journal,
-            );
-            assert!(
-                replay.new_events.is_empty(),
-                "{id}: {:?}",
-                replay.new_events
-            );
-            assert_eq!(
-                replay.outcome,
-                Some(Outcome::Completed(Payload::encode(&report).unwrap())),
-                "{id}"
-            );
-            finals.insert(id, report);
-        }
-        drop(client);
-        store.close();
-        finals
-    });
+                // The report rebuilt from the journal is the output, and the journal replays to
+                // it with nothing new.
+                assert_eq!(dag_status(&client, &id).await.unwrap(), report, "{id}");
+                let replay = check_replay(
+                    workflow_fn(run::interpreter(registry.clone())),
+                    &id,
+                    1,
+                    journal,
+                );
+                assert!(
+                    replay.new_events.is_empty(),
+                    "{id}: {:?}",
+                    replay.new_events
+                );
+                assert_eq!(
+                    replay.outcome,
+                    Some(Outcome::Completed(Payload::encode(&report).unwrap())),
+                    "{id}"
+                );
+                finals.insert(id, report);
+            }
+            drop(client);
+            store.close();
+            (finals, completed)
+        });
 
     // No step is lost: whatever was complete at a kill is complete at the end, with the same
     // result and the same completion.
@@ -365,9 +383,29 @@ fn a_sigkilled_dag_worker_loses_no_step_and_records_each_result_once() {
             .or_default()
             .push(*generation);
     }
-    assert_eq!(by_op.len(), total, "every step's handler ran");
+    assert_eq!(
+        by_op.keys().filter(|k| completed.contains(*k)).count(),
+        total,
+        "every step's handler ran"
+    );
+    // An operation with no result ran in a generation that was killed before the result was
+    // journaled (the step's next attempt is a new operation).
+    let mut cut_short = 0;
+    for (key @ (instance, op), generations) in &by_op {
+        if completed.contains(key) {
+            continue;
+        }
+        for g in generations {
+            assert!(
+                *g < generation && !at_kills[*g as usize].journaled.contains(key),
+                "{instance} {op} ran in generation {g} and has no result, but was not cut \
+                 short by a kill"
+            );
+            cut_short += 1;
+        }
+    }
     let mut reruns_by_kill: BTreeMap<u32, usize> = BTreeMap::new();
-    for ((instance, op), generations) in &by_op {
+    for ((instance, op), generations) in by_op.iter().filter(|(k, _)| completed.contains(*k)) {
         assert!(
             generations.windows(2).all(|w| w[0] < w[1]),
             "{instance} {op} ran twice in one process, or out of order: {generations:?}"
@@ -390,7 +428,7 @@ fn a_sigkilled_dag_worker_loses_no_step_and_records_each_result_once() {
     }
     let reruns: usize = reruns_by_kill.values().sum();
     let most = by_op.values().map(Vec::len).max().unwrap_or(0);
-    assert_eq!(lines.len(), total + reruns);
+    assert_eq!(lines.len(), total + reruns + cut_short);
 
     let points: Vec<String> = at_kills
         .iter()
@@ -412,7 +450,8 @@ fn a_sigkilled_dag_worker_loses_no_step_and_records_each_result_once() {
     println!(
         "DAG crash test: seed {seed}, {kills} kills, {runs} runs, {total} steps, {} handler \
          invocations, {reruns} re-run after a kill (by killed generation: {reruns_by_kill:?}; \
-         at most {most} invocations of one step); kills at: [{}]; in {:?}",
+         at most {most} invocations of one step), {cut_short} attempts cut short by a kill and \
+         retried as new operations; kills at: [{}]; in {:?}",
         lines.len(),
         points.join("; "),
         began.elapsed()

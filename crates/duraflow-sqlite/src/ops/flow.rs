@@ -235,9 +235,59 @@ fn admission<'a>(
     Ok(Admission::new(config, running, in_window, by_key))
 }
 
+/// The statements that read one part (admitted or pending) of a queue's due instances from
+/// that part's partial index, as constants so that a fetch neither formats nor hashes new text
+/// for the statement cache.
+struct PartSql {
+    /// The highest and lowest priority with due work in the part (each one index seek).
+    range: &'static str,
+    /// The next priority below `?2` with due work.
+    next: &'static str,
+    /// The due rows of one priority, in due order.
+    rows: &'static str,
+}
+
+macro_rules! part_sql {
+    ($index:literal, $part:literal) => {
+        PartSql {
+            range: concat!(
+                "SELECT (SELECT priority FROM instances INDEXED BY ",
+                $index,
+                " WHERE queue = ?1 AND due_at IS NOT NULL AND ",
+                $part,
+                " ORDER BY priority DESC LIMIT 1), (SELECT priority FROM instances INDEXED BY ",
+                $index,
+                " WHERE queue = ?1 AND due_at IS NOT NULL AND ",
+                $part,
+                " ORDER BY priority ASC LIMIT 1)"
+            ),
+            next: concat!(
+                "SELECT priority FROM instances INDEXED BY ",
+                $index,
+                " WHERE queue = ?1 AND due_at IS NOT NULL AND ",
+                $part,
+                " AND priority < ?2 ORDER BY priority DESC LIMIT 1"
+            ),
+            rows: concat!(
+                "SELECT due_at, due_seq, id, concurrency_key FROM instances INDEXED BY ",
+                $index,
+                " WHERE queue = ?1 AND priority = ?2 AND due_at IS NOT NULL AND ",
+                $part,
+                " AND due_at <= ?3 AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))",
+                " ORDER BY due_at, due_seq LIMIT ?5"
+            ),
+        }
+    };
+}
+
+const ADMITTED: PartSql = part_sql!("instances_admitted_due", "started_at IS NOT NULL");
+const PENDING: PartSql = part_sql!("instances_pending_due", "started_at IS NULL");
+
 /// Up to `limit` due instances of `queue` that are admitted (or, with `admitted` false,
 /// pending), in lease order, read priority by priority from the partial index of that part:
-/// each priority's due rows are one range of the index, so nothing not due is read.
+/// each priority's due rows are one range of the index, so nothing not due is read. The part's
+/// highest and lowest priorities come first, so that a queue of one priority (the usual case)
+/// costs two statements.
 fn candidates_of(
     conn: &Connection,
     queue: &str,
@@ -246,34 +296,21 @@ fn candidates_of(
     names: Option<&str>,
     limit: usize,
 ) -> SqlResult<Vec<Candidate>> {
-    let (index, part) = if admitted {
-        ("instances_admitted_due", "started_at IS NOT NULL")
-    } else {
-        ("instances_pending_due", "started_at IS NULL")
+    let sql = if admitted { &ADMITTED } else { &PENDING };
+    let (highest, lowest): (Option<i64>, Option<i64>) = in_row(
+        || format!("an instance of queue {queue:?}"),
+        || {
+            Ok(conn
+                .prepare_cached(sql.range)?
+                .query_row(params![queue], |r| Ok((r.get(0)?, r.get(1)?)))?)
+        },
+    )?;
+    let (Some(mut priority), Some(lowest)) = (highest, lowest) else {
+        return Ok(Vec::new());
     };
-    let mut next = conn.prepare_cached(&format!(
-        "SELECT priority FROM instances INDEXED BY {index}
-          WHERE queue = ?1 AND due_at IS NOT NULL AND {part} AND priority < ?2
-          ORDER BY priority DESC LIMIT 1"
-    ))?;
-    let mut rows = conn.prepare_cached(&format!(
-        "SELECT due_at, due_seq, id, concurrency_key FROM instances INDEXED BY {index}
-          WHERE queue = ?1 AND priority = ?2 AND due_at IS NOT NULL AND {part} AND due_at <= ?3
-            AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
-          ORDER BY due_at, due_seq LIMIT ?5"
-    ))?;
+    let mut rows = conn.prepare_cached(sql.rows)?;
     let mut out = Vec::new();
-    let mut below = i64::MAX;
-    while out.len() < limit {
-        let priority: Option<i64> = in_row(
-            || format!("an instance of queue {queue:?}"),
-            || {
-                Ok(next
-                    .query_row(params![queue, below], |r| r.get(0))
-                    .optional()?)
-            },
-        )?;
-        let Some(priority) = priority else { break };
+    loop {
         let left = (limit - out.len()) as i64;
         let found = rows.query_map(params![queue, priority, now.0, names, left], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
@@ -287,7 +324,23 @@ fn candidates_of(
                 admitted,
             });
         }
-        below = priority;
+        if out.len() >= limit || priority <= lowest {
+            break;
+        }
+        let below = priority;
+        let next: Option<i64> = in_row(
+            || format!("an instance of queue {queue:?}"),
+            || {
+                Ok(conn
+                    .prepare_cached(sql.next)?
+                    .query_row(params![queue, below], |r| r.get(0))
+                    .optional()?)
+            },
+        )?;
+        match next {
+            Some(p) => priority = p,
+            None => break,
+        }
     }
     Ok(out)
 }
