@@ -62,7 +62,8 @@ impl Attempts {
     pub(crate) fn spawn_attempt(self: &Arc<Self>, task: TaskWork, permit: OwnedSemaphorePermit) {
         let attempts = self.clone();
         self.shared.tracker.spawn(async move {
-            run_attempt(&attempts, task).await;
+            // Boxed, as a turn is (`run_dispatcher`).
+            Box::pin(run_attempt(&attempts, task)).await;
             drop(permit);
         });
     }

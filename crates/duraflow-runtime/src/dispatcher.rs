@@ -60,7 +60,8 @@ impl ClaimedTurns for Dispatcher {
     fn spawn_turn(self: Arc<Self>, work: TurnWork, permit: OwnedSemaphorePermit) {
         let tracker = self.shared.tracker.clone();
         tracker.spawn(async move {
-            process_turn(&self, work).await;
+            // Boxed, as in `run_dispatcher`.
+            Box::pin(process_turn(&self, work)).await;
             drop(permit);
         });
     }
@@ -114,7 +115,10 @@ pub(crate) async fn run_dispatcher(dispatcher: Arc<Dispatcher>) {
         run: move |work, permit| {
             let dispatcher = running.clone();
             async move {
-                process_turn(&dispatcher, work).await;
+                // Boxed: the turn's state is large (a replay, a commit), and a spawned future
+                // is copied whole several times on its way into the scheduler; a box is copied
+                // once.
+                Box::pin(process_turn(&dispatcher, work)).await;
                 drop(permit);
             }
         },

@@ -27,7 +27,8 @@ pub(crate) async fn run_workers(attempts: Arc<Attempts>) {
         run: move |task, permit| {
             let attempts = running.clone();
             async move {
-                run_attempt(&attempts, task).await;
+                // Boxed, as a turn is (`run_dispatcher`).
+                Box::pin(run_attempt(&attempts, task)).await;
                 drop(permit);
             }
         },

@@ -66,7 +66,9 @@ fn holds(lease: Option<Lease>, token: LeaseToken, now: Option<Timestamp>) -> boo
 }
 
 /// An instance's place in [`State::due`]: when its work is due, then its oldest message.
-type DueKey = (Timestamp, MessageId);
+/// When an instance's work is due, then its oldest message, then its place in creation order
+/// (unique: keys that tie on time and message never compare instance ids).
+type DueKey = (Timestamp, MessageId, u64);
 
 /// One execution's journal, kept as the events of each commit: appending never moves what is
 /// there already (a single growing vector would copy a long journal each time it grows, on
@@ -126,6 +128,8 @@ struct Instance {
     callbacks: BTreeSet<String>,
     /// The queues and names it has waiters for.
     awaited: BTreeSet<queue_events::EventKey>,
+    /// Its place in creation order: the last tie-break of its due key.
+    seq: u64,
 }
 
 impl Instance {
@@ -147,7 +151,7 @@ impl Instance {
                 None => return None,
             },
         };
-        Some((at, oldest.unwrap_or(MessageId(i64::MAX))))
+        Some((at, oldest.unwrap_or(MessageId(i64::MAX)), self.seq))
     }
 
     /// Its concurrency key, if it was started with one.
@@ -212,6 +216,8 @@ pub(super) struct State {
     last_message: i64,
     last_task: i64,
     last_token: i64,
+    /// The last instance's place in creation order.
+    last_instance: u64,
 }
 
 fn instance_not_found(id: &str) -> StoreError {
@@ -305,9 +311,9 @@ impl State {
         // The new message can only make the work due earlier, and only when no turn holds
         // the instance: an update instead of a recomputation keeps big inboxes cheap.
         let key = match (inst.due.as_ref().map(|slot| slot.key.0), inst.lease) {
-            (Some((at, oldest)), None) => {
+            (Some((at, oldest, seq)), None) => {
                 let visible = inst.not_before.map_or(visible_at, |nb| visible_at.max(nb));
-                Some((at.min(visible), oldest))
+                Some((at.min(visible), oldest, seq))
             }
             (Some(key), Some(_)) => Some(key),
             (None, _) => inst.due_key(),
@@ -320,6 +326,8 @@ impl State {
         let due_at = new.due_at();
         let id = new.id;
         let created_at = new.created_at;
+        self.last_instance += 1;
+        let seq = self.last_instance;
         let info = InstanceInfo {
             id: id.clone(),
             name: new.name,
@@ -350,6 +358,7 @@ impl State {
                 tasks: BTreeSet::new(),
                 callbacks: BTreeSet::new(),
                 awaited: BTreeSet::new(),
+                seq,
             },
         );
         self.deliver(&id, MessageKind::start(1), due_at);

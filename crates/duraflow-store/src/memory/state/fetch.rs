@@ -24,7 +24,7 @@ impl State {
         // Everything due by `now` is fetchable; the check for a visible message (or an expired
         // lease or an abandoned turn, which a checkpoint may have left with an empty inbox)
         // only guards against a caller whose clock went backwards since the index was updated.
-        let due = |((at, _), _): &(DueKey, String)| *at <= now;
+        let due = |((at, _, _), _): &(DueKey, String)| *at <= now;
         let take = |(_, id): &(DueKey, String)| {
             self.instances.get(id).is_some_and(|inst| {
                 filter.matches(&inst.info.queue, &inst.info.name)

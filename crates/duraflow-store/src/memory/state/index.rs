@@ -1,22 +1,21 @@
-//! An ordered index of work kept once for everything and once per queue, so that a fetch
-//! filtered by queue reads only the queues it serves, and `next_due` reads one index.
+//! An ordered index of work kept per queue, so that a fetch filtered by queue reads only the
+//! queues it serves; `next_due` takes the first key of each queue (and priority). Each change
+//! of an instance's due time is one removal and one insertion, in one tree.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::types::FetchFilter;
 
-/// Keys in order, overall and per queue.
+/// Keys in order, per queue.
 #[derive(Debug)]
 pub(super) struct QueueIndex<K> {
-    all: BTreeSet<K>,
     by_queue: BTreeMap<String, BTreeSet<K>>,
 }
 
 impl<K> Default for QueueIndex<K> {
     fn default() -> Self {
         QueueIndex {
-            all: BTreeSet::new(),
             by_queue: BTreeMap::new(),
         }
     }
@@ -24,7 +23,6 @@ impl<K> Default for QueueIndex<K> {
 
 impl<K: Ord + Clone> QueueIndex<K> {
     pub(super) fn insert(&mut self, queue: &str, key: K) {
-        self.all.insert(key.clone());
         match self.by_queue.get_mut(queue) {
             Some(keys) => {
                 keys.insert(key);
@@ -37,16 +35,18 @@ impl<K: Ord + Clone> QueueIndex<K> {
     }
 
     pub(super) fn remove(&mut self, queue: &str, key: &K) {
-        self.all.remove(key);
         // An emptied queue keeps its entry, as in `TurnIndex::remove`.
         if let Some(keys) = self.by_queue.get_mut(queue) {
             keys.remove(key);
         }
     }
 
-    /// Every key, in order.
-    pub(super) fn all(&self) -> &BTreeSet<K> {
-        &self.all
+    /// The first key at or after `from`, of every queue.
+    pub(super) fn first_from(&self, from: &K) -> Option<&K> {
+        self.by_queue
+            .values()
+            .filter_map(|keys| keys.range(from..).next())
+            .min()
     }
 
     /// Up to `max` keys of each queue `filter` serves that `take` accepts, read in order while
@@ -76,13 +76,11 @@ impl<K: Ord + Clone> QueueIndex<K> {
     }
 }
 
-/// The due index of instances: everything in due order (for `next_due`), and per queue, the
-/// admitted instances and those still pending apart, each by priority (highest first) and then
-/// in due order, so that a fetch reads the due work of each priority from its start, and the
+/// The due index of instances: per queue, the admitted instances and those still pending
+/// apart, each by priority (highest first) and then in due order, so that a fetch reads the due work of each priority from its start, and the
 /// turns of admitted instances are never read past behind pending ones held back.
 #[derive(Debug)]
 pub(super) struct TurnIndex<K> {
-    all: BTreeSet<K>,
     by_queue: BTreeMap<String, [ByPriority<K>; 2]>,
 }
 
@@ -92,7 +90,6 @@ type ByPriority<K> = BTreeMap<Reverse<i32>, BTreeSet<K>>;
 impl<K> Default for TurnIndex<K> {
     fn default() -> Self {
         TurnIndex {
-            all: BTreeSet::new(),
             by_queue: BTreeMap::new(),
         }
     }
@@ -113,7 +110,6 @@ pub(super) type Candidate<K> = (Reverse<i32>, K, bool);
 
 impl<K: Ord + Clone> TurnIndex<K> {
     pub(super) fn insert(&mut self, slot: &TurnSlot<K>) {
-        self.all.insert(slot.key.clone());
         if !self.by_queue.contains_key(&slot.queue) {
             self.by_queue.insert(slot.queue.clone(), Default::default());
         }
@@ -127,7 +123,6 @@ impl<K: Ord + Clone> TurnIndex<K> {
     }
 
     pub(super) fn remove(&mut self, slot: &TurnSlot<K>) {
-        self.all.remove(&slot.key);
         let Some(parts) = self.by_queue.get_mut(&slot.queue) else {
             return;
         };
@@ -142,9 +137,14 @@ impl<K: Ord + Clone> TurnIndex<K> {
         // that empties tends to fill again at once.
     }
 
-    /// Every key, in due order.
-    pub(super) fn all(&self) -> &BTreeSet<K> {
-        &self.all
+    /// The first key at or after `from` of every queue, part and priority (one lookup per
+    /// priority in use in each queue: few).
+    pub(super) fn first_from(&self, from: &K) -> Option<&K> {
+        self.by_queue
+            .values()
+            .flat_map(|parts| parts.iter().flat_map(BTreeMap::values))
+            .filter_map(|keys| keys.range(from..).next())
+            .min()
     }
 
     /// The due candidates of `queue` that `take` accepts, in lease order: up to `admitted`

@@ -21,15 +21,11 @@ impl State {
         NextDue {
             turn: self
                 .due
-                .all()
-                .range(((after, MessageId(i64::MIN)), String::new())..)
-                .next()
-                .map(|((at, _), _)| *at),
+                .first_from(&((after, MessageId(i64::MIN), 0), String::new()))
+                .map(|((at, _, _), _)| *at),
             task: self
                 .task_due
-                .all()
-                .range((after, TaskId(i64::MIN))..)
-                .next()
+                .first_from(&(after, TaskId(i64::MIN)))
                 .map(|(at, _)| *at),
         }
     }
