@@ -3,7 +3,7 @@
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{InstanceStatus, ListFilter, NextDue, Page, StoreError, StoreStats};
 use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, Connection};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use super::instances::{self, not_found};
 use super::turns::read_journal;
@@ -126,16 +126,110 @@ pub(crate) fn stats(conn: &Connection) -> SqlResult<StoreStats> {
 }
 
 pub(crate) fn next_due(conn: &Connection, now: Timestamp) -> SqlResult<NextDue> {
-    let min = |sql: &str| -> SqlResult<Option<Timestamp>> {
-        let v: Option<i64> = conn
-            .prepare_cached(sql)?
-            .query_row(params![now.0], |r| r.get(0))?;
-        Ok(v.map(Timestamp))
-    };
     // Leases are folded into both: a leased instance is due when its lease expires, and a
     // leased task visible then.
     Ok(NextDue {
-        turn: min("SELECT min(due_at) FROM instances WHERE due_at > ?1")?,
-        task: min("SELECT min(visible_at) FROM tasks WHERE visible_at > ?1")?,
+        turn: next_turn_due(conn, now)?,
+        task: next_task_due(conn, now)?,
     })
+}
+
+/// The earliest visible time of a task after `now`: the least of every queue's, each queue
+/// found and read with one seek of `tasks_queue_due`.
+fn next_task_due(conn: &Connection, now: Timestamp) -> SqlResult<Option<Timestamp>> {
+    let mut earliest: Option<i64> = None;
+    let mut next = conn.prepare_cached(
+        "SELECT queue FROM tasks INDEXED BY tasks_queue_due WHERE queue > ?1
+          ORDER BY queue LIMIT 1",
+    )?;
+    let mut min = conn.prepare_cached(
+        "SELECT min(visible_at) FROM tasks INDEXED BY tasks_queue_due
+          WHERE queue = ?1 AND visible_at > ?2",
+    )?;
+    let mut queue: Option<String> = conn
+        .prepare_cached(
+            "SELECT queue FROM tasks INDEXED BY tasks_queue_due ORDER BY queue LIMIT 1",
+        )?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    while let Some(q) = queue {
+        let due: Option<i64> = min.query_row(params![q, now.0], |r| r.get(0))?;
+        earliest = match (earliest, due) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        queue = next.query_row([&q], |r| r.get(0)).optional()?;
+    }
+    Ok(earliest.map(Timestamp))
+}
+
+/// The statements that walk one due index (admitted or pending instances) group by group.
+struct DueWalk {
+    /// The first (queue, priority) group of the index.
+    first: &'static str,
+    /// The group after (`?1`, `?2`).
+    next: &'static str,
+    /// The earliest due time after `?3` in group (`?1`, `?2`).
+    min: &'static str,
+}
+
+macro_rules! due_walk {
+    ($index:literal, $part:literal) => {
+        DueWalk {
+            first: concat!(
+                "SELECT queue, priority FROM instances INDEXED BY ",
+                $index,
+                " WHERE due_at IS NOT NULL AND ",
+                $part,
+                " ORDER BY queue, priority LIMIT 1"
+            ),
+            next: concat!(
+                "SELECT queue, priority FROM instances INDEXED BY ",
+                $index,
+                " WHERE due_at IS NOT NULL AND ",
+                $part,
+                " AND (queue, priority) > (?1, ?2)",
+                " ORDER BY queue, priority LIMIT 1"
+            ),
+            min: concat!(
+                "SELECT min(due_at) FROM instances INDEXED BY ",
+                $index,
+                " WHERE queue = ?1 AND priority = ?2 AND due_at IS NOT NULL AND ",
+                $part,
+                " AND due_at > ?3"
+            ),
+        }
+    };
+}
+
+const DUE_WALKS: [DueWalk; 2] = [
+    due_walk!("instances_admitted_due", "started_at IS NOT NULL"),
+    due_walk!("instances_pending_due", "started_at IS NULL"),
+];
+
+/// The earliest due time of a turn after `now`: the least of every (queue, priority) group's
+/// first due time after `now` in both due indexes, each group found and read with one index
+/// seek (there is no index over all due times: every lease and commit would have to move the
+/// instance in it too).
+fn next_turn_due(conn: &Connection, now: Timestamp) -> SqlResult<Option<Timestamp>> {
+    let mut earliest: Option<i64> = None;
+    for walk in &DUE_WALKS {
+        let mut next = conn.prepare_cached(walk.next)?;
+        let mut min = conn.prepare_cached(walk.min)?;
+        let mut group: Option<(String, i64)> = conn
+            .prepare_cached(walk.first)?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        while let Some((queue, priority)) = group {
+            let due: Option<i64> = min.query_row(params![queue, priority, now.0], |r| r.get(0))?;
+            earliest = match (earliest, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            group = next
+                .query_row(params![queue, priority], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+        }
+    }
+    Ok(earliest.map(Timestamp))
 }

@@ -247,6 +247,56 @@ pub async fn purge_refuses_running_and_deletes_finished(store: Arc<dyn Store>) {
     );
 }
 
+/// `next_due` finds the earliest future turn whatever its queue, priority or admission: pending
+/// instances in several queues and priorities, and an admitted one whose lease expires.
+pub async fn next_due_spans_every_queue_and_priority(store: Arc<dyn Store>) {
+    for (id, queue, priority, ms) in [
+        ("a5", "a", 5, 3_000),
+        ("b0", "b", 0, 2_000),
+        ("b-3", "b", -3, 4_000),
+        ("leased", "default", 0, 500),
+    ] {
+        let mut new = new_instance(id, "wf");
+        new.queue = queue.into();
+        new.options.priority = priority;
+        new.created_at = at(ms);
+        store.create_instance(new).await.unwrap();
+    }
+    assert_eq!(store.next_due(T0).await.unwrap().turn, Some(at(500)));
+    let work = turn_of(&*store, "leased", at(500)).await;
+    // Tasks of two queues: the later queue (by name) has the earlier task.
+    let mut c = commit_of(&work, at(500));
+    c.keep_lease = Some(LEASE);
+    c.tasks = [("q1", 1, 7_000), ("q2", 2, 6_000)]
+        .into_iter()
+        .map(|(queue, seq, ms)| {
+            let mut task = new_task("leased", seq, at(ms));
+            task.options.queue = Some(queue.into());
+            task
+        })
+        .collect();
+    commit(&*store, c).await.unwrap();
+    assert_eq!(store.next_due(at(500)).await.unwrap().task, Some(at(6_000)));
+    assert_eq!(
+        store.next_due(at(6_000)).await.unwrap().task,
+        Some(at(7_000))
+    );
+    let expected = [
+        (500, 2_000),
+        (2_000, 3_000),
+        (3_000, 4_000),
+        (4_000, 500 + LEASE_MS),
+    ];
+    for (now, next) in expected {
+        assert_eq!(
+            store.next_due(at(now)).await.unwrap().turn,
+            Some(at(next)),
+            "after {now} ms"
+        );
+    }
+    assert_eq!(store.next_due(at(500 + LEASE_MS)).await.unwrap().turn, None);
+}
+
 /// `next_due` reports the earliest message visibility or lease expiry after `now` for turns,
 /// and the earliest task visibility or lease expiry after `now` for tasks.
 pub async fn next_due_reports_the_earliest_future_work(store: Arc<dyn Store>) {

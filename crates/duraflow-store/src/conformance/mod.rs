@@ -190,6 +190,7 @@ macro_rules! conformance_tests {
                 list_limit_defaults_to_100,
                 purge_refuses_running_and_deletes_finished,
                 next_due_reports_the_earliest_future_work,
+                next_due_spans_every_queue_and_priority,
                 stats_count_instances_messages_and_tasks,
                 notifier_wakes_waiters,
                 checkpoint_keeps_everything_and_the_store_goes_on,
