@@ -21,6 +21,7 @@ use duraflow::{PostgresOptions, PostgresStore, SqliteStore, Store};
 use serde::{Deserialize, Serialize};
 
 pub mod dag;
+pub mod process;
 pub mod queues;
 pub mod steps;
 

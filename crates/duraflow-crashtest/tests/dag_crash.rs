@@ -24,7 +24,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,65 +36,25 @@ use duraflow_crashtest::dag::{
     expected_finish, launched_steps, read_dag_log, run_id, skipped_steps, template, DagLine,
     HANDLERS,
 };
+use duraflow_crashtest::process::{env_number, Worker};
 use serde_json::json;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Kills the worker if the test fails while it runs.
-struct Worker(Child);
-
-impl Worker {
-    fn spawn(db: &Path, log: &Path, generation: u32, runs: usize) -> Worker {
-        let mut store = std::ffi::OsString::from("sqlite:");
-        store.push(db);
-        let child = Command::new(env!("CARGO_BIN_EXE_dag-worker"))
-            .arg(store)
-            .arg(log)
-            .arg(generation.to_string())
-            .arg(runs.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the DAG worker starts");
-        Worker(child)
-    }
-
-    /// Waits (with a deadline) until the log has at least `n` lines, or the worker exits.
-    /// Returns whether the worker is still running.
-    fn wait_for_lines(&mut self, log: &Path, n: usize) -> bool {
-        let started = Instant::now();
-        loop {
-            if self
-                .0
-                .try_wait()
-                .expect("the worker can be polled")
-                .is_some()
-            {
-                return false;
-            }
-            if read_dag_log(log).len() >= n {
-                return true;
-            }
-            assert!(started.elapsed() < DEADLINE, "the worker made no progress");
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+/// Starts a DAG worker on the SQLite file `db`.
+fn spawn_worker(db: &Path, log: &Path, generation: u32, runs: usize) -> Worker {
+    let mut store = std::ffi::OsString::from("sqlite:");
+    store.push(db);
+    let child = Command::new(env!("CARGO_BIN_EXE_dag-worker"))
+        .arg(store)
+        .arg(log)
+        .arg(generation.to_string())
+        .arg(runs.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the DAG worker starts");
+    Worker(child)
 }
 
 /// What the store held when a worker was killed.
@@ -190,12 +150,12 @@ fn a_sigkilled_dag_worker_loses_no_step_and_records_each_result_once() {
     let mut at_kills: Vec<AtKill> = Vec::new();
     let mut generation = 0u32;
     while at_kills.len() < kills_wanted {
-        let mut worker = Worker::spawn(&db, &log, generation, runs);
+        let mut worker = spawn_worker(&db, &log, generation, runs);
         let done = read_dag_log(&log).len();
         let remaining = total.saturating_sub(done);
         let share = (remaining / (kills_wanted - at_kills.len() + 1)).max(2);
         let target = done + rng.usize(share / 2..=share);
-        if !worker.wait_for_lines(&log, target) {
+        if !worker.wait_for_lines(|| read_dag_log(&log).len(), target, DEADLINE) {
             break; // It finished everything before the kill point.
         }
         // Where the kill lands after that line, drawn from the seed too: before, inside or
@@ -208,7 +168,7 @@ fn a_sigkilled_dag_worker_loses_no_step_and_records_each_result_once() {
     }
     let kills = at_kills.len();
     assert!(kills > 0, "no kill landed before the worker finished");
-    let mut last = Worker::spawn(&db, &log, generation, runs);
+    let mut last = spawn_worker(&db, &log, generation, runs);
     let started = Instant::now();
     let status = loop {
         if let Some(status) = last.0.try_wait().unwrap() {

@@ -18,19 +18,13 @@ use std::time::{Duration, Instant};
 
 use duraflow::prelude::*;
 use duraflow::{check_replay, EventKind, Outcome, Payload, Store};
+use duraflow_crashtest::process::{env_number, Worker};
 use duraflow_crashtest::steps::{
     expected_output, read_step_log, steps_workflow, workflow_id, Effects, Semantics, StepLine,
     DEFAULT_WORKFLOW_CONCURRENCY, STEPS, WORKFLOW_CONCURRENCY_VAR,
 };
 
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn spawn_worker(
     store: &OsStr,
@@ -53,39 +47,6 @@ fn spawn_worker(
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the steps worker starts")
-}
-
-/// Kills the worker if the test fails while it runs.
-struct Worker(Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Waits (with a deadline) until the log has at least `n` lines, or the worker exits. Returns
-/// whether the worker is still running.
-fn wait_for_lines(worker: &mut Worker, log: &Path, n: usize) -> bool {
-    let started = Instant::now();
-    loop {
-        if worker
-            .0
-            .try_wait()
-            .expect("the worker can be polled")
-            .is_some()
-        {
-            return false;
-        }
-        if read_step_log(log).len() >= n {
-            return true;
-        }
-        assert!(started.elapsed() < DEADLINE, "the worker made no progress");
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 type Key = (String, String, u32);
@@ -120,7 +81,7 @@ pub(crate) fn sigkill_steps(
         let remaining = total_steps.saturating_sub(done);
         let share = (remaining / (kills_wanted - kills + 1)).max(2);
         let target = done + rng.usize(share / 2..=share);
-        if !wait_for_lines(&mut worker, &log, target) {
+        if !worker.wait_for_lines(|| read_step_log(&log).len(), target, DEADLINE) {
             break; // It finished everything before the kill point.
         }
         std::thread::sleep(Duration::from_micros(rng.u64(0..8_000)));
