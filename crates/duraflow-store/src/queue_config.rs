@@ -46,6 +46,11 @@ pub struct QueueConfig {
     pub key_concurrency: Option<u32>,
     /// At most so many admissions per window.
     pub rate_limit: Option<RateLimit>,
+    /// At most this many activity tasks of the queue leased (an attempt running, its lease
+    /// live) at once across all workers. Fetches lease no more than that; claims by a turn's
+    /// commit never take a task of a queue with this limit (it is left to a fetch).
+    #[serde(default)]
+    pub task_concurrency: Option<u32>,
 }
 
 impl QueueConfig {
@@ -56,6 +61,7 @@ impl QueueConfig {
             concurrency: None,
             key_concurrency: None,
             rate_limit: None,
+            task_concurrency: None,
         }
     }
 
@@ -77,6 +83,13 @@ impl QueueConfig {
     #[must_use]
     pub fn rate_limit(mut self, starts: u32, per: Duration) -> QueueConfig {
         self.rate_limit = Some(RateLimit::new(starts, per));
+        self
+    }
+
+    /// At most `n` activity tasks of the queue leased at once across all workers.
+    #[must_use]
+    pub fn task_concurrency(mut self, n: u32) -> QueueConfig {
+        self.task_concurrency = Some(n);
         self
     }
 
@@ -105,6 +118,9 @@ impl QueueConfig {
         }
         if self.concurrency == Some(0) {
             return invalid("a concurrency limit of 0 would never admit an instance");
+        }
+        if self.task_concurrency == Some(0) {
+            return invalid("a task concurrency limit of 0 would never lease a task");
         }
         if self.key_concurrency == Some(0) {
             return invalid("a per-key concurrency limit of 0 would never admit an instance");
@@ -219,6 +235,11 @@ mod tests {
         assert!(QueueConfig::new("q").concurrency(0).validate().is_err());
         assert!(QueueConfig::new("q").key_concurrency(0).validate().is_err());
         assert!(QueueConfig::new("q")
+            .task_concurrency(0)
+            .validate()
+            .is_err());
+        assert!(QueueConfig::new("q").task_concurrency(1).validate().is_ok());
+        assert!(QueueConfig::new("q")
             .rate_limit(0, Duration::from_secs(1))
             .validate()
             .is_err());
@@ -232,6 +253,13 @@ mod tests {
             .rate_limit(1, Duration::from_millis(1))
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn stored_configs_without_a_task_limit_decode() {
+        let old = r#"{"name":"q","concurrency":2,"key_concurrency":null,"rate_limit":null}"#;
+        let config: QueueConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(config, QueueConfig::new("q").concurrency(2));
     }
 
     #[test]

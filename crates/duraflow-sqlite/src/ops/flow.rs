@@ -40,6 +40,54 @@ pub(crate) fn config(conn: &Connection, name: &str) -> SqlResult<Option<QueueCon
         .transpose()
 }
 
+/// The task concurrency limit of queue `name`, if it has one (read from the stored JSON
+/// alone, without decoding the whole configuration).
+pub(crate) fn task_limit(conn: &Connection, name: &str) -> SqlResult<Option<u32>> {
+    let limit: Option<Option<i64>> = conn
+        .prepare_cached(
+            "SELECT json_extract(config, '$.task_concurrency') FROM queue_configs WHERE name = ?1",
+        )?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    Ok(limit
+        .flatten()
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+}
+
+/// How many more tasks of `queue` may be leased at `now`: its task limit less its tasks whose
+/// lease is live (none without a limit). A leased task's `visible_at` is its lease's expiry,
+/// so the live ones are read from `tasks_queue_due` past `now`.
+pub(crate) fn task_quota(
+    conn: &Connection,
+    queue: &str,
+    now: Timestamp,
+) -> SqlResult<Option<usize>> {
+    let Some(limit) = task_limit(conn, queue)? else {
+        return Ok(None);
+    };
+    let running: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM tasks INDEXED BY tasks_queue_due
+              WHERE queue = ?1 AND visible_at > ?2 AND lease_until > ?2",
+        )?
+        .query_row(params![queue, now.0], |r| r.get(0))?;
+    let running = usize::try_from(running).unwrap_or(usize::MAX);
+    Ok(Some((limit as usize).saturating_sub(running)))
+}
+
+/// Whether instance `id` has a leased task in a queue with a task limit: deleting its tasks
+/// frees a slot, so task fetchers must be woken.
+pub(crate) fn holds_task_slot(conn: &Connection, id: &str) -> SqlResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (
+                 SELECT 1 FROM tasks t JOIN queue_configs q ON q.name = t.queue
+                  WHERE t.instance_id = ?1 AND t.lease_until IS NOT NULL
+                    AND json_extract(q.config, '$.task_concurrency') IS NOT NULL)",
+        )?
+        .query_row([id], |r| r.get(0))?)
+}
+
 /// Every stored configuration, by name.
 pub(crate) fn configs(conn: &Connection) -> SqlResult<Vec<QueueConfig>> {
     let mut stmt = conn.prepare_cached("SELECT name, config FROM queue_configs ORDER BY name")?;
