@@ -3,8 +3,10 @@
 //! takes when it leases the first turn of an instance.
 //!
 //! An instance is **admitted** when its first turn is leased (by a fetch or a claim); it is
-//! **running** for flow control from then until it finishes. A queue's limits hold back the
-//! admission of pending instances only: the turns of admitted instances are never held back.
+//! **running** for flow control from then until it finishes. A queue's instance limits hold
+//! back the admission of pending instances only: the turns of admitted instances are never held
+//! back. Its task limit ([`QueueConfig::task_concurrency`]) holds back the fetches of its
+//! activity tasks while that many are leased.
 
 use std::collections::HashMap;
 use std::time::Duration;
