@@ -54,17 +54,31 @@ pub(crate) fn task_limit(conn: &Connection, name: &str) -> SqlResult<Option<u32>
         .map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
 }
 
-/// How many more tasks of `queue` may be leased at `now`: its task limit less its tasks whose
-/// lease is live (none without a limit). A leased task's `visible_at` is its lease's expiry,
-/// so the live ones are read from `tasks_queue_due` past `now`.
+/// The task concurrency limits of the queues that have one, by queue (one read of the small
+/// `queue_configs` table, whatever the number of queues a fetch serves).
+pub(crate) fn task_limits(conn: &Connection) -> SqlResult<HashMap<String, u32>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, json_extract(config, '$.task_concurrency') FROM queue_configs
+          WHERE json_extract(config, '$.task_concurrency') IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (name, n) = row?;
+        out.insert(name, u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    Ok(out)
+}
+
+/// How many more tasks of `queue`, whose task limit is `limit`, may be leased at `now`: the
+/// limit less its tasks whose lease is live. A leased task's `visible_at` is its lease's
+/// expiry, so the live ones are read from `tasks_queue_due` past `now`.
 pub(crate) fn task_quota(
     conn: &Connection,
     queue: &str,
+    limit: u32,
     now: Timestamp,
-) -> SqlResult<Option<usize>> {
-    let Some(limit) = task_limit(conn, queue)? else {
-        return Ok(None);
-    };
+) -> SqlResult<usize> {
     let running: i64 = conn
         .prepare_cached(
             "SELECT count(*) FROM tasks INDEXED BY tasks_queue_due
@@ -72,7 +86,7 @@ pub(crate) fn task_quota(
         )?
         .query_row(params![queue, now.0], |r| r.get(0))?;
     let running = usize::try_from(running).unwrap_or(usize::MAX);
-    Ok(Some((limit as usize).saturating_sub(running)))
+    Ok((limit as usize).saturating_sub(running))
 }
 
 /// Whether instance `id` has a leased task in a queue with a task limit: deleting its tasks

@@ -72,6 +72,7 @@ pub(crate) fn fetch(
     // A leased task's `visible_at` is its lease's expiry, so every task visible now is free
     // (or its lease has run out). Each queue in order from its index (stopping at `max`),
     // merged.
+    let limits = super::flow::task_limits(conn)?;
     let mut due: Vec<(i64, i64)> = Vec::new();
     let mut stmt = conn.prepare_cached(
         "SELECT visible_at, id FROM tasks INDEXED BY tasks_queue_due
@@ -82,8 +83,8 @@ pub(crate) fn fetch(
     for queue in queues {
         // A queue with a task limit leases no more than its free slots; the writer runs one
         // transaction at a time, so the count and the leases are atomic.
-        let take = match super::flow::task_quota(conn, queue, now)? {
-            Some(quota) => quota.min(max),
+        let take = match limits.get(queue) {
+            Some(&limit) => super::flow::task_quota(conn, queue, limit, now)?.min(max),
             None => max,
         };
         if take == 0 {
