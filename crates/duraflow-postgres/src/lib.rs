@@ -453,6 +453,7 @@ impl Store for PostgresStore {
         let out = flow::configure(&mut conn, &config, &self.channel).await;
         let wake = Wake {
             turns: true,
+            tasks: true,
             ..Wake::default()
         };
         self.autocommit(out, wake)

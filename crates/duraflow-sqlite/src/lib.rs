@@ -344,8 +344,9 @@ impl Store for SqliteStore {
         self.db
             .write(move |c, tx| {
                 flow::configure(c, &config)?;
-                // Looser limits may admit what was held back.
+                // Looser limits may admit (or lease) what was held back.
                 tx.wake.turns = true;
+                tx.wake.tasks = true;
                 Ok(())
             })
             .await

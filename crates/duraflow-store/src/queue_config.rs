@@ -3,8 +3,10 @@
 //! takes when it leases the first turn of an instance.
 //!
 //! An instance is **admitted** when its first turn is leased (by a fetch or a claim); it is
-//! **running** for flow control from then until it finishes. A queue's limits hold back the
-//! admission of pending instances only: the turns of admitted instances are never held back.
+//! **running** for flow control from then until it finishes. A queue's instance limits hold
+//! back the admission of pending instances only: the turns of admitted instances are never held
+//! back. Its task limit ([`QueueConfig::task_concurrency`]) holds back the fetches of its
+//! activity tasks while that many are leased.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,6 +48,11 @@ pub struct QueueConfig {
     pub key_concurrency: Option<u32>,
     /// At most so many admissions per window.
     pub rate_limit: Option<RateLimit>,
+    /// At most this many activity tasks of the queue leased (an attempt running, its lease
+    /// live) at once across all workers. Fetches lease no more than that; claims by a turn's
+    /// commit never take a task of a queue with this limit (it is left to a fetch).
+    #[serde(default)]
+    pub task_concurrency: Option<u32>,
 }
 
 impl QueueConfig {
@@ -56,6 +63,7 @@ impl QueueConfig {
             concurrency: None,
             key_concurrency: None,
             rate_limit: None,
+            task_concurrency: None,
         }
     }
 
@@ -77,6 +85,13 @@ impl QueueConfig {
     #[must_use]
     pub fn rate_limit(mut self, starts: u32, per: Duration) -> QueueConfig {
         self.rate_limit = Some(RateLimit::new(starts, per));
+        self
+    }
+
+    /// At most `n` activity tasks of the queue leased at once across all workers.
+    #[must_use]
+    pub fn task_concurrency(mut self, n: u32) -> QueueConfig {
+        self.task_concurrency = Some(n);
         self
     }
 
@@ -105,6 +120,9 @@ impl QueueConfig {
         }
         if self.concurrency == Some(0) {
             return invalid("a concurrency limit of 0 would never admit an instance");
+        }
+        if self.task_concurrency == Some(0) {
+            return invalid("a task concurrency limit of 0 would never lease a task");
         }
         if self.key_concurrency == Some(0) {
             return invalid("a per-key concurrency limit of 0 would never admit an instance");
@@ -219,6 +237,11 @@ mod tests {
         assert!(QueueConfig::new("q").concurrency(0).validate().is_err());
         assert!(QueueConfig::new("q").key_concurrency(0).validate().is_err());
         assert!(QueueConfig::new("q")
+            .task_concurrency(0)
+            .validate()
+            .is_err());
+        assert!(QueueConfig::new("q").task_concurrency(1).validate().is_ok());
+        assert!(QueueConfig::new("q")
             .rate_limit(0, Duration::from_secs(1))
             .validate()
             .is_err());
@@ -232,6 +255,13 @@ mod tests {
             .rate_limit(1, Duration::from_millis(1))
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn stored_configs_without_a_task_limit_decode() {
+        let old = r#"{"name":"q","concurrency":2,"key_concurrency":null,"rate_limit":null}"#;
+        let config: QueueConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(config, QueueConfig::new("q").concurrency(2));
     }
 
     #[test]

@@ -138,7 +138,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Timestamp>;
 
     /// Leases up to `max` visible activity tasks that pass `filter` (their queue, their activity
-    /// name) for `lease`, counting an attempt on each.
+    /// name) for `lease`, counting an attempt on each. Of a queue with a task concurrency limit
+    /// ([`crate::QueueConfig::task_concurrency`]) it leases no more than the limit less the
+    /// queue's tasks whose lease is live at `now`, atomically however many fetchers share the
+    /// store.
     async fn fetch_tasks(
         &self,
         filter: &FetchFilter,

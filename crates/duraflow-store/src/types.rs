@@ -335,7 +335,10 @@ pub struct Completed {
 /// it runs them without fetching them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskClaim {
-    /// Lease at most this many of the commit's new tasks, the first ones in order.
+    /// Lease at most this many of the commit's new tasks, the first ones in order, stopping at
+    /// the first task of a queue with a task concurrency limit
+    /// ([`crate::QueueConfig::task_concurrency`]): that one and those after it are left to a
+    /// fetch, which enforces the limit.
     pub max: usize,
     /// For this long from the commit's `now`.
     pub lease: Duration,

@@ -1,6 +1,8 @@
 //! Flow control through the engine: a queue's concurrency limit admits only so many instances
 //! at once and finishing one admits the next; instances with the same concurrency key run one
-//! at a time; a full queue admits the pending instance of highest priority first.
+//! at a time; a full queue admits the pending instance of highest priority first; a queue's
+//! task concurrency limit of 1 runs its activities one at a time, however many workflows call
+//! them.
 //!
 //! Every workflow waits for an event, so the tests decide when each instance finishes. The
 //! engines run on a virtual clock (nothing waits on a timer), and every check is a condition
@@ -14,7 +16,9 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{eventually, virtual_clock, virtual_options};
 use duraflow::prelude::*;
@@ -219,7 +223,90 @@ async fn zero_limit_is_refused(store: Arc<dyn Store>) {
     assert_eq!(store.queue_config("broken").await.unwrap(), None);
 }
 
+/// The attempts of the `render` activity running now, the most seen at once, and how many ran.
+#[derive(Default)]
+struct Renders {
+    running: AtomicUsize,
+    max: AtomicUsize,
+    ran: AtomicUsize,
+}
+
+/// Renders `0..n` one after another on the `gpu` queue; returns their sum.
+async fn render_all(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let mut total = 0;
+    for i in 0..n {
+        let out: u32 = ctx.activity("render", &i).queue("gpu").await?;
+        total += out;
+    }
+    Ok(total)
+}
+
+/// With a task concurrency limit of 1 on `gpu`, the `render` attempts of 4 workflows running
+/// at once never overlap (each attempt takes a few milliseconds of work, so attempts leased
+/// together would be seen running together), and every workflow completes: each completion
+/// wakes the fetchers for the next task (the clock is virtual, so no polling interval
+/// passes).
+async fn task_limit_runs_activities_one_at_a_time(store: Arc<dyn Store>) {
+    let renders = Arc::new(Renders::default());
+    let seen = renders.clone();
+    let engine = Engine::builder()
+        .shared_store(store)
+        .clock(virtual_clock())
+        .options(virtual_options())
+        .queues(["default", "gpu"])
+        .queue_config(QueueConfig::new("gpu").task_concurrency(1))
+        .workflow("render_all", render_all)
+        .activity("render", move |_ctx: ActivityContext, i: u32| {
+            let r = seen.clone();
+            async move {
+                let now = r.running.fetch_add(1, Ordering::SeqCst) + 1;
+                r.max.fetch_max(now, Ordering::SeqCst);
+                // The attempt's work.
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                r.running.fetch_sub(1, Ordering::SeqCst);
+                r.ran.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, ActivityError>(i)
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let client = engine.client();
+    assert_eq!(
+        client.queue_config("gpu").await.unwrap(),
+        Some(QueueConfig::new("gpu").task_concurrency(1))
+    );
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let run = client
+            .start("render_all", &3_u32)
+            .id(format!("r{i}"))
+            .await
+            .unwrap();
+        ids.push(run.id);
+    }
+    eventually("every render_all completed", || {
+        let (client, ids, renders) = (&client, &ids, &renders);
+        async move {
+            let max = renders.max.load(Ordering::SeqCst);
+            assert!(
+                max <= 1,
+                "{max} render attempts ran at once with a limit of 1"
+            );
+            let st = statuses(client, ids).await;
+            st.iter()
+                .all(|s| *s == InstanceStatus::Completed)
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(renders.max.load(Ordering::SeqCst), 1);
+    assert_eq!(renders.ran.load(Ordering::SeqCst), 12);
+    engine.shutdown().await;
+}
+
 async fn on(store: Arc<dyn Store>) {
+    task_limit_runs_activities_one_at_a_time(store.clone()).await;
     zero_limit_is_refused(store.clone()).await;
     queue_limit(store.clone()).await;
     key_serialises(store.clone()).await;

@@ -33,7 +33,7 @@ pub(crate) const ADMISSION_FREE: &str = "(i.started_at IS NOT NULL OR (i.concurr
                       WHERE qc.name = i.queue AND qc.limits_queue)))";
 
 /// Stores `config` in place of the queue's configuration.
-/// Every fetcher on the schema is woken: looser limits may admit what was held back.
+/// Every fetcher on the schema is woken: looser limits may admit (or lease) what was held back.
 pub(crate) async fn configure(
     conn: &mut PgConnection,
     config: &QueueConfig,
@@ -46,8 +46,9 @@ pub(crate) async fn configure(
                 SET config = excluded.config, limits_queue = excluded.limits_queue
              RETURNING name
          )
-         SELECT pg_notify($4, '{turns}') FROM stored",
+         SELECT pg_notify($4, '{turns}'), pg_notify($4, '{tasks}') FROM stored",
         turns = crate::listen::TURNS,
+        tasks = crate::listen::TASKS,
     )))
     .bind(&config.name)
     .bind(codec::to_json(config)?)

@@ -10,7 +10,7 @@ use duraflow_store::{
     TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use super::turns::{
     leased_columns, leased_row, turn_extras, with_journals, Leased, TURN_EXTRA_COLUMNS,
@@ -61,8 +61,12 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
     })
 }
 
+/// Whether the `queue_configs` row `qc` sets a task concurrency limit.
+pub(crate) const TASK_LIMITED: &str = "((qc.config::jsonb ->> 'task_concurrency') IS NOT NULL)";
+
 /// Leases visible tasks, skipping rows another transaction is leasing: one statement, which
-/// commits by itself.
+/// commits by itself, for the served queues without a task limit; it also names the served
+/// queues that have one, whose tasks [`fetch_limited`] then leases within their limits.
 pub(crate) async fn fetch(
     conn: &mut PgConnection,
     filter: &FetchFilter,
@@ -73,24 +77,34 @@ pub(crate) async fn fetch(
     if filter.is_empty() {
         return Ok(Vec::new());
     }
-    let rows = sqlx::query(
-        "WITH ready AS (
+    // The final `LEFT JOIN` returns one row (of NULL task columns) when nothing was leased,
+    // so the limited queues are always read.
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "WITH limited AS (
+             SELECT coalesce(array_agg(qc.name ORDER BY qc.name), '{{}}') AS names
+               FROM queue_configs qc
+              WHERE qc.name = ANY($4::text[]) AND {TASK_LIMITED}
+         ), ready AS (
              SELECT id, visible_at FROM tasks
               WHERE queue = ANY($4::text[]) AND visible_at <= $1
+                AND queue <> ALL(coalesce((SELECT names FROM limited), '{{}}'::text[]))
                 AND ($5::text[] IS NULL OR name = ANY($5::text[]))
               ORDER BY visible_at, id
               LIMIT $2
                 FOR UPDATE SKIP LOCKED
+         ), leased AS (
+             UPDATE tasks AS t
+                SET attempt = least(t.attempt, 2147483646) + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
+                    visible_at = $3
+               FROM ready
+              WHERE t.id = ready.id
+             RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
+                       t.scheduled_at, t.lease_token, t.lease_until, ready.visible_at AS due_at,
+                       t.last_failure, t.heartbeat_details
          )
-         UPDATE tasks AS t
-            SET attempt = least(t.attempt, 2147483646) + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
-                visible_at = $3
-           FROM ready
-          WHERE t.id = ready.id
-         RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
-                   t.scheduled_at, t.lease_token, t.lease_until, ready.visible_at,
-                   t.last_failure, t.heartbeat_details",
-    )
+         SELECT l.*, lim.names AS limited
+           FROM limited lim LEFT JOIN leased l ON true"
+    )))
     .bind(now.0)
     .bind(max as i64)
     .bind(now.plus(lease).0)
@@ -99,11 +113,92 @@ pub(crate) async fn fetch(
     .fetch_all(&mut *conn)
     .await?;
     let mut out: Vec<(i64, TaskWork)> = Vec::with_capacity(rows.len());
+    let mut limited: Vec<String> = Vec::new();
     for row in &rows {
-        out.push((row.try_get("visible_at")?, task_row(row)?));
+        limited = row.try_get("limited")?;
+        if row.try_get::<Option<i64>, _>("id")?.is_some() {
+            out.push((row.try_get("due_at")?, task_row(row)?));
+        }
+    }
+    if !limited.is_empty() && out.len() < max {
+        out.extend(fetch_limited(conn, filter, &limited, now, max - out.len(), lease).await?);
     }
     out.sort_by_key(|(visible_at, t)| (*visible_at, t.id));
     Ok(out.into_iter().map(|(_, t)| t).collect())
+}
+
+/// Leases up to `max` visible tasks of `queues` (sorted, each with a task limit), within their
+/// limits, in a transaction of its own that takes a transaction-level advisory lock per queue
+/// (on the schema and `tasks/` and the queue's name) before it counts the queue's live leases
+/// and leases. Under `READ COMMITTED` the statement after the lock reads a snapshot that holds
+/// every lease an earlier holder committed (it held the lock until its commit), and nothing
+/// else leases tasks of such a queue (the one-statement fetch leaves them out and claims never
+/// take them), so the count is exact or (a completion committed meanwhile) high, never low.
+/// The candidates are locked `FOR UPDATE SKIP LOCKED`: a fetcher waiting for the lock holds no
+/// lock the holder needs. Fetches of queues without a task limit never take these locks.
+async fn fetch_limited(
+    conn: &mut PgConnection,
+    filter: &FetchFilter,
+    queues: &[String],
+    now: Timestamp,
+    max: usize,
+    lease: Duration,
+) -> OpResult<Vec<(i64, TaskWork)>> {
+    let mut tx = conn.begin().await?;
+    // Only leases are written, which need not be durable; not waiting for the WAL flush keeps
+    // the queue's lock short.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    let mut out: Vec<(i64, TaskWork)> = Vec::new();
+    for queue in queues {
+        if out.len() >= max {
+            break;
+        }
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/tasks/' || $1))")
+            .bind(queue)
+            .execute(&mut *tx)
+            .await?;
+        // The limit is read again under the lock; a queue whose limit was removed meanwhile
+        // leases up to `max` (`least` ignores NULL).
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "WITH quota AS (
+                 SELECT greatest(0, least($2::bigint,
+                            (SELECT (qc.config::jsonb ->> 'task_concurrency')::bigint
+                               FROM queue_configs qc WHERE qc.name = $4 AND {TASK_LIMITED})
+                            - (SELECT count(*) FROM tasks r
+                                WHERE r.queue = $4 AND r.visible_at > $1
+                                  AND r.lease_until > $1))) AS n
+             ), ready AS (
+                 SELECT id, visible_at FROM tasks
+                  WHERE queue = $4 AND visible_at <= $1
+                    AND ($5::text[] IS NULL OR name = ANY($5::text[]))
+                  ORDER BY visible_at, id
+                  LIMIT (SELECT n FROM quota)
+                    FOR UPDATE SKIP LOCKED
+             )
+             UPDATE tasks AS t
+                SET attempt = least(t.attempt, 2147483646) + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
+                    visible_at = $3
+               FROM ready
+              WHERE t.id = ready.id
+             RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
+                       t.scheduled_at, t.lease_token, t.lease_until, ready.visible_at AS due_at,
+                       t.last_failure, t.heartbeat_details"
+        )))
+        .bind(now.0)
+        .bind((max - out.len()) as i64)
+        .bind(now.plus(lease).0)
+        .bind(queue)
+        .bind(&filter.names)
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in &rows {
+            out.push((row.try_get("due_at")?, task_row(row)?));
+        }
+    }
+    tx.commit().await?;
+    Ok(out)
 }
 
 /// What a completion batch's claims of turns go by: the completer's filter (only the turns of
@@ -219,7 +314,11 @@ pub(crate) async fn complete_batch(
              ), gone AS (
                  DELETE FROM tasks t USING c
                   WHERE t.id = c.id AND t.lease_token = c.token AND t.lease_until > $5
-                 RETURNING t.id, t.instance_id
+                 RETURNING t.id, t.instance_id, t.queue
+             ), freed AS (
+                 SELECT pg_notify($6, '{tasks}')
+                  WHERE EXISTS (SELECT 1 FROM gone g JOIN queue_configs qc ON qc.name = g.queue
+                                 WHERE {task_limited})
              ), posted AS (
                  INSERT INTO messages (instance_id, visible_at, kind)
                  SELECT g.instance_id, $5, c.kind
@@ -271,12 +370,15 @@ pub(crate) async fn complete_batch(
              )
              SELECT c.id AS task_id, g.id IS NOT NULL AS completed,
                     (SELECT count(*) FROM announced) AS announced,
+                    (SELECT count(*) FROM freed) AS freed,
                     EXISTS (SELECT 1 FROM t WHERE NOT t.claims) AS wake_turns,
                     turn.*
                FROM c LEFT JOIN gone g ON g.id = c.id
                LEFT JOIN turn ON turn.claim_ord = c.ord
               ORDER BY c.ord",
             turns = listen::TURNS,
+            tasks = listen::TASKS,
+            task_limited = TASK_LIMITED,
             admission_free = super::flow::ADMISSION_FREE,
             leased = leased_columns("l"),
             extras = turn_extras(
@@ -300,6 +402,7 @@ pub(crate) async fn complete_batch(
             let id = TaskId(row.try_get("task_id")?);
             let completed: bool = row.try_get("completed")?;
             wake.turns |= row.try_get::<bool, _>("wake_turns")?;
+            wake.tasks |= row.try_get::<i64, _>("freed")? > 0;
             let turn = match row.try_get::<Option<String>, _>("id")? {
                 Some(_) => Some(leased_row(row)?),
                 None => None,

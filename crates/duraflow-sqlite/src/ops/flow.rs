@@ -40,6 +40,68 @@ pub(crate) fn config(conn: &Connection, name: &str) -> SqlResult<Option<QueueCon
         .transpose()
 }
 
+/// The task concurrency limit of queue `name`, if it has one (read from the stored JSON
+/// alone, without decoding the whole configuration).
+pub(crate) fn task_limit(conn: &Connection, name: &str) -> SqlResult<Option<u32>> {
+    let limit: Option<Option<i64>> = conn
+        .prepare_cached(
+            "SELECT json_extract(config, '$.task_concurrency') FROM queue_configs WHERE name = ?1",
+        )?
+        .query_row([name], |r| r.get(0))
+        .optional()?;
+    Ok(limit
+        .flatten()
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+}
+
+/// The task concurrency limits of the queues that have one, by queue (one read of the small
+/// `queue_configs` table, whatever the number of queues a fetch serves).
+pub(crate) fn task_limits(conn: &Connection) -> SqlResult<HashMap<String, u32>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT name, json_extract(config, '$.task_concurrency') FROM queue_configs
+          WHERE json_extract(config, '$.task_concurrency') IS NOT NULL",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let (name, n) = row?;
+        out.insert(name, u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    Ok(out)
+}
+
+/// How many more tasks of `queue`, whose task limit is `limit`, may be leased at `now`: the
+/// limit less its tasks whose lease is live. A leased task's `visible_at` is its lease's
+/// expiry, so the live ones are read from `tasks_queue_due` past `now`.
+pub(crate) fn task_quota(
+    conn: &Connection,
+    queue: &str,
+    limit: u32,
+    now: Timestamp,
+) -> SqlResult<usize> {
+    let running: i64 = conn
+        .prepare_cached(
+            "SELECT count(*) FROM tasks INDEXED BY tasks_queue_due
+              WHERE queue = ?1 AND visible_at > ?2 AND lease_until > ?2",
+        )?
+        .query_row(params![queue, now.0], |r| r.get(0))?;
+    let running = usize::try_from(running).unwrap_or(usize::MAX);
+    Ok((limit as usize).saturating_sub(running))
+}
+
+/// Whether instance `id` has a leased task in a queue with a task limit: deleting its tasks
+/// frees a slot, so task fetchers must be woken.
+pub(crate) fn holds_task_slot(conn: &Connection, id: &str) -> SqlResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (
+                 SELECT 1 FROM tasks t JOIN queue_configs q ON q.name = t.queue
+                  WHERE t.instance_id = ?1 AND t.lease_until IS NOT NULL
+                    AND json_extract(q.config, '$.task_concurrency') IS NOT NULL)",
+        )?
+        .query_row([id], |r| r.get(0))?)
+}
+
 /// Every stored configuration, by name.
 pub(crate) fn configs(conn: &Connection) -> SqlResult<Vec<QueueConfig>> {
     let mut stmt = conn.prepare_cached("SELECT name, config FROM queue_configs ORDER BY name")?;

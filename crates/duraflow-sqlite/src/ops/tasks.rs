@@ -72,6 +72,7 @@ pub(crate) fn fetch(
     // A leased task's `visible_at` is its lease's expiry, so every task visible now is free
     // (or its lease has run out). Each queue in order from its index (stopping at `max`),
     // merged.
+    let limits = super::flow::task_limits(conn)?;
     let mut due: Vec<(i64, i64)> = Vec::new();
     let mut stmt = conn.prepare_cached(
         "SELECT visible_at, id FROM tasks INDEXED BY tasks_queue_due
@@ -80,7 +81,16 @@ pub(crate) fn fetch(
          ORDER BY visible_at, id LIMIT ?2",
     )?;
     for queue in queues {
-        let rows = stmt.query_map(params![now.0, max as i64, queue, names], |r| {
+        // A queue with a task limit leases no more than its free slots; the writer runs one
+        // transaction at a time, so the count and the leases are atomic.
+        let take = match limits.get(queue) {
+            Some(&limit) => super::flow::task_quota(conn, queue, limit, now)?.min(max),
+            None => max,
+        };
+        if take == 0 {
+            continue;
+        }
+        let rows = stmt.query_map(params![now.0, take as i64, queue, names], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?;
         for row in rows {
@@ -151,7 +161,7 @@ pub(crate) fn complete_batch(
     let mut posted: Vec<String> = Vec::new();
     let mut results = Vec::with_capacity(completions.len());
     for (i, c) in completions.iter().enumerate() {
-        let done = complete(conn, now, c)?;
+        let done = complete(conn, now, c, tx)?;
         if let Ok(Some(instance_id)) = &done {
             if let Some(turn_lease) = c.claim_turn {
                 if !claims.iter().any(|(_, id, _)| id == instance_id) {
@@ -199,16 +209,25 @@ fn complete(
     conn: &Connection,
     now: Timestamp,
     c: &TaskCompletion,
+    tx: &mut Tx<'_>,
 ) -> SqlResult<StoreResult<Option<String>>> {
-    let row: Option<(String, u32, String, i64, Option<i64>)> = conn
+    let row: Option<(String, u32, String, i64, Option<i64>, String)> = conn
         .prepare_cached(
-            "SELECT instance_id, execution, op, lease_token, lease_until FROM tasks WHERE id = ?1",
+            "SELECT instance_id, execution, op, lease_token, lease_until, queue
+               FROM tasks WHERE id = ?1",
         )?
         .query_row([c.id.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .optional()?;
-    let Some((instance_id, execution, op, token, lease_until)) = row else {
+    let Some((instance_id, execution, op, token, lease_until, queue)) = row else {
         return Ok(Err(not_found(c.id)));
     };
     if token != c.token.0 || lease_until.is_none_or(|until| until <= now.0) {
@@ -216,6 +235,10 @@ fn complete(
     }
     conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
         .execute([c.id.0])?;
+    // A slot under the queue's task limit is free: wake the fetchers holding tasks back.
+    if super::flow::task_limit(conn, &queue)?.is_some() {
+        tx.wake.tasks = true;
+    }
     let kind = MessageKind::ActivityResult {
         execution,
         op: op_id(&op, &format!("column op of task {}", c.id.0))?,

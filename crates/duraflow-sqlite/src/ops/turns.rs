@@ -256,8 +256,17 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         }
     }
     let mut committed = Committed::default();
+    // A claim takes the first tasks in order, and stops at one of a queue with a task limit:
+    // that one is left to a fetch, which enforces the limit.
+    let mut claiming = c.claim_tasks.is_some();
     for (i, task) in c.tasks.iter().enumerate() {
-        let claim = c.claim_tasks.filter(|claim| i < claim.max);
+        if claiming
+            && c.claim_tasks.is_some_and(|claim| i < claim.max)
+            && super::flow::task_limit(conn, task.options.queue_name())?.is_some()
+        {
+            claiming = false;
+        }
+        let claim = c.claim_tasks.filter(|claim| claiming && i < claim.max);
         match insert_task(conn, tx, task, claim, c.now)? {
             Some(claimed) => committed.tasks.push(claimed),
             None => tx.wake.tasks = true,
@@ -272,6 +281,9 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     queue_events::apply(conn, c, tx)?;
     feed::append(conn, c, tx)?;
     if !c.cancelled_tasks.is_empty() {
+        if flow::holds_task_slot(conn, id)? {
+            tx.wake.tasks = true;
+        }
         let mut cancel = conn.prepare_cached(
             "DELETE FROM tasks WHERE instance_id = ?1 AND execution = ?2 AND op = ?3",
         )?;
@@ -305,6 +317,9 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         }
         conn.prepare_cached("DELETE FROM messages WHERE instance_id = ?1")?
             .execute([id])?;
+        if flow::holds_task_slot(conn, id)? {
+            tx.wake.tasks = true;
+        }
         conn.prepare_cached("DELETE FROM tasks WHERE instance_id = ?1")?
             .execute([id])?;
         callbacks::drop_before(conn, id, None)?;

@@ -1,6 +1,7 @@
 //! Flow control: priorities within a queue, and the limits of a [`QueueConfig`] (concurrency
 //! per queue and per key, rate limits), which hold however many fetchers share the store and
-//! never hold back the turns of instances already admitted.
+//! never hold back the turns of instances already admitted; and the task concurrency limit,
+//! which bounds the live leases of a queue's activity tasks.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -9,11 +10,17 @@ use std::time::Duration;
 
 use duraflow_core::Timestamp;
 
-use super::{at, commit, commit_of, new_instance, payload, user_event, LEASE};
+use super::{
+    at, commit, commit_of, new_instance, new_task, payload, start, turn_of, user_event, LEASE,
+    LEASE_MS, T0,
+};
 use crate::error::StoreError;
 use crate::queue_config::QueueConfig;
 use crate::store::Store;
-use crate::types::{CreateOutcome, FetchFilter, InstanceStatus, NewInstance, TurnWork};
+use crate::types::{
+    CreateOutcome, FetchFilter, InstanceStatus, NewInstance, NewTask, OpResult, TaskClaim,
+    TaskCompletion, TaskWork, TurnWork,
+};
 
 /// Instance `id` of workflow `wf` in `queue`, created (and due) at `at(ms)`, with `priority`
 /// and concurrency `key`.
@@ -345,7 +352,7 @@ pub async fn configure_queue_upserts(store: Arc<dyn Store>) {
         .key_concurrency(3)
         .rate_limit(10, Duration::from_millis(1_500));
     store.configure_queue(second.clone()).await.unwrap();
-    let other = QueueConfig::new("batch").concurrency(1);
+    let other = QueueConfig::new("batch").concurrency(1).task_concurrency(4);
     store.configure_queue(other.clone()).await.unwrap();
     assert_eq!(
         store.queue_config("emails").await.unwrap(),
@@ -357,6 +364,7 @@ pub async fn configure_queue_upserts(store: Arc<dyn Store>) {
     for bad in [
         QueueConfig::new("emails").concurrency(0),
         QueueConfig::new("emails").key_concurrency(0),
+        QueueConfig::new("emails").task_concurrency(0),
         QueueConfig::new("emails").rate_limit(0, Duration::from_secs(1)),
         QueueConfig::new("emails").rate_limit(1, Duration::ZERO),
     ] {
@@ -366,4 +374,218 @@ pub async fn configure_queue_upserts(store: Arc<dyn Store>) {
         }
     }
     assert_eq!(store.queue_config("emails").await.unwrap(), Some(second));
+}
+
+/// Task `seq` of instance `id` in `queue`, scheduled at `T0`.
+fn task_in(id: &str, seq: u32, queue: &str) -> NewTask {
+    let mut task = new_task(id, seq, T0);
+    task.options.queue = Some(queue.to_owned());
+    task
+}
+
+/// The tasks of `queues` fetched at `now`, at most `max` (leased).
+async fn fetch_tasks(
+    store: &dyn Store,
+    queues: &[&str],
+    now: Timestamp,
+    max: usize,
+) -> Vec<TaskWork> {
+    store
+        .fetch_tasks(
+            &FetchFilter::queues(queues.iter().copied()),
+            now,
+            max,
+            LEASE,
+        )
+        .await
+        .unwrap()
+}
+
+/// Completes `task` at `now` (its lease must be live).
+async fn complete_task(store: &dyn Store, task: &TaskWork, now: Timestamp) {
+    let completion = TaskCompletion {
+        id: task.id,
+        token: task.token,
+        result: OpResult::Ok(payload(task.op.to_string())),
+        claim_turn: None,
+    };
+    let results = store
+        .complete_tasks(&FetchFilter::default(), now, vec![completion], None)
+        .await
+        .unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+}
+
+fn task_queues(tasks: &[TaskWork]) -> Vec<&str> {
+    tasks.iter().map(|t| t.options.queue_name()).collect()
+}
+
+/// With a task concurrency limit of 2 on queue `gpu`, 8 concurrent fetchers over 20 tasks never
+/// hold more than 2 live leases of the queue at once, and every task completes.
+pub async fn task_concurrency_holds_under_concurrent_fetchers(store: Arc<dyn Store>) {
+    store
+        .configure_queue(QueueConfig::new("gpu").task_concurrency(2))
+        .await
+        .unwrap();
+    let total = 20;
+    let tasks = (1..=total).map(|seq| task_in("t", seq, "gpu")).collect();
+    start(&*store, "t", tasks).await;
+    let running = Arc::new(Mutex::new((0_usize, 0_usize)));
+    let done = Arc::new(AtomicUsize::new(0));
+    let now = at(1_000);
+    let mut fetchers = Vec::new();
+    for _ in 0..8 {
+        let (store, running, done) = (store.clone(), running.clone(), done.clone());
+        fetchers.push(tokio::spawn(async move {
+            while done.load(Ordering::SeqCst) < total as usize {
+                let work = fetch_tasks(&*store, &["gpu"], now, 2).await;
+                if work.is_empty() {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                {
+                    let mut r = running.lock().unwrap();
+                    r.0 += work.len();
+                    r.1 = r.1.max(r.0);
+                }
+                for task in work {
+                    tokio::task::yield_now().await;
+                    // Counted down before the completion, so the count is never below what
+                    // the store counts.
+                    running.lock().unwrap().0 -= 1;
+                    complete_task(&*store, &task, now).await;
+                    done.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }));
+    }
+    let all = async {
+        for f in fetchers {
+            f.await.unwrap();
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), all)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "only {} of {total} tasks completed",
+                done.load(Ordering::SeqCst)
+            )
+        });
+    assert_eq!(done.load(Ordering::SeqCst), total as usize);
+    let max = running.lock().unwrap().1;
+    assert!(
+        max <= 2,
+        "{max} tasks of the queue were leased at once with a limit of 2"
+    );
+    assert!(max >= 1);
+    assert!(fetch_tasks(&*store, &["gpu"], now, 100).await.is_empty());
+}
+
+/// A queue's task limit holds back only that queue's tasks: those of other queues fetched
+/// along with them are leased as usual, and a completion frees the slot for the next one.
+pub async fn task_limits_hold_back_only_their_queue(store: Arc<dyn Store>) {
+    store
+        .configure_queue(QueueConfig::new("gpu").task_concurrency(1))
+        .await
+        .unwrap();
+    let tasks = vec![
+        task_in("t", 1, "gpu"),
+        task_in("t", 2, "gpu"),
+        task_in("t", 3, "cpu"),
+        task_in("t", 4, "gpu"),
+        task_in("t", 5, "cpu"),
+        task_in("t", 6, "default"),
+    ];
+    start(&*store, "t", tasks).await;
+    let queues = ["gpu", "cpu", "default"];
+    let first = fetch_tasks(&*store, &queues, at(1), 100).await;
+    let mut got = task_queues(&first);
+    got.sort_unstable();
+    assert_eq!(got, ["cpu", "cpu", "default", "gpu"]);
+    assert!(fetch_tasks(&*store, &queues, at(2), 100).await.is_empty());
+    let gpu = first
+        .iter()
+        .find(|t| t.options.queue_name() == "gpu")
+        .unwrap();
+    complete_task(&*store, gpu, at(3)).await;
+    let next = fetch_tasks(&*store, &queues, at(4), 100).await;
+    assert_eq!(task_queues(&next), ["gpu"]);
+    assert!(fetch_tasks(&*store, &["gpu"], at(5), 100).await.is_empty());
+}
+
+/// A commit's claim takes its first new tasks in order and stops at one of a queue with a
+/// task limit: that one (and those after it) is left to a fetch, which enforces the limit.
+pub async fn claims_take_no_task_of_a_limited_queue(store: Arc<dyn Store>) {
+    store
+        .configure_queue(QueueConfig::new("gpu").task_concurrency(5))
+        .await
+        .unwrap();
+    store
+        .create_instance(new_instance("c", "wf"))
+        .await
+        .unwrap();
+    let work = turn_of(&*store, "c", T0).await;
+    let mut c = commit_of(&work, T0);
+    c.tasks = vec![
+        task_in("c", 1, "default"),
+        task_in("c", 2, "gpu"),
+        task_in("c", 3, "default"),
+    ];
+    c.claim_tasks = Some(TaskClaim {
+        max: 10,
+        lease: LEASE,
+    });
+    let mut results = store.commit_turns(vec![c]).await.unwrap();
+    let committed = results.remove(0).unwrap();
+    let claimed: Vec<String> = committed.tasks.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(claimed, ["activity-1"]);
+    let gpu = fetch_tasks(&*store, &["gpu"], at(1), 100).await;
+    assert_eq!(gpu.len(), 1);
+    assert_eq!(gpu[0].name, "activity-2");
+    assert_eq!(gpu[0].attempt, 1);
+    let rest = fetch_tasks(&*store, &["default"], at(1), 100).await;
+    let names: Vec<&str> = rest.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["activity-3"]);
+
+    // A commit whose only new task is of the limited queue claims nothing.
+    store.send(user_event("c", "more", at(2))).await.unwrap();
+    let work = turn_of(&*store, "c", at(2)).await;
+    let mut c = commit_of(&work, at(2));
+    c.tasks = vec![task_in("c", 4, "gpu")];
+    c.claim_tasks = Some(TaskClaim {
+        max: 1,
+        lease: LEASE,
+    });
+    let mut results = store.commit_turns(vec![c]).await.unwrap();
+    assert!(results.remove(0).unwrap().tasks.is_empty());
+    let gpu = fetch_tasks(&*store, &["gpu"], at(3), 100).await;
+    let names: Vec<&str> = gpu.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["activity-4"]);
+}
+
+/// A task whose lease expired no longer holds a slot under its queue's task limit: a fetch
+/// after the expiry leases one task again (the expired one, or another).
+pub async fn an_expired_task_lease_frees_its_slot(store: Arc<dyn Store>) {
+    store
+        .configure_queue(QueueConfig::new("gpu").task_concurrency(1))
+        .await
+        .unwrap();
+    start(
+        &*store,
+        "t",
+        vec![task_in("t", 1, "gpu"), task_in("t", 2, "gpu")],
+    )
+    .await;
+    let first = fetch_tasks(&*store, &["gpu"], at(1), 10).await;
+    assert_eq!(first.len(), 1);
+    assert!(fetch_tasks(&*store, &["gpu"], at(LEASE_MS), 10)
+        .await
+        .is_empty());
+    // At `at(1 + LEASE_MS)` the first lease has run out.
+    let after = fetch_tasks(&*store, &["gpu"], at(1 + LEASE_MS), 10).await;
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(fetch_tasks(&*store, &["gpu"], at(2 + LEASE_MS), 10)
+        .await
+        .is_empty());
 }

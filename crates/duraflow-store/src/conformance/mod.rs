@@ -223,6 +223,10 @@ macro_rules! conformance_tests {
                 limits_do_not_hold_back_running_turns,
                 creation_claims_no_first_turn_that_needs_admission,
                 configure_queue_upserts,
+                task_concurrency_holds_under_concurrent_fetchers,
+                task_limits_hold_back_only_their_queue,
+                claims_take_no_task_of_a_limited_queue,
+                an_expired_task_lease_frees_its_slot,
             ]
             feed [
                 records_appear_with_their_commit,

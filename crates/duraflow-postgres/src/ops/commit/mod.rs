@@ -284,16 +284,41 @@ pub(crate) async fn commit_batch(
               USING unnest($33::text[], $34::int[], $35::text[]) AS x(instance_id, execution, op)
               WHERE t.instance_id = x.instance_id AND t.execution = x.execution
                 AND t.op = x.op
+             RETURNING t.queue, t.lease_until
          ), tasks_dropped AS (
              DELETE FROM tasks t USING c WHERE c.finished AND t.instance_id = c.id
+             RETURNING t.queue, t.lease_until
+         ), slots_freed AS (
+             SELECT EXISTS (
+                 SELECT 1 FROM (SELECT * FROM tasks_cancelled UNION ALL
+                                SELECT * FROM tasks_dropped) d
+                   JOIN queue_configs qc ON qc.name = d.queue
+                  WHERE d.lease_until IS NOT NULL AND {task_limited}) AS freed
          ), new_tasks AS MATERIALIZED (
              SELECT nextval('tasks_id_seq') AS id,
-                    CASE WHEN u.until IS NULL THEN 0 ELSE nextval('lease_tokens') END AS token,
-                    u.*
-               FROM unnest($17::text[], $18::int[], $19::text[], $20::text[], $21::text[],
-                           $22::text[], $23::bigint[], $24::bigint[])
-                    WITH ORDINALITY AS u(instance_id, execution, op, name, input, options,
-                                         scheduled_at, until, ord)
+                    CASE WHEN v.until IS NULL THEN 0 ELSE nextval('lease_tokens') END AS token,
+                    v.*
+               FROM (
+                 -- A claim takes a commit's first tasks in order and stops at one of a queue
+                 -- with a task limit: that one and those after it are left to a fetch.
+                 SELECT u.instance_id, u.execution, u.op, u.name, u.input, u.options,
+                        u.scheduled_at,
+                        CASE WHEN bool_or(l.limited) OVER (PARTITION BY u.instance_id
+                                                           ORDER BY u.ord)
+                             THEN NULL ELSE u.until END AS until,
+                        u.ord
+                   FROM unnest($17::text[], $18::int[], $19::text[], $20::text[], $21::text[],
+                               $22::text[], $23::bigint[], $24::bigint[])
+                        WITH ORDINALITY AS u(instance_id, execution, op, name, input, options,
+                                             scheduled_at, until, ord)
+                  CROSS JOIN LATERAL (
+                        SELECT u.until IS NOT NULL AND EXISTS (
+                            SELECT 1 FROM queue_configs qc
+                             WHERE qc.name = coalesce(u.options::jsonb ->> 'queue', 'default')
+                               AND {task_limited}) AS limited
+                  ) l
+                  ORDER BY u.ord
+               ) v
          ), tasks_added AS (
              INSERT INTO tasks (id, instance_id, execution, op, name, input, options,
                                 scheduled_at, visible_at, attempt, lease_token, lease_until,
@@ -350,20 +375,27 @@ pub(crate) async fn commit_batch(
              SELECT EXISTS (SELECT 1 FROM woken)
                     OR EXISTS (SELECT 1 FROM committed
                                 WHERE due_at IS NOT NULL AND lease_until IS NULL) AS turns
+         ), wake_tasks AS (
+             SELECT $29 OR (SELECT freed FROM slots_freed)
+                    OR EXISTS (SELECT 1 FROM new_tasks WHERE until IS NULL) AS tasks
          ), announced AS (
              SELECT pg_notify($28, w.payload)
                FROM (VALUES ('{turns}', (SELECT turns FROM due) OR $31),
-                            ('{tasks}', $29), ('{instances}', $30)) AS w(payload, wanted)
+                            ('{tasks}', (SELECT tasks FROM wake_tasks)),
+                            ('{instances}', $30)) AS w(payload, wanted)
               WHERE w.wanted
          )
          SELECT (SELECT array_agg(id ORDER BY ord) FROM new_tasks) AS task_ids,
                 (SELECT array_agg(token ORDER BY ord) FROM new_tasks) AS task_tokens,
+                (SELECT array_agg(until ORDER BY ord) FROM new_tasks) AS task_until,
+                (SELECT tasks FROM wake_tasks) AS wake_tasks,
                 (SELECT count(*) FROM committed) AS committed,
                 (SELECT turns FROM due) AS wake_turns,
                 (SELECT count(*) FROM announced) AS announced",
         turns = listen::TURNS,
         tasks = listen::TASKS,
         instances = listen::INSTANCES,
+        task_limited = crate::ops::tasks::TASK_LIMITED,
     )))
     .bind(&w.ids)
     .bind(&w.statuses)
@@ -418,6 +450,7 @@ pub(crate) async fn commit_batch(
     }
     wake.merge(w.wake);
     wake.turns |= row.try_get::<bool, _>("wake_turns")?;
+    wake.tasks |= row.try_get::<bool, _>("wake_tasks")?;
 
     // The claimed tasks, in the order they were added.
     let ids: Vec<i64> = row
@@ -426,7 +459,12 @@ pub(crate) async fn commit_batch(
     let tokens: Vec<i64> = row
         .try_get::<Option<Vec<i64>>, _>("task_tokens")?
         .unwrap_or_default();
-    let mut added = ids.into_iter().zip(tokens).zip(&w.task_until);
+    // Each task's lease as the statement granted it (a claim refused for a task limit is
+    // NULL).
+    let until: Vec<Option<i64>> = row
+        .try_get::<Option<Vec<Option<i64>>>, _>("task_until")?
+        .unwrap_or_default();
+    let mut added = ids.into_iter().zip(tokens).zip(until);
     let mut next = accepted.iter();
     for result in &mut results {
         let Ok(committed) = result else { continue };
@@ -443,7 +481,7 @@ pub(crate) async fn commit_batch(
                     task,
                     TaskId(id),
                     LeaseToken(token),
-                    Timestamp(*until),
+                    Timestamp(until),
                 ));
             }
         }

@@ -106,6 +106,11 @@ impl State {
         let mut claims = claim_tasks.map_or(0, |c| c.max);
         for task in tasks {
             let id = self.next_task_id();
+            // A claim takes the first tasks in order, and stops at one of a queue with a task
+            // limit: that one is left to a fetch, which enforces the limit.
+            if !self.claimable_task(task.options.queue_name()) {
+                claims = 0;
+            }
             let claim = claim_tasks.filter(|_| claims > 0).map(|c| {
                 claims -= 1;
                 Lease {
@@ -126,7 +131,9 @@ impl State {
 
         self.open_callbacks(callbacks);
         self.close_callbacks(&instance_id, execution, &closed_callbacks);
-        self.cancel_tasks(&instance_id, execution, &cancelled_tasks);
+        if self.cancel_tasks(&instance_id, execution, &cancelled_tasks) {
+            wake.tasks = true;
+        }
         self.apply_queue_events(emits, awaits, now, wake);
         self.cancel_awaits(&instance_id, execution, &cancelled_awaits);
         self.append_feed(&instance_id, execution, feed, now, wake);
@@ -186,7 +193,11 @@ impl State {
         if finished {
             let tasks = std::mem::take(&mut inst.tasks);
             for id in tasks {
-                self.remove_task(id);
+                if let Some(task) = self.remove_task(id) {
+                    if self.frees_task_slot(&task) {
+                        wake.tasks = true;
+                    }
+                }
             }
             committed.tasks.clear();
             self.drop_callbacks(&instance_id, None);

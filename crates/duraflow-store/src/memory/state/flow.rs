@@ -27,6 +27,11 @@ impl Flow {
         needs_admission(self.configs.get(queue), key)
     }
 
+    /// The task concurrency limit of `queue`, if it has one.
+    pub(super) fn task_limit(&self, queue: &str) -> Option<u32> {
+        self.configs.get(queue).and_then(|c| c.task_concurrency)
+    }
+
     /// The admissions of `queue` at `now`, for candidates with `keys`.
     pub(super) fn admission<'a>(
         &self,
@@ -105,8 +110,9 @@ impl super::State {
         wake: &mut super::Wake,
     ) {
         self.flow.configs.insert(config.name.clone(), config);
-        // Looser limits may admit what was held back.
+        // Looser limits may admit (or lease) what was held back.
         wake.turns = true;
+        wake.tasks = true;
     }
 
     pub(in crate::memory) fn queue_config(&self, name: &str) -> Option<QueueConfig> {

@@ -49,24 +49,31 @@ impl<K: Ord + Clone> QueueIndex<K> {
             .min()
     }
 
-    /// Up to `max` keys of each queue `filter` serves that `take` accepts, read in order while
-    /// `due` holds, merged in order and cut to `max`.
+    /// The keys of `queue`, in order.
+    pub(super) fn of_queue(&self, queue: &str) -> impl DoubleEndedIterator<Item = &K> {
+        self.by_queue.get(queue).into_iter().flatten()
+    }
+
+    /// Up to `max` keys of each queue `filter` serves that `take` accepts (and no more than
+    /// `quota` allows for the queue), read in order while `due` holds, merged in order and cut
+    /// to `max`.
     pub(super) fn select(
         &self,
         filter: &FetchFilter,
         max: usize,
         due: impl Fn(&K) -> bool,
         take: impl Fn(&K) -> bool,
+        quota: impl Fn(&str) -> usize,
     ) -> Vec<K> {
         let queues: BTreeSet<&str> = filter.queues.iter().map(String::as_str).collect();
         let mut keys: Vec<K> = queues
             .into_iter()
-            .filter_map(|q| self.by_queue.get(q))
-            .flat_map(|keys| {
+            .filter_map(|q| self.by_queue.get(q).map(|keys| (q, keys)))
+            .flat_map(|(q, keys)| {
                 keys.iter()
                     .take_while(|k| due(k))
                     .filter(|k| take(k))
-                    .take(max)
+                    .take(max.min(quota(q)))
                     .cloned()
             })
             .collect();

@@ -58,11 +58,40 @@ impl State {
         Some(out)
     }
 
-    /// Deletes a task.
+    /// How many more tasks of `queue` a fetch at `now` may lease: its task limit less the
+    /// tasks of the queue whose lease is live (unbounded without a limit).
+    fn task_quota(&self, queue: &str, now: Timestamp) -> usize {
+        let Some(limit) = self.flow.task_limit(queue) else {
+            return usize::MAX;
+        };
+        // A leased task's place in the index is its lease's expiry: the live ones are last.
+        let running = self
+            .task_due
+            .of_queue(queue)
+            .rev()
+            .take_while(|(at, _)| *at > now)
+            .filter(|(_, id)| self.tasks.get(id).is_some_and(|t| t.lease.is_some()))
+            .count();
+        (limit as usize).saturating_sub(running)
+    }
+
+    /// Whether deleting or releasing `task` frees a slot under its queue's task limit (so task
+    /// fetchers must be woken).
+    pub(super) fn frees_task_slot(&self, task: &Task) -> bool {
+        task.lease.is_some() && self.flow.task_limit(&task.queue).is_some()
+    }
+
+    /// Whether a commit may claim (lease directly) a new task of `queue`: not when the queue
+    /// has a task limit, which only fetches enforce.
+    pub(super) fn claimable_task(&self, queue: &str) -> bool {
+        self.flow.task_limit(queue).is_none()
+    }
+
     /// Deletes the tasks of `ops` of an instance's execution (see `TurnCommit::cancelled_tasks`).
-    pub(super) fn cancel_tasks(&mut self, instance_id: &str, execution: u32, ops: &[OpId]) {
+    /// Returns whether a slot under a queue's task limit was freed.
+    pub(super) fn cancel_tasks(&mut self, instance_id: &str, execution: u32, ops: &[OpId]) -> bool {
         if ops.is_empty() {
-            return;
+            return false;
         }
         let doomed: Vec<TaskId> = self
             .instances
@@ -79,9 +108,13 @@ impl State {
                     .collect()
             })
             .unwrap_or_default();
+        let mut freed = false;
         for id in doomed {
-            self.remove_task(id);
+            if let Some(task) = self.remove_task(id) {
+                freed |= self.frees_task_slot(&task);
+            }
         }
+        freed
     }
 
     pub(super) fn remove_task(&mut self, id: TaskId) -> Option<Task> {
@@ -111,6 +144,7 @@ impl State {
                         .get(id)
                         .is_some_and(|t| filter.matches(&t.queue, &t.name))
                 },
+                |queue| self.task_quota(queue, now),
             )
             .into_iter()
             .map(|(_, id)| id)
@@ -145,7 +179,11 @@ impl State {
             .enumerate()
             .map(|(i, c)| {
                 let claim = c.claim_turn;
-                if let Some(instance_id) = self.complete_task(now, c)? {
+                let (instance_id, freed) = self.complete_task(now, c)?;
+                if freed {
+                    wake.tasks = true;
+                }
+                if let Some(instance_id) = instance_id {
                     if let Some(lease) = claim {
                         if !claims.iter().any(|(_, id, _)| *id == instance_id) {
                             claims.push((i, instance_id.clone(), lease));
@@ -184,12 +222,12 @@ impl State {
     }
 
     /// Completes one task; returns the instance its result was posted to (none when the
-    /// instance has finished).
+    /// instance has finished), and whether a slot under a task limit was freed.
     fn complete_task(
         &mut self,
         now: Timestamp,
         completion: TaskCompletion,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<(Option<String>, bool)> {
         let TaskCompletion {
             id, token, result, ..
         } = completion;
@@ -198,7 +236,8 @@ impl State {
             return Err(task_lease_lost(id));
         }
         let task = self.remove_task(id).ok_or_else(|| task_not_found(id))?;
-        Ok(self.post_result(task, result, now))
+        let freed = self.frees_task_slot(&task);
+        Ok((self.post_result(task, result, now), freed))
     }
 
     /// Posts a finished task's result to its instance, unless the instance has finished.
