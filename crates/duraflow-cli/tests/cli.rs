@@ -1,0 +1,494 @@
+//! The `duraflow` binary run as a process against a SQLite file that an engine in this test
+//! fills with real runs (and keeps running, so that what the CLI sends is acted on).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use duraflow::prelude::*;
+use duraflow::{ClientError, EngineOptions, EventKind, InstanceInfo};
+use serde_json::Value;
+
+/// The longest a test waits for a condition.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+async fn waits(ctx: WorkflowContext, _input: Value) -> Result<String, WorkflowError> {
+    let data: String = ctx.wait_for_event("go").await?;
+    Ok(format!("got {data}"))
+}
+
+async fn completes(_ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
+    Ok(n + 1)
+}
+
+async fn fails(_ctx: WorkflowContext, _input: Value) -> Result<(), WorkflowError> {
+    Err(WorkflowError::application("card declined"))
+}
+
+/// A SQLite file with a running engine and its runs: `wait-1`..`wait-3` waiting for event
+/// `go`, `done-1` completed with output 42, `fail-1` failed.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    engine: Engine,
+    client: Client,
+}
+
+impl Fixture {
+    async fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.db");
+        let engine = Engine::builder()
+            .store(SqliteStore::open(&path).await.unwrap())
+            .options(EngineOptions {
+                // What the CLI sends comes from another process: look for it often.
+                poll_interval: Duration::from_millis(20),
+                ..EngineOptions::default()
+            })
+            .workflow("waits", waits)
+            .workflow("completes", completes)
+            .workflow("fails", fails)
+            .start()
+            .await
+            .unwrap();
+        let client = engine.client();
+        for id in ["wait-1", "wait-2", "wait-3"] {
+            client.start("waits", &Value::Null).id(id).await.unwrap();
+        }
+        client
+            .start("completes", &41u64)
+            .id("done-1")
+            .await
+            .unwrap();
+        client
+            .start("fails", &Value::Null)
+            .id("fail-1")
+            .await
+            .unwrap();
+        let fixture = Fixture {
+            _dir: dir,
+            path,
+            engine,
+            client,
+        };
+        for id in ["wait-1", "wait-2", "wait-3"] {
+            fixture
+                .until(&format!("{id} to wait for its event"), |_| async {
+                    let journal = fixture.client.history(id, None).await.ok()?;
+                    journal
+                        .iter()
+                        .any(|e| matches!(e.kind, EventKind::EventWaitStarted { .. }))
+                        .then_some(())
+                })
+                .await;
+        }
+        fixture
+            .status_becomes("done-1", InstanceStatus::Completed)
+            .await;
+        fixture
+            .status_becomes("fail-1", InstanceStatus::Failed)
+            .await;
+        fixture
+    }
+
+    fn db(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    /// Runs `duraflow --db <this file> args..` with stdin not a terminal.
+    async fn cli(&self, args: &[&str]) -> Output {
+        let mut all = vec!["--db".to_owned(), self.db()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        run(all, None).await
+    }
+
+    /// Polls `check` until it gives a value, failing the test after [`DEADLINE`].
+    async fn until<T, F, Fut>(&self, what: &str, mut check: F) -> T
+    where
+        F: FnMut(&Client) -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(v) = check(&self.client).await {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out after {DEADLINE:?} waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn status_becomes(&self, id: &str, status: InstanceStatus) -> InstanceInfo {
+        self.until(&format!("{id} to be {status}"), |client| {
+            let client = client.clone();
+            async move {
+                let info = client.status(id).await.ok()?;
+                (info.status == status).then_some(info)
+            }
+        })
+        .await
+    }
+
+    async fn shutdown(self) {
+        self.engine.shutdown().await;
+    }
+}
+
+/// Runs the binary with `args`, without `DURAFLOW_DATABASE_URL` unless `env_db` gives it.
+async fn run(args: Vec<String>, env_db: Option<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_duraflow"));
+        command
+            .args(&args)
+            .env_remove("DURAFLOW_DATABASE_URL")
+            .stdin(Stdio::null());
+        if let Some(url) = env_db {
+            command.env("DURAFLOW_DATABASE_URL", url);
+        }
+        command.output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// Asserts the exit code, showing stderr when it is not the one expected.
+fn exits(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "exit code; stdout: {}\nstderr: {}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
+fn json(output: &Output) -> Value {
+    exits(output, 0);
+    serde_json::from_str(&stdout(output)).unwrap_or_else(|e| {
+        panic!("stdout is not JSON ({e}): {}", stdout(output));
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_shows_the_runs_with_their_statuses() {
+    let f = Fixture::new().await;
+    let listed = json(&f.cli(&["list", "--json"]).await);
+    let statuses: Vec<(String, String)> = listed["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_owned(),
+                i["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("done-1", "completed"),
+        ("fail-1", "failed"),
+        ("wait-1", "running"),
+        ("wait-2", "running"),
+        ("wait-3", "running"),
+    ]
+    .iter()
+    .map(|(i, s)| ((*i).to_owned(), (*s).to_owned()))
+    .collect();
+    assert_eq!(statuses, expected);
+    assert_eq!(listed["next"], Value::Null);
+
+    // Filters and paging.
+    let completed = json(&f.cli(&["list", "--status", "completed", "--json"]).await);
+    assert_eq!(completed["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(completed["instances"][0]["id"], "done-1");
+    let named = json(
+        &f.cli(&["list", "--name", "waits", "--limit", "2", "--json"])
+            .await,
+    );
+    assert_eq!(named["instances"].as_array().unwrap().len(), 2);
+    let next = named["next"].as_str().unwrap().to_owned();
+    let rest = json(
+        &f.cli(&["list", "--name", "waits", "--after", &next, "--json"])
+            .await,
+    );
+    assert_eq!(rest["instances"][0]["id"], "wait-3");
+
+    // The table, for a person.
+    let table = f.cli(&["list"]).await;
+    exits(&table, 0);
+    let text = stdout(&table);
+    assert!(text.starts_with("ID"), "{text}");
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("fail-1") && l.contains("failed")));
+
+    // A status that does not exist is a usage error.
+    let bad = f.cli(&["list", "--status", "asleep"]).await;
+    exits(&bad, 2);
+    assert!(stderr(&bad).contains("completed"), "{}", stderr(&bad));
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_gives_the_output_or_the_failure() {
+    let f = Fixture::new().await;
+    let done = f.cli(&["show", "done-1"]).await;
+    exits(&done, 0);
+    let text = stdout(&done);
+    assert!(text.contains("status:"), "{text}");
+    assert!(text.contains("completed"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("output:") && l.trim_end().ends_with("42")),
+        "{text}"
+    );
+    assert!(text
+        .lines()
+        .any(|l| l.starts_with("input:") && l.contains("41")));
+
+    let done = json(&f.cli(&["show", "done-1", "--json"]).await);
+    assert_eq!(done["output"], 42);
+    assert_eq!(done["name"], "completes");
+    assert_eq!(done["queue"], "default");
+
+    let failed = f.cli(&["show", "fail-1"]).await;
+    exits(&failed, 0);
+    assert!(
+        stdout(&failed).contains("card declined"),
+        "{}",
+        stdout(&failed)
+    );
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_is_the_journal_in_order() {
+    let f = Fixture::new().await;
+    let events = json(&f.cli(&["history", "done-1", "--json"]).await);
+    let events = events.as_array().unwrap();
+    let journal = f.client.history("done-1", None).await.unwrap();
+    assert_eq!(events.len(), journal.len());
+    for (i, (event, stored)) in events.iter().zip(&journal).enumerate() {
+        assert_eq!(event["index"], i);
+        assert_eq!(event["at"], stored.at.as_millis());
+        assert!(
+            event["event"].get(stored.kind.type_name()).is_some(),
+            "event {i} is {}: {event}",
+            stored.kind.type_name()
+        );
+    }
+    assert!(events[0]["event"].get("workflow_started").is_some());
+    assert!(events
+        .last()
+        .unwrap()
+        .get("event")
+        .unwrap()
+        .get("workflow_completed")
+        .is_some());
+
+    let timeline = f.cli(&["history", "wait-1"]).await;
+    exits(&timeline, 0);
+    let text = stdout(&timeline);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with('#') && lines[0].contains("SINCE START"),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("0 ") && lines[1].contains("workflow_started"));
+    assert!(lines[1].contains("+0.000s"), "{text}");
+    assert!(
+        text.contains("event_wait_started") && text.contains("\"go\""),
+        "{text}"
+    );
+
+    // The first execution, asked for by number.
+    let first = json(
+        &f.cli(&["history", "done-1", "--execution", "1", "--json"])
+            .await,
+    );
+    assert_eq!(first.as_array().unwrap().len(), journal.len());
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raise_wakes_the_waiting_workflow() {
+    let f = Fixture::new().await;
+    let raised = f
+        .cli(&["raise", "wait-1", "go", "--data", "\"carol\""])
+        .await;
+    exits(&raised, 0);
+    assert!(stdout(&raised).is_empty(), "messages go to stderr");
+    assert!(stderr(&raised).contains("raised"), "{}", stderr(&raised));
+    let info = f.status_becomes("wait-1", InstanceStatus::Completed).await;
+    assert_eq!(info.output.unwrap().as_json(), "\"got carol\"");
+
+    // Raising on a finished instance says so.
+    let late = f
+        .cli(&["raise", "wait-1", "go", "--data", "\"dave\""])
+        .await;
+    exits(&late, 1);
+    assert!(stderr(&late).contains("finished"), "{}", stderr(&late));
+
+    // Bad JSON is a usage error that says what to pass.
+    let bad = f
+        .cli(&["raise", "wait-2", "go", "--data", "{not json"])
+        .await;
+    exits(&bad, 2);
+    assert!(
+        stderr(&bad).contains("--data is not valid JSON"),
+        "{}",
+        stderr(&bad)
+    );
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_terminate_end_waiting_workflows() {
+    let f = Fixture::new().await;
+    let cancelled = json(
+        &f.cli(&["cancel", "wait-2", "--reason", "customer asked", "--json"])
+            .await,
+    );
+    assert_eq!(cancelled["cancel_requested"], true);
+    let info = f.status_becomes("wait-2", InstanceStatus::Cancelled).await;
+    assert!(info.failure.unwrap().message.contains("customer asked"));
+
+    let terminated = f.cli(&["terminate", "wait-3"]).await;
+    exits(&terminated, 0);
+    f.status_becomes("wait-3", InstanceStatus::Terminated).await;
+
+    // The one left waiting is untouched.
+    assert_eq!(
+        f.client.status("wait-1").await.unwrap().status,
+        InstanceStatus::Running
+    );
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_needs_confirmation() {
+    let f = Fixture::new().await;
+    // stdin is not a terminal: refused without --yes, and nothing is removed.
+    let refused = f.cli(&["purge", "done-1"]).await;
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(stderr(&refused).contains("--yes"), "{}", stderr(&refused));
+    f.client.status("done-1").await.unwrap();
+
+    // A running instance is refused whatever the flags.
+    let running = f.cli(&["purge", "wait-1", "--yes"]).await;
+    exits(&running, 1);
+    assert!(stderr(&running).contains("cancel"), "{}", stderr(&running));
+
+    let purged = f.cli(&["purge", "done-1", "--yes"]).await;
+    exits(&purged, 0);
+    assert!(matches!(
+        f.client.status("done-1").await,
+        Err(ClientError::NotFound(_))
+    ));
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_id_exits_3() {
+    let f = Fixture::new().await;
+    for args in [
+        vec!["show", "nope"],
+        vec!["history", "nope"],
+        vec!["raise", "nope", "go"],
+        vec!["cancel", "nope"],
+        vec!["terminate", "nope"],
+        vec!["purge", "nope", "--yes"],
+    ] {
+        let output = f.cli(&args).await;
+        exits(&output, 3);
+        assert!(stderr(&output).contains("\"nope\""), "{}", stderr(&output));
+        assert!(stdout(&output).is_empty());
+    }
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_counts_by_status() {
+    let f = Fixture::new().await;
+    let counts = json(&f.cli(&["stats", "--json"]).await);
+    assert_eq!(counts["running"], 3);
+    assert_eq!(counts["completed"], 1);
+    assert_eq!(counts["failed"], 1);
+    assert_eq!(counts["cancelled"], 0);
+    let table = f.cli(&["stats"]).await;
+    exits(&table, 0);
+    assert!(stdout(&table)
+        .lines()
+        .any(|l| l.starts_with("running") && l.ends_with('3')));
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_comes_from_db_or_the_environment() {
+    // Neither: a usage error naming both.
+    let none = run(vec!["list".into()], None).await;
+    exits(&none, 2);
+    let message = stderr(&none);
+    assert!(
+        message.contains("DURAFLOW_DATABASE_URL") && message.contains("--db"),
+        "{message}"
+    );
+
+    let f = Fixture::new().await;
+    // The environment alone.
+    let from_env = run(vec!["stats".into(), "--json".into()], Some(f.db())).await;
+    assert_eq!(json(&from_env)["completed"], 1);
+
+    // A malformed URL is a usage error; a missing SQLite file is not created.
+    let malformed = run(vec!["--db".into(), "mysql://x".into(), "list".into()], None).await;
+    exits(&malformed, 2);
+    assert!(
+        stderr(&malformed).contains("--db"),
+        "{}",
+        stderr(&malformed)
+    );
+    let missing = f.path.with_file_name("missing.db");
+    let absent = run(
+        vec![
+            "--db".into(),
+            format!("sqlite:{}", missing.display()),
+            "list".into(),
+        ],
+        None,
+    )
+    .await;
+    exits(&absent, 1);
+    assert!(
+        stderr(&absent).contains("no SQLite database"),
+        "{}",
+        stderr(&absent)
+    );
+    assert!(!missing.exists());
+    f.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_documents_the_exit_codes() {
+    let help = run(vec!["--help".into()], None).await;
+    exits(&help, 0);
+    let text = stdout(&help);
+    assert!(
+        text.contains("Exit codes:") && text.contains("3  not found"),
+        "{text}"
+    );
+    let unknown = run(vec!["frobnicate".into()], None).await;
+    exits(&unknown, 2);
+}
