@@ -3,188 +3,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+mod common;
 
+use std::path::PathBuf;
+
+use common::{exits, json, run, stderr, stdout, Fixture};
 use duraflow::prelude::*;
-use duraflow::{ClientError, EngineOptions, EventKind, InstanceInfo};
+use duraflow::ClientError;
 use serde_json::Value;
 
-/// The longest a test waits for a condition.
-const DEADLINE: Duration = Duration::from_secs(30);
-
-async fn waits(ctx: WorkflowContext, _input: Value) -> Result<String, WorkflowError> {
-    let data: String = ctx.wait_for_event("go").await?;
-    Ok(format!("got {data}"))
-}
-
-async fn completes(_ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowError> {
-    Ok(n + 1)
-}
-
-async fn fails(_ctx: WorkflowContext, _input: Value) -> Result<(), WorkflowError> {
-    Err(WorkflowError::application("card declined"))
-}
-
-/// A SQLite file with a running engine and its runs: `wait-1`..`wait-3` waiting for event
-/// `go`, `done-1` completed with output 42, `fail-1` failed.
-struct Fixture {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    engine: Engine,
-    client: Client,
-}
-
-impl Fixture {
-    async fn new() -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("runs.db");
-        let engine = Engine::builder()
-            .store(SqliteStore::open(&path).await.unwrap())
-            .options(EngineOptions {
-                // What the CLI sends comes from another process: look for it often.
-                poll_interval: Duration::from_millis(20),
-                ..EngineOptions::default()
-            })
-            .workflow("waits", waits)
-            .workflow("completes", completes)
-            .workflow("fails", fails)
-            .start()
-            .await
-            .unwrap();
-        let client = engine.client();
-        for id in ["wait-1", "wait-2", "wait-3"] {
-            client.start("waits", &Value::Null).id(id).await.unwrap();
-        }
-        client
-            .start("completes", &41u64)
-            .id("done-1")
-            .await
-            .unwrap();
-        client
-            .start("fails", &Value::Null)
-            .id("fail-1")
-            .await
-            .unwrap();
-        let fixture = Fixture {
-            _dir: dir,
-            path,
-            engine,
-            client,
-        };
-        for id in ["wait-1", "wait-2", "wait-3"] {
-            fixture
-                .until(&format!("{id} to wait for its event"), |_| async {
-                    let journal = fixture.client.history(id, None).await.ok()?;
-                    journal
-                        .iter()
-                        .any(|e| matches!(e.kind, EventKind::EventWaitStarted { .. }))
-                        .then_some(())
-                })
-                .await;
-        }
-        fixture
-            .status_becomes("done-1", InstanceStatus::Completed)
-            .await;
-        fixture
-            .status_becomes("fail-1", InstanceStatus::Failed)
-            .await;
-        fixture
-    }
-
-    fn db(&self) -> String {
-        format!("sqlite:{}", self.path.display())
-    }
-
-    /// Runs `duraflow --db <this file> args..` with stdin not a terminal.
-    async fn cli(&self, args: &[&str]) -> Output {
-        let mut all = vec!["--db".to_owned(), self.db()];
-        all.extend(args.iter().map(|a| (*a).to_owned()));
-        run(all, None).await
-    }
-
-    /// Polls `check` until it gives a value, failing the test after [`DEADLINE`].
-    async fn until<T, F, Fut>(&self, what: &str, mut check: F) -> T
-    where
-        F: FnMut(&Client) -> Fut,
-        Fut: std::future::Future<Output = Option<T>>,
-    {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            if let Some(v) = check(&self.client).await {
-                return v;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out after {DEADLINE:?} waiting for {what}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    async fn status_becomes(&self, id: &str, status: InstanceStatus) -> InstanceInfo {
-        self.until(&format!("{id} to be {status}"), |client| {
-            let client = client.clone();
-            async move {
-                let info = client.status(id).await.ok()?;
-                (info.status == status).then_some(info)
-            }
-        })
-        .await
-    }
-
-    async fn shutdown(self) {
-        self.engine.shutdown().await;
-    }
-}
-
-/// Runs the binary with `args`, without `DURAFLOW_DATABASE_URL` unless `env_db` gives it.
-async fn run(args: Vec<String>, env_db: Option<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_duraflow"));
-        command
-            .args(&args)
-            .env_remove("DURAFLOW_DATABASE_URL")
-            .stdin(Stdio::null());
-        if let Some(url) = env_db {
-            command.env("DURAFLOW_DATABASE_URL", url);
-        }
-        command.output().unwrap()
-    })
-    .await
-    .unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8(output.stderr.clone()).unwrap()
-}
-
-/// Asserts the exit code, showing stderr when it is not the one expected.
-fn exits(output: &Output, code: i32) {
-    assert_eq!(
-        output.status.code(),
-        Some(code),
-        "exit code; stdout: {}\nstderr: {}",
-        stdout(output),
-        stderr(output)
-    );
-}
-
-fn json(output: &Output) -> Value {
-    exits(output, 0);
-    serde_json::from_str(&stdout(output)).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}", stdout(output));
-    })
+/// The fixture's runs on a SQLite file in a temporary directory.
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("runs.db");
+    let store = SqliteStore::open(&path).await.unwrap();
+    let db = format!("sqlite:{}", path.display());
+    Fixture::start(store, db, Box::new(dir)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_shows_the_runs_with_their_statuses() {
-    let f = Fixture::new().await;
+    let f = sqlite().await;
     let listed = json(&f.cli(&["list", "--json"]).await);
     let statuses: Vec<(String, String)> = listed["instances"]
         .as_array()
@@ -244,7 +83,7 @@ async fn list_shows_the_runs_with_their_statuses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_gives_the_output_or_the_failure() {
-    let f = Fixture::new().await;
+    let f = sqlite().await;
     let done = f.cli(&["show", "done-1"]).await;
     exits(&done, 0);
     let text = stdout(&done);
@@ -276,7 +115,7 @@ async fn show_gives_the_output_or_the_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_is_the_journal_in_order() {
-    let f = Fixture::new().await;
+    let f = sqlite().await;
     let events = json(&f.cli(&["history", "done-1", "--json"]).await);
     let events = events.as_array().unwrap();
     let journal = f.client.history("done-1", None).await.unwrap();
@@ -325,7 +164,7 @@ async fn history_is_the_journal_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn raise_wakes_the_waiting_workflow() {
-    let f = Fixture::new().await;
+    let f = sqlite().await;
     let raised = f
         .cli(&["raise", "wait-1", "go", "--data", "\"carol\""])
         .await;
@@ -357,7 +196,7 @@ async fn raise_wakes_the_waiting_workflow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_terminate_end_waiting_workflows() {
-    let f = Fixture::new().await;
+    let f = sqlite().await;
     let cancelled = json(
         &f.cli(&["cancel", "wait-2", "--reason", "customer asked", "--json"])
             .await,
@@ -380,7 +219,7 @@ async fn cancel_and_terminate_end_waiting_workflows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_needs_confirmation() {
-    let f = Fixture::new().await;
+    let f = sqlite().await;
     // stdin is not a terminal: refused without --yes, and nothing is removed.
     let refused = f.cli(&["purge", "done-1"]).await;
     assert_ne!(refused.status.code(), Some(0));
@@ -403,7 +242,7 @@ async fn purge_needs_confirmation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_id_exits_3() {
-    let f = Fixture::new().await;
+    let f = sqlite().await;
     for args in [
         vec!["show", "nope"],
         vec!["history", "nope"],
@@ -422,7 +261,7 @@ async fn an_unknown_id_exits_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_counts_by_status() {
-    let f = Fixture::new().await;
+    let f = sqlite().await;
     let counts = json(&f.cli(&["stats", "--json"]).await);
     assert_eq!(counts["running"], 3);
     assert_eq!(counts["completed"], 1);
@@ -447,9 +286,9 @@ async fn the_store_comes_from_db_or_the_environment() {
         "{message}"
     );
 
-    let f = Fixture::new().await;
+    let f = sqlite().await;
     // The environment alone.
-    let from_env = run(vec!["stats".into(), "--json".into()], Some(f.db())).await;
+    let from_env = run(vec!["stats".into(), "--json".into()], Some(f.db.clone())).await;
     assert_eq!(json(&from_env)["completed"], 1);
 
     // A malformed URL is a usage error; a missing SQLite file is not created.
@@ -460,7 +299,7 @@ async fn the_store_comes_from_db_or_the_environment() {
         "{}",
         stderr(&malformed)
     );
-    let missing = f.path.with_file_name("missing.db");
+    let missing = PathBuf::from(f.db.strip_prefix("sqlite:").unwrap()).with_file_name("missing.db");
     let absent = run(
         vec![
             "--db".into(),
