@@ -1,6 +1,6 @@
 //! The verbs that read: `list`, `show`, `history`, `stats`.
 
-use duraflow::{Client, Event, InstanceInfo, InstanceStatus, ListFilter};
+use duraflow::{Client, Event, EventKind, InstanceInfo, InstanceStatus, ListFilter};
 use serde_json::{json, Value};
 
 use crate::error::CliError;
@@ -61,11 +61,54 @@ pub(crate) async fn list(client: &Client, filter: ListFilter, json: bool) -> Res
 /// `show`: an instance. JSON: the store's `InstanceInfo`.
 pub(crate) async fn show(client: &Client, id: &str, json: bool) -> Result<(), CliError> {
     let info = client.status(id).await?;
+    let children = children(client, id).await?;
     if json {
-        return output::json(&info);
+        let mut value = serde_json::to_value(&info)
+            .map_err(|e| CliError::operational(format!("cannot write JSON: {e}")))?;
+        if let Value::Object(fields) = &mut value {
+            let children: Vec<Value> = children
+                .iter()
+                .map(|c| json!({ "id": c.id, "name": c.name, "detached": c.detached }))
+                .collect();
+            fields.insert("children".to_owned(), Value::Array(children));
+        }
+        return output::json(&value);
     }
-    output::fields(&show_fields(&info));
+    let mut fields = show_fields(&info);
+    for child in &children {
+        let detached = if child.detached { ", detached" } else { "" };
+        fields.push(("child", format!("{} ({}{detached})", child.id, child.name)));
+    }
+    output::fields(&fields);
     Ok(())
+}
+
+/// A child workflow an instance started.
+struct Child {
+    id: String,
+    name: String,
+    detached: bool,
+}
+
+/// The children the current execution started, from its journal.
+async fn children(client: &Client, id: &str) -> Result<Vec<Child>, CliError> {
+    let journal = client.history(id, None).await?;
+    Ok(journal
+        .into_iter()
+        .filter_map(|event| match event.kind {
+            EventKind::ChildStarted {
+                instance_id,
+                name,
+                detached,
+                ..
+            } => Some(Child {
+                id: instance_id,
+                name,
+                detached,
+            }),
+            _ => None,
+        })
+        .collect())
 }
 
 fn show_fields(info: &InstanceInfo) -> Vec<(&'static str, String)> {

@@ -91,7 +91,7 @@ enum Command {
         after: Option<String>,
     },
     /// Show an instance: status, name, queue, attempt, times, input, output or failure,
-    /// options.
+    /// options, children.
     Show {
         /// The instance id.
         id: String,

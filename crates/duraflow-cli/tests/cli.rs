@@ -37,8 +37,10 @@ async fn list_shows_the_runs_with_their_statuses() {
         })
         .collect();
     let expected: Vec<(String, String)> = [
+        ("child-1", "completed"),
         ("done-1", "completed"),
         ("fail-1", "failed"),
+        ("parent-1", "completed"),
         ("wait-1", "running"),
         ("wait-2", "running"),
         ("wait-3", "running"),
@@ -50,9 +52,16 @@ async fn list_shows_the_runs_with_their_statuses() {
     assert_eq!(listed["next"], Value::Null);
 
     // Filters and paging.
-    let completed = json(&f.cli(&["list", "--status", "completed", "--json"]).await);
-    assert_eq!(completed["instances"].as_array().unwrap().len(), 1);
-    assert_eq!(completed["instances"][0]["id"], "done-1");
+    let failed = json(&f.cli(&["list", "--status", "failed", "--json"]).await);
+    assert_eq!(failed["instances"].as_array().unwrap().len(), 1);
+    assert_eq!(failed["instances"][0]["id"], "fail-1");
+    let ended = json(
+        &f.cli(&[
+            "list", "--status", "failed", "--status", "running", "--json",
+        ])
+        .await,
+    );
+    assert_eq!(ended["instances"].as_array().unwrap().len(), 4);
     let named = json(
         &f.cli(&["list", "--name", "waits", "--limit", "2", "--json"])
             .await,
@@ -103,12 +112,36 @@ async fn show_gives_the_output_or_the_failure() {
     assert_eq!(done["name"], "completes");
     assert_eq!(done["queue"], "default");
 
+    assert_eq!(done["children"], serde_json::json!([]));
+
     let failed = f.cli(&["show", "fail-1"]).await;
     exits(&failed, 0);
     assert!(
         stdout(&failed).contains("card declined"),
         "{}",
         stdout(&failed)
+    );
+
+    // Children, from the journal.
+    let parent = f.cli(&["show", "parent-1"]).await;
+    exits(&parent, 0);
+    assert!(
+        stdout(&parent)
+            .lines()
+            .any(|l| l.starts_with("child:") && l.contains("child-1 (completes)")),
+        "{}",
+        stdout(&parent)
+    );
+    let parent = json(&f.cli(&["show", "parent-1", "--json"]).await);
+    assert_eq!(parent["children"][0]["id"], "child-1");
+    assert_eq!(parent["output"], 2);
+    let child = f.cli(&["show", "child-1"]).await;
+    assert!(
+        stdout(&child)
+            .lines()
+            .any(|l| l.starts_with("parent:") && l.contains("parent-1")),
+        "{}",
+        stdout(&child)
     );
     f.shutdown().await;
 }
@@ -264,7 +297,7 @@ async fn stats_counts_by_status() {
     let f = sqlite().await;
     let counts = json(&f.cli(&["stats", "--json"]).await);
     assert_eq!(counts["running"], 3);
-    assert_eq!(counts["completed"], 1);
+    assert_eq!(counts["completed"], 3);
     assert_eq!(counts["failed"], 1);
     assert_eq!(counts["cancelled"], 0);
     let table = f.cli(&["stats"]).await;
@@ -289,7 +322,7 @@ async fn the_store_comes_from_db_or_the_environment() {
     let f = sqlite().await;
     // The environment alone.
     let from_env = run(vec!["stats".into(), "--json".into()], Some(f.db.clone())).await;
-    assert_eq!(json(&from_env)["completed"], 1);
+    assert_eq!(json(&from_env)["completed"], 3);
 
     // A malformed URL is a usage error; a missing SQLite file is not created.
     let malformed = run(vec!["--db".into(), "mysql://x".into(), "list".into()], None).await;

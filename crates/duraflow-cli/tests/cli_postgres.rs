@@ -14,9 +14,10 @@ use duraflow::prelude::*;
 use duraflow::ClientError;
 use serde_json::Value;
 
-/// A new database on the test server, dropped (with its connections) when this is dropped.
+/// A new database on the test server, dropped (with its connections) when this is dropped,
+/// a failed test's included.
 struct Database {
-    admin: sqlx::PgPool,
+    server: String,
     name: String,
 }
 
@@ -31,19 +32,38 @@ impl Database {
             .execute(&admin)
             .await
             .unwrap();
+        admin.close().await;
         let (base, _db) = server.rsplit_once('/').unwrap();
         let url = format!("{base}/{name}");
-        (Database { admin, name }, url)
+        (Database { server, name }, url)
     }
+}
 
-    async fn drop_it(self) {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE \"{}\" WITH (FORCE)",
-            self.name
-        )))
-        .execute(&self.admin)
-        .await
-        .unwrap();
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Its own thread and runtime: this may run while a test's runtime unwinds.
+        let dropped = std::thread::spawn(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let admin = sqlx::PgPool::connect(&server).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await?;
+                    admin.close().await;
+                    Ok(())
+                })
+            },
+        )
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
     }
 }
 
@@ -63,8 +83,10 @@ async fn the_verbs_work_on_postgres() {
     assert_eq!(
         statuses,
         [
+            ("child-1", "completed"),
             ("done-1", "completed"),
             ("fail-1", "failed"),
+            ("parent-1", "completed"),
             ("wait-1", "running"),
             ("wait-2", "running"),
             ("wait-3", "running"),
@@ -75,6 +97,8 @@ async fn the_verbs_work_on_postgres() {
         json(&f.cli(&["show", "done-1", "--json"]).await)["output"],
         42
     );
+    let parent = json(&f.cli(&["show", "parent-1", "--json"]).await);
+    assert_eq!(parent["children"][0]["id"], "child-1");
     let events = json(&f.cli(&["history", "done-1", "--json"]).await);
     let events = events.as_array().unwrap();
     assert!(events[0]["event"].get("workflow_started").is_some());
@@ -110,12 +134,12 @@ async fn the_verbs_work_on_postgres() {
     assert!(stdout(&unknown).is_empty());
 
     let counts = json(&f.cli(&["stats", "--json"]).await);
-    assert_eq!(counts["completed"], 1);
+    assert_eq!(counts["completed"], 3);
     assert_eq!(counts["cancelled"], 1);
     assert_eq!(counts["terminated"], 1);
     assert_eq!(counts["failed"], 1);
     assert_eq!(counts["running"], Value::from(0));
 
     f.shutdown().await;
-    database.drop_it().await;
+    drop(database);
 }

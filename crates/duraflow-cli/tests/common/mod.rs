@@ -29,12 +29,17 @@ pub async fn completes(_ctx: WorkflowContext, n: u64) -> Result<u64, WorkflowErr
     Ok(n + 1)
 }
 
+pub async fn parent(ctx: WorkflowContext, _input: Value) -> Result<u64, WorkflowError> {
+    ctx.child_workflow("completes", &1u64).id("child-1").await
+}
+
 pub async fn fails(_ctx: WorkflowContext, _input: Value) -> Result<(), WorkflowError> {
     Err(WorkflowError::application("card declined"))
 }
 
 /// A store with a running engine and its runs: `wait-1`..`wait-3` waiting for event `go`,
-/// `done-1` completed with output 42, `fail-1` failed.
+/// `done-1` completed with output 42, `fail-1` failed, `parent-1` completed after its child
+/// `child-1`.
 pub struct Fixture {
     /// The store's URL, as `--db` takes it.
     pub db: String,
@@ -57,6 +62,7 @@ impl Fixture {
             .workflow("waits", waits)
             .workflow("completes", completes)
             .workflow("fails", fails)
+            .workflow("parent", parent)
             .start()
             .await
             .unwrap();
@@ -72,6 +78,11 @@ impl Fixture {
         client
             .start("fails", &Value::Null)
             .id("fail-1")
+            .await
+            .unwrap();
+        client
+            .start("parent", &Value::Null)
+            .id("parent-1")
             .await
             .unwrap();
         let fixture = Fixture {
@@ -96,6 +107,9 @@ impl Fixture {
             .await;
         fixture
             .status_becomes("fail-1", InstanceStatus::Failed)
+            .await;
+        fixture
+            .status_becomes("parent-1", InstanceStatus::Completed)
             .await;
         fixture
     }
