@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::process::Output;
 
 use common::{exits, json, run, stderr, stdout, Fixture};
 use duraflow::prelude::*;
@@ -363,4 +364,61 @@ async fn help_documents_the_exit_codes() {
     );
     let unknown = run(vec!["frobnicate".into()], None).await;
     exits(&unknown, 2);
+}
+
+/// Runs `duraflow --db <db> args..` on a pseudo-terminal (util-linux `script`), typing
+/// `answer`; `None` when `script` is not installed.
+async fn on_terminal(db: &str, args: &[&str], answer: &str) -> Option<Output> {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let mut line = vec![
+        quote(env!("CARGO_BIN_EXE_duraflow")),
+        "--db".into(),
+        quote(db),
+    ];
+    line.extend(args.iter().map(|a| quote(a)));
+    let line = line.join(" ");
+    let answer = answer.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env_remove("DURAFLOW_DATABASE_URL")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        let mut stdin = child.stdin.take()?;
+        stdin.write_all(answer.as_bytes()).ok()?;
+        drop(stdin);
+        child.wait_with_output().ok()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_asks_on_a_terminal() {
+    let f = sqlite().await;
+    let Some(declined) = on_terminal(&f.db, &["purge", "done-1"], "n\n").await else {
+        eprintln!("skipped: util-linux `script` is not installed");
+        return;
+    };
+    // `script` prints the terminal's output, stderr included, on its stdout.
+    let screen = stdout(&declined);
+    assert!(screen.contains("purge instance \"done-1\""), "{screen}");
+    exits(&declined, 1);
+    assert!(screen.contains("not purged"), "{screen}");
+    f.client.status("done-1").await.unwrap();
+
+    let confirmed = on_terminal(&f.db, &["purge", "done-1"], "y\n")
+        .await
+        .unwrap();
+    exits(&confirmed, 0);
+    assert!(matches!(
+        f.client.status("done-1").await,
+        Err(ClientError::NotFound(_))
+    ));
+    f.shutdown().await;
 }
