@@ -35,6 +35,14 @@ impl CliError {
         }
     }
 
+    /// Something asked for does not exist (exit code 3).
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        CliError {
+            code: EXIT_NOT_FOUND,
+            message: message.into(),
+        }
+    }
+
     /// The exit code.
     pub(crate) fn exit_code(&self) -> u8 {
         self.code

@@ -1,6 +1,6 @@
 //! The verbs that read: `list`, `show`, `history`, `stats`.
 
-use duraflow::{Client, Event, EventKind, InstanceInfo, InstanceStatus, ListFilter};
+use duraflow::{Client, ClientError, Event, EventKind, InstanceInfo, InstanceStatus, ListFilter};
 use serde_json::{json, Value};
 
 use crate::error::CliError;
@@ -177,7 +177,19 @@ pub(crate) async fn history(
     execution: Option<u32>,
     json: bool,
 ) -> Result<(), CliError> {
-    let events = client.history(id, execution).await?;
+    let events = match client.history(id, execution).await {
+        Ok(events) => events,
+        // The client says "no instance" for an execution that does not exist either.
+        Err(ClientError::NotFound(_)) if execution.is_some() => {
+            let info = client.status(id).await?;
+            return Err(CliError::not_found(format!(
+                "instance {id:?} has no execution {}: it has executions 1 to {}",
+                execution.unwrap_or_default(),
+                info.execution
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if json {
         let events: Vec<Value> = events
             .iter()

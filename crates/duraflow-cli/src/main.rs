@@ -23,7 +23,7 @@
 //!   was not confirmed.
 //! - `2`: a usage error: bad arguments, a malformed `--db` URL or `--data` JSON, no store
 //!   named, or `purge` without `--yes` when stdin is not a terminal.
-//! - `3`: no instance with the given id.
+//! - `3`: no instance with the given id (or no such execution of it, for `history`).
 
 mod connect;
 mod error;
@@ -45,7 +45,7 @@ Exit codes:
      (raise, cancel, terminate) or is still running (purge), or a purge was not confirmed
   2  usage error: bad arguments, a malformed --db URL or --data JSON, no store named, or
      purge without --yes when stdin is not a terminal
-  3  not found: no instance with that id";
+  3  not found: no instance with that id (or no such execution of it)";
 
 /// List, inspect and operate the workflow instances in a duraflow store.
 #[derive(Debug, Parser)]

@@ -193,6 +193,13 @@ async fn history_is_the_journal_in_order() {
             .await,
     );
     assert_eq!(first.as_array().unwrap().len(), journal.len());
+    let none = f.cli(&["history", "done-1", "--execution", "2"]).await;
+    exits(&none, 3);
+    assert!(
+        stderr(&none).contains("has no execution 2: it has executions 1 to 1"),
+        "{}",
+        stderr(&none)
+    );
     f.shutdown().await;
 }
 
