@@ -1,0 +1,223 @@
+//! `duraflow`: list, inspect and operate the workflow instances in a duraflow store.
+//!
+//! ```text
+//! duraflow --db sqlite:orders.db list --status running
+//! duraflow show order-42
+//! duraflow history order-42 --json
+//! duraflow raise order-42 approved --data '{"by": "carol"}'
+//! duraflow cancel order-42 --reason "customer asked"
+//! duraflow terminate order-42 --reason "code is gone"
+//! duraflow purge order-42 --yes
+//! duraflow stats
+//! ```
+//!
+//! The store is `--db URL`, or else `DURAFLOW_DATABASE_URL` (`sqlite:PATH` or
+//! `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, parsed by `duraflow::env`). Every verb takes
+//! `--json`. Data goes to stdout; messages and errors go to stderr.
+//!
+//! Exit codes:
+//!
+//! - `0`: done.
+//! - `1`: an operational error: the store could not be opened or answered with an error, the
+//!   instance has finished (raise, cancel, terminate) or is still running (purge), or a purge
+//!   was not confirmed.
+//! - `2`: a usage error: bad arguments, a malformed `--db` URL or `--data` JSON, no store
+//!   named, or `purge` without `--yes` when stdin is not a terminal.
+//! - `3`: no instance with the given id (or no such execution of it, for `history`).
+
+mod connect;
+mod error;
+mod inspect;
+mod operate;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use duraflow::InstanceStatus;
+
+use crate::error::CliError;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  done
+  1  operational error: the store could not be opened or failed, the instance has finished
+     (raise, cancel, terminate) or is still running (purge), or a purge was not confirmed
+  2  usage error: bad arguments, a malformed --db URL or --data JSON, no store named, or
+     purge without --yes when stdin is not a terminal
+  3  not found: no instance with that id (or no such execution of it)";
+
+/// List, inspect and operate the workflow instances in a duraflow store.
+#[derive(Debug, Parser)]
+#[command(name = "duraflow", version, after_long_help = EXIT_CODES)]
+struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every verb takes.
+#[derive(Debug, Args)]
+struct Global {
+    /// The store: sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DATABASE
+    /// [default: $DURAFLOW_DATABASE_URL]
+    #[arg(long, global = true, value_name = "URL")]
+    db: Option<String>,
+    /// Print data as JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List instances (ordered by id), a page at a time.
+    List {
+        /// Only instances in this status (pending, running, completed, failed, cancelled,
+        /// terminated); repeat for several.
+        #[arg(long, value_name = "S", value_parser = parse_status)]
+        status: Vec<InstanceStatus>,
+        /// Only instances of this workflow name.
+        #[arg(long, value_name = "N")]
+        name: Option<String>,
+        /// Only instances in this queue.
+        #[arg(long, value_name = "Q")]
+        queue: Option<String>,
+        /// At most this many (the store caps it at 1000).
+        #[arg(long, value_name = "N", default_value_t = 100)]
+        limit: usize,
+        /// Continue after this cursor (printed when there are more).
+        #[arg(long, value_name = "CURSOR")]
+        after: Option<String>,
+    },
+    /// Show an instance: status, name, queue, attempt, times, input, output or failure,
+    /// options, children.
+    Show {
+        /// The instance id.
+        id: String,
+    },
+    /// Show an execution's journal as a timeline.
+    History {
+        /// The instance id.
+        id: String,
+        /// The execution (1, then one more after each continue-as-new) [default: the
+        /// current one].
+        #[arg(long, value_name = "N")]
+        execution: Option<u32>,
+    },
+    /// Raise an external event on an instance.
+    Raise {
+        /// The instance id.
+        id: String,
+        /// The event name.
+        name: String,
+        /// The event's data, as JSON.
+        #[arg(long, value_name = "JSON", default_value = "null")]
+        data: String,
+    },
+    /// Request cancellation: the instance ends as cancelled at its next turn.
+    Cancel {
+        /// The instance id.
+        id: String,
+        /// Why (recorded in the instance's failure).
+        #[arg(
+            long,
+            value_name = "R",
+            default_value = "cancelled with the duraflow CLI"
+        )]
+        reason: String,
+    },
+    /// Terminate an instance without running any more of its code.
+    Terminate {
+        /// The instance id.
+        id: String,
+        /// Why (recorded in the instance's failure).
+        #[arg(
+            long,
+            value_name = "R",
+            default_value = "terminated with the duraflow CLI"
+        )]
+        reason: String,
+    },
+    /// Delete a finished instance and its history.
+    Purge {
+        /// The instance id.
+        id: String,
+        /// Do not ask for confirmation (required when stdin is not a terminal).
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Count the instances in each status.
+    Stats,
+}
+
+fn parse_status(s: &str) -> Result<InstanceStatus, String> {
+    s.parse::<InstanceStatus>().map_err(|_| {
+        "expected one of pending, running, completed, failed, cancelled, terminated".to_owned()
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(error::EXIT_OPERATIONAL);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let json = cli.global.json;
+    // Arguments are checked before the store is opened.
+    let data = match &cli.command {
+        Command::Raise { data, .. } => Some(operate::parse_data(data)?),
+        _ => None,
+    };
+    let client = connect::client(cli.global.db.as_deref()).await?;
+    match cli.command {
+        Command::List {
+            status,
+            name,
+            queue,
+            limit,
+            after,
+        } => {
+            let filter = inspect::filter(status, name, queue, limit, after);
+            inspect::list(&client, filter, json).await
+        }
+        Command::Show { id } => inspect::show(&client, &id, json).await,
+        Command::History { id, execution } => inspect::history(&client, &id, execution, json).await,
+        Command::Raise { id, name, .. } => {
+            let data = data.unwrap_or(serde_json::Value::Null);
+            operate::raise(&client, &id, &name, &data, json).await
+        }
+        Command::Cancel { id, reason } => operate::cancel(&client, &id, &reason, json).await,
+        Command::Terminate { id, reason } => operate::terminate(&client, &id, &reason, json).await,
+        Command::Purge { id, yes } => operate::purge(&client, &id, yes, json).await,
+        Command::Stats => inspect::stats(&client, json).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

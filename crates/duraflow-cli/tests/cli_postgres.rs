@@ -1,0 +1,145 @@
+//! The `duraflow` binary run as a process against PostgreSQL: a database of its own per test
+//! (the CLI opens the store's default schema), filled with real runs by an engine in the test.
+//! The server is `DURAFLOW_TEST_POSTGRES_URL` (default `127.0.0.1:5432`; `scripts/test` starts
+//! one when nothing answers there).
+
+#![cfg(feature = "postgres")]
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
+
+mod common;
+
+use common::{exits, json, stderr, stdout, Fixture};
+use duraflow::crates::postgres::testing::{test_url, unique_schema};
+use duraflow::prelude::*;
+use duraflow::ClientError;
+use serde_json::Value;
+
+/// A new database on the test server, dropped (with its connections) when this is dropped,
+/// a failed test's included.
+struct Database {
+    server: String,
+    name: String,
+}
+
+impl Database {
+    async fn create() -> (Database, String) {
+        let server = test_url();
+        let admin = sqlx::PgPool::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("no PostgreSQL for the tests ({e}); run scripts/test"));
+        let name = unique_schema("cli");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin.close().await;
+        let (base, _db) = server.rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}");
+        (Database { server, name }, url)
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // Its own thread and runtime: this may run while a test's runtime unwinds.
+        let dropped = std::thread::spawn(
+            move || -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let admin = sqlx::PgPool::connect(&server).await?;
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await?;
+                    admin.close().await;
+                    Ok(())
+                })
+            },
+        )
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop the test database {}", self.name);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verbs_work_on_postgres() {
+    let (database, url) = Database::create().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let f = Fixture::start(store, url, Box::new(())).await;
+
+    let listed = json(&f.cli(&["list", "--json"]).await);
+    let statuses: Vec<(&str, &str)> = listed["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["id"].as_str().unwrap(), i["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("child-1", "completed"),
+            ("done-1", "completed"),
+            ("fail-1", "failed"),
+            ("parent-1", "completed"),
+            ("wait-1", "running"),
+            ("wait-2", "running"),
+            ("wait-3", "running"),
+        ]
+    );
+
+    assert_eq!(
+        json(&f.cli(&["show", "done-1", "--json"]).await)["output"],
+        42
+    );
+    let parent = json(&f.cli(&["show", "parent-1", "--json"]).await);
+    assert_eq!(parent["children"][0]["id"], "child-1");
+    let events = json(&f.cli(&["history", "done-1", "--json"]).await);
+    let events = events.as_array().unwrap();
+    assert!(events[0]["event"].get("workflow_started").is_some());
+    assert!(events.last().unwrap()["event"]
+        .get("workflow_completed")
+        .is_some());
+
+    exits(
+        &f.cli(&["raise", "wait-1", "go", "--data", "\"erin\""])
+            .await,
+        0,
+    );
+    let info = f.status_becomes("wait-1", InstanceStatus::Completed).await;
+    assert_eq!(info.output.unwrap().as_json(), "\"got erin\"");
+
+    exits(&f.cli(&["cancel", "wait-2"]).await, 0);
+    f.status_becomes("wait-2", InstanceStatus::Cancelled).await;
+    exits(&f.cli(&["terminate", "wait-3"]).await, 0);
+    f.status_becomes("wait-3", InstanceStatus::Terminated).await;
+
+    let refused = f.cli(&["purge", "done-1"]).await;
+    assert_ne!(refused.status.code(), Some(0));
+    f.client.status("done-1").await.unwrap();
+    exits(&f.cli(&["purge", "done-1", "--yes"]).await, 0);
+    assert!(matches!(
+        f.client.status("done-1").await,
+        Err(ClientError::NotFound(_))
+    ));
+
+    let unknown = f.cli(&["show", "nope"]).await;
+    exits(&unknown, 3);
+    assert!(stderr(&unknown).contains("\"nope\""));
+    assert!(stdout(&unknown).is_empty());
+
+    let counts = json(&f.cli(&["stats", "--json"]).await);
+    assert_eq!(counts["completed"], 3);
+    assert_eq!(counts["cancelled"], 1);
+    assert_eq!(counts["terminated"], 1);
+    assert_eq!(counts["failed"], 1);
+    assert_eq!(counts["running"], Value::from(0));
+
+    f.shutdown().await;
+    drop(database);
+}
