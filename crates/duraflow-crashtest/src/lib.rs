@@ -177,6 +177,48 @@ pub fn lease_from_env() -> Result<Duration, std::num::ParseIntError> {
     }))
 }
 
+/// A crash worker's command line: `<bin> <sqlite:path | postgres://url> <side-effect-log>
+/// <generation> <count>`, where the count is what it starts (workflows, runs).
+pub struct WorkerArgs {
+    /// The store's URL.
+    pub store: String,
+    /// The side-effect log's path.
+    pub log: String,
+    /// The worker's generation (0 for the first start).
+    pub generation: u32,
+    /// How many workflows (or runs) it starts.
+    pub count: usize,
+}
+
+impl WorkerArgs {
+    /// Reads the process's arguments; `bin` and `count` name the binary and its last argument
+    /// in the usage message.
+    pub fn from_args(bin: &str, count: &str) -> Result<WorkerArgs, Box<dyn std::error::Error>> {
+        let args: Vec<String> = std::env::args().collect();
+        let [_, store, log, generation, n] = args.as_slice() else {
+            return Err(format!(
+                "usage: {bin} <sqlite:path | postgres://url> <side-effect-log> <generation> \
+                 <{count}>"
+            )
+            .into());
+        };
+        Ok(WorkerArgs {
+            store: store.clone(),
+            log: log.clone(),
+            generation: generation.parse()?,
+            count: n.parse()?,
+        })
+    }
+}
+
+/// The number in the environment variable `var`, or `default` when it is unset.
+pub fn number_from_env(var: &str, default: usize) -> Result<usize, std::num::ParseIntError> {
+    match std::env::var(var) {
+        Ok(v) => v.parse(),
+        Err(_) => Ok(default),
+    }
+}
+
 /// Opens the side-effect log for appending, shared by the worker's activities.
 pub fn open_log(path: &str) -> std::io::Result<Arc<Mutex<std::fs::File>>> {
     let file = std::fs::OpenOptions::new()

@@ -21,8 +21,9 @@ use std::time::Duration;
 use duraflow::prelude::*;
 use duraflow::EngineOptions;
 use duraflow_crashtest::{
-    init_worker_tracing, lease_from_env, open_log, open_store, start_and_wait_for_all, workflow_id,
-    LogLine, Step, ACTIVITIES, ACTIVITY_CONCURRENCY_VAR, DEFAULT_ACTIVITY_CONCURRENCY,
+    init_worker_tracing, lease_from_env, number_from_env, open_log, open_store,
+    start_and_wait_for_all, workflow_id, LogLine, Step, WorkerArgs, ACTIVITIES,
+    ACTIVITY_CONCURRENCY_VAR, DEFAULT_ACTIVITY_CONCURRENCY,
 };
 
 async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
@@ -44,23 +45,17 @@ async fn chain(ctx: WorkflowContext, i: u64) -> Result<u64, WorkflowError> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_worker_tracing();
-    let args: Vec<String> = std::env::args().collect();
-    let [_, store, log, generation, workflows] = args.as_slice() else {
-        return Err(
-            "usage: crash-worker <sqlite:path | postgres://url> <side-effect-log> <generation> \
-             <workflows>"
-                .into(),
-        );
-    };
-    let generation: u32 = generation.parse()?;
-    let workflows: usize = workflows.parse()?;
-    let activity_concurrency = match std::env::var(ACTIVITY_CONCURRENCY_VAR) {
-        Ok(v) => v.parse()?,
-        Err(_) => DEFAULT_ACTIVITY_CONCURRENCY,
-    };
-    let log = open_log(log)?;
+    let WorkerArgs {
+        store,
+        log,
+        generation,
+        count: workflows,
+    } = WorkerArgs::from_args("crash-worker", "workflows")?;
+    let activity_concurrency =
+        number_from_env(ACTIVITY_CONCURRENCY_VAR, DEFAULT_ACTIVITY_CONCURRENCY)?;
+    let log = open_log(&log)?;
 
-    let store = open_store(store, generation).await?;
+    let store = open_store(&store, generation).await?;
     let lease = lease_from_env()?;
     let options = EngineOptions {
         turn_lease: lease,

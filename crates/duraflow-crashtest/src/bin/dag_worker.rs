@@ -22,32 +22,27 @@ use duraflow_crashtest::dag::{
     HANDLERS,
 };
 use duraflow_crashtest::{
-    init_worker_tracing, lease_from_env, open_log, open_store, start_each_and_wait_for_all,
+    init_worker_tracing, lease_from_env, number_from_env, open_log, open_store,
+    start_each_and_wait_for_all, WorkerArgs,
 };
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_worker_tracing();
-    let args: Vec<String> = std::env::args().collect();
-    let [_, store, log, generation, runs] = args.as_slice() else {
-        return Err(
-            "usage: dag-worker <sqlite:path | postgres://url> <side-effect-log> <generation> \
-             <runs>"
-                .into(),
-        );
-    };
-    let generation: u32 = generation.parse()?;
-    let runs: usize = runs.parse()?;
-    let activity_concurrency = match std::env::var(ACTIVITY_CONCURRENCY_VAR) {
-        Ok(v) => v.parse()?,
-        Err(_) => DEFAULT_ACTIVITY_CONCURRENCY,
-    };
-    let log = open_log(log)?;
+    let WorkerArgs {
+        store,
+        log,
+        generation,
+        count: runs,
+    } = WorkerArgs::from_args("dag-worker", "runs")?;
+    let activity_concurrency =
+        number_from_env(ACTIVITY_CONCURRENCY_VAR, DEFAULT_ACTIVITY_CONCURRENCY)?;
+    let log = open_log(&log)?;
     let mut registry = Registry::new(HANDLERS);
     registry.register(template())?;
 
-    let store = open_store(store, generation).await?;
+    let store = open_store(&store, generation).await?;
     let lease = lease_from_env()?;
     let options = EngineOptions {
         turn_lease: lease,

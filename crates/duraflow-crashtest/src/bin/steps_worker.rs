@@ -19,29 +19,24 @@ use duraflow_crashtest::steps::{
     steps, workflow_id, Effects, DEFAULT_WORKFLOW_CONCURRENCY, WORKFLOW, WORKFLOW_CONCURRENCY_VAR,
 };
 use duraflow_crashtest::{
-    init_worker_tracing, lease_from_env, open_log, open_store, start_and_wait_for_all,
+    init_worker_tracing, lease_from_env, number_from_env, open_log, open_store,
+    start_and_wait_for_all, WorkerArgs,
 };
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     init_worker_tracing();
-    let args: Vec<String> = std::env::args().collect();
-    let [_, store, log, generation, workflows] = args.as_slice() else {
-        return Err(
-            "usage: steps-worker <sqlite:path | postgres://url> <side-effect-log> <generation> \
-             <workflows>"
-                .into(),
-        );
-    };
-    let generation: u32 = generation.parse()?;
-    let workflows: usize = workflows.parse()?;
-    let workflow_concurrency = match std::env::var(WORKFLOW_CONCURRENCY_VAR) {
-        Ok(v) => v.parse()?,
-        Err(_) => DEFAULT_WORKFLOW_CONCURRENCY,
-    };
-    let effects = Effects::new(open_log(log)?, generation);
+    let WorkerArgs {
+        store,
+        log,
+        generation,
+        count: workflows,
+    } = WorkerArgs::from_args("steps-worker", "workflows")?;
+    let workflow_concurrency =
+        number_from_env(WORKFLOW_CONCURRENCY_VAR, DEFAULT_WORKFLOW_CONCURRENCY)?;
+    let effects = Effects::new(open_log(&log)?, generation);
 
-    let store = open_store(store, generation).await?;
+    let store = open_store(&store, generation).await?;
     let lease = lease_from_env()?;
     let options = EngineOptions {
         turn_lease: lease,
