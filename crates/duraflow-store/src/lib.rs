@@ -22,7 +22,10 @@ pub use filter::FetchFilter;
 pub use journal_cache::JournalCache;
 pub use memory::MemoryStore;
 pub use notify::Notifier;
-pub use queue_config::{needs_admission, pending_scan, Admission, QueueConfig, RateLimit, Verdict};
+pub use queue_config::{
+    admit_in_order, needs_admission, pending_scan, Admission, Candidate, QueueConfig, RateLimit,
+    Verdict,
+};
 pub use queue_events::{validate_queue_event, EmitOutcome, NewAwait, NewEmit, StoredEvent};
 pub use rules::{callback_outcome, callback_token_taken, check_commit};
 pub use store::{Cache, IntoStore, Store};

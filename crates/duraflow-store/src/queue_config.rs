@@ -216,6 +216,61 @@ impl Admission {
     }
 }
 
+/// A due instance a turn fetch may lease, as admission sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate<'a> {
+    /// Its queue.
+    pub queue: &'a str,
+    /// Its concurrency key.
+    pub key: Option<&'a str>,
+    /// Whether it is admitted already (then its turns are never held back).
+    pub admitted: bool,
+}
+
+/// Which of `candidates` (in lease order) a fetch of at most `max` turns leases, by index:
+/// every admitted one, and the pending ones their queues admit. Also says whether a full key
+/// held one back (the caller may then read further candidates). Every store decides through
+/// this walk: `needs` says whether a pending candidate of a queue, with a key, needs an
+/// admission decision ([`needs_admission`] of the queue's configuration), and `open` counts a
+/// queue's admissions once, given the keys of that queue's pending candidates.
+pub fn admit_in_order<E>(
+    candidates: &[Candidate<'_>],
+    max: usize,
+    mut needs: impl FnMut(&str, Option<&str>) -> Result<bool, E>,
+    mut open: impl FnMut(&str, &mut dyn Iterator<Item = &str>) -> Result<Admission, E>,
+) -> Result<(Vec<usize>, bool), E> {
+    let mut admissions: HashMap<&str, Admission> = HashMap::new();
+    let mut ready = Vec::new();
+    let mut skipped = false;
+    for (i, c) in candidates.iter().enumerate() {
+        if ready.len() == max {
+            break;
+        }
+        if !c.admitted && needs(c.queue, c.key)? {
+            if !admissions.contains_key(c.queue) {
+                let mut keys = candidates
+                    .iter()
+                    .filter(|o| o.queue == c.queue && !o.admitted)
+                    .filter_map(|o| o.key);
+                admissions.insert(c.queue, open(c.queue, &mut keys)?);
+            }
+            let verdict = admissions
+                .get_mut(c.queue)
+                .map_or(Verdict::Stop, |a| a.admit(c.key));
+            match verdict {
+                Verdict::Admit => {}
+                Verdict::Skip => {
+                    skipped = true;
+                    continue;
+                }
+                Verdict::Stop => continue,
+            }
+        }
+        ready.push(i);
+    }
+    Ok((ready, skipped))
+}
+
 /// Whether the first turn of a pending instance of a queue with `config` and concurrency key
 /// `key` needs an admission decision (otherwise it is admitted whenever it is due).
 pub fn needs_admission(config: Option<&QueueConfig>, key: Option<&str>) -> bool {

@@ -154,10 +154,7 @@ fn next_task_due(conn: &Connection, now: Timestamp) -> SqlResult<Option<Timestam
         .optional()?;
     while let Some(q) = queue {
         let due: Option<i64> = min.query_row(params![q, now.0], |r| r.get(0))?;
-        earliest = match (earliest, due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        earliest = earliest.into_iter().chain(due).min();
         queue = next.query_row([&q], |r| r.get(0)).optional()?;
     }
     Ok(earliest.map(Timestamp))
@@ -222,10 +219,7 @@ fn next_turn_due(conn: &Connection, now: Timestamp) -> SqlResult<Option<Timestam
             .optional()?;
         while let Some((queue, priority)) = group {
             let due: Option<i64> = min.query_row(params![queue, priority, now.0], |r| r.get(0))?;
-            earliest = match (earliest, due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            earliest = earliest.into_iter().chain(due).min();
             group = next
                 .query_row(params![queue, priority], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;

@@ -6,14 +6,16 @@
 //! write lock) can admit in between.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use duraflow_core::Timestamp;
-use duraflow_store::{pending_scan, Admission, FetchFilter, QueueConfig, Verdict};
+use duraflow_store::{
+    admit_in_order, pending_scan, Admission, Candidate as Pending, FetchFilter, QueueConfig,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::codec::{filter_params, from_json, in_row, json};
-use crate::error::SqlResult;
+use crate::error::{OpError, SqlResult};
 
 /// Stores `config` in place of the queue's configuration.
 pub(crate) fn configure(conn: &Connection, config: &QueueConfig) -> SqlResult<()> {
@@ -207,51 +209,44 @@ pub(crate) fn due_ids(
     }
 }
 
-/// Which `candidates` (in lease order) a fetch of at most `max` leases: every admitted one,
-/// and the pending ones their queues admit. Also says whether a full key held one back.
+/// Which `candidates` (in lease order) a fetch of at most `max` leases, and whether a full key
+/// held one back ([`admit_in_order`], reading each queue's configuration once).
 fn admit(
     conn: &Connection,
     candidates: &[Candidate],
     max: usize,
     now: Timestamp,
 ) -> SqlResult<(Vec<String>, bool)> {
-    let mut admissions: BTreeMap<String, Admission> = BTreeMap::new();
-    let mut configs: HashMap<String, Option<QueueConfig>> = HashMap::new();
-    let mut ids = Vec::new();
-    let mut skipped = false;
-    for c in candidates {
-        if ids.len() == max {
-            break;
+    let mut configs: HashMap<&str, Option<QueueConfig>> = HashMap::new();
+    for c in candidates.iter().filter(|c| !c.admitted) {
+        if !configs.contains_key(c.queue.as_str()) {
+            configs.insert(&c.queue, config(conn, &c.queue)?);
         }
-        if !c.admitted {
-            if !configs.contains_key(&c.queue) {
-                configs.insert(c.queue.clone(), config(conn, &c.queue)?);
-            }
-            let config = configs.get(&c.queue).cloned().flatten();
-            if duraflow_store::needs_admission(config.as_ref(), c.key.as_deref()) {
-                if !admissions.contains_key(&c.queue) {
-                    let keys = candidates
-                        .iter()
-                        .filter(|o| o.queue == c.queue && !o.admitted)
-                        .filter_map(|o| o.key.as_deref());
-                    let admission = admission(conn, &c.queue, config, keys, now)?;
-                    admissions.insert(c.queue.clone(), admission);
-                }
-                let verdict = admissions
-                    .get_mut(&c.queue)
-                    .map_or(Verdict::Stop, |a| a.admit(c.key.as_deref()));
-                match verdict {
-                    Verdict::Admit => {}
-                    Verdict::Skip => {
-                        skipped = true;
-                        continue;
-                    }
-                    Verdict::Stop => continue,
-                }
-            }
-        }
-        ids.push(c.order.3.clone());
     }
+    let seen: Vec<Pending<'_>> = candidates
+        .iter()
+        .map(|c| Pending {
+            queue: &c.queue,
+            key: c.key.as_deref(),
+            admitted: c.admitted,
+        })
+        .collect();
+    let configured = |queue: &str| configs.get(queue).cloned().flatten();
+    let (ready, skipped) = admit_in_order(
+        &seen,
+        max,
+        |queue, key| {
+            Ok::<_, OpError>(duraflow_store::needs_admission(
+                configured(queue).as_ref(),
+                key,
+            ))
+        },
+        |queue, keys| admission(conn, queue, configured(queue), keys, now),
+    )?;
+    let ids = ready
+        .into_iter()
+        .map(|i| candidates[i].order.3.clone())
+        .collect();
     Ok((ids, skipped))
 }
 

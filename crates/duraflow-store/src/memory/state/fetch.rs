@@ -1,6 +1,7 @@
 //! Leasing turns in priority order, admitting pending instances within their queues' limits.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use duraflow_core::Timestamp;
 use super::index::Candidate;
 use super::{DueKey, Instance, State};
 use crate::journal_cache::JournalCache;
-use crate::queue_config::{pending_scan, Verdict};
+use crate::queue_config::{admit_in_order, pending_scan, Candidate as Pending};
 use crate::types::{FetchFilter, TurnWork};
 
 impl State {
@@ -59,41 +60,32 @@ impl State {
             .collect()
     }
 
-    /// Which `candidates` (in lease order) a fetch of at most `max` leases: every admitted one,
-    /// and the pending ones their queues admit. Also says whether a full key held one back.
+    /// Which `candidates` (in lease order) a fetch of at most `max` leases, and whether a
+    /// full key held one back ([`admit_in_order`] over this state's counters).
     fn admit<'c>(
         &self,
         candidates: &'c [(&'c str, Candidate<(DueKey, String)>)],
         max: usize,
         now: Timestamp,
     ) -> (Vec<&'c str>, bool) {
-        let mut admissions = HashMap::new();
-        let mut ready = Vec::new();
-        let mut skipped = false;
-        for (queue, (_, (_, id), admitted)) in candidates {
-            if ready.len() == max {
-                break;
-            }
-            let key = self.instances.get(id).and_then(Instance::key);
-            if !admitted && self.flow.needs_admission(queue, key) {
-                let admission = admissions.entry(*queue).or_insert_with(|| {
-                    let keys = candidates
-                        .iter()
-                        .filter(|(q, c)| q == queue && !c.2)
-                        .filter_map(|(_, (_, (_, id), _))| self.instances.get(id)?.key());
-                    self.flow.admission(queue, keys, now)
-                });
-                match admission.admit(key) {
-                    Verdict::Admit => {}
-                    Verdict::Skip => {
-                        skipped = true;
-                        continue;
-                    }
-                    Verdict::Stop => continue,
-                }
-            }
-            ready.push(id.as_str());
-        }
-        (ready, skipped)
+        let seen: Vec<Pending<'_>> = candidates
+            .iter()
+            .map(|(queue, (_, (_, id), admitted))| Pending {
+                queue,
+                key: self.instances.get(id).and_then(Instance::key),
+                admitted: *admitted,
+            })
+            .collect();
+        let Ok((ready, skipped)) = admit_in_order::<Infallible>(
+            &seen,
+            max,
+            |queue, key| Ok(self.flow.needs_admission(queue, key)),
+            |queue, keys| Ok(self.flow.admission(queue, keys, now)),
+        );
+        let ids = ready
+            .into_iter()
+            .map(|i| candidates[i].1 .1 .1.as_str())
+            .collect();
+        (ids, skipped)
     }
 }
