@@ -8,7 +8,8 @@ use std::time::Duration;
 use duraflow_core::{Event, EventKind, Payload, Timestamp};
 use duraflow_sqlite::{SqliteOptions, SqliteStore, SCHEMA_VERSION};
 use duraflow_store::{
-    InstanceStatus, MessageKind, NewInstance, NewMessage, Store, StoreError, TurnCommit,
+    FetchFilter, InstanceStatus, MessageKind, NewInstance, NewMessage, QueueConfig, Store,
+    StoreError, TurnCommit,
 };
 
 const T0: Timestamp = Timestamp(1_000_000);
@@ -403,6 +404,77 @@ async fn a_version_1_database_is_upgraded_with_its_work() {
     ids.sort();
     // "now" again too: the lease of the first fetch ran out at the same moment.
     assert_eq!(ids, ["later", "leased", "now"]);
+}
+
+/// A database written by schema version 9, whose flow-control indexes held every admitted
+/// instance, is upgraded to indexes that hold only what limits count, and its limits go on
+/// counting the instances that were running: a full queue and a full key stay full.
+#[tokio::test]
+async fn a_version_9_database_keeps_counting_what_runs_under_its_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v9.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in [
+            include_str!("../migrations/0001_init.sql"),
+            include_str!("../migrations/0002_due_index.sql"),
+            include_str!("../migrations/0003_callbacks.sql"),
+            include_str!("../migrations/0004_queues.sql"),
+            include_str!("../migrations/0005_instance_options.sql"),
+            include_str!("../migrations/0006_queue_events.sql"),
+            include_str!("../migrations/0007_heartbeat_details.sql"),
+            include_str!("../migrations/0008_feed.sql"),
+            include_str!("../migrations/0009_drop_global_due_index.sql"),
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 9;",
+            0x6466_6c77
+        ))
+        .unwrap();
+        conn.execute(
+            "INSERT INTO queue_configs (name, config) VALUES ('one', ?1)",
+            [serde_json::to_string(&QueueConfig::new("one").concurrency(1)).unwrap()],
+        )
+        .unwrap();
+        let input = Payload::encode("x").unwrap().as_json().to_owned();
+        for (id, queue, key) in [("a", "one", None), ("k1", "default", Some("k"))] {
+            conn.execute(
+                "INSERT INTO instances (id, name, status, execution, input, created_at,
+                                        updated_at, queue, concurrency_key, started_at)
+                 VALUES (?1, 'wf', 'running', 1, ?2, ?3, ?3, ?4, ?5, ?3)",
+                rusqlite::params![id, input, T0.0, queue, key],
+            )
+            .unwrap();
+        }
+    }
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    for (id, queue, key) in [("b", "one", None), ("k2", "default", Some("k"))] {
+        let mut new = NewInstance {
+            queue: queue.into(),
+            ..new_instance(id, "y")
+        };
+        new.options.concurrency_key = key.map(str::to_owned);
+        store.create_instance(new).await.unwrap();
+    }
+    let turns = store
+        .fetch_turns(
+            &FetchFilter::queues(["default", "one"]),
+            Timestamp(T0.0 + 1_000),
+            10,
+            Duration::from_secs(60),
+            None,
+        )
+        .await
+        .unwrap();
+    let ids: Vec<&str> = turns.iter().map(|w| w.instance.id.as_str()).collect();
+    assert!(
+        ids.is_empty(),
+        "queue one and key k are full with the instances running before the upgrade; \
+         admitted {ids:?}"
+    );
 }
 
 /// Stores sharing a file, and a store opened again, never issue the same lease token: each

@@ -18,12 +18,30 @@ use crate::codec::{filter_params, from_json, in_row, json};
 use crate::error::{OpError, SqlResult};
 
 /// Stores `config` in place of the queue's configuration.
+///
+/// The flow-control indexes hold only the instances admitted under a limit (`flow_counted`).
+/// A queue limit configured now must count what the queue admitted before it, so those
+/// instances are marked: the unfinished ones, and those admitted since the latest admission's
+/// time less the rate window (a window that ends at any later time starts after that).
 pub(crate) fn configure(conn: &Connection, config: &QueueConfig) -> SqlResult<()> {
     conn.prepare_cached(
         "INSERT INTO queue_configs (name, config) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET config = excluded.config",
     )?
     .execute(params![config.name, json(config)?])?;
+    if config.limits_queue() {
+        let window = config
+            .rate_limit
+            .map(|r| duraflow_core::duration_millis(r.per));
+        conn.prepare_cached(
+            "UPDATE instances SET flow_counted = 1
+              WHERE queue = ?1 AND flow_counted = 0 AND started_at IS NOT NULL
+                AND (status IN ('pending', 'running')
+                     OR (?2 IS NOT NULL AND started_at >= (
+                            SELECT max(started_at) FROM instances WHERE queue = ?1) - ?2))",
+        )?
+        .execute(params![config.name, window])?;
+    }
     Ok(())
 }
 
@@ -170,15 +188,24 @@ struct Candidate {
     admitted: bool,
 }
 
-/// The ids of the due instances a fetch at `now` leases, at most `max`, in lease order:
-/// highest priority first, then due order. Admitted instances are taken whenever due; a
-/// pending one only when its queue admits it.
+/// A due instance a fetch leases.
+pub(crate) struct Due {
+    /// The instance's id.
+    pub(crate) id: String,
+    /// Whether a limit admits it now (it was pending and a key or its queue's limits apply):
+    /// the flow-control indexes then count it.
+    pub(crate) counted: bool,
+}
+
+/// The due instances a fetch at `now` leases, at most `max`, in lease order: highest priority
+/// first, then due order. Admitted instances are taken whenever due; a pending one only when
+/// its queue admits it.
 pub(crate) fn due_ids(
     conn: &Connection,
     filter: &FetchFilter,
     now: Timestamp,
     max: usize,
-) -> SqlResult<Vec<String>> {
+) -> SqlResult<Vec<Due>> {
     let (queues, names) = filter_params(filter)?;
     // Most fetches find what they need among the first `max` pending instances of each queue;
     // only when a full key held some of those back may others further on be admitted instead.
@@ -216,7 +243,7 @@ fn admit(
     candidates: &[Candidate],
     max: usize,
     now: Timestamp,
-) -> SqlResult<(Vec<String>, bool)> {
+) -> SqlResult<(Vec<Due>, bool)> {
     let mut configs: HashMap<&str, Option<QueueConfig>> = HashMap::new();
     for c in candidates.iter().filter(|c| !c.admitted) {
         if !configs.contains_key(c.queue.as_str()) {
@@ -243,11 +270,21 @@ fn admit(
         },
         |queue, keys| admission(conn, queue, configured(queue), keys, now),
     )?;
-    let ids = ready
+    let due = ready
         .into_iter()
-        .map(|i| candidates[i].order.3.clone())
+        .map(|i| {
+            let c = &candidates[i];
+            Due {
+                id: c.order.3.clone(),
+                counted: !c.admitted
+                    && duraflow_store::needs_admission(
+                        configs.get(c.queue.as_str()).and_then(Option::as_ref),
+                        c.key.as_deref(),
+                    ),
+            }
+        })
         .collect();
-    Ok((ids, skipped))
+    Ok((due, skipped))
 }
 
 /// Counts what runs in `queue` (and under each of `keys`) and what it admitted in the rate
@@ -264,15 +301,21 @@ fn admission<'a>(
         let n: i64 = conn.prepare_cached(sql)?.query_row(p, |r| r.get(0))?;
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     };
-    let running = count(
-        "SELECT count(*) FROM instances INDEXED BY instances_running
-          WHERE queue = ?1 AND started_at IS NOT NULL AND status IN ('pending', 'running')",
-        &[&queue],
-    )?;
+    // Only instances admitted under a limit are in these indexes; while the queue has a limit,
+    // that is every instance it admitted (see `configure`).
+    let running = match config.concurrency {
+        Some(_) => count(
+            "SELECT count(*) FROM instances INDEXED BY instances_running
+              WHERE queue = ?1 AND flow_counted = 1 AND started_at IS NOT NULL
+                AND status IN ('pending', 'running')",
+            &[&queue],
+        )?,
+        None => 0,
+    };
     let in_window = match config.window_start(now) {
         Some(from) => count(
             "SELECT count(*) FROM instances INDEXED BY instances_started
-              WHERE queue = ?1 AND started_at > ?2 AND started_at <= ?3",
+              WHERE queue = ?1 AND flow_counted = 1 AND started_at > ?2 AND started_at <= ?3",
             &[&queue, &from.0, &now.0],
         )?,
         None => 0,
@@ -282,7 +325,7 @@ fn admission<'a>(
         if !by_key.contains_key(key) {
             let n = count(
                 "SELECT count(*) FROM instances INDEXED BY instances_running
-                  WHERE queue = ?1 AND concurrency_key = ?2
+                  WHERE queue = ?1 AND concurrency_key = ?2 AND flow_counted = 1
                     AND started_at IS NOT NULL AND status IN ('pending', 'running')",
                 &[&queue, &key],
             )?;

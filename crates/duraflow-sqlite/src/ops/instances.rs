@@ -124,7 +124,7 @@ pub(crate) fn create(
         Some(_) if new.due_at() > new.created_at => None,
         // A first turn that needs an admission is left to a fetch.
         Some(_) if !super::flow::admission_free(conn, &new.id)? => None,
-        Some(lease) => turns::lease_turn(conn, tx, &new.id, new.created_at, lease, None)?,
+        Some(lease) => turns::lease_turn(conn, tx, &new.id, false, new.created_at, lease, None)?,
         None => None,
     };
     if turn.is_none() {

@@ -177,7 +177,7 @@ pub(crate) fn complete_batch(
         {
             continue;
         }
-        let turn = turns::lease_turn(conn, tx, &instance_id, now, turn_lease, cache)?;
+        let turn = turns::lease_turn(conn, tx, &instance_id, false, now, turn_lease, cache)?;
         if turn.is_some() {
             posted.retain(|id| *id != instance_id);
         }

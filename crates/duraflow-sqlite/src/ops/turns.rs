@@ -151,20 +151,22 @@ pub(crate) fn fetch(
     if filter.is_empty() {
         return Ok(Vec::new());
     }
-    let ids = flow::due_ids(conn, filter, now, max)?;
-    let mut work = Vec::with_capacity(ids.len());
-    for id in ids {
-        work.extend(lease_turn(conn, tx, &id, now, lease, cache)?);
+    let due = flow::due_ids(conn, filter, now, max)?;
+    let mut work = Vec::with_capacity(due.len());
+    for d in due {
+        work.extend(lease_turn(conn, tx, &d.id, d.counted, now, lease, cache)?);
     }
     Ok(work)
 }
 
 /// Leases the turn of instance `id` if its work is due at `now`, with its visible messages and
-/// its journal (unless `cache` holds it as the last commit left it).
+/// its journal (unless `cache` holds it as the last commit left it). `counted` says whether a
+/// limit admits it, if this lease admits it (see [`flow::Due`]).
 pub(crate) fn lease_turn(
     conn: &Connection,
     tx: &mut Tx<'_>,
     id: &str,
+    counted: bool,
     now: Timestamp,
     lease: Duration,
     cache: Option<&Arc<dyn JournalCache>>,
@@ -176,10 +178,11 @@ pub(crate) fn lease_turn(
     let leased = conn
         .prepare_cached(
             "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3,
+                    flow_counted = CASE WHEN started_at IS NULL THEN ?5 ELSE flow_counted END,
                     started_at = coalesce(started_at, ?4)
              WHERE id = ?1 AND due_at <= ?4",
         )?
-        .execute(params![id, token, until.0, now.0])?;
+        .execute(params![id, token, until.0, now.0, counted])?;
     if leased == 0 {
         return Ok(None);
     }

@@ -293,6 +293,69 @@ pub async fn rate_limit_admits_so_many_per_window(store: Arc<dyn Store>) {
     );
 }
 
+/// A limit configured on a queue that had none counts what the queue admitted before it: the
+/// instances still running against its concurrency, and the admissions within its window
+/// against its rate. (A store may track only what limits count; it must not forget these.)
+pub async fn a_new_limit_counts_what_its_queue_admitted_before_it(store: Arc<dyn Store>) {
+    // Two instances admitted while "late" had no limit; both still run.
+    for (id, ms) in [("l0", 0), ("l1", 1)] {
+        let new = instance(id, "late", ms, 0, None);
+        store.create_instance(new).await.unwrap();
+    }
+    let running = fetch(&*store, &["late"], at(10), 100).await;
+    assert_eq!(ids(&running), ["l0", "l1"]);
+    for w in &running {
+        commit_turn(&*store, w, at(10), false).await;
+    }
+    store
+        .configure_queue(QueueConfig::new("late").concurrency(2))
+        .await
+        .unwrap();
+    store
+        .create_instance(instance("l2", "late", 20, 0, None))
+        .await
+        .unwrap();
+    assert!(
+        fetch(&*store, &["late"], at(30), 100).await.is_empty(),
+        "the two instances admitted before the limit fill it"
+    );
+    store
+        .send(user_event("l0", "finish", at(40)))
+        .await
+        .unwrap();
+    let l0 = fetch(&*store, &["late"], at(40), 100).await;
+    assert_eq!(ids(&l0), ["l0"]);
+    commit_turn(&*store, &l0[0], at(40), true).await;
+    assert_eq!(ids(&fetch(&*store, &["late"], at(50), 100).await), ["l2"]);
+
+    // Two admissions (finished since) before a rate limit of two per 10 s.
+    for (id, ms) in [("r0", 0), ("r1", 1)] {
+        let new = instance(id, "late-rated", ms, 0, None);
+        store.create_instance(new).await.unwrap();
+    }
+    for w in &fetch(&*store, &["late-rated"], at(100), 100).await {
+        commit_turn(&*store, w, at(100), true).await;
+    }
+    store
+        .configure_queue(QueueConfig::new("late-rated").rate_limit(2, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    store
+        .create_instance(instance("r2", "late-rated", 200, 0, None))
+        .await
+        .unwrap();
+    assert!(
+        fetch(&*store, &["late-rated"], at(5_000), 100)
+            .await
+            .is_empty(),
+        "the two admissions before the limit used up its window"
+    );
+    assert_eq!(
+        ids(&fetch(&*store, &["late-rated"], at(10_100), 100).await),
+        ["r2"]
+    );
+}
+
 /// The limits hold back only admissions: the turns of an instance already running are leased
 /// whenever they are due, with the queue full and its rate used up.
 pub async fn limits_do_not_hold_back_running_turns(store: Arc<dyn Store>) {

@@ -220,6 +220,7 @@ macro_rules! conformance_tests {
                 keys_hold_back_only_their_own_key_and_queue,
                 a_full_key_does_not_hide_other_keys_behind_it,
                 rate_limit_admits_so_many_per_window,
+                a_new_limit_counts_what_its_queue_admitted_before_it,
                 limits_do_not_hold_back_running_turns,
                 creation_claims_no_first_turn_that_needs_admission,
                 configure_queue_upserts,

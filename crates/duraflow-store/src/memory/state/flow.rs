@@ -16,8 +16,8 @@ pub(super) struct Flow {
     running: HashMap<String, u32>,
     /// Running instances per queue and key.
     running_keys: HashMap<(String, String), u32>,
-    /// Admissions per queue and time, kept for the queues with a rate limit (from when it was
-    /// configured), and no longer than the limit's window.
+    /// Admissions per queue and time, kept for the queues with a rate limit (rebuilt from the
+    /// instances when it is configured), and no longer than the limit's window.
     starts: HashMap<String, BTreeMap<Timestamp, u32>>,
 }
 
@@ -84,6 +84,28 @@ impl Flow {
         }
     }
 
+    /// Stores `config`; a rate limit counts the admissions its queue made before it too, so
+    /// they are counted again from `admitted_at`, the admission times of the queue's instances.
+    fn configure(&mut self, config: QueueConfig, admitted_at: impl Iterator<Item = Timestamp>) {
+        let queue = config.name.clone();
+        self.starts.remove(&queue);
+        if config.rate_limit.is_some() {
+            let mut starts: BTreeMap<Timestamp, u32> = BTreeMap::new();
+            for at in admitted_at {
+                *starts.entry(at).or_insert(0) += 1;
+            }
+            // As in `admitted`: keep what a window ending at the latest admission counts.
+            if let Some(from) = starts
+                .last_key_value()
+                .and_then(|(latest, _)| config.window_start(*latest))
+            {
+                starts = starts.split_off(&Timestamp(from.0.saturating_add(1)));
+            }
+            self.starts.insert(queue.clone(), starts);
+        }
+        self.configs.insert(queue, config);
+    }
+
     /// Counts an admitted instance of `queue` with `key` finishing; returns whether its queue
     /// or key limits admissions (so that fetchers must be woken).
     pub(super) fn finished(&mut self, queue: &str, key: Option<&str>) -> bool {
@@ -109,7 +131,13 @@ impl super::State {
         config: QueueConfig,
         wake: &mut super::Wake,
     ) {
-        self.flow.configs.insert(config.name.clone(), config);
+        let queue = config.name.clone();
+        let admitted_at = self
+            .instances
+            .values()
+            .filter(|i| i.info.queue == queue)
+            .filter_map(|i| i.started_at);
+        self.flow.configure(config, admitted_at);
         // Looser limits may admit (or lease) what was held back.
         wake.turns = true;
         wake.tasks = true;
