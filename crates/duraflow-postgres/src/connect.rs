@@ -44,8 +44,11 @@ pub(crate) fn check_schema_name(schema: &str) -> StoreResult<()> {
 /// tables (instances, messages, tasks) churn (each write leaves a dead row version until
 /// vacuum), so a plan made while a table was small or unanalyzed would go on scanning it whole
 /// as it grows; and a statement planned anew for each call (PostgreSQL's choice when it
-/// expects the parameters to matter) spends longer planning than running. These change plans
-/// only, never results.
+/// expects the parameters to matter) spends longer planning than running. They run without
+/// JIT compilation (`jit=off`): the store's statements touch a handful of rows through
+/// indexes, where compiling costs milliseconds and saves nothing, and with sequential scans
+/// priced out any plan that does read much looks expensive enough to be compiled at every
+/// call. These change plans only, never results.
 pub(crate) fn connect_options(
     url: &str,
     options: &PostgresOptions,
@@ -57,6 +60,7 @@ pub(crate) fn connect_options(
             ("search_path", options.schema.as_str()),
             ("enable_seqscan", "off"),
             ("plan_cache_mode", "force_generic_plan"),
+            ("jit", "off"),
         ])
         .application_name(&options.application_name)
         .disable_statement_logging())
