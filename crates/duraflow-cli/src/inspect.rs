@@ -20,6 +20,7 @@ pub(crate) fn filter(
         queue,
         limit,
         after,
+        ..ListFilter::default()
     }
 }
 

@@ -52,11 +52,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 use duraflow_store::feed::validate_subscriber;
+use duraflow_store::management::purge_filter;
 use duraflow_store::{
     validate_instance_id, validate_queue_event, Cache, CallbackResolution, CallbackTarget,
     Committed, Completed, CreateOutcome, FeedEntry, FetchFilter, InstanceInfo, LeaseToken,
-    ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, Store, StoreResult,
-    StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    ListFilter, Management, NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig,
+    QueueDepth, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
@@ -239,6 +241,37 @@ impl PostgresStore {
 }
 
 #[async_trait]
+impl Management for PostgresStore {
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
+        let mut conn = self.conn().await?;
+        Ok(admin::list(&mut conn, &filter).await?)
+    }
+
+    async fn purge(&self, id: &str) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        let out = admin::purge(&mut tx, id).await;
+        self.finish(tx, out, Wake::default()).await
+    }
+
+    async fn purge_finished(&self, filter: ListFilter, max: usize) -> StoreResult<Vec<String>> {
+        let filter = purge_filter(filter, max)?;
+        let mut tx = self.begin().await?;
+        let out = admin::purge_finished(&mut tx, &filter).await;
+        self.finish(tx, out, Wake::default()).await
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        let mut conn = self.conn().await?;
+        Ok(admin::stats(&mut conn).await?)
+    }
+
+    async fn queue_depths(&self, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {
+        let mut conn = self.conn().await?;
+        Ok(admin::queue_depths(&mut conn, now).await?)
+    }
+}
+
+#[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -246,6 +279,10 @@ impl Store for PostgresStore {
 
     fn notifier(&self) -> Option<&Notifier> {
         Some(&self.notifier)
+    }
+
+    fn management(&self) -> Option<&dyn Management> {
+        Some(self)
     }
 
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
@@ -482,22 +519,6 @@ impl Store for PostgresStore {
     async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
         let mut conn = self.conn().await?;
         Ok(admin::journal(&mut conn, id, execution).await?)
-    }
-
-    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
-        let mut conn = self.conn().await?;
-        Ok(admin::list(&mut conn, &filter).await?)
-    }
-
-    async fn purge(&self, id: &str) -> StoreResult<bool> {
-        let mut tx = self.begin().await?;
-        let out = admin::purge(&mut tx, id).await;
-        self.finish(tx, out, Wake::default()).await
-    }
-
-    async fn stats(&self) -> StoreResult<StoreStats> {
-        let mut conn = self.conn().await?;
-        Ok(admin::stats(&mut conn).await?)
     }
 
     async fn read_feed(

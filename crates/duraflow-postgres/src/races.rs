@@ -380,7 +380,7 @@ async fn concurrent_creations_of_one_id_create_it_once() {
     }
     assert_eq!(created.len(), 12);
     assert!(created.values().all(|n| *n == 1), "{created:?}");
-    let stats = store.stats().await.unwrap();
+    let stats = store.management().unwrap().stats().await.unwrap();
     assert_eq!(stats.messages, 12, "one start message each");
     let work = store
         .fetch_turns(

@@ -44,11 +44,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 use duraflow_store::feed::validate_subscriber;
+use duraflow_store::management::purge_filter;
 use duraflow_store::{
     validate_queue_event, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
-    CreateOutcome, FeedEntry, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance,
-    NewMessage, NextDue, Notifier, Page, QueueConfig, Store, StoreError, StoreResult, StoreStats,
-    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    CreateOutcome, FeedEntry, FetchFilter, InstanceInfo, LeaseToken, ListFilter, Management,
+    NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, QueueDepth, Store, StoreError,
+    StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 use crate::db::Db;
@@ -166,6 +167,33 @@ impl SqliteStore {
 }
 
 #[async_trait]
+impl Management for SqliteStore {
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
+        self.db.read(move |c| admin::list(c, &filter)).await
+    }
+
+    async fn purge(&self, id: &str) -> StoreResult<bool> {
+        let id = id.to_owned();
+        self.db.write(move |c, _| admin::purge(c, &id)).await
+    }
+
+    async fn purge_finished(&self, filter: ListFilter, max: usize) -> StoreResult<Vec<String>> {
+        let filter = purge_filter(filter, max)?;
+        self.db
+            .write(move |c, _| admin::purge_finished(c, &filter))
+            .await
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        self.db.read(admin::stats).await
+    }
+
+    async fn queue_depths(&self, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {
+        self.db.read(move |c| admin::queue_depths(c, now)).await
+    }
+}
+
+#[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
@@ -173,6 +201,10 @@ impl Store for SqliteStore {
 
     fn notifier(&self) -> Option<&Notifier> {
         Some(&self.notifier)
+    }
+
+    fn management(&self) -> Option<&dyn Management> {
+        Some(self)
     }
 
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
@@ -377,21 +409,8 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
-        self.db.read(move |c| admin::list(c, &filter)).await
-    }
-
-    async fn purge(&self, id: &str) -> StoreResult<bool> {
-        let id = id.to_owned();
-        self.db.write(move |c, _| admin::purge(c, &id)).await
-    }
-
     async fn checkpoint(&self) -> StoreResult<()> {
         self.db.fold().await
-    }
-
-    async fn stats(&self) -> StoreResult<StoreStats> {
-        self.db.read(admin::stats).await
     }
 
     async fn read_feed(

@@ -367,7 +367,10 @@ fn check_reads(fx: &Fixture, rows: &Rows, target: &Target) -> Result<(), TestCas
 
     let instance = fx.call("instance", store.instance(&id));
     let journal = fx.call("journal", store.journal(&id, Some(1)));
-    let list = fx.call("list", store.list(ListFilter::default()));
+    let list = fx.call(
+        "list",
+        store.management().unwrap().list(ListFilter::default()),
+    );
     let turns = fx.call(
         "fetch_turns",
         store.fetch_turns(&duraflow_store::FetchFilter::default(), T0, 10, LEASE, None),

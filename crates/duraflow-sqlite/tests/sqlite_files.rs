@@ -153,7 +153,7 @@ async fn a_full_database_fails_the_write_that_does_not_fit_and_keeps_the_rest() 
         .unwrap();
     assert_eq!(check, "ok");
     let reopened = SqliteStore::open(&path).await.unwrap();
-    let stats = reopened.stats().await.unwrap();
+    let stats = reopened.management().unwrap().stats().await.unwrap();
     assert_eq!(stats.messages, created as u64, "one start message each");
 }
 

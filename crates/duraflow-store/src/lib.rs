@@ -8,6 +8,7 @@ mod error;
 pub mod feed;
 mod filter;
 mod journal_cache;
+pub mod management;
 mod memory;
 mod notify;
 mod queue_config;
@@ -20,6 +21,7 @@ pub use error::{StoreError, StoreResult};
 pub use feed::{FeedEntry, FeedRecord};
 pub use filter::FetchFilter;
 pub use journal_cache::JournalCache;
+pub use management::{management_of, Management, QueueDepth};
 pub use memory::MemoryStore;
 pub use notify::Notifier;
 pub use queue_config::{

@@ -9,12 +9,13 @@ use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 use crate::error::StoreResult;
 use crate::feed::FeedEntry;
 use crate::journal_cache::JournalCache;
+use crate::management::Management;
 use crate::notify::Notifier;
 use crate::queue_config::QueueConfig;
 use crate::types::{
     CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
-    InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page, StoreStats,
-    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    InstanceInfo, LeaseToken, NewInstance, NewMessage, NextDue, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 /// The caller's warm journals, if it keeps any (see [`JournalCache`]).
@@ -71,6 +72,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// In-process wakeups, if this store gives them; otherwise the runtime polls.
     fn notifier(&self) -> Option<&Notifier> {
+        None
+    }
+
+    /// The store's management extension (listing, purging, counting), if it has one. The
+    /// engine never needs it; operators' tools do. `None` by default.
+    fn management(&self) -> Option<&dyn Management> {
         None
     }
 
@@ -254,13 +261,6 @@ pub trait Store: Send + Sync + 'static {
     /// The journal of an execution (the current one when `None`).
     async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>>;
 
-    /// Lists instances by id, filtered and paged.
-    async fn list(&self, filter: ListFilter) -> StoreResult<Page>;
-
-    /// Deletes a finished instance with all its executions, messages and tasks. Returns `false`
-    /// if there was no such instance; refuses a running one (`InstanceRunning`).
-    async fn purge(&self, id: &str) -> StoreResult<bool>;
-
     /// Up to `limit` records of the feed (see [`crate::feed`]) after position `after`, in
     /// position order, only those whose topic starts with `topic_prefix` when one is given. A
     /// record at or below the position of a record a read has returned never appears later:
@@ -280,9 +280,6 @@ pub trait Store: Send + Sync + 'static {
     /// cursor never moves backwards: saving a position below the saved one changes nothing.
     /// `Invalid` for a name [`crate::feed::validate_subscriber`] refuses.
     async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()>;
-
-    /// Counts, for operators and tests.
-    async fn stats(&self) -> StoreResult<StoreStats>;
 
     /// Moves whatever the backend keeps aside into its main storage; the engine calls it once
     /// it has stopped, and the store stays usable (clients may go on with it). The SQLite store

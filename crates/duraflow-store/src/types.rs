@@ -581,10 +581,45 @@ pub struct ListFilter {
     pub name: Option<String>,
     /// Only instances of this queue.
     pub queue: Option<String>,
+    /// Only instances created at or after this time.
+    pub created_from: Option<Timestamp>,
+    /// Only instances created before this time.
+    pub created_before: Option<Timestamp>,
+    /// Only instances last changed at or after this time.
+    pub updated_from: Option<Timestamp>,
+    /// Only instances last changed before this time (with a finished status: "finished
+    /// before T").
+    pub updated_before: Option<Timestamp>,
     /// At most this many (a store caps it at 1,000; 100 when 0).
     pub limit: usize,
     /// Continue after this cursor, from a previous page's `next`.
     pub after: Option<String>,
+}
+
+impl ListFilter {
+    /// The most instances one page holds.
+    pub const MAX_LIMIT: usize = 1_000;
+    /// The page size when `limit` is 0.
+    pub const DEFAULT_LIMIT: usize = 100;
+
+    /// The page size this filter asks for: `limit`, 100 when 0, at most 1,000.
+    pub fn page_size(&self) -> usize {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
+    }
+
+    /// Whether `info` passes the filter's conditions (not its paging).
+    pub fn matches(&self, info: &InstanceInfo) -> bool {
+        (self.statuses.is_empty() || self.statuses.contains(&info.status))
+            && self.name.as_ref().is_none_or(|n| *n == info.name)
+            && self.queue.as_ref().is_none_or(|q| *q == info.queue)
+            && self.created_from.is_none_or(|t| info.created_at >= t)
+            && self.created_before.is_none_or(|t| info.created_at < t)
+            && self.updated_from.is_none_or(|t| info.updated_at >= t)
+            && self.updated_before.is_none_or(|t| info.updated_at < t)
+    }
 }
 
 /// One page of a listing.
@@ -594,6 +629,20 @@ pub struct Page {
     pub instances: Vec<InstanceInfo>,
     /// The cursor for the next page, if there is one.
     pub next: Option<String>,
+}
+
+impl Page {
+    /// The page of `size` made of `instances`, the first `size + 1` in id order that pass the
+    /// filter (as a store reads them): one more than fits means there is a next page.
+    pub fn of(mut instances: Vec<InstanceInfo>, size: usize) -> Page {
+        let next = if instances.len() > size {
+            instances.truncate(size);
+            instances.last().map(|i| i.id.clone())
+        } else {
+            None
+        };
+        Page { instances, next }
+    }
 }
 
 /// Counts by status.

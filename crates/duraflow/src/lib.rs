@@ -112,8 +112,9 @@ pub use duraflow_runtime::{
     SubscribeOptions, Subscription, SystemClock, TypedRunHandle, TypedStart, Wait,
 };
 pub use duraflow_store::{
-    CallbackStatus, FeedEntry, FeedRecord, FetchFilter, InstanceInfo, InstanceStatus, IntoStore,
-    ListFilter, MemoryStore, Page, QueueConfig, RateLimit, Store, StoreError, StoreStats,
+    management_of, CallbackStatus, FeedEntry, FeedRecord, FetchFilter, InstanceInfo,
+    InstanceStatus, IntoStore, ListFilter, Management, MemoryStore, Page, QueueConfig, QueueDepth,
+    RateLimit, Store, StoreError, StoreStats,
 };
 
 /// DAG workflows (feature `dag`): templates, validation, the registry, and

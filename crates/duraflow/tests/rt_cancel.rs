@@ -81,7 +81,7 @@ async fn cancelling_a_parent_cancels_the_grandchild_and_its_activity_sees_it() {
     })
     .await;
     eventually("no activity task left", || async {
-        let stats = engine.store().stats().await.unwrap();
+        let stats = engine.store().management().unwrap().stats().await.unwrap();
         (stats.tasks == 0 && engine.running_activities() == 0).then_some(())
     })
     .await;

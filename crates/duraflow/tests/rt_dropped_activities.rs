@@ -96,7 +96,7 @@ async fn dropped_activities_are_cancelled_and_their_tasks_deleted() {
     })
     .await;
     assert_eq!(
-        store.stats().await.unwrap().tasks,
+        store.management().unwrap().stats().await.unwrap().tasks,
         0,
         "the task is still stored"
     );
@@ -116,7 +116,7 @@ async fn dropped_activities_are_cancelled_and_their_tasks_deleted() {
     })
     .await;
     eventually("no slow branch is left running or stored", || async {
-        let tasks = store.stats().await.ok()?.tasks;
+        let tasks = store.management().unwrap().stats().await.ok()?.tasks;
         (tasks == 0 && started.load(Ordering::SeqCst) == stopped.load(Ordering::SeqCst))
             .then_some(())
     })

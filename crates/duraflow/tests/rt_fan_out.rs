@@ -41,6 +41,16 @@ async fn a_fan_out_of_ten_thousand_activities_completes() {
         .filter(|e| matches!(e.kind, EventKind::ActivityCompleted { .. }))
         .count();
     assert_eq!((scheduled, completed), (10_000, 10_000));
-    assert_eq!(engine.store().stats().await.unwrap().tasks, 0);
+    assert_eq!(
+        engine
+            .store()
+            .management()
+            .unwrap()
+            .stats()
+            .await
+            .unwrap()
+            .tasks,
+        0
+    );
     engine.shutdown().await;
 }

@@ -294,7 +294,7 @@ async fn first_successful_decides_on_the_fast_branch_and_refuses_the_slow_late_r
     // Their reports are taken and refused: no task and no message is left in the store.
     let store = engine.store();
     eventually("the late results handled", || async {
-        let stats = store.stats().await.ok()?;
+        let stats = store.management().unwrap().stats().await.ok()?;
         (stats.tasks == 0 && stats.messages == 0).then_some(())
     })
     .await;

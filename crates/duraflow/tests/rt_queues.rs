@@ -184,7 +184,7 @@ async fn two_engines_share_one_store(store: Arc<dyn Store>) {
         assert_eq!(info.status, InstanceStatus::Pending, "{info:?}");
         assert!(client.history(run, None).await.unwrap().is_empty());
     }
-    let stats = store.stats().await.unwrap();
+    let stats = store.management().unwrap().stats().await.unwrap();
     assert_eq!(stats.messages, 3, "{stats:?}");
     let count = |status| {
         stats

@@ -176,7 +176,11 @@ async fn exhausting_max_attempts_fails_the_workflow_with_retries_exhausted() {
         &e.kind,
         EventKind::ActivityFailed { failure: f, .. } if f.kind == FailureKind::RetriesExhausted
     )));
-    assert_eq!(store.stats().await.unwrap().tasks, 0, "the task is gone");
+    assert_eq!(
+        store.management().unwrap().stats().await.unwrap().tasks,
+        0,
+        "the task is gone"
+    );
     engine.shutdown().await;
 }
 
@@ -236,7 +240,17 @@ async fn fails_without_retry(error: ActivityError, policy: RetryPolicy) -> duraf
     let run = client.start("call-flaky", &policy).await.unwrap();
     let failure = common::failure_of(&client, &run.id).await;
     assert_eq!(attempts_of(&log), [(1, t0)], "exactly one attempt");
-    assert_eq!(engine.store().stats().await.unwrap().tasks, 0);
+    assert_eq!(
+        engine
+            .store()
+            .management()
+            .unwrap()
+            .stats()
+            .await
+            .unwrap()
+            .tasks,
+        0
+    );
     // The attempt ends (and leaves the registry) just after its result is recorded.
     common::eventually("the last attempt to end", || async {
         (engine.running_activities() == 0).then_some(())

@@ -75,7 +75,7 @@ async fn shutdown_lets_a_running_activity_finish_within_the_grace_period() {
     assert_eq!(report.activities_handed_back, 0);
     assert_eq!(live.load(Ordering::SeqCst), 0);
     // The result was recorded; the workflow's last turn runs on the next engine.
-    assert_eq!(store.stats().await.unwrap().tasks, 0);
+    assert_eq!(store.management().unwrap().stats().await.unwrap().tasks, 0);
     eventually("every engine task to end", || async {
         (alive_tasks() <= baseline).then_some(())
     })

@@ -93,7 +93,7 @@ async fn assert_timer_pending(
     })
     .await;
     assert_eq!(
-        store.stats().await.unwrap().messages,
+        store.management().unwrap().stats().await.unwrap().messages,
         1,
         "only the timer's message is waiting"
     );

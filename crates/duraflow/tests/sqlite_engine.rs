@@ -98,7 +98,13 @@ async fn a_stopped_engine_leaves_one_self_contained_file_while_its_clients_go_on
     std::fs::copy(&path, &copy).unwrap();
     let copied = SqliteStore::open(&copy).await.unwrap();
     assert_eq!(
-        copied.stats().await.unwrap().instances,
+        copied
+            .management()
+            .unwrap()
+            .stats()
+            .await
+            .unwrap()
+            .instances,
         vec![(InstanceStatus::Running, 20)],
         "the copy of the file alone holds every instance"
     );

@@ -176,7 +176,7 @@ async fn wait_all_parked(
 ) -> Result<()> {
     let mut reported = Instant::now();
     loop {
-        let s = session.store.stats().await?;
+        let s = duraflow::management_of(&*session.store)?.stats().await?;
         let count = |status: InstanceStatus| {
             s.instances
                 .iter()

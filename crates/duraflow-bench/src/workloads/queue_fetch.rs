@@ -198,7 +198,7 @@ async fn measure(
 
 /// The pending instances of `store`.
 async fn pending(store: &Arc<dyn Store>) -> Result<u64> {
-    Ok(store
+    Ok(duraflow::management_of(&**store)?
         .stats()
         .await?
         .instances

@@ -1,7 +1,10 @@
 //! Reads and administration: journals, listings, purge, counts, and when work is next due.
 
 use duraflow_core::{Event, Timestamp};
-use duraflow_store::{InstanceStatus, ListFilter, NextDue, Page, StoreError, StoreStats};
+use duraflow_store::management::{AddCount, DepthTally};
+use duraflow_store::{
+    InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError, StoreStats,
+};
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
 use super::instances::{self, not_found};
@@ -29,7 +32,8 @@ pub(crate) async fn journal(
 }
 
 /// The listing statement for `filter`'s combination of filters: `$1` statuses, `$2` name, `$3`
-/// the id to list after, `$4` the limit, `$5` queue.
+/// the id to list after, `$4` the limit, `$5` queue, `$6`..`$9` the created and updated time
+/// bounds.
 ///
 /// Each filter given adds its condition, so that every combination is a statement of its own
 /// whose plan can use the index for it (`(status, id)`, `(name, id)`, `(queue, id)` or the
@@ -42,6 +46,10 @@ fn list_sql(filter: &ListFilter) -> String {
         (filter.name.is_some(), " AND name = $2"),
         (filter.after.is_some(), " AND id > $3"),
         (filter.queue.is_some(), " AND queue = $5"),
+        (filter.created_from.is_some(), " AND created_at >= $6"),
+        (filter.created_before.is_some(), " AND created_at < $7"),
+        (filter.updated_from.is_some(), " AND updated_at >= $8"),
+        (filter.updated_before.is_some(), " AND updated_at < $9"),
     ] {
         if given {
             sql.push_str(condition);
@@ -52,10 +60,7 @@ fn list_sql(filter: &ListFilter) -> String {
 }
 
 pub(crate) async fn list(conn: &mut PgConnection, filter: &ListFilter) -> OpResult<Page> {
-    let limit = match filter.limit {
-        0 => 100,
-        n => n.min(1_000),
-    };
+    let size = filter.page_size();
     let statuses: Vec<String> = filter
         .statuses
         .iter()
@@ -67,21 +72,83 @@ pub(crate) async fn list(conn: &mut PgConnection, filter: &ListFilter) -> OpResu
         .bind(&statuses)
         .bind(filter.name.as_deref())
         .bind(filter.after.as_deref())
-        .bind(limit as i64 + 1)
+        .bind(size as i64 + 1)
         .bind(filter.queue.as_deref())
+        .bind(filter.created_from.map(|t| t.0))
+        .bind(filter.created_before.map(|t| t.0))
+        .bind(filter.updated_from.map(|t| t.0))
+        .bind(filter.updated_before.map(|t| t.0))
         .fetch_all(&mut *conn)
         .await?;
-    let mut instances = rows
+    let instances = rows
         .iter()
         .map(instance_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let next = if instances.len() > limit {
-        instances.truncate(limit);
-        instances.last().map(|i| i.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { instances, next })
+    Ok(Page::of(instances, size))
+}
+
+/// Purges the finished instances `filter` (checked by `purge_filter`) selects, in the caller's
+/// transaction; returns their ids.
+pub(crate) async fn purge_finished(
+    conn: &mut PgConnection,
+    filter: &ListFilter,
+) -> OpResult<Vec<String>> {
+    let page = list(conn, filter).await?;
+    let mut purged = Vec::with_capacity(page.instances.len());
+    for instance in page.instances {
+        if purge(conn, &instance.id).await? {
+            purged.push(instance.id);
+        }
+    }
+    Ok(purged)
+}
+
+/// The depth of every queue with unfinished instances or tasks at `now`.
+pub(crate) async fn queue_depths(
+    conn: &mut PgConnection,
+    now: Timestamp,
+) -> OpResult<Vec<QueueDepth>> {
+    let mut depths = DepthTally::default();
+    let reads: [(&str, AddCount); 5] = [
+        (
+            "SELECT queue, count(*) FROM instances
+              WHERE due_at IS NOT NULL AND started_at IS NULL GROUP BY queue",
+            |d, n| d.pending_instances += n,
+        ),
+        (
+            "SELECT queue, count(*) FROM instances
+              WHERE status IN ('pending', 'running') AND started_at IS NOT NULL GROUP BY queue",
+            |d, n| d.running_instances += n,
+        ),
+        (
+            "SELECT queue, count(*) FROM tasks WHERE lease_until > $1 GROUP BY queue",
+            |d, n| d.leased_tasks += n,
+        ),
+        (
+            "SELECT queue, count(*) FROM tasks
+              WHERE (lease_until IS NULL OR lease_until <= $1) AND visible_at <= $1
+              GROUP BY queue",
+            |d, n| d.ready_tasks += n,
+        ),
+        (
+            "SELECT queue, count(*) FROM tasks
+              WHERE (lease_until IS NULL OR lease_until <= $1) AND visible_at > $1
+              GROUP BY queue",
+            |d, n| d.delayed_tasks += n,
+        ),
+    ];
+    for (i, (sql, add)) in reads.into_iter().enumerate() {
+        // The task counts (the last three) depend on `now`.
+        let query = sqlx::query(sql);
+        let query = if i >= 2 { query.bind(now.0) } else { query };
+        let rows = query.fetch_all(&mut *conn).await?;
+        for row in rows {
+            let queue: String = row.try_get(0)?;
+            let n: i64 = row.try_get(1)?;
+            add(depths.of(&queue), u64::try_from(n).unwrap_or(0));
+        }
+    }
+    Ok(depths.into_depths())
 }
 
 pub(crate) async fn purge(conn: &mut PgConnection, id: &str) -> OpResult<bool> {
@@ -197,18 +264,23 @@ mod tests {
                 after: (mask & 4 != 0).then(|| "i-0100".to_owned()),
                 queue: (mask & 8 != 0).then(|| "q-2".to_owned()),
                 limit: 10,
+                ..ListFilter::default()
             };
             let sql = list_sql(&filter);
             // The pool's sessions plan generically (`plan_cache_mode`), as for the store's own
             // prepared statements.
-            let prepare =
-                format!("PREPARE list_{mask} (text[], text, text, bigint, text) AS {sql}");
+            let prepare = format!(
+                "PREPARE list_{mask} (text[], text, text, bigint, text, bigint, bigint, bigint, \
+                 bigint) AS {sql}"
+            );
             sqlx::query(sqlx::AssertSqlSafe(prepare))
                 .execute(&mut *conn)
                 .await
                 .unwrap();
-            let explain =
-                format!("EXPLAIN EXECUTE list_{mask} ('{{pending}}', 'wf-1', 'i-0100', 11, 'q-2')");
+            let explain = format!(
+                "EXPLAIN EXECUTE list_{mask} ('{{pending}}', 'wf-1', 'i-0100', 11, 'q-2', \
+                         NULL, NULL, NULL, NULL)"
+            );
             let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
                 .fetch_all(&mut *conn)
                 .await

@@ -15,8 +15,8 @@ use std::sync::{Arc, Weak};
 
 use duraflow_core::{Clock, Event, Payload};
 use duraflow_store::{
-    InstanceInfo, InstanceStatus, IntoStore, ListFilter, MessageKind, NewMessage, Page,
-    QueueConfig, Store, StoreError,
+    management_of, InstanceInfo, InstanceStatus, IntoStore, ListFilter, Management, MessageKind,
+    NewMessage, Page, QueueConfig, QueueDepth, Store, StoreError, StoreStats,
 };
 use serde::Serialize;
 
@@ -161,15 +161,46 @@ impl Client {
             })
     }
 
-    /// Lists instances, filtered by status and name, a page at a time.
+    /// The store's management extension (listing, purging, counting); a store without one
+    /// is refused with a `StoreError::Invalid` that names it.
+    fn management(&self) -> Result<&dyn Management, ClientError> {
+        Ok(management_of(&*self.store)?)
+    }
+
+    /// Lists instances, filtered by status, name, queue and creation and update times, a
+    /// page at a time.
     pub async fn list(&self, filter: ListFilter) -> Result<Page, ClientError> {
-        Ok(self.store.list(filter).await?)
+        Ok(self.management()?.list(filter).await?)
+    }
+
+    /// Purges up to `max` (at most 1,000) finished instances that `filter` selects, in id
+    /// order, in one transaction where the store allows, and returns their ids: call it
+    /// again until it returns none to purge them all (progress can be shown between calls).
+    /// `filter.statuses` may name only finished statuses, all of them when empty ("completed
+    /// before T" is `statuses: [Completed]`, `updated_before: Some(T)`).
+    pub async fn purge_finished(
+        &self,
+        filter: ListFilter,
+        max: usize,
+    ) -> Result<Vec<String>, ClientError> {
+        Ok(self.management()?.purge_finished(filter, max).await?)
+    }
+
+    /// The depth of every queue with unfinished work now: pending and running instances,
+    /// ready, leased and delayed activity tasks.
+    pub async fn queue_depths(&self) -> Result<Vec<QueueDepth>, ClientError> {
+        Ok(self.management()?.queue_depths(self.clock.now()).await?)
+    }
+
+    /// Counts by status, and of messages, tasks and open callbacks.
+    pub async fn stats(&self) -> Result<StoreStats, ClientError> {
+        Ok(self.management()?.stats().await?)
     }
 
     /// How many instances there are in each status, counted by the store (no paging through
     /// [`Client::list`]): every status, in the order of [`InstanceStatus::ALL`].
     pub async fn count_by_status(&self) -> Result<Vec<(InstanceStatus, u64)>, ClientError> {
-        let counted = self.store.stats().await?.instances;
+        let counted = self.management()?.stats().await?.instances;
         Ok(InstanceStatus::ALL
             .into_iter()
             .map(|status| {
@@ -205,7 +236,7 @@ impl Client {
     /// terminate it first).
     pub async fn purge(&self, id: impl AsRef<str>) -> Result<(), ClientError> {
         let id = id.as_ref();
-        match self.store.purge(id).await {
+        match self.management()?.purge(id).await {
             Ok(true) => Ok(()),
             Ok(false) => Err(ClientError::NotFound(id.to_owned())),
             Err(StoreError::InstanceRunning(_)) => Err(ClientError::InstanceRunning(id.to_owned())),

@@ -1,7 +1,10 @@
 //! Reads and administration: journals, listings, purge, counts, and when work is next due.
 
 use duraflow_core::{Event, Timestamp};
-use duraflow_store::{InstanceStatus, ListFilter, NextDue, Page, StoreError, StoreStats};
+use duraflow_store::management::{AddCount, DepthTally};
+use duraflow_store::{
+    InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError, StoreStats,
+};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
@@ -30,10 +33,7 @@ pub(crate) fn journal(
 }
 
 pub(crate) fn list(conn: &Connection, filter: &ListFilter) -> SqlResult<Page> {
-    let limit = match filter.limit {
-        0 => 100,
-        n => n.min(1_000),
-    };
+    let size = filter.page_size();
     let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE 1 = 1");
     let mut args: Vec<Value> = Vec::new();
     if !filter.statuses.is_empty() {
@@ -46,33 +46,98 @@ pub(crate) fn list(conn: &Connection, filter: &ListFilter) -> SqlResult<Page> {
                 .map(|s| Value::Text(s.as_str().to_owned())),
         );
     }
-    if let Some(name) = &filter.name {
-        sql.push_str(" AND name = ?");
-        args.push(Value::Text(name.clone()));
+    for (value, condition) in [
+        (&filter.name, " AND name = ?"),
+        (&filter.queue, " AND queue = ?"),
+        (&filter.after, " AND id > ?"),
+    ] {
+        if let Some(value) = value {
+            sql.push_str(condition);
+            args.push(Value::Text(value.clone()));
+        }
     }
-    if let Some(queue) = &filter.queue {
-        sql.push_str(" AND queue = ?");
-        args.push(Value::Text(queue.clone()));
-    }
-    if let Some(after) = &filter.after {
-        sql.push_str(" AND id > ?");
-        args.push(Value::Text(after.clone()));
+    for (time, condition) in [
+        (filter.created_from, " AND created_at >= ?"),
+        (filter.created_before, " AND created_at < ?"),
+        (filter.updated_from, " AND updated_at >= ?"),
+        (filter.updated_before, " AND updated_at < ?"),
+    ] {
+        if let Some(time) = time {
+            sql.push_str(condition);
+            args.push(Value::Integer(time.0));
+        }
     }
     sql.push_str(" ORDER BY id LIMIT ?");
-    args.push(Value::Integer(limit as i64 + 1));
-    let mut stmt = conn.prepare(&sql)?;
+    args.push(Value::Integer(size as i64 + 1));
+    let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(args))?;
     let mut instances = Vec::new();
     while let Some(row) = rows.next()? {
         instances.push(instance_row(row)?);
     }
-    let next = if instances.len() > limit {
-        instances.truncate(limit);
-        instances.last().map(|i| i.id.clone())
-    } else {
-        None
+    Ok(Page::of(instances, size))
+}
+
+/// Purges the finished instances `filter` (checked by `purge_filter`) selects, in this one
+/// transaction; returns their ids.
+pub(crate) fn purge_finished(conn: &Connection, filter: &ListFilter) -> SqlResult<Vec<String>> {
+    let page = list(conn, filter)?;
+    let mut purged = Vec::with_capacity(page.instances.len());
+    for instance in page.instances {
+        if purge(conn, &instance.id)? {
+            purged.push(instance.id);
+        }
+    }
+    Ok(purged)
+}
+
+/// The depth of every queue with unfinished instances or tasks at `now`. Pending instances
+/// are read from the pending due index; running ones from the status index; tasks (only live
+/// work is kept) from the queue index of tasks.
+pub(crate) fn queue_depths(conn: &Connection, now: Timestamp) -> SqlResult<Vec<QueueDepth>> {
+    let mut depths = DepthTally::default();
+    let mut read = |sql: &str, p: &[&dyn rusqlite::ToSql], add: AddCount| {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(p)?;
+        while let Some(row) = rows.next()? {
+            let (queue, n): (String, i64) = in_row(
+                || "a queue's count".to_owned(),
+                || Ok((row.get(0)?, row.get(1)?)),
+            )?;
+            add(depths.of(&queue), u64::try_from(n).unwrap_or(0));
+        }
+        SqlResult::Ok(())
     };
-    Ok(Page { instances, next })
+    read(
+        "SELECT queue, count(*) FROM instances INDEXED BY instances_pending_due
+          WHERE due_at IS NOT NULL AND started_at IS NULL GROUP BY queue",
+        &[],
+        |d, n| d.pending_instances += n,
+    )?;
+    read(
+        "SELECT queue, count(*) FROM instances
+          WHERE status IN ('pending', 'running') AND started_at IS NOT NULL GROUP BY queue",
+        &[],
+        |d, n| d.running_instances += n,
+    )?;
+    read(
+        "SELECT queue, count(*) FROM tasks WHERE lease_until > ?1 GROUP BY queue",
+        &[&now.0],
+        |d, n| d.leased_tasks += n,
+    )?;
+    read(
+        "SELECT queue, count(*) FROM tasks
+          WHERE (lease_until IS NULL OR lease_until <= ?1) AND visible_at <= ?1 GROUP BY queue",
+        &[&now.0],
+        |d, n| d.ready_tasks += n,
+    )?;
+    read(
+        "SELECT queue, count(*) FROM tasks
+          WHERE (lease_until IS NULL OR lease_until <= ?1) AND visible_at > ?1 GROUP BY queue",
+        &[&now.0],
+        |d, n| d.delayed_tasks += n,
+    )?;
+    Ok(depths.into_depths())
 }
 
 pub(crate) fn purge(conn: &Connection, id: &str) -> SqlResult<bool> {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use duraflow_core::OpId;
 
+use super::Manage;
 use super::{
     at, commit, commit_of, count, finish, fired, new_instance, new_task, start, turn_of,
     user_event, LEASE, LEASE_MS, T0,
@@ -40,7 +41,7 @@ pub async fn list_filters_by_status_and_name(store: Arc<dyn Store>) {
             name: name.map(str::to_owned),
             ..ListFilter::default()
         };
-        async move { store.list(filter).await.unwrap() }
+        async move { store.manage().list(filter).await.unwrap() }
     };
 
     let all = list(vec![], None).await;
@@ -98,14 +99,20 @@ pub async fn list_filters_by_queue(store: Arc<dyn Store>) {
         queue: Some("emails".into()),
         ..ListFilter::default()
     };
-    let page = store.list(emails.clone()).await.unwrap();
+    let page = store.manage().list(emails.clone()).await.unwrap();
     assert_eq!(ids(&page), ["e1", "e2"]);
     assert!(page.instances.iter().all(|i| i.queue == "emails"));
     let none = ListFilter {
         name: Some("other".into()),
         ..emails
     };
-    assert!(store.list(none).await.unwrap().instances.is_empty());
+    assert!(store
+        .manage()
+        .list(none)
+        .await
+        .unwrap()
+        .instances
+        .is_empty());
 }
 
 /// Paging with the cursor returns every matching instance exactly once, in id order; the last
@@ -132,7 +139,7 @@ pub async fn list_pages_with_a_cursor(store: Arc<dyn Store>) {
                     after: after.clone(),
                     ..ListFilter::default()
                 };
-                let page = store.list(filter).await.unwrap();
+                let page = store.manage().list(filter).await.unwrap();
                 assert!(pages.len() < 100, "paging does not end");
                 after = page.next.clone();
                 pages.push(page);
@@ -180,10 +187,11 @@ pub async fn list_limit_defaults_to_100(store: Arc<dyn Store>) {
             .await
             .unwrap();
     }
-    let first = store.list(ListFilter::default()).await.unwrap();
+    let first = store.manage().list(ListFilter::default()).await.unwrap();
     assert_eq!(first.instances.len(), 100);
     assert_eq!(first.next.as_deref(), Some("i-099"));
     let second = store
+        .manage()
         .list(ListFilter {
             after: first.next,
             ..ListFilter::default()
@@ -202,19 +210,19 @@ pub async fn purge_refuses_running_and_deletes_finished(store: Arc<dyn Store>) {
         .await
         .unwrap();
     start(&*store, "p", vec![new_task("p", 1, at(50_000))]).await;
-    match store.purge("p").await {
+    match store.manage().purge("p").await {
         Err(StoreError::InstanceRunning(id)) => assert_eq!(id, "p"),
         other => panic!("expected InstanceRunning, got {other:?}"),
     }
     assert!(matches!(
-        store.purge("pending").await,
+        store.manage().purge("pending").await,
         Err(StoreError::InstanceRunning(_))
     ));
-    assert_eq!(store.purge("ghost").await, Ok(false));
+    assert_eq!(store.manage().purge("ghost").await, Ok(false));
     assert!(store.instance("p").await.unwrap().is_some());
 
     finish(&*store, "p", T0, InstanceStatus::Terminated).await;
-    assert_eq!(store.purge("p").await, Ok(true));
+    assert_eq!(store.manage().purge("p").await, Ok(true));
     assert_eq!(store.instance("p").await.unwrap(), None);
     assert!(matches!(
         store.journal("p", None).await,
@@ -225,17 +233,17 @@ pub async fn purge_refuses_running_and_deletes_finished(store: Arc<dyn Store>) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(
-        ids(&store.list(ListFilter::default()).await.unwrap()),
+        ids(&store.manage().list(ListFilter::default()).await.unwrap()),
         ["pending"]
     );
-    let stats = store.stats().await.unwrap();
+    let stats = store.manage().stats().await.unwrap();
     assert_eq!(count(&stats, InstanceStatus::Terminated), 0);
     assert_eq!(stats.tasks, 0);
     assert_eq!(
         stats.messages, 1,
         "only the pending instance's start message"
     );
-    assert_eq!(store.purge("p").await, Ok(false));
+    assert_eq!(store.manage().purge("p").await, Ok(false));
     // The id is free again.
     store
         .create_instance(new_instance("p", "wf"))
@@ -371,7 +379,7 @@ pub async fn next_due_reports_the_earliest_future_work(store: Arc<dyn Store>) {
 
 /// `stats` counts instances by status, waiting messages and tasks.
 pub async fn stats_count_instances_messages_and_tasks(store: Arc<dyn Store>) {
-    let empty = store.stats().await.unwrap();
+    let empty = store.manage().stats().await.unwrap();
     assert!(InstanceStatus::ALL.iter().all(|s| count(&empty, *s) == 0));
     assert_eq!(empty.messages, 0);
     assert_eq!(empty.tasks, 0);
@@ -399,7 +407,7 @@ pub async fn stats_count_instances_messages_and_tasks(store: Arc<dyn Store>) {
         .unwrap();
     finish(&*store, "d", T0, InstanceStatus::Failed).await;
 
-    let stats = store.stats().await.unwrap();
+    let stats = store.manage().stats().await.unwrap();
     assert_eq!(count(&stats, InstanceStatus::Pending), 1);
     assert_eq!(count(&stats, InstanceStatus::Running), 1);
     assert_eq!(count(&stats, InstanceStatus::Completed), 1);
@@ -521,7 +529,7 @@ pub async fn checkpoint_keeps_everything_and_the_store_goes_on(store: Arc<dyn St
         .await
         .unwrap();
     store.checkpoint().await.unwrap();
-    let stats = store.stats().await.unwrap();
+    let stats = store.manage().stats().await.unwrap();
     let total: u64 = stats.instances.iter().map(|(_, n)| n).sum();
     assert_eq!(total, 2);
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use duraflow_core::{OpId, Timestamp};
 
+use super::Manage;
 use super::{
     assert_lease_lost, at, commit, commit_of, event_name, failure, finish, first_turn, payload,
     started, turn_of, user_event, LEASE_MS, T0,
@@ -76,7 +77,7 @@ fn assert_not_found<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &st
 
 /// The number of inbox messages and open callbacks.
 async fn counts(store: &dyn Store) -> (u64, u64) {
-    let stats = store.stats().await.unwrap();
+    let stats = store.manage().stats().await.unwrap();
     (stats.messages, stats.callbacks)
 }
 
@@ -252,7 +253,7 @@ pub async fn callbacks_of_a_finished_instance_are_not_found(store: Arc<dyn Store
     finish(&*store, "a", at(1), InstanceStatus::Completed).await;
     assert_not_found(complete(&*store, at(2), "tok-a").await, "finished");
     assert_eq!(counts(&*store).await, (0, 0));
-    assert!(store.purge("a").await.unwrap());
+    assert!(store.manage().purge("a").await.unwrap());
     assert_not_found(complete(&*store, at(3), "tok-a").await, "purged");
 }
 

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::Manage;
 use super::{
     at, commit_of, journal_len, new_instance, new_task, payload, start, turn_of, user_event, LEASE,
     LEASE_MS, T0,
@@ -291,7 +292,7 @@ pub async fn completion_claims_a_free_turn(store: Arc<dyn Store>) {
         Some(at(2 + LEASE_MS))
     );
     commit_one(&*store, commit_of(turn, at(3))).await.unwrap();
-    assert_eq!(store.stats().await.unwrap().messages, 0);
+    assert_eq!(store.manage().stats().await.unwrap().messages, 0);
 }
 
 /// A creation may lease the new instance's first turn to the creator: the turn holds the start
@@ -332,7 +333,7 @@ pub async fn creation_claims_the_first_turn(store: Arc<dyn Store>) {
                 .unwrap();
         }
     }
-    assert_eq!(store.stats().await.unwrap().messages, 0);
+    assert_eq!(store.manage().stats().await.unwrap().messages, 0);
     let (again, turn) = store
         .create_instance_claiming(new_instance("c", "other"), LEASE)
         .await

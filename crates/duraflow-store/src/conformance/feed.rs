@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use duraflow_core::Timestamp;
 
+use super::Manage;
 use super::{
     assert_lease_lost, at, commit, commit_of, first_turn, journal_len, new_instance, payload,
     turn_of, user_event, LEASE, T0,
@@ -163,7 +164,7 @@ pub async fn a_purged_instance_starts_afresh(store: Arc<dyn Store>) {
     c.status = InstanceStatus::Completed;
     c.output = Some(payload("done"));
     commit(&*store, c).await.unwrap();
-    assert!(store.purge("feed-p").await.unwrap());
+    assert!(store.manage().purge("feed-p").await.unwrap());
     let work = first_turn(&*store, "feed-p").await;
     let mut c = commit_of(&work, T0);
     c.feed = vec![record("t", 1)];

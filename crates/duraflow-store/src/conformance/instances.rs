@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::Manage;
 use super::{at, finish, new_instance, parent_link, payload, user_event, T0};
 use crate::error::StoreError;
 use crate::store::Store;
@@ -32,7 +33,7 @@ pub async fn create_instance_is_idempotent(store: Arc<dyn Store>) {
     assert_eq!(after.parent, None);
     assert_eq!(after.created_at, T0);
     // Still exactly one start message.
-    assert_eq!(store.stats().await.unwrap().messages, 1);
+    assert_eq!(store.manage().stats().await.unwrap().messages, 1);
     let work = store
         .fetch_turns(
             &crate::FetchFilter::default(),
@@ -108,7 +109,7 @@ pub async fn send_to_an_unknown_instance_is_not_found(store: Arc<dyn Store>) {
         Err(StoreError::NotFound(_)) => {}
         other => panic!("expected NotFound, got {other:?}"),
     }
-    assert_eq!(store.stats().await.unwrap().messages, 0);
+    assert_eq!(store.manage().stats().await.unwrap().messages, 0);
 }
 
 /// Sending to a finished instance fails with `InstanceFinished` and stores nothing.
@@ -138,7 +139,7 @@ pub async fn send_to_a_finished_instance_is_refused(store: Arc<dyn Store>) {
         }
         other => panic!("expected InstanceFinished, got {other:?}"),
     }
-    assert_eq!(store.stats().await.unwrap().messages, 0);
+    assert_eq!(store.manage().stats().await.unwrap().messages, 0);
     assert!(store
         .fetch_turns(
             &crate::FetchFilter::default(),

@@ -2,9 +2,8 @@
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`],
-//! [`heartbeats`], [`claims`], [`admin`], [`queues`], [`queue_events`], [`flow_control`] and [`feed`]. A
-//! backend runs the whole suite
-//! from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
+//! [`heartbeats`], [`claims`], [`admin`], [`management`], [`queues`], [`queue_events`],
+//! [`flow_control`] and [`feed`]. A backend runs the whole suite from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
 //! ```
@@ -30,6 +29,7 @@ pub mod feed;
 pub mod flow_control;
 pub mod heartbeats;
 pub mod instances;
+pub mod management;
 pub mod queue_events;
 pub mod queues;
 pub mod tasks;
@@ -47,11 +47,25 @@ use duraflow_core::{
 use serde::Serialize;
 
 use crate::error::StoreResult;
+use crate::management::Management;
 use crate::store::Store;
 use crate::types::{
     InstanceStatus, Journal, MessageKind, NewInstance, NewMessage, NewTask, StoreStats, TurnCommit,
     TurnWork,
 };
+
+/// The management extension of the store under test, which every store in the suite has.
+pub(crate) trait Manage {
+    /// The store's [`Management`]; panics (failing the test) when it has none.
+    fn manage(&self) -> &dyn Management;
+}
+
+impl Manage for dyn Store {
+    fn manage(&self) -> &dyn Management {
+        self.management()
+            .expect("the store under test has no management extension")
+    }
+}
 
 /// The time the suite's tests start at (`now` for most calls).
 pub const T0: Timestamp = Timestamp(1_000_000);
@@ -194,6 +208,11 @@ macro_rules! conformance_tests {
                 stats_count_instances_messages_and_tasks,
                 notifier_wakes_waiters,
                 checkpoint_keeps_everything_and_the_store_goes_on,
+            ]
+            management [
+                list_filters_by_creation_and_update_time,
+                purge_finished_takes_only_finished_instances_a_batch_at_a_time,
+                queue_depths_count_the_work_of_each_queue,
             ]
             queues [
                 fetch_turns_takes_only_the_served_queues,
@@ -495,6 +514,7 @@ mod tests {
             ("tasks", include_str!("tasks.rs")),
             ("heartbeats", include_str!("heartbeats.rs")),
             ("admin", include_str!("admin.rs")),
+            ("management", include_str!("management.rs")),
             ("claims", include_str!("claims.rs")),
             ("checkpoints", include_str!("checkpoints.rs")),
             ("callbacks", include_str!("callbacks.rs")),

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use duraflow_core::OpId;
 
+use super::Manage;
 use super::{
     at, commit, commit_of, failure, finish, new_task, payload, start, turn_of, user_event, LEASE,
     LEASE_MS, T0,
@@ -277,7 +278,7 @@ pub async fn expired_task_lease_is_fetched_again_with_the_next_attempt(store: Ar
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(store.stats().await.unwrap().tasks, 0);
+    assert_eq!(store.manage().stats().await.unwrap().tasks, 0);
 }
 
 /// A batch holding an old attempt's completion of a task and the current attempt's (an
@@ -336,7 +337,7 @@ pub async fn a_batch_completes_a_task_with_its_current_attempt_whatever_the_orde
             "stale first: {stale_first}"
         );
     }
-    assert_eq!(store.stats().await.unwrap().tasks, 0);
+    assert_eq!(store.manage().stats().await.unwrap().tasks, 0);
 }
 
 /// A completion made when its lease has run out is rejected and the task stays.
@@ -347,7 +348,7 @@ pub async fn completion_after_lease_expiry_is_rejected(store: Arc<dyn Store>) {
         complete(&*store, task.lease_until, &task, OpResult::Ok(payload(1))).await,
         "completion at lease_until",
     );
-    let stats = store.stats().await.unwrap();
+    let stats = store.manage().stats().await.unwrap();
     assert_eq!(stats.messages, 0);
     assert_eq!(stats.tasks, 1);
     let again = one_task(&*store, task.lease_until).await;
@@ -433,7 +434,7 @@ pub async fn complete_tasks_posts_results_to_the_inbox(store: Arc<dyn Store>) {
         .messages
         .iter()
         .all(|m| m.visible_at == now && m.instance_id == "i"));
-    assert_eq!(store.stats().await.unwrap().tasks, 0);
+    assert_eq!(store.manage().stats().await.unwrap().tasks, 0);
 }
 
 /// A `Retry` release frees the task until `visible_at`; the next fetch is the next attempt.
@@ -564,7 +565,7 @@ pub async fn tasks_of_finished_instances_are_gone(store: Arc<dyn Store>) {
     let leased = one_task(&*store, T0).await;
     finish(&*store, "i", at(1), InstanceStatus::Cancelled).await;
 
-    assert_eq!(store.stats().await.unwrap().tasks, 0);
+    assert_eq!(store.manage().stats().await.unwrap().tasks, 0);
     assert!(store
         .fetch_tasks(&crate::FetchFilter::default(), at(100_000), 10, LEASE)
         .await
@@ -586,7 +587,7 @@ pub async fn tasks_of_finished_instances_are_gone(store: Arc<dyn Store>) {
         complete(&*store, at(2), &leased, OpResult::Ok(payload(1))).await,
         "complete",
     );
-    assert_eq!(store.stats().await.unwrap().messages, 0);
+    assert_eq!(store.manage().stats().await.unwrap().messages, 0);
 }
 
 /// A commit's `cancelled_tasks` deletes those operations' tasks of the instance's execution,
@@ -611,7 +612,7 @@ pub async fn cancelled_tasks_are_deleted(store: Arc<dyn Store>) {
     c.cancelled_tasks = vec![OpId::new(None, 1), OpId::new(None, 3), OpId::new(None, 9)];
     commit(&*store, c).await.unwrap();
 
-    assert_eq!(store.stats().await.unwrap().tasks, 1);
+    assert_eq!(store.manage().stats().await.unwrap().tasks, 1);
     let left = store
         .fetch_tasks(&crate::FetchFilter::default(), at(100), 10, LEASE)
         .await

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use duraflow_core::OpId;
 
+use super::Manage;
 use super::{
     assert_lease_lost, at, commit, commit_of, event, event_name, failure, finish, journal_len,
     new_instance, new_task, parent_link, payload, start, started, turn_of, user_event, LEASE,
@@ -372,7 +373,7 @@ pub async fn rejected_commit_changes_nothing(store: Arc<dyn Store>) {
         .await
         .unwrap()
         .is_empty());
-    let stats = store.stats().await.unwrap();
+    let stats = store.manage().stats().await.unwrap();
     assert_eq!(stats.messages, 2, "a's start and event, nothing else");
     assert_eq!(stats.tasks, 0);
     // Nothing for the peer, and a's inbox is what it was (once the current lease expires).
@@ -558,7 +559,7 @@ pub async fn a_commit_that_fails_part_way_leaves_nothing(store: Arc<dyn Store>) 
     let info = store.instance("a").await.unwrap().unwrap();
     assert_eq!((info.status, info.output), (InstanceStatus::Pending, None));
     assert_eq!(store.instance("child").await.unwrap(), None);
-    let stats = store.stats().await.unwrap();
+    let stats = store.manage().stats().await.unwrap();
     assert_eq!(stats.tasks, 0);
     assert_eq!(
         stats.messages, 2,
@@ -570,7 +571,7 @@ pub async fn a_commit_that_fails_part_way_leaves_nothing(store: Arc<dyn Store>) 
     fixed.new_events = vec![started(1)];
     commit(&*store, fixed).await.unwrap();
     assert_eq!(store.journal("a", None).await.unwrap(), vec![started(1)]);
-    assert_eq!(store.stats().await.unwrap().messages, 0);
+    assert_eq!(store.manage().stats().await.unwrap().messages, 0);
 }
 
 /// Messages a turn did not consume are fetched again once the turn commits.
@@ -703,7 +704,7 @@ pub async fn commit_drops_messages_to_unknown_or_finished_instances(store: Arc<d
     commit(&*store, c).await.unwrap();
 
     assert_eq!(store.instance("ghost").await.unwrap(), None);
-    assert_eq!(store.stats().await.unwrap().messages, 1);
+    assert_eq!(store.manage().stats().await.unwrap().messages, 1);
     let work = store
         .fetch_turns(&crate::FetchFilter::default(), T0, 10, LEASE, None)
         .await
@@ -898,7 +899,7 @@ pub async fn finishing_deletes_inbox_and_tasks(store: Arc<dyn Store>) {
     assert_eq!(info.failure, Some(failure("gave up")));
     assert_eq!(info.output, None);
     assert_eq!(info.updated_at, at(2));
-    let stats = store.stats().await.unwrap();
+    let stats = store.manage().stats().await.unwrap();
     assert_eq!(stats.messages, 0);
     assert_eq!(stats.tasks, 0);
     assert!(store

@@ -11,6 +11,7 @@ use duraflow_core::{EmitOutcome, Event, Payload, StoredEvent, Timestamp};
 
 use crate::error::StoreResult;
 use crate::feed::{validate_subscriber, FeedEntry};
+use crate::management::{Management, QueueDepth};
 use crate::notify::Notifier;
 use crate::queue_config::QueueConfig;
 use crate::store::Cache;
@@ -72,6 +73,25 @@ impl MemoryStore {
 }
 
 #[async_trait]
+impl Management for MemoryStore {
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
+        Ok(self.lock().list(filter))
+    }
+
+    async fn purge(&self, id: &str) -> StoreResult<bool> {
+        self.lock().purge(id)
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        Ok(self.lock().stats())
+    }
+
+    async fn queue_depths(&self, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {
+        Ok(self.lock().queue_depths(now))
+    }
+}
+
+#[async_trait]
 impl Store for MemoryStore {
     fn backend(&self) -> &'static str {
         "memory"
@@ -79,6 +99,10 @@ impl Store for MemoryStore {
 
     fn notifier(&self) -> Option<&Notifier> {
         Some(&self.notifier)
+    }
+
+    fn management(&self) -> Option<&dyn Management> {
+        Some(self)
     }
 
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
@@ -224,18 +248,6 @@ impl Store for MemoryStore {
 
     async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
         self.lock().journal(id, execution)
-    }
-
-    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
-        Ok(self.lock().list(filter))
-    }
-
-    async fn purge(&self, id: &str) -> StoreResult<bool> {
-        self.lock().purge(id)
-    }
-
-    async fn stats(&self) -> StoreResult<StoreStats> {
-        Ok(self.lock().stats())
     }
 
     async fn read_feed(

@@ -122,7 +122,12 @@ pub enum TaskState {
 
 /// The state of the store's activity task (tests that have at most one task at a time).
 pub async fn task_state(store: &dyn Store, now: Timestamp) -> TaskState {
-    let stats = store.stats().await.unwrap_or_else(|e| panic!("stats: {e}"));
+    let stats = store
+        .management()
+        .unwrap()
+        .stats()
+        .await
+        .unwrap_or_else(|e| panic!("stats: {e}"));
     if stats.tasks == 0 {
         return TaskState::None;
     }

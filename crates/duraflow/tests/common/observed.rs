@@ -8,10 +8,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow::crates::store::{
     Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, LeaseToken,
-    NewInstance, NewMessage, NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId,
-    TaskRelease, TaskWork, TurnCommit, TurnWork,
+    NewInstance, NewMessage, NextDue, Notifier, StoreResult, TaskCompletion, TaskId, TaskRelease,
+    TaskWork, TurnCommit, TurnWork,
 };
-use duraflow::{Event, InstanceInfo, ListFilter, MemoryStore, Page, QueueConfig, Store, Timestamp};
+use duraflow::{Event, InstanceInfo, MemoryStore, QueueConfig, Store, Timestamp};
 
 /// What a test sees of the store's answers; every method does nothing unless overridden.
 pub trait Observer: Send + Sync + 'static {
@@ -49,6 +49,11 @@ impl<O: Observer> Store for Observed<O> {
     fn backend(&self) -> &'static str {
         "observed"
     }
+
+    fn management(&self) -> Option<&dyn duraflow::Management> {
+        self.inner.management()
+    }
+
     fn notifier(&self) -> Option<&Notifier> {
         self.inner.notifier()
     }
@@ -194,15 +199,6 @@ impl<O: Observer> Store for Observed<O> {
     }
     async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
         self.inner.journal(id, execution).await
-    }
-    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
-        self.inner.list(filter).await
-    }
-    async fn purge(&self, id: &str) -> StoreResult<bool> {
-        self.inner.purge(id).await
-    }
-    async fn stats(&self) -> StoreResult<StoreStats> {
-        self.inner.stats().await
     }
     async fn checkpoint(&self) -> StoreResult<()> {
         self.inner.checkpoint().await

@@ -10,10 +10,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow::crates::store::{
     Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, LeaseToken,
-    NewInstance, NewMessage, NextDue, Notifier, StoreResult, StoreStats, TaskCompletion, TaskId,
-    TaskRelease, TaskWork, TurnCommit, TurnWork,
+    NewInstance, NewMessage, NextDue, Notifier, StoreResult, TaskCompletion, TaskId, TaskRelease,
+    TaskWork, TurnCommit, TurnWork,
 };
-use duraflow::{Event, InstanceInfo, ListFilter, Page, QueueConfig, Store, StoreError, Timestamp};
+use duraflow::{Event, InstanceInfo, QueueConfig, Store, StoreError, Timestamp};
 use tracing::debug;
 
 /// What a call may do, given the fuse.
@@ -132,6 +132,11 @@ impl Store for FaultStore {
     fn backend(&self) -> &'static str {
         self.inner.backend()
     }
+
+    fn management(&self) -> Option<&dyn duraflow::Management> {
+        self.inner.management()
+    }
+
     fn notifier(&self) -> Option<&Notifier> {
         self.inner.notifier()
     }
@@ -326,18 +331,6 @@ impl Store for FaultStore {
     async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
         self.read()?;
         self.inner.journal(id, execution).await
-    }
-    async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
-        self.read()?;
-        self.inner.list(filter).await
-    }
-    async fn purge(&self, id: &str) -> StoreResult<bool> {
-        self.read()?;
-        self.inner.purge(id).await
-    }
-    async fn stats(&self) -> StoreResult<StoreStats> {
-        self.read()?;
-        self.inner.stats().await
     }
     async fn read_feed(
         &self,

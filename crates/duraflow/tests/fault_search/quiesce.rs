@@ -27,6 +27,8 @@ pub(crate) async fn all_instances(store: &dyn Store) -> Vec<InstanceInfo> {
     let mut after = None;
     loop {
         let page = store
+            .management()
+            .unwrap()
             .list(ListFilter {
                 limit: 1_000,
                 after,

@@ -384,7 +384,7 @@ async fn until_complete(
     loop {
         tail.read()?;
         seen.note(tail, restarted.elapsed());
-        let s = store.stats().await?;
+        let s = duraflow::management_of(store)?.stats().await?;
         let count = |status: InstanceStatus| {
             s.instances
                 .iter()

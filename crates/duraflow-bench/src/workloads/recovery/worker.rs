@@ -223,7 +223,7 @@ async fn work(args: WorkerArgs) -> Result<()> {
         tokio::select! {
             _ = &mut closed => break Ok(()),
             () = tokio::time::sleep(DONE_POLL) => {
-                match store.stats().await {
+                match async { duraflow::management_of(&*store)?.stats().await }.await {
                     Ok(s) => {
                         let open = s.instances.iter().any(|(status, count)| {
                             *count > 0

@@ -6,14 +6,10 @@ use duraflow_core::{Event, Timestamp};
 
 use super::{instance_not_found, JournalLog, State};
 use crate::error::{StoreError, StoreResult};
+use crate::management::{DepthTally, QueueDepth};
 use crate::types::{
     InstanceInfo, InstanceStatus, ListFilter, MessageId, NextDue, Page, StoreStats, TaskId,
 };
-
-/// The page size of a listing that asks for none in particular.
-const DEFAULT_LIST_LIMIT: usize = 100;
-/// The largest page a listing returns.
-const MAX_LIST_LIMIT: usize = 1000;
 
 impl State {
     pub(in crate::memory) fn next_due(&self, now: Timestamp) -> NextDue {
@@ -53,31 +49,20 @@ impl State {
     }
 
     pub(in crate::memory) fn list(&self, filter: ListFilter) -> Page {
-        let limit = match filter.limit {
-            0 => DEFAULT_LIST_LIMIT,
-            n => n.min(MAX_LIST_LIMIT),
-        };
+        let size = filter.page_size();
         let start = match &filter.after {
             Some(after) => Bound::Excluded(after.as_str()),
             None => Bound::Unbounded,
         };
-        let mut instances: Vec<InstanceInfo> = self
+        let instances = self
             .instances
             .range::<str, _>((start, Bound::Unbounded))
             .map(|(_, inst)| &inst.info)
-            .filter(|info| filter.statuses.is_empty() || filter.statuses.contains(&info.status))
-            .filter(|info| filter.name.as_ref().is_none_or(|name| *name == info.name))
-            .filter(|info| filter.queue.as_ref().is_none_or(|q| *q == info.queue))
-            .take(limit + 1)
+            .filter(|info| filter.matches(info))
+            .take(size + 1)
             .cloned()
             .collect();
-        let next = if instances.len() > limit {
-            instances.truncate(limit);
-            instances.last().map(|info| info.id.clone())
-        } else {
-            None
-        };
-        Page { instances, next }
+        Page::of(instances, size)
     }
 
     pub(in crate::memory) fn purge(&mut self, id: &str) -> StoreResult<bool> {
@@ -120,5 +105,29 @@ impl State {
             tasks: self.tasks.len() as u64,
             callbacks: self.open_callback_count(),
         }
+    }
+
+    pub(in crate::memory) fn queue_depths(&self, now: Timestamp) -> Vec<QueueDepth> {
+        let mut depths = DepthTally::default();
+        for inst in self.instances.values() {
+            match inst.info.status {
+                InstanceStatus::Pending if inst.started_at.is_none() => {
+                    depths.of(&inst.info.queue).pending_instances += 1;
+                }
+                InstanceStatus::Pending | InstanceStatus::Running => {
+                    depths.of(&inst.info.queue).running_instances += 1;
+                }
+                _ => {}
+            }
+        }
+        for task in self.tasks.values() {
+            let d = depths.of(&task.queue);
+            match task.lease {
+                Some(lease) if lease.live(now) => d.leased_tasks += 1,
+                _ if task.due_at() <= now => d.ready_tasks += 1,
+                _ => d.delayed_tasks += 1,
+            }
+        }
+        depths.into_depths()
     }
 }

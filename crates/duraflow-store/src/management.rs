@@ -1,0 +1,132 @@
+//! The management extension: what operators and their tools read and do with a store, apart
+//! from the engine's hot path ([`Store`]).
+//!
+//! A store offers it through [`Store::management`]; every store in this workspace does. The
+//! engine never calls it: a store without it runs workflows all the same, and only listing,
+//! purging and counting (the CLI, the server, `Client::list`, ...) are refused. Reading one
+//! instance and one journal stay on [`Store`], because the engine reads them too.
+
+use async_trait::async_trait;
+use duraflow_core::Timestamp;
+
+use crate::error::{StoreError, StoreResult};
+use crate::store::Store;
+use crate::types::{InstanceStatus, ListFilter, Page, StoreStats};
+
+/// The most instances one [`Management::purge_finished`] call purges.
+pub const MAX_PURGE_BATCH: usize = 1_000;
+
+/// The work waiting and running in one queue, at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The queue.
+    pub queue: String,
+    /// Instances not admitted yet (pending), due or not.
+    pub pending_instances: u64,
+    /// Admitted, unfinished instances (running, or waiting for a timer or an event).
+    pub running_instances: u64,
+    /// Activity tasks visible and not leased: waiting for a worker.
+    pub ready_tasks: u64,
+    /// Activity tasks under a live lease: an attempt running.
+    pub leased_tasks: u64,
+    /// Activity tasks scheduled for later (a retry's backoff, a delay).
+    pub delayed_tasks: u64,
+}
+
+/// Adds a count read by a store to one field of a [`QueueDepth`].
+pub type AddCount = fn(&mut QueueDepth, u64);
+
+/// Queue depths gathered queue by queue, as a store counts them.
+#[derive(Debug, Default)]
+pub struct DepthTally(std::collections::BTreeMap<String, QueueDepth>);
+
+impl DepthTally {
+    /// The depth of `queue`, zero until counted.
+    pub fn of(&mut self, queue: &str) -> &mut QueueDepth {
+        self.0
+            .entry(queue.to_owned())
+            .or_insert_with(|| QueueDepth {
+                queue: queue.to_owned(),
+                ..QueueDepth::default()
+            })
+    }
+
+    /// The depths, by queue name.
+    pub fn into_depths(self) -> Vec<QueueDepth> {
+        self.0.into_values().collect()
+    }
+}
+
+/// What operators read and do with a store (see the [module](self) docs).
+///
+/// Every store must pass the conformance suite's `management` module. Listing is in id order
+/// and served by an index on every filter; counting reads indexes, not whole tables, where the
+/// backend allows.
+#[async_trait]
+pub trait Management: Send + Sync {
+    /// Lists instances by id, filtered and paged.
+    async fn list(&self, filter: ListFilter) -> StoreResult<Page>;
+
+    /// Deletes a finished instance with all its executions, messages and tasks. Returns `false`
+    /// if there was no such instance; refuses a running one (`InstanceRunning`).
+    async fn purge(&self, id: &str) -> StoreResult<bool>;
+
+    /// Purges up to `max` (at most [`MAX_PURGE_BATCH`]) finished instances that `filter`
+    /// selects, in id order, and returns their ids; call it again until it returns none to
+    /// purge them all. `filter.statuses` may name only finished statuses (all of them when
+    /// empty): anything else is `Invalid`. `filter.limit` and `filter.after` are ignored.
+    ///
+    /// The default lists a page and purges its instances one by one; a store may do it in
+    /// one transaction.
+    async fn purge_finished(&self, filter: ListFilter, max: usize) -> StoreResult<Vec<String>> {
+        let filter = purge_filter(filter, max)?;
+        let page = self.list(filter).await?;
+        let mut purged = Vec::with_capacity(page.instances.len());
+        for instance in page.instances {
+            if self.purge(&instance.id).await? {
+                purged.push(instance.id);
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Counts by status, and of messages, tasks and open callbacks.
+    async fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// The depth of every queue that holds unfinished instances or tasks at `now`, by queue
+    /// name.
+    async fn queue_depths(&self, now: Timestamp) -> StoreResult<Vec<QueueDepth>>;
+}
+
+/// `filter` checked for [`Management::purge_finished`]: only finished statuses (all of them
+/// when none is named), the first `max` (capped at [`MAX_PURGE_BATCH`], at least 1).
+pub fn purge_filter(mut filter: ListFilter, max: usize) -> StoreResult<ListFilter> {
+    if let Some(s) = filter.statuses.iter().find(|s| !s.is_terminal()) {
+        return Err(StoreError::Invalid(format!(
+            "cannot purge {} instances: only finished ones (completed, failed, cancelled, \
+             terminated) can be purged; cancel or terminate them first",
+            s.as_str()
+        )));
+    }
+    if filter.statuses.is_empty() {
+        filter.statuses = InstanceStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+    }
+    filter.limit = max.clamp(1, MAX_PURGE_BATCH);
+    filter.after = None;
+    Ok(filter)
+}
+
+/// The management extension of `store`, or `Unsupported`-style `Invalid` error naming the
+/// backend when it has none.
+pub fn management_of(store: &dyn Store) -> StoreResult<&dyn Management> {
+    store.management().ok_or_else(|| {
+        StoreError::Invalid(format!(
+            "the {} store has no management extension: it cannot list, purge or count \
+             instances; use a store that implements duraflow_store::Management",
+            store.backend()
+        ))
+    })
+}
