@@ -145,6 +145,52 @@ async fn bad_requests_get_clear_errors() {
         (StatusCode::BAD_REQUEST, "malformed_json")
     );
 
+    let (status, body) = server
+        .post(
+            "/v1/instances",
+            AUTH,
+            r#"{"workflow": "shipit", "input": 1}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "workflow_not_found")
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"shipit\"") && message.contains("completes, fails, parent, waits"),
+        "{message}"
+    );
+    let (status, body) = server
+        .post(
+            "/v1/instances",
+            AUTH,
+            r#"{"workflow": "completes", "input": 1, "queue": "other"}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "workflow_not_found")
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("served on queue(s) default"),
+        "{body}"
+    );
+    let (_, listed) = server.get("/v1/instances", AUTH).await;
+    assert_eq!(
+        listed["instances"].as_array().unwrap().len(),
+        7,
+        "nothing was created"
+    );
+    let (status, body) = server.get("/v1/workflows", AUTH).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["registrations"][0]["kind"], "workflow");
+    assert_eq!(body["registrations"][0]["name"], "completes");
+    assert_eq!(body["registrations"][0]["queue"], "default");
+
     let (status, body) = server.get("/v1/instances/nope", AUTH).await;
     assert_eq!(
         (status, code(&body)),

@@ -55,8 +55,9 @@ use duraflow_store::feed::validate_subscriber;
 use duraflow_store::{
     validate_instance_id, validate_queue_event, Cache, CallbackResolution, CallbackTarget,
     Committed, Completed, CreateOutcome, FeedEntry, FetchFilter, InstanceInfo, LeaseToken,
-    ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, Store, StoreResult,
-    StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    ListFilter, NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, Registered,
+    Registration, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
@@ -64,7 +65,8 @@ use tokio::task::JoinHandle;
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
 use crate::ops::{
-    admin, callbacks, commit, feed, fetch, flow, instances, queue_events, tasks, turns, Wake,
+    admin, callbacks, commit, feed, fetch, flow, instances, queue_events, registry, tasks, turns,
+    Wake,
 };
 use crate::tx::LockedTx;
 
@@ -519,5 +521,16 @@ impl Store for PostgresStore {
         validate_subscriber(subscriber)?;
         let mut conn = self.conn().await?;
         Ok(feed::save_cursor(&mut conn, subscriber, position).await?)
+    }
+
+    async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()> {
+        duraflow_store::validate_registrations(&registrations)?;
+        let mut conn = self.conn().await?;
+        Ok(registry::announce(&mut conn, &registrations, now).await?)
+    }
+
+    async fn registrations(&self) -> StoreResult<Vec<Registered>> {
+        let mut conn = self.conn().await?;
+        Ok(registry::list(&mut conn).await?)
     }
 }

@@ -47,12 +47,12 @@ use duraflow_store::feed::validate_subscriber;
 use duraflow_store::{
     validate_queue_event, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
     CreateOutcome, FeedEntry, FetchFilter, InstanceInfo, LeaseToken, ListFilter, NewInstance,
-    NewMessage, NextDue, Notifier, Page, QueueConfig, Store, StoreError, StoreResult, StoreStats,
-    TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    NewMessage, NextDue, Notifier, Page, QueueConfig, Registered, Registration, Store, StoreError,
+    StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 
 use crate::db::Db;
-use crate::ops::{admin, callbacks, feed, flow, instances, queue_events, tasks, turns};
+use crate::ops::{admin, callbacks, feed, flow, instances, queue_events, registry, tasks, turns};
 
 pub use crate::open::SCHEMA_VERSION;
 
@@ -417,6 +417,17 @@ impl Store for SqliteStore {
         self.db
             .write(move |c, _| feed::save_cursor(c, &name, position))
             .await
+    }
+
+    async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()> {
+        duraflow_store::validate_registrations(&registrations)?;
+        self.db
+            .write(move |c, _| registry::announce(c, &registrations, now))
+            .await
+    }
+
+    async fn registrations(&self) -> StoreResult<Vec<Registered>> {
+        self.db.read(registry::list).await
     }
 }
 

@@ -11,6 +11,7 @@ use crate::feed::FeedEntry;
 use crate::journal_cache::JournalCache;
 use crate::notify::Notifier;
 use crate::queue_config::QueueConfig;
+use crate::registry::{Registered, Registration};
 use crate::types::{
     CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
     InstanceInfo, LeaseToken, ListFilter, NewInstance, NewMessage, NextDue, Page, StoreStats,
@@ -283,6 +284,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Counts, for operators and tests.
     async fn stats(&self) -> StoreResult<StoreStats>;
+
+    /// Records that the caller serves `registrations` (see [`crate::registry`]): an upsert
+    /// whose `last_seen` is `now`, or stays the later time already kept. `Invalid` for an
+    /// announcement [`crate::validate_registrations`] refuses (nothing is recorded then).
+    async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()>;
+
+    /// Every registration, ordered by kind (workflows first), queue and name.
+    async fn registrations(&self) -> StoreResult<Vec<Registered>>;
 
     /// Moves whatever the backend keeps aside into its main storage; the engine calls it once
     /// it has stopped, and the store stays usable (clients may go on with it). The SQLite store

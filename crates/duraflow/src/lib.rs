@@ -113,7 +113,8 @@ pub use duraflow_runtime::{
 };
 pub use duraflow_store::{
     CallbackStatus, FeedEntry, FeedRecord, FetchFilter, InstanceInfo, InstanceStatus, IntoStore,
-    ListFilter, MemoryStore, Page, QueueConfig, RateLimit, Store, StoreError, StoreStats,
+    ListFilter, MemoryStore, Page, QueueConfig, RateLimit, Registered, RegisteredKind,
+    Registration, Store, StoreError, StoreStats,
 };
 
 /// DAG workflows (feature `dag`): templates, validation, the registry, and
