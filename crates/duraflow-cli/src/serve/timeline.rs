@@ -26,7 +26,9 @@ pub(crate) struct Operation {
     pub(crate) duration_ms: Option<i64>,
     /// `open`, `completed`, `failed` or `timed_out`.
     pub(crate) outcome: &'static str,
-    /// Attempts made (activities report theirs when they fail; steps journal each one).
+    /// Attempts made, where the journal tells: steps journal each one, activities report
+    /// theirs only when they fail for good (0: not known, e.g. an activity that completed,
+    /// whose failed attempts were retried off the journal).
     pub(crate) attempts: u32,
     /// Attempts that failed and were retried.
     pub(crate) retries: u32,
@@ -115,10 +117,6 @@ pub(crate) fn timeline(journal: &[Event]) -> Timeline {
         let ended = match kind {
             EventKind::StepStarted { attempt, .. } => {
                 operation.attempts = operation.attempts.max(*attempt);
-                None
-            }
-            EventKind::ActivityScheduled { .. } => {
-                operation.attempts = 1;
                 None
             }
             EventKind::StepRetrying { failure, .. } => {
