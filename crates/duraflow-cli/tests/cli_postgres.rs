@@ -149,7 +149,7 @@ async fn the_verbs_work_on_postgres() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_works_on_postgres() {
     use axum::http::StatusCode;
-    use common::server::{code, Server, Token};
+    use common::server::{expect_error, ids, Server, Token};
 
     let (database, url) = Database::create().await;
     let store = PostgresStore::connect(&url).await.unwrap();
@@ -171,12 +171,12 @@ async fn serve_works_on_postgres() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let info = f.status_becomes("pg-api", InstanceStatus::Completed).await;
     assert_eq!(info.output.unwrap().as_json(), "2");
-    let (status, body) = server
-        .post("/v1/instances", auth, r#"{"workflow": "nope", "input": 1}"#)
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "workflow_not_found")
+    expect_error(
+        server
+            .post("/v1/instances", auth, r#"{"workflow": "nope", "input": 1}"#)
+            .await,
+        StatusCode::NOT_FOUND,
+        "workflow_not_found",
     );
 
     let (status, _) = server
@@ -190,13 +190,7 @@ async fn serve_works_on_postgres() {
     f.status_becomes("wait-2", InstanceStatus::Cancelled).await;
 
     let (_, page) = server.get("/v1/instances?status=running", auth).await;
-    let ids: Vec<&str> = page["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["wait-3"]);
+    assert_eq!(ids(&page), ["wait-3"]);
     let (_, timeline) = server.get("/v1/instances/parent-1/timeline", auth).await;
     assert_eq!(timeline["operations"][0]["child"], "child-1");
     drop(server);

@@ -8,7 +8,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
-use common::server::{code, Server, Token};
+use common::server::{code, expect_error, ids, Server, Token};
 use common::{exits, run, stderr, Fixture};
 use duraflow::prelude::*;
 use duraflow::ClientError;
@@ -38,12 +38,12 @@ async fn api_requests_need_the_token() {
         .as_str()
         .unwrap()
         .contains("Authorization: Bearer"));
-    let (status, body) = server
-        .get("/v1/instances", Token::Bearer("s3cret-tokeN"))
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNAUTHORIZED, "unauthorized")
+    expect_error(
+        server
+            .get("/v1/instances", Token::Bearer("s3cret-tokeN"))
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
     );
     let (status, _) = server
         .post("/v1/instances/wait-1/cancel", Token::Bearer("x"), "{}")
@@ -103,19 +103,19 @@ async fn serve_refuses_an_open_address_without_a_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
     let (f, server) = sqlite().await;
-    let (status, body) = server.post("/v1/instances", AUTH, "{\"workflow\": ").await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "malformed_json")
+    let body = expect_error(
+        server.post("/v1/instances", AUTH, "{\"workflow\": ").await,
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
     );
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
         .contains("not valid JSON"));
-    let (status, body) = server.post("/v1/instances", AUTH, "{\"input\": 1}").await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_request")
+    let body = expect_error(
+        server.post("/v1/instances", AUTH, "{\"input\": 1}").await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
     );
     assert!(
         body["error"]["message"]
@@ -124,53 +124,53 @@ async fn bad_requests_get_clear_errors() {
             .contains("workflow"),
         "{body}"
     );
-    let (status, body) = server
-        .send(
-            Method::POST,
-            "/v1/instances",
-            AUTH,
-            Some("text/plain"),
-            "{}",
-        )
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    expect_error(
+        server
+            .send(
+                Method::POST,
+                "/v1/instances",
+                AUTH,
+                Some("text/plain"),
+                "{}",
+            )
+            .await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
     );
-    let (status, body) = server
-        .post("/v1/instances/wait-1/events/go", AUTH, "{oops")
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "malformed_json")
+    expect_error(
+        server
+            .post("/v1/instances/wait-1/events/go", AUTH, "{oops")
+            .await,
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
     );
 
-    let (status, body) = server
-        .post(
-            "/v1/instances",
-            AUTH,
-            r#"{"workflow": "shipit", "input": 1}"#,
-        )
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "workflow_not_found")
+    let body = expect_error(
+        server
+            .post(
+                "/v1/instances",
+                AUTH,
+                r#"{"workflow": "shipit", "input": 1}"#,
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "workflow_not_found",
     );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(
         message.contains("\"shipit\"") && message.contains("completes, fails, parent, waits"),
         "{message}"
     );
-    let (status, body) = server
-        .post(
-            "/v1/instances",
-            AUTH,
-            r#"{"workflow": "completes", "input": 1, "queue": "other"}"#,
-        )
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "workflow_not_found")
+    let body = expect_error(
+        server
+            .post(
+                "/v1/instances",
+                AUTH,
+                r#"{"workflow": "completes", "input": 1, "queue": "other"}"#,
+            )
+            .await,
+        StatusCode::NOT_FOUND,
+        "workflow_not_found",
     );
     assert!(
         body["error"]["message"]
@@ -191,61 +191,60 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(body["registrations"][0]["name"], "completes");
     assert_eq!(body["registrations"][0]["queue"], "default");
 
-    let (status, body) = server.get("/v1/instances/nope", AUTH).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "instance_not_found")
+    let body = expect_error(
+        server.get("/v1/instances/nope", AUTH).await,
+        StatusCode::NOT_FOUND,
+        "instance_not_found",
     );
     assert!(body["error"]["message"]
         .as_str()
         .unwrap()
         .contains("GET /v1/instances"));
-    let (status, body) = server.post("/v1/instances/nope/cancel", AUTH, "").await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "instance_not_found")
+    expect_error(
+        server.post("/v1/instances/nope/cancel", AUTH, "").await,
+        StatusCode::NOT_FOUND,
+        "instance_not_found",
     );
-    let (status, body) = server
-        .get("/v1/instances/done-1/history?execution=7", AUTH)
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "execution_not_found")
+    expect_error(
+        server
+            .get("/v1/instances/done-1/history?execution=7", AUTH)
+            .await,
+        StatusCode::NOT_FOUND,
+        "execution_not_found",
     );
-    let (status, body) = server.get("/v1/instances?status=sleeping", AUTH).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::BAD_REQUEST, "invalid_request")
+    expect_error(
+        server.get("/v1/instances?status=sleeping", AUTH).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
     );
-    let (status, body) = server.get("/v1/nothing-here", AUTH).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::NOT_FOUND, "route_not_found")
+    expect_error(
+        server.get("/v1/nothing-here", AUTH).await,
+        StatusCode::NOT_FOUND,
+        "route_not_found",
     );
-    let (status, body) = server
-        .send(Method::PUT, "/v1/stats", AUTH, None, Body::empty())
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    expect_error(
+        server
+            .send(Method::PUT, "/v1/stats", AUTH, None, Body::empty())
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
     );
 
     // Over the 4096-byte limit: the start and the event are refused, and nothing changes.
     let big =
         json!({ "workflow": "completes", "input": "x".repeat(5000), "id": "big" }).to_string();
-    let (status, body) = server.post("/v1/instances", AUTH, &big).await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
-        "{body}"
+    let body = expect_error(
+        server.post("/v1/instances", AUTH, &big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
     );
     assert!(body["error"]["message"].as_str().unwrap().contains("4096"));
-    let (status, body) = server
-        .post("/v1/instances/wait-1/events/go", AUTH, &big)
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+    expect_error(
+        server
+            .post("/v1/instances/wait-1/events/go", AUTH, &big)
+            .await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
     );
     assert!(matches!(
         f.client.status("big").await,
@@ -253,34 +252,34 @@ async fn bad_requests_get_clear_errors() {
     ));
 
     // Operations the instance's state forbids.
-    let (status, body) = server.post("/v1/instances/done-1/cancel", AUTH, "").await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::CONFLICT, "instance_finished")
+    expect_error(
+        server.post("/v1/instances/done-1/cancel", AUTH, "").await,
+        StatusCode::CONFLICT,
+        "instance_finished",
     );
-    let (status, body) = server
-        .send(
-            Method::DELETE,
-            "/v1/instances/wait-1",
-            AUTH,
-            None,
-            Body::empty(),
-        )
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::CONFLICT, "instance_running")
+    expect_error(
+        server
+            .send(
+                Method::DELETE,
+                "/v1/instances/wait-1",
+                AUTH,
+                None,
+                Body::empty(),
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "instance_running",
     );
-    let (status, body) = server
-        .post(
-            "/v1/instances",
-            AUTH,
-            r#"{"workflow": "completes", "input": 1, "id": "done-1", "if_exists": "fail"}"#,
-        )
-        .await;
-    assert_eq!(
-        (status, code(&body)),
-        (StatusCode::CONFLICT, "instance_exists")
+    expect_error(
+        server
+            .post(
+                "/v1/instances",
+                AUTH,
+                r#"{"workflow": "completes", "input": 1, "id": "done-1", "if_exists": "fail"}"#,
+            )
+            .await,
+        StatusCode::CONFLICT,
+        "instance_exists",
     );
     f.shutdown().await;
 }
@@ -288,25 +287,14 @@ async fn bad_requests_get_clear_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutations_are_visible_in_the_store() {
     let (f, server) = sqlite().await;
-    // Start: the engine runs it.
-    let (status, body) = server
-        .post(
-            "/v1/instances",
-            AUTH,
-            r#"{"workflow": "completes", "input": 9, "id": "api-1"}"#,
-        )
-        .await;
+    // Start: the engine runs it. Again: the existing instance.
+    let start = r#"{"workflow": "completes", "input": 9, "id": "api-1"}"#;
+    let (status, body) = server.post("/v1/instances", AUTH, start).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body, json!({ "id": "api-1", "existed": false }));
     let info = f.status_becomes("api-1", InstanceStatus::Completed).await;
     assert_eq!(info.output.unwrap().as_json(), "10");
-    let (status, body) = server
-        .post(
-            "/v1/instances",
-            AUTH,
-            r#"{"workflow": "completes", "input": 9, "id": "api-1"}"#,
-        )
-        .await;
+    let (status, body) = server.post("/v1/instances", AUTH, start).await;
     assert_eq!(
         (status, body["existed"].clone()),
         (StatusCode::OK, json!(true))
@@ -380,13 +368,7 @@ async fn reads_show_what_the_store_holds() {
         .get("/v1/instances?status=running,failed", AUTH)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let ids: Vec<&str> = page["instances"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["id"].as_str().unwrap())
-        .collect();
-    assert_eq!(ids, ["fail-1", "wait-1", "wait-2", "wait-3"]);
+    assert_eq!(ids(&page), ["fail-1", "wait-1", "wait-2", "wait-3"]);
     let (_, page) = server.get("/v1/instances?name=waits&limit=2", AUTH).await;
     assert_eq!(page["instances"].as_array().unwrap().len(), 2);
     let next = page["next"].as_str().unwrap();

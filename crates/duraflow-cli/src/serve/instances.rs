@@ -185,18 +185,7 @@ pub(crate) async fn history(
     query: Result<Query<ExecutionQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (execution, events) = journal(&state, &id, query).await?;
-    let events: Vec<Value> = events
-        .iter()
-        .enumerate()
-        .map(|(index, event)| {
-            let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
-            if let Value::Object(fields) = &mut value {
-                fields.insert("index".to_owned(), json!(index));
-                fields.insert("type".to_owned(), json!(event.kind.type_name()));
-            }
-            value
-        })
-        .collect();
+    let events = crate::output::events_json(&events);
     Ok(Json(
         json!({ "id": id, "execution": execution, "events": events }),
     ))
@@ -279,17 +268,39 @@ fn accepted(body: Value) -> Response {
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
+/// Whether an end request cancels or terminates.
+#[derive(Clone, Copy)]
+enum End {
+    Cancel,
+    Terminate,
+}
+
+/// Sends a cancellation or a termination, with the body's reason or the default one.
+async fn end(
+    state: AppState,
+    id: String,
+    body: Result<Bytes, BytesRejection>,
+    how: End,
+) -> Result<Response, ApiError> {
+    let (default, field) = match how {
+        End::Cancel => ("cancelled through duraflow serve", "cancel_requested"),
+        End::Terminate => ("terminated through duraflow serve", "terminate_requested"),
+    };
+    let reason = reason(body, &state, default)?;
+    match how {
+        End::Cancel => state.client.cancel(&id, &reason).await?,
+        End::Terminate => state.client.terminate(&id, &reason).await?,
+    }
+    Ok(accepted(json!({ "id": id, field: true, "reason": reason })))
+}
+
 /// `POST /v1/instances/{id}/cancel`: requests cancellation (body `{"reason": ..}`, optional).
 pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let reason = reason(body, &state, "cancelled through duraflow serve")?;
-    state.client.cancel(&id, &reason).await?;
-    Ok(accepted(
-        json!({ "id": id, "cancel_requested": true, "reason": reason }),
-    ))
+    end(state, id, body, End::Cancel).await
 }
 
 /// `POST /v1/instances/{id}/terminate`: terminates without running more of its code.
@@ -298,11 +309,7 @@ pub(crate) async fn terminate(
     Path(id): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let reason = reason(body, &state, "terminated through duraflow serve")?;
-    state.client.terminate(&id, &reason).await?;
-    Ok(accepted(
-        json!({ "id": id, "terminate_requested": true, "reason": reason }),
-    ))
+    end(state, id, body, End::Terminate).await
 }
 
 /// `DELETE /v1/instances/{id}`: purges a finished instance and its history.

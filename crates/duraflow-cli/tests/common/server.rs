@@ -127,3 +127,20 @@ impl Drop for Server {
 pub fn code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")
 }
+
+/// Checks that a reply is an error of `status` with `code`; its body.
+pub fn expect_error(reply: (StatusCode, Value), status: StatusCode, code_: &str) -> Value {
+    let (got, body) = reply;
+    assert_eq!((got, code(&body)), (status, code_), "{body}");
+    body
+}
+
+/// The ids of a page of instances.
+pub fn ids(page: &Value) -> Vec<&str> {
+    page["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["id"].as_str().unwrap())
+        .collect()
+}

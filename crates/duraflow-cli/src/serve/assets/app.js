@@ -261,8 +261,8 @@ async function renderList() {
 
 // ---- an instance ----
 
-function timelineBar(op, start, span) {
-  const end = op.finished_at === null ? Date.now() : op.finished_at;
+function timelineBar(op, start, span, last) {
+  const end = op.finished_at === null ? last : op.finished_at;
   const left = span ? ((op.scheduled_at - start) / span) * 100 : 0;
   const width = span ? Math.max(((end - op.scheduled_at) / span) * 100, 0.5) : 100;
   return h("div", { class: "bar" }, h("span", {
@@ -271,10 +271,12 @@ function timelineBar(op, start, span) {
   }));
 }
 
-function timelineTable(timeline) {
+function timelineTable(timeline, running) {
   const ops = timeline.operations;
+  // A running instance's open operations last until now; a finished one's ended with it.
   const times = ops.flatMap((o) => [o.scheduled_at, o.finished_at]).concat(timeline.marks.map((m) => m.at))
-    .filter((t) => t !== null);
+    .concat(running ? [Date.now()] : []).filter((t) => t !== null);
+  const end = Math.max(...times);
   const start = Math.min(...times);
   const span = Math.max(...times) - start;
   if (!ops.length) return h("p", { class: "muted", id: "timeline" }, "No operations in this execution.");
@@ -292,7 +294,7 @@ function timelineTable(timeline) {
       h("td", { class: "num" }, o.attempts || ""), h("td", { class: "num" }, o.retries || ""),
       h("td", { class: "outcome", title: o.failure || "" }, o.outcome,
         o.failure ? h("div", { class: "muted" }, o.failure) : ""),
-      h("td", {}, timelineBar(o, start, span))))));
+      h("td", {}, timelineBar(o, start, span, end))))));
 }
 
 async function act(what, id, title, text, fields, path, body) {
@@ -367,7 +369,7 @@ async function renderInstance(id, execution) {
       info.failure ? h("div", {}, h("h3", {}, "Failure"), h("pre", { class: "failure", id: "failure" },
         json(info.failure))) : ""),
     h("h2", {}, "Timeline ", executions),
-    timelineTable(timeline),
+    timelineTable(timeline, !finished && (execution || info.execution) === info.execution),
     h("h2", {}, "Events"),
     h("table", { id: "marks" }, h("tbody", {}, timeline.marks.map((m) => h("tr", { class: m.failed ? "failed" : "" },
       h("td", { class: "num" }, m.index), h("td", {}, time(m.at)), h("td", {}, m.event), h("td", {}, m.detail || ""))))),
