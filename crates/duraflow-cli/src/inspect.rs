@@ -192,17 +192,7 @@ pub(crate) async fn history(
         Err(e) => return Err(e.into()),
     };
     if json {
-        let events: Vec<Value> = events
-            .iter()
-            .enumerate()
-            .map(|(index, event)| {
-                let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
-                if let Value::Object(fields) = &mut value {
-                    fields.insert("index".to_owned(), json!(index));
-                }
-                value
-            })
-            .collect();
+        let events = output::events_json(&events);
         return output::json(&events);
     }
     let Some(first) = events.first().map(|e| e.at) else {

@@ -9,11 +9,15 @@
 //! duraflow terminate order-42 --reason "code is gone"
 //! duraflow purge order-42 --yes
 //! duraflow stats
+//! duraflow serve --listen 127.0.0.1:8080
 //! ```
 //!
 //! The store is `--db URL`, or else `DURAFLOW_DATABASE_URL` (`sqlite:PATH` or
 //! `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, parsed by `duraflow::env`). Every verb takes
 //! `--json`. Data goes to stdout; messages and errors go to stderr.
+//!
+//! `serve` runs the HTTP/JSON API and the web dashboard (module `serve`) until Ctrl-C or
+//! SIGTERM; it prints the address it listens on to stderr.
 //!
 //! Exit codes:
 //!
@@ -22,7 +26,8 @@
 //!   instance has finished (raise, cancel, terminate) or is still running (purge), or a purge
 //!   was not confirmed.
 //! - `2`: a usage error: bad arguments, a malformed `--db` URL or `--data` JSON, no store
-//!   named, or `purge` without `--yes` when stdin is not a terminal.
+//!   named, or `purge` without `--yes` when stdin is not a terminal; `serve` on an address that
+//!   is not loopback without a token.
 //! - `3`: no instance with the given id (or no such execution of it, for `history`).
 
 mod connect;
@@ -30,6 +35,7 @@ mod error;
 mod inspect;
 mod operate;
 mod output;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -44,7 +50,8 @@ Exit codes:
   1  operational error: the store could not be opened or failed, the instance has finished
      (raise, cancel, terminate) or is still running (purge), or a purge was not confirmed
   2  usage error: bad arguments, a malformed --db URL or --data JSON, no store named, or
-     purge without --yes when stdin is not a terminal
+     purge without --yes when stdin is not a terminal, or serve on an address that is not
+     loopback without a token
   3  not found: no instance with that id (or no such execution of it)";
 
 /// List, inspect and operate the workflow instances in a duraflow store.
@@ -149,6 +156,21 @@ enum Command {
     },
     /// Count the instances in each status.
     Stats,
+    /// Serve the HTTP/JSON API (under /v1, described at /openapi.json) and the web dashboard
+    /// (at /) until Ctrl-C or SIGTERM.
+    Serve {
+        /// The address to listen on; port 0 picks a free one (the address is printed on
+        /// stderr).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// The bearer token every /v1 request must present [default: $DURAFLOW_TOKEN];
+        /// required to listen on an address that is not loopback.
+        #[arg(long, value_name = "TOKEN")]
+        token: Option<String>,
+        /// The largest request body accepted, in bytes (larger ones get 413).
+        #[arg(long, value_name = "BYTES", default_value_t = serve::DEFAULT_MAX_BODY)]
+        max_body: usize,
+    },
 }
 
 fn parse_status(s: &str) -> Result<InstanceStatus, String> {
@@ -159,10 +181,17 @@ fn parse_status(s: &str) -> Result<InstanceStatus, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    // The server answers requests on every core; the other verbs make a few calls.
+    let runtime = if matches!(cli.command, Command::Serve { .. }) {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -185,6 +214,22 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Raise { data, .. } => Some(operate::parse_data(data)?),
         _ => None,
     };
+    let serve = match &cli.command {
+        Command::Serve {
+            listen,
+            token,
+            max_body,
+        } => Some(serve::ServeOptions {
+            listen: listen.clone(),
+            token: serve::token(token.clone())?,
+            max_body: *max_body,
+        }),
+        _ => None,
+    };
+    if let Some(options) = serve {
+        let client = connect::client(cli.global.db.as_deref()).await?;
+        return serve::serve(client, options).await;
+    }
     let client = connect::client(cli.global.db.as_deref()).await?;
     match cli.command {
         Command::List {
@@ -207,6 +252,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Terminate { id, reason } => operate::terminate(&client, &id, &reason, json).await,
         Command::Purge { id, yes } => operate::purge(&client, &id, yes, json).await,
         Command::Stats => inspect::stats(&client, json).await,
+        Command::Serve { .. } => Ok(()),
     }
 }
 

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use duraflow::Timestamp;
+use duraflow::{Event, Timestamp};
+use serde_json::{json, Value};
 
 use crate::error::CliError;
 
@@ -14,6 +15,22 @@ pub(crate) fn json(value: &impl serde::Serialize) -> Result<(), CliError> {
         .map_err(|e| CliError::operational(format!("cannot write JSON: {e}")))?;
     println!("{text}");
     Ok(())
+}
+
+/// A journal as JSON: each event with its `index` (its journal position) and its `type`.
+pub(crate) fn events_json(events: &[Event]) -> Vec<Value> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            let mut value = serde_json::to_value(event).unwrap_or(Value::Null);
+            if let Value::Object(fields) = &mut value {
+                fields.insert("index".to_owned(), json!(index));
+                fields.insert("type".to_owned(), json!(event.kind.type_name()));
+            }
+            value
+        })
+        .collect()
 }
 
 /// A message for a person, on stderr.

@@ -143,3 +143,57 @@ async fn the_verbs_work_on_postgres() {
     f.shutdown().await;
     drop(database);
 }
+
+/// `duraflow serve` on PostgreSQL: a start, a raise and a cancel through the API reach the
+/// store; an unknown workflow is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_works_on_postgres() {
+    use axum::http::StatusCode;
+    use common::server::{expect_error, ids, Server, Token};
+
+    let (database, url) = Database::create().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let f = Fixture::start(store, url, Box::new(())).await;
+    let server = Server::start(&f.db, &["--token", "pg-token"], &[]);
+    let auth = Token::Bearer("pg-token");
+    assert_eq!(
+        server.get("/v1/stats", Token::None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+
+    let (status, body) = server
+        .post(
+            "/v1/instances",
+            auth,
+            r#"{"workflow": "completes", "input": 1, "id": "pg-api"}"#,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let info = f.status_becomes("pg-api", InstanceStatus::Completed).await;
+    assert_eq!(info.output.unwrap().as_json(), "2");
+    expect_error(
+        server
+            .post("/v1/instances", auth, r#"{"workflow": "nope", "input": 1}"#)
+            .await,
+        StatusCode::NOT_FOUND,
+        "workflow_not_found",
+    );
+
+    let (status, _) = server
+        .post("/v1/instances/wait-1/events/go", auth, r#""pg""#)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let info = f.status_becomes("wait-1", InstanceStatus::Completed).await;
+    assert_eq!(info.output.unwrap().as_json(), r#""got pg""#);
+    let (status, _) = server.post("/v1/instances/wait-2/cancel", auth, "").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    f.status_becomes("wait-2", InstanceStatus::Cancelled).await;
+
+    let (_, page) = server.get("/v1/instances?status=running", auth).await;
+    assert_eq!(ids(&page), ["wait-3"]);
+    let (_, timeline) = server.get("/v1/instances/parent-1/timeline", auth).await;
+    assert_eq!(timeline["operations"][0]["child"], "child-1");
+    drop(server);
+    f.shutdown().await;
+    drop(database);
+}

@@ -57,8 +57,8 @@ use duraflow_store::{
     validate_instance_id, validate_queue_event, Cache, CallbackResolution, CallbackTarget,
     Committed, Completed, CreateOutcome, FeedEntry, FetchFilter, InstanceInfo, LeaseToken,
     ListFilter, Management, NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig,
-    QueueDepth, Store, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork,
-    TurnCommit, TurnWork,
+    QueueDepth, Registered, Registration, Store, StoreResult, StoreStats, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
@@ -66,7 +66,8 @@ use tokio::task::JoinHandle;
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
 use crate::ops::{
-    admin, callbacks, commit, feed, fetch, flow, instances, queue_events, tasks, turns, Wake,
+    admin, callbacks, commit, feed, fetch, flow, instances, queue_events, registry, tasks, turns,
+    Wake,
 };
 use crate::tx::LockedTx;
 
@@ -268,6 +269,11 @@ impl Management for PostgresStore {
     async fn queue_depths(&self, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {
         let mut conn = self.conn().await?;
         Ok(admin::queue_depths(&mut conn, now).await?)
+    }
+
+    async fn registrations(&self) -> StoreResult<Vec<Registered>> {
+        let mut conn = self.conn().await?;
+        Ok(registry::list(&mut conn).await?)
     }
 }
 
@@ -540,5 +546,11 @@ impl Store for PostgresStore {
         validate_subscriber(subscriber)?;
         let mut conn = self.conn().await?;
         Ok(feed::save_cursor(&mut conn, subscriber, position).await?)
+    }
+
+    async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()> {
+        duraflow_store::validate_registrations(&registrations)?;
+        let mut conn = self.conn().await?;
+        Ok(registry::announce(&mut conn, &registrations, now).await?)
     }
 }

@@ -303,6 +303,10 @@ impl EngineBuilder {
         }
         let o = &self.options;
         let (turn_filter, task_filter) = self.registry.filters(&o.queues);
+        // Processes that run no workflow code (`duraflow serve`) learn from this what can be
+        // started where.
+        let announcement = crate::registry::announcement(&turn_filter, &task_filter);
+        store.announce(announcement, self.clock.now()).await?;
         let shared = Shared {
             store,
             clock: self.clock,

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use duraflow_core::WorkflowFn;
-use duraflow_store::FetchFilter;
+use duraflow_store::{FetchFilter, RegisteredKind, Registration};
 
 use crate::activity::ActivityFn;
 use crate::error::EngineError;
@@ -67,6 +67,24 @@ impl Registry {
         let tasks = FetchFilter::queues(served).names(self.activities.names());
         (turns, tasks)
     }
+}
+
+/// What an engine with these filters announces to the store (see
+/// [`duraflow_store::registry`]): each workflow on each queue it takes turns from, each
+/// activity on each queue it takes tasks from.
+pub(crate) fn announcement(turns: &FetchFilter, tasks: &FetchFilter) -> Vec<Registration> {
+    let mut out = Vec::new();
+    for (kind, filter) in [
+        (RegisteredKind::Workflow, turns),
+        (RegisteredKind::Activity, tasks),
+    ] {
+        for queue in &filter.queues {
+            for name in filter.names.iter().flatten() {
+                out.push(Registration::new(kind, queue.clone(), name.clone()));
+            }
+        }
+    }
+    out
 }
 
 impl Workflows {

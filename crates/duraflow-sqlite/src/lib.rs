@@ -48,12 +48,13 @@ use duraflow_store::management::purge_filter;
 use duraflow_store::{
     validate_queue_event, Cache, CallbackResolution, CallbackTarget, Committed, Completed,
     CreateOutcome, FeedEntry, FetchFilter, InstanceInfo, LeaseToken, ListFilter, Management,
-    NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, QueueDepth, Store, StoreError,
-    StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease, TaskWork, TurnCommit, TurnWork,
+    NewInstance, NewMessage, NextDue, Notifier, Page, QueueConfig, QueueDepth, Registered,
+    Registration, Store, StoreError, StoreResult, StoreStats, TaskCompletion, TaskId, TaskRelease,
+    TaskWork, TurnCommit, TurnWork,
 };
 
 use crate::db::Db;
-use crate::ops::{admin, callbacks, feed, flow, instances, queue_events, tasks, turns};
+use crate::ops::{admin, callbacks, feed, flow, instances, queue_events, registry, tasks, turns};
 
 pub use crate::open::SCHEMA_VERSION;
 
@@ -190,6 +191,10 @@ impl Management for SqliteStore {
 
     async fn queue_depths(&self, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {
         self.db.read(move |c| admin::queue_depths(c, now)).await
+    }
+
+    async fn registrations(&self) -> StoreResult<Vec<Registered>> {
+        self.db.read(registry::list).await
     }
 }
 
@@ -435,6 +440,13 @@ impl Store for SqliteStore {
         let name = subscriber.to_owned();
         self.db
             .write(move |c, _| feed::save_cursor(c, &name, position))
+            .await
+    }
+
+    async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()> {
+        duraflow_store::validate_registrations(&registrations)?;
+        self.db
+            .write(move |c, _| registry::announce(c, &registrations, now))
             .await
     }
 }

@@ -13,6 +13,7 @@ mod memory;
 mod notify;
 mod queue_config;
 pub mod queue_events;
+pub mod registry;
 mod rules;
 mod store;
 mod types;
@@ -29,6 +30,9 @@ pub use queue_config::{
     Verdict,
 };
 pub use queue_events::{validate_queue_event, EmitOutcome, NewAwait, NewEmit, StoredEvent};
+pub use registry::{
+    validate_registrations, Registered, RegisteredKind, Registration, MAX_REGISTERED_NAME_LEN,
+};
 pub use rules::{callback_outcome, callback_token_taken, check_commit};
 pub use store::{Cache, IntoStore, Store};
 pub use types::{

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use duraflow_core::Timestamp;
 
 use crate::error::{StoreError, StoreResult};
+use crate::registry::Registered;
 use crate::store::Store;
 use crate::types::{InstanceStatus, ListFilter, Page, StoreStats};
 
@@ -96,6 +97,10 @@ pub trait Management: Send + Sync {
     /// The depth of every queue that holds unfinished instances or tasks at `now`, by queue
     /// name.
     async fn queue_depths(&self, now: Timestamp) -> StoreResult<Vec<QueueDepth>>;
+
+    /// Every registration engines announced ([`Store::announce`], see [`crate::registry`]),
+    /// ordered by kind (workflows first), queue and name.
+    async fn registrations(&self) -> StoreResult<Vec<Registered>>;
 }
 
 /// `filter` checked for [`Management::purge_finished`]: only finished statuses (all of them

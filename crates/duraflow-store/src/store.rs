@@ -12,6 +12,7 @@ use crate::journal_cache::JournalCache;
 use crate::management::Management;
 use crate::notify::Notifier;
 use crate::queue_config::QueueConfig;
+use crate::registry::Registration;
 use crate::types::{
     CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, FetchFilter,
     InstanceInfo, LeaseToken, NewInstance, NewMessage, NextDue, TaskCompletion, TaskId,
@@ -280,6 +281,11 @@ pub trait Store: Send + Sync + 'static {
     /// cursor never moves backwards: saving a position below the saved one changes nothing.
     /// `Invalid` for a name [`crate::feed::validate_subscriber`] refuses.
     async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()>;
+
+    /// Records that the caller serves `registrations` (see [`crate::registry`]): an upsert
+    /// whose `last_seen` is `now`, or stays the later time already kept. `Invalid` for an
+    /// announcement [`crate::validate_registrations`] refuses (nothing is recorded then).
+    async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()>;
 
     /// Moves whatever the backend keeps aside into its main storage; the engine calls it once
     /// it has stopped, and the store stays usable (clients may go on with it). The SQLite store

@@ -114,7 +114,7 @@ pub use duraflow_runtime::{
 pub use duraflow_store::{
     management_of, CallbackStatus, FeedEntry, FeedRecord, FetchFilter, InstanceInfo,
     InstanceStatus, IntoStore, ListFilter, Management, MemoryStore, Page, QueueConfig, QueueDepth,
-    RateLimit, Store, StoreError, StoreStats,
+    RateLimit, Registered, RegisteredKind, Registration, Store, StoreError, StoreStats,
 };
 
 /// DAG workflows (feature `dag`): templates, validation, the registry, and

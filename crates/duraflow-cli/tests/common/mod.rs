@@ -9,6 +9,8 @@
     reason = "shared test helpers"
 )]
 
+pub mod server;
+
 use std::any::Any;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use duraflow_core::{Clock, Event, Payload};
 use duraflow_store::{
     management_of, InstanceInfo, InstanceStatus, IntoStore, ListFilter, Management, MessageKind,
-    NewMessage, Page, QueueConfig, QueueDepth, Store, StoreError, StoreStats,
+    NewMessage, Page, QueueConfig, QueueDepth, Registered, Store, StoreError, StoreStats,
 };
 use serde::Serialize;
 
@@ -211,6 +211,13 @@ impl Client {
                 (status, n)
             })
             .collect())
+    }
+
+    /// What the engines sharing the store have announced they serve: each workflow and
+    /// activity name on each queue, with when an engine serving it last started (see
+    /// `duraflow_store::registry`). Workflows first, then by queue and name.
+    pub async fn registrations(&self) -> Result<Vec<Registered>, ClientError> {
+        Ok(self.management()?.registrations().await?)
     }
 
     /// Stores a queue's flow-control configuration (replacing the one it had), for operators:

@@ -3,7 +3,8 @@
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`],
 //! [`heartbeats`], [`claims`], [`admin`], [`management`], [`queues`], [`queue_events`],
-//! [`flow_control`] and [`feed`]. A backend runs the whole suite from one integration test file with [`conformance_tests!`](crate::conformance_tests), given
+//! [`flow_control`], [`feed`] and [`registry`]. A backend runs the whole suite from one
+//! integration test file with [`conformance_tests!`](crate::conformance_tests), given
 //! an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
 //! ```
@@ -32,6 +33,7 @@ pub mod instances;
 pub mod management;
 pub mod queue_events;
 pub mod queues;
+pub mod registry;
 pub mod tasks;
 pub mod turns;
 
@@ -256,6 +258,11 @@ macro_rules! conformance_tests {
                 a_purged_instance_starts_afresh,
                 cursors_are_kept_and_never_move_backwards,
                 concurrent_writers_and_a_reader_see_everything_once,
+            ]
+            registry [
+                announcements_are_listed_in_order,
+                announcing_again_keeps_the_latest_time,
+                invalid_announcements_record_nothing,
             ]
         }
     };
@@ -522,6 +529,7 @@ mod tests {
             ("queue_events", include_str!("queue_events.rs")),
             ("flow_control", include_str!("flow_control.rs")),
             ("feed", include_str!("feed.rs")),
+            ("registry", include_str!("registry.rs")),
         ];
         let mut defined = Vec::new();
         for (module, source) in sources {

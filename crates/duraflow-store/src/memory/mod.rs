@@ -3,6 +3,7 @@
 
 mod state;
 
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::feed::{validate_subscriber, FeedEntry};
 use crate::management::{Management, QueueDepth};
 use crate::notify::Notifier;
 use crate::queue_config::QueueConfig;
+use crate::registry::{validate_registrations, Registered, Registration};
 use crate::store::Cache;
 use crate::store::Store;
 use crate::types::{
@@ -34,6 +36,8 @@ use self::state::{State, Wake};
 pub struct MemoryStore {
     state: Mutex<State>,
     notifier: Notifier,
+    /// The registry (see [`crate::registry`]): apart from the state, which no turn touches.
+    registry: Mutex<BTreeMap<Registration, Timestamp>>,
 }
 
 impl MemoryStore {
@@ -88,6 +92,17 @@ impl Management for MemoryStore {
 
     async fn queue_depths(&self, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {
         Ok(self.lock().queue_depths(now))
+    }
+
+    async fn registrations(&self) -> StoreResult<Vec<Registered>> {
+        let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(registry
+            .iter()
+            .map(|(registration, last_seen)| Registered {
+                registration: registration.clone(),
+                last_seen: *last_seen,
+            })
+            .collect())
     }
 }
 
@@ -266,6 +281,16 @@ impl Store for MemoryStore {
     async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()> {
         validate_subscriber(subscriber)?;
         self.lock().save_feed_cursor(subscriber, position);
+        Ok(())
+    }
+
+    async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()> {
+        validate_registrations(&registrations)?;
+        let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
+        for r in registrations {
+            let seen = registry.entry(r).or_insert(now);
+            *seen = (*seen).max(now);
+        }
         Ok(())
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow::crates::store::{
     Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, LeaseToken,
-    NewInstance, NewMessage, NextDue, Notifier, StoreResult, TaskCompletion, TaskId, TaskRelease,
-    TaskWork, TurnCommit, TurnWork,
+    NewInstance, NewMessage, NextDue, Notifier, Registration, StoreResult, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use duraflow::{Event, InstanceInfo, MemoryStore, QueueConfig, Store, Timestamp};
 
@@ -216,5 +216,8 @@ impl<O: Observer> Store for Observed<O> {
     }
     async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()> {
         self.inner.save_feed_cursor(subscriber, position).await
+    }
+    async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()> {
+        self.inner.announce(registrations, now).await
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use duraflow::crates::store::{
     Cache, CallbackResolution, CallbackTarget, Committed, Completed, CreateOutcome, LeaseToken,
-    NewInstance, NewMessage, NextDue, Notifier, StoreResult, TaskCompletion, TaskId, TaskRelease,
-    TaskWork, TurnCommit, TurnWork,
+    NewInstance, NewMessage, NextDue, Notifier, Registration, StoreResult, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork,
 };
 use duraflow::{Event, InstanceInfo, QueueConfig, Store, StoreError, Timestamp};
 use tracing::debug;
@@ -348,5 +348,10 @@ impl Store for FaultStore {
     async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()> {
         self.read()?;
         self.inner.save_feed_cursor(subscriber, position).await
+    }
+    // The registry is written once at engine start, outside the work the fault search
+    // breaks: it passes straight through.
+    async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()> {
+        self.inner.announce(registrations, now).await
     }
 }

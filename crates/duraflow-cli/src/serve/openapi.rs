@@ -1,0 +1,242 @@
+//! The OpenAPI 3.1 description served at `/openapi.json`.
+//!
+//! Written by hand rather than derived (with `utoipa`): the API's bodies are the store's and
+//! the journal's own serde types (`InstanceInfo`, `Event` with its thirty-odd kinds), which
+//! live in crates that know nothing of OpenAPI; deriving would put an OpenAPI dependency and
+//! derives into the core crates, or duplicate those types here. The description names their
+//! fields and leaves the journal events open (`type` tells them apart). A test
+//! (`tests/serve.rs`) calls every path it lists, so a route cannot be missing from it.
+
+use serde_json::{json, Value};
+
+fn error_responses(codes: &[&str]) -> Value {
+    let mut responses = serde_json::Map::new();
+    for code in codes {
+        responses.insert(
+            (*code).to_owned(),
+            json!({ "$ref": format!("#/components/responses/E{code}") }),
+        );
+    }
+    Value::Object(responses)
+}
+
+fn with_errors(ok: Value, codes: &[&str]) -> Value {
+    let mut responses = error_responses(codes);
+    if let (Value::Object(all), Value::Object(ok)) = (&mut responses, ok) {
+        all.extend(ok);
+    }
+    responses
+}
+
+fn ok(status: &str, description: &str, schema: &str) -> Value {
+    json!({ status: {
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } }
+    }})
+}
+
+fn id_param() -> Value {
+    json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" },
+            "description": "The instance id." })
+}
+
+fn execution_param() -> Value {
+    json!({ "name": "execution", "in": "query", "schema": { "type": "integer", "minimum": 1 },
+            "description": "The execution (default: the current one)." })
+}
+
+fn reason_body() -> Value {
+    json!({ "required": false, "content": { "application/json": { "schema": {
+        "type": "object", "additionalProperties": false,
+        "properties": { "reason": { "type": "string" } } } } } })
+}
+
+fn error_response(description: &str) -> Value {
+    json!({ "description": description, "content": { "application/json": {
+        "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+/// The document.
+pub(crate) fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "duraflow serve",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Start, inspect and operate the workflow instances of a duraflow \
+                store. Errors are {\"error\": {\"code\", \"message\"}} with a stable code. \
+                When the server has a token, every /v1 route needs Authorization: Bearer <token>."
+        },
+        "security": [ { "bearer": [] } ],
+        "paths": paths(),
+        "components": components(),
+    })
+}
+
+fn paths() -> Value {
+    json!({
+        "/healthz": { "get": {
+            "summary": "Liveness: 200 while the server runs.", "security": [],
+            "responses": { "200": { "description": "ok" } }
+        }},
+        "/openapi.json": { "get": {
+            "summary": "This document.", "security": [],
+            "responses": { "200": { "description": "the OpenAPI description" } }
+        }},
+        "/v1/instances": {
+            "get": {
+                "summary": "List instances, ordered by id, a page at a time.",
+                "parameters": [
+                    { "name": "status", "in": "query", "schema": { "type": "string" },
+                      "description": "Statuses, comma-separated (pending, running, completed, failed, cancelled, terminated)." },
+                    { "name": "name", "in": "query", "schema": { "type": "string" }, "description": "Workflow name." },
+                    { "name": "queue", "in": "query", "schema": { "type": "string" }, "description": "Queue." },
+                    { "name": "cursor", "in": "query", "schema": { "type": "string" }, "description": "A previous page's next." },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 }, "description": "Page size (default 100)." }
+                ],
+                "responses": with_errors(ok("200", "a page", "Page"), &["400", "401", "503"])
+            },
+            "post": {
+                "summary": "Start a workflow by name with JSON input.",
+                "requestBody": { "required": true, "content": { "application/json": {
+                    "schema": { "$ref": "#/components/schemas/StartRequest" } } } },
+                "responses": with_errors(
+                    {
+                        let mut r = ok("201", "created", "Started");
+                        if let (Value::Object(r), Value::Object(o)) = (&mut r, ok("200", "the id existed: the existing instance", "Started")) {
+                            r.extend(o);
+                        }
+                        r
+                    },
+                    &["400", "401", "404", "409", "413", "415", "503"])
+            }
+        },
+        "/v1/instances/{id}": {
+            "get": {
+                "summary": "An instance: status, input, output or failure, parent, children.",
+                "parameters": [ id_param() ],
+                "responses": with_errors(ok("200", "the instance", "Instance"), &["401", "404", "503"])
+            },
+            "delete": {
+                "summary": "Purge a finished instance and its history.",
+                "parameters": [ id_param() ],
+                "responses": with_errors(ok("200", "purged", "Done"), &["401", "404", "409", "503"])
+            }
+        },
+        "/v1/instances/{id}/history": { "get": {
+            "summary": "An execution's journal; each event has its index and type.",
+            "parameters": [ id_param(), execution_param() ],
+            "responses": with_errors(ok("200", "the journal", "History"), &["400", "401", "404", "503"])
+        }},
+        "/v1/instances/{id}/timeline": { "get": {
+            "summary": "An execution's journal as operations (scheduled, finished, duration, attempts, failure).",
+            "parameters": [ id_param(), execution_param() ],
+            "responses": with_errors(ok("200", "the timeline", "Timeline"), &["400", "401", "404", "503"])
+        }},
+        "/v1/instances/{id}/events/{name}": { "post": {
+            "summary": "Raise an external event; the body is its data (any JSON; empty for null).",
+            "parameters": [ id_param(), { "name": "name", "in": "path", "required": true,
+                "schema": { "type": "string" }, "description": "The event name." } ],
+            "requestBody": { "required": false, "content": { "application/json": { "schema": {} } } },
+            "responses": with_errors(ok("202", "raised", "Done"), &["400", "401", "404", "409", "413", "503"])
+        }},
+        "/v1/instances/{id}/cancel": { "post": {
+            "summary": "Request cancellation: the instance ends as cancelled at its next turn.",
+            "parameters": [ id_param() ], "requestBody": reason_body(),
+            "responses": with_errors(ok("202", "requested", "Done"), &["400", "401", "404", "409", "413", "503"])
+        }},
+        "/v1/instances/{id}/terminate": { "post": {
+            "summary": "Terminate without running any more of its code.",
+            "parameters": [ id_param() ], "requestBody": reason_body(),
+            "responses": with_errors(ok("202", "requested", "Done"), &["400", "401", "404", "409", "413", "503"])
+        }},
+        "/v1/stats": { "get": {
+            "summary": "Counts of instances by status.",
+            "responses": with_errors(ok("200", "the counts", "Stats"), &["401", "503"])
+        }},
+        "/v1/workflows": { "get": {
+            "summary": "The workflows and activities engines have announced, by queue.",
+            "responses": with_errors(ok("200", "the registrations", "Registrations"), &["401", "503"])
+        }}
+    })
+}
+
+fn components() -> Value {
+    let mut components = json!({
+        "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+        "responses": {
+            "E400": error_response("malformed_json, invalid_request"),
+            "E401": error_response("unauthorized: no bearer token, or the wrong one"),
+            "E404": error_response("instance_not_found, execution_not_found, workflow_not_found, route_not_found"),
+            "E409": error_response("instance_exists, instance_finished, instance_running"),
+            "E413": error_response("body_too_large"),
+            "E415": error_response("unsupported_media_type"),
+            "E503": error_response("store_unavailable")
+        }
+    });
+    if let Value::Object(c) = &mut components {
+        c.insert("schemas".to_owned(), schemas());
+    }
+    components
+}
+
+fn schemas() -> Value {
+    json!({
+        "Error": { "type": "object", "required": ["error"], "properties": { "error": {
+            "type": "object", "required": ["code", "message"], "properties": {
+                "code": { "type": "string", "description": "Stable; clients branch on it." },
+                "message": { "type": "string", "description": "What went wrong and what to do." } } } } },
+        "StartRequest": { "type": "object", "required": ["workflow"], "additionalProperties": false,
+            "properties": {
+                "workflow": { "type": "string", "description": "The registered workflow name." },
+                "input": { "description": "Any JSON (default null)." },
+                "id": { "type": "string", "description": "The instance id (default: a new UUID)." },
+                "queue": { "type": "string", "description": "The queue (default \"default\")." },
+                "if_exists": { "type": "string", "enum": ["return_existing", "fail"],
+                    "description": "When the id is taken (default return_existing)." } } },
+        "Started": { "type": "object", "properties": {
+            "id": { "type": "string" }, "existed": { "type": "boolean" } } },
+        "Done": { "type": "object", "description": "The id and what was done." },
+        "Instance": { "type": "object", "properties": {
+            "id": { "type": "string" }, "name": { "type": "string" },
+            "status": { "type": "string", "enum": ["pending", "running", "completed", "failed", "cancelled", "terminated"] },
+            "execution": { "type": "integer" }, "attempt": { "type": "integer" },
+            "queue": { "type": "string" }, "input": {}, "output": {},
+            "failure": { "type": ["object", "null"] },
+            "parent": { "type": ["object", "null"], "properties": {
+                "instance_id": { "type": "string" }, "execution": { "type": "integer" }, "op": { "type": "string" } } },
+            "options": { "type": "object" },
+            "created_at": { "type": "integer", "description": "Milliseconds since the Unix epoch." },
+            "updated_at": { "type": "integer" },
+            "waiting_for": { "type": ["string", "null"] },
+            "children": { "type": "array", "items": { "type": "object", "properties": {
+                "id": { "type": "string" }, "name": { "type": "string" }, "detached": { "type": "boolean" } } } } } },
+        "Page": { "type": "object", "properties": {
+            "instances": { "type": "array", "items": { "$ref": "#/components/schemas/Instance" } },
+            "next": { "type": ["string", "null"], "description": "The cursor of the next page." } } },
+        "History": { "type": "object", "properties": {
+            "id": { "type": "string" }, "execution": { "type": "integer" },
+            "events": { "type": "array", "items": { "type": "object", "properties": {
+                "index": { "type": "integer" }, "type": { "type": "string" },
+                "at": { "type": "integer" }, "event": { "type": "object" } } } } } },
+        "Timeline": { "type": "object", "properties": {
+            "id": { "type": "string" }, "execution": { "type": "integer" },
+            "operations": { "type": "array", "items": { "type": "object", "properties": {
+                "op": { "type": "string" }, "kind": { "type": "string" }, "name": { "type": ["string", "null"] },
+                "scheduled_at": { "type": "integer" }, "finished_at": { "type": ["integer", "null"] },
+                "duration_ms": { "type": ["integer", "null"] },
+                "outcome": { "type": "string", "enum": ["open", "completed", "failed", "timed_out"] },
+                "attempts": { "type": "integer" }, "retries": { "type": "integer" },
+                "failure": { "type": ["string", "null"] }, "child": { "type": ["string", "null"] },
+                "events": { "type": "array", "items": { "type": "integer" } } } } },
+            "marks": { "type": "array", "items": { "type": "object" } } } },
+        "Stats": { "type": "object", "properties": {
+            "instances": { "type": "object", "additionalProperties": { "type": "integer" } },
+            "total": { "type": "integer" } } },
+        "Registrations": { "type": "object", "properties": {
+            "registrations": { "type": "array", "items": { "type": "object", "properties": {
+                "kind": { "type": "string", "enum": ["workflow", "activity"] },
+                "queue": { "type": "string" }, "name": { "type": "string" },
+                "last_seen": { "type": "integer" } } } } } }
+    })
+}
