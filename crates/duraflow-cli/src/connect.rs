@@ -6,8 +6,9 @@ use duraflow::Client;
 
 use crate::error::CliError;
 
-/// A client on the store named by `db`, or else by `DURAFLOW_DATABASE_URL`.
-pub(crate) async fn client(db: Option<&str>) -> Result<Client, CliError> {
+/// The store named by `db`, or else by `DURAFLOW_DATABASE_URL`, parsed, and where it came
+/// from (for messages). A memory store is refused: it holds nothing here.
+pub(crate) fn database(db: Option<&str>) -> Result<(DatabaseUrl, &'static str), CliError> {
     let (url, from) = match db {
         Some(url) => (url.to_owned(), "--db"),
         None => match std::env::var(DATABASE_URL) {
@@ -21,30 +22,41 @@ pub(crate) async fn client(db: Option<&str>) -> Result<Client, CliError> {
         },
     };
     let database = DatabaseUrl::parse(&url).map_err(|e| parse_error(e, from))?;
-    match &database {
-        DatabaseUrl::Memory => {
-            return Err(CliError::usage(format!(
-                "{from} names memory:, a store that lives inside one process and holds nothing \
-                 here; give the sqlite:PATH or postgres://.. URL your engine uses"
-            )))
-        }
-        DatabaseUrl::Sqlite(path) if !path.exists() => {
+    if let DatabaseUrl::Memory = database {
+        return Err(CliError::usage(format!(
+            "{from} names memory:, a store that lives inside one process and holds nothing \
+             here; give the sqlite:PATH or postgres://.. URL your engine uses"
+        )));
+    }
+    Ok((database, from))
+}
+
+/// A client on the store named by `db`, or else by `DURAFLOW_DATABASE_URL`. A SQLite file
+/// must exist already: the CLI operates an engine's database (`migrate` creates one).
+pub(crate) async fn client(db: Option<&str>) -> Result<Client, CliError> {
+    let (database, from) = database(db)?;
+    if let DatabaseUrl::Sqlite(path) = &database {
+        if !path.exists() {
             return Err(CliError::operational(format!(
                 "no SQLite database at {} (from {from}); check the path: the CLI opens an \
-                 engine's existing database and does not create one",
+                 engine's existing database and does not create one (`duraflow migrate` does)",
                 path.display()
-            )))
+            )));
         }
-        _ => {}
     }
-    let store = database.open().await.map_err(|e| match e {
+    let store = database.open().await.map_err(|e| open_error(e, from))?;
+    Ok(Client::new(store))
+}
+
+/// An error opening (or reading the schema of) the store named by `from`.
+pub(crate) fn open_error(e: EnvError, from: &str) -> CliError {
+    match e {
         EnvError::Open { url, source, .. } => CliError::operational(format!(
             "cannot open the store {url} (from {from}): {source}; check the URL and that the \
              database is reachable"
         )),
         other => CliError::operational(other.to_string()),
-    })?;
-    Ok(Client::new(store))
+    }
 }
 
 fn parse_error(e: EnvError, from: &str) -> CliError {

@@ -8,7 +8,9 @@
 //! duraflow cancel order-42 --reason "customer asked"
 //! duraflow terminate order-42 --reason "code is gone"
 //! duraflow purge order-42 --yes
+//! duraflow purge --status completed --finished-before 30d --yes
 //! duraflow stats
+//! duraflow migrate --check
 //! duraflow serve --listen 127.0.0.1:8080
 //! ```
 //!
@@ -23,8 +25,8 @@
 //!
 //! - `0`: done.
 //! - `1`: an operational error: the store could not be opened or answered with an error, the
-//!   instance has finished (raise, cancel, terminate) or is still running (purge), or a purge
-//!   was not confirmed.
+//!   instance has finished (raise, cancel, terminate) or is still running (purge), a purge
+//!   was not confirmed, or `migrate --check` found the schema missing or behind.
 //! - `2`: a usage error: bad arguments, a malformed `--db` URL or `--data` JSON, no store
 //!   named, or `purge` without `--yes` when stdin is not a terminal; `serve` on an address that
 //!   is not loopback without a token.
@@ -33,6 +35,7 @@
 mod connect;
 mod error;
 mod inspect;
+mod migrate;
 mod operate;
 mod output;
 mod serve;
@@ -40,7 +43,7 @@ mod serve;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use duraflow::InstanceStatus;
+use duraflow::{InstanceStatus, ListFilter, Timestamp};
 
 use crate::error::CliError;
 
@@ -48,7 +51,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  done
   1  operational error: the store could not be opened or failed, the instance has finished
-     (raise, cancel, terminate) or is still running (purge), or a purge was not confirmed
+     (raise, cancel, terminate) or is still running (purge), a purge was not confirmed, or
+     migrate --check found the schema missing or behind
   2  usage error: bad arguments, a malformed --db URL or --data JSON, no store named, or
      purge without --yes when stdin is not a terminal, or serve on an address that is not
      loopback without a token
@@ -147,15 +151,39 @@ enum Command {
         reason: String,
     },
     /// Delete a finished instance and its history.
+    /// Delete finished instances and their history: one by id, or every one a filter selects
+    /// (in batches, with progress on stderr).
     Purge {
-        /// The instance id.
-        id: String,
+        /// The instance id (or give filters instead).
+        #[arg(required_unless_present_any = ["status", "name", "queue", "finished_before"])]
+        id: Option<String>,
+        /// Only finished instances in this status (completed, failed, cancelled, terminated);
+        /// repeat for several [default: every finished status].
+        #[arg(long, value_name = "S", value_parser = parse_finished_status, conflicts_with = "id")]
+        status: Vec<InstanceStatus>,
+        /// Only instances of this workflow name.
+        #[arg(long, value_name = "N", conflicts_with = "id")]
+        name: Option<String>,
+        /// Only instances in this queue.
+        #[arg(long, value_name = "Q", conflicts_with = "id")]
+        queue: Option<String>,
+        /// Only instances that finished before this time: an RFC 3339 time
+        /// (2026-12-01T00:00:00Z) or an age (30d, 12h, 90m).
+        #[arg(long, value_name = "TIME", value_parser = parse_before, conflicts_with = "id")]
+        finished_before: Option<Timestamp>,
         /// Do not ask for confirmation (required when stdin is not a terminal).
         #[arg(long)]
         yes: bool,
     },
     /// Count the instances in each status.
     Stats,
+    /// Create the store's schema or apply the migrations it lacks (an engine opening the store
+    /// does the same); with --check, change nothing and exit 1 unless it is up to date.
+    Migrate {
+        /// Only check the schema's version.
+        #[arg(long)]
+        check: bool,
+    },
     /// Serve the HTTP/JSON API (under /v1, described at /openapi.json) and the web dashboard
     /// (at /) until Ctrl-C or SIGTERM.
     Serve {
@@ -171,6 +199,39 @@ enum Command {
         #[arg(long, value_name = "BYTES", default_value_t = serve::DEFAULT_MAX_BODY)]
         max_body: usize,
     },
+}
+
+fn parse_finished_status(s: &str) -> Result<InstanceStatus, String> {
+    match parse_status(s)? {
+        status if status.is_terminal() => Ok(status),
+        status => Err(format!(
+            "{status} instances cannot be purged: only finished ones (completed, failed, \
+             cancelled, terminated); cancel or terminate them first"
+        )),
+    }
+}
+
+/// An RFC 3339 time, or an age before now (`30d`, `12h`).
+fn parse_before(s: &str) -> Result<Timestamp, String> {
+    let at = match humantime::parse_rfc3339_weak(s) {
+        Ok(at) => at,
+        Err(_) => {
+            let age = humantime::parse_duration(s).map_err(|_| {
+                "expected an RFC 3339 time (2026-12-01T00:00:00Z) or an age (30d, 12h, 90m)"
+                    .to_owned()
+            })?;
+            std::time::SystemTime::now()
+                .checked_sub(age)
+                .ok_or_else(|| format!("{s} ago is before the start of time"))?
+        }
+    };
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{s} is before 1970"))?
+        .as_millis();
+    Ok(Timestamp(
+        i64::try_from(ms).map_err(|_| format!("{s} is too far ahead"))?,
+    ))
 }
 
 fn parse_status(s: &str) -> Result<InstanceStatus, String> {
@@ -230,6 +291,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         let client = connect::client(cli.global.db.as_deref()).await?;
         return serve::serve(client, options).await;
     }
+    if let Command::Migrate { check } = cli.command {
+        return migrate::migrate(cli.global.db.as_deref(), check, json).await;
+    }
     let client = connect::client(cli.global.db.as_deref()).await?;
     match cli.command {
         Command::List {
@@ -250,9 +314,28 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Cancel { id, reason } => operate::cancel(&client, &id, &reason, json).await,
         Command::Terminate { id, reason } => operate::terminate(&client, &id, &reason, json).await,
-        Command::Purge { id, yes } => operate::purge(&client, &id, yes, json).await,
+        Command::Purge {
+            id: Some(id), yes, ..
+        } => operate::purge(&client, &id, yes, json).await,
+        Command::Purge {
+            id: None,
+            status,
+            name,
+            queue,
+            finished_before,
+            yes,
+        } => {
+            let filter = ListFilter {
+                statuses: status,
+                name,
+                queue,
+                updated_before: finished_before,
+                ..ListFilter::default()
+            };
+            operate::purge_where(&client, filter, yes, json).await
+        }
         Command::Stats => inspect::stats(&client, json).await,
-        Command::Serve { .. } => Ok(()),
+        Command::Serve { .. } | Command::Migrate { .. } => Ok(()),
     }
 }
 

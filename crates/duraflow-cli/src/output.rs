@@ -73,17 +73,16 @@ pub(crate) fn fields(fields: &[(&str, String)]) {
 /// A timestamp as RFC 3339 UTC with milliseconds: `2026-12-04T20:44:14.123Z`.
 pub(crate) fn time(at: Timestamp) -> String {
     let ms = at.as_millis();
-    let secs = ms.div_euclid(1000);
-    let millis = ms.rem_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    let since_epoch = Duration::from_millis(ms.unsigned_abs());
+    let system = if ms >= 0 {
+        std::time::UNIX_EPOCH.checked_add(since_epoch)
+    } else {
+        std::time::UNIX_EPOCH.checked_sub(since_epoch)
+    };
+    match system {
+        Some(system) => humantime::format_rfc3339_millis(system).to_string(),
+        None => format!("{ms} ms since 1970"),
+    }
 }
 
 /// A duration for a timeline: `+0.004s`, `+12.500s`, `+3m07.000s`, `+2h05m00.000s`.
@@ -108,20 +107,6 @@ pub(crate) fn clip(text: &str, max: usize) -> String {
         out.push('…');
         out
     }
-}
-
-/// Year, month and day of a day count since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]

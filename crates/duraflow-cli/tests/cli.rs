@@ -282,6 +282,135 @@ async fn purge_needs_confirmation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_by_filter_deletes_only_the_finished_instances_it_selects() {
+    let f = sqlite().await;
+    let count = |status| {
+        let client = f.client.clone();
+        async move {
+            client
+                .count_by_status()
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| n)
+        }
+    };
+    let completed = count(InstanceStatus::Completed).await;
+    assert!(
+        completed >= 2,
+        "done-1 and parent-1 (and its child) completed"
+    );
+
+    // Running instances cannot be selected; without --yes off a terminal nothing happens.
+    let running = f.cli(&["purge", "--status", "running", "--yes"]).await;
+    exits(&running, 2);
+    assert!(
+        stderr(&running).contains("cancel or terminate"),
+        "{}",
+        stderr(&running)
+    );
+    let unconfirmed = f.cli(&["purge", "--status", "completed"]).await;
+    exits(&unconfirmed, 2);
+    assert!(
+        stderr(&unconfirmed).contains("--yes"),
+        "{}",
+        stderr(&unconfirmed)
+    );
+    assert_eq!(count(InstanceStatus::Completed).await, completed);
+
+    // Nothing finished before 2000.
+    let none = f
+        .cli(&[
+            "purge",
+            "--finished-before",
+            "2000-01-01T00:00:00Z",
+            "--yes",
+            "--json",
+        ])
+        .await;
+    assert_eq!(json(&none)["purged"], 0);
+
+    let done = f
+        .cli(&["purge", "--status", "completed", "--yes", "--json"])
+        .await;
+    assert_eq!(json(&done)["purged"], completed);
+    assert_eq!(count(InstanceStatus::Completed).await, 0);
+    assert!(matches!(
+        f.client.status("done-1").await,
+        Err(ClientError::NotFound(_))
+    ));
+    // The failed and the running instances are untouched.
+    assert_eq!(
+        f.client.status("fail-1").await.unwrap().status,
+        InstanceStatus::Failed
+    );
+    f.client.status("wait-1").await.unwrap();
+
+    // An age: everything of workflow "fails" that finished before now.
+    let failed = f
+        .cli(&[
+            "purge",
+            "--name",
+            "fails",
+            "--finished-before",
+            "0s",
+            "--yes",
+        ])
+        .await;
+    exits(&failed, 0);
+    assert!(stderr(&failed).contains("purged 1"), "{}", stderr(&failed));
+    assert!(matches!(
+        f.client.status("fail-1").await,
+        Err(ClientError::NotFound(_))
+    ));
+    assert_eq!(count(InstanceStatus::Running).await, 3);
+    f.shutdown().await;
+}
+
+#[tokio::test]
+async fn migrate_creates_the_schema_and_check_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new.db");
+    let db = format!("sqlite:{}", path.display());
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--db".to_owned(), db.clone()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        run(all, None)
+    };
+
+    let missing = cli(&["migrate", "--check", "--json"]).await;
+    exits(&missing, 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&missing)).unwrap()["found"],
+        Value::Null
+    );
+    assert!(
+        stderr(&missing).contains("duraflow migrate"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(!path.exists(), "--check creates nothing");
+
+    let created = cli(&["migrate", "--json"]).await;
+    exits(&created, 0);
+    let created = json(&created);
+    assert_eq!(created["found"], duraflow::crates::sqlite::SCHEMA_VERSION);
+    assert_eq!(created["migrated_from"], Value::Null);
+    assert_eq!(created["current"], true);
+
+    let checked = cli(&["migrate", "--check"]).await;
+    exits(&checked, 0);
+    assert!(
+        stderr(&checked).contains("up to date"),
+        "{}",
+        stderr(&checked)
+    );
+    // The new database serves the other verbs.
+    exits(&cli(&["stats"]).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_id_exits_3() {
     let f = sqlite().await;
     for args in [

@@ -197,3 +197,63 @@ async fn serve_works_on_postgres() {
     f.shutdown().await;
     drop(database);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_checks_and_applies_the_postgres_schema() {
+    let (_database, url) = Database::create().await;
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--db".to_owned(), url.clone()];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        common::run(all, None)
+    };
+    let supported = duraflow::crates::postgres::schema_version();
+
+    let missing = cli(&["migrate", "--check", "--json"]).await;
+    exits(&missing, 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&missing)).unwrap()["found"],
+        Value::Null
+    );
+
+    let created = cli(&["migrate", "--json"]).await;
+    exits(&created, 0);
+    assert_eq!(json(&created)["found"], supported);
+
+    // One migration forgotten: --check says so and changes nothing.
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM duraflow._sqlx_migrations WHERE version = $1")
+        .bind(supported)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let behind = cli(&["migrate", "--check", "--json"]).await;
+    exits(&behind, 1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout(&behind)).unwrap()["found"],
+        supported - 1
+    );
+    assert!(
+        stderr(&behind).contains("1 missing migration"),
+        "{}",
+        stderr(&behind)
+    );
+
+    // A newer build's migration: refused, with what to do.
+    sqlx::query(
+        "INSERT INTO duraflow._sqlx_migrations
+             (version, description, success, checksum, execution_time)
+         VALUES ($1, 'from the future', true, '\\x00', 0)",
+    )
+    .bind(supported + 1)
+    .execute(&pool)
+    .await
+    .unwrap();
+    let newer = cli(&["migrate", "--check"]).await;
+    exits(&newer, 1);
+    assert!(
+        stderr(&newer).contains("upgrade duraflow"),
+        "{}",
+        stderr(&newer)
+    );
+    pool.close().await;
+}

@@ -18,6 +18,37 @@ pub(crate) fn latest_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
 }
 
+/// The version of the duraflow schema `schema` at `url`, read without changing anything: the
+/// newest migration applied, or `None` when none is (connecting creates it).
+pub(crate) async fn applied_version(url: &str, schema: &str) -> StoreResult<Option<i64>> {
+    let options = PostgresOptions {
+        schema: schema.to_owned(),
+        ..PostgresOptions::default()
+    };
+    let opts = connect_options(url, &options)?;
+    let mut conn = sqlx::PgConnection::connect_with(&opts)
+        .await
+        .map_err(store_error)?;
+    // The schema name was checked to be a plain identifier (check_schema_name).
+    let table = format!("\"{schema}\"._sqlx_migrations");
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(&table)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(store_error)?;
+    let version = match exists {
+        None => None,
+        Some(_) => sqlx::query_scalar::<_, Option<i64>>(AssertSqlSafe(format!(
+            "SELECT max(version) FROM {table} WHERE success"
+        )))
+        .fetch_one(&mut conn)
+        .await
+        .map_err(store_error)?,
+    };
+    let _ = conn.close().await;
+    Ok(version)
+}
+
 /// Checks that a schema name is a plain lowercase identifier, so it can be quoted safely.
 pub(crate) fn check_schema_name(schema: &str) -> StoreResult<()> {
     let ok = !schema.is_empty()

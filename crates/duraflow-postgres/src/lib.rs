@@ -127,6 +127,13 @@ pub fn schema_version() -> i64 {
     connect::latest_version()
 }
 
+/// The version of the duraflow schema `schema` in the database at `url`, read without
+/// changing anything: the newest migration applied, or `None` when there is none yet
+/// (connecting a store creates and migrates it).
+pub async fn schema_version_of(url: &str, schema: &str) -> StoreResult<Option<i64>> {
+    connect::applied_version(url, schema).await
+}
+
 impl PostgresStore {
     /// Connects with the default settings (schema `duraflow`), applying migrations.
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {

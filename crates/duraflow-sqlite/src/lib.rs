@@ -56,7 +56,7 @@ use duraflow_store::{
 use crate::db::Db;
 use crate::ops::{admin, callbacks, feed, flow, instances, queue_events, registry, tasks, turns};
 
-pub use crate::open::SCHEMA_VERSION;
+pub use crate::open::{schema_version_of, SCHEMA_VERSION};
 
 /// How hard SQLite works to make each commit durable.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

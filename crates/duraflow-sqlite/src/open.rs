@@ -96,6 +96,33 @@ pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Co
     Ok(conn)
 }
 
+/// The schema version of the duraflow database at `path`, read without changing anything:
+/// `None` for a missing or empty file (opening it creates the schema); `Invalid` for another
+/// application's database.
+pub fn schema_version_of(path: &Path) -> StoreResult<Option<i64>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let conn = open_reader(path, Duration::from_secs(5))?;
+    let read = |sql: &str| -> StoreResult<i64> {
+        conn.query_row(sql, [], |r| r.get(0))
+            .map_err(|e| describe(path, e))
+    };
+    let app_id = read("PRAGMA application_id")?;
+    let version = read("PRAGMA user_version")?;
+    let tables = read("SELECT count(*) FROM sqlite_master WHERE type = 'table'")?;
+    if app_id != i64::from(APPLICATION_ID) {
+        return match tables {
+            0 => Ok(None),
+            n => Err(StoreError::Invalid(format!(
+                "{} is a SQLite database but not a duraflow one (it has {n} table(s))",
+                path.display()
+            ))),
+        };
+    }
+    Ok(Some(version))
+}
+
 /// Checks that the file is a duraflow database this build can read, and brings its schema up
 /// to date. A database written by a newer schema version is refused, never modified.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {

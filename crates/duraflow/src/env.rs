@@ -259,6 +259,81 @@ impl DatabaseUrl {
     }
 }
 
+/// The schema of a store's database as a build finds it ([`DatabaseUrl::schema_version`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// The version the database holds; `None` when it holds no duraflow schema yet (opening
+    /// the store creates it).
+    pub found: Option<i64>,
+    /// The newest version this build applies.
+    pub supported: i64,
+}
+
+impl SchemaVersion {
+    /// Whether opening the store would change nothing: the database is at this build's
+    /// version.
+    pub fn is_current(&self) -> bool {
+        self.found == Some(self.supported)
+    }
+
+    /// Whether the database was migrated by a newer build (this one refuses to open it).
+    pub fn is_newer(&self) -> bool {
+        self.found.is_some_and(|found| found > self.supported)
+    }
+}
+
+impl DatabaseUrl {
+    /// Reads the schema version of the store's database without changing anything (a
+    /// PostgreSQL store's default schema, `duraflow`). A memory store has none to read: it is
+    /// always current.
+    pub async fn schema_version(&self) -> Result<SchemaVersion, EnvError> {
+        let read: Result<SchemaVersion, StoreError> = match self {
+            #[cfg(feature = "sqlite")]
+            DatabaseUrl::Sqlite(path) => {
+                crate::crates::sqlite::schema_version_of(path).map(|found| SchemaVersion {
+                    found,
+                    supported: crate::crates::sqlite::SCHEMA_VERSION,
+                })
+            }
+            #[cfg(not(feature = "sqlite"))]
+            DatabaseUrl::Sqlite(_) => {
+                return Err(EnvError::BackendNotCompiled {
+                    var: DATABASE_URL,
+                    backend: "SQLite",
+                    feature: "sqlite",
+                })
+            }
+            #[cfg(feature = "postgres")]
+            DatabaseUrl::Postgres(url) => {
+                let schema = crate::crates::postgres::PostgresOptions::default().schema;
+                crate::crates::postgres::schema_version_of(url, &schema)
+                    .await
+                    .map(|found| SchemaVersion {
+                        found,
+                        supported: crate::crates::postgres::schema_version(),
+                    })
+            }
+            #[cfg(not(feature = "postgres"))]
+            DatabaseUrl::Postgres(_) => {
+                return Err(EnvError::BackendNotCompiled {
+                    var: DATABASE_URL,
+                    backend: "PostgreSQL",
+                    feature: "postgres",
+                })
+            }
+            DatabaseUrl::Memory => Ok(SchemaVersion {
+                found: Some(0),
+                supported: 0,
+            }),
+        };
+        read.map_err(|source| EnvError::Open {
+            var: DATABASE_URL,
+            url: self.to_string(),
+            source,
+        })
+    }
+}
+
 /// The engine configuration the environment gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
