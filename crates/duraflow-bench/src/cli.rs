@@ -23,7 +23,7 @@ pub(crate) struct Cli {
     /// start-latency 1,000 starts, fan-out 10,000 activities, timers 10,000 workflows, replay
     /// 10,000 operations in the largest workflow (the series is N/1000, N/100, N/10, N),
     /// parked 100,000 workflows, recovery 1,000 workflows, steps 200 steps per workflow, map
-    /// 10,000 items, queue-fetch 1,000,000 pending instances on 100 queues, dag-chain 1,000
+    /// 10,000 items, queue-fetch 1,000,000 pending instances on 100 queues, list 1,000,000 instances, dag-chain 1,000
     /// steps, dag-fan-out 1,000 parallel steps, dag-readiness 100,000 steps in the largest DAG
     /// (the series is N/100, N/10, N), dag-events 100,000 lifecycle events).
     #[arg(long)]
@@ -112,6 +112,8 @@ pub(crate) enum Workload {
     /// Fetch latency on a queue of 1,000 turns, before and after N pending instances are
     /// added on 100 other queues.
     QueueFetch,
+    /// Listing, filtering and counting N instances through the management extension.
+    List,
     /// One DAG run of a chain of N no-op steps: orchestration overhead per step.
     DagChain,
     /// One DAG run of a root, N parallel no-op steps and a join: overhead per step.
@@ -127,7 +129,7 @@ pub(crate) enum Workload {
 
 impl Workload {
     /// Every workload, in the order `all` runs them.
-    pub(crate) const EVERY: [Workload; 15] = [
+    pub(crate) const EVERY: [Workload; 16] = [
         Workload::Throughput,
         Workload::Sequential,
         Workload::StartLatency,
@@ -139,6 +141,7 @@ impl Workload {
         Workload::Steps,
         Workload::Map,
         Workload::QueueFetch,
+        Workload::List,
         Workload::DagChain,
         Workload::DagFanOut,
         Workload::DagReadiness,
@@ -159,6 +162,7 @@ impl Workload {
             Workload::Steps => "steps",
             Workload::Map => "map",
             Workload::QueueFetch => "queue-fetch",
+            Workload::List => "list",
             Workload::DagChain => "dag-chain",
             Workload::DagFanOut => "dag-fan-out",
             Workload::DagReadiness => "dag-readiness",
@@ -179,7 +183,7 @@ impl Workload {
             Workload::Steps => 200,
             Workload::FanOut | Workload::Timers | Workload::Replay | Workload::Map => 10_000,
             Workload::Parked | Workload::DagReadiness => 100_000,
-            Workload::QueueFetch => 1_000_000,
+            Workload::QueueFetch | Workload::List => 1_000_000,
             Workload::DagEvents => 100_000,
             Workload::All => 0,
         }

@@ -17,7 +17,7 @@ const N: u64 = 10;
 const LEASE_MS: u64 = 1_000;
 
 /// The figures each workload must report as numbers.
-const FIGURES: [(&str, &[&str]); 15] = [
+const FIGURES: [(&str, &[&str]); 16] = [
     (
         "throughput",
         &["workflows_per_s", "activities_per_s", "elapsed_s"],
@@ -104,6 +104,20 @@ const FIGURES: [(&str, &[&str]); 15] = [
             "queue_base_p99_ms",
             "queue_loaded_p99_ms",
             "queue_ratio_p99",
+        ],
+    ),
+    (
+        "list",
+        &[
+            "fill_s",
+            "first_page_p50_ms",
+            "deep_page_p50_ms",
+            "status_p50_ms",
+            "name_p50_ms",
+            "queue_p50_ms",
+            "status_name_p50_ms",
+            "created_range_p50_ms",
+            "count_p99_ms",
         ],
     ),
     (
@@ -305,6 +319,10 @@ fn check_result(line: &Value, workload: &str, store: &str, figures: &[&str]) {
             // n = 10: all ten on the loaded queues, and ten on the served queue (at most n).
             assert_eq!(got["pending_instances"], 2 * N, "{line}");
             assert_eq!(line["settings"]["queues"], 100, "{line}");
+        }
+        "list" => {
+            assert_eq!(got["completed_instances"], N / 10, "{line}");
+            assert_eq!(line["settings"]["page"], 100, "{line}");
         }
         "dag-events" => {
             // One run publishes 152 events, more than n.

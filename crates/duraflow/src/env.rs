@@ -189,14 +189,11 @@ impl DatabaseUrl {
                             .into(),
                     ));
                 }
+                let url = DatabaseUrl::Sqlite(PathBuf::from(path));
                 if !cfg!(feature = "sqlite") {
-                    return Err(EnvError::BackendNotCompiled {
-                        var: DATABASE_URL,
-                        backend: "SQLite",
-                        feature: "sqlite",
-                    });
+                    return Err(url.not_compiled());
                 }
-                Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+                Ok(url)
             }
             "postgres" | "postgresql" => {
                 let Some(rest) = rest.strip_prefix("//").filter(|r| !r.is_empty()) else {
@@ -204,20 +201,32 @@ impl DatabaseUrl {
                         "a PostgreSQL URL is postgres://USER:PASSWORD@HOST:PORT/DATABASE".into(),
                     ));
                 };
+                let url = DatabaseUrl::Postgres(format!("{scheme}://{rest}"));
                 if !cfg!(feature = "postgres") {
-                    return Err(EnvError::BackendNotCompiled {
-                        var: DATABASE_URL,
-                        backend: "PostgreSQL",
-                        feature: "postgres",
-                    });
+                    return Err(url.not_compiled());
                 }
-                Ok(DatabaseUrl::Postgres(format!("{scheme}://{rest}")))
+                Ok(url)
             }
             "memory" if rest.is_empty() || rest == "//" => Ok(DatabaseUrl::Memory),
             "memory" => Err(invalid("memory: takes nothing after the colon".into())),
             _ => Err(invalid(format!(
                 "unknown scheme {scheme:?}; use {URL_FORMS}"
             ))),
+        }
+    }
+
+    /// The error for a store whose backend this build does not have (a cargo feature left
+    /// out).
+    fn not_compiled(&self) -> EnvError {
+        let (backend, feature) = match self {
+            DatabaseUrl::Sqlite(_) => ("SQLite", "sqlite"),
+            DatabaseUrl::Postgres(_) => ("PostgreSQL", "postgres"),
+            DatabaseUrl::Memory => ("memory", "default"),
+        };
+        EnvError::BackendNotCompiled {
+            var: DATABASE_URL,
+            backend,
+            feature,
         }
     }
 
@@ -230,25 +239,13 @@ impl DatabaseUrl {
                 .await
                 .map(|s| Arc::new(s) as Arc<dyn Store>),
             #[cfg(not(feature = "sqlite"))]
-            DatabaseUrl::Sqlite(_) => {
-                return Err(EnvError::BackendNotCompiled {
-                    var: DATABASE_URL,
-                    backend: "SQLite",
-                    feature: "sqlite",
-                })
-            }
+            DatabaseUrl::Sqlite(_) => return Err(self.not_compiled()),
             #[cfg(feature = "postgres")]
             DatabaseUrl::Postgres(url) => crate::PostgresStore::connect(url)
                 .await
                 .map(|s| Arc::new(s) as Arc<dyn Store>),
             #[cfg(not(feature = "postgres"))]
-            DatabaseUrl::Postgres(_) => {
-                return Err(EnvError::BackendNotCompiled {
-                    var: DATABASE_URL,
-                    backend: "PostgreSQL",
-                    feature: "postgres",
-                })
-            }
+            DatabaseUrl::Postgres(_) => return Err(self.not_compiled()),
             DatabaseUrl::Memory => Ok(Arc::new(crate::MemoryStore::new())),
         };
         opened.map_err(|source| EnvError::Open {
@@ -296,13 +293,7 @@ impl DatabaseUrl {
                 })
             }
             #[cfg(not(feature = "sqlite"))]
-            DatabaseUrl::Sqlite(_) => {
-                return Err(EnvError::BackendNotCompiled {
-                    var: DATABASE_URL,
-                    backend: "SQLite",
-                    feature: "sqlite",
-                })
-            }
+            DatabaseUrl::Sqlite(_) => return Err(self.not_compiled()),
             #[cfg(feature = "postgres")]
             DatabaseUrl::Postgres(url) => {
                 let schema = crate::crates::postgres::PostgresOptions::default().schema;
@@ -314,13 +305,7 @@ impl DatabaseUrl {
                     })
             }
             #[cfg(not(feature = "postgres"))]
-            DatabaseUrl::Postgres(_) => {
-                return Err(EnvError::BackendNotCompiled {
-                    var: DATABASE_URL,
-                    backend: "PostgreSQL",
-                    feature: "postgres",
-                })
-            }
+            DatabaseUrl::Postgres(_) => return Err(self.not_compiled()),
             DatabaseUrl::Memory => Ok(SchemaVersion {
                 found: Some(0),
                 supported: 0,

@@ -4,6 +4,7 @@ mod dag;
 mod dag_events;
 mod events;
 mod fan_out;
+mod list;
 mod map;
 mod parked;
 mod queue_fetch;
@@ -45,6 +46,7 @@ pub(crate) async fn run(
         Workload::Steps => steps::run(env, n, config.count_commits).await,
         Workload::Map => map::run(env, n).await,
         Workload::QueueFetch => queue_fetch::run(env, n).await,
+        Workload::List => list::run(env, n).await,
         Workload::DagChain => dag::chain(env, n).await,
         Workload::DagFanOut => dag::fan_out(env, n).await,
         Workload::DagReadiness => dag::readiness(n),
@@ -146,7 +148,18 @@ pub(crate) fn settings(workload: Workload, config: &Config) -> Figures {
             .int("fetch_max", queue_fetch::FETCH_MAX as u64)
             .int("samples", queue_fetch::SAMPLES as u64)
             .int("rounds", queue_fetch::ROUNDS as u64)
-            .int("create_concurrency", queue_fetch::CREATE_CONCURRENCY as u64)
+            .int("create_concurrency", CREATE_CONCURRENCY as u64)
+            .text("engine", "none: the Store API directly");
+        }
+        Workload::List => {
+            s.text(
+                "unit",
+                "n instances over 10 names and 10 queues, a tenth completed; pages of 100 \
+                 read through the management extension",
+            )
+            .int("page", list::PAGE as u64)
+            .int("samples", list::SAMPLES as u64)
+            .int("spread", list::SPREAD)
             .text("engine", "none: the Store API directly");
         }
         Workload::DagChain => {
@@ -267,3 +280,27 @@ impl Session {
         self.shutdown().await.close().await
     }
 }
+
+/// Creates `count` instances through the store API, [`CREATE_CONCURRENCY`] at once (so that
+/// the SQLite writer and the PostgreSQL create batcher share transactions among them),
+/// `make(i)` being the `i`th.
+pub(crate) async fn create_many(
+    store: &Arc<dyn Store>,
+    count: u64,
+    make: impl Fn(u64) -> duraflow::crates::store::NewInstance,
+) -> Result<()> {
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(0..count)
+        .map(|i| {
+            let instance = make(i);
+            let store = store.clone();
+            async move { store.create_instance(instance).await }
+        })
+        .buffer_unordered(CREATE_CONCURRENCY)
+        .try_for_each(|_| async { Ok(()) })
+        .await?;
+    Ok(())
+}
+
+/// Creations in flight at once in [`create_many`].
+pub(crate) const CREATE_CONCURRENCY: usize = 1_024;

@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 
 use duraflow::crates::store::NewInstance;
 use duraflow::{FetchFilter, InstanceStatus, Payload, Store, Timestamp};
-use futures::stream::{self, StreamExt, TryStreamExt};
 
 use crate::report::Figures;
 use crate::stats;
@@ -55,9 +54,6 @@ pub(crate) const ROUNDS: usize = 5;
 /// Fetches of each pair before the first round that are not timed (prepared statements, pool
 /// connections).
 const WARMUP: usize = 20;
-
-/// Creations in flight at once while filling.
-pub(crate) const CREATE_CONCURRENCY: usize = 1_024;
 
 /// The queue of the first fetch.
 const SERVED_QUEUE: &str = "served";
@@ -208,33 +204,28 @@ async fn pending(store: &Arc<dyn Store>) -> Result<u64> {
         .sum())
 }
 
-/// Creates `count` pending instances; `place(i)` gives the queue and id of the `i`th.
+/// Creates `count` instances of [`NAME`] at [`CREATED_AT`], `place(i)` giving the queue and
+/// id of the `i`th.
 async fn fill(
     store: &Arc<dyn Store>,
     count: u64,
     place: impl Fn(u64) -> (String, String),
 ) -> Result<()> {
     let input = Payload::null();
-    stream::iter(0..count)
-        .map(|i| {
-            let (queue, id) = place(i);
-            let instance = NewInstance {
-                id,
-                name: NAME.to_owned(),
-                input: input.clone(),
-                parent: None,
-                queue,
-                created_at: CREATED_AT,
-                start_at: None,
-                options: Default::default(),
-            };
-            let store = store.clone();
-            async move { store.create_instance(instance).await }
-        })
-        .buffer_unordered(CREATE_CONCURRENCY)
-        .try_for_each(|_| async { Ok(()) })
-        .await?;
-    Ok(())
+    super::create_many(store, count, |i| {
+        let (queue, id) = place(i);
+        NewInstance {
+            id,
+            name: NAME.to_owned(),
+            input: input.clone(),
+            parent: None,
+            queue,
+            created_at: CREATED_AT,
+            start_at: None,
+            options: Default::default(),
+        }
+    })
+    .await
 }
 
 impl Pair {

@@ -88,20 +88,22 @@ impl State {
     }
 
     pub(in crate::memory) fn stats(&self) -> StoreStats {
-        let instances = InstanceStatus::ALL
-            .into_iter()
-            .map(|status| {
-                let n = self
-                    .instances
-                    .values()
-                    .filter(|inst| inst.info.status == status)
-                    .count();
-                (status, n as u64)
-            })
-            .collect();
+        // One pass over the instances.
+        let mut counts = [0u64; InstanceStatus::ALL.len()];
+        let mut messages = 0u64;
+        for inst in self.instances.values() {
+            messages += inst.inbox.len() as u64;
+            if let Some(i) = InstanceStatus::ALL
+                .iter()
+                .position(|s| *s == inst.info.status)
+            {
+                counts[i] += 1;
+            }
+        }
+        let instances = InstanceStatus::ALL.into_iter().zip(counts).collect();
         StoreStats {
             instances,
-            messages: self.instances.values().map(|i| i.inbox.len() as u64).sum(),
+            messages,
             tasks: self.tasks.len() as u64,
             callbacks: self.open_callback_count(),
         }
