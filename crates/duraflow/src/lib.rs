@@ -89,6 +89,9 @@
 
 pub mod env;
 
+/// Prometheus metrics of the engine and the store's gauges (see `docs/METRICS.md`).
+pub use duraflow_runtime::metrics;
+
 /// Map and parallel results and policies.
 pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemBatcher, ItemStatus};
 /// The builders and futures workflow code holds: what `ctx.activity(..)`, `ctx.step(..)`,
@@ -108,7 +111,7 @@ pub use duraflow_core::{
 pub use duraflow_core::{EmitOutcome, OpIdParseError, PayloadError, StoredEvent, DEFAULT_QUEUE};
 pub use duraflow_runtime::{
     Activity, ActivityContext, ActivityHandler, Client, ClientError, Engine, EngineBuilder,
-    EngineError, EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start,
+    EngineError, EngineOptions, IfExists, ManualClock, Metrics, RunHandle, ShutdownReport, Start,
     SubscribeOptions, Subscription, SystemClock, TypedRunHandle, TypedStart, Wait,
 };
 pub use duraflow_store::{

@@ -1,0 +1,86 @@
+//! The store's gauges: counts the store keeps (instances by status, inbox messages, activity
+//! tasks, open callbacks), read with one `Store::stats` call at scrape time.
+
+use duraflow_store::{InstanceStatus, Store, StoreError};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// The store's gauges, as of their last [`StoreGauges::refresh`]. Cloning shares the series.
+#[derive(Clone, Debug, Default)]
+pub struct StoreGauges {
+    instances: Family<[(&'static str, &'static str); 1], Gauge>,
+    messages: Gauge,
+    tasks: Gauge,
+    callbacks: Gauge,
+}
+
+impl StoreGauges {
+    /// Gauges at zero until refreshed.
+    pub fn new() -> Self {
+        StoreGauges::default()
+    }
+
+    /// Registers the gauges into `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "duraflow_store_instances",
+            "Instances in the store, by status",
+            self.instances.clone(),
+        );
+        registry.register(
+            "duraflow_store_messages",
+            "Inbox messages waiting in the store, visible or not yet",
+            self.messages.clone(),
+        );
+        registry.register(
+            "duraflow_store_tasks",
+            "Activity tasks in the store, waiting or running",
+            self.tasks.clone(),
+        );
+        registry.register(
+            "duraflow_store_callbacks",
+            "Open callbacks in the store",
+            self.callbacks.clone(),
+        );
+    }
+
+    /// Reads the store's counts into the gauges. Every status is set, to zero when the store
+    /// has no instance in it.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let stats = store.stats().await?;
+        for status in InstanceStatus::ALL {
+            let n = stats
+                .instances
+                .iter()
+                .find(|(s, _)| *s == status)
+                .map_or(0, |(_, n)| *n);
+            self.instances
+                .get_or_create(&[("status", status.as_str())])
+                .set(gauge_value(n));
+        }
+        self.messages.set(gauge_value(stats.messages));
+        self.tasks.set(gauge_value(stats.tasks));
+        self.callbacks.set(gauge_value(stats.callbacks));
+        Ok(())
+    }
+}
+
+fn gauge_value(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// The store's gauges alone, read now, in the Prometheus text format (OpenMetrics, ending with
+/// `# EOF`): for a process that serves metrics without running an engine, such as a server
+/// over a `Client` (`Client::store`). To serve them with other metrics, register a
+/// [`StoreGauges`] into the same registry and refresh it at each scrape instead.
+pub async fn store_metrics(store: &dyn Store) -> Result<String, StoreError> {
+    let gauges = StoreGauges::new();
+    gauges.refresh(store).await?;
+    let mut registry = Registry::default();
+    gauges.register(&mut registry);
+    let mut text = String::new();
+    // Writing into a `String` cannot fail.
+    let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+    Ok(text)
+}
