@@ -7,7 +7,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 /// The store's gauges, as of their last [`StoreGauges::refresh`]. Cloning shares the series.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct StoreGauges {
     instances: Family<[(&'static str, &'static str); 1], Gauge>,
     messages: Gauge,
@@ -15,10 +15,25 @@ pub struct StoreGauges {
     callbacks: Gauge,
 }
 
+impl Default for StoreGauges {
+    fn default() -> Self {
+        StoreGauges::new()
+    }
+}
+
 impl StoreGauges {
-    /// Gauges at zero until refreshed.
+    /// Gauges at zero until refreshed (a series for every instance status).
     pub fn new() -> Self {
-        StoreGauges::default()
+        let instances = Family::default();
+        for status in InstanceStatus::ALL {
+            instances.get_or_create_owned(&[("status", status.as_str())]);
+        }
+        StoreGauges {
+            instances,
+            messages: Gauge::default(),
+            tasks: Gauge::default(),
+            callbacks: Gauge::default(),
+        }
     }
 
     /// Registers the gauges into `registry`.
