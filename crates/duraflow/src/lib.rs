@@ -89,6 +89,9 @@
 
 pub mod env;
 
+#[cfg(feature = "otel")]
+pub mod otel;
+
 /// Prometheus metrics of the engine and the store's gauges (see `docs/METRICS.md`).
 pub use duraflow_runtime::metrics;
 
