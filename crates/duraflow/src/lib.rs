@@ -175,6 +175,11 @@ pub struct DurableFunctionsDoctests;
 #[cfg(doctest)]
 pub struct ComingFromDurableDoctests;
 
+/// The metrics guide's examples, compiled as doc tests.
+#[doc = include_str!("../../../docs/METRICS.md")]
+#[cfg(doctest)]
+pub struct MetricsDoctests;
+
 /// The "Coming from Tasker" guide's examples, compiled as doc tests (they need the feature
 /// `dag`).
 #[doc = include_str!("../../../docs/COMING_FROM_TASKER.md")]

@@ -111,7 +111,7 @@ impl Scrape {
     }
 }
 
-fn activity<'a>(name: &'a str) -> [(&'static str, &'a str); 2] {
+fn activity(name: &str) -> [(&'static str, &str); 2] {
     [("activity", name), ("queue", "default")]
 }
 
@@ -352,6 +352,18 @@ async fn a_nondeterminism_failure_is_counted_by_a_shared_handle() {
         "both engines' turns add up in the shared handle"
     );
     engine.shutdown().await;
+
+    // A process that runs no engine renders the store's gauges through a client.
+    let gauges = Scrape::parse(&Client::new(store).store_metrics().await.unwrap());
+    assert_eq!(
+        gauges.get("duraflow_store_instances", &[("status", "failed")]),
+        1.0
+    );
+    assert_eq!(
+        gauges.total("duraflow_turns_total"),
+        0.0,
+        "no engine series"
+    );
 }
 
 #[test]

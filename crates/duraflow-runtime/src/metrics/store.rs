@@ -87,7 +87,7 @@ fn gauge_value(n: u64) -> i64 {
 
 /// The store's gauges alone, read now, in the Prometheus text format (OpenMetrics, ending with
 /// `# EOF`): for a process that serves metrics without running an engine, such as a server
-/// over a `Client` (`Client::store`). To serve them with other metrics, register a
+/// over a `Client` (`Client::store_metrics`). To serve them with other metrics, register a
 /// [`StoreGauges`] into the same registry and refresh it at each scrape instead.
 pub async fn store_metrics(store: &dyn Store) -> Result<String, StoreError> {
     let gauges = StoreGauges::new();
