@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use common::{eventually, history_with, virtual_clock, virtual_options};
+use common::{echo, eventually, flaky, history_with, virtual_clock, virtual_options};
 use duraflow::prelude::*;
 use duraflow::{EventKind, Metrics, Store};
 
@@ -21,18 +21,6 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// How late the test lets the timers fire: the clock is moved this far past their due time.
 const LATE: Duration = Duration::from_secs(2);
 const JOBS: usize = 3;
-
-async fn echo(_ctx: ActivityContext, x: u32) -> Result<u32, ActivityError> {
-    Ok(x)
-}
-
-/// Fails its first attempt, succeeds on the second.
-async fn flaky(ctx: ActivityContext, x: u32) -> Result<u32, ActivityError> {
-    if ctx.attempt() == 1 {
-        return Err(ActivityError::retryable("first attempts fail"));
-    }
-    Ok(x)
-}
 
 async fn doomed(_ctx: ActivityContext, _: u32) -> Result<u32, ActivityError> {
     Err(ActivityError::terminal("never works"))
@@ -305,17 +293,26 @@ async fn waits_after_a_timer(ctx: WorkflowContext, _: ()) -> Result<u32, Workflo
     ctx.wait_for_event("go").await
 }
 
+/// An engine on `store` recording into `metrics`, running `code` as the workflow `wf`.
+async fn engine_with<F, Fut>(store: &Arc<dyn Store>, metrics: &Metrics, code: F) -> Engine
+where
+    F: Fn(WorkflowContext, ()) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<u32, WorkflowError>> + Send + 'static,
+{
+    Engine::builder()
+        .shared_store(store.clone())
+        .metrics(metrics.clone())
+        .workflow("wf", code)
+        .start()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nondeterminism_failure_is_counted_by_a_shared_handle() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
     let metrics = Metrics::new();
-    let engine = Engine::builder()
-        .shared_store(store.clone())
-        .metrics(metrics.clone())
-        .workflow("wf", waits)
-        .start()
-        .await
-        .unwrap();
+    let engine = engine_with(&store, &metrics, waits).await;
     let client = engine.client();
     let run = client.start("wf", &()).id("nd").await.unwrap();
     history_with(&client, &run.id, "the wait", |k| {
@@ -324,13 +321,7 @@ async fn a_nondeterminism_failure_is_counted_by_a_shared_handle() {
     .await;
     engine.shutdown().await;
 
-    let engine = Engine::builder()
-        .shared_store(store.clone())
-        .metrics(metrics.clone())
-        .workflow("wf", waits_after_a_timer)
-        .start()
-        .await
-        .unwrap();
+    let engine = engine_with(&store, &metrics, waits_after_a_timer).await;
     let client = engine.client();
     client.raise_event(&run, "go", &2).await.unwrap();
     let failed = client.wait::<u32>(&run).await.unwrap_err();

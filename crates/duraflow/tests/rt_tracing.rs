@@ -14,24 +14,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use common::{echo, flaky};
 use duraflow::prelude::*;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::Subscriber;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
-
-async fn echo(_ctx: ActivityContext, x: u32) -> Result<u32, ActivityError> {
-    Ok(x)
-}
-
-/// Fails its first attempt, succeeds on the second.
-async fn flaky(ctx: ActivityContext, x: u32) -> Result<u32, ActivityError> {
-    if ctx.attempt() == 1 {
-        return Err(ActivityError::retryable("first attempts fail"));
-    }
-    Ok(x)
-}
 
 async fn two_calls(ctx: WorkflowContext, x: u32) -> Result<u32, WorkflowError> {
     let a: u32 = ctx.activity("echo", &x).await?;
