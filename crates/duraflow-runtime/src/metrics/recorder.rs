@@ -75,6 +75,7 @@ fn lateness() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 4.0, 12))
 }
 
+/// The series of `family` with the one label `key="value"`, created now.
 fn resolved<M: Clone>(
     family: &Family<Label, M, impl prometheus_client::metrics::family::MetricConstructor<M>>,
     key: &'static str,
