@@ -13,7 +13,7 @@ use duraflow_store::{Completed, OpResult, StoreError, TaskCompletion, TaskReleas
 use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::active::ActiveActivities;
 use crate::activity::{ActivityContext, AttemptError};
@@ -94,7 +94,7 @@ const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// Runs one leased attempt in its span (`activity`, with the instance id, the operation id,
 /// the activity's name, the attempt and the queue).
 pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
-    let span = info_span!(
+    let span = debug_span!(
         "activity",
         instance_id = %task.instance_id,
         execution = task.execution,

@@ -14,7 +14,7 @@ use duraflow_store::{
     TurnCommit, TurnWork,
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, info_span, warn, Instrument};
+use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::active::ActiveActivities;
 use crate::attempt::Attempts;
@@ -176,7 +176,7 @@ fn record_committed(d: &Dispatcher, began: Instant, timers: &[Timestamp], nondet
 /// Runs one leased turn in its span (`turn`, with the instance id, the execution, the queue and
 /// the workflow's name).
 async fn process_turn(d: &Dispatcher, work: TurnWork) {
-    let span = info_span!(
+    let span = debug_span!(
         "turn",
         instance_id = %work.instance.id,
         execution = work.instance.execution,

@@ -2,7 +2,7 @@
 //!
 //! The engine opens a `tracing` span for every workflow turn (`turn`: `instance_id`,
 //! `execution`, `queue`, `workflow`) and every activity attempt (`activity`: `instance_id`,
-//! `execution`, `operation_id`, `activity`, `attempt`, `queue`), at level INFO; what it logs
+//! `execution`, `operation_id`, `activity`, `attempt`, `queue`), at level DEBUG; what it logs
 //! inside them carries their fields. [`layer`] turns those spans into OpenTelemetry spans sent
 //! through a tracer provider built with whichever exporter the application chose (OTLP with
 //! the `opentelemetry-otlp` crate, stdout, an in-memory one in tests).
@@ -15,7 +15,7 @@
 //! // With an exporter: `.with_batch_exporter(exporter)`.
 //! let provider = SdkTracerProvider::builder().build();
 //! tracing_subscriber::registry()
-//!     .with(tracing_subscriber::EnvFilter::new("info"))
+//!     .with(tracing_subscriber::EnvFilter::new("info,duraflow_runtime=debug"))
 //!     .with(duraflow::otel::layer(&provider))
 //!     .init();
 //! // ... run the engine; at exit, `provider.shutdown()` flushes the spans still buffered.
@@ -36,7 +36,7 @@ pub const TRACER_NAME: &str = "duraflow";
 
 /// A `tracing` layer that records spans (duraflow's among them) as OpenTelemetry spans of
 /// `provider`'s tracer [`TRACER_NAME`]. Add it to a `tracing_subscriber::registry()`, with a
-/// filter that lets INFO spans of the `duraflow_runtime` target through.
+/// filter that lets DEBUG spans of the `duraflow_runtime` target through.
 pub fn layer<S>(provider: &SdkTracerProvider) -> OpenTelemetryLayer<S, Tracer>
 where
     S: Subscriber + for<'span> LookupSpan<'span>,
