@@ -10,6 +10,10 @@
 //! - Workers lease activity tasks, renew the lease while the activity runs, enforce timeouts,
 //!   schedule retries by the activity's policy, and report results exactly once (a result
 //!   whose lease was lost is discarded).
+//! - [`Metrics`] counts what the engine does (turns, commits, activities, timers, leases lost,
+//!   nondeterminism, the warm cache) for Prometheus, with the store's gauges read at scrape
+//!   time; each turn and each activity attempt runs in a `tracing` span naming its instance
+//!   and operation.
 //! - [`Engine::shutdown`] stops fetching, lets work in flight finish for a grace period, hands
 //!   back what is left, and returns when every task it started has ended.
 

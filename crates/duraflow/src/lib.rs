@@ -42,6 +42,10 @@
 //! - DAG workflows (feature `dag`): `dag` re-exports `duraflow-dag`, templates of named steps
 //!   with `depends_on` edges (YAML, JSON or a builder) and `dag::run`, the built-in workflow
 //!   that runs one with each step's handler as an activity.
+//! - Metrics and traces: [`Engine::metrics`] returns the engine's Prometheus [`Metrics`]
+//!   ([`metrics`]; `scrape` is the body of a `/metrics` route, `register` adds them to your own
+//!   registry), and every turn and activity attempt runs in a `tracing` span naming its
+//!   instance and operation; `otel` (feature `otel`) exports those spans to OpenTelemetry.
 //! - Replay safety: code that no longer matches a journal fails the instance with a
 //!   nondeterminism failure naming the journal position; [`check_replay`] checks journals
 //!   against new code before you deploy it.
