@@ -1,4 +1,4 @@
-//! Metrics: a real engine (memory and SQLite stores) runs workflows with activities, a retried
+//! Metrics: a real engine (memory, SQLite and, with the feature `postgres`, PostgreSQL stores) runs workflows with activities, a retried
 //! activity, a failed one and a virtual-time timer; the scraped text, parsed, shows each counter
 //! moved by exactly what ran. A nondeterminism failure is counted, by a handle two engines share.
 
@@ -281,6 +281,14 @@ async fn counters_move_as_workflows_run_on_sqlite() {
         .await
         .unwrap();
     counters_move_as_workflows_run(Arc::new(store)).await;
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_move_as_workflows_run_on_postgres() {
+    let (store, drop_schema) = common::postgres_store("metrics").await;
+    counters_move_as_workflows_run(Arc::new(store)).await;
+    drop_schema.run().await;
 }
 
 async fn waits(ctx: WorkflowContext, _: ()) -> Result<u32, WorkflowError> {
