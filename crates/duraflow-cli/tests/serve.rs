@@ -424,6 +424,58 @@ async fn reads_show_what_the_store_holds() {
     f.shutdown().await;
 }
 
+/// The value of the sample `name{labels}` in a Prometheus text scrape.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// `/metrics` serves the store's gauges behind the token, and they follow the store: a
+/// started instance shows as pending in its queue, then as running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_serve_the_store_gauges_and_follow_the_runs() {
+    let (f, server) = sqlite().await;
+    let (status, _) = server.get("/metrics", Token::None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let scrape = || async {
+        let (status, content_type, body) = server
+            .send_raw(Method::GET, "/metrics", AUTH, None, Body::empty())
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        String::from_utf8(body).unwrap()
+    };
+    let text = scrape().await;
+    let counts = f.client.count_by_status().await.unwrap();
+    for (status, n) in counts {
+        let series = format!("duraflow_store_instances{{status=\"{status}\"}}");
+        assert_eq!(
+            sample(&text, &series),
+            Some(n as f64),
+            "{series} in\n{text}"
+        );
+    }
+    let running = r#"duraflow_queue_instances{queue="default",state="running"}"#;
+    let before = sample(&text, running).unwrap_or(0.0);
+
+    f.client
+        .start("waits", &Value::Null)
+        .id("wait-metrics")
+        .await
+        .unwrap();
+    f.until("the new instance to run", |_| async {
+        let text = scrape().await;
+        (sample(&text, running) == Some(before + 1.0)).then_some(())
+    })
+    .await;
+    f.shutdown().await;
+}
+
 /// Every path and method the description lists is served (none is `route_not_found` or
 /// `method_not_allowed`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

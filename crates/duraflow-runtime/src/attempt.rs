@@ -9,11 +9,11 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use duraflow_core::{ActivityError, Failure, FailureKind, Payload, Timestamp};
-use duraflow_store::{Completed, OpResult, TaskCompletion, TaskRelease, TaskWork};
+use duraflow_store::{Completed, OpResult, StoreError, TaskCompletion, TaskRelease, TaskWork};
 use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::active::ActiveActivities;
 use crate::activity::{ActivityContext, AttemptError};
@@ -91,7 +91,22 @@ enum Ended {
 /// How long a cancelled activity may take to notice and return before it is dropped.
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
+/// Runs one leased attempt in its span (`activity`, with the instance id, the operation id,
+/// the activity's name, the attempt and the queue).
 pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
+    let span = debug_span!(
+        "activity",
+        instance_id = %task.instance_id,
+        execution = task.execution,
+        operation_id = %task.op,
+        activity = %task.name,
+        attempt = task.attempt,
+        queue = task.options.queue_name(),
+    );
+    run_attempt_in_span(attempts, task).instrument(span).await
+}
+
+async fn run_attempt_in_span(attempts: &Attempts, task: TaskWork) {
     let label = format!("activity {:?}", task.name);
     // The store counts an attempt at every fetch, and an attempt that ends by itself either
     // reports its result or (with attempts left) is released for its retry. A fetch past the
@@ -150,6 +165,13 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
         beats: beats.clone(),
         heartbeat_details: task.heartbeat_details.clone(),
     };
+    attempts
+        .shared
+        .metrics
+        .recorder()
+        .activity(&task.name, task.options.queue_name())
+        .started
+        .inc();
     let mut work = AssertUnwindSafe(activity(ctx, task.input.clone())).catch_unwind();
     let timeout = async {
         match attempt_deadline {
@@ -230,6 +252,7 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
             }
         }
         Ended::LeaseLost => {
+            attempts.shared.metrics.recorder().task_lease_lost();
             debug!(
                 task = task.id.0,
                 "activity lease lost; another worker owns the task now"
@@ -287,13 +310,20 @@ async fn failed_attempt(
                 visible_at,
                 failure,
             };
-            if let Err(err) = attempts
+            match attempts
                 .shared
                 .store
                 .release_task(task.id, task.token, release)
                 .await
             {
-                debug!(task = task.id.0, error = %err, "could not schedule the retry; the lease will expire");
+                Ok(()) => {
+                    let recorder = attempts.shared.metrics.recorder();
+                    let counters = recorder.activity(&task.name, task.options.queue_name());
+                    counters.retried.inc();
+                }
+                Err(err) => {
+                    debug!(task = task.id.0, error = %err, "could not schedule the retry; the lease will expire");
+                }
             }
         }
         None => {
@@ -394,6 +424,12 @@ async fn complete(attempts: &Attempts, task: &TaskWork, result: OpResult) {
         };
         match attempts.completer.submit(completion).await {
             Ok(Completed { turn }) => {
+                let recorder = attempts.shared.metrics.recorder();
+                let counters = recorder.activity(&task.name, task.options.queue_name());
+                match &result {
+                    OpResult::Ok(_) => counters.completed.inc(),
+                    OpResult::Err(_) => counters.failed.inc(),
+                };
                 if let (Some(work), Some((turns, permit))) = (turn, room) {
                     turns.spawn_turn(work, permit);
                 }
@@ -404,6 +440,9 @@ async fn complete(attempts: &Attempts, task: &TaskWork, result: OpResult) {
                 tokio::time::sleep(backoff.next_delay()).await;
             }
             Err(e) => {
+                if matches!(e, StoreError::LeaseLost { .. }) {
+                    attempts.shared.metrics.recorder().task_lease_lost();
+                }
                 debug!(task = task.id.0, error = %e, "activity result discarded");
                 return;
             }

@@ -6,17 +6,22 @@
 //! for this engine's workers when they have room, so they start without a fetch.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use duraflow_store::{Committed, JournalCache, StoreError, TaskClaim, TurnCommit, TurnWork};
+use duraflow_core::{FailureKind, Timestamp};
+use duraflow_store::{
+    Committed, InstanceStatus, JournalCache, Message, MessageKind, StoreError, TaskClaim,
+    TurnCommit, TurnWork,
+};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, warn};
+use tracing::{debug, debug_span, warn, Instrument};
 
 use crate::active::ActiveActivities;
 use crate::attempt::Attempts;
 use crate::batcher::Batcher;
 use crate::claimed::ClaimedTurns;
 use crate::lease_loop::LeaseLoop;
+use crate::metrics::TurnOutcome;
 use crate::registry::Workflows;
 use crate::shared::Shared;
 use crate::turn::{run_turn, TurnDecision, TurnDeps};
@@ -133,15 +138,59 @@ pub(crate) async fn run_dispatcher(dispatcher: Arc<Dispatcher>) {
 /// lease expires.
 async fn lease_lost(d: &Dispatcher, id: &str, token: duraflow_store::LeaseToken) {
     debug!(instance_id = %id, "turn discarded: its lease was lost");
+    d.shared
+        .metrics
+        .recorder()
+        .turn(TurnOutcome::LeaseLost, None);
     let now = d.shared.clock.now();
     if let Err(e) = d.shared.store.abandon_turn(id, token, now).await {
         debug!(instance_id = %id, error = %e, "the lease was not ours any more");
     }
 }
 
+/// The due times of the timers whose firing a turn takes, for their lateness.
+fn timers_due(messages: &[Message]) -> Vec<Timestamp> {
+    messages
+        .iter()
+        .filter(|m| matches!(m.kind, MessageKind::TimerFired { .. }))
+        .map(|m| m.visible_at)
+        .collect()
+}
+
+/// What a committed turn did that the metrics count: the timers it fired, and whether it
+/// failed its instance for nondeterminism.
+fn record_committed(d: &Dispatcher, began: Instant, timers: &[Timestamp], nondeterminism: bool) {
+    let recorder = d.shared.metrics.recorder();
+    recorder.turn(TurnOutcome::Committed, Some(began.elapsed()));
+    if !timers.is_empty() {
+        let now = d.shared.clock.now();
+        for due in timers {
+            recorder.timer_fired(now.since(*due));
+        }
+    }
+    if nondeterminism {
+        recorder.nondeterminism();
+    }
+}
+
+/// Runs one leased turn in its span (`turn`, with the instance id, the execution, the queue and
+/// the workflow's name).
+async fn process_turn(d: &Dispatcher, work: TurnWork) {
+    let span = debug_span!(
+        "turn",
+        instance_id = %work.instance.id,
+        execution = work.instance.execution,
+        queue = %work.instance.queue,
+        workflow = %work.instance.name,
+    );
+    process_turn_in_span(d, work).instrument(span).await
+}
+
 /// Runs one leased turn and commits it; keeps the workflow warm if it goes on, and starts the
 /// activity tasks the commit claimed.
-async fn process_turn(d: &Dispatcher, work: TurnWork) {
+async fn process_turn_in_span(d: &Dispatcher, work: TurnWork) {
+    let began = Instant::now();
+    let timers = timers_due(&work.messages);
     let id = work.instance.id.clone();
     let execution = work.instance.execution;
     let token = work.token;
@@ -202,6 +251,11 @@ async fn process_turn(d: &Dispatcher, work: TurnWork) {
                 ended => (None, ended),
             };
             let cancelled = commit.cancelled_tasks.clone();
+            let nondeterminism = commit.status == InstanceStatus::Failed
+                && commit
+                    .failure
+                    .as_ref()
+                    .is_some_and(|f| f.kind == FailureKind::Nondeterminism);
             let result = d.committer.submit(*commit).await;
             if result.is_err() && warm.is_some() {
                 drop_aside(d.warm.discard(&id, token));
@@ -212,6 +266,7 @@ async fn process_turn(d: &Dispatcher, work: TurnWork) {
             drop_aside(ended);
             match result {
                 Ok(committed) => {
+                    record_committed(d, began, &timers, nondeterminism);
                     if finished {
                         d.active.cancel_instance(&id);
                     } else {
@@ -233,6 +288,10 @@ async fn process_turn(d: &Dispatcher, work: TurnWork) {
         TurnDecision::Lost => return lease_lost(d, &id, token).await,
     };
     warn!(instance_id = %id, "{reason}; the turn will be retried");
+    d.shared
+        .metrics
+        .recorder()
+        .turn(TurnOutcome::Abandoned, None);
     let retry_at = d.shared.clock.now().plus(retry);
     if let Err(e) = d.shared.store.abandon_turn(&id, token, retry_at).await {
         debug!(instance_id = %id, error = %e, "could not abandon the turn; its lease will expire");

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use duraflow_core::{
     typed_workflow_fn, workflow_fn, ActivityError, Clock, WorkflowContext, WorkflowError,
@@ -29,6 +29,7 @@ use crate::client::Client;
 use crate::clock::SystemClock;
 use crate::dispatcher::{run_dispatcher, Dispatcher};
 use crate::error::EngineError;
+use crate::metrics::{CommitKind, Metrics};
 use crate::options::EngineOptions;
 use crate::registry::Registry;
 use crate::shared::Shared;
@@ -70,6 +71,7 @@ pub struct EngineBuilder {
     errors: Vec<EngineError>,
     options: EngineOptions,
     queue_configs: Vec<QueueConfig>,
+    metrics: Option<Metrics>,
 }
 
 impl Default for EngineBuilder {
@@ -81,6 +83,7 @@ impl Default for EngineBuilder {
             errors: Vec::new(),
             options: EngineOptions::default(),
             queue_configs: Vec::new(),
+            metrics: None,
         }
     }
 }
@@ -241,7 +244,7 @@ impl EngineBuilder {
     /// ```
     /// # use duraflow_runtime::Engine;
     /// # use duraflow_store::QueueConfig;
-    /// # use std::time::Duration;
+    /// # use std::time::{Duration, Instant};
     /// let builder = Engine::builder().queue_config(
     ///     QueueConfig::new("emails")
     ///         .concurrency(5)
@@ -251,6 +254,14 @@ impl EngineBuilder {
     pub fn queue_config(mut self, config: QueueConfig) -> Self {
         self.queue_configs.retain(|c| c.name != config.name);
         self.queue_configs.push(config);
+        self
+    }
+
+    /// The [`Metrics`] to record into (default: a fresh set, which [`Engine::metrics`]
+    /// returns). Pass one the application made to register it in its own registry before
+    /// the engine starts, or to have several engines of a process add up in one set.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -315,30 +326,48 @@ impl EngineBuilder {
             task_filter: Arc::new(task_filter),
             stop: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            metrics: self.metrics.unwrap_or_default(),
         };
         let o = &shared.options;
         let warm = Arc::new(WarmCache::new(o.warm_instances));
         let journal_cache: Arc<dyn JournalCache> = warm.clone();
 
         let store = shared.store.clone();
+        let metrics = shared.metrics.clone();
         let commit_turns: BatchWrite<TurnCommit, Committed> = Arc::new(move |batch| {
             let store = store.clone();
-            async move { store.commit_turns(batch).await }.boxed()
+            let metrics = metrics.clone();
+            async move {
+                let (items, began) = (batch.len(), Instant::now());
+                let committed = store.commit_turns(batch).await;
+                metrics
+                    .recorder()
+                    .commit(CommitKind::Turns, items, began.elapsed());
+                committed
+            }
+            .boxed()
         });
         let (committer, committer_task) = Batcher::spawn(o.commit_batch, commit_turns);
         let store = shared.store.clone();
         let clock = shared.clock.clone();
         let cache = journal_cache.clone();
         let claimable = shared.turn_filter.clone();
+        let metrics = shared.metrics.clone();
         let complete_tasks: BatchWrite<TaskCompletion, Completed> = Arc::new(move |batch| {
             let store = store.clone();
             let cache = cache.clone();
             let claimable = claimable.clone();
+            let metrics = metrics.clone();
             let now = clock.now();
             async move {
-                store
+                let (items, began) = (batch.len(), Instant::now());
+                let completed = store
                     .complete_tasks(&claimable, now, batch, Some(&cache))
-                    .await
+                    .await;
+                metrics
+                    .recorder()
+                    .commit(CommitKind::Completions, items, began.elapsed());
+                completed
             }
             .boxed()
         });
@@ -443,6 +472,12 @@ impl Engine {
     /// The engine's store.
     pub fn store(&self) -> Arc<dyn Store> {
         self.shared.store.clone()
+    }
+
+    /// The engine's metrics: encode them for a `/metrics` route ([`Metrics::scrape`] adds the
+    /// store's gauges) or register them in the application's registry.
+    pub fn metrics(&self) -> Metrics {
+        self.shared.metrics.clone()
     }
 
     /// How many activity attempts are running in this process.

@@ -10,6 +10,10 @@
 //! - Workers lease activity tasks, renew the lease while the activity runs, enforce timeouts,
 //!   schedule retries by the activity's policy, and report results exactly once (a result
 //!   whose lease was lost is discarded).
+//! - [`Metrics`] counts what the engine does (turns, commits, activities, timers, leases lost,
+//!   nondeterminism, the warm cache) for Prometheus, with the store's gauges read at scrape
+//!   time; each turn and each activity attempt runs in a `tracing` span naming its instance
+//!   and operation.
 //! - [`Engine::shutdown`] stops fetching, lets work in flight finish for a grace period, hands
 //!   back what is left, and returns when every task it started has ended.
 
@@ -25,6 +29,7 @@ mod engine;
 mod error;
 mod heartbeat;
 mod lease_loop;
+pub mod metrics;
 mod options;
 mod registry;
 mod shared;
@@ -42,4 +47,5 @@ pub use clock::{ManualClock, SystemClock};
 pub use duraflow_core::ActivitySignature;
 pub use engine::{Engine, EngineBuilder, ShutdownReport};
 pub use error::{ClientError, EngineError};
+pub use metrics::{store_metrics, Metrics, StoreGauges};
 pub use options::EngineOptions;

@@ -1,5 +1,5 @@
 //! What every part of a running engine uses: the store, the clock, the settings, the stop
-//! token and the task tracker. Each part (the dispatcher's handle in `dispatcher.rs`, the
+//! token, the task tracker and the metrics. Each part (the dispatcher's handle in `dispatcher.rs`, the
 //! workers' in `attempt.rs`) holds its own copy, next to what only it may touch.
 
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use duraflow_store::{FetchFilter, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::metrics::Metrics;
 use crate::options::EngineOptions;
 
 /// The engine's common ground; cloning it clones handles, not state.
@@ -25,4 +26,6 @@ pub(crate) struct Shared {
     pub(crate) stop: CancellationToken,
     /// Every turn and attempt the engine runs, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
+    /// What the engine records as it runs.
+    pub(crate) metrics: Metrics,
 }

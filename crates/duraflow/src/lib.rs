@@ -42,6 +42,10 @@
 //! - DAG workflows (feature `dag`): `dag` re-exports `duraflow-dag`, templates of named steps
 //!   with `depends_on` edges (YAML, JSON or a builder) and `dag::run`, the built-in workflow
 //!   that runs one with each step's handler as an activity.
+//! - Metrics and traces: [`Engine::metrics`] returns the engine's Prometheus [`Metrics`]
+//!   ([`metrics`]; `scrape` is the body of a `/metrics` route, `register` adds them to your own
+//!   registry), and every turn and activity attempt runs in a `tracing` span naming its
+//!   instance and operation; `otel` (feature `otel`) exports those spans to OpenTelemetry.
 //! - Replay safety: code that no longer matches a journal fails the instance with a
 //!   nondeterminism failure naming the journal position; [`check_replay`] checks journals
 //!   against new code before you deploy it.
@@ -89,6 +93,12 @@
 
 pub mod env;
 
+#[cfg(feature = "otel")]
+pub mod otel;
+
+/// Prometheus metrics of the engine and the store's gauges (see `docs/METRICS.md`).
+pub use duraflow_runtime::metrics;
+
 /// Map and parallel results and policies.
 pub use duraflow_core::batch::{BatchItem, BatchStatus, ItemBatcher, ItemStatus};
 /// The builders and futures workflow code holds: what `ctx.activity(..)`, `ctx.step(..)`,
@@ -108,7 +118,7 @@ pub use duraflow_core::{
 pub use duraflow_core::{EmitOutcome, OpIdParseError, PayloadError, StoredEvent, DEFAULT_QUEUE};
 pub use duraflow_runtime::{
     Activity, ActivityContext, ActivityHandler, Client, ClientError, Engine, EngineBuilder,
-    EngineError, EngineOptions, IfExists, ManualClock, RunHandle, ShutdownReport, Start,
+    EngineError, EngineOptions, IfExists, ManualClock, Metrics, RunHandle, ShutdownReport, Start,
     SubscribeOptions, Subscription, SystemClock, TypedRunHandle, TypedStart, Wait,
 };
 pub use duraflow_store::{
@@ -169,6 +179,11 @@ pub struct DurableFunctionsDoctests;
 #[doc = include_str!("../../../docs/COMING_FROM_DURABLE.md")]
 #[cfg(doctest)]
 pub struct ComingFromDurableDoctests;
+
+/// The metrics guide's examples, compiled as doc tests.
+#[doc = include_str!("../../../docs/METRICS.md")]
+#[cfg(doctest)]
+pub struct MetricsDoctests;
 
 /// The "Coming from Tasker" guide's examples, compiled as doc tests (they need the feature
 /// `dag`).

@@ -13,6 +13,7 @@ mod auth;
 mod dashboard;
 mod error;
 mod instances;
+mod metrics;
 mod openapi;
 mod timeline;
 mod workflows;
@@ -86,10 +87,14 @@ pub(crate) fn router(state: AppState, auth: Auth) -> Router {
         .route("/instances/{id}/terminate", post(instances::terminate))
         .route("/stats", get(instances::stats))
         .route("/workflows", get(workflows::list))
-        .route_layer(middleware::from_fn_with_state(auth, auth::require_token))
+        .route_layer(middleware::from_fn_with_state(
+            auth.clone(),
+            auth::require_token,
+        ))
         .with_state(state.clone());
     Router::new()
         .nest("/v1", api)
+        .merge(metrics::routes(state.clone(), auth))
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({ "ok": true })) }),

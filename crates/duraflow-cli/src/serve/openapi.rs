@@ -83,6 +83,14 @@ fn paths() -> Value {
             "summary": "This document.", "security": [],
             "responses": { "200": { "description": "the OpenAPI description" } }
         }},
+        "/metrics": { "get": {
+            "summary": "The store's gauges (instances by status, messages, tasks, callbacks, each queue's depths) in the Prometheus text format (OpenMetrics), read now.",
+            "responses": with_errors(
+                json!({ "200": { "description": "the metrics", "content": {
+                    "application/openmetrics-text": { "schema": { "type": "string" } } } } }),
+                &["401", "503"]
+            )
+        }},
         "/v1/instances": {
             "get": {
                 "summary": "List instances, ordered by id, a page at a time.",

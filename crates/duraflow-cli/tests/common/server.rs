@@ -78,6 +78,22 @@ impl Server {
         content_type: Option<&str>,
         body: impl Into<Body>,
     ) -> (StatusCode, Value) {
+        let (status, _, bytes) = self.send_raw(method, path, token, content_type, body).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// Sends a request; the status, the content type and the body as it came.
+    pub async fn send_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Token<'_>,
+        content_type: Option<&str>,
+        body: impl Into<Body>,
+    ) -> (StatusCode, String, Vec<u8>) {
         let mut request = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
@@ -93,13 +109,16 @@ impl Server {
             .await
             .unwrap();
         let status = response.status();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
         let bytes = axum::body::to_bytes(Body::new(response.into_body()), usize::MAX)
             .await
             .unwrap();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        (status, content_type, bytes.to_vec())
     }
 
     /// `GET path`.

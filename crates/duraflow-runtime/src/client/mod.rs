@@ -220,6 +220,14 @@ impl Client {
         Ok(self.management()?.registrations().await?)
     }
 
+    /// The store's gauges (instances by status, messages, tasks, callbacks), read now, in the
+    /// Prometheus text format: what a server that runs no engine serves on `/metrics` (see
+    /// [`crate::metrics::store_metrics`]; an engine's [`crate::Metrics::scrape`] adds its own
+    /// counters).
+    pub async fn store_metrics(&self) -> Result<String, ClientError> {
+        Ok(crate::metrics::store_metrics(self.store.as_ref()).await?)
+    }
+
     /// Stores a queue's flow-control configuration (replacing the one it had), for operators:
     /// every engine sharing the store holds to it from its next fetch. A zero limit is refused
     /// (`StoreError::Invalid`).

@@ -60,16 +60,29 @@ async fn start_of(
     journal: Journal,
 ) -> Result<Start, StoreError> {
     let warm = warm.take(&instance.id);
+    let recorder = shared.metrics.recorder();
     match journal {
-        Journal::Events(events) => Ok(Start::Replay(events)),
+        Journal::Events(events) => {
+            // The first turn of an execution has nothing to replay: neither a hit nor a miss.
+            if !events.is_empty() {
+                recorder.warm(false);
+            }
+            Ok(Start::Replay(events))
+        }
         Journal::Cached => match warm {
-            Some(w) if w.execution == instance.execution => Ok(Start::Warm(w.run)),
+            Some(w) if w.execution == instance.execution => {
+                recorder.warm(true);
+                Ok(Start::Warm(w.run))
+            }
             // Dropped from the cache since the fetch: read and replay.
-            _ => shared
-                .store
-                .journal(&instance.id, Some(instance.execution))
-                .await
-                .map(Start::Replay),
+            _ => {
+                recorder.warm(false);
+                shared
+                    .store
+                    .journal(&instance.id, Some(instance.execution))
+                    .await
+                    .map(Start::Replay)
+            }
         },
     }
 }

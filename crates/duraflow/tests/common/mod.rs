@@ -57,6 +57,19 @@ pub async fn approve_and_ship(
     client.wait(run).await.unwrap()
 }
 
+/// An activity that returns its input.
+pub async fn echo(_ctx: duraflow::ActivityContext, x: u32) -> Result<u32, duraflow::ActivityError> {
+    Ok(x)
+}
+
+/// An activity that fails its first attempt (retryably) and returns its input on the next.
+pub async fn flaky(ctx: duraflow::ActivityContext, x: u32) -> Result<u32, duraflow::ActivityError> {
+    if ctx.attempt() == 1 {
+        return Err(duraflow::ActivityError::retryable("first attempts fail"));
+    }
+    Ok(x)
+}
+
 /// The longest any test waits for a condition before failing.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
