@@ -292,4 +292,40 @@ mod tests {
             );
         }
     }
+
+    /// Every column that holds an instance id compares in the collation of `instances.id`
+    /// ("C"), so that joins on it use the other table's index: a join compared in another
+    /// collation than an index's cannot seek it (a fetch read the messages index whole).
+    #[tokio::test]
+    async fn instance_ids_join_through_indexes() {
+        let store = crate::testing::test_store("id_collation").await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        let columns: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text, collation_name::text
+               FROM information_schema.columns
+              WHERE table_schema = current_schema()
+                AND (column_name = 'instance_id' OR (table_name = 'instances' AND column_name = 'id'))
+              ORDER BY 1",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        assert!(columns.len() >= 7, "{columns:?}");
+        for (table, column, collation) in &columns {
+            assert_eq!(collation.as_deref(), Some("C"), "{table}.{column}");
+        }
+        sqlx::query("ANALYZE").execute(&mut *conn).await.unwrap();
+        let plan: Vec<String> = sqlx::query_scalar(
+            "EXPLAIN SELECT m.id FROM instances i JOIN messages m ON m.instance_id = i.id
+              WHERE i.id = 'x'",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            !plan.contains("Seq Scan") && plan.contains("Index Cond: (instance_id = "),
+            "{plan}"
+        );
+    }
 }
