@@ -26,6 +26,7 @@ mod error;
 mod heartbeat;
 mod lease_loop;
 mod options;
+pub mod outcome;
 mod registry;
 mod shared;
 mod turn;
