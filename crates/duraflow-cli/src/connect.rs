@@ -2,12 +2,19 @@
 //! parsing, and a [`Client`] on it alone.
 
 use duraflow::env::{DatabaseUrl, EnvError, DATABASE_URL};
-use duraflow::Client;
+use std::sync::Arc;
+
+use duraflow::{Client, Store};
 
 use crate::error::CliError;
 
 /// A client on the store named by `db`, or else by `DURAFLOW_DATABASE_URL`.
 pub(crate) async fn client(db: Option<&str>) -> Result<Client, CliError> {
+    Ok(Client::new(store(db).await?))
+}
+
+/// The store named by `db`, or else by `DURAFLOW_DATABASE_URL`.
+pub(crate) async fn store(db: Option<&str>) -> Result<Arc<dyn Store>, CliError> {
     let (url, from) = match db {
         Some(url) => (url.to_owned(), "--db"),
         None => match std::env::var(DATABASE_URL) {
@@ -44,7 +51,7 @@ pub(crate) async fn client(db: Option<&str>) -> Result<Client, CliError> {
         )),
         other => CliError::operational(other.to_string()),
     })?;
-    Ok(Client::new(store))
+    Ok(store)
 }
 
 fn parse_error(e: EnvError, from: &str) -> CliError {

@@ -227,8 +227,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         _ => None,
     };
     if let Some(options) = serve {
-        let client = connect::client(cli.global.db.as_deref()).await?;
-        return serve::serve(client, options).await;
+        let store = connect::store(cli.global.db.as_deref()).await?;
+        return serve::serve(store, options).await;
     }
     let client = connect::client(cli.global.db.as_deref()).await?;
     match cli.command {

@@ -7,24 +7,28 @@
 //!   (`auth.rs`), which it must whenever it listens on an address that is not loopback.
 //!
 //! The router is assembled in [`router`] from one `Router` per concern, so that the next ones
-//! (`/v1/workers/...` for workers in other languages, `/metrics`) are one `.merge` each.
+//! (`/metrics`) are one `.merge` each. The worker protocol (`/v1/workers/{queue}/claim` and
+//! `/v1/tasks/{id}/...`, `workers.rs`) lets workers in other languages run activity tasks.
 
 mod auth;
+mod callbacks;
 mod dashboard;
 mod error;
 mod instances;
 mod openapi;
 mod timeline;
+mod workers;
 mod workflows;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use duraflow::Client;
+use duraflow::{Client, Store};
 
 use self::auth::Auth;
 use self::error::ApiError;
@@ -34,12 +38,25 @@ use crate::error::CliError;
 pub(crate) const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
 /// What the API handlers share.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct AppState {
     /// A client on the store (no engine: the server runs no workflow code).
     pub(crate) client: Client,
+    /// The store itself, for the worker protocol (which leases tasks as an engine does).
+    pub(crate) store: Arc<dyn Store>,
+    /// The attempts leased to workers in other languages.
+    pub(crate) leases: Arc<workers::Leases>,
     /// The body limit, for the messages that name it.
     pub(crate) max_body: usize,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store.backend())
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How `serve` was asked to run.
@@ -86,6 +103,13 @@ pub(crate) fn router(state: AppState, auth: Auth) -> Router {
         .route("/instances/{id}/terminate", post(instances::terminate))
         .route("/stats", get(instances::stats))
         .route("/workflows", get(workflows::list))
+        .route("/callbacks/{token}/complete", post(callbacks::complete))
+        .route("/callbacks/{token}/fail", post(callbacks::fail))
+        .route("/workers/{queue}/claim", post(workers::claim))
+        .route("/tasks/{id}/heartbeat", post(workers::heartbeat))
+        .route("/tasks/{id}/complete", post(workers::complete))
+        .route("/tasks/{id}/fail", post(workers::fail))
+        .route("/tasks/{id}/release", post(workers::release))
         .route_layer(middleware::from_fn_with_state(auth, auth::require_token))
         .with_state(state.clone());
     Router::new()
@@ -113,7 +137,7 @@ pub(crate) fn router(state: AppState, auth: Auth) -> Router {
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
-pub(crate) async fn serve(client: Client, options: ServeOptions) -> Result<(), CliError> {
+pub(crate) async fn serve(store: Arc<dyn Store>, options: ServeOptions) -> Result<(), CliError> {
     let auth = Auth::new(options.token);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&options.listen)
         .await
@@ -138,7 +162,9 @@ pub(crate) async fn serve(client: Client, options: ServeOptions) -> Result<(), C
         .local_addr()
         .map_err(|e| CliError::operational(format!("cannot read the bound address: {e}")))?;
     let state = AppState {
-        client,
+        client: Client::new(store.clone()),
+        store,
+        leases: workers::leases(),
         max_body: options.max_body,
     };
     let app = router(state, auth.clone());
