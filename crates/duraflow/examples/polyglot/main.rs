@@ -78,6 +78,34 @@ async fn many(ctx: WorkflowContext, call: Call) -> Result<usize, WorkflowError> 
     Ok(done.len())
 }
 
+/// The Rust side of the SDK benchmark (`sdks/bench.py`): an activity that does nothing.
+async fn noop(_ctx: ActivityContext, input: Value) -> Result<Value, ActivityError> {
+    Ok(input)
+}
+
+/// The input of `latency`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Latency {
+    activity: String,
+    queue: String,
+    n: u32,
+}
+
+/// Runs `activity` on the queue `n` times one after the other; the time from each one's
+/// scheduling turn to the turn that received its result, in milliseconds (the workflow's clock).
+async fn latency(ctx: WorkflowContext, bench: Latency) -> Result<Vec<i64>, WorkflowError> {
+    let mut samples = Vec::new();
+    for i in 0..bench.n {
+        let before = ctx.now();
+        let _: Value = ctx
+            .activity(&bench.activity, &i)
+            .queue(bench.queue.clone())
+            .await?;
+        samples.push(ctx.now().as_millis() - before.as_millis());
+    }
+    Ok(samples)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var(DATABASE_URL)
@@ -94,6 +122,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .workflow("call", call)
         .workflow("many", many)
         .workflow("approval", approval)
+        .workflow("latency", latency)
+        .activity("noop", noop)
         .start()
         .await?;
     eprintln!("polyglot engine ready");
