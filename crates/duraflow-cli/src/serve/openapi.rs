@@ -178,52 +178,58 @@ fn body(schema: &str) -> Value {
         "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
 }
 
+/// A `POST /v1/tasks/{id}/...` report with a body of `schema`, answering 200 with `answer`.
+fn task_report(summary: &str, schema: &str, answer: (&str, &str)) -> Value {
+    json!({ "post": {
+        "summary": summary,
+        "parameters": [ task_param() ], "requestBody": body(schema),
+        "responses": with_errors(ok("200", answer.0, answer.1), &["400", "401", "404", "409", "413", "415", "503"])
+    }})
+}
+
 /// The worker protocol (docs/WORKER_PROTOCOL.md) and the callback routes.
 fn worker_paths() -> Value {
-    json!({
-        "/v1/workers/{queue}/claim": { "post": {
-            "summary": "Claim up to max activity tasks of the named activities on a queue, waiting up to wait_ms for one (long polling). Announces the activity names.",
-            "parameters": [ { "name": "queue", "in": "path", "required": true,
-                "schema": { "type": "string" }, "description": "The queue." } ],
-            "requestBody": body("ClaimRequest"),
-            "responses": with_errors(ok("200", "the tasks leased (none when the wait ran out)", "Claimed"), &["400", "401", "413", "415", "503"])
-        }},
-        "/v1/tasks/{id}/heartbeat": { "post": {
-            "summary": "Extend the task's lease and record progress details; says when to stop.",
-            "parameters": [ task_param() ], "requestBody": body("HeartbeatRequest"),
-            "responses": with_errors(ok("200", "the lease, or cancelled: true", "Heartbeat"), &["400", "401", "404", "409", "413", "415", "503"])
-        }},
-        "/v1/tasks/{id}/complete": { "post": {
-            "summary": "Record the activity's output. A stale lease token gets 409 lease_lost and changes nothing.",
-            "parameters": [ task_param() ], "requestBody": body("CompleteRequest"),
-            "responses": with_errors(ok("200", "recorded (or the attempt had timed out)", "Done"), &["400", "401", "404", "409", "413", "415", "503"])
-        }},
-        "/v1/tasks/{id}/fail": { "post": {
-            "summary": "The attempt failed: the task's retry policy decides between a retry and a final failure.",
-            "parameters": [ task_param() ], "requestBody": body("FailRequest"),
-            "responses": with_errors(ok("200", "outcome retry (with retry_at) or failed", "Done"), &["400", "401", "404", "409", "413", "415", "503"])
-        }},
-        "/v1/tasks/{id}/release": { "post": {
-            "summary": "Hand the task back without a result (shutdown); the attempt does not count.",
-            "parameters": [ task_param() ], "requestBody": body("TokenRequest"),
-            "responses": with_errors(ok("200", "released", "Done"), &["400", "401", "404", "409", "415", "503"])
-        }},
-        "/v1/callbacks/{token}/complete": { "post": {
-            "summary": "Complete the callback with this token; the waiting workflow receives value.",
-            "parameters": [ { "name": "token", "in": "path", "required": true, "schema": { "type": "string" } } ],
-            "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                "type": "object", "additionalProperties": false, "properties": { "value": {} } } } } },
-            "responses": with_errors(ok("200", "resolved", "Done"), &["400", "401", "404", "409", "413", "415", "503"])
-        }},
-        "/v1/callbacks/{token}/fail": { "post": {
-            "summary": "Fail the callback with this token with an error type and message.",
-            "parameters": [ { "name": "token", "in": "path", "required": true, "schema": { "type": "string" } } ],
-            "requestBody": { "required": true, "content": { "application/json": { "schema": {
-                "type": "object", "additionalProperties": false, "required": ["type", "message"],
-                "properties": { "type": { "type": "string" }, "message": { "type": "string" } } } } } },
-            "responses": with_errors(ok("200", "resolved", "Done"), &["400", "401", "404", "409", "413", "415", "503"])
-        }}
-    })
+    let reports = json!({
+        "/v1/tasks/{id}/heartbeat": task_report(
+            "Extend the task's lease and record progress details; says when to stop.",
+            "HeartbeatRequest", ("the lease, or cancelled: true", "Heartbeat")),
+        "/v1/tasks/{id}/complete": task_report(
+            "Record the activity's output. A stale lease token gets 409 lease_lost and changes nothing.",
+            "CompleteRequest", ("recorded (or the attempt had timed out)", "Done")),
+        "/v1/tasks/{id}/fail": task_report(
+            "The attempt failed: the task's retry policy decides between a retry and a final failure.",
+            "FailRequest", ("outcome retry (with retry_at) or failed", "Done")),
+        "/v1/tasks/{id}/release": task_report(
+            "Hand the task back without a result (shutdown); the attempt does not count.",
+            "TokenRequest", ("released", "Done")),
+    });
+    merged(
+        reports,
+        json!({
+            "/v1/workers/{queue}/claim": { "post": {
+                "summary": "Claim up to max activity tasks of the named activities on a queue, waiting up to wait_ms for one (long polling). Announces the activity names.",
+                "parameters": [ { "name": "queue", "in": "path", "required": true,
+                    "schema": { "type": "string" }, "description": "The queue." } ],
+                "requestBody": body("ClaimRequest"),
+                "responses": with_errors(ok("200", "the tasks leased (none when the wait ran out)", "Claimed"), &["400", "401", "413", "415", "503"])
+            }},
+            "/v1/callbacks/{token}/complete": { "post": {
+                "summary": "Complete the callback with this token; the waiting workflow receives value.",
+                "parameters": [ { "name": "token", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "properties": { "value": {} } } } } },
+                "responses": with_errors(ok("200", "resolved", "Done"), &["400", "401", "404", "409", "413", "415", "503"])
+            }},
+            "/v1/callbacks/{token}/fail": { "post": {
+                "summary": "Fail the callback with this token with an error type and message.",
+                "parameters": [ { "name": "token", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["type", "message"],
+                    "properties": { "type": { "type": "string" }, "message": { "type": "string" } } } } } },
+                "responses": with_errors(ok("200", "resolved", "Done"), &["400", "401", "404", "409", "413", "415", "503"])
+            }}
+        }),
+    )
 }
 
 fn worker_schemas() -> Value {

@@ -319,6 +319,24 @@ fn lease_token(token: &str) -> Result<LeaseToken, ApiError> {
     })
 }
 
+/// A report's body: it carries the claim's lease token.
+pub(crate) trait Report {
+    /// The lease token, as the claim gave it.
+    fn token(&self) -> &str;
+}
+
+/// The task id, the lease token and the body of a report, or the 400 (413, 415) it deserves.
+fn report<T: Report>(
+    state: &AppState,
+    path: Result<Path<i64>, PathRejection>,
+    body: Result<Json<T>, JsonRejection>,
+) -> Result<(i64, LeaseToken, T), ApiError> {
+    let id = task_id(path)?;
+    let Json(request) = body.map_err(|e| json_error(&e, state.max_body))?;
+    let token = lease_token(request.token())?;
+    Ok((id, token, request))
+}
+
 /// The task is not known to the store.
 fn task_not_found(id: i64) -> ApiError {
     ApiError::new(
@@ -429,6 +447,12 @@ pub(crate) struct HeartbeatRequest {
     details: Option<Value>,
 }
 
+impl Report for HeartbeatRequest {
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
+
 /// `POST /v1/tasks/{id}/heartbeat`: extends the lease and records the details; says when the
 /// attempt should stop (its task was cancelled with its instance, or it ran out of time).
 pub(crate) async fn heartbeat(
@@ -436,9 +460,7 @@ pub(crate) async fn heartbeat(
     path: Result<Path<i64>, PathRejection>,
     body: Result<Json<HeartbeatRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = task_id(path)?;
-    let Json(request) = body.map_err(|e| json_error(&e, state.max_body))?;
-    let token = lease_token(&request.token)?;
+    let (id, token, request) = report(&state, path, body)?;
     let details = request
         .details
         .as_ref()
@@ -482,6 +504,12 @@ pub(crate) struct CompleteRequest {
     output: Value,
 }
 
+impl Report for CompleteRequest {
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
+
 /// `POST /v1/tasks/{id}/complete`: records the activity's output, once; a stale token is
 /// refused (409 `lease_lost`) and changes nothing.
 pub(crate) async fn complete(
@@ -489,9 +517,7 @@ pub(crate) async fn complete(
     path: Result<Path<i64>, PathRejection>,
     body: Result<Json<CompleteRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = task_id(path)?;
-    let Json(request) = body.map_err(|e| json_error(&e, state.max_body))?;
-    let token = lease_token(&request.token)?;
+    let (id, token, request) = report(&state, path, body)?;
     // An output that arrives after the attempt's deadline is not the result: the attempt
     // timed out, as it would have in the engine's own worker.
     let now = Timestamp::now_system();
@@ -518,6 +544,12 @@ pub(crate) struct FailRequest {
     retry_after_ms: Option<u64>,
 }
 
+impl Report for FailRequest {
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
+
 fn yes() -> bool {
     true
 }
@@ -529,9 +561,7 @@ pub(crate) async fn fail(
     path: Result<Path<i64>, PathRejection>,
     body: Result<Json<FailRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = task_id(path)?;
-    let Json(request) = body.map_err(|e| json_error(&e, state.max_body))?;
-    let token = lease_token(&request.token)?;
+    let (id, token, request) = report(&state, path, body)?;
     let mut error = if request.retryable {
         ActivityError::retryable(&request.message)
     } else {
@@ -569,6 +599,12 @@ pub(crate) struct ReleaseRequest {
     token: String,
 }
 
+impl Report for ReleaseRequest {
+    fn token(&self) -> &str {
+        &self.token
+    }
+}
+
 /// `POST /v1/tasks/{id}/release`: hands the task back without a result (a worker shutting
 /// down): the attempt does not count and the task is visible again at once.
 pub(crate) async fn release(
@@ -576,9 +612,7 @@ pub(crate) async fn release(
     path: Result<Path<i64>, PathRejection>,
     body: Result<Json<ReleaseRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = task_id(path)?;
-    let Json(request) = body.map_err(|e| json_error(&e, state.max_body))?;
-    let token = lease_token(&request.token)?;
+    let (id, token, _) = report(&state, path, body)?;
     state
         .store
         .release_task(TaskId(id), token, TaskRelease::HandBack)

@@ -63,7 +63,10 @@ async fn call(ctx: WorkflowContext, call: Call) -> Result<Value, WorkflowError> 
 async fn approval(ctx: WorkflowContext, queue: String) -> Result<Value, WorkflowError> {
     let approved: Value = ctx.wait_for_event("approve").await?;
     let callback = ctx.callback::<Value>("reply");
-    let _: Value = ctx.activity("notify", &callback.token()).queue(queue).await?;
+    let _: Value = ctx
+        .activity("notify", &callback.token())
+        .queue(queue)
+        .await?;
     let reply = callback.await?;
     Ok(serde_json::json!({ "approved": approved, "reply": reply }))
 }
