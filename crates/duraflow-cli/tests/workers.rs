@@ -6,13 +6,14 @@
 
 mod common;
 
+use std::any::Any;
 use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::server::{expect_error, Server, Token};
 use common::DEADLINE;
 use duraflow::prelude::*;
-use duraflow::{InstanceInfo, Timestamp};
+use duraflow::{InstanceInfo, IntoStore, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -61,7 +62,8 @@ struct Setup {
     engine: Engine,
     client: Client,
     server: Server,
-    _dir: tempfile::TempDir,
+    /// What must live as long as the store (a temporary directory, a test database).
+    _keep: Box<dyn Any + Send>,
 }
 
 /// An engine running `calls` on a SQLite file, and a server on it that requires [`TOKEN`].
@@ -69,6 +71,12 @@ async fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("runs.db");
     let store = SqliteStore::open(&path).await.unwrap();
+    let db = format!("sqlite:{}", path.display());
+    setup_on(store, db, Box::new(dir)).await
+}
+
+/// An engine running `calls` on `store` (at `db`), and a server on it that requires [`TOKEN`].
+async fn setup_on(store: impl IntoStore, db: String, keep: Box<dyn Any + Send>) -> Setup {
     let engine = Engine::builder()
         .store(store)
         .options(EngineOptions {
@@ -79,13 +87,12 @@ async fn setup() -> Setup {
         .start()
         .await
         .unwrap();
-    let db = format!("sqlite:{}", path.display());
     let server = Server::start(&db, &["--token", TOKEN, "--max-body", "4096"], &[]);
     Setup {
         client: engine.client(),
         engine,
         server,
-        _dir: dir,
+        _keep: keep,
     }
 }
 
@@ -443,5 +450,42 @@ async fn a_released_task_is_claimed_again_without_counting_an_attempt() {
     assert_eq!(again["attempt"], 1);
     s.report(&again, "complete", json!({ "output": 1 })).await;
     assert_eq!(s.finished("run-1").await.status, InstanceStatus::Completed);
+    s.shutdown().await;
+}
+
+/// The protocol on PostgreSQL: claim, a heartbeat, a retry, a stale lease refused, the result.
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_protocol_works_on_postgres() {
+    let (database, url) = common::postgres::Database::create().await;
+    let store = PostgresStore::connect(&url).await.unwrap();
+    let s = setup_on(store, url, Box::new(database)).await;
+    s.client
+        .start("calls", &Call::new("pg", json!(1)))
+        .id("run-1")
+        .await
+        .unwrap();
+    let first = s.claim_one("pg", None).await;
+    let (status, body) = s
+        .report(&first, "heartbeat", json!({ "details": [1] }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = s
+        .report(&first, "fail", json!({ "message": "again" }))
+        .await;
+    assert_eq!(body["outcome"], "retry");
+    let second = s.claim_one("pg", None).await;
+    assert_eq!(
+        (&second["attempt"], &second["heartbeat_details"]),
+        (&json!(2), &json!([1]))
+    );
+    expect_error(
+        s.report(&first, "complete", json!({ "output": 0 })).await,
+        StatusCode::CONFLICT,
+        "lease_lost",
+    );
+    s.report(&second, "complete", json!({ "output": 2 })).await;
+    let info = s.finished("run-1").await;
+    assert_eq!(info.output.unwrap().as_json(), "2");
     s.shutdown().await;
 }
