@@ -53,7 +53,10 @@ class Client:
 
     def status(self, instance_id: str) -> Dict[str, Any]:
         """The instance: `status`, `output` or `failure`, and more (see `/openapi.json`)."""
-        return self._http.request("GET", f"/v1/instances/{quote(instance_id, safe='')}")
+        info: Dict[str, Any] = self._http.request(
+            "GET", f"/v1/instances/{quote(instance_id, safe='')}"
+        )
+        return info
 
     def wait(self, instance_id: str, timeout: float = 60.0, poll: float = 0.05) -> Any:
         """Waits for the instance to finish; its output, or `WorkflowFailed`. `TimeoutError`
