@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="activities at once (throughput)")
     parser.add_argument("--seq", type=int, default=200, help="activities one by one (latency)")
     parser.add_argument("--concurrency", type=int, default=100, help="each worker's limit")
+    parser.add_argument("--claim-poll-ms", type=int, default=50, help="the server's --claim-poll-ms")
     args = parser.parse_args()
     server_bin = os.environ.get("DURAFLOW_BIN", str(TARGET / "release" / "duraflow"))
     engine_bin = os.environ.get("DURAFLOW_POLYGLOT_BIN", str(TARGET / "release" / "examples" / "polyglot"))
@@ -86,7 +87,8 @@ def main() -> None:
         env = dict(os.environ, DURAFLOW_DATABASE_URL=db, RUST_LOG="warn")
         engine, _ = spawn([engine_bin], env, "polyglot engine ready")
         env.pop("DURAFLOW_DATABASE_URL")
-        server, line = spawn([server_bin, "--db", db, "serve", "--listen", "127.0.0.1:0", "--token", TOKEN],
+        server, line = spawn([server_bin, "--db", db, "serve", "--listen", "127.0.0.1:0", "--token", TOKEN,
+                                     "--claim-poll-ms", str(args.claim_poll_ms)],
                              env, "listening on http://")
         url = "http://" + line.split("listening on http://")[1].split()[0]
         fill = dict(url=url, token=TOKEN, concurrency=args.concurrency)

@@ -48,6 +48,8 @@ pub(crate) struct AppState {
     pub(crate) leases: Arc<workers::Leases>,
     /// The body limit, for the messages that name it.
     pub(crate) max_body: usize,
+    /// How often a waiting claim looks at the store.
+    pub(crate) claim_poll: std::time::Duration,
 }
 
 impl std::fmt::Debug for AppState {
@@ -68,6 +70,8 @@ pub(crate) struct ServeOptions {
     pub(crate) token: Option<String>,
     /// The body limit in bytes.
     pub(crate) max_body: usize,
+    /// How often a waiting claim looks at the store.
+    pub(crate) claim_poll: std::time::Duration,
 }
 
 /// The token from `--token`, else `DURAFLOW_TOKEN`; an empty one is refused.
@@ -166,6 +170,7 @@ pub(crate) async fn serve(store: Arc<dyn Store>, options: ServeOptions) -> Resul
         store,
         leases: workers::leases(),
         max_body: options.max_body,
+        claim_poll: options.claim_poll,
     };
     let app = router(state, auth.clone());
     // The line tests and scripts read to find the port.

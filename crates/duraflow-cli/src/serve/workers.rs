@@ -38,9 +38,6 @@ pub(crate) const MAX_CLAIM: u32 = 100;
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 /// The shortest and longest lease a claim may ask for.
 const LEASE_RANGE: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(600));
-/// How often a waiting claim looks at the store when no in-process wakeup can tell it (the
-/// engines that create tasks run in other processes).
-const POLL: Duration = Duration::from_millis(50);
 /// How often the activity names a worker claims for are announced again.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(30);
 
@@ -174,7 +171,9 @@ pub(crate) async fn claim(
         if left.is_zero() {
             return Ok(Json(json!({ "tasks": [] })));
         }
-        let nap = tokio::time::sleep(left.min(POLL));
+        // A look at the store every `--claim-poll-ms`, sooner on an in-process wakeup (the
+        // engines that create tasks usually run in other processes, which cannot wake us).
+        let nap = tokio::time::sleep(left.min(state.claim_poll));
         match notified.as_pin_mut() {
             Some(n) => {
                 tokio::select! {
