@@ -5,7 +5,8 @@ through `duraflow serve`, beside the same activity run by the Rust engine itself
     (cd sdks/typescript && npm ci && npm run build)
     python3 sdks/bench.py [--n 2000] [--seq 200] [--concurrency 100]
 
-For each of rust, python and typescript it runs, on one SQLite file:
+For each of rust, python and typescript it runs, on one SQLite file (or the store `--db`
+names):
 - latency: the `latency` workflow of the `polyglot` example, `--seq` activities one after
   the other; each sample is the workflow's time from scheduling an activity to the turn that
   received its result (so it includes the engine noticing the result);
@@ -79,11 +80,12 @@ def main() -> None:
     parser.add_argument("--seq", type=int, default=200, help="activities one by one (latency)")
     parser.add_argument("--concurrency", type=int, default=100, help="each worker's limit")
     parser.add_argument("--claim-poll-ms", type=int, default=50, help="the server's --claim-poll-ms")
+    parser.add_argument("--db", help="the store's URL (default: a new SQLite file); use an empty PostgreSQL database")
     args = parser.parse_args()
     server_bin = os.environ.get("DURAFLOW_BIN", str(TARGET / "release" / "duraflow"))
     engine_bin = os.environ.get("DURAFLOW_POLYGLOT_BIN", str(TARGET / "release" / "examples" / "polyglot"))
     with tempfile.TemporaryDirectory() as tmp:
-        db = f"sqlite:{Path(tmp) / 'bench.db'}"
+        db = args.db or f"sqlite:{Path(tmp) / 'bench.db'}"
         env = dict(os.environ, DURAFLOW_DATABASE_URL=db, RUST_LOG="warn")
         engine, _ = spawn([engine_bin], env, "polyglot engine ready")
         env.pop("DURAFLOW_DATABASE_URL")
