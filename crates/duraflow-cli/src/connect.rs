@@ -1,8 +1,10 @@
 //! Opening the store named by `--db` or `DURAFLOW_DATABASE_URL`, with `duraflow::env`'s
 //! parsing, and a [`Client`] on it alone.
 
+use std::sync::Arc;
+
 use duraflow::env::{DatabaseUrl, EnvError, DATABASE_URL};
-use duraflow::Client;
+use duraflow::{Client, Store};
 
 use crate::error::CliError;
 
@@ -31,9 +33,14 @@ pub(crate) fn database(db: Option<&str>) -> Result<(DatabaseUrl, &'static str), 
     Ok((database, from))
 }
 
-/// A client on the store named by `db`, or else by `DURAFLOW_DATABASE_URL`. A SQLite file
-/// must exist already: the CLI operates an engine's database (`migrate` creates one).
+/// A client on the store named by `db`, or else by `DURAFLOW_DATABASE_URL` (see [`store`]).
 pub(crate) async fn client(db: Option<&str>) -> Result<Client, CliError> {
+    Ok(Client::new(store(db).await?))
+}
+
+/// The store named by `db`, or else by `DURAFLOW_DATABASE_URL`. A SQLite file must exist
+/// already: the CLI operates an engine's database (`migrate` creates one).
+pub(crate) async fn store(db: Option<&str>) -> Result<Arc<dyn Store>, CliError> {
     let (database, from) = database(db)?;
     if let DatabaseUrl::Sqlite(path) = &database {
         if !path.exists() {
@@ -44,8 +51,7 @@ pub(crate) async fn client(db: Option<&str>) -> Result<Client, CliError> {
             )));
         }
     }
-    let store = database.open().await.map_err(|e| open_error(e, from))?;
-    Ok(Client::new(store))
+    database.open().await.map_err(|e| open_error(e, from))
 }
 
 /// An error opening (or reading the schema of) the store named by `from`.

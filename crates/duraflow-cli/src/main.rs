@@ -198,6 +198,12 @@ enum Command {
         /// The largest request body accepted, in bytes (larger ones get 413).
         #[arg(long, value_name = "BYTES", default_value_t = serve::DEFAULT_MAX_BODY)]
         max_body: usize,
+        /// How often a worker's waiting claim looks at the store for tasks, in milliseconds
+        /// (1 to 1000): the most a new task waits for a waiting worker when no in-process
+        /// wakeup tells the server of it.
+        #[arg(long, value_name = "MS", default_value_t = 50,
+              value_parser = clap::value_parser!(u64).range(1..=1000))]
+        claim_poll_ms: u64,
     },
 }
 
@@ -280,16 +286,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             listen,
             token,
             max_body,
+            claim_poll_ms,
         } => Some(serve::ServeOptions {
             listen: listen.clone(),
             token: serve::token(token.clone())?,
             max_body: *max_body,
+            claim_poll: std::time::Duration::from_millis(*claim_poll_ms),
         }),
         _ => None,
     };
     if let Some(options) = serve {
-        let client = connect::client(cli.global.db.as_deref()).await?;
-        return serve::serve(client, options).await;
+        let store = connect::store(cli.global.db.as_deref()).await?;
+        return serve::serve(store, options).await;
     }
     if let Command::Migrate { check } = cli.command {
         return migrate::migrate(cli.global.db.as_deref(), check, json).await;

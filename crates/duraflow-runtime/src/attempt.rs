@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use duraflow_core::{ActivityError, Failure, FailureKind, Payload, Timestamp};
+use duraflow_core::{ActivityError, Failure, FailureKind, Payload};
 use duraflow_store::{Completed, OpResult, StoreError, TaskCompletion, TaskRelease, TaskWork};
 use futures::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -20,6 +20,9 @@ use crate::activity::{ActivityContext, AttemptError};
 use crate::batcher::Batcher;
 use crate::claimed::ClaimedTurns;
 use crate::heartbeat::{self, Heartbeats};
+use crate::outcome::{
+    after_failure, after_timeout, attempt_deadlines, refuse_to_run, AttemptOutcome,
+};
 use crate::registry::Activities;
 use crate::shared::Shared;
 use crate::wait::Backoff;
@@ -107,14 +110,10 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
 }
 
 async fn run_attempt_in_span(attempts: &Attempts, task: TaskWork) {
-    let label = format!("activity {:?}", task.name);
-    // The store counts an attempt at every fetch, and an attempt that ends by itself either
-    // reports its result or (with attempts left) is released for its retry. A fetch past the
-    // policy's attempts therefore means the last allowed one ended without a word: its lease
-    // expired. It is not run again; the activity fails.
-    if task.attempt > task.options.retry.max_attempts {
-        let failure = lease_expired_failure(attempts.shared.options.task_lease, &task, &label);
-        warn!(task = task.id.0, %failure, "activity failed: its last attempt was lost");
+    let label = crate::outcome::label(&task);
+    let now = attempts.shared.clock.now();
+    if let Some(failure) = refuse_to_run(&task, now, attempts.shared.options.task_lease) {
+        warn!(task = task.id.0, %failure, "activity failed before its attempt could run");
         return complete(attempts, &task, OpResult::Err(failure)).await;
     }
     let Some(activity) = attempts.activities.get(&task.name).cloned() else {
@@ -131,23 +130,7 @@ async fn run_attempt_in_span(attempts: &Attempts, task: TaskWork) {
         .with_attempts(task.attempt);
         return complete(attempts, &task, OpResult::Err(failure)).await;
     };
-
-    let now = attempts.shared.clock.now();
-    let close_by = task
-        .options
-        .schedule_to_close
-        .map(|d| task.scheduled_at.plus(d));
-    if let Some(deadline) = close_by {
-        if now >= deadline {
-            let failure =
-                schedule_to_close_failure(&task, &label, task.attempt.saturating_sub(1), None);
-            return complete(attempts, &task, OpResult::Err(failure)).await;
-        }
-    }
-    let attempt_deadline = match (task.options.attempt_timeout.map(|d| now.plus(d)), close_by) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    };
+    let (attempt_deadline, close_by) = attempt_deadlines(&task, now);
 
     let cancel = attempts.hard_stop.child_token();
     let _guard = attempts
@@ -235,21 +218,20 @@ async fn run_attempt_in_span(attempts: &Attempts, task: TaskWork) {
             complete(attempts, &task, OpResult::Err(failure)).await
         }
         Ended::Finished(Err(AttemptError::Activity(e))) => {
-            failed_attempt(attempts, &task, &label, close_by, e, None).await
+            let now = attempts.shared.clock.now();
+            let outcome = after_failure(&task, now, &e, None, fastrand::f64());
+            apply(attempts, &task, outcome).await
         }
         Ended::HeartbeatTimedOut { after } => {
             let (e, kind) = (heartbeat::timed_out(after), FailureKind::HeartbeatTimedOut);
-            failed_attempt(attempts, &task, &label, close_by, e, Some(kind)).await
+            let now = attempts.shared.clock.now();
+            let outcome = after_failure(&task, now, &e, Some(kind), fastrand::f64());
+            apply(attempts, &task, outcome).await
         }
         Ended::TimedOut { after, closed } => {
-            let e = ActivityError::retryable(format!("attempt timed out after {after:?}"));
-            if closed {
-                // The schedule-to-close deadline cut the attempt short: no retry can help.
-                let failure = schedule_to_close_failure(&task, &label, task.attempt, Some(&e));
-                complete(attempts, &task, OpResult::Err(failure)).await
-            } else {
-                failed_attempt(attempts, &task, &label, close_by, e, None).await
-            }
+            let now = attempts.shared.clock.now();
+            let outcome = after_timeout(&task, now, after, closed, fastrand::f64());
+            apply(attempts, &task, outcome).await
         }
         Ended::LeaseLost => {
             attempts.shared.metrics.recorder().task_lease_lost();
@@ -278,38 +260,17 @@ async fn run_attempt_in_span(attempts: &Attempts, task: TaskWork) {
     }
 }
 
-/// Decides between another attempt and a final failure; `kind` names what ended the attempt,
-/// when the runtime ended it (both the attempt's failure and a final one take it).
-async fn failed_attempt(
-    attempts: &Attempts,
-    task: &TaskWork,
-    label: &str,
-    close_by: Option<Timestamp>,
-    e: ActivityError,
-    kind: Option<FailureKind>,
-) {
-    let policy = &task.options.retry;
-    let now = attempts.shared.clock.now();
-    let retry_at = (e.is_retryable() && policy.retries_code(e.code()))
-        .then(|| policy.delay_after(task.attempt, fastrand::f64()))
-        .flatten()
-        // A wait the activity asked for (a `Retry-After`) replaces the policy's backoff.
-        .map(|d| now.plus(e.retry_after_hint().unwrap_or(d)));
-    match retry_at {
-        // The policy allows another attempt, but not before the schedule-to-close deadline:
-        // the activity times out rather than exhausting retries it still had.
-        Some(at) if close_by.is_some_and(|deadline| at >= deadline) => {
-            let failure = schedule_to_close_failure(task, label, task.attempt, Some(&e));
-            complete(attempts, task, OpResult::Err(failure)).await
-        }
-        Some(visible_at) => {
-            let failure =
-                attempt_failure(&e, kind.unwrap_or(FailureKind::Application), label, task);
-            debug!(task = task.id.0, attempt = task.attempt, %failure, "activity attempt failed; retrying");
-            let release = TaskRelease::Retry {
-                visible_at,
-                failure,
-            };
+/// Carries out what [`after_failure`] or [`after_timeout`] decided: releases the task for its
+/// retry, or completes it with its final failure.
+async fn apply(attempts: &Attempts, task: &TaskWork, outcome: AttemptOutcome) {
+    match outcome {
+        AttemptOutcome::Retry(release) => {
+            debug!(
+                task = task.id.0,
+                attempt = task.attempt,
+                ?release,
+                "activity attempt failed; retrying"
+            );
             match attempts
                 .shared
                 .store
@@ -326,72 +287,8 @@ async fn failed_attempt(
                 }
             }
         }
-        None => {
-            let kind = if let Some(kind) = kind {
-                kind
-            } else if !e.is_retryable() || !policy.retries_code(e.code()) {
-                if matches!(e, ActivityError::Cancelled) {
-                    FailureKind::Cancelled
-                } else {
-                    FailureKind::ActivityTerminal
-                }
-            } else {
-                FailureKind::RetriesExhausted
-            };
-            let failure = attempt_failure(&e, kind, label, task);
-            complete(attempts, task, OpResult::Err(failure)).await
-        }
+        AttemptOutcome::Fail(failure) => complete(attempts, task, OpResult::Err(failure)).await,
     }
-}
-
-fn attempt_failure(e: &ActivityError, kind: FailureKind, label: &str, task: &TaskWork) -> Failure {
-    Failure::new(kind, e.message())
-        .with_code(e.code().map(str::to_owned))
-        .with_retry_after(e.retry_after_hint())
-        .at(label, &task.op)
-        .with_attempts(task.attempt)
-}
-
-/// Every attempt the policy allows has been made and the last one ended without a report (its
-/// lease expired).
-fn lease_expired_failure(task_lease: Duration, task: &TaskWork, label: &str) -> Failure {
-    let attempts = task.options.retry.max_attempts;
-    let mut message = format!(
-        "attempt {attempts} of {attempts} ended without reporting a result: its lease expired \
-         first, because the worker running it died, was stopped without handing it back, \
-         could not reach the store, or blocked its thread so that the lease could not be \
-         renewed (task_lease is {:?} in the engine reporting this), and the retry policy \
-         allows no more attempts. Run an activity's blocking work with \
-         tokio::task::spawn_blocking; an activity that kills its worker has to be fixed",
-        task_lease
-    );
-    if let Some(last) = &task.last_failure {
-        message.push_str(&format!("; an earlier attempt failed: {}", last.message));
-    }
-    Failure::new(FailureKind::LeaseExpired, message)
-        .at(label, &task.op)
-        .with_attempts(attempts)
-}
-
-/// The activity had no result by its schedule-to-close deadline, after `attempts` attempts
-/// (the last of which failed with `last`, if given).
-fn schedule_to_close_failure(
-    task: &TaskWork,
-    label: &str,
-    attempts: u32,
-    last: Option<&ActivityError>,
-) -> Failure {
-    let mut message = format!(
-        "no result within the schedule-to-close timeout of {:?}",
-        task.options.schedule_to_close.unwrap_or_default()
-    );
-    if let Some(e) = last {
-        message.push_str(&format!("; the last attempt failed: {}", e.message()));
-    }
-    Failure::new(FailureKind::Timeout, message)
-        .with_code(last.and_then(|e| e.code()).map(str::to_owned))
-        .at(label, &task.op)
-        .with_attempts(attempts)
 }
 
 fn panic_error(name: &str, panic: Box<dyn std::any::Any + Send>) -> AttemptError {

@@ -31,6 +31,7 @@ mod heartbeat;
 mod lease_loop;
 pub mod metrics;
 mod options;
+pub mod outcome;
 mod registry;
 mod shared;
 mod turn;

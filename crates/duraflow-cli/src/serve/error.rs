@@ -10,11 +10,16 @@
 //! | 401 | `unauthorized` | no bearer token, or the wrong one |
 //! | 404 | `instance_not_found` | no instance with that id (or no such execution of it) |
 //! | 404 | `workflow_not_found` | no engine has announced the workflow on that queue |
+//! | 404 | `task_not_found` | no activity task with that id (never created, or deleted with its finished instance) |
+//! | 404 | `callback_not_found` | no open callback with that token |
 //! | 404 | `route_not_found` | no such route |
 //! | 405 | `method_not_allowed` | the route exists, the method does not |
 //! | 409 | `instance_exists` | a start with `if_exists: "fail"` found the id taken |
 //! | 409 | `instance_finished` | raise, cancel or terminate on a finished instance |
 //! | 409 | `instance_running` | purge of an instance that has not finished |
+//! | 409 | `lease_lost` | a task report with a lease token that is no longer the task's lease (nothing changes) |
+//! | 409 | `lease_unknown` | a failure reported to a server process that did not lease the task |
+//! | 409 | `callback_closed` | the callback was already completed, failed or timed out |
 //! | 413 | `body_too_large` | the body is over the server's limit (`--max-body`) |
 //! | 415 | `unsupported_media_type` | a JSON body without `Content-Type: application/json` |
 //! | 503 | `store_unavailable` | the store failed; retry later |

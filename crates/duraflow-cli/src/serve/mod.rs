@@ -7,25 +7,29 @@
 //!   (`auth.rs`), which it must whenever it listens on an address that is not loopback.
 //!
 //! The router is assembled in [`router`] from one `Router` per concern, so that the next ones
-//! (`/v1/workers/...` for workers in other languages, `/metrics`) are one `.merge` each.
+//! (`/metrics`) are one `.merge` each. The worker protocol (`/v1/workers/{queue}/claim` and
+//! `/v1/tasks/{id}/...`, `workers.rs`) lets workers in other languages run activity tasks.
 
 mod auth;
+mod callbacks;
 mod dashboard;
 mod error;
 mod instances;
 mod metrics;
 mod openapi;
 mod timeline;
+mod workers;
 mod workflows;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use duraflow::Client;
+use duraflow::{Client, Store};
 
 use self::auth::Auth;
 use self::error::ApiError;
@@ -35,12 +39,27 @@ use crate::error::CliError;
 pub(crate) const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 
 /// What the API handlers share.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct AppState {
     /// A client on the store (no engine: the server runs no workflow code).
     pub(crate) client: Client,
+    /// The store itself, for the worker protocol (which leases tasks as an engine does).
+    pub(crate) store: Arc<dyn Store>,
+    /// The attempts leased to workers in other languages.
+    pub(crate) leases: Arc<workers::Leases>,
     /// The body limit, for the messages that name it.
     pub(crate) max_body: usize,
+    /// How often a waiting claim looks at the store.
+    pub(crate) claim_poll: std::time::Duration,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("store", &self.store.backend())
+            .field("max_body", &self.max_body)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How `serve` was asked to run.
@@ -52,6 +71,8 @@ pub(crate) struct ServeOptions {
     pub(crate) token: Option<String>,
     /// The body limit in bytes.
     pub(crate) max_body: usize,
+    /// How often a waiting claim looks at the store.
+    pub(crate) claim_poll: std::time::Duration,
 }
 
 /// The token from `--token`, else `DURAFLOW_TOKEN`; an empty one is refused.
@@ -87,6 +108,13 @@ pub(crate) fn router(state: AppState, auth: Auth) -> Router {
         .route("/instances/{id}/terminate", post(instances::terminate))
         .route("/stats", get(instances::stats))
         .route("/workflows", get(workflows::list))
+        .route("/callbacks/{token}/complete", post(callbacks::complete))
+        .route("/callbacks/{token}/fail", post(callbacks::fail))
+        .route("/workers/{queue}/claim", post(workers::claim))
+        .route("/tasks/{id}/heartbeat", post(workers::heartbeat))
+        .route("/tasks/{id}/complete", post(workers::complete))
+        .route("/tasks/{id}/fail", post(workers::fail))
+        .route("/tasks/{id}/release", post(workers::release))
         .route_layer(middleware::from_fn_with_state(
             auth.clone(),
             auth::require_token,
@@ -118,7 +146,7 @@ pub(crate) fn router(state: AppState, auth: Auth) -> Router {
 }
 
 /// Runs the server until Ctrl-C or SIGTERM.
-pub(crate) async fn serve(client: Client, options: ServeOptions) -> Result<(), CliError> {
+pub(crate) async fn serve(store: Arc<dyn Store>, options: ServeOptions) -> Result<(), CliError> {
     let auth = Auth::new(options.token);
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(&options.listen)
         .await
@@ -143,8 +171,11 @@ pub(crate) async fn serve(client: Client, options: ServeOptions) -> Result<(), C
         .local_addr()
         .map_err(|e| CliError::operational(format!("cannot read the bound address: {e}")))?;
     let state = AppState {
-        client,
+        client: Client::new(store.clone()),
+        store,
+        leases: workers::leases(),
         max_body: options.max_body,
+        claim_poll: options.claim_poll,
     };
     let app = router(state, auth.clone());
     // The line tests and scripts read to find the port.

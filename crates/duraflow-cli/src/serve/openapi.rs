@@ -68,7 +68,7 @@ pub(crate) fn document() -> Value {
                 When the server has a token, every /v1 route needs Authorization: Bearer <token>."
         },
         "security": [ { "bearer": [] } ],
-        "paths": paths(),
+        "paths": merged(paths(), worker_paths()),
         "components": components(),
     })
 }
@@ -169,21 +169,132 @@ fn paths() -> Value {
     })
 }
 
+fn merged(mut a: Value, b: Value) -> Value {
+    if let (Value::Object(a), Value::Object(b)) = (&mut a, b) {
+        a.extend(b);
+    }
+    a
+}
+
+fn task_param() -> Value {
+    json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "integer" },
+            "description": "The task id a claim returned." })
+}
+
+fn body(schema: &str) -> Value {
+    json!({ "required": true, "content": { "application/json": {
+        "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+}
+
+/// A `POST /v1/tasks/{id}/...` report with a body of `schema`, answering 200 with `answer`.
+fn task_report(summary: &str, schema: &str, answer: (&str, &str)) -> Value {
+    json!({ "post": {
+        "summary": summary,
+        "parameters": [ task_param() ], "requestBody": body(schema),
+        "responses": with_errors(ok("200", answer.0, answer.1), &["400", "401", "404", "409", "413", "415", "503"])
+    }})
+}
+
+/// The worker protocol (docs/WORKER_PROTOCOL.md) and the callback routes.
+fn worker_paths() -> Value {
+    let reports = json!({
+        "/v1/tasks/{id}/heartbeat": task_report(
+            "Extend the task's lease and record progress details; says when to stop.",
+            "HeartbeatRequest", ("the lease, or cancelled: true", "Heartbeat")),
+        "/v1/tasks/{id}/complete": task_report(
+            "Record the activity's output. A stale lease token gets 409 lease_lost and changes nothing.",
+            "CompleteRequest", ("recorded (or the attempt had timed out)", "Done")),
+        "/v1/tasks/{id}/fail": task_report(
+            "The attempt failed: the task's retry policy decides between a retry and a final failure.",
+            "FailRequest", ("outcome retry (with retry_at) or failed", "Done")),
+        "/v1/tasks/{id}/release": task_report(
+            "Hand the task back without a result (shutdown); the attempt does not count.",
+            "TokenRequest", ("released", "Done")),
+    });
+    merged(
+        reports,
+        json!({
+            "/v1/workers/{queue}/claim": { "post": {
+                "summary": "Claim up to max activity tasks of the named activities on a queue, waiting up to wait_ms for one (long polling). Announces the activity names.",
+                "parameters": [ { "name": "queue", "in": "path", "required": true,
+                    "schema": { "type": "string" }, "description": "The queue." } ],
+                "requestBody": body("ClaimRequest"),
+                "responses": with_errors(ok("200", "the tasks leased (none when the wait ran out)", "Claimed"), &["400", "401", "413", "415", "503"])
+            }},
+            "/v1/callbacks/{token}/complete": { "post": {
+                "summary": "Complete the callback with this token; the waiting workflow receives value.",
+                "parameters": [ { "name": "token", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "properties": { "value": {} } } } } },
+                "responses": with_errors(ok("200", "resolved", "Done"), &["400", "401", "404", "409", "413", "415", "503"])
+            }},
+            "/v1/callbacks/{token}/fail": { "post": {
+                "summary": "Fail the callback with this token with an error type and message.",
+                "parameters": [ { "name": "token", "in": "path", "required": true, "schema": { "type": "string" } } ],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["type", "message"],
+                    "properties": { "type": { "type": "string" }, "message": { "type": "string" } } } } } },
+                "responses": with_errors(ok("200", "resolved", "Done"), &["400", "401", "404", "409", "413", "415", "503"])
+            }}
+        }),
+    )
+}
+
+fn worker_schemas() -> Value {
+    json!({
+        "ClaimRequest": { "type": "object", "required": ["worker", "activities"], "additionalProperties": false,
+            "properties": {
+                "worker": { "type": "string", "description": "Who claims (1 to 200 bytes), for diagnostics." },
+                "activities": { "type": "array", "minItems": 1, "items": { "type": "string" },
+                    "description": "The activity names the worker runs on this queue." },
+                "max": { "type": "integer", "minimum": 1, "maximum": 100, "description": "Tasks at most (default 1)." },
+                "wait_ms": { "type": "integer", "minimum": 0, "maximum": 60000,
+                    "description": "How long to wait for a task when none is visible (default 0)." },
+                "lease_ms": { "type": "integer", "minimum": 1000, "maximum": 600000,
+                    "description": "The lease each heartbeat extends (default 30000; a task's heartbeat timeout shortens it)." } } },
+        "Claimed": { "type": "object", "properties": { "tasks": { "type": "array", "items": {
+            "$ref": "#/components/schemas/Task" } } } },
+        "Task": { "type": "object", "properties": {
+            "id": { "type": "integer" }, "token": { "type": "string", "description": "The lease token; send it with every report." },
+            "name": { "type": "string" }, "instance_id": { "type": "string" }, "execution": { "type": "integer" },
+            "op": { "type": "string" }, "attempt": { "type": "integer" }, "max_attempts": { "type": "integer" },
+            "input": {}, "heartbeat_details": { "description": "The latest heartbeat details of an earlier attempt, or null." },
+            "last_failure": { "type": ["object", "null"] },
+            "scheduled_at": { "type": "integer" }, "lease_until": { "type": "integer" },
+            "lease_ms": { "type": "integer", "description": "Heartbeat well within this (the SDKs every third of it)." },
+            "deadline": { "type": ["integer", "null"], "description": "When the attempt times out (ms since the epoch)." } } },
+        "HeartbeatRequest": { "type": "object", "required": ["token"], "additionalProperties": false,
+            "properties": { "token": { "type": "string" }, "details": { "description": "Progress, any JSON; the next attempt reads it." } } },
+        "Heartbeat": { "type": "object", "properties": {
+            "cancelled": { "type": "boolean" }, "reason": { "type": "string", "enum": ["timed_out", "instance_finished"] },
+            "lease_until": { "type": "integer" } } },
+        "CompleteRequest": { "type": "object", "required": ["token"], "additionalProperties": false,
+            "properties": { "token": { "type": "string" }, "output": { "description": "Any JSON (default null)." } } },
+        "FailRequest": { "type": "object", "required": ["token", "message"], "additionalProperties": false,
+            "properties": { "token": { "type": "string" }, "message": { "type": "string" },
+                "retryable": { "type": "boolean", "description": "Default true." },
+                "type": { "type": "string", "description": "The error type (the failure's code; a policy's non_retryable codes match it)." },
+                "retry_after_ms": { "type": "integer", "description": "Wait this long before the retry, instead of the policy's backoff." } } },
+        "TokenRequest": { "type": "object", "required": ["token"], "additionalProperties": false,
+            "properties": { "token": { "type": "string" } } }
+    })
+}
+
 fn components() -> Value {
     let mut components = json!({
         "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
         "responses": {
             "E400": error_response("malformed_json, invalid_request"),
             "E401": error_response("unauthorized: no bearer token, or the wrong one"),
-            "E404": error_response("instance_not_found, execution_not_found, workflow_not_found, route_not_found"),
-            "E409": error_response("instance_exists, instance_finished, instance_running"),
+            "E404": error_response("instance_not_found, execution_not_found, workflow_not_found, task_not_found, callback_not_found, route_not_found"),
+            "E409": error_response("instance_exists, instance_finished, instance_running, lease_lost, lease_unknown, callback_closed"),
             "E413": error_response("body_too_large"),
             "E415": error_response("unsupported_media_type"),
             "E503": error_response("store_unavailable")
         }
     });
     if let Value::Object(c) = &mut components {
-        c.insert("schemas".to_owned(), schemas());
+        c.insert("schemas".to_owned(), merged(schemas(), worker_schemas()));
     }
     components
 }

@@ -9,6 +9,8 @@
     reason = "shared test helpers"
 )]
 
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod server;
 
 use std::any::Any;

@@ -15,7 +15,7 @@ use super::DEADLINE;
 
 /// A running `duraflow serve`, killed when dropped.
 pub struct Server {
-    child: Child,
+    child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
     http: Client<HttpConnector, Body>,
@@ -62,9 +62,16 @@ impl Server {
         let addr = rx.recv_timeout(DEADLINE).unwrap_or_else(|e| {
             panic!("duraflow serve printed no address within {DEADLINE:?}: {e}")
         });
+        let mut server = Server::attach(&format!("http://{addr}"));
+        server.child = Some(child);
+        server
+    }
+
+    /// A client of the server at `base` (`http://HOST:PORT`), which it does not own.
+    pub fn attach(base: &str) -> Server {
         Server {
-            child,
-            base: format!("http://{addr}"),
+            child: None,
+            base: base.to_owned(),
             http: Client::builder(TokioExecutor::new()).build_http(),
         }
     }
@@ -137,8 +144,10 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
