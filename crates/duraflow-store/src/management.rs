@@ -34,9 +34,6 @@ pub struct QueueDepth {
     pub delayed_tasks: u64,
 }
 
-/// Adds a count read by a store to one field of a [`QueueDepth`].
-pub type AddCount = fn(&mut QueueDepth, u64);
-
 /// Queue depths gathered queue by queue, as a store counts them.
 #[derive(Debug, Default)]
 pub struct DepthTally(std::collections::BTreeMap<String, QueueDepth>);
@@ -52,10 +49,30 @@ impl DepthTally {
             })
     }
 
+    /// Adds a queue's unfinished instances, as a store counts them (negative counts, which
+    /// no store returns, count 0).
+    pub fn instances(&mut self, queue: &str, pending: i64, running: i64) {
+        let d = self.of(queue);
+        d.pending_instances += count(pending);
+        d.running_instances += count(running);
+    }
+
+    /// Adds a queue's tasks, as a store counts them.
+    pub fn tasks(&mut self, queue: &str, ready: i64, leased: i64, delayed: i64) {
+        let d = self.of(queue);
+        d.ready_tasks += count(ready);
+        d.leased_tasks += count(leased);
+        d.delayed_tasks += count(delayed);
+    }
+
     /// The depths, by queue name.
     pub fn into_depths(self) -> Vec<QueueDepth> {
         self.0.into_values().collect()
     }
+}
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
 }
 
 /// What operators read and do with a store (see the [module](self) docs).
@@ -124,8 +141,8 @@ pub fn purge_filter(mut filter: ListFilter, max: usize) -> StoreResult<ListFilte
     Ok(filter)
 }
 
-/// The management extension of `store`, or `Unsupported`-style `Invalid` error naming the
-/// backend when it has none.
+/// The management extension of `store`; an `Invalid` error naming the backend when it has
+/// none.
 pub fn management_of(store: &dyn Store) -> StoreResult<&dyn Management> {
     store.management().ok_or_else(|| {
         StoreError::Invalid(format!(

@@ -1,7 +1,7 @@
 //! Reads and administration: journals, listings, purge, counts, and when work is next due.
 
 use duraflow_core::{Event, Timestamp};
-use duraflow_store::management::{AddCount, DepthTally};
+use duraflow_store::management::DepthTally;
 use duraflow_store::{
     InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError, StoreStats,
 };
@@ -103,50 +103,37 @@ pub(crate) async fn purge_finished(
     Ok(purged)
 }
 
-/// The depth of every queue with unfinished instances or tasks at `now`.
+/// The depth of every queue with unfinished instances or tasks at `now`: one read of the
+/// unfinished instances and one of the tasks (only live work is kept).
 pub(crate) async fn queue_depths(
     conn: &mut PgConnection,
     now: Timestamp,
 ) -> OpResult<Vec<QueueDepth>> {
     let mut depths = DepthTally::default();
-    let reads: [(&str, AddCount); 5] = [
-        (
-            "SELECT queue, count(*) FROM instances
-              WHERE due_at IS NOT NULL AND started_at IS NULL GROUP BY queue",
-            |d, n| d.pending_instances += n,
-        ),
-        (
-            "SELECT queue, count(*) FROM instances
-              WHERE status IN ('pending', 'running') AND started_at IS NOT NULL GROUP BY queue",
-            |d, n| d.running_instances += n,
-        ),
-        (
-            "SELECT queue, count(*) FROM tasks WHERE lease_until > $1 GROUP BY queue",
-            |d, n| d.leased_tasks += n,
-        ),
-        (
-            "SELECT queue, count(*) FROM tasks
-              WHERE (lease_until IS NULL OR lease_until <= $1) AND visible_at <= $1
-              GROUP BY queue",
-            |d, n| d.ready_tasks += n,
-        ),
-        (
-            "SELECT queue, count(*) FROM tasks
-              WHERE (lease_until IS NULL OR lease_until <= $1) AND visible_at > $1
-              GROUP BY queue",
-            |d, n| d.delayed_tasks += n,
-        ),
-    ];
-    for (i, (sql, add)) in reads.into_iter().enumerate() {
-        // The task counts (the last three) depend on `now`.
-        let query = sqlx::query(sql);
-        let query = if i >= 2 { query.bind(now.0) } else { query };
-        let rows = query.fetch_all(&mut *conn).await?;
-        for row in rows {
-            let queue: String = row.try_get(0)?;
-            let n: i64 = row.try_get(1)?;
-            add(depths.of(&queue), u64::try_from(n).unwrap_or(0));
-        }
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT queue, count(*) FILTER (WHERE started_at IS NULL),
+                count(*) FILTER (WHERE started_at IS NOT NULL)
+           FROM instances WHERE status IN ('pending', 'running') GROUP BY queue",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for (queue, pending, running) in rows {
+        depths.instances(&queue, pending, running);
+    }
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT queue,
+                count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
+                                   AND visible_at <= $1),
+                count(*) FILTER (WHERE lease_until > $1),
+                count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
+                                   AND visible_at > $1)
+           FROM tasks GROUP BY queue",
+    )
+    .bind(now.0)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (queue, ready, leased, delayed) in rows {
+        depths.tasks(&queue, ready, leased, delayed);
     }
     Ok(depths.into_depths())
 }

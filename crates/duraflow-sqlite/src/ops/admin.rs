@@ -1,7 +1,7 @@
 //! Reads and administration: journals, listings, purge, counts, and when work is next due.
 
 use duraflow_core::{Event, Timestamp};
-use duraflow_store::management::{AddCount, DepthTally};
+use duraflow_store::management::DepthTally;
 use duraflow_store::{
     InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError, StoreStats,
 };
@@ -91,52 +91,40 @@ pub(crate) fn purge_finished(conn: &Connection, filter: &ListFilter) -> SqlResul
     Ok(purged)
 }
 
-/// The depth of every queue with unfinished instances or tasks at `now`. Pending instances
-/// are read from the pending due index; running ones from the status index; tasks (only live
-/// work is kept) from the queue index of tasks.
+/// The depth of every queue with unfinished instances or tasks at `now`: one read of the
+/// unfinished instances (from the status index) and one of the tasks (only live work is kept).
 pub(crate) fn queue_depths(conn: &Connection, now: Timestamp) -> SqlResult<Vec<QueueDepth>> {
     let mut depths = DepthTally::default();
-    let mut read = |sql: &str, p: &[&dyn rusqlite::ToSql], add: AddCount| {
-        let mut stmt = conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(p)?;
-        while let Some(row) = rows.next()? {
-            let (queue, n): (String, i64) = in_row(
-                || "a queue's count".to_owned(),
-                || Ok((row.get(0)?, row.get(1)?)),
-            )?;
-            add(depths.of(&queue), u64::try_from(n).unwrap_or(0));
-        }
-        SqlResult::Ok(())
-    };
-    read(
-        "SELECT queue, count(*) FROM instances INDEXED BY instances_pending_due
-          WHERE due_at IS NOT NULL AND started_at IS NULL GROUP BY queue",
-        &[],
-        |d, n| d.pending_instances += n,
+    let mut stmt = conn.prepare_cached(
+        "SELECT queue, count(*) FILTER (WHERE started_at IS NULL),
+                count(*) FILTER (WHERE started_at IS NOT NULL)
+           FROM instances WHERE status IN ('pending', 'running') GROUP BY queue",
     )?;
-    read(
-        "SELECT queue, count(*) FROM instances
-          WHERE status IN ('pending', 'running') AND started_at IS NOT NULL GROUP BY queue",
-        &[],
-        |d, n| d.running_instances += n,
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let (queue, pending, running): (String, i64, i64) = in_row(
+            || "a queue's instance counts".to_owned(),
+            || Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )?;
+        depths.instances(&queue, pending, running);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT queue,
+                count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= ?1)
+                                   AND visible_at <= ?1),
+                count(*) FILTER (WHERE lease_until > ?1),
+                count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= ?1)
+                                   AND visible_at > ?1)
+           FROM tasks GROUP BY queue",
     )?;
-    read(
-        "SELECT queue, count(*) FROM tasks WHERE lease_until > ?1 GROUP BY queue",
-        &[&now.0],
-        |d, n| d.leased_tasks += n,
-    )?;
-    read(
-        "SELECT queue, count(*) FROM tasks
-          WHERE (lease_until IS NULL OR lease_until <= ?1) AND visible_at <= ?1 GROUP BY queue",
-        &[&now.0],
-        |d, n| d.ready_tasks += n,
-    )?;
-    read(
-        "SELECT queue, count(*) FROM tasks
-          WHERE (lease_until IS NULL OR lease_until <= ?1) AND visible_at > ?1 GROUP BY queue",
-        &[&now.0],
-        |d, n| d.delayed_tasks += n,
-    )?;
+    let mut rows = stmt.query([now.0])?;
+    while let Some(row) = rows.next()? {
+        let (queue, ready, leased, delayed): (String, i64, i64, i64) = in_row(
+            || "a queue's task counts".to_owned(),
+            || Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )?;
+        depths.tasks(&queue, ready, leased, delayed);
+    }
     Ok(depths.into_depths())
 }
 
