@@ -49,14 +49,14 @@ const CREATED_AT: Timestamp = Timestamp(1_800_000_000_000);
 /// How long a completing fetch leases its turns.
 const LEASE: Duration = Duration::from_secs(60);
 
-/// The id of the `i`th instance created of `n`: a permutation of `0..n` (a multiplier prime to
-/// `n`), so that id order is not creation order.
-fn id_of(i: u64, n: u64) -> String {
+/// A multiplier prime to `n`, so that `i * multiplier % n` permutes `0..n`: ids in an order
+/// unrelated to creation.
+fn multiplier(n: u64) -> u64 {
     let mut multiplier = 7_919u64;
     while gcd(multiplier, n) != 1 {
         multiplier += 2;
     }
-    format!("ls-{:09}", (i * multiplier) % n)
+    multiplier
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -211,8 +211,9 @@ fn status_name_rows(n: u64) -> usize {
 /// Creates the `n` instances.
 async fn fill(store: &Arc<dyn Store>, n: u64) -> Result<()> {
     let input = Payload::null();
+    let multiplier = multiplier(n);
     super::create_many(store, n, |i| NewInstance {
-        id: id_of(i, n),
+        id: format!("ls-{:09}", (i * multiplier) % n),
         name: format!("wf-{}", i % SPREAD),
         input: input.clone(),
         parent: None,
