@@ -29,7 +29,8 @@
 //! transitions. The interpreter schedules each step's retries itself (every attempt and
 //! `waiting_for_retry` visible, with jitter and a handler's retry-after), and operators act on
 //! running runs through [`run::operator`] (retry or resolve a step, cancel the run), audited.
-//! Lifecycle events are not built yet.
+//! Every step and run transition is published as a [`run::LifecycleEvent`] on the
+//! engine's feed, for durable subscribers.
 //!
 //! # Step kinds
 //!

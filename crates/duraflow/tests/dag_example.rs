@@ -16,6 +16,9 @@ use duraflow::dag::{RunState, StepState};
 use duraflow::prelude::*;
 use serde_json::json;
 
+/// How long a run may take before the test fails instead of hanging.
+const DEADLINE: Duration = Duration::from_secs(60);
+
 fn states(report: &DagReport) -> BTreeMap<String, StepState> {
     report
         .steps
@@ -52,7 +55,7 @@ async fn the_order_dag_example_ships_one_order_and_refunds_the_other() {
         .await
         .unwrap();
 
-    let ship: DagReport = client.wait(&shipped).await.unwrap();
+    let ship: DagReport = client.wait(&shipped).timeout(DEADLINE).await.unwrap();
     assert_eq!(ship.state, RunState::Complete);
     assert_eq!(ship.results["ship_or_refund"], json!(["ship"]));
     assert_eq!(
@@ -79,7 +82,7 @@ async fn the_order_dag_example_ships_one_order_and_refunds_the_other() {
     expected.insert("refund".into(), StepState::Skipped);
     assert_eq!(states(&ship), expected);
 
-    let refund: DagReport = client.wait(&refunded).await.unwrap();
+    let refund: DagReport = client.wait(&refunded).timeout(DEADLINE).await.unwrap();
     assert_eq!(refund.state, RunState::Complete);
     assert_eq!(refund.results["ship_or_refund"], json!(["refund"]));
     assert_eq!(refund.results["refund"], json!({ "refunded": "rcpt-o-2" }));
@@ -138,7 +141,7 @@ async fn the_order_dag_example_ships_one_order_and_refunds_the_other() {
         .await
         .unwrap();
     assert!(again.existed);
-    let report: DagReport = client.wait(&again).await.unwrap();
+    let report: DagReport = client.wait(&again).timeout(DEADLINE).await.unwrap();
     assert_eq!(report, ship);
     drop(client);
     engine.shutdown().await;
@@ -156,7 +159,11 @@ async fn an_order_without_items_fails_at_validation_before_anything_else() {
         .start(run::WORKFLOW_NAME, &shop::order("o-3", &[]))
         .await
         .unwrap();
-    let e = client.wait::<DagReport>(&run).await.unwrap_err();
+    let e = client
+        .wait::<DagReport>(&run)
+        .timeout(DEADLINE)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("at least one item"), "{e}");
     let status = run::dag_status(&client, &run.id).await.unwrap();
     assert_eq!(status.state, RunState::Error);

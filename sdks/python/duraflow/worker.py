@@ -23,6 +23,7 @@ import socket
 import threading
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, Optional, Set, TypeVar, Union
+from urllib.parse import quote
 
 from ._http import DuraflowError, Http
 
@@ -257,7 +258,7 @@ class Worker:
             "wait_ms": self.wait_ms,
             "lease_ms": self.lease_ms,
         }
-        path = f"/v1/workers/{self.queue}/claim"
+        path = f"/v1/workers/{quote(self.queue, safe='')}/claim"
         timeout = self.wait_ms / 1000 + 30
         answer = await self._call("POST", path, body, timeout)
         return answer["tasks"]
@@ -354,7 +355,7 @@ class Worker:
         path = f"/v1/tasks/{ctx.info.id}/heartbeat"
         while True:
             await asyncio.sleep(interval)
-            body: Dict[str, Any] = {"token": ctx.info.token}
+            body: Dict[str, Any] = {"token": ctx.info.token, "lease_ms": ctx.info.lease_ms}
             if ctx._has_details:
                 body["details"] = ctx._details
             try:

@@ -304,7 +304,7 @@ export class Worker {
   private heartbeats(ctx: ActivityContext): { stop(): void } {
     const interval = Math.max(ctx.info.leaseMs / 3, 50);
     const timer = setInterval(async () => {
-      const body: Record<string, unknown> = { token: ctx.info.token };
+      const body: Record<string, unknown> = { token: ctx.info.token, lease_ms: ctx.info.leaseMs };
       if (ctx.details) body.details = ctx.details.value;
       let stop = false;
       try {

@@ -10,6 +10,7 @@
 //! | 401 | `unauthorized` | no bearer token, or the wrong one |
 //! | 404 | `instance_not_found` | no instance with that id (or no such execution of it) |
 //! | 404 | `workflow_not_found` | no engine has announced the workflow on that queue |
+//! | 404 | `execution_not_found` | history of an execution the instance does not have |
 //! | 404 | `task_not_found` | no activity task with that id (never created, or deleted with its finished instance) |
 //! | 404 | `callback_not_found` | no open callback with that token |
 //! | 404 | `route_not_found` | no such route |

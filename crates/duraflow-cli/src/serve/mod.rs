@@ -6,8 +6,8 @@
 //! - everything under `/v1` needs `Authorization: Bearer <token>` when the server has one
 //!   (`auth.rs`), which it must whenever it listens on an address that is not loopback.
 //!
-//! The router is assembled in [`router`] from one `Router` per concern, so that the next ones
-//! (`/metrics`) are one `.merge` each. The worker protocol (`/v1/workers/{queue}/claim` and
+//! The router is assembled in [`router`] from one `Router` per concern (`/metrics` is
+//! `metrics.rs`'s). The worker protocol (`/v1/workers/{queue}/claim` and
 //! `/v1/tasks/{id}/...`, `workers.rs`) lets workers in other languages run activity tasks.
 
 mod auth;

@@ -264,7 +264,8 @@ fn worker_schemas() -> Value {
             "lease_ms": { "type": "integer", "description": "Heartbeat well within this (the SDKs every third of it)." },
             "deadline": { "type": ["integer", "null"], "description": "When the attempt times out (ms since the epoch)." } } },
         "HeartbeatRequest": { "type": "object", "required": ["token"], "additionalProperties": false,
-            "properties": { "token": { "type": "string" }, "details": { "description": "Progress, any JSON; the next attempt reads it." } } },
+            "properties": { "token": { "type": "string" }, "details": { "description": "Progress, any JSON; the next attempt reads it." },
+                "lease_ms": { "type": "integer", "minimum": 1000, "maximum": 600000, "description": "Extend the lease by this much (the claim's lease by default)." } } },
         "Heartbeat": { "type": "object", "properties": {
             "cancelled": { "type": "boolean" }, "reason": { "type": "string", "enum": ["timed_out", "instance_finished"] },
             "lease_until": { "type": "integer" } } },

@@ -74,11 +74,24 @@ impl Leases {
     }
 
     fn remember(&self, leased: Vec<Leased>, now: Timestamp) {
+        if leased.is_empty() {
+            return;
+        }
         if let Ok(mut attempts) = self.attempts.lock() {
             // A lease expired a while ago belongs to a worker that is gone.
             attempts.retain(|_, l| l.work.lease_until.plus(Duration::from_secs(60)) > now);
             for l in leased {
                 attempts.insert(l.work.id.0, l);
+            }
+        }
+    }
+
+    /// Records that a heartbeat extended the lease of task `id` (under `token`) to `until`, so
+    /// that a task heartbeating past its first lease is not forgotten as gone.
+    fn extend(&self, id: i64, token: LeaseToken, until: Timestamp) {
+        if let Ok(mut attempts) = self.attempts.lock() {
+            if let Some(l) = attempts.get_mut(&id).filter(|l| l.work.token == token) {
+                l.work.lease_until = until;
             }
         }
     }
@@ -211,17 +224,24 @@ fn check_claim(request: &ClaimRequest) -> Result<(Duration, Duration), ApiError>
             request.wait_ms
         )));
     }
-    let lease = request
-        .lease_ms
-        .map_or(DEFAULT_LEASE, Duration::from_millis);
+    let lease = match request.lease_ms {
+        Some(ms) => check_lease(ms)?,
+        None => DEFAULT_LEASE,
+    };
+    Ok((wait, lease))
+}
+
+/// A `lease_ms` within [`LEASE_RANGE`], as a duration.
+fn check_lease(ms: u64) -> Result<Duration, ApiError> {
+    let lease = Duration::from_millis(ms);
     if lease < LEASE_RANGE.0 || lease > LEASE_RANGE.1 {
         return Err(ApiError::invalid(format!(
-            "\"lease_ms\" must be {} to {}",
+            "\"lease_ms\" must be {} to {}, not {ms}",
             LEASE_RANGE.0.as_millis(),
             LEASE_RANGE.1.as_millis()
         )));
     }
-    Ok((wait, lease))
+    Ok(lease)
 }
 
 /// The leased tasks that may run, as JSON; the others are completed with their failure, as
@@ -444,6 +464,9 @@ fn timed_out(leased: &Leased, now: Timestamp) -> Option<AttemptOutcome> {
 pub(crate) struct HeartbeatRequest {
     token: String,
     details: Option<Value>,
+    /// The lease to extend to (the claim's `lease_ms`); the claim's lease when this server
+    /// remembers it, else the default, when not given.
+    lease_ms: Option<u64>,
 }
 
 impl Report for HeartbeatRequest {
@@ -472,16 +495,22 @@ pub(crate) async fn heartbeat(
         apply(&state, id, token, decided).await?;
         return Ok(Json(json!({ "cancelled": true, "reason": "timed_out" })));
     }
-    let lease = leased.as_ref().map_or(DEFAULT_LEASE, |l| l.lease);
+    let lease = match request.lease_ms {
+        Some(ms) => check_lease(ms)?,
+        None => leased.as_ref().map_or(DEFAULT_LEASE, |l| l.lease),
+    };
     match state
         .store
         .renew_task(TaskId(id), token, now, lease, details)
         .await
     {
-        Ok(until) => Ok(Json(json!({
+        Ok(until) => {
+            state.leases.extend(id, token, until);
+            Ok(Json(json!({
             "cancelled": false,
-            "lease_until": until.as_millis(),
-        }))),
+                "lease_until": until.as_millis(),
+            })))
+        }
         // A task this server leased under this token is gone: its instance finished or was
         // cancelled.
         Err(StoreError::NotFound(_)) if leased.is_some() => {
