@@ -244,7 +244,7 @@ impl EngineBuilder {
     /// ```
     /// # use duraflow_runtime::Engine;
     /// # use duraflow_store::QueueConfig;
-    /// # use std::time::{Duration, Instant};
+    /// # use std::time::Duration;
     /// let builder = Engine::builder().queue_config(
     ///     QueueConfig::new("emails")
     ///         .concurrency(5)

@@ -94,6 +94,9 @@ pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Co
     let conn = Connection::open_with_flags(path, flags).map_err(|e| describe(path, e))?;
     conn.busy_timeout(busy_timeout)
         .map_err(|e| describe(path, e))?;
+    // Room for every read statement (next_due's walks, the feed, the listings), so none is
+    // parsed twice.
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 

@@ -4,7 +4,7 @@
 //! An engine announces what it registered, on each queue it serves, when it starts
 //! ([`crate::Store::announce`]); the store keeps one row per kind, queue and name with the
 //! latest time it was announced (`last_seen`). Processes that run no workflow code read it
-//! ([`crate::Store::registrations`]): `duraflow serve` refuses to start a workflow that no
+//! ([`crate::Management::registrations`]): `duraflow serve` refuses to start a workflow that no
 //! engine has announced on the queue, instead of leaving a pending instance nobody will run.
 //! Rows are never removed: a name an engine stopped serving stays known, with its old
 //! `last_seen`.

@@ -122,7 +122,7 @@ impl Metrics {
         self.inner.store.register(registry);
     }
 
-    /// Reads the store's counts into the store gauges (one `Store::stats` call).
+    /// Reads the store's counts into the store gauges (the management extension's `stats` and `queue_depths`).
     pub async fn refresh_store(&self, store: &dyn Store) -> Result<(), StoreError> {
         self.inner.store.refresh(store).await
     }

@@ -24,12 +24,22 @@ use crate::error::{OpError, SqlResult};
 /// instances are marked: the unfinished ones, and those admitted since the latest admission's
 /// time less the rate window (a window that ends at any later time starts after that).
 pub(crate) fn configure(conn: &Connection, config: &QueueConfig) -> SqlResult<()> {
+    let before = self::config(conn, &config.name)?;
     conn.prepare_cached(
         "INSERT INTO queue_configs (name, config) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET config = excluded.config",
     )?
     .execute(params![config.name, json(config)?])?;
-    if config.limits_queue() {
+    // Since a configuration that limited the queue was stored, every admission was marked;
+    // only a first limit, or a longer rate window than before, has earlier ones to mark. (An
+    // engine configures its queues at every start: this keeps that from scanning the queue.)
+    let marked = before.as_ref().is_some_and(|b| {
+        b.limits_queue()
+            && config
+                .rate_limit
+                .is_none_or(|new| b.rate_limit.is_some_and(|old| old.per >= new.per))
+    });
+    if config.limits_queue() && !marked {
         let window = config
             .rate_limit
             .map(|r| duraflow_core::duration_millis(r.per));
@@ -258,17 +268,12 @@ fn admit(
             admitted: c.admitted,
         })
         .collect();
-    let configured = |queue: &str| configs.get(queue).cloned().flatten();
+    let configured = |queue: &str| configs.get(queue).and_then(Option::as_ref);
     let (ready, skipped) = admit_in_order(
         &seen,
         max,
-        |queue, key| {
-            Ok::<_, OpError>(duraflow_store::needs_admission(
-                configured(queue).as_ref(),
-                key,
-            ))
-        },
-        |queue, keys| admission(conn, queue, configured(queue), keys, now),
+        |queue, key| Ok::<_, OpError>(duraflow_store::needs_admission(configured(queue), key)),
+        |queue, keys| admission(conn, queue, configured(queue).cloned(), keys, now),
     )?;
     let due = ready
         .into_iter()
@@ -277,10 +282,7 @@ fn admit(
             Due {
                 id: c.order.3.clone(),
                 counted: !c.admitted
-                    && duraflow_store::needs_admission(
-                        configs.get(c.queue.as_str()).and_then(Option::as_ref),
-                        c.key.as_deref(),
-                    ),
+                    && duraflow_store::needs_admission(configured(&c.queue), c.key.as_deref()),
             }
         })
         .collect();

@@ -307,10 +307,13 @@ pub async fn a_new_limit_counts_what_its_queue_admitted_before_it(store: Arc<dyn
     for w in &running {
         commit_turn(&*store, w, at(10), false).await;
     }
-    store
-        .configure_queue(QueueConfig::new("late").concurrency(2))
-        .await
-        .unwrap();
+    // Configured twice, as engines do at every start: the second changes nothing.
+    for _ in 0..2 {
+        store
+            .configure_queue(QueueConfig::new("late").concurrency(2))
+            .await
+            .unwrap();
+    }
     store
         .create_instance(instance("l2", "late", 20, 0, None))
         .await
@@ -336,10 +339,11 @@ pub async fn a_new_limit_counts_what_its_queue_admitted_before_it(store: Arc<dyn
     for w in &fetch(&*store, &["late-rated"], at(100), 100).await {
         commit_turn(&*store, w, at(100), true).await;
     }
-    store
-        .configure_queue(QueueConfig::new("late-rated").rate_limit(2, Duration::from_secs(10)))
-        .await
-        .unwrap();
+    // A shorter window first: the longer one that replaces it still counts both.
+    for per in [1, 10] {
+        let config = QueueConfig::new("late-rated").rate_limit(2, Duration::from_secs(per));
+        store.configure_queue(config).await.unwrap();
+    }
     store
         .create_instance(instance("r2", "late-rated", 200, 0, None))
         .await
