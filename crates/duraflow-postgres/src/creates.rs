@@ -47,6 +47,29 @@ impl Creates {
     }
 }
 
+impl Creates {
+    /// Queues many creations (their ids already validated) together, so they share statements
+    /// (up to [`MAX_BATCH`] each), and waits for their outcomes, in the order given.
+    pub(crate) async fn create_many(
+        &self,
+        new: Vec<NewInstance>,
+    ) -> StoreResult<Vec<CreateOutcome>> {
+        let mut outcomes = Vec::with_capacity(new.len());
+        for instance in new {
+            let (reply, outcome) = oneshot::channel();
+            if self.tx.send((instance, reply)).is_err() {
+                return Err(closed());
+            }
+            outcomes.push(outcome);
+        }
+        let mut out = Vec::with_capacity(outcomes.len());
+        for outcome in outcomes {
+            out.push(outcome.await.unwrap_or_else(|_| Err(closed()))?);
+        }
+        Ok(out)
+    }
+}
+
 fn closed() -> StoreError {
     StoreError::Unavailable("the PostgreSQL store is closed".into())
 }

@@ -303,6 +303,16 @@ impl Store for PostgresStore {
         self.creates.create(instance).await
     }
 
+    async fn create_instances(
+        &self,
+        instances: Vec<NewInstance>,
+    ) -> StoreResult<Vec<CreateOutcome>> {
+        for new in &instances {
+            validate_instance_id(&new.id)?;
+        }
+        self.creates.create_many(instances).await
+    }
+
     async fn create_instance_claiming(
         &self,
         instance: NewInstance,

@@ -219,6 +219,25 @@ impl Store for SqliteStore {
             .map(|(outcome, _)| outcome)
     }
 
+    async fn create_instances(
+        &self,
+        instances: Vec<NewInstance>,
+    ) -> StoreResult<Vec<CreateOutcome>> {
+        for new in &instances {
+            duraflow_store::validate_instance_id(&new.id)?;
+        }
+        // One write: the batch commits with one fsync, and an id repeated in it finds the
+        // instance its first occurrence made.
+        self.db
+            .write(move |c, tx| {
+                instances
+                    .iter()
+                    .map(|new| instances::create(c, new, None, tx).map(|(outcome, _)| outcome))
+                    .collect()
+            })
+            .await
+    }
+
     async fn create_instance_claiming(
         &self,
         instance: NewInstance,

@@ -86,6 +86,25 @@ pub trait Store: Send + Sync + 'static {
     /// nothing changes and the existing instance is returned.
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome>;
 
+    /// Creates many instances, each as [`Store::create_instance`] does, and returns their
+    /// outcomes in the order given: an id that is taken (or repeated earlier in the batch)
+    /// changes nothing and is reported as [`CreateOutcome::Existing`]. A store that can writes
+    /// them all in one transaction, so a batch costs about one commit; the default creates them
+    /// one by one. Ids are validated before anything is written.
+    async fn create_instances(
+        &self,
+        instances: Vec<NewInstance>,
+    ) -> StoreResult<Vec<CreateOutcome>> {
+        for new in &instances {
+            crate::validate_instance_id(&new.id)?;
+        }
+        let mut outcomes = Vec::with_capacity(instances.len());
+        for new in instances {
+            outcomes.push(self.create_instance(new).await?);
+        }
+        Ok(outcomes)
+    }
+
     /// Creates an instance as [`Store::create_instance`] does and, when it is new, may lease its
     /// first turn to the caller for `lease` (from its `created_at`) in the same write, as a fetch
     /// would have. The default grants no claim.

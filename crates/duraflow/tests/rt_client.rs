@@ -439,3 +439,82 @@ async fn purge_refuses_a_running_instance_and_deletes_a_finished_one() {
     client.purge(&running).await.unwrap();
     engine.shutdown().await;
 }
+
+/// `start_many` creates a batch in one write, with each start's own options, and every instance
+/// runs; a start that asked to fail on a taken id reports it, an unknown workflow fails the
+/// whole call before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_many_starts_a_batch_that_runs() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let engine = engine(runs.clone()).await;
+    let client = engine.client();
+    client.start("double", &1u32).id("batch-0").await.unwrap();
+
+    let handles = client
+        .start_many((0..50u32).map(|n| client.start("double", &n).id(format!("batch-{n}"))))
+        .await
+        .unwrap();
+    assert_eq!(handles.len(), 50);
+    assert_eq!(handles[0].id, "batch-0");
+    assert!(handles[0].existed, "batch-0 was started before the batch");
+    assert!(handles[1..].iter().all(|h| !h.existed));
+    for (n, handle) in handles.iter().enumerate().skip(1) {
+        assert_eq!(handle.id, format!("batch-{n}"));
+        let out = client
+            .wait::<u32>(handle)
+            .timeout(common::DEADLINE)
+            .await
+            .unwrap();
+        assert_eq!(out, 2 * u32::try_from(n).unwrap());
+    }
+    assert_eq!(
+        client
+            .wait::<u32>(&handles[0])
+            .timeout(common::DEADLINE)
+            .await
+            .unwrap(),
+        2,
+        "the existing instance kept its own input"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 50, "each instance ran once");
+
+    // A start that must be new reports its taken id; the others in the batch are created.
+    match client
+        .start_many([
+            client.start("double", &7u32).id("batch-new"),
+            client
+                .start("double", &7u32)
+                .id("batch-3")
+                .if_exists(IfExists::Fail),
+        ])
+        .await
+    {
+        Err(ClientError::AlreadyExists(id)) => assert_eq!(id, "batch-3"),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(
+        client
+            .wait::<u32>("batch-new")
+            .timeout(common::DEADLINE)
+            .await
+            .unwrap(),
+        14
+    );
+
+    // An unknown workflow anywhere in the batch fails it before anything is written.
+    let refused = client
+        .start_many([
+            client.start("double", &1u32).id("never-1"),
+            client.start("no-such-workflow", &1u32).id("never-2"),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(ClientError::UnknownWorkflow { ref name, .. }) if name == "no-such-workflow"),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        client.status("never-1").await,
+        Err(ClientError::NotFound(_))
+    ));
+    engine.shutdown().await;
+}

@@ -49,6 +49,74 @@ pub async fn create_instance_is_idempotent(store: Arc<dyn Store>) {
     assert_eq!(work[0].messages[0].kind, MessageKind::start(1));
 }
 
+/// A batch creates every free id with its start message, reports a taken id (and an id
+/// repeated in the batch) as existing without changing it, answers in the order given, and
+/// refuses the whole batch, writing nothing, when one id is invalid.
+pub async fn create_instances_creates_a_batch(store: Arc<dyn Store>) {
+    store
+        .create_instance(new_instance("taken", "checkout"))
+        .await
+        .unwrap();
+    let before = store.instance("taken").await.unwrap().unwrap();
+
+    let mut batch: Vec<_> = (0..300)
+        .map(|i| new_instance(&format!("batch-{i:03}"), "shipping"))
+        .collect();
+    batch.insert(7, new_instance("taken", "something-else"));
+    batch.push(new_instance("batch-001", "repeated"));
+    let outcomes = store.create_instances(batch).await.unwrap();
+    assert_eq!(outcomes.len(), 302);
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match i {
+            7 => assert_eq!(outcome, &CreateOutcome::Existing(Box::new(before.clone()))),
+            301 => match outcome {
+                CreateOutcome::Existing(info) => {
+                    assert_eq!(info.id, "batch-001");
+                    assert_eq!(info.name, "shipping");
+                }
+                other => panic!("the repeated id: expected Existing, got {other:?}"),
+            },
+            _ => assert_eq!(outcome, &CreateOutcome::Created, "outcome {i}"),
+        }
+    }
+    for i in [0, 1, 150, 299] {
+        let info = store
+            .instance(&format!("batch-{i:03}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.name, "shipping");
+        assert_eq!(info.status, InstanceStatus::Pending);
+    }
+    assert_eq!(store.instance("taken").await.unwrap().unwrap(), before);
+    // One start message each: 300 new ones and the first instance's.
+    assert_eq!(store.manage().stats().await.unwrap().messages, 301);
+    let work = store
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(5_000),
+            1_000,
+            super::LEASE,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(work.len(), 301);
+
+    let refused = store
+        .create_instances(vec![
+            new_instance("fine-1", "shipping"),
+            new_instance("", "shipping"),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.instance("fine-1").await.unwrap(), None);
+    assert_eq!(store.create_instances(vec![]).await.unwrap(), vec![]);
+}
+
 /// A new instance is pending in execution 1 with an empty journal and a start message visible
 /// from its creation time.
 pub async fn create_instance_posts_a_start_message(store: Arc<dyn Store>) {

@@ -121,6 +121,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests! { @$callback ($($args)*)
             instances [
                 create_instance_is_idempotent,
+                create_instances_creates_a_batch,
                 create_instance_posts_a_start_message,
                 send_to_an_unknown_instance_is_not_found,
                 send_to_a_finished_instance_is_refused,

@@ -125,6 +125,21 @@ impl Store for MemoryStore {
         Ok(self.with_state(|s, w| s.create_instance(instance, w)))
     }
 
+    async fn create_instances(
+        &self,
+        instances: Vec<NewInstance>,
+    ) -> StoreResult<Vec<CreateOutcome>> {
+        for new in &instances {
+            crate::types::validate_instance_id(&new.id)?;
+        }
+        Ok(self.with_state(|s, w| {
+            instances
+                .into_iter()
+                .map(|new| s.create_instance(new, w))
+                .collect()
+        }))
+    }
+
     async fn create_instance_claiming(
         &self,
         instance: NewInstance,
