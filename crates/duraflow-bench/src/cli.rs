@@ -43,6 +43,13 @@ pub(crate) struct Cli {
     #[arg(long)]
     pub(crate) no_commit_count: bool,
 
+    /// throughput: how the workflows are started: `concurrent` (64 awaited starts in flight at
+    /// once), `loop` (one awaited start after another from one task, as
+    /// `for x in xs { client.start(..).await? }` does) or `batch` (`Client::start_many`, 100
+    /// starts per call, one call after another).
+    #[arg(long, value_enum, default_value_t = StartStyle::Concurrent)]
+    pub(crate) starts: StartStyle,
+
     /// timers: the shortest sleep, in milliseconds.
     #[arg(long, default_value_t = 1_000)]
     pub(crate) min_sleep_ms: u64,
@@ -84,6 +91,28 @@ pub(crate) struct Cli {
     /// --manifest-path bench/peers/duroxide/Cargo.toml`).
     #[arg(long)]
     pub(crate) peer_bin: Option<std::path::PathBuf>,
+}
+
+/// How the throughput workload starts its workflows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StartStyle {
+    /// 64 awaited starts in flight at once.
+    Concurrent,
+    /// One awaited start after another, from one task.
+    Loop,
+    /// `Client::start_many`, 100 starts per call, one call after another.
+    Batch,
+}
+
+impl StartStyle {
+    /// The name on the command line and in results.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            StartStyle::Concurrent => "concurrent",
+            StartStyle::Loop => "loop",
+            StartStyle::Batch => "batch",
+        }
+    }
 }
 
 /// A workload.
@@ -201,6 +230,8 @@ pub(crate) struct Config {
     pub(crate) runs: u32,
     /// Not `--no-commit-count`.
     pub(crate) count_commits: bool,
+    /// `--starts`.
+    pub(crate) starts: StartStyle,
     /// `--min-sleep-ms`.
     pub(crate) min_sleep_ms: u64,
     /// `--max-sleep-ms`.
@@ -223,6 +254,7 @@ impl Cli {
             json: self.json,
             runs: self.runs,
             count_commits: !self.no_commit_count,
+            starts: self.starts,
             min_sleep_ms: self.min_sleep_ms,
             max_sleep_ms: self.max_sleep_ms,
             seed: self.seed,

@@ -71,6 +71,8 @@ pub(crate) fn reserve_epoch(conn: &Connection) -> SqlResult<i64> {
 /// and the writer's lease tokens.
 pub(crate) struct Tx<'a> {
     pub(crate) wake: Wake,
+    /// Queue configurations read in this transaction.
+    pub(crate) queues: crate::ops::flow::QueueMemo,
     tokens: &'a mut Tokens,
 }
 
@@ -181,6 +183,7 @@ fn run_batch(
         }
         let mut tx = Tx {
             wake: Wake::default(),
+            queues: Default::default(),
             tokens: &mut *tokens,
         };
         let mut answers: Vec<Box<dyn Answer>> = Vec::new();

@@ -399,7 +399,7 @@ impl Store for SqliteStore {
         config.validate()?;
         self.db
             .write(move |c, tx| {
-                flow::configure(c, &config)?;
+                flow::configure(c, tx, &config)?;
                 // Looser limits may admit (or lease) what was held back.
                 tx.wake.turns = true;
                 tx.wake.tasks = true;

@@ -35,7 +35,7 @@ pub(crate) async fn run(
     config: &Config,
 ) -> Result<Figures> {
     match workload {
-        Workload::Throughput => throughput::run(env, n, config.count_commits).await,
+        Workload::Throughput => throughput::run(env, n, config.count_commits, config.starts).await,
         Workload::Sequential => sequential::run(env, n).await,
         Workload::StartLatency => start_latency::run(env, n).await,
         Workload::FanOut => fan_out::run(env, n).await,
@@ -61,7 +61,9 @@ pub(crate) fn settings(workload: Workload, config: &Config) -> Figures {
     match workload {
         Workload::Throughput => {
             s.int("activities_per_workflow", 3)
+                .text("starts", config.starts.name())
                 .int("start_concurrency", START_CONCURRENCY as u64)
+                .int("start_batch", throughput::BATCH as u64)
                 .flag("commits_counted", config.count_commits);
         }
         Workload::Sequential => {

@@ -1,6 +1,9 @@
-//! `throughput`: N workflows of 3 sequential no-op activities, started 64 at a time; workflows
-//! and activities per second from the first start to the last completion seen, and the store
-//! commits per workflow where they can be counted.
+//! `throughput`: N workflows of 3 sequential no-op activities; workflows and activities per
+//! second from the first start to the last completion seen, and the store commits per workflow
+//! where they can be counted. The workflows are started as `--starts` says: 64 awaited starts
+//! in flight at once (`concurrent`), one awaited start after another from one task (`loop`,
+//! which also reports the time of each start while the engine runs the earlier workflows), or
+//! `Client::start_many` calls of [`BATCH`] starts one after another (`batch`).
 //!
 //! Commits are counted without changing the stores:
 //!
@@ -15,23 +18,35 @@
 
 use std::time::{Duration, Instant};
 
+use crate::cli::StartStyle;
 use crate::engine::{self, start_all, wait_all, THREE_ACTIVITIES};
 use crate::meter::{WalCount, WalMeter};
 use crate::report::Figures;
+use crate::stats;
 use crate::store::StoreEnv;
 use crate::workloads::Session;
 use crate::Result;
+
+/// Starts per `start_many` call in the `batch` style.
+pub(crate) const BATCH: usize = 100;
 
 /// What one pass measured.
 struct Pass {
     elapsed: Duration,
     start_phase: Duration,
+    /// Each awaited start, in milliseconds (the `loop` style only).
+    start_ms: Vec<f64>,
     reads: u64,
     wal: Option<WalCount>,
 }
 
 /// Runs the workload with `n` workflows; commits are not counted when `count_commits` is false.
-pub(crate) async fn run(env: &StoreEnv, n: u64, count_commits: bool) -> Result<Figures> {
+pub(crate) async fn run(
+    env: &StoreEnv,
+    n: u64,
+    count_commits: bool,
+    starts: StartStyle,
+) -> Result<Figures> {
     let pg = env.postgres().filter(|_| count_commits);
     let baseline = match pg {
         Some(pg) => {
@@ -43,7 +58,7 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, count_commits: bool) -> Result<F
         None => None,
     };
 
-    let timed = pass(env, n, false).await?;
+    let timed = pass(env, n, false, starts).await?;
 
     let seconds = timed.elapsed.as_secs_f64();
     let nf = n as f64;
@@ -52,6 +67,12 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, count_commits: bool) -> Result<F
         .num("activities_per_s", 3.0 * nf / seconds, 1)
         .num("elapsed_s", seconds, 3)
         .num("start_phase_s", timed.start_phase.as_secs_f64(), 3);
+    if !timed.start_ms.is_empty() {
+        let sorted = stats::sorted(timed.start_ms.clone());
+        f.num("start_ms_mean", stats::mean(&sorted), 3)
+            .num("start_ms_p50", stats::median(&sorted), 3)
+            .num("start_ms_p99", stats::percentile(&sorted, 99.0), 3);
+    }
 
     if let (Some(pg), Some((idle, base, others_base))) = (pg, baseline) {
         let (end, others_end) = pg.xact_commit().await?;
@@ -73,7 +94,7 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, count_commits: bool) -> Result<F
             );
     } else if count_commits && env.sqlite_path().is_some() {
         let counting_env = StoreEnv::create(env.kind(), "").await?;
-        let counting = pass(&counting_env, n, true).await;
+        let counting = pass(&counting_env, n, true, starts).await;
         counting_env.teardown().await;
         let counting = counting?;
         let count = counting
@@ -111,7 +132,7 @@ pub(crate) async fn run(env: &StoreEnv, n: u64, count_commits: bool) -> Result<F
 
 /// Starts `n` workflows on a new store and engine on `env`, waits for all of them, and stops;
 /// with `meter`, counts the SQLite commits made meanwhile.
-async fn pass(env: &StoreEnv, n: u64, meter: bool) -> Result<Pass> {
+async fn pass(env: &StoreEnv, n: u64, meter: bool, starts: StartStyle) -> Result<Pass> {
     let opened = env.open().await?;
     let wal = env
         .sqlite_path()
@@ -121,8 +142,31 @@ async fn pass(env: &StoreEnv, n: u64, meter: bool) -> Result<Pass> {
     let session = Session::on(opened).await?;
     let runs: Vec<(String, ())> = (0..n).map(|i| (format!("tp-{i:07}"), ())).collect();
     let ids: Vec<String> = runs.iter().map(|(id, _)| id.clone()).collect();
+    let client = &session.client;
+    let mut start_ms = Vec::new();
     let started = Instant::now();
-    start_all(&session.client, THREE_ACTIVITIES, &runs).await?;
+    match starts {
+        StartStyle::Concurrent => start_all(client, THREE_ACTIVITIES, &runs).await?,
+        StartStyle::Loop => {
+            start_ms.reserve(runs.len());
+            for (id, input) in &runs {
+                let one = Instant::now();
+                client.start(THREE_ACTIVITIES, input).id(id.clone()).await?;
+                start_ms.push(one.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        StartStyle::Batch => {
+            for chunk in runs.chunks(BATCH) {
+                client
+                    .start_many(
+                        chunk.iter().map(|(id, input)| {
+                            client.start(THREE_ACTIVITIES, input).id(id.clone())
+                        }),
+                    )
+                    .await?;
+            }
+        }
+    }
     let start_phase = started.elapsed();
     let finished = wait_all(&*session.store, &session.client, &ids).await?;
     let elapsed = finished.at.duration_since(started);
@@ -136,6 +180,7 @@ async fn pass(env: &StoreEnv, n: u64, meter: bool) -> Result<Pass> {
     Ok(Pass {
         elapsed,
         start_phase,
+        start_ms,
         reads: finished.reads,
         wal,
     })

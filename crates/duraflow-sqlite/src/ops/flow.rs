@@ -7,6 +7,7 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use duraflow_core::Timestamp;
 use duraflow_store::{
@@ -15,6 +16,7 @@ use duraflow_store::{
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::codec::{filter_params, from_json, in_row, json};
+use crate::db::Tx;
 use crate::error::{OpError, SqlResult};
 
 /// Stores `config` in place of the queue's configuration.
@@ -23,8 +25,11 @@ use crate::error::{OpError, SqlResult};
 /// A queue limit configured now must count what the queue admitted before it, so those
 /// instances are marked: the unfinished ones, and those admitted since the latest admission's
 /// time less the rate window (a window that ends at any later time starts after that).
-pub(crate) fn configure(conn: &Connection, config: &QueueConfig) -> SqlResult<()> {
-    let before = self::config(conn, &config.name)?;
+pub(crate) fn configure(conn: &Connection, tx: &mut Tx<'_>, config: &QueueConfig) -> SqlResult<()> {
+    let before = config_in(conn, tx, &config.name)?;
+    tx.queues
+        .0
+        .insert(config.name.clone(), Some(Arc::new(config.clone())));
     conn.prepare_cached(
         "INSERT INTO queue_configs (name, config) VALUES (?1, ?2)
          ON CONFLICT (name) DO UPDATE SET config = excluded.config",
@@ -55,6 +60,27 @@ pub(crate) fn configure(conn: &Connection, config: &QueueConfig) -> SqlResult<()
     Ok(())
 }
 
+/// The queue configurations a write transaction has read, by queue. The writer's transaction
+/// is the only one writing while it lasts (another process waits for the write lock), so a
+/// configuration read once holds until the transaction ends, unless the transaction itself
+/// changes it ([`configure`] updates the memo). A fresh memo comes with every transaction.
+#[derive(Default)]
+pub(crate) struct QueueMemo(HashMap<String, Option<Arc<QueueConfig>>>);
+
+/// The configuration of queue `name`, read at most once per transaction.
+pub(crate) fn config_in(
+    conn: &Connection,
+    tx: &mut Tx<'_>,
+    name: &str,
+) -> SqlResult<Option<Arc<QueueConfig>>> {
+    if let Some(known) = tx.queues.0.get(name) {
+        return Ok(known.clone());
+    }
+    let read = config(conn, name)?.map(Arc::new);
+    tx.queues.0.insert(name.to_owned(), read.clone());
+    Ok(read)
+}
+
 /// The stored configuration of queue `name`.
 pub(crate) fn config(conn: &Connection, name: &str) -> SqlResult<Option<QueueConfig>> {
     let text: Option<String> = in_row(
@@ -70,18 +96,9 @@ pub(crate) fn config(conn: &Connection, name: &str) -> SqlResult<Option<QueueCon
         .transpose()
 }
 
-/// The task concurrency limit of queue `name`, if it has one (read from the stored JSON
-/// alone, without decoding the whole configuration).
-pub(crate) fn task_limit(conn: &Connection, name: &str) -> SqlResult<Option<u32>> {
-    let limit: Option<Option<i64>> = conn
-        .prepare_cached(
-            "SELECT json_extract(config, '$.task_concurrency') FROM queue_configs WHERE name = ?1",
-        )?
-        .query_row([name], |r| r.get(0))
-        .optional()?;
-    Ok(limit
-        .flatten()
-        .map(|n| u32::try_from(n).unwrap_or(u32::MAX)))
+/// The task concurrency limit of queue `name`, if it has one.
+pub(crate) fn task_limit(conn: &Connection, tx: &mut Tx<'_>, name: &str) -> SqlResult<Option<u32>> {
+    Ok(config_in(conn, tx, name)?.and_then(|c| c.task_concurrency))
 }
 
 /// The task concurrency limits of the queues that have one, by queue (one read of the small
@@ -147,20 +164,32 @@ pub(crate) fn configs(conn: &Connection) -> SqlResult<Vec<QueueConfig>> {
     Ok(out)
 }
 
-/// Whether instance `id` is admitted, its concurrency key and its queue.
-fn admission_state(
-    conn: &Connection,
-    id: &str,
-) -> SqlResult<Option<(bool, Option<String>, String)>> {
+/// Where instance `id` stands for admission: whether it is admitted, its concurrency key,
+/// its queue and its workflow's name.
+struct AdmissionState {
+    admitted: bool,
+    key: Option<String>,
+    queue: String,
+    name: String,
+}
+
+fn admission_state(conn: &Connection, id: &str) -> SqlResult<Option<AdmissionState>> {
     in_row(
         || format!("instance {id:?}"),
         || {
             Ok(conn
                 .prepare_cached(
-                    "SELECT started_at IS NOT NULL, concurrency_key, queue
+                    "SELECT started_at IS NOT NULL, concurrency_key, queue, name
                        FROM instances WHERE id = ?1",
                 )?
-                .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .query_row([id], |r| {
+                    Ok(AdmissionState {
+                        admitted: r.get(0)?,
+                        key: r.get(1)?,
+                        queue: r.get(2)?,
+                        name: r.get(3)?,
+                    })
+                })
                 .optional()?)
         },
     )
@@ -168,24 +197,34 @@ fn admission_state(
 
 /// Whether instance `id`'s next turn can be leased without an admission decision: it is
 /// admitted already, or neither its queue's limits nor a key apply to it. Claims lease only
-/// such turns.
-pub(crate) fn admission_free(conn: &Connection, id: &str) -> SqlResult<bool> {
-    Ok(match admission_state(conn, id)? {
-        None => false,
-        Some((true, _, _)) => true,
-        Some((false, key, queue)) => {
-            !duraflow_store::needs_admission(config(conn, &queue)?.as_ref(), key.as_deref())
-        }
-    })
+/// such turns; with a `filter`, only of instances that pass it (their queue and workflow).
+pub(crate) fn claimable(
+    conn: &Connection,
+    tx: &mut Tx<'_>,
+    id: &str,
+    filter: Option<&FetchFilter>,
+) -> SqlResult<bool> {
+    let Some(state) = admission_state(conn, id)? else {
+        return Ok(false);
+    };
+    if filter.is_some_and(|f| !f.matches(&state.queue, &state.name)) {
+        return Ok(false);
+    }
+    Ok(state.admitted
+        || !duraflow_store::needs_admission(
+            config_in(conn, tx, &state.queue)?.as_deref(),
+            state.key.as_deref(),
+        ))
 }
 
 /// Whether instance `id`, about to finish, holds room its queue or key limits: then the
 /// fetchers that held others back are woken.
-pub(crate) fn frees_room(conn: &Connection, id: &str) -> SqlResult<bool> {
+pub(crate) fn frees_room(conn: &Connection, tx: &mut Tx<'_>, id: &str) -> SqlResult<bool> {
     Ok(match admission_state(conn, id)? {
-        Some((true, key, queue)) => {
-            duraflow_store::needs_admission(config(conn, &queue)?.as_ref(), key.as_deref())
-        }
+        Some(state) if state.admitted => duraflow_store::needs_admission(
+            config_in(conn, tx, &state.queue)?.as_deref(),
+            state.key.as_deref(),
+        ),
         _ => false,
     })
 }
@@ -376,7 +415,10 @@ macro_rules! part_sql {
                 " WHERE queue = ?1 AND priority = ?2 AND due_at IS NOT NULL AND ",
                 $part,
                 " AND due_at <= ?3 AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))",
-                " ORDER BY due_at, due_seq LIMIT ?5"
+                // No `LIMIT ?`: SQLite plans with a LIMIT's bound value, so a statement whose
+                // limit changes is prepared again at every run. The rows come in index order,
+                // and the reader stops stepping once it has enough.
+                " ORDER BY due_at, due_seq"
             ),
         }
     };
@@ -413,12 +455,11 @@ fn candidates_of(
     let mut rows = conn.prepare_cached(sql.rows)?;
     let mut out = Vec::new();
     loop {
-        let left = (limit - out.len()) as i64;
-        let found = rows.query_map(params![queue, priority, now.0, names, left], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?;
-        for row in found {
-            let (due_at, due_seq, id, key): (i64, Option<i64>, String, Option<String>) = row?;
+        let mut found = rows.query(params![queue, priority, now.0, names])?;
+        while out.len() < limit {
+            let Some(row) = found.next()? else { break };
+            let (due_at, due_seq, id, key): (i64, Option<i64>, String, Option<String>) =
+                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
             out.push(Candidate {
                 order: (Reverse(priority), due_at, due_seq, id),
                 queue: queue.to_owned(),

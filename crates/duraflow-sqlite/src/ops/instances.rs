@@ -1,5 +1,6 @@
 //! Creating instances and sending them messages.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use duraflow_core::Timestamp;
@@ -20,9 +21,9 @@ pub(crate) fn not_found(id: &str) -> StoreError {
 
 /// An instance by id.
 pub(crate) fn get(conn: &Connection, id: &str) -> SqlResult<Option<InstanceInfo>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"
-    ))?;
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ?1"));
+    let mut stmt = conn.prepare_cached(&SQL)?;
     let mut rows = stmt.query([id])?;
     match rows.next()? {
         Some(row) => Ok(Some(instance_row(row)?)),
@@ -123,7 +124,7 @@ pub(crate) fn create(
         // A delayed start is not due yet: nothing to claim.
         Some(_) if new.due_at() > new.created_at => None,
         // A first turn that needs an admission is left to a fetch.
-        Some(_) if !super::flow::admission_free(conn, &new.id)? => None,
+        Some(_) if !super::flow::claimable(conn, tx, &new.id, None)? => None,
         Some(lease) => turns::lease_turn(conn, tx, &new.id, false, new.created_at, lease, None)?,
         None => None,
     };

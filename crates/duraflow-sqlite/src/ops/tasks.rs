@@ -1,6 +1,6 @@
 //! Leasing, completing, renewing and releasing activity tasks.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Failure, Payload, Timestamp};
@@ -29,6 +29,10 @@ fn lease_lost(id: TaskId) -> StoreError {
 const TASK_COLUMNS: &str = "id, instance_id, execution, op, name, input, options, attempt, \
                             scheduled_at, lease_token, lease_until, last_failure, \
                             heartbeat_details";
+
+/// A task by id (the SQL is built once).
+static TASK_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"));
 
 fn task_row(row: &Row<'_>) -> SqlResult<TaskWork> {
     let id: i64 = in_row(|| "the id of a task row".to_owned(), || Ok(row.get(0)?))?;
@@ -76,10 +80,13 @@ pub(crate) fn fetch(
     let mut due: Vec<(i64, i64)> = Vec::new();
     let mut stmt = conn.prepare_cached(
         "SELECT visible_at, id FROM tasks INDEXED BY tasks_queue_due
-         WHERE queue = ?3 AND visible_at <= ?1
-           AND (?4 IS NULL OR name IN (SELECT value FROM json_each(?4)))
-         ORDER BY visible_at, id LIMIT ?2",
+         WHERE queue = ?2 AND visible_at <= ?1
+           AND (?3 IS NULL OR name IN (SELECT value FROM json_each(?3)))
+         ORDER BY visible_at, id",
     )?;
+    // No `LIMIT ?`: SQLite plans with a LIMIT's bound value, so a statement whose limit
+    // changes is prepared again at every run; the rows come in index order, and stepping
+    // stops at `take`.
     for queue in queues {
         // A queue with a task limit leases no more than its free slots; the writer runs one
         // transaction at a time, so the count and the leases are atomic.
@@ -90,11 +97,12 @@ pub(crate) fn fetch(
         if take == 0 {
             continue;
         }
-        let rows = stmt.query_map(params![now.0, take as i64, queue, names], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-        for row in rows {
-            due.push(row?);
+        let mut rows = stmt.query(params![now.0, queue, names])?;
+        let mut taken = 0;
+        while taken < take {
+            let Some(row) = rows.next()? else { break };
+            due.push((row.get(0)?, row.get(1)?));
+            taken += 1;
         }
     }
     drop(stmt);
@@ -113,8 +121,7 @@ pub(crate) fn fetch(
              WHERE id = ?1",
         )?
         .execute(params![id, until.0, token])?;
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = ?1"))?;
+        let mut stmt = conn.prepare_cached(&TASK_BY_ID)?;
         let mut rows = stmt.query([id])?;
         if let Some(row) = rows.next()? {
             out.push(task_row(row)?);
@@ -173,8 +180,7 @@ pub(crate) fn complete_batch(
         results.push(done.map(|_| Completed::default()));
     }
     for (i, instance_id, turn_lease) in claims {
-        if !serves(conn, filter, &instance_id)? || !super::flow::admission_free(conn, &instance_id)?
-        {
+        if !super::flow::claimable(conn, tx, &instance_id, Some(filter))? {
             continue;
         }
         let turn = turns::lease_turn(conn, tx, &instance_id, false, now, turn_lease, cache)?;
@@ -190,16 +196,6 @@ pub(crate) fn complete_batch(
         tx.wake.turns = true;
     }
     Ok(results)
-}
-
-/// Whether instance `id` passes `filter` (its queue and workflow name), so its turn may be
-/// claimed.
-fn serves(conn: &Connection, filter: &FetchFilter, id: &str) -> SqlResult<bool> {
-    let row: Option<(String, String)> = conn
-        .prepare_cached("SELECT queue, name FROM instances WHERE id = ?1")?
-        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    Ok(row.is_some_and(|(queue, name)| filter.matches(&queue, &name)))
 }
 
 /// Completes one task: deletes it and posts its result. Returns the instance the result was
@@ -236,7 +232,7 @@ fn complete(
     conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
         .execute([c.id.0])?;
     // A slot under the queue's task limit is free: wake the fetchers holding tasks back.
-    if super::flow::task_limit(conn, &queue)?.is_some() {
+    if super::flow::task_limit(conn, tx, &queue)?.is_some() {
         tx.wake.tasks = true;
     }
     let kind = MessageKind::ActivityResult {

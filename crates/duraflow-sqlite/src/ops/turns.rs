@@ -1,6 +1,6 @@
 //! Leasing, committing and abandoning workflow turns.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use duraflow_core::{Event, EventDecodeError, Timestamp, JOURNAL_FORMAT_VERSION};
@@ -17,6 +17,23 @@ use super::{callbacks, feed, flow, queue_events};
 use crate::codec::{event_data, from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Tx;
 use crate::error::SqlResult;
+
+/// Reads a leased instance and its commit token (the SQL is built once, not at every lease).
+static LEASED_INSTANCE: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {INSTANCE_COLUMNS}, commit_token FROM instances WHERE id = ?1")
+});
+
+/// `INSERT_EVENTS[n - 1]` inserts `n` journal events in one statement.
+static INSERT_EVENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (1..=EVENTS_PER_INSERT)
+        .map(|n| {
+            format!(
+                "INSERT INTO events (instance_id, execution, position, format, data) VALUES {}",
+                vec!["(?, ?, ?, ?, ?)"; n].join(", ")
+            )
+        })
+        .collect()
+});
 
 fn lease_lost(id: &str) -> StoreError {
     StoreError::LeaseLost {
@@ -187,9 +204,7 @@ pub(crate) fn lease_turn(
         return Ok(None);
     }
     let Some((instance, commit_token)) = conn
-        .prepare_cached(&format!(
-            "SELECT {INSTANCE_COLUMNS}, commit_token FROM instances WHERE id = ?1"
-        ))?
+        .prepare_cached(&LEASED_INSTANCE)?
         .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(13)?)))
         .optional()?
     else {
@@ -265,7 +280,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     for (i, task) in c.tasks.iter().enumerate() {
         if claiming
             && c.claim_tasks.is_some_and(|claim| i < claim.max)
-            && super::flow::task_limit(conn, task.options.queue_name())?.is_some()
+            && super::flow::task_limit(conn, tx, task.options.queue_name())?.is_some()
         {
             claiming = false;
         }
@@ -315,7 +330,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         tx.wake.instances = true;
     }
     if status.is_terminal() {
-        if flow::frees_room(conn, id)? {
+        if flow::frees_room(conn, tx, id)? {
             tx.wake.turns = true;
         }
         conn.prepare_cached("DELETE FROM messages WHERE instance_id = ?1")?
@@ -391,10 +406,7 @@ fn insert_events(
     events: &[Event],
 ) -> SqlResult<()> {
     for (chunk_index, chunk) in events.chunks(EVENTS_PER_INSERT).enumerate() {
-        let rows = vec!["(?, ?, ?, ?, ?)"; chunk.len()].join(", ");
-        let mut stmt = conn.prepare_cached(&format!(
-            "INSERT INTO events (instance_id, execution, position, format, data) VALUES {rows}"
-        ))?;
+        let mut stmt = conn.prepare_cached(&INSERT_EVENTS[chunk.len() - 1])?;
         let first = base + chunk_index * EVENTS_PER_INSERT;
         let data: Vec<String> = chunk.iter().map(event_data).collect();
         let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 5);
