@@ -154,10 +154,10 @@ impl PostgresStore {
     pub async fn connect_with(url: &str, options: PostgresOptions) -> StoreResult<PostgresStore> {
         let opts = connect::connect_options(url, &options)?;
         connect::migrate(&opts, &options.schema).await?;
+        let pool = connect::pool(opts.clone(), &options).await?;
         let notifier = Arc::new(Notifier::new());
         let channel = listen::channel(&options.schema);
-        let owners = Owners::start(opts.clone(), channel.clone(), notifier.clone()).await?;
-        let pool = connect::pool(opts, &options).await?;
+        let owners = Owners::start(opts, pool.clone(), channel.clone(), notifier.clone()).await?;
         let listener = tokio::spawn(listen::listen(
             pool.clone(),
             channel.clone(),

@@ -15,7 +15,9 @@
 //! that no other store does the same at once.
 //!
 //! Each store looks about once a second ([`SWEEP_EVERY`]), with one statement on its lock
-//! connection that also tells it that connection is alive. When the lock connection is lost
+//! connection that also tells it that connection is alive. The releases run on pooled
+//! connections, so that one waiting for row locks never holds up the lock connection (which
+//! would then look lost). When the lock connection is lost
 //! the store stops stamping leases with that id at once (leases taken meanwhile carry no owner
 //! and are only taken over when they expire), reconnects, and takes a new id: the old one's
 //! lock may still be held by a session the server has not yet noticed is gone, and once it is
@@ -26,9 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use duraflow_core::Timestamp;
-use duraflow_store::{Notifier, StoreResult};
+use duraflow_store::{Notifier, StoreError, StoreResult};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -40,6 +42,9 @@ pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a statement on the lock connection may take before the connection is given up.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long releasing one gone owner's leases may take before it is tried at a later sweep.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first key of every owner lock of the schema: the `owners` table's oid (found on the
 /// search path, which is the store's schema). Advisory locks are per database.
@@ -58,12 +63,20 @@ impl Owners {
     /// for owners that are gone) in a task until the store is dropped.
     pub(crate) async fn start(
         opts: PgConnectOptions,
+        pool: PgPool,
         channel: String,
         notifier: Arc<Notifier>,
     ) -> StoreResult<Owners> {
         let session = Session::claim(&opts).await.map_err(store_error)?;
         let current = Arc::new(AtomicI32::new(session.id));
-        let task = tokio::spawn(keep(session, opts, channel, notifier, Arc::clone(&current)));
+        let keeper = Keeper {
+            opts,
+            pool,
+            channel,
+            notifier,
+            current: Arc::clone(&current),
+        };
+        let task = tokio::spawn(keeper.run(session));
         Ok(Owners { current, task })
     }
 
@@ -119,46 +132,29 @@ impl Session {
         }
     }
 
-    /// Releases the leases of every owner whose lock is free, and deletes their rows; returns
-    /// how many leases were released.
-    async fn sweep(&mut self, channel: &str) -> OpResult<u64> {
-        // Taking a gone owner's lock keeps other stores from sweeping it at the same time; our
-        // own id is never tried (this session holds its lock, and would take it again).
-        let gone: Vec<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
+    /// Lists the owners whose lock is free, taking their locks, so that no other store
+    /// releases them at the same time. This session's own id is never tried: it holds that
+    /// lock, and would take it again.
+    async fn gone(&mut self) -> Result<Vec<i32>, sqlx::Error> {
+        sqlx::query_scalar(AssertSqlSafe(format!(
             "SELECT id FROM owners
               WHERE CASE WHEN id = $1 THEN false ELSE pg_try_advisory_lock({LOCK_CLASS}, id) END
               ORDER BY id"
         )))
         .bind(self.id)
         .fetch_all(&mut self.conn)
-        .await?;
-        let mut released = 0;
-        let mut failed = None;
-        for &owner in &gone {
-            if failed.is_none() {
-                match release(&mut self.conn, owner, channel).await {
-                    Ok(n) => {
-                        released += n;
-                        info!(
-                            owner,
-                            released = n,
-                            "released the leases of a PostgreSQL store that is gone"
-                        );
-                    }
-                    Err(e) => failed = Some(e),
-                }
-            }
-            sqlx::query(AssertSqlSafe(format!(
-                "SELECT pg_advisory_unlock({LOCK_CLASS}, $1)"
-            )))
-            .bind(owner)
-            .execute(&mut self.conn)
-            .await?;
-        }
-        match failed {
-            Some(e) => Err(e),
-            None => Ok(released),
-        }
+        .await
+    }
+
+    /// Gives back the lock of a gone owner that [`Session::gone`] took.
+    async fn unlock(&mut self, owner: i32) -> Result<(), sqlx::Error> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT pg_advisory_unlock({LOCK_CLASS}, $1)"
+        )))
+        .bind(owner)
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
     }
 }
 
@@ -196,7 +192,7 @@ async fn release(conn: &mut PgConnection, owner: i32, channel: &str) -> OpResult
     sqlx::query(AssertSqlSafe(format!(
         "WITH gone AS (DELETE FROM owners WHERE id = $1)
          SELECT pg_notify($2, w.payload)
-           FROM (VALUES ('{turns}', $3), ('{tasks}', $4)) AS w(payload, wanted)
+           FROM (VALUES ('{turns}', $3::boolean), ('{tasks}', $4::boolean)) AS w(payload, wanted)
           WHERE w.wanted",
         turns = listen::TURNS,
         tasks = listen::TASKS,
@@ -211,66 +207,118 @@ async fn release(conn: &mut PgConnection, owner: i32, channel: &str) -> OpResult
     Ok(turns + tasks)
 }
 
-/// Keeps the owner lock and sweeps about once a second until aborted. A sweep that fails is
-/// followed by a ping; when that fails too (or either takes too long) the connection is
-/// given up, the store stops stamping leases with its id, and it claims a new id on a new
-/// connection at the next tick.
-async fn keep(
-    session: Session,
+/// Why the lock connection is given up.
+enum Lost {
+    Failed(sqlx::Error),
+    TimedOut,
+}
+
+/// Runs a statement on the lock connection, for at most [`STATEMENT_TIMEOUT`].
+async fn timed<T>(
+    statement: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, Lost> {
+    match tokio::time::timeout(STATEMENT_TIMEOUT, statement).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(Lost::Failed(e)),
+        Err(_) => Err(Lost::TimedOut),
+    }
+}
+
+/// What the task that keeps the owner lock works with.
+struct Keeper {
     opts: PgConnectOptions,
+    pool: PgPool,
     channel: String,
     notifier: Arc<Notifier>,
     current: Arc<AtomicI32>,
-) {
-    let mut session = Some(session);
-    let mut ticks = tokio::time::interval(SWEEP_EVERY);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        let Some(s) = session.as_mut() else {
-            match tokio::time::timeout(STATEMENT_TIMEOUT, Session::claim(&opts)).await {
-                Ok(Ok(s)) => {
-                    info!(
-                        owner = s.id,
-                        "the PostgreSQL store holds a lease-owner lock again"
-                    );
-                    current.store(s.id, Ordering::Release);
-                    session = Some(s);
+}
+
+impl Keeper {
+    /// Keeps the owner lock and sweeps about once a second until aborted. When a statement on
+    /// the lock connection fails or takes too long, the connection is given up, the store
+    /// stops stamping leases with its id, and it claims a new id on a new connection at the
+    /// next tick.
+    async fn run(self, session: Session) {
+        let mut session = Some(session);
+        let mut ticks = tokio::time::interval(SWEEP_EVERY);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(s) = session.as_mut() else {
+                match timed(Session::claim(&self.opts)).await {
+                    Ok(s) => {
+                        info!(
+                            owner = s.id,
+                            "the PostgreSQL store holds a lease-owner lock again"
+                        );
+                        self.current.store(s.id, Ordering::Release);
+                        session = Some(s);
+                    }
+                    Err(Lost::Failed(e)) => {
+                        warn!(error = %e, "cannot take a PostgreSQL lease-owner lock; retrying");
+                    }
+                    Err(Lost::TimedOut) => {
+                        warn!("taking a PostgreSQL lease-owner lock timed out; retrying");
+                    }
                 }
-                Ok(Err(e)) => {
-                    warn!(error = %e, "cannot take a PostgreSQL lease-owner lock; retrying");
-                }
-                Err(_) => warn!("taking a PostgreSQL lease-owner lock timed out; retrying"),
-            }
-            continue;
-        };
-        let lost = match tokio::time::timeout(STATEMENT_TIMEOUT, s.sweep(&channel)).await {
-            Ok(Ok(0)) => false,
-            Ok(Ok(_)) => {
-                listen::wake(&notifier, listen::TURNS);
-                listen::wake(&notifier, listen::TASKS);
-                false
-            }
-            Ok(Err(e)) => {
-                let e = duraflow_store::StoreError::from(e);
-                debug!(error = %e, "sweeping PostgreSQL lease owners failed");
-                let ping = sqlx::query("SELECT 1").execute(&mut s.conn);
-                !matches!(
-                    tokio::time::timeout(STATEMENT_TIMEOUT, ping).await,
-                    Ok(Ok(_))
-                )
-            }
-            Err(_) => true,
-        };
-        if lost {
-            current.store(0, Ordering::Release);
-            if let Some(s) = session.take() {
+                continue;
+            };
+            if let Err(lost) = self.sweep(s).await {
+                self.current.store(0, Ordering::Release);
+                let error = match lost {
+                    Lost::Failed(e) => e.to_string(),
+                    Lost::TimedOut => "a statement timed out".into(),
+                };
                 warn!(
                     owner = s.id,
+                    error,
                     "lost the PostgreSQL lease-owner connection: leases taken until a new \
                      owner lock is held are only taken over when they expire; reconnecting"
                 );
+                session = None;
             }
         }
+    }
+
+    /// Releases the leases of every owner whose lock is free and deletes their rows, each in
+    /// a transaction of its own on a pooled connection while `session` holds that owner's
+    /// lock, then wakes this process's fetchers if anything was released. A release that
+    /// fails is logged and tried again at the next sweep; `Err` means the lock connection
+    /// failed.
+    async fn sweep(&self, session: &mut Session) -> Result<(), Lost> {
+        let gone = timed(session.gone()).await?;
+        let mut released = 0;
+        for owner in gone {
+            let result = tokio::time::timeout(RELEASE_TIMEOUT, async {
+                let mut conn = self.pool.acquire().await?;
+                release(&mut conn, owner, &self.channel).await
+            })
+            .await;
+            match result {
+                Ok(Ok(n)) => {
+                    released += n;
+                    info!(
+                        owner,
+                        released = n,
+                        "released the leases of a PostgreSQL store that is gone"
+                    );
+                }
+                Ok(Err(e)) => warn!(
+                    owner,
+                    error = %StoreError::from(e),
+                    "cannot release the leases of a PostgreSQL store that is gone; retrying"
+                ),
+                Err(_) => warn!(
+                    owner,
+                    "releasing the leases of a PostgreSQL store that is gone timed out; retrying"
+                ),
+            }
+            timed(session.unlock(owner)).await?;
+        }
+        if released > 0 {
+            listen::wake(&self.notifier, listen::TURNS);
+            listen::wake(&self.notifier, listen::TASKS);
+        }
+        Ok(())
     }
 }
