@@ -86,7 +86,8 @@ pub struct PostgresOptions {
     /// The schema that holds the store's tables (default `duraflow`); created if missing.
     /// Lowercase letters, digits and underscores.
     pub schema: String,
-    /// The most connections in the pool (default 10).
+    /// The most connections in the pool (default 10). The store keeps two more of its own:
+    /// one that LISTENs for wakeups and one that holds its lease-owner lock.
     pub max_connections: u32,
     /// How long to wait for a connection from the pool (default 10 s).
     pub acquire_timeout: Duration,

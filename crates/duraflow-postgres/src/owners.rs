@@ -17,11 +17,15 @@
 //! Each store looks about once a second ([`SWEEP_EVERY`]), with one statement on its lock
 //! connection that also tells it that connection is alive. The releases run on pooled
 //! connections, so that one waiting for row locks never holds up the lock connection (which
-//! would then look lost). When the lock connection is lost
-//! the store stops stamping leases with that id at once (leases taken meanwhile carry no owner
-//! and are only taken over when they expire), reconnects, and takes a new id: the old one's
-//! lock may still be held by a session the server has not yet noticed is gone, and once it is
-//! free any store, this one included, releases the leases still carrying it.
+//! would then look lost). Only leases still running by the releasing store's clock are
+//! released; an expired one is due already.
+//!
+//! When a statement on the lock connection fails or hangs, the store stops stamping leases
+//! with its id at once (leases taken meanwhile carry no owner and are only taken over when they
+//! expire), reconnects, and takes a new id rather than the old one: the server may still hold
+//! the old session (and its lock) until it notices the session is gone, and once that lock is
+//! free any store, this one included, releases the leases still carrying the old id, whose
+//! late writes are then refused like a dead owner's.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
