@@ -1,9 +1,12 @@
 //! A poison activity on PostgreSQL, with real processes: the activity kills its worker process
-//! (SIGKILL) on every attempt, and a supervisor starts the worker again each time. PostgreSQL
-//! has no owner files, so each restarted worker waits for the killed one's task lease to expire
-//! (one second here); it then counts that lost attempt, and after the retry policy's three
-//! attempts the next worker fails the activity with `lease_expired` instead of running it a
-//! fourth time. The workflow, which returns the failure it saw, completes.
+//! (SIGKILL) on every attempt, and a supervisor starts the worker again each time. Each
+//! restarted worker counts the lost attempt, and after the retry policy's three attempts the
+//! next worker fails the activity with `lease_expired` instead of running it a fourth time. The
+//! workflow, which returns the failure it saw, completes.
+//!
+//! The leases are an hour long: the killed worker's lock session ends with its process, so
+//! the restarted worker releases its leases through the schema's lease owners (see the
+//! PostgreSQL store) at once, and the test does not wait for leases to expire.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "tests fail loudly")]
 
@@ -24,7 +27,7 @@ fn an_activity_that_kills_its_worker_every_time_fails_after_its_attempts() {
         store: &pg.url,
         schema: &schema.name,
         log: &log,
-        lease_ms: 1_000,
+        lease_ms: 3_600_000,
     };
     let endings = supervise(&spec, POISON_ATTEMPTS + 3);
 

@@ -21,6 +21,13 @@
 //! - **A schema per application or tenant** (`PostgresOptions::schema`, default `duraflow`).
 //! - **Connection failures** surface as `StoreError::Unavailable`; the engine retries with
 //!   backoff and the pool reconnects when the server is back.
+//! - **A dead process's work is taken over within about a second**, not when its leases
+//!   expire: each store holds a session-level advisory lock on a connection of its own (one
+//!   more than its pool) and stamps its leases with its owner id
+//!   ([`PostgresStore::owner_id`]); PostgreSQL drops the lock when the session ends, however
+//!   the process ended, and the other stores, which look about once a second, then release
+//!   that owner's leases. The fencing tokens stay, so anything the dead process still writes
+//!   is refused.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), duraflow_store::StoreError> {
@@ -41,6 +48,7 @@ mod creates;
 mod error;
 mod listen;
 mod ops;
+mod owners;
 #[cfg(test)]
 mod races;
 pub mod testing;
@@ -69,6 +77,7 @@ use crate::ops::{
     admin, callbacks, commit, feed, fetch, flow, instances, queue_events, registry, tasks, turns,
     Wake,
 };
+use crate::owners::Owners;
 use crate::tx::LockedTx;
 
 /// Settings for [`PostgresStore::connect_with`].
@@ -77,7 +86,8 @@ pub struct PostgresOptions {
     /// The schema that holds the store's tables (default `duraflow`); created if missing.
     /// Lowercase letters, digits and underscores.
     pub schema: String,
-    /// The most connections in the pool (default 10).
+    /// The most connections in the pool (default 10). The store keeps two more of its own:
+    /// one that LISTENs for wakeups and one that holds its lease-owner lock.
     pub max_connections: u32,
     /// How long to wait for a connection from the pool (default 10 s).
     pub acquire_timeout: Duration,
@@ -105,6 +115,7 @@ pub struct PostgresStore {
     listener: JoinHandle<()>,
     creates: Creates,
     creator: JoinHandle<()>,
+    owners: Owners,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -144,9 +155,10 @@ impl PostgresStore {
     pub async fn connect_with(url: &str, options: PostgresOptions) -> StoreResult<PostgresStore> {
         let opts = connect::connect_options(url, &options)?;
         connect::migrate(&opts, &options.schema).await?;
-        let pool = connect::pool(opts, &options).await?;
+        let pool = connect::pool(opts.clone(), &options).await?;
         let notifier = Arc::new(Notifier::new());
         let channel = listen::channel(&options.schema);
+        let owners = Owners::start(opts, pool.clone(), channel.clone(), notifier.clone()).await?;
         let listener = tokio::spawn(listen::listen(
             pool.clone(),
             channel.clone(),
@@ -161,6 +173,7 @@ impl PostgresStore {
             listener,
             creates,
             creator,
+            owners,
         })
     }
 
@@ -172,6 +185,13 @@ impl PostgresStore {
     /// The connection pool, for tests and operators.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The lease-owner id this store stamps on the leases it takes (the `owners` table and the
+    /// `lease_owner` columns), or `None` while it holds no owner lock: its lock connection was
+    /// lost and it has not yet taken a new id. See [the crate documentation](crate).
+    pub fn owner_id(&self) -> Option<i32> {
+        self.owners.current()
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
@@ -329,7 +349,7 @@ impl Store for PostgresStore {
             drop(conn);
             return Ok((self.create_instance(instance).await?, None));
         }
-        Ok(instances::create_claiming(&mut conn, &instance, lease).await?)
+        Ok(instances::create_claiming(&mut conn, &instance, lease, self.owner_id()).await?)
     }
 
     async fn send(&self, message: NewMessage) -> StoreResult<()> {
@@ -349,7 +369,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<TurnWork>> {
         // The lease commits by itself; journals read afterwards cannot change while it lasts.
         let mut conn = self.conn().await?;
-        let out = fetch::fetch(&mut conn, filter, now, max, lease, cache).await;
+        let out = fetch::fetch(&mut conn, filter, now, max, lease, self.owner_id(), cache).await;
         self.autocommit(out, Wake::default())
     }
 
@@ -363,8 +383,15 @@ impl Store for PostgresStore {
         let lock = commit::lock_statement(&commits);
         let (mut tx, locked) = LockedTx::begin(&self.pool, "", &lock).await?;
         let mut wake = Wake::default();
-        let out =
-            commit::commit_batch(tx.conn(), &commits, &locked, &self.channel, &mut wake).await;
+        let out = commit::commit_batch(
+            tx.conn(),
+            &commits,
+            &locked,
+            &self.channel,
+            self.owner_id(),
+            &mut wake,
+        )
+        .await;
         self.finish_locked(tx, out, wake).await
     }
 
@@ -396,7 +423,7 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> StoreResult<Timestamp> {
         let mut conn = self.conn().await?;
-        let out = turns::renew(&mut conn, instance_id, token, now, lease).await;
+        let out = turns::renew(&mut conn, instance_id, token, now, lease, self.owner_id()).await;
         self.autocommit(out, Wake::default())
     }
 
@@ -408,7 +435,7 @@ impl Store for PostgresStore {
         lease: Duration,
     ) -> StoreResult<Vec<TaskWork>> {
         let mut conn = self.conn().await?;
-        let out = tasks::fetch(&mut conn, filter, now, max, lease).await;
+        let out = tasks::fetch(&mut conn, filter, now, max, lease, self.owner_id()).await;
         self.autocommit(out, Wake::default())
     }
 
@@ -435,7 +462,11 @@ impl Store for PostgresStore {
         let mut wake = Wake::default();
         let out = tasks::complete_batch(
             tx.conn(),
-            tasks::Claims { filter, cache },
+            tasks::Claims {
+                filter,
+                cache,
+                owner: self.owner_id(),
+            },
             now,
             &completions,
             &locked,
@@ -455,7 +486,16 @@ impl Store for PostgresStore {
         details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
         let mut conn = self.conn().await?;
-        let out = tasks::renew(&mut conn, id, token, now, lease, details.as_ref()).await;
+        let out = tasks::renew(
+            &mut conn,
+            id,
+            token,
+            now,
+            lease,
+            details.as_ref(),
+            self.owner_id(),
+        )
+        .await;
         self.autocommit(out, Wake::default())
     }
 

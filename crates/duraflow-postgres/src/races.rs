@@ -169,7 +169,7 @@ async fn a_message_sent_during_a_commit_is_not_lost() {
     let commits = [commit_of(&work, 0)];
     let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
     let mut wake = Wake::default();
-    let results = commit::commit_batch(tx.conn(), &commits, &locked, "unused", &mut wake)
+    let results = commit::commit_batch(tx.conn(), &commits, &locked, "unused", None, &mut wake)
         .await
         .unwrap();
     assert!(results[0].is_ok());
@@ -278,6 +278,7 @@ async fn a_commit_during_a_completion_waits_for_the_result() {
         tasks::Claims {
             filter: &duraflow_store::FetchFilter::default(),
             cache: None,
+            owner: None,
         },
         T0,
         &completions,
@@ -313,7 +314,7 @@ async fn a_completion_during_a_commit_claims_the_next_turn() {
     let commits = [commit_of(&work, 0)];
     let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
     let mut wake = Wake::default();
-    let results = commit::commit_batch(tx.conn(), &commits, &locked, "unused", &mut wake)
+    let results = commit::commit_batch(tx.conn(), &commits, &locked, "unused", None, &mut wake)
         .await
         .unwrap();
     assert!(results[0].is_ok());

@@ -32,6 +32,7 @@ pub(crate) async fn fetch(
     now: Timestamp,
     max: usize,
     lease: Duration,
+    owner: Option<i32>,
     cache: Option<&Arc<dyn JournalCache>>,
 ) -> OpResult<Vec<TurnWork>> {
     if filter.is_empty() {
@@ -67,7 +68,7 @@ pub(crate) async fn fetch(
          ), leased AS (
              UPDATE instances AS t
                 SET lease_token = nextval('lease_tokens'), lease_until = $3, due_at = $3,
-                    started_at = coalesce(t.started_at, $1)
+                    lease_owner = $6, started_at = coalesce(t.started_at, $1)
                FROM ready
               WHERE t.id = ready.id
              RETURNING {leased}, ready.priority AS was_priority, ready.due_at AS was_due,
@@ -90,6 +91,7 @@ pub(crate) async fn fetch(
     .bind(until.0)
     .bind(&filter.queues)
     .bind(&filter.names)
+    .bind(owner)
     .fetch_all(&mut *conn)
     .await?;
     let mut leased = Vec::with_capacity(rows.len());
@@ -109,7 +111,7 @@ pub(crate) async fn fetch(
     }
     reread_moved(conn, now, &mut leased, &moved).await?;
     if waiting && leased.len() < max {
-        let admitted = flow::admit(conn, filter, now, max - leased.len(), lease).await?;
+        let admitted = flow::admit(conn, filter, now, max - leased.len(), lease, owner).await?;
         leased.extend(admitted);
     }
     with_journals(conn, leased, cache).await

@@ -126,6 +126,7 @@ pub(crate) async fn admit(
     now: Timestamp,
     max: usize,
     lease: Duration,
+    owner: Option<i32>,
 ) -> OpResult<Vec<Leased>> {
     let mut queues: Vec<&str> = filter.queues.iter().map(String::as_str).collect();
     queues.sort_unstable();
@@ -207,7 +208,7 @@ pub(crate) async fn admit(
     let leased = if ids.is_empty() {
         Vec::new()
     } else {
-        lease_admitted(&mut tx, &ids, now, lease).await?
+        lease_admitted(&mut tx, &ids, now, lease, owner).await?
     };
     tx.commit().await?;
     Ok(leased)
@@ -269,12 +270,13 @@ async fn lease_admitted(
     ids: &[&str],
     now: Timestamp,
     lease: Duration,
+    owner: Option<i32>,
 ) -> OpResult<Vec<Leased>> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "WITH leased AS (
              UPDATE instances AS t
                 SET lease_token = nextval('lease_tokens'), lease_until = $3, due_at = $3,
-                    started_at = $1
+                    lease_owner = $4, started_at = $1
                FROM unnest($2::text[]) WITH ORDINALITY AS k(id, n)
               WHERE t.id = k.id
              RETURNING {leased}, k.n AS n
@@ -289,6 +291,7 @@ async fn lease_admitted(
     .bind(now.0)
     .bind(ids)
     .bind(now.plus(lease).0)
+    .bind(owner)
     .fetch_all(&mut *conn)
     .await?;
     rows.iter().map(leased_row).collect()

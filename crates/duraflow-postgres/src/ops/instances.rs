@@ -160,6 +160,7 @@ pub(crate) async fn create_claiming(
     conn: &mut PgConnection,
     new: &NewInstance,
     lease: Duration,
+    owner: Option<i32>,
 ) -> OpResult<(CreateOutcome, Option<TurnWork>)> {
     let until = new.created_at.plus(lease);
     let parent = new.parent.as_ref().map(codec::to_json).transpose()?;
@@ -169,9 +170,9 @@ pub(crate) async fn create_claiming(
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
                                     updated_at, due_at, due_seq, lease_token, lease_until, queue,
-                                    options, priority, concurrency_key, started_at)
+                                    options, priority, concurrency_key, started_at, lease_owner)
              SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $6, start, token, $6, $8, $9, $10, $11,
-                    $5
+                    $5, $12
                FROM new
              ON CONFLICT (id) DO NOTHING
              RETURNING id, due_seq, lease_token
@@ -197,6 +198,7 @@ pub(crate) async fn create_claiming(
     .bind(options_json(new)?)
     .bind(new.options.priority)
     .bind(&new.options.concurrency_key)
+    .bind(owner)
     .fetch_one(&mut *conn)
     .await?;
     if row.try_get::<Option<String>, _>("created_id")?.is_some() {

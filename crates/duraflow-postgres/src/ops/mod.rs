@@ -15,6 +15,13 @@
 //! instance rows takes them in one sorted statement, before any task row, so two batches never
 //! wait for each other in a cycle.
 //!
+//! **Lease owners.** Every statement that grants a lease (fetches, admissions, claims of turns
+//! and of new tasks, a claimed creation) or extends one (renewals, a checkpoint keeping its
+//! turn) also writes `lease_owner`: the owner id of the store running it (`None`, written as
+//! NULL, while the store holds no owner lock), so that the other stores can release the lease
+//! at once when that store's lock session ends (see `crate::owners`). A lease is thus owned by
+//! whoever last granted or extended it.
+//!
 //! **Refusals without savepoints.** Whatever can refuse an item of a batch (a lost lease, a
 //! journal that moved, an invalid child id) is checked before anything of it is written, and a
 //! refused item writes nothing, so the others go on in the same transaction. A statement that

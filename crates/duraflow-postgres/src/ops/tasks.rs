@@ -73,6 +73,7 @@ pub(crate) async fn fetch(
     now: Timestamp,
     max: usize,
     lease: Duration,
+    owner: Option<i32>,
 ) -> OpResult<Vec<TaskWork>> {
     if filter.is_empty() {
         return Ok(Vec::new());
@@ -95,7 +96,7 @@ pub(crate) async fn fetch(
          ), leased AS (
              UPDATE tasks AS t
                 SET attempt = least(t.attempt, 2147483646) + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
-                    visible_at = $3
+                    visible_at = $3, lease_owner = $6
                FROM ready
               WHERE t.id = ready.id
              RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
@@ -110,6 +111,7 @@ pub(crate) async fn fetch(
     .bind(now.plus(lease).0)
     .bind(&filter.queues)
     .bind(&filter.names)
+    .bind(owner)
     .fetch_all(&mut *conn)
     .await?;
     let mut out: Vec<(i64, TaskWork)> = Vec::with_capacity(rows.len());
@@ -121,7 +123,9 @@ pub(crate) async fn fetch(
         }
     }
     if !limited.is_empty() && out.len() < max {
-        out.extend(fetch_limited(conn, filter, &limited, now, max - out.len(), lease).await?);
+        out.extend(
+            fetch_limited(conn, filter, &limited, now, max - out.len(), lease, owner).await?,
+        );
     }
     out.sort_by_key(|(visible_at, t)| (*visible_at, t.id));
     Ok(out.into_iter().map(|(_, t)| t).collect())
@@ -143,6 +147,7 @@ async fn fetch_limited(
     now: Timestamp,
     max: usize,
     lease: Duration,
+    owner: Option<i32>,
 ) -> OpResult<Vec<(i64, TaskWork)>> {
     let mut tx = conn.begin().await?;
     // Only leases are written, which need not be durable; not waiting for the WAL flush keeps
@@ -179,7 +184,7 @@ async fn fetch_limited(
              )
              UPDATE tasks AS t
                 SET attempt = least(t.attempt, 2147483646) + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
-                    visible_at = $3
+                    visible_at = $3, lease_owner = $6
                FROM ready
               WHERE t.id = ready.id
              RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
@@ -191,6 +196,7 @@ async fn fetch_limited(
         .bind(now.plus(lease).0)
         .bind(queue)
         .bind(&filter.names)
+        .bind(owner)
         .fetch_all(&mut *tx)
         .await?;
         for row in &rows {
@@ -207,6 +213,8 @@ async fn fetch_limited(
 pub(crate) struct Claims<'a> {
     pub(crate) filter: &'a FetchFilter,
     pub(crate) cache: Option<&'a Arc<dyn JournalCache>>,
+    /// The lease owner the claimed turns carry.
+    pub(crate) owner: Option<i32>,
 }
 
 /// The statement that begins a completion batch (step 1 of [`complete_batch`]): it reads the
@@ -252,7 +260,11 @@ pub(crate) async fn complete_batch(
     channel: &str,
     wake: &mut Wake,
 ) -> OpResult<Vec<StoreResult<Completed>>> {
-    let Claims { filter, cache } = claims;
+    let Claims {
+        filter,
+        cache,
+        owner,
+    } = claims;
     // 1. What each result says.
     let mut found: HashMap<i64, (i32, String)> = HashMap::with_capacity(locked.len());
     let mut holders: HashMap<i64, i64> = HashMap::with_capacity(locked.len());
@@ -355,6 +367,7 @@ pub(crate) async fn complete_batch(
                                            ELSE i.lease_token END,
                         lease_until = CASE WHEN pl.claims THEN pl.claim_until
                                            ELSE i.lease_until END,
+                        lease_owner = CASE WHEN pl.claims THEN $9 ELSE i.lease_owner END,
                         started_at = CASE WHEN pl.claims THEN coalesce(i.started_at, $5)
                                           ELSE i.started_at END
                    FROM plan pl
@@ -396,6 +409,7 @@ pub(crate) async fn complete_batch(
         .bind(channel)
         .bind(&filter.queues)
         .bind(&filter.names)
+        .bind(owner)
         .fetch_all(&mut *conn)
         .await?;
         for row in &rows {
@@ -465,10 +479,11 @@ pub(crate) async fn renew(
     now: Timestamp,
     lease: Duration,
     details: Option<&Payload>,
+    owner: Option<i32>,
 ) -> OpResult<Timestamp> {
     let until = now.plus(lease);
     let renewed = sqlx::query(
-        "UPDATE tasks SET lease_until = $4, visible_at = $4,
+        "UPDATE tasks SET lease_until = $4, visible_at = $4, lease_owner = $6,
                           heartbeat_details = coalesce($5, heartbeat_details)
           WHERE id = $1 AND lease_token = $2 AND lease_until > $3",
     )
@@ -477,6 +492,7 @@ pub(crate) async fn renew(
     .bind(now.0)
     .bind(until.0)
     .bind(details.map(Payload::as_json))
+    .bind(owner)
     .execute(&mut *conn)
     .await?
     .rows_affected();

@@ -277,11 +277,12 @@ pub(crate) async fn renew(
     token: LeaseToken,
     now: Timestamp,
     lease: Duration,
+    owner: Option<i32>,
 ) -> OpResult<Timestamp> {
     let until = now.plus(lease);
     let row: Option<(bool,)> = sqlx::query_as(
         "WITH renewed AS (
-             UPDATE instances SET lease_until = $4, due_at = $4
+             UPDATE instances SET lease_until = $4, due_at = $4, lease_owner = $5
               WHERE id = $1 AND lease_token = $2 AND lease_until > $3
              RETURNING id
          )
@@ -291,6 +292,7 @@ pub(crate) async fn renew(
     .bind(token.0)
     .bind(now.0)
     .bind(until.0)
+    .bind(owner)
     .fetch_optional(&mut *conn)
     .await?;
     match row {

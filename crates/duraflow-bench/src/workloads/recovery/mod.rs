@@ -10,7 +10,8 @@
 //! 4. The benchmark watches the log and the store's counts, and times, from the restart:
 //!    the new worker's engine running (`worker_ready_s`), its first activity
 //!    (`first_activity_s`), its first re-run of an activity the killed worker had run
-//!    (`first_rerun_s`: work held by the dead worker's leases comes back when they expire),
+//!    (`first_rerun_s`: work held by the dead worker's leases comes back when the store takes
+//!    them over, or else when they expire),
 //!    and every workflow completed (`all_complete_s`).
 //! 5. It checks that every workflow completed with the right output, that each activity's
 //!    result is in its journal exactly once, and that every activity ran (violations
@@ -18,8 +19,9 @@
 //!
 //! The worker runs with the engine's default options except the leases (`--turn-lease-ms`,
 //! `--task-lease-ms`, default the engine's 60 s and 30 s). Work the killed worker had leased
-//! waits for those leases to expire, so with the defaults the recovery time is mostly lease
-//! expiry. The memory store cannot survive a kill: the workload does not apply to it.
+//! comes back as soon as the store knows that worker is gone (SQLite's owner files,
+//! PostgreSQL's lease owners: both within about a second) rather than when those leases
+//! expire. The memory store cannot survive a kill: the workload does not apply to it.
 
 pub(crate) mod worker;
 

@@ -173,6 +173,7 @@ pub(crate) async fn commit_batch(
     commits: &[TurnCommit],
     locked: &[PgRow],
     channel: &str,
+    owner: Option<i32>,
     wake: &mut Wake,
 ) -> OpResult<Vec<StoreResult<Committed>>> {
     let mut locked = locked_rows(locked)?;
@@ -322,10 +323,11 @@ pub(crate) async fn commit_batch(
          ), tasks_added AS (
              INSERT INTO tasks (id, instance_id, execution, op, name, input, options,
                                 scheduled_at, visible_at, attempt, lease_token, lease_until,
-                                queue)
+                                queue, lease_owner)
              SELECT id, instance_id, execution, op, name, input, options, scheduled_at,
                     coalesce(until, scheduled_at), CASE WHEN until IS NULL THEN 0 ELSE 1 END,
-                    token, until, coalesce(options::jsonb ->> 'queue', 'default')
+                    token, until, coalesce(options::jsonb ->> 'queue', 'default'),
+                    CASE WHEN until IS NULL THEN NULL ELSE $38::integer END
                FROM new_tasks
          ), sent AS (
              INSERT INTO messages (instance_id, visible_at, kind)
@@ -350,6 +352,8 @@ pub(crate) async fn commit_batch(
                 SET status = c.status, output = c.output, failure = c.failure,
                     updated_at = c.now, execution = c.execution,
                     input = coalesce(c.input, i.input), lease_until = c.keep_until,
+                    lease_owner = CASE WHEN c.keep_until IS NULL THEN i.lease_owner
+                                       ELSE $38::integer END,
                     commit_token = CASE WHEN c.keep_until IS NULL THEN c.token
                                         ELSE nextval('lease_tokens') END,
                     not_before = CASE WHEN c.finished THEN 0
@@ -434,6 +438,7 @@ pub(crate) async fn commit_batch(
     .bind(&w.cancel_ops)
     .bind(&w.attempts)
     .bind(&w.not_befores)
+    .bind(owner)
     .fetch_one(&mut *conn)
     .await?;
     callbacks::apply(conn, &accepted).await?;
