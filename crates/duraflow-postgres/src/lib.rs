@@ -50,6 +50,8 @@ mod listen;
 mod ops;
 mod owners;
 #[cfg(test)]
+mod plans;
+#[cfg(test)]
 mod races;
 pub mod testing;
 mod tx;
