@@ -70,6 +70,153 @@ const SMALL_TABLES: [&str; 5] = [
     "feed_cursors",
 ];
 
+/// The indexes each statement's plan reads (its plan may read others too): the plans as they
+/// are, checked so that a plan that stops reading one of them fails, and is looked at. A
+/// statement with none reads no work table, or only small ones (or, for a count, a whole one).
+const INDEXES: &[(&str, &[&str])] = &[
+    (
+        "fetch::FETCH",
+        &[
+            "events_pkey",
+            "instances_admitted_due",
+            "instances_keyed_pending",
+            "instances_pending_due",
+            "instances_pkey",
+            "messages_by_instance",
+            "queue_configs_pkey",
+        ],
+    ),
+    ("fetch::REREAD", &["events_pkey", "messages_by_instance"]),
+    ("flow::CONFIGURE", &[]),
+    ("flow::CONFIG", &["queue_configs_pkey"]),
+    ("flow::CONFIGS", &["queue_configs_pkey"]),
+    ("flow::LIMITS_QUEUE", &["queue_configs_pkey"]),
+    ("flow::QUEUE_LOCK", &[]),
+    ("flow::CANDIDATES", &["instances_pending_due"]),
+    ("flow::COUNTS", &["instances_running", "instances_started"]),
+    ("flow::KEY_COUNTS", &["instances_running"]),
+    (
+        "flow::LEASE_ADMITTED",
+        &["events_pkey", "instances_pkey", "messages_by_instance"],
+    ),
+    ("turns::READ_JOURNAL", &["events_pkey"]),
+    ("turns::READ_JOURNALS", &["events_pkey"]),
+    ("turns::ABANDON_LOCK", &["instances_pkey"]),
+    (
+        "turns::ABANDON",
+        &["instances_pkey", "messages_by_instance"],
+    ),
+    ("turns::RENEW", &["instances_pkey"]),
+    (
+        "commit::lock_sql",
+        &["events_pkey", "instances_pkey", "queue_configs_pkey"],
+    ),
+    (
+        "commit::lock_sql (queue events)",
+        &["events_pkey", "instances_pkey", "queue_configs_pkey"],
+    ),
+    (
+        "commit::LOCK_INSTANCES",
+        &["events_pkey", "instances_pkey", "queue_configs_pkey"],
+    ),
+    (
+        "commit::WRITE",
+        &[
+            "instances_pkey",
+            "messages_by_instance",
+            "messages_pkey",
+            "queue_configs_pkey",
+            "tasks_by_instance",
+        ],
+    ),
+    ("callbacks::TAKEN_TOKENS", &["callbacks_pkey"]),
+    ("callbacks::APPLY", &["callbacks_by_instance"]),
+    ("callbacks::RESOLVE_FIND", &["callbacks_pkey"]),
+    ("callbacks::RESOLVE_INSTANCE", &["instances_pkey"]),
+    ("callbacks::RESOLVE_CALLBACK", &["callbacks_by_instance"]),
+    ("callbacks::RESOLVE_CLOSE", &["callbacks_pkey"]),
+    ("queue_events::LOCK", &[]),
+    ("queue_events::GET", &["queue_events_pkey"]),
+    ("queue_events::EMIT", &[]),
+    ("queue_events::TAKE_WAITERS", &["queue_event_waiters_pkey"]),
+    (
+        "queue_events::DROP_WAITERS",
+        &["queue_event_waiters_by_instance"],
+    ),
+    ("queue_events::REGISTER", &["queue_events_pkey"]),
+    ("queue_events::CANCEL", &["queue_event_waiters_by_instance"]),
+    ("queue_events::DELIVER", &["instances_pkey"]),
+    ("feed::APPEND", &["feed_head_pkey", "instances_pkey"]),
+    ("feed::READ", &["feed_pkey"]),
+    ("feed::CURSOR", &["feed_cursors_pkey"]),
+    ("feed::SAVE_CURSOR", &[]),
+    ("instances::GET", &["instances_pkey"]),
+    ("instances::STATUS_OF", &["instances_pkey"]),
+    ("instances::CREATE_BATCH", &["instances_pkey"]),
+    ("instances::CREATE_CLAIMING", &["instances_pkey"]),
+    ("instances::SEND", &["instances_pkey"]),
+    ("instances::INSERT_CHILDREN", &[]),
+    (
+        "tasks::FETCH",
+        &["queue_configs_pkey", "tasks_by_visibility", "tasks_pkey"],
+    ),
+    ("tasks::QUEUE_LOCK", &[]),
+    (
+        "tasks::FETCH_LIMITED",
+        &[
+            "queue_configs_pkey",
+            "tasks_by_visibility",
+            "tasks_pkey",
+            "tasks_queue_due",
+        ],
+    ),
+    ("tasks::lock_sql", &["instances_pkey", "tasks_pkey"]),
+    (
+        "tasks::COMPLETE",
+        &[
+            "events_pkey",
+            "instances_pkey",
+            "messages_by_instance",
+            "queue_configs_pkey",
+            "tasks_pkey",
+        ],
+    ),
+    ("tasks::STILL_THERE", &["tasks_pkey"]),
+    ("tasks::RENEW", &["tasks_pkey"]),
+    ("tasks::EXISTS", &["tasks_pkey"]),
+    ("tasks::RELEASE", &["tasks_pkey"]),
+    ("admin::NEXT_DUE", &["instances_due", "tasks_by_visibility"]),
+    ("owners::CLAIM", &[]),
+    ("owners::GONE", &["owners_pkey"]),
+    ("owners::UNLOCK", &[]),
+    (
+        "owners::RELEASE_TURNS",
+        &["instances_due", "instances_pkey"],
+    ),
+    (
+        "owners::RELEASE_TASKS",
+        &["tasks_by_visibility", "tasks_pkey"],
+    ),
+    ("owners::RELEASE_OWNER", &["owners_pkey"]),
+    ("registry::ANNOUNCE", &[]),
+    ("registry::LIST", &[]),
+    ("admin::DEPTHS_INSTANCES", &["instances_by_status"]),
+    ("admin::DEPTHS_TASKS", &["tasks_queue_due"]),
+    ("admin::STATS_INSTANCES", &["instances_by_status"]),
+    ("admin::STATS_MESSAGES", &["messages_pkey"]),
+    ("admin::STATS_TASKS", &["tasks_pkey"]),
+    ("admin::STATS_CALLBACKS", &[]),
+    ("admin::PURGE[0]", &["events_pkey"]),
+    ("admin::PURGE[1]", &["messages_by_instance"]),
+    ("admin::PURGE[2]", &["tasks_by_instance"]),
+    ("admin::PURGE[3]", &["callbacks_by_instance"]),
+    ("admin::PURGE[4]", &["queue_event_waiters_by_instance"]),
+    ("admin::PURGE[5]", &["instances_pkey"]),
+    ("admin::list_sql (all)", &["instances_pkey"]),
+    ("admin::list_sql (purge_finished)", &["instances_pkey"]),
+    ("admin::list_sql (queue, after)", &["instances_pkey"]),
+];
+
 /// Every statement of the hot path and of management.
 fn statements() -> Vec<Statement> {
     use Reads::{InOrder, Seek, Whole};
@@ -223,6 +370,8 @@ struct Findings {
     unconditioned: Vec<String>,
     /// Sort nodes, with their keys.
     sorts: Vec<String>,
+    /// The indexes the plan reads, sorted and distinct.
+    indexes: Vec<String>,
 }
 
 fn walk(node: &Value, found: &mut Findings) {
@@ -230,6 +379,10 @@ fn walk(node: &Value, found: &mut Findings) {
     let relation = node["Relation Name"].as_str().unwrap_or("");
     let index = node["Index Name"].as_str().unwrap_or("");
     let small = SMALL_TABLES.contains(&relation);
+    if !index.is_empty() && !found.indexes.iter().any(|i| i == index) {
+        found.indexes.push(index.to_owned());
+        found.indexes.sort();
+    }
     match kind {
         "Seq Scan" if !small => found.seq_scans.push(relation.to_owned()),
         "Index Scan" | "Index Only Scan" | "Bitmap Index Scan"
@@ -375,12 +528,25 @@ async fn check_all(conn: &mut PgConnection) -> Vec<String> {
         if s.reads == Reads::Seek && !found.unconditioned.is_empty() {
             wrong.push(format!("whole-index reads: {:?}", found.unconditioned));
         }
+        match INDEXES.iter().find(|(name, _)| *name == s.name) {
+            None => wrong.push("no entry in INDEXES".to_owned()),
+            Some((_, wanted)) => {
+                let missing: Vec<&str> = wanted
+                    .iter()
+                    .copied()
+                    .filter(|w| !found.indexes.iter().any(|i| i == w))
+                    .collect();
+                if !missing.is_empty() {
+                    wrong.push(format!("reads none of {missing:?}"));
+                }
+            }
+        }
         if s.reads == Reads::InOrder && !found.sorts.is_empty() {
             wrong.push(format!("sorts: {:?}", found.sorts));
         }
         println!(
-            "{}: {:?}; sequential scans: {:?}; whole-index reads: {:?}; sorts: {:?}",
-            s.name, s.reads, found.seq_scans, found.unconditioned, found.sorts
+            "{}: {:?}; indexes: {:?}; sequential scans: {:?}; whole-index reads: {:?}; sorts: {:?}",
+            s.name, s.reads, found.indexes, found.seq_scans, found.unconditioned, found.sorts
         );
         if !wrong.is_empty() {
             failures.push(format!(
