@@ -87,12 +87,14 @@ pub(crate) fn check_schema_name(schema: &str) -> StoreResult<()> {
 ///   that a statement no index can serve is priced near 10^10 rather than flagged, hiding a
 ///   missing index; `src/plans.rs` checks instead that every statement is planned through
 ///   the indexes named for it, over a populated and analyzed schema, so that such a statement
-///   fails a test. Only the management counts read a table whole (counting open callbacks
-///   scans them, the one plan there is).
+///   fails a test. The management counts, which read whole tables, allow sequential scans
+///   in their own transactions (`crate::ops::admin::WHOLE_TABLES`).
 /// - **No JIT**: the store's statements touch a handful of rows through indexes, where
 ///   compiling costs milliseconds and saves nothing; and with sequential scans priced out,
-///   any plan that does scan (a management count) looks expensive enough to be compiled at
-///   every call.
+///   any plan that must scan (a statement no index serves) looks expensive enough to be
+///   compiled at every call. The management counts read whole tables, where JIT could pay
+///   off at millions of rows, but they are occasional reads and not worth a setting of their
+///   own.
 pub(crate) fn connect_options(
     url: &str,
     options: &PostgresOptions,

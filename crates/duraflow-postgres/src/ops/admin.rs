@@ -118,12 +118,24 @@ pub(crate) const DEPTHS_TASKS: &str = "SELECT queue,
                                AND visible_at > $1)
        FROM tasks GROUP BY queue";
 
+/// Lets the planner scan tables sequentially for the rest of the caller's transaction, which
+/// the management reads that read whole tables (or large parts of them) begin with:
+/// [`stats`] and [`queue_depths`]. The store's sessions price sequential scans out (see
+/// `crate::connect::connect_options`), so these counts read whole indexes instead (and, for
+/// the open callbacks, a sequential scan priced near 10^10); at 100,000 instances `stats` took
+/// 48-75 ms that way and 18 ms with this (BENCHMARKS.md, "PostgreSQL planner settings"). Their
+/// statements run nowhere else, so the generic plans their sessions keep for them are always
+/// made under this setting (a cached plan is not made again when a setting changes).
+pub(crate) const WHOLE_TABLES: &str = "SET LOCAL enable_seqscan = on";
+
 /// The depth of every queue with unfinished instances or tasks at `now`: one read of the
-/// unfinished instances and one of the tasks (only live work is kept).
+/// unfinished instances and one of the tasks (only live work is kept), in the caller's
+/// transaction (see [`WHOLE_TABLES`]).
 pub(crate) async fn queue_depths(
     conn: &mut PgConnection,
     now: Timestamp,
 ) -> OpResult<Vec<QueueDepth>> {
+    sqlx::query(WHOLE_TABLES).execute(&mut *conn).await?;
     let mut depths = DepthTally::default();
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(DEPTHS_INSTANCES)
         .fetch_all(&mut *conn)
@@ -176,7 +188,10 @@ pub(crate) const STATS_TASKS: &str = "SELECT count(*) FROM tasks";
 /// The open callback count of [`stats`].
 pub(crate) const STATS_CALLBACKS: &str = "SELECT count(*) FROM callbacks WHERE status = 'open'";
 
+/// Counts instances by status, messages, tasks and open callbacks, in the caller's transaction
+/// (see [`WHOLE_TABLES`]).
 pub(crate) async fn stats(conn: &mut PgConnection) -> OpResult<StoreStats> {
+    sqlx::query(WHOLE_TABLES).execute(&mut *conn).await?;
     let rows = sqlx::query(STATS_INSTANCES).fetch_all(&mut *conn).await?;
     let mut by_status = Vec::new();
     for row in rows {
