@@ -123,7 +123,8 @@ pub(crate) const DEPTHS_TASKS: &str = "SELECT queue,
 /// [`stats`] and [`queue_depths`]. The store's sessions price sequential scans out (see
 /// `crate::connect::connect_options`), so these counts read whole indexes instead (and, for
 /// the open callbacks, a sequential scan priced near 10^10); at 100,000 instances `stats` took
-/// 48-75 ms that way and 18 ms with this (BENCHMARKS.md, "PostgreSQL planner settings"). Their
+/// 62 ms at the median that way and 23 ms with this (BENCHMARKS.md, "PostgreSQL planner
+/// settings"). Their
 /// statements run nowhere else, so the generic plans their sessions keep for them are always
 /// made under this setting (a cached plan is not made again when a setting changes).
 pub(crate) const WHOLE_TABLES: &str = "SET LOCAL enable_seqscan = on";
