@@ -562,11 +562,81 @@ async fn check_all(conn: &mut PgConnection) -> Vec<String> {
     failures
 }
 
+/// The sources whose statements [`statements`] lists, by the module path it names them with.
+const SOURCES: [(&str, &str); 12] = [
+    ("admin", include_str!("ops/admin.rs")),
+    ("callbacks", include_str!("ops/callbacks.rs")),
+    ("commit", include_str!("ops/commit/mod.rs")),
+    ("feed", include_str!("ops/feed.rs")),
+    ("fetch", include_str!("ops/fetch.rs")),
+    ("flow", include_str!("ops/flow.rs")),
+    ("instances", include_str!("ops/instances.rs")),
+    ("owners", include_str!("owners.rs")),
+    ("queue_events", include_str!("ops/queue_events.rs")),
+    ("registry", include_str!("ops/registry.rs")),
+    ("tasks", include_str!("ops/tasks.rs")),
+    ("turns", include_str!("ops/turns.rs")),
+];
+
+/// The named constants of those sources that are not statements: fragments of statements, a
+/// setting, an interval.
+const NOT_STATEMENTS: [&str; 6] = [
+    "admin::WHOLE_TABLES",
+    "flow::ADMISSIONS_WAITING",
+    "flow::ADMISSION_FREE",
+    "tasks::TASK_LIMITED",
+    "turns::TURN_EXTRA_COLUMNS",
+    "owners::SWEEP_EVERY",
+];
+
+/// What escapes [`statements`]: a `pub(crate)` constant of the sources that it does not list,
+/// or a call that runs SQL written in place (outside tests) rather than a named statement.
+fn unlisted() -> Vec<String> {
+    let listed: Vec<String> = statements().into_iter().map(|s| s.name).collect();
+    let mut out = Vec::new();
+    for (module, source) in SOURCES {
+        let code = source.split("#[cfg(test)]").next().unwrap_or(source);
+        for line in code.lines() {
+            let item = ["pub(crate) const ", "pub(crate) static "]
+                .iter()
+                .find_map(|p| line.strip_prefix(p));
+            if let Some(item) = item {
+                let name: String = item.chars().take_while(|c| *c != ':').collect();
+                let full = format!("{module}::{name}");
+                let known = listed.iter().any(|l| *l == full || l.starts_with(&full))
+                    || NOT_STATEMENTS.contains(&full.as_str());
+                if !known {
+                    out.push(format!("{full} is not listed in plans::statements"));
+                }
+            }
+        }
+        for (i, _) in code.match_indices("sqlx::query") {
+            let call = &code[i..];
+            let arg = call[call.find('(').unwrap_or(0) + 1..].trim_start();
+            let in_place = arg.starts_with('"') || arg.starts_with("AssertSqlSafe(format!");
+            // Settings of the transaction, which are not planned.
+            if in_place && !arg.starts_with("\"SET LOCAL ") {
+                let line = code[..i].lines().count();
+                out.push(format!("{module}, line {line}: SQL written in place"));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
-    use super::{check_all, populate};
+    use super::{check_all, populate, unlisted};
+
+    /// Every statement of the sources is listed for the plan test, and none is written in
+    /// place: a new statement is a named constant that the test plans, or this fails.
+    #[test]
+    fn every_statement_is_listed() {
+        let unlisted = unlisted();
+        assert!(unlisted.is_empty(), "{}", unlisted.join("\n"));
+    }
 
     /// Every hot-path and management statement, planned as the store's sessions plan it over
     /// a populated schema, reads the work tables through index conditions (or as its
