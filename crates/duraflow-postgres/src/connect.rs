@@ -82,8 +82,9 @@ pub(crate) fn check_schema_name(schema: &str) -> StoreResult<()> {
 ///   while a table was empty, small or unanalyzed scans it whole: with the default planner,
 ///   15 of the 77 statements `src/plans.rs` checks plan a sequential scan of a work table on a
 ///   fresh schema (the commit's write and lock statements, the completion, creations), plans a
-///   pool would keep while the tables grow; 4 still do over 20,000 analyzed instances. The work tables also churn (each write leaves a dead row
-///   version until vacuum), which skews the statistics in between. The setting's cost is
+///   pool would keep while the tables grow; 4 still do over 20,000 analyzed instances. The
+///   work tables also churn (each write leaves a dead row version until vacuum), which skews
+///   the statistics in between. The setting's cost is
 ///   that a statement no index can serve is priced near 10^10 rather than flagged, hiding a
 ///   missing index; `src/plans.rs` checks instead that every statement is planned through
 ///   the indexes named for it, over a populated and analyzed schema, so that such a statement

@@ -1,6 +1,7 @@
 //! The plans of the store's statements: every hot-path and management statement, planned as
 //! the store's sessions plan it, over a populated schema, must read the work tables through
-//! index conditions (or, for the few that read a table whole or in index order, an index).
+//! index conditions, and through the indexes named for it (listings may walk an index in
+//! order; the management counts, which read whole tables, may scan them).
 //!
 //! The statements are the ones the operations run (their named constants, and the builders of
 //! those made per call), not copies. Each is prepared and explained with `EXPLAIN EXECUTE`:
@@ -21,9 +22,10 @@ use crate::owners;
 /// queue events and their waiters, the feed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Reads {
-    /// Every scan of a work table seeks an index (has an index condition) and no rows are
-    /// sorted but those of a bounded set (the statement's own batch, a `LIMIT`ed candidate
-    /// list): the hot path.
+    /// Every scan of a work table seeks an index (has an index condition): the hot path. Its
+    /// sorts are printed, not checked: each sorts a bounded set (the statement's own batch, a
+    /// `LIMIT`ed candidate list), and a sort of a whole table would come with a scan that
+    /// fails.
     Seek,
     /// A listing: it may walk an index in its order without a condition, stopping at its
     /// `LIMIT`, but sorts nothing.
