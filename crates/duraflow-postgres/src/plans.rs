@@ -24,8 +24,8 @@ use crate::owners;
 enum Reads {
     /// Every scan of a work table seeks an index (has an index condition): the hot path. Its
     /// sorts are printed, not checked: each sorts a bounded set (the statement's own batch, a
-    /// `LIMIT`ed candidate list), and a sort of a whole table would come with a scan that
-    /// fails.
+    /// `LIMIT`ed candidate list); a plan that sorted a table's rows instead of reading them in
+    /// index order would have moved off the indexes named for it, which fails.
     Seek,
     /// A listing: it may walk an index in its order without a condition, stopping at its
     /// `LIMIT`, but sorts nothing.
