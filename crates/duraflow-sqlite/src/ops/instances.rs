@@ -37,7 +37,7 @@ pub(crate) fn status_of(conn: &Connection, id: &str) -> SqlResult<Option<Instanc
         .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?;
-    text.map(|t| status(&t, &format!("column status of instance {id:?}")))
+    text.map(|t| status(&t, format_args!("column status of instance {id:?}")))
         .transpose()
 }
 

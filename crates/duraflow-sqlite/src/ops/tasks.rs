@@ -40,23 +40,23 @@ fn task_row(row: &Row<'_>) -> SqlResult<TaskWork> {
 }
 
 fn task_columns(row: &Row<'_>, id: i64) -> SqlResult<TaskWork> {
-    let what = |col: &str| format!("column {col} of task {id}");
+    let what = |col| duraflow_store::codec::Column::new(col, "task", &id);
     Ok(TaskWork {
         id: TaskId(id),
         instance_id: row.get(1)?,
         execution: row.get(2)?,
-        op: op_id(&row.get::<_, String>(3)?, &what("op"))?,
+        op: op_id(&row.get::<_, String>(3)?, what("op"))?,
         name: row.get(4)?,
-        input: payload(row.get(5)?, &what("input"))?,
-        options: from_json::<ActivityOptions>(&row.get::<_, String>(6)?, &what("options"))?,
+        input: payload(row.get(5)?, what("input"))?,
+        options: from_json::<ActivityOptions>(&row.get::<_, String>(6)?, what("options"))?,
         attempt: row.get(7)?,
         scheduled_at: Timestamp(row.get(8)?),
         token: LeaseToken(row.get(9)?),
         lease_until: Timestamp(row.get::<_, Option<i64>>(10)?.unwrap_or(0)),
-        last_failure: opt_json::<Failure>(row.get(11)?, &what("last_failure"))?,
+        last_failure: opt_json::<Failure>(row.get(11)?, what("last_failure"))?,
         heartbeat_details: row
             .get::<_, Option<String>>(12)?
-            .map(|text| payload(text, &what("heartbeat_details")))
+            .map(|text| payload(text, what("heartbeat_details")))
             .transpose()?,
     })
 }
@@ -237,7 +237,7 @@ fn complete(
     }
     let kind = MessageKind::ActivityResult {
         execution,
-        op: op_id(&op, &format!("column op of task {}", c.id.0))?,
+        op: op_id(&op, format_args!("column op of task {}", c.id.0))?,
         result: c.result.clone(),
     };
     let posted = insert_message(conn, &instance_id, &kind, now)?;

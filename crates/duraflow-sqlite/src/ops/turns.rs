@@ -149,7 +149,10 @@ fn visible_messages(conn: &Connection, id: &str, now: Timestamp) -> SqlResult<Ve
         out.push(Message {
             id: MessageId(msg_id),
             instance_id: id.to_owned(),
-            kind: from_json::<MessageKind>(&kind, &what())?,
+            kind: from_json::<MessageKind>(
+                &kind,
+                format_args!("message {msg_id} of instance {id:?}"),
+            )?,
             visible_at: Timestamp(visible_at),
         });
     }
