@@ -19,9 +19,9 @@ pub(crate) struct Registry {
     pub(crate) queues: BTreeSet<String>,
 }
 
-/// Workflows by registered name.
+/// Workflows by registered name, with the version each was registered with.
 #[derive(Default)]
-pub(crate) struct Workflows(BTreeMap<String, WorkflowFn>);
+pub(crate) struct Workflows(BTreeMap<String, (WorkflowFn, Option<String>)>);
 
 /// Activities by registered name.
 #[derive(Default)]
@@ -29,7 +29,12 @@ pub(crate) struct Activities(BTreeMap<String, ActivityFn>);
 
 impl Registry {
     pub(crate) fn add_workflow(&mut self, name: &str, f: WorkflowFn) -> Result<(), EngineError> {
-        if self.workflows.0.insert(name.to_owned(), f).is_some() {
+        if self
+            .workflows
+            .0
+            .insert(name.to_owned(), (f, None))
+            .is_some()
+        {
             return Err(EngineError::DuplicateName {
                 kind: "workflow",
                 name: name.to_owned(),
@@ -89,7 +94,23 @@ pub(crate) fn announcement(turns: &FetchFilter, tasks: &FetchFilter) -> Vec<Regi
 
 impl Workflows {
     pub(crate) fn get(&self, name: &str) -> Option<&WorkflowFn> {
-        self.0.get(name)
+        self.0.get(name).map(|(f, _)| f)
+    }
+
+    /// The version `name` was registered with, if any.
+    pub(crate) fn version(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|(_, v)| v.as_deref())
+    }
+
+    /// Sets the version of the workflow registered as `name`; `false` when none is.
+    pub(crate) fn set_version(&mut self, name: &str, version: String) -> bool {
+        match self.0.get_mut(name) {
+            Some((_, v)) => {
+                *v = Some(version);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn names(&self) -> Vec<String> {

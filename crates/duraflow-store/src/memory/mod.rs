@@ -78,6 +78,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl Management for MemoryStore {
+    async fn describe(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
+        Ok(self.lock().describe(id))
+    }
+
     async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
         Ok(self.lock().list(filter))
     }

@@ -264,9 +264,9 @@ pub(crate) async fn commit_batch(
         "WITH c AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                                   $6::int[], $7::text[], $8::bigint[], $9::bool[], $32::bigint[],
-                                  $36::int[], $37::bigint[])
+                                  $36::int[], $37::bigint[], $38::bool[], $39::text[])
                  AS c(id, status, output, failure, now, execution, input, token, finished,
-                      keep_until, attempt, not_before)
+                      keep_until, attempt, not_before, starts, version)
          ), events_added AS (
              INSERT INTO events (instance_id, execution, position, format, data)
              SELECT e.instance_id, e.execution, e.position, $14, e.data
@@ -355,6 +355,7 @@ pub(crate) async fn commit_batch(
                     not_before = CASE WHEN c.finished THEN 0
                                       ELSE coalesce(c.not_before, i.not_before) END,
                     attempt = coalesce(c.attempt, i.attempt),
+                    version = CASE WHEN c.starts THEN c.version ELSE i.version END,
                     due_at = CASE WHEN c.keep_until IS NOT NULL THEN c.keep_until
                                   WHEN c.finished OR inbox.visible_at IS NULL THEN NULL
                                   ELSE greatest(inbox.visible_at,
@@ -434,6 +435,8 @@ pub(crate) async fn commit_batch(
     .bind(&w.cancel_ops)
     .bind(&w.attempts)
     .bind(&w.not_befores)
+    .bind(&w.starts)
+    .bind(&w.versions)
     .fetch_one(&mut *conn)
     .await?;
     callbacks::apply(conn, &accepted).await?;
