@@ -7,7 +7,7 @@ use std::time::Duration;
 use duraflow_core::{Event, EventKind, Payload, Timestamp};
 use duraflow_postgres::testing::{test_store, test_url};
 use duraflow_postgres::{PostgresOptions, PostgresStore};
-use duraflow_store::{FetchFilter, NewInstance, Store, TurnCommit};
+use duraflow_store::{FetchFilter, NewInstance, RegisteredKind, Registration, Store, TurnCommit};
 
 const T0: Timestamp = Timestamp(1_000_000);
 
@@ -61,17 +61,25 @@ async fn start(store: &dyn Store, id: &str, event: Event) {
         .unwrap();
 }
 
-/// A schema at version 11, before workflow versions, is migrated: its instances read with no
-/// version, its journals (whose `workflow_started` has no version) as before, and a new
+/// A schema at version 11, before workflow versions, is migrated: its instances and
+/// registrations read with no version, its journals (whose `workflow_started` has no version) as before, and a new
 /// execution's start records its version.
 #[tokio::test]
 async fn a_version_11_schema_reads_without_versions() {
     let store = test_store("dfm_v11").await.expect("the test server");
     let schema = store.schema().to_owned();
     start(&store, "old", started(None)).await;
+    store
+        .announce(
+            vec![Registration::new(RegisteredKind::Workflow, "default", "wf")],
+            T0,
+        )
+        .await
+        .unwrap();
     // Back to version 11: what it wrote is what this build writes, without the column.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "ALTER TABLE \"{schema}\".instances DROP COLUMN version;
+         ALTER TABLE \"{schema}\".registrations DROP COLUMN version;
          DELETE FROM \"{schema}\"._sqlx_migrations WHERE version = 12"
     )))
     .execute(store.pool())
@@ -102,6 +110,14 @@ async fn a_version_11_schema_reads_without_versions() {
         (described.journal_len, described.last_event_at),
         (Some(1), Some(T0))
     );
+    let registered = migrated
+        .management()
+        .unwrap()
+        .registrations()
+        .await
+        .unwrap();
+    assert_eq!(registered[0].registration.name, "wf");
+    assert_eq!(registered[0].registration.version, None);
     start(&migrated, "new", started(Some("2"))).await;
     let info = migrated.instance("new").await.unwrap().unwrap();
     assert_eq!(info.version.as_deref(), Some("2"));

@@ -358,7 +358,8 @@ impl EngineBuilder {
         let (turn_filter, task_filter) = self.registry.filters(&o.queues);
         // Processes that run no workflow code (`duraflow serve`) learn from this what can be
         // started where.
-        let announcement = crate::registry::announcement(&turn_filter, &task_filter);
+        let announcement =
+            crate::registry::announcement(&turn_filter, &task_filter, &self.registry.workflows);
         store.announce(announcement, self.clock.now()).await?;
         let shared = Shared {
             store,

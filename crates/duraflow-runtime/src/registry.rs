@@ -75,9 +75,13 @@ impl Registry {
 }
 
 /// What an engine with these filters announces to the store (see
-/// [`duraflow_store::registry`]): each workflow on each queue it takes turns from, each
-/// activity on each queue it takes tasks from.
-pub(crate) fn announcement(turns: &FetchFilter, tasks: &FetchFilter) -> Vec<Registration> {
+/// [`duraflow_store::registry`]): each workflow on each queue it takes turns from, with the
+/// version it registered, each activity on each queue it takes tasks from.
+pub(crate) fn announcement(
+    turns: &FetchFilter,
+    tasks: &FetchFilter,
+    workflows: &Workflows,
+) -> Vec<Registration> {
     let mut out = Vec::new();
     for (kind, filter) in [
         (RegisteredKind::Workflow, turns),
@@ -85,7 +89,13 @@ pub(crate) fn announcement(turns: &FetchFilter, tasks: &FetchFilter) -> Vec<Regi
     ] {
         for queue in &filter.queues {
             for name in filter.names.iter().flatten() {
-                out.push(Registration::new(kind, queue.clone(), name.clone()));
+                let version = match kind {
+                    RegisteredKind::Workflow => workflows.version(name).map(str::to_owned),
+                    RegisteredKind::Activity => None,
+                };
+                out.push(
+                    Registration::new(kind, queue.clone(), name.clone()).with_version(version),
+                );
             }
         }
     }

@@ -559,7 +559,7 @@ async fn the_leases_of_a_store_still_open_are_left_alone() {
 }
 
 /// A database written by schema version 12, before workflow versions, is upgraded: its
-/// instances read with no version, its journals (whose `workflow_started` has no version) read
+/// instances and registrations read with no version, its journals (whose `workflow_started` has no version) read
 /// as before, and `describe` reads their length; a new execution start records its version.
 #[tokio::test]
 async fn a_version_12_database_reads_without_versions() {
@@ -607,6 +607,12 @@ async fn a_version_12_database_reads_without_versions() {
             rusqlite::params![input, T0.0],
         )
         .unwrap();
+        conn.execute(
+            "INSERT INTO registrations (kind, queue, name, last_seen)
+             VALUES ('workflow', 'default', 'wf', ?1)",
+            [T0.0],
+        )
+        .unwrap();
         let data = started(None).encode();
         assert!(!data.contains("version"), "{data}");
         conn.execute(
@@ -620,6 +626,9 @@ async fn a_version_12_database_reads_without_versions() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
     let info = store.instance("old").await.unwrap().unwrap();
     assert_eq!(info.version, None);
+    let registered = store.management().unwrap().registrations().await.unwrap();
+    assert_eq!(registered[0].registration.name, "wf");
+    assert_eq!(registered[0].registration.version, None);
     assert_eq!(
         store.journal("old", None).await.unwrap(),
         vec![started(None)]

@@ -56,6 +56,14 @@ async fn an_instance_shows_the_version_of_the_engine_that_started_it() {
     let journal = client.history(&run, None).await.unwrap();
     assert_eq!(started_version(&journal).as_deref(), Some("2"));
 
+    // The registry says which version the engine serves.
+    let registered = client.registrations().await.unwrap();
+    let double = registered
+        .iter()
+        .find(|r| r.registration.name == "double")
+        .unwrap();
+    assert_eq!(double.registration.version.as_deref(), Some("2"));
+
     let described = client.describe(&run).await.unwrap();
     assert_eq!(described.version.as_deref(), Some("2"));
     assert_eq!(described.journal_len, Some(journal.len() as u64));

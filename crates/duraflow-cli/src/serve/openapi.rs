@@ -363,6 +363,8 @@ fn schemas() -> Value {
             "registrations": { "type": "array", "items": { "type": "object", "properties": {
                 "kind": { "type": "string", "enum": ["workflow", "activity"] },
                 "queue": { "type": "string" }, "name": { "type": "string" },
+                "version": { "type": "string",
+                    "description": "A workflow's version in its latest announcement; absent when it has none." },
                 "last_seen": { "type": "integer" } } } } } }
     })
 }

@@ -265,6 +265,7 @@ macro_rules! conformance_tests {
                 announcements_are_listed_in_order,
                 announcing_again_keeps_the_latest_time,
                 invalid_announcements_record_nothing,
+                a_workflow_keeps_the_version_of_its_latest_announcement,
             ]
         }
     };
