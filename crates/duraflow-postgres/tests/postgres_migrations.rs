@@ -61,12 +61,12 @@ async fn start(store: &dyn Store, id: &str, event: Event) {
         .unwrap();
 }
 
-/// A schema at version 11, before workflow versions, is migrated: its instances and
+/// A schema at version 12, before workflow versions, is migrated: its instances and
 /// registrations read with no version, its journals (whose `workflow_started` has no version) as before, and a new
 /// execution's start records its version.
 #[tokio::test]
-async fn a_version_11_schema_reads_without_versions() {
-    let store = test_store("dfm_v11").await.expect("the test server");
+async fn a_version_12_schema_reads_without_versions() {
+    let store = test_store("dfm_v12").await.expect("the test server");
     let schema = store.schema().to_owned();
     start(&store, "old", started(None)).await;
     store
@@ -76,11 +76,11 @@ async fn a_version_11_schema_reads_without_versions() {
         )
         .await
         .unwrap();
-    // Back to version 11: what it wrote is what this build writes, without the column.
+    // Back to version 12: what it wrote is what this build writes, without the column.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "ALTER TABLE \"{schema}\".instances DROP COLUMN version;
          ALTER TABLE \"{schema}\".registrations DROP COLUMN version;
-         DELETE FROM \"{schema}\"._sqlx_migrations WHERE version = 12"
+         DELETE FROM \"{schema}\"._sqlx_migrations WHERE version = 13"
     )))
     .execute(store.pool())
     .await
