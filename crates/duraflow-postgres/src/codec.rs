@@ -10,7 +10,7 @@ use crate::error::OpResult;
 /// The columns [`instance_row`] reads.
 pub(crate) const INSTANCE_COLUMNS: &str =
     "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue, \
-     options, attempt";
+     options, attempt, version";
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
@@ -37,6 +37,9 @@ pub(crate) fn instance_row(row: &PgRow) -> OpResult<InstanceInfo> {
         options: codec::opt_from_json::<InstanceOptions>(row.try_get("options")?, what("options"))?
             .unwrap_or_default(),
         attempt: counter(row.try_get("attempt")?, what("attempt"))?,
+        version: row.try_get("version")?,
+        journal_len: None,
+        last_event_at: None,
         id,
     })
 }

@@ -68,7 +68,7 @@ pub(crate) fn in_row<T>(
 /// The columns [`instance_row`] reads, in order.
 pub(crate) const INSTANCE_COLUMNS: &str =
     "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue, \
-     options, attempt";
+     options, attempt, version";
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &Row<'_>) -> SqlResult<InstanceInfo> {
@@ -101,6 +101,9 @@ fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
         queue: row.get(10)?,
         options: opt_json::<InstanceOptions>(row.get(11)?, what("options"))?.unwrap_or_default(),
         attempt: row.get(12)?,
+        version: row.get(13)?,
+        journal_len: None,
+        last_event_at: None,
         id,
     })
 }

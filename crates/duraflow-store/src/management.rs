@@ -4,7 +4,8 @@
 //! A store offers it through [`Store::management`]; every store in this workspace does. The
 //! engine never calls it: a store without it runs workflows all the same, and only listing,
 //! purging and counting (the CLI, the server, `Client::list`, ...) are refused. Reading one
-//! instance and one journal stay on [`Store`], because the engine reads them too.
+//! instance and one journal stay on [`Store`], because the engine reads them too;
+//! [`Management::describe`] reads one instance with its journal's length and last event time.
 
 use async_trait::async_trait;
 use duraflow_core::Timestamp;
@@ -12,7 +13,7 @@ use duraflow_core::Timestamp;
 use crate::error::{StoreError, StoreResult};
 use crate::registry::Registered;
 use crate::store::Store;
-use crate::types::{InstanceStatus, ListFilter, Page, StoreStats};
+use crate::types::{InstanceInfo, InstanceStatus, ListFilter, Page, StoreStats};
 
 /// The most instances one [`Management::purge_finished`] call purges.
 pub const MAX_PURGE_BATCH: usize = 1_000;
@@ -82,6 +83,13 @@ fn count(n: i64) -> u64 {
 /// backend allows.
 #[async_trait]
 pub trait Management: Send + Sync {
+    /// One instance as [`Store::instance`] reads it, with what only operators need filled
+    /// in: the current execution's journal length ([`InstanceInfo::journal_len`]) and the
+    /// time of its last event ([`InstanceInfo::last_event_at`]), read from the journal's
+    /// index (the last event of the execution), not kept by the commits. `None` for an
+    /// unknown instance.
+    async fn describe(&self, id: &str) -> StoreResult<Option<InstanceInfo>>;
+
     /// Lists instances by id, filtered and paged.
     async fn list(&self, filter: ListFilter) -> StoreResult<Page>;
 

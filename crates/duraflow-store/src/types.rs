@@ -5,8 +5,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use duraflow_core::{
-    ActivityOptions, Event, Failure, InstanceOptions, OpId, ParentLink, Payload, Timestamp,
-    DEFAULT_QUEUE,
+    ActivityOptions, Event, EventKind, Failure, InstanceOptions, OpId, ParentLink, Payload,
+    Timestamp, DEFAULT_QUEUE,
 };
 use duraflow_core::{FeedRecord, NewAwait, NewEmit};
 pub use duraflow_core::{MessageKind, NewCallback, NewInstance, NewMessage, NewTask, OpResult};
@@ -131,6 +131,26 @@ pub struct InstanceInfo {
     pub created_at: Timestamp,
     /// When the instance last changed.
     pub updated_at: Timestamp,
+    /// The version of the workflow's code that started the current execution: the version
+    /// the engine that ran the execution's first turn registered it with (`Workflow::VERSION`,
+    /// `EngineBuilder::workflow_version`), as its `workflow_started` event records it. `None`
+    /// while pending, when that engine registered no version, and for executions started
+    /// before versions were recorded. Every read fills it.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// How many events the current execution's journal holds. Filled only by
+    /// [`Management::describe`] (and so `Client::describe`, `duraflow show` and the HTTP
+    /// API's instance); `None` from every other read ([`Store::instance`], lists, fetches),
+    /// which would otherwise read the journal for it.
+    ///
+    /// [`Management::describe`]: crate::Management::describe
+    /// [`Store::instance`]: crate::Store::instance
+    #[serde(default)]
+    pub journal_len: Option<u64>,
+    /// When the current execution's last journal event was appended (its `at`), when
+    /// [`InstanceInfo::journal_len`] is filled and the journal holds any.
+    #[serde(default)]
+    pub last_event_at: Option<Timestamp>,
 }
 
 impl InstanceInfo {
@@ -432,6 +452,22 @@ pub struct TurnCommit {
     pub feed: Vec<FeedRecord>,
     /// When the commit happens.
     pub now: Timestamp,
+}
+
+impl TurnCommit {
+    /// For a commit that begins its execution's journal (its events start at position 0 with
+    /// `workflow_started`): `Some` with the version that event records, which stores keep as
+    /// the instance's [`InstanceInfo::version`]. `None` for every other commit, which leaves the
+    /// version as it is.
+    pub fn started_version(&self) -> Option<Option<&str>> {
+        if self.journal_base != 0 {
+            return None;
+        }
+        match self.new_events.first().map(|e| &e.kind) {
+            Some(EventKind::WorkflowStarted { version, .. }) => Some(version.as_deref()),
+            _ => None,
+        }
+    }
 }
 
 /// The attempt a retried workflow's next execution runs (see [`TurnCommit::next_attempt`]).

@@ -31,6 +31,40 @@ pub(crate) fn get(conn: &Connection, id: &str) -> SqlResult<Option<InstanceInfo>
     }
 }
 
+/// An instance by id, with its current execution's journal length and the time of its last
+/// event: the last row of `(instance_id, execution)` in the events' primary key, one seek.
+pub(crate) fn describe(conn: &Connection, id: &str) -> SqlResult<Option<InstanceInfo>> {
+    let Some(mut info) = get(conn, id)? else {
+        return Ok(None);
+    };
+    let last: Option<(i64, Option<i64>)> = conn
+        .prepare_cached(JOURNAL_END)?
+        .query_row(params![id, info.execution], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (len, at) = match last {
+        Some((position, at)) => {
+            let at = at.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "event {position} of execution {} of instance {id:?} has no time",
+                    info.execution
+                ))
+            })?;
+            (
+                u64::try_from(position + 1).unwrap_or(0),
+                Some(Timestamp(at)),
+            )
+        }
+        None => (0, None),
+    };
+    info.journal_len = Some(len);
+    info.last_event_at = at;
+    Ok(Some(info))
+}
+
+/// The last event of an execution: its position and time (`describe`).
+pub(crate) const JOURNAL_END: &str = "SELECT position, json_extract(data, '$.at') FROM events
+     WHERE instance_id = ?1 AND execution = ?2 ORDER BY position DESC LIMIT 1";
+
 /// An instance's status, if it exists.
 pub(crate) fn status_of(conn: &Connection, id: &str) -> SqlResult<Option<InstanceStatus>> {
     let text: Option<String> = conn
@@ -148,5 +182,36 @@ pub(crate) fn send(conn: &Connection, message: &NewMessage, tx: &mut Tx<'_>) -> 
             tx.wake.turns = true;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use std::path::Path;
+
+    use super::*;
+
+    /// `describe` finds an execution's last event with one seek of the events' primary key,
+    /// whatever the journal's length: no scan and no sort.
+    #[test]
+    fn the_journal_end_is_one_seek_of_the_events_key() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::open::migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {JOURNAL_END}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params!["a", 1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("SEARCH events USING PRIMARY KEY (instance_id=? AND execution=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
     }
 }

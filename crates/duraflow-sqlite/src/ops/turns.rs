@@ -208,7 +208,7 @@ pub(crate) fn lease_turn(
     }
     let Some((instance, commit_token)) = conn
         .prepare_cached(&LEASED_INSTANCE)?
-        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(13)?)))
+        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(14)?)))
         .optional()?
     else {
         return Ok(None);
@@ -351,6 +351,8 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         callbacks::drop_before(conn, id, Some(new_execution))?;
         queue_events::drop_waiters(conn, id, Some(new_execution))?;
     }
+    // A commit that begins its execution records the version its `workflow_started` names.
+    let started_version = c.started_version();
     let (earliest, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(visible_at), min(id) FROM messages WHERE instance_id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -373,7 +375,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
                 execution = ?6, input = coalesce(?7, input), lease_until = ?12,
                 commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11,
-                attempt = coalesce(?13, attempt)
+                attempt = coalesce(?13, attempt), version = iif(?14, ?15, version)
          WHERE id = ?1",
     )?
     .execute(params![
@@ -390,6 +392,8 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         oldest,
         lease_until,
         attempt,
+        started_version.is_some(),
+        started_version.flatten(),
     ])?;
     if due_at.is_some() && lease_until.is_none() {
         tx.wake.turns = true;

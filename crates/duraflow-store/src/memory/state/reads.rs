@@ -30,6 +30,18 @@ impl State {
         self.instances.get(id).map(|inst| inst.info.clone())
     }
 
+    /// The instance with its current execution's journal length and last event time.
+    pub(in crate::memory) fn describe(&self, id: &str) -> Option<InstanceInfo> {
+        self.instances.get(id).map(|inst| {
+            let journal = inst.journals.get(&inst.info.execution);
+            InstanceInfo {
+                journal_len: Some(journal.map_or(0, JournalLog::len) as u64),
+                last_event_at: journal.and_then(JournalLog::last).map(|e| e.at),
+                ..inst.info.clone()
+            }
+        })
+    }
+
     pub(in crate::memory) fn journal(
         &self,
         id: &str,
