@@ -75,16 +75,32 @@ pub(crate) fn status_of(conn: &Connection, id: &str) -> SqlResult<Option<Instanc
         .transpose()
 }
 
-/// Inserts a message for an open (pending or running) instance and brings the instance's due
-/// time forward when the message is its earliest work; a turn holding the instance keeps it
-/// due at its lease's expiry (its commit recomputes it). Returns `false`, inserting nothing, when the instance is unknown
-/// or finished.
+/// Puts a message in an open instance's inbox and moves the instance's due time if the message
+/// makes it due sooner. Returns false (writing nothing) for a finished or unknown instance.
 pub(crate) fn insert_message(
     conn: &Connection,
     instance_id: &str,
     kind: &MessageKind,
     visible_at: Timestamp,
 ) -> SqlResult<bool> {
+    match post_message(conn, instance_id, kind, visible_at)? {
+        Some(message_id) => {
+            make_due(conn, instance_id, visible_at, message_id)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Puts a message in an open instance's inbox without moving its due time: the caller either
+/// leases the instance's turn in the same transaction or calls [`make_due`]. Returns the
+/// message's id, or `None` (writing nothing) for a finished or unknown instance.
+pub(crate) fn post_message(
+    conn: &Connection,
+    instance_id: &str,
+    kind: &MessageKind,
+    visible_at: Timestamp,
+) -> SqlResult<Option<i64>> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (instance_id, visible_at, kind)
@@ -92,19 +108,25 @@ pub(crate) fn insert_message(
                  SELECT 1 FROM instances WHERE id = ?1 AND status IN ('pending', 'running'))",
         )?
         .execute(params![instance_id, visible_at.0, json(kind)?])?;
-    if inserted == 0 {
-        return Ok(false);
-    }
-    let message_id = conn.last_insert_rowid();
-    // Only when the due time moves: a turn holding the instance recomputes it at its commit,
-    // and earlier work may be due already.
+    Ok((inserted > 0).then(|| conn.last_insert_rowid()))
+}
+
+/// Makes an instance due at `visible_at` (or its `not_before`) for message `message_id`, if
+/// that is sooner than it is due now. Only when the due time moves: a turn holding the
+/// instance recomputes it at its commit, and earlier work may be due already.
+pub(crate) fn make_due(
+    conn: &Connection,
+    instance_id: &str,
+    visible_at: Timestamp,
+    message_id: i64,
+) -> SqlResult<()> {
     conn.prepare_cached(
         "UPDATE instances SET due_at = max(?2, not_before), due_seq = coalesce(due_seq, ?3)
          WHERE id = ?1 AND lease_until IS NULL
            AND (due_at IS NULL OR due_at > max(?2, not_before))",
     )?
     .execute(params![instance_id, visible_at.0, message_id])?;
-    Ok(true)
+    Ok(())
 }
 
 /// Inserts a new instance with its start message (its first work, due at once); the caller

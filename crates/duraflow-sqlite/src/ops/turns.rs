@@ -191,17 +191,53 @@ pub(crate) fn lease_turn(
     lease: Duration,
     cache: Option<&Arc<dyn JournalCache>>,
 ) -> SqlResult<Option<TurnWork>> {
+    lease_turn_when(conn, tx, id, counted, now, lease, cache, LeaseIf::Due)
+}
+
+/// What makes a turn leasable.
+#[derive(Clone, Copy)]
+pub(crate) enum LeaseIf {
+    /// The instance is due now (`due_at`).
+    Due,
+    /// The instance is open, not leased and not held back by a backoff: the caller has just
+    /// put a visible message in its inbox without moving its due time, so the lease moves
+    /// the instance's due entry once rather than twice.
+    JustPosted,
+}
+
+/// Leases instance `id`'s turn for `lease` if `when` holds (see [`lease_turn`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lease_turn_when(
+    conn: &Connection,
+    tx: &mut Tx<'_>,
+    id: &str,
+    counted: bool,
+    now: Timestamp,
+    lease: Duration,
+    cache: Option<&Arc<dyn JournalCache>>,
+    when: LeaseIf,
+) -> SqlResult<Option<TurnWork>> {
     let token = tx.token()?;
     let until = now.plus(lease);
     // Separate statements rather than `RETURNING`, which SQLite buffers in a temporary table
     // each time.
-    let leased = conn
-        .prepare_cached(
+    let sql = match when {
+        LeaseIf::Due => {
             "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3,
                     flow_counted = CASE WHEN started_at IS NULL THEN ?5 ELSE flow_counted END,
                     started_at = coalesce(started_at, ?4)
-             WHERE id = ?1 AND due_at <= ?4",
-        )?
+             WHERE id = ?1 AND due_at <= ?4"
+        }
+        LeaseIf::JustPosted => {
+            "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3,
+                    flow_counted = CASE WHEN started_at IS NULL THEN ?5 ELSE flow_counted END,
+                    started_at = coalesce(started_at, ?4)
+             WHERE id = ?1 AND status IN ('pending', 'running')
+               AND (lease_until IS NULL OR lease_until <= ?4) AND not_before <= ?4"
+        }
+    };
+    let leased = conn
+        .prepare_cached(sql)?
         .execute(params![id, token, until.0, now.0, counted])?;
     if leased == 0 {
         return Ok(None);
