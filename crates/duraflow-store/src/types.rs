@@ -766,8 +766,9 @@ impl Page {
         Page { instances, next }
     }
 
-    /// The page of `size` made of `instances`, the first `size + 1` in id order that pass the
-    /// filter (as a store reads them): one more than fits means there is a next page.
+    /// The page of `size` made of `instances` in a listing by id, the first `size + 1` in id
+    /// order that pass the filter (as a store reads them): one more than fits means there is a
+    /// next page. [`Page::listed`] serves every order.
     pub fn of(mut instances: Vec<InstanceInfo>, size: usize) -> Page {
         let next = if instances.len() > size {
             instances.truncate(size);
