@@ -59,9 +59,10 @@ pub(crate) async fn list(client: &Client, filter: ListFilter, json: bool) -> Res
     Ok(())
 }
 
-/// `show`: an instance. JSON: the store's `InstanceInfo`.
+/// `show`: an instance, with its version, journal length and last event time. JSON: the
+/// store's `InstanceInfo` as `Client::describe` reads it, with its children.
 pub(crate) async fn show(client: &Client, id: &str, json: bool) -> Result<(), CliError> {
-    let info = client.status(id).await?;
+    let info = client.describe(id).await?;
     let children = children(client, id).await?;
     if json {
         let mut value = serde_json::to_value(&info)
@@ -123,6 +124,15 @@ fn show_fields(info: &InstanceInfo) -> Vec<(&'static str, String)> {
         ("created", output::time(info.created_at)),
         ("updated", output::time(info.updated_at)),
     ];
+    if let Some(version) = &info.version {
+        fields.push(("version", version.clone()));
+    }
+    if let Some(len) = info.journal_len {
+        fields.push(("journal", format!("{len} events")));
+    }
+    if let Some(at) = info.last_event_at {
+        fields.push(("last event", output::time(at)));
+    }
     if let Some(waiting) = info.waiting_for() {
         fields.push(("waiting", waiting));
     }

@@ -108,10 +108,37 @@ async fn show_gives_the_output_or_the_failure() {
         .lines()
         .any(|l| l.starts_with("input:") && l.contains("41")));
 
+    // The version its engine registered, and the journal's length and last event time.
+    let journal = f.client.history("done-1", None).await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("version:") && l.trim_end().ends_with(" 2")),
+        "{text}"
+    );
+    let events = format!(" {} events", journal.len());
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("journal:") && l.ends_with(&events)),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l.starts_with("last event:")), "{text}");
+
     let done = json(&f.cli(&["show", "done-1", "--json"]).await);
     assert_eq!(done["output"], 42);
     assert_eq!(done["name"], "completes");
     assert_eq!(done["queue"], "default");
+    assert_eq!(done["version"], "2");
+    assert_eq!(done["journal_len"], journal.len());
+    assert_eq!(
+        done["last_event_at"],
+        journal.last().unwrap().at.as_millis()
+    );
+    let failed = json(&f.cli(&["show", "fail-1", "--json"]).await);
+    assert_eq!(
+        failed["version"],
+        serde_json::Value::Null,
+        "registered without"
+    );
 
     assert_eq!(done["children"], serde_json::json!([]));
 

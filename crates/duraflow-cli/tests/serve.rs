@@ -388,6 +388,15 @@ async fn reads_show_what_the_store_holds() {
     );
     let (_, child) = server.get("/v1/instances/child-1", AUTH).await;
     assert_eq!(child["parent"]["instance_id"], "parent-1");
+    // Its engine registered "completes" with version 2; the journal's length is read.
+    assert_eq!(child["version"], "2");
+    let journal = f.client.history("child-1", None).await.unwrap();
+    assert_eq!(child["journal_len"], journal.len());
+    assert_eq!(
+        child["last_event_at"],
+        journal.last().unwrap().at.as_millis()
+    );
+    assert_eq!(parent["version"], serde_json::Value::Null);
     let (_, failed) = server.get("/v1/instances/fail-1", AUTH).await;
     assert!(failed["failure"]["message"]
         .as_str()

@@ -124,6 +124,11 @@ pub enum EventKind {
         /// earlier attempts completed (see [`crate::AttemptStart`]). `None` for attempt 1.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry: Option<Box<AttemptStart>>,
+        /// The version the workflow was registered with by the engine that started this
+        /// execution (`Workflow::VERSION`, `EngineBuilder::workflow_version`); `None` when it
+        /// was registered without one, and in journals written before versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
     },
     /// Issued: an activity was scheduled.
     ActivityScheduled {

@@ -89,6 +89,12 @@ pub trait Workflow: Send + Sync + 'static {
     /// `None` (the default): a client's start uses [`crate::DEFAULT_QUEUE`], a child its
     /// parent's queue.
     const QUEUE: Option<&'static str> = None;
+    /// The version of its code, recorded when an instance starts: the engine that runs an
+    /// execution's first turn writes the version it registered into the journal's
+    /// `workflow_started` and the instance's row (`InstanceInfo::version`), so status, lists
+    /// and history show which code started it. `None` (the default) records no version.
+    /// Closures registered by name take one with `EngineBuilder::workflow_version`.
+    const VERSION: Option<&'static str> = None;
 
     /// The workflow's code.
     fn run(

@@ -124,6 +124,7 @@ fn a_turn_that_begins_an_execution_delivers_the_start_first_then_what_it_carried
                 parent: Some(link("parent", 1, 4)),
                 headers: Default::default(),
                 retry: None,
+                version: None,
             },
             raised("early", "0"),
             EventKind::CancelRequested {

@@ -63,6 +63,7 @@ fn continue_as_new_carries_the_input_and_the_untaken_events_in_arrival_order() {
         parent: None,
         headers: Default::default(),
         retry: None,
+        version: None,
     };
     assert!(block_on(next.deliver(Timestamp(100_000), start)));
     for (name, data) in carried_events {
@@ -197,6 +198,7 @@ fn the_start_event_records_the_name_and_the_parent() {
         parent: Some(link.clone()),
         headers: Default::default(),
         retry: None,
+        version: None,
     }));
     assert_eq!(run.run.parent(), Some(link));
     assert_eq!(run.run.workflow_name(), "audit");

@@ -272,6 +272,11 @@ impl PostgresStore {
 
 #[async_trait]
 impl Management for PostgresStore {
+    async fn describe(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
+        let mut conn = self.conn().await?;
+        Ok(instances::describe(&mut conn, id).await?)
+    }
+
     async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
         let mut conn = self.conn().await?;
         Ok(admin::list(&mut conn, &filter).await?)

@@ -9,6 +9,7 @@
 //! `crate::connect::connect_options`), so the plan does not depend on the parameters' values,
 //! and NULLs stand for them.
 
+use duraflow_core::Timestamp;
 use duraflow_store::{InstanceStatus, ListFilter};
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection};
@@ -145,6 +146,7 @@ const INDEXES: &[(&str, &[&str])] = &[
     ("feed::SAVE_CURSOR", &[]),
     ("instances::GET", &["instances_pkey"]),
     ("instances::STATUS_OF", &["instances_pkey"]),
+    ("instances::JOURNAL_END", &["events_pkey"]),
     ("instances::CREATE_BATCH", &["instances_pkey"]),
     ("instances::CREATE_CLAIMING", &["instances_pkey"]),
     ("instances::SEND", &["instances_pkey"]),
@@ -199,6 +201,8 @@ const INDEXES: &[(&str, &[&str])] = &[
     ("admin::list_sql (all)", &["instances_pkey"]),
     ("admin::list_sql (purge_finished)", &["instances_pkey"]),
     ("admin::list_sql (queue, after)", &["instances_pkey"]),
+    ("admin::list_sql (finished before)", &["instances_finished"]),
+    ("admin::list_sql (created range)", &["instances_by_created"]),
 ];
 
 /// Every statement of the hot path and of management.
@@ -271,6 +275,7 @@ fn statements() -> Vec<Statement> {
         // Instances and messages.
         statement("instances::GET", &instances::GET, Seek),
         statement("instances::STATUS_OF", instances::STATUS_OF, Seek),
+        statement("instances::JOURNAL_END", instances::JOURNAL_END, Seek),
         statement("instances::CREATE_BATCH", &instances::CREATE_BATCH, Seek),
         statement(
             "instances::CREATE_CLAIMING",
@@ -331,14 +336,26 @@ fn statements() -> Vec<Statement> {
         after: Some("i-000100".into()),
         ..ListFilter::default()
     };
+    let finished_before = ListFilter {
+        updated_before: Some(Timestamp(1_000_000)),
+        after: Some("1000/i-000100".into()),
+        ..finished.clone()
+    };
+    let created_range = ListFilter {
+        created_from: Some(Timestamp(0)),
+        created_before: Some(Timestamp(1_000_000)),
+        ..ListFilter::default()
+    };
     for (name, filter) in [
         ("admin::list_sql (all)", ListFilter::default()),
         ("admin::list_sql (purge_finished)", finished),
         ("admin::list_sql (queue, after)", by_queue),
+        ("admin::list_sql (finished before)", finished_before),
+        ("admin::list_sql (created range)", created_range),
     ] {
         all.push(Statement {
             // Every parameter is bound whether the text uses it or not.
-            types: Some("text[], text, text, bigint, text, bigint, bigint, bigint, bigint"),
+            types: Some("text[], text, text, bigint, text, bigint, bigint, bigint, bigint, bigint"),
             ..statement(name, &admin::list_sql(&filter), InOrder)
         });
     }

@@ -105,6 +105,7 @@ fn journal() -> Vec<Event> {
             parent: None,
             headers: Default::default(),
             retry: None,
+            version: None,
         }),
         at(EventKind::ActivityScheduled {
             op: op("0"),

@@ -74,6 +74,9 @@ pub struct EngineBuilder {
     metrics: Option<Metrics>,
 }
 
+/// The longest workflow version [`EngineBuilder::workflow_version`] accepts, in bytes.
+pub const MAX_WORKFLOW_VERSION_LEN: usize = 256;
+
 impl Default for EngineBuilder {
     fn default() -> Self {
         EngineBuilder {
@@ -125,8 +128,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Registers a typed [`Workflow`] under its `NAME`; the engine also serves its `QUEUE`,
-    /// if it names one.
+    /// Registers a typed [`Workflow`] under its `NAME`, with its `VERSION` if it has one; the
+    /// engine also serves its `QUEUE`, if it names one.
     pub fn register_workflow<W: Workflow>(mut self, workflow: W) -> Self {
         self.registry.add_queue(W::QUEUE);
         if let Err(e) = self
@@ -134,6 +137,45 @@ impl EngineBuilder {
             .add_workflow(W::NAME, typed_workflow_fn(workflow))
         {
             self.errors.push(e);
+            return self;
+        }
+        match W::VERSION {
+            Some(version) => self.workflow_version(W::NAME, version),
+            None => self,
+        }
+    }
+
+    /// Gives the workflow registered under `name` a version: the version of its code, which
+    /// this engine records when it starts an execution of it (in the journal's
+    /// `workflow_started` and the instance's `InstanceInfo::version`), so that status, lists
+    /// and history show which code started an instance. Register the workflow first; a typed
+    /// [`Workflow`] sets it with `const VERSION`. A version is 1 to 256 bytes long.
+    ///
+    /// ```
+    /// use duraflow_runtime::Engine;
+    /// use duraflow_core::{WorkflowContext, WorkflowError};
+    /// use duraflow_store::MemoryStore;
+    ///
+    /// let builder = Engine::builder()
+    ///     .store(MemoryStore::new())
+    ///     .workflow("greet", |_ctx: WorkflowContext, name: String| async move {
+    ///         Ok::<_, WorkflowError>(format!("hello, {name}"))
+    ///     })
+    ///     .workflow_version("greet", "2");
+    /// ```
+    pub fn workflow_version(mut self, name: &str, version: impl Into<String>) -> Self {
+        let version = version.into();
+        if version.is_empty() || version.len() > MAX_WORKFLOW_VERSION_LEN {
+            self.errors.push(EngineError::InvalidOption(format!(
+                "the version of workflow {name:?} must be 1 to {MAX_WORKFLOW_VERSION_LEN} bytes \
+                 long, not {} bytes",
+                version.len()
+            )));
+        } else if !self.registry.workflows.set_version(name, version) {
+            self.errors.push(EngineError::InvalidOption(format!(
+                "workflow_version names workflow {name:?}, which is not registered: register \
+                 it (workflow or register_workflow) before giving it a version"
+            )));
         }
         self
     }
@@ -316,7 +358,8 @@ impl EngineBuilder {
         let (turn_filter, task_filter) = self.registry.filters(&o.queues);
         // Processes that run no workflow code (`duraflow serve`) learn from this what can be
         // started where.
-        let announcement = crate::registry::announcement(&turn_filter, &task_filter);
+        let announcement =
+            crate::registry::announcement(&turn_filter, &task_filter, &self.registry.workflows);
         store.announce(announcement, self.clock.now()).await?;
         let shared = Shared {
             store,

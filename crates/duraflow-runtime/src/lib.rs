@@ -46,7 +46,7 @@ pub use client::{
 };
 pub use clock::{ManualClock, SystemClock};
 pub use duraflow_core::ActivitySignature;
-pub use engine::{Engine, EngineBuilder, ShutdownReport};
+pub use engine::{Engine, EngineBuilder, ShutdownReport, MAX_WORKFLOW_VERSION_LEN};
 pub use error::{ClientError, EngineError};
 pub use metrics::{store_metrics, Metrics, StoreGauges};
 pub use options::EngineOptions;

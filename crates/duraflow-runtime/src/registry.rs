@@ -19,9 +19,9 @@ pub(crate) struct Registry {
     pub(crate) queues: BTreeSet<String>,
 }
 
-/// Workflows by registered name.
+/// Workflows by registered name, with the version each was registered with.
 #[derive(Default)]
-pub(crate) struct Workflows(BTreeMap<String, WorkflowFn>);
+pub(crate) struct Workflows(BTreeMap<String, (WorkflowFn, Option<String>)>);
 
 /// Activities by registered name.
 #[derive(Default)]
@@ -29,7 +29,12 @@ pub(crate) struct Activities(BTreeMap<String, ActivityFn>);
 
 impl Registry {
     pub(crate) fn add_workflow(&mut self, name: &str, f: WorkflowFn) -> Result<(), EngineError> {
-        if self.workflows.0.insert(name.to_owned(), f).is_some() {
+        if self
+            .workflows
+            .0
+            .insert(name.to_owned(), (f, None))
+            .is_some()
+        {
             return Err(EngineError::DuplicateName {
                 kind: "workflow",
                 name: name.to_owned(),
@@ -70,9 +75,13 @@ impl Registry {
 }
 
 /// What an engine with these filters announces to the store (see
-/// [`duraflow_store::registry`]): each workflow on each queue it takes turns from, each
-/// activity on each queue it takes tasks from.
-pub(crate) fn announcement(turns: &FetchFilter, tasks: &FetchFilter) -> Vec<Registration> {
+/// [`duraflow_store::registry`]): each workflow on each queue it takes turns from, with the
+/// version it registered, each activity on each queue it takes tasks from.
+pub(crate) fn announcement(
+    turns: &FetchFilter,
+    tasks: &FetchFilter,
+    workflows: &Workflows,
+) -> Vec<Registration> {
     let mut out = Vec::new();
     for (kind, filter) in [
         (RegisteredKind::Workflow, turns),
@@ -80,7 +89,13 @@ pub(crate) fn announcement(turns: &FetchFilter, tasks: &FetchFilter) -> Vec<Regi
     ] {
         for queue in &filter.queues {
             for name in filter.names.iter().flatten() {
-                out.push(Registration::new(kind, queue.clone(), name.clone()));
+                let version = match kind {
+                    RegisteredKind::Workflow => workflows.version(name).map(str::to_owned),
+                    RegisteredKind::Activity => None,
+                };
+                out.push(
+                    Registration::new(kind, queue.clone(), name.clone()).with_version(version),
+                );
             }
         }
     }
@@ -89,7 +104,23 @@ pub(crate) fn announcement(turns: &FetchFilter, tasks: &FetchFilter) -> Vec<Regi
 
 impl Workflows {
     pub(crate) fn get(&self, name: &str) -> Option<&WorkflowFn> {
-        self.0.get(name)
+        self.0.get(name).map(|(f, _)| f)
+    }
+
+    /// The version `name` was registered with, if any.
+    pub(crate) fn version(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|(_, v)| v.as_deref())
+    }
+
+    /// Sets the version of the workflow registered as `name`; `false` when none is.
+    pub(crate) fn set_version(&mut self, name: &str, version: String) -> bool {
+        match self.0.get_mut(name) {
+            Some((_, v)) => {
+                *v = Some(version);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn names(&self) -> Vec<String> {

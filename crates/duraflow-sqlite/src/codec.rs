@@ -1,5 +1,7 @@
 //! Encoding of values into columns: JSON for structured values, integers for times.
 
+use std::fmt::Display;
+
 use duraflow_core::{Event, Failure, InstanceOptions, OpId, ParentLink, Payload, Timestamp};
 use duraflow_store::{codec, FetchFilter, InstanceInfo, InstanceStatus, StoreError};
 use rusqlite::Row;
@@ -14,30 +16,30 @@ pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> SqlResult<String> {
 }
 
 /// Decodes JSON text, naming what it was on failure.
-pub(crate) fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> SqlResult<T> {
+pub(crate) fn from_json<T: DeserializeOwned>(text: &str, what: impl Display) -> SqlResult<T> {
     Ok(codec::from_json(text, what)?)
 }
 
 /// Decodes an optional JSON column.
 pub(crate) fn opt_json<T: DeserializeOwned>(
     text: Option<String>,
-    what: &str,
+    what: impl Display,
 ) -> SqlResult<Option<T>> {
     Ok(codec::opt_from_json(text, what)?)
 }
 
 /// A payload column.
-pub(crate) fn payload(text: String, what: &str) -> SqlResult<Payload> {
+pub(crate) fn payload(text: String, what: impl Display) -> SqlResult<Payload> {
     Ok(codec::payload(text, what)?)
 }
 
 /// An operation id column.
-pub(crate) fn op_id(text: &str, what: &str) -> SqlResult<OpId> {
+pub(crate) fn op_id(text: &str, what: impl Display) -> SqlResult<OpId> {
     Ok(codec::op_id(text, what)?)
 }
 
 /// A status column; `what` names the row.
-pub(crate) fn status(text: &str, what: &str) -> SqlResult<InstanceStatus> {
+pub(crate) fn status(text: &str, what: impl Display) -> SqlResult<InstanceStatus> {
     text.parse::<InstanceStatus>()
         .map_err(|e| OpError::Store(codec::corrupt_in(what, e)))
 }
@@ -66,7 +68,7 @@ pub(crate) fn in_row<T>(
 /// The columns [`instance_row`] reads, in order.
 pub(crate) const INSTANCE_COLUMNS: &str =
     "id, name, status, execution, input, output, failure, parent, created_at, updated_at, queue, \
-     options, attempt";
+     options, attempt, version";
 
 /// Reads an instance from a row selected with [`INSTANCE_COLUMNS`].
 pub(crate) fn instance_row(row: &Row<'_>) -> SqlResult<InstanceInfo> {
@@ -81,23 +83,27 @@ pub(crate) fn instance_row(row: &Row<'_>) -> SqlResult<InstanceInfo> {
 }
 
 fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
-    let what = |col: &str| format!("column {col} of instance {id:?}");
+    // Named only when a column cannot be read: a row is read at every lease.
+    let what = |col| codec::Column::new(col, "instance", &id);
     Ok(InstanceInfo {
         name: row.get(1)?,
-        status: status(&row.get::<_, String>(2)?, &what("status"))?,
+        status: status(&row.get::<_, String>(2)?, what("status"))?,
         execution: row.get(3)?,
-        input: payload(row.get(4)?, &what("input"))?,
+        input: payload(row.get(4)?, what("input"))?,
         output: row
             .get::<_, Option<String>>(5)?
-            .map(|t| payload(t, &what("output")))
+            .map(|t| payload(t, what("output")))
             .transpose()?,
-        failure: opt_json::<Failure>(row.get(6)?, &what("failure"))?,
-        parent: opt_json::<ParentLink>(row.get(7)?, &what("parent"))?,
+        failure: opt_json::<Failure>(row.get(6)?, what("failure"))?,
+        parent: opt_json::<ParentLink>(row.get(7)?, what("parent"))?,
         created_at: Timestamp(row.get(8)?),
         updated_at: Timestamp(row.get(9)?),
         queue: row.get(10)?,
-        options: opt_json::<InstanceOptions>(row.get(11)?, &what("options"))?.unwrap_or_default(),
+        options: opt_json::<InstanceOptions>(row.get(11)?, what("options"))?.unwrap_or_default(),
         attempt: row.get(12)?,
+        version: row.get(13)?,
+        journal_len: None,
+        last_event_at: None,
         id,
     })
 }

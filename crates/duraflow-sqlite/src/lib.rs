@@ -169,6 +169,11 @@ impl SqliteStore {
 
 #[async_trait]
 impl Management for SqliteStore {
+    async fn describe(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
+        let id = id.to_owned();
+        self.db.read(move |c| instances::describe(c, &id)).await
+    }
+
     async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
         self.db.read(move |c| admin::list(c, &filter)).await
     }

@@ -180,6 +180,7 @@ async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
                 parent: None,
                 headers: Default::default(),
                 retry: None,
+                version: None,
             },
         },
         Event {
@@ -555,4 +556,118 @@ async fn the_leases_of_a_store_still_open_are_left_alone() {
     };
     let results = a.commit_turns(vec![commit]).await.unwrap();
     assert!(results[0].is_ok(), "{results:?}");
+}
+
+/// A database written by schema version 12, before workflow versions, is upgraded: its
+/// instances and registrations read with no version, its journals (whose `workflow_started` has no version) read
+/// as before, and `describe` reads their length; a new execution start records its version.
+#[tokio::test]
+async fn a_version_12_database_reads_without_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v12.db");
+    let started = |version: Option<&str>| Event {
+        at: T0,
+        kind: EventKind::WorkflowStarted {
+            name: "wf".into(),
+            input: Payload::encode("x").unwrap(),
+            parent: None,
+            headers: Default::default(),
+            retry: None,
+            version: version.map(str::to_owned),
+        },
+    };
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        for sql in [
+            include_str!("../migrations/0001_init.sql"),
+            include_str!("../migrations/0002_due_index.sql"),
+            include_str!("../migrations/0003_callbacks.sql"),
+            include_str!("../migrations/0004_queues.sql"),
+            include_str!("../migrations/0005_instance_options.sql"),
+            include_str!("../migrations/0006_queue_events.sql"),
+            include_str!("../migrations/0007_heartbeat_details.sql"),
+            include_str!("../migrations/0008_feed.sql"),
+            include_str!("../migrations/0009_drop_global_due_index.sql"),
+            include_str!("../migrations/0010_flow_counted.sql"),
+            include_str!("../migrations/0011_registry.sql"),
+            include_str!("../migrations/0012_list_by_queue.sql"),
+        ] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {}; PRAGMA user_version = 12;",
+            0x6466_6c77
+        ))
+        .unwrap();
+        let input = Payload::encode("x").unwrap().as_json().to_owned();
+        conn.execute(
+            "INSERT INTO instances (id, name, status, execution, input, created_at, updated_at,
+                                    started_at)
+             VALUES ('old', 'wf', 'running', 1, ?1, ?2, ?2, ?2)",
+            rusqlite::params![input, T0.0],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO registrations (kind, queue, name, last_seen)
+             VALUES ('workflow', 'default', 'wf', ?1)",
+            [T0.0],
+        )
+        .unwrap();
+        let data = started(None).encode();
+        assert!(!data.contains("version"), "{data}");
+        conn.execute(
+            "INSERT INTO events (instance_id, execution, position, format, data)
+             VALUES ('old', 1, 0, 2, ?1)",
+            [data],
+        )
+        .unwrap();
+    }
+
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let info = store.instance("old").await.unwrap().unwrap();
+    assert_eq!(info.version, None);
+    let registered = store.management().unwrap().registrations().await.unwrap();
+    assert_eq!(registered[0].registration.name, "wf");
+    assert_eq!(registered[0].registration.version, None);
+    assert_eq!(
+        store.journal("old", None).await.unwrap(),
+        vec![started(None)]
+    );
+    let described = store
+        .management()
+        .unwrap()
+        .describe("old")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (described.journal_len, described.last_event_at),
+        (Some(1), Some(T0))
+    );
+
+    store
+        .create_instance(new_instance("new", "y"))
+        .await
+        .unwrap();
+    let turns = store
+        .fetch_turns(
+            &FetchFilter::default(),
+            T0,
+            10,
+            Duration::from_secs(60),
+            None,
+        )
+        .await
+        .unwrap();
+    let work = turns.iter().find(|w| w.instance.id == "new").unwrap();
+    let mut commit = TurnCommit::consuming(work, T0);
+    commit.new_events = vec![started(Some("2"))];
+    store
+        .commit_turns(vec![commit])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+    let info = store.instance("new").await.unwrap().unwrap();
+    assert_eq!(info.version.as_deref(), Some("2"));
 }

@@ -1,11 +1,36 @@
 //! Column encodings shared by the SQL stores: JSON text for structured values, with decoding
 //! errors that name what could not be read.
 
+use std::fmt::{self, Display};
+
 use duraflow_core::{Event, EventDecodeError, OpId, Payload};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::StoreError;
+
+/// A column of a row, named in an error only if it cannot be read (`column input of
+/// instance "a"`): rows are decoded on the hot path, where formatting every column's name
+/// up front would cost more than reading it.
+#[derive(Clone, Copy, Debug)]
+pub struct Column<'a> {
+    column: &'a str,
+    row: &'a str,
+    id: &'a dyn fmt::Debug,
+}
+
+impl<'a> Column<'a> {
+    /// Column `column` of the `row` (a kind of row: `instance`, `task`) with id `id`.
+    pub fn new(column: &'a str, row: &'a str, id: &'a dyn fmt::Debug) -> Self {
+        Column { column, row, id }
+    }
+}
+
+impl Display for Column<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "column {} of {} {:?}", self.column, self.row, self.id)
+    }
+}
 
 /// Encodes a value as JSON text.
 pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
@@ -14,7 +39,7 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<String, StoreError> {
 }
 
 /// Decodes JSON text; `what` names the value in the error (`column failure of instance "a"`).
-pub fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+pub fn from_json<T: DeserializeOwned>(text: &str, what: impl Display) -> Result<T, StoreError> {
     serde_json::from_str(text)
         .map_err(|e| StoreError::Corrupt(format!("{what} cannot be read: {e}")))
 }
@@ -22,20 +47,20 @@ pub fn from_json<T: DeserializeOwned>(text: &str, what: &str) -> Result<T, Store
 /// Decodes an optional JSON column.
 pub fn opt_from_json<T: DeserializeOwned>(
     text: Option<String>,
-    what: &str,
+    what: impl Display,
 ) -> Result<Option<T>, StoreError> {
     text.map(|t| from_json(&t, what)).transpose()
 }
 
 /// Decodes a payload column.
-pub fn payload(text: String, what: &str) -> Result<Payload, StoreError> {
+pub fn payload(text: String, what: impl Display) -> Result<Payload, StoreError> {
     Payload::from_json(&text)
         .map_err(|e| StoreError::Corrupt(format!("{what} cannot be read: {e}")))
 }
 
 /// Reports an error met reading `what` as corrupt data in it (an unknown status is not an
 /// invalid request when it was read from the database).
-pub fn corrupt_in(what: &str, error: StoreError) -> StoreError {
+pub fn corrupt_in(what: impl Display, error: StoreError) -> StoreError {
     let detail = match error {
         StoreError::Invalid(detail) | StoreError::Corrupt(detail) => detail,
         other => other.to_string(),
@@ -44,7 +69,7 @@ pub fn corrupt_in(what: &str, error: StoreError) -> StoreError {
 }
 
 /// Decodes an operation id column; `what` names the value in the error.
-pub fn op_id(text: &str, what: &str) -> Result<OpId, StoreError> {
+pub fn op_id(text: &str, what: impl Display) -> Result<OpId, StoreError> {
     text.parse()
         .map_err(|e| StoreError::Corrupt(format!("{what} cannot be read: {e}")))
 }

@@ -37,8 +37,8 @@ pub use rules::{callback_outcome, callback_token_taken, check_commit};
 pub use store::{Cache, IntoStore, Store};
 pub use types::{
     validate_instance_id, CallbackResolution, CallbackStatus, CallbackTarget, Committed, Completed,
-    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, ListFilter, Message,
-    MessageId, MessageKind, NewCallback, NewInstance, NewMessage, NewTask, NextAttempt, NextDue,
-    OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId, TaskRelease, TaskWork,
-    TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
+    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, ListCursor, ListFilter,
+    ListOrder, Message, MessageId, MessageKind, NewCallback, NewInstance, NewMessage, NewTask,
+    NextAttempt, NextDue, OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
 };

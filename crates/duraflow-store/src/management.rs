@@ -4,7 +4,8 @@
 //! A store offers it through [`Store::management`]; every store in this workspace does. The
 //! engine never calls it: a store without it runs workflows all the same, and only listing,
 //! purging and counting (the CLI, the server, `Client::list`, ...) are refused. Reading one
-//! instance and one journal stay on [`Store`], because the engine reads them too.
+//! instance and one journal stay on [`Store`], because the engine reads them too;
+//! [`Management::describe`] reads one instance with its journal's length and last event time.
 
 use async_trait::async_trait;
 use duraflow_core::Timestamp;
@@ -12,7 +13,7 @@ use duraflow_core::Timestamp;
 use crate::error::{StoreError, StoreResult};
 use crate::registry::Registered;
 use crate::store::Store;
-use crate::types::{InstanceStatus, ListFilter, Page, StoreStats};
+use crate::types::{InstanceInfo, InstanceStatus, ListFilter, Page, StoreStats};
 
 /// The most instances one [`Management::purge_finished`] call purges.
 pub const MAX_PURGE_BATCH: usize = 1_000;
@@ -77,12 +78,20 @@ fn count(n: i64) -> u64 {
 
 /// What operators read and do with a store (see the [module](self) docs).
 ///
-/// Every store must pass the conformance suite's `management` module. Listing is in id order
-/// and served by an index on every filter; counting reads indexes, not whole tables, where the
-/// backend allows.
+/// Every store must pass the conformance suite's `management` module. Listing is in the order
+/// [`ListFilter::order`] gives (by id, by creation time, or finished instances by the time they
+/// finished) and served by an index on every filter; counting reads indexes, not whole tables,
+/// where the backend allows.
 #[async_trait]
 pub trait Management: Send + Sync {
-    /// Lists instances by id, filtered and paged.
+    /// One instance as [`Store::instance`] reads it, with what only operators need filled
+    /// in: the current execution's journal length ([`InstanceInfo::journal_len`]) and the
+    /// time of its last event ([`InstanceInfo::last_event_at`]), read from the journal's
+    /// index (the last event of the execution), not kept by the commits. `None` for an
+    /// unknown instance.
+    async fn describe(&self, id: &str) -> StoreResult<Option<InstanceInfo>>;
+
+    /// Lists instances, filtered and paged, in the filter's order ([`ListFilter::order`]).
     async fn list(&self, filter: ListFilter) -> StoreResult<Page>;
 
     /// Deletes a finished instance with all its executions, messages and tasks. Returns `false`
@@ -90,9 +99,9 @@ pub trait Management: Send + Sync {
     async fn purge(&self, id: &str) -> StoreResult<bool>;
 
     /// Purges up to `max` (at most [`MAX_PURGE_BATCH`]) finished instances that `filter`
-    /// selects, in id order, and returns their ids; call it again until it returns none to
-    /// purge them all. `filter.statuses` may name only finished statuses (all of them when
-    /// empty): anything else is `Invalid`. `filter.limit` and `filter.after` are ignored.
+    /// selects, in the listing's order, and returns their ids; call it again until it returns
+    /// none to purge them all. `filter.statuses` may name only finished statuses (all of them
+    /// when empty): anything else is `Invalid`. `filter.limit` and `filter.after` are ignored.
     ///
     /// The default lists a page and purges its instances one by one; a store may do it in
     /// one transaction.

@@ -7,7 +7,8 @@
 //! ([`crate::Management::registrations`]): `duraflow serve` refuses to start a workflow that no
 //! engine has announced on the queue, instead of leaving a pending instance nobody will run.
 //! Rows are never removed: a name an engine stopped serving stays known, with its old
-//! `last_seen`.
+//! `last_seen`. A workflow's row also keeps the version of its latest announcement
+//! ([`Registration::version`]).
 
 use duraflow_core::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -52,16 +53,29 @@ pub struct Registration {
     pub queue: String,
     /// Its registered name.
     pub name: String,
+    /// For a workflow, the version the announcing engine registered it with
+    /// (`Workflow::VERSION`, `EngineBuilder::workflow_version`); `None` for activities and
+    /// workflows registered without one. It does not identify the registration: a store keeps
+    /// one row per kind, queue and name, with the version of its latest announcement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl Registration {
-    /// A registration of `kind` for `name` on `queue`.
+    /// A registration of `kind` for `name` on `queue`, without a version.
     pub fn new(kind: RegisteredKind, queue: impl Into<String>, name: impl Into<String>) -> Self {
         Registration {
             kind,
             queue: queue.into(),
             name: name.into(),
+            version: None,
         }
+    }
+
+    /// The registration with `version`.
+    pub fn with_version(mut self, version: Option<String>) -> Self {
+        self.version = version;
+        self
     }
 }
 
@@ -78,10 +92,14 @@ pub struct Registered {
 /// The longest queue or name a registration may have, in bytes.
 pub const MAX_REGISTERED_NAME_LEN: usize = 512;
 
-/// Checks an announcement: no empty or overlong queue or name. Every store applies it.
+/// Checks an announcement: no empty or overlong queue, name or version. Every store applies it.
 pub fn validate_registrations(registrations: &[Registration]) -> Result<(), StoreError> {
     for r in registrations {
-        for (what, value) in [("queue", &r.queue), ("name", &r.name)] {
+        let version = r.version.as_ref().map(|v| ("version", v));
+        for (what, value) in [("queue", &r.queue), ("name", &r.name)]
+            .into_iter()
+            .chain(version)
+        {
             if value.is_empty() || value.len() > MAX_REGISTERED_NAME_LEN {
                 return Err(StoreError::Invalid(format!(
                     "a registered {} {what} must be 1 to {MAX_REGISTERED_NAME_LEN} bytes long, \

@@ -78,6 +78,7 @@ async fn open(store: &dyn Store, callbacks: Vec<NewCallback>) {
                 parent: None,
                 headers: Default::default(),
                 retry: None,
+                version: None,
             },
         }],
         callbacks,

@@ -120,12 +120,13 @@ pub(crate) async fn list(
     ))
 }
 
-/// `GET /v1/instances/{id}`: its status, input, output or failure, parent and children.
+/// `GET /v1/instances/{id}`: its status, input, output or failure, version, journal length
+/// and last event time, parent and children.
 pub(crate) async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let info = state.client.status(&id).await?;
+    let info = state.client.describe(&id).await?;
     let journal = state.client.history(&id, None).await?;
     let children: Vec<Value> = journal
         .iter()

@@ -328,6 +328,12 @@ fn schemas() -> Value {
             "options": { "type": "object" },
             "created_at": { "type": "integer", "description": "Milliseconds since the Unix epoch." },
             "updated_at": { "type": "integer" },
+            "version": { "type": ["string", "null"],
+                "description": "The version of the workflow's code that started the current execution, as its engine registered it; null when none was." },
+            "journal_len": { "type": ["integer", "null"],
+                "description": "Events in the current execution's journal (GET /v1/instances/{id} only; null in lists)." },
+            "last_event_at": { "type": ["integer", "null"],
+                "description": "When the current execution's last journal event was appended, ms since the epoch (GET /v1/instances/{id} only; null in lists and while the journal is empty)." },
             "waiting_for": { "type": ["string", "null"] },
             "children": { "type": "array", "items": { "type": "object", "properties": {
                 "id": { "type": "string" }, "name": { "type": "string" }, "detached": { "type": "boolean" } } } } } },
@@ -357,6 +363,8 @@ fn schemas() -> Value {
             "registrations": { "type": "array", "items": { "type": "object", "properties": {
                 "kind": { "type": "string", "enum": ["workflow", "activity"] },
                 "queue": { "type": "string" }, "name": { "type": "string" },
+                "version": { "type": "string",
+                    "description": "A workflow's version in its latest announcement; absent when it has none." },
                 "last_seen": { "type": "integer" } } } } } }
     })
 }

@@ -266,6 +266,7 @@ mod tests {
                     parent: None,
                     headers: Default::default(),
                     retry: None,
+                    version: None,
                 },
             ),
             at(

@@ -65,6 +65,7 @@ impl Fixture {
             })
             .workflow("waits", waits)
             .workflow("completes", completes)
+            .workflow_version("completes", "2")
             .workflow("fails", fails)
             .workflow("parent", parent)
             .start()

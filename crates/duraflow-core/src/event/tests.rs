@@ -154,3 +154,25 @@ fn a_heartbeat_timeout_is_written_only_when_set_and_read_as_none_when_absent() {
     assert!(text.contains(r#""heartbeat_timeout":1500"#), "{text}");
     assert_eq!(serde_json::from_str::<ActivityOptions>(&text).unwrap(), set);
 }
+
+#[test]
+fn a_workflow_version_is_journaled_only_when_registered() {
+    let started = |version: Option<&str>| Event {
+        at: Timestamp(9),
+        kind: EventKind::WorkflowStarted {
+            name: "order".into(),
+            input: Payload::encode(&1).unwrap(),
+            parent: None,
+            headers: Default::default(),
+            retry: None,
+            version: version.map(str::to_owned),
+        },
+    };
+    // Written before versions (or by an engine that registered none): no field, no version.
+    let old = started(None).encode();
+    assert!(!old.contains("version"), "{old}");
+    assert_eq!(Event::decode(&old, 2).unwrap(), started(None));
+    let v2 = started(Some("2")).encode();
+    assert!(v2.contains(r#""version":"2""#), "{v2}");
+    assert_eq!(Event::decode(&v2, 2).unwrap(), started(Some("2")));
+}

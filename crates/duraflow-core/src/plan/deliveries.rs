@@ -79,6 +79,17 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
+    /// Records `version` (the workflow's registered version) in the `workflow_started` this
+    /// turn delivers, if it begins an execution; otherwise changes nothing.
+    pub fn set_version(&mut self, version: Option<&str>) {
+        if self.start_len == 0 {
+            return;
+        }
+        if let Some(EventKind::WorkflowStarted { version: v, .. }) = self.events.first_mut() {
+            *v = version.map(str::to_owned);
+        }
+    }
+
     /// How many of the turn's first messages are spent once the first `applied` events have
     /// been delivered: every message before the one the next event comes from (all
     /// `message_count` once every event is delivered). Start messages are spent as soon as the
@@ -146,6 +157,7 @@ pub fn deliveries(
                 parent: instance.parent.cloned(),
                 headers: instance.options.headers.clone(),
                 retry,
+                version: None,
             },
         );
     }

@@ -347,6 +347,7 @@ impl WorkflowRun {
                 parent,
                 headers,
                 retry,
+                version: _,
             } => {
                 let ctx = {
                     let mut s = lock(&self.state);

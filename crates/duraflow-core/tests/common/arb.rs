@@ -164,6 +164,7 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
                     }),
                     headers,
                     retry: None,
+                    version: None,
                 }
             ),
         (op_id(), name(), payload(), activity_options()).prop_map(|(op, name, input, options)| {

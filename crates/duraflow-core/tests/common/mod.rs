@@ -70,6 +70,7 @@ pub(crate) fn started<T: Serialize + ?Sized>(input: &T) -> EventKind {
         parent: None,
         headers: Default::default(),
         retry: None,
+        version: None,
     }
 }
 

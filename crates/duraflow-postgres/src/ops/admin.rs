@@ -3,7 +3,7 @@
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::management::DepthTally;
 use duraflow_store::{
-    InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError, StoreStats,
+    InstanceStatus, ListFilter, ListOrder, NextDue, Page, QueueDepth, StoreError, StoreStats,
 };
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
@@ -31,20 +31,37 @@ pub(crate) async fn journal(
     Ok(read_journal(conn, id, execution).await??)
 }
 
-/// The listing statement for `filter`'s combination of filters: `$1` statuses, `$2` name, `$3`
-/// the id to list after, `$4` the limit, `$5` queue, `$6`..`$9` the created and updated time
-/// bounds.
+/// The partial index of finished instances (migration 0014) holds the rows that meet this
+/// condition; a listing of finished instances names it word for word, so that the planner sees
+/// it may use the index.
+const FINISHED: &str = "status IN ('completed', 'failed', 'cancelled', 'terminated')";
+
+/// The listing statement for `filter`'s combination of filters and its order
+/// ([`ListFilter::order`]): `$1` statuses, `$2` name, `$3` the id to list after, `$4` the
+/// limit, `$5` queue, `$6`..`$9` the created and updated time bounds, `$10` the cursor's time.
 ///
 /// Each filter given adds its condition, so that every combination is a statement of its own
 /// whose plan can use the index for it (`(status, id)`, `(name, id)`, `(queue, id)` or the
-/// primary key, all in id order); one statement with `($n IS NULL OR ..)` for every filter
-/// would get one generic plan for all of them. Only constant text is interpolated.
+/// primary key in id order; `(created_at, id)` in creation order; `(updated_at, id)` over
+/// finished instances in order of their last change); one statement with `($n IS NULL OR ..)`
+/// for every filter would get one generic plan for all of them. Only constant text is
+/// interpolated.
 pub(crate) fn list_sql(filter: &ListFilter) -> String {
+    let order = filter.order();
     let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE true");
+    if order == ListOrder::Finished {
+        sql.push_str(" AND ");
+        sql.push_str(FINISHED);
+    }
+    let after = match order {
+        ListOrder::Id => " AND id > $3",
+        ListOrder::Created => " AND created_at >= $10 AND (created_at > $10 OR id > $3)",
+        ListOrder::Finished => " AND updated_at >= $10 AND (updated_at > $10 OR id > $3)",
+    };
     for (given, condition) in [
         (!filter.statuses.is_empty(), " AND status = ANY($1)"),
         (filter.name.is_some(), " AND name = $2"),
-        (filter.after.is_some(), " AND id > $3"),
+        (filter.after.is_some(), after),
         (filter.queue.is_some(), " AND queue = $5"),
         (filter.created_from.is_some(), " AND created_at >= $6"),
         (filter.created_before.is_some(), " AND created_at < $7"),
@@ -55,12 +72,17 @@ pub(crate) fn list_sql(filter: &ListFilter) -> String {
             sql.push_str(condition);
         }
     }
-    sql.push_str(" ORDER BY id LIMIT $4");
+    sql.push_str(match order {
+        ListOrder::Id => " ORDER BY id LIMIT $4",
+        ListOrder::Created => " ORDER BY created_at, id LIMIT $4",
+        ListOrder::Finished => " ORDER BY updated_at, id LIMIT $4",
+    });
     sql
 }
 
 pub(crate) async fn list(conn: &mut PgConnection, filter: &ListFilter) -> OpResult<Page> {
     let size = filter.page_size();
+    let cursor = filter.cursor()?;
     let statuses: Vec<String> = filter
         .statuses
         .iter()
@@ -71,20 +93,21 @@ pub(crate) async fn list(conn: &mut PgConnection, filter: &ListFilter) -> OpResu
     let rows = sqlx::query(AssertSqlSafe(sql))
         .bind(&statuses)
         .bind(filter.name.as_deref())
-        .bind(filter.after.as_deref())
+        .bind(cursor.as_ref().map(|c| c.id.as_str()))
         .bind(size as i64 + 1)
         .bind(filter.queue.as_deref())
         .bind(filter.created_from.map(|t| t.0))
         .bind(filter.created_before.map(|t| t.0))
         .bind(filter.updated_from.map(|t| t.0))
         .bind(filter.updated_before.map(|t| t.0))
+        .bind(cursor.as_ref().and_then(|c| c.time).map(|t| t.0))
         .fetch_all(&mut *conn)
         .await?;
     let instances = rows
         .iter()
         .map(instance_row)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::of(instances, size))
+    Ok(Page::listed(instances, filter))
 }
 
 /// Purges the finished instances `filter` (checked by `purge_filter`) selects, in the caller's
@@ -273,8 +296,11 @@ mod tests {
             .execute(&mut *conn)
             .await
             .unwrap();
-        for mask in 0..16u8 {
-            let filter = ListFilter {
+        // Every combination of filters, in each order: by id, by creation time (a creation
+        // range), and finished instances by their last change (an update range over finished
+        // statuses).
+        for (order, mask) in (0..3u8).flat_map(|order| (0..16u8).map(move |mask| (order, mask))) {
+            let mut filter = ListFilter {
                 statuses: if mask & 1 != 0 {
                     vec![InstanceStatus::Pending]
                 } else {
@@ -286,20 +312,39 @@ mod tests {
                 limit: 10,
                 ..ListFilter::default()
             };
+            match order {
+                1 => filter.created_from = Some(Timestamp(0)),
+                2 => {
+                    filter.statuses = vec![InstanceStatus::Completed];
+                    filter.updated_before = Some(Timestamp(10_000));
+                }
+                _ => {}
+            }
+            if order > 0 && filter.after.is_some() {
+                filter.after = Some("1000/i-0100".to_owned());
+            }
+            assert_eq!(
+                filter.order(),
+                [
+                    duraflow_store::ListOrder::Id,
+                    duraflow_store::ListOrder::Created,
+                    duraflow_store::ListOrder::Finished,
+                ][order as usize]
+            );
             let sql = list_sql(&filter);
             // The pool's sessions plan generically (`plan_cache_mode`), as for the store's own
             // prepared statements.
             let prepare = format!(
-                "PREPARE list_{mask} (text[], text, text, bigint, text, bigint, bigint, bigint, \
-                 bigint) AS {sql}"
+                "PREPARE list_{order}_{mask} (text[], text, text, bigint, text, bigint, bigint, \
+                 bigint, bigint, bigint) AS {sql}"
             );
             sqlx::query(sqlx::AssertSqlSafe(prepare))
                 .execute(&mut *conn)
                 .await
                 .unwrap();
             let explain = format!(
-                "EXPLAIN EXECUTE list_{mask} ('{{pending}}', 'wf-1', 'i-0100', 11, 'q-2', \
-                         NULL, NULL, NULL, NULL)"
+                "EXPLAIN EXECUTE list_{order}_{mask} ('{{pending}}', 'wf-1', 'i-0100', 11, \
+                 'q-2', 0, NULL, NULL, 10000, 1000)"
             );
             let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
                 .fetch_all(&mut *conn)
@@ -308,7 +353,7 @@ mod tests {
             let plan = plan.join("\n");
             assert!(
                 !plan.contains("Seq Scan") && !plan.contains("Sort"),
-                "filters {mask:04b}: {sql}\n{plan}"
+                "order {order}, filters {mask:04b}: {sql}\n{plan}"
             );
         }
     }

@@ -116,7 +116,10 @@ pub(crate) async fn read(
             position: u64::try_from(position).unwrap_or(0),
             instance_id: row.try_get("instance_id")?,
             topic: row.try_get("topic")?,
-            payload: codec::payload(row.try_get("payload")?, &format!("feed record {position}"))?,
+            payload: codec::payload(
+                row.try_get("payload")?,
+                format_args!("feed record {position}"),
+            )?,
             at: Timestamp(row.try_get("at")?),
         });
     }

@@ -69,7 +69,7 @@ pub(crate) async fn configure(
 fn decode(name: &str, text: &str) -> OpResult<QueueConfig> {
     Ok(codec::from_json(
         text,
-        &format!("queue configuration {name:?}"),
+        format_args!("queue configuration {name:?}"),
     )?)
 }
 

@@ -12,6 +12,8 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use duraflow_core::Timestamp;
+
 use duraflow_store::{
     codec, CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
     MessageKind, NewInstance, NewMessage, StoreError, TurnWork,
@@ -39,6 +41,43 @@ pub(crate) async fn get(conn: &mut PgConnection, id: &str) -> OpResult<Option<In
         .await?;
     row.as_ref().map(instance_row).transpose()
 }
+
+/// An instance by id, with its current execution's journal length and the time of its last
+/// event: the last row of `(instance_id, execution)` in the events' primary key, one seek.
+pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Option<InstanceInfo>> {
+    let Some(mut info) = get(conn, id).await? else {
+        return Ok(None);
+    };
+    let last = sqlx::query(JOURNAL_END)
+        .bind(id)
+        .bind(info.execution as i32)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let (len, at) = match last {
+        Some(row) => {
+            let position: i32 = row.try_get(0)?;
+            let at: Option<i64> = row.try_get(1)?;
+            let at = at.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "event {position} of execution {} of instance {id:?} has no time",
+                    info.execution
+                ))
+            })?;
+            (
+                u64::try_from(position).unwrap_or(0) + 1,
+                Some(Timestamp(at)),
+            )
+        }
+        None => (0, None),
+    };
+    info.journal_len = Some(len);
+    info.last_event_at = at;
+    Ok(Some(info))
+}
+
+/// The last event of an execution: its position and time (`describe`).
+pub(crate) const JOURNAL_END: &str = "SELECT position, (data::jsonb ->> 'at')::bigint FROM events
+      WHERE instance_id = $1 AND execution = $2 ORDER BY position DESC LIMIT 1";
 
 /// The statement of [`status_of`]: `$1` the instance id.
 pub(crate) const STATUS_OF: &str = "SELECT status FROM instances WHERE id = $1";
@@ -238,6 +277,9 @@ pub(crate) async fn create_claiming(
             attempt: 1,
             created_at: new.created_at,
             updated_at: new.created_at,
+            version: None,
+            journal_len: None,
+            last_event_at: None,
         };
         let turn = TurnWork {
             instance,
@@ -430,5 +472,49 @@ impl<'a> OptionColumns<'a> {
         self.concurrency_key
             .push(new.options.concurrency_key.as_deref());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::JOURNAL_END;
+
+    /// `describe` finds an execution's last event by reading the events' primary key
+    /// backwards from `(instance_id, execution)`: no sequential scan, no sort, planned
+    /// generically as the store's sessions plan.
+    #[tokio::test]
+    async fn the_journal_end_is_one_seek_of_the_events_key() {
+        let store = crate::testing::test_store("journal_end").await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        sqlx::query(
+            "INSERT INTO events (instance_id, execution, position, format, data)
+             SELECT 'i-' || i, 1, p, 2, '{\"at\":' || p || '}'
+               FROM generate_series(1, 200) i, generate_series(0, 19) p",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE events")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let prepare = format!("PREPARE journal_end (text, int) AS {JOURNAL_END}");
+        sqlx::query(sqlx::AssertSqlSafe(prepare))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = sqlx::query_scalar("EXPLAIN EXECUTE journal_end ('i-7', 1)")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Scan Backward using events_pkey")
+                && !plan.contains("Seq Scan")
+                && !plan.contains("Sort"),
+            "{plan}"
+        );
     }
 }

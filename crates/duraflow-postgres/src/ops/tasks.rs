@@ -33,31 +33,31 @@ fn lease_lost(id: TaskId) -> StoreError {
 
 fn task_row(row: &PgRow) -> OpResult<TaskWork> {
     let id: i64 = row.try_get("id")?;
-    let what = |col: &str| format!("column {col} of task {id}");
+    let what = |col| codec::Column::new(col, "task", &id);
     let execution: i32 = row.try_get("execution")?;
     let attempt: i32 = row.try_get("attempt")?;
     Ok(TaskWork {
         id: TaskId(id),
         instance_id: row.try_get("instance_id")?,
-        execution: counter(execution, &what("execution"))?,
-        op: codec::op_id(&row.try_get::<String, _>("op")?, &what("op"))?,
+        execution: counter(execution, what("execution"))?,
+        op: codec::op_id(&row.try_get::<String, _>("op")?, what("op"))?,
         name: row.try_get("name")?,
-        input: codec::payload(row.try_get("input")?, &what("input"))?,
+        input: codec::payload(row.try_get("input")?, what("input"))?,
         options: codec::from_json::<ActivityOptions>(
             &row.try_get::<String, _>("options")?,
-            &what("options"),
+            what("options"),
         )?,
-        attempt: counter(attempt, &what("attempt"))?,
+        attempt: counter(attempt, what("attempt"))?,
         scheduled_at: Timestamp(row.try_get("scheduled_at")?),
         token: LeaseToken(row.try_get("lease_token")?),
         lease_until: Timestamp(row.try_get::<Option<i64>, _>("lease_until")?.unwrap_or(0)),
         last_failure: codec::opt_from_json::<Failure>(
             row.try_get("last_failure")?,
-            &what("last_failure"),
+            what("last_failure"),
         )?,
         heartbeat_details: row
             .try_get::<Option<String>, _>("heartbeat_details")?
-            .map(|text| codec::payload(text, &what("heartbeat_details")))
+            .map(|text| codec::payload(text, what("heartbeat_details")))
             .transpose()?,
     })
 }
@@ -423,7 +423,7 @@ pub(crate) async fn complete_batch(
         };
         let kind = MessageKind::ActivityResult {
             execution: u32::try_from(*execution).unwrap_or(0),
-            op: codec::op_id(op, &format!("column op of task {}", c.id.0))?,
+            op: codec::op_id(op, format_args!("column op of task {}", c.id.0))?,
             result: c.result.clone(),
         };
         task_ids.push(c.id.0);

@@ -35,6 +35,7 @@ pub(crate) fn leased_columns(alias: &str) -> String {
         "queue",
         "options",
         "attempt",
+        "version",
         "commit_token",
         "lease_token",
     ]

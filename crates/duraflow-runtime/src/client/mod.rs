@@ -145,6 +145,19 @@ impl Client {
             .ok_or_else(|| ClientError::NotFound(id.to_owned()))
     }
 
+    /// The instance as [`Client::status`] reads it, with its current execution's journal
+    /// length and the time of its last event filled ([`InstanceInfo::journal_len`],
+    /// [`InstanceInfo::last_event_at`]), through the store's management extension
+    /// (`Management::describe`); a store without one is refused with a `StoreError::Invalid`
+    /// that names it. `status` does not read them: waiting polls it.
+    pub async fn describe(&self, id: impl AsRef<str>) -> Result<InstanceInfo, ClientError> {
+        let id = id.as_ref();
+        self.management()?
+            .describe(id)
+            .await?
+            .ok_or_else(|| ClientError::NotFound(id.to_owned()))
+    }
+
     /// The journal of an execution (the current one when `None`).
     pub async fn history(
         &self,

@@ -162,6 +162,8 @@ async fn run_leased_turn(
         begins,
         messages.into_iter().map(|m| m.kind),
     );
+    // The engine that starts an execution records the version it registered the workflow with.
+    deliveries.set_version(deps.workflows.version(&instance.name));
     if let Some(reason) = start_due
         .filter(|_| begins)
         .and_then(|due| pending_too_long(planned(&instance), due, now))

@@ -15,6 +15,9 @@ use crate::error::{OpError, SqlResult};
 /// Refuses a commit that would open a callback with a token that is taken (before anything of
 /// the commit is written).
 pub(crate) fn check_new(conn: &Connection, c: &TurnCommit) -> SqlResult<()> {
+    if c.callbacks.is_empty() {
+        return Ok(());
+    }
     let mut taken = conn.prepare_cached("SELECT 1 FROM callbacks WHERE token = ?1")?;
     for cb in &c.callbacks {
         if taken.exists([&cb.token])? {
@@ -26,6 +29,9 @@ pub(crate) fn check_new(conn: &Connection, c: &TurnCommit) -> SqlResult<()> {
 
 /// Opens a commit's callbacks and closes the open ones it settled.
 pub(crate) fn apply(conn: &Connection, c: &TurnCommit) -> SqlResult<()> {
+    if c.callbacks.is_empty() && c.closed_callbacks.is_empty() {
+        return Ok(());
+    }
     let mut insert = conn.prepare_cached(
         "INSERT INTO callbacks (token, instance_id, execution, op, name, status, timeout_at,
                                 created_at)
@@ -113,7 +119,10 @@ pub(crate) fn resolve(
         .optional()?;
     let live = match instance {
         Some((st, current)) => {
-            let st = instance_status(&st, &format!("column status of instance {instance_id:?}"))?;
+            let st = instance_status(
+                &st,
+                format_args!("column status of instance {instance_id:?}"),
+            )?;
             !st.is_terminal() && current == execution
         }
         None => false,

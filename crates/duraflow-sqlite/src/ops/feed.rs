@@ -68,7 +68,7 @@ pub(crate) fn read(
             position: u64::try_from(position).unwrap_or(0),
             instance_id: row.get(1)?,
             topic: row.get(2)?,
-            payload: payload(row.get(3)?, &format!("feed record {position}"))?,
+            payload: payload(row.get(3)?, format_args!("feed record {position}"))?,
             at: Timestamp(row.get(4)?),
         });
     }

@@ -92,7 +92,7 @@ pub(crate) fn config(conn: &Connection, name: &str) -> SqlResult<Option<QueueCon
                 .optional()?)
         },
     )?;
-    text.map(|t| from_json(&t, &format!("queue configuration {name:?}")))
+    text.map(|t| from_json(&t, format_args!("queue configuration {name:?}")))
         .transpose()
 }
 
@@ -159,7 +159,10 @@ pub(crate) fn configs(conn: &Connection) -> SqlResult<Vec<QueueConfig>> {
             || "a queue configuration".to_owned(),
             || Ok((row.get(0)?, row.get(1)?)),
         )?;
-        out.push(from_json(&text, &format!("queue configuration {name:?}"))?);
+        out.push(from_json(
+            &text,
+            format_args!("queue configuration {name:?}"),
+        )?);
     }
     Ok(out)
 }

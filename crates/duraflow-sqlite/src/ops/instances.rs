@@ -31,26 +31,76 @@ pub(crate) fn get(conn: &Connection, id: &str) -> SqlResult<Option<InstanceInfo>
     }
 }
 
+/// An instance by id, with its current execution's journal length and the time of its last
+/// event: the last row of `(instance_id, execution)` in the events' primary key, one seek.
+pub(crate) fn describe(conn: &Connection, id: &str) -> SqlResult<Option<InstanceInfo>> {
+    let Some(mut info) = get(conn, id)? else {
+        return Ok(None);
+    };
+    let last: Option<(i64, Option<i64>)> = conn
+        .prepare_cached(JOURNAL_END)?
+        .query_row(params![id, info.execution], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (len, at) = match last {
+        Some((position, at)) => {
+            let at = at.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "event {position} of execution {} of instance {id:?} has no time",
+                    info.execution
+                ))
+            })?;
+            (
+                u64::try_from(position + 1).unwrap_or(0),
+                Some(Timestamp(at)),
+            )
+        }
+        None => (0, None),
+    };
+    info.journal_len = Some(len);
+    info.last_event_at = at;
+    Ok(Some(info))
+}
+
+/// The last event of an execution: its position and time (`describe`).
+pub(crate) const JOURNAL_END: &str = "SELECT position, json_extract(data, '$.at') FROM events
+     WHERE instance_id = ?1 AND execution = ?2 ORDER BY position DESC LIMIT 1";
+
 /// An instance's status, if it exists.
 pub(crate) fn status_of(conn: &Connection, id: &str) -> SqlResult<Option<InstanceStatus>> {
     let text: Option<String> = conn
         .prepare_cached("SELECT status FROM instances WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?;
-    text.map(|t| status(&t, &format!("column status of instance {id:?}")))
+    text.map(|t| status(&t, format_args!("column status of instance {id:?}")))
         .transpose()
 }
 
-/// Inserts a message for an open (pending or running) instance and brings the instance's due
-/// time forward when the message is its earliest work; a turn holding the instance keeps it
-/// due at its lease's expiry (its commit recomputes it). Returns `false`, inserting nothing, when the instance is unknown
-/// or finished.
+/// Puts a message in an open instance's inbox and moves the instance's due time if the message
+/// makes it due sooner. Returns false (writing nothing) for a finished or unknown instance.
 pub(crate) fn insert_message(
     conn: &Connection,
     instance_id: &str,
     kind: &MessageKind,
     visible_at: Timestamp,
 ) -> SqlResult<bool> {
+    match post_message(conn, instance_id, kind, visible_at)? {
+        Some(message_id) => {
+            make_due(conn, instance_id, visible_at, message_id)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Puts a message in an open instance's inbox without moving its due time: the caller either
+/// leases the instance's turn in the same transaction or calls [`make_due`]. Returns the
+/// message's id, or `None` (writing nothing) for a finished or unknown instance.
+pub(crate) fn post_message(
+    conn: &Connection,
+    instance_id: &str,
+    kind: &MessageKind,
+    visible_at: Timestamp,
+) -> SqlResult<Option<i64>> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (instance_id, visible_at, kind)
@@ -58,19 +108,25 @@ pub(crate) fn insert_message(
                  SELECT 1 FROM instances WHERE id = ?1 AND status IN ('pending', 'running'))",
         )?
         .execute(params![instance_id, visible_at.0, json(kind)?])?;
-    if inserted == 0 {
-        return Ok(false);
-    }
-    let message_id = conn.last_insert_rowid();
-    // Only when the due time moves: a turn holding the instance recomputes it at its commit,
-    // and earlier work may be due already.
+    Ok((inserted > 0).then(|| conn.last_insert_rowid()))
+}
+
+/// Makes an instance due at `visible_at` (or its `not_before`) for message `message_id`, if
+/// that is sooner than it is due now. Only when the due time moves: a turn holding the
+/// instance recomputes it at its commit, and earlier work may be due already.
+pub(crate) fn make_due(
+    conn: &Connection,
+    instance_id: &str,
+    visible_at: Timestamp,
+    message_id: i64,
+) -> SqlResult<()> {
     conn.prepare_cached(
         "UPDATE instances SET due_at = max(?2, not_before), due_seq = coalesce(due_seq, ?3)
          WHERE id = ?1 AND lease_until IS NULL
            AND (due_at IS NULL OR due_at > max(?2, not_before))",
     )?
     .execute(params![instance_id, visible_at.0, message_id])?;
-    Ok(true)
+    Ok(())
 }
 
 /// Inserts a new instance with its start message (its first work, due at once); the caller
@@ -148,5 +204,36 @@ pub(crate) fn send(conn: &Connection, message: &NewMessage, tx: &mut Tx<'_>) -> 
             tx.wake.turns = true;
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use std::path::Path;
+
+    use super::*;
+
+    /// `describe` finds an execution's last event with one seek of the events' primary key,
+    /// whatever the journal's length: no scan and no sort.
+    #[test]
+    fn the_journal_end_is_one_seek_of_the_events_key() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::open::migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {JOURNAL_END}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params!["a", 1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("SEARCH events USING PRIMARY KEY (instance_id=? AND execution=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
     }
 }

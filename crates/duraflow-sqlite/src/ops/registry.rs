@@ -6,19 +6,22 @@ use rusqlite::{params, Connection};
 
 use crate::error::SqlResult;
 
-/// Records `registrations` as seen at `now`, keeping a later time already there.
+/// Records `registrations` as seen at `now`, keeping a later time (and its version) already
+/// there.
 pub(crate) fn announce(
     conn: &Connection,
     registrations: &[Registration],
     now: Timestamp,
 ) -> SqlResult<()> {
     let mut upsert = conn.prepare_cached(
-        "INSERT INTO registrations (kind, queue, name, last_seen) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO registrations (kind, queue, name, last_seen, version)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (kind, queue, name) DO UPDATE
-            SET last_seen = max(last_seen, excluded.last_seen)",
+            SET last_seen = max(last_seen, excluded.last_seen),
+                version = iif(excluded.last_seen >= last_seen, excluded.version, version)",
     )?;
     for r in registrations {
-        upsert.execute(params![r.kind.as_str(), r.queue, r.name, now.0])?;
+        upsert.execute(params![r.kind.as_str(), r.queue, r.name, now.0, r.version])?;
     }
     Ok(())
 }
@@ -26,7 +29,7 @@ pub(crate) fn announce(
 /// Every registration, workflows first, then by queue and name.
 pub(crate) fn list(conn: &Connection) -> SqlResult<Vec<Registered>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT kind, queue, name, last_seen FROM registrations
+        "SELECT kind, queue, name, last_seen, version FROM registrations
           ORDER BY kind = 'activity', queue, name",
     )?;
     let mut rows = stmt.query([])?;
@@ -40,7 +43,8 @@ pub(crate) fn list(conn: &Connection) -> SqlResult<Vec<Registered>> {
                 kind,
                 row.get::<_, String>(1)?,
                 row.get::<_, String>(2)?,
-            ),
+            )
+            .with_version(row.get(4)?),
             last_seen: Timestamp(row.get(3)?),
         });
     }

@@ -10,7 +10,7 @@ use duraflow_store::{
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::instances::insert_message;
+use super::instances::{insert_message, make_due, post_message};
 use super::turns;
 use crate::codec::{filter_params, from_json, in_row, json, op_id, opt_json, payload};
 use crate::db::Tx;
@@ -40,23 +40,23 @@ fn task_row(row: &Row<'_>) -> SqlResult<TaskWork> {
 }
 
 fn task_columns(row: &Row<'_>, id: i64) -> SqlResult<TaskWork> {
-    let what = |col: &str| format!("column {col} of task {id}");
+    let what = |col| duraflow_store::codec::Column::new(col, "task", &id);
     Ok(TaskWork {
         id: TaskId(id),
         instance_id: row.get(1)?,
         execution: row.get(2)?,
-        op: op_id(&row.get::<_, String>(3)?, &what("op"))?,
+        op: op_id(&row.get::<_, String>(3)?, what("op"))?,
         name: row.get(4)?,
-        input: payload(row.get(5)?, &what("input"))?,
-        options: from_json::<ActivityOptions>(&row.get::<_, String>(6)?, &what("options"))?,
+        input: payload(row.get(5)?, what("input"))?,
+        options: from_json::<ActivityOptions>(&row.get::<_, String>(6)?, what("options"))?,
         attempt: row.get(7)?,
         scheduled_at: Timestamp(row.get(8)?),
         token: LeaseToken(row.get(9)?),
         lease_until: Timestamp(row.get::<_, Option<i64>>(10)?.unwrap_or(0)),
-        last_failure: opt_json::<Failure>(row.get(11)?, &what("last_failure"))?,
+        last_failure: opt_json::<Failure>(row.get(11)?, what("last_failure"))?,
         heartbeat_details: row
             .get::<_, Option<String>>(12)?
-            .map(|text| payload(text, &what("heartbeat_details")))
+            .map(|text| payload(text, what("heartbeat_details")))
             .transpose()?,
     })
 }
@@ -163,32 +163,74 @@ pub(crate) fn complete_batch(
     cache: Option<&Arc<dyn JournalCache>>,
     tx: &mut Tx<'_>,
 ) -> SqlResult<Vec<StoreResult<Completed>>> {
-    let mut claims: Vec<(usize, String, Duration)> = Vec::new();
+    /// A turn to claim: for the completion at `index`, of `instance`, whose result is message
+    /// `message` (posted without moving the instance's due time).
+    struct Claim {
+        index: usize,
+        instance: String,
+        lease: Duration,
+        message: i64,
+    }
+    let mut claims: Vec<Claim> = Vec::new();
     // Instances that got a result, so a turn to run.
     let mut posted: Vec<String> = Vec::new();
     let mut results = Vec::with_capacity(completions.len());
-    for (i, c) in completions.iter().enumerate() {
-        let done = complete(conn, now, c, tx)?;
-        if let Ok(Some(instance_id)) = &done {
-            if let Some(turn_lease) = c.claim_turn {
-                if !claims.iter().any(|(_, id, _)| id == instance_id) {
-                    claims.push((i, instance_id.clone(), turn_lease));
+    for (index, c) in completions.iter().enumerate() {
+        let (instance, result) = match take(conn, now, c, tx)? {
+            Ok(taken) => taken,
+            Err(refused) => {
+                results.push(Err(refused));
+                continue;
+            }
+        };
+        // The first result of an instance whose turn the caller claims is posted without
+        // making the instance due: the claim leases it below, or makes it due if it cannot.
+        let claim = c
+            .claim_turn
+            .filter(|_| !claims.iter().any(|claim| claim.instance == instance));
+        match claim {
+            Some(lease) => {
+                if let Some(message) = post_message(conn, &instance, &result, now)? {
+                    posted.push(instance.clone());
+                    claims.push(Claim {
+                        index,
+                        instance,
+                        lease,
+                        message,
+                    });
                 }
             }
-            posted.push(instance_id.clone());
+            None => {
+                if insert_message(conn, &instance, &result, now)? {
+                    posted.push(instance);
+                }
+            }
         }
-        results.push(done.map(|_| Completed::default()));
+        results.push(Ok(Completed::default()));
     }
-    for (i, instance_id, turn_lease) in claims {
-        if !super::flow::claimable(conn, tx, &instance_id, Some(filter))? {
-            continue;
-        }
-        let turn = turns::lease_turn(conn, tx, &instance_id, false, now, turn_lease, cache)?;
-        if turn.is_some() {
-            posted.retain(|id| *id != instance_id);
-        }
-        if let Some(Ok(completed)) = results.get_mut(i) {
-            completed.turn = turn;
+    for claim in claims {
+        let turn = if super::flow::claimable(conn, tx, &claim.instance, Some(filter))? {
+            turns::lease_turn_when(
+                conn,
+                tx,
+                &claim.instance,
+                false,
+                now,
+                claim.lease,
+                cache,
+                turns::LeaseIf::JustPosted,
+            )?
+        } else {
+            None
+        };
+        match turn {
+            Some(turn) => {
+                posted.retain(|id| *id != claim.instance);
+                if let Some(Ok(completed)) = results.get_mut(claim.index) {
+                    completed.turn = Some(turn);
+                }
+            }
+            None => make_due(conn, &claim.instance, now, claim.message)?,
         }
     }
     // The turns claimed here need nobody else: wake the dispatchers only for the rest.
@@ -198,15 +240,14 @@ pub(crate) fn complete_batch(
     Ok(results)
 }
 
-/// Completes one task: deletes it and posts its result. Returns the instance the result was
-/// posted to (none when the instance has finished), or why the completion is refused (then
-/// nothing was written).
-fn complete(
+/// Takes a completed task: deletes it and returns its instance and the result message to post
+/// there, or why the completion is refused (then nothing was written).
+fn take(
     conn: &Connection,
     now: Timestamp,
     c: &TaskCompletion,
     tx: &mut Tx<'_>,
-) -> SqlResult<StoreResult<Option<String>>> {
+) -> SqlResult<StoreResult<(String, MessageKind)>> {
     let row: Option<(String, u32, String, i64, Option<i64>, String)> = conn
         .prepare_cached(
             "SELECT instance_id, execution, op, lease_token, lease_until, queue
@@ -237,11 +278,10 @@ fn complete(
     }
     let kind = MessageKind::ActivityResult {
         execution,
-        op: op_id(&op, &format!("column op of task {}", c.id.0))?,
+        op: op_id(&op, format_args!("column op of task {}", c.id.0))?,
         result: c.result.clone(),
     };
-    let posted = insert_message(conn, &instance_id, &kind, now)?;
-    Ok(Ok(posted.then_some(instance_id)))
+    Ok(Ok((instance_id, kind)))
 }
 
 pub(crate) fn renew(

@@ -149,7 +149,10 @@ fn visible_messages(conn: &Connection, id: &str, now: Timestamp) -> SqlResult<Ve
         out.push(Message {
             id: MessageId(msg_id),
             instance_id: id.to_owned(),
-            kind: from_json::<MessageKind>(&kind, &what())?,
+            kind: from_json::<MessageKind>(
+                &kind,
+                format_args!("message {msg_id} of instance {id:?}"),
+            )?,
             visible_at: Timestamp(visible_at),
         });
     }
@@ -188,24 +191,60 @@ pub(crate) fn lease_turn(
     lease: Duration,
     cache: Option<&Arc<dyn JournalCache>>,
 ) -> SqlResult<Option<TurnWork>> {
+    lease_turn_when(conn, tx, id, counted, now, lease, cache, LeaseIf::Due)
+}
+
+/// What makes a turn leasable.
+#[derive(Clone, Copy)]
+pub(crate) enum LeaseIf {
+    /// The instance is due now (`due_at`).
+    Due,
+    /// The instance is open, not leased and not held back by a backoff: the caller has just
+    /// put a visible message in its inbox without moving its due time, so the lease moves
+    /// the instance's due entry once rather than twice.
+    JustPosted,
+}
+
+/// Leases instance `id`'s turn for `lease` if `when` holds (see [`lease_turn`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn lease_turn_when(
+    conn: &Connection,
+    tx: &mut Tx<'_>,
+    id: &str,
+    counted: bool,
+    now: Timestamp,
+    lease: Duration,
+    cache: Option<&Arc<dyn JournalCache>>,
+    when: LeaseIf,
+) -> SqlResult<Option<TurnWork>> {
     let token = tx.token()?;
     let until = now.plus(lease);
     // Separate statements rather than `RETURNING`, which SQLite buffers in a temporary table
     // each time.
-    let leased = conn
-        .prepare_cached(
+    let sql = match when {
+        LeaseIf::Due => {
             "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3,
                     flow_counted = CASE WHEN started_at IS NULL THEN ?5 ELSE flow_counted END,
                     started_at = coalesce(started_at, ?4)
-             WHERE id = ?1 AND due_at <= ?4",
-        )?
+             WHERE id = ?1 AND due_at <= ?4"
+        }
+        LeaseIf::JustPosted => {
+            "UPDATE instances SET lease_token = ?2, lease_until = ?3, due_at = ?3,
+                    flow_counted = CASE WHEN started_at IS NULL THEN ?5 ELSE flow_counted END,
+                    started_at = coalesce(started_at, ?4)
+             WHERE id = ?1 AND status IN ('pending', 'running')
+               AND (lease_until IS NULL OR lease_until <= ?4) AND not_before <= ?4"
+        }
+    };
+    let leased = conn
+        .prepare_cached(sql)?
         .execute(params![id, token, until.0, now.0, counted])?;
     if leased == 0 {
         return Ok(None);
     }
     let Some((instance, commit_token)) = conn
         .prepare_cached(&LEASED_INSTANCE)?
-        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(13)?)))
+        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(14)?)))
         .optional()?
     else {
         return Ok(None);
@@ -348,6 +387,8 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         callbacks::drop_before(conn, id, Some(new_execution))?;
         queue_events::drop_waiters(conn, id, Some(new_execution))?;
     }
+    // A commit that begins its execution records the version its `workflow_started` names.
+    let started_version = c.started_version();
     let (earliest, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(visible_at), min(id) FROM messages WHERE instance_id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -370,7 +411,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
                 execution = ?6, input = coalesce(?7, input), lease_until = ?12,
                 commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11,
-                attempt = coalesce(?13, attempt)
+                attempt = coalesce(?13, attempt), version = iif(?14, ?15, version)
          WHERE id = ?1",
     )?
     .execute(params![
@@ -387,6 +428,8 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         oldest,
         lease_until,
         attempt,
+        started_version.is_some(),
+        started_version.flatten(),
     ])?;
     if due_at.is_some() && lease_until.is_none() {
         tx.wake.turns = true;

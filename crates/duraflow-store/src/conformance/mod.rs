@@ -214,8 +214,11 @@ macro_rules! conformance_tests {
             ]
             management [
                 list_filters_by_creation_and_update_time,
+                time_ranged_listings_come_in_time_order,
                 purge_finished_takes_only_finished_instances_a_batch_at_a_time,
                 queue_depths_count_the_work_of_each_queue,
+                describe_reports_the_journal_length_and_last_event_time,
+                the_started_version_is_kept_with_the_instance,
             ]
             queues [
                 fetch_turns_takes_only_the_served_queues,
@@ -264,6 +267,7 @@ macro_rules! conformance_tests {
                 announcements_are_listed_in_order,
                 announcing_again_keeps_the_latest_time,
                 invalid_announcements_record_nothing,
+                a_workflow_keeps_the_version_of_its_latest_announcement,
             ]
         }
     };
@@ -325,6 +329,7 @@ pub(crate) fn started(seq: u32) -> Event {
             parent: None,
             headers: Default::default(),
             retry: None,
+            version: None,
         },
     }
 }

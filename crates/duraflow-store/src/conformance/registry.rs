@@ -103,3 +103,41 @@ pub async fn invalid_announcements_record_nothing(store: Arc<dyn Store>) {
     );
     assert!(store.manage().registrations().await.unwrap().is_empty());
 }
+
+/// A workflow's row keeps the version of its latest announcement: a later one replaces it
+/// (with none, too), an earlier one changes nothing; an empty version is refused.
+pub async fn a_workflow_keeps_the_version_of_its_latest_announcement(store: Arc<dyn Store>) {
+    let versioned =
+        |version: Option<&str>| workflow("q", "w").with_version(version.map(Into::into));
+    let version = |store: Arc<dyn Store>| async move {
+        let listed = store.manage().registrations().await.unwrap();
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        (listed[0].registration.version.clone(), listed[0].last_seen)
+    };
+    store
+        .announce(vec![versioned(Some("1"))], at(10))
+        .await
+        .unwrap();
+    assert_eq!(version(store.clone()).await, (Some("1".into()), at(10)));
+    store
+        .announce(vec![versioned(Some("2"))], at(20))
+        .await
+        .unwrap();
+    assert_eq!(version(store.clone()).await, (Some("2".into()), at(20)));
+    store
+        .announce(vec![versioned(Some("1"))], at(15))
+        .await
+        .unwrap();
+    assert_eq!(
+        version(store.clone()).await,
+        (Some("2".into()), at(20)),
+        "an older engine's start is not the latest"
+    );
+    store.announce(vec![versioned(None)], at(30)).await.unwrap();
+    assert_eq!(version(store.clone()).await, (None, at(30)));
+    let refused = store.announce(vec![versioned(Some(""))], at(40)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+}

@@ -15,7 +15,7 @@ use crate::feed::{validate_subscriber, FeedEntry};
 use crate::management::{Management, QueueDepth};
 use crate::notify::Notifier;
 use crate::queue_config::QueueConfig;
-use crate::registry::{validate_registrations, Registered, Registration};
+use crate::registry::{validate_registrations, Registered, RegisteredKind, Registration};
 use crate::store::Cache;
 use crate::store::Store;
 use crate::types::{
@@ -25,6 +25,9 @@ use crate::types::{
 };
 
 use self::state::{State, Wake};
+
+/// A registration's identity in the registry: kind, queue and name.
+type RegistryKey = (RegisteredKind, String, String);
 
 /// The in-memory store.
 ///
@@ -37,7 +40,7 @@ pub struct MemoryStore {
     state: Mutex<State>,
     notifier: Notifier,
     /// The registry (see [`crate::registry`]): apart from the state, which no turn touches.
-    registry: Mutex<BTreeMap<Registration, Timestamp>>,
+    registry: Mutex<BTreeMap<RegistryKey, (Timestamp, Option<String>)>>,
 }
 
 impl MemoryStore {
@@ -78,8 +81,12 @@ impl MemoryStore {
 
 #[async_trait]
 impl Management for MemoryStore {
+    async fn describe(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
+        Ok(self.lock().describe(id))
+    }
+
     async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
-        Ok(self.lock().list(filter))
+        self.lock().list(filter)
     }
 
     async fn purge(&self, id: &str) -> StoreResult<bool> {
@@ -98,8 +105,8 @@ impl Management for MemoryStore {
         let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(registry
             .iter()
-            .map(|(registration, last_seen)| Registered {
-                registration: registration.clone(),
+            .map(|((kind, queue, name), (last_seen, version))| Registered {
+                registration: Registration::new(*kind, queue, name).with_version(version.clone()),
                 last_seen: *last_seen,
             })
             .collect())
@@ -303,8 +310,14 @@ impl Store for MemoryStore {
         validate_registrations(&registrations)?;
         let mut registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
         for r in registrations {
-            let seen = registry.entry(r).or_insert(now);
-            *seen = (*seen).max(now);
+            let (seen, version) = registry
+                .entry((r.kind, r.queue, r.name))
+                .or_insert((now, None));
+            // The latest announcement's version.
+            if now >= *seen {
+                *seen = now;
+                *version = r.version;
+            }
         }
         Ok(())
     }

@@ -92,6 +92,11 @@ impl JournalLog {
         }
     }
 
+    /// The last event, if any.
+    pub(super) fn last(&self) -> Option<&Event> {
+        self.commits.last().and_then(|events| events.last())
+    }
+
     /// Every event, in order.
     pub(super) fn to_vec(&self) -> Vec<Event> {
         let mut all = Vec::with_capacity(self.len);
@@ -342,6 +347,9 @@ impl State {
             attempt: 1,
             created_at,
             updated_at: created_at,
+            version: None,
+            journal_len: None,
+            last_event_at: None,
         };
         self.instances.insert(
             id.clone(),

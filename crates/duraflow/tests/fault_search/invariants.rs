@@ -501,6 +501,9 @@ mod tests {
             attempt: 1,
             created_at: Timestamp(0),
             updated_at: Timestamp(0),
+            version: None,
+            journal_len: None,
+            last_event_at: None,
         }
     }
 
@@ -511,6 +514,7 @@ mod tests {
             parent: None,
             headers: Default::default(),
             retry: None,
+            version: None,
         })
     }
 

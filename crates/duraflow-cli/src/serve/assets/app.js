@@ -333,6 +333,9 @@ async function renderInstance(id, execution) {
     ["Execution", info.execution], ["Attempt", info.attempt],
     ["Created", time(info.created_at)], ["Updated", time(info.updated_at)],
   ];
+  if (info.version != null) fields.push(["Version", info.version]);
+  if (info.journal_len != null) fields.push(["Journal", info.journal_len + " events" +
+    (info.last_event_at != null ? ", the last at " + time(info.last_event_at) : "")]);
   if (info.waiting_for) fields.push(["Waiting", info.waiting_for]);
   if (info.parent) fields.push(["Parent", h("span", {}, instanceLink(info.parent.instance_id),
     ` (execution ${info.parent.execution}, op ${info.parent.op})`)]);

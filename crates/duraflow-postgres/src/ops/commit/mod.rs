@@ -164,15 +164,16 @@ async fn lock_instances(
 
 /// The statement of [`commit_batch`]'s step 4; its parameters are the columns of [`Writes`],
 /// bound in the order of the `unnest`s, with `$14` the journal format, `$28` the channel, `$29`
-/// ..`$31` the wakeups asked for and `$38` the lease owner.
+/// ..`$31` the wakeups asked for, `$38` and `$39` whether each commit starts its execution and
+/// the version it records, and `$40` the lease owner.
 pub(crate) static WRITE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH c AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                                   $6::int[], $7::text[], $8::bigint[], $9::bool[], $32::bigint[],
-                                  $36::int[], $37::bigint[])
+                                  $36::int[], $37::bigint[], $38::bool[], $39::text[])
                  AS c(id, status, output, failure, now, execution, input, token, finished,
-                      keep_until, attempt, not_before)
+                      keep_until, attempt, not_before, starts, version)
          ), events_added AS (
              INSERT INTO events (instance_id, execution, position, format, data)
              SELECT e.instance_id, e.execution, e.position, $14, e.data
@@ -232,7 +233,7 @@ pub(crate) static WRITE: LazyLock<String> = LazyLock::new(|| {
              SELECT id, instance_id, execution, op, name, input, options, scheduled_at,
                     coalesce(until, scheduled_at), CASE WHEN until IS NULL THEN 0 ELSE 1 END,
                     token, until, coalesce(options::jsonb ->> 'queue', 'default'),
-                    CASE WHEN until IS NULL THEN NULL ELSE $38::integer END
+                    CASE WHEN until IS NULL THEN NULL ELSE $40::integer END
                FROM new_tasks
          ), sent AS (
              INSERT INTO messages (instance_id, visible_at, kind)
@@ -258,12 +259,13 @@ pub(crate) static WRITE: LazyLock<String> = LazyLock::new(|| {
                     updated_at = c.now, execution = c.execution,
                     input = coalesce(c.input, i.input), lease_until = c.keep_until,
                     lease_owner = CASE WHEN c.keep_until IS NULL THEN i.lease_owner
-                                       ELSE $38::integer END,
+                                       ELSE $40::integer END,
                     commit_token = CASE WHEN c.keep_until IS NULL THEN c.token
                                         ELSE nextval('lease_tokens') END,
                     not_before = CASE WHEN c.finished THEN 0
                                       ELSE coalesce(c.not_before, i.not_before) END,
                     attempt = coalesce(c.attempt, i.attempt),
+                    version = CASE WHEN c.starts THEN c.version ELSE i.version END,
                     due_at = CASE WHEN c.keep_until IS NOT NULL THEN c.keep_until
                                   WHEN c.finished OR inbox.visible_at IS NULL THEN NULL
                                   ELSE greatest(inbox.visible_at,
@@ -456,6 +458,8 @@ pub(crate) async fn commit_batch(
         .bind(&w.cancel_ops)
         .bind(&w.attempts)
         .bind(&w.not_befores)
+        .bind(&w.starts)
+        .bind(&w.versions)
         .bind(owner)
         .fetch_one(&mut *conn)
         .await?;

@@ -25,6 +25,10 @@ pub(super) struct Writes {
     pub(super) attempts: Vec<Option<i32>>,
     /// A retry's end of backoff, before which the instance is not due (`None` keeps it).
     pub(super) not_befores: Vec<Option<i64>>,
+    /// Whether the commit begins its execution, so sets the instance's version.
+    pub(super) starts: Vec<bool>,
+    /// The version a beginning execution's `workflow_started` records.
+    pub(super) versions: Vec<Option<String>>,
     pub(super) finished: Vec<bool>,
     pub(super) event_instances: Vec<String>,
     pub(super) event_executions: Vec<i32>,
@@ -76,6 +80,9 @@ impl Writes {
         }));
         self.not_befores
             .push(c.next_attempt.map(|next| next.start_at.0));
+        let started = c.started_version();
+        self.starts.push(started.is_some());
+        self.versions.push(started.flatten().map(str::to_owned));
         match &c.continue_as_new {
             Some(input) => {
                 self.executions.push(execution + 1);

@@ -47,6 +47,7 @@ impl State {
         wake: &mut Wake,
     ) -> StoreResult<Committed> {
         self.check_commit(&commit)?;
+        let started_version = commit.started_version().map(|v| v.map(str::to_owned));
         // From here on nothing can fail, so the commit applies in full.
         let TurnCommit {
             instance_id,
@@ -149,6 +150,9 @@ impl State {
         inst.info.output = output;
         inst.info.failure = failure;
         inst.info.updated_at = now;
+        if let Some(version) = started_version {
+            inst.info.version = version;
+        }
         if let (Some(keep), Some(named)) = (keep_lease, checkpoint_token) {
             // A checkpoint: the turn goes on under the same token.
             inst.lease = Some(Lease {
