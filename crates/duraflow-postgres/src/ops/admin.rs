@@ -46,7 +46,7 @@ const FINISHED: &str = "status IN ('completed', 'failed', 'cancelled', 'terminat
 /// finished instances in order of their last change); one statement with `($n IS NULL OR ..)`
 /// for every filter would get one generic plan for all of them. Only constant text is
 /// interpolated.
-fn list_sql(filter: &ListFilter) -> String {
+pub(crate) fn list_sql(filter: &ListFilter) -> String {
     let order = filter.order();
     let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE true");
     if order == ListOrder::Finished {
@@ -126,54 +126,73 @@ pub(crate) async fn purge_finished(
     Ok(purged)
 }
 
+/// The instances statement of [`queue_depths`].
+pub(crate) const DEPTHS_INSTANCES: &str =
+    "SELECT queue, count(*) FILTER (WHERE started_at IS NULL),
+            count(*) FILTER (WHERE started_at IS NOT NULL)
+       FROM instances WHERE status IN ('pending', 'running') GROUP BY queue";
+
+/// The tasks statement of [`queue_depths`]: `$1` now.
+pub(crate) const DEPTHS_TASKS: &str = "SELECT queue,
+            count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
+                               AND visible_at <= $1),
+            count(*) FILTER (WHERE lease_until > $1),
+            count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
+                               AND visible_at > $1)
+       FROM tasks GROUP BY queue";
+
+/// Lets the planner scan tables sequentially for the rest of the caller's transaction, which
+/// the management reads that read whole tables (or large parts of them) begin with:
+/// [`stats`] and [`queue_depths`]. The store's sessions price sequential scans out (see
+/// `crate::connect::connect_options`), so these counts read whole indexes instead (and, for
+/// the open callbacks, a sequential scan priced near 10^10); at 100,000 instances `stats` took
+/// 62 ms at the median that way and 23 ms with this (BENCHMARKS.md, "PostgreSQL planner
+/// settings"). Their
+/// statements run nowhere else, so the generic plans their sessions keep for them are always
+/// made under this setting (a cached plan is not made again when a setting changes).
+pub(crate) const WHOLE_TABLES: &str = "SET LOCAL enable_seqscan = on";
+
 /// The depth of every queue with unfinished instances or tasks at `now`: one read of the
-/// unfinished instances and one of the tasks (only live work is kept).
+/// unfinished instances and one of the tasks (only live work is kept), in the caller's
+/// transaction (see [`WHOLE_TABLES`]).
 pub(crate) async fn queue_depths(
     conn: &mut PgConnection,
     now: Timestamp,
 ) -> OpResult<Vec<QueueDepth>> {
+    sqlx::query(WHOLE_TABLES).execute(&mut *conn).await?;
     let mut depths = DepthTally::default();
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT queue, count(*) FILTER (WHERE started_at IS NULL),
-                count(*) FILTER (WHERE started_at IS NOT NULL)
-           FROM instances WHERE status IN ('pending', 'running') GROUP BY queue",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(DEPTHS_INSTANCES)
+        .fetch_all(&mut *conn)
+        .await?;
     for (queue, pending, running) in rows {
         depths.instances(&queue, pending, running);
     }
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT queue,
-                count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
-                                   AND visible_at <= $1),
-                count(*) FILTER (WHERE lease_until > $1),
-                count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
-                                   AND visible_at > $1)
-           FROM tasks GROUP BY queue",
-    )
-    .bind(now.0)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(DEPTHS_TASKS)
+        .bind(now.0)
+        .fetch_all(&mut *conn)
+        .await?;
     for (queue, ready, leased, delayed) in rows {
         depths.tasks(&queue, ready, leased, delayed);
     }
     Ok(depths.into_depths())
 }
 
+/// The statements of [`purge`], in order: `$1` the instance id.
+pub(crate) const PURGE: [&str; 6] = [
+    "DELETE FROM events WHERE instance_id = $1",
+    "DELETE FROM messages WHERE instance_id = $1",
+    "DELETE FROM tasks WHERE instance_id = $1",
+    "DELETE FROM callbacks WHERE instance_id = $1",
+    "DELETE FROM queue_event_waiters WHERE instance_id = $1",
+    "DELETE FROM instances WHERE id = $1",
+];
+
 pub(crate) async fn purge(conn: &mut PgConnection, id: &str) -> OpResult<bool> {
     match instances::status_of(conn, id).await? {
         None => Ok(false),
         Some(s) if !s.is_terminal() => Err(StoreError::InstanceRunning(id.to_owned()).into()),
         Some(_) => {
-            for sql in [
-                "DELETE FROM events WHERE instance_id = $1",
-                "DELETE FROM messages WHERE instance_id = $1",
-                "DELETE FROM tasks WHERE instance_id = $1",
-                "DELETE FROM callbacks WHERE instance_id = $1",
-                "DELETE FROM queue_event_waiters WHERE instance_id = $1",
-                "DELETE FROM instances WHERE id = $1",
-            ] {
+            for sql in PURGE {
                 sqlx::query(sql).bind(id).execute(&mut *conn).await?;
             }
             Ok(true)
@@ -181,10 +200,23 @@ pub(crate) async fn purge(conn: &mut PgConnection, id: &str) -> OpResult<bool> {
     }
 }
 
+/// The instance counts of [`stats`].
+pub(crate) const STATS_INSTANCES: &str = "SELECT status, count(*) FROM instances GROUP BY status";
+
+/// The message count of [`stats`].
+pub(crate) const STATS_MESSAGES: &str = "SELECT count(*) FROM messages";
+
+/// The task count of [`stats`].
+pub(crate) const STATS_TASKS: &str = "SELECT count(*) FROM tasks";
+
+/// The open callback count of [`stats`].
+pub(crate) const STATS_CALLBACKS: &str = "SELECT count(*) FROM callbacks WHERE status = 'open'";
+
+/// Counts instances by status, messages, tasks and open callbacks, in the caller's transaction
+/// (see [`WHOLE_TABLES`]).
 pub(crate) async fn stats(conn: &mut PgConnection) -> OpResult<StoreStats> {
-    let rows = sqlx::query("SELECT status, count(*) FROM instances GROUP BY status")
-        .fetch_all(&mut *conn)
-        .await?;
+    sqlx::query(WHOLE_TABLES).execute(&mut *conn).await?;
+    let rows = sqlx::query(STATS_INSTANCES).fetch_all(&mut *conn).await?;
     let mut by_status = Vec::new();
     for row in rows {
         let status: String = row.try_get(0)?;
@@ -195,13 +227,13 @@ pub(crate) async fn stats(conn: &mut PgConnection) -> OpResult<StoreStats> {
         .into_iter()
         .filter_map(|s| by_status.iter().find(|(st, _)| *st == s).copied())
         .collect();
-    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+    let messages: i64 = sqlx::query_scalar(STATS_MESSAGES)
         .fetch_one(&mut *conn)
         .await?;
-    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+    let tasks: i64 = sqlx::query_scalar(STATS_TASKS)
         .fetch_one(&mut *conn)
         .await?;
-    let callbacks: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks WHERE status = 'open'")
+    let callbacks: i64 = sqlx::query_scalar(STATS_CALLBACKS)
         .fetch_one(&mut *conn)
         .await?;
     Ok(StoreStats {
@@ -212,16 +244,17 @@ pub(crate) async fn stats(conn: &mut PgConnection) -> OpResult<StoreStats> {
     })
 }
 
+/// The statement of [`next_due`]: `$1` now.
+pub(crate) const NEXT_DUE: &str = "SELECT (SELECT min(due_at) FROM instances WHERE due_at > $1),
+            (SELECT min(visible_at) FROM tasks WHERE visible_at > $1)";
+
 pub(crate) async fn next_due(conn: &mut PgConnection, now: Timestamp) -> OpResult<NextDue> {
     // Leases are folded into both: a leased instance is due when its lease expires, and a
     // leased task visible then.
-    let row = sqlx::query(
-        "SELECT (SELECT min(due_at) FROM instances WHERE due_at > $1),
-                (SELECT min(visible_at) FROM tasks WHERE visible_at > $1)",
-    )
-    .bind(now.0)
-    .fetch_one(&mut *conn)
-    .await?;
+    let row = sqlx::query(NEXT_DUE)
+        .bind(now.0)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(NextDue {
         turn: row.try_get::<Option<i64>, _>(0)?.map(Timestamp),
         task: row.try_get::<Option<i64>, _>(1)?.map(Timestamp),
