@@ -6,5 +6,9 @@
 -- which change `updated_at` at every turn, do not touch it.
 
 CREATE INDEX instances_by_created ON instances (created_at, id);
+--
+-- The finished rows are named as "neither pending nor running": SQLite checks a partial index's
+-- condition at every update that may change it (every commit), and a list of four values there
+-- costs a temporary table per update, where two comparisons cost next to nothing.
 CREATE INDEX instances_finished ON instances (updated_at, id)
-    WHERE status IN ('completed', 'failed', 'cancelled', 'terminated');
+    WHERE status <> 'pending' AND status <> 'running';

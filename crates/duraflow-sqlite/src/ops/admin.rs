@@ -34,7 +34,7 @@ pub(crate) fn journal(
 
 /// The partial index of finished instances (migration 0014) holds the rows that meet this
 /// condition; a query names it word for word, so that SQLite sees it may use the index.
-const FINISHED: &str = "status IN ('completed', 'failed', 'cancelled', 'terminated')";
+const FINISHED: &str = "status <> 'pending' AND status <> 'running'";
 
 /// One page of instances in `filter`'s order ([`ListFilter::order`]), each order read from its
 /// index: by id from the primary key or the `(status | name | queue, id)` index of a filter,
