@@ -168,11 +168,14 @@ fn main() -> ExitCode {
 }
 
 /// DBOS's warnings and errors (and more with `RUST_LOG`) go to stderr, so stdout keeps the
-/// results. sqlx's "slow statement" warnings are left out by default: the peer's own `CREATE`
-/// and `DROP DATABASE` take over sqlx's 1 s threshold on this machine.
+/// results. Two of sqlx's warnings are left out by default, as they would bury the rest: "slow
+/// statement" (the peer's own `CREATE` and `DROP DATABASE` take over sqlx's 1 s threshold
+/// here) and "slow acquire" (in `fan-out`, thousands of steps wait for DBOS's pool of 10
+/// connections, one warning each past 2 s).
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx::query=error"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("warn,sqlx::query=error,sqlx::pool::acquire=error")
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
