@@ -243,6 +243,29 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn create_instances_claiming(
+        &self,
+        instances: Vec<NewInstance>,
+        claim: Vec<bool>,
+        lease: Duration,
+    ) -> StoreResult<Vec<(CreateOutcome, Option<TurnWork>)>> {
+        for new in &instances {
+            duraflow_store::validate_instance_id(&new.id)?;
+        }
+        self.db
+            .write(move |c, tx| {
+                instances
+                    .iter()
+                    .enumerate()
+                    .map(|(i, new)| {
+                        let claimed = claim.get(i).copied().unwrap_or(false).then_some(lease);
+                        instances::create(c, new, claimed, tx)
+                    })
+                    .collect()
+            })
+            .await
+    }
+
     async fn create_instance_claiming(
         &self,
         instance: NewInstance,

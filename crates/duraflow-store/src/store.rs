@@ -105,6 +105,26 @@ pub trait Store: Send + Sync + 'static {
         Ok(outcomes)
     }
 
+    /// Creates many instances as [`Store::create_instances`] does and may lease the first turn
+    /// of each new one whose `claim` is true to the caller for `lease` (from its
+    /// `created_at`), in the same write, as [`Store::create_instance_claiming`] does for one.
+    /// Returns each instance's outcome and claimed turn, in the order given. The default
+    /// grants no claim.
+    async fn create_instances_claiming(
+        &self,
+        instances: Vec<NewInstance>,
+        claim: Vec<bool>,
+        lease: Duration,
+    ) -> StoreResult<Vec<(CreateOutcome, Option<TurnWork>)>> {
+        let _ = (claim, lease);
+        Ok(self
+            .create_instances(instances)
+            .await?
+            .into_iter()
+            .map(|outcome| (outcome, None))
+            .collect())
+    }
+
     /// Creates an instance as [`Store::create_instance`] does and, when it is new, may lease its
     /// first turn to the caller for `lease` (from its `created_at`) in the same write, as a fetch
     /// would have. The default grants no claim.

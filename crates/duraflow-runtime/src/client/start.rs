@@ -380,7 +380,42 @@ impl Client {
             policies.push(if_exists);
         }
         let ids: Vec<String> = batch.iter().map(|new| new.id.clone()).collect();
-        let outcomes = self.store.create_instances(batch).await?;
+        // A client of a running engine takes along the first turns of the instances that
+        // engine serves, as many as it has room for, and the engine runs them at once.
+        let local = self.local.as_ref().and_then(|local| local.upgrade());
+        let mut permits = Vec::new();
+        let mut claim = vec![false; batch.len()];
+        if let Some(turns) = &local {
+            for (i, new) in batch.iter().enumerate() {
+                if !turns.serves(&new.queue, &new.name) {
+                    continue;
+                }
+                match turns.room_for_a_turn() {
+                    Some(permit) => {
+                        permits.push(permit);
+                        claim[i] = true;
+                    }
+                    None => break,
+                }
+            }
+        }
+        let outcomes = match &local {
+            Some(turns) if !permits.is_empty() => {
+                let created = self
+                    .store
+                    .create_instances_claiming(batch, claim, turns.turn_lease())
+                    .await?;
+                let mut outcomes = Vec::with_capacity(created.len());
+                for (outcome, turn) in created {
+                    if let (Some(work), Some(permit)) = (turn, permits.pop()) {
+                        turns.clone().spawn_turn(work, permit);
+                    }
+                    outcomes.push(outcome);
+                }
+                outcomes
+            }
+            _ => self.store.create_instances(batch).await?,
+        };
         let mut handles = Vec::with_capacity(ids.len());
         let mut refused = None;
         for ((id, outcome), if_exists) in ids.into_iter().zip(outcomes).zip(policies) {

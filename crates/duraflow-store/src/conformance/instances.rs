@@ -117,6 +117,61 @@ pub async fn create_instances_creates_a_batch(store: Arc<dyn Store>) {
     assert_eq!(store.create_instances(vec![]).await.unwrap(), vec![]);
 }
 
+/// A batch that asks to claim some first turns gets at most those (a store may grant none):
+/// each claimed turn is leased, with its start message, and no fetch takes it while the lease
+/// lasts; every other new instance is due for a fetch, and a taken id is claimed by nobody.
+pub async fn create_instances_claiming_leases_only_what_it_asked_for(store: Arc<dyn Store>) {
+    store
+        .create_instance(new_instance("taken", "checkout"))
+        .await
+        .unwrap();
+    let batch: Vec<_> = ["c-0", "c-1", "taken", "c-3"]
+        .into_iter()
+        .map(|id| new_instance(id, "shipping"))
+        .collect();
+    let created = store
+        .create_instances_claiming(batch, vec![true, false, true, true], super::LEASE)
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 4);
+    assert!(matches!(created[2], (CreateOutcome::Existing(_), None)));
+    let mut claimed = Vec::new();
+    for (i, (outcome, turn)) in created.iter().enumerate() {
+        if i != 2 {
+            assert_eq!(outcome, &CreateOutcome::Created, "outcome {i}");
+        }
+        if let Some(work) = turn {
+            assert!(
+                [0, 3].contains(&i),
+                "instance {i} was not asked to be claimed"
+            );
+            assert_eq!(work.instance.id, format!("c-{i}"));
+            assert_eq!(work.messages.len(), 1);
+            assert_eq!(work.messages[0].kind, MessageKind::start(1));
+            claimed.push(work.instance.id.clone());
+        }
+    }
+    let fetched = store
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(5_000),
+            10,
+            super::LEASE,
+            None,
+        )
+        .await
+        .unwrap();
+    let mut fetched: Vec<String> = fetched.into_iter().map(|w| w.instance.id).collect();
+    fetched.sort();
+    let mut expected: Vec<String> = ["c-0", "c-1", "c-3", "taken"]
+        .into_iter()
+        .map(str::to_owned)
+        .filter(|id| !claimed.contains(id))
+        .collect();
+    expected.sort();
+    assert_eq!(fetched, expected, "claimed: {claimed:?}");
+}
+
 /// A new instance is pending in execution 1 with an empty journal and a start message visible
 /// from its creation time.
 pub async fn create_instance_posts_a_start_message(store: Arc<dyn Store>) {

@@ -122,6 +122,7 @@ macro_rules! conformance_tests {
             instances [
                 create_instance_is_idempotent,
                 create_instances_creates_a_batch,
+                create_instances_claiming_leases_only_what_it_asked_for,
                 create_instance_posts_a_start_message,
                 send_to_an_unknown_instance_is_not_found,
                 send_to_a_finished_instance_is_refused,

@@ -147,6 +147,27 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn create_instances_claiming(
+        &self,
+        instances: Vec<NewInstance>,
+        claim: Vec<bool>,
+        lease: Duration,
+    ) -> StoreResult<Vec<(CreateOutcome, Option<TurnWork>)>> {
+        for new in &instances {
+            crate::types::validate_instance_id(&new.id)?;
+        }
+        Ok(self.with_state(|s, w| {
+            instances
+                .into_iter()
+                .enumerate()
+                .map(|(i, new)| match claim.get(i) {
+                    Some(true) => s.create_instance_claiming(new, lease, w),
+                    _ => (s.create_instance(new, w), None),
+                })
+                .collect()
+        }))
+    }
+
     async fn create_instance_claiming(
         &self,
         instance: NewInstance,
