@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 
-use duraflow_core::{EventKind, OpId};
+use duraflow_core::{EventKind, OpId, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
 use crate::types::{
-    validate_instance_id, CallbackResolution, CallbackStatus, InstanceStatus, MessageKind,
-    NewCallback, OpResult, TurnCommit,
+    validate_instance_id, CallbackResolution, CallbackStatus, InstanceStatus, LeaseToken,
+    MessageKind, NewCallback, OpResult, TurnCommit,
 };
 
 /// Refuses a checkpoint ([`TurnCommit::keep_lease`]) that would end the turn's execution: a
@@ -82,6 +82,53 @@ pub fn check_commit(commit: &TurnCommit) -> StoreResult<()> {
     }
     crate::queue_events::check_commit_queue_events(commit)?;
     check_callbacks(commit)
+}
+
+/// What a store found of the instance a turn commits to, for [`check_turn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundTurn {
+    /// The instance's lease (its token and when it runs out), if a turn holds one.
+    pub lease: Option<(LeaseToken, Timestamp)>,
+    /// The instance's current execution.
+    pub execution: u32,
+    /// How many events the journal of its current execution holds (`None` when the store
+    /// could not count them, which refuses the commit as a lost lease).
+    pub journal_len: Option<usize>,
+}
+
+/// Whether `lease` (a token and when it runs out) is held with `token` and still live at `now`.
+pub fn holds_lease(
+    lease: Option<(LeaseToken, Timestamp)>,
+    token: LeaseToken,
+    now: Timestamp,
+) -> bool {
+    lease.is_some_and(|(held, until)| held == token && until > now)
+}
+
+/// Checks a turn commit against what the store `found` of its instance (`None`: no such
+/// instance), then what it would write ([`check_commit`]): the commit's token must hold the
+/// instance's live lease, it must commit to the current execution, and its journal base must be
+/// the journal's length (a journal that grew since the turn read it means another turn has
+/// the instance: the lease is lost). Nothing is written when it refuses.
+pub fn check_turn(commit: &TurnCommit, found: Option<FoundTurn>) -> StoreResult<()> {
+    let id = &commit.instance_id;
+    let Some(found) = found else {
+        return Err(StoreError::instance_not_found(id));
+    };
+    if !holds_lease(found.lease, commit.token, commit.now) {
+        return Err(StoreError::instance_lease_lost(id));
+    }
+    if commit.execution != found.execution {
+        return Err(StoreError::Invalid(format!(
+            "a turn of instance {id:?} commits to execution {} but the current execution is {}",
+            commit.execution, found.execution
+        )));
+    }
+    if found.journal_len != Some(commit.journal_base) {
+        // Someone else extended the journal since this turn read it.
+        return Err(StoreError::instance_lease_lost(id));
+    }
+    check_commit(commit)
 }
 
 /// Refuses callbacks a commit cannot open or close: one for another instance or execution, one

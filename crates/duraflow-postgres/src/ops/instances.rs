@@ -24,10 +24,6 @@ use crate::codec::{instance_row, INSTANCE_COLUMNS};
 use crate::error::OpResult;
 use crate::listen;
 
-pub(crate) fn not_found(id: &str) -> StoreError {
-    StoreError::NotFound(format!("instance {id:?}"))
-}
-
 pub(crate) async fn get(conn: &mut PgConnection, id: &str) -> OpResult<Option<InstanceInfo>> {
     // Only a constant column list is interpolated.
     let row = sqlx::query(AssertSqlSafe(format!(
@@ -341,7 +337,7 @@ pub(crate) async fn send(
         return Ok(());
     }
     match row.try_get::<Option<String>, _>("status")? {
-        None => Err(not_found(id).into()),
+        None => Err(StoreError::instance_not_found(id).into()),
         Some(status) => Err(StoreError::InstanceFinished {
             id: id.clone(),
             status,

@@ -11,7 +11,6 @@ use duraflow_store::{
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-use super::instances::not_found;
 use super::{messages_of, Wake};
 use crate::codec::instance_row;
 use crate::error::OpResult;
@@ -68,12 +67,6 @@ pub(crate) fn turn_extras(inbox: &str) -> String {
 /// The columns [`turn_extras`] adds.
 pub(crate) const TURN_EXTRA_COLUMNS: &str =
     "inbox.msg_ids, inbox.msg_visible, inbox.msg_kinds, coalesce(journal.has_events, false) AS has_events";
-
-pub(crate) fn lease_lost(id: &str) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("instance {id:?}"),
-    }
-}
 
 /// Reads an execution's journal; a row that cannot be decoded is reported with its position.
 pub(crate) async fn read_journal(
@@ -246,10 +239,10 @@ pub(crate) async fn abandon(
             .fetch_optional(&mut *conn)
             .await?;
     let Some((current, lease_until)) = row else {
-        return Err(not_found(id).into());
+        return Err(StoreError::instance_not_found(id).into());
     };
     if current != token.0 || lease_until.is_none() {
-        return Err(lease_lost(id).into());
+        return Err(StoreError::instance_lease_lost(id).into());
     }
     sqlx::query(AssertSqlSafe(format!(
         "WITH released AS (
@@ -298,7 +291,7 @@ pub(crate) async fn renew(
     .await?;
     match row {
         Some((true,)) => Ok(until),
-        Some((false,)) => Err(lease_lost(id).into()),
-        None => Err(not_found(id).into()),
+        Some((false,)) => Err(StoreError::instance_lease_lost(id).into()),
+        None => Err(StoreError::instance_not_found(id).into()),
     }
 }

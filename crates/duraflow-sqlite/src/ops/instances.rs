@@ -15,10 +15,6 @@ use crate::db::Tx;
 use crate::error::SqlResult;
 use crate::ops::turns;
 
-pub(crate) fn not_found(id: &str) -> StoreError {
-    StoreError::NotFound(format!("instance {id:?}"))
-}
-
 /// An instance by id.
 pub(crate) fn get(conn: &Connection, id: &str) -> SqlResult<Option<InstanceInfo>> {
     static SQL: LazyLock<String> =
@@ -193,7 +189,7 @@ pub(crate) fn create(
 pub(crate) fn send(conn: &Connection, message: &NewMessage, tx: &mut Tx<'_>) -> SqlResult<()> {
     let id = &message.instance_id;
     match status_of(conn, id)? {
-        None => Err(not_found(id).into()),
+        None => Err(StoreError::instance_not_found(id).into()),
         Some(s) if s.is_terminal() => Err(StoreError::InstanceFinished {
             id: id.clone(),
             status: s.to_string(),

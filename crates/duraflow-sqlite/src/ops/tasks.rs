@@ -16,16 +16,6 @@ use crate::codec::{filter_params, from_json, in_row, json, op_id, opt_json, payl
 use crate::db::Tx;
 use crate::error::SqlResult;
 
-fn not_found(id: TaskId) -> StoreError {
-    StoreError::NotFound(format!("task {}", id.0))
-}
-
-fn lease_lost(id: TaskId) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("task {}", id.0),
-    }
-}
-
 const TASK_COLUMNS: &str = "id, instance_id, execution, op, name, input, options, attempt, \
                             scheduled_at, lease_token, lease_until, last_failure, \
                             heartbeat_details";
@@ -141,7 +131,7 @@ fn lease_row(conn: &Connection, id: TaskId) -> SqlResult<LeaseRow> {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     })
     .optional()?
-    .ok_or_else(|| not_found(id).into())
+    .ok_or_else(|| StoreError::task_not_found(id).into())
 }
 
 /// Whether `token` holds the task's lease (live at `now` if given).
@@ -265,10 +255,10 @@ fn take(
         })
         .optional()?;
     let Some((instance_id, execution, op, token, lease_until, queue)) = row else {
-        return Ok(Err(not_found(c.id)));
+        return Ok(Err(StoreError::task_not_found(c.id)));
     };
     if token != c.token.0 || lease_until.is_none_or(|until| until <= now.0) {
-        return Ok(Err(lease_lost(c.id)));
+        return Ok(Err(StoreError::task_lease_lost(c.id)));
     }
     conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
         .execute([c.id.0])?;
@@ -294,7 +284,7 @@ pub(crate) fn renew(
 ) -> SqlResult<Timestamp> {
     let row = lease_row(conn, id)?;
     if !holds(&row, token, Some(now)) {
-        return Err(lease_lost(id).into());
+        return Err(StoreError::task_lease_lost(id).into());
     }
     let until = now.plus(lease);
     conn.prepare_cached(
@@ -315,7 +305,7 @@ pub(crate) fn release(
 ) -> SqlResult<()> {
     let row = lease_row(conn, id)?;
     if !holds(&row, token, None) {
-        return Err(lease_lost(id).into());
+        return Err(StoreError::task_lease_lost(id).into());
     }
     match release {
         TaskRelease::Retry {

@@ -4,7 +4,7 @@ use std::ops::Bound;
 
 use duraflow_core::{Event, Timestamp};
 
-use super::{instance_not_found, JournalLog, State};
+use super::{JournalLog, State};
 use crate::error::{StoreError, StoreResult};
 use crate::management::{DepthTally, QueueDepth};
 use crate::types::{
@@ -50,14 +50,12 @@ impl State {
         let inst = self
             .instances
             .get(id)
-            .ok_or_else(|| instance_not_found(id))?;
+            .ok_or_else(|| StoreError::instance_not_found(id))?;
         let execution = execution.unwrap_or(inst.info.execution);
         inst.journals
             .get(&execution)
             .map(JournalLog::to_vec)
-            .ok_or_else(|| {
-                StoreError::NotFound(format!("execution {execution} of instance {id:?}"))
-            })
+            .ok_or_else(|| StoreError::execution_not_found(id, execution, inst.info.execution))
     }
 
     pub(in crate::memory) fn list(&self, filter: ListFilter) -> Page {

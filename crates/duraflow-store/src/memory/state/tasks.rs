@@ -13,16 +13,6 @@ use crate::types::{
     TaskWork,
 };
 
-fn task_not_found(id: TaskId) -> StoreError {
-    StoreError::NotFound(format!("task {}", id.0))
-}
-
-fn task_lease_lost(id: TaskId) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("task {}", id.0),
-    }
-}
-
 impl Task {
     /// The task as handed to the worker holding its lease.
     pub(super) fn work(&self) -> TaskWork {
@@ -231,11 +221,16 @@ impl State {
         let TaskCompletion {
             id, token, result, ..
         } = completion;
-        let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
+        let task = self
+            .tasks
+            .get(&id)
+            .ok_or_else(|| StoreError::task_not_found(id))?;
         if !holds(task.lease, token, Some(now)) {
-            return Err(task_lease_lost(id));
+            return Err(StoreError::task_lease_lost(id));
         }
-        let task = self.remove_task(id).ok_or_else(|| task_not_found(id))?;
+        let task = self
+            .remove_task(id)
+            .ok_or_else(|| StoreError::task_not_found(id))?;
         let freed = self.frees_task_slot(&task);
         Ok((self.post_result(task, result, now), freed))
     }
@@ -267,9 +262,12 @@ impl State {
         lease: Duration,
         details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
-        let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
+        let task = self
+            .tasks
+            .get(&id)
+            .ok_or_else(|| StoreError::task_not_found(id))?;
         if !holds(task.lease, token, Some(now)) {
-            return Err(task_lease_lost(id));
+            return Err(StoreError::task_lease_lost(id));
         }
         let until = now.plus(lease);
         self.update_task(id, |task| {
@@ -288,9 +286,12 @@ impl State {
         release: TaskRelease,
         wake: &mut Wake,
     ) -> StoreResult<()> {
-        let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
+        let task = self
+            .tasks
+            .get(&id)
+            .ok_or_else(|| StoreError::task_not_found(id))?;
         if !holds(task.lease, token, None) {
-            return Err(task_lease_lost(id));
+            return Err(StoreError::task_lease_lost(id));
         }
         self.update_task(id, |task| {
             task.lease = None;
