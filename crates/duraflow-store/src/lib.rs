@@ -46,5 +46,6 @@ pub use types::{
     TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
 };
 pub use wake::{
-    checkpoint_lease, commit_wakes_turns, instance_due_at, message_due_at, DueState, Wake,
+    checkpoint_lease, commit_wakes_turns, instance_due_at, message_due_at, DueState, PostedResults,
+    Wake,
 };

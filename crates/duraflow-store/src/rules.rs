@@ -96,13 +96,16 @@ pub struct FoundTurn {
     pub journal_len: Option<usize>,
 }
 
-/// Whether `lease` (a token and when it runs out) is held with `token` and still live at `now`.
+/// Whether `lease` (the token it was granted with and when it runs out; `None` when nothing
+/// holds it) is held with `token`, and still live at `now` if given: a lease runs out at its
+/// time, not after. Without `now` an expired lease that nobody took over still counts, which
+/// lets its holder give it back (abandon a turn, release a task).
 pub fn holds_lease(
     lease: Option<(LeaseToken, Timestamp)>,
     token: LeaseToken,
-    now: Timestamp,
+    now: Option<Timestamp>,
 ) -> bool {
-    lease.is_some_and(|(held, until)| held == token && until > now)
+    lease.is_some_and(|(held, until)| held == token && now.is_none_or(|now| until > now))
 }
 
 /// Checks a turn commit against what the store `found` of its instance (`None`: no such
@@ -115,7 +118,7 @@ pub fn check_turn(commit: &TurnCommit, found: Option<FoundTurn>) -> StoreResult<
     let Some(found) = found else {
         return Err(StoreError::instance_not_found(id));
     };
-    if !holds_lease(found.lease, commit.token, commit.now) {
+    if !holds_lease(found.lease, commit.token, Some(commit.now)) {
         return Err(StoreError::instance_lease_lost(id));
     }
     if commit.execution != found.execution {

@@ -52,6 +52,31 @@ impl Wake {
     }
 }
 
+/// The instances a batch of task completions posted results to, for whom the batch wakes:
+/// the dispatchers, for every such instance but those whose turn the batch leased itself (a
+/// claimed turn needs nobody else).
+#[derive(Debug, Default)]
+pub struct PostedResults {
+    instances: Vec<String>,
+}
+
+impl PostedResults {
+    /// A result was posted to `instance`'s inbox.
+    pub fn posted(&mut self, instance: String) {
+        self.instances.push(instance);
+    }
+
+    /// The batch leased `instance`'s turn itself.
+    pub fn claimed(&mut self, instance: &str) {
+        self.instances.retain(|id| id != instance);
+    }
+
+    /// Adds the wakeups the batch calls for to `wake`.
+    pub fn wake(&self, wake: &mut Wake) {
+        wake.turns |= !self.instances.is_empty();
+    }
+}
+
 /// When a message visible at `visible_at` makes its instance due: once it is visible, but not
 /// before the instance's `not_before` (an abandoned turn's retry time, or a workflow retry's
 /// backoff).
@@ -106,4 +131,61 @@ pub fn checkpoint_lease(commit: &TurnCommit) -> Option<Timestamp> {
 /// that has work left (messages the turn did not consume can be fetched again now).
 pub fn commit_wakes_turns(lease_until: Option<Timestamp>, due_at: Option<Timestamp>) -> bool {
     lease_until.is_none() && due_at.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn due(
+        finished: bool,
+        lease_until: Option<i64>,
+        earliest_message: Option<i64>,
+        not_before: Option<i64>,
+        redo: bool,
+    ) -> Option<i64> {
+        instance_due_at(&DueState {
+            finished,
+            lease_until: lease_until.map(Timestamp),
+            earliest_message: earliest_message.map(Timestamp),
+            not_before: not_before.map(Timestamp),
+            redo,
+        })
+        .map(|at| at.0)
+    }
+
+    #[test]
+    fn an_instance_is_due_by_its_lease_its_messages_and_not_before() {
+        // A finished instance is never due, whatever else holds.
+        assert_eq!(due(true, Some(5), Some(1), Some(2), true), None);
+        // A lease decides while it is held, messages or not.
+        assert_eq!(due(false, Some(5), Some(1), Some(9), false), Some(5));
+        assert_eq!(due(false, Some(5), None, None, false), Some(5));
+        // Otherwise the earliest message, but not before `not_before`.
+        assert_eq!(due(false, None, Some(3), None, false), Some(3));
+        assert_eq!(due(false, None, Some(3), Some(7), false), Some(7));
+        assert_eq!(due(false, None, Some(8), Some(7), false), Some(8));
+        // Without messages, only an abandoned turn is due (at `not_before`).
+        assert_eq!(due(false, None, None, Some(7), false), None);
+        assert_eq!(due(false, None, None, Some(7), true), Some(7));
+        assert!(commit_wakes_turns(None, Some(Timestamp(3))));
+        assert!(!commit_wakes_turns(Some(Timestamp(5)), Some(Timestamp(5))));
+        assert!(!commit_wakes_turns(None, None));
+    }
+
+    #[test]
+    fn completions_wake_for_the_turns_they_did_not_claim() {
+        let mut posted = PostedResults::default();
+        let mut wake = Wake::default();
+        posted.wake(&mut wake);
+        assert!(!wake.turns);
+        posted.posted("a".to_owned());
+        posted.posted("a".to_owned());
+        posted.claimed("a");
+        posted.wake(&mut wake);
+        assert!(!wake.turns);
+        posted.posted("b".to_owned());
+        posted.wake(&mut wake);
+        assert!(wake.turns);
+    }
 }

@@ -11,8 +11,6 @@
 
 use std::time::Duration;
 
-use duraflow_core::Timestamp;
-
 use duraflow_store::{
     codec, CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
     MessageKind, NewInstance, NewMessage, StoreError, TurnWork,
@@ -46,23 +44,11 @@ pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Opti
         .bind(info.execution as i32)
         .fetch_optional(&mut *conn)
         .await?;
-    let (len, at) = match last {
-        Some(row) => {
-            let position: i32 = row.try_get(0)?;
-            let at: Option<i64> = row.try_get(1)?;
-            let at = at.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "event {position} of execution {} of instance {id:?} has no time",
-                    info.execution
-                ))
-            })?;
-            (
-                u64::try_from(position).unwrap_or(0) + 1,
-                Some(Timestamp(at)),
-            )
-        }
-        None => (0, None),
+    let last = match last {
+        Some(row) => Some((i64::from(row.try_get::<i32, _>(0)?), row.try_get(1)?)),
+        None => None,
     };
+    let (len, at) = codec::journal_end(id, info.execution, last)?;
     info.journal_len = Some(len);
     info.last_event_at = at;
     Ok(Some(info))

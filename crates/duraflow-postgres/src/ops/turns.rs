@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    codec, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError, TurnWork,
+    codec, holds_lease, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError,
+    TurnWork,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Row};
@@ -241,7 +242,8 @@ pub(crate) async fn abandon(
     let Some((current, lease_until)) = row else {
         return Err(StoreError::instance_not_found(id).into());
     };
-    if current != token.0 || lease_until.is_none() {
+    let lease = lease_until.map(|until| (LeaseToken(current), Timestamp(until)));
+    if !holds_lease(lease, token, None) {
         return Err(StoreError::instance_lease_lost(id).into());
     }
     sqlx::query(AssertSqlSafe(format!(

@@ -37,21 +37,7 @@ pub(crate) fn describe(conn: &Connection, id: &str) -> SqlResult<Option<Instance
         .prepare_cached(JOURNAL_END)?
         .query_row(params![id, info.execution], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let (len, at) = match last {
-        Some((position, at)) => {
-            let at = at.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "event {position} of execution {} of instance {id:?} has no time",
-                    info.execution
-                ))
-            })?;
-            (
-                u64::try_from(position + 1).unwrap_or(0),
-                Some(Timestamp(at)),
-            )
-        }
-        None => (0, None),
-    };
+    let (len, at) = duraflow_store::codec::journal_end(id, info.execution, last)?;
     info.journal_len = Some(len);
     info.last_event_at = at;
     Ok(Some(info))

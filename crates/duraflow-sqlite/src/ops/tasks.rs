@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Failure, Payload, Timestamp};
 use duraflow_store::{
-    Completed, FetchFilter, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult,
-    TaskCompletion, TaskId, TaskRelease, TaskWork,
+    holds_lease, Completed, FetchFilter, JournalCache, LeaseToken, MessageKind, PostedResults,
+    StoreError, StoreResult, TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -136,10 +136,8 @@ fn lease_row(conn: &Connection, id: TaskId) -> SqlResult<LeaseRow> {
 
 /// Whether `token` holds the task's lease (live at `now` if given).
 fn holds(row: &LeaseRow, token: LeaseToken, now: Option<Timestamp>) -> bool {
-    row.3 == token.0
-        && row
-            .4
-            .is_some_and(|until| now.is_none_or(|now| until > now.0))
+    let lease = row.4.map(|until| (LeaseToken(row.3), Timestamp(until)));
+    holds_lease(lease, token, now)
 }
 
 /// Completes a batch of tasks, then grants the claims: one per instance, once every result is
@@ -163,7 +161,7 @@ pub(crate) fn complete_batch(
     }
     let mut claims: Vec<Claim> = Vec::new();
     // Instances that got a result, so a turn to run.
-    let mut posted: Vec<String> = Vec::new();
+    let mut posted = PostedResults::default();
     let mut results = Vec::with_capacity(completions.len());
     for (index, c) in completions.iter().enumerate() {
         let (instance, result) = match take(conn, now, c, tx)? {
@@ -181,7 +179,7 @@ pub(crate) fn complete_batch(
         match claim {
             Some(lease) => {
                 if let Some(message) = post_message(conn, &instance, &result, now)? {
-                    posted.push(instance.clone());
+                    posted.posted(instance.clone());
                     claims.push(Claim {
                         index,
                         instance,
@@ -192,7 +190,7 @@ pub(crate) fn complete_batch(
             }
             None => {
                 if insert_message(conn, &instance, &result, now)? {
-                    posted.push(instance);
+                    posted.posted(instance);
                 }
             }
         }
@@ -215,7 +213,7 @@ pub(crate) fn complete_batch(
         };
         match turn {
             Some(turn) => {
-                posted.retain(|id| *id != claim.instance);
+                posted.claimed(&claim.instance);
                 if let Some(Ok(completed)) = results.get_mut(claim.index) {
                     completed.turn = Some(turn);
                 }
@@ -224,9 +222,7 @@ pub(crate) fn complete_batch(
         }
     }
     // The turns claimed here need nobody else: wake the dispatchers only for the rest.
-    if !posted.is_empty() {
-        tx.wake.turns = true;
-    }
+    posted.wake(&mut tx.wake);
     Ok(results)
 }
 
@@ -257,7 +253,8 @@ fn take(
     let Some((instance_id, execution, op, token, lease_until, queue)) = row else {
         return Ok(Err(StoreError::task_not_found(c.id)));
     };
-    if token != c.token.0 || lease_until.is_none_or(|until| until <= now.0) {
+    let lease = lease_until.map(|until| (LeaseToken(token), Timestamp(until)));
+    if !holds_lease(lease, c.token, Some(now)) {
         return Ok(Err(StoreError::task_lease_lost(c.id)));
     }
     conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use duraflow_core::{Event, EventDecodeError, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    check_turn, checkpoint_lease, codec, commit_wakes_turns, instance_due_at, Committed, DueState,
-    FetchFilter, FoundTurn, InstanceStatus, Journal, JournalCache, LeaseToken, Message, MessageId,
-    MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
+    check_turn, checkpoint_lease, codec, commit_wakes_turns, holds_lease, instance_due_at,
+    Committed, DueState, FetchFilter, FoundTurn, InstanceStatus, Journal, JournalCache, LeaseToken,
+    Message, MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit,
+    TurnWork,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -503,7 +504,8 @@ pub(crate) fn abandon(
     let Some((current, lease_until)) = row else {
         return Err(StoreError::instance_not_found(id).into());
     };
-    if current != token.0 || lease_until.is_none() {
+    let lease = lease_until.map(|until| (LeaseToken(current), Timestamp(until)));
+    if !holds_lease(lease, token, None) {
         return Err(StoreError::instance_lease_lost(id).into());
     }
     conn.prepare_cached(

@@ -24,6 +24,7 @@ use duraflow_core::{ActivityOptions, Event, Failure, OpId, Payload, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
 use crate::journal_cache::JournalCache;
+use crate::rules::holds_lease;
 use crate::wake::{instance_due_at, message_due_at, DueState};
 use flow::Flow;
 use index::{QueueIndex, TurnIndex, TurnSlot};
@@ -50,9 +51,10 @@ impl Lease {
     }
 }
 
-/// Whether `lease` is the current lease and is held with `token`, live at `now` if given.
+/// Whether `lease` is the current lease and is held with `token`, live at `now` if given
+/// ([`holds_lease`]).
 fn holds(lease: Option<Lease>, token: LeaseToken, now: Option<Timestamp>) -> bool {
-    lease.is_some_and(|l| l.token == token && now.is_none_or(|now| l.live(now)))
+    holds_lease(lease.map(|l| (l.token, l.until)), token, now)
 }
 
 /// An instance's place in [`State::due`]: when its work is due, then its oldest message.

@@ -12,6 +12,7 @@ use crate::types::{
     Completed, FetchFilter, LeaseToken, MessageKind, OpResult, TaskCompletion, TaskId, TaskRelease,
     TaskWork,
 };
+use crate::wake::PostedResults;
 
 impl Task {
     /// The task as handed to the worker holding its lease.
@@ -163,7 +164,7 @@ impl State {
     ) -> Vec<StoreResult<Completed>> {
         let mut claims: Vec<(usize, String, Duration)> = Vec::new();
         // Instances that got a result, so a turn to run.
-        let mut posted: Vec<String> = Vec::new();
+        let mut posted = PostedResults::default();
         let mut results: Vec<StoreResult<Completed>> = completions
             .into_iter()
             .enumerate()
@@ -179,7 +180,7 @@ impl State {
                             claims.push((i, instance_id.clone(), lease));
                         }
                     }
-                    posted.push(instance_id);
+                    posted.posted(instance_id);
                 }
                 Ok(Completed::default())
             })
@@ -197,7 +198,7 @@ impl State {
             if due {
                 let turn = self.lease_turn(&instance_id, now, lease, cache);
                 if turn.is_some() {
-                    posted.retain(|id| *id != instance_id);
+                    posted.claimed(&instance_id);
                 }
                 if let Some(Ok(completed)) = results.get_mut(i) {
                     completed.turn = turn;
@@ -205,9 +206,7 @@ impl State {
             }
         }
         // The turns claimed here need nobody else: wake the dispatchers only for the rest.
-        if !posted.is_empty() {
-            wake.turns = true;
-        }
+        posted.wake(wake);
         results
     }
 
