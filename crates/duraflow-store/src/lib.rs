@@ -35,7 +35,8 @@ pub use registry::{
     validate_registrations, Registered, RegisteredKind, Registration, MAX_REGISTERED_NAME_LEN,
 };
 pub use rules::{
-    callback_outcome, callback_token_taken, check_commit, check_turn, holds_lease, FoundTurn,
+    callback_outcome, callback_state, callback_token_taken, check_commit, check_turn, holds_lease,
+    CallbackState, FoundTurn,
 };
 pub use store::{Cache, IntoStore, Store};
 pub use types::{

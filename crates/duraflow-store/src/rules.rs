@@ -198,6 +198,43 @@ pub fn callback_outcome(
     (status, message)
 }
 
+/// Whether a callback can take a resolution ([`callback_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackState {
+    /// It is open and its instance waits for it: the resolution applies.
+    Open,
+    /// Its timeout has passed while it was open: the store records it as timed out (and keeps
+    /// that even though the resolution is refused), then refuses with this error.
+    TimedOut(StoreError),
+    /// Refused, and nothing changes: its instance no longer waits for it
+    /// ([`StoreError::CallbackNotFound`]), or it was closed already
+    /// ([`StoreError::CallbackClosed`]).
+    Refused(StoreError),
+}
+
+/// Whether a callback with `status` and `timeout_at` can take a resolution at `now`; `live`
+/// says whether its instance still waits for it (the instance has not finished and is still
+/// in the callback's execution).
+pub fn callback_state(
+    live: bool,
+    status: CallbackStatus,
+    timeout_at: Option<Timestamp>,
+    now: Timestamp,
+) -> CallbackState {
+    if !live {
+        return CallbackState::Refused(StoreError::CallbackNotFound);
+    }
+    if status != CallbackStatus::Open {
+        return CallbackState::Refused(StoreError::CallbackClosed { status });
+    }
+    if timeout_at.is_some_and(|at| at <= now) {
+        return CallbackState::TimedOut(StoreError::CallbackClosed {
+            status: CallbackStatus::TimedOut,
+        });
+    }
+    CallbackState::Open
+}
+
 /// The refusal of a commit that opens a callback whose token another callback holds (each
 /// store checks this against its own data).
 pub fn callback_token_taken(instance_id: &str, cb: &NewCallback) -> StoreError {
@@ -207,4 +244,33 @@ pub fn callback_token_taken(instance_id: &str, cb: &NewCallback) -> StoreError {
          nothing was written",
         cb.name, cb.op
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_takes_a_resolution_only_while_open_live_and_in_time() {
+        let (now, later) = (Timestamp(10), Some(Timestamp(11)));
+        let open = CallbackStatus::Open;
+        assert_eq!(callback_state(true, open, later, now), CallbackState::Open);
+        assert_eq!(callback_state(true, open, None, now), CallbackState::Open);
+        assert_eq!(
+            callback_state(false, CallbackStatus::Completed, later, now),
+            CallbackState::Refused(StoreError::CallbackNotFound)
+        );
+        assert_eq!(
+            callback_state(true, CallbackStatus::Failed, Some(now), now),
+            CallbackState::Refused(StoreError::CallbackClosed {
+                status: CallbackStatus::Failed
+            })
+        );
+        assert_eq!(
+            callback_state(true, open, Some(now), now),
+            CallbackState::TimedOut(StoreError::CallbackClosed {
+                status: CallbackStatus::TimedOut
+            })
+        );
+    }
 }
