@@ -6,9 +6,8 @@ use std::time::Duration;
 use duraflow_core::{Event, EventDecodeError, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
     check_turn, checkpoint_lease, codec, commit_wakes_turns, holds_lease, instance_due_at,
-    Committed, DueState, FetchFilter, FoundTurn, InstanceStatus, Journal, JournalCache, LeaseToken,
-    Message, MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit,
-    TurnWork,
+    Committed, DueState, FetchFilter, FoundTurn, Journal, JournalCache, LeaseToken, Message,
+    MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -341,16 +340,9 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     };
     // A new execution runs attempt 1, unless it is a retry; a retry is not due before its
     // backoff ends.
-    let attempt = c
-        .continue_as_new
-        .as_ref()
-        .map(|_| c.next_attempt.map_or(1, |next| next.attempt));
+    let attempt = c.new_attempt();
     let not_before = c.next_attempt.map_or(not_before, |next| next.start_at.0);
-    let status = if c.continue_as_new.is_some() {
-        InstanceStatus::Running
-    } else {
-        c.status
-    };
+    let status = c.final_status();
     if c.continue_as_new.is_some() {
         tx.wake.instances = true;
     }

@@ -45,15 +45,6 @@ fn refusal(c: &TurnCommit, locked: Option<&Locked>) -> Option<StoreError> {
     check_turn(c, found).err()
 }
 
-/// The status a commit leaves its instance in.
-fn final_status(c: &TurnCommit) -> InstanceStatus {
-    if c.continue_as_new.is_some() {
-        InstanceStatus::Running
-    } else {
-        c.status
-    }
-}
-
 /// The columns of [`lock_statement`] and [`lock_instances`]: the lease state of an instance and
 /// the length of its current execution's journal.
 const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.execution,
@@ -190,7 +181,7 @@ pub(crate) async fn commit_batch(
             Some(e) => results.push(Err(e)),
             None => {
                 opened.extend(c.callbacks.iter().map(|cb| cb.token.as_str()));
-                committing.insert(&c.instance_id, final_status(c));
+                committing.insert(&c.instance_id, c.final_status());
                 accepted.push(c);
                 results.push(Ok(Committed::default()));
             }
@@ -243,7 +234,7 @@ pub(crate) async fn commit_batch(
     // A finish that makes room under a limit wakes every fetcher (the statement below
     // notifies when `wake.turns` is set).
     wake.turns |= accepted.iter().any(|c| {
-        final_status(c).is_terminal() && locked.get(&c.instance_id).is_some_and(|l| l.holds_room)
+        c.final_status().is_terminal() && locked.get(&c.instance_id).is_some_and(|l| l.holds_room)
     });
 
     // 4. Everything else, in one statement.
@@ -467,7 +458,7 @@ pub(crate) async fn commit_batch(
     for result in &mut results {
         let Ok(committed) = result else { continue };
         let Some(c) = next.next() else { break };
-        if final_status(c).is_terminal() {
+        if c.final_status().is_terminal() {
             continue;
         }
         for task in &c.tasks {

@@ -8,7 +8,7 @@ use super::index::TurnIndex;
 use super::{holds, refresh, DueKey, Instance, JournalLog, Lease, State, Task, Wake};
 use crate::error::{StoreError, StoreResult};
 use crate::rules::{check_turn, FoundTurn};
-use crate::types::{Committed, InstanceStatus, LeaseToken, NewTask, TaskId, TurnCommit};
+use crate::types::{Committed, LeaseToken, NewTask, TaskId, TurnCommit};
 use crate::wake::{checkpoint_lease, commit_wakes_turns};
 
 impl State {
@@ -38,6 +38,7 @@ impl State {
         self.check_commit(&commit)?;
         let started_version = commit.started_version().map(|v| v.map(str::to_owned));
         let checkpoint = checkpoint_lease(&commit);
+        let (status, attempt) = (commit.final_status(), commit.new_attempt());
         // From here on nothing can fail, so the commit applies in full.
         let TurnCommit {
             instance_id,
@@ -49,7 +50,7 @@ impl State {
             messages,
             new_instances,
             tasks,
-            status,
+            status: _,
             output,
             failure,
             continue_as_new,
@@ -156,8 +157,7 @@ impl State {
         if let Some(input) = continue_as_new {
             inst.info.execution += 1;
             inst.info.input = input;
-            inst.info.status = InstanceStatus::Running;
-            inst.info.attempt = next_attempt.map_or(1, |next| next.attempt);
+            inst.info.attempt = attempt.unwrap_or(inst.info.attempt);
             if let Some(next) = next_attempt {
                 inst.not_before = Some(next.start_at);
             }
