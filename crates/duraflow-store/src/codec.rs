@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::StoreError;
+use crate::registry::RegisteredKind;
 
 /// A column of a row, named in an error only if it cannot be read (`column input of
 /// instance "a"`): rows are decoded on the hot path, where formatting every column's name
@@ -110,6 +111,12 @@ pub fn journal_len(positions: impl IntoIterator<Item = i64>) -> usize {
         .max()
         .and_then(|m| usize::try_from(m).ok())
         .map_or(0, |m| m.saturating_add(1))
+}
+
+/// The kind of a stored registration, read from its column.
+pub fn registered_kind(text: &str) -> Result<RegisteredKind, StoreError> {
+    RegisteredKind::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("registration of unknown kind {text:?}")))
 }
 
 /// The journal length and last event time [`crate::InstanceInfo`] describes, from the last

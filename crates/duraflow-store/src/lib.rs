@@ -36,7 +36,7 @@ pub use registry::{
 };
 pub use rules::{
     callback_outcome, callback_state, callback_token_taken, check_commit, check_turn, holds_lease,
-    CallbackState, FoundTurn,
+    journal_execution, CallbackState, FoundTurn,
 };
 pub use store::{Cache, IntoStore, Store};
 pub use types::{

@@ -198,6 +198,17 @@ pub fn callback_outcome(
     (status, message)
 }
 
+/// The execution whose journal a read of instance `id` names (`asked`; its current one,
+/// `current`, by default), or [`StoreError::NotFound`] when the instance has no such
+/// execution (executions count from 1).
+pub fn journal_execution(id: &str, asked: Option<u32>, current: u32) -> StoreResult<u32> {
+    let execution = asked.unwrap_or(current);
+    if execution == 0 || execution > current {
+        return Err(StoreError::execution_not_found(id, execution, current));
+    }
+    Ok(execution)
+}
+
 /// Whether a callback can take a resolution ([`callback_state`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallbackState {

@@ -3,7 +3,8 @@
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::management::DepthTally;
 use duraflow_store::{
-    InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError, StoreStats,
+    journal_execution, InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError,
+    StoreStats,
 };
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
@@ -20,10 +21,7 @@ pub(crate) async fn journal(
     let Some(info) = instances::get(conn, id).await? else {
         return Err(StoreError::instance_not_found(id).into());
     };
-    let execution = execution.unwrap_or(info.execution);
-    if execution == 0 || execution > info.execution {
-        return Err(StoreError::execution_not_found(id, execution, info.execution).into());
-    }
+    let execution = journal_execution(id, execution, info.execution)?;
     Ok(read_journal(conn, id, execution).await??)
 }
 

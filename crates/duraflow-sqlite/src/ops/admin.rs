@@ -3,7 +3,8 @@
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::management::DepthTally;
 use duraflow_store::{
-    InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError, StoreStats,
+    journal_execution, InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError,
+    StoreStats,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -21,10 +22,7 @@ pub(crate) fn journal(
     let Some(info) = instances::get(conn, id)? else {
         return Err(StoreError::instance_not_found(id).into());
     };
-    let execution = execution.unwrap_or(info.execution);
-    if execution == 0 || execution > info.execution {
-        return Err(StoreError::execution_not_found(id, execution, info.execution).into());
-    }
+    let execution = journal_execution(id, execution, info.execution)?;
     Ok(read_journal(conn, id, execution)??)
 }
 

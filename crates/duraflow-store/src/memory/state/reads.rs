@@ -7,6 +7,7 @@ use duraflow_core::{Event, Timestamp};
 use super::{JournalLog, State};
 use crate::error::{StoreError, StoreResult};
 use crate::management::{DepthTally, QueueDepth};
+use crate::rules::journal_execution;
 use crate::types::{
     InstanceInfo, InstanceStatus, ListFilter, MessageId, NextDue, Page, StoreStats, TaskId,
 };
@@ -51,7 +52,7 @@ impl State {
             .instances
             .get(id)
             .ok_or_else(|| StoreError::instance_not_found(id))?;
-        let execution = execution.unwrap_or(inst.info.execution);
+        let execution = journal_execution(id, execution, inst.info.execution)?;
         inst.journals
             .get(&execution)
             .map(JournalLog::to_vec)
