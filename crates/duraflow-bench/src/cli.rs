@@ -83,7 +83,9 @@ pub(crate) struct Cli {
 
     /// Also run the workloads on a peer and report the ratios (throughput, sequential,
     /// start-latency and fan-out); repeat for several. `duroxide`: duroxide's SQLite provider
-    /// as it comes (synchronous=NORMAL); `duroxide-full`: with synchronous=FULL.
+    /// as it comes (synchronous=NORMAL); `duroxide-full`: with synchronous=FULL; `dbos`: DBOS
+    /// Transact for Rust on the PostgreSQL server of `--pg-url`, compared with `--store
+    /// postgres` only.
     #[arg(long, value_enum)]
     pub(crate) peer: Vec<PeerKind>,
 
@@ -91,6 +93,11 @@ pub(crate) struct Cli {
     /// --manifest-path bench/peers/duroxide/Cargo.toml`).
     #[arg(long)]
     pub(crate) peer_bin: Option<std::path::PathBuf>,
+
+    /// The `dbos-peer` binary (default: built now with `cargo build --release --locked
+    /// --manifest-path bench/peers/dbos/Cargo.toml`).
+    #[arg(long)]
+    pub(crate) dbos_peer_bin: Option<std::path::PathBuf>,
 }
 
 /// How the throughput workload starts its workflows.

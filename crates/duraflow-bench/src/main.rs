@@ -4,6 +4,7 @@
 //! duraflow-bench <workload> [--store memory|sqlite|sqlite-normal|postgres]... [--n N] [--json]
 //! duraflow-bench all [--store ...] [--json]
 //! duraflow-bench all [--store ...] --peer duroxide [--peer duroxide-full] [--peer-bin PATH]
+//! duraflow-bench <workload> --store postgres --peer dbos [--dbos-peer-bin PATH]
 //! ```
 //!
 //! Each workload lives in a module of its own under `workloads/`. Every (workload, store, run)
@@ -86,7 +87,17 @@ async fn run(cli: Cli) -> ExitCode {
     } else {
         cli.store.clone()
     };
-    let peers = match peer::Peers::prepare(&cli.peer, cli.peer_bin.as_deref()) {
+    if cli.peer.contains(&peer::PeerKind::Dbos) && !stores.contains(&StoreKind::Postgres) {
+        eprintln!(
+            "duraflow-bench: DBOS runs on PostgreSQL only and is compared with --store postgres \
+             alone; without it, DBOS's figures have no ratio"
+        );
+    }
+    let peers = match peer::Peers::prepare(
+        &cli.peer,
+        cli.peer_bin.as_deref(),
+        cli.dbos_peer_bin.as_deref(),
+    ) {
         Ok(peers) => peers,
         Err(e) => {
             eprintln!("duraflow-bench: {e}");
@@ -145,10 +156,7 @@ async fn run(cli: Cli) -> ExitCode {
             }
         }
         let n = config.n_for(workload);
-        if let Err(e) = peers
-            .run(workload, n, config.runs, &mut output, &build)
-            .await
-        {
+        if let Err(e) = peers.run(workload, n, &config, &mut output, &build).await {
             eprintln!("duraflow-bench: {} on a peer failed: {e}", workload.name());
             failed = true;
         }

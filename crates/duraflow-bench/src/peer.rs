@@ -1,13 +1,15 @@
-//! `--peer duroxide`: the same workloads on duroxide, run in the same invocation, and the ratios
-//! of duraflow's figures to duroxide's.
+//! `--peer duroxide` and `--peer dbos`: the same workloads on another engine, run in the same
+//! invocation, and the ratios of duraflow's figures to the peer's.
 //!
-//! The duroxide side is a separate crate, `bench/peers/duroxide` (binary `duroxide-peer`), that
-//! the workspace does not build. It is built on demand with
-//! `cargo build --release --locked --manifest-path bench/peers/duroxide/Cargo.toml`, or taken
-//! from `--peer-bin`. After duraflow's stores have run a workload, the peer runs it too, in a
-//! process of its own (`duroxide-peer <workload> --n N --runs R --json`), and its JSON lines
-//! join the results. At the end, every duraflow store's medians are compared with every peer's:
-//! [`ratios`].
+//! Each peer is a separate crate under `bench/peers` that the workspace does not build:
+//! `bench/peers/duroxide` (binary `duroxide-peer`: duroxide with its SQLite provider) and
+//! `bench/peers/dbos` (binary `dbos-peer`: DBOS Transact for Rust on PostgreSQL). A peer's
+//! binary is built on demand with
+//! `cargo build --release --locked --manifest-path bench/peers/<peer>/Cargo.toml`, or taken from
+//! `--peer-bin` (duroxide) or `--dbos-peer-bin`. After duraflow's stores have run a workload,
+//! each peer runs it too, in a process of its own (`<peer> <workload> --n N --runs R --json`),
+//! and its JSON lines join the results. At the end, every duraflow store's medians are compared
+//! with those of every peer it is comparable with ([`comparable`]): [`ratios`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -15,7 +17,7 @@ use std::process::{Command, Stdio};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::cli::Workload;
+use crate::cli::{Config, StartStyle, Workload};
 use crate::report::{self, BuildInfo, Figures, Output, RunResult};
 use crate::stats;
 use crate::Result;
@@ -29,26 +31,119 @@ pub(crate) enum PeerKind {
     /// duroxide with `synchronous=FULL`, set by the peer on every connection of the provider's
     /// pool, as duroxide has no option for it (store `duroxide-sqlite-full`).
     DuroxideFull,
+    /// DBOS Transact for Rust (crate `dbos`) on the PostgreSQL server of `--pg-url`, a fresh
+    /// system database per run (store `dbos-postgres`); compared with the `postgres` store only.
+    Dbos,
 }
 
 impl PeerKind {
-    /// Every peer store name, as the peer reports it.
-    const STORES: [&'static str; 2] = ["duroxide-sqlite", "duroxide-sqlite-full"];
+    /// Every peer store name, as the peers report them.
+    const STORES: [&'static str; 3] = ["duroxide-sqlite", "duroxide-sqlite-full", "dbos-postgres"];
 
     /// The store name the peer reports.
     fn store(self) -> &'static str {
         match self {
             PeerKind::Duroxide => Self::STORES[0],
             PeerKind::DuroxideFull => Self::STORES[1],
+            PeerKind::Dbos => Self::STORES[2],
         }
     }
 
-    /// The peer's command-line arguments for this kind.
-    fn args(self) -> &'static [&'static str] {
+    /// The program that runs this kind.
+    fn program(self) -> Program {
         match self {
-            PeerKind::Duroxide => &[],
-            PeerKind::DuroxideFull => &["--synchronous", "full"],
+            PeerKind::Duroxide | PeerKind::DuroxideFull => Program::Duroxide,
+            PeerKind::Dbos => Program::Dbos,
         }
+    }
+
+    /// The peer's command-line arguments for this kind and `workload`.
+    fn args(self, workload: Workload, config: &Config) -> Vec<String> {
+        match self {
+            PeerKind::Duroxide => Vec::new(),
+            PeerKind::DuroxideFull => vec!["--synchronous".into(), "full".into()],
+            PeerKind::Dbos => {
+                let mut args = vec!["--pg-url".to_owned(), config.pg_url.clone()];
+                if workload == Workload::Throughput {
+                    args.extend(["--starts".to_owned(), config.starts.name().to_owned()]);
+                }
+                args
+            }
+        }
+    }
+}
+
+/// A peer's program: a crate of its own under `bench/peers`, built into one binary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Program {
+    /// `bench/peers/duroxide`, binary `duroxide-peer`.
+    Duroxide,
+    /// `bench/peers/dbos`, binary `dbos-peer`.
+    Dbos,
+}
+
+impl Program {
+    /// The engine's name, in messages.
+    fn engine(self) -> &'static str {
+        match self {
+            Program::Duroxide => "duroxide",
+            Program::Dbos => "DBOS",
+        }
+    }
+
+    /// The crate's directory under `bench/peers`.
+    fn crate_dir(self) -> &'static str {
+        match self {
+            Program::Duroxide => "duroxide",
+            Program::Dbos => "dbos",
+        }
+    }
+
+    /// The binary's name.
+    fn binary(self) -> &'static str {
+        match self {
+            Program::Duroxide => "duroxide-peer",
+            Program::Dbos => "dbos-peer",
+        }
+    }
+
+    /// The flag that names a binary built elsewhere.
+    fn bin_flag(self) -> &'static str {
+        match self {
+            Program::Duroxide => "--peer-bin",
+            Program::Dbos => "--dbos-peer-bin",
+        }
+    }
+
+    /// The throughput workload's start styles the program has (`duroxide-peer` starts 64 at a
+    /// time only; DBOS has no call that starts many workflows at once, so no `batch`).
+    fn starts(self) -> &'static [StartStyle] {
+        match self {
+            Program::Duroxide => &[StartStyle::Concurrent],
+            Program::Dbos => &[StartStyle::Concurrent, StartStyle::Loop],
+        }
+    }
+
+    /// Why the program does not run `workload` as `config` asks, if it does not.
+    fn skips(self, workload: Workload, config: &Config) -> Option<String> {
+        if !matches!(
+            workload,
+            Workload::Throughput | Workload::Sequential | Workload::StartLatency | Workload::FanOut
+        ) {
+            return Some(format!(
+                "the {} peer has no {} workload",
+                self.engine(),
+                workload.name()
+            ));
+        }
+        if workload == Workload::Throughput && !self.starts().contains(&config.starts) {
+            return Some(format!(
+                "the {} peer has no --starts {} throughput",
+                self.engine(),
+                config.starts.name()
+            ));
+        }
+        None
     }
 }
 
@@ -57,82 +152,100 @@ fn is_peer_store(store: &str) -> bool {
     PeerKind::STORES.contains(&store)
 }
 
-/// Whether the peer has `workload`.
-fn supports(workload: Workload) -> bool {
-    matches!(
-        workload,
-        Workload::Throughput | Workload::Sequential | Workload::StartLatency | Workload::FanOut
-    )
+/// Whether duraflow's `store` is compared with the peer store `peer`: DBOS runs on PostgreSQL
+/// only, so it is compared with the `postgres` store alone; duroxide with every store.
+pub(crate) fn comparable(store: &str, peer: &str) -> bool {
+    peer != PeerKind::Dbos.store() || store == "postgres"
 }
 
-/// The peers of this invocation and the binary that runs them.
+/// The peers of this invocation and the binaries that run them.
 pub(crate) struct Peers {
     kinds: Vec<PeerKind>,
-    bin: Option<PathBuf>,
+    bins: Vec<(Program, PathBuf)>,
 }
 
 impl Peers {
-    /// No peers when `kinds` is empty; otherwise the binary at `bin`, or else the one built
-    /// from `bench/peers/duroxide` now.
-    pub(crate) fn prepare(kinds: &[PeerKind], bin: Option<&Path>) -> Result<Peers> {
+    /// No peers when `kinds` is empty; otherwise, for each program the kinds need, the binary
+    /// at `duroxide_bin` or `dbos_bin`, or else the one built from `bench/peers/<peer>` now.
+    pub(crate) fn prepare(
+        kinds: &[PeerKind],
+        duroxide_bin: Option<&Path>,
+        dbos_bin: Option<&Path>,
+    ) -> Result<Peers> {
         let mut unique = Vec::new();
         for &k in kinds {
             if !unique.contains(&k) {
                 unique.push(k);
             }
         }
-        if unique.is_empty() {
-            return Ok(Peers {
-                kinds: unique,
-                bin: None,
-            });
-        }
-        let bin = match bin {
-            Some(path) if path.is_file() => path.to_owned(),
-            Some(path) => {
-                return Err(format!(
-                    "--peer-bin {}: no such file; build it with `cargo build --release \
-                     --manifest-path bench/peers/duroxide/Cargo.toml`, or leave --peer-bin out \
-                     to have it built",
-                    path.display()
-                )
-                .into())
+        let mut bins: Vec<(Program, PathBuf)> = Vec::new();
+        for kind in &unique {
+            let program = kind.program();
+            if bins.iter().any(|(p, _)| *p == program) {
+                continue;
             }
-            None => build_peer()?,
-        };
+            let given = match program {
+                Program::Duroxide => duroxide_bin,
+                Program::Dbos => dbos_bin,
+            };
+            let bin = match given {
+                Some(path) if path.is_file() => path.to_owned(),
+                Some(path) => {
+                    return Err(format!(
+                        "{} {}: no such file; build it with `cargo build --release \
+                         --manifest-path bench/peers/{}/Cargo.toml`, or leave {} out to have \
+                         it built",
+                        program.bin_flag(),
+                        path.display(),
+                        program.crate_dir(),
+                        program.bin_flag()
+                    )
+                    .into())
+                }
+                None => build_peer(program)?,
+            };
+            bins.push((program, bin));
+        }
         Ok(Peers {
             kinds: unique,
-            bin: Some(bin),
+            bins,
         })
     }
 
-    /// Runs `workload` on every peer, `runs` times each with size `n`, and adds their results to
-    /// `output`. A workload the peer does not have is skipped with a note on stderr.
+    /// Runs `workload` on every peer, `config.runs` times each with size `n`, and adds their
+    /// results to `output`. A workload (or a start style) a peer does not have is skipped with
+    /// a note on stderr.
     pub(crate) async fn run(
         &self,
         workload: Workload,
         n: u64,
-        runs: u32,
+        config: &Config,
         output: &mut Output,
         build: &BuildInfo,
     ) -> Result<()> {
-        let Some(bin) = &self.bin else {
-            return Ok(());
-        };
-        if !supports(workload) {
-            eprintln!(
-                "duraflow-bench: the duroxide peer has no {} workload; skipped",
-                workload.name()
-            );
-            return Ok(());
-        }
         let mut failures = Vec::new();
         for &kind in &self.kinds {
-            let bin = bin.clone();
+            let program = kind.program();
+            let Some(bin) = self
+                .bins
+                .iter()
+                .find(|(p, _)| *p == program)
+                .map(|(_, bin)| bin.clone())
+            else {
+                continue;
+            };
+            if let Some(why) = program.skips(workload, config) {
+                eprintln!("duraflow-bench: {why}; skipped");
+                continue;
+            }
+            let args = kind.args(workload, config);
+            let runs = config.runs;
             let lines =
-                tokio::task::spawn_blocking(move || run_peer(&bin, kind, workload, n, runs))
+                tokio::task::spawn_blocking(move || run_peer(&bin, kind, workload, n, runs, &args))
                     .await
-                    .map_err(|e| format!("the task running the duroxide peer failed: {e}"))?;
+                    .map_err(|e| {
+                        format!("the task running the {} peer failed: {e}", program.engine())
+                    })?;
             let (lines, outcome) = match lines {
                 Ok(ok) => ok,
                 Err(e) => {
@@ -158,22 +271,23 @@ impl Peers {
     }
 }
 
-/// Builds `duroxide-peer` with cargo and returns the path of the binary.
-fn build_peer() -> Result<PathBuf> {
+/// Builds `program` with cargo and returns the path of the binary.
+fn build_peer(program: Program) -> Result<PathBuf> {
+    let (engine, dir, binary) = (program.engine(), program.crate_dir(), program.binary());
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../bench/peers/duroxide/Cargo.toml")
+        .join(format!("../../bench/peers/{dir}/Cargo.toml"))
         .canonicalize()
         .map_err(|e| {
             format!(
-                "the duroxide peer's sources are not where this duraflow-bench was built from \
-                 ({}/../../bench/peers/duroxide: {e}); pass --peer-bin PATH to a duroxide-peer \
-                 binary",
-                env!("CARGO_MANIFEST_DIR")
+                "the {engine} peer's sources are not where this duraflow-bench was built from \
+                 ({}/../../bench/peers/{dir}: {e}); pass {} PATH to a {binary} binary",
+                env!("CARGO_MANIFEST_DIR"),
+                program.bin_flag()
             )
         })?;
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     eprintln!(
-        "duraflow-bench: building the duroxide peer: cargo build --release --locked \
+        "duraflow-bench: building the {engine} peer: cargo build --release --locked \
          --manifest-path {}",
         manifest.display()
     );
@@ -192,27 +306,29 @@ fn build_peer() -> Result<PathBuf> {
         .output()
         .map_err(|e| {
             format!(
-                "cannot run {} to build the duroxide peer: {e}; install a Rust toolchain, or \
-                 pass --peer-bin PATH to a duroxide-peer binary built elsewhere",
-                Path::new(&cargo).display()
+                "cannot run {} to build the {engine} peer: {e}; install a Rust toolchain, or \
+                 pass {} PATH to a {binary} binary built elsewhere",
+                Path::new(&cargo).display(),
+                program.bin_flag()
             )
         })?;
     if !out.status.success() {
         return Err(format!(
-            "building the duroxide peer failed ({}); cargo's messages are above. Pass \
-             --peer-bin PATH to use a binary built elsewhere",
-            out.status
+            "building the {engine} peer failed ({}); cargo's messages are above. Pass \
+             {} PATH to use a binary built elsewhere",
+            out.status,
+            program.bin_flag()
         )
         .into());
     }
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "duroxide-peer")
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == binary)
         .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
         .next_back()
         .ok_or_else(|| {
-            "cargo built the duroxide peer but reported no duroxide-peer executable".into()
+            format!("cargo built the {engine} peer but reported no {binary} executable").into()
         })
 }
 
@@ -221,23 +337,31 @@ fn build_peer() -> Result<PathBuf> {
 type PeerRun = (Vec<(String, Value)>, std::result::Result<(), String>);
 
 /// Runs the peer binary once for `workload` and parses its stdout.
-fn run_peer(bin: &Path, kind: PeerKind, workload: Workload, n: u64, runs: u32) -> Result<PeerRun> {
+fn run_peer(
+    bin: &Path,
+    kind: PeerKind,
+    workload: Workload,
+    n: u64,
+    runs: u32,
+    args: &[String],
+) -> Result<PeerRun> {
+    let engine = kind.program().engine();
     let out = Command::new(bin)
         .arg(workload.name())
         .args(["--n", &n.to_string(), "--runs", &runs.to_string(), "--json"])
-        .args(kind.args())
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .output()
-        .map_err(|e| format!("cannot run the duroxide peer {}: {e}", bin.display()))?;
+        .map_err(|e| format!("cannot run the {engine} peer {}: {e}", bin.display()))?;
     let mut lines = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         if line.trim().is_empty() {
             continue;
         }
         let value: Value = serde_json::from_str(line).map_err(|e| {
-            format!("the duroxide peer printed a line that is not JSON ({e}): {line}")
+            format!("the {engine} peer printed a line that is not JSON ({e}): {line}")
         })?;
         lines.push((line.to_owned(), value));
     }
@@ -245,7 +369,7 @@ fn run_peer(bin: &Path, kind: PeerKind, workload: Workload, n: u64, runs: u32) -
         Ok(())
     } else {
         Err(format!(
-            "the duroxide peer ({}) failed on {} ({}); its messages are above",
+            "the {engine} peer ({}) failed on {} ({}); its messages are above",
             kind.store(),
             workload.name(),
             out.status
@@ -255,9 +379,11 @@ fn run_peer(bin: &Path, kind: PeerKind, workload: Workload, n: u64, runs: u32) -
 }
 
 /// One of the peer's JSON lines as a result of this invocation (the table's build line stays
-/// duraflow's; the JSON output prints the peer's own line, with its `duroxide_version`).
+/// duraflow's; the JSON output prints the peer's own line, with its `duroxide_version` or
+/// `dbos_version`).
 fn peer_result(line: &Value, kind: PeerKind, build: &BuildInfo) -> Result<RunResult> {
-    let bad = |what: &str| format!("the duroxide peer's result has no {what}: {line}");
+    let engine = kind.program().engine();
+    let bad = |what: &str| format!("the {engine} peer's result has no {what}: {line}");
     let workload = line["workload"].as_str().ok_or_else(|| bad("workload"))?;
     let workload = Workload::EVERY
         .into_iter()
@@ -361,8 +487,8 @@ fn median_of(results: &[&Measured<'_>], key: &str) -> Option<f64> {
     }
 }
 
-/// Compares every duraflow store with every peer store on every workload of the same size that
-/// both ran: for each figure of [`compared`], the median of duraflow's runs over the median of
+/// Compares every duraflow store with every peer store it is [`comparable`] with, on every
+/// workload of the same size that both ran: for each figure of [`compared`], the median of duraflow's runs over the median of
 /// the peer's for rates, and the inverse for times, latencies and memory, so that more than 1
 /// means duraflow did better. The order is that of first appearance in `results`.
 pub(crate) fn ratios(results: &[Measured<'_>]) -> Vec<Ratio> {
@@ -392,7 +518,7 @@ pub(crate) fn ratios(results: &[Measured<'_>]) -> Vec<Ratio> {
                 .copied()
                 .filter(|m| m.store == store)
                 .collect();
-            for &peer in &peers {
+            for &peer in peers.iter().filter(|p| comparable(store, p)) {
                 let peer_runs: Vec<&Measured<'_>> = of_group
                     .iter()
                     .copied()
@@ -442,7 +568,7 @@ pub(crate) fn ratios_of(results: &[RunResult]) -> Vec<Ratio> {
 }
 
 /// What the ratios mean, printed with them.
-const RATIO_NOTE: &str = "duraflow's median over duroxide's for rates, duroxide's over \
+const RATIO_NOTE: &str = "duraflow's median over the peer's for rates, the peer's over \
                           duraflow's for times, latencies and memory: more than 1 means duraflow \
                           did better";
 
@@ -513,7 +639,7 @@ pub(crate) fn print_ratios(ratios: &[Ratio], json: bool) {
                 }));
                 rows.push(row);
             }
-            text.push_str(&format!("\n{workload} (duraflow ÷ duroxide)\n"));
+            text.push_str(&format!("\n{workload} (duraflow ÷ peer)\n"));
             text.push_str(&report::render(&rows));
         }
     }
@@ -703,6 +829,91 @@ mod tests {
     }
 
     #[test]
+    fn dbos_is_compared_with_the_postgres_store_only() {
+        let results = [
+            measured("start-latency", "sqlite", 10, json!({"p50_ms": 1.0})),
+            measured("start-latency", "postgres", 10, json!({"p50_ms": 2.0})),
+            measured(
+                "start-latency",
+                "duroxide-sqlite",
+                10,
+                json!({"p50_ms": 80.0}),
+            ),
+            measured("start-latency", "dbos-postgres", 10, json!({"p50_ms": 5.0})),
+        ];
+        let pairs: Vec<(String, String, Option<f64>)> = ratios(&results)
+            .iter()
+            .map(|r| (r.store.clone(), r.peer.clone(), get(r, "p50_ms")))
+            .collect();
+        let pairs: Vec<(&str, &str, Option<f64>)> = pairs
+            .iter()
+            .map(|(a, b, x)| (a.as_str(), b.as_str(), *x))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("sqlite", "duroxide-sqlite", Some(80.0)),
+                ("postgres", "duroxide-sqlite", Some(40.0)),
+                ("postgres", "dbos-postgres", Some(2.5)),
+            ]
+        );
+    }
+
+    fn config(starts: StartStyle) -> Config {
+        Config {
+            n: None,
+            json: true,
+            runs: 1,
+            count_commits: true,
+            starts,
+            min_sleep_ms: 1,
+            max_sleep_ms: 2,
+            seed: 0,
+            turn_lease_ms: None,
+            task_lease_ms: None,
+            pg_url: "postgres://pg.invalid/db".into(),
+        }
+    }
+
+    #[test]
+    fn dbos_gets_the_server_and_the_start_style() {
+        let loop_style = config(StartStyle::Loop);
+        assert_eq!(
+            PeerKind::Dbos.args(Workload::Throughput, &loop_style),
+            ["--pg-url", "postgres://pg.invalid/db", "--starts", "loop"]
+        );
+        assert_eq!(
+            PeerKind::Dbos.args(Workload::FanOut, &loop_style),
+            ["--pg-url", "postgres://pg.invalid/db"]
+        );
+        assert!(PeerKind::Duroxide
+            .args(Workload::Throughput, &loop_style)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_start_style_a_peer_lacks_is_skipped() {
+        let (concurrent, looped, batch) = (
+            config(StartStyle::Concurrent),
+            config(StartStyle::Loop),
+            config(StartStyle::Batch),
+        );
+        assert_eq!(Program::Dbos.skips(Workload::Throughput, &concurrent), None);
+        assert_eq!(Program::Dbos.skips(Workload::Throughput, &looped), None);
+        assert!(Program::Dbos.skips(Workload::Throughput, &batch).is_some());
+        assert_eq!(
+            Program::Duroxide.skips(Workload::Throughput, &concurrent),
+            None
+        );
+        assert!(Program::Duroxide
+            .skips(Workload::Throughput, &looped)
+            .is_some());
+        // The start style matters to throughput alone.
+        assert_eq!(Program::Duroxide.skips(Workload::Sequential, &looped), None);
+        assert!(Program::Dbos.skips(Workload::Timers, &concurrent).is_some());
+    }
+
+    #[test]
     fn peer_lines_become_results() {
         let build = BuildInfo::collect();
         let line = json!({
@@ -722,5 +933,14 @@ mod tests {
         );
         // A line from another peer kind than the one asked for is refused.
         assert!(peer_result(&line, PeerKind::DuroxideFull, &build).is_err());
+        assert!(peer_result(&line, PeerKind::Dbos, &build).is_err());
+        let line = json!({
+            "workload": "sequential", "store": "dbos-postgres", "n": 5, "run": 1,
+            "settings": {"max_connections": 10},
+            "figures": {"activity_ms_per_op": 2.0, "step_ms_per_op": 2.0},
+            "dbos_version": "0.5.0"
+        });
+        let r = peer_result(&line, PeerKind::Dbos, &build).unwrap();
+        assert_eq!((r.workload, r.store), ("sequential", "dbos-postgres"));
     }
 }

@@ -69,17 +69,33 @@ pub(crate) fn check_schema_name(schema: &str) -> StoreResult<()> {
 
 /// Parses the URL into connect options that put the store's schema first on the search path.
 ///
-/// The store's sessions also plan without sequential scans (`enable_seqscan=off`) and keep
-/// one plan per prepared statement (`plan_cache_mode=force_generic_plan`). Every table the
-/// store reads is read through an index, but the planner does not always know: the work
-/// tables (instances, messages, tasks) churn (each write leaves a dead row version until
-/// vacuum), so a plan made while a table was small or unanalyzed would go on scanning it whole
-/// as it grows; and a statement planned anew for each call (PostgreSQL's choice when it
-/// expects the parameters to matter) spends longer planning than running. They run without
-/// JIT compilation (`jit=off`): the store's statements touch a handful of rows through
-/// indexes, where compiling costs milliseconds and saves nothing, and with sequential scans
-/// priced out any plan that does read much looks expensive enough to be compiled at every
-/// call. These change plans only, never results.
+/// The store's sessions also keep one plan per prepared statement
+/// (`plan_cache_mode=force_generic_plan`), plan without sequential scans
+/// (`enable_seqscan=off`) and run without JIT compilation (`jit=off`). These change plans
+/// only, never results; each is kept deliberately (issue 17):
+///
+/// - **Generic plans**: a statement planned anew for each call (PostgreSQL's choice when it
+///   expects the parameters to matter) spends longer planning than running.
+/// - **No sequential scans**: every statement of the hot path reads its work tables (instances,
+///   messages, tasks, events...) through an index, but the planner does not always know. A
+///   generic plan lives as long as its connection and its prepared statement, and a plan made
+///   while a table was empty, small or unanalyzed scans it whole: with the default planner,
+///   15 of the 77 statements `src/plans.rs` checks plan a sequential scan of a work table on a
+///   fresh schema (the commit's write and lock statements, the completion, creations), plans a
+///   pool would keep while the tables grow; 4 still do over 20,000 analyzed instances. The
+///   work tables also churn (each write leaves a dead row version until vacuum), which skews
+///   the statistics in between. The setting's cost is
+///   that a statement no index can serve is priced near 10^10 rather than flagged, hiding a
+///   missing index; `src/plans.rs` checks instead that every statement is planned through
+///   the indexes named for it, over a populated and analyzed schema, so that such a statement
+///   fails a test. The management counts, which read whole tables, allow sequential scans
+///   in their own transactions (`crate::ops::admin::WHOLE_TABLES`).
+/// - **No JIT**: the store's statements touch a handful of rows through indexes, where
+///   compiling costs milliseconds and saves nothing; and with sequential scans priced out,
+///   any plan that must scan (a statement no index serves) looks expensive enough to be
+///   compiled at every call. The management counts read whole tables, where JIT could pay
+///   off at millions of rows, but they are occasional reads and not worth a setting of their
+///   own.
 pub(crate) fn connect_options(
     url: &str,
     options: &PostgresOptions,

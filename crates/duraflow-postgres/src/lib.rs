@@ -50,6 +50,8 @@ mod listen;
 mod ops;
 mod owners;
 #[cfg(test)]
+mod plans;
+#[cfg(test)]
 mod races;
 pub mod testing;
 mod tx;
@@ -294,13 +296,16 @@ impl Management for PostgresStore {
     }
 
     async fn stats(&self) -> StoreResult<StoreStats> {
-        let mut conn = self.conn().await?;
-        Ok(admin::stats(&mut conn).await?)
+        // A transaction of its own, for the planner setting of its whole-table reads.
+        let mut tx = self.begin().await?;
+        let out = admin::stats(&mut tx).await;
+        self.finish(tx, out, Wake::default()).await
     }
 
     async fn queue_depths(&self, now: Timestamp) -> StoreResult<Vec<QueueDepth>> {
-        let mut conn = self.conn().await?;
-        Ok(admin::queue_depths(&mut conn, now).await?)
+        let mut tx = self.begin().await?;
+        let out = admin::queue_depths(&mut tx, now).await;
+        self.finish(tx, out, Wake::default()).await
     }
 
     async fn registrations(&self) -> StoreResult<Vec<Registered>> {

@@ -29,12 +29,13 @@
 
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use duraflow_core::Timestamp;
 use duraflow_store::{Notifier, StoreError, StoreResult};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -107,23 +108,41 @@ struct Session {
     id: i32,
 }
 
+/// The statement of `Session::claim`: `$1` now.
+pub(crate) static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH s AS MATERIALIZED (SELECT nextval('owner_ids')::integer AS id),
+              l AS MATERIALIZED (SELECT id, pg_try_advisory_lock({LOCK_CLASS}, id) AS locked
+                                   FROM s)
+         INSERT INTO owners (id, started_at, backend_pid)
+         SELECT id, $1, pg_backend_pid() FROM l WHERE locked
+         RETURNING id",
+    )
+});
+
+/// The statement of `Session::gone`: `$1` this session's owner id.
+pub(crate) static GONE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT id FROM owners
+          WHERE CASE WHEN id = $1 THEN false ELSE pg_try_advisory_lock({LOCK_CLASS}, id) END
+          ORDER BY id",
+    )
+});
+
+/// The statement of `Session::unlock`: `$1` the owner id.
+pub(crate) static UNLOCK: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT pg_advisory_unlock({LOCK_CLASS}, $1)",));
+
 impl Session {
     /// Connects, takes a fresh id and its lock, then records the owner. The lock is taken
     /// before the row is visible, so no store ever finds the row with the lock free while
     /// this store lives.
     async fn claim(opts: &PgConnectOptions) -> Result<Session, sqlx::Error> {
         let mut conn = PgConnection::connect_with(opts).await?;
-        let id: Option<i32> = sqlx::query_scalar(AssertSqlSafe(format!(
-            "WITH s AS MATERIALIZED (SELECT nextval('owner_ids')::integer AS id),
-                  l AS MATERIALIZED (SELECT id, pg_try_advisory_lock({LOCK_CLASS}, id) AS locked
-                                       FROM s)
-             INSERT INTO owners (id, started_at, backend_pid)
-             SELECT id, $1, pg_backend_pid() FROM l WHERE locked
-             RETURNING id"
-        )))
-        .bind(Timestamp::now_system().0)
-        .fetch_optional(&mut conn)
-        .await?;
+        let id: Option<i32> = sqlx::query_scalar(CLAIM.as_str())
+            .bind(Timestamp::now_system().0)
+            .fetch_optional(&mut conn)
+            .await?;
         match id {
             Some(id) => {
                 debug!(owner = id, "took a PostgreSQL lease-owner id");
@@ -140,27 +159,49 @@ impl Session {
     /// releases them at the same time. This session's own id is never tried: it holds that
     /// lock, and would take it again.
     async fn gone(&mut self) -> Result<Vec<i32>, sqlx::Error> {
-        sqlx::query_scalar(AssertSqlSafe(format!(
-            "SELECT id FROM owners
-              WHERE CASE WHEN id = $1 THEN false ELSE pg_try_advisory_lock({LOCK_CLASS}, id) END
-              ORDER BY id"
-        )))
-        .bind(self.id)
-        .fetch_all(&mut self.conn)
-        .await
+        sqlx::query_scalar(GONE.as_str())
+            .bind(self.id)
+            .fetch_all(&mut self.conn)
+            .await
     }
 
     /// Gives back the lock of a gone owner that [`Session::gone`] took.
     async fn unlock(&mut self, owner: i32) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
-            "SELECT pg_advisory_unlock({LOCK_CLASS}, $1)"
-        )))
-        .bind(owner)
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
+        sqlx::query(UNLOCK.as_str())
+            .bind(owner)
+            .execute(&mut self.conn)
+            .await
+            .map(|_| ())
     }
 }
+
+/// The turns statement of [`release`]: `$1` the owner, `$2` now. The rows are found, and
+/// locked in id order, by a sub-select whose ids the update then seeks one by one (`= ANY` of
+/// an array): with `IN (sub-select)` the planner may join them to the whole table instead.
+pub(crate) const RELEASE_TURNS: &str = "UPDATE instances SET lease_until = 0, due_at = $2
+      WHERE id = ANY(ARRAY(SELECT id FROM instances
+                    WHERE due_at > $2 AND lease_until > $2 AND lease_owner = $1
+                    ORDER BY id FOR UPDATE))";
+
+/// The tasks statement of [`release`]: `$1` the owner, `$2` now; written as
+/// [`RELEASE_TURNS`] is (with `IN (sub-select)`, it read every task to join them).
+pub(crate) const RELEASE_TASKS: &str = "UPDATE tasks SET lease_until = 0, visible_at = $2
+      WHERE id = ANY(ARRAY(SELECT id FROM tasks
+                    WHERE visible_at > $2 AND lease_until > $2 AND lease_owner = $1
+                    ORDER BY id FOR UPDATE))";
+
+/// The last statement of [`release`]: `$1` the owner, `$2` the channel, `$3` and `$4` whether
+/// turns and tasks were released.
+pub(crate) static RELEASE_OWNER: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH gone AS (DELETE FROM owners WHERE id = $1)
+         SELECT pg_notify($2, w.payload)
+           FROM (VALUES ('{turns}', $3::boolean), ('{tasks}', $4::boolean)) AS w(payload, wanted)
+          WHERE w.wanted",
+        turns = listen::TURNS,
+        tasks = listen::TASKS,
+    )
+});
 
 /// Releases every lease that carries `owner` and is still running, and deletes the owner's
 /// row, in one transaction that announces the work it made due. The instances are due now
@@ -171,42 +212,25 @@ impl Session {
 async fn release(conn: &mut PgConnection, owner: i32, channel: &str) -> OpResult<u64> {
     let now = Timestamp::now_system().0;
     let mut tx = conn.begin().await?;
-    let turns = sqlx::query(
-        "UPDATE instances SET lease_until = 0, due_at = $2
-          WHERE id IN (SELECT id FROM instances
-                        WHERE due_at > $2 AND lease_until > $2 AND lease_owner = $1
-                        ORDER BY id FOR UPDATE)",
-    )
-    .bind(owner)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    let tasks = sqlx::query(
-        "UPDATE tasks SET lease_until = 0, visible_at = $2
-          WHERE id IN (SELECT id FROM tasks
-                        WHERE visible_at > $2 AND lease_until > $2 AND lease_owner = $1
-                        ORDER BY id FOR UPDATE)",
-    )
-    .bind(owner)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    sqlx::query(AssertSqlSafe(format!(
-        "WITH gone AS (DELETE FROM owners WHERE id = $1)
-         SELECT pg_notify($2, w.payload)
-           FROM (VALUES ('{turns}', $3::boolean), ('{tasks}', $4::boolean)) AS w(payload, wanted)
-          WHERE w.wanted",
-        turns = listen::TURNS,
-        tasks = listen::TASKS,
-    )))
-    .bind(owner)
-    .bind(channel)
-    .bind(turns > 0)
-    .bind(tasks > 0)
-    .execute(&mut *tx)
-    .await?;
+    let turns = sqlx::query(RELEASE_TURNS)
+        .bind(owner)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let tasks = sqlx::query(RELEASE_TASKS)
+        .bind(owner)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query(RELEASE_OWNER.as_str())
+        .bind(owner)
+        .bind(channel)
+        .bind(turns > 0)
+        .bind(tasks > 0)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(turns + tasks)
 }

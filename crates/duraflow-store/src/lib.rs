@@ -41,10 +41,10 @@ pub use rules::{
 pub use store::{Cache, IntoStore, Store};
 pub use types::{
     validate_instance_id, CallbackResolution, CallbackStatus, CallbackTarget, Committed, Completed,
-    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, ListFilter, Message,
-    MessageId, MessageKind, NewCallback, NewInstance, NewMessage, NewTask, NextAttempt, NextDue,
-    OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId, TaskRelease, TaskWork,
-    TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
+    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, ListCursor, ListFilter,
+    ListOrder, Message, MessageId, MessageKind, NewCallback, NewInstance, NewMessage, NewTask,
+    NextAttempt, NextDue, OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId,
+    TaskRelease, TaskWork, TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
 };
 pub use wake::{
     checkpoint_lease, commit_wakes_turns, instance_due_at, message_due_at, DueState, PostedResults,

@@ -78,9 +78,10 @@ fn count(n: i64) -> u64 {
 
 /// What operators read and do with a store (see the [module](self) docs).
 ///
-/// Every store must pass the conformance suite's `management` module. Listing is in id order
-/// and served by an index on every filter; counting reads indexes, not whole tables, where the
-/// backend allows.
+/// Every store must pass the conformance suite's `management` module. Listing is in the order
+/// [`ListFilter::order`] gives (by id, by creation time, or finished instances by the time they
+/// finished) and served by an index on every filter; counting reads indexes, not whole tables,
+/// where the backend allows.
 #[async_trait]
 pub trait Management: Send + Sync {
     /// One instance as [`Store::instance`] reads it, with what only operators need filled
@@ -90,7 +91,7 @@ pub trait Management: Send + Sync {
     /// unknown instance.
     async fn describe(&self, id: &str) -> StoreResult<Option<InstanceInfo>>;
 
-    /// Lists instances by id, filtered and paged.
+    /// Lists instances, filtered and paged, in the filter's order ([`ListFilter::order`]).
     async fn list(&self, filter: ListFilter) -> StoreResult<Page>;
 
     /// Deletes a finished instance with all its executions, messages and tasks. Returns `false`
@@ -98,9 +99,9 @@ pub trait Management: Send + Sync {
     async fn purge(&self, id: &str) -> StoreResult<bool>;
 
     /// Purges up to `max` (at most [`MAX_PURGE_BATCH`]) finished instances that `filter`
-    /// selects, in id order, and returns their ids; call it again until it returns none to
-    /// purge them all. `filter.statuses` may name only finished statuses (all of them when
-    /// empty): anything else is `Invalid`. `filter.limit` and `filter.after` are ignored.
+    /// selects, in the listing's order, and returns their ids; call it again until it returns
+    /// none to purge them all. `filter.statuses` may name only finished statuses (all of them
+    /// when empty): anything else is `Invalid`. `filter.limit` and `filter.after` are ignored.
     ///
     /// The default lists a page and purges its instances one by one; a store may do it in
     /// one transaction.

@@ -647,8 +647,33 @@ pub struct ListFilter {
     pub updated_before: Option<Timestamp>,
     /// At most this many (a store caps it at 1,000; 100 when 0).
     pub limit: usize,
-    /// Continue after this cursor, from a previous page's `next`.
+    /// Continue after this cursor, from a previous page's `next` (in a listing by id, an
+    /// instance id; see [`ListFilter::order`]).
     pub after: Option<String>,
+}
+
+/// The order a listing comes in, which its filter decides ([`ListFilter::order`]); each is
+/// read from an index in that order, so a page costs the same at any depth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListOrder {
+    /// By id (byte order): no creation-time range, and no update-time range over finished
+    /// statuses only.
+    Id,
+    /// By creation time, then id: a creation-time range is given.
+    Created,
+    /// By last change, then id: an update-time range over finished statuses only (a finished
+    /// instance's last change is its finish, "finished before T").
+    Finished,
+}
+
+/// Where a listing continues: after the instance `id`, which sorted at `time` (its creation
+/// or last change, in a listing by time).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListCursor {
+    /// The sort time of the last instance listed (`None` in a listing by id).
+    pub time: Option<Timestamp>,
+    /// The id of the last instance listed.
+    pub id: String,
 }
 
 impl ListFilter {
@@ -662,6 +687,61 @@ impl ListFilter {
         match self.limit {
             0 => Self::DEFAULT_LIMIT,
             n => n.min(Self::MAX_LIMIT),
+        }
+    }
+
+    /// The order this filter lists in: by creation time when a creation-time range is given,
+    /// by last change when an update-time range is given with finished statuses only, by id
+    /// otherwise.
+    pub fn order(&self) -> ListOrder {
+        if self.created_from.is_some() || self.created_before.is_some() {
+            ListOrder::Created
+        } else if (self.updated_from.is_some() || self.updated_before.is_some())
+            && !self.statuses.is_empty()
+            && self.statuses.iter().all(|s| s.is_terminal())
+        {
+            ListOrder::Finished
+        } else {
+            ListOrder::Id
+        }
+    }
+
+    /// The position [`ListFilter::after`] names, in this filter's order. A listing by time
+    /// continues from a cursor `<milliseconds>/<id>` that a previous page's `next` gave;
+    /// anything else there is refused with what to pass instead.
+    pub fn cursor(&self) -> Result<Option<ListCursor>, StoreError> {
+        let Some(after) = &self.after else {
+            return Ok(None);
+        };
+        if self.order() == ListOrder::Id {
+            return Ok(Some(ListCursor {
+                time: None,
+                id: after.clone(),
+            }));
+        }
+        let parsed = after
+            .split_once('/')
+            .and_then(|(time, id)| Some((time.parse::<i64>().ok()?, id)));
+        match parsed {
+            Some((time, id)) => Ok(Some(ListCursor {
+                time: Some(Timestamp(time)),
+                id: id.to_owned(),
+            })),
+            None => Err(StoreError::Invalid(format!(
+                "cursor {after:?} is not a cursor of a listing by time: a listing with a \
+                 creation-time range, or an update-time range over finished statuses, comes \
+                 in time order and continues from the `next` of its previous page \
+                 (`<milliseconds>/<id>`)"
+            ))),
+        }
+    }
+
+    /// The time `info` sorts by in this filter's order (`None` by id).
+    pub fn sort_time(&self, info: &InstanceInfo) -> Option<Timestamp> {
+        match self.order() {
+            ListOrder::Id => None,
+            ListOrder::Created => Some(info.created_at),
+            ListOrder::Finished => Some(info.updated_at),
         }
     }
 
@@ -680,15 +760,34 @@ impl ListFilter {
 /// One page of a listing.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Page {
-    /// The instances, ordered by id.
+    /// The instances, in the listing's order ([`ListFilter::order`]).
     pub instances: Vec<InstanceInfo>,
     /// The cursor for the next page, if there is one.
     pub next: Option<String>,
 }
 
 impl Page {
-    /// The page of `size` made of `instances`, the first `size + 1` in id order that pass the
-    /// filter (as a store reads them): one more than fits means there is a next page.
+    /// The page `filter` asks for, made of `instances`: the first `page_size() + 1` in the
+    /// filter's order that pass it and come after its cursor (as a store reads them). The
+    /// `next` cursor is the last instance's id in a listing by id, and `<milliseconds>/<id>`
+    /// of its sort time in a listing by time.
+    pub fn listed(mut instances: Vec<InstanceInfo>, filter: &ListFilter) -> Page {
+        let size = filter.page_size();
+        let next = if instances.len() > size {
+            instances.truncate(size);
+            instances.last().map(|last| match filter.sort_time(last) {
+                Some(time) => format!("{}/{}", time.0, last.id),
+                None => last.id.clone(),
+            })
+        } else {
+            None
+        };
+        Page { instances, next }
+    }
+
+    /// The page of `size` made of `instances` in a listing by id, the first `size + 1` in id
+    /// order that pass the filter (as a store reads them): one more than fits means there is a
+    /// next page. [`Page::listed`] serves every order.
     pub fn of(mut instances: Vec<InstanceInfo>, size: usize) -> Page {
         let next = if instances.len() > size {
             instances.truncate(size);

@@ -3,8 +3,8 @@
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::management::DepthTally;
 use duraflow_store::{
-    journal_execution, InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError,
-    StoreStats,
+    journal_execution, InstanceStatus, ListFilter, ListOrder, NextDue, Page, QueueDepth,
+    StoreError, StoreStats,
 };
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
@@ -25,20 +25,37 @@ pub(crate) async fn journal(
     Ok(read_journal(conn, id, execution).await??)
 }
 
-/// The listing statement for `filter`'s combination of filters: `$1` statuses, `$2` name, `$3`
-/// the id to list after, `$4` the limit, `$5` queue, `$6`..`$9` the created and updated time
-/// bounds.
+/// The partial index of finished instances (migration 0014) holds the rows that meet this
+/// condition; a listing of finished instances names it word for word, so that the planner sees
+/// it may use the index.
+const FINISHED: &str = "status IN ('completed', 'failed', 'cancelled', 'terminated')";
+
+/// The listing statement for `filter`'s combination of filters and its order
+/// ([`ListFilter::order`]): `$1` statuses, `$2` name, `$3` the id to list after, `$4` the
+/// limit, `$5` queue, `$6`..`$9` the created and updated time bounds, `$10` the cursor's time.
 ///
 /// Each filter given adds its condition, so that every combination is a statement of its own
 /// whose plan can use the index for it (`(status, id)`, `(name, id)`, `(queue, id)` or the
-/// primary key, all in id order); one statement with `($n IS NULL OR ..)` for every filter
-/// would get one generic plan for all of them. Only constant text is interpolated.
-fn list_sql(filter: &ListFilter) -> String {
+/// primary key in id order; `(created_at, id)` in creation order; `(updated_at, id)` over
+/// finished instances in order of their last change); one statement with `($n IS NULL OR ..)`
+/// for every filter would get one generic plan for all of them. Only constant text is
+/// interpolated.
+pub(crate) fn list_sql(filter: &ListFilter) -> String {
+    let order = filter.order();
     let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE true");
+    if order == ListOrder::Finished {
+        sql.push_str(" AND ");
+        sql.push_str(FINISHED);
+    }
+    let after = match order {
+        ListOrder::Id => " AND id > $3",
+        ListOrder::Created => " AND created_at >= $10 AND (created_at > $10 OR id > $3)",
+        ListOrder::Finished => " AND updated_at >= $10 AND (updated_at > $10 OR id > $3)",
+    };
     for (given, condition) in [
         (!filter.statuses.is_empty(), " AND status = ANY($1)"),
         (filter.name.is_some(), " AND name = $2"),
-        (filter.after.is_some(), " AND id > $3"),
+        (filter.after.is_some(), after),
         (filter.queue.is_some(), " AND queue = $5"),
         (filter.created_from.is_some(), " AND created_at >= $6"),
         (filter.created_before.is_some(), " AND created_at < $7"),
@@ -49,12 +66,17 @@ fn list_sql(filter: &ListFilter) -> String {
             sql.push_str(condition);
         }
     }
-    sql.push_str(" ORDER BY id LIMIT $4");
+    sql.push_str(match order {
+        ListOrder::Id => " ORDER BY id LIMIT $4",
+        ListOrder::Created => " ORDER BY created_at, id LIMIT $4",
+        ListOrder::Finished => " ORDER BY updated_at, id LIMIT $4",
+    });
     sql
 }
 
 pub(crate) async fn list(conn: &mut PgConnection, filter: &ListFilter) -> OpResult<Page> {
     let size = filter.page_size();
+    let cursor = filter.cursor()?;
     let statuses: Vec<String> = filter
         .statuses
         .iter()
@@ -65,20 +87,21 @@ pub(crate) async fn list(conn: &mut PgConnection, filter: &ListFilter) -> OpResu
     let rows = sqlx::query(AssertSqlSafe(sql))
         .bind(&statuses)
         .bind(filter.name.as_deref())
-        .bind(filter.after.as_deref())
+        .bind(cursor.as_ref().map(|c| c.id.as_str()))
         .bind(size as i64 + 1)
         .bind(filter.queue.as_deref())
         .bind(filter.created_from.map(|t| t.0))
         .bind(filter.created_before.map(|t| t.0))
         .bind(filter.updated_from.map(|t| t.0))
         .bind(filter.updated_before.map(|t| t.0))
+        .bind(cursor.as_ref().and_then(|c| c.time).map(|t| t.0))
         .fetch_all(&mut *conn)
         .await?;
     let instances = rows
         .iter()
         .map(instance_row)
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::of(instances, size))
+    Ok(Page::listed(instances, filter))
 }
 
 /// Purges the finished instances `filter` (checked by `purge_filter`) selects, in the caller's
@@ -97,54 +120,73 @@ pub(crate) async fn purge_finished(
     Ok(purged)
 }
 
+/// The instances statement of [`queue_depths`].
+pub(crate) const DEPTHS_INSTANCES: &str =
+    "SELECT queue, count(*) FILTER (WHERE started_at IS NULL),
+            count(*) FILTER (WHERE started_at IS NOT NULL)
+       FROM instances WHERE status IN ('pending', 'running') GROUP BY queue";
+
+/// The tasks statement of [`queue_depths`]: `$1` now.
+pub(crate) const DEPTHS_TASKS: &str = "SELECT queue,
+            count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
+                               AND visible_at <= $1),
+            count(*) FILTER (WHERE lease_until > $1),
+            count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
+                               AND visible_at > $1)
+       FROM tasks GROUP BY queue";
+
+/// Lets the planner scan tables sequentially for the rest of the caller's transaction, which
+/// the management reads that read whole tables (or large parts of them) begin with:
+/// [`stats`] and [`queue_depths`]. The store's sessions price sequential scans out (see
+/// `crate::connect::connect_options`), so these counts read whole indexes instead (and, for
+/// the open callbacks, a sequential scan priced near 10^10); at 100,000 instances `stats` took
+/// 62 ms at the median that way and 23 ms with this (BENCHMARKS.md, "PostgreSQL planner
+/// settings"). Their
+/// statements run nowhere else, so the generic plans their sessions keep for them are always
+/// made under this setting (a cached plan is not made again when a setting changes).
+pub(crate) const WHOLE_TABLES: &str = "SET LOCAL enable_seqscan = on";
+
 /// The depth of every queue with unfinished instances or tasks at `now`: one read of the
-/// unfinished instances and one of the tasks (only live work is kept).
+/// unfinished instances and one of the tasks (only live work is kept), in the caller's
+/// transaction (see [`WHOLE_TABLES`]).
 pub(crate) async fn queue_depths(
     conn: &mut PgConnection,
     now: Timestamp,
 ) -> OpResult<Vec<QueueDepth>> {
+    sqlx::query(WHOLE_TABLES).execute(&mut *conn).await?;
     let mut depths = DepthTally::default();
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT queue, count(*) FILTER (WHERE started_at IS NULL),
-                count(*) FILTER (WHERE started_at IS NOT NULL)
-           FROM instances WHERE status IN ('pending', 'running') GROUP BY queue",
-    )
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(DEPTHS_INSTANCES)
+        .fetch_all(&mut *conn)
+        .await?;
     for (queue, pending, running) in rows {
         depths.instances(&queue, pending, running);
     }
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT queue,
-                count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
-                                   AND visible_at <= $1),
-                count(*) FILTER (WHERE lease_until > $1),
-                count(*) FILTER (WHERE (lease_until IS NULL OR lease_until <= $1)
-                                   AND visible_at > $1)
-           FROM tasks GROUP BY queue",
-    )
-    .bind(now.0)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(DEPTHS_TASKS)
+        .bind(now.0)
+        .fetch_all(&mut *conn)
+        .await?;
     for (queue, ready, leased, delayed) in rows {
         depths.tasks(&queue, ready, leased, delayed);
     }
     Ok(depths.into_depths())
 }
 
+/// The statements of [`purge`], in order: `$1` the instance id.
+pub(crate) const PURGE: [&str; 6] = [
+    "DELETE FROM events WHERE instance_id = $1",
+    "DELETE FROM messages WHERE instance_id = $1",
+    "DELETE FROM tasks WHERE instance_id = $1",
+    "DELETE FROM callbacks WHERE instance_id = $1",
+    "DELETE FROM queue_event_waiters WHERE instance_id = $1",
+    "DELETE FROM instances WHERE id = $1",
+];
+
 pub(crate) async fn purge(conn: &mut PgConnection, id: &str) -> OpResult<bool> {
     match instances::status_of(conn, id).await? {
         None => Ok(false),
         Some(s) if !s.is_terminal() => Err(StoreError::InstanceRunning(id.to_owned()).into()),
         Some(_) => {
-            for sql in [
-                "DELETE FROM events WHERE instance_id = $1",
-                "DELETE FROM messages WHERE instance_id = $1",
-                "DELETE FROM tasks WHERE instance_id = $1",
-                "DELETE FROM callbacks WHERE instance_id = $1",
-                "DELETE FROM queue_event_waiters WHERE instance_id = $1",
-                "DELETE FROM instances WHERE id = $1",
-            ] {
+            for sql in PURGE {
                 sqlx::query(sql).bind(id).execute(&mut *conn).await?;
             }
             Ok(true)
@@ -152,10 +194,23 @@ pub(crate) async fn purge(conn: &mut PgConnection, id: &str) -> OpResult<bool> {
     }
 }
 
+/// The instance counts of [`stats`].
+pub(crate) const STATS_INSTANCES: &str = "SELECT status, count(*) FROM instances GROUP BY status";
+
+/// The message count of [`stats`].
+pub(crate) const STATS_MESSAGES: &str = "SELECT count(*) FROM messages";
+
+/// The task count of [`stats`].
+pub(crate) const STATS_TASKS: &str = "SELECT count(*) FROM tasks";
+
+/// The open callback count of [`stats`].
+pub(crate) const STATS_CALLBACKS: &str = "SELECT count(*) FROM callbacks WHERE status = 'open'";
+
+/// Counts instances by status, messages, tasks and open callbacks, in the caller's transaction
+/// (see [`WHOLE_TABLES`]).
 pub(crate) async fn stats(conn: &mut PgConnection) -> OpResult<StoreStats> {
-    let rows = sqlx::query("SELECT status, count(*) FROM instances GROUP BY status")
-        .fetch_all(&mut *conn)
-        .await?;
+    sqlx::query(WHOLE_TABLES).execute(&mut *conn).await?;
+    let rows = sqlx::query(STATS_INSTANCES).fetch_all(&mut *conn).await?;
     let mut by_status = Vec::new();
     for row in rows {
         let status: String = row.try_get(0)?;
@@ -166,13 +221,13 @@ pub(crate) async fn stats(conn: &mut PgConnection) -> OpResult<StoreStats> {
         .into_iter()
         .filter_map(|s| by_status.iter().find(|(st, _)| *st == s).copied())
         .collect();
-    let messages: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+    let messages: i64 = sqlx::query_scalar(STATS_MESSAGES)
         .fetch_one(&mut *conn)
         .await?;
-    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+    let tasks: i64 = sqlx::query_scalar(STATS_TASKS)
         .fetch_one(&mut *conn)
         .await?;
-    let callbacks: i64 = sqlx::query_scalar("SELECT count(*) FROM callbacks WHERE status = 'open'")
+    let callbacks: i64 = sqlx::query_scalar(STATS_CALLBACKS)
         .fetch_one(&mut *conn)
         .await?;
     Ok(StoreStats {
@@ -183,16 +238,17 @@ pub(crate) async fn stats(conn: &mut PgConnection) -> OpResult<StoreStats> {
     })
 }
 
+/// The statement of [`next_due`]: `$1` now.
+pub(crate) const NEXT_DUE: &str = "SELECT (SELECT min(due_at) FROM instances WHERE due_at > $1),
+            (SELECT min(visible_at) FROM tasks WHERE visible_at > $1)";
+
 pub(crate) async fn next_due(conn: &mut PgConnection, now: Timestamp) -> OpResult<NextDue> {
     // Leases are folded into both: a leased instance is due when its lease expires, and a
     // leased task visible then.
-    let row = sqlx::query(
-        "SELECT (SELECT min(due_at) FROM instances WHERE due_at > $1),
-                (SELECT min(visible_at) FROM tasks WHERE visible_at > $1)",
-    )
-    .bind(now.0)
-    .fetch_one(&mut *conn)
-    .await?;
+    let row = sqlx::query(NEXT_DUE)
+        .bind(now.0)
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(NextDue {
         turn: row.try_get::<Option<i64>, _>(0)?.map(Timestamp),
         task: row.try_get::<Option<i64>, _>(1)?.map(Timestamp),
@@ -234,8 +290,11 @@ mod tests {
             .execute(&mut *conn)
             .await
             .unwrap();
-        for mask in 0..16u8 {
-            let filter = ListFilter {
+        // Every combination of filters, in each order: by id, by creation time (a creation
+        // range), and finished instances by their last change (an update range over finished
+        // statuses).
+        for (order, mask) in (0..3u8).flat_map(|order| (0..16u8).map(move |mask| (order, mask))) {
+            let mut filter = ListFilter {
                 statuses: if mask & 1 != 0 {
                     vec![InstanceStatus::Pending]
                 } else {
@@ -247,20 +306,39 @@ mod tests {
                 limit: 10,
                 ..ListFilter::default()
             };
+            match order {
+                1 => filter.created_from = Some(Timestamp(0)),
+                2 => {
+                    filter.statuses = vec![InstanceStatus::Completed];
+                    filter.updated_before = Some(Timestamp(10_000));
+                }
+                _ => {}
+            }
+            if order > 0 && filter.after.is_some() {
+                filter.after = Some("1000/i-0100".to_owned());
+            }
+            assert_eq!(
+                filter.order(),
+                [
+                    duraflow_store::ListOrder::Id,
+                    duraflow_store::ListOrder::Created,
+                    duraflow_store::ListOrder::Finished,
+                ][order as usize]
+            );
             let sql = list_sql(&filter);
             // The pool's sessions plan generically (`plan_cache_mode`), as for the store's own
             // prepared statements.
             let prepare = format!(
-                "PREPARE list_{mask} (text[], text, text, bigint, text, bigint, bigint, bigint, \
-                 bigint) AS {sql}"
+                "PREPARE list_{order}_{mask} (text[], text, text, bigint, text, bigint, bigint, \
+                 bigint, bigint, bigint) AS {sql}"
             );
             sqlx::query(sqlx::AssertSqlSafe(prepare))
                 .execute(&mut *conn)
                 .await
                 .unwrap();
             let explain = format!(
-                "EXPLAIN EXECUTE list_{mask} ('{{pending}}', 'wf-1', 'i-0100', 11, 'q-2', \
-                         NULL, NULL, NULL, NULL)"
+                "EXPLAIN EXECUTE list_{order}_{mask} ('{{pending}}', 'wf-1', 'i-0100', 11, \
+                 'q-2', 0, NULL, NULL, 10000, 1000)"
             );
             let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
                 .fetch_all(&mut *conn)
@@ -269,7 +347,7 @@ mod tests {
             let plan = plan.join("\n");
             assert!(
                 !plan.contains("Seq Scan") && !plan.contains("Sort"),
-                "filters {mask:04b}: {sql}\n{plan}"
+                "order {order}, filters {mask:04b}: {sql}\n{plan}"
             );
         }
     }

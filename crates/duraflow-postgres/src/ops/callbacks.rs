@@ -16,6 +16,9 @@ use sqlx::{PgConnection, Row};
 use super::{instances, Wake};
 use crate::error::OpResult;
 
+/// The statement of [`taken_tokens`]: `$1` the tokens.
+pub(crate) const TAKEN_TOKENS: &str = "SELECT token FROM callbacks WHERE token = ANY($1)";
+
 /// The tokens of `commits`' new callbacks that other callbacks already hold.
 pub(crate) async fn taken_tokens(
     conn: &mut PgConnection,
@@ -28,11 +31,10 @@ pub(crate) async fn taken_tokens(
     if tokens.is_empty() {
         return Ok(HashSet::new());
     }
-    let taken: Vec<String> =
-        sqlx::query_scalar("SELECT token FROM callbacks WHERE token = ANY($1)")
-            .bind(&tokens)
-            .fetch_all(&mut *conn)
-            .await?;
+    let taken: Vec<String> = sqlx::query_scalar(TAKEN_TOKENS)
+        .bind(&tokens)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(taken.into_iter().collect())
 }
 
@@ -100,6 +102,23 @@ impl Changes {
     }
 }
 
+/// The statement of [`apply`]: the columns of `Changes`, in order.
+pub(crate) const APPLY: &str = "WITH opened AS (
+         INSERT INTO callbacks (token, instance_id, execution, op, name, status, timeout_at,
+                                created_at)
+         SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
+                              $6::text[], $7::bigint[], $8::bigint[])
+     ), closed AS (
+         UPDATE callbacks cb SET status = x.status
+           FROM unnest($9::text[], $10::int[], $11::text[], $12::text[])
+                AS x(instance_id, execution, op, status)
+          WHERE cb.instance_id = x.instance_id AND cb.execution = x.execution
+            AND cb.op = x.op AND cb.status = 'open'
+     )
+     DELETE FROM callbacks cb
+      USING unnest($13::text[], $14::int[]) AS d(instance_id, before)
+      WHERE cb.instance_id = d.instance_id AND cb.execution < d.before";
+
 /// Writes the callbacks of a batch's accepted commits, in one statement (none when there is
 /// nothing to write): opens the new ones, closes the open ones the turns settled, and deletes
 /// those of finished instances and of executions that continued as new.
@@ -111,41 +130,40 @@ pub(crate) async fn apply(conn: &mut PgConnection, accepted: &[&TurnCommit]) -> 
     if w.is_empty() {
         return Ok(());
     }
-    sqlx::query(
-        "WITH opened AS (
-             INSERT INTO callbacks (token, instance_id, execution, op, name, status, timeout_at,
-                                    created_at)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[],
-                                  $6::text[], $7::bigint[], $8::bigint[])
-         ), closed AS (
-             UPDATE callbacks cb SET status = x.status
-               FROM unnest($9::text[], $10::int[], $11::text[], $12::text[])
-                    AS x(instance_id, execution, op, status)
-              WHERE cb.instance_id = x.instance_id AND cb.execution = x.execution
-                AND cb.op = x.op AND cb.status = 'open'
-         )
-         DELETE FROM callbacks cb
-          USING unnest($13::text[], $14::int[]) AS d(instance_id, before)
-          WHERE cb.instance_id = d.instance_id AND cb.execution < d.before",
-    )
-    .bind(&w.tokens)
-    .bind(&w.instances)
-    .bind(&w.executions)
-    .bind(&w.ops)
-    .bind(&w.names)
-    .bind(&w.statuses)
-    .bind(&w.timeouts)
-    .bind(&w.created)
-    .bind(&w.closed_instances)
-    .bind(&w.closed_executions)
-    .bind(&w.closed_ops)
-    .bind(&w.closed_statuses)
-    .bind(&w.dropped_instances)
-    .bind(&w.dropped_before)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(APPLY)
+        .bind(&w.tokens)
+        .bind(&w.instances)
+        .bind(&w.executions)
+        .bind(&w.ops)
+        .bind(&w.names)
+        .bind(&w.statuses)
+        .bind(&w.timeouts)
+        .bind(&w.created)
+        .bind(&w.closed_instances)
+        .bind(&w.closed_executions)
+        .bind(&w.closed_ops)
+        .bind(&w.closed_statuses)
+        .bind(&w.dropped_instances)
+        .bind(&w.dropped_before)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
+
+/// The first statement of [`resolve`]: `$1` the token.
+pub(crate) const RESOLVE_FIND: &str = "SELECT instance_id FROM callbacks WHERE token = $1";
+
+/// The second statement of [`resolve`]: `$1` the instance id.
+pub(crate) const RESOLVE_INSTANCE: &str =
+    "SELECT status, execution FROM instances WHERE id = $1 FOR KEY SHARE";
+
+/// The third statement of [`resolve`]: `$1` the token, `$2` the instance id.
+pub(crate) const RESOLVE_CALLBACK: &str =
+    "SELECT execution, op, name, status, timeout_at FROM callbacks
+      WHERE token = $1 AND instance_id = $2 FOR UPDATE";
+
+/// The statement of [`resolve`] that closes the callback: `$1` the token, `$2` its status.
+pub(crate) const RESOLVE_CLOSE: &str = "UPDATE callbacks SET status = $2 WHERE token = $1";
 
 /// Resolves the callback with `token` inside the caller's transaction (see
 /// `Store::resolve_callback`). A refusal is the inner error, so that closing a callback that
@@ -159,33 +177,28 @@ pub(crate) async fn resolve(
     wake: &mut Wake,
 ) -> OpResult<StoreResult<CallbackTarget>> {
     let not_found = || Ok(Err(StoreError::CallbackNotFound));
-    let instance_id: Option<String> =
-        sqlx::query_scalar("SELECT instance_id FROM callbacks WHERE token = $1")
-            .bind(token)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let instance_id: Option<String> = sqlx::query_scalar(RESOLVE_FIND)
+        .bind(token)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some(instance_id) = instance_id else {
         return not_found();
     };
     // The instance row first (see the module documentation), then the callback's.
-    let instance =
-        sqlx::query("SELECT status, execution FROM instances WHERE id = $1 FOR KEY SHARE")
-            .bind(&instance_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let instance = sqlx::query(RESOLVE_INSTANCE)
+        .bind(&instance_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some(instance) = instance else {
         return not_found();
     };
     let status: String = instance.try_get("status")?;
     let current: i32 = instance.try_get("execution")?;
-    let row = sqlx::query(
-        "SELECT execution, op, name, status, timeout_at FROM callbacks
-          WHERE token = $1 AND instance_id = $2 FOR UPDATE",
-    )
-    .bind(token)
-    .bind(&instance_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query(RESOLVE_CALLBACK)
+        .bind(token)
+        .bind(&instance_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some(row) = row else {
         return not_found();
     };
@@ -221,7 +234,7 @@ pub(crate) async fn resolve(
             CallbackState::Refused(refused) => return Ok(Err(refused)),
         };
     if new_status != CallbackStatus::Open {
-        sqlx::query("UPDATE callbacks SET status = $2 WHERE token = $1")
+        sqlx::query(RESOLVE_CLOSE)
             .bind(token)
             .bind(new_status.as_str())
             .execute(&mut *conn)

@@ -22,6 +22,32 @@ fn stored(position: u64) -> i64 {
     i64::try_from(position).unwrap_or(i64::MAX)
 }
 
+/// The statement of [`append`]: the records' instances, executions, sequence numbers, topics,
+/// payloads and times, `$1`..`$6`.
+pub(crate) const APPEND: &str = "WITH r AS MATERIALIZED (
+         SELECT f.instance_id, f.execution, f.seq, f.topic, f.payload, f.at,
+                row_number() OVER (ORDER BY f.ord) AS n
+           FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[],
+                       $6::bigint[]) WITH ORDINALITY
+                AS f(instance_id, execution, seq, topic, payload, at, ord)
+           JOIN instances i ON i.id = f.instance_id
+          WHERE (f.execution, f.seq) > (i.feed_execution, i.feed_seq)
+     ), head AS (
+         UPDATE feed_head SET position = position + (SELECT count(*) FROM r)
+          WHERE id = 1 AND EXISTS (SELECT 1 FROM r)
+         RETURNING position - (SELECT count(*) FROM r) AS base
+     ), added AS (
+         INSERT INTO feed (position, instance_id, topic, payload, at)
+         SELECT head.base + r.n, r.instance_id, r.topic, r.payload, r.at
+           FROM r CROSS JOIN head
+     ), marked AS (
+         UPDATE instances i SET feed_execution = m.execution, feed_seq = m.seq
+           FROM (SELECT DISTINCT ON (instance_id) instance_id, execution, seq FROM r
+                  ORDER BY instance_id, execution DESC, seq DESC) m
+          WHERE i.id = m.instance_id
+     )
+     SELECT count(*) AS appended FROM r";
+
 /// Appends the records of the accepted commits of a batch that their instances do not have
 /// yet (their `(execution, seq)` after the instance's mark), in one statement, inside the
 /// batch's transaction.
@@ -49,43 +75,25 @@ pub(crate) async fn append(
     if ids.is_empty() {
         return Ok(());
     }
-    let row = sqlx::query(
-        "WITH r AS MATERIALIZED (
-             SELECT f.instance_id, f.execution, f.seq, f.topic, f.payload, f.at,
-                    row_number() OVER (ORDER BY f.ord) AS n
-               FROM unnest($1::text[], $2::int[], $3::bigint[], $4::text[], $5::text[],
-                           $6::bigint[]) WITH ORDINALITY
-                    AS f(instance_id, execution, seq, topic, payload, at, ord)
-               JOIN instances i ON i.id = f.instance_id
-              WHERE (f.execution, f.seq) > (i.feed_execution, i.feed_seq)
-         ), head AS (
-             UPDATE feed_head SET position = position + (SELECT count(*) FROM r)
-              WHERE id = 1 AND EXISTS (SELECT 1 FROM r)
-             RETURNING position - (SELECT count(*) FROM r) AS base
-         ), added AS (
-             INSERT INTO feed (position, instance_id, topic, payload, at)
-             SELECT head.base + r.n, r.instance_id, r.topic, r.payload, r.at
-               FROM r CROSS JOIN head
-         ), marked AS (
-             UPDATE instances i SET feed_execution = m.execution, feed_seq = m.seq
-               FROM (SELECT DISTINCT ON (instance_id) instance_id, execution, seq FROM r
-                      ORDER BY instance_id, execution DESC, seq DESC) m
-              WHERE i.id = m.instance_id
-         )
-         SELECT count(*) AS appended FROM r",
-    )
-    .bind(&ids)
-    .bind(&executions)
-    .bind(&seqs)
-    .bind(&topics)
-    .bind(&payloads)
-    .bind(&ats)
-    .fetch_one(&mut *conn)
-    .await?;
+    let row = sqlx::query(APPEND)
+        .bind(&ids)
+        .bind(&executions)
+        .bind(&seqs)
+        .bind(&topics)
+        .bind(&payloads)
+        .bind(&ats)
+        .fetch_one(&mut *conn)
+        .await?;
     let appended: i64 = row.try_get("appended")?;
     wake.feed |= appended > 0;
     Ok(())
 }
+
+/// The statement of [`read`]: `$1` the position to read after, `$2` the topic prefix (NULL:
+/// all), `$3` the most records.
+pub(crate) const READ: &str = "SELECT position, instance_id, topic, payload, at FROM feed
+      WHERE position > $1 AND ($2::text IS NULL OR starts_with(topic, $2::text))
+      ORDER BY position LIMIT $3";
 
 /// Up to `limit` records after `after`, under `prefix` when given.
 pub(crate) async fn read(
@@ -95,16 +103,12 @@ pub(crate) async fn read(
     prefix: Option<&str>,
 ) -> OpResult<Vec<FeedEntry>> {
     let limit = i64::try_from(read_limit(limit)).unwrap_or(i64::MAX);
-    let rows = sqlx::query(
-        "SELECT position, instance_id, topic, payload, at FROM feed
-          WHERE position > $1 AND ($2::text IS NULL OR starts_with(topic, $2::text))
-          ORDER BY position LIMIT $3",
-    )
-    .bind(stored(after))
-    .bind(prefix)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(READ)
+        .bind(stored(after))
+        .bind(prefix)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let position: i64 = row.try_get("position")?;
@@ -122,15 +126,23 @@ pub(crate) async fn read(
     Ok(out)
 }
 
+/// The statement of [`cursor`]: `$1` the subscriber.
+pub(crate) const CURSOR: &str = "SELECT position FROM feed_cursors WHERE subscriber = $1";
+
 /// A subscriber's saved cursor.
 pub(crate) async fn cursor(conn: &mut PgConnection, subscriber: &str) -> OpResult<Option<u64>> {
-    let position: Option<i64> =
-        sqlx::query_scalar("SELECT position FROM feed_cursors WHERE subscriber = $1")
-            .bind(subscriber)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let position: Option<i64> = sqlx::query_scalar(CURSOR)
+        .bind(subscriber)
+        .fetch_optional(&mut *conn)
+        .await?;
     Ok(position.map(|p| u64::try_from(p).unwrap_or(0)))
 }
+
+/// The statement of [`save_cursor`]: `$1` the subscriber, `$2` the position.
+pub(crate) const SAVE_CURSOR: &str =
+    "INSERT INTO feed_cursors (subscriber, position) VALUES ($1, $2)
+     ON CONFLICT (subscriber) DO UPDATE
+        SET position = greatest(feed_cursors.position, excluded.position)";
 
 /// Saves a subscriber's cursor, never moving it backwards.
 pub(crate) async fn save_cursor(
@@ -138,14 +150,10 @@ pub(crate) async fn save_cursor(
     subscriber: &str,
     position: u64,
 ) -> OpResult<()> {
-    sqlx::query(
-        "INSERT INTO feed_cursors (subscriber, position) VALUES ($1, $2)
-         ON CONFLICT (subscriber) DO UPDATE
-            SET position = greatest(feed_cursors.position, excluded.position)",
-    )
-    .bind(subscriber)
-    .bind(stored(position))
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(SAVE_CURSOR)
+        .bind(subscriber)
+        .bind(stored(position))
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }

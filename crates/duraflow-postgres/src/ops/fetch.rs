@@ -2,11 +2,12 @@
 //! admission; the admissions follow in a transaction of their own ([`super::flow::admit`]).
 
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use duraflow_core::Timestamp;
 use duraflow_store::{FetchFilter, JournalCache, TurnWork};
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 
 use super::flow::{self, ADMISSIONS_WAITING, ADMISSION_FREE};
 use super::messages_of;
@@ -15,31 +16,10 @@ use super::turns::{
 };
 use crate::error::OpResult;
 
-/// Leases ready instances, those whose work is due, in due order, with their visible messages:
-/// one statement, which commits by itself. The candidates are read queue by queue (a `LATERAL`
-/// scan of each served queue's admitted and pending due indexes, at most `max` rows each), so a
-/// fetch reads no other queue's work however much of it is due: with one statement for any
-/// set of queues, under the generic plans the store's sessions use, a filter on
-/// `queue = ANY(..)` walked the due order of every queue (the `queue-fetch` benchmark). `FOR UPDATE SKIP LOCKED` locks the instance rows
-/// themselves, so concurrent fetches skip them instead of leasing them twice. The messages are
-/// read from the statement's snapshot: one sent while the statement ran waits for the next turn
-/// (the turn's commit recomputes the due time from the inbox). An instance that a commit
-/// changed after the snapshot (its `commit_token` in the snapshot is not the leased row's) has
-/// its inbox read again, see [`reread_moved`].
-pub(crate) async fn fetch(
-    conn: &mut PgConnection,
-    filter: &FetchFilter,
-    now: Timestamp,
-    max: usize,
-    lease: Duration,
-    owner: Option<i32>,
-    cache: Option<&Arc<dyn JournalCache>>,
-) -> OpResult<Vec<TurnWork>> {
-    if filter.is_empty() {
-        return Ok(Vec::new());
-    }
-    let until = now.plus(lease);
-    let rows = sqlx::query(AssertSqlSafe(format!(
+/// The statement of [`fetch`]: `$1` now, `$2` the most turns, `$3` the lease's expiry, `$4`
+/// the served queues, `$5` the workflow names served (NULL: all), `$6` the lease owner.
+pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH candidates AS (
              SELECT c.* FROM unnest($4::text[]) AS q(name)
              CROSS JOIN LATERAL (
@@ -85,15 +65,42 @@ pub(crate) async fn fetch(
             "SELECT m.id, m.visible_at, m.kind FROM messages m
               WHERE m.instance_id = l.id AND m.visible_at <= $1"
         ),
-    )))
-    .bind(now.0)
-    .bind(max as i64)
-    .bind(until.0)
-    .bind(&filter.queues)
-    .bind(&filter.names)
-    .bind(owner)
-    .fetch_all(&mut *conn)
-    .await?;
+    )
+});
+
+/// Leases ready instances, those whose work is due, in due order, with their visible messages:
+/// one statement, which commits by itself. The candidates are read queue by queue (a `LATERAL`
+/// scan of each served queue's admitted and pending due indexes, at most `max` rows each), so a
+/// fetch reads no other queue's work however much of it is due: with one statement for any
+/// set of queues, under the generic plans the store's sessions use, a filter on
+/// `queue = ANY(..)` walked the due order of every queue (the `queue-fetch` benchmark). `FOR UPDATE SKIP LOCKED` locks the instance rows
+/// themselves, so concurrent fetches skip them instead of leasing them twice. The messages are
+/// read from the statement's snapshot: one sent while the statement ran waits for the next turn
+/// (the turn's commit recomputes the due time from the inbox). An instance that a commit
+/// changed after the snapshot (its `commit_token` in the snapshot is not the leased row's) has
+/// its inbox read again, see [`reread_moved`].
+pub(crate) async fn fetch(
+    conn: &mut PgConnection,
+    filter: &FetchFilter,
+    now: Timestamp,
+    max: usize,
+    lease: Duration,
+    owner: Option<i32>,
+    cache: Option<&Arc<dyn JournalCache>>,
+) -> OpResult<Vec<TurnWork>> {
+    if filter.is_empty() {
+        return Ok(Vec::new());
+    }
+    let until = now.plus(lease);
+    let rows = sqlx::query(FETCH.as_str())
+        .bind(now.0)
+        .bind(max as i64)
+        .bind(until.0)
+        .bind(&filter.queues)
+        .bind(&filter.names)
+        .bind(owner)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut leased = Vec::with_capacity(rows.len());
     let mut moved = Vec::new();
     let mut waiting = false;
@@ -116,6 +123,18 @@ pub(crate) async fn fetch(
     }
     with_journals(conn, leased, cache).await
 }
+
+/// The statement of [`reread_moved`]: `$1` the instance ids, `$2` their executions, `$3` now.
+pub(crate) static REREAD: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT l.id, {TURN_EXTRA_COLUMNS}
+           FROM unnest($1::text[], $2::int[]) AS l(id, execution) {extras}",
+        extras = turn_extras(
+            "SELECT m.id, m.visible_at, m.kind FROM messages m
+              WHERE m.instance_id = l.id AND m.visible_at <= $3"
+        ),
+    )
+});
 
 /// Reads the inbox (and whether the journal has events) again for the leased turns at
 /// `moved`: those whose instance another engine committed to after the lease statement's
@@ -144,19 +163,12 @@ async fn reread_moved(
         .iter()
         .map(|&i| leased[i].instance.execution as i32)
         .collect();
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT l.id, {TURN_EXTRA_COLUMNS}
-           FROM unnest($1::text[], $2::int[]) AS l(id, execution) {extras}",
-        extras = turn_extras(
-            "SELECT m.id, m.visible_at, m.kind FROM messages m
-              WHERE m.instance_id = l.id AND m.visible_at <= $3"
-        ),
-    )))
-    .bind(&ids)
-    .bind(&executions)
-    .bind(now.0)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(REREAD.as_str())
+        .bind(&ids)
+        .bind(&executions)
+        .bind(now.0)
+        .fetch_all(&mut *conn)
+        .await?;
     for row in &rows {
         let id: String = row.try_get("id")?;
         if let Some(&i) = moved.iter().find(|&&i| leased[i].instance.id == id) {

@@ -17,11 +17,12 @@
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use duraflow_core::Timestamp;
 use duraflow_store::{codec, needs_admission, Admission, FetchFilter, QueueConfig, Verdict};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 
 use super::turns::{leased_columns, leased_row, turn_extras, Leased, TURN_EXTRA_COLUMNS};
 use crate::error::OpResult;
@@ -32,14 +33,10 @@ pub(crate) const ADMISSION_FREE: &str = "(i.started_at IS NOT NULL OR (i.concurr
      AND NOT EXISTS (SELECT 1 FROM queue_configs qc
                       WHERE qc.name = i.queue AND qc.limits_queue)))";
 
-/// Stores `config` in place of the queue's configuration.
-/// Every fetcher on the schema is woken: looser limits may admit (or lease) what was held back.
-pub(crate) async fn configure(
-    conn: &mut PgConnection,
-    config: &QueueConfig,
-    channel: &str,
-) -> OpResult<()> {
-    sqlx::query(AssertSqlSafe(format!(
+/// The statement of [`configure`]: `$1` the queue, `$2` its configuration, `$3` whether it
+/// limits the queue, `$4` the channel.
+pub(crate) static CONFIGURE: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH stored AS (
              INSERT INTO queue_configs (name, config, limits_queue) VALUES ($1, $2, $3)
              ON CONFLICT (name) DO UPDATE
@@ -49,13 +46,23 @@ pub(crate) async fn configure(
          SELECT pg_notify($4, '{turns}'), pg_notify($4, '{tasks}') FROM stored",
         turns = crate::listen::TURNS,
         tasks = crate::listen::TASKS,
-    )))
-    .bind(&config.name)
-    .bind(codec::to_json(config)?)
-    .bind(config.limits_queue())
-    .bind(channel)
-    .execute(&mut *conn)
-    .await?;
+    )
+});
+
+/// Stores `config` in place of the queue's configuration.
+/// Every fetcher on the schema is woken: looser limits may admit (or lease) what was held back.
+pub(crate) async fn configure(
+    conn: &mut PgConnection,
+    config: &QueueConfig,
+    channel: &str,
+) -> OpResult<()> {
+    sqlx::query(CONFIGURE.as_str())
+        .bind(&config.name)
+        .bind(codec::to_json(config)?)
+        .bind(config.limits_queue())
+        .bind(channel)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -66,32 +73,36 @@ fn decode(name: &str, text: &str) -> OpResult<QueueConfig> {
     )?)
 }
 
+/// The statement of [`config`]: `$1` the queue.
+pub(crate) const CONFIG: &str = "SELECT config FROM queue_configs WHERE name = $1";
+
 /// The stored configuration of queue `name`.
 pub(crate) async fn config(conn: &mut PgConnection, name: &str) -> OpResult<Option<QueueConfig>> {
-    let text: Option<(String,)> =
-        sqlx::query_as("SELECT config FROM queue_configs WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let text: Option<(String,)> = sqlx::query_as(CONFIG)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
     text.map(|(t,)| decode(name, &t)).transpose()
 }
 
+/// The statement of [`configs`].
+pub(crate) const CONFIGS: &str = "SELECT name, config FROM queue_configs ORDER BY name";
+
 /// Every stored configuration, by name.
 pub(crate) async fn configs(conn: &mut PgConnection) -> OpResult<Vec<QueueConfig>> {
-    let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT name, config FROM queue_configs ORDER BY name")
-            .fetch_all(&mut *conn)
-            .await?;
+    let rows: Vec<(String, String)> = sqlx::query_as(CONFIGS).fetch_all(&mut *conn).await?;
     rows.iter().map(|(name, text)| decode(name, text)).collect()
 }
 
+/// The statement of [`limits_queue`]: `$1` the queue.
+pub(crate) const LIMITS_QUEUE: &str = "SELECT limits_queue FROM queue_configs WHERE name = $1";
+
 /// Whether queue `name` has a limit of its own (a concurrency or a rate limit).
 pub(crate) async fn limits_queue(conn: &mut PgConnection, name: &str) -> OpResult<bool> {
-    let row: Option<(bool,)> =
-        sqlx::query_as("SELECT limits_queue FROM queue_configs WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row: Option<(bool,)> = sqlx::query_as(LIMITS_QUEUE)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
     Ok(row.is_some_and(|(l,)| l))
 }
 
@@ -116,6 +127,21 @@ struct Candidate {
     queue: String,
     key: Option<String>,
 }
+
+/// The lock [`admit`] takes per queue: `$1` the queue.
+pub(crate) const QUEUE_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/' || $1))";
+
+/// The candidates [`admit`] reads per queue: `$1` the queue, `$2` now, `$3` the workflow names
+/// served (NULL: all), `$4` whether the queue has a limit, `$5` the most candidates.
+pub(crate) const CANDIDATES: &str =
+    "SELECT id, priority, due_at, due_seq, concurrency_key FROM instances
+      WHERE queue = $1 AND due_at IS NOT NULL AND started_at IS NULL AND due_at <= $2
+        AND ($3::text[] IS NULL OR name = ANY($3::text[]))
+        AND ($4 OR concurrency_key IS NOT NULL)
+      ORDER BY priority DESC, due_at, due_seq
+      LIMIT $5
+        FOR UPDATE SKIP LOCKED";
 
 /// Admits and leases up to `max` pending due instances of the served queues that need an
 /// admission, in lease order (priority, then due order), within their queues' limits; see the
@@ -143,27 +169,19 @@ pub(crate) async fn admit(
     for queue in queues {
         let config = config(&mut tx, queue).await?;
         let limited = config.as_ref().is_some_and(QueueConfig::limits_queue);
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/' || $1))")
+        sqlx::query(QUEUE_LOCK)
             .bind(queue)
             .execute(&mut *tx)
             .await
             .map(|_| ())?;
-        let rows = sqlx::query(
-            "SELECT id, priority, due_at, due_seq, concurrency_key FROM instances
-              WHERE queue = $1 AND due_at IS NOT NULL AND started_at IS NULL AND due_at <= $2
-                AND ($3::text[] IS NULL OR name = ANY($3::text[]))
-                AND ($4 OR concurrency_key IS NOT NULL)
-              ORDER BY priority DESC, due_at, due_seq
-              LIMIT $5
-                FOR UPDATE SKIP LOCKED",
-        )
-        .bind(queue)
-        .bind(now.0)
-        .bind(&filter.names)
-        .bind(limited)
-        .bind(duraflow_store::pending_scan(max) as i64)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(CANDIDATES)
+            .bind(queue)
+            .bind(now.0)
+            .bind(&filter.names)
+            .bind(limited)
+            .bind(duraflow_store::pending_scan(max) as i64)
+            .fetch_all(&mut *tx)
+            .await?;
         for row in rows {
             candidates.push(Candidate {
                 order: (
@@ -214,6 +232,22 @@ pub(crate) async fn admit(
     Ok(leased)
 }
 
+/// The queue-wide counts of [`counts`]: `$1` the queue, `$2` the start of the rate window
+/// (NULL: none), `$3` now.
+pub(crate) const COUNTS: &str = "SELECT (SELECT count(*) FROM instances
+              WHERE queue = $1 AND started_at IS NOT NULL
+                AND status IN ('pending', 'running')),
+            CASE WHEN $2::bigint IS NULL THEN 0 ELSE
+                 (SELECT count(*) FROM instances
+                   WHERE queue = $1 AND started_at IS NOT NULL
+                     AND started_at > $2 AND started_at <= $3) END";
+
+/// The per-key counts of [`counts`]: `$1` the queue, `$2` the keys.
+pub(crate) const KEY_COUNTS: &str = "SELECT concurrency_key, count(*) FROM instances
+      WHERE queue = $1 AND concurrency_key = ANY($2::text[])
+        AND started_at IS NOT NULL AND status IN ('pending', 'running')
+      GROUP BY concurrency_key";
+
 /// Counts what runs in `queue` (and under each of `keys`) and what it admitted in the rate
 /// window ending at `now`.
 async fn counts(
@@ -225,33 +259,20 @@ async fn counts(
 ) -> OpResult<Admission> {
     let config = config.unwrap_or_else(|| QueueConfig::new(queue));
     let from = config.window_start(now);
-    let (running, in_window): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM instances
-                  WHERE queue = $1 AND started_at IS NOT NULL
-                    AND status IN ('pending', 'running')),
-                CASE WHEN $2::bigint IS NULL THEN 0 ELSE
-                     (SELECT count(*) FROM instances
-                       WHERE queue = $1 AND started_at IS NOT NULL
-                         AND started_at > $2 AND started_at <= $3) END",
-    )
-    .bind(queue)
-    .bind(from.map(|f| f.0))
-    .bind(now.0)
-    .fetch_one(&mut *conn)
-    .await?;
+    let (running, in_window): (i64, i64) = sqlx::query_as(COUNTS)
+        .bind(queue)
+        .bind(from.map(|f| f.0))
+        .bind(now.0)
+        .fetch_one(&mut *conn)
+        .await?;
     let by_key: Vec<(String, i64)> = if keys.is_empty() {
         Vec::new()
     } else {
-        sqlx::query_as(
-            "SELECT concurrency_key, count(*) FROM instances
-              WHERE queue = $1 AND concurrency_key = ANY($2::text[])
-                AND started_at IS NOT NULL AND status IN ('pending', 'running')
-              GROUP BY concurrency_key",
-        )
-        .bind(queue)
-        .bind(keys)
-        .fetch_all(&mut *conn)
-        .await?
+        sqlx::query_as(KEY_COUNTS)
+            .bind(queue)
+            .bind(keys)
+            .fetch_all(&mut *conn)
+            .await?
     };
     let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
     Ok(Admission::new(
@@ -262,17 +283,10 @@ async fn counts(
     ))
 }
 
-/// Leases the admitted instances `ids` (locked by this transaction), recording their
-/// admission, with their visible messages. The rows were locked before this statement began,
-/// so its snapshot already holds the latest commit to each.
-async fn lease_admitted(
-    conn: &mut PgConnection,
-    ids: &[&str],
-    now: Timestamp,
-    lease: Duration,
-    owner: Option<i32>,
-) -> OpResult<Vec<Leased>> {
-    let rows = sqlx::query(AssertSqlSafe(format!(
+/// The statement of [`lease_admitted`]: `$1` now, `$2` the instance ids, `$3` the lease's expiry,
+/// `$4` the lease owner.
+pub(crate) static LEASE_ADMITTED: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH leased AS (
              UPDATE instances AS t
                 SET lease_token = nextval('lease_tokens'), lease_until = $3, due_at = $3,
@@ -287,12 +301,25 @@ async fn lease_admitted(
             "SELECT m.id, m.visible_at, m.kind FROM messages m
               WHERE m.instance_id = l.id AND m.visible_at <= $1"
         ),
-    )))
-    .bind(now.0)
-    .bind(ids)
-    .bind(now.plus(lease).0)
-    .bind(owner)
-    .fetch_all(&mut *conn)
-    .await?;
+    )
+});
+
+/// Leases the admitted instances `ids` (locked by this transaction), recording their
+/// admission, with their visible messages. The rows were locked before this statement began,
+/// so its snapshot already holds the latest commit to each.
+async fn lease_admitted(
+    conn: &mut PgConnection,
+    ids: &[&str],
+    now: Timestamp,
+    lease: Duration,
+    owner: Option<i32>,
+) -> OpResult<Vec<Leased>> {
+    let rows = sqlx::query(LEASE_ADMITTED.as_str())
+        .bind(now.0)
+        .bind(ids)
+        .bind(now.plus(lease).0)
+        .bind(owner)
+        .fetch_all(&mut *conn)
+        .await?;
     rows.iter().map(leased_row).collect()
 }

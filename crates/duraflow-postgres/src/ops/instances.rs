@@ -9,27 +9,30 @@
 //! evaluated again on the row the commit left (`due_at IS NULL OR ...`; PostgreSQL re-checks an
 //! `UPDATE`'s `WHERE` and recomputes its `SET` on the newest row version after a wait).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use duraflow_store::{
     codec, CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
     MessageKind, NewInstance, NewMessage, StoreError, TurnWork,
 };
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 
 use super::{Wake, OPEN};
 use crate::codec::{instance_row, INSTANCE_COLUMNS};
 use crate::error::OpResult;
 use crate::listen;
 
+/// The statement of [`get`]: `$1` the instance id.
+pub(crate) static GET: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1",));
+
 pub(crate) async fn get(conn: &mut PgConnection, id: &str) -> OpResult<Option<InstanceInfo>> {
     // Only a constant column list is interpolated.
-    let row = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query(GET.as_str())
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(instance_row).transpose()
 }
 
@@ -58,11 +61,14 @@ pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Opti
 pub(crate) const JOURNAL_END: &str = "SELECT position, (data::jsonb ->> 'at')::bigint FROM events
       WHERE instance_id = $1 AND execution = $2 ORDER BY position DESC LIMIT 1";
 
+/// The statement of [`status_of`]: `$1` the instance id.
+pub(crate) const STATUS_OF: &str = "SELECT status FROM instances WHERE id = $1";
+
 pub(crate) async fn status_of(
     conn: &mut PgConnection,
     id: &str,
 ) -> OpResult<Option<InstanceStatus>> {
-    let row = sqlx::query("SELECT status FROM instances WHERE id = $1")
+    let row = sqlx::query(STATUS_OF)
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -76,6 +82,44 @@ pub(crate) async fn status_of(
 pub(crate) fn start_message() -> OpResult<String> {
     Ok(codec::to_json(&MessageKind::start(1))?)
 }
+
+/// The statement of [`create_batch`]: `$1`..`$5` the ids, names, inputs, parents and creation
+/// times, `$6` the start message, `$7` the channel, `$8`..`$12` the queues, due times, options,
+/// priorities and concurrency keys.
+pub(crate) static CREATE_BATCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH new AS MATERIALIZED (
+             SELECT n.*, nextval('messages_id_seq') AS start
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                           $8::text[], $9::bigint[], $10::text[], $11::int[], $12::text[])
+                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
+                                         options, priority, concurrency_key, ord)
+              ORDER BY n.ord
+         ), created AS (
+             INSERT INTO instances (id, name, status, execution, input, parent, created_at,
+                                    updated_at, due_at, due_seq, queue, options, priority,
+                                    concurrency_key)
+             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
+                    start, queue, options, priority, concurrency_key
+               FROM new ORDER BY id
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id, due_seq, due_at
+         ), started AS (
+             INSERT INTO messages (id, instance_id, visible_at, kind)
+             SELECT due_seq, id, due_at, $6 FROM created
+         ), announced AS (
+             SELECT pg_notify($7, '{turns}') WHERE EXISTS (SELECT 1 FROM created)
+         )
+         SELECT c.id AS created_id, (SELECT count(*) FROM announced) AS announced, existing.*
+           FROM new
+           LEFT JOIN created c ON c.id = new.id
+           LEFT JOIN LATERAL (
+                SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.id = new.id
+           ) existing ON c.id IS NULL
+          ORDER BY new.ord",
+        turns = listen::TURNS,
+    )
+});
 
 /// Creates instances with their start messages (their first work, due at once), skipping ids
 /// that are taken, in one statement, which announces the new work; returns each one's outcome
@@ -108,52 +152,21 @@ pub(crate) async fn create_batch(
     // every batch takes its locks, so two batches inserting the same new ids never wait for
     // each other in a cycle. Taken ids are read from the statement's snapshot; an id
     // taken by a transaction that committed while this one ran is read again below.
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "WITH new AS MATERIALIZED (
-             SELECT n.*, nextval('messages_id_seq') AS start
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                           $8::text[], $9::bigint[], $10::text[], $11::int[], $12::text[])
-                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
-                                         options, priority, concurrency_key, ord)
-              ORDER BY n.ord
-         ), created AS (
-             INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                    updated_at, due_at, due_seq, queue, options, priority,
-                                    concurrency_key)
-             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
-                    start, queue, options, priority, concurrency_key
-               FROM new ORDER BY id
-             ON CONFLICT (id) DO NOTHING
-             RETURNING id, due_seq, due_at
-         ), started AS (
-             INSERT INTO messages (id, instance_id, visible_at, kind)
-             SELECT due_seq, id, due_at, $6 FROM created
-         ), announced AS (
-             SELECT pg_notify($7, '{turns}') WHERE EXISTS (SELECT 1 FROM created)
-         )
-         SELECT c.id AS created_id, (SELECT count(*) FROM announced) AS announced, existing.*
-           FROM new
-           LEFT JOIN created c ON c.id = new.id
-           LEFT JOIN LATERAL (
-                SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.id = new.id
-           ) existing ON c.id IS NULL
-          ORDER BY new.ord",
-        turns = listen::TURNS,
-    )))
-    .bind(&ids)
-    .bind(&names)
-    .bind(&inputs)
-    .bind(&parents)
-    .bind(&created_at)
-    .bind(start_message()?)
-    .bind(channel)
-    .bind(&queues)
-    .bind(&columns.due_at)
-    .bind(&columns.options)
-    .bind(&columns.priority)
-    .bind(&columns.concurrency_key)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(CREATE_BATCH.as_str())
+        .bind(&ids)
+        .bind(&names)
+        .bind(&inputs)
+        .bind(&parents)
+        .bind(&created_at)
+        .bind(start_message()?)
+        .bind(channel)
+        .bind(&queues)
+        .bind(&columns.due_at)
+        .bind(&columns.options)
+        .bind(&columns.priority)
+        .bind(&columns.concurrency_key)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = Vec::with_capacity(new.len());
     for (row, n) in rows.iter().zip(new) {
         if row.try_get::<Option<String>, _>("created_id")?.is_some() {
@@ -174,18 +187,11 @@ pub(crate) async fn create_batch(
     Ok(out)
 }
 
-/// Creates one instance with its start message and leases its first turn to the caller for
-/// `lease`, in one statement that announces nothing (the caller runs the turn); returns the
-/// turn, or the existing instance for a taken id. The caller has validated the id.
-pub(crate) async fn create_claiming(
-    conn: &mut PgConnection,
-    new: &NewInstance,
-    lease: Duration,
-    owner: Option<i32>,
-) -> OpResult<(CreateOutcome, Option<TurnWork>)> {
-    let until = new.created_at.plus(lease);
-    let parent = new.parent.as_ref().map(codec::to_json).transpose()?;
-    let row = sqlx::query(AssertSqlSafe(format!(
+/// The statement of [`create_claiming`]: `$1` the id, `$2` name, `$3` input, `$4` parent, `$5`
+/// the creation time, `$6` the lease's expiry, `$7` the start message, `$8` queue, `$9` options,
+/// `$10` priority, `$11` concurrency key, `$12` the lease owner.
+pub(crate) static CREATE_CLAIMING: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH new AS MATERIALIZED (
              SELECT nextval('messages_id_seq') AS start, nextval('lease_tokens') AS token
          ), created AS (
@@ -206,22 +212,36 @@ pub(crate) async fn create_claiming(
            LEFT JOIN created c ON true
            LEFT JOIN LATERAL (
                 SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.id = $1
-           ) existing ON c.id IS NULL"
-    )))
-    .bind(&new.id)
-    .bind(&new.name)
-    .bind(new.input.as_json())
-    .bind(&parent)
-    .bind(new.created_at.0)
-    .bind(until.0)
-    .bind(start_message()?)
-    .bind(&new.queue)
-    .bind(options_json(new)?)
-    .bind(new.options.priority)
-    .bind(&new.options.concurrency_key)
-    .bind(owner)
-    .fetch_one(&mut *conn)
-    .await?;
+           ) existing ON c.id IS NULL",
+    )
+});
+
+/// Creates one instance with its start message and leases its first turn to the caller for
+/// `lease`, in one statement that announces nothing (the caller runs the turn); returns the
+/// turn, or the existing instance for a taken id. The caller has validated the id.
+pub(crate) async fn create_claiming(
+    conn: &mut PgConnection,
+    new: &NewInstance,
+    lease: Duration,
+    owner: Option<i32>,
+) -> OpResult<(CreateOutcome, Option<TurnWork>)> {
+    let until = new.created_at.plus(lease);
+    let parent = new.parent.as_ref().map(codec::to_json).transpose()?;
+    let row = sqlx::query(CREATE_CLAIMING.as_str())
+        .bind(&new.id)
+        .bind(&new.name)
+        .bind(new.input.as_json())
+        .bind(&parent)
+        .bind(new.created_at.0)
+        .bind(until.0)
+        .bind(start_message()?)
+        .bind(&new.queue)
+        .bind(options_json(new)?)
+        .bind(new.options.priority)
+        .bind(&new.options.concurrency_key)
+        .bind(owner)
+        .fetch_one(&mut *conn)
+        .await?;
     if row.try_get::<Option<String>, _>("created_id")?.is_some() {
         let start: i64 = row.try_get("start_id")?;
         let token: i64 = row.try_get("token")?;
@@ -280,18 +300,10 @@ async fn existing(
     }
 }
 
-/// Puts a message in an open instance's inbox, bringing the instance's due time forward when
-/// the message is its earliest work (a turn holding the instance keeps it due at its lease's
-/// expiry; its commit recomputes it). One statement, holding the instance row `FOR KEY SHARE`
-/// (see the module documentation), which announces the message.
-pub(crate) async fn send(
-    conn: &mut PgConnection,
-    message: &NewMessage,
-    channel: &str,
-    wake: &mut Wake,
-) -> OpResult<()> {
-    let id = &message.instance_id;
-    let row = sqlx::query(AssertSqlSafe(format!(
+/// The statement of [`send`]: `$1` the addressee, `$2` when the message is visible, `$3` the
+/// message, `$4` the channel.
+pub(crate) static SEND: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH inst AS (
              SELECT id, status FROM instances WHERE id = $1 FOR KEY SHARE
          ), ins AS (
@@ -311,13 +323,27 @@ pub(crate) async fn send(
          )
          SELECT (SELECT status FROM inst) AS status, (SELECT count(*) FROM announced) AS sent",
         turns = listen::TURNS,
-    )))
-    .bind(id)
-    .bind(message.visible_at.0)
-    .bind(codec::to_json(&message.kind)?)
-    .bind(channel)
-    .fetch_one(&mut *conn)
-    .await?;
+    )
+});
+
+/// Puts a message in an open instance's inbox, bringing the instance's due time forward when
+/// the message is its earliest work (a turn holding the instance keeps it due at its lease's
+/// expiry; its commit recomputes it). One statement, holding the instance row `FOR KEY SHARE`
+/// (see the module documentation), which announces the message.
+pub(crate) async fn send(
+    conn: &mut PgConnection,
+    message: &NewMessage,
+    channel: &str,
+    wake: &mut Wake,
+) -> OpResult<()> {
+    let id = &message.instance_id;
+    let row = sqlx::query(SEND.as_str())
+        .bind(id)
+        .bind(message.visible_at.0)
+        .bind(codec::to_json(&message.kind)?)
+        .bind(channel)
+        .fetch_one(&mut *conn)
+        .await?;
     if row.try_get::<i64, _>("sent")? == 1 {
         wake.turns = true;
         return Ok(());
@@ -331,6 +357,30 @@ pub(crate) async fn send(
         .into()),
     }
 }
+
+/// The statement of [`insert_children`]: the columns of [`CREATE_BATCH`] without the channel
+/// (`$7`..`$11` are its `$8`..`$12`).
+pub(crate) const INSERT_CHILDREN: &str = "WITH new AS MATERIALIZED (
+         SELECT n.*, nextval('messages_id_seq') AS start
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                       $7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[])
+                WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
+                                     options, priority, concurrency_key, ord)
+          ORDER BY n.ord
+     ), created AS (
+         INSERT INTO instances (id, name, status, execution, input, parent, created_at,
+                                updated_at, due_at, due_seq, queue, options, priority,
+                                concurrency_key)
+         SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
+                start, queue, options, priority, concurrency_key
+           FROM new ORDER BY id
+         ON CONFLICT (id) DO NOTHING
+         RETURNING id, due_seq, due_at
+     ), started AS (
+         INSERT INTO messages (id, instance_id, visible_at, kind)
+         SELECT due_seq, id, due_at, $6 FROM created
+     )
+     SELECT id FROM created";
 
 /// Inserts child instances with their start messages, skipping ids that are taken, in one
 /// statement (rows in id order, as in [`create_batch`]); returns the ids it inserted. The caller has validated the ids and removed
@@ -355,42 +405,20 @@ pub(crate) async fn insert_children(
         created_at.push(child.created_at.0);
         columns.push(child)?;
     }
-    let created: Vec<String> = sqlx::query_scalar(
-        "WITH new AS MATERIALIZED (
-             SELECT n.*, nextval('messages_id_seq') AS start
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                           $7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[])
-                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
-                                         options, priority, concurrency_key, ord)
-              ORDER BY n.ord
-         ), created AS (
-             INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                    updated_at, due_at, due_seq, queue, options, priority,
-                                    concurrency_key)
-             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
-                    start, queue, options, priority, concurrency_key
-               FROM new ORDER BY id
-             ON CONFLICT (id) DO NOTHING
-             RETURNING id, due_seq, due_at
-         ), started AS (
-             INSERT INTO messages (id, instance_id, visible_at, kind)
-             SELECT due_seq, id, due_at, $6 FROM created
-         )
-         SELECT id FROM created",
-    )
-    .bind(&ids)
-    .bind(&names)
-    .bind(&inputs)
-    .bind(&parents)
-    .bind(&created_at)
-    .bind(start_message()?)
-    .bind(&queues)
-    .bind(&columns.due_at)
-    .bind(&columns.options)
-    .bind(&columns.priority)
-    .bind(&columns.concurrency_key)
-    .fetch_all(&mut *conn)
-    .await?;
+    let created: Vec<String> = sqlx::query_scalar(INSERT_CHILDREN)
+        .bind(&ids)
+        .bind(&names)
+        .bind(&inputs)
+        .bind(&parents)
+        .bind(&created_at)
+        .bind(start_message()?)
+        .bind(&queues)
+        .bind(&columns.due_at)
+        .bind(&columns.options)
+        .bind(&columns.priority)
+        .bind(&columns.concurrency_key)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(created)
 }
 

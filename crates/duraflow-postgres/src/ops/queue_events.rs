@@ -12,7 +12,8 @@ use duraflow_core::{EmitOutcome, NewEmit, OpId, Payload, StoredEvent, Timestamp}
 use duraflow_store::queue_events::{emit_result_message, queue_event_message};
 use duraflow_store::{codec, MessageKind, StoreError, TurnCommit};
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{PgConnection, Row};
+use std::sync::LazyLock;
 
 use super::{Wake, OPEN};
 use crate::error::OpResult;
@@ -43,14 +44,21 @@ pub(crate) fn batch_keys(commits: &[TurnCommit]) -> Vec<i64> {
     keys
 }
 
+/// The statement of [`lock`]: `$1` the key.
+pub(crate) const LOCK: &str = "SELECT pg_advisory_xact_lock($1)";
+
 /// Takes the advisory lock of `(queue, name)` for the rest of the transaction.
 pub(crate) async fn lock(conn: &mut PgConnection, queue: &str, name: &str) -> OpResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+    sqlx::query(LOCK)
         .bind(lock_key(queue, name))
         .execute(&mut *conn)
         .await?;
     Ok(())
 }
+
+/// The statement of [`get`]: `$1` the queue, `$2` the event.
+pub(crate) const GET: &str =
+    "SELECT data, emitted_at FROM queue_events WHERE queue = $1 AND name = $2";
 
 /// The stored event `name` of `queue`.
 pub(crate) async fn get(
@@ -58,12 +66,11 @@ pub(crate) async fn get(
     queue: &str,
     name: &str,
 ) -> OpResult<Option<StoredEvent>> {
-    let row =
-        sqlx::query("SELECT data, emitted_at FROM queue_events WHERE queue = $1 AND name = $2")
-            .bind(queue)
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row = sqlx::query(GET)
+        .bind(queue)
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -79,6 +86,16 @@ pub(crate) async fn get(
     }))
 }
 
+/// The first statement of [`emit`]: `$1` the queue, `$2` the event, `$3` its data, `$4` now.
+pub(crate) const EMIT: &str =
+    "INSERT INTO queue_events (queue, name, data, emitted_at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (queue, name) DO NOTHING";
+
+/// The second statement of [`emit`]: `$1` the queue, `$2` the event.
+pub(crate) const TAKE_WAITERS: &str =
+    "DELETE FROM queue_event_waiters WHERE queue = $1 AND name = $2
+     RETURNING instance_id, execution, op";
+
 /// Emits `name` in `queue` (see `Store::emit_event`); the caller holds the pair's lock.
 pub(crate) async fn emit(
     conn: &mut PgConnection,
@@ -89,28 +106,22 @@ pub(crate) async fn emit(
     channel: &str,
     wake: &mut Wake,
 ) -> OpResult<EmitOutcome> {
-    let stored = sqlx::query(
-        "INSERT INTO queue_events (queue, name, data, emitted_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (queue, name) DO NOTHING",
-    )
-    .bind(queue)
-    .bind(name)
-    .bind(data.as_json())
-    .bind(now.0)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    let stored = sqlx::query(EMIT)
+        .bind(queue)
+        .bind(name)
+        .bind(data.as_json())
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
     if stored == 0 {
         return Ok(EmitOutcome::AlreadyEmitted);
     }
-    let rows = sqlx::query(
-        "DELETE FROM queue_event_waiters WHERE queue = $1 AND name = $2
-         RETURNING instance_id, execution, op",
-    )
-    .bind(queue)
-    .bind(name)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(TAKE_WAITERS)
+        .bind(queue)
+        .bind(name)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut messages = Vec::with_capacity(rows.len());
     for row in &rows {
         let (instance_id, execution, op) = waiter_of(row, name)?;
@@ -122,6 +133,19 @@ pub(crate) async fn emit(
         woken: rows.len() as u64,
     })
 }
+
+/// The statement of [`apply`] for the instances that finished or continued as new: `$1` the
+/// instances, `$2` the execution before which their waiters go.
+pub(crate) const DROP_WAITERS: &str = "DELETE FROM queue_event_waiters w
+      USING unnest($1::text[], $2::int[]) AS d(instance_id, before)
+      WHERE w.instance_id = d.instance_id AND w.execution < d.before";
+
+/// The statement of [`apply`] for cancelled awaits: `$1` the instances, `$2` the executions,
+/// `$3` the operations.
+pub(crate) const CANCEL: &str = "DELETE FROM queue_event_waiters w
+      USING unnest($1::text[], $2::int[], $3::text[]) AS x(instance_id, execution, op)
+      WHERE w.instance_id = x.instance_id AND w.execution = x.execution
+        AND w.op = x.op";
 
 /// Applies the emits and awaits of a batch's accepted commits, after the batch's main
 /// statement (so that the instances' states are the batch's): deletes the waiters of the
@@ -147,15 +171,11 @@ pub(crate) async fn apply(
         }
     }
     if !dropped_instances.is_empty() {
-        sqlx::query(
-            "DELETE FROM queue_event_waiters w
-              USING unnest($1::text[], $2::int[]) AS d(instance_id, before)
-              WHERE w.instance_id = d.instance_id AND w.execution < d.before",
-        )
-        .bind(&dropped_instances)
-        .bind(&dropped_before)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(DROP_WAITERS)
+            .bind(&dropped_instances)
+            .bind(&dropped_before)
+            .execute(&mut *conn)
+            .await?;
     }
     for c in accepted {
         for e in &c.emits {
@@ -189,17 +209,12 @@ pub(crate) async fn apply(
         }
     }
     if !cancelled.0.is_empty() {
-        sqlx::query(
-            "DELETE FROM queue_event_waiters w
-              USING unnest($1::text[], $2::int[], $3::text[]) AS x(instance_id, execution, op)
-              WHERE w.instance_id = x.instance_id AND w.execution = x.execution
-                AND w.op = x.op",
-        )
-        .bind(&cancelled.0)
-        .bind(&cancelled.1)
-        .bind(&cancelled.2)
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query(CANCEL)
+            .bind(&cancelled.0)
+            .bind(&cancelled.1)
+            .bind(&cancelled.2)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }
@@ -227,6 +242,22 @@ struct Awaits {
     nows: Vec<i64>,
 }
 
+/// The statement of `Awaits::register`: `$1`..`$6` the awaits' queues, events, instances,
+/// executions, operations and times.
+pub(crate) const REGISTER: &str = "WITH a AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[],
+                              $6::bigint[])
+             AS a(queue, name, instance_id, execution, op, now)
+     ), ev AS (
+         SELECT a.*, e.data FROM a
+           LEFT JOIN queue_events e ON e.queue = a.queue AND e.name = a.name
+     ), kept AS (
+         INSERT INTO queue_event_waiters (queue, name, instance_id, execution, op)
+         SELECT queue, name, instance_id, execution, op FROM ev WHERE data IS NULL
+         ON CONFLICT DO NOTHING
+     )
+     SELECT name, instance_id, execution, op, now, data FROM ev WHERE data IS NOT NULL";
+
 impl Awaits {
     /// Registers the awaits in one statement: those whose event is stored are returned with
     /// its data (and answered here, in one more), the others are kept as waiters.
@@ -239,29 +270,15 @@ impl Awaits {
         if self.ops.is_empty() {
             return Ok(());
         }
-        let rows = sqlx::query(
-            "WITH a AS (
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[],
-                                      $6::bigint[])
-                     AS a(queue, name, instance_id, execution, op, now)
-             ), ev AS (
-                 SELECT a.*, e.data FROM a
-                   LEFT JOIN queue_events e ON e.queue = a.queue AND e.name = a.name
-             ), kept AS (
-                 INSERT INTO queue_event_waiters (queue, name, instance_id, execution, op)
-                 SELECT queue, name, instance_id, execution, op FROM ev WHERE data IS NULL
-                 ON CONFLICT DO NOTHING
-             )
-             SELECT name, instance_id, execution, op, now, data FROM ev WHERE data IS NOT NULL",
-        )
-        .bind(&self.queues)
-        .bind(&self.names)
-        .bind(&self.instances)
-        .bind(&self.executions)
-        .bind(&self.ops)
-        .bind(&self.nows)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = sqlx::query(REGISTER)
+            .bind(&self.queues)
+            .bind(&self.names)
+            .bind(&self.instances)
+            .bind(&self.executions)
+            .bind(&self.ops)
+            .bind(&self.nows)
+            .fetch_all(&mut *conn)
+            .await?;
         let mut answered = Vec::with_capacity(rows.len());
         for row in &rows {
             let name: String = row.try_get("name")?;
@@ -295,27 +312,10 @@ fn waiter_of(row: &PgRow, name: &str) -> OpResult<(String, u32, OpId)> {
 /// A message to put in an inbox: the addressee, the message, and when it is visible.
 type Outgoing = (String, MessageKind, Timestamp);
 
-/// Puts `messages` in the inboxes of the open instances among their addressees, in one
-/// statement that holds the instance rows `FOR KEY SHARE` (sorted by id), brings their due
-/// times forward as `send` does, and announces them.
-async fn deliver(
-    conn: &mut PgConnection,
-    messages: &[Outgoing],
-    channel: &str,
-    wake: &mut Wake,
-) -> OpResult<()> {
-    if messages.is_empty() {
-        return Ok(());
-    }
-    let mut ids = Vec::with_capacity(messages.len());
-    let mut kinds = Vec::with_capacity(messages.len());
-    let mut visible = Vec::with_capacity(messages.len());
-    for (id, kind, at) in messages {
-        ids.push(id.as_str());
-        kinds.push(codec::to_json(kind)?);
-        visible.push(at.0);
-    }
-    let row = sqlx::query(AssertSqlSafe(format!(
+/// The statement of [`deliver`]: `$1` the addressees, `$2` when each message is visible, `$3`
+/// the messages, `$4` the channel.
+pub(crate) static DELIVER: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH inst AS (
              SELECT id FROM instances WHERE id = ANY($1) AND status IN {OPEN}
               ORDER BY id FOR KEY SHARE
@@ -341,13 +341,36 @@ async fn deliver(
          )
          SELECT (SELECT count(*) FROM ins) AS sent, (SELECT count(*) FROM announced) AS n",
         turns = listen::TURNS,
-    )))
-    .bind(&ids)
-    .bind(&visible)
-    .bind(&kinds)
-    .bind(channel)
-    .fetch_one(&mut *conn)
-    .await?;
+    )
+});
+
+/// Puts `messages` in the inboxes of the open instances among their addressees, in one
+/// statement that holds the instance rows `FOR KEY SHARE` (sorted by id), brings their due
+/// times forward as `send` does, and announces them.
+async fn deliver(
+    conn: &mut PgConnection,
+    messages: &[Outgoing],
+    channel: &str,
+    wake: &mut Wake,
+) -> OpResult<()> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let mut ids = Vec::with_capacity(messages.len());
+    let mut kinds = Vec::with_capacity(messages.len());
+    let mut visible = Vec::with_capacity(messages.len());
+    for (id, kind, at) in messages {
+        ids.push(id.as_str());
+        kinds.push(codec::to_json(kind)?);
+        visible.push(at.0);
+    }
+    let row = sqlx::query(DELIVER.as_str())
+        .bind(&ids)
+        .bind(&visible)
+        .bind(&kinds)
+        .bind(channel)
+        .fetch_one(&mut *conn)
+        .await?;
     if row.try_get::<i64, _>("sent")? > 0 {
         wake.turns = true;
     }

@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Failure, Payload, Timestamp};
@@ -10,7 +11,7 @@ use duraflow_store::{
     TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 
 use super::turns::{
     leased_columns, leased_row, turn_extras, with_journals, Leased, TURN_EXTRA_COLUMNS,
@@ -54,23 +55,10 @@ fn task_row(row: &PgRow) -> OpResult<TaskWork> {
 /// Whether the `queue_configs` row `qc` sets a task concurrency limit.
 pub(crate) const TASK_LIMITED: &str = "((qc.config::jsonb ->> 'task_concurrency') IS NOT NULL)";
 
-/// Leases visible tasks, skipping rows another transaction is leasing: one statement, which
-/// commits by itself, for the served queues without a task limit; it also names the served
-/// queues that have one, whose tasks [`fetch_limited`] then leases within their limits.
-pub(crate) async fn fetch(
-    conn: &mut PgConnection,
-    filter: &FetchFilter,
-    now: Timestamp,
-    max: usize,
-    lease: Duration,
-    owner: Option<i32>,
-) -> OpResult<Vec<TaskWork>> {
-    if filter.is_empty() {
-        return Ok(Vec::new());
-    }
-    // The final `LEFT JOIN` returns one row (of NULL task columns) when nothing was leased,
-    // so the limited queues are always read.
-    let rows = sqlx::query(AssertSqlSafe(format!(
+/// The statement of [`fetch`]: `$1` now, `$2` the most tasks, `$3` the lease's expiry, `$4` the
+/// served queues, `$5` the activity names served (NULL: all), `$6` the lease owner.
+pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH limited AS (
              SELECT coalesce(array_agg(qc.name ORDER BY qc.name), '{{}}') AS names
                FROM queue_configs qc
@@ -94,16 +82,35 @@ pub(crate) async fn fetch(
                        t.last_failure, t.heartbeat_details
          )
          SELECT l.*, lim.names AS limited
-           FROM limited lim LEFT JOIN leased l ON true"
-    )))
-    .bind(now.0)
-    .bind(max as i64)
-    .bind(now.plus(lease).0)
-    .bind(&filter.queues)
-    .bind(&filter.names)
-    .bind(owner)
-    .fetch_all(&mut *conn)
-    .await?;
+           FROM limited lim LEFT JOIN leased l ON true",
+    )
+});
+
+/// Leases visible tasks, skipping rows another transaction is leasing: one statement, which
+/// commits by itself, for the served queues without a task limit; it also names the served
+/// queues that have one, whose tasks [`fetch_limited`] then leases within their limits.
+pub(crate) async fn fetch(
+    conn: &mut PgConnection,
+    filter: &FetchFilter,
+    now: Timestamp,
+    max: usize,
+    lease: Duration,
+    owner: Option<i32>,
+) -> OpResult<Vec<TaskWork>> {
+    if filter.is_empty() {
+        return Ok(Vec::new());
+    }
+    // The final `LEFT JOIN` returns one row (of NULL task columns) when nothing was leased,
+    // so the limited queues are always read.
+    let rows = sqlx::query(FETCH.as_str())
+        .bind(now.0)
+        .bind(max as i64)
+        .bind(now.plus(lease).0)
+        .bind(&filter.queues)
+        .bind(&filter.names)
+        .bind(owner)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out: Vec<(i64, TaskWork)> = Vec::with_capacity(rows.len());
     let mut limited: Vec<String> = Vec::new();
     for row in &rows {
@@ -120,6 +127,41 @@ pub(crate) async fn fetch(
     out.sort_by_key(|(visible_at, t)| (*visible_at, t.id));
     Ok(out.into_iter().map(|(_, t)| t).collect())
 }
+
+/// The lock [`fetch_limited`] takes per queue: `$1` the queue.
+pub(crate) const QUEUE_LOCK: &str =
+    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/tasks/' || $1))";
+
+/// The statement of [`fetch_limited`] for one queue: `$1` now, `$2` the most tasks, `$3` the
+/// lease's expiry, `$4` the queue, `$5` the activity names served (NULL: all), `$6` the lease
+/// owner.
+pub(crate) static FETCH_LIMITED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH quota AS (
+             SELECT greatest(0, least($2::bigint,
+                        (SELECT (qc.config::jsonb ->> 'task_concurrency')::bigint
+                           FROM queue_configs qc WHERE qc.name = $4 AND {TASK_LIMITED})
+                        - (SELECT count(*) FROM tasks r
+                            WHERE r.queue = $4 AND r.visible_at > $1
+                              AND r.lease_until > $1))) AS n
+         ), ready AS (
+             SELECT id, visible_at FROM tasks
+              WHERE queue = $4 AND visible_at <= $1
+                AND ($5::text[] IS NULL OR name = ANY($5::text[]))
+              ORDER BY visible_at, id
+              LIMIT (SELECT n FROM quota)
+                FOR UPDATE SKIP LOCKED
+         )
+         UPDATE tasks AS t
+            SET attempt = least(t.attempt, 2147483646) + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
+                visible_at = $3, lease_owner = $6
+           FROM ready
+          WHERE t.id = ready.id
+         RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
+                   t.scheduled_at, t.lease_token, t.lease_until, ready.visible_at AS due_at,
+                   t.last_failure, t.heartbeat_details",
+    )
+});
 
 /// Leases up to `max` visible tasks of `queues` (sorted, each with a task limit), within their
 /// limits, in a transaction of its own that takes a transaction-level advisory lock per queue
@@ -150,45 +192,21 @@ async fn fetch_limited(
         if out.len() >= max {
             break;
         }
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '/tasks/' || $1))")
+        sqlx::query(QUEUE_LOCK)
             .bind(queue)
             .execute(&mut *tx)
             .await?;
         // The limit is read again under the lock; a queue whose limit was removed meanwhile
         // leases up to `max` (`least` ignores NULL).
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "WITH quota AS (
-                 SELECT greatest(0, least($2::bigint,
-                            (SELECT (qc.config::jsonb ->> 'task_concurrency')::bigint
-                               FROM queue_configs qc WHERE qc.name = $4 AND {TASK_LIMITED})
-                            - (SELECT count(*) FROM tasks r
-                                WHERE r.queue = $4 AND r.visible_at > $1
-                                  AND r.lease_until > $1))) AS n
-             ), ready AS (
-                 SELECT id, visible_at FROM tasks
-                  WHERE queue = $4 AND visible_at <= $1
-                    AND ($5::text[] IS NULL OR name = ANY($5::text[]))
-                  ORDER BY visible_at, id
-                  LIMIT (SELECT n FROM quota)
-                    FOR UPDATE SKIP LOCKED
-             )
-             UPDATE tasks AS t
-                SET attempt = least(t.attempt, 2147483646) + 1, lease_token = nextval('lease_tokens'), lease_until = $3,
-                    visible_at = $3, lease_owner = $6
-               FROM ready
-              WHERE t.id = ready.id
-             RETURNING t.id, t.instance_id, t.execution, t.op, t.name, t.input, t.options, t.attempt,
-                       t.scheduled_at, t.lease_token, t.lease_until, ready.visible_at AS due_at,
-                       t.last_failure, t.heartbeat_details"
-        )))
-        .bind(now.0)
-        .bind((max - out.len()) as i64)
-        .bind(now.plus(lease).0)
-        .bind(queue)
-        .bind(&filter.names)
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(FETCH_LIMITED.as_str())
+            .bind(now.0)
+            .bind((max - out.len()) as i64)
+            .bind(now.plus(lease).0)
+            .bind(queue)
+            .bind(&filter.names)
+            .bind(owner)
+            .fetch_all(&mut *tx)
+            .await?;
         for row in &rows {
             out.push((row.try_get("due_at")?, task_row(row)?));
         }
@@ -211,7 +229,13 @@ pub(crate) struct Claims<'a> {
 /// tasks' operations and locks their instances' rows (`FOR NO KEY UPDATE`, sorted by id): the
 /// results' inboxes, and the turns to claim. Its task ids are integer literals.
 pub(crate) fn lock_statement(completions: &[TaskCompletion]) -> String {
-    let ids: Vec<String> = completions.iter().map(|c| c.id.0.to_string()).collect();
+    let ids: Vec<i64> = completions.iter().map(|c| c.id.0).collect();
+    lock_sql(&ids)
+}
+
+/// The text of [`lock_statement`] for the tasks `ids`.
+pub(crate) fn lock_sql(ids: &[i64]) -> String {
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
     format!(
         "SELECT t.id, t.execution, t.op, t.lease_token
            FROM tasks t JOIN instances i ON i.id = t.instance_id
@@ -225,6 +249,97 @@ pub(crate) fn lock_statement(completions: &[TaskCompletion]) -> String {
         }
     )
 }
+
+/// The statement of [`complete_batch`]'s step 2: `$1`..`$4` the tasks, lease tokens, results
+/// and claimed leases' expiries, `$5` now, `$6` the channel, `$7` the completer's queues, `$8`
+/// its workflow names (NULL: all), `$9` the lease owner.
+pub(crate) static COMPLETE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH c AS (
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
+                 WITH ORDINALITY AS c(id, token, kind, claim_until, ord)
+         ), gone AS (
+             DELETE FROM tasks t USING c
+              WHERE t.id = c.id AND t.lease_token = c.token AND t.lease_until > $5
+             RETURNING t.id, t.instance_id, t.queue
+         ), freed AS (
+             SELECT pg_notify($6, '{tasks}')
+              WHERE EXISTS (SELECT 1 FROM gone g JOIN queue_configs qc ON qc.name = g.queue
+                             WHERE {task_limited})
+         ), posted AS (
+             INSERT INTO messages (instance_id, visible_at, kind)
+             SELECT g.instance_id, $5, c.kind
+               FROM gone g JOIN c ON c.id = g.id
+               JOIN instances i ON i.id = g.instance_id AND i.status IN {OPEN}
+              ORDER BY c.ord
+             RETURNING id, instance_id, visible_at, kind
+         ), claims AS (
+             SELECT DISTINCT ON (g.instance_id) g.instance_id, c.ord, c.claim_until
+               FROM gone g JOIN c ON c.id = g.id
+              WHERE c.claim_until IS NOT NULL
+              ORDER BY g.instance_id, c.ord
+         ), plan AS (
+             SELECT i.id, p.first, k.ord AS claim_ord, k.claim_until, x.due,
+                    (i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)) AS moves,
+                    (k.claim_until IS NOT NULL AND x.due <= $5
+                     AND i.queue = ANY($7::text[])
+                     AND ($8::text[] IS NULL OR i.name = ANY($8::text[]))
+                     AND {admission_free}) AS claims
+               FROM (SELECT instance_id, min(id) AS first FROM posted
+                      GROUP BY instance_id) p
+               JOIN instances i ON i.id = p.instance_id
+               LEFT JOIN claims k ON k.instance_id = p.instance_id
+              CROSS JOIN LATERAL (
+                    SELECT CASE WHEN i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)
+                                THEN coalesce(i.lease_until, greatest($5, i.not_before))
+                                ELSE i.due_at END AS due
+              ) x
+         ), t AS (
+             UPDATE instances i
+                SET due_seq = coalesce(i.due_seq, pl.first),
+                    due_at = CASE WHEN pl.claims THEN pl.claim_until ELSE pl.due END,
+                    lease_token = CASE WHEN pl.claims THEN nextval('lease_tokens')
+                                       ELSE i.lease_token END,
+                    lease_until = CASE WHEN pl.claims THEN pl.claim_until
+                                       ELSE i.lease_until END,
+                    lease_owner = CASE WHEN pl.claims THEN $9 ELSE i.lease_owner END,
+                    started_at = CASE WHEN pl.claims THEN coalesce(i.started_at, $5)
+                                      ELSE i.started_at END
+               FROM plan pl
+              WHERE i.id = pl.id AND (pl.moves OR pl.claims)
+             RETURNING i.*, pl.claims, pl.claim_ord
+         ), announced AS (
+             SELECT pg_notify($6, '{turns}')
+              WHERE EXISTS (SELECT 1 FROM t WHERE NOT t.claims)
+         ), turn AS (
+             SELECT {leased}, l.claim_ord, {TURN_EXTRA_COLUMNS}
+               FROM t AS l {extras}
+              WHERE l.claims
+         )
+         SELECT c.id AS task_id, g.id IS NOT NULL AS completed,
+                (SELECT count(*) FROM announced) AS announced,
+                (SELECT count(*) FROM freed) AS freed,
+                EXISTS (SELECT 1 FROM t WHERE NOT t.claims) AS wake_turns,
+                turn.*
+           FROM c LEFT JOIN gone g ON g.id = c.id
+           LEFT JOIN turn ON turn.claim_ord = c.ord
+          ORDER BY c.ord",
+        turns = listen::TURNS,
+        tasks = listen::TASKS,
+        task_limited = TASK_LIMITED,
+        admission_free = super::flow::ADMISSION_FREE,
+        leased = leased_columns("l"),
+        extras = turn_extras(
+            "SELECT m.id, m.visible_at, m.kind FROM messages m
+              WHERE m.instance_id = l.id AND m.visible_at <= $5
+             UNION ALL
+             SELECT p.id, p.visible_at, p.kind FROM posted p WHERE p.instance_id = l.id"
+        ),
+    )
+});
+
+/// Which of the refused tasks of [`complete_batch`] are still there: `$1` their ids.
+pub(crate) const STILL_THERE: &str = "SELECT id FROM tasks WHERE id = ANY($1)";
 
 /// Completes a batch of tasks inside the caller's transaction, in one statement whatever its
 /// size (two when a claimed turn's journal must be read), after [`lock_statement`], which began
@@ -309,99 +424,18 @@ pub(crate) async fn complete_batch(
     }
     let mut done: HashMap<TaskId, (bool, Option<Leased>)> = HashMap::with_capacity(sent.len());
     if !sent.is_empty() {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "WITH c AS (
-                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[])
-                     WITH ORDINALITY AS c(id, token, kind, claim_until, ord)
-             ), gone AS (
-                 DELETE FROM tasks t USING c
-                  WHERE t.id = c.id AND t.lease_token = c.token AND t.lease_until > $5
-                 RETURNING t.id, t.instance_id, t.queue
-             ), freed AS (
-                 SELECT pg_notify($6, '{tasks}')
-                  WHERE EXISTS (SELECT 1 FROM gone g JOIN queue_configs qc ON qc.name = g.queue
-                                 WHERE {task_limited})
-             ), posted AS (
-                 INSERT INTO messages (instance_id, visible_at, kind)
-                 SELECT g.instance_id, $5, c.kind
-                   FROM gone g JOIN c ON c.id = g.id
-                   JOIN instances i ON i.id = g.instance_id AND i.status IN {OPEN}
-                  ORDER BY c.ord
-                 RETURNING id, instance_id, visible_at, kind
-             ), claims AS (
-                 SELECT DISTINCT ON (g.instance_id) g.instance_id, c.ord, c.claim_until
-                   FROM gone g JOIN c ON c.id = g.id
-                  WHERE c.claim_until IS NOT NULL
-                  ORDER BY g.instance_id, c.ord
-             ), plan AS (
-                 SELECT i.id, p.first, k.ord AS claim_ord, k.claim_until, x.due,
-                        (i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)) AS moves,
-                        (k.claim_until IS NOT NULL AND x.due <= $5
-                         AND i.queue = ANY($7::text[])
-                         AND ($8::text[] IS NULL OR i.name = ANY($8::text[]))
-                         AND {admission_free}) AS claims
-                   FROM (SELECT instance_id, min(id) AS first FROM posted
-                          GROUP BY instance_id) p
-                   JOIN instances i ON i.id = p.instance_id
-                   LEFT JOIN claims k ON k.instance_id = p.instance_id
-                  CROSS JOIN LATERAL (
-                        SELECT CASE WHEN i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)
-                                    THEN coalesce(i.lease_until, greatest($5, i.not_before))
-                                    ELSE i.due_at END AS due
-                  ) x
-             ), t AS (
-                 UPDATE instances i
-                    SET due_seq = coalesce(i.due_seq, pl.first),
-                        due_at = CASE WHEN pl.claims THEN pl.claim_until ELSE pl.due END,
-                        lease_token = CASE WHEN pl.claims THEN nextval('lease_tokens')
-                                           ELSE i.lease_token END,
-                        lease_until = CASE WHEN pl.claims THEN pl.claim_until
-                                           ELSE i.lease_until END,
-                        lease_owner = CASE WHEN pl.claims THEN $9 ELSE i.lease_owner END,
-                        started_at = CASE WHEN pl.claims THEN coalesce(i.started_at, $5)
-                                          ELSE i.started_at END
-                   FROM plan pl
-                  WHERE i.id = pl.id AND (pl.moves OR pl.claims)
-                 RETURNING i.*, pl.claims, pl.claim_ord
-             ), announced AS (
-                 SELECT pg_notify($6, '{turns}')
-                  WHERE EXISTS (SELECT 1 FROM t WHERE NOT t.claims)
-             ), turn AS (
-                 SELECT {leased}, l.claim_ord, {TURN_EXTRA_COLUMNS}
-                   FROM t AS l {extras}
-                  WHERE l.claims
-             )
-             SELECT c.id AS task_id, g.id IS NOT NULL AS completed,
-                    (SELECT count(*) FROM announced) AS announced,
-                    (SELECT count(*) FROM freed) AS freed,
-                    EXISTS (SELECT 1 FROM t WHERE NOT t.claims) AS wake_turns,
-                    turn.*
-               FROM c LEFT JOIN gone g ON g.id = c.id
-               LEFT JOIN turn ON turn.claim_ord = c.ord
-              ORDER BY c.ord",
-            turns = listen::TURNS,
-            tasks = listen::TASKS,
-            task_limited = TASK_LIMITED,
-            admission_free = super::flow::ADMISSION_FREE,
-            leased = leased_columns("l"),
-            extras = turn_extras(
-                "SELECT m.id, m.visible_at, m.kind FROM messages m
-                  WHERE m.instance_id = l.id AND m.visible_at <= $5
-                 UNION ALL
-                 SELECT p.id, p.visible_at, p.kind FROM posted p WHERE p.instance_id = l.id"
-            ),
-        )))
-        .bind(&task_ids)
-        .bind(&tokens)
-        .bind(&kinds)
-        .bind(&claim_until)
-        .bind(now.0)
-        .bind(channel)
-        .bind(&filter.queues)
-        .bind(&filter.names)
-        .bind(owner)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows = sqlx::query(COMPLETE.as_str())
+            .bind(&task_ids)
+            .bind(&tokens)
+            .bind(&kinds)
+            .bind(&claim_until)
+            .bind(now.0)
+            .bind(channel)
+            .bind(&filter.queues)
+            .bind(&filter.names)
+            .bind(owner)
+            .fetch_all(&mut *conn)
+            .await?;
         for row in &rows {
             let id = TaskId(row.try_get("task_id")?);
             let completed: bool = row.try_get("completed")?;
@@ -424,7 +458,7 @@ pub(crate) async fn complete_batch(
     let still_there: HashSet<i64> = if refused.is_empty() {
         HashSet::new()
     } else {
-        sqlx::query_scalar("SELECT id FROM tasks WHERE id = ANY($1)")
+        sqlx::query_scalar(STILL_THERE)
             .bind(&refused)
             .fetch_all(&mut *conn)
             .await?
@@ -462,6 +496,13 @@ pub(crate) async fn complete_batch(
     Ok(results)
 }
 
+/// The statement of [`renew`]: `$1` the task, `$2` the lease token, `$3` now, `$4` the new
+/// expiry, `$5` the heartbeat details (NULL keeps them), `$6` the lease owner.
+pub(crate) const RENEW: &str =
+    "UPDATE tasks SET lease_until = $4, visible_at = $4, lease_owner = $6,
+                      heartbeat_details = coalesce($5, heartbeat_details)
+      WHERE id = $1 AND lease_token = $2 AND lease_until > $3";
+
 /// Extends a task's lease: one statement, whose condition is the lease check; only when it
 /// fails, a query tells a task that is gone from one leased to another attempt.
 pub(crate) async fn renew(
@@ -474,20 +515,16 @@ pub(crate) async fn renew(
     owner: Option<i32>,
 ) -> OpResult<Timestamp> {
     let until = now.plus(lease);
-    let renewed = sqlx::query(
-        "UPDATE tasks SET lease_until = $4, visible_at = $4, lease_owner = $6,
-                          heartbeat_details = coalesce($5, heartbeat_details)
-          WHERE id = $1 AND lease_token = $2 AND lease_until > $3",
-    )
-    .bind(id.0)
-    .bind(token.0)
-    .bind(now.0)
-    .bind(until.0)
-    .bind(details.map(Payload::as_json))
-    .bind(owner)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    let renewed = sqlx::query(RENEW)
+        .bind(id.0)
+        .bind(token.0)
+        .bind(now.0)
+        .bind(until.0)
+        .bind(details.map(Payload::as_json))
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
     if renewed == 1 {
         Ok(until)
     } else {
@@ -495,9 +532,12 @@ pub(crate) async fn renew(
     }
 }
 
+/// The statement of [`refused`]: `$1` the task.
+pub(crate) const EXISTS: &str = "SELECT id FROM tasks WHERE id = $1";
+
 /// Why a lease check on a task failed: the task is gone, or another attempt holds it.
 async fn refused(conn: &mut PgConnection, id: TaskId) -> OpResult<StoreError> {
-    let exists: Option<i64> = sqlx::query_scalar("SELECT id FROM tasks WHERE id = $1")
+    let exists: Option<i64> = sqlx::query_scalar(EXISTS)
         .bind(id.0)
         .fetch_optional(&mut *conn)
         .await?;
@@ -506,6 +546,26 @@ async fn refused(conn: &mut PgConnection, id: TaskId) -> OpResult<StoreError> {
         None => StoreError::task_not_found(id),
     })
 }
+
+/// The statement of [`release`]: `$1` the task, `$2` the lease token, `$3` when it is visible
+/// again (NULL: a hand-back), `$4` the failure, `$5` the channel.
+pub(crate) static RELEASE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH released AS (
+             UPDATE tasks SET lease_until = NULL,
+                    visible_at = coalesce($3, scheduled_at),
+                    last_failure = CASE WHEN $3 IS NULL THEN last_failure ELSE $4 END,
+                    attempt = CASE WHEN $3 IS NULL THEN greatest(attempt - 1, 0)
+                                   ELSE attempt END
+              WHERE id = $1 AND lease_token = $2 AND lease_until IS NOT NULL
+             RETURNING id
+         ), announced AS (
+             SELECT pg_notify($5, '{tasks}') FROM released
+         )
+         SELECT count(*) FROM announced",
+        tasks = listen::TASKS,
+    )
+});
 
 /// Gives a task back: one statement, whose condition is the lease check, and which announces
 /// the task.
@@ -525,28 +585,14 @@ pub(crate) async fn release(
         } => (Some(visible_at.0), Some(codec::to_json(failure)?)),
         TaskRelease::HandBack => (None, None),
     };
-    let released: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "WITH released AS (
-             UPDATE tasks SET lease_until = NULL,
-                    visible_at = coalesce($3, scheduled_at),
-                    last_failure = CASE WHEN $3 IS NULL THEN last_failure ELSE $4 END,
-                    attempt = CASE WHEN $3 IS NULL THEN greatest(attempt - 1, 0)
-                                   ELSE attempt END
-              WHERE id = $1 AND lease_token = $2 AND lease_until IS NOT NULL
-             RETURNING id
-         ), announced AS (
-             SELECT pg_notify($5, '{tasks}') FROM released
-         )
-         SELECT count(*) FROM announced",
-        tasks = listen::TASKS,
-    )))
-    .bind(id.0)
-    .bind(token.0)
-    .bind(visible_at)
-    .bind(failure)
-    .bind(channel)
-    .fetch_one(&mut *conn)
-    .await?;
+    let released: i64 = sqlx::query_scalar(RELEASE.as_str())
+        .bind(id.0)
+        .bind(token.0)
+        .bind(visible_at)
+        .bind(failure)
+        .bind(channel)
+        .fetch_one(&mut *conn)
+        .await?;
     if released == 1 {
         wake.tasks = true;
         Ok(())

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use duraflow_core::{Event, Timestamp};
@@ -10,7 +11,7 @@ use duraflow_store::{
     TurnWork,
 };
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 
 use super::{messages_of, Wake};
 use crate::codec::instance_row;
@@ -69,20 +70,21 @@ pub(crate) fn turn_extras(inbox: &str) -> String {
 pub(crate) const TURN_EXTRA_COLUMNS: &str =
     "inbox.msg_ids, inbox.msg_visible, inbox.msg_kinds, coalesce(journal.has_events, false) AS has_events";
 
+/// The statement of [`read_journal`]: `$1` the instance id, `$2` the execution.
+pub(crate) const READ_JOURNAL: &str = "SELECT position, format, data FROM events
+     WHERE instance_id = $1 AND execution = $2 ORDER BY position";
+
 /// Reads an execution's journal; a row that cannot be decoded is reported with its position.
 pub(crate) async fn read_journal(
     conn: &mut PgConnection,
     id: &str,
     execution: u32,
 ) -> OpResult<Result<Vec<Event>, StoreError>> {
-    let rows = sqlx::query(
-        "SELECT position, format, data FROM events
-         WHERE instance_id = $1 AND execution = $2 ORDER BY position",
-    )
-    .bind(id)
-    .bind(execution as i32)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(READ_JOURNAL)
+        .bind(id)
+        .bind(execution as i32)
+        .fetch_all(&mut *conn)
+        .await?;
     let rows: Vec<&PgRow> = rows.iter().collect();
     decode_journal(&rows, id, execution)
 }
@@ -188,6 +190,12 @@ pub(crate) async fn with_journals(
         .collect())
 }
 
+/// The statement of [`read_journals`]: `$1` the instance ids, `$2` their executions.
+pub(crate) const READ_JOURNALS: &str = "SELECT e.instance_id, e.position, e.format, e.data
+       FROM unnest($1::text[], $2::int[]) AS k(id, execution)
+       JOIN events e ON e.instance_id = k.id AND e.execution = k.execution
+      ORDER BY e.instance_id, e.position";
+
 /// Reads the journals of several executions (instance id, execution) in one query.
 async fn read_journals(
     conn: &mut PgConnection,
@@ -199,16 +207,11 @@ async fn read_journals(
     }
     let ids: Vec<&str> = wanted.iter().map(|(id, _)| id.as_str()).collect();
     let executions: Vec<i32> = wanted.iter().map(|(_, e)| *e as i32).collect();
-    let rows = sqlx::query(
-        "SELECT e.instance_id, e.position, e.format, e.data
-           FROM unnest($1::text[], $2::int[]) AS k(id, execution)
-           JOIN events e ON e.instance_id = k.id AND e.execution = k.execution
-          ORDER BY e.instance_id, e.position",
-    )
-    .bind(&ids)
-    .bind(&executions)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(READ_JOURNALS)
+        .bind(&ids)
+        .bind(&executions)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut by_instance: HashMap<String, Vec<&PgRow>> = HashMap::new();
     for row in &rows {
         by_instance
@@ -223,6 +226,26 @@ async fn read_journals(
     Ok(out)
 }
 
+/// The first statement of [`abandon`]: `$1` the instance id.
+pub(crate) const ABANDON_LOCK: &str =
+    "SELECT lease_token, lease_until FROM instances WHERE id = $1 FOR UPDATE";
+
+/// The second statement of [`abandon`]: `$1` the instance id, `$2` the retry time, `$3` the
+/// channel.
+pub(crate) static ABANDON: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH released AS (
+             UPDATE instances SET lease_until = NULL, not_before = $2,
+                    due_at = (SELECT greatest(coalesce(min(m.visible_at), $2), $2)
+                                FROM messages m WHERE m.instance_id = $1)
+              WHERE id = $1
+             RETURNING due_at
+         )
+         SELECT pg_notify($3, '{turns}') FROM released WHERE due_at IS NOT NULL",
+        turns = listen::TURNS,
+    )
+});
+
 /// Gives up a turn's lease: its messages are due again at `retry_at` (and the turn is, even
 /// with an empty inbox, which a checkpoint can leave). The row is locked first
 /// and the due time computed in a later statement, which sees every message sent until then.
@@ -234,11 +257,10 @@ pub(crate) async fn abandon(
     channel: &str,
     wake: &mut Wake,
 ) -> OpResult<()> {
-    let row: Option<(i64, Option<i64>)> =
-        sqlx::query_as("SELECT lease_token, lease_until FROM instances WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row: Option<(i64, Option<i64>)> = sqlx::query_as(ABANDON_LOCK)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let Some((current, lease_until)) = row else {
         return Err(StoreError::instance_not_found(id).into());
     };
@@ -246,25 +268,24 @@ pub(crate) async fn abandon(
     if !holds_lease(lease, token, None) {
         return Err(StoreError::instance_lease_lost(id).into());
     }
-    sqlx::query(AssertSqlSafe(format!(
-        "WITH released AS (
-             UPDATE instances SET lease_until = NULL, not_before = $2,
-                    due_at = (SELECT greatest(coalesce(min(m.visible_at), $2), $2)
-                                FROM messages m WHERE m.instance_id = $1)
-              WHERE id = $1
-             RETURNING due_at
-         )
-         SELECT pg_notify($3, '{turns}') FROM released WHERE due_at IS NOT NULL",
-        turns = listen::TURNS,
-    )))
-    .bind(id)
-    .bind(retry_at.0)
-    .bind(channel)
-    .execute(&mut *conn)
-    .await?;
+    sqlx::query(ABANDON.as_str())
+        .bind(id)
+        .bind(retry_at.0)
+        .bind(channel)
+        .execute(&mut *conn)
+        .await?;
     wake.turns = true;
     Ok(())
 }
+
+/// The statement of [`renew`]: `$1` the instance id, `$2` the lease token, `$3` now, `$4` the
+/// new expiry, `$5` the lease owner.
+pub(crate) const RENEW: &str = "WITH renewed AS (
+         UPDATE instances SET lease_until = $4, due_at = $4, lease_owner = $5
+          WHERE id = $1 AND lease_token = $2 AND lease_until > $3
+         RETURNING id
+     )
+     SELECT EXISTS (SELECT 1 FROM renewed) FROM instances WHERE id = $1";
 
 /// Extends a turn's lease to `now + lease`, in one statement (see `Store::renew_turn`).
 pub(crate) async fn renew(
@@ -276,21 +297,14 @@ pub(crate) async fn renew(
     owner: Option<i32>,
 ) -> OpResult<Timestamp> {
     let until = now.plus(lease);
-    let row: Option<(bool,)> = sqlx::query_as(
-        "WITH renewed AS (
-             UPDATE instances SET lease_until = $4, due_at = $4, lease_owner = $5
-              WHERE id = $1 AND lease_token = $2 AND lease_until > $3
-             RETURNING id
-         )
-         SELECT EXISTS (SELECT 1 FROM renewed) FROM instances WHERE id = $1",
-    )
-    .bind(id)
-    .bind(token.0)
-    .bind(now.0)
-    .bind(until.0)
-    .bind(owner)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row: Option<(bool,)> = sqlx::query_as(RENEW)
+        .bind(id)
+        .bind(token.0)
+        .bind(now.0)
+        .bind(until.0)
+        .bind(owner)
+        .fetch_optional(&mut *conn)
+        .await?;
     match row {
         Some((true,)) => Ok(until),
         Some((false,)) => Err(StoreError::instance_lease_lost(id).into()),

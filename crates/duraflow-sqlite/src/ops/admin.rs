@@ -3,8 +3,8 @@
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::management::DepthTally;
 use duraflow_store::{
-    journal_execution, InstanceStatus, ListFilter, NextDue, Page, QueueDepth, StoreError,
-    StoreStats,
+    journal_execution, InstanceStatus, ListFilter, ListOrder, NextDue, Page, QueueDepth,
+    StoreError, StoreStats,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
@@ -26,9 +26,47 @@ pub(crate) fn journal(
     Ok(read_journal(conn, id, execution)??)
 }
 
+/// The partial index of finished instances (migration 0014) holds the rows that meet this
+/// condition; a query names it word for word, so that SQLite sees it may use the index.
+const FINISHED: &str = "status <> 'pending' AND status <> 'running'";
+
+/// One page of instances in `filter`'s order ([`ListFilter::order`]), each order read from its
+/// index: by id from the primary key or the `(status | name | queue, id)` index of a filter,
+/// by creation time from `(created_at, id)`, finished instances by their last change from
+/// `(updated_at, id)` over finished rows.
 pub(crate) fn list(conn: &Connection, filter: &ListFilter) -> SqlResult<Page> {
+    let (sql, args) = list_query(filter)?;
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(params_from_iter(args))?;
+    let mut instances = Vec::new();
+    while let Some(row) = rows.next()? {
+        instances.push(instance_row(row)?);
+    }
+    Ok(Page::listed(instances, filter))
+}
+
+/// The statement of [`list`] for `filter`, with its arguments.
+fn list_query(filter: &ListFilter) -> SqlResult<(String, Vec<Value>)> {
     let size = filter.page_size();
-    let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE 1 = 1");
+    let order = filter.order();
+    let cursor = filter.cursor()?;
+    let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances");
+    let (time_column, order_by) = match order {
+        ListOrder::Id => (None, " ORDER BY id"),
+        ListOrder::Created => {
+            sql.push_str(" INDEXED BY instances_by_created");
+            (Some("created_at"), " ORDER BY created_at, id")
+        }
+        ListOrder::Finished => {
+            sql.push_str(" INDEXED BY instances_finished");
+            (Some("updated_at"), " ORDER BY updated_at, id")
+        }
+    };
+    sql.push_str(" WHERE 1 = 1");
+    if order == ListOrder::Finished {
+        sql.push_str(" AND ");
+        sql.push_str(FINISHED);
+    }
     let mut args: Vec<Value> = Vec::new();
     if !filter.statuses.is_empty() {
         let marks = vec!["?"; filter.statuses.len()].join(", ");
@@ -43,12 +81,28 @@ pub(crate) fn list(conn: &Connection, filter: &ListFilter) -> SqlResult<Page> {
     for (value, condition) in [
         (&filter.name, " AND name = ?"),
         (&filter.queue, " AND queue = ?"),
-        (&filter.after, " AND id > ?"),
     ] {
         if let Some(value) = value {
             sql.push_str(condition);
             args.push(Value::Text(value.clone()));
         }
+    }
+    match (cursor, time_column) {
+        (Some(cursor), Some(column)) => {
+            // After (time, id): the index range starts at the time.
+            let time = cursor.time.map_or(i64::MIN, |t| t.0);
+            sql.push_str(&format!(" AND {column} >= ? AND ({column} > ? OR id > ?)"));
+            args.extend([
+                Value::Integer(time),
+                Value::Integer(time),
+                Value::Text(cursor.id),
+            ]);
+        }
+        (Some(cursor), None) => {
+            sql.push_str(" AND id > ?");
+            args.push(Value::Text(cursor.id));
+        }
+        (None, _) => {}
     }
     for (time, condition) in [
         (filter.created_from, " AND created_at >= ?"),
@@ -61,15 +115,10 @@ pub(crate) fn list(conn: &Connection, filter: &ListFilter) -> SqlResult<Page> {
             args.push(Value::Integer(time.0));
         }
     }
-    sql.push_str(" ORDER BY id LIMIT ?");
+    sql.push_str(order_by);
+    sql.push_str(" LIMIT ?");
     args.push(Value::Integer(size as i64 + 1));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut instances = Vec::new();
-    while let Some(row) = rows.next()? {
-        instances.push(instance_row(row)?);
-    }
-    Ok(Page::of(instances, size))
+    Ok((sql, args))
 }
 
 /// Purges the finished instances `filter` (checked by `purge_filter`) selects, in this one
@@ -273,4 +322,73 @@ fn next_turn_due(conn: &Connection, now: Timestamp) -> SqlResult<Option<Timestam
         }
     }
     Ok(earliest.map(Timestamp))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "test code fails loudly")]
+
+    use duraflow_core::Timestamp;
+    use duraflow_store::{InstanceStatus, ListFilter, ListOrder};
+    use rusqlite::{params_from_iter, Connection};
+
+    use super::list_query;
+
+    /// Every listing is read from an index in its order: each combination of filters, by id, by
+    /// creation time, and finished instances by their last change, plans no full scan of the
+    /// table and no sort.
+    #[test]
+    fn every_listing_is_read_in_order_from_an_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        // The store's schema, from its migrations.
+        let mut conn = Connection::open(&path).unwrap();
+        crate::open::migrate(&mut conn, &path).unwrap();
+        for order in 0..3u8 {
+            for mask in 0..16u8 {
+                let mut filter = ListFilter {
+                    statuses: if mask & 1 != 0 {
+                        vec![InstanceStatus::Pending]
+                    } else {
+                        Vec::new()
+                    },
+                    name: (mask & 2 != 0).then(|| "wf-1".to_owned()),
+                    after: (mask & 4 != 0).then(|| "i-0100".to_owned()),
+                    queue: (mask & 8 != 0).then(|| "q-2".to_owned()),
+                    limit: 10,
+                    ..ListFilter::default()
+                };
+                match order {
+                    1 => filter.created_from = Some(Timestamp(0)),
+                    2 => {
+                        filter.statuses = vec![InstanceStatus::Completed];
+                        filter.updated_before = Some(Timestamp(10_000));
+                    }
+                    _ => {}
+                }
+                if order > 0 && filter.after.is_some() {
+                    filter.after = Some("1000/i-0100".to_owned());
+                }
+                assert_eq!(
+                    filter.order(),
+                    [ListOrder::Id, ListOrder::Created, ListOrder::Finished][order as usize]
+                );
+                let (sql, args) = list_query(&filter).unwrap();
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                let plan: Vec<String> = stmt
+                    .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let plan = plan.join("\n");
+                let full_scan = plan
+                    .lines()
+                    .any(|l| l.starts_with("SCAN instances") && !l.contains("INDEX"));
+                assert!(
+                    !full_scan && !plan.contains("TEMP B-TREE"),
+                    "order {order}, filters {mask:04b}: {sql}\n{plan}"
+                );
+            }
+        }
+    }
 }

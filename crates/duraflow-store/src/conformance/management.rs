@@ -69,6 +69,97 @@ pub async fn list_filters_by_creation_and_update_time(store: Arc<dyn Store>) {
     assert!(page.instances.is_empty(), "nothing was created before t0");
 }
 
+/// A listing with a creation-time range comes in creation order (then id), and one of finished
+/// instances with an update-time range in the order they finished, page by page through
+/// `<milliseconds>/<id>` cursors, whatever their ids' order; a listing by id refuses nothing it
+/// did before, and a time-ordered listing refuses a cursor that is not one of its own.
+pub async fn time_ranged_listings_come_in_time_order(store: Arc<dyn Store>) {
+    // Ids in the reverse of creation order; two share a creation time.
+    for (id, ms) in [
+        ("e", 1_000),
+        ("d", 2_000),
+        ("c", 3_000),
+        ("b", 3_000),
+        ("a", 4_000),
+    ] {
+        store.create_instance(created(id, ms)).await.unwrap();
+    }
+    // They finish in yet another order: c, a, e (d and b stay pending).
+    finish(&*store, "c", at(5_000), InstanceStatus::Completed).await;
+    finish(&*store, "a", at(6_000), InstanceStatus::Failed).await;
+    finish(&*store, "e", at(7_000), InstanceStatus::Cancelled).await;
+    let pages = |filter: ListFilter| {
+        let store = store.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut cursors = Vec::new();
+            let mut filter = ListFilter { limit: 2, ..filter };
+            loop {
+                let page = store.manage().list(filter.clone()).await.unwrap();
+                seen.extend(page.instances.iter().map(|i| i.id.clone()));
+                match page.next {
+                    Some(next) => {
+                        cursors.push(next.clone());
+                        filter.after = Some(next);
+                    }
+                    None => return (seen, cursors),
+                }
+            }
+        }
+    };
+    let (seen, cursors) = pages(ListFilter {
+        created_from: Some(at(0)),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(seen, ["e", "d", "b", "c", "a"], "creation order, then id");
+    assert_eq!(
+        cursors,
+        [format!("{}/d", at(2_000).0), format!("{}/c", at(3_000).0)]
+    );
+    let (seen, _) = pages(ListFilter {
+        created_from: Some(at(2_000)),
+        created_before: Some(at(4_000)),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(seen, ["d", "b", "c"]);
+    let (seen, cursors) = pages(ListFilter {
+        statuses: vec![
+            InstanceStatus::Completed,
+            InstanceStatus::Failed,
+            InstanceStatus::Cancelled,
+        ],
+        updated_before: Some(at(10_000)),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(seen, ["c", "a", "e"], "the order they finished in");
+    assert_eq!(cursors, [format!("{}/a", at(6_000).0)]);
+    // With a running status among them, an update range lists by id.
+    let (seen, _) = pages(ListFilter {
+        statuses: vec![InstanceStatus::Pending, InstanceStatus::Completed],
+        updated_from: Some(at(0)),
+        ..ListFilter::default()
+    })
+    .await;
+    assert_eq!(seen, ["b", "c", "d"]);
+    let refused = store
+        .manage()
+        .list(ListFilter {
+            created_from: Some(at(0)),
+            after: Some("d".into()),
+            ..ListFilter::default()
+        })
+        .await;
+    match refused {
+        Err(StoreError::Invalid(message)) => {
+            assert!(message.contains("cursor \"d\""), "{message}")
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
 /// `purge_finished` purges what its filter selects among finished instances, at most `max`
 /// per call in id order, and leaves everything else; running statuses are refused.
 pub async fn purge_finished_takes_only_finished_instances_a_batch_at_a_time(store: Arc<dyn Store>) {

@@ -214,6 +214,7 @@ macro_rules! conformance_tests {
             ]
             management [
                 list_filters_by_creation_and_update_time,
+                time_ranged_listings_come_in_time_order,
                 purge_finished_takes_only_finished_instances_a_batch_at_a_time,
                 queue_depths_count_the_work_of_each_queue,
                 describe_reports_the_journal_length_and_last_event_time,

@@ -75,7 +75,7 @@ impl Management for MemoryStore {
     }
 
     async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
-        Ok(self.lock().list(filter))
+        self.lock().list(filter)
     }
 
     async fn purge(&self, id: &str) -> StoreResult<bool> {

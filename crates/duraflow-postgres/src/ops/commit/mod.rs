@@ -3,6 +3,7 @@
 mod writes;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
 
 use duraflow_core::{Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
@@ -10,7 +11,7 @@ use duraflow_store::{
     NewInstance, StoreError, StoreResult, TaskId, TaskWork, TurnCommit,
 };
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{PgConnection, Row};
 
 use self::writes::Writes;
 use super::instances::insert_children;
@@ -67,6 +68,12 @@ pub(crate) fn lock_statement(commits: &[TurnCommit]) -> String {
         ids.extend(c.messages.iter().map(|m| m.instance_id.as_str()));
         ids.extend(c.new_instances.iter().map(|n| n.id.as_str()));
     }
+    lock_sql(ids, &queue_events::batch_keys(commits))
+}
+
+/// The text of [`lock_statement`] for the instances `ids` and the queue events' advisory lock
+/// `keys` (sorted and distinct).
+pub(crate) fn lock_sql(mut ids: Vec<&str>, keys: &[i64]) -> String {
     ids.retain(|id| !id.contains('\0'));
     ids.sort_unstable();
     ids.dedup();
@@ -78,7 +85,6 @@ pub(crate) fn lock_statement(commits: &[TurnCommit]) -> String {
     };
     // The advisory locks of the batch's queue events come first (see `queue_events`): the
     // materialized CTE is evaluated, in key order, before the first row is locked.
-    let keys = queue_events::batch_keys(commits);
     if keys.is_empty() {
         return format!(
             "SELECT {LOCKED_COLUMNS} FROM instances i WHERE {wanted} ORDER BY i.id FOR UPDATE"
@@ -117,132 +123,32 @@ fn locked_rows(rows: &[PgRow]) -> OpResult<HashMap<String, Locked>> {
     Ok(locked)
 }
 
+/// The statement of [`lock_instances`]: `$1` the instance ids.
+pub(crate) static LOCK_INSTANCES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {LOCKED_COLUMNS} FROM instances i WHERE i.id = ANY($1) ORDER BY i.id FOR UPDATE",
+    )
+});
+
 /// Locks the instance rows with the given ids `FOR UPDATE`, sorted by id, and reads their
 /// lease state, inside the caller's transaction.
 async fn lock_instances(
     conn: &mut PgConnection,
     ids: &[&str],
 ) -> OpResult<HashMap<String, Locked>> {
-    let rows = sqlx::query(AssertSqlSafe(format!(
-        "SELECT {LOCKED_COLUMNS} FROM instances i WHERE i.id = ANY($1) ORDER BY i.id FOR UPDATE"
-    )))
-    .bind(ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    let rows = sqlx::query(LOCK_INSTANCES.as_str())
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await?;
     locked_rows(&rows)
 }
 
-/// Commits a batch of turns inside the caller's transaction, in few statements whatever its
-/// size:
-///
-/// 1. [`lock_statement`], which began the transaction (its rows are `locked`), locked every
-///    instance row the batch writes to and read their lease state;
-/// 2. the commits that cannot be applied (lost lease, moved journal, wrong execution, invalid
-///    child id) are refused here, having written nothing;
-/// 3. one statement inserts the children of the rest, when there are any;
-/// 4. one writes everything else: events, consumed and finished inboxes, tasks (with the
-///    claimed ones leased), messages (bringing their addressees' due times forward), and each
-///    instance's new state, with its due time recomputed from its inbox as this statement
-///    leaves it (its snapshot is taken after the locks of step 1, so no message sent to these
-///    instances by another transaction can be missing from it: such a sender holds the
-///    instance row, and step 1 waited for it).
-///
-/// Returns each commit's result, in order; the outer error means the transaction failed and
-/// must be rolled back.
-pub(crate) async fn commit_batch(
-    conn: &mut PgConnection,
-    commits: &[TurnCommit],
-    locked: &[PgRow],
-    channel: &str,
-    owner: Option<i32>,
-    wake: &mut Wake,
-) -> OpResult<Vec<StoreResult<Committed>>> {
-    let mut locked = locked_rows(locked)?;
-
-    // 2. Refuse what cannot be applied. An instance commits once per batch: its first
-    // accepted commit ends the lease the others hold.
-    let mut results: Vec<StoreResult<Committed>> = Vec::with_capacity(commits.len());
-    let mut accepted: Vec<&TurnCommit> = Vec::new();
-    let mut committing: HashMap<&str, InstanceStatus> = HashMap::new();
-    let taken = callbacks::taken_tokens(conn, commits).await?;
-    let mut opened: HashSet<&str> = HashSet::new();
-    for c in commits {
-        let refused = if committing.contains_key(c.instance_id.as_str()) {
-            Some(StoreError::instance_lease_lost(&c.instance_id))
-        } else {
-            refusal(c, locked.get(&c.instance_id)).or_else(|| {
-                c.callbacks
-                    .iter()
-                    .find(|cb| taken.contains(&cb.token) || opened.contains(cb.token.as_str()))
-                    .map(|cb| callback_token_taken(&c.instance_id, cb))
-            })
-        };
-        match refused {
-            Some(e) => results.push(Err(e)),
-            None => {
-                opened.extend(c.callbacks.iter().map(|cb| cb.token.as_str()));
-                committing.insert(&c.instance_id, c.final_status());
-                accepted.push(c);
-                results.push(Ok(Committed::default()));
-            }
-        }
-    }
-    if accepted.is_empty() {
-        return Ok(results);
-    }
-
-    // 3. Children: the first of each id is created; a taken id is left as it is.
-    let mut children: Vec<&NewInstance> = Vec::new();
-    let mut seen: HashSet<&str> = HashSet::new();
-    for c in &accepted {
-        for child in &c.new_instances {
-            if !locked.contains_key(&child.id) && seen.insert(&child.id) {
-                children.push(child);
-            }
-        }
-    }
-    if !children.is_empty() {
-        let created = insert_children(conn, &children).await?;
-        wake.turns |= !created.is_empty();
-        let created: HashSet<String> = created.into_iter().collect();
-        // An id taken by a transaction that committed after step 1: lock and read it now.
-        let raced: Vec<&str> = children
-            .iter()
-            .map(|c| c.id.as_str())
-            .filter(|id| !created.contains(*id))
-            .collect();
-        if !raced.is_empty() {
-            locked.extend(lock_instances(conn, &raced).await?);
-        }
-        for child in children {
-            if created.contains(&child.id) {
-                locked.insert(
-                    child.id.clone(),
-                    Locked {
-                        status: InstanceStatus::Pending,
-                        token: 0,
-                        lease_until: None,
-                        execution: 1,
-                        journal_len: None,
-                        holds_room: false,
-                    },
-                );
-            }
-        }
-    }
-
-    // A finish that makes room under a limit wakes every fetcher (the statement below
-    // notifies when `wake.turns` is set).
-    wake.turns |= accepted.iter().any(|c| {
-        c.final_status().is_terminal() && locked.get(&c.instance_id).is_some_and(|l| l.holds_room)
-    });
-
-    // 4. Everything else, in one statement.
-    let mut w = Writes::default();
-    for c in &accepted {
-        w.add(c, &committing, &locked)?;
-    }
-    let row = sqlx::query(AssertSqlSafe(format!(
+/// The statement of [`commit_batch`]'s step 4; its parameters are the columns of [`Writes`],
+/// bound in the order of the `unnest`s, with `$14` the journal format, `$28` the channel, `$29`
+/// ..`$31` the wakeups asked for, `$38` and `$39` whether each commit starts its execution and
+/// the version it records, and `$40` the lease owner.
+pub(crate) static WRITE: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH c AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                                   $6::int[], $7::text[], $8::bigint[], $9::bool[], $32::bigint[],
@@ -382,49 +288,162 @@ pub(crate) async fn commit_batch(
         tasks = listen::TASKS,
         instances = listen::INSTANCES,
         task_limited = crate::ops::tasks::TASK_LIMITED,
-    )))
-    .bind(&w.ids)
-    .bind(&w.statuses)
-    .bind(&w.outputs)
-    .bind(&w.failures)
-    .bind(&w.nows)
-    .bind(&w.executions)
-    .bind(&w.inputs)
-    .bind(&w.tokens)
-    .bind(&w.finished)
-    .bind(&w.event_instances)
-    .bind(&w.event_executions)
-    .bind(&w.event_positions)
-    .bind(&w.event_data)
-    .bind(JOURNAL_FORMAT_VERSION as i32)
-    .bind(&w.consumed_instances)
-    .bind(&w.consumed_ids)
-    .bind(&w.task_instances)
-    .bind(&w.task_executions)
-    .bind(&w.task_ops)
-    .bind(&w.task_names)
-    .bind(&w.task_inputs)
-    .bind(&w.task_options)
-    .bind(&w.task_scheduled)
-    .bind(&w.task_until)
-    .bind(&w.message_instances)
-    .bind(&w.message_visible)
-    .bind(&w.message_kinds)
-    .bind(channel)
-    .bind(w.wake.tasks)
-    .bind(w.wake.instances)
-    .bind(wake.turns)
-    .bind(&w.keep_until)
-    .bind(&w.cancel_instances)
-    .bind(&w.cancel_executions)
-    .bind(&w.cancel_ops)
-    .bind(&w.attempts)
-    .bind(&w.not_befores)
-    .bind(&w.starts)
-    .bind(&w.versions)
-    .bind(owner)
-    .fetch_one(&mut *conn)
-    .await?;
+    )
+});
+
+/// Commits a batch of turns inside the caller's transaction, in few statements whatever its
+/// size:
+///
+/// 1. [`lock_statement`], which began the transaction (its rows are `locked`), locked every
+///    instance row the batch writes to and read their lease state;
+/// 2. the commits that cannot be applied (lost lease, moved journal, wrong execution, invalid
+///    child id) are refused here, having written nothing;
+/// 3. one statement inserts the children of the rest, when there are any;
+/// 4. one writes everything else: events, consumed and finished inboxes, tasks (with the
+///    claimed ones leased), messages (bringing their addressees' due times forward), and each
+///    instance's new state, with its due time recomputed from its inbox as this statement
+///    leaves it (its snapshot is taken after the locks of step 1, so no message sent to these
+///    instances by another transaction can be missing from it: such a sender holds the
+///    instance row, and step 1 waited for it).
+///
+/// Returns each commit's result, in order; the outer error means the transaction failed and
+/// must be rolled back.
+pub(crate) async fn commit_batch(
+    conn: &mut PgConnection,
+    commits: &[TurnCommit],
+    locked: &[PgRow],
+    channel: &str,
+    owner: Option<i32>,
+    wake: &mut Wake,
+) -> OpResult<Vec<StoreResult<Committed>>> {
+    let mut locked = locked_rows(locked)?;
+
+    // 2. Refuse what cannot be applied. An instance commits once per batch: its first
+    // accepted commit ends the lease the others hold.
+    let mut results: Vec<StoreResult<Committed>> = Vec::with_capacity(commits.len());
+    let mut accepted: Vec<&TurnCommit> = Vec::new();
+    let mut committing: HashMap<&str, InstanceStatus> = HashMap::new();
+    let taken = callbacks::taken_tokens(conn, commits).await?;
+    let mut opened: HashSet<&str> = HashSet::new();
+    for c in commits {
+        let refused = if committing.contains_key(c.instance_id.as_str()) {
+            Some(StoreError::instance_lease_lost(&c.instance_id))
+        } else {
+            refusal(c, locked.get(&c.instance_id)).or_else(|| {
+                c.callbacks
+                    .iter()
+                    .find(|cb| taken.contains(&cb.token) || opened.contains(cb.token.as_str()))
+                    .map(|cb| callback_token_taken(&c.instance_id, cb))
+            })
+        };
+        match refused {
+            Some(e) => results.push(Err(e)),
+            None => {
+                opened.extend(c.callbacks.iter().map(|cb| cb.token.as_str()));
+                committing.insert(&c.instance_id, c.final_status());
+                accepted.push(c);
+                results.push(Ok(Committed::default()));
+            }
+        }
+    }
+    if accepted.is_empty() {
+        return Ok(results);
+    }
+
+    // 3. Children: the first of each id is created; a taken id is left as it is.
+    let mut children: Vec<&NewInstance> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for c in &accepted {
+        for child in &c.new_instances {
+            if !locked.contains_key(&child.id) && seen.insert(&child.id) {
+                children.push(child);
+            }
+        }
+    }
+    if !children.is_empty() {
+        let created = insert_children(conn, &children).await?;
+        wake.turns |= !created.is_empty();
+        let created: HashSet<String> = created.into_iter().collect();
+        // An id taken by a transaction that committed after step 1: lock and read it now.
+        let raced: Vec<&str> = children
+            .iter()
+            .map(|c| c.id.as_str())
+            .filter(|id| !created.contains(*id))
+            .collect();
+        if !raced.is_empty() {
+            locked.extend(lock_instances(conn, &raced).await?);
+        }
+        for child in children {
+            if created.contains(&child.id) {
+                locked.insert(
+                    child.id.clone(),
+                    Locked {
+                        status: InstanceStatus::Pending,
+                        token: 0,
+                        lease_until: None,
+                        execution: 1,
+                        journal_len: None,
+                        holds_room: false,
+                    },
+                );
+            }
+        }
+    }
+
+    // A finish that makes room under a limit wakes every fetcher (the statement below
+    // notifies when `wake.turns` is set).
+    wake.turns |= accepted.iter().any(|c| {
+        c.final_status().is_terminal() && locked.get(&c.instance_id).is_some_and(|l| l.holds_room)
+    });
+
+    // 4. Everything else, in one statement.
+    let mut w = Writes::default();
+    for c in &accepted {
+        w.add(c, &committing, &locked)?;
+    }
+    let row = sqlx::query(WRITE.as_str())
+        .bind(&w.ids)
+        .bind(&w.statuses)
+        .bind(&w.outputs)
+        .bind(&w.failures)
+        .bind(&w.nows)
+        .bind(&w.executions)
+        .bind(&w.inputs)
+        .bind(&w.tokens)
+        .bind(&w.finished)
+        .bind(&w.event_instances)
+        .bind(&w.event_executions)
+        .bind(&w.event_positions)
+        .bind(&w.event_data)
+        .bind(JOURNAL_FORMAT_VERSION as i32)
+        .bind(&w.consumed_instances)
+        .bind(&w.consumed_ids)
+        .bind(&w.task_instances)
+        .bind(&w.task_executions)
+        .bind(&w.task_ops)
+        .bind(&w.task_names)
+        .bind(&w.task_inputs)
+        .bind(&w.task_options)
+        .bind(&w.task_scheduled)
+        .bind(&w.task_until)
+        .bind(&w.message_instances)
+        .bind(&w.message_visible)
+        .bind(&w.message_kinds)
+        .bind(channel)
+        .bind(w.wake.tasks)
+        .bind(w.wake.instances)
+        .bind(wake.turns)
+        .bind(&w.keep_until)
+        .bind(&w.cancel_instances)
+        .bind(&w.cancel_executions)
+        .bind(&w.cancel_ops)
+        .bind(&w.attempts)
+        .bind(&w.not_befores)
+        .bind(&w.starts)
+        .bind(&w.versions)
+        .bind(owner)
+        .fetch_one(&mut *conn)
+        .await?;
     callbacks::apply(conn, &accepted).await?;
     queue_events::apply(conn, &accepted, channel, wake).await?;
     // Last, so the feed's head row is held for as short a time as can be.

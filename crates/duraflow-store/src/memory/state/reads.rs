@@ -9,7 +9,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::management::{DepthTally, QueueDepth};
 use crate::rules::journal_execution;
 use crate::types::{
-    InstanceInfo, InstanceStatus, ListFilter, MessageId, NextDue, Page, StoreStats, TaskId,
+    InstanceInfo, InstanceStatus, ListFilter, ListOrder, MessageId, NextDue, Page, StoreStats,
+    TaskId,
 };
 
 impl State {
@@ -59,21 +60,37 @@ impl State {
             .ok_or_else(|| StoreError::execution_not_found(id, execution, inst.info.execution))
     }
 
-    pub(in crate::memory) fn list(&self, filter: ListFilter) -> Page {
+    pub(in crate::memory) fn list(&self, filter: ListFilter) -> StoreResult<Page> {
         let size = filter.page_size();
-        let start = match &filter.after {
-            Some(after) => Bound::Excluded(after.as_str()),
-            None => Bound::Unbounded,
-        };
-        let instances = self
+        let cursor = filter.cursor()?;
+        if filter.order() == ListOrder::Id {
+            let start = match &cursor {
+                Some(after) => Bound::Excluded(after.id.as_str()),
+                None => Bound::Unbounded,
+            };
+            let instances = self
+                .instances
+                .range::<str, _>((start, Bound::Unbounded))
+                .map(|(_, inst)| &inst.info)
+                .filter(|info| filter.matches(info))
+                .take(size + 1)
+                .cloned()
+                .collect();
+            return Ok(Page::listed(instances, &filter));
+        }
+        // In time order: the matching instances sorted by (time, id), after the cursor.
+        let key = |info: &InstanceInfo| (filter.sort_time(info), info.id.clone());
+        let after = cursor.map(|c| (c.time, c.id));
+        let mut matching: Vec<&InstanceInfo> = self
             .instances
-            .range::<str, _>((start, Bound::Unbounded))
-            .map(|(_, inst)| &inst.info)
+            .values()
+            .map(|inst| &inst.info)
             .filter(|info| filter.matches(info))
-            .take(size + 1)
-            .cloned()
+            .filter(|info| after.as_ref().is_none_or(|after| key(info) > *after))
             .collect();
-        Page::of(instances, size)
+        matching.sort_by_key(|info| key(info));
+        let instances = matching.into_iter().take(size + 1).cloned().collect();
+        Ok(Page::listed(instances, &filter))
     }
 
     pub(in crate::memory) fn purge(&mut self, id: &str) -> StoreResult<bool> {
