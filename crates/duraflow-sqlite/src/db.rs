@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use duraflow_store::{Notifier, StoreError, StoreResult};
+use duraflow_store::{Notifier, StoreError, StoreResult, Wake};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -17,15 +17,6 @@ use crate::checkpoint::{
 use crate::error::{store_error, SqlResult};
 use crate::open::open_reader;
 use crate::owners::Owner;
-
-/// Whom to wake once a transaction has committed.
-#[derive(Debug, Default)]
-pub(crate) struct Wake {
-    pub(crate) turns: bool,
-    pub(crate) tasks: bool,
-    pub(crate) instances: bool,
-    pub(crate) feed: bool,
-}
 
 /// Lease tokens, issued by the writer without a write each: the high bits are an epoch that
 /// opening the store reserved durably (`lease_tokens` counts epochs), the low bits count the
@@ -224,18 +215,7 @@ fn run_batch(
         });
         // Wake before answering: whoever hears back has the wakeup already armed.
         if commit_error.is_none() {
-            if wake.turns {
-                notifier.turns.notify_waiters();
-            }
-            if wake.tasks {
-                notifier.tasks.notify_waiters();
-            }
-            if wake.instances {
-                notifier.instances.notify_waiters();
-            }
-            if wake.feed {
-                notifier.feed.notify_waiters();
-            }
+            wake.notify(notifier);
         }
         for answer in answers {
             answer.send(commit_error.as_ref());

@@ -3,11 +3,12 @@
 
 use std::fmt::{self, Display};
 
-use duraflow_core::{Event, EventDecodeError, OpId, Payload};
+use duraflow_core::{Event, EventDecodeError, OpId, Payload, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::StoreError;
+use crate::registry::RegisteredKind;
 
 /// A column of a row, named in an error only if it cannot be read (`column input of
 /// instance "a"`): rows are decoded on the hot path, where formatting every column's name
@@ -112,6 +113,32 @@ pub fn journal_len(positions: impl IntoIterator<Item = i64>) -> usize {
         .map_or(0, |m| m.saturating_add(1))
 }
 
+/// The kind of a stored registration, read from its column.
+pub fn registered_kind(text: &str) -> Result<RegisteredKind, StoreError> {
+    RegisteredKind::parse(text)
+        .ok_or_else(|| StoreError::Corrupt(format!("registration of unknown kind {text:?}")))
+}
+
+/// The journal length and last event time [`crate::InstanceInfo`] describes, from the last
+/// journal row of execution `execution` of instance `id` (its position and time; `None` for an
+/// empty journal). A last event without a time is corrupt.
+pub fn journal_end(
+    id: &str,
+    execution: u32,
+    last: Option<(i64, Option<i64>)>,
+) -> Result<(u64, Option<Timestamp>), StoreError> {
+    let Some((position, at)) = last else {
+        return Ok((0, None));
+    };
+    let at = at.ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "event {position} of execution {execution} of instance {id:?} has no time"
+        ))
+    })?;
+    let len = u64::try_from(position).map_or(0, |p| p.saturating_add(1));
+    Ok((len, Some(Timestamp(at))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +169,18 @@ mod tests {
         assert_eq!(journal_len([0, 1, 5]), 6);
         assert_eq!(journal_len([-4]), 0);
         assert_eq!(journal_len([]), 0);
+    }
+
+    #[test]
+    fn the_journal_end_needs_the_last_event_time() {
+        assert_eq!(journal_end("a", 1, None), Ok((0, None)));
+        assert_eq!(
+            journal_end("a", 1, Some((4, Some(9)))),
+            Ok((5, Some(duraflow_core::Timestamp(9))))
+        );
+        let err = journal_end("a", 2, Some((4, None)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("event 4 of execution 2 of instance \"a\" has no time"));
     }
 }

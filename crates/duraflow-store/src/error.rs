@@ -2,7 +2,7 @@
 
 use duraflow_core::EventDecodeError;
 
-use crate::types::CallbackStatus;
+use crate::types::{CallbackStatus, TaskId};
 
 /// An error from a store.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +92,39 @@ impl StoreError {
     /// Whether trying again later may succeed (the database was unreachable or busy).
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// [`StoreError::NotFound`] for instance `id`.
+    pub fn instance_not_found(id: &str) -> Self {
+        StoreError::NotFound(format!("instance {id:?}"))
+    }
+
+    /// [`StoreError::LeaseLost`] on instance `id`: the turn's lease expired or was taken over
+    /// (or the journal moved on since the turn read it).
+    pub fn instance_lease_lost(id: &str) -> Self {
+        StoreError::LeaseLost {
+            what: format!("instance {id:?}"),
+        }
+    }
+
+    /// [`StoreError::NotFound`] for task `id`.
+    pub fn task_not_found(id: TaskId) -> Self {
+        StoreError::NotFound(format!("task {}", id.0))
+    }
+
+    /// [`StoreError::LeaseLost`] on task `id`: its lease expired or was taken over.
+    pub fn task_lease_lost(id: TaskId) -> Self {
+        StoreError::LeaseLost {
+            what: format!("task {}", id.0),
+        }
+    }
+
+    /// [`StoreError::NotFound`] for the journal of execution `execution` of instance `id`,
+    /// whose executions are 1 to `current`.
+    pub fn execution_not_found(id: &str, execution: u32, current: u32) -> Self {
+        StoreError::NotFound(format!(
+            "execution {execution} of instance {id:?} (it has {current})"
+        ))
     }
 }
 

@@ -17,6 +17,7 @@ pub mod registry;
 mod rules;
 mod store;
 mod types;
+mod wake;
 
 pub use error::{StoreError, StoreResult};
 pub use feed::{FeedEntry, FeedRecord};
@@ -33,7 +34,10 @@ pub use queue_events::{validate_queue_event, EmitOutcome, NewAwait, NewEmit, Sto
 pub use registry::{
     validate_registrations, Registered, RegisteredKind, Registration, MAX_REGISTERED_NAME_LEN,
 };
-pub use rules::{callback_outcome, callback_token_taken, check_commit};
+pub use rules::{
+    callback_outcome, callback_state, callback_token_taken, check_commit, check_turn, holds_lease,
+    journal_execution, CallbackState, FoundTurn,
+};
 pub use store::{Cache, IntoStore, Store};
 pub use types::{
     validate_instance_id, CallbackResolution, CallbackStatus, CallbackTarget, Committed, Completed,
@@ -41,4 +45,8 @@ pub use types::{
     ListOrder, Message, MessageId, MessageKind, NewCallback, NewInstance, NewMessage, NewTask,
     NextAttempt, NextDue, OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId,
     TaskRelease, TaskWork, TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
+};
+pub use wake::{
+    checkpoint_lease, commit_wakes_turns, instance_due_at, message_due_at, DueState, PostedResults,
+    Wake,
 };

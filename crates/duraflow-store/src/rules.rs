@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 
-use duraflow_core::{EventKind, OpId};
+use duraflow_core::{EventKind, OpId, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
 use crate::types::{
-    validate_instance_id, CallbackResolution, CallbackStatus, InstanceStatus, MessageKind,
-    NewCallback, OpResult, TurnCommit,
+    validate_instance_id, CallbackResolution, CallbackStatus, InstanceStatus, LeaseToken,
+    MessageKind, NewCallback, OpResult, TurnCommit,
 };
 
 /// Refuses a checkpoint ([`TurnCommit::keep_lease`]) that would end the turn's execution: a
@@ -84,6 +84,56 @@ pub fn check_commit(commit: &TurnCommit) -> StoreResult<()> {
     check_callbacks(commit)
 }
 
+/// What a store found of the instance a turn commits to, for [`check_turn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundTurn {
+    /// The instance's lease (its token and when it runs out), if a turn holds one.
+    pub lease: Option<(LeaseToken, Timestamp)>,
+    /// The instance's current execution.
+    pub execution: u32,
+    /// How many events the journal of its current execution holds (`None` when the store
+    /// could not count them, which refuses the commit as a lost lease).
+    pub journal_len: Option<usize>,
+}
+
+/// Whether `lease` (the token it was granted with and when it runs out; `None` when nothing
+/// holds it) is held with `token`, and still live at `now` if given: a lease runs out at its
+/// time, not after. Without `now` an expired lease that nobody took over still counts, which
+/// lets its holder give it back (abandon a turn, release a task).
+pub fn holds_lease(
+    lease: Option<(LeaseToken, Timestamp)>,
+    token: LeaseToken,
+    now: Option<Timestamp>,
+) -> bool {
+    lease.is_some_and(|(held, until)| held == token && now.is_none_or(|now| until > now))
+}
+
+/// Checks a turn commit against what the store `found` of its instance (`None`: no such
+/// instance), then what it would write ([`check_commit`]): the commit's token must hold the
+/// instance's live lease, it must commit to the current execution, and its journal base must be
+/// the journal's length (a journal that grew since the turn read it means another turn has
+/// the instance: the lease is lost). Nothing is written when it refuses.
+pub fn check_turn(commit: &TurnCommit, found: Option<FoundTurn>) -> StoreResult<()> {
+    let id = &commit.instance_id;
+    let Some(found) = found else {
+        return Err(StoreError::instance_not_found(id));
+    };
+    if !holds_lease(found.lease, commit.token, Some(commit.now)) {
+        return Err(StoreError::instance_lease_lost(id));
+    }
+    if commit.execution != found.execution {
+        return Err(StoreError::Invalid(format!(
+            "a turn of instance {id:?} commits to execution {} but the current execution is {}",
+            commit.execution, found.execution
+        )));
+    }
+    if found.journal_len != Some(commit.journal_base) {
+        // Someone else extended the journal since this turn read it.
+        return Err(StoreError::instance_lease_lost(id));
+    }
+    check_commit(commit)
+}
+
 /// Refuses callbacks a commit cannot open or close: one for another instance or execution, one
 /// without a token, a token used twice, or a "closing" to `Open`.
 fn check_callbacks(commit: &TurnCommit) -> StoreResult<()> {
@@ -148,6 +198,54 @@ pub fn callback_outcome(
     (status, message)
 }
 
+/// The execution whose journal a read of instance `id` names (`asked`; its current one,
+/// `current`, by default), or [`StoreError::NotFound`] when the instance has no such
+/// execution (executions count from 1).
+pub fn journal_execution(id: &str, asked: Option<u32>, current: u32) -> StoreResult<u32> {
+    let execution = asked.unwrap_or(current);
+    if execution == 0 || execution > current {
+        return Err(StoreError::execution_not_found(id, execution, current));
+    }
+    Ok(execution)
+}
+
+/// Whether a callback can take a resolution ([`callback_state`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackState {
+    /// It is open and its instance waits for it: the resolution applies.
+    Open,
+    /// Its timeout has passed while it was open: the store records it as timed out (and keeps
+    /// that even though the resolution is refused), then refuses with this error.
+    TimedOut(StoreError),
+    /// Refused, and nothing changes: its instance no longer waits for it
+    /// ([`StoreError::CallbackNotFound`]), or it was closed already
+    /// ([`StoreError::CallbackClosed`]).
+    Refused(StoreError),
+}
+
+/// Whether a callback with `status` and `timeout_at` can take a resolution at `now`; `live`
+/// says whether its instance still waits for it (the instance has not finished and is still
+/// in the callback's execution).
+pub fn callback_state(
+    live: bool,
+    status: CallbackStatus,
+    timeout_at: Option<Timestamp>,
+    now: Timestamp,
+) -> CallbackState {
+    if !live {
+        return CallbackState::Refused(StoreError::CallbackNotFound);
+    }
+    if status != CallbackStatus::Open {
+        return CallbackState::Refused(StoreError::CallbackClosed { status });
+    }
+    if timeout_at.is_some_and(|at| at <= now) {
+        return CallbackState::TimedOut(StoreError::CallbackClosed {
+            status: CallbackStatus::TimedOut,
+        });
+    }
+    CallbackState::Open
+}
+
 /// The refusal of a commit that opens a callback whose token another callback holds (each
 /// store checks this against its own data).
 pub fn callback_token_taken(instance_id: &str, cb: &NewCallback) -> StoreError {
@@ -157,4 +255,33 @@ pub fn callback_token_taken(instance_id: &str, cb: &NewCallback) -> StoreError {
          nothing was written",
         cb.name, cb.op
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_takes_a_resolution_only_while_open_live_and_in_time() {
+        let (now, later) = (Timestamp(10), Some(Timestamp(11)));
+        let open = CallbackStatus::Open;
+        assert_eq!(callback_state(true, open, later, now), CallbackState::Open);
+        assert_eq!(callback_state(true, open, None, now), CallbackState::Open);
+        assert_eq!(
+            callback_state(false, CallbackStatus::Completed, later, now),
+            CallbackState::Refused(StoreError::CallbackNotFound)
+        );
+        assert_eq!(
+            callback_state(true, CallbackStatus::Failed, Some(now), now),
+            CallbackState::Refused(StoreError::CallbackClosed {
+                status: CallbackStatus::Failed
+            })
+        );
+        assert_eq!(
+            callback_state(true, open, Some(now), now),
+            CallbackState::TimedOut(StoreError::CallbackClosed {
+                status: CallbackStatus::TimedOut
+            })
+        );
+    }
 }

@@ -468,6 +468,25 @@ impl TurnCommit {
             _ => None,
         }
     }
+
+    /// The status the commit leaves its instance in: running for a continue-as-new (the new
+    /// execution runs), else [`TurnCommit::status`].
+    pub fn final_status(&self) -> InstanceStatus {
+        if self.continue_as_new.is_some() {
+            InstanceStatus::Running
+        } else {
+            self.status
+        }
+    }
+
+    /// The attempt the new execution of a continue-as-new runs: the one
+    /// [`TurnCommit::next_attempt`] names for a retry, else 1. `None` for a commit that does
+    /// not continue as new, which leaves the attempt as it is.
+    pub fn new_attempt(&self) -> Option<u32> {
+        self.continue_as_new
+            .as_ref()
+            .map(|_| self.next_attempt.map_or(1, |next| next.attempt))
+    }
 }
 
 /// The attempt a retried workflow's next execution runs (see [`TurnCommit::next_attempt`]).

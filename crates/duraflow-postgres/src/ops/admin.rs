@@ -3,11 +3,12 @@
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::management::DepthTally;
 use duraflow_store::{
-    InstanceStatus, ListFilter, ListOrder, NextDue, Page, QueueDepth, StoreError, StoreStats,
+    journal_execution, InstanceStatus, ListFilter, ListOrder, NextDue, Page, QueueDepth,
+    StoreError, StoreStats,
 };
 use sqlx::{AssertSqlSafe, PgConnection, Row};
 
-use super::instances::{self, not_found};
+use super::instances;
 use super::turns::read_journal;
 use crate::codec::{instance_row, INSTANCE_COLUMNS};
 use crate::error::OpResult;
@@ -18,16 +19,9 @@ pub(crate) async fn journal(
     execution: Option<u32>,
 ) -> OpResult<Vec<Event>> {
     let Some(info) = instances::get(conn, id).await? else {
-        return Err(not_found(id).into());
+        return Err(StoreError::instance_not_found(id).into());
     };
-    let execution = execution.unwrap_or(info.execution);
-    if execution == 0 || execution > info.execution {
-        return Err(StoreError::NotFound(format!(
-            "execution {execution} of instance {id:?} (it has {})",
-            info.execution
-        ))
-        .into());
-    }
+    let execution = journal_execution(id, execution, info.execution)?;
     Ok(read_journal(conn, id, execution).await??)
 }
 

@@ -8,8 +8,8 @@ use std::collections::HashSet;
 
 use duraflow_core::{OpId, Timestamp};
 use duraflow_store::{
-    callback_outcome, CallbackResolution, CallbackStatus, CallbackTarget, InstanceStatus,
-    NewMessage, StoreError, StoreResult, TurnCommit,
+    callback_outcome, callback_state, CallbackResolution, CallbackState, CallbackStatus,
+    CallbackTarget, InstanceStatus, NewMessage, StoreError, StoreResult, TurnCommit,
 };
 use sqlx::{PgConnection, Row};
 
@@ -222,19 +222,17 @@ pub(crate) async fn resolve(
         .parse::<InstanceStatus>()
         .map_err(|e| corrupt(&e))?
         .is_terminal();
-    if finished || current != execution {
-        return not_found();
-    }
-    if cb_status != CallbackStatus::Open {
-        return Ok(Err(StoreError::CallbackClosed { status: cb_status }));
-    }
+    let live = !finished && current == execution;
     let execution = u32::try_from(execution).unwrap_or(0);
-    let (new_status, message) = if timeout_at.is_some_and(|at| at <= now.0) {
-        (CallbackStatus::TimedOut, None)
-    } else {
-        let (status, message) = callback_outcome(execution, op.clone(), resolution);
-        (status, Some(message))
-    };
+    let (new_status, message) =
+        match callback_state(live, cb_status, timeout_at.map(Timestamp), now) {
+            CallbackState::Open => {
+                let (status, message) = callback_outcome(execution, op.clone(), resolution);
+                (status, Ok(message))
+            }
+            CallbackState::TimedOut(refused) => (CallbackStatus::TimedOut, Err(refused)),
+            CallbackState::Refused(refused) => return Ok(Err(refused)),
+        };
     if new_status != CallbackStatus::Open {
         sqlx::query(RESOLVE_CLOSE)
             .bind(token)
@@ -242,10 +240,9 @@ pub(crate) async fn resolve(
             .execute(&mut *conn)
             .await?;
     }
-    let Some(kind) = message else {
-        return Ok(Err(StoreError::CallbackClosed {
-            status: CallbackStatus::TimedOut,
-        }));
+    let kind = match message {
+        Ok(kind) => kind,
+        Err(refused) => return Ok(Err(refused)),
     };
     let message = NewMessage {
         instance_id: instance_id.clone(),

@@ -12,8 +12,6 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use duraflow_core::Timestamp;
-
 use duraflow_store::{
     codec, CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
     MessageKind, NewInstance, NewMessage, StoreError, TurnWork,
@@ -24,10 +22,6 @@ use super::{Wake, OPEN};
 use crate::codec::{instance_row, INSTANCE_COLUMNS};
 use crate::error::OpResult;
 use crate::listen;
-
-pub(crate) fn not_found(id: &str) -> StoreError {
-    StoreError::NotFound(format!("instance {id:?}"))
-}
 
 /// The statement of [`get`]: `$1` the instance id.
 pub(crate) static GET: LazyLock<String> =
@@ -53,23 +47,11 @@ pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Opti
         .bind(info.execution as i32)
         .fetch_optional(&mut *conn)
         .await?;
-    let (len, at) = match last {
-        Some(row) => {
-            let position: i32 = row.try_get(0)?;
-            let at: Option<i64> = row.try_get(1)?;
-            let at = at.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "event {position} of execution {} of instance {id:?} has no time",
-                    info.execution
-                ))
-            })?;
-            (
-                u64::try_from(position).unwrap_or(0) + 1,
-                Some(Timestamp(at)),
-            )
-        }
-        None => (0, None),
+    let last = match last {
+        Some(row) => Some((i64::from(row.try_get::<i32, _>(0)?), row.try_get(1)?)),
+        None => None,
     };
+    let (len, at) = codec::journal_end(id, info.execution, last)?;
     info.journal_len = Some(len);
     info.last_event_at = at;
     Ok(Some(info))
@@ -367,7 +349,7 @@ pub(crate) async fn send(
         return Ok(());
     }
     match row.try_get::<Option<String>, _>("status")? {
-        None => Err(not_found(id).into()),
+        None => Err(StoreError::instance_not_found(id).into()),
         Some(status) => Err(StoreError::InstanceFinished {
             id: id.clone(),
             status,

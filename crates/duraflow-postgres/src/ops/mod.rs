@@ -47,25 +47,7 @@ use sqlx::Row;
 use crate::error::OpResult;
 
 /// Whom to wake once the transaction has committed.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Wake {
-    pub(crate) turns: bool,
-    pub(crate) tasks: bool,
-    pub(crate) instances: bool,
-    /// Records were appended to the feed (woken in this process only: subscribers elsewhere
-    /// poll).
-    pub(crate) feed: bool,
-}
-
-impl Wake {
-    /// Adds another operation's wakeups.
-    pub(crate) fn merge(&mut self, other: Wake) {
-        self.turns |= other.turns;
-        self.tasks |= other.tasks;
-        self.instances |= other.instances;
-        self.feed |= other.feed;
-    }
-}
+pub(crate) use duraflow_store::Wake;
 
 /// The inbox statuses of instances that take messages.
 pub(crate) const OPEN: &str = "('pending', 'running')";

@@ -1,7 +1,7 @@
 //! The registry: what engines announce they serve (see `duraflow_store::registry`).
 
 use duraflow_core::Timestamp;
-use duraflow_store::{Registered, RegisteredKind, Registration, StoreError};
+use duraflow_store::{Registered, Registration};
 use sqlx::{PgConnection, Row};
 
 use crate::error::OpResult;
@@ -54,8 +54,7 @@ pub(crate) async fn list(conn: &mut PgConnection) -> OpResult<Vec<Registered>> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let kind: String = row.try_get(0)?;
-        let kind = RegisteredKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("registration of unknown kind {kind:?}")))?;
+        let kind = duraflow_store::codec::registered_kind(&kind)?;
         out.push(Registered {
             registration: Registration::new(
                 kind,

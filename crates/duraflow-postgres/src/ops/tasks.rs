@@ -21,16 +21,6 @@ use crate::codec::counter;
 use crate::error::OpResult;
 use crate::listen;
 
-fn not_found(id: TaskId) -> StoreError {
-    StoreError::NotFound(format!("task {}", id.0))
-}
-
-fn lease_lost(id: TaskId) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("task {}", id.0),
-    }
-}
-
 fn task_row(row: &PgRow) -> OpResult<TaskWork> {
     let id: i64 = row.try_get("id")?;
     let what = |col| codec::Column::new(col, "task", &id);
@@ -488,8 +478,10 @@ pub(crate) async fn complete_batch(
                 }
                 Ok(Completed::default())
             }
-            Some((false, _)) if still_there.contains(&c.id.0) => Err(lease_lost(c.id)),
-            _ => Err(not_found(c.id)),
+            Some((false, _)) if still_there.contains(&c.id.0) => {
+                Err(StoreError::task_lease_lost(c.id))
+            }
+            _ => Err(StoreError::task_not_found(c.id)),
         });
     }
     if !claimed.is_empty() {
@@ -550,8 +542,8 @@ async fn refused(conn: &mut PgConnection, id: TaskId) -> OpResult<StoreError> {
         .fetch_optional(&mut *conn)
         .await?;
     Ok(match exists {
-        Some(_) => lease_lost(id),
-        None => not_found(id),
+        Some(_) => StoreError::task_lease_lost(id),
+        None => StoreError::task_not_found(id),
     })
 }
 

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::{
-    codec, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError, TurnWork,
+    codec, holds_lease, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError,
+    TurnWork,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
-use super::instances::not_found;
 use super::{messages_of, Wake};
 use crate::codec::instance_row;
 use crate::error::OpResult;
@@ -69,12 +69,6 @@ pub(crate) fn turn_extras(inbox: &str) -> String {
 /// The columns [`turn_extras`] adds.
 pub(crate) const TURN_EXTRA_COLUMNS: &str =
     "inbox.msg_ids, inbox.msg_visible, inbox.msg_kinds, coalesce(journal.has_events, false) AS has_events";
-
-pub(crate) fn lease_lost(id: &str) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("instance {id:?}"),
-    }
-}
 
 /// The statement of [`read_journal`]: `$1` the instance id, `$2` the execution.
 pub(crate) const READ_JOURNAL: &str = "SELECT position, format, data FROM events
@@ -268,10 +262,11 @@ pub(crate) async fn abandon(
         .fetch_optional(&mut *conn)
         .await?;
     let Some((current, lease_until)) = row else {
-        return Err(not_found(id).into());
+        return Err(StoreError::instance_not_found(id).into());
     };
-    if current != token.0 || lease_until.is_none() {
-        return Err(lease_lost(id).into());
+    let lease = lease_until.map(|until| (LeaseToken(current), Timestamp(until)));
+    if !holds_lease(lease, token, None) {
+        return Err(StoreError::instance_lease_lost(id).into());
     }
     sqlx::query(ABANDON.as_str())
         .bind(id)
@@ -312,7 +307,7 @@ pub(crate) async fn renew(
         .await?;
     match row {
         Some((true,)) => Ok(until),
-        Some((false,)) => Err(lease_lost(id).into()),
-        None => Err(not_found(id).into()),
+        Some((false,)) => Err(StoreError::instance_lease_lost(id).into()),
+        None => Err(StoreError::instance_not_found(id).into()),
     }
 }

@@ -3,12 +3,13 @@
 use duraflow_core::{Event, Timestamp};
 use duraflow_store::management::DepthTally;
 use duraflow_store::{
-    InstanceStatus, ListFilter, ListOrder, NextDue, Page, QueueDepth, StoreError, StoreStats,
+    journal_execution, InstanceStatus, ListFilter, ListOrder, NextDue, Page, QueueDepth,
+    StoreError, StoreStats,
 };
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
-use super::instances::{self, not_found};
+use super::instances;
 use super::turns::read_journal;
 use crate::codec::{in_row, instance_row, status, INSTANCE_COLUMNS};
 use crate::error::SqlResult;
@@ -19,16 +20,9 @@ pub(crate) fn journal(
     execution: Option<u32>,
 ) -> SqlResult<Vec<Event>> {
     let Some(info) = instances::get(conn, id)? else {
-        return Err(not_found(id).into());
+        return Err(StoreError::instance_not_found(id).into());
     };
-    let execution = execution.unwrap_or(info.execution);
-    if execution == 0 || execution > info.execution {
-        return Err(StoreError::NotFound(format!(
-            "execution {execution} of instance {id:?} (it has {})",
-            info.execution
-        ))
-        .into());
-    }
+    let execution = journal_execution(id, execution, info.execution)?;
     Ok(read_journal(conn, id, execution)??)
 }
 

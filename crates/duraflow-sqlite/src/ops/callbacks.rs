@@ -2,8 +2,8 @@
 
 use duraflow_core::{OpId, Timestamp};
 use duraflow_store::{
-    callback_outcome, callback_token_taken, CallbackResolution, CallbackStatus, CallbackTarget,
-    StoreError, StoreResult, TurnCommit,
+    callback_outcome, callback_state, callback_token_taken, CallbackResolution, CallbackState,
+    CallbackStatus, CallbackTarget, StoreError, StoreResult, TurnCommit,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -127,22 +127,18 @@ pub(crate) fn resolve(
         }
         None => false,
     };
-    if !live {
-        return Ok(Err(StoreError::CallbackNotFound));
-    }
-    if status != CallbackStatus::Open {
-        return Ok(Err(StoreError::CallbackClosed { status }));
-    }
     let set_status = |status: CallbackStatus| -> SqlResult<()> {
         conn.prepare_cached("UPDATE callbacks SET status = ?2 WHERE token = ?1")?
             .execute(params![token, status.as_str()])?;
         Ok(())
     };
-    if timeout_at.is_some_and(|at| at <= now.0) {
-        set_status(CallbackStatus::TimedOut)?;
-        return Ok(Err(StoreError::CallbackClosed {
-            status: CallbackStatus::TimedOut,
-        }));
+    match callback_state(live, status, timeout_at.map(Timestamp), now) {
+        CallbackState::Open => {}
+        CallbackState::TimedOut(refused) => {
+            set_status(CallbackStatus::TimedOut)?;
+            return Ok(Err(refused));
+        }
+        CallbackState::Refused(refused) => return Ok(Err(refused)),
     }
     let (status, message) = callback_outcome(execution, op.clone(), resolution);
     if status != CallbackStatus::Open {

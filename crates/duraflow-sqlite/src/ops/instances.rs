@@ -15,10 +15,6 @@ use crate::db::Tx;
 use crate::error::SqlResult;
 use crate::ops::turns;
 
-pub(crate) fn not_found(id: &str) -> StoreError {
-    StoreError::NotFound(format!("instance {id:?}"))
-}
-
 /// An instance by id.
 pub(crate) fn get(conn: &Connection, id: &str) -> SqlResult<Option<InstanceInfo>> {
     static SQL: LazyLock<String> =
@@ -41,21 +37,7 @@ pub(crate) fn describe(conn: &Connection, id: &str) -> SqlResult<Option<Instance
         .prepare_cached(JOURNAL_END)?
         .query_row(params![id, info.execution], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let (len, at) = match last {
-        Some((position, at)) => {
-            let at = at.ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "event {position} of execution {} of instance {id:?} has no time",
-                    info.execution
-                ))
-            })?;
-            (
-                u64::try_from(position + 1).unwrap_or(0),
-                Some(Timestamp(at)),
-            )
-        }
-        None => (0, None),
-    };
+    let (len, at) = duraflow_store::codec::journal_end(id, info.execution, last)?;
     info.journal_len = Some(len);
     info.last_event_at = at;
     Ok(Some(info))
@@ -193,7 +175,7 @@ pub(crate) fn create(
 pub(crate) fn send(conn: &Connection, message: &NewMessage, tx: &mut Tx<'_>) -> SqlResult<()> {
     let id = &message.instance_id;
     match status_of(conn, id)? {
-        None => Err(not_found(id).into()),
+        None => Err(StoreError::instance_not_found(id).into()),
         Some(s) if s.is_terminal() => Err(StoreError::InstanceFinished {
             id: id.clone(),
             status: s.to_string(),

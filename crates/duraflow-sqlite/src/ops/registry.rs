@@ -1,7 +1,7 @@
 //! The registry: what engines announce they serve (see `duraflow_store::registry`).
 
 use duraflow_core::Timestamp;
-use duraflow_store::{Registered, RegisteredKind, Registration, StoreError};
+use duraflow_store::{Registered, Registration};
 use rusqlite::{params, Connection};
 
 use crate::error::SqlResult;
@@ -36,8 +36,7 @@ pub(crate) fn list(conn: &Connection) -> SqlResult<Vec<Registered>> {
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
         let kind: String = row.get(0)?;
-        let kind = RegisteredKind::parse(&kind)
-            .ok_or_else(|| StoreError::Corrupt(format!("registration of unknown kind {kind:?}")))?;
+        let kind = duraflow_store::codec::registered_kind(&kind)?;
         out.push(Registered {
             registration: Registration::new(
                 kind,

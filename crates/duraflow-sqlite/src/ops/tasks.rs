@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Failure, Payload, Timestamp};
 use duraflow_store::{
-    Completed, FetchFilter, JournalCache, LeaseToken, MessageKind, StoreError, StoreResult,
-    TaskCompletion, TaskId, TaskRelease, TaskWork,
+    holds_lease, Completed, FetchFilter, JournalCache, LeaseToken, MessageKind, PostedResults,
+    StoreError, StoreResult, TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -15,16 +15,6 @@ use super::turns;
 use crate::codec::{filter_params, from_json, in_row, json, op_id, opt_json, payload};
 use crate::db::Tx;
 use crate::error::SqlResult;
-
-fn not_found(id: TaskId) -> StoreError {
-    StoreError::NotFound(format!("task {}", id.0))
-}
-
-fn lease_lost(id: TaskId) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("task {}", id.0),
-    }
-}
 
 const TASK_COLUMNS: &str = "id, instance_id, execution, op, name, input, options, attempt, \
                             scheduled_at, lease_token, lease_until, last_failure, \
@@ -141,15 +131,13 @@ fn lease_row(conn: &Connection, id: TaskId) -> SqlResult<LeaseRow> {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
     })
     .optional()?
-    .ok_or_else(|| not_found(id).into())
+    .ok_or_else(|| StoreError::task_not_found(id).into())
 }
 
 /// Whether `token` holds the task's lease (live at `now` if given).
 fn holds(row: &LeaseRow, token: LeaseToken, now: Option<Timestamp>) -> bool {
-    row.3 == token.0
-        && row
-            .4
-            .is_some_and(|until| now.is_none_or(|now| until > now.0))
+    let lease = row.4.map(|until| (LeaseToken(row.3), Timestamp(until)));
+    holds_lease(lease, token, now)
 }
 
 /// Completes a batch of tasks, then grants the claims: one per instance, once every result is
@@ -173,7 +161,7 @@ pub(crate) fn complete_batch(
     }
     let mut claims: Vec<Claim> = Vec::new();
     // Instances that got a result, so a turn to run.
-    let mut posted: Vec<String> = Vec::new();
+    let mut posted = PostedResults::default();
     let mut results = Vec::with_capacity(completions.len());
     for (index, c) in completions.iter().enumerate() {
         let (instance, result) = match take(conn, now, c, tx)? {
@@ -191,7 +179,7 @@ pub(crate) fn complete_batch(
         match claim {
             Some(lease) => {
                 if let Some(message) = post_message(conn, &instance, &result, now)? {
-                    posted.push(instance.clone());
+                    posted.posted(instance.clone());
                     claims.push(Claim {
                         index,
                         instance,
@@ -202,7 +190,7 @@ pub(crate) fn complete_batch(
             }
             None => {
                 if insert_message(conn, &instance, &result, now)? {
-                    posted.push(instance);
+                    posted.posted(instance);
                 }
             }
         }
@@ -225,7 +213,7 @@ pub(crate) fn complete_batch(
         };
         match turn {
             Some(turn) => {
-                posted.retain(|id| *id != claim.instance);
+                posted.claimed(&claim.instance);
                 if let Some(Ok(completed)) = results.get_mut(claim.index) {
                     completed.turn = Some(turn);
                 }
@@ -234,9 +222,7 @@ pub(crate) fn complete_batch(
         }
     }
     // The turns claimed here need nobody else: wake the dispatchers only for the rest.
-    if !posted.is_empty() {
-        tx.wake.turns = true;
-    }
+    posted.wake(&mut tx.wake);
     Ok(results)
 }
 
@@ -265,10 +251,11 @@ fn take(
         })
         .optional()?;
     let Some((instance_id, execution, op, token, lease_until, queue)) = row else {
-        return Ok(Err(not_found(c.id)));
+        return Ok(Err(StoreError::task_not_found(c.id)));
     };
-    if token != c.token.0 || lease_until.is_none_or(|until| until <= now.0) {
-        return Ok(Err(lease_lost(c.id)));
+    let lease = lease_until.map(|until| (LeaseToken(token), Timestamp(until)));
+    if !holds_lease(lease, c.token, Some(now)) {
+        return Ok(Err(StoreError::task_lease_lost(c.id)));
     }
     conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
         .execute([c.id.0])?;
@@ -294,7 +281,7 @@ pub(crate) fn renew(
 ) -> SqlResult<Timestamp> {
     let row = lease_row(conn, id)?;
     if !holds(&row, token, Some(now)) {
-        return Err(lease_lost(id).into());
+        return Err(StoreError::task_lease_lost(id).into());
     }
     let until = now.plus(lease);
     conn.prepare_cached(
@@ -315,7 +302,7 @@ pub(crate) fn release(
 ) -> SqlResult<()> {
     let row = lease_row(conn, id)?;
     if !holds(&row, token, None) {
-        return Err(lease_lost(id).into());
+        return Err(StoreError::task_lease_lost(id).into());
     }
     match release {
         TaskRelease::Retry {

@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use duraflow_core::{Event, EventDecodeError, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    check_commit, codec, Committed, FetchFilter, InstanceStatus, Journal, JournalCache, LeaseToken,
-    Message, MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit,
-    TurnWork,
+    check_turn, checkpoint_lease, codec, commit_wakes_turns, holds_lease, instance_due_at,
+    Committed, DueState, FetchFilter, FoundTurn, Journal, JournalCache, LeaseToken, Message,
+    MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::instances::{self, insert_message, not_found};
+use super::instances::{self, insert_message};
 use super::{callbacks, feed, flow, queue_events};
 use crate::codec::{event_data, from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Tx;
@@ -34,12 +34,6 @@ static INSERT_EVENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
         })
         .collect()
 });
-
-fn lease_lost(id: &str) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("instance {id:?}"),
-    }
-}
 
 /// Reads an execution's journal; a row that cannot be decoded, or a position with no row, is
 /// reported with its position.
@@ -279,23 +273,14 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         })
         .optional()?;
     let Some((token, lease_until, execution, not_before, journal_len)) = row else {
-        return Err(not_found(id).into());
+        return Err(StoreError::instance_not_found(id).into());
     };
-    if token != c.token.0 || lease_until.is_none_or(|until| until <= c.now.0) {
-        return Err(lease_lost(id).into());
-    }
-    if c.execution != execution {
-        return Err(StoreError::Invalid(format!(
-            "a turn of instance {id:?} commits to execution {} but the current execution is \
-             {execution}",
-            c.execution
-        ))
-        .into());
-    }
-    if usize::try_from(journal_len).ok() != Some(c.journal_base) {
-        return Err(lease_lost(id).into());
-    }
-    check_commit(c)?;
+    let found = FoundTurn {
+        lease: lease_until.map(|until| (LeaseToken(token), Timestamp(until))),
+        execution,
+        journal_len: usize::try_from(journal_len).ok(),
+    };
+    check_turn(c, Some(found))?;
     callbacks::check_new(conn, c)?;
 
     insert_events(conn, id, execution, c.journal_base, &c.new_events)?;
@@ -355,16 +340,9 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     };
     // A new execution runs attempt 1, unless it is a retry; a retry is not due before its
     // backoff ends.
-    let attempt = c
-        .continue_as_new
-        .as_ref()
-        .map(|_| c.next_attempt.map_or(1, |next| next.attempt));
+    let attempt = c.new_attempt();
     let not_before = c.next_attempt.map_or(not_before, |next| next.start_at.0);
-    let status = if c.continue_as_new.is_some() {
-        InstanceStatus::Running
-    } else {
-        c.status
-    };
+    let status = c.final_status();
     if c.continue_as_new.is_some() {
         tx.wake.instances = true;
     }
@@ -392,20 +370,21 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     let (earliest, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(visible_at), min(id) FROM messages WHERE instance_id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let (lease_until, due_at, commit_token) = match c.keep_lease {
-        // A checkpoint: the lease goes on, and the work is due when it runs out (even with an
-        // empty inbox, so that a turn that died is redone). Its journal is named by a token
-        // never issued to a lease: no cache holds it as it is now.
-        Some(keep) => {
-            let until = c.now.plus(keep).0;
-            (Some(until), Some(until), tx.token()?)
-        }
-        // The lease ends: the work is due again when the earliest message left becomes visible.
-        None => (
-            None,
-            earliest.map(|visible| visible.max(not_before)),
-            c.token.0,
-        ),
+    // A checkpoint keeps the lease and is due when it runs out; a commit that ends its turn
+    // is due again when the earliest message left becomes visible (see `instance_due_at`).
+    let lease_until = checkpoint_lease(c);
+    let due_at = instance_due_at(&DueState {
+        finished: status.is_terminal(),
+        lease_until,
+        earliest_message: earliest.map(Timestamp),
+        not_before: Some(Timestamp(not_before)),
+        redo: false,
+    });
+    // A checkpoint's journal is named by a token never issued to a lease: no cache holds it as
+    // it is now.
+    let commit_token = match lease_until {
+        Some(_) => tx.token()?,
+        None => c.token.0,
     };
     conn.prepare_cached(
         "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
@@ -424,14 +403,14 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         input,
         commit_token,
         if status.is_terminal() { 0 } else { not_before },
-        due_at,
+        due_at.map(|at| at.0),
         oldest,
-        lease_until,
+        lease_until.map(|until| until.0),
         attempt,
         started_version.is_some(),
         started_version.flatten(),
     ])?;
-    if due_at.is_some() && lease_until.is_none() {
+    if commit_wakes_turns(lease_until, due_at) {
         tx.wake.turns = true;
     }
     Ok(committed)
@@ -515,10 +494,11 @@ pub(crate) fn abandon(
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((current, lease_until)) = row else {
-        return Err(not_found(id).into());
+        return Err(StoreError::instance_not_found(id).into());
     };
-    if current != token.0 || lease_until.is_none() {
-        return Err(lease_lost(id).into());
+    let lease = lease_until.map(|until| (LeaseToken(current), Timestamp(until)));
+    if !holds_lease(lease, token, None) {
+        return Err(StoreError::instance_lease_lost(id).into());
     }
     conn.prepare_cached(
         "UPDATE instances SET lease_until = NULL, not_before = ?2,
@@ -550,7 +530,7 @@ pub(crate) fn renew(
         return Ok(until);
     }
     match instances::status_of(conn, id)? {
-        Some(_) => Err(lease_lost(id).into()),
-        None => Err(not_found(id).into()),
+        Some(_) => Err(StoreError::instance_lease_lost(id).into()),
+        None => Err(StoreError::instance_not_found(id).into()),
     }
 }

@@ -63,18 +63,7 @@ impl MemoryStore {
             let mut state = self.lock();
             f(&mut state, &mut wake)
         };
-        if wake.turns {
-            self.notifier.turns.notify_waiters();
-        }
-        if wake.tasks {
-            self.notifier.tasks.notify_waiters();
-        }
-        if wake.instances {
-            self.notifier.instances.notify_waiters();
-        }
-        if wake.feed {
-            self.notifier.feed.notify_waiters();
-        }
+        wake.notify(&self.notifier);
         out
     }
 }

@@ -24,6 +24,8 @@ use duraflow_core::{ActivityOptions, Event, Failure, OpId, Payload, Timestamp};
 
 use crate::error::{StoreError, StoreResult};
 use crate::journal_cache::JournalCache;
+use crate::rules::holds_lease;
+use crate::wake::{instance_due_at, message_due_at, DueState};
 use flow::Flow;
 use index::{QueueIndex, TurnIndex, TurnSlot};
 
@@ -33,18 +35,7 @@ use crate::types::{
 };
 
 /// Which notifications an operation calls for; sent once the lock is released.
-///
-/// Besides work that is visible at once, the store also wakes waiters for work that becomes
-/// visible later: a dispatcher sleeping until the previous `next_due` must recompute it, or it
-/// would oversleep a newly scheduled earlier deadline. Waiters re-check the store, so an early
-/// wakeup costs one query.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Wake {
-    pub(super) turns: bool,
-    pub(super) tasks: bool,
-    pub(super) instances: bool,
-    pub(super) feed: bool,
-}
+pub(super) use crate::wake::Wake;
 
 /// A lease on an instance or a task.
 #[derive(Debug, Clone, Copy)]
@@ -60,9 +51,10 @@ impl Lease {
     }
 }
 
-/// Whether `lease` is the current lease and is held with `token`, live at `now` if given.
+/// Whether `lease` is the current lease and is held with `token`, live at `now` if given
+/// ([`holds_lease`]).
 fn holds(lease: Option<Lease>, token: LeaseToken, now: Option<Timestamp>) -> bool {
-    lease.is_some_and(|l| l.token == token && now.is_none_or(|now| l.live(now)))
+    holds_lease(lease.map(|l| (l.token, l.until)), token, now)
 }
 
 /// An instance's place in [`State::due`]: when its work is due, then its oldest message.
@@ -138,24 +130,16 @@ struct Instance {
 }
 
 impl Instance {
-    /// When the instance's work is due: nothing for a finished instance; the lease's expiry
-    /// while a turn holds it (even with an empty inbox, which a checkpoint can leave: the turn
-    /// is redone if its lease runs out); otherwise, with messages, when its earliest message
-    /// becomes visible (not before `not_before`), and for an abandoned turn with none,
-    /// `not_before`. Ties go to the oldest message.
+    /// When the instance's work is due ([`instance_due_at`]); ties go to the oldest message.
     fn due_key(&self) -> Option<DueKey> {
-        if self.info.status.is_terminal() {
-            return None;
-        }
+        let at = instance_due_at(&DueState {
+            finished: self.info.status.is_terminal(),
+            lease_until: self.lease.map(|lease| lease.until),
+            earliest_message: self.inbox.values().map(|m| m.visible_at).min(),
+            not_before: self.not_before,
+            redo: self.redo,
+        })?;
         let oldest = self.inbox.keys().next().copied();
-        let at = match self.lease {
-            Some(lease) => lease.until,
-            None => match self.inbox.values().map(|m| m.visible_at).min() {
-                Some(visible) => self.not_before.map_or(visible, |nb| visible.max(nb)),
-                None if self.redo => self.not_before?,
-                None => return None,
-            },
-        };
         Some((at, oldest.unwrap_or(MessageId(i64::MAX)), self.seq))
     }
 
@@ -223,16 +207,6 @@ pub(super) struct State {
     last_token: i64,
     /// The last instance's place in creation order.
     last_instance: u64,
-}
-
-fn instance_not_found(id: &str) -> StoreError {
-    StoreError::NotFound(format!("instance {id:?}"))
-}
-
-fn instance_lease_lost(id: &str) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("instance {id:?}"),
-    }
 }
 
 /// Moves `inst` to `key` in the due index (reusing its slot's strings when it moves).
@@ -316,10 +290,11 @@ impl State {
         // The new message can only make the work due earlier, and only when no turn holds
         // the instance: an update instead of a recomputation keeps big inboxes cheap.
         let key = match (inst.due.as_ref().map(|slot| slot.key.0), inst.lease) {
-            (Some((at, oldest, seq)), None) => {
-                let visible = inst.not_before.map_or(visible_at, |nb| visible_at.max(nb));
-                Some((at.min(visible), oldest, seq))
-            }
+            (Some((at, oldest, seq)), None) => Some((
+                at.min(message_due_at(visible_at, inst.not_before)),
+                oldest,
+                seq,
+            )),
             (Some(key), Some(_)) => Some(key),
             (None, _) => inst.due_key(),
         };
@@ -406,7 +381,7 @@ impl State {
         let inst = self
             .instances
             .get(&message.instance_id)
-            .ok_or_else(|| instance_not_found(&message.instance_id))?;
+            .ok_or_else(|| StoreError::instance_not_found(&message.instance_id))?;
         if inst.info.status.is_terminal() {
             return Err(StoreError::InstanceFinished {
                 id: message.instance_id,

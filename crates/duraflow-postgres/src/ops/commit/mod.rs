@@ -7,15 +7,14 @@ use std::sync::LazyLock;
 
 use duraflow_core::{Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    callback_token_taken, check_commit, Committed, InstanceStatus, LeaseToken, NewInstance,
-    StoreError, StoreResult, TaskId, TaskWork, TurnCommit,
+    callback_token_taken, check_turn, Committed, FoundTurn, InstanceStatus, LeaseToken,
+    NewInstance, StoreError, StoreResult, TaskId, TaskWork, TurnCommit,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use self::writes::Writes;
-use super::instances::{insert_children, not_found};
-use super::turns::lease_lost;
+use super::instances::insert_children;
 use super::{callbacks, feed, queue_events};
 use super::{Wake, OPEN};
 use crate::error::OpResult;
@@ -37,32 +36,14 @@ struct Locked {
 
 /// Why a commit cannot be applied, found before writing anything of it.
 fn refusal(c: &TurnCommit, locked: Option<&Locked>) -> Option<StoreError> {
-    let id = &c.instance_id;
-    let Some(row) = locked else {
-        return Some(not_found(id));
-    };
-    if row.token != c.token.0 || row.lease_until.is_none_or(|until| until <= c.now.0) {
-        return Some(lease_lost(id));
-    }
-    if c.execution != row.execution {
-        return Some(StoreError::Invalid(format!(
-            "a turn of instance {id:?} commits to execution {} but the current execution is {}",
-            c.execution, row.execution
-        )));
-    }
-    if row.journal_len.and_then(|n| usize::try_from(n).ok()) != Some(c.journal_base) {
-        return Some(lease_lost(id));
-    }
-    check_commit(c).err()
-}
-
-/// The status a commit leaves its instance in.
-fn final_status(c: &TurnCommit) -> InstanceStatus {
-    if c.continue_as_new.is_some() {
-        InstanceStatus::Running
-    } else {
-        c.status
-    }
+    let found = locked.map(|row| FoundTurn {
+        lease: row
+            .lease_until
+            .map(|until| (LeaseToken(row.token), Timestamp(until))),
+        execution: row.execution,
+        journal_len: row.journal_len.and_then(|n| usize::try_from(n).ok()),
+    });
+    check_turn(c, found).err()
 }
 
 /// The columns of [`lock_statement`] and [`lock_instances`]: the lease state of an instance and
@@ -346,7 +327,7 @@ pub(crate) async fn commit_batch(
     let mut opened: HashSet<&str> = HashSet::new();
     for c in commits {
         let refused = if committing.contains_key(c.instance_id.as_str()) {
-            Some(lease_lost(&c.instance_id))
+            Some(StoreError::instance_lease_lost(&c.instance_id))
         } else {
             refusal(c, locked.get(&c.instance_id)).or_else(|| {
                 c.callbacks
@@ -359,7 +340,7 @@ pub(crate) async fn commit_batch(
             Some(e) => results.push(Err(e)),
             None => {
                 opened.extend(c.callbacks.iter().map(|cb| cb.token.as_str()));
-                committing.insert(&c.instance_id, final_status(c));
+                committing.insert(&c.instance_id, c.final_status());
                 accepted.push(c);
                 results.push(Ok(Committed::default()));
             }
@@ -412,7 +393,7 @@ pub(crate) async fn commit_batch(
     // A finish that makes room under a limit wakes every fetcher (the statement below
     // notifies when `wake.turns` is set).
     wake.turns |= accepted.iter().any(|c| {
-        final_status(c).is_terminal() && locked.get(&c.instance_id).is_some_and(|l| l.holds_room)
+        c.final_status().is_terminal() && locked.get(&c.instance_id).is_some_and(|l| l.holds_room)
     });
 
     // 4. Everything else, in one statement.
@@ -496,7 +477,7 @@ pub(crate) async fn commit_batch(
     for result in &mut results {
         let Ok(committed) = result else { continue };
         let Some(c) = next.next() else { break };
-        if final_status(c).is_terminal() {
+        if c.final_status().is_terminal() {
             continue;
         }
         for task in &c.tasks {

@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use duraflow_store::{codec, InstanceStatus, TurnCommit};
+use duraflow_store::{checkpoint_lease, codec, InstanceStatus, TurnCommit};
 
-use super::{final_status, Locked};
+use super::Locked;
 use crate::error::OpResult;
 use crate::ops::Wake;
 
@@ -64,7 +64,7 @@ impl Writes {
         locked: &HashMap<String, Locked>,
     ) -> OpResult<()> {
         let id = &c.instance_id;
-        let status = final_status(c);
+        let status = c.final_status();
         let finished = status.is_terminal();
         let execution = c.execution as i32;
         self.ids.push(id.clone());
@@ -74,10 +74,10 @@ impl Writes {
         self.failures
             .push(c.failure.as_ref().map(codec::to_json).transpose()?);
         self.nows.push(c.now.0);
-        self.attempts.push(c.continue_as_new.as_ref().map(|_| {
-            c.next_attempt
-                .map_or(1, |next| i32::try_from(next.attempt).unwrap_or(i32::MAX))
-        }));
+        self.attempts.push(
+            c.new_attempt()
+                .map(|attempt| i32::try_from(attempt).unwrap_or(i32::MAX)),
+        );
         self.not_befores
             .push(c.next_attempt.map(|next| next.start_at.0));
         let started = c.started_version();
@@ -96,7 +96,7 @@ impl Writes {
         }
         self.tokens.push(c.token.0);
         self.keep_until
-            .push(c.keep_lease.map(|keep| c.now.plus(keep).0));
+            .push(checkpoint_lease(c).map(|until| until.0));
         self.finished.push(finished);
         self.wake.instances |= finished;
 

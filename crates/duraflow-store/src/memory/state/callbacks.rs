@@ -4,7 +4,7 @@ use duraflow_core::{OpId, Timestamp};
 
 use super::{State, Wake};
 use crate::error::{StoreError, StoreResult};
-use crate::rules::{callback_outcome, callback_token_taken};
+use crate::rules::{callback_outcome, callback_state, callback_token_taken, CallbackState};
 use crate::types::{CallbackResolution, CallbackStatus, CallbackTarget, NewCallback, TurnCommit};
 
 /// A stored callback.
@@ -114,17 +114,13 @@ impl State {
             .is_some_and(|inst| {
                 !inst.info.status.is_terminal() && inst.info.execution == cb.target.execution
             });
-        if !live {
-            return Err(StoreError::CallbackNotFound);
-        }
-        if cb.status != CallbackStatus::Open {
-            return Err(StoreError::CallbackClosed { status: cb.status });
-        }
-        if cb.timeout_at.is_some_and(|at| at <= now) {
-            cb.status = CallbackStatus::TimedOut;
-            return Err(StoreError::CallbackClosed {
-                status: CallbackStatus::TimedOut,
-            });
+        match callback_state(live, cb.status, cb.timeout_at, now) {
+            CallbackState::Open => {}
+            CallbackState::TimedOut(refused) => {
+                cb.status = CallbackStatus::TimedOut;
+                return Err(refused);
+            }
+            CallbackState::Refused(refused) => return Err(refused),
         }
         let target = cb.target.clone();
         let (status, message) = callback_outcome(target.execution, target.op.clone(), resolution);

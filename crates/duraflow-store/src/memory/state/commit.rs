@@ -5,39 +5,28 @@ use std::time::Duration;
 use duraflow_core::Timestamp;
 
 use super::index::TurnIndex;
-use super::{
-    holds, instance_lease_lost, instance_not_found, refresh, DueKey, Instance, JournalLog, Lease,
-    State, Task, Wake,
-};
+use super::{holds, refresh, DueKey, Instance, JournalLog, Lease, State, Task, Wake};
 use crate::error::{StoreError, StoreResult};
-use crate::types::{Committed, InstanceStatus, LeaseToken, NewTask, TaskId, TurnCommit};
+use crate::rules::{check_turn, FoundTurn};
+use crate::types::{Committed, LeaseToken, NewTask, TaskId, TurnCommit};
+use crate::wake::{checkpoint_lease, commit_wakes_turns};
 
 impl State {
     /// Checks a commit against the instance without changing anything.
     fn check_commit(&self, commit: &TurnCommit) -> StoreResult<()> {
-        let id = &commit.instance_id;
-        let inst = self
+        let found = self
             .instances
-            .get(id)
-            .ok_or_else(|| instance_not_found(id))?;
-        if !holds(inst.lease, commit.token, Some(commit.now)) {
-            return Err(instance_lease_lost(id));
-        }
-        if commit.execution != inst.info.execution {
-            return Err(StoreError::Invalid(format!(
-                "a turn of instance {id:?} commits to execution {} but the current execution is {}",
-                commit.execution, inst.info.execution
-            )));
-        }
-        let len = inst
-            .journals
-            .get(&commit.execution)
-            .map_or(0, JournalLog::len);
-        if commit.journal_base != len {
-            // Someone else extended the journal since this turn read it.
-            return Err(instance_lease_lost(id));
-        }
-        crate::rules::check_commit(commit)?;
+            .get(&commit.instance_id)
+            .map(|inst| FoundTurn {
+                lease: inst.lease.map(|lease| (lease.token, lease.until)),
+                execution: inst.info.execution,
+                journal_len: Some(
+                    inst.journals
+                        .get(&inst.info.execution)
+                        .map_or(0, JournalLog::len),
+                ),
+            });
+        check_turn(commit, found)?;
         self.check_new_callbacks(commit)
     }
 
@@ -48,6 +37,8 @@ impl State {
     ) -> StoreResult<Committed> {
         self.check_commit(&commit)?;
         let started_version = commit.started_version().map(|v| v.map(str::to_owned));
+        let checkpoint = checkpoint_lease(&commit);
+        let (status, attempt) = (commit.final_status(), commit.new_attempt());
         // From here on nothing can fail, so the commit applies in full.
         let TurnCommit {
             instance_id,
@@ -59,13 +50,13 @@ impl State {
             messages,
             new_instances,
             tasks,
-            status,
+            status: _,
             output,
             failure,
             continue_as_new,
             next_attempt,
             claim_tasks,
-            keep_lease,
+            keep_lease: _,
             callbacks,
             closed_callbacks,
             cancelled_tasks,
@@ -142,7 +133,7 @@ impl State {
         // A checkpoint's journal is named by a token never issued to a lease: no cache holds
         // it as it is now (the turn's own run has moved on), so it is read again if the turn
         // dies.
-        let checkpoint_token = keep_lease.map(|_| self.next_token());
+        let checkpoint_token = checkpoint.map(|_| self.next_token());
         let Some(inst) = self.instances.get_mut(&instance_id) else {
             return Ok(committed);
         };
@@ -153,12 +144,9 @@ impl State {
         if let Some(version) = started_version {
             inst.info.version = version;
         }
-        if let (Some(keep), Some(named)) = (keep_lease, checkpoint_token) {
+        if let (Some(until), Some(named)) = (checkpoint, checkpoint_token) {
             // A checkpoint: the turn goes on under the same token.
-            inst.lease = Some(Lease {
-                token,
-                until: now.plus(keep),
-            });
+            inst.lease = Some(Lease { token, until });
             inst.committed_with = named;
             refresh(&mut self.due, inst);
             return Ok(committed);
@@ -169,8 +157,7 @@ impl State {
         if let Some(input) = continue_as_new {
             inst.info.execution += 1;
             inst.info.input = input;
-            inst.info.status = InstanceStatus::Running;
-            inst.info.attempt = next_attempt.map_or(1, |next| next.attempt);
+            inst.info.attempt = attempt.unwrap_or(inst.info.attempt);
             if let Some(next) = next_attempt {
                 inst.not_before = Some(next.start_at);
             }
@@ -188,11 +175,11 @@ impl State {
             if inst.started_at.is_some() && self.flow.finished(&inst.info.queue, inst.key()) {
                 wake.turns = true;
             }
-        } else if !inst.inbox.is_empty() {
-            // Messages the turn did not consume can be fetched again now the lease is free.
-            wake.turns = true;
         }
         refresh(&mut self.due, inst);
+        if commit_wakes_turns(None, inst.due_at()) {
+            wake.turns = true;
+        }
         let execution = inst.info.execution;
         if finished {
             let tasks = std::mem::take(&mut inst.tasks);
@@ -258,9 +245,9 @@ impl State {
         let inst = self
             .instances
             .get_mut(id)
-            .ok_or_else(|| instance_not_found(id))?;
+            .ok_or_else(|| StoreError::instance_not_found(id))?;
         if !holds(inst.lease, token, now) {
-            return Err(instance_lease_lost(id));
+            return Err(StoreError::instance_lease_lost(id));
         }
         Ok((inst, &mut self.due))
     }

@@ -4,9 +4,10 @@ use std::ops::Bound;
 
 use duraflow_core::{Event, Timestamp};
 
-use super::{instance_not_found, JournalLog, State};
+use super::{JournalLog, State};
 use crate::error::{StoreError, StoreResult};
 use crate::management::{DepthTally, QueueDepth};
+use crate::rules::journal_execution;
 use crate::types::{
     InstanceInfo, InstanceStatus, ListFilter, ListOrder, MessageId, NextDue, Page, StoreStats,
     TaskId,
@@ -51,14 +52,12 @@ impl State {
         let inst = self
             .instances
             .get(id)
-            .ok_or_else(|| instance_not_found(id))?;
-        let execution = execution.unwrap_or(inst.info.execution);
+            .ok_or_else(|| StoreError::instance_not_found(id))?;
+        let execution = journal_execution(id, execution, inst.info.execution)?;
         inst.journals
             .get(&execution)
             .map(JournalLog::to_vec)
-            .ok_or_else(|| {
-                StoreError::NotFound(format!("execution {execution} of instance {id:?}"))
-            })
+            .ok_or_else(|| StoreError::execution_not_found(id, execution, inst.info.execution))
     }
 
     pub(in crate::memory) fn list(&self, filter: ListFilter) -> StoreResult<Page> {

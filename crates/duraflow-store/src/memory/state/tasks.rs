@@ -12,16 +12,7 @@ use crate::types::{
     Completed, FetchFilter, LeaseToken, MessageKind, OpResult, TaskCompletion, TaskId, TaskRelease,
     TaskWork,
 };
-
-fn task_not_found(id: TaskId) -> StoreError {
-    StoreError::NotFound(format!("task {}", id.0))
-}
-
-fn task_lease_lost(id: TaskId) -> StoreError {
-    StoreError::LeaseLost {
-        what: format!("task {}", id.0),
-    }
-}
+use crate::wake::PostedResults;
 
 impl Task {
     /// The task as handed to the worker holding its lease.
@@ -173,7 +164,7 @@ impl State {
     ) -> Vec<StoreResult<Completed>> {
         let mut claims: Vec<(usize, String, Duration)> = Vec::new();
         // Instances that got a result, so a turn to run.
-        let mut posted: Vec<String> = Vec::new();
+        let mut posted = PostedResults::default();
         let mut results: Vec<StoreResult<Completed>> = completions
             .into_iter()
             .enumerate()
@@ -189,7 +180,7 @@ impl State {
                             claims.push((i, instance_id.clone(), lease));
                         }
                     }
-                    posted.push(instance_id);
+                    posted.posted(instance_id);
                 }
                 Ok(Completed::default())
             })
@@ -207,7 +198,7 @@ impl State {
             if due {
                 let turn = self.lease_turn(&instance_id, now, lease, cache);
                 if turn.is_some() {
-                    posted.retain(|id| *id != instance_id);
+                    posted.claimed(&instance_id);
                 }
                 if let Some(Ok(completed)) = results.get_mut(i) {
                     completed.turn = turn;
@@ -215,9 +206,7 @@ impl State {
             }
         }
         // The turns claimed here need nobody else: wake the dispatchers only for the rest.
-        if !posted.is_empty() {
-            wake.turns = true;
-        }
+        posted.wake(wake);
         results
     }
 
@@ -231,11 +220,16 @@ impl State {
         let TaskCompletion {
             id, token, result, ..
         } = completion;
-        let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
+        let task = self
+            .tasks
+            .get(&id)
+            .ok_or_else(|| StoreError::task_not_found(id))?;
         if !holds(task.lease, token, Some(now)) {
-            return Err(task_lease_lost(id));
+            return Err(StoreError::task_lease_lost(id));
         }
-        let task = self.remove_task(id).ok_or_else(|| task_not_found(id))?;
+        let task = self
+            .remove_task(id)
+            .ok_or_else(|| StoreError::task_not_found(id))?;
         let freed = self.frees_task_slot(&task);
         Ok((self.post_result(task, result, now), freed))
     }
@@ -267,9 +261,12 @@ impl State {
         lease: Duration,
         details: Option<Payload>,
     ) -> StoreResult<Timestamp> {
-        let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
+        let task = self
+            .tasks
+            .get(&id)
+            .ok_or_else(|| StoreError::task_not_found(id))?;
         if !holds(task.lease, token, Some(now)) {
-            return Err(task_lease_lost(id));
+            return Err(StoreError::task_lease_lost(id));
         }
         let until = now.plus(lease);
         self.update_task(id, |task| {
@@ -288,9 +285,12 @@ impl State {
         release: TaskRelease,
         wake: &mut Wake,
     ) -> StoreResult<()> {
-        let task = self.tasks.get(&id).ok_or_else(|| task_not_found(id))?;
+        let task = self
+            .tasks
+            .get(&id)
+            .ok_or_else(|| StoreError::task_not_found(id))?;
         if !holds(task.lease, token, None) {
-            return Err(task_lease_lost(id));
+            return Err(StoreError::task_lease_lost(id));
         }
         self.update_task(id, |task| {
             task.lease = None;
