@@ -228,19 +228,13 @@ impl Store for SqliteStore {
         &self,
         instances: Vec<NewInstance>,
     ) -> StoreResult<Vec<CreateOutcome>> {
-        for new in &instances {
-            duraflow_store::validate_instance_id(&new.id)?;
-        }
-        // One write: the batch commits with one fsync, and an id repeated in it finds the
-        // instance its first occurrence made.
-        self.db
-            .write(move |c, tx| {
-                instances
-                    .iter()
-                    .map(|new| instances::create(c, new, None, tx).map(|(outcome, _)| outcome))
-                    .collect()
-            })
-            .await
+        // The same write, claiming nothing.
+        Ok(self
+            .create_instances_claiming(instances, Vec::new(), Duration::ZERO)
+            .await?
+            .into_iter()
+            .map(|(outcome, _)| outcome)
+            .collect())
     }
 
     async fn create_instances_claiming(

@@ -260,7 +260,7 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
     use duraflow_core::{Payload, Timestamp};
-    use duraflow_store::{InstanceStatus, ListFilter, NewInstance, Store};
+    use duraflow_store::{NewInstance, Store};
 
     use super::list_sql;
 
@@ -293,43 +293,15 @@ mod tests {
         // Every combination of filters, in each order: by id, by creation time (a creation
         // range), and finished instances by their last change (an update range over finished
         // statuses).
-        for (order, mask) in (0..3u8).flat_map(|order| (0..16u8).map(move |mask| (order, mask))) {
-            let mut filter = ListFilter {
-                statuses: if mask & 1 != 0 {
-                    vec![InstanceStatus::Pending]
-                } else {
-                    Vec::new()
-                },
-                name: (mask & 2 != 0).then(|| "wf-1".to_owned()),
-                after: (mask & 4 != 0).then(|| "i-0100".to_owned()),
-                queue: (mask & 8 != 0).then(|| "q-2".to_owned()),
-                limit: 10,
-                ..ListFilter::default()
-            };
-            match order {
-                1 => filter.created_from = Some(Timestamp(0)),
-                2 => {
-                    filter.statuses = vec![InstanceStatus::Completed];
-                    filter.updated_before = Some(Timestamp(10_000));
-                }
-                _ => {}
-            }
-            if order > 0 && filter.after.is_some() {
-                filter.after = Some("1000/i-0100".to_owned());
-            }
-            assert_eq!(
-                filter.order(),
-                [
-                    duraflow_store::ListOrder::Id,
-                    duraflow_store::ListOrder::Created,
-                    duraflow_store::ListOrder::Finished,
-                ][order as usize]
-            );
+        for (n, (label, filter)) in duraflow_store::conformance::management::listing_filters()
+            .into_iter()
+            .enumerate()
+        {
             let sql = list_sql(&filter);
             // The pool's sessions plan generically (`plan_cache_mode`), as for the store's own
             // prepared statements.
             let prepare = format!(
-                "PREPARE list_{order}_{mask} (text[], text, text, bigint, text, bigint, bigint, \
+                "PREPARE list_{n} (text[], text, text, bigint, text, bigint, bigint, \
                  bigint, bigint, bigint) AS {sql}"
             );
             sqlx::query(sqlx::AssertSqlSafe(prepare))
@@ -337,7 +309,7 @@ mod tests {
                 .await
                 .unwrap();
             let explain = format!(
-                "EXPLAIN EXECUTE list_{order}_{mask} ('{{pending}}', 'wf-1', 'i-0100', 11, \
+                "EXPLAIN EXECUTE list_{n} ('{{pending}}', 'wf-1', 'i-0100', 11, \
                  'q-2', 0, NULL, NULL, 10000, 1000)"
             );
             let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(explain))
@@ -347,7 +319,7 @@ mod tests {
             let plan = plan.join("\n");
             assert!(
                 !plan.contains("Seq Scan") && !plan.contains("Sort"),
-                "order {order}, filters {mask:04b}: {sql}\n{plan}"
+                "{label}: {sql}\n{plan}"
             );
         }
     }

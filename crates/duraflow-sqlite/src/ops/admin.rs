@@ -328,8 +328,6 @@ fn next_turn_due(conn: &Connection, now: Timestamp) -> SqlResult<Option<Timestam
 mod tests {
     #![allow(clippy::unwrap_used, reason = "test code fails loudly")]
 
-    use duraflow_core::Timestamp;
-    use duraflow_store::{InstanceStatus, ListFilter, ListOrder};
     use rusqlite::{params_from_iter, Connection};
 
     use super::list_query;
@@ -344,51 +342,22 @@ mod tests {
         // The store's schema, from its migrations.
         let mut conn = Connection::open(&path).unwrap();
         crate::open::migrate(&mut conn, &path).unwrap();
-        for order in 0..3u8 {
-            for mask in 0..16u8 {
-                let mut filter = ListFilter {
-                    statuses: if mask & 1 != 0 {
-                        vec![InstanceStatus::Pending]
-                    } else {
-                        Vec::new()
-                    },
-                    name: (mask & 2 != 0).then(|| "wf-1".to_owned()),
-                    after: (mask & 4 != 0).then(|| "i-0100".to_owned()),
-                    queue: (mask & 8 != 0).then(|| "q-2".to_owned()),
-                    limit: 10,
-                    ..ListFilter::default()
-                };
-                match order {
-                    1 => filter.created_from = Some(Timestamp(0)),
-                    2 => {
-                        filter.statuses = vec![InstanceStatus::Completed];
-                        filter.updated_before = Some(Timestamp(10_000));
-                    }
-                    _ => {}
-                }
-                if order > 0 && filter.after.is_some() {
-                    filter.after = Some("1000/i-0100".to_owned());
-                }
-                assert_eq!(
-                    filter.order(),
-                    [ListOrder::Id, ListOrder::Created, ListOrder::Finished][order as usize]
-                );
-                let (sql, args) = list_query(&filter).unwrap();
-                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-                let plan: Vec<String> = stmt
-                    .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
-                    .unwrap()
-                    .collect::<Result<_, _>>()
-                    .unwrap();
-                let plan = plan.join("\n");
-                let full_scan = plan
-                    .lines()
-                    .any(|l| l.starts_with("SCAN instances") && !l.contains("INDEX"));
-                assert!(
-                    !full_scan && !plan.contains("TEMP B-TREE"),
-                    "order {order}, filters {mask:04b}: {sql}\n{plan}"
-                );
-            }
+        for (label, filter) in duraflow_store::conformance::management::listing_filters() {
+            let (sql, args) = list_query(&filter).unwrap();
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(params_from_iter(args), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("\n");
+            let full_scan = plan
+                .lines()
+                .any(|l| l.starts_with("SCAN instances") && !l.contains("INDEX"));
+            assert!(
+                !full_scan && !plan.contains("TEMP B-TREE"),
+                "{label}: {sql}\n{plan}"
+            );
         }
     }
 }

@@ -14,8 +14,49 @@ use super::{
 use crate::error::StoreError;
 use crate::store::Store;
 use crate::types::{
-    FetchFilter, InstanceStatus, ListFilter, MessageKind, NewInstance, NewMessage, Page,
+    FetchFilter, InstanceStatus, ListFilter, ListOrder, MessageKind, NewInstance, NewMessage, Page,
 };
+
+/// Every combination of the listing's filters (a status, a name, a cursor after `i-0100`, a
+/// queue) in each of its orders (by id; by creation time, with a creation range; finished
+/// instances by their last change, with an update range), each with a label that names it:
+/// what a store's plan test explains, so that every listing it can be asked for is checked.
+pub fn listing_filters() -> Vec<(String, ListFilter)> {
+    let mut out = Vec::new();
+    for (order, expected) in [ListOrder::Id, ListOrder::Created, ListOrder::Finished]
+        .into_iter()
+        .enumerate()
+    {
+        for mask in 0..16u8 {
+            let mut filter = ListFilter {
+                statuses: if mask & 1 != 0 {
+                    vec![InstanceStatus::Pending]
+                } else {
+                    Vec::new()
+                },
+                name: (mask & 2 != 0).then(|| "wf-1".to_owned()),
+                after: (mask & 4 != 0).then(|| "i-0100".to_owned()),
+                queue: (mask & 8 != 0).then(|| "q-2".to_owned()),
+                limit: 10,
+                ..ListFilter::default()
+            };
+            match expected {
+                ListOrder::Created => filter.created_from = Some(duraflow_core::Timestamp(0)),
+                ListOrder::Finished => {
+                    filter.statuses = vec![InstanceStatus::Completed];
+                    filter.updated_before = Some(duraflow_core::Timestamp(10_000));
+                }
+                ListOrder::Id => {}
+            }
+            if expected != ListOrder::Id && filter.after.is_some() {
+                filter.after = Some("1000/i-0100".to_owned());
+            }
+            assert_eq!(filter.order(), expected);
+            out.push((format!("order {order}, filters {mask:04b}"), filter));
+        }
+    }
+    out
+}
 
 fn ids(page: &Page) -> Vec<&str> {
     page.instances.iter().map(|i| i.id.as_str()).collect()

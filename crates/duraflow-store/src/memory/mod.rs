@@ -125,15 +125,13 @@ impl Store for MemoryStore {
         &self,
         instances: Vec<NewInstance>,
     ) -> StoreResult<Vec<CreateOutcome>> {
-        for new in &instances {
-            crate::types::validate_instance_id(&new.id)?;
-        }
-        Ok(self.with_state(|s, w| {
-            instances
-                .into_iter()
-                .map(|new| s.create_instance(new, w))
-                .collect()
-        }))
+        // The same write, claiming nothing.
+        Ok(self
+            .create_instances_claiming(instances, Vec::new(), Duration::ZERO)
+            .await?
+            .into_iter()
+            .map(|(outcome, _)| outcome)
+            .collect())
     }
 
     async fn create_instances_claiming(
