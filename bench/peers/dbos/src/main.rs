@@ -14,11 +14,12 @@
 //! binary and reports the ratios of the two.
 
 mod db;
-mod report;
-mod system;
+mod version;
 mod workloads;
 
 use std::process::ExitCode;
+
+use peer_kit::{report, system};
 
 use clap::{Parser, ValueEnum};
 
@@ -189,7 +190,11 @@ async fn run(cli: Cli) -> ExitCode {
         one => vec![one],
     };
     let options = workloads::Options::from_cli(&cli);
-    let build = BuildInfo::collect();
+    let build = BuildInfo::collect(
+        "dbos",
+        version::dbos_version().to_owned(),
+        env!("CARGO_PKG_VERSION"),
+    );
     let mut results: Vec<RunResult> = Vec::new();
     let mut failed = false;
     for &workload in &workloads {

@@ -12,13 +12,13 @@
 //! diagnostics go to stderr. `duraflow-bench --peer duroxide` runs this binary and reports the
 //! ratios of the two.
 
-mod report;
 mod store;
-mod system;
 mod warnings;
 mod workloads;
 
 use std::process::ExitCode;
+
+use peer_kit::{report, system};
 
 use clap::{Parser, ValueEnum};
 
@@ -172,7 +172,11 @@ async fn run(cli: Cli) -> ExitCode {
         one => vec![one],
     };
     let options = workloads::Options::from_cli(&cli);
-    let build = BuildInfo::collect();
+    let build = BuildInfo::collect(
+        "duroxide",
+        duroxide::providers::current_build_version().to_string(),
+        env!("CARGO_PKG_VERSION"),
+    );
     let store = cli.synchronous.store_name();
     let mut results: Vec<RunResult> = Vec::new();
     let mut failed = false;

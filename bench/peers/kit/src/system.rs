@@ -1,10 +1,10 @@
-//! What the peer reads from the system: the process's memory (the same way as duraflow-bench)
+//! What a peer reads from the system: the process's memory (the same way as duraflow-bench)
 //! and the source's git commit.
 
 use std::process::Command;
 
 /// A field of `/proc/self/status` in kB (`VmHWM`, `VmRSS`), if the system has it.
-pub(crate) fn proc_status_kb(field: &str) -> Option<u64> {
+pub fn proc_status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status.lines().find_map(|line| {
         let rest = line.strip_prefix(field)?.strip_prefix(':')?;
@@ -14,13 +14,13 @@ pub(crate) fn proc_status_kb(field: &str) -> Option<u64> {
 
 /// Resets the process's peak resident set size (`VmHWM`) to its current size (Linux: write
 /// `5` to `/proc/self/clear_refs`). Returns whether it worked.
-pub(crate) fn reset_peak_rss() -> bool {
+pub fn reset_peak_rss() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
 /// `git rev-parse --short HEAD` of the source tree this binary was built from, and whether the
 /// tree has uncommitted changes; `("unknown", None)` without git or outside a repository.
-pub(crate) fn git_commit() -> (String, Option<bool>) {
+pub fn git_commit() -> (String, Option<bool>) {
     let dir = env!("CARGO_MANIFEST_DIR");
     let git = |args: &[&str]| {
         Command::new("git")

@@ -5,10 +5,10 @@ use std::io::Write;
 use serde_json::{Map, Number, Value};
 
 /// Named figures in the order they were added.
-pub(crate) type Figures = Map<String, Value>;
+pub type Figures = Map<String, Value>;
 
 /// Adds `value` rounded to `decimals` places (non-finite values become null).
-pub(crate) fn num(f: &mut Figures, key: &str, value: f64, decimals: i32) {
+pub fn num(f: &mut Figures, key: &str, value: f64, decimals: i32) {
     let scale = 10f64.powi(decimals);
     let rounded = (value * scale).round() / scale;
     let value = Number::from_f64(rounded).map_or(Value::Null, Value::Number);
@@ -17,9 +17,12 @@ pub(crate) fn num(f: &mut Figures, key: &str, value: f64, decimals: i32) {
 
 /// What was measured: the build and the machine.
 #[derive(Clone, Debug)]
-pub(crate) struct BuildInfo {
-    /// duroxide's version, as the crate reports it.
-    duroxide_version: String,
+pub struct BuildInfo {
+    /// The measured engine's name (`duroxide`, `dbos`): its version is reported as
+    /// `<engine>_version`.
+    engine: &'static str,
+    /// The measured engine's version.
+    engine_version: String,
     /// This peer's version (`CARGO_PKG_VERSION`).
     peer_version: &'static str,
     /// `git rev-parse --short HEAD` of the source tree, or `unknown`.
@@ -33,12 +36,18 @@ pub(crate) struct BuildInfo {
 }
 
 impl BuildInfo {
-    /// Reads the versions, the git commit and the machine's processor count.
-    pub(crate) fn collect() -> Self {
+    /// The build of a peer measuring `engine` at `engine_version`, the peer's own version
+    /// (its `CARGO_PKG_VERSION`), the git commit and the machine's processor count.
+    pub fn collect(
+        engine: &'static str,
+        engine_version: String,
+        peer_version: &'static str,
+    ) -> Self {
         let (git_commit, git_dirty) = crate::system::git_commit();
         BuildInfo {
-            duroxide_version: duroxide::providers::current_build_version().to_string(),
-            peer_version: env!("CARGO_PKG_VERSION"),
+            engine,
+            engine_version,
+            peer_version,
             git_commit,
             git_dirty,
             profile: if cfg!(debug_assertions) {
@@ -53,26 +62,26 @@ impl BuildInfo {
 
 /// One result: a workload's figures in one run.
 #[derive(Clone, Debug)]
-pub(crate) struct RunResult {
+pub struct RunResult {
     /// The workload's name (duraflow-bench's).
-    pub(crate) workload: &'static str,
-    /// `duroxide-sqlite` or `duroxide-sqlite-full`.
-    pub(crate) store: &'static str,
+    pub workload: &'static str,
+    /// The peer's store (`duroxide-sqlite`, `dbos-postgres`).
+    pub store: &'static str,
     /// The workload's size.
-    pub(crate) n: u64,
+    pub n: u64,
     /// Which run this is (from 1).
-    pub(crate) run: u32,
+    pub run: u32,
     /// How it ran: store durability, runtime options, workload parameters.
-    pub(crate) settings: Figures,
+    pub settings: Figures,
     /// What was measured.
-    pub(crate) figures: Figures,
+    pub figures: Figures,
     /// The build and the machine.
-    pub(crate) build: BuildInfo,
+    pub build: BuildInfo,
 }
 
 impl RunResult {
     /// The result as a JSON object, in duraflow-bench's field order.
-    fn to_json(&self) -> Value {
+    pub fn to_json(&self) -> Value {
         let b = &self.build;
         let mut line = Map::new();
         line.insert("workload".into(), self.workload.into());
@@ -81,7 +90,10 @@ impl RunResult {
         line.insert("run".into(), self.run.into());
         line.insert("settings".into(), Value::Object(self.settings.clone()));
         line.insert("figures".into(), Value::Object(self.figures.clone()));
-        line.insert("duroxide_version".into(), b.duroxide_version.clone().into());
+        line.insert(
+            format!("{}_version", b.engine),
+            b.engine_version.clone().into(),
+        );
         line.insert("peer_version".into(), b.peer_version.into());
         line.insert("git_commit".into(), b.git_commit.clone().into());
         line.insert(
@@ -95,7 +107,7 @@ impl RunResult {
 }
 
 /// Prints `result` as one JSON line on stdout.
-pub(crate) fn print_line(result: &RunResult) {
+pub fn print_line(result: &RunResult) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", result.to_json());
     let _ = out.flush();
@@ -103,14 +115,15 @@ pub(crate) fn print_line(result: &RunResult) {
 
 /// Prints a table per workload: one row (the median of the runs), a column per figure; text
 /// figures become notes under the table.
-pub(crate) fn print_table(results: &[RunResult]) {
+pub fn print_table(results: &[RunResult]) {
     let Some(first) = results.first() else {
         return;
     };
     let b = &first.build;
     let mut text = format!(
-        "duroxide {} (peer {}, git {}{}), {} build, {} processors\n",
-        b.duroxide_version,
+        "{} {} (peer {}, git {}{}), {} build, {} processors\n",
+        b.engine,
+        b.engine_version,
         b.peer_version,
         b.git_commit,
         if b.git_dirty == Some(true) {
@@ -182,7 +195,7 @@ pub(crate) fn print_table(results: &[RunResult]) {
 }
 
 /// The median of ascending `sorted`; `None` when empty.
-pub(crate) fn median(sorted: &[f64]) -> Option<f64> {
+pub fn median(sorted: &[f64]) -> Option<f64> {
     let n = sorted.len();
     let upper = *sorted.get(n / 2)?;
     if n % 2 == 1 {
@@ -194,7 +207,7 @@ pub(crate) fn median(sorted: &[f64]) -> Option<f64> {
 
 /// The `p`th percentile (0–100) of ascending `sorted` by the nearest-rank method, as
 /// duraflow-bench computes it; 0 when empty.
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -254,7 +267,7 @@ mod tests {
             run: 1,
             settings: Figures::new(),
             figures,
-            build: BuildInfo::collect(),
+            build: BuildInfo::collect("duroxide", "1.2.3".into(), "0.1.0"),
         };
         let line = r.to_json();
         let keys: Vec<&str> = line
