@@ -18,9 +18,10 @@ mod workloads;
 
 use std::process::ExitCode;
 
+pub(crate) use peer_kit::Workload;
 use peer_kit::{report, system};
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 use crate::report::{BuildInfo, RunResult};
 use crate::store::Synchronous;
@@ -72,52 +73,6 @@ pub(crate) struct Cli {
     /// default: 100).
     #[arg(long)]
     pub(crate) min_poll_ms: Option<u64>,
-}
-
-/// A workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Workload {
-    /// N orchestrations of 3 sequential no-op activities.
-    Throughput,
-    /// One orchestration of N sequential no-op activities.
-    Sequential,
-    /// Start an empty orchestration and wait for its result, N times in a row.
-    StartLatency,
-    /// One orchestration joining N no-op activities.
-    FanOut,
-    /// Every workload.
-    All,
-}
-
-impl Workload {
-    /// Every workload, in the order `all` runs them.
-    pub(crate) const EVERY: [Workload; 4] = [
-        Workload::Throughput,
-        Workload::Sequential,
-        Workload::StartLatency,
-        Workload::FanOut,
-    ];
-
-    /// The name on the command line and in results (the same as duraflow-bench's).
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Workload::Throughput => "throughput",
-            Workload::Sequential => "sequential",
-            Workload::StartLatency => "start-latency",
-            Workload::FanOut => "fan-out",
-            Workload::All => "all",
-        }
-    }
-
-    /// The size used when `--n` is not given (duraflow-bench's defaults).
-    pub(crate) fn default_n(self) -> u64 {
-        match self {
-            Workload::Throughput | Workload::StartLatency => 1_000,
-            Workload::Sequential => 100,
-            Workload::FanOut => 10_000,
-            Workload::All => 0,
-        }
-    }
 }
 
 fn main() -> ExitCode {

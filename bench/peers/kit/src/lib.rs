@@ -5,3 +5,6 @@
 
 pub mod report;
 pub mod system;
+mod workload;
+
+pub use workload::Workload;
