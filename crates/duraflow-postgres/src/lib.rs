@@ -196,6 +196,13 @@ impl PostgresStore {
         self.owners.current()
     }
 
+    /// How many times this store has looked for lease owners that are gone (about once a
+    /// second) since it was opened: for diagnostics, and for tests that wait for sweeps to
+    /// have happened rather than for a time to pass.
+    pub fn owner_sweeps(&self) -> u64 {
+        self.owners.sweeps()
+    }
+
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
         self.pool.begin().await.map_err(store_error)
     }

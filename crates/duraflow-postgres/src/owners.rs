@@ -27,7 +27,7 @@
 //! free any store, this one included, releases the leases still carrying the old id, whose
 //! late writes are then refused like a dead owner's.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -60,6 +60,8 @@ pub(crate) struct Owners {
     /// The id stamped on the leases this store takes; 0 while it holds no owner lock (the
     /// sequence starts at 1).
     current: Arc<AtomicI32>,
+    /// Sweeps finished so far (each looked for owners that are gone and released theirs).
+    sweeps: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
@@ -74,15 +76,26 @@ impl Owners {
     ) -> StoreResult<Owners> {
         let session = Session::claim(&opts).await.map_err(store_error)?;
         let current = Arc::new(AtomicI32::new(session.id));
+        let sweeps = Arc::new(AtomicU64::new(0));
         let keeper = Keeper {
             opts,
             pool,
             channel,
             notifier,
             current: Arc::clone(&current),
+            sweeps: Arc::clone(&sweeps),
         };
         let task = tokio::spawn(keeper.run(session));
-        Ok(Owners { current, task })
+        Ok(Owners {
+            current,
+            sweeps,
+            task,
+        })
+    }
+
+    /// How many sweeps have finished since the store was opened.
+    pub(crate) fn sweeps(&self) -> u64 {
+        self.sweeps.load(Ordering::Acquire)
     }
 
     /// The id to stamp on leases taken now, or `None` while the store holds no owner lock.
@@ -259,6 +272,7 @@ struct Keeper {
     channel: String,
     notifier: Arc<Notifier>,
     current: Arc<AtomicI32>,
+    sweeps: Arc<AtomicU64>,
 }
 
 impl Keeper {
@@ -291,7 +305,9 @@ impl Keeper {
                 }
                 continue;
             };
-            if let Err(lost) = self.sweep(s).await {
+            let swept = self.sweep(s).await;
+            self.sweeps.fetch_add(1, Ordering::AcqRel);
+            if let Err(lost) = swept {
                 self.current.store(0, Ordering::Release);
                 let error = match lost {
                     Lost::Failed(e) => e.to_string(),

@@ -287,8 +287,14 @@ async fn a_store_does_not_release_its_own_or_a_live_stores_leases() {
     let a = open(&schema).await;
     let b = open(&schema).await;
     let (turn, task) = lease_a_turn_and_a_task(&a).await;
-    // Several sweeps of both stores.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Two more sweeps of each store, each of which would have released a dead owner's leases.
+    let (a_from, b_from) = (a.owner_sweeps(), b.owner_sweeps());
+    wait_for(
+        Duration::from_secs(10),
+        "two sweeps of each store",
+        || async { a.owner_sweeps() >= a_from + 2 && b.owner_sweeps() >= b_from + 2 },
+    )
+    .await;
     let ((_, turn_until), (_, task_until)) = leases(&b).await;
     assert!(turn_until.unwrap() > now().0);
     assert!(task_until.unwrap() > now().0);
