@@ -340,14 +340,25 @@ impl Store for PostgresStore {
         self.creates.create(instance).await
     }
 
-    async fn create_instances(
+    async fn create_instances_claiming(
         &self,
         instances: Vec<NewInstance>,
-    ) -> StoreResult<Vec<CreateOutcome>> {
+        claim: Vec<bool>,
+        lease: Duration,
+    ) -> StoreResult<Vec<(CreateOutcome, Option<TurnWork>)>> {
+        // Created in shared statements; no claim (a claimed first turn is written by a
+        // statement of its own, see `create_instance_claiming`).
+        let _ = (claim, lease);
         for new in &instances {
             validate_instance_id(&new.id)?;
         }
-        self.creates.create_many(instances).await
+        Ok(self
+            .creates
+            .create_many(instances)
+            .await?
+            .into_iter()
+            .map(|outcome| (outcome, None))
+            .collect())
     }
 
     async fn create_instance_claiming(

@@ -89,27 +89,26 @@ pub trait Store: Send + Sync + 'static {
     /// Creates many instances, each as [`Store::create_instance`] does, and returns their
     /// outcomes in the order given: an id that is taken (or repeated earlier in the batch)
     /// changes nothing and is reported as [`CreateOutcome::Existing`]. A store that can writes
-    /// them all in one transaction, so a batch costs about one commit; the default creates them
-    /// one by one. Ids are validated before anything is written.
+    /// them all in one transaction, so a batch costs about one commit. Ids are validated before
+    /// anything is written. The default is [`Store::create_instances_claiming`] claiming
+    /// nothing.
     async fn create_instances(
         &self,
         instances: Vec<NewInstance>,
     ) -> StoreResult<Vec<CreateOutcome>> {
-        for new in &instances {
-            crate::validate_instance_id(&new.id)?;
-        }
-        let mut outcomes = Vec::with_capacity(instances.len());
-        for new in instances {
-            outcomes.push(self.create_instance(new).await?);
-        }
-        Ok(outcomes)
+        Ok(self
+            .create_instances_claiming(instances, Vec::new(), Duration::ZERO)
+            .await?
+            .into_iter()
+            .map(|(outcome, _)| outcome)
+            .collect())
     }
 
     /// Creates many instances as [`Store::create_instances`] does and may lease the first turn
     /// of each new one whose `claim` is true to the caller for `lease` (from its
     /// `created_at`), in the same write, as [`Store::create_instance_claiming`] does for one.
     /// Returns each instance's outcome and claimed turn, in the order given. The default
-    /// grants no claim.
+    /// creates them one by one and grants no claim.
     async fn create_instances_claiming(
         &self,
         instances: Vec<NewInstance>,
@@ -117,12 +116,14 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> StoreResult<Vec<(CreateOutcome, Option<TurnWork>)>> {
         let _ = (claim, lease);
-        Ok(self
-            .create_instances(instances)
-            .await?
-            .into_iter()
-            .map(|outcome| (outcome, None))
-            .collect())
+        for new in &instances {
+            crate::validate_instance_id(&new.id)?;
+        }
+        let mut out = Vec::with_capacity(instances.len());
+        for new in instances {
+            out.push((self.create_instance(new).await?, None));
+        }
+        Ok(out)
     }
 
     /// Creates an instance as [`Store::create_instance`] does and, when it is new, may lease its

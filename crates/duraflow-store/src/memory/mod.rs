@@ -121,19 +121,6 @@ impl Store for MemoryStore {
         Ok(self.with_state(|s, w| s.create_instance(instance, w)))
     }
 
-    async fn create_instances(
-        &self,
-        instances: Vec<NewInstance>,
-    ) -> StoreResult<Vec<CreateOutcome>> {
-        // The same write, claiming nothing.
-        Ok(self
-            .create_instances_claiming(instances, Vec::new(), Duration::ZERO)
-            .await?
-            .into_iter()
-            .map(|(outcome, _)| outcome)
-            .collect())
-    }
-
     async fn create_instances_claiming(
         &self,
         instances: Vec<NewInstance>,
