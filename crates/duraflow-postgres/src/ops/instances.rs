@@ -83,41 +83,58 @@ pub(crate) fn start_message() -> OpResult<String> {
     Ok(codec::to_json(&MessageKind::start(1))?)
 }
 
-/// The statement of [`create_batch`]: `$1`..`$5` the ids, names, inputs, parents and creation
-/// times, `$6` the start message, `$7` the channel, `$8`..`$12` the queues, due times, options,
-/// priorities and concurrency keys.
+/// The common part of [`CREATE_BATCH`] and [`INSERT_CHILDREN`]: the instances of the
+/// `unnest`ed columns (`$1`..`$5` the ids, names, inputs, parents and creation times; the
+/// queues, due times, options, priorities and concurrency keys at the parameters `$columns`
+/// names) inserted with their start messages (`$6`), skipping ids that are taken; `created`
+/// holds the new ones.
+macro_rules! create_instances_cte {
+    ($columns:literal) => {
+        concat!(
+            "WITH new AS MATERIALIZED (
+                 SELECT n.*, nextval('messages_id_seq') AS start
+                   FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], ",
+            $columns,
+            ")
+                        WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
+                                             options, priority, concurrency_key, ord)
+                  ORDER BY n.ord
+             ), created AS (
+                 INSERT INTO instances (id, name, status, execution, input, parent, created_at,
+                                        updated_at, due_at, due_seq, queue, options, priority,
+                                        concurrency_key)
+                 SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
+                        start, queue, options, priority, concurrency_key
+                   FROM new ORDER BY id
+                 ON CONFLICT (id) DO NOTHING
+                 RETURNING id, due_seq, due_at
+             ), started AS (
+                 INSERT INTO messages (id, instance_id, visible_at, kind)
+                 SELECT due_seq, id, due_at, $6 FROM created
+             )"
+        )
+    };
+}
+
+/// The statement of [`create_batch`]: `$1`..`$6` as `create_instances_cte!` says, `$7` the
+/// channel, `$8`..`$12` the queues, due times, options, priorities and concurrency keys.
 pub(crate) static CREATE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH new AS MATERIALIZED (
-             SELECT n.*, nextval('messages_id_seq') AS start
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                           $8::text[], $9::bigint[], $10::text[], $11::int[], $12::text[])
-                    WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
-                                         options, priority, concurrency_key, ord)
-              ORDER BY n.ord
-         ), created AS (
-             INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                    updated_at, due_at, due_seq, queue, options, priority,
-                                    concurrency_key)
-             SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
-                    start, queue, options, priority, concurrency_key
-               FROM new ORDER BY id
-             ON CONFLICT (id) DO NOTHING
-             RETURNING id, due_seq, due_at
-         ), started AS (
-             INSERT INTO messages (id, instance_id, visible_at, kind)
-             SELECT due_seq, id, due_at, $6 FROM created
-         ), announced AS (
-             SELECT pg_notify($7, '{turns}') WHERE EXISTS (SELECT 1 FROM created)
-         )
-         SELECT c.id AS created_id, (SELECT count(*) FROM announced) AS announced, existing.*
-           FROM new
-           LEFT JOIN created c ON c.id = new.id
-           LEFT JOIN LATERAL (
-                SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.id = new.id
-           ) existing ON c.id IS NULL
-          ORDER BY new.ord",
+        concat!(
+            create_instances_cte!("$8::text[], $9::bigint[], $10::text[], $11::int[], $12::text[]"),
+            ", announced AS (
+                 SELECT pg_notify($7, '{turns}') WHERE EXISTS (SELECT 1 FROM created)
+             )
+             SELECT c.id AS created_id, (SELECT count(*) FROM announced) AS announced, existing.*
+               FROM new
+               LEFT JOIN created c ON c.id = new.id
+               LEFT JOIN LATERAL (
+                    SELECT {columns} FROM instances i WHERE i.id = new.id
+               ) existing ON c.id IS NULL
+              ORDER BY new.ord"
+        ),
         turns = listen::TURNS,
+        columns = INSTANCE_COLUMNS,
     )
 });
 
@@ -360,27 +377,10 @@ pub(crate) async fn send(
 
 /// The statement of [`insert_children`]: the columns of [`CREATE_BATCH`] without the channel
 /// (`$7`..`$11` are its `$8`..`$12`).
-pub(crate) const INSERT_CHILDREN: &str = "WITH new AS MATERIALIZED (
-         SELECT n.*, nextval('messages_id_seq') AS start
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                       $7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[])
-                WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
-                                     options, priority, concurrency_key, ord)
-          ORDER BY n.ord
-     ), created AS (
-         INSERT INTO instances (id, name, status, execution, input, parent, created_at,
-                                updated_at, due_at, due_seq, queue, options, priority,
-                                concurrency_key)
-         SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
-                start, queue, options, priority, concurrency_key
-           FROM new ORDER BY id
-         ON CONFLICT (id) DO NOTHING
-         RETURNING id, due_seq, due_at
-     ), started AS (
-         INSERT INTO messages (id, instance_id, visible_at, kind)
-         SELECT due_seq, id, due_at, $6 FROM created
-     )
-     SELECT id FROM created";
+pub(crate) const INSERT_CHILDREN: &str = concat!(
+    create_instances_cte!("$7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[]"),
+    " SELECT id FROM created"
+);
 
 /// Inserts child instances with their start messages, skipping ids that are taken, in one
 /// statement (rows in id order, as in [`create_batch`]); returns the ids it inserted. The caller has validated the ids and removed
