@@ -348,7 +348,8 @@ impl Client {
     /// shared statements of up to 128 on PostgreSQL, so a batch costs about one commit where a
     /// loop of awaited starts costs one each. The handles come back in the order given.
     ///
-    /// Each start keeps its own options (id, queue, priority, delay, ...). A start whose id is
+    /// Each start keeps its own options (id, queue, priority, delay, ...); all of them are
+    /// written through this client's store, whichever client built them. A start whose id is
     /// taken returns the existing instance (`existed`), as [`Client::start`] does; if one that
     /// asked for [`IfExists::Fail`] finds its id taken, the call returns
     /// [`ClientError::AlreadyExists`] for it, and the batch's other instances were created
