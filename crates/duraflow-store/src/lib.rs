@@ -35,15 +35,15 @@ pub use registry::{
     validate_registrations, Registered, RegisteredKind, Registration, MAX_REGISTERED_NAME_LEN,
 };
 pub use rules::{
-    callback_outcome, callback_state, callback_token_taken, check_commit, check_turn, holds_lease,
-    journal_execution, CallbackState, FoundTurn,
+    callback_outcome, callback_state, callback_token_taken, check_commit, check_direct_task,
+    check_turn, holds_lease, journal_execution, CallbackState, FoundTask, FoundTurn,
 };
 pub use store::{Cache, IntoStore, Store};
 pub use types::{
     validate_instance_id, CallbackResolution, CallbackStatus, CallbackTarget, Committed, Completed,
-    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, ListCursor, ListFilter,
-    ListOrder, Message, MessageId, MessageKind, NewCallback, NewInstance, NewMessage, NewTask,
-    NextAttempt, NextDue, OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId,
+    CreateOutcome, DirectTurn, InstanceInfo, InstanceStatus, Journal, LeaseToken, ListCursor,
+    ListFilter, ListOrder, Message, MessageId, MessageKind, NewCallback, NewInstance, NewMessage,
+    NewTask, NextAttempt, NextDue, OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId,
     TaskRelease, TaskWork, TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
 };
 pub use wake::{

@@ -32,6 +32,17 @@ fn check_checkpoint(commit: &TurnCommit) -> StoreResult<()> {
     )))
 }
 
+/// Refuses a direct turn ([`TurnCommit::direct`]) that keeps a lease: it holds none to keep.
+fn check_direct(commit: &TurnCommit) -> StoreResult<()> {
+    if commit.direct.is_none() || commit.keep_lease.is_none() {
+        return Ok(());
+    }
+    Err(StoreError::Invalid(format!(
+        "a direct turn of instance {:?} keeps a lease, but a direct turn holds none: commit it          without keep_lease. Nothing was written",
+        commit.instance_id
+    )))
+}
+
 /// Refuses a [`TurnCommit::next_attempt`] without a continue-as-new: only a new execution can
 /// be a new attempt.
 fn check_next_attempt(commit: &TurnCommit) -> StoreResult<()> {
@@ -55,6 +66,7 @@ fn check_next_attempt(commit: &TurnCommit) -> StoreResult<()> {
 /// refused again, with this error in the engine's log) instead of stranding the instance.
 pub fn check_commit(commit: &TurnCommit) -> StoreResult<()> {
     check_checkpoint(commit)?;
+    check_direct(commit)?;
     check_next_attempt(commit)?;
     for record in &commit.feed {
         crate::feed::validate_topic(&record.topic)?;
@@ -94,6 +106,42 @@ pub struct FoundTurn {
     /// How many events the journal of its current execution holds (`None` when the store
     /// could not count them, which refuses the commit as a lost lease).
     pub journal_len: Option<usize>,
+    /// The token that names the instance's last commit (what a direct turn continues).
+    pub commit_token: LeaseToken,
+}
+
+/// What a store found of the task a direct turn ([`TurnCommit::direct`]) delivers, for
+/// [`check_direct_task`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FoundTask<'a> {
+    /// The instance that scheduled it.
+    pub instance_id: &'a str,
+    /// The execution that scheduled it.
+    pub execution: u32,
+    /// Its lease (token and expiry), if leased.
+    pub lease: Option<(LeaseToken, Timestamp)>,
+}
+
+/// Checks the task of a direct turn against what the store `found` of it (`None`: no such
+/// task): it must belong to the commit's instance and execution, and the commit's task token
+/// must hold its live lease. `Ok` for a commit that is not a direct turn.
+pub fn check_direct_task(commit: &TurnCommit, found: Option<FoundTask<'_>>) -> StoreResult<()> {
+    let Some(direct) = commit.direct else {
+        return Ok(());
+    };
+    let Some(task) = found else {
+        return Err(StoreError::task_not_found(direct.task));
+    };
+    if task.instance_id != commit.instance_id || task.execution != commit.execution {
+        return Err(StoreError::Invalid(format!(
+            "a direct turn of instance {:?}, execution {}, delivers task {} of instance {:?},              execution {}: a direct turn delivers a task of its own execution. Nothing was              written; this is a bug in the engine that made the commit, please report it",
+            commit.instance_id, commit.execution, direct.task.0, task.instance_id, task.execution
+        )));
+    }
+    if !holds_lease(task.lease, direct.task_token, Some(commit.now)) {
+        return Err(StoreError::task_lease_lost(direct.task));
+    }
+    Ok(())
 }
 
 /// Whether `lease` (the token it was granted with and when it runs out; `None` when nothing
@@ -118,7 +166,16 @@ pub fn check_turn(commit: &TurnCommit, found: Option<FoundTurn>) -> StoreResult<
     let Some(found) = found else {
         return Err(StoreError::instance_not_found(id));
     };
-    if !holds_lease(found.lease, commit.token, Some(commit.now)) {
+    let held = match commit.direct {
+        None => holds_lease(found.lease, commit.token, Some(commit.now)),
+        // A direct turn holds no lease: nobody may hold one now, and nothing may have been
+        // committed since the commit whose journal it continued.
+        Some(_) => {
+            found.lease.is_none_or(|(_, until)| until <= commit.now)
+                && found.commit_token == commit.token
+        }
+    };
+    if !held {
         return Err(StoreError::instance_lease_lost(id));
     }
     if commit.execution != found.execution {

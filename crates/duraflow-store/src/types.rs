@@ -446,6 +446,18 @@ pub struct TurnCommit {
     /// after [`TurnCommit::awaits`] are registered, so an emit no longer counts or answers
     /// them.
     pub cancelled_awaits: Vec<OpId>,
+    /// `Some`: a **direct turn** ([`DirectTurn`]). The committer held the lease of an
+    /// activity task of this instance's current execution, ran the instance's next turn on
+    /// the task's result in memory without leasing the instance, and commits both at once: the
+    /// task is deleted, its result going into the journal (in `new_events`) instead of the
+    /// inbox. `token` then names the commit whose journal the turn continued (the instance's
+    /// last commit), not a lease. The store refuses the commit as `LeaseLost`, writing
+    /// nothing, unless at `now` the instance is not leased, its last commit has `token`, and
+    /// the task's lease is current (a task that is gone is `NotFound`; one of another
+    /// instance or execution is `Invalid`). A direct turn cannot keep a lease (`Invalid`).
+    /// Messages waiting in the inbox stay there for the next turn, and the instance's journal
+    /// stays named by `token`, so the committer's warm run of it stays usable.
+    pub direct: Option<DirectTurn>,
     /// Records to append to the feed (see [`crate::feed`]), in order, in the same transaction:
     /// each gets the next position, unless its instance already has it (its `(execution,
     /// seq)` is not after the last one appended for the instance), when it is left out.
@@ -487,6 +499,16 @@ impl TurnCommit {
             .as_ref()
             .map(|_| self.next_attempt.map_or(1, |next| next.attempt))
     }
+}
+
+/// What makes a turn commit a direct turn (see [`TurnCommit::direct`]): the activity task whose
+/// result the turn delivered, held by the committer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DirectTurn {
+    /// The task: deleted by the commit.
+    pub task: TaskId,
+    /// The token of the committer's lease of the task, which must be current.
+    pub task_token: LeaseToken,
 }
 
 /// The attempt a retried workflow's next execution runs (see [`TurnCommit::next_attempt`]).
@@ -606,6 +628,7 @@ impl TurnCommit {
             emits: Vec::new(),
             awaits: Vec::new(),
             cancelled_awaits: Vec::new(),
+            direct: None,
             feed: Vec::new(),
             now,
         }

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use duraflow_core::{ActivityOptions, Failure, Payload, Timestamp};
 use duraflow_store::{
-    holds_lease, Completed, FetchFilter, JournalCache, LeaseToken, MessageKind, PostedResults,
-    StoreError, StoreResult, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    check_direct_task, holds_lease, Completed, FetchFilter, FoundTask, JournalCache, LeaseToken,
+    MessageKind, PostedResults, StoreError, StoreResult, TaskCompletion, TaskId, TaskRelease,
+    TaskWork, TurnCommit,
 };
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -257,18 +258,47 @@ fn take(
     if !holds_lease(lease, c.token, Some(now)) {
         return Ok(Err(StoreError::task_lease_lost(c.id)));
     }
-    conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
-        .execute([c.id.0])?;
-    // A slot under the queue's task limit is free: wake the fetchers holding tasks back.
-    if super::flow::task_limit(conn, tx, &queue)?.is_some() {
-        tx.wake.tasks = true;
-    }
+    delete(conn, tx, c.id, &queue)?;
     let kind = MessageKind::ActivityResult {
         execution,
         op: op_id(&op, format_args!("column op of task {}", c.id.0))?,
         result: c.result.clone(),
     };
     Ok(Ok((instance_id, kind)))
+}
+
+/// Deletes a task that was run to its end (a completion, a direct turn) of `queue`.
+pub(crate) fn delete(conn: &Connection, tx: &mut Tx<'_>, id: TaskId, queue: &str) -> SqlResult<()> {
+    conn.prepare_cached("DELETE FROM tasks WHERE id = ?1")?
+        .execute([id.0])?;
+    // A slot under the queue's task limit is free: wake the fetchers holding tasks back.
+    if super::flow::task_limit(conn, tx, queue)?.is_some() {
+        tx.wake.tasks = true;
+    }
+    Ok(())
+}
+
+/// Checks the task of direct turn `c` (see `check_direct_task`), writing nothing; returns the
+/// task's queue.
+pub(crate) fn check_direct(conn: &Connection, c: &TurnCommit, id: TaskId) -> SqlResult<String> {
+    let row: Option<(String, u32, i64, Option<i64>, String)> = conn
+        .prepare_cached(
+            "SELECT instance_id, execution, lease_token, lease_until, queue
+               FROM tasks WHERE id = ?1",
+        )?
+        .query_row([id.0], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .optional()?;
+    let found = row
+        .as_ref()
+        .map(|(instance_id, execution, token, until, _)| FoundTask {
+            instance_id,
+            execution: *execution,
+            lease: until.map(|until| (LeaseToken(*token), Timestamp(until))),
+        });
+    check_direct_task(c, found)?;
+    Ok(row.map(|row| row.4).unwrap_or_default())
 }
 
 pub(crate) fn renew(

@@ -261,27 +261,48 @@ pub(crate) fn lease_turn_when(
 
 pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlResult<Committed> {
     let id = &c.instance_id;
-    let row: Option<(i64, Option<i64>, u32, i64, i64)> = conn
+    let row: Option<(i64, Option<i64>, u32, i64, i64, i64)> = conn
         .prepare_cached(
             "SELECT lease_token, lease_until, execution, not_before,
                     (SELECT coalesce(max(e.position) + 1, 0) FROM events e
-                      WHERE e.instance_id = ?1 AND e.execution = instances.execution)
+                      WHERE e.instance_id = ?1 AND e.execution = instances.execution),
+                    commit_token
              FROM instances WHERE id = ?1",
         )?
         .query_row([id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .optional()?;
-    let Some((token, lease_until, execution, not_before, journal_len)) = row else {
+    let Some((token, lease_until, execution, not_before, journal_len, commit_token)) = row else {
         return Err(StoreError::instance_not_found(id).into());
     };
     let found = FoundTurn {
         lease: lease_until.map(|until| (LeaseToken(token), Timestamp(until))),
         execution,
         journal_len: usize::try_from(journal_len).ok(),
+        commit_token: LeaseToken(commit_token),
     };
     check_turn(c, Some(found))?;
+    let direct_task = match c.direct {
+        Some(direct) => Some((
+            direct.task,
+            super::tasks::check_direct(conn, c, direct.task)?,
+        )),
+        None => None,
+    };
     callbacks::check_new(conn, c)?;
+
+    // A direct turn's task: its result is in the new events.
+    if let Some((task, queue)) = direct_task {
+        super::tasks::delete(conn, tx, task, &queue)?;
+    }
 
     insert_events(conn, id, execution, c.journal_base, &c.new_events)?;
     {

@@ -20,10 +20,10 @@ use crate::types::{
 
 /// A journal cache that holds what the test says it holds.
 #[derive(Default)]
-struct Holding(Mutex<Vec<(String, u32, LeaseToken)>>);
+pub(super) struct Holding(Mutex<Vec<(String, u32, LeaseToken)>>);
 
 impl Holding {
-    fn hold(&self, id: &str, execution: u32, token: LeaseToken) {
+    pub(super) fn hold(&self, id: &str, execution: u32, token: LeaseToken) {
         let mut held = self.0.lock().unwrap();
         held.retain(|(i, _, _)| i != id);
         held.push((id.to_owned(), execution, token));

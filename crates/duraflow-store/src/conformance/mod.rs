@@ -2,10 +2,10 @@
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`],
-//! [`heartbeats`], [`claims`], [`admin`], [`management`], [`queues`], [`queue_events`],
-//! [`flow_control`], [`feed`] and [`registry`]. A backend runs the whole suite from one
-//! integration test file with [`conformance_tests!`](crate::conformance_tests), given
-//! an async expression that makes a fresh empty store (it is evaluated once per test):
+//! [`heartbeats`], [`claims`], [`direct`], [`admin`], [`management`], [`queues`],
+//! [`queue_events`], [`flow_control`], [`feed`] and [`registry`]. A backend runs the whole
+//! suite from one integration test file with [`conformance_tests!`](crate::conformance_tests),
+//! given an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
 //! ```
 //! use std::sync::Arc;
@@ -26,6 +26,7 @@ pub mod admin;
 pub mod callbacks;
 pub mod checkpoints;
 pub mod claims;
+pub mod direct;
 pub mod feed;
 pub mod flow_control;
 pub mod heartbeats;
@@ -200,6 +201,13 @@ macro_rules! conformance_tests {
                 completion_does_not_claim_a_leased_turn,
                 creation_claims_the_first_turn,
                 claims_in_a_batch_come_after_every_result,
+            ]
+            direct [
+                a_direct_turn_delivers_a_held_result_in_one_commit,
+                a_direct_turn_is_refused_while_a_turn_holds_the_instance,
+                a_direct_turn_is_refused_after_another_commit,
+                a_direct_turn_needs_its_task_and_no_lease,
+                a_direct_turn_leaves_the_inbox_for_the_next_turn,
             ]
             admin [
                 list_filters_by_status_and_name,

@@ -7,8 +7,8 @@ use std::sync::LazyLock;
 
 use duraflow_core::{Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
-    callback_token_taken, check_turn, Committed, FoundTurn, InstanceStatus, LeaseToken,
-    NewInstance, StoreError, StoreResult, TaskId, TaskWork, TurnCommit,
+    callback_token_taken, check_direct_task, check_turn, Committed, FoundTask, FoundTurn,
+    InstanceStatus, LeaseToken, NewInstance, StoreError, StoreResult, TaskId, TaskWork, TurnCommit,
 };
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -32,23 +32,91 @@ struct Locked {
     /// Whether it is admitted and a limit applies to it (its queue's or its key's): its
     /// finish makes room for a held-back instance, so it wakes the fetchers.
     holds_room: bool,
+    /// The token that names its last commit.
+    commit_token: i64,
+}
+
+/// What [`LOCK_DIRECT_TASKS`] found of the task a direct turn delivers.
+pub(super) struct DirectTask {
+    instance_id: String,
+    execution: u32,
+    pub(super) op: String,
+    token: i64,
+    lease_until: Option<i64>,
+}
+
+/// Locks and reads the tasks of a batch's direct turns (`$1` their ids), so that a completion
+/// or renewal of one waits for the commit.
+pub(crate) const LOCK_DIRECT_TASKS: &str =
+    "SELECT id, instance_id, execution, op, lease_token, lease_until
+       FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// The tasks of the batch's direct turns, by id.
+async fn direct_tasks(
+    conn: &mut PgConnection,
+    commits: &[TurnCommit],
+) -> OpResult<HashMap<i64, DirectTask>> {
+    let ids: Vec<i64> = commits
+        .iter()
+        .filter_map(|c| c.direct.map(|d| d.task.0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = sqlx::query(LOCK_DIRECT_TASKS)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut tasks = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let execution: i32 = row.try_get("execution")?;
+        tasks.insert(
+            row.try_get("id")?,
+            DirectTask {
+                instance_id: row.try_get("instance_id")?,
+                execution: u32::try_from(execution).unwrap_or(0),
+                op: row.try_get("op")?,
+                token: row.try_get("lease_token")?,
+                lease_until: row.try_get("lease_until")?,
+            },
+        );
+    }
+    Ok(tasks)
 }
 
 /// Why a commit cannot be applied, found before writing anything of it.
-fn refusal(c: &TurnCommit, locked: Option<&Locked>) -> Option<StoreError> {
+fn refusal(
+    c: &TurnCommit,
+    locked: Option<&Locked>,
+    direct: &HashMap<i64, DirectTask>,
+) -> Option<StoreError> {
     let found = locked.map(|row| FoundTurn {
         lease: row
             .lease_until
             .map(|until| (LeaseToken(row.token), Timestamp(until))),
         execution: row.execution,
         journal_len: row.journal_len.and_then(|n| usize::try_from(n).ok()),
+        commit_token: LeaseToken(row.commit_token),
     });
-    check_turn(c, found).err()
+    check_turn(c, found).err().or_else(|| {
+        let task = c
+            .direct
+            .and_then(|d| direct.get(&d.task.0))
+            .map(|task| FoundTask {
+                instance_id: &task.instance_id,
+                execution: task.execution,
+                lease: task
+                    .lease_until
+                    .map(|until| (LeaseToken(task.token), Timestamp(until))),
+            });
+        check_direct_task(c, task).err()
+    })
 }
 
 /// The columns of [`lock_statement`] and [`lock_instances`]: the lease state of an instance and
 /// the length of its current execution's journal.
 const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.execution,
+    i.commit_token,
     (SELECT coalesce(max(e.position) + 1, 0)::bigint FROM events e
       WHERE e.instance_id = i.id AND e.execution = i.execution) AS journal_len,
     (i.started_at IS NOT NULL
@@ -117,6 +185,7 @@ fn locked_rows(rows: &[PgRow]) -> OpResult<HashMap<String, Locked>> {
                 execution: u32::try_from(execution).unwrap_or(0),
                 journal_len: row.try_get("journal_len")?,
                 holds_room: row.try_get("holds_room")?,
+                commit_token: row.try_get("commit_token")?,
             },
         );
     }
@@ -324,12 +393,13 @@ pub(crate) async fn commit_batch(
     let mut accepted: Vec<&TurnCommit> = Vec::new();
     let mut committing: HashMap<&str, InstanceStatus> = HashMap::new();
     let taken = callbacks::taken_tokens(conn, commits).await?;
+    let direct = direct_tasks(conn, commits).await?;
     let mut opened: HashSet<&str> = HashSet::new();
     for c in commits {
         let refused = if committing.contains_key(c.instance_id.as_str()) {
             Some(StoreError::instance_lease_lost(&c.instance_id))
         } else {
-            refusal(c, locked.get(&c.instance_id)).or_else(|| {
+            refusal(c, locked.get(&c.instance_id), &direct).or_else(|| {
                 c.callbacks
                     .iter()
                     .find(|cb| taken.contains(&cb.token) || opened.contains(cb.token.as_str()))
@@ -384,6 +454,7 @@ pub(crate) async fn commit_batch(
                         execution: 1,
                         journal_len: None,
                         holds_room: false,
+                        commit_token: 0,
                     },
                 );
             }
@@ -399,7 +470,8 @@ pub(crate) async fn commit_batch(
     // 4. Everything else, in one statement.
     let mut w = Writes::default();
     for c in &accepted {
-        w.add(c, &committing, &locked)?;
+        let task = c.direct.and_then(|d| direct.get(&d.task.0));
+        w.add(c, &committing, &locked, task)?;
     }
     let row = sqlx::query(WRITE.as_str())
         .bind(&w.ids)

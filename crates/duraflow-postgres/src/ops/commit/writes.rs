@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use duraflow_store::{checkpoint_lease, codec, InstanceStatus, TurnCommit};
 
-use super::Locked;
+use super::{DirectTask, Locked};
 use crate::error::OpResult;
 use crate::ops::Wake;
 
@@ -62,6 +62,7 @@ impl Writes {
         c: &TurnCommit,
         committing: &HashMap<&str, InstanceStatus>,
         locked: &HashMap<String, Locked>,
+        direct: Option<&DirectTask>,
     ) -> OpResult<()> {
         let id = &c.instance_id;
         let status = c.final_status();
@@ -114,10 +115,12 @@ impl Writes {
             self.consumed_instances.push(id.clone());
             self.consumed_ids.push(m.0);
         }
-        for op in &c.cancelled_tasks {
+        let cancelled = c.cancelled_tasks.iter().map(ToString::to_string);
+        // A direct turn's task goes as a cancelled one does: its result is in the new events.
+        for op in cancelled.chain(direct.map(|task| task.op.clone())) {
             self.cancel_instances.push(id.clone());
             self.cancel_executions.push(execution);
-            self.cancel_ops.push(op.to_string());
+            self.cancel_ops.push(op);
         }
         for (i, task) in c.tasks.iter().enumerate() {
             let claim = c.claim_tasks.filter(|claim| i < claim.max);

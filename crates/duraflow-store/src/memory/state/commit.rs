@@ -7,7 +7,7 @@ use duraflow_core::Timestamp;
 use super::index::TurnIndex;
 use super::{holds, refresh, DueKey, Instance, JournalLog, Lease, State, Task, Wake};
 use crate::error::{StoreError, StoreResult};
-use crate::rules::{check_turn, FoundTurn};
+use crate::rules::{check_direct_task, check_turn, FoundTask, FoundTurn};
 use crate::types::{Committed, LeaseToken, NewTask, TaskId, TurnCommit};
 use crate::wake::{checkpoint_lease, commit_wakes_turns};
 
@@ -25,8 +25,17 @@ impl State {
                         .get(&inst.info.execution)
                         .map_or(0, JournalLog::len),
                 ),
+                commit_token: inst.committed_with,
             });
         check_turn(commit, found)?;
+        if let Some(direct) = commit.direct {
+            let task = self.tasks.get(&direct.task).map(|task| FoundTask {
+                instance_id: &task.instance_id,
+                execution: task.execution,
+                lease: task.lease.map(|lease| (lease.token, lease.until)),
+            });
+            check_direct_task(commit, task)?;
+        }
         self.check_new_callbacks(commit)
     }
 
@@ -63,9 +72,17 @@ impl State {
             emits,
             awaits,
             cancelled_awaits,
+            direct,
             feed,
             now,
         } = commit;
+
+        // A direct turn's task: its result is in the new events.
+        if let Some(task) = direct.and_then(|direct| self.remove_task(direct.task)) {
+            if self.frees_task_slot(&task) {
+                wake.tasks = true;
+            }
+        }
 
         for child in new_instances {
             if !self.instances.contains_key(&child.id) {
