@@ -298,19 +298,43 @@ fn panic_error(name: &str, panic: Box<dyn std::any::Any + Send>) -> AttemptError
     )))
 }
 
+/// Counts a result its instance has taken: a success or a failure.
+fn count_result(attempts: &Attempts, task: &TaskWork, succeeded: bool) {
+    let recorder = attempts.shared.metrics.recorder();
+    let counters = recorder.activity(&task.name, task.options.queue_name());
+    if succeeded {
+        counters.completed.inc();
+    } else {
+        counters.failed.inc();
+    }
+}
+
 /// Reports a final result, retrying while the store is unreachable. When this engine has room
-/// for another turn, the completion also claims the instance's next turn, which then runs here
-/// at once instead of waiting to be fetched.
+/// for another turn and keeps the instance's run warm waiting for this result alone, the next
+/// turn runs here at once and commits with the result (a direct turn). Otherwise, with room,
+/// the completion also claims the instance's next turn, which then runs here at once instead
+/// of waiting to be fetched.
 async fn complete(attempts: &Attempts, task: &TaskWork, result: OpResult) {
     let mut backoff = Backoff::new(attempts.shared.options.store_retry_initial);
     // Not while stopping (the dispatcher says no room then), so that shutdown drains.
-    let room = if attempts.shared.stop.is_cancelled() {
+    let mut room = if attempts.shared.stop.is_cancelled() {
         None
     } else {
         attempts
             .turns
             .upgrade()
             .and_then(|turns| turns.room_for_a_turn().map(|permit| (turns, permit)))
+    };
+    let succeeded = matches!(result, OpResult::Ok(_));
+    let result = match room.take() {
+        Some((turns, permit)) => match turns.clone().direct_turn(task, result, permit).await {
+            Ok(()) => return count_result(attempts, task, succeeded),
+            Err((result, permit)) => {
+                room = Some((turns, permit));
+                result
+            }
+        },
+        None => result,
     };
     for _ in 0..5 {
         let completion = TaskCompletion {
@@ -321,12 +345,7 @@ async fn complete(attempts: &Attempts, task: &TaskWork, result: OpResult) {
         };
         match attempts.completer.submit(completion).await {
             Ok(Completed { turn }) => {
-                let recorder = attempts.shared.metrics.recorder();
-                let counters = recorder.activity(&task.name, task.options.queue_name());
-                match &result {
-                    OpResult::Ok(_) => counters.completed.inc(),
-                    OpResult::Err(_) => counters.failed.inc(),
-                };
+                count_result(attempts, task, succeeded);
                 if let (Some(work), Some((turns, permit))) = (turn, room) {
                     turns.spawn_turn(work, permit);
                 }

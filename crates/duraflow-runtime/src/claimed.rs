@@ -1,11 +1,13 @@
 //! Turns that reach the engine without a fetch: claimed by an activity completion (see
-//! `attempt.rs`) or by a client starting an instance (see `client.rs`). Both run them through
-//! this trait, which the dispatcher implements, so neither depends on the dispatcher.
+//! `attempt.rs`) or by a client starting an instance (see `client.rs`), or run directly on an
+//! activity's result. They run through this trait, which the dispatcher implements, so neither
+//! depends on the dispatcher.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_store::TurnWork;
+use duraflow_store::{OpResult, TaskWork, TurnWork};
+use futures::future::BoxFuture;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// Runs turns this process claimed from the store, under the engine's turn permits.
@@ -23,4 +25,17 @@ pub(crate) trait ClaimedTurns: Send + Sync {
 
     /// Runs a claimed turn in a task of its own (tracked by the engine), holding `permit`.
     fn spawn_turn(self: Arc<Self>, work: TurnWork, permit: OwnedSemaphorePermit);
+
+    /// Runs the next turn of `task`'s instance on `result` at once, holding `permit`, when this
+    /// engine keeps the instance's run warm and the run waits for `task` and nothing else: a
+    /// *direct turn*, committed with the task's deletion in one write, without posting the
+    /// result to the inbox or leasing the instance (see `duraflow_store::TurnCommit::direct`).
+    /// Gives the result and the permit back when it took no direct turn or stored none of it
+    /// (another turn got to the instance first): the caller then reports the result as usual.
+    fn direct_turn(
+        self: Arc<Self>,
+        task: &TaskWork,
+        result: OpResult,
+        permit: OwnedSemaphorePermit,
+    ) -> BoxFuture<'static, Result<(), (OpResult, OwnedSemaphorePermit)>>;
 }

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use duraflow_core::{FailureKind, Timestamp};
 use duraflow_store::{
-    Committed, InstanceStatus, JournalCache, Message, MessageKind, StoreError, TaskClaim,
-    TurnCommit, TurnWork,
+    Committed, DirectTurn, InstanceStatus, Journal, JournalCache, Message, MessageId, MessageKind,
+    OpResult, StoreError, TaskClaim, TaskWork, TurnCommit, TurnWork,
 };
+use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, debug_span, warn, Instrument};
 
@@ -24,7 +25,7 @@ use crate::lease_loop::LeaseLoop;
 use crate::metrics::TurnOutcome;
 use crate::registry::Workflows;
 use crate::shared::Shared;
-use crate::turn::{run_turn, TurnDecision, TurnDeps};
+use crate::turn::{run_turn, Direct, TurnDecision, TurnDeps};
 use crate::warm::{WarmCache, WarmRun};
 
 /// What the dispatcher and the turns it runs may touch: the workflows, the turn permits, the
@@ -66,9 +67,55 @@ impl ClaimedTurns for Dispatcher {
         let tracker = self.shared.tracker.clone();
         tracker.spawn(async move {
             // Boxed, as in `run_dispatcher`.
-            Box::pin(process_turn(&self, work)).await;
+            Box::pin(process_turn(&self, work, None)).await;
             drop(permit);
         });
+    }
+
+    fn direct_turn(
+        self: Arc<Self>,
+        task: &TaskWork,
+        result: OpResult,
+        permit: OwnedSemaphorePermit,
+    ) -> BoxFuture<'static, Result<(), (OpResult, OwnedSemaphorePermit)>> {
+        let warm = self
+            .warm
+            .take_waiting_only_for(&task.instance_id, task.execution, &task.op);
+        let Some(warm) = warm else {
+            return Box::pin(std::future::ready(Err((result, permit))));
+        };
+        let direct = Direct {
+            task: DirectTurn {
+                task: task.id,
+                task_token: task.token,
+            },
+            run: warm.run,
+        };
+        let message = Message {
+            id: MessageId(0),
+            instance_id: task.instance_id.clone(),
+            kind: MessageKind::ActivityResult {
+                execution: task.execution,
+                op: task.op.clone(),
+                result: result.clone(),
+            },
+            visible_at: self.shared.clock.now(),
+        };
+        let work = TurnWork {
+            instance: *warm.instance,
+            journal: Ok(Journal::Cached),
+            messages: vec![message],
+            token: warm.token,
+        };
+        Box::pin(async move {
+            // Boxed, as in `run_dispatcher`.
+            let unreported = Box::pin(process_turn(&self, work, Some(direct))).await;
+            if unreported {
+                return Err((result, permit));
+            }
+            self.shared.metrics.recorder().direct_turn();
+            Ok(())
+        })
     }
 }
 
@@ -123,7 +170,7 @@ pub(crate) async fn run_dispatcher(dispatcher: Arc<Dispatcher>) {
                 // Boxed: the turn's state is large (a replay, a commit), and a spawned future
                 // is copied whole several times on its way into the scheduler; a box is copied
                 // once.
-                Box::pin(process_turn(&dispatcher, work)).await;
+                Box::pin(process_turn(&dispatcher, work, None)).await;
                 drop(permit);
             }
         },
@@ -173,9 +220,11 @@ fn record_committed(d: &Dispatcher, began: Instant, timers: &[Timestamp], nondet
     }
 }
 
-/// Runs one leased turn in its span (`turn`, with the instance id, the execution, the queue and
-/// the workflow's name).
-async fn process_turn(d: &Dispatcher, work: TurnWork) {
+/// Runs one turn in its span (`turn`, with the instance id, the execution, the queue and the
+/// workflow's name): a leased one, or a direct one (see `turn::Direct`). Returns whether a direct
+/// turn left its task unreported (none of its commits was stored), so that the caller reports
+/// the result as usual.
+async fn process_turn(d: &Dispatcher, work: TurnWork, direct: Option<Direct>) -> bool {
     let span = debug_span!(
         "turn",
         instance_id = %work.instance.id,
@@ -183,12 +232,12 @@ async fn process_turn(d: &Dispatcher, work: TurnWork) {
         queue = %work.instance.queue,
         workflow = %work.instance.name,
     );
-    process_turn_in_span(d, work).instrument(span).await
+    process_turn_in_span(d, work, direct).instrument(span).await
 }
 
-/// Runs one leased turn and commits it; keeps the workflow warm if it goes on, and starts the
-/// activity tasks the commit claimed.
-async fn process_turn_in_span(d: &Dispatcher, work: TurnWork) {
+/// Runs one turn and commits it; keeps the workflow warm if it goes on, and starts the
+/// activity tasks the commit claimed. Returns what [`process_turn`] does.
+async fn process_turn_in_span(d: &Dispatcher, work: TurnWork, direct: Option<Direct>) -> bool {
     let began = Instant::now();
     let timers = timers_due(&work.messages);
     let id = work.instance.id.clone();
@@ -200,11 +249,13 @@ async fn process_turn_in_span(d: &Dispatcher, work: TurnWork) {
         warm: &d.warm,
         committer: &d.committer,
     };
-    let (reason, retry) = match run_turn(deps, work).await {
+    let (decision, unreported) = run_turn(deps, work, direct).await;
+    let (reason, retry) = match decision {
         TurnDecision::Commit {
             mut commit,
             finished,
             run,
+            instance,
         } => {
             // Room in this engine's worker pool: take the new tasks along instead of leaving
             // them to be fetched. Not while stopping, so that shutdown drains.
@@ -243,6 +294,7 @@ async fn process_turn_in_span(d: &Dispatcher, work: TurnWork) {
                         run,
                         execution,
                         token,
+                        instance,
                     };
                     d.warm.put(id.clone(), warm);
                     (Some(history), None)
@@ -251,6 +303,7 @@ async fn process_turn_in_span(d: &Dispatcher, work: TurnWork) {
                 ended => (None, ended),
             };
             let cancelled = commit.cancelled_tasks.clone();
+            let carries_task = commit.direct.is_some();
             let nondeterminism = commit.status == InstanceStatus::Failed
                 && commit
                     .failure
@@ -275,17 +328,30 @@ async fn process_turn_in_span(d: &Dispatcher, work: TurnWork) {
                     for (task, permit) in committed.tasks.into_iter().zip(permits) {
                         d.attempts.spawn_attempt(task, permit);
                     }
-                    return;
+                    return false;
                 }
-                Err(StoreError::LeaseLost { .. }) => return lease_lost(d, &id, token).await,
+                // A direct turn that stored nothing: its result goes the usual way.
+                Err(e) if carries_task => {
+                    debug!(instance_id = %id, error = %e, "direct turn refused");
+                    return true;
+                }
+                Err(StoreError::LeaseLost { .. }) => {
+                    lease_lost(d, &id, token).await;
+                    return false;
+                }
                 Err(e) => (
                     format!("committing the turn failed: {e}"),
                     d.shared.options.store_retry_initial,
                 ),
             }
         }
+        // A direct turn that stored nothing holds no lease to give back.
+        TurnDecision::Abandon { .. } | TurnDecision::Lost if unreported => return true,
         TurnDecision::Abandon { reason, retry } => (reason, retry),
-        TurnDecision::Lost => return lease_lost(d, &id, token).await,
+        TurnDecision::Lost => {
+            lease_lost(d, &id, token).await;
+            return false;
+        }
     };
     warn!(instance_id = %id, "{reason}; the turn will be retried");
     d.shared
@@ -296,4 +362,5 @@ async fn process_turn_in_span(d: &Dispatcher, work: TurnWork) {
     if let Err(e) = d.shared.store.abandon_turn(&id, token, retry_at).await {
         debug!(instance_id = %id, error = %e, "could not abandon the turn; its lease will expire");
     }
+    false
 }

@@ -14,8 +14,8 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use duraflow_core::WorkflowRun;
-use duraflow_store::{JournalCache, LeaseToken};
+use duraflow_core::{OpId, WorkflowRun};
+use duraflow_store::{InstanceInfo, JournalCache, LeaseToken};
 use hashlink::LruCache;
 
 /// A workflow held between turns.
@@ -26,6 +26,8 @@ pub(crate) struct WarmRun {
     pub(crate) execution: u32,
     /// The lease token of the commit that left the journal as the run holds it.
     pub(crate) token: LeaseToken,
+    /// The instance as its last turn saw it (what a direct turn starts from).
+    pub(crate) instance: Box<InstanceInfo>,
 }
 
 /// The warm instances of one engine, least recently used first out.
@@ -51,6 +53,26 @@ impl WarmCache {
     /// Takes the run of `instance_id` out of the cache, if it is there.
     pub(crate) fn take(&self, instance_id: &str) -> Option<WarmRun> {
         self.lock().remove(instance_id)
+    }
+
+    /// Takes the run of `instance_id` out of the cache if it belongs to `execution` and waits
+    /// for operation `op` and nothing else (see [`WorkflowRun::waits_only_for`]): a run whose
+    /// next turn a direct turn on `op`'s result can take.
+    pub(crate) fn take_waiting_only_for(
+        &self,
+        instance_id: &str,
+        execution: u32,
+        op: &OpId,
+    ) -> Option<WarmRun> {
+        let mut runs = self.lock();
+        let waits = runs
+            .peek(instance_id)
+            .is_some_and(|w| w.execution == execution && w.run.waits_only_for(op));
+        if waits {
+            runs.remove(instance_id)
+        } else {
+            None
+        }
     }
 
     /// Takes the run of `instance_id` out of the cache if it is the one of the turn leased with

@@ -32,17 +32,6 @@ fn check_checkpoint(commit: &TurnCommit) -> StoreResult<()> {
     )))
 }
 
-/// Refuses a direct turn ([`TurnCommit::direct`]) that keeps a lease: it holds none to keep.
-fn check_direct(commit: &TurnCommit) -> StoreResult<()> {
-    if commit.direct.is_none() || commit.keep_lease.is_none() {
-        return Ok(());
-    }
-    Err(StoreError::Invalid(format!(
-        "a direct turn of instance {:?} keeps a lease, but a direct turn holds none: commit it          without keep_lease. Nothing was written",
-        commit.instance_id
-    )))
-}
-
 /// Refuses a [`TurnCommit::next_attempt`] without a continue-as-new: only a new execution can
 /// be a new attempt.
 fn check_next_attempt(commit: &TurnCommit) -> StoreResult<()> {
@@ -66,7 +55,6 @@ fn check_next_attempt(commit: &TurnCommit) -> StoreResult<()> {
 /// refused again, with this error in the engine's log) instead of stranding the instance.
 pub fn check_commit(commit: &TurnCommit) -> StoreResult<()> {
     check_checkpoint(commit)?;
-    check_direct(commit)?;
     check_next_attempt(commit)?;
     for record in &commit.feed {
         crate::feed::validate_topic(&record.topic)?;

@@ -454,9 +454,11 @@ pub struct TurnCommit {
     /// last commit), not a lease. The store refuses the commit as `LeaseLost`, writing
     /// nothing, unless at `now` the instance is not leased, its last commit has `token`, and
     /// the task's lease is current (a task that is gone is `NotFound`; one of another
-    /// instance or execution is `Invalid`). A direct turn cannot keep a lease (`Invalid`).
-    /// Messages waiting in the inbox stay there for the next turn, and the instance's journal
-    /// stays named by `token`, so the committer's warm run of it stays usable.
+    /// instance or execution is `Invalid`). Messages waiting in the inbox stay there for the
+    /// next turn. A direct turn that ends leaves the instance unleased and its journal named
+    /// by `token`, so the committer's warm run of it stays usable. One that keeps the lease (a
+    /// checkpoint, see [`TurnCommit::keep_lease`]) takes the instance's lease with `token`:
+    /// the turn goes on as a leased one, whose later commits are not direct.
     pub direct: Option<DirectTurn>,
     /// Records to append to the feed (see [`crate::feed`]), in order, in the same transaction:
     /// each gets the next position, unless its instance already has it (its `(execution,

@@ -245,9 +245,14 @@ async fn counters_move_as_workflows_run(store: Arc<dyn Store>) {
         "every committed turn was written by a group commit"
     );
     assert_eq!(
-        after.get("duraflow_committed_items_total", &[("kind", "completions")]),
+        after.get("duraflow_committed_items_total", &[("kind", "completions")])
+            + after.get("duraflow_direct_turns_total", &[]),
         completed("echo") + completed("flaky") + failed("doomed"),
-        "a completion per reported result"
+        "a completion or a direct turn per reported result"
+    );
+    assert!(
+        after.get("duraflow_direct_turns_total", &[]) >= 1.0,
+        "results a warm workflow waited for alone went straight into its next turn"
     );
     assert!(
         after.get("duraflow_warm_cache_hits_total", &[]) >= 1.0,

@@ -18,7 +18,11 @@ use duraflow::prelude::*;
 /// How often each workflow's code started running (once per replay).
 static STARTS: AtomicUsize = AtomicUsize::new(0);
 
+/// How often an activity ran.
+static NOOPS: AtomicUsize = AtomicUsize::new(0);
+
 async fn noop(_ctx: ActivityContext, _: u32) -> Result<(), ActivityError> {
+    NOOPS.fetch_add(1, Ordering::SeqCst);
     Ok(())
 }
 
@@ -51,6 +55,10 @@ struct Counting {
     claimed_starts: AtomicUsize,
     claimed_tasks: AtomicUsize,
     cached_journals: AtomicUsize,
+    direct_accepted: AtomicUsize,
+    direct_refused: AtomicUsize,
+    /// Refuse every direct turn, as if another turn always got to the instance first.
+    refuse_direct: std::sync::atomic::AtomicBool,
 }
 
 impl Counting {
@@ -81,6 +89,16 @@ impl Observer for Counting {
             .map(|c| c.tasks.len())
             .sum();
         self.claimed_tasks.fetch_add(claimed, Ordering::SeqCst);
+    }
+    fn refuse_direct(&self, _commit: &duraflow::crates::store::TurnCommit) -> bool {
+        self.refuse_direct.load(Ordering::SeqCst)
+    }
+    fn direct(&self, accepted: bool) {
+        let counter = match accepted {
+            true => &self.direct_accepted,
+            false => &self.direct_refused,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
     }
     fn fetched_tasks(&self, tasks: &[TaskWork]) {
         self.fetched_tasks.fetch_add(tasks.len(), Ordering::SeqCst);
@@ -123,8 +141,9 @@ async fn parked(client: &Client, id: &str) {
 async fn warm_instances_claims_and_their_fallbacks() {
     // 1. Warm: seven turns (start, five results, the event), and the code starts once. Only
     //    the event's turn is fetched, and no task: the start claims the first turn, each commit
-    //    claims its task and each completion claims the next turn, whose journal the store
-    //    leaves unread.
+    //    claims its task, and each result, which the warm workflow waits for alone, goes
+    //    straight into its next turn (a direct turn), committed with it; the event's turn finds
+    //    its journal left unread.
     let store = Arc::new(Observed::<Counting>::default());
     let engine = engine_on(store.clone(), EngineOptions::default()).await;
     let client = engine.client();
@@ -142,9 +161,15 @@ async fn warm_instances_claims_and_their_fallbacks() {
     assert_eq!(Counting::get(&store.claimed_tasks), 5, "every task claimed");
     assert_eq!(Counting::get(&store.fetched_tasks), 0, "no task fetched");
     assert_eq!(
-        Counting::get(&store.claimed_turns),
+        Counting::get(&store.direct_accepted),
         5,
-        "each result's turn claimed"
+        "each result's turn taken directly"
+    );
+    assert_eq!(Counting::get(&store.direct_refused), 0);
+    assert_eq!(
+        Counting::get(&store.claimed_turns),
+        0,
+        "no result went through the inbox"
     );
     assert_eq!(
         Counting::get(&store.claimed_starts),
@@ -158,10 +183,42 @@ async fn warm_instances_claims_and_their_fallbacks() {
     );
     assert_eq!(
         Counting::get(&store.cached_journals),
-        6,
-        "every journal after the first turn stays in memory"
+        1,
+        "the event's turn found the journal in memory"
     );
     assert_eq!(engine.warm_instances(), 0, "a finished instance is dropped");
+    engine.shutdown().await;
+
+    // 1b. Every direct turn refused, as if another turn always got to the instance first: each
+    //     result is reported the usual way instead (its completion claims the turn, which
+    //     replays, the warm run having moved past the refused commit), each activity still
+    //     runs once, and the output is the same.
+    let store = Arc::new(Observed::<Counting>::default());
+    store.refuse_direct.store(true, Ordering::SeqCst);
+    let engine = engine_on(store.clone(), EngineOptions::default()).await;
+    let client = engine.client();
+    STARTS.store(0, Ordering::SeqCst);
+    NOOPS.store(0, Ordering::SeqCst);
+    let run = client.start("counted", &3u32).id("refused").await.unwrap();
+    parked(&client, &run.id).await;
+    client.raise_event(&run, "go", &1u32).await.unwrap();
+    assert_eq!(client.wait::<u32>(&run).await.unwrap(), 4);
+    assert_eq!(NOOPS.load(Ordering::SeqCst), 3, "each activity ran once");
+    assert_eq!(Counting::get(&store.direct_refused), 3);
+    assert_eq!(Counting::get(&store.direct_accepted), 0);
+    assert_eq!(
+        Counting::get(&store.claimed_turns),
+        3,
+        "each refused result's turn claimed by its completion"
+    );
+    assert_eq!(
+        STARTS.load(Ordering::SeqCst),
+        4,
+        "one replay after each refused direct turn"
+    );
+    let journal = client.history(&run.id, None).await.unwrap();
+    let report = duraflow::check_replay(duraflow::workflow_fn(counted), &run.id, 1, journal);
+    assert!(report.nondeterminism().is_none(), "{:?}", report.outcome);
     engine.shutdown().await;
 
     // 2. No warm instances: every turn replays the journal from the start.

@@ -302,6 +302,13 @@ impl WorkflowRun {
         lock(&self.state).heartbeat = Some(hook);
     }
 
+    /// Whether the run, blocked, waits for operation `op` and for nothing else: no other
+    /// operation is open and no step is running. Its next turn then depends on `op`'s result
+    /// alone, which a driver holding that result can deliver without reading the inbox.
+    pub fn waits_only_for(&self, op: &crate::OpId) -> bool {
+        self.outcome.is_none() && lock(&self.state).waits_only_for(op)
+    }
+
     /// Whether the run waits for its journal so far to be made durable before it goes on: an
     /// at-least-once step's result must be stored before the workflow moves past it, and an
     /// at-most-once step's start before its closure runs. The driver commits

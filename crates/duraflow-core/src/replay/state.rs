@@ -358,6 +358,16 @@ impl State {
         self.op_states.insert(op.clone(), (primitive, state));
     }
 
+    /// Whether `op` is the one operation issued and not yet in a final state, and no step is
+    /// running or waiting to be journaled.
+    pub(crate) fn waits_only_for(&self, op: &OpId) -> bool {
+        self.op_states.len() == 1
+            && self.op_states.contains_key(op)
+            && self.steps_running == 0
+            && self.finished_steps.is_empty()
+            && !self.checkpoint_wanted
+    }
+
     /// Moves `op` along the row of its table for `event`; an operation that reaches a final
     /// state is forgotten. Returns whether the table had the row.
     pub(crate) fn advance(&mut self, op: &OpId, event: &str) -> bool {

@@ -63,6 +63,7 @@ pub(crate) struct Recorder {
     nondeterminism: Counter,
     warm_hits: Counter,
     warm_misses: Counter,
+    direct_turns: Counter,
 }
 
 /// Buckets for latencies: 100 µs to about 26 s, doubling.
@@ -130,6 +131,7 @@ impl Recorder {
             nondeterminism: Counter::default(),
             warm_hits: Counter::default(),
             warm_misses: Counter::default(),
+            direct_turns: Counter::default(),
         }
     }
 
@@ -190,6 +192,11 @@ impl Recorder {
             self.warm_hits.clone(),
         );
         registry.register(
+            "duraflow_direct_turns",
+            "Turns run at once on an activity result this engine held and committed with it",
+            self.direct_turns.clone(),
+        );
+        registry.register(
             "duraflow_warm_cache_misses",
             "Turns that read and replayed a journal (the first turn of an execution counts as neither)",
             self.warm_misses.clone(),
@@ -241,6 +248,11 @@ impl Recorder {
     /// An instance failed with a nondeterminism failure.
     pub(crate) fn nondeterminism(&self) {
         self.nondeterminism.inc();
+    }
+
+    /// A direct turn stored the activity result it was run on.
+    pub(crate) fn direct_turn(&self) {
+        self.direct_turns.inc();
     }
 
     /// A turn found its workflow warm (`true`) or replayed its journal (`false`).

@@ -5,27 +5,37 @@
 
 use duraflow_core::plan::Deliveries;
 use duraflow_core::{TurnPlan, WorkflowRun};
-use duraflow_store::{InstanceInfo, LeaseToken, Message, MessageId, StoreError};
+use duraflow_store::{DirectTurn, InstanceInfo, LeaseToken, Message, MessageId, StoreError};
 use tracing::debug;
 
+use super::lease::Renewer;
 use super::{empty_commit, existing_children, fill_commit, planned, TurnDecision, TurnDeps};
 
 /// The checkpoints of one turn, and which of its messages they consumed.
 pub(super) struct Checkpoints {
-    ids: Vec<MessageId>,
+    /// The turn's messages: `None` for one that is not in the store (a direct turn's result).
+    ids: Vec<Option<MessageId>>,
     starts: Vec<bool>,
     consumed: Vec<bool>,
+    /// A direct turn's task, until the first commit of the turn carries it.
+    direct: Option<DirectTurn>,
 }
 
 impl Checkpoints {
-    pub(super) fn new(messages: &[Message]) -> Self {
+    /// The checkpoints of a turn with `messages`: stored ones, or the one result a direct turn
+    /// delivers (`direct`).
+    pub(super) fn new(messages: &[Message], direct: Option<DirectTurn>) -> Self {
         Checkpoints {
-            ids: messages.iter().map(|m| m.id).collect(),
+            ids: messages
+                .iter()
+                .map(|m| direct.is_none().then_some(m.id))
+                .collect(),
             starts: messages
                 .iter()
                 .map(|m| matches!(m.kind, duraflow_store::MessageKind::Start { .. }))
                 .collect(),
             consumed: vec![false; messages.len()],
+            direct,
         }
     }
 
@@ -34,23 +44,35 @@ impl Checkpoints {
         self.take_consumed(self.ids.len())
     }
 
+    /// What makes the turn's next commit a direct one: its task, until a commit carried it.
+    pub(super) fn take_direct(&mut self) -> Option<DirectTurn> {
+        self.direct.take()
+    }
+
+    /// Whether a commit of a direct turn has been stored (its task is consumed).
+    pub(super) fn direct_pending(&self) -> bool {
+        self.direct.is_some()
+    }
+
     /// Marks as consumed, and returns, the messages before `spent` and the start messages,
     /// leaving out those consumed already.
     fn take_consumed(&self, spent: usize) -> Vec<MessageId> {
         (0..self.ids.len())
             .filter(|&i| !self.consumed[i] && (i < spent || self.starts[i]))
-            .map(|i| self.ids[i])
+            .filter_map(|i| self.ids[i])
             .collect()
     }
 
     /// Takes every checkpoint the run asks for, with `applied` of the turn's deliveries
     /// delivered; after each, the run goes on until it waits again. An `Err` is what the turn
     /// must do instead of going on: the checkpoint was not stored.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn take(
         &mut self,
         deps: &TurnDeps<'_>,
         instance: &InstanceInfo,
         token: LeaseToken,
+        renewer: &Renewer<'_>,
         run: &mut WorkflowRun,
         deliveries: &Deliveries,
         applied: usize,
@@ -71,8 +93,14 @@ impl Checkpoints {
             commit.feed = run.take_feed();
             commit.keep_lease = Some(shared.options.turn_lease);
             commit.now = shared.clock.now();
+            // A direct turn's first checkpoint takes the lease, which is renewed from then on.
+            commit.direct = self.direct;
             match deps.committer.submit(commit).await {
-                Ok(_) => {}
+                Ok(_) => {
+                    if self.direct.take().is_some() {
+                        renewer.hold();
+                    }
+                }
                 Err(StoreError::LeaseLost { .. }) => {
                     debug!(instance_id = %instance.id, "checkpoint refused: the lease was lost");
                     return Err(TurnDecision::Lost);

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use duraflow_store::{LeaseToken, StoreError};
@@ -17,16 +18,32 @@ pub(super) struct Renewer<'a> {
     instance_id: String,
     token: LeaseToken,
     heartbeats: Arc<Notify>,
+    /// Whether the turn holds its lease: a direct turn holds none until its first checkpoint
+    /// takes it, and nothing is renewed before.
+    held: AtomicBool,
 }
 
 impl<'a> Renewer<'a> {
-    pub(super) fn new(shared: &'a Shared, instance_id: &str, token: LeaseToken) -> Self {
+    /// Renews the lease of a turn that holds it with `token`, or (`held` false, a direct turn)
+    /// will once [`Renewer::hold`] says so.
+    pub(super) fn new(
+        shared: &'a Shared,
+        instance_id: &str,
+        token: LeaseToken,
+        held: bool,
+    ) -> Self {
         Renewer {
             shared,
             instance_id: instance_id.to_owned(),
             token,
             heartbeats: Arc::new(Notify::new()),
+            held: AtomicBool::new(held),
         }
+    }
+
+    /// The turn holds its lease now (a direct turn's checkpoint took it).
+    pub(super) fn hold(&self) {
+        self.held.store(true, Ordering::Release);
     }
 
     /// The hook a workflow's heartbeat calls: renew now.
@@ -52,6 +69,9 @@ impl<'a> Renewer<'a> {
             tokio::select! {
                 _ = clock.sleep_until(next) => {}
                 _ = self.heartbeats.notified() => {}
+            }
+            if !self.held.load(Ordering::Acquire) {
+                continue;
             }
             let renewed = self
                 .shared

@@ -14,8 +14,8 @@ use duraflow_core::plan::{
 };
 use duraflow_core::{Event, Failure, FailureKind, Outcome, TurnPlan, WorkflowRun};
 use duraflow_store::{
-    Committed, InstanceInfo, Journal, LeaseToken, Message, MessageKind, StoreError, TurnCommit,
-    TurnWork,
+    Committed, DirectTurn, InstanceInfo, Journal, LeaseToken, Message, MessageKind, StoreError,
+    TurnCommit, TurnWork,
 };
 
 use crate::batcher::Batcher;
@@ -34,6 +34,8 @@ pub(crate) enum TurnDecision {
         commit: Box<TurnCommit>,
         finished: bool,
         run: Option<WorkflowRun>,
+        /// The instance the turn ran, for the run to be kept warm with.
+        instance: Box<InstanceInfo>,
     },
     /// Give the lease back and try again after `retry`.
     Abandon {
@@ -51,6 +53,14 @@ enum Start {
     Replay(Vec<Event>),
 }
 
+/// A turn run directly on an activity result this engine holds (see
+/// `duraflow_store::TurnCommit::direct`), without a lease: the warm run it continues, and the
+/// task whose result it delivers.
+pub(crate) struct Direct {
+    pub(crate) task: DirectTurn,
+    pub(crate) run: WorkflowRun,
+}
+
 /// The workflow a turn continues: the warm run when the store left the journal unread (and
 /// this engine still holds it), else the journal to replay, read now if the store did not.
 async fn start_of(
@@ -58,7 +68,12 @@ async fn start_of(
     warm: &WarmCache,
     instance: &InstanceInfo,
     journal: Journal,
+    direct: Option<WorkflowRun>,
 ) -> Result<Start, StoreError> {
+    if let Some(run) = direct {
+        shared.metrics.recorder().warm(true);
+        return Ok(Start::Warm(run));
+    }
     let warm = warm.take(&instance.id);
     let recorder = shared.metrics.recorder();
     match journal {
@@ -124,16 +139,36 @@ pub(crate) struct TurnDeps<'a> {
     pub(crate) committer: &'a Batcher<TurnCommit, Committed>,
 }
 
-/// Runs one turn, renewing its lease while it runs.
-pub(crate) async fn run_turn(deps: TurnDeps<'_>, work: TurnWork) -> TurnDecision {
-    let renewer = lease::Renewer::new(deps.shared, &work.instance.id, work.token);
-    renewer.during(run_leased_turn(deps, work, &renewer)).await
+/// Runs one turn, renewing its lease while it runs. A direct turn (`direct`; `work` then holds
+/// the one result it delivers) holds no lease until a checkpoint takes it. Returns what to do
+/// with the turn, and whether a direct turn's task is still unreported: none of the turn's
+/// commits was stored, nor is the decision's commit one that carries it, so the result must be
+/// reported as usual.
+pub(crate) async fn run_turn(
+    deps: TurnDeps<'_>,
+    work: TurnWork,
+    direct: Option<Direct>,
+) -> (TurnDecision, bool) {
+    let renewer = lease::Renewer::new(deps.shared, &work.instance.id, work.token, direct.is_none());
+    let mut checkpoints = Checkpoints::new(&work.messages, direct.as_ref().map(|d| d.task));
+    let decision = renewer
+        .during(run_leased_turn(
+            deps,
+            work,
+            direct.map(|d| d.run),
+            &renewer,
+            &mut checkpoints,
+        ))
+        .await;
+    (decision, checkpoints.direct_pending())
 }
 
 async fn run_leased_turn(
     deps: TurnDeps<'_>,
     work: TurnWork,
+    direct: Option<WorkflowRun>,
     renewer: &lease::Renewer<'_>,
+    checkpoints: &mut Checkpoints,
 ) -> TurnDecision {
     let shared = deps.shared;
     let TurnWork {
@@ -143,7 +178,7 @@ async fn run_leased_turn(
         token,
     } = work;
     let start = match journal {
-        Ok(j) => start_of(shared, deps.warm, &instance, j).await,
+        Ok(j) => start_of(shared, deps.warm, &instance, j, direct).await,
         Err(e) => Err(e),
     };
     let start = match start {
@@ -151,7 +186,6 @@ async fn run_leased_turn(
         Err(e) => return unreadable_journal(shared, instance, messages, token, e),
     };
     let now = shared.clock.now();
-    let mut checkpoints = Checkpoints::new(&messages);
     let begins = matches!(&start, Start::Replay(journal) if journal.is_empty());
     let start_due = messages
         .iter()
@@ -200,6 +234,7 @@ async fn run_leased_turn(
                     commit: Box::new(commit),
                     finished,
                     run: None,
+                    instance: Box::new(instance),
                 };
             };
             WorkflowRun::live(
@@ -226,7 +261,15 @@ async fn run_leased_turn(
     }
     loop {
         if let Err(decision) = checkpoints
-            .take(&deps, &instance, token, &mut run, &deliveries, applied)
+            .take(
+                &deps,
+                &instance,
+                token,
+                renewer,
+                &mut run,
+                &deliveries,
+                applied,
+            )
             .await
         {
             return decision;
@@ -271,12 +314,14 @@ async fn run_leased_turn(
     // refused (the run is then dropped, and the turn that redoes this one publishes again).
     commit.feed = run.take_feed();
     commit.now = shared.clock.now();
+    commit.direct = checkpoints.take_direct();
     // Returned even when the execution has ended: dropping a long run (its journal, its maps)
     // takes time, which the caller spends after the commit rather than before it.
     TurnDecision::Commit {
         commit: Box::new(commit),
         finished,
         run: Some(run),
+        instance: Box::new(instance),
     }
 }
 
@@ -321,5 +366,6 @@ fn unreadable_journal(
         commit: Box::new(commit),
         finished,
         run: None,
+        instance: Box::new(instance),
     }
 }

@@ -391,8 +391,9 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     let (earliest, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(visible_at), min(id) FROM messages WHERE instance_id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    // A checkpoint keeps the lease and is due when it runs out; a commit that ends its turn
-    // is due again when the earliest message left becomes visible (see `instance_due_at`).
+    // A checkpoint keeps the lease (a direct turn's takes it) and is due when it runs out; a
+    // commit that ends its turn is due again when the earliest message left becomes visible
+    // (see `instance_due_at`).
     let lease_until = checkpoint_lease(c);
     let due_at = instance_due_at(&DueState {
         finished: status.is_terminal(),
@@ -410,6 +411,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     conn.prepare_cached(
         "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
                 execution = ?6, input = coalesce(?7, input), lease_until = ?12,
+                lease_token = iif(?12 IS NULL, lease_token, ?16),
                 commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11,
                 attempt = coalesce(?13, attempt), version = iif(?14, ?15, version)
          WHERE id = ?1",
@@ -430,6 +432,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         attempt,
         started_version.is_some(),
         started_version.flatten(),
+        c.token.0,
     ])?;
     if commit_wakes_turns(lease_until, due_at) {
         tx.wake.turns = true;

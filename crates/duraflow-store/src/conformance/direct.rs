@@ -180,9 +180,10 @@ pub async fn a_direct_turn_is_refused_after_another_commit(store: Arc<dyn Store>
         .expect("the task is still there, and still leased");
 }
 
-/// A direct turn is refused when its task's lease has run out (`LeaseLost`) or its task is
-/// gone (`NotFound`), and one that keeps a lease is invalid; none writes anything.
-pub async fn a_direct_turn_needs_its_task_and_no_lease(store: Arc<dyn Store>) {
+/// A direct turn is refused when its task's lease has run out (`LeaseLost`), when its task is
+/// gone (`NotFound`) or when it names a commit that is not the instance's last (`LeaseLost`);
+/// none writes anything.
+pub async fn a_direct_turn_needs_its_task_and_the_last_commit(store: Arc<dyn Store>) {
     let (work, task) = running(&*store, "d", Duration::from_secs(10)).await;
 
     let expired = commit(&*store, direct(&work, &task, at(10_000))).await;
@@ -202,14 +203,6 @@ pub async fn a_direct_turn_needs_its_task_and_no_lease(store: Arc<dyn Store>) {
         "{missing:?}"
     );
 
-    let mut keeping = direct(&work, &task, at(1));
-    keeping.keep_lease = Some(LEASE);
-    let keeping = commit(&*store, keeping).await;
-    assert!(
-        matches!(keeping, Err(StoreError::Invalid(_))),
-        "{keeping:?}"
-    );
-
     let mut stale = direct(&work, &task, at(1));
     stale.token = LeaseToken(work.token.0.wrapping_add(1_000_000));
     let stale = commit(&*store, stale).await;
@@ -222,6 +215,42 @@ pub async fn a_direct_turn_needs_its_task_and_no_lease(store: Arc<dyn Store>) {
     complete(&*store, &task, at(2))
         .await
         .expect("nothing refused took the task");
+}
+
+/// A direct turn that checkpoints takes the instance's lease with the token it named: no fetch
+/// leases the instance while it lasts, the lease renews with that token, and the turn's next
+/// commit (not direct) is accepted with it and ends the lease.
+pub async fn a_direct_checkpoint_takes_the_lease(store: Arc<dyn Store>) {
+    let (work, task) = running(&*store, "d", Duration::from_secs(10)).await;
+    let mut c = direct(&work, &task, at(1));
+    c.keep_lease = Some(LEASE);
+    commit(&*store, c).await.unwrap();
+
+    store.send(user_event("d", "e", at(2))).await.unwrap();
+    let fetched = store
+        .fetch_turns(&crate::FetchFilter::default(), at(2), 10, LEASE, None)
+        .await
+        .unwrap();
+    assert!(fetched.is_empty(), "the lease is held: {fetched:?}");
+    store
+        .renew_turn("d", work.token, at(3), LEASE)
+        .await
+        .expect("the lease is held with the named token");
+
+    let mut last = TurnCommit::unchanged(&work.instance, work.token, at(4));
+    last.journal_base = 2;
+    last.new_events = vec![event(3)];
+    commit(&*store, last).await.unwrap();
+    assert_eq!(
+        store.journal("d", Some(1)).await.unwrap(),
+        vec![started(1), event(2), event(3)]
+    );
+    let next = turn_of(&*store, "d", at(5)).await;
+    assert_eq!(
+        next.messages.len(),
+        1,
+        "the turn ended and its lease with it"
+    );
 }
 
 /// A direct turn leaves the inbox as it is: a message sent before it stays there and makes the

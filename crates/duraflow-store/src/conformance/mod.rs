@@ -206,7 +206,8 @@ macro_rules! conformance_tests {
                 a_direct_turn_delivers_a_held_result_in_one_commit,
                 a_direct_turn_is_refused_while_a_turn_holds_the_instance,
                 a_direct_turn_is_refused_after_another_commit,
-                a_direct_turn_needs_its_task_and_no_lease,
+                a_direct_turn_needs_its_task_and_the_last_commit,
+                a_direct_checkpoint_takes_the_lease,
                 a_direct_turn_leaves_the_inbox_for_the_next_turn,
             ]
             admin [
@@ -538,6 +539,7 @@ mod tests {
             ("admin", include_str!("admin.rs")),
             ("management", include_str!("management.rs")),
             ("claims", include_str!("claims.rs")),
+            ("direct", include_str!("direct.rs")),
             ("checkpoints", include_str!("checkpoints.rs")),
             ("callbacks", include_str!("callbacks.rs")),
             ("queues", include_str!("queues.rs")),

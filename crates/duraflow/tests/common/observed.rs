@@ -21,6 +21,13 @@ pub trait Observer: Send + Sync + 'static {
     fn fetched_turns(&self, _work: &[TurnWork]) {}
     /// A batch of turn commits ended so.
     fn committed(&self, _results: &[StoreResult<Committed>]) {}
+    /// Whether to refuse a direct turn's commit as `LeaseLost` without passing it to the
+    /// store, as if another turn had got to its instance first.
+    fn refuse_direct(&self, _commit: &TurnCommit) -> bool {
+        false
+    }
+    /// A direct turn's commit was accepted (`true`) or refused.
+    fn direct(&self, _accepted: bool) {}
     /// A fetch leased these tasks.
     fn fetched_tasks(&self, _tasks: &[TaskWork]) {}
     /// Completions under these lease tokens ended so (in the same order).
@@ -91,7 +98,32 @@ impl<O: Observer> Store for Observed<O> {
         &self,
         commits: Vec<TurnCommit>,
     ) -> StoreResult<Vec<StoreResult<Committed>>> {
-        let results = self.inner.commit_turns(commits).await?;
+        let refused: Vec<bool> = commits
+            .iter()
+            .map(|c| c.direct.is_some() && self.observer.refuse_direct(c))
+            .collect();
+        let direct: Vec<bool> = commits.iter().map(|c| c.direct.is_some()).collect();
+        let ids: Vec<String> = commits.iter().map(|c| c.instance_id.clone()).collect();
+        let passed: Vec<TurnCommit> = commits
+            .into_iter()
+            .zip(&refused)
+            .filter(|(_, refused)| !**refused)
+            .map(|(c, _)| c)
+            .collect();
+        let mut stored = self.inner.commit_turns(passed).await?.into_iter();
+        let results: Vec<StoreResult<Committed>> = refused
+            .iter()
+            .zip(&ids)
+            .map(|(refused, id)| match refused {
+                true => Err(duraflow::StoreError::instance_lease_lost(id)),
+                false => stored.next().unwrap_or_else(|| {
+                    Err(duraflow::StoreError::Other("a result is missing".into()))
+                }),
+            })
+            .collect();
+        for (result, _) in results.iter().zip(&direct).filter(|(_, d)| **d) {
+            self.observer.direct(result.is_ok());
+        }
         self.observer.committed(&results);
         Ok(results)
     }

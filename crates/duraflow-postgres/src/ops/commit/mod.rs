@@ -308,6 +308,8 @@ pub(crate) static WRITE: LazyLock<String> = LazyLock::new(|| {
                 SET status = c.status, output = c.output, failure = c.failure,
                     updated_at = c.now, execution = c.execution,
                     input = coalesce(c.input, i.input), lease_until = c.keep_until,
+                    lease_token = CASE WHEN c.keep_until IS NULL THEN i.lease_token
+                                       ELSE c.token END,
                     lease_owner = CASE WHEN c.keep_until IS NULL THEN i.lease_owner
                                        ELSE $40::integer END,
                     commit_token = CASE WHEN c.keep_until IS NULL THEN c.token
