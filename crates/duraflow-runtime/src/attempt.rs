@@ -66,8 +66,7 @@ impl Attempts {
         let attempts = self.clone();
         self.shared.tracker.spawn(async move {
             // Boxed, as a turn is (`run_dispatcher`).
-            Box::pin(run_attempt(&attempts, task)).await;
-            drop(permit);
+            Box::pin(run_attempt(&attempts, task, permit)).await;
         });
     }
 }
@@ -95,8 +94,10 @@ enum Ended {
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// Runs one leased attempt in its span (`activity`, with the instance id, the operation id,
-/// the activity's name, the attempt and the queue).
-pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
+/// the activity's name, the attempt and the queue), holding its activity `permit` until the
+/// activity's code has ended: reporting the result (which may run the instance's next turn
+/// at once) no longer counts as a running activity.
+pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork, permit: OwnedSemaphorePermit) {
     let span = debug_span!(
         "activity",
         instance_id = %task.instance_id,
@@ -106,10 +107,12 @@ pub(crate) async fn run_attempt(attempts: &Attempts, task: TaskWork) {
         attempt = task.attempt,
         queue = task.options.queue_name(),
     );
-    run_attempt_in_span(attempts, task).instrument(span).await
+    run_attempt_in_span(attempts, task, permit)
+        .instrument(span)
+        .await
 }
 
-async fn run_attempt_in_span(attempts: &Attempts, task: TaskWork) {
+async fn run_attempt_in_span(attempts: &Attempts, task: TaskWork, permit: OwnedSemaphorePermit) {
     let label = crate::outcome::label(&task);
     let now = attempts.shared.clock.now();
     if let Some(failure) = refuse_to_run(&task, now, attempts.shared.options.task_lease) {
@@ -200,6 +203,7 @@ async fn run_attempt_in_span(attempts: &Attempts, task: TaskWork) {
         other => other,
     };
     drop(work);
+    drop(permit);
     // Whatever the attempt leaves for the next one, it leaves it before giving its task back.
     if matches!(
         ended,

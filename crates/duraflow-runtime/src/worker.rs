@@ -28,8 +28,7 @@ pub(crate) async fn run_workers(attempts: Arc<Attempts>) {
             let attempts = running.clone();
             async move {
                 // Boxed, as a turn is (`run_dispatcher`).
-                Box::pin(run_attempt(&attempts, task)).await;
-                drop(permit);
+                Box::pin(run_attempt(&attempts, task, permit)).await;
             }
         },
     }

@@ -353,3 +353,77 @@ async fn a_step_longer_than_the_turn_lease_keeps_its_turn() {
     );
     engine.shutdown().await;
 }
+
+/// Counts the direct turns the store accepted.
+#[derive(Default)]
+struct DirectTurns(AtomicUsize);
+
+impl Observer for DirectTurns {
+    fn direct(&self, accepted: bool) {
+        if accepted {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// A step after an activity, in the turn run directly on the activity's result: the at-most-once
+/// step's checkpoint stores the result with the step's start (the direct turn's checkpoint takes
+/// the instance's lease), the step finds both stored when it runs and runs once, and the turn
+/// goes on to its next activity, whose result is again taken directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_in_a_direct_turn_checkpoints_with_the_activity_result() {
+    let store = Arc::new(Observed::<DirectTurns>::default());
+    let seen: Arc<Mutex<Vec<&'static str>>> = Arc::default();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (s, st, r) = (seen.clone(), store.clone(), runs.clone());
+    let engine = Engine::builder()
+        .shared_store(store.clone())
+        .activity("double", |_ctx: ActivityContext, n: u32| async move {
+            Ok::<_, ActivityError>(n * 2)
+        })
+        .workflow("mixed", move |ctx: WorkflowContext, n: u32| {
+            let (seen, store, runs) = (s.clone(), st.clone(), r.clone());
+            async move {
+                let a: u32 = ctx.activity("double", &n).await?;
+                let id = ctx.instance_id().to_owned();
+                ctx.step("charge", move |_| {
+                    let (seen, store, runs, id) =
+                        (seen.clone(), store.clone(), runs.clone(), id.clone());
+                    async move {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        let journal = store.journal(id.as_ref(), None).await.unwrap();
+                        seen.lock().unwrap().extend(types(&journal));
+                        Ok(())
+                    }
+                })
+                .semantics(StepSemantics::AtMostOncePerRetry)
+                .await?;
+                let b: u32 = ctx.activity("double", &a).await?;
+                Ok::<_, WorkflowError>(b)
+            }
+        })
+        .start()
+        .await
+        .unwrap();
+    let client = engine.client();
+    let id = client.start("mixed", &3u32).await.unwrap();
+    let out: u32 = client.wait(&id).timeout(common::DEADLINE).await.unwrap();
+    assert_eq!(out, 12);
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the step ran once");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "workflow_started",
+            "activity_scheduled",
+            "activity_completed",
+            "step_started"
+        ]
+    );
+    // After the shutdown, which waits for the last commit's task to end.
+    engine.shutdown().await;
+    assert_eq!(
+        store.0.load(Ordering::SeqCst),
+        2,
+        "both results were taken directly"
+    );
+}
