@@ -240,16 +240,7 @@ fn take(
             "SELECT instance_id, execution, op, lease_token, lease_until, queue
                FROM tasks WHERE id = ?1",
         )?
-        .query_row([c.id.0], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
+        .query_row([c.id.0], |r| r.try_into())
         .optional()?;
     let Some((instance_id, execution, op, token, lease_until, queue)) = row else {
         return Ok(Err(StoreError::task_not_found(c.id)));
@@ -286,9 +277,7 @@ pub(crate) fn check_direct(conn: &Connection, c: &TurnCommit, id: TaskId) -> Sql
             "SELECT instance_id, execution, lease_token, lease_until, queue
                FROM tasks WHERE id = ?1",
         )?
-        .query_row([id.0], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-        })
+        .query_row([id.0], |r| r.try_into())
         .optional()?;
     let found = row
         .as_ref()

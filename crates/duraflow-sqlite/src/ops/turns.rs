@@ -269,16 +269,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
                     commit_token
              FROM instances WHERE id = ?1",
         )?
-        .query_row([id], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-            ))
-        })
+        .query_row([id], |r| r.try_into())
         .optional()?;
     let Some((token, lease_until, execution, not_before, journal_len, commit_token)) = row else {
         return Err(StoreError::instance_not_found(id).into());
