@@ -114,7 +114,7 @@ const INDEXES: &[(&str, &[&str])] = &[
         &["events_pkey", "instances_pkey"],
     ),
     ("commit::LOCK_INSTANCES", &["events_pkey", "instances_pkey"]),
-    ("commit::LOCK_DIRECT_TASKS", &["tasks_pkey"]),
+    ("commit::lock_direct_sql", &["tasks_pkey"]),
     (
         "commit::WRITE",
         &[
@@ -238,7 +238,11 @@ fn statements() -> Vec<Statement> {
             Seek,
         ),
         statement("commit::LOCK_INSTANCES", &commit::LOCK_INSTANCES, Seek),
-        statement("commit::LOCK_DIRECT_TASKS", commit::LOCK_DIRECT_TASKS, Seek),
+        statement(
+            "commit::lock_direct_sql",
+            &commit::lock_direct_sql(&[10, 20, 30]),
+            Seek,
+        ),
         statement("commit::WRITE", &commit::WRITE, Seek),
         statement("callbacks::TAKEN_TOKENS", callbacks::TAKEN_TOKENS, Seek),
         statement("callbacks::APPLY", callbacks::APPLY, Seek),

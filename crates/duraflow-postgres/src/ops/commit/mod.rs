@@ -36,7 +36,7 @@ struct Locked {
     commit_token: i64,
 }
 
-/// What [`LOCK_DIRECT_TASKS`] found of the task a direct turn delivers.
+/// What [`lock_direct_sql`] found of the task a direct turn delivers.
 pub(super) struct DirectTask {
     instance_id: String,
     execution: u32,
@@ -45,30 +45,24 @@ pub(super) struct DirectTask {
     lease_until: Option<i64>,
 }
 
-/// Locks and reads the tasks of a batch's direct turns (`$1` their ids), so that a completion
-/// or renewal of one waits for the commit.
-pub(crate) const LOCK_DIRECT_TASKS: &str =
-    "SELECT id, instance_id, execution, op, lease_token, lease_until
-       FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+/// The statement that locks and reads the tasks of a batch's direct turns (their `ids`, as
+/// integer literals), so that a completion or renewal of one waits for the commit. It follows
+/// [`lock_sql`] in the query that begins the transaction: the tasks are locked after the
+/// instances, in id order. Its rows are told from the instances' by their `op` column.
+pub(crate) fn lock_direct_sql(ids: &[i64]) -> String {
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    format!(
+        "SELECT id, instance_id, execution, op, lease_token, lease_until
+           FROM tasks WHERE id IN ({}) ORDER BY id FOR UPDATE",
+        list.join(", ")
+    )
+}
 
-/// The tasks of the batch's direct turns, by id.
-async fn direct_tasks(
-    conn: &mut PgConnection,
-    commits: &[TurnCommit],
-) -> OpResult<HashMap<i64, DirectTask>> {
-    let ids: Vec<i64> = commits
-        .iter()
-        .filter_map(|c| c.direct.map(|d| d.task.0))
-        .collect();
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = sqlx::query(LOCK_DIRECT_TASKS)
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut tasks = HashMap::with_capacity(rows.len());
-    for row in rows {
+/// The tasks of the batch's direct turns, by id, from the rows [`lock_direct_sql`] returned
+/// (those with an `op` column).
+fn direct_tasks(rows: &[PgRow]) -> OpResult<HashMap<i64, DirectTask>> {
+    let mut tasks = HashMap::new();
+    for row in rows.iter().filter(|row| row.try_column("op").is_ok()) {
         let execution: i32 = row.try_get("execution")?;
         tasks.insert(
             row.try_get("id")?,
@@ -136,7 +130,17 @@ pub(crate) fn lock_statement(commits: &[TurnCommit]) -> String {
         ids.extend(c.messages.iter().map(|m| m.instance_id.as_str()));
         ids.extend(c.new_instances.iter().map(|n| n.id.as_str()));
     }
-    lock_sql(ids, &queue_events::batch_keys(commits))
+    let instances = lock_sql(ids, &queue_events::batch_keys(commits));
+    let mut tasks: Vec<i64> = commits
+        .iter()
+        .filter_map(|c| c.direct.map(|d| d.task.0))
+        .collect();
+    if tasks.is_empty() {
+        return instances;
+    }
+    tasks.sort_unstable();
+    tasks.dedup();
+    format!("{instances}; {}", lock_direct_sql(&tasks))
 }
 
 /// The text of [`lock_statement`] for the instances `ids` and the queue events' advisory lock
@@ -171,8 +175,8 @@ pub(crate) fn lock_sql(mut ids: Vec<&str>, keys: &[i64]) -> String {
 }
 
 /// Reads the rows of [`lock_statement`] or [`lock_instances`].
-fn locked_rows(rows: &[PgRow]) -> OpResult<HashMap<String, Locked>> {
-    let mut locked = HashMap::with_capacity(rows.len());
+fn locked_rows<'r>(rows: impl IntoIterator<Item = &'r PgRow>) -> OpResult<HashMap<String, Locked>> {
+    let mut locked = HashMap::new();
     for row in rows {
         let status: String = row.try_get("status")?;
         let execution: i32 = row.try_get("execution")?;
@@ -387,7 +391,8 @@ pub(crate) async fn commit_batch(
     owner: Option<i32>,
     wake: &mut Wake,
 ) -> OpResult<Vec<StoreResult<Committed>>> {
-    let mut locked = locked_rows(locked)?;
+    let direct = direct_tasks(locked)?;
+    let mut locked = locked_rows(locked.iter().filter(|row| row.try_column("op").is_err()))?;
 
     // 2. Refuse what cannot be applied. An instance commits once per batch: its first
     // accepted commit ends the lease the others hold.
@@ -395,7 +400,7 @@ pub(crate) async fn commit_batch(
     let mut accepted: Vec<&TurnCommit> = Vec::new();
     let mut committing: HashMap<&str, InstanceStatus> = HashMap::new();
     let taken = callbacks::taken_tokens(conn, commits).await?;
-    let direct = direct_tasks(conn, commits).await?;
+
     let mut opened: HashSet<&str> = HashSet::new();
     for c in commits {
         let refused = if committing.contains_key(c.instance_id.as_str()) {
