@@ -149,11 +149,19 @@ pub(crate) async fn migrate(opts: &PgConnectOptions, schema: &str) -> StoreResul
     })
 }
 
-/// Opens the connection pool.
+/// Opens the connection pool. Each connection prepares the statement that locks a commit's
+/// instances when it opens (the schema is migrated by then): see
+/// `ops::commit::PREPARE_LOCK_INSTANCES`.
 pub(crate) async fn pool(opts: PgConnectOptions, options: &PostgresOptions) -> StoreResult<PgPool> {
     PgPoolOptions::new()
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                let prepare: &'static str = crate::ops::commit::PREPARE_LOCK_INSTANCES.as_str();
+                sqlx::raw_sql(prepare).execute(conn).await.map(|_| ())
+            })
+        })
         .connect_with(opts)
         .await
         .map_err(store_error)

@@ -604,9 +604,10 @@ const SOURCES: [(&str, &str); 12] = [
 ];
 
 /// The named constants of those sources that are not statements: fragments of statements, a
-/// setting, an interval.
-const NOT_STATEMENTS: [&str; 6] = [
+/// setting, an interval, the preparation of a listed statement (`commit::LOCK_INSTANCES`).
+const NOT_STATEMENTS: [&str; 7] = [
     "admin::WHOLE_TABLES",
+    "commit::PREPARE_LOCK_INSTANCES",
     "flow::ADMISSIONS_WAITING",
     "flow::ADMISSION_FREE",
     "tasks::TASK_LIMITED",
