@@ -158,7 +158,7 @@ const INDEXES: &[(&str, &[&str])] = &[
         "tasks::FETCH_LIMITED",
         &["tasks_by_visibility", "tasks_pkey", "tasks_queue_due"],
     ),
-    ("tasks::lock_sql", &["instances_pkey", "tasks_pkey"]),
+    ("tasks::LOCK_TASKS", &["instances_pkey", "tasks_pkey"]),
     (
         "tasks::COMPLETE",
         &[
@@ -298,7 +298,7 @@ fn statements() -> Vec<Statement> {
         statement("tasks::FETCH", &tasks::FETCH, Seek),
         statement("tasks::QUEUE_LOCK", tasks::QUEUE_LOCK, Seek),
         statement("tasks::FETCH_LIMITED", &tasks::FETCH_LIMITED, Seek),
-        statement("tasks::lock_sql", &tasks::lock_sql(&[10, 20, 30]), Seek),
+        statement("tasks::LOCK_TASKS", tasks::LOCK_TASKS, Seek),
         statement("tasks::COMPLETE", &tasks::COMPLETE, Seek),
         statement("tasks::STILL_THERE", tasks::STILL_THERE, Seek),
         statement("tasks::RENEW", tasks::RENEW, Seek),
@@ -604,10 +604,11 @@ const SOURCES: [(&str, &str); 12] = [
 ];
 
 /// The named constants of those sources that are not statements: fragments of statements, a
-/// setting, an interval, the preparation of a listed statement (`commit::LOCK_INSTANCES`).
-const NOT_STATEMENTS: [&str; 7] = [
+/// setting, an interval, the preparation of listed statements and a name they are prepared under.
+const NOT_STATEMENTS: [&str; 8] = [
     "admin::WHOLE_TABLES",
     "commit::PREPARE_LOCK_INSTANCES",
+    "tasks::LOCK_TASKS_PREPARED",
     "flow::ADMISSIONS_WAITING",
     "flow::ADMISSION_FREE",
     "tasks::TASK_LIMITED",

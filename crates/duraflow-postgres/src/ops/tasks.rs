@@ -227,28 +227,27 @@ pub(crate) struct Claims<'a> {
 
 /// The statement that begins a completion batch (step 1 of [`complete_batch`]): it reads the
 /// tasks' operations and locks their instances' rows (`FOR NO KEY UPDATE`, sorted by id): the
-/// results' inboxes, and the turns to claim. Its task ids are integer literals.
+/// results' inboxes, and the turns to claim. It executes [`LOCK_TASKS`], which the connection
+/// holds prepared, on the task ids as integer literals.
 pub(crate) fn lock_statement(completions: &[TaskCompletion]) -> String {
-    let ids: Vec<i64> = completions.iter().map(|c| c.id.0).collect();
-    lock_sql(&ids)
-}
-
-/// The text of [`lock_statement`] for the tasks `ids`.
-pub(crate) fn lock_sql(ids: &[i64]) -> String {
-    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    let ids: Vec<String> = completions.iter().map(|c| c.id.0.to_string()).collect();
     format!(
-        "SELECT t.id, t.execution, t.op, t.lease_token
-           FROM tasks t JOIN instances i ON i.id = t.instance_id
-          WHERE t.id IN ({})
-          ORDER BY i.id
-            FOR NO KEY UPDATE OF i",
-        if ids.is_empty() {
-            "NULL".to_owned()
-        } else {
-            ids.join(", ")
-        }
+        "EXECUTE {LOCK_TASKS_PREPARED} (ARRAY[{}]::bigint[])",
+        ids.join(", ")
     )
 }
+
+/// The statement of [`lock_statement`], as every connection of the store's pool holds it
+/// prepared under [`LOCK_TASKS_PREPARED`] (see `ops::commit::PREPARE_LOCK_INSTANCES`): `$1`
+/// the tasks.
+pub(crate) const LOCK_TASKS: &str = "SELECT t.id, t.execution, t.op, t.lease_token
+       FROM tasks t JOIN instances i ON i.id = t.instance_id
+      WHERE t.id = ANY($1)
+      ORDER BY i.id
+        FOR NO KEY UPDATE OF i";
+
+/// The name [`LOCK_TASKS`] is prepared under.
+pub(crate) const LOCK_TASKS_PREPARED: &str = "duraflow_lock_tasks";
 
 /// The statement of [`complete_batch`]'s step 2: `$1`..`$4` the tasks, lease tokens, results
 /// and claimed leases' expiries, `$5` now, `$6` the channel, `$7` the completer's queues, `$8`

@@ -125,11 +125,14 @@ const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.ex
 /// quarter of a millisecond of the server's time per commit).
 const LOCK_INSTANCES_PREPARED: &str = "duraflow_lock_instances";
 
-/// Prepares [`LOCK_INSTANCES`] as [`LOCK_INSTANCES_PREPARED`] on a new connection.
+/// Prepares the lock statements that begin transactions on a new connection: [`LOCK_INSTANCES`]
+/// as [`LOCK_INSTANCES_PREPARED`] and the completions' `tasks::LOCK_TASKS`.
 pub(crate) static PREPARE_LOCK_INSTANCES: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "PREPARE {LOCK_INSTANCES_PREPARED} (text[]) AS {}",
-        LOCK_INSTANCES.as_str()
+        "PREPARE {LOCK_INSTANCES_PREPARED} (text[]) AS {}; PREPARE {} (bigint[]) AS {};",
+        LOCK_INSTANCES.as_str(),
+        super::tasks::LOCK_TASKS_PREPARED,
+        super::tasks::LOCK_TASKS,
     )
 });
 
