@@ -58,7 +58,8 @@ struct Changes {
 }
 
 impl Changes {
-    fn add(&mut self, c: &TurnCommit) {
+    /// Adds commit `c` of an instance that has callbacks stored (`stored`) or none.
+    fn add(&mut self, c: &TurnCommit, stored: bool) {
         let execution = c.execution as i32;
         // A finished instance loses every callback, one that continues as new those of the
         // executions before the new one (including the callbacks this commit opens).
@@ -68,8 +69,11 @@ impl Changes {
             c.continue_as_new.as_ref().map(|_| execution + 1)
         };
         if let Some(before) = dropped_before {
-            self.dropped_instances.push(c.instance_id.clone());
-            self.dropped_before.push(before);
+            // Nothing stored, nothing to drop (what this commit opens is dropped with it).
+            if stored {
+                self.dropped_instances.push(c.instance_id.clone());
+                self.dropped_before.push(before);
+            }
             return;
         }
         for cb in &c.callbacks {
@@ -122,10 +126,14 @@ pub(crate) const APPLY: &str = "WITH opened AS (
 /// Writes the callbacks of a batch's accepted commits, in one statement (none when there is
 /// nothing to write): opens the new ones, closes the open ones the turns settled, and deletes
 /// those of finished instances and of executions that continued as new.
-pub(crate) async fn apply(conn: &mut PgConnection, accepted: &[&TurnCommit]) -> OpResult<()> {
+pub(crate) async fn apply(
+    conn: &mut PgConnection,
+    accepted: &[&TurnCommit],
+    has_callbacks: impl Fn(&str) -> bool,
+) -> OpResult<()> {
     let mut w = Changes::default();
     for c in accepted {
-        w.add(c);
+        w.add(c, has_callbacks(&c.instance_id));
     }
     if w.is_empty() {
         return Ok(());

@@ -156,12 +156,15 @@ pub(crate) const CANCEL: &str = "DELETE FROM queue_event_waiters w
 pub(crate) async fn apply(
     conn: &mut PgConnection,
     accepted: &[&TurnCommit],
+    has_waiters: impl Fn(&str) -> bool,
     channel: &str,
     wake: &mut Wake,
 ) -> OpResult<()> {
     let mut dropped_instances = Vec::new();
     let mut dropped_before = Vec::new();
-    for c in accepted {
+    // An instance with no waiter stored has none to drop (a commit that ends or continues its
+    // execution registers none).
+    for c in accepted.iter().filter(|c| has_waiters(&c.instance_id)) {
         if c.continue_as_new.is_some() {
             dropped_instances.push(c.instance_id.clone());
             dropped_before.push(c.execution as i32 + 1);

@@ -34,6 +34,11 @@ struct Locked {
     holds_room: bool,
     /// The token that names its last commit.
     commit_token: i64,
+    /// Whether it has callbacks, or queue-event waiters: a commit that ends or continues its
+    /// execution deletes them with statements of their own, which are left out when there is
+    /// nothing to delete. Only its own commits add either, and the lock keeps them out.
+    has_callbacks: bool,
+    has_waiters: bool,
 }
 
 /// What [`lock_direct_sql`] found of the task a direct turn delivers.
@@ -116,7 +121,9 @@ const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.ex
     (i.started_at IS NOT NULL
      AND (i.concurrency_key IS NOT NULL
           OR EXISTS (SELECT 1 FROM queue_configs qc
-                      WHERE qc.name = i.queue AND qc.limits_queue))) AS holds_room";
+                      WHERE qc.name = i.queue AND qc.limits_queue))) AS holds_room,
+    EXISTS (SELECT 1 FROM callbacks cb WHERE cb.instance_id = i.id) AS has_callbacks,
+    EXISTS (SELECT 1 FROM queue_event_waiters w WHERE w.instance_id = i.id) AS has_waiters";
 
 /// The name under which every connection of the store's pool holds [`LOCK_INSTANCES`]
 /// prepared (`connect::pool` runs [`PREPARE_LOCK_INSTANCES`] when it opens one), so that the
@@ -230,6 +237,8 @@ fn locked_rows<'r>(rows: impl IntoIterator<Item = &'r PgRow>) -> OpResult<HashMa
                 journal_len: row.try_get("journal_len")?,
                 holds_room: row.try_get("holds_room")?,
                 commit_token: row.try_get("commit_token")?,
+                has_callbacks: row.try_get("has_callbacks")?,
+                has_waiters: row.try_get("has_waiters")?,
             },
         );
     }
@@ -502,6 +511,8 @@ pub(crate) async fn commit_batch(
                         journal_len: None,
                         holds_room: false,
                         commit_token: 0,
+                        has_callbacks: false,
+                        has_waiters: false,
                     },
                 );
             }
@@ -563,8 +574,16 @@ pub(crate) async fn commit_batch(
         .bind(owner)
         .fetch_one(&mut *conn)
         .await?;
-    callbacks::apply(conn, &accepted).await?;
-    queue_events::apply(conn, &accepted, channel, wake).await?;
+    let has = |id: &str, what: fn(&Locked) -> bool| locked.get(id).is_some_and(what);
+    callbacks::apply(conn, &accepted, |id| has(id, |l| l.has_callbacks)).await?;
+    queue_events::apply(
+        conn,
+        &accepted,
+        |id| has(id, |l| l.has_waiters),
+        channel,
+        wake,
+    )
+    .await?;
     // Last, so the feed's head row is held for as short a time as can be.
     feed::append(conn, &accepted, wake).await?;
     let n: i64 = row.try_get("committed")?;
