@@ -162,11 +162,11 @@ impl Checkpointer {
     /// (a long read, another process's snapshot) makes it give up at once: waiting would hold
     /// every commit queued behind it, for as long as that reader reads.
     fn truncate(&self, writer: &Connection) -> Finish {
-        self.writer_turn.store(true, Ordering::Release);
-        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        let done = match without_waiting(writer, |conn| {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
+        let done = match self.on_writer(|| {
+            without_waiting(writer, |conn| {
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
             })
         }) {
             Ok(busy) => busy == 0,
@@ -175,14 +175,35 @@ impl Checkpointer {
                 false
             }
         };
-        drop(running);
-        self.writer_turn.store(false, Ordering::Release);
         if done {
             self.copied.store(false, Ordering::Release);
             Finish::Done
         } else {
             Finish::Blocked
         }
+    }
+
+    /// Folds the whole log into the database file and truncates it on the writer's connection
+    /// (what `Store::checkpoint` asks for), after the thread's checkpoint in progress, waiting
+    /// for readers up to the connection's busy timeout. Without standing the thread aside, a
+    /// fold that met its passive checkpoint found the checkpoint lock taken and gave up at once.
+    pub(crate) fn fold(&self, writer: &Connection) -> StoreResult<()> {
+        let folded = self.on_writer(|| crate::db::fold_log(writer));
+        if folded.is_ok() {
+            self.copied.store(false, Ordering::Release);
+        }
+        folded
+    }
+
+    /// Runs the writer's own checkpoint `f`: keeps the thread from starting another one and
+    /// waits for its current one to end first.
+    fn on_writer<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.writer_turn.store(true, Ordering::Release);
+        let running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        let result = f();
+        drop(running);
+        self.writer_turn.store(false, Ordering::Release);
+        result
     }
 
     /// Stops the thread and closes its connection.

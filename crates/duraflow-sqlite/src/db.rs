@@ -500,7 +500,7 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
             }
         }
         for reply in folds {
-            let _ = reply.send(fold_log(&conn));
+            let _ = reply.send(checkpointer.fold(&conn));
         }
         if swept.elapsed() >= SWEEP_EVERY {
             sweep(&conn);
@@ -519,7 +519,7 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
 /// Copies the whole write-ahead log into the database file and truncates it to nothing. Fails
 /// as unavailable when a reader of another process holds a snapshot that the log still serves
 /// (after the busy timeout).
-fn fold_log(conn: &Connection) -> StoreResult<()> {
+pub(crate) fn fold_log(conn: &Connection) -> StoreResult<()> {
     let busy: i64 = conn
         .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
         .map_err(store_error)?;
