@@ -36,6 +36,7 @@ mod error;
 mod open;
 mod ops;
 mod owners;
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

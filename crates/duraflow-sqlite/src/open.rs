@@ -132,6 +132,12 @@ pub fn schema_version_of(path: &Path) -> StoreResult<Option<i64>> {
 /// Checks that the file is a duraflow database this build can read, and brings its schema up
 /// to date. A database written by a newer schema version is refused, never modified.
 pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+    migrate_to(conn, path, SCHEMA_VERSION)
+}
+
+/// [`migrate`] up to schema version `target` only (at most [`SCHEMA_VERSION`]).
+pub(crate) fn migrate_to(conn: &mut Connection, path: &Path, target: i64) -> StoreResult<()> {
+    let target = target.clamp(0, SCHEMA_VERSION);
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(|e| describe(path, e))?;
@@ -164,7 +170,8 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+    let pending = MIGRATIONS.iter().enumerate().take(target as usize);
+    for (i, sql) in pending.skip(version.max(0) as usize) {
         tx.execute_batch(sql).map_err(|e| {
             StoreError::Other(format!(
                 "{}: migration {} failed: {}",
@@ -175,7 +182,8 @@ pub(crate) fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
         })?;
     }
     tx.execute_batch(&format!(
-        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {};",
+        target.max(version)
     ))
     .map_err(|e| describe(path, e))?;
     tx.commit().map_err(|e| describe(path, e))

@@ -316,14 +316,8 @@ async fn a_version_1_database_is_upgraded_with_its_work() {
         .unwrap()
     };
     {
+        duraflow_sqlite::testing::create_at_version(&path, 1).unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(include_str!("../migrations/0001_init.sql"))
-            .unwrap();
-        conn.execute_batch(&format!(
-            "PRAGMA application_id = {}; PRAGMA user_version = 1;",
-            0x6466_6c77
-        ))
-        .unwrap();
         let input = Payload::encode("x").unwrap().as_json().to_owned();
         for (id, lease_until) in [
             ("now", None),
@@ -415,25 +409,8 @@ async fn a_version_9_database_keeps_counting_what_runs_under_its_limits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v9.db");
     {
+        duraflow_sqlite::testing::create_at_version(&path, 9).unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
-        for sql in [
-            include_str!("../migrations/0001_init.sql"),
-            include_str!("../migrations/0002_due_index.sql"),
-            include_str!("../migrations/0003_callbacks.sql"),
-            include_str!("../migrations/0004_queues.sql"),
-            include_str!("../migrations/0005_instance_options.sql"),
-            include_str!("../migrations/0006_queue_events.sql"),
-            include_str!("../migrations/0007_heartbeat_details.sql"),
-            include_str!("../migrations/0008_feed.sql"),
-            include_str!("../migrations/0009_drop_global_due_index.sql"),
-        ] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.execute_batch(&format!(
-            "PRAGMA application_id = {}; PRAGMA user_version = 9;",
-            0x6466_6c77
-        ))
-        .unwrap();
         conn.execute(
             "INSERT INTO queue_configs (name, config) VALUES ('one', ?1)",
             [serde_json::to_string(&QueueConfig::new("one").concurrency(1)).unwrap()],
@@ -577,28 +554,8 @@ async fn a_version_12_database_reads_without_versions() {
         },
     };
     {
+        duraflow_sqlite::testing::create_at_version(&path, 12).unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
-        for sql in [
-            include_str!("../migrations/0001_init.sql"),
-            include_str!("../migrations/0002_due_index.sql"),
-            include_str!("../migrations/0003_callbacks.sql"),
-            include_str!("../migrations/0004_queues.sql"),
-            include_str!("../migrations/0005_instance_options.sql"),
-            include_str!("../migrations/0006_queue_events.sql"),
-            include_str!("../migrations/0007_heartbeat_details.sql"),
-            include_str!("../migrations/0008_feed.sql"),
-            include_str!("../migrations/0009_drop_global_due_index.sql"),
-            include_str!("../migrations/0010_flow_counted.sql"),
-            include_str!("../migrations/0011_registry.sql"),
-            include_str!("../migrations/0012_list_by_queue.sql"),
-        ] {
-            conn.execute_batch(sql).unwrap();
-        }
-        conn.execute_batch(&format!(
-            "PRAGMA application_id = {}; PRAGMA user_version = 12;",
-            0x6466_6c77
-        ))
-        .unwrap();
         let input = Payload::encode("x").unwrap().as_json().to_owned();
         conn.execute(
             "INSERT INTO instances (id, name, status, execution, input, created_at, updated_at,
