@@ -448,21 +448,7 @@ async fn start_latency(session: &Session, n: u64) -> Result<Figures> {
         result(handle).await?;
         latencies.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let total = started.elapsed();
-    let mean = latencies.iter().sum::<f64>() / latencies.len().max(1) as f64;
-    latencies.sort_by(f64::total_cmp);
-    let mut f = Figures::new();
-    num(&mut f, "p50_ms", report::percentile(&latencies, 50.0), 3);
-    num(&mut f, "p99_ms", report::percentile(&latencies, 99.0), 3);
-    num(
-        &mut f,
-        "max_ms",
-        latencies.last().copied().unwrap_or(0.0),
-        3,
-    );
-    num(&mut f, "mean_ms", mean, 3);
-    num(&mut f, "total_s", total.as_secs_f64(), 3);
-    Ok(f)
+    Ok(report::latency_figures(latencies, started.elapsed()))
 }
 
 /// `fan-out`: one workflow joining `n` no-op steps; the total time and the process's peak

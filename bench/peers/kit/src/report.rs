@@ -194,6 +194,25 @@ pub fn print_table(results: &[RunResult]) {
     let _ = out.flush();
 }
 
+/// The figures of a `start-latency` run as duraflow-bench reports them: the p50, p99, maximum
+/// and mean of `latencies_ms` (in any order) and the run's `total` time in seconds.
+pub fn latency_figures(mut latencies_ms: Vec<f64>, total: std::time::Duration) -> Figures {
+    let mean = latencies_ms.iter().sum::<f64>() / latencies_ms.len().max(1) as f64;
+    latencies_ms.sort_by(f64::total_cmp);
+    let mut f = Figures::new();
+    num(&mut f, "p50_ms", percentile(&latencies_ms, 50.0), 3);
+    num(&mut f, "p99_ms", percentile(&latencies_ms, 99.0), 3);
+    num(
+        &mut f,
+        "max_ms",
+        latencies_ms.last().copied().unwrap_or(0.0),
+        3,
+    );
+    num(&mut f, "mean_ms", mean, 3);
+    num(&mut f, "total_s", total.as_secs_f64(), 3);
+    f
+}
+
 /// The median of ascending `sorted`; `None` when empty.
 pub fn median(sorted: &[f64]) -> Option<f64> {
     let n = sorted.len();
