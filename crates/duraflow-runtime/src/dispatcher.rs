@@ -330,8 +330,10 @@ async fn process_turn_in_span(d: &Dispatcher, work: TurnWork, direct: Option<Dir
                     }
                     return false;
                 }
-                // A direct turn that stored nothing: its result goes the usual way.
-                Err(e) if carries_task => {
+                // A direct turn that stored nothing: its result goes the usual way. (A direct
+                // turn whose commit does not carry its task and stored none before holds no
+                // lease either; its commit cannot be taken, and the same holds.)
+                Err(e) if carries_task || unreported => {
                     debug!(instance_id = %id, error = %e, "direct turn refused");
                     return true;
                 }

@@ -49,7 +49,8 @@ impl Checkpoints {
         self.direct.take()
     }
 
-    /// Whether a commit of a direct turn has been stored (its task is consumed).
+    /// Whether a direct turn's task is still to be carried by a commit: none of the turn's
+    /// commits has been stored (or taken it along) yet, so its result is not in the store.
     pub(super) fn direct_pending(&self) -> bool {
         self.direct.is_some()
     }
