@@ -3,6 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
+use std::cmp::Ordering;
+use std::hash::{Hash, Hasher};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// The id of a durable operation within one execution: the id of the scope it was created in plus
@@ -11,31 +14,112 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 ///
 /// Ids depend only on where in the code an operation is created, never on the order in which
 /// concurrent work finishes, so concurrent branches get the same ids on every replay.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OpId(Vec<u32>);
+#[derive(Clone)]
+pub struct OpId(Path);
+
+/// How deep an id's path may be and still be kept inline.
+const INLINE_DEPTH: usize = 4;
+
+/// The sequence numbers of an id. Ids are made, cloned and hashed for every operation of every
+/// turn and replay, and most are shallow: up to [`INLINE_DEPTH`] levels are kept inline, with
+/// no allocation, and the whole stays as small as a `Vec` (so is an `Option` of it).
+#[derive(Clone)]
+enum Path {
+    /// `len` levels, the first `len` of `seqs`.
+    Inline {
+        len: u8,
+        seqs: [u32; INLINE_DEPTH],
+    },
+    /// More than [`INLINE_DEPTH`] levels.
+    Heap(Box<[u32]>),
+}
+
+impl Path {
+    fn from_slice(path: &[u32]) -> Path {
+        match u8::try_from(path.len()) {
+            Ok(len) if path.len() <= INLINE_DEPTH => {
+                let mut seqs = [0; INLINE_DEPTH];
+                seqs[..path.len()].copy_from_slice(path);
+                Path::Inline { len, seqs }
+            }
+            _ => Path::Heap(path.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Path::Inline { len, seqs } => &seqs[..usize::from(*len)],
+            Path::Heap(seqs) => seqs,
+        }
+    }
+}
 
 impl OpId {
     /// The id of operation `seq` inside `scope` (`None` for the root scope).
     pub fn new(scope: Option<&OpId>, seq: u32) -> Self {
-        let mut path = scope.map(|s| s.0.clone()).unwrap_or_default();
-        path.push(seq);
-        OpId(path)
+        let scope = scope.map_or(&[][..], OpId::path);
+        match (scope.len(), u8::try_from(scope.len() + 1)) {
+            (depth, Ok(len)) if depth < INLINE_DEPTH => {
+                let mut seqs = [0; INLINE_DEPTH];
+                seqs[..depth].copy_from_slice(scope);
+                seqs[depth] = seq;
+                OpId(Path::Inline { len, seqs })
+            }
+            _ => {
+                let mut path = Vec::with_capacity(scope.len() + 1);
+                path.extend_from_slice(scope);
+                path.push(seq);
+                OpId(Path::Heap(path.into_boxed_slice()))
+            }
+        }
     }
 
     /// The id with this path of sequence numbers (`[3, 1]` is `3.1`).
     pub fn from_path(path: &[u32]) -> Self {
-        OpId(path.to_vec())
+        OpId(Path::from_slice(path))
     }
 
     /// The path of sequence numbers from the root scope.
     pub fn path(&self) -> &[u32] {
-        &self.0
+        self.0.as_slice()
+    }
+}
+
+impl PartialEq for OpId {
+    fn eq(&self, other: &Self) -> bool {
+        self.path() == other.path()
+    }
+}
+
+impl Eq for OpId {}
+
+impl Hash for OpId {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.path().hash(state);
+    }
+}
+
+impl PartialOrd for OpId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for OpId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.path().cmp(other.path())
+    }
+}
+
+impl fmt::Debug for OpId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("OpId").field(&self.path()).finish()
     }
 }
 
 impl fmt::Display for OpId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, seq) in self.0.iter().enumerate() {
+        for (i, seq) in self.path().iter().enumerate() {
             if i > 0 {
                 f.write_str(".")?;
             }
@@ -57,10 +141,30 @@ impl FromStr for OpId {
         if s.is_empty() {
             return Err(OpIdParseError(s.to_owned()));
         }
-        s.split('.')
-            .map(|p| p.parse::<u32>().map_err(|_| OpIdParseError(s.to_owned())))
-            .collect::<Result<Vec<_>, _>>()
-            .map(OpId)
+        let mut seqs = [0; INLINE_DEPTH];
+        let mut len = 0;
+        let mut deeper: Option<Vec<u32>> = None;
+        for part in s.split('.') {
+            let seq = part
+                .parse::<u32>()
+                .map_err(|_| OpIdParseError(s.to_owned()))?;
+            match (&mut deeper, seqs.get_mut(len)) {
+                (None, Some(slot)) => {
+                    *slot = seq;
+                    len += 1;
+                }
+                (None, None) => {
+                    let mut path = seqs.to_vec();
+                    path.push(seq);
+                    deeper = Some(path);
+                }
+                (Some(path), _) => path.push(seq),
+            }
+        }
+        Ok(match deeper {
+            Some(path) => OpId(Path::Heap(path.into_boxed_slice())),
+            None => OpId::from_path(&seqs[..len]),
+        })
     }
 }
 
@@ -72,8 +176,22 @@ impl Serialize for OpId {
 
 impl<'de> Deserialize<'de> for OpId {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        d.deserialize_str(OpIdVisitor)
+    }
+}
+
+/// Reads an id from a string without copying it first (journals are decoded id by id).
+struct OpIdVisitor;
+
+impl serde::de::Visitor<'_> for OpIdVisitor {
+    type Value = OpId;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an operation id such as \"3\" or \"3.1\"")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OpId, E> {
+        s.parse().map_err(E::custom)
     }
 }
 
@@ -93,5 +211,29 @@ mod tests {
         let json = serde_json::to_string(&child).unwrap();
         assert_eq!(json, "\"3.1\"");
         assert_eq!(serde_json::from_str::<OpId>(&json).unwrap(), child);
+        // An escaped string is not borrowed from the input, and still reads.
+        assert_eq!(
+            serde_json::from_str::<OpId>("\"3\\u002e1\"").unwrap(),
+            child
+        );
+        let err = serde_json::from_str::<OpId>("7").unwrap_err().to_string();
+        assert!(err.contains("an operation id such as"), "{err}");
+    }
+
+    #[test]
+    fn an_id_is_no_bigger_than_a_vec() {
+        assert!(std::mem::size_of::<OpId>() <= std::mem::size_of::<Vec<u32>>());
+        assert!(std::mem::size_of::<Option<OpId>>() <= std::mem::size_of::<Vec<u32>>());
+    }
+
+    #[test]
+    fn deep_ids_keep_every_level() {
+        let mut id = OpId::new(None, 0);
+        for seq in 1..=(INLINE_DEPTH as u32 + 3) {
+            id = OpId::new(Some(&id), seq);
+        }
+        assert_eq!(id.path().len(), INLINE_DEPTH + 4);
+        assert_eq!(id.to_string().parse::<OpId>().unwrap(), id);
+        assert_eq!(OpId::from_path(id.path()), id);
     }
 }

@@ -384,7 +384,7 @@ impl WorkflowRun {
                 lock(&self.state).now = at;
                 self.outcome = Some(Outcome::Terminated(reason));
             }
-            other => lock(&self.state).apply_delivered(at, &other),
+            other => lock(&self.state).apply_delivered(at, other),
         }
     }
 

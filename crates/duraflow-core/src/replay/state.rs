@@ -1,8 +1,10 @@
 //! The state one execution's operations share while it is replayed and run.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
+
+use foldhash::{HashMap, HashSet};
 
 use crate::attempt::{AttemptStart, RecordedOp};
 use crate::error::{Mismatch, Nondeterminism};
@@ -76,7 +78,9 @@ pub(crate) struct State {
     pub(crate) clock: Option<Arc<dyn Clock>>,
     /// Workflow time: when the last delivered event was appended.
     pub(crate) now: Timestamp,
-    scope_seq: HashMap<Vec<u32>, u32>,
+    /// The next sequence number of the root scope, and of every other scope by its id.
+    root_seq: u32,
+    scope_seq: HashMap<OpId, u32>,
     pub(crate) ops: HashMap<OpId, Slot>,
     /// The primitive and state (a row of its transition table) of every operation issued and
     /// not yet in a final state.
@@ -175,7 +179,7 @@ impl State {
             headers: BTreeMap::new(),
             attempt: 1,
             earlier: Vec::new(),
-            recorded: HashMap::new(),
+            recorded: HashMap::default(),
             started: false,
             journal,
             base: 0,
@@ -184,13 +188,14 @@ impl State {
             live,
             clock,
             now,
-            scope_seq: HashMap::new(),
-            ops: HashMap::new(),
-            op_states: HashMap::new(),
-            event_waiters: HashMap::new(),
-            buffered_events: HashMap::new(),
+            root_seq: 0,
+            scope_seq: HashMap::default(),
+            ops: HashMap::default(),
+            op_states: HashMap::default(),
+            event_waiters: HashMap::default(),
+            buffered_events: HashMap::default(),
             events_seen: 0,
-            open_children: HashMap::new(),
+            open_children: HashMap::default(),
             nondeterminism: None,
             steps_running: 0,
             finished_steps: VecDeque::new(),
@@ -202,10 +207,10 @@ impl State {
             random_counter: 0,
             heartbeat: None,
             context_ends: None,
-            skipped: HashSet::new(),
+            skipped: HashSet::default(),
             context_end_reached: false,
             replayed_ends_untaken: 0,
-            callbacks: HashMap::new(),
+            callbacks: HashMap::default(),
             dropped_activities: Vec::new(),
             dropped_awaits: Vec::new(),
             publish_seq: 0,
@@ -258,8 +263,10 @@ impl State {
 
     /// The next operation id in `scope`.
     pub(crate) fn next_op_id(&mut self, scope: Option<&OpId>) -> OpId {
-        let key = scope.map(|s| s.path().to_vec()).unwrap_or_default();
-        let seq = self.scope_seq.entry(key).or_insert(0);
+        let seq = match scope {
+            None => &mut self.root_seq,
+            Some(scope) => self.scope_seq.entry(scope.clone()).or_insert(0),
+        };
         let id = OpId::new(scope, *seq);
         *seq += 1;
         id
@@ -405,7 +412,7 @@ impl State {
                 self.held = Some((at, kind));
                 self.checkpoint_wanted = true;
             } else {
-                self.apply_delivered(at, &kind);
+                self.apply_delivered(at, kind);
             }
         } else if let Some(op) = kind.op() {
             self.ops.remove(op);
@@ -426,7 +433,7 @@ impl State {
     pub(crate) fn checkpoint_taken(&mut self) {
         self.checkpoint_wanted = false;
         if let Some((at, kind)) = self.held.take() {
-            self.apply_delivered(at, &kind);
+            self.apply_delivered(at, kind);
         }
         for w in self.checkpoint_waiters.drain(..) {
             w.wake();
@@ -506,9 +513,9 @@ impl State {
     }
 
     /// Hands a delivered event to the operation waiting for it.
-    pub(crate) fn apply_delivered(&mut self, at: Timestamp, kind: &EventKind) {
+    pub(crate) fn apply_delivered(&mut self, at: Timestamp, kind: EventKind) {
         self.now = self.now.max(at);
-        if let EventKind::TimerFired { op } = kind {
+        if let EventKind::TimerFired { op } = &kind {
             // An await's own timer: it timed out.
             self.note_dropped_await(op);
         }
@@ -517,42 +524,38 @@ impl State {
         }
         match kind {
             EventKind::ActivityCompleted { op, output }
-            | EventKind::StepCompleted { op, output } => {
-                self.complete(op, Completion::Ok(output.clone()))
-            }
+            | EventKind::StepCompleted { op, output } => self.complete(&op, Completion::Ok(output)),
             EventKind::ChildCompleted { op, output } => {
-                self.open_children.remove(op);
-                self.complete(op, Completion::Ok(output.clone()))
+                self.open_children.remove(&op);
+                self.complete(&op, Completion::Ok(output))
             }
             EventKind::ActivityFailed { op, failure } | EventKind::StepFailed { op, failure } => {
-                self.complete(op, Completion::Err(failure.clone()))
+                self.complete(&op, Completion::Err(failure))
             }
             EventKind::ChildFailed { op, failure } => {
-                self.open_children.remove(op);
-                self.complete(op, Completion::Err(failure.clone()))
+                self.open_children.remove(&op);
+                self.complete(&op, Completion::Err(failure))
             }
-            EventKind::StepRetrying { op, .. } => self.complete(op, Completion::Retrying),
+            EventKind::StepRetrying { op, .. } => self.complete(&op, Completion::Retrying),
             EventKind::CallbackCompleted { op, output } => {
-                self.callbacks.remove(op);
-                self.complete(op, Completion::Ok(output.clone()))
+                self.callbacks.remove(&op);
+                self.complete(&op, Completion::Ok(output))
             }
             EventKind::CallbackFailed { op, failure } => {
-                self.callbacks.remove(op);
-                self.complete(op, Completion::Err(failure.clone()))
+                self.callbacks.remove(&op);
+                self.complete(&op, Completion::Err(failure))
             }
             EventKind::CallbackHeartbeat { op, .. } => {
-                if let Some(cb) = self.callbacks.get_mut(op) {
+                if let Some(cb) = self.callbacks.get_mut(&op) {
                     cb.last_beat = at.max(cb.last_beat);
                 }
             }
-            EventKind::TimerFired { op } => self.complete(op, Completion::Fired),
-            EventKind::QueueEventReceived { op, data } => {
-                self.complete(op, Completion::Ok(data.clone()))
-            }
+            EventKind::TimerFired { op } => self.complete(&op, Completion::Fired),
+            EventKind::QueueEventReceived { op, data } => self.complete(&op, Completion::Ok(data)),
             EventKind::QueueEventEmitCompleted { op, outcome } => {
                 // A plain enum always encodes; `null` would fail the decode, not panic.
-                let outcome = Payload::encode(outcome).unwrap_or_else(|_| Payload::null());
-                self.complete(op, Completion::Ok(outcome))
+                let outcome = Payload::encode(&outcome).unwrap_or_else(|_| Payload::null());
+                self.complete(&op, Completion::Ok(outcome))
             }
             EventKind::EventRaised {
                 name,
@@ -561,23 +564,26 @@ impl State {
             } => {
                 self.events_seen += 1;
                 let seq = self.events_seen;
-                if let Some(op) = taken_by {
+                if let Some(op) = &taken_by {
                     if self.skipped_scope_of(op) {
                         // Taken by a wait in a context whose body replay does not run.
                         return;
                     }
                 }
-                let waiter = self.event_waiters.get_mut(name).and_then(|q| q.pop_front());
+                let waiter = self
+                    .event_waiters
+                    .get_mut(&name)
+                    .and_then(|q| q.pop_front());
                 match waiter {
                     Some(op) => {
                         self.advance(&op, "event_raised");
-                        self.complete(&op, Completion::Ok(data.clone()))
+                        self.complete(&op, Completion::Ok(data))
                     }
                     None => self
                         .buffered_events
-                        .entry(name.clone())
+                        .entry(name)
                         .or_default()
-                        .push_back((seq, data.clone())),
+                        .push_back((seq, data)),
                 }
             }
             _ => {}

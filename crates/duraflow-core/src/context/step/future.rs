@@ -328,14 +328,13 @@ where
         result: Result<Result<T, ActivityError>, Box<dyn std::any::Any + Send>>,
     ) -> Poll<Result<T, WorkflowError>> {
         self.running = None;
-        let label = self.label();
         let end = match result {
             Err(panic) => AttemptEnd::Failed {
                 failure: Failure::new(
                     FailureKind::Panic,
                     format!("step {:?} panicked: {}", self.name, panic_message(&*panic)),
                 )
-                .at(label, &self.op),
+                .at(self.label(), &self.op),
                 retryable: false,
             },
             Ok(Ok(value)) => match Payload::encode(&value) {
@@ -345,7 +344,7 @@ where
                         FailureKind::Payload,
                         format!("cannot encode the output of step {:?}: {e}", self.name),
                     )
-                    .at(label, &self.op),
+                    .at(self.label(), &self.op),
                     retryable: false,
                 },
             },

@@ -2,7 +2,7 @@
 //! the recorded body of a context replay does not run, and noting which wait inside a context
 //! takes an external event.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use super::{Completion, RecordedEnd, Slot, State};
 use crate::event::EventKind;
@@ -38,7 +38,7 @@ impl State {
         let base = self.base;
         let journal = &self.journal;
         let ends = self.context_ends.get_or_insert_with(|| {
-            let mut ends = HashMap::new();
+            let mut ends = HashMap::default();
             for (i, ev) in journal
                 .iter()
                 .enumerate()
