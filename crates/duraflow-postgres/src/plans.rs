@@ -46,6 +46,12 @@ struct Statement {
     types: Option<&'static str>,
 }
 
+/// The types of the parameters of `commit::write_sql`, as `commit_batch` binds them.
+const WRITE_TYPES: &str = "text[], text[], text[], text[], bigint[], int[], text[], bigint[], \
+    bool[], text[], int[], int[], text[], int, text[], bigint[], text[], int[], text[], text[], \
+    text[], text[], bigint[], bigint[], text[], bigint[], text[], text, bool, bool, bool, \
+    bigint[], text[], int[], text[], int[], bigint[], bool[], text[], int";
+
 fn statement(name: &str, sql: &str, reads: Reads) -> Statement {
     Statement {
         name: name.to_owned(),
@@ -114,13 +120,21 @@ const INDEXES: &[(&str, &[&str])] = &[
         &["events_pkey", "instances_pkey"],
     ),
     ("commit::LOCK_INSTANCES", &["events_pkey", "instances_pkey"]),
-    ("commit::lock_direct_sql", &["tasks_pkey"]),
+    ("commit::LOCK_DIRECT", &["tasks_pkey"]),
     (
         "commit::WRITE",
         &[
             "instances_pkey",
             "messages_by_instance",
             "messages_pkey",
+            "tasks_by_instance",
+        ],
+    ),
+    (
+        "commit::WRITE (a direct turn's parts)",
+        &[
+            "instances_pkey",
+            "messages_by_instance",
             "tasks_by_instance",
         ],
     ),
@@ -238,12 +252,26 @@ fn statements() -> Vec<Statement> {
             Seek,
         ),
         statement("commit::LOCK_INSTANCES", &commit::LOCK_INSTANCES, Seek),
+        statement("commit::LOCK_DIRECT", commit::LOCK_DIRECT, Seek),
         statement(
-            "commit::lock_direct_sql",
-            &commit::lock_direct_sql(&[10, 20, 30]),
+            "commit::WRITE",
+            commit::write_sql(commit::WriteParts::ALL),
             Seek,
         ),
-        statement("commit::WRITE", &commit::WRITE, Seek),
+        Statement {
+            // The parts left out leave their parameters unused; they are bound all the same.
+            types: Some(WRITE_TYPES),
+            ..statement(
+                "commit::WRITE (a direct turn's parts)",
+                commit::write_sql(commit::WriteParts {
+                    events: true,
+                    cancelled: true,
+                    tasks: true,
+                    ..commit::WriteParts::default()
+                }),
+                Seek,
+            )
+        },
         statement("callbacks::TAKEN_TOKENS", callbacks::TAKEN_TOKENS, Seek),
         statement("callbacks::APPLY", callbacks::APPLY, Seek),
         statement("callbacks::RESOLVE_FIND", callbacks::RESOLVE_FIND, Seek),
@@ -605,9 +633,10 @@ const SOURCES: [(&str, &str); 12] = [
 
 /// The named constants of those sources that are not statements: fragments of statements, a
 /// setting, an interval, the preparation of listed statements and a name they are prepared under.
-const NOT_STATEMENTS: [&str; 8] = [
+const NOT_STATEMENTS: [&str; 9] = [
     "admin::WHOLE_TABLES",
     "commit::PREPARE_LOCK_INSTANCES",
+    "commit::LOCK_DIRECT_PREPARED",
     "tasks::LOCK_TASKS_PREPARED",
     "flow::ADMISSIONS_WAITING",
     "flow::ADMISSION_FREE",
@@ -655,7 +684,8 @@ fn unlisted() -> Vec<String> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
-    use super::{check_all, populate, unlisted};
+    use super::{check_all, explain_here, populate, unlisted, WRITE_TYPES};
+    use crate::ops::commit::{write_sql, WriteParts};
 
     /// Every statement of the sources is listed for the plan test, and none is written in
     /// place: a new statement is a named constant that the test plans, or this fails.
@@ -677,5 +707,36 @@ mod tests {
         populate(&mut conn).await.unwrap();
         let failures = check_all(&mut conn).await;
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+
+    /// The commit's write statement is built from the parts a batch has rows for: each of
+    /// its 64 combinations is one PostgreSQL accepts (the conformance suite runs the
+    /// combinations its cases make; this covers the rest).
+    #[tokio::test]
+    async fn every_combination_of_the_write_statement_plans() {
+        let store = crate::testing::test_store("write_parts").await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        let mut planned = std::collections::HashSet::new();
+        for index in 0..64 {
+            let on = |bit: usize| index & (1 << bit) != 0;
+            let parts = WriteParts {
+                events: on(0),
+                consumed: on(1),
+                finished: on(2),
+                cancelled: on(3),
+                tasks: on(4),
+                sent: on(5),
+            };
+            let sql = write_sql(parts);
+            if let Err(e) = explain_here(&mut conn, sql, Some(WRITE_TYPES)).await {
+                panic!("the write statement with {parts:?} cannot be planned: {e}");
+            }
+            planned.insert(sql);
+        }
+        assert_eq!(
+            planned.len(),
+            64,
+            "each combination has a statement of its own"
+        );
     }
 }

@@ -53,15 +53,25 @@ pub(super) struct DirectTask {
 /// The statement that locks and reads the tasks of a batch's direct turns (their `ids`, as
 /// integer literals), so that a completion or renewal of one waits for the commit. It follows
 /// [`lock_sql`] in the query that begins the transaction: the tasks are locked after the
-/// instances, in id order. Its rows are told from the instances' by their `op` column.
+/// instances, in id order. Its rows are told from the instances' by their `op` column. It
+/// executes [`LOCK_DIRECT`], which the connection holds prepared (a direct turn commits one
+/// activity's result: planning the lock at every commit cost a tenth of a millisecond).
 pub(crate) fn lock_direct_sql(ids: &[i64]) -> String {
     let list: Vec<String> = ids.iter().map(i64::to_string).collect();
     format!(
-        "SELECT id, instance_id, execution, op, lease_token, lease_until
-           FROM tasks WHERE id IN ({}) ORDER BY id FOR UPDATE",
+        "EXECUTE {LOCK_DIRECT_PREPARED} (ARRAY[{}]::bigint[])",
         list.join(", ")
     )
 }
+
+/// The statement of [`lock_direct_sql`], as every connection of the store's pool holds it
+/// prepared under [`LOCK_DIRECT_PREPARED`]: `$1` the tasks.
+pub(crate) const LOCK_DIRECT: &str =
+    "SELECT id, instance_id, execution, op, lease_token, lease_until
+       FROM tasks WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+
+/// The name [`LOCK_DIRECT`] is prepared under.
+pub(crate) const LOCK_DIRECT_PREPARED: &str = "duraflow_lock_direct";
 
 /// The tasks of the batch's direct turns, by id, from the rows [`lock_direct_sql`] returned
 /// (those with an `op` column).
@@ -133,10 +143,13 @@ const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.ex
 const LOCK_INSTANCES_PREPARED: &str = "duraflow_lock_instances";
 
 /// Prepares the lock statements that begin transactions on a new connection: [`LOCK_INSTANCES`]
-/// as [`LOCK_INSTANCES_PREPARED`] and the completions' `tasks::LOCK_TASKS`.
+/// as [`LOCK_INSTANCES_PREPARED`], [`LOCK_DIRECT`] as [`LOCK_DIRECT_PREPARED`] and the
+/// completions' `tasks::LOCK_TASKS`.
 pub(crate) static PREPARE_LOCK_INSTANCES: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "PREPARE {LOCK_INSTANCES_PREPARED} (text[]) AS {}; PREPARE {} (bigint[]) AS {};",
+        "PREPARE {LOCK_INSTANCES_PREPARED} (text[]) AS {}; \
+         PREPARE {LOCK_DIRECT_PREPARED} (bigint[]) AS {LOCK_DIRECT}; \
+         PREPARE {} (bigint[]) AS {};",
         LOCK_INSTANCES.as_str(),
         super::tasks::LOCK_TASKS_PREPARED,
         super::tasks::LOCK_TASKS,
@@ -265,46 +278,167 @@ async fn lock_instances(
     locked_rows(&rows)
 }
 
-/// The statement of [`commit_batch`]'s step 4; its parameters are the columns of [`Writes`],
-/// bound in the order of the `unnest`s, with `$14` the journal format, `$28` the channel, `$29`
-/// ..`$31` the wakeups asked for, `$38` and `$39` whether each commit starts its execution and
-/// the version it records, and `$40` the lease owner.
-pub(crate) static WRITE: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "WITH c AS (
+/// Which parts of [`commit_batch`]'s step 4 a batch has rows for. The statement is built with
+/// only those parts: every part of a statement opens its table and the table's indexes when
+/// it starts, rows or no rows, and that opening was most of the statement's time (a direct
+/// turn writes events, one task and its instance, and has no use for the parts that consume,
+/// send or drop messages).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WriteParts {
+    /// Journal events to append.
+    pub(crate) events: bool,
+    /// Inbox messages consumed.
+    pub(crate) consumed: bool,
+    /// An execution that ends (its inbox and tasks are dropped).
+    pub(crate) finished: bool,
+    /// Activities' tasks cancelled.
+    pub(crate) cancelled: bool,
+    /// New tasks.
+    pub(crate) tasks: bool,
+    /// Messages sent.
+    pub(crate) sent: bool,
+}
+
+impl WriteParts {
+    /// Every part: the statement as it is when each kind of write has rows.
+    pub(crate) const ALL: WriteParts = WriteParts {
+        events: true,
+        consumed: true,
+        finished: true,
+        cancelled: true,
+        tasks: true,
+        sent: true,
+    };
+
+    /// The parts as one number, [`write_sql`]'s index.
+    fn index(self) -> usize {
+        [
+            self.events,
+            self.consumed,
+            self.finished,
+            self.cancelled,
+            self.tasks,
+            self.sent,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(bit, on)| usize::from(*on) << bit)
+        .sum()
+    }
+
+    /// The parts of number `index` (see [`WriteParts::index`]).
+    fn of_index(index: usize) -> WriteParts {
+        let on = |bit: usize| index & (1 << bit) != 0;
+        WriteParts {
+            events: on(0),
+            consumed: on(1),
+            finished: on(2),
+            cancelled: on(3),
+            tasks: on(4),
+            sent: on(5),
+        }
+    }
+}
+
+/// The statement of [`commit_batch`]'s step 4 for each combination of [`WriteParts`], built
+/// once; [`write_sql`] picks one.
+static WRITES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    (0..=WriteParts::ALL.index())
+        .map(|i| build_write(WriteParts::of_index(i)))
+        .collect()
+});
+
+/// The statement of [`commit_batch`]'s step 4 with the parts `parts`.
+pub(crate) fn write_sql(parts: WriteParts) -> &'static str {
+    WRITES[parts.index()].as_str()
+}
+
+/// Builds the statement of [`commit_batch`]'s step 4 with the parts `parts`; its parameters
+/// are the columns of [`Writes`], bound in the order of the `unnest`s, with `$14` the journal
+/// format, `$28` the channel, `$29`..`$31` the wakeups asked for, `$38` and `$39` whether each
+/// commit starts its execution and the version it records, and `$40` the lease owner. The
+/// parameters of the parts left out are bound all the same (and typed by the binding).
+fn build_write(parts: WriteParts) -> String {
+    let task_limited = crate::ops::tasks::TASK_LIMITED;
+    let mut ctes: Vec<String> = vec!["c AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                                   $6::int[], $7::text[], $8::bigint[], $9::bool[], $32::bigint[],
                                   $36::int[], $37::bigint[], $38::bool[], $39::text[])
                  AS c(id, status, output, failure, now, execution, input, token, finished,
                       keep_until, attempt, not_before, starts, version)
-         ), events_added AS (
+         )"
+    .to_owned()];
+    if parts.events {
+        ctes.push(
+            "events_added AS (
              INSERT INTO events (instance_id, execution, position, format, data)
              SELECT e.instance_id, e.execution, e.position, $14, e.data
                FROM unnest($10::text[], $11::int[], $12::int[], $13::text[])
                     AS e(instance_id, execution, position, data)
-         ), consumed AS (
+         )"
+            .to_owned(),
+        );
+    }
+    if parts.consumed {
+        ctes.push(
+            "consumed AS (
              DELETE FROM messages m
               USING unnest($15::text[], $16::bigint[]) AS x(instance_id, id)
               WHERE m.id = x.id AND m.instance_id = x.instance_id
              RETURNING m.id
-         ), inbox_dropped AS (
+         )"
+            .to_owned(),
+        );
+    }
+    if parts.finished {
+        ctes.push(
+            "inbox_dropped AS (
              DELETE FROM messages m USING c WHERE c.finished AND m.instance_id = c.id
-         ), tasks_cancelled AS (
+         )"
+            .to_owned(),
+        );
+    }
+    // The tasks whose deletion may free a slot of a queue with a task limit.
+    let mut gone: Vec<&str> = Vec::new();
+    if parts.cancelled {
+        ctes.push(
+            "tasks_cancelled AS (
              DELETE FROM tasks t
               USING unnest($33::text[], $34::int[], $35::text[]) AS x(instance_id, execution, op)
               WHERE t.instance_id = x.instance_id AND t.execution = x.execution
                 AND t.op = x.op
              RETURNING t.queue, t.lease_until
-         ), tasks_dropped AS (
+         )"
+            .to_owned(),
+        );
+        gone.push("SELECT * FROM tasks_cancelled");
+    }
+    if parts.finished {
+        ctes.push(
+            "tasks_dropped AS (
              DELETE FROM tasks t USING c WHERE c.finished AND t.instance_id = c.id
              RETURNING t.queue, t.lease_until
-         ), slots_freed AS (
+         )"
+            .to_owned(),
+        );
+        gone.push("SELECT * FROM tasks_dropped");
+    }
+    ctes.push(if gone.is_empty() {
+        "slots_freed AS (SELECT false AS freed)".to_owned()
+    } else {
+        format!(
+            "slots_freed AS (
              SELECT EXISTS (
-                 SELECT 1 FROM (SELECT * FROM tasks_cancelled UNION ALL
-                                SELECT * FROM tasks_dropped) d
+                 SELECT 1 FROM ({gone}) d
                    JOIN queue_configs qc ON qc.name = d.queue
                   WHERE d.lease_until IS NOT NULL AND {task_limited}) AS freed
-         ), new_tasks AS MATERIALIZED (
+         )",
+            gone = gone.join(" UNION ALL ")
+        )
+    });
+    if parts.tasks {
+        ctes.push(format!(
+            "new_tasks AS MATERIALIZED (
              SELECT nextval('tasks_id_seq') AS id,
                     CASE WHEN v.until IS NULL THEN 0 ELSE nextval('lease_tokens') END AS token,
                     v.*
@@ -338,7 +472,12 @@ pub(crate) static WRITE: LazyLock<String> = LazyLock::new(|| {
                     token, until, coalesce(options::jsonb ->> 'queue', 'default'),
                     CASE WHEN until IS NULL THEN NULL ELSE $40::integer END
                FROM new_tasks
-         ), sent AS (
+         )"
+        ));
+    }
+    if parts.sent {
+        ctes.push(format!(
+            "sent AS (
              INSERT INTO messages (instance_id, visible_at, kind)
              SELECT m.instance_id, m.visible_at, m.kind
                FROM unnest($25::text[], $26::bigint[], $27::text[])
@@ -356,7 +495,22 @@ pub(crate) static WRITE: LazyLock<String> = LazyLock::new(|| {
               WHERE i.id = s.instance_id AND i.status IN {OPEN}
                 AND (i.due_at IS NULL OR i.due_at > greatest(s.visible_at, i.not_before))
              RETURNING i.id
-         ), committed AS (
+         )"
+        ));
+    }
+    let not_consumed = if parts.consumed {
+        "AND m.id NOT IN (SELECT id FROM consumed)"
+    } else {
+        ""
+    };
+    let sent_inbox = if parts.sent {
+        "UNION ALL
+                            SELECT s.visible_at, s.id FROM sent s WHERE s.instance_id = c.id"
+    } else {
+        ""
+    };
+    ctes.push(format!(
+        "committed AS (
              UPDATE instances i
                 SET status = c.status, output = c.output, failure = c.failure,
                     updated_at = c.now, execution = c.execution,
@@ -380,40 +534,62 @@ pub(crate) static WRITE: LazyLock<String> = LazyLock::new(|| {
                         SELECT min(u.visible_at) AS visible_at, min(u.id) AS first FROM (
                             SELECT m.visible_at, m.id FROM messages m
                              WHERE m.instance_id = c.id AND NOT c.finished
-                               AND m.id NOT IN (SELECT id FROM consumed)
-                            UNION ALL
-                            SELECT s.visible_at, s.id FROM sent s WHERE s.instance_id = c.id
+                               {not_consumed}
+                            {sent_inbox}
                         ) u
                     ) inbox
               WHERE i.id = c.id
              RETURNING i.id, i.due_at, i.lease_until
-         ), due AS (
-             SELECT EXISTS (SELECT 1 FROM woken)
-                    OR EXISTS (SELECT 1 FROM committed
+         )"
+    ));
+    let woken = if parts.sent {
+        "EXISTS (SELECT 1 FROM woken) OR "
+    } else {
+        ""
+    };
+    ctes.push(format!(
+        "due AS (
+             SELECT {woken}EXISTS (SELECT 1 FROM committed
                                 WHERE due_at IS NOT NULL AND lease_until IS NULL) AS turns
-         ), wake_tasks AS (
-             SELECT $29 OR (SELECT freed FROM slots_freed)
-                    OR EXISTS (SELECT 1 FROM new_tasks WHERE until IS NULL) AS tasks
+         )"
+    ));
+    let new_unleased = if parts.tasks {
+        " OR EXISTS (SELECT 1 FROM new_tasks WHERE until IS NULL)"
+    } else {
+        ""
+    };
+    ctes.push(format!(
+        "wake_tasks AS (
+             SELECT $29 OR (SELECT freed FROM slots_freed){new_unleased} AS tasks
          ), announced AS (
              SELECT pg_notify($28, w.payload)
                FROM (VALUES ('{turns}', (SELECT turns FROM due) OR $31),
                             ('{tasks}', (SELECT tasks FROM wake_tasks)),
                             ('{instances}', $30)) AS w(payload, wanted)
               WHERE w.wanted
-         )
-         SELECT (SELECT array_agg(id ORDER BY ord) FROM new_tasks) AS task_ids,
+         )",
+        turns = listen::TURNS,
+        tasks = listen::TASKS,
+        instances = listen::INSTANCES,
+    ));
+    let new_tasks = if parts.tasks {
+        "(SELECT array_agg(id ORDER BY ord) FROM new_tasks) AS task_ids,
                 (SELECT array_agg(token ORDER BY ord) FROM new_tasks) AS task_tokens,
-                (SELECT array_agg(until ORDER BY ord) FROM new_tasks) AS task_until,
+                (SELECT array_agg(until ORDER BY ord) FROM new_tasks) AS task_until,"
+    } else {
+        "NULL::bigint[] AS task_ids, NULL::bigint[] AS task_tokens,
+                NULL::bigint[] AS task_until,"
+    };
+    format!(
+        "WITH {ctes}
+         SELECT {new_tasks}
                 (SELECT tasks FROM wake_tasks) AS wake_tasks,
                 (SELECT count(*) FROM committed) AS committed,
                 (SELECT turns FROM due) AS wake_turns,
                 (SELECT count(*) FROM announced) AS announced",
-        turns = listen::TURNS,
-        tasks = listen::TASKS,
-        instances = listen::INSTANCES,
-        task_limited = crate::ops::tasks::TASK_LIMITED,
+        ctes = ctes.join(", ")
     )
-});
+}
 
 /// Commits a batch of turns inside the caller's transaction, in few statements whatever its
 /// size:
@@ -531,7 +707,7 @@ pub(crate) async fn commit_batch(
         let task = c.direct.and_then(|d| direct.get(&d.task.0));
         w.add(c, &committing, &locked, task)?;
     }
-    let row = sqlx::query(WRITE.as_str())
+    let row = sqlx::query(write_sql(w.parts()))
         .bind(&w.ids)
         .bind(&w.statuses)
         .bind(&w.outputs)

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use duraflow_store::{checkpoint_lease, codec, InstanceStatus, TurnCommit};
 
-use super::{DirectTask, Locked};
+use super::{DirectTask, Locked, WriteParts};
 use crate::error::OpResult;
 use crate::ops::Wake;
 
@@ -55,6 +55,18 @@ pub(super) struct Writes {
 }
 
 impl Writes {
+    /// The parts of the write statement these writes have rows for.
+    pub(super) fn parts(&self) -> WriteParts {
+        WriteParts {
+            events: !self.event_instances.is_empty(),
+            consumed: !self.consumed_ids.is_empty(),
+            finished: self.finished.iter().any(|f| *f),
+            cancelled: !self.cancel_ops.is_empty(),
+            tasks: !self.task_instances.is_empty(),
+            sent: !self.message_instances.is_empty(),
+        }
+    }
+
     /// Adds an accepted commit. `committing` holds the final status of every instance the batch
     /// commits; `locked`, the status of every other instance it writes to.
     pub(super) fn add(
