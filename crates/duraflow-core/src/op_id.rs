@@ -26,10 +26,7 @@ const INLINE_DEPTH: usize = 4;
 #[derive(Clone)]
 enum Path {
     /// `len` levels, the first `len` of `seqs`.
-    Inline {
-        len: u8,
-        seqs: [u32; INLINE_DEPTH],
-    },
+    Inline { len: u8, seqs: [u32; INLINE_DEPTH] },
     /// More than [`INLINE_DEPTH`] levels.
     Heap(Box<[u32]>),
 }
