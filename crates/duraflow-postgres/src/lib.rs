@@ -373,11 +373,14 @@ impl Store for PostgresStore {
             return Ok((self.create_instance(instance).await?, None));
         }
         let mut conn = self.conn().await?;
-        if flow::limits_queue(&mut conn, &instance.queue).await? {
-            drop(conn);
-            return Ok((self.create_instance(instance).await?, None));
+        // The statement also reads whether the queue has a limit (and then writes nothing).
+        match instances::create_claiming(&mut conn, &instance, lease, self.owner_id()).await? {
+            Some(created) => Ok(created),
+            None => {
+                drop(conn);
+                Ok((self.create_instance(instance).await?, None))
+            }
         }
-        Ok(instances::create_claiming(&mut conn, &instance, lease, self.owner_id()).await?)
     }
 
     async fn send(&self, message: NewMessage) -> StoreResult<()> {

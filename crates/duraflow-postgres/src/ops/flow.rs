@@ -94,18 +94,6 @@ pub(crate) async fn configs(conn: &mut PgConnection) -> OpResult<Vec<QueueConfig
     rows.iter().map(|(name, text)| decode(name, text)).collect()
 }
 
-/// The statement of [`limits_queue`]: `$1` the queue.
-pub(crate) const LIMITS_QUEUE: &str = "SELECT limits_queue FROM queue_configs WHERE name = $1";
-
-/// Whether queue `name` has a limit of its own (a concurrency or a rate limit).
-pub(crate) async fn limits_queue(conn: &mut PgConnection, name: &str) -> OpResult<bool> {
-    let row: Option<(bool,)> = sqlx::query_as(LIMITS_QUEUE)
-        .bind(name)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(row.is_some_and(|(l,)| l))
-}
-
 /// Whether due pending instances that need an admission wait in the served queues: the
 /// expression the one-statement fetch adds, with its parameters (`$1` now, `$4` queues, `$5`
 /// names).

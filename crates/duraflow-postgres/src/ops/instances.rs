@@ -206,11 +206,17 @@ pub(crate) async fn create_batch(
 
 /// The statement of [`create_claiming`]: `$1` the id, `$2` name, `$3` input, `$4` parent, `$5`
 /// the creation time, `$6` the lease's expiry, `$7` the start message, `$8` queue, `$9` options,
-/// `$10` priority, `$11` concurrency key, `$12` the lease owner.
+/// `$10` priority, `$11` concurrency key, `$12` the lease owner. It creates nothing when the
+/// queue has a limit of its own (its `limited` column says so): such a first turn needs an
+/// admission, which a fetch gives.
 pub(crate) static CREATE_CLAIMING: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH new AS MATERIALIZED (
+        "WITH limited AS MATERIALIZED (
+             SELECT coalesce((SELECT limits_queue FROM queue_configs WHERE name = $8), false)
+                        AS limited
+         ), new AS MATERIALIZED (
              SELECT nextval('messages_id_seq') AS start, nextval('lease_tokens') AS token
+               FROM limited WHERE NOT limited
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
                                     updated_at, due_at, due_seq, lease_token, lease_until, queue,
@@ -224,24 +230,27 @@ pub(crate) static CREATE_CLAIMING: LazyLock<String> = LazyLock::new(|| {
              INSERT INTO messages (id, instance_id, visible_at, kind)
              SELECT due_seq, id, $5, $7 FROM created
          )
-         SELECT c.id AS created_id, c.due_seq AS start_id, c.lease_token AS token, existing.*
-           FROM (SELECT 1) one
+         SELECT l.limited, c.id AS created_id, c.due_seq AS start_id,
+                c.lease_token AS token, existing.*
+           FROM limited l
            LEFT JOIN created c ON true
            LEFT JOIN LATERAL (
                 SELECT {INSTANCE_COLUMNS} FROM instances i WHERE i.id = $1
-           ) existing ON c.id IS NULL",
+           ) existing ON c.id IS NULL AND NOT l.limited",
     )
 });
 
 /// Creates one instance with its start message and leases its first turn to the caller for
 /// `lease`, in one statement that announces nothing (the caller runs the turn); returns the
-/// turn, or the existing instance for a taken id. The caller has validated the id.
+/// turn, or the existing instance for a taken id. The caller has validated the id. Returns
+/// `None`, having written nothing, when the instance's queue has a limit of its own: its first
+/// turn needs an admission, so it is to be created the usual way and left to a fetch.
 pub(crate) async fn create_claiming(
     conn: &mut PgConnection,
     new: &NewInstance,
     lease: Duration,
     owner: Option<i32>,
-) -> OpResult<(CreateOutcome, Option<TurnWork>)> {
+) -> OpResult<Option<(CreateOutcome, Option<TurnWork>)>> {
     let until = new.created_at.plus(lease);
     let parent = new.parent.as_ref().map(codec::to_json).transpose()?;
     let row = sqlx::query(CREATE_CLAIMING.as_str())
@@ -259,6 +268,9 @@ pub(crate) async fn create_claiming(
         .bind(owner)
         .fetch_one(&mut *conn)
         .await?;
+    if row.try_get::<bool, _>("limited")? {
+        return Ok(None);
+    }
     if row.try_get::<Option<String>, _>("created_id")?.is_some() {
         let start: i64 = row.try_get("start_id")?;
         let token: i64 = row.try_get("token")?;
@@ -291,9 +303,9 @@ pub(crate) async fn create_claiming(
             }],
             token: LeaseToken(token),
         };
-        return Ok((CreateOutcome::Created, Some(turn)));
+        return Ok(Some((CreateOutcome::Created, Some(turn))));
     }
-    Ok((existing(conn, &row, &new.id).await?, None))
+    Ok(Some((existing(conn, &row, &new.id).await?, None)))
 }
 
 /// The outcome for an id a create statement found taken: the instance in the statement's row
