@@ -37,12 +37,13 @@ export interface StartOptions {
 
 const part = encodeURIComponent;
 
-/** A client of `duraflow serve` at `url` (such as `http://127.0.0.1:8080`). */
+/** A client of `duraflow serve` at `url` (such as `http://127.0.0.1:8080`). Each request
+ * fails with a `TimeoutError` after `options.timeoutMs` (default 30000) without an answer. */
 export class Client {
   private readonly http: Http;
 
-  constructor(url: string, token?: string) {
-    this.http = new Http(url, token);
+  constructor(url: string, token?: string, options: { timeoutMs?: number } = {}) {
+    this.http = new Http(url, token, options.timeoutMs);
   }
 
   /** Starts `workflow` with `input`; its instance id. */

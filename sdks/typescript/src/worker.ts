@@ -11,7 +11,7 @@
 
 import { hostname } from "node:os";
 
-import { DuraflowError, Http } from "./http.js";
+import { DEFAULT_TIMEOUT_MS, DuraflowError, Http } from "./http.js";
 
 /** A task as a claim returns it. */
 interface Task {
@@ -141,6 +141,10 @@ export interface WorkerOptions {
   shutdownGraceMs?: number;
   /** The worker's name, for diagnostics (default `node-HOST-PID`). */
   name?: string;
+  /** How long a request to the server may take before it fails and is retried (default
+   * 30000; a claim may take `waitMs` more). A server that stops answering then delays the
+   * worker, and its stop, by this long at most. */
+  requestTimeoutMs?: number;
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -156,7 +160,8 @@ export class Worker {
   private handingBack = false;
 
   constructor(options: WorkerOptions) {
-    this.http = new Http(options.url, options.token);
+    const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.http = new Http(options.url, options.token, requestTimeoutMs);
     this.options = {
       url: options.url,
       queue: options.queue ?? "default",
@@ -165,6 +170,7 @@ export class Worker {
       waitMs: options.waitMs ?? 5_000,
       shutdownGraceMs: options.shutdownGraceMs ?? 10_000,
       name: options.name ?? `node-${hostname()}-${process.pid}`,
+      requestTimeoutMs,
     };
     if (this.options.concurrency < 1) throw new RangeError("concurrency must be at least 1");
   }
@@ -244,13 +250,19 @@ export class Worker {
   }
 
   private async claim(room: number): Promise<Task[]> {
-    const answer = await this.http.request<{ tasks: Task[] }>("POST", `/v1/workers/${encodeURIComponent(this.options.queue)}/claim`, {
-      worker: this.options.name,
-      activities: [...this.activities.keys()].sort(),
-      max: Math.min(room, 100),
-      wait_ms: this.options.waitMs,
-      lease_ms: this.options.leaseMs,
-    });
+    // A claim is held open by the server for up to `waitMs`: its deadline comes on top.
+    const answer = await this.http.request<{ tasks: Task[] }>(
+      "POST",
+      `/v1/workers/${encodeURIComponent(this.options.queue)}/claim`,
+      {
+        worker: this.options.name,
+        activities: [...this.activities.keys()].sort(),
+        max: Math.min(room, 100),
+        wait_ms: this.options.waitMs,
+        lease_ms: this.options.leaseMs,
+      },
+      this.options.waitMs + this.options.requestTimeoutMs,
+    );
     return answer.tasks;
   }
 

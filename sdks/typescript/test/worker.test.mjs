@@ -1,6 +1,7 @@
 // The TypeScript worker and client against a real `duraflow serve` and a Rust engine.
 
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
 import { after, before, test } from "node:test";
 
 import { ActivityError, Client, DuraflowError, Worker, WorkflowFailed } from "../dist/index.js";
@@ -137,4 +138,54 @@ test("a stop lets running work finish, then hands back what does not", async () 
   assert.deepEqual(await client.wait(second, { timeoutMs: DEADLINE }), { v: "two", attempt: 1 });
   next.stop();
   await running;
+});
+
+/** A server that takes requests and never answers them; `claims` counts the claims it got. */
+async function silentServer() {
+  const server = createServer((req) => {
+    if (req.url.endsWith("/claim")) silent.claims += 1;
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const silent = {
+    url: `http://127.0.0.1:${server.address().port}`,
+    claims: 0,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+  return silent;
+}
+
+test("a request to a server that does not answer fails after its timeout", { timeout: DEADLINE }, async () => {
+  const silent = await silentServer();
+  try {
+    const client = new Client(silent.url, undefined, { timeoutMs: 200 });
+    await assert.rejects(client.status("anything"), { name: "TimeoutError" });
+  } finally {
+    await silent.close();
+  }
+});
+
+test("a worker whose server stops answering still stops", { timeout: DEADLINE }, async () => {
+  const silent = await silentServer();
+  try {
+    const w = new Worker({ url: silent.url, queue: "typescript", waitMs: 100, requestTimeoutMs: 200 }).activity(
+      "never",
+      () => null,
+    );
+    const warn = console.warn;
+    console.warn = () => {};
+    try {
+      const running = w.run();
+      // A second claim means the first one timed out and was retried.
+      await until("a second claim", () => (silent.claims >= 2 ? true : undefined));
+      w.stop();
+      await running;
+    } finally {
+      console.warn = warn;
+    }
+  } finally {
+    await silent.close();
+  }
 });
