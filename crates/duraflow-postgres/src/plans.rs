@@ -715,16 +715,7 @@ mod tests {
         let store = crate::testing::test_store("write_parts").await.unwrap();
         let mut conn = store.pool().acquire().await.unwrap();
         let mut planned = std::collections::HashSet::new();
-        for index in 0..64 {
-            let on = |bit: usize| index & (1 << bit) != 0;
-            let parts = WriteParts {
-                events: on(0),
-                consumed: on(1),
-                finished: on(2),
-                cancelled: on(3),
-                tasks: on(4),
-                sent: on(5),
-            };
+        for parts in WriteParts::every() {
             let sql = write_sql(parts);
             if let Err(e) = explain_here(&mut conn, sql, Some(WRITE_TYPES)).await {
                 panic!("the write statement with {parts:?} cannot be planned: {e}");

@@ -326,6 +326,11 @@ impl WriteParts {
         .sum()
     }
 
+    /// Every combination of parts, each once.
+    pub(crate) fn every() -> impl Iterator<Item = WriteParts> {
+        (0..=WriteParts::ALL.index()).map(WriteParts::of_index)
+    }
+
     /// The parts of number `index` (see [`WriteParts::index`]).
     fn of_index(index: usize) -> WriteParts {
         let on = |bit: usize| index & (1 << bit) != 0;
@@ -342,11 +347,8 @@ impl WriteParts {
 
 /// The statement of [`commit_batch`]'s step 4 for each combination of [`WriteParts`], built
 /// once; [`write_sql`] picks one.
-static WRITES: LazyLock<Vec<String>> = LazyLock::new(|| {
-    (0..=WriteParts::ALL.index())
-        .map(|i| build_write(WriteParts::of_index(i)))
-        .collect()
-});
+static WRITES: LazyLock<Vec<String>> =
+    LazyLock::new(|| WriteParts::every().map(build_write).collect());
 
 /// The statement of [`commit_batch`]'s step 4 with the parts `parts`.
 pub(crate) fn write_sql(parts: WriteParts) -> &'static str {
@@ -809,4 +811,37 @@ pub(crate) async fn commit_batch(
         }
     }
     Ok(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{write_sql, WriteParts};
+
+    /// Each combination of parts picks the statement built for it: the statement has the part's
+    /// CTE exactly when the part is asked for.
+    #[test]
+    fn each_combination_picks_its_own_statement() {
+        let mut seen = 0;
+        for parts in WriteParts::every() {
+            seen += 1;
+            assert_eq!(WriteParts::of_index(parts.index()), parts);
+            let sql = write_sql(parts);
+            for (on, cte) in [
+                (parts.events, "events_added AS"),
+                (parts.consumed, "consumed AS"),
+                (parts.finished, "tasks_dropped AS"),
+                (parts.cancelled, "tasks_cancelled AS"),
+                (parts.tasks, "new_tasks AS"),
+                (parts.sent, "sent AS"),
+            ] {
+                assert_eq!(sql.contains(cte), on, "{parts:?}: {cte}");
+            }
+            assert!(sql.contains("committed AS"), "{parts:?}");
+        }
+        assert_eq!(seen, 64);
+        assert_eq!(
+            write_sql(WriteParts::default()),
+            write_sql(WriteParts::every().next().unwrap())
+        );
+    }
 }
