@@ -15,8 +15,10 @@ const NAP: Duration = Duration::from_millis(50);
 /// event. Returns the journal's length then. Fails if the instance finishes first, or is not
 /// parked within `limit`.
 ///
-/// Status reads are cheap; the journal is read only once the status says running (a turn
-/// commits atomically, so that is normally once).
+/// Each check reads the instance's description (its status and journal length); the journal
+/// itself is read at the first check and then only when its length has not moved since the
+/// previous one, so a workflow that checkpoints thousands of steps on its way to the wait is
+/// not read whole at each of them.
 pub(crate) async fn wait_parked(
     store: &dyn Store,
     client: &Client,
@@ -24,13 +26,14 @@ pub(crate) async fn wait_parked(
     limit: Duration,
 ) -> Result<usize> {
     let started = Instant::now();
+    let mut last_len = None;
     loop {
         let notified = store.notifier().map(|n| n.instances.notified());
         tokio::pin!(notified);
         if let Some(n) = notified.as_mut().as_pin_mut() {
             n.enable();
         }
-        let info = client.status(id).await?;
+        let info = client.describe(id).await?;
         if info.status.is_terminal() {
             return Err(format!(
                 "workflow {id} ended {} while it should be waiting for an event: {:?}",
@@ -38,7 +41,9 @@ pub(crate) async fn wait_parked(
             )
             .into());
         }
-        if info.status == InstanceStatus::Running {
+        let len = info.journal_len;
+        let settled = last_len.is_none() || len == last_len;
+        if info.status == InstanceStatus::Running && len.is_some() && settled {
             let journal = client.history(id, None).await?;
             if matches!(
                 journal.last().map(|e| &e.kind),
@@ -47,6 +52,7 @@ pub(crate) async fn wait_parked(
                 return Ok(journal.len());
             }
         }
+        last_len = len;
         if started.elapsed() > limit {
             return Err(format!(
                 "workflow {id} was not waiting for its event after {limit:?} (status {})",
