@@ -1,10 +1,9 @@
 //! Deterministic operation ids.
 
-use std::fmt;
-use std::str::FromStr;
-
 use std::cmp::Ordering;
+use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
