@@ -7,6 +7,7 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgPool};
 
+use crate::conns::PING_WHEN_IDLE_FOR;
 use crate::error::store_error;
 use crate::PostgresOptions;
 
@@ -152,10 +153,22 @@ pub(crate) async fn migrate(opts: &PgConnectOptions, schema: &str) -> StoreResul
 /// Opens the connection pool. Each connection prepares the statement that locks a commit's
 /// instances when it opens (the schema is migrated by then): see
 /// `ops::commit::PREPARE_LOCK_INSTANCES`.
+///
+/// A connection is pinged before it is handed out only when it has been idle for
+/// [`PING_WHEN_IDLE_FOR`] or longer (see [`crate::conns`]).
 pub(crate) async fn pool(opts: PgConnectOptions, options: &PostgresOptions) -> StoreResult<PgPool> {
     PgPoolOptions::new()
         .max_connections(options.max_connections)
         .acquire_timeout(options.acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
         .after_connect(|conn, _| {
             Box::pin(async move {
                 let prepare: &'static str = crate::ops::commit::PREPARE_LOCK_INSTANCES.as_str();

@@ -6,12 +6,11 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
+use crate::conns::Conns;
 use duraflow_store::{CreateOutcome, NewInstance, Notifier, StoreError, StoreResult};
-use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::error::store_error;
 use crate::listen;
 use crate::ops::{instances, Wake};
 
@@ -26,14 +25,14 @@ pub(crate) struct Creates {
 }
 
 impl Creates {
-    /// Starts the writer on `pool`; it ends when the [`Creates`] is dropped (or is aborted).
+    /// Starts the writer on `conns`; it ends when the [`Creates`] is dropped (or is aborted).
     pub(crate) fn spawn(
-        pool: PgPool,
+        conns: Conns,
         channel: String,
         notifier: Arc<Notifier>,
     ) -> (Creates, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(run(rx, pool, channel, notifier));
+        let writer = tokio::spawn(run(rx, conns, channel, notifier));
         (Creates { tx }, writer)
     }
 
@@ -76,7 +75,7 @@ fn closed() -> StoreError {
 
 async fn run(
     mut rx: mpsc::UnboundedReceiver<(NewInstance, Reply)>,
-    pool: PgPool,
+    conns: Conns,
     channel: String,
     notifier: Arc<Notifier>,
 ) {
@@ -108,7 +107,7 @@ async fn run(
         }
         waiting = later;
         let (new, replies): (Vec<NewInstance>, Vec<Reply>) = batch.into_iter().unzip();
-        match write(&pool, &new, &channel).await {
+        match write(&conns, &new, &channel).await {
             Ok((outcomes, wake)) => {
                 if wake.turns {
                     listen::wake(&notifier, listen::TURNS);
@@ -128,12 +127,13 @@ async fn run(
 
 /// Creates a batch in one statement, which commits by itself.
 async fn write(
-    pool: &PgPool,
+    conns: &Conns,
     new: &[NewInstance],
     channel: &str,
 ) -> StoreResult<(Vec<CreateOutcome>, Wake)> {
-    let mut conn = pool.acquire().await.map_err(store_error)?;
+    let mut conn = conns.acquire().await?;
     let mut wake = Wake::default();
     let outcomes = instances::create_batch(&mut conn, new, channel, &mut wake).await?;
+    conns.keep(conn);
     Ok((outcomes, wake))
 }

@@ -44,6 +44,7 @@
 
 mod codec;
 mod connect;
+mod conns;
 mod creates;
 mod error;
 mod listen;
@@ -73,6 +74,7 @@ use duraflow_store::{
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 
+use crate::conns::{Conn, Conns};
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
 use crate::ops::{
@@ -110,7 +112,7 @@ impl Default for PostgresOptions {
 
 /// The PostgreSQL store. See the [crate documentation](crate).
 pub struct PostgresStore {
-    pool: PgPool,
+    conns: Conns,
     notifier: Arc<Notifier>,
     channel: String,
     schema: String,
@@ -166,9 +168,10 @@ impl PostgresStore {
             channel.clone(),
             notifier.clone(),
         ));
-        let (creates, creator) = Creates::spawn(pool.clone(), channel.clone(), notifier.clone());
+        let conns = Conns::new(pool, options.max_connections);
+        let (creates, creator) = Creates::spawn(conns.clone(), channel.clone(), notifier.clone());
         Ok(PostgresStore {
-            pool,
+            conns,
             notifier,
             channel,
             schema: options.schema,
@@ -186,7 +189,7 @@ impl PostgresStore {
 
     /// The connection pool, for tests and operators.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        self.conns.pool()
     }
 
     /// The lease-owner id this store stamps on the leases it takes (the `owners` table and the
@@ -204,7 +207,7 @@ impl PostgresStore {
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        self.pool.begin().await.map_err(store_error)
+        self.conns.pool().begin().await.map_err(store_error)
     }
 
     /// Commits `tx` if `result` is a success (its statements announced the wakeups on the
@@ -231,7 +234,7 @@ impl PostgresStore {
     /// Commits `tx` if `result` is a success, then wakes this process, or rolls it back.
     async fn finish_locked<T>(
         &self,
-        tx: LockedTx,
+        tx: LockedTx<'_>,
         result: OpResult<T>,
         wake: Wake,
     ) -> StoreResult<T> {
@@ -251,8 +254,8 @@ impl PostgresStore {
     /// Runs a one-statement operation (or one whose later statements only read) on a pooled
     /// connection outside a transaction: PostgreSQL commits each statement by itself, which
     /// saves the `BEGIN` and `COMMIT` round trips.
-    fn autocommit<T>(&self, result: OpResult<T>, wake: Wake) -> StoreResult<T> {
-        let value = result?;
+    fn autocommit<T>(&self, conn: Conn, result: OpResult<T>, wake: Wake) -> StoreResult<T> {
+        let value = self.done(conn, result)?;
         self.wake_local(wake);
         Ok(value)
     }
@@ -272,8 +275,17 @@ impl PostgresStore {
         }
     }
 
-    async fn conn(&self) -> StoreResult<sqlx::pool::PoolConnection<Postgres>> {
-        self.pool.acquire().await.map_err(store_error)
+    async fn conn(&self) -> StoreResult<Conn> {
+        self.conns.acquire().await
+    }
+
+    /// The result of a read on `conn`, which is kept for the next operation when the read
+    /// succeeded (it then ran to its end: see [`crate::conns`]).
+    fn done<T>(&self, conn: Conn, result: OpResult<T>) -> StoreResult<T> {
+        if result.is_ok() {
+            self.conns.keep(conn);
+        }
+        Ok(result?)
     }
 }
 
@@ -281,12 +293,14 @@ impl PostgresStore {
 impl Management for PostgresStore {
     async fn describe(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
         let mut conn = self.conn().await?;
-        Ok(instances::describe(&mut conn, id).await?)
+        let out = instances::describe(&mut conn, id).await;
+        self.done(conn, out)
     }
 
     async fn list(&self, filter: ListFilter) -> StoreResult<Page> {
         let mut conn = self.conn().await?;
-        Ok(admin::list(&mut conn, &filter).await?)
+        let out = admin::list(&mut conn, &filter).await;
+        self.done(conn, out)
     }
 
     async fn purge(&self, id: &str) -> StoreResult<bool> {
@@ -317,7 +331,8 @@ impl Management for PostgresStore {
 
     async fn registrations(&self) -> StoreResult<Vec<Registered>> {
         let mut conn = self.conn().await?;
-        Ok(registry::list(&mut conn).await?)
+        let out = registry::list(&mut conn).await;
+        self.done(conn, out)
     }
 }
 
@@ -374,12 +389,10 @@ impl Store for PostgresStore {
         }
         let mut conn = self.conn().await?;
         // The statement also reads whether the queue has a limit (and then writes nothing).
-        match instances::create_claiming(&mut conn, &instance, lease, self.owner_id()).await? {
+        let out = instances::create_claiming(&mut conn, &instance, lease, self.owner_id()).await;
+        match self.done(conn, out)? {
             Some(created) => Ok(created),
-            None => {
-                drop(conn);
-                Ok((self.create_instance(instance).await?, None))
-            }
+            None => Ok((self.create_instance(instance).await?, None)),
         }
     }
 
@@ -387,7 +400,7 @@ impl Store for PostgresStore {
         let mut conn = self.conn().await?;
         let mut wake = Wake::default();
         let out = instances::send(&mut conn, &message, &self.channel, &mut wake).await;
-        self.autocommit(out, wake)
+        self.autocommit(conn, out, wake)
     }
 
     async fn fetch_turns(
@@ -401,7 +414,7 @@ impl Store for PostgresStore {
         // The lease commits by itself; journals read afterwards cannot change while it lasts.
         let mut conn = self.conn().await?;
         let out = fetch::fetch(&mut conn, filter, now, max, lease, self.owner_id(), cache).await;
-        self.autocommit(out, Wake::default())
+        self.autocommit(conn, out, Wake::default())
     }
 
     async fn commit_turns(
@@ -412,10 +425,10 @@ impl Store for PostgresStore {
             return Ok(Vec::new());
         }
         let lock = commit::lock_statement(&commits);
-        let (mut tx, locked) = LockedTx::begin(&self.pool, "", &lock).await?;
+        let (mut tx, locked) = LockedTx::begin(&self.conns, "", &lock).await?;
         let mut wake = Wake::default();
         let out = commit::commit_batch(
-            tx.conn(),
+            tx.conn()?,
             &commits,
             &locked,
             &self.channel,
@@ -455,7 +468,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Timestamp> {
         let mut conn = self.conn().await?;
         let out = turns::renew(&mut conn, instance_id, token, now, lease, self.owner_id()).await;
-        self.autocommit(out, Wake::default())
+        self.autocommit(conn, out, Wake::default())
     }
 
     async fn fetch_tasks(
@@ -467,7 +480,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<Vec<TaskWork>> {
         let mut conn = self.conn().await?;
         let out = tasks::fetch(&mut conn, filter, now, max, lease, self.owner_id()).await;
-        self.autocommit(out, Wake::default())
+        self.autocommit(conn, out, Wake::default())
     }
 
     async fn complete_tasks(
@@ -489,10 +502,10 @@ impl Store for PostgresStore {
             ""
         };
         let lock = tasks::lock_statement(&completions);
-        let (mut tx, locked) = LockedTx::begin(&self.pool, setup, &lock).await?;
+        let (mut tx, locked) = LockedTx::begin(&self.conns, setup, &lock).await?;
         let mut wake = Wake::default();
         let out = tasks::complete_batch(
-            tx.conn(),
+            tx.conn()?,
             tasks::Claims {
                 filter,
                 cache,
@@ -527,7 +540,7 @@ impl Store for PostgresStore {
             self.owner_id(),
         )
         .await;
-        self.autocommit(out, Wake::default())
+        self.autocommit(conn, out, Wake::default())
     }
 
     async fn release_task(
@@ -539,7 +552,7 @@ impl Store for PostgresStore {
         let mut conn = self.conn().await?;
         let mut wake = Wake::default();
         let out = tasks::release(&mut conn, id, token, &release, &self.channel, &mut wake).await;
-        self.autocommit(out, wake)
+        self.autocommit(conn, out, wake)
     }
 
     async fn resolve_callback(
@@ -575,7 +588,8 @@ impl Store for PostgresStore {
 
     async fn queue_event(&self, queue: &str, name: &str) -> StoreResult<Option<StoredEvent>> {
         let mut conn = self.conn().await?;
-        Ok(queue_events::get(&mut conn, queue, name).await?)
+        let out = queue_events::get(&mut conn, queue, name).await;
+        self.done(conn, out)
     }
 
     async fn configure_queue(&self, config: QueueConfig) -> StoreResult<()> {
@@ -587,32 +601,37 @@ impl Store for PostgresStore {
             tasks: true,
             ..Wake::default()
         };
-        self.autocommit(out, wake)
+        self.autocommit(conn, out, wake)
     }
 
     async fn queue_config(&self, name: &str) -> StoreResult<Option<QueueConfig>> {
         let mut conn = self.conn().await?;
-        Ok(flow::config(&mut conn, name).await?)
+        let out = flow::config(&mut conn, name).await;
+        self.done(conn, out)
     }
 
     async fn queue_configs(&self) -> StoreResult<Vec<QueueConfig>> {
         let mut conn = self.conn().await?;
-        Ok(flow::configs(&mut conn).await?)
+        let out = flow::configs(&mut conn).await;
+        self.done(conn, out)
     }
 
     async fn next_due(&self, now: Timestamp) -> StoreResult<NextDue> {
         let mut conn = self.conn().await?;
-        Ok(admin::next_due(&mut conn, now).await?)
+        let out = admin::next_due(&mut conn, now).await;
+        self.done(conn, out)
     }
 
     async fn instance(&self, id: &str) -> StoreResult<Option<InstanceInfo>> {
         let mut conn = self.conn().await?;
-        Ok(instances::get(&mut conn, id).await?)
+        let out = instances::get(&mut conn, id).await;
+        self.done(conn, out)
     }
 
     async fn journal(&self, id: &str, execution: Option<u32>) -> StoreResult<Vec<Event>> {
         let mut conn = self.conn().await?;
-        Ok(admin::journal(&mut conn, id, execution).await?)
+        let out = admin::journal(&mut conn, id, execution).await;
+        self.done(conn, out)
     }
 
     async fn read_feed(
@@ -622,23 +641,27 @@ impl Store for PostgresStore {
         topic_prefix: Option<&str>,
     ) -> StoreResult<Vec<FeedEntry>> {
         let mut conn = self.conn().await?;
-        Ok(feed::read(&mut conn, after, limit, topic_prefix).await?)
+        let out = feed::read(&mut conn, after, limit, topic_prefix).await;
+        self.done(conn, out)
     }
 
     async fn feed_cursor(&self, subscriber: &str) -> StoreResult<Option<u64>> {
         let mut conn = self.conn().await?;
-        Ok(feed::cursor(&mut conn, subscriber).await?)
+        let out = feed::cursor(&mut conn, subscriber).await;
+        self.done(conn, out)
     }
 
     async fn save_feed_cursor(&self, subscriber: &str, position: u64) -> StoreResult<()> {
         validate_subscriber(subscriber)?;
         let mut conn = self.conn().await?;
-        Ok(feed::save_cursor(&mut conn, subscriber, position).await?)
+        let out = feed::save_cursor(&mut conn, subscriber, position).await;
+        self.done(conn, out)
     }
 
     async fn announce(&self, registrations: Vec<Registration>, now: Timestamp) -> StoreResult<()> {
         duraflow_store::validate_registrations(&registrations)?;
         let mut conn = self.conn().await?;
-        Ok(registry::announce(&mut conn, &registrations, now).await?)
+        let out = registry::announce(&mut conn, &registrations, now).await;
+        self.done(conn, out)
     }
 }

@@ -105,10 +105,10 @@ async fn turn_at(store: &PostgresStore, now: Timestamp) -> TurnWork {
 
 /// A transaction begun as the store begins its batches, with `lock` as its first statement,
 /// its rows, and its backend's pid.
-async fn hold(store: &PostgresStore, lock: &str) -> (LockedTx, Vec<PgRow>, i32) {
-    let (mut tx, rows) = LockedTx::begin(store.pool(), "", lock).await.unwrap();
+async fn hold<'s>(store: &'s PostgresStore, lock: &str) -> (LockedTx<'s>, Vec<PgRow>, i32) {
+    let (mut tx, rows) = LockedTx::begin(&store.conns, "", lock).await.unwrap();
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
-        .fetch_one(tx.conn())
+        .fetch_one(tx.conn().unwrap())
         .await
         .unwrap();
     (tx, rows, pid)
@@ -169,9 +169,16 @@ async fn a_message_sent_during_a_commit_is_not_lost() {
     let commits = [commit_of(&work, 0)];
     let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
     let mut wake = Wake::default();
-    let results = commit::commit_batch(tx.conn(), &commits, &locked, "unused", None, &mut wake)
-        .await
-        .unwrap();
+    let results = commit::commit_batch(
+        tx.conn().unwrap(),
+        &commits,
+        &locked,
+        "unused",
+        None,
+        &mut wake,
+    )
+    .await
+    .unwrap();
     assert!(results[0].is_ok());
 
     let sender = store.clone();
@@ -196,7 +203,7 @@ async fn commit_during_send(visible_at: Timestamp) {
     let (mut tx, _, pid) = hold(&store, "SELECT 1").await;
     let mut wake = Wake::default();
     instances::send(
-        tx.conn(),
+        tx.conn().unwrap(),
         &event("x", "early", visible_at),
         "unused",
         &mut wake,
@@ -274,7 +281,7 @@ async fn a_commit_during_a_completion_waits_for_the_result() {
     let (mut tx, locked, pid) = hold(&store, &tasks::lock_statement(&completions)).await;
     let mut wake = Wake::default();
     let completed = tasks::complete_batch(
-        tx.conn(),
+        tx.conn().unwrap(),
         tasks::Claims {
             filter: &duraflow_store::FetchFilter::default(),
             cache: None,
@@ -314,9 +321,16 @@ async fn a_completion_during_a_commit_claims_the_next_turn() {
     let commits = [commit_of(&work, 0)];
     let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
     let mut wake = Wake::default();
-    let results = commit::commit_batch(tx.conn(), &commits, &locked, "unused", None, &mut wake)
-        .await
-        .unwrap();
+    let results = commit::commit_batch(
+        tx.conn().unwrap(),
+        &commits,
+        &locked,
+        "unused",
+        None,
+        &mut wake,
+    )
+    .await
+    .unwrap();
     assert!(results[0].is_ok());
 
     let completer = store.clone();

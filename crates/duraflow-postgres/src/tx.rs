@@ -3,12 +3,12 @@
 //! The simple protocol takes no parameters, so the lock statement carries its values as
 //! literals: integers, or strings quoted by [`literal`].
 
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres};
+use sqlx::{AssertSqlSafe, PgConnection};
 
+use crate::conns::{Conn, Conns};
 use crate::error::store_error;
-use duraflow_store::StoreResult;
+use duraflow_store::{StoreError, StoreResult};
 
 /// A string as a SQL literal. An escape string (`E'...'`), whose meaning does not depend on
 /// `standard_conforming_strings`: backslashes and quotes are doubled. The caller keeps strings
@@ -28,63 +28,72 @@ pub(crate) fn literal(s: &str) -> String {
     out
 }
 
-/// An open transaction on a pooled connection. Dropped without [`LockedTx::commit`] or
-/// [`LockedTx::rollback`] (a cancelled call), its connection is closed rather than returned to
-/// the pool, and the server rolls the transaction back.
-pub(crate) struct LockedTx {
-    conn: PoolConnection<Postgres>,
-    open: bool,
+/// An open transaction on a pooled connection. Committed or rolled back, its connection is
+/// kept (see [`crate::conns`]); dropped without either (a cancelled call), its connection is
+/// closed rather than returned to the pool, and the server rolls the transaction back.
+pub(crate) struct LockedTx<'c> {
+    conn: Option<Conn>,
+    conns: &'c Conns,
 }
 
-impl LockedTx {
+impl<'c> LockedTx<'c> {
     /// Takes a connection and runs `BEGIN; {setup} {lock}` as one query (`setup`: statements
     /// ending in `;`, such as `SET LOCAL`); returns the open transaction and the rows of `lock`.
     pub(crate) async fn begin(
-        pool: &PgPool,
+        conns: &'c Conns,
         setup: &str,
         lock: &str,
-    ) -> StoreResult<(LockedTx, Vec<PgRow>)> {
-        let conn = pool.acquire().await.map_err(store_error)?;
-        let mut tx = LockedTx { conn, open: true };
+    ) -> StoreResult<(LockedTx<'c>, Vec<PgRow>)> {
+        let mut tx = LockedTx {
+            conn: Some(conns.acquire().await?),
+            conns,
+        };
         // The lock statement's values are literals made by `literal` or integers.
         let rows = sqlx::raw_sql(AssertSqlSafe(format!("BEGIN; {setup} {lock}")))
-            .fetch_all(&mut *tx.conn)
+            .fetch_all(tx.conn()?)
             .await
             .map_err(store_error)?;
         Ok((tx, rows))
     }
 
-    /// The connection, for the transaction's statements.
-    pub(crate) fn conn(&mut self) -> &mut PgConnection {
-        &mut self.conn
+    /// The connection, for the transaction's statements. It is there until the transaction
+    /// ends, which takes the `LockedTx`: the error cannot happen.
+    pub(crate) fn conn(&mut self) -> StoreResult<&mut PgConnection> {
+        self.conn
+            .as_deref_mut()
+            .ok_or_else(|| StoreError::Other("the transaction has ended".into()))
     }
 
     /// Commits.
     pub(crate) async fn commit(mut self) -> StoreResult<()> {
         sqlx::raw_sql("COMMIT")
-            .execute(&mut *self.conn)
+            .execute(self.conn()?)
             .await
             .map_err(store_error)?;
-        self.open = false;
+        self.end();
         Ok(())
     }
 
     /// Rolls back (or, when the connection fails, leaves it to be closed).
     pub(crate) async fn rollback(mut self) {
-        if sqlx::raw_sql("ROLLBACK")
-            .execute(&mut *self.conn)
-            .await
-            .is_ok()
-        {
-            self.open = false;
+        let Ok(conn) = self.conn() else { return };
+        if sqlx::raw_sql("ROLLBACK").execute(conn).await.is_ok() {
+            self.end();
+        }
+    }
+
+    /// The transaction has ended and every reply was read: the connection is kept.
+    fn end(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.conns.keep(conn);
         }
     }
 }
 
-impl Drop for LockedTx {
+impl Drop for LockedTx<'_> {
     fn drop(&mut self) {
-        if self.open {
-            self.conn.close_on_drop();
+        if let Some(conn) = &mut self.conn {
+            conn.close_on_drop();
         }
     }
 }
