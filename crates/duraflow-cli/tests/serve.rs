@@ -361,6 +361,60 @@ async fn mutations_are_visible_in_the_store() {
     f.shutdown().await;
 }
 
+/// `GET /v1/instances/{id}?wait_ms=N` answers when the instance finishes, not before; an
+/// instance that does not finish in time is answered as it is, and bad waits are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_waits_for_the_instance_to_finish() {
+    let (f, server) = sqlite().await;
+    let server = std::sync::Arc::new(server);
+    let waiting = {
+        let server = server.clone();
+        tokio::spawn(async move { server.get("/v1/instances/wait-1?wait_ms=30000", AUTH).await })
+    };
+    // The long poll is under way when the event is raised (an answer given at once would say
+    // `running`).
+    let (status, body) = server
+        .post("/v1/instances/wait-1/events/go", AUTH, r#""later""#)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "completed", "{body}");
+    assert_eq!(body["output"], "got later", "{body}");
+
+    // Not finished in time: the instance as it is.
+    let (status, body) = server.get("/v1/instances/wait-2?wait_ms=20", AUTH).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "running", "{body}");
+    // Already finished: at once, whatever the wait.
+    let (status, body) = server.get("/v1/instances/done-1?wait_ms=60000", AUTH).await;
+    assert_eq!(
+        (status, body["status"].clone()),
+        (StatusCode::OK, json!("completed"))
+    );
+
+    expect_error(
+        server.get("/v1/instances/nobody?wait_ms=10", AUTH).await,
+        StatusCode::NOT_FOUND,
+        "instance_not_found",
+    );
+    let body = expect_error(
+        server.get("/v1/instances/wait-2?wait_ms=60001", AUTH).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("60000"),
+        "{body}"
+    );
+    expect_error(
+        server.get("/v1/instances/wait-2?wait_ms=soon", AUTH).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+    );
+    f.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_show_what_the_store_holds() {
     let (f, server) = sqlite().await;

@@ -11,6 +11,10 @@ from ._http import DuraflowError, Http
 
 FINISHED = ("completed", "failed", "cancelled", "terminated")
 
+# The longest the server is asked to hold one request of `Client.wait`, in milliseconds (it
+# allows up to 60000).
+LONG_POLL_MS = 25_000
+
 
 class WorkflowFailed(Exception):
     """The instance did not complete: its status and failure (if any)."""
@@ -60,17 +64,27 @@ class Client:
 
     def wait(self, instance_id: str, timeout: float = 60.0, poll: float = 0.05) -> Any:
         """Waits for the instance to finish; its output, or `WorkflowFailed`. `TimeoutError`
-        after `timeout` seconds."""
+        after `timeout` seconds.
+
+        The server holds each request until the instance finishes, for up to
+        `LONG_POLL_MS` (`GET /v1/instances/{id}?wait_ms=...`), so the answer comes as soon
+        as it has finished. `poll` is no longer used (this method polled every `poll`
+        seconds before); it is kept so that calls that pass it still work."""
+        del poll
         deadline = time.monotonic() + timeout
+        path = f"/v1/instances/{quote(instance_id, safe='')}"
         while True:
-            info = self.status(instance_id)
+            remaining = max(0.0, deadline - time.monotonic())
+            wait_ms = min(LONG_POLL_MS, int(remaining * 1000))
+            info = self._http.request(
+                "GET", f"{path}?wait_ms={wait_ms}", timeout=wait_ms / 1000 + 30.0
+            )
             if info["status"] in FINISHED:
                 if info["status"] == "completed":
                     return info.get("output")
                 raise WorkflowFailed(instance_id, info["status"], info.get("failure"))
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"instance {instance_id} did not finish within {timeout}s")
-            time.sleep(poll)
 
     def complete_callback(self, token: str, value: Any = None) -> None:
         """Completes the callback with `token`: the waiting workflow receives `value`."""

@@ -5,6 +5,10 @@ import { Http } from "./http.js";
 
 const FINISHED = ["completed", "failed", "cancelled", "terminated"];
 
+/** The longest the server is asked to hold one request of {@link Client.wait}, in
+ * milliseconds (it allows up to 60000). */
+export const LONG_POLL_MS = 25_000;
+
 /** An instance as `GET /v1/instances/{id}` describes it. */
 export interface InstanceStatus {
   id: string;
@@ -65,17 +69,27 @@ export class Client {
     return this.http.request<InstanceStatus>("GET", `/v1/instances/${part(instanceId)}`);
   }
 
-  /** Waits for the instance to finish: its output, or a rejection with `WorkflowFailed`. */
+  /** Waits for the instance to finish: its output, or a rejection with `WorkflowFailed`; an
+   * `Error` after `options.timeoutMs` (default 60000). The server holds each request until
+   * the instance finishes, for up to {@link LONG_POLL_MS} (`GET /v1/instances/{id}?wait_ms=`),
+   * so the answer comes as soon as it has finished. `options.pollMs` is no longer used (this
+   * method polled every `pollMs` before); it is still accepted. */
   async wait<T = unknown>(instanceId: string, options: { timeoutMs?: number; pollMs?: number } = {}): Promise<T> {
     const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+    const path = `/v1/instances/${part(instanceId)}`;
     for (;;) {
-      const info = await this.status(instanceId);
+      const waitMs = Math.min(LONG_POLL_MS, Math.max(0, deadline - Date.now()));
+      const info = await this.http.request<InstanceStatus>(
+        "GET",
+        `${path}?wait_ms=${waitMs}`,
+        undefined,
+        this.http.timeoutMs + waitMs,
+      );
       if (FINISHED.includes(info.status)) {
         if (info.status === "completed") return info.output as T;
         throw new WorkflowFailed(instanceId, info.status, info.failure);
       }
       if (Date.now() >= deadline) throw new Error(`instance ${instanceId} did not finish in time`);
-      await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 50));
     }
   }
 

@@ -4,7 +4,7 @@
  */
 
 export { DuraflowError } from "./http.js";
-export { Client, WorkflowFailed } from "./client.js";
+export { Client, LONG_POLL_MS, WorkflowFailed } from "./client.js";
 export type { InstanceStatus, StartOptions } from "./client.js";
 export { ActivityContext, ActivityError, Worker } from "./worker.js";
 export type { Activity, TaskInfo, WorkerOptions } from "./worker.js";

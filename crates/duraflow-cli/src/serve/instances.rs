@@ -120,12 +120,43 @@ pub(crate) async fn list(
     ))
 }
 
+/// The query of `GET /v1/instances/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatusQuery {
+    /// Wait up to this many milliseconds for the instance to finish before answering.
+    wait_ms: Option<u64>,
+}
+
+/// The longest `wait_ms` of `GET /v1/instances/{id}`.
+pub(crate) const MAX_WAIT_MS: u64 = 60_000;
+
 /// `GET /v1/instances/{id}`: its status, input, output or failure, version, journal length
-/// and last event time, parent and children.
+/// and last event time, parent and children. With `wait_ms`, it first waits up to that long
+/// for the instance to finish, and answers as soon as it has (a long poll: a client waiting
+/// for a result makes one request where it polled every few milliseconds).
 pub(crate) async fn status(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    query: Result<Query<StatusQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query.map_err(|e| query_error(&e))?;
+    if let Some(ms) = query.wait_ms {
+        if ms > MAX_WAIT_MS {
+            return Err(ApiError::invalid(format!(
+                "wait_ms is {ms}, more than the most, {MAX_WAIT_MS}; wait again after an \
+                 answer that is not finished"
+            )));
+        }
+        match state
+            .client
+            .wait_finished(&id, Some(std::time::Duration::from_millis(ms)))
+            .await
+        {
+            Ok(_) | Err(ClientError::Timeout { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     let info = state.client.describe(&id).await?;
     let journal = state.client.history(&id, None).await?;
     let children: Vec<Value> = journal

@@ -122,8 +122,12 @@ fn paths() -> Value {
         "/v1/instances/{id}": {
             "get": {
                 "summary": "An instance: status, input, output or failure, parent, children.",
-                "parameters": [ id_param() ],
-                "responses": with_errors(ok("200", "the instance", "Instance"), &["401", "404", "503"])
+                "parameters": [ id_param(), { "name": "wait_ms", "in": "query", "required": false,
+                    "schema": { "type": "integer", "minimum": 0, "maximum": super::instances::MAX_WAIT_MS },
+                    "description": "Wait up to this many milliseconds for the instance to finish \
+                        (completed, failed, cancelled or terminated) before answering; the answer \
+                        comes as soon as it has. Without it, the answer is immediate." } ],
+                "responses": with_errors(ok("200", "the instance", "Instance"), &["400", "401", "404", "503"])
             },
             "delete": {
                 "summary": "Purge a finished instance and its history.",
