@@ -96,6 +96,13 @@ impl Conns {
         self.lock().len()
     }
 
+    /// Gives every kept connection back to the pool (the store's opening keeps some).
+    #[cfg(test)]
+    fn give_back_all(&self) {
+        let kept: Vec<_> = self.lock().drain(..).collect();
+        drop(kept);
+    }
+
     /// A kept connection (pinged first if it has been idle for [`PING_WHEN_IDLE_FOR`] or
     /// longer; one that fails the ping is closed), or one from the pool.
     pub(crate) async fn acquire(&self) -> StoreResult<Conn> {
@@ -220,9 +227,7 @@ mod tests {
     #[tokio::test]
     async fn store_operations_keep_their_connection() {
         let store = test_store("dft_conns_ops").await.unwrap();
-        while store.conns.kept() > 0 {
-            drop(store.conns.lock().pop());
-        }
+        store.conns.give_back_all();
         assert!(store.describe("nobody").await.unwrap().is_none());
         assert_eq!(store.conns.kept(), 1, "the read's connection is kept");
         let mut conn = store.conns.acquire().await.unwrap();
@@ -254,9 +259,7 @@ mod tests {
     #[tokio::test]
     async fn a_connection_that_died_within_the_window_fails_once_transiently() {
         let store = test_store("dft_conns_dead").await.unwrap();
-        while store.conns.kept() > 0 {
-            drop(store.conns.lock().pop());
-        }
+        store.conns.give_back_all();
         let mut conn = store.conns.acquire().await.unwrap();
         let dead = pid(&mut conn).await;
         store.conns.keep(conn);

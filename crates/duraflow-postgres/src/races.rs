@@ -114,6 +114,23 @@ async fn hold<'s>(store: &'s PostgresStore, lock: &str) -> (LockedTx<'s>, Vec<Pg
     (tx, rows, pid)
 }
 
+/// Writes `commits` (of one instance) in the held transaction `tx`, which the lock statement
+/// began with `locked`, and leaves it open.
+async fn commit_one(tx: &mut LockedTx<'_>, commits: &[TurnCommit], locked: &[PgRow]) {
+    let mut wake = Wake::default();
+    let results = commit::commit_batch(
+        tx.conn().unwrap(),
+        commits,
+        locked,
+        "unused",
+        None,
+        &mut wake,
+    )
+    .await
+    .unwrap();
+    assert!(results[0].is_ok());
+}
+
 /// Waits until some session is blocked by backend `pid` (and `other` is still running).
 async fn until_blocked_by<T>(store: &PostgresStore, pid: i32, other: &JoinHandle<T>) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -168,18 +185,7 @@ async fn a_message_sent_during_a_commit_is_not_lost() {
 
     let commits = [commit_of(&work, 0)];
     let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
-    let mut wake = Wake::default();
-    let results = commit::commit_batch(
-        tx.conn().unwrap(),
-        &commits,
-        &locked,
-        "unused",
-        None,
-        &mut wake,
-    )
-    .await
-    .unwrap();
-    assert!(results[0].is_ok());
+    commit_one(&mut tx, &commits, &locked).await;
 
     let sender = store.clone();
     let send = tokio::spawn(async move { sender.send(event("x", "late", T0)).await });
@@ -320,18 +326,7 @@ async fn a_completion_during_a_commit_claims_the_next_turn() {
 
     let commits = [commit_of(&work, 0)];
     let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
-    let mut wake = Wake::default();
-    let results = commit::commit_batch(
-        tx.conn().unwrap(),
-        &commits,
-        &locked,
-        "unused",
-        None,
-        &mut wake,
-    )
-    .await
-    .unwrap();
-    assert!(results[0].is_ok());
+    commit_one(&mut tx, &commits, &locked).await;
 
     let completer = store.clone();
     let complete = tokio::spawn(async move {
