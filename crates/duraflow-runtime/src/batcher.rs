@@ -1,4 +1,6 @@
 //! Group commit: requests that arrive while a store write is in flight share the next one.
+//! The engine commits turns and completes tasks through it; `duraflow serve` completes its
+//! HTTP workers' tasks through it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,8 +15,14 @@ type Reply<R> = oneshot::Sender<StoreResult<R>>;
 /// Collects requests from many tasks and writes them in batches: one writer drains whatever has
 /// queued (up to a maximum) into a single store call, so concurrent turns share a transaction.
 /// Each request gets its own result `R` back.
-pub(crate) struct Batcher<T, R> {
+pub struct Batcher<T, R> {
     tx: mpsc::UnboundedSender<(T, Reply<R>)>,
+}
+
+impl<T, R> std::fmt::Debug for Batcher<T, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batcher").finish_non_exhaustive()
+    }
 }
 
 impl<T, R> Clone for Batcher<T, R> {
@@ -26,20 +34,20 @@ impl<T, R> Clone for Batcher<T, R> {
 }
 
 /// The store call a batcher makes: the batch in, one result per item out (or an error for all).
-pub(crate) type BatchWrite<T, R> =
+pub type BatchWrite<T, R> =
     Arc<dyn Fn(Vec<T>) -> BoxFuture<'static, StoreResult<Vec<StoreResult<R>>>> + Send + Sync>;
 
 impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     /// Starts the writer task. It ends when every `Batcher` handle is dropped and the queue is
     /// drained.
-    pub(crate) fn spawn(max_batch: usize, write: BatchWrite<T, R>) -> (Self, JoinHandle<()>) {
+    pub fn spawn(max_batch: usize, write: BatchWrite<T, R>) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = tokio::spawn(run(rx, max_batch.max(1), write));
         (Batcher { tx }, handle)
     }
 
     /// Queues one request and waits for its own result.
-    pub(crate) fn submit(&self, item: T) -> impl Future<Output = StoreResult<R>> + Send {
+    pub fn submit(&self, item: T) -> impl Future<Output = StoreResult<R>> + Send {
         let (reply, rx) = oneshot::channel();
         let sent = self.tx.send((item, reply)).is_ok();
         async move {
@@ -96,5 +104,106 @@ async fn run<T, R>(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use std::sync::{Arc, Mutex};
+
+    use duraflow_store::{StoreError, StoreResult};
+    use futures::FutureExt;
+    use tokio::sync::Semaphore;
+
+    use super::{BatchWrite, Batcher};
+
+    /// A write that records each batch and waits for a permit of `gate` before answering
+    /// each item doubled (or `fail`ing the whole batch); `entered` gets a permit as each
+    /// write begins.
+    fn gated(
+        batches: Arc<Mutex<Vec<Vec<u32>>>>,
+        gate: Arc<Semaphore>,
+        entered: Arc<Semaphore>,
+        fail: bool,
+    ) -> BatchWrite<u32, u32> {
+        Arc::new(move |batch: Vec<u32>| {
+            let (batches, gate, entered) = (batches.clone(), gate.clone(), entered.clone());
+            async move {
+                batches.lock().unwrap().push(batch.clone());
+                entered.add_permits(1);
+                gate.acquire().await.unwrap().forget();
+                if fail {
+                    return Err(StoreError::Unavailable("down".into()));
+                }
+                Ok(batch.into_iter().map(|n| Ok(n * 2)).collect())
+            }
+            .boxed()
+        })
+    }
+
+    /// What is submitted while a write is in flight goes into the next write, together; every
+    /// item gets its own result.
+    #[tokio::test]
+    async fn items_submitted_during_a_write_share_the_next_and_get_their_own_results() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Semaphore::new(0));
+        let entered = Arc::new(Semaphore::new(0));
+        let write = gated(batches.clone(), gate.clone(), entered.clone(), false);
+        let (batcher, _task) = Batcher::spawn(128, write);
+
+        let first = tokio::spawn(batcher.submit(0));
+        entered.acquire().await.unwrap().forget();
+        let rest: Vec<_> = (1..=10).map(|n| tokio::spawn(batcher.submit(n))).collect();
+        // Every one of them is queued before the first write is let go (the channel holds them).
+        gate.add_permits(2);
+        assert_eq!(first.await.unwrap().unwrap(), 0);
+        let mut results = Vec::new();
+        for r in rest {
+            results.push(r.await.unwrap().unwrap());
+        }
+        assert_eq!(results, (1..=10).map(|n| n * 2).collect::<Vec<_>>());
+        assert_eq!(
+            *batches.lock().unwrap(),
+            vec![vec![0], (1..=10).collect::<Vec<_>>()],
+            "one write for the first item, one for the ten that came while it ran"
+        );
+    }
+
+    /// A write that fails fails each of its items with its error; the batcher goes on.
+    #[tokio::test]
+    async fn a_failed_write_fails_each_of_its_items() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Semaphore::new(10));
+        let entered = Arc::new(Semaphore::new(0));
+        let write = gated(batches, gate, entered, true);
+        let (batcher, _task) = Batcher::spawn(128, write);
+        let results: Vec<StoreResult<u32>> =
+            futures::future::join_all((0..3).map(|n| batcher.submit(n))).await;
+        assert!(results
+            .iter()
+            .all(|r| matches!(r, Err(StoreError::Unavailable(m)) if m == "down")));
+        assert!(batcher.submit(7).await.is_err(), "the writer still answers");
+    }
+
+    /// A batch larger than the most is split.
+    #[tokio::test]
+    async fn batches_hold_at_most_the_maximum() {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Semaphore::new(0));
+        let entered = Arc::new(Semaphore::new(0));
+        let write = gated(batches.clone(), gate.clone(), entered.clone(), false);
+        let (batcher, _task) = Batcher::spawn(4, write);
+        let first = tokio::spawn(batcher.submit(0));
+        entered.acquire().await.unwrap().forget();
+        let rest: Vec<_> = (1..=6).map(|n| tokio::spawn(batcher.submit(n))).collect();
+        gate.add_permits(3);
+        first.await.unwrap().unwrap();
+        for r in rest {
+            r.await.unwrap().unwrap();
+        }
+        let sizes: Vec<usize> = batches.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 4, 2]);
     }
 }

@@ -40,6 +40,7 @@ mod warm;
 mod worker;
 
 pub use activity::{Activity, ActivityContext, ActivityHandler};
+pub use batcher::{BatchWrite, Batcher};
 pub use client::{
     Client, IfExists, RunHandle, Start, SubscribeOptions, Subscription, TypedRunHandle, TypedStart,
     Wait,

@@ -29,6 +29,8 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
+use duraflow::crates::runtime::Batcher;
+use duraflow::crates::store::{Completed, TaskCompletion};
 use duraflow::{Client, Store};
 
 use self::auth::Auth;
@@ -47,6 +49,8 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<dyn Store>,
     /// The attempts leased to workers in other languages.
     pub(crate) leases: Arc<workers::Leases>,
+    /// The writer of those workers' completions, which group-commits them.
+    pub(crate) completer: Batcher<TaskCompletion, Completed>,
     /// The body limit, for the messages that name it.
     pub(crate) max_body: usize,
     /// How often a waiting claim looks at the store.
@@ -172,6 +176,7 @@ pub(crate) async fn serve(store: Arc<dyn Store>, options: ServeOptions) -> Resul
         .map_err(|e| CliError::operational(format!("cannot read the bound address: {e}")))?;
     let state = AppState {
         client: Client::new(store.clone()),
+        completer: workers::completer(store.clone()),
         store,
         leases: workers::leases(),
         max_body: options.max_body,

@@ -18,11 +18,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use duraflow::crates::runtime::outcome::{self, AttemptOutcome};
+use duraflow::crates::runtime::{BatchWrite, Batcher};
 use duraflow::crates::store::{
-    LeaseToken, OpResult, TaskCompletion, TaskId, TaskRelease, TaskWork,
+    Completed, LeaseToken, OpResult, TaskCompletion, TaskId, TaskRelease, TaskWork,
 };
 use duraflow::{
-    ActivityError, FetchFilter, Payload, RegisteredKind, Registration, StoreError, Timestamp,
+    ActivityError, FetchFilter, Payload, RegisteredKind, Registration, Store, StoreError, Timestamp,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -398,21 +399,11 @@ async fn finish(
         result,
         claim_turn: None,
     };
-    let filter = FetchFilter::queues(Vec::<String>::new());
-    let now = Timestamp::now_system();
-    let mut results = state
-        .store
-        .complete_tasks(&filter, now, vec![completion], None)
-        .await
-        .map_err(ApiError::store)?;
-    state.leases.forget(id.0);
-    match results.pop() {
-        Some(Ok(_)) => Ok(()),
-        Some(Err(e)) => Err(lease_error(id.0, e)),
-        None => Err(ApiError::store(
-            "the store answered no result for the completion",
-        )),
+    let written = state.completer.submit(completion).await;
+    if !matches!(&written, Err(e) if e.is_transient()) {
+        state.leases.forget(id.0);
     }
+    written.map(|_| ()).map_err(|e| lease_error(id.0, e))
 }
 
 /// Applies the decision about a failed attempt: a retry releases the task, a final failure
@@ -653,4 +644,24 @@ pub(crate) async fn release(
 /// Shared state for the worker routes.
 pub(crate) fn leases() -> Arc<Leases> {
     Arc::new(Leases::default())
+}
+
+/// The most completions written together.
+const COMPLETION_BATCH: usize = 128;
+
+/// The writer of the workers' completions: the completions reported while one write is in
+/// flight share the next (group commit, as the engine's own completions do), so a hundred
+/// workers' reports are a few store writes rather than a hundred.
+pub(crate) fn completer(store: Arc<dyn Store>) -> Batcher<TaskCompletion, Completed> {
+    let write: BatchWrite<TaskCompletion, Completed> = Arc::new(move |batch| {
+        let store = store.clone();
+        Box::pin(async move {
+            // The completions of workers feed no turn of this process: no filter, no claim.
+            let filter = FetchFilter::queues(Vec::<String>::new());
+            store
+                .complete_tasks(&filter, Timestamp::now_system(), batch, None)
+                .await
+        })
+    });
+    Batcher::spawn(COMPLETION_BATCH, write).0
 }
