@@ -43,7 +43,7 @@ pub use activity::{Activity, ActivityContext, ActivityHandler};
 pub use batcher::{BatchWrite, Batcher};
 pub use client::{
     Client, IfExists, RunHandle, Start, SubscribeOptions, Subscription, TypedRunHandle, TypedStart,
-    Wait,
+    Wait, DEFAULT_WAIT_POLL,
 };
 pub use clock::{ManualClock, SystemClock};
 pub use duraflow_core::ActivitySignature;

@@ -175,7 +175,9 @@ pub(crate) async fn serve(store: Arc<dyn Store>, options: ServeOptions) -> Resul
         .local_addr()
         .map_err(|e| CliError::operational(format!("cannot read the bound address: {e}")))?;
     let state = AppState {
-        client: Client::new(store.clone()),
+        // A long poll of `GET /v1/instances/{id}` looks at the store at least as often as a
+        // claim does: the engines that finish instances usually run in other processes.
+        client: Client::new(store.clone()).with_wait_poll(options.claim_poll),
         completer: workers::completer(store.clone()),
         store,
         leases: workers::leases(),

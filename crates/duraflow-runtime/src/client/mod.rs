@@ -12,6 +12,7 @@ pub use wait::Wait;
 
 use std::fmt;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use duraflow_core::{Clock, Event, Payload};
 use duraflow_store::{
@@ -38,7 +39,13 @@ pub struct Client {
     /// starts. Weak, so that a client kept after `Engine::shutdown` neither keeps the engine's
     /// writers alive nor starts work on it.
     local: Option<Weak<dyn ClaimedTurns>>,
+    /// The longest a wait goes without looking at the store (see [`Client::with_wait_poll`]).
+    wait_poll: Duration,
 }
+
+/// The longest a wait goes without looking at the store, unless
+/// [`Client::with_wait_poll`] says otherwise.
+pub const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(500);
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -58,7 +65,19 @@ impl Client {
             clock: Arc::new(SystemClock),
             workflows: None,
             local: None,
+            wait_poll: DEFAULT_WAIT_POLL,
         }
+    }
+
+    /// Sets the longest a wait ([`Client::wait`], [`Client::wait_finished`]) goes without
+    /// looking at the store (default [`DEFAULT_WAIT_POLL`], 500 ms). A wait looks at once,
+    /// then after 5 ms and twice as long each time up to this, and sooner when the store's
+    /// notifier announces a finish. Where the finishes happen in processes that cannot wake
+    /// this one (a SQLite file shared by processes), this is how late a wait may learn of one.
+    /// Less than a millisecond counts as one.
+    pub fn with_wait_poll(mut self, most: Duration) -> Self {
+        self.wait_poll = most.max(Duration::from_millis(1));
+        self
     }
 
     pub(crate) fn for_engine(
@@ -72,6 +91,7 @@ impl Client {
             clock,
             workflows: Some(workflows),
             local: Some(local),
+            wait_poll: DEFAULT_WAIT_POLL,
         }
     }
 

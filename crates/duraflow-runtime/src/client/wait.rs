@@ -87,7 +87,7 @@ impl Client {
         timeout: Option<Duration>,
     ) -> Result<InstanceInfo, ClientError> {
         let started = tokio::time::Instant::now();
-        let mut poll = Duration::from_millis(5);
+        let mut poll = Duration::from_millis(5).min(self.wait_poll);
         loop {
             let notified = self.store.notifier().map(|n| n.instances.notified());
             tokio::pin!(notified);
@@ -117,7 +117,7 @@ impl Client {
                 }
                 None => tokio::time::sleep(nap).await,
             }
-            poll = (poll * 2).min(Duration::from_millis(500));
+            poll = (poll * 2).min(self.wait_poll);
         }
     }
 }
