@@ -165,7 +165,7 @@ const INDEXES: &[(&str, &[&str])] = &[
     ("instances::CREATE_CLAIMING", &["instances_pkey"]),
     ("instances::SEND", &["instances_pkey"]),
     ("instances::INSERT_CHILDREN", &[]),
-    ("tasks::FETCH", &["tasks_by_visibility", "tasks_pkey"]),
+    ("tasks::FETCH", &["tasks_pkey", "tasks_queue_due"]),
     ("tasks::QUEUE_LOCK", &[]),
     (
         "tasks::FETCH_LIMITED",

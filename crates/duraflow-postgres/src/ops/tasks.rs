@@ -63,11 +63,22 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
              SELECT coalesce(array_agg(qc.name ORDER BY qc.name), '{{}}') AS names
                FROM queue_configs qc
               WHERE qc.name = ANY($4::text[]) AND {TASK_LIMITED}
+         ), candidates AS (
+             SELECT c.id FROM unnest($4::text[]) AS q(name)
+             CROSS JOIN LATERAL (
+                 -- `visible_at <= $1` written as a row comparison that only
+                 -- `tasks_queue_due` can seek (the queue being this one), so that the generic
+                 -- plan does not walk the visibility index filtering on the queue.
+                 SELECT t.id FROM tasks t
+                  WHERE t.queue = q.name AND (t.queue, t.visible_at) <= (q.name, $1)
+                    AND ($5::text[] IS NULL OR t.name = ANY($5::text[]))
+                  ORDER BY t.visible_at, t.id
+                  LIMIT $2
+             ) c
+              WHERE q.name <> ALL(coalesce((SELECT names FROM limited), '{{}}'::text[]))
          ), ready AS (
              SELECT id, visible_at FROM tasks
-              WHERE queue = ANY($4::text[]) AND visible_at <= $1
-                AND queue <> ALL(coalesce((SELECT names FROM limited), '{{}}'::text[]))
-                AND ($5::text[] IS NULL OR name = ANY($5::text[]))
+              WHERE id = ANY(ARRAY(SELECT id FROM candidates)) AND visible_at <= $1
               ORDER BY visible_at, id
               LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -88,7 +99,14 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
 
 /// Leases visible tasks, skipping rows another transaction is leasing: one statement, which
 /// commits by itself, for the served queues without a task limit; it also names the served
-/// queues that have one, whose tasks [`fetch_limited`] then leases within their limits.
+/// queues that have one, whose tasks [`fetch_limited`] then leases within their limits. The
+/// candidates are read queue by queue (a `LATERAL` scan of each served queue's part of
+/// `tasks_queue_due`, at most `max` each), then locked by id in visibility order: a fetch
+/// reads no other queue's tasks however many are visible (with a filter on `queue = ANY(..)`,
+/// the visibility order of every queue was walked: 67 ms for 10 tasks behind 400,000 of
+/// another queue, 0.4–0.8 ms now). The ids go to the lock as an array, so that the generic
+/// plan seeks them by primary key (a join with the candidates was planned as a scan of every
+/// visible task).
 pub(crate) async fn fetch(
     conn: &mut PgConnection,
     filter: &FetchFilter,
