@@ -405,6 +405,8 @@ struct Findings {
     sorts: Vec<String>,
     /// The indexes the plan reads, sorted and distinct.
     indexes: Vec<String>,
+    /// Gather nodes: a plan run by parallel workers.
+    gathers: Vec<String>,
 }
 
 fn walk(node: &Value, found: &mut Findings) {
@@ -430,6 +432,7 @@ fn walk(node: &Value, found: &mut Findings) {
             }
         }
         "Sort" | "Incremental Sort" => found.sorts.push(node["Sort Key"].to_string()),
+        "Gather" | "Gather Merge" => found.gathers.push(kind.to_owned()),
         _ => {}
     }
     if let Some(children) = node["Plans"].as_array() {
@@ -595,6 +598,9 @@ async fn check_all(conn: &mut PgConnection) -> Vec<String> {
         }
         if s.reads == Reads::InOrder && !found.sorts.is_empty() {
             wrong.push(format!("sorts: {:?}", found.sorts));
+        }
+        if !found.gathers.is_empty() {
+            wrong.push(format!("parallel workers: {:?}", found.gathers));
         }
         println!(
             "{}: {:?}; indexes: {:?}; sequential scans: {:?}; whole-index reads: {:?}; sorts: {:?}",
