@@ -119,17 +119,23 @@ mod tests {
 
     use super::{BatchWrite, Batcher};
 
-    /// A write that records each batch and waits for a permit of `gate` before answering
-    /// each item doubled (or `fail`ing the whole batch); `entered` gets a permit as each
-    /// write begins.
-    fn gated(
+    /// A batcher of at most `max` items whose write records each batch, tells `entered` (a
+    /// permit) that it began, waits for a permit of `gate`, and answers each item doubled, or
+    /// fails the whole batch when `fail`.
+    struct Gated {
+        batcher: Batcher<u32, u32>,
         batches: Arc<Mutex<Vec<Vec<u32>>>>,
         gate: Arc<Semaphore>,
         entered: Arc<Semaphore>,
-        fail: bool,
-    ) -> BatchWrite<u32, u32> {
-        Arc::new(move |batch: Vec<u32>| {
-            let (batches, gate, entered) = (batches.clone(), gate.clone(), entered.clone());
+    }
+
+    fn gated(max: usize, open: usize, fail: bool) -> Gated {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let gate = Arc::new(Semaphore::new(open));
+        let entered = Arc::new(Semaphore::new(0));
+        let (b, g, e) = (batches.clone(), gate.clone(), entered.clone());
+        let write: BatchWrite<u32, u32> = Arc::new(move |batch: Vec<u32>| {
+            let (batches, gate, entered) = (b.clone(), g.clone(), e.clone());
             async move {
                 batches.lock().unwrap().push(batch.clone());
                 entered.add_permits(1);
@@ -140,32 +146,39 @@ mod tests {
                 Ok(batch.into_iter().map(|n| Ok(n * 2)).collect())
             }
             .boxed()
-        })
+        });
+        let (batcher, _task) = Batcher::spawn(max, write);
+        Gated {
+            batcher,
+            batches,
+            gate,
+            entered,
+        }
+    }
+
+    /// Submits 0 and waits until its write began, then submits `rest`, which queue behind it.
+    async fn behind_a_write(g: &Gated, rest: std::ops::RangeInclusive<u32>) -> Vec<u32> {
+        let first = tokio::spawn(g.batcher.submit(0));
+        g.entered.acquire().await.unwrap().forget();
+        let rest: Vec<_> = rest.map(|n| tokio::spawn(g.batcher.submit(n))).collect();
+        // Every one of them is queued before the first write is let go (the channel holds them).
+        g.gate.add_permits(rest.len() + 1);
+        let mut results = vec![first.await.unwrap().unwrap()];
+        for r in rest {
+            results.push(r.await.unwrap().unwrap());
+        }
+        results
     }
 
     /// What is submitted while a write is in flight goes into the next write, together; every
     /// item gets its own result.
     #[tokio::test]
     async fn items_submitted_during_a_write_share_the_next_and_get_their_own_results() {
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let gate = Arc::new(Semaphore::new(0));
-        let entered = Arc::new(Semaphore::new(0));
-        let write = gated(batches.clone(), gate.clone(), entered.clone(), false);
-        let (batcher, _task) = Batcher::spawn(128, write);
-
-        let first = tokio::spawn(batcher.submit(0));
-        entered.acquire().await.unwrap().forget();
-        let rest: Vec<_> = (1..=10).map(|n| tokio::spawn(batcher.submit(n))).collect();
-        // Every one of them is queued before the first write is let go (the channel holds them).
-        gate.add_permits(2);
-        assert_eq!(first.await.unwrap().unwrap(), 0);
-        let mut results = Vec::new();
-        for r in rest {
-            results.push(r.await.unwrap().unwrap());
-        }
-        assert_eq!(results, (1..=10).map(|n| n * 2).collect::<Vec<_>>());
+        let g = gated(128, 0, false);
+        let results = behind_a_write(&g, 1..=10).await;
+        assert_eq!(results, (0..=10).map(|n| n * 2).collect::<Vec<_>>());
         assert_eq!(
-            *batches.lock().unwrap(),
+            *g.batches.lock().unwrap(),
             vec![vec![0], (1..=10).collect::<Vec<_>>()],
             "one write for the first item, one for the ten that came while it ran"
         );
@@ -174,36 +187,24 @@ mod tests {
     /// A write that fails fails each of its items with its error; the batcher goes on.
     #[tokio::test]
     async fn a_failed_write_fails_each_of_its_items() {
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let gate = Arc::new(Semaphore::new(10));
-        let entered = Arc::new(Semaphore::new(0));
-        let write = gated(batches, gate, entered, true);
-        let (batcher, _task) = Batcher::spawn(128, write);
+        let g = gated(128, 10, true);
         let results: Vec<StoreResult<u32>> =
-            futures::future::join_all((0..3).map(|n| batcher.submit(n))).await;
+            futures::future::join_all((0..3).map(|n| g.batcher.submit(n))).await;
         assert!(results
             .iter()
             .all(|r| matches!(r, Err(StoreError::Unavailable(m)) if m == "down")));
-        assert!(batcher.submit(7).await.is_err(), "the writer still answers");
+        assert!(
+            g.batcher.submit(7).await.is_err(),
+            "the writer still answers"
+        );
     }
 
     /// A batch larger than the most is split.
     #[tokio::test]
     async fn batches_hold_at_most_the_maximum() {
-        let batches = Arc::new(Mutex::new(Vec::new()));
-        let gate = Arc::new(Semaphore::new(0));
-        let entered = Arc::new(Semaphore::new(0));
-        let write = gated(batches.clone(), gate.clone(), entered.clone(), false);
-        let (batcher, _task) = Batcher::spawn(4, write);
-        let first = tokio::spawn(batcher.submit(0));
-        entered.acquire().await.unwrap().forget();
-        let rest: Vec<_> = (1..=6).map(|n| tokio::spawn(batcher.submit(n))).collect();
-        gate.add_permits(3);
-        first.await.unwrap().unwrap();
-        for r in rest {
-            r.await.unwrap().unwrap();
-        }
-        let sizes: Vec<usize> = batches.lock().unwrap().iter().map(Vec::len).collect();
+        let g = gated(4, 0, false);
+        behind_a_write(&g, 1..=6).await;
+        let sizes: Vec<usize> = g.batches.lock().unwrap().iter().map(Vec::len).collect();
         assert_eq!(sizes, vec![1, 4, 2]);
     }
 }
