@@ -144,8 +144,8 @@ pub(crate) async fn status(
     if let Some(ms) = query.wait_ms {
         if ms > MAX_WAIT_MS {
             return Err(ApiError::invalid(format!(
-                "wait_ms is {ms}, more than the most, {MAX_WAIT_MS}; wait again after an \
-                 answer that is not finished"
+                "wait_ms is {ms}, more than a request may wait ({MAX_WAIT_MS}); ask for at \
+                 most {MAX_WAIT_MS}, and ask again while the answer's status is not finished"
             )));
         }
         match state
