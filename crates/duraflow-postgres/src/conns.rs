@@ -11,7 +11,7 @@
 //! - Only a connection whose operation ran to its end (every reply read: [`Conns::keep`] is
 //!   called after the last `await`) is kept; any other goes back to sqlx, whose ping drains or
 //!   closes it.
-//! - At most [`Conns::capacity`] are kept, two fewer than the pool's size: a caller waiting for
+//! - At most two are kept, and two fewer than the pool's size (`capacity`): a caller waiting for
 //!   the pool is never starved by connections sitting here, as each operation that ends while
 //!   they are all kept gives its connection back to the pool.
 
@@ -119,8 +119,8 @@ impl Conns {
         self.pool.acquire().await.map_err(store_error)
     }
 
-    /// Keeps `conn`, whose operation ran to its end, or gives it back to the pool when
-    /// [`Conns::capacity`] connections are kept already.
+    /// Keeps `conn`, whose operation ran to its end, or gives it back to the pool when as many
+    /// connections as may be kept are kept already.
     pub(crate) fn keep(&self, conn: Conn) {
         self.keep_since(conn, Instant::now());
     }
