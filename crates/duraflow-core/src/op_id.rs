@@ -81,9 +81,19 @@ impl OpId {
     }
 }
 
+// Equality and hashing run for every map lookup of every operation. They read an inline id as
+// the fixed array it is, with no slice compare or byte-slice hash: an id is inline exactly when
+// it has at most `INLINE_DEPTH` levels, and the levels past its length are always zero, so two
+// ids are equal exactly when their representations are.
 impl PartialEq for OpId {
     fn eq(&self, other: &Self) -> bool {
-        self.path() == other.path()
+        match (&self.0, &other.0) {
+            (Path::Inline { len: a, seqs: x }, Path::Inline { len: b, seqs: y }) => {
+                a == b && x == y
+            }
+            (Path::Heap(x), Path::Heap(y)) => x == y,
+            _ => false,
+        }
     }
 }
 
@@ -91,7 +101,15 @@ impl Eq for OpId {}
 
 impl Hash for OpId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.path().hash(state);
+        match &self.0 {
+            Path::Inline { len, seqs } => {
+                let [a, b, c, d] = seqs.map(u64::from);
+                state.write_u8(*len);
+                state.write_u64(a | b << 32);
+                state.write_u64(c | d << 32);
+            }
+            Path::Heap(seqs) => seqs.hash(state),
+        }
     }
 }
 

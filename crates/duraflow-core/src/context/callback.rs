@@ -1,5 +1,6 @@
 //! Callbacks: an operation an external party completes by presenting an unguessable token.
 
+use std::borrow::Cow;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -126,7 +127,7 @@ impl<T> Callback<T> {
             timeout_at: self.timeout.map(|t| start.plus_ceil(t)),
             heartbeat_timeout: self.heartbeat_timeout,
         };
-        if !s.issue(ev) {
+        if !s.issue(Cow::Owned(ev)) {
             return None;
         }
         let recorded = s.event_at(s.pos - 1).clone();

@@ -1,5 +1,6 @@
 //! Child contexts: a named scope whose result is journaled as one unit.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -105,7 +106,7 @@ where
                 op: this.op.clone(),
                 name: this.name.clone(),
             };
-            if !s.issue(ev) {
+            if !s.issue(Cow::Owned(ev)) {
                 return Poll::Pending;
             }
             this.issued = true;
@@ -195,7 +196,7 @@ where
         };
         {
             let mut s = lock(&this.parent.state);
-            if !s.issue(ev) {
+            if !s.issue(Cow::Owned(ev)) {
                 return Poll::Pending;
             }
             this.end_pos = Some(s.pos - 1);

@@ -1,5 +1,6 @@
 //! Continue-as-new.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -37,9 +38,9 @@ impl<T> Future for ContinueAsNew<T> {
         match this.input.take() {
             Some(Ok(input)) => {
                 let mut s = lock(&this.state);
-                if s.issue(EventKind::ContinuedAsNew {
+                if s.issue(Cow::Owned(EventKind::ContinuedAsNew {
                     input: input.clone(),
-                }) {
+                })) {
                     s.continue_as_new = Some(input);
                 }
                 Poll::Pending

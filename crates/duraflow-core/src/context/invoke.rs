@@ -1,5 +1,6 @@
 //! `invoke`: run another registered workflow and get its result, within a time limit.
 
+use std::borrow::Cow;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -109,7 +110,7 @@ impl Future for Issue {
         let Some(event) = this.event.take() else {
             return Poll::Ready(());
         };
-        if s.issue(event) {
+        if s.issue(Cow::Owned(event)) {
             Poll::Ready(())
         } else {
             Poll::Pending

@@ -1,5 +1,6 @@
 //! The future behind every durable operation that waits for a completion.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -188,7 +189,7 @@ impl<T: DeserializeOwned> Future for OpFuture<T> {
                         recorded,
                     ));
                 }
-                if !s.issue(ev.clone()) {
+                if !s.issue(Cow::Borrowed(&ev)) {
                     return Poll::Pending;
                 }
                 register(&mut s, this.kind, &this.op, &ev);

@@ -72,6 +72,13 @@ impl fmt::Display for Transition {
     }
 }
 
+/// Whether two state or event names are the same. The names replay compares are the tables'
+/// and the events' own constants, so most are the same string in memory: that is checked
+/// first, before the bytes.
+fn same_name(a: &str, b: &str) -> bool {
+    a.len() == b.len() && (std::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b)
+}
+
 /// The pseudo-event of an operation whose future was dropped before it completed.
 pub const ABANDONED: &str = "abandoned";
 
@@ -169,7 +176,7 @@ impl Primitive {
     pub fn row(self, from: &str, event: &str) -> Option<&'static Transition> {
         self.transitions()
             .iter()
-            .find(|t| t.from == from && t.event == event)
+            .find(|t| same_name(t.from, from) && same_name(t.event, event))
     }
 
     /// Takes the row for `event` in state `from`: returns the state it leads to, and counts
@@ -182,7 +189,7 @@ impl Primitive {
 
     /// Whether `state` ends the operation (no row leaves it).
     pub fn is_final(self, state: &str) -> bool {
-        !self.transitions().iter().any(|t| t.from == state)
+        !self.transitions().iter().any(|t| same_name(t.from, state))
     }
 
     /// Adds to `plan` what a turn must write for `ev`, an event of an operation of this

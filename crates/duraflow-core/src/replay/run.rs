@@ -1,5 +1,6 @@
 //! [`WorkflowRun`]: drives one execution of a workflow through its journal and new deliveries.
 
+use std::borrow::Cow;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -164,8 +165,8 @@ impl WorkflowRun {
                 if s.pos >= s.recorded_len {
                     None
                 } else {
-                    let ev = s.event_at(s.pos).clone();
-                    if ev.kind.is_issued() {
+                    let recorded = &s.event_at(s.pos).kind;
+                    if recorded.is_issued() {
                         let requested = if self.future.is_some() {
                             "waits for something else without asking for it (a removed \
                              operation, or operations in a different order)"
@@ -174,12 +175,12 @@ impl WorkflowRun {
                         };
                         Some(Err(Nondeterminism {
                             position: s.pos,
-                            recorded: ev.kind.describe(),
+                            recorded: recorded.describe(),
                             requested: requested.to_owned(),
-                            op: ev.kind.op().cloned(),
+                            op: recorded.op().cloned(),
                             mismatch: Mismatch::Removed,
                         }))
-                    } else if !s.wants(&ev.kind) {
+                    } else if !s.wants(recorded) {
                         // A recorded delivery is one the run wanted when it was journaled; one
                         // it does not want now (a second start, a duplicate, a completion of
                         // the wrong kind or for an operation the code never waits for) means
@@ -187,14 +188,13 @@ impl WorkflowRun {
                         // operation a result that is not its own.
                         Some(Err(Nondeterminism {
                             position: s.pos,
-                            recorded: ev.kind.describe(),
-                            requested: s.refusal(&ev.kind),
-                            op: ev.kind.op().cloned(),
+                            recorded: recorded.describe(),
+                            requested: s.refusal(recorded),
+                            op: recorded.op().cloned(),
                             mismatch: Mismatch::Unexpected,
                         }))
                     } else {
-                        s.pos += 1;
-                        Some(Ok(ev))
+                        Some(Ok(s.take_delivered()))
                     }
                 }
             };
@@ -476,7 +476,7 @@ impl WorkflowRun {
         };
         let issued = {
             let mut s = lock(&self.state);
-            if s.issue(kind) {
+            if s.issue(Cow::Owned(kind)) {
                 Ok(())
             } else {
                 Err(s.nondeterminism.take())

@@ -1,5 +1,6 @@
 //! The state one execution's operations share while it is replayed and run.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
@@ -229,6 +230,21 @@ impl State {
         &self.journal[pos - self.base]
     }
 
+    /// Moves the recorded delivery at the cursor out of the journal, for replay to apply, and
+    /// moves the cursor past it. No position behind the cursor is read again (replay reads at
+    /// the cursor and ahead of it, and a run hands out only the events it appended), so the
+    /// cancellation without a reason left in its place, which allocates nothing, is never seen;
+    /// copying the event instead cost an allocation per replayed result.
+    pub(crate) fn take_delivered(&mut self) -> Event {
+        let slot = &mut self.journal[self.pos - self.base];
+        let gone = EventKind::CancelRequested {
+            reason: String::new(),
+        };
+        let kind = std::mem::replace(&mut slot.kind, gone);
+        self.pos += 1;
+        Event { at: slot.at, kind }
+    }
+
     /// Drops the events before `len` (they are committed) and returns them.
     pub(crate) fn forget_committed(&mut self, len: usize) -> Vec<Event> {
         let n = len.saturating_sub(self.base).min(self.journal.len());
@@ -274,8 +290,8 @@ impl State {
 
     /// Records that the code asks for `kind`: during replay it must match the journal at the
     /// cursor; afterwards it is appended. Returns `false` (and records the nondeterminism) when it
-    /// does not match.
-    pub(crate) fn issue(&mut self, kind: EventKind) -> bool {
+    /// does not match. A borrowed `kind` is copied only when it is appended: replay compares.
+    pub(crate) fn issue(&mut self, kind: Cow<'_, EventKind>) -> bool {
         if self.nondeterminism.is_some() {
             return false;
         }
@@ -313,7 +329,10 @@ impl State {
         }
         self.note_issued(&kind);
         let at = self.clock_now();
-        self.journal.push(Event { at, kind });
+        self.journal.push(Event {
+            at,
+            kind: kind.into_owned(),
+        });
         self.pos = self.journal_len();
         true
     }
@@ -378,16 +397,17 @@ impl State {
     /// Moves `op` along the row of its table for `event`; an operation that reaches a final
     /// state is forgotten. Returns whether the table had the row.
     pub(crate) fn advance(&mut self, op: &OpId, event: &str) -> bool {
-        let Some((primitive, from)) = self.op_states.get(op).copied() else {
+        let Some(entry) = self.op_states.get_mut(op) else {
             return false;
         };
+        let (primitive, from) = *entry;
         let Some(to) = primitive.step(from, event) else {
             return false;
         };
         if primitive.is_final(to) {
             self.op_states.remove(op);
         } else {
-            self.op_states.insert(op.clone(), (primitive, to));
+            entry.1 = to;
         }
         true
     }
@@ -682,6 +702,9 @@ impl State {
     /// then not issued again, and completes at once with it (on replay too, since the recorded
     /// results are journaled in the execution's start).
     pub(crate) fn take_recorded(&mut self, issue: &EventKind) -> Option<Completion> {
+        if self.recorded.is_empty() {
+            return None;
+        }
         let op = issue.op()?;
         if !same_operation(&self.recorded.get(op)?.issued, issue) {
             return None;

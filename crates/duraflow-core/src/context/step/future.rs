@@ -1,6 +1,7 @@
 //! The future of an inline step: issues each attempt's start, runs the closure when the run
 //! is live, and turns its result into `step_completed`, `step_failed` or `step_retrying`.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -29,7 +30,9 @@ use crate::retry::RetryPolicy;
 pub struct StepFuture<T, F, Fut> {
     ctx: WorkflowContext,
     op: OpId,
-    name: Arc<str>,
+    /// The current attempt's `step_started` (which holds the step's name): replay compares it
+    /// with the journal without building it again, and only a live run copies it.
+    started: EventKind,
     f: F,
     semantics: StepSemantics,
     retry: RetryPolicy,
@@ -51,8 +54,12 @@ impl<T, F, Fut> StepFuture<T, F, Fut> {
         let op = ctx.next_op();
         StepFuture {
             ctx,
+            started: EventKind::StepStarted {
+                op: op.clone(),
+                name: name.to_owned(),
+                attempt: 1,
+            },
             op,
-            name: Arc::from(name),
             f,
             semantics: StepSemantics::default(),
             retry: RetryPolicy::none(),
@@ -89,6 +96,14 @@ impl<T, F, Fut> StepFuture<T, F, Fut> {
     fn state(&self) -> &Shared {
         &self.ctx.state
     }
+
+    /// The step's name.
+    fn name(&self) -> &str {
+        match &self.started {
+            EventKind::StepStarted { name, .. } => name,
+            _ => "",
+        }
+    }
 }
 
 /// How a step's own error is recorded.
@@ -123,7 +138,7 @@ where
             instance_id: Arc::from(self.ctx.instance_id()),
             execution: s.execution,
             op: self.op.clone(),
-            name: self.name.clone(),
+            name: Arc::from(self.name()),
             attempt: self.attempt,
         }
     }
@@ -154,7 +169,9 @@ where
                     kind: FailureKind::RetriesExhausted,
                     message: format!(
                         "step {:?} failed on all {} attempts; the last: {}",
-                        self.name, self.attempt, failure.message
+                        self.name(),
+                        self.attempt,
+                        failure.message
                     ),
                     ..failure
                 },
@@ -188,7 +205,7 @@ where
     }
 
     fn label(&self) -> String {
-        format!("step {:?}", self.name)
+        format!("step {:?}", self.name())
     }
 }
 
@@ -212,16 +229,14 @@ where
                 return Poll::Pending;
             }
             if !this.issued {
-                let ev = EventKind::StepStarted {
-                    op: this.op.clone(),
-                    name: this.name.to_string(),
-                    attempt: this.attempt,
-                };
-                if let Some(recorded) = s.take_recorded(&ev) {
+                if let EventKind::StepStarted { attempt, .. } = &mut this.started {
+                    *attempt = this.attempt;
+                }
+                if let Some(recorded) = s.take_recorded(&this.started) {
                     drop(s);
                     return Poll::Ready(this.finish(recorded));
                 }
-                if !s.issue(ev) {
+                if !s.issue(Cow::Borrowed(&this.started)) {
                     return Poll::Pending;
                 }
                 this.start_pos = s.pos - 1;
@@ -271,7 +286,8 @@ where
                         format!(
                             "attempt {} of step {:?} was interrupted (the process stopped while \
                              it ran) and, being at most once, is not run again",
-                            this.attempt, this.name
+                            this.attempt,
+                            this.name()
                         ),
                     )
                     .at(this.label(), &this.op);
@@ -332,7 +348,11 @@ where
             Err(panic) => AttemptEnd::Failed {
                 failure: Failure::new(
                     FailureKind::Panic,
-                    format!("step {:?} panicked: {}", self.name, panic_message(&*panic)),
+                    format!(
+                        "step {:?} panicked: {}",
+                        self.name(),
+                        panic_message(&*panic)
+                    ),
                 )
                 .at(self.label(), &self.op),
                 retryable: false,
@@ -342,14 +362,14 @@ where
                 Err(e) => AttemptEnd::Failed {
                     failure: Failure::new(
                         FailureKind::Payload,
-                        format!("cannot encode the output of step {:?}: {e}", self.name),
+                        format!("cannot encode the output of step {:?}: {e}", self.name()),
                     )
                     .at(self.label(), &self.op),
                     retryable: false,
                 },
             },
             Ok(Err(e)) => AttemptEnd::Failed {
-                failure: step_failure(&self.name, &self.op, &e),
+                failure: step_failure(self.name(), &self.op, &e),
                 retryable: e.is_retryable(),
             },
         };
@@ -368,14 +388,16 @@ impl<T: DeserializeOwned, F, Fut> StepFuture<T, F, Fut> {
             Completion::Ok(p) => p.decode::<T>().map_err(|e| {
                 WorkflowError::Payload(format!(
                     "step {:?} (op {}) produced a value the workflow cannot decode: {e}",
-                    self.name, self.op
+                    self.name(),
+                    self.op
                 ))
             }),
             Completion::Err(f) => Err(WorkflowError::Step(f)),
             Completion::Fired | Completion::Started(_) | Completion::Retrying => {
                 Err(WorkflowError::Payload(format!(
                     "step {:?} (op {}) received a completion of another kind",
-                    self.name, self.op
+                    self.name(),
+                    self.op
                 )))
             }
         }
