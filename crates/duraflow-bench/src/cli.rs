@@ -45,8 +45,10 @@ pub(crate) struct Cli {
 
     /// throughput: how the workflows are started: `concurrent` (64 awaited starts in flight at
     /// once), `loop` (one awaited start after another from one task, as
-    /// `for x in xs { client.start(..).await? }` does) or `batch` (`Client::start_many`, 100
-    /// starts per call, one call after another).
+    /// `for x in xs { client.start(..).await? }` does), `batch` (`Client::start_many`, 100
+    /// starts per call, one call after another) or `request` (64 tasks, each starting a
+    /// workflow and waiting for its result before starting the next, as a server answering
+    /// requests does).
     #[arg(long, value_enum, default_value_t = StartStyle::Concurrent)]
     pub(crate) starts: StartStyle,
 
@@ -109,6 +111,9 @@ pub(crate) enum StartStyle {
     Loop,
     /// `Client::start_many`, 100 starts per call, one call after another.
     Batch,
+    /// 64 tasks, each starting a workflow and waiting for its result (`Client::wait_finished`)
+    /// before it starts the next: a server answering requests.
+    Request,
 }
 
 impl StartStyle {
@@ -118,6 +123,7 @@ impl StartStyle {
             StartStyle::Concurrent => "concurrent",
             StartStyle::Loop => "loop",
             StartStyle::Batch => "batch",
+            StartStyle::Request => "request",
         }
     }
 }

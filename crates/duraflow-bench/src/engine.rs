@@ -48,7 +48,7 @@ pub(crate) const WAKE: &str = "wake";
 pub(crate) const START_CONCURRENCY: usize = 64;
 
 /// How long any wait for workflows may take before the workload fails.
-const WAIT_LIMIT: Duration = Duration::from_secs(600);
+pub(crate) const WAIT_LIMIT: Duration = Duration::from_secs(600);
 
 async fn noop(_ctx: ActivityContext, _i: u64) -> Result<(), ActivityError> {
     Ok(())

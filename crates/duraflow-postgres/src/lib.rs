@@ -267,8 +267,9 @@ impl PostgresStore {
         if wake.tasks {
             listen::wake(&self.notifier, listen::TASKS);
         }
-        if wake.instances {
-            listen::wake(&self.notifier, listen::INSTANCES);
+        if !wake.instances.is_empty() {
+            self.notifier
+                .instances_changed(wake.instances.iter().map(String::as_str));
         }
         if wake.feed {
             self.notifier.feed.notify_waiters();

@@ -12,7 +12,29 @@ use tracing::{debug, warn};
 /// What a notification's payload names.
 pub(crate) const TURNS: &str = "turns";
 pub(crate) const TASKS: &str = "tasks";
+/// Some instances finished or changed execution, which is not said (every watcher wakes).
 pub(crate) const INSTANCES: &str = "instances";
+/// The start of the payload that names one instance that finished or changed execution:
+/// `instance:<id>` wakes the watchers of that instance only.
+pub(crate) const INSTANCE: &str = "instance:";
+
+/// The longest payload PostgreSQL takes is 7,999 bytes: an instance whose id would make a
+/// longer one is announced as [`INSTANCES`].
+const MAX_PAYLOAD: usize = 7_999;
+
+/// The notifications that announce that `ids` finished or changed execution, one per instance
+/// (PostgreSQL sends each distinct payload of a transaction once).
+pub(crate) fn instance_payloads(ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .map(|id| {
+            if INSTANCE.len() + id.len() <= MAX_PAYLOAD {
+                format!("{INSTANCE}{id}")
+            } else {
+                INSTANCES.to_owned()
+            }
+        })
+        .collect()
+}
 
 /// The channel of a schema.
 pub(crate) fn channel(schema: &str) -> String {
@@ -24,15 +46,18 @@ pub(crate) fn wake(notifier: &Notifier, payload: &str) {
     match payload {
         TURNS => notifier.turns.notify_waiters(),
         TASKS => notifier.tasks.notify_waiters(),
-        INSTANCES => notifier.instances.notify_waiters(),
-        _ => wake_all(notifier),
+        INSTANCES => notifier.all_instances_changed(),
+        _ => match payload.strip_prefix(INSTANCE) {
+            Some(id) => notifier.instances_changed([id]),
+            None => wake_all(notifier),
+        },
     }
 }
 
 fn wake_all(notifier: &Notifier) {
     notifier.turns.notify_waiters();
     notifier.tasks.notify_waiters();
-    notifier.instances.notify_waiters();
+    notifier.all_instances_changed();
 }
 
 /// Listens until the task is aborted. When the connection drops, notifications sent meanwhile
@@ -71,5 +96,54 @@ pub(crate) async fn listen(pool: PgPool, channel: String, notifier: Arc<Notifier
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    fn fired<F: Future>(future: Pin<&mut F>) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(future.poll(&mut cx), Poll::Ready(_))
+    }
+
+    #[test]
+    fn an_instance_is_announced_by_id_unless_the_id_is_too_long() {
+        let long = "x".repeat(MAX_PAYLOAD);
+        let payloads = instance_payloads(&["a".to_owned(), long]);
+        assert_eq!(payloads, ["instance:a", INSTANCES]);
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD));
+        let fits = "y".repeat(MAX_PAYLOAD - INSTANCE.len());
+        assert_eq!(
+            instance_payloads(&[fits.clone()]),
+            [format!("{INSTANCE}{fits}")]
+        );
+    }
+
+    #[test]
+    fn a_notification_wakes_the_watchers_it_names() {
+        let notifier = Notifier::new();
+        let a = notifier.watch("a");
+        let b = notifier.watch("b:c");
+        let (a_changed, b_changed) = (a.notified(), b.notified());
+        tokio::pin!(a_changed, b_changed);
+        a_changed.as_mut().enable();
+        b_changed.as_mut().enable();
+        wake(&notifier, "instance:b:c");
+        assert!(fired(b_changed), "the id is all that follows the prefix");
+        assert!(
+            !fired(a_changed.as_mut()),
+            "another instance's watcher sleeps on"
+        );
+        wake(&notifier, INSTANCES);
+        assert!(
+            fired(a_changed),
+            "a notification that names no instance wakes every watcher"
+        );
     }
 }

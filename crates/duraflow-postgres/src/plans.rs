@@ -49,7 +49,7 @@ struct Statement {
 /// The types of the parameters of `commit::write_sql`, as `commit_batch` binds them.
 const WRITE_TYPES: &str = "text[], text[], text[], text[], bigint[], int[], text[], bigint[], \
     bool[], text[], int[], int[], text[], int, text[], bigint[], text[], int[], text[], text[], \
-    text[], text[], bigint[], bigint[], text[], bigint[], text[], text, bool, bool, bool, \
+    text[], text[], bigint[], bigint[], text[], bigint[], text[], text, bool, text[], bool, \
     bigint[], text[], int[], text[], int[], bigint[], bool[], text[], int";
 
 fn statement(name: &str, sql: &str, reads: Reads) -> Statement {

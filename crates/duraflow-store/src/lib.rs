@@ -25,7 +25,7 @@ pub use filter::FetchFilter;
 pub use journal_cache::JournalCache;
 pub use management::{management_of, Management, QueueDepth};
 pub use memory::MemoryStore;
-pub use notify::Notifier;
+pub use notify::{InstanceWatch, Notifier};
 pub use queue_config::{
     admit_in_order, needs_admission, pending_scan, Admission, Candidate, QueueConfig, RateLimit,
     Verdict,

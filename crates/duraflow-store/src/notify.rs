@@ -1,5 +1,9 @@
 //! In-process wakeups.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
 /// Wakes dispatchers, workers and waiting clients in the same process when a store changes, so
@@ -11,15 +15,174 @@ pub struct Notifier {
     pub turns: Notify,
     /// Some activity task is visible now.
     pub tasks: Notify,
-    /// Some instance finished (or changed execution).
+    /// Some instance finished (or changed execution). Every waiter on it wakes for every such
+    /// instance: to wait for one instance, [`Notifier::watch`] it.
     pub instances: Notify,
     /// A commit in this process appended records to the feed.
     pub feed: Notify,
+    /// The instances someone [watches](Notifier::watch), by id.
+    watched: Mutex<HashMap<String, Watched>>,
+}
+
+/// The wakeup of one watched instance, and how many [`InstanceWatch`]es share it.
+#[derive(Debug)]
+struct Watched {
+    notify: Arc<Notify>,
+    watchers: usize,
 }
 
 impl Notifier {
     /// A notifier nobody waits on yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Watches the instance `id`: the watch's [`InstanceWatch::notified`] wakes when that
+    /// instance finishes or changes execution, and not for other instances, so that a thousand
+    /// clients each waiting for their own instance do not all look at the store whenever any
+    /// one of them finishes. Like the channels, enable the future before reading the instance.
+    pub fn watch(&self, id: &str) -> InstanceWatch<'_> {
+        let mut watched = self.watched();
+        let entry = watched.entry(id.to_owned()).or_insert_with(|| Watched {
+            notify: Arc::new(Notify::new()),
+            watchers: 0,
+        });
+        entry.watchers += 1;
+        InstanceWatch {
+            notifier: self,
+            id: id.to_owned(),
+            notify: entry.notify.clone(),
+        }
+    }
+
+    /// Wakes the waiters of [`Notifier::instances`] and the watchers of each of `ids`, which
+    /// finished or changed execution.
+    pub fn instances_changed<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        self.instances.notify_waiters();
+        let watched = self.watched();
+        for id in ids {
+            if let Some(w) = watched.get(id) {
+                w.notify.notify_waiters();
+            }
+        }
+    }
+
+    /// Wakes the waiters of [`Notifier::instances`] and every watcher: some instances changed,
+    /// and which is not known (a notification that names none, a lost connection).
+    pub fn all_instances_changed(&self) {
+        self.instances.notify_waiters();
+        for w in self.watched().values() {
+            w.notify.notify_waiters();
+        }
+    }
+
+    /// How many instances are watched.
+    pub fn watched_instances(&self) -> usize {
+        self.watched().len()
+    }
+
+    fn watched(&self) -> std::sync::MutexGuard<'_, HashMap<String, Watched>> {
+        // Every update of the map is a single insert, increment or removal: a panic elsewhere
+        // while the lock was held leaves nothing half-written.
+        self.watched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A watch on one instance (see [`Notifier::watch`]); dropping it ends the watch.
+#[derive(Debug)]
+pub struct InstanceWatch<'a> {
+    notifier: &'a Notifier,
+    id: String,
+    notify: Arc<Notify>,
+}
+
+impl InstanceWatch<'_> {
+    /// A future that completes at the next change of the instance after it is enabled (or
+    /// first polled).
+    pub fn notified(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for InstanceWatch<'_> {
+    fn drop(&mut self) {
+        let mut watched = self.notifier.watched();
+        if let Some(w) = watched.get_mut(&self.id) {
+            w.watchers -= 1;
+            if w.watchers == 0 {
+                watched.remove(&self.id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+
+    fn fired<F: Future>(future: Pin<&mut F>) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        matches!(future.poll(&mut cx), Poll::Ready(_))
+    }
+
+    #[test]
+    fn a_watch_wakes_for_its_own_instance_only() {
+        let notifier = Notifier::new();
+        let a = notifier.watch("a");
+        let b = notifier.watch("b");
+        let a_changed = a.notified();
+        let b_changed = b.notified();
+        tokio::pin!(a_changed, b_changed);
+        a_changed.as_mut().enable();
+        b_changed.as_mut().enable();
+        let any = notifier.instances.notified();
+        tokio::pin!(any);
+        any.as_mut().enable();
+
+        notifier.instances_changed(["b", "c"]);
+        assert!(!fired(a_changed.as_mut()), "b and c are not a");
+        assert!(fired(b_changed), "b changed");
+        assert!(fired(any), "the channel wakes for every instance");
+
+        notifier.instances_changed(["a"]);
+        assert!(fired(a_changed), "a changed");
+    }
+
+    #[test]
+    fn an_unknown_change_wakes_every_watch() {
+        let notifier = Notifier::new();
+        let a = notifier.watch("a");
+        let b = notifier.watch("b");
+        let a_changed = a.notified();
+        let b_changed = b.notified();
+        tokio::pin!(a_changed, b_changed);
+        a_changed.as_mut().enable();
+        b_changed.as_mut().enable();
+        notifier.all_instances_changed();
+        assert!(fired(a_changed));
+        assert!(fired(b_changed));
+    }
+
+    #[test]
+    fn watches_of_one_instance_share_it_until_the_last_is_dropped() {
+        let notifier = Notifier::new();
+        let first = notifier.watch("a");
+        let second = notifier.watch("a");
+        assert_eq!(notifier.watched_instances(), 1);
+        drop(first);
+        assert_eq!(notifier.watched_instances(), 1, "the second still watches");
+        {
+            let changed = second.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            notifier.instances_changed(["a"]);
+            assert!(fired(changed));
+        }
+        drop(second);
+        assert_eq!(notifier.watched_instances(), 0, "nothing left behind");
     }
 }

@@ -13,14 +13,15 @@ use crate::types::TurnCommit;
 /// visible later: a dispatcher sleeping until the previous `next_due` must recompute it, or it
 /// would oversleep a newly scheduled earlier deadline. Waiters re-check the store, so an early
 /// wakeup costs one query.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Wake {
     /// Some instance may have a turn to run.
     pub turns: bool,
     /// Some activity task may be fetchable.
     pub tasks: bool,
-    /// Some instance finished (or changed execution).
-    pub instances: bool,
+    /// These instances finished (or changed execution): their watchers and the `instances`
+    /// channel are woken (see [`Notifier::watch`]).
+    pub instances: Vec<String>,
     /// Records were appended to the feed (woken in this process only: subscribers of other
     /// processes poll).
     pub feed: bool,
@@ -31,8 +32,13 @@ impl Wake {
     pub fn merge(&mut self, other: Wake) {
         self.turns |= other.turns;
         self.tasks |= other.tasks;
-        self.instances |= other.instances;
+        self.instances.extend(other.instances);
         self.feed |= other.feed;
+    }
+
+    /// The instance `id` finished or changed execution.
+    pub fn instance_changed(&mut self, id: &str) {
+        self.instances.push(id.to_owned());
     }
 
     /// Wakes the waiters of this process on `notifier`'s channels that this names.
@@ -43,8 +49,8 @@ impl Wake {
         if self.tasks {
             notifier.tasks.notify_waiters();
         }
-        if self.instances {
-            notifier.instances.notify_waiters();
+        if !self.instances.is_empty() {
+            notifier.instances_changed(self.instances.iter().map(String::as_str));
         }
         if self.feed {
             notifier.feed.notify_waiters();

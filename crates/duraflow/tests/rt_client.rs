@@ -518,3 +518,60 @@ async fn start_many_starts_a_batch_that_runs() {
     ));
     engine.shutdown().await;
 }
+
+/// Each waiting client watches its own instance (`Notifier::watch`): an instance that
+/// finishes wakes its own waiters, and a finished wait leaves no watch behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_waiting_client_watches_its_own_instance() {
+    let engine = engine(Arc::default()).await;
+    let client = engine.client();
+    let store = engine.store();
+    let notifier = store.notifier().expect("the memory store has a notifier");
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        runs.push(client.start("blocked", &()).await.unwrap());
+    }
+    let waits: Vec<_> = runs
+        .iter()
+        .map(|run| {
+            let client = client.clone();
+            let id = run.id.clone();
+            tokio::spawn(async move { client.wait::<u32>(&id).timeout(common::DEADLINE).await })
+        })
+        .collect();
+    common::eventually("every client watches its instance", || async {
+        (notifier.watched_instances() == 3).then_some(())
+    })
+    .await;
+
+    client
+        .raise_event(&runs[1], "release", &7u32)
+        .await
+        .unwrap();
+    let mut waits = waits.into_iter();
+    let (first, second, third) = (
+        waits.next().unwrap(),
+        waits.next().unwrap(),
+        waits.next().unwrap(),
+    );
+    assert_eq!(second.await.unwrap().unwrap(), 7);
+    assert_eq!(
+        notifier.watched_instances(),
+        2,
+        "the finished wait stopped watching"
+    );
+    assert!(!first.is_finished() && !third.is_finished());
+
+    client
+        .raise_event(&runs[0], "release", &1u32)
+        .await
+        .unwrap();
+    client
+        .raise_event(&runs[2], "release", &3u32)
+        .await
+        .unwrap();
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    assert_eq!(third.await.unwrap().unwrap(), 3);
+    assert_eq!(notifier.watched_instances(), 0);
+    engine.shutdown().await;
+}

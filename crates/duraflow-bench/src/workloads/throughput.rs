@@ -3,7 +3,9 @@
 //! where they can be counted. The workflows are started as `--starts` says: 64 awaited starts
 //! in flight at once (`concurrent`), one awaited start after another from one task (`loop`,
 //! which also reports the time of each start while the engine runs the earlier workflows), or
-//! `Client::start_many` calls of [`BATCH`] starts one after another (`batch`).
+//! `Client::start_many` calls of [`BATCH`] starts one after another (`batch`), or by 64 tasks
+//! that each start a workflow and wait for its result before starting the next (`request`, as
+//! a server answering requests does: up to 64 clients wait at once).
 //!
 //! Commits are counted without changing the stores:
 //!
@@ -19,13 +21,14 @@
 use std::time::{Duration, Instant};
 
 use crate::cli::StartStyle;
-use crate::engine::{self, start_all, wait_all, THREE_ACTIVITIES};
+use crate::engine::{self, start_all, wait_all, START_CONCURRENCY, THREE_ACTIVITIES, WAIT_LIMIT};
 use crate::meter::{WalCount, WalMeter};
 use crate::report::Figures;
 use crate::stats;
 use crate::store::StoreEnv;
 use crate::workloads::Session;
 use crate::Result;
+use futures::{StreamExt, TryStreamExt};
 
 /// Starts per `start_many` call in the `batch` style.
 pub(crate) const BATCH: usize = 100;
@@ -165,6 +168,15 @@ async fn pass(env: &StoreEnv, n: u64, meter: bool, starts: StartStyle) -> Result
                     )
                     .await?;
             }
+        }
+        StartStyle::Request => {
+            futures::stream::iter(runs.iter().map(|(id, input)| async move {
+                client.start(THREE_ACTIVITIES, input).id(id.clone()).await?;
+                client.wait_finished(id, Some(WAIT_LIMIT)).await
+            }))
+            .buffer_unordered(START_CONCURRENCY)
+            .try_for_each(|_| async { Ok(()) })
+            .await?;
         }
     }
     let start_phase = started.elapsed();

@@ -88,8 +88,10 @@ impl Client {
     ) -> Result<InstanceInfo, ClientError> {
         let started = tokio::time::Instant::now();
         let mut poll = Duration::from_millis(5).min(self.wait_poll);
+        // Woken by this instance's changes only: waiters of other instances are not.
+        let watch = self.store.notifier().map(|n| n.watch(id));
         loop {
-            let notified = self.store.notifier().map(|n| n.instances.notified());
+            let notified = watch.as_ref().map(|w| w.notified());
             tokio::pin!(notified);
             if let Some(n) = notified.as_mut().as_pin_mut() {
                 n.enable();

@@ -356,7 +356,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     let not_before = c.next_attempt.map_or(not_before, |next| next.start_at.0);
     let status = c.final_status();
     if c.continue_as_new.is_some() {
-        tx.wake.instances = true;
+        tx.wake.instance_changed(id);
     }
     if status.is_terminal() {
         if flow::frees_room(conn, tx, id)? {
@@ -372,7 +372,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         callbacks::drop_before(conn, id, None)?;
         queue_events::drop_waiters(conn, id, None)?;
         committed.tasks.clear();
-        tx.wake.instances = true;
+        tx.wake.instance_changed(id);
     } else if c.continue_as_new.is_some() {
         callbacks::drop_before(conn, id, Some(new_execution))?;
         queue_events::drop_waiters(conn, id, Some(new_execution))?;

@@ -514,6 +514,46 @@ pub async fn notifier_wakes_waiters(store: Arc<dyn Store>) {
     assert!(fired(instances), "finishing wakes instances");
 }
 
+/// A store with a notifier wakes the watchers of an instance ([`crate::Notifier::watch`])
+/// when a commit finishes it or continues it as new, once the commit has returned.
+pub async fn notifier_wakes_the_watchers_of_a_finished_instance(store: Arc<dyn Store>) {
+    let Some(notifier) = store.notifier() else {
+        return;
+    };
+    store
+        .create_instance(new_instance("a", "wf"))
+        .await
+        .unwrap();
+    store
+        .create_instance(new_instance("b", "wf"))
+        .await
+        .unwrap();
+
+    {
+        let a = notifier.watch("a");
+        let changed = a.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let work = turn_of(&*store, "a", T0).await;
+        let mut c = commit_of(&work, T0);
+        c.continue_as_new = Some(super::payload(2));
+        commit(&*store, c).await.unwrap();
+        assert!(
+            fired(changed),
+            "continue-as-new wakes the instance's watchers"
+        );
+    }
+    {
+        let b = notifier.watch("b");
+        let changed = b.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        finish(&*store, "b", T0, InstanceStatus::Completed).await;
+        assert!(fired(changed), "finishing wakes the instance's watchers");
+    }
+    assert_eq!(notifier.watched_instances(), 0, "dropped watches are gone");
+}
+
 /// `checkpoint` keeps everything, and the store goes on working after it.
 pub async fn checkpoint_keeps_everything_and_the_store_goes_on(store: Arc<dyn Store>) {
     store

@@ -566,13 +566,13 @@ fn build_write(parts: WriteParts) -> String {
          ), announced AS (
              SELECT pg_notify($28, w.payload)
                FROM (VALUES ('{turns}', (SELECT turns FROM due) OR $31),
-                            ('{tasks}', (SELECT tasks FROM wake_tasks)),
-                            ('{instances}', $30)) AS w(payload, wanted)
+                            ('{tasks}', (SELECT tasks FROM wake_tasks))) AS w(payload, wanted)
               WHERE w.wanted
+             UNION ALL
+             SELECT pg_notify($28, changed) FROM unnest($30::text[]) AS changed
          )",
         turns = listen::TURNS,
         tasks = listen::TASKS,
-        instances = listen::INSTANCES,
     ));
     let new_tasks = if parts.tasks {
         "(SELECT array_agg(id ORDER BY ord) FROM new_tasks) AS task_ids,
@@ -739,7 +739,7 @@ pub(crate) async fn commit_batch(
         .bind(&w.message_kinds)
         .bind(channel)
         .bind(w.wake.tasks)
-        .bind(w.wake.instances)
+        .bind(listen::instance_payloads(&w.wake.instances))
         .bind(wake.turns)
         .bind(&w.keep_until)
         .bind(&w.cancel_instances)

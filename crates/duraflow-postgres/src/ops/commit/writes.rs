@@ -100,7 +100,7 @@ impl Writes {
             Some(input) => {
                 self.executions.push(execution + 1);
                 self.inputs.push(Some(input.as_json().to_owned()));
-                self.wake.instances = true;
+                self.wake.instance_changed(id);
             }
             None => {
                 self.executions.push(execution);
@@ -111,7 +111,9 @@ impl Writes {
         self.keep_until
             .push(checkpoint_lease(c).map(|until| until.0));
         self.finished.push(finished);
-        self.wake.instances |= finished;
+        if finished {
+            self.wake.instance_changed(id);
+        }
 
         for (i, event) in c.new_events.iter().enumerate() {
             self.event_instances.push(id.clone());

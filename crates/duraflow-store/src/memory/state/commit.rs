@@ -180,13 +180,13 @@ impl State {
             }
             inst.journals
                 .insert(inst.info.execution, JournalLog::default());
-            wake.instances = true;
+            wake.instance_changed(&instance_id);
         }
         let finished = inst.info.status.is_terminal();
         if finished {
             inst.inbox.clear();
             inst.not_before = None;
-            wake.instances = true;
+            wake.instance_changed(&instance_id);
             // A running instance finishing makes room in its queue or key: wake the fetchers
             // that held pending instances back.
             if inst.started_at.is_some() && self.flow.finished(&inst.info.queue, inst.key()) {
