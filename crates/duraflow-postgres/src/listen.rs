@@ -120,7 +120,7 @@ mod tests {
         assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD));
         let fits = "y".repeat(MAX_PAYLOAD - INSTANCE.len());
         assert_eq!(
-            instance_payloads(&[fits.clone()]),
+            instance_payloads(std::slice::from_ref(&fits)),
             [format!("{INSTANCE}{fits}")]
         );
     }
