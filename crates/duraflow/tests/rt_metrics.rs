@@ -152,12 +152,14 @@ async fn counters_move_as_workflows_run(store: Arc<dyn Store>) {
         })
         .await;
     }
-    let asleep = scrape(&metrics, store.as_ref()).await;
-    assert_eq!(
-        asleep.get("duraflow_activities_completed_total", &activity("echo")),
-        (2 * JOBS) as f64,
-        "two echoes per job before the timer"
-    );
+    // An activity's result is counted once its commit has returned: the journal can show the
+    // turn it led to (the timer) a moment before the counter does.
+    let asleep = common::eventually("two echoes per job before the timer", || async {
+        let asleep = scrape(&metrics, store.as_ref()).await;
+        let echoes = asleep.get("duraflow_activities_completed_total", &activity("echo"));
+        (echoes == (2 * JOBS) as f64).then_some(asleep)
+    })
+    .await;
     assert_eq!(
         asleep.get("duraflow_store_instances", &[("status", "running")]),
         JOBS as f64
