@@ -17,6 +17,7 @@ use crate::checkpoint::{
 use crate::error::{store_error, SqlResult};
 use crate::open::open_reader;
 use crate::owners::Owner;
+use crate::SqliteOptions;
 
 /// Lease tokens, issued by the writer without a write each: the high bits are an epoch that
 /// opening the store reserved durably (`lease_tokens` counts epochs), the low bits count the
@@ -267,7 +268,8 @@ pub(crate) struct Db {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
-    busy_timeout: Duration,
+    /// What reader connections are opened with.
+    options: SqliteOptions,
 }
 
 /// What the writer thread runs with.
@@ -290,7 +292,7 @@ impl Db {
     pub(crate) fn start(
         writer: Writer,
         path: PathBuf,
-        busy_timeout: Duration,
+        options: SqliteOptions,
         notifier: Arc<Notifier>,
     ) -> StoreResult<Db> {
         let (tx, rx) = mpsc::channel::<Request>();
@@ -305,7 +307,7 @@ impl Db {
             writer: Mutex::new(Some(writer)),
             readers: Arc::new(Mutex::new(Vec::new())),
             path,
-            busy_timeout,
+            options,
         })
     }
 
@@ -386,12 +388,12 @@ impl Db {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
-        let busy_timeout = self.busy_timeout;
+        let options = self.options.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = readers.lock().unwrap_or_else(PoisonError::into_inner).pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => open_reader(&path, busy_timeout)?,
+                None => open_reader(&path, &options)?,
             };
             let result = f(&conn).map_err(StoreError::from);
             let mut pool = readers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -546,8 +548,11 @@ mod tests {
     fn writer() -> (tempfile::TempDir, Db) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
-        let mut conn =
-            open_writer(&path, Synchronous::Normal, Duration::from_secs(5), None).unwrap();
+        let normal = SqliteOptions {
+            synchronous: Synchronous::Normal,
+            ..SqliteOptions::default()
+        };
+        let mut conn = open_writer(&path, &normal).unwrap();
         migrate(&mut conn, &path).unwrap();
         conn.execute_batch("CREATE TABLE t (v INTEGER)").unwrap();
         let epoch = reserve_epoch(&conn).unwrap();
@@ -557,18 +562,9 @@ mod tests {
             full_sync: false,
             tokens: Tokens::new(epoch),
             owner: Owner::claim(&path, epoch),
-            checkpointer: Checkpointer::start(
-                open_writer(&path, Synchronous::Normal, Duration::from_secs(5), None).unwrap(),
-            )
-            .unwrap(),
+            checkpointer: Checkpointer::start(open_writer(&path, &normal).unwrap()).unwrap(),
         };
-        let db = Db::start(
-            writer,
-            path,
-            Duration::from_secs(5),
-            Arc::new(Notifier::new()),
-        )
-        .unwrap();
+        let db = Db::start(writer, path, normal, Arc::new(Notifier::new())).unwrap();
         (dir, db)
     }
 

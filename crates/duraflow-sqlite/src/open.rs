@@ -1,13 +1,12 @@
 //! Opening a database file: connection settings, the schema version check, and migrations.
 
 use std::path::Path;
-use std::time::Duration;
 
 use duraflow_store::{StoreError, StoreResult};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::store_error;
-use crate::Synchronous;
+use crate::{SqliteOptions, Synchronous};
 
 /// Identifies a duraflow database (`PRAGMA application_id`): "dflw".
 pub(crate) const APPLICATION_ID: i32 = 0x6466_6c77;
@@ -45,17 +44,12 @@ fn describe(path: &Path, e: rusqlite::Error) -> StoreError {
 }
 
 /// Opens the writer connection, creating the file if needed.
-pub(crate) fn open_writer(
-    path: &Path,
-    synchronous: Synchronous,
-    busy_timeout: Duration,
-    max_page_count: Option<u64>,
-) -> StoreResult<Connection> {
+pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| describe(path, e))?;
-    conn.busy_timeout(busy_timeout)
+    conn.busy_timeout(options.busy_timeout)
         .map_err(|e| describe(path, e))?;
     // The first statement reads the file: this is where a file that is not a database fails.
     let mode: String = conn
@@ -68,7 +62,7 @@ pub(crate) fn open_writer(
             path.display()
         )));
     }
-    let sync = match synchronous {
+    let sync = match options.synchronous {
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
@@ -81,21 +75,36 @@ pub(crate) fn open_writer(
          PRAGMA journal_size_limit = 4194304;"
     ))
     .map_err(|e| describe(path, e))?;
+    map_memory(&conn, path, options.mmap_size)?;
     // Room for every statement the store prepares, so none is parsed twice.
     conn.set_prepared_statement_cache_capacity(64);
-    if let Some(pages) = max_page_count {
+    if let Some(pages) = options.max_page_count {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
             .map_err(|e| describe(path, e))?;
     }
     Ok(conn)
 }
 
+/// Has `conn` read the database file through a memory map of up to `bytes` (see
+/// [`SqliteOptions::mmap_size`]; 0 reads it with system calls).
+fn map_memory(conn: &Connection, path: &Path, bytes: u64) -> StoreResult<()> {
+    // The pragma answers with the size it set (none where memory maps are not built in).
+    let set = || -> rusqlite::Result<()> {
+        let mut stmt = conn.prepare(&format!("PRAGMA mmap_size = {bytes}"))?;
+        let mut rows = stmt.query([])?;
+        while rows.next()?.is_some() {}
+        Ok(())
+    };
+    set().map_err(|e| describe(path, e))
+}
+
 /// Opens a connection for reads.
-pub(crate) fn open_reader(path: &Path, busy_timeout: Duration) -> StoreResult<Connection> {
+pub(crate) fn open_reader(path: &Path, options: &SqliteOptions) -> StoreResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| describe(path, e))?;
-    conn.busy_timeout(busy_timeout)
+    conn.busy_timeout(options.busy_timeout)
         .map_err(|e| describe(path, e))?;
+    map_memory(&conn, path, options.mmap_size)?;
     // Room for every read statement (next_due's walks, the feed, the listings), so none is
     // parsed twice.
     conn.set_prepared_statement_cache_capacity(64);
@@ -109,7 +118,7 @@ pub fn schema_version_of(path: &Path) -> StoreResult<Option<i64>> {
     if !path.exists() {
         return Ok(None);
     }
-    let conn = open_reader(path, Duration::from_secs(5))?;
+    let conn = open_reader(path, &SqliteOptions::default())?;
     let read = |sql: &str| -> StoreResult<i64> {
         conn.query_row(sql, [], |r| r.get(0))
             .map_err(|e| describe(path, e))
@@ -187,4 +196,39 @@ pub(crate) fn migrate_to(conn: &mut Connection, path: &Path, target: i64) -> Sto
     ))
     .map_err(|e| describe(path, e))?;
     tx.commit().map_err(|e| describe(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+    use crate::DEFAULT_MMAP_SIZE;
+
+    fn mapped(conn: &Connection) -> u64 {
+        let bytes: i64 = conn
+            .query_row("PRAGMA mmap_size", [], |r| r.get(0))
+            .unwrap();
+        u64::try_from(bytes).unwrap()
+    }
+
+    #[test]
+    fn connections_map_as_much_of_the_file_as_the_options_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let defaults = SqliteOptions::default();
+        let mut writer = open_writer(&path, &defaults).unwrap();
+        migrate(&mut writer, &path).unwrap();
+        assert_eq!(mapped(&writer), DEFAULT_MMAP_SIZE);
+        assert_eq!(
+            mapped(&open_reader(&path, &defaults).unwrap()),
+            DEFAULT_MMAP_SIZE
+        );
+        let unmapped = SqliteOptions {
+            mmap_size: 0,
+            ..SqliteOptions::default()
+        };
+        assert_eq!(mapped(&open_writer(&path, &unmapped).unwrap()), 0);
+        assert_eq!(mapped(&open_reader(&path, &unmapped).unwrap()), 0);
+    }
 }

@@ -134,7 +134,7 @@ pub use duraflow_dag as dag;
 #[cfg(feature = "postgres")]
 pub use duraflow_postgres::{PostgresOptions, PostgresStore};
 #[cfg(feature = "sqlite")]
-pub use duraflow_sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub use duraflow_sqlite::{SqliteOptions, SqliteStore, Synchronous, DEFAULT_MMAP_SIZE};
 
 /// The sub-crates, for what the facade does not re-export.
 pub mod crates {
