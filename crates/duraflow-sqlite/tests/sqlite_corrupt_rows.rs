@@ -22,7 +22,7 @@ use duraflow_core::{
     ActivityOptions, Event, EventKind, Failure, FailureKind, OpId, ParentLink, Payload, Timestamp,
 };
 use duraflow_sqlite::SqliteStore;
-use duraflow_store::{ListFilter, MessageKind, Store, StoreError};
+use duraflow_store::{Journal, ListFilter, MessageKind, Store, StoreError};
 use proptest::prelude::*;
 use proptest::test_runner::{TestCaseError, TestRunner};
 use rusqlite::types::{Value, ValueRef};
@@ -413,7 +413,13 @@ fn check_reads(fx: &Fixture, rows: &Rows, target: &Target) -> Result<(), TestCas
             let work = turns.map_err(|e| TestCaseError::fail(format!("fetch_turns: {e}")))?;
             let w = work.into_iter().find(|w| w.instance.id == id);
             let w = w.ok_or_else(|| TestCaseError::fail("the instance was not fetched"))?;
-            check(&w.journal.map(|j| j.events().unwrap().to_vec()))?;
+            // A lease reads a journal it can tell is short; one it cannot (its last position is
+            // what was damaged) is left for the caller to read, as the engine then does.
+            let fetched = match w.journal {
+                Ok(Journal::Unread) => fx.call("journal", store.journal(&id, Some(1))),
+                other => other.map(|j| j.events().unwrap().to_vec()),
+            };
+            check(&fetched)?;
         }
         Target::Message(_) => {
             prop_assert!(instance.is_ok() && journal.is_ok() && list.is_ok() && tasks.is_ok());

@@ -8,8 +8,9 @@ use crate::types::LeaseToken;
 /// [`crate::Store::fetch_turns`] (and to claims): for each instance it leases, the store asks
 /// whether the caller still holds the journal exactly as its own last commit left it, naming
 /// that commit by its lease token. When it does, the store skips reading the journal and
-/// returns [`crate::Journal::Cached`]; otherwise it reads it in full. A store may always read
-/// the journal; a caller must handle both answers.
+/// returns [`crate::Journal::Cached`]; otherwise it reads it in full, or leaves a long one for
+/// the caller to read ([`crate::Journal::Unread`]). A store may always read the journal; a
+/// caller must handle every answer.
 ///
 /// Stores call it while they hold their own locks (the SQLite store on its writer thread), so
 /// an implementation must be quick and must never call back into the store.

@@ -44,7 +44,7 @@ pub use types::{
     CreateOutcome, DirectTurn, InstanceInfo, InstanceStatus, Journal, LeaseToken, ListCursor,
     ListFilter, ListOrder, Message, MessageId, MessageKind, NewCallback, NewInstance, NewMessage,
     NewTask, NextAttempt, NextDue, OpResult, Page, StoreStats, TaskClaim, TaskCompletion, TaskId,
-    TaskRelease, TaskWork, TurnCommit, TurnWork, MAX_INSTANCE_ID_LEN,
+    TaskRelease, TaskWork, TurnCommit, TurnWork, INLINE_JOURNAL, MAX_INSTANCE_ID_LEN,
 };
 pub use wake::{
     checkpoint_lease, commit_wakes_turns, instance_due_at, message_due_at, DueState, PostedResults,

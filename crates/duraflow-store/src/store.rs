@@ -146,7 +146,8 @@ pub trait Store: Send + Sync + 'static {
     /// visible messages and its current journal, for `lease`. Only instances that pass `filter`
     /// (their queue, their workflow name) are leased, in the order of the contract among them;
     /// the others stay due for a fetcher that serves them. A journal the caller's `cache`
-    /// holds unchanged may be left unread ([`crate::Journal::Cached`]).
+    /// holds unchanged may be left unread ([`crate::Journal::Cached`]), and so may a long one,
+    /// for the caller to read with [`Store::journal`] ([`crate::Journal::Unread`]).
     async fn fetch_turns(
         &self,
         filter: &FetchFilter,

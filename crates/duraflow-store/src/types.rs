@@ -227,14 +227,24 @@ pub enum Journal {
     /// Not read: the caller's [`crate::JournalCache`] said it holds the journal as its own last
     /// commit left it, and no other commit has been made to the instance since.
     Cached,
+    /// Not read: the journal is long, and the store leaves it to the caller to read with
+    /// [`crate::Store::journal`] (the lease keeps anyone else from appending to it meanwhile),
+    /// so that reading it does not hold up the store's other work. The SQLite store reads a
+    /// journal of up to [`INLINE_JOURNAL`] events inside its writer's transaction and leaves a
+    /// longer one to a reader connection.
+    Unread,
 }
+
+/// The most journal events a store reads while it leases a turn before it answers
+/// [`Journal::Unread`] instead (a store may read more, or always read).
+pub const INLINE_JOURNAL: usize = 256;
 
 impl Journal {
     /// The events, when they were read.
     pub fn events(&self) -> Option<&[Event]> {
         match self {
             Journal::Events(events) => Some(events),
-            Journal::Cached => None,
+            Journal::Cached | Journal::Unread => None,
         }
     }
 }

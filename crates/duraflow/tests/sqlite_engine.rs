@@ -301,3 +301,49 @@ async fn the_order_example_run_twice_finds_its_order_the_second_time() {
     );
     engine.shutdown().await;
 }
+
+/// Steps, as many as asked, then the sum of their numbers and the event `go`'s.
+async fn many_steps(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx.step("add", move |_| async move { Ok(i) }).await?;
+    }
+    let go: u32 = ctx.wait_for_event("go").await?;
+    Ok(sum + go)
+}
+
+/// A journal longer than the store reads while it leases a turn (`INLINE_JOURNAL` events)
+/// is left for the engine to read on a reader connection, and replays as any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_journal_is_read_after_the_lease_and_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("long.db");
+    let steps = u32::try_from(duraflow_store::INLINE_JOURNAL).unwrap();
+    let open = || async {
+        Engine::builder()
+            .store(SqliteStore::open(&path).await.unwrap())
+            .workflow("many-steps", many_steps)
+            .start()
+            .await
+            .unwrap()
+    };
+    let engine = open().await;
+    let client = engine.client();
+    let run = client.start("many-steps", &steps).id("long").await.unwrap();
+    common::history_with(&client, &run.id, "the steps, then the wait", |k| {
+        matches!(k, EventKind::EventWaitStarted { .. })
+    })
+    .await;
+    drop(client);
+    engine.shutdown().await;
+
+    // A new engine holds no warm run: the next turn reads the whole journal.
+    let engine = open().await;
+    let client = engine.client();
+    let store: Arc<dyn Store> = engine.store();
+    assert!(store.journal("long", None).await.unwrap().len() > duraflow_store::INLINE_JOURNAL);
+    client.raise_event(&run, "go", &1u32).await.unwrap();
+    let out: u32 = client.wait(&run).timeout(common::DEADLINE).await.unwrap();
+    assert_eq!(out, steps * (steps - 1) / 2 + 1);
+    engine.shutdown().await;
+}

@@ -92,14 +92,24 @@ async fn start_of(
             // Dropped from the cache since the fetch: read and replay.
             _ => {
                 recorder.warm(false);
-                shared
-                    .store
-                    .journal(&instance.id, Some(instance.execution))
-                    .await
-                    .map(Start::Replay)
+                read_journal(shared, instance).await
             }
         },
+        // Long: the store left it to be read now.
+        Journal::Unread => {
+            recorder.warm(false);
+            read_journal(shared, instance).await
+        }
     }
+}
+
+/// Reads the journal of the instance's current execution, to replay it.
+async fn read_journal(shared: &Shared, instance: &InstanceInfo) -> Result<Start, StoreError> {
+    shared
+        .store
+        .journal(&instance.id, Some(instance.execution))
+        .await
+        .map(Start::Replay)
 }
 
 /// The instance as the planner sees it.

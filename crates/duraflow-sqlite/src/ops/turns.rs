@@ -8,6 +8,7 @@ use duraflow_store::{
     check_turn, checkpoint_lease, codec, commit_wakes_turns, holds_lease, instance_due_at,
     Committed, DueState, FetchFilter, FoundTurn, Journal, JournalCache, LeaseToken, Message,
     MessageId, MessageKind, NewTask, StoreError, TaskClaim, TaskId, TaskWork, TurnCommit, TurnWork,
+    INLINE_JOURNAL,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -127,6 +128,36 @@ fn journal_len(conn: &Connection, id: &str, execution: u32) -> SqlResult<usize> 
         )?
         .query_row(params![id, execution], |r| r.get(0))?;
     Ok(max.map_or(0, |m| usize::try_from(m).map_or(0, |m| m.saturating_add(1))))
+}
+
+/// The position of an execution's last event: one backward seek of the events' key.
+const LAST_POSITION: &str = "SELECT position FROM events
+     WHERE instance_id = ?1 AND execution = ?2 ORDER BY position DESC LIMIT 1";
+
+/// The journal a lease hands over. Leases run on the writer, and every write waits while it
+/// reads: a journal of up to [`INLINE_JOURNAL`] events is read here, a longer one (or one whose
+/// last position is not a number) is left for the caller to read on a reader connection
+/// ([`Journal::Unread`]). Reading and decoding 20,002 events held the writer for 15 ms.
+fn leased_journal(
+    conn: &Connection,
+    id: &str,
+    execution: u32,
+) -> SqlResult<Result<Journal, StoreError>> {
+    let last: Option<i64> = conn
+        .prepare_cached(LAST_POSITION)?
+        .query_row(params![id, execution], |r| match r.get_ref(0)? {
+            ValueRef::Integer(p) => Ok(Some(p)),
+            _ => Ok(None),
+        })
+        .optional()?
+        .unwrap_or(Some(-1));
+    match last.and_then(|p| usize::try_from(p.saturating_add(1)).ok()) {
+        Some(0) => Ok(Ok(Journal::Events(Vec::new()))),
+        Some(len) if len <= INLINE_JOURNAL => {
+            Ok(read_journal(conn, id, execution)?.map(Journal::Events))
+        }
+        _ => Ok(Ok(Journal::Unread)),
+    }
 }
 
 fn visible_messages(conn: &Connection, id: &str, now: Timestamp) -> SqlResult<Vec<Message>> {
@@ -249,7 +280,7 @@ pub(crate) fn lease_turn_when(
     let journal = if warm {
         Ok(Journal::Cached)
     } else {
-        read_journal(conn, id, instance.execution)?.map(Journal::Events)
+        leased_journal(conn, id, instance.execution)?
     };
     Ok(Some(TurnWork {
         instance,
@@ -547,5 +578,88 @@ pub(crate) fn renew(
     match instances::status_of(conn, id)? {
         Some(_) => Err(StoreError::instance_lease_lost(id).into()),
         None => Err(StoreError::instance_not_found(id).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use std::path::Path;
+
+    use duraflow_core::{EventKind, OpId, Payload};
+
+    use super::*;
+
+    fn with_events(conn: &Connection, id: &str, len: usize) {
+        for position in 0..len {
+            let event = Event {
+                at: Timestamp(0),
+                kind: EventKind::StepCompleted {
+                    op: OpId::new(None, u32::try_from(position).unwrap()),
+                    output: Payload::null(),
+                },
+            };
+            conn.execute(
+                "INSERT INTO events (instance_id, execution, position, format, data)
+                 VALUES (?1, 1, ?2, ?3, ?4)",
+                params![
+                    id,
+                    i64::try_from(position).unwrap(),
+                    JOURNAL_FORMAT_VERSION,
+                    event_data(&event)
+                ],
+            )
+            .unwrap();
+        }
+    }
+
+    /// A lease reads a journal of up to `INLINE_JOURNAL` events and leaves a longer one, or
+    /// one it cannot tell the length of, for a reader connection.
+    #[test]
+    fn a_lease_reads_short_journals_and_leaves_long_ones() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::open::migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let read = |id: &str| leased_journal(&conn, id, 1).unwrap().unwrap();
+        assert_eq!(read("none"), Journal::Events(Vec::new()));
+        with_events(&conn, "short", INLINE_JOURNAL);
+        let Journal::Events(events) = read("short") else {
+            panic!("a short journal is read");
+        };
+        assert_eq!(events.len(), INLINE_JOURNAL);
+        with_events(&conn, "long", INLINE_JOURNAL + 1);
+        assert_eq!(read("long"), Journal::Unread);
+        with_events(&conn, "odd", 3);
+        conn.execute(
+            "UPDATE events SET position = 'x' WHERE instance_id = 'odd' AND position = 2",
+            [],
+        )
+        .unwrap();
+        assert_eq!(
+            read("odd"),
+            Journal::Unread,
+            "the reader reports what is wrong"
+        );
+    }
+
+    /// Telling a journal's length is one seek of the events' primary key, however long.
+    #[test]
+    fn the_last_position_is_one_seek_of_the_events_key() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::open::migrate(&mut conn, Path::new(":memory:")).unwrap();
+        let mut stmt = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {LAST_POSITION}"))
+            .unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(params!["a", 1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("SEARCH events USING PRIMARY KEY (instance_id=? AND execution=?)"),
+            "{plan}"
+        );
+        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
     }
 }

@@ -69,6 +69,30 @@ async fn complete_all(
     results
 }
 
+/// A turn's journal, however long, comes with the turn or is left for the caller to read
+/// ([`Journal::Unread`]); either way it is the journal `Store::journal` then reads, and a
+/// journal of up to [`crate::INLINE_JOURNAL`] events comes along whenever it is read.
+pub async fn long_journals_come_along_or_are_left_to_read(store: Arc<dyn Store>) {
+    for len in [crate::INLINE_JOURNAL, crate::INLINE_JOURNAL + 1, 1_000] {
+        let id = format!("long-{len}");
+        let work = super::first_turn(&*store, &id).await;
+        let mut c = commit_of(&work, T0);
+        c.new_events = std::iter::once(super::started(1))
+            .chain((1..len).map(|seq| super::event(u32::try_from(seq).unwrap())))
+            .collect();
+        commit_one(&*store, c).await.unwrap();
+        store.send(user_event(&id, "go", at(1))).await.unwrap();
+        let turn = turn_of(&*store, &id, at(1)).await;
+        let stored = store.journal(&id, None).await.unwrap();
+        assert_eq!(stored.len(), len);
+        match turn.journal.unwrap() {
+            Journal::Events(events) => assert_eq!(events, stored, "{len} events"),
+            Journal::Unread => assert!(len > crate::INLINE_JOURNAL, "{len} events left unread"),
+            Journal::Cached => panic!("no cache was given, yet the journal was not read"),
+        }
+    }
+}
+
 /// A fetch leaves unread the journal the caller holds as its own last commit left it, and
 /// reads it once another commit (or none of the caller's) made it.
 pub async fn warm_journals_are_left_unread(store: Arc<dyn Store>) {

@@ -194,6 +194,7 @@ macro_rules! conformance_tests {
                 refused_commits_open_no_callbacks,
             ]
             claims [
+                long_journals_come_along_or_are_left_to_read,
                 warm_journals_are_left_unread,
                 commit_claims_its_new_tasks,
                 claims_never_exceed_the_new_tasks,
