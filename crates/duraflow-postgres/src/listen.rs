@@ -101,16 +101,9 @@ pub(crate) async fn listen(pool: PgPool, channel: String, notifier: Arc<Notifier
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::{Context, Poll, Waker};
+    use duraflow_store::conformance::fired;
 
     use super::*;
-
-    fn fired<F: Future>(future: Pin<&mut F>) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        matches!(future.poll(&mut cx), Poll::Ready(_))
-    }
 
     #[test]
     fn an_instance_is_announced_by_id_unless_the_id_is_too_long() {

@@ -116,55 +116,52 @@ impl Drop for InstanceWatch<'_> {
     }
 }
 
+/// Whether an enabled `Notified` future (or any future) has completed, without waiting: for
+/// tests of wakeups.
+#[cfg(any(test, feature = "conformance"))]
+pub(crate) fn fired<F: std::future::Future>(future: std::pin::Pin<&mut F>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    future.poll(&mut cx).is_ready()
+}
+
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
     use std::pin::Pin;
-    use std::task::{Context, Poll, Waker};
 
     use super::*;
 
-    fn fired<F: Future>(future: Pin<&mut F>) -> bool {
-        let mut cx = Context::from_waker(Waker::noop());
-        matches!(future.poll(&mut cx), Poll::Ready(_))
+    /// The next change of `watch`'s instance, enabled.
+    fn next_change<'a>(watch: &'a InstanceWatch<'_>) -> Pin<Box<Notified<'a>>> {
+        let mut changed = Box::pin(watch.notified());
+        changed.as_mut().enable();
+        changed
     }
 
     #[test]
     fn a_watch_wakes_for_its_own_instance_only() {
         let notifier = Notifier::new();
-        let a = notifier.watch("a");
-        let b = notifier.watch("b");
-        let a_changed = a.notified();
-        let b_changed = b.notified();
-        tokio::pin!(a_changed, b_changed);
-        a_changed.as_mut().enable();
-        b_changed.as_mut().enable();
-        let any = notifier.instances.notified();
-        tokio::pin!(any);
+        let (a, b) = (notifier.watch("a"), notifier.watch("b"));
+        let (mut a_changed, mut b_changed) = (next_change(&a), next_change(&b));
+        let mut any = Box::pin(notifier.instances.notified());
         any.as_mut().enable();
 
         notifier.instances_changed(["b", "c"]);
         assert!(!fired(a_changed.as_mut()), "b and c are not a");
-        assert!(fired(b_changed), "b changed");
-        assert!(fired(any), "the channel wakes for every instance");
+        assert!(fired(b_changed.as_mut()), "b changed");
+        assert!(fired(any.as_mut()), "the channel wakes for every instance");
 
         notifier.instances_changed(["a"]);
-        assert!(fired(a_changed), "a changed");
+        assert!(fired(a_changed.as_mut()), "a changed");
     }
 
     #[test]
     fn an_unknown_change_wakes_every_watch() {
         let notifier = Notifier::new();
-        let a = notifier.watch("a");
-        let b = notifier.watch("b");
-        let a_changed = a.notified();
-        let b_changed = b.notified();
-        tokio::pin!(a_changed, b_changed);
-        a_changed.as_mut().enable();
-        b_changed.as_mut().enable();
+        let (a, b) = (notifier.watch("a"), notifier.watch("b"));
+        let (mut a_changed, mut b_changed) = (next_change(&a), next_change(&b));
         notifier.all_instances_changed();
-        assert!(fired(a_changed));
-        assert!(fired(b_changed));
+        assert!(fired(a_changed.as_mut()));
+        assert!(fired(b_changed.as_mut()));
     }
 
     #[test]
@@ -175,13 +172,10 @@ mod tests {
         assert_eq!(notifier.watched_instances(), 1);
         drop(first);
         assert_eq!(notifier.watched_instances(), 1, "the second still watches");
-        {
-            let changed = second.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            notifier.instances_changed(["a"]);
-            assert!(fired(changed));
-        }
+        let mut changed = next_change(&second);
+        notifier.instances_changed(["a"]);
+        assert!(fired(changed.as_mut()));
+        drop(changed);
         drop(second);
         assert_eq!(notifier.watched_instances(), 0, "nothing left behind");
     }

@@ -191,31 +191,12 @@ pub(crate) fn send(conn: &Connection, message: &NewMessage, tx: &mut Tx<'_>) -> 
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
-
-    use std::path::Path;
-
     use super::*;
 
     /// `describe` finds an execution's last event with one seek of the events' primary key,
     /// whatever the journal's length: no scan and no sort.
     #[test]
     fn the_journal_end_is_one_seek_of_the_events_key() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::open::migrate(&mut conn, Path::new(":memory:")).unwrap();
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {JOURNAL_END}"))
-            .unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(params!["a", 1], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let plan = plan.join("\n");
-        assert!(
-            plan.contains("SEARCH events USING PRIMARY KEY (instance_id=? AND execution=?)"),
-            "{plan}"
-        );
-        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        crate::ops::assert_one_seek_of_the_events_key(JOURNAL_END);
     }
 }

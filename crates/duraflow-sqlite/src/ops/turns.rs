@@ -645,21 +645,6 @@ mod tests {
     /// Telling a journal's length is one seek of the events' primary key, however long.
     #[test]
     fn the_last_position_is_one_seek_of_the_events_key() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::open::migrate(&mut conn, Path::new(":memory:")).unwrap();
-        let mut stmt = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {LAST_POSITION}"))
-            .unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(params!["a", 1], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let plan = plan.join("\n");
-        assert!(
-            plan.contains("SEARCH events USING PRIMARY KEY (instance_id=? AND execution=?)"),
-            "{plan}"
-        );
-        assert!(!plan.contains("TEMP B-TREE"), "no sort: {plan}");
+        crate::ops::assert_one_seek_of_the_events_key(LAST_POSITION);
     }
 }

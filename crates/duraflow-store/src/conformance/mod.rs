@@ -39,9 +39,7 @@ pub mod tasks;
 pub mod turns;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use duraflow_core::{
@@ -520,10 +518,10 @@ pub(crate) fn count(stats: &StoreStats, status: InstanceStatus) -> u64 {
         .sum()
 }
 
-/// Whether an enabled `Notified` future has fired, without waiting.
-pub(crate) fn fired<F: Future>(future: Pin<&mut F>) -> bool {
-    let mut cx = Context::from_waker(Waker::noop());
-    matches!(future.poll(&mut cx), Poll::Ready(_))
+/// Whether an enabled `Notified` future has fired, without waiting (for stores' own tests of
+/// their wakeups too).
+pub fn fired<F: Future>(future: std::pin::Pin<&mut F>) -> bool {
+    crate::notify::fired(future)
 }
 
 #[cfg(test)]
