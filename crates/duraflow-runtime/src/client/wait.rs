@@ -80,7 +80,11 @@ impl Client {
         }
     }
 
-    /// Waits for the instance to finish and returns its final state, whatever it is.
+    /// Waits for the instance to finish and returns its final state, whatever it is. On a
+    /// store with in-process wakeups the wait is woken by this instance's changes alone
+    /// (`Notifier::watch`), so many clients waiting for their own instances do not all read
+    /// the store whenever one finishes; it also reads the instance at least every
+    /// [`Client::with_wait_poll`], for changes made where no wakeup reaches it.
     pub async fn wait_finished(
         &self,
         id: &str,
