@@ -104,6 +104,11 @@ impl ActivityOptions {
 /// an activity, starting a timer, finishing); on replay the code must ask for the same thing at the
 /// same position. *Delivered* events record what arrived from outside (an activity's result, a
 /// timer firing, an external event); on replay they are handed to the code again in the same order.
+///
+/// The large and rare parts (a failure, an activity's options, a parent link) are boxed: every
+/// event is as large as the largest variant, and a cold turn moves and walks thousands of them
+/// (216 bytes an event with them inline, 120 boxed; decoding a 20,002-event journal took 7.0–7.3
+/// ms, then 5.6–5.8 ms). Boxing changes nothing in the stored JSON.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -116,7 +121,7 @@ pub enum EventKind {
         input: Payload,
         /// The parent, for a child workflow that reports back.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        parent: Option<ParentLink>,
+        parent: Option<Box<ParentLink>>,
         /// The headers its start set (`ctx.headers()`).
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         headers: BTreeMap<String, String>,
@@ -139,7 +144,7 @@ pub enum EventKind {
         /// The input.
         input: Payload,
         /// Retry and timeout options.
-        options: ActivityOptions,
+        options: Box<ActivityOptions>,
     },
     /// Delivered: an activity returned its output.
     ActivityCompleted {
@@ -153,7 +158,7 @@ pub enum EventKind {
         /// The operation.
         op: OpId,
         /// Why.
-        failure: Failure,
+        failure: Box<Failure>,
     },
     /// Issued: a durable timer was started.
     TimerCreated {
@@ -190,7 +195,7 @@ pub enum EventKind {
         /// The operation.
         op: OpId,
         /// Why.
-        failure: Failure,
+        failure: Box<Failure>,
     },
     /// Delivered: an attempt of an inline step failed and its retry policy allows another at
     /// `retry_at` (the step waits on a durable timer of its own operation until then).
@@ -200,7 +205,7 @@ pub enum EventKind {
         /// The attempt that failed.
         attempt: u32,
         /// Why it failed.
-        failure: Failure,
+        failure: Box<Failure>,
         /// When the next attempt starts.
         retry_at: Timestamp,
     },
@@ -253,7 +258,7 @@ pub enum EventKind {
         /// The operation.
         op: OpId,
         /// Why.
-        failure: Failure,
+        failure: Box<Failure>,
     },
     /// Issued: a callback was opened: an operation that an external party completes, fails
     /// or keeps alive by presenting `token` (see `Client::complete_callback`).
@@ -288,7 +293,7 @@ pub enum EventKind {
         /// The operation.
         op: OpId,
         /// Why.
-        failure: Failure,
+        failure: Box<Failure>,
     },
     /// Delivered: an external party reported that a callback's work is still going on; the
     /// heartbeat deadline moves to `next_deadline`.
@@ -376,7 +381,7 @@ pub enum EventKind {
         /// The operation.
         op: OpId,
         /// Why.
-        failure: Failure,
+        failure: Box<Failure>,
     },
     /// Issued: the workflow returned its output.
     WorkflowCompleted {
@@ -386,7 +391,7 @@ pub enum EventKind {
     /// Issued: the workflow failed.
     WorkflowFailed {
         /// Why.
-        failure: Failure,
+        failure: Box<Failure>,
     },
     /// Issued: the workflow continued as a new execution with this input.
     ContinuedAsNew {

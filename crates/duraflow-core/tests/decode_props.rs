@@ -207,10 +207,10 @@ fn floats_in_events_read_back_exactly() {
             op: OpId::new(None, 0),
             name: "a".into(),
             input: Payload::null(),
-            options: duraflow_core::ActivityOptions {
+            options: Box::new(duraflow_core::ActivityOptions {
                 retry: policy,
                 ..Default::default()
-            },
+            }),
         },
     };
     assert_eq!(

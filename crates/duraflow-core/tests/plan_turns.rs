@@ -121,7 +121,7 @@ fn a_turn_that_begins_an_execution_delivers_the_start_first_then_what_it_carried
             EventKind::WorkflowStarted {
                 name: "fulfil".into(),
                 input: p("\"order-7\""),
-                parent: Some(link("parent", 1, 4)),
+                parent: Some(Box::new(link("parent", 1, 4))),
                 headers: Default::default(),
                 retry: None,
                 version: None,
@@ -174,7 +174,7 @@ fn results_for_another_execution_are_taken_but_not_delivered() {
             EventKind::TimerFired { op: op(2) },
             EventKind::ChildFailed {
                 op: op(3),
-                failure: Failure::new(FailureKind::Application, "fresh"),
+                failure: Box::new(Failure::new(FailureKind::Application, "fresh")),
             },
         ]
     );
@@ -221,7 +221,7 @@ fn issued_operations_become_tasks_timer_messages_and_child_instances_in_journal_
                 op: op(1),
                 name: "charge".into(),
                 input: p("5"),
-                options: options.clone(),
+                options: Box::new(options.clone()),
             },
         ),
         at(

@@ -96,7 +96,7 @@ fn a_failure_from_outside_fails_the_workflow_with_its_code_and_message() {
         .with_code(Some("RejectedError".into()));
     assert!(d.deliver(EventKind::CallbackFailed {
         op: op("0"),
-        failure: failure.clone()
+        failure: Box::new(failure.clone())
     }));
     let f = d.failure();
     assert_eq!(

@@ -84,7 +84,7 @@ fn a_second_start_and_issued_events_are_refused() {
         op: op("0"),
         name: "a".into(),
         input: Payload::null(),
-        options: ActivityOptions::default(),
+        options: Box::new(ActivityOptions::default()),
     }));
     assert!(!run.deliver(EventKind::WorkflowCompleted {
         output: Payload::null()

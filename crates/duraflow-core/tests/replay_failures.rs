@@ -29,7 +29,7 @@ fn assert_last_event_is_failure(run: &Driver, failure: &Failure) {
     assert_eq!(
         run.journal.last().map(|e| &e.kind),
         Some(&EventKind::WorkflowFailed {
-            failure: failure.clone()
+            failure: Box::new(failure.clone())
         })
     );
 }
@@ -94,7 +94,7 @@ fn a_failed_activity_fails_the_workflow_with_the_activity_failure() {
         .with_attempts(3);
     assert!(run.deliver(EventKind::ActivityFailed {
         op: op("0"),
-        failure: activity_failure.clone()
+        failure: Box::new(activity_failure.clone())
     }));
     assert_eq!(run.failure(), activity_failure);
     assert_clean_replay(&run.check(), &Outcome::Failed(activity_failure));
@@ -111,7 +111,7 @@ fn a_failed_child_is_reported_as_a_child_failure() {
     let child_failure = Failure::new(FailureKind::Application, "child broke");
     assert!(run.deliver(EventKind::ChildFailed {
         op: op("0"),
-        failure: child_failure
+        failure: Box::new(child_failure)
     }));
     let failure = run.failure();
     assert_eq!(failure.kind, FailureKind::ChildFailed);

@@ -195,7 +195,7 @@ fn the_start_event_records_the_name_and_the_parent() {
     assert!(run.deliver(EventKind::WorkflowStarted {
         name: "audit".into(),
         input: Payload::null(),
-        parent: Some(link.clone()),
+        parent: Some(Box::new(link.clone())),
         headers: Default::default(),
         retry: None,
         version: None,

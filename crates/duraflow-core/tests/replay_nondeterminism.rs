@@ -103,7 +103,7 @@ fn assert_nondeterminism(
     assert_eq!(
         kinds(&report.new_events),
         vec![EventKind::WorkflowFailed {
-            failure: failure.clone()
+            failure: Box::new(failure.clone())
         }]
     );
 

@@ -116,7 +116,7 @@ fn failed(kind: &EventKind) -> Option<EventKind> {
     match kind {
         EventKind::ActivityScheduled { op, .. } => Some(EventKind::ActivityFailed {
             op: op.clone(),
-            failure: failure(op),
+            failure: Box::new(failure(op)),
         }),
         EventKind::ChildStarted {
             op,
@@ -124,7 +124,7 @@ fn failed(kind: &EventKind) -> Option<EventKind> {
             ..
         } => Some(EventKind::ChildFailed {
             op: op.clone(),
-            failure: failure(op),
+            failure: Box::new(failure(op)),
         }),
         other => auto_complete(other),
     }
@@ -267,7 +267,7 @@ fn other_kind(kind: &EventKind, k: usize) -> Option<EventKind> {
             },
             EventKind::ActivityFailed {
                 op: op.clone(),
-                failure: failure.clone(),
+                failure: Box::new(failure.clone()),
             },
             EventKind::TimerFired { op: op.clone() },
             EventKind::StepCompleted {
@@ -276,13 +276,16 @@ fn other_kind(kind: &EventKind, k: usize) -> Option<EventKind> {
             },
             EventKind::StepFailed {
                 op: op.clone(),
-                failure: failure.clone(),
+                failure: Box::new(failure.clone()),
             },
             EventKind::ChildCompleted {
                 op: op.clone(),
                 output,
             },
-            EventKind::ChildFailed { op, failure },
+            EventKind::ChildFailed {
+                op,
+                failure: Box::new(failure),
+            },
         ]
     };
     kinds.retain(|c| c.type_name() != kind.type_name());
@@ -547,7 +550,7 @@ fn a_recorded_failure_of_kind_nondeterminism_is_passed_on_as_it_is() {
         at: Timestamp(9),
         kind: EventKind::ActivityFailed {
             op: op("2"),
-            failure: Failure::new(FailureKind::Nondeterminism, ""),
+            failure: Box::new(Failure::new(FailureKind::Nondeterminism, "")),
         },
     });
     let report = check_replay(race(), "nd-kind", 1, journal.clone());

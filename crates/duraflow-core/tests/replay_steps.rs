@@ -246,7 +246,7 @@ fn an_uncaught_step_failure_fails_the_workflow_with_it() {
     assert_eq!(failure.source.as_deref(), Some("step \"charge\""));
     assert_eq!(failure.op, Some(op("0")));
     assert!(
-        matches!(run.journal.last().map(|e| &e.kind), Some(EventKind::WorkflowFailed { failure: f }) if *f == failure)
+        matches!(run.journal.last().map(|e| &e.kind), Some(EventKind::WorkflowFailed { failure: f }) if *f == Box::new(failure.clone()))
     );
     let report = run.check();
     assert_clean_replay(&report, &Outcome::Failed(failure));

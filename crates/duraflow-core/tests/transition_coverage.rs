@@ -50,7 +50,7 @@ fn completions() {
             child_completed("4", &3u32),
             EventKind::ChildFailed {
                 op: op("5"),
-                failure: Failure::new(FailureKind::Application, "kid failed"),
+                failure: Box::new(Failure::new(FailureKind::Application, "kid failed")),
             },
         ],
     );
@@ -210,7 +210,7 @@ fn callbacks() {
             },
             EventKind::CallbackFailed {
                 op: op("1"),
-                failure: Failure::new(FailureKind::Application, "no"),
+                failure: Box::new(Failure::new(FailureKind::Application, "no")),
             },
         ],
     );

@@ -111,7 +111,7 @@ fn journal() -> Vec<Event> {
             op: op("0"),
             name: "a".into(),
             input: Payload::encode(&5).unwrap(),
-            options: ActivityOptions::default(),
+            options: Box::new(ActivityOptions::default()),
         }),
         at(EventKind::ActivityCompleted {
             op: op("0"),

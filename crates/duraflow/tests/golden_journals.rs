@@ -61,7 +61,7 @@ fn fixture_path(scenario: &str) -> PathBuf {
 fn recorded_end(journal: &[Event]) -> Option<Outcome> {
     match &journal.last()?.kind {
         EventKind::WorkflowCompleted { output } => Some(Outcome::Completed(output.clone())),
-        EventKind::WorkflowFailed { failure } => Some(Outcome::Failed(failure.clone())),
+        EventKind::WorkflowFailed { failure } => Some(Outcome::Failed(*failure.clone())),
         EventKind::CancelRequested { reason } => Some(Outcome::Cancelled(reason.clone())),
         EventKind::TerminateRequested { reason } => Some(Outcome::Terminated(reason.clone())),
         _ => None,

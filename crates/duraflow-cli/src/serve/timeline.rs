@@ -285,7 +285,13 @@ mod tests {
                     name: "approved".into(),
                 },
             ),
-            at(9, EventKind::ActivityFailed { op: op(1), failure }),
+            at(
+                9,
+                EventKind::ActivityFailed {
+                    op: op(1),
+                    failure: Box::new(failure),
+                },
+            ),
             at(
                 12,
                 EventKind::EventRaised {

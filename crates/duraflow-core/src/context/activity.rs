@@ -91,7 +91,7 @@ impl<O: DeserializeOwned> IntoFuture for ActivityCall<O> {
                 op: op.clone(),
                 name: self.name.clone(),
                 input,
-                options: self.options,
+                options: Box::new(self.options),
             })
             .map_err(|e| {
                 WorkflowError::Payload(format!("cannot encode the input of {label}: {e}"))

@@ -191,7 +191,7 @@ where
             },
             Err(failure) => EventKind::ContextFailed {
                 op: this.op.clone(),
-                failure: failure.clone(),
+                failure: Box::new(failure.clone()),
             },
         };
         {

@@ -10,10 +10,10 @@ fn an_activity_queue_is_journaled_only_when_chosen() {
             op: OpId::new(None, 1),
             name: "render".into(),
             input: Payload::encode(&1).unwrap(),
-            options: ActivityOptions {
+            options: Box::new(ActivityOptions {
                 queue: queue.map(str::to_owned),
                 ..ActivityOptions::default()
-            },
+            }),
         },
     };
     // Written before queues (and for the default queue): no field, the default queue.
@@ -38,7 +38,7 @@ fn events_round_trip_and_versions_are_checked() {
             op: OpId::new(None, 1),
             name: "charge".into(),
             input: Payload::encode(&5).unwrap(),
-            options: ActivityOptions::default(),
+            options: Box::new(ActivityOptions::default()),
         },
     };
     let json = ev.encode();
@@ -65,7 +65,7 @@ fn each_primitive_is_issued_by_its_own_event_and_completed_by_its_own_results() 
             op: op.clone(),
             name: "a".into(),
             input: payload.clone(),
-            options: ActivityOptions::default(),
+            options: Box::new(ActivityOptions::default()),
         },
         EventKind::TimerCreated {
             op: op.clone(),
@@ -105,7 +105,7 @@ fn each_primitive_is_issued_by_its_own_event_and_completed_by_its_own_results() 
         (
             EventKind::ActivityFailed {
                 op: op.clone(),
-                failure: failure.clone(),
+                failure: Box::new(failure.clone()),
             },
             Primitive::Activity,
         ),
@@ -120,7 +120,7 @@ fn each_primitive_is_issued_by_its_own_event_and_completed_by_its_own_results() 
         (
             EventKind::StepFailed {
                 op: op.clone(),
-                failure: failure.clone(),
+                failure: Box::new(failure.clone()),
             },
             Primitive::Step,
         ),
@@ -131,7 +131,13 @@ fn each_primitive_is_issued_by_its_own_event_and_completed_by_its_own_results() 
             },
             Primitive::Child,
         ),
-        (EventKind::ChildFailed { op, failure }, Primitive::Child),
+        (
+            EventKind::ChildFailed {
+                op,
+                failure: Box::new(failure),
+            },
+            Primitive::Child,
+        ),
     ];
     for (event, primitive) in &completions {
         assert_eq!(event.completes(), Some(*primitive), "{}", event.type_name());

@@ -15,7 +15,10 @@ fn message_event(current: u32, kind: MessageKind) -> Option<EventKind> {
             result,
         } if execution == current => match result {
             OpResult::Ok(output) => EventKind::ActivityCompleted { op, output },
-            OpResult::Err(failure) => EventKind::ActivityFailed { op, failure },
+            OpResult::Err(failure) => EventKind::ActivityFailed {
+                op,
+                failure: Box::new(failure),
+            },
         },
         MessageKind::TimerFired { execution, op } if execution == current => {
             EventKind::TimerFired { op }
@@ -26,7 +29,10 @@ fn message_event(current: u32, kind: MessageKind) -> Option<EventKind> {
             result,
         } if execution == current => match result {
             OpResult::Ok(output) => EventKind::ChildCompleted { op, output },
-            OpResult::Err(failure) => EventKind::ChildFailed { op, failure },
+            OpResult::Err(failure) => EventKind::ChildFailed {
+                op,
+                failure: Box::new(failure),
+            },
         },
         MessageKind::CallbackResult {
             execution,
@@ -34,7 +40,10 @@ fn message_event(current: u32, kind: MessageKind) -> Option<EventKind> {
             result,
         } if execution == current => match result {
             OpResult::Ok(output) => EventKind::CallbackCompleted { op, output },
-            OpResult::Err(failure) => EventKind::CallbackFailed { op, failure },
+            OpResult::Err(failure) => EventKind::CallbackFailed {
+                op,
+                failure: Box::new(failure),
+            },
         },
         MessageKind::CallbackHeartbeat { execution, op } if execution == current => {
             EventKind::CallbackHeartbeat {
@@ -154,7 +163,7 @@ pub fn deliveries(
             EventKind::WorkflowStarted {
                 name: instance.name.to_owned(),
                 input: instance.input.clone(),
-                parent: instance.parent.cloned(),
+                parent: instance.parent.cloned().map(Box::new),
                 headers: instance.options.headers.clone(),
                 retry,
                 version: None,

@@ -56,7 +56,7 @@ pub fn unknown_workflow(
     events.push(Event {
         at: now,
         kind: EventKind::WorkflowFailed {
-            failure: failure.clone(),
+            failure: Box::new(failure.clone()),
         },
     });
     Some(Outcome::Failed(failure))

@@ -31,7 +31,7 @@ pub(super) fn schedule(plan: &mut TurnPlan, instance: TurnInstance<'_>, ev: &Eve
             op: op.clone(),
             name: name.clone(),
             input: input.clone(),
-            options: options.clone(),
+            options: options.as_ref().clone(),
             scheduled_at: ev.at,
         });
     }

@@ -361,7 +361,7 @@ impl WorkflowRun {
                     s.started = true;
                     s.now = s.now.max(at);
                     s.workflow_name = name;
-                    s.parent = parent;
+                    s.parent = parent.map(|p| *p);
                     s.headers = headers;
                     if let Some(retry) = retry {
                         s.start_attempt(*retry);
@@ -468,7 +468,7 @@ impl WorkflowRun {
                 let failure = e.to_failure();
                 (
                     EventKind::WorkflowFailed {
-                        failure: failure.clone(),
+                        failure: Box::new(failure.clone()),
                     },
                     Outcome::Failed(failure),
                 )
@@ -499,7 +499,7 @@ impl WorkflowRun {
             s.journal.push(Event {
                 at,
                 kind: EventKind::WorkflowFailed {
-                    failure: failure.clone(),
+                    failure: Box::new(failure.clone()),
                 },
             });
         }

@@ -550,11 +550,11 @@ impl State {
                 self.complete(&op, Completion::Ok(output))
             }
             EventKind::ActivityFailed { op, failure } | EventKind::StepFailed { op, failure } => {
-                self.complete(&op, Completion::Err(failure))
+                self.complete(&op, Completion::Err(*failure))
             }
             EventKind::ChildFailed { op, failure } => {
                 self.open_children.remove(&op);
-                self.complete(&op, Completion::Err(failure))
+                self.complete(&op, Completion::Err(*failure))
             }
             EventKind::StepRetrying { op, .. } => self.complete(&op, Completion::Retrying),
             EventKind::CallbackCompleted { op, output } => {
@@ -563,7 +563,7 @@ impl State {
             }
             EventKind::CallbackFailed { op, failure } => {
                 self.callbacks.remove(&op);
-                self.complete(&op, Completion::Err(failure))
+                self.complete(&op, Completion::Err(*failure))
             }
             EventKind::CallbackHeartbeat { op, .. } => {
                 if let Some(cb) = self.callbacks.get_mut(&op) {

@@ -157,11 +157,11 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
                 |(name, input, parent, headers)| EventKind::WorkflowStarted {
                     name,
                     input,
-                    parent: parent.map(|(instance_id, execution, op)| ParentLink {
+                    parent: parent.map(|(instance_id, execution, op)| Box::new(ParentLink {
                         instance_id,
                         execution,
                         op
-                    }),
+                    })),
                     headers,
                     retry: None,
                     version: None,
@@ -172,11 +172,14 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
                 op,
                 name,
                 input,
-                options,
+                options: Box::new(options),
             }
         }),
         (op_id(), payload()).prop_map(|(op, output)| EventKind::ActivityCompleted { op, output }),
-        (op_id(), failure()).prop_map(|(op, failure)| EventKind::ActivityFailed { op, failure }),
+        (op_id(), failure()).prop_map(|(op, failure)| EventKind::ActivityFailed {
+            op,
+            failure: Box::new(failure)
+        }),
         (op_id(), any::<i64>()).prop_map(|(op, t)| EventKind::TimerCreated {
             op,
             fire_at: Timestamp(t)
@@ -188,7 +191,10 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
             attempt: 1
         }),
         (op_id(), payload()).prop_map(|(op, output)| EventKind::StepCompleted { op, output }),
-        (op_id(), failure()).prop_map(|(op, failure)| EventKind::StepFailed { op, failure }),
+        (op_id(), failure()).prop_map(|(op, failure)| EventKind::StepFailed {
+            op,
+            failure: Box::new(failure)
+        }),
         (op_id(), name()).prop_map(|(op, name)| EventKind::EventWaitStarted { op, name }),
         (name(), payload()).prop_map(|(name, data)| EventKind::EventRaised {
             name,
@@ -206,11 +212,16 @@ pub(crate) fn event_kind() -> impl Strategy<Value = EventKind> {
             }
         ),
         (op_id(), payload()).prop_map(|(op, output)| EventKind::ChildCompleted { op, output }),
-        (op_id(), failure()).prop_map(|(op, failure)| EventKind::ChildFailed { op, failure }),
+        (op_id(), failure()).prop_map(|(op, failure)| EventKind::ChildFailed {
+            op,
+            failure: Box::new(failure)
+        }),
         any::<String>().prop_map(|reason| EventKind::CancelRequested { reason }),
         any::<String>().prop_map(|reason| EventKind::TerminateRequested { reason }),
         payload().prop_map(|output| EventKind::WorkflowCompleted { output }),
-        failure().prop_map(|failure| EventKind::WorkflowFailed { failure }),
+        failure().prop_map(|failure| EventKind::WorkflowFailed {
+            failure: Box::new(failure)
+        }),
         payload().prop_map(|input| EventKind::ContinuedAsNew { input }),
         (op_id(), name(), payload())
             .prop_map(|(op, name, data)| EventKind::QueueEventEmitStarted { op, name, data }),

@@ -84,7 +84,9 @@ pub(crate) fn activity_completed<T: Serialize + ?Sized>(op_id: &str, output: &T)
 pub(crate) fn activity_failed(op_id: &str, message: &str) -> EventKind {
     EventKind::ActivityFailed {
         op: op(op_id),
-        failure: Failure::new(FailureKind::ActivityTerminal, message).at("activity", &op(op_id)),
+        failure: Box::new(
+            Failure::new(FailureKind::ActivityTerminal, message).at("activity", &op(op_id)),
+        ),
     }
 }
 

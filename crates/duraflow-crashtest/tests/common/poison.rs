@@ -111,7 +111,7 @@ pub(crate) async fn check_poison_outcome(store: &dyn Store, log: &Path, endings:
     let results: Vec<&Failure> = journal
         .iter()
         .filter_map(|e| match &e.kind {
-            EventKind::ActivityFailed { failure, .. } => Some(failure),
+            EventKind::ActivityFailed { failure, .. } => Some(failure.as_ref()),
             EventKind::ActivityCompleted { .. } => panic!("the activity never completes"),
             _ => None,
         })

@@ -111,7 +111,7 @@ pub fn rebuild(id: &str, journal: &[Event]) -> Result<DagReport, StatusError> {
             }
             EventKind::ActivityFailed { op, failure } => {
                 let (m, seq) = ordered(&mut machine, &orders, op)?;
-                let error = duraflow_core::WorkflowError::Activity(failure.clone());
+                let error = duraflow_core::WorkflowError::Activity(failure.as_ref().clone());
                 let _ = m.failed(seq, &AttemptFailure::from_error(&error), at);
             }
             EventKind::TimerFired { op } => {

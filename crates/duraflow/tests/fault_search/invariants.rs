@@ -535,7 +535,7 @@ mod tests {
             op: op(n),
             name: "work".into(),
             input: Payload::null(),
-            options: ActivityOptions::default(),
+            options: Box::new(ActivityOptions::default()),
         })
     }
 

@@ -161,11 +161,11 @@ where
             Some(delay) => EventKind::StepRetrying {
                 op,
                 attempt: self.attempt,
-                failure,
+                failure: Box::new(failure),
                 retry_at: s.timer_start().plus_ceil(delay),
             },
             None if retryable && self.attempt > 1 => EventKind::StepFailed {
-                failure: Failure {
+                failure: Box::new(Failure {
                     kind: FailureKind::RetriesExhausted,
                     message: format!(
                         "step {:?} failed on all {} attempts; the last: {}",
@@ -174,10 +174,13 @@ where
                         failure.message
                     ),
                     ..failure
-                },
+                }),
                 op,
             },
-            None => EventKind::StepFailed { op, failure },
+            None => EventKind::StepFailed {
+                op,
+                failure: Box::new(failure),
+            },
         }
     }
 

@@ -49,9 +49,11 @@ impl State {
         };
         Some(EventKind::CallbackFailed {
             op: op.clone(),
-            failure: Failure::new(crate::FailureKind::Timeout, message)
-                .with_code(Some(code.to_owned()))
-                .at(format!("callback {:?}", cb.name), op),
+            failure: Box::new(
+                Failure::new(crate::FailureKind::Timeout, message)
+                    .with_code(Some(code.to_owned()))
+                    .at(format!("callback {:?}", cb.name), op),
+            ),
         })
     }
 }

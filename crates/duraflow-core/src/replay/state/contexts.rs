@@ -49,7 +49,7 @@ impl State {
                         ends.insert(op.clone(), (base + i, Ok(output.clone())));
                     }
                     EventKind::ContextFailed { op, failure } => {
-                        ends.insert(op.clone(), (base + i, Err(failure.clone())));
+                        ends.insert(op.clone(), (base + i, Err(failure.as_ref().clone())));
                     }
                     _ => {}
                 }
