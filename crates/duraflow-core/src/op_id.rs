@@ -250,4 +250,53 @@ mod tests {
         assert_eq!(id.to_string().parse::<OpId>().unwrap(), id);
         assert_eq!(OpId::from_path(id.path()), id);
     }
+
+    fn hash_of(id: &OpId) -> u64 {
+        use std::hash::BuildHasher;
+        foldhash::fast::FixedState::with_seed(7).hash_one(id)
+    }
+
+    /// An id by each way of making one: sequence by sequence, from its path, parsed.
+    fn made_every_way(path: &[u32]) -> [OpId; 3] {
+        let mut built: Option<OpId> = None;
+        for seq in path {
+            built = Some(OpId::new(built.as_ref(), *seq));
+        }
+        let built = built.unwrap_or_else(|| OpId::from_path(&[]));
+        let text = path
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(".");
+        let parsed = if path.is_empty() {
+            OpId::from_path(&[])
+        } else {
+            text.parse().unwrap()
+        };
+        [built, OpId::from_path(path), parsed]
+    }
+
+    proptest::proptest! {
+        /// Equality and hashing read an inline id's representation: they must still agree
+        /// with its path, whichever way it was made, however deep (zeros and prefixes too:
+        /// `0` and `0.0` differ).
+        #[test]
+        fn equality_and_hashes_follow_the_path(
+            a in proptest::collection::vec(0u32..3, 0..7),
+            b in proptest::collection::vec(0u32..3, 0..7),
+        ) {
+            let ids_a = made_every_way(&a);
+            let ids_b = made_every_way(&b);
+            for x in &ids_a {
+                for y in &ids_a {
+                    proptest::prop_assert_eq!(x, y);
+                    proptest::prop_assert_eq!(hash_of(x), hash_of(y));
+                }
+                for y in &ids_b {
+                    proptest::prop_assert_eq!(x == y, a == b);
+                    proptest::prop_assert_eq!(x.cmp(y), a.cmp(&b));
+                }
+            }
+        }
+    }
 }
