@@ -47,6 +47,8 @@ mod connect;
 mod conns;
 mod creates;
 mod error;
+#[cfg(test)]
+mod hot_updates;
 mod listen;
 mod ops;
 mod owners;

@@ -7,7 +7,10 @@ use std::time::Duration;
 use duraflow_core::{Event, EventKind, Payload, Timestamp};
 use duraflow_postgres::testing::{test_store, test_url};
 use duraflow_postgres::{PostgresOptions, PostgresStore};
-use duraflow_store::{FetchFilter, NewInstance, RegisteredKind, Registration, Store, TurnCommit};
+use duraflow_store::{
+    FetchFilter, InstanceStatus, ListFilter, NewInstance, RegisteredKind, Registration, Store,
+    TurnCommit,
+};
 
 const T0: Timestamp = Timestamp(1_000_000);
 
@@ -127,4 +130,102 @@ async fn a_version_12_schema_reads_without_versions() {
     .execute(store.pool())
     .await
     .unwrap();
+}
+
+/// A schema at version 14, whose index of finished instances was keyed by `updated_at`, is
+/// migrated: the instances it finished are listed by the time they finished, in that order,
+/// from the new index, and an instance finished afterwards joins them.
+#[tokio::test]
+async fn a_version_14_schema_lists_finished_instances_as_before() {
+    let store = test_store("dfm_v14").await.expect("the test server");
+    let schema = store.schema().to_owned();
+    // Finished at T0 + 3, + 1 and + 2 seconds; one still running.
+    for (id, finish) in [("c", Some(3)), ("a", Some(1)), ("b", Some(2)), ("r", None)] {
+        start(&store, id, started(None)).await;
+        if let Some(seconds) = finish {
+            finish_at(&store, id, Timestamp(T0.0 + seconds * 1_000)).await;
+        }
+    }
+    // Back to version 14.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET search_path = \"{schema}\";
+         DROP INDEX instances_finished;
+         ALTER TABLE instances DROP COLUMN finished_at;
+         CREATE INDEX instances_finished ON instances (updated_at, id)
+             WHERE status IN ('completed', 'failed', 'cancelled', 'terminated');
+         DELETE FROM _sqlx_migrations WHERE version = 15;
+         RESET search_path"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let options = PostgresOptions {
+        schema: schema.clone(),
+        max_connections: 2,
+        ..PostgresOptions::default()
+    };
+    let migrated = PostgresStore::connect_with(&test_url(), options)
+        .await
+        .unwrap();
+    start(&migrated, "d", started(None)).await;
+    finish_at(&migrated, "d", Timestamp(T0.0 + 4_000)).await;
+    let finished_before = |before: i64| ListFilter {
+        statuses: vec![InstanceStatus::Completed],
+        updated_before: Some(Timestamp(T0.0 + before)),
+        limit: 10,
+        ..ListFilter::default()
+    };
+    let listed = |page: duraflow_store::Page| -> Vec<String> {
+        page.instances.into_iter().map(|i| i.id).collect()
+    };
+    let management = migrated.management().unwrap();
+    assert_eq!(
+        listed(management.list(finished_before(10_000)).await.unwrap()),
+        ["a", "b", "c", "d"]
+    );
+    assert_eq!(
+        listed(management.list(finished_before(2_500)).await.unwrap()),
+        ["a", "b"]
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+}
+
+/// Completes the running instance `id` with a turn at `now`.
+async fn finish_at(store: &dyn Store, id: &str, now: Timestamp) {
+    store
+        .send(duraflow_store::NewMessage {
+            instance_id: id.into(),
+            kind: duraflow_store::MessageKind::Event {
+                name: "go".into(),
+                data: Payload::encode("x").unwrap(),
+            },
+            visible_at: now,
+        })
+        .await
+        .unwrap();
+    let turns = store
+        .fetch_turns(
+            &FetchFilter::default(),
+            now,
+            10,
+            Duration::from_secs(60),
+            None,
+        )
+        .await
+        .unwrap();
+    let work = turns.iter().find(|w| w.instance.id == id).unwrap();
+    let mut commit = TurnCommit::consuming(work, now);
+    commit.status = InstanceStatus::Completed;
+    commit.output = Some(Payload::encode("done").unwrap());
+    store
+        .commit_turns(vec![commit])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
 }

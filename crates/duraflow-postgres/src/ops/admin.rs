@@ -25,32 +25,33 @@ pub(crate) async fn journal(
     Ok(read_journal(conn, id, execution).await??)
 }
 
-/// The partial index of finished instances (migration 0014) holds the rows that meet this
-/// condition; a listing of finished instances names it word for word, so that the planner sees
-/// it may use the index.
-const FINISHED: &str = "status IN ('completed', 'failed', 'cancelled', 'terminated')";
-
 /// The listing statement for `filter`'s combination of filters and its order
 /// ([`ListFilter::order`]): `$1` statuses, `$2` name, `$3` the id to list after, `$4` the
 /// limit, `$5` queue, `$6`..`$9` the created and updated time bounds, `$10` the cursor's time.
 ///
 /// Each filter given adds its condition, so that every combination is a statement of its own
 /// whose plan can use the index for it (`(status, id)`, `(name, id)`, `(queue, id)` or the
-/// primary key in id order; `(created_at, id)` in creation order; `(updated_at, id)` over
-/// finished instances in order of their last change); one statement with `($n IS NULL OR ..)`
+/// primary key in id order; `(created_at, id)` in creation order; `(finished_at, id)` over
+/// finished instances in order of their last change). `finished_at` is computed by
+/// PostgreSQL: a finished instance's `updated_at`, NULL for any other (migration 0015: no index
+/// names `updated_at`, so the commits of running instances are heap-only updates). A listing in
+/// that order has an update bound, and compares `finished_at` in it and in the cursor: a
+/// comparison is false on NULL, which is what lets the planner use the partial index of the
+/// rows where it is not NULL (a condition `finished_at IS NOT NULL` written out, on a table
+/// where no instance has finished, would have the planner sort instead). One statement with `($n IS NULL OR ..)`
 /// for every filter would get one generic plan for all of them. Only constant text is
 /// interpolated.
 pub(crate) fn list_sql(filter: &ListFilter) -> String {
     let order = filter.order();
     let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE true");
-    if order == ListOrder::Finished {
-        sql.push_str(" AND ");
-        sql.push_str(FINISHED);
-    }
     let after = match order {
         ListOrder::Id => " AND id > $3",
         ListOrder::Created => " AND created_at >= $10 AND (created_at > $10 OR id > $3)",
-        ListOrder::Finished => " AND updated_at >= $10 AND (updated_at > $10 OR id > $3)",
+        ListOrder::Finished => " AND finished_at >= $10 AND (finished_at > $10 OR id > $3)",
+    };
+    let (updated_from, updated_before) = match order {
+        ListOrder::Finished => (" AND finished_at >= $8", " AND finished_at < $9"),
+        ListOrder::Id | ListOrder::Created => (" AND updated_at >= $8", " AND updated_at < $9"),
     };
     for (given, condition) in [
         (!filter.statuses.is_empty(), " AND status = ANY($1)"),
@@ -59,8 +60,8 @@ pub(crate) fn list_sql(filter: &ListFilter) -> String {
         (filter.queue.is_some(), " AND queue = $5"),
         (filter.created_from.is_some(), " AND created_at >= $6"),
         (filter.created_before.is_some(), " AND created_at < $7"),
-        (filter.updated_from.is_some(), " AND updated_at >= $8"),
-        (filter.updated_before.is_some(), " AND updated_at < $9"),
+        (filter.updated_from.is_some(), updated_from),
+        (filter.updated_before.is_some(), updated_before),
     ] {
         if given {
             sql.push_str(condition);
@@ -69,7 +70,7 @@ pub(crate) fn list_sql(filter: &ListFilter) -> String {
     sql.push_str(match order {
         ListOrder::Id => " ORDER BY id LIMIT $4",
         ListOrder::Created => " ORDER BY created_at, id LIMIT $4",
-        ListOrder::Finished => " ORDER BY updated_at, id LIMIT $4",
+        ListOrder::Finished => " ORDER BY finished_at, id LIMIT $4",
     });
     sql
 }
