@@ -43,10 +43,40 @@ async fn start(store: &dyn Store, id: &str, event: Event) {
         })
         .await
         .unwrap();
+    commit_turn(store, id, T0, |commit| commit.new_events = vec![event]).await;
+}
+
+/// Takes `store`'s schema back to an earlier version with `downgrade` (statements run in the
+/// schema), then connects to it again, which migrates it.
+async fn back_and_again(store: &PostgresStore, downgrade: &str) -> PostgresStore {
+    let schema = store.schema().to_owned();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "SET search_path = \"{schema}\"; {downgrade} RESET search_path"
+    )))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    let options = PostgresOptions {
+        schema,
+        max_connections: 2,
+        ..PostgresOptions::default()
+    };
+    PostgresStore::connect_with(&test_url(), options)
+        .await
+        .unwrap()
+}
+
+/// Runs a turn of `id` at `now` that consumes its inbox, changed by `change`, and commits it.
+async fn commit_turn(
+    store: &dyn Store,
+    id: &str,
+    now: Timestamp,
+    change: impl FnOnce(&mut TurnCommit),
+) {
     let turns = store
         .fetch_turns(
             &FetchFilter::default(),
-            T0,
+            now,
             10,
             Duration::from_secs(60),
             None,
@@ -54,8 +84,8 @@ async fn start(store: &dyn Store, id: &str, event: Event) {
         .await
         .unwrap();
     let work = turns.iter().find(|w| w.instance.id == id).unwrap();
-    let mut commit = TurnCommit::consuming(work, T0);
-    commit.new_events = vec![event];
+    let mut commit = TurnCommit::consuming(work, now);
+    change(&mut commit);
     store
         .commit_turns(vec![commit])
         .await
@@ -80,22 +110,13 @@ async fn a_version_12_schema_reads_without_versions() {
         .await
         .unwrap();
     // Back to version 12: what it wrote is what this build writes, without the column.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "ALTER TABLE \"{schema}\".instances DROP COLUMN version;
-         ALTER TABLE \"{schema}\".registrations DROP COLUMN version;
-         DELETE FROM \"{schema}\"._sqlx_migrations WHERE version = 13"
-    )))
-    .execute(store.pool())
-    .await
-    .unwrap();
-    let options = PostgresOptions {
-        schema: schema.clone(),
-        max_connections: 2,
-        ..PostgresOptions::default()
-    };
-    let migrated = PostgresStore::connect_with(&test_url(), options)
-        .await
-        .unwrap();
+    let migrated = back_and_again(
+        &store,
+        "ALTER TABLE instances DROP COLUMN version;
+         ALTER TABLE registrations DROP COLUMN version;
+         DELETE FROM _sqlx_migrations WHERE version = 13;",
+    )
+    .await;
     let info = migrated.instance("old").await.unwrap().unwrap();
     assert_eq!(info.version, None);
     assert_eq!(
@@ -147,26 +168,15 @@ async fn a_version_14_schema_lists_finished_instances_as_before() {
         }
     }
     // Back to version 14.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "SET search_path = \"{schema}\";
-         DROP INDEX instances_finished;
+    let migrated = back_and_again(
+        &store,
+        "DROP INDEX instances_finished;
          ALTER TABLE instances DROP COLUMN finished_at;
          CREATE INDEX instances_finished ON instances (updated_at, id)
              WHERE status IN ('completed', 'failed', 'cancelled', 'terminated');
-         DELETE FROM _sqlx_migrations WHERE version = 15;
-         RESET search_path"
-    )))
-    .execute(store.pool())
-    .await
-    .unwrap();
-    let options = PostgresOptions {
-        schema: schema.clone(),
-        max_connections: 2,
-        ..PostgresOptions::default()
-    };
-    let migrated = PostgresStore::connect_with(&test_url(), options)
-        .await
-        .unwrap();
+         DELETE FROM _sqlx_migrations WHERE version = 15;",
+    )
+    .await;
     start(&migrated, "d", started(None)).await;
     finish_at(&migrated, "d", Timestamp(T0.0 + 4_000)).await;
     let finished_before = |before: i64| ListFilter {
@@ -208,24 +218,9 @@ async fn finish_at(store: &dyn Store, id: &str, now: Timestamp) {
         })
         .await
         .unwrap();
-    let turns = store
-        .fetch_turns(
-            &FetchFilter::default(),
-            now,
-            10,
-            Duration::from_secs(60),
-            None,
-        )
-        .await
-        .unwrap();
-    let work = turns.iter().find(|w| w.instance.id == id).unwrap();
-    let mut commit = TurnCommit::consuming(work, now);
-    commit.status = InstanceStatus::Completed;
-    commit.output = Some(Payload::encode("done").unwrap());
-    store
-        .commit_turns(vec![commit])
-        .await
-        .unwrap()
-        .remove(0)
-        .unwrap();
+    commit_turn(store, id, now, |commit| {
+        commit.status = InstanceStatus::Completed;
+        commit.output = Some(Payload::encode("done").unwrap());
+    })
+    .await;
 }
