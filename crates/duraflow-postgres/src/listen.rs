@@ -49,15 +49,9 @@ pub(crate) fn wake(notifier: &Notifier, payload: &str) {
         INSTANCES => notifier.all_instances_changed(),
         _ => match payload.strip_prefix(INSTANCE) {
             Some(id) => notifier.instances_changed([id]),
-            None => wake_all(notifier),
+            None => notifier.wake_all(),
         },
     }
-}
-
-fn wake_all(notifier: &Notifier) {
-    notifier.turns.notify_waiters();
-    notifier.tasks.notify_waiters();
-    notifier.all_instances_changed();
 }
 
 /// Listens until the task is aborted. When the connection drops, notifications sent meanwhile
@@ -82,13 +76,13 @@ pub(crate) async fn listen(pool: PgPool, channel: String, notifier: Arc<Notifier
             continue;
         }
         delay = Duration::from_millis(50);
-        wake_all(&notifier);
+        notifier.wake_all();
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) => wake(&notifier, n.payload()),
                 Ok(None) => {
                     debug!("the LISTEN connection was re-established; waking everyone");
-                    wake_all(&notifier);
+                    notifier.wake_all();
                 }
                 Err(e) => {
                     warn!(error = %e, "the LISTEN connection failed; reconnecting");

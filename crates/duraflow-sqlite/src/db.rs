@@ -15,6 +15,7 @@ use crate::checkpoint::{
     Checkpointer, Finish, COMMITS_BEFORE_WRITER_CHECKPOINTS, COMMITS_PER_CHECKPOINT,
 };
 use crate::error::{store_error, SqlResult};
+use crate::foreign::{Foreign, FOREIGN_CHECK};
 use crate::open::open_reader;
 use crate::owners::Owner;
 use crate::SqliteOptions;
@@ -452,22 +453,34 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
     let mut since_checkpoint = 0u32;
     let max_batch = max_batch.max(1);
     let mut sync = SyncLevel::new(full_sync);
+    // Returns how many other openings are alive.
     let sweep = |conn: &Connection| match owner.sweep(conn) {
-        Ok(0) => {}
-        Ok(_) => {
-            notifier.turns.notify_waiters();
-            notifier.tasks.notify_waiters();
+        Ok(swept) => {
+            if swept.released > 0 {
+                notifier.turns.notify_waiters();
+                notifier.tasks.notify_waiters();
+            }
+            swept.alive
         }
         Err(e) => {
             let e = StoreError::from(e);
             warn!(error = %e, "releasing the leases of a SQLite store that is gone failed");
+            0
         }
     };
+    let mut foreign = Foreign::new(&conn);
     // Work left by a crashed process is taken over before anything else.
-    sweep(&conn);
+    let mut alive = sweep(&conn);
     let mut swept = Instant::now();
+    // When another connection's commit was last seen.
+    let mut seen: Option<Instant> = None;
     loop {
-        let first = match rx.recv_timeout(SWEEP_EVERY) {
+        // While the file is shared, look for other processes' commits often (`foreign`): while
+        // another opening is alive, or for a while after another connection's commit (an
+        // opening without an owner file, in a read-only directory, is not counted).
+        let shared = alive > 0 || seen.is_some_and(|at| at.elapsed() < 2 * SWEEP_EVERY);
+        let wait = if shared { FOREIGN_CHECK } else { SWEEP_EVERY };
+        let first = match rx.recv_timeout(wait) {
             Ok(request) => Some(request),
             Err(mpsc::RecvTimeoutError::Timeout) => None,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -504,8 +517,13 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
         for reply in folds {
             let _ = reply.send(checkpointer.fold(&conn));
         }
-        if swept.elapsed() >= SWEEP_EVERY {
-            sweep(&conn);
+        let sweep_due = swept.elapsed() >= SWEEP_EVERY;
+        if ((shared && foreign.due()) || sweep_due) && foreign.committed(&conn) {
+            seen = Some(Instant::now());
+            notifier.wake_all();
+        }
+        if sweep_due {
+            alive = sweep(&conn);
             swept = Instant::now();
         }
     }

@@ -13,8 +13,11 @@
 //!   SQLite file of another application is refused.
 //! - **Several processes** may open the same file: SQLite's locking serialises their writes
 //!   (a writer waits up to the busy timeout, then the engine retries), and leases with fencing
-//!   tokens keep them from running the same work twice. Wakeups do not cross processes, so the
-//!   other processes see new work at their next poll (`EngineOptions::poll_interval`).
+//!   tokens keep them from running the same work twice. While another opening of the file is
+//!   alive, the writer looks for its commits every 2 ms (`PRAGMA data_version`, which the
+//!   store's own commits do not change) and wakes every waiter of this process, so the other
+//!   processes' new work is seen within milliseconds rather than at the next poll
+//!   (`EngineOptions::poll_interval`).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), duraflow_store::StoreError> {
@@ -33,6 +36,7 @@ mod checkpoint;
 mod codec;
 mod db;
 mod error;
+mod foreign;
 mod open;
 mod ops;
 mod owners;

@@ -23,6 +23,15 @@ use tracing::{debug, warn};
 use crate::db::EPOCH_SHIFT;
 use crate::error::SqlResult;
 
+/// What a [`Owner::sweep`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Sweep {
+    /// Leases released, of openings that are gone.
+    pub(crate) released: usize,
+    /// Other openings of the database that are alive.
+    pub(crate) alive: usize,
+}
+
 /// This opening's owner file, locked while the store is open.
 pub(crate) struct Owner {
     dir: PathBuf,
@@ -73,16 +82,15 @@ impl Owner {
     }
 
     /// Releases the leases of every opening of this database that has ended without closing
-    /// (its owner file is no longer locked), and removes their owner files. Returns how many
-    /// leases were released.
-    pub(crate) fn sweep(&self, conn: &Connection) -> SqlResult<usize> {
+    /// (its owner file is no longer locked), and removes their owner files.
+    pub(crate) fn sweep(&self, conn: &Connection) -> SqlResult<Sweep> {
+        let mut swept = Sweep::default();
         if self.file.is_none() {
-            return Ok(0);
+            return Ok(swept);
         }
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return Ok(0);
+            return Ok(swept);
         };
-        let mut released = 0;
         for entry in entries.flatten() {
             let Some(epoch) = entry
                 .file_name()
@@ -101,9 +109,13 @@ impl Owner {
             match file.try_lock() {
                 Ok(()) => {}
                 // Its opening is alive.
-                Err(_) => continue,
+                Err(_) => {
+                    swept.alive += 1;
+                    continue;
+                }
             }
-            released += release_leases_of(conn, epoch)?;
+            let released = release_leases_of(conn, epoch)?;
+            swept.released += released;
             debug!(
                 epoch,
                 released, "released the leases of a SQLite store that is gone"
@@ -113,7 +125,7 @@ impl Owner {
                 debug!(path = %path.display(), error = %e, "cannot remove an owner file");
             }
         }
-        Ok(released)
+        Ok(swept)
     }
 
     /// Removes this opening's owner file (the store is closing; it holds no leases any more

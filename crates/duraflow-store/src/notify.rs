@@ -76,6 +76,15 @@ impl Notifier {
         }
     }
 
+    /// Wakes every waiter: of turns, of tasks, of the feed, and of every instance. Something
+    /// changed and what is not known (another process committed, notifications were lost).
+    pub fn wake_all(&self) {
+        self.turns.notify_waiters();
+        self.tasks.notify_waiters();
+        self.feed.notify_waiters();
+        self.all_instances_changed();
+    }
+
     /// How many instances are watched.
     pub fn watched_instances(&self) -> usize {
         self.watched().len()

@@ -176,7 +176,8 @@ pub(crate) async fn serve(store: Arc<dyn Store>, options: ServeOptions) -> Resul
         .map_err(|e| CliError::operational(format!("cannot read the bound address: {e}")))?;
     let state = AppState {
         // A long poll of `GET /v1/instances/{id}` looks at the store at least as often as a
-        // claim does: the engines that finish instances usually run in other processes.
+        // claim does, besides the wakeups: the engines that finish instances usually run in
+        // other processes, whose commits a store hears of only as a whole on SQLite.
         client: Client::new(store.clone()).with_wait_poll(options.claim_poll),
         completer: workers::completer(store.clone()),
         store,

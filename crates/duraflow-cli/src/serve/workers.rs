@@ -185,8 +185,9 @@ pub(crate) async fn claim(
         if left.is_zero() {
             return Ok(Json(json!({ "tasks": [] })));
         }
-        // A look at the store every `--claim-poll-ms`, sooner on an in-process wakeup (the
-        // engines that create tasks usually run in other processes, which cannot wake us).
+        // A look at the store every `--claim-poll-ms`, sooner on a wakeup: the store's notifier
+        // hears other processes' commits (PostgreSQL's notifications; SQLite's writer looks
+        // for them every few milliseconds while the file is shared).
         let nap = tokio::time::sleep(left.min(state.claim_poll));
         match notified.as_pin_mut() {
             Some(n) => {

@@ -17,9 +17,10 @@ pub struct SubscribeOptions {
     /// The most records one batch holds (default 512; at most
     /// [`duraflow_store::feed::MAX_FEED_READ`]).
     pub batch: usize,
-    /// How often to look for new records when none has been appended in this process (records
-    /// committed in this process wake the subscription at once; those of other processes are
-    /// seen at the next poll). Default 100 ms.
+    /// How often to look for new records when nothing woke the subscription (records committed
+    /// in this process wake it at once, and so, on SQLite, do other processes' commits, within
+    /// milliseconds; on PostgreSQL those of other processes are seen at the next poll).
+    /// Default 100 ms.
     pub poll_interval: Duration,
 }
 
