@@ -520,7 +520,7 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
         let sweep_due = swept.elapsed() >= SWEEP_EVERY;
         if ((shared && foreign.due()) || sweep_due) && foreign.committed(&conn) {
             seen = Some(Instant::now());
-            notifier.wake_all();
+            foreign.wake(&conn, &notifier);
         }
         if sweep_due {
             alive = sweep(&conn);

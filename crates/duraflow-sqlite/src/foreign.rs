@@ -1,8 +1,10 @@
 //! Commits of other processes, noticed: SQLite has no notifications between processes, so
 //! the writer asks its own connection whether another connection committed since it last
 //! asked (`PRAGMA data_version`, which the connection's own commits never change; it reads
-//! the write-ahead log's shared index, not the file) and then wakes every waiter of this
-//! process, since what changed is not known.
+//! the write-ahead log's shared index, not the file) and then wakes this process's waiters:
+//! every waiter of turns, tasks and the feed, since which of these changed is not known, and
+//! the watchers of the watched instances whose status or execution it finds changed (one read
+//! of each watched instance, instead of every waiting client reading its own at every look).
 //!
 //! Without this, an engine learned of the work another process committed (a task completed
 //! by a worker through `duraflow serve`, an instance started by a client of its own) only at
@@ -13,9 +15,11 @@
 //! while the file is shared: while the owners' sweep finds another live opening, or since a
 //! look found another connection's commit. A store alone on its file asks once a sweep.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use rusqlite::Connection;
+use duraflow_store::Notifier;
+use rusqlite::{Connection, OptionalExtension};
 
 /// How often the writer looks for other processes' commits while the file is shared: the
 /// most a waiter of this process waits, after another process committed, to be woken.
@@ -27,6 +31,9 @@ pub(crate) struct Foreign {
     version: Option<i64>,
     /// When it last looked.
     looked: Instant,
+    /// Each watched instance's status and execution when [`Foreign::wake`] last read it
+    /// (`None`: there was no such instance).
+    watched: HashMap<String, Option<(String, i64)>>,
 }
 
 impl Foreign {
@@ -35,6 +42,7 @@ impl Foreign {
         Foreign {
             version: data_version(conn),
             looked: Instant::now(),
+            watched: HashMap::new(),
         }
     }
 
@@ -53,6 +61,40 @@ impl Foreign {
         self.version = now;
         changed
     }
+}
+
+impl Foreign {
+    /// Wakes this process's waiters after another connection's commit: every waiter of turns,
+    /// tasks and the feed, and the watchers of the watched instances whose status or
+    /// execution changed since the last wake, or that were not watched then (a watch begun
+    /// since may have missed the change). An instance that cannot be read counts as changed.
+    pub(crate) fn wake(&mut self, conn: &Connection, notifier: &Notifier) {
+        notifier.turns.notify_waiters();
+        notifier.tasks.notify_waiters();
+        notifier.feed.notify_waiters();
+        let ids = notifier.watched_ids();
+        let mut read = HashMap::with_capacity(ids.len());
+        let mut changed = Vec::new();
+        for id in ids {
+            let now = instance_state(conn, &id);
+            let before = self.watched.get(&id);
+            if !matches!((&now, before), (Ok(now), Some(before)) if now == before) {
+                changed.push(id.clone());
+            }
+            if let Ok(now) = now {
+                read.insert(id, now);
+            }
+        }
+        self.watched = read;
+        notifier.instances_changed(changed.iter().map(String::as_str));
+    }
+}
+
+/// The status and execution of instance `id` (`None` when there is none).
+fn instance_state(conn: &Connection, id: &str) -> rusqlite::Result<Option<(String, i64)>> {
+    conn.prepare_cached("SELECT status, execution FROM instances WHERE id = ?1")?
+        .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
 }
 
 fn data_version(conn: &Connection) -> Option<i64> {

@@ -15,7 +15,8 @@
 //!   (a writer waits up to the busy timeout, then the engine retries), and leases with fencing
 //!   tokens keep them from running the same work twice. While another opening of the file is
 //!   alive, the writer looks for its commits every 2 ms (`PRAGMA data_version`, which the
-//!   store's own commits do not change) and wakes every waiter of this process, so the other
+//!   store's own commits do not change) and wakes this process's waiters (of turns, tasks and
+//!   the feed, and the watchers of the instances it finds changed), so the other
 //!   processes' new work is seen within milliseconds rather than at the next poll
 //!   (`EngineOptions::poll_interval`).
 //!

@@ -85,6 +85,13 @@ impl Notifier {
         self.all_instances_changed();
     }
 
+    /// The ids of the watched instances: for a store that learns that something changed
+    /// without learning which instances, and looks at these to wake only the watchers of those
+    /// that did.
+    pub fn watched_ids(&self) -> Vec<String> {
+        self.watched().keys().cloned().collect()
+    }
+
     /// How many instances are watched.
     pub fn watched_instances(&self) -> usize {
         self.watched().len()
