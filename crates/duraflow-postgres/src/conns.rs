@@ -14,7 +14,12 @@
 //! - At most two are kept, and two fewer than the pool's size (`capacity`): a caller waiting for
 //!   the pool is never starved by connections sitting here, as each operation that ends while
 //!   they are all kept gives its connection back to the pool.
+//! - A connection taken from the pool [`KEEP_AT_MOST`] ago or longer goes back to it when its
+//!   operation ends instead of being kept, so that the pool's own checks (its `max_lifetime`
+//!   and `idle_timeout`, which close old connections) apply to the connections kept here too:
+//!   without that, a kept connection served operation after operation without ever going back.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -39,8 +44,30 @@ fn capacity(size: u32) -> usize {
         .min(MOST_KEPT)
 }
 
-/// A pooled connection.
-pub(crate) type Conn = PoolConnection<Postgres>;
+/// The longest a connection is kept out of the pool between operations, counted from when it
+/// was taken from the pool.
+pub(crate) const KEEP_AT_MOST: Duration = Duration::from_secs(60);
+
+/// A pooled connection, and when it was taken from the pool.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    inner: PoolConnection<Postgres>,
+    taken: Instant,
+}
+
+impl Deref for Conn {
+    type Target = PoolConnection<Postgres>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.inner
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.inner
+    }
+}
 
 /// The pool and the connections kept out of it. Clones share both.
 #[derive(Clone, Debug)]
@@ -62,7 +89,7 @@ impl Drop for Kept {
         if tokio::runtime::Handle::try_current().is_err() {
             let kept = self.0.get_mut().unwrap_or_else(PoisonError::into_inner);
             for (conn, _) in kept.drain(..) {
-                drop(conn.detach());
+                drop(conn.inner.detach());
             }
         }
     }
@@ -116,11 +143,16 @@ impl Conns {
             }
             conn.close_on_drop();
         }
-        self.pool.acquire().await.map_err(store_error)
+        let inner = self.pool.acquire().await.map_err(store_error)?;
+        Ok(Conn {
+            inner,
+            taken: Instant::now(),
+        })
     }
 
     /// Keeps `conn`, whose operation ran to its end, or gives it back to the pool when as many
-    /// connections as may be kept are kept already.
+    /// connections as may be kept are kept already, or when it was taken from the pool
+    /// [`KEEP_AT_MOST`] ago or longer.
     pub(crate) fn keep(&self, conn: Conn) {
         self.keep_since(conn, Instant::now());
     }
@@ -128,7 +160,7 @@ impl Conns {
     /// [`Conns::keep`], as if the connection had been idle since `since`.
     fn keep_since(&self, conn: Conn, since: Instant) {
         let mut kept = self.lock();
-        if kept.len() < self.capacity {
+        if kept.len() < self.capacity && conn.taken.elapsed() < KEEP_AT_MOST {
             kept.push((conn, since));
             return;
         }
@@ -151,7 +183,7 @@ mod tests {
     use duraflow_store::{Management, StoreError};
     use sqlx::PgConnection;
 
-    use super::{capacity, Conns, PING_WHEN_IDLE_FOR};
+    use super::{capacity, Conns, KEEP_AT_MOST, PING_WHEN_IDLE_FOR};
     use crate::testing::test_store;
 
     async fn pid(conn: &mut PgConnection) -> i32 {
@@ -233,6 +265,38 @@ mod tests {
         let mut conn = store.conns.acquire().await.unwrap();
         pid(&mut conn).await;
         assert_eq!(store.conns.kept(), 0, "and the next acquire takes it");
+    }
+
+    /// A connection keeps the time it was taken from the pool while it is kept and taken
+    /// again, and once that is [`KEEP_AT_MOST`] ago it goes back to the pool when its
+    /// operation ends (where the pool's lifetime checks apply to it) instead of being kept.
+    #[tokio::test]
+    async fn a_connection_out_of_the_pool_too_long_goes_back() {
+        let store = test_store("dft_conns_old").await.unwrap();
+        let conns = &store.conns;
+        conns.give_back_all();
+        let mut conn = conns.acquire().await.unwrap();
+        let almost = Instant::now()
+            .checked_sub(KEEP_AT_MOST - Duration::from_secs(5))
+            .unwrap();
+        conn.taken = almost;
+        conns.keep(conn);
+        assert_eq!(conns.kept(), 1, "taken less than KEEP_AT_MOST ago: kept");
+        let mut conn = conns.acquire().await.unwrap();
+        assert_eq!(
+            conn.taken, almost,
+            "taking a kept connection is not taking it anew"
+        );
+        conn.taken = Instant::now().checked_sub(KEEP_AT_MOST).unwrap();
+        conns.keep(conn);
+        assert_eq!(conns.kept(), 0, "taken KEEP_AT_MOST ago: back to the pool");
+        let fresh = conns.acquire().await.unwrap();
+        assert!(
+            fresh.taken.elapsed() < KEEP_AT_MOST,
+            "taken from the pool anew"
+        );
+        conns.keep(fresh);
+        assert_eq!(conns.kept(), 1);
     }
 
     /// A kept connection that died while idle for longer than [`PING_WHEN_IDLE_FOR`] is found

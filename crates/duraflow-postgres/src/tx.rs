@@ -61,6 +61,7 @@ impl<'c> LockedTx<'c> {
     pub(crate) fn conn(&mut self) -> StoreResult<&mut PgConnection> {
         self.conn
             .as_deref_mut()
+            .map(|conn| &mut **conn)
             .ok_or_else(|| StoreError::Other("the transaction has ended".into()))
     }
 
