@@ -178,3 +178,108 @@ async fn reread_moved(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use std::time::Duration;
+
+    use duraflow_core::{Payload, Timestamp};
+    use duraflow_store::{NewInstance, Store};
+    use serde_json::Value;
+    use sqlx::AssertSqlSafe;
+
+    use super::FETCH;
+    use crate::testing::test_store;
+
+    /// The rows each scan of `instances` in `plan` (`EXPLAIN (ANALYZE, FORMAT JSON)`) read, in
+    /// all its loops, largest first.
+    fn instance_rows(plan: &Value, found: &mut Vec<(f64, String)>) {
+        if plan.get("Relation Name").and_then(Value::as_str) == Some("instances") {
+            let rows = plan["Actual Rows"].as_f64().unwrap_or(0.0)
+                * plan["Actual Loops"].as_f64().unwrap_or(1.0);
+            let how = format!(
+                "{} {}",
+                plan["Node Type"].as_str().unwrap_or("?"),
+                plan.get("Index Name").and_then(Value::as_str).unwrap_or("")
+            );
+            found.push((rows, how));
+        }
+        for child in plan
+            .get("Plans")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            instance_rows(child, found);
+        }
+    }
+
+    /// A fetch of a few turns reads a few rows of `instances`, however many instances wait in
+    /// the queue for one: with 2,000 due and waiting, no scan of `instances` reads more than
+    /// the fetch's own limit of each kind. The plan is made as a store's session makes it on a
+    /// new schema: once, generically, while the tables are empty, and kept. (Planned so, the
+    /// check whether admissions wait read every pending due instance of the served queues,
+    /// grouped by queue, before it looked for a queue with limits; and the admitted candidates
+    /// were read from an index of every due instance of the queue, migration 0016.)
+    #[tokio::test]
+    async fn a_fetch_reads_few_rows_however_many_wait() {
+        let store = test_store("dft_fetch_rows").await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        let execute = "EXECUTE fetch_rows (5000, 4, 65000, ARRAY['default'], NULL, NULL)";
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "PREPARE fetch_rows (bigint, bigint, bigint, text[], text[], integer) AS {};
+             BEGIN; {execute}; ROLLBACK;",
+            FETCH.as_str()
+        )))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        let waiting: Vec<NewInstance> = (0..2_000)
+            .map(|i| NewInstance {
+                id: format!("w{i:05}"),
+                name: "wf".into(),
+                input: Payload::encode(&i).unwrap(),
+                parent: None,
+                queue: "default".into(),
+                created_at: Timestamp(1_000),
+                start_at: None,
+                options: Default::default(),
+            })
+            .collect();
+        let claim = vec![false; waiting.len()];
+        store
+            .create_instances_claiming(waiting, claim, Duration::from_secs(30))
+            .await
+            .unwrap();
+        // Half of them admitted and leased, as running instances are.
+        sqlx::raw_sql(
+            "UPDATE instances SET started_at = 1000, lease_until = 60000, due_at = 60000
+              WHERE id < 'w01000'",
+        )
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::raw_sql("BEGIN").execute(&mut *conn).await.unwrap();
+        let plan: Value = sqlx::query_scalar(AssertSqlSafe(format!(
+            "EXPLAIN (ANALYZE, FORMAT JSON) {execute}"
+        )))
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+        sqlx::raw_sql("ROLLBACK; DEALLOCATE fetch_rows")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let mut found = Vec::new();
+        instance_rows(&plan[0]["Plan"], &mut found);
+        assert!(!found.is_empty(), "{plan}");
+        for (rows, how) in &found {
+            assert!(
+                *rows <= 16.0,
+                "{how} read {rows} rows of instances:\n{plan:#}"
+            );
+        }
+    }
+}

@@ -97,6 +97,13 @@ pub(crate) async fn configs(conn: &mut PgConnection) -> OpResult<Vec<QueueConfig
 /// Whether due pending instances that need an admission wait in the served queues: the
 /// expression the one-statement fetch adds, with its parameters (`$1` now, `$4` queues, `$5`
 /// names).
+///
+/// The queues with limits are found first, and each is probed for one waiting instance: the
+/// probe is a scalar subquery with `LIMIT 1`, which PostgreSQL runs per limited queue as
+/// written. Written as a nested `EXISTS`, the planner joined the other way round: it read
+/// every pending due instance of the served queues, grouped them by queue, and only then
+/// looked for a limit (at every fetch, 0.4 ms of a 1 ms fetch with 1,294 instances waiting for
+/// a fetch in a queue without limits, and growing with them).
 pub(crate) const ADMISSIONS_WAITING: &str = "(EXISTS (
         SELECT 1 FROM instances w
          WHERE w.queue = ANY($4::text[]) AND w.due_at <= $1 AND w.started_at IS NULL
@@ -105,9 +112,10 @@ pub(crate) const ADMISSIONS_WAITING: &str = "(EXISTS (
      OR EXISTS (
         SELECT 1 FROM queue_configs qc
          WHERE qc.name = ANY($4::text[]) AND qc.limits_queue
-           AND EXISTS (SELECT 1 FROM instances w
-                        WHERE w.queue = qc.name AND w.due_at <= $1 AND w.started_at IS NULL
-                          AND ($5::text[] IS NULL OR w.name = ANY($5::text[])))))";
+           AND (SELECT true FROM instances w
+                 WHERE w.queue = qc.name AND w.due_at <= $1 AND w.started_at IS NULL
+                   AND ($5::text[] IS NULL OR w.name = ANY($5::text[]))
+                 LIMIT 1)))";
 
 /// A pending due instance that needs an admission.
 struct Candidate {
