@@ -1,8 +1,8 @@
 //! The commits of a running instance are heap-only ("HOT") updates of its row: PostgreSQL
 //! writes the new version beside the old one on the same page and adds no entry to any of the
 //! table's indexes, as long as no column named by an index (in its keys, its expressions or its
-//! condition) changes. `instances` has thirteen indexes, so an update that is not heap-only
-//! costs thirteen index insertions, and their log records (migration 0015).
+//! condition) changes. `instances` has a dozen indexes, so an update that is not heap-only
+//! costs a dozen index insertions, and their log records (migration 0015).
 //!
 //! A commit that delivers an activity's result and runs the next turn (a direct turn) changes
 //! only the columns below on an instance that keeps running; this checks that no index names
