@@ -37,6 +37,35 @@ enum Reads {
     Whole,
 }
 
+/// The rows each scan of `relation` in `plan` (the output of `EXPLAIN (ANALYZE, FORMAT JSON)`)
+/// read, in all its loops, with the scan's kind and index: for tests that bound what a
+/// statement reads, which a plan's shape alone does not tell.
+pub(crate) fn rows_read(plan: &Value, relation: &str) -> Vec<(f64, String)> {
+    fn walk(node: &Value, relation: &str, found: &mut Vec<(f64, String)>) {
+        if node.get("Relation Name").and_then(Value::as_str) == Some(relation) {
+            let rows = node["Actual Rows"].as_f64().unwrap_or(0.0)
+                * node["Actual Loops"].as_f64().unwrap_or(1.0);
+            let how = format!(
+                "{} {}",
+                node["Node Type"].as_str().unwrap_or("?"),
+                node.get("Index Name").and_then(Value::as_str).unwrap_or("")
+            );
+            found.push((rows, how));
+        }
+        for child in node
+            .get("Plans")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            walk(child, relation, found);
+        }
+    }
+    let mut found = Vec::new();
+    walk(&plan[0]["Plan"], relation, &mut found);
+    found
+}
+
 /// A statement to plan: its name, its text, how it may read, and the types of its parameters
 /// when PostgreSQL cannot tell them from the text.
 struct Statement {

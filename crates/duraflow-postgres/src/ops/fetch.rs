@@ -193,29 +193,6 @@ mod tests {
     use super::FETCH;
     use crate::testing::test_store;
 
-    /// The rows each scan of `instances` in `plan` (`EXPLAIN (ANALYZE, FORMAT JSON)`) read, in
-    /// all its loops, largest first.
-    fn instance_rows(plan: &Value, found: &mut Vec<(f64, String)>) {
-        if plan.get("Relation Name").and_then(Value::as_str) == Some("instances") {
-            let rows = plan["Actual Rows"].as_f64().unwrap_or(0.0)
-                * plan["Actual Loops"].as_f64().unwrap_or(1.0);
-            let how = format!(
-                "{} {}",
-                plan["Node Type"].as_str().unwrap_or("?"),
-                plan.get("Index Name").and_then(Value::as_str).unwrap_or("")
-            );
-            found.push((rows, how));
-        }
-        for child in plan
-            .get("Plans")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            instance_rows(child, found);
-        }
-    }
-
     /// A fetch of a few turns reads a few rows of `instances`, however many instances wait in
     /// the queue for one: with 2,000 due and waiting, no scan of `instances` reads more than
     /// the fetch's own limit of each kind. The plan is made as a store's session makes it on a
@@ -272,8 +249,7 @@ mod tests {
             .execute(&mut *conn)
             .await
             .unwrap();
-        let mut found = Vec::new();
-        instance_rows(&plan[0]["Plan"], &mut found);
+        let found = crate::plans::rows_read(&plan, "instances");
         assert!(!found.is_empty(), "{plan}");
         for (rows, how) in &found {
             assert!(
