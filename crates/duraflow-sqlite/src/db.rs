@@ -521,6 +521,9 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
         if ((shared && foreign.due()) || sweep_due) && foreign.committed(&conn) {
             seen = Some(Instant::now());
             foreign.wake(&conn, &notifier);
+        } else {
+            // Watched instances whose read was put off (many are watched) are read in turn.
+            foreign.read_watched(&conn, &notifier);
         }
         if sweep_due {
             alive = sweep(&conn);

@@ -25,15 +25,25 @@ use rusqlite::{Connection, OptionalExtension};
 /// most a waiter of this process waits, after another process committed, to be woken.
 pub(crate) const FOREIGN_CHECK: Duration = Duration::from_millis(2);
 
+/// How many watched instances may be read per [`FOREIGN_CHECK`]: with more watched, they are
+/// read less often (every `FOREIGN_CHECK` per this many), so that a process with many waiting
+/// clients spends on these reads no more than this many reads every 2 ms, whatever the other
+/// processes commit (before, each client looked at its own instance every poll).
+const WATCHED_PER_CHECK: usize = 32;
+
 /// What the writer's connection last said of other connections' commits.
 pub(crate) struct Foreign {
     /// `PRAGMA data_version` at the last look (`None` before the first, or after a failure).
     version: Option<i64>,
     /// When it last looked.
     looked: Instant,
-    /// Each watched instance's status and execution when [`Foreign::wake`] last read it
-    /// (`None`: there was no such instance).
+    /// Each watched instance's status and execution when [`Foreign::read_watched`] last read
+    /// it (`None`: there was no such instance).
     watched: HashMap<String, Option<(String, i64)>>,
+    /// Whether another connection committed since the watched instances were last read.
+    watched_stale: bool,
+    /// When they were last read.
+    watched_read: Instant,
 }
 
 impl Foreign {
@@ -43,6 +53,8 @@ impl Foreign {
             version: data_version(conn),
             looked: Instant::now(),
             watched: HashMap::new(),
+            watched_stale: false,
+            watched_read: Instant::now(),
         }
     }
 
@@ -61,18 +73,33 @@ impl Foreign {
         self.version = now;
         changed
     }
-}
 
-impl Foreign {
     /// Wakes this process's waiters after another connection's commit: every waiter of turns,
-    /// tasks and the feed, and the watchers of the watched instances whose status or
-    /// execution changed since the last wake, or that were not watched then (a watch begun
-    /// since may have missed the change). An instance that cannot be read counts as changed.
+    /// tasks and the feed, and (see [`Foreign::read_watched`]) the watchers of the instances
+    /// it changed.
     pub(crate) fn wake(&mut self, conn: &Connection, notifier: &Notifier) {
         notifier.turns.notify_waiters();
         notifier.tasks.notify_waiters();
         notifier.feed.notify_waiters();
+        self.watched_stale = true;
+        self.read_watched(conn, notifier);
+    }
+
+    /// If another connection committed since the watched instances were last read, and their
+    /// turn has come (see [`WATCHED_PER_CHECK`]), reads them and wakes the watchers of those
+    /// whose status or execution changed since, or that were not watched then (a watch begun
+    /// since may have missed the change). An instance that cannot be read counts as changed.
+    pub(crate) fn read_watched(&mut self, conn: &Connection, notifier: &Notifier) {
+        if !self.watched_stale {
+            return;
+        }
         let ids = notifier.watched_ids();
+        let shares = u32::try_from(ids.len().div_ceil(WATCHED_PER_CHECK)).unwrap_or(u32::MAX);
+        if self.watched_read.elapsed() < FOREIGN_CHECK.saturating_mul(shares) {
+            return;
+        }
+        self.watched_stale = false;
+        self.watched_read = Instant::now();
         let mut read = HashMap::with_capacity(ids.len());
         let mut changed = Vec::new();
         for id in ids {
@@ -152,5 +179,53 @@ mod tests {
             .unwrap();
         assert!(foreign.committed(&writer), "another connection's commit");
         assert!(!foreign.committed(&writer), "noticed once");
+    }
+
+    /// With more watched instances than [`WATCHED_PER_CHECK`], a change found soon after the
+    /// last read is read later, not never: its watcher wakes.
+    #[tokio::test]
+    async fn a_read_put_off_is_done_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let options = SqliteOptions::default();
+        let writer = open_writer(&path, &options).unwrap();
+        writer
+            .execute_batch(
+                "CREATE TABLE instances (id TEXT PRIMARY KEY, status TEXT, execution INTEGER)",
+            )
+            .unwrap();
+        let notifier = Notifier::new();
+        let ids: Vec<String> = (0..2 * WATCHED_PER_CHECK)
+            .map(|i| format!("i{i}"))
+            .collect();
+        let watches: Vec<_> = ids.iter().map(|id| notifier.watch(id)).collect();
+        let mut foreign = Foreign::new(&writer);
+        let other = open_writer(&path, &options).unwrap();
+        for id in &ids {
+            other
+                .execute("INSERT INTO instances VALUES (?1, 'running', 1)", [id])
+                .unwrap();
+        }
+        // Both looks come within two shares of `FOREIGN_CHECK` (64 watched) of the last read
+        // (the store's opening counts as one): their reads are put off.
+        assert!(foreign.committed(&writer));
+        foreign.wake(&writer, &notifier);
+        let woken = watches[5].notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        other
+            .execute(
+                "UPDATE instances SET status = 'completed' WHERE id = 'i5'",
+                [],
+            )
+            .unwrap();
+        assert!(foreign.committed(&writer));
+        foreign.wake(&writer, &notifier);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !duraflow_store::conformance::fired(woken.as_mut()) {
+            assert!(Instant::now() < deadline, "the change was never read");
+            foreign.read_watched(&writer, &notifier);
+            std::thread::yield_now();
+        }
     }
 }
