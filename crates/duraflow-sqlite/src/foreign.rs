@@ -182,7 +182,7 @@ mod tests {
     }
 
     /// With more watched instances than [`WATCHED_PER_CHECK`], a change found soon after the
-    /// last read is read later, not never: its watcher wakes.
+    /// last read is put off, and read later, not never: its watcher wakes.
     #[tokio::test]
     async fn a_read_put_off_is_done_in_turn() {
         let dir = tempfile::tempdir().unwrap();
@@ -206,10 +206,11 @@ mod tests {
                 .execute("INSERT INTO instances VALUES (?1, 'running', 1)", [id])
                 .unwrap();
         }
-        // Both looks come within two shares of `FOREIGN_CHECK` (64 watched) of the last read
-        // (the store's opening counts as one): their reads are put off.
+        // The watched instances as read once; then `i5` finishes.
         assert!(foreign.committed(&writer));
+        foreign.watched_read = Instant::now() - 2 * FOREIGN_CHECK;
         foreign.wake(&writer, &notifier);
+        assert_eq!(foreign.watched.len(), ids.len(), "read at once");
         let woken = watches[5].notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
@@ -219,13 +220,24 @@ mod tests {
                 [],
             )
             .unwrap();
+        // Read just now, by the clock: 64 watched wait two shares of `FOREIGN_CHECK`.
         assert!(foreign.committed(&writer));
+        foreign.watched_read = Instant::now() + Duration::from_secs(3600);
         foreign.wake(&writer, &notifier);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !duraflow_store::conformance::fired(woken.as_mut()) {
-            assert!(Instant::now() < deadline, "the change was never read");
-            foreign.read_watched(&writer, &notifier);
-            std::thread::yield_now();
-        }
+        assert!(
+            !duraflow_store::conformance::fired(woken.as_mut()),
+            "put off"
+        );
+        // Its turn has come: read, and only the changed one wakes.
+        let others = watches[6].notified();
+        tokio::pin!(others);
+        others.as_mut().enable();
+        foreign.watched_read = Instant::now() - 2 * FOREIGN_CHECK;
+        foreign.read_watched(&writer, &notifier);
+        assert!(
+            duraflow_store::conformance::fired(woken.as_mut()),
+            "read in turn"
+        );
+        assert!(!duraflow_store::conformance::fired(others.as_mut()));
     }
 }

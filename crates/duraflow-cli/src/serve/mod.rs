@@ -175,9 +175,9 @@ pub(crate) async fn serve(store: Arc<dyn Store>, options: ServeOptions) -> Resul
         .local_addr()
         .map_err(|e| CliError::operational(format!("cannot read the bound address: {e}")))?;
     let state = AppState {
-        // A long poll of `GET /v1/instances/{id}` looks at the store at least as often as a
-        // claim does, besides the wakeups: the engines that finish instances usually run in
-        // other processes, whose commits a store hears of only as a whole on SQLite.
+        // A long poll of `GET /v1/instances/{id}` wakes on the store's notifications for its
+        // instance, and looks at the store at least as often as a claim does besides, in case
+        // one is missed (a process of an earlier build sends none the store can read).
         client: Client::new(store.clone()).with_wait_poll(options.claim_poll),
         completer: workers::completer(store.clone()),
         store,

@@ -38,9 +38,9 @@ pub(crate) async fn journal(
 /// that order has an update bound, and compares `finished_at` in it and in the cursor: a
 /// comparison is false on NULL, which is what lets the planner use the partial index of the
 /// rows where it is not NULL (a condition `finished_at IS NOT NULL` written out, on a table
-/// where no instance has finished, would have the planner sort instead). One statement with `($n IS NULL OR ..)`
-/// for every filter would get one generic plan for all of them. Only constant text is
-/// interpolated.
+/// where no instance has finished, would have the planner sort instead). One statement with
+/// `($n IS NULL OR ..)` for every filter would get one generic plan for all of them. Only
+/// constant text is interpolated.
 pub(crate) fn list_sql(filter: &ListFilter) -> String {
     let order = filter.order();
     let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE true");
