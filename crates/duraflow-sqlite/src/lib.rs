@@ -89,18 +89,19 @@ pub struct SqliteOptions {
     /// `StoreError::Full`. `None` (the default) leaves it to the file system.
     pub max_page_count: Option<u64>,
     /// How much of the database file each connection reads through a memory map, in bytes
-    /// (SQLite's `mmap_size`; default 256 MiB, [`DEFAULT_MMAP_SIZE`]). Reading a long journal
-    /// back after a restart then copies no page through a system call: at 10,000 steps a
-    /// cold connection reads it in 3.3 ms instead of 5.5 ms. Writes, and pages still in the
-    /// write-ahead log, do not go through the map. `0` turns it off: with a map, an I/O error
-    /// while reading the file stops the process with `SIGBUS` instead of failing the read, so
-    /// choose `0` where the disk is not trusted to be readable.
+    /// (SQLite's `mmap_size`; default 0, [`DEFAULT_MMAP_SIZE`]: no map, pages are read with
+    /// system calls). A map suits a file that is read far more than it is written: in WAL
+    /// mode, a connection whose read transaction begins after any commit drops the whole map
+    /// (SQLite's pager unmaps it, with its page cache, when the log has changed) and faults
+    /// the pages it reads back in, so on a store that commits all the time a map costs more
+    /// than it saves (a cold turn of 10,000 steps: 16.2–20.0 ms with 256 MiB mapped, 15.1–15.6
+    /// ms without; see BENCHMARKS.md). With a map, an I/O error while reading the file stops
+    /// the process with `SIGBUS` instead of failing the read.
     pub mmap_size: u64,
 }
 
-/// The default [`SqliteOptions::mmap_size`]: 256 MiB (address space, not memory: the
-/// operating system loads the file's pages as they are read, and shares them with its cache).
-pub const DEFAULT_MMAP_SIZE: u64 = 256 * 1024 * 1024;
+/// The default [`SqliteOptions::mmap_size`]: 0, no memory map (see there why).
+pub const DEFAULT_MMAP_SIZE: u64 = 0;
 
 impl Default for SqliteOptions {
     fn default() -> Self {

@@ -224,11 +224,17 @@ mod tests {
             mapped(&open_reader(&path, &defaults).unwrap()),
             DEFAULT_MMAP_SIZE
         );
-        let unmapped = SqliteOptions {
-            mmap_size: 0,
+        let mapping = SqliteOptions {
+            mmap_size: 64 * 1024 * 1024,
             ..SqliteOptions::default()
         };
-        assert_eq!(mapped(&open_writer(&path, &unmapped).unwrap()), 0);
-        assert_eq!(mapped(&open_reader(&path, &unmapped).unwrap()), 0);
+        assert_eq!(
+            mapped(&open_writer(&path, &mapping).unwrap()),
+            64 * 1024 * 1024
+        );
+        assert_eq!(
+            mapped(&open_reader(&path, &mapping).unwrap()),
+            64 * 1024 * 1024
+        );
     }
 }
