@@ -206,7 +206,16 @@ fn run_batch(
             }
             continue;
         }
-        let wake = tx.wake;
+        let mut wake = tx.wake;
+        // The finished instances' state for their watchers in this process, read here from the
+        // rows just written (a point read each, watched ones only) rather than by each waiting
+        // client on a reader connection after its wakeup. A failed read hands nothing over.
+        if wake
+            .hand_over(notifier, |id| crate::ops::instances::get(conn, id))
+            .is_err()
+        {
+            wake.finished.clear();
+        }
         let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
             if !conn.is_autocommit() {
                 if let Err(undo) = conn.execute_batch("ROLLBACK") {

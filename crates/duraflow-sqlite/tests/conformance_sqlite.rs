@@ -14,3 +14,16 @@ duraflow_store::conformance_tests!(async {
     std::mem::forget(dir);
     Arc::new(SqliteStore::open(&path).await.expect("open")) as Arc<dyn Store>
 });
+
+/// The SQLite store hands a finished instance's state to its watchers (beyond the suite).
+#[tokio::test]
+async fn a_finished_instance_is_handed_to_its_watchers() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open(dir.path().join("handed.db"))
+        .await
+        .expect("open");
+    duraflow_store::conformance::optional::a_finished_instance_is_handed_to_its_watchers(Arc::new(
+        store,
+    ))
+    .await;
+}

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
 
+use crate::types::InstanceInfo;
+
 /// Wakes dispatchers, workers and waiting clients in the same process when a store changes, so
 /// the hot path does not poll. Waiters must `enable` their `notified()` future before checking
 /// the store, then await it: the store calls `notify_waiters`.
@@ -24,11 +26,13 @@ pub struct Notifier {
     watched: Mutex<HashMap<String, Watched>>,
 }
 
-/// The wakeup of one watched instance, and how many [`InstanceWatch`]es share it.
+/// The wakeup of one watched instance, how many [`InstanceWatch`]es share it, and the state a
+/// commit that finished the instance handed over with its latest wakeup.
 #[derive(Debug)]
 struct Watched {
     notify: Arc<Notify>,
     watchers: usize,
+    finished: Option<InstanceInfo>,
 }
 
 impl Notifier {
@@ -46,6 +50,7 @@ impl Notifier {
         let entry = watched.entry(id.to_owned()).or_insert_with(|| Watched {
             notify: Arc::new(Notify::new()),
             watchers: 0,
+            finished: None,
         });
         entry.watchers += 1;
         InstanceWatch {
@@ -58,11 +63,31 @@ impl Notifier {
     /// Wakes the waiters of [`Notifier::instances`] and the watchers of each of `ids`, which
     /// finished or changed execution.
     pub fn instances_changed<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        self.instances_finished(ids, Vec::new());
+    }
+
+    /// Wakes the waiters of [`Notifier::instances`] and the watchers of each of `ids`, which
+    /// finished or changed execution, handing each watcher of an instance in `finished` its
+    /// state as the commit that finished it left it ([`InstanceWatch::finished`]), so that the
+    /// watcher need not read it. A watcher of any other of `ids` is handed nothing.
+    pub fn instances_finished<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+        finished: Vec<InstanceInfo>,
+    ) {
         self.instances.notify_waiters();
-        let watched = self.watched();
+        let mut watched = self.watched();
         for id in ids {
-            if let Some(w) = watched.get(id) {
+            if let Some(w) = watched.get_mut(id) {
+                w.finished = None;
                 w.notify.notify_waiters();
+            }
+        }
+        for info in finished {
+            if let Some(w) = watched.get_mut(&info.id) {
+                let notify = w.notify.clone();
+                w.finished = Some(info);
+                notify.notify_waiters();
             }
         }
     }
@@ -71,9 +96,17 @@ impl Notifier {
     /// and which is not known (a notification that names none, a lost connection).
     pub fn all_instances_changed(&self) {
         self.instances.notify_waiters();
-        for w in self.watched().values() {
+        for w in self.watched().values_mut() {
+            w.finished = None;
             w.notify.notify_waiters();
         }
+    }
+
+    /// Whether anyone in this process [watches](Notifier::watch) the instance `id`: a store
+    /// hands over the state of a finished instance only to watchers
+    /// ([`Notifier::instances_finished`]).
+    pub fn is_watched(&self, id: &str) -> bool {
+        self.watched().contains_key(id)
     }
 
     /// Wakes every waiter: of turns, of tasks, of the feed, and of every instance. Something
@@ -117,6 +150,17 @@ impl InstanceWatch<'_> {
     /// first polled).
     pub fn notified(&self) -> Notified<'_> {
         self.notify.notified()
+    }
+
+    /// The instance's state as the commit that finished it left it, when the latest wakeup
+    /// of this watch was that commit's and the store handed it over (see
+    /// [`Notifier::instances_finished`]); `None` after any other wakeup, or when the store
+    /// handed nothing over (the watcher then reads the instance).
+    pub fn finished(&self) -> Option<InstanceInfo> {
+        self.notifier
+            .watched()
+            .get(&self.id)
+            .and_then(|w| w.finished.clone())
     }
 }
 
@@ -194,5 +238,53 @@ mod tests {
         drop(changed);
         drop(second);
         assert_eq!(notifier.watched_instances(), 0, "nothing left behind");
+    }
+
+    fn completed(id: &str) -> InstanceInfo {
+        InstanceInfo {
+            id: id.to_owned(),
+            name: "wf".into(),
+            status: crate::types::InstanceStatus::Completed,
+            execution: 1,
+            input: duraflow_core::Payload::null(),
+            output: Some(duraflow_core::Payload::null()),
+            failure: None,
+            parent: None,
+            queue: duraflow_core::DEFAULT_QUEUE.into(),
+            options: Default::default(),
+            attempt: 1,
+            created_at: duraflow_core::Timestamp(1),
+            updated_at: duraflow_core::Timestamp(2),
+            version: None,
+            journal_len: None,
+            last_event_at: None,
+        }
+    }
+
+    #[test]
+    fn a_finished_state_is_handed_to_the_watchers_of_its_latest_wakeup_only() {
+        let notifier = Notifier::new();
+        let (a, b) = (notifier.watch("a"), notifier.watch("b"));
+        let mut a_changed = next_change(&a);
+        notifier.instances_finished(["a", "c"], vec![completed("a"), completed("c")]);
+        assert!(fired(a_changed.as_mut()), "a finished");
+        assert_eq!(a.finished(), Some(completed("a")));
+        assert_eq!(b.finished(), None, "b did not finish");
+        assert!(
+            !notifier.is_watched("c"),
+            "nothing is kept for an unwatched instance"
+        );
+
+        // A later wakeup of a that hands nothing over (another process's change, say) takes
+        // the state back: the watcher reads the instance.
+        notifier.instances_changed(["a"]);
+        assert_eq!(a.finished(), None);
+        notifier.instances_finished(["b"], vec![completed("b")]);
+        notifier.all_instances_changed();
+        assert_eq!(
+            b.finished(),
+            None,
+            "an unknown change takes every state back"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use duraflow_core::Timestamp;
 
 use crate::notify::Notifier;
-use crate::types::TurnCommit;
+use crate::types::{InstanceInfo, TurnCommit};
 
 /// Whom to wake once a write is durable (each flag names a [`Notifier`] channel).
 ///
@@ -13,7 +13,7 @@ use crate::types::TurnCommit;
 /// visible later: a dispatcher sleeping until the previous `next_due` must recompute it, or it
 /// would oversleep a newly scheduled earlier deadline. Waiters re-check the store, so an early
 /// wakeup costs one query.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Wake {
     /// Some instance may have a turn to run.
     pub turns: bool,
@@ -22,6 +22,12 @@ pub struct Wake {
     /// These instances finished (or changed execution): their watchers and the `instances`
     /// channel are woken (see [`Notifier::watch`]).
     pub instances: Vec<String>,
+    /// The state of instances of `instances` that finished, as the commit left them, for
+    /// their watchers in this process ([`Notifier::instances_finished`]): a store that has
+    /// the row at hand fills it for the watched ones ([`Notifier::is_watched`]), so that a
+    /// waiting client does not read what the commit just wrote. Optional: a watcher handed
+    /// nothing reads the instance.
+    pub finished: Vec<InstanceInfo>,
     /// Records were appended to the feed (woken in this process only: subscribers of other
     /// processes poll).
     pub feed: bool,
@@ -33,12 +39,35 @@ impl Wake {
         self.turns |= other.turns;
         self.tasks |= other.tasks;
         self.instances.extend(other.instances);
+        self.finished.extend(other.finished);
         self.feed |= other.feed;
     }
 
     /// The instance `id` finished or changed execution.
     pub fn instance_changed(&mut self, id: &str) {
         self.instances.push(id.to_owned());
+    }
+
+    /// Fills [`Wake::finished`] with the state of the instances of [`Wake::instances`] that
+    /// someone in this process watches and that `read` (the store's read of one instance, as
+    /// the write left it) finds finished. A store calls it where reading costs it little: with
+    /// the written rows at hand, before the wakeup.
+    pub fn hand_over<E>(
+        &mut self,
+        notifier: &Notifier,
+        mut read: impl FnMut(&str) -> Result<Option<InstanceInfo>, E>,
+    ) -> Result<(), E> {
+        for id in &self.instances {
+            if !notifier.is_watched(id) || self.finished.iter().any(|f| &f.id == id) {
+                continue;
+            }
+            if let Some(info) = read(id)? {
+                if info.status.is_terminal() {
+                    self.finished.push(info);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Wakes the waiters of this process on `notifier`'s channels that this names.
@@ -49,8 +78,8 @@ impl Wake {
         if self.tasks {
             notifier.tasks.notify_waiters();
         }
-        if !self.instances.is_empty() {
-            notifier.instances_changed(self.instances.iter().map(String::as_str));
+        if !self.instances.is_empty() || !self.finished.is_empty() {
+            notifier.instances_finished(self.instances.iter().map(String::as_str), self.finished);
         }
         if self.feed {
             notifier.feed.notify_waiters();

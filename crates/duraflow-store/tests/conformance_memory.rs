@@ -7,3 +7,12 @@ use std::sync::Arc;
 use duraflow_store::{MemoryStore, Store};
 
 duraflow_store::conformance_tests!(async { Arc::new(MemoryStore::new()) as Arc<dyn Store> });
+
+/// The memory store hands a finished instance's state to its watchers (beyond the suite).
+#[tokio::test]
+async fn a_finished_instance_is_handed_to_its_watchers() {
+    duraflow_store::conformance::optional::a_finished_instance_is_handed_to_its_watchers(Arc::new(
+        MemoryStore::new(),
+    ))
+    .await;
+}

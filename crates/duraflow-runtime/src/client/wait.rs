@@ -84,7 +84,10 @@ impl Client {
     /// store with in-process wakeups the wait is woken by this instance's changes alone
     /// (`Notifier::watch`), so many clients waiting for their own instances do not all read
     /// the store whenever one finishes; it also reads the instance at least every
-    /// [`Client::with_wait_poll`], for changes made where no wakeup reaches it.
+    /// [`Client::with_wait_poll`], for changes made where no wakeup reaches it. When the commit
+    /// that finished the instance handed its state over with the wakeup (the memory and SQLite
+    /// stores do, for instances watched in their own process), that state is returned without
+    /// reading the store again.
     pub async fn wait_finished(
         &self,
         id: &str,
@@ -94,13 +97,18 @@ impl Client {
         let mut poll = Duration::from_millis(5).min(self.wait_poll);
         // Woken by this instance's changes only: waiters of other instances are not.
         let watch = self.store.notifier().map(|n| n.watch(id));
+        // The state a finishing commit handed over with the wakeup, read instead of the store.
+        let mut handed: Option<InstanceInfo> = None;
         loop {
             let notified = watch.as_ref().map(|w| w.notified());
             tokio::pin!(notified);
             if let Some(n) = notified.as_mut().as_pin_mut() {
                 n.enable();
             }
-            let info = self.status(id).await?;
+            let info = match handed.take() {
+                Some(info) => info,
+                None => self.status(id).await?,
+            };
             if info.status.is_terminal() {
                 return Ok(info);
             }
@@ -119,7 +127,9 @@ impl Client {
             let nap = remaining.map_or(poll, |r| r.min(poll));
             match notified.as_mut().as_pin_mut() {
                 Some(n) => {
-                    let _ = tokio::time::timeout(nap, n).await;
+                    if tokio::time::timeout(nap, n).await.is_ok() {
+                        handed = watch.as_ref().and_then(|w| w.finished());
+                    }
                 }
                 None => tokio::time::sleep(nap).await,
             }

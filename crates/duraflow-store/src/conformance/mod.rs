@@ -3,7 +3,8 @@
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`],
 //! [`heartbeats`], [`claims`], [`direct`], [`admin`], [`management`], [`queues`],
-//! [`queue_events`], [`flow_control`], [`feed`] and [`registry`]. A backend runs the whole
+//! [`queue_events`], [`flow_control`], [`feed`] and [`registry`] ([`optional`] holds cases for
+//! what a store may offer beyond the contract, run by the stores that offer it). A backend runs the whole
 //! suite from one integration test file with [`conformance_tests!`](crate::conformance_tests),
 //! given an async expression that makes a fresh empty store (it is evaluated once per test):
 //!
@@ -32,6 +33,7 @@ pub mod flow_control;
 pub mod heartbeats;
 pub mod instances;
 pub mod management;
+pub mod optional;
 pub mod queue_events;
 pub mod queues;
 pub mod registry;

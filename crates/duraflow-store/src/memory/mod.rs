@@ -61,7 +61,11 @@ impl MemoryStore {
         let mut wake = Wake::default();
         let out = {
             let mut state = self.lock();
-            f(&mut state, &mut wake)
+            let out = f(&mut state, &mut wake);
+            let handed: Result<(), std::convert::Infallible> =
+                wake.hand_over(&self.notifier, |id| Ok(state.instance(id)));
+            let Ok(()) = handed;
+            out
         };
         wake.notify(&self.notifier);
         out

@@ -1,0 +1,46 @@
+//! Cases for what a store may offer beyond the contract, which [`conformance_tests!`]
+//! does not run: a store that offers it runs the case from its own tests. The suite's own case
+//! holds every store to the rest (what a store hands over, if anything, equals a read).
+//!
+//! [`conformance_tests!`]: crate::conformance_tests
+
+use std::sync::Arc;
+
+use super::{finish, new_instance, T0};
+use crate::notify::fired;
+use crate::store::Store;
+use crate::types::InstanceStatus;
+
+/// A store that hands a finished instance's state to its watchers in its own process (memory,
+/// SQLite), so that a waiting client need not read it, hands it over at each finish, as a read
+/// returns it; an unwatched instance's finish keeps nothing.
+pub async fn a_finished_instance_is_handed_to_its_watchers(store: Arc<dyn Store>) {
+    let notifier = store
+        .notifier()
+        .expect("the store wakes waiters in its process");
+    for (id, status) in [
+        ("done", InstanceStatus::Completed),
+        ("broken", InstanceStatus::Failed),
+    ] {
+        store.create_instance(new_instance(id, "wf")).await.unwrap();
+        let watch = notifier.watch(id);
+        let changed = watch.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        finish(&*store, id, T0, status).await;
+        assert!(fired(changed), "finishing wakes the watcher of {id}");
+        let read = store.instance(id).await.unwrap().unwrap();
+        assert_eq!(read.status, status);
+        assert_eq!(
+            watch.finished(),
+            Some(read),
+            "the finish of {id} hands over the instance as stored"
+        );
+    }
+    store
+        .create_instance(new_instance("unwatched", "wf"))
+        .await
+        .unwrap();
+    finish(&*store, "unwatched", T0, InstanceStatus::Completed).await;
+    assert_eq!(notifier.watched_instances(), 0, "nothing is kept for it");
+}
