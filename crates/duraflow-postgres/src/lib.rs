@@ -242,7 +242,22 @@ impl PostgresStore {
     ) -> StoreResult<T> {
         match result {
             Ok(value) => {
-                tx.commit().await?;
+                let mut wake = wake;
+                let watched = wake.to_hand_over(&self.notifier);
+                if watched.is_empty() {
+                    tx.commit().await?;
+                } else {
+                    // The instances it finished, for their watchers in this process: read with
+                    // the `COMMIT`, in its round trip, so that a waiting client need not read.
+                    let rows = tx
+                        .read_and_commit(&instances::get_many_sql(&watched))
+                        .await?;
+                    for row in &rows {
+                        if let Ok(info) = crate::codec::instance_row(row) {
+                            wake.hand_over(info);
+                        }
+                    }
+                }
                 self.wake_local(wake);
                 Ok(value)
             }
@@ -269,9 +284,9 @@ impl PostgresStore {
         if wake.tasks {
             listen::wake(&self.notifier, listen::TASKS);
         }
-        if !wake.instances.is_empty() {
+        if !wake.instances.is_empty() || !wake.finished.is_empty() {
             self.notifier
-                .instances_changed(wake.instances.iter().map(String::as_str));
+                .instances_finished(wake.instances.iter().map(String::as_str), wake.finished);
         }
         if wake.feed {
             self.notifier.feed.notify_waiters();

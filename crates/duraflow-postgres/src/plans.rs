@@ -188,6 +188,7 @@ const INDEXES: &[(&str, &[&str])] = &[
     ("feed::CURSOR", &[]),
     ("feed::SAVE_CURSOR", &[]),
     ("instances::GET", &["instances_pkey"]),
+    ("instances::GET_MANY", &["instances_pkey"]),
     ("instances::STATUS_OF", &["instances_pkey"]),
     ("instances::JOURNAL_END", &["events_pkey"]),
     ("instances::CREATE_BATCH", &["instances_pkey"]),
@@ -335,6 +336,7 @@ fn statements() -> Vec<Statement> {
         statement("feed::SAVE_CURSOR", feed::SAVE_CURSOR, Seek),
         // Instances and messages.
         statement("instances::GET", &instances::GET, Seek),
+        statement("instances::GET_MANY", &instances::GET_MANY, Seek),
         statement("instances::STATUS_OF", instances::STATUS_OF, Seek),
         statement("instances::JOURNAL_END", instances::JOURNAL_END, Seek),
         statement("instances::CREATE_BATCH", &instances::CREATE_BATCH, Seek),
@@ -666,8 +668,9 @@ const SOURCES: [(&str, &str); 12] = [
 
 /// The named constants of those sources that are not statements: fragments of statements, a
 /// setting, an interval, the preparation of listed statements and a name they are prepared under.
-const NOT_STATEMENTS: [&str; 9] = [
+const NOT_STATEMENTS: [&str; 10] = [
     "admin::WHOLE_TABLES",
+    "instances::GET_MANY_PREPARED",
     "commit::PREPARE_LOCK_INSTANCES",
     "commit::LOCK_DIRECT_PREPARED",
     "tasks::LOCK_TASKS_PREPARED",

@@ -75,6 +75,19 @@ impl<'c> LockedTx<'c> {
         Ok(())
     }
 
+    /// Runs `read` (a statement of the simple protocol, its values literals) and commits, in
+    /// one round trip; returns the rows of `read`, which sees the transaction's own writes. A
+    /// failed `read` fails the commit (the server runs no statement after a failed one), so a
+    /// commit is never reported failed once it has committed.
+    pub(crate) async fn read_and_commit(mut self, read: &str) -> StoreResult<Vec<PgRow>> {
+        let rows = sqlx::raw_sql(AssertSqlSafe(format!("{read}; COMMIT")))
+            .fetch_all(self.conn()?)
+            .await
+            .map_err(store_error)?;
+        self.end();
+        Ok(rows)
+    }
+
     /// Rolls back (or, when the connection fails, leaves it to be closed).
     pub(crate) async fn rollback(mut self) {
         let Ok(conn) = self.conn() else { return };

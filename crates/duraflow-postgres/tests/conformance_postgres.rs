@@ -14,3 +14,16 @@ duraflow_store::conformance_tests!(async {
     });
     Arc::new(store) as Arc<dyn Store>
 });
+
+/// The PostgreSQL store hands a finished instance's state to its watchers in its own process
+/// (beyond the suite): read with the `COMMIT`.
+#[tokio::test]
+async fn a_finished_instance_is_handed_to_its_watchers() {
+    let store = test_store("dft_handed").await.unwrap_or_else(|e| {
+        panic!("no PostgreSQL ({e}); run scripts/test or set DURAFLOW_TEST_POSTGRES_URL")
+    });
+    duraflow_store::conformance::optional::a_finished_instance_is_handed_to_its_watchers(Arc::new(
+        store,
+    ))
+    .await;
+}

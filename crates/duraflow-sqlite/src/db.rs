@@ -210,11 +210,12 @@ fn run_batch(
         // The finished instances' state for their watchers in this process, read here from the
         // rows just written (a point read each, watched ones only) rather than by each waiting
         // client on a reader connection after its wakeup. A failed read hands nothing over.
-        if wake
-            .hand_over(notifier, |id| crate::ops::instances::get(conn, id))
-            .is_err()
-        {
-            wake.finished.clear();
+        for id in wake.to_hand_over(notifier) {
+            match crate::ops::instances::get(conn, &id) {
+                Ok(Some(info)) => wake.hand_over(info),
+                Ok(None) => {}
+                Err(_) => break,
+            }
         }
         let commit_error = conn.execute_batch("COMMIT").err().map(|e| {
             if !conn.is_autocommit() {

@@ -26,13 +26,26 @@ pub struct Notifier {
     watched: Mutex<HashMap<String, Watched>>,
 }
 
-/// The wakeup of one watched instance, how many [`InstanceWatch`]es share it, and the state a
-/// commit that finished the instance handed over with its latest wakeup.
+/// The wakeup of one watched instance, how many [`InstanceWatch`]es share it, how many times
+/// it was woken, and the state a commit that finished the instance handed over, with the count
+/// of its wakeup.
 #[derive(Debug)]
 struct Watched {
     notify: Arc<Notify>,
     watchers: usize,
-    finished: Option<InstanceInfo>,
+    changes: u64,
+    finished: Option<(u64, InstanceInfo)>,
+}
+
+impl Watched {
+    /// Counts a wakeup, with the state handed over with it, and wakes the watchers.
+    fn change(&mut self, finished: Option<InstanceInfo>) {
+        self.changes += 1;
+        if let Some(info) = finished {
+            self.finished = Some((self.changes, info));
+        }
+        self.notify.notify_waiters();
+    }
 }
 
 impl Notifier {
@@ -50,6 +63,7 @@ impl Notifier {
         let entry = watched.entry(id.to_owned()).or_insert_with(|| Watched {
             notify: Arc::new(Notify::new()),
             watchers: 0,
+            changes: 0,
             finished: None,
         });
         entry.watchers += 1;
@@ -68,8 +82,8 @@ impl Notifier {
 
     /// Wakes the waiters of [`Notifier::instances`] and the watchers of each of `ids`, which
     /// finished or changed execution, handing each watcher of an instance in `finished` its
-    /// state as the commit that finished it left it ([`InstanceWatch::finished`]), so that the
-    /// watcher need not read it. A watcher of any other of `ids` is handed nothing.
+    /// state as the commit that finished it left it ([`InstanceWatch::finished_after`]), so
+    /// that the watcher need not read it.
     pub fn instances_finished<'a>(
         &self,
         ids: impl IntoIterator<Item = &'a str>,
@@ -77,17 +91,18 @@ impl Notifier {
     ) {
         self.instances.notify_waiters();
         let mut watched = self.watched();
+        let mut finished: HashMap<String, InstanceInfo> = finished
+            .into_iter()
+            .map(|info| (info.id.clone(), info))
+            .collect();
         for id in ids {
             if let Some(w) = watched.get_mut(id) {
-                w.finished = None;
-                w.notify.notify_waiters();
+                w.change(finished.remove(id));
             }
         }
-        for info in finished {
-            if let Some(w) = watched.get_mut(&info.id) {
-                let notify = w.notify.clone();
-                w.finished = Some(info);
-                notify.notify_waiters();
+        for (id, info) in finished {
+            if let Some(w) = watched.get_mut(&id) {
+                w.change(Some(info));
             }
         }
     }
@@ -97,8 +112,7 @@ impl Notifier {
     pub fn all_instances_changed(&self) {
         self.instances.notify_waiters();
         for w in self.watched().values_mut() {
-            w.finished = None;
-            w.notify.notify_waiters();
+            w.change(None);
         }
     }
 
@@ -152,15 +166,26 @@ impl InstanceWatch<'_> {
         self.notify.notified()
     }
 
-    /// The instance's state as the commit that finished it left it, when the latest wakeup
-    /// of this watch was that commit's and the store handed it over (see
-    /// [`Notifier::instances_finished`]); `None` after any other wakeup, or when the store
-    /// handed nothing over (the watcher then reads the instance).
-    pub fn finished(&self) -> Option<InstanceInfo> {
+    /// How many times the instance was woken so far: take it once the future of
+    /// [`InstanceWatch::notified`] is enabled, before reading the instance, and give it to
+    /// [`InstanceWatch::finished_after`] once the future has completed.
+    pub fn changes(&self) -> u64 {
         self.notifier
             .watched()
             .get(&self.id)
-            .and_then(|w| w.finished.clone())
+            .map_or(0, |w| w.changes)
+    }
+
+    /// The instance's state as a commit that finished it left it, when that commit's wakeup
+    /// came after `changes` (from [`InstanceWatch::changes`]) and the store handed the state
+    /// over with it (see [`Notifier::instances_finished`]): the instance finished while the
+    /// watcher waited, and this is what a read at that moment returned. `None` when no such
+    /// wakeup handed anything over: the watcher then reads the instance. Other wakeups before
+    /// or after it (the same commit announced again through the database, say) do not matter.
+    pub fn finished_after(&self, changes: u64) -> Option<InstanceInfo> {
+        let watched = self.notifier.watched();
+        let (at, info) = watched.get(&self.id)?.finished.as_ref()?;
+        (*at > changes).then(|| info.clone())
     }
 }
 
@@ -262,29 +287,34 @@ mod tests {
     }
 
     #[test]
-    fn a_finished_state_is_handed_to_the_watchers_of_its_latest_wakeup_only() {
+    fn a_finished_state_is_handed_to_the_watchers_that_waited_when_it_finished() {
         let notifier = Notifier::new();
         let (a, b) = (notifier.watch("a"), notifier.watch("b"));
         let mut a_changed = next_change(&a);
+        let (a_seen, b_seen) = (a.changes(), b.changes());
         notifier.instances_finished(["a", "c"], vec![completed("a"), completed("c")]);
         assert!(fired(a_changed.as_mut()), "a finished");
-        assert_eq!(a.finished(), Some(completed("a")));
-        assert_eq!(b.finished(), None, "b did not finish");
+        assert_eq!(a.finished_after(a_seen), Some(completed("a")));
+        assert_eq!(b.finished_after(b_seen), None, "b did not finish");
         assert!(
             !notifier.is_watched("c"),
             "nothing is kept for an unwatched instance"
         );
 
-        // A later wakeup of a that hands nothing over (another process's change, say) takes
-        // the state back: the watcher reads the instance.
+        // The same finish announced again (another wakeup that hands nothing over) does not
+        // take it back from a watcher that was waiting when it finished...
         notifier.instances_changed(["a"]);
-        assert_eq!(a.finished(), None);
-        notifier.instances_finished(["b"], vec![completed("b")]);
         notifier.all_instances_changed();
-        assert_eq!(
-            b.finished(),
-            None,
-            "an unknown change takes every state back"
-        );
+        assert_eq!(a.finished_after(a_seen), Some(completed("a")));
+        // ...but a watcher that began waiting after the finish is handed nothing.
+        let a_seen = a.changes();
+        notifier.instances_changed(["a"]);
+        assert_eq!(a.finished_after(a_seen), None);
+
+        // Announced through the database before the commit's own wakeup: still handed over.
+        let b_seen = b.changes();
+        notifier.instances_changed(["b"]);
+        notifier.instances_finished(["b"], vec![completed("b")]);
+        assert_eq!(b.finished_after(b_seen), Some(completed("b")));
     }
 }

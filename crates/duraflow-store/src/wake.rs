@@ -48,26 +48,23 @@ impl Wake {
         self.instances.push(id.to_owned());
     }
 
-    /// Fills [`Wake::finished`] with the state of the instances of [`Wake::instances`] that
-    /// someone in this process watches and that `read` (the store's read of one instance, as
-    /// the write left it) finds finished. A store calls it where reading costs it little: with
-    /// the written rows at hand, before the wakeup.
-    pub fn hand_over<E>(
-        &mut self,
-        notifier: &Notifier,
-        mut read: impl FnMut(&str) -> Result<Option<InstanceInfo>, E>,
-    ) -> Result<(), E> {
-        for id in &self.instances {
-            if !notifier.is_watched(id) || self.finished.iter().any(|f| &f.id == id) {
-                continue;
-            }
-            if let Some(info) = read(id)? {
-                if info.status.is_terminal() {
-                    self.finished.push(info);
-                }
-            }
+    /// The instances of [`Wake::instances`] whose state a store hands over
+    /// ([`Wake::hand_over`]): those someone in this process watches, and not handed over yet.
+    pub fn to_hand_over(&self, notifier: &Notifier) -> Vec<String> {
+        self.instances
+            .iter()
+            .filter(|id| notifier.is_watched(id) && !self.finished.iter().any(|f| &f.id == *id))
+            .cloned()
+            .collect()
+    }
+
+    /// Hands over the state of an instance of [`Wake::to_hand_over`], as the write left it
+    /// (read by the store where it costs it little: with the written rows at hand, before the
+    /// wakeup), if it finished: its watchers then need not read it.
+    pub fn hand_over(&mut self, info: InstanceInfo) {
+        if info.status.is_terminal() {
+            self.finished.push(info);
         }
-        Ok(())
     }
 
     /// Wakes the waiters of this process on `notifier`'s channels that this names.

@@ -27,6 +27,29 @@ use crate::listen;
 pub(crate) static GET: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = $1",));
 
+/// Several instances by id: `$1` the ids. Every connection of the pool holds it prepared under
+/// [`GET_MANY_PREPARED`], for [`get_many_sql`].
+pub(crate) static GET_MANY: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE id = ANY($1)"));
+
+/// The name [`GET_MANY`] is prepared under.
+pub(crate) const GET_MANY_PREPARED: &str = "duraflow_get_instances";
+
+/// [`GET_MANY`] for `ids` as a statement of the simple protocol (the ids as literals): a commit
+/// sends it with its `COMMIT`, in the same round trip, to hand the instances it finished to
+/// their watchers in this process.
+pub(crate) fn get_many_sql(ids: &[String]) -> String {
+    let list: Vec<String> = ids
+        .iter()
+        .filter(|id| !id.contains('\0'))
+        .map(|id| crate::tx::literal(id))
+        .collect();
+    format!(
+        "EXECUTE {GET_MANY_PREPARED} (ARRAY[{}]::text[])",
+        list.join(", ")
+    )
+}
+
 pub(crate) async fn get(conn: &mut PgConnection, id: &str) -> OpResult<Option<InstanceInfo>> {
     // Only a constant column list is interpolated.
     let row = sqlx::query(GET.as_str())

@@ -105,6 +105,7 @@ impl Client {
             if let Some(n) = notified.as_mut().as_pin_mut() {
                 n.enable();
             }
+            let seen = watch.as_ref().map_or(0, |w| w.changes());
             let info = match handed.take() {
                 Some(info) => info,
                 None => self.status(id).await?,
@@ -128,7 +129,7 @@ impl Client {
             match notified.as_mut().as_pin_mut() {
                 Some(n) => {
                     if tokio::time::timeout(nap, n).await.is_ok() {
-                        handed = watch.as_ref().and_then(|w| w.finished());
+                        handed = watch.as_ref().and_then(|w| w.finished_after(seen));
                     }
                 }
                 None => tokio::time::sleep(nap).await,

@@ -27,12 +27,13 @@ pub async fn a_finished_instance_is_handed_to_its_watchers(store: Arc<dyn Store>
         let changed = watch.notified();
         tokio::pin!(changed);
         changed.as_mut().enable();
+        let seen = watch.changes();
         finish(&*store, id, T0, status).await;
         assert!(fired(changed), "finishing wakes the watcher of {id}");
         let read = store.instance(id).await.unwrap().unwrap();
         assert_eq!(read.status, status);
         assert_eq!(
-            watch.finished(),
+            watch.finished_after(seen),
             Some(read),
             "the finish of {id} hands over the instance as stored"
         );

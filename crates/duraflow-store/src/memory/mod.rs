@@ -62,9 +62,11 @@ impl MemoryStore {
         let out = {
             let mut state = self.lock();
             let out = f(&mut state, &mut wake);
-            let handed: Result<(), std::convert::Infallible> =
-                wake.hand_over(&self.notifier, |id| Ok(state.instance(id)));
-            let Ok(()) = handed;
+            for id in wake.to_hand_over(&self.notifier) {
+                if let Some(info) = state.instance(&id) {
+                    wake.hand_over(info);
+                }
+            }
             out
         };
         wake.notify(&self.notifier);

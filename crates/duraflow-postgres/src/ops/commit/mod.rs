@@ -144,15 +144,19 @@ const LOCK_INSTANCES_PREPARED: &str = "duraflow_lock_instances";
 
 /// Prepares the lock statements that begin transactions on a new connection: [`LOCK_INSTANCES`]
 /// as [`LOCK_INSTANCES_PREPARED`], [`LOCK_DIRECT`] as [`LOCK_DIRECT_PREPARED`] and the
-/// completions' `tasks::LOCK_TASKS`.
+/// completions' `tasks::LOCK_TASKS`; and `instances::GET_MANY`, which a commit that finishes
+/// watched instances sends with its `COMMIT`.
 pub(crate) static PREPARE_LOCK_INSTANCES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "PREPARE {LOCK_INSTANCES_PREPARED} (text[]) AS {}; \
          PREPARE {LOCK_DIRECT_PREPARED} (bigint[]) AS {LOCK_DIRECT}; \
-         PREPARE {} (bigint[]) AS {};",
+         PREPARE {} (bigint[]) AS {}; \
+         PREPARE {} (text[]) AS {};",
         LOCK_INSTANCES.as_str(),
         super::tasks::LOCK_TASKS_PREPARED,
         super::tasks::LOCK_TASKS,
+        super::instances::GET_MANY_PREPARED,
+        super::instances::GET_MANY.as_str(),
     )
 });
 
