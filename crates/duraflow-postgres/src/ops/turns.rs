@@ -70,9 +70,10 @@ pub(crate) fn turn_extras(inbox: &str) -> String {
 pub(crate) const TURN_EXTRA_COLUMNS: &str =
     "inbox.msg_ids, inbox.msg_visible, inbox.msg_kinds, coalesce(journal.has_events, false) AS has_events";
 
-/// The statement of [`read_journal`]: `$1` the instance id, `$2` the execution.
+/// The statement of [`read_journal`]: `$1` the instance id, `$2` the execution. Its rows come
+/// in no particular order (see [`READ_JOURNALS`]).
 pub(crate) const READ_JOURNAL: &str = "SELECT position, format, data FROM events
-     WHERE instance_id = $1 AND execution = $2 ORDER BY position";
+     WHERE instance_id = $1 AND execution = $2";
 
 /// Reads an execution's journal; a row that cannot be decoded is reported with its position.
 pub(crate) async fn read_journal(
@@ -85,8 +86,19 @@ pub(crate) async fn read_journal(
         .bind(execution as i32)
         .fetch_all(&mut *conn)
         .await?;
-    let rows: Vec<&PgRow> = rows.iter().collect();
-    decode_journal(&rows, id, execution)
+    let mut rows = rows
+        .iter()
+        .map(|row| Ok((row.try_get("position")?, row)))
+        .collect::<OpResult<Vec<(i32, &PgRow)>>>()?;
+    decode_journal(&in_position_order(&mut rows), id, execution)
+}
+
+/// Journal rows with their positions, sorted by position: the statements that read journals
+/// leave the order to the caller. Sorting 20,002 rows here takes a fraction of the 12 ms the
+/// server's sort took (its generic plan reads a journal as a bitmap, out of order).
+fn in_position_order<'r>(rows: &mut [(i32, &'r PgRow)]) -> Vec<&'r PgRow> {
+    rows.sort_unstable_by_key(|(position, _)| *position);
+    rows.iter().map(|(_, row)| *row).collect()
 }
 
 /// Decodes an execution's journal rows (`position, format, data`, in position order). A row
@@ -190,11 +202,14 @@ pub(crate) async fn with_journals(
         .collect())
 }
 
-/// The statement of [`read_journals`]: `$1` the instance ids, `$2` their executions.
+/// The statement of [`read_journals`]: `$1` the instance ids, `$2` their executions. Its rows
+/// come in no particular order: [`read_journals`] puts each journal in position order. With an
+/// `ORDER BY` the server sorted them: the generic plan, which expects a journal of a dozen
+/// events, reads them as a bitmap (out of order), and the sort took 12 ms of a 30 ms read of a
+/// journal of 20,002 events.
 pub(crate) const READ_JOURNALS: &str = "SELECT e.instance_id, e.position, e.format, e.data
        FROM unnest($1::text[], $2::int[]) AS k(id, execution)
-       JOIN events e ON e.instance_id = k.id AND e.execution = k.execution
-      ORDER BY e.instance_id, e.position";
+       JOIN events e ON e.instance_id = k.id AND e.execution = k.execution";
 
 /// Reads the journals of several executions (instance id, execution) in one query.
 async fn read_journals(
@@ -212,15 +227,16 @@ async fn read_journals(
         .bind(&executions)
         .fetch_all(&mut *conn)
         .await?;
-    let mut by_instance: HashMap<String, Vec<&PgRow>> = HashMap::new();
+    let mut by_instance: HashMap<String, Vec<(i32, &PgRow)>> = HashMap::new();
     for row in &rows {
         by_instance
             .entry(row.try_get("instance_id")?)
             .or_default()
-            .push(row);
+            .push((row.try_get("position")?, row));
     }
     for (id, execution) in wanted {
-        let rows = by_instance.remove(id).unwrap_or_default();
+        let mut rows = by_instance.remove(id).unwrap_or_default();
+        let rows = in_position_order(&mut rows);
         out.insert(id.clone(), decode_journal(&rows, id, *execution)?);
     }
     Ok(out)
@@ -309,5 +325,66 @@ pub(crate) async fn renew(
         Some((true,)) => Ok(until),
         Some((false,)) => Err(StoreError::instance_lease_lost(id).into()),
         None => Err(StoreError::instance_not_found(id).into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use duraflow_core::{Event, EventKind, Timestamp};
+    use sqlx::Row;
+
+    use super::{read_journal, read_journals};
+    use crate::testing::test_store;
+
+    /// A journal comes back in position order whatever order the server reads its rows in:
+    /// here its rows are stored out of position order and read as a bitmap, which returns
+    /// them in the order they are stored (the generic plans of the journal statements read
+    /// journals so; they leave the order to `in_position_order`).
+    #[tokio::test]
+    async fn journals_read_in_position_order_from_rows_stored_out_of_it() {
+        let store = test_store("dft_journal_order").await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        let event = |n: i64| {
+            serde_json::to_string(&Event {
+                at: Timestamp(n),
+                kind: EventKind::EventWaitStarted {
+                    op: duraflow_core::OpId::new(None, u32::try_from(n).unwrap()),
+                    name: format!("e{n}"),
+                },
+            })
+            .unwrap()
+        };
+        // Stored 2, 0, 1.
+        for position in [2_i64, 0, 1] {
+            sqlx::query("INSERT INTO events VALUES ('j', 1, $1, 1, $2)")
+                .bind(i32::try_from(position).unwrap())
+                .bind(event(position))
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+        sqlx::raw_sql("SET enable_indexscan = off; SET enable_indexonlyscan = off")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let stored: Vec<i32> =
+            sqlx::query("SELECT position FROM events WHERE instance_id = 'j' AND execution = 1")
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap()
+                .iter()
+                .map(|row| row.get("position"))
+                .collect();
+        assert_eq!(stored, [2, 0, 1], "the server reads them as stored");
+
+        let at = |events: Vec<Event>| events.iter().map(|e| e.at.0).collect::<Vec<_>>();
+        let one = read_journal(&mut conn, "j", 1).await.unwrap().unwrap();
+        assert_eq!(at(one), [0, 1, 2]);
+        let mut many = read_journals(&mut conn, &[("j".to_owned(), 1)])
+            .await
+            .unwrap();
+        assert_eq!(at(many.remove("j").unwrap().unwrap()), [0, 1, 2]);
     }
 }
