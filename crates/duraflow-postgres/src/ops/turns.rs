@@ -112,7 +112,8 @@ fn decode_journal(
     for row in rows {
         let position: i32 = row.try_get("position")?;
         let format: i32 = row.try_get("format")?;
-        let data: String = row.try_get("data")?;
+        // Borrowed from the row: decoding reads it in place.
+        let data: &str = row.try_get("data")?;
         stored.push((i64::from(position), i64::from(format), data));
     }
     let mut events = Vec::with_capacity(stored.len());
