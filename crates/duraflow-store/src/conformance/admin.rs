@@ -514,6 +514,74 @@ pub async fn notifier_wakes_waiters(store: Arc<dyn Store>) {
     assert!(fired(instances), "finishing wakes instances");
 }
 
+/// A message posted to an instance that is already due (a task's result, or a message a
+/// commit sends) wakes `turns` waiters too: a dispatcher may have passed the instance over
+/// while the posting write held it (PostgreSQL's fetches skip locked rows), and nothing else
+/// would wake it. (A store without a notifier is polled; the test passes.)
+pub async fn a_message_to_an_instance_already_due_wakes_turns(store: Arc<dyn Store>) {
+    let Some(notifier) = store.notifier() else {
+        return;
+    };
+    start(
+        &*store,
+        "a",
+        vec![new_task("a", 1, T0), new_task("a", 2, T0)],
+    )
+    .await;
+    let tasks = store
+        .fetch_tasks(&crate::FetchFilter::default(), T0, 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 2);
+    let complete = |task: &crate::TaskWork| TaskCompletion {
+        id: task.id,
+        token: task.token,
+        result: OpResult::Ok(super::payload(1)),
+        claim_turn: None,
+    };
+    store
+        .complete_tasks(
+            &crate::FetchFilter::default(),
+            T0,
+            vec![complete(&tasks[0])],
+            None,
+        )
+        .await
+        .unwrap();
+
+    // `a` is due with the first result; the second is posted to it.
+    let turns = notifier.turns.notified();
+    tokio::pin!(turns);
+    turns.as_mut().enable();
+    store
+        .complete_tasks(
+            &crate::FetchFilter::default(),
+            T0,
+            vec![complete(&tasks[1])],
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        fired(turns),
+        "a result posted to a due instance wakes turns"
+    );
+
+    // `b`'s commit sends `a`, still due, a message.
+    store
+        .create_instance(new_instance("b", "wf"))
+        .await
+        .unwrap();
+    let work = turn_of(&*store, "b", T0).await;
+    let turns = notifier.turns.notified();
+    tokio::pin!(turns);
+    turns.as_mut().enable();
+    let mut c = commit_of(&work, T0);
+    c.messages = vec![user_event("a", "x", T0)];
+    commit(&*store, c).await.unwrap();
+    assert!(fired(turns), "a message sent to a due instance wakes turns");
+}
+
 /// A store with a notifier wakes the watchers of an instance ([`crate::Notifier::watch`])
 /// when a commit finishes it or continues it as new, once the commit has returned.
 pub async fn notifier_wakes_the_watchers_of_a_finished_instance(store: Arc<dyn Store>) {

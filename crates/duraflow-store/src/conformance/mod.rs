@@ -221,6 +221,7 @@ macro_rules! conformance_tests {
                 next_due_spans_every_queue_and_priority,
                 stats_count_instances_messages_and_tasks,
                 notifier_wakes_waiters,
+                a_message_to_an_instance_already_due_wakes_turns,
                 notifier_wakes_the_watchers_of_a_finished_instance,
                 checkpoint_keeps_everything_and_the_store_goes_on,
             ]

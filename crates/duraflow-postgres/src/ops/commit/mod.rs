@@ -553,6 +553,15 @@ fn build_write(parts: WriteParts) -> String {
     } else {
         ""
     };
+    // A message sent to another instance wakes this process's dispatcher whether or not it
+    // moved that instance's due time: one already due may have been passed over by a fetch
+    // while this commit held its row (fetches skip locked rows), and no other write would wake
+    // it. Announcing it to every process as well cost throughput (see `tasks::complete_batch`).
+    let sent_elsewhere = if parts.sent {
+        " OR EXISTS (SELECT 1 FROM sent s WHERE s.instance_id <> ALL($1::text[]))"
+    } else {
+        ""
+    };
     ctes.push(format!(
         "due AS (
              SELECT {woken}EXISTS (SELECT 1 FROM committed
@@ -591,7 +600,7 @@ fn build_write(parts: WriteParts) -> String {
          SELECT {new_tasks}
                 (SELECT tasks FROM wake_tasks) AS wake_tasks,
                 (SELECT count(*) FROM committed) AS committed,
-                (SELECT turns FROM due) AS wake_turns,
+                (SELECT turns FROM due){sent_elsewhere} AS wake_turns,
                 (SELECT count(*) FROM announced) AS announced",
         ctes = ctes.join(", ")
     )
