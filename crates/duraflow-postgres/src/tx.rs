@@ -28,6 +28,17 @@ pub(crate) fn literal(s: &str) -> String {
     out
 }
 
+/// `ids` as a comma-separated list of [`literal`]s, for `ARRAY[..]` or `IN (..)`; an id with a
+/// NUL character, which PostgreSQL text cannot hold, names no row and is left out.
+pub(crate) fn literal_list<'a>(ids: impl IntoIterator<Item = &'a str>) -> String {
+    let list: Vec<String> = ids
+        .into_iter()
+        .filter(|id| !id.contains('\0'))
+        .map(literal)
+        .collect();
+    list.join(", ")
+}
+
 /// An open transaction on a pooled connection. Committed or rolled back, its connection is
 /// kept (see [`crate::conns`]); dropped without either (a cancelled call), its connection is
 /// closed rather than returned to the pool, and the server rolls the transaction back.

@@ -39,14 +39,9 @@ pub(crate) const GET_MANY_PREPARED: &str = "duraflow_get_instances";
 /// sends it with its `COMMIT`, in the same round trip, to hand the instances it finished to
 /// their watchers in this process.
 pub(crate) fn get_many_sql(ids: &[String]) -> String {
-    let list: Vec<String> = ids
-        .iter()
-        .filter(|id| !id.contains('\0'))
-        .map(|id| crate::tx::literal(id))
-        .collect();
     format!(
         "EXECUTE {GET_MANY_PREPARED} (ARRAY[{}]::text[])",
-        list.join(", ")
+        crate::tx::literal_list(ids.iter().map(String::as_str))
     )
 }
 

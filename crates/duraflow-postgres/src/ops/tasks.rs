@@ -374,7 +374,7 @@ pub(crate) const STILL_THERE: &str = "SELECT id FROM tasks WHERE id = ANY($1)";
 ///    dispatcher (`wake_turns`) for every instance whose turn it did not claim, also one
 ///    already due: a fetch of this process that ran while step 1's locks were held skipped
 ///    that instance (`SKIP LOCKED`) and found nothing else due, so its dispatcher slept until
-///    its next poll (a fan-out of 10,000 took a second longer in 6 of 30 runs). A `NOTIFY`
+///    its next poll (a fan-out of 10,000 took a second longer in 7 of 50 runs). A `NOTIFY`
 ///    for those too cost batched starts 7% of their throughput (each notifying commit takes
 ///    the server's notification lock); another process's fetch that skipped the instance finds
 ///    it at its next poll.

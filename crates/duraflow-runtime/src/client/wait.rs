@@ -85,9 +85,9 @@ impl Client {
     /// (`Notifier::watch`), so many clients waiting for their own instances do not all read
     /// the store whenever one finishes; it also reads the instance at least every
     /// [`Client::with_wait_poll`], for changes made where no wakeup reaches it. When the commit
-    /// that finished the instance handed its state over with the wakeup (the memory and SQLite
-    /// stores do, for instances watched in their own process), that state is returned without
-    /// reading the store again.
+    /// that finished the instance handed its state over with the wakeup (the memory, SQLite and
+    /// PostgreSQL stores do, for instances watched in their own process), that state is
+    /// returned without reading the store again.
     pub async fn wait_finished(
         &self,
         id: &str,

@@ -424,6 +424,23 @@ pub(crate) fn commit_of(work: &TurnWork, now: Timestamp) -> TurnCommit {
     TurnCommit::consuming(work, now)
 }
 
+/// Starts instance `id` with tasks for operations 1 and 2 and leases both, in that order.
+pub(crate) async fn two_leased_tasks(
+    store: &dyn Store,
+    id: &str,
+) -> (crate::TaskWork, crate::TaskWork) {
+    start(store, id, vec![new_task(id, 1, T0), new_task(id, 2, T0)]).await;
+    let mut tasks = store
+        .fetch_tasks(&crate::FetchFilter::default(), T0, 10, LEASE)
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 2, "both tasks of {id} are leased");
+    tasks.sort_by_key(|t| t.op != OpId::new(None, 1));
+    let second = tasks.pop().unwrap();
+    let first = tasks.pop().unwrap();
+    (first, second)
+}
+
 /// Creates instance `id` (workflow `wf`) and leases its first turn at `T0`.
 pub(crate) async fn first_turn(store: &dyn Store, id: &str) -> TurnWork {
     store.create_instance(new_instance(id, "wf")).await.unwrap();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use duraflow_core::OpId;
 
+use super::two_leased_tasks;
 use super::Manage;
 use super::{
     at, commit, commit_of, failure, finish, new_task, payload, start, turn_of, user_event, LEASE,
@@ -358,22 +359,8 @@ pub async fn completion_after_lease_expiry_is_rejected(store: Arc<dyn Store>) {
 /// Completions post `ActivityResult` messages visible at `now`, in order; one rejected
 /// completion in a batch does not affect the others.
 pub async fn complete_tasks_posts_results_to_the_inbox(store: Arc<dyn Store>) {
-    start(
-        &*store,
-        "i",
-        vec![new_task("i", 1, T0), new_task("i", 2, T0)],
-    )
-    .await;
-    let tasks = store
-        .fetch_tasks(&crate::FetchFilter::default(), T0, 10, LEASE)
-        .await
-        .unwrap();
-    assert_eq!(tasks.len(), 2);
-    let (t1, t2) = if tasks[0].op == OpId::new(None, 1) {
-        (&tasks[0], &tasks[1])
-    } else {
-        (&tasks[1], &tasks[0])
-    };
+    let (t1, t2) = two_leased_tasks(&*store, "i").await;
+    let (t1, t2) = (&t1, &t2);
 
     let now = at(5);
     let results = store

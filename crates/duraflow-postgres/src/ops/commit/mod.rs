@@ -19,7 +19,7 @@ use super::{callbacks, feed, queue_events};
 use super::{Wake, OPEN};
 use crate::error::OpResult;
 use crate::listen;
-use crate::tx::literal;
+use crate::tx::literal_list;
 
 /// What the lock statement of a commit batch found of an instance.
 struct Locked {
@@ -202,10 +202,9 @@ fn lock_ids(mut ids: Vec<&str>) -> Vec<&str> {
 /// The text of [`lock_statement`] for the instances `ids` when the batch takes no queue
 /// events' locks: [`LOCK_INSTANCES`], prepared on the connection, executed on them.
 fn lock_prepared(ids: Vec<&str>) -> String {
-    let list: Vec<String> = lock_ids(ids).iter().map(|id| literal(id)).collect();
     format!(
         "EXECUTE {LOCK_INSTANCES_PREPARED} (ARRAY[{}]::text[])",
-        list.join(", ")
+        literal_list(lock_ids(ids))
     )
 }
 
@@ -216,8 +215,7 @@ pub(crate) fn lock_sql(ids: Vec<&str>, keys: &[i64]) -> String {
     let wanted = if ids.is_empty() {
         "false".to_owned()
     } else {
-        let list: Vec<String> = ids.iter().map(|id| literal(id)).collect();
-        format!("i.id IN ({})", list.join(", "))
+        format!("i.id IN ({})", literal_list(ids))
     };
     // The advisory locks of the batch's queue events come first (see `queue_events`): the
     // materialized CTE is evaluated, in key order, before the first row is locked.
