@@ -56,6 +56,7 @@ mod owners;
 mod plans;
 #[cfg(test)]
 mod races;
+mod skipped;
 pub mod testing;
 mod tx;
 
@@ -84,6 +85,7 @@ use crate::ops::{
     Wake,
 };
 use crate::owners::Owners;
+use crate::skipped::SkippedRows;
 use crate::tx::LockedTx;
 
 /// Settings for [`PostgresStore::connect_with`].
@@ -122,6 +124,7 @@ pub struct PostgresStore {
     creates: Creates,
     creator: JoinHandle<()>,
     owners: Owners,
+    skipped: SkippedRows,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -181,6 +184,7 @@ impl PostgresStore {
             creates,
             creator,
             owners,
+            skipped: SkippedRows::default(),
         })
     }
 
@@ -432,7 +436,9 @@ impl Store for PostgresStore {
         // The lease commits by itself; journals read afterwards cannot change while it lasts.
         let mut conn = self.conn().await?;
         let out = fetch::fetch(&mut conn, filter, now, max, lease, self.owner_id(), cache).await;
-        self.autocommit(conn, out, Wake::default())
+        let fetched = self.autocommit(conn, out, Wake::default())?;
+        self.skipped.after_fetch(fetched.skipped, &self.notifier);
+        Ok(fetched.turns)
     }
 
     async fn commit_turns(

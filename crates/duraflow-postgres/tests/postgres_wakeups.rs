@@ -145,3 +145,38 @@ async fn a_message_sent_to_a_due_instance_wakes_the_dispatcher() {
     }
     assert!(fired(turns), "the message to `a` wakes the dispatcher");
 }
+
+/// A fetch that passes over a due instance because another transaction holds its row wakes
+/// this process's dispatcher again shortly: the holder (here another session, as another
+/// process's commit to the instance would be) may end without announcing anything, the
+/// instance being due already, and the dispatcher would otherwise sleep out its poll.
+#[tokio::test]
+async fn a_fetch_that_skips_a_held_row_wakes_the_dispatcher_again() {
+    let store = test_store("dft_wakeups_skipped").await.unwrap();
+    store.create_instance(new_instance("a")).await.unwrap();
+    drain_notifications(&store).await;
+    let mut holder = store.pool().begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM instances WHERE id = 'a' FOR UPDATE")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let turns = store.notifier().unwrap().turns.notified();
+    tokio::pin!(turns);
+    turns.as_mut().enable();
+    let now = Timestamp(2_000);
+    let filter = FetchFilter::default();
+    let fetch = || store.fetch_turns(&filter, now, 4, Duration::from_secs(60), None);
+    assert!(fetch().await.unwrap().is_empty(), "the held row is skipped");
+    holder.rollback().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), turns)
+        .await
+        .expect("the fetch that skipped `a` wakes the dispatcher again");
+    let ids: Vec<String> = fetch()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.instance.id)
+        .collect();
+    assert_eq!(ids, ["a"]);
+}

@@ -56,8 +56,9 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
          )
          SELECT l.*, {TURN_EXTRA_COLUMNS},
                 (SELECT s.commit_token FROM instances s WHERE s.id = l.id) AS seen_commit_token,
-                flag.waiting
-           FROM (SELECT {ADMISSIONS_WAITING} AS waiting) flag
+                flag.waiting, flag.candidates
+           FROM (SELECT {ADMISSIONS_WAITING} AS waiting,
+                        (SELECT count(*) FROM candidates) AS candidates) flag
            LEFT JOIN (leased l {extras}) ON true
           ORDER BY l.was_priority DESC, l.was_due, l.was_seq",
         leased = leased_columns("t"),
@@ -67,6 +68,16 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
         ),
     )
 });
+
+/// What [`fetch`] leased.
+pub(crate) struct Fetched {
+    /// The turns leased.
+    pub(crate) turns: Vec<TurnWork>,
+    /// Whether the statement passed over a due instance it could have leased: it leased fewer
+    /// turns than asked for while a candidate went unleased, because another transaction held
+    /// its row (`SKIP LOCKED`) or changed it after the snapshot (see [`crate::skipped`]).
+    pub(crate) skipped: bool,
+}
 
 /// Leases ready instances, those whose work is due, in due order, with their visible messages:
 /// one statement, which commits by itself. The candidates are read queue by queue (a `LATERAL`
@@ -78,7 +89,8 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
 /// read from the statement's snapshot: one sent while the statement ran waits for the next turn
 /// (the turn's commit recomputes the due time from the inbox). An instance that a commit
 /// changed after the snapshot (its `commit_token` in the snapshot is not the leased row's) has
-/// its inbox read again, see [`reread_moved`].
+/// its inbox read again, see [`reread_moved`]. The statement also counts its candidates, so
+/// that the caller learns whether it skipped any ([`Fetched::skipped`]).
 pub(crate) async fn fetch(
     conn: &mut PgConnection,
     filter: &FetchFilter,
@@ -87,9 +99,12 @@ pub(crate) async fn fetch(
     lease: Duration,
     owner: Option<i32>,
     cache: Option<&Arc<dyn JournalCache>>,
-) -> OpResult<Vec<TurnWork>> {
+) -> OpResult<Fetched> {
     if filter.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Fetched {
+            turns: Vec::new(),
+            skipped: false,
+        });
     }
     let until = now.plus(lease);
     let rows = sqlx::query(FETCH.as_str())
@@ -104,8 +119,10 @@ pub(crate) async fn fetch(
     let mut leased = Vec::with_capacity(rows.len());
     let mut moved = Vec::new();
     let mut waiting = false;
+    let mut candidates = 0;
     for row in &rows {
         waiting |= row.try_get::<bool, _>("waiting")?;
+        candidates = row.try_get::<i64, _>("candidates")?;
         if row.try_get::<Option<String>, _>("id")?.is_none() {
             continue;
         }
@@ -116,12 +133,14 @@ pub(crate) async fn fetch(
         }
         leased.push(l);
     }
+    let skipped = leased.len() < max && usize::try_from(candidates).unwrap_or(0) > leased.len();
     reread_moved(conn, now, &mut leased, &moved).await?;
     if waiting && leased.len() < max {
         let admitted = flow::admit(conn, filter, now, max - leased.len(), lease, owner).await?;
         leased.extend(admitted);
     }
-    with_journals(conn, leased, cache).await
+    let turns = with_journals(conn, leased, cache).await?;
+    Ok(Fetched { turns, skipped })
 }
 
 /// The statement of [`reread_moved`]: `$1` the instance ids, `$2` their executions, `$3` now.
