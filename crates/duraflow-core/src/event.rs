@@ -27,7 +27,24 @@ use crate::time::{serde_millis, Timestamp};
 /// `queue_event_await_started`, `queue_event_received`); every version-1 and version-2 journal
 /// reads unchanged, and a build that reads up to version 2 refuses a version-3 journal as
 /// written by a newer format instead of misreading it.
-pub const JOURNAL_FORMAT_VERSION: u32 = 3;
+///
+/// Version 4 added the binary encoding ([`Event::encode_binary`]): the events are those of
+/// version 3, and a store may keep them as binary instead of JSON text. A build that reads
+/// up to version 3 refuses a version-4 event as written by a newer format.
+pub const JOURNAL_FORMAT_VERSION: u32 = 4;
+
+/// The first journal format version whose events may be stored in the binary encoding.
+pub const BINARY_FORMAT_VERSION: u32 = 4;
+
+/// An event as a store reads it back: JSON text ([`Event::encode`], any format version) or
+/// the binary encoding ([`Event::encode_binary`], from [`BINARY_FORMAT_VERSION`] on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventData<'a> {
+    /// JSON text.
+    Json(&'a str),
+    /// The binary encoding.
+    Binary(&'a [u8]),
+}
 
 /// One journal entry. Its position in the journal is its index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -629,15 +646,52 @@ impl Event {
 
     /// Decodes a stored event written in `format_version`.
     pub fn decode(json: &str, format_version: u32) -> Result<Event, EventDecodeError> {
-        if format_version > JOURNAL_FORMAT_VERSION {
-            return Err(EventDecodeError::NewerFormat {
-                found: format_version,
-                supported: JOURNAL_FORMAT_VERSION,
-            });
-        }
+        check_format(format_version)?;
         serde_json::from_str(json).map_err(|e| EventDecodeError::Corrupt(e.to_string()))
     }
+
+    /// Encodes the event in the journal's binary encoding, which a cold turn decodes several
+    /// times faster than JSON: the common events field by field, the rest as JSON inside (see
+    /// the `binary` module). Stored with [`JOURNAL_FORMAT_VERSION`] beside it.
+    pub fn encode_binary(&self) -> Vec<u8> {
+        binary::encode(self)
+    }
+
+    /// Decodes a stored event written in `format_version`, as JSON text or in the binary
+    /// encoding. A binary event claiming a format from before [`BINARY_FORMAT_VERSION`] is
+    /// corrupt.
+    pub fn decode_stored(
+        data: EventData<'_>,
+        format_version: u32,
+    ) -> Result<Event, EventDecodeError> {
+        match data {
+            EventData::Json(json) => Event::decode(json, format_version),
+            EventData::Binary(bytes) => {
+                check_format(format_version)?;
+                if format_version < BINARY_FORMAT_VERSION {
+                    return Err(EventDecodeError::Corrupt(format!(
+                        "a binary event with format version {format_version}, from before the \
+                         binary encoding (version {BINARY_FORMAT_VERSION})"
+                    )));
+                }
+                binary::decode(bytes)
+            }
+        }
+    }
 }
+
+/// Refuses an event written by a newer journal format than this build reads.
+fn check_format(format_version: u32) -> Result<(), EventDecodeError> {
+    if format_version > JOURNAL_FORMAT_VERSION {
+        return Err(EventDecodeError::NewerFormat {
+            found: format_version,
+            supported: JOURNAL_FORMAT_VERSION,
+        });
+    }
+    Ok(())
+}
+
+mod binary;
 
 #[cfg(test)]
 mod tests;

@@ -44,8 +44,8 @@ pub use batch::{BatchResult, BatchTracker, CompletionConfig, CompletionReason, I
 pub use context::{StepContext, StepSemantics, WorkflowContext};
 pub use error::{ActivityError, Mismatch, Nondeterminism, WorkflowError};
 pub use event::{
-    ActivityOptions, Event, EventDecodeError, EventKind, ParentLink, DEFAULT_QUEUE,
-    JOURNAL_FORMAT_VERSION,
+    ActivityOptions, Event, EventData, EventDecodeError, EventKind, ParentLink,
+    BINARY_FORMAT_VERSION, DEFAULT_QUEUE, JOURNAL_FORMAT_VERSION,
 };
 pub use failure::{Failure, FailureKind};
 pub use feed::FeedRecord;

@@ -109,8 +109,8 @@ fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
 }
 
 /// Encodes a journal event for the `events.data` column.
-pub(crate) fn event_data(event: &Event) -> String {
-    event.encode()
+pub(crate) fn event_data(event: &Event) -> Vec<u8> {
+    event.encode_binary()
 }
 
 /// A fetch filter as query parameters: its queues, each once (a fetch reads each queue's due

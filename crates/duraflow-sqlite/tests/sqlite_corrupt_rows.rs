@@ -1,5 +1,6 @@
 //! Corrupt rows never make the SQLite store panic or hang: event, message, task and instance
-//! rows written straight into the file with random bytes, mutated JSON, values of the wrong
+//! rows written straight into the file with random bytes, mutated JSON or encoded events
+//! (journals hold both: JSON from before the binary encoding, binary after), values of the wrong
 //! type and numbers out of range are read back through the store as a clear error naming the
 //! row (`CorruptJournal` with the instance, execution and position for journal rows), and
 //! nothing else stops working.
@@ -19,7 +20,8 @@ use std::time::Duration;
 
 use arb::{apply_byte_edits, apply_json_edits, byte_edit, json_edit, ByteEdit, JsonEdit};
 use duraflow_core::{
-    ActivityOptions, Event, EventKind, Failure, FailureKind, OpId, ParentLink, Payload, Timestamp,
+    ActivityOptions, Event, EventData, EventKind, Failure, FailureKind, OpId, ParentLink, Payload,
+    Timestamp, JOURNAL_FORMAT_VERSION,
 };
 use duraflow_sqlite::SqliteStore;
 use duraflow_store::{Journal, ListFilter, MessageKind, Store, StoreError};
@@ -139,11 +141,18 @@ fn write_valid(conn: &Connection, id: &str) -> Rows {
         params![id, json(&parent), T0.0, message],
     )
     .unwrap();
+    // The first two events as JSON text, as builds before the binary encoding wrote them,
+    // the rest as this build writes them: a journal of a file written before an upgrade.
     for (position, ev) in journal().iter().enumerate() {
+        let (format, data) = if position < 2 {
+            (1, Value::Text(ev.encode()))
+        } else {
+            (JOURNAL_FORMAT_VERSION, Value::Blob(ev.encode_binary()))
+        };
         conn.execute(
             "INSERT INTO events (instance_id, execution, position, format, data)
-             VALUES (?1, 1, ?2, 1, ?3)",
-            params![id, position as i64, ev.encode()],
+             VALUES (?1, 1, ?2, ?3, ?4)",
+            params![id, position as i64, format, data],
         )
         .unwrap();
     }
@@ -289,10 +298,14 @@ fn corrupt(conn: &Connection, rows: &Rows, target: &Target, c: &Corruption) -> b
             Ok(doc) => (Value::Text(apply_json_edits(doc, edits).to_string()), false),
             Err(_) => (Value::Text(text), false),
         },
-        Corruption::Bytes(edits) => (
-            Value::Blob(apply_byte_edits(text.into_bytes(), edits)),
-            true,
-        ),
+        Corruption::Bytes(edits) => match current {
+            // An encoded event, changed byte by byte, stays a blob.
+            Value::Blob(bytes) => (Value::Blob(apply_byte_edits(bytes, edits)), false),
+            _ => (
+                Value::Blob(apply_byte_edits(text.into_bytes(), edits)),
+                true,
+            ),
+        },
     };
     let set = if as_text { "CAST(?1 AS TEXT)" } else { "?1" };
     conn.execute(
@@ -325,6 +338,10 @@ fn first_bad_position(conn: &Connection, id: &str) -> Option<usize> {
                         _ => false,
                     }
                 }
+                (ValueRef::Integer(f), ValueRef::Blob(b)) => match u32::try_from(f) {
+                    Ok(f) => Event::decode_stored(EventData::Binary(b), f).is_ok(),
+                    Err(_) => false,
+                },
                 _ => false,
             };
         if !readable {

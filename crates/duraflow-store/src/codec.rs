@@ -3,7 +3,7 @@
 
 use std::fmt::{self, Display};
 
-use duraflow_core::{Event, EventDecodeError, OpId, Payload, Timestamp};
+use duraflow_core::{Event, EventData, EventDecodeError, OpId, Payload, Timestamp};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -77,12 +77,12 @@ pub fn op_id(text: &str, what: impl Display) -> Result<OpId, StoreError> {
 
 /// Decodes the journal row read at index `index` of an execution's rows in position order: its
 /// stored `position` (positions are dense from 0, so it must equal `index`), its `format`
-/// version and its JSON `data`.
+/// version and its `data` (JSON text, or the binary encoding from journal format 4 on).
 pub fn journal_event(
     index: usize,
     position: i64,
     format: i64,
-    data: &str,
+    data: EventData<'_>,
 ) -> Result<Event, EventDecodeError> {
     let corrupt = EventDecodeError::Corrupt;
     match usize::try_from(position) {
@@ -100,7 +100,7 @@ pub fn journal_event(
     }
     let format = u32::try_from(format)
         .map_err(|_| corrupt(format!("format version {format} is not a version number")))?;
-    Event::decode(data, format)
+    Event::decode_stored(data, format)
 }
 
 /// The length a journal whose rows are at `positions` has for appending: one past the highest
@@ -152,20 +152,30 @@ mod tests {
                 op: OpId::new(None, 0),
             },
         };
-        let data = ev.encode();
-        assert_eq!(journal_event(2, 2, 1, &data), Ok(ev));
+        let text = ev.encode();
+        let data = EventData::Json(&text);
+        assert_eq!(journal_event(2, 2, 1, data), Ok(ev.clone()));
+        let bytes = ev.encode_binary();
+        let binary = EventData::Binary(&bytes);
+        assert_eq!(
+            journal_event(2, 2, JOURNAL_FORMAT_VERSION as i64, binary),
+            Ok(ev)
+        );
+        assert!(journal_event(0, 0, 3, binary)
+            .unwrap_err()
+            .to_string()
+            .contains("from before the binary encoding"));
         let err = |r: Result<Event, EventDecodeError>| r.unwrap_err().to_string();
-        assert!(err(journal_event(1, 3, 1, &data)).contains("the next one is at position 3"));
-        assert!(err(journal_event(0, -1, 1, &data)).contains("position -1, which is not"));
-        assert!(err(journal_event(0, 0, -1, &data)).contains("format version -1 is not"));
-        assert!(err(journal_event(
-            0,
-            0,
-            JOURNAL_FORMAT_VERSION as i64 + 1,
-            &data
-        ))
-        .contains("upgrade duraflow"));
-        assert!(err(journal_event(0, 0, 1, "{")).starts_with("corrupt journal event"));
+        assert!(err(journal_event(1, 3, 1, data)).contains("the next one is at position 3"));
+        assert!(err(journal_event(0, -1, 1, data)).contains("position -1, which is not"));
+        assert!(err(journal_event(0, 0, -1, data)).contains("format version -1 is not"));
+        assert!(
+            err(journal_event(0, 0, JOURNAL_FORMAT_VERSION as i64 + 1, data))
+                .contains("upgrade duraflow")
+        );
+        assert!(
+            err(journal_event(0, 0, 1, EventData::Json("{"))).starts_with("corrupt journal event")
+        );
         assert_eq!(journal_len([0, 1, 5]), 6);
         assert_eq!(journal_len([-4]), 0);
         assert_eq!(journal_len([]), 0);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use duraflow_core::{Event, Timestamp};
+use duraflow_core::{Event, EventData, Timestamp};
 use duraflow_store::{
     codec, holds_lease, InstanceInfo, Journal, JournalCache, LeaseToken, Message, StoreError,
     TurnWork,
@@ -118,7 +118,7 @@ fn decode_journal(
     }
     let mut events = Vec::with_capacity(stored.len());
     for (index, (position, format, data)) in stored.iter().enumerate() {
-        match codec::journal_event(index, *position, *format, data) {
+        match codec::journal_event(index, *position, *format, EventData::Json(data)) {
             Ok(event) => events.push(event),
             Err(error) => {
                 return Ok(Err(StoreError::CorruptJournal {

@@ -35,7 +35,13 @@ pub(crate) fn describe(conn: &Connection, id: &str) -> SqlResult<Option<Instance
     };
     let last: Option<(i64, Option<i64>)> = conn
         .prepare_cached(JOURNAL_END)?
-        .query_row(params![id, info.execution], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![id, info.execution], |r| {
+            let position: i64 = r.get(0)?;
+            // A last event that cannot be decoded has no time: reported as corrupt below.
+            let index = usize::try_from(position).unwrap_or(usize::MAX);
+            let at = super::turns::event_row(r, index).ok().map(|e| e.at.0);
+            Ok((position, at))
+        })
         .optional()?;
     let (len, at) = duraflow_store::codec::journal_end(id, info.execution, last)?;
     info.journal_len = Some(len);
@@ -43,8 +49,9 @@ pub(crate) fn describe(conn: &Connection, id: &str) -> SqlResult<Option<Instance
     Ok(Some(info))
 }
 
-/// The last event of an execution: its position and time (`describe`).
-pub(crate) const JOURNAL_END: &str = "SELECT position, json_extract(data, '$.at') FROM events
+/// The last event of an execution: its position, format and data, decoded for its time
+/// (`describe`).
+pub(crate) const JOURNAL_END: &str = "SELECT position, format, data FROM events
      WHERE instance_id = ?1 AND execution = ?2 ORDER BY position DESC LIMIT 1";
 
 /// An instance's status, if it exists.

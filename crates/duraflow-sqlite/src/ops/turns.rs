@@ -3,7 +3,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use duraflow_core::{Event, EventDecodeError, Timestamp, JOURNAL_FORMAT_VERSION};
+use duraflow_core::{Event, EventData, EventDecodeError, Timestamp, JOURNAL_FORMAT_VERSION};
 use duraflow_store::{
     check_turn, checkpoint_lease, codec, commit_wakes_turns, holds_lease, instance_due_at,
     Committed, DueState, FetchFilter, FoundTurn, Journal, JournalCache, LeaseToken, Message,
@@ -68,9 +68,10 @@ pub(crate) fn read_journal(
     Ok(Ok(events))
 }
 
-/// Decodes the journal row read at `index` (rows are read in position order). SQLite keeps
-/// whatever a column was given, so each column's type is checked before its value.
-fn event_row(row: &rusqlite::Row<'_>, index: usize) -> Result<Event, EventDecodeError> {
+/// Decodes the journal row read at `index` (rows are read in position order), selected as
+/// `position, format, data`. SQLite keeps whatever a column was given, so each column's type
+/// is checked before its value.
+pub(crate) fn event_row(row: &rusqlite::Row<'_>, index: usize) -> Result<Event, EventDecodeError> {
     let corrupt = EventDecodeError::Corrupt;
     let value = |i: usize| {
         row.get_ref(i)
@@ -94,12 +95,16 @@ fn event_row(row: &rusqlite::Row<'_>, index: usize) -> Result<Event, EventDecode
             )))
         }
     };
+    // New events are blobs in the binary encoding; journals written before it are JSON text.
     let data = match value(2)? {
-        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
-            .map_err(|e| corrupt(format!("the event's text is not UTF-8: {e}")))?,
+        ValueRef::Blob(bytes) => EventData::Binary(bytes),
+        ValueRef::Text(bytes) => EventData::Json(
+            std::str::from_utf8(bytes)
+                .map_err(|e| corrupt(format!("the event's text is not UTF-8: {e}")))?,
+        ),
         other => {
             return Err(corrupt(format!(
-                "the event is stored as {}, not as JSON text",
+                "the event is stored as {}, neither an encoded event nor JSON text",
                 describe(other)
             )))
         }
@@ -476,7 +481,7 @@ fn insert_events(
     for (chunk_index, chunk) in events.chunks(EVENTS_PER_INSERT).enumerate() {
         let mut stmt = conn.prepare_cached(&INSERT_EVENTS[chunk.len() - 1])?;
         let first = base + chunk_index * EVENTS_PER_INSERT;
-        let data: Vec<String> = chunk.iter().map(event_data).collect();
+        let data: Vec<Vec<u8>> = chunk.iter().map(event_data).collect();
         let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 5);
         let positions: Vec<i64> = (0..chunk.len()).map(|i| (first + i) as i64).collect();
         for (position, data) in positions.iter().zip(&data) {
