@@ -1,6 +1,8 @@
 //! Corrupt rows never make the PostgreSQL store panic or hang: event, message, task and
 //! instance rows changed behind the store's back (mutated JSON, random text, numbers out of
-//! range; PostgreSQL's column types keep out the rest) are read back through the store as a
+//! range, changed or replaced binary events; PostgreSQL's column types keep out the rest;
+//! journals hold JSON from before the binary encoding and binary after) are read back through
+//! the store as a
 //! clear error naming the row (`CorruptJournal` with the instance, execution and position for
 //! journal rows), and nothing else stops working. Runs against the real server, in a schema of
 //! its own.
@@ -20,8 +22,8 @@ use std::time::Duration;
 
 use arb::{apply_byte_edits, apply_json_edits, byte_edit, json_edit, ByteEdit, JsonEdit};
 use duraflow_core::{
-    ActivityOptions, Event, EventDecodeError, EventKind, Failure, FailureKind, OpId, ParentLink,
-    Payload, Timestamp,
+    ActivityOptions, Event, EventData, EventDecodeError, EventKind, Failure, FailureKind, OpId,
+    ParentLink, Payload, Timestamp, JOURNAL_FORMAT_VERSION,
 };
 use duraflow_postgres::testing::test_store;
 use duraflow_postgres::PostgresStore;
@@ -73,6 +75,7 @@ impl Fixture {
                     Bind::Int(i) => q.bind(*i),
                     Bind::Big(i) => q.bind(*i),
                     Bind::Null => q.bind(Option::<String>::None),
+                    Bind::Bytes(b) => q.bind(b.clone()),
                 };
             }
             q.execute(&pool).await.map(|r| r.rows_affected())
@@ -86,6 +89,7 @@ enum Bind {
     Int(i32),
     Big(i64),
     Null,
+    Bytes(Vec<u8>),
 }
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -171,14 +175,27 @@ fn write_valid(fx: &Fixture, id: &str) -> Rows {
         .execute(&mut *tx)
         .await
         .unwrap();
+        // The first two events as JSON text, as builds before the binary encoding wrote
+        // them, the rest as this build writes them: a journal written across an upgrade.
         for (position, ev) in journal().iter().enumerate() {
+            let (format, data, encoded) = if position < 2 {
+                (1, Some(ev.encode()), None)
+            } else {
+                (
+                    JOURNAL_FORMAT_VERSION as i32,
+                    None,
+                    Some(ev.encode_binary()),
+                )
+            };
             sqlx::query(
-                "INSERT INTO events (instance_id, execution, position, format, data)
-                 VALUES ($1, 1, $2, 1, $3)",
+                "INSERT INTO events (instance_id, execution, position, format, data, encoded)
+                 VALUES ($1, 1, $2, $3, $4, $5)",
             )
             .bind(&id)
             .bind(position as i32)
-            .bind(ev.encode())
+            .bind(format)
+            .bind(data)
+            .bind(encoded)
             .execute(&mut *tx)
             .await
             .unwrap();
@@ -220,7 +237,7 @@ fn is_text(column: &str) -> bool {
 
 fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
-        4 => (prop::sample::select(vec!["data", "format", "position"]), 0i32..4)
+        4 => (prop::sample::select(vec!["data", "encoded", "format", "position"]), 0i32..4)
             .prop_map(|(c, p)| Target::Event(c, p)),
         1 => Just(Target::Message("kind")),
         2 => prop::sample::select(vec![
@@ -286,6 +303,9 @@ fn corrupt(fx: &Fixture, rows: &Rows, target: &Target, c: &Corruption) -> bool {
         ),
         Target::Instance(column) => ("instances", *column, "id = $2 AND $3 IS NULL", Bind::Null),
     };
+    if column == "encoded" {
+        return corrupt_encoded(fx, rows, key, c);
+    }
     let pool = fx.store.pool().clone();
     let select = format!("SELECT {column}::text FROM {table} WHERE {key_sql} AND $1 IS NULL");
     let (id, k) = (rows.id.clone(), key.clone());
@@ -336,13 +356,55 @@ fn corrupt(fx: &Fixture, rows: &Rows, target: &Target, c: &Corruption) -> bool {
     .is_ok()
 }
 
+/// Applies a corruption to a journal row's binary event (`encoded`, a `bytea`): its bytes
+/// changed byte by byte, replaced by a text's bytes, or removed; returns `false` when
+/// PostgreSQL refuses the value (a row must hold one of `data` and `encoded`).
+fn corrupt_encoded(fx: &Fixture, rows: &Rows, key: Bind, c: &Corruption) -> bool {
+    const KEY: &str = "instance_id = $2 AND execution = 1 AND position = $3";
+    let Bind::Int(position) = key else {
+        return false;
+    };
+    let pool = fx.store.pool().clone();
+    let id = rows.id.clone();
+    let current: Option<Vec<u8>> = fx.call("select encoded", async move {
+        sqlx::query_scalar(
+            "SELECT encoded FROM events WHERE instance_id = $1 AND execution = 1 AND position = $2",
+        )
+        .bind(id)
+        .bind(position)
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    });
+    let value = match c {
+        Corruption::Bytes(edits) => {
+            Bind::Bytes(apply_byte_edits(current.unwrap_or_default(), edits))
+        }
+        Corruption::Text(t) => Bind::Bytes(t.clone().into_bytes()),
+        Corruption::Int(i) => Bind::Bytes(i.to_le_bytes().to_vec()),
+        Corruption::Null => Bind::Null,
+        Corruption::Json(_) => return false,
+    };
+    let cast = if matches!(value, Bind::Null) {
+        "::bytea"
+    } else {
+        ""
+    };
+    fx.exec(
+        &format!("UPDATE events SET encoded = $1{cast} WHERE {KEY}"),
+        &[value, Bind::Text(rows.id.clone()), Bind::Int(position)],
+    )
+    .is_ok()
+}
+
 /// The first index where the stored journal departs from a dense, readable one.
 fn first_bad_position(fx: &Fixture, id: &str) -> Option<usize> {
     let pool = fx.store.pool().clone();
     let id = id.to_owned();
-    let rows: Vec<(i32, i32, String)> = fx.call("read events", async move {
+    type Row = (i32, i32, Option<String>, Option<Vec<u8>>);
+    let rows: Vec<Row> = fx.call("read events", async move {
         sqlx::query_as(
-            "SELECT position, format, data FROM events
+            "SELECT position, format, data, encoded FROM events
              WHERE instance_id = $1 AND execution = 1 ORDER BY position",
         )
         .bind(id)
@@ -352,9 +414,15 @@ fn first_bad_position(fx: &Fixture, id: &str) -> Option<usize> {
     });
     rows.iter()
         .enumerate()
-        .position(|(i, (position, format, data))| {
+        .position(|(i, (position, format, data, encoded))| {
+            let stored = match (encoded, data) {
+                (Some(bytes), _) => Some(EventData::Binary(bytes)),
+                (None, Some(text)) => Some(EventData::Json(text)),
+                (None, None) => None,
+            };
             !(*position == i as i32
-                && u32::try_from(*format).is_ok_and(|f| Event::decode(data, f).is_ok()))
+                && u32::try_from(*format)
+                    .is_ok_and(|f| stored.is_some_and(|d| Event::decode_stored(d, f).is_ok())))
         })
 }
 
@@ -370,6 +438,7 @@ fn stored_int(fx: &Fixture, table: &str, column: &str, key: &str, value: &Bind) 
             Bind::Big(i) => q.bind(i),
             Bind::Int(i) => q.bind(i),
             Bind::Null => q.bind(Option::<String>::None),
+            Bind::Bytes(b) => q.bind(b),
         };
         q.fetch_optional(&pool).await.unwrap()
     })

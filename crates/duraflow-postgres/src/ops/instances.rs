@@ -66,7 +66,18 @@ pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Opti
         .fetch_optional(&mut *conn)
         .await?;
     let last = match last {
-        Some(row) => Some((i64::from(row.try_get::<i32, _>(0)?), row.try_get(1)?)),
+        Some(row) => {
+            let position = i64::from(row.try_get::<i32, _>("position")?);
+            // A last event that cannot be decoded has no time: reported as corrupt below.
+            let format = u32::try_from(row.try_get::<i32, _>("format")?);
+            let at = match (super::turns::event_data(&row)?, format) {
+                (Some(data), Ok(format)) => duraflow_core::Event::decode_stored(data, format)
+                    .ok()
+                    .map(|e| e.at.0),
+                _ => None,
+            };
+            Some((position, at))
+        }
         None => None,
     };
     let (len, at) = codec::journal_end(id, info.execution, last)?;
@@ -75,8 +86,9 @@ pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Opti
     Ok(Some(info))
 }
 
-/// The last event of an execution: its position and time (`describe`).
-pub(crate) const JOURNAL_END: &str = "SELECT position, (data::jsonb ->> 'at')::bigint FROM events
+/// The last event of an execution: its position, format and stored event, decoded for its
+/// time (`describe`).
+pub(crate) const JOURNAL_END: &str = "SELECT position, format, data, encoded FROM events
       WHERE instance_id = $1 AND execution = $2 ORDER BY position DESC LIMIT 1";
 
 /// The statement of [`status_of`]: `$1` the instance id.

@@ -375,10 +375,10 @@ fn build_write(parts: WriteParts) -> String {
     if parts.events {
         ctes.push(
             "events_added AS (
-             INSERT INTO events (instance_id, execution, position, format, data)
-             SELECT e.instance_id, e.execution, e.position, $14, e.data
-               FROM unnest($10::text[], $11::int[], $12::int[], $13::text[])
-                    AS e(instance_id, execution, position, data)
+             INSERT INTO events (instance_id, execution, position, format, encoded)
+             SELECT e.instance_id, e.execution, e.position, $14, e.encoded
+               FROM unnest($10::text[], $11::int[], $12::int[], $13::bytea[])
+                    AS e(instance_id, execution, position, encoded)
          )"
             .to_owned(),
         );

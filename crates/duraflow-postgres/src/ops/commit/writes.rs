@@ -33,7 +33,7 @@ pub(super) struct Writes {
     pub(super) event_instances: Vec<String>,
     pub(super) event_executions: Vec<i32>,
     pub(super) event_positions: Vec<i32>,
-    pub(super) event_data: Vec<String>,
+    pub(super) event_data: Vec<Vec<u8>>,
     pub(super) consumed_instances: Vec<String>,
     pub(super) consumed_ids: Vec<i64>,
     pub(super) task_instances: Vec<String>,
@@ -119,7 +119,7 @@ impl Writes {
             self.event_instances.push(id.clone());
             self.event_executions.push(execution);
             self.event_positions.push((c.journal_base + i) as i32);
-            self.event_data.push(event.encode());
+            self.event_data.push(event.encode_binary());
         }
         if finished {
             // The inbox and tasks go; nothing is added to them.
