@@ -657,6 +657,28 @@ impl Event {
         binary::encode(self)
     }
 
+    /// Encodes events stored together in one row (a commit's events of one execution) in the
+    /// binary encoding, each behind its length; [`Event::decode_binary_run`] reads them back.
+    pub fn encode_binary_run(events: &[Event]) -> Vec<u8> {
+        binary::encode_run(events)
+    }
+
+    /// Decodes `count` events encoded by [`Event::encode_binary_run`] and written in
+    /// `format_version`, appending them to `out`. On failure, the index in the run of the
+    /// event that does not decode, and why; the events before it are appended.
+    pub fn decode_binary_run(
+        bytes: &[u8],
+        count: usize,
+        format_version: u32,
+        out: &mut Vec<Event>,
+    ) -> Result<(), (usize, EventDecodeError)> {
+        check_format(format_version).map_err(|e| (0, e))?;
+        if format_version < BINARY_FORMAT_VERSION {
+            return Err((0, binary_too_old(format_version)));
+        }
+        binary::decode_run(bytes, count, out)
+    }
+
     /// Decodes a stored event written in `format_version`, as JSON text or in the binary
     /// encoding. A binary event claiming a format from before [`BINARY_FORMAT_VERSION`] is
     /// corrupt.
@@ -669,15 +691,20 @@ impl Event {
             EventData::Binary(bytes) => {
                 check_format(format_version)?;
                 if format_version < BINARY_FORMAT_VERSION {
-                    return Err(EventDecodeError::Corrupt(format!(
-                        "a binary event with format version {format_version}, from before the \
-                         binary encoding (version {BINARY_FORMAT_VERSION})"
-                    )));
+                    return Err(binary_too_old(format_version));
                 }
                 binary::decode(bytes)
             }
         }
     }
+}
+
+/// A binary event that claims a format from before the binary encoding.
+fn binary_too_old(format_version: u32) -> EventDecodeError {
+    EventDecodeError::Corrupt(format!(
+        "a binary event with format version {format_version}, from before the binary encoding \
+         (version {BINARY_FORMAT_VERSION})"
+    ))
 }
 
 /// Refuses an event written by a newer journal format than this build reads.

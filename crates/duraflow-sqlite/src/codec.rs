@@ -108,9 +108,13 @@ fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
     })
 }
 
-/// Encodes a journal event for the `events.data` column.
-pub(crate) fn event_data(event: &Event) -> Vec<u8> {
-    event.encode_binary()
+/// Encodes the events one commit appends to an execution for one row's `events.data` column:
+/// a single event in the binary encoding, or several as one run of them.
+pub(crate) fn event_data(events: &[Event]) -> Vec<u8> {
+    match events {
+        [one] => one.encode_binary(),
+        several => Event::encode_binary_run(several),
+    }
 }
 
 /// A fetch filter as query parameters: its queues, each once (a fetch reads each queue's due

@@ -98,12 +98,19 @@ fn journal() -> Vec<Event> {
             op: op("0"),
             output: Payload::encode(&[1, 2]).unwrap(),
         }),
-        at(EventKind::EventWaitStarted {
+        at(EventKind::TimerCreated {
             op: op("1"),
+            fire_at: Timestamp(T0.0 + 5),
+        }),
+        at(EventKind::EventWaitStarted {
+            op: op("2"),
             name: "go".into(),
         }),
     ]
 }
+
+/// The events of [`journal`].
+const JOURNAL_LEN: usize = 5;
 
 /// The ids of the rows of one case.
 struct Rows {
@@ -141,18 +148,31 @@ fn write_valid(conn: &Connection, id: &str) -> Rows {
         params![id, json(&parent), T0.0, message],
     )
     .unwrap();
-    // The first two events as JSON text, as builds before the binary encoding wrote them,
-    // the rest as this build writes them: a journal of a file written before an upgrade.
-    for (position, ev) in journal().iter().enumerate() {
-        let (format, data) = if position < 2 {
-            (1, Value::Text(ev.encode()))
-        } else {
-            (JOURNAL_FORMAT_VERSION, Value::Blob(ev.encode_binary()))
-        };
+    // The first two events as JSON text, one a row, as builds before the binary encoding
+    // wrote them; then rows as this build writes them: one event in the binary encoding, and
+    // a commit's two events in one row. A journal of a file written across an upgrade.
+    let events = journal();
+    let rows: [(usize, usize, u32, Value); 4] = [
+        (0, 1, 1, Value::Text(events[0].encode())),
+        (1, 1, 1, Value::Text(events[1].encode())),
+        (
+            2,
+            1,
+            JOURNAL_FORMAT_VERSION,
+            Value::Blob(events[2].encode_binary()),
+        ),
+        (
+            3,
+            2,
+            JOURNAL_FORMAT_VERSION,
+            Value::Blob(Event::encode_binary_run(&events[3..5])),
+        ),
+    ];
+    for (position, span, format, data) in rows {
         conn.execute(
-            "INSERT INTO events (instance_id, execution, position, format, data)
-             VALUES (?1, 1, ?2, ?3, ?4)",
-            params![id, position as i64, format, data],
+            "INSERT INTO events (instance_id, execution, position, format, data, span)
+             VALUES (?1, 1, ?2, ?3, ?4, ?5)",
+            params![id, position as i64, format, data, span as i64],
         )
         .unwrap();
     }
@@ -196,7 +216,8 @@ enum Target {
 
 fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
-        4 => (prop::sample::select(vec!["data", "format", "position"]), 0usize..4)
+        // The rows are at positions 0 to 3 (the last holds positions 3 and 4).
+        4 => (prop::sample::select(vec!["data", "format", "position", "span"]), 0usize..4)
             .prop_map(|(c, p)| Target::Event(c, p)),
         2 => prop::sample::select(vec!["kind", "visible_at"]).prop_map(Target::Message),
         2 => prop::sample::select(vec![
@@ -320,7 +341,7 @@ fn corrupt(conn: &Connection, rows: &Rows, target: &Target, c: &Corruption) -> b
 fn first_bad_position(conn: &Connection, id: &str) -> Option<usize> {
     let mut stmt = conn
         .prepare(
-            "SELECT position, format, data FROM events
+            "SELECT position, format, data, span FROM events
              WHERE instance_id = ?1 AND execution = 1 ORDER BY position",
         )
         .unwrap();
@@ -330,20 +351,38 @@ fn first_bad_position(conn: &Connection, id: &str) -> Option<usize> {
         let position = row.get_ref(0).unwrap();
         let format = row.get_ref(1).unwrap();
         let data = row.get_ref(2).unwrap();
-        let readable = matches!(position, ValueRef::Integer(p) if p == i as i64)
-            && match (format, data) {
-                (ValueRef::Integer(f), ValueRef::Text(t)) => {
-                    match (u32::try_from(f), std::str::from_utf8(t)) {
-                        (Ok(f), Ok(t)) => Event::decode(t, f).is_ok(),
-                        _ => false,
-                    }
-                }
-                (ValueRef::Integer(f), ValueRef::Blob(b)) => match u32::try_from(f) {
-                    Ok(f) => Event::decode_stored(EventData::Binary(b), f).is_ok(),
-                    Err(_) => false,
-                },
-                _ => false,
+        let in_place = matches!(position, ValueRef::Integer(p) if p == i as i64);
+        let format = match format {
+            ValueRef::Integer(f) => u32::try_from(f).ok(),
+            _ => None,
+        };
+        // One event as before, or a run of `span` of them in one blob.
+        let span = match row.get_ref(3).unwrap() {
+            ValueRef::Integer(n) if (1..=i64::from(u32::MAX)).contains(&n) => n as usize,
+            _ => return Some(i),
+        };
+        let (Some(format), true) = (format, in_place) else {
+            return Some(i);
+        };
+        if span > 1 {
+            let ValueRef::Blob(bytes) = data else {
+                return Some(i);
             };
+            let mut events = Vec::new();
+            match Event::decode_binary_run(bytes, span, format, &mut events) {
+                Ok(()) => i += span,
+                Err((k, _)) => return Some(i + k),
+            }
+            continue;
+        }
+        let readable = match data {
+            ValueRef::Text(t) => match std::str::from_utf8(t) {
+                Ok(t) => Event::decode(t, format).is_ok(),
+                _ => false,
+            },
+            ValueRef::Blob(b) => Event::decode_stored(EventData::Binary(b), format).is_ok(),
+            _ => false,
+        };
         if !readable {
             return Some(i);
         }
@@ -404,7 +443,7 @@ fn check_reads(fx: &Fixture, rows: &Rows, target: &Target) -> Result<(), TestCas
             let expected = first_bad_position(&fx.conn, &id);
             let check = |journal: &Result<Vec<Event>, StoreError>| -> Result<(), TestCaseError> {
                 match (journal, expected) {
-                    (Ok(events), None) => prop_assert_eq!(events.len(), 4),
+                    (Ok(events), None) => prop_assert_eq!(events.len(), JOURNAL_LEN),
                     (
                         Err(StoreError::CorruptJournal {
                             instance_id,

@@ -214,11 +214,16 @@ async fn a_corrupt_journal_row_names_the_instance_and_event_and_blocks_no_one_el
     }
     {
         let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute(
-            "UPDATE events SET data = '{\"at\": oops' WHERE instance_id = 'bad' AND position = 1",
-            [],
-        )
-        .unwrap();
+        // The commit wrote both events in one row at position 0: cutting its end damages
+        // the second event, at position 1.
+        let cut = conn
+            .execute(
+                "UPDATE events SET data = substr(data, 1, length(data) - 2)
+                  WHERE instance_id = 'bad' AND position = 0 AND span = 2",
+                [],
+            )
+            .unwrap();
+        assert_eq!(cut, 1);
         conn.execute(
             "UPDATE events SET format = 99 WHERE instance_id = 'good' AND position = 7",
             [],

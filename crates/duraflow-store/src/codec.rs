@@ -84,6 +84,13 @@ pub fn journal_event(
     format: i64,
     data: EventData<'_>,
 ) -> Result<Event, EventDecodeError> {
+    let format = journal_row(index, position, format)?;
+    Event::decode_stored(data, format)
+}
+
+/// Checks the `position` and `format` of the journal row read at index `index` (see
+/// [`journal_event`]); returns the format version.
+pub fn journal_row(index: usize, position: i64, format: i64) -> Result<u32, EventDecodeError> {
     let corrupt = EventDecodeError::Corrupt;
     match usize::try_from(position) {
         Ok(p) if p == index => {}
@@ -98,9 +105,8 @@ pub fn journal_event(
             )))
         }
     }
-    let format = u32::try_from(format)
-        .map_err(|_| corrupt(format!("format version {format} is not a version number")))?;
-    Event::decode_stored(data, format)
+    u32::try_from(format)
+        .map_err(|_| corrupt(format!("format version {format} is not a version number")))
 }
 
 /// The length a journal whose rows are at `positions` has for appending: one past the highest

@@ -185,6 +185,42 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Event, EventDecodeError> {
     Ok(Event { at, kind })
 }
 
+/// Encodes events stored together (one commit's events of one execution, kept in one row) as
+/// one run: each event's encoding behind its length.
+pub(super) fn encode_run(events: &[Event]) -> Vec<u8> {
+    let mut out = Writer(Vec::with_capacity(events.len() * 24));
+    for event in events {
+        let bytes = encode(event);
+        out.varint(bytes.len() as u64);
+        out.0.extend_from_slice(&bytes);
+    }
+    out.0
+}
+
+/// Decodes a run of `count` events encoded by [`encode_run`], appending them to `out`; on
+/// failure, the index in the run of the event that does not decode (or is missing), with why.
+pub(super) fn decode_run(
+    bytes: &[u8],
+    count: usize,
+    out: &mut Vec<Event>,
+) -> Result<(), (usize, EventDecodeError)> {
+    let mut r = Reader { bytes, at: 0 };
+    for i in 0..count {
+        let one = r.str_bytes("the event's length").map_err(|e| (i, e))?;
+        out.push(decode(one).map_err(|e| (i, e))?);
+    }
+    if r.at != bytes.len() {
+        return Err((
+            count.saturating_sub(1),
+            corrupt(format!(
+                "{} bytes follow the last of the row's {count} events",
+                bytes.len() - r.at
+            )),
+        ));
+    }
+    Ok(())
+}
+
 fn corrupt(what: String) -> EventDecodeError {
     EventDecodeError::Corrupt(what)
 }
@@ -260,17 +296,22 @@ impl<'a> Reader<'a> {
         Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
     }
 
-    fn str(&mut self, what: &str) -> Result<&'a str, EventDecodeError> {
+    /// A length and that many bytes.
+    fn str_bytes(&mut self, what: &str) -> Result<&'a [u8], EventDecodeError> {
         let len = self.varint(what)?;
         let end = usize::try_from(len)
             .ok()
             .and_then(|len| self.at.checked_add(len))
             .filter(|end| *end <= self.bytes.len())
             .ok_or_else(|| corrupt(format!("the event ends inside {what}")))?;
-        let s = std::str::from_utf8(&self.bytes[self.at..end])
-            .map_err(|e| corrupt(format!("{what} is not UTF-8: {e}")))?;
+        let bytes = &self.bytes[self.at..end];
         self.at = end;
-        Ok(s)
+        Ok(bytes)
+    }
+
+    fn str(&mut self, what: &str) -> Result<&'a str, EventDecodeError> {
+        std::str::from_utf8(self.str_bytes(what)?)
+            .map_err(|e| corrupt(format!("{what} is not UTF-8: {e}")))
     }
 
     fn payload(&mut self, what: &str) -> Result<Payload, EventDecodeError> {
@@ -461,6 +502,38 @@ mod tests {
         let mut overlong = vec![TIMER_FIRED];
         overlong.extend_from_slice(&eleven_bytes);
         assert!(said(&overlong).contains("not a valid number"));
+    }
+
+    #[test]
+    fn a_run_of_events_round_trips_and_names_the_event_that_does_not_decode() {
+        let events = samples();
+        let bytes = Event::encode_binary_run(&events);
+        let mut out = Vec::new();
+        Event::decode_binary_run(&bytes, events.len(), JOURNAL_FORMAT_VERSION, &mut out).unwrap();
+        assert_eq!(out, events);
+
+        // Cut inside the third event: the first two are read, the third is named.
+        let first_two = Event::encode_binary_run(&events[..2]).len();
+        let mut out = Vec::new();
+        let (at, err) = decode_run(&bytes[..first_two + 3], events.len(), &mut out).unwrap_err();
+        assert_eq!((at, out.len()), (2, 2));
+        assert!(
+            err.to_string().starts_with("corrupt journal event"),
+            "{err}"
+        );
+        // A row that claims more events than it holds, or holds more than it claims.
+        let (at, _) = decode_run(&bytes, events.len() + 1, &mut Vec::new()).unwrap_err();
+        assert_eq!(at, events.len());
+        let (at, err) = decode_run(&bytes, events.len() - 1, &mut Vec::new()).unwrap_err();
+        assert_eq!(at, events.len() - 2);
+        assert!(
+            err.to_string().contains("follow the last of the row's"),
+            "{err}"
+        );
+        assert_eq!(decode_run(&[], 0, &mut Vec::new()), Ok(()));
+        // The run's format is checked as a single event's is.
+        let old = Event::decode_binary_run(&bytes, events.len(), 3, &mut Vec::new());
+        assert!(matches!(old, Err((0, EventDecodeError::Corrupt(_)))));
     }
 
     #[test]

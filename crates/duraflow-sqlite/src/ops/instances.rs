@@ -36,11 +36,16 @@ pub(crate) fn describe(conn: &Connection, id: &str) -> SqlResult<Option<Instance
     let last: Option<(i64, Option<i64>)> = conn
         .prepare_cached(JOURNAL_END)?
         .query_row(params![id, info.execution], |r| {
+            // The last row holds the last event (or several, ending with it). One that cannot
+            // be decoded gives no time: reported as corrupt below.
             let position: i64 = r.get(0)?;
-            // A last event that cannot be decoded has no time: reported as corrupt below.
-            let index = usize::try_from(position).unwrap_or(usize::MAX);
-            let at = super::turns::event_row(r, index).ok().map(|e| e.at.0);
-            Ok((position, at))
+            let mut events = Vec::new();
+            let decoded = usize::try_from(position)
+                .ok()
+                .filter(|index| super::turns::row_events(r, *index, &mut events).is_ok());
+            let at = decoded.and(events.last()).map(|e| e.at.0);
+            let last = position.saturating_add(events.len().max(1) as i64 - 1);
+            Ok((last, at))
         })
         .optional()?;
     let (len, at) = duraflow_store::codec::journal_end(id, info.execution, last)?;
@@ -49,9 +54,9 @@ pub(crate) fn describe(conn: &Connection, id: &str) -> SqlResult<Option<Instance
     Ok(Some(info))
 }
 
-/// The last event of an execution: its position, format and data, decoded for its time
+/// The last row of an execution's journal, decoded for its last event's position and time
 /// (`describe`).
-pub(crate) const JOURNAL_END: &str = "SELECT position, format, data FROM events
+pub(crate) const JOURNAL_END: &str = "SELECT position, format, data, span FROM events
      WHERE instance_id = ?1 AND execution = ?2 ORDER BY position DESC LIMIT 1";
 
 /// An instance's status, if it exists.

@@ -24,17 +24,38 @@ static LEASED_INSTANCE: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {INSTANCE_COLUMNS}, commit_token FROM instances WHERE id = ?1")
 });
 
-/// `INSERT_EVENTS[n - 1]` inserts `n` journal events in one statement.
-static INSERT_EVENTS: LazyLock<Vec<String>> = LazyLock::new(|| {
-    (1..=EVENTS_PER_INSERT)
-        .map(|n| {
-            format!(
-                "INSERT INTO events (instance_id, execution, position, format, data) VALUES {}",
-                vec!["(?, ?, ?, ?, ?)"; n].join(", ")
-            )
-        })
-        .collect()
-});
+/// How many events a journal row holds, as SQL over its `span` column (a table alias and a
+/// dot, or nothing, before it): the column where it is a sane count, else 1, so that a corrupt
+/// span counts its row as one event wherever a journal's length is computed.
+macro_rules! span_of {
+    ($alias:literal) => {
+        concat!(
+            "(CASE WHEN typeof(",
+            $alias,
+            "span) = 'integer' AND ",
+            $alias,
+            "span BETWEEN 1 AND 2147483647 THEN ",
+            $alias,
+            "span ELSE 1 END)"
+        )
+    };
+}
+
+/// The length of an execution's journal (`?1` the instance, `?2` the execution): one past the
+/// last event of its last row with a numeric position, read with one backward seek of the
+/// events' key. Every computation of a journal's length (a commit's check, a corrupt journal's
+/// length) uses it, so they agree even on a corrupt journal; a corrupt position near the
+/// largest integer is capped so that the sum stays an integer.
+const JOURNAL_LEN: &str = concat!(
+    "coalesce((SELECT min(e.position, 4611686018427387903) + ",
+    span_of!("e."),
+    " FROM events e
+      WHERE e.instance_id = ?1 AND e.execution = ?2 AND typeof(e.position) = 'integer'
+      ORDER BY e.position DESC LIMIT 1), 0)"
+);
+
+/// The columns [`row_events`] reads, in order.
+pub(crate) const EVENT_COLUMNS: &str = "position, format, data, span";
 
 /// Reads an execution's journal; a row that cannot be decoded, or a position with no row, is
 /// reported with its position.
@@ -43,35 +64,81 @@ pub(crate) fn read_journal(
     id: &str,
     execution: u32,
 ) -> SqlResult<Result<Vec<Event>, StoreError>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT position, format, data FROM events
-         WHERE instance_id = ?1 AND execution = ?2 ORDER BY position",
-    )?;
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "SELECT {EVENT_COLUMNS} FROM events
+              WHERE instance_id = ?1 AND execution = ?2 ORDER BY position"
+        )
+    });
+    let mut stmt = conn.prepare_cached(&SQL)?;
     let mut rows = stmt.query(params![id, execution])?;
     let mut events = Vec::new();
     while let Some(row) = rows.next()? {
-        let position = events.len();
-        match event_row(row, position) {
-            Ok(ev) => events.push(ev),
-            Err(error) => {
-                drop(rows);
-                return Ok(Err(StoreError::CorruptJournal {
-                    instance_id: id.to_owned(),
-                    execution,
-                    position,
-                    journal_len: journal_len(conn, id, execution)?,
-                    error,
-                }));
-            }
+        if let Err((position, error)) = row_events(row, events.len(), &mut events) {
+            drop(rows);
+            return Ok(Err(StoreError::CorruptJournal {
+                instance_id: id.to_owned(),
+                execution,
+                position,
+                journal_len: journal_len(conn, id, execution)?,
+                error,
+            }));
         }
     }
     Ok(Ok(events))
 }
 
+/// Decodes the journal row (selected with [`EVENT_COLUMNS`]) expected at position `index`
+/// (the journal's length so far, when reading it whole), appending its events to `out`: one,
+/// or the `span` events a commit appended together. On failure, the position of the first
+/// event that cannot be read (the events before it in the row are appended), and why.
+pub(crate) fn row_events(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    out: &mut Vec<Event>,
+) -> Result<(), (usize, EventDecodeError)> {
+    let corrupt = |e: String| (index, EventDecodeError::Corrupt(e));
+    let span = match row.get_ref(3) {
+        Ok(ValueRef::Integer(1)) => 1,
+        Ok(ValueRef::Integer(n)) if (2..=i64::from(u32::MAX)).contains(&n) => n as usize,
+        Ok(other) => {
+            return Err(corrupt(format!(
+                "the row's span {} is not a count of events",
+                describe(other)
+            )))
+        }
+        Err(e) => return Err(corrupt(format!("the row cannot be read: {e}"))),
+    };
+    if span == 1 {
+        out.push(event_row(row, index).map_err(|e| (index, e))?);
+        return Ok(());
+    }
+    let (position, format) = match (row.get_ref(0), row.get_ref(1)) {
+        (Ok(ValueRef::Integer(p)), Ok(ValueRef::Integer(f))) => (p, f),
+        _ => {
+            return Err(corrupt(
+                "the row's position or format is not a number".into(),
+            ))
+        }
+    };
+    let format = codec::journal_row(index, position, format).map_err(|e| (index, e))?;
+    let bytes = match row.get_ref(2) {
+        Ok(ValueRef::Blob(bytes)) => bytes,
+        Ok(other) => {
+            return Err(corrupt(format!(
+                "a row of {span} events is stored as {}, not as encoded events",
+                describe(other)
+            )))
+        }
+        Err(e) => return Err(corrupt(format!("the row cannot be read: {e}"))),
+    };
+    Event::decode_binary_run(bytes, span, format, out).map_err(|(i, e)| (index + i, e))
+}
+
 /// Decodes the journal row read at `index` (rows are read in position order), selected as
 /// `position, format, data`. SQLite keeps whatever a column was given, so each column's type
 /// is checked before its value.
-pub(crate) fn event_row(row: &rusqlite::Row<'_>, index: usize) -> Result<Event, EventDecodeError> {
+fn event_row(row: &rusqlite::Row<'_>, index: usize) -> Result<Event, EventDecodeError> {
     let corrupt = EventDecodeError::Corrupt;
     let value = |i: usize| {
         row.get_ref(i)
@@ -124,19 +191,17 @@ fn describe(value: ValueRef<'_>) -> String {
 }
 
 /// The number of events in an execution's journal (positions are dense from 0): one past the
-/// highest position, whatever the rows hold.
+/// last event of the last row, whatever the rows hold ([`JOURNAL_LEN`]).
 fn journal_len(conn: &Connection, id: &str, execution: u32) -> SqlResult<usize> {
-    let max: Option<i64> = conn
-        .prepare_cached(
-            "SELECT max(position) FROM events
-             WHERE instance_id = ?1 AND execution = ?2 AND typeof(position) = 'integer'",
-        )?
+    static SQL: LazyLock<String> = LazyLock::new(|| format!("SELECT {JOURNAL_LEN}"));
+    let len: i64 = conn
+        .prepare_cached(&SQL)?
         .query_row(params![id, execution], |r| r.get(0))?;
-    Ok(max.map_or(0, |m| usize::try_from(m).map_or(0, |m| m.saturating_add(1))))
+    Ok(usize::try_from(len).unwrap_or(0))
 }
 
-/// The position of an execution's last event: one backward seek of the events' key.
-const LAST_POSITION: &str = "SELECT position FROM events
+/// The position and span of an execution's last row: one backward seek of the events' key.
+const LAST_POSITION: &str = "SELECT position, span FROM events
      WHERE instance_id = ?1 AND execution = ?2 ORDER BY position DESC LIMIT 1";
 
 /// The journal a lease hands over. Leases run on the writer, and every write waits while it
@@ -150,9 +215,13 @@ fn leased_journal(
 ) -> SqlResult<Result<Journal, StoreError>> {
     let last: Option<i64> = conn
         .prepare_cached(LAST_POSITION)?
-        .query_row(params![id, execution], |r| match r.get_ref(0)? {
-            ValueRef::Integer(p) => Ok(Some(p)),
-            _ => Ok(None),
+        .query_row(params![id, execution], |r| {
+            match (r.get_ref(0)?, r.get_ref(1)?) {
+                (ValueRef::Integer(p), ValueRef::Integer(span)) if span >= 1 => {
+                    Ok(Some(p.saturating_add(span - 1)))
+                }
+                _ => Ok(None),
+            }
         })
         .optional()?
         .unwrap_or(Some(-1));
@@ -297,14 +366,16 @@ pub(crate) fn lease_turn_when(
 
 pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlResult<Committed> {
     let id = &c.instance_id;
-    let row: Option<(i64, Option<i64>, u32, i64, i64, i64)> = conn
-        .prepare_cached(
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        format!(
             "SELECT lease_token, lease_until, execution, not_before,
-                    (SELECT coalesce(max(e.position) + 1, 0) FROM events e
-                      WHERE e.instance_id = ?1 AND e.execution = instances.execution),
-                    commit_token
-             FROM instances WHERE id = ?1",
-        )?
+                    {journal_len}, commit_token
+               FROM instances WHERE id = ?1",
+            journal_len = JOURNAL_LEN.replace("?2", "instances.execution"),
+        )
+    });
+    let row: Option<(i64, Option<i64>, u32, i64, i64, i64)> = conn
+        .prepare_cached(&SQL)?
         .query_row([id], |r| r.try_into())
         .optional()?;
     let Some((token, lease_until, execution, not_before, journal_len, commit_token)) = row else {
@@ -467,10 +538,8 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     Ok(committed)
 }
 
-/// The most events one `INSERT` statement writes; longer journal deltas take several.
-const EVENTS_PER_INSERT: usize = 8;
-
-/// Appends `events` to the journal from position `base`, several rows per statement.
+/// Appends `events` to the journal from position `base`: one row holding them all (see
+/// [`row_events`]).
 fn insert_events(
     conn: &Connection,
     id: &str,
@@ -478,23 +547,21 @@ fn insert_events(
     base: usize,
     events: &[Event],
 ) -> SqlResult<()> {
-    for (chunk_index, chunk) in events.chunks(EVENTS_PER_INSERT).enumerate() {
-        let mut stmt = conn.prepare_cached(&INSERT_EVENTS[chunk.len() - 1])?;
-        let first = base + chunk_index * EVENTS_PER_INSERT;
-        let data: Vec<Vec<u8>> = chunk.iter().map(event_data).collect();
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 5);
-        let positions: Vec<i64> = (0..chunk.len()).map(|i| (first + i) as i64).collect();
-        for (position, data) in positions.iter().zip(&data) {
-            values.extend([
-                &id as &dyn rusqlite::ToSql,
-                &execution,
-                position,
-                &JOURNAL_FORMAT_VERSION,
-                data,
-            ]);
-        }
-        stmt.execute(values.as_slice())?;
+    if events.is_empty() {
+        return Ok(());
     }
+    conn.prepare_cached(
+        "INSERT INTO events (instance_id, execution, position, format, data, span)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id,
+        execution,
+        base as i64,
+        JOURNAL_FORMAT_VERSION,
+        event_data(events),
+        events.len() as i64
+    ])?;
     Ok(())
 }
 
@@ -612,7 +679,7 @@ mod tests {
                     id,
                     i64::try_from(position).unwrap(),
                     JOURNAL_FORMAT_VERSION,
-                    event_data(&event)
+                    event_data(std::slice::from_ref(&event))
                 ],
             )
             .unwrap();
