@@ -121,12 +121,19 @@ fn journal() -> Vec<Event> {
             op: op("0"),
             output: Payload::encode(&[1, 2]).unwrap(),
         }),
+        at(EventKind::TimerCreated {
+            op: op("1"),
+            fire_at: Timestamp(T0.0 + 5),
+        }),
         at(EventKind::EventWaitStarted {
             op: op("1"),
             name: "go".into(),
         }),
     ]
 }
+
+/// The events of [`journal`].
+const JOURNAL_LEN: usize = 5;
 
 struct Rows {
     id: String,
@@ -175,27 +182,35 @@ fn write_valid(fx: &Fixture, id: &str) -> Rows {
         .execute(&mut *tx)
         .await
         .unwrap();
-        // The first two events as JSON text, as builds before the binary encoding wrote
-        // them, the rest as this build writes them: a journal written across an upgrade.
-        for (position, ev) in journal().iter().enumerate() {
-            let (format, data, encoded) = if position < 2 {
-                (1, Some(ev.encode()), None)
-            } else {
-                (
-                    JOURNAL_FORMAT_VERSION as i32,
-                    None,
-                    Some(ev.encode_binary()),
-                )
-            };
+        // The first two events as JSON text, one a row, as builds before the binary
+        // encoding wrote them; then rows as this build writes them: one event in the binary
+        // encoding, and a commit's two events in one row. A journal written across upgrades.
+        let events = journal();
+        let version = JOURNAL_FORMAT_VERSION as i32;
+        let rows: [(i32, i32, i32, Option<String>, Option<Vec<u8>>); 4] = [
+            (0, 1, 1, Some(events[0].encode()), None),
+            (1, 1, 1, Some(events[1].encode()), None),
+            (2, 1, version, None, Some(events[2].encode_binary())),
+            (
+                3,
+                2,
+                version,
+                None,
+                Some(Event::encode_binary_run(&events[3..5])),
+            ),
+        ];
+        for (position, span, format, data, encoded) in rows {
             sqlx::query(
-                "INSERT INTO events (instance_id, execution, position, format, data, encoded)
-                 VALUES ($1, 1, $2, $3, $4, $5)",
+                "INSERT INTO events (instance_id, execution, position, format, data, encoded,
+                                     span)
+                 VALUES ($1, 1, $2, $3, $4, $5, $6)",
             )
             .bind(&id)
-            .bind(position as i32)
+            .bind(position)
             .bind(format)
             .bind(data)
             .bind(encoded)
+            .bind(span)
             .execute(&mut *tx)
             .await
             .unwrap();
@@ -232,12 +247,16 @@ enum Target {
 
 /// Whether a column holds text (the rest hold integers).
 fn is_text(column: &str) -> bool {
-    !matches!(column, "position" | "format" | "execution" | "attempt")
+    !matches!(
+        column,
+        "position" | "format" | "execution" | "attempt" | "span"
+    )
 }
 
 fn target() -> impl Strategy<Value = Target> {
     prop_oneof![
-        4 => (prop::sample::select(vec!["data", "encoded", "format", "position"]), 0i32..4)
+        // The rows are at positions 0 to 3 (the last holds positions 3 and 4).
+        4 => (prop::sample::select(vec!["data", "encoded", "format", "position", "span"]), 0i32..4)
             .prop_map(|(c, p)| Target::Event(c, p)),
         1 => Just(Target::Message("kind")),
         2 => prop::sample::select(vec![
@@ -401,10 +420,10 @@ fn corrupt_encoded(fx: &Fixture, rows: &Rows, key: Bind, c: &Corruption) -> bool
 fn first_bad_position(fx: &Fixture, id: &str) -> Option<usize> {
     let pool = fx.store.pool().clone();
     let id = id.to_owned();
-    type Row = (i32, i32, Option<String>, Option<Vec<u8>>);
+    type Row = (i32, i32, Option<String>, Option<Vec<u8>>, i32);
     let rows: Vec<Row> = fx.call("read events", async move {
         sqlx::query_as(
-            "SELECT position, format, data, encoded FROM events
+            "SELECT position, format, data, encoded, span FROM events
              WHERE instance_id = $1 AND execution = 1 ORDER BY position",
         )
         .bind(id)
@@ -412,18 +431,39 @@ fn first_bad_position(fx: &Fixture, id: &str) -> Option<usize> {
         .await
         .unwrap()
     });
-    rows.iter()
-        .enumerate()
-        .position(|(i, (position, format, data, encoded))| {
-            let stored = match (encoded, data) {
-                (Some(bytes), _) => Some(EventData::Binary(bytes)),
-                (None, Some(text)) => Some(EventData::Json(text)),
-                (None, None) => None,
-            };
-            !(*position == i as i32
-                && u32::try_from(*format)
-                    .is_ok_and(|f| stored.is_some_and(|d| Event::decode_stored(d, f).is_ok())))
-        })
+    let mut i = 0;
+    for (position, format, data, encoded, span) in &rows {
+        let stored = match (encoded, data) {
+            (Some(bytes), _) => Some(EventData::Binary(bytes)),
+            (None, Some(text)) => Some(EventData::Json(text)),
+            (None, None) => None,
+        };
+        let (true, Ok(format), Some(stored)) =
+            (*position == i as i32, u32::try_from(*format), stored)
+        else {
+            return Some(i);
+        };
+        // One event as before, or a run of `span` of them in one binary value.
+        match (*span, stored) {
+            (1, stored) => {
+                if Event::decode_stored(stored, format).is_err() {
+                    return Some(i);
+                }
+                i += 1;
+            }
+            (n, EventData::Binary(bytes)) if n > 1 => {
+                let mut events = Vec::new();
+                if let Err((k, _)) =
+                    Event::decode_binary_run(bytes, n as usize, format, &mut events)
+                {
+                    return Some(i + k);
+                }
+                i += n as usize;
+            }
+            _ => return Some(i),
+        }
+    }
+    None
 }
 
 /// An integer column of one row, as stored.
@@ -493,7 +533,7 @@ fn check_reads(fx: &Fixture, rows: &Rows, target: &Target) -> Result<(), TestCas
             let expected = first_bad_position(fx, &id);
             let check = |journal: &Result<Vec<Event>, StoreError>| -> Result<(), TestCaseError> {
                 match (journal, expected) {
-                    (Ok(events), None) => prop_assert_eq!(events.len(), 4),
+                    (Ok(events), None) => prop_assert_eq!(events.len(), JOURNAL_LEN),
                     (
                         Err(StoreError::CorruptJournal {
                             instance_id,

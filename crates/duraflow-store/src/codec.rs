@@ -88,6 +88,42 @@ pub fn journal_event(
     Event::decode_stored(data, format)
 }
 
+/// Decodes a journal row holding `span` events (a commit's events stored together, or one)
+/// whose first is expected at position `index`, appending them to `out`: its `position` and
+/// `format` are checked as [`journal_event`] checks them, and several events must be one run
+/// in the binary encoding ([`Event::decode_binary_run`]). On failure, the position of the
+/// first event that cannot be read (those before it in the row are appended), and why.
+pub fn journal_row_events(
+    index: usize,
+    position: i64,
+    format: i64,
+    span: i64,
+    data: EventData<'_>,
+    out: &mut Vec<Event>,
+) -> Result<(), (usize, EventDecodeError)> {
+    let corrupt = |e: String| (index, EventDecodeError::Corrupt(e));
+    let span = match usize::try_from(span) {
+        Ok(1) => {
+            return journal_event(index, position, format, data)
+                .map(|e| out.push(e))
+                .map_err(|e| (index, e))
+        }
+        Ok(n) if n > 1 && span <= i64::from(u32::MAX) => n,
+        _ => {
+            return Err(corrupt(format!(
+                "the row's span {span} is not a count of events"
+            )))
+        }
+    };
+    let format = journal_row(index, position, format).map_err(|e| (index, e))?;
+    let EventData::Binary(bytes) = data else {
+        return Err(corrupt(format!(
+            "a row of {span} events is stored as JSON text, not as encoded events"
+        )));
+    };
+    Event::decode_binary_run(bytes, span, format, out).map_err(|(i, e)| (index + i, e))
+}
+
 /// Checks the `position` and `format` of the journal row read at index `index` (see
 /// [`journal_event`]); returns the format version.
 pub fn journal_row(index: usize, position: i64, format: i64) -> Result<u32, EventDecodeError> {
@@ -109,14 +145,22 @@ pub fn journal_row(index: usize, position: i64, format: i64) -> Result<u32, Even
         .map_err(|_| corrupt(format!("format version {format} is not a version number")))
 }
 
-/// The length a journal whose rows are at `positions` has for appending: one past the highest
-/// position (a corrupt journal is failed by appending after everything it holds).
-pub fn journal_len(positions: impl IntoIterator<Item = i64>) -> usize {
-    positions
-        .into_iter()
-        .max()
-        .and_then(|m| usize::try_from(m).ok())
-        .map_or(0, |m| m.saturating_add(1))
+/// The length a journal whose rows are at `positions` with `spans` events each has for
+/// appending: one past the last event of the row at the highest position (a corrupt journal
+/// is failed by appending after everything it holds). A span that is not a count of events
+/// counts as one, as the SQL stores' own computations of a journal's length count it.
+pub fn journal_len(rows: impl IntoIterator<Item = (i64, i64)>) -> usize {
+    rows.into_iter()
+        .max_by_key(|(position, _)| *position)
+        .and_then(|(position, span)| {
+            let span = if (1..=i64::from(i32::MAX)).contains(&span) {
+                span
+            } else {
+                1
+            };
+            usize::try_from(position.saturating_add(span)).ok()
+        })
+        .unwrap_or(0)
 }
 
 /// The kind of a stored registration, read from its column.
@@ -182,8 +226,10 @@ mod tests {
         assert!(
             err(journal_event(0, 0, 1, EventData::Json("{"))).starts_with("corrupt journal event")
         );
-        assert_eq!(journal_len([0, 1, 5]), 6);
-        assert_eq!(journal_len([-4]), 0);
+        assert_eq!(journal_len([(0, 1), (1, 1), (5, 1)]), 6);
+        assert_eq!(journal_len([(0, 1), (5, 3), (2, 2)]), 8);
+        assert_eq!(journal_len([(0, 1), (5, -3)]), 6);
+        assert_eq!(journal_len([(-4, 1)]), 0);
         assert_eq!(journal_len([]), 0);
     }
 

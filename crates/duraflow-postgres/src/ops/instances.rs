@@ -67,16 +67,21 @@ pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Opti
         .await?;
     let last = match last {
         Some(row) => {
+            // The last row holds the last event (or several, ending with it). One that cannot
+            // be decoded gives no time: reported as corrupt below.
             let position = i64::from(row.try_get::<i32, _>("position")?);
-            // A last event that cannot be decoded has no time: reported as corrupt below.
-            let format = u32::try_from(row.try_get::<i32, _>("format")?);
-            let at = match (super::turns::event_data(&row)?, format) {
-                (Some(data), Ok(format)) => duraflow_core::Event::decode_stored(data, format)
-                    .ok()
-                    .map(|e| e.at.0),
-                _ => None,
+            let format = i64::from(row.try_get::<i32, _>("format")?);
+            let span = i64::from(row.try_get::<i32, _>("span")?);
+            let mut events = Vec::new();
+            let decoded = match (super::turns::event_data(&row)?, usize::try_from(position)) {
+                (Some(data), Ok(index)) => {
+                    codec::journal_row_events(index, position, format, span, data, &mut events)
+                        .is_ok()
+                }
+                _ => false,
             };
-            Some((position, at))
+            let at = events.last().filter(|_| decoded).map(|e| e.at.0);
+            Some((position.saturating_add(events.len().max(1) as i64 - 1), at))
         }
         None => None,
     };
@@ -88,7 +93,7 @@ pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Opti
 
 /// The last event of an execution: its position, format and stored event, decoded for its
 /// time (`describe`).
-pub(crate) const JOURNAL_END: &str = "SELECT position, format, data, encoded FROM events
+pub(crate) const JOURNAL_END: &str = "SELECT position, format, data, encoded, span FROM events
       WHERE instance_id = $1 AND execution = $2 ORDER BY position DESC LIMIT 1";
 
 /// The statement of [`status_of`]: `$1` the instance id.

@@ -72,7 +72,7 @@ pub(crate) const TURN_EXTRA_COLUMNS: &str =
 
 /// The statement of [`read_journal`]: `$1` the instance id, `$2` the execution. Its rows come
 /// in no particular order (see [`READ_JOURNALS`]).
-pub(crate) const READ_JOURNAL: &str = "SELECT position, format, data, encoded FROM events
+pub(crate) const READ_JOURNAL: &str = "SELECT position, format, data, encoded, span FROM events
      WHERE instance_id = $1 AND execution = $2";
 
 /// Reads an execution's journal; a row that cannot be decoded is reported with its position.
@@ -101,8 +101,9 @@ fn in_position_order<'r>(rows: &mut [(i32, &'r PgRow)]) -> Vec<&'r PgRow> {
     rows.iter().map(|(_, row)| *row).collect()
 }
 
-/// Decodes an execution's journal rows (`position, format, data, encoded`, in position order). A row
-/// that does not decode, or a position with no row, is `CorruptJournal` at its position.
+/// Decodes an execution's journal rows (`position, format, data, encoded, span`, in position
+/// order; a row holds a commit's events, see [`codec::journal_row_events`]). A row that does
+/// not decode, or a position with no row, is `CorruptJournal` at its position.
 fn decode_journal(
     rows: &[&PgRow],
     id: &str,
@@ -112,27 +113,36 @@ fn decode_journal(
     for row in rows {
         let position: i32 = row.try_get("position")?;
         let format: i32 = row.try_get("format")?;
-        stored.push((i64::from(position), i64::from(format), event_data(row)?));
+        let span: i32 = row.try_get("span")?;
+        stored.push((
+            i64::from(position),
+            i64::from(format),
+            i64::from(span),
+            event_data(row)?,
+        ));
     }
     let mut events = Vec::with_capacity(stored.len());
-    for (index, (position, format, data)) in stored.iter().enumerate() {
+    for (position, format, span, data) in &stored {
+        let index = events.len();
         let decoded = match data {
-            Some(data) => codec::journal_event(index, *position, *format, *data),
-            None => Err(EventDecodeError::Corrupt(
-                "the row holds neither an encoded event nor JSON text".into(),
+            Some(data) => {
+                codec::journal_row_events(index, *position, *format, *span, *data, &mut events)
+            }
+            None => Err((
+                index,
+                EventDecodeError::Corrupt(
+                    "the row holds neither an encoded event nor JSON text".into(),
+                ),
             )),
         };
-        match decoded {
-            Ok(event) => events.push(event),
-            Err(error) => {
-                return Ok(Err(StoreError::CorruptJournal {
-                    instance_id: id.to_owned(),
-                    execution,
-                    position: index,
-                    journal_len: codec::journal_len(stored.iter().map(|(p, _, _)| *p)),
-                    error,
-                }))
-            }
+        if let Err((position, error)) = decoded {
+            return Ok(Err(StoreError::CorruptJournal {
+                instance_id: id.to_owned(),
+                execution,
+                position,
+                journal_len: codec::journal_len(stored.iter().map(|(p, _, s, _)| (*p, *s))),
+                error,
+            }));
         }
     }
     Ok(Ok(events))
@@ -223,7 +233,7 @@ pub(crate) async fn with_journals(
 /// events, reads them as a bitmap (out of order), and the sort took 12 ms of a 30 ms read of a
 /// journal of 20,002 events.
 pub(crate) const READ_JOURNALS: &str =
-    "SELECT e.instance_id, e.position, e.format, e.data, e.encoded
+    "SELECT e.instance_id, e.position, e.format, e.data, e.encoded, e.span
        FROM unnest($1::text[], $2::int[]) AS k(id, execution)
        JOIN events e ON e.instance_id = k.id AND e.execution = k.execution";
 

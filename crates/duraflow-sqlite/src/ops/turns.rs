@@ -121,9 +121,8 @@ pub(crate) fn row_events(
             ))
         }
     };
-    let format = codec::journal_row(index, position, format).map_err(|e| (index, e))?;
-    let bytes = match row.get_ref(2) {
-        Ok(ValueRef::Blob(bytes)) => bytes,
+    let data = match row.get_ref(2) {
+        Ok(ValueRef::Blob(bytes)) => EventData::Binary(bytes),
         Ok(other) => {
             return Err(corrupt(format!(
                 "a row of {span} events is stored as {}, not as encoded events",
@@ -132,7 +131,7 @@ pub(crate) fn row_events(
         }
         Err(e) => return Err(corrupt(format!("the row cannot be read: {e}"))),
     };
-    Event::decode_binary_run(bytes, span, format, out).map_err(|(i, e)| (index + i, e))
+    codec::journal_row_events(index, position, format, span as i64, data, out)
 }
 
 /// Decodes the journal row read at `index` (rows are read in position order), selected as

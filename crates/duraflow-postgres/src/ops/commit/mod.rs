@@ -126,8 +126,9 @@ fn refusal(
 /// the length of its current execution's journal.
 const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.execution,
     i.commit_token,
-    (SELECT coalesce(max(e.position) + 1, 0)::bigint FROM events e
-      WHERE e.instance_id = i.id AND e.execution = i.execution) AS journal_len,
+    coalesce((SELECT e.position::bigint + CASE WHEN e.span >= 1 THEN e.span ELSE 1 END
+                FROM events e WHERE e.instance_id = i.id AND e.execution = i.execution
+               ORDER BY e.position DESC LIMIT 1), 0) AS journal_len,
     (i.started_at IS NOT NULL
      AND (i.concurrency_key IS NOT NULL
           OR EXISTS (SELECT 1 FROM queue_configs qc
@@ -360,7 +361,8 @@ pub(crate) fn write_sql(parts: WriteParts) -> &'static str {
 /// Builds the statement of [`commit_batch`]'s step 4 with the parts `parts`; its parameters
 /// are the columns of [`Writes`], bound in the order of the `unnest`s, with `$14` the journal
 /// format, `$28` the channel, `$29`..`$31` the wakeups asked for, `$38` and `$39` whether each
-/// commit starts its execution and the version it records, and `$40` the lease owner. The
+/// commit starts its execution and the version it records, `$40` the lease owner and `$41`
+/// how many events each journal row holds. The
 /// parameters of the parts left out are bound all the same (and typed by the binding).
 fn build_write(parts: WriteParts) -> String {
     let task_limited = crate::ops::tasks::TASK_LIMITED;
@@ -375,10 +377,10 @@ fn build_write(parts: WriteParts) -> String {
     if parts.events {
         ctes.push(
             "events_added AS (
-             INSERT INTO events (instance_id, execution, position, format, encoded)
-             SELECT e.instance_id, e.execution, e.position, $14, e.encoded
-               FROM unnest($10::text[], $11::int[], $12::int[], $13::bytea[])
-                    AS e(instance_id, execution, position, encoded)
+             INSERT INTO events (instance_id, execution, position, format, encoded, span)
+             SELECT e.instance_id, e.execution, e.position, $14, e.encoded, e.span
+               FROM unnest($10::text[], $11::int[], $12::int[], $13::bytea[], $41::int[])
+                    AS e(instance_id, execution, position, encoded, span)
          )"
             .to_owned(),
         );
@@ -761,6 +763,7 @@ pub(crate) async fn commit_batch(
         .bind(&w.starts)
         .bind(&w.versions)
         .bind(owner)
+        .bind(&w.event_spans)
         .fetch_one(&mut *conn)
         .await?;
     let has = |id: &str, what: fn(&Locked) -> bool| locked.get(id).is_some_and(what);

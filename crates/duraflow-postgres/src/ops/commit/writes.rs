@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use duraflow_core::Event;
 use duraflow_store::{checkpoint_lease, codec, InstanceStatus, TurnCommit};
 
 use super::{DirectTask, Locked, WriteParts};
@@ -34,6 +35,8 @@ pub(super) struct Writes {
     pub(super) event_executions: Vec<i32>,
     pub(super) event_positions: Vec<i32>,
     pub(super) event_data: Vec<Vec<u8>>,
+    /// How many events each journal row holds (a commit's events of an instance share one).
+    pub(super) event_spans: Vec<i32>,
     pub(super) consumed_instances: Vec<String>,
     pub(super) consumed_ids: Vec<i64>,
     pub(super) task_instances: Vec<String>,
@@ -115,11 +118,19 @@ impl Writes {
             self.wake.instance_changed(id);
         }
 
-        for (i, event) in c.new_events.iter().enumerate() {
-            self.event_instances.push(id.clone());
-            self.event_executions.push(execution);
-            self.event_positions.push((c.journal_base + i) as i32);
-            self.event_data.push(event.encode_binary());
+        // The commit's events of this instance, in one journal row.
+        match c.new_events.as_slice() {
+            [] => {}
+            events => {
+                self.event_instances.push(id.clone());
+                self.event_executions.push(execution);
+                self.event_positions.push(c.journal_base as i32);
+                self.event_data.push(match events {
+                    [one] => one.encode_binary(),
+                    several => Event::encode_binary_run(several),
+                });
+                self.event_spans.push(events.len() as i32);
+            }
         }
         if finished {
             // The inbox and tasks go; nothing is added to them.
