@@ -187,7 +187,9 @@ fn write_valid(fx: &Fixture, id: &str) -> Rows {
         // encoding, and a commit's two events in one row. A journal written across upgrades.
         let events = journal();
         let version = JOURNAL_FORMAT_VERSION as i32;
-        let rows: [(i32, i32, i32, Option<String>, Option<Vec<u8>>); 4] = [
+        // Position, span, format, JSON text, binary.
+        type EventRow = (i32, i32, i32, Option<String>, Option<Vec<u8>>);
+        let rows: [EventRow; 4] = [
             (0, 1, 1, Some(events[0].encode()), None),
             (1, 1, 1, Some(events[1].encode()), None),
             (2, 1, version, None, Some(events[2].encode_binary())),
