@@ -24,35 +24,21 @@ static LEASED_INSTANCE: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {INSTANCE_COLUMNS}, commit_token FROM instances WHERE id = ?1")
 });
 
-/// How many events a journal row holds, as SQL over its `span` column (a table alias and a
-/// dot, or nothing, before it): the column where it is a sane count, else 1, so that a corrupt
-/// span counts its row as one event wherever a journal's length is computed.
-macro_rules! span_of {
-    ($alias:literal) => {
-        concat!(
-            "(CASE WHEN typeof(",
-            $alias,
-            "span) = 'integer' AND ",
-            $alias,
-            "span BETWEEN 1 AND 2147483647 THEN ",
-            $alias,
-            "span ELSE 1 END)"
-        )
-    };
-}
-
 /// The length of an execution's journal (`?1` the instance, `?2` the execution): one past the
 /// last event of its last row with a numeric position, read with one backward seek of the
 /// events' key. Every computation of a journal's length (a commit's check, a corrupt journal's
-/// length) uses it, so they agree even on a corrupt journal; a corrupt position near the
-/// largest integer is capped so that the sum stays an integer.
-const JOURNAL_LEN: &str = concat!(
-    "coalesce((SELECT min(e.position, 4611686018427387903) + ",
-    span_of!("e."),
-    " FROM events e
-      WHERE e.instance_id = ?1 AND e.execution = ?2 AND typeof(e.position) = 'integer'
-      ORDER BY e.position DESC LIMIT 1), 0)"
-);
+/// length) uses it, so they agree even on a corrupt journal: a span that is not a count of
+/// events counts its row as one, and a corrupt position near the largest integer is capped so
+/// that the sum stays an integer.
+const JOURNAL_LEN: &str = "coalesce((
+    SELECT min(events.position, 4611686018427387903)
+           + (CASE WHEN typeof(events.span) = 'integer'
+                        AND events.span BETWEEN 1 AND 2147483647
+                   THEN events.span ELSE 1 END)
+      FROM events
+     WHERE events.instance_id = ?1 AND events.execution = ?2
+       AND typeof(events.position) = 'integer'
+     ORDER BY events.position DESC LIMIT 1), 0)";
 
 /// The columns [`row_events`] reads, in order.
 pub(crate) const EVENT_COLUMNS: &str = "position, format, data, span";
@@ -717,5 +703,6 @@ mod tests {
     #[test]
     fn the_last_position_is_one_seek_of_the_events_key() {
         crate::ops::assert_one_seek_of_the_events_key(LAST_POSITION);
+        crate::ops::assert_one_seek_of_the_events_key(&format!("SELECT {JOURNAL_LEN}"));
     }
 }
