@@ -2,7 +2,7 @@
 
 use std::fmt::Display;
 
-use duraflow_core::{Event, Failure, InstanceOptions, OpId, ParentLink, Payload, Timestamp};
+use duraflow_core::{Failure, InstanceOptions, OpId, ParentLink, Payload, Timestamp};
 use duraflow_store::{codec, FetchFilter, InstanceInfo, InstanceStatus, StoreError};
 use rusqlite::Row;
 use serde::de::DeserializeOwned;
@@ -106,15 +106,6 @@ fn instance_columns(row: &Row<'_>, id: String) -> SqlResult<InstanceInfo> {
         last_event_at: None,
         id,
     })
-}
-
-/// Encodes the events one commit appends to an execution for one row's `events.data` column:
-/// a single event in the binary encoding, or several as one run of them.
-pub(crate) fn event_data(events: &[Event]) -> Vec<u8> {
-    match events {
-        [one] => one.encode_binary(),
-        several => Event::encode_binary_run(several),
-    }
 }
 
 /// A fetch filter as query parameters: its queues, each once (a fetch reads each queue's due

@@ -88,6 +88,17 @@ pub fn journal_event(
     Event::decode_stored(data, format)
 }
 
+/// The stored event data of a journal row holding `events` (a commit's events of one
+/// execution, at least one; the row's span is their count): a single event in the binary
+/// encoding, or several as one run of them ([`Event::encode_binary_run`]).
+/// [`journal_row_events`] reads it back.
+pub fn journal_row_data(events: &[Event]) -> Vec<u8> {
+    match events {
+        [one] => one.encode_binary(),
+        several => Event::encode_binary_run(several),
+    }
+}
+
 /// Decodes a journal row holding `span` events (a commit's events stored together, or one)
 /// whose first is expected at position `index`, appending them to `out`: its `position` and
 /// `format` are checked as [`journal_event`] checks them, and several events must be one run
@@ -209,7 +220,7 @@ mod tests {
         let binary = EventData::Binary(&bytes);
         assert_eq!(
             journal_event(2, 2, JOURNAL_FORMAT_VERSION as i64, binary),
-            Ok(ev)
+            Ok(ev.clone())
         );
         assert!(journal_event(0, 0, 3, binary)
             .unwrap_err()
@@ -226,6 +237,36 @@ mod tests {
         assert!(
             err(journal_event(0, 0, 1, EventData::Json("{"))).starts_with("corrupt journal event")
         );
+        // A row of one event and a row of several read back from where they start.
+        let three = vec![ev.clone(), ev.clone(), ev.clone()];
+        let version = JOURNAL_FORMAT_VERSION as i64;
+        let mut out = Vec::new();
+        let one = journal_row_data(&three[..1]);
+        journal_row_events(0, 0, version, 1, EventData::Binary(&one), &mut out).unwrap();
+        let several = journal_row_data(&three);
+        journal_row_events(1, 1, version, 3, EventData::Binary(&several), &mut out).unwrap();
+        assert_eq!(out.len(), 4);
+        // A span that does not match the row names the first missing event.
+        let (at, _) = journal_row_events(
+            4,
+            4,
+            version,
+            4,
+            EventData::Binary(&several),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert_eq!(at, 7);
+        let (at, err) = journal_row_events(
+            4,
+            4,
+            version,
+            0,
+            EventData::Binary(&several),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(at == 4 && err.to_string().contains("span 0"), "{err}");
         assert_eq!(journal_len([(0, 1), (1, 1), (5, 1)]), 6);
         assert_eq!(journal_len([(0, 1), (5, 3), (2, 2)]), 8);
         assert_eq!(journal_len([(0, 1), (5, -3)]), 6);

@@ -91,8 +91,8 @@ pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Opti
     Ok(Some(info))
 }
 
-/// The last event of an execution: its position, format and stored event, decoded for its
-/// time (`describe`).
+/// The last row of an execution's journal, decoded for its last event's position and time
+/// (`describe`).
 pub(crate) const JOURNAL_END: &str = "SELECT position, format, data, encoded, span FROM events
       WHERE instance_id = $1 AND execution = $2 ORDER BY position DESC LIMIT 1";
 

@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use super::instances::{self, insert_message};
 use super::{callbacks, feed, flow, queue_events};
-use crate::codec::{event_data, from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
+use crate::codec::{from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Tx;
 use crate::error::SqlResult;
 
@@ -41,7 +41,7 @@ const JOURNAL_LEN: &str = "coalesce((
      ORDER BY events.position DESC LIMIT 1), 0)";
 
 /// The columns [`row_events`] reads, in order.
-pub(crate) const EVENT_COLUMNS: &str = "position, format, data, span";
+const EVENT_COLUMNS: &str = "position, format, data, span";
 
 /// Reads an execution's journal; a row that cannot be decoded, or a position with no row, is
 /// reported with its position.
@@ -544,7 +544,7 @@ fn insert_events(
         execution,
         base as i64,
         JOURNAL_FORMAT_VERSION,
-        event_data(events),
+        codec::journal_row_data(events),
         events.len() as i64
     ])?;
     Ok(())
@@ -664,7 +664,7 @@ mod tests {
                     id,
                     i64::try_from(position).unwrap(),
                     JOURNAL_FORMAT_VERSION,
-                    event_data(std::slice::from_ref(&event))
+                    codec::journal_row_data(std::slice::from_ref(&event))
                 ],
             )
             .unwrap();

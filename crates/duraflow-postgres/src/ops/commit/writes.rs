@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 
-use duraflow_core::Event;
 use duraflow_store::{checkpoint_lease, codec, InstanceStatus, TurnCommit};
 
 use super::{DirectTask, Locked, WriteParts};
@@ -125,10 +124,7 @@ impl Writes {
                 self.event_instances.push(id.clone());
                 self.event_executions.push(execution);
                 self.event_positions.push(c.journal_base as i32);
-                self.event_data.push(match events {
-                    [one] => one.encode_binary(),
-                    several => Event::encode_binary_run(several),
-                });
+                self.event_data.push(codec::journal_row_data(events));
                 self.event_spans.push(events.len() as i32);
             }
         }
