@@ -198,14 +198,51 @@ fn a_start_is_delivered_only_by_the_turn_that_begins_its_execution() {
         vec![raised("y", "2")]
     );
     // The start of another execution carries nothing into this one.
-    let other = vec![MessageKind::Start {
+    let own_start = MessageKind::Start {
+        execution: 2,
+        carried: Vec::new(),
+        retry: None,
+    };
+    let other = vec![
+        MessageKind::Start {
+            execution: 1,
+            carried: vec![event("x", "1")],
+            retry: None,
+        },
+        own_start.clone(),
+    ];
+    let d = deliveries(f.instance(), true, other);
+    assert!(!d.start_missing);
+    assert_eq!(d.events.len(), 1);
+    assert!(matches!(d.events[0], EventKind::WorkflowStarted { .. }));
+    assert!(!deliveries(f.instance(), false, vec![event("y", "2")]).start_missing);
+}
+
+#[test]
+fn a_turn_that_begins_without_its_start_is_flagged() {
+    let f = Fixture::new(2);
+    // Fetched before the start of execution 2 was visible: an event sent after the start's
+    // carried one is there, the start (and what it carries) is not.
+    let early = vec![event("late", "3")];
+    assert!(deliveries(f.instance(), true, early).start_missing);
+    // A stale start of an earlier execution is not this execution's start.
+    let stale = vec![MessageKind::Start {
         execution: 1,
         carried: vec![event("x", "1")],
         retry: None,
     }];
-    let delivered = deliveries(f.instance(), true, other).events;
-    assert_eq!(delivered.len(), 1);
-    assert!(matches!(delivered[0], EventKind::WorkflowStarted { .. }));
+    assert!(deliveries(f.instance(), true, stale).start_missing);
+    let with_start = vec![
+        event("late", "3"),
+        MessageKind::Start {
+            execution: 2,
+            carried: vec![event("early", "2")],
+            retry: None,
+        },
+    ];
+    let d = deliveries(f.instance(), true, with_start);
+    assert!(!d.start_missing);
+    assert_eq!(d.events[1..], [raised("early", "2"), raised("late", "3")]);
 }
 
 // ---- side effects of issued events ----

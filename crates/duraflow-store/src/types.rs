@@ -493,6 +493,27 @@ impl TurnCommit {
         }
     }
 
+    /// For a commit that continues as new: the time before which the instance is not due
+    /// (its `not_before`), which is when the new execution's start message becomes visible
+    /// (the start this commit sends its own instance, or for a retry without one, the retry's
+    /// `start_at`; the later of the two). A fetch with an earlier time would lease the new
+    /// execution's first turn with the messages sent to it already but without its start, and
+    /// what the start carries over would be lost. `None` for every other commit, which leaves
+    /// the instance's `not_before` as it is.
+    pub fn next_execution_at(&self) -> Option<Timestamp> {
+        self.continue_as_new.as_ref()?;
+        let next = self.execution + 1;
+        let start = self
+            .messages
+            .iter()
+            .filter(|m| m.instance_id == self.instance_id)
+            .filter(|m| matches!(m.kind, MessageKind::Start { execution, .. } if execution == next))
+            .map(|m| m.visible_at)
+            .max();
+        let retry = self.next_attempt.map(|next| next.start_at);
+        start.max(retry)
+    }
+
     /// The status the commit leaves its instance in: running for a continue-as-new (the new
     /// execution runs), else [`TurnCommit::status`].
     pub fn final_status(&self) -> InstanceStatus {

@@ -35,6 +35,11 @@ async fn probe(_ctx: WorkflowContext, _: ()) -> Result<(), WorkflowError> {
     Ok(())
 }
 
+/// Waits for the event `name` and returns it.
+async fn await_name(ctx: WorkflowContext, _: ()) -> Result<String, WorkflowError> {
+    ctx.wait_for_event("name").await
+}
+
 async fn engine(clock: Arc<ManualClock>) -> Engine {
     Engine::builder()
         .store(MemoryStore::new())
@@ -42,6 +47,7 @@ async fn engine(clock: Arc<ManualClock>) -> Engine {
         .options(virtual_options())
         .workflow("echo-headers", echo_headers)
         .workflow("probe", probe)
+        .workflow("await-name", await_name)
         .start()
         .await
         .unwrap()
@@ -123,6 +129,58 @@ async fn a_delayed_start_waits_for_its_time() {
             .created_at
             .plus(Duration::from_secs(60)),
         "the first turn ran at the end of the delay"
+    );
+    engine.shutdown().await;
+}
+
+/// An event raised to an instance whose start is delayed does not start it early: the instance
+/// stays pending until the delay ends, then begins and takes the event. (The event made the
+/// instance due at once, and its first turn began the execution without the start message,
+/// which was not visible yet.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_raised_during_a_delayed_start_waits_for_the_start() {
+    let clock = virtual_clock();
+    let engine = engine(clock.clone()).await;
+    let client = engine.client();
+    let run = client
+        .start("await-name", &())
+        .id("delayed-with-event")
+        .delay(Duration::from_secs(60))
+        .await
+        .unwrap();
+    client.raise_event(&run, "name", &"ada").await.unwrap();
+
+    // A probe started after the event completes, so the dispatcher has fetched since.
+    let now = client.start("probe", &()).await.unwrap();
+    client.wait::<()>(&now).timeout(DEADLINE).await.unwrap();
+    assert_eq!(
+        client.status(&run).await.unwrap().status,
+        InstanceStatus::Pending,
+        "the event started the instance before its delay ended"
+    );
+    assert_eq!(
+        engine.store().next_due(clock.now()).await.unwrap().turn,
+        Some(clock.now().plus(Duration::from_secs(60)))
+    );
+
+    clock.advance(Duration::from_secs(60));
+    let name: String = client.wait(&run).timeout(DEADLINE).await.unwrap();
+    assert_eq!(name, "ada");
+    let history = client.history(&run, None).await.unwrap();
+    assert!(
+        matches!(history[0].kind, EventKind::WorkflowStarted { .. }),
+        "{:?}",
+        history[0].kind
+    );
+    assert_eq!(
+        history[0].at,
+        client
+            .status(&run)
+            .await
+            .unwrap()
+            .created_at
+            .plus(Duration::from_secs(60)),
+        "the execution began at the end of the delay"
     );
     engine.shutdown().await;
 }

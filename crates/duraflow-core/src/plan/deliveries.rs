@@ -85,6 +85,12 @@ pub struct Deliveries {
     /// For each of `events` after the start, the index (in the turn's messages) of the
     /// message it came from; increasing.
     pub sources: Vec<usize>,
+    /// The turn begins an execution but its messages hold no start for it: it was fetched
+    /// before the start message was visible (a store keeps an execution from being due before
+    /// its start is, so this is a store that did not), and what the start carries over would
+    /// be lost. Such a turn must deliver nothing: give it back, to be fetched again with its
+    /// start.
+    pub start_missing: bool,
 }
 
 impl Deliveries {
@@ -121,7 +127,9 @@ impl Deliveries {
 /// queued ahead of the start in the inbox, but were sent after everything carried, so this is
 /// the order in which they were all sent, and no message can come before the start. Any other
 /// turn skips start messages (a later start of an execution that has begun is a duplicate).
-/// Results addressed to another execution are stale: they are taken and not delivered.
+/// Results addressed to another execution are stale: they are taken and not delivered. A turn
+/// that begins an execution without its start message is flagged
+/// ([`Deliveries::start_missing`]).
 pub fn deliveries(
     instance: TurnInstance<'_>,
     begins: bool,
@@ -133,6 +141,7 @@ pub fn deliveries(
     let mut rest = Vec::with_capacity(messages.size_hint().0);
     let mut sources = Vec::with_capacity(messages.size_hint().0);
     let mut retry = None;
+    let mut start_seen = false;
     for (index, kind) in messages.enumerate() {
         match kind {
             MessageKind::Start {
@@ -141,6 +150,7 @@ pub fn deliveries(
                 retry: attempt,
             } => {
                 if begins && execution == current {
+                    start_seen = true;
                     retry = attempt;
                     first.extend(
                         carried
@@ -176,5 +186,6 @@ pub fn deliveries(
         events: first,
         start_len,
         sources,
+        start_missing: begins && !start_seen,
     }
 }

@@ -137,9 +137,9 @@ macro_rules! create_instances_cte {
              ), created AS (
                  INSERT INTO instances (id, name, status, execution, input, parent, created_at,
                                         updated_at, due_at, due_seq, queue, options, priority,
-                                        concurrency_key)
+                                        concurrency_key, not_before)
                  SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
-                        start, queue, options, priority, concurrency_key
+                        start, queue, options, priority, concurrency_key, due_at
                    FROM new ORDER BY id
                  ON CONFLICT (id) DO NOTHING
                  RETURNING id, due_seq, due_at

@@ -206,6 +206,18 @@ async fn run_leased_turn(
         begins,
         messages.into_iter().map(|m| m.kind),
     );
+    if deliveries.start_missing {
+        // Beginning the execution now would drop what its start carries over from the last
+        // one; the start is sent before the instance is due, so it is visible to a later fetch.
+        return TurnDecision::Abandon {
+            reason: format!(
+                "the turn begins execution {} without its start message, which the store's \
+                 fetch did not return",
+                instance.execution
+            ),
+            retry: shared.options.store_retry_initial,
+        };
+    }
     // The engine that starts an execution records the version it registered the workflow with.
     deliveries.set_version(deps.workflows.version(&instance.name));
     if let Some(reason) = start_due

@@ -124,7 +124,8 @@ pub(crate) fn make_due(
 }
 
 /// Inserts a new instance with its start message (its first work, due at once); the caller
-/// wakes whoever should fetch it.
+/// wakes whoever should fetch it. It is not due before its start (`not_before`), whatever it
+/// is sent meanwhile.
 pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
     validate_instance_id(&new.id)?;
     let start = json(&MessageKind::start(1))?;
@@ -139,8 +140,9 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
         .transpose()?;
     conn.prepare_cached(
         "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at,
-                                due_at, due_seq, queue, options, priority, concurrency_key)
-         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                due_at, due_seq, queue, options, priority, concurrency_key,
+                                not_before)
+         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?6)",
     )?
     .execute(params![
         new.id,

@@ -442,10 +442,10 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         Some(input) => (execution + 1, Some(input.as_json().to_owned())),
         None => (execution, None),
     };
-    // A new execution runs attempt 1, unless it is a retry; a retry is not due before its
-    // backoff ends.
+    // A new execution runs attempt 1, unless it is a retry; it is not due before its start
+    // (for a retry, the end of its backoff).
     let attempt = c.new_attempt();
-    let not_before = c.next_attempt.map_or(not_before, |next| next.start_at.0);
+    let not_before = c.next_execution_at().map_or(not_before, |at| at.0);
     let status = c.final_status();
     if c.continue_as_new.is_some() {
         tx.wake.instance_changed(id);

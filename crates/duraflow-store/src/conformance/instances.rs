@@ -332,12 +332,20 @@ pub async fn options_are_kept_with_the_instance(store: Arc<dyn Store>) {
 }
 
 /// A delayed start creates the instance at once (pending) but its first turn is not due before
-/// its `start_at`; `next_due` reports that time, and a creation that would claim the first
-/// turn claims nothing.
+/// its `start_at`, even when the instance is sent a message meanwhile (its first turn would
+/// begin the execution without the start); `next_due` reports that time, and a creation that
+/// would claim the first turn claims nothing.
 pub async fn a_delayed_start_is_not_due_early(store: Arc<dyn Store>) {
     let mut new = new_instance("later", "report");
     new.start_at = Some(at(60_000));
     store.create_instance(new).await.unwrap();
+    let mut sent = new_instance("later-sent", "report");
+    sent.start_at = Some(at(60_000));
+    store.create_instance(sent).await.unwrap();
+    store
+        .send(super::user_event("later-sent", "early", at(1)))
+        .await
+        .unwrap();
     let mut claimed = new_instance("later-claimed", "report");
     claimed.start_at = Some(at(60_000));
     let (outcome, turn) = store
@@ -363,8 +371,16 @@ pub async fn a_delayed_start_is_not_due_early(store: Arc<dyn Store>) {
         .unwrap();
     let mut ids: Vec<_> = due.iter().map(|w| w.instance.id.as_str()).collect();
     ids.sort_unstable();
-    assert_eq!(ids, ["later", "later-claimed"]);
-    assert!(due
-        .iter()
-        .all(|w| w.messages.len() == 1 && w.messages[0].kind == MessageKind::start(1)));
+    assert_eq!(ids, ["later", "later-claimed", "later-sent"]);
+    for w in &due {
+        let kinds: Vec<_> = w.messages.iter().map(|m| &m.kind).collect();
+        assert_eq!(
+            kinds[0],
+            &MessageKind::start(1),
+            "{}: {kinds:?}",
+            w.instance.id
+        );
+        let expected = if w.instance.id == "later-sent" { 2 } else { 1 };
+        assert_eq!(kinds.len(), expected, "{}: {kinds:?}", w.instance.id);
+    }
 }

@@ -150,6 +150,7 @@ macro_rules! conformance_tests {
                 commit_leaves_existing_child_instances_untouched,
                 continue_as_new_starts_a_fresh_execution,
                 a_retry_starts_the_next_attempt_after_its_backoff,
+                a_new_execution_is_not_due_before_its_start,
                 finishing_deletes_inbox_and_tasks,
                 abandon_turn_delays_the_retry,
             ]

@@ -862,6 +862,52 @@ pub async fn a_retry_starts_the_next_attempt_after_its_backoff(store: Arc<dyn St
     assert_eq!((info.execution, info.attempt), (3, 1));
 }
 
+/// A plain continue-as-new makes the instance due no earlier than its new execution's start
+/// message is visible. A message sent meanwhile with an earlier time (by a client whose clock
+/// is behind, or seen by a fetch whose time was read before the commit) does not make the new
+/// execution's first turn fetchable without its start, which carries over what the last
+/// execution left: that turn would begin the execution without it.
+pub async fn a_new_execution_is_not_due_before_its_start(store: Arc<dyn Store>) {
+    store
+        .create_instance(new_instance("n", "wf"))
+        .await
+        .unwrap();
+    let work = turn_of(&*store, "n", T0).await;
+    let start = MessageKind::Start {
+        execution: 2,
+        carried: vec![MessageKind::Event {
+            name: "carried".into(),
+            data: payload("carried"),
+        }],
+        retry: None,
+    };
+    let c = TurnCommit {
+        new_events: vec![started(1), event(2)],
+        messages: vec![NewMessage {
+            instance_id: "n".into(),
+            kind: start.clone(),
+            visible_at: at(100),
+        }],
+        continue_as_new: Some(payload("next")),
+        ..commit_of(&work, at(100))
+    };
+    commit(&*store, c).await.unwrap();
+    store.send(user_event("n", "late", at(50))).await.unwrap();
+
+    let filter = crate::FetchFilter::default();
+    let early = store
+        .fetch_turns(&filter, at(99), 10, LEASE, None)
+        .await
+        .unwrap();
+    assert!(early.is_empty(), "due before its start: {early:?}");
+    assert_eq!(store.next_due(at(50)).await.unwrap().turn, Some(at(100)));
+    let work = turn_of(&*store, "n", at(100)).await;
+    assert_eq!(work.instance.execution, 2);
+    let kinds: Vec<_> = work.messages.iter().map(|m| &m.kind).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert!(kinds.contains(&&start), "{kinds:?}");
+}
+
 /// Finishing deletes the instance's remaining messages and tasks (including those the
 /// finishing turn sends itself), and later sends are refused.
 pub async fn finishing_deletes_inbox_and_tasks(store: Arc<dyn Store>) {

@@ -333,7 +333,8 @@ impl State {
                 journals: BTreeMap::from([(1, JournalLog::default())]),
                 inbox: BTreeMap::new(),
                 lease: None,
-                not_before: None,
+                // Not due before its start (a delayed one), whatever it is sent meanwhile.
+                not_before: Some(due_at),
                 redo: false,
                 committed_with: LeaseToken(0),
                 due: None,

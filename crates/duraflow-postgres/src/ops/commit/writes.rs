@@ -23,7 +23,8 @@ pub(super) struct Writes {
     pub(super) keep_until: Vec<Option<i64>>,
     /// The attempt a new execution runs (`None` keeps the instance's).
     pub(super) attempts: Vec<Option<i32>>,
-    /// A retry's end of backoff, before which the instance is not due (`None` keeps it).
+    /// When a new execution's start becomes visible (a retry's end of backoff), before which
+    /// the instance is not due (`None` keeps it).
     pub(super) not_befores: Vec<Option<i64>>,
     /// Whether the commit begins its execution, so sets the instance's version.
     pub(super) starts: Vec<bool>,
@@ -93,8 +94,7 @@ impl Writes {
             c.new_attempt()
                 .map(|attempt| i32::try_from(attempt).unwrap_or(i32::MAX)),
         );
-        self.not_befores
-            .push(c.next_attempt.map(|next| next.start_at.0));
+        self.not_befores.push(c.next_execution_at().map(|at| at.0));
         let started = c.started_version();
         self.starts.push(started.is_some());
         self.versions.push(started.flatten().map(str::to_owned));

@@ -48,6 +48,7 @@ impl State {
         let started_version = commit.started_version().map(|v| v.map(str::to_owned));
         let checkpoint = checkpoint_lease(&commit);
         let (status, attempt) = (commit.final_status(), commit.new_attempt());
+        let next_execution_at = commit.next_execution_at();
         // From here on nothing can fail, so the commit applies in full.
         let TurnCommit {
             instance_id,
@@ -63,7 +64,7 @@ impl State {
             output,
             failure,
             continue_as_new,
-            next_attempt,
+            next_attempt: _,
             claim_tasks,
             keep_lease: _,
             callbacks,
@@ -175,8 +176,8 @@ impl State {
             inst.info.execution += 1;
             inst.info.input = input;
             inst.info.attempt = attempt.unwrap_or(inst.info.attempt);
-            if let Some(next) = next_attempt {
-                inst.not_before = Some(next.start_at);
+            if let Some(at) = next_execution_at {
+                inst.not_before = Some(at);
             }
             inst.journals
                 .insert(inst.info.execution, JournalLog::default());
