@@ -20,7 +20,7 @@ use crate::error::OpResult;
 /// the served queues, `$5` the workflow names served (NULL: all), `$6` the lease owner.
 pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH candidates AS NOT MATERIALIZED (
+        "WITH candidates AS MATERIALIZED (
              SELECT c.* FROM unnest($4::text[]) AS q(name)
              CROSS JOIN LATERAL (
                  (SELECT a.id, a.priority, a.due_at, a.due_seq FROM instances a
@@ -40,9 +40,10 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
              ) c
          ), ready AS (
              SELECT i.id, i.priority, i.due_at, i.due_seq
-               FROM candidates c JOIN instances i ON i.id = c.id
-              WHERE i.due_at <= $1 AND {ADMISSION_FREE}
-              ORDER BY c.priority DESC, c.due_at, c.due_seq
+               FROM instances i
+              WHERE i.id = ANY(ARRAY(SELECT c.id FROM candidates c))
+                AND i.due_at <= $1 AND {ADMISSION_FREE}
+              ORDER BY i.priority DESC, i.due_at, i.due_seq
               LIMIT $2
                 FOR UPDATE OF i SKIP LOCKED
          ), leased AS (
@@ -93,10 +94,10 @@ pub(crate) struct Fetched {
 /// (the turn's commit recomputes the due time from the inbox). An instance that a commit
 /// changed after the snapshot (its `commit_token` in the snapshot is not the leased row's) has
 /// its inbox read again, see [`reread_moved`]. The statement also counts its candidates, so
-/// that the caller learns whether it skipped any ([`Fetched::skipped`]); the candidates are
-/// read twice for that (`NOT MATERIALIZED`), a few index entries each time, so that the lease
-/// joins them as the query they are: materialized, their count unknown to the planner, they
-/// were joined to a scan of every due instance once the table had statistics.
+/// that the caller learns whether it skipped any ([`Fetched::skipped`]). The candidates are
+/// read once (materialized) and locked by their ids, `id = ANY(ARRAY(..))`: joined to
+/// `instances` as a set whose size the planner does not know, they were joined to a scan of
+/// every due instance once the table had statistics.
 pub(crate) async fn fetch(
     conn: &mut PgConnection,
     filter: &FetchFilter,
@@ -225,8 +226,8 @@ mod tests {
     /// check whether admissions wait read every pending due instance of the served queues,
     /// grouped by queue, before it looked for a queue with limits; and the admitted candidates
     /// were read from an index of every due instance of the queue, migration 0016. With the
-    /// candidates materialized, to be counted as well, a plan made with statistics scanned
-    /// every due instance to join them.)
+    /// candidates materialized, to be counted as well, and joined to `instances`, a plan made
+    /// with statistics scanned every due instance to join them.)
     #[tokio::test]
     async fn a_fetch_reads_few_rows_however_many_wait() {
         let store = test_store("dft_fetch_rows").await.unwrap();
