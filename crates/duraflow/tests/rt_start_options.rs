@@ -92,6 +92,46 @@ async fn headers_reach_the_workflow_and_status() {
     engine.shutdown().await;
 }
 
+/// How long the delayed starts below wait.
+const DELAY: Duration = Duration::from_secs(60);
+
+/// Checks that `run`, started with [`DELAY`] just now, is still pending once the dispatcher
+/// has fetched at the current time (a probe started now completes; the delayed start would
+/// have been in that fetch had it been due) and is due at the delay's end; then moves the
+/// clock there.
+async fn wait_out_the_delay(engine: &Engine, clock: &ManualClock, run: &RunHandle) {
+    let client = engine.client();
+    let now = client.start("probe", &()).await.unwrap();
+    client.wait::<()>(&now).timeout(DEADLINE).await.unwrap();
+    assert_eq!(
+        client.status(run).await.unwrap().status,
+        InstanceStatus::Pending,
+        "{:?} began before its delay ended",
+        run.id
+    );
+    assert_eq!(
+        engine.store().next_due(clock.now()).await.unwrap().turn,
+        Some(clock.now().plus(DELAY))
+    );
+    clock.advance(DELAY);
+}
+
+/// Checks that `run`'s journal begins with its `workflow_started`, at the end of its delay.
+async fn assert_began_after_the_delay(client: &Client, run: &RunHandle) {
+    let history = client.history(run, None).await.unwrap();
+    assert!(
+        matches!(history[0].kind, EventKind::WorkflowStarted { .. }),
+        "{:?}",
+        history[0].kind
+    );
+    let created = client.status(run).await.unwrap().created_at;
+    assert_eq!(
+        history[0].at,
+        created.plus(DELAY),
+        "the first turn ran at the end of the delay"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delayed_start_waits_for_its_time() {
     let clock = virtual_clock();
@@ -100,36 +140,12 @@ async fn a_delayed_start_waits_for_its_time() {
     let run = client
         .start("probe", &())
         .id("later")
-        .delay(Duration::from_secs(60))
+        .delay(DELAY)
         .await
         .unwrap();
-
-    // A probe started now completes, so the dispatcher has fetched at the current time; the
-    // delayed start would have been in that fetch had it been due.
-    let now = client.start("probe", &()).await.unwrap();
-    client.wait::<()>(&now).timeout(DEADLINE).await.unwrap();
-    assert_eq!(
-        client.status(&run).await.unwrap().status,
-        InstanceStatus::Pending
-    );
-    assert_eq!(
-        engine.store().next_due(clock.now()).await.unwrap().turn,
-        Some(clock.now().plus(Duration::from_secs(60)))
-    );
-
-    clock.advance(Duration::from_secs(60));
+    wait_out_the_delay(&engine, &clock, &run).await;
     client.wait::<()>(&run).timeout(DEADLINE).await.unwrap();
-    let history = client.history(&run, None).await.unwrap();
-    assert_eq!(
-        history[0].at,
-        client
-            .status(&run)
-            .await
-            .unwrap()
-            .created_at
-            .plus(Duration::from_secs(60)),
-        "the first turn ran at the end of the delay"
-    );
+    assert_began_after_the_delay(&client, &run).await;
     engine.shutdown().await;
 }
 
@@ -145,42 +161,13 @@ async fn an_event_raised_during_a_delayed_start_waits_for_the_start() {
     let run = client
         .start("await-name", &())
         .id("delayed-with-event")
-        .delay(Duration::from_secs(60))
+        .delay(DELAY)
         .await
         .unwrap();
     client.raise_event(&run, "name", &"ada").await.unwrap();
-
-    // A probe started after the event completes, so the dispatcher has fetched since.
-    let now = client.start("probe", &()).await.unwrap();
-    client.wait::<()>(&now).timeout(DEADLINE).await.unwrap();
-    assert_eq!(
-        client.status(&run).await.unwrap().status,
-        InstanceStatus::Pending,
-        "the event started the instance before its delay ended"
-    );
-    assert_eq!(
-        engine.store().next_due(clock.now()).await.unwrap().turn,
-        Some(clock.now().plus(Duration::from_secs(60)))
-    );
-
-    clock.advance(Duration::from_secs(60));
+    wait_out_the_delay(&engine, &clock, &run).await;
     let name: String = client.wait(&run).timeout(DEADLINE).await.unwrap();
     assert_eq!(name, "ada");
-    let history = client.history(&run, None).await.unwrap();
-    assert!(
-        matches!(history[0].kind, EventKind::WorkflowStarted { .. }),
-        "{:?}",
-        history[0].kind
-    );
-    assert_eq!(
-        history[0].at,
-        client
-            .status(&run)
-            .await
-            .unwrap()
-            .created_at
-            .plus(Duration::from_secs(60)),
-        "the execution began at the end of the delay"
-    );
+    assert_began_after_the_delay(&client, &run).await;
     engine.shutdown().await;
 }
