@@ -5,9 +5,12 @@
 //! cancels and terminates arrive at random moments, the virtual clock moves (by seconds, and
 //! now and then past every lease), and engine processes die: dropped without shutdown, or
 //! killed by a fuse at a random store write, possibly just after the write went through
-//! (`fault_search/fault_store.rs`). New processes start on the store, up to two at once (on
-//! SQLite and PostgreSQL each opens the store anew, as another process would). Then a
-//! quiescent phase makes everything the instances can wait for happen, and the checks run:
+//! (`fault_search/fault_store.rs`); some fetch their turns with a time read early (300 ms or
+//! 2 s, as a fetch that waited for its connection, or a process whose clock is behind, does),
+//! which must not begin an execution without its start. New processes start on the store, up
+//! to two at once (on SQLite and PostgreSQL each opens the store anew, as another process
+//! would). Then a quiescent phase makes everything the instances can wait for happen, and the
+//! checks run:
 //!
 //! - every execution's journal begins with its one `workflow_started`, has at most one
 //!   terminal event and that one last (`continued_as_new` for every execution but the current

@@ -35,6 +35,12 @@ pub(crate) struct FaultStore {
     fuse: AtomicU64,
     /// Whether the write that blows the fuse is applied before the process dies.
     apply_last: AtomicBool,
+    /// How many milliseconds early this process's turn fetches, and the messages its clients
+    /// send, read the time: a fetch whose time was read before it got its connection, a client
+    /// whose clock is behind. An event so sent can be visible to such a fetch before the start
+    /// of the execution it goes to, sent later at the right time; the fetch must not lease
+    /// that execution's first turn without its start (0: no lag).
+    lag_ms: AtomicU64,
 }
 
 fn killed() -> StoreError {
@@ -50,6 +56,7 @@ impl FaultStore {
             dead: AtomicBool::new(false),
             fuse: AtomicU64::new(u64::MAX),
             apply_last: AtomicBool::new(false),
+            lag_ms: AtomicU64::new(0),
         }
     }
 
@@ -70,9 +77,23 @@ impl FaultStore {
         self.fuse.store(writes.max(1), Ordering::SeqCst);
     }
 
-    /// Takes the fuse off.
+    /// Takes the fuse off, and lets the process read the time as it is.
     pub(crate) fn disarm(&self) {
         self.fuse.store(u64::MAX, Ordering::SeqCst);
+        self.lag_ms.store(0, Ordering::SeqCst);
+    }
+
+    /// Makes this process's turn fetches and its clients' messages read the time `lag` early
+    /// (see `lag_ms`).
+    pub(crate) fn lag_clock(&self, lag: Duration) {
+        let ms = u64::try_from(lag.as_millis()).unwrap_or(u64::MAX);
+        self.lag_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// `at` as this process reads it (see `lag_ms`).
+    fn lagged(&self, at: Timestamp) -> Timestamp {
+        let lag = i64::try_from(self.lag_ms.load(Ordering::SeqCst)).unwrap_or(0);
+        Timestamp(at.0.saturating_sub(lag))
     }
 
     fn gate(&self) -> StoreResult<Gate> {
@@ -151,7 +172,8 @@ impl Store for FaultStore {
         self.request(self.inner.create_instance_claiming(instance, lease))
             .await
     }
-    async fn send(&self, message: NewMessage) -> StoreResult<()> {
+    async fn send(&self, mut message: NewMessage) -> StoreResult<()> {
+        message.visible_at = self.lagged(message.visible_at);
         self.request(self.inner.send(message)).await
     }
     async fn fetch_turns(
@@ -162,6 +184,7 @@ impl Store for FaultStore {
         lease: Duration,
         cache: Cache<'_>,
     ) -> StoreResult<Vec<TurnWork>> {
+        let now = self.lagged(now);
         let out = self
             .write(self.inner.fetch_turns(filter, now, max, lease, cache))
             .await;

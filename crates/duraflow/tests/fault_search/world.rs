@@ -108,8 +108,11 @@ impl World {
             warm_instances: [0, 2, 1_000][self.rng.usize(0..3)],
             ..EngineOptions::default()
         };
+        // Some processes read the time early (see `FaultStore::lag_clock`).
+        let lag = Duration::from_millis([0, 0, 300, 2_000][self.rng.usize(0..4)]);
         let note = format!(
-            "start {name} in slot {slot} (turns {}, activities {}, fetch {}, commit {}, warm {})",
+            "start {name} in slot {slot} (turns {}, activities {}, fetch {}, commit {}, warm {}, \
+             clock lag {lag:?})",
             options.workflow_concurrency,
             options.activity_concurrency,
             options.fetch_batch,
@@ -117,6 +120,7 @@ impl World {
             options.warm_instances
         );
         let store = Arc::new(FaultStore::new(self.backend.open().await, &name));
+        store.lag_clock(lag);
         let engine = shapes::register(Engine::builder())
             .shared_store(store.clone())
             .clock(self.clock.clone())
