@@ -93,11 +93,11 @@ pub(crate) struct Fetched {
 /// read from the statement's snapshot: one sent while the statement ran waits for the next turn
 /// (the turn's commit recomputes the due time from the inbox). An instance that a commit
 /// changed after the snapshot (its `commit_token` in the snapshot is not the leased row's) has
-/// its inbox read again, see [`reread_moved`]. The statement also counts its candidates, so
-/// that the caller learns whether it skipped any ([`Fetched::skipped`]). The candidates are
-/// read once (materialized) and locked by their ids, `id = ANY(ARRAY(..))`: joined to
-/// `instances` as a set whose size the planner does not know, they were joined to a scan of
-/// every due instance once the table had statistics.
+/// its inbox read again, see [`reread_moved`]. The statement also says whether a candidate
+/// went unleased, so that the caller learns whether it skipped any ([`Fetched::skipped`]). The
+/// candidates are read once (materialized) and locked by their ids, `id = ANY(ARRAY(..))`:
+/// joined to `instances` as a set whose size the planner does not know, they were joined to a
+/// scan of every due instance once the table had statistics.
 pub(crate) async fn fetch(
     conn: &mut PgConnection,
     filter: &FetchFilter,
