@@ -255,9 +255,10 @@ pub(crate) static CREATE_CLAIMING: LazyLock<String> = LazyLock::new(|| {
          ), created AS (
              INSERT INTO instances (id, name, status, execution, input, parent, created_at,
                                     updated_at, due_at, due_seq, lease_token, lease_until, queue,
-                                    options, priority, concurrency_key, started_at, lease_owner)
+                                    options, priority, concurrency_key, started_at, lease_owner,
+                                    not_before)
              SELECT $1, $2, 'pending', 1, $3, $4, $5, $5, $6, start, token, $6, $8, $9, $10, $11,
-                    $5, $12
+                    $5, $12, $5
                FROM new
              ON CONFLICT (id) DO NOTHING
              RETURNING id, due_seq, lease_token
