@@ -39,78 +39,7 @@ const MAX_DEPTH: u64 = 1 << 16;
 /// Encodes `event` in the binary journal encoding.
 pub(super) fn encode(event: &Event) -> Vec<u8> {
     let mut out = Writer(Vec::with_capacity(32));
-    let tag = match &event.kind {
-        EventKind::ActivityScheduled { .. } => ACTIVITY_SCHEDULED,
-        EventKind::ActivityCompleted { .. } => ACTIVITY_COMPLETED,
-        EventKind::TimerCreated { .. } => TIMER_CREATED,
-        EventKind::TimerFired { .. } => TIMER_FIRED,
-        EventKind::StepStarted { .. } => STEP_STARTED,
-        EventKind::StepCompleted { .. } => STEP_COMPLETED,
-        EventKind::EventWaitStarted { .. } => EVENT_WAIT_STARTED,
-        EventKind::EventRaised { .. } => EVENT_RAISED,
-        _ => {
-            out.0.push(JSON);
-            out.0.extend_from_slice(event.encode().as_bytes());
-            return out.0;
-        }
-    };
-    out.0.push(tag);
-    out.signed(event.at.0);
-    match &event.kind {
-        EventKind::ActivityScheduled {
-            op,
-            name,
-            input,
-            options,
-        } => {
-            out.op(op);
-            out.str(name);
-            out.str(input.as_json());
-            if **options == ActivityOptions::default() {
-                out.0.push(0);
-            } else {
-                out.0.push(1);
-                // Plain data with string keys: serialising cannot fail.
-                let json = serde_json::to_string(options)
-                    .unwrap_or_else(|e| unreachable!("activity options encode: {e}"));
-                out.str(&json);
-            }
-        }
-        EventKind::ActivityCompleted { op, output } | EventKind::StepCompleted { op, output } => {
-            out.op(op);
-            out.str(output.as_json());
-        }
-        EventKind::TimerCreated { op, fire_at } => {
-            out.op(op);
-            out.signed(fire_at.0);
-        }
-        EventKind::TimerFired { op } => out.op(op),
-        EventKind::StepStarted { op, name, attempt } => {
-            out.op(op);
-            out.str(name);
-            out.varint(u64::from(*attempt));
-        }
-        EventKind::EventWaitStarted { op, name } => {
-            out.op(op);
-            out.str(name);
-        }
-        EventKind::EventRaised {
-            name,
-            data,
-            taken_by,
-        } => {
-            out.str(name);
-            out.str(data.as_json());
-            match taken_by {
-                None => out.0.push(0),
-                Some(op) => {
-                    out.0.push(1);
-                    out.op(op);
-                }
-            }
-        }
-        _ => unreachable!("only the tagged kinds reach here"),
-    }
+    out.event(event);
     out.0
 }
 
@@ -189,10 +118,13 @@ pub(super) fn decode(bytes: &[u8]) -> Result<Event, EventDecodeError> {
 /// one run: each event's encoding behind its length.
 pub(super) fn encode_run(events: &[Event]) -> Vec<u8> {
     let mut out = Writer(Vec::with_capacity(events.len() * 24));
+    // Each event is encoded into one reused buffer, then copied behind its length.
+    let mut one = Writer(Vec::with_capacity(64));
     for event in events {
-        let bytes = encode(event);
-        out.varint(bytes.len() as u64);
-        out.0.extend_from_slice(&bytes);
+        one.0.clear();
+        one.event(event);
+        out.varint(one.0.len() as u64);
+        out.0.extend_from_slice(&one.0);
     }
     out.0
 }
@@ -229,6 +161,88 @@ fn corrupt(what: String) -> EventDecodeError {
 struct Writer(Vec<u8>);
 
 impl Writer {
+    /// Appends `event`: its tag, its time and its fields, or tag [`JSON`] and its JSON.
+    fn event(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::ActivityScheduled {
+                op,
+                name,
+                input,
+                options,
+            } => {
+                self.head(ACTIVITY_SCHEDULED, event);
+                self.op(op);
+                self.str(name);
+                self.str(input.as_json());
+                if **options == ActivityOptions::default() {
+                    self.0.push(0);
+                } else {
+                    self.0.push(1);
+                    // Plain data with string keys: serialising cannot fail.
+                    let json = serde_json::to_string(options)
+                        .unwrap_or_else(|e| unreachable!("activity options encode: {e}"));
+                    self.str(&json);
+                }
+            }
+            EventKind::ActivityCompleted { op, output } => {
+                self.head(ACTIVITY_COMPLETED, event);
+                self.op(op);
+                self.str(output.as_json());
+            }
+            EventKind::StepCompleted { op, output } => {
+                self.head(STEP_COMPLETED, event);
+                self.op(op);
+                self.str(output.as_json());
+            }
+            EventKind::TimerCreated { op, fire_at } => {
+                self.head(TIMER_CREATED, event);
+                self.op(op);
+                self.signed(fire_at.0);
+            }
+            EventKind::TimerFired { op } => {
+                self.head(TIMER_FIRED, event);
+                self.op(op);
+            }
+            EventKind::StepStarted { op, name, attempt } => {
+                self.head(STEP_STARTED, event);
+                self.op(op);
+                self.str(name);
+                self.varint(u64::from(*attempt));
+            }
+            EventKind::EventWaitStarted { op, name } => {
+                self.head(EVENT_WAIT_STARTED, event);
+                self.op(op);
+                self.str(name);
+            }
+            EventKind::EventRaised {
+                name,
+                data,
+                taken_by,
+            } => {
+                self.head(EVENT_RAISED, event);
+                self.str(name);
+                self.str(data.as_json());
+                match taken_by {
+                    None => self.0.push(0),
+                    Some(op) => {
+                        self.0.push(1);
+                        self.op(op);
+                    }
+                }
+            }
+            _ => {
+                self.0.push(JSON);
+                self.0.extend_from_slice(event.encode().as_bytes());
+            }
+        }
+    }
+
+    /// The tag and time every event but a JSON one begins with.
+    fn head(&mut self, tag: u8, event: &Event) {
+        self.0.push(tag);
+        self.signed(event.at.0);
+    }
+
     fn varint(&mut self, mut v: u64) {
         while v >= 0x80 {
             self.0.push((v as u8) | 0x80);

@@ -12,8 +12,8 @@ use crate::store::Store;
 use crate::types::InstanceStatus;
 
 /// A store that hands a finished instance's state to its watchers in its own process (memory,
-/// SQLite and PostgreSQL do), so that a waiting client need not read it, hands it over at each finish, as a read
-/// returns it; an unwatched instance's finish keeps nothing.
+/// SQLite and PostgreSQL do), so that a waiting client need not read it, hands it over at each
+/// finish, as a read returns it; an unwatched instance's finish keeps nothing.
 pub async fn a_finished_instance_is_handed_to_its_watchers(store: Arc<dyn Store>) {
     let notifier = store
         .notifier()
