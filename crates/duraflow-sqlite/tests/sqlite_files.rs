@@ -633,3 +633,97 @@ async fn a_version_12_database_reads_without_versions() {
     let info = store.instance("new").await.unwrap().unwrap();
     assert_eq!(info.version.as_deref(), Some("2"));
 }
+
+/// A database written by schema version 15, whose message ids came from AUTOINCREMENT, is
+/// upgraded to plain row ids: its messages keep their ids and are delivered as before (its
+/// tasks too), new ones are numbered after the messages present, and no transaction writes
+/// `sqlite_sequence` for them any more.
+#[tokio::test]
+async fn a_version_15_database_keeps_its_message_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v15.db");
+    {
+        duraflow_sqlite::testing::create_at_version(&path, 15).unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let input = Payload::encode("x").unwrap().as_json().to_owned();
+        conn.execute(
+            "INSERT INTO instances (id, name, status, execution, input, created_at, updated_at,
+                                    started_at, due_at, due_seq)
+             VALUES ('old', 'wf', 'running', 1, ?1, ?2, ?2, ?2, ?2, 41)",
+            rusqlite::params![input, T0.0],
+        )
+        .unwrap();
+        let kind = serde_json::to_string(&MessageKind::Event {
+            name: "e".into(),
+            data: Payload::encode(&1).unwrap(),
+        })
+        .unwrap();
+        conn.execute(
+            "INSERT INTO messages (id, instance_id, visible_at, kind) VALUES (41, 'old', ?1, ?2)",
+            rusqlite::params![T0.0, kind],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO tasks (id, instance_id, execution, op, name, input, options,
+                                scheduled_at, visible_at)
+             VALUES (42, 'old', 1, '0', 'act', '1', '{}', ?1, ?1)",
+            [T0.0],
+        )
+        .unwrap();
+        // Larger ids given once and deleted since, as AUTOINCREMENT remembered them.
+        conn.execute(
+            "UPDATE sqlite_sequence SET seq = 1000 WHERE name IN ('messages', 'tasks')",
+            [],
+        )
+        .unwrap();
+    }
+
+    let store = SqliteStore::open(&path).await.unwrap();
+    let turns = store
+        .fetch_turns(
+            &FetchFilter::default(),
+            T0,
+            10,
+            Duration::from_secs(60),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(turns.len(), 1);
+    let ids: Vec<i64> = turns[0].messages.iter().map(|m| m.id.0).collect();
+    assert_eq!(ids, [41]);
+    let tasks = store
+        .fetch_tasks(&FetchFilter::default(), T0, 10, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(tasks.iter().map(|t| t.id.0).collect::<Vec<_>>(), [42]);
+    store
+        .send(NewMessage {
+            instance_id: "old".into(),
+            visible_at: T0,
+            kind: MessageKind::Event {
+                name: "e".into(),
+                data: Payload::encode(&2).unwrap(),
+            },
+        })
+        .await
+        .unwrap();
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let message_ids: Vec<i64> = conn
+        .prepare("SELECT id FROM messages WHERE instance_id = 'old' ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(message_ids, [41, 42], "numbered after the rows present");
+    let sequences: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_sequence ORDER BY name")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(sequences, ["tasks"], "only tasks keep AUTOINCREMENT");
+}

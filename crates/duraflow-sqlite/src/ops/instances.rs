@@ -123,10 +123,18 @@ pub(crate) fn make_due(
     Ok(())
 }
 
-/// Inserts a new instance with its start message (its first work, due at once); the caller
-/// wakes whoever should fetch it. It is not due before its start (`not_before`), whatever it
-/// is sent meanwhile.
+/// Inserts a new instance with its start message (its first work, due at its start); the
+/// caller wakes whoever should fetch it. It is not due before its start (`not_before`),
+/// whatever it is sent meanwhile.
 pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
+    insert_with(conn, new, true).map(|_| ())
+}
+
+/// [`insert`], but with `due` false the instance is left out of the due indexes: its creator
+/// leases its first turn in the same transaction ([`turns::LeaseIf::JustPosted`]) or else
+/// calls [`make_due`] with the start message's id, which this returns. An instance inserted
+/// due and leased at once would write a page of the pending instances' due index for nothing.
+fn insert_with(conn: &Connection, new: &NewInstance, due: bool) -> SqlResult<i64> {
     validate_instance_id(&new.id)?;
     let start = json(&MessageKind::start(1))?;
     let due_at = new.due_at();
@@ -142,7 +150,7 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
         "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at,
                                 due_at, due_seq, queue, options, priority, concurrency_key,
                                 not_before)
-         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?6)",
+         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         new.id,
@@ -150,14 +158,15 @@ pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
         new.input.as_json(),
         new.parent.as_ref().map(json).transpose()?,
         new.created_at.0,
-        due_at.0,
-        start_id,
+        due.then_some(due_at.0),
+        due.then_some(start_id),
         new.queue,
         options,
         new.options.priority,
         new.options.concurrency_key,
+        due_at.0,
     ])?;
-    Ok(())
+    Ok(start_id)
 }
 
 /// Creates an instance unless its id is taken. With `claim`, its first turn is leased to the
@@ -171,16 +180,28 @@ pub(crate) fn create(
     if let Some(existing) = get(conn, &new.id)? {
         return Ok((CreateOutcome::Existing(Box::new(existing)), None));
     }
-    insert(conn, new)?;
+    // A delayed start is not due yet: nothing to claim.
+    let claim = claim.filter(|_| new.due_at() <= new.created_at);
+    let start_id = insert_with(conn, new, claim.is_none())?;
     let turn = match claim {
-        // A delayed start is not due yet: nothing to claim.
-        Some(_) if new.due_at() > new.created_at => None,
         // A first turn that needs an admission is left to a fetch.
         Some(_) if !super::flow::claimable(conn, tx, &new.id, None)? => None,
-        Some(lease) => turns::lease_turn(conn, tx, &new.id, false, new.created_at, lease, None)?,
+        Some(lease) => turns::lease_turn_when(
+            conn,
+            tx,
+            &new.id,
+            false,
+            new.created_at,
+            lease,
+            None,
+            turns::LeaseIf::JustPosted,
+        )?,
         None => None,
     };
     if turn.is_none() {
+        if claim.is_some() {
+            make_due(conn, &new.id, new.due_at(), start_id)?;
+        }
         tx.wake.turns = true;
     }
     Ok((CreateOutcome::Created, turn))
