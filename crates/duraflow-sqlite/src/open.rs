@@ -28,7 +28,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_instance_version.sql"),
     include_str!("../migrations/0014_list_by_time.sql"),
     include_str!("../migrations/0015_events_per_commit.sql"),
-    include_str!("../migrations/0016_message_ids.sql"),
+    include_str!("../migrations/0016_implicit_start.sql"),
 ];
 
 /// The schema version this build writes and reads (`PRAGMA user_version` of its databases).

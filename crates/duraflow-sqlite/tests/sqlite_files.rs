@@ -27,6 +27,35 @@ fn new_instance(id: &str, input: &str) -> NewInstance {
     }
 }
 
+/// The `workflow_started` of workflow "wf" with input "x" at [`T0`], naming `version`.
+fn started(version: Option<&str>) -> Event {
+    Event {
+        at: T0,
+        kind: EventKind::WorkflowStarted {
+            name: "wf".into(),
+            input: Payload::encode("x").unwrap(),
+            parent: None,
+            headers: Default::default(),
+            retry: None,
+            version: version.map(str::to_owned),
+        },
+    }
+}
+
+/// Leases the turns due at `now` (up to 10, for a minute).
+async fn due_turns(store: &dyn Store, now: Timestamp) -> Vec<duraflow_store::TurnWork> {
+    store
+        .fetch_turns(
+            &FetchFilter::default(),
+            now,
+            10,
+            Duration::from_secs(60),
+            None,
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_path_that_cannot_be_created_is_a_clear_error() {
     let err = SqliteStore::open("/proc/duraflow-no-such-dir/x.db")
@@ -172,17 +201,7 @@ async fn journal_of_two(store: &Arc<dyn Store>, id: &str) {
         .unwrap();
     let work = work.into_iter().find(|w| w.instance.id == id).unwrap();
     let events = vec![
-        Event {
-            at: T0,
-            kind: EventKind::WorkflowStarted {
-                name: "wf".into(),
-                input: Payload::encode("x").unwrap(),
-                parent: None,
-                headers: Default::default(),
-                retry: None,
-                version: None,
-            },
-        },
+        started(None),
         Event {
             at: T0,
             kind: EventKind::EventWaitStarted {
@@ -547,17 +566,6 @@ async fn the_leases_of_a_store_still_open_are_left_alone() {
 async fn a_version_12_database_reads_without_versions() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v12.db");
-    let started = |version: Option<&str>| Event {
-        at: T0,
-        kind: EventKind::WorkflowStarted {
-            name: "wf".into(),
-            input: Payload::encode("x").unwrap(),
-            parent: None,
-            headers: Default::default(),
-            retry: None,
-            version: version.map(str::to_owned),
-        },
-    };
     {
         duraflow_sqlite::testing::create_at_version(&path, 12).unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
@@ -611,16 +619,7 @@ async fn a_version_12_database_reads_without_versions() {
         .create_instance(new_instance("new", "y"))
         .await
         .unwrap();
-    let turns = store
-        .fetch_turns(
-            &FetchFilter::default(),
-            T0,
-            10,
-            Duration::from_secs(60),
-            None,
-        )
-        .await
-        .unwrap();
+    let turns = due_turns(&*store, T0).await;
     let work = turns.iter().find(|w| w.instance.id == "new").unwrap();
     let mut commit = TurnCommit::consuming(work, T0);
     commit.new_events = vec![started(Some("2"))];
@@ -634,96 +633,86 @@ async fn a_version_12_database_reads_without_versions() {
     assert_eq!(info.version.as_deref(), Some("2"));
 }
 
-/// A database written by schema version 15, whose message ids came from AUTOINCREMENT, is
-/// upgraded to plain row ids: its messages keep their ids and are delivered as before (its
-/// tasks too), new ones are numbered after the messages present, and no transaction writes
-/// `sqlite_sequence` for them any more.
+/// A database written by schema version 15, where every start was a message, is upgraded to
+/// starts kept on the instance row: an instance created before keeps its start message, one
+/// created after has its start handed over by the lease, and instances due at the same time are
+/// still leased in the order their oldest work was sent.
 #[tokio::test]
-async fn a_version_15_database_keeps_its_message_ids() {
+async fn a_version_15_database_keeps_its_start_messages_and_their_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v15.db");
     {
         duraflow_sqlite::testing::create_at_version(&path, 15).unwrap();
         let conn = rusqlite::Connection::open(&path).unwrap();
         let input = Payload::encode("x").unwrap().as_json().to_owned();
-        conn.execute(
-            "INSERT INTO instances (id, name, status, execution, input, created_at, updated_at,
-                                    started_at, due_at, due_seq)
-             VALUES ('old', 'wf', 'running', 1, ?1, ?2, ?2, ?2, ?2, 41)",
-            rusqlite::params![input, T0.0],
-        )
-        .unwrap();
-        let kind = serde_json::to_string(&MessageKind::Event {
+        let event = serde_json::to_string(&MessageKind::Event {
             name: "e".into(),
             data: Payload::encode(&1).unwrap(),
         })
         .unwrap();
-        conn.execute(
-            "INSERT INTO messages (id, instance_id, visible_at, kind) VALUES (41, 'old', ?1, ?2)",
-            rusqlite::params![T0.0, kind],
-        )
-        .unwrap();
-        conn.execute(
-            "INSERT INTO tasks (id, instance_id, execution, op, name, input, options,
-                                scheduled_at, visible_at)
-             VALUES (42, 'old', 1, '0', 'act', '1', '{}', ?1, ?1)",
-            [T0.0],
-        )
-        .unwrap();
-        // Larger ids given once and deleted since, as AUTOINCREMENT remembered them.
-        conn.execute(
-            "UPDATE sqlite_sequence SET seq = 1000 WHERE name IN ('messages', 'tasks')",
-            [],
-        )
-        .unwrap();
+        let start = serde_json::to_string(&MessageKind::start(1)).unwrap();
+        // "ev" runs and was sent an event (message 5); "old" waits for its start (message 7).
+        for (id, status, message, kind) in
+            [("ev", "running", 5, event), ("old", "pending", 7, start)]
+        {
+            conn.execute(
+                "INSERT INTO instances (id, name, status, execution, input, created_at,
+                                        updated_at, started_at, due_at, due_seq, not_before)
+                 VALUES (?1, 'wf', ?2, 1, ?3, ?4, ?4, ?4, ?4, ?5, ?4)",
+                rusqlite::params![id, status, input, T0.0, message],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO messages (id, instance_id, visible_at, kind) VALUES (?1, ?2, ?3, ?4)",
+                rusqlite::params![message, id, T0.0, kind],
+            )
+            .unwrap();
+        }
     }
 
     let store = SqliteStore::open(&path).await.unwrap();
-    let turns = store
-        .fetch_turns(
-            &FetchFilter::default(),
-            T0,
-            10,
-            Duration::from_secs(60),
-            None,
-        )
-        .await
-        .unwrap();
-    assert_eq!(turns.len(), 1);
-    let ids: Vec<i64> = turns[0].messages.iter().map(|m| m.id.0).collect();
-    assert_eq!(ids, [41]);
-    let tasks = store
-        .fetch_tasks(&FetchFilter::default(), T0, 10, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert_eq!(tasks.iter().map(|t| t.id.0).collect::<Vec<_>>(), [42]);
     store
-        .send(NewMessage {
-            instance_id: "old".into(),
-            visible_at: T0,
-            kind: MessageKind::Event {
-                name: "e".into(),
-                data: Payload::encode(&2).unwrap(),
-            },
-        })
+        .create_instance(new_instance("new", "y"))
         .await
         .unwrap();
+    let stats = store.management().unwrap().stats().await.unwrap();
+    assert_eq!(stats.messages, 3, "two messages and a pending start");
+    let turns = due_turns(&store, T0).await;
+    let ids: Vec<&str> = turns.iter().map(|w| w.instance.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["ev", "old", "new"],
+        "in the order their oldest work was sent"
+    );
+    let old = &turns[1];
+    assert_eq!(old.messages.len(), 1);
+    assert_eq!(old.messages[0].id.0, 7);
+    assert_eq!(old.messages[0].kind, MessageKind::start(1));
+    let new = &turns[2];
+    assert_eq!(new.messages.len(), 1);
+    assert_eq!(new.messages[0].kind, MessageKind::start(1));
+    assert_eq!(new.messages[0].visible_at, T0);
 
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let message_ids: Vec<i64> = conn
-        .prepare("SELECT id FROM messages WHERE instance_id = 'old' ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(message_ids, [41, 42], "numbered after the rows present");
-    let sequences: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_sequence ORDER BY name")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert_eq!(sequences, ["tasks"], "only tasks keep AUTOINCREMENT");
+    for work in &turns[1..] {
+        let mut commit = TurnCommit::consuming(work, T0);
+        commit.new_events = vec![started(None)];
+        store
+            .commit_turns(vec![commit])
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+    }
+    let stats = store.management().unwrap().stats().await.unwrap();
+    assert_eq!(
+        stats.messages, 1,
+        "both starts consumed; the event is leased, not consumed"
+    );
+    let again = due_turns(&store, Timestamp(T0.0 + 120_000)).await;
+    let ids: Vec<&str> = again.iter().map(|w| w.instance.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["ev"],
+        "its lease ran out; the started ones have nothing to do"
+    );
 }

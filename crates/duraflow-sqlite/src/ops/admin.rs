@@ -215,7 +215,13 @@ pub(crate) fn stats(conn: &Connection) -> SqlResult<StoreStats> {
     };
     Ok(StoreStats {
         instances,
-        messages: count("SELECT count(*) FROM messages")?,
+        // A pending start is a message (see `turns::IMPLICIT_START`); only a pending instance
+        // has one, so the status index finds them.
+        messages: count(
+            "SELECT (SELECT count(*) FROM messages)
+                    + (SELECT count(*) FROM instances
+                        WHERE status = 'pending' AND start_at IS NOT NULL)",
+        )?,
         tasks: count("SELECT count(*) FROM tasks")?,
         callbacks: count("SELECT count(*) FROM callbacks WHERE status = 'open'")?,
     })

@@ -234,7 +234,7 @@ pub(crate) fn frees_room(conn: &Connection, tx: &mut Tx<'_>, id: &str) -> SqlRes
 
 /// A due instance a fetch may lease.
 struct Candidate {
-    order: (Reverse<i64>, i64, Option<i64>, String),
+    order: (Reverse<i64>, i64, Option<i64>, i64, String),
     queue: String,
     key: Option<String>,
     admitted: bool,
@@ -322,7 +322,7 @@ fn admit(
         .map(|i| {
             let c = &candidates[i];
             Due {
-                id: c.order.3.clone(),
+                id: c.order.4.clone(),
                 counted: !c.admitted
                     && duraflow_store::needs_admission(configured(&c.queue), c.key.as_deref()),
             }
@@ -413,7 +413,7 @@ macro_rules! part_sql {
                 " AND priority < ?2 ORDER BY priority DESC LIMIT 1"
             ),
             rows: concat!(
-                "SELECT due_at, due_seq, id, concurrency_key FROM instances INDEXED BY ",
+                "SELECT due_at, due_seq, id, concurrency_key, rowid FROM instances INDEXED BY ",
                 $index,
                 " WHERE queue = ?1 AND priority = ?2 AND due_at IS NOT NULL AND ",
                 $part,
@@ -421,7 +421,9 @@ macro_rules! part_sql {
                 // No `LIMIT ?`: SQLite plans with a LIMIT's bound value, so a statement whose
                 // limit changes is prepared again at every run. The rows come in index order,
                 // and the reader stops stepping once it has enough.
-                " ORDER BY due_at, due_seq"
+                // Ties of `due_seq` (starts created with no message sent between them, see
+                // migration 0016) in creation order: the row id, the index's last column.
+                " ORDER BY due_at, due_seq, rowid"
             ),
         }
     };
@@ -461,10 +463,15 @@ fn candidates_of(
         let mut found = rows.query(params![queue, priority, now.0, names])?;
         while out.len() < limit {
             let Some(row) = found.next()? else { break };
-            let (due_at, due_seq, id, key): (i64, Option<i64>, String, Option<String>) =
-                (row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?);
+            let (due_at, due_seq, id, key, rowid): (i64, Option<i64>, String, Option<String>, i64) = (
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            );
             out.push(Candidate {
-                order: (Reverse(priority), due_at, due_seq, id),
+                order: (Reverse(priority), due_at, due_seq, rowid, id),
                 queue: queue.to_owned(),
                 key,
                 admitted,

@@ -115,7 +115,7 @@ pub(crate) fn make_due(
     message_id: i64,
 ) -> SqlResult<()> {
     conn.prepare_cached(
-        "UPDATE instances SET due_at = max(?2, not_before), due_seq = coalesce(due_seq, ?3)
+        "UPDATE instances SET due_at = max(?2, not_before), due_seq = coalesce(due_seq, 2 * ?3)
          WHERE id = ?1 AND lease_until IS NULL
            AND (due_at IS NULL OR due_at > max(?2, not_before))",
     )?
@@ -123,34 +123,30 @@ pub(crate) fn make_due(
     Ok(())
 }
 
-/// Inserts a new instance with its start message (its first work, due at its start); the
-/// caller wakes whoever should fetch it. It is not due before its start (`not_before`),
-/// whatever it is sent meanwhile.
+/// Inserts a new instance with its start pending (`start_at`, which a lease hands over as its
+/// start message, see [`turns::IMPLICIT_START`]), due at its start; the caller wakes whoever
+/// should fetch it. It is not due before its start (`not_before`), whatever it is sent
+/// meanwhile.
 pub(crate) fn insert(conn: &Connection, new: &NewInstance) -> SqlResult<()> {
-    insert_with(conn, new, true).map(|_| ())
+    insert_with(conn, new, true)
 }
 
 /// [`insert`], but with `due` false the instance is left out of the due indexes: its creator
 /// leases its first turn in the same transaction ([`turns::LeaseIf::JustPosted`]) or else
-/// calls [`make_due`] with the start message's id, which this returns. An instance inserted
-/// due and leased at once would write a page of the pending instances' due index for nothing.
-fn insert_with(conn: &Connection, new: &NewInstance, due: bool) -> SqlResult<i64> {
+/// makes it due at its start. An instance inserted due and leased at once would write a page
+/// of the pending instances' due index for nothing.
+fn insert_with(conn: &Connection, new: &NewInstance, due: bool) -> SqlResult<()> {
     validate_instance_id(&new.id)?;
-    let start = json(&MessageKind::start(1))?;
     let due_at = new.due_at();
-    conn.prepare_cached(
-        "INSERT INTO messages (instance_id, visible_at, kind) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![new.id, due_at.0, start])?;
-    let start_id = conn.last_insert_rowid();
     let options = (!new.options.is_default())
         .then(|| json(&new.options))
         .transpose()?;
     conn.prepare_cached(
         "INSERT INTO instances (id, name, status, execution, input, parent, created_at, updated_at,
-                                due_at, due_seq, queue, options, priority, concurrency_key,
-                                not_before)
-         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                                due_at, queue, options, priority, concurrency_key, not_before,
+                                start_at, due_seq)
+         VALUES (?1, ?2, 'pending', 1, ?3, ?4, ?5, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11,
+                 2 * coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0) + 1)",
     )?
     .execute(params![
         new.id,
@@ -159,14 +155,13 @@ fn insert_with(conn: &Connection, new: &NewInstance, due: bool) -> SqlResult<i64
         new.parent.as_ref().map(json).transpose()?,
         new.created_at.0,
         due.then_some(due_at.0),
-        due.then_some(start_id),
         new.queue,
         options,
         new.options.priority,
         new.options.concurrency_key,
         due_at.0,
     ])?;
-    Ok(start_id)
+    Ok(())
 }
 
 /// Creates an instance unless its id is taken. With `claim`, its first turn is leased to the
@@ -182,7 +177,7 @@ pub(crate) fn create(
     }
     // A delayed start is not due yet: nothing to claim.
     let claim = claim.filter(|_| new.due_at() <= new.created_at);
-    let start_id = insert_with(conn, new, claim.is_none())?;
+    insert_with(conn, new, claim.is_none())?;
     let turn = match claim {
         // A first turn that needs an admission is left to a fetch.
         Some(_) if !super::flow::claimable(conn, tx, &new.id, None)? => None,
@@ -200,7 +195,8 @@ pub(crate) fn create(
     };
     if turn.is_none() {
         if claim.is_some() {
-            make_due(conn, &new.id, new.due_at(), start_id)?;
+            conn.prepare_cached("UPDATE instances SET due_at = not_before WHERE id = ?1")?
+                .execute([&new.id])?;
         }
         tx.wake.turns = true;
     }

@@ -19,10 +19,16 @@ use crate::codec::{from_json, in_row, instance_row, json, INSTANCE_COLUMNS};
 use crate::db::Tx;
 use crate::error::SqlResult;
 
-/// Reads a leased instance and its commit token (the SQL is built once, not at every lease).
+/// Reads a leased instance, its commit token and when its pending start is visible (the SQL is
+/// built once, not at every lease).
 static LEASED_INSTANCE: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {INSTANCE_COLUMNS}, commit_token FROM instances WHERE id = ?1")
+    format!("SELECT {INSTANCE_COLUMNS}, commit_token, start_at FROM instances WHERE id = ?1")
 });
+
+/// The id of the start message a lease hands over for an instance whose start is pending (the
+/// `start_at` column, migration 0016): a new instance's start is not a row of `messages`, and
+/// no row has this id. A commit that consumes it clears the column.
+pub(crate) const IMPLICIT_START: MessageId = MessageId(-1);
 
 /// The length of an execution's journal (`?1` the instance, `?2` the execution): one past the
 /// last event of its last row with a numeric position, read with one backward seek of the
@@ -326,15 +332,30 @@ pub(crate) fn lease_turn_when(
     if leased == 0 {
         return Ok(None);
     }
-    let Some((instance, commit_token)) = conn
+    let Some((instance, commit_token, start_at)) = conn
         .prepare_cached(&LEASED_INSTANCE)?
-        .query_row([id], |row| Ok((instance_row(row), row.get::<_, i64>(14)?)))
+        .query_row([id], |row| {
+            Ok((
+                instance_row(row),
+                row.get::<_, i64>(14)?,
+                row.get::<_, Option<i64>>(15)?,
+            ))
+        })
         .optional()?
     else {
         return Ok(None);
     };
     let instance = instance?;
-    let messages = visible_messages(conn, id, now)?;
+    let mut messages = Vec::new();
+    if let Some(at) = start_at.filter(|at| *at <= now.0) {
+        messages.push(Message {
+            id: IMPLICIT_START,
+            instance_id: id.to_owned(),
+            kind: MessageKind::start(instance.execution),
+            visible_at: Timestamp(at),
+        });
+    }
+    messages.extend(visible_messages(conn, id, now)?);
     let warm = cache.is_some_and(|c| c.holds(id, instance.execution, LeaseToken(commit_token)));
     let journal = if warm {
         Ok(Journal::Cached)
@@ -354,16 +375,36 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "SELECT lease_token, lease_until, execution, not_before,
-                    {journal_len}, commit_token
+                    {journal_len}, commit_token, start_at, due_seq
                FROM instances WHERE id = ?1",
             journal_len = JOURNAL_LEN.replace("?2", "instances.execution"),
         )
     });
-    let row: Option<(i64, Option<i64>, u32, i64, i64, i64)> = conn
+    type Row = (
+        i64,
+        Option<i64>,
+        u32,
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<i64>,
+    );
+    let row: Option<Row> = conn
         .prepare_cached(&SQL)?
         .query_row([id], |r| r.try_into())
         .optional()?;
-    let Some((token, lease_until, execution, not_before, journal_len, commit_token)) = row else {
+    let Some((
+        token,
+        lease_until,
+        execution,
+        not_before,
+        journal_len,
+        commit_token,
+        start_at,
+        due_seq,
+    )) = row
+    else {
         return Err(StoreError::instance_not_found(id).into());
     };
     let found = FoundTurn {
@@ -391,7 +432,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     {
         let mut delete =
             conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND instance_id = ?2")?;
-        for m in &c.consumed {
+        for m in c.consumed.iter().filter(|m| **m != IMPLICIT_START) {
             delete.execute(params![m.0, id])?;
         }
     }
@@ -474,6 +515,19 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     let (earliest, oldest): (Option<i64>, Option<i64>) = conn
         .prepare_cached("SELECT min(visible_at), min(id) FROM messages WHERE instance_id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    // A start still pending is work due when it is visible, first in send order among the
+    // instance's work (see migration 0016 for `due_seq`); it ends when a commit consumes it,
+    // or with its execution.
+    let start_at = start_at.filter(|_| {
+        !c.consumed.contains(&IMPLICIT_START)
+            && !status.is_terminal()
+            && c.continue_as_new.is_none()
+    });
+    let oldest = oldest.map(|id| 2 * id);
+    let (earliest, oldest) = match start_at {
+        Some(at) => (Some(earliest.map_or(at, |e| e.min(at))), due_seq.or(oldest)),
+        None => (earliest, oldest),
+    };
     // A checkpoint keeps the lease (a direct turn's takes it) and is due when it runs out; a
     // commit that ends its turn is due again when the earliest message left becomes visible
     // (see `instance_due_at`).
@@ -496,7 +550,8 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
                 execution = ?6, input = coalesce(?7, input), lease_until = ?12,
                 lease_token = iif(?12 IS NULL, lease_token, ?16),
                 commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11,
-                attempt = coalesce(?13, attempt), version = iif(?14, ?15, version)
+                attempt = coalesce(?13, attempt), version = iif(?14, ?15, version),
+                start_at = ?17
          WHERE id = ?1",
     )?
     .execute(params![
@@ -516,6 +571,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         started_version.is_some(),
         started_version.flatten(),
         c.token.0,
+        start_at,
     ])?;
     if commit_wakes_turns(lease_until, due_at) {
         tx.wake.turns = true;
