@@ -39,10 +39,22 @@ enum Reads {
 
 /// The rows each scan of `relation` in `plan` (the output of `EXPLAIN (ANALYZE, FORMAT JSON)`)
 /// read, in all its loops, with the scan's kind and index: for tests that bound what a
-/// statement reads, which a plan's shape alone does not tell.
+/// statement reads, which a plan's shape alone does not tell. A bitmap index scan names no
+/// relation, only its index: it counts when the index is named after `relation` (as every
+/// index of the store's tables is, `<table>_...`), so that the entries it read before a
+/// `BitmapAnd` threw most of them away are counted too.
 pub(crate) fn rows_read(plan: &Value, relation: &str) -> Vec<(f64, String)> {
+    fn reads(node: &Value, relation: &str) -> bool {
+        node.get("Relation Name").and_then(Value::as_str) == Some(relation)
+            || (node["Node Type"].as_str() == Some("Bitmap Index Scan")
+                && node
+                    .get("Index Name")
+                    .and_then(Value::as_str)
+                    .and_then(|index| index.strip_prefix(relation))
+                    .is_some_and(|rest| rest.starts_with('_')))
+    }
     fn walk(node: &Value, relation: &str, found: &mut Vec<(f64, String)>) {
-        if node.get("Relation Name").and_then(Value::as_str) == Some(relation) {
+        if reads(node, relation) {
             let rows = node["Actual Rows"].as_f64().unwrap_or(0.0)
                 * node["Actual Loops"].as_f64().unwrap_or(1.0);
             let how = format!(

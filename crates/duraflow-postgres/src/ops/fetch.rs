@@ -42,7 +42,7 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
              SELECT i.id, i.priority, i.due_at, i.due_seq
                FROM instances i
               WHERE i.id = ANY(ARRAY(SELECT c.id FROM candidates c))
-                AND i.due_at <= $1 AND {ADMISSION_FREE}
+                AND (i.due_at <= $1) IS TRUE AND {ADMISSION_FREE}
               ORDER BY i.priority DESC, i.due_at, i.due_seq
               LIMIT $2
                 FOR UPDATE OF i SKIP LOCKED
