@@ -227,7 +227,7 @@ fn target() -> impl Strategy<Value = Target> {
         .prop_map(Target::Task),
         2 => prop::sample::select(vec![
             "name", "status", "execution", "input", "output", "failure", "parent", "created_at",
-            "updated_at",
+            "updated_at", "commit_token", "start_at",
         ])
         .prop_map(Target::Instance),
     ]

@@ -332,13 +332,15 @@ pub(crate) fn lease_turn_when(
     if leased == 0 {
         return Ok(None);
     }
-    let Some((instance, commit_token, start_at)) = conn
+    let Some((instance, lease_columns)) = conn
         .prepare_cached(&LEASED_INSTANCE)?
         .query_row([id], |row| {
             Ok((
                 instance_row(row),
-                row.get::<_, i64>(14)?,
-                row.get::<_, Option<i64>>(15)?,
+                in_row(
+                    || format!("instance {id:?}"),
+                    || Ok((row.get::<_, i64>(14)?, row.get::<_, Option<i64>>(15)?)),
+                ),
             ))
         })
         .optional()?
@@ -346,6 +348,7 @@ pub(crate) fn lease_turn_when(
         return Ok(None);
     };
     let instance = instance?;
+    let (commit_token, start_at) = lease_columns?;
     let mut messages = Vec::new();
     if let Some(at) = start_at.filter(|at| *at <= now.0) {
         messages.push(Message {
