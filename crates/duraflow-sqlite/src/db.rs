@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use duraflow_store::{Notifier, StoreError, StoreResult, Wake};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 use tracing::warn;
 
@@ -24,10 +24,27 @@ use crate::SqliteOptions;
 /// opening the store reserved durably (`lease_tokens` counts epochs), the low bits count the
 /// tokens issued since. No two writers, in this process or another, ever share an epoch, so no
 /// two leases ever share a token; tokens of a transaction that rolled back are simply skipped.
+///
+/// Task ids come from here too, without a write each: `tasks` keeps `AUTOINCREMENT` (an id is
+/// never given twice, so a completion of a task that is gone finds none), whose largest id
+/// `sqlite_sequence` rewrote at every transaction that inserted a task, one page of the log
+/// per activity. The writer instead moves `sqlite_sequence` forward by [`TASK_ID_BLOCK`] at a
+/// time and gives the ids of that block itself: an explicit id below the sequence leaves it
+/// alone. Blocks are reserved under the write lock, so no two writers share one; an id
+/// SQLite picks (an older build's insert) is past every block reserved; a block reserved by a
+/// transaction that rolled back is dropped, since another writer may reserve it again.
 pub(crate) struct Tokens {
     epoch: i64,
     issued: i64,
+    /// The next task id of the current block, and the end of the block (exclusive).
+    task_next: i64,
+    task_end: i64,
+    /// Whether the current block was reserved by the transaction under way.
+    task_block_tentative: bool,
 }
+
+/// How many task ids a writer reserves at once (see [`Tokens`]).
+pub(crate) const TASK_ID_BLOCK: i64 = 1024;
 
 /// Bits of a token that count within its epoch.
 pub(crate) const EPOCH_SHIFT: u32 = 40;
@@ -35,7 +52,57 @@ pub(crate) const EPOCH_SHIFT: u32 = 40;
 impl Tokens {
     /// Tokens of a freshly reserved epoch.
     pub(crate) fn new(epoch: i64) -> Self {
-        Tokens { epoch, issued: 0 }
+        Tokens {
+            epoch,
+            issued: 0,
+            task_next: 0,
+            task_end: 0,
+            task_block_tentative: false,
+        }
+    }
+
+    /// A task id never given before, from the current block or a new one reserved in the
+    /// transaction under way on `conn`.
+    fn task_id(&mut self, conn: &Connection) -> SqlResult<i64> {
+        if self.task_next >= self.task_end {
+            let moved: Option<i64> = conn
+                .query_row(
+                    "UPDATE sqlite_sequence SET seq = seq + ?1 WHERE name = 'tasks' RETURNING seq",
+                    [TASK_ID_BLOCK],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let top = match moved {
+                Some(top) => top,
+                // No task was ever inserted: the sequence has no row yet.
+                None => conn.query_row(
+                    "INSERT INTO sqlite_sequence (name, seq)
+                     VALUES ('tasks', coalesce((SELECT max(id) FROM tasks), 0) + ?1)
+                     RETURNING seq",
+                    [TASK_ID_BLOCK],
+                    |r| r.get(0),
+                )?,
+            };
+            self.task_next = top - TASK_ID_BLOCK + 1;
+            self.task_end = top + 1;
+            self.task_block_tentative = true;
+        }
+        let id = self.task_next;
+        self.task_next += 1;
+        Ok(id)
+    }
+
+    /// The transaction under way committed: a block it reserved is this writer's.
+    fn committed(&mut self) {
+        self.task_block_tentative = false;
+    }
+
+    /// The transaction under way rolled back: a block it reserved is dropped.
+    fn rolled_back(&mut self) {
+        if self.task_block_tentative {
+            self.task_next = self.task_end;
+            self.task_block_tentative = false;
+        }
     }
 
     fn next(&mut self) -> SqlResult<i64> {
@@ -73,6 +140,11 @@ impl Tx<'_> {
     /// A lease token never issued before.
     pub(crate) fn token(&mut self) -> SqlResult<i64> {
         self.tokens.next()
+    }
+
+    /// A task id never given before (see [`Tokens`]).
+    pub(crate) fn task_id(&mut self, conn: &Connection) -> SqlResult<i64> {
+        self.tokens.task_id(conn)
     }
 }
 
@@ -201,6 +273,7 @@ fn run_batch(
                     warn!(error = %undo, "rolling back a failed SQLite transaction failed");
                 }
             }
+            tokens.rolled_back();
             for answer in answers {
                 answer.send(Some(&cause));
             }
@@ -225,6 +298,10 @@ fn run_batch(
             }
             store_error(e)
         });
+        match commit_error {
+            None => tokens.committed(),
+            Some(_) => tokens.rolled_back(),
+        }
         // Wake before answering: whoever hears back has the wakeup already armed.
         if commit_error.is_none() {
             wake.notify(notifier);
@@ -745,5 +822,44 @@ mod tests {
             size < 16 << 20,
             "the log is {size} bytes after 24 MiB of commits: checkpoints did not keep up"
         );
+    }
+
+    /// A block of task ids reserved by a transaction that rolled back is dropped: another
+    /// writer may reserve the same block, and the first then takes the next one, so no id is
+    /// given twice.
+    #[test]
+    fn a_task_id_block_of_a_rolled_back_transaction_is_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let options = SqliteOptions::default();
+        let mut first = open_writer(&path, &options).unwrap();
+        migrate(&mut first, &path).unwrap();
+        let second = open_writer(&path, &options).unwrap();
+        let (mut one, mut two) = (Tokens::new(1), Tokens::new(2));
+
+        first.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert_eq!(one.task_id(&first).unwrap(), 1);
+        first.execute_batch("ROLLBACK").unwrap();
+        one.rolled_back();
+
+        second.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let taken: Vec<i64> = (0..3).map(|_| two.task_id(&second).unwrap()).collect();
+        second.execute_batch("COMMIT").unwrap();
+        two.committed();
+        assert_eq!(taken, [1, 2, 3], "the block the rollback gave back");
+
+        first.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let next = one.task_id(&first).unwrap();
+        first.execute_batch("COMMIT").unwrap();
+        one.committed();
+        assert_eq!(
+            next,
+            TASK_ID_BLOCK + 1,
+            "the next block, not the dropped one"
+        );
+        // A committed block stays the writer's: no reservation until it is used up.
+        second.execute_batch("BEGIN IMMEDIATE").unwrap();
+        assert_eq!(two.task_id(&second).unwrap(), 4);
+        second.execute_batch("COMMIT").unwrap();
     }
 }

@@ -78,8 +78,9 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> StoreResult<C
     ))
     .map_err(|e| describe(path, e))?;
     map_memory(&conn, path, options.mmap_size)?;
-    // Room for every statement the store prepares, so none is parsed twice.
-    conn.set_prepared_statement_cache_capacity(64);
+    // Room for every statement the store prepares (about 80, with the variants of some), so
+    // none is parsed twice.
+    conn.set_prepared_statement_cache_capacity(128);
     if let Some(pages) = options.max_page_count {
         conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
             .map_err(|e| describe(path, e))?;

@@ -716,3 +716,84 @@ async fn a_version_15_database_keeps_its_start_messages_and_their_order() {
         "its lease ran out; the started ones have nothing to do"
     );
 }
+
+/// Task ids are never given twice: a writer reserves them a block at a time in
+/// `sqlite_sequence` (so that a task's insert does not rewrite it), two openings of one file
+/// reserve different blocks, an id stays unused once its task is gone, and an insert that lets
+/// SQLite pick the id (as builds before did) gets one past every block reserved.
+#[tokio::test]
+async fn task_ids_are_never_given_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tasks.db");
+    let a: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).await.unwrap());
+    let schedule = |store: Arc<dyn Store>, n: usize| async move {
+        let id = format!("i{n}");
+        store.create_instance(new_instance(&id, "x")).await.unwrap();
+        let turns = due_turns(&*store, T0).await;
+        let work = turns.iter().find(|w| w.instance.id == id).unwrap();
+        let mut commit = TurnCommit::consuming(work, T0);
+        commit.new_events = vec![started(None)];
+        commit.tasks = vec![duraflow_store::NewTask {
+            instance_id: id.clone(),
+            execution: 1,
+            op: duraflow_core::OpId::new(None, 0),
+            name: "act".into(),
+            input: Payload::encode(&n).unwrap(),
+            options: Default::default(),
+            scheduled_at: T0,
+        }];
+        store
+            .commit_turns(vec![commit])
+            .await
+            .unwrap()
+            .remove(0)
+            .unwrap();
+    };
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let ids = |conn: &rusqlite::Connection| -> Vec<i64> {
+        conn.prepare("SELECT id FROM tasks ORDER BY instance_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    for n in 0..4 {
+        schedule(if n % 2 == 0 { a.clone() } else { b.clone() }, n).await;
+    }
+    let first = ids(&conn);
+    assert_eq!(first.len(), 4);
+    let mut distinct = first.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "two openings gave the same id: {first:?}"
+    );
+    assert!(first[0] < first[2] && first[1] < first[3], "{first:?}");
+
+    conn.execute("DELETE FROM tasks", []).unwrap();
+    schedule(a.clone(), 4).await;
+    // Past every id this opening gave, whatever another opening's block holds.
+    let after = ids(&conn)[0];
+    assert!(
+        !first.contains(&after) && after > first[0].max(first[2]),
+        "{after} after {first:?}"
+    );
+    conn.execute(
+        "INSERT INTO tasks (instance_id, execution, op, name, input, options, scheduled_at,
+                            visible_at)
+         VALUES ('i0', 1, '9', 'act', '1', '{}', ?1, ?1)",
+        [T0.0],
+    )
+    .unwrap();
+    let picked = conn.last_insert_rowid();
+    schedule(b.clone(), 5).await;
+    let reserved = first.iter().chain([&after]).copied().max().unwrap();
+    assert!(
+        picked > reserved,
+        "SQLite picked {picked} below a reserved id"
+    );
+}

@@ -378,7 +378,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "SELECT lease_token, lease_until, execution, not_before,
-                    {journal_len}, commit_token, start_at, due_seq
+                    {journal_len}, commit_token, start_at, due_seq, status
                FROM instances WHERE id = ?1",
             journal_len = JOURNAL_LEN.replace("?2", "instances.execution"),
         )
@@ -392,6 +392,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         i64,
         Option<i64>,
         Option<i64>,
+        String,
     );
     let row: Option<Row> = conn
         .prepare_cached(&SQL)?
@@ -406,6 +407,7 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         commit_token,
         start_at,
         due_seq,
+        was,
     )) = row
     else {
         return Err(StoreError::instance_not_found(id).into());
@@ -548,34 +550,42 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
         Some(_) => tx.token()?,
         None => c.token.0,
     };
-    conn.prepare_cached(
-        "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_at = ?5,
-                execution = ?6, input = coalesce(?7, input), lease_until = ?12,
-                lease_token = iif(?12 IS NULL, lease_token, ?16),
-                commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11,
-                attempt = coalesce(?13, attempt), version = iif(?14, ?15, version),
-                start_at = ?17
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        status.as_str(),
-        c.output.as_ref().map(|p| p.as_json().to_owned()),
-        c.failure.as_ref().map(json).transpose()?,
-        c.now.0,
-        new_execution,
-        input,
-        commit_token,
-        if status.is_terminal() { 0 } else { not_before },
-        due_at.map(|at| at.0),
-        oldest,
-        lease_until.map(|until| until.0),
-        attempt,
-        started_version.is_some(),
-        started_version.flatten(),
-        c.token.0,
-        start_at,
-    ])?;
+    // SQLite rewrites the entry of every index on a column the statement sets, changed or
+    // not: a commit that leaves the status as it was (most of a running instance's) does not
+    // set it, and spares `instances_by_status` a page.
+    static UPDATE: LazyLock<[String; 2]> = LazyLock::new(|| {
+        [("status = ?2, ", ""), ("", " AND status = ?2")].map(|(set, unchanged)| {
+            format!(
+                "UPDATE instances SET {set}output = ?3, failure = ?4, updated_at = ?5,
+                        execution = ?6, input = coalesce(?7, input), lease_until = ?12,
+                        lease_token = iif(?12 IS NULL, lease_token, ?16),
+                        commit_token = ?8, not_before = ?9, due_at = ?10, due_seq = ?11,
+                        attempt = coalesce(?13, attempt), version = iif(?14, ?15, version),
+                        start_at = ?17
+                 WHERE id = ?1{unchanged}"
+            )
+        })
+    });
+    conn.prepare_cached(&UPDATE[usize::from(was == status.as_str())])?
+        .execute(params![
+            id,
+            status.as_str(),
+            c.output.as_ref().map(|p| p.as_json().to_owned()),
+            c.failure.as_ref().map(json).transpose()?,
+            c.now.0,
+            new_execution,
+            input,
+            commit_token,
+            if status.is_terminal() { 0 } else { not_before },
+            due_at.map(|at| at.0),
+            oldest,
+            lease_until.map(|until| until.0),
+            attempt,
+            started_version.is_some(),
+            started_version.flatten(),
+            c.token.0,
+            start_at,
+        ])?;
     if commit_wakes_turns(lease_until, due_at) {
         tx.wake.turns = true;
     }
@@ -622,11 +632,12 @@ fn insert_task(
         Some(claim) => Some((tx.token()?, now.plus(claim.lease))),
         None => None,
     };
+    let id = tx.task_id(conn)?;
     conn.prepare_cached(
         "INSERT INTO tasks (instance_id, execution, op, name, input, options, scheduled_at,
-                            visible_at, attempt, lease_token, lease_until, queue)
+                            visible_at, attempt, lease_token, lease_until, queue, id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, coalesce(?8, ?7),
-                 CASE WHEN ?8 IS NULL THEN 0 ELSE 1 END, coalesce(?9, 0), ?8, ?10)",
+                 CASE WHEN ?8 IS NULL THEN 0 ELSE 1 END, coalesce(?9, 0), ?8, ?10, ?11)",
     )?
     .execute(params![
         task.instance_id,
@@ -639,8 +650,8 @@ fn insert_task(
         lease.map(|(_, until)| until.0),
         lease.map(|(token, _)| token),
         task.options.queue_name(),
+        id,
     ])?;
-    let id = conn.last_insert_rowid();
     Ok(lease.map(|(token, until)| TaskWork::claimed(task, TaskId(id), LeaseToken(token), until)))
 }
 
