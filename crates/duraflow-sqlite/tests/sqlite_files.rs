@@ -42,6 +42,24 @@ fn started(version: Option<&str>) -> Event {
     }
 }
 
+/// A database at `path` as a build of schema `version` left it, open for writing rows by
+/// hand, and the stored form of the input "x".
+fn database_at_version(path: &std::path::Path, version: i64) -> (rusqlite::Connection, String) {
+    duraflow_sqlite::testing::create_at_version(path, version).unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    (conn, Payload::encode("x").unwrap().as_json().to_owned())
+}
+
+/// Commits one turn, which must be accepted.
+async fn commit_one(store: &dyn Store, commit: TurnCommit) {
+    store
+        .commit_turns(vec![commit])
+        .await
+        .unwrap()
+        .remove(0)
+        .unwrap();
+}
+
 /// Leases the turns due at `now` (up to 10, for a minute).
 async fn due_turns(store: &dyn Store, now: Timestamp) -> Vec<duraflow_store::TurnWork> {
     store
@@ -340,9 +358,7 @@ async fn a_version_1_database_is_upgraded_with_its_work() {
         .unwrap()
     };
     {
-        duraflow_sqlite::testing::create_at_version(&path, 1).unwrap();
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let input = Payload::encode("x").unwrap().as_json().to_owned();
+        let (conn, input) = database_at_version(&path, 1);
         for (id, lease_until) in [
             ("now", None),
             ("later", None),
@@ -433,8 +449,7 @@ async fn a_version_9_database_keeps_counting_what_runs_under_its_limits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v9.db");
     {
-        duraflow_sqlite::testing::create_at_version(&path, 9).unwrap();
-        let conn = rusqlite::Connection::open(&path).unwrap();
+        let (conn, _) = database_at_version(&path, 9);
         conn.execute(
             "INSERT INTO queue_configs (name, config) VALUES ('one', ?1)",
             [serde_json::to_string(&QueueConfig::new("one").concurrency(1)).unwrap()],
@@ -567,9 +582,7 @@ async fn a_version_12_database_reads_without_versions() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v12.db");
     {
-        duraflow_sqlite::testing::create_at_version(&path, 12).unwrap();
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let input = Payload::encode("x").unwrap().as_json().to_owned();
+        let (conn, input) = database_at_version(&path, 12);
         conn.execute(
             "INSERT INTO instances (id, name, status, execution, input, created_at, updated_at,
                                     started_at)
@@ -623,12 +636,7 @@ async fn a_version_12_database_reads_without_versions() {
     let work = turns.iter().find(|w| w.instance.id == "new").unwrap();
     let mut commit = TurnCommit::consuming(work, T0);
     commit.new_events = vec![started(Some("2"))];
-    store
-        .commit_turns(vec![commit])
-        .await
-        .unwrap()
-        .remove(0)
-        .unwrap();
+    commit_one(&*store, commit).await;
     let info = store.instance("new").await.unwrap().unwrap();
     assert_eq!(info.version.as_deref(), Some("2"));
 }
@@ -642,9 +650,7 @@ async fn a_version_15_database_keeps_its_start_messages_and_their_order() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v15.db");
     {
-        duraflow_sqlite::testing::create_at_version(&path, 15).unwrap();
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let input = Payload::encode("x").unwrap().as_json().to_owned();
+        let (conn, input) = database_at_version(&path, 15);
         let event = serde_json::to_string(&MessageKind::Event {
             name: "e".into(),
             data: Payload::encode(&1).unwrap(),
@@ -696,12 +702,7 @@ async fn a_version_15_database_keeps_its_start_messages_and_their_order() {
     for work in &turns[1..] {
         let mut commit = TurnCommit::consuming(work, T0);
         commit.new_events = vec![started(None)];
-        store
-            .commit_turns(vec![commit])
-            .await
-            .unwrap()
-            .remove(0)
-            .unwrap();
+        commit_one(&store, commit).await;
     }
     let stats = store.management().unwrap().stats().await.unwrap();
     assert_eq!(
@@ -743,12 +744,7 @@ async fn task_ids_are_never_given_twice() {
             options: Default::default(),
             scheduled_at: T0,
         }];
-        store
-            .commit_turns(vec![commit])
-            .await
-            .unwrap()
-            .remove(0)
-            .unwrap();
+        commit_one(&*store, commit).await;
     };
     let conn = rusqlite::Connection::open(&path).unwrap();
     let ids = |conn: &rusqlite::Connection| -> Vec<i64> {
