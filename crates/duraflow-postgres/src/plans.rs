@@ -91,7 +91,7 @@ struct Statement {
 const WRITE_TYPES: &str = "text[], text[], text[], text[], bigint[], int[], text[], bigint[], \
     bool[], text[], int[], int[], text[], int, text[], bigint[], text[], int[], text[], text[], \
     text[], text[], bigint[], bigint[], text[], bigint[], text[], text, bool, text[], bool, \
-    bigint[], text[], int[], text[], int[], bigint[], bool[], text[], int";
+    bigint[], text[], int[], text[], int[], bigint[], bool[], text[], int, int[], text[]";
 
 fn statement(name: &str, sql: &str, reads: Reads) -> Statement {
     Statement {

@@ -361,8 +361,8 @@ pub(crate) fn write_sql(parts: WriteParts) -> &'static str {
 /// Builds the statement of [`commit_batch`]'s step 4 with the parts `parts`; its parameters
 /// are the columns of [`Writes`], bound in the order of the `unnest`s, with `$14` the journal
 /// format, `$28` the channel, `$29`..`$31` the wakeups asked for, `$38` and `$39` whether each
-/// commit starts its execution and the version it records, `$40` the lease owner and `$41`
-/// how many events each journal row holds. The
+/// commit starts its execution and the version it records, `$40` the lease owner, `$41`
+/// how many events each journal row holds and `$42` each task's queue. The
 /// parameters of the parts left out are bound all the same (and typed by the binding).
 fn build_write(parts: WriteParts) -> String {
     let task_limited = crate::ops::tasks::TASK_LIMITED;
@@ -452,19 +452,19 @@ fn build_write(parts: WriteParts) -> String {
                  -- A claim takes a commit's first tasks in order and stops at one of a queue
                  -- with a task limit: that one and those after it are left to a fetch.
                  SELECT u.instance_id, u.execution, u.op, u.name, u.input, u.options,
-                        u.scheduled_at,
+                        u.scheduled_at, u.queue,
                         CASE WHEN bool_or(l.limited) OVER (PARTITION BY u.instance_id
                                                            ORDER BY u.ord)
                              THEN NULL ELSE u.until END AS until,
                         u.ord
                    FROM unnest($17::text[], $18::int[], $19::text[], $20::text[], $21::text[],
-                               $22::text[], $23::bigint[], $24::bigint[])
+                               $22::text[], $23::bigint[], $24::bigint[], $42::text[])
                         WITH ORDINALITY AS u(instance_id, execution, op, name, input, options,
-                                             scheduled_at, until, ord)
+                                             scheduled_at, until, queue, ord)
                   CROSS JOIN LATERAL (
                         SELECT u.until IS NOT NULL AND EXISTS (
                             SELECT 1 FROM queue_configs qc
-                             WHERE qc.name = coalesce(u.options::jsonb ->> 'queue', 'default')
+                             WHERE qc.name = u.queue
                                AND {task_limited}) AS limited
                   ) l
                   ORDER BY u.ord
@@ -475,7 +475,7 @@ fn build_write(parts: WriteParts) -> String {
                                 queue, lease_owner)
              SELECT id, instance_id, execution, op, name, input, options, scheduled_at,
                     coalesce(until, scheduled_at), CASE WHEN until IS NULL THEN 0 ELSE 1 END,
-                    token, until, coalesce(options::jsonb ->> 'queue', 'default'),
+                    token, until, queue,
                     CASE WHEN until IS NULL THEN NULL ELSE $40::integer END
                FROM new_tasks
          )"
@@ -764,6 +764,7 @@ pub(crate) async fn commit_batch(
         .bind(&w.versions)
         .bind(owner)
         .bind(&w.event_spans)
+        .bind(&w.task_queues)
         .fetch_one(&mut *conn)
         .await?;
     let has = |id: &str, what: fn(&Locked) -> bool| locked.get(id).is_some_and(what);

@@ -45,6 +45,8 @@ pub(super) struct Writes {
     pub(super) task_names: Vec<String>,
     pub(super) task_inputs: Vec<String>,
     pub(super) task_options: Vec<String>,
+    /// Each task's queue, which the statement would otherwise parse out of its options.
+    pub(super) task_queues: Vec<String>,
     pub(super) task_scheduled: Vec<i64>,
     pub(super) task_until: Vec<Option<i64>>,
     pub(super) message_instances: Vec<String>,
@@ -153,6 +155,7 @@ impl Writes {
             self.task_names.push(task.name.clone());
             self.task_inputs.push(task.input.as_json().to_owned());
             self.task_options.push(codec::to_json(&task.options)?);
+            self.task_queues.push(task.options.queue_name().to_owned());
             self.task_scheduled.push(task.scheduled_at.0);
             self.task_until.push(until);
         }
