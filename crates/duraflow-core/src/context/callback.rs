@@ -149,7 +149,7 @@ impl<T> Callback<T> {
                 last_beat: recorded.at,
             },
         );
-        s.ops.insert(op.clone(), Slot::Waiting(None));
+        s.ops.set_slot(&op, Slot::Waiting(None));
         let o = Opened { op, token };
         *opened = Some(Ok(o.clone()));
         Some(Ok(o))

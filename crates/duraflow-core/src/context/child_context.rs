@@ -130,12 +130,12 @@ where
                     if s.pos > pos {
                         // Passed at once, but so were the ends of other contexts, which come
                         // first: they end in the next poll, and this one with them.
-                        s.ops.insert(this.op.clone(), Slot::Done(Completion::Fired));
+                        s.ops.set_slot(&this.op, Slot::Done(Completion::Fired));
                         s.replayed_ends_untaken += 1;
                         cx.waker().wake_by_ref();
                     } else {
                         s.ops
-                            .insert(this.op.clone(), Slot::Waiting(Some(cx.waker().clone())));
+                            .set_slot(&this.op, Slot::Waiting(Some(cx.waker().clone())));
                     }
                     return Poll::Pending;
                 }
@@ -216,7 +216,7 @@ impl<T, F, Fut> Drop for ChildContext<T, F, Fut> {
         self.running = None;
         if self.issued && !self.finished {
             let mut s = lock(&self.parent.state);
-            if self.replayed_end.is_some() && matches!(s.ops.get(&self.op), Some(Slot::Done(_))) {
+            if self.replayed_end.is_some() && matches!(s.ops.slot(&self.op), Some(Slot::Done(_))) {
                 // Its recorded end was passed but never taken.
                 s.replayed_ends_untaken = s.replayed_ends_untaken.saturating_sub(1);
             }

@@ -83,17 +83,16 @@ pub(crate) fn register(state: &mut State, kind: OpKind, op: &OpId, event: &Event
         }
         (OpKind::DetachedChild, EventKind::ChildStarted { instance_id, .. }) => {
             state.advance(op, "detached");
-            state.ops.insert(
-                op.clone(),
-                Slot::Done(Completion::Started(instance_id.clone())),
-            );
+            state
+                .ops
+                .set_slot(op, Slot::Done(Completion::Started(instance_id.clone())));
         }
         (OpKind::Child, EventKind::ChildStarted { instance_id, .. }) => {
             state.open_children.insert(op.clone(), instance_id.clone());
-            state.ops.insert(op.clone(), Slot::Waiting(None));
+            state.ops.set_slot(op, Slot::Waiting(None));
         }
         _ => {
-            state.ops.insert(op.clone(), Slot::Waiting(None));
+            state.ops.set_slot(op, Slot::Waiting(None));
         }
     }
 }
@@ -104,20 +103,20 @@ pub(crate) fn take_completion(
     op: &OpId,
     cx: &Context<'_>,
 ) -> Option<Completion> {
-    match state.ops.get_mut(op) {
-        Some(Slot::Done(_)) => match state.ops.remove(op) {
-            Some(Slot::Done(c)) => Some(c),
-            _ => None,
-        },
-        Some(Slot::Waiting(waker)) => {
-            match waker {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => *waker = Some(cx.waker().clone()),
+    let mut taken = None;
+    state.ops.update(op, None, |slot| match slot {
+        Some(Slot::Done(_)) => {
+            if let Some(Slot::Done(c)) = slot.take() {
+                taken = Some(c);
             }
-            None
         }
-        _ => None,
-    }
+        Some(Slot::Waiting(waker)) => match waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => *waker = Some(cx.waker().clone()),
+        },
+        Some(Slot::Abandoned) | None => {}
+    });
+    taken
 }
 
 /// Turns a completion into the typed result the workflow sees.

@@ -270,6 +270,9 @@ impl Writer {
     }
 }
 
+/// The most bytes a varint of a `u64` takes (7 bits each).
+const MAX_VARINT_LEN: usize = 10;
+
 /// Reads the fields of an encoded event; `what` names the field for the error.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -294,15 +297,22 @@ impl<'a> Reader<'a> {
                 return Ok(u64::from(b));
             }
         }
+        // Longer ones (times are six bytes) are read from the slice in one loop, with no
+        // bounds check or error path per byte.
+        let rest = self.bytes.get(self.at..).unwrap_or_default();
         let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte(what)?;
-            v |= u64::from(b & 0x7f) << shift;
+        for (i, &b) in rest.iter().take(MAX_VARINT_LEN).enumerate() {
+            v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
+                self.at += i + 1;
                 return Ok(v);
             }
         }
-        Err(corrupt(format!("{what} is not a valid number")))
+        Err(if rest.len() < MAX_VARINT_LEN {
+            corrupt(format!("the event ends before {what}"))
+        } else {
+            corrupt(format!("{what} is not a valid number"))
+        })
     }
 
     fn signed(&mut self, what: &str) -> Result<i64, EventDecodeError> {

@@ -19,6 +19,20 @@ use crate::payload::Payload;
 use crate::time::{Clock, Timestamp};
 use crate::workflow::WorkflowFn;
 
+/// What replay does with the journal at its cursor.
+enum Next {
+    /// The recorded journal is replayed.
+    Done,
+    /// The recorded end of a skipped child context was passed: the code must run.
+    ContextEnd,
+    /// The journal and the code disagree.
+    Mismatch(Box<Nondeterminism>),
+    /// The start, a cancellation or a termination: applied to the run itself.
+    Lifecycle(Event),
+    /// A delivery was applied; says whether the next recorded event is one too.
+    Applied { delivered_next: bool },
+}
+
 /// How an execution ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
@@ -148,22 +162,15 @@ impl WorkflowRun {
             if self.outcome.is_some() {
                 return;
             }
-            let end_reached = {
-                let mut s = lock(&self.state);
-                s.skip_recorded();
-                std::mem::take(&mut s.context_end_reached)
-            };
-            if end_reached {
-                // A skipped context's recorded end was passed: its result goes to the code
-                // now, which then asks for what it asked for after that end.
-                self.run_until_blocked().await;
-                continue;
-            }
+            // One lock for each recorded event: a plain delivery is applied under it, and only
+            // the start, a cancellation or a termination (which change the run itself) leave it.
             let next = {
                 let mut s = lock(&self.state);
                 s.skip_recorded();
-                if s.pos >= s.recorded_len {
-                    None
+                if std::mem::take(&mut s.context_end_reached) {
+                    Next::ContextEnd
+                } else if s.pos >= s.recorded_len {
+                    Next::Done
                 } else {
                     let recorded = &s.event_at(s.pos).kind;
                     if recorded.is_issued() {
@@ -173,7 +180,7 @@ impl WorkflowRun {
                         } else {
                             "has not started"
                         };
-                        Some(Err(Nondeterminism {
+                        Next::Mismatch(Box::new(Nondeterminism {
                             position: s.pos,
                             recorded: recorded.describe(),
                             requested: requested.to_owned(),
@@ -186,34 +193,51 @@ impl WorkflowRun {
                         // the wrong kind or for an operation the code never waits for) means
                         // the journal and the code disagree. Applying it anyway would hand an
                         // operation a result that is not its own.
-                        Some(Err(Nondeterminism {
+                        Next::Mismatch(Box::new(Nondeterminism {
                             position: s.pos,
                             recorded: recorded.describe(),
                             requested: s.refusal(recorded),
                             op: recorded.op().cloned(),
                             mismatch: Mismatch::Unexpected,
                         }))
+                    } else if matches!(
+                        recorded,
+                        EventKind::WorkflowStarted { .. }
+                            | EventKind::CancelRequested { .. }
+                            | EventKind::TerminateRequested { .. }
+                    ) {
+                        Next::Lifecycle(s.take_delivered())
                     } else {
-                        Some(Ok(s.take_delivered()))
+                        let ev = s.take_delivered();
+                        s.apply_delivered(ev.at, ev.kind);
+                        Next::Applied {
+                            delivered_next: s.next_recorded_is_delivered(),
+                        }
                     }
                 }
             };
+            // The deliveries recorded right after the start were delivered with it, before the
+            // code first ran (see `begin`): the code runs once the last of them is applied.
             match next {
-                None => break,
-                Some(Err(nd)) => return self.fail_nondeterminism(nd),
-                Some(Ok(ev)) => {
+                Next::Done => break,
+                Next::ContextEnd => {
+                    // A skipped context's recorded end was passed: its result goes to the code
+                    // now, which then asks for what it asked for after that end.
+                    self.run_until_blocked().await;
+                    continue;
+                }
+                Next::Mismatch(nd) => return self.fail_nondeterminism(*nd),
+                Next::Lifecycle(ev) => {
                     let starts = matches!(ev.kind, EventKind::WorkflowStarted { .. });
                     self.apply_only(ev.at, ev.kind);
-                    // The deliveries recorded right after the start were delivered with it,
-                    // before the code first ran (see `begin`).
-                    let start_group_goes_on = (starts || in_start)
+                    in_start = (starts || in_start)
                         && self.outcome.is_none()
-                        && self.next_recorded_is_delivered();
-                    in_start = start_group_goes_on;
-                    if !in_start {
-                        self.run_until_blocked().await;
-                    }
+                        && lock(&self.state).next_recorded_is_delivered();
                 }
+                Next::Applied { delivered_next } => in_start = in_start && delivered_next,
+            }
+            if !in_start {
+                self.run_until_blocked().await;
             }
         }
         // Replay is over: wake what waits so that a live run starts the work only it does.
@@ -338,11 +362,6 @@ impl WorkflowRun {
         let mut s = lock(&self.state);
         s.stamp(at, &mut kind);
         (s.append(at, kind.clone()), kind)
-    }
-
-    fn next_recorded_is_delivered(&self) -> bool {
-        let s = lock(&self.state);
-        s.pos < s.recorded_len && !s.event_at(s.pos).kind.is_issued()
     }
 
     /// Applies a delivered event without running the workflow.
@@ -550,7 +569,7 @@ impl WorkflowRun {
 
     /// How many operations the run keeps track of (every one it has issued, finished or not).
     pub fn held_operations(&self) -> usize {
-        lock(&self.state).ops.len()
+        lock(&self.state).ops.slot_count()
     }
 
     /// The parent link from the execution's start event, for a child workflow.

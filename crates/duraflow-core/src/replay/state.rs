@@ -18,8 +18,10 @@ use crate::time::{Clock, Timestamp};
 
 mod callbacks;
 mod contexts;
+mod ops;
 
 pub(crate) use callbacks::CallbackDeadlines;
+pub(crate) use ops::Ops;
 
 /// How an operation ended, as handed to the future waiting for it.
 #[derive(Debug)]
@@ -82,10 +84,9 @@ pub(crate) struct State {
     /// The next sequence number of the root scope, and of every other scope by its id.
     root_seq: u32,
     scope_seq: HashMap<OpId, u32>,
-    pub(crate) ops: HashMap<OpId, Slot>,
-    /// The primitive and state (a row of its transition table) of every operation issued and
-    /// not yet in a final state.
-    op_states: HashMap<OpId, (Primitive, &'static str)>,
+    /// Every operation in flight: the slot its future waits on, and the primitive and state
+    /// (a row of its transition table) of one issued and not yet in a final state.
+    pub(crate) ops: Ops,
     event_waiters: HashMap<String, VecDeque<OpId>>,
     buffered_events: HashMap<String, VecDeque<(u64, Payload)>>,
     events_seen: u64,
@@ -191,8 +192,7 @@ impl State {
             now,
             root_seq: 0,
             scope_seq: HashMap::default(),
-            ops: HashMap::default(),
-            op_states: HashMap::default(),
+            ops: Ops::default(),
             event_waiters: HashMap::default(),
             buffered_events: HashMap::default(),
             events_seen: 0,
@@ -251,6 +251,11 @@ impl State {
         let rest = self.journal.split_off(n);
         self.base += n;
         std::mem::replace(&mut self.journal, rest)
+    }
+
+    /// Whether the recorded event at the cursor is a delivery (not an issued event).
+    pub(crate) fn next_recorded_is_delivered(&self) -> bool {
+        self.pos < self.recorded_len && !self.event_at(self.pos).kind.is_issued()
     }
 
     /// Whether the cursor is still inside the recorded journal.
@@ -352,9 +357,13 @@ impl State {
     /// Notes that the await `op` ended without its event, when `op` is an await still waiting
     /// in a live run: its waiter in the store is no longer wanted.
     fn note_dropped_await(&mut self, op: &OpId) {
-        let waiting_await = self.op_states.get(op).map(|(p, _)| *p)
-            == Some(Primitive::QueueEventAwait)
-            && matches!(self.ops.get(op), Some(Slot::Waiting(_)));
+        let waiting_await = matches!(
+            self.ops.get(op),
+            (
+                Some(Slot::Waiting(_)),
+                Some((Primitive::QueueEventAwait, _))
+            )
+        );
         if waiting_await && self.live && !self.is_replaying() {
             self.dropped_awaits.push(op.clone());
         }
@@ -375,20 +384,22 @@ impl State {
             }
             return;
         };
-        let state = match self.op_states.get(op) {
-            Some((p, from)) if *p == primitive => primitive
-                .step(from, kind.type_name())
-                .unwrap_or(primitive.initial()),
-            _ => primitive.initial(),
-        };
-        self.op_states.insert(op.clone(), (primitive, state));
+        self.ops.set_machine(op, |had| {
+            let state = match had {
+                Some((p, from)) if p == primitive => primitive
+                    .step(from, kind.type_name())
+                    .unwrap_or(primitive.initial()),
+                _ => primitive.initial(),
+            };
+            (primitive, state)
+        });
     }
 
     /// Whether `op` is the one operation issued and not yet in a final state, and no step is
     /// running or waiting to be journaled.
     pub(crate) fn waits_only_for(&self, op: &OpId) -> bool {
-        self.op_states.len() == 1
-            && self.op_states.contains_key(op)
+        self.ops.open_count() == 1
+            && self.ops.machine(op).is_some()
             && self.steps_running == 0
             && self.finished_steps.is_empty()
             && !self.checkpoint_wanted
@@ -397,19 +408,7 @@ impl State {
     /// Moves `op` along the row of its table for `event`; an operation that reaches a final
     /// state is forgotten. Returns whether the table had the row.
     pub(crate) fn advance(&mut self, op: &OpId, event: &str) -> bool {
-        let Some(entry) = self.op_states.get_mut(op) else {
-            return false;
-        };
-        let (primitive, from) = *entry;
-        let Some(to) = primitive.step(from, event) else {
-            return false;
-        };
-        if primitive.is_final(to) {
-            self.op_states.remove(op);
-        } else {
-            entry.1 = to;
-        }
-        true
+        self.ops.advance(op, event)
     }
 
     /// Journals and applies the oldest result of a step that finished while the workflow ran.
@@ -435,7 +434,7 @@ impl State {
                 self.apply_delivered(at, kind);
             }
         } else if let Some(op) = kind.op() {
-            self.ops.remove(op);
+            self.ops.take_slot(op);
         }
         true
     }
@@ -472,7 +471,7 @@ impl State {
     /// Wakes every operation still waiting, so that work that only a live run does (steps whose
     /// journaled start has no result) gets going once replay is over.
     pub(crate) fn wake_waiting(&self) {
-        for slot in self.ops.values() {
+        for slot in self.ops.slots() {
             if let Slot::Waiting(Some(w)) = slot {
                 w.wake_by_ref();
             }
@@ -490,13 +489,12 @@ impl State {
             | EventKind::CancelRequested { .. }
             | EventKind::TerminateRequested { .. } => true,
             other => match other.op() {
-                Some(op) => {
-                    matches!(self.ops.get(op), Some(Slot::Waiting(_)))
-                        && self
-                            .op_states
-                            .get(op)
-                            .is_some_and(|(p, state)| p.row(state, other.type_name()).is_some())
-                }
+                Some(op) => match self.ops.get(op) {
+                    (Some(Slot::Waiting(_)), Some((p, state))) => {
+                        p.row(state, other.type_name()).is_some()
+                    }
+                    _ => false,
+                },
                 None => false,
             },
         }
@@ -508,7 +506,7 @@ impl State {
         let Some(op) = kind.op() else {
             return "had already started (an execution starts once)".to_owned();
         };
-        match (self.ops.get(op), self.op_states.get(op)) {
+        match self.ops.get(op) {
             (Some(Slot::Waiting(_)), Some((issued, state))) => format!(
                 "issued operation {op} as {issued}, which takes no {} while {state}",
                 kind.type_name()
@@ -532,96 +530,99 @@ impl State {
         }
     }
 
-    /// Hands a delivered event to the operation waiting for it.
+    /// Hands a delivered event to the operation waiting for it: moves the operation along its
+    /// table and completes its slot, in one lookup of the operation.
     pub(crate) fn apply_delivered(&mut self, at: Timestamp, kind: EventKind) {
         self.now = self.now.max(at);
-        if let EventKind::TimerFired { op } = &kind {
-            // An await's own timer: it timed out.
-            self.note_dropped_await(op);
-        }
-        if let Some(op) = kind.op() {
-            self.advance(op, kind.type_name());
-        }
-        match kind {
+        let event = kind.type_name();
+        let (op, completion) = match kind {
             EventKind::ActivityCompleted { op, output }
-            | EventKind::StepCompleted { op, output } => self.complete(&op, Completion::Ok(output)),
+            | EventKind::StepCompleted { op, output }
+            | EventKind::QueueEventReceived { op, data: output } => (op, Completion::Ok(output)),
             EventKind::ChildCompleted { op, output } => {
                 self.open_children.remove(&op);
-                self.complete(&op, Completion::Ok(output))
+                (op, Completion::Ok(output))
             }
             EventKind::ActivityFailed { op, failure } | EventKind::StepFailed { op, failure } => {
-                self.complete(&op, Completion::Err(*failure))
+                (op, Completion::Err(*failure))
             }
             EventKind::ChildFailed { op, failure } => {
                 self.open_children.remove(&op);
-                self.complete(&op, Completion::Err(*failure))
+                (op, Completion::Err(*failure))
             }
-            EventKind::StepRetrying { op, .. } => self.complete(&op, Completion::Retrying),
+            EventKind::StepRetrying { op, .. } => (op, Completion::Retrying),
             EventKind::CallbackCompleted { op, output } => {
                 self.callbacks.remove(&op);
-                self.complete(&op, Completion::Ok(output))
+                (op, Completion::Ok(output))
             }
             EventKind::CallbackFailed { op, failure } => {
                 self.callbacks.remove(&op);
-                self.complete(&op, Completion::Err(*failure))
+                (op, Completion::Err(*failure))
             }
-            EventKind::CallbackHeartbeat { op, .. } => {
-                if let Some(cb) = self.callbacks.get_mut(&op) {
-                    cb.last_beat = at.max(cb.last_beat);
-                }
+            EventKind::TimerFired { op } => {
+                // An await's own timer: it timed out.
+                self.note_dropped_await(&op);
+                (op, Completion::Fired)
             }
-            EventKind::TimerFired { op } => self.complete(&op, Completion::Fired),
-            EventKind::QueueEventReceived { op, data } => self.complete(&op, Completion::Ok(data)),
             EventKind::QueueEventEmitCompleted { op, outcome } => {
                 // A plain enum always encodes; `null` would fail the decode, not panic.
                 let outcome = Payload::encode(&outcome).unwrap_or_else(|_| Payload::null());
-                self.complete(&op, Completion::Ok(outcome))
+                (op, Completion::Ok(outcome))
+            }
+            EventKind::CallbackHeartbeat { op, .. } => {
+                self.advance(&op, event);
+                if let Some(cb) = self.callbacks.get_mut(&op) {
+                    cb.last_beat = at.max(cb.last_beat);
+                }
+                return;
             }
             EventKind::EventRaised {
                 name,
                 data,
                 taken_by,
-            } => {
-                self.events_seen += 1;
-                let seq = self.events_seen;
-                if let Some(op) = &taken_by {
-                    if self.skipped_scope_of(op) {
-                        // Taken by a wait in a context whose body replay does not run.
-                        return;
-                    }
+            } => return self.apply_raised(name, data, taken_by),
+            other => {
+                if let Some(op) = other.op() {
+                    self.advance(op, event);
                 }
-                let waiter = self
-                    .event_waiters
-                    .get_mut(&name)
-                    .and_then(|q| q.pop_front());
-                match waiter {
-                    Some(op) => {
-                        self.advance(&op, "event_raised");
-                        self.complete(&op, Completion::Ok(data))
-                    }
-                    None => self
-                        .buffered_events
-                        .entry(name)
-                        .or_default()
-                        .push_back((seq, data)),
-                }
+                return;
             }
-            _ => {}
+        };
+        self.ops
+            .update(&op, Some(event), |slot| complete(slot, completion));
+    }
+
+    /// Hands an external event to the oldest wait for it, or buffers it.
+    fn apply_raised(&mut self, name: String, data: Payload, taken_by: Option<OpId>) {
+        self.events_seen += 1;
+        let seq = self.events_seen;
+        if let Some(op) = &taken_by {
+            if self.skipped_scope_of(op) {
+                // Taken by a wait in a context whose body replay does not run.
+                return;
+            }
+        }
+        let waiter = self
+            .event_waiters
+            .get_mut(&name)
+            .and_then(|q| q.pop_front());
+        match waiter {
+            Some(op) => {
+                self.ops.update(&op, Some("event_raised"), |slot| {
+                    complete(slot, Completion::Ok(data))
+                });
+            }
+            None => self
+                .buffered_events
+                .entry(name)
+                .or_default()
+                .push_back((seq, data)),
         }
     }
 
-    fn complete(&mut self, op: &OpId, completion: Completion) {
-        if let Some(slot) = self.ops.get_mut(op) {
-            if let Slot::Waiting(waker) = slot {
-                let waker = waker.take();
-                *slot = Slot::Done(completion);
-                if let Some(w) = waker {
-                    w.wake();
-                }
-            } else if matches!(slot, Slot::Abandoned) {
-                self.ops.remove(op);
-            }
-        }
+    /// Completes the slot of `op` (see [`complete`]).
+    pub(crate) fn complete(&mut self, op: &OpId, completion: Completion) {
+        self.ops.update(op, None, |slot| complete(slot, completion));
     }
 
     /// Registers a wait for the next event called `name`, taking a buffered one at once if any.
@@ -633,10 +634,10 @@ impl State {
         match buffered {
             Some((_, data)) => {
                 self.advance(&op, "event_raised");
-                self.ops.insert(op, Slot::Done(Completion::Ok(data)));
+                self.ops.set_slot(&op, Slot::Done(Completion::Ok(data)));
             }
             None => {
-                self.ops.insert(op.clone(), Slot::Waiting(None));
+                self.ops.set_slot(&op, Slot::Waiting(None));
                 self.event_waiters
                     .entry(name.to_owned())
                     .or_default()
@@ -647,23 +648,21 @@ impl State {
 
     /// Marks an operation whose future was dropped before completing.
     pub(crate) fn abandon(&mut self, op: &OpId) {
-        let waiting_activity = self.op_states.get(op).map(|(p, _)| *p) == Some(Primitive::Activity)
-            && matches!(self.ops.get(op), Some(Slot::Waiting(_)));
+        let waiting_activity = matches!(
+            self.ops.get(op),
+            (Some(Slot::Waiting(_)), Some((Primitive::Activity, _)))
+        );
         if waiting_activity && self.live && !self.is_replaying() {
             self.dropped_activities.push(op.clone());
         }
         self.note_dropped_await(op);
         self.advance(op, ABANDONED);
-        self.op_states.remove(op);
-        if let Some(slot) = self.ops.get_mut(op) {
-            match slot {
-                Slot::Waiting(_) => *slot = Slot::Abandoned,
-                Slot::Done(_) => {
-                    self.ops.remove(op);
-                }
-                Slot::Abandoned => {}
-            }
-        }
+        self.ops.remove_machine(op);
+        self.ops.update(op, None, |slot| match slot {
+            Some(Slot::Waiting(_)) => *slot = Some(Slot::Abandoned),
+            Some(Slot::Done(_)) => *slot = None,
+            Some(Slot::Abandoned) | None => {}
+        });
         for q in self.event_waiters.values_mut() {
             q.retain(|o| o != op);
         }
@@ -684,7 +683,22 @@ impl State {
     }
 }
 
-/// Whether two issued events ask for the same operation: same type, operation id and name.
+/// Completes a slot: an operation waiting gets `completion` and its future is woken; one
+/// abandoned is forgotten (a late completion is ignored); one already done keeps its result.
+fn complete(slot: &mut Option<Slot>, completion: Completion) {
+    match slot {
+        Some(Slot::Waiting(waker)) => {
+            let waker = waker.take();
+            *slot = Some(Slot::Done(completion));
+            if let Some(w) = waker {
+                w.wake();
+            }
+        }
+        Some(Slot::Abandoned) => *slot = None,
+        Some(Slot::Done(_)) | None => {}
+    }
+}
+
 impl State {
     /// Begins a retried attempt: `start` says which, and what earlier attempts completed.
     pub(crate) fn start_attempt(&mut self, start: AttemptStart) {
@@ -720,6 +734,7 @@ impl State {
     }
 }
 
+/// Whether two issued events ask for the same operation: same type, operation id and name.
 fn same_operation(recorded: &EventKind, requested: &EventKind) -> bool {
     std::mem::discriminant(recorded) == std::mem::discriminant(requested)
         && recorded.op() == requested.op()

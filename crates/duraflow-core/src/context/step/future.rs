@@ -243,7 +243,7 @@ where
                     return Poll::Pending;
                 }
                 this.start_pos = s.pos - 1;
-                s.ops.insert(this.op.clone(), Slot::Waiting(None));
+                s.ops.set_slot(&this.op, Slot::Waiting(None));
                 this.issued = true;
                 this.reported = false;
             }
@@ -255,7 +255,7 @@ where
                     // lasts, however often the future is woken.
                     this.reported = true;
                     s.ops
-                        .insert(this.op.clone(), Slot::Waiting(Some(cx.waker().clone())));
+                        .set_slot(&this.op, Slot::Waiting(Some(cx.waker().clone())));
                     return Poll::Pending;
                 }
                 Some(Completion::Fired) => {

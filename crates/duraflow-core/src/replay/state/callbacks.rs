@@ -26,7 +26,7 @@ impl State {
         let EventKind::TimerFired { op } = &kind else {
             return Some(kind);
         };
-        if self.op_states.get(op).map(|(p, _)| *p) != Some(Primitive::Callback) {
+        if self.ops.machine(op).map(|(p, _)| p) != Some(Primitive::Callback) {
             return Some(kind);
         }
         let cb = self.callbacks.get(op)?;

@@ -105,7 +105,7 @@ impl State {
                     self.skipped.remove(&op);
                     // A context that returned early from replay waits for its end to be
                     // reached before handing its recorded result over.
-                    if matches!(self.ops.get(&op), Some(Slot::Waiting(_))) {
+                    if matches!(self.ops.slot(&op), Some(Slot::Waiting(_))) {
                         self.context_end_reached = true;
                         self.replayed_ends_untaken += 1;
                     }
