@@ -69,11 +69,14 @@ pub(crate) async fn describe(conn: &mut PgConnection, id: &str) -> OpResult<Opti
         Some(row) => {
             // The last row holds the last event (or several, ending with it). One that cannot
             // be decoded gives no time: reported as corrupt below.
-            let position = i64::from(row.try_get::<i32, _>("position")?);
-            let format = i64::from(row.try_get::<i32, _>("format")?);
-            let span = i64::from(row.try_get::<i32, _>("span")?);
+            let row = super::turns::JournalRow::read(&row, 0)?;
+            let (position, format, span) = (
+                i64::from(row.position),
+                i64::from(row.format),
+                i64::from(row.span),
+            );
             let mut events = Vec::new();
-            let decoded = match (super::turns::event_data(&row)?, usize::try_from(position)) {
+            let decoded = match (row.data, usize::try_from(position)) {
                 (Some(data), Ok(index)) => {
                     codec::journal_row_events(index, position, format, span, data, &mut events)
                         .is_ok()
