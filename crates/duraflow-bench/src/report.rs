@@ -101,9 +101,10 @@ impl Serialize for Figures {
 pub(crate) struct BuildInfo {
     /// duraflow's version (`CARGO_PKG_VERSION`).
     pub(crate) duraflow_version: &'static str,
-    /// `git rev-parse --short HEAD` of the source tree, or `unknown`.
+    /// `git rev-parse --short HEAD` of the source tree when the binary was built, or `unknown`.
     pub(crate) git_commit: String,
-    /// Whether the source tree had uncommitted changes (null when unknown).
+    /// Whether the source tree had uncommitted changes when the binary was built (null when
+    /// unknown).
     pub(crate) git_dirty: Option<bool>,
     /// `release` or `debug`.
     pub(crate) profile: &'static str,

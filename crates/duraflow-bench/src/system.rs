@@ -1,7 +1,5 @@
 //! What the benchmark reads from the system: the process's memory and the source's git commit.
 
-use std::process::Command;
-
 /// A field of `/proc/self/status` in kB (`VmHWM`, `VmRSS`), if the system has it.
 pub(crate) fn proc_status_kb(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -18,24 +16,18 @@ pub(crate) fn reset_peak_rss() -> bool {
 }
 
 /// `git rev-parse --short HEAD` of the source tree this binary was built from, and whether the
-/// tree has uncommitted changes; `("unknown", None)` without git or outside a repository.
+/// tree had uncommitted changes, both as they were when it was built (`build.rs`): a binary
+/// copied aside and run later reports its own source. `("unknown", None)` for a build outside
+/// a repository or without git.
 pub(crate) fn git_commit() -> (String, Option<bool>) {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    let commit = Command::new("git")
-        .args(["-C", dir, "rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .filter(|s| !s.is_empty());
-    let Some(commit) = commit else {
+    let commit = env!("DURAFLOW_BENCH_GIT_COMMIT");
+    if commit.is_empty() {
         return ("unknown".into(), None);
+    }
+    let dirty = match env!("DURAFLOW_BENCH_GIT_DIRTY") {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
     };
-    let dirty = Command::new("git")
-        .args(["-C", dir, "status", "--porcelain"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| !o.stdout.is_empty());
-    (commit, dirty)
+    (commit.to_owned(), dirty)
 }
