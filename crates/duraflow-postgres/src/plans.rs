@@ -154,6 +154,7 @@ const INDEXES: &[(&str, &[&str])] = &[
         &["instances_pkey", "messages_by_instance"],
     ),
     ("turns::RENEW", &["instances_pkey"]),
+    ("runs::MERGE", &["events_pkey"]),
     ("commit::lock_sql", &["events_pkey", "instances_pkey"]),
     (
         "commit::lock_sql (queue events)",
@@ -281,6 +282,7 @@ fn statements() -> Vec<Statement> {
         statement("turns::ABANDON_LOCK", turns::ABANDON_LOCK, Seek),
         statement("turns::ABANDON", &turns::ABANDON, Seek),
         statement("turns::RENEW", turns::RENEW, Seek),
+        statement("runs::MERGE", commit::runs::MERGE, Seek),
         statement(
             "commit::lock_sql",
             &commit::lock_sql(vec!["i-000010", "i-000020", "i-000030"], &[]),
@@ -663,7 +665,7 @@ async fn check_all(conn: &mut PgConnection) -> Vec<String> {
 }
 
 /// The sources whose statements [`statements`] lists, by the module path it names them with.
-const SOURCES: [(&str, &str); 12] = [
+const SOURCES: [(&str, &str); 13] = [
     ("admin", include_str!("ops/admin.rs")),
     ("callbacks", include_str!("ops/callbacks.rs")),
     ("commit", include_str!("ops/commit/mod.rs")),
@@ -674,13 +676,14 @@ const SOURCES: [(&str, &str); 12] = [
     ("owners", include_str!("owners.rs")),
     ("queue_events", include_str!("ops/queue_events.rs")),
     ("registry", include_str!("ops/registry.rs")),
+    ("runs", include_str!("ops/commit/runs.rs")),
     ("tasks", include_str!("ops/tasks.rs")),
     ("turns", include_str!("ops/turns.rs")),
 ];
 
 /// The named constants of those sources that are not statements: fragments of statements, a
 /// setting, an interval, the preparation of listed statements and a name they are prepared under.
-const NOT_STATEMENTS: [&str; 10] = [
+const NOT_STATEMENTS: [&str; 11] = [
     "admin::WHOLE_TABLES",
     "instances::GET_MANY_PREPARED",
     "commit::PREPARE_LOCK_INSTANCES",
@@ -691,6 +694,7 @@ const NOT_STATEMENTS: [&str; 10] = [
     "tasks::TASK_LIMITED",
     "turns::TURN_EXTRA_COLUMNS",
     "owners::SWEEP_EVERY",
+    "runs::RUN_EVENTS",
 ];
 
 /// What escapes [`statements`]: a `pub(crate)` constant of the sources that it does not list,

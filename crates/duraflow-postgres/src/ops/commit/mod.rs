@@ -1,5 +1,6 @@
 //! Committing a batch of turns: lock, refuse what cannot be applied, write the rest.
 
+pub(crate) mod runs;
 mod writes;
 
 use std::collections::{HashMap, HashSet};
@@ -13,6 +14,7 @@ use duraflow_store::{
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
+use self::runs::Runs;
 use self::writes::Writes;
 use super::instances::insert_children;
 use super::{callbacks, feed, queue_events};
@@ -718,9 +720,11 @@ pub(crate) async fn commit_batch(
 
     // 4. Everything else, in one statement.
     let mut w = Writes::default();
+    let mut runs = Runs::default();
     for c in &accepted {
         let task = c.direct.and_then(|d| direct.get(&d.task.0));
         w.add(c, &committing, &locked, task)?;
+        runs.add(c);
     }
     let row = sqlx::query(write_sql(w.parts()))
         .bind(&w.ids)
@@ -767,6 +771,9 @@ pub(crate) async fn commit_batch(
         .bind(&w.task_queues)
         .fetch_one(&mut *conn)
         .await?;
+    // 5. The journals that reached past a multiple of `runs::RUN_EVENTS` have their rows since
+    // their last long one merged into one.
+    runs.merge(conn).await?;
     let has = |id: &str, what: fn(&Locked) -> bool| locked.get(id).is_some_and(what);
     callbacks::apply(conn, &accepted, |id| has(id, |l| l.has_callbacks)).await?;
     queue_events::apply(
