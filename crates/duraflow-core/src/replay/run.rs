@@ -200,12 +200,7 @@ impl WorkflowRun {
                             op: recorded.op().cloned(),
                             mismatch: Mismatch::Unexpected,
                         }))
-                    } else if matches!(
-                        recorded,
-                        EventKind::WorkflowStarted { .. }
-                            | EventKind::CancelRequested { .. }
-                            | EventKind::TerminateRequested { .. }
-                    ) {
+                    } else if changes_the_run(recorded) {
                         Next::Lifecycle(s.take_delivered())
                     } else {
                         let ev = s.take_delivered();
@@ -364,7 +359,8 @@ impl WorkflowRun {
         (s.append(at, kind.clone()), kind)
     }
 
-    /// Applies a delivered event without running the workflow.
+    /// Applies a delivered event without running the workflow: to the run itself when it
+    /// [`changes_the_run`], to the state otherwise.
     fn apply_only(&mut self, at: Timestamp, kind: EventKind) {
         match kind {
             EventKind::WorkflowStarted {
@@ -600,6 +596,18 @@ impl Drop for WorkflowRun {
         // The workflow's operations take the state's lock as they are dropped; drop them first.
         self.future = None;
     }
+}
+
+/// Whether a delivered event changes the run itself (its start creates the workflow's future;
+/// a cancellation or termination ends it) rather than only the state: [`WorkflowRun::apply_only`]
+/// applies these, and replay leaves its lock for them.
+fn changes_the_run(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::WorkflowStarted { .. }
+            | EventKind::CancelRequested { .. }
+            | EventKind::TerminateRequested { .. }
+    )
 }
 
 fn panic_error(panic: Box<dyn std::any::Any + Send>) -> WorkflowError {
