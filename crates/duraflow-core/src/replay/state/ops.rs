@@ -122,22 +122,11 @@ impl Ops {
         let Some(entry) = self.map.get_mut(op) else {
             return false;
         };
-        let Some((primitive, from)) = entry.machine else {
-            return false;
-        };
-        let Some(to) = primitive.step(from, event) else {
-            return false;
-        };
-        if primitive.is_final(to) {
-            entry.machine = None;
-            self.machines -= 1;
-            if entry.slot.is_none() {
-                self.map.remove(op);
-            }
-        } else {
-            entry.machine = Some((primitive, to));
+        let moved = step(entry, &mut self.machines, event);
+        if entry.slot.is_none() && entry.machine.is_none() {
+            self.map.remove(op);
         }
-        true
+        moved
     }
 
     /// Moves `op` along its table for `event`, if one is given (as [`Ops::advance`]), and then,
@@ -152,15 +141,8 @@ impl Ops {
         let Some(entry) = self.map.get_mut(op) else {
             return;
         };
-        if let (Some(event), Some((primitive, from))) = (event, entry.machine) {
-            if let Some(to) = primitive.step(from, event) {
-                if primitive.is_final(to) {
-                    entry.machine = None;
-                    self.machines -= 1;
-                } else {
-                    entry.machine = Some((primitive, to));
-                }
-            }
+        if let Some(event) = event {
+            step(entry, &mut self.machines, event);
         }
         let had_slot = entry.slot.is_some();
         then(&mut entry.slot);
@@ -178,6 +160,24 @@ impl Ops {
     pub(crate) fn open_count(&self) -> usize {
         self.machines
     }
+}
+
+/// Moves `entry`'s machine along the row of its table for `event`, forgetting a machine that
+/// reaches a final state (`machines` counts those left). Returns whether the table had the row.
+fn step(entry: &mut Op, machines: &mut usize, event: &str) -> bool {
+    let Some((primitive, from)) = entry.machine else {
+        return false;
+    };
+    let Some(to) = primitive.step(from, event) else {
+        return false;
+    };
+    if primitive.is_final(to) {
+        entry.machine = None;
+        *machines -= 1;
+    } else {
+        entry.machine = Some((primitive, to));
+    }
+    true
 }
 
 #[cfg(test)]

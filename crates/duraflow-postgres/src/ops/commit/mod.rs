@@ -621,7 +621,9 @@ fn build_write(parts: WriteParts) -> String {
 ///    instance's new state, with its due time recomputed from its inbox as this statement
 ///    leaves it (its snapshot is taken after the locks of step 1, so no message sent to these
 ///    instances by another transaction can be missing from it: such a sender holds the
-///    instance row, and step 1 waited for it).
+///    instance row, and step 1 waited for it);
+/// 5. one merges the rows of the journals that reached past a multiple of
+///    [`runs::RUN_EVENTS`] since their last long row ([`runs`]).
 ///
 /// Returns each commit's result, in order; the outer error means the transaction failed and
 /// must be rolled back.
