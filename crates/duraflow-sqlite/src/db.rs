@@ -18,6 +18,7 @@ use crate::error::{store_error, SqlResult};
 use crate::foreign::{Foreign, FOREIGN_CHECK};
 use crate::open::open_reader;
 use crate::owners::Owner;
+use crate::requests::{Next, Request, Requests};
 use crate::SqliteOptions;
 
 /// Lease tokens, issued by the writer without a write each: the high bits are an epoch that
@@ -149,14 +150,15 @@ impl Tx<'_> {
 }
 
 /// A write waiting for the writer thread.
-trait Job: Send {
+pub(crate) trait Job: Send {
     /// Whether the write must be on disk before it is acknowledged. Writes that only take
     /// leases need not be: a lease protects work from other live processes, and a power loss
     /// leaves none, so losing one costs nothing. A later durable commit makes every earlier
     /// write durable too, since the write-ahead log is synced as a whole.
     fn durable(&self) -> bool;
-    /// Runs inside the batch's transaction (in its own savepoint) and returns how to answer
-    /// once the transaction has committed or failed.
+    /// Whether the write may join a durable transaction already under way, before its
+    /// `COMMIT` (see [`Db::write_joining`]).
+    fn joins(&self) -> bool;
     /// Runs inside the batch's transaction. A write checks everything that can refuse it (a
     /// lost lease, a missing instance) before it writes anything, so a refused write leaves the
     /// transaction as it found it.
@@ -165,7 +167,7 @@ trait Job: Send {
     fn fail(self: Box<Self>, error: StoreError);
 }
 
-trait Answer: Send {
+pub(crate) trait Answer: Send {
     /// The write's own error, if it failed.
     fn error(&self) -> Option<StoreError>;
     fn send(self: Box<Self>, commit_error: Option<&StoreError>);
@@ -174,6 +176,7 @@ trait Answer: Send {
 struct WriteJob<F, T> {
     f: F,
     durable: bool,
+    joins: bool,
     reply: oneshot::Sender<StoreResult<T>>,
 }
 
@@ -189,6 +192,10 @@ where
 {
     fn durable(&self) -> bool {
         self.durable
+    }
+
+    fn joins(&self) -> bool {
+        self.joins
     }
 
     fn run(self: Box<Self>, conn: &Connection, tx: &mut Tx<'_>) -> Box<dyn Answer> {
@@ -223,9 +230,16 @@ impl<T: Send + 'static> Answer for WriteAnswer<T> {
 /// (an I/O error, a full disk, a broken invariant), or whose failure made SQLite roll the
 /// transaction back, takes the transaction with it: the writes before it are answered with its
 /// error (the engine tries them again), and the writes after it go on in a new transaction.
+///
+/// A durable transaction takes in, before its `COMMIT`, the writes queued meanwhile that may
+/// join it ([`Db::write_joining`], at most `max_batch` writes in all): a client's start that
+/// arrives while the engine's commits run shares their sync instead of waiting for it to end
+/// and then paying its own.
 fn run_batch(
     conn: &Connection,
     batch: Vec<Box<dyn Job>>,
+    requests: &mut Requests,
+    max_batch: usize,
     notifier: &Notifier,
     sync: &mut SyncLevel,
     tokens: &mut Tokens,
@@ -254,18 +268,14 @@ fn run_batch(
         let mut answers: Vec<Box<dyn Answer>> = Vec::new();
         let mut aborted = None;
         for job in jobs.by_ref() {
-            let changes = conn.total_changes();
-            let answer = job.run(conn, &mut tx);
-            let failed_after_writing = answer.error().is_some() && conn.total_changes() != changes;
-            if conn.is_autocommit() || failed_after_writing {
-                let cause = answer.error().unwrap_or_else(|| {
-                    StoreError::Other("SQLite rolled back the transaction".into())
-                });
-                answer.send(None);
-                aborted = Some(cause);
+            aborted = run_job(conn, &mut tx, job, &mut answers);
+            if aborted.is_some() {
                 break;
             }
-            answers.push(answer);
+        }
+        while aborted.is_none() && durable && answers.len() < max_batch {
+            let Some(job) = requests.join() else { break };
+            aborted = run_job(conn, &mut tx, job, &mut answers);
         }
         if let Some(cause) = aborted {
             if !conn.is_autocommit() {
@@ -312,6 +322,29 @@ fn run_batch(
     }
 }
 
+/// Runs one write of a transaction under way. Returns why the transaction must be rolled back
+/// (the write failed after writing, or SQLite rolled it back), having answered the write;
+/// otherwise keeps its answer in `answers` for after the `COMMIT`.
+fn run_job(
+    conn: &Connection,
+    tx: &mut Tx<'_>,
+    job: Box<dyn Job>,
+    answers: &mut Vec<Box<dyn Answer>>,
+) -> Option<StoreError> {
+    let changes = conn.total_changes();
+    let answer = job.run(conn, tx);
+    let failed_after_writing = answer.error().is_some() && conn.total_changes() != changes;
+    if conn.is_autocommit() || failed_after_writing {
+        let cause = answer
+            .error()
+            .unwrap_or_else(|| StoreError::Other("SQLite rolled back the transaction".into()));
+        answer.send(None);
+        return Some(cause);
+    }
+    answers.push(answer);
+    None
+}
+
 /// The writer connection's `synchronous` setting, switched per transaction: the configured one
 /// for a batch with a durable write, `NORMAL` for a batch that only takes leases.
 pub(crate) struct SyncLevel {
@@ -343,14 +376,6 @@ impl SyncLevel {
 }
 
 /// The database: writes go through one thread, reads through a pool.
-/// What the writer thread is asked to do.
-enum Request {
-    /// A write, run in a transaction with the others queued with it.
-    Write(Box<dyn Job>),
-    /// Fold the write-ahead log into the database file, between transactions.
-    Fold(oneshot::Sender<StoreResult<()>>),
-}
-
 pub(crate) struct Db {
     jobs: Mutex<Option<mpsc::Sender<Request>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -422,6 +447,22 @@ impl Db {
         self.queue(f, false)
     }
 
+    /// Like [`Db::write`] for a short write that a client waits for (a start, an event): if a
+    /// durable transaction is under way when it is queued, it joins that transaction before
+    /// its `COMMIT` instead of waiting for the next one. It may then be committed before
+    /// writes queued earlier that may not join (the engine's commits), never before one whose
+    /// answer its caller waited for.
+    pub(crate) fn write_joining<T, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = StoreResult<T>>
+    where
+        F: FnOnce(&Connection, &mut Tx<'_>) -> SqlResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.enqueue(f, true, true)
+    }
+
     /// Like [`Db::write`], durable or not (see [`Job::durable`]).
     pub(crate) fn queue<T, F>(
         &self,
@@ -432,12 +473,31 @@ impl Db {
         F: FnOnce(&Connection, &mut Tx<'_>) -> SqlResult<T> + Send + 'static,
         T: Send + 'static,
     {
+        self.enqueue(f, durable, false)
+    }
+
+    /// Queues a write (see [`Job::durable`] and [`Job::joins`]).
+    fn enqueue<T, F>(
+        &self,
+        f: F,
+        durable: bool,
+        joins: bool,
+    ) -> impl std::future::Future<Output = StoreResult<T>>
+    where
+        F: FnOnce(&Connection, &mut Tx<'_>) -> SqlResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
         let (reply, rx) = oneshot::channel();
         let sent = {
             let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
             match jobs.as_ref() {
                 Some(tx) => tx
-                    .send(Request::Write(Box::new(WriteJob { f, durable, reply })))
+                    .send(Request::Write(Box::new(WriteJob {
+                        f,
+                        durable,
+                        joins,
+                        reply,
+                    })))
                     .is_ok(),
                 None => false,
             }
@@ -540,6 +600,7 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
     let mut since_checkpoint = 0u32;
     let max_batch = max_batch.max(1);
     let mut sync = SyncLevel::new(full_sync);
+    let mut requests = Requests::new(rx);
     // Returns how many other openings are alive.
     let sweep = |conn: &Connection| match owner.sweep(conn) {
         Ok(swept) => {
@@ -567,10 +628,10 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
         // opening without an owner file, in a read-only directory, is not counted).
         let shared = alive > 0 || seen.is_some_and(|at| at.elapsed() < 2 * SWEEP_EVERY);
         let wait = if shared { FOREIGN_CHECK } else { SWEEP_EVERY };
-        let first = match rx.recv_timeout(wait) {
-            Ok(request) => Some(request),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        let first = match requests.next(wait) {
+            Next::Request(request) => Some(request),
+            Next::Idle => None,
+            Next::Closed => break,
         };
         let mut batch = Vec::new();
         let mut folds = Vec::new();
@@ -581,11 +642,19 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
                 Request::Fold(reply) => folds.push(reply),
             }
             if batch.len() < max_batch {
-                next = rx.try_recv().ok();
+                next = requests.try_next();
             }
         }
         if !batch.is_empty() {
-            run_batch(&conn, batch, &notifier, &mut sync, &mut tokens);
+            run_batch(
+                &conn,
+                batch,
+                &mut requests,
+                max_batch,
+                &notifier,
+                &mut sync,
+                &mut tokens,
+            );
             commits += 1;
             since_checkpoint += 1;
             if commits >= COMMITS_PER_CHECKPOINT {
@@ -719,6 +788,83 @@ mod tests {
             .await
             .unwrap();
         (results, rows)
+    }
+
+    fn rows(conn: &Connection) -> SqlResult<Vec<i64>> {
+        let mut stmt = conn.prepare("SELECT v FROM t ORDER BY v")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<Vec<i64>, _>>()?)
+    }
+
+    /// The answers of three writes: a holder (durable or a lease) that inserts 1 and holds its
+    /// transaction open until the other two are queued, a plain write of 3, and a joining
+    /// write that returns the rows it saw and then runs `then`.
+    async fn join_behind(
+        db: &Db,
+        holder_durable: bool,
+        then: impl FnOnce(&Connection) -> SqlResult<()> + Send + 'static,
+    ) -> (StoreResult<()>, StoreResult<()>, StoreResult<Vec<i64>>) {
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel::<()>();
+        let holder = db.queue(
+            move |conn, _| {
+                insert(conn, 1)?;
+                let _ = started.send(());
+                let _ = hold.recv();
+                Ok(())
+            },
+            holder_durable,
+        );
+        running.recv().unwrap();
+        let plain = db.write(|conn, _| insert(conn, 3));
+        let joining = db.write_joining(move |conn, _| {
+            let seen = rows(conn)?;
+            then(conn)?;
+            Ok(seen)
+        });
+        release.send(()).unwrap();
+        (holder.await, plain.await, joining.await)
+    }
+
+    #[tokio::test]
+    async fn a_joining_write_joins_the_durable_transaction_under_way() {
+        let (_dir, db) = writer();
+        let (holder, plain, joining) = join_behind(&db, true, |c| insert(c, 2)).await;
+        holder.unwrap();
+        plain.unwrap();
+        // It ran in the holder's transaction, ahead of the plain write queued before it.
+        assert_eq!(joining.unwrap(), [1]);
+        assert_eq!(db.write(|c, _| rows(c)).await.unwrap(), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_joining_write_waits_its_turn_behind_a_lease() {
+        let (_dir, db) = writer();
+        let (holder, plain, joining) = join_behind(&db, false, |c| insert(c, 2)).await;
+        holder.unwrap();
+        plain.unwrap();
+        // A transaction that only takes leases is not synced, so a durable write does not
+        // join it: it runs after the plain write, in order.
+        assert_eq!(joining.unwrap(), [1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_joined_write_that_fails_after_writing_takes_the_transaction_it_joined() {
+        let (_dir, db) = writer();
+        let (holder, plain, joining) = join_behind(&db, true, |c| {
+            insert(c, 2)?;
+            Err(StoreError::Other("broke half way".into()).into())
+        })
+        .await;
+        assert!(
+            matches!(&holder, Err(StoreError::Other(m)) if m.contains("broke")),
+            "{holder:?}"
+        );
+        assert!(joining.is_err(), "{joining:?}");
+        // The plain write, queued before the joining one but left for the next transaction,
+        // went on.
+        plain.unwrap();
+        assert_eq!(db.write(|c, _| rows(c)).await.unwrap(), [3]);
     }
 
     #[tokio::test]

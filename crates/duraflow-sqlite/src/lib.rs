@@ -41,6 +41,7 @@ mod foreign;
 mod open;
 mod ops;
 mod owners;
+mod requests;
 pub mod testing;
 
 use std::path::{Path, PathBuf};
@@ -230,7 +231,7 @@ impl Store for SqliteStore {
 
     async fn create_instance(&self, instance: NewInstance) -> StoreResult<CreateOutcome> {
         self.db
-            .write(move |c, tx| instances::create(c, &instance, None, tx))
+            .write_joining(move |c, tx| instances::create(c, &instance, None, tx))
             .await
             .map(|(outcome, _)| outcome)
     }
@@ -245,7 +246,7 @@ impl Store for SqliteStore {
             duraflow_store::validate_instance_id(&new.id)?;
         }
         self.db
-            .write(move |c, tx| {
+            .write_joining(move |c, tx| {
                 instances
                     .iter()
                     .enumerate()
@@ -264,13 +265,13 @@ impl Store for SqliteStore {
         lease: Duration,
     ) -> StoreResult<(CreateOutcome, Option<TurnWork>)> {
         self.db
-            .write(move |c, tx| instances::create(c, &instance, Some(lease), tx))
+            .write_joining(move |c, tx| instances::create(c, &instance, Some(lease), tx))
             .await
     }
 
     async fn send(&self, message: NewMessage) -> StoreResult<()> {
         self.db
-            .write(move |c, tx| instances::send(c, &message, tx))
+            .write_joining(move |c, tx| instances::send(c, &message, tx))
             .await
     }
 
