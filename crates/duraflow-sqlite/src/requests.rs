@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use duraflow_store::StoreResult;
 use tokio::sync::oneshot;
@@ -41,10 +41,18 @@ impl Requests {
         }
     }
 
-    /// The next request, waiting up to `wait` for one.
-    pub(crate) fn next(&mut self, wait: Duration) -> Next {
+    /// The next request: looking for one, and yielding the processor between looks, for
+    /// `spin`; then sleeping until one comes, for up to `wait`.
+    pub(crate) fn next(&mut self, spin: Duration, wait: Duration) -> Next {
         if let Some(request) = self.carried.pop_front() {
             return Next::Request(request);
+        }
+        let spun = Instant::now();
+        while spun.elapsed() < spin {
+            if let Ok(request) = self.rx.try_recv() {
+                return Next::Request(request);
+            }
+            std::thread::yield_now();
         }
         match self.rx.recv_timeout(wait) {
             Ok(request) => Next::Request(request),
@@ -70,5 +78,50 @@ impl Requests {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use duraflow_store::StoreError;
+
+    use super::*;
+
+    /// Answers a fold request with an error that names `n`.
+    fn answer(request: Request, n: u8) {
+        match request {
+            Request::Fold(reply) => reply.send(Err(StoreError::Other(n.to_string()))).unwrap(),
+            Request::Write(_) => panic!("a write where a fold was queued"),
+        }
+    }
+
+    #[test]
+    fn requests_come_in_order_and_end_when_the_senders_are_gone() {
+        let (tx, rx) = mpsc::channel();
+        let mut requests = Requests::new(rx);
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let (reply, answer) = oneshot::channel();
+            tx.send(Request::Fold(reply)).unwrap();
+            answers.push(answer);
+        }
+        // A fold never joins a transaction: `join` carries both over, in order.
+        assert!(requests.join().is_none());
+        let spin = Duration::from_micros(100);
+        for n in 1..=2 {
+            match requests.next(spin, Duration::ZERO) {
+                Next::Request(request) => answer(request, n),
+                _ => panic!("request {n} is missing"),
+            }
+        }
+        for (n, answer) in answers.iter_mut().enumerate() {
+            let said = answer.try_recv().unwrap().unwrap_err();
+            assert!(matches!(said, StoreError::Other(m) if m == (n + 1).to_string()));
+        }
+        assert!(matches!(requests.next(spin, Duration::ZERO), Next::Idle));
+        drop(tx);
+        assert!(matches!(requests.next(spin, Duration::ZERO), Next::Closed));
     }
 }
