@@ -110,12 +110,21 @@ pub(crate) struct BuildInfo {
     pub(crate) profile: &'static str,
     /// Processors available to the process.
     pub(crate) nproc: usize,
+    /// The median time of an `fdatasync` after appending a 4 KiB block to a file in the
+    /// directory the SQLite stores' files go to (the temporary directory), in ms (null when it
+    /// could not be measured): what the results that wait for syncs move with.
+    pub(crate) disk_sync_append_ms: Option<f64>,
+    /// The same after overwriting a block in place.
+    pub(crate) disk_sync_overwrite_ms: Option<f64>,
 }
 
 impl BuildInfo {
-    /// Reads the version, the git commit and the machine's processor count.
+    /// Reads the version, the git commit, the machine's processor count and its disk's sync
+    /// time (about 40 ms of syncs).
     pub(crate) fn collect() -> Self {
         let (git_commit, git_dirty) = crate::system::git_commit();
+        let sync = crate::system::disk_sync_ms(&std::env::temp_dir());
+        let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
         BuildInfo {
             duraflow_version: env!("CARGO_PKG_VERSION"),
             git_commit,
@@ -126,6 +135,8 @@ impl BuildInfo {
                 "release"
             },
             nproc: std::thread::available_parallelism().map_or(0, usize::from),
+            disk_sync_append_ms: sync.map(|(append, _)| round(append)),
+            disk_sync_overwrite_ms: sync.map(|(_, overwrite)| round(overwrite)),
         }
     }
 }
@@ -210,13 +221,19 @@ fn print_line(line: &str) {
     let _ = out.flush();
 }
 
+/// A measured time, or `unknown`.
+fn shown(ms: Option<f64>) -> String {
+    ms.map_or_else(|| "unknown".to_owned(), |ms| format!("{ms:.3}"))
+}
+
 /// A table per workload: a row per store (the median of its runs), a column per figure.
 fn table(results: &[RunResult]) -> String {
     let mut text = String::new();
     if let Some(first) = results.first() {
         let b = &first.build;
         text.push_str(&format!(
-            "duraflow {} (git {}{}), {} build, {} processors\n",
+            "duraflow {} (git {}{}), {} build, {} processors, disk sync {} ms after an append, {} \
+             after an overwrite (p50)\n",
             b.duraflow_version,
             b.git_commit,
             if b.git_dirty == Some(true) {
@@ -225,7 +242,9 @@ fn table(results: &[RunResult]) -> String {
                 ""
             },
             b.profile,
-            b.nproc
+            b.nproc,
+            shown(b.disk_sync_append_ms),
+            shown(b.disk_sync_overwrite_ms),
         ));
     }
     let mut workloads: Vec<&str> = Vec::new();

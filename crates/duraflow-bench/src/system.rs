@@ -1,4 +1,9 @@
-//! What the benchmark reads from the system: the process's memory and the source's git commit.
+//! What the benchmark reads from the system: the process's memory, the source's git commit and
+//! the disk's sync time.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Instant;
 
 /// A field of `/proc/self/status` in kB (`VmHWM`, `VmRSS`), if the system has it.
 pub(crate) fn proc_status_kb(field: &str) -> Option<u64> {
@@ -30,4 +35,54 @@ pub(crate) fn git_commit() -> (String, Option<bool>) {
         _ => None,
     };
     (commit.to_owned(), dirty)
+}
+
+/// How long the disk under `dir` takes to sync a small write, in milliseconds (the median of
+/// [`SYNC_SAMPLES`] `fdatasync`s): after appending a 4 KiB block to a file (its size changes, so
+/// the file system journals it too), and after overwriting the file's first block (as SQLite's
+/// write-ahead log mostly does, once restarted). `None` when the file cannot be written or
+/// synced. Results that wait for syncs (start-to-result, sequential steps) move with these.
+pub(crate) fn disk_sync_ms(dir: &Path) -> Option<(f64, f64)> {
+    let mut file = tempfile::tempfile_in(dir).ok()?;
+    let block = [0x5a_u8; 4096];
+    let mut appended = Vec::with_capacity(SYNC_SAMPLES);
+    let mut overwritten = Vec::with_capacity(SYNC_SAMPLES);
+    for _ in 0..SYNC_SAMPLES {
+        file.seek(SeekFrom::End(0)).ok()?;
+        file.write_all(&block).ok()?;
+        let at = Instant::now();
+        file.sync_data().ok()?;
+        appended.push(at.elapsed().as_secs_f64() * 1e3);
+    }
+    for _ in 0..SYNC_SAMPLES {
+        file.seek(SeekFrom::Start(0)).ok()?;
+        file.write_all(&block).ok()?;
+        let at = Instant::now();
+        file.sync_data().ok()?;
+        overwritten.push(at.elapsed().as_secs_f64() * 1e3);
+    }
+    Some((median(appended), median(overwritten)))
+}
+
+/// How many syncs [`disk_sync_ms`] times of each kind.
+const SYNC_SAMPLES: usize = 100;
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+
+    #[test]
+    fn the_disk_sync_time_is_measured_in_a_writable_directory_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (append, overwrite) = disk_sync_ms(dir.path()).unwrap();
+        assert!(append > 0.0 && overwrite > 0.0, "{append} {overwrite}");
+        assert_eq!(disk_sync_ms(&dir.path().join("missing")), None);
+    }
 }
