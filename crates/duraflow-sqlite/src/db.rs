@@ -585,11 +585,11 @@ impl Drop for Db {
 
 /// How long the writer, after a transaction, keeps looking for the next request before it
 /// sleeps. A sleeping thread takes a futex wakeup to start again, which on the virtual machines
-/// measured cost tens of microseconds a write: an empty start-to-result, two commits, took
-/// 0.534 ms (p50) without the look and 0.474 ms with it, an inline step 0.222 and 0.193 ms
-/// (BENCHMARKS.md, "SQLite: the writer looks before it sleeps"). It yields the processor
-/// between looks, so other threads run meanwhile.
-const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(100);
+/// measured cost tens of microseconds a write: 1,000 sequential activities and 1,000 inline
+/// steps took 475–494 ms without the look, 427–439 ms with 50 µs of it and 443–454 ms with
+/// 100 µs, for 13% and 18% more processor time (BENCHMARKS.md, "SQLite: the writer looks
+/// before it sleeps"). It yields the processor between looks, so other threads run meanwhile.
+const SPIN_BEFORE_SLEEP: Duration = Duration::from_micros(50);
 
 /// How often the writer looks for openings of the database that are gone (see [`Owner`]).
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
