@@ -44,33 +44,29 @@ pub(crate) fn git_commit() -> (String, Option<bool>) {
 /// synced. Results that wait for syncs (start-to-result, sequential steps) move with these.
 pub(crate) fn disk_sync_ms(dir: &Path) -> Option<(f64, f64)> {
     let mut file = tempfile::tempfile_in(dir).ok()?;
+    let appended = median_sync_ms(&mut file, SeekFrom::End(0))?;
+    let overwritten = median_sync_ms(&mut file, SeekFrom::Start(0))?;
+    Some((appended, overwritten))
+}
+
+/// The median time of [`SYNC_SAMPLES`] `fdatasync`s of `file`, each after writing a 4 KiB
+/// block at `at`.
+fn median_sync_ms(file: &mut std::fs::File, at: SeekFrom) -> Option<f64> {
     let block = [0x5a_u8; 4096];
-    let mut appended = Vec::with_capacity(SYNC_SAMPLES);
-    let mut overwritten = Vec::with_capacity(SYNC_SAMPLES);
+    let mut samples = Vec::with_capacity(SYNC_SAMPLES);
     for _ in 0..SYNC_SAMPLES {
-        file.seek(SeekFrom::End(0)).ok()?;
+        file.seek(at).ok()?;
         file.write_all(&block).ok()?;
-        let at = Instant::now();
+        let started = Instant::now();
         file.sync_data().ok()?;
-        appended.push(at.elapsed().as_secs_f64() * 1e3);
+        samples.push(started.elapsed().as_secs_f64() * 1e3);
     }
-    for _ in 0..SYNC_SAMPLES {
-        file.seek(SeekFrom::Start(0)).ok()?;
-        file.write_all(&block).ok()?;
-        let at = Instant::now();
-        file.sync_data().ok()?;
-        overwritten.push(at.elapsed().as_secs_f64() * 1e3);
-    }
-    Some((median(appended), median(overwritten)))
+    samples.sort_by(f64::total_cmp);
+    Some(samples[samples.len() / 2])
 }
 
 /// How many syncs [`disk_sync_ms`] times of each kind.
 const SYNC_SAMPLES: usize = 100;
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
 
 #[cfg(test)]
 mod tests {
