@@ -448,6 +448,23 @@ impl Store for PostgresStore {
         if commits.is_empty() {
             return Ok(Vec::new());
         }
+        // One round trip when the batch needs nothing but its own rows' checks; a batch the
+        // statement refuses wrote nothing and goes the batch path, which says why.
+        if commit::one_statement::eligible(&commits) {
+            let mut conn = self.conn().await?;
+            let out = commit::one_statement::commit(
+                &mut conn,
+                &commits,
+                &self.channel,
+                self.owner_id(),
+                &self.notifier,
+            )
+            .await;
+            if let Some((results, wake)) = self.done(conn, out)? {
+                self.wake_local(wake);
+                return Ok(results);
+            }
+        }
         let lock = commit::lock_statement(&commits);
         let (mut tx, locked) = LockedTx::begin(&self.conns, "", &lock).await?;
         let mut wake = Wake::default();

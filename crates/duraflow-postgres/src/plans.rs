@@ -93,6 +93,15 @@ const WRITE_TYPES: &str = "text[], text[], text[], text[], bigint[], int[], text
     text[], text[], bigint[], bigint[], text[], bigint[], text[], text, bool, text[], bool, \
     bigint[], text[], int[], text[], int[], bigint[], bool[], text[], int, int[], text[]";
 
+/// The types of the parameters of `commit::one_statement_sql`: those of [`WRITE_TYPES`], then
+/// each commit's execution and journal base, its direct turn's task and task token, and the
+/// instances whose new state it returns.
+const ONE_STATEMENT_TYPES: &str = "text[], text[], text[], text[], bigint[], int[], text[], \
+    bigint[], bool[], text[], int[], int[], text[], int, text[], bigint[], text[], int[], text[], \
+    text[], text[], text[], bigint[], bigint[], text[], bigint[], text[], text, bool, text[], \
+    bool, bigint[], text[], int[], text[], int[], bigint[], bool[], text[], int, int[], text[], \
+    int[], bigint[], bigint[], bigint[], text[]";
+
 fn statement(name: &str, sql: &str, reads: Reads) -> Statement {
     Statement {
         name: name.to_owned(),
@@ -178,6 +187,19 @@ const INDEXES: &[(&str, &[&str])] = &[
             "messages_by_instance",
             "tasks_by_instance",
         ],
+    ),
+    (
+        "commit::one_statement_sql",
+        &[
+            "instances_pkey",
+            "tasks_pkey",
+            "messages_pkey",
+            "tasks_by_instance",
+        ],
+    ),
+    (
+        "commit::one_statement_sql (a direct turn's parts)",
+        &["instances_pkey", "tasks_pkey", "tasks_by_instance"],
     ),
     ("callbacks::TAKEN_TOKENS", &["callbacks_pkey"]),
     ("callbacks::APPLY", &["callbacks_by_instance"]),
@@ -306,6 +328,27 @@ fn statements() -> Vec<Statement> {
             ..statement(
                 "commit::WRITE (a direct turn's parts)",
                 commit::write_sql(commit::WriteParts {
+                    events: true,
+                    cancelled: true,
+                    tasks: true,
+                    ..commit::WriteParts::default()
+                }),
+                Seek,
+            )
+        },
+        Statement {
+            types: Some(ONE_STATEMENT_TYPES),
+            ..statement(
+                "commit::one_statement_sql",
+                commit::one_statement_sql(commit::WriteParts::ALL),
+                Seek,
+            )
+        },
+        Statement {
+            types: Some(ONE_STATEMENT_TYPES),
+            ..statement(
+                "commit::one_statement_sql (a direct turn's parts)",
+                commit::one_statement_sql(commit::WriteParts {
                     events: true,
                     cancelled: true,
                     tasks: true,
@@ -736,8 +779,8 @@ fn unlisted() -> Vec<String> {
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
-    use super::{check_all, explain_here, populate, unlisted, WRITE_TYPES};
-    use crate::ops::commit::{write_sql, WriteParts};
+    use super::{check_all, explain_here, populate, unlisted, ONE_STATEMENT_TYPES, WRITE_TYPES};
+    use crate::ops::commit::{one_statement_sql, write_sql, WriteParts};
 
     /// Every statement of the sources is listed for the plan test, and none is written in
     /// place: a new statement is a named constant that the test plans, or this fails.
@@ -762,8 +805,9 @@ mod tests {
     }
 
     /// The commit's write statement is built from the parts a batch has rows for: each of
-    /// its 64 combinations is one PostgreSQL accepts (the conformance suite runs the
-    /// combinations its cases make; this covers the rest).
+    /// its 64 combinations, in both forms (a step of the batch path, a commit of one
+    /// statement), is one PostgreSQL accepts (the conformance suite runs the combinations its
+    /// cases make; this covers the rest).
     #[tokio::test]
     async fn every_combination_of_the_write_statement_plans() {
         let store = crate::testing::test_store("write_parts").await.unwrap();
@@ -775,10 +819,15 @@ mod tests {
                 panic!("the write statement with {parts:?} cannot be planned: {e}");
             }
             planned.insert(sql);
+            let one = one_statement_sql(parts);
+            if let Err(e) = explain_here(&mut conn, one, Some(ONE_STATEMENT_TYPES)).await {
+                panic!("the one-statement commit with {parts:?} cannot be planned: {e}");
+            }
+            planned.insert(one);
         }
         assert_eq!(
             planned.len(),
-            64,
+            128,
             "each combination has a statement of its own"
         );
     }

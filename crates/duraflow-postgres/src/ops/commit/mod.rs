@@ -1,7 +1,11 @@
 //! Committing a batch of turns: lock, refuse what cannot be applied, write the rest.
 
+pub(crate) mod one_statement;
 pub(crate) mod runs;
+mod write_statement;
 mod writes;
+
+pub(crate) use write_statement::{one_statement_sql, write_sql, WriteParts};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
@@ -11,14 +15,15 @@ use duraflow_store::{
     callback_token_taken, check_direct_task, check_turn, Committed, FoundTask, FoundTurn,
     InstanceStatus, LeaseToken, NewInstance, StoreError, StoreResult, TaskId, TaskWork, TurnCommit,
 };
-use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgConnection, Postgres, Row};
 
 use self::runs::Runs;
 use self::writes::Writes;
 use super::instances::insert_children;
+use super::Wake;
 use super::{callbacks, feed, queue_events};
-use super::{Wake, OPEN};
 use crate::error::OpResult;
 use crate::listen;
 use crate::tx::literal_list;
@@ -126,7 +131,7 @@ fn refusal(
 
 /// The columns of [`lock_statement`] and [`lock_instances`]: the lease state of an instance and
 /// the length of its current execution's journal.
-const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.execution,
+pub(super) const LOCKED_COLUMNS: &str = "i.id, i.status, i.lease_token, i.lease_until, i.execution,
     i.commit_token,
     coalesce((SELECT e.position::bigint + CASE WHEN e.span >= 1 THEN e.span ELSE 1 END
                 FROM events e WHERE e.instance_id = i.id AND e.execution = i.execution
@@ -283,331 +288,6 @@ async fn lock_instances(
     locked_rows(&rows)
 }
 
-/// Which parts of [`commit_batch`]'s step 4 a batch has rows for. The statement is built with
-/// only those parts: every part of a statement opens its table and the table's indexes when
-/// it starts, rows or no rows, and that opening was most of the statement's time (a direct
-/// turn writes events, one task and its instance, and has no use for the parts that consume,
-/// send or drop messages).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct WriteParts {
-    /// Journal events to append.
-    pub(crate) events: bool,
-    /// Inbox messages consumed.
-    pub(crate) consumed: bool,
-    /// An execution that ends (its inbox and tasks are dropped).
-    pub(crate) finished: bool,
-    /// Activities' tasks cancelled.
-    pub(crate) cancelled: bool,
-    /// New tasks.
-    pub(crate) tasks: bool,
-    /// Messages sent.
-    pub(crate) sent: bool,
-}
-
-impl WriteParts {
-    /// Every part: the statement as it is when each kind of write has rows.
-    pub(crate) const ALL: WriteParts = WriteParts {
-        events: true,
-        consumed: true,
-        finished: true,
-        cancelled: true,
-        tasks: true,
-        sent: true,
-    };
-
-    /// The parts as one number, [`write_sql`]'s index.
-    fn index(self) -> usize {
-        [
-            self.events,
-            self.consumed,
-            self.finished,
-            self.cancelled,
-            self.tasks,
-            self.sent,
-        ]
-        .iter()
-        .enumerate()
-        .map(|(bit, on)| usize::from(*on) << bit)
-        .sum()
-    }
-
-    /// Every combination of parts, each once.
-    pub(crate) fn every() -> impl Iterator<Item = WriteParts> {
-        (0..=WriteParts::ALL.index()).map(WriteParts::of_index)
-    }
-
-    /// The parts of number `index` (see [`WriteParts::index`]).
-    fn of_index(index: usize) -> WriteParts {
-        let on = |bit: usize| index & (1 << bit) != 0;
-        WriteParts {
-            events: on(0),
-            consumed: on(1),
-            finished: on(2),
-            cancelled: on(3),
-            tasks: on(4),
-            sent: on(5),
-        }
-    }
-}
-
-/// The statement of [`commit_batch`]'s step 4 for each combination of [`WriteParts`], built
-/// once; [`write_sql`] picks one.
-static WRITES: LazyLock<Vec<String>> =
-    LazyLock::new(|| WriteParts::every().map(build_write).collect());
-
-/// The statement of [`commit_batch`]'s step 4 with the parts `parts`.
-pub(crate) fn write_sql(parts: WriteParts) -> &'static str {
-    WRITES[parts.index()].as_str()
-}
-
-/// Builds the statement of [`commit_batch`]'s step 4 with the parts `parts`; its parameters
-/// are the columns of [`Writes`], bound in the order of the `unnest`s, with `$14` the journal
-/// format, `$28` the channel, `$29`..`$31` the wakeups asked for, `$38` and `$39` whether each
-/// commit starts its execution and the version it records, `$40` the lease owner, `$41`
-/// how many events each journal row holds and `$42` each task's queue. The
-/// parameters of the parts left out are bound all the same (and typed by the binding).
-fn build_write(parts: WriteParts) -> String {
-    let task_limited = crate::ops::tasks::TASK_LIMITED;
-    let mut ctes: Vec<String> = vec!["c AS (
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                                  $6::int[], $7::text[], $8::bigint[], $9::bool[], $32::bigint[],
-                                  $36::int[], $37::bigint[], $38::bool[], $39::text[])
-                 AS c(id, status, output, failure, now, execution, input, token, finished,
-                      keep_until, attempt, not_before, starts, version)
-         )"
-    .to_owned()];
-    if parts.events {
-        ctes.push(
-            "events_added AS (
-             INSERT INTO events (instance_id, execution, position, format, encoded, span)
-             SELECT e.instance_id, e.execution, e.position, $14, e.encoded, e.span
-               FROM unnest($10::text[], $11::int[], $12::int[], $13::bytea[], $41::int[])
-                    AS e(instance_id, execution, position, encoded, span)
-         )"
-            .to_owned(),
-        );
-    }
-    if parts.consumed {
-        ctes.push(
-            "consumed AS (
-             DELETE FROM messages m
-              USING unnest($15::text[], $16::bigint[]) AS x(instance_id, id)
-              WHERE m.id = x.id AND m.instance_id = x.instance_id
-             RETURNING m.id
-         )"
-            .to_owned(),
-        );
-    }
-    if parts.finished {
-        ctes.push(
-            "inbox_dropped AS (
-             DELETE FROM messages m USING c WHERE c.finished AND m.instance_id = c.id
-         )"
-            .to_owned(),
-        );
-    }
-    // The tasks whose deletion may free a slot of a queue with a task limit.
-    let mut gone: Vec<&str> = Vec::new();
-    if parts.cancelled {
-        ctes.push(
-            "tasks_cancelled AS (
-             DELETE FROM tasks t
-              USING unnest($33::text[], $34::int[], $35::text[]) AS x(instance_id, execution, op)
-              WHERE t.instance_id = x.instance_id AND t.execution = x.execution
-                AND t.op = x.op
-             RETURNING t.queue, t.lease_until
-         )"
-            .to_owned(),
-        );
-        gone.push("SELECT * FROM tasks_cancelled");
-    }
-    if parts.finished {
-        ctes.push(
-            "tasks_dropped AS (
-             DELETE FROM tasks t USING c WHERE c.finished AND t.instance_id = c.id
-             RETURNING t.queue, t.lease_until
-         )"
-            .to_owned(),
-        );
-        gone.push("SELECT * FROM tasks_dropped");
-    }
-    ctes.push(if gone.is_empty() {
-        "slots_freed AS (SELECT false AS freed)".to_owned()
-    } else {
-        format!(
-            "slots_freed AS (
-             SELECT EXISTS (
-                 SELECT 1 FROM ({gone}) d
-                   JOIN queue_configs qc ON qc.name = d.queue
-                  WHERE d.lease_until IS NOT NULL AND {task_limited}) AS freed
-         )",
-            gone = gone.join(" UNION ALL ")
-        )
-    });
-    if parts.tasks {
-        ctes.push(format!(
-            "new_tasks AS MATERIALIZED (
-             SELECT nextval('tasks_id_seq') AS id,
-                    CASE WHEN v.until IS NULL THEN 0 ELSE nextval('lease_tokens') END AS token,
-                    v.*
-               FROM (
-                 -- A claim takes a commit's first tasks in order and stops at one of a queue
-                 -- with a task limit: that one and those after it are left to a fetch.
-                 SELECT u.instance_id, u.execution, u.op, u.name, u.input, u.options,
-                        u.scheduled_at, u.queue,
-                        CASE WHEN bool_or(l.limited) OVER (PARTITION BY u.instance_id
-                                                           ORDER BY u.ord)
-                             THEN NULL ELSE u.until END AS until,
-                        u.ord
-                   FROM unnest($17::text[], $18::int[], $19::text[], $20::text[], $21::text[],
-                               $22::text[], $23::bigint[], $24::bigint[], $42::text[])
-                        WITH ORDINALITY AS u(instance_id, execution, op, name, input, options,
-                                             scheduled_at, until, queue, ord)
-                  CROSS JOIN LATERAL (
-                        SELECT u.until IS NOT NULL AND EXISTS (
-                            SELECT 1 FROM queue_configs qc
-                             WHERE qc.name = u.queue
-                               AND {task_limited}) AS limited
-                  ) l
-                  ORDER BY u.ord
-               ) v
-         ), tasks_added AS (
-             INSERT INTO tasks (id, instance_id, execution, op, name, input, options,
-                                scheduled_at, visible_at, attempt, lease_token, lease_until,
-                                queue, lease_owner)
-             SELECT id, instance_id, execution, op, name, input, options, scheduled_at,
-                    coalesce(until, scheduled_at), CASE WHEN until IS NULL THEN 0 ELSE 1 END,
-                    token, until, queue,
-                    CASE WHEN until IS NULL THEN NULL ELSE $40::integer END
-               FROM new_tasks
-         )"
-        ));
-    }
-    if parts.sent {
-        ctes.push(format!(
-            "sent AS (
-             INSERT INTO messages (instance_id, visible_at, kind)
-             SELECT m.instance_id, m.visible_at, m.kind
-               FROM unnest($25::text[], $26::bigint[], $27::text[])
-                    WITH ORDINALITY AS m(instance_id, visible_at, kind, ord)
-              ORDER BY m.ord
-             RETURNING id, instance_id, visible_at
-         ), woken AS (
-             UPDATE instances i
-                SET due_at = CASE WHEN i.lease_until IS NOT NULL THEN i.lease_until
-                                  ELSE greatest(s.visible_at, i.not_before) END,
-                    due_seq = coalesce(i.due_seq, s.first)
-               FROM (SELECT instance_id, min(visible_at) AS visible_at, min(id) AS first
-                       FROM sent WHERE instance_id <> ALL($1::text[])
-                      GROUP BY instance_id) s
-              WHERE i.id = s.instance_id AND i.status IN {OPEN}
-                AND (i.due_at IS NULL OR i.due_at > greatest(s.visible_at, i.not_before))
-             RETURNING i.id
-         )"
-        ));
-    }
-    let not_consumed = if parts.consumed {
-        "AND m.id NOT IN (SELECT id FROM consumed)"
-    } else {
-        ""
-    };
-    let sent_inbox = if parts.sent {
-        "UNION ALL
-                            SELECT s.visible_at, s.id FROM sent s WHERE s.instance_id = c.id"
-    } else {
-        ""
-    };
-    ctes.push(format!(
-        "committed AS (
-             UPDATE instances i
-                SET status = c.status, output = c.output, failure = c.failure,
-                    updated_at = c.now, execution = c.execution,
-                    input = coalesce(c.input, i.input), lease_until = c.keep_until,
-                    lease_token = CASE WHEN c.keep_until IS NULL THEN i.lease_token
-                                       ELSE c.token END,
-                    lease_owner = CASE WHEN c.keep_until IS NULL THEN i.lease_owner
-                                       ELSE $40::integer END,
-                    commit_token = CASE WHEN c.keep_until IS NULL THEN c.token
-                                        ELSE nextval('lease_tokens') END,
-                    not_before = CASE WHEN c.finished THEN 0
-                                      ELSE coalesce(c.not_before, i.not_before) END,
-                    attempt = coalesce(c.attempt, i.attempt),
-                    version = CASE WHEN c.starts THEN c.version ELSE i.version END,
-                    due_at = CASE WHEN c.keep_until IS NOT NULL THEN c.keep_until
-                                  WHEN c.finished OR inbox.visible_at IS NULL THEN NULL
-                                  ELSE greatest(inbox.visible_at,
-                                                coalesce(c.not_before, i.not_before)) END,
-                    due_seq = CASE WHEN c.finished THEN NULL ELSE inbox.first END
-               FROM c CROSS JOIN LATERAL (
-                        SELECT min(u.visible_at) AS visible_at, min(u.id) AS first FROM (
-                            SELECT m.visible_at, m.id FROM messages m
-                             WHERE m.instance_id = c.id AND NOT c.finished
-                               {not_consumed}
-                            {sent_inbox}
-                        ) u
-                    ) inbox
-              WHERE i.id = c.id
-             RETURNING i.id, i.due_at, i.lease_until
-         )"
-    ));
-    let woken = if parts.sent {
-        "EXISTS (SELECT 1 FROM woken) OR "
-    } else {
-        ""
-    };
-    // A message sent to another instance wakes this process's dispatcher whether or not it
-    // moved that instance's due time: one already due may have been passed over by a fetch
-    // while this commit held its row (fetches skip locked rows), and no other write would wake
-    // it. Announcing it to every process as well cost throughput (see `tasks::complete_batch`).
-    let sent_elsewhere = if parts.sent {
-        " OR EXISTS (SELECT 1 FROM sent s WHERE s.instance_id <> ALL($1::text[]))"
-    } else {
-        ""
-    };
-    ctes.push(format!(
-        "due AS (
-             SELECT {woken}EXISTS (SELECT 1 FROM committed
-                                WHERE due_at IS NOT NULL AND lease_until IS NULL) AS turns
-         )"
-    ));
-    let new_unleased = if parts.tasks {
-        " OR EXISTS (SELECT 1 FROM new_tasks WHERE until IS NULL)"
-    } else {
-        ""
-    };
-    ctes.push(format!(
-        "wake_tasks AS (
-             SELECT $29 OR (SELECT freed FROM slots_freed){new_unleased} AS tasks
-         ), announced AS (
-             SELECT pg_notify($28, w.payload)
-               FROM (VALUES ('{turns}', (SELECT turns FROM due) OR $31),
-                            ('{tasks}', (SELECT tasks FROM wake_tasks))) AS w(payload, wanted)
-              WHERE w.wanted
-             UNION ALL
-             SELECT pg_notify($28, changed) FROM unnest($30::text[]) AS changed
-         )",
-        turns = listen::TURNS,
-        tasks = listen::TASKS,
-    ));
-    let new_tasks = if parts.tasks {
-        "(SELECT array_agg(id ORDER BY ord) FROM new_tasks) AS task_ids,
-                (SELECT array_agg(token ORDER BY ord) FROM new_tasks) AS task_tokens,
-                (SELECT array_agg(until ORDER BY ord) FROM new_tasks) AS task_until,"
-    } else {
-        "NULL::bigint[] AS task_ids, NULL::bigint[] AS task_tokens,
-                NULL::bigint[] AS task_until,"
-    };
-    format!(
-        "WITH {ctes}
-         SELECT {new_tasks}
-                (SELECT tasks FROM wake_tasks) AS wake_tasks,
-                (SELECT count(*) FROM committed) AS committed,
-                (SELECT turns FROM due){sent_elsewhere} AS wake_turns,
-                (SELECT count(*) FROM announced) AS announced",
-        ctes = ctes.join(", ")
-    )
-}
-
 /// Commits a batch of turns inside the caller's transaction, in few statements whatever its
 /// size:
 ///
@@ -728,7 +408,51 @@ pub(crate) async fn commit_batch(
         w.add(c, &committing, &locked, task)?;
         runs.add(c);
     }
-    let row = sqlx::query(write_sql(w.parts()))
+    let row = bind_writes(write_sql(w.parts()), &w, channel, wake.turns, owner)
+        .fetch_one(&mut *conn)
+        .await?;
+    // 5. The journals that reached past a multiple of `runs::RUN_EVENTS` have their rows since
+    // their last long one merged into one.
+    runs.merge(conn).await?;
+    let has = |id: &str, what: fn(&Locked) -> bool| locked.get(id).is_some_and(what);
+    callbacks::apply(conn, &accepted, |id| has(id, |l| l.has_callbacks)).await?;
+    queue_events::apply(
+        conn,
+        &accepted,
+        |id| has(id, |l| l.has_waiters),
+        channel,
+        wake,
+    )
+    .await?;
+    // Last, so the feed's head row is held for as short a time as can be.
+    feed::append(conn, &accepted, wake).await?;
+    let n: i64 = row.try_get("committed")?;
+    if usize::try_from(n).ok() != Some(accepted.len()) {
+        return Err(StoreError::Other(format!(
+            "a commit batch updated {n} of its {} instances",
+            accepted.len()
+        ))
+        .into());
+    }
+    wake.merge(w.wake);
+    wake.turns |= row.try_get::<bool, _>("wake_turns")?;
+    wake.tasks |= row.try_get::<bool, _>("wake_tasks")?;
+
+    claimed_tasks(&row, &accepted, &mut results)?;
+    Ok(results)
+}
+
+/// The write statement `sql` (either form, see [`write_statement`]) with the parameters the
+/// two forms share bound: the columns of `w`, the `channel` to announce on, whether to wake the
+/// turn fetchers whatever the batch writes (`turns`), and the lease `owner`.
+fn bind_writes<'q>(
+    sql: &'static str,
+    w: &'q Writes,
+    channel: &'q str,
+    turns: bool,
+    owner: Option<i32>,
+) -> Query<'q, Postgres, PgArguments> {
+    sqlx::query(sql)
         .bind(&w.ids)
         .bind(&w.statuses)
         .bind(&w.outputs)
@@ -759,7 +483,7 @@ pub(crate) async fn commit_batch(
         .bind(channel)
         .bind(w.wake.tasks)
         .bind(listen::instance_payloads(&w.wake.instances))
-        .bind(wake.turns)
+        .bind(turns)
         .bind(&w.keep_until)
         .bind(&w.cancel_instances)
         .bind(&w.cancel_executions)
@@ -771,35 +495,16 @@ pub(crate) async fn commit_batch(
         .bind(owner)
         .bind(&w.event_spans)
         .bind(&w.task_queues)
-        .fetch_one(&mut *conn)
-        .await?;
-    // 5. The journals that reached past a multiple of `runs::RUN_EVENTS` have their rows since
-    // their last long one merged into one.
-    runs.merge(conn).await?;
-    let has = |id: &str, what: fn(&Locked) -> bool| locked.get(id).is_some_and(what);
-    callbacks::apply(conn, &accepted, |id| has(id, |l| l.has_callbacks)).await?;
-    queue_events::apply(
-        conn,
-        &accepted,
-        |id| has(id, |l| l.has_waiters),
-        channel,
-        wake,
-    )
-    .await?;
-    // Last, so the feed's head row is held for as short a time as can be.
-    feed::append(conn, &accepted, wake).await?;
-    let n: i64 = row.try_get("committed")?;
-    if usize::try_from(n).ok() != Some(accepted.len()) {
-        return Err(StoreError::Other(format!(
-            "a commit batch updated {n} of its {} instances",
-            accepted.len()
-        ))
-        .into());
-    }
-    wake.merge(w.wake);
-    wake.turns |= row.try_get::<bool, _>("wake_turns")?;
-    wake.tasks |= row.try_get::<bool, _>("wake_tasks")?;
+}
 
+/// Adds to `results` (one per commit of the batch, the refused ones `Err`) the tasks that the
+/// write statement's `row` says were claimed for the accepted commits, in the order they were
+/// added.
+fn claimed_tasks(
+    row: &PgRow,
+    accepted: &[&TurnCommit],
+    results: &mut [StoreResult<Committed>],
+) -> OpResult<()> {
     // The claimed tasks, in the order they were added.
     let ids: Vec<i64> = row
         .try_get::<Option<Vec<i64>>, _>("task_ids")?
@@ -814,7 +519,7 @@ pub(crate) async fn commit_batch(
         .unwrap_or_default();
     let mut added = ids.into_iter().zip(tokens).zip(until);
     let mut next = accepted.iter();
-    for result in &mut results {
+    for result in results.iter_mut() {
         let Ok(committed) = result else { continue };
         let Some(c) = next.next() else { break };
         if c.final_status().is_terminal() {
@@ -834,38 +539,5 @@ pub(crate) async fn commit_batch(
             }
         }
     }
-    Ok(results)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{write_sql, WriteParts};
-
-    /// Each combination of parts picks the statement built for it: the statement has the part's
-    /// CTE exactly when the part is asked for.
-    #[test]
-    fn each_combination_picks_its_own_statement() {
-        let mut seen = 0;
-        for parts in WriteParts::every() {
-            seen += 1;
-            assert_eq!(WriteParts::of_index(parts.index()), parts);
-            let sql = write_sql(parts);
-            for (on, cte) in [
-                (parts.events, "events_added AS"),
-                (parts.consumed, "consumed AS"),
-                (parts.finished, "tasks_dropped AS"),
-                (parts.cancelled, "tasks_cancelled AS"),
-                (parts.tasks, "new_tasks AS"),
-                (parts.sent, "sent AS"),
-            ] {
-                assert_eq!(sql.contains(cte), on, "{parts:?}: {cte}");
-            }
-            assert!(sql.contains("committed AS"), "{parts:?}");
-        }
-        assert_eq!(seen, 64);
-        assert_eq!(
-            write_sql(WriteParts::default()),
-            write_sql(WriteParts::every().next().unwrap())
-        );
-    }
+    Ok(())
 }

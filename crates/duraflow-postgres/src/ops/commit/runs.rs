@@ -65,6 +65,19 @@ pub(crate) const MERGE: &str = "WITH wanted AS (
        FROM merged
       GROUP BY instance_id, execution";
 
+/// Where `c`'s journal ends if its events reach past a multiple of [`RUN_EVENTS`] and its
+/// execution goes on (a finished one is not read again by a turn): a merge is then due.
+fn merge_end(c: &TurnCommit) -> Option<i32> {
+    let n = c.new_events.len();
+    if n == 0 || c.final_status().is_terminal() || c.continue_as_new.is_some() {
+        return None;
+    }
+    let base = i64::try_from(c.journal_base).ok()?;
+    let end = base.saturating_add(i64::try_from(n).ok()?);
+    let end32 = i32::try_from(end).ok()?;
+    (end / RUN_EVENTS > base / RUN_EVENTS).then_some(end32)
+}
+
 /// The journals of a commit batch due a merge.
 #[derive(Default)]
 pub(super) struct Runs {
@@ -74,25 +87,18 @@ pub(super) struct Runs {
 }
 
 impl Runs {
-    /// Adds `c`'s journal if its events reach past a multiple of [`RUN_EVENTS`] and its
-    /// execution goes on (a finished one is not read again by a turn).
+    /// Adds `c`'s journal if a merge is due ([`merge_end`]).
     pub(super) fn add(&mut self, c: &TurnCommit) {
-        let n = c.new_events.len();
-        if n == 0 || c.final_status().is_terminal() || c.continue_as_new.is_some() {
-            return;
-        }
-        let (Ok(base), Ok(n)) = (i64::try_from(c.journal_base), i64::try_from(n)) else {
-            return;
-        };
-        let end = base.saturating_add(n);
-        let Ok(end32) = i32::try_from(end) else {
-            return;
-        };
-        if end / RUN_EVENTS > base / RUN_EVENTS {
+        if let Some(end) = merge_end(c) {
             self.ids.push(c.instance_id.clone());
             self.executions.push(c.execution as i32);
-            self.ends.push(end32);
+            self.ends.push(end);
         }
+    }
+
+    /// Whether [`Runs::add`] would add `c`'s journal.
+    pub(super) fn wants(c: &TurnCommit) -> bool {
+        merge_end(c).is_some()
     }
 
     /// Merges the journals added, in the caller's transaction (after the batch's rows are

@@ -1,0 +1,286 @@
+//! A commit batch in one statement, committed by itself: one round trip where the batch path
+//! ([`super::commit_batch`]) takes three (`BEGIN` with the lock statement, the write
+//! statement, `COMMIT`).
+//!
+//! The statement is the batch path's write statement in the form
+//! `write_statement::Form::OneStatement`: it locks the batch's instance rows
+//! and its direct turns' tasks, checks in SQL what the batch path checks in Rust against the
+//! locked rows, and writes only if every commit passes. A batch it refuses wrote nothing and
+//! goes the batch path, which finds out which commit is refused and why. Only batches whose
+//! writes need nothing but the locked rows' checks take it ([`eligible`]): no children,
+//! callbacks, queue events or feed records, no messages to other instances, no journal due a
+//! merge into a run, and (checked in SQL) no instance with callbacks, queue-event waiters or
+//! room held under a limit.
+//!
+//! The statement reads its snapshot from when it began, before it waited for its locks; the
+//! inboxes it computes due times from are read by `instance_inboxes` (migration 0020), which takes
+//! a snapshot of its own after the locks were granted, so a message whose sender held an
+//! instance's row while the statement waited is counted (`crate::races`).
+
+use std::collections::{HashMap, HashSet};
+
+use duraflow_store::{check_commit, Committed, InstanceStatus, Notifier, StoreResult, TurnCommit};
+use sqlx::{PgConnection, Row};
+
+use super::runs::Runs;
+use super::writes::Writes;
+use super::{bind_writes, claimed_tasks};
+use crate::codec::instance_row;
+use crate::error::OpResult;
+use crate::ops::Wake;
+
+/// Whether `commits` can be committed in one statement: each instance once, and nothing that
+/// the batch path writes in statements of its own or checks against rows other than the
+/// commits' own instances and tasks.
+pub(crate) fn eligible(commits: &[TurnCommit]) -> bool {
+    let mut ids = HashSet::new();
+    commits.iter().all(|c| {
+        ids.insert(c.instance_id.as_str())
+            && !c.instance_id.contains('\0')
+            && c.new_instances.is_empty()
+            && c.callbacks.is_empty()
+            && c.closed_callbacks.is_empty()
+            && c.emits.is_empty()
+            && c.awaits.is_empty()
+            && c.cancelled_awaits.is_empty()
+            && c.feed.is_empty()
+            && c.messages.iter().all(|m| m.instance_id == c.instance_id)
+            && !Runs::wants(c)
+            && check_commit(c).is_ok()
+    })
+}
+
+/// Commits an [`eligible`] batch in one statement on `conn` (outside a transaction: it commits
+/// by itself). Returns each commit's result and whom to wake, with the finished instances
+/// watched on `notifier` handed over; or `None` when a commit did not pass the checks, and
+/// nothing was written.
+pub(crate) async fn commit(
+    conn: &mut PgConnection,
+    commits: &[TurnCommit],
+    channel: &str,
+    owner: Option<i32>,
+    notifier: &Notifier,
+) -> OpResult<Option<(Vec<StoreResult<Committed>>, Wake)>> {
+    let committing: HashMap<&str, InstanceStatus> = commits
+        .iter()
+        .map(|c| (c.instance_id.as_str(), c.final_status()))
+        .collect();
+    let mut w = Writes::default();
+    let mut executions = Vec::with_capacity(commits.len());
+    let mut bases = Vec::with_capacity(commits.len());
+    let mut tasks = Vec::with_capacity(commits.len());
+    let mut task_tokens = Vec::with_capacity(commits.len());
+    for c in commits {
+        // The instances' only rows the writes read are the commits' own (`eligible`).
+        w.add(c, &committing, &HashMap::new(), None)?;
+        executions.push(i32::try_from(c.execution).unwrap_or(i32::MAX));
+        bases.push(i64::try_from(c.journal_base).unwrap_or(i64::MAX));
+        tasks.push(c.direct.map(|d| d.task.0));
+        task_tokens.push(c.direct.map(|d| d.task_token.0));
+    }
+    let mut parts = w.parts();
+    // A direct turn's task is deleted by the cancelled tasks' part, named by its lock's row.
+    parts.cancelled |= commits
+        .iter()
+        .any(|c| c.direct.is_some() && !c.final_status().is_terminal());
+    let watched = w.wake.to_hand_over(notifier);
+    let rows = bind_writes(super::one_statement_sql(parts), &w, channel, false, owner)
+        .bind(&executions)
+        .bind(&bases)
+        .bind(&tasks)
+        .bind(&task_tokens)
+        .bind(&watched)
+        .fetch_all(&mut *conn)
+        .await?;
+    let Some(first) = rows.first() else {
+        return Err(crate::error::OpError::from(
+            duraflow_store::StoreError::Other("a commit of one statement returned no row".into()),
+        ));
+    };
+    if !first.try_get::<bool, _>("ok")? {
+        return Ok(None);
+    }
+    let n: i64 = first.try_get("committed")?;
+    if usize::try_from(n).ok() != Some(commits.len()) {
+        return Err(duraflow_store::StoreError::Other(format!(
+            "a commit of one statement updated {n} of its {} instances",
+            commits.len()
+        ))
+        .into());
+    }
+    let mut wake = Wake::default();
+    wake.turns |= first.try_get::<bool, _>("wake_turns")?;
+    wake.tasks |= first.try_get::<bool, _>("wake_tasks")?;
+    let mut results: Vec<StoreResult<Committed>> =
+        commits.iter().map(|_| Ok(Committed::default())).collect();
+    let accepted: Vec<&TurnCommit> = commits.iter().collect();
+    claimed_tasks(first, &accepted, &mut results)?;
+    let mut handed = Vec::new();
+    for row in &rows {
+        if row.try_get::<Option<String>, _>("id")?.is_some() {
+            handed.push(instance_row(row)?);
+        }
+    }
+    wake.merge(w.wake);
+    for info in handed {
+        wake.hand_over(info);
+    }
+    Ok(Some((results, wake)))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use std::time::Duration;
+
+    use duraflow_core::{ActivityOptions, OpId, Payload, Timestamp};
+    use duraflow_store::{
+        FetchFilter, LeaseToken, NewInstance, NewTask, Store, StoreError, TurnCommit, TurnWork,
+    };
+
+    use super::{commit, eligible};
+    use crate::testing::test_store;
+    use crate::PostgresStore;
+
+    const T0: Timestamp = Timestamp(1_000_000);
+    const LEASE: Duration = Duration::from_secs(30);
+
+    /// A store with instances `ids` created and their first turns leased.
+    async fn leased(ids: &[&str]) -> (PostgresStore, Vec<TurnWork>) {
+        let store = test_store("dft_one").await.unwrap();
+        for id in ids {
+            store
+                .create_instance(NewInstance {
+                    id: (*id).into(),
+                    name: "wf".into(),
+                    input: Payload::encode(&"in").unwrap(),
+                    parent: None,
+                    queue: "default".into(),
+                    created_at: T0,
+                    start_at: None,
+                    options: Default::default(),
+                })
+                .await
+                .unwrap();
+        }
+        let mut work = store
+            .fetch_turns(&FetchFilter::default(), T0, 10, LEASE, None)
+            .await
+            .unwrap();
+        work.sort_by(|a, b| a.instance.id.cmp(&b.instance.id));
+        assert_eq!(work.len(), ids.len());
+        (store, work)
+    }
+
+    /// A commit of `work` that consumes its messages and schedules one activity.
+    fn with_a_task(work: &TurnWork) -> TurnCommit {
+        TurnCommit {
+            tasks: vec![NewTask {
+                instance_id: work.instance.id.clone(),
+                execution: 1,
+                op: OpId::new(None, 1),
+                name: "act".into(),
+                input: Payload::encode(&"task").unwrap(),
+                options: ActivityOptions::default(),
+                scheduled_at: T0,
+            }],
+            ..TurnCommit::consuming(work, T0)
+        }
+    }
+
+    async fn tasks_of(store: &PostgresStore) -> Vec<String> {
+        let mut tasks: Vec<String> = store
+            .fetch_tasks(&FetchFilter::default(), T0, 10, LEASE)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.instance_id)
+            .collect();
+        tasks.sort();
+        tasks
+    }
+
+    /// Commits that pass the checks are written by the one statement: their tasks are there,
+    /// and their consumed inboxes leave nothing due.
+    #[tokio::test]
+    async fn a_batch_that_passes_the_checks_commits_in_one_statement() {
+        let (store, work) = leased(&["a", "b"]).await;
+        let commits: Vec<TurnCommit> = work.iter().map(with_a_task).collect();
+        assert!(eligible(&commits));
+        let mut conn = store.pool().acquire().await.unwrap();
+        let notifier = duraflow_store::Notifier::new();
+        let (results, _) = commit(&mut conn, &commits, "unused", None, &notifier)
+            .await
+            .unwrap()
+            .expect("the checks pass");
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(tasks_of(&store).await, vec!["a", "b"]);
+        let due = store
+            .fetch_turns(&FetchFilter::default(), T0, 10, LEASE, None)
+            .await
+            .unwrap();
+        assert!(due.is_empty(), "nothing is due after the commits");
+    }
+
+    /// One commit of the batch fails the checks (its token is not the lease's): the statement
+    /// writes nothing of any commit, and the store's batch path then commits the other and
+    /// refuses that one as a lost lease.
+    #[tokio::test]
+    async fn a_refused_batch_writes_nothing_and_goes_the_batch_path() {
+        let (store, work) = leased(&["a", "b"]).await;
+        let mut commits: Vec<TurnCommit> = work.iter().map(with_a_task).collect();
+        commits[1].token = LeaseToken(commits[1].token.0 + 1_000);
+        assert!(eligible(&commits));
+        let mut conn = store.pool().acquire().await.unwrap();
+        let notifier = duraflow_store::Notifier::new();
+        let out = commit(&mut conn, &commits, "unused", None, &notifier)
+            .await
+            .unwrap();
+        assert!(out.is_none(), "a commit with a stale token is refused");
+        assert!(tasks_of(&store).await.is_empty(), "nothing was written");
+
+        let results = store.commit_turns(commits).await.unwrap();
+        assert!(results[0].is_ok(), "{results:?}");
+        assert!(
+            matches!(results[1], Err(StoreError::LeaseLost { .. })),
+            "{results:?}"
+        );
+        assert_eq!(tasks_of(&store).await, vec!["a"]);
+    }
+
+    /// What the one statement cannot write goes the batch path: a child, a message to another
+    /// instance, an instance twice.
+    #[tokio::test]
+    async fn batches_with_writes_of_their_own_statements_are_not_eligible() {
+        let (_store, work) = leased(&["a", "b"]).await;
+        let plain = TurnCommit::consuming(&work[0], T0);
+        assert!(eligible(std::slice::from_ref(&plain)));
+        assert!(
+            !eligible(&[plain.clone(), plain.clone()]),
+            "an instance twice"
+        );
+        let mut to_b = plain.clone();
+        to_b.messages.push(duraflow_store::NewMessage {
+            instance_id: "b".into(),
+            kind: duraflow_store::MessageKind::Event {
+                name: "e".into(),
+                data: Payload::encode(&1).unwrap(),
+            },
+            visible_at: T0,
+        });
+        assert!(!eligible(&[to_b]), "a message to another instance");
+        let mut child = plain;
+        child.new_instances.push(NewInstance {
+            id: "c".into(),
+            name: "wf".into(),
+            input: Payload::encode(&"in").unwrap(),
+            parent: None,
+            queue: "default".into(),
+            created_at: T0,
+            start_at: None,
+            options: Default::default(),
+        });
+        assert!(!eligible(&[child]), "a child");
+    }
+}
