@@ -29,10 +29,23 @@ use crate::codec::instance_row;
 use crate::error::OpResult;
 use crate::ops::Wake;
 
-/// Whether `commits` can be committed in one statement: each instance once, and nothing that
-/// the batch path writes in statements of its own or checks against rows other than the
-/// commits' own instances and tasks.
+/// The most commits a batch committed in one statement holds. The round trips the statement
+/// saves are most of a small batch's time and little of a large one's; and a commit that
+/// returns sooner leaves fewer commits waiting for the next batch, so the engine's batches
+/// get smaller and more numerous, each with its own statement's fixed cost on the server.
+/// With every batch in one statement, a loop of awaited starts (`throughput --starts loop`,
+/// batches of 4 to 16 commits) made a third more batches for a fifth more of the server's
+/// time, and 6% fewer activities a second; with batches of at most 4, as many as the batch
+/// path (BENCHMARKS.md, "PostgreSQL: a commit in one statement").
+pub(crate) const MOST_COMMITS: usize = 4;
+
+/// Whether `commits` can be committed in one statement: at most [`MOST_COMMITS`], each
+/// instance once, and nothing that the batch path writes in statements of its own or checks
+/// against rows other than the commits' own instances and tasks.
 pub(crate) fn eligible(commits: &[TurnCommit]) -> bool {
+    if commits.len() > MOST_COMMITS {
+        return false;
+    }
     let mut ids = HashSet::new();
     commits.iter().all(|c| {
         ids.insert(c.instance_id.as_str())
@@ -52,8 +65,9 @@ pub(crate) fn eligible(commits: &[TurnCommit]) -> bool {
 
 /// Commits an [`eligible`] batch in one statement on `conn` (outside a transaction: it commits
 /// by itself). Returns each commit's result and whom to wake, with the finished instances
-/// watched on `notifier` handed over; or `None` when a commit did not pass the checks, and
-/// nothing was written.
+/// watched on `notifier` when the statement returned handed over (the statement returns the
+/// new state of every instance the batch finishes or continues, at most [`MOST_COMMITS`]); or
+/// `None` when a commit did not pass the checks, and nothing was written.
 pub(crate) async fn commit(
     conn: &mut PgConnection,
     commits: &[TurnCommit],
@@ -83,13 +97,15 @@ pub(crate) async fn commit(
     parts.cancelled |= commits
         .iter()
         .any(|c| c.direct.is_some() && !c.final_status().is_terminal());
-    let watched = w.wake.to_hand_over(notifier);
     let rows = bind_writes(super::one_statement_sql(parts), &w, channel, false, owner)
         .bind(&executions)
         .bind(&bases)
         .bind(&tasks)
         .bind(&task_tokens)
-        .bind(&watched)
+        // Every instance the batch finishes or continues: whether a client watches it is
+        // asked once the statement has returned, when one that called `wait` right after its
+        // `start` has begun watching (it is often still on its way at the statement's start).
+        .bind(&w.wake.instances)
         .fetch_all(&mut *conn)
         .await?;
     let Some(first) = rows.first() else {
@@ -122,8 +138,11 @@ pub(crate) async fn commit(
         }
     }
     wake.merge(w.wake);
+    let watched: HashSet<String> = wake.to_hand_over(notifier).into_iter().collect();
     for info in handed {
-        wake.hand_over(info);
+        if watched.contains(&info.id) {
+            wake.hand_over(info);
+        }
     }
     Ok(Some((results, wake)))
 }
@@ -249,8 +268,47 @@ mod tests {
         assert_eq!(tasks_of(&store).await, vec!["a"]);
     }
 
+    /// A finished instance's new state comes back with the statement, and is handed over to
+    /// its watchers when one watches it once the statement has returned; equal to a read.
+    #[tokio::test]
+    async fn a_finished_instance_is_handed_over_when_watched() {
+        let (store, work) = leased(&["a", "b"]).await;
+        let finish = |w: &TurnWork| TurnCommit {
+            status: duraflow_store::InstanceStatus::Completed,
+            output: Some(Payload::encode(&"out").unwrap()),
+            ..TurnCommit::consuming(w, T0)
+        };
+        let commits: Vec<TurnCommit> = work.iter().map(finish).collect();
+        let notifier = duraflow_store::Notifier::new();
+        let _watch = notifier.watch("a");
+        let mut conn = store.pool().acquire().await.unwrap();
+        let (results, wake) = commit(&mut conn, &commits, "unused", None, &notifier)
+            .await
+            .unwrap()
+            .expect("the checks pass");
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let handed: Vec<&str> = wake.finished.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(
+            handed,
+            vec!["a"],
+            "only the watched instance is handed over"
+        );
+        let read = duraflow_store::Management::describe(&store, "a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            wake.finished[0],
+            duraflow_store::InstanceInfo {
+                journal_len: None,
+                last_event_at: None,
+                ..read
+            }
+        );
+    }
+
     /// What the one statement cannot write goes the batch path: a child, a message to another
-    /// instance, an instance twice.
+    /// instance, an instance twice; and so does a batch of more than `MOST_COMMITS`.
     #[tokio::test]
     async fn batches_with_writes_of_their_own_statements_are_not_eligible() {
         let (_store, work) = leased(&["a", "b"]).await;
@@ -282,5 +340,11 @@ mod tests {
             options: Default::default(),
         });
         assert!(!eligible(&[child]), "a child");
+
+        let (_store, work) = leased(&["a", "b", "c", "d", "e"]).await;
+        let commits: Vec<TurnCommit> = work.iter().map(|w| TurnCommit::consuming(w, T0)).collect();
+        assert_eq!(commits.len(), super::MOST_COMMITS + 1);
+        assert!(!eligible(&commits), "one commit too many");
+        assert!(eligible(&commits[..super::MOST_COMMITS]));
     }
 }
