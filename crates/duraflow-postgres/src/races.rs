@@ -37,16 +37,7 @@ fn payload(text: &str) -> Payload {
 
 async fn create(store: &PostgresStore, id: &str) {
     store
-        .create_instance(NewInstance {
-            id: id.into(),
-            name: "wf".into(),
-            input: payload("in"),
-            parent: None,
-            queue: "default".into(),
-            created_at: T0,
-            start_at: None,
-            options: Default::default(),
-        })
+        .create_instance(crate::testing::new_instance(id, "in", T0))
         .await
         .unwrap();
 }

@@ -2,7 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use duraflow_store::StoreResult;
+use duraflow_core::{Payload, Timestamp};
+use duraflow_store::{NewInstance, StoreResult};
 
 use crate::{PostgresOptions, PostgresStore};
 
@@ -36,4 +37,19 @@ pub async fn test_store(prefix: &str) -> StoreResult<PostgresStore> {
         ..PostgresOptions::default()
     };
     PostgresStore::connect_with(&test_url(), options).await
+}
+
+/// A new instance `id` of workflow `wf` on the default queue, created at `created_at`, with
+/// `input` (encoded as JSON) and nothing else set: what the store's own tests start.
+pub fn new_instance(id: &str, input: &str, created_at: Timestamp) -> NewInstance {
+    NewInstance {
+        id: id.into(),
+        name: "wf".into(),
+        input: Payload::encode(&input).unwrap_or_else(|_| Payload::null()),
+        parent: None,
+        queue: "default".into(),
+        created_at,
+        start_at: None,
+        options: Default::default(),
+    }
 }

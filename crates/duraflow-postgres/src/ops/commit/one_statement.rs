@@ -155,11 +155,11 @@ mod tests {
 
     use duraflow_core::{ActivityOptions, OpId, Payload, Timestamp};
     use duraflow_store::{
-        FetchFilter, LeaseToken, NewInstance, NewTask, Store, StoreError, TurnCommit, TurnWork,
+        FetchFilter, LeaseToken, NewTask, Store, StoreError, TurnCommit, TurnWork,
     };
 
     use super::{commit, eligible};
-    use crate::testing::test_store;
+    use crate::testing::{new_instance, test_store};
     use crate::PostgresStore;
 
     const T0: Timestamp = Timestamp(1_000_000);
@@ -170,16 +170,7 @@ mod tests {
         let store = test_store("dft_one").await.unwrap();
         for id in ids {
             store
-                .create_instance(NewInstance {
-                    id: (*id).into(),
-                    name: "wf".into(),
-                    input: Payload::encode(&"in").unwrap(),
-                    parent: None,
-                    queue: "default".into(),
-                    created_at: T0,
-                    start_at: None,
-                    options: Default::default(),
-                })
+                .create_instance(new_instance(id, "in", T0))
                 .await
                 .unwrap();
         }
@@ -329,16 +320,7 @@ mod tests {
         });
         assert!(!eligible(&[to_b]), "a message to another instance");
         let mut child = plain;
-        child.new_instances.push(NewInstance {
-            id: "c".into(),
-            name: "wf".into(),
-            input: Payload::encode(&"in").unwrap(),
-            parent: None,
-            queue: "default".into(),
-            created_at: T0,
-            start_at: None,
-            options: Default::default(),
-        });
+        child.new_instances.push(new_instance("c", "in", T0));
         assert!(!eligible(&[child]), "a child");
 
         let (_store, work) = leased(&["a", "b", "c", "d", "e"]).await;
