@@ -1,5 +1,6 @@
--- duraflow PostgreSQL schema, version 20: `instance_inboxes(ids)`, the inboxes of instances
--- read with a snapshot of their own (`ops/commit/one_statement.rs`).
+-- duraflow PostgreSQL schema, version 20: two functions for the commit of one statement
+-- (`ops/commit/one_statement.rs`): `instance_inboxes(ids)`, the inboxes of instances read with
+-- a snapshot of their own, and `commit_failed(detail)`, which fails the statement.
 --
 -- A commit of one statement locks its instance rows and computes their due times from their
 -- inboxes in the same statement. A statement reads the snapshot taken when it began, so a
@@ -17,5 +18,17 @@ AS $$
 BEGIN
     RETURN QUERY SELECT m.instance_id, m.visible_at, m.id
                    FROM messages m WHERE m.instance_id = ANY(ids);
+END
+$$;
+
+-- A commit of one statement commits by itself: a check it makes after writing (that it updated
+-- every instance row it committed) must fail the statement, which rolls it back, rather than
+-- be made by the caller once it has committed.
+CREATE FUNCTION commit_failed(detail text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    RAISE EXCEPTION 'duraflow: %; nothing was written. This is a bug in duraflow, please report it', detail
+        USING ERRCODE = 'XX000';
 END
 $$;

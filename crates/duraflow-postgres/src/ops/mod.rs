@@ -11,7 +11,9 @@
 //! instance rows in one statement first, sorted by id, and reads in a later statement: in
 //! `READ COMMITTED` each statement reads a snapshot taken when it starts, so a statement that
 //! had to wait for a lock still reads what was there before it waited, while the next one sees
-//! everything committed before the lock was granted. Every transaction that locks several
+//! everything committed before the lock was granted. The one exception, a commit batch in one
+//! statement (`commit::one_statement`), reads the inboxes through a function that takes a
+//! snapshot of its own after the statement's locks. Every transaction that locks several
 //! instance rows takes them in one sorted statement, before any task row, so two batches never
 //! wait for each other in a cycle.
 //!

@@ -116,14 +116,6 @@ pub(crate) async fn commit(
     if !first.try_get::<bool, _>("ok")? {
         return Ok(None);
     }
-    let n: i64 = first.try_get("committed")?;
-    if usize::try_from(n).ok() != Some(commits.len()) {
-        return Err(duraflow_store::StoreError::Other(format!(
-            "a commit of one statement updated {n} of its {} instances",
-            commits.len()
-        ))
-        .into());
-    }
     let mut wake = Wake::default();
     wake.turns |= first.try_get::<bool, _>("wake_turns")?;
     wake.tasks |= first.try_get::<bool, _>("wake_tasks")?;
@@ -296,6 +288,39 @@ mod tests {
                 ..read
             }
         );
+    }
+
+    /// The statement's own check that it updated every instance row it commits fails the
+    /// statement, so nothing of it is committed: two commits of one instance (which
+    /// [`eligible`] keeps out) pass the checks one by one but update one row.
+    #[tokio::test]
+    async fn a_statement_that_updates_fewer_rows_than_it_commits_writes_nothing() {
+        let (store, work) = leased(&["a"]).await;
+        let plain = TurnCommit::consuming(&work[0], T0);
+        assert_eq!(plain.consumed.len(), 1, "the start message");
+        let mut conn = store.pool().acquire().await.unwrap();
+        let notifier = duraflow_store::Notifier::new();
+        let err = commit(
+            &mut conn,
+            &[plain.clone(), plain],
+            "unused",
+            None,
+            &notifier,
+        )
+        .await
+        .map(|_| ())
+        .unwrap_err();
+        let err = duraflow_store::StoreError::from(err).to_string();
+        assert!(
+            err.contains("updated 1 of its 2 instances") && err.contains("nothing was written"),
+            "{err}"
+        );
+        let inbox: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM messages WHERE instance_id = 'a'")
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+        assert_eq!(inbox, 1, "the start message was not consumed");
     }
 
     /// What the one statement cannot write goes the batch path: a child, a message to another

@@ -434,10 +434,18 @@ fn build_write(parts: WriteParts, form: Form) -> String {
                 NULL::bigint[] AS task_until,"
     };
     // A commit of one statement says whether it wrote, and returns a row for each instance
-    // asked for (with the summary on each; one row without an instance when none is).
+    // asked for (with the summary on each; one row without an instance when none is). It
+    // commits by itself, so the batch path's check that every instance row was updated is
+    // made here, where failing it rolls the statement back (`commit_failed`, migration 0020).
     let (ok, returned_rows) = if one {
         (
-            ",\n                (SELECT ok FROM verdict) AS ok",
+            ",\n                (SELECT ok FROM verdict) AS ok,
+                CASE WHEN (SELECT ok FROM verdict)
+                          AND (SELECT count(*) FROM committed) <> cardinality($1::text[])
+                     THEN commit_failed(format(
+                         'a commit of one statement updated %s of its %s instances',
+                         (SELECT count(*) FROM committed), cardinality($1::text[])))
+                     ELSE true END AS whole",
             format!(
                 ", h.*
            FROM (SELECT 1) AS one
