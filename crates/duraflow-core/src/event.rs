@@ -663,13 +663,6 @@ impl Event {
         binary::encode_run(events)
     }
 
-    /// Appends one event's binary encoding (from [`Event::encode_binary`]) to a run of them,
-    /// behind its length, as [`Event::encode_binary_run`] writes each event: a store merging
-    /// rows of single events into one run of them frames each so.
-    pub fn push_to_binary_run(run: &mut Vec<u8>, encoded: &[u8]) {
-        binary::push_to_run(run, encoded)
-    }
-
     /// Decodes `count` events encoded by [`Event::encode_binary_run`] and written in
     /// `format_version`, appending them to `out`. On failure, the index in the run of the
     /// event that does not decode, and why; the events before it are appended.

@@ -8,7 +8,6 @@ mod error;
 pub mod feed;
 mod filter;
 mod journal_cache;
-pub mod journal_runs;
 pub mod management;
 mod memory;
 mod notify;

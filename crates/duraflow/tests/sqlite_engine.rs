@@ -313,11 +313,9 @@ async fn many_steps(ctx: WorkflowContext, n: u32) -> Result<u32, WorkflowError> 
 }
 
 /// A journal longer than the store reads while it leases a turn (`INLINE_JOURNAL` events)
-/// is left for the engine to read on a reader connection, and replays as any other. Its 257
-/// commits' rows were merged into runs every 64 events (`ops/runs.rs`), and it reads back
-/// event for event as it was written.
+/// is left for the engine to read on a reader connection, and replays as any other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_journal_is_merged_into_runs_read_after_the_lease_and_replayed() {
+async fn a_long_journal_is_read_after_the_lease_and_replayed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("long.db");
     let steps = u32::try_from(duraflow_store::INLINE_JOURNAL).unwrap();
@@ -336,41 +334,14 @@ async fn a_long_journal_is_merged_into_runs_read_after_the_lease_and_replayed() 
         matches!(k, EventKind::EventWaitStarted { .. })
     })
     .await;
-    let written = client.history(&run, None).await.unwrap();
     drop(client);
     engine.shutdown().await;
-
-    let rows: Vec<(i64, i64)> = {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        let mut stmt = conn
-            .prepare(
-                "SELECT position, span FROM events WHERE instance_id = 'long' AND execution = 1
-                  ORDER BY position",
-            )
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
-    };
-    let parked = 2 * u64::from(steps) + 2;
-    assert!(
-        rows.len() < 40,
-        "{parked} events in {} rows: {rows:?}",
-        rows.len()
-    );
-    common::assert_merged_into_runs(&rows, parked, 7);
 
     // A new engine holds no warm run: the next turn reads the whole journal.
     let engine = open().await;
     let client = engine.client();
     let store: Arc<dyn Store> = engine.store();
-    let read = store.journal("long", None).await.unwrap();
-    assert!(read.len() > duraflow_store::INLINE_JOURNAL);
-    assert_eq!(
-        read, written,
-        "the merged journal reads back as it was written"
-    );
+    assert!(store.journal("long", None).await.unwrap().len() > duraflow_store::INLINE_JOURNAL);
     client.raise_event(&run, "go", &1u32).await.unwrap();
     let out: u32 = client.wait(&run).timeout(common::DEADLINE).await.unwrap();
     assert_eq!(out, steps * (steps - 1) / 2 + 1);

@@ -129,16 +129,6 @@ pub(super) fn encode_run(events: &[Event]) -> Vec<u8> {
     out.0
 }
 
-/// Appends one event's binary encoding (as [`encode`] wrote it) to a run, behind its length:
-/// what [`encode_run`] writes for each of its events, for a store that merges rows of single
-/// events into runs.
-pub(super) fn push_to_run(run: &mut Vec<u8>, encoded: &[u8]) {
-    let mut w = Writer(std::mem::take(run));
-    w.varint(encoded.len() as u64);
-    w.0.extend_from_slice(encoded);
-    *run = w.0;
-}
-
 /// Decodes a run of `count` events encoded by [`encode_run`], appending them to `out`; on
 /// failure, the index in the run of the event that does not decode (or is missing), with why.
 pub(super) fn decode_run(
@@ -536,25 +526,6 @@ mod tests {
         let mut overlong = vec![TIMER_FIRED];
         overlong.extend_from_slice(&eleven_bytes);
         assert!(said(&overlong).contains("not a valid number"));
-    }
-
-    /// Single encodings pushed onto a run one by one make the run `encode_run` writes, at
-    /// lengths that take one varint byte and more (a 200-byte payload).
-    #[test]
-    fn single_events_pushed_onto_a_run_make_the_same_run() {
-        let mut events = samples();
-        events.push(Event {
-            at: Timestamp(5),
-            kind: EventKind::StepCompleted {
-                op: OpId::from_path(&[3]),
-                output: Payload::encode(&"x".repeat(200)).unwrap(),
-            },
-        });
-        let mut run = Vec::new();
-        for event in &events {
-            Event::push_to_binary_run(&mut run, &event.encode_binary());
-        }
-        assert_eq!(run, Event::encode_binary_run(&events));
     }
 
     #[test]

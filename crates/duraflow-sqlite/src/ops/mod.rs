@@ -7,7 +7,6 @@ pub(crate) mod flow;
 pub(crate) mod instances;
 pub(crate) mod queue_events;
 pub(crate) mod registry;
-pub(crate) mod runs;
 pub(crate) mod tasks;
 pub(crate) mod turns;
 

@@ -434,7 +434,6 @@ pub(crate) fn commit(conn: &Connection, c: &TurnCommit, tx: &mut Tx<'_>) -> SqlR
     }
 
     insert_events(conn, id, execution, c.journal_base, &c.new_events)?;
-    super::runs::merge(conn, c, execution)?;
     {
         let mut delete =
             conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND instance_id = ?2")?;
@@ -605,28 +604,18 @@ fn insert_events(
     if events.is_empty() {
         return Ok(());
     }
-    insert_row(
-        conn,
-        (id, execution, base as i64),
-        i64::from(JOURNAL_FORMAT_VERSION),
-        &codec::journal_row_data(events),
-        events.len() as i64,
-    )
-}
-
-/// Inserts one journal row of `span` events at `(instance, execution, position)`.
-pub(crate) fn insert_row(
-    conn: &Connection,
-    (id, execution, position): (&str, u32, i64),
-    format: i64,
-    data: &[u8],
-    span: i64,
-) -> SqlResult<()> {
     conn.prepare_cached(
         "INSERT INTO events (instance_id, execution, position, format, data, span)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![id, execution, position, format, data, span])?;
+    .execute(params![
+        id,
+        execution,
+        base as i64,
+        JOURNAL_FORMAT_VERSION,
+        codec::journal_row_data(events),
+        events.len() as i64
+    ])?;
     Ok(())
 }
 

@@ -195,33 +195,6 @@ pub async fn history_with(
     .await
 }
 
-/// Checks the journal rows of a parked workflow of steps, `(position, span)` in position
-/// order, against the rule of `duraflow_store::journal_runs`: they tile the journal's `events`
-/// from position 0, at least `runs` of them hold a run of 64 events or more, and fewer than 64
-/// events follow the last such run (the commit that reached past the last multiple of 64
-/// merged everything before it).
-pub fn assert_merged_into_runs(rows: &[(i64, i64)], events: u64, runs: usize) {
-    let mut next = 0;
-    for (position, span) in rows {
-        assert_eq!(*position, next, "the rows tile the journal: {rows:?}");
-        next += span;
-    }
-    assert_eq!(next, i64::try_from(events).unwrap(), "{rows:?}");
-    let long = rows.iter().filter(|(_, span)| *span >= 64).count();
-    assert!(
-        long >= runs,
-        "{events} events in {} rows, {long} of them runs: {rows:?}",
-        rows.len()
-    );
-    let unmerged: i64 = rows
-        .iter()
-        .rev()
-        .take_while(|(_, span)| *span < 64)
-        .map(|(_, span)| span)
-        .sum();
-    assert!(unmerged < 64, "{unmerged} events unmerged: {rows:?}");
-}
-
 /// How many events of the journal match `pred`.
 pub fn count(journal: &[Event], pred: impl Fn(&EventKind) -> bool) -> usize {
     journal.iter().filter(|e| pred(&e.kind)).count()

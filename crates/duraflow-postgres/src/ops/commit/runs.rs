@@ -1,22 +1,33 @@
-//! Merging a journal's rows into runs, by the rule of [`journal_runs`], in one statement.
+//! Merging a journal's rows into runs.
 //!
-//! The workflows that ran beside a long one interleave their rows with its, so a cold turn,
-//! which reads the whole journal, visited a heap page for every two or three rows, and that
-//! read was most of the server's part of the turn; merged, its rows are 32 times fewer. The
-//! statement runs in the commit's transaction, after the batch's rows are written, while the
-//! instances' rows are locked, and changes nothing for a journal whose rows are not all binary
-//! rows of one format that exactly cover the range from the last long row to the commit's end.
+//! A commit appends its events to its execution's journal as one row, so a workflow of 10,000
+//! steps, each committed on its own, leaves 10,001 rows; the workflows that ran beside it
+//! interleave theirs, so a cold turn, which reads the whole journal, visited a heap page for
+//! every two or three rows, and that read was most of the server's part of the turn. So every
+//! [`RUN_EVENTS`] events, the commit that reaches past the next multiple of it also merges the
+//! rows written since the journal's last long row (a run of at least [`RUN_EVENTS`] events,
+//! merged or committed so) into one row: the same events at the same positions, one run of
+//! their binary encodings, each behind its length (`Event::encode_binary_run`), which readers
+//! already decode. It runs in the commit's transaction, after the commit's own row is written,
+//! while the instance's row is locked.
+//!
+//! A merge changes nothing when the rows it would take are not all binary rows of one journal
+//! format (a journal begun before the binary encoding), or do not exactly cover the range from
+//! the last long row to the commit's end; the rows then stay as they are.
 
-use duraflow_store::{journal_runs, TurnCommit};
+use duraflow_store::TurnCommit;
 use sqlx::PgConnection;
 
 use crate::error::OpResult;
 
-/// [`journal_runs::RUN_EVENTS`] as the statement binds it.
-pub(crate) const RUN_EVENTS: i64 = journal_runs::RUN_EVENTS as i64;
+/// Events between two merges of a journal's rows, and the fewest events a row must hold to
+/// count as a run that later merges start after.
+pub(crate) const RUN_EVENTS: i64 = 64;
 
-/// [`journal_runs::LOOK_BACK`] as the statement binds it.
-const LOOK_BACK: i64 = journal_runs::LOOK_BACK as i64;
+/// How far back from a merge's end (in events) its start is looked for: a journal merged on
+/// time has a long row within [`RUN_EVENTS`] events. Bounding it keeps a journal whose rows
+/// never merge (its start written as JSON) from being read back to its start at each commit.
+const LOOK_BACK: i64 = 4 * RUN_EVENTS;
 
 /// The statement of [`Runs::merge`]: `$1` the instance ids, `$2` their executions, `$3` where
 /// each journal ends (after the commit's own row), `$4` [`RUN_EVENTS`], `$5` [`LOOK_BACK`].
@@ -54,10 +65,17 @@ pub(crate) const MERGE: &str = "WITH wanted AS (
        FROM merged
       GROUP BY instance_id, execution";
 
-/// Where `c`'s journal ends if a merge is due ([`journal_runs::merge_end`]), as the statement
-/// binds it.
+/// Where `c`'s journal ends if its events reach past a multiple of [`RUN_EVENTS`] and its
+/// execution goes on (a finished one is not read again by a turn): a merge is then due.
 fn merge_end(c: &TurnCommit) -> Option<i32> {
-    journal_runs::merge_end(c).and_then(|end| i32::try_from(end).ok())
+    let n = c.new_events.len();
+    if n == 0 || c.final_status().is_terminal() || c.continue_as_new.is_some() {
+        return None;
+    }
+    let base = i64::try_from(c.journal_base).ok()?;
+    let end = base.saturating_add(i64::try_from(n).ok()?);
+    let end32 = i32::try_from(end).ok()?;
+    (end / RUN_EVENTS > base / RUN_EVENTS).then_some(end32)
 }
 
 /// The journals of a commit batch due a merge.
