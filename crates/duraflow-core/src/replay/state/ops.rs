@@ -105,7 +105,10 @@ impl OpMap {
             OpMap::Small(v) => (Some(v.iter().map(|(_, o)| o)), None),
             OpMap::Large(m) => (None, Some(m.values())),
         };
-        small.into_iter().flatten().chain(large.into_iter().flatten())
+        small
+            .into_iter()
+            .flatten()
+            .chain(large.into_iter().flatten())
     }
 
     #[cfg(test)]
@@ -323,7 +326,11 @@ mod tests {
         for (n, id) in ids.iter().enumerate() {
             issue(&mut ops, id);
             assert_eq!(ops.map.len(), n + 1);
-            assert_eq!(matches!(ops.map, OpMap::Large(_)), n >= SMALL, "{n} in flight");
+            assert_eq!(
+                matches!(ops.map, OpMap::Large(_)),
+                n >= SMALL,
+                "{n} in flight"
+            );
         }
         assert_eq!((ops.open_count(), ops.slot_count()), (ids.len(), ids.len()));
         assert_eq!(ops.slots().count(), ids.len());
@@ -337,7 +344,10 @@ mod tests {
             assert!(matches!(ops.take_slot(id), Some(Slot::Done(_))));
             assert!(ops.take_slot(id).is_none(), "taken once");
         }
-        assert_eq!((ops.open_count(), ops.slot_count(), ops.map.len()), (0, 0, 0));
+        assert_eq!(
+            (ops.open_count(), ops.slot_count(), ops.map.len()),
+            (0, 0, 0)
+        );
         assert!(matches!(ops.map, OpMap::Small(_)));
         // A vector of `SMALL` entries takes a known id without moving to a map.
         for id in &ids[..SMALL] {
