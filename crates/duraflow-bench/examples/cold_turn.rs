@@ -80,7 +80,20 @@ async fn park(
     let parked = 2 * steps + 2;
     for i in 0..workflows {
         let id = format!("w{i}");
-        while client.describe(&id).await?.journal_len != Some(parked) {
+        loop {
+            let info = client.describe(&id).await?;
+            if info.journal_len == Some(parked) {
+                break;
+            }
+            // A workflow that ended (an instance of that id already there and finished, or a
+            // failure) will never park: say so rather than wait for ever.
+            if info.status.is_terminal() {
+                return Err(format!(
+                    "{id} is {:?} and will not park: park into a new database file",
+                    info.status
+                )
+                .into());
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         println!("{id} parked after {steps} steps");
