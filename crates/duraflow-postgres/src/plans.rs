@@ -201,6 +201,19 @@ const INDEXES: &[(&str, &[&str])] = &[
         "commit::one_statement_sql (a direct turn's parts)",
         &["instances_pkey", "tasks_pkey", "tasks_by_instance"],
     ),
+    (
+        "commit::one_statement_sql (one commit)",
+        &[
+            "instances_pkey",
+            "tasks_pkey",
+            "messages_by_instance",
+            "tasks_by_instance",
+        ],
+    ),
+    (
+        "commit::one_statement_sql (one commit, a direct turn's parts)",
+        &["instances_pkey", "tasks_pkey", "tasks_by_instance"],
+    ),
     ("callbacks::TAKEN_TOKENS", &["callbacks_pkey"]),
     ("callbacks::APPLY", &["callbacks_by_instance"]),
     ("callbacks::RESOLVE_FIND", &["callbacks_pkey"]),
@@ -340,7 +353,31 @@ fn statements() -> Vec<Statement> {
             types: Some(ONE_STATEMENT_TYPES),
             ..statement(
                 "commit::one_statement_sql",
-                commit::one_statement_sql(commit::WriteParts::ALL),
+                commit::one_statement_sql(commit::WriteParts::ALL, false),
+                Seek,
+            )
+        },
+        Statement {
+            types: Some(ONE_STATEMENT_TYPES),
+            ..statement(
+                "commit::one_statement_sql (one commit)",
+                commit::one_statement_sql(commit::WriteParts::ALL, true),
+                Seek,
+            )
+        },
+        Statement {
+            types: Some(ONE_STATEMENT_TYPES),
+            ..statement(
+                "commit::one_statement_sql (one commit, a direct turn's parts)",
+                commit::one_statement_sql(
+                    commit::WriteParts {
+                        events: true,
+                        cancelled: true,
+                        tasks: true,
+                        ..commit::WriteParts::default()
+                    },
+                    true,
+                ),
                 Seek,
             )
         },
@@ -348,12 +385,15 @@ fn statements() -> Vec<Statement> {
             types: Some(ONE_STATEMENT_TYPES),
             ..statement(
                 "commit::one_statement_sql (a direct turn's parts)",
-                commit::one_statement_sql(commit::WriteParts {
-                    events: true,
-                    cancelled: true,
-                    tasks: true,
-                    ..commit::WriteParts::default()
-                }),
+                commit::one_statement_sql(
+                    commit::WriteParts {
+                        events: true,
+                        cancelled: true,
+                        tasks: true,
+                        ..commit::WriteParts::default()
+                    },
+                    false,
+                ),
                 Seek,
             )
         },
@@ -805,8 +845,8 @@ mod tests {
     }
 
     /// The commit's write statement is built from the parts a batch has rows for: each of
-    /// its 64 combinations, in both forms (a step of the batch path, a commit of one
-    /// statement), is one PostgreSQL accepts (the conformance suite runs the combinations its
+    /// its 64 combinations, in each form (a step of the batch path, a commit of one
+    /// statement, one of a lone commit), is one PostgreSQL accepts (the conformance suite runs the combinations its
     /// cases make; this covers the rest).
     #[tokio::test]
     async fn every_combination_of_the_write_statement_plans() {
@@ -819,15 +859,20 @@ mod tests {
                 panic!("the write statement with {parts:?} cannot be planned: {e}");
             }
             planned.insert(sql);
-            let one = one_statement_sql(parts);
-            if let Err(e) = explain_here(&mut conn, one, Some(ONE_STATEMENT_TYPES)).await {
-                panic!("the one-statement commit with {parts:?} cannot be planned: {e}");
+            for single in [false, true] {
+                let one = one_statement_sql(parts, single);
+                if let Err(e) = explain_here(&mut conn, one, Some(ONE_STATEMENT_TYPES)).await {
+                    panic!(
+                        "the one-statement commit with {parts:?} (single: {single}) cannot be \
+                         planned: {e}"
+                    );
+                }
+                planned.insert(one);
             }
-            planned.insert(one);
         }
         assert_eq!(
             planned.len(),
-            128,
+            192,
             "each combination has a statement of its own"
         );
     }

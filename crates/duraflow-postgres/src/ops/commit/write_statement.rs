@@ -85,12 +85,29 @@ pub(crate) enum Form {
     /// A whole commit in one statement ([`super::one_statement`]): it locks the instance rows
     /// and the direct turns' tasks, checks them, and writes only if every commit passes.
     OneStatement,
+    /// [`Form::OneStatement`] for a batch of exactly one commit: each of the commit's columns
+    /// is read as its array's first element rather than by `unnest`, and its rows are found by
+    /// equality, so the statement's plan has no function scans, sorts, bitmap scans or
+    /// aggregates for them: PostgreSQL builds a plan's state anew at every execution, and for
+    /// a lone commit that building cost about as much as its writes (BENCHMARKS.md,
+    /// "PostgreSQL: a lone commit's statement").
+    Single,
+}
+
+impl Form {
+    /// Every form, in the order of [`WRITES`].
+    const ALL: [Form; 3] = [Form::InTransaction, Form::OneStatement, Form::Single];
+
+    /// Whether the statement locks and checks its rows itself.
+    fn checks(self) -> bool {
+        self != Form::InTransaction
+    }
 }
 
 /// The write statement for each form and combination of [`WriteParts`], built once;
 /// [`write_sql`] and [`one_statement_sql`] pick one.
 static WRITES: LazyLock<Vec<String>> = LazyLock::new(|| {
-    [Form::InTransaction, Form::OneStatement]
+    Form::ALL
         .into_iter()
         .flat_map(|form| WriteParts::every().map(move |parts| build_write(parts, form)))
         .collect()
@@ -101,9 +118,11 @@ pub(crate) fn write_sql(parts: WriteParts) -> &'static str {
     WRITES[parts.index()].as_str()
 }
 
-/// The statement of a commit of one statement with the parts `parts`.
-pub(crate) fn one_statement_sql(parts: WriteParts) -> &'static str {
-    WRITES[WriteParts::ALL.index() + 1 + parts.index()].as_str()
+/// The statement of a commit of one statement with the parts `parts`, in the form
+/// [`Form::Single`] when the batch has one commit (`single`).
+pub(crate) fn one_statement_sql(parts: WriteParts, single: bool) -> &'static str {
+    let form = if single { 2 } else { 1 };
+    WRITES[form * (WriteParts::ALL.index() + 1) + parts.index()].as_str()
 }
 
 /// The checks of a commit of one statement, for one commit `v` of the batch, its instance's
@@ -144,7 +163,10 @@ const ONE_STATEMENT_CHECK: &str = "coalesce(
 /// (migration 0020), once for the batch; the statement's own snapshot predates the locks.
 fn build_write(parts: WriteParts, form: Form) -> String {
     let task_limited = crate::ops::tasks::TASK_LIMITED;
-    let one = form == Form::OneStatement;
+    let one = form.checks();
+    let single = form == Form::Single;
+    // The commit's value of column `$n` (an array of one element in the form `Single`).
+    let first = |n: u32, ty: &str| format!("(${n}::{ty}[])[1]");
     // The condition every write of the statement is under.
     let (where_ok, and_ok) = if one {
         (
@@ -155,7 +177,38 @@ fn build_write(parts: WriteParts, form: Form) -> String {
         ("", "")
     };
     let mut ctes: Vec<String> = Vec::new();
-    if one {
+    if single {
+        let check = ONE_STATEMENT_CHECK;
+        let (id, task) = (first(1, "text"), first(45, "bigint"));
+        let v = [
+            (1, "text", "id"),
+            (8, "bigint", "token"),
+            (5, "bigint", "now"),
+            (43, "int", "execution"),
+            (44, "bigint", "base"),
+            (45, "bigint", "task"),
+            (46, "bigint", "task_token"),
+        ]
+        .map(|(n, ty, name)| format!("{} AS {name}", first(n, ty)))
+        .join(", ");
+        ctes.push(format!(
+            "locked AS MATERIALIZED (
+             SELECT {LOCKED_COLUMNS} FROM instances i WHERE i.id = {id} FOR UPDATE
+         ), direct_locked AS MATERIALIZED (
+             SELECT t.id, t.instance_id, t.execution, t.op, t.lease_token, t.lease_until
+               FROM tasks t
+              WHERE t.id = {task} AND EXISTS (SELECT 1 FROM locked)
+                FOR UPDATE
+         ), verdict AS MATERIALIZED (
+             SELECT {check} AS ok
+               FROM (SELECT {v}) AS v
+               LEFT JOIN locked l ON true
+               LEFT JOIN direct_locked d ON true
+         ), inboxes AS MATERIALIZED (
+             SELECT * FROM instance_inboxes($1::text[]) WHERE (SELECT ok FROM verdict)
+         )"
+        ));
+    } else if one {
         ctes.push(format!(
             "locked AS MATERIALIZED (
              SELECT {LOCKED_COLUMNS} FROM instances i
@@ -179,16 +232,62 @@ fn build_write(parts: WriteParts, form: Form) -> String {
          )"
         ));
     }
-    ctes.push(format!(
-        "c AS (
+    ctes.push(if single {
+        let columns = [
+            (1, "text", "id"),
+            (2, "text", "status"),
+            (3, "text", "output"),
+            (4, "text", "failure"),
+            (5, "bigint", "now"),
+            (6, "int", "execution"),
+            (7, "text", "input"),
+            (8, "bigint", "token"),
+            (9, "bool", "finished"),
+            (32, "bigint", "keep_until"),
+            (36, "int", "attempt"),
+            (37, "bigint", "not_before"),
+            (38, "bool", "starts"),
+            (39, "text", "version"),
+        ]
+        .map(|(n, ty, name)| format!("{} AS {name}", first(n, ty)))
+        .join(", ");
+        format!("c AS (SELECT {columns}{where_ok})")
+    } else {
+        format!(
+            "c AS (
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                                   $6::int[], $7::text[], $8::bigint[], $9::bool[], $32::bigint[],
                                   $36::int[], $37::bigint[], $38::bool[], $39::text[])
                  AS c(id, status, output, failure, now, execution, input, token, finished,
                       keep_until, attempt, not_before, starts, version){where_ok}
          )"
-    ));
-    if parts.events {
+        )
+    });
+    if parts.events && single {
+        // A commit's events are one journal row.
+        let row = [
+            (10, "text"),
+            (11, "int"),
+            (12, "int"),
+            (14, "int"),
+            (13, "bytea"),
+            (41, "int"),
+        ]
+        .map(|(n, ty)| {
+            if n == 14 {
+                "$14".to_owned()
+            } else {
+                first(n, ty)
+            }
+        })
+        .join(", ");
+        ctes.push(format!(
+            "events_added AS (
+             INSERT INTO events (instance_id, execution, position, format, encoded, span)
+             SELECT {row}{where_ok}
+         )"
+        ));
+    } else if parts.events {
         ctes.push(format!(
             "events_added AS (
              INSERT INTO events (instance_id, execution, position, format, encoded, span)
@@ -198,7 +297,17 @@ fn build_write(parts: WriteParts, form: Form) -> String {
          )"
         ));
     }
-    if parts.consumed {
+    if parts.consumed && single {
+        // Every message a lone commit consumes is its own instance's.
+        ctes.push(format!(
+            "consumed AS (
+             DELETE FROM messages m
+              WHERE m.id = ANY($16::bigint[]) AND m.instance_id = {id}{and_ok}
+             RETURNING m.id
+         )",
+            id = first(1, "text")
+        ));
+    } else if parts.consumed {
         ctes.push(format!(
             "consumed AS (
              DELETE FROM messages m
