@@ -8,9 +8,13 @@ use std::time::Duration;
 /// [`crate::EngineBuilder`].
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// Workflow turns run at once (default 64).
+    /// Workflow turns run at once (default 256). A turn holds its place until its commit
+    /// returns, so this also bounds how many commits can share one store transaction: with 64,
+    /// the engine's one committer spent its time on transactions of about 30 commits each
+    /// and bounded a run of many short workflows (BENCHMARKS.md, "More turns and activities at
+    /// once").
     pub workflow_concurrency: usize,
-    /// Activities run at once (default 64).
+    /// Activities run at once (default 256).
     pub activity_concurrency: usize,
     /// Most turns or tasks fetched in one store call (default 32).
     pub fetch_batch: usize,
@@ -43,8 +47,8 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            workflow_concurrency: 64,
-            activity_concurrency: 64,
+            workflow_concurrency: 256,
+            activity_concurrency: 256,
             fetch_batch: 32,
             commit_batch: 128,
             turn_lease: Duration::from_secs(60),
