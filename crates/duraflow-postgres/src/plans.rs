@@ -349,54 +349,6 @@ fn statements() -> Vec<Statement> {
                 Seek,
             )
         },
-        Statement {
-            types: Some(ONE_STATEMENT_TYPES),
-            ..statement(
-                "commit::one_statement_sql",
-                commit::one_statement_sql(commit::WriteParts::ALL, false),
-                Seek,
-            )
-        },
-        Statement {
-            types: Some(ONE_STATEMENT_TYPES),
-            ..statement(
-                "commit::one_statement_sql (one commit)",
-                commit::one_statement_sql(commit::WriteParts::ALL, true),
-                Seek,
-            )
-        },
-        Statement {
-            types: Some(ONE_STATEMENT_TYPES),
-            ..statement(
-                "commit::one_statement_sql (one commit, a direct turn's parts)",
-                commit::one_statement_sql(
-                    commit::WriteParts {
-                        events: true,
-                        cancelled: true,
-                        tasks: true,
-                        ..commit::WriteParts::default()
-                    },
-                    true,
-                ),
-                Seek,
-            )
-        },
-        Statement {
-            types: Some(ONE_STATEMENT_TYPES),
-            ..statement(
-                "commit::one_statement_sql (a direct turn's parts)",
-                commit::one_statement_sql(
-                    commit::WriteParts {
-                        events: true,
-                        cancelled: true,
-                        tasks: true,
-                        ..commit::WriteParts::default()
-                    },
-                    false,
-                ),
-                Seek,
-            )
-        },
         statement("callbacks::TAKEN_TOKENS", callbacks::TAKEN_TOKENS, Seek),
         statement("callbacks::APPLY", callbacks::APPLY, Seek),
         statement("callbacks::RESOLVE_FIND", callbacks::RESOLVE_FIND, Seek),
@@ -480,6 +432,35 @@ fn statements() -> Vec<Statement> {
     ];
     for (i, sql) in admin::PURGE.iter().enumerate() {
         all.push(statement(&format!("admin::PURGE[{i}]"), sql, Seek));
+    }
+    // A commit of one statement, of a batch and of a lone commit, with every part and with a
+    // direct turn's.
+    let direct = commit::WriteParts {
+        events: true,
+        cancelled: true,
+        tasks: true,
+        ..commit::WriteParts::default()
+    };
+    for (single, lone) in [(false, ""), (true, "one commit")] {
+        for (parts, which) in [
+            (commit::WriteParts::ALL, ""),
+            (direct, "a direct turn's parts"),
+        ] {
+            let label = [lone, which]
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let name = if label.is_empty() {
+                "commit::one_statement_sql".to_owned()
+            } else {
+                format!("commit::one_statement_sql ({label})")
+            };
+            all.push(Statement {
+                types: Some(ONE_STATEMENT_TYPES),
+                ..statement(&name, commit::one_statement_sql(parts, single), Seek)
+            });
+        }
     }
     // The listings a journal read, an instance read and a purge make (every combination of
     // filters is checked by `every_listing_is_read_in_id_order_from_an_index` too).

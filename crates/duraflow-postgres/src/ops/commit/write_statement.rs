@@ -146,6 +146,61 @@ const ONE_STATEMENT_CHECK: &str = "coalesce(
                            AND d.lease_until > v.now
                  END, false)";
 
+/// The columns of the statement's `c`, one row per commit: each column's parameter, element
+/// type and name.
+const COMMIT_COLUMNS: [(u32, &str, &str); 14] = [
+    (1, "text", "id"),
+    (2, "text", "status"),
+    (3, "text", "output"),
+    (4, "text", "failure"),
+    (5, "bigint", "now"),
+    (6, "int", "execution"),
+    (7, "text", "input"),
+    (8, "bigint", "token"),
+    (9, "bool", "finished"),
+    (32, "bigint", "keep_until"),
+    (36, "int", "attempt"),
+    (37, "bigint", "not_before"),
+    (38, "bool", "starts"),
+    (39, "text", "version"),
+];
+
+/// The columns a commit of one statement checks (`v` in [`ONE_STATEMENT_CHECK`]), as in
+/// [`COMMIT_COLUMNS`].
+const CHECKED_COLUMNS: [(u32, &str, &str); 7] = [
+    (1, "text", "id"),
+    (8, "bigint", "token"),
+    (5, "bigint", "now"),
+    (43, "int", "execution"),
+    (44, "bigint", "base"),
+    (45, "bigint", "task"),
+    (46, "bigint", "task_token"),
+];
+
+/// `columns` as one row of scalars, each its array parameter's first element
+/// (`($1::text[])[1] AS id, ..`).
+fn first_elements(columns: &[(u32, &str, &str)]) -> String {
+    columns
+        .iter()
+        .map(|(n, ty, name)| format!("(${n}::{ty}[])[1] AS {name}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `columns` as the rows of their arrays (`unnest($1::text[], ..) AS alias(id, ..)`).
+fn unnested(columns: &[(u32, &str, &str)], alias: &str) -> String {
+    let arrays: Vec<String> = columns
+        .iter()
+        .map(|(n, ty, _)| format!("${n}::{ty}[]"))
+        .collect();
+    let names: Vec<&str> = columns.iter().map(|(_, _, name)| *name).collect();
+    format!(
+        "unnest({}) AS {alias}({})",
+        arrays.join(", "),
+        names.join(", ")
+    )
+}
+
 /// Builds the statement of [`commit_batch`]'s step 4 with the parts `parts`; its parameters
 /// are the columns of [`Writes`], bound in the order of the `unnest`s, with `$14` the journal
 /// format, `$28` the channel, `$29`..`$31` the wakeups asked for, `$38` and `$39` whether each
@@ -180,17 +235,7 @@ fn build_write(parts: WriteParts, form: Form) -> String {
     if single {
         let check = ONE_STATEMENT_CHECK;
         let (id, task) = (first(1, "text"), first(45, "bigint"));
-        let v = [
-            (1, "text", "id"),
-            (8, "bigint", "token"),
-            (5, "bigint", "now"),
-            (43, "int", "execution"),
-            (44, "bigint", "base"),
-            (45, "bigint", "task"),
-            (46, "bigint", "task_token"),
-        ]
-        .map(|(n, ty, name)| format!("{} AS {name}", first(n, ty)))
-        .join(", ");
+        let v = first_elements(&CHECKED_COLUMNS);
         ctes.push(format!(
             "locked AS MATERIALIZED (
              SELECT {LOCKED_COLUMNS} FROM instances i WHERE i.id = {id} FOR UPDATE
@@ -209,6 +254,7 @@ fn build_write(parts: WriteParts, form: Form) -> String {
          )"
         ));
     } else if one {
+        let v = unnested(&CHECKED_COLUMNS, "v");
         ctes.push(format!(
             "locked AS MATERIALIZED (
              SELECT {LOCKED_COLUMNS} FROM instances i
@@ -221,9 +267,7 @@ fn build_write(parts: WriteParts, form: Form) -> String {
          ), verdict AS MATERIALIZED (
              SELECT count(l.id) = cardinality($1::text[])
                     AND coalesce(bool_and({ONE_STATEMENT_CHECK}), false) AS ok
-               FROM unnest($1::text[], $8::bigint[], $5::bigint[], $43::int[], $44::bigint[],
-                           $45::bigint[], $46::bigint[])
-                    AS v(id, token, now, execution, base, task, task_token)
+               FROM {v}
                LEFT JOIN locked l ON l.id = v.id
                LEFT JOIN direct_locked d ON d.id = v.task
               WHERE (SELECT count(*) FROM direct_locked) >= 0
@@ -233,34 +277,14 @@ fn build_write(parts: WriteParts, form: Form) -> String {
         ));
     }
     ctes.push(if single {
-        let columns = [
-            (1, "text", "id"),
-            (2, "text", "status"),
-            (3, "text", "output"),
-            (4, "text", "failure"),
-            (5, "bigint", "now"),
-            (6, "int", "execution"),
-            (7, "text", "input"),
-            (8, "bigint", "token"),
-            (9, "bool", "finished"),
-            (32, "bigint", "keep_until"),
-            (36, "int", "attempt"),
-            (37, "bigint", "not_before"),
-            (38, "bool", "starts"),
-            (39, "text", "version"),
-        ]
-        .map(|(n, ty, name)| format!("{} AS {name}", first(n, ty)))
-        .join(", ");
-        format!("c AS (SELECT {columns}{where_ok})")
+        format!(
+            "c AS (SELECT {}{where_ok})",
+            first_elements(&COMMIT_COLUMNS)
+        )
     } else {
         format!(
-            "c AS (
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                                  $6::int[], $7::text[], $8::bigint[], $9::bool[], $32::bigint[],
-                                  $36::int[], $37::bigint[], $38::bool[], $39::text[])
-                 AS c(id, status, output, failure, now, execution, input, token, finished,
-                      keep_until, attempt, not_before, starts, version){where_ok}
-         )"
+            "c AS (SELECT * FROM {}{where_ok})",
+            unnested(&COMMIT_COLUMNS, "c")
         )
     });
     if parts.events && single {
