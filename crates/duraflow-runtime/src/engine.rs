@@ -257,13 +257,14 @@ impl EngineBuilder {
         })
     }
 
-    /// Workflow turns run at once.
+    /// Workflow turns run at once (default 256, see [`EngineOptions::workflow_concurrency`]).
     pub fn workflow_concurrency(mut self, n: usize) -> Self {
         self.options.workflow_concurrency = n;
         self
     }
 
-    /// Activities run at once.
+    /// Activities run at once (default 256). Lower it where activities call a service that
+    /// takes fewer calls at once, or give their queue a `task_concurrency`.
     pub fn activity_concurrency(mut self, n: usize) -> Self {
         self.options.activity_concurrency = n;
         self
