@@ -288,23 +288,15 @@ fn build_write(parts: WriteParts, form: Form) -> String {
         )
     });
     if parts.events && single {
-        // A commit's events are one journal row.
-        let row = [
-            (10, "text"),
-            (11, "int"),
-            (12, "int"),
-            (14, "int"),
-            (13, "bytea"),
-            (41, "int"),
-        ]
-        .map(|(n, ty)| {
-            if n == 14 {
-                "$14".to_owned()
-            } else {
-                first(n, ty)
-            }
-        })
-        .join(", ");
+        // A commit's events are one journal row; `$14` is the journal format.
+        let row = format!(
+            "{}, {}, {}, $14, {}, {}",
+            first(10, "text"),
+            first(11, "int"),
+            first(12, "int"),
+            first(13, "bytea"),
+            first(41, "int")
+        );
         ctes.push(format!(
             "events_added AS (
              INSERT INTO events (instance_id, execution, position, format, encoded, span)
