@@ -177,12 +177,17 @@ const CHECKED_COLUMNS: [(u32, &str, &str); 7] = [
     (46, "bigint", "task_token"),
 ];
 
+/// A lone commit's value of the array parameter `$n` of element type `ty`: its first element.
+fn first(n: u32, ty: &str) -> String {
+    format!("(${n}::{ty}[])[1]")
+}
+
 /// `columns` as one row of scalars, each its array parameter's first element
 /// (`($1::text[])[1] AS id, ..`).
 fn first_elements(columns: &[(u32, &str, &str)]) -> String {
     columns
         .iter()
-        .map(|(n, ty, name)| format!("(${n}::{ty}[])[1] AS {name}"))
+        .map(|(n, ty, name)| format!("{} AS {name}", first(*n, ty)))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -220,8 +225,6 @@ fn build_write(parts: WriteParts, form: Form) -> String {
     let task_limited = crate::ops::tasks::TASK_LIMITED;
     let one = form.checks();
     let single = form == Form::Single;
-    // The commit's value of column `$n` (an array of one element in the form `Single`).
-    let first = |n: u32, ty: &str| format!("(${n}::{ty}[])[1]");
     // The condition every write of the statement is under.
     let (where_ok, and_ok) = if one {
         (
