@@ -27,3 +27,13 @@ async fn a_finished_instance_is_handed_to_its_watchers() {
     ))
     .await;
 }
+
+/// The PostgreSQL store claims the free turn of a sent message (beyond the suite): the lease is
+/// taken in the send's transaction.
+#[tokio::test]
+async fn a_sent_message_claims_a_free_turn() {
+    let store = test_store("dft_sent").await.unwrap_or_else(|e| {
+        panic!("no PostgreSQL ({e}); run scripts/test or set DURAFLOW_TEST_POSTGRES_URL")
+    });
+    duraflow_store::conformance::optional::a_sent_message_claims_a_free_turn(Arc::new(store)).await;
+}

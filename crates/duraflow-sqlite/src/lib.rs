@@ -275,6 +275,29 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn send_claiming(
+        &self,
+        message: NewMessage,
+        filter: &FetchFilter,
+        now: Timestamp,
+        lease: Duration,
+        cache: Cache<'_>,
+    ) -> StoreResult<Option<TurnWork>> {
+        let cache = cache.cloned();
+        let filter = filter.clone();
+        self.db
+            .write_joining(move |c, tx| {
+                let claim = instances::Claim {
+                    filter: &filter,
+                    now,
+                    lease,
+                    cache: cache.as_ref(),
+                };
+                instances::send_claiming(c, tx, &message, &claim)
+            })
+            .await
+    }
+
     async fn fetch_turns(
         &self,
         filter: &FetchFilter,

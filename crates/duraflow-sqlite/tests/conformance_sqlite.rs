@@ -27,3 +27,14 @@ async fn a_finished_instance_is_handed_to_its_watchers() {
     ))
     .await;
 }
+
+/// The SQLite store claims the free turn of a sent message (beyond the suite): the lease is
+/// taken in the send's transaction.
+#[tokio::test]
+async fn a_sent_message_claims_a_free_turn() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open(dir.path().join("sent.db"))
+        .await
+        .expect("open");
+    duraflow_store::conformance::optional::a_sent_message_claims_a_free_turn(Arc::new(store)).await;
+}

@@ -142,6 +142,27 @@ pub trait Store: Send + Sync + 'static {
     /// `InstanceFinished` for a finished one.
     async fn send(&self, message: NewMessage) -> StoreResult<()>;
 
+    /// Sends `message` as [`Store::send`] does and, in the same write, may lease its
+    /// instance's next turn to the caller for `lease` from `now`, as a fetch with `filter` and
+    /// `cache` would: only when the message is visible at `now` and the turn is free at once
+    /// (the instance open, not leased, not held back by a backoff, its queue and workflow
+    /// passing `filter`, and admitted already or needing no admission). The turn holds every
+    /// message of the inbox visible at `now`, in send order, the new one among them. Otherwise
+    /// the instance is due as after [`Store::send`] and `None` comes back. A client of a running
+    /// engine sends this way, so that the engine runs the turn at once instead of fetching it.
+    /// The default grants no claim.
+    async fn send_claiming(
+        &self,
+        message: NewMessage,
+        filter: &FetchFilter,
+        now: Timestamp,
+        lease: Duration,
+        cache: Cache<'_>,
+    ) -> StoreResult<Option<TurnWork>> {
+        let _ = (filter, now, lease, cache);
+        self.send(message).await.map(|()| None)
+    }
+
     /// Leases up to `max` instances that have visible messages and no live lease, each with its
     /// visible messages and its current journal, for `lease`. Only instances that pass `filter`
     /// (their queue, their workflow name) are leased, in the order of the contract among them;

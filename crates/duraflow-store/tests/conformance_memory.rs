@@ -16,3 +16,12 @@ async fn a_finished_instance_is_handed_to_its_watchers() {
     ))
     .await;
 }
+
+/// The memory store claims the free turn of a sent message (beyond the suite).
+#[tokio::test]
+async fn a_sent_message_claims_a_free_turn() {
+    duraflow_store::conformance::optional::a_sent_message_claims_a_free_turn(Arc::new(
+        MemoryStore::new(),
+    ))
+    .await;
+}

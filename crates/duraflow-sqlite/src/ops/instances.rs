@@ -1,12 +1,12 @@
 //! Creating instances and sending them messages.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use duraflow_core::Timestamp;
 use duraflow_store::{
-    validate_instance_id, CreateOutcome, InstanceInfo, InstanceStatus, MessageKind, NewInstance,
-    NewMessage, StoreError, TurnWork,
+    validate_instance_id, CreateOutcome, FetchFilter, InstanceInfo, InstanceStatus, JournalCache,
+    MessageKind, NewInstance, NewMessage, StoreError, TurnWork,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -205,19 +205,74 @@ pub(crate) fn create(
 
 pub(crate) fn send(conn: &Connection, message: &NewMessage, tx: &mut Tx<'_>) -> SqlResult<()> {
     let id = &message.instance_id;
+    refuse_unless_open(conn, id)?;
+    insert_message(conn, id, &message.kind, message.visible_at)?;
+    tx.wake.turns = true;
+    Ok(())
+}
+
+/// Fails with `NotFound` for an unknown instance and `InstanceFinished` for a finished one,
+/// which take no message.
+fn refuse_unless_open(conn: &Connection, id: &str) -> SqlResult<()> {
     match status_of(conn, id)? {
         None => Err(StoreError::instance_not_found(id).into()),
         Some(s) if s.is_terminal() => Err(StoreError::InstanceFinished {
-            id: id.clone(),
+            id: id.to_owned(),
             status: s.to_string(),
         }
         .into()),
-        Some(_) => {
-            insert_message(conn, id, &message.kind, message.visible_at)?;
-            tx.wake.turns = true;
-            Ok(())
-        }
+        Some(_) => Ok(()),
     }
+}
+
+/// Sends `message` as [`send`] does and, when it is visible at `now` and its instance's turn
+/// is free at once for a caller serving `filter` (see `Store::send_claiming`), leases that
+/// turn to the caller for `lease` in the same transaction; nobody else is woken for it.
+pub(crate) fn send_claiming(
+    conn: &Connection,
+    tx: &mut Tx<'_>,
+    message: &NewMessage,
+    claim: &Claim<'_>,
+) -> SqlResult<Option<TurnWork>> {
+    let id = &message.instance_id;
+    if message.visible_at > claim.now {
+        return send(conn, message, tx).map(|()| None);
+    }
+    refuse_unless_open(conn, id)?;
+    let Some(message_id) = post_message(conn, id, &message.kind, message.visible_at)? else {
+        return Ok(None);
+    };
+    let turn = if super::flow::claimable(conn, tx, id, Some(claim.filter))? {
+        turns::lease_turn_when(
+            conn,
+            tx,
+            id,
+            false,
+            claim.now,
+            claim.lease,
+            claim.cache,
+            turns::LeaseIf::JustPosted,
+        )?
+    } else {
+        None
+    };
+    if turn.is_none() {
+        make_due(conn, id, message.visible_at, message_id)?;
+        tx.wake.turns = true;
+    }
+    Ok(turn)
+}
+
+/// Who may claim the turn of a sent message, and how (see [`send_claiming`]).
+pub(crate) struct Claim<'a> {
+    /// What the caller serves.
+    pub(crate) filter: &'a FetchFilter,
+    /// When the turn is leased.
+    pub(crate) now: Timestamp,
+    /// For how long.
+    pub(crate) lease: Duration,
+    /// The journals the caller holds.
+    pub(crate) cache: Option<&'a Arc<dyn JournalCache>>,
 }
 
 #[cfg(test)]

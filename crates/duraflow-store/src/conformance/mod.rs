@@ -2,7 +2,7 @@
 //!
 //! Each test is a public async function taking a fresh, empty store (`Arc<dyn Store>`), grouped
 //! by topic: [`instances`], [`turns`], [`checkpoints`], [`callbacks`], [`tasks`],
-//! [`heartbeats`], [`claims`], [`direct`], [`admin`], [`management`], [`queues`],
+//! [`heartbeats`], [`claims`], [`sends`], [`direct`], [`admin`], [`management`], [`queues`],
 //! [`queue_events`], [`flow_control`], [`feed`] and [`registry`] ([`optional`] holds cases for
 //! what a store may offer beyond the contract, run by the stores that offer it). A backend runs the whole
 //! suite from one integration test file with [`conformance_tests!`](crate::conformance_tests),
@@ -37,6 +37,7 @@ pub mod optional;
 pub mod queue_events;
 pub mod queues;
 pub mod registry;
+pub mod sends;
 pub mod tasks;
 pub mod turns;
 
@@ -203,6 +204,13 @@ macro_rules! conformance_tests {
                 completion_does_not_claim_a_leased_turn,
                 creation_claims_the_first_turn,
                 claims_in_a_batch_come_after_every_result,
+            ]
+            sends [
+                a_sent_message_may_claim_a_free_turn,
+                a_sent_message_claims_no_held_turn,
+                a_sent_message_claims_nothing_for_others_or_for_later,
+                a_sent_message_claims_no_turn_that_needs_admission,
+                a_claiming_send_is_refused_as_a_send_is,
             ]
             direct [
                 a_direct_turn_delivers_a_held_result_in_one_commit,
@@ -560,6 +568,7 @@ mod tests {
             ("admin", include_str!("admin.rs")),
             ("management", include_str!("management.rs")),
             ("claims", include_str!("claims.rs")),
+            ("sends", include_str!("sends.rs")),
             ("direct", include_str!("direct.rs")),
             ("checkpoints", include_str!("checkpoints.rs")),
             ("callbacks", include_str!("callbacks.rs")),

@@ -45,3 +45,9 @@ pub async fn a_finished_instance_is_handed_to_its_watchers(store: Arc<dyn Store>
     finish(&*store, "unwatched", T0, InstanceStatus::Completed).await;
     assert_eq!(notifier.watched_instances(), 0, "nothing is kept for it");
 }
+
+/// A store that claims the turns of sent messages (memory, SQLite and PostgreSQL do, see
+/// `Store::send_claiming`) claims a free one: the case of the suite, with the claim required.
+pub async fn a_sent_message_claims_a_free_turn(store: Arc<dyn Store>) {
+    super::sends::a_sent_message_claims_a_free_turn(store, true).await;
+}

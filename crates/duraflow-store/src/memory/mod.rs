@@ -161,6 +161,17 @@ impl Store for MemoryStore {
         self.with_state(|s, w| s.send(message, w))
     }
 
+    async fn send_claiming(
+        &self,
+        message: NewMessage,
+        filter: &FetchFilter,
+        now: Timestamp,
+        lease: Duration,
+        cache: Cache<'_>,
+    ) -> StoreResult<Option<TurnWork>> {
+        self.with_state(|s, w| s.send_claiming(message, filter, now, lease, cache, w))
+    }
+
     async fn fetch_turns(
         &self,
         filter: &FetchFilter,

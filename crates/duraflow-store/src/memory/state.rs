@@ -30,8 +30,8 @@ use flow::Flow;
 use index::{QueueIndex, TurnIndex, TurnSlot};
 
 use crate::types::{
-    CreateOutcome, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message, MessageId,
-    MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
+    CreateOutcome, FetchFilter, InstanceInfo, InstanceStatus, Journal, LeaseToken, Message,
+    MessageId, MessageKind, NewInstance, NewMessage, TaskId, TurnWork,
 };
 
 /// Which notifications an operation calls for; sent once the lock is released.
@@ -392,6 +392,43 @@ impl State {
         self.deliver(&message.instance_id, message.kind, message.visible_at);
         wake.turns = true;
         Ok(())
+    }
+
+    /// Sends `message` and leases its instance's turn to the sender when it is free at once
+    /// (see `Store::send_claiming`); otherwise wakes the fetchers as [`State::send`] does.
+    pub(super) fn send_claiming(
+        &mut self,
+        message: NewMessage,
+        filter: &FetchFilter,
+        now: Timestamp,
+        lease: Duration,
+        cache: Option<&Arc<dyn JournalCache>>,
+        wake: &mut Wake,
+    ) -> StoreResult<Option<TurnWork>> {
+        let id = message.instance_id.clone();
+        self.send(message, &mut Wake::default())?;
+        let turn = if self.claimable(&id, filter, now) {
+            self.lease_turn(&id, now, lease, cache)
+        } else {
+            None
+        };
+        if turn.is_none() {
+            wake.turns = true;
+        }
+        Ok(turn)
+    }
+
+    /// Whether the turn of instance `id` may be claimed at `now` by a caller serving `filter`:
+    /// it is due (visible work, no live lease, no backoff), and admitted already or in need of
+    /// no admission.
+    pub(super) fn claimable(&self, id: &str, filter: &FetchFilter, now: Timestamp) -> bool {
+        self.instances.get(id).is_some_and(|inst| {
+            filter.matches(&inst.info.queue, &inst.info.name)
+                && inst.due_at().is_some_and(|at| at <= now)
+                && (inst.started_at.is_some()
+                    || !self.flow.needs_admission(&inst.info.queue, inst.key()))
+                && inst.visible(now).next().is_some()
+        })
     }
 
     /// Leases the turn of instance `id`, which is due, with its journal and visible messages.

@@ -188,14 +188,7 @@ impl State {
         // Claims come after every result of the batch is in the inbox, so the claimed turn
         // sees them all.
         for (i, instance_id, lease) in claims {
-            let due = self.instances.get(&instance_id).is_some_and(|inst| {
-                filter.matches(&inst.info.queue, &inst.info.name)
-                    && inst.due_at().is_some_and(|at| at <= now)
-                    && (inst.started_at.is_some()
-                        || !self.flow.needs_admission(&inst.info.queue, inst.key()))
-                    && inst.visible(now).next().is_some()
-            });
-            if due {
+            if self.claimable(&instance_id, filter, now) {
                 let turn = self.lease_turn(&instance_id, now, lease, cache);
                 if turn.is_some() {
                     posted.claimed(&instance_id);
