@@ -425,6 +425,36 @@ impl Store for PostgresStore {
         self.autocommit(conn, out, wake)
     }
 
+    async fn send_claiming(
+        &self,
+        message: NewMessage,
+        filter: &FetchFilter,
+        now: Timestamp,
+        lease: Duration,
+        cache: Cache<'_>,
+    ) -> StoreResult<Option<TurnWork>> {
+        let lock = ops::commit::lock_prepared(vec![message.instance_id.as_str()]);
+        let (mut tx, locked) = LockedTx::begin(&self.conns, "", &lock).await?;
+        let mut wake = Wake::default();
+        let claim = ops::sends::Claim {
+            filter,
+            now,
+            lease,
+            owner: self.owner_id(),
+            cache,
+        };
+        let out = ops::sends::send_claiming(
+            tx.conn()?,
+            &message,
+            &locked,
+            &claim,
+            &self.channel,
+            &mut wake,
+        )
+        .await;
+        self.finish_locked(tx, out, wake).await
+    }
+
     async fn fetch_turns(
         &self,
         filter: &FetchFilter,

@@ -15,7 +15,8 @@ use serde_json::Value;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::ops::{
-    admin, callbacks, commit, feed, fetch, flow, instances, queue_events, registry, tasks, turns,
+    admin, callbacks, commit, feed, fetch, flow, instances, queue_events, registry, sends, tasks,
+    turns,
 };
 use crate::owners;
 
@@ -242,6 +243,10 @@ const INDEXES: &[(&str, &[&str])] = &[
     ("instances::CREATE_BATCH", &["instances_pkey"]),
     ("instances::CREATE_CLAIMING", &["instances_pkey"]),
     ("instances::SEND", &["instances_pkey"]),
+    (
+        "sends::SEND_CLAIMING",
+        &["events_pkey", "instances_pkey", "messages_by_instance"],
+    ),
     ("instances::INSERT_CHILDREN", &[]),
     ("tasks::FETCH", &["tasks_pkey", "tasks_queue_due"]),
     ("tasks::QUEUE_LOCK", &[]),
@@ -395,6 +400,7 @@ fn statements() -> Vec<Statement> {
             Seek,
         ),
         statement("instances::SEND", &instances::SEND, Seek),
+        statement("sends::SEND_CLAIMING", &sends::SEND_CLAIMING, Seek),
         statement(
             "instances::INSERT_CHILDREN",
             instances::INSERT_CHILDREN,

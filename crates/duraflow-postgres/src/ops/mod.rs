@@ -38,6 +38,7 @@ pub(crate) mod flow;
 pub(crate) mod instances;
 pub(crate) mod queue_events;
 pub(crate) mod registry;
+pub(crate) mod sends;
 pub(crate) mod tasks;
 pub(crate) mod turns;
 
