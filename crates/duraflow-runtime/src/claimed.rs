@@ -1,12 +1,12 @@
 //! Turns that reach the engine without a fetch: claimed by an activity completion (see
-//! `attempt.rs`) or by a client starting an instance (see `client.rs`), or run directly on an
-//! activity's result. They run through this trait, which the dispatcher implements, so neither
+//! `attempt.rs`), by a client starting an instance or sending one a message (see `client`), or
+//! run directly on an activity's result. They run through this trait, which the dispatcher implements, so neither
 //! depends on the dispatcher.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use duraflow_store::{OpResult, TaskWork, TurnWork};
+use duraflow_store::{FetchFilter, JournalCache, OpResult, TaskWork, TurnWork};
 use futures::future::BoxFuture;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -22,6 +22,12 @@ pub(crate) trait ClaimedTurns: Send + Sync {
     /// Whether this engine takes the turns of instances of `queue` running `workflow`; a turn
     /// it does not is never claimed, but left to an engine that does.
     fn serves(&self, queue: &str, workflow: &str) -> bool;
+
+    /// What this engine fetches turns of: a claim by a send takes only such a turn.
+    fn turn_filter(&self) -> &FetchFilter;
+
+    /// The journals this engine holds warm, which a claimed turn leaves unread.
+    fn journal_cache(&self) -> &Arc<dyn JournalCache>;
 
     /// Runs a claimed turn in a task of its own (tracked by the engine), holding `permit`.
     fn spawn_turn(self: Arc<Self>, work: TurnWork, permit: OwnedSemaphorePermit);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use duraflow_core::{FailureKind, Timestamp};
 use duraflow_store::{
-    Committed, DirectTurn, InstanceStatus, Journal, JournalCache, Message, MessageId, MessageKind,
-    OpResult, StoreError, TaskClaim, TaskWork, TurnCommit, TurnWork,
+    Committed, DirectTurn, FetchFilter, InstanceStatus, Journal, JournalCache, Message, MessageId,
+    MessageKind, OpResult, StoreError, TaskClaim, TaskWork, TurnCommit, TurnWork,
 };
 use futures::future::BoxFuture;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -61,6 +61,14 @@ impl ClaimedTurns for Dispatcher {
 
     fn serves(&self, queue: &str, workflow: &str) -> bool {
         self.shared.turn_filter.matches(queue, workflow)
+    }
+
+    fn turn_filter(&self) -> &FetchFilter {
+        &self.shared.turn_filter
+    }
+
+    fn journal_cache(&self) -> &Arc<dyn JournalCache> {
+        &self.journal_cache
     }
 
     fn spawn_turn(self: Arc<Self>, work: TurnWork, permit: OwnedSemaphorePermit) {

@@ -53,6 +53,7 @@ struct Counting {
     fetched_tasks: AtomicUsize,
     claimed_turns: AtomicUsize,
     claimed_starts: AtomicUsize,
+    claimed_sends: AtomicUsize,
     claimed_tasks: AtomicUsize,
     cached_journals: AtomicUsize,
     direct_accepted: AtomicUsize,
@@ -75,6 +76,14 @@ impl Observer for Counting {
     fn created(&self, turn: Option<&TurnWork>) {
         if turn.is_some() {
             self.claimed_starts.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn sent(&self, turn: Option<&TurnWork>) {
+        if let Some(turn) = turn {
+            self.claimed_sends.fetch_add(1, Ordering::SeqCst);
+            if is_cached(turn) {
+                self.cached_journals.fetch_add(1, Ordering::SeqCst);
+            }
         }
     }
     fn fetched_turns(&self, work: &[TurnWork]) {
@@ -139,11 +148,11 @@ async fn parked(client: &Client, id: &str) {
 // One test, so that nothing else moves STARTS while it counts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warm_instances_claims_and_their_fallbacks() {
-    // 1. Warm: seven turns (start, five results, the event), and the code starts once. Only
-    //    the event's turn is fetched, and no task: the start claims the first turn, each commit
-    //    claims its task, and each result, which the warm workflow waits for alone, goes
-    //    straight into its next turn (a direct turn), committed with it; the event's turn finds
-    //    its journal left unread.
+    // 1. Warm: seven turns (start, five results, the event), and the code starts once. No turn
+    //    is fetched, and no task: the start claims the first turn, each commit claims its task,
+    //    each result, which the warm workflow waits for alone, goes straight into its next turn
+    //    (a direct turn), committed with it, and the client's send of the event claims its
+    //    turn, which finds its journal left unread.
     let store = Arc::new(Observed::<Counting>::default());
     let engine = engine_on(store.clone(), EngineOptions::default()).await;
     let client = engine.client();
@@ -177,10 +186,11 @@ async fn warm_instances_claims_and_their_fallbacks() {
         "the start claimed the first turn"
     );
     assert_eq!(
-        Counting::get(&store.fetched_turns),
+        Counting::get(&store.claimed_sends),
         1,
-        "only the event's turn is fetched"
+        "the event's send claimed its turn"
     );
+    assert_eq!(Counting::get(&store.fetched_turns), 0, "no turn fetched");
     assert_eq!(
         Counting::get(&store.cached_journals),
         1,

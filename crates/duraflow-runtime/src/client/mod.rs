@@ -20,6 +20,7 @@ use duraflow_store::{
     NewMessage, Page, QueueConfig, QueueDepth, Registered, Store, StoreError, StoreStats,
 };
 use serde::Serialize;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::claimed::ClaimedTurns;
 use crate::clock::SystemClock;
@@ -141,19 +142,49 @@ impl Client {
         .await
     }
 
+    /// Sends a message. A client of a running engine with room for a turn sends it claiming
+    /// (`Store::send_claiming`): when the instance's turn is free, the engine runs it at once
+    /// instead of fetching it.
     async fn send(&self, id: &str, kind: MessageKind) -> Result<(), ClientError> {
+        let now = self.clock.now();
         let message = NewMessage {
             instance_id: id.to_owned(),
             kind,
-            visible_at: self.clock.now(),
+            visible_at: now,
         };
-        self.store.send(message).await.map_err(|e| match e {
+        let sent = match self.room_for_a_turn() {
+            Some((turns, permit)) => self
+                .store
+                .send_claiming(
+                    message,
+                    turns.turn_filter(),
+                    now,
+                    turns.turn_lease(),
+                    Some(turns.journal_cache()),
+                )
+                .await
+                .map(|claimed| {
+                    if let Some(work) = claimed {
+                        turns.spawn_turn(work, permit);
+                    }
+                }),
+            None => self.store.send(message).await,
+        };
+        sent.map_err(|e| match e {
             StoreError::NotFound(_) => ClientError::NotFound(id.to_owned()),
             StoreError::InstanceFinished { id, status } => {
                 ClientError::InstanceFinished { id, status }
             }
             other => ClientError::Store(other),
         })
+    }
+
+    /// The engine this client belongs to and a turn permit, when the engine runs and has room
+    /// for a turn: what the client's write claims, the engine runs at once under the permit.
+    fn room_for_a_turn(&self) -> Option<(Arc<dyn ClaimedTurns>, OwnedSemaphorePermit)> {
+        let turns = self.local.as_ref()?.upgrade()?;
+        let permit = turns.room_for_a_turn()?;
+        Some((turns, permit))
     }
 
     /// The instance's status, input, output or failure.

@@ -177,14 +177,9 @@ impl<'a> IntoFuture for Start<'a> {
             // A client of a running engine with room for a turn takes the first turn along,
             // and the engine runs it at once instead of fetching it.
             let store = &client.store;
-            let room = client.local.as_ref().and_then(|local| {
-                let turns = local.upgrade()?;
-                if !turns.serves(&new.queue, &new.name) {
-                    return None;
-                }
-                let permit = turns.room_for_a_turn()?;
-                Some((turns, permit))
-            });
+            let room = client
+                .room_for_a_turn()
+                .filter(|(turns, _)| turns.serves(&new.queue, &new.name));
             let outcome = match room {
                 Some((turns, permit)) => {
                     let (outcome, turn) = store

@@ -17,6 +17,8 @@ use duraflow::{Event, InstanceInfo, MemoryStore, QueueConfig, Store, Timestamp};
 pub trait Observer: Send + Sync + 'static {
     /// A creation that may claim the first turn returned `turn`.
     fn created(&self, _turn: Option<&TurnWork>) {}
+    /// A send that may claim its instance's turn returned `turn`.
+    fn sent(&self, _turn: Option<&TurnWork>) {}
     /// A fetch leased these turns.
     fn fetched_turns(&self, _work: &[TurnWork]) {}
     /// A batch of turn commits ended so.
@@ -78,6 +80,21 @@ impl<O: Observer> Store for Observed<O> {
     }
     async fn send(&self, message: NewMessage) -> StoreResult<()> {
         self.inner.send(message).await
+    }
+    async fn send_claiming(
+        &self,
+        message: NewMessage,
+        filter: &duraflow_store::FetchFilter,
+        now: Timestamp,
+        lease: Duration,
+        cache: Cache<'_>,
+    ) -> StoreResult<Option<TurnWork>> {
+        let turn = self
+            .inner
+            .send_claiming(message, filter, now, lease, cache)
+            .await?;
+        self.observer.sent(turn.as_ref());
+        Ok(turn)
     }
     async fn fetch_turns(
         &self,

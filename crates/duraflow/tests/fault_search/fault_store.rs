@@ -176,6 +176,19 @@ impl Store for FaultStore {
         message.visible_at = self.lagged(message.visible_at);
         self.request(self.inner.send(message)).await
     }
+    async fn send_claiming(
+        &self,
+        mut message: NewMessage,
+        filter: &duraflow_store::FetchFilter,
+        now: Timestamp,
+        lease: Duration,
+        cache: Cache<'_>,
+    ) -> StoreResult<Option<TurnWork>> {
+        message.visible_at = self.lagged(message.visible_at);
+        let now = self.lagged(now);
+        self.request(self.inner.send_claiming(message, filter, now, lease, cache))
+            .await
+    }
     async fn fetch_turns(
         &self,
         filter: &duraflow_store::FetchFilter,
