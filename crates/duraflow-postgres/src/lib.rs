@@ -433,8 +433,7 @@ impl Store for PostgresStore {
         lease: Duration,
         cache: Cache<'_>,
     ) -> StoreResult<Option<TurnWork>> {
-        let lock = ops::commit::lock_prepared(vec![message.instance_id.as_str()]);
-        let (mut tx, locked) = LockedTx::begin(&self.conns, "", &lock).await?;
+        let mut conn = self.conn().await?;
         let mut wake = Wake::default();
         let claim = ops::sends::Claim {
             filter,
@@ -443,16 +442,9 @@ impl Store for PostgresStore {
             owner: self.owner_id(),
             cache,
         };
-        let out = ops::sends::send_claiming(
-            tx.conn()?,
-            &message,
-            &locked,
-            &claim,
-            &self.channel,
-            &mut wake,
-        )
-        .await;
-        self.finish_locked(tx, out, wake).await
+        let out =
+            ops::sends::send_claiming(&mut conn, &message, &claim, &self.channel, &mut wake).await;
+        self.autocommit(conn, out, wake)
     }
 
     async fn fetch_turns(

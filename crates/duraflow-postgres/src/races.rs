@@ -396,3 +396,128 @@ async fn concurrent_creations_of_one_id_create_it_once() {
     assert_eq!(work.len(), 12);
     assert!(work.iter().all(|w| w.messages.len() == 1));
 }
+
+/// A commit of the instance ends while a claiming send waits for the instance row, after the
+/// send's snapshot, which still holds the message the commit consumed and shows the instance
+/// unleased (the held transaction leased it too): the send claims nothing (the commit token
+/// moved), and the next turn gets the sent message alone, the consumed one never again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_during_a_claiming_send_delivers_nothing_twice() {
+    let store = store().await;
+    create(&store, "x").await;
+    let info = store.instance("x").await.unwrap().unwrap();
+
+    // Lease the instance and commit its first turn (consuming the start) in one transaction,
+    // held open.
+    let (mut tx, _, pid) = hold(&store, "SELECT 1").await;
+    let token: i64 = sqlx::query_scalar(
+        "UPDATE instances SET lease_token = nextval('lease_tokens'), lease_until = $2,
+                due_at = $2, started_at = coalesce(started_at, $3)
+          WHERE id = $1 RETURNING lease_token",
+    )
+    .bind("x")
+    .bind(LATER.0)
+    .bind(T0.0)
+    .fetch_one(tx.conn().unwrap())
+    .await
+    .unwrap();
+    let start: i64 = sqlx::query_scalar("SELECT id FROM messages WHERE instance_id = $1")
+        .bind("x")
+        .fetch_one(tx.conn().unwrap())
+        .await
+        .unwrap();
+    let work = TurnWork {
+        instance: info,
+        journal: Ok(duraflow_store::Journal::Events(Vec::new())),
+        messages: vec![duraflow_store::Message {
+            id: duraflow_store::MessageId(start),
+            instance_id: "x".into(),
+            kind: MessageKind::start(1),
+            visible_at: T0,
+        }],
+        token: duraflow_store::LeaseToken(token),
+    };
+    let commits = [commit_of(&work, 0)];
+    let locked = sqlx::raw_sql(sqlx::AssertSqlSafe(commit::lock_statement(&commits)))
+        .fetch_all(tx.conn().unwrap())
+        .await
+        .unwrap();
+    commit_one(&mut tx, &commits, &locked).await;
+
+    let sender = store.clone();
+    let send = tokio::spawn(async move {
+        sender
+            .send_claiming(
+                event("x", "sent", T0),
+                &duraflow_store::FetchFilter::default(),
+                T0,
+                LEASE,
+                None,
+            )
+            .await
+    });
+    until_blocked_by(&store, pid, &send).await;
+    tx.commit().await.unwrap();
+    let claimed = send.await.unwrap().unwrap();
+    assert!(
+        claimed.is_none(),
+        "a turn claimed on the stale snapshot: {:?}",
+        claimed.map(|turn| names(&turn))
+    );
+    assert_eq!(events_in_next_turn(&store, T0).await, vec!["sent"]);
+}
+
+/// A turn holds the instance after a checkpoint (its commit token is the lease's, as the final
+/// commit's will be) and its final commit, consuming a message, ends while a claiming send
+/// waits for the row: the send's snapshot saw the lease, so it claims nothing, and the consumed
+/// message is never delivered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_commit_after_a_checkpoint_during_a_claiming_send_delivers_nothing_twice() {
+    let store = store().await;
+    create(&store, "x").await;
+    let work = turn(&store).await;
+    let mut checkpoint = commit_of(&work, 0);
+    checkpoint.keep_lease = Some(LEASE);
+    let results = store.commit_turns(vec![checkpoint]).await.unwrap();
+    assert!(results[0].is_ok(), "{results:?}");
+    store.send(event("x", "consumed", T0)).await.unwrap();
+    let consumed: i64 = sqlx::query_scalar("SELECT id FROM messages WHERE instance_id = $1")
+        .bind("x")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    let last = TurnWork {
+        messages: vec![duraflow_store::Message {
+            id: duraflow_store::MessageId(consumed),
+            instance_id: "x".into(),
+            kind: event("x", "consumed", T0).kind,
+            visible_at: T0,
+        }],
+        ..work
+    };
+    let commits = [commit_of(&last, 0)];
+    let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
+    commit_one(&mut tx, &commits, &locked).await;
+
+    let sender = store.clone();
+    let send = tokio::spawn(async move {
+        sender
+            .send_claiming(
+                event("x", "sent", T0),
+                &duraflow_store::FetchFilter::default(),
+                T0,
+                LEASE,
+                None,
+            )
+            .await
+    });
+    until_blocked_by(&store, pid, &send).await;
+    tx.commit().await.unwrap();
+    let claimed = send.await.unwrap().unwrap();
+    assert!(
+        claimed.is_none(),
+        "a turn claimed on the stale snapshot: {:?}",
+        claimed.map(|turn| names(&turn))
+    );
+    assert_eq!(events_in_next_turn(&store, T0).await, vec!["sent"]);
+}

@@ -1,10 +1,17 @@
 //! A send that claims: the message is posted and, when its instance's turn is free at once for
-//! the sender, that turn is leased to the sender in the same transaction (`Store::send_claiming`).
+//! the sender, that turn is leased to the sender in the same statement (`Store::send_claiming`),
+//! which commits by itself: one round trip, as a plain send.
 //!
-//! The transaction begins with the commit's lock statement, which locks the instance row and
-//! reads its status; [`SEND_CLAIMING`] then runs on a snapshot taken after that lock, so no
-//! commit of the instance can have consumed a message the claimed turn is handed (as for the
-//! claims of task completions, see `tasks::complete_batch`).
+//! **The snapshot and the lock.** The statement reads the inbox from its snapshot, taken when it
+//! starts, and locks the instance row (`FOR UPDATE`, which waits for a transaction holding the
+//! row and then reads the row as that transaction left it). A commit of the instance that ends
+//! between the two has consumed messages the snapshot still holds, so a turn claimed on that
+//! snapshot would deliver them again. Every commit that consumes messages holds a lease and
+//! changes the instance's `commit_token` (to the lease's token; a checkpoint, which keeps the
+//! lease, to a new one); so the turn is claimed only when the locked row has the commit token
+//! the snapshot saw (and the snapshot saw no live lease). Nothing then committed in between but
+//! sends (their messages wait for the next turn) and direct turns, which consume no message
+//! (`races::a_commit_during_a_claiming_send_delivers_nothing_twice` and its checkpoint case).
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -13,7 +20,6 @@ use duraflow_core::Timestamp;
 use duraflow_store::{
     codec, FetchFilter, InstanceStatus, JournalCache, NewMessage, StoreError, TurnWork,
 };
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use super::turns::{leased_columns, leased_row, turn_extras, with_journals, TURN_EXTRA_COLUMNS};
@@ -23,25 +29,33 @@ use crate::listen;
 
 /// The statement of [`send_claiming`]: `$1` the instance, `$2` when the message is visible,
 /// `$3` the message, `$4` now, `$5` the sender's queues, `$6` its workflow names (NULL: all),
-/// `$7` the claimed lease's expiry, `$8` the lease owner, `$9` the channel. It posts the
-/// message, brings the instance's due time forward as a send does, or leases its turn when
-/// the message is visible and the turn is free at once (as a completion's claim does), and
-/// returns the claimed turn's row (`NULL`s when there is none).
+/// `$7` the claimed lease's expiry, `$8` the lease owner, `$9` the channel. It locks the
+/// instance row, posts the message to an open instance, brings the instance's due time forward
+/// as a send does, or leases its turn when the message is visible and the turn is free at once
+/// (as a completion's claim does, and see the module's doc), and returns the instance's status
+/// and the claimed turn's row (`NULL`s when there is none).
 pub(crate) static SEND_CLAIMING: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH posted AS (
+        "WITH inst AS MATERIALIZED (
+             SELECT i.* FROM instances i WHERE i.id = $1 FOR UPDATE
+         ), seen AS MATERIALIZED (
+             SELECT s.commit_token, s.lease_until FROM instances s WHERE s.id = $1
+         ), posted AS (
              INSERT INTO messages (instance_id, visible_at, kind)
-             SELECT i.id, $2, $3 FROM instances i WHERE i.id = $1 AND i.status IN {open}
+             SELECT i.id, $2, $3 FROM inst i WHERE i.status IN {open}
              RETURNING id, instance_id, visible_at, kind
          ), plan AS (
              SELECT i.id, p.id AS first, x.due,
                     (i.due_at IS NULL OR i.due_at > greatest($2, i.not_before)) AS moves,
                     ($2 <= $4 AND x.due <= $4
+                     AND i.commit_token = s.commit_token
+                     AND (s.lease_until IS NULL OR s.lease_until <= $4)
                      AND i.queue = ANY($5::text[])
                      AND ($6::text[] IS NULL OR i.name = ANY($6::text[]))
                      AND {admission_free}) AS claims
                FROM posted p
-               JOIN instances i ON i.id = p.instance_id
+               JOIN inst i ON i.id = p.instance_id
+              CROSS JOIN seen s
               CROSS JOIN LATERAL (
                     SELECT CASE WHEN i.due_at IS NULL OR i.due_at > greatest($2, i.not_before)
                                 THEN coalesce(i.lease_until, greatest($2, i.not_before))
@@ -68,7 +82,8 @@ pub(crate) static SEND_CLAIMING: LazyLock<String> = LazyLock::new(|| {
                FROM t AS l {extras}
               WHERE l.claims
          )
-         SELECT (SELECT count(*) FROM posted) AS posted,
+         SELECT (SELECT status FROM inst) AS instance_status,
+                (SELECT count(*) FROM posted) AS posted,
                 (SELECT count(*) FROM announced) AS announced,
                 EXISTS (SELECT 1 FROM plan WHERE NOT plan.claims) AS wake_turns,
                 turn.*
@@ -100,30 +115,17 @@ pub(crate) struct Claim<'a> {
     pub(crate) cache: Option<&'a Arc<dyn JournalCache>>,
 }
 
-/// Posts `message` and claims its instance's turn when it is free at once, inside the caller's
-/// transaction, which began with the lock statement of the instance (its rows are `locked`).
-/// Refuses an unknown or finished instance as a send does, having written nothing. Returns the
-/// claimed turn, if any; the outer error means the transaction must be rolled back.
+/// Posts `message` and claims its instance's turn when it is free at once, in one statement that
+/// commits by itself (see the module's doc). Refuses an unknown or finished instance as a send
+/// does, having written nothing. Returns the claimed turn, if any.
 pub(crate) async fn send_claiming(
     conn: &mut PgConnection,
     message: &NewMessage,
-    locked: &[PgRow],
     claim: &Claim<'_>,
     channel: &str,
     wake: &mut Wake,
 ) -> OpResult<Option<TurnWork>> {
     let id = &message.instance_id;
-    let status: InstanceStatus = match locked.first() {
-        Some(row) => row.try_get::<String, _>("status")?.parse()?,
-        None => return Err(StoreError::instance_not_found(id).into()),
-    };
-    if status.is_terminal() {
-        return Err(StoreError::InstanceFinished {
-            id: id.clone(),
-            status: status.to_string(),
-        }
-        .into());
-    }
     let row = sqlx::query(SEND_CLAIMING.as_str())
         .bind(id)
         .bind(message.visible_at.0)
@@ -137,9 +139,20 @@ pub(crate) async fn send_claiming(
         .fetch_one(&mut *conn)
         .await?;
     if row.try_get::<i64, _>("posted")? != 1 {
-        return Err(StoreError::Other(format!(
-            "a message for the locked, open instance {id:?} was not posted"
-        ))
+        let status: Option<InstanceStatus> = row
+            .try_get::<Option<String>, _>("instance_status")?
+            .map(|s| s.parse())
+            .transpose()?;
+        return Err(match status {
+            None => StoreError::instance_not_found(id),
+            Some(status) if status.is_terminal() => StoreError::InstanceFinished {
+                id: id.clone(),
+                status: status.to_string(),
+            },
+            Some(status) => StoreError::Other(format!(
+                "a message for instance {id:?}, which is {status}, was not posted"
+            )),
+        }
         .into());
     }
     wake.turns |= row.try_get::<bool, _>("wake_turns")?;
@@ -147,5 +160,6 @@ pub(crate) async fn send_claiming(
         Some(_) => leased_row(&row)?,
         None => return Ok(None),
     };
+    // The lease is committed: the journal cannot change while it lasts.
     Ok(with_journals(conn, vec![leased], claim.cache).await?.pop())
 }

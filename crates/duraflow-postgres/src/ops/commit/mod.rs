@@ -208,9 +208,8 @@ fn lock_ids(mut ids: Vec<&str>) -> Vec<&str> {
 }
 
 /// The text of [`lock_statement`] for the instances `ids` when the batch takes no queue
-/// events' locks: [`LOCK_INSTANCES`], prepared on the connection, executed on them (their rows
-/// locked `FOR UPDATE`, read with [`LOCKED_COLUMNS`]). A claiming send begins with it too.
-pub(crate) fn lock_prepared(ids: Vec<&str>) -> String {
+/// events' locks: [`LOCK_INSTANCES`], prepared on the connection, executed on them.
+fn lock_prepared(ids: Vec<&str>) -> String {
     format!(
         "EXECUTE {LOCK_INSTANCES_PREPARED} (ARRAY[{}]::text[])",
         literal_list(lock_ids(ids))
