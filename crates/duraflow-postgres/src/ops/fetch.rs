@@ -20,7 +20,7 @@ use crate::error::OpResult;
 /// the served queues, `$5` the workflow names served (NULL: all), `$6` the lease owner.
 pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH candidates AS MATERIALIZED (
+        "WITH quiet AS MATERIALIZED ({LEASES_ONLY}), candidates AS MATERIALIZED (
              SELECT c.* FROM unnest($4::text[]) AS q(name)
              CROSS JOIN LATERAL (
                  (SELECT a.id, a.priority, a.due_at, a.due_seq FROM instances a
@@ -57,8 +57,8 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
          )
          SELECT l.*, {TURN_EXTRA_COLUMNS},
                 (SELECT s.commit_token FROM instances s WHERE s.id = l.id) AS seen_commit_token,
-                flag.waiting, flag.unleased
-           FROM (SELECT {ADMISSIONS_WAITING} AS waiting,
+                flag.waiting, flag.unleased, flag.quiet
+           FROM (SELECT {ADMISSIONS_WAITING} AS waiting, (SELECT quiet FROM quiet) AS quiet,
                         CASE WHEN (SELECT count(*) FROM leased) >= $2 THEN false
                              ELSE EXISTS (SELECT 1 FROM candidates c
                                            WHERE c.id NOT IN (SELECT id FROM leased))
@@ -70,6 +70,7 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
             "SELECT m.id, m.visible_at, m.kind FROM messages m
               WHERE m.instance_id = l.id AND m.visible_at <= $1"
         ),
+        LEASES_ONLY = super::LEASES_ONLY,
     )
 });
 
@@ -84,7 +85,8 @@ pub(crate) struct Fetched {
 }
 
 /// Leases ready instances, those whose work is due, in due order, with their visible messages:
-/// one statement, which commits by itself. The candidates are read queue by queue (a `LATERAL`
+/// one statement, which commits by itself without waiting for its log flush (it writes only
+/// leases, see [`super::LEASES_ONLY`]). The candidates are read queue by queue (a `LATERAL`
 /// scan of each served queue's admitted and pending due indexes, at most `max` rows each), so a
 /// fetch reads no other queue's work however much of it is due: with one statement for any
 /// set of queues, under the generic plans the store's sessions use, a filter on
@@ -297,5 +299,51 @@ mod tests {
             .execute(&mut *conn)
             .await
             .unwrap();
+    }
+
+    /// The statements that write only leases let their own transaction commit without waiting
+    /// for the log's flush: inside a transaction of the test's (which they would otherwise
+    /// commit by themselves), `synchronous_commit` reads `off` after each of them, and `on`
+    /// again after the transaction.
+    #[tokio::test]
+    async fn lease_statements_commit_without_waiting_for_the_flush() {
+        let store = test_store("dft_quiet").await.unwrap();
+        let mut conn = store.pool().acquire().await.unwrap();
+        let setting = "SELECT current_setting('synchronous_commit')";
+        for (name, sql) in [
+            ("fetch::FETCH", FETCH.as_str()),
+            ("tasks::FETCH", super::super::tasks::FETCH.as_str()),
+        ] {
+            let before: String = sqlx::query_scalar(setting)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(
+                before, "on",
+                "{name}: the store's sessions sync their commits"
+            );
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+            sqlx::query(sql)
+                .bind(1_i64)
+                .bind(10_i64)
+                .bind(2_i64)
+                .bind(vec!["default"])
+                .bind(None::<Vec<String>>)
+                .bind(None::<i32>)
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+            let during: String = sqlx::query_scalar(setting)
+                .fetch_one(&mut *tx)
+                .await
+                .unwrap();
+            assert_eq!(during, "off", "{name} turns the flush wait off");
+            tx.rollback().await.unwrap();
+            let after: String = sqlx::query_scalar(setting)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+            assert_eq!(after, "on", "{name}: only for its own transaction");
+        }
     }
 }

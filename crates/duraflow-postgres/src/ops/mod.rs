@@ -55,6 +55,16 @@ pub(crate) use duraflow_store::Wake;
 /// The inbox statuses of instances that take messages.
 pub(crate) const OPEN: &str = "('pending', 'running')";
 
+/// The body of a CTE (its one column `quiet`) that lets the transaction of the statement
+/// reading it commit without waiting for its log flush: `synchronous_commit` is `off` until the
+/// transaction ends, which for a statement that commits by itself is its own commit. For the
+/// statements that write only leases, as SQLite's writer does not sync a write that only takes
+/// leases and as the admissions here commit: a lease need not survive a crash of the server
+/// (it is lost with the work it covered, whose commit it fences), and the next durable commit
+/// flushes it anyway. A statement must read the CTE for it to run.
+pub(crate) const LEASES_ONLY: &str =
+    "SELECT set_config('synchronous_commit', 'off', true) AS quiet";
+
 /// Reads the messages a row carries as three arrays (`msg_ids`, `msg_visible`, `msg_kinds`, in
 /// id order; NULL when there are none), addressed to `instance_id`.
 pub(crate) fn messages_of(row: &PgRow, instance_id: &str) -> OpResult<Vec<Message>> {

@@ -59,7 +59,7 @@ pub(crate) const TASK_LIMITED: &str = "((qc.config::jsonb ->> 'task_concurrency'
 /// served queues, `$5` the activity names served (NULL: all), `$6` the lease owner.
 pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "WITH limited AS (
+        "WITH quiet AS MATERIALIZED ({leases_only}), limited AS (
              SELECT coalesce(array_agg(qc.name ORDER BY qc.name), '{{}}') AS names
                FROM queue_configs qc
               WHERE qc.name = ANY($4::text[]) AND {TASK_LIMITED}
@@ -92,13 +92,15 @@ pub(crate) static FETCH: LazyLock<String> = LazyLock::new(|| {
                        t.scheduled_at, t.lease_token, t.lease_until, ready.visible_at AS due_at,
                        t.last_failure, t.heartbeat_details
          )
-         SELECT l.*, lim.names AS limited
+         SELECT l.*, lim.names AS limited, (SELECT quiet FROM quiet) AS quiet
            FROM limited lim LEFT JOIN leased l ON true",
+        leases_only = super::LEASES_ONLY,
     )
 });
 
 /// Leases visible tasks, skipping rows another transaction is leasing: one statement, which
-/// commits by itself, for the served queues without a task limit; it also names the served
+/// commits by itself without waiting for its log flush (it writes only leases, see
+/// [`super::LEASES_ONLY`]), for the served queues without a task limit; it also names the served
 /// queues that have one, whose tasks [`fetch_limited`] then leases within their limits. The
 /// candidates are read queue by queue (a `LATERAL` scan of each served queue's part of
 /// `tasks_queue_due`, at most `max` each), then locked by id in visibility order: a fetch
