@@ -444,27 +444,7 @@ async fn a_commit_during_a_claiming_send_delivers_nothing_twice() {
         .unwrap();
     commit_one(&mut tx, &commits, &locked).await;
 
-    let sender = store.clone();
-    let send = tokio::spawn(async move {
-        sender
-            .send_claiming(
-                event("x", "sent", T0),
-                &duraflow_store::FetchFilter::default(),
-                T0,
-                LEASE,
-                None,
-            )
-            .await
-    });
-    until_blocked_by(&store, pid, &send).await;
-    tx.commit().await.unwrap();
-    let claimed = send.await.unwrap().unwrap();
-    assert!(
-        claimed.is_none(),
-        "a turn claimed on the stale snapshot: {:?}",
-        claimed.map(|turn| names(&turn))
-    );
-    assert_eq!(events_in_next_turn(&store, T0).await, vec!["sent"]);
+    send_claiming_behind(&store, tx, pid).await;
 }
 
 /// A turn holds the instance after a checkpoint (its commit token is the lease's, as the final
@@ -499,6 +479,14 @@ async fn a_final_commit_after_a_checkpoint_during_a_claiming_send_delivers_nothi
     let (mut tx, locked, pid) = hold(&store, &commit::lock_statement(&commits)).await;
     commit_one(&mut tx, &commits, &locked).await;
 
+    send_claiming_behind(&store, tx, pid).await;
+}
+
+/// Sends instance `x` the event `sent` claiming, while `tx` (of backend `pid`), which has
+/// committed a turn of `x` consuming a message, holds the row; commits `tx` once the send
+/// waits for it. The send must claim nothing (its snapshot predates the commit), and the next
+/// turn gets `sent` alone.
+async fn send_claiming_behind(store: &Arc<PostgresStore>, tx: LockedTx<'_>, pid: i32) {
     let sender = store.clone();
     let send = tokio::spawn(async move {
         sender
@@ -511,7 +499,7 @@ async fn a_final_commit_after_a_checkpoint_during_a_claiming_send_delivers_nothi
             )
             .await
     });
-    until_blocked_by(&store, pid, &send).await;
+    until_blocked_by(store, pid, &send).await;
     tx.commit().await.unwrap();
     let claimed = send.await.unwrap().unwrap();
     assert!(
@@ -519,5 +507,5 @@ async fn a_final_commit_after_a_checkpoint_during_a_claiming_send_delivers_nothi
         "a turn claimed on the stale snapshot: {:?}",
         claimed.map(|turn| names(&turn))
     );
-    assert_eq!(events_in_next_turn(&store, T0).await, vec!["sent"]);
+    assert_eq!(events_in_next_turn(store, T0).await, vec!["sent"]);
 }

@@ -31,6 +31,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod callbacks;
+pub(crate) mod claim;
 pub(crate) mod commit;
 pub(crate) mod feed;
 pub(crate) mod fetch;

@@ -45,34 +45,17 @@ pub(crate) static SEND_CLAIMING: LazyLock<String> = LazyLock::new(|| {
              SELECT i.id, $2, $3 FROM inst i WHERE i.status IN {open}
              RETURNING id, instance_id, visible_at, kind
          ), plan AS (
-             SELECT i.id, p.id AS first, x.due,
-                    (i.due_at IS NULL OR i.due_at > greatest($2, i.not_before)) AS moves,
+             SELECT i.id, p.id AS first, x.due, $7::bigint AS claim_until, {moves},
                     ($2 <= $4 AND x.due <= $4
                      AND i.commit_token = s.commit_token
                      AND (s.lease_until IS NULL OR s.lease_until <= $4)
-                     AND i.queue = ANY($5::text[])
-                     AND ($6::text[] IS NULL OR i.name = ANY($6::text[]))
-                     AND {admission_free}) AS claims
+                     AND {claimable}) AS claims
                FROM posted p
                JOIN inst i ON i.id = p.instance_id
               CROSS JOIN seen s
-              CROSS JOIN LATERAL (
-                    SELECT CASE WHEN i.due_at IS NULL OR i.due_at > greatest($2, i.not_before)
-                                THEN coalesce(i.lease_until, greatest($2, i.not_before))
-                                ELSE i.due_at END AS due
-              ) x
+              {due}
          ), t AS (
-             UPDATE instances i
-                SET due_seq = coalesce(i.due_seq, pl.first),
-                    due_at = CASE WHEN pl.claims THEN $7 ELSE pl.due END,
-                    lease_token = CASE WHEN pl.claims THEN nextval('lease_tokens')
-                                       ELSE i.lease_token END,
-                    lease_until = CASE WHEN pl.claims THEN $7 ELSE i.lease_until END,
-                    lease_owner = CASE WHEN pl.claims THEN $8 ELSE i.lease_owner END,
-                    started_at = CASE WHEN pl.claims THEN coalesce(i.started_at, $4)
-                                      ELSE i.started_at END
-               FROM plan pl
-              WHERE i.id = pl.id AND (pl.moves OR pl.claims)
+             {claim_or_move}
              RETURNING i.*, pl.claims
          ), announced AS (
              SELECT pg_notify($9, '{turns}')
@@ -90,14 +73,12 @@ pub(crate) static SEND_CLAIMING: LazyLock<String> = LazyLock::new(|| {
            FROM (SELECT 1) AS one LEFT JOIN turn ON true",
         open = super::OPEN,
         turns = listen::TURNS,
-        admission_free = super::flow::ADMISSION_FREE,
+        claimable = super::claim::claimable("$5", "$6"),
+        moves = super::claim::moves("$2"),
+        due = super::claim::due("$2"),
+        claim_or_move = super::claim::claim_or_move("$4", "$8"),
         leased = leased_columns("l"),
-        extras = turn_extras(
-            "SELECT m.id, m.visible_at, m.kind FROM messages m
-              WHERE m.instance_id = l.id AND m.visible_at <= $4
-             UNION ALL
-             SELECT p.id, p.visible_at, p.kind FROM posted p WHERE p.instance_id = l.id"
-        ),
+        extras = turn_extras(&super::claim::claimed_inbox("$4")),
     )
 });
 

@@ -298,34 +298,15 @@ pub(crate) static COMPLETE: LazyLock<String> = LazyLock::new(|| {
               WHERE c.claim_until IS NOT NULL
               ORDER BY g.instance_id, c.ord
          ), plan AS (
-             SELECT i.id, p.first, k.ord AS claim_ord, k.claim_until, x.due,
-                    (i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)) AS moves,
-                    (k.claim_until IS NOT NULL AND x.due <= $5
-                     AND i.queue = ANY($7::text[])
-                     AND ($8::text[] IS NULL OR i.name = ANY($8::text[]))
-                     AND {admission_free}) AS claims
+             SELECT i.id, p.first, k.ord AS claim_ord, k.claim_until, x.due, {moves},
+                    (k.claim_until IS NOT NULL AND x.due <= $5 AND {claimable}) AS claims
                FROM (SELECT instance_id, min(id) AS first FROM posted
                       GROUP BY instance_id) p
                JOIN instances i ON i.id = p.instance_id
                LEFT JOIN claims k ON k.instance_id = p.instance_id
-              CROSS JOIN LATERAL (
-                    SELECT CASE WHEN i.due_at IS NULL OR i.due_at > greatest($5, i.not_before)
-                                THEN coalesce(i.lease_until, greatest($5, i.not_before))
-                                ELSE i.due_at END AS due
-              ) x
+               {due}
          ), t AS (
-             UPDATE instances i
-                SET due_seq = coalesce(i.due_seq, pl.first),
-                    due_at = CASE WHEN pl.claims THEN pl.claim_until ELSE pl.due END,
-                    lease_token = CASE WHEN pl.claims THEN nextval('lease_tokens')
-                                       ELSE i.lease_token END,
-                    lease_until = CASE WHEN pl.claims THEN pl.claim_until
-                                       ELSE i.lease_until END,
-                    lease_owner = CASE WHEN pl.claims THEN $9 ELSE i.lease_owner END,
-                    started_at = CASE WHEN pl.claims THEN coalesce(i.started_at, $5)
-                                      ELSE i.started_at END
-               FROM plan pl
-              WHERE i.id = pl.id AND (pl.moves OR pl.claims)
+             {claim_or_move}
              RETURNING i.*, pl.claims, pl.claim_ord
          ), announced AS (
              SELECT pg_notify($6, '{turns}')
@@ -346,14 +327,12 @@ pub(crate) static COMPLETE: LazyLock<String> = LazyLock::new(|| {
         turns = listen::TURNS,
         tasks = listen::TASKS,
         task_limited = TASK_LIMITED,
-        admission_free = super::flow::ADMISSION_FREE,
+        claimable = super::claim::claimable("$7", "$8"),
+        moves = super::claim::moves("$5"),
+        due = super::claim::due("$5"),
+        claim_or_move = super::claim::claim_or_move("$5", "$9"),
         leased = leased_columns("l"),
-        extras = turn_extras(
-            "SELECT m.id, m.visible_at, m.kind FROM messages m
-              WHERE m.instance_id = l.id AND m.visible_at <= $5
-             UNION ALL
-             SELECT p.id, p.visible_at, p.kind FROM posted p WHERE p.instance_id = l.id"
-        ),
+        extras = turn_extras(&super::claim::claimed_inbox("$5")),
     )
 });
 
