@@ -1,7 +1,7 @@
 //! Turns that reach the engine without a fetch: claimed by an activity completion (see
 //! `attempt.rs`), by a client starting an instance or sending one a message (see `client`), or
-//! run directly on an activity's result. They run through this trait, which the dispatcher implements, so neither
-//! depends on the dispatcher.
+//! run directly on an activity's result. They run through this trait, which the dispatcher
+//! implements, so neither depends on the dispatcher.
 
 use std::sync::Arc;
 use std::time::Duration;
