@@ -7,21 +7,29 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::conns::Conns;
-use duraflow_store::{CreateOutcome, NewInstance, Notifier, StoreError, StoreResult};
+use duraflow_store::{CreateOutcome, NewInstance, Notifier, StoreError, StoreResult, TurnWork};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::listen;
-use crate::ops::{instances, Wake};
+use crate::ops::instances::{self, FirstTurnClaim};
+use crate::ops::Wake;
 
 /// The most instances one statement creates.
 const MAX_BATCH: usize = 128;
 
-type Reply = oneshot::Sender<StoreResult<CreateOutcome>>;
+/// What a creation answers: its outcome, and its first turn when the creation claimed it.
+type Created = (CreateOutcome, Option<TurnWork>);
+
+type Reply = oneshot::Sender<StoreResult<Created>>;
+
+/// A creation waiting for the writer: the instance, its claim of its first turn (if any), and
+/// where the answer goes.
+type Request = (NewInstance, Option<FirstTurnClaim>, Reply);
 
 /// The queue of creations waiting for the writer.
 pub(crate) struct Creates {
-    tx: mpsc::UnboundedSender<(NewInstance, Reply)>,
+    tx: mpsc::UnboundedSender<Request>,
 }
 
 impl Creates {
@@ -39,24 +47,30 @@ impl Creates {
     /// Queues a creation (its id already validated) and waits for its outcome.
     pub(crate) async fn create(&self, new: NewInstance) -> StoreResult<CreateOutcome> {
         let (reply, outcome) = oneshot::channel();
-        if self.tx.send((new, reply)).is_err() {
+        if self.tx.send((new, None, reply)).is_err() {
             return Err(closed());
         }
-        outcome.await.unwrap_or_else(|_| Err(closed()))
+        outcome
+            .await
+            .unwrap_or_else(|_| Err(closed()))
+            .map(|(outcome, _)| outcome)
     }
 }
 
 impl Creates {
     /// Queues many creations (their ids already validated) together, so they share statements
-    /// (up to [`MAX_BATCH`] each), and waits for their outcomes, in the order given.
+    /// (up to [`MAX_BATCH`] each), each claiming its first turn as `claims` says (see
+    /// `instances::create_batch`), and waits for their outcomes, in the order given.
     pub(crate) async fn create_many(
         &self,
         new: Vec<NewInstance>,
-    ) -> StoreResult<Vec<CreateOutcome>> {
+        claims: Vec<Option<FirstTurnClaim>>,
+    ) -> StoreResult<Vec<Created>> {
         let mut outcomes = Vec::with_capacity(new.len());
-        for instance in new {
+        for (i, instance) in new.into_iter().enumerate() {
+            let claim = claims.get(i).copied().flatten();
             let (reply, outcome) = oneshot::channel();
-            if self.tx.send((instance, reply)).is_err() {
+            if self.tx.send((instance, claim, reply)).is_err() {
                 return Err(closed());
             }
             outcomes.push(outcome);
@@ -74,12 +88,12 @@ fn closed() -> StoreError {
 }
 
 async fn run(
-    mut rx: mpsc::UnboundedReceiver<(NewInstance, Reply)>,
+    mut rx: mpsc::UnboundedReceiver<Request>,
     conns: Conns,
     channel: String,
     notifier: Arc<Notifier>,
 ) {
-    let mut waiting: VecDeque<(NewInstance, Reply)> = VecDeque::new();
+    let mut waiting: VecDeque<Request> = VecDeque::new();
     loop {
         if waiting.is_empty() {
             match rx.recv().await {
@@ -106,8 +120,15 @@ async fn run(
             }
         }
         waiting = later;
-        let (new, replies): (Vec<NewInstance>, Vec<Reply>) = batch.into_iter().unzip();
-        match write(&conns, &new, &channel).await {
+        let mut new = Vec::with_capacity(batch.len());
+        let mut claims = Vec::with_capacity(batch.len());
+        let mut replies = Vec::with_capacity(batch.len());
+        for (instance, claim, reply) in batch {
+            new.push(instance);
+            claims.push(claim);
+            replies.push(reply);
+        }
+        match write(&conns, &new, &claims, &channel).await {
             Ok((outcomes, wake)) => {
                 if wake.turns {
                     listen::wake(&notifier, listen::TURNS);
@@ -129,11 +150,12 @@ async fn run(
 async fn write(
     conns: &Conns,
     new: &[NewInstance],
+    claims: &[Option<FirstTurnClaim>],
     channel: &str,
-) -> StoreResult<(Vec<CreateOutcome>, Wake)> {
+) -> StoreResult<(Vec<Created>, Wake)> {
     let mut conn = conns.acquire().await?;
     let mut wake = Wake::default();
-    let outcomes = instances::create_batch(&mut conn, new, channel, &mut wake).await?;
+    let outcomes = instances::create_batch(&mut conn, new, claims, channel, &mut wake).await?;
     conns.keep(conn);
     Ok((outcomes, wake))
 }

@@ -80,6 +80,7 @@ use tokio::task::JoinHandle;
 use crate::conns::{Conn, Conns};
 use crate::creates::Creates;
 use crate::error::{store_error, OpResult};
+use crate::ops::instances::FirstTurnClaim;
 use crate::ops::{
     admin, callbacks, commit, feed, fetch, flow, instances, queue_events, registry, tasks, turns,
     Wake,
@@ -383,19 +384,22 @@ impl Store for PostgresStore {
         claim: Vec<bool>,
         lease: Duration,
     ) -> StoreResult<Vec<(CreateOutcome, Option<TurnWork>)>> {
-        // Created in shared statements; no claim (a claimed first turn is written by a
-        // statement of its own, see `create_instance_claiming`).
-        let _ = (claim, lease);
+        // Created in shared statements, which claim the first turns asked for that need no
+        // admission.
         for new in &instances {
             validate_instance_id(&new.id)?;
         }
-        Ok(self
-            .creates
-            .create_many(instances)
-            .await?
-            .into_iter()
-            .map(|outcome| (outcome, None))
-            .collect())
+        let owner = self.owner_id();
+        let claims = (0..instances.len())
+            .map(|i| {
+                claim
+                    .get(i)
+                    .copied()
+                    .unwrap_or(false)
+                    .then_some(FirstTurnClaim { lease, owner })
+            })
+            .collect();
+        self.creates.create_many(instances, claims).await
     }
 
     async fn create_instance_claiming(

@@ -37,3 +37,16 @@ async fn a_sent_message_claims_a_free_turn() {
     });
     duraflow_store::conformance::optional::a_sent_message_claims_a_free_turn(Arc::new(store)).await;
 }
+
+/// The PostgreSQL store claims the first turns a batch of creations asks for (beyond the
+/// suite): in the creations' shared statement.
+#[tokio::test]
+async fn a_batch_of_creations_claims_the_first_turns_asked_for() {
+    let store = test_store("dft_batch_claims").await.unwrap_or_else(|e| {
+        panic!("no PostgreSQL ({e}); run scripts/test or set DURAFLOW_TEST_POSTGRES_URL")
+    });
+    duraflow_store::conformance::optional::a_batch_of_creations_claims_the_first_turns_asked_for(
+        Arc::new(store),
+    )
+    .await;
+}

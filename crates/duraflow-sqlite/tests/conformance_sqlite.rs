@@ -38,3 +38,16 @@ async fn a_sent_message_claims_a_free_turn() {
         .expect("open");
     duraflow_store::conformance::optional::a_sent_message_claims_a_free_turn(Arc::new(store)).await;
 }
+
+/// The SQLite store claims the first turns a batch of creations asks for (beyond the suite).
+#[tokio::test]
+async fn a_batch_of_creations_claims_the_first_turns_asked_for() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = SqliteStore::open(dir.path().join("batch.db"))
+        .await
+        .expect("open");
+    duraflow_store::conformance::optional::a_batch_of_creations_claims_the_first_turns_asked_for(
+        Arc::new(store),
+    )
+    .await;
+}

@@ -25,3 +25,12 @@ async fn a_sent_message_claims_a_free_turn() {
     ))
     .await;
 }
+
+/// The memory store claims the first turns a batch of creations asks for (beyond the suite).
+#[tokio::test]
+async fn a_batch_of_creations_claims_the_first_turns_asked_for() {
+    duraflow_store::conformance::optional::a_batch_of_creations_claims_the_first_turns_asked_for(
+        Arc::new(MemoryStore::new()),
+    )
+    .await;
+}

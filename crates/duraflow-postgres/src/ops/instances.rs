@@ -123,29 +123,42 @@ pub(crate) fn start_message() -> OpResult<String> {
 
 /// The common part of [`CREATE_BATCH`] and [`INSERT_CHILDREN`]: the instances of the
 /// `unnest`ed columns (`$1`..`$5` the ids, names, inputs, parents and creation times; the
-/// queues, due times, options, priorities and concurrency keys at the parameters `$columns`
-/// names) inserted with their start messages (`$6`), skipping ids that are taken; `created`
-/// holds the new ones.
+/// queues, due times, options, priorities, concurrency keys, claimed leases' expiries and their
+/// owners at the parameters `$columns` names) inserted with their start messages (`$6`),
+/// skipping ids that are taken; `created` holds the new ones. A row with a claimed lease's
+/// expiry (`claim_until`) whose first turn needs no admission (no concurrency key, no limit on
+/// its queue) is inserted with its first turn leased until then to its `claim_owner`, as a
+/// fetch would lease it (`claimed`).
 macro_rules! create_instances_cte {
     ($columns:literal) => {
         concat!(
             "WITH new AS MATERIALIZED (
-                 SELECT n.*, nextval('messages_id_seq') AS start
+                 SELECT n.*, nextval('messages_id_seq') AS start,
+                        (n.claim_until IS NOT NULL AND n.concurrency_key IS NULL
+                         AND NOT EXISTS (SELECT 1 FROM queue_configs qc
+                                          WHERE qc.name = n.queue AND qc.limits_queue)) AS claims
                    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], ",
             $columns,
             ")
                         WITH ORDINALITY AS n(id, name, input, parent, created_at, queue, due_at,
-                                             options, priority, concurrency_key, ord)
+                                             options, priority, concurrency_key, claim_until,
+                                             claim_owner, ord)
                   ORDER BY n.ord
              ), created AS (
                  INSERT INTO instances (id, name, status, execution, input, parent, created_at,
                                         updated_at, due_at, due_seq, queue, options, priority,
-                                        concurrency_key, not_before)
-                 SELECT id, name, 'pending', 1, input, parent, created_at, created_at, due_at,
-                        start, queue, options, priority, concurrency_key, due_at
+                                        concurrency_key, not_before, lease_token, lease_until,
+                                        lease_owner, started_at)
+                 SELECT id, name, 'pending', 1, input, parent, created_at, created_at,
+                        CASE WHEN claims THEN claim_until ELSE due_at END, start, queue, options,
+                        priority, concurrency_key, due_at,
+                        CASE WHEN claims THEN nextval('lease_tokens') ELSE 0 END,
+                        CASE WHEN claims THEN claim_until END,
+                        CASE WHEN claims THEN claim_owner END,
+                        CASE WHEN claims THEN created_at END
                    FROM new ORDER BY id
                  ON CONFLICT (id) DO NOTHING
-                 RETURNING id, due_seq, due_at
+                 RETURNING id, due_seq, due_at, lease_token, lease_until IS NOT NULL AS claimed
              ), started AS (
                  INSERT INTO messages (id, instance_id, visible_at, kind)
                  SELECT due_seq, id, due_at, $6 FROM created
@@ -155,15 +168,22 @@ macro_rules! create_instances_cte {
 }
 
 /// The statement of [`create_batch`]: `$1`..`$6` as `create_instances_cte!` says, `$7` the
-/// channel, `$8`..`$12` the queues, due times, options, priorities and concurrency keys.
+/// channel, `$8`..`$14` the queues, due times, options, priorities, concurrency keys, claimed
+/// leases' expiries and their owners. It announces the new work that was not claimed.
 pub(crate) static CREATE_BATCH: LazyLock<String> = LazyLock::new(|| {
     format!(
         concat!(
-            create_instances_cte!("$8::text[], $9::bigint[], $10::text[], $11::int[], $12::text[]"),
+            create_instances_cte!(
+                "$8::text[], $9::bigint[], $10::text[], $11::int[], $12::text[], $13::bigint[],
+                 $14::integer[]"
+            ),
             ", announced AS (
-                 SELECT pg_notify($7, '{turns}') WHERE EXISTS (SELECT 1 FROM created)
+                 SELECT pg_notify($7, '{turns}')
+                  WHERE EXISTS (SELECT 1 FROM created WHERE NOT claimed)
              )
-             SELECT c.id AS created_id, (SELECT count(*) FROM announced) AS announced, existing.*
+             SELECT c.id AS created_id, c.claimed, c.lease_token AS claimed_token,
+                    c.due_seq AS start_id, (SELECT count(*) FROM announced) AS announced,
+                    existing.*
                FROM new
                LEFT JOIN created c ON c.id = new.id
                LEFT JOIN LATERAL (
@@ -177,29 +197,41 @@ pub(crate) static CREATE_BATCH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Creates instances with their start messages (their first work, due at once), skipping ids
-/// that are taken, in one statement, which announces the new work; returns each one's outcome
-/// in order, the existing instance for a taken id. The caller has validated the ids and
-/// removed duplicates.
+/// that are taken, in one statement, which announces the new work it does not claim; returns
+/// each one's outcome in order, the existing instance for a taken id, and the first turn
+/// leased to the caller where `claims` asked for a lease (for how long, and to which lease
+/// owner) and the turn needs no admission (a delayed start is never claimed). The caller has
+/// validated the ids and removed duplicates.
 pub(crate) async fn create_batch(
     conn: &mut PgConnection,
     new: &[NewInstance],
+    claims: &[Option<FirstTurnClaim>],
     channel: &str,
     wake: &mut Wake,
-) -> OpResult<Vec<CreateOutcome>> {
+) -> OpResult<Vec<(CreateOutcome, Option<TurnWork>)>> {
     let mut ids = Vec::with_capacity(new.len());
     let mut names = Vec::with_capacity(new.len());
     let mut inputs = Vec::with_capacity(new.len());
     let mut parents = Vec::with_capacity(new.len());
     let mut created_at = Vec::with_capacity(new.len());
     let mut queues = Vec::with_capacity(new.len());
+    let mut claim_until = Vec::with_capacity(new.len());
+    let mut claim_owner = Vec::with_capacity(new.len());
     let mut columns = OptionColumns::with_capacity(new.len());
-    for n in new {
+    for (i, n) in new.iter().enumerate() {
         queues.push(n.queue.as_str());
         ids.push(n.id.as_str());
         names.push(n.name.as_str());
         inputs.push(n.input.as_json());
         parents.push(n.parent.as_ref().map(codec::to_json).transpose()?);
         created_at.push(n.created_at.0);
+        let claim = claims
+            .get(i)
+            .copied()
+            .flatten()
+            .filter(|_| n.due_at() <= n.created_at);
+        claim_until.push(claim.map(|c| n.created_at.plus(c.lease).0));
+        claim_owner.push(claim.and_then(|c| c.owner));
         columns.push(n)?;
     }
     // The start messages' ids are drawn first, in the callers' order, so each instance row is
@@ -220,16 +252,23 @@ pub(crate) async fn create_batch(
         .bind(&columns.options)
         .bind(&columns.priority)
         .bind(&columns.concurrency_key)
+        .bind(&claim_until)
+        .bind(&claim_owner)
         .fetch_all(&mut *conn)
         .await?;
     let mut out = Vec::with_capacity(new.len());
     for (row, n) in rows.iter().zip(new) {
-        if row.try_get::<Option<String>, _>("created_id")?.is_some() {
-            wake.turns = true;
-            out.push(CreateOutcome::Created);
+        if row.try_get::<Option<String>, _>("created_id")?.is_none() {
+            out.push((existing(conn, row, &n.id).await?, None));
             continue;
         }
-        out.push(existing(conn, row, &n.id).await?);
+        if row.try_get::<Option<bool>, _>("claimed")? == Some(true) {
+            let turn = first_turn(n, row.try_get("start_id")?, row.try_get("claimed_token")?);
+            out.push((CreateOutcome::Created, Some(turn)));
+        } else {
+            wake.turns = true;
+            out.push((CreateOutcome::Created, None));
+        }
     }
     if out.len() != new.len() {
         return Err(StoreError::Other(format!(
@@ -311,40 +350,53 @@ pub(crate) async fn create_claiming(
         return Ok(None);
     }
     if row.try_get::<Option<String>, _>("created_id")?.is_some() {
-        let start: i64 = row.try_get("start_id")?;
-        let token: i64 = row.try_get("token")?;
-        let instance = InstanceInfo {
-            id: new.id.clone(),
-            name: new.name.clone(),
-            status: InstanceStatus::Pending,
-            execution: 1,
-            input: new.input.clone(),
-            output: None,
-            failure: None,
-            parent: new.parent.clone(),
-            queue: new.queue.clone(),
-            options: new.options.clone(),
-            attempt: 1,
-            created_at: new.created_at,
-            updated_at: new.created_at,
-            version: None,
-            journal_len: None,
-            last_event_at: None,
-        };
-        let turn = TurnWork {
-            instance,
-            journal: Ok(Journal::Events(Vec::new())),
-            messages: vec![Message {
-                id: MessageId(start),
-                instance_id: new.id.clone(),
-                kind: MessageKind::start(1),
-                visible_at: new.created_at,
-            }],
-            token: LeaseToken(token),
-        };
+        let turn = first_turn(new, row.try_get("start_id")?, row.try_get("token")?);
         return Ok(Some((CreateOutcome::Created, Some(turn))));
     }
     Ok(Some((existing(conn, &row, &new.id).await?, None)))
+}
+
+/// A creation's claim of its new instance's first turn (see [`create_batch`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FirstTurnClaim {
+    /// How long the lease lasts, from the creation.
+    pub(crate) lease: Duration,
+    /// The lease owner the store registered, if any.
+    pub(crate) owner: Option<i32>,
+}
+
+/// The first turn of the new instance `new`, leased to its creator under `token` at its
+/// creation: its start message (`start`, its id) and an empty journal.
+fn first_turn(new: &NewInstance, start: i64, token: i64) -> TurnWork {
+    let instance = InstanceInfo {
+        id: new.id.clone(),
+        name: new.name.clone(),
+        status: InstanceStatus::Pending,
+        execution: 1,
+        input: new.input.clone(),
+        output: None,
+        failure: None,
+        parent: new.parent.clone(),
+        queue: new.queue.clone(),
+        options: new.options.clone(),
+        attempt: 1,
+        created_at: new.created_at,
+        updated_at: new.created_at,
+        version: None,
+        journal_len: None,
+        last_event_at: None,
+    };
+    TurnWork {
+        instance,
+        journal: Ok(Journal::Events(Vec::new())),
+        messages: vec![Message {
+            id: MessageId(start),
+            instance_id: new.id.clone(),
+            kind: MessageKind::start(1),
+            visible_at: new.created_at,
+        }],
+        token: LeaseToken(token),
+    }
 }
 
 /// The outcome for an id a create statement found taken: the instance in the statement's row
@@ -429,7 +481,10 @@ pub(crate) async fn send(
 /// The statement of [`insert_children`]: the columns of [`CREATE_BATCH`] without the channel
 /// (`$7`..`$11` are its `$8`..`$12`).
 pub(crate) const INSERT_CHILDREN: &str = concat!(
-    create_instances_cte!("$7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[]"),
+    create_instances_cte!(
+        "$7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[], '{}'::bigint[],
+         '{}'::integer[]"
+    ),
     " SELECT id FROM created"
 );
 

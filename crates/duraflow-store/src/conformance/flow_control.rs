@@ -408,6 +408,34 @@ pub async fn creation_claims_no_first_turn_that_needs_admission(store: Arc<dyn S
     assert_eq!(ids(&work), ["limited", "keyed"]);
 }
 
+/// A batch of creations claims no first turn that needs an admission either (a limited queue, a
+/// concurrency key), whatever it asks: a fetch admits them.
+pub async fn a_batch_of_creations_claims_no_first_turn_that_needs_admission(
+    store: Arc<dyn Store>,
+) {
+    store
+        .configure_queue(QueueConfig::new("one").concurrency(1))
+        .await
+        .unwrap();
+    let created = store
+        .create_instances_claiming(
+            vec![
+                instance("limited", "one", 0, 0, None),
+                instance("keyed", "default", 0, 0, Some("k")),
+            ],
+            vec![true, true],
+            LEASE,
+        )
+        .await
+        .unwrap();
+    for (outcome, turn) in &created {
+        assert!(matches!(outcome, CreateOutcome::Created), "{outcome:?}");
+        assert!(turn.is_none(), "{turn:?}");
+    }
+    let work = fetch(&*store, &["one", "default"], at(1), 100).await;
+    assert_eq!(ids(&work), ["limited", "keyed"]);
+}
+
 /// `configure_queue` inserts or replaces a queue's configuration, which reads back as stored;
 /// a limit that could never admit anything is refused.
 pub async fn configure_queue_upserts(store: Arc<dyn Store>) {

@@ -121,6 +121,12 @@ pub async fn create_instances_creates_a_batch(store: Arc<dyn Store>) {
 /// each claimed turn is leased, with its start message, and no fetch takes it while the lease
 /// lasts; every other new instance is due for a fetch, and a taken id is claimed by nobody.
 pub async fn create_instances_claiming_leases_only_what_it_asked_for(store: Arc<dyn Store>) {
+    create_instances_claiming_leases(store, false).await;
+}
+
+/// The case of [`create_instances_claiming_leases_only_what_it_asked_for`]; with `claim`, the
+/// store must claim every new instance's first turn that was asked for.
+pub(crate) async fn create_instances_claiming_leases(store: Arc<dyn Store>, claim: bool) {
     store
         .create_instance(new_instance("taken", "checkout"))
         .await
@@ -161,6 +167,13 @@ pub async fn create_instances_claiming_leases_only_what_it_asked_for(store: Arc<
         )
         .await
         .unwrap();
+    if claim {
+        assert_eq!(
+            claimed,
+            ["c-0", "c-3"],
+            "this store claims what it was asked to"
+        );
+    }
     let mut fetched: Vec<String> = fetched.into_iter().map(|w| w.instance.id).collect();
     fetched.sort();
     let mut expected: Vec<String> = ["c-0", "c-1", "c-3", "taken"]

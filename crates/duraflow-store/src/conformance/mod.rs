@@ -270,6 +270,7 @@ macro_rules! conformance_tests {
                 a_new_limit_counts_what_its_queue_admitted_before_it,
                 limits_do_not_hold_back_running_turns,
                 creation_claims_no_first_turn_that_needs_admission,
+                a_batch_of_creations_claims_no_first_turn_that_needs_admission,
                 configure_queue_upserts,
                 task_concurrency_holds_under_concurrent_fetchers,
                 task_limits_hold_back_only_their_queue,

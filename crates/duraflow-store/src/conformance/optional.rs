@@ -51,3 +51,10 @@ pub async fn a_finished_instance_is_handed_to_its_watchers(store: Arc<dyn Store>
 pub async fn a_sent_message_claims_a_free_turn(store: Arc<dyn Store>) {
     super::sends::a_sent_message_claims_a_free_turn(store, true).await;
 }
+
+/// A store that claims the first turns of the instances a batch creates (memory, SQLite and
+/// PostgreSQL do, see `Store::create_instances_claiming`) claims each one asked for: the case
+/// of the suite, with the claims required.
+pub async fn a_batch_of_creations_claims_the_first_turns_asked_for(store: Arc<dyn Store>) {
+    super::instances::create_instances_claiming_leases(store, true).await;
+}
