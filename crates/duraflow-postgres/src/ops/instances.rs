@@ -128,7 +128,8 @@ pub(crate) fn start_message() -> OpResult<String> {
 /// skipping ids that are taken; `created` holds the new ones. A row with a claimed lease's
 /// expiry (`claim_until`) whose first turn needs no admission (no concurrency key, no limit on
 /// its queue) is inserted with its first turn leased until then to its `claim_owner`, as a
-/// fetch would lease it (`claimed`).
+/// fetch would lease it (`claimed`); its start is visible from the instance's start
+/// (`not_before`) all the same, so a claim that lapses leaves it as it was.
 macro_rules! create_instances_cte {
     ($columns:literal) => {
         concat!(
@@ -158,10 +159,11 @@ macro_rules! create_instances_cte {
                         CASE WHEN claims THEN created_at END
                    FROM new ORDER BY id
                  ON CONFLICT (id) DO NOTHING
-                 RETURNING id, due_seq, due_at, lease_token, lease_until IS NOT NULL AS claimed
+                 RETURNING id, due_seq, not_before AS start_at, lease_token,
+                           lease_until IS NOT NULL AS claimed
              ), started AS (
                  INSERT INTO messages (id, instance_id, visible_at, kind)
-                 SELECT due_seq, id, due_at, $6 FROM created
+                 SELECT due_seq, id, start_at, $6 FROM created
              )"
         )
     };

@@ -410,9 +410,7 @@ pub async fn creation_claims_no_first_turn_that_needs_admission(store: Arc<dyn S
 
 /// A batch of creations claims no first turn that needs an admission either (a limited queue, a
 /// concurrency key), whatever it asks: a fetch admits them.
-pub async fn a_batch_of_creations_claims_no_first_turn_that_needs_admission(
-    store: Arc<dyn Store>,
-) {
+pub async fn a_batch_of_creations_claims_no_first_turn_that_needs_admission(store: Arc<dyn Store>) {
     store
         .configure_queue(QueueConfig::new("one").concurrency(1))
         .await

@@ -183,6 +183,26 @@ pub(crate) async fn create_instances_claiming_leases(store: Arc<dyn Store>, clai
         .collect();
     expected.sort();
     assert_eq!(fetched, expected, "claimed: {claimed:?}");
+    // A claim that lapses (its turn never committed) leaves the first turn to a fetch, its
+    // start visible since the creation, not since the lapsed lease.
+    let refetched = store
+        .fetch_turns(
+            &crate::FetchFilter::default(),
+            at(super::LEASE_MS + 1),
+            10,
+            super::LEASE,
+            None,
+        )
+        .await
+        .unwrap();
+    let mut again: Vec<&str> = refetched.iter().map(|w| w.instance.id.as_str()).collect();
+    again.sort_unstable();
+    assert_eq!(again, claimed, "the lapsed claims are fetched again");
+    for work in &refetched {
+        assert_eq!(work.messages.len(), 1);
+        assert_eq!(work.messages[0].kind, MessageKind::start(1));
+        assert_eq!(work.messages[0].visible_at, T0, "{}", work.instance.id);
+    }
 }
 
 /// A new instance is pending in execution 1 with an empty journal and a start message visible
