@@ -481,7 +481,7 @@ pub(crate) async fn send(
 }
 
 /// The statement of [`insert_children`]: the columns of [`CREATE_BATCH`] without the channel
-/// (`$7`..`$11` are its `$8`..`$12`).
+/// (`$7`..`$11` are its `$8`..`$12`) and without claims (a child's first turn is fetched).
 pub(crate) const INSERT_CHILDREN: &str = concat!(
     create_instances_cte!(
         "$7::text[], $8::bigint[], $9::text[], $10::int[], $11::text[], '{}'::bigint[],

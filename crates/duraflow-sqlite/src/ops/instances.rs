@@ -238,9 +238,14 @@ pub(crate) fn send_claiming(
     if message.visible_at > claim.now {
         return send(conn, message, tx).map(|()| None);
     }
-    refuse_unless_open(conn, id)?;
+    // The insert checks that the instance is open; only a refused one reads its status again,
+    // for the error.
     let Some(message_id) = post_message(conn, id, &message.kind, message.visible_at)? else {
-        return Ok(None);
+        refuse_unless_open(conn, id)?;
+        return Err(StoreError::Other(format!(
+            "a message for the open instance {id:?} was not posted"
+        ))
+        .into());
     };
     let turn = if super::flow::claimable(conn, tx, id, Some(claim.filter))? {
         turns::lease_turn_when(
