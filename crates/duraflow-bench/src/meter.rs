@@ -118,6 +118,10 @@ fn scan(wal: &Path) -> Result<WalScan> {
         return Ok(WalScan::default());
     }
     let magic = be32(&header, 0);
+    // A log whose file the store reserved (written with zeros) before its first commit.
+    if header == [0; WAL_HEADER] {
+        return Ok(WalScan::default());
+    }
     if magic != 0x377f_0682 && magic != 0x377f_0683 {
         return Err(format!("{} is not a SQLite WAL (magic {magic:#x})", wal.display()).into());
     }
@@ -161,14 +165,20 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn counts_commits_of_another_connection() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
+    /// A database in WAL mode with a table `t`, and a connection that writes it.
+    fn wal_database(dir: &Path) -> (PathBuf, Connection) {
+        let path = dir.join("t.db");
         let writer = Connection::open(&path).unwrap();
         writer
             .execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE t(x)")
             .unwrap();
+        (path, writer)
+    }
+
+    #[test]
+    fn counts_commits_of_another_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, writer) = wal_database(dir.path());
         let meter = WalMeter::start(&path).unwrap();
         for i in 0..50 {
             writer.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
@@ -197,6 +207,24 @@ mod tests {
         writer
             .execute_batch("PRAGMA wal_checkpoint(PASSIVE)")
             .unwrap();
+        let meter = WalMeter::start(&path).unwrap();
+        for i in 0..30 {
+            writer.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();
+        }
+        let count = meter.finish().unwrap();
+        assert_eq!(count.commits, 30);
+    }
+
+    /// The store writes a new log's file out with zeros before its first commit: a header of
+    /// zeros is a log with no frames yet, not an error.
+    #[test]
+    fn counts_in_a_log_reserved_with_zeros() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, writer) = wal_database(dir.path());
+        writer
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+            .unwrap();
+        std::fs::write(dir.path().join("t.db-wal"), vec![0u8; 1 << 20]).unwrap();
         let meter = WalMeter::start(&path).unwrap();
         for i in 0..30 {
             writer.execute("INSERT INTO t VALUES (?1)", [i]).unwrap();

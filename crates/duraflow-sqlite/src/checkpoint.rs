@@ -16,13 +16,15 @@
 //!
 //! On a starved core that is not enough: the thread may fall behind, and SQLite starts the log
 //! over only when no connection still reads the old one, which keeps failing while the thread
-//! is busy with its next checkpoint. So the writer runs a `TRUNCATE` checkpoint of its own
+//! is busy with its next checkpoint. So the writer runs a `RESTART` checkpoint of its own
 //! (having the thread stand aside and waiting for its checkpoint to end, but never for readers)
 //! when the thread has
 //! not finished one for [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] commits, or when the log still
 //! holds more than `MAX_LOG_FRAMES` frames after one. And since SQLite reuses the log file
 //! without shrinking it when the log starts over, the writer's connection sets
-//! `journal_size_limit` (`open.rs`), which cuts the file back. The log stays bounded whatever
+//! `journal_size_limit` (`open.rs`), which cuts the file back to the length the writer reserves
+//! for it. (A `TRUNCATE` checkpoint would cut it to nothing, and the commits after it would
+//! lengthen the file again, each paying the longer sync of `log_space.rs`.) The log stays bounded whatever
 //! the scheduling (`the_checkpointer_keeps_the_log_bounded`, which once failed on a loaded
 //! machine).
 
@@ -44,7 +46,7 @@ pub(crate) const COMMITS_PER_CHECKPOINT: u32 = 64;
 /// whatever the scheduling.
 pub(crate) const COMMITS_BEFORE_WRITER_CHECKPOINTS: u32 = 8 * COMMITS_PER_CHECKPOINT;
 
-/// The most frames the log may hold after a finished checkpoint before the writer truncates
+/// The most frames the log may hold after a finished checkpoint before the writer restarts
 /// it (about 4 MiB at SQLite's default 4 KiB pages).
 const MAX_LOG_FRAMES: i64 = 1_024;
 
@@ -132,11 +134,11 @@ impl Checkpointer {
     ///
     /// `commits` counts the writer's commits since the last checkpoint it finished: past
     /// [`COMMITS_BEFORE_WRITER_CHECKPOINTS`] it copies the whole log and starts it over itself
-    /// (`TRUNCATE`, after the checkpoint the thread is running, never waiting for readers).
+    /// (`RESTART`, after the checkpoint the thread is running, never waiting for readers).
     pub(crate) fn finish(&self, writer: &Connection, commits: u32) -> Finish {
         if commits >= COMMITS_BEFORE_WRITER_CHECKPOINTS {
             // The thread has fallen behind.
-            return self.truncate(writer);
+            return self.restart(writer);
         }
         if !self.copied.swap(false, Ordering::AcqRel) {
             return Finish::NotYet;
@@ -144,9 +146,9 @@ impl Checkpointer {
         // Finish the thread's checkpoint. SQLite starts the log over at the next transaction
         // only if no connection still reads the old one; when that keeps failing (the thread's
         // connection busy with its next checkpoint on a starved core), the log only grows, so
-        // past `MAX_LOG_FRAMES` the writer truncates it.
+        // past `MAX_LOG_FRAMES` the writer restarts it.
         match frames(writer) {
-            Ok((log, 0)) if log > MAX_LOG_FRAMES => self.truncate(writer),
+            Ok((log, 0)) if log > MAX_LOG_FRAMES => self.restart(writer),
             Ok((_, 0)) => Finish::Done,
             Ok(_) => Finish::NotYet,
             Err(e) => {
@@ -156,17 +158,16 @@ impl Checkpointer {
         }
     }
 
-    /// Copies the whole log and truncates it on the writer's connection: keeps the thread from
+    /// Copies the whole log and starts it over on the writer's connection (keeping its file's
+    /// length, which the next commit cuts back to `journal_size_limit`): keeps the thread from
     /// starting another checkpoint and waits for its current one (a passive checkpoint, which
     /// never waits itself), but never waits for readers. A reader that still uses the old log
     /// (a long read, another process's snapshot) makes it give up at once: waiting would hold
     /// every commit queued behind it, for as long as that reader reads.
-    fn truncate(&self, writer: &Connection) -> Finish {
+    fn restart(&self, writer: &Connection) -> Finish {
         let done = match self.on_writer(|| {
             without_waiting(writer, |conn| {
-                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                    r.get::<_, i64>(0)
-                })
+                conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0))
             })
         }) {
             Ok(busy) => busy == 0,

@@ -603,6 +603,8 @@ fn writer_loop(writer: Writer, rx: mpsc::Receiver<Request>, notifier: Arc<Notifi
         mut owner,
         checkpointer,
     } = writer;
+    // Commits overwrite the log's file from now on instead of lengthening it.
+    crate::log_space::reserve(&conn);
     let mut commits = 0u32;
     // Commits since the writer last ran a checkpoint itself.
     let mut since_checkpoint = 0u32;

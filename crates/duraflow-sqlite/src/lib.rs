@@ -38,6 +38,7 @@ mod codec;
 mod db;
 mod error;
 mod foreign;
+mod log_space;
 mod open;
 mod ops;
 mod owners;

@@ -71,10 +71,12 @@ pub(crate) fn open_writer(path: &Path, options: &SqliteOptions) -> StoreResult<C
     // Checkpoints run on a thread of their own (`checkpoint.rs`), not inside the writer's
     // commits. When the log starts over, SQLite reuses its file without shrinking it, so a
     // burst that once made it long would keep the file long: `journal_size_limit` has it cut
-    // back to 4 MiB each time the log starts over.
+    // back, each time the log starts over, to the length the writer reserves for it
+    // (`log_space.rs`).
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = OFF; PRAGMA wal_autocheckpoint = 0; \
-         PRAGMA journal_size_limit = 4194304;"
+         PRAGMA journal_size_limit = {};",
+        crate::log_space::LOG_BYTES
     ))
     .map_err(|e| describe(path, e))?;
     map_memory(&conn, path, options.mmap_size)?;
