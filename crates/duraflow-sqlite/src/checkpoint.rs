@@ -252,3 +252,53 @@ fn frames(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
         Ok((log, (log - copied).max(0)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+
+    use super::*;
+    use crate::log_space::{reserve, LOG_BYTES};
+    use crate::open::open_writer;
+    use crate::SqliteOptions;
+
+    /// The writer's own checkpoint starts the log over and keeps its file's length, so the
+    /// commits after it still overwrite blocks already written (a `TRUNCATE` cut the file to
+    /// nothing).
+    #[test]
+    fn the_writers_checkpoint_restarts_the_log_and_keeps_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.sqlite");
+        let options = SqliteOptions::default();
+        let writer = open_writer(&path, &options).unwrap();
+        writer.execute_batch("CREATE TABLE t (v INTEGER)").unwrap();
+        reserve(&writer);
+        for v in 0..50 {
+            writer
+                .execute("INSERT INTO t (v) VALUES (?1)", [v])
+                .unwrap();
+        }
+        let log_len = || {
+            std::fs::metadata(dir.path().join("db.sqlite-wal"))
+                .unwrap()
+                .len()
+        };
+        let checkpointer = Checkpointer::start(open_writer(&path, &options).unwrap()).unwrap();
+
+        let finished = checkpointer.finish(&writer, COMMITS_BEFORE_WRITER_CHECKPOINTS);
+        assert_eq!(finished, Finish::Done);
+        assert_eq!(log_len(), LOG_BYTES, "the log's file keeps its length");
+        writer.execute("INSERT INTO t (v) VALUES (50)", []).unwrap();
+        let (frames, _) = frames(&writer).unwrap();
+        assert!(
+            (1..10).contains(&frames),
+            "the log started over: it holds {frames} frames after one more commit"
+        );
+        assert_eq!(log_len(), LOG_BYTES);
+        let rows: i64 = writer
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 51);
+        checkpointer.stop();
+    }
+}
