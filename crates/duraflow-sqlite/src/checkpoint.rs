@@ -24,9 +24,9 @@
 //! without shrinking it when the log starts over, the writer's connection sets
 //! `journal_size_limit` (`open.rs`), which cuts the file back to the length the writer reserves
 //! for it. (A `TRUNCATE` checkpoint would cut it to nothing, and the commits after it would
-//! lengthen the file again, each paying the longer sync of `log_space.rs`.) The log stays bounded whatever
-//! the scheduling (`the_checkpointer_keeps_the_log_bounded`, which once failed on a loaded
-//! machine).
+//! lengthen the file again, each paying the longer sync of `log_space.rs`.) The log stays
+//! bounded whatever the scheduling (`the_checkpointer_keeps_the_log_bounded`, which once failed
+//! on a loaded machine).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender};

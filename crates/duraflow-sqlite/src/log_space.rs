@@ -34,9 +34,11 @@ pub(crate) const LOG_BYTES: u64 = 4 << 20;
 const CHUNK: usize = 256 << 10;
 
 /// Writes the log's file out to [`LOG_BYTES`] with zeros and syncs it, under the write lock of
-/// `conn` (the writer's connection, idle). Does nothing for a database without a file, or
-/// whose log's file is already that long or does not exist; a failure is logged and left
-/// alone, since commits only run slower without the reserve. Returns how many bytes it wrote.
+/// `conn` (the writer's connection, idle; it waits for the lock as any write does, up to the
+/// busy timeout). Does nothing for a database without a file, or whose log's file is already
+/// that long or does not exist; a failure (the lock still taken, a full disk) is logged and
+/// left alone, since commits only run slower without the reserve. Returns how many bytes it
+/// wrote.
 pub(crate) fn reserve(conn: &Connection) -> u64 {
     let Some(db) = conn.path().filter(|p| !p.is_empty()) else {
         return 0;
@@ -137,10 +139,11 @@ mod tests {
         assert_eq!(check, "ok");
     }
 
-    /// A log that another connection is writing is not touched until its transaction ends, and
-    /// the reserve then keeps that connection's frames.
+    /// A log that another connection is writing is not touched: with the write lock still taken
+    /// after the busy timeout (none here), the reserve gives up, and once the lock is free it
+    /// lengthens the file and keeps that connection's frames.
     #[test]
-    fn the_reserve_waits_for_the_write_lock() {
+    fn the_reserve_leaves_a_log_being_written_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db.sqlite");
         let options = SqliteOptions {
