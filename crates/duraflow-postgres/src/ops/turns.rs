@@ -197,23 +197,25 @@ impl DecodedRows {
         let mut failed = None;
         for row in &mut self.rows {
             let at = events.len();
-            // A row at another position than the next one is a gap or a duplicate, described
-            // as the in-order check describes it.
-            if usize::try_from(row.position) != Ok(at) {
-                if let Err(error) =
+            let decoded = match (usize::try_from(row.position) == Ok(at), row.events.take()) {
+                (true, Some(decoded)) => decoded,
+                // A row at another position than the next one is a gap or a duplicate,
+                // described as the in-order check describes it.
+                _ => Err((
+                    at,
                     codec::journal_row(at, i64::from(row.position), i64::from(row.format))
-                {
-                    failed = Some((at, error));
-                    break;
-                }
-            }
-            match row.events.take() {
-                Some(Ok(mut decoded)) => events.append(&mut decoded),
-                Some(Err(error)) => {
+                        .err()
+                        .unwrap_or_else(|| {
+                            EventDecodeError::Corrupt(format!("no row holds position {at}"))
+                        }),
+                )),
+            };
+            match decoded {
+                Ok(mut decoded) => events.append(&mut decoded),
+                Err(error) => {
                     failed = Some(error);
                     break;
                 }
-                None => break,
             }
         }
         match failed {
