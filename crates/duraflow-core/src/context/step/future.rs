@@ -243,9 +243,12 @@ where
                     return Poll::Pending;
                 }
                 this.start_pos = s.pos - 1;
-                s.ops.set_slot(&this.op, Slot::Waiting(None));
+                // Nothing can have completed it yet: it waits, with this task's waker.
+                s.ops
+                    .set_slot(&this.op, Slot::Waiting(Some(cx.waker().clone())));
                 this.issued = true;
                 this.reported = false;
+                break;
             }
             match take_completion(&mut s, &this.op, cx) {
                 Some(Completion::Retrying) => {
