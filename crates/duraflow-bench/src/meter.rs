@@ -117,11 +117,11 @@ fn scan(wal: &Path) -> Result<WalScan> {
     if len < WAL_HEADER as u64 || reader.read_exact(&mut header).is_err() {
         return Ok(WalScan::default());
     }
-    let magic = be32(&header, 0);
     // A log whose file the store reserved (written with zeros) before its first commit.
     if header == [0; WAL_HEADER] {
         return Ok(WalScan::default());
     }
+    let magic = be32(&header, 0);
     if magic != 0x377f_0682 && magic != 0x377f_0683 {
         return Err(format!("{} is not a SQLite WAL (magic {magic:#x})", wal.display()).into());
     }

@@ -59,16 +59,14 @@ impl Creates {
 
 impl Creates {
     /// Queues many creations (their ids already validated) together, so they share statements
-    /// (up to [`MAX_BATCH`] each), each claiming its first turn as `claims` says (see
+    /// (up to [`MAX_BATCH`] each), each claiming its first turn as its claim says (see
     /// `instances::create_batch`), and waits for their outcomes, in the order given.
     pub(crate) async fn create_many(
         &self,
-        new: Vec<NewInstance>,
-        claims: Vec<Option<FirstTurnClaim>>,
+        new: Vec<(NewInstance, Option<FirstTurnClaim>)>,
     ) -> StoreResult<Vec<Created>> {
         let mut outcomes = Vec::with_capacity(new.len());
-        for (i, instance) in new.into_iter().enumerate() {
-            let claim = claims.get(i).copied().flatten();
+        for (instance, claim) in new {
             let (reply, outcome) = oneshot::channel();
             if self.tx.send((instance, claim, reply)).is_err() {
                 return Err(closed());

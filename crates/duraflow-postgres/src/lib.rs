@@ -390,16 +390,15 @@ impl Store for PostgresStore {
             validate_instance_id(&new.id)?;
         }
         let owner = self.owner_id();
-        let claims = (0..instances.len())
-            .map(|i| {
-                claim
-                    .get(i)
-                    .copied()
-                    .unwrap_or(false)
-                    .then_some(FirstTurnClaim { lease, owner })
+        let mut claim = claim.into_iter();
+        let new = instances
+            .into_iter()
+            .map(|instance| {
+                let claimed = claim.next().unwrap_or(false);
+                (instance, claimed.then_some(FirstTurnClaim { lease, owner }))
             })
             .collect();
-        self.creates.create_many(instances, claims).await
+        self.creates.create_many(new).await
     }
 
     async fn create_instance_claiming(

@@ -203,26 +203,39 @@ pub(crate) fn create(
     Ok((CreateOutcome::Created, turn))
 }
 
+/// Puts `message` in its open instance's inbox and makes the instance due for it (see
+/// [`post_to_open`] for the errors), waking whoever fetches turns.
 pub(crate) fn send(conn: &Connection, message: &NewMessage, tx: &mut Tx<'_>) -> SqlResult<()> {
     let id = &message.instance_id;
-    refuse_unless_open(conn, id)?;
-    insert_message(conn, id, &message.kind, message.visible_at)?;
+    let message_id = post_to_open(conn, message)?;
+    make_due(conn, id, message.visible_at, message_id)?;
     tx.wake.turns = true;
     Ok(())
 }
 
-/// Fails with `NotFound` for an unknown instance and `InstanceFinished` for a finished one,
-/// which take no message.
-fn refuse_unless_open(conn: &Connection, id: &str) -> SqlResult<()> {
-    match status_of(conn, id)? {
-        None => Err(StoreError::instance_not_found(id).into()),
-        Some(s) if s.is_terminal() => Err(StoreError::InstanceFinished {
-            id: id.to_owned(),
-            status: s.to_string(),
-        }
-        .into()),
-        Some(_) => Ok(()),
+/// Puts `message` in its instance's inbox, as [`post_message`] does, and returns its id; fails
+/// with `NotFound` for an unknown instance and `InstanceFinished` for a finished one, which
+/// take no message. The insert checks that the instance is open: only a refused message reads
+/// the instance's status, for the error.
+fn post_to_open(conn: &Connection, message: &NewMessage) -> SqlResult<i64> {
+    let id = &message.instance_id;
+    if let Some(message_id) = post_message(conn, id, &message.kind, message.visible_at)? {
+        return Ok(message_id);
     }
+    Err(match status_of(conn, id)? {
+        None => StoreError::instance_not_found(id),
+        Some(status) if status.is_terminal() => StoreError::InstanceFinished {
+            id: id.to_owned(),
+            status: status.to_string(),
+        },
+        // The insert and this read share the writer's transaction: an open instance cannot
+        // have refused it.
+        Some(status) => StoreError::Other(format!(
+            "the SQLite store did not post a message for instance {id:?}, which is {status}; \
+             nothing was written: send it again, and report this as a bug"
+        )),
+    }
+    .into())
 }
 
 /// Sends `message` as [`send`] does and, when it is visible at `now` and its instance's turn
@@ -238,15 +251,7 @@ pub(crate) fn send_claiming(
     if message.visible_at > claim.now {
         return send(conn, message, tx).map(|()| None);
     }
-    // The insert checks that the instance is open; only a refused one reads its status again,
-    // for the error.
-    let Some(message_id) = post_message(conn, id, &message.kind, message.visible_at)? else {
-        refuse_unless_open(conn, id)?;
-        return Err(StoreError::Other(format!(
-            "a message for the open instance {id:?} was not posted"
-        ))
-        .into());
-    };
+    let message_id = post_to_open(conn, message)?;
     let turn = if super::flow::claimable(conn, tx, id, Some(claim.filter))? {
         turns::lease_turn_when(
             conn,
